@@ -1,0 +1,52 @@
+import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { newTagState, type RunOutcome, type TagDecision } from '../domain/decision.js';
+import { refusalReason } from '../domain/placement.js';
+import type { Requirements } from '../domain/request.js';
+import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
+import { poolStateQuery, recordOutcomeUpdate } from '../workflows/definitions.js';
+import { tagWorkflow, tagWorkflowId } from '../workflows/tag.js';
+
+export interface ControlDeps {
+  client: Client;
+}
+
+/** Activities on the control queue; they talk to other workflows through the client. */
+export function createControlActivities({ client }: ControlDeps) {
+  return {
+    async ping(): Promise<string> {
+      return `control worker pid ${process.pid}`;
+    },
+
+    /** Refuses requests no registered slot can ever run; picks a capable host to validate on. */
+    async checkPlacement(requirements: Requirements): Promise<{ refusal: string | null; hostQueue: string | null }> {
+      let pool;
+      try {
+        pool = await client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
+      } catch (error) {
+        if (error instanceof WorkflowNotFoundError) return { refusal: 'no worker has joined the fleet yet (start one with `expctl worker`)', hostQueue: null };
+        throw error;
+      }
+      const slots = pool.slots.map((entry) => entry.slot);
+      const refusal = refusalReason(slots, requirements, pool.policy);
+      if (refusal) return { refusal, hostQueue: null };
+      const capable = pool.slots.filter((entry) => refusalReason([entry.slot], requirements, pool.policy) === null);
+      const online = capable.find((entry) => pool.hosts[entry.slot.host]?.online) ?? capable[0]!;
+      return { refusal: null, hostQueue: pool.hosts[online.slot.host]!.hostQueue };
+    },
+
+    /** Applies an outcome to its tag's workflow, starting that workflow on first use. */
+    async applyTagOutcome(input: { tag: string; metric: { name: string; direction: 'minimize' | 'maximize' }; outcome: RunOutcome }): Promise<TagDecision> {
+      const startWorkflowOperation = new WithStartWorkflowOperation(tagWorkflow, {
+        workflowId: tagWorkflowId(input.tag),
+        taskQueue: CONTROL_TASK_QUEUE,
+        args: [input.tag, newTagState(input.tag, { metricName: input.metric.name, direction: input.metric.direction })],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+      });
+      return client.workflow.executeUpdateWithStart(recordOutcomeUpdate, {
+        args: [input.outcome],
+        updateId: `outcome-${input.outcome.experimentId}`,
+        startWorkflowOperation,
+      });
+    },
+  };
+}

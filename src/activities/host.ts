@@ -1,0 +1,106 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Slot } from '../domain/fleet.js';
+import type { ExperimentRequest } from '../domain/request.js';
+import { commitExists, commitPatch, fileInCommit, localRepository, readFileAtCommit, whichProgram } from '../gpu-worker/git.js';
+import { runFiles } from '../gpu-worker/run-files.js';
+import type { ValidationReport } from '../workflows/experiment-state.js';
+
+export interface HostDeps {
+  host: string;
+  workDir: string;
+  slots: Slot[];
+  /** Where dataset references without an absolute path are looked up. */
+  datasetsDir: string;
+}
+
+/** Arguments that name files in the repository (scripts, configs), as opposed to flags and values. */
+const FILE_ARGUMENT = /^[^-][^=]*\.(py|sh|js|mjs|ts|json|yaml|yml|toml|cfg|ini)$/;
+
+/** Activities on a worker's host queue: validation, log reads, host description. */
+export function createHostActivities(deps: HostDeps) {
+  async function check(experimentId: string, request: ExperimentRequest): Promise<Omit<ValidationReport, 'ok' | 'reason' | 'host'>> {
+    const repo = await localRepository(request.repo, deps.workDir, request.commit);
+    if (!(await commitExists(repo, request.commit))) throw new Error(`commit ${request.commit} does not exist in ${request.repo}`);
+
+    const [program, ...args] = request.command as [string, ...string[]];
+    let interpreter: string | null;
+    if (program.includes('/')) {
+      const inTree = await fileInCommit(repo, request.commit, program);
+      interpreter = inTree ? program : (await fs.access(program).then(() => program, () => null));
+      if (!interpreter) throw new Error(`command ${program} is neither in the commit's tree nor on this host`);
+    } else {
+      interpreter = await whichProgram(program);
+      if (!interpreter) throw new Error(`command "${program}" is not installed on ${deps.host} (not found on PATH)`);
+    }
+    for (const arg of args.filter((a) => FILE_ARGUMENT.test(a))) {
+      if (!(await fileInCommit(repo, request.commit, arg))) throw new Error(`${arg} (named in the command) does not exist in commit ${request.commit.slice(0, 12)}`);
+    }
+
+    let resolvedConfig: unknown = null;
+    if (request.configPath) {
+      if (!(await fileInCommit(repo, request.commit, request.configPath))) throw new Error(`config ${request.configPath} does not exist in commit ${request.commit.slice(0, 12)}`);
+      const text = await readFileAtCommit(repo, request.commit, request.configPath);
+      try {
+        resolvedConfig = JSON.parse(text);
+      } catch (error) {
+        throw new Error(`config ${request.configPath} is not valid JSON: ${(error as Error).message}`);
+      }
+    }
+    if (request.checkpoint) {
+      const inTree = await fileInCommit(repo, request.commit, request.checkpoint);
+      const onHost = await fs.access(path.resolve(request.checkpoint)).then(() => true, () => false);
+      if (!inTree && !onHost) throw new Error(`checkpoint ${request.checkpoint} was not found in the commit or on ${deps.host}`);
+    }
+    for (const dataset of request.datasets) {
+      const location = path.isAbsolute(dataset) ? dataset : path.join(deps.datasetsDir, dataset);
+      const present = await fs.access(location).then(() => true, () => false);
+      if (!present) throw new Error(`dataset ${dataset} is not present on ${deps.host} (looked at ${location})`);
+    }
+
+    const files = runFiles(deps.workDir, experimentId);
+    await fs.mkdir(files.dir, { recursive: true });
+    const { patch, files: changed } = await commitPatch(repo, request.commit);
+    await fs.writeFile(files.patch, patch);
+    return {
+      resolvedConfig,
+      interpreter,
+      patch: { path: files.patch, sha256: crypto.createHash('sha256').update(patch).digest('hex'), bytes: Buffer.byteLength(patch), files: changed },
+    };
+  }
+
+  return {
+    /** Everything that can be checked before a GPU is touched. Problems are results, not errors. */
+    async validateRequest(experimentId: string, request: ExperimentRequest): Promise<ValidationReport> {
+      try {
+        return { ok: true, reason: null, host: deps.host, ...(await check(experimentId, request)) };
+      } catch (error) {
+        return { ok: false, reason: (error as Error).message, host: deps.host, resolvedConfig: null, patch: null, interpreter: null };
+      }
+    },
+
+    async readLog(experimentId: string, offset: number, maxBytes: number): Promise<{ text: string; nextOffset: number; size: number }> {
+      const file = runFiles(deps.workDir, experimentId).log;
+      let handle;
+      try {
+        handle = await fs.open(file, 'r');
+      } catch {
+        return { text: '', nextOffset: offset, size: 0 };
+      }
+      try {
+        const { size } = await handle.stat();
+        const length = Math.max(0, Math.min(maxBytes, size - offset));
+        const buffer = Buffer.alloc(length);
+        await handle.read(buffer, 0, length, offset);
+        return { text: buffer.toString('utf8'), nextOffset: offset + length, size };
+      } finally {
+        await handle.close();
+      }
+    },
+
+    async describeHost(): Promise<{ host: string; slots: Slot[]; pid: number }> {
+      return { host: deps.host, slots: deps.slots, pid: process.pid };
+    },
+  };
+}

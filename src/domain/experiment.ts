@@ -1,0 +1,92 @@
+/** Experiment states, results and the CLI's exit codes (BRIEF §2, §4). Pure; safe in workflows. */
+
+export type ActiveStatus = 'submitted' | 'validating' | 'queued' | 'running' | 'evaluating';
+export type FailedStatus = 'validation_failed' | 'command_failed' | 'oom' | 'timed_out' | 'worker_lost' | 'retry_exhausted' | 'canceled';
+export type TerminalStatus = 'completed' | FailedStatus;
+export type ExperimentStatus = ActiveStatus | TerminalStatus;
+
+export const TERMINAL_STATUSES: readonly TerminalStatus[] = [
+  'completed', 'validation_failed', 'command_failed', 'oom', 'timed_out', 'worker_lost', 'retry_exhausted', 'canceled',
+];
+
+export function isTerminal(status: string): status is TerminalStatus {
+  return (TERMINAL_STATUSES as readonly string[]).includes(status);
+}
+
+export type Decision = 'keep' | 'discard';
+export type GitAction = 'keep_commit' | 'git_reset';
+
+/** The one JSON object `expctl run` prints for an agent. */
+export interface ExperimentResult {
+  experiment_id: string;
+  tag: string;
+  status: TerminalStatus;
+  decision: Decision | null;
+  action: GitAction | null;
+  metric_name: string;
+  metric: number | null;
+  best: number | null;
+  delta: number | null;
+  near_miss: boolean;
+  consecutive_crashes: number;
+  should_abort: boolean;
+  reason: string;
+  gpu: string | null;
+  worker: string | null;
+}
+
+/** Exit codes of `expctl run` / `expctl wait`: 0 decision, 2 validation, 3 run failed, 4 infrastructure, 5 canceled. */
+export function exitCodeFor(status: TerminalStatus): number {
+  switch (status) {
+    case 'completed':
+      return 0;
+    case 'validation_failed':
+      return 2;
+    case 'command_failed':
+    case 'oom':
+    case 'timed_out':
+      return 3;
+    case 'worker_lost':
+    case 'retry_exhausted':
+      return 4;
+    case 'canceled':
+      return 5;
+  }
+}
+
+/** What the train activity reports about the process it supervised. */
+export interface TrainingOutcome {
+  exitCode: number | null;
+  signal: string | null;
+  /** expctl killed the group because budget + grace ran out. */
+  timedOut: boolean;
+  /** expctl killed the group because the experiment was canceled. */
+  canceled: boolean;
+  metrics: Record<string, number | string> | null;
+  logTail: string;
+  logPath: string;
+  startedAt: string;
+  endedAt: string;
+}
+
+export interface RunClassification {
+  status: TerminalStatus;
+  reason: string;
+  metric: number | null;
+}
+
+/** Names the terminal state of a finished training process. OOM wins over a plain non-zero exit. */
+export function classifyTraining(outcome: TrainingOutcome, metricName: string, oomInLog: boolean): RunClassification {
+  const how = outcome.signal ? `signal ${outcome.signal}` : `exit code ${outcome.exitCode}`;
+  if (outcome.canceled) return { status: 'canceled', reason: `canceled by an operator; the process group was killed (${how})`, metric: null };
+  if (outcome.timedOut) return { status: 'timed_out', reason: `exceeded its time budget plus grace; the process group was killed (${how})`, metric: null };
+  if (oomInLog) return { status: 'oom', reason: `ran out of GPU memory (${how}); not retried, a retry would repeat it`, metric: null };
+  if (outcome.signal === 'SIGKILL') return { status: 'oom', reason: 'killed by SIGKILL that expctl did not send, most likely the OOM killer; not retried', metric: null };
+  if (outcome.exitCode !== 0) return { status: 'command_failed', reason: `training exited with ${how}`, metric: null };
+  const value = outcome.metrics?.[metricName];
+  if (typeof value !== 'number') {
+    const why = outcome.metrics ? `its --- block has no numeric "${metricName}"` : 'it printed no --- metric block';
+    return { status: 'command_failed', reason: `training exited 0 but ${why}`, metric: null };
+  }
+  return { status: 'completed', reason: `training finished; ${metricName} = ${value}`, metric: value };
+}

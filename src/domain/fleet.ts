@@ -1,0 +1,80 @@
+/** What the fleet is made of. Pure: shared by workers, the pool workflow and tests. */
+
+export type AcceleratorClass = string; // 'h100', 'a100', 'l4', ..., 'cpu'
+
+/** One schedulable accelerator: a GPU, or a CPU slot on a host without GPUs. */
+export interface Slot {
+  slotId: string; // unique in the fleet: `${host}/${index}` or `${host}/cpu${n}`
+  host: string;
+  index: number;
+  uuid: string;
+  name: string;
+  acceleratorClass: AcceleratorClass;
+  memoryMb: number;
+  taskQueue: string;
+  runtimeTags: string[];
+}
+
+export interface HostRegistration {
+  host: string;
+  hostQueue: string;
+  slots: Slot[];
+  driverVersion?: string;
+  registeredAt: number;
+}
+
+const KNOWN_CLASSES = ['h200', 'h100', 'gh200', 'b200', 'a100', 'a10g', 'a10', 'a6000', 'l40s', 'l40', 'l4', 'v100', 't4', 'rtx4090', 'rtx3090'];
+
+/** Derives the accelerator class from an `nvidia-smi` name, e.g. "NVIDIA H100 80GB HBM3" → "h100". */
+export function acceleratorClassFromName(name: string): AcceleratorClass {
+  const compact = name.toLowerCase().replace(/nvidia|geforce|tesla/g, '').replace(/[\s_-]+/g, '');
+  const known = KNOWN_CLASSES.find((candidate) => compact.includes(candidate));
+  if (known) return known;
+  const firstWord = name.toLowerCase().replace(/nvidia\s*/g, '').trim().split(/\s+/)[0];
+  return firstWord && /^[a-z0-9]+$/.test(firstWord) ? firstWord : 'unknown';
+}
+
+export interface GpuQueryRow {
+  index: number;
+  uuid: string;
+  name: string;
+  memoryTotalMb: number;
+  memoryUsedMb: number;
+  utilizationPercent: number | null;
+  temperatureC: number | null;
+  driverVersion: string;
+}
+
+/** The fields expctl asks `nvidia-smi --query-gpu=... --format=csv,noheader,nounits` for, in order. */
+export const GPU_QUERY_FIELDS = ['index', 'uuid', 'name', 'memory.total', 'memory.used', 'utilization.gpu', 'temperature.gpu', 'driver_version'];
+
+function numberOrNull(raw: string | undefined): number | null {
+  const value = Number(raw);
+  return raw === undefined || raw === '' || raw.includes('N/A') || Number.isNaN(value) ? null : value;
+}
+
+export function parseGpuQuery(csv: string): GpuQueryRow[] {
+  return csv
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line.length > 0)
+    .map((line, lineNo) => {
+      const cells = line.split(',').map((cell) => cell.trim());
+      if (cells.length < GPU_QUERY_FIELDS.length) {
+        throw new Error(`nvidia-smi line ${lineNo + 1} has ${cells.length} fields, expected ${GPU_QUERY_FIELDS.length}: "${line}"`);
+      }
+      const [index, uuid, name, memTotal, memUsed, util, temp, driver] = cells as [string, string, string, string, string, string, string, string];
+      const memoryTotalMb = numberOrNull(memTotal);
+      if (numberOrNull(index) === null || memoryTotalMb === null) throw new Error(`nvidia-smi line ${lineNo + 1} is not a GPU row: "${line}"`);
+      return {
+        index: Number(index),
+        uuid,
+        name,
+        memoryTotalMb,
+        memoryUsedMb: numberOrNull(memUsed) ?? 0,
+        utilizationPercent: numberOrNull(util),
+        temperatureC: numberOrNull(temp),
+        driverVersion: driver,
+      };
+    });
+}

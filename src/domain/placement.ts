@@ -1,0 +1,139 @@
+import type { Slot } from './fleet.js';
+import type { Requirements } from './request.js';
+
+/** Filter-then-score placement (BRIEF §7). Pure: the pool workflow decides with it; tests check it. */
+
+export interface PlacementPolicy {
+  /** Classes only given to requests that ask for them by name, unless allowScarceForAny. */
+  scarceClasses: string[];
+  allowScarceForAny: boolean;
+  /** Extra GPU memory a slot must have beyond what the request asks for. */
+  memoryMarginMb: number;
+}
+
+export const DEFAULT_PLACEMENT_POLICY: PlacementPolicy = {
+  scarceClasses: ['h100', 'h200', 'gh200', 'b200'],
+  allowScarceForAny: false,
+  memoryMarginMb: 512,
+};
+
+export type SlotState = 'idle' | 'leased' | 'offline';
+
+export interface SlotView extends Slot {
+  state: SlotState;
+  draining: boolean;
+}
+
+export interface LeaseRequest {
+  experimentId: string;
+  requirements: Requirements;
+  priority: number;
+  enqueuedAt: number;
+}
+
+export interface CandidateRecord {
+  slotId: string;
+  acceleratorClass: string;
+  memoryMb: number;
+  rejected: string | null;
+  score: number | null;
+}
+
+export interface PlacementRecord {
+  slotId: string;
+  host: string;
+  acceleratorClass: string;
+  why: string;
+  policy: string;
+  candidates: CandidateRecord[];
+  queuedMs: number;
+}
+
+/** Why a slot can never run this request, or null when it could (capability only, not availability). */
+export function capabilityMismatch(slot: Slot, req: Requirements, policy: PlacementPolicy): string | null {
+  const wanted = req.acceleratorClass;
+  if (wanted !== 'any' && slot.acceleratorClass !== wanted) return `class ${slot.acceleratorClass}, requested ${wanted}`;
+  if (wanted === 'any' && !policy.allowScarceForAny && policy.scarceClasses.includes(slot.acceleratorClass)) {
+    return `scarce class ${slot.acceleratorClass} is reserved for requests that name it (policy scarce-reserved)`;
+  }
+  if (req.gpuMemoryMb > 0 && slot.memoryMb < req.gpuMemoryMb + policy.memoryMarginMb) {
+    return `${slot.memoryMb} MB < ${req.gpuMemoryMb} MB requested + ${policy.memoryMarginMb} MB margin`;
+  }
+  const missing = req.runtimeTags.filter((tag) => !slot.runtimeTags.includes(tag));
+  if (missing.length > 0) return `missing runtime tags ${missing.join(', ')}`;
+  return null;
+}
+
+function availability(slot: SlotView): string | null {
+  if (slot.state === 'offline') return 'offline';
+  if (slot.draining) return 'draining';
+  if (slot.state === 'leased') return 'leased';
+  return null;
+}
+
+/** Lower is better: the least capable slot that fits keeps bigger GPUs free for jobs that need them. */
+export function slotScore(slot: Slot, policy: PlacementPolicy): number {
+  return (policy.scarceClasses.includes(slot.acceleratorClass) ? 1_000_000 : 0) + slot.memoryMb;
+}
+
+/** Every slot's verdict for a request; used for refusals at submit and for placement records. */
+export function evaluateCandidates(slots: SlotView[], req: Requirements, policy: PlacementPolicy): CandidateRecord[] {
+  return slots.map((slot) => {
+    const rejected = capabilityMismatch(slot, req, policy) ?? availability(slot);
+    return { slotId: slot.slotId, acceleratorClass: slot.acceleratorClass, memoryMb: slot.memoryMb, rejected, score: rejected ? null : slotScore(slot, policy) };
+  });
+}
+
+/** Null when some registered slot could run the request (now or later); else why none ever can. */
+export function refusalReason(slots: Slot[], req: Requirements, policy: PlacementPolicy): string | null {
+  if (slots.length === 0) return 'no worker has registered any GPU or CPU slot with the pool';
+  const reasons = slots.map((slot) => ({ slot, why: capabilityMismatch(slot, req, policy) }));
+  if (reasons.some((r) => r.why === null)) return null;
+  const summary = reasons.map((r) => `${r.slot.slotId}: ${r.why}`).join('; ');
+  return `no slot in the fleet can ever satisfy accelerator=${req.acceleratorClass}, memory=${req.gpuMemoryMb} MB, tags=[${req.runtimeTags.join(',')}] (${summary})`;
+}
+
+export function queueOrder(a: LeaseRequest, b: LeaseRequest): number {
+  return b.priority - a.priority || a.enqueuedAt - b.enqueuedAt;
+}
+
+export interface Grant {
+  experimentId: string;
+  slotId: string;
+  record: PlacementRecord;
+}
+
+/**
+ * Grants free slots to waiting requests in priority-then-FIFO order; each request takes the
+ * best-scoring slot that fits. A request that fits nothing free keeps its place in the queue.
+ */
+export function assignSlots(slots: SlotView[], queue: LeaseRequest[], policy: PlacementPolicy, now: number): Grant[] {
+  const taken = new Set<string>();
+  const grants: Grant[] = [];
+  for (const request of [...queue].sort(queueOrder)) {
+    const view = slots.map((slot) => (taken.has(slot.slotId) ? { ...slot, state: 'leased' as const } : slot));
+    const candidates = evaluateCandidates(view, request.requirements, policy);
+    const fitting = candidates.filter((c) => c.rejected === null).sort((a, b) => a.score! - b.score! || a.slotId.localeCompare(b.slotId));
+    const winner = fitting[0];
+    if (!winner) continue;
+    const slot = slots.find((s) => s.slotId === winner.slotId)!;
+    taken.add(slot.slotId);
+    const scarceUsed = policy.scarceClasses.includes(slot.acceleratorClass);
+    grants.push({
+      experimentId: request.experimentId,
+      slotId: slot.slotId,
+      record: {
+        slotId: slot.slotId,
+        host: slot.host,
+        acceleratorClass: slot.acceleratorClass,
+        why: fitting.length === 1 ? 'the only free slot that fits' : `least capable of ${fitting.length} free slots that fit (score ${winner.score})`,
+        policy: scarceUsed
+          ? request.requirements.acceleratorClass === 'any' ? 'scarce class allowed for any (policy allow-scarce)' : `scarce class ${slot.acceleratorClass} requested by name`
+          : 'least-capable-fit',
+        candidates,
+        queuedMs: now - request.enqueuedAt,
+      },
+    });
+  }
+  return grants;
+}

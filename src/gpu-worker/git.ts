@@ -1,0 +1,94 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+
+/** Git operations a worker needs: resolve a repository locally, inspect a commit, make worktrees. */
+
+export function isRemoteRepo(repo: string): boolean {
+  return /^[a-z+]+:\/\//i.test(repo) || /^[\w.-]+@[\w.-]+:/.test(repo);
+}
+
+export async function git(cwd: string, args: string[]): Promise<string> {
+  const { stdout } = await execa('git', ['-C', cwd, ...args], { timeout: 120_000 });
+  return stdout;
+}
+
+/**
+ * Returns a local repository holding the request's commits: the path itself for local repos,
+ * a cached clone (fetched on demand) for URLs.
+ */
+export async function localRepository(repo: string, workDir: string, commit: string): Promise<string> {
+  if (!isRemoteRepo(repo)) {
+    const resolved = path.resolve(repo);
+    try {
+      await git(resolved, ['rev-parse', '--git-dir']);
+    } catch {
+      throw new Error(`repo ${repo} is not a git repository on this host`);
+    }
+    return resolved;
+  }
+  const cache = path.join(workDir, 'repos', crypto.createHash('sha256').update(repo).digest('hex').slice(0, 16));
+  try {
+    await fs.access(cache);
+  } catch {
+    await fs.mkdir(path.dirname(cache), { recursive: true });
+    await execa('git', ['clone', '--bare', repo, cache], { timeout: 600_000 });
+  }
+  if (!(await commitExists(cache, commit))) await git(cache, ['fetch', '--quiet', 'origin', '+refs/heads/*:refs/heads/*']);
+  return cache;
+}
+
+export async function commitExists(repo: string, commit: string): Promise<boolean> {
+  try {
+    await git(repo, ['cat-file', '-e', `${commit}^{commit}`]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function fileInCommit(repo: string, commit: string, file: string): Promise<boolean> {
+  try {
+    await git(repo, ['cat-file', '-e', `${commit}:${file.replace(/^\.\//, '')}`]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function readFileAtCommit(repo: string, commit: string, file: string): Promise<string> {
+  return git(repo, ['show', `${commit}:${file.replace(/^\.\//, '')}`]);
+}
+
+/** The commit's full patch against its first parent (the whole tree for a root commit). */
+export async function commitPatch(repo: string, commit: string): Promise<{ patch: string; files: string[] }> {
+  const patch = await git(repo, ['show', '--format=commit %H%nAuthor: %an <%ae>%nDate: %aI%n%n%B', '--patch', '--binary', commit]);
+  const files = (await git(repo, ['show', '--format=', '--name-only', commit])).split('\n').filter(Boolean);
+  return { patch: `${patch}\n`, files };
+}
+
+/** An isolated checkout of one commit, so parallel experiments never share a train.py. */
+export async function addWorktree(repo: string, commit: string, dir: string): Promise<void> {
+  await fs.rm(dir, { recursive: true, force: true });
+  await git(repo, ['worktree', 'prune']);
+  await git(repo, ['worktree', 'add', '--detach', '--force', dir, commit]);
+}
+
+export async function removeWorktree(repo: string, dir: string): Promise<void> {
+  await git(repo, ['worktree', 'remove', '--force', dir]).catch(() => fs.rm(dir, { recursive: true, force: true }));
+}
+
+/** Finds a program on PATH the way execa will (no shell involved). */
+export async function whichProgram(program: string, envPath = process.env.PATH ?? ''): Promise<string | null> {
+  for (const dir of envPath.split(path.delimiter).filter(Boolean)) {
+    const candidate = path.join(dir, program);
+    try {
+      await fs.access(candidate, fs.constants.X_OK);
+      return candidate;
+    } catch {
+      // keep looking
+    }
+  }
+  return null;
+}

@@ -1,0 +1,23 @@
+/**
+ * Names every process must agree on: task queues, workflow IDs, search attributes, versions.
+ * Pure module: safe to import from workflow code.
+ */
+
+/** Control task queue: all workflows and the control activities (catalog, tag state, reports). */
+export const CONTROL_TASK_QUEUE = 'expctl-control';
+
+/** One task queue per accelerator slot, with exactly one activity slot polling it. */
+export function slotTaskQueue(host: string, slotId: string): string {
+  return `expctl-gpu-${host}-${slotId}`;
+}
+
+/** Per-host queue for validation, log reads and health checks. */
+export function hostTaskQueue(host: string): string {
+  return `expctl-host-${host}`;
+}
+
+/** The pool is one long-lived entity workflow with this ID. */
+export const POOL_WORKFLOW_ID = 'expctl-pool';
+
+/** The Temporal CLI release the project provisions (see scripts/install-temporal). */
+export const TEMPORAL_CLI_VERSION = '1.5.1';

@@ -1,0 +1,39 @@
+import os from 'node:os';
+import path from 'node:path';
+
+/** Where expctl keeps local state: the dev server's SQLite file, logs, worktrees. */
+export function stateDir(env: NodeJS.ProcessEnv = process.env): string {
+  return path.resolve(env.EXPCTL_HOME ?? '.expctl');
+}
+
+export interface DevPorts {
+  ip: string;
+  grpcPort: number;
+  uiPort: number;
+}
+
+function portFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new Error(`${name} must be a port number between 1 and 65535, got "${raw}"`);
+  }
+  return port;
+}
+
+/** Ports of the embedded dev server; the UI defaults to gRPC + 1000 like the Temporal CLI. */
+export function devPorts(env: NodeJS.ProcessEnv = process.env): DevPorts {
+  const grpcPort = portFrom(env, 'EXPCTL_TEMPORAL_PORT', 7233);
+  return { ip: env.EXPCTL_TEMPORAL_IP ?? '127.0.0.1', grpcPort, uiPort: portFrom(env, 'EXPCTL_UI_PORT', grpcPort + 1000) };
+}
+
+/** This host's name in the fleet: task queues, placement records and pool entries use it. */
+export function hostName(env: NodeJS.ProcessEnv = process.env): string {
+  return (env.EXPCTL_HOST ?? os.hostname()).replace(/[^A-Za-z0-9_.-]/g, '-');
+}
+
+/** Per-user cache for downloaded or built tools, reused by every clone on this machine. */
+export function userCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  return path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'expctl');
+}

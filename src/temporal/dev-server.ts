@@ -1,0 +1,144 @@
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { Connection } from '@temporalio/client';
+import { execa, type ResultPromise } from 'execa';
+import { SEARCH_ATTRIBUTE_TYPE_NAMES } from '../shared/search-attributes.js';
+
+export class PortInUseError extends Error {
+  constructor(
+    readonly port: number,
+    readonly variable: string,
+  ) {
+    super(`port ${port} is already in use by another process; set ${variable} to a free port`);
+  }
+}
+
+export interface DevServerOptions {
+  binary: string;
+  dbFile: string;
+  ip: string;
+  grpcPort: number;
+  uiPort: number;
+  /** Server output goes here, so the terminal stays readable. */
+  logFile: string;
+  /** Env var names that choose the ports, for the error when one is taken. */
+  portVariables?: { grpc: string; ui: string };
+}
+
+export interface DevServer {
+  address: string;
+  uiUrl: string;
+  pid: number;
+  /** Resolves when the server process has exited. */
+  exited: Promise<unknown>;
+  stop(): Promise<void>;
+}
+
+export async function isPortFree(port: number, ip: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen({ port, host: ip, exclusive: true }, () => probe.close(() => resolve(true)));
+  });
+}
+
+/** Asks the OS for a free TCP port (for tests and parallel dev servers). */
+export async function freePort(ip = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen({ port: 0, host: ip }, () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string, exited: { done: boolean; detail: () => Promise<string> }): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (exited.done) throw new Error(`the Temporal dev server exited while starting:\n${await exited.detail()}`);
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}`);
+}
+
+async function grpcHealthy(address: string): Promise<boolean> {
+  let connection: Connection | undefined;
+  try {
+    connection = await Connection.connect({ address, connectTimeout: 1000 });
+    await connection.workflowService.getSystemInfo({});
+    // The default namespace is registered a moment after the frontend answers.
+    await connection.workflowService.describeNamespace({ namespace: 'default' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await connection?.close().catch(() => undefined);
+  }
+}
+
+async function httpOk(url: string): Promise<boolean> {
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(1000) });
+    return response.status === 200;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Starts `temporal server start-dev` on a SQLite file with the project's search attributes
+ * registered, and resolves once gRPC and the Web UI answer.
+ */
+export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
+  const vars = options.portVariables ?? { grpc: 'EXPCTL_TEMPORAL_PORT', ui: 'EXPCTL_UI_PORT' };
+  if (!(await isPortFree(options.grpcPort, options.ip))) throw new PortInUseError(options.grpcPort, vars.grpc);
+  if (!(await isPortFree(options.uiPort, options.ip))) throw new PortInUseError(options.uiPort, vars.ui);
+  await fs.mkdir(path.dirname(options.dbFile), { recursive: true });
+  await fs.mkdir(path.dirname(options.logFile), { recursive: true });
+
+  const args = [
+    'server', 'start-dev',
+    '--db-filename', options.dbFile,
+    '--ip', options.ip,
+    '--port', String(options.grpcPort),
+    '--ui-port', String(options.uiPort),
+    '--log-level', 'warn',
+    ...Object.entries(SEARCH_ATTRIBUTE_TYPE_NAMES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]),
+  ];
+  const child: ResultPromise = execa(options.binary, args, {
+    stdin: 'ignore',
+    stdout: { file: options.logFile, append: true },
+    stderr: { file: options.logFile, append: true },
+    reject: false,
+    cleanup: true,
+  });
+  const state = {
+    done: false,
+    detail: async () => (await fs.readFile(options.logFile, 'utf8').catch(() => '')).trim().split('\n').slice(-10).join('\n'),
+  };
+  const exited = child.then((result) => {
+    state.done = true;
+    return result;
+  });
+  const address = `${options.ip}:${options.grpcPort}`;
+  const uiUrl = `http://${options.ip === '127.0.0.1' ? 'localhost' : options.ip}:${options.uiPort}`;
+  const stop = async () => {
+    if (state.done) return;
+    child.kill('SIGTERM');
+    const killTimer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(killTimer);
+  };
+  try {
+    await waitUntil(() => grpcHealthy(address), 60_000, `the Temporal frontend at ${address}`, state);
+    await waitUntil(() => httpOk(uiUrl), 30_000, `the Web UI at ${uiUrl}`, state);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { address, uiUrl, pid: child.pid!, exited, stop };
+}

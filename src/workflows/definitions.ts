@@ -1,0 +1,57 @@
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { TagDecision, TagPolicy, TagState, RunOutcome } from '../domain/decision.js';
+import type { HostRegistration, Slot } from '../domain/fleet.js';
+import type { LeaseRequest, PlacementRecord, PlacementPolicy } from '../domain/placement.js';
+import type { Requirements } from '../domain/request.js';
+import type { ExperimentSnapshot } from './experiment-state.js';
+
+/** Message definitions shared by workflows and clients: one place for every name on the wire. */
+
+// Pool
+export interface Lease {
+  leaseId: string;
+  experimentId: string;
+  slot: Slot;
+  hostQueue: string;
+  grantedAt: number;
+  placement: PlacementRecord;
+}
+export interface HostEntry {
+  host: string;
+  hostQueue: string;
+  driverVersion?: string;
+  online: boolean;
+  lastHeartbeat: number;
+  registeredAt: number;
+}
+export interface SlotEntry {
+  slot: Slot;
+  lease: Omit<Lease, 'slot' | 'placement'> | null;
+  draining: boolean;
+  drainReason: string | null;
+}
+export interface PoolSnapshot {
+  hosts: Record<string, HostEntry>;
+  slots: SlotEntry[];
+  queue: LeaseRequest[];
+  policy: PlacementPolicy;
+  heartbeatLimitMs: number;
+  leasesGranted: number;
+}
+export const registerHostSignal = defineSignal<[HostRegistration]>('registerHost');
+export const hostHeartbeatSignal = defineSignal<[{ host: string }]>('hostHeartbeat');
+export const deregisterHostSignal = defineSignal<[{ host: string }]>('deregisterHost');
+export const requestLeaseSignal = defineSignal<[{ experimentId: string; requirements: Requirements; priority: number }]>('requestLease');
+export const releaseLeaseSignal = defineSignal<[{ experimentId: string }]>('releaseLease');
+export const drainSignal = defineSignal<[{ target: string; drained: boolean; reason: string }]>('drain');
+export const poolStateQuery = defineQuery<PoolSnapshot>('poolState');
+
+// Experiment
+export const leaseGrantedSignal = defineSignal<[Lease]>('leaseGranted');
+export const leaseRevokedSignal = defineSignal<[{ leaseId: string; reason: string }]>('leaseRevoked');
+export const experimentStateQuery = defineQuery<ExperimentSnapshot>('experimentState');
+
+// Tag
+export const recordOutcomeUpdate = defineUpdate<TagDecision, [RunOutcome]>('recordOutcome');
+export const configureTagUpdate = defineUpdate<TagState, [Partial<TagPolicy>]>('configureTag');
+export const tagStateQuery = defineQuery<TagState>('tagState');

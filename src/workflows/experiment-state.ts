@@ -1,0 +1,47 @@
+import type { TagDecision } from '../domain/decision.js';
+import type { ExperimentStatus, TrainingOutcome } from '../domain/experiment.js';
+import type { ExperimentRequest } from '../domain/request.js';
+import type { PlacementRecord } from '../domain/placement.js';
+
+/** Input of experimentWorkflow: the validated request plus what the client resolved. */
+export interface ExperimentInput {
+  experimentId: string;
+  request: ExperimentRequest;
+  submittedAt: string;
+  priority: number;
+}
+
+/** What validation on the target host found and resolved (recorded; never re-derived). */
+export interface ValidationReport {
+  ok: boolean;
+  reason: string | null;
+  host: string;
+  resolvedConfig: unknown;
+  patch: { path: string; sha256: string; bytes: number; files: string[] } | null;
+  interpreter: string | null;
+}
+
+export interface TimelineEntry {
+  status: ExperimentStatus;
+  at: string;
+  note?: string;
+}
+
+/** The live state an operator or the CLI reads with the experimentState query. */
+export interface ExperimentSnapshot {
+  experimentId: string;
+  tag: string;
+  status: ExperimentStatus;
+  request: ExperimentRequest;
+  submittedAt: string;
+  timeline: TimelineEntry[];
+  validation: ValidationReport | null;
+  placement: PlacementRecord | null;
+  gpu: string | null;
+  worker: string | null;
+  attempts: number;
+  training: TrainingOutcome | null;
+  metric: number | null;
+  decision: TagDecision | null;
+  reason: string | null;
+}

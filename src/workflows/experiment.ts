@@ -1,0 +1,232 @@
+import {
+  ActivityFailure, ApplicationFailure, CancellationScope, condition, getExternalWorkflowHandle, isCancellation,
+  proxyActivities, setHandler, sleep, TimeoutFailure, upsertSearchAttributes,
+  ActivityCancellationType,
+} from '@temporalio/workflow';
+import type { TagDecision } from '../domain/decision.js';
+import { classifyTraining, type ExperimentResult, type ExperimentStatus, type TerminalStatus, type TrainingOutcome } from '../domain/experiment.js';
+import { looksLikeOom } from '../domain/metrics.js';
+import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
+import { SA } from '../shared/search-attributes.js';
+import type { createControlActivities } from '../activities/control.js';
+import type { createHostActivities } from '../activities/host.js';
+import type { createTrainingActivities } from '../activities/training.js';
+import {
+  experimentStateQuery, leaseGrantedSignal, leaseRevokedSignal, releaseLeaseSignal, requestLeaseSignal, type Lease,
+} from './definitions.js';
+import type { ExperimentInput, ExperimentSnapshot } from './experiment-state.js';
+
+type ControlActivities = ReturnType<typeof createControlActivities>;
+type HostActivities = ReturnType<typeof createHostActivities>;
+type TrainingActivities = ReturnType<typeof createTrainingActivities>;
+
+/** Infrastructure failures of the train step (not the training itself) are retried this often. */
+const INFRA_ATTEMPTS = 3;
+/** Training heartbeats every few seconds; silence this long means the worker is gone. */
+const TRAIN_HEARTBEAT_TIMEOUT = '20s';
+/** A slot queue nobody polls (worker died between lease and start) is detected this fast. */
+const TRAIN_SCHEDULE_TO_START = '60s';
+
+const control = proxyActivities<ControlActivities>({
+  taskQueue: CONTROL_TASK_QUEUE,
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 8 },
+});
+
+function hostActivities(hostQueue: string) {
+  return proxyActivities<HostActivities>({
+    taskQueue: hostQueue,
+    scheduleToCloseTimeout: '5m',
+    startToCloseTimeout: '2m',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 5 },
+  });
+}
+
+class RunEnded extends Error {
+  constructor(
+    readonly status: TerminalStatus,
+    readonly reason: string,
+  ) {
+    super(reason);
+  }
+}
+
+/** validate → acquire a lease → train on the leased slot → evaluate against the tag → release. */
+export async function experimentWorkflow(input: ExperimentInput): Promise<ExperimentResult> {
+  const { request, experimentId } = input;
+  const snapshot: ExperimentSnapshot = {
+    experimentId,
+    tag: request.tag,
+    status: 'submitted',
+    request,
+    submittedAt: input.submittedAt,
+    timeline: [{ status: 'submitted', at: input.submittedAt }],
+    validation: null,
+    placement: null,
+    gpu: null,
+    worker: null,
+    attempts: 0,
+    training: null,
+    metric: null,
+    decision: null,
+    reason: null,
+  };
+  let lease: Lease | undefined;
+  let revoked: { leaseId: string; reason: string } | undefined;
+  let trainScope: CancellationScope | undefined;
+
+  setHandler(experimentStateQuery, () => snapshot);
+  setHandler(leaseGrantedSignal, (granted) => {
+    if (!lease && snapshot.status === 'queued') lease = granted;
+  });
+  setHandler(leaseRevokedSignal, (revocation) => {
+    if (lease?.leaseId !== revocation.leaseId) return;
+    revoked = revocation;
+    trainScope?.cancel();
+  });
+
+  const setStatus = (status: ExperimentStatus, note?: string) => {
+    snapshot.status = status;
+    snapshot.timeline.push({ status, at: new Date().toISOString(), ...(note ? { note } : {}) });
+    upsertSearchAttributes([{ key: SA.status, value: status }]);
+  };
+  const pool = getExternalWorkflowHandle(POOL_WORKFLOW_ID);
+  const releaseLease = async () => {
+    await pool.signal(releaseLeaseSignal, { experimentId }).catch(() => undefined);
+    lease = undefined;
+    revoked = undefined;
+  };
+
+  const validate = async () => {
+    setStatus('validating');
+    const placement = await control.checkPlacement(request.requirements);
+    if (placement.refusal !== null || placement.hostQueue === null) throw new RunEnded('validation_failed', placement.refusal ?? 'no host to validate on');
+    const report = await hostActivities(placement.hostQueue).validateRequest(experimentId, request);
+    snapshot.validation = report;
+    if (!report.ok) throw new RunEnded('validation_failed', report.reason ?? 'validation failed');
+  };
+
+  const acquire = async (note?: string): Promise<Lease> => {
+    setStatus('queued', note);
+    await pool.signal(requestLeaseSignal, { experimentId, requirements: request.requirements, priority: input.priority });
+    await condition(() => lease !== undefined);
+    const granted = lease!;
+    snapshot.placement = granted.placement;
+    snapshot.gpu = granted.slot.slotId;
+    snapshot.worker = granted.slot.host;
+    upsertSearchAttributes([{ key: SA.worker, value: granted.slot.host }]);
+    return granted;
+  };
+
+  /** One training attempt on the leased slot. Returns the outcome, or a lost-worker / infra verdict. */
+  const trainOnce = async (granted: Lease): Promise<{ outcome?: TrainingOutcome; lost?: string; infra?: string }> => {
+    setStatus('running', `on ${granted.slot.slotId}`);
+    const training = proxyActivities<TrainingActivities>({
+      taskQueue: granted.slot.taskQueue,
+      scheduleToStartTimeout: TRAIN_SCHEDULE_TO_START,
+      startToCloseTimeout: `${Math.ceil(request.timeBudgetSeconds + request.graceSeconds + 300)}s`,
+      heartbeatTimeout: TRAIN_HEARTBEAT_TIMEOUT,
+      retry: { maximumAttempts: 1 },
+      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    });
+    trainScope = new CancellationScope();
+    try {
+      const outcome = await trainScope.run(() => training.runTraining({ experimentId, request, slot: granted.slot, leaseId: granted.leaseId }));
+      return { outcome };
+    } catch (error) {
+      if (revoked) return { lost: revoked.reason };
+      if (error instanceof ActivityFailure && error.cause instanceof TimeoutFailure) {
+        return { lost: `the worker on ${granted.slot.host} stopped answering (${error.cause.timeoutType ?? 'timeout'} on ${granted.slot.slotId})` };
+      }
+      if (error instanceof ActivityFailure && !isCancellation(error)) {
+        return { infra: error.cause?.message ?? error.message };
+      }
+      throw error;
+    } finally {
+      trainScope = undefined;
+    }
+  };
+
+  const train = async (): Promise<{ outcome: TrainingOutcome; lease: Lease }> => {
+    let replacements = 0;
+    let infraFailures = 0;
+    let note: string | undefined;
+    for (;;) {
+      const granted = await acquire(note);
+      snapshot.attempts++;
+      const attempt = await trainOnce(granted);
+      if (attempt.outcome) return { outcome: attempt.outcome, lease: granted };
+      await releaseLease();
+      if (attempt.lost !== undefined) {
+        if (replacements >= request.maxReplacements) throw new RunEnded('worker_lost', attempt.lost);
+        replacements++;
+        note = `re-placed after: ${attempt.lost}`;
+        continue;
+      }
+      infraFailures++;
+      if (infraFailures >= INFRA_ATTEMPTS) {
+        throw new RunEnded('retry_exhausted', `infrastructure failed ${infraFailures} times; last: ${attempt.infra}`);
+      }
+      note = `retry ${infraFailures + 1} after: ${attempt.infra}`;
+      await sleep(2 ** infraFailures * 1000);
+    }
+  };
+
+  let ended: RunEnded;
+  let acceleratorClass = 'unknown';
+  try {
+    await validate();
+    const { outcome, lease: used } = await train();
+    acceleratorClass = used.slot.acceleratorClass;
+    snapshot.training = outcome;
+    const verdict = classifyTraining(outcome, request.metric.name, looksLikeOom(outcome.logTail));
+    snapshot.metric = verdict.metric;
+    ended = new RunEnded(verdict.status, verdict.reason);
+  } catch (error) {
+    if (error instanceof RunEnded) ended = error;
+    else if (isCancellation(error)) ended = new RunEnded('canceled', 'canceled by an operator before training finished');
+    else if (error instanceof ActivityFailure) ended = new RunEnded('retry_exhausted', `a control step failed after its retries: ${error.cause?.message ?? error.message}`);
+    else throw error;
+  }
+
+  // Everything below must happen even when the experiment was canceled.
+  return CancellationScope.nonCancellable(async () => {
+    await releaseLease();
+    if (ended.status === 'completed') setStatus('evaluating');
+    let decision: TagDecision;
+    try {
+      decision = await control.applyTagOutcome({
+        tag: request.tag,
+        metric: request.metric,
+        outcome: { experimentId, status: ended.status, metric: snapshot.metric, acceleratorClass, commit: request.commit },
+      });
+    } catch (error) {
+      throw ApplicationFailure.nonRetryable(`could not record the outcome on tag ${request.tag}: ${(error as Error).message}`);
+    }
+    snapshot.decision = decision;
+    snapshot.reason = ended.reason;
+    setStatus(ended.status);
+    upsertSearchAttributes([
+      ...(decision.decision ? [{ key: SA.decision, value: decision.decision }] : []),
+      ...(snapshot.metric !== null ? [{ key: SA.metric, value: snapshot.metric }] : []),
+    ]);
+    return {
+      experiment_id: experimentId,
+      tag: request.tag,
+      status: ended.status,
+      decision: decision.decision,
+      action: decision.action,
+      metric_name: request.metric.name,
+      metric: snapshot.metric,
+      best: decision.best,
+      delta: decision.delta,
+      near_miss: decision.nearMiss,
+      consecutive_crashes: decision.consecutiveCrashes,
+      should_abort: decision.shouldAbort,
+      reason: ended.reason,
+      gpu: snapshot.gpu,
+      worker: snapshot.worker,
+    };
+  });
+}
+

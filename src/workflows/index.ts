@@ -1,0 +1,6 @@
+/** Every workflow the orchestrator worker registers. */
+export { experimentWorkflow } from './experiment.js';
+export { poolWorkflow } from './pool.js';
+export { tagWorkflow } from './tag.js';
+export { smokeWorkflow } from './smoke.js';
+export { readLogWorkflow } from './read-log.js';

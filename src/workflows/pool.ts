@@ -1,0 +1,148 @@
+import {
+  allHandlersFinished, condition, continueAsNew, getExternalWorkflowHandle, log, setHandler, uuid4, workflowInfo,
+} from '@temporalio/workflow';
+import { assignSlots, DEFAULT_PLACEMENT_POLICY, type SlotView } from '../domain/placement.js';
+import {
+  deregisterHostSignal, drainSignal, hostHeartbeatSignal, leaseGrantedSignal, leaseRevokedSignal, poolStateQuery,
+  registerHostSignal, releaseLeaseSignal, requestLeaseSignal, type PoolSnapshot, type SlotEntry,
+} from './definitions.js';
+
+/** Continue-as-new well before Temporal's limits so thousands of leases keep the history small. */
+const HISTORY_EVENTS_LIMIT = 2_000;
+
+export function emptyPool(): PoolSnapshot {
+  return { hosts: {}, slots: [], queue: [], policy: DEFAULT_PLACEMENT_POLICY, heartbeatLimitMs: 60_000, leasesGranted: 0 };
+}
+
+/**
+ * The single authority for leases. Signals mutate state synchronously (so they never interleave);
+ * the main loop grants queued requests and revokes leases of silent hosts.
+ */
+export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
+  const pool: PoolSnapshot = carried ?? emptyPool();
+  let dirty = true;
+  const touch = () => {
+    dirty = true;
+  };
+  /** Revocations decided in handlers, delivered by the main loop (handlers cannot await). */
+  const pendingRevocations: { experimentId: string; leaseId: string; reason: string }[] = [];
+
+  const slotsOf = (host: string) => pool.slots.filter((entry) => entry.slot.host === host);
+  const revokeHost = (host: string, reason: string) => {
+    for (const entry of slotsOf(host)) {
+      if (entry.lease) pendingRevocations.push({ experimentId: entry.lease.experimentId, leaseId: entry.lease.leaseId, reason });
+      entry.lease = null;
+    }
+  };
+
+  setHandler(poolStateQuery, () => pool);
+  setHandler(registerHostSignal, (registration) => {
+    const known = pool.hosts[registration.host];
+    // A restarted worker re-registers: leases it held belong to processes that died with it.
+    if (known) revokeHost(registration.host, `worker on ${registration.host} restarted`);
+    const draining = new Map(slotsOf(registration.host).map((e) => [e.slot.slotId, e]));
+    pool.slots = pool.slots.filter((entry) => entry.slot.host !== registration.host);
+    for (const slot of registration.slots) {
+      const previous = draining.get(slot.slotId);
+      pool.slots.push({ slot, lease: null, draining: previous?.draining ?? false, drainReason: previous?.drainReason ?? null });
+    }
+    pool.hosts[registration.host] = {
+      host: registration.host,
+      hostQueue: registration.hostQueue,
+      driverVersion: registration.driverVersion,
+      online: true,
+      lastHeartbeat: Date.now(),
+      registeredAt: Date.now(),
+    };
+    touch();
+  });
+  setHandler(hostHeartbeatSignal, ({ host }) => {
+    const entry = pool.hosts[host];
+    if (!entry) return;
+    entry.lastHeartbeat = Date.now();
+    if (!entry.online) {
+      entry.online = true;
+      touch();
+    }
+  });
+  setHandler(deregisterHostSignal, ({ host }) => {
+    revokeHost(host, `worker on ${host} shut down`);
+    const entry = pool.hosts[host];
+    if (entry) entry.online = false;
+    touch();
+  });
+  setHandler(requestLeaseSignal, ({ experimentId, requirements, priority }) => {
+    const holds = pool.slots.some((entry) => entry.lease?.experimentId === experimentId);
+    if (holds || pool.queue.some((request) => request.experimentId === experimentId)) return;
+    pool.queue.push({ experimentId, requirements, priority, enqueuedAt: Date.now() });
+    touch();
+  });
+  setHandler(releaseLeaseSignal, ({ experimentId }) => {
+    pool.queue = pool.queue.filter((request) => request.experimentId !== experimentId);
+    for (const entry of pool.slots) if (entry.lease?.experimentId === experimentId) entry.lease = null;
+    touch();
+  });
+  setHandler(drainSignal, ({ target, drained, reason }) => {
+    for (const entry of pool.slots) {
+      if (entry.slot.host === target || entry.slot.slotId === target) {
+        entry.draining = drained;
+        entry.drainReason = drained ? reason : null;
+      }
+    }
+    touch();
+  });
+
+  const isOnline = (entry: SlotEntry) => pool.hosts[entry.slot.host]?.online ?? false;
+  const nextExpiryMs = () => {
+    const online = Object.values(pool.hosts).filter((host) => host.online);
+    if (online.length === 0) return undefined;
+    const earliest = Math.min(...online.map((host) => host.lastHeartbeat + pool.heartbeatLimitMs));
+    return Math.max(1000, earliest - Date.now() + 100);
+  };
+
+  for (;;) {
+    const timeout = nextExpiryMs();
+    if (timeout === undefined) await condition(() => dirty);
+    else await condition(() => dirty, timeout);
+    dirty = false;
+
+    const now = Date.now();
+    for (const host of Object.values(pool.hosts)) {
+      if (host.online && now - host.lastHeartbeat > pool.heartbeatLimitMs) {
+        host.online = false;
+        revokeHost(host.host, `no heartbeat from ${host.host} for ${Math.round((now - host.lastHeartbeat) / 1000)}s; the worker is lost`);
+        log.warn('host went offline', { host: host.host });
+      }
+    }
+    for (const revocation of pendingRevocations.splice(0)) {
+      await getExternalWorkflowHandle(revocation.experimentId)
+        .signal(leaseRevokedSignal, { leaseId: revocation.leaseId, reason: revocation.reason })
+        .catch(() => undefined); // the experiment already ended: nothing to tell
+    }
+
+    const views: SlotView[] = pool.slots.map((entry) => ({
+      ...entry.slot,
+      state: !isOnline(entry) ? 'offline' : entry.lease ? 'leased' : 'idle',
+      draining: entry.draining,
+    }));
+    for (const grant of assignSlots(views, pool.queue, pool.policy, now)) {
+      const entry = pool.slots.find((e) => e.slot.slotId === grant.slotId)!;
+      const lease = { leaseId: uuid4(), experimentId: grant.experimentId, hostQueue: pool.hosts[entry.slot.host]!.hostQueue, grantedAt: now };
+      entry.lease = lease;
+      pool.queue = pool.queue.filter((request) => request.experimentId !== grant.experimentId);
+      pool.leasesGranted++;
+      try {
+        await getExternalWorkflowHandle(grant.experimentId).signal(leaseGrantedSignal, { ...lease, slot: entry.slot, placement: grant.record });
+      } catch {
+        // The experiment ended while waiting: the slot goes back.
+        if (entry.lease?.leaseId === lease.leaseId) entry.lease = null;
+        dirty = true;
+      }
+    }
+
+    if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > HISTORY_EVENTS_LIMIT) {
+      await condition(allHandlersFinished);
+      await continueAsNew<typeof poolWorkflow>(pool);
+    }
+  }
+}

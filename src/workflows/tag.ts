@@ -1,0 +1,40 @@
+import { allHandlersFinished, condition, continueAsNew, setHandler, workflowInfo } from '@temporalio/workflow';
+import { applyOutcome, newTagState, type TagState } from '../domain/decision.js';
+import { configureTagUpdate, recordOutcomeUpdate, tagStateQuery } from './definitions.js';
+
+const HISTORY_EVENTS_LIMIT = 2_000;
+
+export function tagWorkflowId(tag: string): string {
+  return `expctl-tag-${tag}`;
+}
+
+/**
+ * One durable home per tag for keep/discard state. Update handlers are synchronous, so N
+ * experiments finishing together are applied one at a time, in the order the server accepted them.
+ */
+export async function tagWorkflow(tag: string, carried?: TagState): Promise<void> {
+  let state = carried ?? newTagState(tag);
+
+  setHandler(tagStateQuery, () => state);
+  setHandler(recordOutcomeUpdate, (outcome) => {
+    // An activity retry must not count the same experiment twice.
+    const earlier = state.recent.find((decision) => decision.experimentId === outcome.experimentId);
+    if (earlier) return earlier;
+    const next = applyOutcome(state, outcome);
+    state = next.state;
+    return next.decision;
+  });
+  setHandler(configureTagUpdate, (policy) => {
+    state = { ...state, policy: { ...state.policy, ...policy } };
+    return state;
+  }, {
+    validator: (policy) => {
+      if (policy.nearMissThreshold !== undefined && !(policy.nearMissThreshold >= 0)) throw new Error('nearMissThreshold must be >= 0');
+      if (policy.maxConsecutiveCrashes !== undefined && !(policy.maxConsecutiveCrashes >= 1)) throw new Error('maxConsecutiveCrashes must be >= 1');
+    },
+  });
+
+  await condition(() => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > HISTORY_EVENTS_LIMIT);
+  await condition(allHandlersFinished);
+  await continueAsNew<typeof tagWorkflow>(tag, state);
+}

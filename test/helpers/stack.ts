@@ -1,0 +1,97 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
+import { bundleWorkflowCode, NativeConnection, type Worker } from '@temporalio/worker';
+import { inject } from 'vitest';
+import { createGpuWorker, type GpuWorkerHandle } from '../../src/gpu-worker/worker.js';
+import { createOrchestratorWorker, WORKFLOWS_PATH } from '../../src/orchestrator/worker.js';
+import { installWorkerRuntime } from '../../src/shared/runtime.js';
+import { ensureNamespace, ensureSearchAttributes } from '../../src/temporal/setup.js';
+
+export const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
+
+let bundle: ReturnType<typeof bundleWorkflowCode> | undefined;
+/** Bundling takes a second or two; every stack in a test file shares one bundle. */
+function workflowBundle() {
+  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: { trace() {}, debug() {}, info() {}, warn() {}, error: console.error } as never });
+  return bundle;
+}
+
+/** Makes this process's `nvidia-smi` the fake one describing `fleet` (a CSV under fixtures/fleets). */
+export function useFakeFleet(fleet: string | undefined): void {
+  const bin = path.join(FIXTURES, 'bin');
+  if (!process.env.PATH!.split(path.delimiter).includes(bin)) process.env.PATH = `${bin}${path.delimiter}${process.env.PATH}`;
+  if (fleet) process.env.FAKE_NVIDIA_SMI_FLEET = path.join(FIXTURES, 'fleets', fleet);
+  else delete process.env.FAKE_NVIDIA_SMI_FLEET;
+}
+
+export interface TestStack {
+  address: string;
+  namespace: string;
+  client: Client;
+  nativeConnection: NativeConnection;
+  orchestrator: Worker;
+  gpuWorker?: GpuWorkerHandle;
+  workDir: string;
+  addGpuWorker(options: { host: string; cpuSlots?: number; fleet?: string }): Promise<GpuWorkerHandle>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A namespace of its own on the shared dev server (so test files never see each other's pool,
+ * tags or workers), with the orchestrator and optionally one GPU worker running in this process.
+ */
+export async function startStack(options: { name: string; host?: string; cpuSlots?: number; fleet?: string; gpuWorker?: boolean }): Promise<TestStack> {
+  installWorkerRuntime();
+  const address = inject('temporalAddress');
+  const namespace = `${options.name}-${crypto.randomBytes(3).toString('hex')}`;
+  const connection = await Connection.connect({ address });
+  await ensureNamespace(connection, namespace);
+  await ensureSearchAttributes(connection, namespace);
+  const client = new Client({ connection, namespace });
+  const nativeConnection = await NativeConnection.connect({ address });
+  const workDir = await fs.mkdtemp(path.join(os.tmpdir(), `expctl-${options.name}-`));
+  const orchestrator = await createOrchestratorWorker({ connection: nativeConnection, namespace, client, workflowBundle: { code: (await workflowBundle()).code } });
+  const running: Promise<unknown>[] = [orchestrator.run()];
+  const gpuWorkers: GpuWorkerHandle[] = [];
+
+  const addGpuWorker = async (worker: { host: string; cpuSlots?: number; fleet?: string }) => {
+    useFakeFleet(worker.fleet);
+    const handle = await createGpuWorker({
+      connection: nativeConnection,
+      namespace,
+      client,
+      host: worker.host,
+      cpuSlots: worker.cpuSlots,
+      workDir: path.join(workDir, worker.host),
+      poolHeartbeatMs: 1000,
+      trainingHeartbeatMs: 500,
+      log: () => undefined,
+    });
+    running.push(handle.run());
+    gpuWorkers.push(handle);
+    return handle;
+  };
+  const stack: TestStack = {
+    address,
+    namespace,
+    client,
+    nativeConnection,
+    orchestrator,
+    workDir,
+    addGpuWorker,
+    async stop() {
+      for (const worker of gpuWorkers) await worker.shutdown();
+      if (orchestrator.getState() === 'RUNNING') orchestrator.shutdown();
+      await Promise.allSettled(running);
+      await nativeConnection.close();
+      await connection.close();
+      await fs.rm(workDir, { recursive: true, force: true });
+    },
+  };
+  if (options.gpuWorker !== false) stack.gpuWorker = await addGpuWorker({ host: options.host ?? 'testhost', cpuSlots: options.cpuSlots, fleet: options.fleet });
+  return stack;
+}
