@@ -1,6 +1,12 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { CATEGORIES } from '../domain/request.js';
 import { devCommand } from './commands/dev.js';
+import { cancelCommand, logsCommand, runCommand, showCommand, waitCommand, type RunOptions } from './commands/experiments.js';
 import { installTemporalCommand } from './commands/install-temporal.js';
+import { drainCommand, poolCommand } from './commands/pool.js';
+import { setupCommand } from './commands/setup.js';
+import { tagCreateCommand, tagShowCommand } from './commands/tag.js';
+import { orchestratorCommand, workerCommand } from './commands/worker.js';
 import { CliError } from './output.js';
 
 function positiveInt(raw: string): number {
@@ -8,6 +14,13 @@ function positiveInt(raw: string): number {
   if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError('expected a positive integer');
   return value;
 }
+function indexList(raw: string): number[] {
+  const values = raw.split(',').map((part) => Number(part.trim()));
+  if (values.some((v) => !Number.isInteger(v) || v < 0)) throw new InvalidArgumentError('expected GPU indexes such as 0,2');
+  return values;
+}
+const collect = (value: string, previous: string[]) => [...previous, value];
+const jsonOption = () => new Option('--json', 'print JSON (the default when stdout is not a terminal)');
 
 const program = new Command()
   .name('expctl')
@@ -15,10 +28,73 @@ const program = new Command()
   .showHelpAfterError();
 
 program
+  .command('run')
+  .description('run one experiment and print its decision (keep/discard) and the git action to take')
+  .usage('--tag T --hypothesis TEXT --category C [options] -- COMMAND...')
+  .option('--tag <tag>', 'campaign tag; the decision compares with its best run')
+  .option('--hypothesis <text>', 'what this experiment tests')
+  .addOption(new Option('--category <category>', 'kind of change').choices(CATEGORIES as unknown as string[]))
+  .option('--description <text>', 'longer description')
+  .option('--repo <path|url>', 'git repository (default: the one containing the current directory)')
+  .option('--commit <sha>', 'commit to run (default: HEAD, which must have no uncommitted changes)')
+  .option('--config <file>', 'JSON config file in the repository, parsed and recorded')
+  .option('--dataset <ref>', 'dataset that must be present on the worker (repeatable)', collect, [])
+  .option('--checkpoint <path>', 'checkpoint to resume from')
+  .option('--gpu-class <class>', 'accelerator class: h100, a100, l4, cpu, any, ...')
+  .option('--gpu-mem <mb>', 'GPU memory needed, in MB')
+  .option('--runtime-tag <tag>', 'runtime tag the worker must have (repeatable)', collect, [])
+  .option('--time-budget <seconds>', 'training time budget (default 300)')
+  .option('--grace <seconds>', 'extra time past the budget before the run is killed (default 30)')
+  .option('--metric <name>', 'metric that decides (default val_bpb)')
+  .option('--maximize', 'higher metric is better (default: lower is better)')
+  .option('--idempotency-key <key>', 'resubmitting with the same key returns the same experiment')
+  .option('--priority <n>', 'queue priority (higher first; default 0)')
+  .option('--max-replacements <n>', 'times a run whose worker was lost is placed again (default 0)')
+  .option('--env <KEY=VALUE>', 'environment variable for the training command (repeatable)', collect, [])
+  .option('--detach', 'print the experiment ID at once and return')
+  .addOption(jsonOption())
+  .argument('[command...]', 'training command, after --  (default: uv run train.py)')
+  .action((command: string[], options: RunOptions) => runCommand(command, options));
+
+program.command('wait').description('wait for an experiment and print its result').argument('<id>').addOption(jsonOption()).action(waitCommand);
+program.command('show').description("an experiment's live state and record").argument('<id>').addOption(jsonOption()).action(showCommand);
+program.command('logs').description("an experiment's training log, read from the worker that ran it").argument('<id>').option('-f, --follow', 'keep printing until the run ends').action(logsCommand);
+program.command('cancel').description('cancel an experiment: lease released, process group killed').argument('<id>').addOption(jsonOption()).action(cancelCommand);
+
+const tag = program.command('tag').description("a tag's policy and state");
+tag
+  .command('create')
+  .argument('<tag>')
+  .option('--metric <name>', 'metric that decides')
+  .option('--maximize', 'higher is better')
+  .option('--near-miss <threshold>', 'near-miss threshold (default 0.002)')
+  .option('--max-crashes <n>', 'consecutive crashes before should_abort (default 3)')
+  .option('--compare-across-classes', 'compare runs on different accelerator classes')
+  .addOption(jsonOption())
+  .action(tagCreateCommand);
+tag.command('show').argument('<tag>').addOption(jsonOption()).action(tagShowCommand);
+
+const pool = program.command('pool').description('the fleet: each slot, its state and lease; the queue').addOption(jsonOption()).action(poolCommand);
+pool.command('drain').argument('<target>', 'host or slot id').option('--reason <text>').action((target: string, options: { reason?: string }) => drainCommand(target, true, options));
+pool.command('undrain').argument('<target>', 'host or slot id').action((target: string) => drainCommand(target, false, {}));
+
+program
+  .command('worker')
+  .description("join this host's GPUs (or CPU slots) to the fleet")
+  .option('--host <name>', 'name of this host in the fleet (default: EXPCTL_HOST or the hostname)')
+  .option('--gpus <indexes>', 'only these GPUs, e.g. 0,2', indexList)
+  .option('--cpu-slots <n>', 'offer N CPU slots instead of GPUs', positiveInt)
+  .option('--work-dir <dir>', 'worktrees, logs and artifacts (default: $EXPCTL_HOME/worker)')
+  .option('--runtime-tag <tag>', 'runtime tag this host offers (repeatable)', collect, [])
+  .action(workerCommand);
+program.command('orchestrator').description('run the control worker (all workflows) against TEMPORAL_ADDRESS').action(orchestratorCommand);
+program.command('setup').description("register expctl's search attributes in the namespace (real clusters)").action(setupCommand);
+
+program
   .command('dev')
   .description('start the local stack: Temporal dev server + Web UI, orchestrator, one GPU worker')
   .option('--no-demo', 'do not run the example campaign after start')
-  .option('--cpu-slots <n>', 'CPU slots for the local worker when there is no GPU', positiveInt)
+  .option('--cpu-slots <n>', 'CPU slots for the local worker instead of GPUs', positiveInt)
   .action((options: { demo: boolean; cpuSlots?: number }) => devCommand(options));
 
 program
@@ -31,5 +107,7 @@ try {
 } catch (error) {
   const exitCode = error instanceof CliError ? error.exitCode : 1;
   console.error(`expctl: ${(error as Error).message}`);
-  process.exit(exitCode);
+  process.exitCode = exitCode;
 }
+// Open gRPC connections would keep the process alive after the command is done.
+if (!['dev', 'worker', 'orchestrator'].includes(process.argv[2] ?? '')) process.exit(process.exitCode ?? 0);

@@ -18,7 +18,8 @@ export type GitAction = 'keep_commit' | 'git_reset';
 
 /** The one JSON object `expctl run` prints for an agent. */
 export interface ExperimentResult {
-  experiment_id: string;
+  /** Null only when the request was refused before an experiment existed. */
+  experiment_id: string | null;
   tag: string;
   status: TerminalStatus;
   decision: Decision | null;

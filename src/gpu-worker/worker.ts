@@ -19,6 +19,8 @@ export interface GpuWorkerOptions extends DiscoveryOptions {
   datasetsDir?: string;
   poolHeartbeatMs?: number;
   trainingHeartbeatMs?: number;
+  /** After SIGTERM, how long a training process group gets before SIGKILL. */
+  killAfterMs?: number;
   log?: (line: string) => void;
 }
 
@@ -57,8 +59,11 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
       await Worker.create({
         ...base,
         taskQueue: slot.taskQueue,
-        activities: createTrainingActivities({ slot, workDir, heartbeatIntervalMs: options.trainingHeartbeatMs }),
+        activities: createTrainingActivities({ slot, workDir, heartbeatIntervalMs: options.trainingHeartbeatMs, killAfterMs: options.killAfterMs }),
         maxConcurrentActivityTaskExecutions: 1,
+        // Heartbeats carry progress and bring cancellation back: do not let the SDK hold them for long.
+        maxHeartbeatThrottleInterval: '2s',
+        defaultHeartbeatThrottleInterval: '2s',
       }),
     );
   }

@@ -206,10 +206,8 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     snapshot.decision = decision;
     snapshot.reason = ended.reason;
     setStatus(ended.status);
-    upsertSearchAttributes([
-      ...(decision.decision ? [{ key: SA.decision, value: decision.decision }] : []),
-      ...(snapshot.metric !== null ? [{ key: SA.metric, value: snapshot.metric }] : []),
-    ]);
+    if (decision.decision) upsertSearchAttributes([{ key: SA.decision, value: decision.decision }]);
+    if (snapshot.metric !== null) upsertSearchAttributes([{ key: SA.metric, value: snapshot.metric }]);
     return {
       experiment_id: experimentId,
       tag: request.tag,

@@ -69,6 +69,7 @@ export async function startStack(options: { name: string; host?: string; cpuSlot
       workDir: path.join(workDir, worker.host),
       poolHeartbeatMs: 1000,
       trainingHeartbeatMs: 500,
+      killAfterMs: 2000,
       log: () => undefined,
     });
     running.push(handle.run());

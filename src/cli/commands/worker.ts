@@ -1,0 +1,56 @@
+import path from 'node:path';
+import { createGpuWorker } from '../../gpu-worker/worker.js';
+import { createOrchestratorWorker } from '../../orchestrator/worker.js';
+import { installWorkerRuntime } from '../../shared/runtime.js';
+import { hostName, stateDir } from '../../shared/settings.js';
+import { connectClient, connectWorkerConnection } from '../../temporal/connection.js';
+
+export interface WorkerOptions {
+  host?: string;
+  gpus?: number[];
+  cpuSlots?: number;
+  workDir?: string;
+  runtimeTag: string[];
+}
+
+function stopOnSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = () => {
+    if (stopping) return;
+    stopping = true;
+    void stop().then(() => process.exit(0));
+  };
+  process.once('SIGINT', handler);
+  process.once('SIGTERM', handler);
+}
+
+/** `expctl worker`: this host's GPUs (or CPU slots) join the fleet at TEMPORAL_ADDRESS. */
+export async function workerCommand(options: WorkerOptions): Promise<void> {
+  installWorkerRuntime();
+  const { connection, namespace } = await connectWorkerConnection();
+  const client = await connectClient();
+  const worker = await createGpuWorker({
+    connection,
+    namespace,
+    client,
+    host: options.host ?? hostName(),
+    gpus: options.gpus,
+    cpuSlots: options.cpuSlots,
+    runtimeTags: options.runtimeTag,
+    workDir: options.workDir ?? path.join(stateDir(), 'worker'),
+  });
+  stopOnSignals(() => worker.shutdown());
+  console.error(`expctl worker ${worker.host}: ${worker.slots.map((s) => `${s.slotId} (${s.acceleratorClass}, ${s.memoryMb} MB)`).join(', ')}`);
+  await worker.run();
+}
+
+/** `expctl orchestrator`: the control worker (all workflows) for a real cluster. */
+export async function orchestratorCommand(): Promise<void> {
+  installWorkerRuntime();
+  const { connection, namespace } = await connectWorkerConnection();
+  const client = await connectClient();
+  const worker = await createOrchestratorWorker({ connection, namespace, client });
+  stopOnSignals(async () => worker.shutdown());
+  console.error(`expctl orchestrator: polling expctl-control in namespace ${namespace}`);
+  await worker.run();
+}

@@ -1,0 +1,47 @@
+import path from 'node:path';
+import { execa } from 'execa';
+import { isRemoteRepo } from '../gpu-worker/git.js';
+
+export class SourceError extends Error {}
+
+async function git(cwd: string, args: string[]): Promise<string> {
+  try {
+    return (await execa('git', ['-C', cwd, ...args])).stdout.trim();
+  } catch (error) {
+    throw new SourceError(((error as { stderr?: string }).stderr ?? (error as Error).message).trim());
+  }
+}
+
+/**
+ * Resolves what the caller named into an exact commit. Uncommitted changes to tracked files are
+ * refused: the experiment must be reproducible from its commit alone, and the agent loop commits
+ * before it runs anyway.
+ */
+export async function resolveSource(repo: string | undefined, commit: string | undefined): Promise<{ repo: string; commit: string }> {
+  if (repo && isRemoteRepo(repo)) {
+    if (!commit || !/^[0-9a-f]{40}$/.test(commit)) throw new SourceError('with a remote --repo URL, --commit must be a full 40-character SHA');
+    return { repo, commit };
+  }
+  const dir = path.resolve(repo ?? '.');
+  let top: string;
+  try {
+    top = await git(dir, ['rev-parse', '--show-toplevel']);
+  } catch {
+    throw new SourceError(`${dir} is not inside a git repository; commit your training code first or pass --repo`);
+  }
+  const wanted = commit ?? 'HEAD';
+  let sha: string;
+  try {
+    sha = await git(top, ['rev-parse', '--verify', `${wanted}^{commit}`]);
+  } catch {
+    throw new SourceError(`commit ${wanted} does not exist in ${top}`);
+  }
+  if (!commit) {
+    const dirty = await git(top, ['status', '--porcelain', '--untracked-files=no']);
+    if (dirty) {
+      const files = dirty.split('\n').map((line) => line.slice(3)).slice(0, 5).join(', ');
+      throw new SourceError(`uncommitted changes in ${top} (${files}); commit them (the experiment runs the commit, not the working tree) or pass --commit`);
+    }
+  }
+  return { repo: top, commit: sha };
+}

@@ -1,0 +1,34 @@
+import { readFileSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { FIXTURES } from './stack.js';
+
+/** A throwaway git repository with the test training script committed; returns its path and HEAD. */
+export async function makeRepo(extraFiles: Record<string, string> = {}): Promise<{ repo: string; commit: string }> {
+  const repo = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-repo-'));
+  await fs.copyFile(path.join(FIXTURES, 'scripts', 'train.py'), path.join(repo, 'train.py'));
+  for (const [name, content] of Object.entries(extraFiles)) await fs.writeFile(path.join(repo, name), content);
+  const git = (...args: string[]) => execa('git', ['-C', repo, ...args]);
+  await git('init', '-q');
+  await git('add', '-A');
+  await git('-c', 'user.name=test', '-c', 'user.email=test@example.com', 'commit', '-qm', 'baseline');
+  const { stdout } = await git('rev-parse', 'HEAD');
+  return { repo, commit: stdout.trim() };
+}
+
+/** True while the process runs; a zombie (dead, not yet reaped by its new parent) counts as gone. */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,75 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { submitExperiment } from '../../src/client/experiments.js';
+import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
+import { experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
+import { makeRepo, processAlive } from '../helpers/repo.js';
+import { startStack, type TestStack } from '../helpers/stack.js';
+
+const EXPCTL = fileURLToPath(new URL('../../bin/expctl.js', import.meta.url));
+
+let stack: TestStack;
+let source: { repo: string; commit: string };
+let worker: ResultPromise | undefined;
+
+async function waitFor(predicate: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`not reached within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+beforeAll(async () => {
+  // The in-process stack has no GPU worker: the only slot is the separate worker process below.
+  stack = await startStack({ name: 'workerloss', gpuWorker: false });
+  source = await makeRepo();
+});
+afterAll(async () => {
+  worker?.kill('SIGKILL');
+  await stack?.stop();
+});
+
+describe('a worker process killed during training', () => {
+  it('ends the experiment worker_lost within the heartbeat timeout and leaves no training process', async () => {
+    worker = execa(process.execPath, [EXPCTL, 'worker', '--host', 'victim', '--cpu-slots', '1', '--work-dir', path.join(stack.workDir, 'victim')], {
+      env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace },
+      reject: false,
+    });
+    const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+    await waitFor(async () => (await pool.query(poolStateQuery).catch(() => undefined))?.hosts.victim?.online === true, 60_000);
+
+    const pidFile = path.join(stack.workDir, 'victim-train.pid');
+    const { handle } = await submitExperiment(stack.client, {
+      tag: 'loss',
+      hypothesis: 'the worker dies',
+      category: 'other',
+      command: ['python3', 'train.py'],
+      repo: source.repo,
+      commit: source.commit,
+      timeBudgetSeconds: 120,
+      env: { MODE: 'slow', PID_FILE: pidFile },
+    });
+    await waitFor(async () => (await handle.query(experimentStateQuery)).status === 'running' && (await fs.access(pidFile).then(() => true, () => false)), 60_000);
+    const trainingPid = Number(await fs.readFile(pidFile, 'utf8'));
+    expect(processAlive(trainingPid)).toBe(true);
+
+    const killedAt = Date.now();
+    worker.kill('SIGKILL');
+    await worker;
+
+    // The supervisor notices its worker is gone and takes the process group down.
+    await waitFor(async () => !processAlive(trainingPid), 10_000);
+
+    const result = await handle.result();
+    const elapsed = (Date.now() - killedAt) / 1000;
+    expect(result.status).toBe('worker_lost');
+    expect(result.reason).toMatch(/the worker on victim stopped answering \(HEARTBEAT/);
+    expect(elapsed).toBeLessThan(20 + 10); // heartbeat timeout 20 s plus a few seconds
+    const state = await pool.query(poolStateQuery);
+    expect(state.slots.find((s) => s.slot.host === 'victim')?.lease).toBeNull();
+  });
+});
