@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { CATEGORIES } from '../domain/request.js';
 import { devCommand } from './commands/dev.js';
 import { cancelCommand, logsCommand, runCommand, showCommand, waitCommand, type RunOptions } from './commands/experiments.js';
@@ -22,6 +22,12 @@ function indexList(raw: string): number[] {
 const collect = (value: string, previous: string[]) => [...previous, value];
 const jsonOption = () => new Option('--json', 'print JSON (the default when stdout is not a terminal)');
 
+// `expctl logs ID | head` closes the pipe early: that is the reader's choice, not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0);
+  throw error;
+});
+
 const program = new Command()
   .name('expctl')
   .description('Durable experiment orchestration for ML research on GPU fleets, on Temporal')
@@ -33,7 +39,7 @@ program
   .usage('--tag T --hypothesis TEXT --category C [options] -- COMMAND...')
   .option('--tag <tag>', 'campaign tag; the decision compares with its best run')
   .option('--hypothesis <text>', 'what this experiment tests')
-  .addOption(new Option('--category <category>', 'kind of change').choices(CATEGORIES as unknown as string[]))
+  .option('--category <category>', `kind of change: ${CATEGORIES.join(', ')}`)
   .option('--description <text>', 'longer description')
   .option('--repo <path|url>', 'git repository (default: the one containing the current directory)')
   .option('--commit <sha>', 'commit to run (default: HEAD, which must have no uncommitted changes)')
@@ -102,12 +108,20 @@ program
   .description('make the pinned Temporal CLI available (build or download once, cached per user) and print its path')
   .action(() => installTemporalCommand());
 
+// Commander reports usage errors through exceptions so `run` can keep its exit-code contract.
+program.exitOverride();
+for (const command of program.commands) command.exitOverride();
+
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
-  const exitCode = error instanceof CliError ? error.exitCode : 1;
-  console.error(`expctl: ${(error as Error).message}`);
-  process.exitCode = exitCode;
+  if (error instanceof CommanderError) {
+    // Help and version are not errors; a malformed `run` request is a validation failure (exit 2).
+    process.exitCode = error.exitCode === 0 ? 0 : process.argv[2] === 'run' ? 2 : 1;
+  } else {
+    process.exitCode = error instanceof CliError ? error.exitCode : 1;
+    console.error(`expctl: ${(error as Error).message}`);
+  }
 }
 // Open gRPC connections would keep the process alive after the command is done.
 if (!['dev', 'worker', 'orchestrator'].includes(process.argv[2] ?? '')) process.exit(process.exitCode ?? 0);

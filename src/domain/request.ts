@@ -45,6 +45,7 @@ export const ExperimentRequestSchema = z.strictObject({
 export type ExperimentRequest = z.output<typeof ExperimentRequestSchema>;
 export type ExperimentRequestInput = z.input<typeof ExperimentRequestSchema>;
 export type Requirements = z.output<typeof RequirementsSchema>;
+export type Category = (typeof CATEGORIES)[number];
 
 /** A malformed request: every problem with the path of its field and what was expected. */
 export class RequestValidationError extends Error {

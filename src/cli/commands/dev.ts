@@ -94,7 +94,7 @@ Press Ctrl-C to stop everything.
 `);
   if (options.demo) {
     try {
-      await runDemo(client, { host: gpuWorker.host });
+      await runDemo(client, { home });
     } catch (error) {
       console.error(`expctl: the demo failed: ${(error as Error).message}`);
     }
