@@ -149,7 +149,7 @@ def main():
         elapsed = time.time() - t0
         print(f"step {step + 1:05d}/{STEPS:05d} | loss {loss:.6f} | lr {1.0 / (step + 1):.3f} | elapsed {elapsed:.1f}s", flush=True)
         if budget is not None and elapsed > budget * 0.9:
-            print(f"time budget of {budget:.0f}s nearly used: stopping after step {step + 1}", flush=True)
+            print(f"time budget of {budget:g}s nearly used: stopping after step {step + 1}", flush=True)
             break
     if os.environ.get("EXPCTL_EXAMPLE_OOM") == "1":
         print("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB", file=sys.stderr, flush=True)
