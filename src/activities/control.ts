@@ -34,6 +34,17 @@ export function createControlActivities({ client }: ControlDeps) {
       return { refusal: null, hostQueue: pool.hosts[online.slot.host]!.hostQueue };
     },
 
+    /** Hosts the pool considers online, with their host queues (for the health check). */
+    async listOnlineHosts(): Promise<{ host: string; hostQueue: string }[]> {
+      try {
+        const pool = await client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
+        return Object.values(pool.hosts).filter((h) => h.online).map((h) => ({ host: h.host, hostQueue: h.hostQueue }));
+      } catch (error) {
+        if (error instanceof WorkflowNotFoundError) return [];
+        throw error;
+      }
+    },
+
     /** Applies an outcome to its tag's workflow, starting that workflow on first use. */
     async applyTagOutcome(input: { tag: string; metric: { name: string; direction: 'minimize' | 'maximize' }; outcome: RunOutcome }): Promise<TagDecision> {
       const startWorkflowOperation = new WithStartWorkflowOperation(tagWorkflow, {

@@ -2,6 +2,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Slot } from '../domain/fleet.js';
+import type { HostHealthReport } from '../domain/health.js';
+import { queryGpus } from '../gpu-worker/discover.js';
 import type { ExperimentRequest } from '../domain/request.js';
 import { commitExists, commitPatch, fileInCommit, localRepository, readFileAtCommit, whichProgram } from '../gpu-worker/git.js';
 import { runFiles } from '../gpu-worker/run-files.js';
@@ -97,6 +99,31 @@ export function createHostActivities(deps: HostDeps) {
       } finally {
         await handle.close();
       }
+    },
+
+    /** Measures what the scheduled health check judges: GPU temperature, memory, ECC, free disk. */
+    async checkHealth(): Promise<HostHealthReport> {
+      const gpuSlots = deps.slots.filter((slot) => slot.acceleratorClass !== 'cpu');
+      let gpus: HostHealthReport['gpus'] = [];
+      let error: string | null = null;
+      try {
+        const rows = gpuSlots.length > 0 ? ((await queryGpus()) ?? []) : [];
+        gpus = rows.flatMap((row) => {
+          const slot = gpuSlots.find((s) => s.index === row.index);
+          return slot ? [{ ...row, slotId: slot.slotId }] : [];
+        });
+      } catch (failure) {
+        error = (failure as Error).message;
+      }
+      const stats = await fs.statfs(deps.workDir).catch(() => undefined);
+      return {
+        host: deps.host,
+        checkedAt: new Date().toISOString(),
+        gpus,
+        slotIds: deps.slots.map((slot) => slot.slotId),
+        diskFreeMb: stats ? Math.floor((stats.bavail * stats.bsize) / 1024 / 1024) : null,
+        error,
+      };
     },
 
     async describeHost(): Promise<{ host: string; slots: Slot[]; pid: number }> {

@@ -2,6 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { CATEGORIES } from '../domain/request.js';
 import { devCommand } from './commands/dev.js';
 import { cancelCommand, logsCommand, runCommand, showCommand, waitCommand, type RunOptions } from './commands/experiments.js';
+import { healthCommand, scheduleEnsureCommand } from './commands/health.js';
 import { installTemporalCommand } from './commands/install-temporal.js';
 import { drainCommand, poolCommand } from './commands/pool.js';
 import { setupCommand } from './commands/setup.js';
@@ -94,6 +95,8 @@ program
   .option('--runtime-tag <tag>', 'runtime tag this host offers (repeatable)', collect, [])
   .action(workerCommand);
 program.command('orchestrator').description('run the control worker (all workflows) against TEMPORAL_ADDRESS').action(orchestratorCommand);
+program.command('health').description('latest fleet health check per host and GPU').addOption(jsonOption()).action(healthCommand);
+program.command('schedule').description('Temporal Schedules of expctl').command('ensure').description('create the fleet health Schedule if missing').action(scheduleEnsureCommand);
 program.command('setup').description("register expctl's search attributes in the namespace (real clusters)").action(setupCommand);
 
 program

@@ -43,10 +43,15 @@ export interface GpuQueryRow {
   utilizationPercent: number | null;
   temperatureC: number | null;
   driverVersion: string;
+  /** Uncorrected volatile ECC errors; null where the GPU does not report ECC. */
+  eccErrors: number | null;
 }
 
 /** The fields expctl asks `nvidia-smi --query-gpu=... --format=csv,noheader,nounits` for, in order. */
-export const GPU_QUERY_FIELDS = ['index', 'uuid', 'name', 'memory.total', 'memory.used', 'utilization.gpu', 'temperature.gpu', 'driver_version'];
+export const GPU_QUERY_FIELDS = [
+  'index', 'uuid', 'name', 'memory.total', 'memory.used', 'utilization.gpu', 'temperature.gpu', 'driver_version',
+  'ecc.errors.uncorrected.volatile.total',
+];
 
 function numberOrNull(raw: string | undefined): number | null {
   const value = Number(raw);
@@ -63,7 +68,7 @@ export function parseGpuQuery(csv: string): GpuQueryRow[] {
       if (cells.length < GPU_QUERY_FIELDS.length) {
         throw new Error(`nvidia-smi line ${lineNo + 1} has ${cells.length} fields, expected ${GPU_QUERY_FIELDS.length}: "${line}"`);
       }
-      const [index, uuid, name, memTotal, memUsed, util, temp, driver] = cells as [string, string, string, string, string, string, string, string];
+      const [index, uuid, name, memTotal, memUsed, util, temp, driver, ecc] = cells as [string, string, string, string, string, string, string, string, string];
       const memoryTotalMb = numberOrNull(memTotal);
       if (numberOrNull(index) === null || memoryTotalMb === null) throw new Error(`nvidia-smi line ${lineNo + 1} is not a GPU row: "${line}"`);
       return {
@@ -75,6 +80,7 @@ export function parseGpuQuery(csv: string): GpuQueryRow[] {
         utilizationPercent: numberOrNull(util),
         temperatureC: numberOrNull(temp),
         driverVersion: driver,
+        eccErrors: numberOrNull(ecc),
       };
     });
 }

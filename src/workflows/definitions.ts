@@ -1,6 +1,7 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { TagDecision, TagPolicy, TagState, RunOutcome } from '../domain/decision.js';
 import type { HostRegistration, Slot } from '../domain/fleet.js';
+import type { HostHealthReport, SlotProblem } from '../domain/health.js';
 import type { LeaseRequest, PlacementRecord, PlacementPolicy } from '../domain/placement.js';
 import type { Requirements } from '../domain/request.js';
 import type { ExperimentSnapshot } from './experiment-state.js';
@@ -29,6 +30,13 @@ export interface SlotEntry {
   lease: Omit<Lease, 'slot' | 'placement'> | null;
   draining: boolean;
   drainReason: string | null;
+  /** Who drained it: an operator's drain is only lifted by an operator, a health drain by recovery. */
+  drainedBy: 'operator' | 'health' | null;
+}
+export interface HostHealth {
+  checkedAt: string;
+  problems: SlotProblem[];
+  report: HostHealthReport;
 }
 export interface PoolSnapshot {
   hosts: Record<string, HostEntry>;
@@ -37,6 +45,8 @@ export interface PoolSnapshot {
   policy: PlacementPolicy;
   heartbeatLimitMs: number;
   leasesGranted: number;
+  /** Latest scheduled health check per host. */
+  health: Record<string, HostHealth>;
 }
 export const registerHostSignal = defineSignal<[HostRegistration]>('registerHost');
 export const hostHeartbeatSignal = defineSignal<[{ host: string }]>('hostHeartbeat');
@@ -44,6 +54,8 @@ export const deregisterHostSignal = defineSignal<[{ host: string }]>('deregister
 export const requestLeaseSignal = defineSignal<[{ experimentId: string; requirements: Requirements; priority: number }]>('requestLease');
 export const releaseLeaseSignal = defineSignal<[{ experimentId: string }]>('releaseLease');
 export const drainSignal = defineSignal<[{ target: string; drained: boolean; reason: string }]>('drain');
+export const healthReportSignal = defineSignal<[{ host: string; report: HostHealthReport; problems: SlotProblem[] }]>('healthReport');
+export const configurePoolSignal = defineSignal<[{ heartbeatLimitMs?: number; policy?: Partial<PlacementPolicy> }]>('configurePool');
 export const poolStateQuery = defineQuery<PoolSnapshot>('poolState');
 
 // Experiment

@@ -130,8 +130,17 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     });
     trainScope = new CancellationScope();
+    const scope = trainScope;
     try {
-      const outcome = await trainScope.run(() => training.runTraining({ experimentId, request, slot: granted.slot, leaseId: granted.leaseId }));
+      const running = scope.run(() => training.runTraining({ experimentId, request, slot: granted.slot, leaseId: granted.leaseId }));
+      // A revoked lease means the host is gone: do not wait for a dead worker to confirm the cancel.
+      // (Non-cancellable, so an operator's cancel still waits for the process group to be killed.)
+      const revocation = CancellationScope.nonCancellable(() => condition(() => revoked !== undefined)).then(() => undefined);
+      const outcome = await Promise.race([running, revocation]);
+      if (outcome === undefined) {
+        running.catch(() => undefined);
+        return { lost: revoked!.reason };
+      }
       return { outcome };
     } catch (error) {
       if (revoked) return { lost: revoked.reason };

@@ -4,3 +4,5 @@ export { poolWorkflow } from './pool.js';
 export { tagWorkflow } from './tag.js';
 export { smokeWorkflow } from './smoke.js';
 export { readLogWorkflow } from './read-log.js';
+export { healthCheckWorkflow } from './health.js';
+export { leaseCyclerWorkflow } from './lease-cycler.js';

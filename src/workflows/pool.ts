@@ -3,7 +3,7 @@ import {
 } from '@temporalio/workflow';
 import { assignSlots, DEFAULT_PLACEMENT_POLICY, type SlotView } from '../domain/placement.js';
 import {
-  deregisterHostSignal, drainSignal, hostHeartbeatSignal, leaseGrantedSignal, leaseRevokedSignal, poolStateQuery,
+  configurePoolSignal, deregisterHostSignal, drainSignal, healthReportSignal, hostHeartbeatSignal, leaseGrantedSignal, leaseRevokedSignal, poolStateQuery,
   registerHostSignal, releaseLeaseSignal, requestLeaseSignal, type PoolSnapshot, type SlotEntry,
 } from './definitions.js';
 
@@ -11,7 +11,7 @@ import {
 const HISTORY_EVENTS_LIMIT = 2_000;
 
 export function emptyPool(): PoolSnapshot {
-  return { hosts: {}, slots: [], queue: [], policy: DEFAULT_PLACEMENT_POLICY, heartbeatLimitMs: 60_000, leasesGranted: 0 };
+  return { hosts: {}, slots: [], queue: [], policy: DEFAULT_PLACEMENT_POLICY, heartbeatLimitMs: 60_000, leasesGranted: 0, health: {} };
 }
 
 /**
@@ -19,7 +19,7 @@ export function emptyPool(): PoolSnapshot {
  * the main loop grants queued requests and revokes leases of silent hosts.
  */
 export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
-  const pool: PoolSnapshot = carried ?? emptyPool();
+  const pool: PoolSnapshot = { ...emptyPool(), ...carried };
   let dirty = true;
   const touch = () => {
     dirty = true;
@@ -44,7 +44,7 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
     pool.slots = pool.slots.filter((entry) => entry.slot.host !== registration.host);
     for (const slot of registration.slots) {
       const previous = draining.get(slot.slotId);
-      pool.slots.push({ slot, lease: null, draining: previous?.draining ?? false, drainReason: previous?.drainReason ?? null });
+      pool.slots.push({ slot, lease: null, draining: previous?.draining ?? false, drainReason: previous?.drainReason ?? null, drainedBy: previous?.drainedBy ?? null });
     }
     pool.hosts[registration.host] = {
       host: registration.host,
@@ -87,8 +87,30 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
       if (entry.slot.host === target || entry.slot.slotId === target) {
         entry.draining = drained;
         entry.drainReason = drained ? reason : null;
+        entry.drainedBy = drained ? 'operator' : null;
       }
     }
+    touch();
+  });
+  setHandler(healthReportSignal, ({ host, report, problems }) => {
+    pool.health[host] = { checkedAt: report.checkedAt, problems, report };
+    for (const entry of slotsOf(host)) {
+      const problem = problems.filter((p) => p.slotId === entry.slot.slotId).map((p) => p.reason).join('; ');
+      if (problem && entry.drainedBy !== 'operator') {
+        entry.draining = true;
+        entry.drainReason = `health: ${problem}`;
+        entry.drainedBy = 'health';
+      } else if (!problem && entry.drainedBy === 'health') {
+        entry.draining = false;
+        entry.drainReason = null;
+        entry.drainedBy = null;
+      }
+    }
+    touch();
+  });
+  setHandler(configurePoolSignal, ({ heartbeatLimitMs, policy }) => {
+    if (heartbeatLimitMs !== undefined && heartbeatLimitMs >= 1000) pool.heartbeatLimitMs = heartbeatLimitMs;
+    if (policy) pool.policy = { ...pool.policy, ...policy };
     touch();
   });
 
@@ -114,31 +136,39 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
         log.warn('host went offline', { host: host.host });
       }
     }
-    for (const revocation of pendingRevocations.splice(0)) {
-      await getExternalWorkflowHandle(revocation.experimentId)
-        .signal(leaseRevokedSignal, { leaseId: revocation.leaseId, reason: revocation.reason })
-        .catch(() => undefined); // the experiment already ended: nothing to tell
-    }
+    await Promise.all(
+      pendingRevocations.splice(0).map((revocation) =>
+        getExternalWorkflowHandle(revocation.experimentId)
+          .signal(leaseRevokedSignal, { leaseId: revocation.leaseId, reason: revocation.reason })
+          .catch(() => undefined), // the experiment already ended: nothing to tell
+      ),
+    );
 
     const views: SlotView[] = pool.slots.map((entry) => ({
       ...entry.slot,
       state: !isOnline(entry) ? 'offline' : entry.lease ? 'leased' : 'idle',
       draining: entry.draining,
     }));
-    for (const grant of assignSlots(views, pool.queue, pool.policy, now)) {
+    // Leases are taken synchronously; the winners are told concurrently, one round trip for all.
+    const grants = assignSlots(views, pool.queue, pool.policy, now).map((grant) => {
       const entry = pool.slots.find((e) => e.slot.slotId === grant.slotId)!;
       const lease = { leaseId: uuid4(), experimentId: grant.experimentId, hostQueue: pool.hosts[entry.slot.host]!.hostQueue, grantedAt: now };
       entry.lease = lease;
       pool.queue = pool.queue.filter((request) => request.experimentId !== grant.experimentId);
       pool.leasesGranted++;
-      try {
-        await getExternalWorkflowHandle(grant.experimentId).signal(leaseGrantedSignal, { ...lease, slot: entry.slot, placement: grant.record });
-      } catch {
-        // The experiment ended while waiting: the slot goes back.
-        if (entry.lease?.leaseId === lease.leaseId) entry.lease = null;
-        dirty = true;
-      }
-    }
+      return { grant, entry, lease };
+    });
+    await Promise.all(
+      grants.map(async ({ grant, entry, lease }) => {
+        try {
+          await getExternalWorkflowHandle(grant.experimentId).signal(leaseGrantedSignal, { ...lease, slot: entry.slot, placement: grant.record });
+        } catch {
+          // The experiment ended while waiting: the slot goes back.
+          if (entry.lease?.leaseId === lease.leaseId) entry.lease = null;
+          dirty = true;
+        }
+      }),
+    );
 
     if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > HISTORY_EVENTS_LIMIT) {
       await condition(allHandlersFinished);

@@ -20,11 +20,11 @@ function workflowBundle() {
   return bundle;
 }
 
-/** Makes this process's `nvidia-smi` the fake one describing `fleet` (a CSV under fixtures/fleets). */
+/** Makes this process's `nvidia-smi` the fake one describing `fleet` (a CSV under fixtures/fleets, or an absolute path). */
 export function useFakeFleet(fleet: string | undefined): void {
   const bin = path.join(FIXTURES, 'bin');
   if (!process.env.PATH!.split(path.delimiter).includes(bin)) process.env.PATH = `${bin}${path.delimiter}${process.env.PATH}`;
-  if (fleet) process.env.FAKE_NVIDIA_SMI_FLEET = path.join(FIXTURES, 'fleets', fleet);
+  if (fleet) process.env.FAKE_NVIDIA_SMI_FLEET = path.isAbsolute(fleet) ? fleet : path.join(FIXTURES, 'fleets', fleet);
   else delete process.env.FAKE_NVIDIA_SMI_FLEET;
 }
 

@@ -44,14 +44,14 @@ describe('placement', () => {
 
 describe('nvidia-smi parsing', () => {
   it('reads the query format and derives accelerator classes', () => {
-    const rows = parseGpuQuery('0, GPU-1, NVIDIA H100 80GB HBM3, 81559, 5, 0, 34, 550.54.15\n1, GPU-2, NVIDIA A100-SXM4-40GB, 40960, 0, [N/A], [N/A], 550.54.15\n');
+    const rows = parseGpuQuery('0, GPU-1, NVIDIA H100 80GB HBM3, 81559, 5, 0, 34, 550.54.15, 0\n1, GPU-2, NVIDIA A100-SXM4-40GB, 40960, 0, [N/A], [N/A], 550.54.15, [N/A]\n');
     expect(rows).toEqual([
-      { index: 0, uuid: 'GPU-1', name: 'NVIDIA H100 80GB HBM3', memoryTotalMb: 81559, memoryUsedMb: 5, utilizationPercent: 0, temperatureC: 34, driverVersion: '550.54.15' },
-      { index: 1, uuid: 'GPU-2', name: 'NVIDIA A100-SXM4-40GB', memoryTotalMb: 40960, memoryUsedMb: 0, utilizationPercent: null, temperatureC: null, driverVersion: '550.54.15' },
+      { index: 0, uuid: 'GPU-1', name: 'NVIDIA H100 80GB HBM3', memoryTotalMb: 81559, memoryUsedMb: 5, utilizationPercent: 0, temperatureC: 34, driverVersion: '550.54.15', eccErrors: 0 },
+      { index: 1, uuid: 'GPU-2', name: 'NVIDIA A100-SXM4-40GB', memoryTotalMb: 40960, memoryUsedMb: 0, utilizationPercent: null, temperatureC: null, driverVersion: '550.54.15', eccErrors: null },
     ]);
     expect(['NVIDIA H100 80GB HBM3', 'NVIDIA H200', 'NVIDIA A100-SXM4-80GB', 'NVIDIA L4', 'NVIDIA L40S', 'Tesla V100-SXM2-16GB', 'NVIDIA GeForce RTX 4090'].map(acceleratorClassFromName)).toEqual([
       'h100', 'h200', 'a100', 'l4', 'l40s', 'v100', 'rtx4090',
     ]);
-    expect(() => parseGpuQuery('garbage')).toThrow(/has 1 fields, expected 8/);
+    expect(() => parseGpuQuery('garbage')).toThrow(/has 1 fields, expected 9/);
   });
 });

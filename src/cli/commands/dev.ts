@@ -8,6 +8,7 @@ import { installWorkerRuntime } from '../../shared/runtime.js';
 import { devPorts, hostName, stateDir } from '../../shared/settings.js';
 import { devInfoPath, processAlive, readDevInfo, type DevStackInfo } from '../../temporal/connection.js';
 import { startDevServer } from '../../temporal/dev-server.js';
+import { ensureHealthSchedule } from '../../temporal/schedules.js';
 import { ensureTemporalCli } from '../../temporal/temporal-cli.js';
 import { runDemo } from '../demo.js';
 
@@ -59,6 +60,7 @@ export async function devCommand(options: DevOptions): Promise<void> {
     cpuSlots: options.cpuSlots,
   });
   const workersDone = Promise.all([orchestrator.run(), gpuWorker.run()]);
+  await ensureHealthSchedule(client);
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
@@ -87,7 +89,7 @@ export async function devCommand(options: DevOptions): Promise<void> {
 expctl dev is up.
   Temporal Web UI:  ${server.uiUrl}
   Temporal gRPC:    ${server.address}   (other shells: TEMPORAL_ADDRESS=${server.address}, or run them in this directory)
-  Orchestrator:     task queue expctl-control
+  Orchestrator:     task queue expctl-control; health Schedule expctl-health every minute
   GPU worker:       ${gpuWorker.host} with ${slots}
   State:            ${home}
 Press Ctrl-C to stop everything.

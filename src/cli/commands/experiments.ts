@@ -4,9 +4,10 @@ import { resolveSource, SourceError } from '../../client/source.js';
 import { submitExperiment, type ExperimentHandle } from '../../client/experiments.js';
 import { exitCodeFor, isTerminal, type ExperimentResult } from '../../domain/experiment.js';
 import { RequestValidationError, type ExperimentRequestInput } from '../../domain/request.js';
-import { hostTaskQueue, CONTROL_TASK_QUEUE } from '../../shared/constants.js';
+import { queueOrder } from '../../domain/placement.js';
+import { CONTROL_TASK_QUEUE, hostTaskQueue, POOL_WORKFLOW_ID } from '../../shared/constants.js';
 import { connectClient } from '../../temporal/connection.js';
-import { experimentStateQuery } from '../../workflows/definitions.js';
+import { experimentStateQuery, poolStateQuery } from '../../workflows/definitions.js';
 import type { ExperimentSnapshot } from '../../workflows/experiment-state.js';
 import { readLogWorkflow } from '../../workflows/read-log.js';
 import { CliError, formatTable, printJson, wantsJson } from '../output.js';
@@ -153,6 +154,15 @@ async function snapshotOf(client: Client, id: string): Promise<ExperimentSnapsho
   }
 }
 
+/** 1-based position in the pool's queue (priority, then FIFO), or null when not waiting. */
+async function queuePositionOf(client: Client, id: string): Promise<{ position: number; length: number } | null> {
+  const pool = await client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery).catch(() => undefined);
+  if (!pool) return null;
+  const ordered = [...pool.queue].sort(queueOrder);
+  const index = ordered.findIndex((request) => request.experimentId === id);
+  return index < 0 ? null : { position: index + 1, length: ordered.length };
+}
+
 export async function waitCommand(id: string, options: { json?: boolean }): Promise<void> {
   const client = await connectClient();
   await snapshotOf(client, id);
@@ -162,8 +172,10 @@ export async function waitCommand(id: string, options: { json?: boolean }): Prom
 export async function showCommand(id: string, options: { json?: boolean }): Promise<void> {
   const client = await connectClient();
   const snapshot = await snapshotOf(client, id);
-  if (wantsJson(options)) return printJson(snapshot);
+  const queuePosition = snapshot.status === 'queued' ? await queuePositionOf(client, id) : null;
+  if (wantsJson(options)) return printJson({ ...snapshot, queuePosition });
   const r = snapshot.request;
+  if (queuePosition !== null) console.log(`  queued: position ${queuePosition.position} of ${queuePosition.length} waiting for a lease`);
   console.log(`${snapshot.experimentId}  [${snapshot.status}]  tag ${snapshot.tag}  category ${r.category}`);
   console.log(`  hypothesis: ${r.hypothesis}`);
   console.log(`  commit:     ${r.commit}  (${r.repo})`);

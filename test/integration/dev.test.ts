@@ -1,0 +1,93 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
+import { freePort } from '../../src/temporal/dev-server.js';
+import { poolStateQuery } from '../../src/workflows/definitions.js';
+import { HEALTH_SCHEDULE_ID } from '../../src/workflows/health.js';
+
+const EXPCTL = fileURLToPath(new URL('../../bin/expctl.js', import.meta.url));
+
+/** Processes whose command line mentions this state directory (the dev server, workers, training). */
+async function processesUsing(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const pid of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    const cmdline = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes(dir)) found.push(`${pid}: ${cmdline.replace(/\0/g, ' ')}`);
+  }
+  return found;
+}
+
+async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`not reached within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+describe('expctl dev (npm start)', () => {
+  const started: ResultPromise[] = [];
+  let home: string;
+  afterAll(async () => {
+    for (const child of started) child.kill('SIGKILL');
+    if (home) await fs.rm(home, { recursive: true, force: true });
+  });
+
+  it('brings up server, Web UI, workers and the health Schedule; refuses a second start; Ctrl-C leaves nothing; state survives', { timeout: 240_000 }, async () => {
+    home = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-dev-'));
+    const grpcPort = await freePort();
+    const uiPort = await freePort();
+    const env = { EXPCTL_HOME: home, EXPCTL_TEMPORAL_PORT: String(grpcPort), EXPCTL_UI_PORT: String(uiPort), TEMPORAL_CLI: inject('temporalCli'), TEMPORAL_ADDRESS: '' };
+    const start = () => {
+      const child = execa(process.execPath, [EXPCTL, 'dev', '--no-demo', '--cpu-slots', '1'], { env, reject: false, all: true, buffer: { all: true } });
+      started.push(child);
+      let output = '';
+      child.all!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      return { child, output: () => output };
+    };
+
+    const first = start();
+    await waitFor(async () => (first.output().includes('expctl dev is up') ? true : undefined), 120_000);
+    expect(first.output()).toContain(`Temporal Web UI:  http://localhost:${uiPort}`);
+    expect((await fetch(`http://127.0.0.1:${uiPort}`)).status).toBe(200);
+
+    const connection = await Connection.connect({ address: `127.0.0.1:${grpcPort}` });
+    const client = new Client({ connection });
+    const schedule = await client.schedule.getHandle(HEALTH_SCHEDULE_ID).describe();
+    expect(schedule.spec.intervals?.[0]?.every).toBe(60_000);
+    await client.schedule.getHandle(HEALTH_SCHEDULE_ID).trigger();
+    const health = await waitFor(async () => {
+      const pool = await client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
+      return Object.keys(pool.health).length > 0 ? pool.health : undefined;
+    }, 60_000);
+    expect(Object.values(health)[0]?.report.slotIds).toHaveLength(1);
+
+    const second = await execa(process.execPath, [EXPCTL, 'dev', '--no-demo'], { env, reject: false });
+    expect(second.exitCode).toBe(0);
+    expect(second.stdout).toMatch(/expctl dev is already running \(pid \d+\)/);
+
+    first.child.kill('SIGINT');
+    const exit = await first.child;
+    expect(exit.exitCode).toBe(0);
+    expect(await processesUsing(home)).toEqual([]);
+    await connection.close();
+
+    const again = start();
+    await waitFor(async () => (again.output().includes('expctl dev is up') ? true : undefined), 120_000);
+    const reconnected = await Connection.connect({ address: `127.0.0.1:${grpcPort}` });
+    const count = await new Client({ connection: reconnected }).workflow.count(`WorkflowType = 'healthCheckWorkflow'`);
+    expect(count.count).toBeGreaterThanOrEqual(1);
+    await reconnected.close();
+    again.child.kill('SIGTERM');
+    expect((await again.child).exitCode).toBe(0);
+    expect(await processesUsing(home)).toEqual([]);
+  });
+});

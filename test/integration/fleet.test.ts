@@ -1,0 +1,181 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { submitExperiment } from '../../src/client/experiments.js';
+import type { ExperimentResult } from '../../src/domain/experiment.js';
+import type { ExperimentRequestInput } from '../../src/domain/request.js';
+import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
+import { configurePoolSignal, drainSignal, experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
+import type { ExperimentSnapshot } from '../../src/workflows/experiment-state.js';
+import { healthCheckWorkflow } from '../../src/workflows/health.js';
+import { leaseCyclerWorkflow } from '../../src/workflows/lease-cycler.js';
+import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
+import { makeRepo } from '../helpers/repo.js';
+
+let source: { repo: string; commit: string };
+beforeAll(async () => {
+  source = await makeRepo();
+});
+
+function request(overrides: Partial<ExperimentRequestInput> & { tag: string }): ExperimentRequestInput {
+  return { hypothesis: 'h', category: 'other', command: ['python3', 'train.py'], repo: source.repo, commit: source.commit, timeBudgetSeconds: 60, env: { VAL_BPB: '1.0' }, ...overrides };
+}
+
+async function runAll(stack: TestStack, inputs: ExperimentRequestInput[]): Promise<{ result: ExperimentResult; state: ExperimentSnapshot }[]> {
+  const submitted = await Promise.all(inputs.map((input) => submitExperiment(stack.client, input)));
+  return Promise.all(submitted.map(async ({ handle }) => ({ result: await handle.result(), state: await handle.query(experimentStateQuery) })));
+}
+
+async function waitFor(predicate: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`not reached within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe('8 GPUs, 20 experiments', () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startStack({ name: 'eight', host: 'node8', fleet: 'eight-a100.csv' });
+  });
+  afterAll(async () => stack?.stop());
+
+  it('never runs more than 8 at once, never shares a GPU, completes all in about 3 rounds', async () => {
+    const runs = await runAll(stack, Array.from({ length: 20 }, () => request({ tag: 'eight', env: { VAL_BPB: '1.0', STEPS: '10', STEP_SECONDS: '0.2' } })));
+    expect(runs.map((r) => r.result.status)).toEqual(Array(20).fill('completed'));
+    const intervals = runs.map(({ state }) => ({ gpu: state.gpu!, start: Date.parse(state.training!.startedAt), end: Date.parse(state.training!.endedAt) }));
+    // No GPU held by two runs at once, from the records.
+    for (const gpu of new Set(intervals.map((i) => i.gpu))) {
+      const onGpu = intervals.filter((i) => i.gpu === gpu).sort((a, b) => a.start - b.start);
+      for (let i = 1; i < onGpu.length; i++) expect(onGpu[i]!.start).toBeGreaterThanOrEqual(onGpu[i - 1]!.end);
+    }
+    // Concurrency from the same records: at most 8, and all 8 used.
+    const events = intervals.flatMap((i) => [[i.start, 1], [i.end, -1]] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    let running = 0;
+    let peak = 0;
+    for (const [, delta] of events) peak = Math.max(peak, (running += delta));
+    expect(peak).toBeLessThanOrEqual(8);
+    expect(new Set(intervals.map((i) => i.gpu)).size).toBe(8);
+    const longest = Math.max(...intervals.map((i) => i.end - i.start));
+    const span = Math.max(...intervals.map((i) => i.end)) - Math.min(...intervals.map((i) => i.start));
+    console.log(`20 runs on 8 GPUs: span ${(span / 1000).toFixed(1)} s, longest run ${(longest / 1000).toFixed(1)} s, ${(span / longest).toFixed(2)} rounds`);
+    expect(span).toBeLessThan(3 * longest + 4000);
+  });
+});
+
+describe('a mixed fleet', () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startStack({ name: 'mixed', host: 'mix', fleet: 'mixed.csv' });
+  });
+  afterAll(async () => stack?.stop());
+
+  it('places by class and memory, protects the scarce class, explains every placement', async () => {
+    const [h100, big, small] = await runAll(stack, [
+      request({ tag: 'mixed', requirements: { acceleratorClass: 'h100', gpuMemoryMb: 0, runtimeTags: [] } }),
+      request({ tag: 'mixed', requirements: { acceleratorClass: 'any', gpuMemoryMb: 30_000, runtimeTags: [] } }),
+      request({ tag: 'mixed', requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [] } }),
+    ]);
+    expect(h100!.state.placement).toMatchObject({ acceleratorClass: 'h100', policy: 'scarce class h100 requested by name' });
+    expect(big!.state.placement?.acceleratorClass).toBe('a100');
+    expect(small!.state.placement?.acceleratorClass).toBe('l4');
+    const record = small!.state.placement!;
+    expect(record.candidates).toHaveLength(8);
+    expect(record.candidates.filter((c) => c.acceleratorClass === 'h100').every((c) => /reserved for requests that name it/.test(c.rejected ?? ''))).toBe(true);
+    expect(record.why).toMatch(/least capable of \d free slots that fit/);
+    expect(big!.state.placement!.candidates.filter((c) => c.acceleratorClass === 'l4').every((c) => /23034 MB < 30000 MB requested/.test(c.rejected ?? ''))).toBe(true);
+  });
+
+  it('refuses at submit what the fleet can never run, naming the policy', async () => {
+    const [tooBig, noSuchClass] = await runAll(stack, [
+      request({ tag: 'mixed', requirements: { acceleratorClass: 'any', gpuMemoryMb: 60_000, runtimeTags: [] } }),
+      request({ tag: 'mixed', requirements: { acceleratorClass: 'b200', gpuMemoryMb: 0, runtimeTags: [] } }),
+    ]);
+    expect(tooBig!.result.status).toBe('validation_failed');
+    expect(tooBig!.result.reason).toMatch(/scarce class h100 is reserved for requests that name it/);
+    expect(noSuchClass!.result.reason).toMatch(/no slot in the fleet can ever satisfy accelerator=b200/);
+  });
+
+  it('a health check drains a GPU at a critical temperature and returns it when it recovers', async () => {
+    // A second host whose fake nvidia-smi reads a file this test rewrites.
+    const fleetFile = path.join(stack.workDir, 'hot.csv');
+    await fs.copyFile(path.join(FIXTURES, 'fleets', 'two-l4.csv'), fleetFile);
+    await stack.addGpuWorker({ host: 'hot', fleet: fleetFile });
+    const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+    await waitFor(async () => (await pool.query(poolStateQuery)).hosts.hot?.online === true, 20_000);
+    const check = () => stack.client.workflow.execute(healthCheckWorkflow, { workflowId: `health-${Date.now()}`, taskQueue: CONTROL_TASK_QUEUE });
+
+    const csv = await fs.readFile(fleetFile, 'utf8');
+    await fs.writeFile(fleetFile, csv.replace(/^(1, (?:[^,]*, ){5})\d+/m, '$195'));
+    const verdicts = await check();
+    expect(verdicts.find((v) => v.host === 'hot')?.problems).toEqual([{ slotId: 'hot/gpu1', reason: 'temperature 95 C >= 90 C' }]);
+    let state = await pool.query(poolStateQuery);
+    expect(state.slots.find((s) => s.slot.slotId === 'hot/gpu1')).toMatchObject({ draining: true, drainReason: 'health: temperature 95 C >= 90 C', drainedBy: 'health' });
+    expect(state.slots.find((s) => s.slot.slotId === 'hot/gpu0')?.draining).toBe(false);
+
+    await fs.writeFile(fleetFile, csv);
+    await check();
+    state = await pool.query(poolStateQuery);
+    expect(state.slots.find((s) => s.slot.slotId === 'hot/gpu1')).toMatchObject({ draining: false, drainedBy: null });
+    expect(state.health.hot?.report.gpus.map((g) => g.temperatureC)).toEqual([40, 41]);
+  });
+});
+
+describe('drain', () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startStack({ name: 'drain', host: 'pair', fleet: 'two-l4.csv' });
+  });
+  afterAll(async () => stack?.stop());
+
+  it('lets the running experiment finish and gives the drained GPU no new lease', async () => {
+    const slow = await submitExperiment(stack.client, request({ tag: 'drain', env: { VAL_BPB: '1.0', STEPS: '15', STEP_SECONDS: '0.2' } }));
+    await waitFor(async () => (await slow.handle.query(experimentStateQuery)).status === 'running', 30_000);
+    const drainedGpu = (await slow.handle.query(experimentStateQuery)).gpu!;
+    const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+    await pool.signal(drainSignal, { target: drainedGpu, drained: true, reason: 'maintenance' });
+    const later = await runAll(stack, [request({ tag: 'drain', env: { VAL_BPB: '1.0', STEPS: '5', STEP_SECONDS: '0.2' } }), request({ tag: 'drain', env: { VAL_BPB: '1.0', STEPS: '5', STEP_SECONDS: '0.2' } })]);
+    expect((await slow.handle.result()).status).toBe('completed');
+    expect(later.map((r) => r.result.status)).toEqual(['completed', 'completed']);
+    expect(later.map((r) => r.state.gpu)).not.toContain(drainedGpu);
+    const state = await pool.query(poolStateQuery);
+    expect(state.slots.find((s) => s.slot.slotId === drainedGpu)).toMatchObject({ draining: true, drainReason: 'maintenance', lease: null });
+  });
+});
+
+describe('pool history', () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startStack({ name: 'bounded', host: 'cycler', cpuSlots: 4 });
+  });
+  afterAll(async () => stack?.stop());
+
+  it('stays bounded over 500 acquire/release cycles (continue-as-new carries the state)', { timeout: 300_000 }, async () => {
+    const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+    await waitFor(async () => (await pool.query(poolStateQuery).catch(() => undefined))?.hosts.cycler?.online === true, 20_000);
+    await pool.signal(configurePoolSignal, { heartbeatLimitMs: 60_000 });
+    // Four cyclers share the four slots, as four experiments would: 4 x 125 = 500 cycles.
+    const started = Date.now();
+    const results = await Promise.all(
+      [0, 1, 2, 3].map((i) =>
+        stack.client.workflow.execute(leaseCyclerWorkflow, {
+          workflowId: `cycler-${i}`,
+          taskQueue: CONTROL_TASK_QUEUE,
+          args: [{ remaining: 125, requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [] } }],
+        }),
+      ),
+    );
+    expect(results.map((r) => r.cycles)).toEqual([125, 125, 125, 125]);
+    console.log(`500 acquire/release cycles in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    const state = await pool.query(poolStateQuery);
+    expect(state.leasesGranted).toBe(500);
+    expect(state.slots.every((s) => s.lease === null)).toBe(true);
+    const runs = [];
+    for await (const run of stack.client.workflow.list({ query: `WorkflowId = '${POOL_WORKFLOW_ID}'` })) runs.push(run);
+    const current = await pool.describe();
+    console.log(`pool after 500 cycles: ${runs.length} runs, current history ${current.historyLength} events`);
+    expect(runs.length).toBeGreaterThan(1);
+    expect(current.historyLength).toBeLessThan(2_500);
+  });
+});
