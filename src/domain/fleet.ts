@@ -20,6 +20,10 @@ export interface HostRegistration {
   hostQueue: string;
   slots: Slot[];
   driverVersion?: string;
+  /** Datasets present on the host (names under its datasets directory), for data locality. */
+  datasets: string[];
+  /** Software environment: interpreter and runtime versions. */
+  software: Record<string, string>;
   registeredAt: number;
 }
 

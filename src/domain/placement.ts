@@ -22,6 +22,8 @@ export type SlotState = 'idle' | 'leased' | 'offline';
 export interface SlotView extends Slot {
   state: SlotState;
   draining: boolean;
+  /** Datasets already on the slot's host. */
+  localDatasets?: string[];
 }
 
 export interface LeaseRequest {
@@ -29,6 +31,8 @@ export interface LeaseRequest {
   requirements: Requirements;
   priority: number;
   enqueuedAt: number;
+  /** Datasets the run reads: slots whose host already has them are preferred. */
+  datasets?: string[];
 }
 
 export interface CandidateRecord {
@@ -71,16 +75,23 @@ function availability(slot: SlotView): string | null {
   return null;
 }
 
-/** Lower is better: the least capable slot that fits keeps bigger GPUs free for jobs that need them. */
-export function slotScore(slot: Slot, policy: PlacementPolicy): number {
-  return (policy.scarceClasses.includes(slot.acceleratorClass) ? 1_000_000 : 0) + slot.memoryMb;
+function localCount(slot: SlotView, datasets: string[]): number {
+  return datasets.filter((d) => slot.localDatasets?.includes(d)).length;
+}
+
+/**
+ * Lower is better: data already on the host first (no copy before training), then the least
+ * capable slot that fits, which keeps bigger GPUs free for jobs that need them.
+ */
+export function slotScore(slot: SlotView, policy: PlacementPolicy, datasets: string[] = []): number {
+  return -10_000_000 * localCount(slot, datasets) + (policy.scarceClasses.includes(slot.acceleratorClass) ? 1_000_000 : 0) + slot.memoryMb;
 }
 
 /** Every slot's verdict for a request; used for refusals at submit and for placement records. */
-export function evaluateCandidates(slots: SlotView[], req: Requirements, policy: PlacementPolicy): CandidateRecord[] {
+export function evaluateCandidates(slots: SlotView[], req: Requirements, policy: PlacementPolicy, datasets: string[] = []): CandidateRecord[] {
   return slots.map((slot) => {
     const rejected = capabilityMismatch(slot, req, policy) ?? availability(slot);
-    return { slotId: slot.slotId, acceleratorClass: slot.acceleratorClass, memoryMb: slot.memoryMb, rejected, score: rejected ? null : slotScore(slot, policy) };
+    return { slotId: slot.slotId, acceleratorClass: slot.acceleratorClass, memoryMb: slot.memoryMb, rejected, score: rejected ? null : slotScore(slot, policy, datasets) };
   });
 }
 
@@ -112,7 +123,8 @@ export function assignSlots(slots: SlotView[], queue: LeaseRequest[], policy: Pl
   const grants: Grant[] = [];
   for (const request of [...queue].sort(queueOrder)) {
     const view = slots.map((slot) => (taken.has(slot.slotId) ? { ...slot, state: 'leased' as const } : slot));
-    const candidates = evaluateCandidates(view, request.requirements, policy);
+    const datasets = request.datasets ?? [];
+    const candidates = evaluateCandidates(view, request.requirements, policy, datasets);
     const fitting = candidates.filter((c) => c.rejected === null).sort((a, b) => a.score! - b.score! || a.slotId.localeCompare(b.slotId));
     const winner = fitting[0];
     if (!winner) continue;
@@ -126,7 +138,9 @@ export function assignSlots(slots: SlotView[], queue: LeaseRequest[], policy: Pl
         slotId: slot.slotId,
         host: slot.host,
         acceleratorClass: slot.acceleratorClass,
-        why: fitting.length === 1 ? 'the only free slot that fits' : `least capable of ${fitting.length} free slots that fit (score ${winner.score})`,
+        why:
+          (fitting.length === 1 ? 'the only free slot that fits' : `least capable of ${fitting.length} free slots that fit (score ${winner.score})`) +
+          (datasets.length > 0 ? `; ${localCount(slot, datasets)}/${datasets.length} datasets already on ${slot.host}` : ''),
         policy: scarceUsed
           ? request.requirements.acceleratorClass === 'any' ? 'scarce class allowed for any (policy allow-scarce)' : `scarce class ${slot.acceleratorClass} requested by name`
           : 'least-capable-fit',

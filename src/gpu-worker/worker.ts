@@ -10,6 +10,7 @@ import { deregisterHostSignal, hostHeartbeatSignal, registerHostSignal } from '.
 import { poolWorkflow } from '../workflows/pool.js';
 import { discoverSlots, type DiscoveryOptions } from './discover.js';
 import { reconcileOrphans } from './reconcile.js';
+import { softwareVersions } from './software.js';
 
 export interface GpuWorkerOptions extends DiscoveryOptions {
   connection: NativeConnection;
@@ -68,7 +69,16 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
     );
   }
 
-  const registration: HostRegistration = { host, hostQueue, slots: discovery.slots, driverVersion: discovery.driverVersion, registeredAt: Date.now() };
+  const datasetsDir = options.datasetsDir ?? path.join(workDir, 'datasets');
+  const registration: HostRegistration = {
+    host,
+    hostQueue,
+    slots: discovery.slots,
+    driverVersion: discovery.driverVersion,
+    datasets: await fs.readdir(datasetsDir).catch(() => []),
+    software: await softwareVersions(),
+    registeredAt: Date.now(),
+  };
   let heartbeat: NodeJS.Timeout | undefined;
   const pool = options.client.workflow.getHandle(POOL_WORKFLOW_ID);
 

@@ -21,6 +21,8 @@ export interface HostEntry {
   host: string;
   hostQueue: string;
   driverVersion?: string;
+  datasets: string[];
+  software: Record<string, string>;
   online: boolean;
   lastHeartbeat: number;
   registeredAt: number;
@@ -51,7 +53,7 @@ export interface PoolSnapshot {
 export const registerHostSignal = defineSignal<[HostRegistration]>('registerHost');
 export const hostHeartbeatSignal = defineSignal<[{ host: string }]>('hostHeartbeat');
 export const deregisterHostSignal = defineSignal<[{ host: string }]>('deregisterHost');
-export const requestLeaseSignal = defineSignal<[{ experimentId: string; requirements: Requirements; priority: number }]>('requestLease');
+export const requestLeaseSignal = defineSignal<[{ experimentId: string; requirements: Requirements; priority: number; datasets?: string[] }]>('requestLease');
 export const releaseLeaseSignal = defineSignal<[{ experimentId: string }]>('releaseLease');
 export const drainSignal = defineSignal<[{ target: string; drained: boolean; reason: string }]>('drain');
 export const healthReportSignal = defineSignal<[{ host: string; report: HostHealthReport; problems: SlotProblem[] }]>('healthReport');

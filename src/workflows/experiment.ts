@@ -108,7 +108,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
 
   const acquire = async (note?: string): Promise<Lease> => {
     setStatus('queued', note);
-    await pool.signal(requestLeaseSignal, { experimentId, requirements: request.requirements, priority: input.priority });
+    await pool.signal(requestLeaseSignal, { experimentId, requirements: request.requirements, priority: input.priority, datasets: request.datasets });
     await condition(() => lease !== undefined);
     const granted = lease!;
     snapshot.placement = granted.placement;

@@ -50,6 +50,8 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
       host: registration.host,
       hostQueue: registration.hostQueue,
       driverVersion: registration.driverVersion,
+      datasets: registration.datasets ?? [],
+      software: registration.software ?? {},
       online: true,
       lastHeartbeat: Date.now(),
       registeredAt: Date.now(),
@@ -71,10 +73,10 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
     if (entry) entry.online = false;
     touch();
   });
-  setHandler(requestLeaseSignal, ({ experimentId, requirements, priority }) => {
+  setHandler(requestLeaseSignal, ({ experimentId, requirements, priority, datasets }) => {
     const holds = pool.slots.some((entry) => entry.lease?.experimentId === experimentId);
     if (holds || pool.queue.some((request) => request.experimentId === experimentId)) return;
-    pool.queue.push({ experimentId, requirements, priority, enqueuedAt: Date.now() });
+    pool.queue.push({ experimentId, requirements, priority, enqueuedAt: Date.now(), datasets: datasets ?? [] });
     touch();
   });
   setHandler(releaseLeaseSignal, ({ experimentId }) => {
@@ -148,6 +150,7 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
       ...entry.slot,
       state: !isOnline(entry) ? 'offline' : entry.lease ? 'leased' : 'idle',
       draining: entry.draining,
+      localDatasets: pool.hosts[entry.slot.host]?.datasets ?? [],
     }));
     // Leases are taken synchronously; the winners are told concurrently, one round trip for all.
     const grants = assignSlots(views, pool.queue, pool.policy, now).map((grant) => {

@@ -9,6 +9,7 @@ import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { freePort } from '../../src/temporal/dev-server.js';
 import { poolStateQuery } from '../../src/workflows/definitions.js';
 import { HEALTH_SCHEDULE_ID } from '../../src/workflows/health.js';
+import { FIXTURES } from '../helpers/stack.js';
 
 const EXPCTL = fileURLToPath(new URL('../../bin/expctl.js', import.meta.url));
 
@@ -41,13 +42,25 @@ describe('expctl dev (npm start)', () => {
     if (home) await fs.rm(home, { recursive: true, force: true });
   });
 
-  it('brings up server, Web UI, workers and the health Schedule; refuses a second start; Ctrl-C leaves nothing; state survives', { timeout: 240_000 }, async () => {
+  it('brings up server, Web UI, workers and a health Schedule that drains a hot GPU; refuses a second start; Ctrl-C leaves nothing; state survives', { timeout: 240_000 }, async () => {
     home = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-dev-'));
     const grpcPort = await freePort();
     const uiPort = await freePort();
-    const env = { EXPCTL_HOME: home, EXPCTL_TEMPORAL_PORT: String(grpcPort), EXPCTL_UI_PORT: String(uiPort), TEMPORAL_CLI: inject('temporalCli'), TEMPORAL_ADDRESS: '' };
+    // The local worker sees two fake L4s; GPU 1 reports a critical temperature.
+    const fleet = path.join(home, 'fleet.csv');
+    await fs.writeFile(fleet, (await fs.readFile(path.join(FIXTURES, 'fleets', 'two-l4.csv'), 'utf8')).replace(/^(1, (?:[^,]*, ){5})\d+/m, '$195'));
+    const env = {
+      EXPCTL_HOME: home,
+      EXPCTL_HOST: 'devhost',
+      EXPCTL_TEMPORAL_PORT: String(grpcPort),
+      EXPCTL_UI_PORT: String(uiPort),
+      TEMPORAL_CLI: inject('temporalCli'),
+      TEMPORAL_ADDRESS: '',
+      PATH: `${path.join(FIXTURES, 'bin')}${path.delimiter}${process.env.PATH}`,
+      FAKE_NVIDIA_SMI_FLEET: fleet,
+    };
     const start = () => {
-      const child = execa(process.execPath, [EXPCTL, 'dev', '--no-demo', '--cpu-slots', '1'], { env, reject: false, all: true, buffer: { all: true } });
+      const child = execa(process.execPath, [EXPCTL, 'dev', '--no-demo'], { env, reject: false, all: true, buffer: { all: true } });
       started.push(child);
       let output = '';
       child.all!.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -64,11 +77,15 @@ describe('expctl dev (npm start)', () => {
     const schedule = await client.schedule.getHandle(HEALTH_SCHEDULE_ID).describe();
     expect(schedule.spec.intervals?.[0]?.every).toBe(60_000);
     await client.schedule.getHandle(HEALTH_SCHEDULE_ID).trigger();
-    const health = await waitFor(async () => {
-      const pool = await client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
-      return Object.keys(pool.health).length > 0 ? pool.health : undefined;
+    const pool = await waitFor(async () => {
+      const state = await client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
+      return state.health.devhost ? state : undefined;
     }, 60_000);
-    expect(Object.values(health)[0]?.report.slotIds).toHaveLength(1);
+    expect(pool.health.devhost?.report.slotIds).toEqual(['devhost/gpu0', 'devhost/gpu1']);
+    expect(pool.slots.map((s) => [s.slot.slotId, s.draining, s.drainReason])).toEqual([
+      ['devhost/gpu0', false, null],
+      ['devhost/gpu1', true, 'health: temperature 95 C >= 90 C'],
+    ]);
 
     const second = await execa(process.execPath, [EXPCTL, 'dev', '--no-demo'], { env, reject: false });
     expect(second.exitCode).toBe(0);

@@ -55,3 +55,14 @@ describe('nvidia-smi parsing', () => {
     expect(() => parseGpuQuery('garbage')).toThrow(/has 1 fields, expected 9/);
   });
 });
+
+describe('data locality', () => {
+  it('prefers a host that already has the datasets, and says so', () => {
+    const slots = [slot('a/0', 'l4', 23034), slot('b/0', 'a100', 40960, { localDatasets: ['fineweb@v3'] })];
+    const [grant] = assignSlots(slots, [{ ...req('data'), datasets: ['fineweb@v3'] }], DEFAULT_PLACEMENT_POLICY, 0);
+    expect(grant?.slotId).toBe('b/0');
+    expect(grant?.record.why).toMatch(/1\/1 datasets already on b/);
+    const [plain] = assignSlots(slots, [req('nodata')], DEFAULT_PLACEMENT_POLICY, 0);
+    expect(plain?.slotId).toBe('a/0');
+  });
+});
