@@ -1,21 +1,13 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { processAlive } from '../shared/processes.js';
 
 async function isSupervisor(pid: number): Promise<boolean> {
   try {
     return (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8')).includes('supervisor.mjs');
   } catch {
     // No /proc (macOS): trust the pid file, which only a live run keeps.
-    return alive(pid);
+    return processAlive(pid);
   }
 }
 
@@ -36,7 +28,7 @@ export async function reconcileOrphans(workDir: string): Promise<{ experimentId:
     const pidFile = path.join(runs, experimentId, 'supervisor.pid');
     const pid = Number(await fs.readFile(pidFile, 'utf8').catch(() => ''));
     if (!Number.isInteger(pid) || pid <= 0) continue;
-    if (alive(pid) && (await isSupervisor(pid))) {
+    if (processAlive(pid) && (await isSupervisor(pid))) {
       try {
         process.kill(-pid, 'SIGKILL');
       } catch {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import { NativeConnection } from '@temporalio/worker';
+import { processAlive } from '../shared/processes.js';
 import { stateDir } from '../shared/settings.js';
 
 /** What `expctl dev` writes so other commands in the same state directory find its server. */
@@ -22,15 +23,6 @@ export function readDevInfo(env: NodeJS.ProcessEnv = process.env): DevStackInfo 
     return JSON.parse(fs.readFileSync(devInfoPath(env), 'utf8')) as DevStackInfo;
   } catch {
     return undefined;
-  }
-}
-
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

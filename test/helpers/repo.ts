@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,17 +17,4 @@ export async function makeRepo(extraFiles: Record<string, string> = {}): Promise
   return { repo, commit: stdout.trim() };
 }
 
-/** True while the process runs; a zombie (dead, not yet reaped by its new parent) counts as gone. */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
+export { processAlive } from '../../src/shared/processes.js';

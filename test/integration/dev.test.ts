@@ -10,6 +10,7 @@ import { freePort } from '../../src/temporal/dev-server.js';
 import { poolStateQuery } from '../../src/workflows/definitions.js';
 import { HEALTH_SCHEDULE_ID } from '../../src/workflows/health.js';
 import { FIXTURES } from '../helpers/stack.js';
+import { eventually } from '../helpers/wait.js';
 
 const EXPCTL = fileURLToPath(new URL('../../bin/expctl.js', import.meta.url));
 
@@ -22,16 +23,6 @@ async function processesUsing(dir: string): Promise<string[]> {
     if (cmdline.includes(dir)) found.push(`${pid}: ${cmdline.replace(/\0/g, ' ')}`);
   }
   return found;
-}
-
-async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`not reached within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 describe('expctl dev (npm start)', () => {
@@ -68,7 +59,7 @@ describe('expctl dev (npm start)', () => {
     };
 
     const first = start();
-    await waitFor(async () => (first.output().includes('expctl dev is up') ? true : undefined), 120_000);
+    await eventually(async () => (first.output().includes('expctl dev is up') ? true : undefined), 120_000);
     expect(first.output()).toContain(`Temporal Web UI:  http://localhost:${uiPort}`);
     expect((await fetch(`http://127.0.0.1:${uiPort}`)).status).toBe(200);
 
@@ -77,7 +68,7 @@ describe('expctl dev (npm start)', () => {
     const schedule = await client.schedule.getHandle(HEALTH_SCHEDULE_ID).describe();
     expect(schedule.spec.intervals?.[0]?.every).toBe(60_000);
     await client.schedule.getHandle(HEALTH_SCHEDULE_ID).trigger();
-    const pool = await waitFor(async () => {
+    const pool = await eventually(async () => {
       const state = await client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
       return state.health.devhost ? state : undefined;
     }, 60_000);
@@ -98,7 +89,7 @@ describe('expctl dev (npm start)', () => {
     await connection.close();
 
     const again = start();
-    await waitFor(async () => (again.output().includes('expctl dev is up') ? true : undefined), 120_000);
+    await eventually(async () => (again.output().includes('expctl dev is up') ? true : undefined), 120_000);
     const reconnected = await Connection.connect({ address: `127.0.0.1:${grpcPort}` });
     const count = await new Client({ connection: reconnected }).workflow.count(`WorkflowType = 'healthCheckWorkflow'`);
     expect(count.count).toBeGreaterThanOrEqual(1);

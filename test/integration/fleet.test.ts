@@ -10,6 +10,7 @@ import type { ExperimentSnapshot } from '../../src/workflows/experiment-state.js
 import { healthCheckWorkflow } from '../../src/workflows/health.js';
 import { leaseCyclerWorkflow } from '../../src/workflows/lease-cycler.js';
 import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
+import { waitFor } from '../helpers/wait.js';
 import { makeRepo } from '../helpers/repo.js';
 
 let source: { repo: string; commit: string };
@@ -24,14 +25,6 @@ function request(overrides: Partial<ExperimentRequestInput> & { tag: string }): 
 async function runAll(stack: TestStack, inputs: ExperimentRequestInput[]): Promise<{ result: ExperimentResult; state: ExperimentSnapshot }[]> {
   const submitted = await Promise.all(inputs.map((input) => submitExperiment(stack.client, input)));
   return Promise.all(submitted.map(async ({ handle }) => ({ result: await handle.result(), state: await handle.query(experimentStateQuery) })));
-}
-
-async function waitFor(predicate: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`not reached within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 describe('8 GPUs, 20 experiments', () => {

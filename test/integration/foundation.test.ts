@@ -11,16 +11,7 @@ import { CONTROL_TASK_QUEUE, hostTaskQueue } from '../../src/shared/constants.js
 import { freePort, PortInUseError, startDevServer } from '../../src/temporal/dev-server.js';
 import { smokeWorkflow } from '../../src/workflows/smoke.js';
 import { startStack, type TestStack } from '../helpers/stack.js';
-
-async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+import { eventually } from '../helpers/wait.js';
 
 describe('foundation on a real Temporal dev server', () => {
   let stack: TestStack;

@@ -7,6 +7,7 @@ import type { ExperimentRequestInput } from '../../src/domain/request.js';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { experimentStateQuery, poolStateQuery, tagStateQuery } from '../../src/workflows/definitions.js';
 import { tagWorkflowId } from '../../src/workflows/tag.js';
+import { waitFor } from '../helpers/wait.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
 import { startStack, type TestStack } from '../helpers/stack.js';
 
@@ -29,14 +30,6 @@ function request(overrides: Partial<ExperimentRequestInput> & { tag: string }): 
 async function run(overrides: Partial<ExperimentRequestInput> & { tag: string }): Promise<ExperimentResult> {
   const { handle } = await submitExperiment(stack.client, request(overrides));
   return handle.result();
-}
-
-async function waitFor(predicate: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`not reached within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 beforeAll(async () => {

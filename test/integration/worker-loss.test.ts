@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { configurePoolSignal, experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
+import { waitFor } from '../helpers/wait.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
 import { startStack, type TestStack } from '../helpers/stack.js';
 
@@ -14,14 +15,6 @@ const EXPCTL = fileURLToPath(new URL('../../bin/expctl.js', import.meta.url));
 let stack: TestStack;
 let source: { repo: string; commit: string };
 let worker: ResultPromise | undefined;
-
-async function waitFor(predicate: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`not reached within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 beforeAll(async () => {
   // The in-process stack has no GPU worker: the only slot is the separate worker process below.
