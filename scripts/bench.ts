@@ -4,6 +4,7 @@
  *   - overhead: submit → result of a trivial training command, vs. the command run directly
  *   - throughput: lease acquire/release cycles through the pool workflow
  *   - placement: the pure placement rule on a 64-GPU fleet with 256 waiting requests
+ *   - catalog: 10,000 records, then history, summary and suggest times (scripts/bench-catalog.ts)
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -21,6 +22,7 @@ import { installWorkerRuntime } from '../src/shared/runtime.js';
 import { freePort, startDevServer } from '../src/temporal/dev-server.js';
 import { ensureTemporalCli } from '../src/temporal/temporal-cli.js';
 import { leaseCyclerWorkflow } from '../src/workflows/lease-cycler.js';
+import { benchCatalog } from './bench-catalog.js';
 
 const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -43,7 +45,7 @@ async function main(): Promise<void> {
   const nativeConnection = await NativeConnection.connect({ address: server.address });
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });
-  const orchestrator = await createOrchestratorWorker({ connection: nativeConnection, namespace: 'default', client });
+  const orchestrator = await createOrchestratorWorker({ connection: nativeConnection, namespace: 'default', client, catalogPath: path.join(dir, 'catalog.sqlite') });
   const gpu = await createGpuWorker({ connection: nativeConnection, namespace: 'default', client, host: 'bench', cpuSlots: 4, workDir: path.join(dir, 'worker'), log: () => undefined });
   const running = Promise.all([orchestrator.run(), gpu.run()]);
   try {
@@ -118,4 +120,5 @@ async function main(): Promise<void> {
 }
 
 await main();
+await benchCatalog();
 process.exit(0);

@@ -1,177 +1,335 @@
 """A tiny character-level language model that really trains, on CPU, with the standard library only.
 
-The data comes from a known second-order Markov source (fixed seed), so the best achievable
-val_bpb is its entropy rate, printed at the start. The model is an interpolated n-gram model
-learned online: each step adds one batch of training text to the counts, and the loss it
-reports is the model's bits per byte on that batch *before* seeing it (prequential loss).
+The data is generated here, deterministically, from a known second-order Markov source over a
+12-symbol alphabet (one symbol = one byte), so the best achievable val_bpb is known: the source's
+entropy rate, printed at the start. Two model families:
 
-Output follows the autoresearch contract: progress lines, then `---` and `key: value` lines.
+  ngram    add-k smoothed counts of the next symbol after the last ORDER symbols. Each training
+           step adds one batch of text to the counts; the loss it prints is the model's bits per
+           byte on that batch *before* learning it (prequential loss), so it falls as it learns.
+  mixture  the counts of every order 0..ORDER, mixed with weights learned by SGD on the same
+           prequential loss. The weights depend on how often the longest context has been seen
+           (16 log2 buckets), so rare contexts lean on shorter ones (deleted interpolation).
+
+Counts are complete after one pass over the training split; when STEPS * BATCH asks for more,
+later passes score each token with its own count left out, so they only train mixture weights.
+
+Output follows the autoresearch contract: progress lines `step N/T | loss L | ...`, then `---`
+and `key: value` lines. Same code and config always give the same val_bpb.
 """
 
+import argparse
+import bisect
 import json
 import math
 import os
 import random
-import resource
 import sys
 import time
 
-# ---------------------------------------------------------------------------
-# Knobs an agent changes. Each may also be set from a JSON config (--config PATH,
-# keys are the lowercase names). ORDER = 0 is rejected with an error (a crash to test with).
-ORDER = 1            # context length in symbols (1..6); the source has order 2
-SMOOTHING = 1.0      # add-k smoothing of each context's next-symbol counts
-INTERPOLATE = False  # mix all orders 0..ORDER (True) or use only the longest context (False)
-LAMBDA = 0.6         # with INTERPOLATE: weight of a context vs. its shorter fallbacks, per count seen
-STEPS = 40           # training steps; each consumes an equal share of the training text
-TRAIN_FRACTION = 1.0 # share of the training split to use (0..1]
-# ---------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------
+# Knobs an agent changes. Each may also be set from a JSON config file: `--config PATH` (or the
+# EXPCTL_CONFIG environment variable), keys are the lowercase names, e.g. {"order": 2}.
+# Unknown keys or values of the wrong type exit with status 2.
+#
+#   MODEL          "ngram" (longest context only) or "mixture" (all orders 0..ORDER, learned weights)
+#   ORDER          context length in symbols, >= 1. The source has order 2. ORDER = 0 raises
+#                  ValueError at startup: a natural crash to test failure handling with.
+#   SMOOTHING      add-k pseudo-count per symbol, > 0 (SMOOTHING <= 0 raises ValueError)
+#   INTERPOLATION  mixture only: initial weights of orders 0..ORDER (ORDER + 1 numbers > 0), or
+#                  None for equal weights
+#   LEARNING_RATE  mixture only: SGD step size for the mixture weights' logits (0 = fixed weights)
+#   STEPS          training steps; each consumes BATCH symbols of the training split
+#   BATCH          symbols per step. STEPS * BATCH < 200_000 leaves training text unused.
+MODEL = "ngram"
+ORDER = 1
+SMOOTHING = 1.0
+INTERPOLATION = None
+LEARNING_RATE = 2.0
+STEPS = 100
+BATCH = 2000
+# ---------------------------------------------------------------------------------------------
 
-ALPHABET = 12
+KNOBS = {
+    "model": str,
+    "order": int,
+    "smoothing": float,
+    "interpolation": list,
+    "learning_rate": float,
+    "steps": int,
+    "batch": int,
+}
+
+ALPHABET = b"etaoinshrdlu"  # 12 symbols, each one byte
+V = len(ALPHABET)
 TRAIN_SYMBOLS = 200_000
 VAL_SYMBOLS = 50_000
-KNOBS = {"order": int, "smoothing": float, "interpolate": bool, "lambda": float, "steps": int, "train_fraction": float}
+DATA_SEED = 1234
+BUCKETS = 16  # mixture weights per log2 bucket of the longest context's count
 
 
-def load_config(argv):
-    if "--config" not in argv:
+def fail_config(message):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def load_config():
+    parser = argparse.ArgumentParser(description="Train a tiny character-level n-gram model.")
+    parser.add_argument("--config", help="JSON file of knob overrides (lowercase knob names)")
+    args = parser.parse_args()
+    path = args.config or os.environ.get("EXPCTL_CONFIG")
+    if not path:
         return
-    path = argv[argv.index("--config") + 1]
-    with open(path) as f:
-        config = json.load(f)
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except (OSError, ValueError) as e:
+        fail_config(f"cannot read config {path}: {e}")
+    if not isinstance(config, dict):
+        fail_config(f"config {path} must be a JSON object")
     unknown = sorted(set(config) - set(KNOBS))
     if unknown:
-        print(f"error: unknown config keys {unknown}; known: {sorted(KNOBS)}", file=sys.stderr)
-        sys.exit(2)
+        fail_config(f"unknown config keys {unknown} in {path}; known keys: {sorted(KNOBS)}")
     for key, value in config.items():
-        globals()[key.upper()] = KNOBS[key](value)
+        kind = KNOBS[key]
+        if key == "interpolation" and value is None:
+            pass
+        elif kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif not isinstance(value, kind) or isinstance(value, bool):
+            fail_config(f"config key {key!r} must be {kind.__name__}, got {json.dumps(value)}")
+        globals()[key.upper()] = value
 
 
-def make_source(seed=1234):
-    """Second-order transition table: each pair of symbols prefers a few successors."""
-    rng = random.Random(seed)
-    table = {}
-    for a in range(ALPHABET):
-        for b in range(ALPHABET):
-            weights = [rng.random() ** 6 for _ in range(ALPHABET)]
-            total = sum(weights)
-            table[(a, b)] = [w / total for w in weights]
-    return table
+def check_knobs():
+    if MODEL not in ("ngram", "mixture"):
+        raise ValueError(f'MODEL must be "ngram" or "mixture", got {MODEL!r}')
+    if ORDER < 1:
+        raise ValueError(f"ORDER must be at least 1, got {ORDER}")
+    if SMOOTHING <= 0:
+        raise ValueError(f"SMOOTHING must be positive, got {SMOOTHING}")
+    if STEPS < 1 or BATCH < 1:
+        raise ValueError(f"STEPS and BATCH must be at least 1, got {STEPS} and {BATCH}")
+    if INTERPOLATION is not None:
+        if len(INTERPOLATION) != ORDER + 1 or not all(isinstance(w, (int, float)) and w > 0 for w in INTERPOLATION):
+            raise ValueError(f"INTERPOLATION must be {ORDER + 1} positive numbers (orders 0..ORDER), got {INTERPOLATION}")
+
+
+# --- the source ---------------------------------------------------------------------------------
+
+def make_source():
+    """Second-order transition table: after each pair of symbols, a few successors dominate."""
+    rng = random.Random(DATA_SEED)
+    table = []
+    for _ in range(V * V):
+        weights = [rng.random() ** 6 for _ in range(V)]
+        total = sum(weights)
+        table.append([w / total for w in weights])
+    return table  # table[a * V + b][c] = P(next = c | previous two = a, b)
 
 
 def entropy_rate(table):
-    """Exact bits per symbol of the source: stationary distribution over pairs, then mean entropy."""
-    states = list(table)
-    pi = {s: 1.0 / len(states) for s in states}
-    for _ in range(200):
-        nxt = dict.fromkeys(states, 0.0)
-        for (a, b), p in pi.items():
-            for c, q in enumerate(table[(a, b)]):
-                nxt[(b, c)] += p * q
+    """Exact bits per symbol of the source: its stationary distribution over pairs, then the mean entropy."""
+    pi = [1.0 / (V * V)] * (V * V)
+    for _ in range(1000):
+        nxt = [0.0] * (V * V)
+        for state, p in enumerate(pi):
+            b = state % V
+            for c, q in enumerate(table[state]):
+                nxt[b * V + c] += p * q
+        change = max(abs(x - y) for x, y in zip(pi, nxt))
         pi = nxt
-    return sum(pi[s] * -sum(q * math.log2(q) for q in table[s] if q > 0) for s in states)
+        if change < 1e-15:
+            break
+    return sum(p * -sum(q * math.log2(q) for q in table[s] if q > 0) for s, p in enumerate(pi))
 
 
-def sample(table, n, seed):
-    rng = random.Random(seed)
-    a, b = 0, 1
-    out = []
-    for _ in range(n):
-        c = rng.choices(range(ALPHABET), weights=table[(a, b)])[0]
+def sample(table, n):
+    rng = random.Random(DATA_SEED + 1)
+    cumulative = []
+    for row in table:
+        acc, cum = 0.0, []
+        for q in row:
+            acc += q
+            cum.append(acc)
+        cumulative.append(cum)
+    a, b, out = 0, 1, []
+    for _ in range(n + 100):  # 100 symbols of burn-in
+        cum = cumulative[a * V + b]
+        c = min(V - 1, bisect.bisect_right(cum, rng.random() * cum[-1]))
         out.append(c)
         a, b = b, c
-    return out
+    return out[100:]
 
 
-class NGram:
-    def __init__(self, order, smoothing, interpolate, lam):
-        self.order, self.k, self.interpolate, self.lam = order, smoothing, interpolate, lam
-        self.counts = [dict() for _ in range(order + 1)]  # per order: context tuple -> [counts..., total]
+# --- the model ----------------------------------------------------------------------------------
 
-    def _row(self, n, ctx):
-        return self.counts[n].get(ctx)
+class Model:
+    def __init__(self):
+        self.orders = list(range(ORDER + 1)) if MODEL == "mixture" else [ORDER]
+        self.counts = {k: {} for k in self.orders}  # order -> context id -> [count per symbol..., total]
+        init = INTERPOLATION or [1.0] * (ORDER + 1)
+        logits = [math.log(w / sum(init)) for w in init]
+        self.logits = [list(logits) for _ in range(BUCKETS)]
 
-    def prob(self, history, symbol):
-        if not self.interpolate:
-            row = self._row(self.order, tuple(history[-self.order:]))
-            seen = row[symbol] if row else 0
-            total = row[ALPHABET] if row else 0
-            return (seen + self.k) / (total + self.k * ALPHABET)
-        p = 1.0 / ALPHABET
-        for n in range(0, self.order + 1):
-            row = self._row(n, tuple(history[-n:]) if n else ())
-            if not row:
-                break
-            total = row[ALPHABET]
-            weight = total / (total + ALPHABET / max(self.lam, 1e-9))
-            p = weight * (row[symbol] + self.k * p) / (total + self.k) + (1 - weight) * p
-        return p
+    def mixture_weights(self):
+        weights = []
+        for z in self.logits:
+            top = max(z)
+            e = [math.exp(v - top) for v in z]
+            s = sum(e)
+            weights.append([v / s for v in e])
+        return weights
 
-    def add(self, history, symbol):
-        for n in range(0, self.order + 1):
-            ctx = tuple(history[-n:]) if n else ()
-            row = self.counts[n].setdefault(ctx, [0] * (ALPHABET + 1))
-            row[symbol] += 1
-            row[ALPHABET] += 1
-
-    def bits(self, data, start, end):
-        total = 0.0
+    def run(self, data, start, end, mode, lr=0.0):
+        """Mean bits per symbol of data[start:end]. mode: "learn" (score, then count each symbol),
+        "loo" (counts frozen, each symbol scored with its own count left out) or "eval"."""
+        a, av, top = SMOOTHING, SMOOTHING * V, ORDER
+        learn, loo = mode == "learn", mode == "loo"
+        orders, tables = self.orders, [self.counts[k] for k in self.orders]
+        mixture = MODEL == "mixture"
+        mods = [V ** k for k in range(top + 1)]
+        weights = self.mixture_weights() if mixture else None
+        grad = [[0.0] * (ORDER + 1) for _ in range(BUCKETS)] if mixture else None
+        seen_in = [0] * BUCKETS
+        bits = 0.0
         for i in range(start, end):
-            total -= math.log2(self.prob(data[max(0, i - self.order):i], data[i]))
-        return total / max(1, end - start)
+            x = data[i]
+            ctx = 0
+            for j in range(top, 0, -1):  # the most recent symbol is the lowest digit
+                ctx = ctx * V + data[i - j]
+            if not mixture:
+                row = tables[0].get(ctx)
+                if row is None:
+                    if learn:
+                        row = tables[0][ctx] = [0] * (V + 1)
+                    seen = total = 0
+                else:
+                    seen, total = row[x] - loo, row[V] - loo
+                bits -= math.log2((seen + a) / (total + av))
+                if learn:
+                    row[x] += 1
+                    row[V] += 1
+                continue
+            probs = []
+            for k, table in zip(orders, tables):
+                c = ctx % mods[k] if k < top else ctx  # the last k symbols
+                row = table.get(c)
+                if row is None:
+                    if learn:
+                        row = table[c] = [0] * (V + 1)
+                    seen = total = 0
+                else:
+                    seen, total = row[x] - loo, row[V] - loo
+                probs.append((seen + a) / (total + av))
+                if learn:
+                    row[x] += 1
+                    row[V] += 1
+            bucket = min(BUCKETS - 1, total.bit_length())  # total: the longest context's count
+            w = weights[bucket]
+            p = sum(wk * pk for wk, pk in zip(w, probs))
+            bits -= math.log2(p)
+            g = grad[bucket]
+            seen_in[bucket] += 1
+            for k in range(top + 1):
+                g[k] += w[k] - w[k] * probs[k] / p  # d(-ln p) / d logit_k
+        n = max(1, end - start)
+        if mixture and mode != "eval" and lr:
+            for z, g, m in zip(self.logits, grad, seen_in):
+                for k in range(top + 1):
+                    z[k] -= lr * g[k] / max(1, m)  # the mean gradient of the bucket's symbols
+        return bits / n
+
+    def num_params(self):
+        cells = sum(len(t) * V for t in self.counts.values())
+        return cells + (BUCKETS * (ORDER + 1) if MODEL == "mixture" else 0)
+
+    def to_json(self):
+        return {
+            "model": MODEL,
+            "order": ORDER,
+            "smoothing": SMOOTHING,
+            "alphabet": ALPHABET.decode(),
+            "context_id": "the previous k symbols as a base-12 number, x[i-1] its lowest digit (symbol = index in alphabet)",
+            "counts": {str(k): {str(c): row for c, row in sorted(t.items())} for k, t in self.counts.items()},
+            "mixture_weights_by_log2_count_bucket": self.mixture_weights() if MODEL == "mixture" else None,
+        }
+
+
+def peak_rss_mb():
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
 def main():
-    load_config(sys.argv[1:])
-    if ORDER < 1:
-        raise ValueError(f"ORDER must be at least 1, got {ORDER}")
-    if not 0 < TRAIN_FRACTION <= 1:
-        raise ValueError(f"TRAIN_FRACTION must be in (0, 1], got {TRAIN_FRACTION}")
-    budget = float(os.environ.get("EXPCTL_TIME_BUDGET", "0")) or None
     t0 = time.time()
+    load_config()
+    check_knobs()
+    budget = os.environ.get("EXPCTL_TIME_BUDGET")
+    budget = float(budget) if budget else None
+
     table = make_source()
-    print(f"source entropy rate: {entropy_rate(table):.4f} bits/byte (the floor for val_bpb)", flush=True)
-    train = sample(table, TRAIN_SYMBOLS, seed=1)
-    val = sample(table, VAL_SYMBOLS, seed=2)
-    used = int(len(train) * TRAIN_FRACTION)
-    model = NGram(ORDER, SMOOTHING, INTERPOLATE, LAMBDA)
-    per_step = max(1, used // STEPS)
-    steps_done = 0
+    stream = sample(table, TRAIN_SYMBOLS + VAL_SYMBOLS)
+    true_val = -sum(math.log2(table[stream[i - 2] * V + stream[i - 1]][stream[i]])
+                    for i in range(TRAIN_SYMBOLS, TRAIN_SYMBOLS + VAL_SYMBOLS)) / VAL_SYMBOLS
+    print(f"source entropy rate: {entropy_rate(table):.4f} bits/byte "
+          f"(the floor for val_bpb; the true source scores {true_val:.4f} on this val split)", flush=True)
+    print(f"model {MODEL}, order {ORDER}, smoothing {SMOOTHING:g}, {STEPS} steps of {BATCH} symbols", flush=True)
+
+    model = Model()
+    crash = os.environ.get("EXPCTL_EXAMPLE_CRASH") == "1"
+    oom = os.environ.get("EXPCTL_EXAMPLE_OOM") == "1"
+    first = ORDER  # the first position with a full context
+    cursor, counted, steps_done, tokens = first, False, 0, 0
     t_train = time.time()
     for step in range(STEPS):
-        if os.environ.get("EXPCTL_EXAMPLE_CRASH") == "1" and step == STEPS // 2:
-            raise RuntimeError("EXPCTL_EXAMPLE_CRASH is set: crashing midway on purpose")
-        start, end = step * per_step, min(used, (step + 1) * per_step)
-        loss = model.bits(train, start, end)
-        for i in range(start, end):
-            model.add(train[max(0, i - ORDER):i], train[i])
+        if step == STEPS // 2 and crash:
+            raise RuntimeError("EXPCTL_EXAMPLE_CRASH=1: crashing midway through training on purpose")
+        if step == STEPS // 2 and oom:
+            print("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB", file=sys.stderr, flush=True)
+            sys.exit(1)
+        if budget is not None and steps_done:
+            per_symbol = (time.time() - t_train) / tokens
+            # stop if this step plus the final evaluation would run past the budget
+            if time.time() - t0 + per_symbol * (BATCH + VAL_SYMBOLS) > budget:
+                print(f"time budget {budget:g}s: stopping after step {steps_done}/{STEPS}", flush=True)
+                break
+        loss, left = 0.0, BATCH
+        while left:  # a batch may wrap around the end of the training split
+            end = min(TRAIN_SYMBOLS, cursor + left)
+            loss += model.run(stream, cursor, end, "loo" if counted else "learn", LEARNING_RATE) * (end - cursor)
+            left -= end - cursor
+            cursor = end
+            if cursor == TRAIN_SYMBOLS:
+                cursor, counted = first, True
         steps_done += 1
-        elapsed = time.time() - t0
-        print(f"step {step + 1:05d}/{STEPS:05d} | loss {loss:.6f} | lr {1.0 / (step + 1):.3f} | elapsed {elapsed:.1f}s", flush=True)
-        if budget is not None and elapsed > budget * 0.9:
-            print(f"time budget of {budget:g}s nearly used: stopping after step {step + 1}", flush=True)
-            break
-    if os.environ.get("EXPCTL_EXAMPLE_OOM") == "1":
-        print("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB", file=sys.stderr, flush=True)
-        sys.exit(1)
+        tokens += BATCH
+        lr = LEARNING_RATE if MODEL == "mixture" else 0.0
+        print(f"step {step + 1:05d}/{STEPS:05d} | loss {loss / BATCH:.6f} | lr {lr:.3f} | "
+              f"elapsed {time.time() - t0:.1f}s", flush=True)
     training_seconds = time.time() - t_train
-    val_bpb = model.bits(val, 0, len(val))
+
+    val_bpb = model.run(stream, TRAIN_SYMBOLS, TRAIN_SYMBOLS + VAL_SYMBOLS, "eval")
     artifacts = os.environ.get("EXPCTL_ARTIFACT_DIR")
     if artifacts:
+        os.makedirs(artifacts, exist_ok=True)
         with open(os.path.join(artifacts, "model.json"), "w") as f:
-            json.dump({"order": ORDER, "counts": [{" ".join(map(str, k)): v for k, v in c.items()} for c in model.counts]}, f)
-    num_params = sum(len(c) * (ALPHABET + 1) for c in model.counts)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            json.dump({**model.to_json(), "val_bpb": round(val_bpb, 6), "num_steps": steps_done}, f)
+
     print("---")
     print(f"val_bpb:          {val_bpb:.6f}")
     print(f"training_seconds: {training_seconds:.1f}")
     print(f"total_seconds:    {time.time() - t0:.1f}")
-    print(f"peak_vram_mb:     {peak_mb:.1f}")
+    print(f"peak_vram_mb:     {peak_rss_mb():.1f}")
     print(f"mfu_percent:      {0.0:.2f}")
-    print(f"total_tokens_M:   {per_step * steps_done / 1e6:.1f}")
+    print(f"total_tokens_M:   {tokens / 1e6:.1f}")
     print(f"num_steps:        {steps_done}")
-    print(f"num_params_M:     {num_params / 1e6:.1f}")
-    print(f"depth:            {ORDER}")
+    print(f"num_params_M:     {model.num_params() / 1e6:.1f}")
+    print(f"depth:            {ORDER}", flush=True)
 
 
 if __name__ == "__main__":

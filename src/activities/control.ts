@@ -1,4 +1,6 @@
 import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import type { Catalog } from '../catalog/catalog.js';
+import type { RecordUpdate } from '../catalog/record.js';
 import { newTagState, type RunOutcome, type TagDecision } from '../domain/decision.js';
 import { refusalReason } from '../domain/placement.js';
 import type { Requirements } from '../domain/request.js';
@@ -8,11 +10,21 @@ import { tagWorkflow, tagWorkflowId } from '../workflows/tag.js';
 
 export interface ControlDeps {
   client: Client;
+  catalog: Catalog;
 }
 
 /** Activities on the control queue; they talk to other workflows through the client. */
-export function createControlActivities({ client }: ControlDeps) {
+export function createControlActivities({ client, catalog }: ControlDeps) {
   return {
+    /** Adds what a run reported to the operating record (idempotent: retries rewrite the same values). */
+    async recordExperiment(update: RecordUpdate): Promise<void> {
+      catalog.apply(update);
+      if (update.decision && update.request === undefined) {
+        const tag = catalog.get(update.experimentId)?.tag;
+        if (tag) catalog.refreshStrategy(tag);
+      }
+    },
+
     async ping(): Promise<string> {
       return `control worker pid ${process.pid}`;
     },

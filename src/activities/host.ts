@@ -3,7 +3,10 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Slot } from '../domain/fleet.js';
 import type { HostHealthReport } from '../domain/health.js';
+import type { EnvironmentRecord } from '../catalog/record.js';
+import { redactEnv } from '../domain/redact.js';
 import { queryGpus } from '../gpu-worker/discover.js';
+import { softwareVersions } from '../gpu-worker/software.js';
 import type { ExperimentRequest } from '../domain/request.js';
 import { commitExists, commitPatch, fileInCommit, localRepository, readFileAtCommit, whichProgram } from '../gpu-worker/git.js';
 import { runFiles } from '../gpu-worker/run-files.js';
@@ -16,6 +19,10 @@ export interface HostDeps {
   /** Where dataset references without an absolute path are looked up. */
   datasetsDir: string;
 }
+
+/** Patches above this size are recorded truncated (Temporal payloads stay well under their limit). */
+const PATCH_RECORD_LIMIT = 1 << 20;
+const LOCKFILES = ['uv.lock', 'requirements.txt', 'poetry.lock', 'pyproject.toml', 'Pipfile.lock', 'environment.yml', 'package-lock.json'];
 
 /** Arguments that name files in the repository (scripts, configs), as opposed to flags and values. */
 const FILE_ARGUMENT = /^[^-][^=]*\.(py|sh|js|mjs|ts|json|yaml|yml|toml|cfg|ini)$/;
@@ -65,10 +72,12 @@ export function createHostActivities(deps: HostDeps) {
     await fs.mkdir(files.dir, { recursive: true });
     const { patch, files: changed } = await commitPatch(repo, request.commit);
     await fs.writeFile(files.patch, patch);
+    const bytes = Buffer.byteLength(patch);
     return {
       resolvedConfig,
       interpreter,
-      patch: { path: files.patch, sha256: crypto.createHash('sha256').update(patch).digest('hex'), bytes: Buffer.byteLength(patch), files: changed },
+      patch: { path: files.patch, sha256: crypto.createHash('sha256').update(patch).digest('hex'), bytes, files: changed },
+      patchText: bytes <= PATCH_RECORD_LIMIT ? patch : `${patch.slice(0, PATCH_RECORD_LIMIT)}\n[patch truncated at ${PATCH_RECORD_LIMIT} bytes; the full patch is ${files.patch} on ${deps.host}]\n`,
     };
   }
 
@@ -80,6 +89,25 @@ export function createHostActivities(deps: HostDeps) {
       } catch (error) {
         return { ok: false, reason: (error as Error).message, host: deps.host, resolvedConfig: null, patch: null, interpreter: null };
       }
+    },
+
+    /** The environment a run trains in on this host: versions, lockfile hashes, variables (secrets redacted). */
+    async captureEnvironment(request: ExperimentRequest): Promise<EnvironmentRecord> {
+      const repo = await localRepository(request.repo, deps.workDir, request.commit);
+      const lockfiles: Record<string, string> = {};
+      for (const name of LOCKFILES) {
+        if (await fileInCommit(repo, request.commit, name)) {
+          lockfiles[name] = crypto.createHash('sha256').update(await readFileAtCommit(repo, request.commit, name)).digest('hex');
+        }
+      }
+      const gpus = deps.slots.some((slot) => slot.acceleratorClass !== 'cpu') ? ((await queryGpus().catch(() => undefined)) ?? []) : [];
+      return {
+        host: deps.host,
+        software: await softwareVersions(),
+        driverVersion: gpus[0]?.driverVersion ?? null,
+        lockfiles,
+        variables: redactEnv({ ...process.env, ...request.env }),
+      };
     },
 
     async readLog(experimentId: string, offset: number, maxBytes: number): Promise<{ text: string; nextOffset: number; size: number }> {

@@ -10,7 +10,9 @@ import { latestProgress, parseSummaryBlock, type Progress } from '../domain/metr
 import type { ExperimentRequest } from '../domain/request.js';
 import { addWorktree, localRepository, removeWorktree } from '../gpu-worker/git.js';
 import { LogFollower } from '../gpu-worker/log-follower.js';
+import { writeArtifactManifest } from '../gpu-worker/artifacts.js';
 import { runFiles } from '../gpu-worker/run-files.js';
+import { scrubText, secretValues } from '../domain/redact.js';
 
 const SUPERVISOR = fileURLToPath(new URL('../gpu-worker/supervisor.mjs', import.meta.url));
 
@@ -133,7 +135,10 @@ export function createTrainingActivities(deps: TrainingDeps) {
       await removeWorktree(repo, files.tree);
       await fs.rm(files.pidFile, { force: true });
       if (canceled) throw new CancelledFailure(`canceled; the process group of ${experimentId} was killed`);
-      const logTail = follower.tailLines().slice(-40).join('\n');
+      // The record keeps the tail; secrets the run could see are scrubbed from it.
+      const secrets = secretValues({ ...process.env, ...request.env });
+      const logTail = scrubText(follower.tailLines().slice(-40).join('\n'), secrets);
+      const artifacts = await writeArtifactManifest(files.artifacts, { experimentId, commit: request.commit, tag: request.tag, configPath: request.configPath ?? null });
       return {
         exitCode,
         signal,
@@ -141,6 +146,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         canceled,
         metrics: parseSummaryBlock(follower.tailLines().join('\n')) ?? null,
         logTail,
+        artifacts,
         logPath: files.log,
         startedAt: startedAt.toISOString(),
         endedAt: new Date().toISOString(),

@@ -7,6 +7,8 @@ import { installTemporalCommand } from './commands/install-temporal.js';
 import { drainCommand, poolCommand } from './commands/pool.js';
 import { setupCommand } from './commands/setup.js';
 import { tagCreateCommand, tagShowCommand } from './commands/tag.js';
+import { repeatCommand, tagStopCommand } from './commands/actions.js';
+import { bestCommand, historyCommand, nearMissesCommand, reportCommand, strategyCommand, suggestCommand } from './commands/records.js';
 import { orchestratorCommand, workerCommand } from './commands/worker.js';
 import { CliError } from './output.js';
 
@@ -80,6 +82,24 @@ tag
   .addOption(jsonOption())
   .action(tagCreateCommand);
 tag.command('show').argument('<tag>').addOption(jsonOption()).action(tagShowCommand);
+tag.command('stop').description('cancel every queued or running experiment of the tag').argument('<tag>').addOption(jsonOption()).action(tagStopCommand);
+
+program.command('retry').description('run the same request again as a new experiment linked to the old').argument('<id>').option('--detach').addOption(jsonOption()).action((id: string, o: { json?: boolean; detach?: boolean }) => repeatCommand('retry', id, o));
+program.command('rerun').description('reproduce a recorded run: same commit, patch, config, datasets').argument('<id>').option('--detach').addOption(jsonOption()).action((id: string, o: { json?: boolean; detach?: boolean }) => repeatCommand('rerun', id, o));
+program.command('history').description("a tag's experiments from the catalog, newest first").option('--tag <tag>').option('--status <status>').option('--category <category>').option('--limit <n>', 'at most N rows (default 50)').addOption(jsonOption()).action(historyCommand);
+program.command('best').description("the tag's best kept run").requiredOption('--tag <tag>').addOption(jsonOption()).action(bestCommand);
+program.command('near-misses').description('runs within the near-miss threshold of the best').requiredOption('--tag <tag>').addOption(jsonOption()).action(nearMissesCommand);
+program
+  .command('report')
+  .description('summary | tsv | diff A B | tags | html')
+  .argument('<kind>')
+  .argument('[ids...]')
+  .option('--tag <tag>')
+  .option('--out <file>', 'where report html writes the page')
+  .addOption(jsonOption())
+  .action((kind: string, ids: string[], o: { tag?: string; json?: boolean; out?: string }) => reportCommand(kind, ids, o));
+program.command('strategy').description("the tag's search mode; --set MODE --reason TEXT overrides it (auto: back to the rule)").requiredOption('--tag <tag>').option('--set <mode>').option('--reason <text>').addOption(jsonOption()).action(strategyCommand);
+program.command('suggest').description('what to try next: category statistics, under-explored and high-yield categories, near misses to combine, trend').requiredOption('--tag <tag>').addOption(jsonOption()).action(suggestCommand);
 
 const pool = program.command('pool').description('the fleet: each slot, its state and lease; the queue').addOption(jsonOption()).action(poolCommand);
 pool.command('drain').argument('<target>', 'host or slot id').option('--reason <text>').action((target: string, options: { reason?: string }) => drainCommand(target, true, options));

@@ -20,14 +20,18 @@ export interface Submitted {
 }
 
 /** Validates the request (throws RequestValidationError) and starts its workflow. */
-export async function submitExperiment(client: Client, input: ExperimentRequestInput, options: { priority?: number } = {}): Promise<Submitted> {
+export async function submitExperiment(
+  client: Client,
+  input: ExperimentRequestInput,
+  options: { priority?: number; origin?: { kind: 'retry' | 'rerun'; of: string } } = {},
+): Promise<Submitted> {
   const request = parseExperimentRequest(input);
   const experimentId = experimentIdFor(request.tag, request.idempotencyKey);
   try {
     const handle = await client.workflow.start(experimentWorkflow, {
       workflowId: experimentId,
       taskQueue: CONTROL_TASK_QUEUE,
-      args: [{ experimentId, request, submittedAt: new Date().toISOString(), priority: options.priority ?? 0 }],
+      args: [{ experimentId, request, submittedAt: new Date().toISOString(), priority: options.priority ?? 0, ...(options.origin ? { origin: options.origin } : {}) }],
       // Concurrent submissions with one key attach to the same run; a finished one is never rerun.
       workflowIdConflictPolicy: 'USE_EXISTING',
       workflowIdReusePolicy: 'REJECT_DUPLICATE',

@@ -68,6 +68,8 @@ export interface TrainingOutcome {
   logPath: string;
   startedAt: string;
   endedAt: string;
+  /** Files the run wrote to its artifact directory, each listed in a manifest that names the experiment. */
+  artifacts: { path: string; sha256: string; bytes: number }[];
 }
 
 export interface RunClassification {

@@ -1,7 +1,9 @@
 import { execa } from 'execa';
 
-/** Interpreter and runtime versions a host offers, recorded with its registration. */
-export async function softwareVersions(): Promise<Record<string, string>> {
+const CACHE_MS = 5 * 60_000;
+let cached: { at: number; versions: Promise<Record<string, string>> } | undefined;
+
+async function probe(): Promise<Record<string, string>> {
   const versions: Record<string, string> = { node: process.version };
   for (const [name, command, args] of [
     ['python3', 'python3', ['--version']],
@@ -16,4 +18,10 @@ export async function softwareVersions(): Promise<Record<string, string>> {
     }
   }
   return versions;
+}
+
+/** Interpreter and runtime versions a host offers (probed at most every five minutes). */
+export function softwareVersions(): Promise<Record<string, string>> {
+  if (!cached || Date.now() - cached.at > CACHE_MS) cached = { at: Date.now(), versions: probe() };
+  return cached.versions;
 }

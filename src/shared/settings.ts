@@ -28,6 +28,11 @@ export function devPorts(env: NodeJS.ProcessEnv = process.env): DevPorts {
   return { ip: env.EXPCTL_TEMPORAL_IP ?? '127.0.0.1', grpcPort, uiPort: portFrom(env, 'EXPCTL_UI_PORT', grpcPort + 1000) };
 }
 
+/** The operating record (SQLite): EXPCTL_CATALOG, else catalog.sqlite in the state directory. */
+export function catalogPath(env: NodeJS.ProcessEnv = process.env): string {
+  return path.resolve(env.EXPCTL_CATALOG ?? path.join(stateDir(env), 'catalog.sqlite'));
+}
+
 /** This host's name in the fleet: task queues, placement records and pool entries use it. */
 export function hostName(env: NodeJS.ProcessEnv = process.env): string {
   return (env.EXPCTL_HOST ?? os.hostname()).replace(/[^A-Za-z0-9_.-]/g, '-');

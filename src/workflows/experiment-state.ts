@@ -9,6 +9,8 @@ export interface ExperimentInput {
   request: ExperimentRequest;
   submittedAt: string;
   priority: number;
+  /** Set when this experiment repeats another (`expctl retry` / `expctl rerun`). */
+  origin?: { kind: 'retry' | 'rerun'; of: string };
 }
 
 /** What validation on the target host found and resolved (recorded; never re-derived). */
@@ -18,6 +20,8 @@ export interface ValidationReport {
   host: string;
   resolvedConfig: unknown;
   patch: { path: string; sha256: string; bytes: number; files: string[] } | null;
+  /** The patch itself (capped), handed to the catalog; not kept in the workflow's state. */
+  patchText?: string | null;
   interpreter: string | null;
 }
 

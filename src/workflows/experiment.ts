@@ -3,6 +3,7 @@ import {
   proxyActivities, setHandler, sleep, TimeoutFailure, upsertSearchAttributes,
   ActivityCancellationType,
 } from '@temporalio/workflow';
+import type { RecordUpdate } from '../catalog/record.js';
 import type { TagDecision } from '../domain/decision.js';
 import { classifyTraining, type ExperimentResult, type ExperimentStatus, type TerminalStatus, type TrainingOutcome } from '../domain/experiment.js';
 import { looksLikeOom } from '../domain/metrics.js';
@@ -85,11 +86,15 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     trainScope?.cancel();
   });
 
-  const setStatus = (status: ExperimentStatus, note?: string) => {
+  /** Moves to a state: live snapshot, search attribute, and the catalog record (with anything new). */
+  const advance = async (status: ExperimentStatus, note?: string, record: Omit<RecordUpdate, 'experimentId'> = {}) => {
+    const at = new Date().toISOString();
     snapshot.status = status;
-    snapshot.timeline.push({ status, at: new Date().toISOString(), ...(note ? { note } : {}) });
+    snapshot.timeline.push({ status, at, ...(note ? { note } : {}) });
     upsertSearchAttributes([{ key: SA.status, value: status }]);
+    await control.recordExperiment({ experimentId, status, event: { status, at, ...(note ? { note } : {}) }, ...record });
   };
+  const record = (update: Omit<RecordUpdate, 'experimentId'>) => control.recordExperiment({ experimentId, ...update });
   const pool = getExternalWorkflowHandle(POOL_WORKFLOW_ID);
   const releaseLease = async () => {
     await pool.signal(releaseLeaseSignal, { experimentId }).catch(() => undefined);
@@ -98,16 +103,23 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   };
 
   const validate = async () => {
-    setStatus('validating');
+    await advance('validating');
     const placement = await control.checkPlacement(request.requirements);
     if (placement.refusal !== null || placement.hostQueue === null) throw new RunEnded('validation_failed', placement.refusal ?? 'no host to validate on');
-    const report = await hostActivities(placement.hostQueue).validateRequest(experimentId, request);
+    const { patchText, ...report } = await hostActivities(placement.hostQueue).validateRequest(experimentId, request);
     snapshot.validation = report;
     if (!report.ok) throw new RunEnded('validation_failed', report.reason ?? 'validation failed');
+    await record({
+      validation: {
+        resolvedConfig: report.resolvedConfig,
+        interpreter: report.interpreter,
+        patch: report.patch && patchText ? { text: patchText, sha256: report.patch.sha256, bytes: report.patch.bytes, files: report.patch.files } : null,
+      },
+    });
   };
 
   const acquire = async (note?: string): Promise<Lease> => {
-    setStatus('queued', note);
+    await advance('queued', note);
     await pool.signal(requestLeaseSignal, { experimentId, requirements: request.requirements, priority: input.priority, datasets: request.datasets });
     await condition(() => lease !== undefined);
     const granted = lease!;
@@ -115,12 +127,15 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     snapshot.gpu = granted.slot.slotId;
     snapshot.worker = granted.slot.host;
     upsertSearchAttributes([{ key: SA.worker, value: granted.slot.host }]);
+    await record({ placement: granted.placement });
+    const environment = await hostActivities(granted.hostQueue).captureEnvironment(request);
+    await record({ environment });
     return granted;
   };
 
   /** One training attempt on the leased slot. Returns the outcome, or a lost-worker / infra verdict. */
   const trainOnce = async (granted: Lease): Promise<{ outcome?: TrainingOutcome; lost?: string; infra?: string }> => {
-    setStatus('running', `on ${granted.slot.slotId}`);
+    await advance('running', `on ${granted.slot.slotId}`, { attempts: snapshot.attempts });
     const training = proxyActivities<TrainingActivities>({
       taskQueue: granted.slot.taskQueue,
       scheduleToStartTimeout: TRAIN_SCHEDULE_TO_START,
@@ -184,10 +199,12 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   let ended: RunEnded;
   let acceleratorClass = 'unknown';
   try {
+    await record({ request, submittedAt: input.submittedAt, status: 'submitted', event: { status: 'submitted', at: input.submittedAt }, ...(input.origin ? { origin: input.origin } : {}) });
     await validate();
     const { outcome, lease: used } = await train();
     acceleratorClass = used.slot.acceleratorClass;
     snapshot.training = outcome;
+    await record({ training: outcome });
     const verdict = classifyTraining(outcome, request.metric.name, looksLikeOom(outcome.logTail));
     snapshot.metric = verdict.metric;
     ended = new RunEnded(verdict.status, verdict.reason);
@@ -201,7 +218,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   // Everything below must happen even when the experiment was canceled.
   return CancellationScope.nonCancellable(async () => {
     await releaseLease();
-    if (ended.status === 'completed') setStatus('evaluating');
+    if (ended.status === 'completed') await advance('evaluating');
     let decision: TagDecision;
     try {
       decision = await control.applyTagOutcome({
@@ -214,7 +231,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     }
     snapshot.decision = decision;
     snapshot.reason = ended.reason;
-    setStatus(ended.status);
+    await advance(ended.status, undefined, { decision, reason: ended.reason });
     if (decision.decision) upsertSearchAttributes([{ key: SA.decision, value: decision.decision }]);
     if (snapshot.metric !== null) upsertSearchAttributes([{ key: SA.metric, value: snapshot.metric }]);
     return {

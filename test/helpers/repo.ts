@@ -4,15 +4,24 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { FIXTURES } from './stack.js';
 
-/** A throwaway git repository with the test training script committed; returns its path and HEAD. */
-export async function makeRepo(extraFiles: Record<string, string> = {}): Promise<{ repo: string; commit: string }> {
+/** Fixed identity and dates: the same files always give the same commit SHA. */
+const GIT_ENV = { GIT_AUTHOR_NAME: 'test', GIT_AUTHOR_EMAIL: 'test@example.com', GIT_COMMITTER_NAME: 'test', GIT_COMMITTER_EMAIL: 'test@example.com', GIT_AUTHOR_DATE: '2026-01-01T00:00:00Z', GIT_COMMITTER_DATE: '2026-01-01T00:00:00Z' };
+
+/** Commits everything in `repo` with a fixed identity and date; returns the SHA. */
+export async function commitAll(repo: string, message: string): Promise<string> {
+  await execa('git', ['-C', repo, 'add', '-A']);
+  await execa('git', ['-C', repo, 'commit', '-qm', message], { env: GIT_ENV });
+  return (await execa('git', ['-C', repo, 'rev-parse', 'HEAD'])).stdout.trim();
+}
+
+/** A throwaway git repository with a training script committed (deterministically); returns its path and HEAD. */
+export async function makeRepo(extraFiles: Record<string, string> = {}, script = path.join(FIXTURES, 'scripts', 'train.py')): Promise<{ repo: string; commit: string }> {
   const repo = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-repo-'));
-  await fs.copyFile(path.join(FIXTURES, 'scripts', 'train.py'), path.join(repo, 'train.py'));
+  await fs.copyFile(script, path.join(repo, 'train.py'));
   for (const [name, content] of Object.entries(extraFiles)) await fs.writeFile(path.join(repo, name), content);
   const git = (...args: string[]) => execa('git', ['-C', repo, ...args]);
-  await git('init', '-q');
-  await git('add', '-A');
-  await git('-c', 'user.name=test', '-c', 'user.email=test@example.com', 'commit', '-qm', 'baseline');
+  await git('init', '-q', '-b', 'main');
+  await commitAll(repo, 'baseline');
   const { stdout } = await git('rev-parse', 'HEAD');
   return { repo, commit: stdout.trim() };
 }

@@ -36,6 +36,7 @@ export interface TestStack {
   orchestrator: Worker;
   gpuWorker?: GpuWorkerHandle;
   workDir: string;
+  catalogPath: string;
   addGpuWorker(options: { host: string; cpuSlots?: number; fleet?: string }): Promise<GpuWorkerHandle>;
   stop(): Promise<void>;
 }
@@ -54,7 +55,7 @@ export async function startStack(options: { name: string; host?: string; cpuSlot
   const client = new Client({ connection, namespace });
   const nativeConnection = await NativeConnection.connect({ address });
   const workDir = await fs.mkdtemp(path.join(os.tmpdir(), `expctl-${options.name}-`));
-  const orchestrator = await createOrchestratorWorker({ connection: nativeConnection, namespace, client, workflowBundle: { code: (await workflowBundle()).code } });
+  const orchestrator = await createOrchestratorWorker({ connection: nativeConnection, namespace, client, catalogPath: path.join(workDir, 'catalog.sqlite'), workflowBundle: { code: (await workflowBundle()).code } });
   const running: Promise<unknown>[] = [orchestrator.run()];
   const gpuWorkers: GpuWorkerHandle[] = [];
 
@@ -83,6 +84,7 @@ export async function startStack(options: { name: string; host?: string; cpuSlot
     nativeConnection,
     orchestrator,
     workDir,
+    catalogPath: path.join(workDir, 'catalog.sqlite'),
     addGpuWorker,
     async stop() {
       for (const worker of gpuWorkers) await worker.shutdown();

@@ -35,7 +35,7 @@ describe('8 GPUs, 20 experiments', () => {
   afterAll(async () => stack?.stop());
 
   it('never runs more than 8 at once, never shares a GPU, completes all in about 3 rounds', async () => {
-    const runs = await runAll(stack, Array.from({ length: 20 }, () => request({ tag: 'eight', env: { VAL_BPB: '1.0', STEPS: '10', STEP_SECONDS: '0.2' } })));
+    const runs = await runAll(stack, Array.from({ length: 20 }, () => request({ tag: 'eight', env: { VAL_BPB: '1.0', STEPS: '20', STEP_SECONDS: '0.25' } })));
     expect(runs.map((r) => r.result.status)).toEqual(Array(20).fill('completed'));
     const intervals = runs.map(({ state }) => ({ gpu: state.gpu!, start: Date.parse(state.training!.startedAt), end: Date.parse(state.training!.endedAt) }));
     // No GPU held by two runs at once, from the records.
@@ -53,7 +53,8 @@ describe('8 GPUs, 20 experiments', () => {
     const longest = Math.max(...intervals.map((i) => i.end - i.start));
     const span = Math.max(...intervals.map((i) => i.end)) - Math.min(...intervals.map((i) => i.start));
     console.log(`20 runs on 8 GPUs: span ${(span / 1000).toFixed(1)} s, longest run ${(longest / 1000).toFixed(1)} s, ${(span / longest).toFixed(2)} rounds`);
-    expect(span).toBeLessThan(3 * longest + 4000);
+    // 20 runs on 8 GPUs need 3 rounds; per-run orchestration (validate, lease, worktree, record) may add under one more.
+    expect(span).toBeLessThan(4 * longest);
   });
 });
 

@@ -68,7 +68,7 @@ describe('dev server lifecycle', () => {
       const nativeConnection = await NativeConnection.connect({ address: first.address });
       const connection = await Connection.connect({ address: first.address });
       const client = new Client({ connection });
-      const orchestrator = await createOrchestratorWorker({ connection: nativeConnection, namespace: 'default', client });
+      const orchestrator = await createOrchestratorWorker({ connection: nativeConnection, namespace: 'default', client, catalogPath: path.join(dir, 'catalog.sqlite') });
       const gpu = await createGpuWorker({ connection: nativeConnection, namespace: 'default', client, host: 'restarthost', cpuSlots: 1, workDir: path.join(dir, 'worker'), log: () => undefined });
       const running = Promise.all([orchestrator.run(), gpu.run()]);
       await client.workflow.execute(smokeWorkflow, { workflowId, taskQueue: CONTROL_TASK_QUEUE, args: [{ hostQueue: hostTaskQueue('restarthost'), tag: 'restart' }] });

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Catalog } from '../../src/catalog/catalog.js';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { configurePoolSignal, experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
@@ -69,6 +70,15 @@ describe('a worker process killed during training', () => {
     const state = await pool.query(poolStateQuery);
     expect(state.hosts.victim?.online).toBe(false);
     expect(state.slots.find((s) => s.slot.host === 'victim')?.lease).toBeNull();
+    // The record holds everything up to the kill, and the terminal state.
+    const catalog = new Catalog(stack.catalogPath);
+    const record = catalog.get(handle.workflowId)!;
+    catalog.close();
+    expect(record).toMatchObject({ status: 'worker_lost', reason: result.reason, gpu: 'victim/cpu0', worker: 'victim', commit: source.commit });
+    expect(record.patch).toContain('+++ b/train.py');
+    expect(record.environment?.host).toBe('victim');
+    expect(record.placement?.slotId).toBe('victim/cpu0');
+    expect(record.events.map((e) => e.status)).toEqual(['submitted', 'validating', 'queued', 'running', 'worker_lost']);
     console.log(`worker SIGKILLed: ${result.status} after ${elapsed.toFixed(1)} s (${result.reason})`);
   });
 });

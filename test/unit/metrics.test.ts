@@ -53,7 +53,7 @@ describe('progress', () => {
 });
 
 describe('classifyTraining', () => {
-  const base: TrainingOutcome = { exitCode: 0, signal: null, timedOut: false, canceled: false, metrics: { val_bpb: 1.2 }, logTail: '', logPath: '/x', startedAt: '', endedAt: '' };
+  const base: TrainingOutcome = { exitCode: 0, signal: null, timedOut: false, canceled: false, metrics: { val_bpb: 1.2 }, logTail: '', logPath: '/x', startedAt: '', endedAt: '', artifacts: [] };
   it.each([
     [{}, false, 'completed'],
     [{ exitCode: 1, metrics: null }, false, 'command_failed'],

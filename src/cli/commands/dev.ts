@@ -5,7 +5,7 @@ import { NativeConnection } from '@temporalio/worker';
 import { createGpuWorker } from '../../gpu-worker/worker.js';
 import { createOrchestratorWorker } from '../../orchestrator/worker.js';
 import { installWorkerRuntime } from '../../shared/runtime.js';
-import { devPorts, hostName, stateDir } from '../../shared/settings.js';
+import { catalogPath, devPorts, hostName, stateDir } from '../../shared/settings.js';
 import { processAlive } from '../../shared/processes.js';
 import { devInfoPath, readDevInfo, type DevStackInfo } from '../../temporal/connection.js';
 import { startDevServer } from '../../temporal/dev-server.js';
@@ -51,7 +51,7 @@ export async function devCommand(options: DevOptions): Promise<void> {
   const nativeConnection = await NativeConnection.connect({ address: server.address });
   const clientConnection = await Connection.connect({ address: server.address });
   const client = new Client({ connection: clientConnection, namespace: 'default' });
-  const orchestrator = await createOrchestratorWorker({ connection: nativeConnection, namespace: 'default', client });
+  const orchestrator = await createOrchestratorWorker({ connection: nativeConnection, namespace: 'default', client, catalogPath: catalogPath() });
   const gpuWorker = await createGpuWorker({
     connection: nativeConnection,
     namespace: 'default',

@@ -1,11 +1,13 @@
 import path from 'node:path';
 import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { Catalog } from '../../catalog/catalog.js';
 import { resolveSource, SourceError } from '../../client/source.js';
 import { submitExperiment, type ExperimentHandle } from '../../client/experiments.js';
 import { exitCodeFor, isTerminal, type ExperimentResult } from '../../domain/experiment.js';
 import { RequestValidationError, type ExperimentRequestInput } from '../../domain/request.js';
 import { queueOrder } from '../../domain/placement.js';
 import { CONTROL_TASK_QUEUE, hostTaskQueue, POOL_WORKFLOW_ID } from '../../shared/constants.js';
+import { catalogPath } from '../../shared/settings.js';
 import { connectClient } from '../../temporal/connection.js';
 import { experimentStateQuery, poolStateQuery } from '../../workflows/definitions.js';
 import type { ExperimentSnapshot } from '../../workflows/experiment-state.js';
@@ -171,20 +173,35 @@ export async function waitCommand(id: string, options: { json?: boolean }): Prom
 
 export async function showCommand(id: string, options: { json?: boolean }): Promise<void> {
   const client = await connectClient();
-  const snapshot = await snapshotOf(client, id);
-  const queuePosition = snapshot.status === 'queued' ? await queuePositionOf(client, id) : null;
-  if (wantsJson(options)) return printJson({ ...snapshot, queuePosition });
+  const record = new Catalog(catalogPath()).get(id);
+  let snapshot: ExperimentSnapshot | undefined;
+  try {
+    snapshot = await snapshotOf(client, id);
+  } catch (error) {
+    // The catalog outlives Temporal's retention: a record alone is still an answer.
+    if (!(error instanceof CliError) || !record) throw error;
+  }
+  const queuePosition = snapshot?.status === 'queued' ? await queuePositionOf(client, id) : null;
+  if (wantsJson(options)) return printJson({ ...(snapshot ?? { experimentId: id }), queuePosition, record: record ?? null });
+  if (!snapshot) {
+    console.log(`${id}  [${record!.status}]  (from the catalog; the workflow is past Temporal's retention)`);
+    console.log(JSON.stringify(record, null, 2));
+    return;
+  }
   const r = snapshot.request;
-  if (queuePosition !== null) console.log(`  queued: position ${queuePosition.position} of ${queuePosition.length} waiting for a lease`);
   console.log(`${snapshot.experimentId}  [${snapshot.status}]  tag ${snapshot.tag}  category ${r.category}`);
+  if (queuePosition !== null) console.log(`  queued: position ${queuePosition.position} of ${queuePosition.length} waiting for a lease`);
   console.log(`  hypothesis: ${r.hypothesis}`);
   console.log(`  commit:     ${r.commit}  (${r.repo})`);
   console.log(`  command:    ${JSON.stringify(r.command)}   budget ${r.timeBudgetSeconds}s + ${r.graceSeconds}s grace`);
   if (snapshot.validation?.patch) console.log(`  patch:      ${snapshot.validation.patch.files.length} file(s), ${snapshot.validation.patch.bytes} bytes, sha256 ${snapshot.validation.patch.sha256.slice(0, 12)}`);
   if (snapshot.placement) console.log(`  placement:  ${snapshot.placement.slotId} (${snapshot.placement.acceleratorClass}): ${snapshot.placement.why}; policy ${snapshot.placement.policy}; waited ${(snapshot.placement.queuedMs / 1000).toFixed(1)}s`);
+  if (record?.environment) console.log(`  env:        ${Object.entries(record.environment.software).map(([k, v]) => `${k} ${v}`).join(', ')}; lockfiles ${Object.keys(record.environment.lockfiles).join(', ') || '-'}`);
   if (snapshot.training?.metrics) console.log(`  metrics:    ${Object.entries(snapshot.training.metrics).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  if (record?.artifacts.length) console.log(`  artifacts:  ${record.artifacts.map((a) => `${a.path} (${a.bytes} B, ${a.sha256.slice(0, 12)})`).join(', ')}`);
   if (snapshot.decision) console.log(`  decision:   ${snapshot.decision.decision ?? '-'} (${snapshot.decision.action ?? 'no action'}), best ${snapshot.decision.best ?? '-'}, compared with ${snapshot.decision.comparedWith.experimentId ?? 'nothing (first in its group)'}`);
   if (snapshot.reason) console.log(`  reason:     ${snapshot.reason}`);
+  if (record?.originId) console.log(`  ${record.originKind} of:  ${record.originId}`);
   console.log('  timeline:');
   console.log(formatTable(['at', 'status', 'note'], snapshot.timeline.map((t) => [t.at, t.status, t.note ?? ''])).replace(/^/gm, '    '));
 }

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { createGpuWorker } from '../../gpu-worker/worker.js';
 import { createOrchestratorWorker } from '../../orchestrator/worker.js';
 import { installWorkerRuntime } from '../../shared/runtime.js';
-import { hostName, stateDir } from '../../shared/settings.js';
+import { catalogPath, hostName, stateDir } from '../../shared/settings.js';
 import { connectClient, connectWorkerConnection } from '../../temporal/connection.js';
 
 export interface WorkerOptions {
@@ -49,7 +49,7 @@ export async function orchestratorCommand(): Promise<void> {
   installWorkerRuntime();
   const { connection, namespace } = await connectWorkerConnection();
   const client = await connectClient();
-  const worker = await createOrchestratorWorker({ connection, namespace, client });
+  const worker = await createOrchestratorWorker({ connection, namespace, client, catalogPath: catalogPath() });
   stopOnSignals(async () => worker.shutdown());
   console.error(`expctl orchestrator: polling expctl-control in namespace ${namespace}`);
   await worker.run();

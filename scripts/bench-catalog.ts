@@ -1,0 +1,70 @@
+/**
+ * Catalog at scale: fills a catalog with 10,000 experiment records across 20 tags through the same
+ * write path the workers use, then times `history`, `report summary` and `suggest`. Prints medians.
+ */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Catalog } from '../src/catalog/catalog.js';
+import { resultRuns, summarize, toRunSummary } from '../src/catalog/reports.js';
+import { applyOutcome, newTagState, type TagState } from '../src/domain/decision.js';
+import { CATEGORIES, parseExperimentRequest } from '../src/domain/request.js';
+import { suggest } from '../src/domain/strategy.js';
+
+const RECORDS = Number(process.env.BENCH_RECORDS ?? 10_000);
+const TAGS = 20;
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+function time(label: string, repeat: number, fn: () => unknown): void {
+  const samples: number[] = [];
+  for (let i = 0; i < repeat; i++) {
+    const t = performance.now();
+    fn();
+    samples.push(performance.now() - t);
+  }
+  console.log(`  ${label.padEnd(44)} median ${median(samples).toFixed(2)} ms (${repeat} runs)`);
+}
+
+export async function benchCatalog(): Promise<void> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-bench-catalog-'));
+  const catalog = new Catalog(path.join(dir, 'catalog.sqlite'));
+  const patch = `diff --git a/train.py b/train.py\n${'+x = 1\n'.repeat(200)}`;
+  const tags = new Map<string, TagState>();
+  let seed = 42;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const fill = performance.now();
+  for (let i = 0; i < RECORDS; i++) {
+    const tag = `bench-${i % TAGS}`;
+    const id = `exp-${tag}-${String(i).padStart(6, '0')}`;
+    const request = parseExperimentRequest({ tag, hypothesis: `idea ${i}`, category: CATEGORIES[i % CATEGORIES.length], repo: '/repo', commit: (i.toString(16) + 'a'.repeat(40)).slice(0, 40), command: ['python3', 'train.py'] });
+    const at = new Date(Date.UTC(2026, 0, 1) + i * 60_000).toISOString();
+    catalog.apply({ experimentId: id, request, submittedAt: at, status: 'submitted', event: { status: 'submitted', at } });
+    catalog.apply({ experimentId: id, validation: { resolvedConfig: { lr: random() }, interpreter: 'python3', patch: { text: patch, sha256: 'f'.repeat(64), bytes: patch.length, files: ['train.py'] } } });
+    const failed = random() < 0.1;
+    const metric = failed ? null : 1 + random();
+    const state = tags.get(tag) ?? newTagState(tag);
+    const next = applyOutcome(state, { experimentId: id, status: failed ? 'command_failed' : 'completed', metric, acceleratorClass: 'h100', commit: request.commit });
+    tags.set(tag, next.state);
+    catalog.apply({
+      experimentId: id,
+      status: failed ? 'command_failed' : 'completed',
+      event: { status: failed ? 'command_failed' : 'completed', at },
+      training: { exitCode: failed ? 1 : 0, signal: null, timedOut: false, canceled: false, metrics: metric === null ? null : { val_bpb: metric, peak_vram_mb: 40_000 }, logTail: 'step 1/1', logPath: '/log', startedAt: at, endedAt: at, artifacts: [] },
+      decision: next.decision,
+      reason: failed ? 'training exited with exit code 1' : 'ok',
+    });
+  }
+  const fillSeconds = (performance.now() - fill) / 1000;
+  const size = (await fs.stat(path.join(dir, 'catalog.sqlite'))).size + ((await fs.stat(path.join(dir, 'catalog.sqlite-wal')).catch(() => ({ size: 0 }))).size);
+  console.log(`catalog: ${RECORDS} records in ${TAGS} tags written in ${fillSeconds.toFixed(1)} s (${((fillSeconds * 1000) / RECORDS).toFixed(2)} ms per record, 3 writes each); ${(size / 1024 / 1024).toFixed(1)} MiB`);
+  const tag = 'bench-7';
+  time('history --tag T --limit 50', 50, () => catalog.list({ tag, limit: 50 }));
+  time('history (all tags) --limit 50', 50, () => catalog.list({ limit: 50 }));
+  time(`report summary --tag T (${RECORDS / TAGS} runs)`, 20, () => summarize(tag, catalog.list({ tag })));
+  time(`suggest --tag T (${RECORDS / TAGS} runs)`, 20, () => suggest(resultRuns(catalog.list({ tag, order: 'oldest' })).map(toRunSummary), CATEGORIES, 'minimize'));
+  time('report tags', 20, () => catalog.tags());
+  time('show ID (whole record)', 50, () => catalog.get(`exp-${tag}-000007`));
+  catalog.close();
+  await fs.rm(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,209 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { REDACTED, isSecretName } from '../domain/redact.js';
+import type { ExperimentRecord, RecordUpdate } from './record.js';
+import { chooseMode } from '../domain/strategy.js';
+import { resultRuns, toRunSummary } from './reports.js';
+import { MIGRATIONS } from './schema.js';
+
+type Row = Record<string, unknown>;
+
+const JSON_COLUMNS = ['command', 'request', 'resolved_config', 'patch_files', 'datasets', 'environment', 'placement', 'metrics', 'heartbeats'];
+
+function camel(column: string): string {
+  return column.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+function decode(row: Row): Omit<ExperimentRecord, 'events' | 'artifacts'> {
+  const out: Row = {};
+  for (const [column, value] of Object.entries(row)) {
+    const key = column === 'commit_sha' ? 'commit' : camel(column);
+    out[key] = JSON_COLUMNS.includes(column) && typeof value === 'string' ? JSON.parse(value) : value;
+  }
+  out.nearMiss = row.near_miss === 1;
+  out.shouldAbort = row.should_abort === null ? null : row.should_abort === 1;
+  return out as unknown as Omit<ExperimentRecord, 'events' | 'artifacts'>;
+}
+
+/**
+ * The operating record: one SQLite file (inspectable with `sqlite3`), written only by activities.
+ * Opened in WAL mode so the CLI can read while the orchestrator writes.
+ */
+export class Catalog {
+  readonly db: Database.Database;
+
+  constructor(readonly file: string) {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.pragma('foreign_keys = ON');
+    this.migrate();
+  }
+
+  private migrate(): void {
+    const applied = this.db.pragma('user_version', { simple: true }) as number;
+    if (applied > MIGRATIONS.length) throw new Error(`catalog ${this.file} has schema version ${applied}, newer than this expctl (${MIGRATIONS.length}); upgrade expctl`);
+    const run = this.db.transaction(() => {
+      for (let i = applied; i < MIGRATIONS.length; i++) this.db.exec(MIGRATIONS[i]!);
+      this.db.pragma(`user_version = ${MIGRATIONS.length}`);
+    });
+    run();
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  /** Applies what the run reported; a row exists from the first update (submission) on. */
+  apply(update: RecordUpdate): void {
+    const now = new Date().toISOString();
+    const columns: Row = { updated_at: now };
+    const { request } = update;
+    if (request) {
+      const env = Object.fromEntries(Object.entries(request.env).map(([k, v]) => [k, isSecretName(k) ? REDACTED : v]));
+      Object.assign(columns, {
+        tag: request.tag,
+        category: request.category,
+        hypothesis: request.hypothesis,
+        description: request.description,
+        metric_name: request.metric.name,
+        metric_direction: request.metric.direction,
+        repo: request.repo,
+        commit_sha: request.commit,
+        command: JSON.stringify(request.command),
+        request: JSON.stringify({ ...request, env }),
+        datasets: JSON.stringify(request.datasets),
+        submitted_at: update.submittedAt ?? now,
+        status: update.status ?? 'submitted',
+      });
+    }
+    if (update.origin) Object.assign(columns, { origin_kind: update.origin.kind, origin_id: update.origin.of });
+    if (update.status) columns.status = update.status;
+    if (update.reason !== undefined) columns.reason = update.reason;
+    if (update.attempts !== undefined) columns.attempts = update.attempts;
+    if (update.validation) {
+      Object.assign(columns, {
+        resolved_config: JSON.stringify(update.validation.resolvedConfig ?? null),
+        patch: update.validation.patch?.text ?? null,
+        patch_sha256: update.validation.patch?.sha256 ?? null,
+        patch_files: JSON.stringify(update.validation.patch?.files ?? null),
+      });
+    }
+    if (update.environment) columns.environment = JSON.stringify(update.environment);
+    if (update.placement) {
+      Object.assign(columns, {
+        placement: JSON.stringify(update.placement),
+        gpu: update.placement.slotId,
+        worker: update.placement.host,
+        accelerator_class: update.placement.acceleratorClass,
+        queued_ms: update.placement.queuedMs,
+      });
+    }
+    const training = update.training;
+    if (training) {
+      const peak = training.metrics?.peak_vram_mb;
+      Object.assign(columns, {
+        started_at: training.startedAt,
+        ended_at: training.endedAt,
+        training_seconds: (Date.parse(training.endedAt) - Date.parse(training.startedAt)) / 1000,
+        exit_code: training.exitCode,
+        signal: training.signal,
+        metrics: JSON.stringify(training.metrics),
+        peak_vram_mb: typeof peak === 'number' ? peak : null,
+        log_path: training.logPath,
+        log_tail: training.logTail,
+      });
+    }
+    const decision = update.decision;
+    if (decision) {
+      Object.assign(columns, {
+        decision: decision.decision,
+        action: decision.action,
+        metric: decision.metric,
+        best: decision.best,
+        delta: decision.delta,
+        near_miss: decision.nearMiss ? 1 : 0,
+        consecutive_crashes: decision.consecutiveCrashes,
+        should_abort: decision.shouldAbort ? 1 : 0,
+        sequence: decision.sequence,
+      });
+    }
+    const write = this.db.transaction(() => {
+      const names = Object.keys(columns);
+      if (request) {
+        this.db
+          .prepare(`INSERT INTO experiments (id, ${names.join(', ')}) VALUES (@id, ${names.map((n) => `@${n}`).join(', ')})
+                    ON CONFLICT (id) DO UPDATE SET ${names.filter((n) => n !== 'submitted_at' && n !== 'status').map((n) => `${n} = excluded.${n}`).join(', ')}`)
+          .run({ id: update.experimentId, ...columns });
+      } else {
+        const result = this.db.prepare(`UPDATE experiments SET ${names.map((n) => `${n} = @${n}`).join(', ')} WHERE id = @id`).run({ id: update.experimentId, ...columns });
+        if (result.changes === 0) throw new Error(`catalog has no experiment ${update.experimentId} (its submission was never recorded)`);
+      }
+      if (update.event) {
+        this.db.prepare('INSERT OR IGNORE INTO events (experiment_id, at, status, note) VALUES (?, ?, ?, ?)').run(update.experimentId, update.event.at, update.event.status, update.event.note ?? null);
+      }
+      for (const artifact of training?.artifacts ?? []) {
+        this.db.prepare('INSERT OR REPLACE INTO artifacts (experiment_id, path, sha256, bytes) VALUES (?, ?, ?, ?)').run(update.experimentId, artifact.path, artifact.sha256, artifact.bytes);
+      }
+    });
+    write();
+  }
+
+  get(id: string): ExperimentRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM experiments WHERE id = ?').get(id) as Row | undefined;
+    if (!row) return undefined;
+    return {
+      ...decode(row),
+      events: this.db.prepare('SELECT at, status, note FROM events WHERE experiment_id = ? ORDER BY at, rowid').all(id) as ExperimentRecord['events'],
+      artifacts: this.db.prepare('SELECT path, sha256, bytes FROM artifacts WHERE experiment_id = ? ORDER BY path').all(id) as ExperimentRecord['artifacts'],
+    };
+  }
+
+  /** Records without their bulky fields (patch, log tail), newest first. */
+  list(filter: { tag?: string; status?: string; category?: string; nearMiss?: boolean; limit?: number; order?: 'newest' | 'oldest' }): Omit<ExperimentRecord, 'events' | 'artifacts'>[] {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.tag) (where.push('tag = ?'), params.push(filter.tag));
+    if (filter.status) (where.push('status = ?'), params.push(filter.status));
+    if (filter.category) (where.push('category = ?'), params.push(filter.category));
+    if (filter.nearMiss) where.push('near_miss = 1');
+    const order = filter.order === 'oldest' ? 'ASC' : 'DESC';
+    const sql = `SELECT id, tag, category, hypothesis, description, status, reason, decision, action, metric_name, metric_direction, metric, best, delta,
+                        near_miss, consecutive_crashes, should_abort, sequence, repo, commit_sha, command, gpu, worker, accelerator_class, queued_ms,
+                        attempts, submitted_at, started_at, ended_at, training_seconds, exit_code, signal, peak_vram_mb, origin_kind, origin_id, metrics
+                 FROM experiments ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+                 ORDER BY COALESCE(sequence, 1e18) ${order}, submitted_at ${order} ${filter.limit ? `LIMIT ${Math.floor(filter.limit)}` : ''}`;
+    return (this.db.prepare(sql).all(...params) as Row[]).map(decode);
+  }
+
+  tags(): { tag: string; total: number; kept: number; crashed: number; best: number | null; direction: string; lastAt: string }[] {
+    return this.db
+      .prepare(`SELECT tag, COUNT(*) AS total, SUM(decision = 'keep') AS kept,
+                       SUM(status NOT IN ('completed', 'canceled', 'submitted', 'validating', 'queued', 'running', 'evaluating')) AS crashed,
+                       CASE MAX(metric_direction) WHEN 'maximize' THEN MAX(CASE WHEN decision = 'keep' THEN metric END) ELSE MIN(CASE WHEN decision = 'keep' THEN metric END) END AS best,
+                       MAX(metric_direction) AS direction, MAX(submitted_at) AS lastAt
+                FROM experiments GROUP BY tag ORDER BY lastAt DESC`)
+      .all() as never;
+  }
+
+  /** After each decision: the tag's mode by the deterministic rule, unless an operator set one. */
+  refreshStrategy(tag: string): void {
+    if (this.strategy(tag)?.manual) return;
+    const { mode, reason } = chooseMode(resultRuns(this.list({ tag, order: 'oldest' })).map(toRunSummary));
+    this.setStrategy(tag, mode, reason, false);
+  }
+
+  strategy(tag: string): { mode: string; reason: string; manual: boolean; updatedAt: string } | undefined {
+    const row = this.db.prepare('SELECT mode, reason, manual, updated_at FROM strategy WHERE tag = ?').get(tag) as Row | undefined;
+    return row ? { mode: row.mode as string, reason: row.reason as string, manual: row.manual === 1, updatedAt: row.updated_at as string } : undefined;
+  }
+
+  setStrategy(tag: string, mode: string, reason: string, manual: boolean): void {
+    this.db
+      .prepare(`INSERT INTO strategy (tag, mode, reason, manual, updated_at) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (tag) DO UPDATE SET mode = excluded.mode, reason = excluded.reason, manual = excluded.manual, updated_at = excluded.updated_at`)
+      .run(tag, mode, reason, manual ? 1 : 0, new Date().toISOString());
+  }
+}

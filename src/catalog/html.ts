@@ -1,0 +1,80 @@
+import type { ExperimentRecord } from './record.js';
+import { resultRuns, summarize } from './reports.js';
+
+type Listed = Omit<ExperimentRecord, 'events' | 'artifacts'>;
+
+const escape = (text: string) => text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+
+/**
+ * One self-contained HTML page for a tag: progression chart (kept runs as a staircase, discarded
+ * and crashed runs as dots), leaderboard and category table. No external assets; the chart is
+ * drawn in the browser from the data embedded in the page.
+ */
+export function tagReportHtml(tag: string, records: Listed[]): string {
+  const summary = summarize(tag, records);
+  const runs = resultRuns(records);
+  const direction = runs[0]?.metricDirection ?? 'minimize';
+  const metricName = runs[0]?.metricName ?? 'val_bpb';
+  const points = runs.map((r, i) => ({ x: i + 1, y: r.status === 'completed' ? r.metric : null, kind: r.status !== 'completed' ? 'crash' : r.decision, id: r.id, label: r.hypothesis }));
+  const leaderboard = runs
+    .filter((r) => r.metric !== null && r.status === 'completed')
+    .sort((a, b) => (direction === 'minimize' ? a.metric! - b.metric! : b.metric! - a.metric!))
+    .slice(0, 20);
+  const rows = leaderboard
+    .map((r, i) => `<tr><td>${i + 1}</td><td>${r.metric!.toFixed(6)}</td><td>${escape(r.decision ?? '')}</td><td><code>${r.commit.slice(0, 7)}</code></td><td>${escape(r.category)}</td><td>${escape(r.hypothesis)}</td><td><code>${escape(r.id)}</code></td></tr>`)
+    .join('\n');
+  const categoryRows = summary.categories
+    .map((c) => `<tr><td>${escape(c.category)}</td><td>${c.runs}</td><td>${c.kept}</td><td>${(c.keepRate * 100).toFixed(0)}%</td></tr>`)
+    .join('\n');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>expctl: ${escape(tag)}</title>
+<style>
+body{font:14px system-ui,sans-serif;margin:24px;color:#222}h1{font-size:20px}table{border-collapse:collapse;margin:12px 0}
+td,th{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left}th{background:#f4f4f4}.kpi span{display:inline-block;margin-right:24px}
+svg{border:1px solid #ddd;background:#fff}.keep{fill:#1a7f37}.discard{fill:#999}.crash{fill:#cf222e}
+</style></head><body>
+<h1>Tag ${escape(tag)}: ${escape(metricName)} (${direction === 'minimize' ? 'lower' : 'higher'} is better)</h1>
+<p class="kpi"><span>${summary.runs} runs</span><span>${summary.kept} kept (${(summary.keepRate * 100).toFixed(0)}%)</span><span>${summary.crashed} crashed (${(summary.crashRate * 100).toFixed(0)}%)</span><span>best ${summary.best ? summary.best.metric.toFixed(6) : '-'}</span><span>${summary.gpuHours.toFixed(2)} GPU-hours</span></p>
+<svg id="progression" width="900" height="360" role="img" aria-label="metric progression"></svg>
+<h2>Leaderboard</h2>
+<table id="leaderboard"><tr><th>#</th><th>${escape(metricName)}</th><th>decision</th><th>commit</th><th>category</th><th>hypothesis</th><th>experiment</th></tr>
+${rows}
+</table>
+<h2>Categories</h2>
+<table id="categories"><tr><th>category</th><th>runs</th><th>kept</th><th>keep rate</th></tr>
+${categoryRows}
+</table>
+<script id="data" type="application/json">${JSON.stringify({ points, direction }).replace(/</g, '\\u003c')}</script>
+<script>
+(function () {
+  var data = JSON.parse(document.getElementById('data').textContent);
+  var svg = document.getElementById('progression');
+  var ns = 'http://www.w3.org/2000/svg', W = 900, H = 360, P = 48;
+  var ys = data.points.filter(function (p) { return p.y !== null; }).map(function (p) { return p.y; });
+  if (ys.length === 0) return;
+  var lo = Math.min.apply(null, ys), hi = Math.max.apply(null, ys); if (hi === lo) { hi += 1; lo -= 1; }
+  var n = data.points.length;
+  function X(x) { return P + (W - 2 * P) * (n === 1 ? 0.5 : (x - 1) / (n - 1)); }
+  function Y(y) { return H - P - (H - 2 * P) * (y - lo) / (hi - lo); }
+  function el(name, attrs) { var e = document.createElementNS(ns, name); for (var k in attrs) e.setAttribute(k, attrs[k]); svg.appendChild(e); return e; }
+  el('line', { x1: P, y1: H - P, x2: W - P, y2: H - P, stroke: '#888' });
+  el('line', { x1: P, y1: P, x2: P, y2: H - P, stroke: '#888' });
+  [lo, (lo + hi) / 2, hi].forEach(function (v) { var t = el('text', { x: 4, y: Y(v) + 4, 'font-size': 11 }); t.textContent = v.toFixed(4); });
+  var best = null, d = '';
+  data.points.forEach(function (p) {
+    if (p.kind !== 'keep') return;
+    if (best === null) d += 'M' + X(p.x) + ',' + Y(p.y); else d += ' H' + X(p.x) + ' V' + Y(p.y);
+    best = p;
+  });
+  if (best) { d += ' H' + X(n); el('path', { id: 'staircase', d: d, fill: 'none', stroke: '#1a7f37', 'stroke-width': 2 }); }
+  data.points.forEach(function (p) {
+    var y = p.y === null ? H - P : Y(p.y);
+    var c = el('circle', { cx: X(p.x), cy: y, r: p.kind === 'keep' ? 5 : 4, class: p.kind });
+    var title = document.createElementNS(ns, 'title'); title.textContent = p.id + ': ' + p.label + (p.y === null ? ' (crash)' : ' = ' + p.y); c.appendChild(title);
+  });
+  svg.setAttribute('data-rendered', String(n));
+})();
+</script>
+</body></html>
+`;
+}

@@ -1,0 +1,88 @@
+import type { TagDecision } from '../domain/decision.js';
+import type { ExperimentStatus, TrainingOutcome } from '../domain/experiment.js';
+import type { PlacementRecord } from '../domain/placement.js';
+import type { ExperimentRequest } from '../domain/request.js';
+
+/** What the workflow sends the catalog as the run advances; every field is optional but the ID. */
+export interface RecordUpdate {
+  experimentId: string;
+  request?: ExperimentRequest;
+  submittedAt?: string;
+  origin?: { kind: 'retry' | 'rerun'; of: string };
+  status?: ExperimentStatus;
+  event?: { status: ExperimentStatus; at: string; note?: string };
+  validation?: { resolvedConfig: unknown; patch: { text: string; sha256: string; bytes: number; files: string[] } | null; interpreter: string | null };
+  environment?: EnvironmentRecord;
+  placement?: PlacementRecord;
+  attempts?: number;
+  training?: TrainingOutcome;
+  decision?: TagDecision;
+  reason?: string;
+}
+
+/** Where and with what a run trained (secrets already redacted by the worker). */
+export interface EnvironmentRecord {
+  host: string;
+  software: Record<string, string>;
+  driverVersion: string | null;
+  lockfiles: Record<string, string>;
+  variables: Record<string, string>;
+}
+
+export interface ArtifactRecord {
+  path: string;
+  sha256: string;
+  bytes: number;
+}
+
+/** One experiment's whole record as the catalog keeps it (JSON columns decoded). */
+export interface ExperimentRecord {
+  id: string;
+  tag: string;
+  category: string;
+  hypothesis: string;
+  description: string;
+  status: ExperimentStatus;
+  reason: string | null;
+  decision: 'keep' | 'discard' | null;
+  action: string | null;
+  metricName: string;
+  metricDirection: 'minimize' | 'maximize';
+  metric: number | null;
+  best: number | null;
+  delta: number | null;
+  nearMiss: boolean;
+  consecutiveCrashes: number | null;
+  shouldAbort: boolean | null;
+  sequence: number | null;
+  repo: string;
+  commit: string;
+  command: string[];
+  request: ExperimentRequest;
+  resolvedConfig: unknown;
+  patch: string | null;
+  patchSha256: string | null;
+  patchFiles: string[] | null;
+  datasets: string[] | null;
+  environment: EnvironmentRecord | null;
+  placement: PlacementRecord | null;
+  gpu: string | null;
+  worker: string | null;
+  acceleratorClass: string | null;
+  queuedMs: number | null;
+  attempts: number;
+  submittedAt: string;
+  startedAt: string | null;
+  endedAt: string | null;
+  trainingSeconds: number | null;
+  exitCode: number | null;
+  signal: string | null;
+  metrics: Record<string, number | string> | null;
+  peakVramMb: number | null;
+  logPath: string | null;
+  logTail: string | null;
+  originKind: string | null;
+  originId: string | null;
+  events: { at: string; status: string; note: string | null }[];
+  artifacts: ArtifactRecord[];
+}

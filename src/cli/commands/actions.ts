@@ -1,0 +1,63 @@
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { Catalog } from '../../catalog/catalog.js';
+import { submitExperiment } from '../../client/experiments.js';
+import type { ExperimentRequest } from '../../domain/request.js';
+import { catalogPath } from '../../shared/settings.js';
+import { connectClient } from '../../temporal/connection.js';
+import { experimentStateQuery } from '../../workflows/definitions.js';
+import { CliError, printJson, wantsJson } from '../output.js';
+
+/**
+ * The request to repeat: from the workflow (it holds the exact request, secrets included),
+ * or from the catalog once Temporal's retention has dropped the workflow.
+ */
+async function originalRequest(id: string): Promise<{ request: ExperimentRequest; redacted: string[] }> {
+  const client = await connectClient();
+  try {
+    const snapshot = await client.workflow.getHandle(id).query(experimentStateQuery);
+    return { request: snapshot.request, redacted: [] };
+  } catch (error) {
+    if (!(error instanceof WorkflowNotFoundError)) throw error;
+  }
+  const record = new Catalog(catalogPath()).get(id);
+  if (!record) throw new CliError(`no experiment ${id} in Temporal or in the catalog`);
+  const redacted = Object.entries(record.request.env).filter(([, v]) => v === '[redacted]').map(([k]) => k);
+  return { request: record.request, redacted };
+}
+
+/** `retry` (same request, e.g. after an infrastructure failure) and `rerun` (reproduce a recorded run). */
+export async function repeatCommand(kind: 'retry' | 'rerun', id: string, options: { json?: boolean; detach?: boolean }): Promise<void> {
+  const { request, redacted } = await originalRequest(id);
+  if (redacted.length > 0) throw new CliError(`${id} was run with secret variables (${redacted.join(', ')}) that the record does not keep; resubmit with expctl run --env`);
+  const { idempotencyKey: _dropped, ...rest } = request;
+  const client = await connectClient();
+  const { experimentId, handle } = await submitExperiment(client, rest, { origin: { kind, of: id } });
+  const change = {
+    experiment_id: experimentId,
+    [`${kind}_of`]: id,
+    commit: request.commit,
+    command: request.command,
+    config: request.configPath ?? null,
+    datasets: request.datasets,
+    changed: kind === 'rerun' ? 'nothing but the experiment ID: same commit (and so the same patch and config), datasets, command and environment' : 'a new experiment ID; the request is the same',
+  };
+  if (wantsJson(options)) printJson(change);
+  else console.log(`${experimentId}: ${kind} of ${id} at commit ${request.commit.slice(0, 12)} (${change.changed})`);
+  if (!options.detach) {
+    const result = await handle.result();
+    if (wantsJson(options)) printJson(result);
+    else console.log(`${experimentId}: ${result.status}${result.decision ? ` → ${result.decision}` : ''}, ${result.metric_name} ${result.metric ?? '-'}: ${result.reason}`);
+  }
+}
+
+/** `tag stop T`: cancels every queued or running experiment of the tag. */
+export async function tagStopCommand(tag: string, options: { json?: boolean }): Promise<void> {
+  const client = await connectClient();
+  const canceled: string[] = [];
+  for await (const execution of client.workflow.list({ query: `WorkflowType = 'experimentWorkflow' AND ExpctlTag = '${tag.replace(/'/g, '')}' AND ExecutionStatus = 'Running'` })) {
+    await client.workflow.getHandle(execution.workflowId).cancel();
+    canceled.push(execution.workflowId);
+  }
+  if (wantsJson(options)) return printJson({ tag, canceled });
+  console.log(canceled.length ? `canceled ${canceled.length} experiment(s) of ${tag}:\n  ${canceled.join('\n  ')}` : `no queued or running experiment in tag ${tag}`);
+}

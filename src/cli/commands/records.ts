@@ -1,0 +1,131 @@
+import fs from 'node:fs/promises';
+import { execa } from 'execa';
+import { Catalog } from '../../catalog/catalog.js';
+import { tagReportHtml } from '../../catalog/html.js';
+import { diffRecords, resultRuns, resultsTsv, summarize, toRunSummary } from '../../catalog/reports.js';
+import { CATEGORIES } from '../../domain/request.js';
+import { MODES, suggest, type Mode } from '../../domain/strategy.js';
+import { catalogPath } from '../../shared/settings.js';
+import { CliError, formatTable, printJson, wantsJson } from '../output.js';
+
+/** Report commands read the catalog file directly (WAL mode: safe while the orchestrator writes). */
+function openCatalog(): Catalog {
+  return new Catalog(catalogPath());
+}
+
+function need<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new CliError(`no ${what} in the catalog ${catalogPath()}`);
+  return value;
+}
+
+const fmt = (value: number | null | undefined, digits = 6) => (value === null || value === undefined ? null : value.toFixed(digits));
+
+export function historyCommand(options: { tag?: string; status?: string; category?: string; limit?: string; json?: boolean }): void {
+  const rows = openCatalog().list({ tag: options.tag, status: options.status, category: options.category, limit: options.limit ? Number(options.limit) : 50 });
+  if (wantsJson(options)) return printJson(rows);
+  console.log(formatTable(['experiment', 'status', 'decision', 'metric', 'delta', 'category', 'commit', 'hypothesis'], rows.map((r) => [r.id, r.status, r.decision, fmt(r.metric), fmt(r.delta), r.category, r.commit.slice(0, 7), r.hypothesis])));
+}
+
+export function bestCommand(options: { tag: string; json?: boolean }): void {
+  const kept = openCatalog().list({ tag: options.tag, order: 'oldest' }).filter((r) => r.decision === 'keep');
+  const best = need(kept.at(-1), `kept run for tag ${options.tag}`);
+  if (wantsJson(options)) return printJson(best);
+  console.log(`${best.id}: ${best.metricName} ${fmt(best.metric)} at commit ${best.commit} (${best.hypothesis})`);
+}
+
+export function nearMissesCommand(options: { tag: string; json?: boolean }): void {
+  const rows = openCatalog().list({ tag: options.tag, nearMiss: true });
+  if (wantsJson(options)) return printJson(rows);
+  console.log(formatTable(['experiment', 'metric', 'delta', 'category', 'hypothesis'], rows.map((r) => [r.id, fmt(r.metric), fmt(r.delta), r.category, r.hypothesis])));
+}
+
+export async function reportCommand(kind: string, args: string[], options: { tag?: string; json?: boolean; out?: string }): Promise<void> {
+  const catalog = openCatalog();
+  const tag = (): string => {
+    if (!options.tag) throw new CliError(`report ${kind} needs --tag T`);
+    return options.tag;
+  };
+  switch (kind) {
+    case 'tsv':
+      process.stdout.write(resultsTsv(catalog.list({ tag: tag() })));
+      return;
+    case 'summary': {
+      const summary = summarize(tag(), catalog.list({ tag: tag() }));
+      if (wantsJson(options)) return printJson(summary);
+      console.log(`tag ${summary.tag}: ${summary.runs} runs, ${summary.kept} kept (${(summary.keepRate * 100).toFixed(0)}%), ${summary.discarded} discarded, ${summary.crashed} crashed (${(summary.crashRate * 100).toFixed(0)}%), ${summary.refused} refused, ${summary.canceled} canceled`);
+      console.log(`best: ${summary.best ? `${fmt(summary.best.metric)} (${summary.best.id})` : '-'}; GPU-hours ${summary.gpuHours.toFixed(3)}; queue wait median ${summary.queueWaitSeconds.median?.toFixed(1) ?? '-'} s, max ${summary.queueWaitSeconds.max?.toFixed(1) ?? '-'} s`);
+      console.log('\nprogression of kept runs:');
+      console.log(formatTable(['experiment', 'metric', 'commit'], summary.progression.map((p) => [p.id, fmt(p.metric), p.commit.slice(0, 7)])));
+      console.log('\ncategories:');
+      console.log(formatTable(['category', 'runs', 'kept', 'keep rate'], summary.categories.map((c) => [c.category, c.runs, c.kept, `${(c.keepRate * 100).toFixed(0)}%`])));
+      return;
+    }
+    case 'tags': {
+      const tags = catalog.tags();
+      if (wantsJson(options)) return printJson(tags);
+      console.log(formatTable(['tag', 'runs', 'kept', 'crashed', 'best', 'last'], tags.map((t) => [t.tag, t.total, t.kept, t.crashed, fmt(t.best), t.lastAt])));
+      return;
+    }
+    case 'diff': {
+      const [idA, idB] = args;
+      if (!idA || !idB) throw new CliError('usage: expctl report diff A B');
+      const a = need(catalog.get(idA), `experiment ${idA}`);
+      const b = need(catalog.get(idB), `experiment ${idB}`);
+      const diff = diffRecords(a, b);
+      // The code diff comes from git where the repository is reachable, else from the recorded patches.
+      let code: string;
+      try {
+        code = (await execa('git', ['-C', a.repo, 'diff', a.commit, b.commit])).stdout;
+      } catch {
+        code = a.patch === b.patch ? '' : `--- patch of ${a.id}\n${a.patch ?? ''}\n--- patch of ${b.id}\n${b.patch ?? ''}`;
+      }
+      if (wantsJson(options)) return printJson({ ...diff, code });
+      console.log(`${diff.metricName}: ${fmt(diff.metric.a)} -> ${fmt(diff.metric.b)} (delta ${fmt(diff.metric.delta)})`);
+      console.log(formatTable(['metric', a.id, b.id, 'delta'], diff.metrics.map((m) => [m.key, m.a, m.b, fmt(m.delta, 4)])));
+      if (diff.config.length) console.log(`\nconfig:\n${formatTable(['key', 'a', 'b'], diff.config.map((c) => [c.key, JSON.stringify(c.a), JSON.stringify(c.b)]))}`);
+      console.log(`\ncode (${a.commit.slice(0, 7)} -> ${b.commit.slice(0, 7)}):\n${code || '(identical)'}`);
+      return;
+    }
+    case 'html': {
+      const html = tagReportHtml(tag(), catalog.list({ tag: tag() }));
+      const out = options.out ?? `expctl-${tag()}.html`;
+      await fs.writeFile(out, html);
+      console.log(out);
+      return;
+    }
+    default:
+      throw new CliError(`unknown report "${kind}": summary, tsv, diff, tags or html`);
+  }
+}
+
+export function strategyCommand(options: { tag: string; set?: string; reason?: string; json?: boolean }): void {
+  const catalog = openCatalog();
+  if (options.set) {
+    if (options.set === 'auto') {
+      catalog.setStrategy(options.tag, 'explore', 'back to the automatic rule', false);
+      catalog.refreshStrategy(options.tag);
+    } else {
+      if (!(MODES as readonly string[]).includes(options.set)) throw new CliError(`--set must be one of ${MODES.join(', ')} or auto`);
+      if (!options.reason) throw new CliError('--set needs --reason TEXT (the record says why the mode was chosen)');
+      catalog.setStrategy(options.tag, options.set, options.reason, true);
+    }
+  }
+  const current = catalog.strategy(options.tag) ?? { mode: 'explore', reason: 'no completed runs yet', manual: false, updatedAt: null };
+  if (wantsJson(options)) return printJson({ tag: options.tag, ...current });
+  console.log(`tag ${options.tag}: ${current.mode}${current.manual ? ' (set by an operator)' : ''}: ${current.reason}`);
+}
+
+export function suggestCommand(options: { tag: string; json?: boolean }): void {
+  const catalog = openCatalog();
+  const records = catalog.list({ tag: options.tag, order: 'oldest' });
+  const stored = catalog.strategy(options.tag);
+  const override = stored?.manual ? { mode: stored.mode as Mode, reason: stored.reason } : undefined;
+  const advice = suggest(resultRuns(records).map(toRunSummary), CATEGORIES, records[0]?.metricDirection ?? 'minimize', override);
+  if (wantsJson(options)) return printJson({ tag: options.tag, ...advice });
+  console.log(`mode: ${advice.mode} (${advice.reason})`);
+  console.log(`trend: ${advice.trend.direction}${advice.trend.slopePerRun !== null ? ` (${advice.trend.slopePerRun.toExponential(2)} per run)` : ''}`);
+  console.log(`under-explored: ${advice.underExplored.join(', ') || '-'}`);
+  console.log(`high-yield: ${advice.highYield.join(', ') || '-'}`);
+  for (const pair of advice.combine) console.log(`combine ${pair.a} + ${pair.b}: "${pair.hypotheses[0]}" + "${pair.hypotheses[1]}" (${pair.why})`);
+  console.log(formatTable(['category', 'runs', 'kept', 'keep rate', 'crashes'], advice.categories.filter((c) => c.runs > 0).map((c) => [c.category, c.runs, c.kept, `${(c.keepRate * 100).toFixed(0)}%`, c.crashes])));
+}

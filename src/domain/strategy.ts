@@ -1,0 +1,110 @@
+/**
+ * Search guidance for a tag: which mode to work in and what to try next. Pure and deterministic:
+ * the same history always gives the same advice.
+ */
+
+export const MODES = ['explore', 'exploit', 'combine', 'ablation'] as const;
+export type Mode = (typeof MODES)[number];
+
+/** The part of a run the guidance looks at, in decision order. */
+export interface RunSummary {
+  id: string;
+  category: string;
+  hypothesis: string;
+  status: string;
+  decision: 'keep' | 'discard' | null;
+  metric: number | null;
+  nearMiss: boolean;
+  delta: number | null;
+}
+
+export const PLATEAU_RUNS = 8;
+const RECENT = 5;
+
+export function crashed(run: RunSummary): boolean {
+  return run.status !== 'completed' && run.status !== 'canceled';
+}
+
+/** Runs since the last keep, and how many of them were near misses. */
+export function plateau(runs: RunSummary[]): { length: number; nearMisses: number } {
+  const lastKeep = runs.map((r) => r.decision).lastIndexOf('keep');
+  const since = runs.slice(lastKeep + 1);
+  return { length: since.length, nearMisses: since.filter((r) => r.nearMiss).length };
+}
+
+/** The rule: many recent crashes → exploit conservatively; a long plateau → combine or ablate; a high keep rate → exploit; else explore. */
+export function chooseMode(runs: RunSummary[]): { mode: Mode; reason: string } {
+  const recent = runs.slice(-RECENT);
+  const recentCrashes = recent.filter(crashed).length;
+  if (recentCrashes >= 3) return { mode: 'exploit', reason: `${recentCrashes} of the last ${recent.length} runs crashed: make small, safe changes to the best commit` };
+  const flat = plateau(runs);
+  if (flat.length >= PLATEAU_RUNS && flat.nearMisses >= 2) return { mode: 'combine', reason: `no keep in ${flat.length} runs, but ${flat.nearMisses} near misses: combine them` };
+  if (flat.length >= PLATEAU_RUNS) return { mode: 'ablation', reason: `no keep in ${flat.length} runs and no near misses: remove parts to learn what matters` };
+  const decided = runs.filter((r) => r.decision !== null);
+  const kept = decided.filter((r) => r.decision === 'keep').length;
+  if (decided.length >= 5 && kept / decided.length >= 0.3) return { mode: 'exploit', reason: `${kept} of ${decided.length} decided runs kept: refine what works` };
+  return { mode: 'explore', reason: runs.length < 5 ? `only ${runs.length} runs so far: try different kinds of ideas` : 'few keeps and no plateau yet: keep exploring' };
+}
+
+export interface CategoryStats {
+  category: string;
+  runs: number;
+  kept: number;
+  keepRate: number;
+  crashes: number;
+}
+
+export interface Suggestion {
+  mode: Mode;
+  reason: string;
+  categories: CategoryStats[];
+  underExplored: string[];
+  highYield: string[];
+  combine: { a: string; b: string; hypotheses: [string, string]; why: string }[];
+  trend: { recentMetrics: number[]; slopePerRun: number | null; direction: 'improving' | 'flat' | 'worsening' | 'unknown' };
+}
+
+/** Everything an agent needs to pick its next experiment, structured. */
+export function suggest(runs: RunSummary[], allCategories: readonly string[], direction: 'minimize' | 'maximize', modeOverride?: { mode: Mode; reason: string }): Suggestion {
+  const categories: CategoryStats[] = allCategories.map((category) => {
+    const inCategory = runs.filter((r) => r.category === category);
+    const kept = inCategory.filter((r) => r.decision === 'keep').length;
+    return { category, runs: inCategory.length, kept, keepRate: inCategory.length ? kept / inCategory.length : 0, crashes: inCategory.filter(crashed).length };
+  });
+  const nearMisses = runs.filter((r) => r.nearMiss);
+  const combine = [];
+  for (let i = 0; i < nearMisses.length; i++) {
+    for (let j = i + 1; j < nearMisses.length; j++) {
+      const a = nearMisses[i]!;
+      const b = nearMisses[j]!;
+      if (a.category === b.category && a.category !== 'hyperparams') continue;
+      combine.push({ a: a.id, b: b.id, hypotheses: [a.hypothesis, b.hypothesis] as [string, string], why: `both within the near-miss threshold (deltas ${a.delta?.toFixed(6)}, ${b.delta?.toFixed(6)})` });
+    }
+  }
+  const metrics = runs.filter((r) => r.metric !== null).map((r) => r.metric as number).slice(-10);
+  let slope: number | null = null;
+  if (metrics.length >= 3) {
+    const n = metrics.length;
+    const meanX = (n - 1) / 2;
+    const meanY = metrics.reduce((a, b) => a + b, 0) / n;
+    const num = metrics.reduce((acc, y, x) => acc + (x - meanX) * (y - meanY), 0);
+    const den = metrics.reduce((acc, _, x) => acc + (x - meanX) ** 2, 0);
+    slope = num / den;
+  }
+  const better = slope === null ? null : direction === 'minimize' ? -slope : slope;
+  const scale = metrics.length ? Math.max(...metrics.map(Math.abs)) * 1e-4 : 0;
+  const { mode, reason } = modeOverride ?? chooseMode(runs);
+  return {
+    mode,
+    reason,
+    categories,
+    underExplored: categories.filter((c) => c.runs < 2).map((c) => c.category),
+    highYield: categories.filter((c) => c.runs >= 2 && c.keepRate >= 0.3).sort((a, b) => b.keepRate - a.keepRate).map((c) => c.category),
+    combine: combine.slice(0, 10),
+    trend: {
+      recentMetrics: metrics,
+      slopePerRun: slope,
+      direction: better === null ? 'unknown' : better > scale ? 'improving' : better < -scale ? 'worsening' : 'flat',
+    },
+  };
+}

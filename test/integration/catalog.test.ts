@@ -1,0 +1,163 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Catalog } from '../../src/catalog/catalog.js';
+import { tagReportHtml } from '../../src/catalog/html.js';
+import { diffRecords, resultsTsv, summarize } from '../../src/catalog/reports.js';
+import { submitExperiment } from '../../src/client/experiments.js';
+import type { ExperimentRequestInput } from '../../src/domain/request.js';
+import { experimentStateQuery } from '../../src/workflows/definitions.js';
+import { commitAll, makeRepo } from '../helpers/repo.js';
+import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
+import { waitFor } from '../helpers/wait.js';
+
+const EXPCTL = fileURLToPath(new URL('../../bin/expctl.js', import.meta.url));
+const EXAMPLE = fileURLToPath(new URL('../../examples/ngram/train.py', import.meta.url));
+
+let stack: TestStack;
+let catalog: Catalog;
+let source: { repo: string; commit: string };
+
+function request(overrides: Partial<ExperimentRequestInput> & { tag: string }): ExperimentRequestInput {
+  return { hypothesis: 'h', category: 'other', command: ['python3', 'train.py'], repo: source.repo, commit: source.commit, timeBudgetSeconds: 60, ...overrides };
+}
+const run = async (input: ExperimentRequestInput) => (await submitExperiment(stack.client, input)).handle.result();
+const cli = (...args: string[]) =>
+  execa(process.execPath, [EXPCTL, ...args], { env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace, EXPCTL_CATALOG: stack.catalogPath }, reject: false });
+
+beforeAll(async () => {
+  stack = await startStack({ name: 'catalog', host: 'rechost', cpuSlots: 2 });
+  catalog = new Catalog(stack.catalogPath);
+  source = await makeRepo();
+});
+afterAll(async () => {
+  catalog?.close();
+  await stack?.stop();
+});
+
+describe('the operating record', () => {
+  it('has request, commit, patch, environment and placement while the run is still training', async () => {
+    const { handle, experimentId } = await submitExperiment(stack.client, request({ tag: 'live', env: { MODE: 'slow' } }));
+    // The record, not just the live state, must already say running (it is written as the run advances).
+    await waitFor(async () => catalog.get(experimentId)?.status === 'running', 30_000);
+    const record = catalog.get(experimentId)!;
+    expect(record).toMatchObject({ status: 'running', tag: 'live', commit: source.commit, command: ['python3', 'train.py'], gpu: expect.stringMatching(/^rechost\/cpu\d$/) });
+    expect(record.patch).toContain('+++ b/train.py');
+    expect(record.patchFiles).toEqual(['train.py']);
+    expect(record.environment?.software.python3).toMatch(/^Python 3/);
+    expect(record.placement?.candidates.length).toBe(2);
+    expect(record.events.map((e) => e.status)).toEqual(['submitted', 'validating', 'queued', 'running']);
+    await handle.cancel();
+    await handle.result();
+    expect(catalog.get(experimentId)!.status).toBe('canceled');
+  });
+
+  it('report tsv equals the hand-written results.tsv of a fixture campaign (keep, discard, crash)', async () => {
+    await run(request({ tag: 'tsv', description: 'baseline', env: { VAL_BPB: '1.5' } }));
+    await run(request({ tag: 'tsv', description: 'worse', env: { VAL_BPB: '1.6' } }));
+    await run(request({ tag: 'tsv', description: 'crashes', env: { MODE: 'fail' } }));
+    await run(request({ tag: 'tsv', description: 'better', env: { VAL_BPB: '1.4' } }));
+    await run(request({ tag: 'tsv', description: 'refused', command: ['python3', 'missing.py'] }));
+    const expected = await fs.readFile(path.join(FIXTURES, 'expected', 'results.tsv'), 'utf8');
+    expect(resultsTsv(catalog.list({ tag: 'tsv' }))).toBe(expected);
+    const printed = await cli('report', 'tsv', '--tag', 'tsv');
+    expect(printed.stdout + '\n').toBe(expected);
+
+    const summary = summarize('tsv', catalog.list({ tag: 'tsv' }));
+    expect(summary).toMatchObject({ runs: 4, kept: 2, discarded: 1, crashed: 1, refused: 1, keepRate: 0.5, crashRate: 0.25 });
+    expect(summary.progression.map((p) => p.metric)).toEqual([1.5, 1.4]);
+    const [first, worse] = catalog.list({ tag: 'tsv', order: 'oldest' });
+    const diff = diffRecords(catalog.get(first!.id)!, catalog.get(worse!.id)!);
+    expect(diff.metric.delta).toBeCloseTo(0.1, 9);
+  });
+
+  it('renders the HTML report in a real headless browser: staircase of keeps, dots for the rest', async () => {
+    const file = path.join(stack.workDir, 'report.html');
+    await fs.writeFile(file, tagReportHtml('tsv', catalog.list({ tag: 'tsv' })));
+    const browser = await fs.access('/usr/bin/chromium').then(() => '/usr/bin/chromium', () => undefined);
+    if (!browser) throw new Error('this test needs Chromium: apt-get install chromium (CI installs it)');
+    const { stdout: dom } = await execa(browser, ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', `--user-data-dir=${path.join(stack.workDir, 'chromium')}`, '--dump-dom', `file://${file}`], { timeout: 60_000 });
+    expect(dom).toContain('data-rendered="4"');
+    expect(dom.match(/<circle /g)).toHaveLength(4);
+    expect(dom.match(/class="keep"/g)).toHaveLength(2);
+    expect(dom.match(/class="crash"/g)).toHaveLength(1);
+    expect(dom).toMatch(/<path id="staircase" d="M[\d.]+,[\d.]+ H[\d.]+ V[\d.]+ H[\d.]+"/);
+  });
+
+  it('keeps secrets out of every record and log tail it stores', async () => {
+    process.env.EXPCTL_TEST_SECRET_TOKEN = 'worker-secret-7f3a9c';
+    const id = (await submitExperiment(stack.client, request({ tag: 'secrets', env: { VAL_BPB: '1.0', HF_TOKEN: 'hf_request_secret_42', PRINT_SECRETS: 'HF_TOKEN,EXPCTL_TEST_SECRET_TOKEN' } }))).experimentId;
+    await stack.client.workflow.getHandle(id).result();
+    const record = catalog.get(id)!;
+    expect(record.environment?.variables.EXPCTL_TEST_SECRET_TOKEN).toBe('[redacted]');
+    expect(record.environment?.variables.HF_TOKEN).toBe('[redacted]');
+    expect(record.request.env.HF_TOKEN).toBe('[redacted]');
+    expect(record.logTail).toContain('HF_TOKEN=[redacted]');
+    expect(record.logTail).toContain('EXPCTL_TEST_SECRET_TOKEN=[redacted]');
+    catalog.db.pragma('wal_checkpoint(TRUNCATE)');
+    for (const file of [stack.catalogPath, `${stack.catalogPath}-wal`]) {
+      const bytes = await fs.readFile(file).catch(() => Buffer.alloc(0));
+      expect(bytes.includes('hf_request_secret_42')).toBe(false);
+      expect(bytes.includes('worker-secret-7f3a9c')).toBe(false);
+    }
+    delete process.env.EXPCTL_TEST_SECRET_TOKEN;
+  });
+
+  it('records artifacts with sha256 and a manifest that names the experiment', async () => {
+    const { handle, experimentId } = await submitExperiment(stack.client, request({ tag: 'artifacts', env: { VAL_BPB: '1.0' } }));
+    await handle.result();
+    const record = catalog.get(experimentId)!;
+    expect(record.artifacts).toEqual([{ path: 'model.txt', bytes: 8, sha256: crypto.createHash('sha256').update('weights\n').digest('hex') }]);
+    const manifest = JSON.parse(await fs.readFile(path.join(stack.workDir, 'rechost', 'runs', experimentId, 'artifacts', 'expctl-manifest.json'), 'utf8'));
+    expect(manifest).toMatchObject({ experimentId, commit: source.commit, tag: 'artifacts', artifacts: record.artifacts });
+  });
+});
+
+describe('operator actions and guidance', () => {
+  it('rerun of a discarded experiment runs the same code and config and reproduces its metric', async () => {
+    const ngram = await makeRepo({ 'config.json': '{"order": 2}\n' }, EXAMPLE);
+    const base = { tag: 'rerun', command: ['python3', 'train.py', '--config', 'config.json'], configPath: 'config.json', repo: ngram.repo };
+    const kept = await run(request({ ...base, commit: ngram.commit }));
+    expect(kept.decision).toBe('keep');
+    await fs.writeFile(path.join(ngram.repo, 'config.json'), '{"order": 4}\n');
+    const worseCommit = await commitAll(ngram.repo, 'order 4');
+    const discarded = await run(request({ ...base, commit: worseCommit, hypothesis: 'longer context' }));
+    expect(discarded.decision).toBe('discard');
+    await execa('git', ['-C', ngram.repo, 'reset', '-q', '--hard', 'HEAD~1']); // what the agent does
+
+    const rerun = await cli('rerun', discarded.experiment_id!, '--json');
+    expect(rerun.exitCode).toBe(0);
+    const [change, result] = rerun.stdout.split(/\n(?=\{)/).map((part) => JSON.parse(part));
+    expect(change).toMatchObject({ rerun_of: discarded.experiment_id, commit: worseCommit, config: 'config.json' });
+    expect(result.metric).toBe(discarded.metric);
+    const record = catalog.get(result.experiment_id)!;
+    expect(record).toMatchObject({ originKind: 'rerun', originId: discarded.experiment_id, commit: worseCommit, resolvedConfig: { order: 4 } });
+  });
+
+  it('tag stop cancels the queued and running experiments of a tag and says which', async () => {
+    const slow = await Promise.all([0, 1, 2].map(() => submitExperiment(stack.client, request({ tag: 'stopme', env: { MODE: 'slow' } }))));
+    await waitFor(async () => (await Promise.all(slow.map((s) => s.handle.query(experimentStateQuery)))).every((s) => s.status === 'running' || s.status === 'queued'), 30_000);
+    await new Promise((r) => setTimeout(r, 1000)); // visibility is eventually consistent
+    const stopped = await cli('tag', 'stop', 'stopme', '--json');
+    expect(stopped.exitCode).toBe(0);
+    expect(JSON.parse(stopped.stdout).canceled.sort()).toEqual(slow.map((s) => s.experimentId).sort());
+    const results = await Promise.all(slow.map((s) => s.handle.result()));
+    expect(results.map((r) => r.status)).toEqual(['canceled', 'canceled', 'canceled']);
+  });
+
+  it('adapts the strategy after every completion and suggests what to try', async () => {
+    for (let i = 0; i < 3; i++) await run(request({ tag: 'strategy', category: 'optimizer', env: { MODE: 'fail' } }));
+    expect(catalog.strategy('strategy')).toMatchObject({ mode: 'exploit', manual: false, reason: expect.stringMatching(/3 of the last 3 runs crashed/) });
+    const set = await cli('strategy', '--tag', 'strategy', '--set', 'ablation', '--reason', 'operator wants to learn what matters', '--json');
+    expect(JSON.parse(set.stdout)).toMatchObject({ mode: 'ablation', manual: true });
+    await run(request({ tag: 'strategy', category: 'hyperparams', env: { VAL_BPB: '1.0' } }));
+    expect(catalog.strategy('strategy')?.mode).toBe('ablation');
+    const suggestion = JSON.parse((await cli('suggest', '--tag', 'strategy', '--json')).stdout);
+    expect(suggestion.mode).toBe('ablation');
+    expect(suggestion.categories.find((c: { category: string }) => c.category === 'optimizer')).toMatchObject({ runs: 3, crashes: 3, kept: 0 });
+    expect(suggestion.underExplored).toContain('architecture');
+  });
+});
