@@ -39,7 +39,7 @@ export async function benchCatalog(): Promise<void> {
     const id = `exp-${tag}-${String(i).padStart(6, '0')}`;
     const request = parseExperimentRequest({ tag, hypothesis: `idea ${i}`, category: CATEGORIES[i % CATEGORIES.length], repo: '/repo', commit: (i.toString(16) + 'a'.repeat(40)).slice(0, 40), command: ['python3', 'train.py'] });
     const at = new Date(Date.UTC(2026, 0, 1) + i * 60_000).toISOString();
-    catalog.apply({ experimentId: id, request, submittedAt: at, status: 'submitted', event: { status: 'submitted', at } });
+    catalog.apply({ experimentId: id, request, submittedAt: at, status: 'submitted', events: [{ status: 'submitted', at }] });
     catalog.apply({ experimentId: id, validation: { resolvedConfig: { lr: random() }, interpreter: 'python3', patch: { text: patch, sha256: 'f'.repeat(64), bytes: patch.length, files: ['train.py'] } } });
     const failed = random() < 0.1;
     const metric = failed ? null : 1 + random();
@@ -49,7 +49,7 @@ export async function benchCatalog(): Promise<void> {
     catalog.apply({
       experimentId: id,
       status: failed ? 'command_failed' : 'completed',
-      event: { status: failed ? 'command_failed' : 'completed', at },
+      events: [{ status: failed ? 'command_failed' : 'completed', at }],
       training: { exitCode: failed ? 1 : 0, signal: null, timedOut: false, canceled: false, metrics: metric === null ? null : { val_bpb: metric, peak_vram_mb: 40_000 }, logTail: 'step 1/1', logPath: '/log', startedAt: at, endedAt: at, artifacts: [] },
       decision: next.decision,
       reason: failed ? 'training exited with exit code 1' : 'ok',

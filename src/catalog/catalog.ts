@@ -141,8 +141,8 @@ export class Catalog {
         const result = this.db.prepare(`UPDATE experiments SET ${names.map((n) => `${n} = @${n}`).join(', ')} WHERE id = @id`).run({ id: update.experimentId, ...columns });
         if (result.changes === 0) throw new Error(`catalog has no experiment ${update.experimentId} (its submission was never recorded)`);
       }
-      if (update.event) {
-        this.db.prepare('INSERT OR IGNORE INTO events (experiment_id, at, status, note) VALUES (?, ?, ?, ?)').run(update.experimentId, update.event.at, update.event.status, update.event.note ?? null);
+      for (const event of update.events ?? []) {
+        this.db.prepare('INSERT OR IGNORE INTO events (experiment_id, at, status, note) VALUES (?, ?, ?, ?)').run(update.experimentId, event.at, event.status, event.note ?? null);
       }
       for (const artifact of training?.artifacts ?? []) {
         this.db.prepare('INSERT OR REPLACE INTO artifacts (experiment_id, path, sha256, bytes) VALUES (?, ?, ?, ?)').run(update.experimentId, artifact.path, artifact.sha256, artifact.bytes);

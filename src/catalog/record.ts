@@ -10,7 +10,8 @@ export interface RecordUpdate {
   submittedAt?: string;
   origin?: { kind: 'retry' | 'rerun'; of: string };
   status?: ExperimentStatus;
-  event?: { status: ExperimentStatus; at: string; note?: string };
+  /** State changes for the timeline, oldest first. */
+  events?: { status: ExperimentStatus; at: string; note?: string }[];
   validation?: { resolvedConfig: unknown; patch: { text: string; sha256: string; bytes: number; files: string[] } | null; interpreter: string | null };
   environment?: EnvironmentRecord;
   placement?: PlacementRecord;

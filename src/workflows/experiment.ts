@@ -86,15 +86,26 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     trainScope?.cancel();
   });
 
-  /** Moves to a state: live snapshot, search attribute, and the catalog record (with anything new). */
-  const advance = async (status: ExperimentStatus, note?: string, record: Omit<RecordUpdate, 'experimentId'> = {}) => {
+  /**
+   * What the catalog has not been told yet. It travels with the next state change, so the record
+   * advances with the run at one activity per state rather than one per fact.
+   */
+  let pending: Omit<RecordUpdate, 'experimentId'> & { events: NonNullable<RecordUpdate['events']> } = { events: [] };
+  /** Moves to a state in the live snapshot and search attributes; the catalog hears of it with the next advance. */
+  const mark = (status: ExperimentStatus, note?: string) => {
     const at = new Date().toISOString();
     snapshot.status = status;
     snapshot.timeline.push({ status, at, ...(note ? { note } : {}) });
     upsertSearchAttributes([{ key: SA.status, value: status }]);
-    await control.recordExperiment({ experimentId, status, event: { status, at, ...(note ? { note } : {}) }, ...record });
+    pending.events.push({ status, at, ...(note ? { note } : {}) });
   };
-  const record = (update: Omit<RecordUpdate, 'experimentId'>) => control.recordExperiment({ experimentId, ...update });
+  /** Moves to a state and writes it, with everything pending, to the catalog. */
+  const advance = async (status: ExperimentStatus, note?: string, record: Omit<RecordUpdate, 'experimentId' | 'events'> = {}) => {
+    mark(status, note);
+    const update = { ...pending, ...record, experimentId, status };
+    pending = { events: [] };
+    await control.recordExperiment(update);
+  };
   const pool = getExternalWorkflowHandle(POOL_WORKFLOW_ID);
   const releaseLease = async () => {
     await pool.signal(releaseLeaseSignal, { experimentId }).catch(() => undefined);
@@ -103,19 +114,18 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   };
 
   const validate = async () => {
-    await advance('validating');
+    pending.events.push({ status: 'submitted', at: input.submittedAt });
+    await advance('validating', undefined, { request, submittedAt: input.submittedAt, ...(input.origin ? { origin: input.origin } : {}) });
     const placement = await control.checkPlacement(request.requirements);
     if (placement.refusal !== null || placement.hostQueue === null) throw new RunEnded('validation_failed', placement.refusal ?? 'no host to validate on');
     const { patchText, ...report } = await hostActivities(placement.hostQueue).validateRequest(experimentId, request);
     snapshot.validation = report;
     if (!report.ok) throw new RunEnded('validation_failed', report.reason ?? 'validation failed');
-    await record({
-      validation: {
-        resolvedConfig: report.resolvedConfig,
-        interpreter: report.interpreter,
-        patch: report.patch && patchText ? { text: patchText, sha256: report.patch.sha256, bytes: report.patch.bytes, files: report.patch.files } : null,
-      },
-    });
+    pending.validation = {
+      resolvedConfig: report.resolvedConfig,
+      interpreter: report.interpreter,
+      patch: report.patch && patchText ? { text: patchText, sha256: report.patch.sha256, bytes: report.patch.bytes, files: report.patch.files } : null,
+    };
   };
 
   const acquire = async (note?: string): Promise<Lease> => {
@@ -127,9 +137,8 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     snapshot.gpu = granted.slot.slotId;
     snapshot.worker = granted.slot.host;
     upsertSearchAttributes([{ key: SA.worker, value: granted.slot.host }]);
-    await record({ placement: granted.placement });
-    const environment = await hostActivities(granted.hostQueue).captureEnvironment(request);
-    await record({ environment });
+    pending.placement = granted.placement;
+    pending.environment = await hostActivities(granted.hostQueue).captureEnvironment(request);
     return granted;
   };
 
@@ -199,12 +208,11 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   let ended: RunEnded;
   let acceleratorClass = 'unknown';
   try {
-    await record({ request, submittedAt: input.submittedAt, status: 'submitted', event: { status: 'submitted', at: input.submittedAt }, ...(input.origin ? { origin: input.origin } : {}) });
     await validate();
     const { outcome, lease: used } = await train();
     acceleratorClass = used.slot.acceleratorClass;
     snapshot.training = outcome;
-    await record({ training: outcome });
+    pending.training = outcome;
     const verdict = classifyTraining(outcome, request.metric.name, looksLikeOom(outcome.logTail));
     snapshot.metric = verdict.metric;
     ended = new RunEnded(verdict.status, verdict.reason);
@@ -218,7 +226,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   // Everything below must happen even when the experiment was canceled.
   return CancellationScope.nonCancellable(async () => {
     await releaseLease();
-    if (ended.status === 'completed') await advance('evaluating');
+    if (ended.status === 'completed') mark('evaluating');
     let decision: TagDecision;
     try {
       decision = await control.applyTagOutcome({
