@@ -53,6 +53,7 @@ ${categoryRows}
   var ys = data.points.filter(function (p) { return p.y !== null; }).map(function (p) { return p.y; });
   if (ys.length === 0) return;
   var lo = Math.min.apply(null, ys), hi = Math.max.apply(null, ys); if (hi === lo) { hi += 1; lo -= 1; }
+  var pad = (hi - lo) * 0.08; lo -= pad; hi += pad;
   var n = data.points.length;
   function X(x) { return P + (W - 2 * P) * (n === 1 ? 0.5 : (x - 1) / (n - 1)); }
   function Y(y) { return H - P - (H - 2 * P) * (y - lo) / (hi - lo); }
@@ -68,9 +69,13 @@ ${categoryRows}
   });
   if (best) { d += ' H' + X(n); el('path', { id: 'staircase', d: d, fill: 'none', stroke: '#1a7f37', 'stroke-width': 2 }); }
   data.points.forEach(function (p) {
-    var y = p.y === null ? H - P : Y(p.y);
+    var y = p.y === null ? H - P / 2 : Y(p.y); // crashes have no metric: a row of dots under the axis
     var c = el('circle', { cx: X(p.x), cy: y, r: p.kind === 'keep' ? 5 : 4, class: p.kind });
     var title = document.createElementNS(ns, 'title'); title.textContent = p.id + ': ' + p.label + (p.y === null ? ' (crash)' : ' = ' + p.y); c.appendChild(title);
+  });
+  [['keep', 'kept (best so far: the staircase)'], ['discard', 'discarded'], ['crash', 'crashed (below the axis)']].forEach(function (item, i) {
+    el('circle', { cx: W - 250, cy: 18 + i * 16, r: 4, class: item[0] + ' legend' });
+    var t = el('text', { x: W - 240, y: 22 + i * 16, 'font-size': 11 }); t.textContent = item[1];
   });
   svg.setAttribute('data-rendered', String(n));
 })();
