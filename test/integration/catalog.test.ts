@@ -55,12 +55,18 @@ describe('the operating record', () => {
     expect(catalog.get(experimentId)!.status).toBe('canceled');
   });
 
-  it('report tsv equals the hand-written results.tsv of a fixture campaign (keep, discard, crash)', async () => {
+});
+
+describe('reports of a fixture campaign (keep, discard, crash, refused)', () => {
+  beforeAll(async () => {
     await run(request({ tag: 'tsv', description: 'baseline', env: { VAL_BPB: '1.5' } }));
     await run(request({ tag: 'tsv', description: 'worse', env: { VAL_BPB: '1.6' } }));
     await run(request({ tag: 'tsv', description: 'crashes', env: { MODE: 'fail' } }));
     await run(request({ tag: 'tsv', description: 'better', env: { VAL_BPB: '1.4' } }));
     await run(request({ tag: 'tsv', description: 'refused', command: ['python3', 'missing.py'] }));
+  });
+
+  it('report tsv equals the hand-written results.tsv', async () => {
     const expected = await fs.readFile(path.join(FIXTURES, 'expected', 'results.tsv'), 'utf8');
     expect(resultsTsv(catalog.list({ tag: 'tsv' }))).toBe(expected);
     const printed = await cli('report', 'tsv', '--tag', 'tsv');
@@ -87,6 +93,9 @@ describe('the operating record', () => {
     expect(dom).toMatch(/<path id="staircase" d="M[\d.]+,[\d.]+ H[\d.]+ V[\d.]+ H[\d.]+"/);
   });
 
+});
+
+describe('what the record keeps and what it does not', () => {
   it('keeps secrets out of every record and log tail it stores', async () => {
     process.env.EXPCTL_TEST_SECRET_TOKEN = 'worker-secret-7f3a9c';
     const id = (await submitExperiment(stack.client, request({ tag: 'secrets', env: { VAL_BPB: '1.0', HF_TOKEN: 'hf_request_secret_42', PRINT_SECRETS: 'HF_TOKEN,EXPCTL_TEST_SECRET_TOKEN' } }))).experimentId;

@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { redactEnv, scrubText, secretValues } from '../../src/domain/redact.js';
+import { CATEGORIES } from '../../src/domain/request.js';
+import { chooseMode, suggest, type RunSummary } from '../../src/domain/strategy.js';
+
+let n = 0;
+function runOf(kind: 'keep' | 'discard' | 'near' | 'crash', category = 'hyperparams', metric = 1): RunSummary {
+  n++;
+  return {
+    id: `e${n}`,
+    category,
+    hypothesis: `idea ${n}`,
+    status: kind === 'crash' ? 'command_failed' : 'completed',
+    decision: kind === 'keep' ? 'keep' : kind === 'crash' ? null : 'discard',
+    metric: kind === 'crash' ? null : metric,
+    nearMiss: kind === 'near',
+    delta: kind === 'near' ? 0.001 : null,
+  };
+}
+const many = (count: number, kind: Parameters<typeof runOf>[0]) => Array.from({ length: count }, () => runOf(kind));
+
+describe('chooseMode', () => {
+  it.each([
+    ['few runs', [runOf('keep')], 'explore'],
+    ['many recent crashes', [runOf('keep'), ...many(3, 'crash')], 'exploit'],
+    ['plateau with near misses', [runOf('keep'), ...many(6, 'discard'), ...many(2, 'near')], 'combine'],
+    ['plateau without near misses', [runOf('keep'), ...many(8, 'discard')], 'ablation'],
+    ['high keep rate', [...many(3, 'keep'), ...many(3, 'discard')], 'exploit'],
+    ['low keep rate, no plateau', [runOf('keep'), ...many(6, 'discard')], 'explore'],
+  ] as const)('%s → %s', (_name, runs, mode) => {
+    expect(chooseMode([...runs]).mode).toBe(mode);
+  });
+});
+
+describe('suggest', () => {
+  it('reports categories, under-explored and high-yield ones, near-miss pairs and the trend', () => {
+    const runs = [runOf('keep', 'optimizer', 2.0), runOf('keep', 'optimizer', 1.9), runOf('discard', 'optimizer', 1.95), runOf('near', 'architecture', 1.901), runOf('near', 'regularization', 1.9015), runOf('keep', 'architecture', 1.8)];
+    const advice = suggest(runs, CATEGORIES, 'minimize');
+    expect(advice.categories.find((c) => c.category === 'optimizer')).toMatchObject({ runs: 3, kept: 2 });
+    expect(advice.highYield).toEqual(['optimizer', 'architecture']);
+    expect(advice.underExplored).toContain('attention');
+    expect(advice.combine).toHaveLength(1);
+    expect(advice.combine[0]).toMatchObject({ a: runs[3]!.id, b: runs[4]!.id });
+    expect(advice.trend.direction).toBe('improving');
+  });
+});
+
+describe('redaction', () => {
+  it('redacts secret-looking names and scrubs their values from text', () => {
+    const env = { HF_TOKEN: 'hf_abcdef', WANDB_API_KEY: 'k-123456', PATH: '/usr/bin', DB_PASSWORD: 'pw-secret', SHORT_KEY: 'ab' };
+    expect(redactEnv(env)).toEqual({ DB_PASSWORD: '[redacted]', HF_TOKEN: '[redacted]', PATH: '/usr/bin', SHORT_KEY: '[redacted]', WANDB_API_KEY: '[redacted]' });
+    expect(scrubText('login hf_abcdef with k-123456 and pw-secret on /usr/bin', secretValues(env))).toBe('login [redacted] with [redacted] and [redacted] on /usr/bin');
+  });
+});
