@@ -37,7 +37,7 @@ export interface TestStack {
   gpuWorker?: GpuWorkerHandle;
   workDir: string;
   catalogPath: string;
-  addGpuWorker(options: { host: string; cpuSlots?: number; fleet?: string }): Promise<GpuWorkerHandle>;
+  addGpuWorker(options: { host: string; cpuSlots?: number; fleet?: string; runtimeTags?: string[] }): Promise<GpuWorkerHandle>;
   stop(): Promise<void>;
 }
 
@@ -59,7 +59,7 @@ export async function startStack(options: { name: string; host?: string; cpuSlot
   const running: Promise<unknown>[] = [orchestrator.run()];
   const gpuWorkers: GpuWorkerHandle[] = [];
 
-  const addGpuWorker = async (worker: { host: string; cpuSlots?: number; fleet?: string }) => {
+  const addGpuWorker = async (worker: { host: string; cpuSlots?: number; fleet?: string; runtimeTags?: string[] }) => {
     useFakeFleet(worker.fleet);
     const handle = await createGpuWorker({
       connection: nativeConnection,
@@ -67,6 +67,7 @@ export async function startStack(options: { name: string; host?: string; cpuSlot
       client,
       host: worker.host,
       cpuSlots: worker.cpuSlots,
+      runtimeTags: worker.runtimeTags,
       workDir: path.join(workDir, worker.host),
       poolHeartbeatMs: 1000,
       trainingHeartbeatMs: 500,

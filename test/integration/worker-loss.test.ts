@@ -81,4 +81,35 @@ describe('a worker process killed during training', () => {
     expect(record.events.map((e) => e.status)).toEqual(['submitted', 'validating', 'queued', 'running', 'worker_lost']);
     console.log(`worker SIGKILLed: ${result.status} after ${elapsed.toFixed(1)} s (${result.reason})`);
   });
+
+  it('re-places the run on another worker when the request allows it', async () => {
+    const victim = execa(process.execPath, [EXPCTL, 'worker', '--host', 'victim2', '--cpu-slots', '1', '--runtime-tag', 'spare-ok', '--work-dir', path.join(stack.workDir, 'victim2')], {
+      env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace },
+      reject: false,
+    });
+    const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+    await waitFor(async () => (await pool.query(poolStateQuery).catch(() => undefined))?.hosts.victim2?.online === true, 60_000);
+    await pool.signal(configurePoolSignal, { heartbeatLimitMs: 8_000 });
+    const { handle } = await submitExperiment(stack.client, {
+      tag: 'replace',
+      hypothesis: 'survives a lost worker',
+      category: 'other',
+      command: ['python3', 'train.py'],
+      repo: source.repo,
+      commit: source.commit,
+      requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: ['spare-ok'] },
+      maxReplacements: 1,
+      env: { VAL_BPB: '1.25', STEPS: '40', STEP_SECONDS: '0.1' },
+    });
+    await waitFor(async () => (await handle.query(experimentStateQuery)).status === 'running', 60_000);
+    // A spare joins, then the first worker dies mid-run.
+    await stack.addGpuWorker({ host: 'spare', cpuSlots: 1, runtimeTags: ['spare-ok'] });
+    victim.kill('SIGKILL');
+    await victim;
+    const result = await handle.result();
+    expect(result).toMatchObject({ status: 'completed', metric: 1.25, worker: 'spare', gpu: 'spare/cpu0' });
+    const state = await handle.query(experimentStateQuery);
+    expect(state.attempts).toBe(2);
+    expect(state.timeline.find((t) => t.status === 'queued' && t.note?.startsWith('re-placed after:'))).toBeDefined();
+  });
 });
