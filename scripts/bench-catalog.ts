@@ -50,7 +50,7 @@ export async function benchCatalog(): Promise<void> {
       experimentId: id,
       status: failed ? 'command_failed' : 'completed',
       events: [{ status: failed ? 'command_failed' : 'completed', at }],
-      training: { exitCode: failed ? 1 : 0, signal: null, timedOut: false, canceled: false, metrics: metric === null ? null : { val_bpb: metric, peak_vram_mb: 40_000 }, logTail: 'step 1/1', logPath: '/log', startedAt: at, endedAt: at, artifacts: [] },
+      training: { exitCode: failed ? 1 : 0, signal: null, timedOut: false, canceled: false, metrics: metric === null ? null : { val_bpb: metric, peak_vram_mb: 40_000 }, logTail: 'step 1/1', logPath: '/log', startedAt: at, endedAt: at, artifacts: [], heartbeats: { count: 1, firstAt: at, lastAt: at, intervalSeconds: 2 } },
       decision: next.decision,
       reason: failed ? 'training exited with exit code 1' : 'ok',
     });

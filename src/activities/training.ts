@@ -108,6 +108,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
       ctx.cancellationSignal.addEventListener('abort', onCancel);
 
       const follower = new LogFollower(files.log);
+      const heartbeats = { count: 0, firstAt: null as string | null, lastAt: null as string | null, intervalSeconds: heartbeatIntervalMs / 1000 };
       const deadline = startedAt.getTime() + (request.timeBudgetSeconds + request.graceSeconds) * 1000;
       const beat = async () => {
         await follower.poll();
@@ -119,6 +120,9 @@ export function createTrainingActivities(deps: TrainingDeps) {
           supervisorPid: pid,
         };
         ctx.heartbeat(heartbeat);
+        heartbeats.count++;
+        heartbeats.lastAt = new Date().toISOString();
+        heartbeats.firstAt ??= heartbeats.lastAt;
         if (Date.now() > deadline) stop('timeout');
       };
       await beat();
@@ -147,6 +151,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         metrics: parseSummaryBlock(follower.tailLines().join('\n')) ?? null,
         logTail,
         artifacts,
+        heartbeats,
         logPath: files.log,
         startedAt: startedAt.toISOString(),
         endedAt: new Date().toISOString(),

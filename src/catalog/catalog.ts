@@ -114,6 +114,7 @@ export class Catalog {
         peak_vram_mb: typeof peak === 'number' ? peak : null,
         log_path: training.logPath,
         log_tail: training.logTail,
+        heartbeats: JSON.stringify(training.heartbeats ?? null),
       });
     }
     const decision = update.decision;

@@ -82,6 +82,7 @@ export interface ExperimentRecord {
   peakVramMb: number | null;
   logPath: string | null;
   logTail: string | null;
+  heartbeats: TrainingOutcome['heartbeats'] | null;
   originKind: string | null;
   originId: string | null;
   events: { at: string; status: string; note: string | null }[];

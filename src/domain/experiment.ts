@@ -70,6 +70,8 @@ export interface TrainingOutcome {
   endedAt: string;
   /** Files the run wrote to its artifact directory, each listed in a manifest that names the experiment. */
   artifacts: { path: string; sha256: string; bytes: number }[];
+  /** Heartbeats the worker sent while supervising the run. */
+  heartbeats: { count: number; firstAt: string | null; lastAt: string | null; intervalSeconds: number };
 }
 
 export interface RunClassification {

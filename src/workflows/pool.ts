@@ -134,7 +134,8 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
     for (const host of Object.values(pool.hosts)) {
       if (host.online && now - host.lastHeartbeat > pool.heartbeatLimitMs) {
         host.online = false;
-        revokeHost(host.host, `no heartbeat from ${host.host} for ${Math.round((now - host.lastHeartbeat) / 1000)}s; the worker is lost`);
+        const last = new Date(host.lastHeartbeat).toISOString();
+        revokeHost(host.host, `no heartbeat from ${host.host} for ${Math.round((now - host.lastHeartbeat) / 1000)}s (last at ${last}); the worker is lost`);
         log.warn('host went offline', { host: host.host });
       }
     }

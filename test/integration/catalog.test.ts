@@ -122,6 +122,8 @@ describe('what the record keeps and what it does not', () => {
     expect(record.artifacts).toEqual([{ path: 'model.txt', bytes: 8, sha256: crypto.createHash('sha256').update('weights\n').digest('hex') }]);
     const manifest = JSON.parse(await fs.readFile(path.join(stack.workDir, 'rechost', 'runs', experimentId, 'artifacts', 'expctl-manifest.json'), 'utf8'));
     expect(manifest).toMatchObject({ experimentId, commit: source.commit, tag: 'artifacts', artifacts: record.artifacts });
+    expect(record.heartbeats?.count).toBeGreaterThanOrEqual(1);
+    expect(Date.parse(record.heartbeats!.lastAt!)).toBeGreaterThanOrEqual(Date.parse(record.heartbeats!.firstAt!));
   });
 });
 

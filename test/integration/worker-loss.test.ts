@@ -65,7 +65,7 @@ describe('a worker process killed during training', () => {
     const result = await handle.result();
     const elapsed = (Date.now() - killedAt) / 1000;
     expect(result.status).toBe('worker_lost');
-    expect(result.reason).toMatch(/no heartbeat from victim for \d+s; the worker is lost|the worker on victim stopped answering \(HEARTBEAT/);
+    expect(result.reason).toMatch(/no heartbeat from victim for \d+s \(last at [\dT:.-]+Z\); the worker is lost|the worker on victim stopped answering \(HEARTBEAT/);
     expect(elapsed).toBeLessThan(8 + 1 + 10); // pool limit, its heartbeat period, a few seconds
     const state = await pool.query(poolStateQuery);
     expect(state.hosts.victim?.online).toBe(false);

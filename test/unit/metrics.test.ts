@@ -53,7 +53,7 @@ describe('progress', () => {
 });
 
 describe('classifyTraining', () => {
-  const base: TrainingOutcome = { exitCode: 0, signal: null, timedOut: false, canceled: false, metrics: { val_bpb: 1.2 }, logTail: '', logPath: '/x', startedAt: '', endedAt: '', artifacts: [] };
+  const base: TrainingOutcome = { exitCode: 0, signal: null, timedOut: false, canceled: false, metrics: { val_bpb: 1.2 }, logTail: '', logPath: '/x', startedAt: '', endedAt: '', artifacts: [], heartbeats: { count: 0, firstAt: null, lastAt: null, intervalSeconds: 2 } };
   it.each([
     [{}, false, 'completed'],
     [{ exitCode: 1, metrics: null }, false, 'command_failed'],
