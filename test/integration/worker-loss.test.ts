@@ -17,6 +17,21 @@ let stack: TestStack;
 let source: { repo: string; commit: string };
 let worker: ResultPromise | undefined;
 
+/**
+ * Starts `expctl worker` as its own process (so it can be SIGKILLed) and waits until the pool has
+ * it online; sets a short pool heartbeat limit (default 60 s) so the pool notices silence in time.
+ */
+async function startWorkerProcess(host: string, extraArgs: string[] = []): Promise<{ child: ResultPromise }> {
+  const child = execa(process.execPath, [EXPCTL, 'worker', '--host', host, '--cpu-slots', '1', ...extraArgs, '--work-dir', path.join(stack.workDir, host)], {
+    env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace },
+    reject: false,
+  });
+  const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+  await waitFor(async () => (await pool.query(poolStateQuery).catch(() => undefined))?.hosts[host]?.online === true, 60_000);
+  await pool.signal(configurePoolSignal, { heartbeatLimitMs: 8_000 });
+  return { child }; // wrapped: an execa subprocess is thenable, and returning it would await its exit
+}
+
 beforeAll(async () => {
   // The in-process stack has no GPU worker: the only slot is the separate worker process below.
   stack = await startStack({ name: 'workerloss', gpuWorker: false });
@@ -29,14 +44,8 @@ afterAll(async () => {
 
 describe('a worker process killed during training', () => {
   it('takes its GPUs offline, ends the experiment worker_lost within the limit, and leaves no training process', async () => {
-    worker = execa(process.execPath, [EXPCTL, 'worker', '--host', 'victim', '--cpu-slots', '1', '--work-dir', path.join(stack.workDir, 'victim')], {
-      env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace },
-      reject: false,
-    });
+    worker = (await startWorkerProcess('victim')).child;
     const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
-    await waitFor(async () => (await pool.query(poolStateQuery).catch(() => undefined))?.hosts.victim?.online === true, 60_000);
-    // A short heartbeat limit (default 60 s) so the pool, too, notices the silence within the test.
-    await pool.signal(configurePoolSignal, { heartbeatLimitMs: 8_000 });
 
     const pidFile = path.join(stack.workDir, 'victim-train.pid');
     const { handle } = await submitExperiment(stack.client, {
@@ -83,13 +92,7 @@ describe('a worker process killed during training', () => {
   });
 
   it('re-places the run on another worker when the request allows it', async () => {
-    const victim = execa(process.execPath, [EXPCTL, 'worker', '--host', 'victim2', '--cpu-slots', '1', '--runtime-tag', 'spare-ok', '--work-dir', path.join(stack.workDir, 'victim2')], {
-      env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace },
-      reject: false,
-    });
-    const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
-    await waitFor(async () => (await pool.query(poolStateQuery).catch(() => undefined))?.hosts.victim2?.online === true, 60_000);
-    await pool.signal(configurePoolSignal, { heartbeatLimitMs: 8_000 });
+    const victim = (await startWorkerProcess('victim2', ['--runtime-tag', 'spare-ok'])).child;
     const { handle } = await submitExperiment(stack.client, {
       tag: 'replace',
       hypothesis: 'survives a lost worker',
