@@ -2,7 +2,7 @@ import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '
 import type { Catalog } from '../catalog/catalog.js';
 import type { RecordUpdate } from '../catalog/record.js';
 import { newTagState, type RunOutcome, type TagDecision } from '../domain/decision.js';
-import { refusalReason } from '../domain/placement.js';
+import { capabilityMismatch, refusalReason } from '../domain/placement.js';
 import type { Requirements } from '../domain/request.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { poolStateQuery, recordOutcomeUpdate } from '../workflows/definitions.js';
@@ -19,10 +19,8 @@ export function createControlActivities({ client, catalog }: ControlDeps) {
     /** Adds what a run reported to the operating record (idempotent: retries rewrite the same values). */
     async recordExperiment(update: RecordUpdate): Promise<void> {
       catalog.apply(update);
-      if (update.decision && update.request === undefined) {
-        const tag = catalog.get(update.experimentId)?.tag;
-        if (tag) catalog.refreshStrategy(tag);
-      }
+      // Every decision moves the tag's strategy on (the rule reads the tag's runs, this one included).
+      if (update.decision) catalog.refreshStrategy(catalog.tagOf(update.experimentId));
     },
 
     async ping(): Promise<string> {
@@ -41,7 +39,7 @@ export function createControlActivities({ client, catalog }: ControlDeps) {
       const slots = pool.slots.map((entry) => entry.slot);
       const refusal = refusalReason(slots, requirements, pool.policy);
       if (refusal) return { refusal, hostQueue: null };
-      const capable = pool.slots.filter((entry) => refusalReason([entry.slot], requirements, pool.policy) === null);
+      const capable = pool.slots.filter((entry) => capabilityMismatch(entry.slot, requirements, pool.policy) === null);
       const online = capable.find((entry) => pool.hosts[entry.slot.host]?.online) ?? capable[0]!;
       return { refusal: null, hostQueue: pool.hosts[online.slot.host]!.hostQueue };
     },

@@ -162,6 +162,12 @@ export class Catalog {
     };
   }
 
+  tagOf(id: string): string {
+    const row = this.db.prepare('SELECT tag FROM experiments WHERE id = ?').get(id) as { tag: string } | undefined;
+    if (!row) throw new Error(`catalog has no experiment ${id}`);
+    return row.tag;
+  }
+
   /** Records without their bulky fields (patch, log tail), newest first. */
   list(filter: { tag?: string; status?: string; category?: string; nearMiss?: boolean; limit?: number; order?: 'newest' | 'oldest' }): Omit<ExperimentRecord, 'events' | 'artifacts'>[] {
     const where: string[] = [];

@@ -44,6 +44,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
   for (const orphan of await reconcileOrphans(workDir)) log(`expctl worker: stopped orphaned training of ${orphan.experimentId} (pid ${orphan.pid})`);
 
   const discovery = await discoverSlots(options);
+  const datasetsDir = options.datasetsDir ?? path.join(workDir, 'datasets');
   const host = options.host;
   const hostQueue = hostTaskQueue(host);
   const base = { connection: options.connection, namespace: options.namespace, shutdownGraceTime: '15s' };
@@ -51,7 +52,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
     await Worker.create({
       ...base,
       taskQueue: hostQueue,
-      activities: createHostActivities({ host, workDir, slots: discovery.slots, datasetsDir: options.datasetsDir ?? path.join(workDir, 'datasets') }),
+      activities: createHostActivities({ host, workDir, slots: discovery.slots, datasetsDir }),
       maxConcurrentActivityTaskExecutions: 8,
     }),
   ];
@@ -69,7 +70,6 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
     );
   }
 
-  const datasetsDir = options.datasetsDir ?? path.join(workDir, 'datasets');
   const registration: HostRegistration = {
     host,
     hostQueue,

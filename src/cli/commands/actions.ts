@@ -1,10 +1,9 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { Catalog } from '../../catalog/catalog.js';
 import { submitExperiment } from '../../client/experiments.js';
 import type { ExperimentRequest } from '../../domain/request.js';
-import { catalogPath } from '../../shared/settings.js';
 import { connectClient } from '../../temporal/connection.js';
 import { experimentStateQuery } from '../../workflows/definitions.js';
+import { existingCatalog } from '../catalog-file.js';
 import { CliError, printJson, wantsJson } from '../output.js';
 
 /**
@@ -19,7 +18,7 @@ async function originalRequest(id: string): Promise<{ request: ExperimentRequest
   } catch (error) {
     if (!(error instanceof WorkflowNotFoundError)) throw error;
   }
-  const record = new Catalog(catalogPath()).get(id);
+  const record = existingCatalog()?.get(id);
   if (!record) throw new CliError(`no experiment ${id} in Temporal or in the catalog`);
   const redacted = Object.entries(record.request.env).filter(([, v]) => v === '[redacted]').map(([k]) => k);
   return { request: record.request, redacted };

@@ -1,17 +1,16 @@
 import path from 'node:path';
 import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { Catalog } from '../../catalog/catalog.js';
 import { resolveSource, SourceError } from '../../client/source.js';
 import { submitExperiment, type ExperimentHandle } from '../../client/experiments.js';
 import { exitCodeFor, isTerminal, type ExperimentResult } from '../../domain/experiment.js';
 import { RequestValidationError, type ExperimentRequestInput } from '../../domain/request.js';
 import { queueOrder } from '../../domain/placement.js';
 import { CONTROL_TASK_QUEUE, hostTaskQueue, POOL_WORKFLOW_ID } from '../../shared/constants.js';
-import { catalogPath } from '../../shared/settings.js';
 import { connectClient } from '../../temporal/connection.js';
 import { experimentStateQuery, poolStateQuery } from '../../workflows/definitions.js';
 import type { ExperimentSnapshot } from '../../workflows/experiment-state.js';
 import { readLogWorkflow } from '../../workflows/read-log.js';
+import { existingCatalog } from '../catalog-file.js';
 import { CliError, formatTable, printJson, wantsJson } from '../output.js';
 import { followProgress } from '../progress.js';
 
@@ -173,7 +172,7 @@ export async function waitCommand(id: string, options: { json?: boolean }): Prom
 
 export async function showCommand(id: string, options: { json?: boolean }): Promise<void> {
   const client = await connectClient();
-  const record = new Catalog(catalogPath()).get(id);
+  const record = existingCatalog()?.get(id);
   let snapshot: ExperimentSnapshot | undefined;
   try {
     snapshot = await snapshotOf(client, id);

@@ -1,17 +1,13 @@
 import fs from 'node:fs/promises';
 import { execa } from 'execa';
-import { Catalog } from '../../catalog/catalog.js';
 import { tagReportHtml } from '../../catalog/html.js';
 import { diffRecords, resultRuns, resultsTsv, summarize, toRunSummary } from '../../catalog/reports.js';
 import { CATEGORIES } from '../../domain/request.js';
 import { MODES, suggest, type Mode } from '../../domain/strategy.js';
 import { catalogPath } from '../../shared/settings.js';
+import { requireCatalog } from '../catalog-file.js';
 import { CliError, formatTable, printJson, wantsJson } from '../output.js';
 
-/** Report commands read the catalog file directly (WAL mode: safe while the orchestrator writes). */
-function openCatalog(): Catalog {
-  return new Catalog(catalogPath());
-}
 
 function need<T>(value: T | undefined, what: string): T {
   if (value === undefined) throw new CliError(`no ${what} in the catalog ${catalogPath()}`);
@@ -21,26 +17,26 @@ function need<T>(value: T | undefined, what: string): T {
 const fmt = (value: number | null | undefined, digits = 6) => (value === null || value === undefined ? null : value.toFixed(digits));
 
 export function historyCommand(options: { tag?: string; status?: string; category?: string; limit?: string; json?: boolean }): void {
-  const rows = openCatalog().list({ tag: options.tag, status: options.status, category: options.category, limit: options.limit ? Number(options.limit) : 50 });
+  const rows = requireCatalog().list({ tag: options.tag, status: options.status, category: options.category, limit: options.limit ? Number(options.limit) : 50 });
   if (wantsJson(options)) return printJson(rows);
   console.log(formatTable(['experiment', 'status', 'decision', 'metric', 'delta', 'category', 'commit', 'hypothesis'], rows.map((r) => [r.id, r.status, r.decision, fmt(r.metric), fmt(r.delta), r.category, r.commit.slice(0, 7), r.hypothesis])));
 }
 
 export function bestCommand(options: { tag: string; json?: boolean }): void {
-  const kept = openCatalog().list({ tag: options.tag, order: 'oldest' }).filter((r) => r.decision === 'keep');
+  const kept = requireCatalog().list({ tag: options.tag, order: 'oldest' }).filter((r) => r.decision === 'keep');
   const best = need(kept.at(-1), `kept run for tag ${options.tag}`);
   if (wantsJson(options)) return printJson(best);
   console.log(`${best.id}: ${best.metricName} ${fmt(best.metric)} at commit ${best.commit} (${best.hypothesis})`);
 }
 
 export function nearMissesCommand(options: { tag: string; json?: boolean }): void {
-  const rows = openCatalog().list({ tag: options.tag, nearMiss: true });
+  const rows = requireCatalog().list({ tag: options.tag, nearMiss: true });
   if (wantsJson(options)) return printJson(rows);
   console.log(formatTable(['experiment', 'metric', 'delta', 'category', 'hypothesis'], rows.map((r) => [r.id, fmt(r.metric), fmt(r.delta), r.category, r.hypothesis])));
 }
 
 export async function reportCommand(kind: string, args: string[], options: { tag?: string; json?: boolean; out?: string }): Promise<void> {
-  const catalog = openCatalog();
+  const catalog = requireCatalog();
   const tag = (): string => {
     if (!options.tag) throw new CliError(`report ${kind} needs --tag T`);
     return options.tag;
@@ -99,7 +95,7 @@ export async function reportCommand(kind: string, args: string[], options: { tag
 }
 
 export function strategyCommand(options: { tag: string; set?: string; reason?: string; json?: boolean }): void {
-  const catalog = openCatalog();
+  const catalog = requireCatalog();
   if (options.set) {
     if (options.set === 'auto') {
       catalog.setStrategy(options.tag, 'explore', 'back to the automatic rule', false);
@@ -116,7 +112,7 @@ export function strategyCommand(options: { tag: string; set?: string; reason?: s
 }
 
 export function suggestCommand(options: { tag: string; json?: boolean }): void {
-  const catalog = openCatalog();
+  const catalog = requireCatalog();
   const records = catalog.list({ tag: options.tag, order: 'oldest' });
   const stored = catalog.strategy(options.tag);
   const override = stored?.manual ? { mode: stored.mode as Mode, reason: stored.reason } : undefined;
