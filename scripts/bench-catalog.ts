@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { Catalog } from '../src/catalog/catalog.js';
 import { resultRuns, summarize, toRunSummary } from '../src/catalog/reports.js';
 import { applyOutcome, newTagState, type TagState } from '../src/domain/decision.js';
+import { NO_TIMINGS } from '../src/domain/experiment.js';
 import { CATEGORIES, parseExperimentRequest } from '../src/domain/request.js';
 import { suggest } from '../src/domain/strategy.js';
 
@@ -50,7 +51,7 @@ export async function benchCatalog(): Promise<void> {
       experimentId: id,
       status: failed ? 'command_failed' : 'completed',
       events: [{ status: failed ? 'command_failed' : 'completed', at }],
-      training: { exitCode: failed ? 1 : 0, signal: null, timedOut: false, canceled: false, metrics: metric === null ? null : { val_bpb: metric, peak_vram_mb: 40_000 }, logTail: 'step 1/1', logPath: '/log', startedAt: at, endedAt: at, artifacts: [], heartbeats: { count: 1, firstAt: at, lastAt: at, intervalSeconds: 2 } },
+      training: { phase: 'training', supervisorKilled: false, oomKills: null, peakMemoryBytes: null, timings: NO_TIMINGS, exitCode: failed ? 1 : 0, signal: null, timedOut: false, canceled: false, metrics: metric === null ? null : { val_bpb: metric, peak_vram_mb: 40_000 }, logTail: 'step 1/1', logPath: '/log', startedAt: at, endedAt: at, artifacts: [], heartbeats: { count: 1, firstAt: at, lastAt: at, intervalSeconds: 2 } },
       decision: next.decision,
       reason: failed ? 'training exited with exit code 1' : 'ok',
     });

@@ -1,11 +1,11 @@
 import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Catalog } from '../catalog/catalog.js';
 import type { RecordUpdate } from '../catalog/record.js';
-import { newTagState, type RunOutcome, type TagDecision } from '../domain/decision.js';
-import { capabilityMismatch, refusalReason } from '../domain/placement.js';
+import { DEFAULT_METRIC, newTagState, type RunOutcome, type TagDecision } from '../domain/decision.js';
+import { capabilityMismatch, refusalReason, reservesScarce } from '../domain/placement.js';
 import type { Requirements } from '../domain/request.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
-import { poolStateQuery, recordOutcomeUpdate } from '../workflows/definitions.js';
+import { poolStateQuery, recordOutcomeUpdate, tagStateQuery } from '../workflows/definitions.js';
 import { tagWorkflow, tagWorkflowId } from '../workflows/tag.js';
 
 export interface ControlDeps {
@@ -39,9 +39,37 @@ export function createControlActivities({ client, catalog }: ControlDeps) {
       const slots = pool.slots.map((entry) => entry.slot);
       const refusal = refusalReason(slots, requirements, pool.policy);
       if (refusal) return { refusal, hostQueue: null };
-      const capable = pool.slots.filter((entry) => capabilityMismatch(entry.slot, requirements, pool.policy) === null);
+      const reserve = reservesScarce(slots, requirements, pool.policy);
+      const capable = pool.slots.filter((entry) => capabilityMismatch(entry.slot, requirements, pool.policy, reserve) === null);
       const online = capable.find((entry) => pool.hosts[entry.slot.host]?.online) ?? capable[0]!;
       return { refusal: null, hostQueue: pool.hosts[online.slot.host]!.hostQueue };
+    },
+
+    /**
+     * The metric a run of this tag is judged by. A request that names a metric or direction other
+     * than the tag's policy is refused: silently judging it by another rule would mislead the agent.
+     */
+    async resolveTagPolicy(input: { tag: string; metric?: { name: string; direction?: 'minimize' | 'maximize' } }): Promise<{ metric: { name: string; direction: 'minimize' | 'maximize' } } | { refusal: string }> {
+      const asked = input.metric;
+      let policy;
+      try {
+        policy = (await client.workflow.getHandle(tagWorkflowId(input.tag)).query(tagStateQuery)).policy;
+      } catch (error) {
+        if (!(error instanceof WorkflowNotFoundError)) throw error;
+        // A new tag takes the request's metric (its first run creates it), else the default.
+        if (!asked) return { metric: { ...DEFAULT_METRIC } };
+        return { metric: { name: asked.name, direction: asked.direction ?? (asked.name === DEFAULT_METRIC.name ? DEFAULT_METRIC.direction : 'minimize') } };
+      }
+      const tagRule = `${policy.metricName} (${policy.direction})`;
+      if (asked && (asked.name !== policy.metricName || (asked.direction !== undefined && asked.direction !== policy.direction))) {
+        const wanted = `${asked.name}${asked.direction ? ` (${asked.direction})` : ''}`;
+        return {
+          refusal:
+            `tag ${input.tag} decides by ${tagRule}, but this request asks for ${wanted}; ` +
+            `drop --metric/--maximize to use the tag's rule, use another tag, or change the tag's policy with \`expctl tag create ${input.tag} --metric ...\``,
+        };
+      }
+      return { metric: { name: policy.metricName, direction: policy.direction } };
     },
 
     /** Hosts the pool considers online, with their host queues (for the health check). */

@@ -13,6 +13,7 @@ import { LogFollower } from '../gpu-worker/log-follower.js';
 import { writeArtifactManifest } from '../gpu-worker/artifacts.js';
 import { runFiles } from '../gpu-worker/run-files.js';
 import { scrubText, secretValues } from '../domain/redact.js';
+import { killLimitSeconds } from '../domain/limits.js';
 
 const SUPERVISOR = fileURLToPath(new URL('../gpu-worker/supervisor.mjs', import.meta.url));
 
@@ -109,7 +110,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
 
       const follower = new LogFollower(files.log);
       const heartbeats = { count: 0, firstAt: null as string | null, lastAt: null as string | null, intervalSeconds: heartbeatIntervalMs / 1000 };
-      const deadline = startedAt.getTime() + (request.timeBudgetSeconds + request.graceSeconds) * 1000;
+      const deadline = startedAt.getTime() + killLimitSeconds(request) * 1000;
       const beat = async () => {
         await follower.poll();
         const elapsed = (Date.now() - startedAt.getTime()) / 1000;
@@ -143,12 +144,27 @@ export function createTrainingActivities(deps: TrainingDeps) {
       const secrets = secretValues({ ...process.env, ...request.env });
       const logTail = scrubText(follower.tailLines().slice(-40).join('\n'), secrets);
       const artifacts = await writeArtifactManifest(files.artifacts, { experimentId, commit: request.commit, tag: request.tag, configPath: request.configPath ?? null });
+      const metrics = parseSummaryBlock(follower.tailLines().join('\n')) ?? null;
+      const reported = (key: string) => (typeof metrics?.[key] === 'number' ? (metrics[key] as number) : null);
       return {
+        phase: 'training',
         exitCode,
         signal,
         timedOut,
         canceled,
-        metrics: parseSummaryBlock(follower.tailLines().join('\n')) ?? null,
+        supervisorKilled: false,
+        oomKills: null,
+        peakMemoryBytes: null,
+        timings: {
+          setupSeconds: null,
+          setupCached: null,
+          startupSeconds: reported('startup_seconds'),
+          trainingSeconds: reported('training_seconds'),
+          evaluationSeconds: reported('eval_seconds'),
+          totalSeconds: reported('total_seconds'),
+          processSeconds: (Date.now() - startedAt.getTime()) / 1000,
+        },
+        metrics,
         logTail,
         artifacts,
         heartbeats,

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { DEFAULT_METRIC } from '../domain/decision.js';
 import { REDACTED, isSecretName } from '../domain/redact.js';
 import type { ExperimentRecord, RecordUpdate } from './record.js';
 import { chooseMode } from '../domain/strategy.js';
@@ -68,8 +69,8 @@ export class Catalog {
         category: request.category,
         hypothesis: request.hypothesis,
         description: request.description,
-        metric_name: request.metric.name,
-        metric_direction: request.metric.direction,
+        metric_name: request.metric?.name ?? DEFAULT_METRIC.name,
+        metric_direction: request.metric?.direction ?? DEFAULT_METRIC.direction,
         repo: request.repo,
         commit_sha: request.commit,
         command: JSON.stringify(request.command),
@@ -80,6 +81,7 @@ export class Catalog {
       });
     }
     if (update.origin) Object.assign(columns, { origin_kind: update.origin.kind, origin_id: update.origin.of });
+    if (update.metric) Object.assign(columns, { metric_name: update.metric.name, metric_direction: update.metric.direction });
     if (update.status) columns.status = update.status;
     if (update.reason !== undefined) columns.reason = update.reason;
     if (update.attempts !== undefined) columns.attempts = update.attempts;

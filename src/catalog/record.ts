@@ -9,6 +9,8 @@ export interface RecordUpdate {
   request?: ExperimentRequest;
   submittedAt?: string;
   origin?: { kind: 'retry' | 'rerun'; of: string };
+  /** The metric that decides the run, once the tag's policy is known. */
+  metric?: { name: string; direction: 'minimize' | 'maximize' };
   status?: ExperimentStatus;
   /** State changes for the timeline, oldest first. */
   events?: { status: ExperimentStatus; at: string; note?: string }[];

@@ -2,6 +2,13 @@ import type { Decision, GitAction, TerminalStatus } from './experiment.js';
 
 /** Keep/discard rules for a tag (BRIEF §5). Pure: used by the tag workflow and tests. */
 
+/** A value of the `---` block that must hold for a run to be kept, e.g. `val_pass == true`. */
+export interface GuardRule {
+  metric: string;
+  op: '==' | '!=' | '>=' | '<=' | '>' | '<';
+  value: number | string;
+}
+
 export interface TagPolicy {
   metricName: string;
   direction: 'minimize' | 'maximize';
@@ -9,14 +16,23 @@ export interface TagPolicy {
   maxConsecutiveCrashes: number;
   /** When false, runs are compared only with runs on the same accelerator class. */
   compareAcrossClasses: boolean;
+  /** Noise floor: keep only when the improvement exceeds this (0: any improvement). */
+  minImprovement: number;
+  /** Values of the block that must hold for a keep. */
+  guards: GuardRule[];
 }
 
+/** The metric an autoresearch tag is judged by, unless its policy says otherwise. */
+export const DEFAULT_METRIC = { name: 'val_bpb', direction: 'minimize' } as const;
+
 export const DEFAULT_TAG_POLICY: TagPolicy = {
-  metricName: 'val_bpb',
-  direction: 'minimize',
+  metricName: DEFAULT_METRIC.name,
+  direction: DEFAULT_METRIC.direction,
   nearMissThreshold: 0.002,
   maxConsecutiveCrashes: 3,
   compareAcrossClasses: false,
+  minImprovement: 0,
+  guards: [],
 };
 
 export interface BestRun {
@@ -50,6 +66,10 @@ export interface RunOutcome {
   metric: number | null;
   acceleratorClass: string;
   commit: string;
+  /** Every value of the run's `---` block (guards read them). */
+  metrics?: Record<string, number | string> | null;
+  /** Marked a simplification: a tie is kept. */
+  simplification?: boolean;
 }
 
 export interface TagDecision {
@@ -64,6 +84,8 @@ export interface TagDecision {
   nearMiss: boolean;
   consecutiveCrashes: number;
   shouldAbort: boolean;
+  /** Which rule decided, e.g. first_run, improved, tie_simplification, below_noise_floor, guard_failed, crash. */
+  rule: string;
   /** What this run was compared with: the group and the previous best, if any. */
   comparedWith: { group: string; experimentId: string | null; metric: number | null };
 }
@@ -134,6 +156,7 @@ export function applyOutcome(state: TagState, outcome: RunOutcome): { state: Tag
     nearMiss,
     consecutiveCrashes,
     shouldAbort: consecutiveCrashes >= policy.maxConsecutiveCrashes,
+    rule: decision === 'keep' ? (previous ? 'improved' : 'first_run') : decision === 'discard' ? 'not_improved' : outcome.status,
     comparedWith: { group, experimentId: previous?.experimentId ?? null, metric: previous?.metric ?? null },
   };
   return {

@@ -34,6 +34,8 @@ export interface ExperimentResult {
   reason: string;
   gpu: string | null;
   worker: string | null;
+  /** Which keep rule decided (see decision.ts), or null when nothing was decided. */
+  rule: string | null;
 }
 
 /** Exit codes of `expctl run` / `expctl wait`: 0 decision, 2 validation, 3 run failed, 4 infrastructure, 5 canceled. */
@@ -55,14 +57,47 @@ export function exitCodeFor(status: TerminalStatus): number {
   }
 }
 
+/**
+ * Where a run's time went. Measured by the worker (setup, process) or read from the script's
+ * `---` block (training_seconds, total_seconds, and startup/eval seconds where it prints them).
+ */
+/** An outcome's fields that say nothing happened beyond the exit (used where a run has no cgroup or setup). */
+export const NO_TIMINGS: RunTimings = { setupSeconds: null, setupCached: null, startupSeconds: null, trainingSeconds: null, evaluationSeconds: null, totalSeconds: null, processSeconds: null };
+
+export interface RunTimings {
+  /** Environment setup (venv, `uv sync`, `--setup`); null when there was none. */
+  setupSeconds: number | null;
+  /** True when setup was skipped because an environment for the same lockfile was ready. */
+  setupCached: boolean | null;
+  /** From the training process's start to its first progress line (or the script's startup_seconds). */
+  startupSeconds: number | null;
+  /** The script's own training_seconds. */
+  trainingSeconds: number | null;
+  /** From the last progress line to exit (or the script's eval_seconds). */
+  evaluationSeconds: number | null;
+  /** The script's own total_seconds. */
+  totalSeconds: number | null;
+  /** Wall time of the training process, measured by the worker. */
+  processSeconds: number | null;
+}
+
 /** What the train activity reports about the process it supervised. */
 export interface TrainingOutcome {
+  /** The phase the run ended in: environment setup, or the training process itself. */
+  phase: 'setup' | 'training';
   exitCode: number | null;
   signal: string | null;
-  /** expctl killed the group because budget + grace ran out. */
+  /** expctl killed the group because the kill limit (or the setup limit) ran out. */
   timedOut: boolean;
   /** expctl killed the group because the experiment was canceled. */
   canceled: boolean;
+  /** The run's supervisor was killed by something other than expctl (e.g. from inside the run). */
+  supervisorKilled: boolean;
+  /** OOM kills counted by the run's cgroup; null where the host gives the run no cgroup. */
+  oomKills: number | null;
+  /** Peak memory of the run's cgroup, in bytes; null where unknown. */
+  peakMemoryBytes: number | null;
+  timings: RunTimings;
   metrics: Record<string, number | string> | null;
   logTail: string;
   logPath: string;

@@ -53,18 +53,38 @@ export interface PlacementRecord {
   queuedMs: number;
 }
 
-/** Why a slot can never run this request, or null when it could (capability only, not availability). */
-export function capabilityMismatch(slot: Slot, req: Requirements, policy: PlacementPolicy): string | null {
+/** Why a slot cannot run this request by its class, memory or runtime tags (scarcity aside). */
+function hardMismatch(slot: Slot, req: Requirements, policy: PlacementPolicy): string | null {
   const wanted = req.acceleratorClass;
   if (wanted !== 'any' && slot.acceleratorClass !== wanted) return `class ${slot.acceleratorClass}, requested ${wanted}`;
-  if (wanted === 'any' && !policy.allowScarceForAny && policy.scarceClasses.includes(slot.acceleratorClass)) {
-    return `scarce class ${slot.acceleratorClass} is reserved for requests that name it (policy scarce-reserved)`;
-  }
   if (req.gpuMemoryMb > 0 && slot.memoryMb < req.gpuMemoryMb + policy.memoryMarginMb) {
     return `${slot.memoryMb} MB < ${req.gpuMemoryMb} MB requested + ${policy.memoryMarginMb} MB margin`;
   }
   const missing = req.runtimeTags.filter((tag) => !slot.runtimeTags.includes(tag));
   if (missing.length > 0) return `missing runtime tags ${missing.join(', ')}`;
+  return null;
+}
+
+/**
+ * Scarce classes are kept for requests that name them only while a class that is not scarce
+ * could serve the request: on a fleet of only H100s, an `any` request runs on an H100.
+ * `slots` are the slots that could take work (registered, not offline).
+ */
+export function reservesScarce(slots: Slot[], req: Requirements, policy: PlacementPolicy): boolean {
+  if (req.acceleratorClass !== 'any' || policy.allowScarceForAny) return false;
+  return slots.some((slot) => !policy.scarceClasses.includes(slot.acceleratorClass) && hardMismatch(slot, req, policy) === null);
+}
+
+/**
+ * Why a slot can never run this request, or null when it could (capability only, not
+ * availability). `reserveScarce` comes from reservesScarce over the same fleet.
+ */
+export function capabilityMismatch(slot: Slot, req: Requirements, policy: PlacementPolicy, reserveScarce: boolean): string | null {
+  const hard = hardMismatch(slot, req, policy);
+  if (hard) return hard;
+  if (reserveScarce && policy.scarceClasses.includes(slot.acceleratorClass)) {
+    return `scarce class ${slot.acceleratorClass} is reserved for requests that name it while another class can serve this one (policy scarce-reserved; --gpu-class ${slot.acceleratorClass} asks for it)`;
+  }
   return null;
 }
 
@@ -89,19 +109,39 @@ export function slotScore(slot: SlotView, policy: PlacementPolicy, datasets: str
 
 /** Every slot's verdict for a request; used for refusals at submit and for placement records. */
 export function evaluateCandidates(slots: SlotView[], req: Requirements, policy: PlacementPolicy, datasets: string[] = []): CandidateRecord[] {
+  const reserve = reservesScarce(slots.filter((slot) => slot.state !== 'offline'), req, policy);
   return slots.map((slot) => {
-    const rejected = capabilityMismatch(slot, req, policy) ?? availability(slot);
+    const rejected = capabilityMismatch(slot, req, policy, reserve) ?? availability(slot);
     return { slotId: slot.slotId, acceleratorClass: slot.acceleratorClass, memoryMb: slot.memoryMb, rejected, score: rejected ? null : slotScore(slot, policy, datasets) };
   });
 }
 
-/** Null when some registered slot could run the request (now or later); else why none ever can. */
+/** The flag that would make a refused request placeable, from what the fleet offers. */
+function refusalHint(slots: Slot[], req: Requirements, policy: PlacementPolicy): string {
+  const classes = [...new Set(slots.map((slot) => slot.acceleratorClass))].sort();
+  const largest = Math.max(...slots.map((slot) => slot.memoryMb));
+  if (req.acceleratorClass !== 'any' && !classes.includes(req.acceleratorClass)) {
+    return `the fleet has ${classes.join(', ')}: pass --gpu-class with one of them, or --gpu-class any`;
+  }
+  const sameClass = slots.filter((slot) => req.acceleratorClass === 'any' || slot.acceleratorClass === req.acceleratorClass);
+  const biggest = Math.max(...sameClass.map((slot) => slot.memoryMb));
+  if (req.gpuMemoryMb > 0 && biggest < req.gpuMemoryMb + policy.memoryMarginMb) {
+    return `the largest ${req.acceleratorClass === 'any' ? '' : `${req.acceleratorClass} `}slot has ${biggest} MB (of ${largest} MB in the fleet): pass --gpu-mem ${Math.max(0, biggest - policy.memoryMarginMb)} or less`;
+  }
+  const offered = new Set(sameClass.flatMap((slot) => slot.runtimeTags));
+  const missing = req.runtimeTags.filter((tag) => !offered.has(tag));
+  if (missing.length > 0) return `no slot offers runtime tag ${missing.join(', ')}: drop --runtime-tag ${missing[0]}, or start a worker with --runtime-tag ${missing[0]}`;
+  return 'no single slot meets all requirements together: relax --gpu-class, --gpu-mem or --runtime-tag';
+}
+
+/** Null when some registered slot could run the request (now or later); else why none ever can, and what flag fixes it. */
 export function refusalReason(slots: Slot[], req: Requirements, policy: PlacementPolicy): string | null {
-  if (slots.length === 0) return 'no worker has registered any GPU or CPU slot with the pool';
-  const reasons = slots.map((slot) => ({ slot, why: capabilityMismatch(slot, req, policy) }));
+  if (slots.length === 0) return 'no worker has registered any GPU or CPU slot with the pool (start one with `expctl worker`)';
+  const reserve = reservesScarce(slots, req, policy);
+  const reasons = slots.map((slot) => ({ slot, why: capabilityMismatch(slot, req, policy, reserve) }));
   if (reasons.some((r) => r.why === null)) return null;
   const summary = reasons.map((r) => `${r.slot.slotId}: ${r.why}`).join('; ');
-  return `no slot in the fleet can ever satisfy accelerator=${req.acceleratorClass}, memory=${req.gpuMemoryMb} MB, tags=[${req.runtimeTags.join(',')}] (${summary})`;
+  return `no slot in the fleet can ever satisfy accelerator=${req.acceleratorClass}, memory=${req.gpuMemoryMb} MB, tags=[${req.runtimeTags.join(',')}]; ${refusalHint(slots, req, policy)} (${summary})`;
 }
 
 export function queueOrder(a: LeaseRequest, b: LeaseRequest): number {
@@ -142,7 +182,11 @@ export function assignSlots(slots: SlotView[], queue: LeaseRequest[], policy: Pl
           (fitting.length === 1 ? 'the only free slot that fits' : `least capable of ${fitting.length} free slots that fit (score ${winner.score})`) +
           (datasets.length > 0 ? `; ${localCount(slot, datasets)}/${datasets.length} datasets already on ${slot.host}` : ''),
         policy: scarceUsed
-          ? request.requirements.acceleratorClass === 'any' ? 'scarce class allowed for any (policy allow-scarce)' : `scarce class ${slot.acceleratorClass} requested by name`
+          ? request.requirements.acceleratorClass !== 'any'
+            ? `scarce class ${slot.acceleratorClass} requested by name`
+            : policy.allowScarceForAny
+              ? 'scarce class allowed for any (policy allow-scarce)'
+              : `scarce class ${slot.acceleratorClass} used for any: no other class in the fleet can serve the request`
           : 'least-capable-fit',
         candidates,
         queuedMs: now - request.enqueuedAt,

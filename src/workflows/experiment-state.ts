@@ -48,4 +48,6 @@ export interface ExperimentSnapshot {
   metric: number | null;
   decision: TagDecision | null;
   reason: string | null;
+  /** The metric that decides this run: the tag's (resolved during validation). */
+  metricPolicy: { name: string; direction: 'minimize' | 'maximize' };
 }

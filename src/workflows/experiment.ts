@@ -4,8 +4,9 @@ import {
   ActivityCancellationType,
 } from '@temporalio/workflow';
 import type { RecordUpdate } from '../catalog/record.js';
-import type { TagDecision } from '../domain/decision.js';
+import { DEFAULT_METRIC, type TagDecision } from '../domain/decision.js';
 import { classifyTraining, type ExperimentResult, type ExperimentStatus, type TerminalStatus, type TrainingOutcome } from '../domain/experiment.js';
+import { killLimitSeconds } from '../domain/limits.js';
 import { looksLikeOom } from '../domain/metrics.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
@@ -71,6 +72,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     metric: null,
     decision: null,
     reason: null,
+    metricPolicy: { name: request.metric?.name ?? DEFAULT_METRIC.name, direction: request.metric?.direction ?? DEFAULT_METRIC.direction },
   };
   let lease: Lease | undefined;
   let revoked: { leaseId: string; reason: string } | undefined;
@@ -116,6 +118,10 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   const validate = async () => {
     pending.events.push({ status: 'submitted', at: input.submittedAt });
     await advance('validating', undefined, { request, submittedAt: input.submittedAt, ...(input.origin ? { origin: input.origin } : {}) });
+    const tagPolicy = await control.resolveTagPolicy({ tag: request.tag, metric: request.metric });
+    if ('refusal' in tagPolicy) throw new RunEnded('validation_failed', tagPolicy.refusal);
+    snapshot.metricPolicy = tagPolicy.metric;
+    pending.metric = tagPolicy.metric;
     const placement = await control.checkPlacement(request.requirements);
     if (placement.refusal !== null || placement.hostQueue === null) throw new RunEnded('validation_failed', placement.refusal ?? 'no host to validate on');
     const { patchText, ...report } = await hostActivities(placement.hostQueue).validateRequest(experimentId, request);
@@ -148,7 +154,8 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     const training = proxyActivities<TrainingActivities>({
       taskQueue: granted.slot.taskQueue,
       scheduleToStartTimeout: TRAIN_SCHEDULE_TO_START,
-      startToCloseTimeout: `${Math.ceil(request.timeBudgetSeconds + request.graceSeconds + 300)}s`,
+      // Setup and the kill limit are enforced by the worker; this only bounds a worker that stopped enforcing them.
+      startToCloseTimeout: `${Math.ceil(request.setupTimeoutSeconds + killLimitSeconds(request) + 300)}s`,
       heartbeatTimeout: TRAIN_HEARTBEAT_TIMEOUT,
       retry: { maximumAttempts: 1 },
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -213,7 +220,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     acceleratorClass = used.slot.acceleratorClass;
     snapshot.training = outcome;
     pending.training = outcome;
-    const verdict = classifyTraining(outcome, request.metric.name, looksLikeOom(outcome.logTail));
+    const verdict = classifyTraining(outcome, snapshot.metricPolicy.name, looksLikeOom(outcome.logTail));
     snapshot.metric = verdict.metric;
     ended = new RunEnded(verdict.status, verdict.reason);
   } catch (error) {
@@ -231,8 +238,16 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     try {
       decision = await control.applyTagOutcome({
         tag: request.tag,
-        metric: request.metric,
-        outcome: { experimentId, status: ended.status, metric: snapshot.metric, acceleratorClass, commit: request.commit },
+        metric: snapshot.metricPolicy,
+        outcome: {
+          experimentId,
+          status: ended.status,
+          metric: snapshot.metric,
+          acceleratorClass,
+          commit: request.commit,
+          metrics: snapshot.training?.metrics ?? null,
+          simplification: request.simplification,
+        },
       });
     } catch (error) {
       throw ApplicationFailure.nonRetryable(`could not record the outcome on tag ${request.tag}: ${(error as Error).message}`);
@@ -248,7 +263,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       status: ended.status,
       decision: decision.decision,
       action: decision.action,
-      metric_name: request.metric.name,
+      metric_name: snapshot.metricPolicy.name,
       metric: snapshot.metric,
       best: decision.best,
       delta: decision.delta,
@@ -258,6 +273,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       reason: ended.reason,
       gpu: snapshot.gpu,
       worker: snapshot.worker,
+      rule: decision.decision ? decision.rule : null,
     };
   });
 }

@@ -22,7 +22,6 @@ function request(overrides: Partial<ExperimentRequestInput> & { tag: string }): 
     repo: source.repo,
     commit: source.commit,
     timeBudgetSeconds: 30,
-    graceSeconds: 5,
     ...overrides,
   };
 }
@@ -96,7 +95,7 @@ describe('failures land in named states', () => {
 
   it('a run that ignores SIGTERM past budget + grace is timed_out and leaves no process', async () => {
     const pidFile = path.join(stack.workDir, 'hang.pid');
-    const result = await run({ tag: 'timeout', timeBudgetSeconds: 1, graceSeconds: 1, env: { MODE: 'hang', PID_FILE: pidFile } });
+    const result = await run({ tag: 'timeout', timeBudgetSeconds: 1, timeoutSeconds: 2, env: { MODE: 'hang', PID_FILE: pidFile } });
     expect(result.status).toBe('timed_out');
     const pid = Number(await fs.readFile(pidFile, 'utf8'));
     expect(processAlive(pid)).toBe(false);

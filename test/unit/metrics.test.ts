@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifyTraining, exitCodeFor, type TrainingOutcome } from '../../src/domain/experiment.js';
+import { classifyTraining, exitCodeFor, NO_TIMINGS, type TrainingOutcome } from '../../src/domain/experiment.js';
 import { latestProgress, looksLikeOom, parseProgressLine, parseSummaryBlock } from '../../src/domain/metrics.js';
 
 const AUTORESEARCH_LOG = `step 00950 (98.1%) | loss: 3.012345 | lrm: 0.05 | dt: 310ms | tok/sec: 1,690,000 | mfu: 39.8% | epoch: 1 | remaining: 6s
@@ -53,7 +53,7 @@ describe('progress', () => {
 });
 
 describe('classifyTraining', () => {
-  const base: TrainingOutcome = { exitCode: 0, signal: null, timedOut: false, canceled: false, metrics: { val_bpb: 1.2 }, logTail: '', logPath: '/x', startedAt: '', endedAt: '', artifacts: [], heartbeats: { count: 0, firstAt: null, lastAt: null, intervalSeconds: 2 } };
+  const base: TrainingOutcome = { phase: 'training', supervisorKilled: false, oomKills: null, peakMemoryBytes: null, timings: NO_TIMINGS, exitCode: 0, signal: null, timedOut: false, canceled: false, metrics: { val_bpb: 1.2 }, logTail: '', logPath: '/x', startedAt: '', endedAt: '', artifacts: [], heartbeats: { count: 0, firstAt: null, lastAt: null, intervalSeconds: 2 } };
   it.each([
     [{}, false, 'completed'],
     [{ exitCode: 1, metrics: null }, false, 'command_failed'],

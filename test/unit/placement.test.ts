@@ -42,6 +42,30 @@ describe('placement', () => {
   });
 });
 
+describe('scarce classes on a fleet of one class', () => {
+  const allH100 = [slot('n/0', 'h100', 81559), slot('n/1', 'h100', 81559), slot('n/2', 'h100', 81559), slot('n/3', 'h100', 81559)];
+  it('places a default request on an all-H100 node, and says why it used a scarce class', () => {
+    expect(refusalReason(allH100, { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [] }, DEFAULT_PLACEMENT_POLICY)).toBeNull();
+    const grants = assignSlots(allH100, [req('a'), req('b')], DEFAULT_PLACEMENT_POLICY, 0);
+    expect(grants.map((g) => g.slotId)).toEqual(['n/0', 'n/1']);
+    expect(grants[0]!.record.policy).toBe('scarce class h100 used for any: no other class in the fleet can serve the request');
+  });
+  it('keeps reserving H100s while an L4 could serve the request, even when the L4 is busy', () => {
+    const mixed = [...allH100, slot('m/0', 'l4', 23034, { state: 'leased' })];
+    expect(assignSlots(mixed, [req('a')], DEFAULT_PLACEMENT_POLICY, 0)).toEqual([]);
+  });
+  it('uses the H100s when the only other class cannot serve the request (memory)', () => {
+    const mixed = [...allH100, slot('m/0', 'l4', 23034)];
+    const [grant] = assignSlots(mixed, [req('big', 'any', 40_000)], DEFAULT_PLACEMENT_POLICY, 0);
+    expect(grant?.slotId).toBe('n/0');
+  });
+  it('names the flag that fixes a refused request', () => {
+    expect(refusalReason(allH100, { acceleratorClass: 'a100', gpuMemoryMb: 0, runtimeTags: [] }, DEFAULT_PLACEMENT_POLICY)).toMatch(/the fleet has h100: pass --gpu-class/);
+    expect(refusalReason(allH100, { acceleratorClass: 'any', gpuMemoryMb: 90_000, runtimeTags: [] }, DEFAULT_PLACEMENT_POLICY)).toMatch(/pass --gpu-mem 81047 or less/);
+    expect(refusalReason(allH100, { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: ['fp8'] }, DEFAULT_PLACEMENT_POLICY)).toMatch(/drop --runtime-tag fp8/);
+  });
+});
+
 describe('nvidia-smi parsing', () => {
   it('reads the query format and derives accelerator classes', () => {
     const rows = parseGpuQuery('0, GPU-1, NVIDIA H100 80GB HBM3, 81559, 5, 0, 34, 550.54.15, 0\n1, GPU-2, NVIDIA A100-SXM4-40GB, 40960, 0, [N/A], [N/A], 550.54.15, [N/A]\n');

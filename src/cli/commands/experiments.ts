@@ -5,6 +5,7 @@ import { submitExperiment, type ExperimentHandle } from '../../client/experiment
 import { exitCodeFor, isTerminal, type ExperimentResult } from '../../domain/experiment.js';
 import { RequestValidationError, type ExperimentRequestInput } from '../../domain/request.js';
 import { queueOrder } from '../../domain/placement.js';
+import { killLimitSeconds } from '../../domain/limits.js';
 import { CONTROL_TASK_QUEUE, hostTaskQueue, POOL_WORKFLOW_ID } from '../../shared/constants.js';
 import { connectClient } from '../../temporal/connection.js';
 import { experimentStateQuery, poolStateQuery } from '../../workflows/definitions.js';
@@ -28,7 +29,7 @@ export interface RunOptions {
   gpuMem?: string;
   runtimeTag: string[];
   timeBudget?: string;
-  grace?: string;
+  timeout?: string;
   metric?: string;
   maximize?: boolean;
   idempotencyKey?: string;
@@ -59,6 +60,7 @@ function refusal(tag: string | undefined, reason: string, metricName: string): E
     reason,
     gpu: null,
     worker: null,
+    rule: null,
   };
 }
 
@@ -114,8 +116,8 @@ export async function runCommand(command: string[], options: RunOptions): Promis
     checkpoint: options.checkpoint,
     requirements: { acceleratorClass: options.gpuClass ?? 'any', gpuMemoryMb: num(options.gpuMem) ?? 0, runtimeTags: options.runtimeTag },
     timeBudgetSeconds: num(options.timeBudget),
-    graceSeconds: num(options.grace),
-    metric: { name: metricName, direction: options.maximize ? 'maximize' : 'minimize' },
+    timeoutSeconds: num(options.timeout),
+    metric: options.metric || options.maximize ? { name: metricName, ...(options.maximize ? { direction: 'maximize' as const } : {}) } : undefined,
     idempotencyKey: options.idempotencyKey,
     maxReplacements: num(options.maxReplacements),
     env: Object.fromEntries(options.env.map((pair) => {
@@ -192,7 +194,7 @@ export async function showCommand(id: string, options: { json?: boolean }): Prom
   if (queuePosition !== null) console.log(`  queued: position ${queuePosition.position} of ${queuePosition.length} waiting for a lease`);
   console.log(`  hypothesis: ${r.hypothesis}`);
   console.log(`  commit:     ${r.commit}  (${r.repo})`);
-  console.log(`  command:    ${JSON.stringify(r.command)}   budget ${r.timeBudgetSeconds}s + ${r.graceSeconds}s grace`);
+  console.log(`  command:    ${JSON.stringify(r.command)}   budget ${r.timeBudgetSeconds}s, killed after ${killLimitSeconds(r)}s`);
   if (snapshot.validation?.patch) console.log(`  patch:      ${snapshot.validation.patch.files.length} file(s), ${snapshot.validation.patch.bytes} bytes, sha256 ${snapshot.validation.patch.sha256.slice(0, 12)}`);
   if (snapshot.placement) console.log(`  placement:  ${snapshot.placement.slotId} (${snapshot.placement.acceleratorClass}): ${snapshot.placement.why}; policy ${snapshot.placement.policy}; waited ${(snapshot.placement.queuedMs / 1000).toFixed(1)}s`);
   if (record?.environment) console.log(`  env:        ${Object.entries(record.environment.software).map(([k, v]) => `${k} ${v}`).join(', ')}; lockfiles ${Object.keys(record.environment.lockfiles).join(', ') || '-'}`);

@@ -1,0 +1,21 @@
+/**
+ * Default limits of a run, in one place (BRIEF §2, §4). Pure: the request schema, the workflow,
+ * the worker and the CLI's help all read them from here.
+ */
+
+/** Training time the script enforces itself (autoresearch's TIME_BUDGET), excluding startup and evaluation. */
+export const DEFAULT_TIME_BUDGET_SECONDS = 300;
+
+/** program.md: "kill after 10 minutes" for a 5-minute budget, i.e. the kill limit is 2 x the budget. */
+export const KILL_LIMIT_FACTOR = 2;
+
+/** Environment setup (venv creation, `uv sync`, a `--setup` command) has a limit of its own. */
+export const DEFAULT_SETUP_TIMEOUT_SECONDS = 900;
+
+/** A run whose worker is lost is placed again this often (on a healthy slot) before it ends worker_lost. */
+export const DEFAULT_MAX_REPLACEMENTS = 1;
+
+/** The kill limit of a run: `--timeout`, else KILL_LIMIT_FACTOR x the training budget; counted from the training process's start. */
+export function killLimitSeconds(request: { timeBudgetSeconds: number; timeoutSeconds?: number | undefined }): number {
+  return request.timeoutSeconds ?? KILL_LIMIT_FACTOR * request.timeBudgetSeconds;
+}
