@@ -25,6 +25,10 @@ export interface HostRegistration {
   /** Software environment: interpreter and runtime versions. */
   software: Record<string, string>;
   registeredAt: number;
+  /** One value per worker process start: a new one means the worker restarted. */
+  incarnation?: string;
+  /** Experiments whose training this worker still holds (re-attached after a restart): their leases stay. */
+  liveRuns?: string[];
 }
 
 const KNOWN_CLASSES = ['h200', 'h100', 'gh200', 'b200', 'a100', 'a10g', 'a10', 'a6000', 'l40s', 'l40', 'l4', 'v100', 't4', 'rtx4090', 'rtx3090'];

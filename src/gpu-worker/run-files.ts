@@ -15,5 +15,7 @@ export function runFiles(workDir: string, experimentId: string) {
     artifacts: path.join(dir, 'artifacts'),
     patch: path.join(dir, 'commit.patch'),
     pidFile: path.join(dir, 'supervisor.pid'),
+    /** The finished run's TrainingOutcome, written before the activity reports it. */
+    outcome: path.join(dir, 'outcome.json'),
   };
 }

@@ -1,12 +1,14 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createHostActivities } from '../activities/host.js';
+import { createRunStatusActivities } from '../activities/run-status.js';
 import { createTrainingActivities } from '../activities/training.js';
 import type { HostRegistration, Slot } from '../domain/fleet.js';
 import { CONTROL_TASK_QUEUE, hostTaskQueue, POOL_WORKFLOW_ID } from '../shared/constants.js';
-import { deregisterHostSignal, hostHeartbeatSignal, registerHostSignal } from '../workflows/definitions.js';
+import { deregisterHostSignal, registerHostSignal } from '../workflows/definitions.js';
 import { poolWorkflow } from '../workflows/pool.js';
 import { discoverSlots, type DiscoveryOptions } from './discover.js';
 import { reconcileOrphans } from './reconcile.js';
@@ -52,7 +54,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
     await Worker.create({
       ...base,
       taskQueue: hostQueue,
-      activities: createHostActivities({ host, workDir, slots: discovery.slots, datasetsDir }),
+      activities: { ...createHostActivities({ host, workDir, slots: discovery.slots, datasetsDir }), ...createRunStatusActivities({ workDir }) },
       maxConcurrentActivityTaskExecutions: 8,
     }),
   ];
@@ -78,6 +80,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
     datasets: await fs.readdir(datasetsDir).catch(() => []),
     software: await softwareVersions(),
     registeredAt: Date.now(),
+    incarnation: crypto.randomUUID(),
   };
   let heartbeat: NodeJS.Timeout | undefined;
   const pool = options.client.workflow.getHandle(POOL_WORKFLOW_ID);
@@ -95,8 +98,10 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
         signal: registerHostSignal,
         signalArgs: [registration],
       });
+      // The heartbeat is the registration itself: a pool that declared this host offline (or lost
+      // its state) takes it back only through a registration, never through a bare heartbeat.
       heartbeat = setInterval(() => {
-        void pool.signal(hostHeartbeatSignal, { host }).catch((error: Error) => log(`expctl worker: pool heartbeat failed: ${error.message}`));
+        void pool.signal(registerHostSignal, registration).catch((error: Error) => log(`expctl worker: pool heartbeat failed: ${error.message}`));
       }, options.poolHeartbeatMs ?? 10_000);
       await running;
     },

@@ -26,6 +26,9 @@ export interface HostEntry {
   online: boolean;
   lastHeartbeat: number;
   registeredAt: number;
+  incarnation?: string;
+  /** Why the host went offline, until it registers again. */
+  offlineReason?: string | null;
 }
 export interface SlotEntry {
   slot: Slot;
@@ -53,6 +56,10 @@ export interface PoolSnapshot {
 export const registerHostSignal = defineSignal<[HostRegistration]>('registerHost');
 export const hostHeartbeatSignal = defineSignal<[{ host: string }]>('hostHeartbeat');
 export const deregisterHostSignal = defineSignal<[{ host: string }]>('deregisterHost');
+/** An experiment found the host unreachable: offline at once, its leases revoked, no lease until it registers again. */
+export const hostLostSignal = defineSignal<[{ host: string; reason: string }]>('hostLost');
+/** Whether a lease is still held: a worker asks before it spawns training, so a released lease never runs. */
+export const leaseHeldQuery = defineQuery<boolean, [{ slotId: string; leaseId: string }]>('leaseHeld');
 export const requestLeaseSignal = defineSignal<[{ experimentId: string; requirements: Requirements; priority: number; datasets?: string[] }]>('requestLease');
 export const releaseLeaseSignal = defineSignal<[{ experimentId: string }]>('releaseLease');
 export const drainSignal = defineSignal<[{ target: string; drained: boolean; reason: string }]>('drain');

@@ -12,14 +12,15 @@ import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
 import type { createControlActivities } from '../activities/control.js';
 import type { createHostActivities } from '../activities/host.js';
+import type { createRunStatusActivities, HostRunStatus } from '../activities/run-status.js';
 import type { createTrainingActivities } from '../activities/training.js';
 import {
-  experimentStateQuery, leaseGrantedSignal, leaseRevokedSignal, releaseLeaseSignal, requestLeaseSignal, type Lease,
+  experimentStateQuery, hostLostSignal, leaseGrantedSignal, leaseRevokedSignal, releaseLeaseSignal, requestLeaseSignal, type Lease,
 } from './definitions.js';
 import type { ExperimentInput, ExperimentSnapshot } from './experiment-state.js';
 
 type ControlActivities = ReturnType<typeof createControlActivities>;
-type HostActivities = ReturnType<typeof createHostActivities>;
+type HostActivities = ReturnType<typeof createHostActivities> & ReturnType<typeof createRunStatusActivities>;
 type TrainingActivities = ReturnType<typeof createTrainingActivities>;
 
 /** Infrastructure failures of the train step (not the training itself) are retried this often. */
@@ -28,6 +29,10 @@ const INFRA_ATTEMPTS = 3;
 const TRAIN_HEARTBEAT_TIMEOUT = '20s';
 /** A slot queue nobody polls (worker died between lease and start) is detected this fast. */
 const TRAIN_SCHEDULE_TO_START = '60s';
+/** How long a host gets to answer before its run is called lost (a restarting worker polls again within this). */
+const RECONCILE_WAIT = '30s';
+
+type AttemptResult = { outcome?: TrainingOutcome; lost?: string; infra?: string };
 
 const control = proxyActivities<ControlActivities>({
   taskQueue: CONTROL_TASK_QUEUE,
@@ -35,9 +40,10 @@ const control = proxyActivities<ControlActivities>({
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 8 },
 });
 
-function hostActivities(hostQueue: string) {
+function hostActivities(hostQueue: string, scheduleToStartTimeout?: string) {
   return proxyActivities<HostActivities>({
     taskQueue: hostQueue,
+    ...(scheduleToStartTimeout ? { scheduleToStartTimeout } : {}),
     scheduleToCloseTimeout: '5m',
     startToCloseTimeout: '2m',
     retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 5 },
@@ -76,7 +82,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   };
   let lease: Lease | undefined;
   let revoked: { leaseId: string; reason: string } | undefined;
-  let trainScope: CancellationScope | undefined;
+  let attemptScope: CancellationScope | undefined;
 
   setHandler(experimentStateQuery, () => snapshot);
   setHandler(leaseGrantedSignal, (granted) => {
@@ -85,7 +91,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   setHandler(leaseRevokedSignal, (revocation) => {
     if (lease?.leaseId !== revocation.leaseId) return;
     revoked = revocation;
-    trainScope?.cancel();
+    attemptScope?.cancel();
   });
 
   /**
@@ -134,9 +140,10 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     };
   };
 
-  const acquire = async (note?: string): Promise<Lease> => {
+  /** Waits in the pool's queue for a lease (the state is `queued`, also when a run is re-placed). */
+  const acquire = async (note?: string, requirements = request.requirements): Promise<Lease> => {
     await advance('queued', note);
-    await pool.signal(requestLeaseSignal, { experimentId, requirements: request.requirements, priority: input.priority, datasets: request.datasets });
+    await pool.signal(requestLeaseSignal, { experimentId, requirements, priority: input.priority, datasets: request.datasets });
     await condition(() => lease !== undefined);
     const granted = lease!;
     snapshot.placement = granted.placement;
@@ -144,13 +151,29 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     snapshot.worker = granted.slot.host;
     upsertSearchAttributes([{ key: SA.worker, value: granted.slot.host }]);
     pending.placement = granted.placement;
-    pending.environment = await hostActivities(granted.hostQueue).captureEnvironment(request);
     return granted;
   };
 
-  /** One training attempt on the leased slot. Returns the outcome, or a lost-worker / infra verdict. */
-  const trainOnce = async (granted: Lease): Promise<{ outcome?: TrainingOutcome; lost?: string; infra?: string }> => {
-    await advance('running', `on ${granted.slot.slotId}`, { attempts: snapshot.attempts });
+  /**
+   * Asked before a run is called lost: a worker restart or a server outage is not a lost run, and
+   * the host keeps a finished run's result on disk. Null when the host does not answer in time.
+   */
+  const askHost = async (granted: Lease): Promise<HostRunStatus | null> => {
+    try {
+      return await hostActivities(granted.hostQueue, RECONCILE_WAIT).runStatus(experimentId);
+    } catch (error) {
+      if (error instanceof ActivityFailure && !isCancellation(error)) return null;
+      throw error;
+    }
+  };
+  /** The host is unreachable: the pool takes it offline in the same step, so nothing is placed there again. */
+  const hostLost = async (granted: Lease, reason: string): Promise<{ lost: string }> => {
+    await pool.signal(hostLostSignal, { host: granted.slot.host, reason }).catch(() => undefined);
+    return { lost: reason };
+  };
+
+  /** Runs training on the leased slot; when the worker stops answering, asks its host before giving up. */
+  const supervise = async (granted: Lease): Promise<AttemptResult> => {
     const training = proxyActivities<TrainingActivities>({
       taskQueue: granted.slot.taskQueue,
       scheduleToStartTimeout: TRAIN_SCHEDULE_TO_START,
@@ -160,30 +183,50 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       retry: { maximumAttempts: 1 },
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     });
-    trainScope = new CancellationScope();
-    const scope = trainScope;
+    const input = { experimentId, request, slot: granted.slot, leaseId: granted.leaseId };
     try {
-      const running = scope.run(() => training.runTraining({ experimentId, request, slot: granted.slot, leaseId: granted.leaseId }));
-      // A revoked lease means the host is gone: do not wait for a dead worker to confirm the cancel.
-      // (Non-cancellable, so an operator's cancel still waits for the process group to be killed.)
-      const revocation = CancellationScope.nonCancellable(() => condition(() => revoked !== undefined)).then(() => undefined);
-      const outcome = await Promise.race([running, revocation]);
-      if (outcome === undefined) {
-        running.catch(() => undefined);
-        return { lost: revoked!.reason };
-      }
-      return { outcome };
+      return { outcome: await training.runTraining(input) };
     } catch (error) {
-      if (revoked) return { lost: revoked.reason };
-      if (error instanceof ActivityFailure && error.cause instanceof TimeoutFailure) {
-        return { lost: `the worker on ${granted.slot.host} stopped answering (${error.cause.timeoutType ?? 'timeout'} on ${granted.slot.slotId})` };
-      }
-      if (error instanceof ActivityFailure && !isCancellation(error)) {
+      if (!(error instanceof ActivityFailure) || isCancellation(error)) throw error;
+      if (!(error.cause instanceof TimeoutFailure)) return { infra: error.cause?.message ?? error.message };
+      const silence = `the worker on ${granted.slot.host} stopped answering (${error.cause.timeoutType ?? 'timeout'} on ${granted.slot.slotId})`;
+      const status = await askHost(granted);
+      if (status === null) return hostLost(granted, `${silence}, and the host did not answer within ${RECONCILE_WAIT}`);
+      if (status.state === 'finished') return { outcome: status.outcome };
+      return { lost: `${silence}; the host answered but ${status.state === 'running' ? 'could not hand the run back' : status.why}` };
+    }
+  };
+
+  /**
+   * One attempt on a lease: the environment record, then training. A revoked lease ends the attempt
+   * in any state, without waiting for a dead worker to confirm (an operator's cancel still waits for
+   * the process group to be killed: the revocation watch is not cancellable).
+   */
+  const attemptOn = async (granted: Lease): Promise<AttemptResult> => {
+    const scope = new CancellationScope();
+    attemptScope = scope;
+    const work = scope.run(async (): Promise<AttemptResult> => {
+      try {
+        pending.environment = await hostActivities(granted.hostQueue, RECONCILE_WAIT).captureEnvironment(request);
+      } catch (error) {
+        if (!(error instanceof ActivityFailure) || isCancellation(error)) throw error;
+        if (error.cause instanceof TimeoutFailure) return hostLost(granted, `the host ${granted.slot.host} did not answer within ${RECONCILE_WAIT} after granting its slot`);
         return { infra: error.cause?.message ?? error.message };
       }
+      await advance('running', `on ${granted.slot.slotId}`, { attempts: snapshot.attempts });
+      return supervise(granted);
+    });
+    const revocation = CancellationScope.nonCancellable(() => condition(() => revoked !== undefined)).then(() => undefined);
+    try {
+      const result = await Promise.race([work, revocation]);
+      if (result !== undefined) return result;
+      work.catch(() => undefined);
+      return { lost: revoked!.reason };
+    } catch (error) {
+      if (revoked) return { lost: revoked.reason };
       throw error;
     } finally {
-      trainScope = undefined;
+      attemptScope = undefined;
     }
   };
 
@@ -191,16 +234,19 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     let replacements = 0;
     let infraFailures = 0;
     let note: string | undefined;
+    let requirements = request.requirements;
     for (;;) {
-      const granted = await acquire(note);
+      const granted = await acquire(note, requirements);
       snapshot.attempts++;
-      const attempt = await trainOnce(granted);
+      const attempt = await attemptOn(granted);
       if (attempt.outcome) return { outcome: attempt.outcome, lease: granted };
       await releaseLease();
       if (attempt.lost !== undefined) {
         if (replacements >= request.maxReplacements) throw new RunEnded('worker_lost', attempt.lost);
         replacements++;
-        note = `re-placed after: ${attempt.lost}`;
+        // Placed again on the same accelerator class, so its metric stays comparable with the first attempt's.
+        requirements = { ...request.requirements, acceleratorClass: granted.slot.acceleratorClass };
+        note = `re-placed (attempt ${snapshot.attempts + 1}) on a healthy ${granted.slot.acceleratorClass} slot after: ${attempt.lost}`;
         continue;
       }
       infraFailures++;

@@ -3,8 +3,8 @@ import {
 } from '@temporalio/workflow';
 import { assignSlots, DEFAULT_PLACEMENT_POLICY, type SlotView } from '../domain/placement.js';
 import {
-  configurePoolSignal, deregisterHostSignal, drainSignal, healthReportSignal, hostHeartbeatSignal, leaseGrantedSignal, leaseRevokedSignal, poolStateQuery,
-  registerHostSignal, releaseLeaseSignal, requestLeaseSignal, type PoolSnapshot, type SlotEntry,
+  configurePoolSignal, deregisterHostSignal, drainSignal, healthReportSignal, hostHeartbeatSignal, hostLostSignal, leaseGrantedSignal, leaseHeldQuery,
+  leaseRevokedSignal, poolStateQuery, registerHostSignal, releaseLeaseSignal, requestLeaseSignal, type PoolSnapshot, type SlotEntry,
 } from './definitions.js';
 
 /** Continue-as-new well before Temporal's limits so thousands of leases keep the history small. */
@@ -28,23 +28,46 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
   const pendingRevocations: { experimentId: string; leaseId: string; reason: string }[] = [];
 
   const slotsOf = (host: string) => pool.slots.filter((entry) => entry.slot.host === host);
-  const revokeHost = (host: string, reason: string) => {
+  /** Revokes the host's leases, except those of runs its worker says it still holds. */
+  const revokeHost = (host: string, reason: string, keep: readonly string[] = []) => {
     for (const entry of slotsOf(host)) {
-      if (entry.lease) pendingRevocations.push({ experimentId: entry.lease.experimentId, leaseId: entry.lease.leaseId, reason });
+      if (!entry.lease || keep.includes(entry.lease.experimentId)) continue;
+      pendingRevocations.push({ experimentId: entry.lease.experimentId, leaseId: entry.lease.leaseId, reason });
       entry.lease = null;
     }
   };
+  /** Offline in one step: no lease is granted on the host until its worker registers again. */
+  const takeOffline = (host: string, reason: string) => {
+    const entry = pool.hosts[host];
+    if (entry) {
+      entry.online = false;
+      entry.offlineReason = reason;
+    }
+    revokeHost(host, reason);
+    touch();
+  };
 
   setHandler(poolStateQuery, () => pool);
+  setHandler(leaseHeldQuery, ({ slotId, leaseId }) => {
+    const entry = pool.slots.find((e) => e.slot.slotId === slotId);
+    return entry?.lease?.leaseId === leaseId && (pool.hosts[entry.slot.host]?.online ?? false);
+  });
+  // Workers send their registration as their heartbeat: the same incarnation while online is only a
+  // heartbeat; anything else (first start, restart, back after being declared offline) registers anew.
   setHandler(registerHostSignal, (registration) => {
     const known = pool.hosts[registration.host];
-    // A restarted worker re-registers: leases it held belong to processes that died with it.
-    if (known) revokeHost(registration.host, `worker on ${registration.host} restarted`);
-    const draining = new Map(slotsOf(registration.host).map((e) => [e.slot.slotId, e]));
+    if (known?.online && registration.incarnation !== undefined && known.incarnation === registration.incarnation) {
+      known.lastHeartbeat = Date.now();
+      return;
+    }
+    // Leases of runs the worker no longer holds belong to processes that died with its predecessor.
+    if (known) revokeHost(registration.host, `worker on ${registration.host} restarted or came back; its runs were lost`, registration.liveRuns ?? []);
+    const previousSlots = new Map(slotsOf(registration.host).map((e) => [e.slot.slotId, e]));
     pool.slots = pool.slots.filter((entry) => entry.slot.host !== registration.host);
     for (const slot of registration.slots) {
-      const previous = draining.get(slot.slotId);
-      pool.slots.push({ slot, lease: null, draining: previous?.draining ?? false, drainReason: previous?.drainReason ?? null, drainedBy: previous?.drainedBy ?? null });
+      const previous = previousSlots.get(slot.slotId);
+      const lease = previous?.lease && registration.liveRuns?.includes(previous.lease.experimentId) ? previous.lease : null;
+      pool.slots.push({ slot, lease, draining: previous?.draining ?? false, drainReason: previous?.drainReason ?? null, drainedBy: previous?.drainedBy ?? null });
     }
     pool.hosts[registration.host] = {
       host: registration.host,
@@ -55,24 +78,20 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
       online: true,
       lastHeartbeat: Date.now(),
       registeredAt: Date.now(),
+      incarnation: registration.incarnation,
+      offlineReason: null,
     };
     touch();
   });
+  // Kept for workers that heartbeat without their registration: it never brings an offline host back.
   setHandler(hostHeartbeatSignal, ({ host }) => {
     const entry = pool.hosts[host];
-    if (!entry) return;
-    entry.lastHeartbeat = Date.now();
-    if (!entry.online) {
-      entry.online = true;
-      touch();
-    }
+    if (entry?.online) entry.lastHeartbeat = Date.now();
   });
-  setHandler(deregisterHostSignal, ({ host }) => {
-    revokeHost(host, `worker on ${host} shut down`);
-    const entry = pool.hosts[host];
-    if (entry) entry.online = false;
-    touch();
+  setHandler(hostLostSignal, ({ host, reason }) => {
+    if (pool.hosts[host]?.online) takeOffline(host, reason);
   });
+  setHandler(deregisterHostSignal, ({ host }) => takeOffline(host, `worker on ${host} shut down`));
   setHandler(requestLeaseSignal, ({ experimentId, requirements, priority, datasets }) => {
     const holds = pool.slots.some((entry) => entry.lease?.experimentId === experimentId);
     if (holds || pool.queue.some((request) => request.experimentId === experimentId)) return;
@@ -124,6 +143,7 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
     return Math.max(1000, earliest - Date.now() + 100);
   };
 
+  let lastWake = Date.now();
   for (;;) {
     const timeout = nextExpiryMs();
     if (timeout === undefined) await condition(() => dirty);
@@ -131,11 +151,18 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
     dirty = false;
 
     const now = Date.now();
+    // While any host is online the loop wakes at least once per heartbeat limit. Waking much later
+    // means the server (or this workflow) was unavailable, not the hosts: their heartbeats could not
+    // arrive. Give every online host a full limit to report again instead of declaring it lost.
+    if (now - lastWake > pool.heartbeatLimitMs + 5_000) {
+      for (const host of Object.values(pool.hosts)) if (host.online) host.lastHeartbeat = Math.max(host.lastHeartbeat, now);
+      log.warn('pool was unavailable; host heartbeats get a fresh limit', { stalledMs: now - lastWake });
+    }
+    lastWake = now;
     for (const host of Object.values(pool.hosts)) {
       if (host.online && now - host.lastHeartbeat > pool.heartbeatLimitMs) {
-        host.online = false;
         const last = new Date(host.lastHeartbeat).toISOString();
-        revokeHost(host.host, `no heartbeat from ${host.host} for ${Math.round((now - host.lastHeartbeat) / 1000)}s (last at ${last}); the worker is lost`);
+        takeOffline(host.host, `no heartbeat from ${host.host} for ${Math.round((now - host.lastHeartbeat) / 1000)}s (last at ${last}); the worker is lost`);
         log.warn('host went offline', { host: host.host });
       }
     }

@@ -56,6 +56,7 @@ describe('a worker process killed during training', () => {
       repo: source.repo,
       commit: source.commit,
       timeBudgetSeconds: 120,
+      maxReplacements: 0,
       env: { MODE: 'slow', PID_FILE: pidFile },
     });
     await waitFor(async () => (await handle.query(experimentStateQuery)).status === 'running' && (await fs.access(pidFile).then(() => true, () => false)), 60_000);
@@ -113,6 +114,6 @@ describe('a worker process killed during training', () => {
     expect(result).toMatchObject({ status: 'completed', metric: 1.25, worker: 'spare', gpu: 'spare/cpu0' });
     const state = await handle.query(experimentStateQuery);
     expect(state.attempts).toBe(2);
-    expect(state.timeline.find((t) => t.status === 'queued' && t.note?.startsWith('re-placed after:'))).toBeDefined();
+    expect(state.timeline.find((t) => t.status === 'queued' && /^re-placed \(attempt 2\) on a healthy cpu slot after: /.test(t.note ?? ''))).toBeDefined();
   });
 });
