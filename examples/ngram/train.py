@@ -14,8 +14,10 @@ entropy rate, printed at the start. Two model families:
 Counts are complete after one pass over the training split; when STEPS * BATCH asks for more,
 later passes score each token with its own count left out, so they only train mixture weights.
 
-Output follows the autoresearch contract: progress lines `step N/T | loss L | ...`, then `---`
-and `key: value` lines. Same code and config always give the same val_bpb.
+Output follows the autoresearch contract: `\r`-separated progress lines exactly like
+autoresearch's train.py (`step 00012 (12.0%) | loss: 2.345678 | ... | remaining: 41s`), then `---`
+and `key: value` lines. EXPCTL_TIME_BUDGET is training time only, as autoresearch's TIME_BUDGET.
+Same code and config always give the same val_bpb.
 """
 
 import argparse
@@ -293,11 +295,13 @@ def main():
             print("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB", file=sys.stderr, flush=True)
             sys.exit(1)
         if budget is not None and steps_done:
-            per_symbol = (time.time() - t_train) / tokens
-            # stop if this step plus the final evaluation would run past the budget
-            if time.time() - t0 + per_symbol * (BATCH + VAL_SYMBOLS) > budget:
-                print(f"time budget {budget:g}s: stopping after step {steps_done}/{STEPS}", flush=True)
+            # The budget is training time only (startup and the final evaluation are not in it),
+            # as in autoresearch: stop when the next step would run past it.
+            per_step = (time.time() - t_train) / steps_done
+            if time.time() - t_train + per_step > budget:
+                print(f"\ntime budget {budget:g}s: stopping after step {steps_done}/{STEPS}", flush=True)
                 break
+        t_step = time.time()
         loss, left = 0.0, BATCH
         while left:  # a batch may wrap around the end of the training split
             end = min(TRAIN_SYMBOLS, cursor + left)
@@ -308,9 +312,15 @@ def main():
                 cursor, counted = first, True
         steps_done += 1
         tokens += BATCH
-        lr = LEARNING_RATE if MODEL == "mixture" else 0.0
-        print(f"step {step + 1:05d}/{STEPS:05d} | loss {loss / BATCH:.6f} | lr {lr:.3f} | "
-              f"elapsed {time.time() - t0:.1f}s", flush=True)
+        dt = max(time.time() - t_step, 1e-6)
+        trained = time.time() - t_train
+        remaining = max(0.0, budget - trained) if budget is not None else dt * (STEPS - steps_done)
+        lrm = 1.0 if MODEL == "mixture" else 0.0
+        # autoresearch's progress line, byte for byte in shape: \r-separated, one line per step.
+        print(f"\rstep {step:05d} ({100 * steps_done / STEPS:.1f}%) | loss: {loss / BATCH:.6f} | lrm: {lrm:.2f} | "
+              f"dt: {dt * 1000:.0f}ms | tok/sec: {int(BATCH / dt):,} | mfu: 0.0% | epoch: {int(counted) + 1} | "
+              f"remaining: {remaining:.0f}s    ", end="", flush=True)
+    print()  # newline after the \r progress lines
     training_seconds = time.time() - t_train
 
     val_bpb = model.run(stream, TRAIN_SYMBOLS, TRAIN_SYMBOLS + VAL_SYMBOLS, "eval")
