@@ -54,7 +54,7 @@ const FIELDS: { key: Exclude<keyof Progress, 'line' | 'step' | 'totalSteps' | 'p
   { key: 'dtMs', pattern: new RegExp(String.raw`\bdt[\s:=]*(${NUMBER})\s*ms\b`, 'i') },
   { key: 'tokPerSec', pattern: /\btok\/sec[\s:=]*(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)/i },
   { key: 'mfuPercent', pattern: new RegExp(String.raw`\bmfu[\s:=]*(${NUMBER})\s*%`, 'i') },
-  { key: 'epoch', pattern: /\bepoch[\s:=]*(\d+)/i },
+  { key: 'epoch', pattern: /\bepoch\s*[:=]\s*(\d+)/i },
   { key: 'remainingSeconds', pattern: new RegExp(String.raw`\bremaining[\s:=]*(${NUMBER})\s*s\b`, 'i') },
 ];
 
