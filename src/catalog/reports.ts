@@ -30,20 +30,21 @@ export interface BestKept {
 
 /**
  * The best kept run: the minimum (or maximum, for a maximized metric) kept metric, never merely
- * the latest keep; the earliest wins a tie. Overall and per accelerator class.
+ * the latest keep. Of equal metrics the later keep wins (a kept simplification is the new head),
+ * as in the tag's own state. Overall and per accelerator class.
  */
 export function bestKept(records: Listed[]): { overall: Listed | null; byClass: Record<string, Listed> } {
   const kept = records
     .filter((r) => r.status === 'completed' && r.decision === 'keep' && r.metric !== null)
     .sort((a, b) => (a.sequence ?? Infinity) - (b.sequence ?? Infinity));
-  const better = (a: Listed, b: Listed) => (a.metricDirection === 'maximize' ? a.metric! > b.metric! : a.metric! < b.metric!);
+  const atLeastAsGood = (a: Listed, b: Listed) => (a.metricDirection === 'maximize' ? a.metric! >= b.metric! : a.metric! <= b.metric!);
   let overall: Listed | null = null;
   const byClass: Record<string, Listed> = {};
   for (const r of kept) {
-    if (!overall || better(r, overall)) overall = r;
+    if (!overall || atLeastAsGood(r, overall)) overall = r;
     const group = r.acceleratorClass ?? 'unknown';
     const current = byClass[group];
-    if (!current || better(r, current)) byClass[group] = r;
+    if (!current || atLeastAsGood(r, current)) byClass[group] = r;
   }
   return { overall, byClass };
 }
