@@ -90,7 +90,8 @@ export function classifyTraining(outcome: TrainingOutcome, metricName: string): 
     return failed(`killed by SIGKILL that expctl did not send (${how}), with no evidence of an out-of-memory kill${lastText}`);
   }
   if (outcome.signal) return failed(`training was killed by ${outcome.signal}, not sent by expctl${lastText}`);
-  if (outcome.exitCode !== 0) return failed(`training exited with ${how}${lastText}`);
+  // The exit code is the evidence here; the log tail is in the record (`expctl show`, `expctl logs`).
+  if (outcome.exitCode !== 0) return failed(`training exited with ${how}`);
   const why = outcome.metrics ? `its --- block has no numeric "${metricName}"` : 'it printed no --- metric block';
   return failed(`training exited 0 but ${why}`);
 }

@@ -36,7 +36,7 @@ const TABLE: [string, Partial<TrainingOutcome>, TerminalStatus, RegExp][] = [
   ['SIGKILL with oomKills 0', { ...killed, oomKills: 0 }, 'command_failed', /did not send/],
   ['SIGKILL with cgroup OOM kills', { ...killed, oomKills: 3 }, 'oom', /3 OOM kill/],
   ['SIGKILL with the kernel oom-kill message', { ...killed, logTail: KERNEL_OOM }, 'oom', /Out of memory: Killed process 4242/],
-  ['exit 1 with a bare "out of memory" (not CUDA/torch/kernel)', { exitCode: 1, metrics: null, logTail: 'ValueError: dataloader ran out of memory budget' }, 'command_failed', /exited with exit code 1; last line: ValueError/],
+  ['exit 1 with a bare "out of memory" (not CUDA/torch/kernel)', { exitCode: 1, metrics: null, logTail: 'ValueError: dataloader ran out of memory budget' }, 'command_failed', /^training exited with exit code 1$/],
   ['exit 1 with a block (a crash after printing)', { exitCode: 1 }, 'command_failed', /exit code 1/],
   ['SIGSEGV', { exitCode: null, signal: 'SIGSEGV', metrics: null }, 'command_failed', /killed by SIGSEGV, not sent by expctl/],
 ];
