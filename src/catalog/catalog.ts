@@ -152,6 +152,8 @@ export class Catalog {
         consecutive_crashes: decision.consecutiveCrashes,
         should_abort: decision.shouldAbort ? 1 : 0,
         sequence: decision.sequence,
+        rule: decision.rule,
+        failed_guard: decision.failedGuard ?? null,
       });
     }
     const write = this.db.transaction(() => {
@@ -201,7 +203,7 @@ export class Catalog {
     if (filter.nearMiss) where.push('near_miss = 1');
     const order = filter.order === 'oldest' ? 'ASC' : 'DESC';
     const sql = `SELECT id, tag, category, hypothesis, description, status, reason, decision, action, metric_name, metric_direction, metric, best, delta,
-                        near_miss, consecutive_crashes, should_abort, sequence, repo, commit_sha, command, gpu, worker, accelerator_class, queued_ms,
+                        near_miss, consecutive_crashes, should_abort, sequence, rule, failed_guard, repo, commit_sha, command, gpu, worker, accelerator_class, queued_ms,
                         attempts, submitted_at, started_at, ended_at, training_seconds, exit_code, signal, peak_vram_mb, origin_kind, origin_id, metrics
                  FROM experiments ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
                  ORDER BY COALESCE(sequence, 1e18) ${order}, submitted_at ${order} ${filter.limit ? `LIMIT ${Math.floor(filter.limit)}` : ''}`;

@@ -173,12 +173,13 @@ type Judgement = { decision: Decision; rule: string; nearMiss: boolean; failedGu
  * within the near-miss threshold of the best.
  */
 function judge(policy: TagPolicy, outcome: RunOutcome & { metric: number }, previous: BestRun | undefined): Judgement {
-  const failed = policy.guards.find((guard) => !guardHolds(guard, outcome.metrics));
+  // Defaults for policies carried over (continue-as-new) from before guards and the noise floor existed.
+  const failed = (policy.guards ?? []).find((guard) => !guardHolds(guard, outcome.metrics));
   if (failed) return { decision: 'discard', rule: 'guard_failed', nearMiss: false, failedGuard: formatGuard(failed) };
   if (!previous) return { decision: 'keep', rule: 'first_run', nearMiss: false };
   const gain = improvement(policy, outcome.metric, previous.metric);
   const nearMiss = Math.abs(gain) <= policy.nearMissThreshold;
-  if (gain > 0 && gain > policy.minImprovement) return { decision: 'keep', rule: 'improved', nearMiss: false };
+  if (gain > 0 && gain > (policy.minImprovement ?? 0)) return { decision: 'keep', rule: 'improved', nearMiss: false };
   if (gain >= 0) {
     if (outcome.simplification) return { decision: 'keep', rule: 'tie_simplification', nearMiss: false };
     return { decision: 'discard', rule: gain === 0 ? 'tie' : 'below_noise_floor', nearMiss };

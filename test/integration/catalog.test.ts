@@ -76,6 +76,15 @@ describe('reports of a fixture campaign (keep, discard, crash, refused)', () => 
     const summary = summarize('tsv', catalog.list({ tag: 'tsv' }));
     expect(summary).toMatchObject({ runs: 4, kept: 2, discarded: 1, crashed: 1, refused: 1, keepRate: 0.5, crashRate: 0.25 });
     expect(summary.progression.map((p) => p.metric)).toEqual([1.5, 1.4]);
+    const tags = JSON.parse((await cli('report', 'tags', '--json')).stdout) as { tag: string }[];
+    expect(tags.find((t) => t.tag === 'tsv')).toMatchObject({ runs: 4, kept: 2, discarded: 1, crashed: 1, refused: 1, keepRate: 0.5, crashRate: 0.25, best: 1.4 });
+    const best = JSON.parse((await cli('best', '--tag', 'tsv', '--json')).stdout);
+    expect(best).toMatchObject({ metric: 1.4, description: 'better', byClass: { cpu: { metric: 1.4 } } });
+    const columns = await cli('report', 'tsv', '--tag', 'tsv', '--columns', 'commit,val_bpb,num_steps,status');
+    expect(columns.stdout.split('\n').slice(0, 2)).toEqual(['commit\tval_bpb\tnum_steps\tstatus', `${source.commit.slice(0, 7)}\t1.500000\t${catalog.list({ tag: 'tsv', order: 'oldest' })[0]!.metrics!.num_steps}\tkeep`]);
+    const refused = await cli('tag', 'create', 'tsv', '--near-miss', 'abc');
+    expect(refused.exitCode).not.toBe(0);
+    expect(refused.stderr).toContain('--near-miss must be a decimal number, got "abc"');
     const [first, worse] = catalog.list({ tag: 'tsv', order: 'oldest' });
     const diff = diffRecords(catalog.get(first!.id)!, catalog.get(worse!.id)!);
     expect(diff.metric.delta).toBeCloseTo(0.1, 9);

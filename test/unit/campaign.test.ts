@@ -79,6 +79,8 @@ describe('one mixed campaign, every surface', () => {
       ['simpler', 'keep', 'tie_simplification', 0, false],
     ]);
     expect(decisions.filter((d) => d.nearMiss).map((d) => d.experimentId)).toEqual(['tie', 'nearmiss']);
+    // the record keeps which rule decided
+    expect(catalog.list({ tag: 'mixed', order: 'oldest' }).map((r) => r.rule)).toEqual(decisions.map((d) => d.rule));
   });
 
   it('gives the same crash count and keep rate on every surface', () => {
