@@ -4,6 +4,7 @@ import Database from 'better-sqlite3';
 import { DEFAULT_METRIC } from '../domain/decision.js';
 import { REDACTED, isSecretName } from '../domain/redact.js';
 import type { ExperimentRecord, RecordUpdate } from './record.js';
+import { INFRASTRUCTURE_STATUSES, outcomeRates, REFUSAL_STATUSES, crashSql } from '../domain/outcome.js';
 import { chooseMode } from '../domain/strategy.js';
 import { resultRuns, toRunSummary } from './reports.js';
 import { MIGRATIONS } from './schema.js';
@@ -25,6 +26,26 @@ function decode(row: Row): Omit<ExperimentRecord, 'events' | 'artifacts'> {
   out.nearMiss = row.near_miss === 1;
   out.shouldAbort = row.should_abort === null ? null : row.should_abort === 1;
   return out as unknown as Omit<ExperimentRecord, 'events' | 'artifacts'>;
+}
+
+/** One tag in `report tags`: counts by kind, rates, best kept metric. */
+export interface TagRow {
+  tag: string;
+  /** Every record of the tag, active ones included. */
+  total: number;
+  /** Kept + discarded + crashed: the denominator of the rates. */
+  runs: number;
+  kept: number;
+  discarded: number;
+  crashed: number;
+  refused: number;
+  infrastructure: number;
+  canceled: number;
+  keepRate: number;
+  crashRate: number;
+  best: number | null;
+  direction: string;
+  lastAt: string;
 }
 
 /**
@@ -131,6 +152,8 @@ export class Catalog {
         consecutive_crashes: decision.consecutiveCrashes,
         should_abort: decision.shouldAbort ? 1 : 0,
         sequence: decision.sequence,
+        rule: decision.rule,
+        failed_guard: decision.failedGuard ?? null,
       });
     }
     const write = this.db.transaction(() => {
@@ -180,21 +203,36 @@ export class Catalog {
     if (filter.nearMiss) where.push('near_miss = 1');
     const order = filter.order === 'oldest' ? 'ASC' : 'DESC';
     const sql = `SELECT id, tag, category, hypothesis, description, status, reason, decision, action, metric_name, metric_direction, metric, best, delta,
-                        near_miss, consecutive_crashes, should_abort, sequence, repo, commit_sha, command, gpu, worker, accelerator_class, queued_ms,
+                        near_miss, consecutive_crashes, should_abort, sequence, rule, failed_guard, repo, commit_sha, command, gpu, worker, accelerator_class, queued_ms,
                         attempts, submitted_at, started_at, ended_at, training_seconds, exit_code, signal, peak_vram_mb, origin_kind, origin_id, metrics
                  FROM experiments ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
                  ORDER BY COALESCE(sequence, 1e18) ${order}, submitted_at ${order} ${filter.limit ? `LIMIT ${Math.floor(filter.limit)}` : ''}`;
     return (this.db.prepare(sql).all(...params) as Row[]).map(decode);
   }
 
-  tags(): { tag: string; total: number; kept: number; crashed: number; best: number | null; direction: string; lastAt: string }[] {
-    return this.db
-      .prepare(`SELECT tag, COUNT(*) AS total, SUM(decision = 'keep') AS kept,
-                       SUM(status NOT IN ('completed', 'canceled', 'submitted', 'validating', 'queued', 'running', 'evaluating')) AS crashed,
-                       CASE MAX(metric_direction) WHEN 'maximize' THEN MAX(CASE WHEN decision = 'keep' THEN metric END) ELSE MIN(CASE WHEN decision = 'keep' THEN metric END) END AS best,
+  /**
+   * Per tag: runs by kind under the crash rule of outcome.ts (crashes: command_failed, oom,
+   * timed_out; refusals and infrastructure failures apart), the rates as outcomeRates defines
+   * them, and the best kept metric in the tag's direction.
+   */
+  tags(): TagRow[] {
+    const inList = (statuses: readonly string[]) => `status IN (${statuses.map((s) => `'${s}'`).join(', ')})`;
+    const decided = 'sequence IS NOT NULL';
+    const rows = this.db
+      .prepare(`SELECT tag, COUNT(*) AS total,
+                       SUM(${decided} AND status = 'completed' AND decision = 'keep') AS kept,
+                       SUM(${decided} AND status = 'completed' AND (decision IS NULL OR decision <> 'keep')) AS discarded,
+                       SUM(${decided} AND ${crashSql()}) AS crashed,
+                       SUM(${decided} AND ${inList(REFUSAL_STATUSES)}) AS refused,
+                       SUM(${decided} AND ${inList(INFRASTRUCTURE_STATUSES)}) AS infrastructure,
+                       SUM(${decided} AND status = 'canceled') AS canceled,
+                       CASE MAX(metric_direction)
+                         WHEN 'maximize' THEN MAX(CASE WHEN decision = 'keep' AND status = 'completed' THEN metric END)
+                         ELSE MIN(CASE WHEN decision = 'keep' AND status = 'completed' THEN metric END) END AS best,
                        MAX(metric_direction) AS direction, MAX(submitted_at) AS lastAt
                 FROM experiments GROUP BY tag ORDER BY lastAt DESC`)
-      .all() as never;
+      .all() as Omit<TagRow, 'runs' | 'keepRate' | 'crashRate'>[];
+    return rows.map((row) => ({ ...row, ...outcomeRates(row) }));
   }
 
   /** After each decision: the tag's mode by the deterministic rule, unless an operator set one. */

@@ -1,3 +1,5 @@
+import type { TerminalStatus } from '../domain/experiment.js';
+import { resultKind } from '../domain/outcome.js';
 import type { ExperimentRecord } from './record.js';
 import { resultRuns, summarize } from './reports.js';
 
@@ -15,7 +17,10 @@ export function tagReportHtml(tag: string, records: Listed[]): string {
   const runs = resultRuns(records);
   const direction = runs[0]?.metricDirection ?? 'minimize';
   const metricName = runs[0]?.metricName ?? 'val_bpb';
-  const points = runs.map((r, i) => ({ x: i + 1, y: r.status === 'completed' ? r.metric : null, kind: r.status !== 'completed' ? 'crash' : r.decision, id: r.id, label: r.hypothesis }));
+  const points = runs.map((r, i) => {
+    const kind = resultKind(r.status as TerminalStatus, r.decision);
+    return { x: i + 1, y: kind === 'crash' ? null : r.metric, kind, id: r.id, label: r.hypothesis };
+  });
   const leaderboard = runs
     .filter((r) => r.metric !== null && r.status === 'completed')
     .sort((a, b) => (direction === 'minimize' ? a.metric! - b.metric! : b.metric! - a.metric!))
@@ -34,7 +39,7 @@ td,th{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left}th{backgroun
 svg{border:1px solid #ddd;background:#fff}.keep{fill:#1a7f37}.discard{fill:#999}.crash{fill:#cf222e}
 </style></head><body>
 <h1>Tag ${escape(tag)}: ${escape(metricName)} (${direction === 'minimize' ? 'lower' : 'higher'} is better)</h1>
-<p class="kpi"><span>${summary.runs} runs</span><span>${summary.kept} kept (${(summary.keepRate * 100).toFixed(0)}%)</span><span>${summary.crashed} crashed (${(summary.crashRate * 100).toFixed(0)}%)</span><span>best ${summary.best ? summary.best.metric.toFixed(6) : '-'}</span><span>${summary.gpuHours.toFixed(2)} GPU-hours</span></p>
+<p class="kpi"><span>${summary.runs} runs</span><span id="kept" data-count="${summary.kept}" data-rate="${summary.keepRate}">${summary.kept} kept (${(summary.keepRate * 100).toFixed(0)}%)</span><span id="crashed" data-count="${summary.crashed}" data-rate="${summary.crashRate}">${summary.crashed} crashed (${(summary.crashRate * 100).toFixed(0)}%)</span><span>best ${summary.best ? summary.best.metric.toFixed(6) : '-'}</span><span>${summary.refused} refused, ${summary.infrastructure} infrastructure failures, ${summary.canceled} canceled (not counted)</span><span>${summary.gpuHours.toFixed(2)} GPU-hours</span></p>
 <svg id="progression" width="900" height="360" role="img" aria-label="metric progression"></svg>
 <h2>Leaderboard</h2>
 <table id="leaderboard"><tr><th>#</th><th>${escape(metricName)}</th><th>decision</th><th>commit</th><th>category</th><th>hypothesis</th><th>experiment</th></tr>

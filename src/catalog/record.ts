@@ -58,6 +58,9 @@ export interface ExperimentRecord {
   consecutiveCrashes: number | null;
   shouldAbort: boolean | null;
   sequence: number | null;
+  /** The keep rule that decided (see decision.ts); null before the decision. */
+  rule: string | null;
+  failedGuard: string | null;
   repo: string;
   commit: string;
   command: string[];

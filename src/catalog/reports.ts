@@ -1,3 +1,5 @@
+import type { TerminalStatus } from '../domain/experiment.js';
+import { countOutcomes, isCounted, outcomeRates, resultKind } from '../domain/outcome.js';
 import type { RunSummary } from '../domain/strategy.js';
 import type { ExperimentRecord } from './record.js';
 
@@ -5,10 +7,13 @@ import type { ExperimentRecord } from './record.js';
 
 type Listed = Omit<ExperimentRecord, 'events' | 'artifacts'>;
 
-/** Runs that count for a tag's results: decided by the tag, excluding refused and canceled ones. */
+/**
+ * Runs that count for a tag's results, in decision order: those the tag decided whose kind
+ * (outcome.ts) is keep, discard or crash. Refused, infrastructure and canceled runs are left out.
+ */
 export function resultRuns(records: Listed[]): Listed[] {
   return records
-    .filter((r) => r.sequence !== null && r.status !== 'validation_failed' && r.status !== 'canceled')
+    .filter((r) => r.sequence !== null && isCounted(resultKind(r.status as TerminalStatus, r.decision)))
     .sort((a, b) => a.sequence! - b.sequence!);
 }
 
@@ -16,17 +21,35 @@ export function toRunSummary(r: Listed): RunSummary {
   return { id: r.id, category: r.category, hypothesis: r.hypothesis, status: r.status, decision: r.decision, metric: r.metric, nearMiss: r.nearMiss, delta: r.delta };
 }
 
-/** autoresearch's results.tsv, byte for byte: commit, val_bpb, memory_gb, status, description. */
-export function resultsTsv(records: Listed[]): string {
-  const lines = ['commit\tval_bpb\tmemory_gb\tstatus\tdescription'];
-  for (const r of resultRuns(records)) {
-    const ok = r.status === 'completed' && r.metric !== null;
-    const memoryGb = ok && r.peakVramMb !== null ? r.peakVramMb / 1024 : 0;
-    const description = (r.description || r.hypothesis).replace(/[\t\r\n]+/g, ' ');
-    lines.push([r.commit.slice(0, 7), (ok ? r.metric! : 0).toFixed(6), memoryGb.toFixed(1), ok ? r.decision : 'crash', description].join('\t'));
-  }
-  return `${lines.join('\n')}\n`;
+export interface BestKept {
+  id: string;
+  metric: number;
+  commit: string;
+  acceleratorClass: string | null;
 }
+
+/**
+ * The best kept run: the minimum (or maximum, for a maximized metric) kept metric, never merely
+ * the latest keep. Of equal metrics the later keep wins (a kept simplification is the new head),
+ * as in the tag's own state. Overall and per accelerator class.
+ */
+export function bestKept(records: Listed[]): { overall: Listed | null; byClass: Record<string, Listed> } {
+  const kept = records
+    .filter((r) => r.status === 'completed' && r.decision === 'keep' && r.metric !== null)
+    .sort((a, b) => (a.sequence ?? Infinity) - (b.sequence ?? Infinity));
+  const atLeastAsGood = (a: Listed, b: Listed) => (a.metricDirection === 'maximize' ? a.metric! >= b.metric! : a.metric! <= b.metric!);
+  let overall: Listed | null = null;
+  const byClass: Record<string, Listed> = {};
+  for (const r of kept) {
+    if (!overall || atLeastAsGood(r, overall)) overall = r;
+    const group = r.acceleratorClass ?? 'unknown';
+    const current = byClass[group];
+    if (!current || atLeastAsGood(r, current)) byClass[group] = r;
+  }
+  return { overall, byClass };
+}
+
+const asBest = (r: Listed): BestKept => ({ id: r.id, metric: r.metric!, commit: r.commit, acceleratorClass: r.acceleratorClass });
 
 function median(values: number[]): number | null {
   if (values.length === 0) return null;
@@ -41,11 +64,14 @@ export interface TagSummary {
   kept: number;
   discarded: number;
   crashed: number;
-  canceled: number;
   refused: number;
+  infrastructure: number;
+  canceled: number;
+  /** Over runs (kept + discarded + crashed), as defined once in outcome.ts. */
   keepRate: number;
   crashRate: number;
-  best: { id: string; metric: number; commit: string } | null;
+  best: BestKept | null;
+  bestByClass: Record<string, BestKept>;
   categories: { category: string; runs: number; kept: number; keepRate: number }[];
   progression: { id: string; metric: number; commit: string; at: string | null }[];
   gpuHours: number;
@@ -55,30 +81,32 @@ export interface TagSummary {
 
 export function summarize(tag: string, records: Listed[]): TagSummary {
   const runs = resultRuns(records);
-  const kept = runs.filter((r) => r.decision === 'keep');
-  const crashed = runs.filter((r) => r.status !== 'completed');
+  const counts = countOutcomes(records.filter((r) => r.sequence !== null));
+  const rates = outcomeRates(counts);
   const byStatus: Record<string, number> = {};
   for (const r of records) byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
   const categories = [...new Set(runs.map((r) => r.category))].sort().map((category) => {
-    const inCategory = runs.filter((r) => r.category === category);
-    const k = inCategory.filter((r) => r.decision === 'keep').length;
-    return { category, runs: inCategory.length, kept: k, keepRate: k / inCategory.length };
+    const inCategory = countOutcomes(runs.filter((r) => r.category === category));
+    const rate = outcomeRates(inCategory);
+    return { category, runs: rate.runs, kept: inCategory.kept, keepRate: rate.keepRate };
   });
-  const last = kept.at(-1);
+  const best = bestKept(runs);
   const waits = records.filter((r) => r.queuedMs !== null).map((r) => r.queuedMs! / 1000);
   return {
     tag,
-    runs: runs.length,
-    kept: kept.length,
-    discarded: runs.filter((r) => r.decision === 'discard').length,
-    crashed: crashed.length,
-    canceled: byStatus.canceled ?? 0,
-    refused: byStatus.validation_failed ?? 0,
-    keepRate: runs.length ? kept.length / runs.length : 0,
-    crashRate: runs.length ? crashed.length / runs.length : 0,
-    best: last ? { id: last.id, metric: last.metric!, commit: last.commit } : null,
+    runs: rates.runs,
+    kept: counts.kept,
+    discarded: counts.discarded,
+    crashed: counts.crashed,
+    refused: counts.refused,
+    infrastructure: counts.infrastructure,
+    canceled: counts.canceled,
+    keepRate: rates.keepRate,
+    crashRate: rates.crashRate,
+    best: best.overall ? asBest(best.overall) : null,
+    bestByClass: Object.fromEntries(Object.entries(best.byClass).map(([group, r]) => [group, asBest(r)])),
     categories,
-    progression: kept.map((r) => ({ id: r.id, metric: r.metric!, commit: r.commit, at: r.endedAt })),
+    progression: runs.filter((r) => r.decision === 'keep' && r.status === 'completed').map((r) => ({ id: r.id, metric: r.metric!, commit: r.commit, at: r.endedAt })),
     gpuHours: records.reduce((sum, r) => sum + (r.trainingSeconds ?? 0), 0) / 3600,
     queueWaitSeconds: { median: median(waits), max: waits.length ? Math.max(...waits) : null },
     byStatus,

@@ -76,4 +76,7 @@ export const MIGRATIONS: string[] = [
      manual INTEGER NOT NULL DEFAULT 0,
      updated_at TEXT NOT NULL
    )`,
+  // The keep rule that decided (TagDecision.rule), and the guard that failed with guard_failed.
+  `ALTER TABLE experiments ADD COLUMN rule TEXT`,
+  `ALTER TABLE experiments ADD COLUMN failed_guard TEXT`,
 ];

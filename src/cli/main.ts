@@ -79,6 +79,8 @@ tag
   .option('--near-miss <threshold>', 'near-miss threshold (default 0.002)')
   .option('--max-crashes <n>', 'consecutive crashes before should_abort (default 3)')
   .option('--compare-across-classes', 'compare runs on different accelerator classes')
+  .option('--min-improvement <x>', 'noise floor: keep only when the improvement exceeds X (default 0)')
+  .option('--guard <expr>', 'block value that must hold for a keep, e.g. val_pass==true or sharpe>=1.5 (repeatable)', collect, [])
   .addOption(jsonOption())
   .action(tagCreateCommand);
 tag.command('show').argument('<tag>').addOption(jsonOption()).action(tagShowCommand);
@@ -96,8 +98,9 @@ program
   .argument('[ids...]')
   .option('--tag <tag>')
   .option('--out <file>', 'where report html writes the page')
+  .option('--columns <list>', 'report tsv columns: default,score,... (commit, metric, memory_gb, status, description or --- block keys)')
   .addOption(jsonOption())
-  .action((kind: string, ids: string[], o: { tag?: string; json?: boolean; out?: string }) => reportCommand(kind, ids, o));
+  .action((kind: string, ids: string[], o: { tag?: string; json?: boolean; out?: string; columns?: string }) => reportCommand(kind, ids, o));
 program.command('strategy').description("the tag's search mode; --set MODE --reason TEXT overrides it (auto: back to the rule)").requiredOption('--tag <tag>').option('--set <mode>').option('--reason <text>').addOption(jsonOption()).action(strategyCommand);
 program.command('suggest').description('what to try next: category statistics, under-explored and high-yield categories, near misses to combine, trend').requiredOption('--tag <tag>').addOption(jsonOption()).action(suggestCommand);
 

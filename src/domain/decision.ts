@@ -1,4 +1,5 @@
 import type { Decision, GitAction, TerminalStatus } from './experiment.js';
+import { countKind, isCrash, NO_OUTCOMES, outcomeRates, resultKind, type OutcomeCounts } from './outcome.js';
 
 /** Keep/discard rules for a tag (BRIEF §5). Pure: used by the tag workflow and tests. */
 
@@ -41,11 +42,12 @@ export interface BestRun {
   commit: string;
 }
 
-export interface TagCounts {
+/**
+ * A tag's runs by kind (outcome.ts's resultKind): kept, discarded and crashed count toward the keep
+ * and crash rates; refused, infrastructure and canceled runs are reported as what they are.
+ */
+export interface TagCounts extends OutcomeCounts {
   total: number;
-  kept: number;
-  discarded: number;
-  crashed: number;
   nearMisses: number;
 }
 
@@ -84,8 +86,13 @@ export interface TagDecision {
   nearMiss: boolean;
   consecutiveCrashes: number;
   shouldAbort: boolean;
-  /** Which rule decided, e.g. first_run, improved, tie_simplification, below_noise_floor, guard_failed, crash. */
+  /**
+   * Which rule decided: first_run, improved, not_improved, tie, tie_simplification,
+   * below_noise_floor, guard_failed, timed_out, no_metric; else the status itself.
+   */
   rule: string;
+  /** With rule guard_failed: the first guard that failed or was missing, e.g. `val_pass == true`. */
+  failedGuard?: string;
   /** What this run was compared with: the group and the previous best, if any. */
   comparedWith: { group: string; experimentId: string | null; metric: number | null };
 }
@@ -98,7 +105,7 @@ export function newTagState(tag: string, policy: Partial<TagPolicy> = {}): TagSt
     policy: { ...DEFAULT_TAG_POLICY, ...policy },
     best: {},
     consecutiveCrashes: 0,
-    counts: { total: 0, kept: 0, discarded: 0, crashed: 0, nearMisses: 0 },
+    counts: { total: 0, ...NO_OUTCOMES, nearMisses: 0 },
     recent: [],
   };
 }
@@ -107,43 +114,118 @@ export function comparabilityGroup(policy: TagPolicy, acceleratorClass: string):
   return policy.compareAcrossClasses ? 'all' : acceleratorClass;
 }
 
-function improves(policy: TagPolicy, candidate: number, best: number): boolean {
-  return policy.direction === 'minimize' ? candidate < best : candidate > best;
+export const GUARD_OPS = ['==', '!=', '>=', '<=', '>', '<'] as const satisfies readonly GuardRule['op'][];
+
+/** Booleans as a script prints them (Python's True/False, JSON's true/false, 1/0). */
+function asBoolean(value: number | string): boolean | null {
+  if (typeof value === 'number') return value === 1 ? true : value === 0 ? false : null;
+  const text = value.trim().toLowerCase();
+  return text === 'true' ? true : text === 'false' ? false : null;
 }
 
-/** Applies one finished run to the tag; returns the new state and the decision, without mutating input. */
+/** The guard as the operator wrote it, e.g. `val_pass == true`. */
+export function formatGuard(guard: GuardRule): string {
+  return `${guard.metric} ${guard.op} ${guard.value}`;
+}
+
+/** Why a guard's shape is invalid, or null; the tag workflow's update validator uses it. */
+export function guardProblem(guard: GuardRule): string | null {
+  if (typeof guard.metric !== 'string' || guard.metric === '') return 'a guard needs a metric name';
+  if (!(GUARD_OPS as readonly string[]).includes(guard.op)) return `guard ${guard.metric}: operator must be one of ${GUARD_OPS.join(' ')}`;
+  if (typeof guard.value === 'number' && !Number.isFinite(guard.value)) return `guard ${guard.metric}: the value must be a finite number`;
+  if (typeof guard.value !== 'number' && (typeof guard.value !== 'string' || guard.value === '')) return `guard ${guard.metric}: the value must be a number or text`;
+  if (typeof guard.value === 'string' && !['==', '!='].includes(guard.op)) return `guard ${guard.metric}: ${guard.op} needs a number`;
+  return null;
+}
+
+/** Whether a run's `---` block satisfies a guard; a missing value fails it. */
+export function guardHolds(guard: GuardRule, metrics: Record<string, number | string> | null | undefined): boolean {
+  const actual = metrics?.[guard.metric];
+  if (actual === undefined) return false;
+  let equal: boolean;
+  if (typeof guard.value === 'number') {
+    if (typeof actual !== 'number') return false;
+    switch (guard.op) {
+      case '>=': return actual >= guard.value;
+      case '<=': return actual <= guard.value;
+      case '>': return actual > guard.value;
+      case '<': return actual < guard.value;
+      default: equal = actual === guard.value;
+    }
+  } else {
+    const wanted = asBoolean(guard.value);
+    equal = wanted !== null ? asBoolean(actual) === wanted : String(actual) === guard.value;
+  }
+  return guard.op === '!=' ? !equal : equal;
+}
+
+/** How much better the candidate is than the best (positive: better), in the tag's direction. */
+function improvement(policy: TagPolicy, candidate: number, best: number): number {
+  return policy.direction === 'minimize' ? best - candidate : candidate - best;
+}
+
+type Judgement = { decision: Decision; rule: string; nearMiss: boolean; failedGuard?: string };
+
+/**
+ * The keep rules for a completed run, in order: guards (a failed or missing guard discards),
+ * first run, improvement beyond the noise floor, a tie or an improvement within the noise floor
+ * (kept only when the run is a simplification), else not improved. Near misses are discards
+ * within the near-miss threshold of the best.
+ */
+function judge(policy: TagPolicy, outcome: RunOutcome & { metric: number }, previous: BestRun | undefined): Judgement {
+  // Defaults for policies carried over (continue-as-new) from before guards and the noise floor existed.
+  const failed = (policy.guards ?? []).find((guard) => !guardHolds(guard, outcome.metrics));
+  if (failed) return { decision: 'discard', rule: 'guard_failed', nearMiss: false, failedGuard: formatGuard(failed) };
+  if (!previous) return { decision: 'keep', rule: 'first_run', nearMiss: false };
+  const gain = improvement(policy, outcome.metric, previous.metric);
+  const nearMiss = Math.abs(gain) <= policy.nearMissThreshold;
+  if (gain > 0 && gain > (policy.minImprovement ?? 0)) return { decision: 'keep', rule: 'improved', nearMiss: false };
+  if (gain >= 0) {
+    if (outcome.simplification) return { decision: 'keep', rule: 'tie_simplification', nearMiss: false };
+    return { decision: 'discard', rule: gain === 0 ? 'tie' : 'below_noise_floor', nearMiss };
+  }
+  return { decision: 'discard', rule: 'not_improved', nearMiss };
+}
+
+/**
+ * Applies one finished run to the tag; returns the new state and the decision, without mutating input.
+ * The crash rule (outcome.ts): only command_failed, oom and timed_out count toward consecutive
+ * crashes and should_abort; a success resets the counter; refusals, infrastructure failures and
+ * cancels neither count nor reset it. A timed-out run is discarded and reset (program.md: a run
+ * that overruns its kill limit is "discard and revert"); other crashes have no decision.
+ */
 export function applyOutcome(state: TagState, outcome: RunOutcome): { state: TagState; decision: TagDecision } {
   const { policy } = state;
   const group = comparabilityGroup(policy, outcome.acceleratorClass);
   const previous = state.best[group];
-  const counts = { ...state.counts, total: state.counts.total + 1 };
   const best = { ...state.best };
-  let consecutiveCrashes: number;
-  let decision: Decision | null = null;
-  let nearMiss = false;
+  let consecutiveCrashes = state.consecutiveCrashes;
+  let judgement: Judgement | null = null;
   let delta: number | null = null;
+  let rule: string = outcome.status;
 
-  if (outcome.status === 'completed' && outcome.metric !== null) {
+  if (outcome.status === 'completed') {
     consecutiveCrashes = 0;
-    delta = previous ? outcome.metric - previous.metric : null;
-    if (!previous || improves(policy, outcome.metric, previous.metric)) {
-      decision = 'keep';
-      counts.kept++;
-      best[group] = { experimentId: outcome.experimentId, metric: outcome.metric, commit: outcome.commit };
+    if (outcome.metric === null) {
+      judgement = { decision: 'discard', rule: 'no_metric', nearMiss: false };
     } else {
-      decision = 'discard';
-      counts.discarded++;
-      nearMiss = Math.abs(outcome.metric - previous.metric) <= policy.nearMissThreshold;
-      if (nearMiss) counts.nearMisses++;
+      delta = previous ? outcome.metric - previous.metric : null;
+      judgement = judge(policy, { ...outcome, metric: outcome.metric }, previous);
+      if (judgement.decision === 'keep') best[group] = { experimentId: outcome.experimentId, metric: outcome.metric, commit: outcome.commit };
     }
-  } else if (outcome.status === 'canceled') {
-    // An operator's cancel says nothing about the idea: it neither counts as a crash nor resets the counter.
-    consecutiveCrashes = state.consecutiveCrashes;
-  } else {
-    consecutiveCrashes = state.consecutiveCrashes + 1;
-    counts.crashed++;
+    rule = judgement.rule;
+  } else if (isCrash(outcome.status)) {
+    consecutiveCrashes++;
+    if (outcome.status === 'timed_out') judgement = { decision: 'discard', rule: 'timed_out', nearMiss: false };
   }
 
+  const decision = judgement?.decision ?? null;
+  const previousCounts = { ...NO_OUTCOMES, ...state.counts }; // states carried from before these fields existed
+  const counts: TagCounts = {
+    ...countKind(previousCounts, resultKind(outcome.status, decision)),
+    total: previousCounts.total + 1,
+    nearMisses: previousCounts.nearMisses + (judgement?.nearMiss ? 1 : 0),
+  };
   const tagDecision: TagDecision = {
     experimentId: outcome.experimentId,
     sequence: counts.total,
@@ -153,14 +235,21 @@ export function applyOutcome(state: TagState, outcome: RunOutcome): { state: Tag
     metric: outcome.metric,
     best: best[group]?.metric ?? null,
     delta,
-    nearMiss,
+    nearMiss: judgement?.nearMiss ?? false,
     consecutiveCrashes,
     shouldAbort: consecutiveCrashes >= policy.maxConsecutiveCrashes,
-    rule: decision === 'keep' ? (previous ? 'improved' : 'first_run') : decision === 'discard' ? 'not_improved' : outcome.status,
+    rule,
+    ...(judgement?.failedGuard ? { failedGuard: judgement.failedGuard } : {}),
     comparedWith: { group, experimentId: previous?.experimentId ?? null, metric: previous?.metric ?? null },
   };
   return {
     state: { ...state, best, counts, consecutiveCrashes, recent: [...state.recent, tagDecision].slice(-RECENT_LIMIT) },
     decision: tagDecision,
   };
+}
+
+/** The tag's counts and rates as `tag show` prints them (rates from outcome.ts, like every report). */
+export function tagCountsSummary(counts: TagCounts): TagCounts & { runs: number; keepRate: number; crashRate: number } {
+  const full = { ...NO_OUTCOMES, ...counts };
+  return { ...full, ...outcomeRates(full) };
 }

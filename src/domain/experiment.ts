@@ -108,25 +108,3 @@ export interface TrainingOutcome {
   /** Heartbeats the worker sent while supervising the run. */
   heartbeats: { count: number; firstAt: string | null; lastAt: string | null; intervalSeconds: number };
 }
-
-export interface RunClassification {
-  status: TerminalStatus;
-  reason: string;
-  metric: number | null;
-}
-
-/** Names the terminal state of a finished training process. OOM wins over a plain non-zero exit. */
-export function classifyTraining(outcome: TrainingOutcome, metricName: string, oomInLog: boolean): RunClassification {
-  const how = outcome.signal ? `signal ${outcome.signal}` : `exit code ${outcome.exitCode}`;
-  if (outcome.canceled) return { status: 'canceled', reason: `canceled by an operator; the process group was killed (${how})`, metric: null };
-  if (outcome.timedOut) return { status: 'timed_out', reason: `exceeded its time budget plus grace; the process group was killed (${how})`, metric: null };
-  if (oomInLog) return { status: 'oom', reason: `ran out of GPU memory (${how}); not retried, a retry would repeat it`, metric: null };
-  if (outcome.signal === 'SIGKILL') return { status: 'oom', reason: 'killed by SIGKILL that expctl did not send, most likely the OOM killer; not retried', metric: null };
-  if (outcome.exitCode !== 0) return { status: 'command_failed', reason: `training exited with ${how}`, metric: null };
-  const value = outcome.metrics?.[metricName];
-  if (typeof value !== 'number') {
-    const why = outcome.metrics ? `its --- block has no numeric "${metricName}"` : 'it printed no --- metric block';
-    return { status: 'command_failed', reason: `training exited 0 but ${why}`, metric: null };
-  }
-  return { status: 'completed', reason: `training finished; ${metricName} = ${value}`, metric: value };
-}

@@ -30,20 +30,54 @@ export function parseSummaryBlock(log: string): Metrics | undefined {
 export interface Progress {
   step?: number;
   totalSteps?: number;
+  /** Share of the training budget done, as the script prints it (`(37.5%)`). */
+  percent?: number;
   loss?: number;
+  /** Learning-rate multiplier (`lrm`). */
+  lrm?: number;
+  /** Time of the last step in milliseconds (`dt: 312ms`). */
+  dtMs?: number;
+  tokPerSec?: number;
+  mfuPercent?: number;
+  epoch?: number;
+  /** Training time left by the script's own count (`remaining: 187s`). */
+  remainingSeconds?: number;
   line: string;
 }
 
-/** Reads step/total and loss out of a progress line such as `step 00012/00100 | loss 2.3456 | ...`. */
+const NUMBER = String.raw`-?\d+(?:\.\d+)?(?:e[-+]?\d+)?`;
+
+/** `name: value` fields of a progress line; `tok/sec` may carry thousands separators. */
+const FIELDS: { key: Exclude<keyof Progress, 'line' | 'step' | 'totalSteps' | 'percent'>; pattern: RegExp }[] = [
+  { key: 'loss', pattern: new RegExp(String.raw`\bloss[\s:=]*(${NUMBER})`, 'i') },
+  { key: 'lrm', pattern: new RegExp(String.raw`\blrm[\s:=]*(${NUMBER})`, 'i') },
+  { key: 'dtMs', pattern: new RegExp(String.raw`\bdt[\s:=]*(${NUMBER})\s*ms\b`, 'i') },
+  { key: 'tokPerSec', pattern: /\btok\/sec[\s:=]*(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)/i },
+  { key: 'mfuPercent', pattern: new RegExp(String.raw`\bmfu[\s:=]*(${NUMBER})\s*%`, 'i') },
+  { key: 'epoch', pattern: /\bepoch\s*[:=]\s*(\d+)/i },
+  { key: 'remainingSeconds', pattern: new RegExp(String.raw`\bremaining[\s:=]*(${NUMBER})\s*s\b`, 'i') },
+];
+
+/**
+ * Reads a progress line: autoresearch's
+ * `step 00412 (37.5%) | loss: 3.214077 | lrm: 1.00 | dt: 312ms | tok/sec: 420,117 | mfu: 38.2% | epoch: 1 | remaining: 187s`
+ * and the `step 12/100 | loss 2.3` form. Fields the line lacks are left out.
+ */
 export function parseProgressLine(line: string): Progress {
   const progress: Progress = { line: line.trim().slice(0, 200) };
-  const step = /\bstep[\s:=]*(\d+)(?:\s*\/\s*(\d+))?/i.exec(line);
+  const step = /\bstep[\s:=]*(\d+)(?:\s*\/\s*(\d+))?(?:\s*\(\s*(\d+(?:\.\d+)?)\s*%\s*\))?/i.exec(line);
   if (step) {
     progress.step = Number(step[1]);
     if (step[2]) progress.totalSteps = Number(step[2]);
+    if (step[3]) progress.percent = Number(step[3]);
   }
-  const loss = /\bloss[\s:=]*(-?\d+(?:\.\d+)?(?:e-?\d+)?)/i.exec(line);
-  if (loss) progress.loss = Number(loss[1]);
+  for (const { key, pattern } of FIELDS) {
+    const match = pattern.exec(line);
+    if (match) progress[key] = Number(match[1]!.replace(/,/g, ''));
+  }
+  if (progress.percent === undefined && progress.step !== undefined && progress.totalSteps) {
+    progress.percent = Math.min(100, (100 * progress.step) / progress.totalSteps);
+  }
   return progress;
 }
 
@@ -57,10 +91,4 @@ export function latestProgress(lines: string[]): Progress | undefined {
   }
   const last = lines.map((l) => l.trim()).filter((l) => l !== '').at(-1);
   return last === undefined ? undefined : { line: last.slice(0, 200) };
-}
-
-const OOM_PATTERNS = [/CUDA out of memory/i, /OutOfMemoryError/, /CUBLAS_STATUS_ALLOC_FAILED/, /out of memory/i];
-
-export function looksLikeOom(logTail: string): boolean {
-  return OOM_PATTERNS.some((pattern) => pattern.test(logTail));
 }

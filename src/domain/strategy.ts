@@ -1,3 +1,5 @@
+import { countOutcomes, isCrash, outcomeRates } from './outcome.js';
+
 /**
  * Search guidance for a tag: which mode to work in and what to try next. Pure and deterministic:
  * the same history always gives the same advice.
@@ -21,8 +23,9 @@ export interface RunSummary {
 export const PLATEAU_RUNS = 8;
 const RECENT = 5;
 
+/** The crash rule of outcome.ts: only the experiment's own failures (command_failed, oom, timed_out). */
 export function crashed(run: RunSummary): boolean {
-  return run.status !== 'completed' && run.status !== 'canceled';
+  return isCrash(run.status);
 }
 
 /** Runs since the last keep, and how many of them were near misses. */
@@ -40,9 +43,9 @@ export function chooseMode(runs: RunSummary[]): { mode: Mode; reason: string } {
   const flat = plateau(runs);
   if (flat.length >= PLATEAU_RUNS && flat.nearMisses >= 2) return { mode: 'combine', reason: `no keep in ${flat.length} runs, but ${flat.nearMisses} near misses: combine them` };
   if (flat.length >= PLATEAU_RUNS) return { mode: 'ablation', reason: `no keep in ${flat.length} runs and no near misses: remove parts to learn what matters` };
-  const decided = runs.filter((r) => r.decision !== null);
-  const kept = decided.filter((r) => r.decision === 'keep').length;
-  if (decided.length >= 5 && kept / decided.length >= 0.3) return { mode: 'exploit', reason: `${kept} of ${decided.length} decided runs kept: refine what works` };
+  const counts = countOutcomes(runs);
+  const { runs: counted, keepRate } = outcomeRates(counts);
+  if (counted >= 5 && keepRate >= 0.3) return { mode: 'exploit', reason: `${counts.kept} of ${counted} runs kept: refine what works` };
   return { mode: 'explore', reason: runs.length < 5 ? `only ${runs.length} runs so far: try different kinds of ideas` : 'few keeps and no plateau yet: keep exploring' };
 }
 
@@ -67,9 +70,9 @@ export interface Suggestion {
 /** Everything an agent needs to pick its next experiment, structured. */
 export function suggest(runs: RunSummary[], allCategories: readonly string[], direction: 'minimize' | 'maximize', modeOverride?: { mode: Mode; reason: string }): Suggestion {
   const categories: CategoryStats[] = allCategories.map((category) => {
-    const inCategory = runs.filter((r) => r.category === category);
-    const kept = inCategory.filter((r) => r.decision === 'keep').length;
-    return { category, runs: inCategory.length, kept, keepRate: inCategory.length ? kept / inCategory.length : 0, crashes: inCategory.filter(crashed).length };
+    const counts = countOutcomes(runs.filter((r) => r.category === category));
+    const rates = outcomeRates(counts);
+    return { category, runs: rates.runs, kept: counts.kept, keepRate: rates.keepRate, crashes: counts.crashed };
   });
   const nearMisses = runs.filter((r) => r.nearMiss);
   const combine = [];

@@ -5,9 +5,9 @@ import {
 } from '@temporalio/workflow';
 import type { RecordUpdate } from '../catalog/record.js';
 import { DEFAULT_METRIC, type TagDecision } from '../domain/decision.js';
-import { classifyTraining, type ExperimentResult, type ExperimentStatus, type TerminalStatus, type TrainingOutcome } from '../domain/experiment.js';
+import { type ExperimentResult, type ExperimentStatus, type TerminalStatus, type TrainingOutcome } from '../domain/experiment.js';
 import { killLimitSeconds } from '../domain/limits.js';
-import { looksLikeOom } from '../domain/metrics.js';
+import { classifyTraining } from '../domain/classify.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
 import type { createControlActivities } from '../activities/control.js';
@@ -266,7 +266,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     acceleratorClass = used.slot.acceleratorClass;
     snapshot.training = outcome;
     pending.training = outcome;
-    const verdict = classifyTraining(outcome, snapshot.metricPolicy.name, looksLikeOom(outcome.logTail));
+    const verdict = classifyTraining(outcome, snapshot.metricPolicy.name);
     snapshot.metric = verdict.metric;
     ended = new RunEnded(verdict.status, verdict.reason);
   } catch (error) {

@@ -1,7 +1,8 @@
 import fs from 'node:fs/promises';
 import { execa } from 'execa';
 import { tagReportHtml } from '../../catalog/html.js';
-import { diffRecords, resultRuns, resultsTsv, summarize, toRunSummary } from '../../catalog/reports.js';
+import { bestKept, diffRecords, resultRuns, summarize, toRunSummary } from '../../catalog/reports.js';
+import { parseColumns, resultsTsv } from '../../catalog/tsv.js';
 import { CATEGORIES } from '../../domain/request.js';
 import { MODES, suggest, type Mode } from '../../domain/strategy.js';
 import { catalogPath } from '../../shared/settings.js';
@@ -22,11 +23,13 @@ export function historyCommand(options: { tag?: string; status?: string; categor
   console.log(formatTable(['experiment', 'status', 'decision', 'metric', 'delta', 'category', 'commit', 'hypothesis'], rows.map((r) => [r.id, r.status, r.decision, fmt(r.metric), fmt(r.delta), r.category, r.commit.slice(0, 7), r.hypothesis])));
 }
 
+/** The best kept run (min or max kept metric, not the latest keep); JSON adds the best per class. */
 export function bestCommand(options: { tag: string; json?: boolean }): void {
-  const kept = requireCatalog().list({ tag: options.tag, order: 'oldest' }).filter((r) => r.decision === 'keep');
-  const best = need(kept.at(-1), `kept run for tag ${options.tag}`);
-  if (wantsJson(options)) return printJson(best);
+  const { overall, byClass } = bestKept(requireCatalog().list({ tag: options.tag, order: 'oldest' }));
+  const best = need(overall ?? undefined, `kept run for tag ${options.tag}`);
+  if (wantsJson(options)) return printJson({ ...best, byClass });
   console.log(`${best.id}: ${best.metricName} ${fmt(best.metric)} at commit ${best.commit} (${best.hypothesis})`);
+  for (const [group, r] of Object.entries(byClass)) console.log(`  ${group}: ${fmt(r.metric)} (${r.id}, ${r.commit.slice(0, 7)})`);
 }
 
 export function nearMissesCommand(options: { tag: string; json?: boolean }): void {
@@ -35,21 +38,29 @@ export function nearMissesCommand(options: { tag: string; json?: boolean }): voi
   console.log(formatTable(['experiment', 'metric', 'delta', 'category', 'hypothesis'], rows.map((r) => [r.id, fmt(r.metric), fmt(r.delta), r.category, r.hypothesis])));
 }
 
-export async function reportCommand(kind: string, args: string[], options: { tag?: string; json?: boolean; out?: string }): Promise<void> {
+export async function reportCommand(kind: string, args: string[], options: { tag?: string; json?: boolean; out?: string; columns?: string }): Promise<void> {
   const catalog = requireCatalog();
   const tag = (): string => {
     if (!options.tag) throw new CliError(`report ${kind} needs --tag T`);
     return options.tag;
   };
   switch (kind) {
-    case 'tsv':
-      process.stdout.write(resultsTsv(catalog.list({ tag: tag() })));
+    case 'tsv': {
+      let columns: string[];
+      try {
+        columns = parseColumns(options.columns);
+      } catch (error) {
+        throw new CliError((error as Error).message);
+      }
+      process.stdout.write(resultsTsv(catalog.list({ tag: tag() }), columns));
       return;
+    }
     case 'summary': {
       const summary = summarize(tag(), catalog.list({ tag: tag() }));
       if (wantsJson(options)) return printJson(summary);
-      console.log(`tag ${summary.tag}: ${summary.runs} runs, ${summary.kept} kept (${(summary.keepRate * 100).toFixed(0)}%), ${summary.discarded} discarded, ${summary.crashed} crashed (${(summary.crashRate * 100).toFixed(0)}%), ${summary.refused} refused, ${summary.canceled} canceled`);
+      console.log(`tag ${summary.tag}: ${summary.runs} runs, ${summary.kept} kept (${(summary.keepRate * 100).toFixed(0)}%), ${summary.discarded} discarded, ${summary.crashed} crashed (${(summary.crashRate * 100).toFixed(0)}%); not counted: ${summary.refused} refused, ${summary.infrastructure} infrastructure failures, ${summary.canceled} canceled`);
       console.log(`best: ${summary.best ? `${fmt(summary.best.metric)} (${summary.best.id})` : '-'}; GPU-hours ${summary.gpuHours.toFixed(3)}; queue wait median ${summary.queueWaitSeconds.median?.toFixed(1) ?? '-'} s, max ${summary.queueWaitSeconds.max?.toFixed(1) ?? '-'} s`);
+      for (const [group, b] of Object.entries(summary.bestByClass)) console.log(`best on ${group}: ${fmt(b.metric)} (${b.id})`);
       console.log('\nprogression of kept runs:');
       console.log(formatTable(['experiment', 'metric', 'commit'], summary.progression.map((p) => [p.id, fmt(p.metric), p.commit.slice(0, 7)])));
       console.log('\ncategories:');
@@ -59,7 +70,8 @@ export async function reportCommand(kind: string, args: string[], options: { tag
     case 'tags': {
       const tags = catalog.tags();
       if (wantsJson(options)) return printJson(tags);
-      console.log(formatTable(['tag', 'runs', 'kept', 'crashed', 'best', 'last'], tags.map((t) => [t.tag, t.total, t.kept, t.crashed, fmt(t.best), t.lastAt])));
+      const pct = (rate: number) => `${(rate * 100).toFixed(0)}%`;
+      console.log(formatTable(['tag', 'runs', 'kept', 'discarded', 'crashed', 'keep rate', 'crash rate', 'refused', 'infra', 'canceled', 'best', 'last'], tags.map((t) => [t.tag, t.runs, t.kept, t.discarded, t.crashed, pct(t.keepRate), pct(t.crashRate), t.refused, t.infrastructure, t.canceled, fmt(t.best), t.lastAt])));
       return;
     }
     case 'diff': {

@@ -1,5 +1,7 @@
 import { WithStartWorkflowOperation, WorkflowNotFoundError } from '@temporalio/client';
-import { newTagState, type TagPolicy } from '../../domain/decision.js';
+import { formatGuard, newTagState, tagCountsSummary, type TagCounts, type TagPolicy } from '../../domain/decision.js';
+import { parseDecimal, parseGuard } from '../../domain/guard.js';
+import { METRIC_NAME_PATTERN, METRIC_NAME_TEXT, TAG_PATTERN, TAG_PATTERN_TEXT } from '../../domain/request.js';
 import { CONTROL_TASK_QUEUE } from '../../shared/constants.js';
 import { connectClient } from '../../temporal/connection.js';
 import { configureTagUpdate, tagStateQuery } from '../../workflows/definitions.js';
@@ -12,18 +14,50 @@ export interface TagCreateOptions {
   nearMiss?: string;
   maxCrashes?: string;
   compareAcrossClasses?: boolean;
+  minImprovement?: string;
+  guard?: string[];
   json?: boolean;
+}
+
+/** The policy `tag create` asks for, parsed strictly: a malformed value is refused, never stored as null. */
+export function policyFromOptions(options: TagCreateOptions): Partial<TagPolicy> {
+  const policy: Partial<TagPolicy> = {};
+  const number = (text: string, flag: string, check: (n: number) => boolean, expected: string) => {
+    const value = parseDecimal(text, flag);
+    if (!check(value)) throw new Error(`${flag} must be ${expected}, got ${text}`);
+    return value;
+  };
+  if (options.metric !== undefined) {
+    if (!METRIC_NAME_PATTERN.test(options.metric)) throw new Error(`--metric "${options.metric}" is not ${METRIC_NAME_TEXT}`);
+    policy.metricName = options.metric;
+  }
+  if (options.maximize !== undefined) policy.direction = options.maximize ? 'maximize' : 'minimize';
+  if (options.nearMiss !== undefined) policy.nearMissThreshold = number(options.nearMiss, '--near-miss', (n) => n >= 0, 'a number >= 0');
+  if (options.maxCrashes !== undefined) policy.maxConsecutiveCrashes = number(options.maxCrashes, '--max-crashes', (n) => Number.isInteger(n) && n >= 1, 'a whole number >= 1');
+  if (options.minImprovement !== undefined) policy.minImprovement = number(options.minImprovement, '--min-improvement', (n) => n >= 0, 'a number >= 0');
+  if (options.compareAcrossClasses !== undefined) policy.compareAcrossClasses = options.compareAcrossClasses;
+  if (options.guard?.length) policy.guards = options.guard.map(parseGuard);
+  return policy;
+}
+
+/** The counts line of `tag show`: every kind as what it is, rates as outcome.ts defines them. */
+export function tagCountsLine(tag: string, counts: TagCounts, consecutiveCrashes: number): string {
+  const c = tagCountsSummary(counts);
+  const pct = (rate: number) => `${(rate * 100).toFixed(0)}%`;
+  return `tag ${tag}: ${c.runs} runs, ${c.kept} kept (${pct(c.keepRate)}), ${c.discarded} discarded, ${c.crashed} crashed (${pct(c.crashRate)}), `
+    + `${c.nearMisses} near misses; not counted: ${c.refused} refused, ${c.infrastructure} infrastructure failures, ${c.canceled} canceled; `
+    + `${consecutiveCrashes} consecutive crashes`;
 }
 
 /** `tag create`: sets a tag's policy (metric, direction, thresholds); creates the tag if new. */
 export async function tagCreateCommand(tag: string, options: TagCreateOptions): Promise<void> {
-  const policy: Partial<TagPolicy> = {};
-  if (options.metric) policy.metricName = options.metric;
-  if (options.maximize !== undefined) policy.direction = options.maximize ? 'maximize' : 'minimize';
-  if (options.nearMiss !== undefined) policy.nearMissThreshold = Number(options.nearMiss);
-  if (options.maxCrashes !== undefined) policy.maxConsecutiveCrashes = Number(options.maxCrashes);
-  if (options.compareAcrossClasses !== undefined) policy.compareAcrossClasses = options.compareAcrossClasses;
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(tag)) throw new CliError(`tag "${tag}" must be letters, digits, "_", "." or "-" (at most 64)`);
+  if (!TAG_PATTERN.test(tag)) throw new CliError(`tag "${tag}" must be ${TAG_PATTERN_TEXT}`);
+  let policy: Partial<TagPolicy>;
+  try {
+    policy = policyFromOptions(options);
+  } catch (error) {
+    throw new CliError((error as Error).message);
+  }
   const client = await connectClient();
   const state = await client.workflow.executeUpdateWithStart(configureTagUpdate, {
     args: [policy],
@@ -35,7 +69,7 @@ export async function tagCreateCommand(tag: string, options: TagCreateOptions): 
     }),
   });
   if (wantsJson(options)) return printJson(state);
-  console.log(`tag ${tag}: ${state.policy.metricName} (${state.policy.direction}), near miss within ${state.policy.nearMissThreshold}, abort after ${state.policy.maxConsecutiveCrashes} crashes, compare ${state.policy.compareAcrossClasses ? 'across classes' : 'within an accelerator class'}`);
+  console.log(`tag ${tag}: ${state.policy.metricName} (${state.policy.direction}), near miss within ${state.policy.nearMissThreshold}, abort after ${state.policy.maxConsecutiveCrashes} crashes, compare ${state.policy.compareAcrossClasses ? 'across classes' : 'within an accelerator class'}, keep only above ${state.policy.minImprovement ?? 0}${state.policy.guards?.length ? `, guards ${state.policy.guards.map(formatGuard).join(', ')}` : ''}`);
 }
 
 export async function tagShowCommand(tag: string, options: { json?: boolean }): Promise<void> {
@@ -47,8 +81,7 @@ export async function tagShowCommand(tag: string, options: { json?: boolean }): 
     if (error instanceof WorkflowNotFoundError) throw new CliError(`no tag ${tag} (it is created by its first experiment or \`expctl tag create\`)`);
     throw error;
   }
-  if (wantsJson(options)) return printJson(state);
-  const { counts } = state;
-  console.log(`tag ${tag}: ${counts.total} runs, ${counts.kept} kept, ${counts.discarded} discarded, ${counts.crashed} crashed, ${counts.nearMisses} near misses; ${state.consecutiveCrashes} consecutive crashes`);
+  if (wantsJson(options)) return printJson({ ...state, counts: tagCountsSummary(state.counts) });
+  console.log(tagCountsLine(tag, state.counts, state.consecutiveCrashes));
   console.log(formatTable(['group', 'best', 'experiment', 'commit'], Object.entries(state.best).map(([group, best]) => [group, best.metric, best.experimentId, best.commit.slice(0, 7)])));
 }
