@@ -1,7 +1,9 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { CATEGORIES } from '../domain/request.js';
+import { DEFAULT_MAX_REPLACEMENTS, DEFAULT_SETUP_TIMEOUT_SECONDS, DEFAULT_TIME_BUDGET_SECONDS, KILL_LIMIT_FACTOR } from '../domain/limits.js';
+import type { RawRunOptions } from './parse.js';
 import { devCommand } from './commands/dev.js';
-import { cancelCommand, logsCommand, runCommand, showCommand, waitCommand, type RunOptions } from './commands/experiments.js';
+import { cancelCommand, logsCommand, refuseRun, runCommand, showCommand, waitCommand } from './commands/experiments.js';
 import { healthCommand, scheduleEnsureCommand } from './commands/health.js';
 import { installTemporalCommand } from './commands/install-temporal.js';
 import { drainCommand, poolCommand } from './commands/pool.js';
@@ -10,60 +12,67 @@ import { tagCreateCommand, tagShowCommand } from './commands/tag.js';
 import { repeatCommand, tagStopCommand } from './commands/actions.js';
 import { bestCommand, historyCommand, nearMissesCommand, reportCommand, strategyCommand, suggestCommand } from './commands/records.js';
 import { orchestratorCommand, workerCommand } from './commands/worker.js';
-import { CliError } from './output.js';
+import { CliError, drained, safeText, wantsJson } from './output.js';
+import { checkMetricName, FlagError, numberOption, occurrences, singleOption } from './parse.js';
 
-function positiveInt(raw: string): number {
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError('expected a positive integer');
-  return value;
-}
-function indexList(raw: string): number[] {
-  const values = raw.split(',').map((part) => Number(part.trim()));
-  if (values.some((v) => !Number.isInteger(v) || v < 0)) throw new InvalidArgumentError('expected GPU indexes such as 0,2');
-  return values;
+const positiveInt = (flag: string) => numberOption(flag, { integer: true, min: 1 });
+function indexList(raw: string, previous: unknown): number[] {
+  if (previous !== undefined) throw new InvalidArgumentError('--gpus was given more than once; list every GPU in one value, e.g. 0,2');
+  const parts = raw.split(',');
+  if (parts.some((part) => !/^\d+$/.test(part))) throw new InvalidArgumentError('expected GPU indexes such as 0,2');
+  return parts.map(Number);
 }
 const collect = (value: string, previous: string[]) => [...previous, value];
+/** A text flag that takes one value. */
+const one = singleOption;
 const jsonOption = () => new Option('--json', 'print JSON (the default when stdout is not a terminal)');
 
 // `expctl logs ID | head` closes the pipe early: that is the reader's choice, not an error.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-  if (error.code === 'EPIPE') process.exit(0);
+  if (error.code === 'EPIPE') process.exit();
   throw error;
 });
+process.stderr.on('error', () => undefined);
 
 const program = new Command()
   .name('expctl')
   .description('Durable experiment orchestration for ML research on GPU fleets, on Temporal')
   .showHelpAfterError();
 
+// Every valued flag of `run` is collected as given; parseRunFlags (parse.ts) refuses repeats of
+// single-valued flags and malformed values, all at once and before anything is submitted.
 program
   .command('run')
   .description('run one experiment and print its decision (keep/discard) and the git action to take')
   .usage('--tag T --hypothesis TEXT --category C [options] -- COMMAND...')
-  .option('--tag <tag>', 'campaign tag; the decision compares with its best run')
-  .option('--hypothesis <text>', 'what this experiment tests')
-  .option('--category <category>', `kind of change: ${CATEGORIES.join(', ')}`)
-  .option('--description <text>', 'longer description')
-  .option('--repo <path|url>', 'git repository (default: the one containing the current directory)')
-  .option('--commit <sha>', 'commit to run (default: HEAD, which must have no uncommitted changes)')
-  .option('--config <file>', 'JSON config file in the repository, parsed and recorded')
-  .option('--dataset <ref>', 'dataset that must be present on the worker (repeatable)', collect, [])
-  .option('--checkpoint <path>', 'checkpoint to resume from')
-  .option('--gpu-class <class>', 'accelerator class: h100, a100, l4, cpu, any, ...')
-  .option('--gpu-mem <mb>', 'GPU memory needed, in MB')
-  .option('--runtime-tag <tag>', 'runtime tag the worker must have (repeatable)', collect, [])
-  .option('--time-budget <seconds>', 'training time the script enforces itself, passed as EXPCTL_TIME_BUDGET (default 300)')
-  .option('--timeout <seconds>', 'kill limit counted from the training process start (default 2 x the budget)')
-  .option('--metric <name>', 'metric that decides (default val_bpb)')
+  .option('--tag <tag>', 'campaign tag; the decision compares with its best run', occurrences)
+  .option('--hypothesis <text>', 'what this experiment tests', occurrences)
+  .option('--category <category>', `kind of change: ${CATEGORIES.join(', ')}`, occurrences)
+  .option('--description <text>', 'longer description', occurrences)
+  .option('--repo <path|url>', 'git repository (default: the one containing the current directory)', occurrences)
+  .option('--commit <sha>', 'commit to run (default: HEAD, which must have no uncommitted changes)', occurrences)
+  .option('--config <file>', 'JSON config file in the repository, parsed and recorded', occurrences)
+  .option('--dataset <ref>', 'dataset under the worker\'s datasets root (repeatable)', occurrences)
+  .option('--checkpoint <path>', 'checkpoint to resume from (in the repository or under the checkpoints root)', occurrences)
+  .option('--gpu-class <class>', 'accelerator class: h100, a100, l4, cpu, any, ...', occurrences)
+  .option('--gpu-mem <mb>', 'GPU memory needed, in MB (integer)', occurrences)
+  .option('--runtime-tag <tag>', 'runtime tag the worker must have (repeatable)', occurrences)
+  .option('--time-budget <seconds>', `training time the script enforces itself, passed as EXPCTL_TIME_BUDGET (default ${DEFAULT_TIME_BUDGET_SECONDS})`, occurrences)
+  .option('--timeout <seconds>', `kill limit counted from the training process start (default ${KILL_LIMIT_FACTOR} x the budget)`, occurrences)
+  .option('--setup <command>', 'environment setup run in the worktree before training, e.g. "uv sync --frozen" (split into words, no shell)', occurrences)
+  .option('--setup-timeout <seconds>', `limit of the setup phase (default ${DEFAULT_SETUP_TIMEOUT_SECONDS})`, occurrences)
+  .option('--metric <name>', "metric that decides (default: the tag's, val_bpb for a new tag)", occurrences)
   .option('--maximize', 'higher metric is better (default: lower is better)')
-  .option('--idempotency-key <key>', 'resubmitting with the same key returns the same experiment')
-  .option('--priority <n>', 'queue priority (higher first; default 0)')
-  .option('--max-replacements <n>', 'times a run whose worker was lost is placed again (default 0)')
-  .option('--env <KEY=VALUE>', 'environment variable for the training command (repeatable)', collect, [])
+  .option('--simplification', 'the change removes something: an equal result is kept')
+  .option('--idempotency-key <key>', 'resubmitting the same request with the same key returns the same experiment', occurrences)
+  .option('--priority <n>', 'queue priority, an integer from -1000 to 1000 (higher first; default 0)', occurrences)
+  .option('--max-replacements <n>', `times a run whose worker was lost is placed again (default ${DEFAULT_MAX_REPLACEMENTS})`, occurrences)
+  .option('--env <KEY=VALUE>', 'environment variable for the training command (repeatable)', occurrences)
+  .addOption(new Option('--grace <seconds>').hideHelp().argParser(occurrences))
   .option('--detach', 'print the experiment ID at once and return')
   .addOption(jsonOption())
   .argument('[command...]', 'training command, after --  (default: uv run train.py)')
-  .action((command: string[], options: RunOptions) => runCommand(command, options));
+  .action((command: string[], options: RawRunOptions) => runCommand(command, options));
 
 program.command('wait').description('wait for an experiment and print its result').argument('<id>').addOption(jsonOption()).action(waitCommand);
 program.command('show').description("an experiment's live state and record").argument('<id>').addOption(jsonOption()).action(showCommand);
@@ -74,12 +83,12 @@ const tag = program.command('tag').description("a tag's policy and state");
 tag
   .command('create')
   .argument('<tag>')
-  .option('--metric <name>', 'metric that decides')
+  .option('--metric <name>', 'metric that decides', one('--metric'))
   .option('--maximize', 'higher is better')
-  .option('--near-miss <threshold>', 'near-miss threshold (default 0.002)')
-  .option('--max-crashes <n>', 'consecutive crashes before should_abort (default 3)')
+  .option('--near-miss <threshold>', 'near-miss threshold (default 0.002)', one('--near-miss'))
+  .option('--max-crashes <n>', 'consecutive crashes before should_abort (default 3)', one('--max-crashes'))
   .option('--compare-across-classes', 'compare runs on different accelerator classes')
-  .option('--min-improvement <x>', 'noise floor: keep only when the improvement exceeds X (default 0)')
+  .option('--min-improvement <x>', 'noise floor: keep only when the improvement exceeds X (default 0)', one('--min-improvement'))
   .option('--guard <expr>', 'block value that must hold for a keep, e.g. val_pass==true or sharpe>=1.5 (repeatable)', collect, [])
   .addOption(jsonOption())
   .action(tagCreateCommand);
@@ -88,33 +97,33 @@ tag.command('stop').description('cancel every queued or running experiment of th
 
 program.command('retry').description('run the same request again as a new experiment linked to the old').argument('<id>').option('--detach').addOption(jsonOption()).action((id: string, o: { json?: boolean; detach?: boolean }) => repeatCommand('retry', id, o));
 program.command('rerun').description('reproduce a recorded run: same commit, patch, config, datasets').argument('<id>').option('--detach').addOption(jsonOption()).action((id: string, o: { json?: boolean; detach?: boolean }) => repeatCommand('rerun', id, o));
-program.command('history').description("a tag's experiments from the catalog, newest first").option('--tag <tag>').option('--status <status>').option('--category <category>').option('--limit <n>', 'at most N rows (default 50)').addOption(jsonOption()).action(historyCommand);
-program.command('best').description("the tag's best kept run").requiredOption('--tag <tag>').addOption(jsonOption()).action(bestCommand);
-program.command('near-misses').description('runs within the near-miss threshold of the best').requiredOption('--tag <tag>').addOption(jsonOption()).action(nearMissesCommand);
+program.command('history').description("a tag's experiments from the catalog, newest first").option('--tag <tag>', 'only this tag', one('--tag')).option('--status <status>', 'only this status', one('--status')).option('--category <category>', 'only this category', one('--category')).option('--limit <n>', 'at most N rows (default 50)', positiveInt('--limit')).addOption(jsonOption()).action(historyCommand);
+program.command('best').description("the tag's best kept run").requiredOption('--tag <tag>', 'tag', one('--tag')).addOption(jsonOption()).action(bestCommand);
+program.command('near-misses').description('runs within the near-miss threshold of the best').requiredOption('--tag <tag>', 'tag', one('--tag')).addOption(jsonOption()).action(nearMissesCommand);
 program
   .command('report')
   .description('summary | tsv | diff A B | tags | html')
   .argument('<kind>')
   .argument('[ids...]')
-  .option('--tag <tag>')
-  .option('--out <file>', 'where report html writes the page')
-  .option('--columns <list>', 'report tsv columns: default,score,... (commit, metric, memory_gb, status, description or --- block keys)')
+  .option('--tag <tag>', 'tag', one('--tag'))
+  .option('--out <file>', 'where report html writes the page', one('--out'))
+  .option('--columns <list>', 'report tsv columns: default,score,... (commit, metric, memory_gb, status, description or --- block keys)', one('--columns'))
   .addOption(jsonOption())
   .action((kind: string, ids: string[], o: { tag?: string; json?: boolean; out?: string; columns?: string }) => reportCommand(kind, ids, o));
-program.command('strategy').description("the tag's search mode; --set MODE --reason TEXT overrides it (auto: back to the rule)").requiredOption('--tag <tag>').option('--set <mode>').option('--reason <text>').addOption(jsonOption()).action(strategyCommand);
-program.command('suggest').description('what to try next: category statistics, under-explored and high-yield categories, near misses to combine, trend').requiredOption('--tag <tag>').addOption(jsonOption()).action(suggestCommand);
+program.command('strategy').description("the tag's search mode; --set MODE --reason TEXT overrides it (auto: back to the rule)").requiredOption('--tag <tag>', 'tag', one('--tag')).option('--set <mode>', 'explore, exploit, combine, ... or auto', one('--set')).option('--reason <text>', 'why the mode is set', one('--reason')).addOption(jsonOption()).action(strategyCommand);
+program.command('suggest').description('what to try next: category statistics, under-explored and high-yield categories, near misses to combine, trend').requiredOption('--tag <tag>', 'tag', one('--tag')).addOption(jsonOption()).action(suggestCommand);
 
 const pool = program.command('pool').description('the fleet: each slot, its state and lease; the queue').addOption(jsonOption()).action(poolCommand);
-pool.command('drain').argument('<target>', 'host or slot id').option('--reason <text>').action((target: string, options: { reason?: string }) => drainCommand(target, true, options));
+pool.command('drain').argument('<target>', 'host or slot id').option('--reason <text>', 'why (shown in pool)', one('--reason')).action((target: string, options: { reason?: string }) => drainCommand(target, true, options));
 pool.command('undrain').argument('<target>', 'host or slot id').action((target: string) => drainCommand(target, false, {}));
 
 program
   .command('worker')
   .description("join this host's GPUs (or CPU slots) to the fleet")
-  .option('--host <name>', 'name of this host in the fleet (default: EXPCTL_HOST or the hostname)')
+  .option('--host <name>', 'name of this host in the fleet (default: EXPCTL_HOST or the hostname)', one('--host'))
   .option('--gpus <indexes>', 'only these GPUs, e.g. 0,2', indexList)
-  .option('--cpu-slots <n>', 'offer N CPU slots instead of GPUs', positiveInt)
-  .option('--work-dir <dir>', 'worktrees, logs and artifacts (default: $EXPCTL_HOME/worker)')
+  .option('--cpu-slots <n>', 'offer N CPU slots instead of GPUs', positiveInt('--cpu-slots'))
+  .option('--work-dir <dir>', 'worktrees, logs and artifacts (default: $EXPCTL_HOME/worker)', one('--work-dir'))
   .option('--runtime-tag <tag>', 'runtime tag this host offers (repeatable)', collect, [])
   .action(workerCommand);
 program.command('orchestrator').description('run the control worker (all workflows) against TEMPORAL_ADDRESS').action(orchestratorCommand);
@@ -126,7 +135,7 @@ program
   .command('dev')
   .description('start the local stack: Temporal dev server + Web UI, orchestrator, one GPU worker')
   .option('--no-demo', 'do not run the example campaign after start')
-  .option('--cpu-slots <n>', 'CPU slots for the local worker instead of GPUs', positiveInt)
+  .option('--cpu-slots <n>', 'CPU slots for the local worker instead of GPUs', positiveInt('--cpu-slots'))
   .action((options: { demo: boolean; cpuSlots?: number }) => devCommand(options));
 
 program
@@ -135,19 +144,37 @@ program
   .action(() => installTemporalCommand());
 
 // Commander reports usage errors through exceptions so `run` can keep its exit-code contract.
-program.exitOverride();
-for (const command of program.commands) command.exitOverride();
+const overrideExits = (command: Command): void => {
+  command.exitOverride();
+  command.commands.forEach(overrideExits);
+};
+overrideExits(program);
+
+/** The arguments before `--` (after it, everything belongs to the training command). */
+const ownArgs = (() => {
+  const at = process.argv.indexOf('--');
+  return at < 0 ? process.argv : process.argv.slice(0, at);
+})();
 
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
   if (error instanceof CommanderError) {
-    // Help and version are not errors; a malformed `run` request is a validation failure (exit 2).
-    process.exitCode = error.exitCode === 0 ? 0 : process.argv[2] === 'run' ? 2 : 1;
+    // Help and version are not errors; a malformed `run` request is a refusal (exit 2, the usual JSON).
+    if (error.exitCode === 0) process.exitCode = 0;
+    else if (process.argv[2] === 'run') {
+      refuseRun(`invalid experiment request: ${error.message.replace(/^error: /, '')}`, { json: wantsJson({ json: ownArgs.includes('--json') }) });
+    } else process.exitCode = 1;
   } else {
     process.exitCode = error instanceof CliError ? error.exitCode : 1;
-    console.error(`expctl: ${(error as Error).message}`);
+    console.error(`expctl: ${safeText((error as Error).message, { multiline: true })}`);
   }
 }
-// Open gRPC connections would keep the process alive after the command is done.
-if (!['dev', 'worker', 'orchestrator'].includes(process.argv[2] ?? '')) process.exit(process.exitCode ?? 0);
+
+// Long-running commands end by themselves. The others may hold gRPC connections that would keep
+// the process alive, so they exit explicitly, but only once stdout and stderr are drained: a
+// pipe takes 64 KiB at a time, and exiting earlier would cut the output off there.
+if (!['dev', 'worker', 'orchestrator'].includes(process.argv[2] ?? '')) {
+  await Promise.all([drained(process.stdout), drained(process.stderr)]);
+  process.exit();
+}

@@ -1,9 +1,10 @@
 import crypto from 'node:crypto';
 import { WorkflowExecutionAlreadyStartedError, type Client, type WorkflowHandle } from '@temporalio/client';
-import { parseExperimentRequest, type ExperimentRequestInput } from '../domain/request.js';
+import { parseExperimentRequest, RequestValidationError, type ExperimentRequestInput } from '../domain/request.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
 import { experimentWorkflow } from '../workflows/experiment.js';
+import { differingFields, fingerprintRequest, type RequestFingerprint } from './request-digest.js';
 
 export type ExperimentHandle = WorkflowHandle<typeof experimentWorkflow>;
 
@@ -19,7 +20,39 @@ export interface Submitted {
   handle: ExperimentHandle;
 }
 
-/** Validates the request (throws RequestValidationError) and starts its workflow. */
+/** An idempotency key reused with a different request: refused like any malformed request (exit 2). */
+export class IdempotencyConflictError extends RequestValidationError {
+  constructor(
+    readonly existingExperimentId: string,
+    readonly idempotencyKey: string,
+    readonly fields: string[],
+  ) {
+    super([`--idempotency-key: already used for experiment ${existingExperimentId} with a different request`]);
+    this.message =
+      `idempotency key "${idempotencyKey}" was already used for experiment ${existingExperimentId} with a different request ` +
+      `(fields that differ: ${fields.join(', ') || 'unknown'}); resubmit the same request to get that experiment, or use a new key`;
+  }
+}
+
+/** Memo keys of the request fingerprint (see request-digest.ts). */
+const MEMO_DIGEST = 'requestDigest';
+const MEMO_FIELDS = 'requestFieldDigests';
+
+/** Refuses when the experiment behind `handle` was started for another request than `mine`. */
+async function checkSameRequest(handle: ExperimentHandle, key: string, mine: RequestFingerprint): Promise<void> {
+  const { memo } = await handle.describe();
+  const digest = memo?.[MEMO_DIGEST];
+  // Started before requests carried a fingerprint: nothing to compare with.
+  if (typeof digest !== 'string' || digest === mine.digest) return;
+  const theirs = (memo?.[MEMO_FIELDS] ?? {}) as Record<string, string>;
+  throw new IdempotencyConflictError(handle.workflowId, key, differingFields(theirs, mine.fields));
+}
+
+/**
+ * Validates the request (throws RequestValidationError) and starts its workflow. With an
+ * idempotency key, the same request returns the existing experiment (running or finished);
+ * a different request under that key throws IdempotencyConflictError.
+ */
 export async function submitExperiment(
   client: Client,
   input: ExperimentRequestInput,
@@ -27,11 +60,14 @@ export async function submitExperiment(
 ): Promise<Submitted> {
   const request = parseExperimentRequest(input);
   const experimentId = experimentIdFor(request.tag, request.idempotencyKey);
+  const priority = options.priority ?? 0;
+  const fingerprint = fingerprintRequest(experimentId, request, priority);
+  let handle: ExperimentHandle;
   try {
-    const handle = await client.workflow.start(experimentWorkflow, {
+    handle = await client.workflow.start(experimentWorkflow, {
       workflowId: experimentId,
       taskQueue: CONTROL_TASK_QUEUE,
-      args: [{ experimentId, request, submittedAt: new Date().toISOString(), priority: options.priority ?? 0, ...(options.origin ? { origin: options.origin } : {}) }],
+      args: [{ experimentId, request, submittedAt: new Date().toISOString(), priority, ...(options.origin ? { origin: options.origin } : {}) }],
       // Concurrent submissions with one key attach to the same run; a finished one is never rerun.
       workflowIdConflictPolicy: 'USE_EXISTING',
       workflowIdReusePolicy: 'REJECT_DUPLICATE',
@@ -40,13 +76,20 @@ export async function submitExperiment(
         { key: SA.category, value: request.category },
         { key: SA.status, value: 'submitted' },
       ],
-      memo: { hypothesis: request.hypothesis, commit: request.commit, description: request.description },
+      memo: {
+        hypothesis: request.hypothesis,
+        commit: request.commit,
+        description: request.description,
+        [MEMO_DIGEST]: fingerprint.digest,
+        [MEMO_FIELDS]: fingerprint.fields,
+      },
     });
-    return { experimentId, handle };
   } catch (error) {
-    if (error instanceof WorkflowExecutionAlreadyStartedError) {
-      return { experimentId, handle: client.workflow.getHandle<typeof experimentWorkflow>(experimentId) };
-    }
-    throw error;
+    if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
+    handle = client.workflow.getHandle<typeof experimentWorkflow>(experimentId);
   }
+  // USE_EXISTING (a run still going) and REJECT_DUPLICATE (a finished one) both land here with the
+  // existing experiment; without a key the ID is fresh and the run is ours.
+  if (request.idempotencyKey) await checkSameRequest(handle, request.idempotencyKey, fingerprint);
+  return { experimentId, handle };
 }

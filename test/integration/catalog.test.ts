@@ -84,7 +84,7 @@ describe('reports of a fixture campaign (keep, discard, crash, refused)', () => 
     expect(columns.stdout.split('\n').slice(0, 2)).toEqual(['commit\tval_bpb\tnum_steps\tstatus', `${source.commit.slice(0, 7)}\t1.500000\t${catalog.list({ tag: 'tsv', order: 'oldest' })[0]!.metrics!.num_steps}\tkeep`]);
     const refused = await cli('tag', 'create', 'tsv', '--near-miss', 'abc');
     expect(refused.exitCode).not.toBe(0);
-    expect(refused.stderr).toContain('--near-miss must be a decimal number, got "abc"');
+    expect(refused.stderr).toContain('--near-miss "abc": expected a decimal number');
     const [first, worse] = catalog.list({ tag: 'tsv', order: 'oldest' });
     const diff = diffRecords(catalog.get(first!.id)!, catalog.get(worse!.id)!);
     expect(diff.metric.delta).toBeCloseTo(0.1, 9);

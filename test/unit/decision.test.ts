@@ -208,11 +208,11 @@ describe('guards and numbers as typed', () => {
   });
 
   it('tag create refuses malformed options with a specific message instead of storing null', () => {
-    expect(() => policyFromOptions({ nearMiss: 'abc' })).toThrow('--near-miss must be a decimal number, got "abc"');
-    expect(() => policyFromOptions({ maxCrashes: '2.5' })).toThrow('--max-crashes must be a whole number >= 1, got 2.5');
-    expect(() => policyFromOptions({ minImprovement: '-1' })).toThrow('--min-improvement must be a number >= 0, got -1');
+    expect(() => policyFromOptions({ nearMiss: 'abc' })).toThrow('--near-miss "abc": expected a decimal number');
+    expect(() => policyFromOptions({ maxCrashes: '2.5' })).toThrow('--max-crashes "2.5": expected an integer');
+    expect(() => policyFromOptions({ minImprovement: '-1' })).toThrow('--min-improvement "-1": must be at least 0');
     expect(() => policyFromOptions({ guard: ['sharpe>=high'] })).toThrow(/compares numbers/);
-    expect(() => policyFromOptions({ metric: 'bad metric' })).toThrow(/--metric "bad metric" is not/);
+    expect(() => policyFromOptions({ metric: 'bad metric' })).toThrow(/--metric "bad metric": expected a metric name/);
     expect(policyFromOptions({ metric: 'score', maximize: true, minImprovement: '0.001', guard: ['val_pass==true'], nearMiss: '0' })).toEqual({
       metricName: 'score', direction: 'maximize', minImprovement: 0.001, nearMissThreshold: 0, guards: [{ metric: 'val_pass', op: '==', value: 'true' }],
     });

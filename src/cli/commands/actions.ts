@@ -1,10 +1,10 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { submitExperiment } from '../../client/experiments.js';
-import type { ExperimentRequest } from '../../domain/request.js';
+import { TAG_PATTERN, TAG_PATTERN_TEXT, type ExperimentRequest } from '../../domain/request.js';
 import { connectClient } from '../../temporal/connection.js';
 import { experimentStateQuery } from '../../workflows/definitions.js';
 import { existingCatalog } from '../catalog-file.js';
-import { CliError, printJson, wantsJson } from '../output.js';
+import { CliError, printJson, safeText, wantsJson } from '../output.js';
 
 /**
  * The request to repeat: from the workflow (it holds the exact request, secrets included),
@@ -41,22 +41,24 @@ export async function repeatCommand(kind: 'retry' | 'rerun', id: string, options
     changed: kind === 'rerun' ? 'nothing but the experiment ID: same commit (and so the same patch and config), datasets, command and environment' : 'a new experiment ID; the request is the same',
   };
   if (wantsJson(options)) printJson(change);
-  else console.log(`${experimentId}: ${kind} of ${id} at commit ${request.commit.slice(0, 12)} (${change.changed})`);
+  else console.log(safeText(`${experimentId}: ${kind} of ${id} at commit ${request.commit.slice(0, 12)} (${change.changed})`));
   if (!options.detach) {
     const result = await handle.result();
     if (wantsJson(options)) printJson(result);
-    else console.log(`${experimentId}: ${result.status}${result.decision ? ` → ${result.decision}` : ''}, ${result.metric_name} ${result.metric ?? '-'}: ${result.reason}`);
+    else console.log(safeText(`${experimentId}: ${result.status}${result.decision ? ` → ${result.decision}` : ''}, ${result.metric_name} ${result.metric ?? '-'}: ${result.reason}`));
   }
 }
 
 /** `tag stop T`: cancels every queued or running experiment of the tag. */
 export async function tagStopCommand(tag: string, options: { json?: boolean }): Promise<void> {
+  // The tag goes into a visibility query: only a well-formed tag name may.
+  if (!TAG_PATTERN.test(tag)) throw new CliError(`tag ${JSON.stringify(safeText(tag))} must be ${TAG_PATTERN_TEXT}`);
   const client = await connectClient();
   const canceled: string[] = [];
-  for await (const execution of client.workflow.list({ query: `WorkflowType = 'experimentWorkflow' AND ExpctlTag = '${tag.replace(/'/g, '')}' AND ExecutionStatus = 'Running'` })) {
+  for await (const execution of client.workflow.list({ query: `WorkflowType = 'experimentWorkflow' AND ExpctlTag = '${tag}' AND ExecutionStatus = 'Running'` })) {
     await client.workflow.getHandle(execution.workflowId).cancel();
     canceled.push(execution.workflowId);
   }
   if (wantsJson(options)) return printJson({ tag, canceled });
-  console.log(canceled.length ? `canceled ${canceled.length} experiment(s) of ${tag}:\n  ${canceled.join('\n  ')}` : `no queued or running experiment in tag ${tag}`);
+  console.log(canceled.length ? `canceled ${canceled.length} experiment(s) of ${safeText(tag)}:\n  ${canceled.map((id) => safeText(id)).join('\n  ')}` : `no queued or running experiment in tag ${safeText(tag)}`);
 }

@@ -3,7 +3,8 @@ import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@tempor
 import { resolveSource, SourceError } from '../../client/source.js';
 import { submitExperiment, type ExperimentHandle } from '../../client/experiments.js';
 import { exitCodeFor, isTerminal, type ExperimentResult } from '../../domain/experiment.js';
-import { RequestValidationError, type ExperimentRequestInput } from '../../domain/request.js';
+import { DEFAULT_METRIC } from '../../domain/decision.js';
+import { parseExperimentRequest, RequestValidationError, type ExperimentRequestInput } from '../../domain/request.js';
 import { queueOrder } from '../../domain/placement.js';
 import { killLimitSeconds } from '../../domain/limits.js';
 import { CONTROL_TASK_QUEUE, hostTaskQueue, POOL_WORKFLOW_ID } from '../../shared/constants.js';
@@ -12,35 +13,9 @@ import { experimentStateQuery, poolStateQuery } from '../../workflows/definition
 import type { ExperimentSnapshot } from '../../workflows/experiment-state.js';
 import { readLogWorkflow } from '../../workflows/read-log.js';
 import { existingCatalog } from '../catalog-file.js';
-import { CliError, formatTable, printJson, wantsJson } from '../output.js';
+import { CliError, formatTable, printJson, safeJson, safeText, wantsJson } from '../output.js';
+import { parseRunFlags, type RawRunOptions } from '../parse.js';
 import { followProgress } from '../progress.js';
-
-export interface RunOptions {
-  tag?: string;
-  hypothesis?: string;
-  category?: string;
-  description?: string;
-  repo?: string;
-  commit?: string;
-  config?: string;
-  dataset: string[];
-  checkpoint?: string;
-  gpuClass?: string;
-  gpuMem?: string;
-  runtimeTag: string[];
-  timeBudget?: string;
-  timeout?: string;
-  metric?: string;
-  maximize?: boolean;
-  idempotencyKey?: string;
-  priority?: string;
-  maxReplacements?: string;
-  env: string[];
-  detach?: boolean;
-  json?: boolean;
-}
-
-const num = (raw: string | undefined) => (raw === undefined ? undefined : Number(raw));
 
 /** A refusal before anything was submitted, in the same shape an agent reads for every run. */
 function refusal(tag: string | undefined, reason: string, metricName: string): ExperimentResult {
@@ -73,7 +48,7 @@ function printResult(result: ExperimentResult, json: boolean): void {
     `  reason: ${result.reason}`,
     `  gpu: ${result.gpu ?? '-'}   worker: ${result.worker ?? '-'}`,
   ];
-  console.log(lines.join('\n'));
+  console.log(lines.map((line) => safeText(line)).join('\n'));
 }
 
 /** Waits for the result with progress; sets the exit code from the terminal state (BRIEF §4). */
@@ -91,51 +66,69 @@ async function awaitResult(handle: ExperimentHandle, json: boolean): Promise<voi
   }
 }
 
-export async function runCommand(command: string[], options: RunOptions): Promise<void> {
-  const json = wantsJson(options);
-  const metricName = options.metric ?? 'val_bpb';
+/** Prints a refusal of `run` (nothing was submitted) and sets exit code 2. */
+export function refuseRun(reason: string, options: { tag?: string; metric?: string; json: boolean }): void {
+  printResult(refusal(options.tag, reason, options.metric ?? DEFAULT_METRIC.name), options.json);
+  process.exitCode = 2;
+}
+
+/** The config path as the request names it: relative to the repository root. */
+function configPathIn(repo: string, config: string | undefined): string | undefined {
+  if (config === undefined) return undefined;
+  return path.isAbsolute(config) || config.startsWith('.') ? path.relative(repo, path.resolve(config)) : config;
+}
+
+/** `expctl run`: every flag checked, then the request as a whole, before anything is submitted. */
+export async function runCommand(command: string[], raw: RawRunOptions): Promise<void> {
+  const json = wantsJson(raw);
+  const { flags, problems } = parseRunFlags(raw);
+  const refuse = (reason: string) => refuseRun(reason, { tag: flags.tag, metric: flags.metric, json });
+  if (problems.length > 0) return refuse(`invalid experiment request: ${problems.join('; ')}`);
   let source: { repo: string; commit: string };
   try {
-    source = await resolveSource(options.repo, options.commit);
+    source = await resolveSource(flags.repo, flags.commit);
   } catch (error) {
     if (!(error instanceof SourceError)) throw error;
-    printResult(refusal(options.tag, error.message, metricName), json);
-    process.exitCode = 2;
-    return;
+    return refuse(error.message);
   }
   const input: ExperimentRequestInput = {
-    tag: options.tag as string,
-    hypothesis: options.hypothesis as string,
-    category: options.category as never,
-    description: options.description,
+    tag: flags.tag as string,
+    hypothesis: flags.hypothesis as string,
+    category: flags.category as never,
+    description: flags.description,
     command: command.length > 0 ? command : undefined,
+    setup: flags.setup,
+    setupTimeoutSeconds: flags.setupTimeoutSeconds,
     repo: source.repo,
     commit: source.commit,
-    configPath: options.config ? (path.isAbsolute(options.config) || options.config.startsWith('.') ? path.relative(source.repo, path.resolve(options.config)) : options.config) : undefined,
-    datasets: options.dataset,
-    checkpoint: options.checkpoint,
-    requirements: { acceleratorClass: options.gpuClass ?? 'any', gpuMemoryMb: num(options.gpuMem) ?? 0, runtimeTags: options.runtimeTag },
-    timeBudgetSeconds: num(options.timeBudget),
-    timeoutSeconds: num(options.timeout),
-    metric: options.metric || options.maximize ? { name: metricName, ...(options.maximize ? { direction: 'maximize' as const } : {}) } : undefined,
-    idempotencyKey: options.idempotencyKey,
-    maxReplacements: num(options.maxReplacements),
-    env: Object.fromEntries(options.env.map((pair) => {
-      const at = pair.indexOf('=');
-      return at < 0 ? [pair, ''] : [pair.slice(0, at), pair.slice(at + 1)];
-    })),
+    configPath: configPathIn(source.repo, flags.config),
+    datasets: flags.datasets,
+    checkpoint: flags.checkpoint,
+    requirements: { acceleratorClass: flags.gpuClass ?? 'any', gpuMemoryMb: flags.gpuMemoryMb ?? 0, runtimeTags: flags.runtimeTags },
+    timeBudgetSeconds: flags.timeBudgetSeconds,
+    timeoutSeconds: flags.timeoutSeconds,
+    metric: flags.metric || flags.maximize ? { name: flags.metric ?? DEFAULT_METRIC.name, ...(flags.maximize ? { direction: 'maximize' as const } : {}) } : undefined,
+    simplification: flags.simplification,
+    idempotencyKey: flags.idempotencyKey,
+    maxReplacements: flags.maxReplacements,
+    env: flags.env,
   };
+  try {
+    // Checked here too, so a malformed request is refused even when no server is reachable.
+    parseExperimentRequest(input);
+  } catch (error) {
+    if (!(error instanceof RequestValidationError)) throw error;
+    return refuse(error.message);
+  }
   const client = await connectClient();
   let submitted;
   try {
-    submitted = await submitExperiment(client, input, { priority: num(options.priority) });
+    submitted = await submitExperiment(client, input, { priority: flags.priority });
   } catch (error) {
     if (!(error instanceof RequestValidationError)) throw error;
-    printResult(refusal(options.tag, error.message, metricName), json);
-    process.exitCode = 2;
-    return;
+    return refuse(error.message);
   }
-  if (options.detach) {
+  if (raw.detach) {
     if (json) printJson({ experiment_id: submitted.experimentId, status: 'submitted' });
     else console.log(submitted.experimentId);
     return;
@@ -185,26 +178,40 @@ export async function showCommand(id: string, options: { json?: boolean }): Prom
   const queuePosition = snapshot?.status === 'queued' ? await queuePositionOf(client, id) : null;
   if (wantsJson(options)) return printJson({ ...(snapshot ?? { experimentId: id }), queuePosition, record: record ?? null });
   if (!snapshot) {
-    console.log(`${id}  [${record!.status}]  (from the catalog; the workflow is past Temporal's retention)`);
-    console.log(JSON.stringify(record, null, 2));
+    console.log(safeText(`${id}  [${record!.status}]  (from the catalog; the workflow is past Temporal's retention)`));
+    console.log(safeJson(record));
     return;
   }
+  // Every line holds text the submitter or the script chose: escaped before it reaches the terminal.
+  const lines: string[] = [];
+  const say = (text: string) => lines.push(safeText(text));
   const r = snapshot.request;
-  console.log(`${snapshot.experimentId}  [${snapshot.status}]  tag ${snapshot.tag}  category ${r.category}`);
-  if (queuePosition !== null) console.log(`  queued: position ${queuePosition.position} of ${queuePosition.length} waiting for a lease`);
-  console.log(`  hypothesis: ${r.hypothesis}`);
-  console.log(`  commit:     ${r.commit}  (${r.repo})`);
-  console.log(`  command:    ${JSON.stringify(r.command)}   budget ${r.timeBudgetSeconds}s, killed after ${killLimitSeconds(r)}s`);
-  if (snapshot.validation?.patch) console.log(`  patch:      ${snapshot.validation.patch.files.length} file(s), ${snapshot.validation.patch.bytes} bytes, sha256 ${snapshot.validation.patch.sha256.slice(0, 12)}`);
-  if (snapshot.placement) console.log(`  placement:  ${snapshot.placement.slotId} (${snapshot.placement.acceleratorClass}): ${snapshot.placement.why}; policy ${snapshot.placement.policy}; waited ${(snapshot.placement.queuedMs / 1000).toFixed(1)}s`);
-  if (record?.environment) console.log(`  env:        ${Object.entries(record.environment.software).map(([k, v]) => `${k} ${v}`).join(', ')}; lockfiles ${Object.keys(record.environment.lockfiles).join(', ') || '-'}`);
-  if (snapshot.training?.metrics) console.log(`  metrics:    ${Object.entries(snapshot.training.metrics).map(([k, v]) => `${k}=${v}`).join(' ')}`);
-  if (record?.artifacts.length) console.log(`  artifacts:  ${record.artifacts.map((a) => `${a.path} (${a.bytes} B, ${a.sha256.slice(0, 12)})`).join(', ')}`);
-  if (snapshot.decision) console.log(`  decision:   ${snapshot.decision.decision ?? '-'} (${snapshot.decision.action ?? 'no action'}), best ${snapshot.decision.best ?? '-'}, compared with ${snapshot.decision.comparedWith.experimentId ?? 'nothing (first in its group)'}`);
-  if (snapshot.reason) console.log(`  reason:     ${snapshot.reason}`);
-  if (record?.originId) console.log(`  ${record.originKind} of:  ${record.originId}`);
-  console.log('  timeline:');
-  console.log(formatTable(['at', 'status', 'note'], snapshot.timeline.map((t) => [t.at, t.status, t.note ?? ''])).replace(/^/gm, '    '));
+  say(`${snapshot.experimentId}  [${snapshot.status}]  tag ${snapshot.tag}  category ${r.category}`);
+  if (queuePosition !== null) say(`  queued: position ${queuePosition.position} of ${queuePosition.length} waiting for a lease`);
+  say(`  hypothesis: ${r.hypothesis}`);
+  if (r.description) say(`  description: ${r.description}`);
+  say(`  commit:     ${r.commit}  (${r.repo})`);
+  say(`  command:    ${JSON.stringify(r.command)}   budget ${r.timeBudgetSeconds}s, killed after ${killLimitSeconds(r)}s`);
+  if (snapshot.validation?.patch) say(`  patch:      ${snapshot.validation.patch.files.length} file(s), ${snapshot.validation.patch.bytes} bytes, sha256 ${snapshot.validation.patch.sha256.slice(0, 12)}`);
+  if (snapshot.placement) say(`  placement:  ${snapshot.placement.slotId} (${snapshot.placement.acceleratorClass}): ${snapshot.placement.why}; policy ${snapshot.placement.policy}; waited ${(snapshot.placement.queuedMs / 1000).toFixed(1)}s`);
+  if (record?.environment) say(`  env:        ${Object.entries(record.environment.software).map(([k, v]) => `${k} ${v}`).join(', ')}; lockfiles ${Object.keys(record.environment.lockfiles).join(', ') || '-'}`);
+  if (snapshot.training?.metrics) say(`  metrics:    ${Object.entries(snapshot.training.metrics).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  if (record?.artifacts.length) say(`  artifacts:  ${record.artifacts.map((a) => `${a.path} (${a.bytes} B, ${a.sha256.slice(0, 12)})`).join(', ')}`);
+  if (snapshot.decision) say(`  decision:   ${snapshot.decision.decision ?? '-'} (${snapshot.decision.action ?? 'no action'}), best ${snapshot.decision.best ?? '-'}, compared with ${snapshot.decision.comparedWith.experimentId ?? 'nothing (first in its group)'}`);
+  if (snapshot.reason) say(`  reason:     ${snapshot.reason}`);
+  if (record?.originId) say(`  ${record.originKind} of:  ${record.originId}`);
+  say('  timeline:');
+  const timeline = formatTable(['at', 'status', 'note'], snapshot.timeline.map((t) => [t.at, t.status, t.note ?? '']));
+  lines.push(...timeline.split('\n').map((line) => `    ${line}`));
+  console.log(lines.join('\n'));
+}
+
+/**
+ * A log chunk for a terminal: progress lines separated by a bare \r each get a line of their own,
+ * and every other control character is shown escaped. Through a pipe the log stays byte-exact.
+ */
+function terminalLogText(text: string): string {
+  return safeText(text.replace(/\r\n?/g, '\n'), { multiline: true });
 }
 
 export async function logsCommand(id: string, options: { follow?: boolean }): Promise<void> {
@@ -219,7 +226,7 @@ export async function logsCommand(id: string, options: { follow?: boolean }): Pr
           taskQueue: CONTROL_TASK_QUEUE,
           args: [{ hostQueue: hostTaskQueue(snapshot.worker), experimentId: id, offset, maxBytes: 1 << 20 }],
         });
-        process.stdout.write(chunk.text);
+        process.stdout.write(process.stdout.isTTY ? terminalLogText(chunk.text) : chunk.text);
         offset = chunk.nextOffset;
         if (chunk.nextOffset >= chunk.size) break;
       }

@@ -2,7 +2,7 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import { POOL_WORKFLOW_ID } from '../../shared/constants.js';
 import { connectClient } from '../../temporal/connection.js';
 import { drainSignal, poolStateQuery } from '../../workflows/definitions.js';
-import { CliError, formatTable, printJson, wantsJson } from '../output.js';
+import { CliError, formatTable, printJson, safeText, wantsJson } from '../output.js';
 
 async function poolHandle() {
   const client = await connectClient();
@@ -34,7 +34,7 @@ export async function drainCommand(target: string, drained: boolean, options: { 
   const handle = await poolHandle();
   const pool = await handle.query(poolStateQuery);
   const matches = pool.slots.filter((entry) => entry.slot.host === target || entry.slot.slotId === target);
-  if (matches.length === 0) throw new CliError(`no host or slot named ${target} in the pool`);
+  if (matches.length === 0) throw new CliError(`no host or slot named ${safeText(target)} in the pool`);
   await handle.signal(drainSignal, { target, drained, reason: options.reason ?? 'operator' });
   console.log(`${drained ? 'drained' : 'undrained'} ${matches.map((m) => m.slot.slotId).join(', ')}${drained ? '; running experiments finish, no new leases' : ''}`);
 }

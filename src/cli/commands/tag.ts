@@ -1,12 +1,13 @@
 import { WithStartWorkflowOperation, WorkflowNotFoundError } from '@temporalio/client';
 import { formatGuard, newTagState, tagCountsSummary, type TagCounts, type TagPolicy } from '../../domain/decision.js';
-import { parseDecimal, parseGuard } from '../../domain/guard.js';
-import { METRIC_NAME_PATTERN, METRIC_NAME_TEXT, TAG_PATTERN, TAG_PATTERN_TEXT } from '../../domain/request.js';
+import { parseGuard } from '../../domain/guard.js';
+import { TAG_PATTERN, TAG_PATTERN_TEXT } from '../../domain/request.js';
 import { CONTROL_TASK_QUEUE } from '../../shared/constants.js';
 import { connectClient } from '../../temporal/connection.js';
 import { configureTagUpdate, tagStateQuery } from '../../workflows/definitions.js';
 import { tagWorkflow, tagWorkflowId } from '../../workflows/tag.js';
 import { CliError, formatTable, printJson, wantsJson } from '../output.js';
+import { checkMetricName, parseNumber } from '../parse.js';
 
 export interface TagCreateOptions {
   metric?: string;
@@ -22,19 +23,11 @@ export interface TagCreateOptions {
 /** The policy `tag create` asks for, parsed strictly: a malformed value is refused, never stored as null. */
 export function policyFromOptions(options: TagCreateOptions): Partial<TagPolicy> {
   const policy: Partial<TagPolicy> = {};
-  const number = (text: string, flag: string, check: (n: number) => boolean, expected: string) => {
-    const value = parseDecimal(text, flag);
-    if (!check(value)) throw new Error(`${flag} must be ${expected}, got ${text}`);
-    return value;
-  };
-  if (options.metric !== undefined) {
-    if (!METRIC_NAME_PATTERN.test(options.metric)) throw new Error(`--metric "${options.metric}" is not ${METRIC_NAME_TEXT}`);
-    policy.metricName = options.metric;
-  }
+  if (options.metric !== undefined) policy.metricName = checkMetricName('--metric', options.metric);
   if (options.maximize !== undefined) policy.direction = options.maximize ? 'maximize' : 'minimize';
-  if (options.nearMiss !== undefined) policy.nearMissThreshold = number(options.nearMiss, '--near-miss', (n) => n >= 0, 'a number >= 0');
-  if (options.maxCrashes !== undefined) policy.maxConsecutiveCrashes = number(options.maxCrashes, '--max-crashes', (n) => Number.isInteger(n) && n >= 1, 'a whole number >= 1');
-  if (options.minImprovement !== undefined) policy.minImprovement = number(options.minImprovement, '--min-improvement', (n) => n >= 0, 'a number >= 0');
+  if (options.nearMiss !== undefined) policy.nearMissThreshold = parseNumber('--near-miss', options.nearMiss, { min: 0 });
+  if (options.maxCrashes !== undefined) policy.maxConsecutiveCrashes = parseNumber('--max-crashes', options.maxCrashes, { integer: true, min: 1 });
+  if (options.minImprovement !== undefined) policy.minImprovement = parseNumber('--min-improvement', options.minImprovement, { min: 0 });
   if (options.compareAcrossClasses !== undefined) policy.compareAcrossClasses = options.compareAcrossClasses;
   if (options.guard?.length) policy.guards = options.guard.map(parseGuard);
   return policy;

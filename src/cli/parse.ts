@@ -1,0 +1,265 @@
+import { InvalidArgumentError } from 'commander';
+import { METRIC_NAME_PATTERN, METRIC_NAME_TEXT, TAG_PATTERN, TAG_PATTERN_TEXT } from '../domain/request.js';
+import { safeText } from './output.js';
+
+/**
+ * Strict parsing of command-line values, before anything is submitted. Pure: unit-tested on its own.
+ *
+ * Numbers are decimal only: optional "-", digits, optionally "." and more digits ("300", "2.5").
+ * Refused: "" and spaces, exponents ("1e3"), hex/octal/binary ("0x10"), "+5", ".5", "5.",
+ * NaN, Infinity, units ("5s"). Integers where integers are meant (no fraction at all).
+ */
+
+const DECIMAL = /^-?\d+(\.\d+)?$/;
+const INTEGER = /^-?\d+$/;
+
+export interface NumberRule {
+  integer?: boolean;
+  /** Inclusive lower bound. */
+  min?: number;
+  /** Exclusive lower bound of 0: the value must be greater than zero. */
+  positive?: boolean;
+  max?: number;
+}
+
+/** One malformed flag: the message names it and says what was expected. */
+export class FlagError extends Error {}
+
+const shown = (raw: string) => JSON.stringify(safeText(raw));
+
+export function parseNumber(flag: string, raw: string, rule: NumberRule = {}): number {
+  const kind = rule.integer ? 'an integer' : 'a decimal number';
+  if (!(rule.integer ? INTEGER : DECIMAL).test(raw)) {
+    throw new FlagError(
+      `${flag} ${shown(raw)}: expected ${kind} written with digits only, such as ${rule.integer ? '"5"' : '"300" or "2.5"'} (no spaces, sign "+", exponent, hex or unit)`,
+    );
+  }
+  const value = Number(raw);
+  if (!Number.isFinite(value) || (rule.integer && !Number.isSafeInteger(value))) throw new FlagError(`${flag} ${shown(raw)}: out of range`);
+  if (rule.positive && value <= 0) throw new FlagError(`${flag} ${shown(raw)}: must be greater than 0`);
+  if (rule.min !== undefined && value < rule.min) throw new FlagError(`${flag} ${shown(raw)}: must be at least ${rule.min}`);
+  if (rule.max !== undefined && value > rule.max) throw new FlagError(`${flag} ${shown(raw)}: must be at most ${rule.max}`);
+  return value;
+}
+
+/** A commander argParser for a numeric flag given at most once (other commands than `run`). */
+export function numberOption(flag: string, rule: NumberRule = {}): (raw: string, previous: unknown) => number {
+  return (raw, previous) => {
+    if (previous !== undefined) throw new InvalidArgumentError(`${flag} was given more than once; it takes one value`);
+    try {
+      return parseNumber(flag, raw, rule);
+    } catch (error) {
+      throw new InvalidArgumentError((error as Error).message);
+    }
+  };
+}
+
+/** A commander argParser for a text flag given at most once. */
+export function singleOption(flag: string): (raw: string, previous: unknown) => string {
+  return (raw, previous) => {
+    if (previous !== undefined) throw new InvalidArgumentError(`${flag} was given more than once; it takes one value`);
+    return raw;
+  };
+}
+
+/** Collects every occurrence; `run` decides afterwards which flags may repeat, so it can list every problem. */
+export function occurrences(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+export function checkTag(flag: string, raw: string): string {
+  if (!TAG_PATTERN.test(raw)) throw new FlagError(`${flag} ${shown(raw)}: a tag is ${TAG_PATTERN_TEXT}`);
+  return raw;
+}
+
+export function checkMetricName(flag: string, raw: string): string {
+  if (!METRIC_NAME_PATTERN.test(raw)) throw new FlagError(`${flag} ${shown(raw)}: expected ${METRIC_NAME_TEXT}`);
+  return raw;
+}
+
+/** `--env KEY=VALUE`: the value may contain "=" and be empty; the key may not be empty. */
+export function parseEnvPair(raw: string): [string, string] {
+  const at = raw.indexOf('=');
+  if (at <= 0) throw new FlagError(`--env ${shown(raw)}: --env expects KEY=VALUE`);
+  return [raw.slice(0, at), raw.slice(at + 1)];
+}
+
+/**
+ * `--setup "uv sync --frozen"` as an argv array, split without a shell: words are separated by
+ * whitespace; '...' is literal; "..." is literal except \" and \\; a backslash outside quotes
+ * escapes the next character. Nothing is expanded ($VAR, globs, ~). Unquoted shell operators
+ * (| & ; < > ( ) ` $) are refused: they would be passed as plain arguments, which is never what
+ * was meant; write a script in the repository and name it instead.
+ */
+export function splitCommandLine(flag: string, raw: string): string[] {
+  const words: string[] = [];
+  let word = '';
+  let inWord = false;
+  let quote: '"' | "'" | null = null;
+  for (let i = 0; i < raw.length; i++) {
+    const char = raw[i]!;
+    if (quote === "'") {
+      if (char === "'") quote = null;
+      else word += char;
+    } else if (quote === '"') {
+      if (char === '"') quote = null;
+      else if (char === '\\' && (raw[i + 1] === '"' || raw[i + 1] === '\\')) word += raw[++i];
+      else word += char;
+    } else if (/\s/.test(char)) {
+      if (inWord) words.push(word);
+      word = '';
+      inWord = false;
+    } else if (char === "'" || char === '"') {
+      quote = char;
+      inWord = true;
+    } else if (char === '\\') {
+      if (i + 1 >= raw.length) throw new FlagError(`${flag} ${shown(raw)}: ends with a lone backslash`);
+      word += raw[++i];
+      inWord = true;
+    } else if ('|&;<>()`$'.includes(char)) {
+      throw new FlagError(
+        `${flag} ${shown(raw)}: runs one command without a shell, so "${char}" is not allowed unquoted; put the steps in a script in the repository and run that`,
+      );
+    } else {
+      word += char;
+      inWord = true;
+    }
+  }
+  if (quote) throw new FlagError(`${flag} ${shown(raw)}: unterminated ${quote} quote`);
+  if (inWord) words.push(word);
+  if (words.length === 0) throw new FlagError(`${flag} ${shown(raw)}: expected a command, such as "uv sync --frozen"`);
+  return words;
+}
+
+/** What commander hands `run` (every valued flag collected with `occurrences`). */
+export interface RawRunOptions {
+  tag?: string[];
+  hypothesis?: string[];
+  category?: string[];
+  description?: string[];
+  repo?: string[];
+  commit?: string[];
+  config?: string[];
+  dataset?: string[];
+  checkpoint?: string[];
+  gpuClass?: string[];
+  gpuMem?: string[];
+  runtimeTag?: string[];
+  timeBudget?: string[];
+  timeout?: string[];
+  setup?: string[];
+  setupTimeout?: string[];
+  metric?: string[];
+  maximize?: boolean;
+  simplification?: boolean;
+  idempotencyKey?: string[];
+  priority?: string[];
+  maxReplacements?: string[];
+  env?: string[];
+  /** Gone: replaced by --timeout. Accepted by the parser only to say so. */
+  grace?: string[];
+  detach?: boolean;
+  json?: boolean;
+}
+
+/** `run`'s flags, each checked; still to be validated as a whole by the request schema. */
+export interface RunFlags {
+  tag?: string;
+  hypothesis?: string;
+  category?: string;
+  description?: string;
+  repo?: string;
+  commit?: string;
+  config?: string;
+  datasets: string[];
+  checkpoint?: string;
+  gpuClass?: string;
+  gpuMemoryMb?: number;
+  runtimeTags: string[];
+  timeBudgetSeconds?: number;
+  timeoutSeconds?: number;
+  setup?: string[];
+  setupTimeoutSeconds?: number;
+  metric?: string;
+  maximize: boolean;
+  simplification: boolean;
+  idempotencyKey?: string;
+  priority: number;
+  maxReplacements?: number;
+  env: Record<string, string>;
+}
+
+export const PRIORITY_RANGE = { min: -1000, max: 1000 } as const;
+
+/** Flags that may be given many times; every other valued flag of `run` takes one value. */
+const REPEATABLE = new Set<keyof RawRunOptions>(['dataset', 'runtimeTag', 'env']);
+
+const flagName = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+
+/** Checks every flag of `run`; returns all problems at once, each naming its flag. */
+export function parseRunFlags(raw: RawRunOptions): { flags: RunFlags; problems: string[] } {
+  const problems: string[] = [];
+  const attempt = <T>(parse: () => T): T | undefined => {
+    try {
+      return parse();
+    } catch (error) {
+      if (!(error instanceof FlagError)) throw error;
+      problems.push(error.message);
+      return undefined;
+    }
+  };
+  for (const [key, value] of Object.entries(raw)) {
+    if (Array.isArray(value) && value.length > 1 && !REPEATABLE.has(key as keyof RawRunOptions)) {
+      problems.push(`${flagName(key)} was given ${value.length} times (${value.map(shown).join(', ')}); it takes one value`);
+    }
+  }
+  for (const [key, what] of [['tag', 'T'], ['hypothesis', 'TEXT'], ['category', 'C']] as const) {
+    if (!raw[key]) problems.push(`${flagName(key)} ${what} is required`);
+  }
+  if (raw.grace) problems.push('--grace is gone: the kill limit is --timeout SECONDS, counted from the training process start (default 2 x --time-budget)');
+  const one = (key: keyof RawRunOptions): string | undefined => {
+    const value = raw[key];
+    return Array.isArray(value) ? value[0] : undefined;
+  };
+  const numberFlag = (key: keyof RawRunOptions, rule: NumberRule) => {
+    const value = one(key);
+    return value === undefined ? undefined : attempt(() => parseNumber(flagName(key), value, rule));
+  };
+
+  const env: Record<string, string> = {};
+  for (const pair of raw.env ?? []) {
+    const parsed = attempt(() => parseEnvPair(pair));
+    if (!parsed) continue;
+    if (parsed[0] in env) problems.push(`--env ${parsed[0]} was given more than once; give each variable once`);
+    env[parsed[0]] = parsed[1];
+  }
+  const tag = one('tag');
+  const metric = one('metric');
+  const setup = one('setup');
+  const flags: RunFlags = {
+    tag: tag === undefined ? undefined : attempt(() => checkTag('--tag', tag)),
+    hypothesis: one('hypothesis'),
+    category: one('category'),
+    description: one('description'),
+    repo: one('repo'),
+    commit: one('commit'),
+    config: one('config'),
+    datasets: raw.dataset ?? [],
+    checkpoint: one('checkpoint'),
+    gpuClass: one('gpuClass'),
+    gpuMemoryMb: numberFlag('gpuMem', { integer: true, min: 0 }),
+    runtimeTags: raw.runtimeTag ?? [],
+    timeBudgetSeconds: numberFlag('timeBudget', { positive: true }),
+    timeoutSeconds: numberFlag('timeout', { positive: true }),
+    setup: setup === undefined ? undefined : attempt(() => splitCommandLine('--setup', setup)),
+    setupTimeoutSeconds: numberFlag('setupTimeout', { positive: true }),
+    metric: metric === undefined ? undefined : attempt(() => checkMetricName('--metric', metric)),
+    maximize: raw.maximize === true,
+    simplification: raw.simplification === true,
+    idempotencyKey: one('idempotencyKey'),
+    priority: numberFlag('priority', { integer: true, ...PRIORITY_RANGE }) ?? 0,
+    maxReplacements: numberFlag('maxReplacements', { integer: true, min: 0 }),
+    env,
+  };
+  return { flags, problems };
+}

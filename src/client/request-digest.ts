@@ -1,0 +1,44 @@
+import crypto from 'node:crypto';
+import type { ExperimentRequest } from '../domain/request.js';
+
+/**
+ * A request's fingerprint, so an idempotency key reused with a different request can be told from
+ * a plain resubmission. It travels in the workflow memo, which the Web UI shows: only keyed digests
+ * (keyed with the experiment ID) are stored, never values, so secret environment values stay out of it.
+ */
+export interface RequestFingerprint {
+  /** Digest of the whole request, priority included. */
+  digest: string;
+  /** One digest per top-level field, and per environment variable as `env.NAME`. */
+  fields: Record<string, string>;
+}
+
+/** JSON with object keys sorted, so equal values always give equal text. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+export function fingerprintRequest(experimentId: string, request: ExperimentRequest, priority: number): RequestFingerprint {
+  const digestOf = (text: string) => crypto.createHmac('sha256', experimentId).update(text).digest('hex').slice(0, 32);
+  const { env, ...rest } = request;
+  const fields: Record<string, string> = {};
+  for (const [key, value] of Object.entries({ ...rest, priority })) {
+    if (value !== undefined) fields[key] = digestOf(canonicalJson(value));
+  }
+  for (const [name, value] of Object.entries(env)) fields[`env.${name}`] = digestOf(canonicalJson(value));
+  const digest = digestOf(canonicalJson({ ...request, priority }));
+  return { digest, fields };
+}
+
+/** The fields whose digests differ (present in one and not the other included), sorted. */
+export function differingFields(a: Record<string, string>, b: Record<string, string>): string[] {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  return [...keys].filter((key) => a[key] !== b[key]).sort();
+}
