@@ -13,7 +13,7 @@ import { repeatCommand, tagStopCommand } from './commands/actions.js';
 import { bestCommand, historyCommand, nearMissesCommand, reportCommand, strategyCommand, suggestCommand } from './commands/records.js';
 import { orchestratorCommand, workerCommand } from './commands/worker.js';
 import { CliError, drained, safeText, wantsJson } from './output.js';
-import { checkMetricName, FlagError, numberOption, occurrences, singleOption } from './parse.js';
+import { numberOption, occurrences, singleOption } from './parse.js';
 
 const positiveInt = (flag: string) => numberOption(flag, { integer: true, min: 1 });
 function indexList(raw: string, previous: unknown): number[] {
