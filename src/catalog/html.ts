@@ -5,6 +5,7 @@ import { resultRuns, summarize } from './reports.js';
 
 type Listed = Omit<ExperimentRecord, 'events' | 'artifacts'>;
 
+const percent = (rate: number) => `${(rate * 100).toFixed(0)}%`;
 const escape = (text: string) => text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
 /**
@@ -39,7 +40,12 @@ td,th{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left}th{backgroun
 svg{border:1px solid #ddd;background:#fff}.keep{fill:#1a7f37}.discard{fill:#999}.crash{fill:#cf222e}
 </style></head><body>
 <h1>Tag ${escape(tag)}: ${escape(metricName)} (${direction === 'minimize' ? 'lower' : 'higher'} is better)</h1>
-<p class="kpi"><span>${summary.runs} runs</span><span id="kept" data-count="${summary.kept}" data-rate="${summary.keepRate}">${summary.kept} kept (${(summary.keepRate * 100).toFixed(0)}%)</span><span id="crashed" data-count="${summary.crashed}" data-rate="${summary.crashRate}">${summary.crashed} crashed (${(summary.crashRate * 100).toFixed(0)}%)</span><span>best ${summary.best ? summary.best.metric.toFixed(6) : '-'}</span><span>${summary.refused} refused, ${summary.infrastructure} infrastructure failures, ${summary.canceled} canceled (not counted)</span><span>${summary.gpuHours.toFixed(2)} GPU-hours</span></p>
+<p class="kpi"><span>${summary.runs} runs</span>
+<span id="kept" data-count="${summary.kept}" data-rate="${summary.keepRate}">${summary.kept} kept (${percent(summary.keepRate)})</span>
+<span id="crashed" data-count="${summary.crashed}" data-rate="${summary.crashRate}">${summary.crashed} crashed (${percent(summary.crashRate)})</span>
+<span>best ${summary.best ? summary.best.metric.toFixed(6) : '-'}</span>
+<span>not counted: ${summary.refused} refused, ${summary.infrastructure} infrastructure failures, ${summary.canceled} canceled</span>
+<span>${summary.gpuHours.toFixed(2)} GPU-hours</span></p>
 <svg id="progression" width="900" height="360" role="img" aria-label="metric progression"></svg>
 <h2>Leaderboard</h2>
 <table id="leaderboard"><tr><th>#</th><th>${escape(metricName)}</th><th>decision</th><th>commit</th><th>category</th><th>hypothesis</th><th>experiment</th></tr>

@@ -12,7 +12,8 @@ export function parseDecimal(text: string, what: string): number {
   return Number(trimmed);
 }
 
-const GUARD = new RegExp(`^\\s*([^\\s=!<>]+)\\s*(${[...GUARD_OPS].sort((a, b) => b.length - a.length).map((op) => op.replace(/[<>=!]/g, (c) => `\\${c}`)).join('|')})\\s*(.+?)\\s*$`);
+/** METRIC OP VALUE; two-character operators first, so `>=` is never read as `>` and `=...`. */
+const GUARD = /^\s*([^\s=!<>]+)\s*(==|!=|>=|<=|>|<)\s*(.+?)\s*$/;
 
 /**
  * Parses a guard such as `val_pass==true`, `sharpe >= 1.5` or `mode != debug`: a metric of the

@@ -58,7 +58,10 @@ export async function reportCommand(kind: string, args: string[], options: { tag
     case 'summary': {
       const summary = summarize(tag(), catalog.list({ tag: tag() }));
       if (wantsJson(options)) return printJson(summary);
-      console.log(`tag ${summary.tag}: ${summary.runs} runs, ${summary.kept} kept (${(summary.keepRate * 100).toFixed(0)}%), ${summary.discarded} discarded, ${summary.crashed} crashed (${(summary.crashRate * 100).toFixed(0)}%); not counted: ${summary.refused} refused, ${summary.infrastructure} infrastructure failures, ${summary.canceled} canceled`);
+      const pct = (rate: number) => `${(rate * 100).toFixed(0)}%`;
+      console.log(`tag ${summary.tag}: ${summary.runs} runs, ${summary.kept} kept (${pct(summary.keepRate)}), ${summary.discarded} discarded, `
+        + `${summary.crashed} crashed (${pct(summary.crashRate)}); `
+        + `not counted: ${summary.refused} refused, ${summary.infrastructure} infrastructure failures, ${summary.canceled} canceled`);
       console.log(`best: ${summary.best ? `${fmt(summary.best.metric)} (${summary.best.id})` : '-'}; GPU-hours ${summary.gpuHours.toFixed(3)}; queue wait median ${summary.queueWaitSeconds.median?.toFixed(1) ?? '-'} s, max ${summary.queueWaitSeconds.max?.toFixed(1) ?? '-'} s`);
       for (const [group, b] of Object.entries(summary.bestByClass)) console.log(`best on ${group}: ${fmt(b.metric)} (${b.id})`);
       console.log('\nprogression of kept runs:');
@@ -71,7 +74,9 @@ export async function reportCommand(kind: string, args: string[], options: { tag
       const tags = catalog.tags();
       if (wantsJson(options)) return printJson(tags);
       const pct = (rate: number) => `${(rate * 100).toFixed(0)}%`;
-      console.log(formatTable(['tag', 'runs', 'kept', 'discarded', 'crashed', 'keep rate', 'crash rate', 'refused', 'infra', 'canceled', 'best', 'last'], tags.map((t) => [t.tag, t.runs, t.kept, t.discarded, t.crashed, pct(t.keepRate), pct(t.crashRate), t.refused, t.infrastructure, t.canceled, fmt(t.best), t.lastAt])));
+      const header = ['tag', 'runs', 'kept', 'discarded', 'crashed', 'keep rate', 'crash rate', 'refused', 'infra', 'canceled', 'best', 'last'];
+      const rows = tags.map((t) => [t.tag, t.runs, t.kept, t.discarded, t.crashed, pct(t.keepRate), pct(t.crashRate), t.refused, t.infrastructure, t.canceled, fmt(t.best), t.lastAt]);
+      console.log(formatTable(header, rows));
       return;
     }
     case 'diff': {
