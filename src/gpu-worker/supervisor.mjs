@@ -101,11 +101,15 @@ async function killRun() {
 // Signals sent to the run reach the child; the supervisor stays to report how it ended.
 process.on('SIGTERM', () => {});
 process.on('SIGINT', () => {});
+// The worker is gone (it would have killed the run itself otherwise): SIGTERM, a grace period,
+// then every process of the run is killed before the supervisor goes.
+let abandoned = null;
 process.on('disconnect', () => {
-  if (finished) process.exit(0);
   note('the worker supervising this run is gone; killing every process of the run');
   killGroup('SIGTERM');
-  setTimeout(() => void killRun().finally(() => process.exit(0)), 5000).unref();
+  abandoned = new Promise((resolve) => setTimeout(resolve, finished ? 0 : 5000))
+    .then(killRun)
+    .finally(() => process.exit(0));
 });
 
 // Enter the run's cgroup before anything is spawned: children are born into their parent's cgroup.
@@ -155,7 +159,8 @@ child.on('error', (error) => {
 });
 child.on('spawn', async () => {
   const ns = pidNamespace ? await namespaceOf(child.pid) : null;
-  report({ type: 'started', pid: child.pid, containment: ns ? 'pid-namespace' : containment, pidNamespace: ns });
+  // Without the namespace's id (unshare already gone), the namespace is gone too: its init exited.
+  report({ type: 'started', pid: child.pid, containment: pidNamespace ? 'pid-namespace' : containment, pidNamespace: ns });
 });
 child.on('exit', async (exitCode, signal) => {
   // Output still in the pipes is copied; a descendant that keeps them open does not hold the run.
@@ -169,5 +174,5 @@ child.on('exit', async (exitCode, signal) => {
   finished = true;
   report({ type: 'exit', exitCode, signal });
   // The worker kills what is left of the run once it has this message; leave time for it to flush.
-  setTimeout(() => process.exit(0), 200);
+  if (!abandoned) setTimeout(() => process.exit(0), 200);
 });
