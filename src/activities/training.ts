@@ -7,7 +7,7 @@ import type { Slot } from '../domain/fleet.js';
 import { latestProgress, parseSummaryBlock, type Progress } from '../domain/metrics.js';
 import type { ExperimentRequest } from '../domain/request.js';
 import { addWorktree, localRepository, removeWorktree } from '../gpu-worker/git.js';
-import { capTailBytes, LogFollower } from '../gpu-worker/log-follower.js';
+import { boundMetrics, capTailBytes, LogFollower } from '../gpu-worker/log-follower.js';
 import { detectContainment, type ContainmentSupport } from '../gpu-worker/containment.js';
 import { startRun, type SupervisorExit } from '../gpu-worker/run-process.js';
 import { writeArtifactManifest } from '../gpu-worker/artifacts.js';
@@ -144,7 +144,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
       const secrets = secretValues({ ...process.env, ...request.env });
       const logTail = capTailBytes(scrubText(follower.tailText(), secrets));
       const artifacts = await writeArtifactManifest(files.artifacts, { experimentId, commit: request.commit, tag: request.tag, configPath: request.configPath ?? null });
-      const metrics = parseSummaryBlock(follower.tailLines().join('\n')) ?? null;
+      const metrics = boundMetrics(parseSummaryBlock(follower.tailLines().join('\n')) ?? null);
       const reported = (key: string) => (typeof metrics?.[key] === 'number' ? (metrics[key] as number) : null);
       return {
         phase: 'training',

@@ -87,11 +87,25 @@ export function workerScope(workDir: string): string {
  * hierarchies uses those; a v2 tree without controllers still gives kill-all containment.
  */
 export async function detectContainment(workDir: string, env: NodeJS.ProcessEnv = process.env): Promise<ContainmentSupport> {
-  return { cgroups: await detectCgroups(workDir, env), pidNamespace: await pidNamespaceWorks() };
+  const pinned = pinnedContainment(env);
+  const cgroups = pinned === 'pid-namespace' || pinned === 'process-group' ? null : await detectCgroups(workDir, env);
+  return { cgroups, pidNamespace: pinned === 'process-group' ? false : await pidNamespaceWorks() };
+}
+
+/** Pins containment to one kind or weaker (EXPCTL_CONTAINMENT=cgroup-v2|cgroup-v1|pid-namespace|process-group). */
+export const CONTAINMENT_ENV = 'EXPCTL_CONTAINMENT';
+const KINDS: readonly ContainmentKind[] = ['cgroup-v2', 'cgroup-v1', 'pid-namespace', 'process-group'];
+
+function pinnedContainment(env: NodeJS.ProcessEnv): ContainmentKind | null {
+  const value = env[CONTAINMENT_ENV];
+  if (!value) return null;
+  if (!(KINDS as readonly string[]).includes(value)) throw new Error(`${CONTAINMENT_ENV}=${value}: expected one of ${KINDS.join(', ')}`);
+  return value as ContainmentKind;
 }
 
 export async function detectCgroups(workDir: string, env: NodeJS.ProcessEnv = process.env): Promise<CgroupLayout | null> {
   if (process.platform !== 'linux') return null;
+  const pinned = pinnedContainment(env);
   const mounts = await readMounts();
   const own = await ownCgroups();
   const scope = path.join('expctl', workerScope(workDir));
@@ -107,8 +121,9 @@ export async function detectCgroups(workDir: string, env: NodeJS.ProcessEnv = pr
     for (const dir of [base, expctl, parent]) await enableControllers(dir, ['memory', 'pids']);
     return { version: 2, parents: { memory: null, pids: null, freezer: null, unified: parent } };
   };
+  if (pinned === 'cgroup-v2') return v2();
   const unifiedControllers = unified ? await fs.readFile(path.join(unified.point, 'cgroup.controllers'), 'utf8').catch(() => '') : '';
-  if (unified && unifiedControllers.split(/\s+/).includes('memory')) return v2();
+  if (unified && unifiedControllers.split(/\s+/).includes('memory') && pinned !== 'cgroup-v1') return v2();
 
   const memory = v1('memory');
   const freezer = v1('freezer');
@@ -120,7 +135,7 @@ export async function detectCgroups(workDir: string, env: NodeJS.ProcessEnv = pr
     for (const dir of [parents.memory, parents.pids, parents.freezer]) if (dir && !(await tryMkdir(dir))) ok = false;
     if (ok) return { version: 1, parents };
   }
-  return v2();
+  return pinned === 'cgroup-v1' ? null : v2();
 }
 
 let pidNamespaceProbe: Promise<boolean> | undefined;

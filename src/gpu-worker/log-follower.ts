@@ -167,3 +167,10 @@ export function capTailBytes(text: string, maxBytes = LOG_TAIL_BYTES): string {
   else tail = tail.replace(/^\uFFFD+/, '');
   return marker + tail;
 }
+
+/** A metric block as the record keeps it: at most 64 keys, string values cut at 256 characters. */
+export function boundMetrics(metrics: Record<string, number | string> | null): Record<string, number | string> | null {
+  if (!metrics) return null;
+  const entries = Object.entries(metrics).slice(0, 64);
+  return Object.fromEntries(entries.map(([key, value]) => [key.slice(0, 128), typeof value === 'string' && value.length > 256 ? `${value.slice(0, 256)}…` : value]));
+}

@@ -82,6 +82,26 @@ describe('cgroup detection on this machine', () => {
   });
 });
 
+describe('the cgroup v2 path', () => {
+  it('kills an escaped grandchild through a v2 cgroup (here: the v2 tree, where one is mounted)', async (test) => {
+    const v2 = await detectContainment(workDir, { EXPCTL_CONTAINMENT: 'cgroup-v2' });
+    if (v2.cgroups?.version !== 2) return test.skip();
+    const { run, token, escapePidFile, ref } = await start('escape', { support: v2 });
+    expect(await run.exited).toMatchObject({ reported: true, exitCode: 0 });
+    expect(run.containment.kind).toBe('cgroup-v2');
+    const escaped = Number(await fs.readFile(escapePidFile, 'utf8'));
+    expect(await runProcessesLeft(run.containment, ref)).toContain(escaped);
+    await run.finish();
+    expect(processAlive(escaped)).toBe(false);
+    expect(await processesWith(token)).toEqual([]);
+    await expect(fs.access(run.containment.cgroup!.dirs[0]!)).rejects.toThrow();
+  });
+
+  it('refuses an unknown pinned containment', async () => {
+    await expect(detectContainment(workDir, { EXPCTL_CONTAINMENT: 'jail' })).rejects.toThrow(/EXPCTL_CONTAINMENT=jail: expected one of cgroup-v2/);
+  });
+});
+
 describe('a contained run', () => {
   it('leaves nothing when a grandchild escapes with setsid and a double fork', async () => {
     const { run, token, escapePidFile, ref } = await start('escape');

@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { capTailBytes, LOG_TAIL_BYTES, LogFollower } from '../../src/gpu-worker/log-follower.js';
+import { boundMetrics, capTailBytes, LOG_TAIL_BYTES, LogFollower } from '../../src/gpu-worker/log-follower.js';
 import { parseSummaryBlock } from '../../src/domain/metrics.js';
 
 let dir: string;
@@ -76,5 +76,14 @@ describe('the bounded log follower', () => {
     expect(capped.startsWith('[… earlier output cut by expctl …]\nline ')).toBe(true);
     expect(capped.endsWith('line 9999 é')).toBe(true);
     expect(capTailBytes('short')).toBe('short');
+  });
+
+  it('bounds a metric block: 64 keys, long string values cut', () => {
+    const many = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`k${i}`, i === 0 ? 'v'.repeat(5000) : i]));
+    const bounded = boundMetrics(many)!;
+    expect(Object.keys(bounded)).toHaveLength(64);
+    expect(bounded.k0).toBe(`${'v'.repeat(256)}…`);
+    expect(bounded.k1).toBe(1);
+    expect(boundMetrics(null)).toBeNull();
   });
 });
