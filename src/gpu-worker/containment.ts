@@ -303,3 +303,15 @@ export async function existingRunCgroups(support: ContainmentSupport): Promise<s
   const entries = await fs.readdir(parent, { withFileTypes: true }).catch(() => []);
   return entries.filter((e) => e.isDirectory() && e.name.startsWith('run-')).map((e) => e.name.slice('run-'.length));
 }
+
+/** Removes this worker's (empty) cgroup parents, e.g. when a work directory is retired; false if runs remain. */
+export async function removeWorkerCgroups(support: ContainmentSupport): Promise<boolean> {
+  if (!support.cgroups) return true;
+  if ((await existingRunCgroups(support)).length > 0) return false;
+  const { memory, pids, freezer, unified } = support.cgroups.parents;
+  let ok = true;
+  for (const dir of [memory, pids, freezer, unified]) {
+    if (dir) await fs.rmdir(dir).catch((error: NodeJS.ErrnoException) => (ok = ok && error.code === 'ENOENT'));
+  }
+  return ok;
+}

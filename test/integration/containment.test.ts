@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import type { ExperimentRequestInput } from '../../src/domain/request.js';
-import { detectContainment, runContainmentOf, runProcessesLeft, type ContainmentSupport } from '../../src/gpu-worker/containment.js';
+import { detectContainment, removeWorkerCgroups, runContainmentOf, runProcessesLeft, type ContainmentSupport } from '../../src/gpu-worker/containment.js';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
@@ -44,7 +44,10 @@ beforeAll(async () => {
   source = await makeRepo({}, path.join(FIXTURES, 'scripts', 'escape.py'));
   support = await detectContainment(path.join(stack.workDir, HOST));
 });
-afterAll(async () => stack?.stop());
+afterAll(async () => {
+  await stack?.stop();
+  if (support) expect(await removeWorkerCgroups(support)).toBe(true);
+});
 
 describe('every process of a run dies with it', () => {
   it('a setsid + double-forked grandchild does not survive the decision', async () => {

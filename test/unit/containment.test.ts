@@ -9,6 +9,7 @@ import { parseSummaryBlock } from '../../src/domain/metrics.js';
 import {
   createRunContainment,
   detectContainment,
+  removeWorkerCgroups,
   runProcessesLeft,
   workerScope,
   type ContainmentSupport,
@@ -28,6 +29,8 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await reconcileOrphans(workDir, support);
+  expect(await removeWorkerCgroups(support)).toBe(true);
+  await removeWorkerCgroups(await detectContainment(workDir, { EXPCTL_CONTAINMENT: 'cgroup-v2' }));
   await fs.rm(workDir, { recursive: true, force: true });
 });
 
