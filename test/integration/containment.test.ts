@@ -91,7 +91,9 @@ describe('every process of a run dies with it', () => {
 
   it('a timeout kills an escaped grandchild that ignores SIGTERM', async () => {
     const escapePidFile = path.join(stack.workDir, 'timeout-escape.pid');
-    const { handle } = await submitExperiment(stack.client, request({ tag: 'timeout', timeBudgetSeconds: 1, timeoutSeconds: 3, env: { MODE: 'hang-escape', ESCAPE_PID_FILE: escapePidFile } }));
+    // A kill limit long enough for the grandchild to escape first, even on a loaded machine.
+    const { handle } = await submitExperiment(stack.client, request({ tag: 'timeout', timeBudgetSeconds: 1, timeoutSeconds: 12, env: { MODE: 'hang-escape', ESCAPE_PID_FILE: escapePidFile } }));
+    await waitFor(async () => fs.access(escapePidFile).then(() => true, () => false), 60_000);
     expect((await handle.result()).status).toBe('timed_out');
     await expectNothingLeft(handle.workflowId, [Number(await fs.readFile(escapePidFile, 'utf8'))]);
   });
