@@ -7,7 +7,7 @@ import type { Slot } from '../domain/fleet.js';
 import { latestProgress, parseSummaryBlock, type Progress } from '../domain/metrics.js';
 import type { ExperimentRequest } from '../domain/request.js';
 import { addWorktree, localRepository, removeWorktree } from '../gpu-worker/git.js';
-import { boundMetrics, capTailBytes, LogFollower } from '../gpu-worker/log-follower.js';
+import { boundMetrics, capTailBytes, LOG_TAIL_BYTES, LogFollower } from '../gpu-worker/log-follower.js';
 import { detectContainment, type ContainmentSupport } from '../gpu-worker/containment.js';
 import { startRun, type SupervisorExit } from '../gpu-worker/run-process.js';
 import { writeArtifactManifest } from '../gpu-worker/artifacts.js';
@@ -142,7 +142,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
       if (canceled) throw new CancelledFailure(`canceled; every process of ${experimentId} was killed`);
       // The record keeps the tail; secrets the run could see are scrubbed from it.
       const secrets = secretValues({ ...process.env, ...request.env });
-      const logTail = capTailBytes(scrubText(follower.tailText(), secrets));
+      const logTail = capTailBytes(scrubText(follower.tailText(LOG_TAIL_BYTES, 40), secrets));
       const artifacts = await writeArtifactManifest(files.artifacts, { experimentId, commit: request.commit, tag: request.tag, configPath: request.configPath ?? null });
       const metrics = boundMetrics(parseSummaryBlock(follower.tailLines().join('\n')) ?? null);
       const reported = (key: string) => (typeof metrics?.[key] === 'number' ? (metrics[key] as number) : null);

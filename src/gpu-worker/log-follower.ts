@@ -150,9 +150,9 @@ export class LogFollower {
     return this.partial.empty ? [...this.lines] : [...this.lines, this.partial.text()];
   }
 
-  /** The most recent lines, at most `maxBytes` bytes of UTF-8 together (default 64 KiB). */
-  tailText(maxBytes = LOG_TAIL_BYTES): string {
-    return capTailBytes(this.tailLines().join('\n'), maxBytes);
+  /** The most recent `maxLines` lines, at most `maxBytes` bytes of UTF-8 together (default 64 KiB). */
+  tailText(maxBytes = LOG_TAIL_BYTES, maxLines = this.limits.keepLines): string {
+    return capTailBytes(this.tailLines().slice(-maxLines).join('\n'), maxBytes);
   }
 }
 
