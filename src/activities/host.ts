@@ -24,6 +24,23 @@ export interface HostDeps {
 const PATCH_RECORD_LIMIT = 1 << 20;
 const LOCKFILES = ['uv.lock', 'requirements.txt', 'poetry.lock', 'pyproject.toml', 'Pipfile.lock', 'environment.yml', 'package-lock.json'];
 
+/** The most one readLog page returns, whatever the caller asks for (activity results stay small). */
+export const READ_LOG_PAGE_BYTES = 256 * 1024;
+
+/** `bytes` without a UTF-8 character cut at its end (when more follows, the next page starts with it). */
+function wholeCharacters(bytes: Buffer, moreFollows: boolean): Buffer {
+  if (!moreFollows) return bytes;
+  for (let back = 1; back <= Math.min(3, bytes.length); back++) {
+    const byte = bytes[bytes.length - back]!;
+    if ((byte & 0xc0) !== 0x80) {
+      // A lead byte: keep its character only if all of its continuation bytes are here.
+      const need = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1;
+      return need > back && bytes.length > back ? bytes.subarray(0, bytes.length - back) : bytes;
+    }
+  }
+  return bytes;
+}
+
 /** Arguments that name files in the repository (scripts, configs), as opposed to flags and values. */
 const FILE_ARGUMENT = /^[^-][^=]*\.(py|sh|js|mjs|ts|json|yaml|yml|toml|cfg|ini)$/;
 
@@ -110,6 +127,10 @@ export function createHostActivities(deps: HostDeps) {
       };
     },
 
+    /**
+     * One page of a run's raw log: at most READ_LOG_PAGE_BYTES from `offset`, ending on a whole
+     * UTF-8 character, so any log is read in bounded pieces (`nextOffset` is where the next starts).
+     */
     async readLog(experimentId: string, offset: number, maxBytes: number): Promise<{ text: string; nextOffset: number; size: number }> {
       const file = runFiles(deps.workDir, experimentId).log;
       let handle;
@@ -120,10 +141,12 @@ export function createHostActivities(deps: HostDeps) {
       }
       try {
         const { size } = await handle.stat();
-        const length = Math.max(0, Math.min(maxBytes, size - offset));
+        const start = Math.min(Math.max(0, Math.floor(offset) || 0), size);
+        const length = Math.max(0, Math.min(Math.floor(maxBytes) || 0, READ_LOG_PAGE_BYTES, size - start));
         const buffer = Buffer.alloc(length);
-        await handle.read(buffer, 0, length, offset);
-        return { text: buffer.toString('utf8'), nextOffset: offset + length, size };
+        const { bytesRead } = await handle.read(buffer, 0, length, start);
+        const whole = wholeCharacters(buffer.subarray(0, bytesRead), start + bytesRead < size);
+        return { text: whole.toString('utf8'), nextOffset: start + whole.length, size };
       } finally {
         await handle.close();
       }

@@ -1,21 +1,19 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { execa } from 'execa';
 import type { TrainingOutcome } from '../domain/experiment.js';
 import type { Slot } from '../domain/fleet.js';
 import { latestProgress, parseSummaryBlock, type Progress } from '../domain/metrics.js';
 import type { ExperimentRequest } from '../domain/request.js';
 import { addWorktree, localRepository, removeWorktree } from '../gpu-worker/git.js';
-import { LogFollower } from '../gpu-worker/log-follower.js';
+import { boundMetrics, capTailBytes, LOG_TAIL_BYTES, LogFollower } from '../gpu-worker/log-follower.js';
+import { detectContainment, type ContainmentSupport } from '../gpu-worker/containment.js';
+import { startRun, type SupervisorExit } from '../gpu-worker/run-process.js';
 import { writeArtifactManifest } from '../gpu-worker/artifacts.js';
 import { runFiles } from '../gpu-worker/run-files.js';
 import { scrubText, secretValues } from '../domain/redact.js';
 import { killLimitSeconds } from '../domain/limits.js';
-
-const SUPERVISOR = fileURLToPath(new URL('../gpu-worker/supervisor.mjs', import.meta.url));
 
 export interface TrainingDeps {
   slot: Slot;
@@ -23,6 +21,11 @@ export interface TrainingDeps {
   heartbeatIntervalMs?: number;
   /** After SIGTERM, how long the group gets before SIGKILL. */
   killAfterMs?: number;
+  /** How runs are contained on this host (detected once per worker when not given). */
+  containment?: ContainmentSupport;
+  /** The raw log's cap and kept tail (see run-process.ts for the defaults). */
+  logCapBytes?: number;
+  logTailBytes?: number;
 }
 
 /** What every training heartbeat carries; `expctl run` turns it into a progress bar. */
@@ -40,18 +43,12 @@ export interface RunTrainingInput {
   leaseId: string;
 }
 
-function killGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // already gone
-  }
-}
-
 /** The activity on a slot's own queue: runs one training command under supervision. */
 export function createTrainingActivities(deps: TrainingDeps) {
   const heartbeatIntervalMs = deps.heartbeatIntervalMs ?? 2000;
   const killAfterMs = deps.killAfterMs ?? 10_000;
+  let support: Promise<ContainmentSupport> | undefined;
+  const containmentSupport = () => (support ??= deps.containment ? Promise.resolve(deps.containment) : detectContainment(deps.workDir));
 
   return {
     async runTraining(input: RunTrainingInput): Promise<TrainingOutcome> {
@@ -81,19 +78,17 @@ export function createTrainingActivities(deps: TrainingDeps) {
           `commit ${request.commit.slice(0, 12)}; command ${JSON.stringify(request.command)}; started ${startedAt.toISOString()}\n`,
       );
 
-      const supervisor = execa(process.execPath, [SUPERVISOR, files.log, files.tree, '--', ...request.command], {
+      const run = await startRun({
+        experimentId,
+        support: await containmentSupport(),
+        log: files.log,
+        cwd: files.tree,
+        command: request.command,
         env,
-        detached: true,
-        ipc: true,
-        serialization: 'json',
-        stdin: 'ignore',
-        stdout: 'ignore',
-        stderr: 'pipe',
-        reject: false,
-        cleanup: false,
+        logCapBytes: deps.logCapBytes,
+        logTailBytes: deps.logTailBytes,
       });
-      const pid = supervisor.pid;
-      if (pid === undefined) throw ApplicationFailure.retryable('could not start the training supervisor');
+      const pid = run.supervisorPid;
       await fs.writeFile(files.pidFile, String(pid));
 
       let timedOut = false;
@@ -102,8 +97,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         if (timedOut || canceled) return;
         if (why === 'timeout') timedOut = true;
         else canceled = true;
-        killGroup(pid, 'SIGTERM');
-        setTimeout(() => killGroup(pid, 'SIGKILL'), killAfterMs).unref();
+        void run.stop(killAfterMs);
       };
       const onCancel = () => stop('cancel');
       ctx.cancellationSignal.addEventListener('abort', onCancel);
@@ -128,23 +122,29 @@ export function createTrainingActivities(deps: TrainingDeps) {
       };
       await beat();
       const ticker = setInterval(() => void beat().catch(() => undefined), heartbeatIntervalMs);
-      const result = await supervisor;
-      clearInterval(ticker);
+      const exit: SupervisorExit = await run.exited;
       ctx.cancellationSignal.removeEventListener('abort', onCancel);
+      // The lease is released when this activity returns: not before every process of the run is gone.
+      const finished = await run.finish();
+      clearInterval(ticker);
       await follower.poll();
 
-      const exit = result.ipcOutput.find((message): message is { type: 'exit'; exitCode: number | null; signal: string | null } =>
-        typeof message === 'object' && message !== null && (message as { type?: string }).type === 'exit');
-      const exitCode = exit ? exit.exitCode : null;
-      const signal = exit ? exit.signal : (result.signal ?? 'unknown');
+      // A supervisor that died without reporting was killed from inside the run (expctl only kills it on cancel or timeout).
+      const supervisorKilled = exit.reported === false && !timedOut && !canceled;
+      const exitCode = exit.exitCode;
+      const signal = supervisorKilled ? null : exit.signal;
+      if (supervisorKilled) {
+        await fs.appendFile(files.log, `\nexpctl: the run's supervisor was killed (${exit.signal ?? 'unknown signal'}) from inside the run; every process of the run was killed\n`);
+        await follower.poll();
+      }
       await removeWorktree(repo, files.tree);
       await fs.rm(files.pidFile, { force: true });
-      if (canceled) throw new CancelledFailure(`canceled; the process group of ${experimentId} was killed`);
+      if (canceled) throw new CancelledFailure(`canceled; every process of ${experimentId} was killed`);
       // The record keeps the tail; secrets the run could see are scrubbed from it.
       const secrets = secretValues({ ...process.env, ...request.env });
-      const logTail = scrubText(follower.tailLines().slice(-40).join('\n'), secrets);
+      const logTail = capTailBytes(scrubText(follower.tailText(LOG_TAIL_BYTES, 40), secrets));
       const artifacts = await writeArtifactManifest(files.artifacts, { experimentId, commit: request.commit, tag: request.tag, configPath: request.configPath ?? null });
-      const metrics = parseSummaryBlock(follower.tailLines().join('\n')) ?? null;
+      const metrics = boundMetrics(parseSummaryBlock(follower.tailLines().join('\n')) ?? null);
       const reported = (key: string) => (typeof metrics?.[key] === 'number' ? (metrics[key] as number) : null);
       return {
         phase: 'training',
@@ -152,9 +152,10 @@ export function createTrainingActivities(deps: TrainingDeps) {
         signal,
         timedOut,
         canceled,
-        supervisorKilled: false,
-        oomKills: null,
-        peakMemoryBytes: null,
+        supervisorKilled,
+        oomKills: finished.oomKills,
+        peakMemoryBytes: finished.peakMemoryBytes,
+        containment: run.containment.kind,
         timings: {
           setupSeconds: null,
           setupCached: null,

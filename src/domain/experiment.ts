@@ -81,6 +81,12 @@ export interface RunTimings {
   processSeconds: number | null;
 }
 
+/**
+ * How a run's processes were held together, strongest first: its own cgroup (v2 or v1), a PID
+ * namespace, or only the supervisor's process group (which setsid'd descendants can leave).
+ */
+export type ContainmentKind = 'cgroup-v2' | 'cgroup-v1' | 'pid-namespace' | 'process-group';
+
 /** What the train activity reports about the process it supervised. */
 export interface TrainingOutcome {
   /** The phase the run ended in: environment setup, or the training process itself. */
@@ -97,6 +103,8 @@ export interface TrainingOutcome {
   oomKills: number | null;
   /** Peak memory of the run's cgroup, in bytes; null where unknown. */
   peakMemoryBytes: number | null;
+  /** How the run's processes were contained (absent in outcomes recorded before it existed). */
+  containment?: ContainmentKind;
   timings: RunTimings;
   metrics: Record<string, number | string> | null;
   logTail: string;

@@ -1,20 +1,30 @@
-// Runs one training command as the leader of its own process group, with output going straight to
-// the log file. If the worker that started it dies (its IPC channel closes), it takes the whole
-// group down, so no training process outlives the worker that observes it.
-// Usage (spawned by the worker with an IPC channel): node supervisor.mjs LOG CWD -- PROGRAM ARGS...
+// Runs one training command inside the run's containment, copying its output to the log file
+// under a size cap. Spawned by the worker (detached, with an IPC channel):
+//   node supervisor.mjs CONFIG_JSON -- PROGRAM ARGS...
+// CONFIG_JSON: { log, cwd, cgroup: RunCgroup | null, pidNamespace: boolean, logCapBytes, tailBytes }.
+// The supervisor enters the run's cgroup first, so the training process and every descendant
+// (setsid'd or double-forked) is born inside it. If the worker dies (the IPC channel closes), it
+// kills every other process of the run, so nothing trains unobserved.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
+import { killCgroup } from './run-cgroup.mjs';
 
-const [logPath, cwd, separator, program, ...args] = process.argv.slice(2);
-if (separator !== '--' || !program) {
-  console.error('usage: supervisor.mjs LOG CWD -- PROGRAM [ARGS...]');
+const [configJson, separator, program, ...args] = process.argv.slice(2);
+if (separator !== '--' || !program || !configJson) {
+  console.error('usage: supervisor.mjs CONFIG_JSON -- PROGRAM [ARGS...]');
   process.exit(64);
 }
-const log = fs.openSync(logPath, 'a');
+const config = JSON.parse(configJson);
+const log = fs.openSync(config.log, 'a');
 let finished = false;
 
 function report(message) {
   if (process.connected) process.send(message);
+}
+
+function note(text) {
+  fs.writeSync(log, `\nexpctl: ${text}\n`);
 }
 
 function killGroup(signal) {
@@ -25,29 +35,144 @@ function killGroup(signal) {
   }
 }
 
-// Signals sent to the group reach the child too; the supervisor stays to report how it ended.
+/**
+ * The raw log keeps its first `logCapBytes`; beyond that output goes to two alternating tail files
+ * of `tailBytes` each, and at the end the last `tailBytes` are appended to the log after a marker,
+ * so the `---` block is always there. Disk use stays below logCapBytes + 3 x tailBytes.
+ */
+class CappedLog {
+  constructor(fd, file, capBytes, tailBytes) {
+    this.fd = fd;
+    this.capBytes = capBytes;
+    this.tailBytes = tailBytes;
+    this.written = fs.fstatSync(fd).size;
+    this.tailFiles = [`${file}.tail.0`, `${file}.tail.1`];
+    this.current = -1;
+    this.currentSize = 0;
+    this.currentFd = null;
+    this.omitted = 0;
+  }
+
+  write(chunk) {
+    if (this.written < this.capBytes) {
+      const take = Math.min(chunk.length, this.capBytes - this.written);
+      fs.writeSync(this.fd, chunk, 0, take);
+      this.written += take;
+      chunk = chunk.subarray(take);
+      if (chunk.length === 0) return;
+      fs.writeSync(this.fd, `\nexpctl: the log reached its cap of ${this.capBytes} bytes; later output is dropped except its last ${this.tailBytes} bytes, appended at the end\n`);
+    }
+    this.omitted += chunk.length;
+    while (chunk.length > 0) {
+      if (this.currentFd === null || this.currentSize >= this.tailBytes) this.rotate();
+      const take = Math.min(chunk.length, this.tailBytes - this.currentSize);
+      fs.writeSync(this.currentFd, chunk, 0, take);
+      this.currentSize += take;
+      chunk = chunk.subarray(take);
+    }
+  }
+
+  rotate() {
+    if (this.currentFd !== null) fs.closeSync(this.currentFd);
+    this.current = (this.current + 1) % 2;
+    this.currentFd = fs.openSync(this.tailFiles[this.current], 'w');
+    this.currentSize = 0;
+  }
+
+  /** Appends the kept tail to the log and removes the tail files. */
+  finish() {
+    if (this.currentFd === null) return;
+    fs.closeSync(this.currentFd);
+    this.currentFd = null;
+    const previous = this.tailFiles[(this.current + 1) % 2];
+    const parts = [fs.existsSync(previous) ? fs.readFileSync(previous) : Buffer.alloc(0), fs.readFileSync(this.tailFiles[this.current])];
+    const tail = Buffer.concat(parts).subarray(-this.tailBytes);
+    fs.writeSync(this.fd, `\nexpctl: ${this.omitted - tail.length} bytes of output omitted; the last ${tail.length} bytes follow\n`);
+    fs.writeSync(this.fd, tail);
+    for (const file of this.tailFiles) fs.rmSync(file, { force: true });
+  }
+}
+
+async function killRun() {
+  if (config.cgroup) await killCgroup(config.cgroup, { except: process.pid, timeoutMs: 30_000 });
+  killGroup('SIGKILL');
+}
+
+// Signals sent to the run reach the child; the supervisor stays to report how it ended.
 process.on('SIGTERM', () => {});
 process.on('SIGINT', () => {});
+// The worker is gone (it would have killed the run itself otherwise): SIGTERM, a grace period,
+// then every process of the run is killed before the supervisor goes.
+let abandoned = null;
 process.on('disconnect', () => {
-  if (finished) process.exit(0);
-  fs.writeSync(log, '\nexpctl: the worker supervising this run is gone; stopping the process group\n');
+  note('the worker supervising this run is gone; killing every process of the run');
   killGroup('SIGTERM');
-  setTimeout(() => killGroup('SIGKILL'), 5000).unref();
+  abandoned = new Promise((resolve) => setTimeout(resolve, finished ? 0 : 5000))
+    .then(killRun)
+    .finally(() => process.exit(0));
 });
 
-const child = spawn(program, args, { cwd, stdio: ['ignore', log, log], env: process.env });
+// Enter the run's cgroup before anything is spawned: children are born into their parent's cgroup.
+let containment = config.cgroup ? (config.cgroup.version === 2 ? 'cgroup-v2' : 'cgroup-v1') : 'process-group';
+if (config.cgroup) {
+  try {
+    for (const dir of config.cgroup.dirs) fs.writeFileSync(path.join(dir, 'cgroup.procs'), String(process.pid));
+  } catch (error) {
+    note(`could not enter the run's cgroup (${error.message}); the run is contained by its process group only`);
+    containment = 'process-group';
+  }
+}
+const pidNamespace = config.pidNamespace && containment === 'process-group';
+const argv = pidNamespace ? ['unshare', ['--pid', '--fork', '--kill-child', '--', program, ...args]] : [program, args];
+const output = new CappedLog(log, config.log, config.logCapBytes, config.tailBytes);
+const child = spawn(argv[0], argv[1], { cwd: config.cwd, stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+let open = 2;
+let exited = null;
+const onEnd = () => {
+  if (--open === 0 && exited) exited();
+};
+for (const stream of [child.stdout, child.stderr]) {
+  stream.on('data', (chunk) => output.write(chunk));
+  stream.on('close', onEnd);
+}
+
+/** The `pid:[inode]` of the namespace unshare creates for the run, once it exists. */
+async function namespaceOf(pid) {
+  const own = fs.readlinkSync('/proc/self/ns/pid');
+  for (let i = 0; i < 100; i++) {
+    try {
+      const ns = fs.readlinkSync(`/proc/${pid}/ns/pid_for_children`);
+      if (ns !== own) return ns;
+    } catch {
+      return null;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return null;
+}
+
 child.on('error', (error) => {
   finished = true;
-  fs.writeSync(log, `expctl: could not start ${program}: ${error.message}\n`);
+  note(`could not start ${argv[0]}: ${error.message}`);
   report({ type: 'exit', exitCode: 127, signal: null });
   setTimeout(() => process.exit(0), 100);
 });
-child.on('spawn', () => report({ type: 'started', pid: child.pid }));
-child.on('exit', (exitCode, signal) => {
+child.on('spawn', async () => {
+  const ns = pidNamespace ? await namespaceOf(child.pid) : null;
+  // Without the namespace's id (unshare already gone), the namespace is gone too: its init exited.
+  report({ type: 'started', pid: child.pid, containment: pidNamespace ? 'pid-namespace' : containment, pidNamespace: ns });
+});
+child.on('exit', async (exitCode, signal) => {
+  // Output still in the pipes is copied; a descendant that keeps them open does not hold the run.
+  if (open > 0) await new Promise((resolve) => {
+    exited = resolve;
+    setTimeout(resolve, 1000);
+  });
+  child.stdout.destroy();
+  child.stderr.destroy();
+  output.finish();
   finished = true;
   report({ type: 'exit', exitCode, signal });
-  // Leave time for the message to flush, then go; stray grandchildren of the run go with the group.
-  setTimeout(() => {
-    killGroup('SIGKILL');
-  }, 200);
+  // The worker kills what is left of the run once it has this message; leave time for it to flush.
+  if (!abandoned) setTimeout(() => process.exit(0), 200);
 });

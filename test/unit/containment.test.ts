@@ -1,0 +1,214 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseSummaryBlock } from '../../src/domain/metrics.js';
+import {
+  createRunContainment,
+  detectContainment,
+  removeWorkerCgroups,
+  runProcessesLeft,
+  workerScope,
+  type ContainmentSupport,
+} from '../../src/gpu-worker/containment.js';
+import { reconcileOrphans } from '../../src/gpu-worker/reconcile.js';
+import { startRun } from '../../src/gpu-worker/run-process.js';
+import { processAlive } from '../../src/shared/processes.js';
+import { waitFor } from '../helpers/wait.js';
+import { FIXTURES } from '../helpers/stack.js';
+
+let workDir: string;
+let support: ContainmentSupport;
+
+beforeAll(async () => {
+  workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-contain-'));
+  support = await detectContainment(workDir);
+});
+afterAll(async () => {
+  await reconcileOrphans(workDir, support);
+  expect(await removeWorkerCgroups(support)).toBe(true);
+  await removeWorkerCgroups(await detectContainment(workDir, { EXPCTL_CONTAINMENT: 'cgroup-v2' }));
+  await fs.rm(workDir, { recursive: true, force: true });
+});
+
+/** Live processes whose command line holds `token` (each run below passes a token of its own). */
+async function processesWith(token: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const name of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const cmdline = await fs.readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes(token) && processAlive(Number(name))) found.push(Number(name));
+  }
+  return found;
+}
+
+async function start(mode: string, options: { support?: ContainmentSupport; env?: Record<string, string>; logCapBytes?: number; logTailBytes?: number } = {}) {
+  const token = `expctl-test-${crypto.randomBytes(4).toString('hex')}`;
+  const experimentId = `exp-${token}`;
+  const log = path.join(workDir, `${experimentId}.log`);
+  const escapePidFile = path.join(workDir, `${experimentId}.escape.pid`);
+  const env = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
+  const run = await startRun({
+    experimentId,
+    support: options.support ?? support,
+    log,
+    cwd: path.join(FIXTURES, 'scripts'),
+    command: ['python3', 'escape.py', token],
+    env: { ...env, MODE: mode, ESCAPE_PID_FILE: escapePidFile, ...options.env },
+    logCapBytes: options.logCapBytes,
+    logTailBytes: options.logTailBytes,
+  });
+  return { run, token, log, escapePidFile, ref: { supervisorPid: run.supervisorPid } };
+}
+
+describe('cgroup detection on this machine', () => {
+  it('picks the cgroup version the mounts offer and prepares a parent per worker', async () => {
+    const mounts = await fs.readFile('/proc/self/mounts', 'utf8').catch(() => '');
+    const v1 = (controller: string) => new RegExp(`^\\S+ \\S+ cgroup \\S*\\b${controller}\\b`, 'm').test(mounts);
+    const unified = /^\S+ (\S+) cgroup2 /m.exec(mounts)?.[1];
+    const v2Memory = unified ? (await fs.readFile(path.join(unified, 'cgroup.controllers'), 'utf8').catch(() => '')).includes('memory') : false;
+    console.log(`containment here: ${JSON.stringify(support)}`);
+    if (process.getuid?.() !== 0) return; // creating cgroups needs root or a delegated tree
+    if (v2Memory) expect(support.cgroups?.version).toBe(2);
+    else if (v1('memory') && v1('freezer')) {
+      expect(support.cgroups?.version).toBe(1);
+      for (const dir of [support.cgroups!.parents.memory, support.cgroups!.parents.freezer]) {
+        expect(dir).toContain(path.join('expctl', workerScope(workDir)));
+        expect((await fs.stat(dir!)).isDirectory()).toBe(true);
+      }
+    } else if (unified) expect(support.cgroups?.version).toBe(2);
+    else expect(support.cgroups).toBeNull();
+    expect(workerScope('/a')).not.toBe(workerScope('/b'));
+  });
+});
+
+describe('the cgroup v2 path', () => {
+  it('kills an escaped grandchild through a v2 cgroup (here: the v2 tree, where one is mounted)', async (test) => {
+    const v2 = await detectContainment(workDir, { EXPCTL_CONTAINMENT: 'cgroup-v2' });
+    if (v2.cgroups?.version !== 2) return test.skip();
+    const { run, token, escapePidFile, ref } = await start('escape', { support: v2 });
+    expect(await run.exited).toMatchObject({ reported: true, exitCode: 0 });
+    expect(run.containment.kind).toBe('cgroup-v2');
+    const escaped = Number(await fs.readFile(escapePidFile, 'utf8'));
+    expect(await runProcessesLeft(run.containment, ref)).toContain(escaped);
+    await run.finish();
+    expect(processAlive(escaped)).toBe(false);
+    expect(await processesWith(token)).toEqual([]);
+    await expect(fs.access(run.containment.cgroup!.dirs[0]!)).rejects.toThrow();
+  });
+
+  it('refuses an unknown pinned containment', async () => {
+    await expect(detectContainment(workDir, { EXPCTL_CONTAINMENT: 'jail' })).rejects.toThrow(/EXPCTL_CONTAINMENT=jail: expected one of cgroup-v2/);
+  });
+});
+
+describe('a contained run', () => {
+  it('leaves nothing when a grandchild escapes with setsid and a double fork', async () => {
+    const { run, token, escapePidFile, ref } = await start('escape');
+    const exit = await run.exited;
+    expect(exit).toEqual({ reported: true, exitCode: 0, signal: null });
+    const escaped = Number(await fs.readFile(escapePidFile, 'utf8'));
+    if (support.cgroups) {
+      expect(processAlive(escaped)).toBe(true);
+      expect(await runProcessesLeft(run.containment, ref)).toContain(escaped);
+    }
+    const evidence = await run.finish();
+    expect(await runProcessesLeft(run.containment, ref)).toEqual([]);
+    if (run.containment.kind !== 'process-group') {
+      expect(processAlive(escaped)).toBe(false);
+      expect(await processesWith(token)).toEqual([]);
+    }
+    if (run.containment.cgroup) {
+      for (const dir of run.containment.cgroup.dirs) await expect(fs.access(dir)).rejects.toThrow();
+      expect(evidence.peakMemoryBytes).toBeGreaterThan(0);
+      expect(evidence.oomKills).toBe(0);
+    }
+    console.log(`escape run: containment ${run.containment.kind}, peak ${evidence.peakMemoryBytes} bytes, oom kills ${evidence.oomKills}`);
+  });
+
+  it('notices a supervisor killed from inside the run and still kills the run', async () => {
+    const pidFile = path.join(workDir, 'kill-parent.pid');
+    const { run, ref } = await start('kill-parent', { env: { PID_FILE: pidFile } });
+    const exit = await run.exited;
+    expect(exit.reported).toBe(false);
+    expect(exit.signal).toBe('SIGKILL');
+    const training = Number(await fs.readFile(pidFile, 'utf8'));
+    await run.finish();
+    expect(processAlive(training)).toBe(false);
+    expect(await runProcessesLeft(run.containment, ref)).toEqual([]);
+  });
+
+  it('stop() ends a hanging run with an escaped grandchild, and nothing is left', async () => {
+    const { run, token, escapePidFile, ref } = await start('hang-escape');
+    await waitFor(async () => fs.access(escapePidFile).then(() => true, () => false), 20_000);
+    await run.stop(500);
+    await run.exited;
+    await run.finish();
+    expect(await runProcessesLeft(run.containment, ref)).toEqual([]);
+    if (run.containment.kind !== 'process-group') expect(await processesWith(token)).toEqual([]);
+  });
+
+  it('without cgroups, a PID namespace still kills an escaped grandchild', async () => {
+    if (!support.pidNamespace) return;
+    const { run, token, ref } = await start('escape', { support: { cgroups: null, pidNamespace: true } });
+    const exit = await run.exited;
+    expect(exit).toMatchObject({ reported: true, exitCode: 0 });
+    expect(run.containment.kind).toBe('pid-namespace');
+    await run.finish();
+    expect(await runProcessesLeft(run.containment, ref)).toEqual([]);
+    await waitFor(async () => (await processesWith(token)).length === 0, 10_000);
+  });
+
+  it('caps the raw log and keeps its end, the metric block included', async () => {
+    const { run, log } = await start('bigline', { env: { BIGLINE_MB: '3', VAL_BPB: '0.75' }, logCapBytes: 1 << 20, logTailBytes: 64 * 1024 });
+    expect(await run.exited).toMatchObject({ reported: true, exitCode: 0 });
+    await run.finish();
+    const text = await fs.readFile(log, 'utf8');
+    expect(text.length).toBeLessThan((1 << 20) + 2 * 64 * 1024);
+    expect(text).toContain('expctl: the log reached its cap of 1048576 bytes');
+    expect(text).toMatch(/expctl: \d+ bytes of output omitted; the last 65536 bytes follow/);
+    expect(parseSummaryBlock(text)?.val_bpb).toBe(0.75);
+    await expect(fs.access(`${log}.tail.0`)).rejects.toThrow();
+  });
+});
+
+describe('runs whose worker is gone', () => {
+  it('the supervisor kills its run when the worker disconnects', async () => {
+    const experimentId = `exp-disconnect-${crypto.randomBytes(4).toString('hex')}`;
+    const containment = await createRunContainment(support, experimentId);
+    const escapePidFile = path.join(workDir, `${experimentId}.escape.pid`);
+    const config = { log: path.join(workDir, `${experimentId}.log`), cwd: path.join(FIXTURES, 'scripts'), cgroup: containment.cgroup, pidNamespace: containment.kind === 'pid-namespace', logCapBytes: 1 << 30, tailBytes: 1 << 20 };
+    const supervisor = fork(fileURLToPath(new URL('../../src/gpu-worker/supervisor.mjs', import.meta.url)), [JSON.stringify(config), '--', 'python3', 'escape.py'], {
+      env: { ...process.env, MODE: 'hang-escape', ESCAPE_PID_FILE: escapePidFile },
+      detached: true,
+      serialization: 'json',
+    });
+    const gone = new Promise((resolve) => supervisor.on('exit', resolve));
+    await waitFor(async () => fs.access(escapePidFile).then(() => true, () => false), 20_000);
+    const escaped = Number(await fs.readFile(escapePidFile, 'utf8'));
+    supervisor.disconnect();
+    await gone;
+    if (containment.kind !== 'process-group') expect(processAlive(escaped)).toBe(false);
+    expect(await runProcessesLeft(containment, { supervisorPid: supervisor.pid! })).toEqual([]);
+    expect(await fs.readFile(config.log, 'utf8')).toContain('the worker supervising this run is gone');
+  });
+
+  it('a restarted worker kills orphaned runs and removes their cgroups', async () => {
+    const { run, escapePidFile, ref } = await start('hang-escape');
+    await waitFor(async () => fs.access(escapePidFile).then(() => true, () => false), 20_000);
+    const experimentId = path.basename(escapePidFile).replace(/\.escape\.pid$/, '');
+    await fs.mkdir(path.join(workDir, 'runs', experimentId), { recursive: true });
+    await fs.writeFile(path.join(workDir, 'runs', experimentId, 'supervisor.pid'), String(run.supervisorPid));
+    const escaped = Number(await fs.readFile(escapePidFile, 'utf8'));
+
+    const orphans = await reconcileOrphans(workDir, support);
+    expect(orphans).toEqual([{ experimentId, pid: run.supervisorPid }]);
+    await run.exited;
+    if (run.containment.kind !== 'process-group') await waitFor(async () => !processAlive(escaped), 10_000);
+    expect(await runProcessesLeft(run.containment, ref)).toEqual([]);
+    for (const dir of run.containment.cgroup?.dirs ?? []) await expect(fs.access(dir)).rejects.toThrow();
+  });
+});
