@@ -1,6 +1,8 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
 import type { TestProject } from 'vitest/node';
 import { freePort, startDevServer, type DevServer } from '../src/temporal/dev-server.js';
 import { ensureTemporalCli } from '../src/temporal/temporal-cli.js';
@@ -9,15 +11,32 @@ declare module 'vitest' {
   export interface ProvidedContext {
     temporalAddress: string;
     temporalCli: string;
+    /** Path of a headless Chromium, or '' when none could be provided (those tests are skipped). */
+    chromium: string;
   }
 }
+
+const INSTALL_CHROMIUM = fileURLToPath(new URL('../scripts/install-chromium', import.meta.url));
+/** What a skipped browser test tells the reader to run. */
+const CHROMIUM_INSTALL_HINT = 'scripts/install-chromium (as root), or apt-get install chromium';
 
 let server: DevServer | undefined;
 let dir: string | undefined;
 
+/**
+ * The project's own provisioning, as for the Temporal CLI: a browser on PATH, else Debian's
+ * chromium installed with apt-get where the tests run as root, else none (and a clear skip).
+ */
+async function provideChromium(): Promise<string> {
+  const result = await execa(INSTALL_CHROMIUM, [], { reject: false, stderr: 'inherit', timeout: 15 * 60_000 });
+  if (result.exitCode === 0 && result.stdout.trim()) return result.stdout.trim().split('\n').pop()!;
+  console.error(`expctl tests: no Chromium, so the HTML report test is SKIPPED; install it with ${CHROMIUM_INSTALL_HINT}.`);
+  return '';
+}
+
 /** One real Temporal dev server for the whole run, on free ports, with its own SQLite file. */
 export async function setup(project: TestProject): Promise<void> {
-  const binary = await ensureTemporalCli();
+  const [binary, chromium] = await Promise.all([ensureTemporalCli(), provideChromium()]);
   dir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-test-temporal-'));
   server = await startDevServer({
     binary,
@@ -29,6 +48,7 @@ export async function setup(project: TestProject): Promise<void> {
   });
   project.provide('temporalAddress', server.address);
   project.provide('temporalCli', binary);
+  project.provide('chromium', chromium);
 }
 
 export async function teardown(): Promise<void> {

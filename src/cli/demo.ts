@@ -34,7 +34,7 @@ async function git(repo: string, ...args: string[]): Promise<string> {
  * What `npm start` runs once the stack is up: the agent loop, played by expctl itself — edit,
  * commit, `run`, then keep the commit or `git reset` as the decision says — and the leaderboard.
  */
-export async function runDemo(client: Client, options: { home: string }): Promise<void> {
+export async function runDemo(client: Client, options: { home: string; signal?: AbortSignal }): Promise<void> {
   const tag = `demo-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}`;
   const repo = path.join(options.home, 'demo', tag);
   await fs.mkdir(repo, { recursive: true });
@@ -49,6 +49,7 @@ export async function runDemo(client: Client, options: { home: string }): Promis
 
   const rows: (string | number | null)[][] = [];
   for (const [i, idea] of IDEAS.entries()) {
+    if (options.signal?.aborted) return; // the stack is stopping
     if (i > 0) {
       await fs.writeFile(path.join(repo, 'config.json'), `${JSON.stringify(idea.config)}\n`);
       await git(repo, 'commit', '-qam', idea.hypothesis);
@@ -69,6 +70,7 @@ export async function runDemo(client: Client, options: { home: string }): Promis
     console.log(`  ${experimentId}  ${result.status.padEnd(14)} ${(result.decision ?? '-').padEnd(7)} ${result.metric?.toFixed(6) ?? '   -    '}  ${idea.hypothesis}${result.near_miss ? '  (near miss)' : ''}`);
     rows.push([commit.slice(0, 7), result.metric === null ? null : result.metric.toFixed(6), result.status === 'completed' ? result.decision : 'crash', idea.hypothesis]);
   }
+  if (options.signal?.aborted) return;
   const ranked = rows.filter((r) => r[1] !== null).sort((a, b) => Number(a[1]) - Number(b[1]));
   console.log(`\nLeaderboard for ${tag} (val_bpb, lower is better):`);
   console.log(formatTable(['commit', 'val_bpb', 'status', 'description'], [...ranked, ...rows.filter((r) => r[1] === null)]));

@@ -1,29 +1,42 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import { NativeConnection } from '@temporalio/worker';
-import { processAlive } from '../shared/processes.js';
 import { stateDir } from '../shared/settings.js';
+import { isRunning, readJsonFile, type ProcessIdentity } from './pid-file.js';
 
-/** What `expctl dev` writes so other commands in the same state directory find its server. */
-export interface DevStackInfo {
-  pid: number;
+/**
+ * What `expctl dev` writes, first thing, so other commands in the same state directory find its
+ * server. It is also the stack's lock: one `expctl dev` (so one server) per state directory.
+ */
+export interface DevStackInfo extends ProcessIdentity {
   address: string;
   uiUrl: string;
   startedAt: string;
+}
+
+/** The Temporal server `expctl dev` started, so the next start can stop it if `expctl dev` was killed. */
+export interface DevServerRecord extends ProcessIdentity {
+  dbFile: string;
+  address: string;
 }
 
 export function devInfoPath(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(stateDir(env), 'dev.json');
 }
 
+export function devServerPidPath(env: NodeJS.ProcessEnv = process.env): string {
+  return path.join(stateDir(env), 'temporal.pid.json');
+}
+
 export function readDevInfo(env: NodeJS.ProcessEnv = process.env): DevStackInfo | undefined {
-  try {
-    return JSON.parse(fs.readFileSync(devInfoPath(env), 'utf8')) as DevStackInfo;
-  } catch {
-    return undefined;
-  }
+  return readJsonFile<DevStackInfo>(devInfoPath(env));
+}
+
+/** The running `expctl dev` of this state directory, if there is one (its pid checked for identity). */
+export function runningDevStack(env: NodeJS.ProcessEnv = process.env): DevStackInfo | undefined {
+  const info = readDevInfo(env);
+  return info && isRunning({ pid: info.pid, startTime: info.startTime ?? null }) ? info : undefined;
 }
 
 /**
@@ -34,8 +47,7 @@ export function readDevInfo(env: NodeJS.ProcessEnv = process.env): DevStackInfo 
 export function connectionSettings(env: NodeJS.ProcessEnv = process.env) {
   const { connectionOptions, namespace } = loadClientConnectConfig({ overrideEnvVars: env as Record<string, string> });
   if (!env.TEMPORAL_ADDRESS && !connectionOptions.address) {
-    const dev = readDevInfo(env);
-    connectionOptions.address = dev && processAlive(dev.pid) ? dev.address : 'localhost:7233';
+    connectionOptions.address = runningDevStack(env)?.address ?? 'localhost:7233';
   }
   return { connectionOptions, namespace: namespace ?? 'default' };
 }

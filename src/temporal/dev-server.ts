@@ -24,15 +24,37 @@ export interface DevServerOptions {
   logFile: string;
   /** Env var names that choose the ports, for the error when one is taken. */
   portVariables?: { grpc: string; ui: string };
+  /** Aborting stops the server if it is still starting, and the start rejects with AbortedError. */
+  signal?: AbortSignal;
+  /** How long to wait for gRPC and the Web UI to answer (default 60 s). */
+  readyTimeoutMs?: number;
+  /** Called with the server's pid as soon as it is spawned, before it answers. */
+  onSpawn?: (pid: number) => void | Promise<void>;
+}
+
+/** The start was aborted (a stop was asked for while the server was starting). */
+export class AbortedError extends Error {
+  constructor() {
+    super('aborted');
+  }
 }
 
 export interface DevServer {
   address: string;
   uiUrl: string;
   pid: number;
-  /** Resolves when the server process has exited. */
-  exited: Promise<unknown>;
+  /** Resolves when the server process has exited, with how it ended. */
+  exited: Promise<ServerExit>;
   stop(): Promise<void>;
+}
+
+export interface ServerExit {
+  exitCode?: number;
+  signal?: string;
+}
+
+export function describeExit(exit: ServerExit): string {
+  return exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.exitCode ?? 'unknown'}`;
 }
 
 export async function isPortFree(port: number, ip: string): Promise<boolean> {
@@ -55,9 +77,16 @@ export async function freePort(ip = '127.0.0.1'): Promise<number> {
   });
 }
 
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string, exited: { done: boolean; detail: () => Promise<string> }): Promise<void> {
+async function waitUntil(
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+  exited: { done: boolean; detail: () => Promise<string> },
+  signal?: AbortSignal,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
+    if (signal?.aborted) throw new AbortedError();
     if (exited.done) throw new Error(`the Temporal dev server exited while starting:\n${await exited.detail()}`);
     if (await check()) return;
     await new Promise((r) => setTimeout(r, 250));
@@ -95,6 +124,7 @@ async function httpOk(url: string): Promise<boolean> {
  */
 export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
   const vars = options.portVariables ?? { grpc: 'EXPCTL_TEMPORAL_PORT', ui: 'EXPCTL_UI_PORT' };
+  if (options.signal?.aborted) throw new AbortedError();
   if (!(await isPortFree(options.grpcPort, options.ip))) throw new PortInUseError(options.grpcPort, vars.grpc);
   if (!(await isPortFree(options.uiPort, options.ip))) throw new PortInUseError(options.uiPort, vars.ui);
   await fs.mkdir(path.dirname(options.dbFile), { recursive: true });
@@ -120,22 +150,31 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     done: false,
     detail: async () => (await fs.readFile(options.logFile, 'utf8').catch(() => '')).trim().split('\n').slice(-10).join('\n'),
   };
-  const exited = child.then((result) => {
+  const exited: Promise<ServerExit> = child.then((result) => {
     state.done = true;
-    return result;
+    return { exitCode: result.exitCode, signal: result.signal };
   });
   const address = `${options.ip}:${options.grpcPort}`;
   const uiUrl = `http://${options.ip === '127.0.0.1' ? 'localhost' : options.ip}:${options.uiPort}`;
   const stop = async () => {
     if (state.done) return;
     child.kill('SIGTERM');
+    // A frozen (SIGSTOPped) server acts on SIGTERM only once it runs again.
+    try {
+      if (child.pid !== undefined) process.kill(child.pid, 'SIGCONT');
+    } catch {
+      // exited meanwhile
+    }
     const killTimer = setTimeout(() => child.kill('SIGKILL'), 10_000);
     await exited;
     clearTimeout(killTimer);
   };
+  const readyMs = options.readyTimeoutMs ?? 60_000;
   try {
-    await waitUntil(() => grpcHealthy(address), 60_000, `the Temporal frontend at ${address}`, state);
-    await waitUntil(() => httpOk(uiUrl), 30_000, `the Web UI at ${uiUrl}`, state);
+    if (child.pid === undefined) throw new Error(`could not start ${options.binary}:\n${await state.detail()}`);
+    await options.onSpawn?.(child.pid);
+    await waitUntil(() => grpcHealthy(address), readyMs, `the Temporal frontend at ${address}`, state, options.signal);
+    await waitUntil(() => httpOk(uiUrl), readyMs, `the Web UI at ${uiUrl}`, state, options.signal);
   } catch (error) {
     await stop();
     throw error;

@@ -39,7 +39,7 @@ const HOW_TO_PROVIDE =
   'then set TEMPORAL_CLI=/path/to/temporal.';
 
 /** Builds the CLI from the Go module proxy into a temporary GOBIN, then moves it into place atomically. */
-async function buildWithGo(target: string, log: Log, env: NodeJS.ProcessEnv): Promise<void> {
+async function buildWithGo(target: string, log: Log, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<void> {
   log(`expctl: building the Temporal CLI v${TEMPORAL_CLI_VERSION} with 'go install' (first time only, takes a few minutes)...`);
   const gobin = await fs.mkdtemp(path.join(path.dirname(target), '.build-'));
   try {
@@ -48,6 +48,7 @@ async function buildWithGo(target: string, log: Log, env: NodeJS.ProcessEnv): Pr
       extendEnv: false,
       stdout: 'inherit',
       stderr: 'pipe',
+      cancelSignal: signal,
     });
     await fs.rename(path.join(gobin, 'temporal'), target);
   } catch (error) {
@@ -70,12 +71,13 @@ function releaseArchiveUrl(env: NodeJS.ProcessEnv): string {
 }
 
 /** Without Go, fetches the official release archive and unpacks the binary. */
-async function downloadRelease(target: string, log: Log, env: NodeJS.ProcessEnv): Promise<void> {
+async function downloadRelease(target: string, log: Log, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<void> {
   const url = releaseArchiveUrl(env);
   log(`expctl: no Go toolchain found; downloading ${url} ...`);
   const dir = await fs.mkdtemp(path.join(path.dirname(target), '.download-'));
   try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(120_000) });
+    const timeout = AbortSignal.timeout(120_000);
+    const response = await fetch(url, { signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const archive = path.join(dir, 'temporal.tar.gz');
     await fs.writeFile(archive, Buffer.from(await response.arrayBuffer()));
@@ -94,7 +96,7 @@ async function downloadRelease(target: string, log: Log, env: NodeJS.ProcessEnv)
  * Returns the path of a usable Temporal CLI: $TEMPORAL_CLI, else the per-user cache,
  * else built with Go into the cache, else downloaded. Idempotent and safe to run concurrently.
  */
-export async function ensureTemporalCli(options: { env?: NodeJS.ProcessEnv; log?: Log } = {}): Promise<string> {
+export async function ensureTemporalCli(options: { env?: NodeJS.ProcessEnv; log?: Log; signal?: AbortSignal } = {}): Promise<string> {
   const env = options.env ?? process.env;
   const log = options.log ?? ((line: string) => console.error(line));
   if (env.TEMPORAL_CLI) {
@@ -107,7 +109,7 @@ export async function ensureTemporalCli(options: { env?: NodeJS.ProcessEnv; log?
   const target = cachedCliPath(env);
   if (await isExecutable(target)) return target;
   await fs.mkdir(path.dirname(target), { recursive: true });
-  if (await commandExists('go', env)) await buildWithGo(target, log, env);
-  else await downloadRelease(target, log, env);
+  if (await commandExists('go', env)) await buildWithGo(target, log, env, options.signal);
+  else await downloadRelease(target, log, env, options.signal);
   return target;
 }

@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Catalog } from '../../src/catalog/catalog.js';
 import { tagReportHtml } from '../../src/catalog/html.js';
 import { diffRecords, summarize } from '../../src/catalog/reports.js';
@@ -90,11 +90,12 @@ describe('reports of a fixture campaign (keep, discard, crash, refused)', () => 
     expect(diff.metric.delta).toBeCloseTo(0.1, 9);
   });
 
-  it('renders the HTML report in a real headless browser: staircase of keeps, dots for the rest', async () => {
+  // test/global-setup.ts provides Chromium (scripts/install-chromium); where it cannot, this is skipped.
+  const browser = inject('chromium');
+  const skipped = browser ? '' : ' [SKIPPED: no Chromium; install it with scripts/install-chromium as root]';
+  it.skipIf(!browser)(`renders the HTML report in a real headless browser: staircase of keeps, dots for the rest${skipped}`, async () => {
     const file = path.join(stack.workDir, 'report.html');
     await fs.writeFile(file, tagReportHtml('tsv', catalog.list({ tag: 'tsv' })));
-    const browser = await fs.access('/usr/bin/chromium').then(() => '/usr/bin/chromium', () => undefined);
-    if (!browser) throw new Error('this test needs Chromium: apt-get install chromium (CI installs it)');
     const { stdout: dom } = await execa(browser, ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', `--user-data-dir=${path.join(stack.workDir, 'chromium')}`, '--dump-dom', `file://${file}`], { timeout: 60_000 });
     expect(dom).toContain('data-rendered="4"');
     expect(dom.match(/<circle [^>]*class="(keep|discard|crash)"/g)).toHaveLength(4); // one dot per run (legend dots are marked)
@@ -161,7 +162,8 @@ describe('operator actions and guidance', () => {
   it('tag stop cancels the queued and running experiments of a tag and says which', async () => {
     const slow = await Promise.all([0, 1, 2].map(() => submitExperiment(stack.client, request({ tag: 'stopme', env: { MODE: 'slow' } }))));
     await waitFor(async () => (await Promise.all(slow.map((s) => s.handle.query(experimentStateQuery)))).every((s) => s.status === 'running' || s.status === 'queued'), 30_000);
-    await new Promise((r) => setTimeout(r, 1000)); // visibility is eventually consistent
+    // `tag stop` finds them through visibility, which is eventually consistent: wait until it lists all three.
+    await waitFor(async () => (await stack.client.workflow.count(`WorkflowType = 'experimentWorkflow' AND ExpctlTag = 'stopme' AND ExecutionStatus = 'Running'`)).count === 3, 30_000);
     const stopped = await cli('tag', 'stop', 'stopme', '--json');
     expect(stopped.exitCode).toBe(0);
     expect(JSON.parse(stopped.stdout).canceled.sort()).toEqual(slow.map((s) => s.experimentId).sort());

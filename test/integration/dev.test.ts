@@ -51,7 +51,8 @@ describe('expctl dev (npm start)', () => {
       FAKE_NVIDIA_SMI_FLEET: fleet,
     };
     const start = () => {
-      const child = execa(process.execPath, [EXPCTL, 'dev', '--no-demo'], { env, reject: false, all: true, buffer: { all: true } });
+      // forceKillAfterDelay: false — execa would otherwise SIGKILL a stack that takes over 5 s to stop.
+      const child = execa(process.execPath, [EXPCTL, 'dev', '--no-demo'], { env, reject: false, all: true, buffer: { all: true }, forceKillAfterDelay: false });
       started.push(child);
       let output = '';
       child.all!.on('data', (chunk: Buffer) => (output += chunk.toString()));

@@ -12,6 +12,7 @@ import { experimentStateQuery } from '../../src/workflows/definitions.js';
 import { tagWorkflowId } from '../../src/workflows/tag.js';
 import { makeRepo } from '../helpers/repo.js';
 import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * Determinism guard: histories recorded from real runs must replay against today's workflow code.
@@ -61,7 +62,7 @@ describe('replay of recorded histories', () => {
         ids.push([name, experimentId]);
       }
       const { handle: canceled, experimentId: canceledId } = await submitExperiment(stack.client, { ...base, env: { MODE: 'slow' } });
-      for (let i = 0; i < 100 && (await canceled.query(experimentStateQuery)).status !== 'running'; i++) await new Promise((r) => setTimeout(r, 200));
+      await waitFor(async () => (await canceled.query(experimentStateQuery)).status === 'running', 60_000);
       await canceled.cancel();
       expect((await canceled.result()).status).toBe('canceled');
       ids.push(['experiment-canceled', canceledId], ['tag', tagWorkflowId('replay')], ['pool', POOL_WORKFLOW_ID]);

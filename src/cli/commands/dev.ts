@@ -1,106 +1,272 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
-import { createGpuWorker } from '../../gpu-worker/worker.js';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { createGpuWorker, type GpuWorkerHandle } from '../../gpu-worker/worker.js';
 import { createOrchestratorWorker } from '../../orchestrator/worker.js';
 import { installWorkerRuntime } from '../../shared/runtime.js';
 import { catalogPath, devPorts, hostName, stateDir } from '../../shared/settings.js';
-import { processAlive } from '../../shared/processes.js';
-import { devInfoPath, readDevInfo, type DevStackInfo } from '../../temporal/connection.js';
-import { startDevServer } from '../../temporal/dev-server.js';
+import {
+  devInfoPath,
+  devServerPidPath,
+  readDevInfo,
+  type DevServerRecord,
+  type DevStackInfo,
+} from '../../temporal/connection.js';
+import { AbortedError, describeExit, startDevServer, type DevServer } from '../../temporal/dev-server.js';
+import {
+  createExclusive,
+  identityOf,
+  isRunning,
+  readJsonFile,
+  stopProcess,
+} from '../../temporal/pid-file.js';
 import { ensureHealthSchedule } from '../../temporal/schedules.js';
 import { ensureTemporalCli } from '../../temporal/temporal-cli.js';
 import { runDemo } from '../demo.js';
+import { StackLifetime } from './dev-lifetime.js';
 
 export interface DevOptions {
   demo: boolean;
   cpuSlots?: number;
 }
 
+/** Restarts of a dead server allowed within RESTART_WINDOW_MS before `expctl dev` gives up. */
+const MAX_SERVER_RESTARTS = 5;
+const RESTART_WINDOW_MS = 10 * 60_000;
+const restartDelayMs = (attempt: number) => Math.min(30_000, 1000 * 2 ** (attempt - 1));
+
+const log = (line: string) => console.error(line);
+
 /**
  * `expctl dev` / `npm start`: the whole local stack in one process tree — Temporal dev server
  * (SQLite, Web UI), orchestrator worker, one GPU worker — until Ctrl-C stops all of it.
+ * It restarts a server that dies, waits out one that is slow, and stops everything it started
+ * on SIGINT/SIGTERM at any moment, start-up included.
  */
 export async function devCommand(options: DevOptions): Promise<void> {
+  const lifetime = new StackLifetime(log);
+  lifetime.handleSignals();
   const home = stateDir();
-  const running = readDevInfo();
-  if (running && processAlive(running.pid)) {
+  await fs.mkdir(home, { recursive: true });
+
+  const ports = devPorts();
+  const address = `${ports.ip}:${ports.grpcPort}`;
+  const uiUrl = `http://${ports.ip === '127.0.0.1' ? 'localhost' : ports.ip}:${ports.uiPort}`;
+  const running = await acquireStateLock({ ...identityOf(process.pid), address, uiUrl, startedAt: new Date().toISOString() });
+  if (running) {
     console.log(`expctl dev is already running (pid ${running.pid}) for ${home}`);
     console.log(`  Web UI: ${running.uiUrl}\n  gRPC:   ${running.address}`);
     console.log(`Stop it with Ctrl-C in its terminal or \`kill ${running.pid}\`.`);
+    lifetime.releaseSignals();
     return;
   }
-  await fs.mkdir(home, { recursive: true });
-  const binary = await ensureTemporalCli();
-  const ports = devPorts();
-  console.error(`expctl: starting Temporal (state in ${path.join(home, 'temporal.db')}) ...`);
-  const server = await startDevServer({
-    binary,
-    dbFile: path.join(home, 'temporal.db'),
-    ip: ports.ip,
-    grpcPort: ports.grpcPort,
-    uiPort: ports.uiPort,
-    logFile: path.join(home, 'logs', 'temporal.log'),
+  lifetime.onStop(async () => {
+    if (readDevInfo()?.pid === process.pid) await fs.rm(devInfoPath(), { force: true });
   });
 
-  const info: DevStackInfo = { pid: process.pid, address: server.address, uiUrl: server.uiUrl, startedAt: new Date().toISOString() };
-  await fs.writeFile(devInfoPath(), JSON.stringify(info, null, 2));
+  const stack = lifetime.startup(() => startStack(options, lifetime, home));
+  const started = await stack.catch((error: unknown) => {
+    if (!(error instanceof AbortedError) && !lifetime.stopped) throw error;
+    return undefined;
+  });
+  if (!started) return; // a signal arrived during start-up: the signal handler stops and exits
+  if (options.demo) {
+    try {
+      await runDemo(started.client, { home, signal: lifetime.signal });
+    } catch (error) {
+      if (!lifetime.stopped) log(`expctl: the demo failed: ${(error as Error).message}`);
+    }
+  }
+  await lifetime.finished;
+}
 
+/**
+ * Takes the state directory's lock (dev.json, naming this process by pid and start time).
+ * Returns the running stack that holds it, or undefined once this process holds it.
+ */
+async function acquireStateLock(info: DevStackInfo): Promise<DevStackInfo | undefined> {
+  for (;;) {
+    if (await createExclusive(devInfoPath(), JSON.stringify(info, null, 2))) return undefined;
+    const holder = readDevInfo();
+    if (holder && isRunning({ pid: holder.pid, startTime: holder.startTime ?? null })) return holder;
+    // Left by an `expctl dev` that was killed: take it over (rename is atomic, so one taker wins).
+    const stale = `${devInfoPath()}.stale-${process.pid}`;
+    await fs.rename(devInfoPath(), stale).catch(() => undefined);
+    await fs.rm(stale, { force: true });
+  }
+}
+
+/**
+ * A server whose `expctl dev` was SIGKILLed keeps running on the database. Holding the lock,
+ * this process is the only one that may own that database, so it stops the orphan and starts fresh.
+ */
+async function stopOrphanedServer(): Promise<void> {
+  const orphan = readJsonFile<DevServerRecord>(devServerPidPath());
+  if (orphan && isRunning({ pid: orphan.pid, startTime: orphan.startTime ?? null })) {
+    log(`expctl: stopping the Temporal server (pid ${orphan.pid}) left running on ${orphan.dbFile} by an earlier expctl dev ...`);
+    await stopProcess({ pid: orphan.pid, startTime: orphan.startTime ?? null });
+  }
+  await fs.rm(devServerPidPath(), { force: true });
+}
+
+interface StartedStack {
+  client: Client;
+}
+
+async function startStack(options: DevOptions, lifetime: StackLifetime, home: string): Promise<StartedStack> {
+  const { signal } = lifetime;
+  await stopOrphanedServer();
+  const binary = await ensureTemporalCli({ signal });
+  if (signal.aborted) throw new AbortedError();
+
+  const ports = devPorts();
+  const dbFile = path.join(home, 'temporal.db');
+  const startServer = (readyTimeoutMs?: number) =>
+    startDevServer({
+      binary,
+      dbFile,
+      ip: ports.ip,
+      grpcPort: ports.grpcPort,
+      uiPort: ports.uiPort,
+      logFile: path.join(home, 'logs', 'temporal.log'),
+      signal,
+      readyTimeoutMs,
+      onSpawn: async (pid) => {
+        const record: DevServerRecord = { ...identityOf(pid), dbFile, address: `${ports.ip}:${ports.grpcPort}` };
+        await fs.writeFile(devServerPidPath(), JSON.stringify(record, null, 2));
+      },
+    });
+  let server: DevServer | undefined;
+  // Registered before the start, so a stop during it also clears the pid file.
+  lifetime.onStop(async () => {
+    await server?.stop();
+    await fs.rm(devServerPidPath(), { force: true });
+  });
+  log(`expctl: starting Temporal (state in ${dbFile}) ...`);
+  server = await startServer();
+  void superviseServer(server, lifetime, async () => (server = await startServer(10 * 60_000)));
+
+  log('expctl: starting the orchestrator and the GPU worker ...');
   installWorkerRuntime();
   const nativeConnection = await NativeConnection.connect({ address: server.address });
+  lifetime.onStop(() => nativeConnection.close().catch(() => undefined));
+  // Not closed on stop: a call still retrying (the demo's wait for a result) would throw
+  // 'Channel has been shut down' from a timer; the process exits right after the stop anyway.
   const clientConnection = await Connection.connect({ address: server.address });
   const client = new Client({ connection: clientConnection, namespace: 'default' });
-  const orchestrator = await createOrchestratorWorker({ connection: nativeConnection, namespace: 'default', client, catalogPath: catalogPath() });
-  const gpuWorker = await createGpuWorker({
-    connection: nativeConnection,
-    namespace: 'default',
-    client,
-    host: hostName(),
-    workDir: path.join(home, 'worker'),
-    cpuSlots: options.cpuSlots,
+  if (signal.aborted) throw new AbortedError();
+
+  const workers = new SupervisedWorkers(lifetime);
+  await workers.add('orchestrator', () => createOrchestratorWorker({ connection: nativeConnection, namespace: 'default', client, catalogPath: catalogPath() }));
+  if (signal.aborted) throw new AbortedError();
+  let gpuWorker: GpuWorkerHandle | undefined;
+  await workers.add('GPU worker', async () => {
+    gpuWorker = await createGpuWorker({
+      connection: nativeConnection,
+      namespace: 'default',
+      client,
+      host: hostName(),
+      workDir: path.join(home, 'worker'),
+      cpuSlots: options.cpuSlots,
+    });
+    return gpuWorker;
   });
-  const workersDone = Promise.all([orchestrator.run(), gpuWorker.run()]);
+  if (signal.aborted) throw new AbortedError();
   await ensureHealthSchedule(client);
+  if (signal.aborted) throw new AbortedError();
 
-  let stopping: Promise<void> | undefined;
-  const stop = () =>
-    (stopping ??= (async () => {
-      console.error('\nexpctl: stopping workers and the Temporal server ...');
-      await gpuWorker.shutdown();
-      if (orchestrator.getState() === 'RUNNING') orchestrator.shutdown();
-      await workersDone.catch(() => undefined);
-      await nativeConnection.close().catch(() => undefined);
-      await clientConnection.close().catch(() => undefined);
-      await server.stop();
-      await fs.rm(devInfoPath(), { force: true });
-      console.error('expctl: stopped; state kept for the next start.');
-    })());
-  process.once('SIGINT', () => void stop().then(() => process.exit(0)));
-  process.once('SIGTERM', () => void stop().then(() => process.exit(0)));
-  void server.exited.then(() => {
-    if (!stopping) {
-      console.error('expctl: the Temporal server exited unexpectedly; see .expctl/logs/temporal.log');
-      void stop().then(() => process.exit(1));
-    }
-  });
-
-  const slots = gpuWorker.slots.map((slot) => `${slot.slotId} (${slot.acceleratorClass})`).join(', ');
+  const slots = gpuWorker!.slots.map((slot) => `${slot.slotId} (${slot.acceleratorClass})`).join(', ');
   console.log(`
 expctl dev is up.
   Temporal Web UI:  ${server.uiUrl}
   Temporal gRPC:    ${server.address}   (other shells: TEMPORAL_ADDRESS=${server.address}, or run them in this directory)
   Orchestrator:     task queue expctl-control; health Schedule expctl-health every minute
-  GPU worker:       ${gpuWorker.host} with ${slots}
+  GPU worker:       ${gpuWorker!.host} with ${slots}
   State:            ${home}
 Press Ctrl-C to stop everything.
 `);
-  if (options.demo) {
+  return { client };
+}
+
+/**
+ * Restarts the server on the same database and ports each time it dies, with backoff, and gives
+ * up (stopping the stack) only after MAX_SERVER_RESTARTS deaths within RESTART_WINDOW_MS. A server
+ * that is alive but slow or frozen is never acted on: the workers' connections wait it out.
+ */
+async function superviseServer(first: DevServer, lifetime: StackLifetime, restart: () => Promise<DevServer>): Promise<void> {
+  let current = first;
+  const deaths: number[] = [];
+  for (;;) {
+    const exit = await current.exited;
+    if (lifetime.stopped) return;
+    const now = Date.now();
+    deaths.push(now);
+    while (deaths.length && deaths[0]! < now - RESTART_WINDOW_MS) deaths.shift();
+    if (deaths.length > MAX_SERVER_RESTARTS) {
+      log(`expctl: the Temporal server died ${deaths.length} times within ${RESTART_WINDOW_MS / 60_000} minutes (last: ${describeExit(exit)}); giving up. See logs/temporal.log in the state directory.`);
+      await lifetime.stop();
+      process.exit(1);
+    }
+    const delay = restartDelayMs(deaths.length);
+    log(`expctl: the Temporal server exited (${describeExit(exit)}); restarting it on the same database in ${delay / 1000}s (restart ${deaths.length} of at most ${MAX_SERVER_RESTARTS} per ${RESTART_WINDOW_MS / 60_000} minutes) ...`);
+    if (!(await lifetime.sleep(delay))) return;
     try {
-      await runDemo(client, { home });
+      current = await restart();
+      log(`expctl: the Temporal server is back at ${current.address}; the workers reconnect by themselves.`);
     } catch (error) {
-      console.error(`expctl: the demo failed: ${(error as Error).message}`);
+      if (lifetime.stopped) return;
+      log(`expctl: restarting the Temporal server failed: ${(error as Error).message}`);
+      // Counts as another death; the loop waits on an already-settled exit.
+      current = { ...current, exited: Promise.resolve({ exitCode: undefined }) };
     }
   }
-  await workersDone;
+}
+
+type RunnableWorker = Pick<Worker, 'run'> | GpuWorkerHandle;
+
+/**
+ * The workers run until the stack stops. Their connections retry on their own across server
+ * restarts and freezes; should a worker still end with an error, it is logged and created anew
+ * rather than taking the stack down.
+ */
+class SupervisedWorkers {
+  private readonly runs: Promise<void>[] = [];
+  private readonly current = new Map<string, RunnableWorker>();
+
+  constructor(private readonly lifetime: StackLifetime) {
+    lifetime.onStop(() => this.shutdown());
+  }
+
+  async add(name: string, create: () => Promise<RunnableWorker>): Promise<void> {
+    this.current.set(name, await create());
+    this.runs.push(this.keepRunning(name, create));
+  }
+
+  private async keepRunning(name: string, create: () => Promise<RunnableWorker>): Promise<void> {
+    for (let attempt = 1; !this.lifetime.stopped; attempt++) {
+      try {
+        await this.current.get(name)!.run();
+        if (this.lifetime.stopped) return;
+        log(`expctl: the ${name} stopped unexpectedly; starting it again ...`);
+      } catch (error) {
+        if (this.lifetime.stopped) return;
+        log(`expctl: the ${name} failed (${(error as Error).message}); starting it again ...`);
+      }
+      if (!(await this.lifetime.sleep(Math.min(30_000, 1000 * attempt)))) return;
+      try {
+        this.current.set(name, await create());
+      } catch (error) {
+        log(`expctl: could not start the ${name} again yet: ${(error as Error).message}`);
+      }
+    }
+  }
+
+  private async shutdown(): Promise<void> {
+    for (const worker of this.current.values()) {
+      if ('slots' in worker) await worker.shutdown().catch(() => undefined);
+      else if ((worker as Worker).getState() === 'RUNNING') (worker as Worker).shutdown();
+    }
+    await Promise.allSettled(this.runs);
+  }
 }
