@@ -111,7 +111,7 @@ export function createHostActivities(deps: HostDeps) {
         if (!found.ok && found.problem === 'symlink_escape') {
           throw new Error(`checkpoint ${request.checkpoint} resolves to ${found.location}, outside the checkpoints root of ${deps.host} (${checkpointsDir}); a symlink there must stay inside it`);
         }
-        if (!found.ok) throw new Error(`checkpoint ${request.checkpoint} was found neither in commit ${short} nor under the checkpoints root of ${deps.host} (${checkpointsDir})`);
+        if (!found.ok) throw new Error(`checkpoint ${request.checkpoint} was not found in commit ${short} or under the checkpoints root of ${deps.host} (${checkpointsDir})`);
       }
     }
     for (const dataset of request.datasets) {
