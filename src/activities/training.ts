@@ -14,6 +14,10 @@ import { writeArtifactManifest } from '../gpu-worker/artifacts.js';
 import { runFiles } from '../gpu-worker/run-files.js';
 import { scrubText, secretValues } from '../domain/redact.js';
 import { killLimitSeconds } from '../domain/limits.js';
+import { computeTimings } from '../domain/timings.js';
+import { commandInTree } from '../gpu-worker/confine.js';
+import { planSetup, runSetup, trainingEnvironment } from '../gpu-worker/setup.js';
+import { ProgressClock } from '../gpu-worker/timings.js';
 
 export interface TrainingDeps {
   slot: Slot;
@@ -30,9 +34,14 @@ export interface TrainingDeps {
 
 /** What every training heartbeat carries; `expctl run` turns it into a progress bar. */
 export interface TrainingHeartbeat {
+  /** Environment setup, or the training process (the clocks below start with it). */
+  phase?: 'setup' | 'training';
   progress: Progress | null;
+  /** Since the training process started, counted against killLimitSeconds. */
   elapsedSeconds: number;
+  /** Of the training budget (--time-budget). */
   remainingSeconds: number;
+  killLimitSeconds?: number;
   supervisorPid: number | null;
 }
 
@@ -78,12 +87,36 @@ export function createTrainingActivities(deps: TrainingDeps) {
           `commit ${request.commit.slice(0, 12)}; command ${JSON.stringify(request.command)}; started ${startedAt.toISOString()}\n`,
       );
 
+      // Setup: its own phase and limit; the training command never starts when it fails.
+      const plan = await planSetup({ tree: files.tree, envsRoot: path.join(deps.workDir, 'envs'), command: request.command, setup: request.setup });
+      let setup: { seconds: number; cached: boolean } | null = null;
+      if (plan) {
+        const setupBeat = setInterval(() => {
+          const heartbeat: TrainingHeartbeat = { phase: 'setup', progress: null, elapsedSeconds: 0, remainingSeconds: request.timeBudgetSeconds, killLimitSeconds: killLimitSeconds(request), supervisorPid: null };
+          ctx.heartbeat(heartbeat);
+        }, heartbeatIntervalMs);
+        const result = await runSetup({ plan, cwd: files.tree, logFile: files.log, env, timeoutSeconds: request.setupTimeoutSeconds, killAfterMs, signal: ctx.cancellationSignal });
+        clearInterval(setupBeat);
+        if (!result.ok) {
+          await removeWorktree(repo, files.tree);
+          if (result.canceled) throw new CancelledFailure(`canceled during environment setup of ${experimentId}`);
+          await fs.appendFile(files.log, `expctl: ${result.reason}; the training command was not started\n`);
+          return setupFailureOutcome(result, { files, request, startedAt, heartbeatIntervalMs });
+        }
+        setup = { seconds: result.seconds, cached: result.cached };
+        Object.assign(env, trainingEnvironment(plan));
+      }
+      await fs.appendFile(files.log, `expctl: training starts ${new Date().toISOString()}\n`);
+      const clock = new ProgressClock(files.log);
+      await clock.start();
+      const trainingStartedAt = Date.now();
+
       const run = await startRun({
         experimentId,
         support: await containmentSupport(),
         log: files.log,
         cwd: files.tree,
-        command: request.command,
+        command: commandInTree(request.command, files.tree),
         env,
         logCapBytes: deps.logCapBytes,
         logTailBytes: deps.logTailBytes,
@@ -104,14 +137,17 @@ export function createTrainingActivities(deps: TrainingDeps) {
 
       const follower = new LogFollower(files.log);
       const heartbeats = { count: 0, firstAt: null as string | null, lastAt: null as string | null, intervalSeconds: heartbeatIntervalMs / 1000 };
-      const deadline = startedAt.getTime() + killLimitSeconds(request) * 1000;
+      // The kill limit counts from the training process's start: setup time is not the script's.
+      const deadline = trainingStartedAt + killLimitSeconds(request) * 1000;
       const beat = async () => {
         await follower.poll();
-        const elapsed = (Date.now() - startedAt.getTime()) / 1000;
+        const elapsed = (Date.now() - trainingStartedAt) / 1000;
         const heartbeat: TrainingHeartbeat = {
+          phase: 'training',
           progress: latestProgress(follower.tailLines()) ?? null,
           elapsedSeconds: Math.round(elapsed * 10) / 10,
           remainingSeconds: Math.max(0, Math.round((request.timeBudgetSeconds - elapsed) * 10) / 10),
+          killLimitSeconds: killLimitSeconds(request),
           supervisorPid: pid,
         };
         ctx.heartbeat(heartbeat);
@@ -123,6 +159,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
       await beat();
       const ticker = setInterval(() => void beat().catch(() => undefined), heartbeatIntervalMs);
       const exit: SupervisorExit = await run.exited;
+      const trainingEndedAt = Date.now();
+      await clock.stop();
       ctx.cancellationSignal.removeEventListener('abort', onCancel);
       // The lease is released when this activity returns: not before every process of the run is gone.
       const finished = await run.finish();
@@ -145,7 +183,6 @@ export function createTrainingActivities(deps: TrainingDeps) {
       const logTail = capTailBytes(scrubText(follower.tailText(LOG_TAIL_BYTES, 40), secrets));
       const artifacts = await writeArtifactManifest(files.artifacts, { experimentId, commit: request.commit, tag: request.tag, configPath: request.configPath ?? null });
       const metrics = boundMetrics(parseSummaryBlock(follower.tailLines().join('\n')) ?? null);
-      const reported = (key: string) => (typeof metrics?.[key] === 'number' ? (metrics[key] as number) : null);
       return {
         phase: 'training',
         exitCode,
@@ -156,15 +193,10 @@ export function createTrainingActivities(deps: TrainingDeps) {
         oomKills: finished.oomKills,
         peakMemoryBytes: finished.peakMemoryBytes,
         containment: run.containment.kind,
-        timings: {
-          setupSeconds: null,
-          setupCached: null,
-          startupSeconds: reported('startup_seconds'),
-          trainingSeconds: reported('training_seconds'),
-          evaluationSeconds: reported('eval_seconds'),
-          totalSeconds: reported('total_seconds'),
-          processSeconds: (Date.now() - startedAt.getTime()) / 1000,
-        },
+        timings: computeTimings(
+          { setup, processStartMs: trainingStartedAt, processEndMs: trainingEndedAt, firstProgressMs: clock.firstProgressMs, lastProgressMs: clock.lastProgressMs },
+          metrics,
+        ),
         metrics,
         logTail,
         artifacts,
@@ -174,5 +206,34 @@ export function createTrainingActivities(deps: TrainingDeps) {
         endedAt: new Date().toISOString(),
       };
     },
+  };
+}
+
+/** The record of a run whose environment setup failed or ran out of time: the training command never ran. */
+async function setupFailureOutcome(
+  result: Extract<Awaited<ReturnType<typeof runSetup>>, { ok: false }>,
+  context: { files: ReturnType<typeof runFiles>; request: ExperimentRequest; startedAt: Date; heartbeatIntervalMs: number },
+): Promise<TrainingOutcome> {
+  const { files, request, startedAt } = context;
+  const follower = new LogFollower(files.log);
+  await follower.poll();
+  const secrets = secretValues({ ...process.env, ...request.env });
+  return {
+    phase: 'setup',
+    exitCode: result.exitCode,
+    signal: result.signal,
+    timedOut: result.timedOut,
+    canceled: false,
+    supervisorKilled: false,
+    oomKills: null,
+    peakMemoryBytes: null,
+    timings: computeTimings({ setup: { seconds: result.seconds, cached: false }, processStartMs: null, processEndMs: null, firstProgressMs: null, lastProgressMs: null }, null),
+    metrics: null,
+    logTail: scrubText(follower.tailLines().slice(-40).join('\n'), secrets),
+    artifacts: [],
+    heartbeats: { count: 0, firstAt: null, lastAt: null, intervalSeconds: context.heartbeatIntervalMs / 1000 },
+    logPath: files.log,
+    startedAt: startedAt.toISOString(),
+    endedAt: new Date().toISOString(),
   };
 }

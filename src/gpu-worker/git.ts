@@ -92,3 +92,18 @@ export async function whichProgram(program: string, envPath = process.env.PATH ?
   }
   return null;
 }
+
+export interface TreeEntry {
+  /** git's mode: 100644 file, 100755 executable, 120000 symlink, 040000 directory, 160000 submodule. */
+  mode: string;
+  type: 'blob' | 'tree' | 'commit';
+}
+
+/** The entry for `file` in the commit's tree, without following symlinks; null when there is none. */
+export async function treeEntry(repo: string, commit: string, file: string): Promise<TreeEntry | null> {
+  const output = await git(repo, ['ls-tree', '-z', commit, '--', file]).catch(() => '');
+  const line = output.split('\0').find((entry) => entry.endsWith(`\t${file}`));
+  if (!line) return null;
+  const [mode, type] = line.slice(0, line.indexOf('\t')).split(' ') as [string, TreeEntry['type']];
+  return { mode, type };
+}

@@ -120,7 +120,7 @@ describe('validation', () => {
   const bad: [string, Partial<ExperimentRequestInput>, RegExp][] = [
     ['missing script', { command: ['python3', 'missing.py'] }, /missing\.py \(named in the command\) does not exist in commit/],
     ['unknown program', { command: ['no-such-interpreter-xyz', 'train.py'] }, /command "no-such-interpreter-xyz" is not installed on lifehost/],
-    ['program path not in tree or host', { command: ['./bin/run.sh'] }, /command \.\/bin\/run\.sh is neither in the commit's tree nor on this host/],
+    ['program path not in tree', { command: ['./bin/run.sh'] }, /the command's program \.\/bin\/run\.sh does not exist in commit/],
     ['commit not in repo', { commit: 'f'.repeat(40) }, /commit f{40} does not exist/],
     ['repo is not git', { repo: '/tmp' }, /repo \/tmp is not a git repository on this host/],
     ['config missing', { configPath: 'nope.json' }, /config nope\.json does not exist in commit/],
