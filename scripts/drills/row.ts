@@ -148,6 +148,7 @@ export class Row {
         duplicated++;
         this.notes.push(`${v.label}: ${recorded} terminal outcomes recorded`);
       }
+      if (v.attempts !== null && v.attempts > 1) this.notes.push(`${v.label}: ${v.status} after ${v.attempts} placements`);
       if (v.lost) this.notes.push(`${v.label} lost: ${v.lost}`);
       if (v.wrong) this.notes.push(`${v.label}: ${v.wrong}`);
       if (v.orphans.length) this.notes.push(`${v.label} orphaned ${v.orphans.map((o) => `pid ${o.pid} (${o.command})`).join(', ')}`);

@@ -92,7 +92,7 @@ export const ROWS: RowSpec[] = [
   },
   {
     name: 'server-restart',
-    what: 'stop the Temporal dev server (SIGTERM, then SIGKILL on alternate rounds) during training and start it on the same db file',
+    what: 'stop the Temporal dev server (SIGKILL, then SIGTERM on alternate rounds) during training and start it on the same db file',
     needsLocalServer: true,
     async run(row, ctx) {
       const restarts = ctx.quick ? 1 : 3;
@@ -103,8 +103,11 @@ export const ROWS: RowSpec[] = [
           await row.submit({ env: { STEPS: '30', STEP_SECONDS: '0.25' } }),
         ];
         await training(runs);
-        await ctx.stack.stopServer(i % 2 === 0 ? 'SIGTERM' : 'SIGKILL');
+        const signal = i % 2 === 0 ? 'SIGKILL' : 'SIGTERM';
+        const downAt = Date.now();
+        await ctx.stack.stopServer(signal);
         await ctx.stack.startServer();
+        row.notes.push(`restart ${i + 1}: ${signal}, serving again after ${((Date.now() - downAt) / 1000).toFixed(1)} s`);
       }
       return 180_000;
     },
@@ -135,7 +138,7 @@ export const ROWS: RowSpec[] = [
     name: 'duplicate-keys',
     what: 'concurrent submits, some sharing an idempotency key: one experiment per key',
     async run(row, ctx) {
-      const [total, duplicates] = ctx.quick ? [20, 5] : [40, 10];
+      const [total, duplicates] = ctx.quick ? [12, 3] : [40, 10];
       const keys = total - duplicates;
       await row.worker('a', 3);
       const metrics = Array.from({ length: keys }, () => freshMetric());

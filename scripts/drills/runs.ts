@@ -8,6 +8,7 @@ import { Catalog } from '../../src/catalog/catalog.js';
 import type { ExperimentHandle } from '../../src/client/experiments.js';
 import { isTerminal, type ExperimentResult, type TerminalStatus } from '../../src/domain/experiment.js';
 import { processAlive } from '../../src/shared/processes.js';
+import { experimentStateQuery } from '../../src/workflows/definitions.js';
 import { holdsWithin } from './wait.js';
 
 /** Processes of a run still running this long after its decision count as orphaned. */
@@ -39,6 +40,8 @@ export interface RunVerdict {
   /** Why the run ended in a state other than the expected one, if it did. */
   wrong: string | null;
   orphans: { pid: number; command: string }[];
+  /** Placements the run took (2 when it was re-placed once); null when the workflow did not answer. */
+  attempts: number | null;
 }
 
 /** The result, retrying through outages (the server or orchestrator may be down); null at the deadline. */
@@ -87,7 +90,7 @@ export async function runProcesses(experimentId: string, pidFiles: string[]): Pr
 
 /** Waits for the run's result, then checks its state, metric and leftovers (killing what is left). */
 export async function judgeRun(run: TrackedRun, deadline: number): Promise<RunVerdict> {
-  const verdict: RunVerdict = { label: run.label, experimentId: run.experimentId, status: null, metric: null, reason: null, lost: null, wrong: null, orphans: [] };
+  const verdict: RunVerdict = { label: run.label, experimentId: run.experimentId, status: null, metric: null, reason: null, lost: null, wrong: null, orphans: [], attempts: null };
   let result: ExperimentResult | null = null;
   try {
     result = await awaitResult(run.handle, deadline);
@@ -110,6 +113,7 @@ export async function judgeRun(run: TrackedRun, deadline: number): Promise<RunVe
     verdict.lost = 'no terminal state within the deadline';
   }
   if (result) {
+    verdict.attempts = (await run.handle.query(experimentStateQuery).catch(() => undefined))?.attempts ?? null;
     const cleared = await holdsWithin(async () => (await runProcesses(run.experimentId, run.pidFiles)).length === 0, ORPHAN_GRACE_MS);
     if (!cleared) {
       for (const pid of await runProcesses(run.experimentId, run.pidFiles)) {
