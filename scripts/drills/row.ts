@@ -97,16 +97,19 @@ export class Row {
     const expectStatus = options.expect ?? 'completed';
     const metric = options.metric ?? freshMetric();
     const pidFile = this.pidFile(label);
+    const script = options.script ?? 'drill_train.py';
+    // drill_train.py keeps a ledger of its executions: a result lost and trained again shows there.
+    const ledger = script === 'drill_train.py' ? path.join(this.ctx.dir, 'pids', `${this.tag}-${label}.ledger`) : undefined;
     const { experimentId, handle } = await submitExperiment(this.ctx.stack.client, {
       tag: this.tag,
       hypothesis: `drill ${this.name}: ${label}`,
       category: 'other',
-      command: ['python3', options.script ?? 'train.py'],
+      command: ['python3', script],
       repo: this.ctx.source.repo,
       commit: this.ctx.source.commit,
       requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [this.tag] },
       timeBudgetSeconds: 300,
-      env: { VAL_BPB: String(metric), PID_FILE: pidFile, ...options.env },
+      env: { VAL_BPB: String(metric), PID_FILE: pidFile, ...(ledger ? { LEDGER: ledger } : {}), ...options.env },
       ...(options.idempotencyKey ? { idempotencyKey: options.idempotencyKey } : {}),
       ...options.extra,
     });
@@ -119,6 +122,7 @@ export class Row {
       handle,
       expect: { status: expectStatus, ...(expectStatus === 'completed' ? { metric } : {}) },
       pidFiles: [pidFile, ...(options.extraPidFiles ?? [])],
+      ...(ledger ? { ledger } : {}),
     };
     this.runs.push(run);
     return run;
@@ -149,6 +153,9 @@ export class Row {
         this.notes.push(`${v.label}: ${recorded} terminal outcomes recorded`);
       }
       if (v.attempts !== null && v.attempts > 1) this.notes.push(`${v.label}: ${v.status} after ${v.attempts} placements`);
+      if (v.executions !== null && v.executions.finished > 1) {
+        this.notes.push(`${v.label}: trained to the end ${v.executions.finished} times (${v.executions.started} starts)`);
+      }
       if (v.lost) this.notes.push(`${v.label} lost: ${v.lost}`);
       if (v.wrong) this.notes.push(`${v.label}: ${v.wrong}`);
       if (v.orphans.length) this.notes.push(`${v.label} orphaned ${v.orphans.map((o) => `pid ${o.pid} (${o.command})`).join(', ')}`);

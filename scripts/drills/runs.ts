@@ -27,6 +27,21 @@ export interface TrackedRun {
   expect: Expectation;
   /** Files where the run's scripts write their pids (one or more per line). */
   pidFiles: string[];
+  /**
+   * drill_train.py's ledger of executions. Where there is one, the metric to expect is the one
+   * the first execution to finish printed: a later execution prints another, so a finished
+   * result that was lost and trained again counts as lost.
+   */
+  ledger?: string;
+}
+
+/** What a run's ledger says: how many executions started and the metrics of those that finished. */
+export async function readLedger(file: string): Promise<{ started: number; finished: number[] }> {
+  const lines = (await fs.readFile(file, 'utf8').catch(() => '')).split('\n');
+  return {
+    started: lines.filter((line) => line.startsWith('start ')).length,
+    finished: lines.filter((line) => line.startsWith('finished ')).map((line) => Number(line.split(' ')[1])),
+  };
 }
 
 export interface RunVerdict {
@@ -42,6 +57,8 @@ export interface RunVerdict {
   orphans: { pid: number; command: string }[];
   /** Placements the run took (2 when it was re-placed once); null when the workflow did not answer. */
   attempts: number | null;
+  /** From the ledger: training executions started and finished; null without a ledger. */
+  executions: { started: number; finished: number } | null;
 }
 
 /** The result, retrying through outages (the server or orchestrator may be down); null at the deadline. */
@@ -90,23 +107,31 @@ export async function runProcesses(experimentId: string, pidFiles: string[]): Pr
 
 /** Waits for the run's result, then checks its state, metric and leftovers (killing what is left). */
 export async function judgeRun(run: TrackedRun, deadline: number): Promise<RunVerdict> {
-  const verdict: RunVerdict = { label: run.label, experimentId: run.experimentId, status: null, metric: null, reason: null, lost: null, wrong: null, orphans: [], attempts: null };
+  const verdict: RunVerdict = { label: run.label, experimentId: run.experimentId, status: null, metric: null, reason: null, lost: null, wrong: null, orphans: [], attempts: null, executions: null };
   let result: ExperimentResult | null = null;
   try {
     result = await awaitResult(run.handle, deadline);
   } catch (error) {
     verdict.lost = `the workflow failed: ${(error as Error).message}`;
   }
+  let expected = run.expect.metric;
+  if (run.ledger) {
+    const ledger = await readLedger(run.ledger);
+    verdict.executions = { started: ledger.started, finished: ledger.finished.length };
+    if (run.expect.metric !== undefined) expected = ledger.finished[0] ?? Number.NaN;
+  }
   if (result) {
     verdict.status = result.status;
     verdict.metric = result.metric;
     verdict.reason = result.reason;
     if (result.status === 'worker_lost') verdict.lost = `worker_lost while its host was alive: ${result.reason}`;
-    else if (run.expect.metric !== undefined && result.status === run.expect.status && (result.metric === null || Math.abs(result.metric - run.expect.metric) > 1e-9)) {
-      verdict.lost = `finished, but its metric ${result.metric} is not the ${run.expect.metric} the script printed`;
+    else if (expected !== undefined && result.status === run.expect.status && (result.metric === null || !(Math.abs(result.metric - expected) <= 1e-9))) {
+      verdict.lost = Number.isNaN(expected)
+        ? `reported metric ${result.metric}, but no training of it finished`
+        : `reported metric ${result.metric}, not the ${expected} its first finished training printed`;
     } else if (result.status !== run.expect.status) {
       // A run that should have finished with a metric and did not: its result was lost, whatever the state says.
-      if (run.expect.metric !== undefined) verdict.lost = `ended ${result.status} instead of reporting its metric: ${result.reason}`;
+      if (expected !== undefined) verdict.lost = `ended ${result.status} instead of reporting its metric: ${result.reason}`;
       else verdict.wrong = `ended ${result.status}, expected ${run.expect.status}: ${result.reason}`;
     }
   } else if (!verdict.lost) {
