@@ -52,23 +52,24 @@ const MAX_SYMLINK_HOPS = 8;
 
 /**
  * Resolves a reference inside the commit's tree, following symlinks stored in the commit; every hop
- * must stay inside the tree. Returns the final path and its git mode, or throws a specific refusal.
+ * must stay inside the tree. `subject` names it in refusals ("config a.json"). Returns the final path
+ * and its git mode, or throws a specific refusal.
  */
-async function resolveInCommit(repo: string, commit: string, what: string, reference: string): Promise<{ path: string; mode: string }> {
+async function resolveInCommit(repo: string, commit: string, subject: string, reference: string): Promise<{ path: string; mode: string }> {
   const short = commit.slice(0, 12);
   let current = confinedRelative(reference);
-  if (current === null) throw new Error(`${what} ${reference} must be a path inside the repository; absolute paths and ".." are refused`);
+  if (current === null) throw new Error(`${subject} must be a path inside the repository; absolute paths and ".." are refused`);
   for (let hop = 0; hop <= MAX_SYMLINK_HOPS; hop++) {
     const entry = await treeEntry(repo, commit, current);
-    if (!entry) throw new Error(`${what} ${reference} does not exist in commit ${short}`);
-    if (entry.type !== 'blob') throw new Error(`${what} ${reference} is a directory or submodule in commit ${short}, not a file`);
+    if (!entry) throw new Error(`${subject} does not exist in commit ${short}`);
+    if (entry.type !== 'blob') throw new Error(`${subject} is a directory or submodule in commit ${short}, not a file`);
     if (entry.mode !== '120000') return { path: current, mode: entry.mode };
     const target = await readFileAtCommit(repo, commit, current);
     const next = symlinkTargetInTree(current, target);
-    if (next === null) throw new Error(`${what} ${reference} is a symlink to ${target}, outside the repository; it must stay inside the commit's tree`);
+    if (next === null) throw new Error(`${subject} is a symlink to ${target}, outside the repository; it must stay inside the commit's tree`);
     current = next;
   }
-  throw new Error(`${what} ${reference} is a chain of more than ${MAX_SYMLINK_HOPS} symlinks in commit ${short}`);
+  throw new Error(`${subject} is a chain of more than ${MAX_SYMLINK_HOPS} symlinks in commit ${short}`);
 }
 
 /** Activities on a worker's host queue: validation, log reads, host description. */
@@ -79,7 +80,7 @@ export function createHostActivities(deps: HostDeps) {
     const repo = await localRepository(request.repo, deps.workDir, request.commit);
     if (!(await commitExists(repo, request.commit))) throw new Error(`commit ${request.commit} does not exist in ${request.repo}`);
     const short = request.commit.slice(0, 12);
-    const inTree = (what: string, reference: string) => resolveInCommit(repo, request.commit, what, reference);
+    const inTree = (subject: string, reference: string) => resolveInCommit(repo, request.commit, subject, reference);
 
     const [program, ...args] = request.command as [string, ...string[]];
     let interpreter: string | null;
@@ -90,7 +91,7 @@ export function createHostActivities(deps: HostDeps) {
             'or by its path inside the repository (e.g. scripts/train.sh); absolute paths and ".." are refused',
         );
       }
-      const entry = await inTree(`the command's program`, program);
+      const entry = await inTree(`the command's program ${program}`, program);
       if (entry.mode !== '100755') {
         throw new Error(`the command's program ${program} is not executable in commit ${short}: run it through its interpreter (e.g. python3 ${program}) or commit it with mode 755`);
       }
@@ -108,7 +109,7 @@ export function createHostActivities(deps: HostDeps) {
 
     let resolvedConfig: unknown = null;
     if (request.configPath) {
-      const config = await inTree('config', request.configPath);
+      const config = await inTree(`config ${request.configPath}`, request.configPath);
       const text = await readFileAtCommit(repo, request.commit, config.path);
       try {
         resolvedConfig = JSON.parse(text);
@@ -122,7 +123,7 @@ export function createHostActivities(deps: HostDeps) {
         throw new Error(`checkpoint ${request.checkpoint} must be a path inside the commit's tree or under the checkpoints root of ${deps.host}; absolute paths and ".." are refused`);
       }
       const entry = await treeEntry(repo, request.commit, relative);
-      if (entry) await inTree('checkpoint', request.checkpoint);
+      if (entry) await inTree(`checkpoint ${request.checkpoint}`, request.checkpoint);
       else {
         const found = await resolveUnderRoot(checkpointsDir, relative);
         if (!found.ok && found.problem === 'symlink_escape') {

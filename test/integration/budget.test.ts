@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import type { ExperimentRequestInput } from '../../src/domain/request.js';
 import { experimentStateQuery } from '../../src/workflows/definitions.js';
-import { makeRepo, processAlive } from '../helpers/repo.js';
+import { commitAll, makeRepo, processAlive } from '../helpers/repo.js';
 import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -125,6 +125,14 @@ describe('confined validation on the worker', () => {
       [{ datasets: ['escape/passwd'] }, /dataset escape\/passwd resolves to \/etc\/passwd, outside the datasets root of budgethost/],
       [{ command: ['python3', '/etc/passwd.py'] }, /\/etc\/passwd\.py \(named in the command\) is outside the repository/],
     ];
+    // A program committed as a symlink that leaves the repository, and one committed without its x bit.
+    const linked = await makeRepo({ 'plain.sh': '#!/bin/sh\necho hi\n' }, AUTORESEARCH);
+    await fs.symlink('/bin/sh', path.join(linked.repo, 'run.sh'));
+    const linkedCommit = await commitAll(linked.repo, 'a symlink to the host shell');
+    cases.push(
+      [{ repo: linked.repo, commit: linkedCommit, command: ['./run.sh'] }, /the command's program \.\/run\.sh is a symlink to \/bin\/sh, outside the repository/],
+      [{ repo: linked.repo, commit: linkedCommit, command: ['./plain.sh'] }, /the command's program \.\/plain\.sh is not executable in commit [0-9a-f]{12}: run it through its interpreter/],
+    );
     for (const [overrides, reason] of cases) {
       const { handle } = await submitExperiment(stack.client, request({ tag: 'refused', ...overrides }));
       const result = await handle.result();
