@@ -13,7 +13,7 @@ import { repeatCommand, tagStopCommand } from './commands/actions.js';
 import { bestCommand, historyCommand, nearMissesCommand, reportCommand, strategyCommand, suggestCommand } from './commands/records.js';
 import { orchestratorCommand, workerCommand } from './commands/worker.js';
 import { CliError, drained, safeText, wantsJson } from './output.js';
-import { numberOption, occurrences, singleOption } from './parse.js';
+import { checkMetricName, checkTag, FlagError, numberOption, occurrences, singleOption } from './parse.js';
 
 const positiveInt = (flag: string) => numberOption(flag, { integer: true, min: 1 });
 function indexList(raw: string, previous: unknown): number[] {
@@ -25,6 +25,20 @@ function indexList(raw: string, previous: unknown): number[] {
 const collect = (value: string, previous: string[]) => [...previous, value];
 /** A text flag that takes one value. */
 const one = singleOption;
+/** Turns a FlagError of a check into commander's usage error. */
+function usage<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (error) {
+    if (error instanceof FlagError) throw new InvalidArgumentError(error.message);
+    throw error;
+  }
+}
+const tagArgument = (raw: string) => usage(() => checkTag('<tag>', raw));
+function metricOption(flag: string) {
+  const single = singleOption(flag);
+  return (raw: string, previous: unknown): string => usage(() => checkMetricName(flag, single(raw, previous)));
+}
 const jsonOption = () => new Option('--json', 'print JSON (the default when stdout is not a terminal)');
 
 // `expctl logs ID | head` closes the pipe early: that is the reader's choice, not an error.
@@ -82,8 +96,8 @@ program.command('cancel').description('cancel an experiment: lease released, pro
 const tag = program.command('tag').description("a tag's policy and state");
 tag
   .command('create')
-  .argument('<tag>')
-  .option('--metric <name>', 'metric that decides', one('--metric'))
+  .argument('<tag>', 'tag name', tagArgument)
+  .option('--metric <name>', 'metric that decides', metricOption('--metric'))
   .option('--maximize', 'higher is better')
   .option('--near-miss <threshold>', 'near-miss threshold (default 0.002)', one('--near-miss'))
   .option('--max-crashes <n>', 'consecutive crashes before should_abort (default 3)', one('--max-crashes'))
@@ -92,8 +106,8 @@ tag
   .option('--guard <expr>', 'block value that must hold for a keep, e.g. val_pass==true or sharpe>=1.5 (repeatable)', collect, [])
   .addOption(jsonOption())
   .action(tagCreateCommand);
-tag.command('show').argument('<tag>').addOption(jsonOption()).action(tagShowCommand);
-tag.command('stop').description('cancel every queued or running experiment of the tag').argument('<tag>').addOption(jsonOption()).action(tagStopCommand);
+tag.command('show').argument('<tag>', 'tag name', tagArgument).addOption(jsonOption()).action(tagShowCommand);
+tag.command('stop').description('cancel every queued or running experiment of the tag').argument('<tag>', 'tag name', tagArgument).addOption(jsonOption()).action(tagStopCommand);
 
 program.command('retry').description('run the same request again as a new experiment linked to the old').argument('<id>').option('--detach').addOption(jsonOption()).action((id: string, o: { json?: boolean; detach?: boolean }) => repeatCommand('retry', id, o));
 program.command('rerun').description('reproduce a recorded run: same commit, patch, config, datasets').argument('<id>').option('--detach').addOption(jsonOption()).action((id: string, o: { json?: boolean; detach?: boolean }) => repeatCommand('rerun', id, o));

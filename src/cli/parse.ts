@@ -263,3 +263,37 @@ export function parseRunFlags(raw: RawRunOptions): { flags: RunFlags; problems: 
   };
   return { flags, problems };
 }
+
+/** Request fields (as the schema names them) and the `run` flag that sets each. */
+const FLAG_OF_FIELD: [RegExp, string][] = [
+  [/^tag$/, '--tag'],
+  [/^hypothesis$/, '--hypothesis'],
+  [/^category$/, '--category'],
+  [/^description$/, '--description'],
+  [/^command(\.\d+)?$/, 'the command after --'],
+  [/^setup(\.\d+)?$/, '--setup'],
+  [/^setupTimeoutSeconds$/, '--setup-timeout'],
+  [/^configPath$/, '--config'],
+  [/^datasets(\.\d+)?$/, '--dataset'],
+  [/^checkpoint$/, '--checkpoint'],
+  [/^requirements\.acceleratorClass$/, '--gpu-class'],
+  [/^requirements\.gpuMemoryMb$/, '--gpu-mem'],
+  [/^requirements\.runtimeTags(\.\d+)?$/, '--runtime-tag'],
+  [/^timeBudgetSeconds$/, '--time-budget'],
+  [/^timeoutSeconds$/, '--timeout'],
+  [/^metric(\.name|\.direction)?$/, '--metric'],
+  [/^idempotencyKey$/, '--idempotency-key'],
+  [/^maxReplacements$/, '--max-replacements'],
+  [/^env(\..*)?$/, '--env'],
+];
+
+/** A schema problem ("datasets.0: must not ...") as the flag that caused it ("--dataset: must not ..."). */
+export function problemAsFlag(problem: string): string {
+  const at = problem.indexOf(': ');
+  if (at < 0) return problem;
+  const field = problem.slice(0, at);
+  const flag = FLAG_OF_FIELD.find(([pattern]) => pattern.test(field))?.[1];
+  if (!flag) return problem;
+  const detail = field.startsWith('env.') ? ` ${field.slice(4)}` : '';
+  return `${flag}${detail}: ${problem.slice(at + 2)}`;
+}

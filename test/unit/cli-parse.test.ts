@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseEnvPair, parseNumber, parseRunFlags, splitCommandLine, type RawRunOptions } from '../../src/cli/parse.js';
+import { parseEnvPair, parseNumber, parseRunFlags, problemAsFlag, splitCommandLine, type RawRunOptions } from '../../src/cli/parse.js';
 
 const base: RawRunOptions = { tag: ['t1'], hypothesis: ['h'], category: ['other'] };
 const problemsOf = (raw: RawRunOptions) => parseRunFlags({ ...base, ...raw }).problems;
@@ -122,5 +122,19 @@ describe('--env and --setup', () => {
     ['   ', /expected a command/],
   ])('refuses %j', (raw, message) => {
     expect(() => splitCommandLine('--setup', raw)).toThrow(message);
+  });
+});
+
+describe('schema problems as flags', () => {
+  it.each([
+    ['datasets.1: must not contain ".."', '--dataset: must not contain ".."'],
+    ['checkpoint: not an absolute path', '--checkpoint: not an absolute path'],
+    ['requirements.gpuMemoryMb: Too small', '--gpu-mem: Too small'],
+    ['timeoutSeconds: at least the budget', '--timeout: at least the budget'],
+    ['env.A B: Invalid key in record', '--env A B: Invalid key in record'],
+    ['metric.name: bad', '--metric: bad'],
+    ['(request): something', '(request): something'],
+  ])('%j', (problem, expected) => {
+    expect(problemAsFlag(problem)).toBe(expected);
   });
 });

@@ -1,5 +1,6 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { submitExperiment } from '../../client/experiments.js';
+import { exitCodeFor } from '../../domain/experiment.js';
 import { TAG_PATTERN, TAG_PATTERN_TEXT, type ExperimentRequest } from '../../domain/request.js';
 import { connectClient } from '../../temporal/connection.js';
 import { experimentStateQuery } from '../../workflows/definitions.js';
@@ -44,6 +45,8 @@ export async function repeatCommand(kind: 'retry' | 'rerun', id: string, options
   else console.log(safeText(`${experimentId}: ${kind} of ${id} at commit ${request.commit.slice(0, 12)} (${change.changed})`));
   if (!options.detach) {
     const result = await handle.result();
+    // The same exit codes as `run` and `wait` (BRIEF §4).
+    process.exitCode = exitCodeFor(result.status);
     if (wantsJson(options)) printJson(result);
     else console.log(safeText(`${experimentId}: ${result.status}${result.decision ? ` → ${result.decision}` : ''}, ${result.metric_name} ${result.metric ?? '-'}: ${result.reason}`));
   }

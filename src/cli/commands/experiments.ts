@@ -14,7 +14,7 @@ import type { ExperimentSnapshot } from '../../workflows/experiment-state.js';
 import { readLogWorkflow } from '../../workflows/read-log.js';
 import { existingCatalog } from '../catalog-file.js';
 import { CliError, formatTable, printJson, safeJson, safeText, wantsJson } from '../output.js';
-import { parseRunFlags, type RawRunOptions } from '../parse.js';
+import { parseRunFlags, problemAsFlag, type RawRunOptions } from '../parse.js';
 import { followProgress } from '../progress.js';
 
 /** A refusal before anything was submitted, in the same shape an agent reads for every run. */
@@ -118,7 +118,7 @@ export async function runCommand(command: string[], raw: RawRunOptions): Promise
     parseExperimentRequest(input);
   } catch (error) {
     if (!(error instanceof RequestValidationError)) throw error;
-    return refuse(error.message);
+    return refuse(`invalid experiment request: ${error.problems.map(problemAsFlag).join('; ')}`);
   }
   const client = await connectClient();
   let submitted;
