@@ -19,3 +19,14 @@ export const DEFAULT_MAX_REPLACEMENTS = 1;
 export function killLimitSeconds(request: { timeBudgetSeconds: number; timeoutSeconds?: number | undefined }): number {
   return request.timeoutSeconds ?? KILL_LIMIT_FACTOR * request.timeBudgetSeconds;
 }
+
+/**
+ * Seconds by which a run's reported training time overran its budget, or null when within it. A
+ * script stops at a step boundary (autoresearch reports 300.1 for 300), so a little slack is allowed.
+ */
+export function budgetOverrunSeconds(timeBudgetSeconds: number, reportedTrainingSeconds: number | null): number | null {
+  if (reportedTrainingSeconds === null) return null;
+  const slack = Math.max(1, 0.02 * timeBudgetSeconds);
+  const over = reportedTrainingSeconds - timeBudgetSeconds;
+  return over > slack ? Math.round(over * 10) / 10 : null;
+}

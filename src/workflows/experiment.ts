@@ -6,7 +6,7 @@ import {
 import type { RecordUpdate } from '../catalog/record.js';
 import { DEFAULT_METRIC, type TagDecision } from '../domain/decision.js';
 import { type ExperimentResult, type ExperimentStatus, type TerminalStatus, type TrainingOutcome } from '../domain/experiment.js';
-import { killLimitSeconds } from '../domain/limits.js';
+import { budgetOverrunSeconds, killLimitSeconds } from '../domain/limits.js';
 import { classifyTraining } from '../domain/classify.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
@@ -268,7 +268,12 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     pending.training = outcome;
     const verdict = classifyTraining(outcome, snapshot.metricPolicy.name);
     snapshot.metric = verdict.metric;
-    ended = new RunEnded(verdict.status, verdict.reason);
+    // The budget is the script's to enforce; a run that overran it is still judged, and says so.
+    const over = budgetOverrunSeconds(request.timeBudgetSeconds, outcome.timings?.trainingSeconds ?? null);
+    const budgetNote = verdict.status === 'completed' && over !== null
+      ? `; its training_seconds exceeded the ${request.timeBudgetSeconds} s budget by ${over} s`
+      : '';
+    ended = new RunEnded(verdict.status, verdict.reason + budgetNote);
   } catch (error) {
     if (error instanceof RunEnded) ended = error;
     else if (isCancellation(error)) ended = new RunEnded('canceled', 'canceled by an operator before training finished');

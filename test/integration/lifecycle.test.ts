@@ -93,10 +93,11 @@ describe('failures land in named states', () => {
     expect((await handle.query(experimentStateQuery)).attempts).toBe(1);
   });
 
-  it('a run that ignores SIGTERM past budget + grace is timed_out and leaves no process', async () => {
+  it('a run that ignores SIGTERM past its kill limit is timed_out, discarded with a reset, and leaves no process', async () => {
     const pidFile = path.join(stack.workDir, 'hang.pid');
-    const result = await run({ tag: 'timeout', timeBudgetSeconds: 1, timeoutSeconds: 2, env: { MODE: 'hang', PID_FILE: pidFile } });
-    expect(result.status).toBe('timed_out');
+    // A kill limit well above the interpreter's start-up on a loaded machine: the script must have run.
+    const result = await run({ tag: 'timeout', timeBudgetSeconds: 1, timeoutSeconds: 8, env: { MODE: 'hang', PID_FILE: pidFile } });
+    expect(result).toMatchObject({ status: 'timed_out', decision: 'discard', action: 'git_reset', rule: 'timed_out' });
     const pid = Number(await fs.readFile(pidFile, 'utf8'));
     expect(processAlive(pid)).toBe(false);
   });
