@@ -11,7 +11,7 @@ import { MIGRATIONS } from './schema.js';
 
 type Row = Record<string, unknown>;
 
-const JSON_COLUMNS = ['command', 'request', 'resolved_config', 'patch_files', 'datasets', 'environment', 'placement', 'metrics', 'heartbeats'];
+const JSON_COLUMNS = ['command', 'request', 'resolved_config', 'patch_files', 'datasets', 'environment', 'placement', 'metrics', 'heartbeats', 'timings'];
 
 function camel(column: string): string {
   return column.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -138,6 +138,11 @@ export class Catalog {
         log_path: training.logPath,
         log_tail: training.logTail,
         heartbeats: JSON.stringify(training.heartbeats ?? null),
+        timings: JSON.stringify(training.timings ?? null),
+        phase: training.phase ?? null,
+        containment: training.containment ?? null,
+        peak_memory_bytes: training.peakMemoryBytes ?? null,
+        oom_kills: training.oomKills ?? null,
       });
     }
     const decision = update.decision;

@@ -88,6 +88,12 @@ export interface ExperimentRecord {
   logPath: string | null;
   logTail: string | null;
   heartbeats: TrainingOutcome['heartbeats'] | null;
+  /** Where the time went: setup (and whether it was cached), startup, training, evaluation. */
+  timings: TrainingOutcome['timings'] | null;
+  phase: TrainingOutcome['phase'] | null;
+  containment: string | null;
+  peakMemoryBytes: number | null;
+  oomKills: number | null;
   originKind: string | null;
   originId: string | null;
   events: { at: string; status: string; note: string | null }[];

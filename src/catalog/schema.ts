@@ -79,4 +79,10 @@ export const MIGRATIONS: string[] = [
   // The keep rule that decided (TagDecision.rule), and the guard that failed with guard_failed.
   `ALTER TABLE experiments ADD COLUMN rule TEXT`,
   `ALTER TABLE experiments ADD COLUMN failed_guard TEXT`,
+  // Where the time went (RunTimings), the phase a run ended in, and its containment evidence.
+  `ALTER TABLE experiments ADD COLUMN timings TEXT`,
+  `ALTER TABLE experiments ADD COLUMN phase TEXT`,
+  `ALTER TABLE experiments ADD COLUMN containment TEXT`,
+  `ALTER TABLE experiments ADD COLUMN peak_memory_bytes INTEGER`,
+  `ALTER TABLE experiments ADD COLUMN oom_kills INTEGER`,
 ];

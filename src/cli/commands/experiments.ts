@@ -2,7 +2,7 @@ import path from 'node:path';
 import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { resolveSource, SourceError } from '../../client/source.js';
 import { submitExperiment, type ExperimentHandle } from '../../client/experiments.js';
-import { exitCodeFor, isTerminal, type ExperimentResult } from '../../domain/experiment.js';
+import { exitCodeFor, type RunTimings, isTerminal, type ExperimentResult } from '../../domain/experiment.js';
 import { DEFAULT_METRIC } from '../../domain/decision.js';
 import { parseExperimentRequest, RequestValidationError, type ExperimentRequestInput } from '../../domain/request.js';
 import { queueOrder } from '../../domain/placement.js';
@@ -165,6 +165,19 @@ export async function waitCommand(id: string, options: { json?: boolean }): Prom
   await awaitResult(handleFor(client, id), wantsJson(options));
 }
 
+/** Where a run's time went, as `show` prints it: only the parts that are known. */
+function formatTimings(t: RunTimings): string {
+  const part = (label: string, seconds: number | null, note = '') => (seconds === null ? null : `${label} ${seconds.toFixed(1)}s${note}`);
+  return [
+    part('setup', t.setupSeconds, t.setupCached ? ' (cached)' : ''),
+    part('startup', t.startupSeconds),
+    part('training', t.trainingSeconds),
+    part('evaluation', t.evaluationSeconds),
+    part('script total', t.totalSeconds),
+    part('process', t.processSeconds),
+  ].filter((p) => p !== null).join(', ') || '-';
+}
+
 export async function showCommand(id: string, options: { json?: boolean }): Promise<void> {
   const client = await connectClient();
   const record = existingCatalog()?.get(id);
@@ -195,6 +208,11 @@ export async function showCommand(id: string, options: { json?: boolean }): Prom
   if (snapshot.validation?.patch) say(`  patch:      ${snapshot.validation.patch.files.length} file(s), ${snapshot.validation.patch.bytes} bytes, sha256 ${snapshot.validation.patch.sha256.slice(0, 12)}`);
   if (snapshot.placement) say(`  placement:  ${snapshot.placement.slotId} (${snapshot.placement.acceleratorClass}): ${snapshot.placement.why}; policy ${snapshot.placement.policy}; waited ${(snapshot.placement.queuedMs / 1000).toFixed(1)}s`);
   if (record?.environment) say(`  env:        ${Object.entries(record.environment.software).map(([k, v]) => `${k} ${v}`).join(', ')}; lockfiles ${Object.keys(record.environment.lockfiles).join(', ') || '-'}`);
+  if (snapshot.training?.timings) say(`  time:       ${formatTimings(snapshot.training.timings)}`);
+  if (snapshot.training?.containment) {
+    const peak = snapshot.training.peakMemoryBytes;
+    say(`  contained:  ${snapshot.training.containment}${peak !== null ? `, peak memory ${(peak / 1024 ** 2).toFixed(1)} MiB` : ''}${snapshot.training.oomKills ? `, ${snapshot.training.oomKills} OOM kills` : ''}`);
+  }
   if (snapshot.training?.metrics) say(`  metrics:    ${Object.entries(snapshot.training.metrics).map(([k, v]) => `${k}=${v}`).join(' ')}`);
   if (record?.artifacts.length) say(`  artifacts:  ${record.artifacts.map((a) => `${a.path} (${a.bytes} B, ${a.sha256.slice(0, 12)})`).join(', ')}`);
   if (snapshot.decision) say(`  decision:   ${snapshot.decision.decision ?? '-'} (${snapshot.decision.action ?? 'no action'}), best ${snapshot.decision.best ?? '-'}, compared with ${snapshot.decision.comparedWith.experimentId ?? 'nothing (first in its group)'}`);
