@@ -81,14 +81,18 @@ describe('a mixed fleet', () => {
     expect(big!.state.placement!.candidates.filter((c) => c.acceleratorClass === 'l4').every((c) => /23034 MB < 30000 MB requested/.test(c.rejected ?? ''))).toBe(true);
   });
 
-  it('refuses at submit what the fleet can never run, naming the policy', async () => {
-    const [tooBig, noSuchClass] = await runAll(stack, [
+  it('gives a scarce class to what only it can serve, and refuses what nothing can, naming the flag', async () => {
+    const [onlyH100, tooBig, noSuchClass] = await runAll(stack, [
       request({ tag: 'mixed', requirements: { acceleratorClass: 'any', gpuMemoryMb: 60_000, runtimeTags: [] } }),
+      request({ tag: 'mixed', requirements: { acceleratorClass: 'any', gpuMemoryMb: 100_000, runtimeTags: [] } }),
       request({ tag: 'mixed', requirements: { acceleratorClass: 'b200', gpuMemoryMb: 0, runtimeTags: [] } }),
     ]);
+    expect(onlyH100!.result.status).toBe('completed');
+    expect(onlyH100!.state.placement?.acceleratorClass).toBe('h100');
+    expect(onlyH100!.state.placement?.policy).toBe('scarce class h100 used for any: no other class in the fleet can serve the request');
     expect(tooBig!.result.status).toBe('validation_failed');
-    expect(tooBig!.result.reason).toMatch(/scarce class h100 is reserved for requests that name it/);
-    expect(noSuchClass!.result.reason).toMatch(/no slot in the fleet can ever satisfy accelerator=b200/);
+    expect(tooBig!.result.reason).toMatch(/pass --gpu-mem \d+ or less/);
+    expect(noSuchClass!.result.reason).toMatch(/no slot in the fleet can ever satisfy accelerator=b200.*pass --gpu-class with one of them/);
   });
 
   it('a health check drains a GPU at a critical temperature and returns it when it recovers', async () => {
