@@ -153,9 +153,10 @@ process.on('disconnect', () => {
     const reason = `orphaned: no worker for ${Math.round(silentMs / 1000)}s`;
     note(`${reason}; killing every process of the run`);
     abandoned = reason;
+    // Recorded first: whoever reads the run's files later learns why it ended, whatever happens next.
+    writeDurably(config.exitFile, { exitCode: null, signal: 'SIGKILL', orphaned: reason, timedOut: false });
     killGroup('SIGTERM');
     setTimeout(() => {
-      writeDurably(config.exitFile, { exitCode: null, signal: 'SIGKILL', orphaned: reason, timedOut: false });
       finished = true;
       void killRun().finally(() => process.exit(0));
     }, Math.min(killAfterMs, 5000));
