@@ -100,6 +100,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
     liveRuns: reconciled.kept.map((run) => run.experimentId),
   };
   let heartbeat: NodeJS.Timeout | undefined;
+  let heartbeatInFlight: Promise<unknown> | undefined;
   // Kept runs stay attached until their experiment adopts them (the adopting activity touches them too).
   const keepAttached = setInterval(() => {
     for (const run of reconciled.kept) {
@@ -123,14 +124,20 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
       });
       // The heartbeat is the registration itself: a pool that declared this host offline (or lost
       // its state) takes it back only through a registration, never through a bare heartbeat.
+      // One heartbeat in flight at a time: during a server outage they would pile up, each retrying.
       heartbeat = setInterval(() => {
-        void pool.signal(registerHostSignal, registration).catch((error: Error) => log(`expctl worker: pool heartbeat failed: ${error.message}`));
+        if (heartbeatInFlight) return;
+        heartbeatInFlight = pool
+          .signal(registerHostSignal, registration)
+          .catch((error: Error) => log(`expctl worker: pool heartbeat failed: ${error.message}`))
+          .finally(() => (heartbeatInFlight = undefined));
       }, options.poolHeartbeatMs ?? 10_000);
       await running;
     },
     async shutdown() {
       clearInterval(heartbeat);
       clearInterval(keepAttached);
+      await heartbeatInFlight;
       await pool.signal(deregisterHostSignal, { host }).catch(() => undefined);
       for (const worker of workers) if (worker.getState() === 'RUNNING') worker.shutdown();
     },
