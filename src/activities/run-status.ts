@@ -10,7 +10,8 @@ export interface RunStatusDeps {
 /** What a host knows of one experiment's training, read from the run's files (they outlive the worker). */
 export type HostRunStatus =
   | { state: 'finished'; outcome: TrainingOutcome }
-  | { state: 'running'; supervisorPid: number }
+  /** Alive, or ended with its exit recorded but its outcome not yet computed (supervisorPid null): awaitTraining gets it. */
+  | { state: 'running'; supervisorPid: number | null }
   | { state: 'unknown'; why: string };
 
 /**
@@ -38,6 +39,9 @@ export function createRunStatusActivities(deps: RunStatusDeps) {
       const files = runFiles(deps.workDir, experimentId);
       const pid = Number(await fs.readFile(files.pidFile, 'utf8').catch(() => ''));
       if (Number.isInteger(pid) && pid > 0 && processAlive(pid)) return { state: 'running', supervisorPid: pid };
+      const exited = await fs.access(files.exit).then(() => true, () => false);
+      const recorded = await fs.access(files.record).then(() => true, () => false);
+      if (exited && recorded) return { state: 'running', supervisorPid: null };
       return { state: 'unknown', why: 'no result and no live supervisor for this run on the host' };
     },
   };

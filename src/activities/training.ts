@@ -8,8 +8,11 @@ import { latestProgress, parseSummaryBlock, type Progress } from '../domain/metr
 import type { ExperimentRequest } from '../domain/request.js';
 import { addWorktree, localRepository, removeWorktree } from '../gpu-worker/git.js';
 import { boundMetrics, capTailBytes, LOG_TAIL_BYTES, LogFollower } from '../gpu-worker/log-follower.js';
-import { detectContainment, type ContainmentSupport } from '../gpu-worker/containment.js';
-import { startRun, type SupervisorExit } from '../gpu-worker/run-process.js';
+import { detectContainment, type ContainmentSupport, type RunContainment } from '../gpu-worker/containment.js';
+import { adoptRun, startRun, type StartedRun, type SupervisorExit } from '../gpu-worker/run-process.js';
+import { isSupervisor, touchAttached } from '../gpu-worker/reconcile.js';
+import { processAlive } from '../shared/processes.js';
+import { readOutcomeFile, writeOutcomeFile } from './run-status.js';
 import { writeArtifactManifest } from '../gpu-worker/artifacts.js';
 import { runFiles } from '../gpu-worker/run-files.js';
 import { scrubText, secretValues } from '../domain/redact.js';
@@ -30,6 +33,10 @@ export interface TrainingDeps {
   /** The raw log's cap and kept tail (see run-process.ts for the defaults). */
   logCapBytes?: number;
   logTailBytes?: number;
+  /** How long a supervisor keeps a run going with no worker attached to it (default 60 s). */
+  orphanGraceMs?: number;
+  /** Asks the pool whether the lease still stands; a task whose lease is gone never starts. */
+  leaseHeld?: (slotId: string, leaseId: string) => Promise<boolean>;
 }
 
 /** What every training heartbeat carries; `expctl run` turns it into a progress bar. */
@@ -58,6 +65,61 @@ export function createTrainingActivities(deps: TrainingDeps) {
   const killAfterMs = deps.killAfterMs ?? 10_000;
   let support: Promise<ContainmentSupport> | undefined;
   const containmentSupport = () => (support ??= deps.containment ? Promise.resolve(deps.containment) : detectContainment(deps.workDir));
+  /** The runs this worker process watches, whether or not an activity follows them now. */
+  const registry = new Map<string, RunWatch>();
+  const register = (experimentId: string, watch: RunWatch) => {
+    registry.set(experimentId, watch);
+    void watch.outcome.catch(() => undefined).finally(() => registry.delete(experimentId));
+    return watch;
+  };
+
+  /**
+   * Heartbeats a watched run's progress until it ends. Only a cancel the workflow asked for kills
+   * the run; when the server no longer knows the activity (it timed out during an outage, or the
+   * worker is shutting down), the activity lets go and the run goes on, to be re-attached.
+   */
+  const follow = async (watch: RunWatch): Promise<TrainingOutcome> => {
+    const ctx = Context.current();
+    const beat = () => ctx.heartbeat(watch.latest());
+    beat();
+    const ticker = setInterval(beat, heartbeatIntervalMs);
+    let onAbort = () => {};
+    const letGo = new Promise<never>((_, reject) => {
+      onAbort = () => {
+        const details = ctx.cancellationDetails;
+        if (!details || details.cancelRequested || details.paused || details.reset) {
+          watch.cancel();
+          return;
+        }
+        const why = details.notFound ? 'the server no longer knows this activity' : details.timedOut ? 'the activity timed out' : 'the worker is shutting down';
+        reject(new CancelledFailure(`${why}; the run goes on and its outcome is kept on the host`));
+      };
+    });
+    if (ctx.cancellationSignal.aborted) onAbort();
+    else ctx.cancellationSignal.addEventListener('abort', onAbort);
+    try {
+      return await Promise.race([watch.outcome, letGo]);
+    } finally {
+      clearInterval(ticker);
+      ctx.cancellationSignal.removeEventListener('abort', onAbort);
+    }
+  };
+
+  /** A run an earlier worker process started: its supervisor lives on (or has just written its exit). */
+  const adopt = async (experimentId: string): Promise<RunWatch | undefined> => {
+    const files = runFiles(deps.workDir, experimentId);
+    const text = await fs.readFile(files.record, 'utf8').catch(() => undefined);
+    if (text === undefined) return undefined;
+    const record = JSON.parse(text) as RunRecord;
+    const live = processAlive(record.supervisorPid) && (await isSupervisor(record.supervisorPid));
+    const exited = await fs.access(files.exit).then(() => true, () => false);
+    if (!live && !exited) return undefined;
+    await fs.appendFile(files.log, `\nexpctl: a restarted worker re-attached to this run (supervisor ${record.supervisorPid}${live ? '' : ', already exited'})\n`);
+    const run = await adoptRun({ supervisorPid: record.supervisorPid, planned: record.planned, files });
+    const clock = new ProgressClock(files.log);
+    await clock.start();
+    return register(experimentId, watchRun(run, record, clock, { workDir: deps.workDir, killAfterMs, heartbeatIntervalMs }));
+  };
 
   return {
     async runTraining(input: RunTrainingInput): Promise<TrainingOutcome> {
@@ -66,8 +128,17 @@ export function createTrainingActivities(deps: TrainingDeps) {
       if (input.slot.slotId !== deps.slot.slotId) {
         throw ApplicationFailure.nonRetryable(`lease for ${input.slot.slotId} reached the worker of ${deps.slot.slotId}`);
       }
+      // The same experiment already running here (a retried task): follow it rather than start it twice.
+      const watching = registry.get(experimentId);
+      if (watching) return follow(watching);
+      // A worker back from a network cut must not start a task whose lease was released meanwhile.
+      if (deps.leaseHeld && !(await deps.leaseHeld(input.slot.slotId, input.leaseId))) {
+        throw ApplicationFailure.nonRetryable(`the lease ${input.leaseId} on ${input.slot.slotId} is gone (released or revoked); the training was not started`);
+      }
       const files = runFiles(deps.workDir, experimentId);
       await fs.mkdir(files.artifacts, { recursive: true });
+      // An earlier attempt's result on this host is not this attempt's.
+      for (const file of [files.outcome, files.exit, files.started, files.record]) await fs.rm(file, { force: true });
       const repo = await localRepository(request.repo, deps.workDir, request.commit);
       await addWorktree(repo, request.commit, files.tree);
 
@@ -101,7 +172,9 @@ export function createTrainingActivities(deps: TrainingDeps) {
           await removeWorktree(repo, files.tree);
           if (result.canceled) throw new CancelledFailure(`canceled during environment setup of ${experimentId}`);
           await fs.appendFile(files.log, `expctl: ${result.reason}; the training command was not started\n`);
-          return setupFailureOutcome(result, { files, request, startedAt, heartbeatIntervalMs });
+          const outcome = await setupFailureOutcome(result, { files, request, startedAt, heartbeatIntervalMs });
+          await writeOutcomeFile(deps.workDir, experimentId, outcome);
+          return outcome;
         }
         setup = { seconds: result.seconds, cached: result.cached };
         Object.assign(env, trainingEnvironment(plan));
@@ -120,93 +193,194 @@ export function createTrainingActivities(deps: TrainingDeps) {
         env,
         logCapBytes: deps.logCapBytes,
         logTailBytes: deps.logTailBytes,
+        files,
+        orphanGraceMs: deps.orphanGraceMs,
+        // The worker stops the run at the deadline; the supervisor a little later, should no worker watch it.
+        deadlineMs: trainingStartedAt + killLimitSeconds(request) * 1000 + SUPERVISOR_DEADLINE_SLACK_MS,
+        killAfterMs,
       });
-      const pid = run.supervisorPid;
-      await fs.writeFile(files.pidFile, String(pid));
-
-      let timedOut = false;
-      let canceled = false;
-      const stop = (why: 'timeout' | 'cancel') => {
-        if (timedOut || canceled) return;
-        if (why === 'timeout') timedOut = true;
-        else canceled = true;
-        void run.stop(killAfterMs);
-      };
-      const onCancel = () => stop('cancel');
-      ctx.cancellationSignal.addEventListener('abort', onCancel);
-
-      const follower = new LogFollower(files.log);
-      const heartbeats = { count: 0, firstAt: null as string | null, lastAt: null as string | null, intervalSeconds: heartbeatIntervalMs / 1000 };
-      // The kill limit counts from the training process's start: setup time is not the script's.
-      const deadline = trainingStartedAt + killLimitSeconds(request) * 1000;
-      const beat = async () => {
-        await follower.poll();
-        const elapsed = (Date.now() - trainingStartedAt) / 1000;
-        const heartbeat: TrainingHeartbeat = {
-          phase: 'training',
-          progress: latestProgress(follower.tailLines()) ?? null,
-          elapsedSeconds: Math.round(elapsed * 10) / 10,
-          remainingSeconds: Math.max(0, Math.round((request.timeBudgetSeconds - elapsed) * 10) / 10),
-          killLimitSeconds: killLimitSeconds(request),
-          supervisorPid: pid,
-        };
-        ctx.heartbeat(heartbeat);
-        heartbeats.count++;
-        heartbeats.lastAt = new Date().toISOString();
-        heartbeats.firstAt ??= heartbeats.lastAt;
-        if (Date.now() > deadline) stop('timeout');
-      };
-      await beat();
-      const ticker = setInterval(() => void beat().catch(() => undefined), heartbeatIntervalMs);
-      const exit: SupervisorExit = await run.exited;
-      const trainingEndedAt = Date.now();
-      await clock.stop();
-      ctx.cancellationSignal.removeEventListener('abort', onCancel);
-      // The lease is released when this activity returns: not before every process of the run is gone.
-      const finished = await run.finish();
-      clearInterval(ticker);
-      await follower.poll();
-
-      // A supervisor that died without reporting was killed from inside the run (expctl only kills it on cancel or timeout).
-      const supervisorKilled = exit.reported === false && !timedOut && !canceled;
-      const exitCode = exit.exitCode;
-      const signal = supervisorKilled ? null : exit.signal;
-      if (supervisorKilled) {
-        await fs.appendFile(files.log, `\nexpctl: the run's supervisor was killed (${exit.signal ?? 'unknown signal'}) from inside the run; every process of the run was killed\n`);
-        await follower.poll();
-      }
-      await removeWorktree(repo, files.tree);
-      await fs.rm(files.pidFile, { force: true });
-      if (canceled) throw new CancelledFailure(`canceled; every process of ${experimentId} was killed`);
-      // The record keeps the tail; secrets the run could see are scrubbed from it.
-      const secrets = secretValues({ ...process.env, ...request.env });
-      const logTail = capTailBytes(scrubText(follower.tailText(LOG_TAIL_BYTES, 40), secrets));
-      const artifacts = await writeArtifactManifest(files.artifacts, { experimentId, commit: request.commit, tag: request.tag, configPath: request.configPath ?? null });
-      const metrics = boundMetrics(parseSummaryBlock(follower.tailLines().join('\n')) ?? null);
-      return {
-        phase: 'training',
-        exitCode,
-        signal,
-        timedOut,
-        canceled,
-        supervisorKilled,
-        oomKills: finished.oomKills,
-        peakMemoryBytes: finished.peakMemoryBytes,
-        containment: run.containment.kind,
-        timings: computeTimings(
-          { setup, processStartMs: trainingStartedAt, processEndMs: trainingEndedAt, firstProgressMs: clock.firstProgressMs, lastProgressMs: clock.lastProgressMs },
-          metrics,
-        ),
-        metrics,
-        logTail,
-        artifacts,
-        heartbeats,
-        logPath: files.log,
+      await fs.writeFile(files.pidFile, String(run.supervisorPid));
+      const record: RunRecord = {
+        experimentId,
+        request,
+        repo,
         startedAt: startedAt.toISOString(),
-        endedAt: new Date().toISOString(),
+        trainingStartedAt,
+        setup,
+        supervisorPid: run.supervisorPid,
+        planned: run.containment,
       };
+      await writeJsonFile(files.record, record);
+      return follow(register(experimentId, watchRun(run, record, clock, { workDir: deps.workDir, killAfterMs, heartbeatIntervalMs })));
+    },
+
+    /**
+     * Re-attaches to a run after its train activity was lost (worker restart, server outage): the
+     * run this worker still supervises, the outcome kept on disk, or a live (or just exited)
+     * supervisor left by an earlier worker process, which is adopted and finished like any run.
+     */
+    async awaitTraining(input: AwaitTrainingInput): Promise<TrainingOutcome> {
+      if (input.slot.slotId !== deps.slot.slotId) {
+        throw ApplicationFailure.nonRetryable(`lease for ${input.slot.slotId} reached the worker of ${deps.slot.slotId}`);
+      }
+      const { experimentId } = input;
+      const watching = registry.get(experimentId);
+      if (watching) return follow(watching);
+      const kept = await readOutcomeFile(deps.workDir, experimentId);
+      if (kept) return kept;
+      const adopted = await adopt(experimentId);
+      if (adopted) return follow(adopted);
+      throw ApplicationFailure.create({
+        type: RUN_NOT_ON_HOST,
+        nonRetryable: true,
+        message: `no run of ${experimentId} on ${deps.slot.host}: no outcome, no live supervisor`,
+      });
     },
   };
+}
+
+/** The failure type awaitTraining reports when the host has nothing of the run (the workflow calls it lost). */
+export const RUN_NOT_ON_HOST = 'RunNotOnHost';
+
+/** The supervisor enforces the kill limit this long after the worker would (it only acts when no worker does). */
+const SUPERVISOR_DEADLINE_SLACK_MS = 5000;
+
+export interface AwaitTrainingInput {
+  experimentId: string;
+  slot: Slot;
+  leaseId: string;
+}
+
+/** What a worker keeps in the run directory so that it, or a worker started after it, can finish the run. */
+interface RunRecord {
+  experimentId: string;
+  request: ExperimentRequest;
+  /** The local repository the worktree was added from. */
+  repo: string;
+  startedAt: string;
+  trainingStartedAt: number;
+  setup: { seconds: number; cached: boolean } | null;
+  supervisorPid: number;
+  planned: RunContainment;
+}
+
+/** A run being watched by this worker process, whatever activity (if any) is following it now. */
+interface RunWatch {
+  outcome: Promise<TrainingOutcome>;
+  latest(): TrainingHeartbeat;
+  /** An operator's cancel or a revoked lease: every process of the run is killed. */
+  cancel(): void;
+}
+
+async function writeJsonFile(file: string, value: unknown): Promise<void> {
+  await fs.writeFile(`${file}.partial`, JSON.stringify(value));
+  await fs.rename(`${file}.partial`, file);
+}
+
+/**
+ * Watches one run to its end: progress from its log, the kill limit, the attached file its
+ * supervisor checks; then kills what is left, computes the outcome and keeps it on disk (outcome.json)
+ * before anyone is told. The same code finishes runs this worker started and runs it adopted.
+ */
+function watchRun(
+  run: StartedRun,
+  record: RunRecord,
+  clock: ProgressClock,
+  deps: { workDir: string; killAfterMs: number; heartbeatIntervalMs: number },
+): RunWatch {
+  const { request, experimentId, trainingStartedAt } = record;
+  const files = runFiles(deps.workDir, experimentId);
+  let timedOut = false;
+  let canceled = false;
+  const stop = (why: 'timeout' | 'cancel') => {
+    if (timedOut || canceled) return;
+    if (why === 'timeout') timedOut = true;
+    else canceled = true;
+    void run.stop(deps.killAfterMs);
+  };
+  const follower = new LogFollower(files.log);
+  const heartbeats = { count: 0, firstAt: null as string | null, lastAt: null as string | null, intervalSeconds: deps.heartbeatIntervalMs / 1000 };
+  // The kill limit counts from the training process's start: setup time is not the script's.
+  const deadline = trainingStartedAt + killLimitSeconds(request) * 1000;
+  let latest: TrainingHeartbeat = { phase: 'training', progress: null, elapsedSeconds: 0, remainingSeconds: request.timeBudgetSeconds, killLimitSeconds: killLimitSeconds(request), supervisorPid: run.supervisorPid };
+  const beat = async () => {
+    const now = new Date();
+    await touchAttached(files.attached);
+    await follower.poll();
+    const elapsed = (Date.now() - trainingStartedAt) / 1000;
+    latest = {
+      phase: 'training',
+      progress: latestProgress(follower.tailLines()) ?? null,
+      elapsedSeconds: Math.round(elapsed * 10) / 10,
+      remainingSeconds: Math.max(0, Math.round((request.timeBudgetSeconds - elapsed) * 10) / 10),
+      killLimitSeconds: killLimitSeconds(request),
+      supervisorPid: run.supervisorPid,
+    };
+    heartbeats.count++;
+    heartbeats.lastAt = now.toISOString();
+    heartbeats.firstAt ??= heartbeats.lastAt;
+    if (Date.now() > deadline) stop('timeout');
+  };
+
+  const outcome = (async (): Promise<TrainingOutcome> => {
+    await beat();
+    const ticker = setInterval(() => void beat().catch(() => undefined), deps.heartbeatIntervalMs);
+    let exit: SupervisorExit;
+    let finished: { peakMemoryBytes: number | null; oomKills: number | null };
+    let trainingEndedAt: number;
+    try {
+      exit = await run.exited;
+      trainingEndedAt = Date.now();
+      await clock.stop();
+      // The lease is released when the activity returns: not before every process of the run is gone.
+      finished = await run.finish();
+    } finally {
+      clearInterval(ticker);
+    }
+    await follower.poll();
+    timedOut ||= exit.timedOut === true;
+
+    // A supervisor that died without reporting was killed from inside the run (expctl only kills it on cancel or timeout).
+    const supervisorKilled = exit.reported === false && !timedOut && !canceled;
+    const signal = supervisorKilled ? null : exit.signal;
+    if (supervisorKilled) {
+      await fs.appendFile(files.log, `\nexpctl: the run's supervisor was killed (${exit.signal ?? 'unknown signal'}) from inside the run; every process of the run was killed\n`);
+      await follower.poll();
+    }
+    await removeWorktree(record.repo, files.tree);
+    await fs.rm(files.pidFile, { force: true });
+    if (canceled) throw new CancelledFailure(`canceled; every process of ${experimentId} was killed`);
+    // The record keeps the tail; secrets the run could see are scrubbed from it.
+    const secrets = secretValues({ ...process.env, ...request.env });
+    const logTail = capTailBytes(scrubText(follower.tailText(LOG_TAIL_BYTES, 40), secrets));
+    const artifacts = await writeArtifactManifest(files.artifacts, { experimentId, commit: request.commit, tag: request.tag, configPath: request.configPath ?? null });
+    const metrics = boundMetrics(parseSummaryBlock(follower.tailLines().join('\n')) ?? null);
+    const result: TrainingOutcome = {
+      phase: 'training',
+      exitCode: exit.exitCode,
+      signal,
+      timedOut,
+      canceled,
+      supervisorKilled,
+      oomKills: finished.oomKills,
+      peakMemoryBytes: finished.peakMemoryBytes,
+      containment: run.containment.kind,
+      timings: computeTimings(
+        { setup: record.setup, processStartMs: trainingStartedAt, processEndMs: trainingEndedAt, firstProgressMs: clock.firstProgressMs, lastProgressMs: clock.lastProgressMs },
+        metrics,
+      ),
+      metrics,
+      logTail,
+      artifacts,
+      heartbeats,
+      logPath: files.log,
+      startedAt: record.startedAt,
+      endedAt: new Date().toISOString(),
+    };
+    await writeOutcomeFile(deps.workDir, experimentId, result);
+    return result;
+  })();
+  return { outcome, latest: () => latest, cancel: () => stop('cancel') };
 }
 
 /** The record of a run whose environment setup failed or ran out of time: the training command never ran. */

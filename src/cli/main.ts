@@ -139,6 +139,7 @@ program
   .option('--cpu-slots <n>', 'offer N CPU slots instead of GPUs', positiveInt('--cpu-slots'))
   .option('--work-dir <dir>', 'worktrees, logs and artifacts (default: $EXPCTL_HOME/worker)', one('--work-dir'))
   .option('--runtime-tag <tag>', 'runtime tag this host offers (repeatable)', collect, [])
+  .option('--orphan-grace <seconds>', 'how long a run outlives its worker before it is killed, waiting for a restarted worker (default 60)', positiveInt('--orphan-grace'))
   .action(workerCommand);
 program.command('orchestrator').description('run the control worker (all workflows) against TEMPORAL_ADDRESS').action(orchestratorCommand);
 program.command('health').description('latest fleet health check per host and GPU').addOption(jsonOption()).action(healthCommand);

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { processAlive } from '../shared/processes.js';
+import { runFiles } from './run-files.js';
 import {
   detectContainment,
   existingRunCgroups,
@@ -10,7 +11,7 @@ import {
   type ContainmentSupport,
 } from './containment.js';
 
-async function isSupervisor(pid: number): Promise<boolean> {
+export async function isSupervisor(pid: number): Promise<boolean> {
   try {
     return (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8')).includes('supervisor.mjs');
   } catch {
@@ -19,39 +20,53 @@ async function isSupervisor(pid: number): Promise<boolean> {
   }
 }
 
+/** What a starting worker found in its work directory. */
+export interface ReconcileResult {
+  /** Runs with a live supervisor, or whose exit is recorded without an outcome: kept for awaitTraining to adopt. */
+  kept: { experimentId: string; pid: number }[];
+  /** Leftovers of runs whose supervisor is dead and whose result needs nobody: killed. */
+  stopped: { experimentId: string; pid: number }[];
+}
+
 /**
- * At worker start: training runs left by an earlier worker of this work directory are killed
- * (their experiment already saw the worker as lost), every process of each run (its cgroup, or its
- * supervisor's process group), so nothing runs unobserved; then run cgroups are removed.
+ * At worker start: a run whose supervisor still lives (its worker was restarted) is kept, and its
+ * attached file touched, so the supervisor keeps it going until awaitTraining adopts it; so is a
+ * run that ended while no worker watched (its exit recorded, its outcome not yet computed). Every
+ * other run's leftovers are killed (its cgroup, or its supervisor's process group), so nothing runs
+ * unobserved; then the cgroups of runs not kept are removed.
  */
-export async function reconcileOrphans(
-  workDir: string,
-  support?: ContainmentSupport,
-): Promise<{ experimentId: string; pid: number }[]> {
+export async function reconcileRuns(workDir: string, support?: ContainmentSupport): Promise<ReconcileResult> {
   const containment = support ?? (await detectContainment(workDir));
   const runs = path.join(workDir, 'runs');
-  const found: { experimentId: string; pid: number }[] = [];
+  const result: ReconcileResult = { kept: [], stopped: [] };
   const entries = await fs.readdir(runs).catch(() => [] as string[]);
   for (const experimentId of entries) {
-    const pidFile = path.join(runs, experimentId, 'supervisor.pid');
-    const pid = Number(await fs.readFile(pidFile, 'utf8').catch(() => ''));
+    const files = runFiles(workDir, experimentId);
+    const pid = Number(await fs.readFile(files.pidFile, 'utf8').catch(() => ''));
     if (!Number.isInteger(pid) || pid <= 0) continue;
+    const exists = (file: string) => fs.access(file).then(() => true, () => false);
     if (processAlive(pid) && (await isSupervisor(pid))) {
-      const run = runContainmentOf(containment, experimentId);
-      // The supervisor's group, then (with a cgroup) everything else the run started.
-      try {
-        process.kill(-pid, 'SIGKILL');
-      } catch {
-        // exited meanwhile
-      }
-      await killRun(run, { supervisorPid: pid });
-      found.push({ experimentId, pid });
-      await fs.appendFile(path.join(runs, experimentId, 'train.log'), '\nexpctl: a restarted worker found this run orphaned and killed it\n');
+      await touchAttached(files.attached);
+      result.kept.push({ experimentId, pid });
+      continue;
     }
-    await fs.rm(pidFile, { force: true });
+    if ((await exists(files.exit)) && (await exists(files.record)) && !(await exists(files.outcome))) {
+      result.kept.push({ experimentId, pid });
+      continue;
+    }
+    const run = runContainmentOf(containment, experimentId);
+    await killRun(run, { supervisorPid: pid }, { timeoutMs: 10_000 });
+    result.stopped.push({ experimentId, pid });
+    await fs.rm(files.pidFile, { force: true });
   }
-  await removeStaleRunCgroups(containment, new Set());
-  return found;
+  await removeStaleRunCgroups(containment, new Set(result.kept.map((k) => k.experimentId)));
+  return result;
+}
+
+/** Tells a run's supervisor that a worker is attached to it (see supervisor.mjs). */
+export async function touchAttached(file: string): Promise<void> {
+  const now = new Date();
+  await fs.utimes(file, now, now).catch(() => fs.writeFile(file, '').catch(() => undefined));
 }
 
 /**

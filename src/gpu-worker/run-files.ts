@@ -17,5 +17,13 @@ export function runFiles(workDir: string, experimentId: string) {
     pidFile: path.join(dir, 'supervisor.pid'),
     /** The finished run's TrainingOutcome, written before the activity reports it. */
     outcome: path.join(dir, 'outcome.json'),
+    /** How the training process ended, written by its supervisor before it reports it. */
+    exit: path.join(dir, 'exit.json'),
+    /** How the supervisor contained the run (its `started` message), for a worker that adopts it. */
+    started: path.join(dir, 'started.json'),
+    /** Touched by the worker supervising the run; the supervisor kills an orphaned run when it goes stale. */
+    attached: path.join(dir, 'attached'),
+    /** What a worker needs to finish the run and compute its outcome (see training.ts). */
+    record: path.join(dir, 'run.json'),
   };
 }

@@ -1,6 +1,8 @@
+import fs from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import type { ContainmentKind } from '../domain/experiment.js';
+import { processAlive } from '../shared/processes.js';
 import {
   createRunContainment,
   killRun,
@@ -19,11 +21,32 @@ export const DEFAULT_LOG_CAP_BYTES = 2 * 1024 ** 3;
 /** What is kept of the output beyond the cap (it holds the `---` block). */
 export const DEFAULT_LOG_TAIL_BYTES = 1024 * 1024;
 
-/** How the supervisor ended: `reported` is false when it died before telling how its child exited. */
+/**
+ * How the supervisor ended: `reported` is false when it died before telling how its child exited
+ * (neither its message nor its exit file arrived). `timedOut`: the supervisor enforced the kill
+ * limit itself; `orphaned`: it killed the run because no worker attached to it.
+ */
 export interface SupervisorExit {
   reported: boolean;
   exitCode: number | null;
   signal: string | null;
+  timedOut?: boolean;
+  orphaned?: string;
+}
+
+/** The files the supervisor keeps in the run directory (see supervisor.mjs). */
+export interface SupervisorFiles {
+  exit: string;
+  started: string;
+  attached: string;
+}
+
+/** The supervisor's exit file, when it wrote one. */
+export async function readExitFile(file: string): Promise<SupervisorExit | undefined> {
+  const text = await fs.readFile(file, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  const exit = JSON.parse(text) as Omit<SupervisorExit, 'reported'>;
+  return { ...exit, reported: true };
 }
 
 export interface StartedRun {
@@ -54,8 +77,18 @@ export async function startRun(options: {
   env: Record<string, string>;
   logCapBytes?: number | undefined;
   logTailBytes?: number | undefined;
+  /** Without them the supervisor keeps no exit file and kills an orphaned run after the grace. */
+  files?: SupervisorFiles;
+  orphanGraceMs?: number | undefined;
+  /** The kill limit as an epoch time, enforced by the supervisor too. */
+  deadlineMs?: number | undefined;
+  killAfterMs?: number | undefined;
 }): Promise<StartedRun> {
   const planned = await createRunContainment(options.support, options.experimentId);
+  if (options.files) {
+    for (const file of [options.files.exit, options.files.started]) await fs.rm(file, { force: true });
+    await fs.writeFile(options.files.attached, '');
+  }
   const config = {
     log: options.log,
     cwd: options.cwd,
@@ -63,6 +96,12 @@ export async function startRun(options: {
     pidNamespace: planned.kind === 'pid-namespace',
     logCapBytes: options.logCapBytes ?? DEFAULT_LOG_CAP_BYTES,
     tailBytes: options.logTailBytes ?? DEFAULT_LOG_TAIL_BYTES,
+    exitFile: options.files?.exit,
+    startedFile: options.files?.started,
+    attachedFile: options.files?.attached,
+    orphanGraceMs: options.orphanGraceMs,
+    deadlineMs: options.deadlineMs,
+    killAfterMs: options.killAfterMs,
   };
   const supervisor = execa(process.execPath, [SUPERVISOR, JSON.stringify(config), '--', ...options.command], {
     env: options.env,
@@ -82,14 +121,34 @@ export async function startRun(options: {
   }
   const ref: RunProcessesRef = { supervisorPid, pidNamespace: null };
   let exitMessage: Extract<SupervisorMessage, { type: 'exit' }> | undefined;
-  const run: StartedRun = {
-    supervisorPid,
-    containment: planned,
-    exited: supervisor.then((result) => ({
+  const exited = supervisor.then(async (result): Promise<SupervisorExit> => {
+    // The exit file is written before the message is sent: it is the record, the message a shortcut.
+    const recorded = options.files ? await readExitFile(options.files.exit) : undefined;
+    if (recorded) return recorded;
+    return {
       reported: exitMessage !== undefined,
       exitCode: exitMessage ? exitMessage.exitCode : null,
       signal: exitMessage ? exitMessage.signal : (result.signal ?? null),
-    })),
+    };
+  });
+  const run = runHandle(supervisorPid, planned, ref, exited);
+  supervisor.on('message', (message: SupervisorMessage) => {
+    if (message.type === 'exit') exitMessage = message;
+    if (message.type === 'started') applyStarted(run, ref, planned, message);
+  });
+  return run;
+}
+
+function applyStarted(run: StartedRun, ref: RunProcessesRef, planned: RunContainment, started: Extract<SupervisorMessage, { type: 'started' }>): void {
+  ref.pidNamespace = started.pidNamespace;
+  if (started.containment !== planned.kind) run.containment = { kind: started.containment, cgroup: null, memoryDir: null };
+}
+
+function runHandle(supervisorPid: number, planned: RunContainment, ref: RunProcessesRef, exited: Promise<SupervisorExit>): StartedRun {
+  const run: StartedRun = {
+    supervisorPid,
+    containment: planned,
+    exited,
     async stop(killAfterMs) {
       await signalRun(run.containment, ref, 'SIGTERM', supervisorPid);
       setTimeout(() => void killRun(run.containment, ref, { except: supervisorPid }), killAfterMs).unref();
@@ -103,12 +162,23 @@ export async function startRun(options: {
       return evidence;
     },
   };
-  supervisor.on('message', (message: SupervisorMessage) => {
-    if (message.type === 'exit') exitMessage = message;
-    if (message.type === 'started') {
-      ref.pidNamespace = message.pidNamespace;
-      if (message.containment !== planned.kind) run.containment = { kind: message.containment, cgroup: null, memoryDir: null };
-    }
-  });
+  return run;
+}
+
+/**
+ * Takes over a run whose supervisor was started by an earlier worker process (or has exited since):
+ * `exited` resolves once the supervisor is gone, from its exit file. `planned` is the containment
+ * the earlier worker created (kept in the run's record).
+ */
+export async function adoptRun(options: { supervisorPid: number; planned: RunContainment; files: SupervisorFiles; pollMs?: number }): Promise<StartedRun> {
+  const { supervisorPid, planned, files } = options;
+  const ref: RunProcessesRef = { supervisorPid, pidNamespace: null };
+  const exited = (async (): Promise<SupervisorExit> => {
+    while (processAlive(supervisorPid)) await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 250));
+    return (await readExitFile(files.exit)) ?? { reported: false, exitCode: null, signal: null };
+  })();
+  const run = runHandle(supervisorPid, planned, ref, exited);
+  const started = await fs.readFile(files.started, 'utf8').catch(() => undefined);
+  if (started) applyStarted(run, ref, planned, JSON.parse(started) as Extract<SupervisorMessage, { type: 'started' }>);
   return run;
 }

@@ -1,10 +1,14 @@
 // Runs one training command inside the run's containment, copying its output to the log file
 // under a size cap. Spawned by the worker (detached, with an IPC channel):
 //   node supervisor.mjs CONFIG_JSON -- PROGRAM ARGS...
-// CONFIG_JSON: { log, cwd, cgroup: RunCgroup | null, pidNamespace: boolean, logCapBytes, tailBytes }.
+// CONFIG_JSON: { log, cwd, cgroup: RunCgroup | null, pidNamespace: boolean, logCapBytes, tailBytes,
+//   exitFile?, startedFile?, attachedFile?, orphanGraceMs?, deadlineMs?, killAfterMs? }.
 // The supervisor enters the run's cgroup first, so the training process and every descendant
-// (setsid'd or double-forked) is born inside it. If the worker dies (the IPC channel closes), it
-// kills every other process of the run, so nothing trains unobserved.
+// (setsid'd or double-forked) is born inside it. How the child ended is written to `exitFile`
+// before it is reported, so a worker that missed the report (or a restarted one) still knows.
+// If the worker goes away (the IPC channel closes), the run goes on while some worker keeps
+// `attachedFile` fresh; after `orphanGraceMs` without one, every process of the run is killed.
+// The kill limit (`deadlineMs`, epoch ms) is enforced here too, so no run outlives it unwatched.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -18,9 +22,30 @@ if (separator !== '--' || !program || !configJson) {
 const config = JSON.parse(configJson);
 const log = fs.openSync(config.log, 'a');
 let finished = false;
+const orphanGraceMs = config.orphanGraceMs ?? 60_000;
+const killAfterMs = config.killAfterMs ?? 10_000;
 
+/** Sends `message` to the worker; resolves once it is flushed (or at once without a worker). */
 function report(message) {
-  if (process.connected) process.send(message);
+  if (!process.connected) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    try {
+      process.send(message, undefined, {}, (error) => resolve(!error));
+    } catch {
+      resolve(false);
+    }
+  });
+}
+
+/** Write and rename: a reader sees the whole file or none. */
+function writeDurably(file, value) {
+  if (!file) return;
+  try {
+    fs.writeFileSync(`${file}.partial`, JSON.stringify(value));
+    fs.renameSync(`${file}.partial`, file);
+  } catch (error) {
+    note(`could not write ${file}: ${error.message}`);
+  }
 }
 
 function note(text) {
@@ -98,19 +123,57 @@ async function killRun() {
   killGroup('SIGKILL');
 }
 
+/** Every process of the run but the supervisor, which must still record how the run ended. */
+async function killChildren() {
+  if (config.cgroup) await killCgroup(config.cgroup, { except: process.pid, timeoutMs: 30_000 });
+  try {
+    child.kill('SIGKILL');
+  } catch {
+    // gone already
+  }
+}
+
 // Signals sent to the run reach the child; the supervisor stays to report how it ended.
 process.on('SIGTERM', () => {});
 process.on('SIGINT', () => {});
-// The worker is gone (it would have killed the run itself otherwise): SIGTERM, a grace period,
-// then every process of the run is killed before the supervisor goes.
+// The worker is gone: the run goes on while a worker (a restarted one adopting it) keeps the
+// attached file fresh; without one for the orphan grace, every process of the run is killed.
 let abandoned = null;
+let disconnectedAt = null;
 process.on('disconnect', () => {
-  note('the worker supervising this run is gone; killing every process of the run');
-  killGroup('SIGTERM');
-  abandoned = new Promise((resolve) => setTimeout(resolve, finished ? 0 : 5000))
-    .then(killRun)
-    .finally(() => process.exit(0));
+  disconnectedAt = Date.now();
+  if (finished) return;
+  note('the worker supervising this run is gone; the run goes on while a worker attaches to it');
+  const watch = setInterval(() => {
+    if (finished || abandoned) return clearInterval(watch);
+    const touched = config.attachedFile ? fs.statSync(config.attachedFile, { throwIfNoEntry: false })?.mtimeMs ?? 0 : 0;
+    const silentMs = Date.now() - Math.max(touched, disconnectedAt);
+    if (silentMs < orphanGraceMs) return;
+    clearInterval(watch);
+    const reason = `orphaned: no worker for ${Math.round(silentMs / 1000)}s`;
+    note(`${reason}; killing every process of the run`);
+    abandoned = reason;
+    // Recorded first: whoever reads the run's files later learns why it ended, whatever happens next.
+    writeDurably(config.exitFile, { exitCode: null, signal: 'SIGKILL', orphaned: reason, timedOut: false });
+    killGroup('SIGTERM');
+    setTimeout(() => {
+      finished = true;
+      void killRun().finally(() => process.exit(0));
+    }, Math.min(killAfterMs, 5000));
+  }, 500);
 });
+
+// The kill limit: SIGTERM to the run, SIGKILL after the grace (the worker does the same when it watches).
+let timedOut = false;
+if (typeof config.deadlineMs === 'number') {
+  setTimeout(() => {
+    if (finished) return;
+    timedOut = true;
+    note('the kill limit was reached; stopping the run');
+    killGroup('SIGTERM');
+    setTimeout(() => void killChildren(), killAfterMs).unref();
+  }, Math.max(0, config.deadlineMs - Date.now())).unref();
+}
 
 // Enter the run's cgroup before anything is spawned: children are born into their parent's cgroup.
 let containment = config.cgroup ? (config.cgroup.version === 2 ? 'cgroup-v2' : 'cgroup-v1') : 'process-group';
@@ -151,16 +214,26 @@ async function namespaceOf(pid) {
   return null;
 }
 
-child.on('error', (error) => {
+/** Records the exit durably, then reports it, and leaves only once the report is flushed. */
+async function ended(exit) {
   finished = true;
+  writeDurably(config.exitFile, exit);
+  await report({ type: 'exit', exitCode: exit.exitCode, signal: exit.signal });
+  // No worker to kill what the child left behind (double-forked descendants): do it here.
+  if (!process.connected) await killChildren().catch(() => undefined);
+  if (!abandoned) process.exit(0);
+}
+
+child.on('error', (error) => {
   note(`could not start ${argv[0]}: ${error.message}`);
-  report({ type: 'exit', exitCode: 127, signal: null });
-  setTimeout(() => process.exit(0), 100);
+  void ended({ exitCode: 127, signal: null, timedOut: false });
 });
 child.on('spawn', async () => {
   const ns = pidNamespace ? await namespaceOf(child.pid) : null;
   // Without the namespace's id (unshare already gone), the namespace is gone too: its init exited.
-  report({ type: 'started', pid: child.pid, containment: pidNamespace ? 'pid-namespace' : containment, pidNamespace: ns });
+  const started = { type: 'started', pid: child.pid, containment: pidNamespace ? 'pid-namespace' : containment, pidNamespace: ns };
+  writeDurably(config.startedFile, started);
+  void report(started);
 });
 child.on('exit', async (exitCode, signal) => {
   // Output still in the pipes is copied; a descendant that keeps them open does not hold the run.
@@ -171,8 +244,6 @@ child.on('exit', async (exitCode, signal) => {
   child.stdout.destroy();
   child.stderr.destroy();
   output.finish();
-  finished = true;
-  report({ type: 'exit', exitCode, signal });
-  // The worker kills what is left of the run once it has this message; leave time for it to flush.
-  if (!abandoned) setTimeout(() => process.exit(0), 200);
+  if (abandoned) return; // the orphan kill records its own exit
+  await ended({ exitCode, signal, timedOut });
 });

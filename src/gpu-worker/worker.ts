@@ -8,10 +8,12 @@ import { createRunStatusActivities } from '../activities/run-status.js';
 import { createTrainingActivities } from '../activities/training.js';
 import type { HostRegistration, Slot } from '../domain/fleet.js';
 import { CONTROL_TASK_QUEUE, hostTaskQueue, POOL_WORKFLOW_ID } from '../shared/constants.js';
-import { deregisterHostSignal, registerHostSignal } from '../workflows/definitions.js';
+import { deregisterHostSignal, leaseHeldQuery, registerHostSignal } from '../workflows/definitions.js';
 import { poolWorkflow } from '../workflows/pool.js';
 import { discoverSlots, type DiscoveryOptions } from './discover.js';
-import { reconcileOrphans } from './reconcile.js';
+import { reconcileRuns, touchAttached } from './reconcile.js';
+import { runFiles } from './run-files.js';
+import { processAlive } from '../shared/processes.js';
 import { softwareVersions } from './software.js';
 
 export interface GpuWorkerOptions extends DiscoveryOptions {
@@ -25,6 +27,8 @@ export interface GpuWorkerOptions extends DiscoveryOptions {
   /** After SIGTERM, how long a training process group gets before SIGKILL. */
   killAfterMs?: number;
   log?: (line: string) => void;
+  /** How long a supervisor keeps a run going with no worker attached (default 60 s). */
+  orphanGraceMs?: number;
 }
 
 export interface GpuWorkerHandle {
@@ -43,12 +47,16 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
   const log = options.log ?? ((line: string) => console.error(line));
   const workDir = path.resolve(options.workDir);
   await fs.mkdir(workDir, { recursive: true });
-  for (const orphan of await reconcileOrphans(workDir)) log(`expctl worker: stopped orphaned training of ${orphan.experimentId} (pid ${orphan.pid})`);
+  const reconciled = await reconcileRuns(workDir);
+  for (const orphan of reconciled.stopped) log(`expctl worker: stopped what was left of ${orphan.experimentId} (supervisor ${orphan.pid})`);
+  for (const run of reconciled.kept) log(`expctl worker: kept ${run.experimentId} (supervisor ${run.pid}) for its experiment to re-attach`);
 
   const discovery = await discoverSlots(options);
   const datasetsDir = options.datasetsDir ?? path.join(workDir, 'datasets');
   const host = options.host;
   const hostQueue = hostTaskQueue(host);
+  const pool = options.client.workflow.getHandle(POOL_WORKFLOW_ID);
+  const leaseHeld = (slotId: string, leaseId: string) => pool.query(leaseHeldQuery, { slotId, leaseId });
   const base = { connection: options.connection, namespace: options.namespace, shutdownGraceTime: '15s' };
   const workers: Worker[] = [
     await Worker.create({
@@ -63,7 +71,14 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
       await Worker.create({
         ...base,
         taskQueue: slot.taskQueue,
-        activities: createTrainingActivities({ slot, workDir, heartbeatIntervalMs: options.trainingHeartbeatMs, killAfterMs: options.killAfterMs }),
+        activities: createTrainingActivities({
+          slot,
+          workDir,
+          heartbeatIntervalMs: options.trainingHeartbeatMs,
+          killAfterMs: options.killAfterMs,
+          orphanGraceMs: options.orphanGraceMs,
+          leaseHeld,
+        }),
         maxConcurrentActivityTaskExecutions: 1,
         // Heartbeats carry progress and bring cancellation back: do not let the SDK hold them for long.
         maxHeartbeatThrottleInterval: '2s',
@@ -81,9 +96,18 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
     software: await softwareVersions(),
     registeredAt: Date.now(),
     incarnation: crypto.randomUUID(),
+    // The pool keeps these runs' leases across the restart: their experiments re-attach to them.
+    liveRuns: reconciled.kept.map((run) => run.experimentId),
   };
   let heartbeat: NodeJS.Timeout | undefined;
-  const pool = options.client.workflow.getHandle(POOL_WORKFLOW_ID);
+  let heartbeatInFlight: Promise<unknown> | undefined;
+  // Kept runs stay attached until their experiment adopts them (the adopting activity touches them too).
+  const keepAttached = setInterval(() => {
+    for (const run of reconciled.kept) {
+      if (processAlive(run.pid)) void touchAttached(runFiles(workDir, run.experimentId).attached);
+    }
+  }, 2000);
+  keepAttached.unref();
 
   return {
     host,
@@ -100,13 +124,20 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
       });
       // The heartbeat is the registration itself: a pool that declared this host offline (or lost
       // its state) takes it back only through a registration, never through a bare heartbeat.
+      // One heartbeat in flight at a time: during a server outage they would pile up, each retrying.
       heartbeat = setInterval(() => {
-        void pool.signal(registerHostSignal, registration).catch((error: Error) => log(`expctl worker: pool heartbeat failed: ${error.message}`));
+        if (heartbeatInFlight) return;
+        heartbeatInFlight = pool
+          .signal(registerHostSignal, registration)
+          .catch((error: Error) => log(`expctl worker: pool heartbeat failed: ${error.message}`))
+          .finally(() => (heartbeatInFlight = undefined));
       }, options.poolHeartbeatMs ?? 10_000);
       await running;
     },
     async shutdown() {
       clearInterval(heartbeat);
+      clearInterval(keepAttached);
+      await heartbeatInFlight;
       await pool.signal(deregisterHostSignal, { host }).catch(() => undefined);
       for (const worker of workers) if (worker.getState() === 'RUNNING') worker.shutdown();
     },

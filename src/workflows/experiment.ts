@@ -25,12 +25,19 @@ type TrainingActivities = ReturnType<typeof createTrainingActivities>;
 
 /** Infrastructure failures of the train step (not the training itself) are retried this often. */
 const INFRA_ATTEMPTS = 3;
-/** Training heartbeats every few seconds; silence this long means the worker is gone. */
-const TRAIN_HEARTBEAT_TIMEOUT = '20s';
+/**
+ * Training heartbeats every few seconds; silence this long means the worker may be gone. A false
+ * alarm is harmless: the host is asked, and the run re-attached if it lives.
+ */
+const TRAIN_HEARTBEAT_TIMEOUT = '10s';
 /** A slot queue nobody polls (worker died between lease and start) is detected this fast. */
 const TRAIN_SCHEDULE_TO_START = '60s';
 /** How long a host gets to answer before its run is called lost (a restarting worker polls again within this). */
-const RECONCILE_WAIT = '30s';
+const RECONCILE_WAIT = '15s';
+/** How often one attempt re-attaches to a run its host still holds (each after a silence). */
+const MAX_REATTACHES = 20;
+/** awaitTraining's failure type when the host has nothing of the run (training.ts). */
+const RUN_NOT_ON_HOST = 'RunNotOnHost';
 
 type AttemptResult = { outcome?: TrainingOutcome; lost?: string; infra?: string };
 
@@ -184,16 +191,23 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     });
     const input = { experimentId, request, slot: granted.slot, leaseId: granted.leaseId };
-    try {
-      return { outcome: await training.runTraining(input) };
-    } catch (error) {
-      if (!(error instanceof ActivityFailure) || isCancellation(error)) throw error;
-      if (!(error.cause instanceof TimeoutFailure)) return { infra: error.cause?.message ?? error.message };
-      const silence = `the worker on ${granted.slot.host} stopped answering (${error.cause.timeoutType ?? 'timeout'} on ${granted.slot.slotId})`;
-      const status = await askHost(granted);
-      if (status === null) return hostLost(granted, `${silence}, and the host did not answer within ${RECONCILE_WAIT}`);
-      if (status.state === 'finished') return { outcome: status.outcome };
-      return { lost: `${silence}; the host answered but ${status.state === 'running' ? 'could not hand the run back' : status.why}` };
+    let follow = () => training.runTraining(input);
+    for (let reattaches = 0; ; reattaches++) {
+      try {
+        return { outcome: await follow() };
+      } catch (error) {
+        if (!(error instanceof ActivityFailure) || isCancellation(error)) throw error;
+        if (error.cause instanceof ApplicationFailure && error.cause.type === RUN_NOT_ON_HOST) return { lost: error.cause.message };
+        if (!(error.cause instanceof TimeoutFailure)) return { infra: error.cause?.message ?? error.message };
+        const silence = `the worker on ${granted.slot.host} stopped answering (${error.cause.timeoutType ?? 'timeout'} on ${granted.slot.slotId})`;
+        const status = await askHost(granted);
+        if (status === null) return hostLost(granted, `${silence}, and the host did not answer within ${RECONCILE_WAIT}`);
+        if (status.state === 'finished') return { outcome: status.outcome };
+        if (status.state === 'unknown') return { lost: `${silence}; the host answered but ${status.why}` };
+        // The host holds the run (its worker restarted, or the server was away): follow it again.
+        if (reattaches >= MAX_REATTACHES) return { lost: `${silence}; re-attached ${MAX_REATTACHES} times without the run ending` };
+        follow = () => training.awaitTraining({ experimentId, slot: granted.slot, leaseId: granted.leaseId });
+      }
     }
   };
 

@@ -45,9 +45,10 @@ export interface TestStack {
  * A namespace of its own on the shared dev server (so test files never see each other's pool,
  * tags or workers), with the orchestrator and optionally one GPU worker running in this process.
  */
-export async function startStack(options: { name: string; host?: string; cpuSlots?: number; fleet?: string; gpuWorker?: boolean }): Promise<TestStack> {
+export async function startStack(options: { name: string; host?: string; cpuSlots?: number; fleet?: string; gpuWorker?: boolean; address?: string }): Promise<TestStack> {
   installWorkerRuntime();
-  const address = inject('temporalAddress');
+  // A file may bring its own server (one it stops and restarts); the shared one otherwise.
+  const address = options.address ?? inject('temporalAddress');
   const namespace = `${options.name}-${crypto.randomBytes(3).toString('hex')}`;
   const connection = await Connection.connect({ address });
   await ensureNamespace(connection, namespace);

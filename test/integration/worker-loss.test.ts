@@ -44,7 +44,8 @@ afterAll(async () => {
 
 describe('a worker process killed during training', () => {
   it('takes its GPUs offline, ends the experiment worker_lost within the limit, and leaves no training process', async () => {
-    worker = (await startWorkerProcess('victim')).child;
+    // A short orphan grace: the supervisor waits this long for a restarted worker before it kills the run.
+    worker = (await startWorkerProcess('victim', ['--orphan-grace', '4'])).child;
     const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
 
     const pidFile = path.join(stack.workDir, 'victim-train.pid');
@@ -67,11 +68,14 @@ describe('a worker process killed during training', () => {
     worker.kill('SIGKILL');
     await worker;
 
-    // The supervisor notices its worker is gone and takes the process group down.
-    await waitFor(async () => !processAlive(trainingPid), 10_000);
+    // The supervisor keeps the run for its orphan grace (4 s) in case a worker comes back to adopt
+    // it; none does, so it takes every process of the run down.
+    await waitFor(async () => !processAlive(trainingPid), 30_000);
+    const exitFile = path.join(stack.workDir, 'victim', 'runs', handle.workflowId, 'exit.json');
+    expect(JSON.parse(await fs.readFile(exitFile, 'utf8'))).toMatchObject({ orphaned: expect.stringMatching(/^orphaned: no worker for \d+s$/) });
 
     // Whichever notices first ends it: the pool (host silent past its limit revokes the lease)
-    // or the train activity's own heartbeat timeout (20 s).
+    // or the train activity's own heartbeat timeout (10 s) with the host's queue unanswered (15 s).
     const result = await handle.result();
     const elapsed = (Date.now() - killedAt) / 1000;
     expect(result.status).toBe('worker_lost');
@@ -93,7 +97,7 @@ describe('a worker process killed during training', () => {
   });
 
   it('re-places the run on another worker when the request allows it', async () => {
-    const victim = (await startWorkerProcess('victim2', ['--runtime-tag', 'spare-ok'])).child;
+    const victim = (await startWorkerProcess('victim2', ['--runtime-tag', 'spare-ok', '--orphan-grace', '4'])).child;
     const { handle } = await submitExperiment(stack.client, {
       tag: 'replace',
       hypothesis: 'survives a lost worker',

@@ -14,7 +14,7 @@ import {
   workerScope,
   type ContainmentSupport,
 } from '../../src/gpu-worker/containment.js';
-import { reconcileOrphans } from '../../src/gpu-worker/reconcile.js';
+import { reconcileRuns } from '../../src/gpu-worker/reconcile.js';
 import { startRun } from '../../src/gpu-worker/run-process.js';
 import { processAlive } from '../../src/shared/processes.js';
 import { waitFor } from '../helpers/wait.js';
@@ -28,7 +28,7 @@ beforeAll(async () => {
   support = await detectContainment(workDir);
 });
 afterAll(async () => {
-  await reconcileOrphans(workDir, support);
+  await reconcileRuns(workDir, support);
   expect(await removeWorkerCgroups(support)).toBe(true);
   await removeWorkerCgroups(await detectContainment(workDir, { EXPCTL_CONTAINMENT: 'cgroup-v2' }));
   await fs.rm(workDir, { recursive: true, force: true });
@@ -176,27 +176,56 @@ describe('a contained run', () => {
 });
 
 describe('runs whose worker is gone', () => {
-  it('the supervisor kills its run when the worker disconnects', async () => {
+  it('the supervisor keeps its run while a worker is attached, and kills it after the orphan grace', async () => {
     const experimentId = `exp-disconnect-${crypto.randomBytes(4).toString('hex')}`;
     const containment = await createRunContainment(support, experimentId);
     const escapePidFile = path.join(workDir, `${experimentId}.escape.pid`);
-    const config = { log: path.join(workDir, `${experimentId}.log`), cwd: path.join(FIXTURES, 'scripts'), cgroup: containment.cgroup, pidNamespace: containment.kind === 'pid-namespace', logCapBytes: 1 << 30, tailBytes: 1 << 20 };
+    const attachedFile = path.join(workDir, `${experimentId}.attached`);
+    const exitFile = path.join(workDir, `${experimentId}.exit.json`);
+    await fs.writeFile(attachedFile, '');
+    const config = {
+      log: path.join(workDir, `${experimentId}.log`),
+      cwd: path.join(FIXTURES, 'scripts'),
+      cgroup: containment.cgroup,
+      pidNamespace: containment.kind === 'pid-namespace',
+      logCapBytes: 1 << 30,
+      tailBytes: 1 << 20,
+      attachedFile,
+      exitFile,
+      orphanGraceMs: 3000,
+      killAfterMs: 1000,
+    };
     const supervisor = fork(fileURLToPath(new URL('../../src/gpu-worker/supervisor.mjs', import.meta.url)), [JSON.stringify(config), '--', 'python3', 'escape.py'], {
       env: { ...process.env, MODE: 'hang-escape', ESCAPE_PID_FILE: escapePidFile },
       detached: true,
       serialization: 'json',
     });
-    const gone = new Promise((resolve) => supervisor.on('exit', resolve));
+    let goneAt = 0;
+    const gone = new Promise((resolve) => supervisor.on('exit', resolve)).then(() => (goneAt = Date.now()));
     await waitFor(async () => fs.access(escapePidFile).then(() => true, () => false), 20_000);
     const escaped = Number(await fs.readFile(escapePidFile, 'utf8'));
     supervisor.disconnect();
+    // A worker keeps the attached file fresh for 5 s: the run lives on past the 3 s grace.
+    const disconnectedAt = Date.now();
+    while (Date.now() - disconnectedAt < 5000) {
+      const now = new Date();
+      await fs.utimes(attachedFile, now, now);
+      expect(goneAt).toBe(0);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    expect(processAlive(supervisor.pid!)).toBe(true);
+    const releasedAt = Date.now();
     await gone;
+    expect(goneAt - releasedAt).toBeGreaterThanOrEqual(2500);
     if (containment.kind !== 'process-group') expect(processAlive(escaped)).toBe(false);
     expect(await runProcessesLeft(containment, { supervisorPid: supervisor.pid! })).toEqual([]);
-    expect(await fs.readFile(config.log, 'utf8')).toContain('the worker supervising this run is gone');
+    const log = await fs.readFile(config.log, 'utf8');
+    expect(log).toContain('the worker supervising this run is gone; the run goes on while a worker attaches to it');
+    expect(log).toMatch(/orphaned: no worker for \d+s; killing every process of the run/);
+    expect(JSON.parse(await fs.readFile(exitFile, 'utf8'))).toMatchObject({ exitCode: null, signal: 'SIGKILL', orphaned: expect.stringMatching(/^orphaned: no worker for \d+s$/) });
   });
 
-  it('a restarted worker kills orphaned runs and removes their cgroups', async () => {
+  it('a restarted worker keeps a run whose supervisor lives, and kills what a dead supervisor left', async () => {
     const { run, escapePidFile, ref } = await start('hang-escape');
     await waitFor(async () => fs.access(escapePidFile).then(() => true, () => false), 20_000);
     const experimentId = path.basename(escapePidFile).replace(/\.escape\.pid$/, '');
@@ -204,9 +233,14 @@ describe('runs whose worker is gone', () => {
     await fs.writeFile(path.join(workDir, 'runs', experimentId, 'supervisor.pid'), String(run.supervisorPid));
     const escaped = Number(await fs.readFile(escapePidFile, 'utf8'));
 
-    const orphans = await reconcileOrphans(workDir, support);
-    expect(orphans).toEqual([{ experimentId, pid: run.supervisorPid }]);
-    await run.exited;
+    expect(await reconcileRuns(workDir, support)).toEqual({ kept: [{ experimentId, pid: run.supervisorPid }], stopped: [] });
+    expect(processAlive(run.supervisorPid)).toBe(true);
+    expect(processAlive(escaped)).toBe(true);
+
+    // The supervisor dies (killed with the machine's worker, say) and leaves its run behind.
+    process.kill(run.supervisorPid, 'SIGKILL');
+    expect(await run.exited).toMatchObject({ reported: false });
+    expect(await reconcileRuns(workDir, support)).toEqual({ kept: [], stopped: [{ experimentId, pid: run.supervisorPid }] });
     if (run.containment.kind !== 'process-group') await waitFor(async () => !processAlive(escaped), 10_000);
     expect(await runProcessesLeft(run.containment, ref)).toEqual([]);
     for (const dir of run.containment.cgroup?.dirs ?? []) await expect(fs.access(dir)).rejects.toThrow();

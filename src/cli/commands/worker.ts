@@ -11,6 +11,7 @@ export interface WorkerOptions {
   cpuSlots?: number;
   workDir?: string;
   runtimeTag: string[];
+  orphanGrace?: number;
 }
 
 function stopOnSignals(stop: () => Promise<void>): void {
@@ -38,6 +39,7 @@ export async function workerCommand(options: WorkerOptions): Promise<void> {
     cpuSlots: options.cpuSlots,
     runtimeTags: options.runtimeTag,
     workDir: options.workDir ?? path.join(stateDir(), 'worker'),
+    ...(options.orphanGrace ? { orphanGraceMs: options.orphanGrace * 1000 } : {}),
   });
   stopOnSignals(() => worker.shutdown());
   console.error(`expctl worker ${worker.host}: ${worker.slots.map((s) => `${s.slotId} (${s.acceleratorClass}, ${s.memoryMb} MB)`).join(', ')}`);

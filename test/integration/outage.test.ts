@@ -1,0 +1,69 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { submitExperiment } from '../../src/client/experiments.js';
+import { runFiles } from '../../src/gpu-worker/run-files.js';
+import { freePort, startDevServer, type DevServer } from '../../src/temporal/dev-server.js';
+import { experimentStateQuery } from '../../src/workflows/definitions.js';
+import { waitFor } from '../helpers/wait.js';
+import { makeRepo } from '../helpers/repo.js';
+import { startStack, type TestStack } from '../helpers/stack.js';
+
+/** A server of this file's own (the shared one must stay up), stopped and started on the same database and port. */
+let server: DevServer | undefined;
+let serverOptions: Parameters<typeof startDevServer>[0];
+let dir: string;
+let stack: TestStack;
+
+beforeAll(async () => {
+  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-outage-'));
+  serverOptions = {
+    binary: inject('temporalCli'),
+    dbFile: path.join(dir, 'temporal.db'),
+    ip: '127.0.0.1',
+    grpcPort: await freePort(),
+    uiPort: await freePort(),
+    logFile: path.join(dir, 'temporal.log'),
+  };
+  server = await startDevServer(serverOptions);
+  stack = await startStack({ name: 'outage', address: server.address, cpuSlots: 1 });
+});
+afterAll(async () => {
+  await stack?.stop();
+  await server?.stop();
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+describe('a server outage while a run finishes', () => {
+  it('loses nothing: the result kept on the host is reported once the server is back', async () => {
+    const source = await makeRepo();
+    const { handle } = await submitExperiment(stack.client, {
+      tag: 'outage',
+      hypothesis: 'an outage loses nothing',
+      category: 'other',
+      command: ['python3', 'train.py'],
+      repo: source.repo,
+      commit: source.commit,
+      maxReplacements: 0,
+      env: { VAL_BPB: '1.375', STEPS: '24', STEP_SECONDS: '0.25' },
+    });
+    const files = runFiles(path.join(stack.workDir, 'testhost'), handle.workflowId);
+    // The training process has started (`running` is set before the task reaches the worker).
+    await waitFor(async () => fs.access(files.record).then(() => true, () => false), 60_000);
+
+    const stoppedAt = Date.now();
+    await server!.stop();
+    server = undefined;
+    // The run finishes while the server is away; its outcome is kept on the host.
+    await waitFor(async () => fs.access(files.outcome).then(() => true, () => false), 60_000);
+    const outageMs = 30_000;
+    await waitFor(async () => Date.now() - stoppedAt >= outageMs, outageMs + 5000);
+    server = await startDevServer(serverOptions);
+
+    const result = await handle.result();
+    expect(result).toMatchObject({ status: 'completed', metric: 1.375, worker: 'testhost' });
+    expect((await handle.query(experimentStateQuery)).attempts).toBe(1);
+    console.log(`server down ${((Date.now() - stoppedAt) / 1000).toFixed(0)} s around the run's end: ${result.status}, metric ${result.metric}`);
+  }, 240_000);
+});
