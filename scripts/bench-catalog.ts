@@ -33,37 +33,86 @@ export async function benchCatalog(): Promise<void> {
   const patch = `diff --git a/train.py b/train.py\n${'+x = 1\n'.repeat(200)}`;
   const tags = new Map<string, TagState>();
   let seed = 42;
-  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   const fill = performance.now();
   for (let i = 0; i < RECORDS; i++) {
     const tag = `bench-${i % TAGS}`;
     const id = `exp-${tag}-${String(i).padStart(6, '0')}`;
-    const request = parseExperimentRequest({ tag, hypothesis: `idea ${i}`, category: CATEGORIES[i % CATEGORIES.length], repo: '/repo', commit: (i.toString(16) + 'a'.repeat(40)).slice(0, 40), command: ['python3', 'train.py'] });
+    const request = parseExperimentRequest({
+      tag,
+      hypothesis: `idea ${i}`,
+      category: CATEGORIES[i % CATEGORIES.length],
+      repo: '/repo',
+      commit: (i.toString(16) + 'a'.repeat(40)).slice(0, 40),
+      command: ['python3', 'train.py'],
+    });
     const at = new Date(Date.UTC(2026, 0, 1) + i * 60_000).toISOString();
-    catalog.apply({ experimentId: id, request, submittedAt: at, status: 'submitted', events: [{ status: 'submitted', at }] });
-    catalog.apply({ experimentId: id, validation: { resolvedConfig: { lr: random() }, interpreter: 'python3', patch: { text: patch, sha256: 'f'.repeat(64), bytes: patch.length, files: ['train.py'] } } });
+    catalog.apply({
+      experimentId: id,
+      request,
+      submittedAt: at,
+      status: 'submitted',
+      events: [{ status: 'submitted', at }],
+    });
+    catalog.apply({
+      experimentId: id,
+      validation: {
+        resolvedConfig: { lr: random() },
+        interpreter: 'python3',
+        patch: { text: patch, sha256: 'f'.repeat(64), bytes: patch.length, files: ['train.py'] },
+      },
+    });
     const failed = random() < 0.1;
     const metric = failed ? null : 1 + random();
     const state = tags.get(tag) ?? newTagState(tag);
-    const next = applyOutcome(state, { experimentId: id, status: failed ? 'command_failed' : 'completed', metric, acceleratorClass: 'h100', commit: request.commit });
+    const next = applyOutcome(state, {
+      experimentId: id,
+      status: failed ? 'command_failed' : 'completed',
+      metric,
+      acceleratorClass: 'h100',
+      commit: request.commit,
+    });
     tags.set(tag, next.state);
     catalog.apply({
       experimentId: id,
       status: failed ? 'command_failed' : 'completed',
       events: [{ status: failed ? 'command_failed' : 'completed', at }],
-      training: { phase: 'training', supervisorKilled: false, oomKills: null, peakMemoryBytes: null, timings: NO_TIMINGS, exitCode: failed ? 1 : 0, signal: null, timedOut: false, canceled: false, metrics: metric === null ? null : { val_bpb: metric, peak_vram_mb: 40_000 }, logTail: 'step 1/1', logPath: '/log', startedAt: at, endedAt: at, artifacts: [], heartbeats: { count: 1, firstAt: at, lastAt: at, intervalSeconds: 2 } },
+      training: {
+        phase: 'training',
+        supervisorKilled: false,
+        oomKills: null,
+        peakMemoryBytes: null,
+        timings: NO_TIMINGS,
+        exitCode: failed ? 1 : 0,
+        signal: null,
+        timedOut: false,
+        canceled: false,
+        metrics: metric === null ? null : { val_bpb: metric, peak_vram_mb: 40_000 },
+        logTail: 'step 1/1',
+        logPath: '/log',
+        startedAt: at,
+        endedAt: at,
+        artifacts: [],
+        heartbeats: { count: 1, firstAt: at, lastAt: at, intervalSeconds: 2 },
+      },
       decision: next.decision,
       reason: failed ? 'training exited with exit code 1' : 'ok',
     });
   }
   const fillSeconds = (performance.now() - fill) / 1000;
-  const size = (await fs.stat(path.join(dir, 'catalog.sqlite'))).size + ((await fs.stat(path.join(dir, 'catalog.sqlite-wal')).catch(() => ({ size: 0 }))).size);
-  console.log(`catalog: ${RECORDS} records in ${TAGS} tags written in ${fillSeconds.toFixed(1)} s (${((fillSeconds * 1000) / RECORDS).toFixed(2)} ms per record, 3 writes each); ${(size / 1024 / 1024).toFixed(1)} MiB`);
+  const size =
+    (await fs.stat(path.join(dir, 'catalog.sqlite'))).size +
+    (await fs.stat(path.join(dir, 'catalog.sqlite-wal')).catch(() => ({ size: 0 }))).size;
+  console.log(
+    `catalog: ${RECORDS} records in ${TAGS} tags written in ${fillSeconds.toFixed(1)} s (${((fillSeconds * 1000) / RECORDS).toFixed(2)} ms per record, 3 writes each); ${(size / 1024 / 1024).toFixed(1)} MiB`,
+  );
   const tag = 'bench-7';
   time('history --tag T --limit 50', 50, () => catalog.list({ tag, limit: 50 }));
   time('history (all tags) --limit 50', 50, () => catalog.list({ limit: 50 }));
   time(`report summary --tag T (${RECORDS / TAGS} runs)`, 20, () => summarize(tag, catalog.list({ tag })));
-  time(`suggest --tag T (${RECORDS / TAGS} runs)`, 20, () => suggest(resultRuns(catalog.list({ tag, order: 'oldest' })).map(toRunSummary), CATEGORIES, 'minimize'));
+  time(`suggest --tag T (${RECORDS / TAGS} runs)`, 20, () =>
+    suggest(resultRuns(catalog.list({ tag, order: 'oldest' })).map(toRunSummary), CATEGORIES, 'minimize'),
+  );
   time('report tags', 20, () => catalog.tags());
   time('show ID (whole record)', 50, () => catalog.get(`exp-${tag}-000007`));
   catalog.close();

@@ -45,15 +45,32 @@ async function main(): Promise<void> {
   const nativeConnection = await NativeConnection.connect({ address: server.address });
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });
-  const orchestrator = await createOrchestratorWorker({ connection: nativeConnection, namespace: 'default', client, catalogPath: path.join(dir, 'catalog.sqlite') });
-  const gpu = await createGpuWorker({ connection: nativeConnection, namespace: 'default', client, host: 'bench', cpuSlots: 4, workDir: path.join(dir, 'worker'), log: () => undefined });
+  const orchestrator = await createOrchestratorWorker({
+    connection: nativeConnection,
+    namespace: 'default',
+    client,
+    catalogPath: path.join(dir, 'catalog.sqlite'),
+  });
+  const gpu = await createGpuWorker({
+    connection: nativeConnection,
+    namespace: 'default',
+    client,
+    host: 'bench',
+    cpuSlots: 4,
+    workDir: path.join(dir, 'worker'),
+    log: () => undefined,
+  });
   const running = Promise.all([orchestrator.run(), gpu.run()]);
   try {
     // A repository with a trivial "training" that prints the metric block.
     const repo = path.join(dir, 'repo');
     await fs.mkdir(repo);
-    await fs.writeFile(path.join(repo, 'train.py'), 'print("step 1/1 | loss 1.0")\nprint("---")\nprint("val_bpb: 1.0")\n');
-    const git = (...args: string[]) => execa('git', ['-C', repo, '-c', 'user.name=bench', '-c', 'user.email=bench@expctl.invalid', ...args]);
+    await fs.writeFile(
+      path.join(repo, 'train.py'),
+      'print("step 1/1 | loss 1.0")\nprint("---")\nprint("val_bpb: 1.0")\n',
+    );
+    const git = (...args: string[]) =>
+      execa('git', ['-C', repo, '-c', 'user.name=bench', '-c', 'user.email=bench@expctl.invalid', ...args]);
     await git('init', '-q');
     await git('add', '-A');
     await git('commit', '-qm', 'bench');
@@ -68,7 +85,14 @@ async function main(): Promise<void> {
     const orchestrated: number[] = [];
     for (let i = 0; i < 10; i++) {
       const t = performance.now();
-      const { handle } = await submitExperiment(client, { tag: 'bench', hypothesis: 'overhead', category: 'other', command: ['python3', 'train.py'], repo, commit });
+      const { handle } = await submitExperiment(client, {
+        tag: 'bench',
+        hypothesis: 'overhead',
+        category: 'other',
+        command: ['python3', 'train.py'],
+        repo,
+        commit,
+      });
       const result = await handle.result();
       if (result.status !== 'completed') throw new Error(`bench run ended ${result.status}: ${result.reason}`);
       orchestrated.push(performance.now() - t);
@@ -76,7 +100,9 @@ async function main(): Promise<void> {
     console.log('experiment overhead (10 sequential runs of a trivial train.py)');
     console.log(`  direct python3 train.py:        median ${ms(median(direct))}`);
     console.log(`  expctl submit -> result:        median ${ms(median(orchestrated))}`);
-    console.log(`  orchestration overhead per run: median ${ms(median(orchestrated) - median(direct))} (ratio ${(median(orchestrated) / median(direct)).toFixed(1)}x)`);
+    console.log(
+      `  orchestration overhead per run: median ${ms(median(orchestrated) - median(direct))} (ratio ${(median(orchestrated) / median(direct)).toFixed(1)}x)`,
+    );
 
     const t = performance.now();
     const cyclers = 4;
@@ -91,7 +117,9 @@ async function main(): Promise<void> {
       ),
     );
     const seconds = (performance.now() - t) / 1000;
-    console.log(`pool: ${cyclers * perCycler} lease acquire/release cycles by ${cyclers} clients in ${seconds.toFixed(1)} s = ${((cyclers * perCycler) / seconds).toFixed(1)} cycles/s`);
+    console.log(
+      `pool: ${cyclers * perCycler} lease acquire/release cycles by ${cyclers} clients in ${seconds.toFixed(1)} s = ${((cyclers * perCycler) / seconds).toFixed(1)} cycles/s`,
+    );
   } finally {
     await gpu.shutdown();
     orchestrator.shutdown();
@@ -104,11 +132,23 @@ async function main(): Promise<void> {
 
   const classes = ['h100', 'a100', 'l4', 'a10g'];
   const slots: SlotView[] = Array.from({ length: 64 }, (_, i) => ({
-    slotId: `h${i >> 3}/gpu${i & 7}`, host: `h${i >> 3}`, index: i & 7, uuid: `u${i}`, name: 'gpu', acceleratorClass: classes[i % 4]!,
-    memoryMb: [81559, 40960, 23034, 24576][i % 4]!, taskQueue: `q${i}`, runtimeTags: [], state: i % 3 === 0 ? 'leased' : 'idle', draining: false,
+    slotId: `h${i >> 3}/gpu${i & 7}`,
+    host: `h${i >> 3}`,
+    index: i & 7,
+    uuid: `u${i}`,
+    name: 'gpu',
+    acceleratorClass: classes[i % 4]!,
+    memoryMb: [81559, 40960, 23034, 24576][i % 4]!,
+    taskQueue: `q${i}`,
+    runtimeTags: [],
+    state: i % 3 === 0 ? 'leased' : 'idle',
+    draining: false,
   }));
   const queue: LeaseRequest[] = Array.from({ length: 256 }, (_, i) => ({
-    experimentId: `e${i}`, requirements: { acceleratorClass: i % 5 === 0 ? 'h100' : 'any', gpuMemoryMb: (i % 4) * 10_000, runtimeTags: [] }, priority: i % 3, enqueuedAt: i,
+    experimentId: `e${i}`,
+    requirements: { acceleratorClass: i % 5 === 0 ? 'h100' : 'any', gpuMemoryMb: (i % 4) * 10_000, runtimeTags: [] },
+    priority: i % 3,
+    enqueuedAt: i,
   }));
   const samples: number[] = [];
   for (let i = 0; i < 50; i++) {

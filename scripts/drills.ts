@@ -8,7 +8,12 @@
 import { failed, formatReport, ROW_NAMES, runDrills } from './drills/run.js';
 
 function parseArgs(argv: string[]) {
-  const options = { quick: false, json: false, rows: undefined as string[] | undefined, outageSeconds: undefined as number | undefined };
+  const options = {
+    quick: false,
+    json: false,
+    rows: undefined as string[] | undefined,
+    outageSeconds: undefined as number | undefined,
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--quick') options.quick = true;
@@ -20,7 +25,8 @@ function parseArgs(argv: string[]) {
       process.exit(0);
     } else throw new Error(`unknown argument ${arg} (see --help)`);
   }
-  if (options.outageSeconds !== undefined && !(options.outageSeconds > 0)) throw new Error('--outage-seconds takes a positive number');
+  if (options.outageSeconds !== undefined && !(options.outageSeconds > 0))
+    throw new Error('--outage-seconds takes a positive number');
   return options;
 }
 

@@ -30,7 +30,9 @@ let dir: string | undefined;
 async function provideChromium(): Promise<string> {
   const result = await execa(INSTALL_CHROMIUM, [], { reject: false, stderr: 'inherit', timeout: 15 * 60_000 });
   if (result.exitCode === 0 && result.stdout.trim()) return result.stdout.trim().split('\n').pop()!;
-  console.error(`expctl tests: no Chromium, so the HTML report test is SKIPPED; install it with ${CHROMIUM_INSTALL_HINT}.`);
+  console.error(
+    `expctl tests: no Chromium, so the HTML report test is SKIPPED; install it with ${CHROMIUM_INSTALL_HINT}.`,
+  );
   return '';
 }
 

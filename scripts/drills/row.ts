@@ -99,7 +99,8 @@ export class Row {
     const pidFile = this.pidFile(label);
     const script = options.script ?? 'drill_train.py';
     // drill_train.py keeps a ledger of its executions: a result lost and trained again shows there.
-    const ledger = script === 'drill_train.py' ? path.join(this.ctx.dir, 'pids', `${this.tag}-${label}.ledger`) : undefined;
+    const ledger =
+      script === 'drill_train.py' ? path.join(this.ctx.dir, 'pids', `${this.tag}-${label}.ledger`) : undefined;
     const { experimentId, handle } = await submitExperiment(this.ctx.stack.client, {
       tag: this.tag,
       hypothesis: `drill ${this.name}: ${label}`,
@@ -134,14 +135,18 @@ export class Row {
     const verdicts = await Promise.all(this.runs.map((run) => judgeRun(run, deadline)));
     for (const worker of this.workers) {
       const rss = await worker.peakRssBytes();
-      if (rss !== null && rss > 300 * 1024 * 1024) this.notes.push(`${worker.name} peak RSS ${(rss / 2 ** 20).toFixed(0)} MB`);
+      if (rss !== null && rss > 300 * 1024 * 1024)
+        this.notes.push(`${worker.name} peak RSS ${(rss / 2 ** 20).toFixed(0)} MB`);
     }
     await Promise.all(this.workers.map((worker) => worker.kill('SIGTERM')));
     return this.report(verdicts, startedAt);
   }
 
   private report(verdicts: RunVerdict[], startedAt: number): RowReport {
-    const outcomes = recordedOutcomes(this.ctx.stack.catalogPath, verdicts.map((v) => v.experimentId));
+    const outcomes = recordedOutcomes(
+      this.ctx.stack.catalogPath,
+      verdicts.map((v) => v.experimentId),
+    );
     const states: Record<string, number> = {};
     let duplicated = this.duplicated;
     for (const v of verdicts) {
@@ -152,13 +157,17 @@ export class Row {
         duplicated++;
         this.notes.push(`${v.label}: ${recorded} terminal outcomes recorded`);
       }
-      if (v.attempts !== null && v.attempts > 1) this.notes.push(`${v.label}: ${v.status} after ${v.attempts} placements`);
+      if (v.attempts !== null && v.attempts > 1)
+        this.notes.push(`${v.label}: ${v.status} after ${v.attempts} placements`);
       if (v.executions !== null && v.executions.finished > 1) {
-        this.notes.push(`${v.label}: trained to the end ${v.executions.finished} times (${v.executions.started} starts)`);
+        this.notes.push(
+          `${v.label}: trained to the end ${v.executions.finished} times (${v.executions.started} starts)`,
+        );
       }
       if (v.lost) this.notes.push(`${v.label} lost: ${v.lost}`);
       if (v.wrong) this.notes.push(`${v.label}: ${v.wrong}`);
-      if (v.orphans.length) this.notes.push(`${v.label} orphaned ${v.orphans.map((o) => `pid ${o.pid} (${o.command})`).join(', ')}`);
+      if (v.orphans.length)
+        this.notes.push(`${v.label} orphaned ${v.orphans.map((o) => `pid ${o.pid} (${o.command})`).join(', ')}`);
     }
     return {
       row: this.name,

@@ -19,11 +19,18 @@ export interface RowSpec {
 }
 
 const MB = 1024 * 1024;
-const fileExists = (file: string) => fs.access(file).then(() => true, () => false);
+const fileExists = (file: string) =>
+  fs.access(file).then(
+    () => true,
+    () => false,
+  );
 
 /** Waits until every run's training process has written its pid (it is training). */
 async function training(runs: TrackedRun[], timeoutMs = 180_000): Promise<void> {
-  await waitUntil(async () => (await Promise.all(runs.map((r) => fileExists(r.pidFiles[0]!)))).every(Boolean), timeoutMs);
+  await waitUntil(
+    async () => (await Promise.all(runs.map((r) => fileExists(r.pidFiles[0]!)))).every(Boolean),
+    timeoutMs,
+  );
 }
 
 const pidOf = async (run: TrackedRun) => Number(await fs.readFile(run.pidFiles[0]!, 'utf8'));
@@ -107,7 +114,9 @@ export const ROWS: RowSpec[] = [
         const downAt = Date.now();
         await ctx.stack.stopServer(signal);
         await ctx.stack.startServer();
-        row.notes.push(`restart ${i + 1}: ${signal}, serving again after ${((Date.now() - downAt) / 1000).toFixed(1)} s`);
+        row.notes.push(
+          `restart ${i + 1}: ${signal}, serving again after ${((Date.now() - downAt) / 1000).toFixed(1)} s`,
+        );
       }
       return 180_000;
     },
@@ -127,7 +136,9 @@ export const ROWS: RowSpec[] = [
       await ctx.stack.stopServer('SIGTERM');
       const downAt = Date.now();
       const finished = await holdsWithin(async () => pids.every((pid) => !alive(pid)), ctx.outageSeconds * 1000);
-      row.notes.push(`server down ${ctx.outageSeconds} s; training ${finished ? 'finished' : 'still running'} during the outage`);
+      row.notes.push(
+        `server down ${ctx.outageSeconds} s; training ${finished ? 'finished' : 'still running'} during the outage`,
+      );
       // The outage's length is the point of this row: the one deliberate sleep of the drills.
       await new Promise((r) => setTimeout(r, Math.max(0, downAt + ctx.outageSeconds * 1000 - Date.now())));
       await ctx.stack.startServer();
@@ -147,7 +158,9 @@ export const ROWS: RowSpec[] = [
         return row.submit({ label: key, idempotencyKey: key, metric: metrics[i % keys], env: { STEPS: '1' } });
       });
       const ids = new Set((await Promise.all(submits)).map((run) => run.experimentId));
-      row.notes.push(`${total} submits with ${duplicates} repeated keys gave ${ids.size} experiment ids (expected ${keys})`);
+      row.notes.push(
+        `${total} submits with ${duplicates} repeated keys gave ${ids.size} experiment ids (expected ${keys})`,
+      );
       const tooMany = (count: number) => Math.max(0, count - keys);
       await Promise.all(row.runs.map((r) => awaitResult(r.handle, Date.now() + 240_000).catch(() => null)));
       const inRecord = recordedExperiments(ctx.stack.catalogPath, row.tag).length;
@@ -165,7 +178,10 @@ export const ROWS: RowSpec[] = [
     what: 'a script prints one huge line (50 MB quick, 100 MB full)',
     async run(row, ctx) {
       await row.worker('a', 1);
-      await row.submit({ script: 'drill_output.py', env: { OUTPUT: 'line', BYTES: String((ctx.quick ? 50 : 100) * MB) } });
+      await row.submit({
+        script: 'drill_output.py',
+        env: { OUTPUT: 'line', BYTES: String((ctx.quick ? 50 : 100) * MB) },
+      });
       return 240_000;
     },
   },
@@ -174,7 +190,10 @@ export const ROWS: RowSpec[] = [
     what: 'a script floods short lines (64 MB quick, 1 GB full)',
     async run(row, ctx) {
       await row.worker('a', 1);
-      await row.submit({ script: 'drill_output.py', env: { OUTPUT: 'flood', BYTES: String((ctx.quick ? 64 : 1024) * MB) } });
+      await row.submit({
+        script: 'drill_output.py',
+        env: { OUTPUT: 'flood', BYTES: String((ctx.quick ? 64 : 1024) * MB) },
+      });
       return ctx.quick ? 240_000 : 900_000;
     },
   },
@@ -183,7 +202,10 @@ export const ROWS: RowSpec[] = [
     what: 'a script prints binary bytes (NULs, invalid UTF-8; 16 MB quick, 256 MB full)',
     async run(row, ctx) {
       await row.worker('a', 1);
-      await row.submit({ script: 'drill_output.py', env: { OUTPUT: 'binary', BYTES: String((ctx.quick ? 16 : 256) * MB) } });
+      await row.submit({
+        script: 'drill_output.py',
+        env: { OUTPUT: 'binary', BYTES: String((ctx.quick ? 16 : 256) * MB) },
+      });
       return 240_000;
     },
   },
@@ -194,12 +216,20 @@ export const ROWS: RowSpec[] = [
       await row.worker('a', 3);
       for (const mode of ['setsid', 'double_fork']) {
         const escaped = row.pidFile(`${mode}-escaped`);
-        await row.submit({ label: mode, script: 'drill_escape.py', env: { ESCAPE: mode, ESCAPE_PID_FILE: escaped }, extraPidFiles: [escaped] });
+        await row.submit({
+          label: mode,
+          script: 'drill_escape.py',
+          env: { ESCAPE: mode, ESCAPE_PID_FILE: escaped },
+          extraPidFiles: [escaped],
+        });
       }
       const escaped = row.pidFile('canceled-escaped');
       const canceled = await row.submit({
-        label: 'canceled', script: 'drill_escape.py', expect: 'canceled',
-        env: { ESCAPE: 'double_fork', ESCAPE_PID_FILE: escaped, HANG_AFTER_ESCAPE: '1' }, extraPidFiles: [escaped],
+        label: 'canceled',
+        script: 'drill_escape.py',
+        expect: 'canceled',
+        env: { ESCAPE: 'double_fork', ESCAPE_PID_FILE: escaped, HANG_AFTER_ESCAPE: '1' },
+        extraPidFiles: [escaped],
       });
       await waitUntil(() => fileExists(escaped), 180_000);
       await canceled.handle.cancel();
@@ -212,7 +242,8 @@ export const ROWS: RowSpec[] = [
     async run(row, ctx) {
       await row.worker('a', 1);
       await row.submit({
-        script: 'drill_kill_supervisor.py', expect: 'command_failed',
+        script: 'drill_kill_supervisor.py',
+        expect: 'command_failed',
         env: { STEPS: ctx.quick ? '20' : '60', STEP_SECONDS: '0.5' },
       });
       return 120_000;

@@ -59,20 +59,41 @@ export async function runDrills(options: DrillOptions): Promise<DrillReport> {
   const startedAt = Date.now();
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-drills-'));
   await fs.mkdir(path.join(dir, 'pids'), { recursive: true });
-  const stack = new DrillStack({ dir, externalAddress: options.externalAddress, namespace: options.namespace ?? 'default', log });
+  const stack = new DrillStack({
+    dir,
+    externalAddress: options.externalAddress,
+    namespace: options.namespace ?? 'default',
+    log,
+  });
   const reports: RowReport[] = [];
   try {
     const source = await drillRepository(dir);
     log(`drills: starting the stack in ${dir}`);
     await stack.start();
     const ctx: DrillContext = {
-      stack, quick: options.quick, dir, source, log,
+      stack,
+      quick: options.quick,
+      dir,
+      source,
+      log,
       outageSeconds: options.outageSeconds ?? (options.quick ? 30 : 600),
     };
     for (const spec of specs) {
       const rowStart = Date.now();
       if (spec.needsLocalServer && !stack.local) {
-        reports.push({ row: spec.name, submitted: 0, lost: 0, duplicated: 0, orphaned: 0, wrong: 0, states: {}, seconds: 0, notes: [], skipped: 'it stops the Temporal server, which an external cluster (TEMPORAL_ADDRESS) does not let the drills do' });
+        reports.push({
+          row: spec.name,
+          submitted: 0,
+          lost: 0,
+          duplicated: 0,
+          orphaned: 0,
+          wrong: 0,
+          states: {},
+          seconds: 0,
+          notes: [],
+          skipped:
+            'it stops the Temporal server, which an external cluster (TEMPORAL_ADDRESS) does not let the drills do',
+        });
         continue;
       }
       log(`drills: ${spec.name}: ${spec.what}`);
@@ -83,8 +104,16 @@ export async function runDrills(options: DrillOptions): Promise<DrillReport> {
       } catch (error) {
         await row.abandon();
         reports.push({
-          row: spec.name, submitted: row.runs.length, lost: 0, duplicated: 0, orphaned: 0, wrong: 0, states: {},
-          seconds: Math.round((Date.now() - rowStart) / 100) / 10, notes: row.notes, error: (error as Error).message,
+          row: spec.name,
+          submitted: row.runs.length,
+          lost: 0,
+          duplicated: 0,
+          orphaned: 0,
+          wrong: 0,
+          states: {},
+          seconds: Math.round((Date.now() - rowStart) / 100) / 10,
+          notes: row.notes,
+          error: (error as Error).message,
         });
       }
       const last = reports[reports.length - 1]!;
@@ -100,7 +129,17 @@ export async function runDrills(options: DrillOptions): Promise<DrillReport> {
 
 /** The table: one line per row, then the notes that explain any non-zero count. */
 export function formatReport(report: DrillReport): string {
-  const header = ['row', 'submitted', 'lost', 'duplicated', 'orphaned', 'wrong', 'terminal states', 'seconds', 'result'];
+  const header = [
+    'row',
+    'submitted',
+    'lost',
+    'duplicated',
+    'orphaned',
+    'wrong',
+    'terminal states',
+    'seconds',
+    'result',
+  ];
   const lines = report.rows.map((r) => [
     r.row,
     String(r.submitted),
@@ -108,12 +147,18 @@ export function formatReport(report: DrillReport): string {
     String(r.duplicated),
     String(r.orphaned),
     String(r.wrong),
-    Object.entries(r.states).map(([state, n]) => `${state} ${n}`).join(', ') || '-',
+    Object.entries(r.states)
+      .map(([state, n]) => `${state} ${n}`)
+      .join(', ') || '-',
     String(r.seconds),
     r.skipped ? 'skipped' : r.error ? 'ERROR' : failed(r) ? 'FAIL' : 'ok',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const format = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const format = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   const out = [format(header), format(widths.map((w) => '-'.repeat(w))), ...lines.map(format)];
   for (const r of report.rows) {
     if (r.skipped) out.push(`${r.row}: skipped: ${r.skipped}`);

@@ -107,7 +107,18 @@ export async function runProcesses(experimentId: string, pidFiles: string[]): Pr
 
 /** Waits for the run's result, then checks its state, metric and leftovers (killing what is left). */
 export async function judgeRun(run: TrackedRun, deadline: number): Promise<RunVerdict> {
-  const verdict: RunVerdict = { label: run.label, experimentId: run.experimentId, status: null, metric: null, reason: null, lost: null, wrong: null, orphans: [], attempts: null, executions: null };
+  const verdict: RunVerdict = {
+    label: run.label,
+    experimentId: run.experimentId,
+    status: null,
+    metric: null,
+    reason: null,
+    lost: null,
+    wrong: null,
+    orphans: [],
+    attempts: null,
+    executions: null,
+  };
   let result: ExperimentResult | null = null;
   try {
     result = await awaitResult(run.handle, deadline);
@@ -125,13 +136,18 @@ export async function judgeRun(run: TrackedRun, deadline: number): Promise<RunVe
     verdict.metric = result.metric;
     verdict.reason = result.reason;
     if (result.status === 'worker_lost') verdict.lost = `worker_lost while its host was alive: ${result.reason}`;
-    else if (expected !== undefined && result.status === run.expect.status && (result.metric === null || !(Math.abs(result.metric - expected) <= 1e-9))) {
+    else if (
+      expected !== undefined &&
+      result.status === run.expect.status &&
+      (result.metric === null || !(Math.abs(result.metric - expected) <= 1e-9))
+    ) {
       verdict.lost = Number.isNaN(expected)
         ? `reported metric ${result.metric}, but no training of it finished`
         : `reported metric ${result.metric}, not the ${expected} its first finished training printed`;
     } else if (result.status !== run.expect.status) {
       // A run that should have finished with a metric and did not: its result was lost, whatever the state says.
-      if (expected !== undefined) verdict.lost = `ended ${result.status} instead of reporting its metric: ${result.reason}`;
+      if (expected !== undefined)
+        verdict.lost = `ended ${result.status} instead of reporting its metric: ${result.reason}`;
       else verdict.wrong = `ended ${result.status}, expected ${run.expect.status}: ${result.reason}`;
     }
   } else if (!verdict.lost) {
@@ -139,7 +155,10 @@ export async function judgeRun(run: TrackedRun, deadline: number): Promise<RunVe
   }
   if (result) {
     verdict.attempts = (await run.handle.query(experimentStateQuery).catch(() => undefined))?.attempts ?? null;
-    const cleared = await holdsWithin(async () => (await runProcesses(run.experimentId, run.pidFiles)).length === 0, ORPHAN_GRACE_MS);
+    const cleared = await holdsWithin(
+      async () => (await runProcesses(run.experimentId, run.pidFiles)).length === 0,
+      ORPHAN_GRACE_MS,
+    );
     if (!cleared) {
       for (const pid of await runProcesses(run.experimentId, run.pidFiles)) {
         verdict.orphans.push({ pid, command: await commandOf(pid) });
@@ -162,7 +181,10 @@ export function recordedOutcomes(catalogPath: string, experimentIds: string[]): 
   const catalog = new Catalog(catalogPath);
   try {
     return new Map(
-      experimentIds.map((id) => [id, (catalog.get(id)?.events ?? []).filter((event) => isTerminal(event.status)).length]),
+      experimentIds.map((id) => [
+        id,
+        (catalog.get(id)?.events ?? []).filter((event) => isTerminal(event.status)).length,
+      ]),
     );
   } finally {
     catalog.close();

@@ -51,7 +51,10 @@ export class StackProcess {
     if (this.done) return;
     this.child.kill(signal);
     if (signal === 'SIGTERM') {
-      const stopped = await waitUntil(async () => this.done, 30_000).then(() => true, () => false);
+      const stopped = await waitUntil(async () => this.done, 30_000).then(
+        () => true,
+        () => false,
+      );
       if (stopped) return;
       this.child.kill('SIGKILL');
     }
@@ -113,7 +116,10 @@ export class DrillStack {
   async startServer(): Promise<void> {
     if (!this.local) throw new Error('the server of an external cluster is not the drills’ to start');
     // A killed server's ports are released a moment after it exits.
-    await waitUntil(async () => (await isPortFree(this.grpcPort, '127.0.0.1')) && (await isPortFree(this.uiPort, '127.0.0.1')), 60_000);
+    await waitUntil(
+      async () => (await isPortFree(this.grpcPort, '127.0.0.1')) && (await isPortFree(this.uiPort, '127.0.0.1')),
+      60_000,
+    );
     this.server = await startDevServer({
       binary: await ensureTemporalCli(),
       dbFile: path.join(this.options.dir, 'temporal.db'),
@@ -157,7 +163,8 @@ export class DrillStack {
   /** Starts the orchestrator and waits until it polls (its workflow bundle is built by then). */
   async startOrchestrator(): Promise<StackProcess> {
     await fs.mkdir(path.join(this.options.dir, 'logs'), { recursive: true });
-    const before = (await fs.readFile(path.join(this.options.dir, 'logs', 'orchestrator.log'), 'utf8').catch(() => '')).length;
+    const before = (await fs.readFile(path.join(this.options.dir, 'logs', 'orchestrator.log'), 'utf8').catch(() => ''))
+      .length;
     const proc = this.spawn('orchestrator', ['orchestrator']);
     this.orchestrator = proc;
     await waitUntil(async () => {
@@ -176,8 +183,15 @@ export class DrillStack {
     const pool = this.client.workflow.getHandle(POOL_WORKFLOW_ID);
     const previous = (await pool.query(poolStateQuery).catch(() => undefined))?.hosts[host]?.incarnation;
     const proc = this.spawn(`worker-${host}`, [
-      'worker', '--host', host, '--cpu-slots', String(slots), '--runtime-tag', runtimeTag,
-      '--work-dir', this.workerDir(host),
+      'worker',
+      '--host',
+      host,
+      '--cpu-slots',
+      String(slots),
+      '--runtime-tag',
+      runtimeTag,
+      '--work-dir',
+      this.workerDir(host),
     ]);
     this.workers.add(proc);
     void proc.exited.then(() => this.workers.delete(proc));

@@ -9,6 +9,13 @@ export async function waitUntil(check: () => Promise<boolean>, timeoutMs: number
 }
 
 /** Like waitUntil, but says whether the condition held instead of throwing. */
-export async function holdsWithin(check: () => Promise<boolean>, timeoutMs: number, intervalMs = 250): Promise<boolean> {
-  return waitUntil(check, timeoutMs, intervalMs).then(() => true, () => false);
+export async function holdsWithin(
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  intervalMs = 250,
+): Promise<boolean> {
+  return waitUntil(check, timeoutMs, intervalMs).then(
+    () => true,
+    () => false,
+  );
 }

@@ -33,14 +33,17 @@ export function createControlActivities({ client, catalog }: ControlDeps) {
       try {
         pool = await client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
       } catch (error) {
-        if (error instanceof WorkflowNotFoundError) return { refusal: 'no worker has joined the fleet yet (start one with `expctl worker`)', hostQueue: null };
+        if (error instanceof WorkflowNotFoundError)
+          return { refusal: 'no worker has joined the fleet yet (start one with `expctl worker`)', hostQueue: null };
         throw error;
       }
       const slots = pool.slots.map((entry) => entry.slot);
       const refusal = refusalReason(slots, requirements, pool.policy);
       if (refusal) return { refusal, hostQueue: null };
       const reserve = reservesScarce(slots, requirements, pool.policy);
-      const capable = pool.slots.filter((entry) => capabilityMismatch(entry.slot, requirements, pool.policy, reserve) === null);
+      const capable = pool.slots.filter(
+        (entry) => capabilityMismatch(entry.slot, requirements, pool.policy, reserve) === null,
+      );
       const online = capable.find((entry) => pool.hosts[entry.slot.host]?.online) ?? capable[0]!;
       return { refusal: null, hostQueue: pool.hosts[online.slot.host]!.hostQueue };
     },
@@ -49,7 +52,10 @@ export function createControlActivities({ client, catalog }: ControlDeps) {
      * The metric a run of this tag is judged by. A request that names a metric or direction other
      * than the tag's policy is refused: silently judging it by another rule would mislead the agent.
      */
-    async resolveTagPolicy(input: { tag: string; metric?: { name: string; direction?: 'minimize' | 'maximize' } }): Promise<{ metric: { name: string; direction: 'minimize' | 'maximize' } } | { refusal: string }> {
+    async resolveTagPolicy(input: {
+      tag: string;
+      metric?: { name: string; direction?: 'minimize' | 'maximize' };
+    }): Promise<{ metric: { name: string; direction: 'minimize' | 'maximize' } } | { refusal: string }> {
       const asked = input.metric;
       let policy;
       try {
@@ -58,10 +64,18 @@ export function createControlActivities({ client, catalog }: ControlDeps) {
         if (!(error instanceof WorkflowNotFoundError)) throw error;
         // A new tag takes the request's metric (its first run creates it), else the default.
         if (!asked) return { metric: { ...DEFAULT_METRIC } };
-        return { metric: { name: asked.name, direction: asked.direction ?? (asked.name === DEFAULT_METRIC.name ? DEFAULT_METRIC.direction : 'minimize') } };
+        return {
+          metric: {
+            name: asked.name,
+            direction: asked.direction ?? (asked.name === DEFAULT_METRIC.name ? DEFAULT_METRIC.direction : 'minimize'),
+          },
+        };
       }
       const tagRule = `${policy.metricName} (${policy.direction})`;
-      if (asked && (asked.name !== policy.metricName || (asked.direction !== undefined && asked.direction !== policy.direction))) {
+      if (
+        asked &&
+        (asked.name !== policy.metricName || (asked.direction !== undefined && asked.direction !== policy.direction))
+      ) {
         const wanted = `${asked.name}${asked.direction ? ` (${asked.direction})` : ''}`;
         return {
           refusal:
@@ -76,7 +90,9 @@ export function createControlActivities({ client, catalog }: ControlDeps) {
     async listOnlineHosts(): Promise<{ host: string; hostQueue: string }[]> {
       try {
         const pool = await client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
-        return Object.values(pool.hosts).filter((h) => h.online).map((h) => ({ host: h.host, hostQueue: h.hostQueue }));
+        return Object.values(pool.hosts)
+          .filter((h) => h.online)
+          .map((h) => ({ host: h.host, hostQueue: h.hostQueue }));
       } catch (error) {
         if (error instanceof WorkflowNotFoundError) return [];
         throw error;
@@ -84,7 +100,11 @@ export function createControlActivities({ client, catalog }: ControlDeps) {
     },
 
     /** Applies an outcome to its tag's workflow, starting that workflow on first use. */
-    async applyTagOutcome(input: { tag: string; metric: { name: string; direction: 'minimize' | 'maximize' }; outcome: RunOutcome }): Promise<TagDecision> {
+    async applyTagOutcome(input: {
+      tag: string;
+      metric: { name: string; direction: 'minimize' | 'maximize' };
+      outcome: RunOutcome;
+    }): Promise<TagDecision> {
       const startWorkflowOperation = new WithStartWorkflowOperation(tagWorkflow, {
         workflowId: tagWorkflowId(input.tag),
         taskQueue: CONTROL_TASK_QUEUE,

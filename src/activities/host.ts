@@ -8,7 +8,15 @@ import { redactEnv } from '../domain/redact.js';
 import { queryGpus } from '../gpu-worker/discover.js';
 import { softwareVersions } from '../gpu-worker/software.js';
 import type { ExperimentRequest } from '../domain/request.js';
-import { commitExists, commitPatch, fileInCommit, localRepository, readFileAtCommit, treeEntry, whichProgram } from '../gpu-worker/git.js';
+import {
+  commitExists,
+  commitPatch,
+  fileInCommit,
+  localRepository,
+  readFileAtCommit,
+  treeEntry,
+  whichProgram,
+} from '../gpu-worker/git.js';
 import { confinedRelative, resolveUnderRoot, symlinkTargetInTree } from '../gpu-worker/confine.js';
 import { runFiles } from '../gpu-worker/run-files.js';
 import type { ValidationReport } from '../workflows/experiment-state.js';
@@ -25,7 +33,15 @@ export interface HostDeps {
 
 /** Patches above this size are recorded truncated (Temporal payloads stay well under their limit). */
 const PATCH_RECORD_LIMIT = 1 << 20;
-const LOCKFILES = ['uv.lock', 'requirements.txt', 'poetry.lock', 'pyproject.toml', 'Pipfile.lock', 'environment.yml', 'package-lock.json'];
+const LOCKFILES = [
+  'uv.lock',
+  'requirements.txt',
+  'poetry.lock',
+  'pyproject.toml',
+  'Pipfile.lock',
+  'environment.yml',
+  'package-lock.json',
+];
 
 /** The most one readLog page returns, whatever the caller asks for (activity results stay small). */
 export const READ_LOG_PAGE_BYTES = 256 * 1024;
@@ -55,10 +71,16 @@ const MAX_SYMLINK_HOPS = 8;
  * must stay inside the tree. `subject` names it in refusals ("config a.json"). Returns the final path
  * and its git mode, or throws a specific refusal.
  */
-async function resolveInCommit(repo: string, commit: string, subject: string, reference: string): Promise<{ path: string; mode: string }> {
+async function resolveInCommit(
+  repo: string,
+  commit: string,
+  subject: string,
+  reference: string,
+): Promise<{ path: string; mode: string }> {
   const short = commit.slice(0, 12);
   let current = confinedRelative(reference);
-  if (current === null) throw new Error(`${subject} must be a path inside the repository; absolute paths and ".." are refused`);
+  if (current === null)
+    throw new Error(`${subject} must be a path inside the repository; absolute paths and ".." are refused`);
   for (let hop = 0; hop <= MAX_SYMLINK_HOPS; hop++) {
     const entry = await treeEntry(repo, commit, current);
     if (!entry) throw new Error(`${subject} does not exist in commit ${short}`);
@@ -66,7 +88,10 @@ async function resolveInCommit(repo: string, commit: string, subject: string, re
     if (entry.mode !== '120000') return { path: current, mode: entry.mode };
     const target = await readFileAtCommit(repo, commit, current);
     const next = symlinkTargetInTree(current, target);
-    if (next === null) throw new Error(`${subject} is a symlink to ${target}, outside the repository; it must stay inside the commit's tree`);
+    if (next === null)
+      throw new Error(
+        `${subject} is a symlink to ${target}, outside the repository; it must stay inside the commit's tree`,
+      );
     current = next;
   }
   throw new Error(`${subject} is a chain of more than ${MAX_SYMLINK_HOPS} symlinks in commit ${short}`);
@@ -76,9 +101,13 @@ async function resolveInCommit(repo: string, commit: string, subject: string, re
 export function createHostActivities(deps: HostDeps) {
   const checkpointsDir = deps.checkpointsDir ?? path.join(deps.workDir, 'checkpoints');
 
-  async function check(experimentId: string, request: ExperimentRequest): Promise<Omit<ValidationReport, 'ok' | 'reason' | 'host'>> {
+  async function check(
+    experimentId: string,
+    request: ExperimentRequest,
+  ): Promise<Omit<ValidationReport, 'ok' | 'reason' | 'host'>> {
     const repo = await localRepository(request.repo, deps.workDir, request.commit);
-    if (!(await commitExists(repo, request.commit))) throw new Error(`commit ${request.commit} does not exist in ${request.repo}`);
+    if (!(await commitExists(repo, request.commit)))
+      throw new Error(`commit ${request.commit} does not exist in ${request.repo}`);
     const short = request.commit.slice(0, 12);
     const inTree = (subject: string, reference: string) => resolveInCommit(repo, request.commit, subject, reference);
 
@@ -93,7 +122,9 @@ export function createHostActivities(deps: HostDeps) {
       }
       const entry = await inTree(`the command's program ${program}`, program);
       if (entry.mode !== '100755') {
-        throw new Error(`the command's program ${program} is not executable in commit ${short}: run it through its interpreter (e.g. python3 ${program}) or commit it with mode 755`);
+        throw new Error(
+          `the command's program ${program} is not executable in commit ${short}: run it through its interpreter (e.g. python3 ${program}) or commit it with mode 755`,
+        );
       }
       interpreter = entry.path;
     } else {
@@ -102,7 +133,9 @@ export function createHostActivities(deps: HostDeps) {
     }
     for (const arg of args.filter((a) => FILE_ARGUMENT.test(a))) {
       if (confinedRelative(arg) === null) {
-        throw new Error(`${arg} (named in the command) is outside the repository: files the command names must be paths inside the repository`);
+        throw new Error(
+          `${arg} (named in the command) is outside the repository: files the command names must be paths inside the repository`,
+        );
       }
       await inTree(`${arg} (named in the command)`, arg);
     }
@@ -120,26 +153,37 @@ export function createHostActivities(deps: HostDeps) {
     if (request.checkpoint) {
       const relative = confinedRelative(request.checkpoint);
       if (relative === null) {
-        throw new Error(`checkpoint ${request.checkpoint} must be a path inside the commit's tree or under the checkpoints root of ${deps.host}; absolute paths and ".." are refused`);
+        throw new Error(
+          `checkpoint ${request.checkpoint} must be a path inside the commit's tree or under the checkpoints root of ${deps.host}; absolute paths and ".." are refused`,
+        );
       }
       const entry = await treeEntry(repo, request.commit, relative);
       if (entry) await inTree(`checkpoint ${request.checkpoint}`, request.checkpoint);
       else {
         const found = await resolveUnderRoot(checkpointsDir, relative);
         if (!found.ok && found.problem === 'symlink_escape') {
-          throw new Error(`checkpoint ${request.checkpoint} resolves to ${found.location}, outside the checkpoints root of ${deps.host} (${checkpointsDir}); a symlink there must stay inside it`);
+          throw new Error(
+            `checkpoint ${request.checkpoint} resolves to ${found.location}, outside the checkpoints root of ${deps.host} (${checkpointsDir}); a symlink there must stay inside it`,
+          );
         }
-        if (!found.ok) throw new Error(`checkpoint ${request.checkpoint} was not found in commit ${short} or under the checkpoints root of ${deps.host} (${checkpointsDir})`);
+        if (!found.ok)
+          throw new Error(
+            `checkpoint ${request.checkpoint} was not found in commit ${short} or under the checkpoints root of ${deps.host} (${checkpointsDir})`,
+          );
       }
     }
     for (const dataset of request.datasets) {
       const found = await resolveUnderRoot(deps.datasetsDir, dataset);
       if (found.ok) continue;
       if (found.problem === 'escapes') {
-        throw new Error(`dataset ${dataset} must be a path under the datasets root of ${deps.host} (${deps.datasetsDir}); absolute paths and ".." are refused`);
+        throw new Error(
+          `dataset ${dataset} must be a path under the datasets root of ${deps.host} (${deps.datasetsDir}); absolute paths and ".." are refused`,
+        );
       }
       if (found.problem === 'symlink_escape') {
-        throw new Error(`dataset ${dataset} resolves to ${found.location}, outside the datasets root of ${deps.host} (${deps.datasetsDir}); a symlink there must stay inside it`);
+        throw new Error(
+          `dataset ${dataset} resolves to ${found.location}, outside the datasets root of ${deps.host} (${deps.datasetsDir}); a symlink there must stay inside it`,
+        );
       }
       throw new Error(`dataset ${dataset} is not present on ${deps.host} (looked at ${found.location})`);
     }
@@ -152,8 +196,16 @@ export function createHostActivities(deps: HostDeps) {
     return {
       resolvedConfig,
       interpreter,
-      patch: { path: files.patch, sha256: crypto.createHash('sha256').update(patch).digest('hex'), bytes, files: changed },
-      patchText: bytes <= PATCH_RECORD_LIMIT ? patch : `${patch.slice(0, PATCH_RECORD_LIMIT)}\n[patch truncated at ${PATCH_RECORD_LIMIT} bytes; the full patch is ${files.patch} on ${deps.host}]\n`,
+      patch: {
+        path: files.patch,
+        sha256: crypto.createHash('sha256').update(patch).digest('hex'),
+        bytes,
+        files: changed,
+      },
+      patchText:
+        bytes <= PATCH_RECORD_LIMIT
+          ? patch
+          : `${patch.slice(0, PATCH_RECORD_LIMIT)}\n[patch truncated at ${PATCH_RECORD_LIMIT} bytes; the full patch is ${files.patch} on ${deps.host}]\n`,
     };
   }
 
@@ -163,7 +215,14 @@ export function createHostActivities(deps: HostDeps) {
       try {
         return { ok: true, reason: null, host: deps.host, ...(await check(experimentId, request)) };
       } catch (error) {
-        return { ok: false, reason: (error as Error).message, host: deps.host, resolvedConfig: null, patch: null, interpreter: null };
+        return {
+          ok: false,
+          reason: (error as Error).message,
+          host: deps.host,
+          resolvedConfig: null,
+          patch: null,
+          interpreter: null,
+        };
       }
     },
 
@@ -173,10 +232,15 @@ export function createHostActivities(deps: HostDeps) {
       const lockfiles: Record<string, string> = {};
       for (const name of LOCKFILES) {
         if (await fileInCommit(repo, request.commit, name)) {
-          lockfiles[name] = crypto.createHash('sha256').update(await readFileAtCommit(repo, request.commit, name)).digest('hex');
+          lockfiles[name] = crypto
+            .createHash('sha256')
+            .update(await readFileAtCommit(repo, request.commit, name))
+            .digest('hex');
         }
       }
-      const gpus = deps.slots.some((slot) => slot.acceleratorClass !== 'cpu') ? ((await queryGpus().catch(() => undefined)) ?? []) : [];
+      const gpus = deps.slots.some((slot) => slot.acceleratorClass !== 'cpu')
+        ? ((await queryGpus().catch(() => undefined)) ?? [])
+        : [];
       return {
         host: deps.host,
         software: await softwareVersions(),
@@ -190,7 +254,11 @@ export function createHostActivities(deps: HostDeps) {
      * One page of a run's raw log: at most READ_LOG_PAGE_BYTES from `offset`, ending on a whole
      * UTF-8 character, so any log is read in bounded pieces (`nextOffset` is where the next starts).
      */
-    async readLog(experimentId: string, offset: number, maxBytes: number): Promise<{ text: string; nextOffset: number; size: number }> {
+    async readLog(
+      experimentId: string,
+      offset: number,
+      maxBytes: number,
+    ): Promise<{ text: string; nextOffset: number; size: number }> {
       const file = runFiles(deps.workDir, experimentId).log;
       let handle;
       try {

@@ -39,8 +39,14 @@ export function createRunStatusActivities(deps: RunStatusDeps) {
       const files = runFiles(deps.workDir, experimentId);
       const pid = Number(await fs.readFile(files.pidFile, 'utf8').catch(() => ''));
       if (Number.isInteger(pid) && pid > 0 && processAlive(pid)) return { state: 'running', supervisorPid: pid };
-      const exited = await fs.access(files.exit).then(() => true, () => false);
-      const recorded = await fs.access(files.record).then(() => true, () => false);
+      const exited = await fs.access(files.exit).then(
+        () => true,
+        () => false,
+      );
+      const recorded = await fs.access(files.record).then(
+        () => true,
+        () => false,
+      );
       if (exited && recorded) return { state: 'running', supervisorPid: null };
       return { state: 'unknown', why: 'no result and no live supervisor for this run on the host' };
     },

@@ -64,7 +64,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
   const heartbeatIntervalMs = deps.heartbeatIntervalMs ?? 2000;
   const killAfterMs = deps.killAfterMs ?? 10_000;
   let support: Promise<ContainmentSupport> | undefined;
-  const containmentSupport = () => (support ??= deps.containment ? Promise.resolve(deps.containment) : detectContainment(deps.workDir));
+  const containmentSupport = () =>
+    (support ??= deps.containment ? Promise.resolve(deps.containment) : detectContainment(deps.workDir));
   /** The runs this worker process watches, whether or not an activity follows them now. */
   const registry = new Map<string, RunWatch>();
   const register = (experimentId: string, watch: RunWatch) => {
@@ -91,7 +92,11 @@ export function createTrainingActivities(deps: TrainingDeps) {
           watch.cancel();
           return;
         }
-        const why = details.notFound ? 'the server no longer knows this activity' : details.timedOut ? 'the activity timed out' : 'the worker is shutting down';
+        const why = details.notFound
+          ? 'the server no longer knows this activity'
+          : details.timedOut
+            ? 'the activity timed out'
+            : 'the worker is shutting down';
         reject(new CancelledFailure(`${why}; the run goes on and its outcome is kept on the host`));
       };
     });
@@ -112,13 +117,22 @@ export function createTrainingActivities(deps: TrainingDeps) {
     if (text === undefined) return undefined;
     const record = JSON.parse(text) as RunRecord;
     const live = processAlive(record.supervisorPid) && (await isSupervisor(record.supervisorPid));
-    const exited = await fs.access(files.exit).then(() => true, () => false);
+    const exited = await fs.access(files.exit).then(
+      () => true,
+      () => false,
+    );
     if (!live && !exited) return undefined;
-    await fs.appendFile(files.log, `\nexpctl: a restarted worker re-attached to this run (supervisor ${record.supervisorPid}${live ? '' : ', already exited'})\n`);
+    await fs.appendFile(
+      files.log,
+      `\nexpctl: a restarted worker re-attached to this run (supervisor ${record.supervisorPid}${live ? '' : ', already exited'})\n`,
+    );
     const run = await adoptRun({ supervisorPid: record.supervisorPid, planned: record.planned, files });
     const clock = new ProgressClock(files.log);
     await clock.start();
-    return register(experimentId, watchRun(run, record, clock, { workDir: deps.workDir, killAfterMs, heartbeatIntervalMs }));
+    return register(
+      experimentId,
+      watchRun(run, record, clock, { workDir: deps.workDir, killAfterMs, heartbeatIntervalMs }),
+    );
   };
 
   return {
@@ -126,14 +140,18 @@ export function createTrainingActivities(deps: TrainingDeps) {
       const ctx = Context.current();
       const { request, experimentId } = input;
       if (input.slot.slotId !== deps.slot.slotId) {
-        throw ApplicationFailure.nonRetryable(`lease for ${input.slot.slotId} reached the worker of ${deps.slot.slotId}`);
+        throw ApplicationFailure.nonRetryable(
+          `lease for ${input.slot.slotId} reached the worker of ${deps.slot.slotId}`,
+        );
       }
       // The same experiment already running here (a retried task): follow it rather than start it twice.
       const watching = registry.get(experimentId);
       if (watching) return follow(watching);
       // A worker back from a network cut must not start a task whose lease was released meanwhile.
       if (deps.leaseHeld && !(await deps.leaseHeld(input.slot.slotId, input.leaseId))) {
-        throw ApplicationFailure.nonRetryable(`the lease ${input.leaseId} on ${input.slot.slotId} is gone (released or revoked); the training was not started`);
+        throw ApplicationFailure.nonRetryable(
+          `the lease ${input.leaseId} on ${input.slot.slotId} is gone (released or revoked); the training was not started`,
+        );
       }
       const files = runFiles(deps.workDir, experimentId);
       await fs.mkdir(files.artifacts, { recursive: true });
@@ -159,14 +177,34 @@ export function createTrainingActivities(deps: TrainingDeps) {
       );
 
       // Setup: its own phase and limit; the training command never starts when it fails.
-      const plan = await planSetup({ tree: files.tree, envsRoot: path.join(deps.workDir, 'envs'), command: request.command, setup: request.setup });
+      const plan = await planSetup({
+        tree: files.tree,
+        envsRoot: path.join(deps.workDir, 'envs'),
+        command: request.command,
+        setup: request.setup,
+      });
       let setup: { seconds: number; cached: boolean } | null = null;
       if (plan) {
         const setupBeat = setInterval(() => {
-          const heartbeat: TrainingHeartbeat = { phase: 'setup', progress: null, elapsedSeconds: 0, remainingSeconds: request.timeBudgetSeconds, killLimitSeconds: killLimitSeconds(request), supervisorPid: null };
+          const heartbeat: TrainingHeartbeat = {
+            phase: 'setup',
+            progress: null,
+            elapsedSeconds: 0,
+            remainingSeconds: request.timeBudgetSeconds,
+            killLimitSeconds: killLimitSeconds(request),
+            supervisorPid: null,
+          };
           ctx.heartbeat(heartbeat);
         }, heartbeatIntervalMs);
-        const result = await runSetup({ plan, cwd: files.tree, logFile: files.log, env, timeoutSeconds: request.setupTimeoutSeconds, killAfterMs, signal: ctx.cancellationSignal });
+        const result = await runSetup({
+          plan,
+          cwd: files.tree,
+          logFile: files.log,
+          env,
+          timeoutSeconds: request.setupTimeoutSeconds,
+          killAfterMs,
+          signal: ctx.cancellationSignal,
+        });
         clearInterval(setupBeat);
         if (!result.ok) {
           await removeWorktree(repo, files.tree);
@@ -211,7 +249,12 @@ export function createTrainingActivities(deps: TrainingDeps) {
         planned: run.containment,
       };
       await writeJsonFile(files.record, record);
-      return follow(register(experimentId, watchRun(run, record, clock, { workDir: deps.workDir, killAfterMs, heartbeatIntervalMs })));
+      return follow(
+        register(
+          experimentId,
+          watchRun(run, record, clock, { workDir: deps.workDir, killAfterMs, heartbeatIntervalMs }),
+        ),
+      );
     },
 
     /**
@@ -221,7 +264,9 @@ export function createTrainingActivities(deps: TrainingDeps) {
      */
     async awaitTraining(input: AwaitTrainingInput): Promise<TrainingOutcome> {
       if (input.slot.slotId !== deps.slot.slotId) {
-        throw ApplicationFailure.nonRetryable(`lease for ${input.slot.slotId} reached the worker of ${deps.slot.slotId}`);
+        throw ApplicationFailure.nonRetryable(
+          `lease for ${input.slot.slotId} reached the worker of ${deps.slot.slotId}`,
+        );
       }
       const { experimentId } = input;
       const watching = registry.get(experimentId);
@@ -299,10 +344,22 @@ function watchRun(
     void run.stop(deps.killAfterMs);
   };
   const follower = new LogFollower(files.log);
-  const heartbeats = { count: 0, firstAt: null as string | null, lastAt: null as string | null, intervalSeconds: deps.heartbeatIntervalMs / 1000 };
+  const heartbeats = {
+    count: 0,
+    firstAt: null as string | null,
+    lastAt: null as string | null,
+    intervalSeconds: deps.heartbeatIntervalMs / 1000,
+  };
   // The kill limit counts from the training process's start: setup time is not the script's.
   const deadline = trainingStartedAt + killLimitSeconds(request) * 1000;
-  let latest: TrainingHeartbeat = { phase: 'training', progress: null, elapsedSeconds: 0, remainingSeconds: request.timeBudgetSeconds, killLimitSeconds: killLimitSeconds(request), supervisorPid: run.supervisorPid };
+  let latest: TrainingHeartbeat = {
+    phase: 'training',
+    progress: null,
+    elapsedSeconds: 0,
+    remainingSeconds: request.timeBudgetSeconds,
+    killLimitSeconds: killLimitSeconds(request),
+    supervisorPid: run.supervisorPid,
+  };
   const beat = async () => {
     const now = new Date();
     await touchAttached(files.attached);
@@ -344,7 +401,10 @@ function watchRun(
     const supervisorKilled = exit.reported === false && !timedOut && !canceled;
     const signal = supervisorKilled ? null : exit.signal;
     if (supervisorKilled) {
-      await fs.appendFile(files.log, `\nexpctl: the run's supervisor was killed (${exit.signal ?? 'unknown signal'}) from inside the run; every process of the run was killed\n`);
+      await fs.appendFile(
+        files.log,
+        `\nexpctl: the run's supervisor was killed (${exit.signal ?? 'unknown signal'}) from inside the run; every process of the run was killed\n`,
+      );
       await follower.poll();
     }
     await removeWorktree(record.repo, files.tree);
@@ -353,7 +413,12 @@ function watchRun(
     // The record keeps the tail; secrets the run could see are scrubbed from it.
     const secrets = secretValues({ ...process.env, ...request.env });
     const logTail = capTailBytes(scrubText(follower.tailText(LOG_TAIL_BYTES, 40), secrets));
-    const artifacts = await writeArtifactManifest(files.artifacts, { experimentId, commit: request.commit, tag: request.tag, configPath: request.configPath ?? null });
+    const artifacts = await writeArtifactManifest(files.artifacts, {
+      experimentId,
+      commit: request.commit,
+      tag: request.tag,
+      configPath: request.configPath ?? null,
+    });
     const metrics = boundMetrics(parseSummaryBlock(follower.tailLines().join('\n')) ?? null);
     const result: TrainingOutcome = {
       phase: 'training',
@@ -366,7 +431,13 @@ function watchRun(
       peakMemoryBytes: finished.peakMemoryBytes,
       containment: run.containment.kind,
       timings: computeTimings(
-        { setup: record.setup, processStartMs: trainingStartedAt, processEndMs: trainingEndedAt, firstProgressMs: clock.firstProgressMs, lastProgressMs: clock.lastProgressMs },
+        {
+          setup: record.setup,
+          processStartMs: trainingStartedAt,
+          processEndMs: trainingEndedAt,
+          firstProgressMs: clock.firstProgressMs,
+          lastProgressMs: clock.lastProgressMs,
+        },
         metrics,
       ),
       metrics,
@@ -386,7 +457,12 @@ function watchRun(
 /** The record of a run whose environment setup failed or ran out of time: the training command never ran. */
 async function setupFailureOutcome(
   result: Extract<Awaited<ReturnType<typeof runSetup>>, { ok: false }>,
-  context: { files: ReturnType<typeof runFiles>; request: ExperimentRequest; startedAt: Date; heartbeatIntervalMs: number },
+  context: {
+    files: ReturnType<typeof runFiles>;
+    request: ExperimentRequest;
+    startedAt: Date;
+    heartbeatIntervalMs: number;
+  },
 ): Promise<TrainingOutcome> {
   const { files, request, startedAt } = context;
   const follower = new LogFollower(files.log);
@@ -401,7 +477,16 @@ async function setupFailureOutcome(
     supervisorKilled: false,
     oomKills: null,
     peakMemoryBytes: null,
-    timings: computeTimings({ setup: { seconds: result.seconds, cached: false }, processStartMs: null, processEndMs: null, firstProgressMs: null, lastProgressMs: null }, null),
+    timings: computeTimings(
+      {
+        setup: { seconds: result.seconds, cached: false },
+        processStartMs: null,
+        processEndMs: null,
+        firstProgressMs: null,
+        lastProgressMs: null,
+      },
+      null,
+    ),
     metrics: null,
     logTail: scrubText(follower.tailLines().slice(-40).join('\n'), secrets),
     artifacts: [],

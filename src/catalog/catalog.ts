@@ -11,7 +11,18 @@ import { MIGRATIONS } from './schema.js';
 
 type Row = Record<string, unknown>;
 
-const JSON_COLUMNS = ['command', 'request', 'resolved_config', 'patch_files', 'datasets', 'environment', 'placement', 'metrics', 'heartbeats', 'timings'];
+const JSON_COLUMNS = [
+  'command',
+  'request',
+  'resolved_config',
+  'patch_files',
+  'datasets',
+  'environment',
+  'placement',
+  'metrics',
+  'heartbeats',
+  'timings',
+];
 
 function camel(column: string): string {
   return column.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -66,7 +77,10 @@ export class Catalog {
 
   private migrate(): void {
     const applied = this.db.pragma('user_version', { simple: true }) as number;
-    if (applied > MIGRATIONS.length) throw new Error(`catalog ${this.file} has schema version ${applied}, newer than this expctl (${MIGRATIONS.length}); upgrade expctl`);
+    if (applied > MIGRATIONS.length)
+      throw new Error(
+        `catalog ${this.file} has schema version ${applied}, newer than this expctl (${MIGRATIONS.length}); upgrade expctl`,
+      );
     const run = this.db.transaction(() => {
       for (let i = applied; i < MIGRATIONS.length; i++) this.db.exec(MIGRATIONS[i]!);
       this.db.pragma(`user_version = ${MIGRATIONS.length}`);
@@ -102,7 +116,8 @@ export class Catalog {
       });
     }
     if (update.origin) Object.assign(columns, { origin_kind: update.origin.kind, origin_id: update.origin.of });
-    if (update.metric) Object.assign(columns, { metric_name: update.metric.name, metric_direction: update.metric.direction });
+    if (update.metric)
+      Object.assign(columns, { metric_name: update.metric.name, metric_direction: update.metric.direction });
     if (update.status) columns.status = update.status;
     if (update.reason !== undefined) columns.reason = update.reason;
     if (update.attempts !== undefined) columns.attempts = update.attempts;
@@ -165,18 +180,30 @@ export class Catalog {
       const names = Object.keys(columns);
       if (request) {
         this.db
-          .prepare(`INSERT INTO experiments (id, ${names.join(', ')}) VALUES (@id, ${names.map((n) => `@${n}`).join(', ')})
-                    ON CONFLICT (id) DO UPDATE SET ${names.filter((n) => n !== 'submitted_at' && n !== 'status').map((n) => `${n} = excluded.${n}`).join(', ')}`)
+          .prepare(
+            `INSERT INTO experiments (id, ${names.join(', ')}) VALUES (@id, ${names.map((n) => `@${n}`).join(', ')})
+                    ON CONFLICT (id) DO UPDATE SET ${names
+                      .filter((n) => n !== 'submitted_at' && n !== 'status')
+                      .map((n) => `${n} = excluded.${n}`)
+                      .join(', ')}`,
+          )
           .run({ id: update.experimentId, ...columns });
       } else {
-        const result = this.db.prepare(`UPDATE experiments SET ${names.map((n) => `${n} = @${n}`).join(', ')} WHERE id = @id`).run({ id: update.experimentId, ...columns });
-        if (result.changes === 0) throw new Error(`catalog has no experiment ${update.experimentId} (its submission was never recorded)`);
+        const result = this.db
+          .prepare(`UPDATE experiments SET ${names.map((n) => `${n} = @${n}`).join(', ')} WHERE id = @id`)
+          .run({ id: update.experimentId, ...columns });
+        if (result.changes === 0)
+          throw new Error(`catalog has no experiment ${update.experimentId} (its submission was never recorded)`);
       }
       for (const event of update.events ?? []) {
-        this.db.prepare('INSERT OR IGNORE INTO events (experiment_id, at, status, note) VALUES (?, ?, ?, ?)').run(update.experimentId, event.at, event.status, event.note ?? null);
+        this.db
+          .prepare('INSERT OR IGNORE INTO events (experiment_id, at, status, note) VALUES (?, ?, ?, ?)')
+          .run(update.experimentId, event.at, event.status, event.note ?? null);
       }
       for (const artifact of training?.artifacts ?? []) {
-        this.db.prepare('INSERT OR REPLACE INTO artifacts (experiment_id, path, sha256, bytes) VALUES (?, ?, ?, ?)').run(update.experimentId, artifact.path, artifact.sha256, artifact.bytes);
+        this.db
+          .prepare('INSERT OR REPLACE INTO artifacts (experiment_id, path, sha256, bytes) VALUES (?, ?, ?, ?)')
+          .run(update.experimentId, artifact.path, artifact.sha256, artifact.bytes);
       }
     });
     write();
@@ -187,8 +214,12 @@ export class Catalog {
     if (!row) return undefined;
     return {
       ...decode(row),
-      events: this.db.prepare('SELECT at, status, note FROM events WHERE experiment_id = ? ORDER BY at, rowid').all(id) as ExperimentRecord['events'],
-      artifacts: this.db.prepare('SELECT path, sha256, bytes FROM artifacts WHERE experiment_id = ? ORDER BY path').all(id) as ExperimentRecord['artifacts'],
+      events: this.db
+        .prepare('SELECT at, status, note FROM events WHERE experiment_id = ? ORDER BY at, rowid')
+        .all(id) as ExperimentRecord['events'],
+      artifacts: this.db
+        .prepare('SELECT path, sha256, bytes FROM artifacts WHERE experiment_id = ? ORDER BY path')
+        .all(id) as ExperimentRecord['artifacts'],
     };
   }
 
@@ -199,7 +230,14 @@ export class Catalog {
   }
 
   /** Records without their bulky fields (patch, log tail), newest first. */
-  list(filter: { tag?: string; status?: string; category?: string; nearMiss?: boolean; limit?: number; order?: 'newest' | 'oldest' }): Omit<ExperimentRecord, 'events' | 'artifacts'>[] {
+  list(filter: {
+    tag?: string;
+    status?: string;
+    category?: string;
+    nearMiss?: boolean;
+    limit?: number;
+    order?: 'newest' | 'oldest';
+  }): Omit<ExperimentRecord, 'events' | 'artifacts'>[] {
     const where: string[] = [];
     const params: unknown[] = [];
     if (filter.tag) (where.push('tag = ?'), params.push(filter.tag));
@@ -224,7 +262,8 @@ export class Catalog {
     const inList = (statuses: readonly string[]) => `status IN (${statuses.map((s) => `'${s}'`).join(', ')})`;
     const decided = 'sequence IS NOT NULL';
     const rows = this.db
-      .prepare(`SELECT tag, COUNT(*) AS total,
+      .prepare(
+        `SELECT tag, COUNT(*) AS total,
                        SUM(${decided} AND status = 'completed' AND decision = 'keep') AS kept,
                        SUM(${decided} AND status = 'completed' AND (decision IS NULL OR decision <> 'keep')) AS discarded,
                        SUM(${decided} AND ${crashSql()}) AS crashed,
@@ -235,7 +274,8 @@ export class Catalog {
                          WHEN 'maximize' THEN MAX(CASE WHEN decision = 'keep' AND status = 'completed' THEN metric END)
                          ELSE MIN(CASE WHEN decision = 'keep' AND status = 'completed' THEN metric END) END AS best,
                        MAX(metric_direction) AS direction, MAX(submitted_at) AS lastAt
-                FROM experiments GROUP BY tag ORDER BY lastAt DESC`)
+                FROM experiments GROUP BY tag ORDER BY lastAt DESC`,
+      )
       .all() as Omit<TagRow, 'runs' | 'keepRate' | 'crashRate'>[];
     return rows.map((row) => ({ ...row, ...outcomeRates(row) }));
   }
@@ -248,14 +288,25 @@ export class Catalog {
   }
 
   strategy(tag: string): { mode: string; reason: string; manual: boolean; updatedAt: string } | undefined {
-    const row = this.db.prepare('SELECT mode, reason, manual, updated_at FROM strategy WHERE tag = ?').get(tag) as Row | undefined;
-    return row ? { mode: row.mode as string, reason: row.reason as string, manual: row.manual === 1, updatedAt: row.updated_at as string } : undefined;
+    const row = this.db.prepare('SELECT mode, reason, manual, updated_at FROM strategy WHERE tag = ?').get(tag) as
+      | Row
+      | undefined;
+    return row
+      ? {
+          mode: row.mode as string,
+          reason: row.reason as string,
+          manual: row.manual === 1,
+          updatedAt: row.updated_at as string,
+        }
+      : undefined;
   }
 
   setStrategy(tag: string, mode: string, reason: string, manual: boolean): void {
     this.db
-      .prepare(`INSERT INTO strategy (tag, mode, reason, manual, updated_at) VALUES (?, ?, ?, ?, ?)
-                ON CONFLICT (tag) DO UPDATE SET mode = excluded.mode, reason = excluded.reason, manual = excluded.manual, updated_at = excluded.updated_at`)
+      .prepare(
+        `INSERT INTO strategy (tag, mode, reason, manual, updated_at) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (tag) DO UPDATE SET mode = excluded.mode, reason = excluded.reason, manual = excluded.manual, updated_at = excluded.updated_at`,
+      )
       .run(tag, mode, reason, manual ? 1 : 0, new Date().toISOString());
   }
 }

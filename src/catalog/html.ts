@@ -6,7 +6,8 @@ import { resultRuns, summarize } from './reports.js';
 type Listed = Omit<ExperimentRecord, 'events' | 'artifacts'>;
 
 const percent = (rate: number) => `${(rate * 100).toFixed(0)}%`;
-const escape = (text: string) => text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+const escape = (text: string) =>
+  text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
 /**
  * One self-contained HTML page for a tag: progression chart (kept runs as a staircase, discarded
@@ -27,10 +28,16 @@ export function tagReportHtml(tag: string, records: Listed[]): string {
     .sort((a, b) => (direction === 'minimize' ? a.metric! - b.metric! : b.metric! - a.metric!))
     .slice(0, 20);
   const rows = leaderboard
-    .map((r, i) => `<tr><td>${i + 1}</td><td>${r.metric!.toFixed(6)}</td><td>${escape(r.decision ?? '')}</td><td><code>${r.commit.slice(0, 7)}</code></td><td>${escape(r.category)}</td><td>${escape(r.hypothesis)}</td><td><code>${escape(r.id)}</code></td></tr>`)
+    .map(
+      (r, i) =>
+        `<tr><td>${i + 1}</td><td>${r.metric!.toFixed(6)}</td><td>${escape(r.decision ?? '')}</td><td><code>${r.commit.slice(0, 7)}</code></td><td>${escape(r.category)}</td><td>${escape(r.hypothesis)}</td><td><code>${escape(r.id)}</code></td></tr>`,
+    )
     .join('\n');
   const categoryRows = summary.categories
-    .map((c) => `<tr><td>${escape(c.category)}</td><td>${c.runs}</td><td>${c.kept}</td><td>${(c.keepRate * 100).toFixed(0)}%</td></tr>`)
+    .map(
+      (c) =>
+        `<tr><td>${escape(c.category)}</td><td>${c.runs}</td><td>${c.kept}</td><td>${(c.keepRate * 100).toFixed(0)}%</td></tr>`,
+    )
     .join('\n');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>expctl: ${escape(tag)}</title>

@@ -14,7 +14,11 @@ export interface RecordUpdate {
   status?: ExperimentStatus;
   /** State changes for the timeline, oldest first. */
   events?: { status: ExperimentStatus; at: string; note?: string }[];
-  validation?: { resolvedConfig: unknown; patch: { text: string; sha256: string; bytes: number; files: string[] } | null; interpreter: string | null };
+  validation?: {
+    resolvedConfig: unknown;
+    patch: { text: string; sha256: string; bytes: number; files: string[] } | null;
+    interpreter: string | null;
+  };
   environment?: EnvironmentRecord;
   placement?: PlacementRecord;
   attempts?: number;

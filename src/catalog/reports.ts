@@ -18,7 +18,16 @@ export function resultRuns(records: Listed[]): Listed[] {
 }
 
 export function toRunSummary(r: Listed): RunSummary {
-  return { id: r.id, category: r.category, hypothesis: r.hypothesis, status: r.status, decision: r.decision, metric: r.metric, nearMiss: r.nearMiss, delta: r.delta };
+  return {
+    id: r.id,
+    category: r.category,
+    hypothesis: r.hypothesis,
+    status: r.status,
+    decision: r.decision,
+    metric: r.metric,
+    nearMiss: r.nearMiss,
+    delta: r.delta,
+  };
 }
 
 export interface BestKept {
@@ -37,7 +46,8 @@ export function bestKept(records: Listed[]): { overall: Listed | null; byClass: 
   const kept = records
     .filter((r) => r.status === 'completed' && r.decision === 'keep' && r.metric !== null)
     .sort((a, b) => (a.sequence ?? Infinity) - (b.sequence ?? Infinity));
-  const atLeastAsGood = (a: Listed, b: Listed) => (a.metricDirection === 'maximize' ? a.metric! >= b.metric! : a.metric! <= b.metric!);
+  const atLeastAsGood = (a: Listed, b: Listed) =>
+    a.metricDirection === 'maximize' ? a.metric! >= b.metric! : a.metric! <= b.metric!;
   let overall: Listed | null = null;
   const byClass: Record<string, Listed> = {};
   for (const r of kept) {
@@ -49,7 +59,12 @@ export function bestKept(records: Listed[]): { overall: Listed | null; byClass: 
   return { overall, byClass };
 }
 
-const asBest = (r: Listed): BestKept => ({ id: r.id, metric: r.metric!, commit: r.commit, acceleratorClass: r.acceleratorClass });
+const asBest = (r: Listed): BestKept => ({
+  id: r.id,
+  metric: r.metric!,
+  commit: r.commit,
+  acceleratorClass: r.acceleratorClass,
+});
 
 function median(values: number[]): number | null {
   if (values.length === 0) return null;
@@ -106,7 +121,9 @@ export function summarize(tag: string, records: Listed[]): TagSummary {
     best: best.overall ? asBest(best.overall) : null,
     bestByClass: Object.fromEntries(Object.entries(best.byClass).map(([group, r]) => [group, asBest(r)])),
     categories,
-    progression: runs.filter((r) => r.decision === 'keep' && r.status === 'completed').map((r) => ({ id: r.id, metric: r.metric!, commit: r.commit, at: r.endedAt })),
+    progression: runs
+      .filter((r) => r.decision === 'keep' && r.status === 'completed')
+      .map((r) => ({ id: r.id, metric: r.metric!, commit: r.commit, at: r.endedAt })),
     gpuHours: records.reduce((sum, r) => sum + (r.trainingSeconds ?? 0), 0) / 3600,
     queueWaitSeconds: { median: median(waits), max: waits.length ? Math.max(...waits) : null },
     byStatus,
@@ -146,7 +163,9 @@ export function diffRecords(a: ExperimentRecord, b: ExperimentRecord): RecordDif
       const vb = b.metrics?.[key] ?? null;
       return { key, a: va, b: vb, delta: typeof va === 'number' && typeof vb === 'number' ? vb - va : null };
     }),
-    config: configKeys.filter((k) => JSON.stringify(ca[k]) !== JSON.stringify(cb[k])).map((key) => ({ key, a: ca[key] ?? null, b: cb[key] ?? null })),
+    config: configKeys
+      .filter((k) => JSON.stringify(ca[k]) !== JSON.stringify(cb[k]))
+      .map((key) => ({ key, a: ca[key] ?? null, b: cb[key] ?? null })),
     commits: { a: a.commit, b: b.commit },
   };
 }

@@ -16,7 +16,9 @@ export function existingCatalog(): Catalog | undefined {
 export function requireCatalog(): Catalog {
   const catalog = existingCatalog();
   if (!catalog) {
-    throw new CliError(`no catalog at ${catalogPath()}: run this where \`expctl dev\` or \`expctl orchestrator\` keeps its state (EXPCTL_HOME), or set EXPCTL_CATALOG`);
+    throw new CliError(
+      `no catalog at ${catalogPath()}: run this where \`expctl dev\` or \`expctl orchestrator\` keeps its state (EXPCTL_HOME), or set EXPCTL_CATALOG`,
+    );
   }
   return catalog;
 }

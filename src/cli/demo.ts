@@ -22,12 +22,18 @@ const IDEAS: Idea[] = [
   { hypothesis: 'a second-order context matches the source', category: 'architecture', config: { order: 2 } },
   { hypothesis: 'a longer context captures more structure', category: 'architecture', config: { order: 4 } },
   { hypothesis: 'ablation: no context at all', category: 'ablation', config: { order: 0 } },
-  { hypothesis: 'less smoothing once the context is right', category: 'regularization', config: { order: 2, smoothing: 0.1 } },
+  {
+    hypothesis: 'less smoothing once the context is right',
+    category: 'regularization',
+    config: { order: 2, smoothing: 0.1 },
+  },
   { hypothesis: 'more smoothing generalizes better', category: 'regularization', config: { order: 2, smoothing: 0.5 } },
 ];
 
 async function git(repo: string, ...args: string[]): Promise<string> {
-  return (await execa('git', ['-C', repo, '-c', 'user.name=expctl demo', '-c', 'user.email=demo@expctl.invalid', ...args])).stdout.trim();
+  return (
+    await execa('git', ['-C', repo, '-c', 'user.name=expctl demo', '-c', 'user.email=demo@expctl.invalid', ...args])
+  ).stdout.trim();
 }
 
 /**
@@ -67,12 +73,23 @@ export async function runDemo(client: Client, options: { home: string; signal?: 
     });
     const result: ExperimentResult = await handle.result();
     if (result.action === 'git_reset' || result.decision === null) await git(repo, 'reset', '-q', '--hard', 'HEAD~1');
-    console.log(`  ${experimentId}  ${result.status.padEnd(14)} ${(result.decision ?? '-').padEnd(7)} ${result.metric?.toFixed(6) ?? '   -    '}  ${idea.hypothesis}${result.near_miss ? '  (near miss)' : ''}`);
-    rows.push([commit.slice(0, 7), result.metric === null ? null : result.metric.toFixed(6), result.status === 'completed' ? result.decision : 'crash', idea.hypothesis]);
+    console.log(
+      `  ${experimentId}  ${result.status.padEnd(14)} ${(result.decision ?? '-').padEnd(7)} ${result.metric?.toFixed(6) ?? '   -    '}  ${idea.hypothesis}${result.near_miss ? '  (near miss)' : ''}`,
+    );
+    rows.push([
+      commit.slice(0, 7),
+      result.metric === null ? null : result.metric.toFixed(6),
+      result.status === 'completed' ? result.decision : 'crash',
+      idea.hypothesis,
+    ]);
   }
   if (options.signal?.aborted) return;
   const ranked = rows.filter((r) => r[1] !== null).sort((a, b) => Number(a[1]) - Number(b[1]));
   console.log(`\nLeaderboard for ${tag} (val_bpb, lower is better):`);
-  console.log(formatTable(['commit', 'val_bpb', 'status', 'description'], [...ranked, ...rows.filter((r) => r[1] === null)]));
-  console.log(`\nTry: expctl show <id>, expctl logs <id>, expctl tag show ${tag}, expctl pool — or open the Web UI and filter by ExpctlTag = '${tag}'.`);
+  console.log(
+    formatTable(['commit', 'val_bpb', 'status', 'description'], [...ranked, ...rows.filter((r) => r[1] === null)]),
+  );
+  console.log(
+    `\nTry: expctl show <id>, expctl logs <id>, expctl tag show ${tag}, expctl pool — or open the Web UI and filter by ExpctlTag = '${tag}'.`,
+  );
 }

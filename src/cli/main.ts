@@ -1,6 +1,11 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { CATEGORIES } from '../domain/request.js';
-import { DEFAULT_MAX_REPLACEMENTS, DEFAULT_SETUP_TIMEOUT_SECONDS, DEFAULT_TIME_BUDGET_SECONDS, KILL_LIMIT_FACTOR } from '../domain/limits.js';
+import {
+  DEFAULT_MAX_REPLACEMENTS,
+  DEFAULT_SETUP_TIMEOUT_SECONDS,
+  DEFAULT_TIME_BUDGET_SECONDS,
+  KILL_LIMIT_FACTOR,
+} from '../domain/limits.js';
 import type { RawRunOptions } from './parse.js';
 import { devCommand } from './commands/dev.js';
 import { cancelCommand, logsCommand, refuseRun, runCommand, showCommand, waitCommand } from './commands/experiments.js';
@@ -10,14 +15,22 @@ import { drainCommand, poolCommand } from './commands/pool.js';
 import { setupCommand } from './commands/setup.js';
 import { tagCreateCommand, tagShowCommand } from './commands/tag.js';
 import { repeatCommand, tagStopCommand } from './commands/actions.js';
-import { bestCommand, historyCommand, nearMissesCommand, reportCommand, strategyCommand, suggestCommand } from './commands/records.js';
+import {
+  bestCommand,
+  historyCommand,
+  nearMissesCommand,
+  reportCommand,
+  strategyCommand,
+  suggestCommand,
+} from './commands/records.js';
 import { orchestratorCommand, workerCommand } from './commands/worker.js';
 import { CliError, drained, safeText, wantsJson } from './output.js';
 import { checkMetricName, checkTag, FlagError, numberOption, occurrences, singleOption } from './parse.js';
 
 const positiveInt = (flag: string) => numberOption(flag, { integer: true, min: 1 });
 function indexList(raw: string, previous: unknown): number[] {
-  if (previous !== undefined) throw new InvalidArgumentError('--gpus was given more than once; list every GPU in one value, e.g. 0,2');
+  if (previous !== undefined)
+    throw new InvalidArgumentError('--gpus was given more than once; list every GPU in one value, e.g. 0,2');
   const parts = raw.split(',');
   if (parts.some((part) => !/^\d+$/.test(part))) throw new InvalidArgumentError('expected GPU indexes such as 0,2');
   return parts.map(Number);
@@ -66,21 +79,49 @@ program
   .option('--repo <path|url>', 'git repository (default: the one containing the current directory)', occurrences)
   .option('--commit <sha>', 'commit to run (default: HEAD, which must have no uncommitted changes)', occurrences)
   .option('--config <file>', 'JSON config file in the repository, parsed and recorded', occurrences)
-  .option('--dataset <ref>', 'dataset under the worker\'s datasets root (repeatable)', occurrences)
-  .option('--checkpoint <path>', 'checkpoint to resume from (in the repository or under the checkpoints root)', occurrences)
+  .option('--dataset <ref>', "dataset under the worker's datasets root (repeatable)", occurrences)
+  .option(
+    '--checkpoint <path>',
+    'checkpoint to resume from (in the repository or under the checkpoints root)',
+    occurrences,
+  )
   .option('--gpu-class <class>', 'accelerator class: h100, a100, l4, cpu, any, ...', occurrences)
   .option('--gpu-mem <mb>', 'GPU memory needed, in MB (integer)', occurrences)
   .option('--runtime-tag <tag>', 'runtime tag the worker must have (repeatable)', occurrences)
-  .option('--time-budget <seconds>', `training time the script enforces itself, passed as EXPCTL_TIME_BUDGET (default ${DEFAULT_TIME_BUDGET_SECONDS})`, occurrences)
-  .option('--timeout <seconds>', `kill limit counted from the training process start (default ${KILL_LIMIT_FACTOR} x the budget)`, occurrences)
-  .option('--setup <command>', 'environment setup run in the worktree before training, e.g. "uv sync --frozen" (split into words, no shell)', occurrences)
-  .option('--setup-timeout <seconds>', `limit of the setup phase (default ${DEFAULT_SETUP_TIMEOUT_SECONDS})`, occurrences)
+  .option(
+    '--time-budget <seconds>',
+    `training time the script enforces itself, passed as EXPCTL_TIME_BUDGET (default ${DEFAULT_TIME_BUDGET_SECONDS})`,
+    occurrences,
+  )
+  .option(
+    '--timeout <seconds>',
+    `kill limit counted from the training process start (default ${KILL_LIMIT_FACTOR} x the budget)`,
+    occurrences,
+  )
+  .option(
+    '--setup <command>',
+    'environment setup run in the worktree before training, e.g. "uv sync --frozen" (split into words, no shell)',
+    occurrences,
+  )
+  .option(
+    '--setup-timeout <seconds>',
+    `limit of the setup phase (default ${DEFAULT_SETUP_TIMEOUT_SECONDS})`,
+    occurrences,
+  )
   .option('--metric <name>', "metric that decides (default: the tag's, val_bpb for a new tag)", occurrences)
   .option('--maximize', 'higher metric is better (default: lower is better)')
   .option('--simplification', 'the change removes something: an equal result is kept')
-  .option('--idempotency-key <key>', 'resubmitting the same request with the same key returns the same experiment', occurrences)
+  .option(
+    '--idempotency-key <key>',
+    'resubmitting the same request with the same key returns the same experiment',
+    occurrences,
+  )
   .option('--priority <n>', 'queue priority, an integer from -1000 to 1000 (higher first; default 0)', occurrences)
-  .option('--max-replacements <n>', `times a run whose worker was lost is placed again (default ${DEFAULT_MAX_REPLACEMENTS})`, occurrences)
+  .option(
+    '--max-replacements <n>',
+    `times a run whose worker was lost is placed again (default ${DEFAULT_MAX_REPLACEMENTS})`,
+    occurrences,
+  )
   .option('--env <KEY=VALUE>', 'environment variable for the training command (repeatable)', occurrences)
   .addOption(new Option('--grace <seconds>').hideHelp().argParser(occurrences))
   .option('--detach', 'print the experiment ID at once and return')
@@ -88,10 +129,30 @@ program
   .argument('[command...]', 'training command, after --  (default: uv run train.py)')
   .action((command: string[], options: RawRunOptions) => runCommand(command, options));
 
-program.command('wait').description('wait for an experiment and print its result').argument('<id>').addOption(jsonOption()).action(waitCommand);
-program.command('show').description("an experiment's live state and record").argument('<id>').addOption(jsonOption()).action(showCommand);
-program.command('logs').description("an experiment's training log, read from the worker that ran it").argument('<id>').option('-f, --follow', 'keep printing until the run ends').action(logsCommand);
-program.command('cancel').description('cancel an experiment: lease released, process group killed').argument('<id>').addOption(jsonOption()).action(cancelCommand);
+program
+  .command('wait')
+  .description('wait for an experiment and print its result')
+  .argument('<id>')
+  .addOption(jsonOption())
+  .action(waitCommand);
+program
+  .command('show')
+  .description("an experiment's live state and record")
+  .argument('<id>')
+  .addOption(jsonOption())
+  .action(showCommand);
+program
+  .command('logs')
+  .description("an experiment's training log, read from the worker that ran it")
+  .argument('<id>')
+  .option('-f, --follow', 'keep printing until the run ends')
+  .action(logsCommand);
+program
+  .command('cancel')
+  .description('cancel an experiment: lease released, process group killed')
+  .argument('<id>')
+  .addOption(jsonOption())
+  .action(cancelCommand);
 
 const tag = program.command('tag').description("a tag's policy and state");
 tag
@@ -102,18 +163,62 @@ tag
   .option('--near-miss <threshold>', 'near-miss threshold (default 0.002)', one('--near-miss'))
   .option('--max-crashes <n>', 'consecutive crashes before should_abort (default 3)', one('--max-crashes'))
   .option('--compare-across-classes', 'compare runs on different accelerator classes')
-  .option('--min-improvement <x>', 'noise floor: keep only when the improvement exceeds X (default 0)', one('--min-improvement'))
-  .option('--guard <expr>', 'block value that must hold for a keep, e.g. val_pass==true or sharpe>=1.5 (repeatable)', collect, [])
+  .option(
+    '--min-improvement <x>',
+    'noise floor: keep only when the improvement exceeds X (default 0)',
+    one('--min-improvement'),
+  )
+  .option(
+    '--guard <expr>',
+    'block value that must hold for a keep, e.g. val_pass==true or sharpe>=1.5 (repeatable)',
+    collect,
+    [],
+  )
   .addOption(jsonOption())
   .action(tagCreateCommand);
 tag.command('show').argument('<tag>', 'tag name', tagArgument).addOption(jsonOption()).action(tagShowCommand);
-tag.command('stop').description('cancel every queued or running experiment of the tag').argument('<tag>', 'tag name', tagArgument).addOption(jsonOption()).action(tagStopCommand);
+tag
+  .command('stop')
+  .description('cancel every queued or running experiment of the tag')
+  .argument('<tag>', 'tag name', tagArgument)
+  .addOption(jsonOption())
+  .action(tagStopCommand);
 
-program.command('retry').description('run the same request again as a new experiment linked to the old').argument('<id>').option('--detach').addOption(jsonOption()).action((id: string, o: { json?: boolean; detach?: boolean }) => repeatCommand('retry', id, o));
-program.command('rerun').description('reproduce a recorded run: same commit, patch, config, datasets').argument('<id>').option('--detach').addOption(jsonOption()).action((id: string, o: { json?: boolean; detach?: boolean }) => repeatCommand('rerun', id, o));
-program.command('history').description("a tag's experiments from the catalog, newest first").option('--tag <tag>', 'only this tag', one('--tag')).option('--status <status>', 'only this status', one('--status')).option('--category <category>', 'only this category', one('--category')).option('--limit <n>', 'at most N rows (default 50)', positiveInt('--limit')).addOption(jsonOption()).action(historyCommand);
-program.command('best').description("the tag's best kept run").requiredOption('--tag <tag>', 'tag', one('--tag')).addOption(jsonOption()).action(bestCommand);
-program.command('near-misses').description('runs within the near-miss threshold of the best').requiredOption('--tag <tag>', 'tag', one('--tag')).addOption(jsonOption()).action(nearMissesCommand);
+program
+  .command('retry')
+  .description('run the same request again as a new experiment linked to the old')
+  .argument('<id>')
+  .option('--detach')
+  .addOption(jsonOption())
+  .action((id: string, o: { json?: boolean; detach?: boolean }) => repeatCommand('retry', id, o));
+program
+  .command('rerun')
+  .description('reproduce a recorded run: same commit, patch, config, datasets')
+  .argument('<id>')
+  .option('--detach')
+  .addOption(jsonOption())
+  .action((id: string, o: { json?: boolean; detach?: boolean }) => repeatCommand('rerun', id, o));
+program
+  .command('history')
+  .description("a tag's experiments from the catalog, newest first")
+  .option('--tag <tag>', 'only this tag', one('--tag'))
+  .option('--status <status>', 'only this status', one('--status'))
+  .option('--category <category>', 'only this category', one('--category'))
+  .option('--limit <n>', 'at most N rows (default 50)', positiveInt('--limit'))
+  .addOption(jsonOption())
+  .action(historyCommand);
+program
+  .command('best')
+  .description("the tag's best kept run")
+  .requiredOption('--tag <tag>', 'tag', one('--tag'))
+  .addOption(jsonOption())
+  .action(bestCommand);
+program
+  .command('near-misses')
+  .description('runs within the near-miss threshold of the best')
+  .requiredOption('--tag <tag>', 'tag', one('--tag'))
+  .addOption(jsonOption())
+  .action(nearMissesCommand);
 program
   .command('report')
   .description('summary | tsv | diff A B | tags | html')
@@ -121,15 +226,46 @@ program
   .argument('[ids...]')
   .option('--tag <tag>', 'tag', one('--tag'))
   .option('--out <file>', 'where report html writes the page', one('--out'))
-  .option('--columns <list>', 'report tsv columns: default,score,... (commit, metric, memory_gb, status, description or --- block keys)', one('--columns'))
+  .option(
+    '--columns <list>',
+    'report tsv columns: default,score,... (commit, metric, memory_gb, status, description or --- block keys)',
+    one('--columns'),
+  )
   .addOption(jsonOption())
-  .action((kind: string, ids: string[], o: { tag?: string; json?: boolean; out?: string; columns?: string }) => reportCommand(kind, ids, o));
-program.command('strategy').description("the tag's search mode; --set MODE --reason TEXT overrides it (auto: back to the rule)").requiredOption('--tag <tag>', 'tag', one('--tag')).option('--set <mode>', 'explore, exploit, combine, ... or auto', one('--set')).option('--reason <text>', 'why the mode is set', one('--reason')).addOption(jsonOption()).action(strategyCommand);
-program.command('suggest').description('what to try next: category statistics, under-explored and high-yield categories, near misses to combine, trend').requiredOption('--tag <tag>', 'tag', one('--tag')).addOption(jsonOption()).action(suggestCommand);
+  .action((kind: string, ids: string[], o: { tag?: string; json?: boolean; out?: string; columns?: string }) =>
+    reportCommand(kind, ids, o),
+  );
+program
+  .command('strategy')
+  .description("the tag's search mode; --set MODE --reason TEXT overrides it (auto: back to the rule)")
+  .requiredOption('--tag <tag>', 'tag', one('--tag'))
+  .option('--set <mode>', 'explore, exploit, combine, ... or auto', one('--set'))
+  .option('--reason <text>', 'why the mode is set', one('--reason'))
+  .addOption(jsonOption())
+  .action(strategyCommand);
+program
+  .command('suggest')
+  .description(
+    'what to try next: category statistics, under-explored and high-yield categories, near misses to combine, trend',
+  )
+  .requiredOption('--tag <tag>', 'tag', one('--tag'))
+  .addOption(jsonOption())
+  .action(suggestCommand);
 
-const pool = program.command('pool').description('the fleet: each slot, its state and lease; the queue').addOption(jsonOption()).action(poolCommand);
-pool.command('drain').argument('<target>', 'host or slot id').option('--reason <text>', 'why (shown in pool)', one('--reason')).action((target: string, options: { reason?: string }) => drainCommand(target, true, options));
-pool.command('undrain').argument('<target>', 'host or slot id').action((target: string) => drainCommand(target, false, {}));
+const pool = program
+  .command('pool')
+  .description('the fleet: each slot, its state and lease; the queue')
+  .addOption(jsonOption())
+  .action(poolCommand);
+pool
+  .command('drain')
+  .argument('<target>', 'host or slot id')
+  .option('--reason <text>', 'why (shown in pool)', one('--reason'))
+  .action((target: string, options: { reason?: string }) => drainCommand(target, true, options));
+pool
+  .command('undrain')
+  .argument('<target>', 'host or slot id')
+  .action((target: string) => drainCommand(target, false, {}));
 
 program
   .command('worker')
@@ -139,12 +275,31 @@ program
   .option('--cpu-slots <n>', 'offer N CPU slots instead of GPUs', positiveInt('--cpu-slots'))
   .option('--work-dir <dir>', 'worktrees, logs and artifacts (default: $EXPCTL_HOME/worker)', one('--work-dir'))
   .option('--runtime-tag <tag>', 'runtime tag this host offers (repeatable)', collect, [])
-  .option('--orphan-grace <seconds>', 'how long a run outlives its worker before it is killed, waiting for a restarted worker (default 60)', positiveInt('--orphan-grace'))
+  .option(
+    '--orphan-grace <seconds>',
+    'how long a run outlives its worker before it is killed, waiting for a restarted worker (default 60)',
+    positiveInt('--orphan-grace'),
+  )
   .action(workerCommand);
-program.command('orchestrator').description('run the control worker (all workflows) against TEMPORAL_ADDRESS').action(orchestratorCommand);
-program.command('health').description('latest fleet health check per host and GPU').addOption(jsonOption()).action(healthCommand);
-program.command('schedule').description('Temporal Schedules of expctl').command('ensure').description('create the fleet health Schedule if missing').action(scheduleEnsureCommand);
-program.command('setup').description("register expctl's search attributes in the namespace (real clusters)").action(setupCommand);
+program
+  .command('orchestrator')
+  .description('run the control worker (all workflows) against TEMPORAL_ADDRESS')
+  .action(orchestratorCommand);
+program
+  .command('health')
+  .description('latest fleet health check per host and GPU')
+  .addOption(jsonOption())
+  .action(healthCommand);
+program
+  .command('schedule')
+  .description('Temporal Schedules of expctl')
+  .command('ensure')
+  .description('create the fleet health Schedule if missing')
+  .action(scheduleEnsureCommand);
+program
+  .command('setup')
+  .description("register expctl's search attributes in the namespace (real clusters)")
+  .action(setupCommand);
 
 program
   .command('dev')
@@ -178,7 +333,9 @@ try {
     // Help and version are not errors; a malformed `run` request is a refusal (exit 2, the usual JSON).
     if (error.exitCode === 0) process.exitCode = 0;
     else if (process.argv[2] === 'run') {
-      refuseRun(`invalid experiment request: ${error.message.replace(/^error: /, '')}`, { json: wantsJson({ json: ownArgs.includes('--json') }) });
+      refuseRun(`invalid experiment request: ${error.message.replace(/^error: /, '')}`, {
+        json: wantsJson({ json: ownArgs.includes('--json') }),
+      });
     } else process.exitCode = 1;
   } else {
     process.exitCode = error instanceof CliError ? error.exitCode : 1;

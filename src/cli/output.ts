@@ -10,7 +10,8 @@ export function wantsJson(options: { json?: boolean }): boolean {
  */
 const UNSAFE_SINGLE_LINE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 /** The same, but newline and tab are kept: for fields that are meant to span lines (logs, patches). */
-const UNSAFE_MULTI_LINE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const UNSAFE_MULTI_LINE =
+  /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 /** What JSON.stringify leaves raw inside strings (it escapes C0 itself; structural newlines stay). */
 const UNSAFE_IN_JSON = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
@@ -48,10 +49,18 @@ export function printJson(value: unknown): void {
 
 /** A plain aligned table for terminals; every cell is escaped with safeText. */
 export function formatTable(headers: string[], rows: (string | number | boolean | null | undefined)[][]): string {
-  const cell = (value: string | number | boolean | null | undefined) => (value === null || value === undefined ? '-' : safeText(value));
+  const cell = (value: string | number | boolean | null | undefined) =>
+    value === null || value === undefined ? '-' : safeText(value);
   const cells = [headers.map(cell), ...rows.map((row) => row.map(cell))];
   const widths = headers.map((_, column) => Math.max(...cells.map((row) => (row[column] ?? '').length)));
-  return cells.map((row) => row.map((text, column) => text.padEnd(widths[column]!)).join('  ').trimEnd()).join('\n');
+  return cells
+    .map((row) =>
+      row
+        .map((text, column) => text.padEnd(widths[column]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /** Errors of expctl itself: message on stderr, exit code 1 (BRIEF §4). */

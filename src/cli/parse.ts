@@ -35,10 +35,13 @@ export function parseNumber(flag: string, raw: string, rule: NumberRule = {}): n
     );
   }
   const value = Number(raw);
-  if (!Number.isFinite(value) || (rule.integer && !Number.isSafeInteger(value))) throw new FlagError(`${flag} ${shown(raw)}: out of range`);
+  if (!Number.isFinite(value) || (rule.integer && !Number.isSafeInteger(value)))
+    throw new FlagError(`${flag} ${shown(raw)}: out of range`);
   if (rule.positive && value <= 0) throw new FlagError(`${flag} ${shown(raw)}: must be greater than 0`);
-  if (rule.min !== undefined && value < rule.min) throw new FlagError(`${flag} ${shown(raw)}: must be at least ${rule.min}`);
-  if (rule.max !== undefined && value > rule.max) throw new FlagError(`${flag} ${shown(raw)}: must be at most ${rule.max}`);
+  if (rule.min !== undefined && value < rule.min)
+    throw new FlagError(`${flag} ${shown(raw)}: must be at least ${rule.min}`);
+  if (rule.max !== undefined && value > rule.max)
+    throw new FlagError(`${flag} ${shown(raw)}: must be at most ${rule.max}`);
   return value;
 }
 
@@ -210,13 +213,22 @@ export function parseRunFlags(raw: RawRunOptions): { flags: RunFlags; problems: 
   };
   for (const [key, value] of Object.entries(raw)) {
     if (Array.isArray(value) && value.length > 1 && !REPEATABLE.has(key as keyof RawRunOptions)) {
-      problems.push(`${flagName(key)} was given ${value.length} times (${value.map(shown).join(', ')}); it takes one value`);
+      problems.push(
+        `${flagName(key)} was given ${value.length} times (${value.map(shown).join(', ')}); it takes one value`,
+      );
     }
   }
-  for (const [key, what] of [['tag', 'T'], ['hypothesis', 'TEXT'], ['category', 'C']] as const) {
+  for (const [key, what] of [
+    ['tag', 'T'],
+    ['hypothesis', 'TEXT'],
+    ['category', 'C'],
+  ] as const) {
     if (!raw[key]) problems.push(`${flagName(key)} ${what} is required`);
   }
-  if (raw.grace) problems.push('--grace is gone: the kill limit is --timeout SECONDS, counted from the training process start (default 2 x --time-budget)');
+  if (raw.grace)
+    problems.push(
+      '--grace is gone: the kill limit is --timeout SECONDS, counted from the training process start (default 2 x --time-budget)',
+    );
   const one = (key: keyof RawRunOptions): string | undefined => {
     const value = raw[key];
     return Array.isArray(value) ? value[0] : undefined;

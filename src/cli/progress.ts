@@ -5,7 +5,9 @@ import { isTerminal } from '../domain/experiment.js';
 import type { Progress } from '../domain/metrics.js';
 
 /** Reads the train activity's latest heartbeat (progress parsed from the log) from the server. */
-async function latestHeartbeat(handle: ExperimentHandle): Promise<{ status: string | undefined; heartbeat: TrainingHeartbeat | undefined }> {
+async function latestHeartbeat(
+  handle: ExperimentHandle,
+): Promise<{ status: string | undefined; heartbeat: TrainingHeartbeat | undefined }> {
   const description = await handle.describe();
   const raw = description.raw.pendingActivities?.find((activity) => activity.activityType?.name === 'runTraining');
   let heartbeat: TrainingHeartbeat | undefined;
@@ -23,7 +25,8 @@ async function latestHeartbeat(handle: ExperimentHandle): Promise<{ status: stri
 /** Percent of training done: the script's own `(37.5%)`, else step/total; null when unknown. */
 export function percentDone(progress: Progress | null | undefined): number | null {
   if (progress?.percent !== undefined) return Math.max(0, Math.min(100, progress.percent));
-  if (progress?.step !== undefined && progress.totalSteps) return Math.min(100, (100 * progress.step) / progress.totalSteps);
+  if (progress?.step !== undefined && progress.totalSteps)
+    return Math.min(100, (100 * progress.step) / progress.totalSteps);
   return null;
 }
 
@@ -33,7 +36,11 @@ function secondsLeft(heartbeat: TrainingHeartbeat | undefined): number | null {
 }
 
 /** The JSON progress event on stderr: every parsed field of the latest progress line. */
-export function progressEvent(experimentId: string, status: string | undefined, heartbeat: TrainingHeartbeat | undefined): Record<string, unknown> {
+export function progressEvent(
+  experimentId: string,
+  status: string | undefined,
+  heartbeat: TrainingHeartbeat | undefined,
+): Record<string, unknown> {
   const p = heartbeat?.progress;
   return {
     event: 'progress',
@@ -55,7 +62,10 @@ export function progressEvent(experimentId: string, status: string | undefined, 
 }
 
 /** The values the terminal bar shows: percent done (0-100) and time left, never raw step counts. */
-export function barPayload(status: string | undefined, heartbeat: TrainingHeartbeat | undefined): { value: number; payload: Record<string, string | number> } {
+export function barPayload(
+  status: string | undefined,
+  heartbeat: TrainingHeartbeat | undefined,
+): { value: number; payload: Record<string, string | number> } {
   const percent = percentDone(heartbeat?.progress);
   const left = secondsLeft(heartbeat);
   const step = heartbeat?.progress?.step;
@@ -79,7 +89,14 @@ export function followProgress(handle: ExperimentHandle, options: { tty: boolean
   let stopped = false;
   let lastLine = '';
   const bar = options.tty
-    ? new cliProgress.SingleBar({ format: '{status} |{bar}| {percent}% | step {step} | loss {loss} | {left} left', hideCursor: true, stream: process.stderr }, cliProgress.Presets.shades_classic)
+    ? new cliProgress.SingleBar(
+        {
+          format: '{status} |{bar}| {percent}% | step {step} | loss {loss} | {left} left',
+          hideCursor: true,
+          stream: process.stderr,
+        },
+        cliProgress.Presets.shades_classic,
+      )
     : undefined;
   let barStarted = false;
   const tick = async () => {

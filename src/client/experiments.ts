@@ -10,7 +10,8 @@ export type ExperimentHandle = WorkflowHandle<typeof experimentWorkflow>;
 
 /** Experiment ID = workflow ID. With an idempotency key it is derived from the key, so resubmitting returns the same run. */
 export function experimentIdFor(tag: string, idempotencyKey?: string, now = new Date()): string {
-  if (idempotencyKey) return `exp-${tag}-k${crypto.createHash('sha256').update(`${tag}\0${idempotencyKey}`).digest('hex').slice(0, 16)}`;
+  if (idempotencyKey)
+    return `exp-${tag}-k${crypto.createHash('sha256').update(`${tag}\0${idempotencyKey}`).digest('hex').slice(0, 16)}`;
   const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
   return `exp-${tag}-${stamp}-${crypto.randomBytes(3).toString('hex')}`;
 }
@@ -67,7 +68,15 @@ export async function submitExperiment(
     handle = await client.workflow.start(experimentWorkflow, {
       workflowId: experimentId,
       taskQueue: CONTROL_TASK_QUEUE,
-      args: [{ experimentId, request, submittedAt: new Date().toISOString(), priority, ...(options.origin ? { origin: options.origin } : {}) }],
+      args: [
+        {
+          experimentId,
+          request,
+          submittedAt: new Date().toISOString(),
+          priority,
+          ...(options.origin ? { origin: options.origin } : {}),
+        },
+      ],
       // Concurrent submissions with one key attach to the same run; a finished one is never rerun.
       workflowIdConflictPolicy: 'USE_EXISTING',
       workflowIdReusePolicy: 'REJECT_DUPLICATE',

@@ -25,7 +25,11 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value) ?? 'null';
 }
 
-export function fingerprintRequest(experimentId: string, request: ExperimentRequest, priority: number): RequestFingerprint {
+export function fingerprintRequest(
+  experimentId: string,
+  request: ExperimentRequest,
+  priority: number,
+): RequestFingerprint {
   const digestOf = (text: string) => crypto.createHmac('sha256', experimentId).update(text).digest('hex').slice(0, 32);
   const { env, ...rest } = request;
   const fields: Record<string, string> = {};

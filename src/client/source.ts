@@ -17,9 +17,13 @@ async function git(cwd: string, args: string[]): Promise<string> {
  * refused: the experiment must be reproducible from its commit alone, and the agent loop commits
  * before it runs anyway.
  */
-export async function resolveSource(repo: string | undefined, commit: string | undefined): Promise<{ repo: string; commit: string }> {
+export async function resolveSource(
+  repo: string | undefined,
+  commit: string | undefined,
+): Promise<{ repo: string; commit: string }> {
   if (repo && isRemoteRepo(repo)) {
-    if (!commit || !/^[0-9a-f]{40}$/.test(commit)) throw new SourceError('with a remote --repo URL, --commit must be a full 40-character SHA');
+    if (!commit || !/^[0-9a-f]{40}$/.test(commit))
+      throw new SourceError('with a remote --repo URL, --commit must be a full 40-character SHA');
     return { repo, commit };
   }
   const dir = path.resolve(repo ?? '.');
@@ -39,8 +43,14 @@ export async function resolveSource(repo: string | undefined, commit: string | u
   if (!commit) {
     const dirty = await git(top, ['status', '--porcelain', '--untracked-files=no']);
     if (dirty) {
-      const files = dirty.split('\n').map((line) => line.slice(3)).slice(0, 5).join(', ');
-      throw new SourceError(`uncommitted changes in ${top} (${files}); commit them (the experiment runs the commit, not the working tree) or pass --commit`);
+      const files = dirty
+        .split('\n')
+        .map((line) => line.slice(3))
+        .slice(0, 5)
+        .join(', ');
+      throw new SourceError(
+        `uncommitted changes in ${top} (${files}); commit them (the experiment runs the commit, not the working tree) or pass --commit`,
+      );
     }
   }
   return { repo: top, commit: sha };

@@ -33,7 +33,11 @@ export function looksLikeOom(logTail: string): boolean {
 }
 
 function lastLine(logTail: string): string | null {
-  const line = logTail.split(/[\r\n]+/).map((l) => l.trim()).filter((l) => l !== '').at(-1);
+  const line = logTail
+    .split(/[\r\n]+/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '')
+    .at(-1);
   return line === undefined ? null : line.slice(0, 160);
 }
 
@@ -59,7 +63,11 @@ export function classifyTraining(outcome: TrainingOutcome, metricName: string): 
   const how = outcome.signal ? `signal ${outcome.signal}` : `exit code ${outcome.exitCode}`;
   const failed = (reason: string): RunClassification => ({ status: 'command_failed', reason, metric: null });
   if (outcome.canceled) {
-    return { status: 'canceled', reason: `canceled by an operator; the process group was killed (${how})`, metric: null };
+    return {
+      status: 'canceled',
+      reason: `canceled by an operator; the process group was killed (${how})`,
+      metric: null,
+    };
   }
   const value = outcome.metrics?.[metricName];
   const cleanExit = outcome.exitCode === 0 && outcome.signal === null;
@@ -67,9 +75,10 @@ export function classifyTraining(outcome: TrainingOutcome, metricName: string): 
     return { status: 'completed', reason: `training finished; ${metricName} = ${value}`, metric: value };
   }
   if (outcome.timedOut) {
-    const reason = outcome.phase === 'setup'
-      ? `environment setup exceeded its setup limit and was killed (${how})`
-      : `training exceeded its kill limit (--timeout, counted from the training process's start) and was killed (${how})`;
+    const reason =
+      outcome.phase === 'setup'
+        ? `environment setup exceeded its setup limit and was killed (${how})`
+        : `training exceeded its kill limit (--timeout, counted from the training process's start) and was killed (${how})`;
     return { status: 'timed_out', reason, metric: null };
   }
   const last = lastLine(outcome.logTail);
@@ -81,13 +90,24 @@ export function classifyTraining(outcome: TrainingOutcome, metricName: string): 
   const killedBySigkill = outcome.signal === 'SIGKILL' || outcome.exitCode === SIGKILL_EXIT;
   if (!cleanExit) {
     const text = oomEvidence(outcome.logTail);
-    if (text) return { status: 'oom', reason: `ran out of memory (${how}): ${text}; not retried, a retry would repeat it`, metric: null };
+    if (text)
+      return {
+        status: 'oom',
+        reason: `ran out of memory (${how}): ${text}; not retried, a retry would repeat it`,
+        metric: null,
+      };
     if (killedBySigkill && (outcome.oomKills ?? 0) > 0) {
-      return { status: 'oom', reason: `killed by SIGKILL (${how}) with ${outcome.oomKills} OOM kill(s) counted by the run's cgroup; not retried`, metric: null };
+      return {
+        status: 'oom',
+        reason: `killed by SIGKILL (${how}) with ${outcome.oomKills} OOM kill(s) counted by the run's cgroup; not retried`,
+        metric: null,
+      };
     }
   }
   if (killedBySigkill) {
-    return failed(`killed by SIGKILL that expctl did not send (${how}), with no evidence of an out-of-memory kill${lastText}`);
+    return failed(
+      `killed by SIGKILL that expctl did not send (${how}), with no evidence of an out-of-memory kill${lastText}`,
+    );
   }
   if (outcome.signal) return failed(`training was killed by ${outcome.signal}, not sent by expctl${lastText}`);
   // The exit code is the evidence here; the log tail is in the record (`expctl show`, `expctl logs`).

@@ -131,10 +131,14 @@ export function formatGuard(guard: GuardRule): string {
 /** Why a guard's shape is invalid, or null; the tag workflow's update validator uses it. */
 export function guardProblem(guard: GuardRule): string | null {
   if (typeof guard.metric !== 'string' || guard.metric === '') return 'a guard needs a metric name';
-  if (!(GUARD_OPS as readonly string[]).includes(guard.op)) return `guard ${guard.metric}: operator must be one of ${GUARD_OPS.join(' ')}`;
-  if (typeof guard.value === 'number' && !Number.isFinite(guard.value)) return `guard ${guard.metric}: the value must be a finite number`;
-  if (typeof guard.value !== 'number' && (typeof guard.value !== 'string' || guard.value === '')) return `guard ${guard.metric}: the value must be a number or text`;
-  if (typeof guard.value === 'string' && !['==', '!='].includes(guard.op)) return `guard ${guard.metric}: ${guard.op} needs a number`;
+  if (!(GUARD_OPS as readonly string[]).includes(guard.op))
+    return `guard ${guard.metric}: operator must be one of ${GUARD_OPS.join(' ')}`;
+  if (typeof guard.value === 'number' && !Number.isFinite(guard.value))
+    return `guard ${guard.metric}: the value must be a finite number`;
+  if (typeof guard.value !== 'number' && (typeof guard.value !== 'string' || guard.value === ''))
+    return `guard ${guard.metric}: the value must be a number or text`;
+  if (typeof guard.value === 'string' && !['==', '!='].includes(guard.op))
+    return `guard ${guard.metric}: ${guard.op} needs a number`;
   return null;
 }
 
@@ -146,11 +150,16 @@ export function guardHolds(guard: GuardRule, metrics: Record<string, number | st
   if (typeof guard.value === 'number') {
     if (typeof actual !== 'number') return false;
     switch (guard.op) {
-      case '>=': return actual >= guard.value;
-      case '<=': return actual <= guard.value;
-      case '>': return actual > guard.value;
-      case '<': return actual < guard.value;
-      default: equal = actual === guard.value;
+      case '>=':
+        return actual >= guard.value;
+      case '<=':
+        return actual <= guard.value;
+      case '>':
+        return actual > guard.value;
+      case '<':
+        return actual < guard.value;
+      default:
+        equal = actual === guard.value;
     }
   } else {
     const wanted = asBoolean(guard.value);
@@ -211,7 +220,8 @@ export function applyOutcome(state: TagState, outcome: RunOutcome): { state: Tag
     } else {
       delta = previous ? outcome.metric - previous.metric : null;
       judgement = judge(policy, { ...outcome, metric: outcome.metric }, previous);
-      if (judgement.decision === 'keep') best[group] = { experimentId: outcome.experimentId, metric: outcome.metric, commit: outcome.commit };
+      if (judgement.decision === 'keep')
+        best[group] = { experimentId: outcome.experimentId, metric: outcome.metric, commit: outcome.commit };
     }
     rule = judgement.rule;
   } else if (isCrash(outcome.status)) {

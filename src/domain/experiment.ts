@@ -1,12 +1,26 @@
 /** Experiment states, results and the CLI's exit codes (BRIEF §2, §4). Pure; safe in workflows. */
 
 export type ActiveStatus = 'submitted' | 'validating' | 'queued' | 'running' | 'evaluating';
-export type FailedStatus = 'validation_failed' | 'command_failed' | 'oom' | 'timed_out' | 'worker_lost' | 'retry_exhausted' | 'canceled';
+export type FailedStatus =
+  | 'validation_failed'
+  | 'command_failed'
+  | 'oom'
+  | 'timed_out'
+  | 'worker_lost'
+  | 'retry_exhausted'
+  | 'canceled';
 export type TerminalStatus = 'completed' | FailedStatus;
 export type ExperimentStatus = ActiveStatus | TerminalStatus;
 
 export const TERMINAL_STATUSES: readonly TerminalStatus[] = [
-  'completed', 'validation_failed', 'command_failed', 'oom', 'timed_out', 'worker_lost', 'retry_exhausted', 'canceled',
+  'completed',
+  'validation_failed',
+  'command_failed',
+  'oom',
+  'timed_out',
+  'worker_lost',
+  'retry_exhausted',
+  'canceled',
 ];
 
 export function isTerminal(status: string): status is TerminalStatus {
@@ -62,7 +76,15 @@ export function exitCodeFor(status: TerminalStatus): number {
  * `---` block (training_seconds, total_seconds, and startup/eval seconds where it prints them).
  */
 /** An outcome's fields that say nothing happened beyond the exit (used where a run has no cgroup or setup). */
-export const NO_TIMINGS: RunTimings = { setupSeconds: null, setupCached: null, startupSeconds: null, trainingSeconds: null, evaluationSeconds: null, totalSeconds: null, processSeconds: null };
+export const NO_TIMINGS: RunTimings = {
+  setupSeconds: null,
+  setupCached: null,
+  startupSeconds: null,
+  trainingSeconds: null,
+  evaluationSeconds: null,
+  totalSeconds: null,
+  processSeconds: null,
+};
 
 export interface RunTimings {
   /** Environment setup (venv, `uv sync`, `--setup`); null when there was none. */

@@ -31,14 +31,37 @@ export interface HostRegistration {
   liveRuns?: string[];
 }
 
-const KNOWN_CLASSES = ['h200', 'h100', 'gh200', 'b200', 'a100', 'a10g', 'a10', 'a6000', 'l40s', 'l40', 'l4', 'v100', 't4', 'rtx4090', 'rtx3090'];
+const KNOWN_CLASSES = [
+  'h200',
+  'h100',
+  'gh200',
+  'b200',
+  'a100',
+  'a10g',
+  'a10',
+  'a6000',
+  'l40s',
+  'l40',
+  'l4',
+  'v100',
+  't4',
+  'rtx4090',
+  'rtx3090',
+];
 
 /** Derives the accelerator class from an `nvidia-smi` name, e.g. "NVIDIA H100 80GB HBM3" → "h100". */
 export function acceleratorClassFromName(name: string): AcceleratorClass {
-  const compact = name.toLowerCase().replace(/nvidia|geforce|tesla/g, '').replace(/[\s_-]+/g, '');
+  const compact = name
+    .toLowerCase()
+    .replace(/nvidia|geforce|tesla/g, '')
+    .replace(/[\s_-]+/g, '');
   const known = KNOWN_CLASSES.find((candidate) => compact.includes(candidate));
   if (known) return known;
-  const firstWord = name.toLowerCase().replace(/nvidia\s*/g, '').trim().split(/\s+/)[0];
+  const firstWord = name
+    .toLowerCase()
+    .replace(/nvidia\s*/g, '')
+    .trim()
+    .split(/\s+/)[0];
   return firstWord && /^[a-z0-9]+$/.test(firstWord) ? firstWord : 'unknown';
 }
 
@@ -57,7 +80,14 @@ export interface GpuQueryRow {
 
 /** The fields expctl asks `nvidia-smi --query-gpu=... --format=csv,noheader,nounits` for, in order. */
 export const GPU_QUERY_FIELDS = [
-  'index', 'uuid', 'name', 'memory.total', 'memory.used', 'utilization.gpu', 'temperature.gpu', 'driver_version',
+  'index',
+  'uuid',
+  'name',
+  'memory.total',
+  'memory.used',
+  'utilization.gpu',
+  'temperature.gpu',
+  'driver_version',
   'ecc.errors.uncorrected.volatile.total',
 ];
 
@@ -74,11 +104,24 @@ export function parseGpuQuery(csv: string): GpuQueryRow[] {
     .map((line, lineNo) => {
       const cells = line.split(',').map((cell) => cell.trim());
       if (cells.length < GPU_QUERY_FIELDS.length) {
-        throw new Error(`nvidia-smi line ${lineNo + 1} has ${cells.length} fields, expected ${GPU_QUERY_FIELDS.length}: "${line}"`);
+        throw new Error(
+          `nvidia-smi line ${lineNo + 1} has ${cells.length} fields, expected ${GPU_QUERY_FIELDS.length}: "${line}"`,
+        );
       }
-      const [index, uuid, name, memTotal, memUsed, util, temp, driver, ecc] = cells as [string, string, string, string, string, string, string, string, string];
+      const [index, uuid, name, memTotal, memUsed, util, temp, driver, ecc] = cells as [
+        string,
+        string,
+        string,
+        string,
+        string,
+        string,
+        string,
+        string,
+        string,
+      ];
       const memoryTotalMb = numberOrNull(memTotal);
-      if (numberOrNull(index) === null || memoryTotalMb === null) throw new Error(`nvidia-smi line ${lineNo + 1} is not a GPU row: "${line}"`);
+      if (numberOrNull(index) === null || memoryTotalMb === null)
+        throw new Error(`nvidia-smi line ${lineNo + 1} is not a GPU row: "${line}"`);
       return {
         index: Number(index),
         uuid,

@@ -22,12 +22,16 @@ const GUARD = /^\s*([^\s=!<>]+)\s*(==|!=|>=|<=|>|<)\s*(.+?)\s*$/;
  */
 export function parseGuard(text: string): GuardRule {
   const match = GUARD.exec(text);
-  if (!match) throw new Error(`guard "${text}" must be METRIC OP VALUE with OP one of ${GUARD_OPS.join(' ')}, e.g. val_pass==true or sharpe>=1.5`);
+  if (!match)
+    throw new Error(
+      `guard "${text}" must be METRIC OP VALUE with OP one of ${GUARD_OPS.join(' ')}, e.g. val_pass==true or sharpe>=1.5`,
+    );
   const [, metric, op, raw] = match as unknown as [string, string, GuardRule['op'], string];
   if (!METRIC_NAME_PATTERN.test(metric)) throw new Error(`guard "${text}": "${metric}" is not ${METRIC_NAME_TEXT}`);
   const numeric = DECIMAL.test(raw);
   const lowered = raw.toLowerCase();
   const value: number | string = numeric ? Number(raw) : lowered === 'true' || lowered === 'false' ? lowered : raw;
-  if (typeof value === 'string' && op !== '==' && op !== '!=') throw new Error(`guard "${text}": ${op} compares numbers, and "${raw}" is not a number`);
+  if (typeof value === 'string' && op !== '==' && op !== '!=')
+    throw new Error(`guard "${text}": ${op} compares numbers, and "${raw}" is not a number`);
   return { metric, op, value };
 }

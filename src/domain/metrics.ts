@@ -89,6 +89,9 @@ export function latestProgress(lines: string[]): Progress | undefined {
     const progress = parseProgressLine(line);
     if (progress.step !== undefined || progress.loss !== undefined) return progress;
   }
-  const last = lines.map((l) => l.trim()).filter((l) => l !== '').at(-1);
+  const last = lines
+    .map((l) => l.trim())
+    .filter((l) => l !== '')
+    .at(-1);
   return last === undefined ? undefined : { line: last.slice(0, 200) };
 }

@@ -70,7 +70,14 @@ export interface OutcomeCounts {
   canceled: number;
 }
 
-export const NO_OUTCOMES: OutcomeCounts = { kept: 0, discarded: 0, crashed: 0, refused: 0, infrastructure: 0, canceled: 0 };
+export const NO_OUTCOMES: OutcomeCounts = {
+  kept: 0,
+  discarded: 0,
+  crashed: 0,
+  refused: 0,
+  infrastructure: 0,
+  canceled: 0,
+};
 
 const COUNT_FIELD: Record<ResultKind, keyof OutcomeCounts> = {
   keep: 'kept',
@@ -101,7 +108,11 @@ export function countOutcomes(runs: readonly { status: string; decision: 'keep' 
  * (kept + discarded + crashed, the rows of results.tsv). Refused, infrastructure and canceled
  * runs are not the agent's ideas being tried, so they are in neither numerator nor denominator.
  */
-export function outcomeRates(counts: Pick<OutcomeCounts, 'kept' | 'discarded' | 'crashed'>): { runs: number; keepRate: number; crashRate: number } {
+export function outcomeRates(counts: Pick<OutcomeCounts, 'kept' | 'discarded' | 'crashed'>): {
+  runs: number;
+  keepRate: number;
+  crashRate: number;
+} {
   const runs = counts.kept + counts.discarded + counts.crashed;
   return { runs, keepRate: runs ? counts.kept / runs : 0, crashRate: runs ? counts.crashed / runs : 0 };
 }

@@ -56,7 +56,8 @@ export interface PlacementRecord {
 /** Why a slot cannot run this request by its class, memory or runtime tags (scarcity aside). */
 function hardMismatch(slot: Slot, req: Requirements, policy: PlacementPolicy): string | null {
   const wanted = req.acceleratorClass;
-  if (wanted !== 'any' && slot.acceleratorClass !== wanted) return `class ${slot.acceleratorClass}, requested ${wanted}`;
+  if (wanted !== 'any' && slot.acceleratorClass !== wanted)
+    return `class ${slot.acceleratorClass}, requested ${wanted}`;
   if (req.gpuMemoryMb > 0 && slot.memoryMb < req.gpuMemoryMb + policy.memoryMarginMb) {
     return `${slot.memoryMb} MB < ${req.gpuMemoryMb} MB requested + ${policy.memoryMarginMb} MB margin`;
   }
@@ -72,14 +73,21 @@ function hardMismatch(slot: Slot, req: Requirements, policy: PlacementPolicy): s
  */
 export function reservesScarce(slots: Slot[], req: Requirements, policy: PlacementPolicy): boolean {
   if (req.acceleratorClass !== 'any' || policy.allowScarceForAny) return false;
-  return slots.some((slot) => !policy.scarceClasses.includes(slot.acceleratorClass) && hardMismatch(slot, req, policy) === null);
+  return slots.some(
+    (slot) => !policy.scarceClasses.includes(slot.acceleratorClass) && hardMismatch(slot, req, policy) === null,
+  );
 }
 
 /**
  * Why a slot can never run this request, or null when it could (capability only, not
  * availability). `reserveScarce` comes from reservesScarce over the same fleet.
  */
-export function capabilityMismatch(slot: Slot, req: Requirements, policy: PlacementPolicy, reserveScarce: boolean): string | null {
+export function capabilityMismatch(
+  slot: Slot,
+  req: Requirements,
+  policy: PlacementPolicy,
+  reserveScarce: boolean,
+): string | null {
   const hard = hardMismatch(slot, req, policy);
   if (hard) return hard;
   if (reserveScarce && policy.scarceClasses.includes(slot.acceleratorClass)) {
@@ -104,15 +112,34 @@ function localCount(slot: SlotView, datasets: string[]): number {
  * capable slot that fits, which keeps bigger GPUs free for jobs that need them.
  */
 export function slotScore(slot: SlotView, policy: PlacementPolicy, datasets: string[] = []): number {
-  return -10_000_000 * localCount(slot, datasets) + (policy.scarceClasses.includes(slot.acceleratorClass) ? 1_000_000 : 0) + slot.memoryMb;
+  return (
+    -10_000_000 * localCount(slot, datasets) +
+    (policy.scarceClasses.includes(slot.acceleratorClass) ? 1_000_000 : 0) +
+    slot.memoryMb
+  );
 }
 
 /** Every slot's verdict for a request; used for refusals at submit and for placement records. */
-export function evaluateCandidates(slots: SlotView[], req: Requirements, policy: PlacementPolicy, datasets: string[] = []): CandidateRecord[] {
-  const reserve = reservesScarce(slots.filter((slot) => slot.state !== 'offline'), req, policy);
+export function evaluateCandidates(
+  slots: SlotView[],
+  req: Requirements,
+  policy: PlacementPolicy,
+  datasets: string[] = [],
+): CandidateRecord[] {
+  const reserve = reservesScarce(
+    slots.filter((slot) => slot.state !== 'offline'),
+    req,
+    policy,
+  );
   return slots.map((slot) => {
     const rejected = capabilityMismatch(slot, req, policy, reserve) ?? availability(slot);
-    return { slotId: slot.slotId, acceleratorClass: slot.acceleratorClass, memoryMb: slot.memoryMb, rejected, score: rejected ? null : slotScore(slot, policy, datasets) };
+    return {
+      slotId: slot.slotId,
+      acceleratorClass: slot.acceleratorClass,
+      memoryMb: slot.memoryMb,
+      rejected,
+      score: rejected ? null : slotScore(slot, policy, datasets),
+    };
   });
 }
 
@@ -123,20 +150,24 @@ function refusalHint(slots: Slot[], req: Requirements, policy: PlacementPolicy):
   if (req.acceleratorClass !== 'any' && !classes.includes(req.acceleratorClass)) {
     return `the fleet has ${classes.join(', ')}: pass --gpu-class with one of them, or --gpu-class any`;
   }
-  const sameClass = slots.filter((slot) => req.acceleratorClass === 'any' || slot.acceleratorClass === req.acceleratorClass);
+  const sameClass = slots.filter(
+    (slot) => req.acceleratorClass === 'any' || slot.acceleratorClass === req.acceleratorClass,
+  );
   const biggest = Math.max(...sameClass.map((slot) => slot.memoryMb));
   if (req.gpuMemoryMb > 0 && biggest < req.gpuMemoryMb + policy.memoryMarginMb) {
     return `the largest ${req.acceleratorClass === 'any' ? '' : `${req.acceleratorClass} `}slot has ${biggest} MB (of ${largest} MB in the fleet): pass --gpu-mem ${Math.max(0, biggest - policy.memoryMarginMb)} or less`;
   }
   const offered = new Set(sameClass.flatMap((slot) => slot.runtimeTags));
   const missing = req.runtimeTags.filter((tag) => !offered.has(tag));
-  if (missing.length > 0) return `no slot offers runtime tag ${missing.join(', ')}: drop --runtime-tag ${missing[0]}, or start a worker with --runtime-tag ${missing[0]}`;
+  if (missing.length > 0)
+    return `no slot offers runtime tag ${missing.join(', ')}: drop --runtime-tag ${missing[0]}, or start a worker with --runtime-tag ${missing[0]}`;
   return 'no single slot meets all requirements together: relax --gpu-class, --gpu-mem or --runtime-tag';
 }
 
 /** Null when some registered slot could run the request (now or later); else why none ever can, and what flag fixes it. */
 export function refusalReason(slots: Slot[], req: Requirements, policy: PlacementPolicy): string | null {
-  if (slots.length === 0) return 'no worker has registered any GPU or CPU slot with the pool (start one with `expctl worker`)';
+  if (slots.length === 0)
+    return 'no worker has registered any GPU or CPU slot with the pool (start one with `expctl worker`)';
   const reserve = reservesScarce(slots, req, policy);
   const reasons = slots.map((slot) => ({ slot, why: capabilityMismatch(slot, req, policy, reserve) }));
   if (reasons.some((r) => r.why === null)) return null;
@@ -165,7 +196,9 @@ export function assignSlots(slots: SlotView[], queue: LeaseRequest[], policy: Pl
     const view = slots.map((slot) => (taken.has(slot.slotId) ? { ...slot, state: 'leased' as const } : slot));
     const datasets = request.datasets ?? [];
     const candidates = evaluateCandidates(view, request.requirements, policy, datasets);
-    const fitting = candidates.filter((c) => c.rejected === null).sort((a, b) => a.score! - b.score! || a.slotId.localeCompare(b.slotId));
+    const fitting = candidates
+      .filter((c) => c.rejected === null)
+      .sort((a, b) => a.score! - b.score! || a.slotId.localeCompare(b.slotId));
     const winner = fitting[0];
     if (!winner) continue;
     const slot = slots.find((s) => s.slotId === winner.slotId)!;
@@ -179,8 +212,12 @@ export function assignSlots(slots: SlotView[], queue: LeaseRequest[], policy: Pl
         host: slot.host,
         acceleratorClass: slot.acceleratorClass,
         why:
-          (fitting.length === 1 ? 'the only free slot that fits' : `least capable of ${fitting.length} free slots that fit (score ${winner.score})`) +
-          (datasets.length > 0 ? `; ${localCount(slot, datasets)}/${datasets.length} datasets already on ${slot.host}` : ''),
+          (fitting.length === 1
+            ? 'the only free slot that fits'
+            : `least capable of ${fitting.length} free slots that fit (score ${winner.score})`) +
+          (datasets.length > 0
+            ? `; ${localCount(slot, datasets)}/${datasets.length} datasets already on ${slot.host}`
+            : ''),
         policy: scarceUsed
           ? request.requirements.acceleratorClass !== 'any'
             ? `scarce class ${slot.acceleratorClass} requested by name`

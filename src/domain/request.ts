@@ -7,8 +7,20 @@ import { DEFAULT_MAX_REPLACEMENTS, DEFAULT_SETUP_TIMEOUT_SECONDS, DEFAULT_TIME_B
  */
 
 export const CATEGORIES = [
-  'architecture', 'optimizer', 'hyperparams', 'activation', 'attention', 'embedding', 'normalization',
-  'regularization', 'scheduling', 'initialization', 'simplification', 'combination', 'ablation', 'other',
+  'architecture',
+  'optimizer',
+  'hyperparams',
+  'activation',
+  'attention',
+  'embedding',
+  'normalization',
+  'regularization',
+  'scheduling',
+  'initialization',
+  'simplification',
+  'combination',
+  'ablation',
+  'other',
 ] as const;
 
 /** Tag names: also part of workflow IDs and file names. */
@@ -16,7 +28,8 @@ export const TAG_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 export const TAG_PATTERN_TEXT = 'letters, digits, "_", "." or "-" (at most 64, starting with a letter or digit)';
 /** Metric names: the keys a `---` block can carry (see parseSummaryBlock). */
 export const METRIC_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/;
-export const METRIC_NAME_TEXT = 'a metric name as the --- block prints it: a letter or "_", then letters, digits, "_", "." or "-"';
+export const METRIC_NAME_TEXT =
+  'a metric name as the --- block prints it: a letter or "_", then letters, digits, "_", "." or "-"';
 
 const tagName = z.string().regex(TAG_PATTERN, TAG_PATTERN_TEXT);
 export const MetricNameSchema = z.string().regex(METRIC_NAME_PATTERN, METRIC_NAME_TEXT);
@@ -30,52 +43,90 @@ const confinedPath = (what: string) =>
     .string()
     .min(1)
     .max(1000)
-    .refine((p) => !p.startsWith('/') && !p.startsWith('~'), `${what} must be relative to its root on the worker, not an absolute path`)
-    .refine((p) => !p.split(/[\\/]/).includes('..'), `${what} must not contain ".." (it is confined to its root on the worker)`)
+    .refine(
+      (p) => !p.startsWith('/') && !p.startsWith('~'),
+      `${what} must be relative to its root on the worker, not an absolute path`,
+    )
+    .refine(
+      (p) => !p.split(/[\\/]/).includes('..'),
+      `${what} must not contain ".." (it is confined to its root on the worker)`,
+    )
     .refine((p) => !/[\u0000-\u001f\u007f]/.test(p), `${what} must not contain control characters`);
 
 export const RequirementsSchema = z.strictObject({
-  acceleratorClass: z.string().regex(/^[a-z0-9]+$/, 'an accelerator class such as h100, a100, l4, cpu or any').default('any'),
+  acceleratorClass: z
+    .string()
+    .regex(/^[a-z0-9]+$/, 'an accelerator class such as h100, a100, l4, cpu or any')
+    .default('any'),
   gpuMemoryMb: z.number().int().nonnegative().default(0),
   runtimeTags: z.array(z.string().min(1)).default([]),
 });
 
-export const ExperimentRequestSchema = z.strictObject({
-  tag: tagName,
-  hypothesis: z.string().trim().min(1, 'say what the experiment tests').max(2000),
-  category: z.enum(CATEGORIES),
-  description: z.string().max(2000).default(''),
-  command: z.array(z.string().min(1)).min(1, 'the command is an argv array with at least the program').default(['uv', 'run', 'train.py']),
-  /** Environment setup run in the worktree before training (cached per lockfile); `uv sync` is implied for `uv run` commands. */
-  setup: z.array(z.string().min(1)).min(1).optional(),
-  setupTimeoutSeconds: z.number().positive().max(24 * 3600).default(DEFAULT_SETUP_TIMEOUT_SECONDS),
-  /** A local repository path (workers on the same host) or a git URL a remote worker can fetch. */
-  repo: z.string().min(1),
-  /** Full commit SHA, resolved by the client from what the caller named. */
-  commit: z.string().regex(/^[0-9a-f]{40}$/, 'a full 40-character commit SHA'),
-  /** Config file path inside the repository at that commit; parsed during validation. */
-  configPath: confinedPath('the config path').optional(),
-  /** Dataset references, resolved under the worker's datasets root. */
-  datasets: z.array(confinedPath('a dataset reference')).default([]),
-  /** A checkpoint in the commit's tree or under the worker's checkpoints root. */
-  checkpoint: confinedPath('the checkpoint path').optional(),
-  requirements: RequirementsSchema.default({ acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [] }),
-  /** Training budget the script enforces itself (passed as EXPCTL_TIME_BUDGET); compared with its reported training_seconds. */
-  timeBudgetSeconds: z.number().positive().max(7 * 24 * 3600).default(DEFAULT_TIME_BUDGET_SECONDS),
-  /** Kill limit, counted from the training process's start; default KILL_LIMIT_FACTOR x the budget (see limits.ts). */
-  timeoutSeconds: z.number().positive().max(14 * 24 * 3600).optional(),
-  /** The metric that decides. Absent: the tag's. Present and different from the tag's policy: refused. */
-  metric: z.strictObject({ name: MetricNameSchema, direction: z.enum(['minimize', 'maximize']).optional() }).optional(),
-  /** program.md: removing something and getting an equal result is a win; a tie is kept. */
-  simplification: z.boolean().default(false),
-  idempotencyKey: z.string().min(1).max(200).optional(),
-  /** How often a run whose worker was lost is placed again before it ends as worker_lost. */
-  maxReplacements: z.number().int().min(0).max(10).default(DEFAULT_MAX_REPLACEMENTS),
-  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name: letters, digits and "_", not starting with a digit'), z.string()).default({}),
-}).refine((r) => r.timeoutSeconds === undefined || r.timeoutSeconds >= r.timeBudgetSeconds, {
-  path: ['timeoutSeconds'],
-  message: 'the kill limit (--timeout) must be at least the training budget (--time-budget)',
-});
+export const ExperimentRequestSchema = z
+  .strictObject({
+    tag: tagName,
+    hypothesis: z.string().trim().min(1, 'say what the experiment tests').max(2000),
+    category: z.enum(CATEGORIES),
+    description: z.string().max(2000).default(''),
+    command: z
+      .array(z.string().min(1))
+      .min(1, 'the command is an argv array with at least the program')
+      .default(['uv', 'run', 'train.py']),
+    /** Environment setup run in the worktree before training (cached per lockfile); `uv sync` is implied for `uv run` commands. */
+    setup: z.array(z.string().min(1)).min(1).optional(),
+    setupTimeoutSeconds: z
+      .number()
+      .positive()
+      .max(24 * 3600)
+      .default(DEFAULT_SETUP_TIMEOUT_SECONDS),
+    /** A local repository path (workers on the same host) or a git URL a remote worker can fetch. */
+    repo: z.string().min(1),
+    /** Full commit SHA, resolved by the client from what the caller named. */
+    commit: z.string().regex(/^[0-9a-f]{40}$/, 'a full 40-character commit SHA'),
+    /** Config file path inside the repository at that commit; parsed during validation. */
+    configPath: confinedPath('the config path').optional(),
+    /** Dataset references, resolved under the worker's datasets root. */
+    datasets: z.array(confinedPath('a dataset reference')).default([]),
+    /** A checkpoint in the commit's tree or under the worker's checkpoints root. */
+    checkpoint: confinedPath('the checkpoint path').optional(),
+    requirements: RequirementsSchema.default({ acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [] }),
+    /** Training budget the script enforces itself (passed as EXPCTL_TIME_BUDGET); compared with its reported training_seconds. */
+    timeBudgetSeconds: z
+      .number()
+      .positive()
+      .max(7 * 24 * 3600)
+      .default(DEFAULT_TIME_BUDGET_SECONDS),
+    /** Kill limit, counted from the training process's start; default KILL_LIMIT_FACTOR x the budget (see limits.ts). */
+    timeoutSeconds: z
+      .number()
+      .positive()
+      .max(14 * 24 * 3600)
+      .optional(),
+    /** The metric that decides. Absent: the tag's. Present and different from the tag's policy: refused. */
+    metric: z
+      .strictObject({ name: MetricNameSchema, direction: z.enum(['minimize', 'maximize']).optional() })
+      .optional(),
+    /** program.md: removing something and getting an equal result is a win; a tie is kept. */
+    simplification: z.boolean().default(false),
+    idempotencyKey: z.string().min(1).max(200).optional(),
+    /** How often a run whose worker was lost is placed again before it ends as worker_lost. */
+    maxReplacements: z.number().int().min(0).max(10).default(DEFAULT_MAX_REPLACEMENTS),
+    env: z
+      .record(
+        z
+          .string()
+          .regex(
+            /^[A-Za-z_][A-Za-z0-9_]*$/,
+            'an environment variable name: letters, digits and "_", not starting with a digit',
+          ),
+        z.string(),
+      )
+      .default({}),
+  })
+  .refine((r) => r.timeoutSeconds === undefined || r.timeoutSeconds >= r.timeBudgetSeconds, {
+    path: ['timeoutSeconds'],
+    message: 'the kill limit (--timeout) must be at least the training budget (--time-budget)',
+  });
 
 export type ExperimentRequest = z.output<typeof ExperimentRequestSchema>;
 export type ExperimentRequestInput = z.input<typeof ExperimentRequestSchema>;

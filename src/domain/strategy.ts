@@ -39,14 +39,33 @@ export function plateau(runs: RunSummary[]): { length: number; nearMisses: numbe
 export function chooseMode(runs: RunSummary[]): { mode: Mode; reason: string } {
   const recent = runs.slice(-RECENT);
   const recentCrashes = recent.filter(crashed).length;
-  if (recentCrashes >= 3) return { mode: 'exploit', reason: `${recentCrashes} of the last ${recent.length} runs crashed: make small, safe changes to the best commit` };
+  if (recentCrashes >= 3)
+    return {
+      mode: 'exploit',
+      reason: `${recentCrashes} of the last ${recent.length} runs crashed: make small, safe changes to the best commit`,
+    };
   const flat = plateau(runs);
-  if (flat.length >= PLATEAU_RUNS && flat.nearMisses >= 2) return { mode: 'combine', reason: `no keep in ${flat.length} runs, but ${flat.nearMisses} near misses: combine them` };
-  if (flat.length >= PLATEAU_RUNS) return { mode: 'ablation', reason: `no keep in ${flat.length} runs and no near misses: remove parts to learn what matters` };
+  if (flat.length >= PLATEAU_RUNS && flat.nearMisses >= 2)
+    return {
+      mode: 'combine',
+      reason: `no keep in ${flat.length} runs, but ${flat.nearMisses} near misses: combine them`,
+    };
+  if (flat.length >= PLATEAU_RUNS)
+    return {
+      mode: 'ablation',
+      reason: `no keep in ${flat.length} runs and no near misses: remove parts to learn what matters`,
+    };
   const counts = countOutcomes(runs);
   const { runs: counted, keepRate } = outcomeRates(counts);
-  if (counted >= 5 && keepRate >= 0.3) return { mode: 'exploit', reason: `${counts.kept} of ${counted} runs kept: refine what works` };
-  return { mode: 'explore', reason: runs.length < 5 ? `only ${runs.length} runs so far: try different kinds of ideas` : 'few keeps and no plateau yet: keep exploring' };
+  if (counted >= 5 && keepRate >= 0.3)
+    return { mode: 'exploit', reason: `${counts.kept} of ${counted} runs kept: refine what works` };
+  return {
+    mode: 'explore',
+    reason:
+      runs.length < 5
+        ? `only ${runs.length} runs so far: try different kinds of ideas`
+        : 'few keeps and no plateau yet: keep exploring',
+  };
 }
 
 export interface CategoryStats {
@@ -64,11 +83,20 @@ export interface Suggestion {
   underExplored: string[];
   highYield: string[];
   combine: { a: string; b: string; hypotheses: [string, string]; why: string }[];
-  trend: { recentMetrics: number[]; slopePerRun: number | null; direction: 'improving' | 'flat' | 'worsening' | 'unknown' };
+  trend: {
+    recentMetrics: number[];
+    slopePerRun: number | null;
+    direction: 'improving' | 'flat' | 'worsening' | 'unknown';
+  };
 }
 
 /** Everything an agent needs to pick its next experiment, structured. */
-export function suggest(runs: RunSummary[], allCategories: readonly string[], direction: 'minimize' | 'maximize', modeOverride?: { mode: Mode; reason: string }): Suggestion {
+export function suggest(
+  runs: RunSummary[],
+  allCategories: readonly string[],
+  direction: 'minimize' | 'maximize',
+  modeOverride?: { mode: Mode; reason: string },
+): Suggestion {
   const categories: CategoryStats[] = allCategories.map((category) => {
     const counts = countOutcomes(runs.filter((r) => r.category === category));
     const rates = outcomeRates(counts);
@@ -81,10 +109,18 @@ export function suggest(runs: RunSummary[], allCategories: readonly string[], di
       const a = nearMisses[i]!;
       const b = nearMisses[j]!;
       if (a.category === b.category && a.category !== 'hyperparams') continue;
-      combine.push({ a: a.id, b: b.id, hypotheses: [a.hypothesis, b.hypothesis] as [string, string], why: `both within the near-miss threshold (deltas ${a.delta?.toFixed(6)}, ${b.delta?.toFixed(6)})` });
+      combine.push({
+        a: a.id,
+        b: b.id,
+        hypotheses: [a.hypothesis, b.hypothesis] as [string, string],
+        why: `both within the near-miss threshold (deltas ${a.delta?.toFixed(6)}, ${b.delta?.toFixed(6)})`,
+      });
     }
   }
-  const metrics = runs.filter((r) => r.metric !== null).map((r) => r.metric as number).slice(-10);
+  const metrics = runs
+    .filter((r) => r.metric !== null)
+    .map((r) => r.metric as number)
+    .slice(-10);
   let slope: number | null = null;
   if (metrics.length >= 3) {
     const n = metrics.length;
@@ -102,7 +138,10 @@ export function suggest(runs: RunSummary[], allCategories: readonly string[], di
     reason,
     categories,
     underExplored: categories.filter((c) => c.runs < 2).map((c) => c.category),
-    highYield: categories.filter((c) => c.runs >= 2 && c.keepRate >= 0.3).sort((a, b) => b.keepRate - a.keepRate).map((c) => c.category),
+    highYield: categories
+      .filter((c) => c.runs >= 2 && c.keepRate >= 0.3)
+      .sort((a, b) => b.keepRate - a.keepRate)
+      .map((c) => c.category),
     combine: combine.slice(0, 10),
     trend: {
       recentMetrics: metrics,

@@ -34,6 +34,7 @@ export async function writeArtifactManifest(
   for (const file of await walk(dir)) {
     artifacts.push({ path: path.relative(dir, file), sha256: await sha256(file), bytes: (await fs.stat(file)).size });
   }
-  if (artifacts.length > 0) await fs.writeFile(path.join(dir, MANIFEST_NAME), `${JSON.stringify({ ...origin, artifacts }, null, 2)}\n`);
+  if (artifacts.length > 0)
+    await fs.writeFile(path.join(dir, MANIFEST_NAME), `${JSON.stringify({ ...origin, artifacts }, null, 2)}\n`);
   return artifacts;
 }

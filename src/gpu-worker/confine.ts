@@ -10,7 +10,8 @@ import path from 'node:path';
 
 /** A path relative to its root, normalized to POSIX form; null when absolute or leaving the root. Pure. */
 export function confinedRelative(reference: string): string | null {
-  if (reference === '' || reference.startsWith('~') || path.isAbsolute(reference) || path.posix.isAbsolute(reference)) return null;
+  if (reference === '' || reference.startsWith('~') || path.isAbsolute(reference) || path.posix.isAbsolute(reference))
+    return null;
   if (/^[A-Za-z]:/.test(reference)) return null;
   const normalized = path.posix.normalize(reference.replace(/\\/g, '/')).replace(/\/+$/, '');
   if (normalized === '.' || normalized === '..' || normalized.startsWith('../')) return null;
@@ -32,7 +33,9 @@ export function symlinkTargetInTree(linkPath: string, target: string): string | 
   return confinedRelative(path.posix.join(path.posix.dirname(linkPath), target));
 }
 
-export type RootResolution = { ok: true; location: string } | { ok: false; problem: 'escapes' | 'missing' | 'symlink_escape'; location: string };
+export type RootResolution =
+  | { ok: true; location: string }
+  | { ok: false; problem: 'escapes' | 'missing' | 'symlink_escape'; location: string };
 
 /** Resolves a reference under a directory root on this host, following symlinks, and checks it stays inside. */
 export async function resolveUnderRoot(root: string, reference: string): Promise<RootResolution> {

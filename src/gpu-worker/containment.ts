@@ -65,7 +65,10 @@ async function ownCgroups(): Promise<Map<string, string>> {
 }
 
 async function tryMkdir(dir: string): Promise<boolean> {
-  return fs.mkdir(dir, { recursive: true }).then(() => true, () => false);
+  return fs.mkdir(dir, { recursive: true }).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Enables what it can of `controllers` for the children of `dir` (best effort: EBUSY where `dir` holds processes). */
@@ -86,7 +89,10 @@ export function workerScope(workDir: string): string {
  * (memory controller in the v2 tree) is preferred; a hybrid host with v1 memory and freezer
  * hierarchies uses those; a v2 tree without controllers still gives kill-all containment.
  */
-export async function detectContainment(workDir: string, env: NodeJS.ProcessEnv = process.env): Promise<ContainmentSupport> {
+export async function detectContainment(
+  workDir: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ContainmentSupport> {
   const pinned = pinnedContainment(env);
   const cgroups = pinned === 'pid-namespace' || pinned === 'process-group' ? null : await detectCgroups(workDir, env);
   return { cgroups, pidNamespace: pinned === 'process-group' ? false : await pidNamespaceWorks() };
@@ -99,11 +105,15 @@ const KINDS: readonly ContainmentKind[] = ['cgroup-v2', 'cgroup-v1', 'pid-namesp
 function pinnedContainment(env: NodeJS.ProcessEnv): ContainmentKind | null {
   const value = env[CONTAINMENT_ENV];
   if (!value) return null;
-  if (!(KINDS as readonly string[]).includes(value)) throw new Error(`${CONTAINMENT_ENV}=${value}: expected one of ${KINDS.join(', ')}`);
+  if (!(KINDS as readonly string[]).includes(value))
+    throw new Error(`${CONTAINMENT_ENV}=${value}: expected one of ${KINDS.join(', ')}`);
   return value as ContainmentKind;
 }
 
-export async function detectCgroups(workDir: string, env: NodeJS.ProcessEnv = process.env): Promise<CgroupLayout | null> {
+export async function detectCgroups(
+  workDir: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<CgroupLayout | null> {
   if (process.platform !== 'linux') return null;
   const pinned = pinnedContainment(env);
   const mounts = await readMounts();
@@ -122,7 +132,9 @@ export async function detectCgroups(workDir: string, env: NodeJS.ProcessEnv = pr
     return { version: 2, parents: { memory: null, pids: null, freezer: null, unified: parent } };
   };
   if (pinned === 'cgroup-v2') return v2();
-  const unifiedControllers = unified ? await fs.readFile(path.join(unified.point, 'cgroup.controllers'), 'utf8').catch(() => '') : '';
+  const unifiedControllers = unified
+    ? await fs.readFile(path.join(unified.point, 'cgroup.controllers'), 'utf8').catch(() => '')
+    : '';
   if (unified && unifiedControllers.split(/\s+/).includes('memory') && pinned !== 'cgroup-v1') return v2();
 
   const memory = v1('memory');
@@ -130,7 +142,12 @@ export async function detectCgroups(workDir: string, env: NodeJS.ProcessEnv = pr
   if (memory && freezer) {
     const pids = v1('pids');
     const parentOf = (mount: Mount, controller: string) => path.join(mount.point, own.get(controller) ?? '/', scope);
-    const parents = { memory: parentOf(memory, 'memory'), pids: pids ? parentOf(pids, 'pids') : null, freezer: parentOf(freezer, 'freezer'), unified: null };
+    const parents = {
+      memory: parentOf(memory, 'memory'),
+      pids: pids ? parentOf(pids, 'pids') : null,
+      freezer: parentOf(freezer, 'freezer'),
+      unified: null,
+    };
     let ok = true;
     for (const dir of [parents.memory, parents.pids, parents.freezer]) if (dir && !(await tryMkdir(dir))) ok = false;
     if (ok) return { version: 1, parents };
@@ -141,7 +158,10 @@ export async function detectCgroups(workDir: string, env: NodeJS.ProcessEnv = pr
 let pidNamespaceProbe: Promise<boolean> | undefined;
 /** Whether util-linux `unshare` may create PID namespaces here (checked once per process). */
 export function pidNamespaceWorks(): Promise<boolean> {
-  pidNamespaceProbe ??= execa('unshare', ['--pid', '--fork', '--kill-child', 'true'], { reject: false, timeout: 10_000 }).then(
+  pidNamespaceProbe ??= execa('unshare', ['--pid', '--fork', '--kill-child', 'true'], {
+    reject: false,
+    timeout: 10_000,
+  }).then(
     (result) => result.exitCode === 0,
     () => false,
   );
@@ -168,7 +188,10 @@ function runCgroupName(experimentId: string): string {
 export function runContainmentOf(support: ContainmentSupport, experimentId: string): RunContainment {
   if (support.cgroups) {
     const cgroup = runCgroupOf(support.cgroups, runCgroupName(experimentId));
-    const memoryDir = support.cgroups.version === 2 ? cgroup.dirs[0]! : path.join(support.cgroups.parents.memory!, runCgroupName(experimentId));
+    const memoryDir =
+      support.cgroups.version === 2
+        ? cgroup.dirs[0]!
+        : path.join(support.cgroups.parents.memory!, runCgroupName(experimentId));
     return { kind: support.cgroups.version === 2 ? 'cgroup-v2' : 'cgroup-v1', cgroup, memoryDir };
   }
   return { kind: support.pidNamespace ? 'pid-namespace' : 'process-group', cgroup: null, memoryDir: null };
@@ -244,15 +267,27 @@ function signalEach(pids: number[], signal: NodeJS.Signals): void {
 }
 
 /** Asks every process of the run except `except` (the supervisor) to stop (SIGTERM before the kill). */
-export async function signalRun(containment: RunContainment, ref: RunProcessesRef, signal: NodeJS.Signals, except?: number): Promise<void> {
-  signalEach((await runProcessesLeft(containment, ref)).filter((pid) => pid !== except), signal);
+export async function signalRun(
+  containment: RunContainment,
+  ref: RunProcessesRef,
+  signal: NodeJS.Signals,
+  except?: number,
+): Promise<void> {
+  signalEach(
+    (await runProcessesLeft(containment, ref)).filter((pid) => pid !== except),
+    signal,
+  );
 }
 
 /**
  * SIGKILLs every process of the run (sparing `except`, the supervisor, while it must still report)
  * and returns once none is left, or false after `timeoutMs` with some still there.
  */
-export async function killRun(containment: RunContainment, ref: RunProcessesRef, options: { except?: number; timeoutMs?: number } = {}): Promise<boolean> {
+export async function killRun(
+  containment: RunContainment,
+  ref: RunProcessesRef,
+  options: { except?: number; timeoutMs?: number } = {},
+): Promise<boolean> {
   const timeoutMs = options.timeoutMs ?? 30_000;
   if (containment.cgroup) {
     await killCgroup(containment.cgroup, { except: options.except ?? null, timeoutMs });
@@ -287,13 +322,21 @@ async function readKey(file: string, key: string): Promise<number | null> {
 }
 
 /** The run cgroup's peak memory and OOM-kill count (evidence for the record); nulls where the host does not say. */
-export async function memoryEvidence(containment: RunContainment): Promise<{ peakMemoryBytes: number | null; oomKills: number | null }> {
+export async function memoryEvidence(
+  containment: RunContainment,
+): Promise<{ peakMemoryBytes: number | null; oomKills: number | null }> {
   const dir = containment.memoryDir;
   if (!dir) return { peakMemoryBytes: null, oomKills: null };
   if (containment.kind === 'cgroup-v2') {
-    return { peakMemoryBytes: await readNumber(path.join(dir, 'memory.peak')), oomKills: await readKey(path.join(dir, 'memory.events'), 'oom_kill') };
+    return {
+      peakMemoryBytes: await readNumber(path.join(dir, 'memory.peak')),
+      oomKills: await readKey(path.join(dir, 'memory.events'), 'oom_kill'),
+    };
   }
-  return { peakMemoryBytes: await readNumber(path.join(dir, 'memory.max_usage_in_bytes')), oomKills: await readKey(path.join(dir, 'memory.oom_control'), 'oom_kill') };
+  return {
+    peakMemoryBytes: await readNumber(path.join(dir, 'memory.max_usage_in_bytes')),
+    oomKills: await readKey(path.join(dir, 'memory.oom_control'), 'oom_kill'),
+  };
 }
 
 /** Run cgroups of this worker that exist on the host, by experiment id. */

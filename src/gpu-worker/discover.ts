@@ -1,6 +1,12 @@
 import os from 'node:os';
 import { execa } from 'execa';
-import { acceleratorClassFromName, GPU_QUERY_FIELDS, parseGpuQuery, type GpuQueryRow, type Slot } from '../domain/fleet.js';
+import {
+  acceleratorClassFromName,
+  GPU_QUERY_FIELDS,
+  parseGpuQuery,
+  type GpuQueryRow,
+  type Slot,
+} from '../domain/fleet.js';
 import { slotTaskQueue } from '../shared/constants.js';
 
 export interface DiscoveryOptions {
@@ -21,7 +27,11 @@ export interface Discovery {
 /** Queries `nvidia-smi`; returns undefined when there is none (a CPU-only host). */
 export async function queryGpus(): Promise<GpuQueryRow[] | undefined> {
   try {
-    const { stdout } = await execa('nvidia-smi', [`--query-gpu=${GPU_QUERY_FIELDS.join(',')}`, '--format=csv,noheader,nounits'], { timeout: 20_000 });
+    const { stdout } = await execa(
+      'nvidia-smi',
+      [`--query-gpu=${GPU_QUERY_FIELDS.join(',')}`, '--format=csv,noheader,nounits'],
+      { timeout: 20_000 },
+    );
     return parseGpuQuery(stdout);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
@@ -36,7 +46,10 @@ export async function discoverSlots(options: DiscoveryOptions): Promise<Discover
   if (gpus && gpus.length > 0) {
     const chosen = options.gpus ? gpus.filter((gpu) => options.gpus!.includes(gpu.index)) : gpus;
     const missing = (options.gpus ?? []).filter((index) => !gpus.some((gpu) => gpu.index === index));
-    if (missing.length > 0) throw new Error(`--gpus names GPU ${missing.join(', ')}, but nvidia-smi lists only ${gpus.map((g) => g.index).join(', ')}`);
+    if (missing.length > 0)
+      throw new Error(
+        `--gpus names GPU ${missing.join(', ')}, but nvidia-smi lists only ${gpus.map((g) => g.index).join(', ')}`,
+      );
     const driverVersion = chosen[0]?.driverVersion;
     return {
       gpus: chosen,

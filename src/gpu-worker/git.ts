@@ -35,7 +35,8 @@ export async function localRepository(repo: string, workDir: string, commit: str
     await fs.mkdir(path.dirname(cache), { recursive: true });
     await execa('git', ['clone', '--bare', repo, cache], { timeout: 600_000 });
   }
-  if (!(await commitExists(cache, commit))) await git(cache, ['fetch', '--quiet', 'origin', '+refs/heads/*:refs/heads/*']);
+  if (!(await commitExists(cache, commit)))
+    await git(cache, ['fetch', '--quiet', 'origin', '+refs/heads/*:refs/heads/*']);
   return cache;
 }
 
@@ -63,7 +64,13 @@ export async function readFileAtCommit(repo: string, commit: string, file: strin
 
 /** The commit's full patch against its first parent (the whole tree for a root commit). */
 export async function commitPatch(repo: string, commit: string): Promise<{ patch: string; files: string[] }> {
-  const patch = await git(repo, ['show', '--format=commit %H%nAuthor: %an <%ae>%nDate: %aI%n%n%B', '--patch', '--binary', commit]);
+  const patch = await git(repo, [
+    'show',
+    '--format=commit %H%nAuthor: %an <%ae>%nDate: %aI%n%n%B',
+    '--patch',
+    '--binary',
+    commit,
+  ]);
   const files = (await git(repo, ['show', '--format=', '--name-only', commit])).split('\n').filter(Boolean);
   return { patch: `${patch}\n`, files };
 }

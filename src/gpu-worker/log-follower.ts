@@ -140,7 +140,10 @@ export class LogFollower {
   private pushLine(line: string): void {
     this.lines.push(line);
     this.linesBytes += Buffer.byteLength(line) + 1;
-    while (this.lines.length > this.limits.keepLines || (this.linesBytes > this.limits.keepBytes && this.lines.length > 1)) {
+    while (
+      this.lines.length > this.limits.keepLines ||
+      (this.linesBytes > this.limits.keepBytes && this.lines.length > 1)
+    ) {
       this.linesBytes -= Buffer.byteLength(this.lines.shift()!) + 1;
     }
   }
@@ -172,5 +175,10 @@ export function capTailBytes(text: string, maxBytes = LOG_TAIL_BYTES): string {
 export function boundMetrics(metrics: Record<string, number | string> | null): Record<string, number | string> | null {
   if (!metrics) return null;
   const entries = Object.entries(metrics).slice(0, 64);
-  return Object.fromEntries(entries.map(([key, value]) => [key.slice(0, 128), typeof value === 'string' && value.length > 256 ? `${value.slice(0, 256)}…` : value]));
+  return Object.fromEntries(
+    entries.map(([key, value]) => [
+      key.slice(0, 128),
+      typeof value === 'string' && value.length > 256 ? `${value.slice(0, 256)}…` : value,
+    ]),
+  );
 }

@@ -44,7 +44,11 @@ export async function reconcileRuns(workDir: string, support?: ContainmentSuppor
     const files = runFiles(workDir, experimentId);
     const pid = Number(await fs.readFile(files.pidFile, 'utf8').catch(() => ''));
     if (!Number.isInteger(pid) || pid <= 0) continue;
-    const exists = (file: string) => fs.access(file).then(() => true, () => false);
+    const exists = (file: string) =>
+      fs.access(file).then(
+        () => true,
+        () => false,
+      );
     if (processAlive(pid) && (await isSupervisor(pid))) {
       await touchAttached(files.attached);
       result.kept.push({ experimentId, pid });

@@ -6,5 +6,8 @@ export interface RunCgroup {
 }
 
 export function cgroupMembers(dirs: string[]): Promise<number[]>;
-export function killCgroup(cgroup: RunCgroup, options?: { except?: number | null; timeoutMs?: number }): Promise<boolean>;
+export function killCgroup(
+  cgroup: RunCgroup,
+  options?: { except?: number | null; timeoutMs?: number },
+): Promise<boolean>;
 export function removeCgroup(cgroup: RunCgroup): Promise<boolean>;

@@ -27,7 +27,10 @@ async function write(file, value) {
 }
 
 async function exists(file) {
-  return fs.access(file).then(() => true, () => false);
+  return fs.access(file).then(
+    () => true,
+    () => false,
+  );
 }
 
 function signalAll(pids, signal) {

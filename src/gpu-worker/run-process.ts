@@ -139,12 +139,23 @@ export async function startRun(options: {
   return run;
 }
 
-function applyStarted(run: StartedRun, ref: RunProcessesRef, planned: RunContainment, started: Extract<SupervisorMessage, { type: 'started' }>): void {
+function applyStarted(
+  run: StartedRun,
+  ref: RunProcessesRef,
+  planned: RunContainment,
+  started: Extract<SupervisorMessage, { type: 'started' }>,
+): void {
   ref.pidNamespace = started.pidNamespace;
-  if (started.containment !== planned.kind) run.containment = { kind: started.containment, cgroup: null, memoryDir: null };
+  if (started.containment !== planned.kind)
+    run.containment = { kind: started.containment, cgroup: null, memoryDir: null };
 }
 
-function runHandle(supervisorPid: number, planned: RunContainment, ref: RunProcessesRef, exited: Promise<SupervisorExit>): StartedRun {
+function runHandle(
+  supervisorPid: number,
+  planned: RunContainment,
+  ref: RunProcessesRef,
+  exited: Promise<SupervisorExit>,
+): StartedRun {
   const run: StartedRun = {
     supervisorPid,
     containment: planned,
@@ -170,7 +181,12 @@ function runHandle(supervisorPid: number, planned: RunContainment, ref: RunProce
  * `exited` resolves once the supervisor is gone, from its exit file. `planned` is the containment
  * the earlier worker created (kept in the run's record).
  */
-export async function adoptRun(options: { supervisorPid: number; planned: RunContainment; files: SupervisorFiles; pollMs?: number }): Promise<StartedRun> {
+export async function adoptRun(options: {
+  supervisorPid: number;
+  planned: RunContainment;
+  files: SupervisorFiles;
+  pollMs?: number;
+}): Promise<StartedRun> {
   const { supervisorPid, planned, files } = options;
   const ref: RunProcessesRef = { supervisorPid, pidNamespace: null };
   const exited = (async (): Promise<SupervisorExit> => {

@@ -41,7 +41,11 @@ export function isUvRun(command: readonly string[]): boolean {
  * The steps a run needs, from its command, its `setup` argv and which lockfiles its commit holds. Pure.
  * `--no-install-project`: the shared environment must not point into one run's worktree.
  */
-export function setupSteps(command: readonly string[], setup: readonly string[] | undefined, present: ReadonlySet<string>): SetupStep[] {
+export function setupSteps(
+  command: readonly string[],
+  setup: readonly string[] | undefined,
+  present: ReadonlySet<string>,
+): SetupStep[] {
   const steps: SetupStep[] = [];
   if (isUvRun(command) && (present.has('uv.lock') || present.has('pyproject.toml'))) {
     const argv = ['uv', 'sync', ...(present.has('uv.lock') ? ['--frozen'] : []), '--no-install-project'];
@@ -54,7 +58,10 @@ export function setupSteps(command: readonly string[], setup: readonly string[] 
 /** The environment's key: the same lockfiles and the same steps give the same environment. Pure. */
 export function setupKey(lockfileHashes: Record<string, string>, steps: readonly SetupStep[]): string {
   const names = Object.keys(lockfileHashes).sort();
-  const material = JSON.stringify({ lockfiles: names.map((name) => [name, lockfileHashes[name]]), steps: steps.map((s) => s.argv) });
+  const material = JSON.stringify({
+    lockfiles: names.map((name) => [name, lockfileHashes[name]]),
+    steps: steps.map((s) => s.argv),
+  });
   return crypto.createHash('sha256').update(material).digest('hex');
 }
 
@@ -94,7 +101,15 @@ export function trainingEnvironment(plan: SetupPlan | null): Record<string, stri
 
 export type SetupResult =
   | { ok: true; cached: boolean; seconds: number }
-  | { ok: false; seconds: number; timedOut: boolean; canceled: boolean; exitCode: number | null; signal: string | null; reason: string };
+  | {
+      ok: false;
+      seconds: number;
+      timedOut: boolean;
+      canceled: boolean;
+      exitCode: number | null;
+      signal: string | null;
+      reason: string;
+    };
 
 export interface RunSetupOptions {
   plan: SetupPlan;
@@ -108,7 +123,11 @@ export interface RunSetupOptions {
   signal: AbortSignal;
 }
 
-const exists = (file: string) => fs.access(file).then(() => true, () => false);
+const exists = (file: string) =>
+  fs.access(file).then(
+    () => true,
+    () => false,
+  );
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Takes the key's lock (O_EXCL), clearing one left by a dead process on this host. */
@@ -139,19 +158,30 @@ export async function runSetup(options: RunSetupOptions): Promise<SetupResult> {
   const seconds = () => (Date.now() - started) / 1000;
   const note = (text: string) => fs.appendFile(options.logFile, `expctl: ${text}\n`);
   const failed = (fields: Partial<Extract<SetupResult, { ok: false }>> & { reason: string }): SetupResult => ({
-    ok: false, seconds: seconds(), timedOut: false, canceled: false, exitCode: null, signal: null, ...fields,
+    ok: false,
+    seconds: seconds(),
+    timedOut: false,
+    canceled: false,
+    exitCode: null,
+    signal: null,
+    ...fields,
   });
   await fs.mkdir(path.dirname(plan.readyMarker), { recursive: true });
 
   let waited = false;
   for (;;) {
     if (await exists(plan.readyMarker)) {
-      await note(`setup: environment ${plan.key.slice(0, 12)} is ready (${plan.envDir}); skipped${waited ? ' after waiting for another setup' : ''}`);
+      await note(
+        `setup: environment ${plan.key.slice(0, 12)} is ready (${plan.envDir}); skipped${waited ? ' after waiting for another setup' : ''}`,
+      );
       return { ok: true, cached: true, seconds: seconds() };
     }
     if (options.signal.aborted) return failed({ canceled: true, reason: 'canceled during environment setup' });
     if (Date.now() > deadline) {
-      return failed({ timedOut: true, reason: `environment setup exceeded its limit of ${options.timeoutSeconds}s while waiting for another setup of the same environment` });
+      return failed({
+        timedOut: true,
+        reason: `environment setup exceeded its limit of ${options.timeoutSeconds}s while waiting for another setup of the same environment`,
+      });
     }
     if (await tryLock(plan.lockFile)) break;
     if (!waited) await note(`setup: waiting for another setup of environment ${plan.key.slice(0, 12)}`);
@@ -172,11 +202,22 @@ export async function runSetup(options: RunSetupOptions): Promise<SetupResult> {
         const how = result.signal ? `signal ${result.signal}` : `exit code ${result.exitCode}`;
         const reason = result.timedOut
           ? `environment setup exceeded its limit of ${options.timeoutSeconds}s (${step.label}); the process group was killed`
-          : result.canceled ? `canceled during environment setup (${step.label})` : `environment setup failed: ${step.label} exited with ${how}`;
-        return failed({ reason, timedOut: result.timedOut, canceled: result.canceled, exitCode: result.exitCode, signal: result.signal });
+          : result.canceled
+            ? `canceled during environment setup (${step.label})`
+            : `environment setup failed: ${step.label} exited with ${how}`;
+        return failed({
+          reason,
+          timedOut: result.timedOut,
+          canceled: result.canceled,
+          exitCode: result.exitCode,
+          signal: result.signal,
+        });
       }
     }
-    await fs.writeFile(plan.readyMarker, `${JSON.stringify({ key: plan.key, steps: plan.steps.map((s) => s.argv), readyAt: new Date().toISOString() })}\n`);
+    await fs.writeFile(
+      plan.readyMarker,
+      `${JSON.stringify({ key: plan.key, steps: plan.steps.map((s) => s.argv), readyAt: new Date().toISOString() })}\n`,
+    );
     return { ok: true, cached: false, seconds: seconds() };
   } finally {
     await fs.rm(plan.lockFile, { force: true });
@@ -237,6 +278,15 @@ async function runStep(step: SetupStep, options: RunSetupOptions, deadline: numb
   const exitCode = result.exitCode ?? null;
   const description = failedToStart
     ? `could not start: ${result.shortMessage}`
-    : signal ? `killed by ${signal}` : `exit code ${exitCode}`;
-  return { ok: !timedOut && !canceled && exitCode === 0, exitCode: failedToStart ? 127 : exitCode, signal, timedOut, canceled, description };
+    : signal
+      ? `killed by ${signal}`
+      : `exit code ${exitCode}`;
+  return {
+    ok: !timedOut && !canceled && exitCode === 0,
+    exitCode: failedToStart ? 127 : exitCode,
+    signal,
+    timedOut,
+    canceled,
+    description,
+  };
 }

@@ -85,7 +85,10 @@ class CappedLog {
       this.written += take;
       chunk = chunk.subarray(take);
       if (chunk.length === 0) return;
-      fs.writeSync(this.fd, `\nexpctl: the log reached its cap of ${this.capBytes} bytes; later output is dropped except its last ${this.tailBytes} bytes, appended at the end\n`);
+      fs.writeSync(
+        this.fd,
+        `\nexpctl: the log reached its cap of ${this.capBytes} bytes; later output is dropped except its last ${this.tailBytes} bytes, appended at the end\n`,
+      );
     }
     this.omitted += chunk.length;
     while (chunk.length > 0) {
@@ -110,9 +113,15 @@ class CappedLog {
     fs.closeSync(this.currentFd);
     this.currentFd = null;
     const previous = this.tailFiles[(this.current + 1) % 2];
-    const parts = [fs.existsSync(previous) ? fs.readFileSync(previous) : Buffer.alloc(0), fs.readFileSync(this.tailFiles[this.current])];
+    const parts = [
+      fs.existsSync(previous) ? fs.readFileSync(previous) : Buffer.alloc(0),
+      fs.readFileSync(this.tailFiles[this.current]),
+    ];
     const tail = Buffer.concat(parts).subarray(-this.tailBytes);
-    fs.writeSync(this.fd, `\nexpctl: ${this.omitted - tail.length} bytes of output omitted; the last ${tail.length} bytes follow\n`);
+    fs.writeSync(
+      this.fd,
+      `\nexpctl: ${this.omitted - tail.length} bytes of output omitted; the last ${tail.length} bytes follow\n`,
+    );
     fs.writeSync(this.fd, tail);
     for (const file of this.tailFiles) fs.rmSync(file, { force: true });
   }
@@ -146,7 +155,9 @@ process.on('disconnect', () => {
   note('the worker supervising this run is gone; the run goes on while a worker attaches to it');
   const watch = setInterval(() => {
     if (finished || abandoned) return clearInterval(watch);
-    const touched = config.attachedFile ? fs.statSync(config.attachedFile, { throwIfNoEntry: false })?.mtimeMs ?? 0 : 0;
+    const touched = config.attachedFile
+      ? (fs.statSync(config.attachedFile, { throwIfNoEntry: false })?.mtimeMs ?? 0)
+      : 0;
     const silentMs = Date.now() - Math.max(touched, disconnectedAt);
     if (silentMs < orphanGraceMs) return;
     clearInterval(watch);
@@ -156,23 +167,29 @@ process.on('disconnect', () => {
     // Recorded first: whoever reads the run's files later learns why it ended, whatever happens next.
     writeDurably(config.exitFile, { exitCode: null, signal: 'SIGKILL', orphaned: reason, timedOut: false });
     killGroup('SIGTERM');
-    setTimeout(() => {
-      finished = true;
-      void killRun().finally(() => process.exit(0));
-    }, Math.min(killAfterMs, 5000));
+    setTimeout(
+      () => {
+        finished = true;
+        void killRun().finally(() => process.exit(0));
+      },
+      Math.min(killAfterMs, 5000),
+    );
   }, 500);
 });
 
 // The kill limit: SIGTERM to the run, SIGKILL after the grace (the worker does the same when it watches).
 let timedOut = false;
 if (typeof config.deadlineMs === 'number') {
-  setTimeout(() => {
-    if (finished) return;
-    timedOut = true;
-    note('the kill limit was reached; stopping the run');
-    killGroup('SIGTERM');
-    setTimeout(() => void killChildren(), killAfterMs).unref();
-  }, Math.max(0, config.deadlineMs - Date.now())).unref();
+  setTimeout(
+    () => {
+      if (finished) return;
+      timedOut = true;
+      note('the kill limit was reached; stopping the run');
+      killGroup('SIGTERM');
+      setTimeout(() => void killChildren(), killAfterMs).unref();
+    },
+    Math.max(0, config.deadlineMs - Date.now()),
+  ).unref();
 }
 
 // Enter the run's cgroup before anything is spawned: children are born into their parent's cgroup.
@@ -231,16 +248,22 @@ child.on('error', (error) => {
 child.on('spawn', async () => {
   const ns = pidNamespace ? await namespaceOf(child.pid) : null;
   // Without the namespace's id (unshare already gone), the namespace is gone too: its init exited.
-  const started = { type: 'started', pid: child.pid, containment: pidNamespace ? 'pid-namespace' : containment, pidNamespace: ns };
+  const started = {
+    type: 'started',
+    pid: child.pid,
+    containment: pidNamespace ? 'pid-namespace' : containment,
+    pidNamespace: ns,
+  };
   writeDurably(config.startedFile, started);
   void report(started);
 });
 child.on('exit', async (exitCode, signal) => {
   // Output still in the pipes is copied; a descendant that keeps them open does not hold the run.
-  if (open > 0) await new Promise((resolve) => {
-    exited = resolve;
-    setTimeout(resolve, 1000);
-  });
+  if (open > 0)
+    await new Promise((resolve) => {
+      exited = resolve;
+      setTimeout(resolve, 1000);
+    });
   child.stdout.destroy();
   child.stderr.destroy();
   output.finish();

@@ -16,7 +16,10 @@ export class ProgressClock {
   private timer: NodeJS.Timeout | undefined;
   private polling: Promise<void> = Promise.resolve();
 
-  constructor(logFile: string, private readonly now: () => number = Date.now) {
+  constructor(
+    logFile: string,
+    private readonly now: () => number = Date.now,
+  ) {
     this.follower = new LogFollower(logFile, { keepLines: 20 });
   }
 

@@ -48,8 +48,10 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
   const workDir = path.resolve(options.workDir);
   await fs.mkdir(workDir, { recursive: true });
   const reconciled = await reconcileRuns(workDir);
-  for (const orphan of reconciled.stopped) log(`expctl worker: stopped what was left of ${orphan.experimentId} (supervisor ${orphan.pid})`);
-  for (const run of reconciled.kept) log(`expctl worker: kept ${run.experimentId} (supervisor ${run.pid}) for its experiment to re-attach`);
+  for (const orphan of reconciled.stopped)
+    log(`expctl worker: stopped what was left of ${orphan.experimentId} (supervisor ${orphan.pid})`);
+  for (const run of reconciled.kept)
+    log(`expctl worker: kept ${run.experimentId} (supervisor ${run.pid}) for its experiment to re-attach`);
 
   const discovery = await discoverSlots(options);
   const datasetsDir = options.datasetsDir ?? path.join(workDir, 'datasets');
@@ -62,7 +64,10 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
     await Worker.create({
       ...base,
       taskQueue: hostQueue,
-      activities: { ...createHostActivities({ host, workDir, slots: discovery.slots, datasetsDir }), ...createRunStatusActivities({ workDir }) },
+      activities: {
+        ...createHostActivities({ host, workDir, slots: discovery.slots, datasetsDir }),
+        ...createRunStatusActivities({ workDir }),
+      },
       maxConcurrentActivityTaskExecutions: 8,
     }),
   ];

@@ -25,7 +25,11 @@ function portFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): numbe
 /** Ports of the embedded dev server; the UI defaults to gRPC + 1000 like the Temporal CLI. */
 export function devPorts(env: NodeJS.ProcessEnv = process.env): DevPorts {
   const grpcPort = portFrom(env, 'EXPCTL_TEMPORAL_PORT', 7233);
-  return { ip: env.EXPCTL_TEMPORAL_IP ?? '127.0.0.1', grpcPort, uiPort: portFrom(env, 'EXPCTL_UI_PORT', grpcPort + 1000) };
+  return {
+    ip: env.EXPCTL_TEMPORAL_IP ?? '127.0.0.1',
+    grpcPort,
+    uiPort: portFrom(env, 'EXPCTL_UI_PORT', grpcPort + 1000),
+  };
 }
 
 /** The operating record (SQLite): EXPCTL_CATALOG, else catalog.sqlite in the state directory. */

@@ -58,7 +58,9 @@ export async function connectClient(env: NodeJS.ProcessEnv = process.env): Promi
   return new Client({ connection, namespace });
 }
 
-export async function connectWorkerConnection(env: NodeJS.ProcessEnv = process.env): Promise<{ connection: NativeConnection; namespace: string }> {
+export async function connectWorkerConnection(
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ connection: NativeConnection; namespace: string }> {
   const { connectionOptions, namespace } = connectionSettings(env);
   return { connection: await NativeConnection.connect(connectionOptions), namespace };
 }

@@ -131,12 +131,18 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   await fs.mkdir(path.dirname(options.logFile), { recursive: true });
 
   const args = [
-    'server', 'start-dev',
-    '--db-filename', options.dbFile,
-    '--ip', options.ip,
-    '--port', String(options.grpcPort),
-    '--ui-port', String(options.uiPort),
-    '--log-level', 'warn',
+    'server',
+    'start-dev',
+    '--db-filename',
+    options.dbFile,
+    '--ip',
+    options.ip,
+    '--port',
+    String(options.grpcPort),
+    '--ui-port',
+    String(options.uiPort),
+    '--log-level',
+    'warn',
     ...Object.entries(SEARCH_ATTRIBUTE_TYPE_NAMES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]),
   ];
   const child: ResultPromise = execa(options.binary, args, {
@@ -148,7 +154,8 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   });
   const state = {
     done: false,
-    detail: async () => (await fs.readFile(options.logFile, 'utf8').catch(() => '')).trim().split('\n').slice(-10).join('\n'),
+    detail: async () =>
+      (await fs.readFile(options.logFile, 'utf8').catch(() => '')).trim().split('\n').slice(-10).join('\n'),
   };
   const exited: Promise<ServerExit> = child.then((result) => {
     state.done = true;

@@ -8,9 +8,17 @@ export async function ensureHealthSchedule(client: Client, every = '1m'): Promis
     await client.schedule.create({
       scheduleId: HEALTH_SCHEDULE_ID,
       spec: { intervals: [{ every }] },
-      action: { type: 'startWorkflow', workflowType: healthCheckWorkflow, taskQueue: CONTROL_TASK_QUEUE, workflowId: 'expctl-health-check' },
+      action: {
+        type: 'startWorkflow',
+        workflowType: healthCheckWorkflow,
+        taskQueue: CONTROL_TASK_QUEUE,
+        workflowId: 'expctl-health-check',
+      },
       policies: { overlap: 'SKIP', catchupWindow: '1m' },
-      memo: { purpose: 'expctl fleet health: drains GPUs that run hot, report ECC errors or lack disk; returns recovered ones' },
+      memo: {
+        purpose:
+          'expctl fleet health: drains GPUs that run hot, report ECC errors or lack disk; returns recovered ones',
+      },
     });
     return 'created';
   } catch (error) {

@@ -40,7 +40,9 @@ const HOW_TO_PROVIDE =
 
 /** Builds the CLI from the Go module proxy into a temporary GOBIN, then moves it into place atomically. */
 async function buildWithGo(target: string, log: Log, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<void> {
-  log(`expctl: building the Temporal CLI v${TEMPORAL_CLI_VERSION} with 'go install' (first time only, takes a few minutes)...`);
+  log(
+    `expctl: building the Temporal CLI v${TEMPORAL_CLI_VERSION} with 'go install' (first time only, takes a few minutes)...`,
+  );
   const gobin = await fs.mkdtemp(path.join(path.dirname(target), '.build-'));
   try {
     await execa('go', ['install', `github.com/temporalio/cli/cmd/temporal@v${TEMPORAL_CLI_VERSION}`], {
@@ -63,7 +65,9 @@ function releaseArchiveUrl(env: NodeJS.ProcessEnv): string {
   const platform = { linux: 'linux', darwin: 'darwin' }[os.platform() as string];
   const arch = { x64: 'amd64', arm64: 'arm64' }[os.arch() as string];
   if (!platform || !arch) {
-    throw new TemporalCliUnavailableError(`No Temporal CLI release for ${os.platform()}/${os.arch()}. ${HOW_TO_PROVIDE}`);
+    throw new TemporalCliUnavailableError(
+      `No Temporal CLI release for ${os.platform()}/${os.arch()}. ${HOW_TO_PROVIDE}`,
+    );
   }
   const v = TEMPORAL_CLI_VERSION;
   const base = env.EXPCTL_TEMPORAL_DOWNLOAD_BASE ?? 'https://github.com/temporalio/cli/releases/download';
@@ -96,7 +100,9 @@ async function downloadRelease(target: string, log: Log, env: NodeJS.ProcessEnv,
  * Returns the path of a usable Temporal CLI: $TEMPORAL_CLI, else the per-user cache,
  * else built with Go into the cache, else downloaded. Idempotent and safe to run concurrently.
  */
-export async function ensureTemporalCli(options: { env?: NodeJS.ProcessEnv; log?: Log; signal?: AbortSignal } = {}): Promise<string> {
+export async function ensureTemporalCli(
+  options: { env?: NodeJS.ProcessEnv; log?: Log; signal?: AbortSignal } = {},
+): Promise<string> {
   const env = options.env ?? process.env;
   const log = options.log ?? ((line: string) => console.error(line));
   if (env.TEMPORAL_CLI) {

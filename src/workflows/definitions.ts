@@ -60,11 +60,16 @@ export const deregisterHostSignal = defineSignal<[{ host: string }]>('deregister
 export const hostLostSignal = defineSignal<[{ host: string; reason: string }]>('hostLost');
 /** Whether a lease is still held: a worker asks before it spawns training, so a released lease never runs. */
 export const leaseHeldQuery = defineQuery<boolean, [{ slotId: string; leaseId: string }]>('leaseHeld');
-export const requestLeaseSignal = defineSignal<[{ experimentId: string; requirements: Requirements; priority: number; datasets?: string[] }]>('requestLease');
+export const requestLeaseSignal =
+  defineSignal<[{ experimentId: string; requirements: Requirements; priority: number; datasets?: string[] }]>(
+    'requestLease',
+  );
 export const releaseLeaseSignal = defineSignal<[{ experimentId: string }]>('releaseLease');
 export const drainSignal = defineSignal<[{ target: string; drained: boolean; reason: string }]>('drain');
-export const healthReportSignal = defineSignal<[{ host: string; report: HostHealthReport; problems: SlotProblem[] }]>('healthReport');
-export const configurePoolSignal = defineSignal<[{ heartbeatLimitMs?: number; policy?: Partial<PlacementPolicy> }]>('configurePool');
+export const healthReportSignal =
+  defineSignal<[{ host: string; report: HostHealthReport; problems: SlotProblem[] }]>('healthReport');
+export const configurePoolSignal =
+  defineSignal<[{ heartbeatLimitMs?: number; policy?: Partial<PlacementPolicy> }]>('configurePool');
 export const poolStateQuery = defineQuery<PoolSnapshot>('poolState');
 
 // Experiment

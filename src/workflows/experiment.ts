@@ -1,11 +1,25 @@
 import {
-  ActivityFailure, ApplicationFailure, CancellationScope, condition, getExternalWorkflowHandle, isCancellation,
-  proxyActivities, setHandler, sleep, TimeoutFailure, upsertSearchAttributes,
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  getExternalWorkflowHandle,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  sleep,
+  TimeoutFailure,
+  upsertSearchAttributes,
   ActivityCancellationType,
 } from '@temporalio/workflow';
 import type { RecordUpdate } from '../catalog/record.js';
 import { DEFAULT_METRIC, type TagDecision } from '../domain/decision.js';
-import { type ExperimentResult, type ExperimentStatus, type TerminalStatus, type TrainingOutcome } from '../domain/experiment.js';
+import {
+  type ExperimentResult,
+  type ExperimentStatus,
+  type TerminalStatus,
+  type TrainingOutcome,
+} from '../domain/experiment.js';
 import { budgetOverrunSeconds, killLimitSeconds } from '../domain/limits.js';
 import { classifyTraining } from '../domain/classify.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
@@ -15,7 +29,13 @@ import type { createHostActivities } from '../activities/host.js';
 import type { createRunStatusActivities, HostRunStatus } from '../activities/run-status.js';
 import type { createTrainingActivities } from '../activities/training.js';
 import {
-  experimentStateQuery, hostLostSignal, leaseGrantedSignal, leaseRevokedSignal, releaseLeaseSignal, requestLeaseSignal, type Lease,
+  experimentStateQuery,
+  hostLostSignal,
+  leaseGrantedSignal,
+  leaseRevokedSignal,
+  releaseLeaseSignal,
+  requestLeaseSignal,
+  type Lease,
 } from './definitions.js';
 import type { ExperimentInput, ExperimentSnapshot } from './experiment-state.js';
 
@@ -85,7 +105,10 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     metric: null,
     decision: null,
     reason: null,
-    metricPolicy: { name: request.metric?.name ?? DEFAULT_METRIC.name, direction: request.metric?.direction ?? DEFAULT_METRIC.direction },
+    metricPolicy: {
+      name: request.metric?.name ?? DEFAULT_METRIC.name,
+      direction: request.metric?.direction ?? DEFAULT_METRIC.direction,
+    },
   };
   let lease: Lease | undefined;
   let revoked: { leaseId: string; reason: string } | undefined;
@@ -115,7 +138,11 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     pending.events.push({ status, at, ...(note ? { note } : {}) });
   };
   /** Moves to a state and writes it, with everything pending, to the catalog. */
-  const advance = async (status: ExperimentStatus, note?: string, record: Omit<RecordUpdate, 'experimentId' | 'events'> = {}) => {
+  const advance = async (
+    status: ExperimentStatus,
+    note?: string,
+    record: Omit<RecordUpdate, 'experimentId' | 'events'> = {},
+  ) => {
     mark(status, note);
     const update = { ...pending, ...record, experimentId, status };
     pending = { events: [] };
@@ -130,27 +157,40 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
 
   const validate = async () => {
     pending.events.push({ status: 'submitted', at: input.submittedAt });
-    await advance('validating', undefined, { request, submittedAt: input.submittedAt, ...(input.origin ? { origin: input.origin } : {}) });
+    await advance('validating', undefined, {
+      request,
+      submittedAt: input.submittedAt,
+      ...(input.origin ? { origin: input.origin } : {}),
+    });
     const tagPolicy = await control.resolveTagPolicy({ tag: request.tag, metric: request.metric });
     if ('refusal' in tagPolicy) throw new RunEnded('validation_failed', tagPolicy.refusal);
     snapshot.metricPolicy = tagPolicy.metric;
     pending.metric = tagPolicy.metric;
     const placement = await control.checkPlacement(request.requirements);
-    if (placement.refusal !== null || placement.hostQueue === null) throw new RunEnded('validation_failed', placement.refusal ?? 'no host to validate on');
+    if (placement.refusal !== null || placement.hostQueue === null)
+      throw new RunEnded('validation_failed', placement.refusal ?? 'no host to validate on');
     const { patchText, ...report } = await hostActivities(placement.hostQueue).validateRequest(experimentId, request);
     snapshot.validation = report;
     if (!report.ok) throw new RunEnded('validation_failed', report.reason ?? 'validation failed');
     pending.validation = {
       resolvedConfig: report.resolvedConfig,
       interpreter: report.interpreter,
-      patch: report.patch && patchText ? { text: patchText, sha256: report.patch.sha256, bytes: report.patch.bytes, files: report.patch.files } : null,
+      patch:
+        report.patch && patchText
+          ? { text: patchText, sha256: report.patch.sha256, bytes: report.patch.bytes, files: report.patch.files }
+          : null,
     };
   };
 
   /** Waits in the pool's queue for a lease (the state is `queued`, also when a run is re-placed). */
   const acquire = async (note?: string, requirements = request.requirements): Promise<Lease> => {
     await advance('queued', note);
-    await pool.signal(requestLeaseSignal, { experimentId, requirements, priority: input.priority, datasets: request.datasets });
+    await pool.signal(requestLeaseSignal, {
+      experimentId,
+      requirements,
+      priority: input.priority,
+      datasets: request.datasets,
+    });
     await condition(() => lease !== undefined);
     const granted = lease!;
     snapshot.placement = granted.placement;
@@ -197,15 +237,18 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
         return { outcome: await follow() };
       } catch (error) {
         if (!(error instanceof ActivityFailure) || isCancellation(error)) throw error;
-        if (error.cause instanceof ApplicationFailure && error.cause.type === RUN_NOT_ON_HOST) return { lost: error.cause.message };
+        if (error.cause instanceof ApplicationFailure && error.cause.type === RUN_NOT_ON_HOST)
+          return { lost: error.cause.message };
         if (!(error.cause instanceof TimeoutFailure)) return { infra: error.cause?.message ?? error.message };
         const silence = `the worker on ${granted.slot.host} stopped answering (${error.cause.timeoutType ?? 'timeout'} on ${granted.slot.slotId})`;
         const status = await askHost(granted);
-        if (status === null) return hostLost(granted, `${silence}, and the host did not answer within ${RECONCILE_WAIT}`);
+        if (status === null)
+          return hostLost(granted, `${silence}, and the host did not answer within ${RECONCILE_WAIT}`);
         if (status.state === 'finished') return { outcome: status.outcome };
         if (status.state === 'unknown') return { lost: `${silence}; the host answered but ${status.why}` };
         // The host holds the run (its worker restarted, or the server was away): follow it again.
-        if (reattaches >= MAX_REATTACHES) return { lost: `${silence}; re-attached ${MAX_REATTACHES} times without the run ending` };
+        if (reattaches >= MAX_REATTACHES)
+          return { lost: `${silence}; re-attached ${MAX_REATTACHES} times without the run ending` };
         follow = () => training.awaitTraining({ experimentId, slot: granted.slot, leaseId: granted.leaseId });
       }
     }
@@ -224,13 +267,19 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
         pending.environment = await hostActivities(granted.hostQueue, RECONCILE_WAIT).captureEnvironment(request);
       } catch (error) {
         if (!(error instanceof ActivityFailure) || isCancellation(error)) throw error;
-        if (error.cause instanceof TimeoutFailure) return hostLost(granted, `the host ${granted.slot.host} did not answer within ${RECONCILE_WAIT} after granting its slot`);
+        if (error.cause instanceof TimeoutFailure)
+          return hostLost(
+            granted,
+            `the host ${granted.slot.host} did not answer within ${RECONCILE_WAIT} after granting its slot`,
+          );
         return { infra: error.cause?.message ?? error.message };
       }
       await advance('running', `on ${granted.slot.slotId}`, { attempts: snapshot.attempts });
       return supervise(granted);
     });
-    const revocation = CancellationScope.nonCancellable(() => condition(() => revoked !== undefined)).then(() => undefined);
+    const revocation = CancellationScope.nonCancellable(() => condition(() => revoked !== undefined)).then(
+      () => undefined,
+    );
     try {
       const result = await Promise.race([work, revocation]);
       if (result !== undefined) return result;
@@ -284,14 +333,20 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     snapshot.metric = verdict.metric;
     // The budget is the script's to enforce; a run that overran it is still judged, and says so.
     const over = budgetOverrunSeconds(request.timeBudgetSeconds, outcome.timings?.trainingSeconds ?? null);
-    const budgetNote = verdict.status === 'completed' && over !== null
-      ? `; its training_seconds exceeded the ${request.timeBudgetSeconds} s budget by ${over} s`
-      : '';
+    const budgetNote =
+      verdict.status === 'completed' && over !== null
+        ? `; its training_seconds exceeded the ${request.timeBudgetSeconds} s budget by ${over} s`
+        : '';
     ended = new RunEnded(verdict.status, verdict.reason + budgetNote);
   } catch (error) {
     if (error instanceof RunEnded) ended = error;
-    else if (isCancellation(error)) ended = new RunEnded('canceled', 'canceled by an operator before training finished');
-    else if (error instanceof ActivityFailure) ended = new RunEnded('retry_exhausted', `a control step failed after its retries: ${error.cause?.message ?? error.message}`);
+    else if (isCancellation(error))
+      ended = new RunEnded('canceled', 'canceled by an operator before training finished');
+    else if (error instanceof ActivityFailure)
+      ended = new RunEnded(
+        'retry_exhausted',
+        `a control step failed after its retries: ${error.cause?.message ?? error.message}`,
+      );
     else throw error;
   }
 
@@ -315,7 +370,9 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
         },
       });
     } catch (error) {
-      throw ApplicationFailure.nonRetryable(`could not record the outcome on tag ${request.tag}: ${(error as Error).message}`);
+      throw ApplicationFailure.nonRetryable(
+        `could not record the outcome on tag ${request.tag}: ${(error as Error).message}`,
+      );
     }
     snapshot.decision = decision;
     snapshot.reason = ended.reason;
@@ -342,4 +399,3 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     };
   });
 }
-

@@ -11,8 +11,13 @@ export const HEALTH_SCHEDULE_ID = 'expctl-health';
  * Run by a Temporal Schedule every minute: measures every online host, drains slots that are
  * unhealthy (with the reason) and returns recovered ones to service, through the pool.
  */
-export async function healthCheckWorkflow(): Promise<{ host: string; problems: { slotId: string; reason: string }[] }[]> {
-  const control = proxyActivities<ReturnType<typeof createControlActivities>>({ taskQueue: CONTROL_TASK_QUEUE, startToCloseTimeout: '30s' });
+export async function healthCheckWorkflow(): Promise<
+  { host: string; problems: { slotId: string; reason: string }[] }[]
+> {
+  const control = proxyActivities<ReturnType<typeof createControlActivities>>({
+    taskQueue: CONTROL_TASK_QUEUE,
+    startToCloseTimeout: '30s',
+  });
   const hosts = await control.listOnlineHosts();
   const pool = getExternalWorkflowHandle(POOL_WORKFLOW_ID);
   return Promise.all(
@@ -28,7 +33,10 @@ export async function healthCheckWorkflow(): Promise<{ host: string; problems: {
         report = await activities.checkHealth();
       } catch (error) {
         // A host that cannot answer its health check is not drained here: silence is the pool's heartbeat rule.
-        return { host, problems: [{ slotId: '*', reason: `health check did not complete: ${(error as Error).message}` }] };
+        return {
+          host,
+          problems: [{ slotId: '*', reason: `health check did not complete: ${(error as Error).message}` }],
+        };
       }
       const problems = assessHealth(report);
       await pool.signal(healthReportSignal, { host, report, problems });

@@ -9,7 +9,11 @@ const CYCLES_PER_RUN = 100;
  * Pool diagnostics: acquires and releases a lease `remaining` times through the real protocol,
  * as an experiment would, without training. The benchmark and the history-bound test use it.
  */
-export async function leaseCyclerWorkflow(input: { remaining: number; requirements: Requirements; done?: number }): Promise<{ cycles: number }> {
+export async function leaseCyclerWorkflow(input: {
+  remaining: number;
+  requirements: Requirements;
+  done?: number;
+}): Promise<{ cycles: number }> {
   const pool = getExternalWorkflowHandle(POOL_WORKFLOW_ID);
   const experimentId = workflowInfo().workflowId;
   let lease: Lease | undefined;
@@ -25,6 +29,7 @@ export async function leaseCyclerWorkflow(input: { remaining: number; requiremen
     done++;
   }
   const remaining = input.remaining - Math.min(input.remaining, CYCLES_PER_RUN);
-  if (remaining > 0) await continueAsNew<typeof leaseCyclerWorkflow>({ remaining, requirements: input.requirements, done });
+  if (remaining > 0)
+    await continueAsNew<typeof leaseCyclerWorkflow>({ remaining, requirements: input.requirements, done });
   return { cycles: done };
 }

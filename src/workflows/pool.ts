@@ -1,17 +1,45 @@
 import {
-  allHandlersFinished, condition, continueAsNew, getExternalWorkflowHandle, log, setHandler, uuid4, workflowInfo,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  getExternalWorkflowHandle,
+  log,
+  setHandler,
+  uuid4,
+  workflowInfo,
 } from '@temporalio/workflow';
 import { assignSlots, DEFAULT_PLACEMENT_POLICY, type SlotView } from '../domain/placement.js';
 import {
-  configurePoolSignal, deregisterHostSignal, drainSignal, healthReportSignal, hostHeartbeatSignal, hostLostSignal, leaseGrantedSignal, leaseHeldQuery,
-  leaseRevokedSignal, poolStateQuery, registerHostSignal, releaseLeaseSignal, requestLeaseSignal, type PoolSnapshot, type SlotEntry,
+  configurePoolSignal,
+  deregisterHostSignal,
+  drainSignal,
+  healthReportSignal,
+  hostHeartbeatSignal,
+  hostLostSignal,
+  leaseGrantedSignal,
+  leaseHeldQuery,
+  leaseRevokedSignal,
+  poolStateQuery,
+  registerHostSignal,
+  releaseLeaseSignal,
+  requestLeaseSignal,
+  type PoolSnapshot,
+  type SlotEntry,
 } from './definitions.js';
 
 /** Continue-as-new well before Temporal's limits so thousands of leases keep the history small. */
 const HISTORY_EVENTS_LIMIT = 2_000;
 
 export function emptyPool(): PoolSnapshot {
-  return { hosts: {}, slots: [], queue: [], policy: DEFAULT_PLACEMENT_POLICY, heartbeatLimitMs: 60_000, leasesGranted: 0, health: {} };
+  return {
+    hosts: {},
+    slots: [],
+    queue: [],
+    policy: DEFAULT_PLACEMENT_POLICY,
+    heartbeatLimitMs: 60_000,
+    leasesGranted: 0,
+    health: {},
+  };
 }
 
 /**
@@ -61,13 +89,25 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
       return;
     }
     // Leases of runs the worker no longer holds belong to processes that died with its predecessor.
-    if (known) revokeHost(registration.host, `worker on ${registration.host} restarted or came back; its runs were lost`, registration.liveRuns ?? []);
+    if (known)
+      revokeHost(
+        registration.host,
+        `worker on ${registration.host} restarted or came back; its runs were lost`,
+        registration.liveRuns ?? [],
+      );
     const previousSlots = new Map(slotsOf(registration.host).map((e) => [e.slot.slotId, e]));
     pool.slots = pool.slots.filter((entry) => entry.slot.host !== registration.host);
     for (const slot of registration.slots) {
       const previous = previousSlots.get(slot.slotId);
-      const lease = previous?.lease && registration.liveRuns?.includes(previous.lease.experimentId) ? previous.lease : null;
-      pool.slots.push({ slot, lease, draining: previous?.draining ?? false, drainReason: previous?.drainReason ?? null, drainedBy: previous?.drainedBy ?? null });
+      const lease =
+        previous?.lease && registration.liveRuns?.includes(previous.lease.experimentId) ? previous.lease : null;
+      pool.slots.push({
+        slot,
+        lease,
+        draining: previous?.draining ?? false,
+        drainReason: previous?.drainReason ?? null,
+        drainedBy: previous?.drainedBy ?? null,
+      });
     }
     pool.hosts[registration.host] = {
       host: registration.host,
@@ -116,7 +156,10 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
   setHandler(healthReportSignal, ({ host, report, problems }) => {
     pool.health[host] = { checkedAt: report.checkedAt, problems, report };
     for (const entry of slotsOf(host)) {
-      const problem = problems.filter((p) => p.slotId === entry.slot.slotId).map((p) => p.reason).join('; ');
+      const problem = problems
+        .filter((p) => p.slotId === entry.slot.slotId)
+        .map((p) => p.reason)
+        .join('; ');
       if (problem && entry.drainedBy !== 'operator') {
         entry.draining = true;
         entry.drainReason = `health: ${problem}`;
@@ -155,22 +198,27 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
     // means the server (or this workflow) was unavailable, not the hosts: their heartbeats could not
     // arrive. Give every online host a full limit to report again instead of declaring it lost.
     if (now - lastWake > pool.heartbeatLimitMs + 5_000) {
-      for (const host of Object.values(pool.hosts)) if (host.online) host.lastHeartbeat = Math.max(host.lastHeartbeat, now);
+      for (const host of Object.values(pool.hosts))
+        if (host.online) host.lastHeartbeat = Math.max(host.lastHeartbeat, now);
       log.warn('pool was unavailable; host heartbeats get a fresh limit', { stalledMs: now - lastWake });
     }
     lastWake = now;
     for (const host of Object.values(pool.hosts)) {
       if (host.online && now - host.lastHeartbeat > pool.heartbeatLimitMs) {
         const last = new Date(host.lastHeartbeat).toISOString();
-        takeOffline(host.host, `no heartbeat from ${host.host} for ${Math.round((now - host.lastHeartbeat) / 1000)}s (last at ${last}); the worker is lost`);
+        takeOffline(
+          host.host,
+          `no heartbeat from ${host.host} for ${Math.round((now - host.lastHeartbeat) / 1000)}s (last at ${last}); the worker is lost`,
+        );
         log.warn('host went offline', { host: host.host });
       }
     }
     await Promise.all(
-      pendingRevocations.splice(0).map((revocation) =>
-        getExternalWorkflowHandle(revocation.experimentId)
-          .signal(leaseRevokedSignal, { leaseId: revocation.leaseId, reason: revocation.reason })
-          .catch(() => undefined), // the experiment already ended: nothing to tell
+      pendingRevocations.splice(0).map(
+        (revocation) =>
+          getExternalWorkflowHandle(revocation.experimentId)
+            .signal(leaseRevokedSignal, { leaseId: revocation.leaseId, reason: revocation.reason })
+            .catch(() => undefined), // the experiment already ended: nothing to tell
       ),
     );
 
@@ -183,7 +231,12 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
     // Leases are taken synchronously; the winners are told concurrently, one round trip for all.
     const grants = assignSlots(views, pool.queue, pool.policy, now).map((grant) => {
       const entry = pool.slots.find((e) => e.slot.slotId === grant.slotId)!;
-      const lease = { leaseId: uuid4(), experimentId: grant.experimentId, hostQueue: pool.hosts[entry.slot.host]!.hostQueue, grantedAt: now };
+      const lease = {
+        leaseId: uuid4(),
+        experimentId: grant.experimentId,
+        hostQueue: pool.hosts[entry.slot.host]!.hostQueue,
+        grantedAt: now,
+      };
       entry.lease = lease;
       pool.queue = pool.queue.filter((request) => request.experimentId !== grant.experimentId);
       pool.leasesGranted++;
@@ -192,7 +245,11 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
     await Promise.all(
       grants.map(async ({ grant, entry, lease }) => {
         try {
-          await getExternalWorkflowHandle(grant.experimentId).signal(leaseGrantedSignal, { ...lease, slot: entry.slot, placement: grant.record });
+          await getExternalWorkflowHandle(grant.experimentId).signal(leaseGrantedSignal, {
+            ...lease,
+            slot: entry.slot,
+            placement: grant.record,
+          });
         } catch {
           // The experiment ended while waiting: the slot goes back.
           if (entry.lease?.leaseId === lease.leaseId) entry.lease = null;

@@ -5,10 +5,23 @@ import type { createControlActivities } from '../activities/control.js';
 import type { createHostActivities } from '../activities/host.js';
 
 /** Proves the stack end to end: one activity on the control queue, one on a GPU worker's host queue. */
-export async function smokeWorkflow(input: { hostQueue: string; tag: string }): Promise<{ control: string; host: string; slots: number }> {
-  upsertSearchAttributes([{ key: SA.tag, value: input.tag }, { key: SA.status, value: 'running' }]);
-  const control = proxyActivities<ReturnType<typeof createControlActivities>>({ taskQueue: CONTROL_TASK_QUEUE, startToCloseTimeout: '30s' });
-  const host = proxyActivities<ReturnType<typeof createHostActivities>>({ taskQueue: input.hostQueue, startToCloseTimeout: '30s', scheduleToCloseTimeout: '2m' });
+export async function smokeWorkflow(input: {
+  hostQueue: string;
+  tag: string;
+}): Promise<{ control: string; host: string; slots: number }> {
+  upsertSearchAttributes([
+    { key: SA.tag, value: input.tag },
+    { key: SA.status, value: 'running' },
+  ]);
+  const control = proxyActivities<ReturnType<typeof createControlActivities>>({
+    taskQueue: CONTROL_TASK_QUEUE,
+    startToCloseTimeout: '30s',
+  });
+  const host = proxyActivities<ReturnType<typeof createHostActivities>>({
+    taskQueue: input.hostQueue,
+    startToCloseTimeout: '30s',
+    scheduleToCloseTimeout: '2m',
+  });
   const controlAnswer = await control.ping();
   const description = await host.describeHost();
   upsertSearchAttributes([{ key: SA.status, value: 'completed' }]);

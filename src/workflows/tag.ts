@@ -24,27 +24,39 @@ export async function tagWorkflow(tag: string, carried?: TagState): Promise<void
     state = next.state;
     return next.decision;
   });
-  setHandler(configureTagUpdate, (policy) => {
-    state = { ...state, policy: { ...state.policy, ...policy } };
-    return state;
-  }, {
-    validator: (policy) => {
-      if (policy.nearMissThreshold !== undefined && !(policy.nearMissThreshold >= 0)) throw new Error('nearMissThreshold must be >= 0');
-      if (policy.maxConsecutiveCrashes !== undefined && !(Number.isInteger(policy.maxConsecutiveCrashes) && policy.maxConsecutiveCrashes >= 1)) {
-        throw new Error('maxConsecutiveCrashes must be a whole number >= 1');
-      }
-      if (policy.minImprovement !== undefined && !(Number.isFinite(policy.minImprovement) && policy.minImprovement >= 0)) {
-        throw new Error('minImprovement must be a finite number >= 0');
-      }
-      if (policy.nearMissThreshold !== undefined && !Number.isFinite(policy.nearMissThreshold)) throw new Error('nearMissThreshold must be finite');
-      if (policy.guards !== undefined) {
-        const guards: GuardRule[] = policy.guards;
-        if (!Array.isArray(guards)) throw new Error('guards must be a list');
-        const problem = guards.map((guard) => guardProblem(guard)).find((p) => p !== null);
-        if (problem) throw new Error(problem);
-      }
+  setHandler(
+    configureTagUpdate,
+    (policy) => {
+      state = { ...state, policy: { ...state.policy, ...policy } };
+      return state;
     },
-  });
+    {
+      validator: (policy) => {
+        if (policy.nearMissThreshold !== undefined && !(policy.nearMissThreshold >= 0))
+          throw new Error('nearMissThreshold must be >= 0');
+        if (
+          policy.maxConsecutiveCrashes !== undefined &&
+          !(Number.isInteger(policy.maxConsecutiveCrashes) && policy.maxConsecutiveCrashes >= 1)
+        ) {
+          throw new Error('maxConsecutiveCrashes must be a whole number >= 1');
+        }
+        if (
+          policy.minImprovement !== undefined &&
+          !(Number.isFinite(policy.minImprovement) && policy.minImprovement >= 0)
+        ) {
+          throw new Error('minImprovement must be a finite number >= 0');
+        }
+        if (policy.nearMissThreshold !== undefined && !Number.isFinite(policy.nearMissThreshold))
+          throw new Error('nearMissThreshold must be finite');
+        if (policy.guards !== undefined) {
+          const guards: GuardRule[] = policy.guards;
+          if (!Array.isArray(guards)) throw new Error('guards must be a list');
+          const problem = guards.map((guard) => guardProblem(guard)).find((p) => p !== null);
+          if (problem) throw new Error(problem);
+        }
+      },
+    },
+  );
 
   await condition(() => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > HISTORY_EVENTS_LIMIT);
   await condition(allHandlersFinished);

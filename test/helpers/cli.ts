@@ -17,6 +17,19 @@ export function runCli(env: CliEnv, args: string[], options: Options = {}) {
 
 /** The keys of the one JSON object `expctl run` prints (BRIEF §4), plus `rule`. */
 export const RESULT_KEYS = [
-  'experiment_id', 'tag', 'status', 'decision', 'action', 'metric_name', 'metric', 'best', 'delta',
-  'near_miss', 'consecutive_crashes', 'should_abort', 'reason', 'gpu', 'worker',
+  'experiment_id',
+  'tag',
+  'status',
+  'decision',
+  'action',
+  'metric_name',
+  'metric',
+  'best',
+  'delta',
+  'near_miss',
+  'consecutive_crashes',
+  'should_abort',
+  'reason',
+  'gpu',
+  'worker',
 ] as const;

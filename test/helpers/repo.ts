@@ -5,7 +5,14 @@ import { execa } from 'execa';
 import { FIXTURES } from './stack.js';
 
 /** Fixed identity and dates: the same files always give the same commit SHA. */
-const GIT_ENV = { GIT_AUTHOR_NAME: 'test', GIT_AUTHOR_EMAIL: 'test@example.com', GIT_COMMITTER_NAME: 'test', GIT_COMMITTER_EMAIL: 'test@example.com', GIT_AUTHOR_DATE: '2026-01-01T00:00:00Z', GIT_COMMITTER_DATE: '2026-01-01T00:00:00Z' };
+const GIT_ENV = {
+  GIT_AUTHOR_NAME: 'test',
+  GIT_AUTHOR_EMAIL: 'test@example.com',
+  GIT_COMMITTER_NAME: 'test',
+  GIT_COMMITTER_EMAIL: 'test@example.com',
+  GIT_AUTHOR_DATE: '2026-01-01T00:00:00Z',
+  GIT_COMMITTER_DATE: '2026-01-01T00:00:00Z',
+};
 
 /** Commits everything in `repo` with a fixed identity and date; returns the SHA. */
 export async function commitAll(repo: string, message: string): Promise<string> {
@@ -15,7 +22,10 @@ export async function commitAll(repo: string, message: string): Promise<string> 
 }
 
 /** A throwaway git repository with a training script committed (deterministically); returns its path and HEAD. */
-export async function makeRepo(extraFiles: Record<string, string> = {}, script = path.join(FIXTURES, 'scripts', 'train.py')): Promise<{ repo: string; commit: string }> {
+export async function makeRepo(
+  extraFiles: Record<string, string> = {},
+  script = path.join(FIXTURES, 'scripts', 'train.py'),
+): Promise<{ repo: string; commit: string }> {
   const repo = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-repo-'));
   await fs.copyFile(script, path.join(repo, 'train.py'));
   for (const [name, content] of Object.entries(extraFiles)) await fs.writeFile(path.join(repo, name), content);

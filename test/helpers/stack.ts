@@ -16,14 +16,18 @@ export const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 let bundle: ReturnType<typeof bundleWorkflowCode> | undefined;
 /** Bundling takes a second or two; every stack in a test file shares one bundle. */
 function workflowBundle() {
-  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: { trace() {}, debug() {}, info() {}, warn() {}, error: console.error } as never });
+  bundle ??= bundleWorkflowCode({
+    workflowsPath: WORKFLOWS_PATH,
+    logger: { trace() {}, debug() {}, info() {}, warn() {}, error: console.error } as never,
+  });
   return bundle;
 }
 
 /** Makes this process's `nvidia-smi` the fake one describing `fleet` (a CSV under fixtures/fleets, or an absolute path). */
 export function useFakeFleet(fleet: string | undefined): void {
   const bin = path.join(FIXTURES, 'bin');
-  if (!process.env.PATH!.split(path.delimiter).includes(bin)) process.env.PATH = `${bin}${path.delimiter}${process.env.PATH}`;
+  if (!process.env.PATH!.split(path.delimiter).includes(bin))
+    process.env.PATH = `${bin}${path.delimiter}${process.env.PATH}`;
   if (fleet) process.env.FAKE_NVIDIA_SMI_FLEET = path.isAbsolute(fleet) ? fleet : path.join(FIXTURES, 'fleets', fleet);
   else delete process.env.FAKE_NVIDIA_SMI_FLEET;
 }
@@ -37,7 +41,12 @@ export interface TestStack {
   gpuWorker?: GpuWorkerHandle;
   workDir: string;
   catalogPath: string;
-  addGpuWorker(options: { host: string; cpuSlots?: number; fleet?: string; runtimeTags?: string[] }): Promise<GpuWorkerHandle>;
+  addGpuWorker(options: {
+    host: string;
+    cpuSlots?: number;
+    fleet?: string;
+    runtimeTags?: string[];
+  }): Promise<GpuWorkerHandle>;
   stop(): Promise<void>;
 }
 
@@ -45,7 +54,14 @@ export interface TestStack {
  * A namespace of its own on the shared dev server (so test files never see each other's pool,
  * tags or workers), with the orchestrator and optionally one GPU worker running in this process.
  */
-export async function startStack(options: { name: string; host?: string; cpuSlots?: number; fleet?: string; gpuWorker?: boolean; address?: string }): Promise<TestStack> {
+export async function startStack(options: {
+  name: string;
+  host?: string;
+  cpuSlots?: number;
+  fleet?: string;
+  gpuWorker?: boolean;
+  address?: string;
+}): Promise<TestStack> {
   installWorkerRuntime();
   // A file may bring its own server (one it stops and restarts); the shared one otherwise.
   const address = options.address ?? inject('temporalAddress');
@@ -56,7 +72,13 @@ export async function startStack(options: { name: string; host?: string; cpuSlot
   const client = new Client({ connection, namespace });
   const nativeConnection = await NativeConnection.connect({ address });
   const workDir = await fs.mkdtemp(path.join(os.tmpdir(), `expctl-${options.name}-`));
-  const orchestrator = await createOrchestratorWorker({ connection: nativeConnection, namespace, client, catalogPath: path.join(workDir, 'catalog.sqlite'), workflowBundle: { code: (await workflowBundle()).code } });
+  const orchestrator = await createOrchestratorWorker({
+    connection: nativeConnection,
+    namespace,
+    client,
+    catalogPath: path.join(workDir, 'catalog.sqlite'),
+    workflowBundle: { code: (await workflowBundle()).code },
+  });
   const running: Promise<unknown>[] = [orchestrator.run()];
   const gpuWorkers: GpuWorkerHandle[] = [];
 
@@ -97,6 +119,11 @@ export async function startStack(options: { name: string; host?: string; cpuSlot
       await fs.rm(workDir, { recursive: true, force: true });
     },
   };
-  if (options.gpuWorker !== false) stack.gpuWorker = await addGpuWorker({ host: options.host ?? 'testhost', cpuSlots: options.cpuSlots, fleet: options.fleet });
+  if (options.gpuWorker !== false)
+    stack.gpuWorker = await addGpuWorker({
+      host: options.host ?? 'testhost',
+      cpuSlots: options.cpuSlots,
+      fleet: options.fleet,
+    });
   return stack;
 }

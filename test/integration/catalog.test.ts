@@ -23,11 +23,22 @@ let catalog: Catalog;
 let source: { repo: string; commit: string };
 
 function request(overrides: Partial<ExperimentRequestInput> & { tag: string }): ExperimentRequestInput {
-  return { hypothesis: 'h', category: 'other', command: ['python3', 'train.py'], repo: source.repo, commit: source.commit, timeBudgetSeconds: 60, ...overrides };
+  return {
+    hypothesis: 'h',
+    category: 'other',
+    command: ['python3', 'train.py'],
+    repo: source.repo,
+    commit: source.commit,
+    timeBudgetSeconds: 60,
+    ...overrides,
+  };
 }
 const run = async (input: ExperimentRequestInput) => (await submitExperiment(stack.client, input)).handle.result();
 const cli = (...args: string[]) =>
-  execa(process.execPath, [EXPCTL, ...args], { env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace, EXPCTL_CATALOG: stack.catalogPath }, reject: false });
+  execa(process.execPath, [EXPCTL, ...args], {
+    env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace, EXPCTL_CATALOG: stack.catalogPath },
+    reject: false,
+  });
 
 beforeAll(async () => {
   stack = await startStack({ name: 'catalog', host: 'rechost', cpuSlots: 2 });
@@ -41,11 +52,20 @@ afterAll(async () => {
 
 describe('the operating record', () => {
   it('has request, commit, patch, environment and placement while the run is still training', async () => {
-    const { handle, experimentId } = await submitExperiment(stack.client, request({ tag: 'live', env: { MODE: 'slow' } }));
+    const { handle, experimentId } = await submitExperiment(
+      stack.client,
+      request({ tag: 'live', env: { MODE: 'slow' } }),
+    );
     // The record, not just the live state, must already say running (it is written as the run advances).
     await waitFor(async () => catalog.get(experimentId)?.status === 'running', 30_000);
     const record = catalog.get(experimentId)!;
-    expect(record).toMatchObject({ status: 'running', tag: 'live', commit: source.commit, command: ['python3', 'train.py'], gpu: expect.stringMatching(/^rechost\/cpu\d$/) });
+    expect(record).toMatchObject({
+      status: 'running',
+      tag: 'live',
+      commit: source.commit,
+      command: ['python3', 'train.py'],
+      gpu: expect.stringMatching(/^rechost\/cpu\d$/),
+    });
     expect(record.patch).toContain('+++ b/train.py');
     expect(record.patchFiles).toEqual(['train.py']);
     expect(record.environment?.software.python3).toMatch(/^Python 3/);
@@ -55,7 +75,6 @@ describe('the operating record', () => {
     await handle.result();
     expect(catalog.get(experimentId)!.status).toBe('canceled');
   });
-
 });
 
 describe('reports of a fixture campaign (keep, discard, crash, refused)', () => {
@@ -74,14 +93,34 @@ describe('reports of a fixture campaign (keep, discard, crash, refused)', () => 
     expect(printed.stdout + '\n').toBe(expected);
 
     const summary = summarize('tsv', catalog.list({ tag: 'tsv' }));
-    expect(summary).toMatchObject({ runs: 4, kept: 2, discarded: 1, crashed: 1, refused: 1, keepRate: 0.5, crashRate: 0.25 });
+    expect(summary).toMatchObject({
+      runs: 4,
+      kept: 2,
+      discarded: 1,
+      crashed: 1,
+      refused: 1,
+      keepRate: 0.5,
+      crashRate: 0.25,
+    });
     expect(summary.progression.map((p) => p.metric)).toEqual([1.5, 1.4]);
     const tags = JSON.parse((await cli('report', 'tags', '--json')).stdout) as { tag: string }[];
-    expect(tags.find((t) => t.tag === 'tsv')).toMatchObject({ runs: 4, kept: 2, discarded: 1, crashed: 1, refused: 1, keepRate: 0.5, crashRate: 0.25, best: 1.4 });
+    expect(tags.find((t) => t.tag === 'tsv')).toMatchObject({
+      runs: 4,
+      kept: 2,
+      discarded: 1,
+      crashed: 1,
+      refused: 1,
+      keepRate: 0.5,
+      crashRate: 0.25,
+      best: 1.4,
+    });
     const best = JSON.parse((await cli('best', '--tag', 'tsv', '--json')).stdout);
     expect(best).toMatchObject({ metric: 1.4, description: 'better', byClass: { cpu: { metric: 1.4 } } });
     const columns = await cli('report', 'tsv', '--tag', 'tsv', '--columns', 'commit,val_bpb,num_steps,status');
-    expect(columns.stdout.split('\n').slice(0, 2)).toEqual(['commit\tval_bpb\tnum_steps\tstatus', `${source.commit.slice(0, 7)}\t1.500000\t${catalog.list({ tag: 'tsv', order: 'oldest' })[0]!.metrics!.num_steps}\tkeep`]);
+    expect(columns.stdout.split('\n').slice(0, 2)).toEqual([
+      'commit\tval_bpb\tnum_steps\tstatus',
+      `${source.commit.slice(0, 7)}\t1.500000\t${catalog.list({ tag: 'tsv', order: 'oldest' })[0]!.metrics!.num_steps}\tkeep`,
+    ]);
     const refused = await cli('tag', 'create', 'tsv', '--near-miss', 'abc');
     expect(refused.exitCode).not.toBe(0);
     expect(refused.stderr).toContain('--near-miss "abc": expected a decimal number');
@@ -93,23 +132,47 @@ describe('reports of a fixture campaign (keep, discard, crash, refused)', () => 
   // test/global-setup.ts provides Chromium (scripts/install-chromium); where it cannot, this is skipped.
   const browser = inject('chromium');
   const skipped = browser ? '' : ' [SKIPPED: no Chromium; install it with scripts/install-chromium as root]';
-  it.skipIf(!browser)(`renders the HTML report in a real headless browser: staircase of keeps, dots for the rest${skipped}`, async () => {
-    const file = path.join(stack.workDir, 'report.html');
-    await fs.writeFile(file, tagReportHtml('tsv', catalog.list({ tag: 'tsv' })));
-    const { stdout: dom } = await execa(browser, ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', `--user-data-dir=${path.join(stack.workDir, 'chromium')}`, '--dump-dom', `file://${file}`], { timeout: 60_000 });
-    expect(dom).toContain('data-rendered="4"');
-    expect(dom.match(/<circle [^>]*class="(keep|discard|crash)"/g)).toHaveLength(4); // one dot per run (legend dots are marked)
-    expect(dom.match(/class="keep"/g)).toHaveLength(2);
-    expect(dom.match(/class="crash"/g)).toHaveLength(1);
-    expect(dom).toMatch(/<path id="staircase" d="M[\d.]+,[\d.]+ H[\d.]+ V[\d.]+ H[\d.]+"/);
-  });
-
+  it.skipIf(!browser)(
+    `renders the HTML report in a real headless browser: staircase of keeps, dots for the rest${skipped}`,
+    async () => {
+      const file = path.join(stack.workDir, 'report.html');
+      await fs.writeFile(file, tagReportHtml('tsv', catalog.list({ tag: 'tsv' })));
+      const { stdout: dom } = await execa(
+        browser,
+        [
+          '--headless',
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--no-first-run',
+          `--user-data-dir=${path.join(stack.workDir, 'chromium')}`,
+          '--dump-dom',
+          `file://${file}`,
+        ],
+        { timeout: 60_000 },
+      );
+      expect(dom).toContain('data-rendered="4"');
+      expect(dom.match(/<circle [^>]*class="(keep|discard|crash)"/g)).toHaveLength(4); // one dot per run (legend dots are marked)
+      expect(dom.match(/class="keep"/g)).toHaveLength(2);
+      expect(dom.match(/class="crash"/g)).toHaveLength(1);
+      expect(dom).toMatch(/<path id="staircase" d="M[\d.]+,[\d.]+ H[\d.]+ V[\d.]+ H[\d.]+"/);
+    },
+  );
 });
 
 describe('what the record keeps and what it does not', () => {
   it('keeps secrets out of every record and log tail it stores', async () => {
     process.env.EXPCTL_TEST_SECRET_TOKEN = 'worker-secret-7f3a9c';
-    const id = (await submitExperiment(stack.client, request({ tag: 'secrets', env: { VAL_BPB: '1.0', HF_TOKEN: 'hf_request_secret_42', PRINT_SECRETS: 'HF_TOKEN,EXPCTL_TEST_SECRET_TOKEN' } }))).experimentId;
+    const id = (
+      await submitExperiment(
+        stack.client,
+        request({
+          tag: 'secrets',
+          env: { VAL_BPB: '1.0', HF_TOKEN: 'hf_request_secret_42', PRINT_SECRETS: 'HF_TOKEN,EXPCTL_TEST_SECRET_TOKEN' },
+        }),
+      )
+    ).experimentId;
     await stack.client.workflow.getHandle(id).result();
     const record = catalog.get(id)!;
     expect(record.environment?.variables.EXPCTL_TEST_SECRET_TOKEN).toBe('[redacted]');
@@ -127,12 +190,27 @@ describe('what the record keeps and what it does not', () => {
   });
 
   it('records artifacts with sha256 and a manifest that names the experiment', async () => {
-    const { handle, experimentId } = await submitExperiment(stack.client, request({ tag: 'artifacts', env: { VAL_BPB: '1.0' } }));
+    const { handle, experimentId } = await submitExperiment(
+      stack.client,
+      request({ tag: 'artifacts', env: { VAL_BPB: '1.0' } }),
+    );
     await handle.result();
     const record = catalog.get(experimentId)!;
-    expect(record.artifacts).toEqual([{ path: 'model.txt', bytes: 8, sha256: crypto.createHash('sha256').update('weights\n').digest('hex') }]);
-    const manifest = JSON.parse(await fs.readFile(path.join(stack.workDir, 'rechost', 'runs', experimentId, 'artifacts', 'expctl-manifest.json'), 'utf8'));
-    expect(manifest).toMatchObject({ experimentId, commit: source.commit, tag: 'artifacts', artifacts: record.artifacts });
+    expect(record.artifacts).toEqual([
+      { path: 'model.txt', bytes: 8, sha256: crypto.createHash('sha256').update('weights\n').digest('hex') },
+    ]);
+    const manifest = JSON.parse(
+      await fs.readFile(
+        path.join(stack.workDir, 'rechost', 'runs', experimentId, 'artifacts', 'expctl-manifest.json'),
+        'utf8',
+      ),
+    );
+    expect(manifest).toMatchObject({
+      experimentId,
+      commit: source.commit,
+      tag: 'artifacts',
+      artifacts: record.artifacts,
+    });
     expect(record.heartbeats?.count).toBeGreaterThanOrEqual(1);
     expect(Date.parse(record.heartbeats!.lastAt!)).toBeGreaterThanOrEqual(Date.parse(record.heartbeats!.firstAt!));
   });
@@ -141,7 +219,12 @@ describe('what the record keeps and what it does not', () => {
 describe('operator actions and guidance', () => {
   it('rerun of a discarded experiment runs the same code and config and reproduces its metric', async () => {
     const ngram = await makeRepo({ 'config.json': '{"order": 2}\n' }, EXAMPLE);
-    const base = { tag: 'rerun', command: ['python3', 'train.py', '--config', 'config.json'], configPath: 'config.json', repo: ngram.repo };
+    const base = {
+      tag: 'rerun',
+      command: ['python3', 'train.py', '--config', 'config.json'],
+      configPath: 'config.json',
+      repo: ngram.repo,
+    };
     const kept = await run(request({ ...base, commit: ngram.commit }));
     expect(kept.decision).toBe('keep');
     await fs.writeFile(path.join(ngram.repo, 'config.json'), '{"order": 4}\n');
@@ -156,14 +239,35 @@ describe('operator actions and guidance', () => {
     expect(change).toMatchObject({ rerun_of: discarded.experiment_id, commit: worseCommit, config: 'config.json' });
     expect(result.metric).toBe(discarded.metric);
     const record = catalog.get(result.experiment_id)!;
-    expect(record).toMatchObject({ originKind: 'rerun', originId: discarded.experiment_id, commit: worseCommit, resolvedConfig: { order: 4 } });
+    expect(record).toMatchObject({
+      originKind: 'rerun',
+      originId: discarded.experiment_id,
+      commit: worseCommit,
+      resolvedConfig: { order: 4 },
+    });
   });
 
   it('tag stop cancels the queued and running experiments of a tag and says which', async () => {
-    const slow = await Promise.all([0, 1, 2].map(() => submitExperiment(stack.client, request({ tag: 'stopme', env: { MODE: 'slow' } }))));
-    await waitFor(async () => (await Promise.all(slow.map((s) => s.handle.query(experimentStateQuery)))).every((s) => s.status === 'running' || s.status === 'queued'), 30_000);
+    const slow = await Promise.all(
+      [0, 1, 2].map(() => submitExperiment(stack.client, request({ tag: 'stopme', env: { MODE: 'slow' } }))),
+    );
+    await waitFor(
+      async () =>
+        (await Promise.all(slow.map((s) => s.handle.query(experimentStateQuery)))).every(
+          (s) => s.status === 'running' || s.status === 'queued',
+        ),
+      30_000,
+    );
     // `tag stop` finds them through visibility, which is eventually consistent: wait until it lists all three.
-    await waitFor(async () => (await stack.client.workflow.count(`WorkflowType = 'experimentWorkflow' AND ExpctlTag = 'stopme' AND ExecutionStatus = 'Running'`)).count === 3, 30_000);
+    await waitFor(
+      async () =>
+        (
+          await stack.client.workflow.count(
+            `WorkflowType = 'experimentWorkflow' AND ExpctlTag = 'stopme' AND ExecutionStatus = 'Running'`,
+          )
+        ).count === 3,
+      30_000,
+    );
     const stopped = await cli('tag', 'stop', 'stopme', '--json');
     expect(stopped.exitCode).toBe(0);
     expect(JSON.parse(stopped.stdout).canceled.sort()).toEqual(slow.map((s) => s.experimentId).sort());
@@ -173,14 +277,31 @@ describe('operator actions and guidance', () => {
 
   it('adapts the strategy after every completion and suggests what to try', async () => {
     for (let i = 0; i < 3; i++) await run(request({ tag: 'strategy', category: 'optimizer', env: { MODE: 'fail' } }));
-    expect(catalog.strategy('strategy')).toMatchObject({ mode: 'exploit', manual: false, reason: expect.stringMatching(/3 of the last 3 runs crashed/) });
-    const set = await cli('strategy', '--tag', 'strategy', '--set', 'ablation', '--reason', 'operator wants to learn what matters', '--json');
+    expect(catalog.strategy('strategy')).toMatchObject({
+      mode: 'exploit',
+      manual: false,
+      reason: expect.stringMatching(/3 of the last 3 runs crashed/),
+    });
+    const set = await cli(
+      'strategy',
+      '--tag',
+      'strategy',
+      '--set',
+      'ablation',
+      '--reason',
+      'operator wants to learn what matters',
+      '--json',
+    );
     expect(JSON.parse(set.stdout)).toMatchObject({ mode: 'ablation', manual: true });
     await run(request({ tag: 'strategy', category: 'hyperparams', env: { VAL_BPB: '1.0' } }));
     expect(catalog.strategy('strategy')?.mode).toBe('ablation');
     const suggestion = JSON.parse((await cli('suggest', '--tag', 'strategy', '--json')).stdout);
     expect(suggestion.mode).toBe('ablation');
-    expect(suggestion.categories.find((c: { category: string }) => c.category === 'optimizer')).toMatchObject({ runs: 3, crashes: 3, kept: 0 });
+    expect(suggestion.categories.find((c: { category: string }) => c.category === 'optimizer')).toMatchObject({
+      runs: 3,
+      crashes: 3,
+      kept: 0,
+    });
     expect(suggestion.underExplored).toContain('architecture');
   });
 });

@@ -28,7 +28,14 @@ beforeAll(async () => {
       commit: crypto.createHash('sha1').update(String(i)).digest('hex'),
     });
     const at = new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString();
-    catalog.apply({ experimentId: `exp-big-${String(i).padStart(4, '0')}`, request, submittedAt: at, status: 'validation_failed', reason: 'seeded', events: [{ status: 'submitted', at }] });
+    catalog.apply({
+      experimentId: `exp-big-${String(i).padStart(4, '0')}`,
+      request,
+      submittedAt: at,
+      status: 'validation_failed',
+      reason: 'seeded',
+      events: [{ status: 'submitted', at }],
+    });
   }
   catalog.close();
 });
@@ -38,7 +45,10 @@ afterAll(async () => {
 
 describe('output through a pipe', () => {
   it('delivers a --json output of several MB whole, and it parses', async () => {
-    const result = await runCli(env, ['history', '--tag', 'big', '--limit', String(RECORDS), '--json'], { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 });
+    const result = await runCli(env, ['history', '--tag', 'big', '--limit', String(RECORDS), '--json'], {
+      encoding: 'buffer',
+      maxBuffer: 64 * 1024 * 1024,
+    });
     expect(result.exitCode).toBe(0);
     const stdout = Buffer.from(result.stdout as Uint8Array);
     expect(stdout.length).toBeGreaterThanOrEqual(1024 * 1024);
@@ -53,7 +63,11 @@ describe('output through a pipe', () => {
   });
 
   it('is quiet and exits 0 when the reader closes the pipe early (like `| head`)', async () => {
-    const child = execa(process.execPath, [EXPCTL, 'history', '--tag', 'big', '--limit', String(RECORDS), '--json'], { env, reject: false, buffer: { stdout: false, stderr: true } });
+    const child = execa(process.execPath, [EXPCTL, 'history', '--tag', 'big', '--limit', String(RECORDS), '--json'], {
+      env,
+      reject: false,
+      buffer: { stdout: false, stderr: true },
+    });
     child.stdout!.once('data', () => child.stdout!.destroy());
     const result = await child;
     expect(result.stderr).toBe('');

@@ -17,14 +17,32 @@ const HOST = 'clihost';
 let stack: TestStack;
 let source: { repo: string; commit: string };
 
-const cliEnv = () => ({ TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace, EXPCTL_CATALOG: stack.catalogPath });
+const cliEnv = () => ({
+  TEMPORAL_ADDRESS: stack.address,
+  TEMPORAL_NAMESPACE: stack.namespace,
+  EXPCTL_CATALOG: stack.catalogPath,
+});
 const runArgs = (tag: string, extra: string[], command = ['python3', 'train.py']) => [
-  'run', '--tag', tag, '--hypothesis', 'an agent tries something', '--category', 'hyperparams',
-  ...(extra.includes('--time-budget') ? [] : ['--time-budget', '30']), ...extra, '--json', '--', ...command,
+  'run',
+  '--tag',
+  tag,
+  '--hypothesis',
+  'an agent tries something',
+  '--category',
+  'hyperparams',
+  ...(extra.includes('--time-budget') ? [] : ['--time-budget', '30']),
+  ...extra,
+  '--json',
+  '--',
+  ...command,
 ];
 
 /** Runs `expctl run` to the end; returns its exit code and the one JSON object it printed. */
-async function expctlRun(tag: string, extra: string[], command?: string[]): Promise<{ exitCode: number; result: ExperimentResult; stderr: string }> {
+async function expctlRun(
+  tag: string,
+  extra: string[],
+  command?: string[],
+): Promise<{ exitCode: number; result: ExperimentResult; stderr: string }> {
   const child = await runCli(cliEnv(), runArgs(tag, extra, command), { cwd: source.repo });
   let result: ExperimentResult;
   try {
@@ -53,24 +71,44 @@ describe('expctl run: decisions (exit 0)', () => {
   it('keeps the first run and discards a worse one', async () => {
     const first = await expctlRun('cli-decide', ['--env', 'VAL_BPB=1.500000']);
     expect(first.exitCode).toBe(0);
-    expect(first.result).toMatchObject({ tag: 'cli-decide', status: 'completed', decision: 'keep', action: 'keep_commit', metric_name: 'val_bpb', metric: 1.5, consecutive_crashes: 0, should_abort: false, worker: HOST });
+    expect(first.result).toMatchObject({
+      tag: 'cli-decide',
+      status: 'completed',
+      decision: 'keep',
+      action: 'keep_commit',
+      metric_name: 'val_bpb',
+      metric: 1.5,
+      consecutive_crashes: 0,
+      should_abort: false,
+      worker: HOST,
+    });
     expect(first.result.experiment_id).toMatch(/^exp-cli-decide-/);
 
     const worse = await expctlRun('cli-decide', ['--env', 'VAL_BPB=1.600000']);
     expect(worse.exitCode).toBe(0);
-    expect(worse.result).toMatchObject({ status: 'completed', decision: 'discard', action: 'git_reset', metric: 1.6, best: 1.5 });
+    expect(worse.result).toMatchObject({
+      status: 'completed',
+      decision: 'discard',
+      action: 'git_reset',
+      metric: 1.6,
+      best: 1.5,
+    });
     expect(worse.result.experiment_id).not.toBe(first.result.experiment_id);
   }, 300_000);
 });
 
 describe('expctl run: the run failed (exit 3)', () => {
-  it('command_failed, oom and timed_out each end with exit 3 and count as the tag\'s crash', async () => {
+  it("command_failed, oom and timed_out each end with exit 3 and count as the tag's crash", async () => {
     const [failed, oom, timedOut] = await Promise.all([
       expctlRun('cli-fail', ['--env', 'MODE=fail']),
       expctlRun('cli-oom', ['--env', 'MODE=oom']),
       expctlRun('cli-hang', ['--env', 'MODE=hang', '--time-budget', '1', '--timeout', '2']),
     ]);
-    for (const [run, status] of [[failed, 'command_failed'], [oom, 'oom'], [timedOut, 'timed_out']] as const) {
+    for (const [run, status] of [
+      [failed, 'command_failed'],
+      [oom, 'oom'],
+      [timedOut, 'timed_out'],
+    ] as const) {
       expect(run.exitCode, `${status}: ${run.result.reason}`).toBe(3);
       expect(run.result.status).toBe(status);
       expect(run.result.consecutive_crashes).toBe(1);
@@ -95,7 +133,11 @@ describe('expctl run: refused (exit 2, validation_failed)', () => {
     ['--grace', ['--grace', '30'], /--grace is gone/],
     ['--setup with a shell operator', ['--setup', 'uv sync && make'], /--setup .*without a shell/],
     ['an unknown flag', ['--bogus'], /unknown option '--bogus'/],
-    ['--timeout below the budget', ['--timeout', '10'], /--timeout: the kill limit \(--timeout\) must be at least the training budget/],
+    [
+      '--timeout below the budget',
+      ['--timeout', '10'],
+      /--timeout: the kill limit \(--timeout\) must be at least the training budget/,
+    ],
   ];
   it('every malformed input, each with its own message, nothing submitted', async () => {
     // Four processes at a time: each is a node start, and the machine is shared.
@@ -104,7 +146,14 @@ describe('expctl run: refused (exit 2, validation_failed)', () => {
         malformed.slice(i, i + 4).map(async ([name, extra, message]) => {
           const { exitCode, result } = await expctlRun('cli-bad', extra);
           expect(exitCode, name).toBe(2);
-          expect(result, name).toMatchObject({ experiment_id: null, status: 'validation_failed', decision: null, action: null, consecutive_crashes: 0, should_abort: false });
+          expect(result, name).toMatchObject({
+            experiment_id: null,
+            status: 'validation_failed',
+            decision: null,
+            action: null,
+            consecutive_crashes: 0,
+            should_abort: false,
+          });
           expect(result.reason, name).toMatch(message);
         }),
       );
@@ -128,7 +177,14 @@ describe('idempotency keys', () => {
     expect(again.exitCode).toBe(0);
     expect(again.result).toEqual(first.result);
 
-    const changed = await expctlRun('cli-idem', ['--idempotency-key', 'try-1', '--env', 'VAL_BPB=1.3', '--priority', '3']);
+    const changed = await expctlRun('cli-idem', [
+      '--idempotency-key',
+      'try-1',
+      '--env',
+      'VAL_BPB=1.3',
+      '--priority',
+      '3',
+    ]);
     expect(changed.exitCode).toBe(2);
     expect(changed.result).toMatchObject({ experiment_id: null, status: 'validation_failed' });
     expect(changed.result.reason).toContain(first.result.experiment_id!);
@@ -138,9 +194,16 @@ describe('idempotency keys', () => {
 
   it('40 concurrent submissions with 10 duplicated keys give 30 experiments; a racing different request is refused', async () => {
     const request = (key: string, value = '1.0'): ExperimentRequestInput => ({
-      tag: 'cli-burst', hypothesis: 'h', category: 'other', command: ['python3', 'train.py'], repo: source.repo, commit: source.commit,
+      tag: 'cli-burst',
+      hypothesis: 'h',
+      category: 'other',
+      command: ['python3', 'train.py'],
+      repo: source.repo,
+      commit: source.commit,
       // A dataset no host has: each experiment is refused by validation, so the burst trains nothing.
-      idempotencyKey: key, env: { VAL_BPB: value }, datasets: ['absent-dataset'],
+      idempotencyKey: key,
+      env: { VAL_BPB: value },
+      datasets: ['absent-dataset'],
     });
     const keys = [...Array.from({ length: 30 }, (_, i) => `k${i}`), ...Array.from({ length: 10 }, (_, i) => `k${i}`)];
     const submitted = await Promise.all(keys.map((key) => submitExperiment(stack.client, request(key))));
@@ -148,7 +211,10 @@ describe('idempotency keys', () => {
     expect(ids.size).toBe(30);
     for (const [i, key] of keys.entries()) expect(submitted[i]!.experimentId).toBe(experimentIdFor('cli-burst', key));
 
-    const race = await Promise.allSettled([submitExperiment(stack.client, request('race', '1.1')), submitExperiment(stack.client, request('race', '1.2'))]);
+    const race = await Promise.allSettled([
+      submitExperiment(stack.client, request('race', '1.1')),
+      submitExperiment(stack.client, request('race', '1.2')),
+    ]);
     expect(race.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     const refused = race.find((r) => r.status === 'rejected') as PromiseRejectedResult;
     expect(refused.reason).toBeInstanceOf(IdempotencyConflictError);
@@ -158,7 +224,9 @@ describe('idempotency keys', () => {
     expect(new Set(results.map((r) => r.status))).toEqual(new Set(['validation_failed']));
     // A finished experiment: the same request still returns it, a different one is still refused.
     expect((await submitExperiment(stack.client, request('k0'))).experimentId).toBe(experimentIdFor('cli-burst', 'k0'));
-    await expect(submitExperiment(stack.client, request('k0', '2.0'))).rejects.toThrow(/already used for experiment exp-cli-burst-k.*env\.VAL_BPB/);
+    await expect(submitExperiment(stack.client, request('k0', '2.0'))).rejects.toThrow(
+      /already used for experiment exp-cli-burst-k.*env\.VAL_BPB/,
+    );
   }, 300_000);
 });
 
@@ -170,9 +238,19 @@ describe('expctl run: infrastructure (exit 4) and cancel (exit 5)', () => {
     const runDir = path.join(stack.workDir, HOST, 'runs', id);
     await fs.mkdir(runDir, { recursive: true });
     await fs.writeFile(path.join(runDir, 'artifacts'), 'not a directory\n');
-    const { exitCode, result } = await expctlRun('cli-infra', ['--idempotency-key', 'broken-disk', '--env', 'VAL_BPB=1.0']);
+    const { exitCode, result } = await expctlRun('cli-infra', [
+      '--idempotency-key',
+      'broken-disk',
+      '--env',
+      'VAL_BPB=1.0',
+    ]);
     expect(exitCode).toBe(4);
-    expect(result).toMatchObject({ experiment_id: id, status: 'retry_exhausted', consecutive_crashes: 0, should_abort: false });
+    expect(result).toMatchObject({
+      experiment_id: id,
+      status: 'retry_exhausted',
+      consecutive_crashes: 0,
+      should_abort: false,
+    });
     expectNoKeep(result);
     const state = await stack.client.workflow.getHandle(id).query(experimentStateQuery);
     expect(state.attempts).toBeGreaterThan(1);
@@ -180,14 +258,23 @@ describe('expctl run: infrastructure (exit 4) and cancel (exit 5)', () => {
 
   it('canceled while training', async () => {
     const id = experimentIdFor('cli-cancel', 'stop-me');
-    const child = execa(process.execPath, [EXPCTL, ...runArgs('cli-cancel', ['--idempotency-key', 'stop-me', '--env', 'MODE=slow'])], { cwd: source.repo, env: cliEnv(), reject: false });
+    const child = execa(
+      process.execPath,
+      [EXPCTL, ...runArgs('cli-cancel', ['--idempotency-key', 'stop-me', '--env', 'MODE=slow'])],
+      { cwd: source.repo, env: cliEnv(), reject: false },
+    );
     const handle = stack.client.workflow.getHandle(id);
     await waitFor(async () => (await handle.query(experimentStateQuery)).status === 'running', 90_000);
     await handle.cancel();
     const done = await child;
     expect(done.exitCode).toBe(5);
     const result = JSON.parse(done.stdout as string) as ExperimentResult;
-    expect(result).toMatchObject({ experiment_id: id, status: 'canceled', consecutive_crashes: 0, should_abort: false });
+    expect(result).toMatchObject({
+      experiment_id: id,
+      status: 'canceled',
+      consecutive_crashes: 0,
+      should_abort: false,
+    });
     expectNoKeep(result);
   }, 300_000);
 
@@ -199,23 +286,62 @@ describe('expctl run: infrastructure (exit 4) and cancel (exit 5)', () => {
     await pool.signal(configurePoolSignal, { heartbeatLimitMs: 25_000 });
     let worker: ResultPromise | undefined = execa(
       process.execPath,
-      [EXPCTL, 'worker', '--host', host, '--cpu-slots', '1', '--runtime-tag', 'doomed', '--work-dir', path.join(stack.workDir, host)],
+      [
+        EXPCTL,
+        'worker',
+        '--host',
+        host,
+        '--cpu-slots',
+        '1',
+        '--runtime-tag',
+        'doomed',
+        '--work-dir',
+        path.join(stack.workDir, host),
+      ],
       { env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace }, reject: false, all: true },
     );
     try {
-      await waitFor(async () => (await pool.query(poolStateQuery)).hosts[host]?.online === true, 120_000).catch(async (error) => {
-        worker?.kill('SIGKILL');
-        throw new Error(`worker ${host} never came online: ${(error as Error).message}\n${(await worker)?.all}`);
-      });
+      await waitFor(async () => (await pool.query(poolStateQuery)).hosts[host]?.online === true, 120_000).catch(
+        async (error) => {
+          worker?.kill('SIGKILL');
+          throw new Error(`worker ${host} never came online: ${(error as Error).message}\n${(await worker)?.all}`);
+        },
+      );
       const pidFile = path.join(stack.workDir, 'doomed-train.pid');
       const id = experimentIdFor('cli-lost', 'doomed-1');
-      const child = execa(process.execPath, [EXPCTL, ...runArgs('cli-lost', ['--idempotency-key', 'doomed-1', '--runtime-tag', 'doomed', '--max-replacements', '0', '--env', 'MODE=slow', '--env', `PID_FILE=${pidFile}`])], {
-        cwd: source.repo,
-        env: cliEnv(),
-        reject: false,
-      });
+      const child = execa(
+        process.execPath,
+        [
+          EXPCTL,
+          ...runArgs('cli-lost', [
+            '--idempotency-key',
+            'doomed-1',
+            '--runtime-tag',
+            'doomed',
+            '--max-replacements',
+            '0',
+            '--env',
+            'MODE=slow',
+            '--env',
+            `PID_FILE=${pidFile}`,
+          ]),
+        ],
+        {
+          cwd: source.repo,
+          env: cliEnv(),
+          reject: false,
+        },
+      );
       const handle = stack.client.workflow.getHandle(id);
-      await waitFor(async () => (await handle.query(experimentStateQuery)).status === 'running' && (await fs.access(pidFile).then(() => true, () => false)), 120_000);
+      await waitFor(
+        async () =>
+          (await handle.query(experimentStateQuery)).status === 'running' &&
+          (await fs.access(pidFile).then(
+            () => true,
+            () => false,
+          )),
+        120_000,
+      );
       const trainingPid = Number(await fs.readFile(pidFile, 'utf8'));
       worker.kill('SIGKILL');
       await worker;
@@ -223,7 +349,13 @@ describe('expctl run: infrastructure (exit 4) and cancel (exit 5)', () => {
       const done = await child;
       expect(done.exitCode).toBe(4);
       const result = JSON.parse(done.stdout as string) as ExperimentResult;
-      expect(result).toMatchObject({ experiment_id: id, status: 'worker_lost', worker: host, consecutive_crashes: 0, should_abort: false });
+      expect(result).toMatchObject({
+        experiment_id: id,
+        status: 'worker_lost',
+        worker: host,
+        consecutive_crashes: 0,
+        should_abort: false,
+      });
       expectNoKeep(result);
       await waitFor(async () => !processAlive(trainingPid), 20_000);
     } finally {

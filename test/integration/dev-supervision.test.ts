@@ -65,7 +65,13 @@ describe('expctl dev supervises its stack', () => {
 
   function startDev(env: Record<string, string>, ...args: string[]): DevProcess {
     // forceKillAfterDelay: false — a SIGTERM must not turn into execa's SIGKILL 5 s later.
-    const child = execa(process.execPath, [EXPCTL, 'dev', ...args], { env, reject: false, all: true, buffer: { all: true }, forceKillAfterDelay: false });
+    const child = execa(process.execPath, [EXPCTL, 'dev', ...args], {
+      env,
+      reject: false,
+      all: true,
+      buffer: { all: true },
+      forceKillAfterDelay: false,
+    });
     started.push(child);
     let output = '';
     child.all!.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -112,72 +118,96 @@ describe('expctl dev supervises its stack', () => {
     await fs.rm(source.repo, { recursive: true, force: true });
   });
 
-  it('restarts a killed server, waits out a frozen one, and completes runs after both; after a SIGKILL of expctl dev the next start stops the orphan', { timeout: 420_000 }, async () => {
-    const { home, env } = await newHome();
-    const address = `127.0.0.1:${env.EXPCTL_TEMPORAL_PORT}`;
-    const first = startDev(env, '--no-demo');
-    await first.waitForOutput('expctl dev is up');
+  it(
+    'restarts a killed server, waits out a frozen one, and completes runs after both; after a SIGKILL of expctl dev the next start stops the orphan',
+    { timeout: 420_000 },
+    async () => {
+      const { home, env } = await newHome();
+      const address = `127.0.0.1:${env.EXPCTL_TEMPORAL_PORT}`;
+      const first = startDev(env, '--no-demo');
+      await first.waitForOutput('expctl dev is up');
 
-    // kill -9 the server: the stack restarts it on the same database and ports.
-    const killed = (await serverPid(home))!;
-    process.kill(killed, 'SIGKILL');
-    await first.waitForOutput('the Temporal server is back');
-    expect(first.output()).toMatch(/the Temporal server exited \(killed by SIGKILL\); restarting it on the same database/);
-    const restarted = (await serverPid(home))!;
-    expect(restarted).not.toBe(killed);
-    expect(await serversOn(home)).toHaveLength(1);
-    expect(await runOn(address, '1.500000')).toMatchObject({ status: 'completed', metric: 1.5 });
+      // kill -9 the server: the stack restarts it on the same database and ports.
+      const killed = (await serverPid(home))!;
+      process.kill(killed, 'SIGKILL');
+      await first.waitForOutput('the Temporal server is back');
+      expect(first.output()).toMatch(
+        /the Temporal server exited \(killed by SIGKILL\); restarting it on the same database/,
+      );
+      const restarted = (await serverPid(home))!;
+      expect(restarted).not.toBe(killed);
+      expect(await serversOn(home)).toHaveLength(1);
+      expect(await runOn(address, '1.500000')).toMatchObject({ status: 'completed', metric: 1.5 });
 
-    // Freeze it for longer than the old give-up window: nothing is decided, nothing stops.
-    process.kill(restarted, 'SIGSTOP');
-    try {
-      const frozenUntil = Date.now() + FREEZE_MS;
-      while (Date.now() < frozenUntil) {
-        expect(first.child.exitCode).toBeNull();
-        await new Promise((r) => setTimeout(r, 1000)); // the freeze itself is the stimulus
+      // Freeze it for longer than the old give-up window: nothing is decided, nothing stops.
+      process.kill(restarted, 'SIGSTOP');
+      try {
+        const frozenUntil = Date.now() + FREEZE_MS;
+        while (Date.now() < frozenUntil) {
+          expect(first.child.exitCode).toBeNull();
+          await new Promise((r) => setTimeout(r, 1000)); // the freeze itself is the stimulus
+        }
+      } finally {
+        process.kill(restarted, 'SIGCONT');
       }
-    } finally {
-      process.kill(restarted, 'SIGCONT');
-    }
-    expect(first.output()).not.toContain('stopping');
-    expect(await serverPid(home)).toBe(restarted);
-    expect(await runOn(address, '1.400000')).toMatchObject({ status: 'completed', metric: 1.4 });
+      expect(first.output()).not.toContain('stopping');
+      expect(await serverPid(home)).toBe(restarted);
+      expect(await runOn(address, '1.400000')).toMatchObject({ status: 'completed', metric: 1.4 });
 
-    // SIGKILL of expctl dev orphans its server; the next start finds it by its pid file and stops it.
-    first.child.kill('SIGKILL');
-    await first.child;
-    expect(processAlive(restarted)).toBe(true);
-    const second = startDev(env, '--no-demo');
-    await second.waitForOutput('expctl dev is up');
-    expect(second.output()).toContain(`stopping the Temporal server (pid ${restarted}) left running`);
-    expect(second.output()).not.toMatch(/in use/);
-    expect(processAlive(restarted)).toBe(false);
-    expect(await serversOn(home)).toHaveLength(1);
-    expect(await runOn(address, '1.300000')).toMatchObject({ status: 'completed', metric: 1.3 });
+      // SIGKILL of expctl dev orphans its server; the next start finds it by its pid file and stops it.
+      first.child.kill('SIGKILL');
+      await first.child;
+      expect(processAlive(restarted)).toBe(true);
+      const second = startDev(env, '--no-demo');
+      await second.waitForOutput('expctl dev is up');
+      expect(second.output()).toContain(`stopping the Temporal server (pid ${restarted}) left running`);
+      expect(second.output()).not.toMatch(/in use/);
+      expect(processAlive(restarted)).toBe(false);
+      expect(await serversOn(home)).toHaveLength(1);
+      expect(await runOn(address, '1.300000')).toMatchObject({ status: 'completed', metric: 1.3 });
 
-    second.child.kill('SIGTERM');
-    expect((await second.child).exitCode).toBe(0);
-    expect(await processesUsing(home)).toEqual([]);
-    expect(await fs.readdir(home)).not.toContain('temporal.pid.json');
-    expect(await fs.readdir(home)).not.toContain('dev.json');
-  });
+      second.child.kill('SIGTERM');
+      expect((await second.child).exitCode).toBe(0);
+      expect(await processesUsing(home)).toEqual([]);
+      expect(await fs.readdir(home)).not.toContain('temporal.pid.json');
+      expect(await fs.readdir(home)).not.toContain('dev.json');
+    },
+  );
 
   const startupMoments: [string, (home: string, dev: DevProcess) => Promise<void>][] = [
-    ['as soon as it holds the state lock', (home) => waitFor(() => fs.access(path.join(home, 'dev.json')).then(() => true, () => false), 60_000)],
+    [
+      'as soon as it holds the state lock',
+      (home) =>
+        waitFor(
+          () =>
+            fs.access(path.join(home, 'dev.json')).then(
+              () => true,
+              () => false,
+            ),
+          60_000,
+        ),
+    ],
     ['while the server starts', async (home) => void (await eventually(() => serverPid(home), 60_000))],
     ['while the workers start', (_home, dev) => dev.waitForOutput('starting the orchestrator and the GPU worker')],
     ['during the demo campaign', (_home, dev) => dev.waitForOutput('Example campaign')],
   ];
-  it.each(startupMoments)('SIGTERM %s: exits 0 and leaves no process and no pid file', { timeout: 180_000 }, async (_moment, reached) => {
-    const { home, env } = await newHome();
-    const dev = startDev(env);
-    await reached(home, dev);
-    dev.child.kill('SIGTERM');
-    const exit = await dev.child;
-    expect({ exitCode: exit.exitCode, signal: exit.signal }, dev.output()).toEqual({ exitCode: 0, signal: undefined });
-    expect(await processesUsing(home)).toEqual([]);
-    const left = await fs.readdir(home);
-    expect(left).not.toContain('dev.json');
-    expect(left).not.toContain('temporal.pid.json');
-  });
+  it.each(startupMoments)(
+    'SIGTERM %s: exits 0 and leaves no process and no pid file',
+    { timeout: 180_000 },
+    async (_moment, reached) => {
+      const { home, env } = await newHome();
+      const dev = startDev(env);
+      await reached(home, dev);
+      dev.child.kill('SIGTERM');
+      const exit = await dev.child;
+      expect({ exitCode: exit.exitCode, signal: exit.signal }, dev.output()).toEqual({
+        exitCode: 0,
+        signal: undefined,
+      });
+      expect(await processesUsing(home)).toEqual([]);
+      const left = await fs.readdir(home);
+      expect(left).not.toContain('dev.json');
+      expect(left).not.toContain('temporal.pid.json');
+    },
+  );
 });

@@ -33,70 +33,88 @@ describe('expctl dev (npm start)', () => {
     if (home) await fs.rm(home, { recursive: true, force: true });
   });
 
-  it('brings up server, Web UI, workers and a health Schedule that drains a hot GPU; refuses a second start; Ctrl-C leaves nothing; state survives', { timeout: 240_000 }, async () => {
-    home = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-dev-'));
-    const grpcPort = await freePort();
-    const uiPort = await freePort();
-    // The local worker sees two fake L4s; GPU 1 reports a critical temperature.
-    const fleet = path.join(home, 'fleet.csv');
-    await fs.writeFile(fleet, (await fs.readFile(path.join(FIXTURES, 'fleets', 'two-l4.csv'), 'utf8')).replace(/^(1, (?:[^,]*, ){5})\d+/m, '$195'));
-    const env = {
-      EXPCTL_HOME: home,
-      EXPCTL_HOST: 'devhost',
-      EXPCTL_TEMPORAL_PORT: String(grpcPort),
-      EXPCTL_UI_PORT: String(uiPort),
-      TEMPORAL_CLI: inject('temporalCli'),
-      TEMPORAL_ADDRESS: '',
-      PATH: `${path.join(FIXTURES, 'bin')}${path.delimiter}${process.env.PATH}`,
-      FAKE_NVIDIA_SMI_FLEET: fleet,
-    };
-    const start = () => {
-      // forceKillAfterDelay: false — execa would otherwise SIGKILL a stack that takes over 5 s to stop.
-      const child = execa(process.execPath, [EXPCTL, 'dev', '--no-demo'], { env, reject: false, all: true, buffer: { all: true }, forceKillAfterDelay: false });
-      started.push(child);
-      let output = '';
-      child.all!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-      return { child, output: () => output };
-    };
+  it(
+    'brings up server, Web UI, workers and a health Schedule that drains a hot GPU; refuses a second start; Ctrl-C leaves nothing; state survives',
+    { timeout: 240_000 },
+    async () => {
+      home = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-dev-'));
+      const grpcPort = await freePort();
+      const uiPort = await freePort();
+      // The local worker sees two fake L4s; GPU 1 reports a critical temperature.
+      const fleet = path.join(home, 'fleet.csv');
+      await fs.writeFile(
+        fleet,
+        (await fs.readFile(path.join(FIXTURES, 'fleets', 'two-l4.csv'), 'utf8')).replace(
+          /^(1, (?:[^,]*, ){5})\d+/m,
+          '$195',
+        ),
+      );
+      const env = {
+        EXPCTL_HOME: home,
+        EXPCTL_HOST: 'devhost',
+        EXPCTL_TEMPORAL_PORT: String(grpcPort),
+        EXPCTL_UI_PORT: String(uiPort),
+        TEMPORAL_CLI: inject('temporalCli'),
+        TEMPORAL_ADDRESS: '',
+        PATH: `${path.join(FIXTURES, 'bin')}${path.delimiter}${process.env.PATH}`,
+        FAKE_NVIDIA_SMI_FLEET: fleet,
+      };
+      const start = () => {
+        // forceKillAfterDelay: false — execa would otherwise SIGKILL a stack that takes over 5 s to stop.
+        const child = execa(process.execPath, [EXPCTL, 'dev', '--no-demo'], {
+          env,
+          reject: false,
+          all: true,
+          buffer: { all: true },
+          forceKillAfterDelay: false,
+        });
+        started.push(child);
+        let output = '';
+        child.all!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+        return { child, output: () => output };
+      };
 
-    const first = start();
-    await eventually(async () => (first.output().includes('expctl dev is up') ? true : undefined), 120_000);
-    expect(first.output()).toContain(`Temporal Web UI:  http://localhost:${uiPort}`);
-    expect((await fetch(`http://127.0.0.1:${uiPort}`)).status).toBe(200);
+      const first = start();
+      await eventually(async () => (first.output().includes('expctl dev is up') ? true : undefined), 120_000);
+      expect(first.output()).toContain(`Temporal Web UI:  http://localhost:${uiPort}`);
+      expect((await fetch(`http://127.0.0.1:${uiPort}`)).status).toBe(200);
 
-    const connection = await Connection.connect({ address: `127.0.0.1:${grpcPort}` });
-    const client = new Client({ connection });
-    const schedule = await client.schedule.getHandle(HEALTH_SCHEDULE_ID).describe();
-    expect(schedule.spec.intervals?.[0]?.every).toBe(60_000);
-    await client.schedule.getHandle(HEALTH_SCHEDULE_ID).trigger();
-    const pool = await eventually(async () => {
-      const state = await client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
-      return state.health.devhost ? state : undefined;
-    }, 60_000);
-    expect(pool.health.devhost?.report.slotIds).toEqual(['devhost/gpu0', 'devhost/gpu1']);
-    expect(pool.slots.map((s) => [s.slot.slotId, s.draining, s.drainReason])).toEqual([
-      ['devhost/gpu0', false, null],
-      ['devhost/gpu1', true, 'health: temperature 95 C >= 90 C'],
-    ]);
+      const connection = await Connection.connect({ address: `127.0.0.1:${grpcPort}` });
+      const client = new Client({ connection });
+      const schedule = await client.schedule.getHandle(HEALTH_SCHEDULE_ID).describe();
+      expect(schedule.spec.intervals?.[0]?.every).toBe(60_000);
+      await client.schedule.getHandle(HEALTH_SCHEDULE_ID).trigger();
+      const pool = await eventually(async () => {
+        const state = await client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
+        return state.health.devhost ? state : undefined;
+      }, 60_000);
+      expect(pool.health.devhost?.report.slotIds).toEqual(['devhost/gpu0', 'devhost/gpu1']);
+      expect(pool.slots.map((s) => [s.slot.slotId, s.draining, s.drainReason])).toEqual([
+        ['devhost/gpu0', false, null],
+        ['devhost/gpu1', true, 'health: temperature 95 C >= 90 C'],
+      ]);
 
-    const second = await execa(process.execPath, [EXPCTL, 'dev', '--no-demo'], { env, reject: false });
-    expect(second.exitCode).toBe(0);
-    expect(second.stdout).toMatch(/expctl dev is already running \(pid \d+\)/);
+      const second = await execa(process.execPath, [EXPCTL, 'dev', '--no-demo'], { env, reject: false });
+      expect(second.exitCode).toBe(0);
+      expect(second.stdout).toMatch(/expctl dev is already running \(pid \d+\)/);
 
-    first.child.kill('SIGINT');
-    const exit = await first.child;
-    expect(exit.exitCode).toBe(0);
-    expect(await processesUsing(home)).toEqual([]);
-    await connection.close();
+      first.child.kill('SIGINT');
+      const exit = await first.child;
+      expect(exit.exitCode).toBe(0);
+      expect(await processesUsing(home)).toEqual([]);
+      await connection.close();
 
-    const again = start();
-    await eventually(async () => (again.output().includes('expctl dev is up') ? true : undefined), 120_000);
-    const reconnected = await Connection.connect({ address: `127.0.0.1:${grpcPort}` });
-    const count = await new Client({ connection: reconnected }).workflow.count(`WorkflowType = 'healthCheckWorkflow'`);
-    expect(count.count).toBeGreaterThanOrEqual(1);
-    await reconnected.close();
-    again.child.kill('SIGTERM');
-    expect((await again.child).exitCode).toBe(0);
-    expect(await processesUsing(home)).toEqual([]);
-  });
+      const again = start();
+      await eventually(async () => (again.output().includes('expctl dev is up') ? true : undefined), 120_000);
+      const reconnected = await Connection.connect({ address: `127.0.0.1:${grpcPort}` });
+      const count = await new Client({ connection: reconnected }).workflow.count(
+        `WorkflowType = 'healthCheckWorkflow'`,
+      );
+      expect(count.count).toBeGreaterThanOrEqual(1);
+      await reconnected.close();
+      again.child.kill('SIGTERM');
+      expect((await again.child).exitCode).toBe(0);
+      expect(await processesUsing(home)).toEqual([]);
+    },
+  );
 });

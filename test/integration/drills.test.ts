@@ -6,7 +6,15 @@ import { formatReport, runDrills, type DrillReport } from '../../scripts/drills/
  * server this file starts and restarts, the orchestrator and a worker per row as processes).
  * The outage, flood and binary rows run only in `npm run drills`.
  */
-const CI_ROWS = ['worker-kill', 'orchestrator-kill', 'server-restart', 'duplicate-keys', 'escape', 'kill-supervisor', 'long-line'];
+const CI_ROWS = [
+  'worker-kill',
+  'orchestrator-kill',
+  'server-restart',
+  'duplicate-keys',
+  'escape',
+  'kill-supervisor',
+  'long-line',
+];
 
 let report: DrillReport;
 

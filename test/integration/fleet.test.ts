@@ -5,7 +5,12 @@ import { submitExperiment } from '../../src/client/experiments.js';
 import type { ExperimentResult } from '../../src/domain/experiment.js';
 import type { ExperimentRequestInput } from '../../src/domain/request.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
-import { configurePoolSignal, drainSignal, experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
+import {
+  configurePoolSignal,
+  drainSignal,
+  experimentStateQuery,
+  poolStateQuery,
+} from '../../src/workflows/definitions.js';
 import type { ExperimentSnapshot } from '../../src/workflows/experiment-state.js';
 import { healthCheckWorkflow } from '../../src/workflows/health.js';
 import { leaseCyclerWorkflow } from '../../src/workflows/lease-cycler.js';
@@ -19,12 +24,29 @@ beforeAll(async () => {
 });
 
 function request(overrides: Partial<ExperimentRequestInput> & { tag: string }): ExperimentRequestInput {
-  return { hypothesis: 'h', category: 'other', command: ['python3', 'train.py'], repo: source.repo, commit: source.commit, timeBudgetSeconds: 60, env: { VAL_BPB: '1.0' }, ...overrides };
+  return {
+    hypothesis: 'h',
+    category: 'other',
+    command: ['python3', 'train.py'],
+    repo: source.repo,
+    commit: source.commit,
+    timeBudgetSeconds: 60,
+    env: { VAL_BPB: '1.0' },
+    ...overrides,
+  };
 }
 
-async function runAll(stack: TestStack, inputs: ExperimentRequestInput[]): Promise<{ result: ExperimentResult; state: ExperimentSnapshot }[]> {
+async function runAll(
+  stack: TestStack,
+  inputs: ExperimentRequestInput[],
+): Promise<{ result: ExperimentResult; state: ExperimentSnapshot }[]> {
   const submitted = await Promise.all(inputs.map((input) => submitExperiment(stack.client, input)));
-  return Promise.all(submitted.map(async ({ handle }) => ({ result: await handle.result(), state: await handle.query(experimentStateQuery) })));
+  return Promise.all(
+    submitted.map(async ({ handle }) => ({
+      result: await handle.result(),
+      state: await handle.query(experimentStateQuery),
+    })),
+  );
 }
 
 describe('8 GPUs, 20 experiments', () => {
@@ -35,16 +57,33 @@ describe('8 GPUs, 20 experiments', () => {
   afterAll(async () => stack?.stop());
 
   it('never runs more than 8 at once, never shares a GPU, completes all in about 3 rounds', async () => {
-    const runs = await runAll(stack, Array.from({ length: 20 }, () => request({ tag: 'eight', env: { VAL_BPB: '1.0', STEPS: '20', STEP_SECONDS: '0.25' } })));
+    const runs = await runAll(
+      stack,
+      Array.from({ length: 20 }, () =>
+        request({ tag: 'eight', env: { VAL_BPB: '1.0', STEPS: '20', STEP_SECONDS: '0.25' } }),
+      ),
+    );
     expect(runs.map((r) => r.result.status)).toEqual(Array(20).fill('completed'));
-    const intervals = runs.map(({ state }) => ({ gpu: state.gpu!, start: Date.parse(state.training!.startedAt), end: Date.parse(state.training!.endedAt) }));
+    const intervals = runs.map(({ state }) => ({
+      gpu: state.gpu!,
+      start: Date.parse(state.training!.startedAt),
+      end: Date.parse(state.training!.endedAt),
+    }));
     // No GPU held by two runs at once, from the records.
     for (const gpu of new Set(intervals.map((i) => i.gpu))) {
       const onGpu = intervals.filter((i) => i.gpu === gpu).sort((a, b) => a.start - b.start);
       for (let i = 1; i < onGpu.length; i++) expect(onGpu[i]!.start).toBeGreaterThanOrEqual(onGpu[i - 1]!.end);
     }
     // Concurrency from the same records: at most 8, and all 8 used.
-    const events = intervals.flatMap((i) => [[i.start, 1], [i.end, -1]] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    const events = intervals
+      .flatMap(
+        (i) =>
+          [
+            [i.start, 1],
+            [i.end, -1],
+          ] as const,
+      )
+      .sort((a, b) => a[0] - b[0] || a[1] - b[1]);
     let running = 0;
     let peak = 0;
     for (const [, delta] of events) peak = Math.max(peak, (running += delta));
@@ -52,7 +91,9 @@ describe('8 GPUs, 20 experiments', () => {
     expect(new Set(intervals.map((i) => i.gpu)).size).toBe(8);
     const longest = Math.max(...intervals.map((i) => i.end - i.start));
     const span = Math.max(...intervals.map((i) => i.end)) - Math.min(...intervals.map((i) => i.start));
-    console.log(`20 runs on 8 GPUs: span ${(span / 1000).toFixed(1)} s, longest run ${(longest / 1000).toFixed(1)} s, ${(span / longest).toFixed(2)} rounds`);
+    console.log(
+      `20 runs on 8 GPUs: span ${(span / 1000).toFixed(1)} s, longest run ${(longest / 1000).toFixed(1)} s, ${(span / longest).toFixed(2)} rounds`,
+    );
     // 20 runs on 8 GPUs need 3 rounds; per-run orchestration (validate, lease, worktree, record) may add under one more.
     expect(span).toBeLessThan(4 * longest);
   });
@@ -71,14 +112,25 @@ describe('a mixed fleet', () => {
       request({ tag: 'mixed', requirements: { acceleratorClass: 'any', gpuMemoryMb: 30_000, runtimeTags: [] } }),
       request({ tag: 'mixed', requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [] } }),
     ]);
-    expect(h100!.state.placement).toMatchObject({ acceleratorClass: 'h100', policy: 'scarce class h100 requested by name' });
+    expect(h100!.state.placement).toMatchObject({
+      acceleratorClass: 'h100',
+      policy: 'scarce class h100 requested by name',
+    });
     expect(big!.state.placement?.acceleratorClass).toBe('a100');
     expect(small!.state.placement?.acceleratorClass).toBe('l4');
     const record = small!.state.placement!;
     expect(record.candidates).toHaveLength(8);
-    expect(record.candidates.filter((c) => c.acceleratorClass === 'h100').every((c) => /reserved for requests that name it/.test(c.rejected ?? ''))).toBe(true);
+    expect(
+      record.candidates
+        .filter((c) => c.acceleratorClass === 'h100')
+        .every((c) => /reserved for requests that name it/.test(c.rejected ?? '')),
+    ).toBe(true);
     expect(record.why).toMatch(/least capable of \d free slots that fit/);
-    expect(big!.state.placement!.candidates.filter((c) => c.acceleratorClass === 'l4').every((c) => /23034 MB < 30000 MB requested/.test(c.rejected ?? ''))).toBe(true);
+    expect(
+      big!.state
+        .placement!.candidates.filter((c) => c.acceleratorClass === 'l4')
+        .every((c) => /23034 MB < 30000 MB requested/.test(c.rejected ?? '')),
+    ).toBe(true);
   });
 
   it('gives a scarce class to what only it can serve, and refuses what nothing can, naming the flag', async () => {
@@ -89,10 +141,14 @@ describe('a mixed fleet', () => {
     ]);
     expect(onlyH100!.result.status).toBe('completed');
     expect(onlyH100!.state.placement?.acceleratorClass).toBe('h100');
-    expect(onlyH100!.state.placement?.policy).toBe('scarce class h100 used for any: no other class in the fleet can serve the request');
+    expect(onlyH100!.state.placement?.policy).toBe(
+      'scarce class h100 used for any: no other class in the fleet can serve the request',
+    );
     expect(tooBig!.result.status).toBe('validation_failed');
     expect(tooBig!.result.reason).toMatch(/pass --gpu-mem \d+ or less/);
-    expect(noSuchClass!.result.reason).toMatch(/no slot in the fleet can ever satisfy accelerator=b200.*pass --gpu-class with one of them/);
+    expect(noSuchClass!.result.reason).toMatch(
+      /no slot in the fleet can ever satisfy accelerator=b200.*pass --gpu-class with one of them/,
+    );
   });
 
   it('a health check drains a GPU at a critical temperature and returns it when it recovers', async () => {
@@ -102,14 +158,24 @@ describe('a mixed fleet', () => {
     await stack.addGpuWorker({ host: 'hot', fleet: fleetFile });
     const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
     await waitFor(async () => (await pool.query(poolStateQuery)).hosts.hot?.online === true, 20_000);
-    const check = () => stack.client.workflow.execute(healthCheckWorkflow, { workflowId: `health-${Date.now()}`, taskQueue: CONTROL_TASK_QUEUE });
+    const check = () =>
+      stack.client.workflow.execute(healthCheckWorkflow, {
+        workflowId: `health-${Date.now()}`,
+        taskQueue: CONTROL_TASK_QUEUE,
+      });
 
     const csv = await fs.readFile(fleetFile, 'utf8');
     await fs.writeFile(fleetFile, csv.replace(/^(1, (?:[^,]*, ){5})\d+/m, '$195'));
     const verdicts = await check();
-    expect(verdicts.find((v) => v.host === 'hot')?.problems).toEqual([{ slotId: 'hot/gpu1', reason: 'temperature 95 C >= 90 C' }]);
+    expect(verdicts.find((v) => v.host === 'hot')?.problems).toEqual([
+      { slotId: 'hot/gpu1', reason: 'temperature 95 C >= 90 C' },
+    ]);
     let state = await pool.query(poolStateQuery);
-    expect(state.slots.find((s) => s.slot.slotId === 'hot/gpu1')).toMatchObject({ draining: true, drainReason: 'health: temperature 95 C >= 90 C', drainedBy: 'health' });
+    expect(state.slots.find((s) => s.slot.slotId === 'hot/gpu1')).toMatchObject({
+      draining: true,
+      drainReason: 'health: temperature 95 C >= 90 C',
+      drainedBy: 'health',
+    });
     expect(state.slots.find((s) => s.slot.slotId === 'hot/gpu0')?.draining).toBe(false);
 
     await fs.writeFile(fleetFile, csv);
@@ -128,17 +194,27 @@ describe('drain', () => {
   afterAll(async () => stack?.stop());
 
   it('lets the running experiment finish and gives the drained GPU no new lease', async () => {
-    const slow = await submitExperiment(stack.client, request({ tag: 'drain', env: { VAL_BPB: '1.0', STEPS: '15', STEP_SECONDS: '0.2' } }));
+    const slow = await submitExperiment(
+      stack.client,
+      request({ tag: 'drain', env: { VAL_BPB: '1.0', STEPS: '15', STEP_SECONDS: '0.2' } }),
+    );
     await waitFor(async () => (await slow.handle.query(experimentStateQuery)).status === 'running', 30_000);
     const drainedGpu = (await slow.handle.query(experimentStateQuery)).gpu!;
     const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
     await pool.signal(drainSignal, { target: drainedGpu, drained: true, reason: 'maintenance' });
-    const later = await runAll(stack, [request({ tag: 'drain', env: { VAL_BPB: '1.0', STEPS: '5', STEP_SECONDS: '0.2' } }), request({ tag: 'drain', env: { VAL_BPB: '1.0', STEPS: '5', STEP_SECONDS: '0.2' } })]);
+    const later = await runAll(stack, [
+      request({ tag: 'drain', env: { VAL_BPB: '1.0', STEPS: '5', STEP_SECONDS: '0.2' } }),
+      request({ tag: 'drain', env: { VAL_BPB: '1.0', STEPS: '5', STEP_SECONDS: '0.2' } }),
+    ]);
     expect((await slow.handle.result()).status).toBe('completed');
     expect(later.map((r) => r.result.status)).toEqual(['completed', 'completed']);
     expect(later.map((r) => r.state.gpu)).not.toContain(drainedGpu);
     const state = await pool.query(poolStateQuery);
-    expect(state.slots.find((s) => s.slot.slotId === drainedGpu)).toMatchObject({ draining: true, drainReason: 'maintenance', lease: null });
+    expect(state.slots.find((s) => s.slot.slotId === drainedGpu)).toMatchObject({
+      draining: true,
+      drainReason: 'maintenance',
+      lease: null,
+    });
   });
 });
 
@@ -149,31 +225,39 @@ describe('pool history', () => {
   });
   afterAll(async () => stack?.stop());
 
-  it('stays bounded over 500 acquire/release cycles (continue-as-new carries the state)', { timeout: 300_000 }, async () => {
-    const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
-    await waitFor(async () => (await pool.query(poolStateQuery).catch(() => undefined))?.hosts.cycler?.online === true, 20_000);
-    await pool.signal(configurePoolSignal, { heartbeatLimitMs: 60_000 });
-    // Four cyclers share the four slots, as four experiments would: 4 x 125 = 500 cycles.
-    const started = Date.now();
-    const results = await Promise.all(
-      [0, 1, 2, 3].map((i) =>
-        stack.client.workflow.execute(leaseCyclerWorkflow, {
-          workflowId: `cycler-${i}`,
-          taskQueue: CONTROL_TASK_QUEUE,
-          args: [{ remaining: 125, requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [] } }],
-        }),
-      ),
-    );
-    expect(results.map((r) => r.cycles)).toEqual([125, 125, 125, 125]);
-    console.log(`500 acquire/release cycles in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    const state = await pool.query(poolStateQuery);
-    expect(state.leasesGranted).toBe(500);
-    expect(state.slots.every((s) => s.lease === null)).toBe(true);
-    const runs = [];
-    for await (const run of stack.client.workflow.list({ query: `WorkflowId = '${POOL_WORKFLOW_ID}'` })) runs.push(run);
-    const current = await pool.describe();
-    console.log(`pool after 500 cycles: ${runs.length} runs, current history ${current.historyLength} events`);
-    expect(runs.length).toBeGreaterThan(1);
-    expect(current.historyLength).toBeLessThan(2_500);
-  });
+  it(
+    'stays bounded over 500 acquire/release cycles (continue-as-new carries the state)',
+    { timeout: 300_000 },
+    async () => {
+      const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+      await waitFor(
+        async () => (await pool.query(poolStateQuery).catch(() => undefined))?.hosts.cycler?.online === true,
+        20_000,
+      );
+      await pool.signal(configurePoolSignal, { heartbeatLimitMs: 60_000 });
+      // Four cyclers share the four slots, as four experiments would: 4 x 125 = 500 cycles.
+      const started = Date.now();
+      const results = await Promise.all(
+        [0, 1, 2, 3].map((i) =>
+          stack.client.workflow.execute(leaseCyclerWorkflow, {
+            workflowId: `cycler-${i}`,
+            taskQueue: CONTROL_TASK_QUEUE,
+            args: [{ remaining: 125, requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [] } }],
+          }),
+        ),
+      );
+      expect(results.map((r) => r.cycles)).toEqual([125, 125, 125, 125]);
+      console.log(`500 acquire/release cycles in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      const state = await pool.query(poolStateQuery);
+      expect(state.leasesGranted).toBe(500);
+      expect(state.slots.every((s) => s.lease === null)).toBe(true);
+      const runs = [];
+      for await (const run of stack.client.workflow.list({ query: `WorkflowId = '${POOL_WORKFLOW_ID}'` }))
+        runs.push(run);
+      const current = await pool.describe();
+      console.log(`pool after 500 cycles: ${runs.length} runs, current history ${current.historyLength} events`);
+      expect(runs.length).toBeGreaterThan(1);
+      expect(current.historyLength).toBeLessThan(2_500);
+    },
+  );
 });

@@ -40,12 +40,16 @@ describe('foundation on a real Temporal dev server', () => {
     });
     const found = await eventually(async () => {
       const ids: string[] = [];
-      for await (const execution of stack.client.workflow.list({ query: `ExpctlTag = 'searchable' AND ExpctlStatus = 'completed'` })) ids.push(execution.workflowId);
+      for await (const execution of stack.client.workflow.list({
+        query: `ExpctlTag = 'searchable' AND ExpctlStatus = 'completed'`,
+      }))
+        ids.push(execution.workflowId);
       return ids.length > 0 ? ids : undefined;
     });
     expect(found).toEqual([workflowId]);
     const none = [];
-    for await (const execution of stack.client.workflow.list({ query: `ExpctlTag = 'no-such-tag'` })) none.push(execution);
+    for await (const execution of stack.client.workflow.list({ query: `ExpctlTag = 'no-such-tag'` }))
+      none.push(execution);
     expect(none).toHaveLength(0);
   });
 });
@@ -68,10 +72,27 @@ describe('dev server lifecycle', () => {
       const nativeConnection = await NativeConnection.connect({ address: first.address });
       const connection = await Connection.connect({ address: first.address });
       const client = new Client({ connection });
-      const orchestrator = await createOrchestratorWorker({ connection: nativeConnection, namespace: 'default', client, catalogPath: path.join(dir, 'catalog.sqlite') });
-      const gpu = await createGpuWorker({ connection: nativeConnection, namespace: 'default', client, host: 'restarthost', cpuSlots: 1, workDir: path.join(dir, 'worker'), log: () => undefined });
+      const orchestrator = await createOrchestratorWorker({
+        connection: nativeConnection,
+        namespace: 'default',
+        client,
+        catalogPath: path.join(dir, 'catalog.sqlite'),
+      });
+      const gpu = await createGpuWorker({
+        connection: nativeConnection,
+        namespace: 'default',
+        client,
+        host: 'restarthost',
+        cpuSlots: 1,
+        workDir: path.join(dir, 'worker'),
+        log: () => undefined,
+      });
       const running = Promise.all([orchestrator.run(), gpu.run()]);
-      await client.workflow.execute(smokeWorkflow, { workflowId, taskQueue: CONTROL_TASK_QUEUE, args: [{ hostQueue: hostTaskQueue('restarthost'), tag: 'restart' }] });
+      await client.workflow.execute(smokeWorkflow, {
+        workflowId,
+        taskQueue: CONTROL_TASK_QUEUE,
+        args: [{ hostQueue: hostTaskQueue('restarthost'), tag: 'restart' }],
+      });
       await gpu.shutdown();
       orchestrator.shutdown();
       await running;
@@ -108,7 +129,9 @@ describe('dev server lifecycle', () => {
         logFile: path.join(os.tmpdir(), 'unused.log'),
       });
       await expect(attempt).rejects.toBeInstanceOf(PortInUseError);
-      await expect(attempt).rejects.toThrow(`port ${port} is already in use by another process; set EXPCTL_TEMPORAL_PORT to a free port`);
+      await expect(attempt).rejects.toThrow(
+        `port ${port} is already in use by another process; set EXPCTL_TEMPORAL_PORT to a free port`,
+      );
     } finally {
       blocker.close();
     }

@@ -40,10 +40,27 @@ afterAll(async () => stack?.stop());
 describe('decisions on a tag', () => {
   it('keeps the first run, discards a worse one, flags a near miss, keeps an improvement', async () => {
     const first = await run({ tag: 'decide', env: { VAL_BPB: '1.500000' } });
-    expect(first).toMatchObject({ status: 'completed', decision: 'keep', action: 'keep_commit', metric: 1.5, best: 1.5, delta: null, near_miss: false, gpu: expect.stringMatching(/^lifehost\/cpu\d$/), worker: 'lifehost' });
+    expect(first).toMatchObject({
+      status: 'completed',
+      decision: 'keep',
+      action: 'keep_commit',
+      metric: 1.5,
+      best: 1.5,
+      delta: null,
+      near_miss: false,
+      gpu: expect.stringMatching(/^lifehost\/cpu\d$/),
+      worker: 'lifehost',
+    });
 
     const worse = await run({ tag: 'decide', env: { VAL_BPB: '1.600000' } });
-    expect(worse).toMatchObject({ status: 'completed', decision: 'discard', action: 'git_reset', metric: 1.6, best: 1.5, near_miss: false });
+    expect(worse).toMatchObject({
+      status: 'completed',
+      decision: 'discard',
+      action: 'git_reset',
+      metric: 1.6,
+      best: 1.5,
+      near_miss: false,
+    });
     expect(worse.delta).toBeCloseTo(0.1, 9);
 
     const near = await run({ tag: 'decide', env: { VAL_BPB: '1.501000' } });
@@ -66,7 +83,12 @@ describe('decisions on a tag', () => {
       ['command_failed', 3, true],
     ]);
     const success = await run({ tag: 'crashy', env: { VAL_BPB: '2.0' } });
-    expect(success).toMatchObject({ status: 'completed', decision: 'keep', consecutive_crashes: 0, should_abort: false });
+    expect(success).toMatchObject({
+      status: 'completed',
+      decision: 'keep',
+      consecutive_crashes: 0,
+      should_abort: false,
+    });
   });
 });
 
@@ -83,7 +105,10 @@ describe('failures land in named states', () => {
 
   it('exit 0 without a metric block is command_failed', async () => {
     const result = await run({ tag: 'fail', env: { MODE: 'nometric' } });
-    expect(result).toMatchObject({ status: 'command_failed', reason: 'training exited 0 but it printed no --- metric block' });
+    expect(result).toMatchObject({
+      status: 'command_failed',
+      reason: 'training exited 0 but it printed no --- metric block',
+    });
   });
 
   it('CUDA out of memory is oom and is not retried', async () => {
@@ -96,7 +121,12 @@ describe('failures land in named states', () => {
   it('a run that ignores SIGTERM past its kill limit is timed_out, discarded with a reset, and leaves no process', async () => {
     const pidFile = path.join(stack.workDir, 'hang.pid');
     // A kill limit well above the interpreter's start-up on a loaded machine: the script must have run.
-    const result = await run({ tag: 'timeout', timeBudgetSeconds: 1, timeoutSeconds: 8, env: { MODE: 'hang', PID_FILE: pidFile } });
+    const result = await run({
+      tag: 'timeout',
+      timeBudgetSeconds: 1,
+      timeoutSeconds: 8,
+      env: { MODE: 'hang', PID_FILE: pidFile },
+    });
     expect(result).toMatchObject({ status: 'timed_out', decision: 'discard', action: 'git_reset', rule: 'timed_out' });
     const pid = Number(await fs.readFile(pidFile, 'utf8'));
     expect(processAlive(pid)).toBe(false);
@@ -104,8 +134,19 @@ describe('failures land in named states', () => {
 
   it('cancel during training ends canceled and leaves no process', async () => {
     const pidFile = path.join(stack.workDir, 'cancel.pid');
-    const { handle } = await submitExperiment(stack.client, request({ tag: 'cancel', env: { MODE: 'slow', PID_FILE: pidFile } }));
-    await waitFor(async () => (await handle.query(experimentStateQuery)).status === 'running' && (await fs.access(pidFile).then(() => true, () => false)), 30_000);
+    const { handle } = await submitExperiment(
+      stack.client,
+      request({ tag: 'cancel', env: { MODE: 'slow', PID_FILE: pidFile } }),
+    );
+    await waitFor(
+      async () =>
+        (await handle.query(experimentStateQuery)).status === 'running' &&
+        (await fs.access(pidFile).then(
+          () => true,
+          () => false,
+        )),
+      30_000,
+    );
     const pid = Number(await fs.readFile(pidFile, 'utf8'));
     expect(processAlive(pid)).toBe(true);
     await handle.cancel();
@@ -119,18 +160,42 @@ describe('failures land in named states', () => {
 
 describe('validation', () => {
   const bad: [string, Partial<ExperimentRequestInput>, RegExp][] = [
-    ['missing script', { command: ['python3', 'missing.py'] }, /missing\.py \(named in the command\) does not exist in commit/],
-    ['unknown program', { command: ['no-such-interpreter-xyz', 'train.py'] }, /command "no-such-interpreter-xyz" is not installed on lifehost/],
-    ['program path not in tree', { command: ['./bin/run.sh'] }, /the command's program \.\/bin\/run\.sh does not exist in commit/],
+    [
+      'missing script',
+      { command: ['python3', 'missing.py'] },
+      /missing\.py \(named in the command\) does not exist in commit/,
+    ],
+    [
+      'unknown program',
+      { command: ['no-such-interpreter-xyz', 'train.py'] },
+      /command "no-such-interpreter-xyz" is not installed on lifehost/,
+    ],
+    [
+      'program path not in tree',
+      { command: ['./bin/run.sh'] },
+      /the command's program \.\/bin\/run\.sh does not exist in commit/,
+    ],
     ['commit not in repo', { commit: 'f'.repeat(40) }, /commit f{40} does not exist/],
     ['repo is not git', { repo: '/tmp' }, /repo \/tmp is not a git repository on this host/],
     ['config missing', { configPath: 'nope.json' }, /config nope\.json does not exist in commit/],
     ['config malformed', { configPath: 'broken.json' }, /config broken\.json is not valid JSON/],
     ['checkpoint missing', { checkpoint: 'ckpt/model.pt' }, /checkpoint ckpt\/model\.pt was not found/],
     ['dataset missing', { datasets: ['fineweb@v3'] }, /dataset fineweb@v3 is not present on lifehost/],
-    ['class nobody has', { requirements: { acceleratorClass: 'h100', gpuMemoryMb: 0, runtimeTags: [] } }, /no slot in the fleet can ever satisfy accelerator=h100/],
-    ['too much memory', { requirements: { acceleratorClass: 'any', gpuMemoryMb: 10_000_000, runtimeTags: [] } }, /no slot in the fleet can ever satisfy .*memory=10000000 MB/],
-    ['runtime tag nobody has', { requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: ['cuda-99'] } }, /missing runtime tags cuda-99/],
+    [
+      'class nobody has',
+      { requirements: { acceleratorClass: 'h100', gpuMemoryMb: 0, runtimeTags: [] } },
+      /no slot in the fleet can ever satisfy accelerator=h100/,
+    ],
+    [
+      'too much memory',
+      { requirements: { acceleratorClass: 'any', gpuMemoryMb: 10_000_000, runtimeTags: [] } },
+      /no slot in the fleet can ever satisfy .*memory=10000000 MB/,
+    ],
+    [
+      'runtime tag nobody has',
+      { requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: ['cuda-99'] } },
+      /missing runtime tags cuda-99/,
+    ],
   ];
 
   it.each(bad)('%s → validation_failed with a specific reason, no lease taken', async (_name, overrides, reason) => {
@@ -145,9 +210,14 @@ describe('validation', () => {
   });
 
   it('rejects malformed requests before anything starts, naming each field', async () => {
-    await expect(submitExperiment(stack.client, { ...request({ tag: 'bad tag!' }), category: 'vibes' as never, timeBudgetSeconds: -5, surprise: 1 } as never)).rejects.toThrow(
-      /tag: .*category: Invalid option.*timeBudgetSeconds: Too small.*Unrecognized key: "surprise"/s,
-    );
+    await expect(
+      submitExperiment(stack.client, {
+        ...request({ tag: 'bad tag!' }),
+        category: 'vibes' as never,
+        timeBudgetSeconds: -5,
+        surprise: 1,
+      } as never),
+    ).rejects.toThrow(/tag: .*category: Invalid option.*timeBudgetSeconds: Too small.*Unrecognized key: "surprise"/s);
   });
 });
 
@@ -167,9 +237,16 @@ describe('idempotency and concurrency', () => {
   it('8 experiments finishing together leave the tag consistent', async () => {
     const values = [1.9, 1.8, 1.7, 1.6, 1.5, 1.4, 1.3, 1.2];
     const modes = ['ok', 'ok', 'fail', 'ok', 'ok', 'fail', 'ok', 'ok'];
-    const results = await Promise.all(values.map((v, i) => run({ tag: 'burst', env: { VAL_BPB: String(v), MODE: modes[i]! } })));
+    const results = await Promise.all(
+      values.map((v, i) => run({ tag: 'burst', env: { VAL_BPB: String(v), MODE: modes[i]! } })),
+    );
     const tag = await stack.client.workflow.getHandle(tagWorkflowId('burst')).query(tagStateQuery);
-    expect(tag.counts).toMatchObject({ total: 8, crashed: 2, kept: results.filter((r) => r.decision === 'keep').length, discarded: results.filter((r) => r.decision === 'discard').length });
+    expect(tag.counts).toMatchObject({
+      total: 8,
+      crashed: 2,
+      kept: results.filter((r) => r.decision === 'keep').length,
+      discarded: results.filter((r) => r.decision === 'discard').length,
+    });
     expect(tag.counts.kept + tag.counts.discarded).toBe(6);
     expect(tag.best.cpu?.metric).toBe(1.2);
     // Applied serially: sequence numbers 1..8, each decision's best is the running minimum in that order.

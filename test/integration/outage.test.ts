@@ -50,13 +50,27 @@ describe('a server outage while a run finishes', () => {
     });
     const files = runFiles(path.join(stack.workDir, 'testhost'), handle.workflowId);
     // The training process has started (`running` is set before the task reaches the worker).
-    await waitFor(async () => fs.access(files.record).then(() => true, () => false), 60_000);
+    await waitFor(
+      async () =>
+        fs.access(files.record).then(
+          () => true,
+          () => false,
+        ),
+      60_000,
+    );
 
     const stoppedAt = Date.now();
     await server!.stop();
     server = undefined;
     // The run finishes while the server is away; its outcome is kept on the host.
-    await waitFor(async () => fs.access(files.outcome).then(() => true, () => false), 60_000);
+    await waitFor(
+      async () =>
+        fs.access(files.outcome).then(
+          () => true,
+          () => false,
+        ),
+      60_000,
+    );
     const outageMs = 30_000;
     await waitFor(async () => Date.now() - stoppedAt >= outageMs, outageMs + 5000);
     server = await startDevServer(serverOptions);
@@ -64,6 +78,8 @@ describe('a server outage while a run finishes', () => {
     const result = await handle.result();
     expect(result).toMatchObject({ status: 'completed', metric: 1.375, worker: 'testhost' });
     expect((await handle.query(experimentStateQuery)).attempts).toBe(1);
-    console.log(`server down ${((Date.now() - stoppedAt) / 1000).toFixed(0)} s around the run's end: ${result.status}, metric ${result.metric}`);
+    console.log(
+      `server down ${((Date.now() - stoppedAt) / 1000).toFixed(0)} s around the run's end: ${result.status}, metric ${result.metric}`,
+    );
   }, 240_000);
 });

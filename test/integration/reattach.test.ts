@@ -19,10 +19,25 @@ const workers = new Set<ResultPromise>();
 
 /** `expctl worker` as its own process (so it can be SIGKILLed and started again on the same work dir). */
 async function startWorker(host: string): Promise<{ child: ResultPromise }> {
-  const child = execa(process.execPath, [EXPCTL, 'worker', '--host', host, '--cpu-slots', '1', '--orphan-grace', '30', '--work-dir', path.join(stack.workDir, host)], {
-    env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace },
-    reject: false,
-  });
+  const child = execa(
+    process.execPath,
+    [
+      EXPCTL,
+      'worker',
+      '--host',
+      host,
+      '--cpu-slots',
+      '1',
+      '--orphan-grace',
+      '30',
+      '--work-dir',
+      path.join(stack.workDir, host),
+    ],
+    {
+      env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace },
+      reject: false,
+    },
+  );
   workers.add(child);
   const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
   const before = (await pool.query(poolStateQuery).catch(() => undefined))?.hosts[host]?.registeredAt ?? 0;
@@ -39,7 +54,11 @@ async function killWorker(child: ResultPromise, signal: NodeJS.Signals = 'SIGKIL
   workers.delete(child);
 }
 
-const exists = (file: string) => fs.access(file).then(() => true, () => false);
+const exists = (file: string) =>
+  fs.access(file).then(
+    () => true,
+    () => false,
+  );
 
 beforeAll(async () => {
   stack = await startStack({ name: 'reattach', gpuWorker: false });
@@ -66,9 +85,16 @@ describe('a worker killed mid-run and started again', () => {
       env: { VAL_BPB: '1.125', STEPS: '100', STEP_SECONDS: '0.25', PID_FILE: pidFile },
     });
     const files = runFiles(path.join(stack.workDir, host), handle.workflowId);
-    await waitFor(async () => (await handle.query(experimentStateQuery)).status === 'running' && (await exists(pidFile)) && (await exists(files.record)), 60_000);
+    await waitFor(
+      async () =>
+        (await handle.query(experimentStateQuery)).status === 'running' &&
+        (await exists(pidFile)) &&
+        (await exists(files.record)),
+      60_000,
+    );
     const trainingPid = Number(await fs.readFile(pidFile, 'utf8'));
-    const supervisorPid = (JSON.parse(await fs.readFile(files.record, 'utf8')) as { supervisorPid: number }).supervisorPid;
+    const supervisorPid = (JSON.parse(await fs.readFile(files.record, 'utf8')) as { supervisorPid: number })
+      .supervisorPid;
 
     await killWorker(child);
     // The training goes on without its worker.
@@ -89,7 +115,10 @@ describe('a worker killed mid-run and started again', () => {
     expect(await fs.readFile(files.log, 'utf8')).toContain('expctl: a restarted worker re-attached to this run');
     expect(processAlive(trainingPid)).toBe(false);
     expect(processAlive(supervisorPid)).toBe(false);
-    expect(JSON.parse(await fs.readFile(files.outcome, 'utf8'))).toMatchObject({ exitCode: 0, metrics: { val_bpb: 1.125 } });
+    expect(JSON.parse(await fs.readFile(files.outcome, 'utf8'))).toMatchObject({
+      exitCode: 0,
+      metrics: { val_bpb: 1.125 },
+    });
     // Shut down (deregistered, offline at once), so no later run is placed on this host.
     await killWorker(child, 'SIGTERM');
   });
@@ -109,9 +138,16 @@ describe('a worker killed mid-run and started again', () => {
       env: { VAL_BPB: '1.0625', STEPS: '16', STEP_SECONDS: '0.25', PID_FILE: pidFile },
     });
     const files = runFiles(path.join(stack.workDir, host), handle.workflowId);
-    await waitFor(async () => (await handle.query(experimentStateQuery)).status === 'running' && (await exists(pidFile)) && (await exists(files.record)), 60_000);
+    await waitFor(
+      async () =>
+        (await handle.query(experimentStateQuery)).status === 'running' &&
+        (await exists(pidFile)) &&
+        (await exists(files.record)),
+      60_000,
+    );
     const trainingPid = Number(await fs.readFile(pidFile, 'utf8'));
-    const supervisorPid = (JSON.parse(await fs.readFile(files.record, 'utf8')) as { supervisorPid: number }).supervisorPid;
+    const supervisorPid = (JSON.parse(await fs.readFile(files.record, 'utf8')) as { supervisorPid: number })
+      .supervisorPid;
 
     await killWorker(child);
     // The run ends with no worker: its supervisor records the exit and leaves nothing behind.

@@ -24,7 +24,10 @@ const HISTORIES = path.join(FIXTURES, 'histories');
 
 async function replay(histories: { workflowId: string; history: unknown }[]) {
   const failures: string[] = [];
-  for await (const result of Worker.runReplayHistories({ workflowsPath: WORKFLOWS_PATH, replayName: 'expctl-replay' }, histories)) {
+  for await (const result of Worker.runReplayHistories(
+    { workflowsPath: WORKFLOWS_PATH, replayName: 'expctl-replay' },
+    histories,
+  )) {
     if (result.error) failures.push(`${result.workflowId}: ${result.error.message}`);
   }
   return failures;
@@ -34,7 +37,12 @@ describe('replay of recorded histories', () => {
   it('replays every committed history fixture without non-determinism', async () => {
     const files = (await fs.readdir(HISTORIES)).filter((f) => f.endsWith('.json'));
     expect(files.length).toBeGreaterThanOrEqual(5);
-    const histories = await Promise.all(files.map(async (file) => ({ workflowId: file.replace(/\.json$/, ''), history: historyFromJSON(JSON.parse(await fs.readFile(path.join(HISTORIES, file), 'utf8'))) })));
+    const histories = await Promise.all(
+      files.map(async (file) => ({
+        workflowId: file.replace(/\.json$/, ''),
+        history: historyFromJSON(JSON.parse(await fs.readFile(path.join(HISTORIES, file), 'utf8'))),
+      })),
+    );
     expect(await replay(histories)).toEqual([]);
   });
 
@@ -48,7 +56,15 @@ describe('replay of recorded histories', () => {
     afterAll(async () => stack?.stop());
 
     it('replays keep, discard, crash, validation failure, cancel, the tag and the pool', async () => {
-      const base = { tag: 'replay', hypothesis: 'h', category: 'other', command: ['python3', 'train.py'], repo: source.repo, commit: source.commit, timeBudgetSeconds: 30 } satisfies ExperimentRequestInput;
+      const base = {
+        tag: 'replay',
+        hypothesis: 'h',
+        category: 'other',
+        command: ['python3', 'train.py'],
+        repo: source.repo,
+        commit: source.commit,
+        timeBudgetSeconds: 30,
+      } satisfies ExperimentRequestInput;
       const runs: [string, ExperimentRequestInput][] = [
         ['experiment-keep', { ...base, env: { VAL_BPB: '1.5' } }],
         ['experiment-discard', { ...base, env: { VAL_BPB: '1.6' } }],
@@ -61,19 +77,39 @@ describe('replay of recorded histories', () => {
         await handle.result();
         ids.push([name, experimentId]);
       }
-      const { handle: canceled, experimentId: canceledId } = await submitExperiment(stack.client, { ...base, env: { MODE: 'slow' } });
+      const { handle: canceled, experimentId: canceledId } = await submitExperiment(stack.client, {
+        ...base,
+        env: { MODE: 'slow' },
+      });
       await waitFor(async () => (await canceled.query(experimentStateQuery)).status === 'running', 60_000);
       await canceled.cancel();
       expect((await canceled.result()).status).toBe('canceled');
       ids.push(['experiment-canceled', canceledId], ['tag', tagWorkflowId('replay')], ['pool', POOL_WORKFLOW_ID]);
 
-      const histories = await Promise.all(ids.map(async ([name, workflowId]) => ({ name, workflowId, history: await stack.client.workflow.getHandle(workflowId).fetchHistory() })));
+      const histories = await Promise.all(
+        ids.map(async ([name, workflowId]) => ({
+          name,
+          workflowId,
+          history: await stack.client.workflow.getHandle(workflowId).fetchHistory(),
+        })),
+      );
       expect(await replay(histories)).toEqual([]);
 
       if (process.env.EXPCTL_RECORD_HISTORIES === '1') {
         // Exported the way an operator would: `temporal workflow show --output json`.
         for (const { name, workflowId } of histories) {
-          const { stdout } = await execa(inject('temporalCli'), ['workflow', 'show', '--address', stack.address, '--namespace', stack.namespace, '--workflow-id', workflowId, '--output', 'json']);
+          const { stdout } = await execa(inject('temporalCli'), [
+            'workflow',
+            'show',
+            '--address',
+            stack.address,
+            '--namespace',
+            stack.namespace,
+            '--workflow-id',
+            workflowId,
+            '--output',
+            'json',
+          ]);
           await fs.writeFile(path.join(HISTORIES, `${name}.json`), stdout);
         }
       }

@@ -22,12 +22,19 @@ let worker: ResultPromise | undefined;
  * it online; sets a short pool heartbeat limit (default 60 s) so the pool notices silence in time.
  */
 async function startWorkerProcess(host: string, extraArgs: string[] = []): Promise<{ child: ResultPromise }> {
-  const child = execa(process.execPath, [EXPCTL, 'worker', '--host', host, '--cpu-slots', '1', ...extraArgs, '--work-dir', path.join(stack.workDir, host)], {
-    env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace },
-    reject: false,
-  });
+  const child = execa(
+    process.execPath,
+    [EXPCTL, 'worker', '--host', host, '--cpu-slots', '1', ...extraArgs, '--work-dir', path.join(stack.workDir, host)],
+    {
+      env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace },
+      reject: false,
+    },
+  );
   const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
-  await waitFor(async () => (await pool.query(poolStateQuery).catch(() => undefined))?.hosts[host]?.online === true, 60_000);
+  await waitFor(
+    async () => (await pool.query(poolStateQuery).catch(() => undefined))?.hosts[host]?.online === true,
+    60_000,
+  );
   await pool.signal(configurePoolSignal, { heartbeatLimitMs: 8_000 });
   return { child }; // wrapped: an execa subprocess is thenable, and returning it would await its exit
 }
@@ -60,7 +67,15 @@ describe('a worker process killed during training', () => {
       maxReplacements: 0,
       env: { MODE: 'slow', PID_FILE: pidFile },
     });
-    await waitFor(async () => (await handle.query(experimentStateQuery)).status === 'running' && (await fs.access(pidFile).then(() => true, () => false)), 60_000);
+    await waitFor(
+      async () =>
+        (await handle.query(experimentStateQuery)).status === 'running' &&
+        (await fs.access(pidFile).then(
+          () => true,
+          () => false,
+        )),
+      60_000,
+    );
     const trainingPid = Number(await fs.readFile(pidFile, 'utf8'));
     expect(processAlive(trainingPid)).toBe(true);
 
@@ -72,14 +87,18 @@ describe('a worker process killed during training', () => {
     // it; none does, so it takes every process of the run down.
     await waitFor(async () => !processAlive(trainingPid), 30_000);
     const exitFile = path.join(stack.workDir, 'victim', 'runs', handle.workflowId, 'exit.json');
-    expect(JSON.parse(await fs.readFile(exitFile, 'utf8'))).toMatchObject({ orphaned: expect.stringMatching(/^orphaned: no worker for \d+s$/) });
+    expect(JSON.parse(await fs.readFile(exitFile, 'utf8'))).toMatchObject({
+      orphaned: expect.stringMatching(/^orphaned: no worker for \d+s$/),
+    });
 
     // Whichever notices first ends it: the pool (host silent past its limit revokes the lease)
     // or the train activity's own heartbeat timeout (10 s) with the host's queue unanswered (15 s).
     const result = await handle.result();
     const elapsed = (Date.now() - killedAt) / 1000;
     expect(result.status).toBe('worker_lost');
-    expect(result.reason).toMatch(/no heartbeat from victim for \d+s \(last at [\dT:.-]+Z\); the worker is lost|the worker on victim stopped answering \(HEARTBEAT/);
+    expect(result.reason).toMatch(
+      /no heartbeat from victim for \d+s \(last at [\dT:.-]+Z\); the worker is lost|the worker on victim stopped answering \(HEARTBEAT/,
+    );
     expect(elapsed).toBeLessThan(8 + 1 + 10); // pool limit, its heartbeat period, a few seconds
     const state = await pool.query(poolStateQuery);
     expect(state.hosts.victim?.online).toBe(false);
@@ -88,7 +107,13 @@ describe('a worker process killed during training', () => {
     const catalog = new Catalog(stack.catalogPath);
     const record = catalog.get(handle.workflowId)!;
     catalog.close();
-    expect(record).toMatchObject({ status: 'worker_lost', reason: result.reason, gpu: 'victim/cpu0', worker: 'victim', commit: source.commit });
+    expect(record).toMatchObject({
+      status: 'worker_lost',
+      reason: result.reason,
+      gpu: 'victim/cpu0',
+      worker: 'victim',
+      commit: source.commit,
+    });
     expect(record.patch).toContain('+++ b/train.py');
     expect(record.environment?.host).toBe('victim');
     expect(record.placement?.slotId).toBe('victim/cpu0');
@@ -118,6 +143,10 @@ describe('a worker process killed during training', () => {
     expect(result).toMatchObject({ status: 'completed', metric: 1.25, worker: 'spare', gpu: 'spare/cpu0' });
     const state = await handle.query(experimentStateQuery);
     expect(state.attempts).toBe(2);
-    expect(state.timeline.find((t) => t.status === 'queued' && /^re-placed \(attempt 2\) on a healthy cpu slot after: /.test(t.note ?? ''))).toBeDefined();
+    expect(
+      state.timeline.find(
+        (t) => t.status === 'queued' && /^re-placed \(attempt 2\) on a healthy cpu slot after: /.test(t.note ?? ''),
+      ),
+    ).toBeDefined();
   });
 });

@@ -7,7 +7,13 @@ import { tagReportHtml } from '../../src/catalog/html.js';
 import { resultRuns, summarize, toRunSummary } from '../../src/catalog/reports.js';
 import { resultsTsv } from '../../src/catalog/tsv.js';
 import { tagCountsLine } from '../../src/cli/commands/tag.js';
-import { applyOutcome, newTagState, tagCountsSummary, type TagDecision, type TagState } from '../../src/domain/decision.js';
+import {
+  applyOutcome,
+  newTagState,
+  tagCountsSummary,
+  type TagDecision,
+  type TagState,
+} from '../../src/domain/decision.js';
 import { CATEGORIES } from '../../src/domain/request.js';
 import { crashed, suggest } from '../../src/domain/strategy.js';
 import { recordRun, type RecordedRun } from '../helpers/records.js';
@@ -35,7 +41,17 @@ const CAMPAIGN: RecordedRun[] = [
   { id: 'simpler', status: 'completed', metrics: block(0.95), request: { simplification: true } },
 ];
 // keep1, keep2, simpler kept; worse, tie, nearmiss discarded; fail, oom, timeout crashed: 9 runs
-const EXPECTED = { kept: 3, discarded: 3, crashed: 3, refused: 2, infrastructure: 2, canceled: 1, runs: 9, keepRate: 3 / 9, crashRate: 3 / 9 };
+const EXPECTED = {
+  kept: 3,
+  discarded: 3,
+  crashed: 3,
+  refused: 2,
+  infrastructure: 2,
+  canceled: 1,
+  runs: 9,
+  keepRate: 3 / 9,
+  crashRate: 3 / 9,
+};
 
 describe('one mixed campaign, every surface', () => {
   let dir: string;
@@ -49,7 +65,13 @@ describe('one mixed campaign, every surface', () => {
     for (const run of CAMPAIGN) {
       const metric = typeof run.metrics?.val_bpb === 'number' ? run.metrics.val_bpb : null;
       const next = applyOutcome(state, {
-        experimentId: run.id, status: run.status, metric, acceleratorClass: 'h100', commit: 'c', metrics: run.metrics, simplification: run.request?.simplification ?? false,
+        experimentId: run.id,
+        status: run.status,
+        metric,
+        acceleratorClass: 'h100',
+        commit: 'c',
+        metrics: run.metrics,
+        simplification: run.request?.simplification ?? false,
       });
       state = next.state;
       decisions.push(next.decision);
@@ -61,7 +83,7 @@ describe('one mixed campaign, every surface', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('decides each run by its rule, counting only the experiment\'s own failures as crashes', () => {
+  it("decides each run by its rule, counting only the experiment's own failures as crashes", () => {
     expect(decisions.map((d) => [d.experimentId, d.decision, d.rule, d.consecutiveCrashes, d.shouldAbort])).toEqual([
       ['keep1', 'keep', 'first_run', 0, false],
       ['worse', 'discard', 'not_improved', 0, false],
@@ -105,22 +127,62 @@ describe('one mixed campaign, every surface', () => {
     expect(summaries.filter(crashed)).toHaveLength(EXPECTED.crashed);
     const categories = suggest(summaries, CATEGORIES, 'minimize').categories;
     const other = categories.find((c) => c.category === 'other')!;
-    expect({ runs: other.runs, kept: other.kept, crashes: other.crashes, keepRate: other.keepRate }).toEqual({ runs: EXPECTED.runs, kept: EXPECTED.kept, crashes: EXPECTED.crashed, keepRate: EXPECTED.keepRate });
+    expect({ runs: other.runs, kept: other.kept, crashes: other.crashes, keepRate: other.keepRate }).toEqual({
+      runs: EXPECTED.runs,
+      kept: EXPECTED.kept,
+      crashes: EXPECTED.crashed,
+      keepRate: EXPECTED.keepRate,
+    });
 
     // results.tsv: one row per counted run; refused, infrastructure and canceled runs are not rows
-    const rows = resultsTsv(records).trimEnd().split('\n').slice(1).map((line) => line.split('\t'));
-    expect(rows.map((r) => r[4])).toEqual(['keep1', 'worse', 'tie', 'nearmiss', 'fail', 'oom', 'timeout', 'keep2', 'simpler']);
+    const rows = resultsTsv(records)
+      .trimEnd()
+      .split('\n')
+      .slice(1)
+      .map((line) => line.split('\t'));
+    expect(rows.map((r) => r[4])).toEqual([
+      'keep1',
+      'worse',
+      'tie',
+      'nearmiss',
+      'fail',
+      'oom',
+      'timeout',
+      'keep2',
+      'simpler',
+    ]);
     const statuses = rows.map((r) => r[3]);
     expect(statuses.filter((s) => s === 'crash')).toHaveLength(EXPECTED.crashed);
     expect(statuses.filter((s) => s === 'keep').length / rows.length).toBe(EXPECTED.keepRate);
-    expect(rows.find((r) => r[4] === 'timeout')).toEqual(['timeout'.replace(/[^0-9a-f]/g, '').padEnd(40, 'a').slice(0, 7), '0.000000', '0.0', 'crash', 'timeout']);
+    expect(rows.find((r) => r[4] === 'timeout')).toEqual([
+      'timeout'
+        .replace(/[^0-9a-f]/g, '')
+        .padEnd(40, 'a')
+        .slice(0, 7),
+      '0.000000',
+      '0.0',
+      'crash',
+      'timeout',
+    ]);
 
     // HTML
     const html = tagReportHtml('mixed', records);
     expect(html).toContain(`id="crashed" data-count="${EXPECTED.crashed}" data-rate="${EXPECTED.crashRate}"`);
     expect(html).toContain(`id="kept" data-count="${EXPECTED.kept}" data-rate="${EXPECTED.keepRate}"`);
-    const data = JSON.parse(/<script id="data" type="application\/json">(.*?)<\/script>/s.exec(html)![1]!) as { points: { kind: string }[] };
-    expect(data.points.map((p) => p.kind)).toEqual(['keep', 'discard', 'discard', 'discard', 'crash', 'crash', 'crash', 'keep', 'keep']);
+    const data = JSON.parse(/<script id="data" type="application\/json">(.*?)<\/script>/s.exec(html)![1]!) as {
+      points: { kind: string }[];
+    };
+    expect(data.points.map((p) => p.kind)).toEqual([
+      'keep',
+      'discard',
+      'discard',
+      'discard',
+      'crash',
+      'crash',
+      'crash',
+      'keep',
+      'keep',
+    ]);
   });
 
   it('reports the best kept metric; of equal ones the later keep (the kept simplification), like the tag state', () => {
@@ -138,7 +200,13 @@ describe('one mixed campaign, every surface', () => {
       { id: 'a2', status: 'completed', metrics: block(1.2), acceleratorClass: 'a100', request: { tag: 'classes' } },
     ];
     for (const run of runs) {
-      const next = applyOutcome(classes, { experimentId: run.id, status: run.status, metric: run.metrics!.val_bpb as number, acceleratorClass: run.acceleratorClass!, commit: 'c' });
+      const next = applyOutcome(classes, {
+        experimentId: run.id,
+        status: run.status,
+        metric: run.metrics!.val_bpb as number,
+        acceleratorClass: run.acceleratorClass!,
+        commit: 'c',
+      });
       classes = next.state;
       expect(next.decision.decision).toBe('keep'); // each class is compared only with itself
       recordRun(catalog, run, next.decision, { name: 'val_bpb', direction: 'minimize' });

@@ -3,20 +3,39 @@ import { classifyTraining, looksLikeOom, oomEvidence } from '../../src/domain/cl
 import { NO_TIMINGS, type TerminalStatus, type TrainingOutcome } from '../../src/domain/experiment.js';
 
 const BLOCK = { val_bpb: 0.9979, training_seconds: 300.1, total_seconds: 325.9, peak_vram_mb: 45060.2 };
-const CUDA_OOM = 'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB';
+const CUDA_OOM =
+  'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB';
 const KERNEL_OOM = 'Out of memory: Killed process 4242 (python) total-vm:91234567kB, anon-rss:81234567kB';
 
 const base: TrainingOutcome = {
-  phase: 'training', exitCode: 0, signal: null, timedOut: false, canceled: false, supervisorKilled: false, oomKills: null,
-  peakMemoryBytes: null, timings: NO_TIMINGS, metrics: BLOCK, logTail: 'step 00953 (100.0%) | loss: 3.0\n---\nval_bpb: 0.997900\n',
-  logPath: '/x', startedAt: '', endedAt: '', artifacts: [], heartbeats: { count: 0, firstAt: null, lastAt: null, intervalSeconds: 2 },
+  phase: 'training',
+  exitCode: 0,
+  signal: null,
+  timedOut: false,
+  canceled: false,
+  supervisorKilled: false,
+  oomKills: null,
+  peakMemoryBytes: null,
+  timings: NO_TIMINGS,
+  metrics: BLOCK,
+  logTail: 'step 00953 (100.0%) | loss: 3.0\n---\nval_bpb: 0.997900\n',
+  logPath: '/x',
+  startedAt: '',
+  endedAt: '',
+  artifacts: [],
+  heartbeats: { count: 0, firstAt: null, lastAt: null, intervalSeconds: 2 },
 };
 const killed = { exitCode: null, signal: 'SIGKILL', metrics: null } as const;
 
 /** [case, outcome fields, status, text the reason must contain] */
 const TABLE: [string, Partial<TrainingOutcome>, TerminalStatus, RegExp][] = [
   ['exit 0 + block', {}, 'completed', /val_bpb = 0\.9979/],
-  ['exit 0 + block + OOM text (a caught OOM in a batch-size probe)', { logTail: `${CUDA_OOM}\nretrying with batch 64\n---\nval_bpb: 0.99` }, 'completed', /training finished/],
+  [
+    'exit 0 + block + OOM text (a caught OOM in a batch-size probe)',
+    { logTail: `${CUDA_OOM}\nretrying with batch 64\n---\nval_bpb: 0.99` },
+    'completed',
+    /training finished/,
+  ],
   ['exit 0 + block + cgroup OOM kills of a child', { oomKills: 2 }, 'completed', /training finished/],
   ['exit 0 without a block', { metrics: null }, 'command_failed', /printed no --- metric block/],
   ['exit 0 with a block lacking the metric', { metrics: { loss: 1 } }, 'command_failed', /no numeric "val_bpb"/],
@@ -24,21 +43,85 @@ const TABLE: [string, Partial<TrainingOutcome>, TerminalStatus, RegExp][] = [
   ['canceled wins over a block', { canceled: true }, 'canceled', /canceled/],
   ['kill limit reached', { ...killed, timedOut: true }, 'timed_out', /kill limit/],
   ['kill limit reached with OOM text', { ...killed, timedOut: true, logTail: CUDA_OOM }, 'timed_out', /kill limit/],
-  ['setup limit reached', { ...killed, timedOut: true, phase: 'setup' }, 'timed_out', /environment setup exceeded its setup limit/],
-  ['setup failed', { exitCode: 1, metrics: null, phase: 'setup', logTail: 'error: No solution found when resolving dependencies' }, 'command_failed', /environment setup failed with exit code 1; last line: error: No solution/],
-  ['supervisor killed from inside the run', { ...killed, supervisorKilled: true }, 'command_failed', /supervisor was killed from inside the run/],
-  ['exit 1 with CUDA OOM text', { exitCode: 1, metrics: null, logTail: `Traceback\n${CUDA_OOM}` }, 'oom', /CUDA out of memory/],
-  ['exit 1 with CUBLAS_STATUS_ALLOC_FAILED', { exitCode: 1, metrics: null, logTail: 'RuntimeError: CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate' }, 'oom', /CUBLAS_STATUS_ALLOC_FAILED/],
-  ['exit 1 with torch.cuda.OutOfMemoryError', { exitCode: 1, metrics: null, logTail: 'torch.cuda.OutOfMemoryError: Tried to allocate' }, 'oom', /torch\.cuda\.OutOfMemoryError/],
-  ['exit 137 without a block', { exitCode: 137, metrics: null, logTail: 'step 00100 (10.0%) | loss: 4.0' }, 'command_failed', /killed by SIGKILL that expctl did not send/],
-  ['exit 137 without a block, cgroup counted an OOM kill', { exitCode: 137, metrics: null, oomKills: 1 }, 'oom', /1 OOM kill\(s\) counted by the run's cgroup/],
-  ['SIGKILL without evidence', { ...killed }, 'command_failed', /killed by SIGKILL that expctl did not send .* no evidence of an out-of-memory kill/],
+  [
+    'setup limit reached',
+    { ...killed, timedOut: true, phase: 'setup' },
+    'timed_out',
+    /environment setup exceeded its setup limit/,
+  ],
+  [
+    'setup failed',
+    { exitCode: 1, metrics: null, phase: 'setup', logTail: 'error: No solution found when resolving dependencies' },
+    'command_failed',
+    /environment setup failed with exit code 1; last line: error: No solution/,
+  ],
+  [
+    'supervisor killed from inside the run',
+    { ...killed, supervisorKilled: true },
+    'command_failed',
+    /supervisor was killed from inside the run/,
+  ],
+  [
+    'exit 1 with CUDA OOM text',
+    { exitCode: 1, metrics: null, logTail: `Traceback\n${CUDA_OOM}` },
+    'oom',
+    /CUDA out of memory/,
+  ],
+  [
+    'exit 1 with CUBLAS_STATUS_ALLOC_FAILED',
+    {
+      exitCode: 1,
+      metrics: null,
+      logTail: 'RuntimeError: CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate',
+    },
+    'oom',
+    /CUBLAS_STATUS_ALLOC_FAILED/,
+  ],
+  [
+    'exit 1 with torch.cuda.OutOfMemoryError',
+    { exitCode: 1, metrics: null, logTail: 'torch.cuda.OutOfMemoryError: Tried to allocate' },
+    'oom',
+    /torch\.cuda\.OutOfMemoryError/,
+  ],
+  [
+    'exit 137 without a block',
+    { exitCode: 137, metrics: null, logTail: 'step 00100 (10.0%) | loss: 4.0' },
+    'command_failed',
+    /killed by SIGKILL that expctl did not send/,
+  ],
+  [
+    'exit 137 without a block, cgroup counted an OOM kill',
+    { exitCode: 137, metrics: null, oomKills: 1 },
+    'oom',
+    /1 OOM kill\(s\) counted by the run's cgroup/,
+  ],
+  [
+    'SIGKILL without evidence',
+    { ...killed },
+    'command_failed',
+    /killed by SIGKILL that expctl did not send .* no evidence of an out-of-memory kill/,
+  ],
   ['SIGKILL with oomKills 0', { ...killed, oomKills: 0 }, 'command_failed', /did not send/],
   ['SIGKILL with cgroup OOM kills', { ...killed, oomKills: 3 }, 'oom', /3 OOM kill/],
-  ['SIGKILL with the kernel oom-kill message', { ...killed, logTail: KERNEL_OOM }, 'oom', /Out of memory: Killed process 4242/],
-  ['exit 1 with a bare "out of memory" (not CUDA/torch/kernel)', { exitCode: 1, metrics: null, logTail: 'ValueError: dataloader ran out of memory budget' }, 'command_failed', /^training exited with exit code 1$/],
+  [
+    'SIGKILL with the kernel oom-kill message',
+    { ...killed, logTail: KERNEL_OOM },
+    'oom',
+    /Out of memory: Killed process 4242/,
+  ],
+  [
+    'exit 1 with a bare "out of memory" (not CUDA/torch/kernel)',
+    { exitCode: 1, metrics: null, logTail: 'ValueError: dataloader ran out of memory budget' },
+    'command_failed',
+    /^training exited with exit code 1$/,
+  ],
   ['exit 1 with a block (a crash after printing)', { exitCode: 1 }, 'command_failed', /exit code 1/],
-  ['SIGSEGV', { exitCode: null, signal: 'SIGSEGV', metrics: null }, 'command_failed', /killed by SIGSEGV, not sent by expctl/],
+  [
+    'SIGSEGV',
+    { exitCode: null, signal: 'SIGSEGV', metrics: null },
+    'command_failed',
+    /killed by SIGSEGV, not sent by expctl/,
+  ],
 ];
 
 describe('classifyTraining: the one classification rule', () => {
@@ -52,7 +135,10 @@ describe('classifyTraining: the one classification rule', () => {
   it('has at least 12 cases', () => expect(TABLE.length).toBeGreaterThanOrEqual(12));
 
   it('judges by the tag metric it is given', () => {
-    expect(classifyTraining({ ...base, metrics: { score: 1.7, val_pass: 'True' } }, 'score')).toMatchObject({ status: 'completed', metric: 1.7 });
+    expect(classifyTraining({ ...base, metrics: { score: 1.7, val_pass: 'True' } }, 'score')).toMatchObject({
+      status: 'completed',
+      metric: 1.7,
+    });
   });
 });
 

@@ -12,7 +12,20 @@ describe('safeText', () => {
   });
 
   it('escapes bidi overrides, isolates and marks', () => {
-    for (const char of ['\u202a', '\u202b', '\u202c', '\u202d', '\u202e', '\u2066', '\u2067', '\u2068', '\u2069', '\u200e', '\u200f', '\u061c']) {
+    for (const char of [
+      '\u202a',
+      '\u202b',
+      '\u202c',
+      '\u202d',
+      '\u202e',
+      '\u2066',
+      '\u2067',
+      '\u2068',
+      '\u2069',
+      '\u200e',
+      '\u200f',
+      '\u061c',
+    ]) {
       expect(safeText(`x${char}y`)).toBe(`x\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}y`);
     }
     expect(safeText(`invoice${RLO}fdp.exe`)).toBe('invoice\\u202efdp.exe');
@@ -47,14 +60,16 @@ describe('safeJson', () => {
 
 describe('formatTable', () => {
   it('escapes every cell and aligns the escaped text', () => {
-    const table = formatTable(['id', 'hypothesis'], [['e1', `evil${ESC}[2Jclear`], ['e2', `two\nlines${RLO}`], ['e3', null]]);
+    const table = formatTable(
+      ['id', 'hypothesis'],
+      [
+        ['e1', `evil${ESC}[2Jclear`],
+        ['e2', `two\nlines${RLO}`],
+        ['e3', null],
+      ],
+    );
     expect(table).not.toContain(ESC);
     expect(table).not.toContain(RLO);
-    expect(table.split('\n')).toEqual([
-      'id  hypothesis',
-      'e1  evil\\x1b[2Jclear',
-      'e2  two\\nlines\\u202e',
-      'e3  -',
-    ]);
+    expect(table.split('\n')).toEqual(['id  hypothesis', 'e1  evil\\x1b[2Jclear', 'e2  two\\nlines\\u202e', 'e3  -']);
   });
 });

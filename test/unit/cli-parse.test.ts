@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { parseEnvPair, parseNumber, parseRunFlags, problemAsFlag, splitCommandLine, type RawRunOptions } from '../../src/cli/parse.js';
+import {
+  parseEnvPair,
+  parseNumber,
+  parseRunFlags,
+  problemAsFlag,
+  splitCommandLine,
+  type RawRunOptions,
+} from '../../src/cli/parse.js';
 
 const base: RawRunOptions = { tag: ['t1'], hypothesis: ['h'], category: ['other'] };
 const problemsOf = (raw: RawRunOptions) => parseRunFlags({ ...base, ...raw }).problems;
@@ -8,12 +15,27 @@ describe('strict numbers', () => {
   it.each(['300', '2.5', '0', '007', '-3'])('accepts %j', (raw) => {
     expect(parseNumber('--x', raw)).toBe(Number(raw));
   });
-  it.each(['abc', '0x10', '', ' 5', '5 ', '1e3', 'NaN', 'Infinity', '-Infinity', '+5', '.5', '5.', '5s', '0b1', '0o7', '1_000', '٣'])(
-    'refuses %j, naming the flag',
-    (raw) => {
-      expect(() => parseNumber('--time-budget', raw)).toThrow(/^--time-budget ".*": expected a decimal number/);
-    },
-  );
+  it.each([
+    'abc',
+    '0x10',
+    '',
+    ' 5',
+    '5 ',
+    '1e3',
+    'NaN',
+    'Infinity',
+    '-Infinity',
+    '+5',
+    '.5',
+    '5.',
+    '5s',
+    '0b1',
+    '0o7',
+    '1_000',
+    '٣',
+  ])('refuses %j, naming the flag', (raw) => {
+    expect(() => parseNumber('--time-budget', raw)).toThrow(/^--time-budget ".*": expected a decimal number/);
+  });
   it('wants integers where integers are meant, and checks ranges', () => {
     expect(() => parseNumber('--priority', '1.5', { integer: true })).toThrow(/--priority "1.5": expected an integer/);
     expect(parseNumber('--priority', '-7', { integer: true, min: -1000, max: 1000 })).toBe(-7);
@@ -71,13 +93,25 @@ describe('run flags', () => {
 
   it('refuses a repeated single-valued flag, naming it; repeatable flags stay repeatable', () => {
     expect(problemsOf({ tag: ['a', 'b'] })).toEqual(['--tag was given 2 times ("a", "b"); it takes one value']);
-    expect(problemsOf({ timeBudget: ['10', '20'] })).toEqual([expect.stringMatching(/^--time-budget was given 2 times/)]);
-    expect(problemsOf({ idempotencyKey: ['k', 'k'] })).toEqual([expect.stringMatching(/^--idempotency-key was given 2 times/)]);
+    expect(problemsOf({ timeBudget: ['10', '20'] })).toEqual([
+      expect.stringMatching(/^--time-budget was given 2 times/),
+    ]);
+    expect(problemsOf({ idempotencyKey: ['k', 'k'] })).toEqual([
+      expect.stringMatching(/^--idempotency-key was given 2 times/),
+    ]);
     expect(problemsOf({ dataset: ['a', 'b'], runtimeTag: ['x', 'y'], env: ['A=1', 'B=2'] })).toEqual([]);
   });
 
   it('lists every problem at once, each with its own message', () => {
-    const problems = problemsOf({ priority: ['abc'], timeBudget: ['0x10'], env: ['NOEQUALS', '=v'], metric: ['val bpb'], grace: ['30'], gpuMem: ['1.5'], maxReplacements: ['1e3'] });
+    const problems = problemsOf({
+      priority: ['abc'],
+      timeBudget: ['0x10'],
+      env: ['NOEQUALS', '=v'],
+      metric: ['val bpb'],
+      grace: ['30'],
+      gpuMem: ['1.5'],
+      maxReplacements: ['1e3'],
+    });
     expect(problems).toHaveLength(8);
     expect(problems).toContain('--env "NOEQUALS": --env expects KEY=VALUE');
     expect(problems).toContain('--env "=v": --env expects KEY=VALUE');
@@ -92,7 +126,11 @@ describe('run flags', () => {
   it('refuses the same --env variable twice, a malformed tag and missing required flags', () => {
     expect(problemsOf({ env: ['A=1', 'A=2'] })).toEqual(['--env A was given more than once; give each variable once']);
     expect(problemsOf({ tag: ['bad tag!'] })).toEqual([expect.stringMatching(/^--tag "bad tag!": a tag is letters/)]);
-    expect(parseRunFlags({}).problems).toEqual(['--tag T is required', '--hypothesis TEXT is required', '--category C is required']);
+    expect(parseRunFlags({}).problems).toEqual([
+      '--tag T is required',
+      '--hypothesis TEXT is required',
+      '--category C is required',
+    ]);
   });
 
   it('shows untrusted values escaped in its messages', () => {
@@ -108,7 +146,14 @@ describe('--env and --setup', () => {
 
   it('splits a setup command into words without a shell', () => {
     expect(splitCommandLine('--setup', 'uv sync --frozen')).toEqual(['uv', 'sync', '--frozen']);
-    expect(splitCommandLine('--setup', `  pip  install 'a b' "c \\"d\\"" e\\ f '' `)).toEqual(['pip', 'install', 'a b', 'c "d"', 'e f', '']);
+    expect(splitCommandLine('--setup', `  pip  install 'a b' "c \\"d\\"" e\\ f '' `)).toEqual([
+      'pip',
+      'install',
+      'a b',
+      'c "d"',
+      'e f',
+      '',
+    ]);
     expect(splitCommandLine('--setup', `echo '$HOME && x' "a|b"`)).toEqual(['echo', '$HOME && x', 'a|b']);
   });
 

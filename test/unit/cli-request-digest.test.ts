@@ -3,19 +3,35 @@ import { canonicalJson, differingFields, fingerprintRequest } from '../../src/cl
 import { parseExperimentRequest } from '../../src/domain/request.js';
 
 const request = (overrides: Record<string, unknown> = {}) =>
-  parseExperimentRequest({ tag: 't', hypothesis: 'h', category: 'other', repo: '/r', commit: 'a'.repeat(40), env: { LR: '0.1', API_TOKEN: 'hunter2-secret' }, ...overrides });
+  parseExperimentRequest({
+    tag: 't',
+    hypothesis: 'h',
+    category: 'other',
+    repo: '/r',
+    commit: 'a'.repeat(40),
+    env: { LR: '0.1', API_TOKEN: 'hunter2-secret' },
+    ...overrides,
+  });
 
 describe('request fingerprints for idempotency keys', () => {
   it('does not depend on key order or on defaults being spelled out', () => {
     expect(canonicalJson({ b: 1, a: [{ d: 2, c: 3 }] })).toBe('{"a":[{"c":3,"d":2}],"b":1}');
     const implicit = fingerprintRequest('exp-1', request(), 0);
-    const explicit = fingerprintRequest('exp-1', request({ timeBudgetSeconds: 300, maxReplacements: 1, env: { API_TOKEN: 'hunter2-secret', LR: '0.1' } }), 0);
+    const explicit = fingerprintRequest(
+      'exp-1',
+      request({ timeBudgetSeconds: 300, maxReplacements: 1, env: { API_TOKEN: 'hunter2-secret', LR: '0.1' } }),
+      0,
+    );
     expect(explicit).toEqual(implicit);
   });
 
   it('names the fields that differ, environment variables one by one', () => {
     const a = fingerprintRequest('exp-1', request(), 0);
-    const b = fingerprintRequest('exp-1', request({ hypothesis: 'other', env: { LR: '0.2', API_TOKEN: 'hunter2-secret', NEW: '1' } }), 5);
+    const b = fingerprintRequest(
+      'exp-1',
+      request({ hypothesis: 'other', env: { LR: '0.2', API_TOKEN: 'hunter2-secret', NEW: '1' } }),
+      5,
+    );
     expect(b.digest).not.toBe(a.digest);
     expect(differingFields(a.fields, b.fields)).toEqual(['env.LR', 'env.NEW', 'hypothesis', 'priority']);
     const secret = fingerprintRequest('exp-1', request({ env: { LR: '0.1', API_TOKEN: 'changed' } }), 0);

@@ -45,7 +45,15 @@ async function processesWith(token: string): Promise<number[]> {
   return found;
 }
 
-async function start(mode: string, options: { support?: ContainmentSupport; env?: Record<string, string>; logCapBytes?: number; logTailBytes?: number } = {}) {
+async function start(
+  mode: string,
+  options: {
+    support?: ContainmentSupport;
+    env?: Record<string, string>;
+    logCapBytes?: number;
+    logTailBytes?: number;
+  } = {},
+) {
   const token = `expctl-test-${crypto.randomBytes(4).toString('hex')}`;
   const experimentId = `exp-${token}`;
   const log = path.join(workDir, `${experimentId}.log`);
@@ -69,7 +77,9 @@ describe('cgroup detection on this machine', () => {
     const mounts = await fs.readFile('/proc/self/mounts', 'utf8').catch(() => '');
     const v1 = (controller: string) => new RegExp(`^\\S+ \\S+ cgroup \\S*\\b${controller}\\b`, 'm').test(mounts);
     const unified = /^\S+ (\S+) cgroup2 /m.exec(mounts)?.[1];
-    const v2Memory = unified ? (await fs.readFile(path.join(unified, 'cgroup.controllers'), 'utf8').catch(() => '')).includes('memory') : false;
+    const v2Memory = unified
+      ? (await fs.readFile(path.join(unified, 'cgroup.controllers'), 'utf8').catch(() => '')).includes('memory')
+      : false;
     console.log(`containment here: ${JSON.stringify(support)}`);
     if (process.getuid?.() !== 0) return; // creating cgroups needs root or a delegated tree
     if (v2Memory) expect(support.cgroups?.version).toBe(2);
@@ -101,7 +111,9 @@ describe('the cgroup v2 path', () => {
   });
 
   it('refuses an unknown pinned containment', async () => {
-    await expect(detectContainment(workDir, { EXPCTL_CONTAINMENT: 'jail' })).rejects.toThrow(/EXPCTL_CONTAINMENT=jail: expected one of cgroup-v2/);
+    await expect(detectContainment(workDir, { EXPCTL_CONTAINMENT: 'jail' })).rejects.toThrow(
+      /EXPCTL_CONTAINMENT=jail: expected one of cgroup-v2/,
+    );
   });
 });
 
@@ -126,7 +138,9 @@ describe('a contained run', () => {
       expect(evidence.peakMemoryBytes).toBeGreaterThan(0);
       expect(evidence.oomKills).toBe(0);
     }
-    console.log(`escape run: containment ${run.containment.kind}, peak ${evidence.peakMemoryBytes} bytes, oom kills ${evidence.oomKills}`);
+    console.log(
+      `escape run: containment ${run.containment.kind}, peak ${evidence.peakMemoryBytes} bytes, oom kills ${evidence.oomKills}`,
+    );
   });
 
   it('notices a supervisor killed from inside the run and still kills the run', async () => {
@@ -143,7 +157,14 @@ describe('a contained run', () => {
 
   it('stop() ends a hanging run with an escaped grandchild, and nothing is left', async () => {
     const { run, token, escapePidFile, ref } = await start('hang-escape');
-    await waitFor(async () => fs.access(escapePidFile).then(() => true, () => false), 20_000);
+    await waitFor(
+      async () =>
+        fs.access(escapePidFile).then(
+          () => true,
+          () => false,
+        ),
+      20_000,
+    );
     await run.stop(500);
     await run.exited;
     await run.finish();
@@ -163,7 +184,11 @@ describe('a contained run', () => {
   });
 
   it('caps the raw log and keeps its end, the metric block included', async () => {
-    const { run, log } = await start('bigline', { env: { BIGLINE_MB: '3', VAL_BPB: '0.75' }, logCapBytes: 1 << 20, logTailBytes: 64 * 1024 });
+    const { run, log } = await start('bigline', {
+      env: { BIGLINE_MB: '3', VAL_BPB: '0.75' },
+      logCapBytes: 1 << 20,
+      logTailBytes: 64 * 1024,
+    });
     expect(await run.exited).toMatchObject({ reported: true, exitCode: 0 });
     await run.finish();
     const text = await fs.readFile(log, 'utf8');
@@ -195,14 +220,25 @@ describe('runs whose worker is gone', () => {
       orphanGraceMs: 3000,
       killAfterMs: 1000,
     };
-    const supervisor = fork(fileURLToPath(new URL('../../src/gpu-worker/supervisor.mjs', import.meta.url)), [JSON.stringify(config), '--', 'python3', 'escape.py'], {
-      env: { ...process.env, MODE: 'hang-escape', ESCAPE_PID_FILE: escapePidFile },
-      detached: true,
-      serialization: 'json',
-    });
+    const supervisor = fork(
+      fileURLToPath(new URL('../../src/gpu-worker/supervisor.mjs', import.meta.url)),
+      [JSON.stringify(config), '--', 'python3', 'escape.py'],
+      {
+        env: { ...process.env, MODE: 'hang-escape', ESCAPE_PID_FILE: escapePidFile },
+        detached: true,
+        serialization: 'json',
+      },
+    );
     let goneAt = 0;
     const gone = new Promise((resolve) => supervisor.on('exit', resolve)).then(() => (goneAt = Date.now()));
-    await waitFor(async () => fs.access(escapePidFile).then(() => true, () => false), 20_000);
+    await waitFor(
+      async () =>
+        fs.access(escapePidFile).then(
+          () => true,
+          () => false,
+        ),
+      20_000,
+    );
     const escaped = Number(await fs.readFile(escapePidFile, 'utf8'));
     supervisor.disconnect();
     // A worker keeps the attached file fresh for 5 s: the run lives on past the 3 s grace.
@@ -222,25 +258,42 @@ describe('runs whose worker is gone', () => {
     const log = await fs.readFile(config.log, 'utf8');
     expect(log).toContain('the worker supervising this run is gone; the run goes on while a worker attaches to it');
     expect(log).toMatch(/orphaned: no worker for \d+s; killing every process of the run/);
-    expect(JSON.parse(await fs.readFile(exitFile, 'utf8'))).toMatchObject({ exitCode: null, signal: 'SIGKILL', orphaned: expect.stringMatching(/^orphaned: no worker for \d+s$/) });
+    expect(JSON.parse(await fs.readFile(exitFile, 'utf8'))).toMatchObject({
+      exitCode: null,
+      signal: 'SIGKILL',
+      orphaned: expect.stringMatching(/^orphaned: no worker for \d+s$/),
+    });
   });
 
   it('a restarted worker keeps a run whose supervisor lives, and kills what a dead supervisor left', async () => {
     const { run, escapePidFile, ref } = await start('hang-escape');
-    await waitFor(async () => fs.access(escapePidFile).then(() => true, () => false), 20_000);
+    await waitFor(
+      async () =>
+        fs.access(escapePidFile).then(
+          () => true,
+          () => false,
+        ),
+      20_000,
+    );
     const experimentId = path.basename(escapePidFile).replace(/\.escape\.pid$/, '');
     await fs.mkdir(path.join(workDir, 'runs', experimentId), { recursive: true });
     await fs.writeFile(path.join(workDir, 'runs', experimentId, 'supervisor.pid'), String(run.supervisorPid));
     const escaped = Number(await fs.readFile(escapePidFile, 'utf8'));
 
-    expect(await reconcileRuns(workDir, support)).toEqual({ kept: [{ experimentId, pid: run.supervisorPid }], stopped: [] });
+    expect(await reconcileRuns(workDir, support)).toEqual({
+      kept: [{ experimentId, pid: run.supervisorPid }],
+      stopped: [],
+    });
     expect(processAlive(run.supervisorPid)).toBe(true);
     expect(processAlive(escaped)).toBe(true);
 
     // The supervisor dies (killed with the machine's worker, say) and leaves its run behind.
     process.kill(run.supervisorPid, 'SIGKILL');
     expect(await run.exited).toMatchObject({ reported: false });
-    expect(await reconcileRuns(workDir, support)).toEqual({ kept: [], stopped: [{ experimentId, pid: run.supervisorPid }] });
+    expect(await reconcileRuns(workDir, support)).toEqual({
+      kept: [],
+      stopped: [{ experimentId, pid: run.supervisorPid }],
+    });
     if (run.containment.kind !== 'process-group') await waitFor(async () => !processAlive(escaped), 10_000);
     expect(await runProcessesLeft(run.containment, ref)).toEqual([]);
     for (const dir of run.containment.cgroup?.dirs ?? []) await expect(fs.access(dir)).rejects.toThrow();

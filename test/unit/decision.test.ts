@@ -3,7 +3,13 @@ import { applyOutcome, guardHolds, newTagState, type RunOutcome, type TagState }
 import { parseDecimal, parseGuard } from '../../src/domain/guard.js';
 import { policyFromOptions } from '../../src/cli/commands/tag.js';
 
-const outcome = (experimentId: string, status: RunOutcome['status'], metric: number | null, acceleratorClass = 'h100', extra: Partial<RunOutcome> = {}): RunOutcome => ({
+const outcome = (
+  experimentId: string,
+  status: RunOutcome['status'],
+  metric: number | null,
+  acceleratorClass = 'h100',
+  extra: Partial<RunOutcome> = {},
+): RunOutcome => ({
   experimentId,
   status,
   metric,
@@ -38,7 +44,16 @@ describe('applyOutcome', () => {
     ]);
     expect(decisions[0]!.delta).toBeNull();
     expect(decisions[3]!.delta).toBeCloseTo(-0.1, 12);
-    expect(state.counts).toEqual({ total: 4, kept: 2, discarded: 2, crashed: 0, refused: 0, infrastructure: 0, canceled: 0, nearMisses: 1 });
+    expect(state.counts).toEqual({
+      total: 4,
+      kept: 2,
+      discarded: 2,
+      crashed: 0,
+      refused: 0,
+      infrastructure: 0,
+      canceled: 0,
+      nearMisses: 1,
+    });
   });
 
   it('flags near misses within the threshold only', () => {
@@ -51,7 +66,11 @@ describe('applyOutcome', () => {
   });
 
   it('maximizes when the tag says so', () => {
-    const { decisions } = applyAll(newTagState('t', { direction: 'maximize' }), [outcome('a', 'completed', 0.5), outcome('b', 'completed', 0.6), outcome('c', 'completed', 0.55)]);
+    const { decisions } = applyAll(newTagState('t', { direction: 'maximize' }), [
+      outcome('a', 'completed', 0.5),
+      outcome('b', 'completed', 0.6),
+      outcome('c', 'completed', 0.55),
+    ]);
     expect(decisions.map((d) => d.decision)).toEqual(['keep', 'keep', 'discard']);
   });
 
@@ -84,11 +103,25 @@ describe('applyOutcome', () => {
       ['h', 0, false],
       ['i', 0, false],
     ]);
-    expect(state.counts).toEqual({ total: 12, kept: 1, discarded: 0, crashed: 3, refused: 4, infrastructure: 3, canceled: 1, nearMisses: 0 });
+    expect(state.counts).toEqual({
+      total: 12,
+      kept: 1,
+      discarded: 0,
+      crashed: 3,
+      refused: 4,
+      infrastructure: 3,
+      canceled: 1,
+      nearMisses: 0,
+    });
   });
 
   it('discards and resets a timed-out run (program.md: discard and revert); other crashes have no decision', () => {
-    const { decisions } = applyAll(newTagState('t'), [outcome('a', 'completed', 1), outcome('b', 'timed_out', null), outcome('c', 'command_failed', null), outcome('d', 'oom', null)]);
+    const { decisions } = applyAll(newTagState('t'), [
+      outcome('a', 'completed', 1),
+      outcome('b', 'timed_out', null),
+      outcome('c', 'command_failed', null),
+      outcome('d', 'oom', null),
+    ]);
     expect(decisions.slice(1).map((d) => [d.decision, d.action, d.rule])).toEqual([
       ['discard', 'git_reset', 'timed_out'],
       [null, null, 'command_failed'],
@@ -97,10 +130,22 @@ describe('applyOutcome', () => {
   });
 
   it('compares only within an accelerator class unless the tag allows it, and records the comparison', () => {
-    const perClass = applyAll(newTagState('t'), [outcome('a', 'completed', 1.0, 'h100'), outcome('b', 'completed', 1.2, 'a100')]);
-    expect(perClass.decisions[1]).toMatchObject({ decision: 'keep', comparedWith: { group: 'a100', experimentId: null } });
-    const across = applyAll(newTagState('t', { compareAcrossClasses: true }), [outcome('a', 'completed', 1.0, 'h100'), outcome('b', 'completed', 1.2, 'a100')]);
-    expect(across.decisions[1]).toMatchObject({ decision: 'discard', comparedWith: { group: 'all', experimentId: 'a', metric: 1.0 } });
+    const perClass = applyAll(newTagState('t'), [
+      outcome('a', 'completed', 1.0, 'h100'),
+      outcome('b', 'completed', 1.2, 'a100'),
+    ]);
+    expect(perClass.decisions[1]).toMatchObject({
+      decision: 'keep',
+      comparedWith: { group: 'a100', experimentId: null },
+    });
+    const across = applyAll(newTagState('t', { compareAcrossClasses: true }), [
+      outcome('a', 'completed', 1.0, 'h100'),
+      outcome('b', 'completed', 1.2, 'a100'),
+    ]);
+    expect(across.decisions[1]).toMatchObject({
+      decision: 'discard',
+      comparedWith: { group: 'all', experimentId: 'a', metric: 1.0 },
+    });
   });
 
   it('does not mutate the state it is given', () => {
@@ -134,18 +179,31 @@ describe('keep rules', () => {
       outcome('c', 'completed', 1.0, 'h100', { simplification: true }),
       outcome('d', 'completed', 1.001, 'h100', { simplification: true }),
     ]);
-    expect(decisions.map((d) => [d.decision, d.rule])).toEqual([['keep', 'first_run'], ['discard', 'tie'], ['keep', 'tie_simplification'], ['discard', 'not_improved']]);
+    expect(decisions.map((d) => [d.decision, d.rule])).toEqual([
+      ['keep', 'first_run'],
+      ['discard', 'tie'],
+      ['keep', 'tie_simplification'],
+      ['discard', 'not_improved'],
+    ]);
     expect(decisions[1]!.nearMiss).toBe(true);
   });
 
   it('keeps a simplification within the noise floor', () => {
-    const { decisions } = applyAll(newTagState('t', { minImprovement: 0.01 }), [outcome('a', 'completed', 1.0), outcome('b', 'completed', 0.995, 'h100', { simplification: true })]);
+    const { decisions } = applyAll(newTagState('t', { minImprovement: 0.01 }), [
+      outcome('a', 'completed', 1.0),
+      outcome('b', 'completed', 0.995, 'h100', { simplification: true }),
+    ]);
     expect(decisions[1]).toMatchObject({ decision: 'keep', rule: 'tie_simplification', best: 0.995 });
   });
 
   it('applies guards like the autotrader fork (score, maximize, val_pass == true)', () => {
-    const policy = { metricName: 'score', direction: 'maximize' as const, guards: [parseGuard('val_pass==true'), parseGuard('sharpe>=1.5')] };
-    const run = (id: string, score: number, metrics: Record<string, number | string>) => outcome(id, 'completed', score, 'h100', { metrics: { score, ...metrics } });
+    const policy = {
+      metricName: 'score',
+      direction: 'maximize' as const,
+      guards: [parseGuard('val_pass==true'), parseGuard('sharpe>=1.5')],
+    };
+    const run = (id: string, score: number, metrics: Record<string, number | string>) =>
+      outcome(id, 'completed', score, 'h100', { metrics: { score, ...metrics } });
     const { decisions, state } = applyAll(newTagState('t', policy), [
       run('a', 1.0, { val_pass: 'True', sharpe: 1.6 }),
       run('b', 2.0, { val_pass: 'False', sharpe: 2.0 }),
@@ -213,8 +271,20 @@ describe('guards and numbers as typed', () => {
     expect(() => policyFromOptions({ minImprovement: '-1' })).toThrow('--min-improvement "-1": must be at least 0');
     expect(() => policyFromOptions({ guard: ['sharpe>=high'] })).toThrow(/compares numbers/);
     expect(() => policyFromOptions({ metric: 'bad metric' })).toThrow(/--metric "bad metric": expected a metric name/);
-    expect(policyFromOptions({ metric: 'score', maximize: true, minImprovement: '0.001', guard: ['val_pass==true'], nearMiss: '0' })).toEqual({
-      metricName: 'score', direction: 'maximize', minImprovement: 0.001, nearMissThreshold: 0, guards: [{ metric: 'val_pass', op: '==', value: 'true' }],
+    expect(
+      policyFromOptions({
+        metric: 'score',
+        maximize: true,
+        minImprovement: '0.001',
+        guard: ['val_pass==true'],
+        nearMiss: '0',
+      }),
+    ).toEqual({
+      metricName: 'score',
+      direction: 'maximize',
+      minImprovement: 0.001,
+      nearMissThreshold: 0,
+      guards: [{ metric: 'val_pass', op: '==', value: 'true' }],
     });
   });
 });

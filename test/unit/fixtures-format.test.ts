@@ -7,12 +7,29 @@ import { FIXTURES } from '../helpers/stack.js';
 /** autoresearch's train.py progress line, as its f-string prints it (with end="" after a leading \r). */
 const PROGRESS =
   /^step \d{5} \(\d+\.\d%\) \| loss: \d+\.\d{6} \| lrm: \d+\.\d{2} \| dt: \d+ms \| tok\/sec: \d{1,3}(,\d{3})* \| mfu: \d+\.\d% \| epoch: \d+ \| remaining: \d+s {4}$/;
-const SUMMARY_KEYS = ['val_bpb', 'training_seconds', 'total_seconds', 'peak_vram_mb', 'mfu_percent', 'total_tokens_M', 'num_steps', 'num_params_M', 'depth'];
+const SUMMARY_KEYS = [
+  'val_bpb',
+  'training_seconds',
+  'total_seconds',
+  'peak_vram_mb',
+  'mfu_percent',
+  'total_tokens_M',
+  'num_steps',
+  'num_params_M',
+  'depth',
+];
 
 describe('autoresearch_train.py prints what autoresearch prints', () => {
   it('\\r progress lines, a newline after the loop, then the 9-line --- block aligned at column 18', async () => {
     const { stdout } = await execa('python3', [path.join(FIXTURES, 'scripts', 'autoresearch_train.py')], {
-      env: { EXPCTL_TIME_BUDGET: '0.5', STARTUP_SECONDS: '0.1', EVAL_SECONDS: '0.1', STEP_SECONDS: '0.02', VAL_BPB: '0.991234', PEAK_VRAM_MB: '45312' },
+      env: {
+        EXPCTL_TIME_BUDGET: '0.5',
+        STARTUP_SECONDS: '0.1',
+        EVAL_SECONDS: '0.1',
+        STEP_SECONDS: '0.02',
+        VAL_BPB: '0.991234',
+        PEAK_VRAM_MB: '45312',
+      },
       stripFinalNewline: false,
     });
     const end = stdout.indexOf('\n---\n') + 1;
@@ -41,7 +58,14 @@ describe('autoresearch_train.py prints what autoresearch prints', () => {
 
   it('the autotrader-style fixture prints score, sharpe and the val_pass guard', async () => {
     const { stdout } = await execa('python3', [path.join(FIXTURES, 'scripts', 'autotrader_train.py')], {
-      env: { EXPCTL_TIME_BUDGET: '0.3', STARTUP_SECONDS: '0', EVAL_SECONDS: '0', STEP_SECONDS: '0.02', SCORE: '1.5', VAL_PASS: 'false' },
+      env: {
+        EXPCTL_TIME_BUDGET: '0.3',
+        STARTUP_SECONDS: '0',
+        EVAL_SECONDS: '0',
+        STEP_SECONDS: '0.02',
+        SCORE: '1.5',
+        VAL_PASS: 'false',
+      },
     });
     expect(parseSummaryBlock(stdout)).toMatchObject({ score: 1.5, sharpe: 1.84, val_pass: 'false', num_trades: 1287 });
     expect(stdout).toContain('\nval_pass:         false\n');

@@ -20,7 +20,8 @@ describe('the bounded log follower', () => {
     await handle.write('step 00001/00010 | loss 2.000000\n');
     const piece = Buffer.alloc(1 << 20, 'x');
     piece.write('BEGIN', 0);
-    for (let i = 0; i < 100; i++) await handle.write(i === 99 ? Buffer.concat([piece.subarray(0, piece.length - 3), Buffer.from('END')]) : piece);
+    for (let i = 0; i < 100; i++)
+      await handle.write(i === 99 ? Buffer.concat([piece.subarray(0, piece.length - 3), Buffer.from('END')]) : piece);
     await handle.write(`\n${METRIC_BLOCK}`);
     await handle.close();
 

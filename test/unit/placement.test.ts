@@ -1,11 +1,36 @@
 import { describe, expect, it } from 'vitest';
 import { acceleratorClassFromName, parseGpuQuery } from '../../src/domain/fleet.js';
-import { assignSlots, DEFAULT_PLACEMENT_POLICY, refusalReason, type LeaseRequest, type SlotView } from '../../src/domain/placement.js';
+import {
+  assignSlots,
+  DEFAULT_PLACEMENT_POLICY,
+  refusalReason,
+  type LeaseRequest,
+  type SlotView,
+} from '../../src/domain/placement.js';
 
 function slot(id: string, acceleratorClass: string, memoryMb: number, extra: Partial<SlotView> = {}): SlotView {
-  return { slotId: id, host: id.split('/')[0]!, index: 0, uuid: id, name: acceleratorClass, acceleratorClass, memoryMb, taskQueue: `q-${id}`, runtimeTags: [], state: 'idle', draining: false, ...extra };
+  return {
+    slotId: id,
+    host: id.split('/')[0]!,
+    index: 0,
+    uuid: id,
+    name: acceleratorClass,
+    acceleratorClass,
+    memoryMb,
+    taskQueue: `q-${id}`,
+    runtimeTags: [],
+    state: 'idle',
+    draining: false,
+    ...extra,
+  };
 }
-const req = (experimentId: string, acceleratorClass = 'any', gpuMemoryMb = 0, priority = 0, enqueuedAt = 0): LeaseRequest => ({
+const req = (
+  experimentId: string,
+  acceleratorClass = 'any',
+  gpuMemoryMb = 0,
+  priority = 0,
+  enqueuedAt = 0,
+): LeaseRequest => ({
   experimentId,
   requirements: { acceleratorClass, gpuMemoryMb, runtimeTags: [] },
   priority,
@@ -15,8 +40,17 @@ const fleet = [slot('a/0', 'h100', 81559), slot('a/1', 'a100', 40960), slot('b/0
 
 describe('placement', () => {
   it('puts work on the least capable slot that fits and keeps scarce classes for those who ask', () => {
-    const grants = assignSlots(fleet, [req('small'), req('big', 'any', 30_000), req('needs-h100', 'h100')], DEFAULT_PLACEMENT_POLICY, 10);
-    expect(Object.fromEntries(grants.map((g) => [g.experimentId, g.slotId]))).toEqual({ small: 'b/0', big: 'a/1', 'needs-h100': 'a/0' });
+    const grants = assignSlots(
+      fleet,
+      [req('small'), req('big', 'any', 30_000), req('needs-h100', 'h100')],
+      DEFAULT_PLACEMENT_POLICY,
+      10,
+    );
+    expect(Object.fromEntries(grants.map((g) => [g.experimentId, g.slotId]))).toEqual({
+      small: 'b/0',
+      big: 'a/1',
+      'needs-h100': 'a/0',
+    });
     const h100 = grants.find((g) => g.experimentId === 'needs-h100')!;
     expect(h100.record.policy).toBe('scarce class h100 requested by name');
     const small = grants.find((g) => g.experimentId === 'small')!.record;
@@ -24,31 +58,66 @@ describe('placement', () => {
   });
 
   it('never gives one slot to two requests and skips leased, draining and offline slots', () => {
-    const view = [slot('a/0', 'a100', 40960, { state: 'leased' }), slot('a/1', 'a100', 40960, { draining: true }), slot('a/2', 'a100', 40960, { state: 'offline' }), slot('a/3', 'a100', 40960)];
+    const view = [
+      slot('a/0', 'a100', 40960, { state: 'leased' }),
+      slot('a/1', 'a100', 40960, { draining: true }),
+      slot('a/2', 'a100', 40960, { state: 'offline' }),
+      slot('a/3', 'a100', 40960),
+    ];
     const grants = assignSlots(view, [req('x'), req('y')], DEFAULT_PLACEMENT_POLICY, 0);
     expect(grants.map((g) => [g.experimentId, g.slotId])).toEqual([['x', 'a/3']]);
   });
 
   it('serves higher priority first, then FIFO', () => {
-    const grants = assignSlots([slot('a/0', 'a100', 40960)], [req('early', 'any', 0, 0, 1), req('urgent', 'any', 0, 5, 9), req('late', 'any', 0, 0, 2)], DEFAULT_PLACEMENT_POLICY, 10);
+    const grants = assignSlots(
+      [slot('a/0', 'a100', 40960)],
+      [req('early', 'any', 0, 0, 1), req('urgent', 'any', 0, 5, 9), req('late', 'any', 0, 0, 2)],
+      DEFAULT_PLACEMENT_POLICY,
+      10,
+    );
     expect(grants.map((g) => g.experimentId)).toEqual(['urgent']);
   });
 
   it('refuses what the fleet can never run, with every slot’s reason; accepts what only has to wait', () => {
-    expect(refusalReason(fleet, { acceleratorClass: 'b200', gpuMemoryMb: 0, runtimeTags: [] }, DEFAULT_PLACEMENT_POLICY)).toMatch(/a\/0: class h100, requested b200; a\/1: class a100/);
-    expect(refusalReason(fleet, { acceleratorClass: 'a100', gpuMemoryMb: 40_500, runtimeTags: [] }, DEFAULT_PLACEMENT_POLICY)).toMatch(/40960 MB < 40500 MB requested \+ 512 MB margin/);
-    expect(refusalReason(fleet, { acceleratorClass: 'a100', gpuMemoryMb: 30_000, runtimeTags: [] }, DEFAULT_PLACEMENT_POLICY)).toBeNull();
-    expect(refusalReason([], { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [] }, DEFAULT_PLACEMENT_POLICY)).toMatch(/no worker has registered/);
+    expect(
+      refusalReason(fleet, { acceleratorClass: 'b200', gpuMemoryMb: 0, runtimeTags: [] }, DEFAULT_PLACEMENT_POLICY),
+    ).toMatch(/a\/0: class h100, requested b200; a\/1: class a100/);
+    expect(
+      refusalReason(
+        fleet,
+        { acceleratorClass: 'a100', gpuMemoryMb: 40_500, runtimeTags: [] },
+        DEFAULT_PLACEMENT_POLICY,
+      ),
+    ).toMatch(/40960 MB < 40500 MB requested \+ 512 MB margin/);
+    expect(
+      refusalReason(
+        fleet,
+        { acceleratorClass: 'a100', gpuMemoryMb: 30_000, runtimeTags: [] },
+        DEFAULT_PLACEMENT_POLICY,
+      ),
+    ).toBeNull();
+    expect(
+      refusalReason([], { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [] }, DEFAULT_PLACEMENT_POLICY),
+    ).toMatch(/no worker has registered/);
   });
 });
 
 describe('scarce classes on a fleet of one class', () => {
-  const allH100 = [slot('n/0', 'h100', 81559), slot('n/1', 'h100', 81559), slot('n/2', 'h100', 81559), slot('n/3', 'h100', 81559)];
+  const allH100 = [
+    slot('n/0', 'h100', 81559),
+    slot('n/1', 'h100', 81559),
+    slot('n/2', 'h100', 81559),
+    slot('n/3', 'h100', 81559),
+  ];
   it('places a default request on an all-H100 node, and says why it used a scarce class', () => {
-    expect(refusalReason(allH100, { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [] }, DEFAULT_PLACEMENT_POLICY)).toBeNull();
+    expect(
+      refusalReason(allH100, { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [] }, DEFAULT_PLACEMENT_POLICY),
+    ).toBeNull();
     const grants = assignSlots(allH100, [req('a'), req('b')], DEFAULT_PLACEMENT_POLICY, 0);
     expect(grants.map((g) => g.slotId)).toEqual(['n/0', 'n/1']);
-    expect(grants[0]!.record.policy).toBe('scarce class h100 used for any: no other class in the fleet can serve the request');
+    expect(grants[0]!.record.policy).toBe(
+      'scarce class h100 used for any: no other class in the fleet can serve the request',
+    );
   });
   it('keeps reserving H100s while an L4 could serve the request, even when the L4 is busy', () => {
     const mixed = [...allH100, slot('m/0', 'l4', 23034, { state: 'leased' })];
@@ -60,22 +129,66 @@ describe('scarce classes on a fleet of one class', () => {
     expect(grant?.slotId).toBe('n/0');
   });
   it('names the flag that fixes a refused request', () => {
-    expect(refusalReason(allH100, { acceleratorClass: 'a100', gpuMemoryMb: 0, runtimeTags: [] }, DEFAULT_PLACEMENT_POLICY)).toMatch(/the fleet has h100: pass --gpu-class/);
-    expect(refusalReason(allH100, { acceleratorClass: 'any', gpuMemoryMb: 90_000, runtimeTags: [] }, DEFAULT_PLACEMENT_POLICY)).toMatch(/pass --gpu-mem 81047 or less/);
-    expect(refusalReason(allH100, { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: ['fp8'] }, DEFAULT_PLACEMENT_POLICY)).toMatch(/drop --runtime-tag fp8/);
+    expect(
+      refusalReason(allH100, { acceleratorClass: 'a100', gpuMemoryMb: 0, runtimeTags: [] }, DEFAULT_PLACEMENT_POLICY),
+    ).toMatch(/the fleet has h100: pass --gpu-class/);
+    expect(
+      refusalReason(
+        allH100,
+        { acceleratorClass: 'any', gpuMemoryMb: 90_000, runtimeTags: [] },
+        DEFAULT_PLACEMENT_POLICY,
+      ),
+    ).toMatch(/pass --gpu-mem 81047 or less/);
+    expect(
+      refusalReason(
+        allH100,
+        { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: ['fp8'] },
+        DEFAULT_PLACEMENT_POLICY,
+      ),
+    ).toMatch(/drop --runtime-tag fp8/);
   });
 });
 
 describe('nvidia-smi parsing', () => {
   it('reads the query format and derives accelerator classes', () => {
-    const rows = parseGpuQuery('0, GPU-1, NVIDIA H100 80GB HBM3, 81559, 5, 0, 34, 550.54.15, 0\n1, GPU-2, NVIDIA A100-SXM4-40GB, 40960, 0, [N/A], [N/A], 550.54.15, [N/A]\n');
+    const rows = parseGpuQuery(
+      '0, GPU-1, NVIDIA H100 80GB HBM3, 81559, 5, 0, 34, 550.54.15, 0\n1, GPU-2, NVIDIA A100-SXM4-40GB, 40960, 0, [N/A], [N/A], 550.54.15, [N/A]\n',
+    );
     expect(rows).toEqual([
-      { index: 0, uuid: 'GPU-1', name: 'NVIDIA H100 80GB HBM3', memoryTotalMb: 81559, memoryUsedMb: 5, utilizationPercent: 0, temperatureC: 34, driverVersion: '550.54.15', eccErrors: 0 },
-      { index: 1, uuid: 'GPU-2', name: 'NVIDIA A100-SXM4-40GB', memoryTotalMb: 40960, memoryUsedMb: 0, utilizationPercent: null, temperatureC: null, driverVersion: '550.54.15', eccErrors: null },
+      {
+        index: 0,
+        uuid: 'GPU-1',
+        name: 'NVIDIA H100 80GB HBM3',
+        memoryTotalMb: 81559,
+        memoryUsedMb: 5,
+        utilizationPercent: 0,
+        temperatureC: 34,
+        driverVersion: '550.54.15',
+        eccErrors: 0,
+      },
+      {
+        index: 1,
+        uuid: 'GPU-2',
+        name: 'NVIDIA A100-SXM4-40GB',
+        memoryTotalMb: 40960,
+        memoryUsedMb: 0,
+        utilizationPercent: null,
+        temperatureC: null,
+        driverVersion: '550.54.15',
+        eccErrors: null,
+      },
     ]);
-    expect(['NVIDIA H100 80GB HBM3', 'NVIDIA H200', 'NVIDIA A100-SXM4-80GB', 'NVIDIA L4', 'NVIDIA L40S', 'Tesla V100-SXM2-16GB', 'NVIDIA GeForce RTX 4090'].map(acceleratorClassFromName)).toEqual([
-      'h100', 'h200', 'a100', 'l4', 'l40s', 'v100', 'rtx4090',
-    ]);
+    expect(
+      [
+        'NVIDIA H100 80GB HBM3',
+        'NVIDIA H200',
+        'NVIDIA A100-SXM4-80GB',
+        'NVIDIA L4',
+        'NVIDIA L40S',
+        'Tesla V100-SXM2-16GB',
+        'NVIDIA GeForce RTX 4090',
+      ].map(acceleratorClassFromName),
+    ).toEqual(['h100', 'h200', 'a100', 'l4', 'l40s', 'v100', 'rtx4090']);
     expect(() => parseGpuQuery('garbage')).toThrow(/has 1 fields, expected 9/);
   });
 });

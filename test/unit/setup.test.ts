@@ -2,31 +2,48 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { planSetup, runSetup, setupKey, setupSteps, trainingEnvironment, type SetupPlan } from '../../src/gpu-worker/setup.js';
+import {
+  planSetup,
+  runSetup,
+  setupKey,
+  setupSteps,
+  trainingEnvironment,
+  type SetupPlan,
+} from '../../src/gpu-worker/setup.js';
 import { FIXTURES } from '../helpers/stack.js';
 
 const bin = path.join(FIXTURES, 'bin');
 
 describe('setupSteps and setupKey', () => {
   it('`uv run` in a uv project syncs (frozen with a lock); a setup argv runs after it; nothing else needs setup', () => {
-    expect(setupSteps(['uv', 'run', 'train.py'], undefined, new Set(['uv.lock', 'pyproject.toml'])).map((s) => s.argv)).toEqual([
-      ['uv', 'sync', '--frozen', '--no-install-project'],
+    expect(
+      setupSteps(['uv', 'run', 'train.py'], undefined, new Set(['uv.lock', 'pyproject.toml'])).map((s) => s.argv),
+    ).toEqual([['uv', 'sync', '--frozen', '--no-install-project']]);
+    expect(setupSteps(['uv', 'run', 'train.py'], undefined, new Set(['pyproject.toml'])).map((s) => s.argv)).toEqual([
+      ['uv', 'sync', '--no-install-project'],
     ]);
-    expect(setupSteps(['uv', 'run', 'train.py'], undefined, new Set(['pyproject.toml'])).map((s) => s.argv)).toEqual([['uv', 'sync', '--no-install-project']]);
-    expect(setupSteps(['uv', 'run', 'train.py'], ['python3', 'setup.py'], new Set(['uv.lock'])).map((s) => s.argv)).toEqual([
+    expect(
+      setupSteps(['uv', 'run', 'train.py'], ['python3', 'setup.py'], new Set(['uv.lock'])).map((s) => s.argv),
+    ).toEqual([
       ['uv', 'sync', '--frozen', '--no-install-project'],
       ['python3', 'setup.py'],
     ]);
     expect(setupSteps(['uv', 'run', 'train.py'], undefined, new Set())).toEqual([]);
     expect(setupSteps(['python3', 'train.py'], undefined, new Set(['uv.lock']))).toEqual([]);
-    expect(setupSteps(['python3', 'train.py'], ['pip', 'install', '-r', 'requirements.txt'], new Set()).map((s) => s.argv)).toEqual([['pip', 'install', '-r', 'requirements.txt']]);
+    expect(
+      setupSteps(['python3', 'train.py'], ['pip', 'install', '-r', 'requirements.txt'], new Set()).map((s) => s.argv),
+    ).toEqual([['pip', 'install', '-r', 'requirements.txt']]);
   });
 
   it('the key follows the lockfile contents and the steps, not the order they are listed in', () => {
     const steps = setupSteps(['uv', 'run', 'train.py'], undefined, new Set(['uv.lock']));
-    expect(setupKey({ 'uv.lock': 'a', 'pyproject.toml': 'b' }, steps)).toBe(setupKey({ 'pyproject.toml': 'b', 'uv.lock': 'a' }, steps));
+    expect(setupKey({ 'uv.lock': 'a', 'pyproject.toml': 'b' }, steps)).toBe(
+      setupKey({ 'pyproject.toml': 'b', 'uv.lock': 'a' }, steps),
+    );
     expect(setupKey({ 'uv.lock': 'a' }, steps)).not.toBe(setupKey({ 'uv.lock': 'c' }, steps));
-    expect(setupKey({ 'uv.lock': 'a' }, steps)).not.toBe(setupKey({ 'uv.lock': 'a' }, [...steps, { label: 'x', argv: ['python3', 'setup.py'] }]));
+    expect(setupKey({ 'uv.lock': 'a' }, steps)).not.toBe(
+      setupKey({ 'uv.lock': 'a' }, [...steps, { label: 'x', argv: ['python3', 'setup.py'] }]),
+    );
   });
 });
 
@@ -54,7 +71,15 @@ describe('runSetup with the fake uv', () => {
 
   async function setUp(tree: string, plan: SetupPlan, env: Record<string, string>, timeoutSeconds = 60) {
     const logFile = path.join(tree, 'train.log');
-    const result = await runSetup({ plan, cwd: tree, logFile, env, timeoutSeconds, killAfterMs: 500, signal: new AbortController().signal });
+    const result = await runSetup({
+      plan,
+      cwd: tree,
+      logFile,
+      env,
+      timeoutSeconds,
+      killAfterMs: 500,
+      signal: new AbortController().signal,
+    });
     return { result, log: await fs.readFile(logFile, 'utf8') };
   }
 
@@ -63,7 +88,9 @@ describe('runSetup with the fake uv', () => {
     const count = path.join(base, 'syncs.txt');
     const env = { FAKE_UV_SYNC_SECONDS: '1', FAKE_UV_SYNC_COUNT: count };
     const trees = await Promise.all(['a', 'b', 'c'].map((name) => worktree(name, 'lock v1')));
-    const plans = await Promise.all(trees.map((tree) => planSetup({ tree, envsRoot, command: ['uv', 'run', 'train.py'], setup: undefined })));
+    const plans = await Promise.all(
+      trees.map((tree) => planSetup({ tree, envsRoot, command: ['uv', 'run', 'train.py'], setup: undefined })),
+    );
     expect(new Set(plans.map((p) => p!.envDir)).size).toBe(1);
     const runs = await Promise.all(trees.map((tree, i) => setUp(tree, plans[i]!, env)));
     expect(runs.map((r) => r.result.ok)).toEqual([true, true, true]);
@@ -71,7 +98,9 @@ describe('runSetup with the fake uv', () => {
     expect((await fs.readFile(count, 'utf8')).trim().split('\n')).toHaveLength(1);
     const built = runs.find((r) => r.result.ok && !r.result.cached)!;
     expect(built.result.seconds).toBeGreaterThanOrEqual(1);
-    expect(built.log).toMatch(/expctl: setup: ===== uv sync --frozen --no-install-project \(environment .*\) =====\n[\s\S]*Creating virtual environment at: .*\n[\s\S]*expctl: setup: ===== end of uv sync --frozen --no-install-project: exit code 0 =====/);
+    expect(built.log).toMatch(
+      /expctl: setup: ===== uv sync --frozen --no-install-project \(environment .*\) =====\n[\s\S]*Creating virtual environment at: .*\n[\s\S]*expctl: setup: ===== end of uv sync --frozen --no-install-project: exit code 0 =====/,
+    );
     expect(await fs.readFile(path.join(plans[0]!.envDir, 'pyvenv.cfg'), 'utf8')).toContain('uv = fake');
     await expect(fs.access(plans[0]!.lockFile)).rejects.toThrow();
 
@@ -82,7 +111,11 @@ describe('runSetup with the fake uv', () => {
     expect(again.log).toMatch(/environment .* is ready .*; skipped/);
     expect((await fs.readFile(count, 'utf8')).trim().split('\n')).toHaveLength(1);
     // The training command then uses that environment without syncing it again.
-    expect(trainingEnvironment(plan)).toEqual({ EXPCTL_ENV_DIR: plan.envDir, UV_PROJECT_ENVIRONMENT: plan.envDir, UV_NO_SYNC: '1' });
+    expect(trainingEnvironment(plan)).toEqual({
+      EXPCTL_ENV_DIR: plan.envDir,
+      UV_PROJECT_ENVIRONMENT: plan.envDir,
+      UV_NO_SYNC: '1',
+    });
   });
 
   it('a failed setup leaves no marker and no environment; a timed-out one is killed and says so', async () => {
@@ -90,7 +123,12 @@ describe('runSetup with the fake uv', () => {
     const tree = await worktree('fail', 'lock v2');
     const plan = (await planSetup({ tree, envsRoot, command: ['uv', 'run', 'train.py'], setup: undefined }))!;
     const failed = await setUp(tree, plan, { FAKE_UV_SYNC_FAIL: '1' });
-    expect(failed.result).toMatchObject({ ok: false, timedOut: false, exitCode: 1, reason: 'environment setup failed: uv sync --frozen --no-install-project exited with exit code 1' });
+    expect(failed.result).toMatchObject({
+      ok: false,
+      timedOut: false,
+      exitCode: 1,
+      reason: 'environment setup failed: uv sync --frozen --no-install-project exited with exit code 1',
+    });
     expect(failed.log).toContain('Failed to download `torch==2.9.1`');
     await expect(fs.access(plan.readyMarker)).rejects.toThrow();
     await expect(fs.access(plan.envDir)).rejects.toThrow();
@@ -104,9 +142,15 @@ describe('runSetup with the fake uv', () => {
 
   it('a setup argv runs in the worktree with EXPCTL_ENV_DIR, keyed with the lockfile', async () => {
     const envsRoot = path.join(base, 'envs-argv');
-    const script = 'import os, pathlib\nd = pathlib.Path(os.environ["EXPCTL_ENV_DIR"]); d.mkdir(parents=True, exist_ok=True)\n(d / "built").write_text(os.getcwd())\nprint("built", d)\n';
+    const script =
+      'import os, pathlib\nd = pathlib.Path(os.environ["EXPCTL_ENV_DIR"]); d.mkdir(parents=True, exist_ok=True)\n(d / "built").write_text(os.getcwd())\nprint("built", d)\n';
     const tree = await worktree('argv', 'lock v3', { 'setup.py': script });
-    const plan = (await planSetup({ tree, envsRoot, command: ['python3', 'train.py'], setup: ['python3', 'setup.py'] }))!;
+    const plan = (await planSetup({
+      tree,
+      envsRoot,
+      command: ['python3', 'train.py'],
+      setup: ['python3', 'setup.py'],
+    }))!;
     expect(plan.env).toEqual({ EXPCTL_ENV_DIR: plan.envDir });
     const { result, log } = await setUp(tree, plan, {});
     expect(result).toMatchObject({ ok: true, cached: false });

@@ -34,7 +34,14 @@ describe('chooseMode', () => {
 
 describe('suggest', () => {
   it('reports categories, under-explored and high-yield ones, near-miss pairs and the trend', () => {
-    const runs = [runOf('keep', 'optimizer', 2.0), runOf('keep', 'optimizer', 1.9), runOf('discard', 'optimizer', 1.95), runOf('near', 'architecture', 1.901), runOf('near', 'regularization', 1.9015), runOf('keep', 'architecture', 1.8)];
+    const runs = [
+      runOf('keep', 'optimizer', 2.0),
+      runOf('keep', 'optimizer', 1.9),
+      runOf('discard', 'optimizer', 1.95),
+      runOf('near', 'architecture', 1.901),
+      runOf('near', 'regularization', 1.9015),
+      runOf('keep', 'architecture', 1.8),
+    ];
     const advice = suggest(runs, CATEGORIES, 'minimize');
     expect(advice.categories.find((c) => c.category === 'optimizer')).toMatchObject({ runs: 3, kept: 2 });
     expect(advice.highYield).toEqual(['optimizer', 'architecture']);
@@ -47,8 +54,22 @@ describe('suggest', () => {
 
 describe('redaction', () => {
   it('redacts secret-looking names and scrubs their values from text', () => {
-    const env = { HF_TOKEN: 'hf_abcdef', WANDB_API_KEY: 'k-123456', PATH: '/usr/bin', DB_PASSWORD: 'pw-secret', SHORT_KEY: 'ab' };
-    expect(redactEnv(env)).toEqual({ DB_PASSWORD: '[redacted]', HF_TOKEN: '[redacted]', PATH: '/usr/bin', SHORT_KEY: '[redacted]', WANDB_API_KEY: '[redacted]' });
-    expect(scrubText('login hf_abcdef with k-123456 and pw-secret on /usr/bin', secretValues(env))).toBe('login [redacted] with [redacted] and [redacted] on /usr/bin');
+    const env = {
+      HF_TOKEN: 'hf_abcdef',
+      WANDB_API_KEY: 'k-123456',
+      PATH: '/usr/bin',
+      DB_PASSWORD: 'pw-secret',
+      SHORT_KEY: 'ab',
+    };
+    expect(redactEnv(env)).toEqual({
+      DB_PASSWORD: '[redacted]',
+      HF_TOKEN: '[redacted]',
+      PATH: '/usr/bin',
+      SHORT_KEY: '[redacted]',
+      WANDB_API_KEY: '[redacted]',
+    });
+    expect(scrubText('login hf_abcdef with k-123456 and pw-secret on /usr/bin', secretValues(env))).toBe(
+      'login [redacted] with [redacted] and [redacted] on /usr/bin',
+    );
   });
 });

@@ -30,9 +30,16 @@ describe('ensureTemporalCli', () => {
   it('without Go and without a download says how to provide the CLI', async () => {
     const cache = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-cache-'));
     // No `go` on PATH, and a download address where nothing listens.
-    const env = { XDG_CACHE_HOME: cache, PATH: '/nonexistent', HOME: cache, EXPCTL_TEMPORAL_DOWNLOAD_BASE: 'http://127.0.0.1:9' };
+    const env = {
+      XDG_CACHE_HOME: cache,
+      PATH: '/nonexistent',
+      HOME: cache,
+      EXPCTL_TEMPORAL_DOWNLOAD_BASE: 'http://127.0.0.1:9',
+    };
     const attempt = ensureTemporalCli({ env, log: () => undefined });
     await expect(attempt).rejects.toBeInstanceOf(TemporalCliUnavailableError);
-    await expect(attempt).rejects.toThrow(/No Go toolchain on PATH and the download of .* failed .*set TEMPORAL_CLI=\/path\/to\/temporal/s);
+    await expect(attempt).rejects.toThrow(
+      /No Go toolchain on PATH and the download of .* failed .*set TEMPORAL_CLI=\/path\/to\/temporal/s,
+    );
   });
 });

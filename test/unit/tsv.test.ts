@@ -8,9 +8,13 @@ import { formatFixed, parseColumns, resultsTsv, tsvField } from '../../src/catal
 import { applyOutcome, newTagState, type TagState } from '../../src/domain/decision.js';
 import { recordRun, type RecordedRun } from '../helpers/records.js';
 
-const python = (script: string, input: string): string => execFileSync('python3', ['-c', script], { input, encoding: 'utf8' });
+const python = (script: string, input: string): string =>
+  execFileSync('python3', ['-c', script], { input, encoding: 'utf8' });
 const HAS_PANDAS = spawnSync('python3', ['-c', 'import pandas']).status === 0;
-if (!HAS_PANDAS) console.warn('tsv.test.ts: pandas is not installed, so the pandas round trip is skipped; apt-get install python3-pandas (CI provisions it)');
+if (!HAS_PANDAS)
+  console.warn(
+    'tsv.test.ts: pandas is not installed, so the pandas round trip is skipped; apt-get install python3-pandas (CI provisions it)',
+  );
 
 describe('formatFixed: Python f"{x:.Nf}"', () => {
   it('rounds the exact binary value, ties to even (45312 MB → 44.2, not 44.3)', () => {
@@ -25,7 +29,10 @@ describe('formatFixed: Python f"{x:.Nf}"', () => {
     const values = [0.25, 0.35, 2.675, 1.005, 44.25, 44.05, 0.15, 1e-7, 123456.789, 5e-7, 0.0000005, 0.9999995, 80.0];
     for (let i = 0; i < 300; i++) values.push(Math.round(Math.random() * 81920 * 10) / 10 / 1024, Math.random() * 3);
     const ours = values.map((v) => `${formatFixed(v, 1)} ${formatFixed(v, 6)}`).join('\n');
-    const theirs = python('import sys\nfor line in sys.stdin.read().split():\n    x = float(line)\n    print(f"{x:.1f} {x:.6f}")', values.map((v) => v.toPrecision(17)).join('\n'));
+    const theirs = python(
+      'import sys\nfor line in sys.stdin.read().split():\n    x = float(line)\n    print(f"{x:.1f} {x:.6f}")',
+      values.map((v) => v.toPrecision(17)).join('\n'),
+    );
     expect(`${ours}\n`).toBe(theirs);
   });
 });
@@ -57,10 +64,22 @@ describe('results.tsv as Python reads it', () => {
     NASTY.forEach((description, i) => {
       const crash = i === 3;
       const value = 1 - i * 0.01 * (i % 2 ? -1 : 1);
-      runs.push({ id: `run${i}`, description, status: crash ? 'oom' : 'completed', metrics: crash ? null : { val_bpb: value, peak_vram_mb: 45312 + i, score: i * 1.5 } });
+      runs.push({
+        id: `run${i}`,
+        description,
+        status: crash ? 'oom' : 'completed',
+        metrics: crash ? null : { val_bpb: value, peak_vram_mb: 45312 + i, score: i * 1.5 },
+      });
     });
     for (const run of runs) {
-      const next = applyOutcome(state, { experimentId: run.id, status: run.status, metric: (run.metrics?.val_bpb as number) ?? null, acceleratorClass: 'h100', commit: 'x', metrics: run.metrics });
+      const next = applyOutcome(state, {
+        experimentId: run.id,
+        status: run.status,
+        metric: (run.metrics?.val_bpb as number) ?? null,
+        acceleratorClass: 'h100',
+        commit: 'x',
+        metrics: run.metrics,
+      });
       state = next.state;
       recordRun(catalog, run, next.decision, metric);
     }
@@ -84,25 +103,47 @@ describe('results.tsv as Python reads it', () => {
     const records = catalog.list({ tag: 'mixed', order: 'oldest' });
     for (const r of records) {
       const crash = r.status !== 'completed';
-      cells.push([r.commit.slice(0, 7), crash ? '0.000000' : formatFixed(r.metric!, 6), crash ? '0.0' : formatFixed(r.peakVramMb! / 1024, 1), crash ? 'crash' : r.decision!, r.description]);
+      cells.push([
+        r.commit.slice(0, 7),
+        crash ? '0.000000' : formatFixed(r.metric!, 6),
+        crash ? '0.0' : formatFixed(r.peakVramMb! / 1024, 1),
+        crash ? 'crash' : r.decision!,
+        r.description,
+      ]);
     }
-    const written = python("import csv, json, sys\nw = csv.writer(sys.stdout, delimiter='\\t', lineterminator='\\n')\nfor row in json.load(sys.stdin):\n    w.writerow(row)", JSON.stringify(cells));
+    const written = python(
+      "import csv, json, sys\nw = csv.writer(sys.stdout, delimiter='\\t', lineterminator='\\n')\nfor row in json.load(sys.stdin):\n    w.writerow(row)",
+      JSON.stringify(cells),
+    );
     expect(tsv).toBe(written);
   });
 
   it('round-trips every description through csv.reader(delimiter="\\t")', () => {
-    const read = JSON.parse(python("import csv, json, sys\nwith open(sys.argv[1] if len(sys.argv) > 1 else sys.stdin.fileno(), newline='') as f:\n    print(json.dumps(list(csv.reader(f, delimiter='\\t'))))", tsv)) as string[][];
+    const read = JSON.parse(
+      python(
+        "import csv, json, sys\nwith open(sys.argv[1] if len(sys.argv) > 1 else sys.stdin.fileno(), newline='') as f:\n    print(json.dumps(list(csv.reader(f, delimiter='\\t'))))",
+        tsv,
+      ),
+    ) as string[][];
     expect(read[0]).toEqual(['commit', 'val_bpb', 'memory_gb', 'status', 'description']);
     expect(read.slice(1).map((row) => row[4])).toEqual(NASTY);
     expect(read.every((row) => row.length === 5)).toBe(true);
   });
 
-  it.skipIf(!HAS_PANDAS)(`round-trips every description through pandas.read_csv(sep="\\t")${HAS_PANDAS ? '' : ' (skipped: no pandas; apt-get install python3-pandas)'}`, () => {
-    const read = JSON.parse(python("import io, json, sys, pandas\ndf = pandas.read_csv(io.StringIO(sys.stdin.read()), sep='\\t', dtype=str, keep_default_na=False)\nprint(json.dumps({'columns': list(df.columns), 'description': list(df['description']), 'memory_gb': list(df['memory_gb'])}))", tsv));
-    expect(read.columns).toEqual(['commit', 'val_bpb', 'memory_gb', 'status', 'description']);
-    expect(read.description).toEqual(NASTY);
-    expect(read.memory_gb[0]).toBe('44.2');
-  });
+  it.skipIf(!HAS_PANDAS)(
+    `round-trips every description through pandas.read_csv(sep="\\t")${HAS_PANDAS ? '' : ' (skipped: no pandas; apt-get install python3-pandas)'}`,
+    () => {
+      const read = JSON.parse(
+        python(
+          "import io, json, sys, pandas\ndf = pandas.read_csv(io.StringIO(sys.stdin.read()), sep='\\t', dtype=str, keep_default_na=False)\nprint(json.dumps({'columns': list(df.columns), 'description': list(df['description']), 'memory_gb': list(df['memory_gb'])}))",
+          tsv,
+        ),
+      );
+      expect(read.columns).toEqual(['commit', 'val_bpb', 'memory_gb', 'status', 'description']);
+      expect(read.description).toEqual(NASTY);
+      expect(read.memory_gb[0]).toBe('44.2');
+    },
+  );
 
   it('exports other block values with --columns', () => {
     const columns = parseColumns('default,score');

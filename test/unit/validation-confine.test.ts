@@ -2,7 +2,13 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { commandInTree, confinedRelative, isInside, resolveUnderRoot, symlinkTargetInTree } from '../../src/gpu-worker/confine.js';
+import {
+  commandInTree,
+  confinedRelative,
+  isInside,
+  resolveUnderRoot,
+  symlinkTargetInTree,
+} from '../../src/gpu-worker/confine.js';
 
 describe('confinedRelative', () => {
   it.each([
@@ -17,12 +23,21 @@ describe('confinedRelative', () => {
     expect(confinedRelative(reference)).toBe(expected);
   });
 
-  it.each(['../../etc/passwd', '..', '.', '', '/etc/shadow', '/usr/bin/python3', '~/x', 'a/../../b', '..\\..\\windows', 'C:/x', 'scripts/../../bin/sh'])(
-    '%s is refused',
-    (reference) => {
-      expect(confinedRelative(reference)).toBeNull();
-    },
-  );
+  it.each([
+    '../../etc/passwd',
+    '..',
+    '.',
+    '',
+    '/etc/shadow',
+    '/usr/bin/python3',
+    '~/x',
+    'a/../../b',
+    '..\\..\\windows',
+    'C:/x',
+    'scripts/../../bin/sh',
+  ])('%s is refused', (reference) => {
+    expect(confinedRelative(reference)).toBeNull();
+  });
 });
 
 describe('isInside and symlinks stored in a commit', () => {
@@ -44,7 +59,10 @@ describe('isInside and symlinks stored in a commit', () => {
 
 describe('commandInTree', () => {
   it('runs a program named by its repository path from the worktree, and a bare name from PATH', () => {
-    expect(commandInTree(['scripts/train.sh', '--fast'], '/w/runs/e1/tree')).toEqual(['/w/runs/e1/tree/scripts/train.sh', '--fast']);
+    expect(commandInTree(['scripts/train.sh', '--fast'], '/w/runs/e1/tree')).toEqual([
+      '/w/runs/e1/tree/scripts/train.sh',
+      '--fast',
+    ]);
     expect(commandInTree(['./train.sh'], '/w/tree')).toEqual(['/w/tree/train.sh']);
     expect(commandInTree(['uv', 'run', 'train.py'], '/w/tree')).toEqual(['uv', 'run', 'train.py']);
     expect(() => commandInTree(['../../bin/sh'], '/w/tree')).toThrow(/not inside the repository/);
@@ -67,7 +85,10 @@ describe('resolveUnderRoot (datasets and checkpoints roots on the worker)', () =
   afterAll(async () => fs.rm(path.dirname(root), { recursive: true, force: true }));
 
   it('finds what is under the root, through symlinks that stay inside', async () => {
-    expect(await resolveUnderRoot(root, 'fineweb')).toEqual({ ok: true, location: await fs.realpath(path.join(root, 'fineweb')) });
+    expect(await resolveUnderRoot(root, 'fineweb')).toEqual({
+      ok: true,
+      location: await fs.realpath(path.join(root, 'fineweb')),
+    });
     expect(await resolveUnderRoot(root, 'alias')).toMatchObject({ ok: true });
   });
 

@@ -21,14 +21,23 @@ async function originalRequest(id: string): Promise<{ request: ExperimentRequest
   }
   const record = existingCatalog()?.get(id);
   if (!record) throw new CliError(`no experiment ${id} in Temporal or in the catalog`);
-  const redacted = Object.entries(record.request.env).filter(([, v]) => v === '[redacted]').map(([k]) => k);
+  const redacted = Object.entries(record.request.env)
+    .filter(([, v]) => v === '[redacted]')
+    .map(([k]) => k);
   return { request: record.request, redacted };
 }
 
 /** `retry` (same request, e.g. after an infrastructure failure) and `rerun` (reproduce a recorded run). */
-export async function repeatCommand(kind: 'retry' | 'rerun', id: string, options: { json?: boolean; detach?: boolean }): Promise<void> {
+export async function repeatCommand(
+  kind: 'retry' | 'rerun',
+  id: string,
+  options: { json?: boolean; detach?: boolean },
+): Promise<void> {
   const { request, redacted } = await originalRequest(id);
-  if (redacted.length > 0) throw new CliError(`${id} was run with secret variables (${redacted.join(', ')}) that the record does not keep; resubmit with expctl run --env`);
+  if (redacted.length > 0)
+    throw new CliError(
+      `${id} was run with secret variables (${redacted.join(', ')}) that the record does not keep; resubmit with expctl run --env`,
+    );
   const { idempotencyKey: _dropped, ...rest } = request;
   const client = await connectClient();
   const { experimentId, handle } = await submitExperiment(client, rest, { origin: { kind, of: id } });
@@ -39,16 +48,27 @@ export async function repeatCommand(kind: 'retry' | 'rerun', id: string, options
     command: request.command,
     config: request.configPath ?? null,
     datasets: request.datasets,
-    changed: kind === 'rerun' ? 'nothing but the experiment ID: same commit (and so the same patch and config), datasets, command and environment' : 'a new experiment ID; the request is the same',
+    changed:
+      kind === 'rerun'
+        ? 'nothing but the experiment ID: same commit (and so the same patch and config), datasets, command and environment'
+        : 'a new experiment ID; the request is the same',
   };
   if (wantsJson(options)) printJson(change);
-  else console.log(safeText(`${experimentId}: ${kind} of ${id} at commit ${request.commit.slice(0, 12)} (${change.changed})`));
+  else
+    console.log(
+      safeText(`${experimentId}: ${kind} of ${id} at commit ${request.commit.slice(0, 12)} (${change.changed})`),
+    );
   if (!options.detach) {
     const result = await handle.result();
     // The same exit codes as `run` and `wait` (BRIEF §4).
     process.exitCode = exitCodeFor(result.status);
     if (wantsJson(options)) printJson(result);
-    else console.log(safeText(`${experimentId}: ${result.status}${result.decision ? ` → ${result.decision}` : ''}, ${result.metric_name} ${result.metric ?? '-'}: ${result.reason}`));
+    else
+      console.log(
+        safeText(
+          `${experimentId}: ${result.status}${result.decision ? ` → ${result.decision}` : ''}, ${result.metric_name} ${result.metric ?? '-'}: ${result.reason}`,
+        ),
+      );
   }
 }
 
@@ -58,10 +78,16 @@ export async function tagStopCommand(tag: string, options: { json?: boolean }): 
   if (!TAG_PATTERN.test(tag)) throw new CliError(`tag ${JSON.stringify(safeText(tag))} must be ${TAG_PATTERN_TEXT}`);
   const client = await connectClient();
   const canceled: string[] = [];
-  for await (const execution of client.workflow.list({ query: `WorkflowType = 'experimentWorkflow' AND ExpctlTag = '${tag}' AND ExecutionStatus = 'Running'` })) {
+  for await (const execution of client.workflow.list({
+    query: `WorkflowType = 'experimentWorkflow' AND ExpctlTag = '${tag}' AND ExecutionStatus = 'Running'`,
+  })) {
     await client.workflow.getHandle(execution.workflowId).cancel();
     canceled.push(execution.workflowId);
   }
   if (wantsJson(options)) return printJson({ tag, canceled });
-  console.log(canceled.length ? `canceled ${canceled.length} experiment(s) of ${safeText(tag)}:\n  ${canceled.map((id) => safeText(id)).join('\n  ')}` : `no queued or running experiment in tag ${safeText(tag)}`);
+  console.log(
+    canceled.length
+      ? `canceled ${canceled.length} experiment(s) of ${safeText(tag)}:\n  ${canceled.map((id) => safeText(id)).join('\n  ')}`
+      : `no queued or running experiment in tag ${safeText(tag)}`,
+  );
 }

@@ -64,10 +64,14 @@ export class StackLifetime {
     if (this.stopped) return false;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, ms);
-      this.signal.addEventListener('abort', () => {
-        clearTimeout(timer);
-        resolve();
-      }, { once: true });
+      this.signal.addEventListener(
+        'abort',
+        () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        { once: true },
+      );
     });
     return !this.stopped;
   }

@@ -14,13 +14,7 @@ import {
   type DevStackInfo,
 } from '../../temporal/connection.js';
 import { AbortedError, describeExit, startDevServer, type DevServer } from '../../temporal/dev-server.js';
-import {
-  createExclusive,
-  identityOf,
-  isRunning,
-  readJsonFile,
-  stopProcess,
-} from '../../temporal/pid-file.js';
+import { createExclusive, identityOf, isRunning, readJsonFile, stopProcess } from '../../temporal/pid-file.js';
 import { ensureHealthSchedule } from '../../temporal/schedules.js';
 import { ensureTemporalCli } from '../../temporal/temporal-cli.js';
 import { runDemo } from '../demo.js';
@@ -53,7 +47,12 @@ export async function devCommand(options: DevOptions): Promise<void> {
   const ports = devPorts();
   const address = `${ports.ip}:${ports.grpcPort}`;
   const uiUrl = `http://${ports.ip === '127.0.0.1' ? 'localhost' : ports.ip}:${ports.uiPort}`;
-  const running = await acquireStateLock({ ...identityOf(process.pid), address, uiUrl, startedAt: new Date().toISOString() });
+  const running = await acquireStateLock({
+    ...identityOf(process.pid),
+    address,
+    uiUrl,
+    startedAt: new Date().toISOString(),
+  });
   if (running) {
     console.log(`expctl dev is already running (pid ${running.pid}) for ${home}`);
     console.log(`  Web UI: ${running.uiUrl}\n  gRPC:   ${running.address}`);
@@ -104,7 +103,9 @@ async function acquireStateLock(info: DevStackInfo): Promise<DevStackInfo | unde
 async function stopOrphanedServer(): Promise<void> {
   const orphan = readJsonFile<DevServerRecord>(devServerPidPath());
   if (orphan && isRunning({ pid: orphan.pid, startTime: orphan.startTime ?? null })) {
-    log(`expctl: stopping the Temporal server (pid ${orphan.pid}) left running on ${orphan.dbFile} by an earlier expctl dev ...`);
+    log(
+      `expctl: stopping the Temporal server (pid ${orphan.pid}) left running on ${orphan.dbFile} by an earlier expctl dev ...`,
+    );
     await stopProcess({ pid: orphan.pid, startTime: orphan.startTime ?? null });
   }
   await fs.rm(devServerPidPath(), { force: true });
@@ -158,7 +159,14 @@ async function startStack(options: DevOptions, lifetime: StackLifetime, home: st
   if (signal.aborted) throw new AbortedError();
 
   const workers = new SupervisedWorkers(lifetime);
-  await workers.add('orchestrator', () => createOrchestratorWorker({ connection: nativeConnection, namespace: 'default', client, catalogPath: catalogPath() }));
+  await workers.add('orchestrator', () =>
+    createOrchestratorWorker({
+      connection: nativeConnection,
+      namespace: 'default',
+      client,
+      catalogPath: catalogPath(),
+    }),
+  );
   if (signal.aborted) throw new AbortedError();
   let gpuWorker: GpuWorkerHandle | undefined;
   await workers.add('GPU worker', async () => {
@@ -194,7 +202,11 @@ Press Ctrl-C to stop everything.
  * up (stopping the stack) only after MAX_SERVER_RESTARTS deaths within RESTART_WINDOW_MS. A server
  * that is alive but slow or frozen is never acted on: the workers' connections wait it out.
  */
-async function superviseServer(first: DevServer, lifetime: StackLifetime, restart: () => Promise<DevServer>): Promise<void> {
+async function superviseServer(
+  first: DevServer,
+  lifetime: StackLifetime,
+  restart: () => Promise<DevServer>,
+): Promise<void> {
   let current = first;
   const deaths: number[] = [];
   for (;;) {
@@ -204,12 +216,16 @@ async function superviseServer(first: DevServer, lifetime: StackLifetime, restar
     deaths.push(now);
     while (deaths.length && deaths[0]! < now - RESTART_WINDOW_MS) deaths.shift();
     if (deaths.length > MAX_SERVER_RESTARTS) {
-      log(`expctl: the Temporal server died ${deaths.length} times within ${RESTART_WINDOW_MS / 60_000} minutes (last: ${describeExit(exit)}); giving up. See logs/temporal.log in the state directory.`);
+      log(
+        `expctl: the Temporal server died ${deaths.length} times within ${RESTART_WINDOW_MS / 60_000} minutes (last: ${describeExit(exit)}); giving up. See logs/temporal.log in the state directory.`,
+      );
       await lifetime.stop();
       process.exit(1);
     }
     const delay = restartDelayMs(deaths.length);
-    log(`expctl: the Temporal server exited (${describeExit(exit)}); restarting it on the same database in ${delay / 1000}s (restart ${deaths.length} of at most ${MAX_SERVER_RESTARTS} per ${RESTART_WINDOW_MS / 60_000} minutes) ...`);
+    log(
+      `expctl: the Temporal server exited (${describeExit(exit)}); restarting it on the same database in ${delay / 1000}s (restart ${deaths.length} of at most ${MAX_SERVER_RESTARTS} per ${RESTART_WINDOW_MS / 60_000} minutes) ...`,
+    );
     if (!(await lifetime.sleep(delay))) return;
     try {
       current = await restart();

@@ -61,7 +61,10 @@ async function awaitResult(handle: ExperimentHandle, json: boolean): Promise<voi
     process.exitCode = exitCodeFor(result.status);
   } catch (error) {
     stopProgress();
-    if (error instanceof WorkflowFailedError) throw new CliError(`experiment ${handle.workflowId} failed inside expctl: ${error.cause?.message ?? error.message}`);
+    if (error instanceof WorkflowFailedError)
+      throw new CliError(
+        `experiment ${handle.workflowId} failed inside expctl: ${error.cause?.message ?? error.message}`,
+      );
     throw error;
   }
 }
@@ -104,10 +107,17 @@ export async function runCommand(command: string[], raw: RawRunOptions): Promise
     configPath: configPathIn(source.repo, flags.config),
     datasets: flags.datasets,
     checkpoint: flags.checkpoint,
-    requirements: { acceleratorClass: flags.gpuClass ?? 'any', gpuMemoryMb: flags.gpuMemoryMb ?? 0, runtimeTags: flags.runtimeTags },
+    requirements: {
+      acceleratorClass: flags.gpuClass ?? 'any',
+      gpuMemoryMb: flags.gpuMemoryMb ?? 0,
+      runtimeTags: flags.runtimeTags,
+    },
     timeBudgetSeconds: flags.timeBudgetSeconds,
     timeoutSeconds: flags.timeoutSeconds,
-    metric: flags.metric || flags.maximize ? { name: flags.metric ?? DEFAULT_METRIC.name, ...(flags.maximize ? { direction: 'maximize' as const } : {}) } : undefined,
+    metric:
+      flags.metric || flags.maximize
+        ? { name: flags.metric ?? DEFAULT_METRIC.name, ...(flags.maximize ? { direction: 'maximize' as const } : {}) }
+        : undefined,
     simplification: flags.simplification,
     idempotencyKey: flags.idempotencyKey,
     maxReplacements: flags.maxReplacements,
@@ -152,7 +162,10 @@ async function snapshotOf(client: Client, id: string): Promise<ExperimentSnapsho
 
 /** 1-based position in the pool's queue (priority, then FIFO), or null when not waiting. */
 async function queuePositionOf(client: Client, id: string): Promise<{ position: number; length: number } | null> {
-  const pool = await client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery).catch(() => undefined);
+  const pool = await client.workflow
+    .getHandle(POOL_WORKFLOW_ID)
+    .query(poolStateQuery)
+    .catch(() => undefined);
   if (!pool) return null;
   const ordered = [...pool.queue].sort(queueOrder);
   const index = ordered.findIndex((request) => request.experimentId === id);
@@ -167,15 +180,20 @@ export async function waitCommand(id: string, options: { json?: boolean }): Prom
 
 /** Where a run's time went, as `show` prints it: only the parts that are known. */
 function formatTimings(t: RunTimings): string {
-  const part = (label: string, seconds: number | null, note = '') => (seconds === null ? null : `${label} ${seconds.toFixed(1)}s${note}`);
-  return [
-    part('setup', t.setupSeconds, t.setupCached ? ' (cached)' : ''),
-    part('startup', t.startupSeconds),
-    part('training', t.trainingSeconds),
-    part('evaluation', t.evaluationSeconds),
-    part('script total', t.totalSeconds),
-    part('process', t.processSeconds),
-  ].filter((p) => p !== null).join(', ') || '-';
+  const part = (label: string, seconds: number | null, note = '') =>
+    seconds === null ? null : `${label} ${seconds.toFixed(1)}s${note}`;
+  return (
+    [
+      part('setup', t.setupSeconds, t.setupCached ? ' (cached)' : ''),
+      part('startup', t.startupSeconds),
+      part('training', t.trainingSeconds),
+      part('evaluation', t.evaluationSeconds),
+      part('script total', t.totalSeconds),
+      part('process', t.processSeconds),
+    ]
+      .filter((p) => p !== null)
+      .join(', ') || '-'
+  );
 }
 
 export async function showCommand(id: string, options: { json?: boolean }): Promise<void> {
@@ -189,7 +207,8 @@ export async function showCommand(id: string, options: { json?: boolean }): Prom
     if (!(error instanceof CliError) || !record) throw error;
   }
   const queuePosition = snapshot?.status === 'queued' ? await queuePositionOf(client, id) : null;
-  if (wantsJson(options)) return printJson({ ...(snapshot ?? { experimentId: id }), queuePosition, record: record ?? null });
+  if (wantsJson(options))
+    return printJson({ ...(snapshot ?? { experimentId: id }), queuePosition, record: record ?? null });
   if (!snapshot) {
     console.log(safeText(`${id}  [${record!.status}]  (from the catalog; the workflow is past Temporal's retention)`));
     console.log(safeJson(record));
@@ -200,26 +219,56 @@ export async function showCommand(id: string, options: { json?: boolean }): Prom
   const say = (text: string) => lines.push(safeText(text));
   const r = snapshot.request;
   say(`${snapshot.experimentId}  [${snapshot.status}]  tag ${snapshot.tag}  category ${r.category}`);
-  if (queuePosition !== null) say(`  queued: position ${queuePosition.position} of ${queuePosition.length} waiting for a lease`);
+  if (queuePosition !== null)
+    say(`  queued: position ${queuePosition.position} of ${queuePosition.length} waiting for a lease`);
   say(`  hypothesis: ${r.hypothesis}`);
   if (r.description) say(`  description: ${r.description}`);
   say(`  commit:     ${r.commit}  (${r.repo})`);
-  say(`  command:    ${JSON.stringify(r.command)}   budget ${r.timeBudgetSeconds}s, killed after ${killLimitSeconds(r)}s`);
-  if (snapshot.validation?.patch) say(`  patch:      ${snapshot.validation.patch.files.length} file(s), ${snapshot.validation.patch.bytes} bytes, sha256 ${snapshot.validation.patch.sha256.slice(0, 12)}`);
-  if (snapshot.placement) say(`  placement:  ${snapshot.placement.slotId} (${snapshot.placement.acceleratorClass}): ${snapshot.placement.why}; policy ${snapshot.placement.policy}; waited ${(snapshot.placement.queuedMs / 1000).toFixed(1)}s`);
-  if (record?.environment) say(`  env:        ${Object.entries(record.environment.software).map(([k, v]) => `${k} ${v}`).join(', ')}; lockfiles ${Object.keys(record.environment.lockfiles).join(', ') || '-'}`);
+  say(
+    `  command:    ${JSON.stringify(r.command)}   budget ${r.timeBudgetSeconds}s, killed after ${killLimitSeconds(r)}s`,
+  );
+  if (snapshot.validation?.patch)
+    say(
+      `  patch:      ${snapshot.validation.patch.files.length} file(s), ${snapshot.validation.patch.bytes} bytes, sha256 ${snapshot.validation.patch.sha256.slice(0, 12)}`,
+    );
+  if (snapshot.placement)
+    say(
+      `  placement:  ${snapshot.placement.slotId} (${snapshot.placement.acceleratorClass}): ${snapshot.placement.why}; policy ${snapshot.placement.policy}; waited ${(snapshot.placement.queuedMs / 1000).toFixed(1)}s`,
+    );
+  if (record?.environment)
+    say(
+      `  env:        ${Object.entries(record.environment.software)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}; lockfiles ${Object.keys(record.environment.lockfiles).join(', ') || '-'}`,
+    );
   if (snapshot.training?.timings) say(`  time:       ${formatTimings(snapshot.training.timings)}`);
   if (snapshot.training?.containment) {
     const peak = snapshot.training.peakMemoryBytes;
-    say(`  contained:  ${snapshot.training.containment}${peak !== null ? `, peak memory ${(peak / 1024 ** 2).toFixed(1)} MiB` : ''}${snapshot.training.oomKills ? `, ${snapshot.training.oomKills} OOM kills` : ''}`);
+    say(
+      `  contained:  ${snapshot.training.containment}${peak !== null ? `, peak memory ${(peak / 1024 ** 2).toFixed(1)} MiB` : ''}${snapshot.training.oomKills ? `, ${snapshot.training.oomKills} OOM kills` : ''}`,
+    );
   }
-  if (snapshot.training?.metrics) say(`  metrics:    ${Object.entries(snapshot.training.metrics).map(([k, v]) => `${k}=${v}`).join(' ')}`);
-  if (record?.artifacts.length) say(`  artifacts:  ${record.artifacts.map((a) => `${a.path} (${a.bytes} B, ${a.sha256.slice(0, 12)})`).join(', ')}`);
-  if (snapshot.decision) say(`  decision:   ${snapshot.decision.decision ?? '-'} (${snapshot.decision.action ?? 'no action'}), best ${snapshot.decision.best ?? '-'}, compared with ${snapshot.decision.comparedWith.experimentId ?? 'nothing (first in its group)'}`);
+  if (snapshot.training?.metrics)
+    say(
+      `  metrics:    ${Object.entries(snapshot.training.metrics)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')}`,
+    );
+  if (record?.artifacts.length)
+    say(
+      `  artifacts:  ${record.artifacts.map((a) => `${a.path} (${a.bytes} B, ${a.sha256.slice(0, 12)})`).join(', ')}`,
+    );
+  if (snapshot.decision)
+    say(
+      `  decision:   ${snapshot.decision.decision ?? '-'} (${snapshot.decision.action ?? 'no action'}), best ${snapshot.decision.best ?? '-'}, compared with ${snapshot.decision.comparedWith.experimentId ?? 'nothing (first in its group)'}`,
+    );
   if (snapshot.reason) say(`  reason:     ${snapshot.reason}`);
   if (record?.originId) say(`  ${record.originKind} of:  ${record.originId}`);
   say('  timeline:');
-  const timeline = formatTable(['at', 'status', 'note'], snapshot.timeline.map((t) => [t.at, t.status, t.note ?? '']));
+  const timeline = formatTable(
+    ['at', 'status', 'note'],
+    snapshot.timeline.map((t) => [t.at, t.status, t.note ?? '']),
+  );
   lines.push(...timeline.split('\n').map((line) => `    ${line}`));
   console.log(lines.join('\n'));
 }
@@ -262,7 +311,8 @@ export async function cancelCommand(id: string, options: { json?: boolean }): Pr
   if (isTerminal(before.status)) throw new CliError(`${id} already ended (${before.status}); nothing to cancel`);
   const handle = handleFor(client, id);
   await handle.cancel();
-  if (!wantsJson(options)) console.error(`expctl: cancel requested for ${id} (was ${before.status}); waiting for its processes to stop ...`);
+  if (!wantsJson(options))
+    console.error(`expctl: cancel requested for ${id} (was ${before.status}); waiting for its processes to stop ...`);
   await awaitResult(handle, wantsJson(options));
   // The cancel did what was asked; exit 5 is for `run`/`wait` callers who were canceled.
   if (process.exitCode === 5) process.exitCode = 0;

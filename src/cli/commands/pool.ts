@@ -14,19 +14,39 @@ export async function poolCommand(options: { json?: boolean }): Promise<void> {
   try {
     pool = await (await poolHandle()).query(poolStateQuery);
   } catch (error) {
-    if (error instanceof WorkflowNotFoundError) throw new CliError('no worker has joined the fleet yet (start one with `expctl worker`)');
+    if (error instanceof WorkflowNotFoundError)
+      throw new CliError('no worker has joined the fleet yet (start one with `expctl worker`)');
     throw error;
   }
   if (wantsJson(options)) return printJson(pool);
   const rows = pool.slots.map((entry) => {
     const host = pool.hosts[entry.slot.host];
     const state = !host?.online ? 'offline' : entry.draining ? 'draining' : entry.lease ? 'leased' : 'idle';
-    return [entry.slot.host, entry.slot.index, entry.slot.acceleratorClass, entry.slot.memoryMb, state, entry.lease?.experimentId, host ? new Date(host.lastHeartbeat).toISOString() : null];
+    return [
+      entry.slot.host,
+      entry.slot.index,
+      entry.slot.acceleratorClass,
+      entry.slot.memoryMb,
+      state,
+      entry.lease?.experimentId,
+      host ? new Date(host.lastHeartbeat).toISOString() : null,
+    ];
   });
   console.log(formatTable(['host', 'index', 'class', 'memory_mb', 'state', 'experiment', 'last_heartbeat'], rows));
   if (pool.queue.length > 0) {
     console.log(`\nqueue (${pool.queue.length}):`);
-    console.log(formatTable(['position', 'experiment', 'class', 'memory_mb', 'priority'], pool.queue.map((r, i) => [i + 1, r.experimentId, r.requirements.acceleratorClass, r.requirements.gpuMemoryMb, r.priority])));
+    console.log(
+      formatTable(
+        ['position', 'experiment', 'class', 'memory_mb', 'priority'],
+        pool.queue.map((r, i) => [
+          i + 1,
+          r.experimentId,
+          r.requirements.acceleratorClass,
+          r.requirements.gpuMemoryMb,
+          r.priority,
+        ]),
+      ),
+    );
   }
 }
 
@@ -36,5 +56,7 @@ export async function drainCommand(target: string, drained: boolean, options: { 
   const matches = pool.slots.filter((entry) => entry.slot.host === target || entry.slot.slotId === target);
   if (matches.length === 0) throw new CliError(`no host or slot named ${safeText(target)} in the pool`);
   await handle.signal(drainSignal, { target, drained, reason: options.reason ?? 'operator' });
-  console.log(`${drained ? 'drained' : 'undrained'} ${matches.map((m) => m.slot.slotId).join(', ')}${drained ? '; running experiments finish, no new leases' : ''}`);
+  console.log(
+    `${drained ? 'drained' : 'undrained'} ${matches.map((m) => m.slot.slotId).join(', ')}${drained ? '; running experiments finish, no new leases' : ''}`,
+  );
 }

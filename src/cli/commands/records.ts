@@ -9,18 +9,43 @@ import { catalogPath } from '../../shared/settings.js';
 import { requireCatalog } from '../catalog-file.js';
 import { CliError, formatTable, printJson, wantsJson } from '../output.js';
 
-
 function need<T>(value: T | undefined, what: string): T {
   if (value === undefined) throw new CliError(`no ${what} in the catalog ${catalogPath()}`);
   return value;
 }
 
-const fmt = (value: number | null | undefined, digits = 6) => (value === null || value === undefined ? null : value.toFixed(digits));
+const fmt = (value: number | null | undefined, digits = 6) =>
+  value === null || value === undefined ? null : value.toFixed(digits);
 
-export function historyCommand(options: { tag?: string; status?: string; category?: string; limit?: string; json?: boolean }): void {
-  const rows = requireCatalog().list({ tag: options.tag, status: options.status, category: options.category, limit: options.limit ? Number(options.limit) : 50 });
+export function historyCommand(options: {
+  tag?: string;
+  status?: string;
+  category?: string;
+  limit?: string;
+  json?: boolean;
+}): void {
+  const rows = requireCatalog().list({
+    tag: options.tag,
+    status: options.status,
+    category: options.category,
+    limit: options.limit ? Number(options.limit) : 50,
+  });
   if (wantsJson(options)) return printJson(rows);
-  console.log(formatTable(['experiment', 'status', 'decision', 'metric', 'delta', 'category', 'commit', 'hypothesis'], rows.map((r) => [r.id, r.status, r.decision, fmt(r.metric), fmt(r.delta), r.category, r.commit.slice(0, 7), r.hypothesis])));
+  console.log(
+    formatTable(
+      ['experiment', 'status', 'decision', 'metric', 'delta', 'category', 'commit', 'hypothesis'],
+      rows.map((r) => [
+        r.id,
+        r.status,
+        r.decision,
+        fmt(r.metric),
+        fmt(r.delta),
+        r.category,
+        r.commit.slice(0, 7),
+        r.hypothesis,
+      ]),
+    ),
+  );
 }
 
 /** The best kept run (min or max kept metric, not the latest keep); JSON adds the best per class. */
@@ -29,16 +54,26 @@ export function bestCommand(options: { tag: string; json?: boolean }): void {
   const best = need(overall ?? undefined, `kept run for tag ${options.tag}`);
   if (wantsJson(options)) return printJson({ ...best, byClass });
   console.log(`${best.id}: ${best.metricName} ${fmt(best.metric)} at commit ${best.commit} (${best.hypothesis})`);
-  for (const [group, r] of Object.entries(byClass)) console.log(`  ${group}: ${fmt(r.metric)} (${r.id}, ${r.commit.slice(0, 7)})`);
+  for (const [group, r] of Object.entries(byClass))
+    console.log(`  ${group}: ${fmt(r.metric)} (${r.id}, ${r.commit.slice(0, 7)})`);
 }
 
 export function nearMissesCommand(options: { tag: string; json?: boolean }): void {
   const rows = requireCatalog().list({ tag: options.tag, nearMiss: true });
   if (wantsJson(options)) return printJson(rows);
-  console.log(formatTable(['experiment', 'metric', 'delta', 'category', 'hypothesis'], rows.map((r) => [r.id, fmt(r.metric), fmt(r.delta), r.category, r.hypothesis])));
+  console.log(
+    formatTable(
+      ['experiment', 'metric', 'delta', 'category', 'hypothesis'],
+      rows.map((r) => [r.id, fmt(r.metric), fmt(r.delta), r.category, r.hypothesis]),
+    ),
+  );
 }
 
-export async function reportCommand(kind: string, args: string[], options: { tag?: string; json?: boolean; out?: string; columns?: string }): Promise<void> {
+export async function reportCommand(
+  kind: string,
+  args: string[],
+  options: { tag?: string; json?: boolean; out?: string; columns?: string },
+): Promise<void> {
   const catalog = requireCatalog();
   const tag = (): string => {
     if (!options.tag) throw new CliError(`report ${kind} needs --tag T`);
@@ -59,23 +94,64 @@ export async function reportCommand(kind: string, args: string[], options: { tag
       const summary = summarize(tag(), catalog.list({ tag: tag() }));
       if (wantsJson(options)) return printJson(summary);
       const pct = (rate: number) => `${(rate * 100).toFixed(0)}%`;
-      console.log(`tag ${summary.tag}: ${summary.runs} runs, ${summary.kept} kept (${pct(summary.keepRate)}), ${summary.discarded} discarded, `
-        + `${summary.crashed} crashed (${pct(summary.crashRate)}); `
-        + `not counted: ${summary.refused} refused, ${summary.infrastructure} infrastructure failures, ${summary.canceled} canceled`);
-      console.log(`best: ${summary.best ? `${fmt(summary.best.metric)} (${summary.best.id})` : '-'}; GPU-hours ${summary.gpuHours.toFixed(3)}; queue wait median ${summary.queueWaitSeconds.median?.toFixed(1) ?? '-'} s, max ${summary.queueWaitSeconds.max?.toFixed(1) ?? '-'} s`);
-      for (const [group, b] of Object.entries(summary.bestByClass)) console.log(`best on ${group}: ${fmt(b.metric)} (${b.id})`);
+      console.log(
+        `tag ${summary.tag}: ${summary.runs} runs, ${summary.kept} kept (${pct(summary.keepRate)}), ${summary.discarded} discarded, ` +
+          `${summary.crashed} crashed (${pct(summary.crashRate)}); ` +
+          `not counted: ${summary.refused} refused, ${summary.infrastructure} infrastructure failures, ${summary.canceled} canceled`,
+      );
+      console.log(
+        `best: ${summary.best ? `${fmt(summary.best.metric)} (${summary.best.id})` : '-'}; GPU-hours ${summary.gpuHours.toFixed(3)}; queue wait median ${summary.queueWaitSeconds.median?.toFixed(1) ?? '-'} s, max ${summary.queueWaitSeconds.max?.toFixed(1) ?? '-'} s`,
+      );
+      for (const [group, b] of Object.entries(summary.bestByClass))
+        console.log(`best on ${group}: ${fmt(b.metric)} (${b.id})`);
       console.log('\nprogression of kept runs:');
-      console.log(formatTable(['experiment', 'metric', 'commit'], summary.progression.map((p) => [p.id, fmt(p.metric), p.commit.slice(0, 7)])));
+      console.log(
+        formatTable(
+          ['experiment', 'metric', 'commit'],
+          summary.progression.map((p) => [p.id, fmt(p.metric), p.commit.slice(0, 7)]),
+        ),
+      );
       console.log('\ncategories:');
-      console.log(formatTable(['category', 'runs', 'kept', 'keep rate'], summary.categories.map((c) => [c.category, c.runs, c.kept, `${(c.keepRate * 100).toFixed(0)}%`])));
+      console.log(
+        formatTable(
+          ['category', 'runs', 'kept', 'keep rate'],
+          summary.categories.map((c) => [c.category, c.runs, c.kept, `${(c.keepRate * 100).toFixed(0)}%`]),
+        ),
+      );
       return;
     }
     case 'tags': {
       const tags = catalog.tags();
       if (wantsJson(options)) return printJson(tags);
       const pct = (rate: number) => `${(rate * 100).toFixed(0)}%`;
-      const header = ['tag', 'runs', 'kept', 'discarded', 'crashed', 'keep rate', 'crash rate', 'refused', 'infra', 'canceled', 'best', 'last'];
-      const rows = tags.map((t) => [t.tag, t.runs, t.kept, t.discarded, t.crashed, pct(t.keepRate), pct(t.crashRate), t.refused, t.infrastructure, t.canceled, fmt(t.best), t.lastAt]);
+      const header = [
+        'tag',
+        'runs',
+        'kept',
+        'discarded',
+        'crashed',
+        'keep rate',
+        'crash rate',
+        'refused',
+        'infra',
+        'canceled',
+        'best',
+        'last',
+      ];
+      const rows = tags.map((t) => [
+        t.tag,
+        t.runs,
+        t.kept,
+        t.discarded,
+        t.crashed,
+        pct(t.keepRate),
+        pct(t.crashRate),
+        t.refused,
+        t.infrastructure,
+        t.canceled,
+        fmt(t.best),
+        t.lastAt,
+      ]);
       console.log(formatTable(header, rows));
       return;
     }
@@ -90,12 +166,26 @@ export async function reportCommand(kind: string, args: string[], options: { tag
       try {
         code = (await execa('git', ['-C', a.repo, 'diff', a.commit, b.commit])).stdout;
       } catch {
-        code = a.patch === b.patch ? '' : `--- patch of ${a.id}\n${a.patch ?? ''}\n--- patch of ${b.id}\n${b.patch ?? ''}`;
+        code =
+          a.patch === b.patch ? '' : `--- patch of ${a.id}\n${a.patch ?? ''}\n--- patch of ${b.id}\n${b.patch ?? ''}`;
       }
       if (wantsJson(options)) return printJson({ ...diff, code });
-      console.log(`${diff.metricName}: ${fmt(diff.metric.a)} -> ${fmt(diff.metric.b)} (delta ${fmt(diff.metric.delta)})`);
-      console.log(formatTable(['metric', a.id, b.id, 'delta'], diff.metrics.map((m) => [m.key, m.a, m.b, fmt(m.delta, 4)])));
-      if (diff.config.length) console.log(`\nconfig:\n${formatTable(['key', 'a', 'b'], diff.config.map((c) => [c.key, JSON.stringify(c.a), JSON.stringify(c.b)]))}`);
+      console.log(
+        `${diff.metricName}: ${fmt(diff.metric.a)} -> ${fmt(diff.metric.b)} (delta ${fmt(diff.metric.delta)})`,
+      );
+      console.log(
+        formatTable(
+          ['metric', a.id, b.id, 'delta'],
+          diff.metrics.map((m) => [m.key, m.a, m.b, fmt(m.delta, 4)]),
+        ),
+      );
+      if (diff.config.length)
+        console.log(
+          `\nconfig:\n${formatTable(
+            ['key', 'a', 'b'],
+            diff.config.map((c) => [c.key, JSON.stringify(c.a), JSON.stringify(c.b)]),
+          )}`,
+        );
       console.log(`\ncode (${a.commit.slice(0, 7)} -> ${b.commit.slice(0, 7)}):\n${code || '(identical)'}`);
       return;
     }
@@ -118,12 +208,18 @@ export function strategyCommand(options: { tag: string; set?: string; reason?: s
       catalog.setStrategy(options.tag, 'explore', 'back to the automatic rule', false);
       catalog.refreshStrategy(options.tag);
     } else {
-      if (!(MODES as readonly string[]).includes(options.set)) throw new CliError(`--set must be one of ${MODES.join(', ')} or auto`);
+      if (!(MODES as readonly string[]).includes(options.set))
+        throw new CliError(`--set must be one of ${MODES.join(', ')} or auto`);
       if (!options.reason) throw new CliError('--set needs --reason TEXT (the record says why the mode was chosen)');
       catalog.setStrategy(options.tag, options.set, options.reason, true);
     }
   }
-  const current = catalog.strategy(options.tag) ?? { mode: 'explore', reason: 'no completed runs yet', manual: false, updatedAt: null };
+  const current = catalog.strategy(options.tag) ?? {
+    mode: 'explore',
+    reason: 'no completed runs yet',
+    manual: false,
+    updatedAt: null,
+  };
   if (wantsJson(options)) return printJson({ tag: options.tag, ...current });
   console.log(`tag ${options.tag}: ${current.mode}${current.manual ? ' (set by an operator)' : ''}: ${current.reason}`);
 }
@@ -133,12 +229,27 @@ export function suggestCommand(options: { tag: string; json?: boolean }): void {
   const records = catalog.list({ tag: options.tag, order: 'oldest' });
   const stored = catalog.strategy(options.tag);
   const override = stored?.manual ? { mode: stored.mode as Mode, reason: stored.reason } : undefined;
-  const advice = suggest(resultRuns(records).map(toRunSummary), CATEGORIES, records[0]?.metricDirection ?? 'minimize', override);
+  const advice = suggest(
+    resultRuns(records).map(toRunSummary),
+    CATEGORIES,
+    records[0]?.metricDirection ?? 'minimize',
+    override,
+  );
   if (wantsJson(options)) return printJson({ tag: options.tag, ...advice });
   console.log(`mode: ${advice.mode} (${advice.reason})`);
-  console.log(`trend: ${advice.trend.direction}${advice.trend.slopePerRun !== null ? ` (${advice.trend.slopePerRun.toExponential(2)} per run)` : ''}`);
+  console.log(
+    `trend: ${advice.trend.direction}${advice.trend.slopePerRun !== null ? ` (${advice.trend.slopePerRun.toExponential(2)} per run)` : ''}`,
+  );
   console.log(`under-explored: ${advice.underExplored.join(', ') || '-'}`);
   console.log(`high-yield: ${advice.highYield.join(', ') || '-'}`);
-  for (const pair of advice.combine) console.log(`combine ${pair.a} + ${pair.b}: "${pair.hypotheses[0]}" + "${pair.hypotheses[1]}" (${pair.why})`);
-  console.log(formatTable(['category', 'runs', 'kept', 'keep rate', 'crashes'], advice.categories.filter((c) => c.runs > 0).map((c) => [c.category, c.runs, c.kept, `${(c.keepRate * 100).toFixed(0)}%`, c.crashes])));
+  for (const pair of advice.combine)
+    console.log(`combine ${pair.a} + ${pair.b}: "${pair.hypotheses[0]}" + "${pair.hypotheses[1]}" (${pair.why})`);
+  console.log(
+    formatTable(
+      ['category', 'runs', 'kept', 'keep rate', 'crashes'],
+      advice.categories
+        .filter((c) => c.runs > 0)
+        .map((c) => [c.category, c.runs, c.kept, `${(c.keepRate * 100).toFixed(0)}%`, c.crashes]),
+    ),
+  );
 }

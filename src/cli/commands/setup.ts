@@ -7,5 +7,9 @@ export async function setupCommand(): Promise<void> {
   const client = await connectClient();
   const { namespace } = connectionSettings();
   const added = await ensureSearchAttributes(client.connection as Connection, namespace);
-  console.log(added.length ? `registered ${added.join(', ')} in namespace ${namespace}` : `search attributes already registered in namespace ${namespace}`);
+  console.log(
+    added.length
+      ? `registered ${added.join(', ')} in namespace ${namespace}`
+      : `search attributes already registered in namespace ${namespace}`,
+  );
 }

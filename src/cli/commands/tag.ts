@@ -25,9 +25,12 @@ export function policyFromOptions(options: TagCreateOptions): Partial<TagPolicy>
   const policy: Partial<TagPolicy> = {};
   if (options.metric !== undefined) policy.metricName = checkMetricName('--metric', options.metric);
   if (options.maximize !== undefined) policy.direction = options.maximize ? 'maximize' : 'minimize';
-  if (options.nearMiss !== undefined) policy.nearMissThreshold = parseNumber('--near-miss', options.nearMiss, { min: 0 });
-  if (options.maxCrashes !== undefined) policy.maxConsecutiveCrashes = parseNumber('--max-crashes', options.maxCrashes, { integer: true, min: 1 });
-  if (options.minImprovement !== undefined) policy.minImprovement = parseNumber('--min-improvement', options.minImprovement, { min: 0 });
+  if (options.nearMiss !== undefined)
+    policy.nearMissThreshold = parseNumber('--near-miss', options.nearMiss, { min: 0 });
+  if (options.maxCrashes !== undefined)
+    policy.maxConsecutiveCrashes = parseNumber('--max-crashes', options.maxCrashes, { integer: true, min: 1 });
+  if (options.minImprovement !== undefined)
+    policy.minImprovement = parseNumber('--min-improvement', options.minImprovement, { min: 0 });
   if (options.compareAcrossClasses !== undefined) policy.compareAcrossClasses = options.compareAcrossClasses;
   if (options.guard?.length) policy.guards = options.guard.map(parseGuard);
   return policy;
@@ -37,9 +40,11 @@ export function policyFromOptions(options: TagCreateOptions): Partial<TagPolicy>
 export function tagCountsLine(tag: string, counts: TagCounts, consecutiveCrashes: number): string {
   const c = tagCountsSummary(counts);
   const pct = (rate: number) => `${(rate * 100).toFixed(0)}%`;
-  return `tag ${tag}: ${c.runs} runs, ${c.kept} kept (${pct(c.keepRate)}), ${c.discarded} discarded, ${c.crashed} crashed (${pct(c.crashRate)}), `
-    + `${c.nearMisses} near misses; not counted: ${c.refused} refused, ${c.infrastructure} infrastructure failures, ${c.canceled} canceled; `
-    + `${consecutiveCrashes} consecutive crashes`;
+  return (
+    `tag ${tag}: ${c.runs} runs, ${c.kept} kept (${pct(c.keepRate)}), ${c.discarded} discarded, ${c.crashed} crashed (${pct(c.crashRate)}), ` +
+    `${c.nearMisses} near misses; not counted: ${c.refused} refused, ${c.infrastructure} infrastructure failures, ${c.canceled} canceled; ` +
+    `${consecutiveCrashes} consecutive crashes`
+  );
 }
 
 /** `tag create`: sets a tag's policy (metric, direction, thresholds); creates the tag if new. */
@@ -62,7 +67,9 @@ export async function tagCreateCommand(tag: string, options: TagCreateOptions): 
     }),
   });
   if (wantsJson(options)) return printJson(state);
-  console.log(`tag ${tag}: ${state.policy.metricName} (${state.policy.direction}), near miss within ${state.policy.nearMissThreshold}, abort after ${state.policy.maxConsecutiveCrashes} crashes, compare ${state.policy.compareAcrossClasses ? 'across classes' : 'within an accelerator class'}, keep only above ${state.policy.minImprovement ?? 0}${state.policy.guards?.length ? `, guards ${state.policy.guards.map(formatGuard).join(', ')}` : ''}`);
+  console.log(
+    `tag ${tag}: ${state.policy.metricName} (${state.policy.direction}), near miss within ${state.policy.nearMissThreshold}, abort after ${state.policy.maxConsecutiveCrashes} crashes, compare ${state.policy.compareAcrossClasses ? 'across classes' : 'within an accelerator class'}, keep only above ${state.policy.minImprovement ?? 0}${state.policy.guards?.length ? `, guards ${state.policy.guards.map(formatGuard).join(', ')}` : ''}`,
+  );
 }
 
 export async function tagShowCommand(tag: string, options: { json?: boolean }): Promise<void> {
@@ -71,10 +78,21 @@ export async function tagShowCommand(tag: string, options: { json?: boolean }): 
   try {
     state = await client.workflow.getHandle(tagWorkflowId(tag)).query(tagStateQuery);
   } catch (error) {
-    if (error instanceof WorkflowNotFoundError) throw new CliError(`no tag ${tag} (it is created by its first experiment or \`expctl tag create\`)`);
+    if (error instanceof WorkflowNotFoundError)
+      throw new CliError(`no tag ${tag} (it is created by its first experiment or \`expctl tag create\`)`);
     throw error;
   }
   if (wantsJson(options)) return printJson({ ...state, counts: tagCountsSummary(state.counts) });
   console.log(tagCountsLine(tag, state.counts, state.consecutiveCrashes));
-  console.log(formatTable(['group', 'best', 'experiment', 'commit'], Object.entries(state.best).map(([group, best]) => [group, best.metric, best.experimentId, best.commit.slice(0, 7)])));
+  console.log(
+    formatTable(
+      ['group', 'best', 'experiment', 'commit'],
+      Object.entries(state.best).map(([group, best]) => [
+        group,
+        best.metric,
+        best.experimentId,
+        best.commit.slice(0, 7),
+      ]),
+    ),
+  );
 }

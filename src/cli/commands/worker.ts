@@ -42,7 +42,9 @@ export async function workerCommand(options: WorkerOptions): Promise<void> {
     ...(options.orphanGrace ? { orphanGraceMs: options.orphanGrace * 1000 } : {}),
   });
   stopOnSignals(() => worker.shutdown());
-  console.error(`expctl worker ${worker.host}: ${worker.slots.map((s) => `${s.slotId} (${s.acceleratorClass}, ${s.memoryMb} MB)`).join(', ')}`);
+  console.error(
+    `expctl worker ${worker.host}: ${worker.slots.map((s) => `${s.slotId} (${s.acceleratorClass}, ${s.memoryMb} MB)`).join(', ')}`,
+  );
   await worker.run();
 }
 
