@@ -4,7 +4,13 @@ import Database from 'better-sqlite3';
 import { DEFAULT_METRIC } from '../domain/decision.js';
 import { REDACTED, isSecretName } from '../domain/redact.js';
 import type { ExperimentRecord, RecordUpdate } from './record.js';
-import { INFRASTRUCTURE_STATUSES, outcomeRates, REFUSAL_STATUSES, crashSql } from '../domain/outcome.js';
+import {
+  INFRASTRUCTURE_STATUSES,
+  outcomeRates,
+  REFUSAL_STATUSES,
+  crashSql,
+  type OutcomeCounts,
+} from '../domain/outcome.js';
 import { chooseMode } from '../domain/strategy.js';
 import { resultRuns, toRunSummary } from './reports.js';
 import { MIGRATIONS } from './schema.js';
@@ -40,18 +46,12 @@ function decode(row: Row): Omit<ExperimentRecord, 'events' | 'artifacts'> {
 }
 
 /** One tag in `report tags`: counts by kind, rates, best kept metric. */
-export interface TagRow {
+export interface TagRow extends OutcomeCounts {
   tag: string;
   /** Every record of the tag, active ones included. */
   total: number;
   /** Kept + discarded + crashed: the denominator of the rates. */
   runs: number;
-  kept: number;
-  discarded: number;
-  crashed: number;
-  refused: number;
-  infrastructure: number;
-  canceled: number;
   keepRate: number;
   crashRate: number;
   best: number | null;

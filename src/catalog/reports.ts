@@ -1,5 +1,5 @@
 import type { TerminalStatus } from '../domain/experiment.js';
-import { countOutcomes, isCounted, outcomeRates, resultKind } from '../domain/outcome.js';
+import { countOutcomes, isCounted, outcomeRates, resultKind, type OutcomeCounts } from '../domain/outcome.js';
 import type { RunSummary } from '../domain/strategy.js';
 import type { ExperimentRecord } from './record.js';
 
@@ -73,15 +73,9 @@ function median(values: number[]): number | null {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-export interface TagSummary {
+export interface TagSummary extends OutcomeCounts {
   tag: string;
   runs: number;
-  kept: number;
-  discarded: number;
-  crashed: number;
-  refused: number;
-  infrastructure: number;
-  canceled: number;
   /** Over runs (kept + discarded + crashed), as defined once in outcome.ts. */
   keepRate: number;
   crashRate: number;
