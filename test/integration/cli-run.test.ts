@@ -295,6 +295,9 @@ describe('expctl run: infrastructure (exit 4) and cancel (exit 5)', () => {
         '1',
         '--runtime-tag',
         'doomed',
+        // Its supervisor waits this long for a worker to come back before it kills the run.
+        '--orphan-grace',
+        '4',
         '--work-dir',
         path.join(stack.workDir, host),
       ],
@@ -357,7 +360,7 @@ describe('expctl run: infrastructure (exit 4) and cancel (exit 5)', () => {
         should_abort: false,
       });
       expectNoKeep(result);
-      await waitFor(async () => !processAlive(trainingPid), 20_000);
+      await waitFor(async () => !processAlive(trainingPid), 40_000);
     } finally {
       worker?.kill('SIGKILL');
     }
