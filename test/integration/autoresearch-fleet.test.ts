@@ -73,7 +73,7 @@ describe('a fleet of four H100s', () => {
       );
       expect(parsed.map((r) => r.status)).toEqual(Array(10).fill('completed'));
       expect(results.map((r) => r.exitCode)).toEqual(Array(10).fill(0));
-      for (const r of parsed) expect(r.gpu).toMatch(/^h100node\/[0-3]$/);
+      for (const r of parsed) expect(r.gpu).toMatch(/^h100node\/gpu[0-3]$/);
 
       const states: ExperimentSnapshot[] = await Promise.all(
         ids.map((id) => stack.client.workflow.getHandle(id).query(experimentStateQuery)),
