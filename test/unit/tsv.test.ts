@@ -8,9 +8,13 @@ import { formatFixed, parseColumns, resultsTsv, tsvField } from '../../src/catal
 import { applyOutcome, newTagState, type TagState } from '../../src/domain/decision.js';
 import { recordRun, type RecordedRun } from '../helpers/records.js';
 
-const python = (script: string, input: string): string =>
-  execFileSync('python3', ['-c', script], { input, encoding: 'utf8' });
-const HAS_PANDAS = spawnSync('python3', ['-c', 'import pandas']).status === 0;
+const python = (script: string, input: string, interpreter = 'python3'): string =>
+  execFileSync(interpreter, ['-c', script], { input, encoding: 'utf8' });
+// Debian's python3-pandas lands in the system interpreter, which may not be the python3 on PATH (pyenv).
+const PANDAS_PYTHON = ['python3', '/usr/bin/python3'].find(
+  (interpreter) => spawnSync(interpreter, ['-c', 'import pandas']).status === 0,
+);
+const HAS_PANDAS = PANDAS_PYTHON !== undefined;
 if (!HAS_PANDAS)
   console.warn(
     'tsv.test.ts: pandas is not installed, so the pandas round trip is skipped; apt-get install python3-pandas (CI provisions it)',
@@ -137,6 +141,7 @@ describe('results.tsv as Python reads it', () => {
         python(
           "import io, json, sys, pandas\ndf = pandas.read_csv(io.StringIO(sys.stdin.read()), sep='\\t', dtype=str, keep_default_na=False)\nprint(json.dumps({'columns': list(df.columns), 'description': list(df['description']), 'memory_gb': list(df['memory_gb'])}))",
           tsv,
+          PANDAS_PYTHON,
         ),
       );
       expect(read.columns).toEqual(['commit', 'val_bpb', 'memory_gb', 'status', 'description']);
