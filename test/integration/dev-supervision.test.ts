@@ -78,7 +78,11 @@ describe('expctl dev supervises its stack', () => {
     return {
       child,
       output: () => output,
-      waitForOutput: (text, timeoutMs = 120_000) => waitFor(async () => output.includes(text), timeoutMs),
+      // On a timeout the stack's own output says where it stood.
+      waitForOutput: (text, timeoutMs = 120_000) =>
+        waitFor(async () => output.includes(text), timeoutMs).catch((error: Error) => {
+          throw new Error(`${error.message} waiting for "${text}"; expctl dev printed:\n${output.slice(-4000)}`);
+        }),
     };
   }
 
