@@ -13,7 +13,7 @@ import {
   type DevServerRecord,
   type DevStackInfo,
 } from '../../temporal/connection.js';
-import { AbortedError, describeExit, startDevServer, type DevServer } from '../../temporal/dev-server.js';
+import { AbortedError, describeExit, isPortFree, startDevServer, type DevServer } from '../../temporal/dev-server.js';
 import { createExclusive, identityOf, isRunning, readJsonFile, stopProcess } from '../../temporal/pid-file.js';
 import { ensureHealthSchedule } from '../../temporal/schedules.js';
 import { ensureTemporalCli } from '../../temporal/temporal-cli.js';
@@ -107,6 +107,12 @@ async function stopOrphanedServer(): Promise<void> {
       `expctl: stopping the Temporal server (pid ${orphan.pid}) left running on ${orphan.dbFile} by an earlier expctl dev ...`,
     );
     await stopProcess({ pid: orphan.pid, startTime: orphan.startTime ?? null });
+    // The kernel may hand its listening ports back a little after the process is gone.
+    const { ip, grpcPort, uiPort } = devPorts();
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && !((await isPortFree(grpcPort, ip)) && (await isPortFree(uiPort, ip)))) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
   }
   await fs.rm(devServerPidPath(), { force: true });
 }
