@@ -20,6 +20,7 @@ import {
 import { confinedRelative, resolveUnderRoot, symlinkTargetInTree } from '../gpu-worker/confine.js';
 import { runFiles } from '../gpu-worker/run-files.js';
 import type { ValidationReport } from '../workflows/experiment-state.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE } from '../security/files.js';
 
 export interface HostDeps {
   host: string;
@@ -189,9 +190,9 @@ export function createHostActivities(deps: HostDeps) {
     }
 
     const files = runFiles(deps.workDir, experimentId);
-    await fs.mkdir(files.dir, { recursive: true });
+    await fs.mkdir(files.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     const { patch, files: changed } = await commitPatch(repo, request.commit);
-    await fs.writeFile(files.patch, patch);
+    await fs.writeFile(files.patch, patch, PRIVATE_FILE);
     const bytes = Buffer.byteLength(patch);
     return {
       resolvedConfig,

@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 import type { TrainingOutcome } from '../domain/experiment.js';
 import { runFiles } from '../gpu-worker/run-files.js';
 import { processAlive } from '../shared/processes.js';
+import { PRIVATE_FILE } from '../security/files.js';
 
 export interface RunStatusDeps {
   workDir: string;
@@ -21,7 +22,7 @@ export type HostRunStatus =
 export async function writeOutcomeFile(workDir: string, experimentId: string, outcome: TrainingOutcome): Promise<void> {
   const file = runFiles(workDir, experimentId).outcome;
   const partial = `${file}.partial`;
-  await fs.writeFile(partial, JSON.stringify(outcome));
+  await fs.writeFile(partial, JSON.stringify(outcome), PRIVATE_FILE);
   await fs.rename(partial, file);
 }
 

@@ -21,6 +21,7 @@ import { computeTimings } from '../domain/timings.js';
 import { commandInTree } from '../gpu-worker/confine.js';
 import { planSetup, runSetup, trainingEnvironment } from '../gpu-worker/setup.js';
 import { ProgressClock } from '../gpu-worker/timings.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE } from '../security/files.js';
 
 export interface TrainingDeps {
   slot: Slot;
@@ -154,7 +155,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         );
       }
       const files = runFiles(deps.workDir, experimentId);
-      await fs.mkdir(files.artifacts, { recursive: true });
+      await fs.mkdir(files.artifacts, { recursive: true, mode: PRIVATE_DIR_MODE });
       // An earlier attempt's result on this host is not this attempt's.
       for (const file of [files.outcome, files.exit, files.started, files.record]) await fs.rm(file, { force: true });
       const repo = await localRepository(request.repo, deps.workDir, request.commit);
@@ -174,6 +175,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         files.log,
         `expctl: experiment ${experimentId} attempt ${ctx.info.attempt} on ${deps.slot.slotId} (${deps.slot.name}); ` +
           `commit ${request.commit.slice(0, 12)}; command ${JSON.stringify(request.command)}; started ${startedAt.toISOString()}\n`,
+        PRIVATE_FILE,
       );
 
       // Setup: its own phase and limit; the training command never starts when it fails.
@@ -209,7 +211,11 @@ export function createTrainingActivities(deps: TrainingDeps) {
         if (!result.ok) {
           await removeWorktree(repo, files.tree);
           if (result.canceled) throw new CancelledFailure(`canceled during environment setup of ${experimentId}`);
-          await fs.appendFile(files.log, `expctl: ${result.reason}; the training command was not started\n`);
+          await fs.appendFile(
+            files.log,
+            `expctl: ${result.reason}; the training command was not started\n`,
+            PRIVATE_FILE,
+          );
           const outcome = await setupFailureOutcome(result, { files, request, startedAt, heartbeatIntervalMs });
           await writeOutcomeFile(deps.workDir, experimentId, outcome);
           return outcome;
@@ -217,7 +223,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         setup = { seconds: result.seconds, cached: result.cached };
         Object.assign(env, trainingEnvironment(plan));
       }
-      await fs.appendFile(files.log, `expctl: training starts ${new Date().toISOString()}\n`);
+      await fs.appendFile(files.log, `expctl: training starts ${new Date().toISOString()}\n`, PRIVATE_FILE);
       const clock = new ProgressClock(files.log);
       await clock.start();
       const trainingStartedAt = Date.now();
@@ -237,7 +243,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         deadlineMs: trainingStartedAt + killLimitSeconds(request) * 1000 + SUPERVISOR_DEADLINE_SLACK_MS,
         killAfterMs,
       });
-      await fs.writeFile(files.pidFile, String(run.supervisorPid));
+      await fs.writeFile(files.pidFile, String(run.supervisorPid), PRIVATE_FILE);
       const record: RunRecord = {
         experimentId,
         request,
@@ -318,7 +324,7 @@ interface RunWatch {
 }
 
 async function writeJsonFile(file: string, value: unknown): Promise<void> {
-  await fs.writeFile(`${file}.partial`, JSON.stringify(value));
+  await fs.writeFile(`${file}.partial`, JSON.stringify(value), PRIVATE_FILE);
   await fs.rename(`${file}.partial`, file);
 }
 

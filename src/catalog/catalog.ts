@@ -14,6 +14,7 @@ import {
 import { chooseMode } from '../domain/strategy.js';
 import { resultRuns, toRunSummary } from './reports.js';
 import { MIGRATIONS } from './schema.js';
+import { ensurePrivateFileSync, PRIVATE_DIR_MODE } from '../security/files.js';
 
 type Row = Record<string, unknown>;
 
@@ -67,7 +68,9 @@ export class Catalog {
   readonly db: Database.Database;
 
   constructor(readonly file: string) {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
+    // Private (0600; SQLite gives its -wal and -shm files the same mode), in a directory made 0700.
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: PRIVATE_DIR_MODE });
+    ensurePrivateFileSync(file);
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('busy_timeout = 5000');

@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { PRIVATE_FILE } from '../security/files.js';
 
 export const MANIFEST_NAME = 'expctl-manifest.json';
 
@@ -35,6 +36,10 @@ export async function writeArtifactManifest(
     artifacts.push({ path: path.relative(dir, file), sha256: await sha256(file), bytes: (await fs.stat(file)).size });
   }
   if (artifacts.length > 0)
-    await fs.writeFile(path.join(dir, MANIFEST_NAME), `${JSON.stringify({ ...origin, artifacts }, null, 2)}\n`);
+    await fs.writeFile(
+      path.join(dir, MANIFEST_NAME),
+      `${JSON.stringify({ ...origin, artifacts }, null, 2)}\n`,
+      PRIVATE_FILE,
+    );
   return artifacts;
 }

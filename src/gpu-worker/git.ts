@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
+import { PRIVATE_DIR_MODE } from '../security/files.js';
 
 /** Git operations a worker needs: resolve a repository locally, inspect a commit, make worktrees. */
 
@@ -32,7 +33,7 @@ export async function localRepository(repo: string, workDir: string, commit: str
   try {
     await fs.access(cache);
   } catch {
-    await fs.mkdir(path.dirname(cache), { recursive: true });
+    await fs.mkdir(path.dirname(cache), { recursive: true, mode: PRIVATE_DIR_MODE });
     await execa('git', ['clone', '--bare', repo, cache], { timeout: 600_000 });
   }
   if (!(await commitExists(cache, commit)))

@@ -10,6 +10,7 @@ import {
   runContainmentOf,
   type ContainmentSupport,
 } from './containment.js';
+import { PRIVATE_FILE } from '../security/files.js';
 
 export async function isSupervisor(pid: number): Promise<boolean> {
   try {
@@ -70,7 +71,7 @@ export async function reconcileRuns(workDir: string, support?: ContainmentSuppor
 /** Tells a run's supervisor that a worker is attached to it (see supervisor.mjs). */
 export async function touchAttached(file: string): Promise<void> {
   const now = new Date();
-  await fs.utimes(file, now, now).catch(() => fs.writeFile(file, '').catch(() => undefined));
+  await fs.utimes(file, now, now).catch(() => fs.writeFile(file, '', PRIVATE_FILE).catch(() => undefined));
 }
 
 /**

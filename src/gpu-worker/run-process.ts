@@ -13,6 +13,7 @@ import {
   type RunContainment,
   type RunProcessesRef,
 } from './containment.js';
+import { PRIVATE_FILE } from '../security/files.js';
 
 const SUPERVISOR = fileURLToPath(new URL('./supervisor.mjs', import.meta.url));
 
@@ -87,7 +88,7 @@ export async function startRun(options: {
   const planned = await createRunContainment(options.support, options.experimentId);
   if (options.files) {
     for (const file of [options.files.exit, options.files.started]) await fs.rm(file, { force: true });
-    await fs.writeFile(options.files.attached, '');
+    await fs.writeFile(options.files.attached, '', PRIVATE_FILE);
   }
   const config = {
     log: options.log,

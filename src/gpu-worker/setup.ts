@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { processAlive } from '../shared/processes.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE, PRIVATE_FILE_MODE } from '../security/files.js';
 
 /**
  * Environment setup, a phase of its own before training (BRIEF §2): `uv sync` for `uv run` commands
@@ -133,7 +134,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Takes the key's lock (O_EXCL), clearing one left by a dead process on this host. */
 async function tryLock(lockFile: string): Promise<boolean> {
   try {
-    const handle = await fs.open(lockFile, 'wx');
+    const handle = await fs.open(lockFile, 'wx', PRIVATE_FILE_MODE);
     await handle.writeFile(`${os.hostname()} ${process.pid}\n`);
     await handle.close();
     return true;
@@ -156,7 +157,7 @@ export async function runSetup(options: RunSetupOptions): Promise<SetupResult> {
   const started = Date.now();
   const deadline = started + options.timeoutSeconds * 1000;
   const seconds = () => (Date.now() - started) / 1000;
-  const note = (text: string) => fs.appendFile(options.logFile, `expctl: ${text}\n`);
+  const note = (text: string) => fs.appendFile(options.logFile, `expctl: ${text}\n`, PRIVATE_FILE);
   const failed = (fields: Partial<Extract<SetupResult, { ok: false }>> & { reason: string }): SetupResult => ({
     ok: false,
     seconds: seconds(),
@@ -166,7 +167,7 @@ export async function runSetup(options: RunSetupOptions): Promise<SetupResult> {
     signal: null,
     ...fields,
   });
-  await fs.mkdir(path.dirname(plan.readyMarker), { recursive: true });
+  await fs.mkdir(path.dirname(plan.readyMarker), { recursive: true, mode: PRIVATE_DIR_MODE });
 
   let waited = false;
   for (;;) {
@@ -217,6 +218,7 @@ export async function runSetup(options: RunSetupOptions): Promise<SetupResult> {
     await fs.writeFile(
       plan.readyMarker,
       `${JSON.stringify({ key: plan.key, steps: plan.steps.map((s) => s.argv), readyAt: new Date().toISOString() })}\n`,
+      PRIVATE_FILE,
     );
     return { ok: true, cached: false, seconds: seconds() };
   } finally {

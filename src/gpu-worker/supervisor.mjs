@@ -20,7 +20,8 @@ if (separator !== '--' || !program || !configJson) {
   process.exit(64);
 }
 const config = JSON.parse(configJson);
-const log = fs.openSync(config.log, 'a');
+// State files are private to the worker's user (src/security/files.ts).
+const log = fs.openSync(config.log, 'a', 0o600);
 let finished = false;
 const orphanGraceMs = config.orphanGraceMs ?? 60_000;
 const killAfterMs = config.killAfterMs ?? 10_000;
@@ -41,7 +42,7 @@ function report(message) {
 function writeDurably(file, value) {
   if (!file) return;
   try {
-    fs.writeFileSync(`${file}.partial`, JSON.stringify(value));
+    fs.writeFileSync(`${file}.partial`, JSON.stringify(value), { mode: 0o600 });
     fs.renameSync(`${file}.partial`, file);
   } catch (error) {
     note(`could not write ${file}: ${error.message}`);
@@ -103,7 +104,7 @@ class CappedLog {
   rotate() {
     if (this.currentFd !== null) fs.closeSync(this.currentFd);
     this.current = (this.current + 1) % 2;
-    this.currentFd = fs.openSync(this.tailFiles[this.current], 'w');
+    this.currentFd = fs.openSync(this.tailFiles[this.current], 'w', 0o600);
     this.currentSize = 0;
   }
 

@@ -3,6 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { execa, type ResultPromise } from 'execa';
+import { ensurePrivateFile, narrowFile, PRIVATE_DIR_MODE } from '../security/files.js';
 import { SEARCH_ATTRIBUTE_TYPE_NAMES } from '../shared/search-attributes.js';
 
 export class PortInUseError extends Error {
@@ -127,8 +128,14 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   if (options.signal?.aborted) throw new AbortedError();
   if (!(await isPortFree(options.grpcPort, options.ip))) throw new PortInUseError(options.grpcPort, vars.grpc);
   if (!(await isPortFree(options.uiPort, options.ip))) throw new PortInUseError(options.uiPort, vars.ui);
-  await fs.mkdir(path.dirname(options.dbFile), { recursive: true });
-  await fs.mkdir(path.dirname(options.logFile), { recursive: true });
+  await fs.mkdir(path.dirname(options.dbFile), { recursive: true, mode: PRIVATE_DIR_MODE });
+  await fs.mkdir(path.dirname(options.logFile), { recursive: true, mode: PRIVATE_DIR_MODE });
+  await ensurePrivateFile(options.logFile);
+  // The server must create its database itself (it sets the schema up only in a new file): an
+  // existing one is narrowed now, a new one once the server is up; the CLI's umask covers between.
+  const narrowDatabase = () =>
+    Promise.all(['', '-wal', '-shm'].map((suffix) => narrowFile(`${options.dbFile}${suffix}`)));
+  await narrowDatabase();
 
   const args = [
     'server',
@@ -182,6 +189,7 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     await options.onSpawn?.(child.pid);
     await waitUntil(() => grpcHealthy(address), readyMs, `the Temporal frontend at ${address}`, state, options.signal);
     await waitUntil(() => httpOk(uiUrl), readyMs, `the Web UI at ${uiUrl}`, state, options.signal);
+    await narrowDatabase();
   } catch (error) {
     await stop();
     throw error;

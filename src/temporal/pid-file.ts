@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
+import { PRIVATE_FILE } from '../security/files.js';
 import { processAlive } from '../shared/processes.js';
 
 /**
@@ -49,7 +50,7 @@ export function readJsonFile<T>(file: string): T | undefined {
  */
 export async function createExclusive(file: string, content: string): Promise<boolean> {
   const temp = `${file}.${process.pid}.tmp`;
-  await fs.writeFile(temp, content);
+  await fs.writeFile(temp, content, PRIVATE_FILE);
   try {
     await fs.link(temp, file);
     return true;
