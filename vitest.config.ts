@@ -5,6 +5,7 @@ export default defineConfig({
     // Tests that start Temporal workers need real processes, not worker threads.
     pool: 'forks',
     globalSetup: ['test/global-setup.ts'],
+    setupFiles: ['test/setup-env.ts'],
     include: ['test/**/*.test.ts'],
     testTimeout: 120_000,
     hookTimeout: 180_000,

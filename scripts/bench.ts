@@ -18,7 +18,9 @@ import { assignSlots, DEFAULT_PLACEMENT_POLICY, type LeaseRequest, type SlotView
 import { createGpuWorker } from '../src/gpu-worker/worker.js';
 import { createOrchestratorWorker } from '../src/orchestrator/worker.js';
 import { CONTROL_TASK_QUEUE } from '../src/shared/constants.js';
+import { ensureKeyring } from '../src/security/keyring.js';
 import { installWorkerRuntime } from '../src/shared/runtime.js';
+import { dataConverter } from '../src/temporal/connection.js';
 import { freePort, startDevServer } from '../src/temporal/dev-server.js';
 import { ensureTemporalCli } from '../src/temporal/temporal-cli.js';
 import { leaseCyclerWorkflow } from '../src/workflows/lease-cycler.js';
@@ -44,17 +46,23 @@ async function main(): Promise<void> {
   });
   const nativeConnection = await NativeConnection.connect({ address: server.address });
   const connection = await Connection.connect({ address: server.address });
-  const client = new Client({ connection });
+  // Payloads encrypted as in production (the codec's cost is part of the overhead measured).
+  const keys = { ...process.env, EXPCTL_KEY_FILE: path.join(dir, 'keys', 'payload-keys.json'), EXPCTL_KEY_COMMAND: '' };
+  await ensureKeyring(keys);
+  const converter = await dataConverter(keys);
+  const client = new Client({ connection, dataConverter: converter });
   const orchestrator = await createOrchestratorWorker({
     connection: nativeConnection,
     namespace: 'default',
     client,
+    dataConverter: converter,
     catalogPath: path.join(dir, 'catalog.sqlite'),
   });
   const gpu = await createGpuWorker({
     connection: nativeConnection,
     namespace: 'default',
     client,
+    dataConverter: converter,
     host: 'bench',
     cpuSlots: 4,
     workDir: path.join(dir, 'worker'),

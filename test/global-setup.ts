@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import type { TestProject } from 'vitest/node';
+import { createKeyring } from '../src/security/keyring.js';
 import { freePort, startDevServer, type DevServer } from '../src/temporal/dev-server.js';
 import { ensureTemporalCli } from '../src/temporal/temporal-cli.js';
 
@@ -11,6 +12,8 @@ declare module 'vitest' {
   export interface ProvidedContext {
     temporalAddress: string;
     temporalCli: string;
+    /** The payload keyring every test process uses (test/setup-env.ts makes it EXPCTL_KEY_FILE). */
+    keyFile: string;
     /** Path of a headless Chromium, or '' when none could be provided (those tests are skipped). */
     chromium: string;
   }
@@ -50,6 +53,7 @@ export async function setup(project: TestProject): Promise<void> {
   });
   project.provide('temporalAddress', server.address);
   project.provide('temporalCli', binary);
+  project.provide('keyFile', (await createKeyring(path.join(dir, 'keys', 'payload-keys.json'))).file);
   project.provide('chromium', chromium);
 }
 

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { Client, Connection } from '@temporalio/client';
 import { execa, type ResultPromise } from 'execa';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
+import { ensureKeyring } from '../../src/security/keyring.js';
 import { connectClient } from '../../src/temporal/connection.js';
 import { freePort, isPortFree, startDevServer, type DevServer } from '../../src/temporal/dev-server.js';
 import { ensureSearchAttributes } from '../../src/temporal/setup.js';
@@ -107,6 +108,8 @@ export class DrillStack {
       this.uiPort = await freePort();
       await this.startServer();
     }
+    // The keyring the environment names (EXPCTL_KEY_FILE / EXPCTL_KEY_COMMAND), else one of the drills' own.
+    await ensureKeyring(this.env());
     this.client = await connectClient(this.env());
     if (!this.local) await ensureSearchAttributes(this.client.connection as Connection, this.options.namespace);
     await this.startOrchestrator();

@@ -7,10 +7,12 @@ import {
   KILL_LIMIT_FACTOR,
 } from '../domain/limits.js';
 import type { RawRunOptions } from './parse.js';
+import { codecServerCommand } from './commands/codec-server.js';
 import { devCommand } from './commands/dev.js';
 import { cancelCommand, logsCommand, refuseRun, runCommand, showCommand, waitCommand } from './commands/experiments.js';
 import { healthCommand, scheduleEnsureCommand } from './commands/health.js';
 import { installTemporalCommand } from './commands/install-temporal.js';
+import { keysInitCommand, keysListCommand, keysRotateCommand } from './commands/keys.js';
 import { drainCommand, poolCommand } from './commands/pool.js';
 import { setupCommand } from './commands/setup.js';
 import { tagCreateCommand, tagShowCommand } from './commands/tag.js';
@@ -308,6 +310,45 @@ program
   .option('--cpu-slots <n>', 'CPU slots for the local worker instead of GPUs', positiveInt('--cpu-slots'))
   .action((options: { demo: boolean; cpuSlots?: number }) => devCommand(options));
 
+const keys = program
+  .command('keys')
+  .description(
+    'the payload keyring (EXPCTL_KEY_FILE, else $EXPCTL_HOME/keys/payload-keys.json) that encrypts what expctl sends to Temporal',
+  );
+keys
+  .command('init')
+  .description('create a keyring with one new key (mode 0600); refuses to replace one')
+  .addOption(jsonOption())
+  .action(keysInitCommand);
+keys
+  .command('rotate')
+  .description('add a new key and make it current; old keys stay so that older payloads still decrypt')
+  .addOption(jsonOption())
+  .action(keysRotateCommand);
+keys
+  .command('list')
+  .description('key ids and the current one (never a key)')
+  .addOption(jsonOption())
+  .action(keysListCommand);
+
+program
+  .command('codec-server')
+  .description("Temporal's remote codec endpoint, so the Web UI shows expctl's encrypted payloads in plaintext")
+  .option('--port <port>', 'port (default EXPCTL_CODEC_PORT, else the dev Web UI port + 1)', positiveInt('--port'))
+  .option('--host <address>', 'address to listen on (default 127.0.0.1)', one('--host'))
+  .option(
+    '--ui-origin <url>',
+    'Web UI allowed to call it from a browser (repeatable; default: the running expctl dev UI)',
+    collect,
+    [],
+  )
+  .option(
+    '--token-file <file>',
+    'file (mode 0600) holding the token (default: $EXPCTL_HOME/codec-server.token, made if missing)',
+    one('--token-file'),
+  )
+  .action(codecServerCommand);
+
 program
   .command('install-temporal')
   .description('make the pinned Temporal CLI available (build or download once, cached per user) and print its path')
@@ -346,7 +387,7 @@ try {
 // Long-running commands end by themselves. The others may hold gRPC connections that would keep
 // the process alive, so they exit explicitly, but only once stdout and stderr are drained: a
 // pipe takes 64 KiB at a time, and exiting earlier would cut the output off there.
-if (!['dev', 'worker', 'orchestrator'].includes(process.argv[2] ?? '')) {
+if (!['dev', 'worker', 'orchestrator', 'codec-server'].includes(process.argv[2] ?? '')) {
   await Promise.all([drained(process.stdout), drained(process.stderr)]);
   process.exit();
 }

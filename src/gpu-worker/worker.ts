@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createHostActivities } from '../activities/host.js';
 import { createRunStatusActivities } from '../activities/run-status.js';
@@ -14,12 +15,15 @@ import { discoverSlots, type DiscoveryOptions } from './discover.js';
 import { reconcileRuns, touchAttached } from './reconcile.js';
 import { runFiles } from './run-files.js';
 import { processAlive } from '../shared/processes.js';
+import { ensurePrivateDir } from '../security/files.js';
 import { softwareVersions } from './software.js';
 
 export interface GpuWorkerOptions extends DiscoveryOptions {
   connection: NativeConnection;
   namespace: string;
   client: Client;
+  /** Payload encryption: connection.ts `dataConverter(env)`, the same as the client's. */
+  dataConverter: DataConverter;
   workDir: string;
   datasetsDir?: string;
   poolHeartbeatMs?: number;
@@ -46,7 +50,7 @@ export interface GpuWorkerHandle {
 export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWorkerHandle> {
   const log = options.log ?? ((line: string) => console.error(line));
   const workDir = path.resolve(options.workDir);
-  await fs.mkdir(workDir, { recursive: true });
+  await ensurePrivateDir(workDir);
   const reconciled = await reconcileRuns(workDir);
   for (const orphan of reconciled.stopped)
     log(`expctl worker: stopped what was left of ${orphan.experimentId} (supervisor ${orphan.pid})`);
@@ -59,7 +63,12 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
   const hostQueue = hostTaskQueue(host);
   const pool = options.client.workflow.getHandle(POOL_WORKFLOW_ID);
   const leaseHeld = (slotId: string, leaseId: string) => pool.query(leaseHeldQuery, { slotId, leaseId });
-  const base = { connection: options.connection, namespace: options.namespace, shutdownGraceTime: '15s' };
+  const base = {
+    connection: options.connection,
+    namespace: options.namespace,
+    dataConverter: options.dataConverter,
+    shutdownGraceTime: '15s',
+  };
   const workers: Worker[] = [
     await Worker.create({
       ...base,

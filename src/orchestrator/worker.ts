@@ -1,4 +1,5 @@
 import type { Client } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import { createControlActivities } from '../activities/control.js';
 import { Catalog } from '../catalog/catalog.js';
@@ -10,6 +11,8 @@ export interface OrchestratorOptions {
   connection: NativeConnection;
   namespace: string;
   client: Client;
+  /** Payload encryption: connection.ts `dataConverter(env)`, the same as the client's. */
+  dataConverter: DataConverter;
   /** The operating record's SQLite file. */
   catalogPath: string;
   /** A prebuilt bundle (tests share one); otherwise the workflows are bundled at start. */
@@ -23,6 +26,7 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
     connection: options.connection,
     namespace: options.namespace,
     taskQueue: CONTROL_TASK_QUEUE,
+    dataConverter: options.dataConverter,
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
     activities: createControlActivities({ client: options.client, catalog }),
   });

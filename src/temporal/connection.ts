@@ -1,7 +1,9 @@
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import { NativeConnection } from '@temporalio/worker';
+import { encryptingDataConverter } from '../security/codec.js';
 import { stateDir } from '../shared/settings.js';
 import { isRunning, readJsonFile, type ProcessIdentity } from './pid-file.js';
 
@@ -52,10 +54,19 @@ export function connectionSettings(env: NodeJS.ProcessEnv = process.env) {
   return { connectionOptions, namespace: namespace ?? 'default' };
 }
 
+/**
+ * The data converter of every expctl client and worker: payloads encrypted with the keyring that
+ * `env` names (src/security). Rejects, saying how to get one, where there is no keyring.
+ */
+export async function dataConverter(env: NodeJS.ProcessEnv = process.env): Promise<DataConverter> {
+  return encryptingDataConverter(env);
+}
+
 export async function connectClient(env: NodeJS.ProcessEnv = process.env): Promise<Client> {
   const { connectionOptions, namespace } = connectionSettings(env);
+  const converter = await dataConverter(env);
   const connection = await Connection.connect(connectionOptions);
-  return new Client({ connection, namespace });
+  return new Client({ connection, namespace, dataConverter: converter });
 }
 
 export async function connectWorkerConnection(

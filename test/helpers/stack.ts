@@ -4,11 +4,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import { bundleWorkflowCode, NativeConnection, type Worker } from '@temporalio/worker';
 import { inject } from 'vitest';
 import { createGpuWorker, type GpuWorkerHandle } from '../../src/gpu-worker/worker.js';
 import { createOrchestratorWorker, WORKFLOWS_PATH } from '../../src/orchestrator/worker.js';
 import { installWorkerRuntime } from '../../src/shared/runtime.js';
+import { dataConverter } from '../../src/temporal/connection.js';
 import { ensureNamespace, ensureSearchAttributes } from '../../src/temporal/setup.js';
 
 export const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
@@ -36,6 +38,8 @@ export interface TestStack {
   address: string;
   namespace: string;
   client: Client;
+  /** Payload encryption with the test run's keyring; any other client of the stack needs it too. */
+  dataConverter: DataConverter;
   nativeConnection: NativeConnection;
   orchestrator: Worker;
   gpuWorker?: GpuWorkerHandle;
@@ -69,13 +73,15 @@ export async function startStack(options: {
   const connection = await Connection.connect({ address });
   await ensureNamespace(connection, namespace);
   await ensureSearchAttributes(connection, namespace);
-  const client = new Client({ connection, namespace });
+  const converter = await dataConverter();
+  const client = new Client({ connection, namespace, dataConverter: converter });
   const nativeConnection = await NativeConnection.connect({ address });
   const workDir = await fs.mkdtemp(path.join(os.tmpdir(), `expctl-${options.name}-`));
   const orchestrator = await createOrchestratorWorker({
     connection: nativeConnection,
     namespace,
     client,
+    dataConverter: converter,
     catalogPath: path.join(workDir, 'catalog.sqlite'),
     workflowBundle: { code: (await workflowBundle()).code },
   });
@@ -88,6 +94,7 @@ export async function startStack(options: {
       connection: nativeConnection,
       namespace,
       client,
+      dataConverter: converter,
       host: worker.host,
       cpuSlots: worker.cpuSlots,
       runtimeTags: worker.runtimeTags,
@@ -105,6 +112,7 @@ export async function startStack(options: {
     address,
     namespace,
     client,
+    dataConverter: converter,
     nativeConnection,
     orchestrator,
     workDir,

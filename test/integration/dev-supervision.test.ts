@@ -6,6 +6,7 @@ import { Client, Connection } from '@temporalio/client';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
+import { dataConverter } from '../../src/temporal/connection.js';
 import { freePort } from '../../src/temporal/dev-server.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
 import { FIXTURES } from '../helpers/stack.js';
@@ -90,7 +91,8 @@ describe('expctl dev supervises its stack', () => {
   async function runOn(address: string, metric: string) {
     const connection = await Connection.connect({ address });
     try {
-      const client = new Client({ connection, namespace: 'default' });
+      // The stack uses the test run's keyring (EXPCTL_KEY_FILE, inherited).
+      const client = new Client({ connection, namespace: 'default', dataConverter: await dataConverter() });
       const { handle } = await submitExperiment(client, {
         tag: 'devsup',
         hypothesis: `metric ${metric}`,

@@ -6,9 +6,11 @@ import { Client, Connection } from '@temporalio/client';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
+import { dataConverter } from '../../src/temporal/connection.js';
 import { freePort } from '../../src/temporal/dev-server.js';
 import { poolStateQuery } from '../../src/workflows/definitions.js';
 import { HEALTH_SCHEDULE_ID } from '../../src/workflows/health.js';
+import { openToOthers } from '../helpers/files.js';
 import { FIXTURES } from '../helpers/stack.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -58,6 +60,8 @@ describe('expctl dev (npm start)', () => {
         TEMPORAL_ADDRESS: '',
         PATH: `${path.join(FIXTURES, 'bin')}${path.delimiter}${process.env.PATH}`,
         FAKE_NVIDIA_SMI_FLEET: fleet,
+        // Not the test run's keyring: the stack makes its own on the first start.
+        EXPCTL_KEY_FILE: '',
       };
       const start = () => {
         // forceKillAfterDelay: false — execa would otherwise SIGKILL a stack that takes over 5 s to stop.
@@ -79,8 +83,12 @@ describe('expctl dev (npm start)', () => {
       expect(first.output()).toContain(`Temporal Web UI:  http://localhost:${uiPort}`);
       expect((await fetch(`http://127.0.0.1:${uiPort}`)).status).toBe(200);
 
+      expect(first.output()).toContain('created the payload keyring');
+      const keyFile = path.join(home, 'keys', 'payload-keys.json');
+      expect((await fs.stat(keyFile)).mode & 0o777).toBe(0o600);
+      const converter = await dataConverter({ EXPCTL_HOME: home });
       const connection = await Connection.connect({ address: `127.0.0.1:${grpcPort}` });
-      const client = new Client({ connection });
+      const client = new Client({ connection, dataConverter: converter });
       const schedule = await client.schedule.getHandle(HEALTH_SCHEDULE_ID).describe();
       expect(schedule.spec.intervals?.[0]?.every).toBe(60_000);
       await client.schedule.getHandle(HEALTH_SCHEDULE_ID).trigger();
@@ -104,10 +112,14 @@ describe('expctl dev (npm start)', () => {
       expect(await processesUsing(home)).toEqual([]);
       await connection.close();
 
+      // State, server database, logs, worker directory, catalog, keys: private to this user.
+      expect(await openToOthers(home)).toEqual([]);
+
       const again = start();
       await eventually(async () => (again.output().includes('expctl dev is up') ? true : undefined), 120_000);
+      expect(again.output()).not.toContain('created the payload keyring');
       const reconnected = await Connection.connect({ address: `127.0.0.1:${grpcPort}` });
-      const count = await new Client({ connection: reconnected }).workflow.count(
+      const count = await new Client({ connection: reconnected, dataConverter: converter }).workflow.count(
         `WorkflowType = 'healthCheckWorkflow'`,
       );
       expect(count.count).toBeGreaterThanOrEqual(1);

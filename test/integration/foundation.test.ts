@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createGpuWorker } from '../../src/gpu-worker/worker.js';
 import { createOrchestratorWorker } from '../../src/orchestrator/worker.js';
 import { CONTROL_TASK_QUEUE, hostTaskQueue } from '../../src/shared/constants.js';
+import { dataConverter } from '../../src/temporal/connection.js';
 import { freePort, PortInUseError, startDevServer } from '../../src/temporal/dev-server.js';
 import { smokeWorkflow } from '../../src/workflows/smoke.js';
 import { startStack, type TestStack } from '../helpers/stack.js';
@@ -71,17 +72,20 @@ describe('dev server lifecycle', () => {
     try {
       const nativeConnection = await NativeConnection.connect({ address: first.address });
       const connection = await Connection.connect({ address: first.address });
-      const client = new Client({ connection });
+      const converter = await dataConverter();
+      const client = new Client({ connection, dataConverter: converter });
       const orchestrator = await createOrchestratorWorker({
         connection: nativeConnection,
         namespace: 'default',
         client,
+        dataConverter: converter,
         catalogPath: path.join(dir, 'catalog.sqlite'),
       });
       const gpu = await createGpuWorker({
         connection: nativeConnection,
         namespace: 'default',
         client,
+        dataConverter: converter,
         host: 'restarthost',
         cpuSlots: 1,
         workDir: path.join(dir, 'worker'),

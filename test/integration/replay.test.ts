@@ -1,5 +1,7 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import type { DataConverter } from '@temporalio/common';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker } from '@temporalio/worker';
 import { execa } from 'execa';
@@ -7,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import type { ExperimentRequestInput } from '../../src/domain/request.js';
 import { WORKFLOWS_PATH } from '../../src/orchestrator/worker.js';
+import { payloadCodec } from '../../src/security/codec.js';
+import { startCodecServer } from '../../src/security/codec-server.js';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { experimentStateQuery } from '../../src/workflows/definitions.js';
 import { tagWorkflowId } from '../../src/workflows/tag.js';
@@ -22,10 +26,11 @@ import { waitFor } from '../helpers/wait.js';
  */
 const HISTORIES = path.join(FIXTURES, 'histories');
 
-async function replay(histories: { workflowId: string; history: unknown }[]) {
+/** Committed fixtures are stored decrypted (plain JSON payloads); fresh runs need the stack's codec. */
+async function replay(histories: { workflowId: string; history: unknown }[], dataConverter?: DataConverter) {
   const failures: string[] = [];
   for await (const result of Worker.runReplayHistories(
-    { workflowsPath: WORKFLOWS_PATH, replayName: 'expctl-replay' },
+    { workflowsPath: WORKFLOWS_PATH, replayName: 'expctl-replay', ...(dataConverter ? { dataConverter } : {}) },
     histories,
   )) {
     if (result.error) failures.push(`${result.workflowId}: ${result.error.message}`);
@@ -93,10 +98,13 @@ describe('replay of recorded histories', () => {
           history: await stack.client.workflow.getHandle(workflowId).fetchHistory(),
         })),
       );
-      expect(await replay(histories)).toEqual([]);
+      expect(await replay(histories, stack.dataConverter)).toEqual([]);
 
       if (process.env.EXPCTL_RECORD_HISTORIES === '1') {
-        // Exported the way an operator would: `temporal workflow show --output json`.
+        // Exported the way an operator would: `temporal workflow show --output json`, decrypted
+        // through expctl's codec endpoint, so the fixtures replay without a key.
+        const token = crypto.randomBytes(24).toString('base64url');
+        const codec = await startCodecServer({ codec: await payloadCodec(), token, uiOrigins: [], port: 0 });
         for (const { name, workflowId } of histories) {
           const { stdout } = await execa(inject('temporalCli'), [
             'workflow',
@@ -109,9 +117,12 @@ describe('replay of recorded histories', () => {
             workflowId,
             '--output',
             'json',
+            '--codec-endpoint',
+            codec.endpoint,
           ]);
           await fs.writeFile(path.join(HISTORIES, `${name}.json`), stdout);
         }
+        await codec.close();
       }
     });
   });

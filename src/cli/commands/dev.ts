@@ -4,6 +4,10 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { createGpuWorker, type GpuWorkerHandle } from '../../gpu-worker/worker.js';
 import { createOrchestratorWorker } from '../../orchestrator/worker.js';
+import { payloadCodec } from '../../security/codec.js';
+import { startDevCodecEndpoint } from '../../security/codec-server.js';
+import { ensurePrivateDir, PRIVATE_FILE } from '../../security/files.js';
+import { ensureKeyring } from '../../security/keyring.js';
 import { installWorkerRuntime } from '../../shared/runtime.js';
 import { catalogPath, devPorts, hostName, stateDir } from '../../shared/settings.js';
 import {
@@ -42,7 +46,7 @@ export async function devCommand(options: DevOptions): Promise<void> {
   const lifetime = new StackLifetime(log);
   lifetime.handleSignals();
   const home = stateDir();
-  await fs.mkdir(home, { recursive: true });
+  await ensurePrivateDir(home);
 
   const ports = devPorts();
   const address = `${ports.ip}:${ports.grpcPort}`;
@@ -124,6 +128,11 @@ interface StartedStack {
 async function startStack(options: DevOptions, lifetime: StackLifetime, home: string): Promise<StartedStack> {
   const { signal } = lifetime;
   await stopOrphanedServer();
+  // Payloads are encrypted with the state directory's keyring, made on the first start.
+  const keys = await ensureKeyring();
+  if (keys.created)
+    log(`expctl: created the payload keyring ${keys.created.file}; it alone decrypts this stack's runs: keep it`);
+  const codec = await payloadCodec();
   const binary = await ensureTemporalCli({ signal });
   if (signal.aborted) throw new AbortedError();
 
@@ -141,7 +150,7 @@ async function startStack(options: DevOptions, lifetime: StackLifetime, home: st
       readyTimeoutMs,
       onSpawn: async (pid) => {
         const record: DevServerRecord = { ...identityOf(pid), dbFile, address: `${ports.ip}:${ports.grpcPort}` };
-        await fs.writeFile(devServerPidPath(), JSON.stringify(record, null, 2));
+        await fs.writeFile(devServerPidPath(), JSON.stringify(record, null, 2), PRIVATE_FILE);
       },
     });
   let server: DevServer | undefined;
@@ -161,7 +170,8 @@ async function startStack(options: DevOptions, lifetime: StackLifetime, home: st
   // Not closed on stop: a call still retrying (the demo's wait for a result) would throw
   // 'Channel has been shut down' from a timer; the process exits right after the stop anyway.
   const clientConnection = await Connection.connect({ address: server.address });
-  const client = new Client({ connection: clientConnection, namespace: 'default' });
+  const dataConverter = { payloadCodecs: [codec] };
+  const client = new Client({ connection: clientConnection, namespace: 'default', dataConverter });
   if (signal.aborted) throw new AbortedError();
 
   const workers = new SupervisedWorkers(lifetime);
@@ -170,6 +180,7 @@ async function startStack(options: DevOptions, lifetime: StackLifetime, home: st
       connection: nativeConnection,
       namespace: 'default',
       client,
+      dataConverter,
       catalogPath: catalogPath(),
     }),
   );
@@ -180,6 +191,7 @@ async function startStack(options: DevOptions, lifetime: StackLifetime, home: st
       connection: nativeConnection,
       namespace: 'default',
       client,
+      dataConverter,
       host: hostName(),
       workDir: path.join(home, 'worker'),
       cpuSlots: options.cpuSlots,
@@ -189,12 +201,16 @@ async function startStack(options: DevOptions, lifetime: StackLifetime, home: st
   if (signal.aborted) throw new AbortedError();
   await ensureHealthSchedule(client);
   if (signal.aborted) throw new AbortedError();
+  const codecEndpoint = await startDevCodecEndpoint(codec, server.uiUrl);
+  lifetime.onStop(() => codecEndpoint.close());
 
   const slots = gpuWorker!.slots.map((slot) => `${slot.slotId} (${slot.acceleratorClass})`).join(', ');
   console.log(`
 expctl dev is up.
   Temporal Web UI:  ${server.uiUrl}
   Temporal gRPC:    ${server.address}   (other shells: TEMPORAL_ADDRESS=${server.address}, or run them in this directory)
+  Codec endpoint:   ${codecEndpoint.endpoint}
+                    (payloads are encrypted: paste this into the Web UI's codec server setting to read them there)
   Orchestrator:     task queue expctl-control; health Schedule expctl-health every minute
   GPU worker:       ${gpuWorker!.host} with ${slots}
   State:            ${home}

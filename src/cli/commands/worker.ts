@@ -3,7 +3,8 @@ import { createGpuWorker } from '../../gpu-worker/worker.js';
 import { createOrchestratorWorker } from '../../orchestrator/worker.js';
 import { installWorkerRuntime } from '../../shared/runtime.js';
 import { catalogPath, hostName, stateDir } from '../../shared/settings.js';
-import { connectClient, connectWorkerConnection } from '../../temporal/connection.js';
+import { narrowExistingDir } from '../../security/files.js';
+import { connectClient, connectWorkerConnection, dataConverter } from '../../temporal/connection.js';
 
 export interface WorkerOptions {
   host?: string;
@@ -28,12 +29,16 @@ function stopOnSignals(stop: () => Promise<void>): void {
 /** `expctl worker`: this host's GPUs (or CPU slots) join the fleet at TEMPORAL_ADDRESS. */
 export async function workerCommand(options: WorkerOptions): Promise<void> {
   installWorkerRuntime();
+  await narrowExistingDir(stateDir());
+  // First: without a keyring this worker could not read a single task.
+  const converter = await dataConverter();
   const { connection, namespace } = await connectWorkerConnection();
   const client = await connectClient();
   const worker = await createGpuWorker({
     connection,
     namespace,
     client,
+    dataConverter: converter,
     host: options.host ?? hostName(),
     gpus: options.gpus,
     cpuSlots: options.cpuSlots,
@@ -51,9 +56,17 @@ export async function workerCommand(options: WorkerOptions): Promise<void> {
 /** `expctl orchestrator`: the control worker (all workflows) for a real cluster. */
 export async function orchestratorCommand(): Promise<void> {
   installWorkerRuntime();
+  await narrowExistingDir(stateDir());
+  const converter = await dataConverter();
   const { connection, namespace } = await connectWorkerConnection();
   const client = await connectClient();
-  const worker = await createOrchestratorWorker({ connection, namespace, client, catalogPath: catalogPath() });
+  const worker = await createOrchestratorWorker({
+    connection,
+    namespace,
+    client,
+    dataConverter: converter,
+    catalogPath: catalogPath(),
+  });
   stopOnSignals(async () => worker.shutdown());
   console.error(`expctl orchestrator: polling expctl-control in namespace ${namespace}`);
   await worker.run();
