@@ -50,6 +50,7 @@ describe('expctl dev (npm start)', () => {
           /^(1, (?:[^,]*, ){5})\d+/m,
           '$195',
         ),
+        { mode: 0o600 }, // in the state directory, whose modes are checked below
       );
       const env = {
         EXPCTL_HOME: home,
@@ -82,6 +83,16 @@ describe('expctl dev (npm start)', () => {
       await eventually(async () => (first.output().includes('expctl dev is up') ? true : undefined), 120_000);
       expect(first.output()).toContain(`Temporal Web UI:  http://localhost:${uiPort}`);
       expect((await fetch(`http://127.0.0.1:${uiPort}`)).status).toBe(200);
+      // The codec endpoint for the UI: token in its path, CORS for the UI's origin.
+      const endpoint = /Codec endpoint:\s+(\S+)/.exec(first.output())?.[1];
+      expect(endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/[A-Za-z0-9_-]{43}$/);
+      const decoded = await fetch(`${endpoint}/decode`, {
+        method: 'POST',
+        headers: { Origin: `http://localhost:${uiPort}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ payloads: [] }),
+      });
+      expect(decoded.status).toBe(200);
+      expect(decoded.headers.get('access-control-allow-origin')).toBe(`http://localhost:${uiPort}`);
 
       expect(first.output()).toContain('created the payload keyring');
       const keyFile = path.join(home, 'keys', 'payload-keys.json');
