@@ -91,7 +91,11 @@ export async function codecToken(
   try {
     return { token: await read(), file: target, created: false };
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || file !== undefined) throw error;
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    if (file !== undefined)
+      throw new Error(
+        `the codec token file ${target} does not exist: write a token (16 to 256 letters, digits, _ or -) into it with mode 0600, or leave --token-file out and expctl makes one`,
+      );
   }
   await ensurePrivateDir(path.dirname(target));
   const token = crypto.randomBytes(32).toString('base64url');

@@ -1,4 +1,4 @@
-import { constants as fsConstants, chmodSync, closeSync, mkdirSync, openSync, statSync, type Stats } from 'node:fs';
+import { constants as fsConstants, chmodSync, closeSync, lstatSync, mkdirSync, openSync, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 
 /**
@@ -32,8 +32,8 @@ async function narrow(target: string, mode: number): Promise<void> {
 
 function narrowSync(target: string, mode: number): void {
   try {
-    const stats = statSync(target);
-    if (stats.mode & 0o077) chmodSync(target, mode);
+    const stats = lstatSync(target);
+    if (!stats.isSymbolicLink() && stats.mode & 0o077) chmodSync(target, mode);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code !== 'ENOENT' && code !== 'EPERM') throw error;

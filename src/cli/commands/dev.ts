@@ -11,6 +11,7 @@ import { ensureKeyring } from '../../security/keyring.js';
 import { installWorkerRuntime } from '../../shared/runtime.js';
 import { catalogPath, devPorts, hostName, stateDir } from '../../shared/settings.js';
 import {
+  dataConverter,
   devInfoPath,
   devServerPidPath,
   readDevInfo,
@@ -132,7 +133,7 @@ async function startStack(options: DevOptions, lifetime: StackLifetime, home: st
   const keys = await ensureKeyring();
   if (keys.created)
     log(`expctl: created the payload keyring ${keys.created.file}; it alone decrypts this stack's runs: keep it`);
-  const codec = await payloadCodec();
+  const converter = await dataConverter();
   const binary = await ensureTemporalCli({ signal });
   if (signal.aborted) throw new AbortedError();
 
@@ -170,8 +171,7 @@ async function startStack(options: DevOptions, lifetime: StackLifetime, home: st
   // Not closed on stop: a call still retrying (the demo's wait for a result) would throw
   // 'Channel has been shut down' from a timer; the process exits right after the stop anyway.
   const clientConnection = await Connection.connect({ address: server.address });
-  const dataConverter = { payloadCodecs: [codec] };
-  const client = new Client({ connection: clientConnection, namespace: 'default', dataConverter });
+  const client = new Client({ connection: clientConnection, namespace: 'default', dataConverter: converter });
   if (signal.aborted) throw new AbortedError();
 
   const workers = new SupervisedWorkers(lifetime);
@@ -180,7 +180,7 @@ async function startStack(options: DevOptions, lifetime: StackLifetime, home: st
       connection: nativeConnection,
       namespace: 'default',
       client,
-      dataConverter,
+      dataConverter: converter,
       catalogPath: catalogPath(),
     }),
   );
@@ -191,7 +191,7 @@ async function startStack(options: DevOptions, lifetime: StackLifetime, home: st
       connection: nativeConnection,
       namespace: 'default',
       client,
-      dataConverter,
+      dataConverter: converter,
       host: hostName(),
       workDir: path.join(home, 'worker'),
       cpuSlots: options.cpuSlots,
@@ -201,7 +201,7 @@ async function startStack(options: DevOptions, lifetime: StackLifetime, home: st
   if (signal.aborted) throw new AbortedError();
   await ensureHealthSchedule(client);
   if (signal.aborted) throw new AbortedError();
-  const codecEndpoint = await startDevCodecEndpoint(codec, server.uiUrl);
+  const codecEndpoint = await startDevCodecEndpoint(await payloadCodec(), server.uiUrl);
   lifetime.onStop(() => codecEndpoint.close());
 
   const slots = gpuWorker!.slots.map((slot) => `${slot.slotId} (${slot.acceleratorClass})`).join(', ');
