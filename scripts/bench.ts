@@ -14,6 +14,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { execa } from 'execa';
 import { submitExperiment } from '../src/client/experiments.js';
+import { ensureLocalAdmin, loadIssuerPublicKey } from '../src/security/credentials.js';
 import { assignSlots, DEFAULT_PLACEMENT_POLICY, type LeaseRequest, type SlotView } from '../src/domain/placement.js';
 import { createGpuWorker } from '../src/gpu-worker/worker.js';
 import { createOrchestratorWorker } from '../src/orchestrator/worker.js';
@@ -45,11 +46,15 @@ async function main(): Promise<void> {
   const nativeConnection = await NativeConnection.connect({ address: server.address });
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });
+  // An issuer and an admin credential of the bench's own, as `expctl dev` makes them.
+  const home = { ...process.env, EXPCTL_HOME: dir, EXPCTL_CREDENTIAL_FILE: path.join(dir, 'credential.json') };
+  const { credential } = ensureLocalAdmin(home);
   const orchestrator = await createOrchestratorWorker({
     connection: nativeConnection,
     namespace: 'default',
     client,
     catalogPath: path.join(dir, 'catalog.sqlite'),
+    issuer: loadIssuerPublicKey(home),
   });
   const gpu = await createGpuWorker({
     connection: nativeConnection,
@@ -59,6 +64,7 @@ async function main(): Promise<void> {
     cpuSlots: 4,
     workDir: path.join(dir, 'worker'),
     log: () => undefined,
+    credential,
   });
   const running = Promise.all([orchestrator.run(), gpu.run()]);
   try {
@@ -85,14 +91,11 @@ async function main(): Promise<void> {
     const orchestrated: number[] = [];
     for (let i = 0; i < 10; i++) {
       const t = performance.now();
-      const { handle } = await submitExperiment(client, {
-        tag: 'bench',
-        hypothesis: 'overhead',
-        category: 'other',
-        command: ['python3', 'train.py'],
-        repo,
-        commit,
-      });
+      const { handle } = await submitExperiment(
+        client,
+        { tag: 'bench', hypothesis: 'overhead', category: 'other', command: ['python3', 'train.py'], repo, commit },
+        { credential },
+      );
       const result = await handle.result();
       if (result.status !== 'completed') throw new Error(`bench run ended ${result.status}: ${result.reason}`);
       orchestrated.push(performance.now() - t);

@@ -1,5 +1,7 @@
+import type crypto from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
+import { createAuthorizationActivities } from '../activities/authorization.js';
 import { createControlActivities } from '../activities/control.js';
 import { Catalog } from '../catalog/catalog.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
@@ -12,6 +14,8 @@ export interface OrchestratorOptions {
   client: Client;
   /** The operating record's SQLite file. */
   catalogPath: string;
+  /** The issuer's public key every signed request is verified against. */
+  issuer: crypto.KeyObject;
   /** A prebuilt bundle (tests share one); otherwise the workflows are bundled at start. */
   workflowBundle?: WorkflowBundleOption;
 }
@@ -24,6 +28,9 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
     namespace: options.namespace,
     taskQueue: CONTROL_TASK_QUEUE,
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
-    activities: createControlActivities({ client: options.client, catalog }),
+    activities: {
+      ...createControlActivities({ client: options.client, catalog }),
+      ...createAuthorizationActivities({ issuer: options.issuer, catalog }),
+    },
   });
 }

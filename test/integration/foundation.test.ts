@@ -10,7 +10,8 @@ import { createOrchestratorWorker } from '../../src/orchestrator/worker.js';
 import { CONTROL_TASK_QUEUE, hostTaskQueue } from '../../src/shared/constants.js';
 import { freePort, PortInUseError, startDevServer } from '../../src/temporal/dev-server.js';
 import { smokeWorkflow } from '../../src/workflows/smoke.js';
-import { startStack, type TestStack } from '../helpers/stack.js';
+import { startStack, testTrust, type TestStack } from '../helpers/stack.js';
+import { loadIssuerPublicKey } from '../../src/security/credentials.js';
 import { eventually } from '../helpers/wait.js';
 
 describe('foundation on a real Temporal dev server', () => {
@@ -77,6 +78,7 @@ describe('dev server lifecycle', () => {
         namespace: 'default',
         client,
         catalogPath: path.join(dir, 'catalog.sqlite'),
+        issuer: loadIssuerPublicKey(testTrust().home),
       });
       const gpu = await createGpuWorker({
         connection: nativeConnection,
@@ -86,6 +88,7 @@ describe('dev server lifecycle', () => {
         cpuSlots: 1,
         workDir: path.join(dir, 'worker'),
         log: () => undefined,
+        credential: testTrust().credential,
       });
       const running = Promise.all([orchestrator.run(), gpu.run()]);
       await client.workflow.execute(smokeWorkflow, {
