@@ -25,7 +25,8 @@ import {
   suggestCommand,
 } from './commands/records.js';
 import { orchestratorCommand, workerCommand } from './commands/worker.js';
-import { CliError, drained, safeText, wantsJson } from './output.js';
+import { PERMISSION_DENIED, PERMISSION_DENIED_EXIT_CODE } from '../domain/authorization.js';
+import { CliError, drained, printJson, safeText, wantsJson } from './output.js';
 import { checkMetricName, checkTag, FlagError, numberOption, occurrences, singleOption } from './parse.js';
 
 const positiveInt = (flag: string) => numberOption(flag, { integer: true, min: 1 });
@@ -369,6 +370,9 @@ try {
   } else {
     process.exitCode = error instanceof CliError ? error.exitCode : 1;
     console.error(`expctl: ${safeText((error as Error).message, { multiline: true })}`);
+    // An agent reading JSON gets the refusal as one object too.
+    if (process.exitCode === PERMISSION_DENIED_EXIT_CODE && wantsJson({ json: ownArgs.includes('--json') }))
+      printJson({ error: PERMISSION_DENIED, message: (error as Error).message });
   }
 }
 

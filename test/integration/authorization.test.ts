@@ -90,6 +90,21 @@ describe('starts', () => {
     expect(pool.leasesGranted).toBe(leasesBefore);
   });
 
+  it('`expctl run` with a credential of another fleet exits 6 with the refusal as JSON', async () => {
+    const home = { EXPCTL_HOME: await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-foreign-')) };
+    ensureLocalAdmin(home);
+    const run = await runCli(
+      cliEnv(path.join(home.EXPCTL_HOME, 'credential.json')),
+      ['run', '--tag', 'authz-cli', '--hypothesis', 'h', '--category', 'other', '--json', '--', 'python3', 'train.py'],
+      { cwd: source.repo },
+    );
+    expect(run.exitCode).toBe(PERMISSION_DENIED_EXIT_CODE);
+    expect(JSON.parse(run.stdout as string)).toEqual({
+      error: 'permission_denied',
+      message: expect.stringMatching(/may not submit: the credential was not issued by this fleet/),
+    });
+  });
+
   it('a signature is good for the one request it signed', async () => {
     const startWith = async (experimentId: string, input: ExperimentRequestInput, signedFor: unknown) => {
       const handle = await stack.client.workflow.start(experimentWorkflow, {
@@ -134,6 +149,7 @@ describe('cancel, drain, tag policy and revocation through the CLI', () => {
     expect(refused.stderr).toMatch(
       /permission_denied: bob \(submitter\) may not cancel: only the identity that submitted it, or the operator or admin role, may/,
     );
+    expect(JSON.parse(refused.stdout as string)).toMatchObject({ error: 'permission_denied' });
     expect((await handle.query(experimentStateQuery)).status).toBe('running');
 
     const own = await runCli(cliEnv(alice.file), ['cancel', experimentId, '--json']);
