@@ -14,6 +14,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { execa } from 'execa';
 import { submitExperiment } from '../src/client/experiments.js';
+import { ensureLocalAdmin, loadIssuerPublicKey } from '../src/security/credentials.js';
 import { assignSlots, DEFAULT_PLACEMENT_POLICY, type LeaseRequest, type SlotView } from '../src/domain/placement.js';
 import { createGpuWorker } from '../src/gpu-worker/worker.js';
 import { createOrchestratorWorker } from '../src/orchestrator/worker.js';
@@ -51,12 +52,16 @@ async function main(): Promise<void> {
   await ensureKeyring(keys);
   const converter = await dataConverter(keys);
   const client = new Client({ connection, dataConverter: converter });
+  // An issuer and an admin credential of the bench's own, as `expctl dev` makes them.
+  const home = { ...process.env, EXPCTL_HOME: dir, EXPCTL_CREDENTIAL_FILE: path.join(dir, 'credential.json') };
+  const { credential } = ensureLocalAdmin(home);
   const orchestrator = await createOrchestratorWorker({
     connection: nativeConnection,
     namespace: 'default',
     client,
     dataConverter: converter,
     catalogPath: path.join(dir, 'catalog.sqlite'),
+    issuer: loadIssuerPublicKey(home),
   });
   const gpu = await createGpuWorker({
     connection: nativeConnection,
@@ -67,6 +72,7 @@ async function main(): Promise<void> {
     cpuSlots: 4,
     workDir: path.join(dir, 'worker'),
     log: () => undefined,
+    credential,
   });
   const running = Promise.all([orchestrator.run(), gpu.run()]);
   try {
@@ -93,14 +99,11 @@ async function main(): Promise<void> {
     const orchestrated: number[] = [];
     for (let i = 0; i < 10; i++) {
       const t = performance.now();
-      const { handle } = await submitExperiment(client, {
-        tag: 'bench',
-        hypothesis: 'overhead',
-        category: 'other',
-        command: ['python3', 'train.py'],
-        repo,
-        commit,
-      });
+      const { handle } = await submitExperiment(
+        client,
+        { tag: 'bench', hypothesis: 'overhead', category: 'other', command: ['python3', 'train.py'], repo, commit },
+        { credential },
+      );
       const result = await handle.result();
       if (result.status !== 'completed') throw new Error(`bench run ended ${result.status}: ${result.reason}`);
       orchestrated.push(performance.now() - t);

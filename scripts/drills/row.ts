@@ -101,19 +101,23 @@ export class Row {
     // drill_train.py keeps a ledger of its executions: a result lost and trained again shows there.
     const ledger =
       script === 'drill_train.py' ? path.join(this.ctx.dir, 'pids', `${this.tag}-${label}.ledger`) : undefined;
-    const { experimentId, handle } = await submitExperiment(this.ctx.stack.client, {
-      tag: this.tag,
-      hypothesis: `drill ${this.name}: ${label}`,
-      category: 'other',
-      command: ['python3', script],
-      repo: this.ctx.source.repo,
-      commit: this.ctx.source.commit,
-      requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [this.tag] },
-      timeBudgetSeconds: 300,
-      env: { VAL_BPB: String(metric), PID_FILE: pidFile, ...(ledger ? { LEDGER: ledger } : {}), ...options.env },
-      ...(options.idempotencyKey ? { idempotencyKey: options.idempotencyKey } : {}),
-      ...options.extra,
-    });
+    const { experimentId, handle } = await submitExperiment(
+      this.ctx.stack.client,
+      {
+        tag: this.tag,
+        hypothesis: `drill ${this.name}: ${label}`,
+        category: 'other',
+        command: ['python3', script],
+        repo: this.ctx.source.repo,
+        commit: this.ctx.source.commit,
+        requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [this.tag] },
+        timeBudgetSeconds: 300,
+        env: { VAL_BPB: String(metric), PID_FILE: pidFile, ...(ledger ? { LEDGER: ledger } : {}), ...options.env },
+        ...(options.idempotencyKey ? { idempotencyKey: options.idempotencyKey } : {}),
+        ...options.extra,
+      },
+      { credential: this.ctx.stack.credential },
+    );
     // A resubmitted key attaches to the run already tracked.
     const known = this.runs.find((r) => r.experimentId === experimentId);
     if (known) return known;

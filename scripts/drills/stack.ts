@@ -2,6 +2,7 @@
  * The stack the drills break: a Temporal dev server on a SQLite file (or a given cluster), and the
  * orchestrator and GPU workers as separate `expctl` processes, so each can be SIGKILLed on its own.
  */
+import { ensureLocalAdmin, type Credential } from '../../src/security/credentials.js';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -74,6 +75,8 @@ export interface StackOptions {
 
 export class DrillStack {
   client!: Client;
+  /** The admin credential of the drills' own state directory (issuer key beside it). */
+  credential!: Credential;
   address = '';
   private server?: DevServer;
   private grpcPort = 0;
@@ -110,6 +113,7 @@ export class DrillStack {
     }
     // The keyring the environment names (EXPCTL_KEY_FILE / EXPCTL_KEY_COMMAND), else one of the drills' own.
     await ensureKeyring(this.env());
+    this.credential = ensureLocalAdmin(this.env()).credential;
     this.client = await connectClient(this.env());
     if (!this.local) await ensureSearchAttributes(this.client.connection as Connection, this.options.namespace);
     await this.startOrchestrator();

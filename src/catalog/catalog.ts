@@ -118,6 +118,7 @@ export class Catalog {
         status: update.status ?? 'submitted',
       });
     }
+    if (update.submittedBy) columns.submitted_by = update.submittedBy;
     if (update.origin) Object.assign(columns, { origin_kind: update.origin.kind, origin_id: update.origin.of });
     if (update.metric)
       Object.assign(columns, { metric_name: update.metric.name, metric_direction: update.metric.direction });
@@ -312,4 +313,68 @@ export class Catalog {
       )
       .run(tag, mode, reason, manual ? 1 : 0, new Date().toISOString());
   }
+
+  /** One line of the audit trail: who asked for what on which target, and whether it was allowed. */
+  audit(entry: AuditEntry): void {
+    this.db
+      .prepare(
+        `INSERT INTO audit (at, action, target, actor, role, credential_id, allowed, detail)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        entry.at,
+        entry.action,
+        entry.target,
+        entry.actor,
+        entry.role,
+        entry.credentialId,
+        entry.allowed ? 1 : 0,
+        entry.detail,
+      );
+  }
+
+  auditTrail(target: string): AuditEntry[] {
+    return (this.db.prepare(`SELECT * FROM audit WHERE target = ? ORDER BY at, rowid`).all(target) as Row[]).map(
+      (row) => ({
+        at: row.at as string,
+        action: row.action as string,
+        target: row.target as string,
+        actor: row.actor as string | null,
+        role: row.role as string | null,
+        credentialId: row.credential_id as string | null,
+        allowed: row.allowed === 1,
+        detail: row.detail as string | null,
+      }),
+    );
+  }
+
+  /** Revokes one credential (by id) or every credential of a name issued until now (`name:` prefix). */
+  revoke(credential: string, by: string): void {
+    this.db
+      .prepare(
+        `INSERT INTO revocations (credential, revoked_at, revoked_by) VALUES (?, ?, ?)
+         ON CONFLICT (credential) DO UPDATE SET revoked_at = excluded.revoked_at, revoked_by = excluded.revoked_by`,
+      )
+      .run(credential, new Date().toISOString(), by);
+  }
+
+  isRevoked(certificate: { id: string; name: string; issuedAt: string }): boolean {
+    const byId = this.db.prepare(`SELECT 1 FROM revocations WHERE credential = ?`).get(certificate.id);
+    if (byId) return true;
+    const byName = this.db
+      .prepare(`SELECT revoked_at FROM revocations WHERE credential = ?`)
+      .get(`name:${certificate.name}`) as { revoked_at: string } | undefined;
+    return byName !== undefined && certificate.issuedAt <= byName.revoked_at;
+  }
+}
+
+export interface AuditEntry {
+  at: string;
+  action: string;
+  target: string;
+  actor: string | null;
+  role: string | null;
+  credentialId: string | null;
+  allowed: boolean;
+  detail: string | null;
 }

@@ -9,6 +9,8 @@ export interface RecordUpdate {
   request?: ExperimentRequest;
   submittedAt?: string;
   origin?: { kind: 'retry' | 'rerun'; of: string };
+  /** The identity whose signed request started the run. */
+  submittedBy?: string;
   /** The metric that decides the run, once the tag's policy is known. */
   metric?: { name: string; direction: 'minimize' | 'maximize' };
   status?: ExperimentStatus;
@@ -100,6 +102,8 @@ export interface ExperimentRecord {
   oomKills: number | null;
   originKind: string | null;
   originId: string | null;
+  /** The identity that submitted the run (null before credentials). */
+  submittedBy: string | null;
   events: { at: string; status: string; note: string | null }[];
   artifacts: ArtifactRecord[];
 }

@@ -85,4 +85,22 @@ export const MIGRATIONS: string[] = [
   `ALTER TABLE experiments ADD COLUMN containment TEXT`,
   `ALTER TABLE experiments ADD COLUMN peak_memory_bytes INTEGER`,
   `ALTER TABLE experiments ADD COLUMN oom_kills INTEGER`,
+  // Who did what (identity, role, credential), allowed or refused; and revoked credentials.
+  `CREATE TABLE audit (
+     at TEXT NOT NULL,
+     action TEXT NOT NULL,
+     target TEXT NOT NULL,
+     actor TEXT,
+     role TEXT,
+     credential_id TEXT,
+     allowed INTEGER NOT NULL,
+     detail TEXT
+   )`,
+  `CREATE INDEX audit_target ON audit (target, at)`,
+  `ALTER TABLE experiments ADD COLUMN submitted_by TEXT`,
+  `CREATE TABLE revocations (
+     credential TEXT PRIMARY KEY,
+     revoked_at TEXT NOT NULL,
+     revoked_by TEXT NOT NULL
+   )`,
 ];

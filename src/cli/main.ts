@@ -7,6 +7,7 @@ import {
   KILL_LIMIT_FACTOR,
 } from '../domain/limits.js';
 import type { RawRunOptions } from './parse.js';
+import { authInitCommand, authIssueCommand, authRevokeCommand, authWhoamiCommand } from './commands/auth.js';
 import { codecServerCommand } from './commands/codec-server.js';
 import { devCommand } from './commands/dev.js';
 import { cancelCommand, logsCommand, refuseRun, runCommand, showCommand, waitCommand } from './commands/experiments.js';
@@ -26,7 +27,8 @@ import {
   suggestCommand,
 } from './commands/records.js';
 import { orchestratorCommand, workerCommand } from './commands/worker.js';
-import { CliError, drained, safeText, wantsJson } from './output.js';
+import { PERMISSION_DENIED, PERMISSION_DENIED_EXIT_CODE } from '../domain/authorization.js';
+import { CliError, drained, printJson, safeText, wantsJson } from './output.js';
 import { checkMetricName, checkTag, FlagError, numberOption, occurrences, singleOption } from './parse.js';
 
 const positiveInt = (flag: string) => numberOption(flag, { integer: true, min: 1 });
@@ -298,6 +300,34 @@ program
   .command('ensure')
   .description('create the fleet health Schedule if missing')
   .action(scheduleEnsureCommand);
+const auth = program.command('auth').description('credentials: who may submit, cancel, drain, register hosts');
+auth
+  .command('init')
+  .description("create the fleet's issuer key and this user's admin credential where missing (expctl dev does this)")
+  .addOption(jsonOption())
+  .action(authInitCommand);
+auth
+  .command('issue')
+  .description('issue a credential (needs the issuer key): roles submitter, operator, worker, admin')
+  .requiredOption('--name <name>', 'who holds it (a person, an agent, a worker host)', singleOption('--name'))
+  .requiredOption('--role <role>', 'submitter, operator, worker or admin', singleOption('--role'))
+  .option('--out <file>', 'where to write it (mode 0600; default NAME.credential.json)', singleOption('--out'))
+  .option('--expires-days <n>', 'valid for this many days (default: until revoked)', positiveInt('--expires-days'))
+  .addOption(jsonOption())
+  .action(authIssueCommand);
+auth
+  .command('revoke')
+  .description('revoke a credential by id, or with --name every credential of that name issued so far')
+  .argument('<credential>', 'credential id (cred-...), or a name with --name')
+  .option('--name', 'the argument is a name')
+  .addOption(jsonOption())
+  .action(authRevokeCommand);
+auth
+  .command('whoami')
+  .description('the identity and role this shell acts as')
+  .addOption(jsonOption())
+  .action(authWhoamiCommand);
+
 program
   .command('setup')
   .description("register expctl's search attributes in the namespace (real clusters)")
@@ -381,6 +411,9 @@ try {
   } else {
     process.exitCode = error instanceof CliError ? error.exitCode : 1;
     console.error(`expctl: ${safeText((error as Error).message, { multiline: true })}`);
+    // An agent reading JSON gets the refusal as one object too.
+    if (process.exitCode === PERMISSION_DENIED_EXIT_CODE && wantsJson({ json: ownArgs.includes('--json') }))
+      printJson({ error: PERMISSION_DENIED, message: (error as Error).message });
   }
 }
 

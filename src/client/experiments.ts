@@ -4,7 +4,8 @@ import { parseExperimentRequest, RequestValidationError, type ExperimentRequestI
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
 import { experimentWorkflow } from '../workflows/experiment.js';
-import { differingFields, fingerprintRequest, type RequestFingerprint } from './request-digest.js';
+import { loadCredential, signRequest, type Credential } from '../security/credentials.js';
+import { differingFields, fingerprintRequest, contentDigest, type RequestFingerprint } from './request-digest.js';
 
 export type ExperimentHandle = WorkflowHandle<typeof experimentWorkflow>;
 
@@ -57,26 +58,30 @@ async function checkSameRequest(handle: ExperimentHandle, key: string, mine: Req
 export async function submitExperiment(
   client: Client,
   input: ExperimentRequestInput,
-  options: { priority?: number; origin?: { kind: 'retry' | 'rerun'; of: string } } = {},
+  options: {
+    priority?: number;
+    origin?: { kind: 'retry' | 'rerun'; of: string };
+    /** Who submits; default: this process's credential (EXPCTL_CREDENTIAL_FILE or the state directory's). */
+    credential?: Credential;
+  } = {},
 ): Promise<Submitted> {
   const request = parseExperimentRequest(input);
+  const credential = options.credential ?? loadCredential();
   const experimentId = experimentIdFor(request.tag, request.idempotencyKey);
   const priority = options.priority ?? 0;
   const fingerprint = fingerprintRequest(experimentId, request, priority);
+  const submission = { experimentId, request, priority, ...(options.origin ? { origin: options.origin } : {}) };
+  const authorization = signRequest(credential, {
+    action: 'submit',
+    target: experimentId,
+    digest: contentDigest(submission),
+  });
   let handle: ExperimentHandle;
   try {
     handle = await client.workflow.start(experimentWorkflow, {
       workflowId: experimentId,
       taskQueue: CONTROL_TASK_QUEUE,
-      args: [
-        {
-          experimentId,
-          request,
-          submittedAt: new Date().toISOString(),
-          priority,
-          ...(options.origin ? { origin: options.origin } : {}),
-        },
-      ],
+      args: [{ ...submission, submittedAt: new Date().toISOString(), authorization }],
       // Concurrent submissions with one key attach to the same run; a finished one is never rerun.
       workflowIdConflictPolicy: 'USE_EXISTING',
       workflowIdReusePolicy: 'REJECT_DUPLICATE',

@@ -46,3 +46,8 @@ export function differingFields(a: Record<string, string>, b: Record<string, str
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
   return [...keys].filter((key) => a[key] !== b[key]).sort();
 }
+
+/** What a signed request covers: the content it acts with (a workflow input, a drain, a registration). */
+export function contentDigest(content: unknown): string {
+  return crypto.createHash('sha256').update(canonicalJson(content)).digest('hex');
+}

@@ -1,3 +1,4 @@
+import type { Authorization } from './authorization.js';
 /** What the fleet is made of. Pure: shared by workers, the pool workflow and tests. */
 
 export type AcceleratorClass = string; // 'h100', 'a100', 'l4', ..., 'cpu'
@@ -29,6 +30,8 @@ export interface HostRegistration {
   incarnation?: string;
   /** Experiments whose training this worker still holds (re-attached after a restart): their leases stay. */
   liveRuns?: string[];
+  /** The worker's signed request to register this host (action register_host, over the rest of this object). */
+  authorization?: Authorization;
 }
 
 const KNOWN_CLASSES = [

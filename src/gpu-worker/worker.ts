@@ -9,7 +9,10 @@ import { createRunStatusActivities } from '../activities/run-status.js';
 import { createTrainingActivities } from '../activities/training.js';
 import type { HostRegistration, Slot } from '../domain/fleet.js';
 import { CONTROL_TASK_QUEUE, hostTaskQueue, POOL_WORKFLOW_ID } from '../shared/constants.js';
-import { deregisterHostSignal, leaseHeldQuery, registerHostSignal } from '../workflows/definitions.js';
+import { contentDigest } from '../client/request-digest.js';
+import { PERMISSION_DENIED } from '../domain/authorization.js';
+import { signRequest, type Credential } from '../security/credentials.js';
+import { deregisterHostSignal, leaseHeldQuery, poolStateQuery, registerHostSignal } from '../workflows/definitions.js';
 import { poolWorkflow } from '../workflows/pool.js';
 import { discoverSlots, type DiscoveryOptions } from './discover.js';
 import { reconcileRuns, touchAttached } from './reconcile.js';
@@ -33,6 +36,13 @@ export interface GpuWorkerOptions extends DiscoveryOptions {
   log?: (line: string) => void;
   /** How long a supervisor keeps a run going with no worker attached (default 60 s). */
   orphanGraceMs?: number;
+  /** The worker (or admin) credential the host registers with. */
+  credential: Credential;
+}
+
+/** The pool refused this host: no valid worker credential, or its name is held by another live worker. */
+export class RegistrationRefusedError extends Error {
+  readonly type = PERMISSION_DENIED;
 }
 
 export interface GpuWorkerHandle {
@@ -101,7 +111,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
     );
   }
 
-  const registration: HostRegistration = {
+  const content: HostRegistration = {
     host,
     hostQueue,
     slots: discovery.slots,
@@ -113,6 +123,12 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
     // The pool keeps these runs' leases across the restart: their experiments re-attach to them.
     liveRuns: reconciled.kept.map((run) => run.experimentId),
   };
+  const digest = contentDigest(content);
+  // Signed afresh for every heartbeat: a pool that lost its state can verify it again at any time.
+  const registration = (): HostRegistration => ({
+    ...content,
+    authorization: signRequest(options.credential, { action: 'register_host', target: host, digest }),
+  });
   let heartbeat: NodeJS.Timeout | undefined;
   let heartbeatInFlight: Promise<unknown> | undefined;
   // Kept runs stay attached until their experiment adopts them (the adopting activity touches them too).
@@ -122,6 +138,22 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
     }
   }, 2000);
   keepAttached.unref();
+
+  /**
+   * Waits until the pool has this incarnation online, or has refused it (fatal). While the pool
+   * cannot answer (server or orchestrator away) it keeps asking: heartbeats register it later.
+   */
+  let stopped = false;
+  const accepted = async () => {
+    for (let delay = 100; !stopped; delay = Math.min(delay * 2, 2000)) {
+      const state = await pool.query(poolStateQuery).catch(() => undefined);
+      const entry = state?.hosts[host];
+      if (entry?.online && entry.incarnation === content.incarnation) return;
+      const refusal = state?.refusals?.[host];
+      if (refusal && refusal.incarnation === content.incarnation) throw new RegistrationRefusedError(refusal.reason);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  };
 
   return {
     host,
@@ -134,7 +166,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
         taskQueue: CONTROL_TASK_QUEUE,
         args: [undefined],
         signal: registerHostSignal,
-        signalArgs: [registration],
+        signalArgs: [registration()],
       });
       // The heartbeat is the registration itself: a pool that declared this host offline (or lost
       // its state) takes it back only through a registration, never through a bare heartbeat.
@@ -142,17 +174,32 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
       heartbeat = setInterval(() => {
         if (heartbeatInFlight) return;
         heartbeatInFlight = pool
-          .signal(registerHostSignal, registration)
+          .signal(registerHostSignal, registration())
           .catch((error: Error) => log(`expctl worker: pool heartbeat failed: ${error.message}`))
           .finally(() => (heartbeatInFlight = undefined));
       }, options.poolHeartbeatMs ?? 10_000);
+      // A refused registration stops the worker with the pool's reason.
+      let refusal: Error | undefined;
+      void accepted().catch((error: Error) => {
+        refusal = error;
+        clearInterval(heartbeat);
+        for (const worker of workers) if (worker.getState() === 'RUNNING') worker.shutdown();
+      });
       await running;
+      if (refusal) throw refusal;
     },
     async shutdown() {
+      stopped = true;
       clearInterval(heartbeat);
       clearInterval(keepAttached);
       await heartbeatInFlight;
-      await pool.signal(deregisterHostSignal, { host }).catch(() => undefined);
+      const farewell = { host, incarnation: content.incarnation };
+      const authorization = signRequest(options.credential, {
+        action: 'register_host',
+        target: host,
+        digest: contentDigest(farewell),
+      });
+      await pool.signal(deregisterHostSignal, { ...farewell, authorization }).catch(() => undefined);
       for (const worker of workers) if (worker.getState() === 'RUNNING') worker.shutdown();
     },
   };

@@ -1,6 +1,8 @@
+import type crypto from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
+import { createAuthorizationActivities } from '../activities/authorization.js';
 import { createControlActivities } from '../activities/control.js';
 import { Catalog } from '../catalog/catalog.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
@@ -15,6 +17,8 @@ export interface OrchestratorOptions {
   dataConverter: DataConverter;
   /** The operating record's SQLite file. */
   catalogPath: string;
+  /** The issuer's public key every signed request is verified against. */
+  issuer: crypto.KeyObject;
   /** A prebuilt bundle (tests share one); otherwise the workflows are bundled at start. */
   workflowBundle?: WorkflowBundleOption;
 }
@@ -28,6 +32,9 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
     taskQueue: CONTROL_TASK_QUEUE,
     dataConverter: options.dataConverter,
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
-    activities: createControlActivities({ client: options.client, catalog }),
+    activities: {
+      ...createControlActivities({ client: options.client, catalog }),
+      ...createAuthorizationActivities({ issuer: options.issuer, catalog }),
+    },
   });
 }

@@ -1,4 +1,5 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { Authorization } from '../domain/authorization.js';
 import type { TagDecision, TagPolicy, TagState, RunOutcome } from '../domain/decision.js';
 import type { HostRegistration, Slot } from '../domain/fleet.js';
 import type { HostHealthReport, SlotProblem } from '../domain/health.js';
@@ -29,6 +30,17 @@ export interface HostEntry {
   incarnation?: string;
   /** Why the host went offline, until it registers again. */
   offlineReason?: string | null;
+  /** The worker identity that registered it: while the host is online, no other identity may claim its name. */
+  identity?: string | null;
+  /** The registration digest verified for this incarnation (later heartbeats carrying it are not verified again). */
+  verifiedDigest?: string | null;
+}
+/** A registration the pool refused (no valid credential, or a live host's name claimed by another identity). */
+export interface RegistrationRefusal {
+  host: string;
+  incarnation: string | null;
+  reason: string;
+  at: number;
 }
 export interface SlotEntry {
   slot: Slot;
@@ -52,10 +64,13 @@ export interface PoolSnapshot {
   leasesGranted: number;
   /** Latest scheduled health check per host. */
   health: Record<string, HostHealth>;
+  /** Latest refused registration per host name. */
+  refusals?: Record<string, RegistrationRefusal>;
 }
 export const registerHostSignal = defineSignal<[HostRegistration]>('registerHost');
-export const hostHeartbeatSignal = defineSignal<[{ host: string }]>('hostHeartbeat');
-export const deregisterHostSignal = defineSignal<[{ host: string }]>('deregisterHost');
+/** A worker shutting down, signed by the identity that registered the host (unsigned ones are ignored). */
+export const deregisterHostSignal =
+  defineSignal<[{ host: string; incarnation?: string; authorization?: Authorization }]>('deregisterHost');
 /** An experiment found the host unreachable: offline at once, its leases revoked, no lease until it registers again. */
 export const hostLostSignal = defineSignal<[{ host: string; reason: string }]>('hostLost');
 /** Whether a lease is still held: a worker asks before it spawns training, so a released lease never runs. */
@@ -65,19 +80,35 @@ export const requestLeaseSignal =
     'requestLease',
   );
 export const releaseLeaseSignal = defineSignal<[{ experimentId: string }]>('releaseLease');
-export const drainSignal = defineSignal<[{ target: string; drained: boolean; reason: string }]>('drain');
+/** An operator's signed drain or undrain of a host or slot; returns the slots it changed. */
+export const drainUpdate = defineUpdate<
+  { slots: string[] },
+  [{ target: string; drained: boolean; reason: string; authorization: Authorization }]
+>('drain');
 export const healthReportSignal =
   defineSignal<[{ host: string; report: HostHealthReport; problems: SlotProblem[] }]>('healthReport');
-export const configurePoolSignal =
-  defineSignal<[{ heartbeatLimitMs?: number; policy?: Partial<PlacementPolicy> }]>('configurePool');
+export interface PoolConfiguration {
+  heartbeatLimitMs?: number;
+  policy?: Partial<PlacementPolicy>;
+}
+/** An operator's signed change of the pool's heartbeat limit or placement policy. */
+export const configurePoolUpdate = defineUpdate<
+  { heartbeatLimitMs: number; policy: PlacementPolicy },
+  [PoolConfiguration & { authorization: Authorization }]
+>('configurePool');
 export const poolStateQuery = defineQuery<PoolSnapshot>('poolState');
 
 // Experiment
 export const leaseGrantedSignal = defineSignal<[Lease]>('leaseGranted');
 export const leaseRevokedSignal = defineSignal<[{ leaseId: string; reason: string }]>('leaseRevoked');
 export const experimentStateQuery = defineQuery<ExperimentSnapshot>('experimentState');
+/** A signed cancel: the holder of the run (submitter) or an operator; refused with permission_denied otherwise. */
+export const cancelExperimentUpdate = defineUpdate<{ canceledBy: string }, [{ authorization: Authorization }]>(
+  'cancelExperiment',
+);
 
 // Tag
 export const recordOutcomeUpdate = defineUpdate<TagDecision, [RunOutcome]>('recordOutcome');
-export const configureTagUpdate = defineUpdate<TagState, [Partial<TagPolicy>]>('configureTag');
+/** An operator's signed change of a tag's policy (creates the tag if new). */
+export const configureTagUpdate = defineUpdate<TagState, [Partial<TagPolicy>, Authorization]>('configureTag');
 export const tagStateQuery = defineQuery<TagState>('tagState');

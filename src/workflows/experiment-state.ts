@@ -1,3 +1,4 @@
+import type { Authorization } from '../domain/authorization.js';
 import type { TagDecision } from '../domain/decision.js';
 import type { ExperimentStatus, TrainingOutcome } from '../domain/experiment.js';
 import type { ExperimentRequest } from '../domain/request.js';
@@ -11,6 +12,8 @@ export interface ExperimentInput {
   priority: number;
   /** Set when this experiment repeats another (`expctl retry` / `expctl rerun`). */
   origin?: { kind: 'retry' | 'rerun'; of: string };
+  /** The submitter's signed request (action submit on this experiment ID, over this input's digest). */
+  authorization?: Authorization;
 }
 
 /** What validation on the target host found and resolved (recorded; never re-derived). */
@@ -50,4 +53,6 @@ export interface ExperimentSnapshot {
   reason: string | null;
   /** The metric that decides this run: the tag's (resolved during validation). */
   metricPolicy: { name: string; direction: 'minimize' | 'maximize' };
+  /** The identity that submitted it (null for runs from before credentials). */
+  submittedBy?: string | null;
 }

@@ -5,13 +5,17 @@ import {
   condition,
   getExternalWorkflowHandle,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
   TimeoutFailure,
   upsertSearchAttributes,
   ActivityCancellationType,
+  workflowInfo,
 } from '@temporalio/workflow';
+import type { createAuthorizationActivities } from '../activities/authorization.js';
+import { PERMISSION_DENIED, type Identity } from '../domain/authorization.js';
 import type { RecordUpdate } from '../catalog/record.js';
 import { DEFAULT_METRIC, type TagDecision } from '../domain/decision.js';
 import {
@@ -29,6 +33,7 @@ import type { createHostActivities } from '../activities/host.js';
 import type { createRunStatusActivities, HostRunStatus } from '../activities/run-status.js';
 import type { createTrainingActivities } from '../activities/training.js';
 import {
+  cancelExperimentUpdate,
   experimentStateQuery,
   hostLostSignal,
   leaseGrantedSignal,
@@ -39,7 +44,7 @@ import {
 } from './definitions.js';
 import type { ExperimentInput, ExperimentSnapshot } from './experiment-state.js';
 
-type ControlActivities = ReturnType<typeof createControlActivities>;
+type ControlActivities = ReturnType<typeof createControlActivities> & ReturnType<typeof createAuthorizationActivities>;
 type HostActivities = ReturnType<typeof createHostActivities> & ReturnType<typeof createRunStatusActivities>;
 type TrainingActivities = ReturnType<typeof createTrainingActivities>;
 
@@ -113,10 +118,26 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   let lease: Lease | undefined;
   let revoked: { leaseId: string; reason: string } | undefined;
   let attemptScope: CancellationScope | undefined;
+  /** Everything up to the decision; a signed cancel cancels it (Temporal's own cancel reaches it too). */
+  const body = new CancellationScope();
+  let canceledBy: Identity | undefined;
 
   setHandler(experimentStateQuery, () => snapshot);
   setHandler(leaseGrantedSignal, (granted) => {
     if (!lease && snapshot.status === 'queued') lease = granted;
+  });
+  setHandler(cancelExperimentUpdate, async ({ authorization }) => {
+    const verdict = await control.authorize({
+      authorization,
+      action: 'cancel',
+      target: experimentId,
+      acceptedAt: new Date().toISOString(),
+      owner: snapshot.submittedBy ?? null,
+    });
+    if ('denied' in verdict) throw ApplicationFailure.nonRetryable(verdict.denied, PERMISSION_DENIED);
+    canceledBy ??= verdict.identity;
+    body.cancel();
+    return { canceledBy: verdict.identity.name };
   });
   setHandler(leaseRevokedSignal, (revocation) => {
     if (lease?.leaseId !== revocation.leaseId) return;
@@ -321,11 +342,31 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     }
   };
 
+  // Runs started before credentials carry no signature and are not asked for one on replay.
+  if (patched('authorize-submit')) {
+    const verdict = await control.authorize({
+      authorization: input.authorization,
+      action: 'submit',
+      target: experimentId,
+      content: {
+        experimentId,
+        request,
+        priority: input.priority,
+        ...(input.origin ? { origin: input.origin } : {}),
+      },
+      acceptedAt: workflowInfo().startTime.toISOString(),
+    });
+    // Refused before anything is recorded or placed: the workflow fails with the named error.
+    if ('denied' in verdict) throw ApplicationFailure.nonRetryable(verdict.denied, PERMISSION_DENIED);
+    snapshot.submittedBy = verdict.identity.name;
+    pending.submittedBy = verdict.identity.name;
+  }
+
   let ended: RunEnded;
   let acceleratorClass = 'unknown';
   try {
-    await validate();
-    const { outcome, lease: used } = await train();
+    await body.run(validate);
+    const { outcome, lease: used } = await body.run(train);
     acceleratorClass = used.slot.acceleratorClass;
     snapshot.training = outcome;
     pending.training = outcome;
@@ -341,7 +382,10 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   } catch (error) {
     if (error instanceof RunEnded) ended = error;
     else if (isCancellation(error))
-      ended = new RunEnded('canceled', 'canceled by an operator before training finished');
+      ended = new RunEnded(
+        'canceled',
+        `canceled by ${canceledBy ? `${canceledBy.name} (${canceledBy.role})` : 'an operator'} before training finished`,
+      );
     else if (error instanceof ActivityFailure)
       ended = new RunEnded(
         'retry_exhausted',

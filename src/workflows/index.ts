@@ -6,3 +6,4 @@ export { smokeWorkflow } from './smoke.js';
 export { readLogWorkflow } from './read-log.js';
 export { healthCheckWorkflow } from './health.js';
 export { leaseCyclerWorkflow } from './lease-cycler.js';
+export { revokeCredentialWorkflow } from './credentials.js';

@@ -1,20 +1,22 @@
 import {
+  ApplicationFailure,
   allHandlersFinished,
   condition,
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  patched,
+  proxyActivities,
   setHandler,
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
 import { assignSlots, DEFAULT_PLACEMENT_POLICY, type SlotView } from '../domain/placement.js';
 import {
-  configurePoolSignal,
+  configurePoolUpdate,
   deregisterHostSignal,
-  drainSignal,
+  drainUpdate,
   healthReportSignal,
-  hostHeartbeatSignal,
   hostLostSignal,
   leaseGrantedSignal,
   leaseHeldQuery,
@@ -26,6 +28,16 @@ import {
   type PoolSnapshot,
   type SlotEntry,
 } from './definitions.js';
+import type { createAuthorizationActivities } from '../activities/authorization.js';
+import { PERMISSION_DENIED } from '../domain/authorization.js';
+import type { HostRegistration } from '../domain/fleet.js';
+import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
+
+const authorizer = proxyActivities<ReturnType<typeof createAuthorizationActivities>>({
+  taskQueue: CONTROL_TASK_QUEUE,
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 8 },
+});
 
 /** Continue-as-new well before Temporal's limits so thousands of leases keep the history small. */
 const HISTORY_EVENTS_LIMIT = 2_000;
@@ -39,6 +51,7 @@ export function emptyPool(): PoolSnapshot {
     heartbeatLimitMs: 60_000,
     leasesGranted: 0,
     health: {},
+    refusals: {},
   };
 }
 
@@ -80,14 +93,9 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
     const entry = pool.slots.find((e) => e.slot.slotId === slotId);
     return entry?.lease?.leaseId === leaseId && (pool.hosts[entry.slot.host]?.online ?? false);
   });
-  // Workers send their registration as their heartbeat: the same incarnation while online is only a
-  // heartbeat; anything else (first start, restart, back after being declared offline) registers anew.
-  setHandler(registerHostSignal, (registration) => {
+  /** Applies a (verified) registration: a new incarnation replaces the host's slots and keeps only its live runs' leases. */
+  const register = (registration: HostRegistration, identity: string | null) => {
     const known = pool.hosts[registration.host];
-    if (known?.online && registration.incarnation !== undefined && known.incarnation === registration.incarnation) {
-      known.lastHeartbeat = Date.now();
-      return;
-    }
     // Leases of runs the worker no longer holds belong to processes that died with its predecessor.
     if (known)
       revokeHost(
@@ -120,18 +128,87 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
       registeredAt: Date.now(),
       incarnation: registration.incarnation,
       offlineReason: null,
+      identity,
+      verifiedDigest: registration.authorization?.digest ?? null,
     };
+    delete pool.refusals?.[registration.host];
     touch();
-  });
-  // Kept for workers that heartbeat without their registration: it never brings an offline host back.
-  setHandler(hostHeartbeatSignal, ({ host }) => {
-    const entry = pool.hosts[host];
-    if (entry?.online) entry.lastHeartbeat = Date.now();
+  };
+  const refuse = (registration: HostRegistration, reason: string) => {
+    pool.refusals = {
+      ...pool.refusals,
+      [registration.host]: {
+        host: registration.host,
+        incarnation: registration.incarnation ?? null,
+        reason,
+        at: Date.now(),
+      },
+    };
+    log.warn('registration refused', { host: registration.host, reason });
+  };
+  /** Registrations in verification, by host and digest: heartbeats arriving meanwhile wait for the same answer. */
+  const verifying = new Set<string>();
+  // Workers send their registration as their heartbeat: the same verified incarnation while online is
+  // only a heartbeat; anything else (first start, restart, back after being declared offline) is
+  // verified (a worker credential, signed over this registration) and registers anew.
+  setHandler(registerHostSignal, async (registration) => {
+    const known = pool.hosts[registration.host];
+    const digest = registration.authorization?.digest ?? null;
+    const sameIncarnation =
+      known?.online && registration.incarnation !== undefined && known.incarnation === registration.incarnation;
+    if (!patched('verify-registrations')) {
+      if (sameIncarnation) known!.lastHeartbeat = Date.now();
+      else register(registration, null);
+      return;
+    }
+    if (sameIncarnation && digest !== null && known!.verifiedDigest === digest) {
+      known!.lastHeartbeat = Date.now();
+      return;
+    }
+    const key = `${registration.host}\0${digest}`;
+    if (verifying.has(key)) return;
+    verifying.add(key);
+    try {
+      const { authorization, ...content } = registration;
+      const verdict = await authorizer.authorize({
+        authorization,
+        action: 'register_host',
+        target: registration.host,
+        content,
+        acceptedAt: new Date().toISOString(),
+      });
+      if ('denied' in verdict) return refuse(registration, verdict.denied);
+      // A live host's name belongs to the identity that registered it; a restart under that identity is fine.
+      const holder = pool.hosts[registration.host];
+      if (holder?.online && holder.identity && holder.identity !== verdict.identity.name)
+        return refuse(
+          registration,
+          `${PERMISSION_DENIED}: host name ${registration.host} is held by the live worker identity ${holder.identity}`,
+        );
+      register(registration, verdict.identity.name);
+    } finally {
+      verifying.delete(key);
+    }
   });
   setHandler(hostLostSignal, ({ host, reason }) => {
     if (pool.hosts[host]?.online) takeOffline(host, reason);
   });
-  setHandler(deregisterHostSignal, ({ host }) => takeOffline(host, `worker on ${host} shut down`));
+  setHandler(deregisterHostSignal, async ({ host, incarnation, authorization }) => {
+    if (!patched('verify-deregistrations')) return takeOffline(host, `worker on ${host} shut down`);
+    const entry = pool.hosts[host];
+    if (!entry?.online || entry.incarnation !== incarnation) return;
+    const verdict = await authorizer.authorize({
+      authorization,
+      action: 'register_host',
+      target: host,
+      content: { host, incarnation },
+      acceptedAt: new Date().toISOString(),
+      detail: 'deregister',
+    });
+    // Only the identity that registered the host may take it offline this way.
+    if ('denied' in verdict || verdict.identity.name !== pool.hosts[host]?.identity) return;
+    if (pool.hosts[host]?.incarnation === incarnation) takeOffline(host, `worker on ${host} shut down`);
+  });
   setHandler(requestLeaseSignal, ({ experimentId, requirements, priority, datasets }) => {
     const holds = pool.slots.some((entry) => entry.lease?.experimentId === experimentId);
     if (holds || pool.queue.some((request) => request.experimentId === experimentId)) return;
@@ -143,15 +220,25 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
     for (const entry of pool.slots) if (entry.lease?.experimentId === experimentId) entry.lease = null;
     touch();
   });
-  setHandler(drainSignal, ({ target, drained, reason }) => {
-    for (const entry of pool.slots) {
-      if (entry.slot.host === target || entry.slot.slotId === target) {
-        entry.draining = drained;
-        entry.drainReason = drained ? reason : null;
-        entry.drainedBy = drained ? 'operator' : null;
-      }
+  setHandler(drainUpdate, async ({ target, drained, reason, authorization }) => {
+    const matches = pool.slots.filter((entry) => entry.slot.host === target || entry.slot.slotId === target);
+    if (matches.length === 0) throw ApplicationFailure.nonRetryable(`no host or slot named ${target} in the pool`);
+    const verdict = await authorizer.authorize({
+      authorization,
+      action: 'drain',
+      target,
+      content: { target, drained, reason },
+      acceptedAt: new Date().toISOString(),
+      detail: `${drained ? 'drain' : 'undrain'}: ${reason}`,
+    });
+    if ('denied' in verdict) throw ApplicationFailure.nonRetryable(verdict.denied, PERMISSION_DENIED);
+    for (const entry of matches) {
+      entry.draining = drained;
+      entry.drainReason = drained ? `${reason} (by ${verdict.identity.name})` : null;
+      entry.drainedBy = drained ? 'operator' : null;
     }
     touch();
+    return { slots: matches.map((entry) => entry.slot.slotId) };
   });
   setHandler(healthReportSignal, ({ host, report, problems }) => {
     pool.health[host] = { checkedAt: report.checkedAt, problems, report };
@@ -172,10 +259,21 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
     }
     touch();
   });
-  setHandler(configurePoolSignal, ({ heartbeatLimitMs, policy }) => {
-    if (heartbeatLimitMs !== undefined && heartbeatLimitMs >= 1000) pool.heartbeatLimitMs = heartbeatLimitMs;
+  setHandler(configurePoolUpdate, async ({ heartbeatLimitMs, policy, authorization }) => {
+    if (heartbeatLimitMs !== undefined && !(heartbeatLimitMs >= 1000))
+      throw ApplicationFailure.nonRetryable('heartbeatLimitMs must be at least 1000');
+    const verdict = await authorizer.authorize({
+      authorization,
+      action: 'configure_pool',
+      target: 'pool',
+      content: { heartbeatLimitMs, policy },
+      acceptedAt: new Date().toISOString(),
+    });
+    if ('denied' in verdict) throw ApplicationFailure.nonRetryable(verdict.denied, PERMISSION_DENIED);
+    if (heartbeatLimitMs !== undefined) pool.heartbeatLimitMs = heartbeatLimitMs;
     if (policy) pool.policy = { ...pool.policy, ...policy };
     touch();
+    return { heartbeatLimitMs: pool.heartbeatLimitMs, policy: pool.policy };
   });
 
   const isOnline = (entry: SlotEntry) => pool.hosts[entry.slot.host]?.online ?? false;

@@ -1,8 +1,26 @@
-import { allHandlersFinished, condition, continueAsNew, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  allHandlersFinished,
+  ApplicationFailure,
+  condition,
+  continueAsNew,
+  patched,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { createAuthorizationActivities } from '../activities/authorization.js';
+import { PERMISSION_DENIED } from '../domain/authorization.js';
+import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 import { applyOutcome, guardProblem, newTagState, type GuardRule, type TagState } from '../domain/decision.js';
 import { configureTagUpdate, recordOutcomeUpdate, tagStateQuery } from './definitions.js';
 
 const HISTORY_EVENTS_LIMIT = 2_000;
+
+const authorizer = proxyActivities<ReturnType<typeof createAuthorizationActivities>>({
+  taskQueue: CONTROL_TASK_QUEUE,
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 8 },
+});
 
 export function tagWorkflowId(tag: string): string {
   return `expctl-tag-${tag}`;
@@ -26,12 +44,23 @@ export async function tagWorkflow(tag: string, carried?: TagState): Promise<void
   });
   setHandler(
     configureTagUpdate,
-    (policy) => {
+    async (policy, authorization) => {
+      // Tags configured before credentials replay without the check.
+      if (patched('authorize-configure')) {
+        const verdict = await authorizer.authorize({
+          authorization,
+          action: 'configure_tag',
+          target: tagWorkflowId(tag),
+          content: policy,
+          acceptedAt: new Date().toISOString(),
+        });
+        if ('denied' in verdict) throw ApplicationFailure.nonRetryable(verdict.denied, PERMISSION_DENIED);
+      }
       state = { ...state, policy: { ...state.policy, ...policy } };
       return state;
     },
     {
-      validator: (policy) => {
+      validator: (policy, _authorization) => {
         if (policy.nearMissThreshold !== undefined && !(policy.nearMissThreshold >= 0))
           throw new Error('nearMissThreshold must be >= 0');
         if (

@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,8 +10,21 @@ import { bundleWorkflowCode, NativeConnection, type Worker } from '@temporalio/w
 import { inject } from 'vitest';
 import { createGpuWorker, type GpuWorkerHandle } from '../../src/gpu-worker/worker.js';
 import { createOrchestratorWorker, WORKFLOWS_PATH } from '../../src/orchestrator/worker.js';
+import type { Role } from '../../src/domain/authorization.js';
+import {
+  credentialPath,
+  ensureLocalAdmin,
+  issueCredential,
+  issuerPublicKeyPath,
+  loadIssuerPublicKey,
+  writeCredential,
+  type Credential,
+} from '../../src/security/credentials.js';
+import { signAs } from '../../src/client/sign.js';
+import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { installWorkerRuntime } from '../../src/shared/runtime.js';
 import { dataConverter } from '../../src/temporal/connection.js';
+import { configurePoolUpdate, drainUpdate, type PoolConfiguration } from '../../src/workflows/definitions.js';
 import { ensureNamespace, ensureSearchAttributes } from '../../src/temporal/setup.js';
 
 export const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
@@ -23,6 +37,32 @@ function workflowBundle() {
     logger: { trace() {}, debug() {}, info() {}, warn() {}, error: console.error } as never,
   });
   return bundle;
+}
+
+/**
+ * The test process's fleet trust: an issuer and an admin credential in a directory of its own.
+ * EXPCTL_CREDENTIAL_FILE points at the credential, so the client API and CLI processes started
+ * from this test file act as that admin unless a test says otherwise.
+ */
+let trust: { home: { EXPCTL_HOME: string }; credential: Credential } | undefined;
+export function testTrust() {
+  if (!trust) {
+    const home = { EXPCTL_HOME: fsSync.mkdtempSync(path.join(os.tmpdir(), 'expctl-trust-')) };
+    trust = { home, credential: ensureLocalAdmin(home).credential };
+    process.env.EXPCTL_CREDENTIAL_FILE = credentialPath(home);
+    // `expctl orchestrator` processes a test starts verify against the same issuer.
+    process.env.EXPCTL_ISSUER_PUBLIC_KEY_FILE = issuerPublicKeyPath(home);
+  }
+  return trust;
+}
+
+/** A credential of another identity and role from the test issuer, and the 0600 file holding it. */
+export function issueTestCredential(name: string, role: Role): { credential: Credential; file: string } {
+  const { home } = testTrust();
+  const credential = issueCredential({ name, role }, home);
+  const file = path.join(home.EXPCTL_HOME, `${name}.credential.json`);
+  writeCredential(file, credential);
+  return { credential, file };
 }
 
 /** Makes this process's `nvidia-smi` the fake one describing `fleet` (a CSV under fixtures/fleets, or an absolute path). */
@@ -50,6 +90,8 @@ export interface TestStack {
     cpuSlots?: number;
     fleet?: string;
     runtimeTags?: string[];
+    /** Registers with this credential instead of the test admin's. */
+    credential?: Credential;
   }): Promise<GpuWorkerHandle>;
   stop(): Promise<void>;
 }
@@ -67,6 +109,7 @@ export async function startStack(options: {
   address?: string;
 }): Promise<TestStack> {
   installWorkerRuntime();
+  const { home, credential } = testTrust();
   // A file may bring its own server (one it stops and restarts); the shared one otherwise.
   const address = options.address ?? inject('temporalAddress');
   const namespace = `${options.name}-${crypto.randomBytes(3).toString('hex')}`;
@@ -84,11 +127,18 @@ export async function startStack(options: {
     dataConverter: converter,
     catalogPath: path.join(workDir, 'catalog.sqlite'),
     workflowBundle: { code: (await workflowBundle()).code },
+    issuer: loadIssuerPublicKey(home),
   });
   const running: Promise<unknown>[] = [orchestrator.run()];
   const gpuWorkers: GpuWorkerHandle[] = [];
 
-  const addGpuWorker = async (worker: { host: string; cpuSlots?: number; fleet?: string; runtimeTags?: string[] }) => {
+  const addGpuWorker = async (worker: {
+    host: string;
+    cpuSlots?: number;
+    fleet?: string;
+    runtimeTags?: string[];
+    credential?: Credential;
+  }) => {
     useFakeFleet(worker.fleet);
     const handle = await createGpuWorker({
       connection: nativeConnection,
@@ -103,6 +153,7 @@ export async function startStack(options: {
       trainingHeartbeatMs: 500,
       killAfterMs: 2000,
       log: () => undefined,
+      credential: worker.credential ?? credential,
     });
     running.push(handle.run());
     gpuWorkers.push(handle);
@@ -134,4 +185,19 @@ export async function startStack(options: {
       fleet: options.fleet,
     });
   return stack;
+}
+
+/** Sets the pool's heartbeat limit or placement policy, signed as the test admin. */
+export async function configurePool(client: Client, configuration: PoolConfiguration) {
+  return client.workflow.getHandle(POOL_WORKFLOW_ID).executeUpdate(configurePoolUpdate, {
+    args: [{ ...configuration, authorization: signAs('configure_pool', 'pool', configuration) }],
+  });
+}
+
+/** Drains (or undrains) a host or slot, signed as the test admin. */
+export async function drain(client: Client, target: string, drained: boolean, reason: string) {
+  const change = { target, drained, reason };
+  return client.workflow.getHandle(POOL_WORKFLOW_ID).executeUpdate(drainUpdate, {
+    args: [{ ...change, authorization: signAs('drain', target, change) }],
+  });
 }

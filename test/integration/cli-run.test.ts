@@ -6,10 +6,10 @@ import { experimentIdFor, IdempotencyConflictError, submitExperiment } from '../
 import type { ExperimentResult } from '../../src/domain/experiment.js';
 import type { ExperimentRequestInput } from '../../src/domain/request.js';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
-import { configurePoolSignal, experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
+import { experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
 import { EXPCTL, RESULT_KEYS, runCli } from '../helpers/cli.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
-import { startStack, type TestStack } from '../helpers/stack.js';
+import { configurePool, startStack, type TestStack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
 
 // `expctl run` as an agent runs it: a process, its JSON on stdout and its exit code, for every terminal state.
@@ -283,7 +283,7 @@ describe('expctl run: infrastructure (exit 4) and cancel (exit 5)', () => {
     // A worker process reports to the pool every 10 s: a 25 s limit notices a dead one soon without
     // ever taking a live one offline between two reports.
     const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
-    await pool.signal(configurePoolSignal, { heartbeatLimitMs: 25_000 });
+    await configurePool(stack.client, { heartbeatLimitMs: 25_000 });
     let worker: ResultPromise | undefined = execa(
       process.execPath,
       [

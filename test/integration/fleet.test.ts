@@ -5,16 +5,11 @@ import { submitExperiment } from '../../src/client/experiments.js';
 import type { ExperimentResult } from '../../src/domain/experiment.js';
 import type { ExperimentRequestInput } from '../../src/domain/request.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
-import {
-  configurePoolSignal,
-  drainSignal,
-  experimentStateQuery,
-  poolStateQuery,
-} from '../../src/workflows/definitions.js';
+import { experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
 import type { ExperimentSnapshot } from '../../src/workflows/experiment-state.js';
 import { healthCheckWorkflow } from '../../src/workflows/health.js';
 import { leaseCyclerWorkflow } from '../../src/workflows/lease-cycler.js';
-import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
+import { configurePool, drain, FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
 import { makeRepo } from '../helpers/repo.js';
 
@@ -202,7 +197,7 @@ describe('drain', () => {
     await waitFor(async () => (await slow.handle.query(experimentStateQuery)).status === 'running', 30_000);
     const drainedGpu = (await slow.handle.query(experimentStateQuery)).gpu!;
     const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
-    await pool.signal(drainSignal, { target: drainedGpu, drained: true, reason: 'maintenance' });
+    await drain(stack.client, drainedGpu, true, 'maintenance');
     const later = await runAll(stack, [
       request({ tag: 'drain', env: { VAL_BPB: '1.0', STEPS: '5', STEP_SECONDS: '0.2' } }),
       request({ tag: 'drain', env: { VAL_BPB: '1.0', STEPS: '5', STEP_SECONDS: '0.2' } }),
@@ -235,7 +230,7 @@ describe('pool history', () => {
         async () => (await pool.query(poolStateQuery).catch(() => undefined))?.hosts.cycler?.online === true,
         20_000,
       );
-      await pool.signal(configurePoolSignal, { heartbeatLimitMs: 60_000 });
+      await configurePool(stack.client, { heartbeatLimitMs: 60_000 });
       // Four cyclers share the four slots, as four experiments would: 4 x 125 = 500 cycles.
       const started = Date.now();
       const results = await Promise.all(

@@ -11,7 +11,8 @@ import { CONTROL_TASK_QUEUE, hostTaskQueue } from '../../src/shared/constants.js
 import { dataConverter } from '../../src/temporal/connection.js';
 import { freePort, PortInUseError, startDevServer } from '../../src/temporal/dev-server.js';
 import { smokeWorkflow } from '../../src/workflows/smoke.js';
-import { startStack, type TestStack } from '../helpers/stack.js';
+import { startStack, testTrust, type TestStack } from '../helpers/stack.js';
+import { loadIssuerPublicKey } from '../../src/security/credentials.js';
 import { eventually } from '../helpers/wait.js';
 
 describe('foundation on a real Temporal dev server', () => {
@@ -80,6 +81,7 @@ describe('dev server lifecycle', () => {
         client,
         dataConverter: converter,
         catalogPath: path.join(dir, 'catalog.sqlite'),
+        issuer: loadIssuerPublicKey(testTrust().home),
       });
       const gpu = await createGpuWorker({
         connection: nativeConnection,
@@ -90,6 +92,7 @@ describe('dev server lifecycle', () => {
         cpuSlots: 1,
         workDir: path.join(dir, 'worker'),
         log: () => undefined,
+        credential: testTrust().credential,
       });
       const running = Promise.all([orchestrator.run(), gpu.run()]);
       await client.workflow.execute(smokeWorkflow, {
@@ -109,7 +112,9 @@ describe('dev server lifecycle', () => {
     const second = await startDevServer(await options());
     try {
       const connection = await Connection.connect({ address: second.address });
-      const description = await new Client({ connection }).workflow.getHandle(workflowId).describe();
+      const description = await new Client({ connection, dataConverter: await dataConverter() }).workflow
+        .getHandle(workflowId)
+        .describe();
       expect(description.status.name).toBe('COMPLETED');
       expect(description.typedSearchAttributes.get({ name: 'ExpctlTag', type: 'KEYWORD' })).toBe('restart');
       await connection.close();

@@ -6,10 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Catalog } from '../../src/catalog/catalog.js';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
-import { configurePoolSignal, experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
+import { experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
 import { waitFor } from '../helpers/wait.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
-import { startStack, type TestStack } from '../helpers/stack.js';
+import { configurePool, startStack, type TestStack } from '../helpers/stack.js';
 
 const EXPCTL = fileURLToPath(new URL('../../bin/expctl.js', import.meta.url));
 
@@ -35,7 +35,7 @@ async function startWorkerProcess(host: string, extraArgs: string[] = []): Promi
     async () => (await pool.query(poolStateQuery).catch(() => undefined))?.hosts[host]?.online === true,
     60_000,
   );
-  await pool.signal(configurePoolSignal, { heartbeatLimitMs: 8_000 });
+  await configurePool(stack.client, { heartbeatLimitMs: 8_000 });
   return { child }; // wrapped: an execa subprocess is thenable, and returning it would await its exit
 }
 

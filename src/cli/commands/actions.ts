@@ -3,7 +3,9 @@ import { submitExperiment } from '../../client/experiments.js';
 import { exitCodeFor } from '../../domain/experiment.js';
 import { TAG_PATTERN, TAG_PATTERN_TEXT, type ExperimentRequest } from '../../domain/request.js';
 import { connectClient } from '../../temporal/connection.js';
-import { experimentStateQuery } from '../../workflows/definitions.js';
+import { cancelExperimentUpdate, experimentStateQuery } from '../../workflows/definitions.js';
+import { permissionDenied, signAs } from '../../client/sign.js';
+import { PERMISSION_DENIED_EXIT_CODE } from '../../domain/authorization.js';
 import { existingCatalog } from '../catalog-file.js';
 import { CliError, printJson, safeText, wantsJson } from '../output.js';
 
@@ -81,8 +83,19 @@ export async function tagStopCommand(tag: string, options: { json?: boolean }): 
   for await (const execution of client.workflow.list({
     query: `WorkflowType = 'experimentWorkflow' AND ExpctlTag = '${tag}' AND ExecutionStatus = 'Running'`,
   })) {
-    await client.workflow.getHandle(execution.workflowId).cancel();
-    canceled.push(execution.workflowId);
+    const id = execution.workflowId;
+    try {
+      await client.workflow
+        .getHandle(id)
+        .executeUpdate(cancelExperimentUpdate, { args: [{ authorization: signAs('cancel', id) }] });
+    } catch (error) {
+      const denied = permissionDenied(error);
+      if (denied) throw new CliError(denied, PERMISSION_DENIED_EXIT_CODE);
+      // It ended between the listing and the cancel: nothing to cancel.
+      if (error instanceof WorkflowNotFoundError) continue;
+      throw error;
+    }
+    canceled.push(id);
   }
   if (wantsJson(options)) return printJson({ tag, canceled });
   console.log(

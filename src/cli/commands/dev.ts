@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { createGpuWorker, type GpuWorkerHandle } from '../../gpu-worker/worker.js';
+import { ensureLocalAdmin, loadIssuerPublicKey } from '../../security/credentials.js';
 import { createOrchestratorWorker } from '../../orchestrator/worker.js';
 import { payloadCodec } from '../../security/codec.js';
 import { startDevCodecEndpoint } from '../../security/codec-server.js';
@@ -174,6 +175,8 @@ async function startStack(options: DevOptions, lifetime: StackLifetime, home: st
   const client = new Client({ connection: clientConnection, namespace: 'default', dataConverter: converter });
   if (signal.aborted) throw new AbortedError();
 
+  // This user's admin credential and the fleet's issuer key: created on first start.
+  const { credential } = ensureLocalAdmin();
   const workers = new SupervisedWorkers(lifetime);
   await workers.add('orchestrator', () =>
     createOrchestratorWorker({
@@ -182,6 +185,7 @@ async function startStack(options: DevOptions, lifetime: StackLifetime, home: st
       client,
       dataConverter: converter,
       catalogPath: catalogPath(),
+      issuer: loadIssuerPublicKey(),
     }),
   );
   if (signal.aborted) throw new AbortedError();
@@ -195,6 +199,7 @@ async function startStack(options: DevOptions, lifetime: StackLifetime, home: st
       host: hostName(),
       workDir: path.join(home, 'worker'),
       cpuSlots: options.cpuSlots,
+      credential,
     });
     return gpuWorker;
   });

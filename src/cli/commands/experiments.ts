@@ -1,4 +1,6 @@
 import path from 'node:path';
+import { permissionDenied, signAs } from '../../client/sign.js';
+import { PERMISSION_DENIED_EXIT_CODE } from '../../domain/authorization.js';
 import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { resolveSource, SourceError } from '../../client/source.js';
 import { submitExperiment, type ExperimentHandle } from '../../client/experiments.js';
@@ -9,7 +11,7 @@ import { queueOrder } from '../../domain/placement.js';
 import { killLimitSeconds } from '../../domain/limits.js';
 import { CONTROL_TASK_QUEUE, hostTaskQueue, POOL_WORKFLOW_ID } from '../../shared/constants.js';
 import { connectClient } from '../../temporal/connection.js';
-import { experimentStateQuery, poolStateQuery } from '../../workflows/definitions.js';
+import { cancelExperimentUpdate, experimentStateQuery, poolStateQuery } from '../../workflows/definitions.js';
 import type { ExperimentSnapshot } from '../../workflows/experiment-state.js';
 import { readLogWorkflow } from '../../workflows/read-log.js';
 import { existingCatalog } from '../catalog-file.js';
@@ -61,6 +63,8 @@ async function awaitResult(handle: ExperimentHandle, json: boolean): Promise<voi
     process.exitCode = exitCodeFor(result.status);
   } catch (error) {
     stopProgress();
+    const denied = permissionDenied(error);
+    if (denied) throw new CliError(denied, PERMISSION_DENIED_EXIT_CODE);
     if (error instanceof WorkflowFailedError)
       throw new CliError(
         `experiment ${handle.workflowId} failed inside expctl: ${error.cause?.message ?? error.message}`,
@@ -207,8 +211,10 @@ export async function showCommand(id: string, options: { json?: boolean }): Prom
     if (!(error instanceof CliError) || !record) throw error;
   }
   const queuePosition = snapshot?.status === 'queued' ? await queuePositionOf(client, id) : null;
+  // Who submitted, canceled (or tried to): the orchestrator's audit trail for this experiment.
+  const audit = existingCatalog()?.auditTrail(id) ?? [];
   if (wantsJson(options))
-    return printJson({ ...(snapshot ?? { experimentId: id }), queuePosition, record: record ?? null });
+    return printJson({ ...(snapshot ?? { experimentId: id }), queuePosition, record: record ?? null, audit });
   if (!snapshot) {
     console.log(safeText(`${id}  [${record!.status}]  (from the catalog; the workflow is past Temporal's retention)`));
     console.log(safeJson(record));
@@ -264,6 +270,14 @@ export async function showCommand(id: string, options: { json?: boolean }): Prom
     );
   if (snapshot.reason) say(`  reason:     ${snapshot.reason}`);
   if (record?.originId) say(`  ${record.originKind} of:  ${record.originId}`);
+  if (snapshot.submittedBy) say(`  submitted by: ${snapshot.submittedBy}`);
+  if (audit.length) {
+    say('  audit:');
+    for (const entry of audit)
+      say(
+        `    ${entry.at}  ${entry.action}  ${entry.actor ?? '(no valid credential)'}${entry.role ? ` (${entry.role})` : ''}  ${entry.allowed ? 'allowed' : `refused: ${entry.detail ?? ''}`}`,
+      );
+  }
   say('  timeline:');
   const timeline = formatTable(
     ['at', 'status', 'note'],
@@ -310,7 +324,13 @@ export async function cancelCommand(id: string, options: { json?: boolean }): Pr
   const before = await snapshotOf(client, id);
   if (isTerminal(before.status)) throw new CliError(`${id} already ended (${before.status}); nothing to cancel`);
   const handle = handleFor(client, id);
-  await handle.cancel();
+  try {
+    await handle.executeUpdate(cancelExperimentUpdate, { args: [{ authorization: signAs('cancel', id) }] });
+  } catch (error) {
+    const denied = permissionDenied(error);
+    if (denied) throw new CliError(denied, PERMISSION_DENIED_EXIT_CODE);
+    throw error;
+  }
   if (!wantsJson(options))
     console.error(`expctl: cancel requested for ${id} (was ${before.status}); waiting for its processes to stop ...`);
   await awaitResult(handle, wantsJson(options));

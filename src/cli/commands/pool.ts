@@ -1,7 +1,9 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { POOL_WORKFLOW_ID } from '../../shared/constants.js';
 import { connectClient } from '../../temporal/connection.js';
-import { drainSignal, poolStateQuery } from '../../workflows/definitions.js';
+import { permissionDenied, signAs } from '../../client/sign.js';
+import { PERMISSION_DENIED_EXIT_CODE } from '../../domain/authorization.js';
+import { drainUpdate, poolStateQuery } from '../../workflows/definitions.js';
 import { CliError, formatTable, printJson, safeText, wantsJson } from '../output.js';
 
 async function poolHandle() {
@@ -55,7 +57,14 @@ export async function drainCommand(target: string, drained: boolean, options: { 
   const pool = await handle.query(poolStateQuery);
   const matches = pool.slots.filter((entry) => entry.slot.host === target || entry.slot.slotId === target);
   if (matches.length === 0) throw new CliError(`no host or slot named ${safeText(target)} in the pool`);
-  await handle.signal(drainSignal, { target, drained, reason: options.reason ?? 'operator' });
+  const change = { target, drained, reason: options.reason ?? 'operator' };
+  try {
+    await handle.executeUpdate(drainUpdate, { args: [{ ...change, authorization: signAs('drain', target, change) }] });
+  } catch (error) {
+    const denied = permissionDenied(error);
+    if (denied) throw new CliError(denied, PERMISSION_DENIED_EXIT_CODE);
+    throw error;
+  }
   console.log(
     `${drained ? 'drained' : 'undrained'} ${matches.map((m) => m.slot.slotId).join(', ')}${drained ? '; running experiments finish, no new leases' : ''}`,
   );

@@ -2,6 +2,8 @@ import { WithStartWorkflowOperation, WorkflowNotFoundError } from '@temporalio/c
 import { formatGuard, newTagState, tagCountsSummary, type TagCounts, type TagPolicy } from '../../domain/decision.js';
 import { parseGuard } from '../../domain/guard.js';
 import { TAG_PATTERN, TAG_PATTERN_TEXT } from '../../domain/request.js';
+import { permissionDenied, signAs } from '../../client/sign.js';
+import { PERMISSION_DENIED_EXIT_CODE } from '../../domain/authorization.js';
 import { CONTROL_TASK_QUEUE } from '../../shared/constants.js';
 import { connectClient } from '../../temporal/connection.js';
 import { configureTagUpdate, tagStateQuery } from '../../workflows/definitions.js';
@@ -57,15 +59,22 @@ export async function tagCreateCommand(tag: string, options: TagCreateOptions): 
     throw new CliError((error as Error).message);
   }
   const client = await connectClient();
-  const state = await client.workflow.executeUpdateWithStart(configureTagUpdate, {
-    args: [policy],
-    startWorkflowOperation: new WithStartWorkflowOperation(tagWorkflow, {
-      workflowId: tagWorkflowId(tag),
-      taskQueue: CONTROL_TASK_QUEUE,
-      args: [tag, newTagState(tag)],
-      workflowIdConflictPolicy: 'USE_EXISTING',
-    }),
-  });
+  const authorization = signAs('configure_tag', tagWorkflowId(tag), policy);
+  const state = await client.workflow
+    .executeUpdateWithStart(configureTagUpdate, {
+      args: [policy, authorization],
+      startWorkflowOperation: new WithStartWorkflowOperation(tagWorkflow, {
+        workflowId: tagWorkflowId(tag),
+        taskQueue: CONTROL_TASK_QUEUE,
+        args: [tag, newTagState(tag)],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+      }),
+    })
+    .catch((error: unknown) => {
+      const denied = permissionDenied(error);
+      if (denied) throw new CliError(denied, PERMISSION_DENIED_EXIT_CODE);
+      throw error;
+    });
   if (wantsJson(options)) return printJson(state);
   console.log(
     `tag ${tag}: ${state.policy.metricName} (${state.policy.direction}), near miss within ${state.policy.nearMissThreshold}, abort after ${state.policy.maxConsecutiveCrashes} crashes, compare ${state.policy.compareAcrossClasses ? 'across classes' : 'within an accelerator class'}, keep only above ${state.policy.minImprovement ?? 0}${state.policy.guards?.length ? `, guards ${state.policy.guards.map(formatGuard).join(', ')}` : ''}`,

@@ -1,8 +1,11 @@
 import path from 'node:path';
-import { createGpuWorker } from '../../gpu-worker/worker.js';
+import { createGpuWorker, RegistrationRefusedError } from '../../gpu-worker/worker.js';
+import { PERMISSION_DENIED_EXIT_CODE } from '../../domain/authorization.js';
+import { CliError } from '../output.js';
 import { createOrchestratorWorker } from '../../orchestrator/worker.js';
 import { installWorkerRuntime } from '../../shared/runtime.js';
 import { catalogPath, hostName, stateDir } from '../../shared/settings.js';
+import { loadCredential, loadIssuerPublicKey } from '../../security/credentials.js';
 import { narrowExistingDir } from '../../security/files.js';
 import { connectClient, connectWorkerConnection, dataConverter } from '../../temporal/connection.js';
 
@@ -45,12 +48,18 @@ export async function workerCommand(options: WorkerOptions): Promise<void> {
     runtimeTags: options.runtimeTag,
     workDir: options.workDir ?? path.join(stateDir(), 'worker'),
     ...(options.orphanGrace ? { orphanGraceMs: options.orphanGrace * 1000 } : {}),
+    credential: loadCredential(),
   });
   stopOnSignals(() => worker.shutdown());
   console.error(
     `expctl worker ${worker.host}: ${worker.slots.map((s) => `${s.slotId} (${s.acceleratorClass}, ${s.memoryMb} MB)`).join(', ')}`,
   );
-  await worker.run();
+  try {
+    await worker.run();
+  } catch (error) {
+    if (error instanceof RegistrationRefusedError) throw new CliError(error.message, PERMISSION_DENIED_EXIT_CODE);
+    throw error;
+  }
 }
 
 /** `expctl orchestrator`: the control worker (all workflows) for a real cluster. */
@@ -66,6 +75,7 @@ export async function orchestratorCommand(): Promise<void> {
     client,
     dataConverter: converter,
     catalogPath: catalogPath(),
+    issuer: loadIssuerPublicKey(),
   });
   stopOnSignals(async () => worker.shutdown());
   console.error(`expctl orchestrator: polling expctl-control in namespace ${namespace}`);

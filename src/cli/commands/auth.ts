@@ -1,0 +1,98 @@
+import crypto from 'node:crypto';
+import path from 'node:path';
+import { permissionDenied, signAs } from '../../client/sign.js';
+import { IDENTITY_NAME_PATTERN, PERMISSION_DENIED_EXIT_CODE, ROLES, type Role } from '../../domain/authorization.js';
+import {
+  credentialPath,
+  ensureLocalAdmin,
+  issueCredential,
+  loadCredential,
+  writeCredential,
+} from '../../security/credentials.js';
+import { CONTROL_TASK_QUEUE } from '../../shared/constants.js';
+import { connectClient } from '../../temporal/connection.js';
+import { revokeCredentialWorkflow } from '../../workflows/credentials.js';
+import { CliError, printJson, safeText, wantsJson } from '../output.js';
+
+/** `auth init`: the issuer key pair and this user's admin credential, where missing (what `expctl dev` does). */
+export async function authInitCommand(options: { json?: boolean }): Promise<void> {
+  const { credential, created } = ensureLocalAdmin();
+  const summary = {
+    credential: credentialPath(),
+    name: credential.certificate.name,
+    role: credential.certificate.role,
+    id: credential.certificate.id,
+    created,
+  };
+  if (wantsJson(options)) return printJson(summary);
+  console.log(
+    `${created ? 'created' : 'kept'} ${summary.credential}: ${summary.name} (${summary.role}, ${summary.id})`,
+  );
+}
+
+/** `auth issue`: a new credential, signed with the issuer key (so only where the admin keeps it). */
+export async function authIssueCommand(options: {
+  name: string;
+  role: string;
+  out?: string;
+  expiresDays?: number;
+  json?: boolean;
+}): Promise<void> {
+  if (!(ROLES as readonly string[]).includes(options.role))
+    throw new CliError(`--role must be one of ${ROLES.join(', ')}, got "${safeText(options.role)}"`, 2);
+  if (!IDENTITY_NAME_PATTERN.test(options.name))
+    throw new CliError(`--name must be letters, digits, "_", ".", "@" or "-" (at most 128)`, 2);
+  let credential;
+  try {
+    credential = issueCredential({
+      name: options.name,
+      role: options.role as Role,
+      expiresInDays: options.expiresDays,
+    });
+  } catch (error) {
+    throw new CliError((error as Error).message);
+  }
+  const out = path.resolve(options.out ?? `${options.name}.credential.json`);
+  writeCredential(out, credential);
+  const summary = { file: out, ...credential.certificate };
+  if (wantsJson(options)) return printJson(summary);
+  console.log(
+    `issued ${summary.id} to ${summary.name} (${summary.role}) in ${out} (mode 0600); ` +
+      `its holder sets EXPCTL_CREDENTIAL_FILE to it`,
+  );
+}
+
+/** `auth revoke`: refuses a credential (by id) or every credential of a name issued so far, from now on. */
+export async function authRevokeCommand(target: string, options: { name?: boolean; json?: boolean }): Promise<void> {
+  const credential = options.name ? `name:${target}` : target;
+  const client = await connectClient();
+  try {
+    const result = await client.workflow.execute(revokeCredentialWorkflow, {
+      workflowId: `expctl-revoke-${crypto.randomUUID()}`,
+      taskQueue: CONTROL_TASK_QUEUE,
+      args: [{ credential, authorization: signAs('revoke_credential', credential) }],
+    });
+    if (wantsJson(options)) return printJson(result);
+    console.log(`revoked ${safeText(result.revoked)} (by ${safeText(result.by)})`);
+  } catch (error) {
+    const denied = permissionDenied(error);
+    if (denied) throw new CliError(denied, PERMISSION_DENIED_EXIT_CODE);
+    throw error;
+  }
+}
+
+/** `auth whoami`: the identity this shell acts as. */
+export async function authWhoamiCommand(options: { json?: boolean }): Promise<void> {
+  let credential;
+  try {
+    credential = loadCredential();
+  } catch (error) {
+    throw new CliError((error as Error).message, PERMISSION_DENIED_EXIT_CODE);
+  }
+  const summary = { file: credentialPath(), ...credential.certificate };
+  if (wantsJson(options)) return printJson(summary);
+  console.log(
+    `${summary.name} (${summary.role}), credential ${summary.id} from ${summary.file}` +
+      (summary.expiresAt ? `, expires ${summary.expiresAt}` : ''),
+  );
+}
