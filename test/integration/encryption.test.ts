@@ -48,8 +48,9 @@ async function rawHistory(workflowId: string): Promise<{ bytes: Buffer; events: 
 }
 
 /**
- * The encoding of every payload in `value` (a history, a description), with where it is; search
- * attributes and headers are left out: they are not payloads the SDK passes through codecs.
+ * The encoding of every payload in `value` (a history, a description), with where it is. Left
+ * out, as they never pass through codecs: search attributes, headers, and the SDK core's own
+ * `patch-data` of a patched() marker (the patch id, written and read by the core alone).
  */
 function payloadEncodings(value: unknown, where = ''): { where: string; encoding: string }[] {
   if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return [];
@@ -58,7 +59,9 @@ function payloadEncodings(value: unknown, where = ''): { where: string; encoding
   if (metadata && typeof metadata === 'object' && metadata.encoding instanceof Uint8Array)
     return [{ where, encoding: Buffer.from(metadata.encoding).toString('utf8') }];
   return Object.entries(record).flatMap(([key, child]) =>
-    key === 'searchAttributes' || key === 'header' ? [] : payloadEncodings(child, `${where}.${key}`),
+    key === 'searchAttributes' || key === 'header' || (key === 'patch-data' && where.endsWith('.details'))
+      ? []
+      : payloadEncodings(child, `${where}.${key}`),
   );
 }
 
