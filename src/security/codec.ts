@@ -92,16 +92,16 @@ export class EncryptionCodec implements PayloadCodec {
   }
 
   /**
-   * Refuses any payload that is not encrypted. A client without the keys (or any tool that
-   * speaks to the Temporal server directly) could otherwise start experiments, signal the pool or
-   * complete activities that the workers accept, and read nothing of it back. Nothing legitimate
-   * reaches this decoder unencrypted: everything expctl sends goes through encode() above
-   * (`undefined` too: the converter makes it a binary/null payload before the codec encrypts
-   * it); search attributes, headers and the SDK core's own marker data (patched()) never pass
-   * through codecs; and what the Temporal server
-   * makes itself (timeout, termination and cancellation failures, schedule search attributes)
-   * carries no payload of its own, only ones copied from what workers and clients sent. The Web
-   * UI's codec endpoint (codec-server.ts) is the one place plaintext passes through, for display.
+   * Refuses any payload that is not encrypted. A client without the keys (or any tool that speaks
+   * to the Temporal server directly) could otherwise start experiments, signal the pool or complete
+   * activities that the workers accept, and read nothing of it back. Nothing legitimate reaches
+   * this decoder unencrypted: everything expctl sends goes through encode() above (`undefined` too:
+   * the converter makes it a binary/null payload before the codec encrypts it); search attributes,
+   * headers and the SDK core's own marker data (patched()) never pass through codecs; and what the
+   * Temporal server makes itself (timeout, termination and cancellation failures, schedule search
+   * attributes) carries no payload of its own, only ones copied from what workers and clients sent.
+   * The Web UI's codec endpoint (codec-server.ts) is the one place plaintext passes through, for
+   * display.
    */
   async decode(payloads: Payload[]): Promise<Payload[]> {
     return Promise.all(payloads.map((payload) => this.decodeOne(payload)));
