@@ -6,6 +6,7 @@ import { Client, Connection } from '@temporalio/client';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
+import { loadCredential } from '../../src/security/credentials.js';
 import { dataConverter } from '../../src/temporal/connection.js';
 import { freePort } from '../../src/temporal/dev-server.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
@@ -87,22 +88,26 @@ describe('expctl dev supervises its stack', () => {
     };
   }
 
-  /** Submits a run to the stack at `address` and waits for its result. */
-  async function runOn(address: string, metric: string) {
+  /** Submits a run to the stack at `address` as its admin (the credential `expctl dev` made) and waits for its result. */
+  async function runOn(home: string, address: string, metric: string) {
     const connection = await Connection.connect({ address });
     try {
       // The stack uses the test run's keyring (EXPCTL_KEY_FILE, inherited).
       const client = new Client({ connection, namespace: 'default', dataConverter: await dataConverter() });
-      const { handle } = await submitExperiment(client, {
-        tag: 'devsup',
-        hypothesis: `metric ${metric}`,
-        category: 'other',
-        command: ['python3', 'train.py'],
-        repo: source.repo,
-        commit: source.commit,
-        timeBudgetSeconds: 60,
-        env: { VAL_BPB: metric },
-      });
+      const { handle } = await submitExperiment(
+        client,
+        {
+          tag: 'devsup',
+          hypothesis: `metric ${metric}`,
+          category: 'other',
+          command: ['python3', 'train.py'],
+          repo: source.repo,
+          commit: source.commit,
+          timeBudgetSeconds: 60,
+          env: { VAL_BPB: metric },
+        },
+        { credential: loadCredential({ EXPCTL_HOME: home }) },
+      );
       return await handle.result();
     } finally {
       await connection.close();
@@ -143,7 +148,7 @@ describe('expctl dev supervises its stack', () => {
       const restarted = (await serverPid(home))!;
       expect(restarted).not.toBe(killed);
       expect(await serversOn(home)).toHaveLength(1);
-      expect(await runOn(address, '1.500000')).toMatchObject({ status: 'completed', metric: 1.5 });
+      expect(await runOn(home, address, '1.500000')).toMatchObject({ status: 'completed', metric: 1.5 });
 
       // Freeze it for longer than the old give-up window: nothing is decided, nothing stops.
       process.kill(restarted, 'SIGSTOP');
@@ -158,7 +163,7 @@ describe('expctl dev supervises its stack', () => {
       }
       expect(first.output()).not.toContain('stopping');
       expect(await serverPid(home)).toBe(restarted);
-      expect(await runOn(address, '1.400000')).toMatchObject({ status: 'completed', metric: 1.4 });
+      expect(await runOn(home, address, '1.400000')).toMatchObject({ status: 'completed', metric: 1.4 });
 
       // SIGKILL of expctl dev orphans its server; the next start finds it by its pid file and stops it.
       first.child.kill('SIGKILL');
@@ -170,7 +175,7 @@ describe('expctl dev supervises its stack', () => {
       expect(second.output()).not.toMatch(/in use/);
       expect(processAlive(restarted)).toBe(false);
       expect(await serversOn(home)).toHaveLength(1);
-      expect(await runOn(address, '1.300000')).toMatchObject({ status: 'completed', metric: 1.3 });
+      expect(await runOn(home, address, '1.300000')).toMatchObject({ status: 'completed', metric: 1.3 });
 
       second.child.kill('SIGTERM');
       expect((await second.child).exitCode).toBe(0);
