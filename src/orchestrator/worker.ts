@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import { createControlActivities } from '../activities/control.js';
@@ -14,6 +15,11 @@ export interface OrchestratorOptions {
   catalogPath: string;
   /** A prebuilt bundle (tests share one); otherwise the workflows are bundled at start. */
   workflowBundle?: WorkflowBundleOption;
+  /**
+   * The key of the record's secret digests (see ControlDeps). Without one, a random key per process:
+   * digests then compare only within one orchestrator's lifetime, but never reveal anything.
+   */
+  secretHashKey?: Buffer;
 }
 
 /** The control worker: every workflow, plus the activities that write state and talk to other workflows. */
@@ -24,6 +30,10 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
     namespace: options.namespace,
     taskQueue: CONTROL_TASK_QUEUE,
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
-    activities: createControlActivities({ client: options.client, catalog }),
+    activities: createControlActivities({
+      client: options.client,
+      catalog,
+      secretHashKey: options.secretHashKey ?? crypto.randomBytes(32),
+    }),
   });
 }
