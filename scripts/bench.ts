@@ -19,7 +19,7 @@ import { assignSlots, DEFAULT_PLACEMENT_POLICY, type LeaseRequest, type SlotView
 import { createGpuWorker } from '../src/gpu-worker/worker.js';
 import { createOrchestratorWorker } from '../src/orchestrator/worker.js';
 import { CONTROL_TASK_QUEUE } from '../src/shared/constants.js';
-import { ensureKeyring } from '../src/security/keyring.js';
+import { deriveKey, ensureKeyring } from '../src/security/keyring.js';
 import { installWorkerRuntime } from '../src/shared/runtime.js';
 import { dataConverter } from '../src/temporal/connection.js';
 import { freePort, startDevServer } from '../src/temporal/dev-server.js';
@@ -62,6 +62,7 @@ async function main(): Promise<void> {
     dataConverter: converter,
     catalogPath: path.join(dir, 'catalog.sqlite'),
     issuer: loadIssuerPublicKey(home),
+    secretHashKey: (await deriveKey('secret-hash', keys)).key,
   });
   const gpu = await createGpuWorker({
     connection: nativeConnection,

@@ -1,8 +1,11 @@
+import crypto from 'node:crypto';
 import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Catalog } from '../catalog/catalog.js';
 import type { RecordUpdate } from '../catalog/record.js';
 import { DEFAULT_METRIC, newTagState, type RunOutcome, type TagDecision } from '../domain/decision.js';
+import { hijackRefusal } from '../domain/environment.js';
 import { capabilityMismatch, refusalReason, reservesScarce } from '../domain/placement.js';
+import { publicRequest } from '../domain/redact.js';
 import type { Requirements } from '../domain/request.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { poolStateQuery, recordOutcomeUpdate, tagStateQuery } from '../workflows/definitions.js';
@@ -11,14 +14,23 @@ import { tagWorkflow, tagWorkflowId } from '../workflows/tag.js';
 export interface ControlDeps {
   client: Client;
   catalog: Catalog;
+  /**
+   * Keys the digests of `--secret` values the record keeps (HMAC-SHA256), so two runs can be seen
+   * to have had the same secret without the record holding anything that leads back to it.
+   */
+  secretHashKey: Buffer;
 }
 
 /** Activities on the control queue; they talk to other workflows through the client. */
-export function createControlActivities({ client, catalog }: ControlDeps) {
+export function createControlActivities({ client, catalog, secretHashKey }: ControlDeps) {
+  const digest = (value: string) => crypto.createHmac('sha256', secretHashKey).update(value, 'utf8').digest('hex');
   return {
-    /** Adds what a run reported to the operating record (idempotent: retries rewrite the same values). */
+    /**
+     * Adds what a run reported to the operating record (idempotent: retries rewrite the same values).
+     * The request arrives as submitted; what is stored is its public form, secrets as keyed digests.
+     */
     async recordExperiment(update: RecordUpdate): Promise<void> {
-      catalog.apply(update);
+      catalog.apply(update.request ? { ...update, request: publicRequest(update.request, digest) } : update);
       // Every decision moves the tag's strategy on (the rule reads the tag's runs, this one included).
       if (update.decision) catalog.refreshStrategy(catalog.tagOf(update.experimentId));
     },
@@ -55,6 +67,8 @@ export function createControlActivities({ client, catalog }: ControlDeps) {
     async resolveTagPolicy(input: {
       tag: string;
       metric?: { name: string; direction?: 'minimize' | 'maximize' };
+      /** The request's `--env` and `--secret` names: hijack variables must be allowed by the tag. */
+      envNames?: string[];
     }): Promise<{ metric: { name: string; direction: 'minimize' | 'maximize' } } | { refusal: string }> {
       const asked = input.metric;
       let policy;
@@ -62,6 +76,8 @@ export function createControlActivities({ client, catalog }: ControlDeps) {
         policy = (await client.workflow.getHandle(tagWorkflowId(input.tag)).query(tagStateQuery)).policy;
       } catch (error) {
         if (!(error instanceof WorkflowNotFoundError)) throw error;
+        const hijack = hijackRefusal(input.tag, input.envNames ?? []);
+        if (hijack) return { refusal: hijack };
         // A new tag takes the request's metric (its first run creates it), else the default.
         if (!asked) return { metric: { ...DEFAULT_METRIC } };
         return {
@@ -71,6 +87,8 @@ export function createControlActivities({ client, catalog }: ControlDeps) {
           },
         };
       }
+      const hijack = hijackRefusal(input.tag, input.envNames ?? [], policy.allowEnv);
+      if (hijack) return { refusal: hijack };
       const tagRule = `${policy.metricName} (${policy.direction})`;
       if (
         asked &&

@@ -4,7 +4,9 @@ import path from 'node:path';
 import type { Slot } from '../domain/fleet.js';
 import type { HostHealthReport } from '../domain/health.js';
 import type { EnvironmentRecord } from '../catalog/record.js';
-import { redactEnv } from '../domain/redact.js';
+import { recordedVariables } from '../domain/environment.js';
+import { REDACTED, runSecretValues, scrubText, secretForms } from '../domain/redact.js';
+import { readRunSecrets, workerSecretValues } from '../gpu-worker/run-secrets.js';
 import { queryGpus } from '../gpu-worker/discover.js';
 import { softwareVersions } from '../gpu-worker/software.js';
 import type { ExperimentRequest } from '../domain/request.js';
@@ -59,6 +61,61 @@ function wholeCharacters(bytes: Buffer, moreFollows: boolean): Buffer {
     }
   }
   return bytes;
+}
+
+/**
+ * Bytes [start, start + length) of a log as scrubbed text. Secret values are found in a window
+ * reaching the longest one beyond both ends, so a value cut by the page (or by the caller's offset)
+ * is still replaced; the page never ends inside one, and ends at a line's end where a line fits, so
+ * what only looks like a credential is judged whole. Returns the text and where the page ended.
+ */
+async function readScrubbedPage(
+  handle: fs.FileHandle,
+  size: number,
+  start: number,
+  length: number,
+  values: readonly string[],
+): Promise<{ text: string; end: number }> {
+  const needles = secretForms(values).map((value) => Buffer.from(value, 'utf8'));
+  const reach = needles.reduce((most, needle) => Math.max(most, needle.length), 0);
+  const from = Math.max(0, start - reach);
+  const buffer = Buffer.alloc(Math.min(size, start + length + reach) - from);
+  const { bytesRead } = await handle.read(buffer, 0, buffer.length, from);
+  const window = buffer.subarray(0, bytesRead);
+  const found: [number, number][] = [];
+  for (const needle of needles) {
+    for (let i = window.indexOf(needle); i >= 0; i = window.indexOf(needle, i + 1))
+      found.push([from + i, from + i + needle.length]);
+  }
+  found.sort((a, b) => a[0] - b[0]);
+  const ranges: [number, number][] = [];
+  for (const range of found) {
+    const last = ranges.at(-1);
+    if (last && range[0] < last[1]) last[1] = Math.max(last[1], range[1]);
+    else ranges.push([...range]);
+  }
+  let end = Math.min(start + length, from + bytesRead);
+  const outOfSecrets = () => {
+    const inside = ranges.find(([a, b]) => a < end && end < b);
+    if (inside) end = inside[0] > start ? inside[0] : inside[1];
+  };
+  outOfSecrets();
+  if (end < size) {
+    const newline = window.lastIndexOf(0x0a, end - 1 - from);
+    if (newline >= 0 && from + newline + 1 > start) end = from + newline + 1;
+    outOfSecrets();
+  }
+  end = start + wholeCharacters(window.subarray(start - from, end - from), end < size).length;
+  const parts: Buffer[] = [];
+  let at = start;
+  for (const [a, b] of ranges) {
+    if (b <= at || a >= end) continue;
+    if (a > at) parts.push(window.subarray(at - from, a - from));
+    parts.push(Buffer.from(REDACTED));
+    at = Math.min(b, end);
+  }
+  parts.push(window.subarray(at - from, end - from));
+  return { text: scrubText(Buffer.concat(parts).toString('utf8')), end };
 }
 
 /** Arguments that name files in the repository (scripts, configs), as opposed to flags and values. */
@@ -227,7 +284,10 @@ export function createHostActivities(deps: HostDeps) {
       }
     },
 
-    /** The environment a run trains in on this host: versions, lockfile hashes, variables (secrets redacted). */
+    /**
+     * The environment a run trains in on this host: versions, lockfile hashes, and variables (the
+     * worker's allowlisted ones, the request's own; secrets redacted by name and scrubbed by value).
+     */
     async captureEnvironment(request: ExperimentRequest): Promise<EnvironmentRecord> {
       const repo = await localRepository(request.repo, deps.workDir, request.commit);
       const lockfiles: Record<string, string> = {};
@@ -247,23 +307,24 @@ export function createHostActivities(deps: HostDeps) {
         software: await softwareVersions(),
         driverVersion: gpus[0]?.driverVersion ?? null,
         lockfiles,
-        variables: redactEnv({ ...process.env, ...request.env }),
+        variables: recordedVariables(process.env, request, [...runSecretValues(request), ...workerSecretValues()]),
       };
     },
 
     /**
-     * One page of a run's raw log: at most READ_LOG_PAGE_BYTES from `offset`, ending on a whole
-     * UTF-8 character, so any log is read in bounded pieces (`nextOffset` is where the next starts).
+     * One page of a run's raw log: at most READ_LOG_PAGE_BYTES from `offset` (a little more where a
+     * secret crosses the end), ending on a whole UTF-8 character, so any log is read in bounded
+     * pieces (`nextOffset` is where the next starts). Scrubbed: the raw log stays as the run wrote it.
      */
     async readLog(
       experimentId: string,
       offset: number,
       maxBytes: number,
     ): Promise<{ text: string; nextOffset: number; size: number }> {
-      const file = runFiles(deps.workDir, experimentId).log;
+      const files = runFiles(deps.workDir, experimentId);
       let handle;
       try {
-        handle = await fs.open(file, 'r');
+        handle = await fs.open(files.log, 'r');
       } catch {
         return { text: '', nextOffset: offset, size: 0 };
       }
@@ -271,10 +332,9 @@ export function createHostActivities(deps: HostDeps) {
         const { size } = await handle.stat();
         const start = Math.min(Math.max(0, Math.floor(offset) || 0), size);
         const length = Math.max(0, Math.min(Math.floor(maxBytes) || 0, READ_LOG_PAGE_BYTES, size - start));
-        const buffer = Buffer.alloc(length);
-        const { bytesRead } = await handle.read(buffer, 0, length, start);
-        const whole = wholeCharacters(buffer.subarray(0, bytesRead), start + bytesRead < size);
-        return { text: whole.toString('utf8'), nextOffset: start + whole.length, size };
+        const values = [...(await readRunSecrets(files.secrets)), ...workerSecretValues()];
+        const page = await readScrubbedPage(handle, size, start, length, values);
+        return { text: page.text, nextOffset: page.end, size };
       } finally {
         await handle.close();
       }

@@ -15,7 +15,8 @@ import { processAlive } from '../shared/processes.js';
 import { readOutcomeFile, writeOutcomeFile } from './run-status.js';
 import { writeArtifactManifest } from '../gpu-worker/artifacts.js';
 import { runFiles } from '../gpu-worker/run-files.js';
-import { scrubText, secretValues } from '../domain/redact.js';
+import { publicRequest, runSecretValues, scrubMetrics, scrubText } from '../domain/redact.js';
+import { readRunSecrets, workerSecretValues, writeRunSecrets } from '../gpu-worker/run-secrets.js';
 import { killLimitSeconds } from '../domain/limits.js';
 import { computeTimings } from '../domain/timings.js';
 import { commandInTree } from '../gpu-worker/confine.js';
@@ -130,9 +131,10 @@ export function createTrainingActivities(deps: TrainingDeps) {
     const run = await adoptRun({ supervisorPid: record.supervisorPid, planned: record.planned, files });
     const clock = new ProgressClock(files.log);
     await clock.start();
+    const secretValues = [...(await readRunSecrets(files.secrets)), ...workerSecretValues()];
     return register(
       experimentId,
-      watchRun(run, record, clock, { workDir: deps.workDir, killAfterMs, heartbeatIntervalMs }),
+      watchRun(run, record, clock, { workDir: deps.workDir, killAfterMs, heartbeatIntervalMs, secretValues }),
     );
   };
 
@@ -161,8 +163,11 @@ export function createTrainingActivities(deps: TrainingDeps) {
       const repo = await localRepository(request.repo, deps.workDir, request.commit);
       await addWorktree(repo, request.commit, files.tree);
 
-      const env: Record<string, string> = {
-        ...request.env,
+      // Kept (0600) before anything runs, so every later read of this run's output is scrubbed of them.
+      const runSecrets = runSecretValues(request);
+      await writeRunSecrets(files.secrets, runSecrets);
+      // The run's own variables; setup gets them too, but not the secrets (they are the training process's only).
+      const own: Record<string, string> = {
         CUDA_VISIBLE_DEVICES: deps.slot.acceleratorClass === 'cpu' ? '' : String(deps.slot.index),
         EXPCTL_EXPERIMENT_ID: experimentId,
         EXPCTL_TIME_BUDGET: String(request.timeBudgetSeconds),
@@ -170,6 +175,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         PYTHONUNBUFFERED: '1',
         ...(request.configPath ? { EXPCTL_CONFIG: path.join(files.tree, request.configPath) } : {}),
       };
+      const env: Record<string, string> = { ...request.env, ...own };
       const startedAt = new Date();
       await fs.appendFile(
         files.log,
@@ -216,12 +222,16 @@ export function createTrainingActivities(deps: TrainingDeps) {
             `expctl: ${result.reason}; the training command was not started\n`,
             PRIVATE_FILE,
           );
-          const outcome = await setupFailureOutcome(result, { files, request, startedAt, heartbeatIntervalMs });
+          const outcome = await setupFailureOutcome(result, {
+            files,
+            secretValues: [...runSecrets, ...workerSecretValues()],
+            startedAt,
+            heartbeatIntervalMs,
+          });
           await writeOutcomeFile(deps.workDir, experimentId, outcome);
           return outcome;
         }
         setup = { seconds: result.seconds, cached: result.cached };
-        Object.assign(env, trainingEnvironment(plan));
       }
       await fs.appendFile(files.log, `expctl: training starts ${new Date().toISOString()}\n`, PRIVATE_FILE);
       const clock = new ProgressClock(files.log);
@@ -234,7 +244,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
         log: files.log,
         cwd: files.tree,
         command: commandInTree(request.command, files.tree),
-        env,
+        // The training process's variables on top of the worker's: the request's, its secrets, expctl's.
+        env: { ...request.env, ...(request.secrets ?? {}), ...own, ...trainingEnvironment(plan) },
         logCapBytes: deps.logCapBytes,
         logTailBytes: deps.logTailBytes,
         files,
@@ -246,7 +257,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
       await fs.writeFile(files.pidFile, String(run.supervisorPid), PRIVATE_FILE);
       const record: RunRecord = {
         experimentId,
-        request,
+        request: publicRequest(request),
         repo,
         startedAt: startedAt.toISOString(),
         trainingStartedAt,
@@ -258,7 +269,12 @@ export function createTrainingActivities(deps: TrainingDeps) {
       return follow(
         register(
           experimentId,
-          watchRun(run, record, clock, { workDir: deps.workDir, killAfterMs, heartbeatIntervalMs }),
+          watchRun(run, record, clock, {
+            workDir: deps.workDir,
+            killAfterMs,
+            heartbeatIntervalMs,
+            secretValues: [...runSecrets, ...workerSecretValues()],
+          }),
         ),
       );
     },
@@ -305,6 +321,7 @@ export interface AwaitTrainingInput {
 /** What a worker keeps in the run directory so that it, or a worker started after it, can finish the run. */
 interface RunRecord {
   experimentId: string;
+  /** Its public form (publicRequest): the secret values are in the run's secrets file only. */
   request: ExperimentRequest;
   /** The local repository the worktree was added from. */
   repo: string;
@@ -337,8 +354,9 @@ function watchRun(
   run: StartedRun,
   record: RunRecord,
   clock: ProgressClock,
-  deps: { workDir: string; killAfterMs: number; heartbeatIntervalMs: number },
+  deps: { workDir: string; killAfterMs: number; heartbeatIntervalMs: number; secretValues: readonly string[] },
 ): RunWatch {
+  const scrub = (text: string) => scrubText(text, deps.secretValues);
   const { request, experimentId, trainingStartedAt } = record;
   const files = runFiles(deps.workDir, experimentId);
   let timedOut = false;
@@ -371,9 +389,11 @@ function watchRun(
     await touchAttached(files.attached);
     await follower.poll();
     const elapsed = (Date.now() - trainingStartedAt) / 1000;
+    const progress = latestProgress(follower.tailLines());
     latest = {
       phase: 'training',
-      progress: latestProgress(follower.tailLines()) ?? null,
+      // Heartbeats are shown (the progress bar, the Web UI): the raw line is scrubbed like the record.
+      progress: progress ? { ...progress, line: scrub(progress.line) } : null,
       elapsedSeconds: Math.round(elapsed * 10) / 10,
       remainingSeconds: Math.max(0, Math.round((request.timeBudgetSeconds - elapsed) * 10) / 10),
       killLimitSeconds: killLimitSeconds(request),
@@ -416,16 +436,16 @@ function watchRun(
     await removeWorktree(record.repo, files.tree);
     await fs.rm(files.pidFile, { force: true });
     if (canceled) throw new CancelledFailure(`canceled; every process of ${experimentId} was killed`);
-    // The record keeps the tail; secrets the run could see are scrubbed from it.
-    const secrets = secretValues({ ...process.env, ...request.env });
-    const logTail = capTailBytes(scrubText(follower.tailText(LOG_TAIL_BYTES, 40), secrets));
-    const artifacts = await writeArtifactManifest(files.artifacts, {
-      experimentId,
-      commit: request.commit,
-      tag: request.tag,
-      configPath: request.configPath ?? null,
-    });
-    const metrics = boundMetrics(parseSummaryBlock(follower.tailLines().join('\n')) ?? null);
+    // The record keeps the tail, the block and the artifact list; secrets the run could see are scrubbed from them.
+    const logTail = capTailBytes(scrub(follower.tailText(LOG_TAIL_BYTES, 40)));
+    const artifacts = await writeArtifactManifest(
+      files.artifacts,
+      { experimentId, commit: request.commit, tag: request.tag, configPath: request.configPath ?? null },
+      scrub,
+    );
+    const metrics = boundMetrics(
+      scrubMetrics(parseSummaryBlock(follower.tailLines().join('\n')) ?? null, deps.secretValues),
+    );
     const result: TrainingOutcome = {
       phase: 'training',
       exitCode: exit.exitCode,
@@ -465,15 +485,14 @@ async function setupFailureOutcome(
   result: Extract<Awaited<ReturnType<typeof runSetup>>, { ok: false }>,
   context: {
     files: ReturnType<typeof runFiles>;
-    request: ExperimentRequest;
+    secretValues: readonly string[];
     startedAt: Date;
     heartbeatIntervalMs: number;
   },
 ): Promise<TrainingOutcome> {
-  const { files, request, startedAt } = context;
+  const { files, startedAt } = context;
   const follower = new LogFollower(files.log);
   await follower.poll();
-  const secrets = secretValues({ ...process.env, ...request.env });
   return {
     phase: 'setup',
     exitCode: result.exitCode,
@@ -494,7 +513,7 @@ async function setupFailureOutcome(
       null,
     ),
     metrics: null,
-    logTail: scrubText(follower.tailLines().slice(-40).join('\n'), secrets),
+    logTail: scrubText(follower.tailLines().slice(-40).join('\n'), context.secretValues),
     artifacts: [],
     heartbeats: { count: 0, firstAt: null, lastAt: null, intervalSeconds: context.heartbeatIntervalMs / 1000 },
     logPath: files.log,

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { DEFAULT_METRIC } from '../domain/decision.js';
-import { REDACTED, isSecretName } from '../domain/redact.js';
+import { publicRequest } from '../domain/redact.js';
 import type { ExperimentRecord, RecordUpdate } from './record.js';
 import {
   INFRASTRUCTURE_STATUSES,
@@ -99,9 +99,9 @@ export class Catalog {
   apply(update: RecordUpdate): void {
     const now = new Date().toISOString();
     const columns: Row = { updated_at: now };
-    const { request } = update;
+    // Public already when it comes from recordExperiment (secrets as keyed digests); made so again here.
+    const request = update.request && publicRequest(update.request);
     if (request) {
-      const env = Object.fromEntries(Object.entries(request.env).map(([k, v]) => [k, isSecretName(k) ? REDACTED : v]));
       Object.assign(columns, {
         tag: request.tag,
         category: request.category,
@@ -112,7 +112,7 @@ export class Catalog {
         repo: request.repo,
         commit_sha: request.commit,
         command: JSON.stringify(request.command),
-        request: JSON.stringify({ ...request, env }),
+        request: JSON.stringify(request),
         datasets: JSON.stringify(request.datasets),
         submitted_at: update.submittedAt ?? now,
         status: update.status ?? 'submitted',

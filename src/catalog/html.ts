@@ -1,13 +1,18 @@
 import type { TerminalStatus } from '../domain/experiment.js';
 import { resultKind } from '../domain/outcome.js';
+import { scrubText } from '../domain/redact.js';
 import type { ExperimentRecord } from './record.js';
 import { resultRuns, summarize } from './reports.js';
 
 type Listed = Omit<ExperimentRecord, 'events' | 'artifacts'>;
 
 const percent = (rate: number) => `${(rate * 100).toFixed(0)}%`;
+/** Text of the record for the page: scrubbed of what looks like a credential (the record is already), then escaped. */
 const escape = (text: string) =>
-  text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  scrubText(text).replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
+  );
 
 /**
  * One self-contained HTML page for a tag: progression chart (kept runs as a staircase, discarded
@@ -21,7 +26,7 @@ export function tagReportHtml(tag: string, records: Listed[]): string {
   const metricName = runs[0]?.metricName ?? 'val_bpb';
   const points = runs.map((r, i) => {
     const kind = resultKind(r.status as TerminalStatus, r.decision);
-    return { x: i + 1, y: kind === 'crash' ? null : r.metric, kind, id: r.id, label: r.hypothesis };
+    return { x: i + 1, y: kind === 'crash' ? null : r.metric, kind, id: r.id, label: scrubText(r.hypothesis) };
   });
   const leaderboard = runs
     .filter((r) => r.metric !== null && r.status === 'completed')

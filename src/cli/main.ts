@@ -17,7 +17,7 @@ import { keysInitCommand, keysListCommand, keysRotateCommand } from './commands/
 import { drainCommand, poolCommand } from './commands/pool.js';
 import { setupCommand } from './commands/setup.js';
 import { tagCreateCommand, tagShowCommand } from './commands/tag.js';
-import { repeatCommand, tagStopCommand } from './commands/actions.js';
+import { repeatCommand, tagStopCommand, type RepeatOptions } from './commands/actions.js';
 import {
   bestCommand,
   historyCommand,
@@ -127,6 +127,11 @@ program
     occurrences,
   )
   .option('--env <KEY=VALUE>', 'environment variable for the training command (repeatable)', occurrences)
+  .option(
+    '--secret <NAME[=@FILE]>',
+    "secret for the training command as variable NAME, from your environment's NAME or a file; never shown or recorded (repeatable)",
+    occurrences,
+  )
   .addOption(new Option('--grace <seconds>').hideHelp().argParser(occurrences))
   .option('--detach', 'print the experiment ID at once and return')
   .addOption(jsonOption())
@@ -178,6 +183,11 @@ tag
     collect,
     [],
   )
+  .option(
+    '--allow-env <name>',
+    'allow runs of the tag to set this loader/interpreter variable, e.g. LD_PRELOAD (repeatable; replaces the list)',
+    occurrences,
+  )
   .addOption(jsonOption())
   .action(tagCreateCommand);
 tag.command('show').argument('<tag>', 'tag name', tagArgument).addOption(jsonOption()).action(tagShowCommand);
@@ -193,15 +203,27 @@ program
   .description('run the same request again as a new experiment linked to the old')
   .argument('<id>')
   .option('--detach')
+  .option(
+    '--secret <NAME[=@FILE]>',
+    "a secret of the original run, from a file (default: your environment's NAME) (repeatable)",
+    collect,
+    [],
+  )
   .addOption(jsonOption())
-  .action((id: string, o: { json?: boolean; detach?: boolean }) => repeatCommand('retry', id, o));
+  .action((id: string, o: RepeatOptions) => repeatCommand('retry', id, o));
 program
   .command('rerun')
   .description('reproduce a recorded run: same commit, patch, config, datasets')
   .argument('<id>')
   .option('--detach')
+  .option(
+    '--secret <NAME[=@FILE]>',
+    "a secret of the original run, from a file (default: your environment's NAME) (repeatable)",
+    collect,
+    [],
+  )
   .addOption(jsonOption())
-  .action((id: string, o: { json?: boolean; detach?: boolean }) => repeatCommand('rerun', id, o));
+  .action((id: string, o: RepeatOptions) => repeatCommand('rerun', id, o));
 program
   .command('history')
   .description("a tag's experiments from the catalog, newest first")

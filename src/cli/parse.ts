@@ -1,4 +1,7 @@
+import fs from 'node:fs';
 import { InvalidArgumentError } from 'commander';
+import { MIN_SECRET_LENGTH } from '../domain/redact.js';
+import { ENV_NAME_PATTERN, ENV_NAME_TEXT } from '../domain/environment.js';
 import { METRIC_NAME_PATTERN, METRIC_NAME_TEXT, TAG_PATTERN, TAG_PATTERN_TEXT } from '../domain/request.js';
 import { safeText } from './output.js';
 
@@ -87,6 +90,79 @@ export function parseEnvPair(raw: string): [string, string] {
   return [raw.slice(0, at), raw.slice(at + 1)];
 }
 
+/** Where `--secret` values come from: the submitter's environment and files (tests pass their own). */
+export interface SecretSources {
+  env: Record<string, string | undefined>;
+  readFile(file: string): string;
+}
+
+export const PROCESS_SECRET_SOURCES: SecretSources = {
+  env: process.env,
+  readFile: (file) => fs.readFileSync(file, 'utf8'),
+};
+
+/**
+ * `--secret NAME` (the value of the submitter's variable NAME) or `--secret NAME=@FILE` (the file's
+ * contents, one trailing newline trimmed). A value on the command line itself is refused: it would
+ * show in `ps` and the shell's history. No message ever quotes a value.
+ */
+export function parseSecretFlag(raw: string, sources: SecretSources = PROCESS_SECRET_SOURCES): [string, string] {
+  const at = raw.indexOf('=');
+  const name = at < 0 ? raw : raw.slice(0, at);
+  if (!ENV_NAME_PATTERN.test(name))
+    throw new FlagError(
+      `--secret: expected NAME or NAME=@FILE, NAME being ${ENV_NAME_TEXT} (what was given is not shown, in case it is a value)`,
+    );
+  let value: string;
+  if (at < 0) {
+    value = sources.env[name] ?? '';
+    if (value === '')
+      throw new FlagError(
+        `--secret ${name}: the variable ${name} is ${sources.env[name] === undefined ? 'not set' : 'empty'} in this environment; export it, or pass --secret ${name}=@FILE`,
+      );
+  } else {
+    const spec = raw.slice(at + 1);
+    if (!spec.startsWith('@') || spec.length === 1)
+      throw new FlagError(
+        `--secret ${name}=...: give NAME (the value is read from your environment) or NAME=@FILE; a value on the command line would show in ps and the shell's history`,
+      );
+    const file = spec.slice(1);
+    try {
+      value = sources.readFile(file);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new FlagError(`--secret ${name}=@${safeText(file)}: cannot read the file${code ? ` (${code})` : ''}`);
+    }
+    value = value.replace(/\r?\n$/, '');
+    if (value === '') throw new FlagError(`--secret ${name}=@${safeText(file)}: the file is empty`);
+  }
+  if (value.length < MIN_SECRET_LENGTH)
+    throw new FlagError(
+      `--secret ${name}: the value has fewer than ${MIN_SECRET_LENGTH} characters; so short a secret cannot be kept out of logs and metrics`,
+    );
+  return [name, value];
+}
+
+/** Every `--secret` of a command, each once; problems name the flag, never a value. */
+export function parseSecretFlags(
+  raws: readonly string[],
+  sources: SecretSources = PROCESS_SECRET_SOURCES,
+): { secrets: Record<string, string>; problems: string[] } {
+  const secrets: Record<string, string> = {};
+  const problems: string[] = [];
+  for (const raw of raws) {
+    try {
+      const [name, value] = parseSecretFlag(raw, sources);
+      if (name in secrets) problems.push(`--secret ${name} was given more than once; give each secret once`);
+      secrets[name] = value;
+    } catch (error) {
+      if (!(error instanceof FlagError)) throw error;
+      problems.push(error.message);
+    }
+  }
+  return { secrets, problems };
+}
+
 /**
  * `--setup "uv sync --frozen"` as an argv array, split without a shell: words are separated by
  * whitespace; '...' is literal; "..." is literal except \" and \\; a backslash outside quotes
@@ -159,6 +235,7 @@ export interface RawRunOptions {
   priority?: string[];
   maxReplacements?: string[];
   env?: string[];
+  secret?: string[];
   /** Gone: replaced by --timeout. Accepted by the parser only to say so. */
   grace?: string[];
   detach?: boolean;
@@ -190,17 +267,22 @@ export interface RunFlags {
   priority: number;
   maxReplacements?: number;
   env: Record<string, string>;
+  /** `--secret` values by name (never shown; see parseSecretFlag). */
+  secrets: Record<string, string>;
 }
 
 export const PRIORITY_RANGE = { min: -1000, max: 1000 } as const;
 
 /** Flags that may be given many times; every other valued flag of `run` takes one value. */
-const REPEATABLE = new Set<keyof RawRunOptions>(['dataset', 'runtimeTag', 'env']);
+const REPEATABLE = new Set<keyof RawRunOptions>(['dataset', 'runtimeTag', 'env', 'secret']);
 
 const flagName = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 
 /** Checks every flag of `run`; returns all problems at once, each naming its flag. */
-export function parseRunFlags(raw: RawRunOptions): { flags: RunFlags; problems: string[] } {
+export function parseRunFlags(
+  raw: RawRunOptions,
+  sources: SecretSources = PROCESS_SECRET_SOURCES,
+): { flags: RunFlags; problems: string[] } {
   const problems: string[] = [];
   const attempt = <T>(parse: () => T): T | undefined => {
     try {
@@ -245,6 +327,10 @@ export function parseRunFlags(raw: RawRunOptions): { flags: RunFlags; problems: 
     if (parsed[0] in env) problems.push(`--env ${parsed[0]} was given more than once; give each variable once`);
     env[parsed[0]] = parsed[1];
   }
+  const { secrets, problems: secretProblems } = parseSecretFlags(raw.secret ?? [], sources);
+  problems.push(...secretProblems);
+  for (const name of Object.keys(secrets).filter((name) => name in env))
+    problems.push(`${name} is given both as --env and as --secret; give it once`);
   const tag = one('tag');
   const metric = one('metric');
   const setup = one('setup');
@@ -272,6 +358,7 @@ export function parseRunFlags(raw: RawRunOptions): { flags: RunFlags; problems: 
     priority: numberFlag('priority', { integer: true, ...PRIORITY_RANGE }) ?? 0,
     maxReplacements: numberFlag('maxReplacements', { integer: true, min: 0 }),
     env,
+    secrets,
   };
   return { flags, problems };
 }
@@ -297,6 +384,7 @@ const FLAG_OF_FIELD: [RegExp, string][] = [
   [/^idempotencyKey$/, '--idempotency-key'],
   [/^maxReplacements$/, '--max-replacements'],
   [/^env(\..*)?$/, '--env'],
+  [/^secrets(\..*)?$/, '--secret'],
 ];
 
 /** A schema problem ("datasets.0: must not ...") as the flag that caused it ("--dataset: must not ..."). */
@@ -306,6 +394,6 @@ export function problemAsFlag(problem: string): string {
   const field = problem.slice(0, at);
   const flag = FLAG_OF_FIELD.find(([pattern]) => pattern.test(field))?.[1];
   if (!flag) return problem;
-  const detail = field.startsWith('env.') ? ` ${field.slice(4)}` : '';
+  const detail = /^(env|secrets)\./.test(field) ? ` ${field.slice(field.indexOf('.') + 1)}` : '';
   return `${flag}${detail}: ${problem.slice(at + 2)}`;
 }

@@ -1,6 +1,20 @@
 import crypto from 'node:crypto';
-import { WorkflowExecutionAlreadyStartedError, type Client, type WorkflowHandle } from '@temporalio/client';
-import { parseExperimentRequest, RequestValidationError, type ExperimentRequestInput } from '../domain/request.js';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  type Client,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import { hijackRefusal } from '../domain/environment.js';
+import { publicRequest } from '../domain/redact.js';
+import {
+  parseExperimentRequest,
+  RequestValidationError,
+  type ExperimentRequest,
+  type ExperimentRequestInput,
+} from '../domain/request.js';
+import { tagStateQuery } from '../workflows/definitions.js';
+import { tagWorkflowId } from '../workflows/tag.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
 import { experimentWorkflow } from '../workflows/experiment.js';
@@ -51,6 +65,24 @@ async function checkSameRequest(handle: ExperimentHandle, key: string, mine: Req
 }
 
 /**
+ * Refuses early, before an experiment exists, a request that sets loader or interpreter hijack
+ * variables its tag does not allow (the experiment's validation checks again, authoritatively).
+ */
+async function checkHijackVariables(client: Client, request: ExperimentRequest): Promise<void> {
+  const names = [...Object.keys(request.env), ...Object.keys(request.secrets)];
+  if (hijackRefusal(request.tag, names) === null) return;
+  let allowEnv: string[] = [];
+  try {
+    const state = await client.workflow.getHandle(tagWorkflowId(request.tag)).query(tagStateQuery);
+    allowEnv = state.policy.allowEnv ?? [];
+  } catch (error) {
+    if (!(error instanceof WorkflowNotFoundError)) throw error;
+  }
+  const refusal = hijackRefusal(request.tag, names, allowEnv);
+  if (refusal !== null) throw new RequestValidationError([refusal]);
+}
+
+/**
  * Validates the request (throws RequestValidationError) and starts its workflow. With an
  * idempotency key, the same request returns the existing experiment (running or finished);
  * a different request under that key throws IdempotencyConflictError.
@@ -66,10 +98,13 @@ export async function submitExperiment(
   } = {},
 ): Promise<Submitted> {
   const request = parseExperimentRequest(input);
+  await checkHijackVariables(client, request);
   const credential = options.credential ?? loadCredential();
   const experimentId = experimentIdFor(request.tag, request.idempotencyKey);
   const priority = options.priority ?? 0;
   const fingerprint = fingerprintRequest(experimentId, request, priority);
+  // The memo is shown by the Web UI as it is: only public text goes there.
+  const shown = publicRequest(request);
   const submission = { experimentId, request, priority, ...(options.origin ? { origin: options.origin } : {}) };
   const authorization = signRequest(credential, {
     action: 'submit',
@@ -91,9 +126,9 @@ export async function submitExperiment(
         { key: SA.status, value: 'submitted' },
       ],
       memo: {
-        hypothesis: request.hypothesis,
+        hypothesis: shown.hypothesis,
         commit: request.commit,
-        description: request.description,
+        description: shown.description,
         [MEMO_DIGEST]: fingerprint.digest,
         [MEMO_FIELDS]: fingerprint.fields,
       },

@@ -1,10 +1,13 @@
 import crypto from 'node:crypto';
+import { publicRequest } from '../domain/redact.js';
 import type { ExperimentRequest } from '../domain/request.js';
 
 /**
  * A request's fingerprint, so an idempotency key reused with a different request can be told from
- * a plain resubmission. It travels in the workflow memo, which the Web UI shows: only keyed digests
- * (keyed with the experiment ID) are stored, never values, so secret environment values stay out of it.
+ * a plain resubmission. It travels in the workflow memo, which the Web UI shows: only digests keyed
+ * with the experiment ID are stored, never values. That key is no secret (the ID is shown beside
+ * it), so a digest of a guessable value could be guessed back: secret values (`--secret`, and
+ * secret-looking `--env` values) are not part of the fingerprint at all, only their names.
  */
 export interface RequestFingerprint {
   /** Digest of the whole request, priority included. */
@@ -31,6 +34,7 @@ export function fingerprintRequest(
   priority: number,
 ): RequestFingerprint {
   const digestOf = (text: string) => crypto.createHmac('sha256', experimentId).update(text).digest('hex').slice(0, 32);
+  request = publicRequest(request);
   const { env, ...rest } = request;
   const fields: Record<string, string> = {};
   for (const [key, value] of Object.entries({ ...rest, priority })) {

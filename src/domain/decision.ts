@@ -21,6 +21,11 @@ export interface TagPolicy {
   minImprovement: number;
   /** Values of the block that must hold for a keep. */
   guards: GuardRule[];
+  /**
+   * Loader and interpreter hijack variables (environment.ts) runs of this tag may set, by name.
+   * Absent in tags created before it existed: none allowed.
+   */
+  allowEnv?: string[];
 }
 
 /** The metric an autoresearch tag is judged by, unless its policy says otherwise. */

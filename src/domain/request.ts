@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { DEFAULT_MAX_REPLACEMENTS, DEFAULT_SETUP_TIMEOUT_SECONDS, DEFAULT_TIME_BUDGET_SECONDS } from './limits.js';
+import { ENV_NAME_PATTERN, ENV_NAME_TEXT } from './environment.js';
+import { MIN_SECRET_LENGTH } from './redact.js';
 
 /**
  * The experiment request: one schema for the CLI, the client API and the validation activity.
@@ -32,6 +34,7 @@ export const METRIC_NAME_TEXT =
   'a metric name as the --- block prints it: a letter or "_", then letters, digits, "_", "." or "-"';
 
 const tagName = z.string().regex(TAG_PATTERN, TAG_PATTERN_TEXT);
+const envName = z.string().regex(ENV_NAME_PATTERN, ENV_NAME_TEXT);
 export const MetricNameSchema = z.string().regex(METRIC_NAME_PATTERN, METRIC_NAME_TEXT);
 
 /**
@@ -111,21 +114,35 @@ export const ExperimentRequestSchema = z
     idempotencyKey: z.string().min(1).max(200).optional(),
     /** How often a run whose worker was lost is placed again before it ends as worker_lost. */
     maxReplacements: z.number().int().min(0).max(10).default(DEFAULT_MAX_REPLACEMENTS),
-    env: z
+    env: z.record(envName, z.string()).default({}),
+    /**
+     * `--secret NAME`: values for the training process only (as variable NAME). The request carries
+     * them to the worker; everything shown or stored has the name and, in the record, a keyed digest
+     * (see publicRequest in redact.ts). Messages about them never quote the value.
+     */
+    secrets: z
       .record(
+        envName,
         z
           .string()
-          .regex(
-            /^[A-Za-z_][A-Za-z0-9_]*$/,
-            'an environment variable name: letters, digits and "_", not starting with a digit',
+          .min(
+            MIN_SECRET_LENGTH,
+            `a secret must be at least ${MIN_SECRET_LENGTH} characters: a shorter one cannot be told apart in logs and metrics`,
           ),
-        z.string(),
       )
       .default({}),
   })
   .refine((r) => r.timeoutSeconds === undefined || r.timeoutSeconds >= r.timeBudgetSeconds, {
     path: ['timeoutSeconds'],
     message: 'the kill limit (--timeout) must be at least the training budget (--time-budget)',
+  })
+  .superRefine((r, ctx) => {
+    for (const name of Object.keys(r.secrets).filter((name) => name in r.env))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['secrets', name],
+        message: `${name} is given both as --env and as --secret; give it once`,
+      });
   });
 
 export type ExperimentRequest = z.output<typeof ExperimentRequestSchema>;

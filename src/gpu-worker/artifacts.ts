@@ -26,15 +26,22 @@ async function walk(dir: string): Promise<string[]> {
 /**
  * Lists what a run wrote to its artifact directory (path, size, sha256) and writes a manifest
  * beside the files naming the experiment, commit and config, so a file found later leads back.
+ * `scrub` cleans the names the list and the manifest hold (a run may name a file after a secret).
  */
 export async function writeArtifactManifest(
   dir: string,
   origin: { experimentId: string; commit: string; tag: string; configPath: string | null },
+  scrub: (text: string) => string = (text) => text,
 ): Promise<{ path: string; sha256: string; bytes: number }[]> {
   const artifacts = [];
   for (const file of await walk(dir)) {
-    artifacts.push({ path: path.relative(dir, file), sha256: await sha256(file), bytes: (await fs.stat(file)).size });
+    artifacts.push({
+      path: scrub(path.relative(dir, file)),
+      sha256: await sha256(file),
+      bytes: (await fs.stat(file)).size,
+    });
   }
+  origin = { ...origin, configPath: origin.configPath === null ? null : scrub(origin.configPath) };
   if (artifacts.length > 0)
     await fs.writeFile(
       path.join(dir, MANIFEST_NAME),

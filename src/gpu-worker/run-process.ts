@@ -75,6 +75,12 @@ export async function startRun(options: {
   log: string;
   cwd: string;
   command: string[];
+  /**
+   * The training process's own variables, on top of the worker's environment: the request's
+   * `--env` and secrets, CUDA_VISIBLE_DEVICES, EXPCTL_*. They never enter the supervisor's own
+   * environment, its argv or a file: the supervisor reads them from its stdin (a pipe from this
+   * process) before it spawns the training process, which alone gets them.
+   */
   env: Record<string, string>;
   logCapBytes?: number | undefined;
   logTailBytes?: number | undefined;
@@ -103,13 +109,15 @@ export async function startRun(options: {
     orphanGraceMs: options.orphanGraceMs,
     deadlineMs: options.deadlineMs,
     killAfterMs: options.killAfterMs,
+    childEnvOnStdin: true,
   };
   const supervisor = execa(process.execPath, [SUPERVISOR, JSON.stringify(config), '--', ...options.command], {
-    env: options.env,
+    // The worker's own environment, plus the run's id (how any process of a run is found, the supervisor too).
+    env: { EXPCTL_EXPERIMENT_ID: options.experimentId },
     detached: true,
     ipc: true,
     serialization: 'json',
-    stdin: 'ignore',
+    input: JSON.stringify(options.env),
     stdout: 'ignore',
     stderr: 'pipe',
     reject: false,

@@ -2,13 +2,18 @@
 // under a size cap. Spawned by the worker (detached, with an IPC channel):
 //   node supervisor.mjs CONFIG_JSON -- PROGRAM ARGS...
 // CONFIG_JSON: { log, cwd, cgroup: RunCgroup | null, pidNamespace: boolean, logCapBytes, tailBytes,
-//   exitFile?, startedFile?, attachedFile?, orphanGraceMs?, deadlineMs?, killAfterMs? }.
+//   exitFile?, startedFile?, attachedFile?, orphanGraceMs?, deadlineMs?, killAfterMs?, childEnvOnStdin? }.
 // The supervisor enters the run's cgroup first, so the training process and every descendant
 // (setsid'd or double-forked) is born inside it. How the child ended is written to `exitFile`
 // before it is reported, so a worker that missed the report (or a restarted one) still knows.
 // If the worker goes away (the IPC channel closes), the run goes on while some worker keeps
 // `attachedFile` fresh; after `orphanGraceMs` without one, every process of the run is killed.
 // The kill limit (`deadlineMs`, epoch ms) is enforced here too, so no run outlives it unwatched.
+// The training process's own variables (the request's --env and secrets, CUDA_VISIBLE_DEVICES,
+// EXPCTL_*) arrive as one JSON object on stdin (with `childEnvOnStdin`), read to its end before
+// anything is spawned: they are the child's only, never in this process's environment, argv or a
+// file. This process keeps the worker's environment, and finds its own tool (unshare) on the
+// worker's PATH.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -20,6 +25,29 @@ if (separator !== '--' || !program || !configJson) {
   process.exit(64);
 }
 const config = JSON.parse(configJson);
+const childEnv = await (async () => {
+  if (!config.childEnvOnStdin) return {};
+  const chunks = [];
+  for await (const chunk of process.stdin) chunks.push(chunk);
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  return text === '' ? {} : JSON.parse(text);
+})();
+
+/** `name` on this process's PATH (the worker's), or `name` itself when it is not found there. */
+function onOwnPath(name) {
+  if (name.includes('/')) return name;
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    if (!dir) continue;
+    const candidate = path.join(dir, name);
+    try {
+      fs.accessSync(candidate, fs.constants.X_OK);
+      if (fs.statSync(candidate).isFile()) return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return name;
+}
 // State files are private to the worker's user (src/security/files.ts).
 const log = fs.openSync(config.log, 'a', 0o600);
 let finished = false;
@@ -204,9 +232,25 @@ if (config.cgroup) {
   }
 }
 const pidNamespace = config.pidNamespace && containment === 'process-group';
-const argv = pidNamespace ? ['unshare', ['--pid', '--fork', '--kill-child', '--', program, ...args]] : [program, args];
+// expctl's own tool is found on the worker's PATH; the training program on the training process's.
+const argv = pidNamespace
+  ? [onOwnPath('unshare'), ['--pid', '--fork', '--kill-child', '--', program, ...args]]
+  : [program, args];
 const output = new CappedLog(log, config.log, config.logCapBytes, config.tailBytes);
-const child = spawn(argv[0], argv[1], { cwd: config.cwd, stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+/**
+ * The worker's own keys stay with the worker: training code never learns where the payload key,
+ * the worker's credential or the cluster's API key and client certificate are.
+ */
+function withoutFleetCredentials(env) {
+  const hidden =
+    /^(EXPCTL_(KEY_FILE|KEY_COMMAND|CREDENTIAL_FILE|ISSUER_KEY_FILE|ISSUER_PUBLIC_KEY_FILE)|TEMPORAL_(API_KEY|TLS.*|CONFIG_FILE|PROFILE))$/;
+  return Object.fromEntries(Object.entries(env).filter(([name]) => !hidden.test(name)));
+}
+const child = spawn(argv[0], argv[1], {
+  cwd: config.cwd,
+  stdio: ['ignore', 'pipe', 'pipe'],
+  env: { ...withoutFleetCredentials(process.env), ...childEnv },
+});
 let open = 2;
 let exited = null;
 const onEnd = () => {

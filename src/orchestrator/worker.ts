@@ -5,6 +5,7 @@ import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio
 import { createAuthorizationActivities } from '../activities/authorization.js';
 import { createControlActivities } from '../activities/control.js';
 import { Catalog } from '../catalog/catalog.js';
+import { deriveKey } from '../security/keyring.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 
 export const WORKFLOWS_PATH = new URL('../workflows/index.ts', import.meta.url).pathname;
@@ -21,6 +22,11 @@ export interface OrchestratorOptions {
   issuer: crypto.KeyObject;
   /** A prebuilt bundle (tests share one); otherwise the workflows are bundled at start. */
   workflowBundle?: WorkflowBundleOption;
+  /**
+   * The key of the record's secret digests (see ControlDeps). Default: derived from the payload
+   * keyring's current key, so digests compare across restarts (not across a key rotation).
+   */
+  secretHashKey?: Buffer;
 }
 
 /** The control worker: every workflow, plus the activities that write state and talk to other workflows. */
@@ -33,7 +39,11 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
     dataConverter: options.dataConverter,
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
     activities: {
-      ...createControlActivities({ client: options.client, catalog }),
+      ...createControlActivities({
+        client: options.client,
+        catalog,
+        secretHashKey: options.secretHashKey ?? (await deriveKey('secret-hash')).key,
+      }),
       ...createAuthorizationActivities({ issuer: options.issuer, catalog }),
     },
   });

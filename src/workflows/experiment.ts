@@ -26,6 +26,7 @@ import {
 } from '../domain/experiment.js';
 import { budgetOverrunSeconds, killLimitSeconds } from '../domain/limits.js';
 import { classifyTraining } from '../domain/classify.js';
+import { publicRequest, runSecretValues, scrubText } from '../domain/redact.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
 import type { createControlActivities } from '../activities/control.js';
@@ -94,11 +95,15 @@ class RunEnded extends Error {
 /** validate → acquire a lease → train on the leased slot → evaluate against the tag → release. */
 export async function experimentWorkflow(input: ExperimentInput): Promise<ExperimentResult> {
   const { request, experimentId } = input;
+  // The request carries secret values to the worker; what is shown (the state query) is its public
+  // form, and every text this workflow writes (notes, reasons) is scrubbed of the run's secrets.
+  const secretValues = runSecretValues(request);
+  const scrub = (text: string) => scrubText(text, secretValues);
   const snapshot: ExperimentSnapshot = {
     experimentId,
     tag: request.tag,
     status: 'submitted',
-    request,
+    request: publicRequest(request),
     submittedAt: input.submittedAt,
     timeline: [{ status: 'submitted', at: input.submittedAt }],
     validation: null,
@@ -151,8 +156,9 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
    */
   let pending: Omit<RecordUpdate, 'experimentId'> & { events: NonNullable<RecordUpdate['events']> } = { events: [] };
   /** Moves to a state in the live snapshot and search attributes; the catalog hears of it with the next advance. */
-  const mark = (status: ExperimentStatus, note?: string) => {
+  const mark = (status: ExperimentStatus, unscrubbed?: string) => {
     const at = new Date().toISOString();
+    const note = unscrubbed === undefined ? undefined : scrub(unscrubbed);
     snapshot.status = status;
     snapshot.timeline.push({ status, at, ...(note ? { note } : {}) });
     upsertSearchAttributes([{ key: SA.status, value: status }]);
@@ -183,14 +189,22 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       submittedAt: input.submittedAt,
       ...(input.origin ? { origin: input.origin } : {}),
     });
-    const tagPolicy = await control.resolveTagPolicy({ tag: request.tag, metric: request.metric });
+    const tagPolicy = await control.resolveTagPolicy({
+      tag: request.tag,
+      metric: request.metric,
+      envNames: [...Object.keys(request.env), ...Object.keys(request.secrets ?? {})],
+    });
     if ('refusal' in tagPolicy) throw new RunEnded('validation_failed', tagPolicy.refusal);
     snapshot.metricPolicy = tagPolicy.metric;
     pending.metric = tagPolicy.metric;
     const placement = await control.checkPlacement(request.requirements);
     if (placement.refusal !== null || placement.hostQueue === null)
       throw new RunEnded('validation_failed', placement.refusal ?? 'no host to validate on');
-    const { patchText, ...report } = await hostActivities(placement.hostQueue).validateRequest(experimentId, request);
+    const { patchText, ...validated } = await hostActivities(placement.hostQueue).validateRequest(
+      experimentId,
+      request,
+    );
+    const report = { ...validated, reason: validated.reason === null ? null : scrub(validated.reason) };
     snapshot.validation = report;
     if (!report.ok) throw new RunEnded('validation_failed', report.reason ?? 'validation failed');
     pending.validation = {
@@ -394,6 +408,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     else throw error;
   }
 
+  ended = new RunEnded(ended.status, scrub(ended.reason));
   // Everything below must happen even when the experiment was canceled.
   return CancellationScope.nonCancellable(async () => {
     await releaseLease();

@@ -12,6 +12,7 @@ import type { createAuthorizationActivities } from '../activities/authorization.
 import { PERMISSION_DENIED } from '../domain/authorization.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 import { applyOutcome, guardProblem, newTagState, type GuardRule, type TagState } from '../domain/decision.js';
+import { ENV_NAME_PATTERN, ENV_NAME_TEXT } from '../domain/environment.js';
 import { configureTagUpdate, recordOutcomeUpdate, tagStateQuery } from './definitions.js';
 
 const HISTORY_EVENTS_LIMIT = 2_000;
@@ -82,6 +83,11 @@ export async function tagWorkflow(tag: string, carried?: TagState): Promise<void
           if (!Array.isArray(guards)) throw new Error('guards must be a list');
           const problem = guards.map((guard) => guardProblem(guard)).find((p) => p !== null);
           if (problem) throw new Error(problem);
+        }
+        if (policy.allowEnv !== undefined) {
+          const names: unknown = policy.allowEnv;
+          if (!Array.isArray(names) || names.some((name) => typeof name !== 'string' || !ENV_NAME_PATTERN.test(name)))
+            throw new Error(`allowEnv must be a list of environment variable names (${ENV_NAME_TEXT})`);
         }
       },
     },

@@ -34,8 +34,18 @@ describe('request fingerprints for idempotency keys', () => {
     );
     expect(b.digest).not.toBe(a.digest);
     expect(differingFields(a.fields, b.fields)).toEqual(['env.LR', 'env.NEW', 'hypothesis', 'priority']);
-    const secret = fingerprintRequest('exp-1', request({ env: { LR: '0.1', API_TOKEN: 'changed' } }), 0);
-    expect(differingFields(a.fields, secret.fields)).toEqual(['env.API_TOKEN']);
+  });
+
+  it('compares secrets by name only: a digest keyed with the (public) experiment ID could be guessed back', () => {
+    const a = fingerprintRequest('exp-1', request(), 0);
+    const changed = fingerprintRequest('exp-1', request({ env: { LR: '0.1', API_TOKEN: 'changed-value' } }), 0);
+    expect(changed).toEqual(a);
+    const withSecret = fingerprintRequest('exp-1', request({ secrets: { HF_TOKEN: 'hf_secret_value' } }), 0);
+    expect(differingFields(a.fields, withSecret.fields)).toEqual(['secrets']);
+    const otherValue = fingerprintRequest('exp-1', request({ secrets: { HF_TOKEN: 'hf_other_value' } }), 0);
+    expect(otherValue).toEqual(withSecret);
+    const gone = fingerprintRequest('exp-1', request({ env: { LR: '0.1' } }), 0);
+    expect(differingFields(a.fields, gone.fields)).toEqual(['env.API_TOKEN']);
   });
 
   it('never holds a value in clear, secrets included', () => {

@@ -3,7 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHostActivities, READ_LOG_PAGE_BYTES } from '../../src/activities/host.js';
+import { REDACTED } from '../../src/domain/redact.js';
 import { runFiles } from '../../src/gpu-worker/run-files.js';
+import { writeRunSecrets } from '../../src/gpu-worker/run-secrets.js';
 
 let workDir: string;
 let host: ReturnType<typeof createHostActivities>;
@@ -46,5 +48,39 @@ describe('readLog pages', () => {
     expect(await host.readLog('big', -5, 3)).toMatchObject({ text: 'aaa', nextOffset: 3 });
     expect(await host.readLog('big', 1e15, 10)).toMatchObject({ text: '', nextOffset: READ_LOG_PAGE_BYTES * 3 });
     expect(await host.readLog('absent', 0, 10)).toEqual({ text: '', nextOffset: 0, size: 0 });
+  });
+});
+
+describe('readLog pages are scrubbed', () => {
+  const secret = 'tok-Zq81-secret-value';
+  const log = `start\nAPI_TOKEN=${secret}\nstep 1 ${secret}${secret} end\n${secret}`;
+
+  beforeAll(async () => {
+    await writeLog('secret', log);
+    await writeRunSecrets(runFiles(workDir, 'secret').secrets, [secret]);
+  });
+
+  it('whatever the page size, no page holds a secret or part of one, and the pages join to the scrubbed log', async () => {
+    expect((await fs.stat(runFiles(workDir, 'secret').secrets)).mode & 0o777).toBe(0o600);
+    for (const size of [1, 3, 7, 10, 21, 64, 4096]) {
+      let offset = 0;
+      let joined = '';
+      for (let pages = 0; pages < 10_000; pages++) {
+        const page = await host.readLog('secret', offset, size);
+        for (let cut = 6; cut <= secret.length; cut++)
+          for (let at = 0; at + cut <= secret.length; at++) expect(page.text).not.toContain(secret.slice(at, at + cut));
+        joined += page.text;
+        if (page.nextOffset === page.size) break;
+        expect(page.nextOffset).toBeGreaterThan(offset);
+        offset = page.nextOffset;
+      }
+      expect(joined).toBe(log.split(secret).join(REDACTED));
+    }
+  });
+
+  it('an offset inside a secret reads the rest of it as [redacted]', async () => {
+    const inside = log.indexOf(secret) + 5;
+    const page = await host.readLog('secret', inside, 64);
+    expect(page).toMatchObject({ text: `${REDACTED}\n`, nextOffset: log.indexOf('step') });
   });
 });

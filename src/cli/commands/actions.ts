@@ -1,6 +1,7 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { submitExperiment } from '../../client/experiments.js';
 import { exitCodeFor } from '../../domain/experiment.js';
+import { REDACTED } from '../../domain/redact.js';
 import { TAG_PATTERN, TAG_PATTERN_TEXT, type ExperimentRequest } from '../../domain/request.js';
 import { connectClient } from '../../temporal/connection.js';
 import { cancelExperimentUpdate, experimentStateQuery } from '../../workflows/definitions.js';
@@ -8,38 +9,87 @@ import { permissionDenied, signAs } from '../../client/sign.js';
 import { PERMISSION_DENIED_EXIT_CODE } from '../../domain/authorization.js';
 import { existingCatalog } from '../catalog-file.js';
 import { CliError, printJson, safeText, wantsJson } from '../output.js';
+import { FlagError, parseSecretFlag, parseSecretFlags, PROCESS_SECRET_SOURCES, type SecretSources } from '../parse.js';
 
 /**
- * The request to repeat: from the workflow (it holds the exact request, secrets included),
- * or from the catalog once Temporal's retention has dropped the workflow.
+ * The request to repeat, in its public form: from the workflow's state, or from the catalog once
+ * Temporal's retention has dropped the workflow. Neither keeps secret values.
  */
-async function originalRequest(id: string): Promise<{ request: ExperimentRequest; redacted: string[] }> {
+async function originalRequest(id: string): Promise<ExperimentRequest> {
   const client = await connectClient();
   try {
     const snapshot = await client.workflow.getHandle(id).query(experimentStateQuery);
-    return { request: snapshot.request, redacted: [] };
+    return snapshot.request;
   } catch (error) {
     if (!(error instanceof WorkflowNotFoundError)) throw error;
   }
   const record = existingCatalog()?.get(id);
   if (!record) throw new CliError(`no experiment ${id} in Temporal or in the catalog`);
-  const redacted = Object.entries(record.request.env)
-    .filter(([, v]) => v === '[redacted]')
-    .map(([k]) => k);
-  return { request: record.request, redacted };
+  return record.request;
+}
+
+export interface RepeatOptions {
+  json?: boolean;
+  detach?: boolean;
+  /** `--secret NAME=@FILE` for secrets of the original (default: the submitter's environment). */
+  secret?: string[];
+}
+
+/**
+ * The original request with the values the record does not keep given again: each `--secret` of
+ * the original, and each secret-looking `--env` variable (recorded `[redacted]`), from a
+ * `--secret NAME=@FILE` flag or else the submitter's variable NAME. Refused, naming them, when one
+ * cannot be found, or when text that ran (command, setup, repository) had a secret scrubbed from it.
+ */
+export function restoreSecrets(
+  id: string,
+  request: ExperimentRequest,
+  flags: string[],
+  sources: SecretSources = PROCESS_SECRET_SOURCES,
+): ExperimentRequest {
+  const scrubbed = [
+    ...(JSON.stringify(request.command).includes(REDACTED) ? ['the command'] : []),
+    ...(JSON.stringify(request.setup ?? []).includes(REDACTED) ? ['--setup'] : []),
+    ...(request.repo.includes(REDACTED) ? ['--repo'] : []),
+  ];
+  if (scrubbed.length > 0)
+    throw new CliError(
+      `${id} ran with secret text in ${scrubbed.join(', ')} that the record does not keep; resubmit it with expctl run`,
+    );
+  const given = parseSecretFlags(flags, sources);
+  if (given.problems.length > 0) throw new CliError(given.problems.join('; '));
+  const secretNames = Object.keys(request.secrets ?? {});
+  const envNames = Object.entries(request.env)
+    .filter(([, value]) => value === REDACTED)
+    .map(([name]) => name);
+  const unknown = Object.keys(given.secrets).filter((name) => !secretNames.includes(name) && !envNames.includes(name));
+  if (unknown.length > 0)
+    throw new CliError(
+      `--secret ${unknown.join(', ')}: ${id} had no such secret (it had ${[...secretNames, ...envNames].join(', ') || 'none'})`,
+    );
+  const problems: string[] = [];
+  const valueOf = (name: string): string => {
+    if (name in given.secrets) return given.secrets[name]!;
+    try {
+      return parseSecretFlag(name, sources)[1];
+    } catch (error) {
+      if (!(error instanceof FlagError)) throw error;
+      problems.push(error.message);
+      return '';
+    }
+  };
+  const secrets = Object.fromEntries(secretNames.map((name) => [name, valueOf(name)]));
+  const env = { ...request.env, ...Object.fromEntries(envNames.map((name) => [name, valueOf(name)])) };
+  if (problems.length > 0)
+    throw new CliError(
+      `${id} ran with secrets the record does not keep (${[...secretNames, ...envNames].join(', ')}); give them again: ${problems.join('; ')}`,
+    );
+  return { ...request, env, secrets };
 }
 
 /** `retry` (same request, e.g. after an infrastructure failure) and `rerun` (reproduce a recorded run). */
-export async function repeatCommand(
-  kind: 'retry' | 'rerun',
-  id: string,
-  options: { json?: boolean; detach?: boolean },
-): Promise<void> {
-  const { request, redacted } = await originalRequest(id);
-  if (redacted.length > 0)
-    throw new CliError(
-      `${id} was run with secret variables (${redacted.join(', ')}) that the record does not keep; resubmit with expctl run --env`,
-    );
+export async function repeatCommand(kind: 'retry' | 'rerun', id: string, options: RepeatOptions): Promise<void> {
+  const request = restoreSecrets(id, await originalRequest(id), options.secret ?? []);
   const { idempotencyKey: _dropped, ...rest } = request;
   const client = await connectClient();
   const { experimentId, handle } = await submitExperiment(client, rest, { origin: { kind, of: id } });

@@ -126,6 +126,7 @@ export async function runCommand(command: string[], raw: RawRunOptions): Promise
     idempotencyKey: flags.idempotencyKey,
     maxReplacements: flags.maxReplacements,
     env: flags.env,
+    secrets: flags.secrets,
   };
   try {
     // Checked here too, so a malformed request is refused even when no server is reachable.
@@ -233,6 +234,8 @@ export async function showCommand(id: string, options: { json?: boolean }): Prom
   say(
     `  command:    ${JSON.stringify(r.command)}   budget ${r.timeBudgetSeconds}s, killed after ${killLimitSeconds(r)}s`,
   );
+  const secretNames = Object.keys(r.secrets ?? {});
+  if (secretNames.length > 0) say(`  secrets:    ${secretNames.join(', ')} (values are not kept)`);
   if (snapshot.validation?.patch)
     say(
       `  patch:      ${snapshot.validation.patch.files.length} file(s), ${snapshot.validation.patch.bytes} bytes, sha256 ${snapshot.validation.patch.sha256.slice(0, 12)}`,

@@ -1,5 +1,6 @@
 import { WithStartWorkflowOperation, WorkflowNotFoundError } from '@temporalio/client';
 import { formatGuard, newTagState, tagCountsSummary, type TagCounts, type TagPolicy } from '../../domain/decision.js';
+import { ENV_NAME_PATTERN, ENV_NAME_TEXT } from '../../domain/environment.js';
 import { parseGuard } from '../../domain/guard.js';
 import { TAG_PATTERN, TAG_PATTERN_TEXT } from '../../domain/request.js';
 import { permissionDenied, signAs } from '../../client/sign.js';
@@ -19,6 +20,7 @@ export interface TagCreateOptions {
   compareAcrossClasses?: boolean;
   minImprovement?: string;
   guard?: string[];
+  allowEnv?: string[];
   json?: boolean;
 }
 
@@ -35,6 +37,12 @@ export function policyFromOptions(options: TagCreateOptions): Partial<TagPolicy>
     policy.minImprovement = parseNumber('--min-improvement', options.minImprovement, { min: 0 });
   if (options.compareAcrossClasses !== undefined) policy.compareAcrossClasses = options.compareAcrossClasses;
   if (options.guard?.length) policy.guards = options.guard.map(parseGuard);
+  if (options.allowEnv !== undefined) {
+    for (const name of options.allowEnv)
+      if (!ENV_NAME_PATTERN.test(name))
+        throw new Error(`--allow-env ${JSON.stringify(name)}: expected ${ENV_NAME_TEXT}`);
+    policy.allowEnv = [...new Set(options.allowEnv)].sort();
+  }
   return policy;
 }
 
@@ -77,7 +85,7 @@ export async function tagCreateCommand(tag: string, options: TagCreateOptions): 
     });
   if (wantsJson(options)) return printJson(state);
   console.log(
-    `tag ${tag}: ${state.policy.metricName} (${state.policy.direction}), near miss within ${state.policy.nearMissThreshold}, abort after ${state.policy.maxConsecutiveCrashes} crashes, compare ${state.policy.compareAcrossClasses ? 'across classes' : 'within an accelerator class'}, keep only above ${state.policy.minImprovement ?? 0}${state.policy.guards?.length ? `, guards ${state.policy.guards.map(formatGuard).join(', ')}` : ''}`,
+    `tag ${tag}: ${state.policy.metricName} (${state.policy.direction}), near miss within ${state.policy.nearMissThreshold}, abort after ${state.policy.maxConsecutiveCrashes} crashes, compare ${state.policy.compareAcrossClasses ? 'across classes' : 'within an accelerator class'}, keep only above ${state.policy.minImprovement ?? 0}${state.policy.guards?.length ? `, guards ${state.policy.guards.map(formatGuard).join(', ')}` : ''}${state.policy.allowEnv?.length ? `, runs may set ${state.policy.allowEnv.join(', ')}` : ''}`,
   );
 }
 
