@@ -13,14 +13,13 @@ import { poolStateQuery } from '../../src/workflows/definitions.js';
 import { experimentWorkflow } from '../../src/workflows/experiment.js';
 import { tagWorkflowId } from '../../src/workflows/tag.js';
 import { EXPCTL } from '../helpers/cli.js';
+import { rawHistory, type HistoryEvent } from '../helpers/history.js';
 import { openToOthers } from '../helpers/files.js';
 import { makeRepo } from '../helpers/repo.js';
 import { startStack, type TestStack } from '../helpers/stack.js';
 import { eventually, waitFor } from '../helpers/wait.js';
 
-type HistoryEvent = proto.temporal.api.history.v1.IHistoryEvent;
-const { GetWorkflowExecutionHistoryResponse, DescribeWorkflowExecutionResponse } =
-  proto.temporal.api.workflowservice.v1;
+const { DescribeWorkflowExecutionResponse } = proto.temporal.api.workflowservice.v1;
 
 let stack: TestStack;
 let source: { repo: string; commit: string };
@@ -28,24 +27,6 @@ let worker: ResultPromise | undefined;
 /** Written into the request; must never reach the server in plaintext. */
 const MARKER = `hypothesis-${crypto.randomBytes(8).toString('hex')}`;
 let experimentId: string;
-
-/** A history as the server stores and serves it: raw gRPC, no data converter, no codec. */
-async function rawHistory(workflowId: string): Promise<{ bytes: Buffer; events: HistoryEvent[] }> {
-  const chunks: Buffer[] = [];
-  const events: HistoryEvent[] = [];
-  let nextPageToken: Uint8Array | undefined;
-  do {
-    const response = await stack.client.workflowService.getWorkflowExecutionHistory({
-      namespace: stack.namespace,
-      execution: { workflowId },
-      nextPageToken,
-    });
-    chunks.push(Buffer.from(GetWorkflowExecutionHistoryResponse.encode(response).finish()));
-    events.push(...(response.history?.events ?? []));
-    nextPageToken = response.nextPageToken?.length ? response.nextPageToken : undefined;
-  } while (nextPageToken);
-  return { bytes: Buffer.concat(chunks), events };
-}
 
 /**
  * The encoding of every payload in `value` (a history, a description), with where it is. Left
@@ -123,13 +104,13 @@ describe('payload encryption on a real Temporal server', () => {
     ).toEqual(expect.any(String));
 
     for (const workflowId of [experimentId, tagWorkflowId('enc'), POOL_WORKFLOW_ID]) {
-      const { bytes, events } = await rawHistory(workflowId);
+      const { bytes, events } = await rawHistory(stack.client, stack.namespace, workflowId);
       expect(bytes.includes(MARKER), `${workflowId}: the hypothesis in plaintext`).toBe(false);
       const encodings = payloadEncodings(events);
       expect(encodings.length).toBeGreaterThan(0);
       expect(encodings.filter((p) => p.encoding !== ENCRYPTED_ENCODING)).toEqual([]);
     }
-    const { events } = await rawHistory(experimentId);
+    const { events } = await rawHistory(stack.client, stack.namespace, experimentId);
     const started = events[0]!.workflowExecutionStartedEventAttributes!;
     expect(payloadEncodings(started.input)).toEqual([{ where: '.payloads.0', encoding: ENCRYPTED_ENCODING }]);
     const memo = payloadEncodings(started.memo);
@@ -170,7 +151,7 @@ describe('payload encryption on a real Temporal server', () => {
       args: [{ experimentId: workflowId, request, submittedAt: new Date().toISOString(), priority: 0 }],
     });
     const failure = await eventually(async () => {
-      const { events } = await rawHistory(workflowId);
+      const { events } = await rawHistory(stack.client, stack.namespace, workflowId);
       return (
         events.find((e) => e.workflowTaskFailedEventAttributes)?.workflowTaskFailedEventAttributes?.failure ?? undefined
       );
@@ -178,7 +159,7 @@ describe('payload encryption on a real Temporal server', () => {
     expect(failure.message).toMatch(/^payload_not_encrypted: refused a payload with encoding "json\/plain"/);
 
     // Started, then workflow tasks failing: no activity, timer, signal, child or search attribute.
-    const kinds = (await rawHistory(workflowId)).events.map((e) =>
+    const kinds = (await rawHistory(stack.client, stack.namespace, workflowId)).events.map((e) =>
       Object.keys(e).find((k) => k.endsWith('Attributes')),
     );
     expect(kinds.filter((kind) => !kind?.startsWith('workflowTask'))).toEqual([

@@ -16,6 +16,7 @@ import type { ExperimentSnapshot } from '../../src/workflows/experiment-state.js
 import { EXPCTL, runCli } from '../helpers/cli.js';
 import { makeRepo } from '../helpers/repo.js';
 import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
+import { rawHistory } from '../helpers/history.js';
 import { waitFor } from '../helpers/wait.js';
 
 // A secret given with --secret reaches the training process, and only it; no surface shows it.
@@ -194,6 +195,8 @@ describe('--secret', () => {
     catalog.close();
     for (const file of [stack.catalogPath, `${stack.catalogPath}-wal`])
       expectNoToken(file, await fs.readFile(file).catch(() => Buffer.alloc(0)));
+    // Temporal history as the server stores it (payloads encrypted; failures and notes scrubbed).
+    expectNoToken('the raw workflow history', (await rawHistory(stack.client, stack.namespace, id)).bytes);
     const described = await stack.client.workflow.getHandle(id).describe();
     expectNoToken('memo and search attributes', JSON.stringify([described.memo, described.typedSearchAttributes]));
 
