@@ -16,6 +16,7 @@ import type { ExperimentSnapshot } from '../../src/workflows/experiment-state.js
 import { EXPCTL, runCli } from '../helpers/cli.js';
 import { makeRepo } from '../helpers/repo.js';
 import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
+import { signAs } from '../../src/client/sign.js';
 import { rawHistory } from '../helpers/history.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -276,7 +277,16 @@ describe('loader and interpreter hijack variables', () => {
     const handle = await stack.client.workflow.start(experimentWorkflow, {
       workflowId: experimentId,
       taskQueue: CONTROL_TASK_QUEUE,
-      args: [{ experimentId, request, submittedAt: new Date().toISOString(), priority: 0 }],
+      args: [
+        {
+          experimentId,
+          request,
+          submittedAt: new Date().toISOString(),
+          priority: 0,
+          // Signed as the client API signs: the check under test is the workflow's, not authorization.
+          authorization: signAs('submit', experimentId, { experimentId, request, priority: 0 }),
+        },
+      ],
     });
     const result = await handle.result();
     expect(result.status).toBe('validation_failed');
