@@ -14,8 +14,7 @@ import {
   ActivityCancellationType,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { createAuthorizationActivities } from '../activities/authorization.js';
-import { PERMISSION_DENIED, type Identity } from '../domain/authorization.js';
+import type { Identity } from '../domain/authorization.js';
 import type { RecordUpdate } from '../catalog/record.js';
 import { DEFAULT_METRIC, type TagDecision } from '../domain/decision.js';
 import {
@@ -44,8 +43,9 @@ import {
   type Lease,
 } from './definitions.js';
 import type { ExperimentInput, ExperimentSnapshot } from './experiment-state.js';
+import { requirePermission } from './authorize.js';
 
-type ControlActivities = ReturnType<typeof createControlActivities> & ReturnType<typeof createAuthorizationActivities>;
+type ControlActivities = ReturnType<typeof createControlActivities>;
 type HostActivities = ReturnType<typeof createHostActivities> & ReturnType<typeof createRunStatusActivities>;
 type TrainingActivities = ReturnType<typeof createTrainingActivities>;
 
@@ -132,17 +132,16 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     if (!lease && snapshot.status === 'queued') lease = granted;
   });
   setHandler(cancelExperimentUpdate, async ({ authorization }) => {
-    const verdict = await control.authorize({
+    const identity = await requirePermission({
       authorization,
       action: 'cancel',
       target: experimentId,
       acceptedAt: new Date().toISOString(),
       owner: snapshot.submittedBy ?? null,
     });
-    if ('denied' in verdict) throw ApplicationFailure.nonRetryable(verdict.denied, PERMISSION_DENIED);
-    canceledBy ??= verdict.identity;
+    canceledBy ??= identity;
     body.cancel();
-    return { canceledBy: verdict.identity.name };
+    return { canceledBy: identity.name };
   });
   setHandler(leaseRevokedSignal, (revocation) => {
     if (lease?.leaseId !== revocation.leaseId) return;
@@ -358,7 +357,8 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
 
   // Runs started before credentials carry no signature and are not asked for one on replay.
   if (patched('authorize-submit')) {
-    const verdict = await control.authorize({
+    // Refused before anything is recorded or placed: the workflow fails with the named error.
+    const identity = await requirePermission({
       authorization: input.authorization,
       action: 'submit',
       target: experimentId,
@@ -370,10 +370,8 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       },
       acceptedAt: workflowInfo().startTime.toISOString(),
     });
-    // Refused before anything is recorded or placed: the workflow fails with the named error.
-    if ('denied' in verdict) throw ApplicationFailure.nonRetryable(verdict.denied, PERMISSION_DENIED);
-    snapshot.submittedBy = verdict.identity.name;
-    pending.submittedBy = verdict.identity.name;
+    snapshot.submittedBy = identity.name;
+    pending.submittedBy = identity.name;
   }
 
   let ended: RunEnded;

@@ -6,7 +6,6 @@ import {
   getExternalWorkflowHandle,
   log,
   patched,
-  proxyActivities,
   setHandler,
   uuid4,
   workflowInfo,
@@ -28,16 +27,9 @@ import {
   type PoolSnapshot,
   type SlotEntry,
 } from './definitions.js';
-import type { createAuthorizationActivities } from '../activities/authorization.js';
 import { PERMISSION_DENIED } from '../domain/authorization.js';
 import type { HostRegistration } from '../domain/fleet.js';
-import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
-
-const authorizer = proxyActivities<ReturnType<typeof createAuthorizationActivities>>({
-  taskQueue: CONTROL_TASK_QUEUE,
-  startToCloseTimeout: '30s',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 8 },
-});
+import { authorizer, requirePermission } from './authorize.js';
 
 /** Continue-as-new well before Temporal's limits so thousands of leases keep the history small. */
 const HISTORY_EVENTS_LIMIT = 2_000;
@@ -178,14 +170,15 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
         acceptedAt: new Date().toISOString(),
       });
       if ('denied' in verdict) return refuse(registration, verdict.denied);
+      const { identity } = verdict;
       // A live host's name belongs to the identity that registered it; a restart under that identity is fine.
       const holder = pool.hosts[registration.host];
-      if (holder?.online && holder.identity && holder.identity !== verdict.identity.name)
+      if (holder?.online && holder.identity && holder.identity !== identity.name)
         return refuse(
           registration,
           `${PERMISSION_DENIED}: host name ${registration.host} is held by the live worker identity ${holder.identity}`,
         );
-      register(registration, verdict.identity.name);
+      register(registration, identity.name);
     } finally {
       verifying.delete(key);
     }
@@ -223,7 +216,7 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
   setHandler(drainUpdate, async ({ target, drained, reason, authorization }) => {
     const matches = pool.slots.filter((entry) => entry.slot.host === target || entry.slot.slotId === target);
     if (matches.length === 0) throw ApplicationFailure.nonRetryable(`no host or slot named ${target} in the pool`);
-    const verdict = await authorizer.authorize({
+    const identity = await requirePermission({
       authorization,
       action: 'drain',
       target,
@@ -231,10 +224,9 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
       acceptedAt: new Date().toISOString(),
       detail: `${drained ? 'drain' : 'undrain'}: ${reason}`,
     });
-    if ('denied' in verdict) throw ApplicationFailure.nonRetryable(verdict.denied, PERMISSION_DENIED);
     for (const entry of matches) {
       entry.draining = drained;
-      entry.drainReason = drained ? `${reason} (by ${verdict.identity.name})` : null;
+      entry.drainReason = drained ? `${reason} (by ${identity.name})` : null;
       entry.drainedBy = drained ? 'operator' : null;
     }
     touch();
@@ -262,14 +254,13 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
   setHandler(configurePoolUpdate, async ({ heartbeatLimitMs, policy, authorization }) => {
     if (heartbeatLimitMs !== undefined && !(heartbeatLimitMs >= 1000))
       throw ApplicationFailure.nonRetryable('heartbeatLimitMs must be at least 1000');
-    const verdict = await authorizer.authorize({
+    await requirePermission({
       authorization,
       action: 'configure_pool',
       target: 'pool',
       content: { heartbeatLimitMs, policy },
       acceptedAt: new Date().toISOString(),
     });
-    if ('denied' in verdict) throw ApplicationFailure.nonRetryable(verdict.denied, PERMISSION_DENIED);
     if (heartbeatLimitMs !== undefined) pool.heartbeatLimitMs = heartbeatLimitMs;
     if (policy) pool.policy = { ...pool.policy, ...policy };
     touch();

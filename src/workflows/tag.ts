@@ -1,27 +1,10 @@
-import {
-  allHandlersFinished,
-  ApplicationFailure,
-  condition,
-  continueAsNew,
-  patched,
-  proxyActivities,
-  setHandler,
-  workflowInfo,
-} from '@temporalio/workflow';
-import type { createAuthorizationActivities } from '../activities/authorization.js';
-import { PERMISSION_DENIED } from '../domain/authorization.js';
-import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
+import { allHandlersFinished, condition, continueAsNew, patched, setHandler, workflowInfo } from '@temporalio/workflow';
 import { applyOutcome, guardProblem, newTagState, type GuardRule, type TagState } from '../domain/decision.js';
 import { ENV_NAME_PATTERN, ENV_NAME_TEXT } from '../domain/environment.js';
 import { configureTagUpdate, recordOutcomeUpdate, tagStateQuery } from './definitions.js';
+import { requirePermission } from './authorize.js';
 
 const HISTORY_EVENTS_LIMIT = 2_000;
-
-const authorizer = proxyActivities<ReturnType<typeof createAuthorizationActivities>>({
-  taskQueue: CONTROL_TASK_QUEUE,
-  startToCloseTimeout: '30s',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 8 },
-});
 
 export function tagWorkflowId(tag: string): string {
   return `expctl-tag-${tag}`;
@@ -48,14 +31,13 @@ export async function tagWorkflow(tag: string, carried?: TagState): Promise<void
     async (policy, authorization) => {
       // Tags configured before credentials replay without the check.
       if (patched('authorize-configure')) {
-        const verdict = await authorizer.authorize({
+        await requirePermission({
           authorization,
           action: 'configure_tag',
           target: tagWorkflowId(tag),
           content: policy,
           acceptedAt: new Date().toISOString(),
         });
-        if ('denied' in verdict) throw ApplicationFailure.nonRetryable(verdict.denied, PERMISSION_DENIED);
       }
       state = { ...state, policy: { ...state.policy, ...policy } };
       return state;

@@ -5,8 +5,8 @@ import { REDACTED } from '../../domain/redact.js';
 import { TAG_PATTERN, TAG_PATTERN_TEXT, type ExperimentRequest } from '../../domain/request.js';
 import { connectClient } from '../../temporal/connection.js';
 import { cancelExperimentUpdate, experimentStateQuery } from '../../workflows/definitions.js';
-import { permissionDenied, signAs } from '../../client/sign.js';
-import { PERMISSION_DENIED_EXIT_CODE } from '../../domain/authorization.js';
+import { signAs } from '../../client/sign.js';
+import { asRefusal } from '../refusal.js';
 import { existingCatalog } from '../catalog-file.js';
 import { CliError, printJson, safeText, wantsJson } from '../output.js';
 import { FlagError, parseSecretFlag, parseSecretFlags, PROCESS_SECRET_SOURCES, type SecretSources } from '../parse.js';
@@ -139,8 +139,8 @@ export async function tagStopCommand(tag: string, options: { json?: boolean }): 
         .getHandle(id)
         .executeUpdate(cancelExperimentUpdate, { args: [{ authorization: signAs('cancel', id) }] });
     } catch (error) {
-      const denied = permissionDenied(error);
-      if (denied) throw new CliError(denied, PERMISSION_DENIED_EXIT_CODE);
+      const refusal = asRefusal(error);
+      if (refusal !== error) throw refusal;
       // It ended between the listing and the cancel: nothing to cancel.
       if (error instanceof WorkflowNotFoundError) continue;
       throw error;

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import path from 'node:path';
-import { permissionDenied, signAs } from '../../client/sign.js';
+import { signAs } from '../../client/sign.js';
+import { asRefusal } from '../refusal.js';
 import { IDENTITY_NAME_PATTERN, PERMISSION_DENIED_EXIT_CODE, ROLES, type Role } from '../../domain/authorization.js';
 import {
   credentialPath,
@@ -75,9 +76,7 @@ export async function authRevokeCommand(target: string, options: { name?: boolea
     if (wantsJson(options)) return printJson(result);
     console.log(`revoked ${safeText(result.revoked)} (by ${safeText(result.by)})`);
   } catch (error) {
-    const denied = permissionDenied(error);
-    if (denied) throw new CliError(denied, PERMISSION_DENIED_EXIT_CODE);
-    throw error;
+    throw asRefusal(error);
   }
 }
 

@@ -1,6 +1,6 @@
 import path from 'node:path';
-import { permissionDenied, signAs } from '../../client/sign.js';
-import { PERMISSION_DENIED_EXIT_CODE } from '../../domain/authorization.js';
+import { signAs } from '../../client/sign.js';
+import { asRefusal } from '../refusal.js';
 import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { resolveSource, SourceError } from '../../client/source.js';
 import { submitExperiment, type ExperimentHandle } from '../../client/experiments.js';
@@ -63,8 +63,8 @@ async function awaitResult(handle: ExperimentHandle, json: boolean): Promise<voi
     process.exitCode = exitCodeFor(result.status);
   } catch (error) {
     stopProgress();
-    const denied = permissionDenied(error);
-    if (denied) throw new CliError(denied, PERMISSION_DENIED_EXIT_CODE);
+    const refusal = asRefusal(error);
+    if (refusal !== error) throw refusal;
     if (error instanceof WorkflowFailedError)
       throw new CliError(
         `experiment ${handle.workflowId} failed inside expctl: ${error.cause?.message ?? error.message}`,
@@ -330,9 +330,7 @@ export async function cancelCommand(id: string, options: { json?: boolean }): Pr
   try {
     await handle.executeUpdate(cancelExperimentUpdate, { args: [{ authorization: signAs('cancel', id) }] });
   } catch (error) {
-    const denied = permissionDenied(error);
-    if (denied) throw new CliError(denied, PERMISSION_DENIED_EXIT_CODE);
-    throw error;
+    throw asRefusal(error);
   }
   if (!wantsJson(options))
     console.error(`expctl: cancel requested for ${id} (was ${before.status}); waiting for its processes to stop ...`);

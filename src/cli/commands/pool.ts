@@ -1,8 +1,8 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { POOL_WORKFLOW_ID } from '../../shared/constants.js';
 import { connectClient } from '../../temporal/connection.js';
-import { permissionDenied, signAs } from '../../client/sign.js';
-import { PERMISSION_DENIED_EXIT_CODE } from '../../domain/authorization.js';
+import { signAs } from '../../client/sign.js';
+import { asRefusal } from '../refusal.js';
 import { drainUpdate, poolStateQuery } from '../../workflows/definitions.js';
 import { CliError, formatTable, printJson, safeText, wantsJson } from '../output.js';
 
@@ -61,9 +61,7 @@ export async function drainCommand(target: string, drained: boolean, options: { 
   try {
     await handle.executeUpdate(drainUpdate, { args: [{ ...change, authorization: signAs('drain', target, change) }] });
   } catch (error) {
-    const denied = permissionDenied(error);
-    if (denied) throw new CliError(denied, PERMISSION_DENIED_EXIT_CODE);
-    throw error;
+    throw asRefusal(error);
   }
   console.log(
     `${drained ? 'drained' : 'undrained'} ${matches.map((m) => m.slot.slotId).join(', ')}${drained ? '; running experiments finish, no new leases' : ''}`,

@@ -3,8 +3,8 @@ import { formatGuard, newTagState, tagCountsSummary, type TagCounts, type TagPol
 import { ENV_NAME_PATTERN, ENV_NAME_TEXT } from '../../domain/environment.js';
 import { parseGuard } from '../../domain/guard.js';
 import { TAG_PATTERN, TAG_PATTERN_TEXT } from '../../domain/request.js';
-import { permissionDenied, signAs } from '../../client/sign.js';
-import { PERMISSION_DENIED_EXIT_CODE } from '../../domain/authorization.js';
+import { signAs } from '../../client/sign.js';
+import { asRefusal } from '../refusal.js';
 import { CONTROL_TASK_QUEUE } from '../../shared/constants.js';
 import { connectClient } from '../../temporal/connection.js';
 import { configureTagUpdate, tagStateQuery } from '../../workflows/definitions.js';
@@ -79,9 +79,7 @@ export async function tagCreateCommand(tag: string, options: TagCreateOptions): 
       }),
     })
     .catch((error: unknown) => {
-      const denied = permissionDenied(error);
-      if (denied) throw new CliError(denied, PERMISSION_DENIED_EXIT_CODE);
-      throw error;
+      throw asRefusal(error);
     });
   if (wantsJson(options)) return printJson(state);
   console.log(

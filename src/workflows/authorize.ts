@@ -1,0 +1,18 @@
+import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import type { AuthorizeInput, createAuthorizationActivities } from '../activities/authorization.js';
+import { PERMISSION_DENIED, type Identity } from '../domain/authorization.js';
+import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
+
+/** The orchestrator's verification activities (workflow code has no node:crypto). */
+export const authorizer = proxyActivities<ReturnType<typeof createAuthorizationActivities>>({
+  taskQueue: CONTROL_TASK_QUEUE,
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 8 },
+});
+
+/** The identity behind a signed request that may do this; otherwise fails with permission_denied. */
+export async function requirePermission(input: AuthorizeInput): Promise<Identity> {
+  const verdict = await authorizer.authorize(input);
+  if ('denied' in verdict) throw ApplicationFailure.nonRetryable(verdict.denied, PERMISSION_DENIED);
+  return verdict.identity;
+}
