@@ -13,7 +13,7 @@ import { poolStateQuery } from '../../src/workflows/definitions.js';
 import { experimentWorkflow } from '../../src/workflows/experiment.js';
 import { tagWorkflowId } from '../../src/workflows/tag.js';
 import { EXPCTL } from '../helpers/cli.js';
-import { rawHistory, type HistoryEvent } from '../helpers/history.js';
+import { rawHistory } from '../helpers/history.js';
 import { openToOthers } from '../helpers/files.js';
 import { makeRepo } from '../helpers/repo.js';
 import { startStack, type TestStack } from '../helpers/stack.js';

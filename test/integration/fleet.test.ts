@@ -58,7 +58,18 @@ describe('8 GPUs, 20 experiments', () => {
         request({ tag: 'eight', env: { VAL_BPB: '1.0', STEPS: '20', STEP_SECONDS: '0.25' } }),
       ),
     );
-    expect(runs.map((r) => r.result.status)).toEqual(Array(20).fill('completed'));
+    // On a failure the message carries each run's reason and log tail: what a flake needs to be found.
+    const failures = runs.filter((r) => r.result.status !== 'completed');
+    const evidence = failures.map((r) => ({
+      id: r.result.experiment_id,
+      reason: r.result.reason,
+      exit: r.state.training?.exitCode,
+      tail: r.state.training?.logTail?.slice(-600),
+    }));
+    expect(
+      runs.map((r) => r.result.status),
+      JSON.stringify(evidence, null, 2),
+    ).toEqual(Array(20).fill('completed'));
     const intervals = runs.map(({ state }) => ({
       gpu: state.gpu!,
       start: Date.parse(state.training!.startedAt),
