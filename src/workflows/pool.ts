@@ -214,8 +214,8 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
     touch();
   });
   setHandler(drainUpdate, async ({ target, drained, reason, authorization }) => {
-    const matches = pool.slots.filter((entry) => entry.slot.host === target || entry.slot.slotId === target);
-    if (matches.length === 0) throw ApplicationFailure.nonRetryable(`no host or slot named ${target} in the pool`);
+    const matching = () => pool.slots.filter((entry) => entry.slot.host === target || entry.slot.slotId === target);
+    if (matching().length === 0) throw ApplicationFailure.nonRetryable(`no host or slot named ${target} in the pool`);
     const identity = await requirePermission({
       authorization,
       action: 'drain',
@@ -224,6 +224,8 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
       acceptedAt: new Date().toISOString(),
       detail: `${drained ? 'drain' : 'undrain'}: ${reason}`,
     });
+    // Read again after the wait: a registration meanwhile may have replaced the host's slot entries.
+    const matches = matching();
     for (const entry of matches) {
       entry.draining = drained;
       entry.drainReason = drained ? `${reason} (by ${identity.name})` : null;
