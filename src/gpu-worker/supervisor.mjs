@@ -253,12 +253,39 @@ const child = spawn(argv[0], argv[1], {
 });
 let open = 2;
 let exited = null;
+/** Bytes read from the child's pipes so far: how the end of its output is told from a pause. */
+let received = 0;
 const onEnd = () => {
   if (--open === 0 && exited) exited();
 };
 for (const stream of [child.stdout, child.stderr]) {
-  stream.on('data', (chunk) => output.write(chunk));
+  stream.on('data', (chunk) => {
+    received += chunk.length;
+    output.write(chunk);
+  });
   stream.on('close', onEnd);
+}
+
+/**
+ * After the child exits, its output still in the pipes is copied until they close. A descendant
+ * that keeps them open does not hold the run: they are closed once a second passes with nothing
+ * read, or after 30 s. Silence is judged only after the event loop has polled the pipes again
+ * (setImmediate runs after the poll phase): a supervisor starved of CPU for longer than a second
+ * would otherwise take its own unread output, the metric block, for silence.
+ */
+function pipesDrained() {
+  return new Promise((resolve) => {
+    exited = resolve;
+    const deadline = Date.now() + 30_000;
+    let seen = received;
+    const check = () =>
+      setImmediate(() => {
+        if (open === 0 || received === seen || Date.now() > deadline) return resolve();
+        seen = received;
+        setTimeout(check, 1000);
+      });
+    setTimeout(check, 1000);
+  });
 }
 
 /** The `pid:[inode]` of the namespace unshare creates for the run, once it exists. */
@@ -303,12 +330,7 @@ child.on('spawn', async () => {
   void report(started);
 });
 child.on('exit', async (exitCode, signal) => {
-  // Output still in the pipes is copied; a descendant that keeps them open does not hold the run.
-  if (open > 0)
-    await new Promise((resolve) => {
-      exited = resolve;
-      setTimeout(resolve, 1000);
-    });
+  if (open > 0) await pipesDrained();
   child.stdout.destroy();
   child.stderr.destroy();
   output.finish();
