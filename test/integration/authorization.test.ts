@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { experimentIdFor, submitExperiment } from '../../src/client/experiments.js';
 import { PERMISSION_DENIED, PERMISSION_DENIED_EXIT_CODE } from '../../src/domain/authorization.js';
 import { parseExperimentRequest, type ExperimentRequestInput } from '../../src/domain/request.js';
-import { ensureLocalAdmin } from '../../src/security/credentials.js';
+import { credentialPath, ensureLocalAdmin } from '../../src/security/credentials.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
 import { experimentWorkflow } from '../../src/workflows/experiment.js';
@@ -43,7 +43,7 @@ const request = (tag: string, env: Record<string, string> = {}): ExperimentReque
 /** A credential from an issuer this fleet does not trust. */
 async function foreignCredential() {
   const home = { EXPCTL_HOME: await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-foreign-')) };
-  return ensureLocalAdmin(home).credential;
+  return { credential: ensureLocalAdmin(home).credential, file: credentialPath(home) };
 }
 const catalog = () => new Catalog(stack.catalogPath);
 
@@ -77,7 +77,7 @@ describe('starts', () => {
     expect((error as Error & { cause: Error }).cause.message).toMatch(/without a valid credential may not submit/);
 
     const forged = await submitExperiment(stack.client, request('authz-foreign'), {
-      credential: await foreignCredential(),
+      credential: (await foreignCredential()).credential,
     });
     const forgedError = await forged.handle.result().catch((e: unknown) => e);
     expect((forgedError as WorkflowFailedError).cause?.message).toMatch(/not issued by this fleet/);
@@ -91,10 +91,8 @@ describe('starts', () => {
   });
 
   it('`expctl run` with a credential of another fleet exits 6 with the refusal as JSON', async () => {
-    const home = { EXPCTL_HOME: await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-foreign-')) };
-    ensureLocalAdmin(home);
     const run = await runCli(
-      cliEnv(path.join(home.EXPCTL_HOME, 'credential.json')),
+      cliEnv((await foreignCredential()).file),
       ['run', '--tag', 'authz-cli', '--hypothesis', 'h', '--category', 'other', '--json', '--', 'python3', 'train.py'],
       { cwd: source.repo },
     );
@@ -219,9 +217,7 @@ describe('registered workers', () => {
     ]);
 
   it('a worker without a credential of this fleet gets no lease', async () => {
-    const home = { EXPCTL_HOME: await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-foreign-')) };
-    ensureLocalAdmin(home);
-    const rogue = await worker('rogue', path.join(home.EXPCTL_HOME, 'credential.json'));
+    const rogue = await worker('rogue', (await foreignCredential()).file);
     expect(rogue.exitCode).toBe(PERMISSION_DENIED_EXIT_CODE);
     expect(rogue.stderr).toMatch(
       /permission_denied: .* may not register host: the credential was not issued by this fleet/,
