@@ -267,7 +267,23 @@ def peak_rss_mb():
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
+def load_dataset(directory):
+    """A dataset version laid out by expctl (see prepare.py): JSON Lines shards in name order, the
+    last one the validation split. Returns the symbols and how many of them are training symbols."""
+    shards = sorted(name for name in os.listdir(directory) if name.endswith(".jsonl"))
+    if len(shards) < 2:
+        raise SystemExit(f"error: {directory} needs at least two .jsonl shards (training, then validation)")
+    index = {symbol: i for i, symbol in enumerate(ALPHABET)}
+    splits = []
+    for name in shards:
+        with open(os.path.join(directory, name)) as f:
+            splits.append([index[c] for line in f if line.strip() for c in json.loads(line)["text"].encode()])
+    train = [s for split in splits[:-1] for s in split]
+    return train + splits[-1], len(train)
+
+
 def main():
+    global TRAIN_SYMBOLS, VAL_SYMBOLS
     t0 = time.time()
     load_config()
     check_knobs()
@@ -275,7 +291,14 @@ def main():
     budget = float(budget) if budget else None
 
     table = make_source()
-    stream = sample(table, TRAIN_SYMBOLS + VAL_SYMBOLS)
+    # A dataset version pinned by expctl (--dataset ngram@latest) when given, else the same data generated here.
+    data_dir = os.environ.get("EXPCTL_DATASET_NGRAM") or os.environ.get("EXPCTL_DATASET_DIR")
+    if data_dir:
+        stream, TRAIN_SYMBOLS = load_dataset(data_dir)
+        VAL_SYMBOLS = len(stream) - TRAIN_SYMBOLS
+        print(f"data: {TRAIN_SYMBOLS} training and {VAL_SYMBOLS} validation symbols from {data_dir}", flush=True)
+    else:
+        stream = sample(table, TRAIN_SYMBOLS + VAL_SYMBOLS)
     true_val = -sum(math.log2(table[stream[i - 2] * V + stream[i - 1]][stream[i]])
                     for i in range(TRAIN_SYMBOLS, TRAIN_SYMBOLS + VAL_SYMBOLS)) / VAL_SYMBOLS
     print(f"source entropy rate: {entropy_rate(table):.4f} bits/byte "

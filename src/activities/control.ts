@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Catalog } from '../catalog/catalog.js';
 import type { RecordUpdate } from '../catalog/record.js';
+import { resolveDatasetRefs, type DataResolution } from '../domain/dataset-refs.js';
 import { DEFAULT_METRIC, newTagState, type RunOutcome, type TagDecision } from '../domain/decision.js';
 import { hijackRefusal } from '../domain/environment.js';
 import { capabilityMismatch, refusalReason, reservesScarce } from '../domain/placement.js';
@@ -33,6 +34,14 @@ export function createControlActivities({ client, catalog, secretHashKey }: Cont
       catalog.apply(update.request ? { ...update, request: publicRequest(update.request, digest) } : update);
       // Every decision moves the tag's strategy on (the rule reads the tag's runs, this one included).
       if (update.decision) catalog.refreshStrategy(catalog.tagOf(update.experimentId));
+    },
+
+    /** What the run's dataset references resolve to now (see dataset-refs.ts); the workflow pins the answer. */
+    async resolveDatasets(refs: string[]): Promise<DataResolution> {
+      return resolveDatasetRefs(refs, {
+        latestPassed: (dataset) => catalog.latestPassedDatasetVersion(dataset),
+        version: (dataset, version) => catalog.datasetVersion(dataset, version),
+      });
     },
 
     async ping(): Promise<string> {

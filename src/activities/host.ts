@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { isVersionedRef } from '../domain/dataset-refs.js';
 import type { Slot } from '../domain/fleet.js';
 import type { HostHealthReport } from '../domain/health.js';
 import type { EnvironmentRecord } from '../catalog/record.js';
@@ -230,7 +231,8 @@ export function createHostActivities(deps: HostDeps) {
           );
       }
     }
-    for (const dataset of request.datasets) {
+    // Dataset versions (NAME@latest, NAME@V) are resolved by the orchestrator and laid out at training time.
+    for (const dataset of request.datasets.filter((ref) => !isVersionedRef(ref))) {
       const found = await resolveUnderRoot(deps.datasetsDir, dataset);
       if (found.ok) continue;
       if (found.problem === 'escapes') {

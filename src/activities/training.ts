@@ -23,6 +23,8 @@ import { commandInTree } from '../gpu-worker/confine.js';
 import { planSetup, runSetup, trainingEnvironment } from '../gpu-worker/setup.js';
 import { ProgressClock } from '../gpu-worker/timings.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE } from '../security/files.js';
+import { datasetVariables, type PinnedDataset } from '../domain/dataset-refs.js';
+import { layOutDatasets, type LayoutRoots } from '../gpu-worker/dataset-layout.js';
 
 export interface TrainingDeps {
   slot: Slot;
@@ -39,6 +41,8 @@ export interface TrainingDeps {
   orphanGraceMs?: number;
   /** Asks the pool whether the lease still stands; a task whose lease is gone never starts. */
   leaseHeld?: (slotId: string, leaseId: string) => Promise<boolean>;
+  /** Where pinned dataset versions are laid out (NAME@V) and the store they come from. */
+  datasets?: LayoutRoots;
 }
 
 /** What every training heartbeat carries; `expctl run` turns it into a progress bar. */
@@ -59,6 +63,8 @@ export interface RunTrainingInput {
   request: ExperimentRequest;
   slot: Slot;
   leaseId: string;
+  /** The dataset versions the experiment was pinned to (NAME@latest / NAME@V references). */
+  datasets?: PinnedDataset[];
 }
 
 /** The activity on a slot's own queue: runs one training command under supervision. */
@@ -138,6 +144,19 @@ export function createTrainingActivities(deps: TrainingDeps) {
     );
   };
 
+  /** Lays pinned versions out on this host, heartbeating: hashing large shards takes a while. */
+  const layOutPinned = async (pinned: PinnedDataset[], ctx: Context): Promise<Record<string, string>> => {
+    if (pinned.length === 0) return {};
+    if (!deps.datasets)
+      throw ApplicationFailure.nonRetryable(`the worker of ${deps.slot.slotId} has no dataset store configured`);
+    const beat = setInterval(() => ctx.heartbeat(), heartbeatIntervalMs);
+    try {
+      return await layOutDatasets(pinned, deps.datasets);
+    } finally {
+      clearInterval(beat);
+    }
+  };
+
   return {
     async runTraining(input: RunTrainingInput): Promise<TrainingOutcome> {
       const ctx = Context.current();
@@ -163,6 +182,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
       const repo = await localRepository(request.repo, deps.workDir, request.commit);
       await addWorktree(repo, request.commit, files.tree);
 
+      const datasetDirs = await layOutPinned(input.datasets ?? [], ctx);
+
       // Kept (0600) before anything runs, so every later read of this run's output is scrubbed of them.
       const runSecrets = runSecretValues(request);
       await writeRunSecrets(files.secrets, runSecrets);
@@ -174,6 +195,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         EXPCTL_ARTIFACT_DIR: files.artifacts,
         PYTHONUNBUFFERED: '1',
         ...(request.configPath ? { EXPCTL_CONFIG: path.join(files.tree, request.configPath) } : {}),
+        ...datasetVariables(datasetDirs),
       };
       const env: Record<string, string> = { ...request.env, ...own };
       const startedAt = new Date();

@@ -3,6 +3,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { DEFAULT_METRIC } from '../domain/decision.js';
 import { publicRequest } from '../domain/redact.js';
+import type { PinnedDataset } from '../domain/dataset-refs.js';
 import type { ExperimentRecord, RecordUpdate } from './record.js';
 import {
   INFRASTRUCTURE_STATUSES,
@@ -204,6 +205,22 @@ export class Catalog {
           .prepare('INSERT OR IGNORE INTO events (experiment_id, at, status, note) VALUES (?, ?, ?, ?)')
           .run(update.experimentId, event.at, event.status, event.note ?? null);
       }
+      for (const pinned of update.datasetVersions ?? []) {
+        this.db
+          .prepare(
+            `INSERT OR REPLACE INTO experiment_datasets (experiment_id, ref, dataset, version, manifest_sha256, records, shards)
+             VALUES (?, ?, ?, ?, ?, ?, ?)`,
+          )
+          .run(
+            update.experimentId,
+            pinned.ref,
+            pinned.dataset,
+            pinned.version,
+            pinned.manifestSha256,
+            pinned.records,
+            JSON.stringify(pinned.shards),
+          );
+      }
       for (const artifact of training?.artifacts ?? []) {
         this.db
           .prepare('INSERT OR REPLACE INTO artifacts (experiment_id, path, sha256, bytes) VALUES (?, ?, ?, ?)')
@@ -224,7 +241,40 @@ export class Catalog {
       artifacts: this.db
         .prepare('SELECT path, sha256, bytes FROM artifacts WHERE experiment_id = ? ORDER BY path')
         .all(id) as ExperimentRecord['artifacts'],
+      datasetVersions: this.pinnedDatasets(id),
     };
+  }
+
+  /** The dataset versions an experiment was pinned to, in the order of its references. */
+  pinnedDatasets(experimentId: string): PinnedDataset[] {
+    const rows = this.db
+      .prepare(
+        'SELECT ref, dataset, version, manifest_sha256, records, shards FROM experiment_datasets WHERE experiment_id = ? ORDER BY rowid',
+      )
+      .all(experimentId) as Row[];
+    return rows.map((row) => ({
+      ref: row.ref as string,
+      dataset: row.dataset as string,
+      version: row.version as number,
+      manifestSha256: row.manifest_sha256 as string,
+      records: row.records as number | null,
+      shards: JSON.parse(row.shards as string) as PinnedDataset['shards'],
+    }));
+  }
+
+  /** The experiments pinned to a dataset version (all versions of it when none is given), oldest first. */
+  experimentsUsing(dataset: string, version?: number): { experimentId: string; ref: string; version: number }[] {
+    const rows = this.db
+      .prepare(
+        `SELECT d.experiment_id, d.ref, d.version FROM experiment_datasets d JOIN experiments e ON e.id = d.experiment_id
+         WHERE d.dataset = ? ${version === undefined ? '' : 'AND d.version = ?'} ORDER BY e.submitted_at, e.id`,
+      )
+      .all(...(version === undefined ? [dataset] : [dataset, version])) as Row[];
+    return rows.map((row) => ({
+      experimentId: row.experiment_id as string,
+      ref: row.ref as string,
+      version: row.version as number,
+    }));
   }
 
   tagOf(id: string): string {

@@ -1,3 +1,4 @@
+import type { PinnedDataset } from '../domain/dataset-refs.js';
 import type { TagDecision } from '../domain/decision.js';
 import type { ExperimentStatus, TrainingOutcome } from '../domain/experiment.js';
 import type { PlacementRecord } from '../domain/placement.js';
@@ -27,6 +28,8 @@ export interface RecordUpdate {
   training?: TrainingOutcome;
   decision?: TagDecision;
   reason?: string;
+  /** The dataset versions the run was pinned to when it started. */
+  datasetVersions?: PinnedDataset[];
 }
 
 /** Where and with what a run trained (secrets already redacted by the worker). */
@@ -106,4 +109,6 @@ export interface ExperimentRecord {
   submittedBy: string | null;
   events: { at: string; status: string; note: string | null }[];
   artifacts: ArtifactRecord[];
+  /** The dataset versions it was pinned to (empty when it named none, or ended before pinning). */
+  datasetVersions: PinnedDataset[];
 }

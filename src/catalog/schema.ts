@@ -103,4 +103,16 @@ export const MIGRATIONS: string[] = [
      revoked_at TEXT NOT NULL,
      revoked_by TEXT NOT NULL
    )`,
+  // The dataset versions each experiment was pinned to when it started (lineage reads it both ways).
+  `CREATE TABLE experiment_datasets (
+     experiment_id TEXT NOT NULL REFERENCES experiments (id),
+     ref TEXT NOT NULL,
+     dataset TEXT NOT NULL,
+     version INTEGER NOT NULL,
+     manifest_sha256 TEXT NOT NULL,
+     records INTEGER,
+     shards TEXT NOT NULL,
+     PRIMARY KEY (experiment_id, ref)
+   )`,
+  `CREATE INDEX experiment_datasets_version ON experiment_datasets (dataset, version)`,
 ];

@@ -1,5 +1,6 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { CATEGORIES } from '../domain/request.js';
+import { DEFAULT_WAIT_FOR_DATA_SECONDS } from '../domain/dataset-refs.js';
 import {
   DEFAULT_MAX_REPLACEMENTS,
   DEFAULT_SETUP_TIMEOUT_SECONDS,
@@ -83,7 +84,15 @@ program
   .option('--repo <path|url>', 'git repository (default: the one containing the current directory)', occurrences)
   .option('--commit <sha>', 'commit to run (default: HEAD, which must have no uncommitted changes)', occurrences)
   .option('--config <file>', 'JSON config file in the repository, parsed and recorded', occurrences)
-  .option('--dataset <ref>', "dataset under the worker's datasets root (repeatable)", occurrences)
+  .option(
+    '--dataset <ref>',
+    "dataset version NAME@latest or NAME@V (pinned in the record), or a path under the worker's datasets root (repeatable)",
+    occurrences,
+  )
+  .option(
+    '--wait-for-data [seconds]',
+    `wait (state waiting_for_data) for a passed version of a NAME@latest dataset (default ${DEFAULT_WAIT_FOR_DATA_SECONDS} s)`,
+  )
   .option(
     '--checkpoint <path>',
     'checkpoint to resume from (in the repository or under the checkpoints root)',

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { InvalidArgumentError } from 'commander';
 import { MIN_SECRET_LENGTH } from '../domain/redact.js';
+import { DEFAULT_WAIT_FOR_DATA_SECONDS } from '../domain/dataset-refs.js';
 import { ENV_NAME_PATTERN, ENV_NAME_TEXT } from '../domain/environment.js';
 import { METRIC_NAME_PATTERN, METRIC_NAME_TEXT, TAG_PATTERN, TAG_PATTERN_TEXT } from '../domain/request.js';
 import { safeText } from './output.js';
@@ -236,6 +237,8 @@ export interface RawRunOptions {
   maxReplacements?: string[];
   env?: string[];
   secret?: string[];
+  /** `--wait-for-data [SECONDS]`: true when given without a value. */
+  waitForData?: string | boolean;
   /** Gone: replaced by --timeout. Accepted by the parser only to say so. */
   grace?: string[];
   detach?: boolean;
@@ -269,6 +272,7 @@ export interface RunFlags {
   env: Record<string, string>;
   /** `--secret` values by name (never shown; see parseSecretFlag). */
   secrets: Record<string, string>;
+  waitForDataSeconds?: number;
 }
 
 export const PRIORITY_RANGE = { min: -1000, max: 1000 } as const;
@@ -359,6 +363,12 @@ export function parseRunFlags(
     maxReplacements: numberFlag('maxReplacements', { integer: true, min: 0 }),
     env,
     secrets,
+    waitForDataSeconds:
+      raw.waitForData === undefined || raw.waitForData === false
+        ? undefined
+        : raw.waitForData === true
+          ? DEFAULT_WAIT_FOR_DATA_SECONDS
+          : attempt(() => parseNumber('--wait-for-data', raw.waitForData as string, { positive: true })),
   };
   return { flags, problems };
 }
@@ -385,6 +395,7 @@ const FLAG_OF_FIELD: [RegExp, string][] = [
   [/^maxReplacements$/, '--max-replacements'],
   [/^env(\..*)?$/, '--env'],
   [/^secrets(\..*)?$/, '--secret'],
+  [/^waitForDataSeconds$/, '--wait-for-data'],
 ];
 
 /** A schema problem ("datasets.0: must not ...") as the flag that caused it ("--dataset: must not ..."). */

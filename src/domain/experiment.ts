@@ -1,6 +1,13 @@
 /** Experiment states, results and the CLI's exit codes (BRIEF §2, §4). Pure; safe in workflows. */
 
-export type ActiveStatus = 'submitted' | 'validating' | 'queued' | 'running' | 'evaluating';
+export type ActiveStatus =
+  | 'submitted'
+  | 'validating'
+  /** `--wait-for-data`: no version of a dataset it names has passed its gates yet. */
+  | 'waiting_for_data'
+  | 'queued'
+  | 'running'
+  | 'evaluating';
 export type FailedStatus =
   | 'validation_failed'
   | 'command_failed'
@@ -8,6 +15,8 @@ export type FailedStatus =
   | 'timed_out'
   | 'worker_lost'
   | 'retry_exhausted'
+  /** A dataset it names had no passed version (within `--wait-for-data`'s limit, when given). */
+  | 'data_unavailable'
   | 'canceled';
 export type TerminalStatus = 'completed' | FailedStatus;
 export type ExperimentStatus = ActiveStatus | TerminalStatus;
@@ -20,6 +29,7 @@ export const TERMINAL_STATUSES: readonly TerminalStatus[] = [
   'timed_out',
   'worker_lost',
   'retry_exhausted',
+  'data_unavailable',
   'canceled',
 ];
 
@@ -65,6 +75,7 @@ export function exitCodeFor(status: TerminalStatus): number {
       return 3;
     case 'worker_lost':
     case 'retry_exhausted':
+    case 'data_unavailable':
       return 4;
     case 'canceled':
       return 5;

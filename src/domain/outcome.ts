@@ -11,8 +11,12 @@ export type OutcomeKind = 'success' | 'crash' | 'refusal' | 'infrastructure' | '
 export const CRASH_STATUSES = ['command_failed', 'oom', 'timed_out'] as const satisfies readonly TerminalStatus[];
 /** The request was refused before any GPU was touched. */
 export const REFUSAL_STATUSES = ['validation_failed'] as const satisfies readonly TerminalStatus[];
-/** The fleet failed the run, not the code. */
-export const INFRASTRUCTURE_STATUSES = ['worker_lost', 'retry_exhausted'] as const satisfies readonly TerminalStatus[];
+/** The fleet (or its data pipeline) failed the run, not the code. */
+export const INFRASTRUCTURE_STATUSES = [
+  'worker_lost',
+  'retry_exhausted',
+  'data_unavailable',
+] as const satisfies readonly TerminalStatus[];
 
 export function outcomeKind(status: TerminalStatus): OutcomeKind {
   if (status === 'completed') return 'success';

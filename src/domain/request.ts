@@ -88,8 +88,20 @@ export const ExperimentRequestSchema = z
     commit: z.string().regex(/^[0-9a-f]{40}$/, 'a full 40-character commit SHA'),
     /** Config file path inside the repository at that commit; parsed during validation. */
     configPath: confinedPath('the config path').optional(),
-    /** Dataset references, resolved under the worker's datasets root. */
+    /**
+     * Dataset references: `NAME@latest` or `NAME@V` (a version whose gates passed, pinned when the
+     * run starts; see dataset-refs.ts), or a path under the worker's datasets root.
+     */
     datasets: z.array(confinedPath('a dataset reference')).default([]),
+    /**
+     * `--wait-for-data`: how long the run may wait (state waiting_for_data) for a passed version of a
+     * dataset it names as `NAME@latest`; absent, a dataset without one ends the run data_unavailable.
+     */
+    waitForDataSeconds: z
+      .number()
+      .positive()
+      .max(30 * 24 * 3600)
+      .optional(),
     /** A checkpoint in the commit's tree or under the worker's checkpoints root. */
     checkpoint: confinedPath('the checkpoint path').optional(),
     requirements: RequirementsSchema.default({ acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [] }),

@@ -18,6 +18,7 @@ import { discoverSlots, type DiscoveryOptions } from './discover.js';
 import { reconcileRuns, touchAttached } from './reconcile.js';
 import { runFiles } from './run-files.js';
 import { processAlive } from '../shared/processes.js';
+import { dataDir } from '../shared/settings.js';
 import { ensurePrivateDir } from '../security/files.js';
 import { softwareVersions } from './software.js';
 
@@ -29,6 +30,8 @@ export interface GpuWorkerOptions extends DiscoveryOptions {
   dataConverter: DataConverter;
   workDir: string;
   datasetsDir?: string;
+  /** The dataset store pinned versions are laid out from (default: EXPCTL_DATA_DIR, see settings.ts). */
+  dataDir?: string;
   poolHeartbeatMs?: number;
   trainingHeartbeatMs?: number;
   /** After SIGTERM, how long a training process group gets before SIGKILL. */
@@ -102,6 +105,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
           killAfterMs: options.killAfterMs,
           orphanGraceMs: options.orphanGraceMs,
           leaseHeld,
+          datasets: { datasetsDir, dataDir: options.dataDir ?? dataDir() },
         }),
         maxConcurrentActivityTaskExecutions: 1,
         // Heartbeats carry progress and bring cancellation back: do not let the SDK hold them for long.
@@ -116,7 +120,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
     hostQueue,
     slots: discovery.slots,
     driverVersion: discovery.driverVersion,
-    datasets: await fs.readdir(datasetsDir).catch(() => []),
+    datasets: (await fs.readdir(datasetsDir).catch(() => [])).filter((name) => !name.startsWith('.')),
     software: await softwareVersions(),
     registeredAt: Date.now(),
     incarnation: crypto.randomUUID(),

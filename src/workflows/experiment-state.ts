@@ -1,3 +1,4 @@
+import type { PinnedDataset } from '../domain/dataset-refs.js';
 import type { Authorization } from '../domain/authorization.js';
 import type { TagDecision } from '../domain/decision.js';
 import type { ExperimentStatus, TrainingOutcome } from '../domain/experiment.js';
@@ -55,4 +56,6 @@ export interface ExperimentSnapshot {
   metricPolicy: { name: string; direction: 'minimize' | 'maximize' };
   /** The identity that submitted it (null for runs from before credentials). */
   submittedBy?: string | null;
+  /** The dataset versions its `NAME@latest` / `NAME@V` references were pinned to. */
+  datasetVersions?: PinnedDataset[];
 }

@@ -15,6 +15,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Identity } from '../domain/authorization.js';
+import { DATA_POLL_SECONDS, isVersionedRef, pinnedRef } from '../domain/dataset-refs.js';
 import type { RecordUpdate } from '../catalog/record.js';
 import { DEFAULT_METRIC, type TagDecision } from '../domain/decision.js';
 import {
@@ -199,6 +200,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     const placement = await control.checkPlacement(request.requirements);
     if (placement.refusal !== null || placement.hostQueue === null)
       throw new RunEnded('validation_failed', placement.refusal ?? 'no host to validate on');
+    if (request.datasets.some(isVersionedRef)) await pinDatasets();
     const { patchText, ...validated } = await hostActivities(placement.hostQueue).validateRequest(
       experimentId,
       request,
@@ -216,6 +218,36 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     };
   };
 
+  /**
+   * Resolves NAME@latest / NAME@V to versions whose gates passed, once: the run keeps them for
+   * good (the record, training, reruns). With --wait-for-data it waits, durably, for a version.
+   */
+  const pinDatasets = async () => {
+    const waitSeconds = request.waitForDataSeconds;
+    const deadline = Date.now() + (waitSeconds ?? 0) * 1000;
+    for (let polls = 0; ; polls++) {
+      const resolution = await control.resolveDatasets(request.datasets);
+      if (resolution.refusal !== null) throw new RunEnded('validation_failed', resolution.refusal);
+      if (resolution.unavailable.length === 0) {
+        snapshot.datasetVersions = resolution.pinned;
+        pending.datasetVersions = resolution.pinned;
+        if (snapshot.status === 'waiting_for_data')
+          await advance('validating', `data arrived: ${resolution.pinned.map(pinnedRef).join(', ')}`);
+        return;
+      }
+      const missing = resolution.unavailable.join('; ');
+      if (waitSeconds === undefined)
+        throw new RunEnded('data_unavailable', `${missing} (submit with --wait-for-data to wait for it)`);
+      const left = deadline - Date.now();
+      if (left <= 0)
+        throw new RunEnded('data_unavailable', `${missing}, after waiting ${waitSeconds} s (--wait-for-data)`);
+      if (snapshot.status !== 'waiting_for_data') await advance('waiting_for_data', missing);
+      // Often at first, when data is most likely on its way; then once a minute, to keep the history short.
+      const pollMs = (polls < 40 ? DATA_POLL_SECONDS : 4 * DATA_POLL_SECONDS) * 1000;
+      await sleep(Math.min(left, pollMs));
+    }
+  };
+
   /** Waits in the pool's queue for a lease (the state is `queued`, also when a run is re-placed). */
   const acquire = async (note?: string, requirements = request.requirements): Promise<Lease> => {
     await advance('queued', note);
@@ -223,7 +255,11 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       experimentId,
       requirements,
       priority: input.priority,
-      datasets: request.datasets,
+      // Locality: a pinned version is laid out on a host as NAME@V, the name its registration lists.
+      datasets: request.datasets.map((ref) => {
+        const pinned = snapshot.datasetVersions?.find((p) => p.ref === ref);
+        return pinned ? pinnedRef(pinned) : ref;
+      }),
     });
     await condition(() => lease !== undefined);
     const granted = lease!;
@@ -264,7 +300,13 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       retry: { maximumAttempts: 1 },
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     });
-    const input = { experimentId, request, slot: granted.slot, leaseId: granted.leaseId };
+    const input = {
+      experimentId,
+      request,
+      slot: granted.slot,
+      leaseId: granted.leaseId,
+      ...(snapshot.datasetVersions?.length ? { datasets: snapshot.datasetVersions } : {}),
+    };
     let follow = () => training.runTraining(input);
     for (let reattaches = 0; ; reattaches++) {
       try {

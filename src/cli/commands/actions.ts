@@ -1,5 +1,6 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { submitExperiment } from '../../client/experiments.js';
+import { pinRefs, type PinnedDataset } from '../../domain/dataset-refs.js';
 import { exitCodeFor } from '../../domain/experiment.js';
 import { REDACTED } from '../../domain/redact.js';
 import { TAG_PATTERN, TAG_PATTERN_TEXT, type ExperimentRequest } from '../../domain/request.js';
@@ -12,20 +13,21 @@ import { CliError, printJson, safeText, wantsJson } from '../output.js';
 import { FlagError, parseSecretFlag, parseSecretFlags, PROCESS_SECRET_SOURCES, type SecretSources } from '../parse.js';
 
 /**
- * The request to repeat, in its public form: from the workflow's state, or from the catalog once
- * Temporal's retention has dropped the workflow. Neither keeps secret values.
+ * The request to repeat, in its public form, and the dataset versions it was pinned to: from the
+ * workflow's state, or from the catalog once Temporal's retention has dropped the workflow.
+ * Neither keeps secret values.
  */
-async function originalRequest(id: string): Promise<ExperimentRequest> {
+async function originalRequest(id: string): Promise<{ request: ExperimentRequest; pinned: PinnedDataset[] }> {
   const client = await connectClient();
   try {
     const snapshot = await client.workflow.getHandle(id).query(experimentStateQuery);
-    return snapshot.request;
+    return { request: snapshot.request, pinned: snapshot.datasetVersions ?? [] };
   } catch (error) {
     if (!(error instanceof WorkflowNotFoundError)) throw error;
   }
   const record = existingCatalog()?.get(id);
   if (!record) throw new CliError(`no experiment ${id} in Temporal or in the catalog`);
-  return record.request;
+  return { request: record.request, pinned: record.datasetVersions ?? [] };
 }
 
 export interface RepeatOptions {
@@ -89,7 +91,10 @@ export function restoreSecrets(
 
 /** `retry` (same request, e.g. after an infrastructure failure) and `rerun` (reproduce a recorded run). */
 export async function repeatCommand(kind: 'retry' | 'rerun', id: string, options: RepeatOptions): Promise<void> {
-  const request = restoreSecrets(id, await originalRequest(id), options.secret ?? []);
+  const original = await originalRequest(id);
+  const restored = restoreSecrets(id, original.request, options.secret ?? []);
+  // A rerun reproduces: NAME@latest means the version the original was pinned to, never today's latest.
+  const request = kind === 'rerun' ? { ...restored, datasets: pinRefs(restored.datasets, original.pinned) } : restored;
   const { idempotencyKey: _dropped, ...rest } = request;
   const client = await connectClient();
   const { experimentId, handle } = await submitExperiment(client, rest, { origin: { kind, of: id } });
@@ -102,7 +107,7 @@ export async function repeatCommand(kind: 'retry' | 'rerun', id: string, options
     datasets: request.datasets,
     changed:
       kind === 'rerun'
-        ? 'nothing but the experiment ID: same commit (and so the same patch and config), datasets, command and environment'
+        ? 'nothing but the experiment ID: same commit (and so the same patch and config), dataset versions, command and environment'
         : 'a new experiment ID; the request is the same',
   };
   if (wantsJson(options)) printJson(change);

@@ -110,6 +110,7 @@ export async function runCommand(command: string[], raw: RawRunOptions): Promise
     commit: source.commit,
     configPath: configPathIn(source.repo, flags.config),
     datasets: flags.datasets,
+    ...(flags.waitForDataSeconds !== undefined ? { waitForDataSeconds: flags.waitForDataSeconds } : {}),
     checkpoint: flags.checkpoint,
     requirements: {
       acceleratorClass: flags.gpuClass ?? 'any',
@@ -234,6 +235,20 @@ export async function showCommand(id: string, options: { json?: boolean }): Prom
   say(
     `  command:    ${JSON.stringify(r.command)}   budget ${r.timeBudgetSeconds}s, killed after ${killLimitSeconds(r)}s`,
   );
+  if (r.datasets.length > 0) {
+    const pinned = snapshot.datasetVersions ?? [];
+    say(
+      `  datasets:   ${r.datasets
+        .map((ref) => {
+          const version = pinned.find((p) => p.ref === ref);
+          if (!version) return ref;
+          const records = version.records === null ? '' : `, ${version.records} records`;
+          return `${ref} → ${version.dataset}@${version.version} (${version.shards.length} shards${records}, manifest ${version.manifestSha256.slice(0, 12)})`;
+        })
+        .join(', ')}`,
+    );
+  }
+  if (r.waitForDataSeconds !== undefined) say(`  waits for data: up to ${r.waitForDataSeconds} s`);
   const secretNames = Object.keys(r.secrets ?? {});
   if (secretNames.length > 0) say(`  secrets:    ${secretNames.join(', ')} (values are not kept)`);
   if (snapshot.validation?.patch)

@@ -1,0 +1,153 @@
+/**
+ * How an experiment names its data, and what it is pinned to. Pure: the request schema, the
+ * experiment workflow, the worker and the CLI share these rules.
+ *
+ * A reference is either a path under the worker's datasets root (`climbmix/train`) or a dataset
+ * version: `NAME@latest` (the newest version whose gates passed, resolved once, when the
+ * experiment starts) or `NAME@V` (exactly version V, which must have passed).
+ */
+
+/** A dataset's name: letters, digits, "_", "." or "-", starting with a letter or digit. */
+export const DATASET_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+export const DATASET_NAME_TEXT = 'letters, digits, "_", "." or "-" (at most 64, starting with a letter or digit)';
+
+const VERSIONED_REF = /^([A-Za-z0-9][A-Za-z0-9_.-]{0,63})@(latest|[1-9][0-9]{0,8})$/;
+
+export type DatasetRef =
+  | { kind: 'path'; ref: string }
+  | { kind: 'version'; ref: string; dataset: string; version: number | 'latest' };
+
+export function parseDatasetRef(ref: string): DatasetRef {
+  const match = VERSIONED_REF.exec(ref);
+  if (!match) return { kind: 'path', ref };
+  const [, dataset, version] = match as unknown as [string, string, string];
+  return { kind: 'version', ref, dataset, version: version === 'latest' ? 'latest' : Number(version) };
+}
+
+export function isVersionedRef(ref: string): boolean {
+  return VERSIONED_REF.test(ref);
+}
+
+/** One shard of a pinned version, as the worker needs it to lay the version out. */
+export interface PinnedShard {
+  index: number;
+  sha256: string;
+  bytes: number;
+  fileName: string;
+}
+
+/** A dataset version an experiment was pinned to at its start: the record keeps it, reruns reuse it. */
+export interface PinnedDataset {
+  /** What the request said (`NAME@latest` or `NAME@V`). */
+  ref: string;
+  dataset: string;
+  version: number;
+  /** Digest over the version's shard hashes: the version's identity. */
+  manifestSha256: string;
+  records: number | null;
+  shards: PinnedShard[];
+}
+
+/** The directory a pinned version is laid out in, under the worker's datasets root: `NAME@V`. */
+export function versionDirName(dataset: string, version: number): string {
+  return `${dataset}@${version}`;
+}
+
+/** The variable that gives a training script the directory of one dataset: EXPCTL_DATASET_CLIMBMIX. */
+export function datasetEnvName(dataset: string): string {
+  return `EXPCTL_DATASET_${dataset.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+}
+
+/**
+ * What a training script is told: EXPCTL_DATASETS (JSON, name → directory), one
+ * EXPCTL_DATASET_NAME per dataset, and EXPCTL_DATASET_DIR when there is exactly one.
+ */
+export function datasetVariables(dirs: Record<string, string>): Record<string, string> {
+  const names = Object.keys(dirs);
+  if (names.length === 0) return {};
+  return {
+    EXPCTL_DATASETS: JSON.stringify(dirs),
+    ...Object.fromEntries(names.map((name) => [datasetEnvName(name), dirs[name]!])),
+    ...(names.length === 1 ? { EXPCTL_DATASET_DIR: dirs[names[0]!]! } : {}),
+  };
+}
+
+/** The exact reference a rerun uses for a pinned dataset: never `@latest`. */
+export function pinnedRef(pinned: Pick<PinnedDataset, 'dataset' | 'version'>): string {
+  return `${pinned.dataset}@${pinned.version}`;
+}
+
+/** Replaces each versioned reference by the version it was pinned to (paths stay as they are). */
+export function pinRefs(refs: readonly string[], pinned: readonly PinnedDataset[]): string[] {
+  return refs.map((ref) => {
+    const found = pinned.find((p) => p.ref === ref);
+    return found ? pinnedRef(found) : ref;
+  });
+}
+
+/** How long `--wait-for-data` waits when given no duration. */
+export const DEFAULT_WAIT_FOR_DATA_SECONDS = 3600;
+/** How often a waiting experiment looks for a passed version (a passed version also wakes it at once). */
+export const DATA_POLL_SECONDS = 15;
+
+/** A dataset version as the catalog describes it (what resolution needs of it). */
+export interface DatasetVersionView {
+  dataset: string;
+  version: number;
+  status: 'open' | 'sealed' | 'passed' | 'failed';
+  records: number | null;
+  manifestSha256: string | null;
+  shards: { index: number; sha256: string; bytes: number; fileName: string }[];
+}
+
+export interface DatasetLookup {
+  latestPassed(dataset: string): DatasetVersionView | null;
+  version(dataset: string, version: number): DatasetVersionView | null;
+}
+
+/**
+ * What an experiment's references resolve to now: the versions to pin, the references that have
+ * no usable version yet (a run may wait for those), or a refusal (a version that failed its gates
+ * never becomes usable, so waiting for it is pointless).
+ */
+export interface DataResolution {
+  pinned: PinnedDataset[];
+  /** One line per reference without a passed version yet. */
+  unavailable: string[];
+  refusal: string | null;
+}
+
+export function resolveDatasetRefs(refs: readonly string[], lookup: DatasetLookup): DataResolution {
+  const pinned: PinnedDataset[] = [];
+  const unavailable: string[] = [];
+  const refusals: string[] = [];
+  for (const raw of refs) {
+    const ref = parseDatasetRef(raw);
+    if (ref.kind === 'path') continue;
+    const found =
+      ref.version === 'latest' ? lookup.latestPassed(ref.dataset) : lookup.version(ref.dataset, ref.version);
+    if (found === null) {
+      unavailable.push(
+        ref.version === 'latest'
+          ? `${ref.dataset} has no version that passed its gates yet`
+          : `${ref.dataset}@${ref.version} does not exist yet`,
+      );
+    } else if (found.status === 'failed') {
+      refusals.push(
+        `${ref.dataset}@${found.version} failed its gates and is not usable (see \`expctl data show ${ref.dataset}@${found.version}\`)`,
+      );
+    } else if (found.status !== 'passed' || found.manifestSha256 === null) {
+      unavailable.push(`${ref.dataset}@${found.version} is ${found.status}: its gates have not passed yet`);
+    } else {
+      pinned.push({
+        ref: raw,
+        dataset: found.dataset,
+        version: found.version,
+        manifestSha256: found.manifestSha256,
+        records: found.records,
+        shards: [...found.shards].sort((a, b) => a.index - b.index),
+      });
+    }
+  }
+  return { pinned, unavailable, refusal: refusals.length > 0 ? refusals.join('; ') : null };
+}
