@@ -1,10 +1,12 @@
 import path from 'node:path';
+import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { Catalog } from '../../src/catalog/catalog.js';
 import { ModelCatalog } from '../../src/catalog/models.js';
 import { PERMISSION_DENIED_EXIT_CODE } from '../../src/domain/authorization.js';
 import { PROMOTION_CODES } from '../../src/domain/promotion.js';
+import { WORKFLOWS_PATH } from '../../src/orchestrator/worker.js';
 import { promotionStateQuery, type PromotionResult } from '../../src/workflows/promotion-definitions.js';
 import { tagStateQuery } from '../../src/workflows/definitions.js';
 import { tagWorkflowId } from '../../src/workflows/tag.js';
@@ -28,6 +30,8 @@ const cliEnv = (credentialFile: string) => ({
 const asOperator = (args: string[]) => runCli(cliEnv(olga.file), args);
 const asSubmitter = (args: string[]) => runCli(cliEnv(sam.file), args);
 const catalog = () => new Catalog(stack.catalogPath);
+/** Workflows whose histories must replay against today's code (see the last test). */
+const finished: string[] = [];
 const models = () => new ModelCatalog(catalog().db);
 
 let runs = 0;
@@ -100,6 +104,7 @@ describe('holdout gate, alias moves and rollback', () => {
       sequence: null,
     });
     expect(holdout.request.env).toMatchObject({ EXPCTL_EVALUATE: 'holdout' });
+    finished.push(promoted.out.promotion_id, promoted.out.holdout_experiment_id!);
     const tag = await stack.client.workflow.getHandle(tagWorkflowId(holdout.tag)).query(tagStateQuery);
     expect(tag.recent.map((r) => r.experimentId)).toEqual([first]);
 
@@ -132,7 +137,9 @@ describe('holdout gate, alias moves and rollback', () => {
     expect(JSON.parse(denied.stdout as string).message).toMatch(/sam \(submitter\) may not rollback model/);
     const rollback = await asOperator(['rollback', 'lm', '--alias', 'staging', '--reason', 'bad outputs', '--json']);
     expect(rollback.exitCode, rollback.stderr as string).toBe(0);
-    expect(JSON.parse(rollback.stdout as string)).toMatchObject({ rolled_back: true, from: 2, to: 1, by: 'olga' });
+    const rolledBack = JSON.parse(rollback.stdout as string);
+    expect(rolledBack).toMatchObject({ rolled_back: true, from: 2, to: 1, by: 'olga' });
+    finished.push(blocked.out.promotion_id, rolledBack.rollback_id);
     expect(models().aliases('lm')).toEqual({ staging: 1 });
     // Nothing before version 1: a second rollback is refused.
     const nothing = await asOperator(['rollback', 'lm', '--alias', 'staging', '--json']);
@@ -183,6 +190,7 @@ describe('approval', () => {
     const result = (await handle.result()) as PromotionResult;
     expect(result).toMatchObject({ status: 'promoted', decided_by: 'olga', version: 1 });
     expect(models().aliases('lm-ok')).toEqual({ staging: 1 });
+    finished.push(id);
     const again = await asOperator(['approve', id]);
     expect(again.exitCode).toBe(1);
 
@@ -232,5 +240,24 @@ describe('approval', () => {
       message: expect.stringMatching(/sam \(submitter\) may not promote: needs the operator or admin role/),
     });
     expect(models().promotions('lm-sam')).toEqual([]);
+  });
+});
+
+describe('determinism', () => {
+  it("promotion, evaluation and rollback histories replay against today's workflow code", async () => {
+    expect(finished.length).toBeGreaterThanOrEqual(5);
+    const histories = await Promise.all(
+      finished.map(async (workflowId) => ({
+        workflowId,
+        history: await stack.client.workflow.getHandle(workflowId).fetchHistory(),
+      })),
+    );
+    const failures: string[] = [];
+    for await (const result of Worker.runReplayHistories(
+      { workflowsPath: WORKFLOWS_PATH, replayName: 'promotion-replay', dataConverter: stack.dataConverter },
+      histories,
+    ))
+      if (result.error) failures.push(`${result.workflowId}: ${result.error.message}`);
+    expect(failures).toEqual([]);
   });
 });
