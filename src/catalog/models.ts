@@ -118,6 +118,15 @@ export class ModelCatalog {
     return (rows as Row[]).map(decodePromotion);
   }
 
+  /** Lineage: every promotion (any outcome) of one experiment's model. */
+  promotionsByExperiment(experimentId: string): PromotionRecord[] {
+    return (
+      this.db
+        .prepare('SELECT * FROM promotions WHERE experiment_id = ? ORDER BY started_at, rowid')
+        .all(experimentId) as Row[]
+    ).map(decodePromotion);
+  }
+
   versions(model: string): ModelVersion[] {
     return (this.db.prepare('SELECT * FROM model_versions WHERE model = ? ORDER BY version').all(model) as Row[]).map(
       (row) => decode<ModelVersion>(row),
