@@ -46,6 +46,7 @@ export const PROMOTION_CODES = {
   superseded: 'promotion.superseded',
   notAwaitingApproval: 'promotion.not_awaiting_approval',
   nothingToRollBack: 'promotion.nothing_to_roll_back',
+  canceled: 'promotion.canceled',
 } as const;
 export type PromotionCode = (typeof PROMOTION_CODES)[keyof typeof PROMOTION_CODES];
 

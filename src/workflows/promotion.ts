@@ -1,9 +1,11 @@
 import {
   ActivityFailure,
   ApplicationFailure,
+  CancellationScope,
   ChildWorkflowFailure,
   condition,
   executeChild,
+  isCancellation,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -193,7 +195,7 @@ export async function promotionWorkflow(input: PromotionInput): Promise<Promotio
     try {
       hashed = await host.hashArtifact({ experimentId: candidate.experimentId, path: candidate.artifact.path });
     } catch (error) {
-      if (!(error instanceof ActivityFailure)) throw error;
+      if (!(error instanceof ActivityFailure) || isCancellation(error)) throw error;
       throw new PromotionEnded(
         'failed',
         PROMOTION_CODES.artifactMissing,
@@ -247,7 +249,7 @@ export async function promotionWorkflow(input: PromotionInput): Promise<Promotio
         ],
       });
     } catch (error) {
-      if (!(error instanceof ChildWorkflowFailure)) throw error;
+      if (!(error instanceof ChildWorkflowFailure) || isCancellation(error)) throw error;
       const why = `the holdout evaluation ${evaluationId} failed: ${error.cause?.message ?? error.message}`;
       await stage('evaluation', 'failed', PROMOTION_CODES.evaluationFailed, why);
       throw new PromotionEnded('failed', PROMOTION_CODES.evaluationFailed, why);
@@ -329,6 +331,17 @@ export async function promotionWorkflow(input: PromotionInput): Promise<Promotio
     await stage('alias', 'passed', undefined, movedNote);
     ended = new PromotionEnded('promoted', PROMOTION_CODES.promoted, `${movedNote}; ${verdict.reason}`);
   } catch (error) {
+    if (isCancellation(error)) {
+      // Canceled from the Web UI or `temporal workflow cancel`: the record says so before it ends.
+      await CancellationScope.nonCancellable(async () => {
+        setStatus('failed');
+        snapshot.code = PROMOTION_CODES.canceled;
+        snapshot.reason = 'the promotion workflow was canceled before the alias moved';
+        snapshot.endedAt = now();
+        await record();
+      });
+      throw error;
+    }
     if (!(error instanceof PromotionEnded)) throw error;
     ended = error;
   }

@@ -1,3 +1,4 @@
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -240,6 +241,39 @@ describe('approval', () => {
       message: expect.stringMatching(/sam \(submitter\) may not promote: needs the operator or admin role/),
     });
     expect(models().promotions('lm-sam')).toEqual([]);
+  });
+});
+
+describe('integrity and cancellation', () => {
+  it('an artifact whose bytes changed since its run is blocked before any evaluation', async () => {
+    const kept = await keptRun(1.0, 1.0);
+    const file = path.join(stack.workDir, 'promohost', 'runs', kept, 'artifacts', 'model.txt');
+    await fs.writeFile(file, 'tampered weights\n');
+    const blocked = await promote([kept, '--model', 'lm-tamper']);
+    expect(blocked.exitCode).toBe(3);
+    expect(blocked.out).toMatchObject({
+      status: 'blocked',
+      code: PROMOTION_CODES.integrityMismatch,
+      holdout_experiment_id: null,
+    });
+    expect(blocked.out.reason).toMatch(
+      /model.txt now hashes to [0-9a-f]{64}, not the [0-9a-f]{64} recorded at the end of/,
+    );
+    expect(models().promotion(blocked.out.promotion_id)?.stages).toMatchObject([
+      { name: 'integrity', status: 'failed', code: PROMOTION_CODES.integrityMismatch },
+    ]);
+  });
+
+  it('a canceled promotion is recorded as such and moves nothing', async () => {
+    const kept = await keptRun(1.0, 1.0);
+    const started = await asOperator(['promote', kept, '--model', 'lm-cancel', '--approval', '--detach', '--json']);
+    const { promotion_id: id } = JSON.parse(started.stdout as string) as { promotion_id: string };
+    const handle = stack.client.workflow.getHandle(id);
+    await waitFor(async () => (await handle.query(promotionStateQuery)).status === 'awaiting_approval', 120_000);
+    await handle.cancel();
+    await waitFor(async () => models().promotion(id)?.code === PROMOTION_CODES.canceled, 60_000);
+    expect(models().promotion(id)).toMatchObject({ status: 'failed', endedAt: expect.any(String) });
+    expect(models().aliases('lm-cancel')).toEqual({});
   });
 });
 
