@@ -9,7 +9,7 @@ export interface RecordUpdate {
   experimentId: string;
   request?: ExperimentRequest;
   submittedAt?: string;
-  origin?: { kind: 'retry' | 'rerun'; of: string };
+  origin?: { kind: 'retry' | 'rerun' | 'promotion'; of: string };
   /** The identity whose signed request started the run. */
   submittedBy?: string;
   /** The metric that decides the run, once the tag's policy is known. */

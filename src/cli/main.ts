@@ -28,6 +28,13 @@ import {
   suggestCommand,
 } from './commands/records.js';
 import { orchestratorCommand, workerCommand } from './commands/worker.js';
+import {
+  decideCommand,
+  modelsCommand,
+  promoteCommand,
+  promotionShowCommand,
+  rollbackCommand,
+} from './commands/promotion.js';
 import { PERMISSION_DENIED, PERMISSION_DENIED_EXIT_CODE } from '../domain/authorization.js';
 import { CliError, drained, printJson, safeText, wantsJson } from './output.js';
 import { checkMetricName, checkTag, FlagError, numberOption, occurrences, singleOption } from './parse.js';
@@ -414,6 +421,67 @@ program
   .command('install-temporal')
   .description('make the pinned Temporal CLI available (build or download once, cached per user) and print its path')
   .action(() => installTemporalCommand());
+
+program
+  .command('promote')
+  .description("promote a kept experiment's model through gates: integrity, holdout evaluation, approval, alias move")
+  .argument('<experiment-id>')
+  .requiredOption('--model <name>', 'model name', one('--model'))
+  .option('--alias <alias>', 'alias to move: staging or production (default staging)', one('--alias'))
+  .option('--artifact <path>', "the model file among the run's artifacts (default: its only one)", one('--artifact'))
+  .option(
+    '--threshold <x>',
+    'relative regression allowed against the incumbent (default 0.01)',
+    numberOption('--threshold', { min: 0 }),
+  )
+  .option('--approval', 'wait for `expctl approve` before moving the alias')
+  .option(
+    '--approval-timeout <duration>',
+    'how long to wait for approval (default 24h): 90s, 30m, 1h, 2d',
+    one('--approval-timeout'),
+  )
+  .option(
+    '--eval-command <cmd>',
+    "evaluation command (default: the run's own command with EXPCTL_EVALUATE=holdout)",
+    one('--eval-command'),
+  )
+  .option('--detach', 'print the promotion ID and return')
+  .addOption(jsonOption())
+  .action(promoteCommand);
+program
+  .command('approve')
+  .description('approve a promotion awaiting approval (operator or admin)')
+  .argument('<promotion-id>')
+  .option('--reason <text>', 'why', one('--reason'))
+  .addOption(jsonOption())
+  .action((id: string, options: { reason?: string; json?: boolean }) => decideCommand('approve', id, options));
+program
+  .command('reject')
+  .description('reject a promotion awaiting approval (operator or admin)')
+  .argument('<promotion-id>')
+  .option('--reason <text>', 'why', one('--reason'))
+  .addOption(jsonOption())
+  .action((id: string, options: { reason?: string; json?: boolean }) => decideCommand('reject', id, options));
+program
+  .command('rollback')
+  .description("move a model's alias back to the version it held before (operator or admin)")
+  .argument('<model>')
+  .requiredOption('--alias <alias>', 'staging or production', one('--alias'))
+  .option('--reason <text>', 'why', one('--reason'))
+  .addOption(jsonOption())
+  .action(rollbackCommand);
+program
+  .command('models')
+  .description('model versions, aliases and their evidence (holdout metric, incumbent, threshold, approver, rollbacks)')
+  .argument('[model]')
+  .addOption(jsonOption())
+  .action(modelsCommand);
+program
+  .command('promotion')
+  .description("a promotion's state, stages and evidence")
+  .argument('<promotion-id>')
+  .addOption(jsonOption())
+  .action(promotionShowCommand);
 
 // Commander reports usage errors through exceptions so `run` can keep its exit-code contract.
 const overrideExits = (command: Command): void => {

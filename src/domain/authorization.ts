@@ -14,6 +14,9 @@ export const ACTIONS = [
   'configure_pool',
   'register_host',
   'revoke_credential',
+  'promote',
+  'approve_promotion',
+  'rollback_model',
 ] as const;
 export type Action = (typeof ACTIONS)[number];
 
@@ -26,6 +29,9 @@ const ALLOWED: Record<Action, readonly Role[]> = {
   configure_pool: ['operator', 'admin'],
   register_host: ['worker', 'admin'],
   revoke_credential: ['admin'],
+  promote: ['operator', 'admin'],
+  approve_promotion: ['operator', 'admin'],
+  rollback_model: ['operator', 'admin'],
 };
 
 /** Error type (Temporal failure type and CLI JSON `error`) of every refusal. */

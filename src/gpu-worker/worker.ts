@@ -6,6 +6,7 @@ import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createHostActivities } from '../activities/host.js';
 import { createRunStatusActivities } from '../activities/run-status.js';
+import { createArtifactCheckActivities } from '../activities/artifact-check.js';
 import { createTrainingActivities } from '../activities/training.js';
 import type { HostRegistration, Slot } from '../domain/fleet.js';
 import { CONTROL_TASK_QUEUE, hostTaskQueue, POOL_WORKFLOW_ID } from '../shared/constants.js';
@@ -89,6 +90,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
       activities: {
         ...createHostActivities({ host, workDir, slots: discovery.slots, datasetsDir }),
         ...createRunStatusActivities({ workDir }),
+        ...createArtifactCheckActivities({ workDir }),
       },
       maxConcurrentActivityTaskExecutions: 8,
     }),

@@ -4,6 +4,7 @@ import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import { createAuthorizationActivities } from '../activities/authorization.js';
 import { createControlActivities } from '../activities/control.js';
+import { createPromotionActivities } from '../activities/promotion.js';
 import { Catalog } from '../catalog/catalog.js';
 import { deriveKey } from '../security/keyring.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
@@ -45,6 +46,7 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
         secretHashKey: options.secretHashKey ?? (await deriveKey('secret-hash')).key,
       }),
       ...createAuthorizationActivities({ issuer: options.issuer, catalog }),
+      ...createPromotionActivities({ catalog }),
     },
   });
 }

@@ -11,6 +11,8 @@ export const SA = {
   metric: defineSearchAttributeKey('ExpctlMetric', SearchAttributeType.DOUBLE),
   decision: defineSearchAttributeKey('ExpctlDecision', SearchAttributeType.KEYWORD),
   worker: defineSearchAttributeKey('ExpctlWorker', SearchAttributeType.KEYWORD),
+  model: defineSearchAttributeKey('ExpctlModel', SearchAttributeType.KEYWORD),
+  alias: defineSearchAttributeKey('ExpctlAlias', SearchAttributeType.KEYWORD),
 } as const;
 
 /** The server-side type names, as `temporal server start-dev --search-attribute` spells them. */

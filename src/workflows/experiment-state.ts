@@ -12,9 +12,17 @@ export interface ExperimentInput {
   submittedAt: string;
   priority: number;
   /** Set when this experiment repeats another (`expctl retry` / `expctl rerun`). */
-  origin?: { kind: 'retry' | 'rerun'; of: string };
+  origin?: { kind: 'retry' | 'rerun' | 'promotion'; of: string };
   /** The submitter's signed request (action submit on this experiment ID, over this input's digest). */
   authorization?: Authorization;
+  /**
+   * `evaluation`: a promotion's holdout evaluation, started as a child of the promotion workflow
+   * (which authorizes it: no client can start a child), recorded like any run but taking no part
+   * in its tag's keep/discard decisions.
+   */
+  purpose?: 'evaluation';
+  /** With purpose `evaluation`: the identity that requested the promotion (recorded as submitted_by). */
+  submittedBy?: string;
 }
 
 /** What validation on the target host found and resolved (recorded; never re-derived). */

@@ -45,6 +45,8 @@ import {
 } from './definitions.js';
 import type { ExperimentInput, ExperimentSnapshot } from './experiment-state.js';
 import { requirePermission } from './authorize.js';
+import { PERMISSION_DENIED } from '../domain/authorization.js';
+import { evaluationDecision, isPromotionId } from '../domain/promotion.js';
 
 type ControlActivities = ReturnType<typeof createControlActivities>;
 type HostActivities = ReturnType<typeof createHostActivities> & ReturnType<typeof createRunStatusActivities>;
@@ -397,8 +399,21 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     }
   };
 
+  // A promotion's holdout evaluation is authorized by its parent, the promotion workflow (which
+  // verified the promoter's signature); only a workflow can start a child, so no client can forge it.
+  const evaluation = input.purpose === 'evaluation' && patched('evaluation-purpose');
+  if (evaluation) {
+    const parent = workflowInfo().parent?.workflowId;
+    if (parent === undefined || !isPromotionId(parent))
+      throw ApplicationFailure.nonRetryable(
+        `permission_denied: an evaluation run is started only by a promotion workflow, not ${parent ? `by ${parent}` : 'by a client'}`,
+        PERMISSION_DENIED,
+      );
+    snapshot.submittedBy = input.submittedBy ?? parent;
+    pending.submittedBy = snapshot.submittedBy;
+  }
   // Runs started before credentials carry no signature and are not asked for one on replay.
-  if (patched('authorize-submit')) {
+  else if (patched('authorize-submit')) {
     // Refused before anything is recorded or placed: the workflow fails with the named error.
     const identity = await requirePermission({
       authorization: input.authorization,
@@ -455,19 +470,22 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     if (ended.status === 'completed') mark('evaluating');
     let decision: TagDecision;
     try {
-      decision = await control.applyTagOutcome({
-        tag: request.tag,
-        metric: snapshot.metricPolicy,
-        outcome: {
-          experimentId,
-          status: ended.status,
-          metric: snapshot.metric,
-          acceleratorClass,
-          commit: request.commit,
-          metrics: snapshot.training?.metrics ?? null,
-          simplification: request.simplification,
-        },
-      });
+      // An evaluation is judged by its promotion, never by its tag: the tag's state is not touched.
+      decision = evaluation
+        ? evaluationDecision(experimentId, ended.status, snapshot.metric)
+        : await control.applyTagOutcome({
+            tag: request.tag,
+            metric: snapshot.metricPolicy,
+            outcome: {
+              experimentId,
+              status: ended.status,
+              metric: snapshot.metric,
+              acceleratorClass,
+              commit: request.commit,
+              metrics: snapshot.training?.metrics ?? null,
+              simplification: request.simplification,
+            },
+          });
     } catch (error) {
       throw ApplicationFailure.nonRetryable(
         `could not record the outcome on tag ${request.tag}: ${(error as Error).message}`,
@@ -475,7 +493,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     }
     snapshot.decision = decision;
     snapshot.reason = ended.reason;
-    await advance(ended.status, undefined, { decision, reason: ended.reason });
+    await advance(ended.status, undefined, evaluation ? { reason: ended.reason } : { decision, reason: ended.reason });
     if (decision.decision) upsertSearchAttributes([{ key: SA.decision, value: decision.decision }]);
     if (snapshot.metric !== null) upsertSearchAttributes([{ key: SA.metric, value: snapshot.metric }]);
     return {

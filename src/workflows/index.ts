@@ -7,3 +7,5 @@ export { readLogWorkflow } from './read-log.js';
 export { healthCheckWorkflow } from './health.js';
 export { leaseCyclerWorkflow } from './lease-cycler.js';
 export { revokeCredentialWorkflow } from './credentials.js';
+export { promotionWorkflow } from './promotion.js';
+export { rollbackWorkflow } from './rollback.js';

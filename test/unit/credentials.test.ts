@@ -31,7 +31,16 @@ describe('roles', () => {
   // The whole table, so a change to who may do what is a visible change to this test.
   const expected: Record<Role, Action[]> = {
     submitter: ['submit'],
-    operator: ['submit', 'cancel', 'drain', 'configure_tag', 'configure_pool'],
+    operator: [
+      'submit',
+      'cancel',
+      'drain',
+      'configure_tag',
+      'configure_pool',
+      'promote',
+      'approve_promotion',
+      'rollback_model',
+    ],
     worker: ['register_host'],
     admin: [...ACTIONS],
   };

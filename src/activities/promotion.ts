@@ -1,0 +1,127 @@
+import type { Catalog } from '../catalog/catalog.js';
+import { ModelCatalog, type AliasMoveResult, type ModelVersion, type PromotionRecord } from '../catalog/models.js';
+import { REDACTED } from '../domain/redact.js';
+import type { ExperimentRequest } from '../domain/request.js';
+import { candidateRefusal, PROMOTION_CODES, type PromotionCode } from '../domain/promotion.js';
+
+/** An alert about a model (a blocked promotion): what, about which subject, why. */
+export interface PromotionAlert {
+  code: PromotionCode;
+  subject: string;
+  message: string;
+  at: string;
+}
+
+export interface PromotionDeps {
+  catalog: Catalog;
+  /**
+   * Where alerts go. Default: the audit trail (action `alert`), until the alerts table and its
+   * `raiseAlert` activity exist; swap this one function then.
+   */
+  raiseAlert?: (alert: PromotionAlert) => void | Promise<void>;
+}
+
+/** What a promotion needs of its candidate, read from the catalog before any stage runs. */
+export interface PromotionCandidate {
+  experimentId: string;
+  tag: string;
+  request: ExperimentRequest;
+  /** The host that trained it (holds the artifact). */
+  host: string;
+  artifact: { path: string; sha256: string; bytes: number };
+  metric: { name: string; direction: 'minimize' | 'maximize' };
+  incumbent: { version: number; holdoutMetric: number | null; experimentId: string } | null;
+}
+
+export type PrepareResult = { candidate: PromotionCandidate } | { refusal: { code: PromotionCode; reason: string } };
+
+/** Preflight of a promotion on the catalog: the same rules the CLI applies before starting one. */
+export function preparePromotionFrom(
+  catalog: Catalog,
+  input: { experimentId: string; artifact?: string; model: string; alias: string },
+): PrepareResult {
+  const record = catalog.get(input.experimentId);
+  if (!record)
+    return {
+      refusal: {
+        code: PROMOTION_CODES.notFound,
+        reason: `the catalog has no experiment ${input.experimentId}`,
+      },
+    };
+  const refusal = candidateRefusal(record, input.artifact, REDACTED);
+  if (refusal) return { refusal };
+  const artifact = input.artifact ? record.artifacts.find((a) => a.path === input.artifact)! : record.artifacts[0]!;
+  if (!record.worker)
+    return { refusal: { code: PROMOTION_CODES.artifactMissing, reason: 'the record names no host that trained it' } };
+  const incumbent = new ModelCatalog(catalog.db).incumbent(input.model, input.alias);
+  return {
+    candidate: {
+      experimentId: record.id,
+      tag: record.tag,
+      request: record.request,
+      host: record.worker,
+      artifact,
+      metric: { name: record.metricName, direction: record.metricDirection as 'minimize' | 'maximize' },
+      incumbent: incumbent
+        ? { version: incumbent.version, holdoutMetric: incumbent.holdoutMetric, experimentId: incumbent.experimentId }
+        : null,
+    },
+  };
+}
+
+/** Activities on the control queue that write a promotion's record and move aliases. */
+export function createPromotionActivities({ catalog, raiseAlert }: PromotionDeps) {
+  const models = new ModelCatalog(catalog.db);
+  return {
+    async preparePromotion(input: {
+      experimentId: string;
+      artifact?: string;
+      model: string;
+      alias: string;
+    }): Promise<PrepareResult> {
+      return preparePromotionFrom(catalog, input);
+    },
+
+    /** Creates or updates a promotion's row (status, stages, evidence). */
+    async recordPromotion(update: Partial<PromotionRecord> & { id: string }): Promise<void> {
+      models.recordPromotion(update);
+    },
+
+    /** Compare-and-set of the alias onto the candidate (see ModelCatalog.promote). */
+    async moveAliasToCandidate(input: {
+      model: string;
+      alias: string;
+      expected: number | null;
+      candidate: Omit<ModelVersion, 'version' | 'createdAt' | 'model'>;
+      by: string;
+      promotionId: string;
+    }): Promise<AliasMoveResult> {
+      return models.promote({ ...input, at: new Date().toISOString() });
+    },
+
+    /** Moves the alias back along its history (see ModelCatalog.rollback). */
+    async rollbackAlias(input: {
+      model: string;
+      alias: string;
+      by: string;
+      reason: string | null;
+      requestId: string;
+    }): Promise<AliasMoveResult> {
+      return models.rollback({ ...input, at: new Date().toISOString() });
+    },
+
+    async raisePromotionAlert(alert: PromotionAlert): Promise<void> {
+      if (raiseAlert) return raiseAlert(alert);
+      catalog.audit({
+        at: alert.at,
+        action: 'alert',
+        target: alert.subject,
+        actor: null,
+        role: null,
+        credentialId: null,
+        allowed: true,
+        detail: `${alert.code}: ${alert.message}`,
+      });
+    },
+  };
+}

@@ -1,0 +1,300 @@
+import type Database from 'better-sqlite3';
+import {
+  PROMOTION_CODES,
+  currentVersion,
+  rollbackTarget,
+  type AliasMove,
+  type PromotionStage,
+  type PromotionStatus,
+} from '../domain/promotion.js';
+
+type Row = Record<string, unknown>;
+
+export interface ModelVersion {
+  model: string;
+  version: number;
+  experimentId: string;
+  artifactPath: string;
+  artifactSha256: string;
+  promotionId: string;
+  holdoutExperimentId: string | null;
+  holdoutMetric: number | null;
+  metricName: string;
+  direction: 'minimize' | 'maximize';
+  createdAt: string;
+}
+
+export interface PromotionRecord {
+  id: string;
+  model: string;
+  alias: string;
+  experimentId: string;
+  status: PromotionStatus;
+  code: string | null;
+  reason: string | null;
+  candidateMetric: number | null;
+  incumbentVersion: number | null;
+  incumbentMetric: number | null;
+  threshold: number;
+  requestedBy: string;
+  decidedBy: string | null;
+  startedAt: string;
+  endedAt: string | null;
+  artifactPath: string | null;
+  artifactSha256: string | null;
+  holdoutExperimentId: string | null;
+  approvalRequired: boolean;
+  stages: PromotionStage[];
+}
+
+export interface AliasMoveRecord extends AliasMove {
+  model: string;
+  alias: string;
+  by: string;
+  promotionId: string | null;
+  reason: string | null;
+}
+
+/** What moving an alias found: done, or refused with a promotion code. */
+export type AliasMoveResult =
+  | { moved: true; version: number; previousVersion: number | null }
+  | { moved: false; code: string; reason: string };
+
+const camel = (column: string) => column.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+function decode<T>(row: Row): T {
+  const out: Row = {};
+  for (const [column, value] of Object.entries(row)) out[camel(column)] = value;
+  return out as T;
+}
+function decodePromotion(row: Row): PromotionRecord {
+  const out = decode<PromotionRecord & { stages: unknown; approvalRequired: unknown }>(row);
+  return {
+    ...out,
+    approvalRequired: row.approval_required === 1,
+    stages: typeof row.stages === 'string' ? (JSON.parse(row.stages) as PromotionStage[]) : [],
+  };
+}
+
+/**
+ * Models, their versions, promotions and alias history in the catalog's SQLite file (tables of
+ * schema.ts). Written only by the promotion activities; read by the CLI and for lineage.
+ */
+export class ModelCatalog {
+  constructor(readonly db: Database.Database) {}
+
+  /** Creates or updates a promotion's row (idempotent: a retried activity writes the same values). */
+  recordPromotion(update: Partial<PromotionRecord> & { id: string }): void {
+    const columns: Row = {};
+    for (const [key, value] of Object.entries(update)) {
+      if (value === undefined || key === 'id') continue;
+      const column = key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+      columns[column] = key === 'stages' ? JSON.stringify(value) : key === 'approvalRequired' ? (value ? 1 : 0) : value;
+    }
+    const names = Object.keys(columns);
+    const exists = this.db.prepare('SELECT 1 FROM promotions WHERE id = ?').get(update.id);
+    if (exists) {
+      if (names.length === 0) return;
+      this.db
+        .prepare(`UPDATE promotions SET ${names.map((n) => `${n} = @${n}`).join(', ')} WHERE id = @id`)
+        .run({ id: update.id, ...columns });
+    } else {
+      this.db
+        .prepare(
+          `INSERT INTO promotions (id, ${names.join(', ')}) VALUES (@id, ${names.map((n) => `@${n}`).join(', ')})`,
+        )
+        .run({ id: update.id, ...columns });
+    }
+  }
+
+  promotion(id: string): PromotionRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM promotions WHERE id = ?').get(id) as Row | undefined;
+    return row ? decodePromotion(row) : undefined;
+  }
+
+  promotions(model?: string): PromotionRecord[] {
+    const rows = model
+      ? this.db.prepare('SELECT * FROM promotions WHERE model = ? ORDER BY started_at, rowid').all(model)
+      : this.db.prepare('SELECT * FROM promotions ORDER BY model, started_at, rowid').all();
+    return (rows as Row[]).map(decodePromotion);
+  }
+
+  /** Lineage: every promotion (any outcome) of one experiment's model. */
+  promotionsByExperiment(experimentId: string): PromotionRecord[] {
+    return (
+      this.db
+        .prepare('SELECT * FROM promotions WHERE experiment_id = ? ORDER BY started_at, rowid')
+        .all(experimentId) as Row[]
+    ).map(decodePromotion);
+  }
+
+  versions(model: string): ModelVersion[] {
+    return (this.db.prepare('SELECT * FROM model_versions WHERE model = ? ORDER BY version').all(model) as Row[]).map(
+      (row) => decode<ModelVersion>(row),
+    );
+  }
+
+  version(model: string, version: number): ModelVersion | undefined {
+    const row = this.db.prepare('SELECT * FROM model_versions WHERE model = ? AND version = ?').get(model, version) as
+      | Row
+      | undefined;
+    return row ? decode<ModelVersion>(row) : undefined;
+  }
+
+  /** Lineage: the model versions made from one experiment's artifacts. */
+  versionsByExperiment(experimentId: string): ModelVersion[] {
+    return (
+      this.db
+        .prepare('SELECT * FROM model_versions WHERE experiment_id = ? ORDER BY model, version')
+        .all(experimentId) as Row[]
+    ).map((row) => decode<ModelVersion>(row));
+  }
+
+  models(): string[] {
+    return (
+      this.db.prepare('SELECT model FROM model_versions UNION SELECT model FROM promotions ORDER BY model').all() as {
+        model: string;
+      }[]
+    ).map((row) => row.model);
+  }
+
+  /** An alias's moves, oldest first. */
+  aliasMoves(model: string, alias?: string): AliasMoveRecord[] {
+    const rows = alias
+      ? this.db.prepare('SELECT * FROM alias_moves WHERE model = ? AND alias = ? ORDER BY at, rowid').all(model, alias)
+      : this.db.prepare('SELECT * FROM alias_moves WHERE model = ? ORDER BY at, rowid').all(model);
+    return (rows as Row[]).map((row) => decode<AliasMoveRecord>(row));
+  }
+
+  /** The version each alias of the model holds now. */
+  aliases(model: string): Record<string, number> {
+    const out: Record<string, number> = {};
+    const names = this.db.prepare('SELECT DISTINCT alias FROM alias_moves WHERE model = ?').all(model) as {
+      alias: string;
+    }[];
+    for (const { alias } of names) {
+      const version = currentVersion(this.aliasMoves(model, alias));
+      if (version !== null) out[alias] = version;
+    }
+    return out;
+  }
+
+  /** The version holding an alias now, with its evidence (null when the alias was never moved). */
+  incumbent(model: string, alias: string): ModelVersion | null {
+    const version = currentVersion(this.aliasMoves(model, alias));
+    return version === null ? null : (this.version(model, version) ?? null);
+  }
+
+  /**
+   * Moves the alias to the candidate, in one transaction: only if it still holds `expected` (the
+   * version the evaluation compared with), else superseded. The candidate's version is the
+   * existing one for the same experiment and artifact bytes, or the next number.
+   */
+  promote(input: {
+    model: string;
+    alias: string;
+    expected: number | null;
+    candidate: Omit<ModelVersion, 'version' | 'createdAt' | 'model'>;
+    by: string;
+    promotionId: string;
+    at: string;
+  }): AliasMoveResult {
+    const run = this.db.transaction((): AliasMoveResult => {
+      const already = this.db
+        .prepare('SELECT * FROM alias_moves WHERE promotion_id = ? AND kind = ?')
+        .get(input.promotionId, 'promote') as Row | undefined;
+      // A retried activity whose first attempt committed: the same answer.
+      if (already)
+        return {
+          moved: true,
+          version: already.version as number,
+          previousVersion: (already.previous_version as number | null) ?? null,
+        };
+      const current = currentVersion(this.aliasMoves(input.model, input.alias));
+      if (current !== input.expected)
+        return {
+          moved: false,
+          code: PROMOTION_CODES.superseded,
+          reason: `${input.model}@${input.alias} moved since the evaluation (it held ${input.expected === null ? 'no version' : `version ${input.expected}`}, now version ${current})`,
+        };
+      const same = this.db
+        .prepare('SELECT version FROM model_versions WHERE model = ? AND experiment_id = ? AND artifact_sha256 = ?')
+        .get(input.model, input.candidate.experimentId, input.candidate.artifactSha256) as
+        | { version: number }
+        | undefined;
+      let version = same?.version;
+      if (version === undefined) {
+        const max = this.db
+          .prepare('SELECT MAX(version) AS v FROM model_versions WHERE model = ?')
+          .get(input.model) as {
+          v: number | null;
+        };
+        version = (max.v ?? 0) + 1;
+        const c = input.candidate;
+        this.db
+          .prepare(
+            `INSERT INTO model_versions (model, version, experiment_id, artifact_path, artifact_sha256, promotion_id,
+               holdout_experiment_id, holdout_metric, metric_name, direction, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          )
+          .run(
+            input.model,
+            version,
+            c.experimentId,
+            c.artifactPath,
+            c.artifactSha256,
+            c.promotionId,
+            c.holdoutExperimentId,
+            c.holdoutMetric,
+            c.metricName,
+            c.direction,
+            input.at,
+          );
+      }
+      this.db
+        .prepare(
+          `INSERT INTO alias_moves (model, alias, version, previous_version, at, by, kind, promotion_id, reason)
+           VALUES (?, ?, ?, ?, ?, ?, 'promote', ?, NULL)`,
+        )
+        .run(input.model, input.alias, version, current, input.at, input.by, input.promotionId);
+      return { moved: true, version, previousVersion: current };
+    });
+    return run.immediate();
+  }
+
+  /** Moves the alias back to the version it held before its current one (see rollbackTarget), in one transaction. */
+  rollback(input: {
+    model: string;
+    alias: string;
+    by: string;
+    reason: string | null;
+    at: string;
+    requestId: string;
+  }): AliasMoveResult {
+    const run = this.db.transaction((): AliasMoveResult => {
+      const already = this.db
+        .prepare('SELECT * FROM alias_moves WHERE promotion_id = ? AND kind = ?')
+        .get(input.requestId, 'rollback') as Row | undefined;
+      if (already)
+        return {
+          moved: true,
+          version: already.version as number,
+          previousVersion: (already.previous_version as number | null) ?? null,
+        };
+      const target = rollbackTarget(this.aliasMoves(input.model, input.alias));
+      if (!target)
+        return {
+          moved: false,
+          code: PROMOTION_CODES.nothingToRollBack,
+          reason: `${input.model}@${input.alias} has no earlier version to roll back to`,
+        };
+      this.db
+        .prepare(
+          `INSERT INTO alias_moves (model, alias, version, previous_version, at, by, kind, promotion_id, reason)
+           VALUES (?, ?, ?, ?, ?, ?, 'rollback', ?, ?)`,
+        )
+        .run(input.model, input.alias, target.to, target.from, input.at, input.by, input.requestId, input.reason);
+      return { moved: true, version: target.to, previousVersion: target.from };
+    });
+    return run.immediate();
+  }
+}

@@ -1,0 +1,341 @@
+import crypto from 'node:crypto';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { preparePromotionFrom } from '../../activities/promotion.js';
+import { ModelCatalog } from '../../catalog/models.js';
+import { signAs } from '../../client/sign.js';
+import {
+  ALIASES,
+  DEFAULT_ALIAS,
+  DEFAULT_APPROVAL_TIMEOUT_MS,
+  DEFAULT_REGRESSION_THRESHOLD,
+  isPromotionId,
+  MODEL_NAME_PATTERN,
+  MODEL_NAME_TEXT,
+  parseDuration,
+  promotionExitCode,
+  promotionWorkflowId,
+} from '../../domain/promotion.js';
+import { CONTROL_TASK_QUEUE } from '../../shared/constants.js';
+import { SA } from '../../shared/search-attributes.js';
+import { connectClient } from '../../temporal/connection.js';
+import {
+  decidePromotionUpdate,
+  promotionContent,
+  promotionStateQuery,
+  rollbackTarget,
+  type PromotionInput,
+  type PromotionResult,
+  type PromotionSnapshot,
+} from '../../workflows/promotion-definitions.js';
+import { promotionWorkflow } from '../../workflows/promotion.js';
+import { rollbackWorkflow } from '../../workflows/rollback.js';
+import { requireCatalog } from '../catalog-file.js';
+import { CliError, formatTable, printJson, safeText, wantsJson } from '../output.js';
+import { splitCommandLine } from '../parse.js';
+import { asRefusal } from '../refusal.js';
+
+/** Exit code of a promotion refused before it started (like a refused run). */
+const REFUSED_EXIT_CODE = 2;
+
+function checkModel(model: string): string {
+  if (!MODEL_NAME_PATTERN.test(model))
+    throw new CliError(`model name ${JSON.stringify(safeText(model))} must be ${MODEL_NAME_TEXT}`);
+  return model;
+}
+function checkAlias(alias: string): string {
+  if (!(ALIASES as readonly string[]).includes(alias))
+    throw new CliError(`--alias ${JSON.stringify(safeText(alias))}: one of ${ALIASES.join(', ')}`);
+  return alias;
+}
+/** A fresh suffix: time-ordered, then random (like an experiment ID's). */
+function suffix(now = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
+  return `${stamp}-${crypto.randomBytes(3).toString('hex')}`;
+}
+
+/** A refusal or failure, as the CLI's error (JSON on stdout with --json, exit code as given). */
+function fail(options: { json?: boolean }, error: string, message: string, exitCode: number): never {
+  if (wantsJson(options)) printJson({ error, message });
+  throw new CliError(`${error}: ${message}`, exitCode);
+}
+
+function printResult(result: PromotionResult, options: { json?: boolean }): void {
+  process.exitCode = promotionExitCode(result.status);
+  if (wantsJson(options)) return printJson(result);
+  console.log(safeText(`${result.promotion_id}: ${result.status} (${result.code}): ${result.reason}`));
+}
+
+export interface PromoteOptions {
+  model: string;
+  alias?: string;
+  artifact?: string;
+  threshold?: number;
+  approval?: boolean;
+  approvalTimeout?: string;
+  evalCommand?: string;
+  detach?: boolean;
+  json?: boolean;
+}
+
+/** `expctl promote EXPERIMENT_ID --model NAME ...`: refused before anything runs when the candidate does not qualify. */
+export async function promoteCommand(experimentId: string, options: PromoteOptions): Promise<void> {
+  const model = checkModel(options.model);
+  const alias = checkAlias(options.alias ?? DEFAULT_ALIAS);
+  const approvalTimeoutMs =
+    options.approvalTimeout === undefined ? DEFAULT_APPROVAL_TIMEOUT_MS : parseDuration(options.approvalTimeout);
+  if (approvalTimeoutMs === null)
+    throw new CliError(
+      `--approval-timeout ${safeText(options.approvalTimeout)}: a duration such as 90s, 30m, 1h or 2d`,
+    );
+  const evalCommand =
+    options.evalCommand === undefined ? undefined : splitCommandLine('--eval-command', options.evalCommand);
+  const prepared = preparePromotionFrom(requireCatalog(), {
+    experimentId,
+    model,
+    alias,
+    ...(options.artifact !== undefined ? { artifact: options.artifact } : {}),
+  });
+  if ('refusal' in prepared)
+    fail(options, prepared.refusal.code, `${experimentId}: ${prepared.refusal.reason}`, REFUSED_EXIT_CODE);
+  const promotionId = promotionWorkflowId(model, suffix());
+  const request = promotionContent({
+    promotionId,
+    model,
+    alias,
+    experimentId,
+    ...(options.artifact !== undefined ? { artifact: options.artifact } : {}),
+    threshold: options.threshold ?? DEFAULT_REGRESSION_THRESHOLD,
+    approval: options.approval === true,
+    approvalTimeoutMs,
+    ...(evalCommand !== undefined ? { evalCommand } : {}),
+  });
+  const input: PromotionInput = {
+    ...request,
+    requestedAt: new Date().toISOString(),
+    authorization: signAs('promote', promotionId, request),
+  };
+  const client = await connectClient();
+  const handle = await client.workflow.start(promotionWorkflow, {
+    workflowId: promotionId,
+    taskQueue: CONTROL_TASK_QUEUE,
+    args: [input],
+    workflowIdReusePolicy: 'REJECT_DUPLICATE',
+    typedSearchAttributes: [
+      { key: SA.model, value: model },
+      { key: SA.alias, value: alias },
+      { key: SA.status, value: 'running' },
+    ],
+  });
+  if (options.detach) {
+    if (wantsJson(options)) return printJson({ promotion_id: promotionId, model, alias, experiment_id: experimentId });
+    console.log(promotionId);
+    return;
+  }
+  if (!wantsJson(options)) console.error(`expctl: ${promotionId}: promoting ${experimentId} to ${model}@${alias} ...`);
+  let result: PromotionResult;
+  try {
+    result = await handle.result();
+  } catch (error) {
+    throw asRefusal(error);
+  }
+  printResult(result, options);
+}
+
+async function snapshotOf(client: Client, id: string): Promise<PromotionSnapshot | undefined> {
+  try {
+    return await client.workflow.getHandle(id).query(promotionStateQuery);
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return undefined;
+    throw error;
+  }
+}
+
+/** `expctl approve ID` / `expctl reject ID [--reason]`: signed updates, operator or admin. */
+export async function decideCommand(
+  decision: 'approve' | 'reject',
+  promotionId: string,
+  options: { reason?: string; json?: boolean },
+): Promise<void> {
+  if (!isPromotionId(promotionId))
+    throw new CliError(`${safeText(promotionId)} is not a promotion ID (expctl-promotion-...)`);
+  const client = await connectClient();
+  const content = { decision, ...(options.reason !== undefined ? { reason: options.reason } : {}) };
+  let answer;
+  try {
+    answer = await client.workflow.getHandle(promotionId).executeUpdate(decidePromotionUpdate, {
+      args: [{ ...content, authorization: signAs('approve_promotion', promotionId, content) }],
+    });
+  } catch (error) {
+    const refusal = asRefusal(error);
+    if (refusal !== error) throw refusal;
+    if (error instanceof WorkflowNotFoundError) throw new CliError(`no promotion ${promotionId}`);
+    if (error instanceof WorkflowUpdateFailedError) {
+      const cause = error.cause;
+      throw new CliError(
+        `${cause instanceof ApplicationFailure && cause.type ? `${cause.type}: ` : ''}${cause?.message ?? error.message}`,
+      );
+    }
+    throw error;
+  }
+  const out = { promotion_id: promotionId, decision, status: answer.status, decided_by: answer.decidedBy };
+  if (wantsJson(options)) return printJson(out);
+  console.log(safeText(`${promotionId}: ${decision}d by ${answer.decidedBy}; now ${answer.status}`));
+}
+
+/** `expctl rollback NAME --alias A [--reason]`: signed, operator or admin. */
+export async function rollbackCommand(
+  model: string,
+  options: { alias: string; reason?: string; json?: boolean },
+): Promise<void> {
+  checkModel(model);
+  const alias = checkAlias(options.alias);
+  const requestId = `expctl-rollback-${model}-${alias}-${suffix()}`;
+  const content = { requestId, model, alias, reason: options.reason ?? null };
+  const client = await connectClient();
+  let result;
+  try {
+    result = await client.workflow.execute(rollbackWorkflow, {
+      workflowId: requestId,
+      taskQueue: CONTROL_TASK_QUEUE,
+      args: [
+        {
+          requestId,
+          model,
+          alias,
+          ...(options.reason !== undefined ? { reason: options.reason } : {}),
+          requestedAt: new Date().toISOString(),
+          authorization: signAs('rollback_model', rollbackTarget(model, alias), content),
+        },
+      ],
+      typedSearchAttributes: [
+        { key: SA.model, value: model },
+        { key: SA.alias, value: alias },
+      ],
+    });
+  } catch (error) {
+    throw asRefusal(error);
+  }
+  if (!result.rolled_back) fail(options, result.code ?? 'promotion.rollback_failed', result.reason, REFUSED_EXIT_CODE);
+  if (wantsJson(options)) return printJson(result);
+  console.log(safeText(result.reason));
+}
+
+/** The versions, aliases and evidence of one model (or every model). */
+export function modelReport(models: ModelCatalog, model: string) {
+  const promotions = models.promotions(model);
+  const moves = models.aliasMoves(model);
+  return {
+    model,
+    aliases: models.aliases(model),
+    versions: models.versions(model).map((v) => {
+      const promotion = promotions.find((p) => p.id === v.promotionId);
+      return {
+        version: v.version,
+        experiment_id: v.experimentId,
+        artifact: { path: v.artifactPath, sha256: v.artifactSha256 },
+        holdout_experiment_id: v.holdoutExperimentId,
+        holdout_metric: v.holdoutMetric,
+        metric_name: v.metricName,
+        direction: v.direction,
+        promotion_id: v.promotionId,
+        incumbent_version: promotion?.incumbentVersion ?? null,
+        incumbent_metric: promotion?.incumbentMetric ?? null,
+        threshold: promotion?.threshold ?? null,
+        requested_by: promotion?.requestedBy ?? null,
+        approved_by: promotion?.approvalRequired ? promotion.decidedBy : null,
+        created_at: v.createdAt,
+      };
+    }),
+    alias_history: moves.map((m) => ({
+      alias: m.alias,
+      kind: m.kind,
+      version: m.version,
+      previous_version: m.previousVersion,
+      at: m.at,
+      by: m.by,
+      promotion_id: m.kind === 'promote' ? m.promotionId : null,
+      rollback_id: m.kind === 'rollback' ? m.promotionId : null,
+      reason: m.reason,
+    })),
+    promotions: promotions.map((p) => ({
+      promotion_id: p.id,
+      alias: p.alias,
+      experiment_id: p.experimentId,
+      status: p.status,
+      code: p.code,
+      candidate_metric: p.candidateMetric,
+      incumbent_version: p.incumbentVersion,
+      incumbent_metric: p.incumbentMetric,
+      threshold: p.threshold,
+      requested_by: p.requestedBy,
+      decided_by: p.decidedBy,
+      started_at: p.startedAt,
+      ended_at: p.endedAt,
+    })),
+  };
+}
+
+/** `expctl models [NAME] [--json]`. */
+export async function modelsCommand(model: string | undefined, options: { json?: boolean }): Promise<void> {
+  const models = new ModelCatalog(requireCatalog().db);
+  const names = model ? [checkModel(model)] : models.models();
+  const reports = names.map((name) => modelReport(models, name));
+  if (wantsJson(options)) return printJson(model ? reports[0] : { models: reports });
+  if (reports.length === 0) return console.log('no model has been promoted yet');
+  for (const report of reports) {
+    const aliases = Object.entries(report.aliases).map(([alias, version]) => `${alias}=v${version}`);
+    console.log(safeText(`${report.model}  ${aliases.join(' ') || '(no alias)'}`));
+    console.log(
+      formatTable(
+        ['version', 'experiment', 'holdout', 'incumbent', 'threshold', 'approved by', 'created'],
+        report.versions.map((v) => [
+          `v${v.version}`,
+          v.experiment_id,
+          v.holdout_metric === null ? '-' : `${v.metric_name} ${v.holdout_metric}`,
+          v.incumbent_version === null ? '-' : `v${v.incumbent_version} (${v.incumbent_metric ?? '-'})`,
+          v.threshold,
+          v.approved_by ?? '-',
+          v.created_at,
+        ]),
+      ),
+    );
+    for (const move of report.alias_history.filter((m) => m.kind === 'rollback'))
+      console.log(
+        safeText(
+          `  rollback of ${move.alias}: v${move.previous_version} → v${move.version} by ${move.by} at ${move.at}${move.reason ? ` (${move.reason})` : ''}`,
+        ),
+      );
+    const blocked = report.promotions.filter((p) => p.status !== 'promoted');
+    for (const p of blocked)
+      console.log(safeText(`  ${p.promotion_id}: ${p.status}${p.code ? ` (${p.code})` : ''} from ${p.experiment_id}`));
+  }
+}
+
+/** `expctl promotion ID`: the live state (query) or, once the workflow is gone, the catalog's record. */
+export async function promotionShowCommand(id: string, options: { json?: boolean }): Promise<void> {
+  if (!isPromotionId(id)) throw new CliError(`${safeText(id)} is not a promotion ID (expctl-promotion-...)`);
+  const client = await connectClient();
+  const live = await snapshotOf(client, id);
+  const catalog = requireCatalog();
+  const record = new ModelCatalog(catalog.db).promotion(id);
+  if (!live && !record) throw new CliError(`no promotion ${id} in Temporal or in the catalog`);
+  const audit = catalog.auditTrail(id);
+  const state = live ?? record!;
+  if (wantsJson(options)) return printJson({ ...(live ? { live } : {}), ...(record ? { record } : {}), audit });
+  console.log(safeText(`${id}: ${state.status}${state.code ? ` (${state.code})` : ''}`));
+  console.log(
+    safeText(`  ${state.model}@${state.alias} from ${state.experimentId}; requested by ${state.requestedBy}`),
+  );
+  for (const stage of state.stages)
+    console.log(
+      safeText(`  ${stage.name.padEnd(10)} ${stage.status.padEnd(8)} ${stage.code ?? ''} ${stage.note ?? ''}`),
+    );
+  if (state.reason) console.log(safeText(`  reason: ${state.reason}`));
+  for (const entry of audit)
+    console.log(
+      safeText(
+        `  audit: ${entry.at} ${entry.action} by ${entry.actor ?? '?'} (${entry.role ?? '?'}) ${entry.allowed ? 'allowed' : 'refused'}`,
+      ),
+    );
+}
