@@ -1,3 +1,4 @@
+import { pinRefs } from '../domain/dataset-refs.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { ModelCatalog, type AliasMoveResult, type ModelVersion, type PromotionRecord } from '../catalog/models.js';
 import { REDACTED } from '../domain/redact.js';
@@ -58,7 +59,8 @@ export function preparePromotionFrom(
     candidate: {
       experimentId: record.id,
       tag: record.tag,
-      request: record.request,
+      // Evaluated on the data versions the candidate trained with, never on whatever is latest now.
+      request: { ...record.request, datasets: pinRefs(record.request.datasets, record.datasetVersions) },
       host: record.worker,
       artifact,
       metric: { name: record.metricName, direction: record.metricDirection as 'minimize' | 'maximize' },
