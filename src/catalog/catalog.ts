@@ -262,6 +262,13 @@ export class Catalog {
     }));
   }
 
+  /** Experiments started from this one (retry, rerun), oldest first. */
+  derivedExperiments(experimentId: string): { id: string; kind: string }[] {
+    return this.db
+      .prepare('SELECT id, origin_kind AS kind FROM experiments WHERE origin_id = ? ORDER BY submitted_at, id')
+      .all(experimentId) as { id: string; kind: string }[];
+  }
+
   /** The experiments pinned to a dataset version (all versions of it when none is given), oldest first. */
   experimentsUsing(dataset: string, version?: number): { experimentId: string; ref: string; version: number }[] {
     const rows = this.db

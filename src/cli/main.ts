@@ -35,6 +35,7 @@ import {
   promotionShowCommand,
   rollbackCommand,
 } from './commands/promotion.js';
+import { lineageCommand } from './commands/lineage.js';
 import { PERMISSION_DENIED, PERMISSION_DENIED_EXIT_CODE } from '../domain/authorization.js';
 import { CliError, drained, printJson, safeText, wantsJson } from './output.js';
 import { checkMetricName, checkTag, FlagError, numberOption, occurrences, singleOption } from './parse.js';
@@ -476,6 +477,16 @@ program
   .argument('[model]')
   .addOption(jsonOption())
   .action(modelsCommand);
+program
+  .command('lineage')
+  .description(
+    'what made a dataset version, experiment, artifact or model version, and what it went into (from the catalog)',
+  )
+  .argument('<ref>', 'NAME@V (dataset version), an experiment ID, EXPERIMENT_ID:PATH (artifact) or model:NAME@V')
+  .option('--upstream', 'only what made it: data, the run, the artifact')
+  .option('--downstream', 'only what it went into: runs, artifacts, model versions and their aliases')
+  .addOption(jsonOption())
+  .action(lineageCommand);
 program
   .command('promotion')
   .description("a promotion's state, stages and evidence")
