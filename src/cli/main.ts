@@ -330,9 +330,9 @@ auth
   .action(authInitCommand);
 auth
   .command('issue')
-  .description('issue a credential (needs the issuer key): roles submitter, operator, worker, admin')
+  .description('issue a credential (needs the issuer key): roles submitter, operator, worker, admin, producer')
   .requiredOption('--name <name>', 'who holds it (a person, an agent, a worker host)', singleOption('--name'))
-  .requiredOption('--role <role>', 'submitter, operator, worker or admin', singleOption('--role'))
+  .requiredOption('--role <role>', 'submitter, operator, worker, admin or producer', singleOption('--role'))
   .option('--out <file>', 'where to write it (mode 0600; default NAME.credential.json)', singleOption('--out'))
   .option('--expires-days <n>', 'valid for this many days (default: until revoked)', positiveInt('--expires-days'))
   .addOption(jsonOption())

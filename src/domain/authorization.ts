@@ -3,7 +3,7 @@
  * place that says which role an action needs. Pure: workflows, activities and the CLI import it.
  */
 
-export const ROLES = ['submitter', 'operator', 'worker', 'admin'] as const;
+export const ROLES = ['submitter', 'operator', 'worker', 'admin', 'producer'] as const;
 export type Role = (typeof ROLES)[number];
 
 export const ACTIONS = [
@@ -14,6 +14,8 @@ export const ACTIONS = [
   'configure_pool',
   'register_host',
   'revoke_credential',
+  'add_data',
+  'configure_dataset',
 ] as const;
 export type Action = (typeof ACTIONS)[number];
 
@@ -26,6 +28,8 @@ const ALLOWED: Record<Action, readonly Role[]> = {
   configure_pool: ['operator', 'admin'],
   register_host: ['worker', 'admin'],
   revoke_credential: ['admin'],
+  add_data: ['producer', 'operator', 'admin'],
+  configure_dataset: ['operator', 'admin'],
 };
 
 /** Error type (Temporal failure type and CLI JSON `error`) of every refusal. */

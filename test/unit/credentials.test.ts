@@ -31,9 +31,10 @@ describe('roles', () => {
   // The whole table, so a change to who may do what is a visible change to this test.
   const expected: Record<Role, Action[]> = {
     submitter: ['submit'],
-    operator: ['submit', 'cancel', 'drain', 'configure_tag', 'configure_pool'],
+    operator: ['submit', 'cancel', 'drain', 'configure_tag', 'configure_pool', 'add_data', 'configure_dataset'],
     worker: ['register_host'],
     admin: [...ACTIONS],
+    producer: ['add_data'],
   };
   for (const role of ROLES)
     it(`${role} may do exactly ${expected[role].join(', ')}`, () => {
