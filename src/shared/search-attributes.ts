@@ -11,6 +11,9 @@ export const SA = {
   metric: defineSearchAttributeKey('ExpctlMetric', SearchAttributeType.DOUBLE),
   decision: defineSearchAttributeKey('ExpctlDecision', SearchAttributeType.KEYWORD),
   worker: defineSearchAttributeKey('ExpctlWorker', SearchAttributeType.KEYWORD),
+  dataset: defineSearchAttributeKey('ExpctlDataset', SearchAttributeType.KEYWORD),
+  datasetVersion: defineSearchAttributeKey('ExpctlDatasetVersion', SearchAttributeType.KEYWORD),
+  gate: defineSearchAttributeKey('ExpctlGate', SearchAttributeType.KEYWORD),
 } as const;
 
 /** The server-side type names, as `temporal server start-dev --search-attribute` spells them. */

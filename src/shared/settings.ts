@@ -46,3 +46,8 @@ export function hostName(env: NodeJS.ProcessEnv = process.env): string {
 export function userCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'expctl');
 }
+
+/** The content-addressed dataset store: EXPCTL_DATA_DIR, else data/ in the state directory. */
+export function dataDir(env: NodeJS.ProcessEnv = process.env): string {
+  return path.resolve(env.EXPCTL_DATA_DIR ?? path.join(stateDir(env), 'data'));
+}
