@@ -7,3 +7,5 @@ export { readLogWorkflow } from './read-log.js';
 export { healthCheckWorkflow } from './health.js';
 export { leaseCyclerWorkflow } from './lease-cycler.js';
 export { revokeCredentialWorkflow } from './credentials.js';
+export { datasetWorkflow } from './dataset.js';
+export { datasetVersionWorkflow } from './dataset-version.js';
