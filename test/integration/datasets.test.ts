@@ -200,6 +200,42 @@ describe('versions', () => {
   });
 });
 
+describe('data watch', () => {
+  it('offers shard files as they appear, skipping partial files and names outside the convention', async () => {
+    const drop = path.join(dir, 'drop');
+    await fs.mkdir(drop);
+    await fs.copyFile(await jsonl('w0.jsonl', 2), path.join(drop, 'watched-0-of-2.jsonl'));
+    await fs.copyFile(await jsonl('w1.jsonl', 2, undefined, 5), path.join(drop, 'watched-1-of-2.jsonl.part'));
+    await fs.writeFile(path.join(drop, 'notes.txt'), 'not a shard');
+    const once = await runCli(cliEnv(), ['data', 'watch', drop, '--once', '--json']);
+    expect(once.exitCode, once.stderr as string).toBe(0);
+    const lines = (once.stdout as string)
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
+    expect(lines).toEqual([
+      { file: path.join(drop, 'notes.txt'), skipped: 'name is not NAME-SHARD-of-COUNT.EXT' },
+      expect.objectContaining({ dataset: 'watched', outcome: 'accepted', version: 1, shardIndex: 0, shardCount: 2 }),
+    ]);
+
+    // Running: the producer finishes its partial file with a rename; the watcher sees it and the version seals.
+    const watcher = runCli(cliEnv(), ['data', 'watch', drop, '--rescan', '1s', '--json']);
+    try {
+      await fs.rename(path.join(drop, 'watched-1-of-2.jsonl.part'), path.join(drop, 'watched-1-of-2.jsonl'));
+      expect(await decided('watched', 1)).toMatchObject({ status: 'passed', arrivedShards: 2, records: 4 });
+      // Shard 0 was offered again by this watcher's first scan: the same content counts once.
+      expect(
+        catalog()
+          .datasets.shards('watched', 1)
+          .map((s) => s.deliveries),
+      ).toEqual([2, 1]);
+    } finally {
+      watcher.kill('SIGTERM');
+      await watcher;
+    }
+  });
+});
+
 describe('gates', () => {
   it('integrity, declared records and inconsistent shards each fail with their code and leave the version unusable', async () => {
     const file = await jsonl('integ.jsonl', 2);
@@ -280,7 +316,7 @@ describe('alerts and authorization', () => {
     }
     const cli = await runCli(cliEnv(), ['alerts', '--since', '1d', '--json']);
     expect(JSON.parse(cli.stdout as string).map((a: { kind: string }) => a.kind)).toContain('gate_failed');
-    const show = await runCli(cliEnv(), ['data', 'show', 'ooo@1', '--json']);
+    const show = await runCli(cliEnv(), ['show', datasetVersionWorkflowId('ooo', 1), '--json']);
     expect(JSON.parse(show.stdout as string)).toMatchObject({
       status: 'passed',
       gates: [{ gate: 'integrity', passed: true }, { gate: 'completeness' }, { gate: 'schema' }, { gate: 'records' }],
