@@ -8,7 +8,7 @@ import { z } from 'zod';
 import type { Catalog } from '../catalog/catalog.js';
 import type { AlertInput, LateShardRow } from '../catalog/datasets.js';
 import { shardObjectPath, type IngestedShard, type SealReason, type ShardEntry } from '../domain/datasets.js';
-import { formatOf, inspectContent, ShardFormatError } from '../domain/dataset-formats.js';
+import { formatOf, inspectContent, parquetFooterLength, ShardFormatError } from '../domain/dataset-formats.js';
 import { gateHistory, runGate, type Gate, type GateHistory, type GateOutcome } from '../domain/gates.js';
 import { ensurePrivateDir, PRIVATE_FILE_MODE } from '../security/files.js';
 
@@ -86,6 +86,24 @@ async function hashFile(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/** A Parquet file's footer: its last bytes, as many as the footer says (the data pages are never read). */
+async function readTail(file: string): Promise<Buffer> {
+  const handle = await fs.open(file, 'r');
+  try {
+    const { size } = await handle.stat();
+    const read = async (length: number) => {
+      const buffer = Buffer.alloc(Math.min(length, size));
+      await handle.read(buffer, 0, buffer.length, size - buffer.length);
+      return buffer;
+    };
+    const last8 = await read(8);
+    if (last8.length < 8) throw new ShardFormatError('not a Parquet file (shorter than 8 bytes)');
+    return await read(parquetFooterLength(last8));
+  } finally {
+    await handle.close();
+  }
+}
+
 export function createDatasetActivities({ catalog, dataDir, alertCommand = () => alertCommandFromEnv() }: DatasetDeps) {
   const records = () => catalog.datasets;
 
@@ -160,7 +178,10 @@ export function createDatasetActivities({ catalog, dataDir, alertCommand = () =>
       const format = formatOf(input.fileName);
       let facts: ReturnType<typeof inspectContent> = null;
       try {
-        facts = inspectContent(format, await fs.readFile(stored.object));
+        facts = inspectContent(
+          format,
+          format === 'parquet' ? await readTail(stored.object) : await fs.readFile(stored.object),
+        );
       } catch (error) {
         if (!(error instanceof ShardFormatError)) throw error;
       }

@@ -2,8 +2,11 @@
  * What a shard's bytes hold: record count and schema, by format. Pure (text in, facts out); the
  * ingest activity reads the file. JSONL: records = non-empty lines, schema = field → JSON type.
  * CSV/TSV: the header is the schema (every column "string": the format has no types), rows are
- * records (quoted fields may span lines). Anything else: bytes only, records unknown.
+ * records (quoted fields may span lines). Parquet (autoresearch's shard format): num_rows and the
+ * top-level columns from the footer alone (hyparquet), so a large shard is never read whole.
+ * Anything else: bytes only, records unknown.
  */
+import { parquetMetadata } from 'hyparquet';
 import type { IngestedShard, Schema } from './datasets.js';
 
 export type ShardFormat = IngestedShard['format'];
@@ -14,6 +17,7 @@ export function formatOf(fileName: string): ShardFormat {
   if (ext === 'jsonl' || ext === 'ndjson') return 'jsonl';
   if (ext === 'csv') return 'csv';
   if (ext === 'tsv') return 'tsv';
+  if (ext === 'parquet') return 'parquet';
   return 'bytes';
 }
 
@@ -104,9 +108,53 @@ export function inspectDelimited(text: string, delimiter: ',' | '\t'): { records
   return { records: rows.length - 1, schema: Object.fromEntries(header.map((column) => [column, 'string'])) };
 }
 
+/** How many bytes at the end of a Parquet file hold its footer (metadata + length + "PAR1"), from its last 8 bytes. */
+export function parquetFooterLength(last8: Uint8Array): number {
+  const view = new DataView(last8.buffer, last8.byteOffset, last8.byteLength);
+  if (last8.byteLength !== 8 || view.getUint32(4, true) !== 0x31524150)
+    throw new ShardFormatError('not a Parquet file (no PAR1 at the end)');
+  return view.getUint32(0, true) + 8;
+}
+
+/**
+ * Rows and top-level columns from a Parquet footer (the file's last bytes, at least the footer).
+ * A column's type is its logical or converted type where it has one (UTF8 → "string"), else its
+ * physical type, lowercased ("int64", "double"); a nested column is "group".
+ */
+export function inspectParquetFooter(tail: Uint8Array): { records: number; schema: Schema } {
+  let metadata;
+  try {
+    metadata = parquetMetadata(tail);
+  } catch (error) {
+    throw new ShardFormatError(`unreadable Parquet footer: ${(error as Error).message}`);
+  }
+  const elements = metadata.schema;
+  const schema: Schema = {};
+  let at = 1;
+  const skip = (): void => {
+    const element = elements[at++]!;
+    for (let i = 0; i < (element.num_children ?? 0); i++) skip();
+  };
+  for (let child = 0; child < (elements[0]?.num_children ?? 0) && at < elements.length; child++) {
+    const element = elements[at]!;
+    if (element.num_children) {
+      schema[element.name] = 'group';
+      skip();
+      continue;
+    }
+    const type = String(
+      element.logical_type?.type ?? element.converted_type ?? element.type ?? 'unknown',
+    ).toLowerCase();
+    schema[element.name] = type === 'utf8' ? 'string' : type;
+    at++;
+  }
+  return { records: Number(metadata.num_rows), schema };
+}
+
 /** Records and schema of a shard's content by its format; null for bytes-only formats. */
 export function inspectContent(format: ShardFormat, content: Buffer): { records: number; schema: Schema } | null {
   if (format === 'bytes') return null;
+  if (format === 'parquet') return inspectParquetFooter(content);
   const text = content.toString('utf8');
   if (format === 'jsonl') return inspectJsonl(text);
   return inspectDelimited(text, format === 'csv' ? ',' : '\t');

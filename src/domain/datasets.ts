@@ -46,7 +46,7 @@ export interface ShardOffer {
 export interface IngestedShard {
   sha256: string;
   bytes: number;
-  format: 'jsonl' | 'csv' | 'tsv' | 'bytes';
+  format: 'jsonl' | 'csv' | 'tsv' | 'parquet' | 'bytes';
   records: number | null;
   schema: Schema | null;
 }

@@ -198,6 +198,16 @@ describe('versions', () => {
     ]);
     expect(catalog().datasets.shards('partial', 1)).toHaveLength(1);
   });
+  it('a Parquet shard: rows and schema from its footer', async () => {
+    const fixture = new URL('../fixtures/datasets/tiny-0-of-1.parquet', import.meta.url).pathname;
+    expect(await offer('pq', fixture, 0, 1, { declaredRecords: 5 })).toMatchObject({
+      outcome: 'accepted',
+      records: 5,
+      sealed: true,
+    });
+    expect(await decided('pq', 1)).toMatchObject({ status: 'passed', records: 5 });
+    expect(catalog().latestPassedDatasetVersion('pq')).toMatchObject({ schema: { text: 'string', id: 'int32' } });
+  });
 });
 
 describe('data watch', () => {

@@ -1,9 +1,12 @@
+import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   formatOf,
   inspectContent,
   inspectDelimited,
   inspectJsonl,
+  inspectParquetFooter,
+  parquetFooterLength,
   parseDelimited,
   ShardFormatError,
 } from '../../src/domain/dataset-formats.js';
@@ -25,7 +28,8 @@ describe('formats', () => {
     expect(formatOf('x.NDJSON')).toBe('jsonl');
     expect(formatOf('x.csv')).toBe('csv');
     expect(formatOf('x.tsv')).toBe('tsv');
-    expect(formatOf('x.parquet')).toBe('bytes');
+    expect(formatOf('x.parquet')).toBe('parquet');
+    expect(formatOf('x.bin')).toBe('bytes');
     expect(formatOf('x')).toBe('bytes');
   });
 
@@ -56,6 +60,20 @@ describe('formats', () => {
     expect(() => inspectDelimited('id,text\n1,a,extra\n', ',')).toThrow(/row 2 has 3 fields, the header 2/);
     expect(() => inspectDelimited('a,a\n', ',')).toThrow(/appears twice/);
     expect(() => parseDelimited('"open\n', ',')).toThrow(/not closed/);
+  });
+
+  it('Parquet: rows and top-level columns from the footer alone (fixture made as make-parquet.mjs says)', () => {
+    const file = fs.readFileSync(new URL('../fixtures/datasets/tiny-0-of-1.parquet', import.meta.url));
+    const expected = { records: 5, schema: { text: 'string', id: 'int32' } };
+    expect(inspectParquetFooter(file)).toEqual(expected);
+    const footer = parquetFooterLength(file.subarray(file.length - 8));
+    expect(footer).toBeLessThan(file.length);
+    expect(inspectParquetFooter(file.subarray(file.length - footer))).toEqual(expected);
+    expect(inspectContent('parquet', file)).toEqual(expected);
+    expect(() => parquetFooterLength(Buffer.from('12345678'))).toThrow(ShardFormatError);
+    expect(() =>
+      inspectParquetFooter(Buffer.concat([Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 0, 0]), Buffer.from('PAR1')])),
+    ).toThrow(ShardFormatError);
   });
 
   it('other formats are bytes only', () => {
