@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { WithStartWorkflowOperation, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { WithStartWorkflowOperation, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import {
   datasetWorkflowId,
@@ -48,9 +48,11 @@ export async function declaredSha256(file: string, given?: string): Promise<stri
 
 /** A refusal of a shard (shard.conflict, late.refused, ...): its code and message, else null. */
 export function shardRefusal(error: unknown): { code: string; message: string } | null {
-  const cause = error instanceof WorkflowUpdateFailedError ? error.cause : error;
-  if (cause instanceof ApplicationFailure && cause.type && /^(shard|late|version)\./.test(cause.type))
-    return { code: cause.type, message: cause.message };
+  // Through the update's failure and, for an ingest refusal (shard.unreadable), the activity's.
+  for (let cause: unknown = error, depth = 0; cause instanceof Error && depth < 4; cause = cause.cause, depth++) {
+    if (cause instanceof ApplicationFailure && cause.type && /^(shard|late|version)\./.test(cause.type))
+      return { code: cause.type, message: cause.message };
+  }
   return null;
 }
 

@@ -101,6 +101,14 @@ describe('versions', () => {
     const conflict = await offer('ooo', other, 0, 3).catch((e: unknown) => e);
     expect(conflict).toBeInstanceOf(WorkflowUpdateFailedError);
     expect(refusalOf(conflict).code).toBe('shard.conflict');
+    const missing = await addShard(stack.client, {
+      dataset: 'ooo',
+      file: path.join(dir, 'never-written.jsonl'),
+      shardIndex: 1,
+      shardCount: 3,
+      declaredSha256: 'a'.repeat(64),
+    }).catch((e: unknown) => e);
+    expect(refusalOf(missing)).toMatchObject({ code: 'shard.unreadable', message: expect.stringMatching(/ENOENT/) });
     expect(await offer('ooo', files[1]!, 1, 3)).toMatchObject({ outcome: 'accepted', version: 1, sealed: true });
 
     const row = await decided('ooo', 1);
@@ -139,7 +147,9 @@ describe('versions', () => {
         .filter((a) => a.kind === 'shard_conflict'),
     ).toMatchObject([{ subject: 'ooo@1', code: 'shard.conflict' }]);
     // Visible to operators: the version workflow's search attributes, and the dataset's query.
-    const described = await stack.client.workflow.getHandle(datasetVersionWorkflowId('ooo', 1)).describe();
+    const versionHandle = stack.client.workflow.getHandle(datasetVersionWorkflowId('ooo', 1));
+    expect(await versionHandle.result()).toMatchObject({ status: 'passed', sealReason: 'complete' });
+    const described = await versionHandle.describe();
     expect(described.searchAttributes).toMatchObject({
       ExpctlDataset: ['ooo'],
       ExpctlDatasetVersion: ['1'],
