@@ -2,11 +2,13 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Catalog } from '../../src/catalog/catalog.js';
 import { addShard, configureDataset, fileSha256, shardRefusal } from '../../src/client/datasets.js';
 import { PERMISSION_DENIED } from '../../src/domain/authorization.js';
 import { datasetVersionWorkflowId, datasetWorkflowId, shardObjectPath } from '../../src/domain/datasets.js';
+import { WORKFLOWS_PATH } from '../../src/orchestrator/worker.js';
 import { datasetStateQuery, versionStateQuery } from '../../src/workflows/definitions.js';
 import { runCli } from '../helpers/cli.js';
 import { issueTestCredential, startStack, type TestStack } from '../helpers/stack.js';
@@ -373,5 +375,31 @@ describe('alerts and authorization', () => {
       ['add_data', 'loader', true],
       ['configure_dataset', 'loader', false],
     ]);
+  });
+});
+
+describe('determinism', () => {
+  it("the dataset and version workflows' histories replay against today's code", async () => {
+    const ids = [
+      datasetWorkflowId('ooo'),
+      datasetWorkflowId('partial'),
+      datasetWorkflowId('evolve'),
+      datasetVersionWorkflowId('ooo', 1),
+      datasetVersionWorkflowId('partial', 1),
+      datasetVersionWorkflowId('evolve', 2),
+    ];
+    const histories = await Promise.all(
+      ids.map(async (workflowId) => ({
+        workflowId,
+        history: await stack.client.workflow.getHandle(workflowId).fetchHistory(),
+      })),
+    );
+    const failures: string[] = [];
+    for await (const result of Worker.runReplayHistories(
+      { workflowsPath: WORKFLOWS_PATH, replayName: 'expctl-dataset-replay', dataConverter: stack.dataConverter },
+      histories,
+    ))
+      if (result.error) failures.push(`${result.workflowId}: ${result.error.message}`);
+    expect(failures).toEqual([]);
   });
 });
