@@ -15,6 +15,7 @@ import {
 import { chooseMode } from '../domain/strategy.js';
 import { resultRuns, toRunSummary } from './reports.js';
 import { MIGRATIONS } from './schema.js';
+import { DatasetRecords, type DatasetVersionRecord } from './datasets.js';
 import { ensurePrivateFileSync, PRIVATE_DIR_MODE } from '../security/files.js';
 
 type Row = Record<string, unknown>;
@@ -422,6 +423,21 @@ export class Catalog {
       .prepare(`SELECT revoked_at FROM revocations WHERE credential = ?`)
       .get(`name:${certificate.name}`) as { revoked_at: string } | undefined;
     return byName !== undefined && certificate.issuedAt <= byName.revoked_at;
+  }
+
+  /** Dataset versions, shards, gates and alerts (catalog/datasets.ts). */
+  get datasets(): DatasetRecords {
+    return new DatasetRecords(this.db);
+  }
+
+  /** The newest version of `dataset` that passed every gate, or null: what an experiment's `--dataset NAME` resolves to. */
+  latestPassedDatasetVersion(dataset: string): DatasetVersionRecord | null {
+    return this.datasets.latestPassed(dataset);
+  }
+
+  /** One dataset version with its shards (any status: check `status === 'passed'` before using it), or null. */
+  datasetVersion(dataset: string, version: number): DatasetVersionRecord | null {
+    return this.datasets.version(dataset, version);
   }
 }
 

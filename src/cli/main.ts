@@ -36,6 +36,15 @@ import {
   rollbackCommand,
 } from './commands/promotion.js';
 import { lineageCommand } from './commands/lineage.js';
+import {
+  alertsCommand,
+  dataAddCommand,
+  dataPolicyCommand,
+  dataShowCommand,
+  dataVersionsCommand,
+  dataWatchCommand,
+  gatesCommand,
+} from './commands/data.js';
 import { PERMISSION_DENIED, PERMISSION_DENIED_EXIT_CODE } from '../domain/authorization.js';
 import { CliError, drained, printJson, safeText, wantsJson } from './output.js';
 import { checkMetricName, checkTag, FlagError, numberOption, occurrences, singleOption } from './parse.js';
@@ -347,9 +356,9 @@ auth
   .action(authInitCommand);
 auth
   .command('issue')
-  .description('issue a credential (needs the issuer key): roles submitter, operator, worker, admin')
+  .description('issue a credential (needs the issuer key): roles submitter, operator, worker, admin, producer')
   .requiredOption('--name <name>', 'who holds it (a person, an agent, a worker host)', singleOption('--name'))
-  .requiredOption('--role <role>', 'submitter, operator, worker or admin', singleOption('--role'))
+  .requiredOption('--role <role>', 'submitter, operator, worker, admin or producer', singleOption('--role'))
   .option('--out <file>', 'where to write it (mode 0600; default NAME.credential.json)', singleOption('--out'))
   .option('--expires-days <n>', 'valid for this many days (default: until revoked)', positiveInt('--expires-days'))
   .addOption(jsonOption())
@@ -493,6 +502,72 @@ program
   .argument('<promotion-id>')
   .addOption(jsonOption())
   .action(promotionShowCommand);
+const data = program.command('data').description('datasets: immutable versions of shards, sealed and gated');
+data
+  .command('add')
+  .description('offer files as shards of a dataset (several files: shards 0..k-1 of k); signed as add_data')
+  .argument('<dataset>', 'dataset name')
+  .argument('<files...>', 'shard files (the orchestrator reads them: same filesystem)')
+  .option('--version <v>', 'the version they belong to (default: the open version, else a new one)', one('--version'))
+  .option('--shard <i/N>', 'this one file is shard i of N (0-based)', one('--shard'))
+  .option(
+    '--sha256 <hex>',
+    "the file's declared hash (default: FILE.sha256 sidecar, else computed here)",
+    one('--sha256'),
+  )
+  .option('--records <n>', 'the declared record count of this one file', one('--records'))
+  .option('--lateness <duration>', 'lateness allowance of a version these shards open (e.g. 30m)', one('--lateness'))
+  .addOption(jsonOption())
+  .action(dataAddCommand);
+data
+  .command('watch')
+  .description(
+    'offer shard files as a producer drops them in DIR (names NAME-SHARD-of-COUNT.EXT; *.tmp, *.part skipped)',
+  )
+  .argument('<dir>', 'directory to watch')
+  .option('--dataset <name>', 'dataset (default: NAME of each file)', one('--dataset'))
+  .option('--rescan <duration>', 'rescan the directory this often besides fs.watch (default 5s)', one('--rescan'))
+  .option('--lateness <duration>', 'lateness allowance of versions its shards open', one('--lateness'))
+  .option('--once', 'scan once, offer what is there, and exit')
+  .addOption(jsonOption())
+  .action(dataWatchCommand);
+data
+  .command('policy')
+  .description("set a dataset's lateness allowance and late policy; signed as configure_dataset")
+  .argument('<dataset>', 'dataset name')
+  .option(
+    '--lateness <duration>',
+    'how long a version waits for missing shards after it opens (e.g. 30m)',
+    one('--lateness'),
+  )
+  .option('--late-policy <policy>', 'next (late shards go to the next version) or refuse', one('--late-policy'))
+  .addOption(jsonOption())
+  .action(dataPolicyCommand);
+data
+  .command('versions')
+  .description("datasets' versions from the catalog: status, shards, records, manifest")
+  .argument('[dataset]', 'only this dataset')
+  .addOption(jsonOption())
+  .action(dataVersionsCommand);
+data
+  .command('show')
+  .description('one version: shards, gates with codes and history, late shards, alerts')
+  .argument('<ref>', 'NAME@VERSION')
+  .addOption(jsonOption())
+  .action(dataShowCommand);
+program
+  .command('gates')
+  .description('gate pass rates and failure codes per day')
+  .option('--dataset <name>', 'only this dataset', one('--dataset'))
+  .option('--since <time>', 'ISO time, or a duration back from now (7d)', one('--since'))
+  .addOption(jsonOption())
+  .action(gatesCommand);
+program
+  .command('alerts')
+  .description('alerts: failed gates, late shards, shard conflicts, blocked promotions')
+  .option('--since <time>', 'ISO time, or a duration back from now (7d)', one('--since'))
+  .addOption(jsonOption())
+  .action(alertsCommand);
 
 // Commander reports usage errors through exceptions so `run` can keep its exit-code contract.
 const overrideExits = (command: Command): void => {

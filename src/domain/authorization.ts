@@ -3,7 +3,7 @@
  * place that says which role an action needs. Pure: workflows, activities and the CLI import it.
  */
 
-export const ROLES = ['submitter', 'operator', 'worker', 'admin'] as const;
+export const ROLES = ['submitter', 'operator', 'worker', 'admin', 'producer'] as const;
 export type Role = (typeof ROLES)[number];
 
 export const ACTIONS = [
@@ -17,6 +17,8 @@ export const ACTIONS = [
   'promote',
   'approve_promotion',
   'rollback_model',
+  'add_data',
+  'configure_dataset',
 ] as const;
 export type Action = (typeof ACTIONS)[number];
 
@@ -32,6 +34,8 @@ const ALLOWED: Record<Action, readonly Role[]> = {
   promote: ['operator', 'admin'],
   approve_promotion: ['operator', 'admin'],
   rollback_model: ['operator', 'admin'],
+  add_data: ['producer', 'operator', 'admin'],
+  configure_dataset: ['operator', 'admin'],
 };
 
 /** Error type (Temporal failure type and CLI JSON `error`) of every refusal. */

@@ -5,9 +5,11 @@ import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio
 import { createAuthorizationActivities } from '../activities/authorization.js';
 import { createControlActivities } from '../activities/control.js';
 import { createPromotionActivities } from '../activities/promotion.js';
+import { createDatasetActivities } from '../activities/datasets.js';
 import { Catalog } from '../catalog/catalog.js';
 import { deriveKey } from '../security/keyring.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
+import { dataDir } from '../shared/settings.js';
 
 export const WORKFLOWS_PATH = new URL('../workflows/index.ts', import.meta.url).pathname;
 
@@ -28,6 +30,8 @@ export interface OrchestratorOptions {
    * keyring's current key, so digests compare across restarts (not across a key rotation).
    */
   secretHashKey?: Buffer;
+  /** The dataset store (default: settings.ts dataDir(), EXPCTL_DATA_DIR or <stateDir>/data). */
+  dataDir?: string;
 }
 
 /** The control worker: every workflow, plus the activities that write state and talk to other workflows. */
@@ -47,6 +51,7 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
       }),
       ...createAuthorizationActivities({ issuer: options.issuer, catalog }),
       ...createPromotionActivities({ catalog }),
+      ...createDatasetActivities({ catalog, dataDir: options.dataDir ?? dataDir() }),
     },
   });
 }

@@ -13,6 +13,9 @@ export const SA = {
   worker: defineSearchAttributeKey('ExpctlWorker', SearchAttributeType.KEYWORD),
   model: defineSearchAttributeKey('ExpctlModel', SearchAttributeType.KEYWORD),
   alias: defineSearchAttributeKey('ExpctlAlias', SearchAttributeType.KEYWORD),
+  dataset: defineSearchAttributeKey('ExpctlDataset', SearchAttributeType.KEYWORD),
+  datasetVersion: defineSearchAttributeKey('ExpctlDatasetVersion', SearchAttributeType.KEYWORD),
+  gate: defineSearchAttributeKey('ExpctlGate', SearchAttributeType.KEYWORD),
 } as const;
 
 /** The server-side type names, as `temporal server start-dev --search-attribute` spells them. */

@@ -6,6 +6,14 @@ import type { HostHealthReport, SlotProblem } from '../domain/health.js';
 import type { LeaseRequest, PlacementRecord, PlacementPolicy } from '../domain/placement.js';
 import type { Requirements } from '../domain/request.js';
 import type { ExperimentSnapshot } from './experiment-state.js';
+import type {
+  AddShardResult,
+  DatasetPolicy,
+  DatasetState,
+  SealReason,
+  ShardOffer,
+  VersionOutcome,
+} from '../domain/datasets.js';
 
 /** Message definitions shared by workflows and clients: one place for every name on the wire. */
 
@@ -112,3 +120,23 @@ export const recordOutcomeUpdate = defineUpdate<TagDecision, [RunOutcome]>('reco
 /** An operator's signed change of a tag's policy (creates the tag if new). */
 export const configureTagUpdate = defineUpdate<TagState, [Partial<TagPolicy>, Authorization]>('configureTag');
 export const tagStateQuery = defineQuery<TagState>('tagState');
+
+// Datasets
+/** A producer's signed shard; answers how it was taken, or fails with a code (shard.conflict, late.refused, ...). */
+export const addShardUpdate = defineUpdate<AddShardResult, [ShardOffer, Authorization]>('addShard');
+/** An operator's signed change of a dataset's lateness allowance or late policy (creates the dataset if new). */
+export const configureDatasetUpdate = defineUpdate<DatasetState, [Partial<DatasetPolicy>, Authorization]>(
+  'configureDataset',
+);
+export const datasetStateQuery = defineQuery<DatasetState>('datasetState');
+/** Dataset → version: a shard joined the version. */
+export const shardArrivedSignal = defineSignal<[{ index: number }]>('shardArrived');
+/** Dataset → version: sealed with the shards the catalog holds for it now. */
+export const sealVersionSignal = defineSignal<[{ reason: SealReason; sealedAt: string }]>('sealVersion');
+/** Version → dataset: the lateness allowance ran out; please seal. */
+export const sealRequestSignal = defineSignal<[{ version: number }]>('sealRequest');
+/** Version → dataset: the gates decided. */
+export const versionDecidedSignal = defineSignal<[{ version: number; status: 'passed' | 'failed' }]>('versionDecided');
+export const versionStateQuery = defineQuery<VersionOutcome & { received: number[]; expectedShards: number }>(
+  'versionState',
+);

@@ -9,3 +9,5 @@ export { leaseCyclerWorkflow } from './lease-cycler.js';
 export { revokeCredentialWorkflow } from './credentials.js';
 export { promotionWorkflow } from './promotion.js';
 export { rollbackWorkflow } from './rollback.js';
+export { datasetWorkflow } from './dataset.js';
+export { datasetVersionWorkflow } from './dataset-version.js';

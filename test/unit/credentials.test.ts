@@ -40,9 +40,12 @@ describe('roles', () => {
       'promote',
       'approve_promotion',
       'rollback_model',
+      'add_data',
+      'configure_dataset',
     ],
     worker: ['register_host'],
     admin: [...ACTIONS],
+    producer: ['add_data'],
   };
   for (const role of ROLES)
     it(`${role} may do exactly ${expected[role].join(', ')}`, () => {

@@ -18,6 +18,8 @@ import { existingCatalog } from '../catalog-file.js';
 import { CliError, formatTable, printJson, safeJson, safeText, wantsJson } from '../output.js';
 import { parseRunFlags, problemAsFlag, type RawRunOptions } from '../parse.js';
 import { followProgress } from '../progress.js';
+import { parseDatasetVersionWorkflowId } from '../../domain/datasets.js';
+import { dataShowCommand } from './data.js';
 
 /** A refusal before anything was submitted, in the same shape an agent reads for every run. */
 function refusal(tag: string | undefined, reason: string, metricName: string): ExperimentResult {
@@ -203,6 +205,9 @@ function formatTimings(t: RunTimings): string {
 }
 
 export async function showCommand(id: string, options: { json?: boolean }): Promise<void> {
+  // A dataset version's workflow id (expctl-dataset-NAME-vV) shows that version.
+  const datasetVersion = parseDatasetVersionWorkflowId(id);
+  if (datasetVersion) return dataShowCommand(`${datasetVersion.dataset}@${datasetVersion.version}`, options);
   const client = await connectClient();
   const record = existingCatalog()?.get(id);
   let snapshot: ExperimentSnapshot | undefined;

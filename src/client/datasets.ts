@@ -1,0 +1,96 @@
+import crypto from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { WithStartWorkflowOperation, type Client } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import {
+  datasetWorkflowId,
+  newDatasetState,
+  SHA256_PATTERN,
+  type AddShardResult,
+  type DatasetPolicy,
+  type DatasetState,
+  type ShardOffer,
+} from '../domain/datasets.js';
+import type { Credential } from '../security/credentials.js';
+import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
+import { addShardUpdate, configureDatasetUpdate } from '../workflows/definitions.js';
+import { datasetWorkflow } from '../workflows/dataset.js';
+import { signAs } from './sign.js';
+
+/** The sha256 of a file, computed on the producer's side. */
+export async function fileSha256(file: string): Promise<string> {
+  const hash = crypto.createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** The hash in a `FILE.sha256` sidecar (`sha256sum` format or the bare hex), or null when there is none. */
+export async function sidecarSha256(file: string): Promise<string | null> {
+  let text: string;
+  try {
+    text = await fs.readFile(`${file}.sha256`, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+  const hex = text.trim().split(/\s+/)[0]?.toLowerCase() ?? '';
+  if (!SHA256_PATTERN.test(hex)) throw new Error(`${file}.sha256 does not start with a sha256 hex digest`);
+  return hex;
+}
+
+/** What a producer declares: `--sha256`, else the sidecar, else the hash computed here. */
+export async function declaredSha256(file: string, given?: string): Promise<string> {
+  if (given !== undefined) return given.toLowerCase();
+  return (await sidecarSha256(file)) ?? (await fileSha256(file));
+}
+
+/** A refusal of a shard (shard.conflict, late.refused, ...): its code and message, else null. */
+export function shardRefusal(error: unknown): { code: string; message: string } | null {
+  // Through the update's failure and, for an ingest refusal (shard.unreadable), the activity's.
+  for (let cause: unknown = error, depth = 0; cause instanceof Error && depth < 4; cause = cause.cause, depth++) {
+    if (cause instanceof ApplicationFailure && cause.type && /^(shard|late|version)\./.test(cause.type))
+      return { code: cause.type, message: cause.message };
+  }
+  return null;
+}
+
+/** Offers one shard to its dataset's workflow (update-with-start: the first shard creates it). */
+export async function addShard(
+  client: Client,
+  input: Omit<ShardOffer, 'fileName' | 'path'> & { file: string },
+  credential?: Credential,
+): Promise<AddShardResult> {
+  const { file, ...rest } = input;
+  const offer: ShardOffer = { ...rest, path: path.resolve(file), fileName: path.basename(file) };
+  const workflowId = datasetWorkflowId(offer.dataset);
+  return client.workflow.executeUpdateWithStart(addShardUpdate, {
+    args: [offer, signAs('add_data', workflowId, offer, credential)],
+    startWorkflowOperation: new WithStartWorkflowOperation(datasetWorkflow, {
+      workflowId,
+      taskQueue: CONTROL_TASK_QUEUE,
+      args: [offer.dataset, newDatasetState(offer.dataset)],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+    }),
+  });
+}
+
+/** Sets a dataset's lateness allowance or late policy (creates the dataset if new). */
+export async function configureDataset(
+  client: Client,
+  dataset: string,
+  policy: Partial<DatasetPolicy>,
+  credential?: Credential,
+): Promise<DatasetState> {
+  const workflowId = datasetWorkflowId(dataset);
+  return client.workflow.executeUpdateWithStart(configureDatasetUpdate, {
+    args: [policy, signAs('configure_dataset', workflowId, policy, credential)],
+    startWorkflowOperation: new WithStartWorkflowOperation(datasetWorkflow, {
+      workflowId,
+      taskQueue: CONTROL_TASK_QUEUE,
+      args: [dataset, newDatasetState(dataset)],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+    }),
+  });
+}

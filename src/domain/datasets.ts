@@ -1,0 +1,216 @@
+/**
+ * Datasets as series of immutable versions, each a set of N shards with content hashes. Pure:
+ * workflows, activities and the CLI import it.
+ */
+
+/** A dataset's name: letters, digits, "_", ".", "-" (it is part of workflow ids and store paths). */
+export const DATASET_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
+export const DATASET_NAME_TEXT = '1-100 letters, digits, "_", "." or "-", starting with a letter or digit';
+
+/** How long a version waits for its missing shards after its first shard arrived: one hour. */
+export const DEFAULT_LATENESS_MS = 60 * 60 * 1000;
+/** What happens to a shard that arrives after its version sealed: `next` (the next version) or `refuse`. */
+export const LATE_POLICIES = ['next', 'refuse'] as const;
+export type LatePolicy = (typeof LATE_POLICIES)[number];
+export const DEFAULT_LATE_POLICY: LatePolicy = 'next';
+
+export interface DatasetPolicy {
+  latenessMs: number;
+  latePolicy: LatePolicy;
+}
+
+export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
+
+/** Field name → type. JSONL: JSON types ("string", "number", "boolean", "object", "array", "null", or "a|b"); CSV/TSV: "string". */
+export type Schema = Record<string, string>;
+
+/** One shard as a producer offers it (`expctl data add`, `expctl data watch`). */
+export interface ShardOffer {
+  dataset: string;
+  /** The version it belongs to; absent: the dataset's open version (or a new one). */
+  version?: number;
+  shardIndex: number;
+  shardCount: number;
+  /** Where the orchestrator reads the file (the producer and the orchestrator share the filesystem). */
+  path: string;
+  fileName: string;
+  /** The hash the producer declares (`--sha256`, a `FILE.sha256` sidecar, or what `data add` computed). */
+  declaredSha256: string;
+  /** The record count the producer declares (`--records`), if any. */
+  declaredRecords?: number;
+  /** Lateness allowance for the version this shard opens (`data add --lateness`); else the dataset's. */
+  latenessMs?: number;
+}
+
+/** What the store made of a shard's bytes. */
+export interface IngestedShard {
+  sha256: string;
+  bytes: number;
+  format: 'jsonl' | 'csv' | 'tsv' | 'parquet' | 'bytes';
+  records: number | null;
+  schema: Schema | null;
+}
+
+/** A shard as its version holds it. */
+export interface ShardEntry extends IngestedShard {
+  index: number;
+  count: number;
+  declaredSha256: string;
+  declaredRecords: number | null;
+  fileName: string;
+  arrivedAt: string;
+}
+
+/** How a delivery was taken. */
+export type ShardOutcome =
+  /** New in its version. */
+  | 'accepted'
+  /** The same content for a shard that had already arrived: counted once. */
+  | 'duplicate'
+  /** Arrived after its version sealed; taken into the next version (late policy `next`). */
+  | 'late_next';
+
+export interface AddShardResult {
+  dataset: string;
+  outcome: ShardOutcome;
+  /** The version that holds the shard now. */
+  version: number;
+  /** For late shards: the sealed version it was late for. */
+  lateFor: number | null;
+  shardIndex: number;
+  shardCount: number;
+  sha256: string;
+  records: number | null;
+  /** Whether this delivery completed (and so sealed) the version. */
+  sealed: boolean;
+}
+
+/** Refusal codes of `data add` (Temporal failure type and CLI JSON `error`). */
+export const SHARD_CONFLICT = 'shard.conflict';
+export const SHARD_COUNT_MISMATCH = 'shard.count_mismatch';
+export const LATE_REFUSED = 'late.refused';
+export const VERSION_UNKNOWN = 'version.unknown';
+/** A refusal of a shard (not permission_denied): exit code 2, like a refused experiment. */
+export const DATA_REFUSAL_EXIT_CODE = 2;
+
+export const SEAL_REASONS = ['complete', 'lateness'] as const;
+export type SealReason = (typeof SEAL_REASONS)[number];
+
+export function datasetWorkflowId(dataset: string): string {
+  return `expctl-dataset-${dataset}`;
+}
+
+export function datasetVersionWorkflowId(dataset: string, version: number): string {
+  return `expctl-dataset-${dataset}-v${version}`;
+}
+
+/** `expctl-dataset-NAME-vV` back to its parts, or null. */
+export function parseDatasetVersionWorkflowId(id: string): { dataset: string; version: number } | null {
+  const match = /^expctl-dataset-(.+)-v(\d+)$/.exec(id);
+  if (!match || !DATASET_NAME_PATTERN.test(match[1]!)) return null;
+  return { dataset: match[1]!, version: Number(match[2]) };
+}
+
+/** `NAME@V` (as `data show` takes it), or null. */
+export function parseDatasetRef(ref: string): { dataset: string; version: number } | null {
+  const match = /^([^@]+)@(\d+)$/.exec(ref);
+  if (!match || !DATASET_NAME_PATTERN.test(match[1]!) || Number(match[2]) < 1) return null;
+  return { dataset: match[1]!, version: Number(match[2]) };
+}
+
+/** Where the content-addressed store keeps an object: `<dataDir>/objects/<sha256>`. */
+export function shardObjectPath(dataDir: string, sha256: string): string {
+  if (!SHA256_PATTERN.test(sha256)) throw new Error(`not a sha256 hex digest: ${JSON.stringify(sha256)}`);
+  return `${dataDir.replace(/\/+$/, '')}/objects/${sha256}`;
+}
+
+/**
+ * The `data watch` naming convention: `NAME-SHARD-of-COUNT.EXT` (as Hugging Face and TensorFlow
+ * name shards: `train-00003-of-00008.jsonl`), SHARD counted from 0. Null for other names.
+ */
+export function parseShardFileName(
+  fileName: string,
+): { dataset: string; shardIndex: number; shardCount: number } | null {
+  const match = /^(.+)-(\d+)-of-(\d+)(\.[A-Za-z0-9]+)*$/.exec(fileName);
+  if (!match) return null;
+  const shardIndex = Number(match[2]);
+  const shardCount = Number(match[3]);
+  if (!DATASET_NAME_PATTERN.test(match[1]!) || shardCount < 1 || shardIndex >= shardCount) return null;
+  return { dataset: match[1]!, shardIndex, shardCount };
+}
+
+/** Files a producer is still writing or that are not shards: `*.tmp`, `*.part`, dotfiles, `*.sha256` sidecars. */
+export function isIgnoredFileName(fileName: string): boolean {
+  return (
+    fileName.startsWith('.') || /\.(tmp|part|partial|crdownload|sha256)$/i.test(fileName) || fileName.endsWith('~')
+  );
+}
+
+/** A duration such as "30m", "90s", "2h", "1d" or "500ms", in milliseconds. */
+export function parseDuration(raw: string): number {
+  const match = /^(\d+)(ms|s|m|h|d)$/.exec(raw);
+  if (!match) throw new Error(`expected a duration such as 30s, 30m, 2h or 1d, got ${JSON.stringify(raw)}`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
+  const ms = Number(match[1]) * unit;
+  if (!(ms > 0) || !Number.isSafeInteger(ms)) throw new Error(`duration ${JSON.stringify(raw)} must be greater than 0`);
+  return ms;
+}
+
+/** Milliseconds as the largest whole unit: 1800000 → "30m". */
+export function formatDuration(ms: number): string {
+  for (const [unit, size] of [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1000],
+  ] as const)
+    if (ms % size === 0) return `${ms / size}${unit}`;
+  return `${ms}ms`;
+}
+
+/** A version as the dataset's workflow tracks it. */
+export interface VersionState {
+  version: number;
+  expectedShards: number;
+  /** Shard index → content sha256. */
+  shards: Record<string, string>;
+  status: 'open' | 'sealed' | 'passed' | 'failed';
+  openedAt: string;
+  latenessMs: number;
+  sealedAt: string | null;
+  sealReason: SealReason | null;
+}
+
+/** The dataset workflow's state (its query answers with it; continue-as-new carries it). */
+export interface DatasetState {
+  dataset: string;
+  policy: DatasetPolicy;
+  /** The number the next new version gets. */
+  nextVersion: number;
+  /** Open versions and the most recent sealed ones (older ones are in the catalog only). */
+  versions: VersionState[];
+  /** Deliveries taken so far, duplicates and late ones included. */
+  deliveries: number;
+}
+
+/** How many sealed versions the workflow keeps in its state (to recognise redeliveries of their shards). */
+export const KEPT_SEALED_VERSIONS = 20;
+
+export function newDatasetState(dataset: string, policy: Partial<DatasetPolicy> = {}): DatasetState {
+  return {
+    dataset,
+    policy: { latenessMs: DEFAULT_LATENESS_MS, latePolicy: DEFAULT_LATE_POLICY, ...policy },
+    nextVersion: 1,
+    versions: [],
+    deliveries: 0,
+  };
+}
+
+/** What a version workflow reports back, and what its query answers. */
+export interface VersionOutcome {
+  dataset: string;
+  version: number;
+  status: 'open' | 'sealed' | 'passed' | 'failed';
+  sealReason: SealReason | null;
+  gates: { gate: string; passed: boolean; code: string | null; message: string }[];
+}
