@@ -15,11 +15,8 @@ export interface PromotionAlert {
 
 export interface PromotionDeps {
   catalog: Catalog;
-  /**
-   * Where alerts go. Default: the audit trail (action `alert`), until the alerts table and its
-   * `raiseAlert` activity exist; swap this one function then.
-   */
-  raiseAlert?: (alert: PromotionAlert) => void | Promise<void>;
+  /** Where alerts go: the alerts table and the alert command (the dataset activities' raiseAlert). */
+  raiseAlert: (alert: PromotionAlert) => Promise<unknown>;
 }
 
 /** What a promotion needs of its candidate, read from the catalog before any stage runs. */
@@ -113,17 +110,7 @@ export function createPromotionActivities({ catalog, raiseAlert }: PromotionDeps
     },
 
     async raisePromotionAlert(alert: PromotionAlert): Promise<void> {
-      if (raiseAlert) return raiseAlert(alert);
-      catalog.audit({
-        at: alert.at,
-        action: 'alert',
-        target: alert.subject,
-        actor: null,
-        role: null,
-        credentialId: null,
-        allowed: true,
-        detail: `${alert.code}: ${alert.message}`,
-      });
+      await raiseAlert(alert);
     },
   };
 }

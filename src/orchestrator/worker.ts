@@ -37,6 +37,7 @@ export interface OrchestratorOptions {
 /** The control worker: every workflow, plus the activities that write state and talk to other workflows. */
 export async function createOrchestratorWorker(options: OrchestratorOptions): Promise<Worker> {
   const catalog = new Catalog(options.catalogPath);
+  const datasets = createDatasetActivities({ catalog, dataDir: options.dataDir ?? dataDir() });
   return Worker.create({
     connection: options.connection,
     namespace: options.namespace,
@@ -50,8 +51,11 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
         secretHashKey: options.secretHashKey ?? (await deriveKey('secret-hash')).key,
       }),
       ...createAuthorizationActivities({ issuer: options.issuer, catalog }),
-      ...createPromotionActivities({ catalog }),
-      ...createDatasetActivities({ catalog, dataDir: options.dataDir ?? dataDir() }),
+      ...datasets,
+      ...createPromotionActivities({
+        catalog,
+        raiseAlert: (alert) => datasets.raiseAlert({ kind: 'promotion_blocked', ...alert }),
+      }),
     },
   });
 }

@@ -85,6 +85,8 @@ export interface TestStack {
   gpuWorker?: GpuWorkerHandle;
   workDir: string;
   catalogPath: string;
+  /** The dataset store (EXPCTL_DATA_DIR when the test sets it, else data/ in workDir). */
+  dataDir: string;
   addGpuWorker(options: {
     host: string;
     cpuSlots?: number;
@@ -120,12 +122,15 @@ export async function startStack(options: {
   const client = new Client({ connection, namespace, dataConverter: converter });
   const nativeConnection = await NativeConnection.connect({ address });
   const workDir = await fs.mkdtemp(path.join(os.tmpdir(), `expctl-${options.name}-`));
+  // The dataset store the orchestrator writes and the workers read (a test may name its own).
+  const storeDir = process.env.EXPCTL_DATA_DIR ?? path.join(workDir, 'data');
   const orchestrator = await createOrchestratorWorker({
     connection: nativeConnection,
     namespace,
     client,
     dataConverter: converter,
     catalogPath: path.join(workDir, 'catalog.sqlite'),
+    dataDir: storeDir,
     workflowBundle: { code: (await workflowBundle()).code },
     issuer: loadIssuerPublicKey(home),
   });
@@ -149,6 +154,7 @@ export async function startStack(options: {
       cpuSlots: worker.cpuSlots,
       runtimeTags: worker.runtimeTags,
       workDir: path.join(workDir, worker.host),
+      dataDir: storeDir,
       poolHeartbeatMs: 1000,
       trainingHeartbeatMs: 500,
       killAfterMs: 2000,
@@ -168,6 +174,7 @@ export async function startStack(options: {
     orchestrator,
     workDir,
     catalogPath: path.join(workDir, 'catalog.sqlite'),
+    dataDir: storeDir,
     addGpuWorker,
     async stop() {
       for (const worker of gpuWorkers) await worker.shutdown();

@@ -121,8 +121,13 @@ describe('holdout gate, alias moves and rollback', () => {
       incumbent_metric: 1.0,
     });
     expect(blocked.out.reason).toMatch(/holdout val_bpb 1.5 vs incumbent 1 .*more than the allowed 0.01/);
-    expect(catalog().auditTrail(blocked.out.promotion_id)).toContainEqual(
-      expect.objectContaining({ action: 'alert', detail: expect.stringMatching(/^promotion.regression: lm@staging/) }),
+    expect(catalog().datasets.alerts()).toContainEqual(
+      expect.objectContaining({
+        kind: 'promotion_blocked',
+        subject: blocked.out.promotion_id,
+        code: PROMOTION_CODES.regression,
+        message: expect.stringMatching(/^lm@staging: candidate /),
+      }),
     );
     expect(models().aliases('lm')).toEqual({ staging: 1 });
 
