@@ -67,6 +67,18 @@ export interface RunTrainingInput {
   datasets?: PinnedDataset[];
 }
 
+/** What a train task reports while its run is prepared (commit, data, setup): no process yet. */
+function preparationHeartbeat(request: ExperimentRequest): TrainingHeartbeat {
+  return {
+    phase: 'setup',
+    progress: null,
+    elapsedSeconds: 0,
+    remainingSeconds: request.timeBudgetSeconds,
+    killLimitSeconds: killLimitSeconds(request),
+    supervisorPid: null,
+  };
+}
+
 /** The activity on a slot's own queue: runs one training command under supervision. */
 export function createTrainingActivities(deps: TrainingDeps) {
   const heartbeatIntervalMs = deps.heartbeatIntervalMs ?? 2000;
@@ -144,17 +156,12 @@ export function createTrainingActivities(deps: TrainingDeps) {
     );
   };
 
-  /** Lays pinned versions out on this host, heartbeating: hashing large shards takes a while. */
-  const layOutPinned = async (pinned: PinnedDataset[], ctx: Context): Promise<Record<string, string>> => {
+  /** Lays pinned versions out on this host (the preparation heartbeat covers the time it takes). */
+  const layOutPinned = async (pinned: PinnedDataset[]): Promise<Record<string, string>> => {
     if (pinned.length === 0) return {};
     if (!deps.datasets)
       throw ApplicationFailure.nonRetryable(`the worker of ${deps.slot.slotId} has no dataset store configured`);
-    const beat = setInterval(() => ctx.heartbeat(), heartbeatIntervalMs);
-    try {
-      return await layOutDatasets(pinned, deps.datasets);
-    } finally {
-      clearInterval(beat);
-    }
+    return layOutDatasets(pinned, deps.datasets);
   };
 
   return {
@@ -170,124 +177,133 @@ export function createTrainingActivities(deps: TrainingDeps) {
       const watching = registry.get(experimentId);
       if (watching) return follow(watching);
       // A worker back from a network cut must not start a task whose lease was released meanwhile.
-      if (deps.leaseHeld && !(await deps.leaseHeld(input.slot.slotId, input.leaseId))) {
-        throw ApplicationFailure.nonRetryable(
-          `the lease ${input.leaseId} on ${input.slot.slotId} is gone (released or revoked); the training was not started`,
-        );
-      }
-      const files = runFiles(deps.workDir, experimentId);
-      await fs.mkdir(files.artifacts, { recursive: true, mode: PRIVATE_DIR_MODE });
-      // An earlier attempt's result on this host is not this attempt's.
-      for (const file of [files.outcome, files.exit, files.started, files.record]) await fs.rm(file, { force: true });
-      const repo = await localRepository(request.repo, deps.workDir, request.commit);
-      await addWorktree(repo, request.commit, files.tree);
-
-      const datasetDirs = await layOutPinned(input.datasets ?? [], ctx);
-
-      // Kept (0600) before anything runs, so every later read of this run's output is scrubbed of them.
-      const runSecrets = runSecretValues(request);
-      await writeRunSecrets(files.secrets, runSecrets);
-      // The run's own variables; setup gets them too, but not the secrets (they are the training process's only).
-      const own: Record<string, string> = {
-        CUDA_VISIBLE_DEVICES: deps.slot.acceleratorClass === 'cpu' ? '' : String(deps.slot.index),
-        EXPCTL_EXPERIMENT_ID: experimentId,
-        EXPCTL_TIME_BUDGET: String(request.timeBudgetSeconds),
-        EXPCTL_ARTIFACT_DIR: files.artifacts,
-        PYTHONUNBUFFERED: '1',
-        ...(request.configPath ? { EXPCTL_CONFIG: path.join(files.tree, request.configPath) } : {}),
-        ...datasetVariables(datasetDirs),
+      const requireLease = async () => {
+        if (deps.leaseHeld && !(await deps.leaseHeld(input.slot.slotId, input.leaseId)))
+          throw ApplicationFailure.nonRetryable(
+            `the lease ${input.leaseId} on ${input.slot.slotId} is gone (released or revoked); the training was not started`,
+          );
       };
-      const env: Record<string, string> = { ...request.env, ...own };
-      const startedAt = new Date();
-      await fs.appendFile(
-        files.log,
-        `expctl: experiment ${experimentId} attempt ${ctx.info.attempt} on ${deps.slot.slotId} (${deps.slot.name}); ` +
-          `commit ${request.commit.slice(0, 12)}; command ${JSON.stringify(request.command)}; started ${startedAt.toISOString()}\n`,
-        PRIVATE_FILE,
-      );
+      await requireLease();
+      // Heartbeats from the first moment: fetching the commit, laying data out and setup take a
+      // while on a loaded host, and a silent task would be taken for a lost worker.
+      const preparing = setInterval(() => ctx.heartbeat(preparationHeartbeat(request)), heartbeatIntervalMs);
+      let started;
+      try {
+        started = await (async () => {
+          const files = runFiles(deps.workDir, experimentId);
+          await fs.mkdir(files.artifacts, { recursive: true, mode: PRIVATE_DIR_MODE });
+          // An earlier attempt's result on this host is not this attempt's.
+          for (const file of [files.outcome, files.exit, files.started, files.record])
+            await fs.rm(file, { force: true });
+          const repo = await localRepository(request.repo, deps.workDir, request.commit);
+          await addWorktree(repo, request.commit, files.tree);
 
-      // Setup: its own phase and limit; the training command never starts when it fails.
-      const plan = await planSetup({
-        tree: files.tree,
-        envsRoot: path.join(deps.workDir, 'envs'),
-        command: request.command,
-        setup: request.setup,
-      });
-      let setup: { seconds: number; cached: boolean } | null = null;
-      if (plan) {
-        const setupBeat = setInterval(() => {
-          const heartbeat: TrainingHeartbeat = {
-            phase: 'setup',
-            progress: null,
-            elapsedSeconds: 0,
-            remainingSeconds: request.timeBudgetSeconds,
-            killLimitSeconds: killLimitSeconds(request),
-            supervisorPid: null,
+          const datasetDirs = await layOutPinned(input.datasets ?? []);
+
+          // Kept (0600) before anything runs, so every later read of this run's output is scrubbed of them.
+          const runSecrets = runSecretValues(request);
+          await writeRunSecrets(files.secrets, runSecrets);
+          // The run's own variables; setup gets them too, but not the secrets (they are the training process's only).
+          const own: Record<string, string> = {
+            CUDA_VISIBLE_DEVICES: deps.slot.acceleratorClass === 'cpu' ? '' : String(deps.slot.index),
+            EXPCTL_EXPERIMENT_ID: experimentId,
+            EXPCTL_TIME_BUDGET: String(request.timeBudgetSeconds),
+            EXPCTL_ARTIFACT_DIR: files.artifacts,
+            PYTHONUNBUFFERED: '1',
+            ...(request.configPath ? { EXPCTL_CONFIG: path.join(files.tree, request.configPath) } : {}),
+            ...datasetVariables(datasetDirs),
           };
-          ctx.heartbeat(heartbeat);
-        }, heartbeatIntervalMs);
-        const result = await runSetup({
-          plan,
-          cwd: files.tree,
-          logFile: files.log,
-          env,
-          timeoutSeconds: request.setupTimeoutSeconds,
-          killAfterMs,
-          signal: ctx.cancellationSignal,
-        });
-        clearInterval(setupBeat);
-        if (!result.ok) {
-          await removeWorktree(repo, files.tree);
-          if (result.canceled) throw new CancelledFailure(`canceled during environment setup of ${experimentId}`);
+          const env: Record<string, string> = { ...request.env, ...own };
+          const startedAt = new Date();
           await fs.appendFile(
             files.log,
-            `expctl: ${result.reason}; the training command was not started\n`,
+            `expctl: experiment ${experimentId} attempt ${ctx.info.attempt} on ${deps.slot.slotId} (${deps.slot.name}); ` +
+              `commit ${request.commit.slice(0, 12)}; command ${JSON.stringify(request.command)}; started ${startedAt.toISOString()}\n`,
             PRIVATE_FILE,
           );
-          const outcome = await setupFailureOutcome(result, {
-            files,
-            secretValues: [...runSecrets, ...workerSecretValues()],
-            startedAt,
-            heartbeatIntervalMs,
-          });
-          await writeOutcomeFile(deps.workDir, experimentId, outcome);
-          return outcome;
-        }
-        setup = { seconds: result.seconds, cached: result.cached };
-      }
-      await fs.appendFile(files.log, `expctl: training starts ${new Date().toISOString()}\n`, PRIVATE_FILE);
-      const clock = new ProgressClock(files.log);
-      await clock.start();
-      const trainingStartedAt = Date.now();
 
-      const run = await startRun({
-        experimentId,
-        support: await containmentSupport(),
-        log: files.log,
-        cwd: files.tree,
-        command: commandInTree(request.command, files.tree),
-        // The training process's variables on top of the worker's: the request's, its secrets, expctl's.
-        env: { ...request.env, ...(request.secrets ?? {}), ...own, ...trainingEnvironment(plan) },
-        logCapBytes: deps.logCapBytes,
-        logTailBytes: deps.logTailBytes,
-        files,
-        orphanGraceMs: deps.orphanGraceMs,
-        // The worker stops the run at the deadline; the supervisor a little later, should no worker watch it.
-        deadlineMs: trainingStartedAt + killLimitSeconds(request) * 1000 + SUPERVISOR_DEADLINE_SLACK_MS,
-        killAfterMs,
-      });
-      await fs.writeFile(files.pidFile, String(run.supervisorPid), PRIVATE_FILE);
-      const record: RunRecord = {
-        experimentId,
-        request: publicRequest(request),
-        repo,
-        startedAt: startedAt.toISOString(),
-        trainingStartedAt,
-        setup,
-        supervisorPid: run.supervisorPid,
-        planned: run.containment,
-      };
-      await writeJsonFile(files.record, record);
+          // Setup: its own phase and limit; the training command never starts when it fails.
+          const plan = await planSetup({
+            tree: files.tree,
+            envsRoot: path.join(deps.workDir, 'envs'),
+            command: request.command,
+            setup: request.setup,
+          });
+          let setup: { seconds: number; cached: boolean } | null = null;
+          if (plan) {
+            const result = await runSetup({
+              plan,
+              cwd: files.tree,
+              logFile: files.log,
+              env,
+              timeoutSeconds: request.setupTimeoutSeconds,
+              killAfterMs,
+              signal: ctx.cancellationSignal,
+            });
+            if (!result.ok) {
+              await removeWorktree(repo, files.tree);
+              if (result.canceled) throw new CancelledFailure(`canceled during environment setup of ${experimentId}`);
+              await fs.appendFile(
+                files.log,
+                `expctl: ${result.reason}; the training command was not started\n`,
+                PRIVATE_FILE,
+              );
+              const outcome = await setupFailureOutcome(result, {
+                files,
+                secretValues: [...runSecrets, ...workerSecretValues()],
+                startedAt,
+                heartbeatIntervalMs,
+              });
+              await writeOutcomeFile(deps.workDir, experimentId, outcome);
+              return { outcome };
+            }
+            setup = { seconds: result.seconds, cached: result.cached };
+          }
+          await fs.appendFile(files.log, `expctl: training starts ${new Date().toISOString()}\n`, PRIVATE_FILE);
+          const clock = new ProgressClock(files.log);
+          await clock.start();
+          const trainingStartedAt = Date.now();
+
+          // The lease may have gone while the run was prepared (this attempt given up as lost, the
+          // run re-placed): the last moment to find out before a second copy of it starts.
+          if (ctx.cancellationSignal.aborted)
+            throw new CancelledFailure(`the train task of ${experimentId} was canceled before its start`);
+          await requireLease();
+          const run = await startRun({
+            experimentId,
+            support: await containmentSupport(),
+            log: files.log,
+            cwd: files.tree,
+            command: commandInTree(request.command, files.tree),
+            // The training process's variables on top of the worker's: the request's, its secrets, expctl's.
+            env: { ...request.env, ...(request.secrets ?? {}), ...own, ...trainingEnvironment(plan) },
+            logCapBytes: deps.logCapBytes,
+            logTailBytes: deps.logTailBytes,
+            files,
+            orphanGraceMs: deps.orphanGraceMs,
+            // The worker stops the run at the deadline; the supervisor a little later, should no worker watch it.
+            deadlineMs: trainingStartedAt + killLimitSeconds(request) * 1000 + SUPERVISOR_DEADLINE_SLACK_MS,
+            killAfterMs,
+          });
+          await fs.writeFile(files.pidFile, String(run.supervisorPid), PRIVATE_FILE);
+          const record: RunRecord = {
+            experimentId,
+            request: publicRequest(request),
+            repo,
+            startedAt: startedAt.toISOString(),
+            trainingStartedAt,
+            setup,
+            supervisorPid: run.supervisorPid,
+            planned: run.containment,
+          };
+          await writeJsonFile(files.record, record);
+          return { outcome: undefined, run, record, clock, runSecrets };
+        })();
+      } finally {
+        clearInterval(preparing);
+      }
+      if (started.outcome) return started.outcome;
+      const { run, record, clock, runSecrets } = started;
       return follow(
         register(
           experimentId,

@@ -54,7 +54,7 @@ export async function layOutVersion(pinned: PinnedDataset, roots: LayoutRoots): 
       // A hard link costs nothing (another file system gets a copy); read-only, so a script
       // writing into its data cannot change the store's object behind the link.
       await fs.link(object, target).catch(() => fs.copyFile(object, target));
-      await fs.chmod(target, 0o444);
+      await fs.chmod(target, 0o400);
       const actual = await sha256Of(target);
       if (actual !== shard.sha256)
         throw new Error(
