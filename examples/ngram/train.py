@@ -66,6 +66,7 @@ ALPHABET = b"etaoinshrdlu"  # 12 symbols, each one byte
 V = len(ALPHABET)
 TRAIN_SYMBOLS = 200_000
 VAL_SYMBOLS = 50_000
+HOLDOUT_SYMBOLS = 50_000  # `EXPCTL_EVALUATE=holdout`: a split of its own (see evaluate_holdout)
 DATA_SEED = 1234
 BUCKETS = 16  # mixture weights per log2 bucket of the longest context's count
 
@@ -146,8 +147,8 @@ def entropy_rate(table):
     return sum(p * -sum(q * math.log2(q) for q in table[s] if q > 0) for s, p in enumerate(pi))
 
 
-def sample(table, n):
-    rng = random.Random(DATA_SEED + 1)
+def sample(table, n, seed=DATA_SEED + 1):
+    rng = random.Random(seed)
     cumulative = []
     for row in table:
         acc, cum = 0.0, []
@@ -282,8 +283,34 @@ def load_dataset(directory):
     return train + splits[-1], len(train)
 
 
+def evaluate_holdout(artifact):
+    """`EXPCTL_EVALUATE=holdout` (expctl promote): scores the saved model.json on a holdout split drawn
+    from the source with a seed of its own, text no run trained or was selected on, and prints it as
+    the usual --- block (val_bpb is the holdout's bits per byte)."""
+    global MODEL, ORDER, SMOOTHING
+    t0 = time.time()
+    with open(artifact) as f:
+        saved = json.load(f)
+    MODEL, ORDER, SMOOTHING = saved["model"], saved["order"], saved["smoothing"]
+    model = Model()
+    model.counts = {int(k): {int(c): row for c, row in t.items()} for k, t in saved["counts"].items()}
+    if MODEL == "mixture":
+        model.logits = [[math.log(max(w, 1e-300)) for w in ws] for ws in saved["mixture_weights_by_log2_count_bucket"]]
+    stream = sample(make_source(), HOLDOUT_SYMBOLS, seed=DATA_SEED + 2)
+    holdout_bpb = model.run(stream, ORDER, len(stream), "eval")
+    print(f"holdout evaluation of {artifact}: {len(stream) - ORDER} symbols")
+    print("---")
+    print(f"val_bpb:          {holdout_bpb:.6f}")
+    print(f"training_seconds: {0.0:.1f}")
+    print(f"total_seconds:    {time.time() - t0:.1f}")
+    print(f"peak_vram_mb:     {peak_rss_mb():.1f}")
+    print(f"depth:            {ORDER}", flush=True)
+
+
 def main():
     global TRAIN_SYMBOLS, VAL_SYMBOLS
+    if os.environ.get("EXPCTL_EVALUATE") == "holdout":
+        return evaluate_holdout(os.environ["EXPCTL_MODEL_ARTIFACT"])
     t0 = time.time()
     load_config()
     check_knobs()

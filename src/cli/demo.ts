@@ -3,12 +3,21 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Client } from '@temporalio/client';
 import { execa } from 'execa';
+import type { Catalog } from '../catalog/catalog.js';
+import { addShard } from '../client/datasets.js';
 import { submitExperiment } from '../client/experiments.js';
+import { startPromotion } from '../client/promotions.js';
+import { datasetVersionWorkflowId } from '../domain/datasets.js';
+import { DEFAULT_APPROVAL_TIMEOUT_MS } from '../domain/promotion.js';
+import type { datasetVersionWorkflow } from '../workflows/dataset-version.js';
 import type { Category } from '../domain/request.js';
 import type { ExperimentResult } from '../domain/experiment.js';
 import { formatTable } from './output.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../examples/ngram/', import.meta.url));
+/** The example's dataset and model names. */
+const DATASET = 'ngram';
+const MODEL = 'ngram-lm';
 
 interface Idea {
   hypothesis: string;
@@ -37,10 +46,67 @@ async function git(repo: string, ...args: string[]): Promise<string> {
 }
 
 /**
- * What `npm start` runs once the stack is up: the agent loop, played by expctl itself — edit,
- * commit, `run`, then keep the commit or `git reset` as the decision says — and the leaderboard.
+ * A data producer's delivery: prepare.py writes the example's data as four shards, delivered out
+ * of order and one of them twice; the version seals when all four are in and runs its gates.
  */
-export async function runDemo(client: Client, options: { home: string; signal?: AbortSignal }): Promise<void> {
+async function deliverData(client: Client, dir: string): Promise<number> {
+  await execa('python3', [path.join(EXAMPLE, 'prepare.py'), dir, '--shards', '4'], { cwd: EXAMPLE });
+  const files = (await fs.readdir(dir)).filter((f) => f.endsWith('.jsonl')).sort();
+  const deliveries = [];
+  for (const index of [2, 0, 2, 3, 1]) {
+    const file = path.join(dir, files[index]!);
+    const declaredSha256 = (await fs.readFile(`${file}.sha256`, 'utf8')).trim();
+    const added = await addShard(client, {
+      dataset: DATASET,
+      file,
+      shardIndex: index,
+      shardCount: files.length,
+      declaredSha256,
+    });
+    deliveries.push(`${index}:${added.outcome}`);
+    if (index === 1) {
+      const outcome = await client.workflow
+        .getHandle<typeof datasetVersionWorkflow>(datasetVersionWorkflowId(DATASET, added.version))
+        .result();
+      const gates = outcome.gates.map((g) => `${g.gate} ${g.passed ? 'passed' : `failed (${g.code})`}`).join(', ');
+      console.log(
+        `Data: shards delivered as ${deliveries.join(' ')} → ${DATASET}@${added.version} ${outcome.status}: ${gates}`,
+      );
+      return added.version;
+    }
+  }
+  throw new Error('unreachable: shard 1 is delivered last');
+}
+
+/** The best kept run's model goes to MODEL@staging: integrity, a holdout evaluation on the fleet, the alias. */
+async function promoteBest(client: Client, catalog: Catalog, experimentId: string): Promise<void> {
+  const started = await startPromotion(client, catalog, {
+    experimentId,
+    model: MODEL,
+    alias: 'staging',
+    approvalTimeoutMs: DEFAULT_APPROVAL_TIMEOUT_MS,
+  });
+  if ('refusal' in started) {
+    console.log(`\nPromotion of ${experimentId} refused: ${started.refusal.code}: ${started.refusal.reason}`);
+    return;
+  }
+  const result = await started.handle.result();
+  console.log(
+    `\nPromotion ${started.promotionId}: ${result.status} (${result.code}): ${result.reason}` +
+      (result.version !== null ? ` → ${MODEL}@staging is version ${result.version}` : ''),
+  );
+}
+
+/**
+ * What `npm start` runs once the stack is up: a dataset version delivered shard by shard; the
+ * agent loop, played by expctl itself — edit, commit, `run` on the newest passed version, then
+ * keep the commit or `git reset` as the decision says; the leaderboard; and the best model
+ * promoted through its gates.
+ */
+export async function runDemo(
+  client: Client,
+  options: { home: string; catalog: Catalog; signal?: AbortSignal },
+): Promise<void> {
   const tag = `demo-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}`;
   const repo = path.join(options.home, 'demo', tag);
   await fs.mkdir(repo, { recursive: true });
@@ -52,8 +118,11 @@ export async function runDemo(client: Client, options: { home: string; signal?: 
   const earlier = await client.workflow.count(`ExpctlTag STARTS_WITH 'demo-'`).catch(() => ({ count: 0 }));
   console.log(`Example campaign ${tag}: ${IDEAS.length} experiments of examples/ngram/train.py in ${repo}`);
   console.log(`(${earlier.count} experiments of earlier campaigns are in the Temporal history.)\n`);
+  const version = await deliverData(client, path.join(options.home, 'demo', `${tag}-data`));
+  console.log(`Every run reads ${DATASET}@latest, pinned to version ${version} when it starts.\n`);
 
   const rows: (string | number | null)[][] = [];
+  let best: { experimentId: string; metric: number } | null = null;
   for (const [i, idea] of IDEAS.entries()) {
     if (options.signal?.aborted) return; // the stack is stopping
     if (i > 0) {
@@ -67,6 +136,7 @@ export async function runDemo(client: Client, options: { home: string; signal?: 
       category: idea.category,
       command: ['python3', 'train.py', '--config', 'config.json'],
       configPath: 'config.json',
+      datasets: [`${DATASET}@latest`],
       repo,
       commit,
       timeBudgetSeconds: 60,
@@ -76,6 +146,8 @@ export async function runDemo(client: Client, options: { home: string; signal?: 
     console.log(
       `  ${experimentId}  ${result.status.padEnd(14)} ${(result.decision ?? '-').padEnd(7)} ${result.metric?.toFixed(6) ?? '   -    '}  ${idea.hypothesis}${result.near_miss ? '  (near miss)' : ''}`,
     );
+    if (result.decision === 'keep' && (best === null || result.metric! < best.metric))
+      best = { experimentId, metric: result.metric! };
     rows.push([
       commit.slice(0, 7),
       result.metric === null ? null : result.metric.toFixed(6),
@@ -89,7 +161,9 @@ export async function runDemo(client: Client, options: { home: string; signal?: 
   console.log(
     formatTable(['commit', 'val_bpb', 'status', 'description'], [...ranked, ...rows.filter((r) => r[1] === null)]),
   );
+  if (best && !options.signal?.aborted) await promoteBest(client, options.catalog, best.experimentId);
   console.log(
-    `\nTry: expctl show <id>, expctl logs <id>, expctl tag show ${tag}, expctl pool — or open the Web UI and filter by ExpctlTag = '${tag}'.`,
+    `\nTry: expctl show <id>, expctl logs <id>, expctl tag show ${tag}, expctl pool, expctl data versions, ` +
+      `expctl models, expctl lineage ${DATASET}@${version} — or open the Web UI and filter by ExpctlTag = '${tag}'.`,
   );
 }

@@ -186,7 +186,7 @@ export function lineage(source: LineageSource, ref: LineageRef, direction: Direc
     const key = refText(at);
     const facts = describe(source, at);
     const node: LineageNode = { ref: at, relation, children: [], ...facts };
-    if (seen.has(key) || depth > 32) return { ...node, detail: `${node.detail} (shown above)` };
+    if (seen.has(key) || depth > 32) return { ...node, detail: `${node.detail}; shown above` };
     seen.add(key);
     node.children = neighbours(source, at, direction).map((next) => walk(next.ref, next.relation, depth + 1));
     return node;

@@ -1,34 +1,28 @@
-import crypto from 'node:crypto';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { preparePromotionFrom } from '../../activities/promotion.js';
 import { ModelCatalog } from '../../catalog/models.js';
 import { signAs } from '../../client/sign.js';
+import { idSuffix, startPromotion } from '../../client/promotions.js';
 import {
   ALIASES,
   DEFAULT_ALIAS,
   DEFAULT_APPROVAL_TIMEOUT_MS,
-  DEFAULT_REGRESSION_THRESHOLD,
   isPromotionId,
   MODEL_NAME_PATTERN,
   MODEL_NAME_TEXT,
   parseDuration,
   promotionExitCode,
-  promotionWorkflowId,
 } from '../../domain/promotion.js';
 import { CONTROL_TASK_QUEUE } from '../../shared/constants.js';
 import { SA } from '../../shared/search-attributes.js';
 import { connectClient } from '../../temporal/connection.js';
 import {
   decidePromotionUpdate,
-  promotionContent,
   promotionStateQuery,
   rollbackTarget,
-  type PromotionInput,
   type PromotionResult,
   type PromotionSnapshot,
 } from '../../workflows/promotion-definitions.js';
-import { promotionWorkflow } from '../../workflows/promotion.js';
 import { rollbackWorkflow } from '../../workflows/rollback.js';
 import { requireCatalog } from '../catalog-file.js';
 import { CliError, formatTable, printJson, safeText, wantsJson } from '../output.js';
@@ -48,12 +42,6 @@ function checkAlias(alias: string): string {
     throw new CliError(`--alias ${JSON.stringify(safeText(alias))}: one of ${ALIASES.join(', ')}`);
   return alias;
 }
-/** A fresh suffix: time-ordered, then random (like an experiment ID's). */
-function suffix(now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
-  return `${stamp}-${crypto.randomBytes(3).toString('hex')}`;
-}
-
 /** A refusal or failure, as the CLI's error (JSON on stdout with --json, exit code as given). */
 function fail(options: { json?: boolean }, error: string, message: string, exitCode: number): never {
   if (wantsJson(options)) printJson({ error, message });
@@ -90,43 +78,20 @@ export async function promoteCommand(experimentId: string, options: PromoteOptio
     );
   const evalCommand =
     options.evalCommand === undefined ? undefined : splitCommandLine('--eval-command', options.evalCommand);
-  const prepared = preparePromotionFrom(requireCatalog(), {
+  const client = await connectClient();
+  const started = await startPromotion(client, requireCatalog(), {
     experimentId,
     model,
     alias,
     ...(options.artifact !== undefined ? { artifact: options.artifact } : {}),
-  });
-  if ('refusal' in prepared)
-    fail(options, prepared.refusal.code, `${experimentId}: ${prepared.refusal.reason}`, REFUSED_EXIT_CODE);
-  const promotionId = promotionWorkflowId(model, suffix());
-  const request = promotionContent({
-    promotionId,
-    model,
-    alias,
-    experimentId,
-    ...(options.artifact !== undefined ? { artifact: options.artifact } : {}),
-    threshold: options.threshold ?? DEFAULT_REGRESSION_THRESHOLD,
+    ...(options.threshold !== undefined ? { threshold: options.threshold } : {}),
     approval: options.approval === true,
     approvalTimeoutMs,
     ...(evalCommand !== undefined ? { evalCommand } : {}),
   });
-  const input: PromotionInput = {
-    ...request,
-    requestedAt: new Date().toISOString(),
-    authorization: signAs('promote', promotionId, request),
-  };
-  const client = await connectClient();
-  const handle = await client.workflow.start(promotionWorkflow, {
-    workflowId: promotionId,
-    taskQueue: CONTROL_TASK_QUEUE,
-    args: [input],
-    workflowIdReusePolicy: 'REJECT_DUPLICATE',
-    typedSearchAttributes: [
-      { key: SA.model, value: model },
-      { key: SA.alias, value: alias },
-      { key: SA.status, value: 'running' },
-    ],
-  });
+  if ('refusal' in started)
+    fail(options, started.refusal.code, `${experimentId}: ${started.refusal.reason}`, REFUSED_EXIT_CODE);
+  const { promotionId, handle } = started;
   if (options.detach) {
     if (wantsJson(options)) return printJson({ promotion_id: promotionId, model, alias, experiment_id: experimentId });
     console.log(promotionId);
@@ -190,7 +155,7 @@ export async function rollbackCommand(
 ): Promise<void> {
   checkModel(model);
   const alias = checkAlias(options.alias);
-  const requestId = `expctl-rollback-${model}-${alias}-${suffix()}`;
+  const requestId = `expctl-rollback-${model}-${alias}-${idSuffix()}`;
   const content = { requestId, model, alias, reason: options.reason ?? null };
   const client = await connectClient();
   let result;
