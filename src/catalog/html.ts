@@ -1,6 +1,8 @@
 import type { TerminalStatus } from '../domain/experiment.js';
 import { resultKind } from '../domain/outcome.js';
 import { scrubText } from '../domain/redact.js';
+import type { DatasetRecords, DatasetVersionRow } from './datasets.js';
+import type { modelReport } from './models.js';
 import type { ExperimentRecord } from './record.js';
 import { resultRuns, summarize } from './reports.js';
 
@@ -14,12 +16,82 @@ const escape = (text: string) =>
     (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
   );
 
+/** The fleet-wide part of a report: dataset versions and their gates, models and their promotions. */
+export interface ReportExtras {
+  versions: DatasetVersionRow[];
+  gates: ReturnType<DatasetRecords['gateStats']>;
+  models: ReturnType<typeof modelReport>[];
+}
+
+function dataSection(extras: ReportExtras): string {
+  const versions = extras.versions
+    .map(
+      (v) =>
+        `<tr><td>${escape(v.dataset)}@${v.version}</td><td class="${v.status}">${v.status}</td><td>${v.arrivedShards}/${v.expectedShards}</td><td>${v.records ?? '-'}</td><td>${escape(v.sealReason ?? '-')}</td><td>${escape(v.decidedAt ?? '-')}</td></tr>`,
+    )
+    .join('\n');
+  const gates = extras.gates
+    .map(
+      (g) =>
+        `<tr><td>${g.day}</td><td>${escape(g.gate)}</td><td>${g.checked}</td><td>${percent(g.passRate)}</td><td>${
+          Object.entries(g.failures)
+            .map(([code, n]) => `<code>${escape(code)}</code>×${n}`)
+            .join(', ') || '-'
+        }</td></tr>`,
+    )
+    .join('\n');
+  return `<h2>Data</h2>
+<table id="dataset-versions"><tr><th>version</th><th>status</th><th>shards</th><th>records</th><th>sealed by</th><th>decided</th></tr>
+${versions}
+</table>
+<h3>Gate pass rates by day</h3>
+<table id="gates"><tr><th>day</th><th>gate</th><th>checked</th><th>pass rate</th><th>failure codes</th></tr>
+${gates}
+</table>`;
+}
+
+function modelsSection(extras: ReportExtras): string {
+  const rows = extras.models
+    .flatMap((m) =>
+      m.versions.map((v) => {
+        const aliases = Object.entries(m.aliases)
+          .filter(([, held]) => held === v.version)
+          .map(([alias]) => alias);
+        const versus =
+          v.incumbent_version === null ? 'first' : `v${v.incumbent_version} (${v.incumbent_metric ?? '-'})`;
+        return `<tr><td>${escape(m.model)}@${v.version}</td><td>${escape(aliases.join(', ') || '-')}</td><td><code>${escape(v.experiment_id)}</code></td><td>${v.holdout_metric ?? '-'}</td><td>${escape(versus)}</td><td>${v.threshold ?? '-'}</td><td>${escape(v.approved_by ?? '-')}</td></tr>`;
+      }),
+    )
+    .join('\n');
+  const events = extras.models
+    .flatMap((m) => [
+      ...m.alias_history
+        .filter((move) => move.kind === 'rollback')
+        .map(
+          (move) =>
+            `<li>${escape(m.model)}: rollback of ${escape(move.alias)} v${move.previous_version} → v${move.version} by ${escape(move.by)} at ${escape(move.at)}</li>`,
+        ),
+      ...m.promotions
+        .filter((p) => p.status !== 'promoted')
+        .map(
+          (p) =>
+            `<li>${escape(m.model)}@${escape(p.alias)}: <code>${escape(p.experiment_id)}</code> ${escape(p.status)}${p.code ? ` (<code>${escape(p.code)}</code>)` : ''}</li>`,
+        ),
+    ])
+    .join('\n');
+  return `<h2>Models</h2>
+<table id="models"><tr><th>version</th><th>aliases</th><th>experiment</th><th>holdout metric</th><th>compared with</th><th>threshold</th><th>approved by</th></tr>
+${rows}
+</table>
+<ul id="promotion-events">${events}</ul>`;
+}
+
 /**
  * One self-contained HTML page for a tag: progression chart (kept runs as a staircase, discarded
  * and crashed runs as dots), leaderboard and category table. No external assets; the chart is
  * drawn in the browser from the data embedded in the page.
  */
-export function tagReportHtml(tag: string, records: Listed[]): string {
+export function tagReportHtml(tag: string, records: Listed[], extras?: ReportExtras): string {
   const summary = summarize(tag, records);
   const runs = resultRuns(records);
   const direction = runs[0]?.metricDirection ?? 'minimize';
@@ -49,7 +121,7 @@ export function tagReportHtml(tag: string, records: Listed[]): string {
 <style>
 body{font:14px system-ui,sans-serif;margin:24px;color:#222}h1{font-size:20px}table{border-collapse:collapse;margin:12px 0}
 td,th{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left}th{background:#f4f4f4}.kpi span{display:inline-block;margin-right:24px}
-svg{border:1px solid #ddd;background:#fff}.keep{fill:#1a7f37}.discard{fill:#999}.crash{fill:#cf222e}
+svg{border:1px solid #ddd;background:#fff}.keep{fill:#1a7f37}.passed{color:#1a7f37}.failed{color:#cf222e}.discard{fill:#999}.crash{fill:#cf222e}
 </style></head><body>
 <h1>Tag ${escape(tag)}: ${escape(metricName)} (${direction === 'minimize' ? 'lower' : 'higher'} is better)</h1>
 <p class="kpi"><span>${summary.runs} runs</span>
@@ -67,6 +139,8 @@ ${rows}
 <table id="categories"><tr><th>category</th><th>runs</th><th>kept</th><th>keep rate</th></tr>
 ${categoryRows}
 </table>
+${extras ? dataSection(extras) : ''}
+${extras ? modelsSection(extras) : ''}
 <script id="data" type="application/json">${JSON.stringify({ points, direction }).replace(/</g, '\\u003c')}</script>
 <script>
 (function () {

@@ -298,3 +298,58 @@ export class ModelCatalog {
     return run.immediate();
   }
 }
+
+/** The versions, aliases and evidence of one model (or every model). */
+export function modelReport(models: ModelCatalog, model: string) {
+  const promotions = models.promotions(model);
+  const moves = models.aliasMoves(model);
+  return {
+    model,
+    aliases: models.aliases(model),
+    versions: models.versions(model).map((v) => {
+      const promotion = promotions.find((p) => p.id === v.promotionId);
+      return {
+        version: v.version,
+        experiment_id: v.experimentId,
+        artifact: { path: v.artifactPath, sha256: v.artifactSha256 },
+        holdout_experiment_id: v.holdoutExperimentId,
+        holdout_metric: v.holdoutMetric,
+        metric_name: v.metricName,
+        direction: v.direction,
+        promotion_id: v.promotionId,
+        incumbent_version: promotion?.incumbentVersion ?? null,
+        incumbent_metric: promotion?.incumbentMetric ?? null,
+        threshold: promotion?.threshold ?? null,
+        requested_by: promotion?.requestedBy ?? null,
+        approved_by: promotion?.approvalRequired ? promotion.decidedBy : null,
+        created_at: v.createdAt,
+      };
+    }),
+    alias_history: moves.map((m) => ({
+      alias: m.alias,
+      kind: m.kind,
+      version: m.version,
+      previous_version: m.previousVersion,
+      at: m.at,
+      by: m.by,
+      promotion_id: m.kind === 'promote' ? m.promotionId : null,
+      rollback_id: m.kind === 'rollback' ? m.promotionId : null,
+      reason: m.reason,
+    })),
+    promotions: promotions.map((p) => ({
+      promotion_id: p.id,
+      alias: p.alias,
+      experiment_id: p.experimentId,
+      status: p.status,
+      code: p.code,
+      candidate_metric: p.candidateMetric,
+      incumbent_version: p.incumbentVersion,
+      incumbent_metric: p.incumbentMetric,
+      threshold: p.threshold,
+      requested_by: p.requestedBy,
+      decided_by: p.decidedBy,
+      started_at: p.startedAt,
+      ended_at: p.endedAt,
+    })),
+  };
+}

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import { execa } from 'execa';
 import { tagReportHtml } from '../../catalog/html.js';
+import { ModelCatalog, modelReport } from '../../catalog/models.js';
 import { bestKept, diffRecords, resultRuns, summarize, toRunSummary } from '../../catalog/reports.js';
 import { parseColumns, resultsTsv } from '../../catalog/tsv.js';
 import { CATEGORIES } from '../../domain/request.js';
@@ -190,7 +191,12 @@ export async function reportCommand(
       return;
     }
     case 'html': {
-      const html = tagReportHtml(tag(), catalog.list({ tag: tag() }));
+      const models = new ModelCatalog(catalog.db);
+      const html = tagReportHtml(tag(), catalog.list({ tag: tag() }), {
+        versions: catalog.datasets.versions(),
+        gates: catalog.datasets.gateStats({}),
+        models: models.models().map((name) => modelReport(models, name)),
+      });
       const out = options.out ?? `expctl-${tag()}.html`;
       await fs.writeFile(out, html);
       console.log(out);
