@@ -40,6 +40,10 @@ export function createRunStatusActivities(deps: RunStatusDeps) {
       const files = runFiles(deps.workDir, experimentId);
       const pid = Number(await fs.readFile(files.pidFile, 'utf8').catch(() => ''));
       if (Number.isInteger(pid) && pid > 0 && processAlive(pid)) return { state: 'running', supervisorPid: pid };
+      // Still being prepared by a live worker (commit, data, setup): its train task can be followed again.
+      const preparer = Number(await fs.readFile(files.preparing, 'utf8').catch(() => ''));
+      if (Number.isInteger(preparer) && preparer > 0 && processAlive(preparer))
+        return { state: 'running', supervisorPid: null };
       const exited = await fs.access(files.exit).then(
         () => true,
         () => false,

@@ -184,14 +184,17 @@ export function createTrainingActivities(deps: TrainingDeps) {
           );
       };
       await requireLease();
-      // Heartbeats from the first moment: fetching the commit, laying data out and setup take a
-      // while on a loaded host, and a silent task would be taken for a lost worker.
-      const preparing = setInterval(() => ctx.heartbeat(preparationHeartbeat(request)), heartbeatIntervalMs);
-      let started;
-      try {
-        started = await (async () => {
-          const files = runFiles(deps.workDir, experimentId);
-          await fs.mkdir(files.artifacts, { recursive: true, mode: PRIVATE_DIR_MODE });
+      // The run is this worker's from the first moment, not only once its process exists: fetching
+      // the commit, laying data out and setup take a while on a loaded host. The watch heartbeats
+      // throughout, the host answers `preparing` if asked, and a re-attached task follows it.
+      const files = runFiles(deps.workDir, experimentId);
+      await fs.mkdir(files.artifacts, { recursive: true, mode: PRIVATE_DIR_MODE });
+      await fs.writeFile(files.preparing, String(process.pid), PRIVATE_FILE);
+      let watch: RunWatch | undefined;
+      let canceled = false;
+      const cancelSetup = new AbortController();
+      const prepared = (async () => {
+        const started = await (async () => {
           // An earlier attempt's result on this host is not this attempt's.
           for (const file of [files.outcome, files.exit, files.started, files.record])
             await fs.rm(file, { force: true });
@@ -238,7 +241,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
               env,
               timeoutSeconds: request.setupTimeoutSeconds,
               killAfterMs,
-              signal: ctx.cancellationSignal,
+              signal: cancelSetup.signal,
             });
             if (!result.ok) {
               await removeWorktree(repo, files.tree);
@@ -266,9 +269,14 @@ export function createTrainingActivities(deps: TrainingDeps) {
 
           // The lease may have gone while the run was prepared (this attempt given up as lost, the
           // run re-placed): the last moment to find out before a second copy of it starts.
-          if (ctx.cancellationSignal.aborted)
-            throw new CancelledFailure(`the train task of ${experimentId} was canceled before its start`);
-          await requireLease();
+          if (canceled) {
+            await removeWorktree(repo, files.tree);
+            throw new CancelledFailure(`canceled before the training of ${experimentId} started`);
+          }
+          await requireLease().catch(async (error: unknown) => {
+            await removeWorktree(repo, files.tree);
+            throw error;
+          });
           const run = await startRun({
             experimentId,
             support: await containmentSupport(),
@@ -298,22 +306,28 @@ export function createTrainingActivities(deps: TrainingDeps) {
           };
           await writeJsonFile(files.record, record);
           return { outcome: undefined, run, record, clock, runSecrets };
-        })();
-      } finally {
-        clearInterval(preparing);
-      }
-      if (started.outcome) return started.outcome;
-      const { run, record, clock, runSecrets } = started;
+        })().finally(() => fs.rm(files.preparing, { force: true }));
+        if (started.outcome) return started.outcome;
+        const { run, record, clock, runSecrets } = started;
+        watch = watchRun(run, record, clock, {
+          workDir: deps.workDir,
+          killAfterMs,
+          heartbeatIntervalMs,
+          secretValues: [...runSecrets, ...workerSecretValues()],
+        });
+        if (canceled) watch.cancel();
+        return watch.outcome;
+      })();
       return follow(
-        register(
-          experimentId,
-          watchRun(run, record, clock, {
-            workDir: deps.workDir,
-            killAfterMs,
-            heartbeatIntervalMs,
-            secretValues: [...runSecrets, ...workerSecretValues()],
-          }),
-        ),
+        register(experimentId, {
+          outcome: prepared,
+          latest: () => watch?.latest() ?? preparationHeartbeat(request),
+          cancel: () => {
+            canceled = true;
+            cancelSetup.abort();
+            watch?.cancel();
+          },
+        }),
       );
     },
 

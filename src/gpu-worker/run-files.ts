@@ -15,6 +15,8 @@ export function runFiles(workDir: string, experimentId: string) {
     artifacts: path.join(dir, 'artifacts'),
     patch: path.join(dir, 'commit.patch'),
     pidFile: path.join(dir, 'supervisor.pid'),
+    /** The worker's pid while it prepares the run (commit, data, setup), before any supervisor exists. */
+    preparing: path.join(dir, 'preparing.pid'),
     /** The finished run's TrainingOutcome, written before the activity reports it. */
     outcome: path.join(dir, 'outcome.json'),
     /** How the training process ended, written by its supervisor before it reports it. */
