@@ -7,11 +7,9 @@
  * experiment starts) or `NAME@V` (exactly version V, which must have passed).
  */
 
-/** A dataset's name: letters, digits, "_", "." or "-", starting with a letter or digit. */
-export const DATASET_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-export const DATASET_NAME_TEXT = 'letters, digits, "_", "." or "-" (at most 64, starting with a letter or digit)';
+import { DATASET_NAME_PATTERN } from './datasets.js';
 
-const VERSIONED_REF = /^([A-Za-z0-9][A-Za-z0-9_.-]{0,63})@(latest|[1-9][0-9]{0,8})$/;
+const VERSIONED_REF = /^([^@]+)@(latest|[1-9][0-9]{0,8})$/;
 
 export type DatasetRef =
   | { kind: 'path'; ref: string }
@@ -19,13 +17,13 @@ export type DatasetRef =
 
 export function parseDatasetRef(ref: string): DatasetRef {
   const match = VERSIONED_REF.exec(ref);
-  if (!match) return { kind: 'path', ref };
+  if (!match || !DATASET_NAME_PATTERN.test(match[1]!)) return { kind: 'path', ref };
   const [, dataset, version] = match as unknown as [string, string, string];
   return { kind: 'version', ref, dataset, version: version === 'latest' ? 'latest' : Number(version) };
 }
 
 export function isVersionedRef(ref: string): boolean {
-  return VERSIONED_REF.test(ref);
+  return parseDatasetRef(ref).kind === 'version';
 }
 
 /** One shard of a pinned version, as the worker needs it to lay the version out. */

@@ -111,13 +111,6 @@ export function parseDatasetVersionWorkflowId(id: string): { dataset: string; ve
   return { dataset: match[1]!, version: Number(match[2]) };
 }
 
-/** `NAME@V` (as `data show` takes it), or null. */
-export function parseDatasetRef(ref: string): { dataset: string; version: number } | null {
-  const match = /^([^@]+)@(\d+)$/.exec(ref);
-  if (!match || !DATASET_NAME_PATTERN.test(match[1]!) || Number(match[2]) < 1) return null;
-  return { dataset: match[1]!, version: Number(match[2]) };
-}
-
 /** Where the content-addressed store keeps an object: `<dataDir>/objects/<sha256>`. */
 export function shardObjectPath(dataDir: string, sha256: string): string {
   if (!SHA256_PATTERN.test(sha256)) throw new Error(`not a sha256 hex digest: ${JSON.stringify(sha256)}`);
@@ -144,28 +137,6 @@ export function isIgnoredFileName(fileName: string): boolean {
   return (
     fileName.startsWith('.') || /\.(tmp|part|partial|crdownload|sha256)$/i.test(fileName) || fileName.endsWith('~')
   );
-}
-
-/** A duration such as "30m", "90s", "2h", "1d" or "500ms", in milliseconds. */
-export function parseDuration(raw: string): number {
-  const match = /^(\d+)(ms|s|m|h|d)$/.exec(raw);
-  if (!match) throw new Error(`expected a duration such as 30s, 30m, 2h or 1d, got ${JSON.stringify(raw)}`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
-  const ms = Number(match[1]) * unit;
-  if (!(ms > 0) || !Number.isSafeInteger(ms)) throw new Error(`duration ${JSON.stringify(raw)} must be greater than 0`);
-  return ms;
-}
-
-/** Milliseconds as the largest whole unit: 1800000 → "30m". */
-export function formatDuration(ms: number): string {
-  for (const [unit, size] of [
-    ['d', 86_400_000],
-    ['h', 3_600_000],
-    ['m', 60_000],
-    ['s', 1000],
-  ] as const)
-    if (ms % size === 0) return `${ms / size}${unit}`;
-  return `${ms}ms`;
 }
 
 /** A version as the dataset's workflow tracks it. */

@@ -170,16 +170,6 @@ export function rollbackTarget(moves: readonly AliasMove[]): { from: number; to:
   return { from: stack[stack.length - 1]!, to: stack[stack.length - 2]! };
 }
 
-/** A promotion's duration limit in words → milliseconds: `90s`, `30m`, `1h`, `2d`, or plain seconds. */
-export function parseDuration(raw: string): number | null {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw.trim());
-  if (!match) return null;
-  const value = Number(match[1]);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] ?? 's']!;
-  const ms = Math.round(value * unit);
-  return ms > 0 ? ms : null;
-}
-
 /** What a kept experiment must have to be promoted; the first problem found, or null. */
 export function candidateRefusal(
   record: {

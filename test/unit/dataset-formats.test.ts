@@ -1,3 +1,4 @@
+import { formatDuration, parseDuration } from '../../src/domain/duration.js';
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
@@ -12,11 +13,8 @@ import {
 } from '../../src/domain/dataset-formats.js';
 import {
   datasetVersionWorkflowId,
-  formatDuration,
   isIgnoredFileName,
-  parseDatasetRef,
   parseDatasetVersionWorkflowId,
-  parseDuration,
   parseShardFileName,
   shardObjectPath,
 } from '../../src/domain/datasets.js';
@@ -104,8 +102,6 @@ describe('dataset names and paths', () => {
     expect(datasetVersionWorkflowId('train', 3)).toBe('expctl-dataset-train-v3');
     expect(parseDatasetVersionWorkflowId('expctl-dataset-my-v2-v3')).toEqual({ dataset: 'my-v2', version: 3 });
     expect(parseDatasetVersionWorkflowId('expctl-tag-x')).toBeNull();
-    expect(parseDatasetRef('train@3')).toEqual({ dataset: 'train', version: 3 });
-    expect(parseDatasetRef('train@0')).toBeNull();
     expect(parseDuration('30m')).toBe(1_800_000);
     expect(parseDuration('500ms')).toBe(500);
     expect(() => parseDuration('30')).toThrow(/expected a duration/);

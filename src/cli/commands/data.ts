@@ -1,3 +1,5 @@
+import { parseDatasetRef } from '../../domain/dataset-refs.js';
+import { formatDuration, parseDuration } from '../../domain/duration.js';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -7,11 +9,8 @@ import {
   DATA_REFUSAL_EXIT_CODE,
   DATASET_NAME_PATTERN,
   DATASET_NAME_TEXT,
-  formatDuration,
   isIgnoredFileName,
   LATE_POLICIES,
-  parseDatasetRef,
-  parseDuration,
   parseShardFileName,
   SHA256_PATTERN,
   type AddShardResult,
@@ -275,8 +274,10 @@ export function dataVersionsCommand(dataset: string | undefined, options: { json
 }
 
 export function dataShowCommand(ref: string, options: { json?: boolean }): void {
-  const parsed = parseDatasetRef(ref);
-  if (!parsed) throw new CliError(`"${safeText(ref)}": expected NAME@VERSION, e.g. train@3`, 2);
+  const reference = parseDatasetRef(ref);
+  if (reference.kind !== 'version' || reference.version === 'latest')
+    throw new CliError(`"${safeText(ref)}": expected NAME@VERSION, e.g. train@3`, 2);
+  const parsed = { dataset: reference.dataset, version: reference.version };
   const records = requireCatalog().datasets;
   const row = records.versions(parsed.dataset).find((v) => v.version === parsed.version);
   if (!row) throw new CliError(`no dataset version ${parsed.dataset}@${parsed.version} in the catalog`);

@@ -20,6 +20,8 @@ import { parseRunFlags, problemAsFlag, type RawRunOptions } from '../parse.js';
 import { followProgress } from '../progress.js';
 import { parseDatasetVersionWorkflowId } from '../../domain/datasets.js';
 import { dataShowCommand } from './data.js';
+import { promotionShowCommand } from './promotion.js';
+import { isPromotionId } from '../../domain/promotion.js';
 
 /** A refusal before anything was submitted, in the same shape an agent reads for every run. */
 function refusal(tag: string | undefined, reason: string, metricName: string): ExperimentResult {
@@ -208,6 +210,7 @@ export async function showCommand(id: string, options: { json?: boolean }): Prom
   // A dataset version's workflow id (expctl-dataset-NAME-vV) shows that version.
   const datasetVersion = parseDatasetVersionWorkflowId(id);
   if (datasetVersion) return dataShowCommand(`${datasetVersion.dataset}@${datasetVersion.version}`, options);
+  if (isPromotionId(id)) return promotionShowCommand(id, options);
   const client = await connectClient();
   const record = existingCatalog()?.get(id);
   let snapshot: ExperimentSnapshot | undefined;

@@ -1,3 +1,4 @@
+import { parseDuration } from '../../domain/duration.js';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { ModelCatalog, modelReport } from '../../catalog/models.js';
@@ -10,7 +11,6 @@ import {
   isPromotionId,
   MODEL_NAME_PATTERN,
   MODEL_NAME_TEXT,
-  parseDuration,
   promotionExitCode,
 } from '../../domain/promotion.js';
 import { CONTROL_TASK_QUEUE } from '../../shared/constants.js';
@@ -70,12 +70,14 @@ export interface PromoteOptions {
 export async function promoteCommand(experimentId: string, options: PromoteOptions): Promise<void> {
   const model = checkModel(options.model);
   const alias = checkAlias(options.alias ?? DEFAULT_ALIAS);
-  const approvalTimeoutMs =
-    options.approvalTimeout === undefined ? DEFAULT_APPROVAL_TIMEOUT_MS : parseDuration(options.approvalTimeout);
-  if (approvalTimeoutMs === null)
-    throw new CliError(
-      `--approval-timeout ${safeText(options.approvalTimeout)}: a duration such as 90s, 30m, 1h or 2d`,
-    );
+  let approvalTimeoutMs = DEFAULT_APPROVAL_TIMEOUT_MS;
+  if (options.approvalTimeout !== undefined) {
+    try {
+      approvalTimeoutMs = parseDuration(options.approvalTimeout);
+    } catch (error) {
+      throw new CliError(`--approval-timeout: ${(error as Error).message}`);
+    }
+  }
   const evalCommand =
     options.evalCommand === undefined ? undefined : splitCommandLine('--eval-command', options.evalCommand);
   const client = await connectClient();
