@@ -54,6 +54,8 @@ export interface GpuWorkerHandle {
   slots: Slot[];
   /** Resolves when every poller has stopped. */
   run(): Promise<void>;
+  /** Resolves once the pool has this host online (after run() started); rejects if the pool refused it. */
+  registered(): Promise<void>;
   shutdown(): Promise<void>;
 }
 
@@ -161,9 +163,17 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
     }
   };
 
+  let registration$: Promise<void> | undefined;
+  let markRegistered = () => {};
+  const started = new Promise<void>((resolve) => (markRegistered = resolve));
+
   return {
     host,
     slots: discovery.slots,
+    async registered() {
+      await started;
+      await registration$;
+    },
     async run() {
       const running = Promise.all(workers.map((worker) => worker.run()));
       // Pollers first, then registration: the pool only hands out slots somebody is polling.
@@ -186,7 +196,9 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
       }, options.poolHeartbeatMs ?? 10_000);
       // A refused registration stops the worker with the pool's reason.
       let refusal: Error | undefined;
-      void accepted().catch((error: Error) => {
+      registration$ = accepted();
+      markRegistered();
+      void registration$.catch((error: Error) => {
         refusal = error;
         clearInterval(heartbeat);
         for (const worker of workers) if (worker.getState() === 'RUNNING') worker.shutdown();

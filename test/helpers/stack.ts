@@ -163,6 +163,8 @@ export async function startStack(options: {
     });
     running.push(handle.run());
     gpuWorkers.push(handle);
+    // Ready when the pool has it: a request submitted before that is refused (no slot registered).
+    await handle.registered();
     return handle;
   };
   const stack: TestStack = {
