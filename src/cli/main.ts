@@ -6,6 +6,7 @@ import {
   DEFAULT_SETUP_TIMEOUT_SECONDS,
   DEFAULT_TIME_BUDGET_SECONDS,
   KILL_LIMIT_FACTOR,
+  MIN_KILL_HEADROOM_SECONDS,
 } from '../domain/limits.js';
 import type { RawRunOptions } from './parse.js';
 import { authInitCommand, authIssueCommand, authRevokeCommand, authWhoamiCommand } from './commands/auth.js';
@@ -125,7 +126,7 @@ program
   )
   .option(
     '--timeout <seconds>',
-    `kill limit counted from the training process start (default ${KILL_LIMIT_FACTOR} x the budget)`,
+    `kill limit counted from the training process start (default ${KILL_LIMIT_FACTOR} x the budget, at least the budget + ${MIN_KILL_HEADROOM_SECONDS} s)`,
     occurrences,
   )
   .option(

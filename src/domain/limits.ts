@@ -15,9 +15,21 @@ export const DEFAULT_SETUP_TIMEOUT_SECONDS = 900;
 /** A run whose worker is lost is placed again this often (on a healthy slot) before it ends worker_lost. */
 export const DEFAULT_MAX_REPLACEMENTS = 1;
 
-/** The kill limit of a run: `--timeout`, else KILL_LIMIT_FACTOR x the training budget; counted from the training process's start. */
+/**
+ * Startup and evaluation take about the same time whatever the budget: a short budget still gets
+ * this much beyond it before the default kill (a 6 s smoke run on a loaded host is not a hang).
+ */
+export const MIN_KILL_HEADROOM_SECONDS = 60;
+
+/**
+ * The kill limit of a run, counted from the training process's start: `--timeout`, else
+ * KILL_LIMIT_FACTOR x the training budget, and at least the budget + MIN_KILL_HEADROOM_SECONDS.
+ */
 export function killLimitSeconds(request: { timeBudgetSeconds: number; timeoutSeconds?: number | undefined }): number {
-  return request.timeoutSeconds ?? KILL_LIMIT_FACTOR * request.timeBudgetSeconds;
+  return (
+    request.timeoutSeconds ??
+    Math.max(KILL_LIMIT_FACTOR * request.timeBudgetSeconds, request.timeBudgetSeconds + MIN_KILL_HEADROOM_SECONDS)
+  );
 }
 
 /**
