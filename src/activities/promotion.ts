@@ -87,14 +87,7 @@ export function createPromotionActivities({ catalog, raiseAlert }: PromotionDeps
     },
 
     /** Compare-and-set of the alias onto the candidate (see ModelCatalog.promote). */
-    async moveAliasToCandidate(input: {
-      model: string;
-      alias: string;
-      expected: number | null;
-      candidate: Omit<ModelVersion, 'version' | 'createdAt' | 'model'>;
-      by: string;
-      promotionId: string;
-    }): Promise<AliasMoveResult> {
+    async moveAliasToCandidate(input: Omit<Parameters<ModelCatalog['promote']>[0], 'at'>): Promise<AliasMoveResult> {
       return models.promote({ ...input, at: new Date().toISOString() });
     },
 

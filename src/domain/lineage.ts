@@ -4,6 +4,9 @@
  * the catalog through a LineageSource; tests answer it from a fixture.
  */
 
+import { DATASET_NAME_PATTERN } from './datasets.js';
+import { MODEL_NAME_PATTERN } from './promotion.js';
+
 export type LineageRef =
   | { kind: 'dataset_version'; dataset: string; version: number }
   | { kind: 'experiment'; id: string }
@@ -15,10 +18,12 @@ export const LINEAGE_REF_TEXT =
 
 /** Reads a reference as the user typed it; null when it is none of the four kinds. */
 export function parseLineageRef(text: string): LineageRef | null {
-  const model = /^model:([A-Za-z0-9][A-Za-z0-9_.-]*)@([1-9][0-9]*)$/.exec(text);
-  if (model) return { kind: 'model_version', model: model[1]!, version: Number(model[2]) };
-  const dataset = /^([A-Za-z0-9][A-Za-z0-9_.-]*)@([1-9][0-9]*)$/.exec(text);
-  if (dataset) return { kind: 'dataset_version', dataset: dataset[1]!, version: Number(dataset[2]) };
+  const model = /^model:([^@]+)@([1-9][0-9]*)$/.exec(text);
+  if (model && MODEL_NAME_PATTERN.test(model[1]!))
+    return { kind: 'model_version', model: model[1]!, version: Number(model[2]) };
+  const dataset = /^([^@:]+)@([1-9][0-9]*)$/.exec(text);
+  if (dataset && DATASET_NAME_PATTERN.test(dataset[1]!))
+    return { kind: 'dataset_version', dataset: dataset[1]!, version: Number(dataset[2]) };
   const artifact = /^(exp-[A-Za-z0-9_.-]+):(.+)$/.exec(text);
   if (artifact) return { kind: 'artifact', experimentId: artifact[1]!, path: artifact[2]! };
   if (/^exp-[A-Za-z0-9_.-]+$/.test(text)) return { kind: 'experiment', id: text };
