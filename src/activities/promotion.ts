@@ -1,6 +1,6 @@
 import { pinRefs } from '../domain/dataset-refs.js';
 import type { Catalog } from '../catalog/catalog.js';
-import { ModelCatalog, type AliasMoveResult, type ModelVersion, type PromotionRecord } from '../catalog/models.js';
+import { ModelCatalog, type AliasMoveResult, type PromotionRecord } from '../catalog/models.js';
 import { REDACTED } from '../domain/redact.js';
 import type { ExperimentRequest } from '../domain/request.js';
 import { candidateRefusal, PROMOTION_CODES, type PromotionCode } from '../domain/promotion.js';
