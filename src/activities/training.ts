@@ -43,6 +43,14 @@ export interface TrainingDeps {
   leaseHeld?: (slotId: string, leaseId: string) => Promise<boolean>;
   /** Where pinned dataset versions are laid out (NAME@V) and the store they come from. */
   datasets?: LayoutRoots;
+  /**
+   * The runs every slot of this host watches, by experiment (one map per worker process, shared by
+   * its slots): a later attempt of an experiment placed on another slot of the same host stops the
+   * earlier one before it touches the run's files.
+   */
+  hostRuns?: Map<string, RunWatch>;
+  /** How often a watched run asks the pool whether its lease still stands (default 5 s). */
+  leaseCheckIntervalMs?: number;
 }
 
 /** What every training heartbeat carries; `expctl run` turns it into a progress bar. */
@@ -87,12 +95,21 @@ export function createTrainingActivities(deps: TrainingDeps) {
   const containmentSupport = () =>
     (support ??= deps.containment ? Promise.resolve(deps.containment) : detectContainment(deps.workDir));
   /** The runs this worker process watches, whether or not an activity follows them now. */
-  const registry = new Map<string, RunWatch>();
+  const registry = deps.hostRuns ?? new Map<string, RunWatch>();
   const register = (experimentId: string, watch: RunWatch) => {
     registry.set(experimentId, watch);
-    void watch.outcome.catch(() => undefined).finally(() => registry.delete(experimentId));
+    void watch.outcome
+      .catch(() => undefined)
+      .finally(() => {
+        if (registry.get(experimentId) === watch) registry.delete(experimentId);
+      });
     return watch;
   };
+  /** What each watch needs to stop a run whose lease the pool no longer holds. */
+  const leaseWatch = (slotId: string, leaseId: string | undefined) =>
+    deps.leaseHeld && leaseId
+      ? { held: () => deps.leaseHeld!(slotId, leaseId), intervalMs: deps.leaseCheckIntervalMs ?? 5000 }
+      : undefined;
 
   /**
    * Heartbeats a watched run's progress until it ends. Only a cancel the workflow asked for kills
@@ -152,7 +169,13 @@ export function createTrainingActivities(deps: TrainingDeps) {
     const secretValues = [...(await readRunSecrets(files.secrets)), ...workerSecretValues()];
     return register(
       experimentId,
-      watchRun(run, record, clock, { workDir: deps.workDir, killAfterMs, heartbeatIntervalMs, secretValues }),
+      watchRun(run, record, clock, {
+        workDir: deps.workDir,
+        killAfterMs,
+        heartbeatIntervalMs,
+        secretValues,
+        lease: leaseWatch(record.slotId ?? deps.slot.slotId, record.leaseId),
+      }),
     );
   };
 
@@ -173,9 +196,15 @@ export function createTrainingActivities(deps: TrainingDeps) {
           `lease for ${input.slot.slotId} reached the worker of ${deps.slot.slotId}`,
         );
       }
-      // The same experiment already running here (a retried task): follow it rather than start it twice.
+      // The same attempt already running here (a retried task): follow it rather than start it twice.
       const watching = registry.get(experimentId);
-      if (watching) return follow(watching);
+      if (watching?.leaseId === input.leaseId) return follow(watching);
+      if (watching) {
+        // An earlier attempt, given up as lost while this host still ran it: its lease is gone, so it
+        // stops, and it is gone before this attempt touches the run's files (log, worktree, outcome).
+        watching.cancel();
+        await watching.outcome.catch(() => undefined);
+      }
       // A worker back from a network cut must not start a task whose lease was released meanwhile.
       const requireLease = async () => {
         if (deps.leaseHeld && !(await deps.leaseHeld(input.slot.slotId, input.leaseId)))
@@ -303,6 +332,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
             setup,
             supervisorPid: run.supervisorPid,
             planned: run.containment,
+            slotId: input.slot.slotId,
+            leaseId: input.leaseId,
           };
           await writeJsonFile(files.record, record);
           return { outcome: undefined, run, record, clock, runSecrets };
@@ -314,12 +345,14 @@ export function createTrainingActivities(deps: TrainingDeps) {
           killAfterMs,
           heartbeatIntervalMs,
           secretValues: [...runSecrets, ...workerSecretValues()],
+          lease: leaseWatch(input.slot.slotId, input.leaseId),
         });
         if (canceled) watch.cancel();
         return watch.outcome;
       })();
       return follow(
         register(experimentId, {
+          leaseId: input.leaseId,
           outcome: prepared,
           latest: () => watch?.latest() ?? preparationHeartbeat(request),
           cancel: () => {
@@ -344,7 +377,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
       }
       const { experimentId } = input;
       const watching = registry.get(experimentId);
-      if (watching) return follow(watching);
+      if (watching && (watching.leaseId ?? input.leaseId) === input.leaseId) return follow(watching);
       const kept = await readOutcomeFile(deps.workDir, experimentId);
       if (kept) return kept;
       const adopted = await adopt(experimentId);
@@ -382,10 +415,15 @@ interface RunRecord {
   setup: { seconds: number; cached: boolean } | null;
   supervisorPid: number;
   planned: RunContainment;
+  /** The lease the run was started on (absent in records of older versions). */
+  slotId?: string;
+  leaseId?: string;
 }
 
 /** A run being watched by this worker process, whatever activity (if any) is following it now. */
-interface RunWatch {
+export interface RunWatch {
+  /** The lease of the attempt being watched (undefined when its record predates leases). */
+  leaseId: string | undefined;
   outcome: Promise<TrainingOutcome>;
   latest(): TrainingHeartbeat;
   /** An operator's cancel or a revoked lease: every process of the run is killed. */
@@ -406,7 +444,14 @@ function watchRun(
   run: StartedRun,
   record: RunRecord,
   clock: ProgressClock,
-  deps: { workDir: string; killAfterMs: number; heartbeatIntervalMs: number; secretValues: readonly string[] },
+  deps: {
+    workDir: string;
+    killAfterMs: number;
+    heartbeatIntervalMs: number;
+    secretValues: readonly string[];
+    /** Asks the pool about the run's lease; absent, the run is never stopped for it. */
+    lease?: { held: () => Promise<boolean>; intervalMs: number };
+  },
 ): RunWatch {
   const scrub = (text: string) => scrubText(text, deps.secretValues);
   const { request, experimentId, trainingStartedAt } = record;
@@ -455,6 +500,27 @@ function watchRun(
     heartbeats.lastAt = now.toISOString();
     heartbeats.firstAt ??= heartbeats.lastAt;
     if (Date.now() > deadline) stop('timeout');
+    await checkLease();
+  };
+  // A run whose train task let go (the server timed it out under load, or during a cut) goes on, to
+  // be re-attached; but once the pool has given its lease away, the slot is someone else's. Only a
+  // definite answer counts, twice in a row: a pool that cannot be asked (an outage) stops nothing.
+  let leaseCheckedAt = Date.now();
+  let leaseDenials = 0;
+  const checkLease = async () => {
+    if (!deps.lease || canceled || timedOut || Date.now() - leaseCheckedAt < deps.lease.intervalMs) return;
+    leaseCheckedAt = Date.now();
+    const held = await deps.lease.held().catch(() => undefined);
+    if (held === undefined) return;
+    leaseDenials = held ? 0 : leaseDenials + 1;
+    if (leaseDenials < 2) return;
+    await fs
+      .appendFile(
+        files.log,
+        `\nexpctl: the pool no longer holds this run's lease; every process of the run is stopped\n`,
+      )
+      .catch(() => undefined);
+    stop('cancel');
   };
 
   const outcome = (async (): Promise<TrainingOutcome> => {
@@ -529,7 +595,7 @@ function watchRun(
     await writeOutcomeFile(deps.workDir, experimentId, result);
     return result;
   })();
-  return { outcome, latest: () => latest, cancel: () => stop('cancel') };
+  return { leaseId: record.leaseId, outcome, latest: () => latest, cancel: () => stop('cancel') };
 }
 
 /** The record of a run whose environment setup failed or ran out of time: the training command never ran. */

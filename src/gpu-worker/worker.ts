@@ -7,7 +7,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { createHostActivities } from '../activities/host.js';
 import { createRunStatusActivities } from '../activities/run-status.js';
 import { createArtifactCheckActivities } from '../activities/artifact-check.js';
-import { createTrainingActivities } from '../activities/training.js';
+import { createTrainingActivities, type RunWatch } from '../activities/training.js';
 import type { HostRegistration, Slot } from '../domain/fleet.js';
 import { CONTROL_TASK_QUEUE, hostTaskQueue, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { contentDigest } from '../client/request-digest.js';
@@ -79,6 +79,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
   const hostQueue = hostTaskQueue(host);
   const pool = options.client.workflow.getHandle(POOL_WORKFLOW_ID);
   const leaseHeld = (slotId: string, leaseId: string) => pool.query(leaseHeldQuery, { slotId, leaseId });
+  const hostRuns: Map<string, RunWatch> = new Map();
   const base = {
     connection: options.connection,
     namespace: options.namespace,
@@ -109,6 +110,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
           killAfterMs: options.killAfterMs,
           orphanGraceMs: options.orphanGraceMs,
           leaseHeld,
+          hostRuns,
           datasets: { datasetsDir, dataDir: options.dataDir ?? dataDir() },
         }),
         maxConcurrentActivityTaskExecutions: 1,

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { ActivityCancellationDetails, CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTrainingActivities } from '../../src/activities/training.js';
+import { createTrainingActivities, type RunWatch } from '../../src/activities/training.js';
 import type { Slot } from '../../src/domain/fleet.js';
 import { parseExperimentRequest } from '../../src/domain/request.js';
 import { runFiles } from '../../src/gpu-worker/run-files.js';
@@ -29,14 +29,18 @@ const slot: Slot = {
 };
 let workDir: string;
 let source: { repo: string; commit: string };
-let held = true;
-const activities = () =>
+/** The leases the pool no longer holds. */
+const gone = new Set<string>(['gone']);
+const hostRuns: Map<string, RunWatch> = new Map();
+const activities = (on: Slot = slot) =>
   createTrainingActivities({
-    slot,
+    slot: on,
     workDir: workDir,
     heartbeatIntervalMs: 200,
     killAfterMs: 1000,
-    leaseHeld: async () => held,
+    leaseHeld: async (_slotId, leaseId) => !gone.has(leaseId),
+    leaseCheckIntervalMs: 200,
+    hostRuns,
   });
 let training: ReturnType<typeof createTrainingActivities>;
 
@@ -62,14 +66,12 @@ afterAll(async () => {
 
 describe('the train activity when cancelled', () => {
   it('refuses to start when the lease is gone', async () => {
-    held = false;
     const env = new MockActivityEnvironment();
     const experimentId = 'exp-lease-gone';
     await expect(
       env.run(training.runTraining, { experimentId, request: request({ VAL_BPB: '1.0' }), slot, leaseId: 'gone' }),
     ).rejects.toThrow(/the lease gone on solo\/cpu0 is gone/);
     await expect(fs.access(runFiles(workDir, experimentId).record)).rejects.toThrow();
-    held = true;
   });
 
   it('lets go of a run the server no longer knows, which finishes and is handed back by awaitTraining', async () => {
@@ -143,4 +145,66 @@ describe('the train activity when cancelled', () => {
     expect(processAlive(trainingPid)).toBe(false);
     await expect(fs.access(files.outcome)).rejects.toThrow();
   });
+
+  it('stops a run it let go once the pool has given its lease away', async () => {
+    const experimentId = 'exp-lease-revoked';
+    const files = runFiles(workDir, experimentId);
+    const pidFile = path.join(workDir, 'revoked-train.pid');
+    const env = new MockActivityEnvironment();
+    const running = env.run(training.runTraining, {
+      experimentId,
+      request: request({ MODE: 'slow', PID_FILE: pidFile }),
+      slot,
+      leaseId: 'l3',
+    });
+    await waitFor(async () => fileExists(pidFile), 30_000);
+    const trainingPid = Number(await fs.readFile(pidFile, 'utf8'));
+    env.cancel('TIMED_OUT', new ActivityCancellationDetails({ timedOut: true }));
+    await expect(running).rejects.toBeInstanceOf(CancelledFailure);
+    expect(processAlive(trainingPid)).toBe(true);
+
+    gone.add('l3');
+    await waitFor(async () => !processAlive(trainingPid), 30_000);
+    await waitFor(async () => !hostRuns.has(experimentId), 30_000);
+    expect(await fs.readFile(files.log, 'utf8')).toMatch(/the pool no longer holds this run's lease/);
+  });
+
+  it("stops an earlier attempt on another slot of the host before a later attempt touches the run's files", async () => {
+    const experimentId = 'exp-second-attempt';
+    const files = runFiles(workDir, experimentId);
+    const pidFile = path.join(workDir, 'first-attempt.pid');
+    const first = new MockActivityEnvironment();
+    const running = first.run(training.runTraining, {
+      experimentId,
+      request: request({ MODE: 'slow', PID_FILE: pidFile }),
+      slot,
+      leaseId: 'l4',
+    });
+    await waitFor(async () => fileExists(pidFile), 30_000);
+    const firstPid = Number(await fs.readFile(pidFile, 'utf8'));
+    first.cancel('TIMED_OUT', new ActivityCancellationDetails({ timedOut: true }));
+    await expect(running).rejects.toBeInstanceOf(CancelledFailure);
+
+    // The workflow gave attempt 1 up as lost and placed attempt 2 on the host's other slot.
+    const other: Slot = { ...slot, slotId: 'solo/cpu1', index: 1, uuid: 'cpu1', taskQueue: 'expctl-slot-solo-cpu1' };
+    const outcome = await new MockActivityEnvironment().run(activities(other).runTraining, {
+      experimentId,
+      request: request({ VAL_BPB: '1.25' }),
+      slot: other,
+      leaseId: 'l5',
+    });
+    expect(processAlive(firstPid)).toBe(false);
+    expect(outcome).toMatchObject({ exitCode: 0, metrics: { val_bpb: 1.25 }, canceled: false });
+    const log = await fs.readFile(files.log, 'utf8');
+    // Attempt 1's lines all come before attempt 2's start: nothing of it wrote after.
+    const secondStart = log.lastIndexOf('attempt 1 on solo/cpu1');
+    expect(secondStart).toBeGreaterThan(0);
+    expect(log.slice(secondStart)).not.toMatch(/solo\/cpu0/);
+  });
 });
+
+const fileExists = (file: string) =>
+  fs.access(file).then(
+    () => true,
+    () => false,
+  );
