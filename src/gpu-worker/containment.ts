@@ -72,6 +72,21 @@ async function tryMkdir(dir: string): Promise<boolean> {
 }
 
 /** Enables what it can of `controllers` for the children of `dir` (best effort: EBUSY where `dir` holds processes). */
+/** The leaf (under `expctl/`) a worker moves itself into, so its own cgroup can hand controllers down. */
+const WORKER_LEAF = 'workers';
+
+/** The worker's cgroup before it moved into its leaf (a worker detects again after moving). */
+function outsideWorkerLeaf(own: string): string {
+  const suffix = `/expctl/${WORKER_LEAF}`;
+  return own.endsWith(suffix) ? own.slice(0, -suffix.length) || '/' : own;
+}
+
+/** The controllers a cgroup's children may use (what its subtree_control enables). */
+async function controllersOf(dir: string): Promise<string[]> {
+  const text = await fs.readFile(path.join(dir, 'cgroup.subtree_control'), 'utf8').catch(() => '');
+  return text.split(/\s+/).filter(Boolean);
+}
+
 async function enableControllers(dir: string, controllers: string[]): Promise<void> {
   const available = (await fs.readFile(path.join(dir, 'cgroup.controllers'), 'utf8').catch(() => '')).split(/\s+/);
   for (const controller of controllers.filter((c) => available.includes(c))) {
@@ -124,11 +139,26 @@ export async function detectCgroups(
 
   const v2 = async (): Promise<CgroupLayout | null> => {
     if (!unified) return null;
-    const base = env[CGROUP_ROOT_ENV] || path.join(unified.point, own.get('') ?? '/');
+    const delegated = env[CGROUP_ROOT_ENV];
+    const base = delegated || path.join(unified.point, outsideWorkerLeaf(own.get('') ?? '/'));
     const expctl = path.join(base, 'expctl');
     const parent = path.join(base, scope);
     if (!(await tryMkdir(parent))) return null;
-    for (const dir of [base, expctl, parent]) await enableControllers(dir, ['memory', 'pids']);
+    const enable = async () => {
+      for (const dir of [base, expctl, parent]) await enableControllers(dir, ['memory', 'pids']);
+    };
+    await enable();
+    // cgroup v2 hands no controller down from a cgroup that holds processes (no internal processes):
+    // a worker started in its own cgroup (a systemd unit with Delegate=yes, a container) moves into a
+    // leaf of it, so run cgroups get memory accounting (peak memory, OOM kills) and not only kill-all.
+    const offered = await fs.readFile(path.join(base, 'cgroup.controllers'), 'utf8').catch(() => '');
+    if (!delegated && offered.split(/\s+/).includes('memory') && !(await controllersOf(parent)).includes('memory')) {
+      const leaf = path.join(expctl, WORKER_LEAF);
+      if (await tryMkdir(leaf)) {
+        await fs.writeFile(path.join(leaf, 'cgroup.procs'), String(process.pid)).catch(() => undefined);
+        await enable();
+      }
+    }
     return { version: 2, parents: { memory: null, pids: null, freezer: null, unified: parent } };
   };
   if (pinned === 'cgroup-v2') return v2();

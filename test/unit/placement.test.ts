@@ -1,3 +1,4 @@
+import fs from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { acceleratorClassFromName, parseGpuQuery } from '../../src/domain/fleet.js';
 import {
@@ -190,6 +191,14 @@ describe('nvidia-smi parsing', () => {
       ].map(acceleratorClassFromName),
     ).toEqual(['h100', 'h200', 'a100', 'l4', 'l40s', 'v100', 'rtx4090']);
     expect(() => parseGpuQuery('garbage')).toThrow(/has 1 fields, expected 9/);
+  });
+
+  it("reads a real H200 host's answer, byte for byte as nvidia-smi 580 printed it", async () => {
+    const text = await fs.readFile(new URL('../fixtures/fleets/one-h200.csv', import.meta.url), 'utf8');
+    const [row] = parseGpuQuery(text);
+    expect(row).toMatchObject({ index: 0, name: 'NVIDIA H200', memoryTotalMb: 143771, driverVersion: '580.159.04' });
+    expect(row!.uuid).toMatch(/^GPU-[0-9a-f-]{36}$/);
+    expect(acceleratorClassFromName(row!.name)).toBe('h200');
   });
 });
 
