@@ -1,4 +1,6 @@
 import crypto from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Context } from '@temporalio/activity';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isVersionedRef } from '../domain/dataset-refs.js';
@@ -49,6 +51,23 @@ const LOCKFILES = [
 
 /** The most one readLog page returns, whatever the caller asks for (activity results stay small). */
 export const READ_LOG_PAGE_BYTES = 256 * 1024;
+
+/** The longest a readLog call waits for a log to grow (its activity heartbeats meanwhile). */
+export const READ_LOG_MAX_WAIT_MS = 20_000;
+
+/** Waits until the file is longer than `offset` or `waitMs` passed, heartbeating so a cancel reaches it. */
+async function logGrowth(file: string, offset: number, waitMs: number): Promise<void> {
+  const until = Date.now() + waitMs;
+  for (;;) {
+    const size = await fs.stat(file).then(
+      (stat) => stat.size,
+      () => 0,
+    );
+    if (size > offset || Date.now() >= until) return;
+    Context.current().heartbeat();
+    await sleep(Math.min(250, until - Date.now()), undefined, { signal: Context.current().cancellationSignal });
+  }
+}
 
 /** `bytes` without a UTF-8 character cut at its end (when more follows, the next page starts with it). */
 function wholeCharacters(bytes: Buffer, moreFollows: boolean): Buffer {
@@ -322,8 +341,12 @@ export function createHostActivities(deps: HostDeps) {
       experimentId: string,
       offset: number,
       maxBytes: number,
+      waitMs = 0,
     ): Promise<{ text: string; nextOffset: number; size: number }> {
       const files = runFiles(deps.workDir, experimentId);
+      // A follower (`logs -f`) long-polls: the call returns once the log has grown past its offset,
+      // or after the wait, so one read per growth replaces one read per second.
+      await logGrowth(files.log, offset, Math.min(Math.max(0, waitMs), READ_LOG_MAX_WAIT_MS));
       let handle;
       try {
         handle = await fs.open(files.log, 'r');

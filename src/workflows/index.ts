@@ -3,7 +3,7 @@ export { experimentWorkflow } from './experiment.js';
 export { poolWorkflow } from './pool.js';
 export { tagWorkflow } from './tag.js';
 export { smokeWorkflow } from './smoke.js';
-export { readLogWorkflow } from './read-log.js';
+export { logSessionWorkflow, readLogWorkflow } from './read-log.js';
 export { healthCheckWorkflow } from './health.js';
 export { leaseCyclerWorkflow } from './lease-cycler.js';
 export { revokeCredentialWorkflow } from './credentials.js';

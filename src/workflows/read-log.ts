@@ -1,7 +1,31 @@
-import { proxyActivities } from '@temporalio/workflow';
+import {
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  defineSignal,
+  defineUpdate,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { createHostActivities } from '../activities/host.js';
 
-/** Reads part of a run's log from the host that ran it, so `expctl logs` works for remote workers. */
+/** One page of a run's log, as the host's readLog activity returns it. */
+export interface LogPage {
+  text: string;
+  nextOffset: number;
+  size: number;
+}
+
+/** How long a host queue may leave a log read unanswered before the host counts as unreachable. */
+export const HOST_LOG_ANSWER_SECONDS = 10;
+/** A log session with no read for this long ends (its reader is gone). */
+const SESSION_IDLE = '2 minutes';
+
+/**
+ * Reads part of a run's log from the host that ran it (one page per workflow). Kept for the
+ * histories of earlier versions; `expctl logs` now reads through a log session.
+ */
 export async function readLogWorkflow(input: {
   hostQueue: string;
   experimentId: string;
@@ -15,4 +39,46 @@ export async function readLogWorkflow(input: {
     retry: { maximumAttempts: 3 },
   });
   return host.readLog(input.experimentId, input.offset, input.maxBytes);
+}
+
+/** Reads the next page from `offset`; with `waitMs`, the host holds the call until the log grows. */
+export const readLogPageUpdate = defineUpdate<LogPage, [{ offset: number; maxBytes: number; waitMs: number }]>(
+  'readLogPage',
+);
+
+/** The reader is done: the session ends once its reads have finished. */
+export const endLogSessionSignal = defineSignal('endLogSession');
+
+/**
+ * One `expctl logs` reader's session with a host: every page, including a follower's long polls,
+ * is an update of this one workflow, so following a log starts one workflow, not one per read.
+ * It continues as new when its history grows and ends when its reader has been gone a while.
+ */
+export async function logSessionWorkflow(input: { hostQueue: string; experimentId: string }): Promise<void> {
+  const host = proxyActivities<ReturnType<typeof createHostActivities>>({
+    taskQueue: input.hostQueue,
+    // An unreachable host is reported within seconds, not after a minute of retries.
+    scheduleToStartTimeout: `${HOST_LOG_ANSWER_SECONDS}s`,
+    startToCloseTimeout: '1m',
+    heartbeatTimeout: '10s',
+    retry: { maximumAttempts: 1 },
+  });
+  let reads = 0;
+  let ended = false;
+  setHandler(readLogPageUpdate, ({ offset, maxBytes, waitMs }) => {
+    reads++;
+    return host.readLog(input.experimentId, offset, maxBytes, waitMs);
+  });
+  setHandler(endLogSessionSignal, () => {
+    ended = true;
+  });
+  for (;;) {
+    const seen = reads;
+    const used = await condition(() => ended || reads !== seen, SESSION_IDLE);
+    if (ended || !used || workflowInfo().continueAsNewSuggested) {
+      await condition(allHandlersFinished);
+      if (ended || !used) return;
+      await continueAsNew<typeof logSessionWorkflow>(input);
+    }
+  }
 }

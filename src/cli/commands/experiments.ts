@@ -9,11 +9,11 @@ import { DEFAULT_METRIC } from '../../domain/decision.js';
 import { parseExperimentRequest, RequestValidationError, type ExperimentRequestInput } from '../../domain/request.js';
 import { queueOrder } from '../../domain/placement.js';
 import { killLimitSeconds } from '../../domain/limits.js';
-import { CONTROL_TASK_QUEUE, hostTaskQueue, POOL_WORKFLOW_ID } from '../../shared/constants.js';
+import { POOL_WORKFLOW_ID } from '../../shared/constants.js';
 import { connectClient } from '../../temporal/connection.js';
 import { cancelExperimentUpdate, experimentStateQuery, poolStateQuery } from '../../workflows/definitions.js';
 import type { ExperimentSnapshot } from '../../workflows/experiment-state.js';
-import { readLogWorkflow } from '../../workflows/read-log.js';
+import { HostUnreachableError, LogReader } from '../../client/logs.js';
 import { existingCatalog } from '../catalog-file.js';
 import { CliError, formatTable, printJson, safeJson, safeText, wantsJson } from '../output.js';
 import { parseRunFlags, problemAsFlag, type RawRunOptions } from '../parse.js';
@@ -323,27 +323,46 @@ function terminalLogText(text: string): string {
 
 export async function logsCommand(id: string, options: { follow?: boolean }): Promise<void> {
   const client = await connectClient();
+  const write = (text: string) => process.stdout.write(process.stdout.isTTY ? terminalLogText(text) : text);
+  let reader: LogReader | undefined;
   let offset = 0;
-  for (;;) {
-    const snapshot = await snapshotOf(client, id);
-    if (snapshot.worker) {
-      for (;;) {
-        const chunk = await client.workflow.execute(readLogWorkflow, {
-          workflowId: `logs-${id}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`,
-          taskQueue: CONTROL_TASK_QUEUE,
-          args: [{ hostQueue: hostTaskQueue(snapshot.worker), experimentId: id, offset, maxBytes: 1 << 20 }],
-        });
-        process.stdout.write(process.stdout.isTTY ? terminalLogText(chunk.text) : chunk.text);
-        offset = chunk.nextOffset;
-        if (chunk.nextOffset >= chunk.size) break;
+  try {
+    for (;;) {
+      const snapshot = await snapshotOf(client, id);
+      const ended = isTerminal(snapshot.status);
+      if (snapshot.worker) {
+        reader ??= new LogReader(client, id, snapshot.worker);
+        // Everything there is now, page by page.
+        for (;;) {
+          const page = await reader.page(offset);
+          write(page.text);
+          offset = page.nextOffset;
+          if (page.nextOffset >= page.size) break;
+        }
+        if (!options.follow || ended) return;
+        // Following: the host holds the read until the log grows (or 10 s pass), then the state is checked again.
+        const page = await reader.page(offset, FOLLOW_WAIT_MS);
+        write(page.text);
+        offset = page.nextOffset;
+        continue;
       }
-    } else if (!options.follow || isTerminal(snapshot.status)) {
-      console.error(`expctl: ${id} has no log (status ${snapshot.status}: it never started training)`);
+      if (!options.follow || ended) {
+        console.error(`expctl: ${id} has no log (status ${snapshot.status}: it never started training)`);
+        return;
+      }
+      // Not placed yet: the experiment's state is a query, nothing is started while waiting.
+      await new Promise((r) => setTimeout(r, 1000));
     }
-    if (!options.follow || isTerminal(snapshot.status)) return;
-    await new Promise((r) => setTimeout(r, 1000));
+  } catch (error) {
+    if (error instanceof HostUnreachableError) throw new CliError(`${id}: ${error.message}`);
+    throw error;
+  } finally {
+    await reader?.close();
   }
 }
+
+/** How long a follower's read waits on the host for the log to grow. */
+const FOLLOW_WAIT_MS = 10_000;
 
 export async function cancelCommand(id: string, options: { json?: boolean }): Promise<void> {
   const client = await connectClient();
