@@ -203,7 +203,9 @@ export function createTrainingActivities(deps: TrainingDeps) {
         // An earlier attempt, given up as lost while this host still ran it: its lease is gone, so it
         // stops, and it is gone before this attempt touches the run's files (log, worktree, outcome).
         watching.cancel();
-        await watching.outcome.catch(() => undefined);
+        const ctx = Context.current();
+        const beating = setInterval(() => ctx.heartbeat(preparationHeartbeat(request)), heartbeatIntervalMs);
+        await watching.outcome.catch(() => undefined).finally(() => clearInterval(beating));
       }
       // A worker back from a network cut must not start a task whose lease was released meanwhile.
       const requireLease = async () => {
@@ -212,7 +214,6 @@ export function createTrainingActivities(deps: TrainingDeps) {
             `the lease ${input.leaseId} on ${input.slot.slotId} is gone (released or revoked); the training was not started`,
           );
       };
-      await requireLease();
       // The run is this worker's from the first moment, not only once its process exists: fetching
       // the commit, laying data out and setup take a while on a loaded host. The watch heartbeats
       // throughout, the host answers `preparing` if asked, and a re-attached task follows it.
@@ -224,6 +225,9 @@ export function createTrainingActivities(deps: TrainingDeps) {
       const cancelSetup = new AbortController();
       const prepared = (async () => {
         const started = await (async () => {
+          // Asked while the task already heartbeats and the host answers `preparing`: on a loaded
+          // fleet the pool can take longer to answer than the heartbeat timeout.
+          await requireLease();
           // An earlier attempt's result on this host is not this attempt's.
           for (const file of [files.outcome, files.exit, files.started, files.record])
             await fs.rm(file, { force: true });
@@ -500,17 +504,25 @@ function watchRun(
     heartbeats.lastAt = now.toISOString();
     heartbeats.firstAt ??= heartbeats.lastAt;
     if (Date.now() > deadline) stop('timeout');
-    await checkLease();
+    // Never awaited here: asking the pool can hang through an outage, and beats must go on touching
+    // the attached file meanwhile, or the supervisor would take the run for an orphan.
+    void checkLease();
   };
   // A run whose train task let go (the server timed it out under load, or during a cut) goes on, to
   // be re-attached; but once the pool has given its lease away, the slot is someone else's. Only a
   // definite answer counts, twice in a row: a pool that cannot be asked (an outage) stops nothing.
   let leaseCheckedAt = Date.now();
   let leaseDenials = 0;
+  let leaseCheckInFlight = false;
   const checkLease = async () => {
-    if (!deps.lease || canceled || timedOut || Date.now() - leaseCheckedAt < deps.lease.intervalMs) return;
+    if (!deps.lease || leaseCheckInFlight || canceled || timedOut) return;
+    if (Date.now() - leaseCheckedAt < deps.lease.intervalMs) return;
     leaseCheckedAt = Date.now();
-    const held = await deps.lease.held().catch(() => undefined);
+    leaseCheckInFlight = true;
+    const held = await deps.lease
+      .held()
+      .catch(() => undefined)
+      .finally(() => (leaseCheckInFlight = false));
     if (held === undefined) return;
     leaseDenials = held ? 0 : leaseDenials + 1;
     if (leaseDenials < 2) return;
@@ -525,7 +537,15 @@ function watchRun(
 
   const outcome = (async (): Promise<TrainingOutcome> => {
     await beat();
-    const ticker = setInterval(() => void beat().catch(() => undefined), deps.heartbeatIntervalMs);
+    // One beat at a time: on a loaded host a beat can outlast the interval.
+    let beating = false;
+    const ticker = setInterval(() => {
+      if (beating) return;
+      beating = true;
+      void beat()
+        .catch(() => undefined)
+        .finally(() => (beating = false));
+    }, deps.heartbeatIntervalMs);
     let exit: SupervisorExit;
     let finished: { peakMemoryBytes: number | null; oomKills: number | null };
     let trainingEndedAt: number;

@@ -92,7 +92,20 @@ export class LogFollower {
     return this.offset;
   }
 
-  async poll(): Promise<void> {
+  /**
+   * Reads what was appended since the last poll. Polls run one at a time: two overlapping reads
+   * from one offset would take the same bytes twice and then skip as many (a loaded host's
+   * heartbeats overlap), which duplicated progress lines and lost the `---` block.
+   */
+  poll(): Promise<void> {
+    const next = this.polling.then(() => this.readAppended());
+    this.polling = next.catch(() => undefined);
+    return next;
+  }
+
+  private polling: Promise<void> = Promise.resolve();
+
+  private async readAppended(): Promise<void> {
     let handle;
     try {
       handle = await fs.open(this.file, 'r');

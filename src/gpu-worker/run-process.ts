@@ -165,18 +165,30 @@ function runHandle(
   ref: RunProcessesRef,
   exited: Promise<SupervisorExit>,
 ): StartedRun {
+  // The SIGKILL that follows a stop's SIGTERM, until the run is finished: once it is, the same
+  // cgroup may already hold a later attempt of the experiment, which a late kill must not reach.
+  let pendingKill: NodeJS.Timeout | undefined;
+  let finished = false;
   const run: StartedRun = {
     supervisorPid,
     containment: planned,
     exited,
     async stop(killAfterMs) {
+      if (finished) return;
       await signalRun(run.containment, ref, 'SIGTERM', supervisorPid);
-      setTimeout(() => void killRun(run.containment, ref, { except: supervisorPid }), killAfterMs).unref();
+      clearTimeout(pendingKill);
+      pendingKill = setTimeout(() => {
+        if (!finished) void killRun(run.containment, ref, { except: supervisorPid });
+      }, killAfterMs);
+      pendingKill.unref();
     },
     async finish() {
+      clearTimeout(pendingKill);
       while (!(await killRun(run.containment, ref, { timeoutMs: 10_000 }))) {
         // Something of the run survives SIGKILL for now (uninterruptible I/O): the lease waits for it.
       }
+      finished = true;
+      clearTimeout(pendingKill);
       const evidence = await memoryEvidence(run.containment);
       await removeRunContainment(planned);
       return evidence;

@@ -52,12 +52,13 @@ async function start(
     env?: Record<string, string>;
     logCapBytes?: number;
     logTailBytes?: number;
+    experimentId?: string;
   } = {},
 ) {
   const token = `expctl-test-${crypto.randomBytes(4).toString('hex')}`;
-  const experimentId = `exp-${token}`;
+  const experimentId = options.experimentId ?? `exp-${token}`;
   const log = path.join(workDir, `${experimentId}.log`);
-  const escapePidFile = path.join(workDir, `${experimentId}.escape.pid`);
+  const escapePidFile = path.join(workDir, `${token}.escape.pid`);
   const env = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
   const run = await startRun({
     experimentId,
@@ -170,6 +171,33 @@ describe('a contained run', () => {
     await run.finish();
     expect(await runProcessesLeft(run.containment, ref)).toEqual([]);
     if (run.containment.kind !== 'process-group') expect(await processesWith(token)).toEqual([]);
+  });
+
+  it("a stop's late SIGKILL never reaches a later run of the same experiment in the same containment", async () => {
+    const experimentId = `exp-reused-${crypto.randomBytes(4).toString('hex')}`;
+    const exists = (file: string) => async () =>
+      fs.access(file).then(
+        () => true,
+        () => false,
+      );
+    const first = await start('hang-escape', { experimentId });
+    await waitFor(exists(first.escapePidFile), 20_000);
+    const killAfterMs = 1500;
+    const stoppedAt = Date.now();
+    await first.run.stop(killAfterMs);
+    await first.run.exited;
+    await first.run.finish();
+
+    // The next attempt starts in the same cgroup (or process-group fallback) before the first's kill is due.
+    const second = await start('hang-escape', { experimentId });
+    await waitFor(exists(second.escapePidFile), 20_000);
+    await waitFor(async () => Date.now() - stoppedAt > killAfterMs + 1000, 10_000);
+    expect(processAlive(second.run.supervisorPid)).toBe(true);
+    expect((await runProcessesLeft(second.run.containment, second.ref)).length).toBeGreaterThan(0);
+    await second.run.stop(500);
+    await second.run.exited;
+    await second.run.finish();
+    expect(await runProcessesLeft(second.run.containment, second.ref)).toEqual([]);
   });
 
   it('without cgroups, a PID namespace still kills an escaped grandchild', async () => {

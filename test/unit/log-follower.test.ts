@@ -70,6 +70,25 @@ describe('the bounded log follower', () => {
     expect(parseSummaryBlock(lines.join('\n'))?.num_steps).toBe(953);
   });
 
+  it('reads each byte once when polls overlap (heartbeats on a loaded host), and keeps the block', async () => {
+    const file = path.join(dir, 'overlap.log');
+    const steps = Array.from({ length: 20 }, (_, i) => `step ${String(i + 1).padStart(5, '0')}/00020 | loss 1.0\n`);
+    await fs.writeFile(file, steps.slice(0, 12).join(''));
+    const follower = new LogFollower(file);
+    await Promise.all([follower.poll(), follower.poll(), follower.poll()]);
+    await fs.appendFile(file, steps.slice(12).join(''));
+    await Promise.all([follower.poll(), follower.poll()]);
+    await fs.appendFile(file, METRIC_BLOCK);
+    await Promise.all([follower.poll(), follower.poll(), follower.poll()]);
+
+    expect(follower.tailLines()).toEqual([
+      ...steps.map((line) => line.trimEnd()),
+      ...METRIC_BLOCK.trimEnd().split('\n'),
+    ]);
+    expect(follower.bytesRead).toBe((await fs.stat(file)).size);
+    expect(parseSummaryBlock(follower.tailLines().join('\n'))).toMatchObject({ val_bpb: 0.9979 });
+  });
+
   it('caps a tail at 64 KiB, cutting at a line start with a visible marker', () => {
     const text = Array.from({ length: 10_000 }, (_, i) => `line ${i} é`).join('\n');
     const capped = capTailBytes(text);
