@@ -21,6 +21,19 @@ async function logWorkflows(experimentId: string) {
   return found;
 }
 
+/** A short run of the stand-in script on the stack's one slot. */
+const submit = (hypothesis: string, env: Record<string, string>) =>
+  submitExperiment(stack.client, {
+    tag: 'logs',
+    hypothesis,
+    category: 'other',
+    command: ['python3', 'train.py'],
+    repo: source.repo,
+    commit: source.commit,
+    timeBudgetSeconds: 30,
+    env,
+  });
+
 beforeAll(async () => {
   stack = await startStack({ name: 'logs', host: HOST, cpuSlots: 1 });
   source = await makeRepo();
@@ -29,15 +42,10 @@ afterAll(async () => stack?.stop());
 
 describe('expctl logs', () => {
   it('follows a run to its end through one log session, and reads a finished log in one more', async () => {
-    const { experimentId, handle } = await submitExperiment(stack.client, {
-      tag: 'logs',
-      hypothesis: 'follow the log',
-      category: 'other',
-      command: ['python3', 'train.py'],
-      repo: source.repo,
-      commit: source.commit,
-      timeBudgetSeconds: 30,
-      env: { STEPS: '20', STEP_SECONDS: '0.25', VAL_BPB: '1.5' },
+    const { experimentId, handle } = await submit('follow the log', {
+      STEPS: '20',
+      STEP_SECONDS: '0.25',
+      VAL_BPB: '1.5',
     });
     const followed = await runCli(cliEnv(), ['logs', '-f', experimentId]);
     expect(followed.exitCode, followed.stderr as string).toBe(0);
@@ -60,16 +68,7 @@ describe('expctl logs', () => {
   });
 
   it('says within seconds that the host holding the log is unreachable', async () => {
-    const { experimentId, handle } = await submitExperiment(stack.client, {
-      tag: 'logs',
-      hypothesis: 'a host that goes away',
-      category: 'other',
-      command: ['python3', 'train.py'],
-      repo: source.repo,
-      commit: source.commit,
-      timeBudgetSeconds: 30,
-      env: { VAL_BPB: '1.4' },
-    });
+    const { experimentId, handle } = await submit('a host that goes away', { VAL_BPB: '1.4' });
     expect((await handle.result()).status).toBe('completed');
     await stack.gpuWorker!.shutdown();
 

@@ -149,18 +149,7 @@ describe('the train activity when cancelled', () => {
   it('stops a run it let go once the pool has given its lease away', async () => {
     const experimentId = 'exp-lease-revoked';
     const files = runFiles(workDir, experimentId);
-    const pidFile = path.join(workDir, 'revoked-train.pid');
-    const env = new MockActivityEnvironment();
-    const running = env.run(training.runTraining, {
-      experimentId,
-      request: request({ MODE: 'slow', PID_FILE: pidFile }),
-      slot,
-      leaseId: 'l3',
-    });
-    await waitFor(async () => fileExists(pidFile), 30_000);
-    const trainingPid = Number(await fs.readFile(pidFile, 'utf8'));
-    env.cancel('TIMED_OUT', new ActivityCancellationDetails({ timedOut: true }));
-    await expect(running).rejects.toBeInstanceOf(CancelledFailure);
+    const trainingPid = await startThenLetGo(experimentId, 'l3');
     expect(processAlive(trainingPid)).toBe(true);
 
     gone.add('l3');
@@ -172,18 +161,7 @@ describe('the train activity when cancelled', () => {
   it("stops an earlier attempt on another slot of the host before a later attempt touches the run's files", async () => {
     const experimentId = 'exp-second-attempt';
     const files = runFiles(workDir, experimentId);
-    const pidFile = path.join(workDir, 'first-attempt.pid');
-    const first = new MockActivityEnvironment();
-    const running = first.run(training.runTraining, {
-      experimentId,
-      request: request({ MODE: 'slow', PID_FILE: pidFile }),
-      slot,
-      leaseId: 'l4',
-    });
-    await waitFor(async () => fileExists(pidFile), 30_000);
-    const firstPid = Number(await fs.readFile(pidFile, 'utf8'));
-    first.cancel('TIMED_OUT', new ActivityCancellationDetails({ timedOut: true }));
-    await expect(running).rejects.toBeInstanceOf(CancelledFailure);
+    const firstPid = await startThenLetGo(experimentId, 'l4');
 
     // The workflow gave attempt 1 up as lost and placed attempt 2 on the host's other slot.
     const other: Slot = { ...slot, slotId: 'solo/cpu1', index: 1, uuid: 'cpu1', taskQueue: 'expctl-slot-solo-cpu1' };
@@ -208,3 +186,22 @@ const fileExists = (file: string) =>
     () => true,
     () => false,
   );
+
+/**
+ * Starts a slow run on the first slot, then times its task out as the server would under load:
+ * the task lets go and the run goes on. Returns the training process's pid.
+ */
+async function startThenLetGo(experimentId: string, leaseId: string): Promise<number> {
+  const pidFile = path.join(workDir, `${experimentId}.pid`);
+  const env = new MockActivityEnvironment();
+  const running = env.run(training.runTraining, {
+    experimentId,
+    request: request({ MODE: 'slow', PID_FILE: pidFile }),
+    slot,
+    leaseId,
+  });
+  await waitFor(async () => fileExists(pidFile), 30_000);
+  env.cancel('TIMED_OUT', new ActivityCancellationDetails({ timedOut: true }));
+  await expect(running).rejects.toBeInstanceOf(CancelledFailure);
+  return Number(await fs.readFile(pidFile, 'utf8'));
+}
