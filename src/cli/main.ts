@@ -182,6 +182,7 @@ program
   .description("an experiment's training log, read from the worker that ran it")
   .argument('<id>')
   .option('-f, --follow', 'keep printing until the run ends')
+  .option('--all', 'the whole log from its start (default: its last MiB)')
   .action(logsCommand);
 program
   .command('cancel')

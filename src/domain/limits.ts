@@ -42,3 +42,9 @@ export function budgetOverrunSeconds(timeBudgetSeconds: number, reportedTraining
   const over = reportedTrainingSeconds - timeBudgetSeconds;
   return over > slack ? Math.round(over * 10) / 10 : null;
 }
+
+/**
+ * What `expctl logs` prints of a log without `--all`: its last MiB, from a line start. Every byte
+ * read passes through the server's history (and its database), so a read is bounded by default.
+ */
+export const LOGS_DEFAULT_TAIL_BYTES = 1 << 20;

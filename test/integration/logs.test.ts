@@ -67,6 +67,24 @@ describe('expctl logs', () => {
     expect((await logWorkflows(experimentId)).map((s) => s.type)).toEqual(['logSessionWorkflow', 'logSessionWorkflow']);
   });
 
+  it("prints a long log's last MiB from a line start by default, and all of it with --all", async () => {
+    const { experimentId, handle } = await submit('a long log', { STEPS: '40000', STEP_SECONDS: '0', VAL_BPB: '1.3' });
+    expect((await handle.result()).status).toBe('completed');
+
+    const tail = await runCli(cliEnv(), ['logs', experimentId]);
+    expect(tail.exitCode, tail.stderr as string).toBe(0);
+    expect(tail.stderr).toMatch(/the log has \d+ bytes; showing its last 1048576 \(--all for everything\)/);
+    expect(Buffer.byteLength(tail.stdout as string)).toBeLessThanOrEqual(1 << 20);
+    expect(tail.stdout).toMatch(/^step \d{5}\/40000 \| loss /);
+    expect(tail.stdout).toMatch(/val_bpb:\s+1\.3/);
+
+    const all = await runCli(cliEnv(), ['logs', '--all', experimentId]);
+    expect(all.exitCode).toBe(0);
+    expect(all.stdout).toContain('step 00001/40000');
+    expect((all.stdout as string).endsWith(tail.stdout as string)).toBe(true);
+    expect(Buffer.byteLength(all.stdout as string)).toBeGreaterThan(1 << 20);
+  });
+
   it('says within seconds that the host holding the log is unreachable', async () => {
     const { experimentId, handle } = await submit('a host that goes away', { VAL_BPB: '1.4' });
     expect((await handle.result()).status).toBe('completed');

@@ -70,7 +70,7 @@ async function start(
     logCapBytes: options.logCapBytes,
     logTailBytes: options.logTailBytes,
   });
-  return { run, token, log, escapePidFile, ref: { supervisorPid: run.supervisorPid } };
+  return { run, token, experimentId, log, escapePidFile, ref: { supervisorPid: run.supervisorPid } };
 }
 
 describe('cgroup detection on this machine', () => {
@@ -294,7 +294,7 @@ describe('runs whose worker is gone', () => {
   });
 
   it('a restarted worker keeps a run whose supervisor lives, and kills what a dead supervisor left', async () => {
-    const { run, escapePidFile, ref } = await start('hang-escape');
+    const { run, escapePidFile, ref, experimentId } = await start('hang-escape');
     await waitFor(
       async () =>
         fs.access(escapePidFile).then(
@@ -303,7 +303,6 @@ describe('runs whose worker is gone', () => {
         ),
       20_000,
     );
-    const experimentId = path.basename(escapePidFile).replace(/\.escape\.pid$/, '');
     await fs.mkdir(path.join(workDir, 'runs', experimentId), { recursive: true });
     await fs.writeFile(path.join(workDir, 'runs', experimentId, 'supervisor.pid'), String(run.supervisorPid));
     const escaped = Number(await fs.readFile(escapePidFile, 'utf8'));

@@ -8,7 +8,7 @@ import { exitCodeFor, type RunTimings, isTerminal, type ExperimentResult } from 
 import { DEFAULT_METRIC } from '../../domain/decision.js';
 import { parseExperimentRequest, RequestValidationError, type ExperimentRequestInput } from '../../domain/request.js';
 import { queueOrder } from '../../domain/placement.js';
-import { killLimitSeconds } from '../../domain/limits.js';
+import { killLimitSeconds, LOGS_DEFAULT_TAIL_BYTES } from '../../domain/limits.js';
 import { POOL_WORKFLOW_ID } from '../../shared/constants.js';
 import { connectClient } from '../../temporal/connection.js';
 import { cancelExperimentUpdate, experimentStateQuery, poolStateQuery } from '../../workflows/definitions.js';
@@ -321,20 +321,40 @@ function terminalLogText(text: string): string {
   return safeText(text.replace(/\r\n?/g, '\n'), { multiline: true });
 }
 
-export async function logsCommand(id: string, options: { follow?: boolean }): Promise<void> {
+export async function logsCommand(id: string, options: { follow?: boolean; all?: boolean }): Promise<void> {
   const client = await connectClient();
   const write = (text: string) => process.stdout.write(process.stdout.isTTY ? terminalLogText(text) : text);
   let reader: LogReader | undefined;
   let offset = 0;
+  let skipToLineStart = false;
+  /** Where the default tail starts: the last MiB (said on stderr when the log is longer). */
+  const tailStart = async (logs: LogReader, experimentId: string): Promise<number> => {
+    const { size } = await logs.page(Number.MAX_SAFE_INTEGER);
+    if (size <= LOGS_DEFAULT_TAIL_BYTES) return 0;
+    console.error(
+      `expctl: ${experimentId}: the log has ${size} bytes; showing its last ${LOGS_DEFAULT_TAIL_BYTES} (--all for everything)`,
+    );
+    skipToLineStart = true;
+    return size - LOGS_DEFAULT_TAIL_BYTES;
+  };
   try {
     for (;;) {
       const snapshot = await snapshotOf(client, id);
       const ended = isTerminal(snapshot.status);
       if (snapshot.worker) {
-        reader ??= new LogReader(client, id, snapshot.worker);
+        if (!reader) {
+          reader = new LogReader(client, id, snapshot.worker);
+          if (!options.all) offset = await tailStart(reader, id);
+        }
         // Everything there is now, page by page.
         for (;;) {
           const page = await reader.page(offset);
+          // A tail starts at the first whole line.
+          if (skipToLineStart) {
+            skipToLineStart = false;
+            const newline = page.text.indexOf('\n');
+            page.text = newline >= 0 ? page.text.slice(newline + 1) : '';
+          }
           write(page.text);
           offset = page.nextOffset;
           if (page.nextOffset >= page.size) break;
