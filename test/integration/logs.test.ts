@@ -1,5 +1,7 @@
+import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
+import { WORKFLOWS_PATH } from '../../src/orchestrator/worker.js';
 import { runCli } from '../helpers/cli.js';
 import { makeRepo } from '../helpers/repo.js';
 import { startStack, type TestStack } from '../helpers/stack.js';
@@ -15,9 +17,9 @@ const cliEnv = () => ({ TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: sta
 
 /** The log sessions (and one-page reads of earlier versions) started for an experiment. */
 async function logWorkflows(experimentId: string) {
-  const found: { type: string; status: string }[] = [];
+  const found: { workflowId: string; type: string; status: string }[] = [];
   for await (const execution of stack.client.workflow.list({ query: `WorkflowId STARTS_WITH "logs-${experimentId}-"` }))
-    found.push({ type: execution.type, status: execution.status.name });
+    found.push({ workflowId: execution.workflowId, type: execution.type, status: execution.status.name });
   return found;
 }
 
@@ -64,7 +66,17 @@ describe('expctl logs', () => {
       const sessions = await logWorkflows(experimentId);
       return sessions.length === 2 && sessions.every((s) => s.status === 'COMPLETED');
     }, 30_000);
-    expect((await logWorkflows(experimentId)).map((s) => s.type)).toEqual(['logSessionWorkflow', 'logSessionWorkflow']);
+    const sessions = await logWorkflows(experimentId);
+    expect(sessions.map((s) => s.type)).toEqual(['logSessionWorkflow', 'logSessionWorkflow']);
+    // A session's history replays against today's code (a determinism break fails here).
+    for (const { workflowId } of sessions) {
+      const history = await stack.client.workflow.getHandle(workflowId).fetchHistory();
+      await Worker.runReplayHistory(
+        { workflowsPath: WORKFLOWS_PATH, replayName: 'logs-replay', dataConverter: stack.dataConverter },
+        history,
+        workflowId,
+      );
+    }
   });
 
   it("prints a long log's last MiB from a line start by default, and all of it with --all", async () => {
