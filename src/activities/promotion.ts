@@ -1,5 +1,5 @@
 import { pinRefs } from '../domain/dataset-refs.js';
-import type { Catalog } from '../catalog/catalog.js';
+import type { Catalog, CatalogReader } from '../catalog/catalog.js';
 import { ModelCatalog, type AliasMoveResult, type PromotionRecord } from '../catalog/models.js';
 import { REDACTED } from '../domain/redact.js';
 import type { ExperimentRequest } from '../domain/request.js';
@@ -35,7 +35,7 @@ export type PrepareResult = { candidate: PromotionCandidate } | { refusal: { cod
 
 /** Preflight of a promotion on the catalog: the same rules the CLI applies before starting one. */
 export function preparePromotionFrom(
-  catalog: Catalog,
+  catalog: CatalogReader,
   input: { experimentId: string; artifact?: string; model: string; alias: string },
 ): PrepareResult {
   const record = catalog.get(input.experimentId);

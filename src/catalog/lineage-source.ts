@@ -1,9 +1,9 @@
 import type { LineageSource } from '../domain/lineage.js';
-import type { Catalog } from './catalog.js';
+import type { CatalogReader } from './catalog.js';
 import { ModelCatalog } from './models.js';
 
 /** Lineage answered from the operating record: every edge is a row the activities wrote. */
-export function catalogLineageSource(catalog: Catalog): LineageSource {
+export function catalogLineageSource(catalog: CatalogReader): LineageSource {
   const models = new ModelCatalog(catalog.db);
   return {
     datasetVersion: (dataset, version) => {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Client } from '@temporalio/client';
 import { execa } from 'execa';
-import type { Catalog } from '../catalog/catalog.js';
+import type { CatalogView } from '../client/catalog.js';
 import { addShard } from '../client/datasets.js';
 import { submitExperiment } from '../client/experiments.js';
 import { startPromotion } from '../client/promotions.js';
@@ -79,7 +79,7 @@ async function deliverData(client: Client, dir: string): Promise<number> {
 }
 
 /** The best kept run's model goes to MODEL@staging: integrity, a holdout evaluation on the fleet, the alias. */
-async function promoteBest(client: Client, catalog: Catalog, experimentId: string): Promise<void> {
+async function promoteBest(client: Client, catalog: CatalogView, experimentId: string): Promise<void> {
   const started = await startPromotion(client, catalog, {
     experimentId,
     model: MODEL,
@@ -105,7 +105,7 @@ async function promoteBest(client: Client, catalog: Catalog, experimentId: strin
  */
 export async function runDemo(
   client: Client,
-  options: { home: string; catalog: Catalog; signal?: AbortSignal },
+  options: { home: string; catalog: CatalogView; signal?: AbortSignal },
 ): Promise<void> {
   const tag = `demo-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}`;
   const repo = path.join(options.home, 'demo', tag);

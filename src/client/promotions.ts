@@ -1,7 +1,6 @@
 import crypto from 'node:crypto';
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import { preparePromotionFrom } from '../activities/promotion.js';
-import type { Catalog } from '../catalog/catalog.js';
+import type { CatalogView } from './catalog.js';
 import { DEFAULT_REGRESSION_THRESHOLD, promotionWorkflowId, type PromotionCode } from '../domain/promotion.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
@@ -32,13 +31,13 @@ export function idSuffix(now = new Date()): string {
  */
 export async function startPromotion(
   client: Client,
-  catalog: Catalog,
+  catalog: CatalogView,
   spec: PromotionSpec,
 ): Promise<
   | { promotionId: string; handle: WorkflowHandle<typeof promotionWorkflow> }
   | { refusal: { code: PromotionCode; reason: string } }
 > {
-  const prepared = preparePromotionFrom(catalog, {
+  const prepared = await catalog.promotionCandidate({
     experimentId: spec.experimentId,
     model: spec.model,
     alias: spec.alias,

@@ -8,6 +8,25 @@ import { countOutcomes, isCrash, outcomeRates } from './outcome.js';
 export const MODES = ['explore', 'exploit', 'combine', 'ablation'] as const;
 export type Mode = (typeof MODES)[number];
 
+/** An operator's choice for a tag: a mode with the reason the record keeps, or `auto` (the rule decides again). */
+export interface StrategyChange {
+  mode: Mode | 'auto';
+  reason?: string;
+}
+
+/** The longest reason the record keeps for an operator's mode. */
+export const STRATEGY_REASON_MAX = 500;
+
+/** Why a strategy change cannot be applied, or null: the CLI, the tag workflow and the activity all ask. */
+export function strategyChangeProblem(change: { mode: unknown; reason?: unknown }): string | null {
+  if (change.mode === 'auto') return null;
+  if (!(MODES as readonly unknown[]).includes(change.mode)) return `--set must be one of ${MODES.join(', ')} or auto`;
+  if (typeof change.reason !== 'string' || change.reason.trim() === '')
+    return '--set needs --reason TEXT (the record says why the mode was chosen)';
+  if (change.reason.length > STRATEGY_REASON_MAX) return `--reason is longer than ${STRATEGY_REASON_MAX} characters`;
+  return null;
+}
+
 /** The part of a run the guidance looks at, in decision order. */
 export interface RunSummary {
   id: string;

@@ -7,6 +7,7 @@ import { createControlActivities } from '../activities/control.js';
 import { createPromotionActivities } from '../activities/promotion.js';
 import { createDatasetActivities } from '../activities/datasets.js';
 import { Catalog } from '../catalog/catalog.js';
+import { createCatalogActivities } from '../activities/catalog.js';
 import { deriveKey } from '../security/keyring.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 import { dataDir } from '../shared/settings.js';
@@ -50,6 +51,7 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
         catalog,
         secretHashKey: options.secretHashKey ?? (await deriveKey('secret-hash')).key,
       }),
+      ...createCatalogActivities({ catalog }),
       ...createAuthorizationActivities({ issuer: options.issuer, catalog }),
       ...datasets,
       ...createPromotionActivities({

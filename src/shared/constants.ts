@@ -21,3 +21,6 @@ export const POOL_WORKFLOW_ID = 'expctl-pool';
 
 /** The Temporal CLI release the project provisions (see scripts/install-temporal). */
 export const TEMPORAL_CLI_VERSION = '1.5.1';
+
+/** Failure type of a catalog question refused as malformed or past its size bound (never retried). */
+export const CATALOG_QUERY_REFUSED = 'catalog_query_refused';

@@ -5,6 +5,8 @@ import type { HostRegistration, Slot } from '../domain/fleet.js';
 import type { HostHealthReport, SlotProblem } from '../domain/health.js';
 import type { LeaseRequest, PlacementRecord, PlacementPolicy } from '../domain/placement.js';
 import type { Requirements } from '../domain/request.js';
+import type { StrategyChange } from '../domain/strategy.js';
+import type { StrategyRow } from '../catalog/queries.js';
 import type { ExperimentSnapshot } from './experiment-state.js';
 import type {
   AddShardResult,
@@ -120,6 +122,8 @@ export const recordOutcomeUpdate = defineUpdate<TagDecision, [RunOutcome]>('reco
 /** An operator's signed change of a tag's policy (creates the tag if new). */
 export const configureTagUpdate = defineUpdate<TagState, [Partial<TagPolicy>, Authorization]>('configureTag');
 export const tagStateQuery = defineQuery<TagState>('tagState');
+/** An operator's signed choice of the tag's search mode; the catalog records it (answers what it now holds). */
+export const setStrategyUpdate = defineUpdate<StrategyRow, [StrategyChange, Authorization]>('setStrategy');
 
 // Datasets
 /** A producer's signed shard; answers how it was taken, or fails with a code (shard.conflict, late.refused, ...). */

@@ -1,10 +1,27 @@
-import { allHandlersFinished, condition, continueAsNew, patched, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  patched,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { createCatalogActivities } from '../activities/catalog.js';
 import { applyOutcome, guardProblem, newTagState, type GuardRule, type TagState } from '../domain/decision.js';
 import { ENV_NAME_PATTERN, ENV_NAME_TEXT } from '../domain/environment.js';
-import { configureTagUpdate, recordOutcomeUpdate, tagStateQuery } from './definitions.js';
+import { strategyChangeProblem } from '../domain/strategy.js';
+import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
+import { configureTagUpdate, recordOutcomeUpdate, setStrategyUpdate, tagStateQuery } from './definitions.js';
 import { requirePermission } from './authorize.js';
 
 const HISTORY_EVENTS_LIMIT = 2_000;
+
+const catalog = proxyActivities<ReturnType<typeof createCatalogActivities>>({
+  taskQueue: CONTROL_TASK_QUEUE,
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '1s', maximumAttempts: 5 },
+});
 
 export function tagWorkflowId(tag: string): string {
   return `expctl-tag-${tag}`;
@@ -71,6 +88,28 @@ export async function tagWorkflow(tag: string, carried?: TagState): Promise<void
           if (!Array.isArray(names) || names.some((name) => typeof name !== 'string' || !ENV_NAME_PATTERN.test(name)))
             throw new Error(`allowEnv must be a list of environment variable names (${ENV_NAME_TEXT})`);
         }
+      },
+    },
+  );
+
+  // The mode lives in the catalog (the rule moves it after every decision); an operator's choice
+  // reaches it through here, signed and checked like a policy change.
+  setHandler(
+    setStrategyUpdate,
+    async (change, authorization) => {
+      await requirePermission({
+        authorization,
+        action: 'configure_tag',
+        target: tagWorkflowId(tag),
+        content: change,
+        acceptedAt: new Date().toISOString(),
+      });
+      return catalog.setTagStrategy({ tag, change });
+    },
+    {
+      validator: (change, _authorization) => {
+        const problem = strategyChangeProblem(change);
+        if (problem) throw new Error(problem);
       },
     },
   );

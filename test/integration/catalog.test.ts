@@ -9,8 +9,9 @@ import { tagReportHtml } from '../../src/catalog/html.js';
 import { diffRecords, summarize } from '../../src/catalog/reports.js';
 import { resultsTsv } from '../../src/catalog/tsv.js';
 import { submitExperiment } from '../../src/client/experiments.js';
-import type { ExperimentRequestInput } from '../../src/domain/request.js';
+import { parseExperimentRequest, type ExperimentRequestInput } from '../../src/domain/request.js';
 import { experimentStateQuery } from '../../src/workflows/definitions.js';
+import { tagWorkflowId } from '../../src/workflows/tag.js';
 import { commitAll, makeRepo } from '../helpers/repo.js';
 import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
@@ -127,6 +128,62 @@ describe('reports of a fixture campaign (keep, discard, crash, refused)', () => 
     const [first, worse] = catalog.list({ tag: 'tsv', order: 'oldest' });
     const diff = diffRecords(catalog.get(first!.id)!, catalog.get(worse!.id)!);
     expect(diff.metric.delta).toBeCloseTo(0.1, 9);
+  });
+
+  it('reads the same from a host without the catalog file: through the orchestrator, page by page', async () => {
+    const elsewhere = path.join(stack.workDir, 'no-catalog-here', 'catalog.sqlite');
+    const remote = (...args: string[]) =>
+      execa(process.execPath, [EXPCTL, ...args], {
+        env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace, EXPCTL_CATALOG: elsewhere },
+        reject: false,
+      });
+    // More rows than one page carries (seeded straight into the record: only their paging matters here).
+    for (let i = 0; i < 450; i++)
+      catalog.apply({
+        experimentId: `exp-paged-${String(i).padStart(4, '0')}`,
+        request: parseExperimentRequest(request({ tag: 'paged', hypothesis: `idea ${i}` })),
+        submittedAt: new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString(),
+        status: 'validation_failed',
+        reason: 'seeded',
+      });
+    const reads = [
+      ['report', 'tsv', '--tag', 'tsv'],
+      ['report', 'summary', '--tag', 'tsv', '--json'],
+      ['report', 'tags', '--json'],
+      ['history', '--tag', 'tsv', '--json'],
+      ['history', '--tag', 'paged', '--limit', '450', '--json'],
+      ['best', '--tag', 'tsv', '--json'],
+      ['near-misses', '--tag', 'tsv', '--json'],
+      ['suggest', '--tag', 'tsv', '--json'],
+      ['strategy', '--tag', 'tsv', '--json'],
+    ];
+    for (const args of reads) {
+      const [here, there] = [await cli(...args), await remote(...args)];
+      expect(there.stderr, args.join(' ')).toBe('');
+      expect(there.exitCode, args.join(' ')).toBe(0);
+      expect(there.stdout, args.join(' ')).toBe(here.stdout);
+    }
+    expect(JSON.parse((await remote('history', '--tag', 'paged', '--limit', '450', '--json')).stdout)).toHaveLength(
+      450,
+    );
+    const [first] = catalog.list({ tag: 'tsv', order: 'oldest' });
+    const shown = JSON.parse((await remote('show', first!.id, '--json')).stdout);
+    expect(shown.record).toMatchObject({ id: first!.id, status: 'completed' });
+    expect(shown.record.patch).toContain('+++ b/train.py');
+    // Nothing was read from (or made at) a file on the reading host: each read was a short workflow.
+    await expect(fs.access(elsewhere)).rejects.toThrow();
+    await waitFor(async () => {
+      let pages = 0;
+      for await (const _ of stack.client.workflow.list({
+        query: 'WorkflowType = "catalogQueryWorkflow" AND WorkflowId STARTS_WITH "catalog-experiments-"',
+      }))
+        pages++;
+      // Two `history --tag paged` reads of three pages each, besides the other reads.
+      return pages >= 6;
+    }, 30_000);
+    const missing = await remote('report', 'diff', 'exp-nope-1', 'exp-nope-2');
+    expect(missing.exitCode).toBe(1);
+    expect(missing.stderr).toContain('no experiment exp-nope-1 in the catalog (through the orchestrator)');
   });
 
   // test/global-setup.ts provides Chromium (scripts/install-chromium); where it cannot, this is skipped.
@@ -293,6 +350,15 @@ describe('operator actions and guidance', () => {
       '--json',
     );
     expect(JSON.parse(set.stdout)).toMatchObject({ mode: 'ablation', manual: true });
+    // The change went through the tag's workflow, signed and checked (the CLI writes nothing itself).
+    expect(catalog.auditTrail(tagWorkflowId('strategy'))).toContainEqual(
+      expect.objectContaining({ action: 'configure_tag', allowed: true }),
+    );
+    const unknown = await cli('strategy', '--tag', 'never-seen', '--set', 'explore', '--reason', 'r');
+    expect(unknown.exitCode).toBe(1);
+    expect(unknown.stderr).toContain('no tag never-seen');
+    const malformed = await cli('strategy', '--tag', 'strategy', '--set', 'ablation');
+    expect(malformed.stderr).toContain('--set needs --reason TEXT');
     await run(request({ tag: 'strategy', category: 'hyperparams', env: { VAL_BPB: '1.0' } }));
     expect(catalog.strategy('strategy')?.mode).toBe('ablation');
     const suggestion = JSON.parse((await cli('suggest', '--tag', 'strategy', '--json')).stdout);
@@ -303,5 +369,8 @@ describe('operator actions and guidance', () => {
       kept: 0,
     });
     expect(suggestion.underExplored).toContain('architecture');
+    const auto = JSON.parse((await cli('strategy', '--tag', 'strategy', '--set', 'auto', '--json')).stdout);
+    expect(auto).toMatchObject({ manual: false, mode: catalog.strategy('strategy')!.mode });
+    expect(auto.reason).not.toBe('operator wants to learn what matters');
   });
 });

@@ -8,7 +8,7 @@ import { connectClient } from '../../temporal/connection.js';
 import { cancelExperimentUpdate, experimentStateQuery } from '../../workflows/definitions.js';
 import { signAs } from '../../client/sign.js';
 import { asRefusal } from '../refusal.js';
-import { existingCatalog } from '../catalog-file.js';
+import { openCatalog } from '../catalog-view.js';
 import { CliError, printJson, safeText, wantsJson } from '../output.js';
 import { FlagError, parseSecretFlag, parseSecretFlags, PROCESS_SECRET_SOURCES, type SecretSources } from '../parse.js';
 
@@ -25,7 +25,7 @@ async function originalRequest(id: string): Promise<{ request: ExperimentRequest
   } catch (error) {
     if (!(error instanceof WorkflowNotFoundError)) throw error;
   }
-  const record = existingCatalog()?.get(id);
+  const record = await (await openCatalog()).experiment(id);
   if (!record) throw new CliError(`no experiment ${id} in Temporal or in the catalog`);
   return { request: record.request, pinned: record.datasetVersions ?? [] };
 }

@@ -19,7 +19,7 @@ import {
 } from '../../domain/datasets.js';
 import { historyText } from '../../domain/gates.js';
 import { connectClient } from '../../temporal/connection.js';
-import { requireCatalog } from '../catalog-file.js';
+import { openCatalog } from '../catalog-view.js';
 import { asRefusal } from '../refusal.js';
 import { CliError, formatTable, printJson, safeJson, safeText, wantsJson } from '../output.js';
 import { parseNumber } from '../parse.js';
@@ -252,9 +252,9 @@ export async function dataPolicyCommand(
   );
 }
 
-export function dataVersionsCommand(dataset: string | undefined, options: { json?: boolean }): void {
+export async function dataVersionsCommand(dataset: string | undefined, options: { json?: boolean }): Promise<void> {
   if (dataset !== undefined) checkDataset(dataset);
-  const rows = requireCatalog().datasets.versions(dataset);
+  const rows = await (await openCatalog()).datasetVersions(dataset);
   if (wantsJson(options)) return printJson(rows);
   console.log(
     formatTable(
@@ -273,24 +273,14 @@ export function dataVersionsCommand(dataset: string | undefined, options: { json
   );
 }
 
-export function dataShowCommand(ref: string, options: { json?: boolean }): void {
+export async function dataShowCommand(ref: string, options: { json?: boolean }): Promise<void> {
   const reference = parseDatasetRef(ref);
   if (reference.kind !== 'version' || reference.version === 'latest')
     throw new CliError(`"${safeText(ref)}": expected NAME@VERSION, e.g. train@3`, 2);
   const parsed = { dataset: reference.dataset, version: reference.version };
-  const records = requireCatalog().datasets;
-  const row = records.versions(parsed.dataset).find((v) => v.version === parsed.version);
-  if (!row) throw new CliError(`no dataset version ${parsed.dataset}@${parsed.version} in the catalog`);
-  const detail = {
-    ...row,
-    schema: records.version(parsed.dataset, parsed.version)?.schema ?? null,
-    shards: records.shards(parsed.dataset, parsed.version),
-    gates: records.gateResults(parsed.dataset, parsed.version),
-    lateShards: records.lateShards(parsed.dataset, parsed.version),
-    alerts: records
-      .alerts({ subjectPrefix: `${parsed.dataset}@${parsed.version}` })
-      .filter((a) => a.subject === `${parsed.dataset}@${parsed.version}`),
-  };
+  const detail = await (await openCatalog()).datasetVersion(parsed.dataset, parsed.version);
+  if (!detail) throw new CliError(`no dataset version ${parsed.dataset}@${parsed.version} in the catalog`);
+  const row = detail;
   if (wantsJson(options)) return printJson(detail);
   console.log(
     `${row.dataset}@${row.version}: ${row.status}; ${row.arrivedShards}/${row.expectedShards} shards, ${row.records ?? '?'} records; ` +
@@ -331,10 +321,10 @@ export function dataShowCommand(ref: string, options: { json?: boolean }): void 
     console.log(`alert ${alert.at} ${alert.kind} ${alert.code ?? ''}: ${safeText(alert.message)}`);
 }
 
-export function gatesCommand(options: { dataset?: string; since?: string; json?: boolean }): void {
+export async function gatesCommand(options: { dataset?: string; since?: string; json?: boolean }): Promise<void> {
   if (options.dataset !== undefined) checkDataset(options.dataset);
   const since = options.since === undefined ? undefined : parseSince(options.since);
-  const rows = requireCatalog().datasets.gateStats({ dataset: options.dataset, since });
+  const rows = await (await openCatalog()).gateStats({ dataset: options.dataset, since });
   if (wantsJson(options)) return printJson(rows);
   console.log(
     formatTable(
@@ -353,9 +343,9 @@ export function gatesCommand(options: { dataset?: string; since?: string; json?:
   );
 }
 
-export function alertsCommand(options: { since?: string; json?: boolean }): void {
+export async function alertsCommand(options: { since?: string; json?: boolean }): Promise<void> {
   const since = options.since === undefined ? undefined : parseSince(options.since);
-  const rows = requireCatalog().datasets.alerts({ since });
+  const rows = await (await openCatalog()).alerts(since);
   if (wantsJson(options)) return printJson(rows);
   console.log(
     formatTable(

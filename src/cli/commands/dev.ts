@@ -24,7 +24,7 @@ import { createExclusive, identityOf, isRunning, readJsonFile, stopProcess } fro
 import { ensureHealthSchedule } from '../../temporal/schedules.js';
 import { ensureTemporalCli } from '../../temporal/temporal-cli.js';
 import { runDemo } from '../demo.js';
-import { Catalog } from '../../catalog/catalog.js';
+import { CatalogView } from '../../client/catalog.js';
 import { StackLifetime } from './dev-lifetime.js';
 
 export interface DevOptions {
@@ -79,7 +79,8 @@ export async function devCommand(options: DevOptions): Promise<void> {
   if (!started) return; // a signal arrived during start-up: the signal handler stops and exits
   if (options.demo) {
     try {
-      await runDemo(started.client, { home, catalog: new Catalog(catalogPath()), signal: lifetime.signal });
+      const catalog = await CatalogView.open(async () => started.client);
+      await runDemo(started.client, { home, catalog, signal: lifetime.signal });
     } catch (error) {
       if (!lifetime.stopped) log(`expctl: the demo failed: ${(error as Error).message}`);
     }

@@ -14,7 +14,7 @@ import { connectClient } from '../../temporal/connection.js';
 import { cancelExperimentUpdate, experimentStateQuery, poolStateQuery } from '../../workflows/definitions.js';
 import type { ExperimentSnapshot } from '../../workflows/experiment-state.js';
 import { HostUnreachableError, LogReader } from '../../client/logs.js';
-import { existingCatalog } from '../catalog-file.js';
+import { openCatalog } from '../catalog-view.js';
 import { CliError, formatTable, printJson, safeJson, safeText, wantsJson } from '../output.js';
 import { parseRunFlags, problemAsFlag, type RawRunOptions } from '../parse.js';
 import { followProgress } from '../progress.js';
@@ -212,7 +212,8 @@ export async function showCommand(id: string, options: { json?: boolean }): Prom
   if (datasetVersion) return dataShowCommand(`${datasetVersion.dataset}@${datasetVersion.version}`, options);
   if (isPromotionId(id)) return promotionShowCommand(id, options);
   const client = await connectClient();
-  const record = existingCatalog()?.get(id);
+  const catalog = await openCatalog();
+  const record = await catalog.experiment(id);
   let snapshot: ExperimentSnapshot | undefined;
   try {
     snapshot = await snapshotOf(client, id);
@@ -222,7 +223,7 @@ export async function showCommand(id: string, options: { json?: boolean }): Prom
   }
   const queuePosition = snapshot?.status === 'queued' ? await queuePositionOf(client, id) : null;
   // Who submitted, canceled (or tried to): the orchestrator's audit trail for this experiment.
-  const audit = existingCatalog()?.auditTrail(id) ?? [];
+  const audit = await catalog.auditTrail(id);
   if (wantsJson(options))
     return printJson({ ...(snapshot ?? { experimentId: id }), queuePosition, record: record ?? null, audit });
   if (!snapshot) {

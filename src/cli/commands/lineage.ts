@@ -1,13 +1,12 @@
-import { catalogLineageSource } from '../../catalog/lineage-source.js';
-import { LINEAGE_REF_TEXT, lineage, parseLineageRef, renderLineage, type Direction } from '../../domain/lineage.js';
-import { requireCatalog } from '../catalog-file.js';
+import { LINEAGE_REF_TEXT, parseLineageRef, renderLineage, type Direction } from '../../domain/lineage.js';
+import { openCatalog } from '../catalog-view.js';
 import { CliError, printJson, safeText, wantsJson } from '../output.js';
 
 /** `lineage REF [--upstream|--downstream]`: what made it and what it went into, from the catalog. */
-export function lineageCommand(
+export async function lineageCommand(
   text: string,
   options: { upstream?: boolean; downstream?: boolean; json?: boolean },
-): void {
+): Promise<void> {
   const ref = parseLineageRef(text);
   if (!ref) throw new CliError(`${JSON.stringify(safeText(text))} is not ${LINEAGE_REF_TEXT}`);
   const directions: Direction[] =
@@ -16,11 +15,10 @@ export function lineageCommand(
       : options.downstream && !options.upstream
         ? ['downstream']
         : ['upstream', 'downstream'];
-  const source = catalogLineageSource(requireCatalog());
-  const trees = Object.fromEntries(directions.map((direction) => [direction, lineage(source, ref, direction)]));
-  const root = Object.values(trees)[0]!;
-  if (wantsJson(options)) return printJson({ ref: text, known: root.known, ...trees });
-  if (!root.known) process.exitCode = 1;
+  const answer = (await (await openCatalog()).lineage(text, directions))!;
+  const trees = answer.trees;
+  if (wantsJson(options)) return printJson({ ref: text, known: answer.known, ...trees });
+  if (!answer.known) process.exitCode = 1;
   for (const direction of directions) {
     console.log(direction === 'upstream' ? 'upstream (what made it):' : 'downstream (what it went into):');
     for (const line of renderLineage(trees[direction]!)) console.log(safeText(`  ${line}`));

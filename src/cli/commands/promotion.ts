@@ -1,7 +1,6 @@
 import { parseDuration } from '../../domain/duration.js';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { ModelCatalog, modelReport } from '../../catalog/models.js';
 import { signAs } from '../../client/sign.js';
 import { idSuffix, startPromotion } from '../../client/promotions.js';
 import {
@@ -24,7 +23,7 @@ import {
   type PromotionSnapshot,
 } from '../../workflows/promotion-definitions.js';
 import { rollbackWorkflow } from '../../workflows/rollback.js';
-import { requireCatalog } from '../catalog-file.js';
+import { openCatalog } from '../catalog-view.js';
 import { CliError, formatTable, printJson, safeText, wantsJson } from '../output.js';
 import { splitCommandLine } from '../parse.js';
 import { asRefusal } from '../refusal.js';
@@ -81,7 +80,7 @@ export async function promoteCommand(experimentId: string, options: PromoteOptio
   const evalCommand =
     options.evalCommand === undefined ? undefined : splitCommandLine('--eval-command', options.evalCommand);
   const client = await connectClient();
-  const started = await startPromotion(client, requireCatalog(), {
+  const started = await startPromotion(client, await openCatalog(), {
     experimentId,
     model,
     alias,
@@ -190,9 +189,7 @@ export async function rollbackCommand(
 
 /** `expctl models [NAME] [--json]`. */
 export async function modelsCommand(model: string | undefined, options: { json?: boolean }): Promise<void> {
-  const models = new ModelCatalog(requireCatalog().db);
-  const names = model ? [checkModel(model)] : models.models();
-  const reports = names.map((name) => modelReport(models, name));
+  const reports = await (await openCatalog()).models(model === undefined ? undefined : checkModel(model));
   if (wantsJson(options)) return printJson(model ? reports[0] : { models: reports });
   if (reports.length === 0) return console.log('no model has been promoted yet');
   for (const report of reports) {
@@ -229,10 +226,10 @@ export async function promotionShowCommand(id: string, options: { json?: boolean
   if (!isPromotionId(id)) throw new CliError(`${safeText(id)} is not a promotion ID (expctl-promotion-...)`);
   const client = await connectClient();
   const live = await snapshotOf(client, id);
-  const catalog = requireCatalog();
-  const record = new ModelCatalog(catalog.db).promotion(id);
+  const catalog = await openCatalog();
+  const record = await catalog.promotion(id);
   if (!live && !record) throw new CliError(`no promotion ${id} in Temporal or in the catalog`);
-  const audit = catalog.auditTrail(id);
+  const audit = await catalog.auditTrail(id);
   const state = live ?? record!;
   if (wantsJson(options)) return printJson({ ...(live ? { live } : {}), ...(record ? { record } : {}), audit });
   console.log(safeText(`${id}: ${state.status}${state.code ? ` (${state.code})` : ''}`));

@@ -1,36 +1,37 @@
 import fs from 'node:fs/promises';
 import { execa } from 'execa';
 import { tagReportHtml } from '../../catalog/html.js';
-import { ModelCatalog, modelReport } from '../../catalog/models.js';
 import { bestKept, diffRecords, resultRuns, summarize, toRunSummary } from '../../catalog/reports.js';
 import { parseColumns, resultsTsv } from '../../catalog/tsv.js';
 import { CATEGORIES } from '../../domain/request.js';
-import { MODES, suggest, type Mode } from '../../domain/strategy.js';
-import { catalogPath } from '../../shared/settings.js';
-import { requireCatalog } from '../catalog-file.js';
+import { setTagStrategy } from '../../client/catalog.js';
+import { strategyChangeProblem, suggest, type Mode, type StrategyChange } from '../../domain/strategy.js';
+import { connectClient } from '../../temporal/connection.js';
+import { asRefusal } from '../refusal.js';
+import { openCatalog } from '../catalog-view.js';
 import { CliError, formatTable, printJson, wantsJson } from '../output.js';
 
-function need<T>(value: T | undefined, what: string): T {
-  if (value === undefined) throw new CliError(`no ${what} in the catalog ${catalogPath()}`);
+function need<T>(value: T | undefined, what: string, source: string): T {
+  if (value === undefined) throw new CliError(`no ${what} in ${source}`);
   return value;
 }
 
 const fmt = (value: number | null | undefined, digits = 6) =>
   value === null || value === undefined ? null : value.toFixed(digits);
 
-export function historyCommand(options: {
+export async function historyCommand(options: {
   tag?: string;
   status?: string;
   category?: string;
   limit?: string;
   json?: boolean;
-}): void {
-  const rows = requireCatalog().list({
-    tag: options.tag,
-    status: options.status,
-    category: options.category,
-    limit: options.limit ? Number(options.limit) : 50,
-  });
+}): Promise<void> {
+  const catalog = await openCatalog();
+  const limit = options.limit === undefined ? 50 : Number(options.limit);
+  if (!Number.isInteger(limit) || limit < 1)
+    throw new CliError(`--limit must be a whole number >= 1, got ${options.limit}`);
+  const filter = { tag: options.tag, status: options.status, category: options.category };
+  const rows = await catalog.experiments(filter, limit);
   if (wantsJson(options)) return printJson(rows);
   console.log(
     formatTable(
@@ -50,17 +51,18 @@ export function historyCommand(options: {
 }
 
 /** The best kept run (min or max kept metric, not the latest keep); JSON adds the best per class. */
-export function bestCommand(options: { tag: string; json?: boolean }): void {
-  const { overall, byClass } = bestKept(requireCatalog().list({ tag: options.tag, order: 'oldest' }));
-  const best = need(overall ?? undefined, `kept run for tag ${options.tag}`);
+export async function bestCommand(options: { tag: string; json?: boolean }): Promise<void> {
+  const catalog = await openCatalog();
+  const { overall, byClass } = bestKept(await catalog.experiments({ tag: options.tag, order: 'oldest' }));
+  const best = need(overall ?? undefined, `kept run for tag ${options.tag}`, catalog.source);
   if (wantsJson(options)) return printJson({ ...best, byClass });
   console.log(`${best.id}: ${best.metricName} ${fmt(best.metric)} at commit ${best.commit} (${best.hypothesis})`);
   for (const [group, r] of Object.entries(byClass))
     console.log(`  ${group}: ${fmt(r.metric)} (${r.id}, ${r.commit.slice(0, 7)})`);
 }
 
-export function nearMissesCommand(options: { tag: string; json?: boolean }): void {
-  const rows = requireCatalog().list({ tag: options.tag, nearMiss: true });
+export async function nearMissesCommand(options: { tag: string; json?: boolean }): Promise<void> {
+  const rows = await (await openCatalog()).experiments({ tag: options.tag, nearMiss: true });
   if (wantsJson(options)) return printJson(rows);
   console.log(
     formatTable(
@@ -75,7 +77,7 @@ export async function reportCommand(
   args: string[],
   options: { tag?: string; json?: boolean; out?: string; columns?: string },
 ): Promise<void> {
-  const catalog = requireCatalog();
+  const catalog = await openCatalog();
   const tag = (): string => {
     if (!options.tag) throw new CliError(`report ${kind} needs --tag T`);
     return options.tag;
@@ -88,11 +90,11 @@ export async function reportCommand(
       } catch (error) {
         throw new CliError((error as Error).message);
       }
-      process.stdout.write(resultsTsv(catalog.list({ tag: tag() }), columns));
+      process.stdout.write(resultsTsv(await catalog.experiments({ tag: tag() }), columns));
       return;
     }
     case 'summary': {
-      const summary = summarize(tag(), catalog.list({ tag: tag() }));
+      const summary = summarize(tag(), await catalog.experiments({ tag: tag() }));
       if (wantsJson(options)) return printJson(summary);
       const pct = (rate: number) => `${(rate * 100).toFixed(0)}%`;
       console.log(
@@ -122,7 +124,7 @@ export async function reportCommand(
       return;
     }
     case 'tags': {
-      const tags = catalog.tags();
+      const tags = await catalog.tags();
       if (wantsJson(options)) return printJson(tags);
       const pct = (rate: number) => `${(rate * 100).toFixed(0)}%`;
       const header = [
@@ -159,8 +161,8 @@ export async function reportCommand(
     case 'diff': {
       const [idA, idB] = args;
       if (!idA || !idB) throw new CliError('usage: expctl report diff A B');
-      const a = need(catalog.get(idA), `experiment ${idA}`);
-      const b = need(catalog.get(idB), `experiment ${idB}`);
+      const a = need(await catalog.experiment(idA), `experiment ${idA}`, catalog.source);
+      const b = need(await catalog.experiment(idB), `experiment ${idB}`, catalog.source);
       const diff = diffRecords(a, b);
       // The code diff comes from git where the repository is reachable, else from the recorded patches.
       let code: string;
@@ -191,11 +193,10 @@ export async function reportCommand(
       return;
     }
     case 'html': {
-      const models = new ModelCatalog(catalog.db);
-      const html = tagReportHtml(tag(), catalog.list({ tag: tag() }), {
-        versions: catalog.datasets.versions(),
-        gates: catalog.datasets.gateStats({}),
-        models: models.models().map((name) => modelReport(models, name)),
+      const html = tagReportHtml(tag(), await catalog.experiments({ tag: tag() }), {
+        versions: await catalog.datasetVersions(),
+        gates: await catalog.gateStats({}),
+        models: await catalog.models(),
       });
       const out = options.out ?? `expctl-${tag()}.html`;
       await fs.writeFile(out, html);
@@ -207,33 +208,34 @@ export async function reportCommand(
   }
 }
 
-export function strategyCommand(options: { tag: string; set?: string; reason?: string; json?: boolean }): void {
-  const catalog = requireCatalog();
-  if (options.set) {
-    if (options.set === 'auto') {
-      catalog.setStrategy(options.tag, 'explore', 'back to the automatic rule', false);
-      catalog.refreshStrategy(options.tag);
-    } else {
-      if (!(MODES as readonly string[]).includes(options.set))
-        throw new CliError(`--set must be one of ${MODES.join(', ')} or auto`);
-      if (!options.reason) throw new CliError('--set needs --reason TEXT (the record says why the mode was chosen)');
-      catalog.setStrategy(options.tag, options.set, options.reason, true);
-    }
+/** `strategy --tag T [--set MODE --reason TEXT | --set auto]`: reads the mode; a change is a signed update of the tag. */
+export async function strategyCommand(options: {
+  tag: string;
+  set?: string;
+  reason?: string;
+  json?: boolean;
+}): Promise<void> {
+  let current;
+  if (options.set !== undefined) {
+    const change = { mode: options.set, ...(options.reason !== undefined ? { reason: options.reason } : {}) };
+    const problem = strategyChangeProblem(change);
+    if (problem) throw new CliError(problem);
+    const client = await connectClient();
+    current = await setTagStrategy(client, options.tag, change as StrategyChange).catch((error: unknown) => {
+      throw asRefusal(error);
+    });
+  } else {
+    current = await (await openCatalog()).strategy(options.tag);
   }
-  const current = catalog.strategy(options.tag) ?? {
-    mode: 'explore',
-    reason: 'no completed runs yet',
-    manual: false,
-    updatedAt: null,
-  };
+  current ??= { mode: 'explore', reason: 'no completed runs yet', manual: false, updatedAt: null };
   if (wantsJson(options)) return printJson({ tag: options.tag, ...current });
   console.log(`tag ${options.tag}: ${current.mode}${current.manual ? ' (set by an operator)' : ''}: ${current.reason}`);
 }
 
-export function suggestCommand(options: { tag: string; json?: boolean }): void {
-  const catalog = requireCatalog();
-  const records = catalog.list({ tag: options.tag, order: 'oldest' });
-  const stored = catalog.strategy(options.tag);
+export async function suggestCommand(options: { tag: string; json?: boolean }): Promise<void> {
+  const catalog = await openCatalog();
+  const records = await catalog.experiments({ tag: options.tag, order: 'oldest' });
+  const stored = await catalog.strategy(options.tag);
   const override = stored?.manual ? { mode: stored.mode as Mode, reason: stored.reason } : undefined;
   const advice = suggest(
     resultRuns(records).map(toRunSummary),

@@ -1,0 +1,201 @@
+import { z } from 'zod';
+import { preparePromotionFrom, type PrepareResult } from '../activities/promotion.js';
+import { lineage, parseLineageRef, type LineageNode } from '../domain/lineage.js';
+import type { CatalogReader, AuditEntry, TagRow } from './catalog.js';
+import type { AlertRow, DatasetVersionRow } from './datasets.js';
+import { catalogLineageSource } from './lineage-source.js';
+import { ModelCatalog, modelReport, type PromotionRecord } from './models.js';
+import type { ExperimentRecord } from './record.js';
+
+/**
+ * Every read of the operating record, as one typed question with a bounded answer. The same
+ * function answers it on the orchestrator (the queryCatalog activity, for a CLI on any host) and
+ * locally (a CLI beside the catalog file), so both read the record the same way.
+ */
+
+/** The most experiment rows one page carries (a row without patch and log tail is about 1 KB). */
+export const CATALOG_PAGE_ROWS = 200;
+/**
+ * The most bytes of JSON one answer may carry: under Temporal's 2 MiB payload warning, far under
+ * its 4 MiB gRPC limit. Pages shrink to fit; an answer that cannot is refused, never truncated.
+ */
+export const CATALOG_ANSWER_BYTES = 1_500_000;
+
+const name = z.string().min(1).max(256);
+const experimentFilter = z
+  .object({
+    tag: name.optional(),
+    status: name.optional(),
+    category: name.optional(),
+    nearMiss: z.boolean().optional(),
+    order: z.enum(['newest', 'oldest']).optional(),
+  })
+  .strict();
+export type ExperimentFilter = z.infer<typeof experimentFilter>;
+
+export const catalogQuerySchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('experiment'), id: name }).strict(),
+  z
+    .object({
+      kind: z.literal('experiments'),
+      filter: experimentFilter,
+      offset: z.number().int().min(0),
+      limit: z.number().int().min(1).max(CATALOG_PAGE_ROWS),
+    })
+    .strict(),
+  z.object({ kind: z.literal('tags') }).strict(),
+  z.object({ kind: z.literal('strategy'), tag: name }).strict(),
+  z.object({ kind: z.literal('audit'), target: name }).strict(),
+  z.object({ kind: z.literal('datasetVersions'), dataset: name.optional() }).strict(),
+  z.object({ kind: z.literal('datasetVersion'), dataset: name, version: z.number().int().min(1) }).strict(),
+  z.object({ kind: z.literal('gateStats'), dataset: name.optional(), since: name.optional() }).strict(),
+  z.object({ kind: z.literal('alerts'), since: name.optional() }).strict(),
+  z
+    .object({ kind: z.literal('lineage'), ref: name, directions: z.array(z.enum(['upstream', 'downstream'])).min(1) })
+    .strict(),
+  z.object({ kind: z.literal('models'), model: name.optional() }).strict(),
+  z.object({ kind: z.literal('promotion'), id: name }).strict(),
+  z
+    .object({
+      kind: z.literal('promotionCandidate'),
+      experimentId: name,
+      model: name,
+      alias: name,
+      artifact: z.string().min(1).max(4096).optional(),
+    })
+    .strict(),
+]);
+export type CatalogQuery = z.infer<typeof catalogQuerySchema>;
+export type CatalogQueryKind = CatalogQuery['kind'];
+export type CatalogQueryOf<K extends CatalogQueryKind> = Extract<CatalogQuery, { kind: K }>;
+
+export type ExperimentRow = Omit<ExperimentRecord, 'events' | 'artifacts'>;
+export interface StrategyRow {
+  mode: string;
+  reason: string;
+  manual: boolean;
+  updatedAt: string;
+}
+
+type DatasetRecordsOf = CatalogReader['datasets'];
+export type DatasetVersionDetail = DatasetVersionRow & {
+  schema: unknown;
+  shards: ReturnType<DatasetRecordsOf['shards']>;
+  gates: ReturnType<DatasetRecordsOf['gateResults']>;
+  lateShards: ReturnType<DatasetRecordsOf['lateShards']>;
+  alerts: AlertRow[];
+};
+
+/** What each kind of question answers. */
+export interface CatalogAnswers {
+  experiment: ExperimentRecord | null;
+  experiments: { rows: ExperimentRow[]; nextOffset: number | null };
+  tags: TagRow[];
+  strategy: StrategyRow | null;
+  audit: AuditEntry[];
+  datasetVersions: DatasetVersionRow[];
+  datasetVersion: DatasetVersionDetail | null;
+  gateStats: ReturnType<DatasetRecordsOf['gateStats']>;
+  alerts: AlertRow[];
+  lineage: { known: boolean; trees: Partial<Record<'upstream' | 'downstream', LineageNode>> } | null;
+  models: ReturnType<typeof modelReport>[];
+  promotion: PromotionRecord | null;
+  promotionCandidate: PrepareResult;
+}
+
+/** An answer over CATALOG_ANSWER_BYTES: the question must be narrowed (the message says how). */
+export class CatalogAnswerTooLargeError extends Error {
+  constructor(kind: string, bytes: number) {
+    super(
+      `the catalog's answer to "${kind}" is ${bytes} bytes, over the ${CATALOG_ANSWER_BYTES}-byte bound of one ` +
+        'answer: narrow the question (--tag, --dataset, --since)',
+    );
+  }
+}
+
+function bytesOf(value: unknown): number {
+  return Buffer.byteLength(JSON.stringify(value) ?? '', 'utf8');
+}
+
+/** One page of experiment rows from `offset`, as many as fit both bounds (at least one row). */
+function experimentsPage(reader: CatalogReader, query: CatalogQueryOf<'experiments'>): CatalogAnswers['experiments'] {
+  // One row more than asked says whether another page follows.
+  const fetched = reader.list({ ...query.filter, offset: query.offset, limit: query.limit + 1 });
+  const rows: ExperimentRow[] = [];
+  let bytes = 0;
+  for (const row of fetched.slice(0, query.limit)) {
+    const size = bytesOf(row) + 1;
+    if (rows.length > 0 && bytes + size > CATALOG_ANSWER_BYTES) break;
+    rows.push(row);
+    bytes += size;
+  }
+  const more = rows.length < fetched.length;
+  return { rows, nextOffset: more ? query.offset + rows.length : null };
+}
+
+function answer(reader: CatalogReader, query: CatalogQuery): CatalogAnswers[CatalogQueryKind] {
+  switch (query.kind) {
+    case 'experiment':
+      return reader.get(query.id) ?? null;
+    case 'experiments':
+      return experimentsPage(reader, query);
+    case 'tags':
+      return reader.tags();
+    case 'strategy':
+      return reader.strategy(query.tag) ?? null;
+    case 'audit':
+      return reader.auditTrail(query.target);
+    case 'datasetVersions':
+      return reader.datasets.versions(query.dataset);
+    case 'datasetVersion': {
+      const records = reader.datasets;
+      const { dataset, version } = query;
+      const row = records.versions(dataset).find((v) => v.version === version);
+      if (!row) return null;
+      const subject = `${dataset}@${version}`;
+      return {
+        ...row,
+        schema: records.version(dataset, version)?.schema ?? null,
+        shards: records.shards(dataset, version),
+        gates: records.gateResults(dataset, version),
+        lateShards: records.lateShards(dataset, version),
+        alerts: records.alerts({ subjectPrefix: subject }).filter((a) => a.subject === subject),
+      };
+    }
+    case 'gateStats':
+      return reader.datasets.gateStats({ dataset: query.dataset, since: query.since });
+    case 'alerts':
+      return reader.datasets.alerts({ since: query.since });
+    case 'lineage': {
+      const ref = parseLineageRef(query.ref);
+      if (!ref) return null;
+      const source = catalogLineageSource(reader);
+      const trees = Object.fromEntries(query.directions.map((d) => [d, lineage(source, ref, d)]));
+      return { known: Object.values(trees)[0]!.known, trees };
+    }
+    case 'models': {
+      const models = new ModelCatalog(reader.db);
+      return (query.model ? [query.model] : models.models()).map((model) => modelReport(models, model));
+    }
+    case 'promotion':
+      return new ModelCatalog(reader.db).promotion(query.id) ?? null;
+    case 'promotionCandidate':
+      return preparePromotionFrom(reader, {
+        experimentId: query.experimentId,
+        model: query.model,
+        alias: query.alias,
+        ...(query.artifact !== undefined ? { artifact: query.artifact } : {}),
+      });
+  }
+}
+
+/** Answers one question from the record; throws CatalogAnswerTooLargeError past the bound. */
+export function answerCatalogQuery<K extends CatalogQueryKind>(
+  reader: CatalogReader,
+  query: CatalogQueryOf<K>,
+): CatalogAnswers[K] {
+  const result = answer(reader, query) as CatalogAnswers[K];
+  const bytes = bytesOf(result);
+  if (bytes > CATALOG_ANSWER_BYTES) throw new CatalogAnswerTooLargeError(query.kind, bytes);
+  return result;
+}

@@ -1,0 +1,22 @@
+import { CatalogView } from '../client/catalog.js';
+import { catalogPath } from '../shared/settings.js';
+import { connectClient } from '../temporal/connection.js';
+import { CliError } from './output.js';
+
+/**
+ * The operating record for one command, read-only: the catalog file when it is on this host
+ * (EXPCTL_CATALOG, else the state directory's), otherwise the orchestrator, asked through the
+ * control queue, so every read works from any host that reaches Temporal.
+ */
+export function openCatalog(): Promise<CatalogView> {
+  return CatalogView.open(async () => {
+    try {
+      return await connectClient();
+    } catch (error) {
+      throw new CliError(
+        `no catalog at ${catalogPath()} on this host, and Temporal did not answer (${(error as Error).message}): ` +
+          'set TEMPORAL_ADDRESS to reach the orchestrator, or EXPCTL_CATALOG to the catalog file',
+      );
+    }
+  });
+}
