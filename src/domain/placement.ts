@@ -31,6 +31,8 @@ export interface LeaseRequest {
   requirements: Requirements;
   priority: number;
   enqueuedAt: number;
+  /** The experiment's tag: fair share orders tags by recent GPU time (absent in older histories). */
+  tag?: string;
   /** Datasets the run reads: slots whose host already has them are preferred. */
   datasets?: string[];
 }
@@ -186,13 +188,38 @@ export interface Grant {
 }
 
 /**
- * Grants free slots to waiting requests in priority-then-FIFO order; each request takes the
- * best-scoring slot that fits. A request that fits nothing free keeps its place in the queue.
+ * The next request to place: the first of the highest priority, or, with `loads` (fair share,
+ * fair-share.ts), the first of the highest priority whose tag has the least recent GPU time.
  */
-export function assignSlots(slots: SlotView[], queue: LeaseRequest[], policy: PlacementPolicy, now: number): Grant[] {
+function nextRequest(pending: LeaseRequest[], loads: Map<string, number> | undefined): number {
+  if (!loads) return 0;
+  let best = 0;
+  const top = pending[0]!.priority;
+  for (let i = 1; i < pending.length && pending[i]!.priority === top; i++) {
+    const load = (request: LeaseRequest) => loads.get(request.tag ?? '') ?? 0;
+    if (load(pending[i]!) < load(pending[best]!)) best = i;
+  }
+  return best;
+}
+
+/**
+ * Grants free slots to waiting requests in priority-then-FIFO order, or priority, then fair share,
+ * then FIFO when `loads` gives each tag's recent GPU-seconds; each request takes the best-scoring
+ * slot that fits. A request that fits nothing free keeps its place in the queue.
+ */
+export function assignSlots(
+  slots: SlotView[],
+  queue: LeaseRequest[],
+  policy: PlacementPolicy,
+  now: number,
+  loads?: Map<string, number>,
+): Grant[] {
   const taken = new Set<string>();
   const grants: Grant[] = [];
-  for (const request of [...queue].sort(queueOrder)) {
+  const pending = [...queue].sort(queueOrder);
+  const shares = loads && new Map(loads);
+  while (pending.length > 0) {
+    const [request] = pending.splice(nextRequest(pending, shares), 1) as [LeaseRequest];
     const view = slots.map((slot) => (taken.has(slot.slotId) ? { ...slot, state: 'leased' as const } : slot));
     const datasets = request.datasets ?? [];
     const candidates = evaluateCandidates(view, request.requirements, policy, datasets);
@@ -203,6 +230,9 @@ export function assignSlots(slots: SlotView[], queue: LeaseRequest[], policy: Pl
     if (!winner) continue;
     const slot = slots.find((s) => s.slotId === winner.slotId)!;
     taken.add(slot.slotId);
+    // A lease granted now counts one second for its tag (fair-share.ts), so the next free slot
+    // goes to another tag that waits with as little recent use.
+    if (shares) shares.set(request.tag ?? '', (shares.get(request.tag ?? '') ?? 0) + 1);
     const scarceUsed = policy.scarceClasses.includes(slot.acceleratorClass);
     grants.push({
       experimentId: request.experimentId,

@@ -4,6 +4,7 @@ import type { TagDecision, TagPolicy, TagState, RunOutcome } from '../domain/dec
 import type { HostRegistration, Slot } from '../domain/fleet.js';
 import type { HostHealthReport, SlotProblem } from '../domain/health.js';
 import type { LeaseRequest, PlacementRecord, PlacementPolicy } from '../domain/placement.js';
+import type { TagUsage } from '../domain/fair-share.js';
 import type { Requirements } from '../domain/request.js';
 import type { StrategyChange } from '../domain/strategy.js';
 import type { StrategyRow } from '../catalog/queries.js';
@@ -23,6 +24,8 @@ import type {
 export interface Lease {
   leaseId: string;
   experimentId: string;
+  /** The experiment's tag, for fair share (absent on leases granted by earlier versions). */
+  tag?: string;
   slot: Slot;
   hostQueue: string;
   grantedAt: number;
@@ -76,6 +79,8 @@ export interface PoolSnapshot {
   health: Record<string, HostHealth>;
   /** Latest refused registration per host name. */
   refusals?: Record<string, RegistrationRefusal>;
+  /** Each tag's finished GPU time, decayed (fair-share.ts); absent before fair share. */
+  usage?: Record<string, TagUsage>;
 }
 export const registerHostSignal = defineSignal<[HostRegistration]>('registerHost');
 /** A worker shutting down, signed by the identity that registered the host (unsigned ones are ignored). */
@@ -86,9 +91,9 @@ export const hostLostSignal = defineSignal<[{ host: string; reason: string }]>('
 /** Whether a lease is still held: a worker asks before it spawns training, so a released lease never runs. */
 export const leaseHeldQuery = defineQuery<boolean, [{ slotId: string; leaseId: string }]>('leaseHeld');
 export const requestLeaseSignal =
-  defineSignal<[{ experimentId: string; requirements: Requirements; priority: number; datasets?: string[] }]>(
-    'requestLease',
-  );
+  defineSignal<
+    [{ experimentId: string; requirements: Requirements; priority: number; tag?: string; datasets?: string[] }]
+  >('requestLease');
 export const releaseLeaseSignal = defineSignal<[{ experimentId: string }]>('releaseLease');
 /** An operator's signed drain or undrain of a host or slot; returns the slots it changed. */
 export const drainUpdate = defineUpdate<

@@ -257,6 +257,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       experimentId,
       requirements,
       priority: input.priority,
+      tag: request.tag,
       // Locality: a pinned version is laid out on a host as NAME@V, the name its registration lists.
       datasets: request.datasets.map((ref) => {
         const pinned = snapshot.datasetVersions?.find((p) => p.ref === ref);

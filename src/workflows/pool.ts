@@ -10,6 +10,7 @@ import {
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
+import { addUsage, pruneUsage, tagLoads, type RunningLease } from '../domain/fair-share.js';
 import { assignSlots, DEFAULT_PLACEMENT_POLICY, type SlotView } from '../domain/placement.js';
 import {
   configurePoolUpdate,
@@ -61,12 +62,24 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
   const pendingRevocations: { experimentId: string; leaseId: string; reason: string }[] = [];
 
   const slotsOf = (host: string) => pool.slots.filter((entry) => entry.slot.host === host);
+  const runningLeases = (): RunningLease[] =>
+    pool.slots.flatMap((entry) =>
+      entry.lease?.tag !== undefined ? [{ tag: entry.lease.tag, grantedAt: entry.lease.grantedAt }] : [],
+    );
+  /** Frees the slot; the lease's GPU time goes to its tag's recent use (fair share). */
+  const endLease = (entry: SlotEntry) => {
+    const lease = entry.lease;
+    entry.lease = null;
+    if (lease?.tag === undefined) return;
+    const now = Date.now();
+    pool.usage = { ...pool.usage, [lease.tag]: addUsage(pool.usage?.[lease.tag], (now - lease.grantedAt) / 1000, now) };
+  };
   /** Revokes the host's leases, except those of runs its worker says it still holds. */
   const revokeHost = (host: string, reason: string, keep: readonly string[] = []) => {
     for (const entry of slotsOf(host)) {
       if (!entry.lease || keep.includes(entry.lease.experimentId)) continue;
       pendingRevocations.push({ experimentId: entry.lease.experimentId, leaseId: entry.lease.leaseId, reason });
-      entry.lease = null;
+      endLease(entry);
     }
   };
   /** Offline in one step: no lease is granted on the host until its worker registers again. */
@@ -202,15 +215,22 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
     if ('denied' in verdict || verdict.identity.name !== pool.hosts[host]?.identity) return;
     if (pool.hosts[host]?.incarnation === incarnation) takeOffline(host, `worker on ${host} shut down`);
   });
-  setHandler(requestLeaseSignal, ({ experimentId, requirements, priority, datasets }) => {
+  setHandler(requestLeaseSignal, ({ experimentId, requirements, priority, tag, datasets }) => {
     const holds = pool.slots.some((entry) => entry.lease?.experimentId === experimentId);
     if (holds || pool.queue.some((request) => request.experimentId === experimentId)) return;
-    pool.queue.push({ experimentId, requirements, priority, enqueuedAt: Date.now(), datasets: datasets ?? [] });
+    pool.queue.push({
+      experimentId,
+      requirements,
+      priority,
+      enqueuedAt: Date.now(),
+      datasets: datasets ?? [],
+      ...(tag !== undefined ? { tag } : {}),
+    });
     touch();
   });
   setHandler(releaseLeaseSignal, ({ experimentId }) => {
     pool.queue = pool.queue.filter((request) => request.experimentId !== experimentId);
-    for (const entry of pool.slots) if (entry.lease?.experimentId === experimentId) entry.lease = null;
+    for (const entry of pool.slots) if (entry.lease?.experimentId === experimentId) endLease(entry);
     touch();
   });
   setHandler(drainUpdate, async ({ target, drained, reason, authorization }) => {
@@ -319,14 +339,19 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
       draining: entry.draining,
       localDatasets: pool.hosts[entry.slot.host]?.datasets ?? [],
     }));
+    // Fair share between tags (fair-share.ts) orders the queue for runs since it was introduced.
+    const fairShare = patched('fair-share');
+    const loads = fairShare ? tagLoads(pool.usage ?? {}, runningLeases(), now) : undefined;
     // Leases are taken synchronously; the winners are told concurrently, one round trip for all.
-    const grants = assignSlots(views, pool.queue, pool.policy, now).map((grant) => {
+    const grants = assignSlots(views, pool.queue, pool.policy, now, loads).map((grant) => {
       const entry = pool.slots.find((e) => e.slot.slotId === grant.slotId)!;
+      const tag = pool.queue.find((request) => request.experimentId === grant.experimentId)?.tag;
       const lease = {
         leaseId: uuid4(),
         experimentId: grant.experimentId,
         hostQueue: pool.hosts[entry.slot.host]!.hostQueue,
         grantedAt: now,
+        ...(tag !== undefined ? { tag } : {}),
       };
       entry.lease = lease;
       pool.queue = pool.queue.filter((request) => request.experimentId !== grant.experimentId);
@@ -343,7 +368,7 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
           });
         } catch {
           // The experiment ended while waiting: the slot goes back.
-          if (entry.lease?.leaseId === lease.leaseId) entry.lease = null;
+          if (entry.lease?.leaseId === lease.leaseId) entry.lease = null; // never ran: no GPU time
           dirty = true;
         }
       }),
@@ -351,6 +376,7 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
 
     if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > HISTORY_EVENTS_LIMIT) {
       await condition(allHandlersFinished);
+      if (pool.usage) pool.usage = pruneUsage(pool.usage, Date.now());
       await continueAsNew<typeof poolWorkflow>(pool);
     }
   }

@@ -10,6 +10,7 @@ import type { ExperimentSnapshot } from '../../src/workflows/experiment-state.js
 import { healthCheckWorkflow } from '../../src/workflows/health.js';
 import { leaseCyclerWorkflow } from '../../src/workflows/lease-cycler.js';
 import { configurePool, drain, FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
+import { runCli } from '../helpers/cli.js';
 import { waitFor } from '../helpers/wait.js';
 import { makeRepo } from '../helpers/repo.js';
 
@@ -223,6 +224,48 @@ describe('drain', () => {
       drainReason: expect.stringMatching(/^maintenance \(by [^)]+\)$/),
       lease: null,
     });
+  });
+});
+
+describe('fair share between campaigns', () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startStack({ name: 'fair', host: 'share', fleet: 'two-l4.csv' });
+  });
+  afterAll(async () => stack?.stop());
+
+  it('gives freed GPUs to the campaign with less recent GPU time, though it queued later', async () => {
+    const release = path.join(stack.workDir, 'release-agent-a');
+    const run = (tag: string, env: Record<string, string> = {}) =>
+      submitExperiment(stack.client, request({ tag, env: { VAL_BPB: '1.0', ...env } }));
+    const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+    // Agent A takes both GPUs until the test lets its first two runs finish; two more of its runs wait.
+    const holding = await Promise.all([
+      run('agent-a', { WAIT_FOR_FILE: release }),
+      run('agent-a', { WAIT_FOR_FILE: release }),
+    ]);
+    await waitFor(async () => (await pool.query(poolStateQuery)).slots.every((entry) => entry.lease), 60_000);
+    const waitingA = [await run('agent-a'), await run('agent-a')];
+    await waitFor(async () => (await pool.query(poolStateQuery)).queue.length === 2, 60_000);
+    // Agent B asks later, while A holds the fleet.
+    const waitingB = [await run('agent-b'), await run('agent-b')];
+    await waitFor(async () => (await pool.query(poolStateQuery)).queue.length === 4, 60_000);
+    await fs.writeFile(release, '');
+    const all = [...holding, ...waitingA, ...waitingB];
+    const results = await Promise.all(all.map(({ handle }) => handle.result()));
+    expect(results.map((r) => r.status)).toEqual(Array(6).fill('completed'));
+    // First come first served would start A's waiting runs first; fair share starts B's.
+    const started = async ({ handle }: (typeof all)[number]) =>
+      Date.parse((await handle.query(experimentStateQuery)).timeline.find((t) => t.status === 'running')!.at);
+    const startsB = await Promise.all(waitingB.map(started));
+    const startsA = await Promise.all(waitingA.map(started));
+    expect(Math.max(...startsB)).toBeLessThanOrEqual(Math.min(...startsA));
+    const printed = await runCli({ TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace }, [
+      'pool',
+      '--json',
+    ]);
+    const shares = JSON.parse(String(printed.stdout)).shares as { tag: string; running: number }[];
+    expect(shares.map((share) => share.tag).sort()).toEqual(['agent-a', 'agent-b']);
   });
 });
 

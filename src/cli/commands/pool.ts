@@ -1,4 +1,5 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
+import { tagShares } from '../../domain/fair-share.js';
 import { POOL_WORKFLOW_ID } from '../../shared/constants.js';
 import { connectClient } from '../../temporal/connection.js';
 import { signAs } from '../../client/sign.js';
@@ -20,7 +21,11 @@ export async function poolCommand(options: { json?: boolean }): Promise<void> {
       throw new CliError('no worker has joined the fleet yet (start one with `expctl worker`)');
     throw error;
   }
-  if (wantsJson(options)) return printJson(pool);
+  const running = pool.slots.flatMap((entry) =>
+    entry.lease?.tag !== undefined ? [{ tag: entry.lease.tag, grantedAt: entry.lease.grantedAt }] : [],
+  );
+  const shares = tagShares(pool.usage ?? {}, running, Date.now());
+  if (wantsJson(options)) return printJson({ ...pool, shares });
   const rows = pool.slots.map((entry) => {
     const host = pool.hosts[entry.slot.host];
     const state = !host?.online ? 'offline' : entry.draining ? 'draining' : entry.lease ? 'leased' : 'idle';
@@ -35,6 +40,15 @@ export async function poolCommand(options: { json?: boolean }): Promise<void> {
     ];
   });
   console.log(formatTable(['host', 'index', 'class', 'memory_mb', 'state', 'experiment', 'last_heartbeat'], rows));
+  if (shares.length > 0) {
+    console.log(`\nfair share (recent GPU time; use an hour old counts half):`);
+    console.log(
+      formatTable(
+        ['tag', 'running', 'gpu_seconds', 'share'],
+        shares.map((s) => [s.tag, s.running, s.gpuSeconds.toFixed(1), `${(s.share * 100).toFixed(0)}%`]),
+      ),
+    );
+  }
   if (pool.queue.length > 0) {
     console.log(`\nqueue (${pool.queue.length}):`);
     console.log(
