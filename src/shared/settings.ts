@@ -1,3 +1,5 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -37,9 +39,33 @@ export function catalogPath(env: NodeJS.ProcessEnv = process.env): string {
   return path.resolve(env.EXPCTL_CATALOG ?? path.join(stateDir(env), 'catalog.sqlite'));
 }
 
-/** This host's name in the fleet: task queues, placement records and pool entries use it. */
-export function hostName(env: NodeJS.ProcessEnv = process.env): string {
-  return (env.EXPCTL_HOST ?? os.hostname()).replace(/[^A-Za-z0-9_.-]/g, '-');
+/** The machine's systemd/D-Bus machine id, or null where the host has none (some containers). */
+export function readMachineId(): string | null {
+  for (const file of ['/etc/machine-id', '/var/lib/dbus/machine-id']) {
+    try {
+      const id = fs.readFileSync(file, 'utf8').trim();
+      if (/^[0-9a-f]{32}$/i.test(id)) return id;
+    } catch {
+      // try the next place
+    }
+  }
+  return null;
+}
+
+/**
+ * This host's name in the fleet: task queues, placement records and pool entries use it.
+ * EXPCTL_HOST, else the hostname plus 8 hex digits derived from the machine id, because cloned
+ * VMs and containers share hostnames. The machine id itself is not shown (systemd asks that it
+ * stay private); it is stable across reboots, so a restarted worker keeps its name and its runs.
+ */
+export function hostName(env: NodeJS.ProcessEnv = process.env, machineId: () => string | null = readMachineId): string {
+  let name = env.EXPCTL_HOST;
+  if (name === undefined || name === '') {
+    const id = machineId();
+    const suffix = id && crypto.createHash('sha256').update(`expctl-host:${id}`).digest('hex').slice(0, 8);
+    name = suffix ? `${os.hostname()}-${suffix}` : os.hostname();
+  }
+  return name.replace(/[^A-Za-z0-9_.-]/g, '-');
 }
 
 /** Per-user cache for downloaded or built tools, reused by every clone on this machine. */
