@@ -11,7 +11,7 @@ import {
 import type { RawRunOptions } from './parse.js';
 import { authInitCommand, authIssueCommand, authRevokeCommand, authWhoamiCommand } from './commands/auth.js';
 import { codecServerCommand } from './commands/codec-server.js';
-import { devCommand } from './commands/dev.js';
+import { devCommand, type DevOptions } from './commands/dev.js';
 import { cancelCommand, logsCommand, refuseRun, runCommand, showCommand, waitCommand } from './commands/experiments.js';
 import { healthCommand, scheduleEnsureCommand } from './commands/health.js';
 import { installTemporalCommand } from './commands/install-temporal.js';
@@ -388,7 +388,13 @@ program
   .description('start the local stack: Temporal dev server + Web UI, orchestrator, one GPU worker')
   .option('--no-demo', 'do not run the example campaign after start')
   .option('--cpu-slots <n>', 'CPU slots for the local worker instead of GPUs', positiveInt('--cpu-slots'))
-  .action((options: { demo: boolean; cpuSlots?: number }) => devCommand(options));
+  .option('--no-worker', 'the control plane only (server, orchestrator): GPU hosts join with `expctl worker`')
+  .option(
+    '--listen <address>',
+    'serve other hosts on this address of this host (0.0.0.0 for all of them); default loopback only, or EXPCTL_TEMPORAL_IP',
+    one('--listen'),
+  )
+  .action((options: DevOptions) => devCommand(options));
 
 const keys = program
   .command('keys')

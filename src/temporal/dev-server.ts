@@ -168,8 +168,10 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     state.done = true;
     return { exitCode: result.exitCode, signal: result.signal };
   });
-  const address = `${options.ip}:${options.grpcPort}`;
-  const uiUrl = `http://${options.ip === '127.0.0.1' ? 'localhost' : options.ip}:${options.uiPort}`;
+  // A server on every address is reached here on loopback.
+  const localIp = options.ip === '0.0.0.0' ? '127.0.0.1' : options.ip;
+  const address = `${localIp}:${options.grpcPort}`;
+  const uiUrl = `http://${localIp === '127.0.0.1' ? 'localhost' : localIp}:${options.uiPort}`;
   const stop = async () => {
     if (state.done) return;
     child.kill('SIGTERM');

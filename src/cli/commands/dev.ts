@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
@@ -23,13 +24,20 @@ import { AbortedError, describeExit, isPortFree, startDevServer, type DevServer 
 import { createExclusive, identityOf, isRunning, readJsonFile, stopProcess } from '../../temporal/pid-file.js';
 import { ensureHealthSchedule } from '../../temporal/schedules.js';
 import { ensureTemporalCli } from '../../temporal/temporal-cli.js';
+import { forwardToLoopback } from '../../temporal/forward.js';
+import { hostPort, listenPlan, type ListenPlan } from '../../temporal/listen.js';
+import { CliError } from '../output.js';
 import { runDemo } from '../demo.js';
 import { CatalogView } from '../../client/catalog.js';
 import { StackLifetime } from './dev-lifetime.js';
 
 export interface DevOptions {
   demo: boolean;
+  /** false with --no-worker: the control plane only (server, orchestrator); GPU hosts join with `expctl worker`. */
+  worker: boolean;
   cpuSlots?: number;
+  /** --listen ADDR (else EXPCTL_TEMPORAL_IP): the address other hosts reach Temporal on. */
+  listen?: string;
 }
 
 /** Restarts of a dead server allowed within RESTART_WINDOW_MS before `expctl dev` gives up. */
@@ -52,8 +60,16 @@ export async function devCommand(options: DevOptions): Promise<void> {
   await ensurePrivateDir(home);
 
   const ports = devPorts();
-  const address = `${ports.ip}:${ports.grpcPort}`;
-  const uiUrl = `http://${ports.ip === '127.0.0.1' ? 'localhost' : ports.ip}:${ports.uiPort}`;
+  let plan: ListenPlan;
+  try {
+    plan = listenPlan(options.listen ?? process.env.EXPCTL_TEMPORAL_IP, os.networkInterfaces(), os.hostname());
+  } catch (error) {
+    lifetime.releaseSignals();
+    throw new CliError((error as Error).message);
+  }
+  const localIp = plan.serverIp === '0.0.0.0' ? '127.0.0.1' : plan.serverIp;
+  const address = `${localIp}:${ports.grpcPort}`;
+  const uiUrl = `http://${localIp === '127.0.0.1' ? 'localhost' : localIp}:${ports.uiPort}`;
   const running = await acquireStateLock({
     ...identityOf(process.pid),
     address,
@@ -71,13 +87,13 @@ export async function devCommand(options: DevOptions): Promise<void> {
     if (readDevInfo()?.pid === process.pid) await fs.rm(devInfoPath(), { force: true });
   });
 
-  const stack = lifetime.startup(() => startStack(options, lifetime, home));
+  const stack = lifetime.startup(() => startStack(options, plan, lifetime, home));
   const started = await stack.catch((error: unknown) => {
     if (!(error instanceof AbortedError) && !lifetime.stopped) throw error;
     return undefined;
   });
   if (!started) return; // a signal arrived during start-up: the signal handler stops and exits
-  if (options.demo) {
+  if (options.demo && options.worker) {
     try {
       const catalog = await CatalogView.open(async () => started.client);
       await runDemo(started.client, { home, catalog, signal: lifetime.signal });
@@ -108,7 +124,7 @@ async function acquireStateLock(info: DevStackInfo): Promise<DevStackInfo | unde
  * A server whose `expctl dev` was SIGKILLed keeps running on the database. Holding the lock,
  * this process is the only one that may own that database, so it stops the orphan and starts fresh.
  */
-async function stopOrphanedServer(): Promise<void> {
+async function stopOrphanedServer(ip: string): Promise<void> {
   const orphan = readJsonFile<DevServerRecord>(devServerPidPath());
   if (orphan && isRunning({ pid: orphan.pid, startTime: orphan.startTime ?? null })) {
     log(
@@ -116,7 +132,7 @@ async function stopOrphanedServer(): Promise<void> {
     );
     await stopProcess({ pid: orphan.pid, startTime: orphan.startTime ?? null });
     // The kernel may hand its listening ports back a little after the process is gone.
-    const { ip, grpcPort, uiPort } = devPorts();
+    const { grpcPort, uiPort } = devPorts();
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline && !((await isPortFree(grpcPort, ip)) && (await isPortFree(uiPort, ip)))) {
       await new Promise((r) => setTimeout(r, 200));
@@ -129,9 +145,14 @@ interface StartedStack {
   client: Client;
 }
 
-async function startStack(options: DevOptions, lifetime: StackLifetime, home: string): Promise<StartedStack> {
+async function startStack(
+  options: DevOptions,
+  plan: ListenPlan,
+  lifetime: StackLifetime,
+  home: string,
+): Promise<StartedStack> {
   const { signal } = lifetime;
-  await stopOrphanedServer();
+  await stopOrphanedServer(plan.serverIp);
   // Payloads are encrypted with the state directory's keyring, made on the first start.
   const keys = await ensureKeyring();
   if (keys.created)
@@ -146,14 +167,14 @@ async function startStack(options: DevOptions, lifetime: StackLifetime, home: st
     startDevServer({
       binary,
       dbFile,
-      ip: ports.ip,
+      ip: plan.serverIp,
       grpcPort: ports.grpcPort,
       uiPort: ports.uiPort,
       logFile: path.join(home, 'logs', 'temporal.log'),
       signal,
       readyTimeoutMs,
       onSpawn: async (pid) => {
-        const record: DevServerRecord = { ...identityOf(pid), dbFile, address: `${ports.ip}:${ports.grpcPort}` };
+        const record: DevServerRecord = { ...identityOf(pid), dbFile, address: `${plan.serverIp}:${ports.grpcPort}` };
         await fs.writeFile(devServerPidPath(), JSON.stringify(record, null, 2), PRIVATE_FILE);
       },
     });
@@ -166,8 +187,15 @@ async function startStack(options: DevOptions, lifetime: StackLifetime, home: st
   log(`expctl: starting Temporal (state in ${dbFile}) ...`);
   server = await startServer();
   void superviseServer(server, lifetime, async () => (server = await startServer(10 * 60_000)));
+  if (plan.forwardIp) {
+    // Other hosts connect here; the forwarders outlive server restarts (each connection is joined anew).
+    for (const port of [ports.grpcPort, ports.uiPort]) {
+      const forwarder = await forwardToLoopback(plan.forwardIp, port);
+      lifetime.onStop(() => forwarder.close());
+    }
+  }
 
-  log('expctl: starting the orchestrator and the GPU worker ...');
+  log(`expctl: starting the orchestrator${options.worker ? ' and the GPU worker' : ''} ...`);
   installWorkerRuntime();
   const nativeConnection = await NativeConnection.connect({ address: server.address });
   lifetime.onStop(() => nativeConnection.close().catch(() => undefined));
@@ -192,34 +220,40 @@ async function startStack(options: DevOptions, lifetime: StackLifetime, home: st
   );
   if (signal.aborted) throw new AbortedError();
   let gpuWorker: GpuWorkerHandle | undefined;
-  await workers.add('GPU worker', async () => {
-    gpuWorker = await createGpuWorker({
-      connection: nativeConnection,
-      namespace: 'default',
-      client,
-      dataConverter: converter,
-      host: hostName(),
-      workDir: path.join(home, 'worker'),
-      cpuSlots: options.cpuSlots,
-      credential,
+  if (options.worker)
+    await workers.add('GPU worker', async () => {
+      gpuWorker = await createGpuWorker({
+        connection: nativeConnection,
+        namespace: 'default',
+        client,
+        dataConverter: converter,
+        host: hostName(),
+        workDir: path.join(home, 'worker'),
+        cpuSlots: options.cpuSlots,
+        credential,
+      });
+      return gpuWorker;
     });
-    return gpuWorker;
-  });
   if (signal.aborted) throw new AbortedError();
   await ensureHealthSchedule(client);
   if (signal.aborted) throw new AbortedError();
   const codecEndpoint = await startDevCodecEndpoint(await payloadCodec(), server.uiUrl);
   lifetime.onStop(() => codecEndpoint.close());
 
-  const slots = gpuWorker!.slots.map((slot) => `${slot.slotId} (${slot.acceleratorClass})`).join(', ');
+  const slots = gpuWorker?.slots.map((slot) => `${slot.slotId} (${slot.acceleratorClass})`).join(', ');
+  const remote = plan.advertised
+    ? `
+  Other hosts:      TEMPORAL_ADDRESS=${hostPort(plan.advertised, ports.grpcPort)} expctl worker   (Web UI http://${hostPort(plan.advertised, ports.uiPort)})`
+    : `
+  Other hosts:      none can connect (only this host's loopback): start with --listen ADDR to serve them`;
   console.log(`
 expctl dev is up.
   Temporal Web UI:  ${server.uiUrl}
-  Temporal gRPC:    ${server.address}   (other shells: TEMPORAL_ADDRESS=${server.address}, or run them in this directory)
+  Temporal gRPC:    ${server.address}   (other shells: TEMPORAL_ADDRESS=${server.address}, or run them in this directory)${remote}
   Codec endpoint:   ${codecEndpoint.endpoint}
                     (payloads are encrypted: paste this into the Web UI's codec server setting to read them there)
   Orchestrator:     task queue expctl-control; health Schedule expctl-health every minute
-  GPU worker:       ${gpuWorker!.host} with ${slots}
+  GPU worker:       ${gpuWorker ? `${gpuWorker.host} with ${slots}` : 'none here (--no-worker): GPU hosts join with `expctl worker`'}
   State:            ${home}
 Press Ctrl-C to stop everything.
 `);
