@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI directly from source through tsx's loader, so there is no build step to forget.
-import { register } from 'tsx/esm/api';
+// Runs the compiled CLI (dist/, built by `npm install` or `npm run build`) while it is as new as
+// every source file; otherwise the TypeScript sources through tsx's loader, so an edit is never
+// run stale. Compiled, a command starts about 0.8 s sooner: nothing is transpiled at load.
+import fs from 'node:fs';
 
 // State is private to the user (src/security/files.ts sets modes explicitly); this umask is the
 // backstop for every file this process and its children (Temporal server, git, training) create.
@@ -13,5 +15,30 @@ if (process.argv[2] === 'dev') {
   process.on('SIGINT', exitNow);
   process.on('SIGTERM', exitNow);
 }
-register();
-await import('../src/cli/main.ts');
+/** The newest modification time of a file under `dir` (a few milliseconds for the sources). */
+function newestMtime(dir) {
+  let newest = 0;
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile())
+      newest = Math.max(newest, fs.statSync(`${entry.parentPath ?? entry.path}/${entry.name}`).mtimeMs);
+  }
+  return newest;
+}
+
+function compiledIsCurrent() {
+  if (process.env.EXPCTL_FROM_SOURCE === '1') return false;
+  try {
+    const built = fs.statSync(new URL('../dist/.built', import.meta.url)).mtimeMs;
+    return built >= newestMtime(new URL('../src', import.meta.url).pathname);
+  } catch {
+    return false; // not built
+  }
+}
+
+if (compiledIsCurrent()) {
+  await import('../dist/cli/main.js');
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import('../src/cli/main.ts');
+}

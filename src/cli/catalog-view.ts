@@ -14,8 +14,8 @@ export function openCatalog(): Promise<CatalogView> {
       return await connectClient();
     } catch (error) {
       throw new CliError(
-        `no catalog at ${catalogPath()} on this host, and Temporal did not answer (${(error as Error).message}): ` +
-          'set TEMPORAL_ADDRESS to reach the orchestrator, or EXPCTL_CATALOG to the catalog file',
+        `no catalog at ${catalogPath()} on this host (EXPCTL_CATALOG names the file), so the orchestrator ` +
+          `was to be asked through Temporal, which failed: ${(error as Error).message}`,
       );
     }
   });

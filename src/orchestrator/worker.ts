@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type crypto from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
@@ -12,7 +13,8 @@ import { deriveKey } from '../security/keyring.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 import { dataDir } from '../shared/settings.js';
 
-export const WORKFLOWS_PATH = new URL('../workflows/index.ts', import.meta.url).pathname;
+// index.ts from the sources, index.js from the compiled CLI (dist/): the bundler reads either.
+export const WORKFLOWS_PATH = new URL(`../workflows/index${path.extname(import.meta.url)}`, import.meta.url).pathname;
 
 export interface OrchestratorOptions {
   connection: NativeConnection;
