@@ -236,14 +236,22 @@ describe('fair share between campaigns', () => {
 
   it('gives freed GPUs to the campaign with less recent GPU time, though it queued later', async () => {
     const release = path.join(stack.workDir, 'release-agent-a');
-    const run = (tag: string, env: Record<string, string> = {}) =>
-      submitExperiment(stack.client, request({ tag, env: { VAL_BPB: '1.0', ...env } }));
+    // hold.py finishes (with the usual summary) once the test creates the release file.
+    const held = await makeRepo({
+      'hold.py': [
+        'import os, time',
+        `while not os.path.exists(${JSON.stringify(release)}):`,
+        '    time.sleep(0.05)',
+        'print("---")',
+        'print("val_bpb:          1.000000")',
+        '',
+      ].join('\n'),
+    });
+    const run = (tag: string, hold = false) =>
+      submitExperiment(stack.client, request({ tag, ...(hold ? { ...held, command: ['python3', 'hold.py'] } : {}) }));
     const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
     // Agent A takes both GPUs until the test lets its first two runs finish; two more of its runs wait.
-    const holding = await Promise.all([
-      run('agent-a', { WAIT_FOR_FILE: release }),
-      run('agent-a', { WAIT_FOR_FILE: release }),
-    ]);
+    const holding = await Promise.all([run('agent-a', true), run('agent-a', true)]);
     await waitFor(async () => (await pool.query(poolStateQuery)).slots.every((entry) => entry.lease), 60_000);
     const waitingA = [await run('agent-a'), await run('agent-a')];
     await waitFor(async () => (await pool.query(poolStateQuery)).queue.length === 2, 60_000);
