@@ -87,6 +87,13 @@ export class LogFollower {
     this.partial = new BoundedLine(this.limits.maxLineBytes >> 1);
   }
 
+  /**
+   * When the file was last written, as of the last poll that read new bytes (its mtime, from the
+   * same stat as the size read up to): the time the last byte read was written, however late the
+   * poll itself ran. Null before any bytes were read.
+   */
+  lastWriteMs: number | null = null;
+
   /** Bytes of the file read so far. */
   get bytesRead(): number {
     return this.offset;
@@ -113,7 +120,8 @@ export class LogFollower {
       return;
     }
     try {
-      const { size } = await handle.stat();
+      const { size, mtimeMs } = await handle.stat();
+      if (size > this.offset) this.lastWriteMs = mtimeMs;
       const buffer = Buffer.alloc(Math.min(1 << 20, Math.max(1, size - this.offset)));
       while (this.offset < size) {
         const length = Math.min(buffer.length, size - this.offset);

@@ -12,6 +12,8 @@ export class ProgressClock {
   firstProgressMs: number | null = null;
   lastProgressMs: number | null = null;
   private lastLine: string | null = null;
+  /** When the previous read began: a line first seen now was written after it. */
+  private previousReadMs: number | null = null;
   private readonly follower: LogFollower;
   private timer: NodeJS.Timeout | undefined;
   private polling: Promise<void> = Promise.resolve();
@@ -25,6 +27,7 @@ export class ProgressClock {
 
   /** Starts from the log's current end, so lines written before (setup output) are not progress. */
   async start(): Promise<void> {
+    this.previousReadMs = this.now();
     await this.follower.poll();
     this.lastLine = this.latestProgressLine();
     this.timer = setInterval(() => {
@@ -40,13 +43,29 @@ export class ProgressClock {
   }
 
   private async observe(): Promise<void> {
+    const readAt = this.now();
     await this.follower.poll();
+    const since = this.previousReadMs;
+    this.previousReadMs = readAt;
     const line = this.latestProgressLine();
     if (line === null || line === this.lastLine) return;
     this.lastLine = line;
-    const at = this.now();
+    const at = this.writtenAt(line, since);
     this.firstProgressMs ??= at;
     this.lastProgressMs = at;
+  }
+
+  /**
+   * When the progress line was written. A loaded host runs this poll late, so "now" would shorten
+   * the evaluation span (last progress line → exit); when the line is the last one in the file,
+   * the file's mtime is when it was written, held between the previous read and now (a file
+   * system with coarse timestamps cannot move it before the previous read).
+   */
+  private writtenAt(line: string, previousReadMs: number | null): number {
+    const now = this.now();
+    const written = this.follower.lastWriteMs;
+    if (written === null || this.follower.tailLines().at(-1)?.trim() !== line) return now;
+    return Math.min(now, Math.max(previousReadMs ?? written, written));
   }
 
   private latestProgressLine(): string | null {
