@@ -40,6 +40,13 @@ export function runningSeconds(lease: RunningLease, now: number): number {
   return Math.max(1, (now - lease.grantedAt) / 1000);
 }
 
+/** The leases still held by tagged runs, among a pool's slot entries. */
+export function runningLeasesOf(entries: { lease: { tag?: string; grantedAt: number } | null }[]): RunningLease[] {
+  return entries.flatMap(({ lease }) =>
+    lease?.tag !== undefined ? [{ tag: lease.tag, grantedAt: lease.grantedAt }] : [],
+  );
+}
+
 /** Each tag's recent GPU time now (finished, decayed, plus running), for every tag that has any. */
 export function tagLoads(usage: Record<string, TagUsage>, running: RunningLease[], now: number): Map<string, number> {
   const loads = new Map<string, number>();

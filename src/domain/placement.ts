@@ -203,6 +203,22 @@ function nextRequest(pending: LeaseRequest[], loads: Map<string, number> | undef
 }
 
 /**
+ * The order the pool serves waiting requests in, were a slot free for each (for `show`'s queue
+ * position and `pool`'s queue): priority, then (with `loads`) fair share, then first come.
+ */
+export function servingOrder(queue: LeaseRequest[], loads?: Map<string, number>): LeaseRequest[] {
+  const pending = [...queue].sort(queueOrder);
+  const shares = loads && new Map(loads);
+  const ordered: LeaseRequest[] = [];
+  while (pending.length > 0) {
+    const [request] = pending.splice(nextRequest(pending, shares), 1) as [LeaseRequest];
+    ordered.push(request);
+    if (shares) shares.set(request.tag ?? '', (shares.get(request.tag ?? '') ?? 0) + 1);
+  }
+  return ordered;
+}
+
+/**
  * Grants free slots to waiting requests in priority-then-FIFO order, or priority, then fair share,
  * then FIFO when `loads` gives each tag's recent GPU-seconds; each request takes the best-scoring
  * slot that fits. A request that fits nothing free keeps its place in the queue.

@@ -10,7 +10,7 @@ import {
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
-import { addUsage, pruneUsage, tagLoads, type RunningLease } from '../domain/fair-share.js';
+import { addUsage, pruneUsage, runningLeasesOf, tagLoads } from '../domain/fair-share.js';
 import { assignSlots, DEFAULT_PLACEMENT_POLICY, type SlotView } from '../domain/placement.js';
 import {
   configurePoolUpdate,
@@ -62,10 +62,6 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
   const pendingRevocations: { experimentId: string; leaseId: string; reason: string }[] = [];
 
   const slotsOf = (host: string) => pool.slots.filter((entry) => entry.slot.host === host);
-  const runningLeases = (): RunningLease[] =>
-    pool.slots.flatMap((entry) =>
-      entry.lease?.tag !== undefined ? [{ tag: entry.lease.tag, grantedAt: entry.lease.grantedAt }] : [],
-    );
   /** Frees the slot; the lease's GPU time goes to its tag's recent use (fair share). */
   const endLease = (entry: SlotEntry) => {
     const lease = entry.lease;
@@ -341,7 +337,7 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
     }));
     // Fair share between tags (fair-share.ts) orders the queue for runs since it was introduced.
     const fairShare = patched('fair-share');
-    const loads = fairShare ? tagLoads(pool.usage ?? {}, runningLeases(), now) : undefined;
+    const loads = fairShare ? tagLoads(pool.usage ?? {}, runningLeasesOf(pool.slots), now) : undefined;
     // Leases are taken synchronously; the winners are told concurrently, one round trip for all.
     const grants = assignSlots(views, pool.queue, pool.policy, now, loads).map((grant) => {
       const entry = pool.slots.find((e) => e.slot.slotId === grant.slotId)!;

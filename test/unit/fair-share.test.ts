@@ -1,13 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import {
   addUsage,
+  runningLeasesOf,
   decayedSeconds,
   FAIR_SHARE_HALF_LIFE_MS,
   pruneUsage,
   tagLoads,
   tagShares,
 } from '../../src/domain/fair-share.js';
-import { assignSlots, DEFAULT_PLACEMENT_POLICY, type LeaseRequest, type SlotView } from '../../src/domain/placement.js';
+import {
+  assignSlots,
+  DEFAULT_PLACEMENT_POLICY,
+  servingOrder,
+  type LeaseRequest,
+  type SlotView,
+} from '../../src/domain/placement.js';
 
 const slots = (count: number): SlotView[] =>
   Array.from({ length: count }, (_, i) => ({
@@ -55,6 +62,15 @@ describe('fair share between tags', () => {
     expect(loads.get('agent-a')).toBe(900);
     const grants = assignSlots(slots(1), twoCampaigns, DEFAULT_PLACEMENT_POLICY, now, loads);
     expect(grants.map((g) => g.experimentId)).toEqual(['b0']);
+  });
+
+  it('queue positions (show, pool) follow the order the pool serves: a fresh tag first, then alternating', () => {
+    const now = 10 * 60_000;
+    const entries = [0, 1].map(() => ({ lease: { tag: 'agent-a', grantedAt: now - 60_000 } }));
+    const loads = tagLoads({}, runningLeasesOf([...entries, { lease: null }]), now);
+    const order = servingOrder(twoCampaigns.slice(8, 12), loads).map((r) => r.experimentId);
+    expect(order).toEqual(['b0', 'b1', 'a8', 'a9']);
+    expect(servingOrder(twoCampaigns.slice(8, 12)).map((r) => r.experimentId)).toEqual(['a8', 'a9', 'b0', 'b1']);
   });
 
   it('priority comes before share', () => {

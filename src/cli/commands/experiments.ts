@@ -7,7 +7,8 @@ import { submitExperiment, type ExperimentHandle } from '../../client/experiment
 import { exitCodeFor, type RunTimings, isTerminal, type ExperimentResult } from '../../domain/experiment.js';
 import { DEFAULT_METRIC } from '../../domain/decision.js';
 import { parseExperimentRequest, RequestValidationError, type ExperimentRequestInput } from '../../domain/request.js';
-import { queueOrder } from '../../domain/placement.js';
+import { runningLeasesOf, tagLoads } from '../../domain/fair-share.js';
+import { servingOrder } from '../../domain/placement.js';
 import { killLimitSeconds, LOGS_DEFAULT_TAIL_BYTES } from '../../domain/limits.js';
 import { POOL_WORKFLOW_ID } from '../../shared/constants.js';
 import { connectClient } from '../../temporal/connection.js';
@@ -170,14 +171,14 @@ async function snapshotOf(client: Client, id: string): Promise<ExperimentSnapsho
   }
 }
 
-/** 1-based position in the pool's queue (priority, then FIFO), or null when not waiting. */
+/** 1-based position in the order the pool serves its queue (placement.ts), or null when not waiting. */
 async function queuePositionOf(client: Client, id: string): Promise<{ position: number; length: number } | null> {
   const pool = await client.workflow
     .getHandle(POOL_WORKFLOW_ID)
     .query(poolStateQuery)
     .catch(() => undefined);
   if (!pool) return null;
-  const ordered = [...pool.queue].sort(queueOrder);
+  const ordered = servingOrder(pool.queue, tagLoads(pool.usage ?? {}, runningLeasesOf(pool.slots), Date.now()));
   const index = ordered.findIndex((request) => request.experimentId === id);
   return index < 0 ? null : { position: index + 1, length: ordered.length };
 }

@@ -1,5 +1,6 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { tagShares } from '../../domain/fair-share.js';
+import { runningLeasesOf, tagLoads, tagShares } from '../../domain/fair-share.js';
+import { servingOrder } from '../../domain/placement.js';
 import { POOL_WORKFLOW_ID } from '../../shared/constants.js';
 import { connectClient } from '../../temporal/connection.js';
 import { signAs } from '../../client/sign.js';
@@ -21,10 +22,10 @@ export async function poolCommand(options: { json?: boolean }): Promise<void> {
       throw new CliError('no worker has joined the fleet yet (start one with `expctl worker`)');
     throw error;
   }
-  const running = pool.slots.flatMap((entry) =>
-    entry.lease?.tag !== undefined ? [{ tag: entry.lease.tag, grantedAt: entry.lease.grantedAt }] : [],
-  );
-  const shares = tagShares(pool.usage ?? {}, running, Date.now());
+  const now = Date.now();
+  const running = runningLeasesOf(pool.slots);
+  const shares = tagShares(pool.usage ?? {}, running, now);
+  const queue = servingOrder(pool.queue, tagLoads(pool.usage ?? {}, running, now));
   if (wantsJson(options)) return printJson({ ...pool, shares });
   const rows = pool.slots.map((entry) => {
     const host = pool.hosts[entry.slot.host];
@@ -50,13 +51,14 @@ export async function poolCommand(options: { json?: boolean }): Promise<void> {
     );
   }
   if (pool.queue.length > 0) {
-    console.log(`\nqueue (${pool.queue.length}):`);
+    console.log(`\nqueue (${pool.queue.length}), in the order it is served:`);
     console.log(
       formatTable(
-        ['position', 'experiment', 'class', 'memory_mb', 'priority'],
-        pool.queue.map((r, i) => [
+        ['position', 'experiment', 'tag', 'class', 'memory_mb', 'priority'],
+        queue.map((r, i) => [
           i + 1,
           r.experimentId,
+          r.tag ?? null,
           r.requirements.acceleratorClass,
           r.requirements.gpuMemoryMb,
           r.priority,
