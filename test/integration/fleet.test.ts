@@ -248,7 +248,11 @@ describe('fair share between campaigns', () => {
       ].join('\n'),
     });
     const run = (tag: string, hold = false) =>
-      submitExperiment(stack.client, request({ tag, ...(hold ? { ...held, command: ['python3', 'hold.py'] } : {}) }));
+      submitExperiment(
+        stack.client,
+        // A held run must outlast a slow test on a loaded host: no kill limit before the release.
+        request({ tag, ...(hold ? { ...held, command: ['python3', 'hold.py'], timeoutSeconds: 3600 } : {}) }),
+      );
     const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
     // Agent A takes both GPUs until the test lets its first two runs finish; two more of its runs wait.
     const holding = await Promise.all([run('agent-a', true), run('agent-a', true)]);
@@ -258,6 +262,19 @@ describe('fair share between campaigns', () => {
     // Agent B asks later, while A holds the fleet.
     const waitingB = [await run('agent-b'), await run('agent-b')];
     await waitFor(async () => (await pool.query(poolStateQuery)).queue.length === 4, 60_000);
+    // `show` gives the position in the order the pool serves: B, which has had no GPU time, first.
+    const cli = {
+      TEMPORAL_ADDRESS: stack.address,
+      TEMPORAL_NAMESPACE: stack.namespace,
+      EXPCTL_CATALOG: stack.catalogPath,
+    };
+    const position = async ({ experimentId }: { experimentId: string }) =>
+      JSON.parse(String((await runCli(cli, ['show', experimentId, '--json'])).stdout)).queuePosition;
+    // (Each tag in its own arrival order, which validation on a loaded host may swap.)
+    const positions = async (runs: { experimentId: string }[]) =>
+      (await Promise.all(runs.map(position))).map((p: { position: number; length: number }) => p.position).sort();
+    expect(await positions(waitingB)).toEqual([1, 2]);
+    expect(await positions(waitingA)).toEqual([3, 4]);
     await fs.writeFile(release, '');
     const all = [...holding, ...waitingA, ...waitingB];
     const results = await Promise.all(all.map(({ handle }) => handle.result()));
@@ -268,10 +285,7 @@ describe('fair share between campaigns', () => {
     const startsB = await Promise.all(waitingB.map(started));
     const startsA = await Promise.all(waitingA.map(started));
     expect(Math.max(...startsB)).toBeLessThanOrEqual(Math.min(...startsA));
-    const printed = await runCli({ TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace }, [
-      'pool',
-      '--json',
-    ]);
+    const printed = await runCli(cli, ['pool', '--json']);
     const shares = JSON.parse(String(printed.stdout)).shares as { tag: string; running: number }[];
     expect(shares.map((share) => share.tag).sort()).toEqual(['agent-a', 'agent-b']);
   });
