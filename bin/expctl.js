@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs the compiled CLI (dist/, built by `npm install` or `npm run build`) while it is as new as
 // every source file; otherwise the TypeScript sources through tsx's loader, so an edit is never
-// run stale. Compiled, a command starts about 0.8 s sooner: nothing is transpiled at load.
+// run stale. Compiled, a command does not transpile the whole CLI at every start.
 import fs from 'node:fs';
 
 // State is private to the user (src/security/files.ts sets modes explicitly); this umask is the

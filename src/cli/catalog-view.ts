@@ -1,3 +1,4 @@
+import type { Client } from '@temporalio/client';
 import { CatalogView } from '../client/catalog.js';
 import { catalogPath } from '../shared/settings.js';
 import { connectClient } from '../temporal/connection.js';
@@ -8,8 +9,9 @@ import { CliError } from './output.js';
  * (EXPCTL_CATALOG, else the state directory's), otherwise the orchestrator, asked through the
  * control queue, so every read works from any host that reaches Temporal.
  */
-export function openCatalog(): Promise<CatalogView> {
+export function openCatalog(client?: Client): Promise<CatalogView> {
   return CatalogView.open(async () => {
+    if (client) return client; // the command's own connection: one per command
     try {
       return await connectClient();
     } catch (error) {

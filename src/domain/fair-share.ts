@@ -55,6 +55,14 @@ export function tagLoads(usage: Record<string, TagUsage>, running: RunningLease[
   return loads;
 }
 
+/** A pool's tag loads now, from its usage and its slots' leases (what the grant loop orders by). */
+export function poolLoads(
+  pool: { usage?: Record<string, TagUsage>; slots: { lease: { tag?: string; grantedAt: number } | null }[] },
+  now: number,
+): Map<string, number> {
+  return tagLoads(pool.usage ?? {}, runningLeasesOf(pool.slots), now);
+}
+
 export interface TagShare {
   tag: string;
   /** Recent GPU-seconds (decayed finished use plus running leases). */

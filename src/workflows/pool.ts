@@ -10,7 +10,7 @@ import {
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
-import { addUsage, pruneUsage, runningLeasesOf, tagLoads } from '../domain/fair-share.js';
+import { addUsage, poolLoads, pruneUsage } from '../domain/fair-share.js';
 import { assignSlots, DEFAULT_PLACEMENT_POLICY, type SlotView } from '../domain/placement.js';
 import {
   configurePoolUpdate,
@@ -337,7 +337,7 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
     }));
     // Fair share between tags (fair-share.ts) orders the queue for runs since it was introduced.
     const fairShare = patched('fair-share');
-    const loads = fairShare ? tagLoads(pool.usage ?? {}, runningLeasesOf(pool.slots), now) : undefined;
+    const loads = fairShare ? poolLoads(pool, now) : undefined;
     // Leases are taken synchronously; the winners are told concurrently, one round trip for all.
     const grants = assignSlots(views, pool.queue, pool.policy, now, loads).map((grant) => {
       const entry = pool.slots.find((e) => e.slot.slotId === grant.slotId)!;

@@ -25,7 +25,7 @@ async function originalRequest(id: string): Promise<{ request: ExperimentRequest
   } catch (error) {
     if (!(error instanceof WorkflowNotFoundError)) throw error;
   }
-  const record = await (await openCatalog()).experiment(id);
+  const record = await (await openCatalog(client)).experiment(id);
   if (!record) throw new CliError(`no experiment ${id} in Temporal or in the catalog`);
   return { request: record.request, pinned: record.datasetVersions ?? [] };
 }

@@ -7,7 +7,7 @@ import { submitExperiment, type ExperimentHandle } from '../../client/experiment
 import { exitCodeFor, type RunTimings, isTerminal, type ExperimentResult } from '../../domain/experiment.js';
 import { DEFAULT_METRIC } from '../../domain/decision.js';
 import { parseExperimentRequest, RequestValidationError, type ExperimentRequestInput } from '../../domain/request.js';
-import { runningLeasesOf, tagLoads } from '../../domain/fair-share.js';
+import { poolLoads } from '../../domain/fair-share.js';
 import { servingOrder } from '../../domain/placement.js';
 import { killLimitSeconds, LOGS_DEFAULT_TAIL_BYTES } from '../../domain/limits.js';
 import { POOL_WORKFLOW_ID } from '../../shared/constants.js';
@@ -178,7 +178,7 @@ async function queuePositionOf(client: Client, id: string): Promise<{ position: 
     .query(poolStateQuery)
     .catch(() => undefined);
   if (!pool) return null;
-  const ordered = servingOrder(pool.queue, tagLoads(pool.usage ?? {}, runningLeasesOf(pool.slots), Date.now()));
+  const ordered = servingOrder(pool.queue, poolLoads(pool, Date.now()));
   const index = ordered.findIndex((request) => request.experimentId === id);
   return index < 0 ? null : { position: index + 1, length: ordered.length };
 }
@@ -213,7 +213,7 @@ export async function showCommand(id: string, options: { json?: boolean }): Prom
   if (datasetVersion) return dataShowCommand(`${datasetVersion.dataset}@${datasetVersion.version}`, options);
   if (isPromotionId(id)) return promotionShowCommand(id, options);
   const client = await connectClient();
-  const catalog = await openCatalog();
+  const catalog = await openCatalog(client);
   const record = await catalog.experiment(id);
   let snapshot: ExperimentSnapshot | undefined;
   try {

@@ -1,5 +1,5 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { runningLeasesOf, tagLoads, tagShares } from '../../domain/fair-share.js';
+import { poolLoads, runningLeasesOf, tagShares } from '../../domain/fair-share.js';
 import { servingOrder } from '../../domain/placement.js';
 import { POOL_WORKFLOW_ID } from '../../shared/constants.js';
 import { connectClient } from '../../temporal/connection.js';
@@ -23,9 +23,8 @@ export async function poolCommand(options: { json?: boolean }): Promise<void> {
     throw error;
   }
   const now = Date.now();
-  const running = runningLeasesOf(pool.slots);
-  const shares = tagShares(pool.usage ?? {}, running, now);
-  const queue = servingOrder(pool.queue, tagLoads(pool.usage ?? {}, running, now));
+  const shares = tagShares(pool.usage ?? {}, runningLeasesOf(pool.slots), now);
+  const queue = servingOrder(pool.queue, poolLoads(pool, now));
   if (wantsJson(options)) return printJson({ ...pool, shares });
   const rows = pool.slots.map((entry) => {
     const host = pool.hosts[entry.slot.host];

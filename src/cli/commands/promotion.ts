@@ -80,7 +80,7 @@ export async function promoteCommand(experimentId: string, options: PromoteOptio
   const evalCommand =
     options.evalCommand === undefined ? undefined : splitCommandLine('--eval-command', options.evalCommand);
   const client = await connectClient();
-  const started = await startPromotion(client, await openCatalog(), {
+  const started = await startPromotion(client, await openCatalog(client), {
     experimentId,
     model,
     alias,
@@ -226,7 +226,7 @@ export async function promotionShowCommand(id: string, options: { json?: boolean
   if (!isPromotionId(id)) throw new CliError(`${safeText(id)} is not a promotion ID (expctl-promotion-...)`);
   const client = await connectClient();
   const live = await snapshotOf(client, id);
-  const catalog = await openCatalog();
+  const catalog = await openCatalog(client);
   const record = await catalog.promotion(id);
   if (!live && !record) throw new CliError(`no promotion ${id} in Temporal or in the catalog`);
   const audit = await catalog.auditTrail(id);
