@@ -5,11 +5,11 @@ import type { RecordUpdate } from '../catalog/record.js';
 import { resolveDatasetRefs, type DataResolution } from '../domain/dataset-refs.js';
 import { DEFAULT_METRIC, newTagState, type RunOutcome, type TagDecision } from '../domain/decision.js';
 import { hijackRefusal } from '../domain/environment.js';
-import { capabilityMismatch, refusalReason, reservesScarce } from '../domain/placement.js';
+import type { PlacementCheck } from '../domain/placement.js';
 import { publicRequest } from '../domain/redact.js';
 import type { Requirements } from '../domain/request.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
-import { poolStateQuery, recordOutcomeUpdate, tagStateQuery } from '../workflows/definitions.js';
+import { onlineHostsQuery, placementCheckQuery, recordOutcomeUpdate, tagStateQuery } from '../workflows/definitions.js';
 import { tagWorkflow, tagWorkflowId } from '../workflows/tag.js';
 
 export interface ControlDeps {
@@ -49,24 +49,14 @@ export function createControlActivities({ client, catalog, secretHashKey }: Cont
     },
 
     /** Refuses requests no registered slot can ever run; picks a capable host to validate on. */
-    async checkPlacement(requirements: Requirements): Promise<{ refusal: string | null; hostQueue: string | null }> {
-      let pool;
+    async checkPlacement(requirements: Requirements): Promise<PlacementCheck> {
       try {
-        pool = await client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
+        return await client.workflow.getHandle(POOL_WORKFLOW_ID).query(placementCheckQuery, requirements);
       } catch (error) {
         if (error instanceof WorkflowNotFoundError)
           return { refusal: 'no worker has joined the fleet yet (start one with `expctl worker`)', hostQueue: null };
         throw error;
       }
-      const slots = pool.slots.map((entry) => entry.slot);
-      const refusal = refusalReason(slots, requirements, pool.policy);
-      if (refusal) return { refusal, hostQueue: null };
-      const reserve = reservesScarce(slots, requirements, pool.policy);
-      const capable = pool.slots.filter(
-        (entry) => capabilityMismatch(entry.slot, requirements, pool.policy, reserve) === null,
-      );
-      const online = capable.find((entry) => pool.hosts[entry.slot.host]?.online) ?? capable[0]!;
-      return { refusal: null, hostQueue: pool.hosts[online.slot.host]!.hostQueue };
     },
 
     /**
@@ -116,10 +106,7 @@ export function createControlActivities({ client, catalog, secretHashKey }: Cont
     /** Hosts the pool considers online, with their host queues (for the health check). */
     async listOnlineHosts(): Promise<{ host: string; hostQueue: string }[]> {
       try {
-        const pool = await client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
-        return Object.values(pool.hosts)
-          .filter((h) => h.online)
-          .map((h) => ({ host: h.host, hostQueue: h.hostQueue }));
+        return await client.workflow.getHandle(POOL_WORKFLOW_ID).query(onlineHostsQuery);
       } catch (error) {
         if (error instanceof WorkflowNotFoundError) return [];
         throw error;

@@ -11,12 +11,12 @@ import { recordedVariables } from '../domain/environment.js';
 import { REDACTED, runSecretValues, scrubText, secretForms } from '../domain/redact.js';
 import { readRunSecrets, workerSecretValues } from '../gpu-worker/run-secrets.js';
 import { queryGpus } from '../gpu-worker/discover.js';
-import { softwareVersions } from '../gpu-worker/software.js';
+import { driverVersion, softwareVersions } from '../gpu-worker/software.js';
+import { lockfileHashes } from '../gpu-worker/lockfiles.js';
 import type { ExperimentRequest } from '../domain/request.js';
 import {
   commitExists,
   commitPatch,
-  fileInCommit,
   localRepository,
   readFileAtCommit,
   treeEntry,
@@ -39,15 +39,6 @@ export interface HostDeps {
 
 /** Patches above this size are recorded truncated (Temporal payloads stay well under their limit). */
 const PATCH_RECORD_LIMIT = 1 << 20;
-const LOCKFILES = [
-  'uv.lock',
-  'requirements.txt',
-  'poetry.lock',
-  'pyproject.toml',
-  'Pipfile.lock',
-  'environment.yml',
-  'package-lock.json',
-];
 
 /** The most one readLog page returns, whatever the caller asks for (activity results stay small). */
 export const READ_LOG_PAGE_BYTES = 256 * 1024;
@@ -311,22 +302,12 @@ export function createHostActivities(deps: HostDeps) {
      */
     async captureEnvironment(request: ExperimentRequest): Promise<EnvironmentRecord> {
       const repo = await localRepository(request.repo, deps.workDir, request.commit);
-      const lockfiles: Record<string, string> = {};
-      for (const name of LOCKFILES) {
-        if (await fileInCommit(repo, request.commit, name)) {
-          lockfiles[name] = crypto
-            .createHash('sha256')
-            .update(await readFileAtCommit(repo, request.commit, name))
-            .digest('hex');
-        }
-      }
-      const gpus = deps.slots.some((slot) => slot.acceleratorClass !== 'cpu')
-        ? ((await queryGpus().catch(() => undefined)) ?? [])
-        : [];
+      const lockfiles = await lockfileHashes(repo, request.commit);
+      const hasGpus = deps.slots.some((slot) => slot.acceleratorClass !== 'cpu');
       return {
         host: deps.host,
         software: await softwareVersions(),
-        driverVersion: gpus[0]?.driverVersion ?? null,
+        driverVersion: hasGpus ? await driverVersion() : null,
         lockfiles,
         variables: recordedVariables(process.env, request, [...runSecretValues(request), ...workerSecretValues()]),
       };

@@ -278,3 +278,27 @@ export function assignSlots(
   }
   return grants;
 }
+
+/** What validation needs from the pool: a refusal, or the queue of a capable host to validate on. */
+export interface PlacementCheck {
+  refusal: string | null;
+  hostQueue: string | null;
+}
+
+/**
+ * Refuses requests no registered slot can ever run; otherwise picks a capable host, online first.
+ * Pure: the pool answers it as a query, so validation never fetches the whole pool state.
+ */
+export function placementCheck(
+  slots: Slot[],
+  hosts: Record<string, { online: boolean; hostQueue: string }>,
+  req: Requirements,
+  policy: PlacementPolicy,
+): PlacementCheck {
+  const refusal = refusalReason(slots, req, policy);
+  if (refusal) return { refusal, hostQueue: null };
+  const reserve = reservesScarce(slots, req, policy);
+  const capable = slots.filter((slot) => capabilityMismatch(slot, req, policy, reserve) === null);
+  const chosen = capable.find((slot) => hosts[slot.host]?.online) ?? capable[0]!;
+  return { refusal: null, hostQueue: hosts[chosen.host]!.hostQueue };
+}

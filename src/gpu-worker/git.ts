@@ -50,15 +50,6 @@ export async function commitExists(repo: string, commit: string): Promise<boolea
   }
 }
 
-export async function fileInCommit(repo: string, commit: string, file: string): Promise<boolean> {
-  try {
-    await git(repo, ['cat-file', '-e', `${commit}:${file.replace(/^\.\//, '')}`]);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export async function readFileAtCommit(repo: string, commit: string, file: string): Promise<string> {
   return git(repo, ['show', `${commit}:${file.replace(/^\.\//, '')}`]);
 }

@@ -22,6 +22,7 @@ import { processAlive } from '../shared/processes.js';
 import { dataDir } from '../shared/settings.js';
 import { ensurePrivateDir } from '../security/files.js';
 import { softwareVersions } from './software.js';
+import { isConnectionError, ServerLink, serverAddressOf } from '../shared/server-link.js';
 
 export interface GpuWorkerOptions extends DiscoveryOptions {
   connection: NativeConnection;
@@ -139,6 +140,8 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
     ...content,
     authorization: signRequest(options.credential, { action: 'register_host', target: host, digest }),
   });
+  // The heartbeat is the worker's link to the server: its operator hears when that link breaks and heals.
+  const serverLink = new ServerLink(`expctl worker ${host}`, serverAddressOf(options.client), log);
   let heartbeat: NodeJS.Timeout | undefined;
   let heartbeatInFlight: Promise<unknown> | undefined;
   // Kept runs stay attached until their experiment adopts them (the adopting activity touches them too).
@@ -193,7 +196,13 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
         if (heartbeatInFlight) return;
         heartbeatInFlight = pool
           .signal(registerHostSignal, registration())
-          .catch((error: Error) => log(`expctl worker: pool heartbeat failed: ${error.message}`))
+          .then(
+            () => serverLink.reached(),
+            (error: Error) => {
+              if (isConnectionError(error)) serverLink.failed(error);
+              else log(`expctl worker: pool heartbeat failed: ${error.message}`);
+            },
+          )
           .finally(() => (heartbeatInFlight = undefined));
       }, options.poolHeartbeatMs ?? 10_000);
       // A refused registration stops the worker with the pool's reason.

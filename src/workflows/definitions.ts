@@ -3,7 +3,7 @@ import type { Authorization } from '../domain/authorization.js';
 import type { TagDecision, TagPolicy, TagState, RunOutcome } from '../domain/decision.js';
 import type { HostRegistration, Slot } from '../domain/fleet.js';
 import type { HostHealthReport, SlotProblem } from '../domain/health.js';
-import type { LeaseRequest, PlacementRecord, PlacementPolicy } from '../domain/placement.js';
+import type { LeaseRequest, PlacementCheck, PlacementRecord, PlacementPolicy } from '../domain/placement.js';
 import type { TagUsage } from '../domain/fair-share.js';
 import type { Requirements } from '../domain/request.js';
 import type { StrategyChange } from '../domain/strategy.js';
@@ -112,6 +112,10 @@ export const configurePoolUpdate = defineUpdate<
   [PoolConfiguration & { authorization: Authorization }]
 >('configurePool');
 export const poolStateQuery = defineQuery<PoolSnapshot>('poolState');
+/** Validation's question, answered in the pool (a few hundred bytes rather than the whole state). */
+export const placementCheckQuery = defineQuery<PlacementCheck, [Requirements]>('placementCheck');
+/** The hosts the pool considers online, with their queues (the health check's question). */
+export const onlineHostsQuery = defineQuery<{ host: string; hostQueue: string }[]>('onlineHosts');
 
 // Experiment
 export const leaseGrantedSignal = defineSignal<[Lease]>('leaseGranted');

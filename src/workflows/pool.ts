@@ -11,7 +11,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { addUsage, poolLoads, pruneUsage } from '../domain/fair-share.js';
-import { assignSlots, DEFAULT_PLACEMENT_POLICY, type SlotView } from '../domain/placement.js';
+import { assignSlots, DEFAULT_PLACEMENT_POLICY, placementCheck, type SlotView } from '../domain/placement.js';
 import {
   configurePoolUpdate,
   deregisterHostSignal,
@@ -22,6 +22,8 @@ import {
   leaseHeldQuery,
   leaseRevokedSignal,
   poolStateQuery,
+  placementCheckQuery,
+  onlineHostsQuery,
   registerHostSignal,
   releaseLeaseSignal,
   requestLeaseSignal,
@@ -90,6 +92,19 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
   };
 
   setHandler(poolStateQuery, () => pool);
+  setHandler(placementCheckQuery, (requirements) =>
+    placementCheck(
+      pool.slots.map((entry) => entry.slot),
+      pool.hosts,
+      requirements,
+      pool.policy,
+    ),
+  );
+  setHandler(onlineHostsQuery, () =>
+    Object.values(pool.hosts)
+      .filter((entry) => entry.online)
+      .map((entry) => ({ host: entry.host, hostQueue: entry.hostQueue })),
+  );
   setHandler(leaseHeldQuery, ({ slotId, leaseId }) => {
     const entry = pool.slots.find((e) => e.slot.slotId === slotId);
     return entry?.lease?.leaseId === leaseId && (pool.hosts[entry.slot.host]?.online ?? false);

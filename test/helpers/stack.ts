@@ -83,6 +83,8 @@ export interface TestStack {
   nativeConnection: NativeConnection;
   orchestrator: Worker;
   gpuWorker?: GpuWorkerHandle;
+  /** What the stack's GPU workers told their operator, in order. */
+  workerLog: string[];
   workDir: string;
   catalogPath: string;
   /** The dataset store (EXPCTL_DATA_DIR when the test sets it, else data/ in workDir). */
@@ -136,6 +138,7 @@ export async function startStack(options: {
   });
   const running: Promise<unknown>[] = [orchestrator.run()];
   const gpuWorkers: GpuWorkerHandle[] = [];
+  const workerLog: string[] = [];
 
   const addGpuWorker = async (worker: {
     host: string;
@@ -158,7 +161,7 @@ export async function startStack(options: {
       poolHeartbeatMs: 1000,
       trainingHeartbeatMs: 500,
       killAfterMs: 2000,
-      log: () => undefined,
+      log: (line) => workerLog.push(line),
       credential: worker.credential ?? credential,
     });
     running.push(handle.run());
@@ -174,6 +177,7 @@ export async function startStack(options: {
     dataConverter: converter,
     nativeConnection,
     orchestrator,
+    workerLog,
     workDir,
     catalogPath: path.join(workDir, 'catalog.sqlite'),
     dataDir: storeDir,

@@ -71,11 +71,27 @@ describe('a server outage while a run finishes', () => {
         ),
       60_000,
     );
+    // The worker's heartbeat told its operator that the server went, and why.
+    await waitFor(async () => stack.workerLog.some((line) => line.includes('lost the Temporal server')), 30_000);
     const outageMs = 30_000;
     await waitFor(async () => Date.now() - stoppedAt >= outageMs, outageMs + 5000);
     server = await startDevServer(serverOptions);
 
     const result = await handle.result();
+    await waitFor(
+      async () => stack.workerLog.some((line) => line.includes('reconnected to the Temporal server')),
+      30_000,
+    );
+    const told = stack.workerLog.filter((line) => /Temporal server/.test(line));
+    expect(told[0]).toMatch(
+      new RegExp(
+        `^expctl worker testhost: lost the Temporal server at ${server!.address}: .*(ECONNREFUSED|connect|unavailable)`,
+        'i',
+      ),
+    );
+    expect(told.at(-1)).toMatch(/^expctl worker testhost: reconnected to the Temporal server at .* after \d+ s$/);
+    // Once when lost, a reminder a minute at most while it stays lost, once when back.
+    expect(told.length).toBeLessThanOrEqual(3);
     expect(result).toMatchObject({ status: 'completed', metric: 1.375, worker: 'testhost' });
     expect((await handle.query(experimentStateQuery)).attempts).toBe(1);
     console.log(

@@ -4,6 +4,7 @@ import { acceleratorClassFromName, parseGpuQuery } from '../../src/domain/fleet.
 import {
   assignSlots,
   DEFAULT_PLACEMENT_POLICY,
+  placementCheck,
   refusalReason,
   type LeaseRequest,
   type SlotView,
@@ -210,5 +211,33 @@ describe('data locality', () => {
     expect(grant?.record.why).toMatch(/1\/1 datasets already on b/);
     const [plain] = assignSlots(slots, [req('nodata')], DEFAULT_PLACEMENT_POLICY, 0);
     expect(plain?.slotId).toBe('a/0');
+  });
+});
+
+describe('placementCheck (validation asks the pool this instead of reading its whole state)', () => {
+  const hosts = {
+    a: { online: false, hostQueue: 'host-a' },
+    b: { online: true, hostQueue: 'host-b' },
+  };
+  const any = { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [] };
+
+  it('refuses a request no slot can ever run, naming why', () => {
+    const check = placementCheck(fleet, hosts, { ...any, acceleratorClass: 'b200' }, DEFAULT_PLACEMENT_POLICY);
+    expect(check.hostQueue).toBeNull();
+    expect(check.refusal).toBe(refusalReason(fleet, { ...any, acceleratorClass: 'b200' }, DEFAULT_PLACEMENT_POLICY));
+    expect(check.refusal).toContain('b200');
+  });
+
+  it('validates on a capable host that is online, else on a capable one that is not', () => {
+    // Only host a has an a100: its queue, although a is offline (the run waits for it).
+    expect(placementCheck(fleet, hosts, { ...any, acceleratorClass: 'a100' }, DEFAULT_PLACEMENT_POLICY)).toEqual({
+      refusal: null,
+      hostQueue: 'host-a',
+    });
+    // Any class: the online host b is chosen over a's earlier slots.
+    expect(placementCheck(fleet, hosts, { ...any, gpuMemoryMb: 20000 }, DEFAULT_PLACEMENT_POLICY)).toEqual({
+      refusal: null,
+      hostQueue: 'host-b',
+    });
   });
 });

@@ -4,6 +4,7 @@ import { PERMISSION_DENIED_EXIT_CODE } from '../../domain/authorization.js';
 import { CliError } from '../output.js';
 import { createOrchestratorWorker } from '../../orchestrator/worker.js';
 import { installWorkerRuntime } from '../../shared/runtime.js';
+import { ServerLink, serverAddressOf, watchServer } from '../../shared/server-link.js';
 import { catalogPath, hostName, stateDir } from '../../shared/settings.js';
 import { loadCredential, loadIssuerPublicKey } from '../../security/credentials.js';
 import { narrowExistingDir } from '../../security/files.js';
@@ -77,7 +78,13 @@ export async function orchestratorCommand(): Promise<void> {
     catalogPath: catalogPath(),
     issuer: loadIssuerPublicKey(),
   });
-  stopOnSignals(async () => worker.shutdown());
+  // The orchestrator makes no periodic call of its own: a probe tells its operator when the server goes and comes back.
+  const link = new ServerLink('expctl orchestrator', serverAddressOf(client), (line) => console.error(line));
+  const stopWatching = watchServer(() => client.workflowService.getSystemInfo({}), link);
+  stopOnSignals(async () => {
+    stopWatching();
+    worker.shutdown();
+  });
   console.error(`expctl orchestrator: polling expctl-control in namespace ${namespace}`);
   await worker.run();
 }
