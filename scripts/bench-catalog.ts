@@ -13,7 +13,6 @@ import { NO_TIMINGS } from '../src/domain/experiment.js';
 import { CATEGORIES, parseExperimentRequest } from '../src/domain/request.js';
 import { suggest } from '../src/domain/strategy.js';
 
-const RECORDS = Number(process.env.BENCH_RECORDS ?? 10_000);
 const TAGS = 20;
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
@@ -27,7 +26,8 @@ function time(label: string, repeat: number, fn: () => unknown): void {
   console.log(`  ${label.padEnd(44)} median ${median(samples).toFixed(2)} ms (${repeat} runs)`);
 }
 
-export async function benchCatalog(): Promise<void> {
+export async function benchCatalog(quick = false): Promise<void> {
+  const RECORDS = Number(process.env.BENCH_RECORDS ?? (quick ? 1000 : 10_000));
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-bench-catalog-'));
   const catalog = new Catalog(path.join(dir, 'catalog.sqlite'));
   const patch = `diff --git a/train.py b/train.py\n${'+x = 1\n'.repeat(200)}`;

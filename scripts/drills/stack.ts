@@ -93,7 +93,8 @@ export class DrillStack {
     return this.options.externalAddress === undefined;
   }
 
-  private env(): NodeJS.ProcessEnv {
+  /** The environment of the stack's `expctl` processes (and of any CLI call made against it). */
+  env(): NodeJS.ProcessEnv {
     return {
       ...process.env,
       TEMPORAL_ADDRESS: this.address,
@@ -153,10 +154,10 @@ export class DrillStack {
     }
   }
 
-  private spawn(name: string, args: string[]): StackProcess {
+  private spawn(name: string, args: string[], env: NodeJS.ProcessEnv = {}): StackProcess {
     const logFile = path.join(this.options.dir, 'logs', `${name}.log`);
     const child = execa(process.execPath, [EXPCTL, ...args], {
-      env: this.env(),
+      env: { ...this.env(), ...env },
       extendEnv: false,
       stdin: 'ignore',
       stdout: { file: logFile, append: true },
@@ -183,23 +184,32 @@ export class DrillStack {
 
   /**
    * Starts `expctl worker` for `host` and waits until the pool lists this very process (a new
-   * incarnation) online. Runtime tags keep each drill's runs on the drill's own workers.
+   * incarnation) online. Runtime tags keep each drill's runs on the drill's own workers. With
+   * `fleet` (a CSV in nvidia-smi's query format) its slots are fake GPUs instead of CPU slots.
    */
-  async startWorker(host: string, slots: number, runtimeTag: string): Promise<StackProcess> {
+  async startWorker(
+    host: string,
+    slots: number,
+    runtimeTag: string,
+    fleet?: { csv: string; fakeBin: string },
+  ): Promise<StackProcess> {
     await fs.mkdir(path.join(this.options.dir, 'logs'), { recursive: true });
     const pool = this.client.workflow.getHandle(POOL_WORKFLOW_ID);
     const previous = (await pool.query(poolStateQuery).catch(() => undefined))?.hosts[host]?.incarnation;
-    const proc = this.spawn(`worker-${host}`, [
-      'worker',
-      '--host',
-      host,
-      '--cpu-slots',
-      String(slots),
-      '--runtime-tag',
-      runtimeTag,
-      '--work-dir',
-      this.workerDir(host),
-    ]);
+    const proc = this.spawn(
+      `worker-${host}`,
+      [
+        'worker',
+        '--host',
+        host,
+        ...(fleet ? [] : ['--cpu-slots', String(slots)]),
+        '--runtime-tag',
+        runtimeTag,
+        '--work-dir',
+        this.workerDir(host),
+      ],
+      fleet ? { PATH: `${fleet.fakeBin}${path.delimiter}${process.env.PATH}`, FAKE_NVIDIA_SMI_FLEET: fleet.csv } : {},
+    );
     this.workers.add(proc);
     void proc.exited.then(() => this.workers.delete(proc));
     await waitUntil(async () => {

@@ -48,3 +48,6 @@ export function budgetOverrunSeconds(timeBudgetSeconds: number, reportedTraining
  * read passes through the server's history (and its database), so a read is bounded by default.
  */
 export const LOGS_DEFAULT_TAIL_BYTES = 1 << 20;
+
+/** A training task silent this long is taken for lost, once its host too fails to answer for the run. */
+export const TRAIN_HEARTBEAT_TIMEOUT_SECONDS = 10;

@@ -24,7 +24,7 @@ import {
   type TerminalStatus,
   type TrainingOutcome,
 } from '../domain/experiment.js';
-import { budgetOverrunSeconds, killLimitSeconds } from '../domain/limits.js';
+import { budgetOverrunSeconds, killLimitSeconds, TRAIN_HEARTBEAT_TIMEOUT_SECONDS } from '../domain/limits.js';
 import { classifyTraining } from '../domain/classify.js';
 import { publicRequest, runSecretValues, scrubText } from '../domain/redact.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
@@ -58,7 +58,7 @@ const INFRA_ATTEMPTS = 3;
  * Training heartbeats every few seconds; silence this long means the worker may be gone. A false
  * alarm is harmless: the host is asked, and the run re-attached if it lives.
  */
-const TRAIN_HEARTBEAT_TIMEOUT = '10s';
+const TRAIN_HEARTBEAT_TIMEOUT = `${TRAIN_HEARTBEAT_TIMEOUT_SECONDS}s`;
 /** A slot queue nobody polls (worker died between lease and start) is detected this fast. */
 const TRAIN_SCHEDULE_TO_START = '60s';
 /** How long a host gets to answer before its run is called lost (a restarting worker polls again within this). */

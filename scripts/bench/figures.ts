@@ -1,0 +1,66 @@
+/** Pure figures of a fleet run: how long it took, how busy the slots were, how long a slot sat idle. */
+
+/** One job's training process as it saw itself: wall-clock seconds since the epoch, and its slot. */
+export interface JobSpan {
+  job: string;
+  slot: string;
+  start: number;
+  end: number;
+}
+
+export interface FleetFigures {
+  jobs: number;
+  makespanSeconds: number;
+  /** The share of slot-time spent inside jobs, over the whole makespan. */
+  utilization: number;
+  /** Previous job's exit → next job's start on the same slot, in milliseconds. */
+  gapP50Ms: number | null;
+  gapP95Ms: number | null;
+}
+
+/** The value below which `p` of the sorted values fall (nearest rank). */
+export function percentile(values: number[], p: number): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]!;
+}
+
+export const median = (values: number[]): number | null => percentile(values, 0.5);
+
+/**
+ * Gaps only count while work was waiting: a slot that idles because the queue is empty is not slow
+ * dispatch. So a gap is counted for a slot's next job only (every job after its first).
+ */
+export function dispatchGapsMs(spans: JobSpan[]): number[] {
+  const bySlot = new Map<string, JobSpan[]>();
+  for (const span of spans) bySlot.set(span.slot, [...(bySlot.get(span.slot) ?? []), span]);
+  const gaps: number[] = [];
+  for (const runs of bySlot.values()) {
+    runs.sort((a, b) => a.start - b.start);
+    for (let i = 1; i < runs.length; i++) gaps.push((runs[i]!.start - runs[i - 1]!.end) * 1000);
+  }
+  return gaps;
+}
+
+export function fleetFigures(spans: JobSpan[], slots: number, makespanSeconds: number): FleetFigures {
+  const busy = spans.reduce((sum, span) => sum + (span.end - span.start), 0);
+  const gaps = dispatchGapsMs(spans);
+  return {
+    jobs: spans.length,
+    makespanSeconds,
+    utilization: makespanSeconds > 0 ? busy / (slots * makespanSeconds) : 0,
+    gapP50Ms: median(gaps),
+    gapP95Ms: percentile(gaps, 0.95),
+  };
+}
+
+/** Parses the stamps file the bench job appends to: `<job> <slot> <start> <end>` per line. */
+export function parseStamps(text: string): JobSpan[] {
+  return text
+    .split('\n')
+    .filter((line) => line.trim())
+    .map((line) => {
+      const [job, slot, start, end] = line.trim().split(/\s+/);
+      return { job: job!, slot: slot!, start: Number(start), end: Number(end) };
+    });
+}

@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { dispatchGapsMs, fleetFigures, parseStamps, percentile } from '../../scripts/bench/figures.js';
+
+describe("the bench's fleet figures", () => {
+  const spans = parseStamps(
+    [
+      'a s0 100.0 105.0',
+      'b s1 100.0 105.0',
+      // s0: the next job starts 50 ms after a exits; s1: 250 ms after b.
+      'c s0 105.05 110.05',
+      'd s1 105.25 110.25',
+      '',
+    ].join('\n'),
+  );
+
+  it('reads the stamps the job writes', () => {
+    expect(spans[2]).toEqual({ job: 'c', slot: 's0', start: 105.05, end: 110.05 });
+    expect(spans).toHaveLength(4);
+  });
+
+  it('measures the dispatch gap per slot, previous exit to next start', () => {
+    expect(dispatchGapsMs(spans).map((gap) => Math.round(gap))).toEqual([50, 250]);
+  });
+
+  it('gives makespan, utilization over every slot, and gap percentiles', () => {
+    const figures = fleetFigures(spans, 2, 11);
+    // 20 s of jobs over 2 slots x 11 s.
+    expect(figures.utilization).toBeCloseTo(20 / 22, 6);
+    expect(Math.round(figures.gapP50Ms!)).toBe(50);
+    expect(Math.round(figures.gapP95Ms!)).toBe(250);
+    expect(fleetFigures([], 8, 0)).toMatchObject({ utilization: 0, gapP50Ms: null, gapP95Ms: null });
+  });
+
+  it('takes percentiles by nearest rank', () => {
+    const values = Array.from({ length: 100 }, (_, i) => i + 1);
+    expect(percentile(values, 0.5)).toBe(50);
+    expect(percentile(values, 0.95)).toBe(95);
+    expect(percentile([7], 0.95)).toBe(7);
+    expect(percentile([], 0.5)).toBeNull();
+  });
+});
