@@ -7,6 +7,7 @@ import type { Slot } from '../domain/fleet.js';
 import { latestProgress, parseSummaryBlock, type Progress } from '../domain/metrics.js';
 import type { ExperimentRequest } from '../domain/request.js';
 import { addWorktree, localRepository, removeWorktree } from '../gpu-worker/git.js';
+import { DeferredCleanup } from '../gpu-worker/deferred-cleanup.js';
 import { boundMetrics, capTailBytes, LOG_TAIL_BYTES, LogFollower } from '../gpu-worker/log-follower.js';
 import { detectContainment, type ContainmentSupport, type RunContainment } from '../gpu-worker/containment.js';
 import { adoptRun, startRun, type StartedRun, type SupervisorExit } from '../gpu-worker/run-process.js';
@@ -51,6 +52,8 @@ export interface TrainingDeps {
   hostRuns?: Map<string, RunWatch>;
   /** How often a watched run asks the pool whether its lease still stands (default 5 s). */
   leaseCheckIntervalMs?: number;
+  /** Where finished runs leave their worktree removal (one per worker process, shared by its slots). */
+  cleanup?: DeferredCleanup;
 }
 
 /** What every training heartbeat carries; `expctl run` turns it into a progress bar. */
@@ -96,6 +99,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
     (support ??= deps.containment ? Promise.resolve(deps.containment) : detectContainment(deps.workDir));
   /** The runs this worker process watches, whether or not an activity follows them now. */
   const registry = deps.hostRuns ?? new Map<string, RunWatch>();
+  const cleanup = deps.cleanup ?? new DeferredCleanup();
   const register = (experimentId: string, watch: RunWatch) => {
     registry.set(experimentId, watch);
     void watch.outcome
@@ -175,6 +179,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         heartbeatIntervalMs,
         secretValues,
         lease: leaseWatch(record.slotId ?? deps.slot.slotId, record.leaseId),
+        cleanup,
       }),
     );
   };
@@ -232,6 +237,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
           for (const file of [files.outcome, files.exit, files.started, files.record])
             await fs.rm(file, { force: true });
           const repo = await localRepository(request.repo, deps.workDir, request.commit);
+          await cleanup.settled(files.tree);
           await addWorktree(repo, request.commit, files.tree);
 
           const datasetDirs = await layOutPinned(input.datasets ?? []);
@@ -350,6 +356,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
           heartbeatIntervalMs,
           secretValues: [...runSecrets, ...workerSecretValues()],
           lease: leaseWatch(input.slot.slotId, input.leaseId),
+          cleanup,
         });
         if (canceled) watch.cancel();
         return watch.outcome;
@@ -455,6 +462,7 @@ function watchRun(
     secretValues: readonly string[];
     /** Asks the pool about the run's lease; absent, the run is never stopped for it. */
     lease?: { held: () => Promise<boolean>; intervalMs: number };
+    cleanup: DeferredCleanup;
   },
 ): RunWatch {
   const scrub = (text: string) => scrubText(text, deps.secretValues);
@@ -571,7 +579,8 @@ function watchRun(
       );
       await follower.poll();
     }
-    await removeWorktree(record.repo, files.tree);
+    // Off the slot's critical path: the next run need not wait for git to delete this tree.
+    deps.cleanup.defer(files.tree, () => removeWorktree(record.repo, files.tree));
     await fs.rm(files.pidFile, { force: true });
     if (canceled) throw new CancelledFailure(`canceled; every process of ${experimentId} was killed`);
     // The record keeps the tail, the block and the artifact list; secrets the run could see are scrubbed from them.

@@ -52,7 +52,50 @@ export interface PlacementRecord {
   why: string;
   policy: string;
   candidates: CandidateRecord[];
+  /** Candidates left out of `candidates` on a large fleet, counted by why (see boundPlacementRecord). */
+  omitted?: Record<string, number>;
   queuedMs: number;
+}
+
+/** The most candidates a placement record lists: its size, and the pool's history, stay the same at any fleet size. */
+export const PLACEMENT_CANDIDATES_KEPT = 16;
+/** How an omitted candidate that fitted but lost on score is counted. */
+export const FITTED_SCORED_LOWER = 'fitted, scored lower';
+
+/**
+ * A placement record with at most `limit` candidates: the winner, the best of the others that
+ * fitted (half the room), then one example of every other reason a slot was rejected, then the
+ * rest in order. What is left out is counted by reason, so the record still says why every slot
+ * lost. Records of fleets within the limit are returned as they are. Pure.
+ */
+export function boundPlacementRecord(record: PlacementRecord, limit = PLACEMENT_CANDIDATES_KEPT): PlacementRecord {
+  if (record.candidates.length <= limit) return record;
+  const kept = new Set<CandidateRecord>();
+  const winner = record.candidates.find((c) => c.slotId === record.slotId);
+  if (winner) kept.add(winner);
+  const fitting = record.candidates
+    .filter((c) => c.rejected === null && c !== winner)
+    .sort((a, b) => a.score! - b.score! || a.slotId.localeCompare(b.slotId));
+  for (const candidate of fitting.slice(0, Math.floor(limit / 2) - kept.size)) kept.add(candidate);
+  const seenReasons = new Set<string>();
+  for (const candidate of record.candidates) {
+    if (kept.size >= limit) break;
+    if (candidate.rejected !== null && !seenReasons.has(candidate.rejected)) {
+      seenReasons.add(candidate.rejected);
+      kept.add(candidate);
+    }
+  }
+  for (const candidate of record.candidates) {
+    if (kept.size >= limit) break;
+    kept.add(candidate);
+  }
+  const omitted: Record<string, number> = {};
+  for (const candidate of record.candidates) {
+    if (kept.has(candidate)) continue;
+    const reason = candidate.rejected ?? FITTED_SCORED_LOWER;
+    omitted[reason] = (omitted[reason] ?? 0) + 1;
+  }
+  return { ...record, candidates: record.candidates.filter((c) => kept.has(c)), omitted };
 }
 
 /** Why a slot cannot run this request by its class, memory or runtime tags (scarcity aside). */

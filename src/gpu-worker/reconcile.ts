@@ -43,13 +43,16 @@ export async function reconcileRuns(workDir: string, support?: ContainmentSuppor
   const entries = await fs.readdir(runs).catch(() => [] as string[]);
   for (const experimentId of entries) {
     const files = runFiles(workDir, experimentId);
-    const pid = Number(await fs.readFile(files.pidFile, 'utf8').catch(() => ''));
-    if (!Number.isInteger(pid) || pid <= 0) continue;
     const exists = (file: string) =>
       fs.access(file).then(
         () => true,
         () => false,
       );
+    // A finished run whose worktree removal (deferred past its result) a stopped worker never did.
+    if ((await exists(files.outcome)) && (await exists(files.tree)))
+      await fs.rm(files.tree, { recursive: true, force: true });
+    const pid = Number(await fs.readFile(files.pidFile, 'utf8').catch(() => ''));
+    if (!Number.isInteger(pid) || pid <= 0) continue;
     if (processAlive(pid) && (await isSupervisor(pid))) {
       await touchAttached(files.attached);
       result.kept.push({ experimentId, pid });

@@ -18,6 +18,7 @@ import { poolWorkflow } from '../workflows/pool.js';
 import { discoverSlots, type DiscoveryOptions } from './discover.js';
 import { reconcileRuns, touchAttached } from './reconcile.js';
 import { runFiles } from './run-files.js';
+import { DeferredCleanup } from './deferred-cleanup.js';
 import { processAlive } from '../shared/processes.js';
 import { dataDir } from '../shared/settings.js';
 import { ensurePrivateDir } from '../security/files.js';
@@ -81,6 +82,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
   const pool = options.client.workflow.getHandle(POOL_WORKFLOW_ID);
   const leaseHeld = (slotId: string, leaseId: string) => pool.query(leaseHeldQuery, { slotId, leaseId });
   const hostRuns: Map<string, RunWatch> = new Map();
+  const cleanup = new DeferredCleanup();
   const base = {
     connection: options.connection,
     namespace: options.namespace,
@@ -112,6 +114,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
           orphanGraceMs: options.orphanGraceMs,
           leaseHeld,
           hostRuns,
+          cleanup,
           datasets: { datasetsDir, dataDir: options.dataDir ?? dataDir() },
         }),
         maxConcurrentActivityTaskExecutions: 1,
@@ -215,6 +218,8 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
         for (const worker of workers) if (worker.getState() === 'RUNNING') worker.shutdown();
       });
       await running;
+      // Worktrees of finished runs still being removed: a stopped worker leaves none half-deleted.
+      await cleanup.drain();
       if (refusal) throw refusal;
     },
     async shutdown() {

@@ -11,7 +11,13 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { addUsage, poolLoads, pruneUsage } from '../domain/fair-share.js';
-import { assignSlots, DEFAULT_PLACEMENT_POLICY, placementCheck, type SlotView } from '../domain/placement.js';
+import {
+  assignSlots,
+  boundPlacementRecord,
+  DEFAULT_PLACEMENT_POLICY,
+  placementCheck,
+  type SlotView,
+} from '../domain/placement.js';
 import {
   configurePoolUpdate,
   deregisterHostSignal,
@@ -36,6 +42,8 @@ import { authorizer, requirePermission } from './authorize.js';
 
 /** Continue-as-new well before Temporal's limits so thousands of leases keep the history small. */
 const HISTORY_EVENTS_LIMIT = 2_000;
+/** Or this many bytes, whichever comes first: a busy fleet's events are larger than an idle one's. */
+const HISTORY_BYTES_LIMIT = 1 << 20;
 
 export function emptyPool(): PoolSnapshot {
   return {
@@ -352,6 +360,7 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
     }));
     // Fair share between tags (fair-share.ts) orders the queue for runs since it was introduced.
     const fairShare = patched('fair-share');
+    const boundedRecords = patched('bounded-placement-records');
     const loads = fairShare ? poolLoads(pool, now) : undefined;
     // Leases are taken synchronously; the winners are told concurrently, one round trip for all.
     const grants = assignSlots(views, pool.queue, pool.policy, now, loads).map((grant) => {
@@ -375,7 +384,8 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
           await getExternalWorkflowHandle(grant.experimentId).signal(leaseGrantedSignal, {
             ...lease,
             slot: entry.slot,
-            placement: grant.record,
+            // Bounded: a grant's size (and this history's growth) does not grow with the fleet.
+            placement: boundedRecords ? boundPlacementRecord(grant.record) : grant.record,
           });
         } catch {
           // The experiment ended while waiting: the slot goes back.
@@ -385,7 +395,12 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
       }),
     );
 
-    if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > HISTORY_EVENTS_LIMIT) {
+    const info = workflowInfo();
+    if (
+      info.continueAsNewSuggested ||
+      info.historyLength > HISTORY_EVENTS_LIMIT ||
+      (patched('continue-as-new-by-size') && info.historySize > HISTORY_BYTES_LIMIT)
+    ) {
       await condition(allHandlersFinished);
       if (pool.usage) pool.usage = pruneUsage(pool.usage, Date.now());
       await continueAsNew<typeof poolWorkflow>(pool);

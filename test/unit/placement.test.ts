@@ -3,6 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { acceleratorClassFromName, parseGpuQuery } from '../../src/domain/fleet.js';
 import {
   assignSlots,
+  boundPlacementRecord,
+  FITTED_SCORED_LOWER,
+  PLACEMENT_CANDIDATES_KEPT,
   DEFAULT_PLACEMENT_POLICY,
   placementCheck,
   refusalReason,
@@ -239,5 +242,50 @@ describe('placementCheck (validation asks the pool this instead of reading its w
       refusal: null,
       hostQueue: 'host-b',
     });
+  });
+});
+
+describe('placement records stay bounded on a large fleet', () => {
+  const big = Array.from({ length: 64 }, (_, i) =>
+    slot(`h${i >> 4}/${i & 15}`, ['h100', 'a100', 'l4', 'a10g'][i % 4]!, [81559, 40960, 23034, 24576][i % 4]!, {
+      state: i % 3 === 0 ? 'leased' : 'idle',
+    }),
+  );
+
+  it('keeps the winner, the best fitting, an example of every reason, and counts the rest by reason', () => {
+    const [grant] = assignSlots(big, [req('e1', 'any', 20_000)], DEFAULT_PLACEMENT_POLICY, 0);
+    const full = grant!.record;
+    expect(full.candidates).toHaveLength(64);
+    const bounded = boundPlacementRecord(full);
+    expect(bounded.candidates).toHaveLength(PLACEMENT_CANDIDATES_KEPT);
+    expect(bounded.candidates.some((c) => c.slotId === full.slotId)).toBe(true);
+    // Every reason a slot lost is still in the record, listed or counted, and nothing is lost.
+    const reasons = new Set(full.candidates.map((c) => c.rejected ?? FITTED_SCORED_LOWER));
+    const shown = new Set([
+      ...bounded.candidates.map((c) => c.rejected ?? FITTED_SCORED_LOWER),
+      ...Object.keys(bounded.omitted!),
+    ]);
+    expect(shown).toEqual(reasons);
+    const listedRejections = new Set(bounded.candidates.filter((c) => c.rejected).map((c) => c.rejected));
+    expect(listedRejections.size).toBe(new Set(full.candidates.filter((c) => c.rejected).map((c) => c.rejected)).size);
+    const omittedCount = Object.values(bounded.omitted!).reduce((sum, n) => sum + n, 0);
+    expect(omittedCount + bounded.candidates.length).toBe(64);
+    // The best of the others that fitted take half the room (the winner is one of that half).
+    const best = PLACEMENT_CANDIDATES_KEPT / 2 - 1;
+    const fittingScores = full.candidates
+      .filter((c) => c.rejected === null && c.slotId !== full.slotId)
+      .map((c) => c.score!)
+      .sort((a, b) => a - b);
+    const keptScores = bounded.candidates
+      .filter((c) => c.rejected === null && c.slotId !== full.slotId)
+      .map((c) => c.score!)
+      .sort((a, b) => a - b);
+    expect(keptScores.slice(0, best)).toEqual(fittingScores.slice(0, best));
+    expect(JSON.stringify(bounded).length).toBeLessThan(JSON.stringify(full).length / 2);
+  });
+
+  it('leaves a record within the limit as it is', () => {
+    const [grant] = assignSlots(fleet, [req('e1')], DEFAULT_PLACEMENT_POLICY, 0);
+    expect(boundPlacementRecord(grant!.record)).toBe(grant!.record);
   });
 });
