@@ -4,12 +4,10 @@ import { fileURLToPath } from 'node:url';
 import type { Client } from '@temporalio/client';
 import { execa } from 'execa';
 import type { CatalogView } from '../client/catalog.js';
-import { addShard } from '../client/datasets.js';
-import { submitExperiment } from '../client/experiments.js';
+import { addShard, datasetVersionOutcome } from '../client/datasets.js';
+import { countExperimentsOfTags, submitExperiment } from '../client/experiments.js';
 import { startPromotion } from '../client/promotions.js';
-import { datasetVersionWorkflowId } from '../domain/datasets.js';
 import { DEFAULT_APPROVAL_TIMEOUT_MS } from '../domain/promotion.js';
-import type { datasetVersionWorkflow } from '../workflows/dataset-version.js';
 import type { Category } from '../domain/request.js';
 import type { ExperimentResult } from '../domain/experiment.js';
 import { formatTable } from './output.js';
@@ -65,9 +63,7 @@ async function deliverData(client: Client, dir: string): Promise<number> {
     });
     deliveries.push(`${index}:${added.outcome}`);
     if (index === 1) {
-      const outcome = await client.workflow
-        .getHandle<typeof datasetVersionWorkflow>(datasetVersionWorkflowId(DATASET, added.version))
-        .result();
+      const outcome = await datasetVersionOutcome(client, DATASET, added.version);
       const gates = outcome.gates.map((g) => `${g.gate} ${g.passed ? 'passed' : `failed (${g.code})`}`).join(', ');
       console.log(
         `Data: shards delivered as ${deliveries.join(' ')} → ${DATASET}@${added.version} ${outcome.status}: ${gates}`,
@@ -115,9 +111,9 @@ export async function runDemo(
   await git(repo, 'init', '-q');
   await git(repo, 'add', '-A');
   await git(repo, 'commit', '-qm', 'baseline');
-  const earlier = await client.workflow.count(`ExpctlTag STARTS_WITH 'demo-'`).catch(() => ({ count: 0 }));
+  const earlier = await countExperimentsOfTags(client, 'demo-');
   console.log(`Example campaign ${tag}: ${IDEAS.length} experiments of examples/ngram/train.py in ${repo}`);
-  console.log(`(${earlier.count} experiments of earlier campaigns are in the Temporal history.)\n`);
+  console.log(`(${earlier} experiments of earlier campaigns are in the Temporal history.)\n`);
   const version = await deliverData(client, path.join(options.home, 'demo', `${tag}-data`));
   console.log(`Every run reads ${DATASET}@latest, pinned to version ${version} when it starts.\n`);
 

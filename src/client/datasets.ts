@@ -12,11 +12,13 @@ import {
   type DatasetPolicy,
   type DatasetState,
   type ShardOffer,
+  datasetVersionWorkflowId,
 } from '../domain/datasets.js';
 import type { Credential } from '../security/credentials.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 import { addShardUpdate, configureDatasetUpdate } from '../workflows/definitions.js';
 import { datasetWorkflow } from '../workflows/dataset.js';
+import type { datasetVersionWorkflow } from '../workflows/dataset-version.js';
 import { signAs } from './sign.js';
 
 /** The sha256 of a file, computed on the producer's side. */
@@ -93,4 +95,9 @@ export async function configureDataset(
       workflowIdConflictPolicy: 'USE_EXISTING',
     }),
   });
+}
+
+/** Waits for a dataset version to be decided (sealed, gates run) and returns how it went. */
+export async function datasetVersionOutcome(client: Client, dataset: string, version: number) {
+  return client.workflow.getHandle<typeof datasetVersionWorkflow>(datasetVersionWorkflowId(dataset, version)).result();
 }

@@ -10,15 +10,19 @@ import { publicRequest } from '../domain/redact.js';
 import {
   parseExperimentRequest,
   RequestValidationError,
+  TAG_PATTERN,
+  TAG_PATTERN_TEXT,
   type ExperimentRequest,
   type ExperimentRequestInput,
 } from '../domain/request.js';
-import { tagStateQuery } from '../workflows/definitions.js';
+import { cancelExperimentUpdate, experimentStateQuery, tagStateQuery } from '../workflows/definitions.js';
+import type { ExperimentSnapshot } from '../workflows/experiment-state.js';
 import { tagWorkflowId } from '../workflows/tag.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
 import { experimentWorkflow } from '../workflows/experiment.js';
 import { loadCredential, signRequest, type Credential } from '../security/credentials.js';
+import { signAs } from './sign.js';
 import { differingFields, fingerprintRequest, contentDigest, type RequestFingerprint } from './request-digest.js';
 
 export type ExperimentHandle = WorkflowHandle<typeof experimentWorkflow>;
@@ -141,4 +145,43 @@ export async function submitExperiment(
   // existing experiment; without a key the ID is fresh and the run is ours.
   if (request.idempotencyKey) await checkSameRequest(handle, request.idempotencyKey, fingerprint);
   return { experimentId, handle };
+}
+
+/** The handle of an experiment (its workflow), to wait for its result. */
+export function experimentHandle(client: Client, experimentId: string): ExperimentHandle {
+  return client.workflow.getHandle(experimentId);
+}
+
+/** An experiment's live state, or undefined when Temporal has no such workflow (any more). */
+export async function experimentState(client: Client, experimentId: string): Promise<ExperimentSnapshot | undefined> {
+  try {
+    return await experimentHandle(client, experimentId).query(experimentStateQuery);
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return undefined;
+    throw error;
+  }
+}
+
+/** A signed cancel (the submitter's own run, or an operator's); answers who canceled. */
+export async function cancelExperiment(client: Client, experimentId: string): Promise<{ canceledBy: string }> {
+  return experimentHandle(client, experimentId).executeUpdate(cancelExperimentUpdate, {
+    args: [{ authorization: signAs('cancel', experimentId) }],
+  });
+}
+
+/** IDs of a tag's queued or running experiments, from Temporal's visibility. */
+export async function* activeExperimentIds(client: Client, tag: string): AsyncGenerator<string> {
+  // The tag goes into a visibility query: only a well-formed tag name may.
+  if (!TAG_PATTERN.test(tag)) throw new Error(`tag ${JSON.stringify(tag)} must be ${TAG_PATTERN_TEXT}`);
+  for await (const execution of client.workflow.list({
+    query: `WorkflowType = 'experimentWorkflow' AND ExpctlTag = '${tag}' AND ExecutionStatus = 'Running'`,
+  }))
+    yield execution.workflowId;
+}
+
+/** How many experiments Temporal's visibility holds whose tag starts with `prefix` (0 where it cannot count). */
+export async function countExperimentsOfTags(client: Client, prefix: string): Promise<number> {
+  if (!TAG_PATTERN.test(prefix)) throw new Error(`tag prefix ${JSON.stringify(prefix)} must be ${TAG_PATTERN_TEXT}`);
+  const answer = await client.workflow.count(`ExpctlTag STARTS_WITH '${prefix}'`).catch(() => ({ count: 0 }));
+  return answer.count;
 }

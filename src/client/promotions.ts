@@ -1,10 +1,18 @@
 import crypto from 'node:crypto';
-import type { Client, WorkflowHandle } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { CatalogView } from './catalog.js';
 import { DEFAULT_REGRESSION_THRESHOLD, promotionWorkflowId, type PromotionCode } from '../domain/promotion.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
-import { promotionContent, type PromotionInput } from '../workflows/promotion-definitions.js';
+import {
+  decidePromotionUpdate,
+  promotionContent,
+  promotionStateQuery,
+  rollbackTarget,
+  type PromotionInput,
+  type PromotionSnapshot,
+} from '../workflows/promotion-definitions.js';
+import { rollbackWorkflow } from '../workflows/rollback.js';
 import { promotionWorkflow } from '../workflows/promotion.js';
 import { signAs } from './sign.js';
 
@@ -73,4 +81,49 @@ export async function startPromotion(
     ],
   });
   return { promotionId, handle };
+}
+
+/** A promotion's state, or undefined when there is no such promotion (or Temporal dropped it). */
+export async function promotionState(client: Client, promotionId: string): Promise<PromotionSnapshot | undefined> {
+  try {
+    return await client.workflow.getHandle(promotionId).query(promotionStateQuery);
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return undefined;
+    throw error;
+  }
+}
+
+/** An operator's signed approval or rejection of a promotion that waits for one. */
+export async function decidePromotion(
+  client: Client,
+  promotionId: string,
+  content: { decision: 'approve' | 'reject'; reason?: string },
+) {
+  return client.workflow.getHandle(promotionId).executeUpdate(decidePromotionUpdate, {
+    args: [{ ...content, authorization: signAs('approve_promotion', promotionId, content) }],
+  });
+}
+
+/** An operator's signed rollback of a model's alias to its previous version; waits for the answer. */
+export async function rollbackModel(client: Client, request: { model: string; alias: string; reason?: string }) {
+  const requestId = `expctl-rollback-${request.model}-${request.alias}-${idSuffix()}`;
+  const content = { requestId, model: request.model, alias: request.alias, reason: request.reason ?? null };
+  return client.workflow.execute(rollbackWorkflow, {
+    workflowId: requestId,
+    taskQueue: CONTROL_TASK_QUEUE,
+    args: [
+      {
+        requestId,
+        model: request.model,
+        alias: request.alias,
+        ...(request.reason !== undefined ? { reason: request.reason } : {}),
+        requestedAt: new Date().toISOString(),
+        authorization: signAs('rollback_model', rollbackTarget(request.model, request.alias), content),
+      },
+    ],
+    typedSearchAttributes: [
+      { key: SA.model, value: request.model },
+      { key: SA.alias, value: request.alias },
+    ],
+  });
 }

@@ -1,12 +1,10 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { submitExperiment } from '../../client/experiments.js';
+import { activeExperimentIds, cancelExperiment, experimentState, submitExperiment } from '../../client/experiments.js';
 import { pinRefs, type PinnedDataset } from '../../domain/dataset-refs.js';
 import { exitCodeFor } from '../../domain/experiment.js';
 import { REDACTED } from '../../domain/redact.js';
 import { TAG_PATTERN, TAG_PATTERN_TEXT, type ExperimentRequest } from '../../domain/request.js';
 import { connectClient } from '../../temporal/connection.js';
-import { cancelExperimentUpdate, experimentStateQuery } from '../../workflows/definitions.js';
-import { signAs } from '../../client/sign.js';
 import { asRefusal } from '../refusal.js';
 import { openCatalog } from '../catalog-view.js';
 import { CliError, printJson, safeText, wantsJson } from '../output.js';
@@ -19,12 +17,8 @@ import { FlagError, parseSecretFlag, parseSecretFlags, PROCESS_SECRET_SOURCES, t
  */
 async function originalRequest(id: string): Promise<{ request: ExperimentRequest; pinned: PinnedDataset[] }> {
   const client = await connectClient();
-  try {
-    const snapshot = await client.workflow.getHandle(id).query(experimentStateQuery);
-    return { request: snapshot.request, pinned: snapshot.datasetVersions ?? [] };
-  } catch (error) {
-    if (!(error instanceof WorkflowNotFoundError)) throw error;
-  }
+  const snapshot = await experimentState(client, id);
+  if (snapshot) return { request: snapshot.request, pinned: snapshot.datasetVersions ?? [] };
   const record = await (await openCatalog(client)).experiment(id);
   if (!record) throw new CliError(`no experiment ${id} in Temporal or in the catalog`);
   return { request: record.request, pinned: record.datasetVersions ?? [] };
@@ -135,14 +129,9 @@ export async function tagStopCommand(tag: string, options: { json?: boolean }): 
   if (!TAG_PATTERN.test(tag)) throw new CliError(`tag ${JSON.stringify(safeText(tag))} must be ${TAG_PATTERN_TEXT}`);
   const client = await connectClient();
   const canceled: string[] = [];
-  for await (const execution of client.workflow.list({
-    query: `WorkflowType = 'experimentWorkflow' AND ExpctlTag = '${tag}' AND ExecutionStatus = 'Running'`,
-  })) {
-    const id = execution.workflowId;
+  for await (const id of activeExperimentIds(client, tag)) {
     try {
-      await client.workflow
-        .getHandle(id)
-        .executeUpdate(cancelExperimentUpdate, { args: [{ authorization: signAs('cancel', id) }] });
+      await cancelExperiment(client, id);
     } catch (error) {
       const refusal = asRefusal(error);
       if (refusal !== error) throw refusal;

@@ -1,6 +1,5 @@
-import crypto from 'node:crypto';
 import path from 'node:path';
-import { signAs } from '../../client/sign.js';
+import { revokeCredential } from '../../client/credentials.js';
 import { asRefusal } from '../refusal.js';
 import { IDENTITY_NAME_PATTERN, PERMISSION_DENIED_EXIT_CODE, ROLES, type Role } from '../../domain/authorization.js';
 import {
@@ -10,9 +9,7 @@ import {
   loadCredential,
   writeCredential,
 } from '../../security/credentials.js';
-import { CONTROL_TASK_QUEUE } from '../../shared/constants.js';
 import { connectClient } from '../../temporal/connection.js';
-import { revokeCredentialWorkflow } from '../../workflows/credentials.js';
 import { CliError, printJson, safeText, wantsJson } from '../output.js';
 
 /** `auth init`: the issuer key pair and this user's admin credential, where missing (what `expctl dev` does). */
@@ -68,11 +65,7 @@ export async function authRevokeCommand(target: string, options: { name?: boolea
   const credential = options.name ? `name:${target}` : target;
   const client = await connectClient();
   try {
-    const result = await client.workflow.execute(revokeCredentialWorkflow, {
-      workflowId: `expctl-revoke-${crypto.randomUUID()}`,
-      taskQueue: CONTROL_TASK_QUEUE,
-      args: [{ credential, authorization: signAs('revoke_credential', credential) }],
-    });
+    const result = await revokeCredential(client, credential);
     if (wantsJson(options)) return printJson(result);
     console.log(`revoked ${safeText(result.revoked)} (by ${safeText(result.by)})`);
   } catch (error) {

@@ -1,18 +1,22 @@
 import path from 'node:path';
-import { signAs } from '../../client/sign.js';
 import { asRefusal } from '../refusal.js';
-import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { resolveSource, SourceError } from '../../client/source.js';
-import { submitExperiment, type ExperimentHandle } from '../../client/experiments.js';
+import {
+  cancelExperiment,
+  experimentHandle,
+  experimentState,
+  submitExperiment,
+  type ExperimentHandle,
+} from '../../client/experiments.js';
+import { poolState } from '../../client/fleet.js';
 import { exitCodeFor, type RunTimings, isTerminal, type ExperimentResult } from '../../domain/experiment.js';
 import { DEFAULT_METRIC } from '../../domain/decision.js';
 import { parseExperimentRequest, RequestValidationError, type ExperimentRequestInput } from '../../domain/request.js';
 import { poolLoads } from '../../domain/fair-share.js';
 import { servingOrder } from '../../domain/placement.js';
 import { killLimitSeconds, LOGS_DEFAULT_TAIL_BYTES } from '../../domain/limits.js';
-import { POOL_WORKFLOW_ID } from '../../shared/constants.js';
 import { connectClient } from '../../temporal/connection.js';
-import { cancelExperimentUpdate, experimentStateQuery, poolStateQuery } from '../../workflows/definitions.js';
 import type { ExperimentSnapshot } from '../../workflows/experiment-state.js';
 import { HostUnreachableError, LogReader } from '../../client/logs.js';
 import { openCatalog } from '../catalog-view.js';
@@ -158,25 +162,15 @@ export async function runCommand(command: string[], raw: RawRunOptions): Promise
   await awaitResult(submitted.handle, json);
 }
 
-function handleFor(client: Client, id: string): ExperimentHandle {
-  return client.workflow.getHandle(id);
-}
-
 async function snapshotOf(client: Client, id: string): Promise<ExperimentSnapshot> {
-  try {
-    return await handleFor(client, id).query(experimentStateQuery);
-  } catch (error) {
-    if (error instanceof WorkflowNotFoundError) throw new CliError(`no experiment ${id}`);
-    throw error;
-  }
+  const snapshot = await experimentState(client, id);
+  if (!snapshot) throw new CliError(`no experiment ${id}`);
+  return snapshot;
 }
 
 /** 1-based position in the order the pool serves its queue (placement.ts), or null when not waiting. */
 async function queuePositionOf(client: Client, id: string): Promise<{ position: number; length: number } | null> {
-  const pool = await client.workflow
-    .getHandle(POOL_WORKFLOW_ID)
-    .query(poolStateQuery)
-    .catch(() => undefined);
+  const pool = await poolState(client).catch(() => undefined);
   if (!pool) return null;
   const ordered = servingOrder(pool.queue, poolLoads(pool, Date.now()));
   const index = ordered.findIndex((request) => request.experimentId === id);
@@ -186,7 +180,7 @@ async function queuePositionOf(client: Client, id: string): Promise<{ position: 
 export async function waitCommand(id: string, options: { json?: boolean }): Promise<void> {
   const client = await connectClient();
   await snapshotOf(client, id);
-  await awaitResult(handleFor(client, id), wantsJson(options));
+  await awaitResult(experimentHandle(client, id), wantsJson(options));
 }
 
 /** Where a run's time went, as `show` prints it: only the parts that are known. */
@@ -390,15 +384,14 @@ export async function cancelCommand(id: string, options: { json?: boolean }): Pr
   const client = await connectClient();
   const before = await snapshotOf(client, id);
   if (isTerminal(before.status)) throw new CliError(`${id} already ended (${before.status}); nothing to cancel`);
-  const handle = handleFor(client, id);
   try {
-    await handle.executeUpdate(cancelExperimentUpdate, { args: [{ authorization: signAs('cancel', id) }] });
+    await cancelExperiment(client, id);
   } catch (error) {
     throw asRefusal(error);
   }
   if (!wantsJson(options))
     console.error(`expctl: cancel requested for ${id} (was ${before.status}); waiting for its processes to stop ...`);
-  await awaitResult(handle, wantsJson(options));
+  await awaitResult(experimentHandle(client, id), wantsJson(options));
   // The cancel did what was asked; exit 5 is for `run`/`wait` callers who were canceled.
   if (process.exitCode === 5) process.exitCode = 0;
 }

@@ -1,8 +1,6 @@
-import { WorkflowNotFoundError } from '@temporalio/client';
-import { POOL_WORKFLOW_ID } from '../../shared/constants.js';
+import { NoFleetError, poolState } from '../../client/fleet.js';
 import { connectClient } from '../../temporal/connection.js';
 import { ensureHealthSchedule } from '../../temporal/schedules.js';
-import { poolStateQuery } from '../../workflows/definitions.js';
 import { CliError, formatTable, printJson, wantsJson } from '../output.js';
 
 /** `expctl health`: the latest scheduled health check of every host, and what it drained. */
@@ -10,9 +8,9 @@ export async function healthCommand(options: { json?: boolean }): Promise<void> 
   const client = await connectClient();
   let pool;
   try {
-    pool = await client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
+    pool = await poolState(client);
   } catch (error) {
-    if (error instanceof WorkflowNotFoundError) throw new CliError('no worker has joined the fleet yet');
+    if (error instanceof NoFleetError) throw new CliError(error.message);
     throw error;
   }
   if (wantsJson(options)) return printJson(pool.health);

@@ -1,25 +1,16 @@
-import { WorkflowNotFoundError } from '@temporalio/client';
+import { drainTarget, NoFleetError, poolState } from '../../client/fleet.js';
 import { poolLoads, runningLeasesOf, tagShares } from '../../domain/fair-share.js';
 import { servingOrder } from '../../domain/placement.js';
-import { POOL_WORKFLOW_ID } from '../../shared/constants.js';
 import { connectClient } from '../../temporal/connection.js';
-import { signAs } from '../../client/sign.js';
 import { asRefusal } from '../refusal.js';
-import { drainUpdate, poolStateQuery } from '../../workflows/definitions.js';
 import { CliError, formatTable, printJson, safeText, wantsJson } from '../output.js';
-
-async function poolHandle() {
-  const client = await connectClient();
-  return client.workflow.getHandle(POOL_WORKFLOW_ID);
-}
 
 export async function poolCommand(options: { json?: boolean }): Promise<void> {
   let pool;
   try {
-    pool = await (await poolHandle()).query(poolStateQuery);
+    pool = await poolState(await connectClient());
   } catch (error) {
-    if (error instanceof WorkflowNotFoundError)
-      throw new CliError('no worker has joined the fleet yet (start one with `expctl worker`)');
+    if (error instanceof NoFleetError) throw new CliError(error.message);
     throw error;
   }
   const now = Date.now();
@@ -68,13 +59,19 @@ export async function poolCommand(options: { json?: boolean }): Promise<void> {
 }
 
 export async function drainCommand(target: string, drained: boolean, options: { reason?: string }): Promise<void> {
-  const handle = await poolHandle();
-  const pool = await handle.query(poolStateQuery);
+  const client = await connectClient();
+  let pool;
+  try {
+    pool = await poolState(client);
+  } catch (error) {
+    if (error instanceof NoFleetError) throw new CliError(error.message);
+    throw error;
+  }
   const matches = pool.slots.filter((entry) => entry.slot.host === target || entry.slot.slotId === target);
   if (matches.length === 0) throw new CliError(`no host or slot named ${safeText(target)} in the pool`);
   const change = { target, drained, reason: options.reason ?? 'operator' };
   try {
-    await handle.executeUpdate(drainUpdate, { args: [{ ...change, authorization: signAs('drain', target, change) }] });
+    await drainTarget(client, change);
   } catch (error) {
     throw asRefusal(error);
   }

@@ -1,8 +1,7 @@
 import { parseDuration } from '../../domain/duration.js';
-import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { signAs } from '../../client/sign.js';
-import { idSuffix, startPromotion } from '../../client/promotions.js';
+import { decidePromotion, promotionState, rollbackModel, startPromotion } from '../../client/promotions.js';
 import {
   ALIASES,
   DEFAULT_ALIAS,
@@ -12,17 +11,8 @@ import {
   MODEL_NAME_TEXT,
   promotionExitCode,
 } from '../../domain/promotion.js';
-import { CONTROL_TASK_QUEUE } from '../../shared/constants.js';
-import { SA } from '../../shared/search-attributes.js';
 import { connectClient } from '../../temporal/connection.js';
-import {
-  decidePromotionUpdate,
-  promotionStateQuery,
-  rollbackTarget,
-  type PromotionResult,
-  type PromotionSnapshot,
-} from '../../workflows/promotion-definitions.js';
-import { rollbackWorkflow } from '../../workflows/rollback.js';
+import type { PromotionResult } from '../../workflows/promotion-definitions.js';
 import { openCatalog } from '../catalog-view.js';
 import { CliError, formatTable, printJson, safeText, wantsJson } from '../output.js';
 import { splitCommandLine } from '../parse.js';
@@ -108,15 +98,6 @@ export async function promoteCommand(experimentId: string, options: PromoteOptio
   printResult(result, options);
 }
 
-async function snapshotOf(client: Client, id: string): Promise<PromotionSnapshot | undefined> {
-  try {
-    return await client.workflow.getHandle(id).query(promotionStateQuery);
-  } catch (error) {
-    if (error instanceof WorkflowNotFoundError) return undefined;
-    throw error;
-  }
-}
-
 /** `expctl approve ID` / `expctl reject ID [--reason]`: signed updates, operator or admin. */
 export async function decideCommand(
   decision: 'approve' | 'reject',
@@ -129,9 +110,7 @@ export async function decideCommand(
   const content = { decision, ...(options.reason !== undefined ? { reason: options.reason } : {}) };
   let answer;
   try {
-    answer = await client.workflow.getHandle(promotionId).executeUpdate(decidePromotionUpdate, {
-      args: [{ ...content, authorization: signAs('approve_promotion', promotionId, content) }],
-    });
+    answer = await decidePromotion(client, promotionId, content);
   } catch (error) {
     const refusal = asRefusal(error);
     if (refusal !== error) throw refusal;
@@ -156,28 +135,13 @@ export async function rollbackCommand(
 ): Promise<void> {
   checkModel(model);
   const alias = checkAlias(options.alias);
-  const requestId = `expctl-rollback-${model}-${alias}-${idSuffix()}`;
-  const content = { requestId, model, alias, reason: options.reason ?? null };
   const client = await connectClient();
   let result;
   try {
-    result = await client.workflow.execute(rollbackWorkflow, {
-      workflowId: requestId,
-      taskQueue: CONTROL_TASK_QUEUE,
-      args: [
-        {
-          requestId,
-          model,
-          alias,
-          ...(options.reason !== undefined ? { reason: options.reason } : {}),
-          requestedAt: new Date().toISOString(),
-          authorization: signAs('rollback_model', rollbackTarget(model, alias), content),
-        },
-      ],
-      typedSearchAttributes: [
-        { key: SA.model, value: model },
-        { key: SA.alias, value: alias },
-      ],
+    result = await rollbackModel(client, {
+      model,
+      alias,
+      ...(options.reason !== undefined ? { reason: options.reason } : {}),
     });
   } catch (error) {
     throw asRefusal(error);
@@ -225,7 +189,7 @@ export async function modelsCommand(model: string | undefined, options: { json?:
 export async function promotionShowCommand(id: string, options: { json?: boolean }): Promise<void> {
   if (!isPromotionId(id)) throw new CliError(`${safeText(id)} is not a promotion ID (expctl-promotion-...)`);
   const client = await connectClient();
-  const live = await snapshotOf(client, id);
+  const live = await promotionState(client, id);
   const catalog = await openCatalog(client);
   const record = await catalog.promotion(id);
   if (!live && !record) throw new CliError(`no promotion ${id} in Temporal or in the catalog`);

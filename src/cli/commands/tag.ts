@@ -1,14 +1,10 @@
-import { WithStartWorkflowOperation, WorkflowNotFoundError } from '@temporalio/client';
-import { formatGuard, newTagState, tagCountsSummary, type TagCounts, type TagPolicy } from '../../domain/decision.js';
+import { configureTag, tagState } from '../../client/tags.js';
+import { formatGuard, tagCountsSummary, type TagCounts, type TagPolicy } from '../../domain/decision.js';
 import { ENV_NAME_PATTERN, ENV_NAME_TEXT } from '../../domain/environment.js';
 import { parseGuard } from '../../domain/guard.js';
 import { TAG_PATTERN, TAG_PATTERN_TEXT } from '../../domain/request.js';
-import { signAs } from '../../client/sign.js';
 import { asRefusal } from '../refusal.js';
-import { CONTROL_TASK_QUEUE } from '../../shared/constants.js';
 import { connectClient } from '../../temporal/connection.js';
-import { configureTagUpdate, tagStateQuery } from '../../workflows/definitions.js';
-import { tagWorkflow, tagWorkflowId } from '../../workflows/tag.js';
 import { CliError, formatTable, printJson, wantsJson } from '../output.js';
 import { checkMetricName, parseNumber } from '../parse.js';
 
@@ -67,20 +63,9 @@ export async function tagCreateCommand(tag: string, options: TagCreateOptions): 
     throw new CliError((error as Error).message);
   }
   const client = await connectClient();
-  const authorization = signAs('configure_tag', tagWorkflowId(tag), policy);
-  const state = await client.workflow
-    .executeUpdateWithStart(configureTagUpdate, {
-      args: [policy, authorization],
-      startWorkflowOperation: new WithStartWorkflowOperation(tagWorkflow, {
-        workflowId: tagWorkflowId(tag),
-        taskQueue: CONTROL_TASK_QUEUE,
-        args: [tag, newTagState(tag)],
-        workflowIdConflictPolicy: 'USE_EXISTING',
-      }),
-    })
-    .catch((error: unknown) => {
-      throw asRefusal(error);
-    });
+  const state = await configureTag(client, tag, policy).catch((error: unknown) => {
+    throw asRefusal(error);
+  });
   if (wantsJson(options)) return printJson(state);
   console.log(
     `tag ${tag}: ${state.policy.metricName} (${state.policy.direction}), near miss within ${state.policy.nearMissThreshold}, abort after ${state.policy.maxConsecutiveCrashes} crashes, compare ${state.policy.compareAcrossClasses ? 'across classes' : 'within an accelerator class'}, keep only above ${state.policy.minImprovement ?? 0}${state.policy.guards?.length ? `, guards ${state.policy.guards.map(formatGuard).join(', ')}` : ''}${state.policy.allowEnv?.length ? `, runs may set ${state.policy.allowEnv.join(', ')}` : ''}`,
@@ -89,14 +74,8 @@ export async function tagCreateCommand(tag: string, options: TagCreateOptions): 
 
 export async function tagShowCommand(tag: string, options: { json?: boolean }): Promise<void> {
   const client = await connectClient();
-  let state;
-  try {
-    state = await client.workflow.getHandle(tagWorkflowId(tag)).query(tagStateQuery);
-  } catch (error) {
-    if (error instanceof WorkflowNotFoundError)
-      throw new CliError(`no tag ${tag} (it is created by its first experiment or \`expctl tag create\`)`);
-    throw error;
-  }
+  const state = await tagState(client, tag);
+  if (!state) throw new CliError(`no tag ${tag} (it is created by its first experiment or \`expctl tag create\`)`);
   if (wantsJson(options)) return printJson({ ...state, counts: tagCountsSummary(state.counts) });
   console.log(tagCountsLine(tag, state.counts, state.consecutiveCrashes));
   console.log(
