@@ -37,6 +37,7 @@ import {
   rollbackCommand,
 } from './commands/promotion.js';
 import { lineageCommand } from './commands/lineage.js';
+import { fleetRemoteCheckPushCommand, fleetRemoteServeCommand } from './commands/fleet-remote.js';
 import {
   alertsCommand,
   dataAddCommand,
@@ -395,6 +396,18 @@ program
     one('--listen'),
   )
   .action((options: DevOptions) => devCommand(options));
+
+const fleetRemote = program
+  .command('fleet-remote')
+  .description('the fleet git remote: submitters push the commits they run, workers fetch them');
+fleetRemote
+  .command('serve')
+  .description('serve the fleet remote with git daemon (EXPCTL_FLEET_REMOTE=git://ADDR:PORT/fleet.git)')
+  .option('--listen <address>', 'address to serve on (default 127.0.0.1; 0.0.0.0 for all)', one('--listen'))
+  .option('--port <n>', 'port (default 9418)', positiveInt('--port'))
+  .option('--dir <path>', 'the bare repository (default <EXPCTL_HOME>/git/fleet.git)', one('--dir'))
+  .action(fleetRemoteServeCommand);
+fleetRemote.command('check-push', { hidden: true }).action(fleetRemoteCheckPushCommand);
 
 const keys = program
   .command('keys')

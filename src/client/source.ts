@@ -1,8 +1,9 @@
 import path from 'node:path';
 import { execa } from 'execa';
 import { isRemoteRepo } from '../gpu-worker/git.js';
+import { SourceError } from './source-error.js';
 
-export class SourceError extends Error {}
+export { SourceError } from './source-error.js';
 
 async function git(cwd: string, args: string[]): Promise<string> {
   try {

@@ -3,6 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { PRIVATE_DIR_MODE } from '../security/files.js';
+import { shippedCommitRef } from '../domain/fleet-remote.js';
 
 /** Git operations a worker needs: resolve a repository locally, inspect a commit, make worktrees. */
 
@@ -15,9 +16,22 @@ export async function git(cwd: string, args: string[]): Promise<string> {
   return stdout;
 }
 
+/** One clone or fetch at a time per cached remote (runs of one commit arrive together). */
+const cacheTurns = new Map<string, Promise<unknown>>();
+function inTurn<T>(key: string, work: () => Promise<T>): Promise<T> {
+  const turn = (cacheTurns.get(key) ?? Promise.resolve()).then(work, work);
+  cacheTurns.set(
+    key,
+    turn.catch(() => undefined),
+  );
+  return turn;
+}
+
 /**
- * Returns a local repository holding the request's commits: the path itself for local repos,
- * a cached clone (fetched on demand) for URLs.
+ * Returns a local repository holding the request's commit: the path itself for local repos, a
+ * cached bare clone for URLs (the fleet remote, or any remote), fetched on demand. A commit is
+ * fetched by the ref a submitter ships it under, else by its SHA, else with every branch; it is
+ * known by its SHA, so what the worker runs is what was submitted.
  */
 export async function localRepository(repo: string, workDir: string, commit: string): Promise<string> {
   if (!isRemoteRepo(repo)) {
@@ -25,20 +39,42 @@ export async function localRepository(repo: string, workDir: string, commit: str
     try {
       await git(resolved, ['rev-parse', '--git-dir']);
     } catch {
-      throw new Error(`repo ${repo} is not a git repository on this host`);
+      throw new Error(
+        `repo ${repo} is not a git repository on this host; ` +
+          'set EXPCTL_FLEET_REMOTE on the submitting host so commits reach workers through the fleet remote',
+      );
     }
     return resolved;
   }
   const cache = path.join(workDir, 'repos', crypto.createHash('sha256').update(repo).digest('hex').slice(0, 16));
-  try {
-    await fs.access(cache);
-  } catch {
-    await fs.mkdir(path.dirname(cache), { recursive: true, mode: PRIVATE_DIR_MODE });
-    await execa('git', ['clone', '--bare', repo, cache], { timeout: 600_000 });
-  }
-  if (!(await commitExists(cache, commit)))
-    await git(cache, ['fetch', '--quiet', 'origin', '+refs/heads/*:refs/heads/*']);
-  return cache;
+  return inTurn(cache, async () => {
+    try {
+      await fs.access(cache);
+    } catch {
+      // Cloned beside, then moved in: a clone cut short never looks like a cache.
+      await fs.mkdir(path.dirname(cache), { recursive: true, mode: PRIVATE_DIR_MODE });
+      const partial = `${cache}.partial-${process.pid}`;
+      await fs.rm(partial, { recursive: true, force: true });
+      await execa('git', ['clone', '--quiet', '--bare', repo, partial], { timeout: 600_000 });
+      await fs.rename(partial, cache);
+    }
+    if (await commitExists(cache, commit)) return cache;
+    for (const refspec of [
+      `+${shippedCommitRef(commit)}:${shippedCommitRef(commit)}`,
+      commit,
+      '+refs/heads/*:refs/heads/*',
+    ]) {
+      const fetched = await git(cache, ['fetch', '--quiet', 'origin', refspec]).then(
+        () => true,
+        () => false,
+      );
+      if (fetched && (await commitExists(cache, commit))) return cache;
+    }
+    throw new Error(
+      `commit ${commit} is not in ${repo} (fetched ${shippedCommitRef(commit)}, the SHA and every branch); ` +
+        'push it there, or submit with EXPCTL_FLEET_REMOTE set so expctl pushes it',
+    );
+  });
 }
 
 export async function commitExists(repo: string, commit: string): Promise<boolean> {

@@ -77,3 +77,12 @@ export function userCacheDir(env: NodeJS.ProcessEnv = process.env): string {
 export function dataDir(env: NodeJS.ProcessEnv = process.env): string {
   return path.resolve(env.EXPCTL_DATA_DIR ?? path.join(stateDir(env), 'data'));
 }
+
+/**
+ * The fleet's git remote (EXPCTL_FLEET_REMOTE): where a submitter pushes the commit it runs and
+ * every worker fetches it from, so hosts share no filesystem. Undefined: workers read the
+ * submitter's repository path (one host, or a shared filesystem).
+ */
+export function fleetRemote(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env.EXPCTL_FLEET_REMOTE || undefined;
+}

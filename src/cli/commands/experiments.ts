@@ -2,6 +2,8 @@ import path from 'node:path';
 import { asRefusal } from '../refusal.js';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { resolveSource, SourceError } from '../../client/source.js';
+import { sourceForFleet } from '../../client/fleet-remote.js';
+import { fleetRemote } from '../../shared/settings.js';
 import {
   cancelExperiment,
   experimentHandle,
@@ -144,6 +146,13 @@ export async function runCommand(command: string[], raw: RawRunOptions): Promise
   } catch (error) {
     if (!(error instanceof RequestValidationError)) throw error;
     return refuse(`invalid experiment request: ${error.problems.map(problemAsFlag).join('; ')}`);
+  }
+  try {
+    // Only a valid request ships its commit to the fleet remote (EXPCTL_FLEET_REMOTE), if there is one.
+    Object.assign(input, await sourceForFleet(source, fleetRemote()));
+  } catch (error) {
+    if (!(error instanceof SourceError)) throw error;
+    return refuse(error.message);
   }
   const client = await connectClient();
   let submitted;

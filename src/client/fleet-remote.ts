@@ -1,0 +1,32 @@
+import { execa } from 'execa';
+import { isRemoteRepo } from '../gpu-worker/git.js';
+import { shippedCommitRef } from '../domain/fleet-remote.js';
+import { SourceError } from './source-error.js';
+
+/**
+ * Pushes `commit` from the submitter's repository to the fleet remote (under a ref of its own, so
+ * nothing the team pushes is touched); idempotent. Workers then fetch it from there by its SHA.
+ */
+export async function shipCommit(repo: string, commit: string, remote: string): Promise<void> {
+  try {
+    await execa('git', ['-C', repo, 'push', '--quiet', remote, `${commit}:${shippedCommitRef(commit)}`], {
+      timeout: 300_000,
+    });
+  } catch (error) {
+    const detail = ((error as { stderr?: string }).stderr || (error as Error).message).trim();
+    throw new SourceError(`could not push ${commit.slice(0, 12)} to the fleet remote ${remote}: ${detail}`);
+  }
+}
+
+/**
+ * Where workers find the source: with a fleet remote, the commit is pushed there and the request
+ * names the remote (workers never read the submitter's path); without one, the source as it is.
+ */
+export async function sourceForFleet(
+  source: { repo: string; commit: string },
+  remote: string | undefined,
+): Promise<{ repo: string; commit: string }> {
+  if (!remote || isRemoteRepo(source.repo)) return source;
+  await shipCommit(source.repo, source.commit, remote);
+  return { repo: remote, commit: source.commit };
+}
