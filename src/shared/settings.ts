@@ -86,3 +86,13 @@ export function dataDir(env: NodeJS.ProcessEnv = process.env): string {
 export function fleetRemote(env: NodeJS.ProcessEnv = process.env): string | undefined {
   return env.EXPCTL_FLEET_REMOTE || undefined;
 }
+
+/** The port a served fleet remote listens on: EXPCTL_GIT_PORT, else git's own 9418. */
+export function gitPort(env: NodeJS.ProcessEnv = process.env): number {
+  return portFrom(env, 'EXPCTL_GIT_PORT', 9418);
+}
+
+/** The bare repository a control host serves as the fleet remote. */
+export function fleetRemoteDir(env: NodeJS.ProcessEnv = process.env): string {
+  return path.join(stateDir(env), 'git', 'fleet.git');
+}

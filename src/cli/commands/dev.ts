@@ -11,7 +11,8 @@ import { startDevCodecEndpoint } from '../../security/codec-server.js';
 import { ensurePrivateDir, PRIVATE_FILE } from '../../security/files.js';
 import { ensureKeyring } from '../../security/keyring.js';
 import { installWorkerRuntime } from '../../shared/runtime.js';
-import { catalogPath, devPorts, hostName, stateDir } from '../../shared/settings.js';
+import { catalogPath, devPorts, fleetRemoteDir, gitPort, hostName, stateDir } from '../../shared/settings.js';
+import { startFleetRemote, type ServedRemote } from './fleet-remote.js';
 import {
   dataConverter,
   devInfoPath,
@@ -194,6 +195,17 @@ async function startStack(
       lifetime.onStop(() => forwarder.close());
     }
   }
+  // Served to other hosts, the stack also serves the fleet's git remote: their commits travel through it.
+  let fleetRemote: ServedRemote | undefined;
+  if (plan.advertised) {
+    fleetRemote = await startFleetRemote({
+      dir: fleetRemoteDir(),
+      listen: plan.forwardIp ?? plan.serverIp,
+      port: gitPort(),
+      advertised: plan.advertised,
+    });
+    lifetime.onStop(() => fleetRemote!.stop());
+  }
 
   log(`expctl: starting the orchestrator${options.worker ? ' and the GPU worker' : ''} ...`);
   installWorkerRuntime();
@@ -243,7 +255,8 @@ async function startStack(
   const slots = gpuWorker?.slots.map((slot) => `${slot.slotId} (${slot.acceleratorClass})`).join(', ');
   const remote = plan.advertised
     ? `
-  Other hosts:      TEMPORAL_ADDRESS=${hostPort(plan.advertised, ports.grpcPort)} expctl worker   (Web UI http://${hostPort(plan.advertised, ports.uiPort)})`
+  Other hosts:      TEMPORAL_ADDRESS=${hostPort(plan.advertised, ports.grpcPort)} expctl worker   (Web UI http://${hostPort(plan.advertised, ports.uiPort)})
+  Fleet remote:     EXPCTL_FLEET_REMOTE=${fleetRemote?.url} on hosts that submit (commits travel through it)`
     : `
   Other hosts:      none can connect (only this host's loopback): start with --listen ADDR to serve them`;
   console.log(`

@@ -4,11 +4,10 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { refUpdateRefusal } from '../../domain/fleet-remote.js';
 import { PRIVATE_DIR_MODE } from '../../security/files.js';
-import { stateDir } from '../../shared/settings.js';
+import { fleetRemoteDir, gitPort } from '../../shared/settings.js';
 import { CliError } from '../output.js';
 
 const EXPCTL = fileURLToPath(new URL('../../../bin/expctl.js', import.meta.url));
-const DEFAULT_GIT_PORT = 9418;
 
 /**
  * The served bare repository, with a pre-receive hook that lets a push only add
@@ -34,12 +33,26 @@ export async function prepareServedRepository(dir: string): Promise<void> {
   await fs.writeFile(path.join(dir, 'hooks', 'pre-receive'), hook, { mode: 0o700 });
 }
 
-/** `expctl fleet-remote serve`: the fleet's git remote, served by `git daemon` until SIGINT/SIGTERM. */
-export async function fleetRemoteServeCommand(options: { listen?: string; port?: number; dir?: string }) {
-  const dir = path.resolve(options.dir ?? path.join(stateDir(), 'git', 'fleet.git'));
-  const listen = options.listen ?? '127.0.0.1';
-  const port = options.port ?? DEFAULT_GIT_PORT;
-  await prepareServedRepository(dir);
+export interface ServedRemote {
+  /** What submitting hosts set EXPCTL_FLEET_REMOTE to. */
+  url: string;
+  dir: string;
+  exited: Promise<{ exitCode?: number; isTerminated: boolean; stderr?: string }>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Serves the fleet remote with `git daemon` on `listen`:`port` and resolves once it answers
+ * (`git ls-remote`), or rejects with git's own words when it cannot serve (the port is taken).
+ */
+export async function startFleetRemote(options: {
+  dir: string;
+  listen: string;
+  port: number;
+  /** The address other hosts use, where `listen` is 0.0.0.0. */
+  advertised?: string;
+}): Promise<ServedRemote> {
+  await prepareServedRepository(options.dir);
   const daemon = execa(
     'git',
     [
@@ -48,22 +61,60 @@ export async function fleetRemoteServeCommand(options: { listen?: string; port?:
       '--informative-errors',
       '--export-all',
       '--enable=receive-pack',
-      `--base-path=${path.dirname(dir)}`,
-      `--listen=${listen}`,
-      `--port=${port}`,
-      path.dirname(dir),
+      `--base-path=${path.dirname(options.dir)}`,
+      `--listen=${options.listen}`,
+      `--port=${options.port}`,
+      path.dirname(options.dir),
     ],
-    { stdio: ['ignore', 'inherit', 'inherit'], reject: false },
+    { stdin: 'ignore', stdout: 'ignore', stderr: 'pipe', reject: false },
   );
-  const stop = () => daemon.kill('SIGTERM');
+  const host = (address: string) => (address.includes(':') ? `[${address}]` : address);
+  const local = options.listen === '0.0.0.0' ? '127.0.0.1' : options.listen;
+  const probe = `git://${host(local)}:${options.port}/${path.basename(options.dir)}`;
+  let exited = false;
+  void daemon.finally(() => (exited = true));
+  const deadline = Date.now() + 30_000;
+  for (let delay = 50; ; delay = Math.min(delay * 2, 500)) {
+    if (exited || Date.now() > deadline) {
+      daemon.kill('SIGTERM');
+      const result = await daemon;
+      const said = String(result.stderr ?? '').trim();
+      throw new CliError(
+        `could not serve the fleet remote on ${options.listen}:${options.port}: ${said || 'git daemon did not answer within 30 s'}`,
+      );
+    }
+    const answered = await execa('git', ['ls-remote', probe], { reject: false, timeout: 5000 });
+    if (answered.exitCode === 0) break;
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+  return {
+    url: `git://${host(options.advertised ?? options.listen)}:${options.port}/${path.basename(options.dir)}`,
+    dir: options.dir,
+    exited: daemon,
+    async stop() {
+      daemon.kill('SIGTERM');
+      await daemon;
+    },
+  };
+}
+
+/** `expctl fleet-remote serve`: the fleet's git remote, served by `git daemon` until SIGINT/SIGTERM. */
+export async function fleetRemoteServeCommand(options: { listen?: string; port?: number; dir?: string }) {
+  const listen = options.listen ?? '127.0.0.1';
+  const served = await startFleetRemote({
+    dir: path.resolve(options.dir ?? fleetRemoteDir()),
+    listen,
+    port: options.port ?? gitPort(),
+    ...(listen === '0.0.0.0' ? { advertised: '<this host>' } : {}),
+  });
+  const stop = () => void served.stop();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  const shown = listen === '0.0.0.0' ? '<this host>' : listen.includes(':') ? `[${listen}]` : listen;
-  console.error(`expctl fleet-remote: serving ${dir}`);
-  console.error(`  Submitting hosts: EXPCTL_FLEET_REMOTE=git://${shown}:${port}/${path.basename(dir)}`);
-  const exit = await daemon;
+  console.error(`expctl fleet-remote: serving ${served.dir}`);
+  console.error(`  Submitting hosts: EXPCTL_FLEET_REMOTE=${served.url}`);
+  const exit = await served.exited;
   if (exit.exitCode !== 0 && !exit.isTerminated)
-    throw new CliError(`git daemon exited ${exit.exitCode} (is port ${port} on ${listen} free?)`);
+    throw new CliError(`git daemon exited ${exit.exitCode}: ${String(exit.stderr ?? '').trim()}`);
 }
 
 /** The served repository's pre-receive hook: refuses every ref update but a new shipped commit. */
