@@ -61,6 +61,9 @@ export interface GpuWorkerHandle {
   shutdown(): Promise<void>;
 }
 
+/** The longest a heartbeat to the pool may take before it counts as not reaching the server. */
+const HEARTBEAT_DEADLINE_MS = 10_000;
+
 /**
  * One process per host: a worker per slot queue with exactly one activity slot (no two experiments
  * on one GPU), a host queue for validation and logs, and a heartbeat to the pool.
@@ -197,8 +200,9 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
       // One heartbeat in flight at a time: during a server outage they would pile up, each retrying.
       heartbeat = setInterval(() => {
         if (heartbeatInFlight) return;
-        heartbeatInFlight = pool
-          .signal(registerHostSignal, registration())
+        // A deadline: across a cut link a call would otherwise hang, and the operator never hear of it.
+        heartbeatInFlight = options.client
+          .withDeadline(Date.now() + HEARTBEAT_DEADLINE_MS, () => pool.signal(registerHostSignal, registration()))
           .then(
             () => serverLink.reached(),
             (error: Error) => {

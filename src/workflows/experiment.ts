@@ -280,7 +280,16 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
    */
   const askHost = async (granted: Lease): Promise<HostRunStatus | null> => {
     try {
-      return await hostActivities(granted.hostQueue, RECONCILE_WAIT).runStatus(experimentId);
+      // Bounded end to end: across a cut link the server can hand the task to a poll whose host
+      // never hears of it, and only a whole-call limit ends that wait (a queue limit does not).
+      const host = patched('host-answer-bounded')
+        ? proxyActivities<HostActivities>({
+            taskQueue: granted.hostQueue,
+            scheduleToCloseTimeout: RECONCILE_WAIT,
+            retry: { initialInterval: '1s', maximumAttempts: 3 },
+          })
+        : hostActivities(granted.hostQueue, RECONCILE_WAIT);
+      return await host.runStatus(experimentId);
     } catch (error) {
       if (error instanceof ActivityFailure && !isCancellation(error)) return null;
       throw error;

@@ -7,7 +7,7 @@ import { Catalog } from '../../src/catalog/catalog.js';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
-import { waitFor } from '../helpers/wait.js';
+import { resultWithin, waitFor } from '../helpers/wait.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
 import { configurePool, startStack, type TestStack } from '../helpers/stack.js';
 
@@ -139,7 +139,7 @@ describe('a worker process killed during training', () => {
     await stack.addGpuWorker({ host: 'spare', cpuSlots: 1, runtimeTags: ['spare-ok'] });
     victim.kill('SIGKILL');
     await victim;
-    const result = await handle.result();
+    const result = await resultWithin(handle, 200_000);
     expect(result).toMatchObject({ status: 'completed', metric: 1.25, worker: 'spare', gpu: 'spare/cpu0' });
     const state = await handle.query(experimentStateQuery);
     expect(state.attempts).toBe(2);

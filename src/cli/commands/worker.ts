@@ -80,7 +80,10 @@ export async function orchestratorCommand(): Promise<void> {
   });
   // The orchestrator makes no periodic call of its own: a probe tells its operator when the server goes and comes back.
   const link = new ServerLink('expctl orchestrator', serverAddressOf(client), (line) => console.error(line));
-  const stopWatching = watchServer(() => client.workflowService.getSystemInfo({}), link);
+  const stopWatching = watchServer(
+    () => client.withDeadline(Date.now() + 5000, () => client.workflowService.getSystemInfo({})),
+    link,
+  );
   stopOnSignals(async () => {
     stopWatching();
     worker.shutdown();

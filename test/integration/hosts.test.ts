@@ -1,0 +1,280 @@
+/**
+ * Three hosts that share nothing but the network: network namespaces on one bridge, the control
+ * host's files hidden from the GPU hosts by a tmpfs in their own mount namespaces. The control host
+ * runs `expctl dev --listen` (Temporal, orchestrator, catalog, fleet git remote); hosts a and b run
+ * `expctl worker` with different fake fleets. Skipped, saying why, where namespaces are not permitted.
+ */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { EXPCTL } from '../helpers/cli.js';
+import { createNamespaceNetwork, namespacesUnavailable, withHidden, type NamespaceNetwork } from '../helpers/netns.js';
+import { commitAll } from '../helpers/repo.js';
+import { FIXTURES } from '../helpers/stack.js';
+import { eventually } from '../helpers/wait.js';
+
+const unavailable = await namespacesUnavailable();
+if (unavailable) console.warn(`expctl tests: the multi-host test is SKIPPED: ${unavailable}`);
+
+let dir: string;
+let network: NamespaceNetwork;
+const processes: ResultPromise[] = [];
+const outputs = new Map<string, string>();
+let controlDir: string;
+let control: string;
+let tag: string;
+
+/** A long-running expctl process in a host, its output collected under `name`. */
+function spawnIn(name: string, argv: string[], env: Record<string, string>): ResultPromise {
+  const child = execa(argv[0]!, argv.slice(1), { env, extendEnv: false, reject: false, all: true });
+  outputs.set(name, '');
+  child.all!.on('data', (chunk: Buffer) => outputs.set(name, outputs.get(name)! + chunk.toString()));
+  processes.push(child);
+  return child;
+}
+
+function baseEnv(home: string): Record<string, string> {
+  return {
+    PATH: process.env.PATH!,
+    HOME: process.env.HOME ?? os.homedir(),
+    EXPCTL_HOME: home,
+    // The payload keyring, "copied" to every host (the same file: the hosts' own files stay apart).
+    EXPCTL_KEY_FILE: inject('keyFile'),
+  };
+}
+
+/** `expctl ARGS` as one host runs it; GPU hosts do not see the control host's files. */
+async function expctlOn(host: 'control' | 'a' | 'b', args: string[], env: Record<string, string>) {
+  const command = [process.execPath, EXPCTL, ...args];
+  const argv = network.inHost(host, host === 'control' ? command : withHidden([controlDir], command));
+  return execa(argv[0]!, argv.slice(1), { env, extendEnv: false, reject: false, timeout: 180_000 });
+}
+
+const json = (result: { stdout: string; stderr: string; exitCode?: number }) => {
+  try {
+    return JSON.parse(result.stdout);
+  } catch {
+    throw new Error(`not JSON (exit ${result.exitCode}): ${result.stdout}\n${result.stderr}`);
+  }
+};
+
+describe.skipIf(unavailable !== null)('three hosts sharing only the network', () => {
+  let controlEnv: Record<string, string>;
+  const workerEnv: Record<string, Record<string, string>> = {};
+  let readerEnv: Record<string, string>;
+
+  beforeAll(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-hosts-'));
+    controlDir = path.join(dir, 'control');
+    await fs.mkdir(controlDir);
+    network = await createNamespaceNetwork(['control', 'a', 'b']);
+    control = network.hosts.control!.address;
+    controlEnv = {
+      ...baseEnv(controlDir),
+      EXPCTL_FLEET_REMOTE: `git://${control}:9418/fleet.git`,
+      TEMPORAL_ADDRESS: `${control}:7233`,
+    };
+
+    spawnIn(
+      'control',
+      network.inHost('control', [process.execPath, EXPCTL, 'dev', '--listen', control, '--no-worker', '--no-demo']),
+      {
+        ...baseEnv(controlDir),
+      },
+    );
+    await eventually(async () => (outputs.get('control')!.includes('Press Ctrl-C') ? true : undefined), 240_000, 500);
+    expect(outputs.get('control')).toContain(`EXPCTL_FLEET_REMOTE=git://${control}:9418/fleet.git`);
+
+    // Each GPU host gets a worker credential of its own; a reader on host a gets a submitter's.
+    for (const [name, role] of [
+      ['a', 'worker'],
+      ['b', 'worker'],
+      ['reader', 'submitter'],
+    ] as const) {
+      const out = path.join(dir, `${name}.credential.json`);
+      const issued = await expctlOn(
+        'control',
+        ['auth', 'issue', '--name', name, '--role', role, '--out', out],
+        controlEnv,
+      );
+      expect(issued.exitCode, issued.stderr).toBe(0);
+    }
+    for (const [host, fleet] of [
+      ['a', 'eight-a100.csv'],
+      ['b', 'two-l4.csv'],
+    ] as const) {
+      workerEnv[host] = {
+        ...baseEnv(path.join(dir, host)),
+        PATH: `${path.join(FIXTURES, 'bin')}${path.delimiter}${process.env.PATH}`,
+        FAKE_NVIDIA_SMI_FLEET: path.join(FIXTURES, 'fleets', fleet),
+        TEMPORAL_ADDRESS: `${control}:7233`,
+        EXPCTL_CREDENTIAL_FILE: path.join(dir, `${host}.credential.json`),
+      };
+      const command = [process.execPath, EXPCTL, 'worker', '--host', host, '--orphan-grace', '10'];
+      spawnIn(host, network.inHost(host, withHidden([controlDir], command)), workerEnv[host]!);
+    }
+    readerEnv = {
+      ...baseEnv(path.join(dir, 'reader')),
+      TEMPORAL_ADDRESS: `${control}:7233`,
+      EXPCTL_CREDENTIAL_FILE: path.join(dir, 'reader.credential.json'),
+    };
+    await eventually(
+      async () => {
+        const pool = json(await expctlOn('control', ['pool', '--json'], controlEnv));
+        return pool.hosts.a?.online && pool.hosts.b?.online ? true : undefined;
+      },
+      180_000,
+      1000,
+    );
+    tag = `hosts-${Date.now()}`;
+  }, 600_000);
+
+  afterAll(async () => {
+    for (const child of processes.reverse()) child.kill('SIGTERM');
+    await Promise.allSettled(processes);
+    await network?.destroy();
+    if (dir) await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('runs one campaign on both worker hosts from a repository only the control host has', async () => {
+    const repo = path.join(controlDir, 'repo');
+    await fs.mkdir(repo);
+    await fs.copyFile(path.join(FIXTURES, 'scripts', 'train.py'), path.join(repo, 'train.py'));
+    await execa('git', ['init', '-q', repo]);
+    const commit = await commitAll(repo, 'baseline');
+
+    const ids: string[] = [];
+    // Two runs on each host's class: one campaign (one tag) on both hosts.
+    for (const [index, [metric, gpuClass]] of [
+      ['1.30', 'l4'],
+      ['1.20', 'a100'],
+      ['1.25', 'l4'],
+      ['1.10', 'a100'],
+    ].entries()) {
+      const submitted = await expctlOn(
+        'control',
+        [
+          'run',
+          '--detach',
+          '--json',
+          '--tag',
+          tag,
+          '--hypothesis',
+          `variant ${index}`,
+          '--category',
+          'other',
+          '--repo',
+          repo,
+          '--commit',
+          commit,
+          '--gpu-class',
+          gpuClass!,
+          '--env',
+          `VAL_BPB=${metric}`,
+          '--env',
+          'STEPS=20',
+          '--env',
+          'STEP_SECONDS=0.2',
+          '--',
+          'python3',
+          'train.py',
+        ],
+        controlEnv,
+      );
+      expect(submitted.exitCode, submitted.stderr).toBe(0);
+      ids.push(json(submitted).experiment_id);
+    }
+    const results = [];
+    for (const id of ids) results.push(json(await expctlOn('control', ['wait', id, '--json'], controlEnv)));
+    expect(results.map((r) => r.status)).toEqual(['completed', 'completed', 'completed', 'completed']);
+    expect(new Set(results.map((r) => r.worker))).toEqual(new Set(['a', 'b']));
+
+    // From host a, which has neither the catalog nor the runs of b: show, logs and reports.
+    const onB = results.find((r) => r.worker === 'b')!;
+    const shown = json(await expctlOn('a', ['show', onB.experiment_id, '--json'], readerEnv));
+    expect(shown.record).toMatchObject({ id: onB.experiment_id, worker: 'b', repo: controlEnv.EXPCTL_FLEET_REMOTE });
+    expect(shown.record.commit).toBe(commit);
+    const logs = await expctlOn('a', ['logs', onB.experiment_id], readerEnv);
+    expect(logs.exitCode, logs.stderr).toBe(0);
+    expect(logs.stdout).toMatch(/step 00020\/00020/);
+    const summary = await expctlOn('a', ['report', 'summary', '--tag', tag, '--json'], readerEnv);
+    expect(summary.exitCode, summary.stderr).toBe(0);
+    expect(JSON.stringify(json(summary))).toContain('1.1');
+  }, 600_000);
+
+  it("ends a cut-off host's run as worker_lost, and takes the host back without a second lease", async () => {
+    const repo = path.join(controlDir, 'repo');
+    const commit = (await execa('git', ['-C', repo, 'rev-parse', 'HEAD'])).stdout.trim();
+    const submitted = await expctlOn(
+      'control',
+      [
+        'run',
+        '--detach',
+        '--json',
+        '--tag',
+        tag,
+        '--hypothesis',
+        'cut off',
+        '--category',
+        'other',
+        '--repo',
+        repo,
+        '--commit',
+        commit,
+        '--gpu-class',
+        'l4',
+        '--max-replacements',
+        '0',
+        '--env',
+        'STEPS=2000',
+        '--env',
+        'STEP_SECONDS=0.1',
+        '--',
+        'python3',
+        'train.py',
+      ],
+      controlEnv,
+    );
+    const id = json(submitted).experiment_id as string;
+    await eventually(
+      async () => {
+        const shown = json(await expctlOn('control', ['show', id, '--json'], controlEnv));
+        return shown.status === 'running' ? true : undefined;
+      },
+      180_000,
+      1000,
+    );
+
+    const cutAt = Date.now();
+    await network.setLink('b', false);
+    const result = json(await expctlOn('control', ['wait', id, '--json'], controlEnv));
+    const seconds = (Date.now() - cutAt) / 1000;
+    console.log(`link of host b cut: ${result.status} after ${seconds.toFixed(1)} s (${result.reason})`);
+    expect(result.status).toBe('worker_lost');
+    // Found by the experiment itself (training heartbeat limit 10 s, then 15 s for the host to
+    // answer), not by the pool's 60 s host limit: a cut link is not waited out.
+    expect(result.reason).toMatch(/stopped answering/);
+    expect(seconds).toBeLessThan(60);
+
+    await network.setLink('b', true);
+    const pool = await eventually(
+      async () => {
+        const state = json(await expctlOn('control', ['pool', '--json'], controlEnv));
+        return state.hosts.b?.online ? state : undefined;
+      },
+      180_000,
+      1000,
+    );
+    const leases = (pool.slots as { slot: { host: string }; lease: { experimentId: string } | null }[]).filter(
+      (entry) => entry.lease?.experimentId === id,
+    );
+    expect(leases).toEqual([]);
+    expect(outputs.get('b')).toMatch(/lost the Temporal server at .*; retrying/);
+    await eventually(
+      async () => (/reconnected to the Temporal server/.test(outputs.get('b')!) ? true : undefined),
+      120_000,
+    );
+  }, 600_000);
+});
