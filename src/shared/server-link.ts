@@ -19,7 +19,13 @@ export function isConnectionError(error: unknown): boolean {
 /** The most specific reason in an error chain, on one line (gRPC's own details where there are some). */
 function reasonOf(error: unknown): string {
   let reason = error instanceof Error ? error.message : String(error);
-  for (let e = error as { details?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+  for (
+    let e = error as { code?: unknown; details?: unknown; cause?: unknown } | undefined;
+    e;
+    e = e.cause as typeof e
+  ) {
+    // A deadline says only that the call ran out of time (gRPC's text is about its internals).
+    if (e.code === 4) return "no answer before the call's deadline";
     if (typeof e.details === 'string' && e.details) reason = e.details;
   }
   // grpc-js ends its connection errors with an empty "Resolution note:".

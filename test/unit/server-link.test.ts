@@ -52,6 +52,17 @@ describe('ServerLink', () => {
     expect(lines).toHaveLength(3);
   });
 
+  it("says a call that ran out of time had no answer, not gRPC's internals", () => {
+    const lines: string[] = [];
+    const link = new ServerLink('expctl worker h1', 'h:7233', (line) => lines.push(line));
+    const cause = Object.assign(new Error('4 DEADLINE_EXCEEDED'), {
+      code: 4,
+      details: 'Deadline exceeded after 0.000s,waiting for metadata filters',
+    });
+    link.failed(new ServiceError('Failed to signal Workflow', { cause }));
+    expect(lines[0]).toMatch(/lost the Temporal server at h:7233: no answer before the call's deadline; runs/);
+  });
+
   it('counts only unreachable-server errors as a lost link', () => {
     expect(isConnectionError(unreachable())).toBe(true);
     expect(isConnectionError(Object.assign(new Error('deadline'), { code: 4 }))).toBe(true);
