@@ -16,6 +16,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { execa } from 'execa';
 import { assignSlots, DEFAULT_PLACEMENT_POLICY, type LeaseRequest, type SlotView } from '../src/domain/placement.js';
 import { CONTROL_TASK_QUEUE } from '../src/shared/constants.js';
 import { leaseCyclerWorkflow } from '../src/workflows/lease-cycler.js';
@@ -134,6 +135,10 @@ async function main(): Promise<void> {
   const { quick, sections } = parseArgs(process.argv.slice(2));
   const live = sections.filter((name): name is keyof typeof SECTIONS => name in SECTIONS);
   const checks: TargetCheck[] = [];
+  // python3 itself, not a version manager's shim (pyenv's costs seconds per start under load),
+  // for the bare jobs and every expctl process alike.
+  const python = (await execa('python3', ['-c', 'import sys; print(sys.executable)'])).stdout.trim();
+  process.env.PATH = `${path.dirname(python)}${path.delimiter}${process.env.PATH}`;
   if (live.length > 0) {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-bench-'));
     // Payloads encrypted with a keyring of the bench's own, as in production (part of the cost measured).
