@@ -52,6 +52,21 @@ async function expctlOn(host: 'control' | 'a' | 'b', args: string[], env: Record
   return execa(argv[0]!, argv.slice(1), { env, extendEnv: false, reject: false, timeout: 180_000 });
 }
 
+/** `expctl run --detach` of the fixture on the control host: its experiment ID. */
+async function submitOnControl(
+  env: Record<string, string>,
+  run: { hypothesis: string; gpuClass: string; env: string[]; extra?: string[] },
+): Promise<string> {
+  const repo = path.join(controlDir, 'repo');
+  const commit = (await execa('git', ['-C', repo, 'rev-parse', 'HEAD'])).stdout.trim();
+  const args = ['run', '--detach', '--json', '--tag', tag, '--hypothesis', run.hypothesis, '--category', 'other'];
+  args.push('--repo', repo, '--commit', commit, '--gpu-class', run.gpuClass, ...(run.extra ?? []));
+  for (const variable of run.env) args.push('--env', variable);
+  const submitted = await expctlOn('control', [...args, '--', 'python3', 'train.py'], env);
+  expect(submitted.exitCode, submitted.stderr).toBe(0);
+  return json(submitted).experiment_id as string;
+}
+
 const json = (result: { stdout: string; stderr: string; exitCode?: number }) => {
   try {
     return JSON.parse(result.stdout);
@@ -153,38 +168,13 @@ describe.skipIf(unavailable !== null)('three hosts sharing only the network', ()
       ['1.25', 'l4'],
       ['1.10', 'a100'],
     ].entries()) {
-      const submitted = await expctlOn(
-        'control',
-        [
-          'run',
-          '--detach',
-          '--json',
-          '--tag',
-          tag,
-          '--hypothesis',
-          `variant ${index}`,
-          '--category',
-          'other',
-          '--repo',
-          repo,
-          '--commit',
-          commit,
-          '--gpu-class',
-          gpuClass!,
-          '--env',
-          `VAL_BPB=${metric}`,
-          '--env',
-          'STEPS=20',
-          '--env',
-          'STEP_SECONDS=0.2',
-          '--',
-          'python3',
-          'train.py',
-        ],
-        controlEnv,
+      ids.push(
+        await submitOnControl(controlEnv, {
+          hypothesis: `variant ${index}`,
+          gpuClass: gpuClass!,
+          env: [`VAL_BPB=${metric}`, 'STEPS=20', 'STEP_SECONDS=0.2'],
+        }),
       );
-      expect(submitted.exitCode, submitted.stderr).toBe(0);
-      ids.push(json(submitted).experiment_id);
     }
     const results = [];
     for (const id of ids) results.push(json(await expctlOn('control', ['wait', id, '--json'], controlEnv)));
@@ -205,39 +195,12 @@ describe.skipIf(unavailable !== null)('three hosts sharing only the network', ()
   }, 600_000);
 
   it("ends a cut-off host's run as worker_lost, and takes the host back without a second lease", async () => {
-    const repo = path.join(controlDir, 'repo');
-    const commit = (await execa('git', ['-C', repo, 'rev-parse', 'HEAD'])).stdout.trim();
-    const submitted = await expctlOn(
-      'control',
-      [
-        'run',
-        '--detach',
-        '--json',
-        '--tag',
-        tag,
-        '--hypothesis',
-        'cut off',
-        '--category',
-        'other',
-        '--repo',
-        repo,
-        '--commit',
-        commit,
-        '--gpu-class',
-        'l4',
-        '--max-replacements',
-        '0',
-        '--env',
-        'STEPS=2000',
-        '--env',
-        'STEP_SECONDS=0.1',
-        '--',
-        'python3',
-        'train.py',
-      ],
-      controlEnv,
-    );
-    const id = json(submitted).experiment_id as string;
+    const id = await submitOnControl(controlEnv, {
+      hypothesis: 'cut off',
+      gpuClass: 'l4',
+      extra: ['--max-replacements', '0'],
+      env: ['STEPS=2000', 'STEP_SECONDS=0.1'],
+    });
     await eventually(
       async () => {
         const shown = json(await expctlOn('control', ['show', id, '--json'], controlEnv));

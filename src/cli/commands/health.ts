@@ -1,18 +1,12 @@
-import { NoFleetError, poolState } from '../../client/fleet.js';
+import { fleetPool } from './pool.js';
 import { connectClient } from '../../temporal/connection.js';
 import { ensureHealthSchedule } from '../../temporal/schedules.js';
-import { CliError, formatTable, printJson, wantsJson } from '../output.js';
+import { formatTable, printJson, wantsJson } from '../output.js';
 
 /** `expctl health`: the latest scheduled health check of every host, and what it drained. */
 export async function healthCommand(options: { json?: boolean }): Promise<void> {
   const client = await connectClient();
-  let pool;
-  try {
-    pool = await poolState(client);
-  } catch (error) {
-    if (error instanceof NoFleetError) throw new CliError(error.message);
-    throw error;
-  }
+  const pool = await fleetPool(client);
   if (wantsJson(options)) return printJson(pool.health);
   const rows = Object.values(pool.health).flatMap(({ report, problems }) => {
     const gpuRows = report.gpus.map((gpu) => [

@@ -1,18 +1,24 @@
+import type { Client } from '@temporalio/client';
 import { drainTarget, NoFleetError, poolState } from '../../client/fleet.js';
+import type { PoolSnapshot } from '../../workflows/definitions.js';
 import { poolLoads, runningLeasesOf, tagShares } from '../../domain/fair-share.js';
 import { servingOrder } from '../../domain/placement.js';
 import { connectClient } from '../../temporal/connection.js';
 import { asRefusal } from '../refusal.js';
 import { CliError, formatTable, printJson, safeText, wantsJson } from '../output.js';
 
-export async function poolCommand(options: { json?: boolean }): Promise<void> {
-  let pool;
+/** The pool's state, or the CLI's error saying no worker has joined yet. */
+export async function fleetPool(client: Client): Promise<PoolSnapshot> {
   try {
-    pool = await poolState(await connectClient());
+    return await poolState(client);
   } catch (error) {
     if (error instanceof NoFleetError) throw new CliError(error.message);
     throw error;
   }
+}
+
+export async function poolCommand(options: { json?: boolean }): Promise<void> {
+  const pool = await fleetPool(await connectClient());
   const now = Date.now();
   const shares = tagShares(pool.usage ?? {}, runningLeasesOf(pool.slots), now);
   const queue = servingOrder(pool.queue, poolLoads(pool, now));
@@ -60,13 +66,7 @@ export async function poolCommand(options: { json?: boolean }): Promise<void> {
 
 export async function drainCommand(target: string, drained: boolean, options: { reason?: string }): Promise<void> {
   const client = await connectClient();
-  let pool;
-  try {
-    pool = await poolState(client);
-  } catch (error) {
-    if (error instanceof NoFleetError) throw new CliError(error.message);
-    throw error;
-  }
+  const pool = await fleetPool(client);
   const matches = pool.slots.filter((entry) => entry.slot.host === target || entry.slot.slotId === target);
   if (matches.length === 0) throw new CliError(`no host or slot named ${safeText(target)} in the pool`);
   const change = { target, drained, reason: options.reason ?? 'operator' };
