@@ -1,7 +1,7 @@
 import { execa } from 'execa';
 import { isRemoteRepo } from '../gpu-worker/git.js';
 import { shippedCommitRef } from '../domain/fleet-remote.js';
-import { SourceError } from './source-error.js';
+import { SourceError } from './source.js';
 
 /**
  * Pushes `commit` from the submitter's repository to the fleet remote (under a ref of its own, so

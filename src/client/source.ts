@@ -1,9 +1,9 @@
 import path from 'node:path';
 import { execa } from 'execa';
 import { isRemoteRepo } from '../gpu-worker/git.js';
-import { SourceError } from './source-error.js';
 
-export { SourceError } from './source-error.js';
+/** The commit to run could not be resolved or shipped; the message says why and what to do. */
+export class SourceError extends Error {}
 
 async function git(cwd: string, args: string[]): Promise<string> {
   try {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { PRIVATE_DIR_MODE } from '../security/files.js';
 import { shippedCommitRef } from '../domain/fleet-remote.js';
+import { KeyedQueue } from '../shared/keyed-queue.js';
 
 /** Git operations a worker needs: resolve a repository locally, inspect a commit, make worktrees. */
 
@@ -17,15 +18,7 @@ export async function git(cwd: string, args: string[]): Promise<string> {
 }
 
 /** One clone or fetch at a time per cached remote (runs of one commit arrive together). */
-const cacheTurns = new Map<string, Promise<unknown>>();
-function inTurn<T>(key: string, work: () => Promise<T>): Promise<T> {
-  const turn = (cacheTurns.get(key) ?? Promise.resolve()).then(work, work);
-  cacheTurns.set(
-    key,
-    turn.catch(() => undefined),
-  );
-  return turn;
-}
+const cacheTurns = new KeyedQueue();
 
 /**
  * Returns a local repository holding the request's commit: the path itself for local repos, a
@@ -47,7 +40,7 @@ export async function localRepository(repo: string, workDir: string, commit: str
     return resolved;
   }
   const cache = path.join(workDir, 'repos', crypto.createHash('sha256').update(repo).digest('hex').slice(0, 16));
-  return inTurn(cache, async () => {
+  return cacheTurns.run(cache, async () => {
     try {
       await fs.access(cache);
     } catch {

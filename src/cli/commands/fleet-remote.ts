@@ -1,10 +1,12 @@
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { refUpdateRefusal } from '../../domain/fleet-remote.js';
 import { PRIVATE_DIR_MODE } from '../../security/files.js';
 import { fleetRemoteDir, gitPort } from '../../shared/settings.js';
+import { listenPlan } from '../../temporal/listen.js';
 import { CliError } from '../output.js';
 
 const EXPCTL = fileURLToPath(new URL('../../../bin/expctl.js', import.meta.url));
@@ -100,12 +102,18 @@ export async function startFleetRemote(options: {
 
 /** `expctl fleet-remote serve`: the fleet's git remote, served by `git daemon` until SIGINT/SIGTERM. */
 export async function fleetRemoteServeCommand(options: { listen?: string; port?: number; dir?: string }) {
-  const listen = options.listen ?? '127.0.0.1';
+  // The same rule as `expctl dev --listen`: an address of this host, or all of them.
+  let plan;
+  try {
+    plan = listenPlan(options.listen, os.networkInterfaces(), os.hostname());
+  } catch (error) {
+    throw new CliError((error as Error).message);
+  }
   const served = await startFleetRemote({
     dir: path.resolve(options.dir ?? fleetRemoteDir()),
-    listen,
+    listen: plan.forwardIp ?? plan.serverIp,
     port: options.port ?? gitPort(),
-    ...(listen === '0.0.0.0' ? { advertised: '<this host>' } : {}),
+    ...(plan.advertised ? { advertised: plan.advertised } : {}),
   });
   const stop = () => void served.stop();
   process.once('SIGINT', stop);
