@@ -21,32 +21,72 @@ export async function waitFor(predicate: () => Promise<boolean>, timeoutMs = 30_
   await eventually(async () => ((await predicate()) ? true : undefined), timeoutMs);
 }
 
+type ExperimentLike = {
+  query(query: typeof experimentStateQuery): Promise<ExperimentSnapshot>;
+  describe?(): Promise<{ raw: { pendingActivities?: PendingActivity[] | null } }>;
+};
+type PendingActivity = {
+  activityType?: { name?: string | null } | null;
+  state?: unknown;
+  attempt?: number | null;
+  lastFailure?: { message?: string | null } | null;
+  lastWorkerIdentity?: string | null;
+};
+
+/** Where an experiment stands: its status, timeline and the activities the server still has pending. */
+export async function whereItStands(handle: ExperimentLike): Promise<string> {
+  const state = await handle.query(experimentStateQuery).then(
+    (s) =>
+      `status ${s.status}, attempts ${s.attempts}; timeline:\n${s.timeline
+        .map((entry) => `  ${entry.at} ${entry.status}${entry.note ? ` (${entry.note})` : ''}`)
+        .join('\n')}`,
+    (error: Error) => `its state could not be read: ${error.message}`,
+  );
+  const pending = handle.describe
+    ? await handle.describe().then(
+        (d) =>
+          (d.raw.pendingActivities ?? [])
+            .map(
+              (a) =>
+                `  ${a.activityType?.name ?? '?'} state ${String(a.state)} attempt ${a.attempt ?? '?'}` +
+                ` worker ${a.lastWorkerIdentity ?? '-'}${a.lastFailure?.message ? ` last failure: ${a.lastFailure.message}` : ''}`,
+            )
+            .join('\n') || '  (none)',
+        (error: Error) => `  could not be described: ${error.message}`,
+      )
+    : '  (not asked)';
+  return `${state}\npending activities:\n${pending}`;
+}
+
 /**
- * An experiment's result, or, after `timeoutMs`, an error that carries its state and timeline (a
- * hang then says where the run stood, rather than only that the test ran out of time).
+ * Waits for `work`; after `timeoutMs` fails with where the experiment stands (a hang then says
+ * where the run stood, rather than only that the test ran out of time).
  */
-export async function resultWithin<T>(
-  handle: { result(): Promise<T>; query(query: typeof experimentStateQuery): Promise<ExperimentSnapshot> },
+export async function settledWithin<T>(
+  work: Promise<T>,
+  handle: ExperimentLike,
   timeoutMs: number,
+  onExpiry?: () => Promise<string>,
 ): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      void handle
-        .query(experimentStateQuery)
-        .then(
-          (state) =>
-            `status ${state.status}, attempts ${state.attempts}; timeline:\n${state.timeline
-              .map((entry) => `  ${entry.at} ${entry.status}${entry.note ? ` (${entry.note})` : ''}`)
-              .join('\n')}`,
-          (error: Error) => `its state could not be read: ${error.message}`,
-        )
-        .then((where) => reject(new Error(`no result within ${timeoutMs / 1000} s: ${where}`)));
+      void Promise.all([whereItStands(handle), onExpiry?.() ?? Promise.resolve('')]).then(([where, extra]) =>
+        reject(new Error(`not settled within ${timeoutMs / 1000} s: ${where}${extra ? `\n${extra}` : ''}`)),
+      );
     }, timeoutMs);
   });
   try {
-    return await Promise.race([handle.result(), expired]);
+    return await Promise.race([work, expired]);
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** An experiment's result, or, after `timeoutMs`, an error that says where it stands. */
+export async function resultWithin<T>(
+  handle: ExperimentLike & { result(): Promise<T> },
+  timeoutMs: number,
+): Promise<T> {
+  return settledWithin(handle.result(), handle, timeoutMs);
 }

@@ -10,7 +10,7 @@ import { experimentStateQuery, poolStateQuery } from '../../src/workflows/defini
 import { EXPCTL, RESULT_KEYS, runCli } from '../helpers/cli.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
 import { configurePool, startStack, type TestStack } from '../helpers/stack.js';
-import { waitFor } from '../helpers/wait.js';
+import { settledWithin, waitFor } from '../helpers/wait.js';
 
 // `expctl run` as an agent runs it: a process, its JSON on stdout and its exit code, for every terminal state.
 const HOST = 'clihost';
@@ -266,7 +266,12 @@ describe('expctl run: infrastructure (exit 4) and cancel (exit 5)', () => {
     const handle = stack.client.workflow.getHandle(id);
     await waitFor(async () => (await handle.query(experimentStateQuery)).status === 'running', 90_000);
     await handle.cancel();
-    const done = await child;
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const done = await settledWithin(child, handle, 200_000, async () => {
+      child.kill('SIGKILL');
+      return `expctl run's stderr:\n${stderr.slice(-4000)}`;
+    });
     expect(done.exitCode).toBe(5);
     const result = JSON.parse(done.stdout as string) as ExperimentResult;
     expect(result).toMatchObject({
