@@ -9,7 +9,14 @@ import type { PlacementCheck } from '../domain/placement.js';
 import { publicRequest } from '../domain/redact.js';
 import type { Requirements } from '../domain/request.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
-import { onlineHostsQuery, placementCheckQuery, recordOutcomeUpdate, tagStateQuery } from '../workflows/definitions.js';
+import {
+  onlineHostsQuery,
+  placementCheckQuery,
+  recordBatchUpdate,
+  recordOutcomeUpdate,
+  tagStateQuery,
+} from '../workflows/definitions.js';
+import type { TournamentVerdict } from '../domain/tournament.js';
 import { tagWorkflow, tagWorkflowId } from '../workflows/tag.js';
 
 export interface ControlDeps {
@@ -128,6 +135,26 @@ export function createControlActivities({ client, catalog, secretHashKey }: Cont
       return client.workflow.executeUpdateWithStart(recordOutcomeUpdate, {
         args: [input.outcome],
         updateId: `outcome-${input.outcome.experimentId}`,
+        startWorkflowOperation,
+      });
+    },
+
+    /** Decides a batch's children together on their tag's workflow (one update: one state change). */
+    async applyBatchOutcomes(input: {
+      tag: string;
+      batchId: string;
+      metric: { name: string; direction: 'minimize' | 'maximize' };
+      outcomes: RunOutcome[];
+    }): Promise<{ decisions: TagDecision[]; winner: TournamentVerdict['winner'] }> {
+      const startWorkflowOperation = new WithStartWorkflowOperation(tagWorkflow, {
+        workflowId: tagWorkflowId(input.tag),
+        taskQueue: CONTROL_TASK_QUEUE,
+        args: [input.tag, newTagState(input.tag, { metricName: input.metric.name, direction: input.metric.direction })],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+      });
+      return client.workflow.executeUpdateWithStart(recordBatchUpdate, {
+        args: [{ batchId: input.batchId, outcomes: input.outcomes }],
+        updateId: `batch-${input.batchId}`,
         startWorkflowOperation,
       });
     },

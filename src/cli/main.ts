@@ -8,7 +8,8 @@ import {
   KILL_LIMIT_FACTOR,
   MIN_KILL_HEADROOM_SECONDS,
 } from '../domain/limits.js';
-import type { RawRunOptions } from './parse.js';
+import type { RawBatchOptions, RawRunOptions } from './parse.js';
+import { batchCommand } from './commands/batch.js';
 import { authInitCommand, authIssueCommand, authRevokeCommand, authWhoamiCommand } from './commands/auth.js';
 import { codecServerCommand } from './commands/codec-server.js';
 import { devCommand, type DevOptions } from './commands/dev.js';
@@ -90,81 +91,102 @@ const program = new Command()
   .description('Durable experiment orchestration for ML research on GPU fleets, on Temporal')
   .showHelpAfterError();
 
-// Every valued flag of `run` is collected as given; parseRunFlags (parse.ts) refuses repeats of
-// single-valued flags and malformed values, all at once and before anything is submitted.
-program
-  .command('run')
-  .description('run one experiment and print its decision (keep/discard) and the git action to take')
-  .usage('--tag T --hypothesis TEXT --category C [options] -- COMMAND...')
-  .option('--tag <tag>', 'campaign tag; the decision compares with its best run', occurrences)
-  .option('--hypothesis <text>', 'what this experiment tests', occurrences)
-  .option('--category <category>', `kind of change: ${CATEGORIES.join(', ')}`, occurrences)
-  .option('--description <text>', 'longer description', occurrences)
-  .option('--repo <path|url>', 'git repository (default: the one containing the current directory)', occurrences)
-  .option('--commit <sha>', 'commit to run (default: HEAD, which must have no uncommitted changes)', occurrences)
-  .option('--config <file>', 'JSON config file in the repository, parsed and recorded', occurrences)
-  .option(
-    '--dataset <ref>',
-    "dataset version NAME@latest or NAME@V (pinned in the record), or a path under the worker's datasets root (repeatable)",
-    occurrences,
-  )
-  .option(
-    '--wait-for-data [seconds]',
-    `wait (state waiting_for_data) for a passed version of a NAME@latest dataset (default ${DEFAULT_WAIT_FOR_DATA_SECONDS} s)`,
-  )
-  .option(
-    '--checkpoint <path>',
-    'checkpoint to resume from (in the repository or under the checkpoints root)',
-    occurrences,
-  )
-  .option('--gpu-class <class>', 'accelerator class: h100, a100, l4, cpu, any, ...', occurrences)
-  .option('--gpu-mem <mb>', 'GPU memory needed, in MB (integer)', occurrences)
-  .option('--runtime-tag <tag>', 'runtime tag the worker must have (repeatable)', occurrences)
-  .option(
-    '--time-budget <seconds>',
-    `training time the script enforces itself, passed as EXPCTL_TIME_BUDGET (default ${DEFAULT_TIME_BUDGET_SECONDS})`,
-    occurrences,
-  )
-  .option(
-    '--timeout <seconds>',
-    `kill limit counted from the training process start (default ${KILL_LIMIT_FACTOR} x the budget, at least the budget + ${MIN_KILL_HEADROOM_SECONDS} s)`,
-    occurrences,
-  )
-  .option(
-    '--setup <command>',
-    'environment setup run in the worktree before training, e.g. "uv sync --frozen" (split into words, no shell)',
-    occurrences,
-  )
-  .option(
-    '--setup-timeout <seconds>',
-    `limit of the setup phase (default ${DEFAULT_SETUP_TIMEOUT_SECONDS})`,
-    occurrences,
-  )
-  .option('--metric <name>', "metric that decides (default: the tag's, val_bpb for a new tag)", occurrences)
-  .option('--maximize', 'higher metric is better (default: lower is better)')
-  .option('--simplification', 'the change removes something: an equal result is kept')
-  .option(
-    '--idempotency-key <key>',
-    'resubmitting the same request with the same key returns the same experiment',
-    occurrences,
-  )
-  .option('--priority <n>', 'queue priority, an integer from -1000 to 1000 (higher first; default 0)', occurrences)
-  .option(
-    '--max-replacements <n>',
-    `times a run whose worker was lost is placed again (default ${DEFAULT_MAX_REPLACEMENTS})`,
-    occurrences,
-  )
-  .option('--env <KEY=VALUE>', 'environment variable for the training command (repeatable)', occurrences)
-  .option(
-    '--secret <NAME[=@FILE]>',
-    "secret for the training command as variable NAME, from your environment's NAME or a file; never shown or recorded (repeatable)",
-    occurrences,
-  )
-  .addOption(new Option('--grace <seconds>').hideHelp().argParser(occurrences))
+// Every valued flag of `run` (and `batch`) is collected as given; parseRunFlags (parse.ts) refuses
+// repeats of single-valued flags and malformed values, all at once and before anything is submitted.
+function requestOptions(command: Command): Command {
+  return command
+    .option('--tag <tag>', 'campaign tag; the decision compares with its best run', occurrences)
+    .option('--hypothesis <text>', 'what this experiment tests', occurrences)
+    .option('--category <category>', `kind of change: ${CATEGORIES.join(', ')}`, occurrences)
+    .option('--description <text>', 'longer description', occurrences)
+    .option('--repo <path|url>', 'git repository (default: the one containing the current directory)', occurrences)
+    .option('--commit <sha>', 'commit to run (default: HEAD, which must have no uncommitted changes)', occurrences)
+    .option('--config <file>', 'JSON config file in the repository, parsed and recorded', occurrences)
+    .option(
+      '--dataset <ref>',
+      "dataset version NAME@latest or NAME@V (pinned in the record), or a path under the worker's datasets root (repeatable)",
+      occurrences,
+    )
+    .option(
+      '--wait-for-data [seconds]',
+      `wait (state waiting_for_data) for a passed version of a NAME@latest dataset (default ${DEFAULT_WAIT_FOR_DATA_SECONDS} s)`,
+    )
+    .option(
+      '--checkpoint <path>',
+      'checkpoint to resume from (in the repository or under the checkpoints root)',
+      occurrences,
+    )
+    .option('--gpu-class <class>', 'accelerator class: h100, a100, l4, cpu, any, ...', occurrences)
+    .option('--gpu-mem <mb>', 'GPU memory needed, in MB (integer)', occurrences)
+    .option('--runtime-tag <tag>', 'runtime tag the worker must have (repeatable)', occurrences)
+    .option(
+      '--time-budget <seconds>',
+      `training time the script enforces itself, passed as EXPCTL_TIME_BUDGET (default ${DEFAULT_TIME_BUDGET_SECONDS})`,
+      occurrences,
+    )
+    .option(
+      '--timeout <seconds>',
+      `kill limit counted from the training process start (default ${KILL_LIMIT_FACTOR} x the budget, at least the budget + ${MIN_KILL_HEADROOM_SECONDS} s)`,
+      occurrences,
+    )
+    .option(
+      '--setup <command>',
+      'environment setup run in the worktree before training, e.g. "uv sync --frozen" (split into words, no shell)',
+      occurrences,
+    )
+    .option(
+      '--setup-timeout <seconds>',
+      `limit of the setup phase (default ${DEFAULT_SETUP_TIMEOUT_SECONDS})`,
+      occurrences,
+    )
+    .option('--metric <name>', "metric that decides (default: the tag's, val_bpb for a new tag)", occurrences)
+    .option('--maximize', 'higher metric is better (default: lower is better)')
+    .option('--simplification', 'the change removes something: an equal result is kept')
+    .option(
+      '--idempotency-key <key>',
+      'resubmitting the same request with the same key returns the same experiment',
+      occurrences,
+    )
+    .option('--priority <n>', 'queue priority, an integer from -1000 to 1000 (higher first; default 0)', occurrences)
+    .option(
+      '--max-replacements <n>',
+      `times a run whose worker was lost is placed again (default ${DEFAULT_MAX_REPLACEMENTS})`,
+      occurrences,
+    )
+    .option('--env <KEY=VALUE>', 'environment variable for the training command (repeatable)', occurrences)
+    .option(
+      '--secret <NAME[=@FILE]>',
+      "secret for the training command as variable NAME, from your environment's NAME or a file; never shown or recorded (repeatable)",
+      occurrences,
+    )
+    .addOption(new Option('--grace <seconds>').hideHelp().argParser(occurrences));
+}
+
+requestOptions(
+  program
+    .command('run')
+    .description('run one experiment and print its decision (keep/discard) and the git action to take')
+    .usage('--tag T --hypothesis TEXT --category C [options] -- COMMAND...'),
+)
   .option('--detach', 'print the experiment ID at once and return')
   .addOption(jsonOption())
   .argument('[command...]', 'training command, after --  (default: uv run train.py)')
   .action((command: string[], options: RawRunOptions) => runCommand(command, options));
+
+requestOptions(
+  program
+    .command('batch')
+    .description(
+      "run K variants of one base in parallel and keep at most one: the best that beats the tag's best (a tournament)",
+    )
+    .usage('--tag T --category C [--base REF] [options as for run] COMMIT... -- COMMAND...')
+    .argument('<commit...>', 'the variants: commits whose parent is the base; then -- and the training command'),
+)
+  .option('--base <ref>', 'the commit every variant is a child of (default: HEAD)', occurrences)
+  .option('--deadline <seconds>', 'cancel variants still going after this long, and decide on the rest', occurrences)
+  .option('--detach', 'print the batch ID at once and return')
+  .addOption(jsonOption())
+  .action((args: string[], options: RawBatchOptions) => batchCommand(args, options));
 
 program
   .command('wait')
@@ -609,7 +631,7 @@ try {
   if (error instanceof CommanderError) {
     // Help and version are not errors; a malformed `run` request is a refusal (exit 2, the usual JSON).
     if (error.exitCode === 0) process.exitCode = 0;
-    else if (process.argv[2] === 'run') {
+    else if (process.argv[2] === 'run' || process.argv[2] === 'batch') {
       refuseRun(`invalid experiment request: ${error.message.replace(/^error: /, '')}`, {
         json: wantsJson({ json: ownArgs.includes('--json') }),
       });

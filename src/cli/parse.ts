@@ -286,6 +286,8 @@ const flagName = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowe
 export function parseRunFlags(
   raw: RawRunOptions,
   sources: SecretSources = PROCESS_SECRET_SOURCES,
+  /** A batch's variants take their commit's subject line when no --hypothesis is given. */
+  { hypothesisRequired = true }: { hypothesisRequired?: boolean } = {},
 ): { flags: RunFlags; problems: string[] } {
   const problems: string[] = [];
   const attempt = <T>(parse: () => T): T | undefined => {
@@ -309,6 +311,7 @@ export function parseRunFlags(
     ['hypothesis', 'TEXT'],
     ['category', 'C'],
   ] as const) {
+    if (key === 'hypothesis' && !hypothesisRequired) continue;
     if (!raw[key]) problems.push(`${flagName(key)} ${what} is required`);
   }
   if (raw.grace)
@@ -407,4 +410,42 @@ export function problemAsFlag(problem: string): string {
   if (!flag) return problem;
   const detail = /^(env|secrets)\./.test(field) ? ` ${field.slice(field.indexOf('.') + 1)}` : '';
   return `${flag}${detail}: ${problem.slice(at + 2)}`;
+}
+
+/** `batch`'s own flags on top of `run`'s. */
+export interface RawBatchOptions extends RawRunOptions {
+  base?: string[];
+  deadline?: string[];
+}
+
+export interface BatchFlags extends RunFlags {
+  base?: string;
+  deadlineSeconds?: number;
+}
+
+/** `batch`'s flags: `run`'s (the hypothesis optional, no --commit), the base and the deadline. */
+export function parseBatchFlags(
+  raw: RawBatchOptions,
+  sources: SecretSources = PROCESS_SECRET_SOURCES,
+): { flags: BatchFlags; problems: string[] } {
+  const { base, deadline, ...runRaw } = raw;
+  const { flags, problems } = parseRunFlags(runRaw, sources, { hypothesisRequired: false });
+  if (raw.commit) problems.push('--commit: a batch takes its variants as arguments (COMMIT...), not --commit');
+  for (const [flag, values] of [
+    ['--base', base],
+    ['--deadline', deadline],
+  ] as const) {
+    if (values && values.length > 1)
+      problems.push(`${flag} was given ${values.length} times (${values.map(shown).join(', ')}); it takes one value`);
+  }
+  let deadlineSeconds: number | undefined;
+  if (deadline?.[0] !== undefined) {
+    try {
+      deadlineSeconds = parseNumber('--deadline', deadline[0], { positive: true });
+    } catch (error) {
+      if (!(error instanceof FlagError)) throw error;
+      problems.push(error.message);
+    }
+  }
+  return { flags: { ...flags, base: base?.[0], deadlineSeconds }, problems };
 }

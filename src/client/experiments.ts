@@ -72,7 +72,7 @@ async function checkSameRequest(handle: ExperimentHandle, key: string, mine: Req
  * Refuses early, before an experiment exists, a request that sets loader or interpreter hijack
  * variables its tag does not allow (the experiment's validation checks again, authoritatively).
  */
-async function checkHijackVariables(client: Client, request: ExperimentRequest): Promise<void> {
+export async function checkHijackVariables(client: Client, request: ExperimentRequest): Promise<void> {
   const names = [...Object.keys(request.env), ...Object.keys(request.secrets)];
   if (hijackRefusal(request.tag, names) === null) return;
   let allowEnv: string[] = [];

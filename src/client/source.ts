@@ -56,3 +56,32 @@ export async function resolveSource(
   }
   return { repo: top, commit: sha };
 }
+
+/**
+ * A batch's variants, each resolved and checked to be a child of the base (so every variant is
+ * one change on the same code), with its subject line as the default hypothesis.
+ */
+export async function resolveVariants(
+  repo: string,
+  base: string,
+  commits: string[],
+): Promise<{ commit: string; subject: string }[]> {
+  if (isRemoteRepo(repo)) {
+    const full = commits.find((commit) => !/^[0-9a-f]{40}$/.test(commit));
+    if (full !== undefined)
+      throw new SourceError(`with a remote --repo URL, every commit must be a full SHA, not ${full}`);
+    return commits.map((commit) => ({ commit, subject: '' }));
+  }
+  const variants = [];
+  for (const named of commits) {
+    const { commit } = await resolveSource(repo, named);
+    const parent = await git(repo, ['rev-parse', '--verify', `${commit}^1`]).catch(() => '(none)');
+    if (parent !== base)
+      throw new SourceError(
+        `commit ${named} is not a child of the base ${base.slice(0, 12)} (its parent is ${parent.slice(0, 12)}); ` +
+          'make each variant one commit on the base, or pass --base',
+      );
+    variants.push({ commit, subject: await git(repo, ['log', '-1', '--format=%s', commit]) });
+  }
+  return variants;
+}

@@ -93,7 +93,8 @@ export interface TagDecision {
   shouldAbort: boolean;
   /**
    * Which rule decided: first_run, improved, not_improved, tie, tie_simplification,
-   * below_noise_floor, guard_failed, timed_out, no_metric; else the status itself.
+   * below_noise_floor, guard_failed, timed_out, no_metric, outranked (a batch sibling was kept);
+   * else the status itself.
    */
   rule: string;
   /** With rule guard_failed: the first guard that failed or was missing, e.g. `val_pass == true`. */
@@ -208,7 +209,14 @@ function judge(policy: TagPolicy, outcome: RunOutcome & { metric: number }, prev
  * cancels neither count nor reset it. A timed-out run is discarded and reset (program.md: a run
  * that overruns its kill limit is "discard and revert"); other crashes have no decision.
  */
-export function applyOutcome(state: TagState, outcome: RunOutcome): { state: TagState; decision: TagDecision } {
+export function applyOutcome(
+  state: TagState,
+  outcome: RunOutcome,
+  options: {
+    /** A batch sibling was kept already (tournament.ts): this run can only be discarded. */
+    outranked?: boolean;
+  } = {},
+): { state: TagState; decision: TagDecision } {
   const { policy } = state;
   const group = comparabilityGroup(policy, outcome.acceleratorClass);
   const previous = state.best[group];
@@ -225,6 +233,9 @@ export function applyOutcome(state: TagState, outcome: RunOutcome): { state: Tag
     } else {
       delta = previous ? outcome.metric - previous.metric : null;
       judgement = judge(policy, { ...outcome, metric: outcome.metric }, previous);
+      // It would have been kept: an idea that worked, flagged as a near miss worth combining.
+      if (judgement.decision === 'keep' && options.outranked)
+        judgement = { decision: 'discard', rule: 'outranked', nearMiss: true };
       if (judgement.decision === 'keep')
         best[group] = { experimentId: outcome.experimentId, metric: outcome.metric, commit: outcome.commit };
     }

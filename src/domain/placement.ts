@@ -326,6 +326,11 @@ export function assignSlots(
 export interface PlacementCheck {
   refusal: string | null;
   hostQueue: string | null;
+  /**
+   * The accelerator class with the most capable slots on online hosts (all hosts when none is
+   * online): where a batch of `any` runs goes, so its runs compare fairly. Absent in older answers.
+   */
+  widestClass?: string;
 }
 
 /**
@@ -342,6 +347,18 @@ export function placementCheck(
   if (refusal) return { refusal, hostQueue: null };
   const reserve = reservesScarce(slots, req, policy);
   const capable = slots.filter((slot) => capabilityMismatch(slot, req, policy, reserve) === null);
-  const chosen = capable.find((slot) => hosts[slot.host]?.online) ?? capable[0]!;
-  return { refusal: null, hostQueue: hosts[chosen.host]!.hostQueue };
+  const online = capable.filter((slot) => hosts[slot.host]?.online);
+  const chosen = online[0] ?? capable[0]!;
+  return {
+    refusal: null,
+    hostQueue: hosts[chosen.host]!.hostQueue,
+    widestClass: widestClass(online.length ? online : capable),
+  };
+}
+
+/** The class most of these slots have (ties: the first by name). */
+function widestClass(slots: Slot[]): string {
+  const counts = new Map<string, number>();
+  for (const slot of slots) counts.set(slot.acceleratorClass, (counts.get(slot.acceleratorClass) ?? 0) + 1);
+  return [...counts].sort(([a, x], [b, y]) => y - x || a.localeCompare(b))[0]![0];
 }

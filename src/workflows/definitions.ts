@@ -1,6 +1,8 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { Authorization } from '../domain/authorization.js';
 import type { TagDecision, TagPolicy, TagState, RunOutcome } from '../domain/decision.js';
+import type { TournamentVerdict } from '../domain/tournament.js';
+import type { BatchSnapshot } from './batch-state.js';
 import type { HostRegistration, Slot } from '../domain/fleet.js';
 import type { HostHealthReport, SlotProblem } from '../domain/health.js';
 import type { LeaseRequest, PlacementCheck, PlacementRecord, PlacementPolicy } from '../domain/placement.js';
@@ -128,6 +130,19 @@ export const cancelExperimentUpdate = defineUpdate<{ canceledBy: string }, [{ au
 
 // Tag
 export const recordOutcomeUpdate = defineUpdate<TagDecision, [RunOutcome]>('recordOutcome');
+/** A batch's children, decided together as a tournament (tournament.ts): the tag's state changes once. */
+export const recordBatchUpdate = defineUpdate<
+  { decisions: TagDecision[]; winner: TournamentVerdict['winner'] },
+  [{ batchId: string; outcomes: RunOutcome[] }]
+>('recordBatch');
+/** A batch child's outcome, sent to its batch when the child has ended (before it is decided). */
+export const batchMemberEndedSignal =
+  defineSignal<[{ outcome: RunOutcome; metric: { name: string; direction: 'minimize' | 'maximize' } }]>(
+    'batchMemberEnded',
+  );
+/** The batch's decision on one of its children. */
+export const batchDecisionSignal = defineSignal<[TagDecision]>('batchDecision');
+export const batchStateQuery = defineQuery<BatchSnapshot>('batchState');
 /** An operator's signed change of a tag's policy (creates the tag if new). */
 export const configureTagUpdate = defineUpdate<TagState, [Partial<TagPolicy>, Authorization]>('configureTag');
 export const tagStateQuery = defineQuery<TagState>('tagState');

@@ -23,6 +23,15 @@ export interface ExperimentInput {
   purpose?: 'evaluation';
   /** With purpose `evaluation`: the identity that requested the promotion (recorded as submitted_by). */
   submittedBy?: string;
+  /** A child of a batch (batch.ts): decided with its siblings by the batch, not alone. Signed with the request. */
+  batch?: BatchMembership;
+}
+
+export interface BatchMembership {
+  /** The batch workflow's ID, which decides this run with its siblings. */
+  batchId: string;
+  /** When set (ISO time): a run not ended by then is canceled, with that reason. */
+  deadline?: string;
 }
 
 /** What validation on the target host found and resolved (recorded; never re-derived). */

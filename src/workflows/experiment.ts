@@ -17,7 +17,7 @@ import {
 import type { Identity } from '../domain/authorization.js';
 import { DATA_POLL_SECONDS, isVersionedRef, pinnedRef } from '../domain/dataset-refs.js';
 import type { RecordUpdate } from '../catalog/record.js';
-import { DEFAULT_METRIC, type TagDecision } from '../domain/decision.js';
+import { DEFAULT_METRIC, type RunOutcome, type TagDecision } from '../domain/decision.js';
 import {
   type ExperimentResult,
   type ExperimentStatus,
@@ -34,6 +34,8 @@ import type { createHostActivities } from '../activities/host.js';
 import type { createRunStatusActivities, HostRunStatus } from '../activities/run-status.js';
 import type { createTrainingActivities } from '../activities/training.js';
 import {
+  batchDecisionSignal,
+  batchMemberEndedSignal,
   cancelExperimentUpdate,
   experimentStateQuery,
   hostLostSignal,
@@ -63,6 +65,8 @@ const TRAIN_HEARTBEAT_TIMEOUT = `${TRAIN_HEARTBEAT_TIMEOUT_SECONDS}s`;
 const TRAIN_SCHEDULE_TO_START = '60s';
 /** How long a host gets to answer before its run is called lost (a restarting worker polls again within this). */
 const RECONCILE_WAIT = '15s';
+/** How long a batch child waits for its batch's decision before it is decided alone. */
+const BATCH_DECISION_WAIT = '7 days';
 /** How often one attempt re-attaches to a run its host still holds (each after a silence). */
 const MAX_REATTACHES = 20;
 /** awaitTraining's failure type when the host has nothing of the run (training.ts). */
@@ -146,6 +150,22 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     body.cancel();
     return { canceledBy: identity.name };
   });
+  let batchDecision: TagDecision | undefined;
+  if (input.batch) setHandler(batchDecisionSignal, (decision) => void (batchDecision ??= decision));
+  // A batch's deadline: a run still going then is canceled, and says why.
+  let pastDeadline: string | undefined;
+  let bodyDone = false;
+  if (input.batch?.deadline) {
+    const deadline = input.batch.deadline;
+    void sleep(Math.max(0, Date.parse(deadline) - Date.now())).then(
+      () => {
+        if (bodyDone) return;
+        pastDeadline = `the batch's deadline (${deadline}) passed before it finished`;
+        body.cancel();
+      },
+      () => undefined,
+    );
+  }
   setHandler(leaseRevokedSignal, (revocation) => {
     if (lease?.leaseId !== revocation.leaseId) return;
     revoked = revocation;
@@ -434,12 +454,35 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
         request,
         priority: input.priority,
         ...(input.origin ? { origin: input.origin } : {}),
+        ...(input.batch ? { batch: input.batch } : {}),
       },
       acceptedAt: workflowInfo().startTime.toISOString(),
     });
     snapshot.submittedBy = identity.name;
     pending.submittedBy = identity.name;
   }
+
+  /**
+   * A batch child's decision: it tells its batch it has ended and waits for the batch to decide it
+   * with its siblings. A batch that is gone, or never answers, leaves the run decided alone.
+   */
+  const decidedByBatch = async (
+    batchId: string,
+    outcome: RunOutcome,
+    alone: () => Promise<TagDecision>,
+  ): Promise<TagDecision> => {
+    mark('evaluating', `waiting for batch ${batchId} to decide`);
+    try {
+      await getExternalWorkflowHandle(batchId).signal(batchMemberEndedSignal, {
+        outcome,
+        metric: snapshot.metricPolicy,
+      });
+    } catch {
+      return alone();
+    }
+    if (await condition(() => batchDecision !== undefined, BATCH_DECISION_WAIT)) return batchDecision!;
+    return alone();
+  };
 
   let ended: RunEnded;
   let acceleratorClass = 'unknown';
@@ -463,7 +506,8 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     else if (isCancellation(error))
       ended = new RunEnded(
         'canceled',
-        `canceled by ${canceledBy ? `${canceledBy.name} (${canceledBy.role})` : 'an operator'} before training finished`,
+        pastDeadline ??
+          `canceled by ${canceledBy ? `${canceledBy.name} (${canceledBy.role})` : 'an operator'} before training finished`,
       );
     else if (error instanceof ActivityFailure)
       ended = new RunEnded(
@@ -473,29 +517,30 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     else throw error;
   }
 
+  bodyDone = true;
   ended = new RunEnded(ended.status, scrub(ended.reason));
   // Everything below must happen even when the experiment was canceled.
   return CancellationScope.nonCancellable(async () => {
     await releaseLease();
-    if (ended.status === 'completed') mark('evaluating');
+    if (ended.status === 'completed' && !input.batch) mark('evaluating');
     let decision: TagDecision;
     try {
       // An evaluation is judged by its promotion, never by its tag: the tag's state is not touched.
+      const outcome: RunOutcome = {
+        experimentId,
+        status: ended.status,
+        metric: snapshot.metric,
+        acceleratorClass,
+        commit: request.commit,
+        metrics: snapshot.training?.metrics ?? null,
+        simplification: request.simplification,
+      };
+      const alone = () => control.applyTagOutcome({ tag: request.tag, metric: snapshot.metricPolicy, outcome });
       decision = evaluation
         ? evaluationDecision(experimentId, ended.status, snapshot.metric)
-        : await control.applyTagOutcome({
-            tag: request.tag,
-            metric: snapshot.metricPolicy,
-            outcome: {
-              experimentId,
-              status: ended.status,
-              metric: snapshot.metric,
-              acceleratorClass,
-              commit: request.commit,
-              metrics: snapshot.training?.metrics ?? null,
-              simplification: request.simplification,
-            },
-          });
+        : input.batch
+          ? await decidedByBatch(input.batch.batchId, outcome, alone)
+          : await alone();
     } catch (error) {
       throw ApplicationFailure.nonRetryable(
         `could not record the outcome on tag ${request.tag}: ${(error as Error).message}`,

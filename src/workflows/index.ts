@@ -12,3 +12,4 @@ export { promotionWorkflow } from './promotion.js';
 export { rollbackWorkflow } from './rollback.js';
 export { datasetWorkflow } from './dataset.js';
 export { datasetVersionWorkflow } from './dataset-version.js';
+export { batchWorkflow } from './batch.js';

@@ -12,7 +12,14 @@ import { applyOutcome, guardProblem, newTagState, type GuardRule, type TagState 
 import { ENV_NAME_PATTERN, ENV_NAME_TEXT } from '../domain/environment.js';
 import { strategyChangeProblem } from '../domain/strategy.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
-import { configureTagUpdate, recordOutcomeUpdate, setStrategyUpdate, tagStateQuery } from './definitions.js';
+import {
+  configureTagUpdate,
+  recordBatchUpdate,
+  recordOutcomeUpdate,
+  setStrategyUpdate,
+  tagStateQuery,
+} from './definitions.js';
+import { applyTournament } from '../domain/tournament.js';
 import { requirePermission } from './authorize.js';
 
 const HISTORY_EVENTS_LIMIT = 2_000;
@@ -42,6 +49,31 @@ export async function tagWorkflow(tag: string, carried?: TagState): Promise<void
     const next = applyOutcome(state, outcome);
     state = next.state;
     return next.decision;
+  });
+  setHandler(recordBatchUpdate, ({ outcomes }) => {
+    // A retried activity, or a child decided alone before: such a child keeps its earlier decision.
+    const earlier = new Map(
+      state.recent
+        .filter((decision) => outcomes.some((o) => o.experimentId === decision.experimentId))
+        .map((decision) => [decision.experimentId, decision]),
+    );
+    const verdict = applyTournament(
+      state,
+      outcomes.filter((o) => !earlier.has(o.experimentId)),
+    );
+    state = verdict.state;
+    const decided = new Map(verdict.decisions.map((d) => [d.experimentId, d]));
+    const keptBefore = [...earlier.values()].find((d) => d.decision === 'keep');
+    const winner =
+      verdict.winner ??
+      (keptBefore
+        ? {
+            experimentId: keptBefore.experimentId,
+            commit: outcomes.find((o) => o.experimentId === keptBefore.experimentId)!.commit,
+            metric: keptBefore.metric!,
+          }
+        : null);
+    return { decisions: outcomes.map((o) => earlier.get(o.experimentId) ?? decided.get(o.experimentId)!), winner };
   });
   setHandler(
     configureTagUpdate,

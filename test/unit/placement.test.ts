@@ -236,12 +236,21 @@ describe('placementCheck (validation asks the pool this instead of reading its w
     expect(placementCheck(fleet, hosts, { ...any, acceleratorClass: 'a100' }, DEFAULT_PLACEMENT_POLICY)).toEqual({
       refusal: null,
       hostQueue: 'host-a',
+      widestClass: 'a100',
     });
     // Any class: the online host b is chosen over a's earlier slots.
     expect(placementCheck(fleet, hosts, { ...any, gpuMemoryMb: 20000 }, DEFAULT_PLACEMENT_POLICY)).toEqual({
       refusal: null,
       hostQueue: 'host-b',
+      widestClass: 'l4',
     });
+  });
+
+  it("names the class with the most capable online slots, where a batch of 'any' runs", () => {
+    const wide = [...fleet, slot('b/1', 'a100', 40960), slot('b/2', 'a100', 40960), slot('b/3', 'l4', 23034)];
+    expect(placementCheck(wide, hosts, any, DEFAULT_PLACEMENT_POLICY).widestClass).toBe('a100');
+    const tie = [...fleet, slot('b/1', 'a100', 40960)];
+    expect(placementCheck(tie, hosts, any, DEFAULT_PLACEMENT_POLICY).widestClass).toBe('a100');
   });
 });
 

@@ -12,6 +12,8 @@ import {
   type ExperimentHandle,
 } from '../../client/experiments.js';
 import { poolState } from '../../client/fleet.js';
+import { isBatchId } from '../../client/batches.js';
+import { waitBatchCommand } from './batch.js';
 import { exitCodeFor, type RunTimings, isTerminal, type ExperimentResult } from '../../domain/experiment.js';
 import { DEFAULT_METRIC } from '../../domain/decision.js';
 import { parseExperimentRequest, RequestValidationError, type ExperimentRequestInput } from '../../domain/request.js';
@@ -23,7 +25,7 @@ import type { ExperimentSnapshot } from '../../workflows/experiment-state.js';
 import { HostUnreachableError, LogReader } from '../../client/logs.js';
 import { openCatalog } from '../catalog-view.js';
 import { CliError, formatTable, printJson, safeJson, safeText, wantsJson } from '../output.js';
-import { parseRunFlags, problemAsFlag, type RawRunOptions } from '../parse.js';
+import { parseRunFlags, problemAsFlag, type RawRunOptions, type RunFlags } from '../parse.js';
 import { followProgress } from '../progress.js';
 import { parseDatasetVersionWorkflowId } from '../../domain/datasets.js';
 import { dataShowCommand } from './data.js';
@@ -96,20 +98,13 @@ function configPathIn(repo: string, config: string | undefined): string | undefi
   return path.isAbsolute(config) || config.startsWith('.') ? path.relative(repo, path.resolve(config)) : config;
 }
 
-/** `expctl run`: every flag checked, then the request as a whole, before anything is submitted. */
-export async function runCommand(command: string[], raw: RawRunOptions): Promise<void> {
-  const json = wantsJson(raw);
-  const { flags, problems } = parseRunFlags(raw);
-  const refuse = (reason: string) => refuseRun(reason, { tag: flags.tag, metric: flags.metric, json });
-  if (problems.length > 0) return refuse(`invalid experiment request: ${problems.join('; ')}`);
-  let source: { repo: string; commit: string };
-  try {
-    source = await resolveSource(flags.repo, flags.commit);
-  } catch (error) {
-    if (!(error instanceof SourceError)) throw error;
-    return refuse(error.message);
-  }
-  const input: ExperimentRequestInput = {
+/** The request `run`'s flags describe (`batch` builds each variant's from the same flags). */
+export function requestInput(
+  flags: RunFlags,
+  source: { repo: string; commit: string },
+  command: string[],
+): ExperimentRequestInput {
+  return {
     tag: flags.tag as string,
     hypothesis: flags.hypothesis as string,
     category: flags.category as never,
@@ -140,6 +135,22 @@ export async function runCommand(command: string[], raw: RawRunOptions): Promise
     env: flags.env,
     secrets: flags.secrets,
   };
+}
+
+/** `expctl run`: every flag checked, then the request as a whole, before anything is submitted. */
+export async function runCommand(command: string[], raw: RawRunOptions): Promise<void> {
+  const json = wantsJson(raw);
+  const { flags, problems } = parseRunFlags(raw);
+  const refuse = (reason: string) => refuseRun(reason, { tag: flags.tag, metric: flags.metric, json });
+  if (problems.length > 0) return refuse(`invalid experiment request: ${problems.join('; ')}`);
+  let source: { repo: string; commit: string };
+  try {
+    source = await resolveSource(flags.repo, flags.commit);
+  } catch (error) {
+    if (!(error instanceof SourceError)) throw error;
+    return refuse(error.message);
+  }
+  const input = requestInput(flags, source, command);
   try {
     // Checked here too, so a malformed request is refused even when no server is reachable.
     parseExperimentRequest(input);
@@ -187,6 +198,7 @@ async function queuePositionOf(client: Client, id: string): Promise<{ position: 
 }
 
 export async function waitCommand(id: string, options: { json?: boolean }): Promise<void> {
+  if (isBatchId(id)) return waitBatchCommand(id, wantsJson(options));
   const client = await connectClient();
   await snapshotOf(client, id);
   await awaitResult(experimentHandle(client, id), wantsJson(options));

@@ -1,0 +1,133 @@
+import { WorkflowFailedError } from '@temporalio/client';
+import { batchHandle, submitBatch, type BatchHandle } from '../../client/batches.js';
+import { sourceForFleet } from '../../client/fleet-remote.js';
+import { resolveSource, resolveVariants, SourceError } from '../../client/source.js';
+import { DEFAULT_METRIC } from '../../domain/decision.js';
+import { exitCodeFor } from '../../domain/experiment.js';
+import { parseExperimentRequest, RequestValidationError } from '../../domain/request.js';
+import { batchExitCode } from '../../domain/tournament.js';
+import { fleetRemote } from '../../shared/settings.js';
+import { connectClient } from '../../temporal/connection.js';
+import type { BatchResult } from '../../workflows/batch-state.js';
+import { asRefusal } from '../refusal.js';
+import { CliError, printJson, safeText, wantsJson } from '../output.js';
+import { parseBatchFlags, problemAsFlag, type RawBatchOptions } from '../parse.js';
+import { requestInput } from './experiments.js';
+
+/** A batch refused before anything started: one JSON object, exit 2, as `run` refuses. */
+function refuseBatch(reason: string, options: { tag?: string; metric?: string; json: boolean }): void {
+  const refusal = {
+    batch_id: null,
+    tag: options.tag ?? '',
+    status: 'validation_failed',
+    action: null,
+    commit: null,
+    winner: null,
+    metric_name: options.metric ?? DEFAULT_METRIC.name,
+    reason,
+    children: [],
+  };
+  if (options.json) printJson(refusal);
+  else console.log(safeText(`batch refused: ${reason}`));
+  process.exitCode = 2;
+}
+
+function printBatch(result: BatchResult, json: boolean): void {
+  if (json) return printJson(result);
+  const lines = [
+    `${result.batch_id}: ${result.action} → ${result.commit}`,
+    `  ${result.reason}`,
+    `  ${result.metric_name} best: ${result.best ?? '-'}   consecutive crashes: ${result.consecutive_crashes}${result.should_abort ? '   SHOULD ABORT: rethink before the next batch' : ''}`,
+    ...result.children.map(
+      (c) =>
+        `  ${c.experiment_id}: ${c.status}${c.decision ? ` → ${c.decision}` : ''}${c.rule ? ` (${c.rule})` : ''}  ${c.metric_name} ${c.metric ?? '-'}${c.near_miss ? '  near miss' : ''}`,
+    ),
+  ];
+  console.log(lines.map((line) => safeText(line)).join('\n'));
+}
+
+/** Waits for a batch's decision; the exit code follows `run`'s (batchExitCode). */
+export async function awaitBatch(handle: BatchHandle, json: boolean): Promise<void> {
+  let result: BatchResult;
+  try {
+    result = await handle.result();
+  } catch (error) {
+    const refusal = asRefusal(error);
+    if (refusal !== error) throw refusal;
+    if (error instanceof WorkflowFailedError)
+      throw new CliError(`batch ${handle.workflowId} failed inside expctl: ${error.cause?.message ?? error.message}`);
+    throw error;
+  }
+  printBatch(result, json);
+  process.exitCode = batchExitCode(result.children.map((child) => exitCodeFor(child.status)));
+}
+
+/** The training command: what follows `--` (commander mixes it into the variadic arguments). */
+function splitAtDashes(args: string[]): { commits: string[]; command: string[] } {
+  const dashes = process.argv.indexOf('--');
+  const command = dashes < 0 ? [] : process.argv.slice(dashes + 1);
+  return { commits: args.slice(0, args.length - command.length), command };
+}
+
+/** `expctl batch`: every flag and every variant checked before anything is submitted. */
+export async function batchCommand(args: string[], raw: RawBatchOptions): Promise<void> {
+  const json = wantsJson(raw);
+  const { flags, problems } = parseBatchFlags(raw);
+  const refuse = (reason: string) => refuseBatch(reason, { tag: flags.tag, metric: flags.metric, json });
+  if (problems.length > 0) return refuse(`invalid batch request: ${problems.join('; ')}`);
+  const { commits, command } = splitAtDashes(args);
+  let base: { repo: string; commit: string };
+  let variants: { commit: string; subject: string }[];
+  try {
+    base = await resolveSource(flags.repo, flags.base ?? 'HEAD');
+    variants = await resolveVariants(base.repo, base.commit, commits);
+  } catch (error) {
+    if (!(error instanceof SourceError)) throw error;
+    return refuse(error.message);
+  }
+  const template = requestInput({ ...flags, hypothesis: undefined }, base, command);
+  const withHypotheses = variants.map((v) => ({ commit: v.commit, hypothesis: flags.hypothesis ?? v.subject }));
+  try {
+    // Checked here too, so a malformed request is refused even when no server is reachable.
+    for (const variant of withHypotheses) parseExperimentRequest({ ...template, ...variant });
+  } catch (error) {
+    if (!(error instanceof RequestValidationError)) throw error;
+    return refuse(`invalid batch request: ${error.problems.map(problemAsFlag).join('; ')}`);
+  }
+  let repo = base.repo;
+  try {
+    for (const variant of withHypotheses)
+      repo = (await sourceForFleet({ repo: base.repo, ...variant }, fleetRemote())).repo;
+  } catch (error) {
+    if (!(error instanceof SourceError)) throw error;
+    return refuse(error.message);
+  }
+  const client = await connectClient();
+  let submitted;
+  try {
+    submitted = await submitBatch(client, {
+      template: { ...template, repo },
+      base: base.commit,
+      variants: withHypotheses,
+      ...(flags.deadlineSeconds !== undefined ? { deadlineSeconds: flags.deadlineSeconds } : {}),
+      ...(flags.idempotencyKey ? { idempotencyKey: flags.idempotencyKey } : {}),
+      ...(flags.priority !== undefined ? { priority: flags.priority } : {}),
+    });
+  } catch (error) {
+    if (!(error instanceof RequestValidationError)) throw error;
+    return refuse(error.message);
+  }
+  if (raw.detach) {
+    if (json) printJson({ batch_id: submitted.batchId, status: 'submitted', children: submitted.members });
+    else console.log(submitted.batchId);
+    return;
+  }
+  if (!json) console.error(`expctl: submitted ${submitted.batchId} (${submitted.members.join(', ')})`);
+  await awaitBatch(submitted.handle, json);
+}
+
+/** `expctl wait BATCH_ID`. */
+export async function waitBatchCommand(batchId: string, json: boolean): Promise<void> {
+  const client = await connectClient();
+  await awaitBatch(batchHandle(client, batchId), json);
+}
