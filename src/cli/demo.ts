@@ -5,6 +5,7 @@ import type { Client } from '@temporalio/client';
 import { execa } from 'execa';
 import type { CatalogView } from '../client/catalog.js';
 import { addShard, datasetVersionOutcome } from '../client/datasets.js';
+import { submitBatch } from '../client/batches.js';
 import { countExperimentsOfTags, submitExperiment } from '../client/experiments.js';
 import { startPromotion } from '../client/promotions.js';
 import { DEFAULT_APPROVAL_TIMEOUT_MS } from '../domain/promotion.js';
@@ -41,6 +42,67 @@ async function git(repo: string, ...args: string[]): Promise<string> {
   return (
     await execa('git', ['-C', repo, '-c', 'user.name=expctl demo', '-c', 'user.email=demo@expctl.invalid', ...args])
   ).stdout.trim();
+}
+
+/** The parallel part: four variants of the best commit so far, run at once and decided as one tournament. */
+const VARIANTS: Idea[] = [
+  { hypothesis: 'even less smoothing', category: 'regularization', config: { order: 2, smoothing: 0.05 } },
+  {
+    hypothesis: 'third-order context, light smoothing',
+    category: 'architecture',
+    config: { order: 3, smoothing: 0.1 },
+  },
+  { hypothesis: 'a learned mixture of orders', category: 'architecture', config: { model: 'mixture', order: 2 } },
+  { hypothesis: 'smoothing between the two tried', category: 'regularization', config: { order: 2, smoothing: 0.2 } },
+];
+
+/** One `expctl batch` of VARIANTS on HEAD; advances the branch to the winner. Returns the winner. */
+async function runDemoBatch(
+  client: Client,
+  tag: string,
+  repo: string,
+): Promise<{ experimentId: string; metric: number } | null> {
+  const base = await git(repo, 'rev-parse', 'HEAD');
+  const variants = [];
+  for (const idea of VARIANTS) {
+    // Each variant is one commit on the base, made without moving the branch (as an agent would).
+    const blob = await execa('git', ['-C', repo, 'hash-object', '-w', '--stdin'], {
+      input: `${JSON.stringify(idea.config)}\n`,
+    });
+    const tree = await execa('git', ['-C', repo, 'mktree'], {
+      input: (await git(repo, 'ls-tree', base))
+        .split('\n')
+        .map((line) => (line.endsWith('\tconfig.json') ? `100644 blob ${blob.stdout.trim()}\tconfig.json` : line))
+        .join('\n'),
+    });
+    variants.push({
+      commit: await git(repo, 'commit-tree', tree.stdout.trim(), '-p', base, '-m', idea.hypothesis),
+      hypothesis: idea.hypothesis,
+    });
+  }
+  console.log(`\nA batch: ${VARIANTS.length} variants of ${base.slice(0, 7)} at once, decided as one tournament:`);
+  const { handle } = await submitBatch(client, {
+    template: {
+      tag,
+      category: 'combination',
+      command: ['python3', 'train.py', '--config', 'config.json'],
+      configPath: 'config.json',
+      datasets: [`${DATASET}@latest`],
+      repo,
+      timeBudgetSeconds: 60,
+    },
+    base,
+    variants,
+  });
+  const result = await handle.result();
+  for (const child of result.children)
+    console.log(
+      `  ${child.experiment_id}  ${child.status.padEnd(14)} ${(child.decision ?? '-').padEnd(7)} ${child.metric?.toFixed(6) ?? '   -    '}  ${child.rule ?? ''}`,
+    );
+  console.log(`  → ${result.action} to ${result.commit.slice(0, 7)}: ${result.reason}`);
+  await git(repo, 'reset', '-q', '--hard', result.commit);
+  const winner = result.children.find((child) => child.experiment_id === result.winner);
+  return winner ? { experimentId: winner.experiment_id!, metric: winner.metric! } : null;
 }
 
 /**
@@ -151,6 +213,9 @@ export async function runDemo(
       idea.hypothesis,
     ]);
   }
+  if (options.signal?.aborted) return;
+  const batchBest = await runDemoBatch(client, tag, repo);
+  if (batchBest && (best === null || batchBest.metric < best.metric)) best = batchBest;
   if (options.signal?.aborted) return;
   const ranked = rows.filter((r) => r[1] !== null).sort((a, b) => Number(a[1]) - Number(b[1]));
   console.log(`\nLeaderboard for ${tag} (val_bpb, lower is better):`);

@@ -1,6 +1,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { CATEGORIES } from '../domain/request.js';
 import { DEFAULT_WAIT_FOR_DATA_SECONDS } from '../domain/dataset-refs.js';
+import { DEFAULT_POOL_HEARTBEAT_MS, MISSED_HEARTBEATS_BEFORE_LOST } from '../domain/fleet.js';
 import {
   DEFAULT_MAX_REPLACEMENTS,
   DEFAULT_SETUP_TIMEOUT_SECONDS,
@@ -50,7 +51,7 @@ import {
 } from './commands/data.js';
 import { PERMISSION_DENIED, PERMISSION_DENIED_EXIT_CODE } from '../domain/authorization.js';
 import { CliError, drained, printJson, safeText, wantsJson } from './output.js';
-import { checkMetricName, checkTag, FlagError, numberOption, occurrences, singleOption } from './parse.js';
+import { checkMetricName, checkTag, FlagError, numberOption, occurrences, parseNumber, singleOption } from './parse.js';
 
 const positiveInt = (flag: string) => numberOption(flag, { integer: true, min: 1 });
 function indexList(raw: string, previous: unknown): number[] {
@@ -326,6 +327,9 @@ program
     'what to try next: category statistics, under-explored and high-yield categories, near misses to combine, trend',
   )
   .requiredOption('--tag <tag>', 'tag', one('--tag'))
+  .option('--k <n>', 'also propose N diverse next variants, for `expctl batch` (1-64)', (raw: string) =>
+    usage(() => parseNumber('--k', raw, { integer: true, min: 1, max: 64 })),
+  )
   .addOption(jsonOption())
   .action(suggestCommand);
 
@@ -356,6 +360,11 @@ program
     '--orphan-grace <seconds>',
     'how long a run outlives its worker before it is killed, waiting for a restarted worker (default 60)',
     positiveInt('--orphan-grace'),
+  )
+  .option(
+    '--heartbeat <seconds>',
+    `how often the worker reports to the pool (default ${DEFAULT_POOL_HEARTBEAT_MS / 1000}); the pool waits at least ${MISSED_HEARTBEATS_BEFORE_LOST} of these before it declares the host lost`,
+    positiveInt('--heartbeat'),
   )
   .action(workerCommand);
 program

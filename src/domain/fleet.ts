@@ -30,6 +30,8 @@ export interface HostRegistration {
   incarnation?: string;
   /** Experiments whose training this worker still holds (re-attached after a restart): their leases stay. */
   liveRuns?: string[];
+  /** How often this worker heartbeats (absent in registrations of older workers). */
+  heartbeatMs?: number;
   /** The worker's signed request to register this host (action register_host, over the rest of this object). */
   authorization?: Authorization;
 }
@@ -137,4 +139,19 @@ export function parseGpuQuery(csv: string): GpuQueryRow[] {
         eccErrors: numberOrNull(ecc),
       };
     });
+}
+
+/** How often a worker reports to the pool unless told otherwise (`expctl worker --heartbeat`). */
+export const DEFAULT_POOL_HEARTBEAT_MS = 10_000;
+
+/** Heartbeats a host may miss before the pool declares it lost, whatever the pool's limit says. */
+export const MISSED_HEARTBEATS_BEFORE_LOST = 2;
+
+/**
+ * How long a host may stay silent before it is lost: the pool's limit, but never less than
+ * MISSED_HEARTBEATS_BEFORE_LOST of the host's own heartbeat periods. A limit shorter than the
+ * period would take live hosts offline between two heartbeats and revoke their runs.
+ */
+export function silenceLimitMs(poolLimitMs: number, hostHeartbeatMs: number | undefined): number {
+  return Math.max(poolLimitMs, MISSED_HEARTBEATS_BEFORE_LOST * (hostHeartbeatMs ?? 0));
 }

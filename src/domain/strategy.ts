@@ -169,3 +169,51 @@ export function suggest(
     },
   };
 }
+
+/** One next variant for a batch: what kind of change to make, and on what evidence. */
+export interface VariantProposal {
+  kind: 'combine' | 'explore' | 'exploit';
+  category: string;
+  /** Runs it builds on (the near misses to combine), by experiment ID. */
+  buildsOn: string[];
+  why: string;
+}
+
+/**
+ * K diverse next variants for `expctl batch`, from a suggestion: combinations of near misses,
+ * categories not yet tried and categories that keep paying off, taken in turn (the tag's mode
+ * goes first), so a batch spreads over kinds of ideas rather than K of one.
+ */
+export function proposeVariants(advice: Suggestion, k: number): VariantProposal[] {
+  const combine: VariantProposal[] = advice.combine.map((pair) => ({
+    kind: 'combine',
+    category: 'combination',
+    buildsOn: [pair.a, pair.b],
+    why: `combine "${pair.hypotheses[0]}" with "${pair.hypotheses[1]}" (${pair.why})`,
+  }));
+  const explore: VariantProposal[] = advice.underExplored.map((category) => ({
+    kind: 'explore',
+    category,
+    buildsOn: [],
+    why: `${category}: fewer than 2 runs so far`,
+  }));
+  const exploit: VariantProposal[] = advice.highYield.map((category) => {
+    const stats = advice.categories.find((c) => c.category === category)!;
+    return {
+      kind: 'exploit',
+      category,
+      buildsOn: [],
+      why: `${category}: ${stats.kept} of ${stats.runs} runs kept`,
+    };
+  });
+  const sources =
+    advice.mode === 'combine'
+      ? [combine, exploit, explore]
+      : advice.mode === 'exploit'
+        ? [exploit, combine, explore]
+        : [explore, combine, exploit];
+  const proposals: VariantProposal[] = [];
+  for (let round = 0; proposals.length < k && sources.some((source) => round < source.length); round++)
+    for (const source of sources) if (round < source.length && proposals.length < k) proposals.push(source[round]!);
+  return proposals;
+}

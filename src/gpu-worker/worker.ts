@@ -8,7 +8,7 @@ import { createHostActivities } from '../activities/host.js';
 import { createRunStatusActivities } from '../activities/run-status.js';
 import { createArtifactCheckActivities } from '../activities/artifact-check.js';
 import { createTrainingActivities, type RunWatch } from '../activities/training.js';
-import type { HostRegistration, Slot } from '../domain/fleet.js';
+import { DEFAULT_POOL_HEARTBEAT_MS, type HostRegistration, type Slot } from '../domain/fleet.js';
 import { CONTROL_TASK_QUEUE, hostTaskQueue, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { contentDigest } from '../client/request-digest.js';
 import { PERMISSION_DENIED } from '../domain/authorization.js';
@@ -139,6 +139,8 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
     incarnation: crypto.randomUUID(),
     // The pool keeps these runs' leases across the restart: their experiments re-attach to them.
     liveRuns: reconciled.kept.map((run) => run.experimentId),
+    // The pool never declares this host lost before it has missed two of these.
+    heartbeatMs: options.poolHeartbeatMs ?? DEFAULT_POOL_HEARTBEAT_MS,
   };
   const digest = contentDigest(content);
   // Signed afresh for every heartbeat: a pool that lost its state can verify it again at any time.
@@ -211,7 +213,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
             },
           )
           .finally(() => (heartbeatInFlight = undefined));
-      }, options.poolHeartbeatMs ?? 10_000);
+      }, options.poolHeartbeatMs ?? DEFAULT_POOL_HEARTBEAT_MS);
       // A refused registration stops the worker with the pool's reason.
       let refusal: Error | undefined;
       registration$ = accepted();

@@ -49,6 +49,8 @@ export interface HostEntry {
   identity?: string | null;
   /** The registration digest verified for this incarnation (later heartbeats carrying it are not verified again). */
   verifiedDigest?: string | null;
+  /** How often its worker heartbeats (domain/fleet.ts silenceLimitMs). */
+  heartbeatMs?: number;
 }
 /** A registration the pool refused (no valid credential, or a live host's name claimed by another identity). */
 export interface RegistrationRefusal {

@@ -34,10 +34,11 @@ import {
   releaseLeaseSignal,
   requestLeaseSignal,
   type PoolSnapshot,
+  type HostEntry,
   type SlotEntry,
 } from './definitions.js';
 import { PERMISSION_DENIED } from '../domain/authorization.js';
-import type { HostRegistration } from '../domain/fleet.js';
+import { silenceLimitMs, type HostRegistration } from '../domain/fleet.js';
 import { authorizer, requirePermission } from './authorize.js';
 
 /** Continue-as-new well before Temporal's limits so thousands of leases keep the history small. */
@@ -154,6 +155,7 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
       offlineReason: null,
       identity,
       verifiedDigest: registration.authorization?.digest ?? null,
+      ...(registration.heartbeatMs !== undefined ? { heartbeatMs: registration.heartbeatMs } : {}),
     };
     delete pool.refusals?.[registration.host];
     touch();
@@ -309,10 +311,15 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
   });
 
   const isOnline = (entry: SlotEntry) => pool.hosts[entry.slot.host]?.online ?? false;
+  /** How long this host may stay silent: never less than two of its own heartbeat periods. */
+  const limitOf = (host: HostEntry) =>
+    patched('silence-limit-covers-heartbeat')
+      ? silenceLimitMs(pool.heartbeatLimitMs, host.heartbeatMs)
+      : pool.heartbeatLimitMs;
   const nextExpiryMs = () => {
     const online = Object.values(pool.hosts).filter((host) => host.online);
     if (online.length === 0) return undefined;
-    const earliest = Math.min(...online.map((host) => host.lastHeartbeat + pool.heartbeatLimitMs));
+    const earliest = Math.min(...online.map((host) => host.lastHeartbeat + limitOf(host)));
     return Math.max(1000, earliest - Date.now() + 100);
   };
 
@@ -327,14 +334,20 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
     // While any host is online the loop wakes at least once per heartbeat limit. Waking much later
     // means the server (or this workflow) was unavailable, not the hosts: their heartbeats could not
     // arrive. Give every online host a full limit to report again instead of declaring it lost.
-    if (now - lastWake > pool.heartbeatLimitMs + 5_000) {
+    const longestLimit = Math.max(
+      pool.heartbeatLimitMs,
+      ...Object.values(pool.hosts)
+        .filter((host) => host.online)
+        .map(limitOf),
+    );
+    if (now - lastWake > longestLimit + 5_000) {
       for (const host of Object.values(pool.hosts))
         if (host.online) host.lastHeartbeat = Math.max(host.lastHeartbeat, now);
       log.warn('pool was unavailable; host heartbeats get a fresh limit', { stalledMs: now - lastWake });
     }
     lastWake = now;
     for (const host of Object.values(pool.hosts)) {
-      if (host.online && now - host.lastHeartbeat > pool.heartbeatLimitMs) {
+      if (host.online && now - host.lastHeartbeat > limitOf(host)) {
         const last = new Date(host.lastHeartbeat).toISOString();
         takeOffline(
           host.host,

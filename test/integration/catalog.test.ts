@@ -369,6 +369,12 @@ describe('operator actions and guidance', () => {
       kept: 0,
     });
     expect(suggestion.underExplored).toContain('architecture');
+    expect(suggestion.variants).toBeUndefined();
+    // --k: diverse next variants for a batch, the tag's mode's kind of idea first.
+    const proposed = JSON.parse((await cli('suggest', '--tag', 'strategy', '--k', '3', '--json')).stdout);
+    expect(proposed.variants).toHaveLength(3);
+    expect(new Set(proposed.variants.map((v: { category: string }) => v.category)).size).toBe(3);
+    expect((await cli('suggest', '--tag', 'strategy', '--k', '0')).stderr).toContain('--k');
     const auto = JSON.parse((await cli('strategy', '--tag', 'strategy', '--set', 'auto', '--json')).stdout);
     expect(auto).toMatchObject({ manual: false, mode: catalog.strategy('strategy')!.mode });
     expect(auto.reason).not.toBe('operator wants to learn what matters');

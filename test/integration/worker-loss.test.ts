@@ -19,12 +19,25 @@ let worker: ResultPromise | undefined;
 
 /**
  * Starts `expctl worker` as its own process (so it can be SIGKILLed) and waits until the pool has
- * it online; sets a short pool heartbeat limit (default 60 s) so the pool notices silence in time.
+ * it online; sets a short pool heartbeat limit (default 60 s) so the pool notices silence in time,
+ * with a worker that reports every 2 s (the pool never waits less than two of its reports).
  */
 async function startWorkerProcess(host: string, extraArgs: string[] = []): Promise<{ child: ResultPromise }> {
   const child = execa(
     process.execPath,
-    [EXPCTL, 'worker', '--host', host, '--cpu-slots', '1', ...extraArgs, '--work-dir', path.join(stack.workDir, host)],
+    [
+      EXPCTL,
+      'worker',
+      '--host',
+      host,
+      '--cpu-slots',
+      '1',
+      '--heartbeat',
+      '2',
+      ...extraArgs,
+      '--work-dir',
+      path.join(stack.workDir, host),
+    ],
     {
       env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace },
       reject: false,

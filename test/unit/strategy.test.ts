@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { redactEnv, scrubText, secretValues } from '../../src/domain/redact.js';
 import { CATEGORIES } from '../../src/domain/request.js';
-import { chooseMode, suggest, type RunSummary } from '../../src/domain/strategy.js';
+import { chooseMode, proposeVariants, suggest, type RunSummary } from '../../src/domain/strategy.js';
 
 let n = 0;
 function runOf(kind: 'keep' | 'discard' | 'near' | 'crash', category = 'hyperparams', metric = 1): RunSummary {
@@ -71,5 +71,34 @@ describe('redaction', () => {
     expect(scrubText('login hf_abcdef with k-123456 and pw-secret on /usr/bin', secretValues(env))).toBe(
       'login [redacted] with [redacted] and [redacted] on /usr/bin',
     );
+  });
+});
+
+describe('proposeVariants (suggest --k)', () => {
+  const runs = [
+    runOf('keep', 'optimizer', 2.0),
+    runOf('keep', 'optimizer', 1.9),
+    runOf('near', 'architecture', 1.901),
+    runOf('near', 'attention', 1.902),
+    runOf('discard', 'hyperparams', 1.95),
+  ];
+
+  it('takes the kinds of idea in turn, the mode first, and stops at k', () => {
+    const advice = suggest(runs, CATEGORIES, 'minimize', { mode: 'combine', reason: 'test' });
+    const proposals = proposeVariants(advice, 4);
+    expect(proposals.map((p) => p.kind)).toEqual(['combine', 'exploit', 'explore', 'explore']);
+    expect(proposals[0]).toMatchObject({ category: 'combination', buildsOn: [runs[2]!.id, runs[3]!.id] });
+    expect(proposals[1]).toMatchObject({ category: 'optimizer', why: 'optimizer: 2 of 2 runs kept' });
+    expect(new Set(proposals.map((p) => `${p.kind}:${p.category}`)).size).toBe(4);
+  });
+
+  it('explores first in explore mode, and never proposes more than there are ideas', () => {
+    const advice = suggest(runs, ['optimizer', 'architecture'], 'minimize', { mode: 'explore', reason: 'test' });
+    const proposals = proposeVariants(advice, 10);
+    expect(proposals.map((p) => `${p.kind}:${p.category}`)).toEqual([
+      'explore:architecture',
+      'combine:combination',
+      'exploit:optimizer',
+    ]);
   });
 });

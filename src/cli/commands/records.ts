@@ -5,7 +5,13 @@ import { bestKept, diffRecords, resultRuns, summarize, toRunSummary } from '../.
 import { parseColumns, resultsTsv } from '../../catalog/tsv.js';
 import { CATEGORIES } from '../../domain/request.js';
 import { setTagStrategy } from '../../client/catalog.js';
-import { strategyChangeProblem, suggest, type Mode, type StrategyChange } from '../../domain/strategy.js';
+import {
+  proposeVariants,
+  strategyChangeProblem,
+  suggest,
+  type Mode,
+  type StrategyChange,
+} from '../../domain/strategy.js';
 import { connectClient } from '../../temporal/connection.js';
 import { asRefusal } from '../refusal.js';
 import { openCatalog } from '../catalog-view.js';
@@ -232,7 +238,7 @@ export async function strategyCommand(options: {
   console.log(`tag ${options.tag}: ${current.mode}${current.manual ? ' (set by an operator)' : ''}: ${current.reason}`);
 }
 
-export async function suggestCommand(options: { tag: string; json?: boolean }): Promise<void> {
+export async function suggestCommand(options: { tag: string; k?: number; json?: boolean }): Promise<void> {
   const catalog = await openCatalog();
   const records = await catalog.experiments({ tag: options.tag, order: 'oldest' });
   const stored = await catalog.strategy(options.tag);
@@ -243,7 +249,8 @@ export async function suggestCommand(options: { tag: string; json?: boolean }): 
     records[0]?.metricDirection ?? 'minimize',
     override,
   );
-  if (wantsJson(options)) return printJson({ tag: options.tag, ...advice });
+  const variants = options.k === undefined ? undefined : proposeVariants(advice, options.k);
+  if (wantsJson(options)) return printJson({ tag: options.tag, ...advice, ...(variants ? { variants } : {}) });
   console.log(`mode: ${advice.mode} (${advice.reason})`);
   console.log(
     `trend: ${advice.trend.direction}${advice.trend.slopePerRun !== null ? ` (${advice.trend.slopePerRun.toExponential(2)} per run)` : ''}`,
@@ -252,6 +259,10 @@ export async function suggestCommand(options: { tag: string; json?: boolean }): 
   console.log(`high-yield: ${advice.highYield.join(', ') || '-'}`);
   for (const pair of advice.combine)
     console.log(`combine ${pair.a} + ${pair.b}: "${pair.hypotheses[0]}" + "${pair.hypotheses[1]}" (${pair.why})`);
+  if (variants) {
+    console.log(`${variants.length} next variants for a batch:`);
+    for (const [i, v] of variants.entries()) console.log(`  ${i + 1}. ${v.kind} (${v.category}): ${v.why}`);
+  }
   console.log(
     formatTable(
       ['category', 'runs', 'kept', 'keep rate', 'crashes'],

@@ -17,6 +17,7 @@ export interface WorkerOptions {
   workDir?: string;
   runtimeTag: string[];
   orphanGrace?: number;
+  heartbeat?: number;
 }
 
 function stopOnSignals(stop: () => Promise<void>): void {
@@ -49,6 +50,7 @@ export async function workerCommand(options: WorkerOptions): Promise<void> {
     runtimeTags: options.runtimeTag,
     workDir: options.workDir ?? path.join(stateDir(), 'worker'),
     ...(options.orphanGrace ? { orphanGraceMs: options.orphanGrace * 1000 } : {}),
+    ...(options.heartbeat ? { poolHeartbeatMs: options.heartbeat * 1000 } : {}),
     credential: loadCredential(),
   });
   stopOnSignals(() => worker.shutdown());
