@@ -480,6 +480,14 @@ program
   .action(codecServerCommand);
 
 program
+  .command('mcp')
+  .description(
+    'an MCP server on stdio: run, batch, wait, show, history, best, suggest, cancel, logs as tools for agents',
+  )
+  // Loaded only here: the MCP SDK stays out of every other command's start.
+  .action(async () => (await import('../mcp/server.js')).serveMcp());
+
+program
   .command('install-temporal')
   .description('make the pinned Temporal CLI available (build or download once, cached per user) and print its path')
   .action(() => installTemporalCommand());
@@ -657,7 +665,7 @@ try {
 // Long-running commands end by themselves. The others may hold gRPC connections that would keep
 // the process alive, so they exit explicitly, but only once stdout and stderr are drained: a
 // pipe takes 64 KiB at a time, and exiting earlier would cut the output off there.
-if (!['dev', 'worker', 'orchestrator', 'codec-server'].includes(process.argv[2] ?? '')) {
+if (!['dev', 'worker', 'orchestrator', 'codec-server', 'mcp'].includes(process.argv[2] ?? '')) {
   await Promise.all([drained(process.stdout), drained(process.stderr)]);
   process.exit();
 }
