@@ -10,6 +10,7 @@
  *   - pool: lease acquire/release cycles through the pool workflow
  *   - placement: the pure placement rule on a 64-GPU fleet with 256 waiting requests
  *   - catalog: 10,000 records, then history, summary and suggest times (scripts/bench-catalog.ts)
+ *   - search: one agent, 8 fake GPUs: variants per hour as batches of 8 against one run at a time
  * `--quick` runs smaller versions of each (for CI and a first look).
  */
 import fs from 'node:fs/promises';
@@ -31,6 +32,7 @@ import {
   type BenchContext,
   type TargetCheck,
 } from './bench/sections.js';
+import { searchSection } from './bench/search.js';
 import { DrillStack } from './drills/stack.js';
 
 const ms = (value: number) => `${value.toFixed(1)} ms`;
@@ -102,6 +104,7 @@ const SECTIONS = {
   scale: scaleSection,
   detect: detectSection,
   pool: poolSection,
+  search: searchSection,
 } as const;
 const OFFLINE = ['placement', 'catalog'] as const;
 const ALL = [...Object.keys(SECTIONS), ...OFFLINE];

@@ -56,14 +56,14 @@ async function fakeFleet(dir: string, host: string, count: number): Promise<{ cs
   return { csv, fakeBin: FAKE_BIN };
 }
 
-async function startWorkers(ctx: BenchContext, hosts: string[], gpusEach: number, runtimeTag: string) {
+export async function startWorkers(ctx: BenchContext, hosts: string[], gpusEach: number, runtimeTag: string) {
   const workers: StackProcess[] = [];
   for (const host of hosts)
     workers.push(await ctx.stack.startWorker(host, 0, runtimeTag, await fakeFleet(ctx.dir, host, gpusEach)));
   return workers;
 }
 
-async function stopWorkers(workers: StackProcess[]): Promise<void> {
+export async function stopWorkers(workers: StackProcess[]): Promise<void> {
   await Promise.all(workers.map((worker) => worker.kill('SIGTERM')));
 }
 
