@@ -9,7 +9,8 @@ import { performance } from 'node:perf_hooks';
 import { execa } from 'execa';
 import { submitBatch } from '../../src/client/batches.js';
 import { submitExperiment } from '../../src/client/experiments.js';
-import { fleetFigures, parseStamps } from './figures.js';
+import { experimentStateQuery } from '../../src/workflows/definitions.js';
+import { fleetFigures, median, parseStamps } from './figures.js';
 import type { BenchContext, TargetCheck } from './sections.js';
 import { startWorkers, stopWorkers } from './sections.js';
 
@@ -60,6 +61,20 @@ async function variantCommit(search: SearchRepo, base: string, metric: number, n
 /** A deterministic metric per variant: mostly no better, now and then a small improvement. */
 const metricOf = (index: number) => 1 - 0.001 * ((index * 7) % 11) + 0.0005 * (index % 3);
 
+/** Median seconds from each state to the next, over these experiments' timelines. */
+async function phases(ctx: BenchContext, ids: string[]): Promise<string> {
+  const spans = new Map<string, number[]>();
+  for (const id of ids) {
+    const { timeline } = await ctx.stack.client.workflow.getHandle(id).query(experimentStateQuery);
+    for (let i = 1; i < timeline.length; i++) {
+      const name = timeline[i - 1]!.status;
+      const seconds = (Date.parse(timeline[i]!.at) - Date.parse(timeline[i - 1]!.at)) / 1000;
+      spans.set(name, [...(spans.get(name) ?? []), seconds]);
+    }
+  }
+  return [...spans].map(([name, values]) => `${name} ${median(values)!.toFixed(1)} s`).join(', ');
+}
+
 export async function searchSection(ctx: BenchContext): Promise<TargetCheck[]> {
   const slots = 8;
   const variants = ctx.quick ? 16 : 64;
@@ -85,6 +100,7 @@ export async function searchSection(ctx: BenchContext): Promise<TargetCheck[]> {
     const batchStamps = path.join(ctx.dir, 'search-batch-stamps');
     const batchTag = `bench-search-b-${Date.now()}`;
     let base = search.base;
+    const children: string[] = [];
     let t = performance.now();
     for (let round = 0; round * slots < variants; round++) {
       const commits = [];
@@ -100,8 +116,10 @@ export async function searchSection(ctx: BenchContext): Promise<TargetCheck[]> {
       const failed = result.children.filter((child) => child.status !== 'completed');
       if (failed.length > 0) throw new Error(`search: a batch child ended ${failed[0]!.status}: ${failed[0]!.reason}`);
       base = result.commit;
+      children.push(...result.children.map((child) => child.experiment_id!));
     }
     const batchSeconds = (performance.now() - t) / 1000;
+    console.log(`  where a batch child's time went (median): ${await phases(ctx, children)}`);
     const batchFigures = fleetFigures(parseStamps(await fs.readFile(batchStamps, 'utf8')), slots, batchSeconds);
 
     // Sequential: one run at a time, keep or reset, as the autoresearch loop does.
