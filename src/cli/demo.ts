@@ -61,9 +61,9 @@ async function runDemoBatch(
   client: Client,
   tag: string,
   repo: string,
-): Promise<{ experimentId: string; metric: number } | null> {
+): Promise<{ winner: { experimentId: string; metric: number } | null; rows: (string | number | null)[][] }> {
   const base = await git(repo, 'rev-parse', 'HEAD');
-  const variants = [];
+  const variants: { commit: string; hypothesis: string }[] = [];
   for (const idea of VARIANTS) {
     // Each variant is one commit on the base, made without moving the branch (as an agent would).
     const blob = await execa('git', ['-C', repo, 'hash-object', '-w', '--stdin'], {
@@ -102,7 +102,13 @@ async function runDemoBatch(
   console.log(`  → ${result.action} to ${result.commit.slice(0, 7)}: ${result.reason}`);
   await git(repo, 'reset', '-q', '--hard', result.commit);
   const winner = result.children.find((child) => child.experiment_id === result.winner);
-  return winner ? { experimentId: winner.experiment_id!, metric: winner.metric! } : null;
+  const rows = result.children.map((child, i) => [
+    variants[i]!.commit.slice(0, 7),
+    child.metric === null ? null : child.metric.toFixed(6),
+    child.status === 'completed' ? child.decision : 'crash',
+    `${VARIANTS[i]!.hypothesis} (batch)`,
+  ]);
+  return { winner: winner ? { experimentId: winner.experiment_id!, metric: winner.metric! } : null, rows };
 }
 
 /**
@@ -214,8 +220,9 @@ export async function runDemo(
     ]);
   }
   if (options.signal?.aborted) return;
-  const batchBest = await runDemoBatch(client, tag, repo);
-  if (batchBest && (best === null || batchBest.metric < best.metric)) best = batchBest;
+  const batch = await runDemoBatch(client, tag, repo);
+  rows.push(...batch.rows);
+  if (batch.winner && (best === null || batch.winner.metric < best.metric)) best = batch.winner;
   if (options.signal?.aborted) return;
   const ranked = rows.filter((r) => r[1] !== null).sort((a, b) => Number(a[1]) - Number(b[1]));
   console.log(`\nLeaderboard for ${tag} (val_bpb, lower is better):`);
