@@ -29,6 +29,16 @@ export interface ControlDeps {
   secretHashKey: Buffer;
 }
 
+/** Starts a tag's workflow with the metric of its first outcome, unless it runs already (Update-with-Start). */
+function startTag(tag: string, metric: { name: string; direction: 'minimize' | 'maximize' }) {
+  return new WithStartWorkflowOperation(tagWorkflow, {
+    workflowId: tagWorkflowId(tag),
+    taskQueue: CONTROL_TASK_QUEUE,
+    args: [tag, newTagState(tag, { metricName: metric.name, direction: metric.direction })],
+    workflowIdConflictPolicy: 'USE_EXISTING',
+  });
+}
+
 /** Activities on the control queue; they talk to other workflows through the client. */
 export function createControlActivities({ client, catalog, secretHashKey }: ControlDeps) {
   const digest = (value: string) => crypto.createHmac('sha256', secretHashKey).update(value, 'utf8').digest('hex');
@@ -126,12 +136,7 @@ export function createControlActivities({ client, catalog, secretHashKey }: Cont
       metric: { name: string; direction: 'minimize' | 'maximize' };
       outcome: RunOutcome;
     }): Promise<TagDecision> {
-      const startWorkflowOperation = new WithStartWorkflowOperation(tagWorkflow, {
-        workflowId: tagWorkflowId(input.tag),
-        taskQueue: CONTROL_TASK_QUEUE,
-        args: [input.tag, newTagState(input.tag, { metricName: input.metric.name, direction: input.metric.direction })],
-        workflowIdConflictPolicy: 'USE_EXISTING',
-      });
+      const startWorkflowOperation = startTag(input.tag, input.metric);
       return client.workflow.executeUpdateWithStart(recordOutcomeUpdate, {
         args: [input.outcome],
         updateId: `outcome-${input.outcome.experimentId}`,
@@ -146,12 +151,7 @@ export function createControlActivities({ client, catalog, secretHashKey }: Cont
       metric: { name: string; direction: 'minimize' | 'maximize' };
       outcomes: RunOutcome[];
     }): Promise<{ decisions: TagDecision[]; winner: TournamentVerdict['winner'] }> {
-      const startWorkflowOperation = new WithStartWorkflowOperation(tagWorkflow, {
-        workflowId: tagWorkflowId(input.tag),
-        taskQueue: CONTROL_TASK_QUEUE,
-        args: [input.tag, newTagState(input.tag, { metricName: input.metric.name, direction: input.metric.direction })],
-        workflowIdConflictPolicy: 'USE_EXISTING',
-      });
+      const startWorkflowOperation = startTag(input.tag, input.metric);
       return client.workflow.executeUpdateWithStart(recordBatchUpdate, {
         args: [{ batchId: input.batchId, outcomes: input.outcomes }],
         updateId: `batch-${input.batchId}`,

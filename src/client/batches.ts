@@ -1,4 +1,3 @@
-import crypto from 'node:crypto';
 import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
@@ -19,17 +18,14 @@ import { batchSignedContent, batchWorkflow } from '../workflows/batch.js';
 import type { BatchInput } from '../workflows/batch-state.js';
 import { batchStateQuery, placementCheckQuery } from '../workflows/definitions.js';
 import type { ExperimentInput } from '../workflows/experiment-state.js';
-import { checkHijackVariables } from './experiments.js';
+import { checkHijackVariables, keyedWorkflowId } from './experiments.js';
 import { contentDigest } from './request-digest.js';
 
 export type BatchHandle = WorkflowHandle<typeof batchWorkflow>;
 
-/** Batch ID = workflow ID; with an idempotency key it is derived from the key, so resubmitting returns the same batch. */
+/** Batch ID = workflow ID, derived from the idempotency key when there is one. */
 export function batchIdFor(tag: string, idempotencyKey?: string, now = new Date()): string {
-  if (idempotencyKey)
-    return `batch-${tag}-k${crypto.createHash('sha256').update(`${tag}\0${idempotencyKey}`).digest('hex').slice(0, 16)}`;
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
-  return `batch-${tag}-${stamp}-${crypto.randomBytes(3).toString('hex')}`;
+  return keyedWorkflowId('batch', tag, idempotencyKey, now);
 }
 
 /** Whether an ID names a batch (experiment IDs start with `exp-`). */

@@ -27,12 +27,20 @@ import { differingFields, fingerprintRequest, contentDigest, type RequestFingerp
 
 export type ExperimentHandle = WorkflowHandle<typeof experimentWorkflow>;
 
-/** Experiment ID = workflow ID. With an idempotency key it is derived from the key, so resubmitting returns the same run. */
-export function experimentIdFor(tag: string, idempotencyKey?: string, now = new Date()): string {
+/**
+ * A workflow ID of a tag's kind (`exp`, `batch`): with an idempotency key it is derived from the
+ * key, so resubmitting returns the same workflow; otherwise a timestamp and a random suffix.
+ */
+export function keyedWorkflowId(prefix: string, tag: string, idempotencyKey?: string, now = new Date()): string {
   if (idempotencyKey)
-    return `exp-${tag}-k${crypto.createHash('sha256').update(`${tag}\0${idempotencyKey}`).digest('hex').slice(0, 16)}`;
+    return `${prefix}-${tag}-k${crypto.createHash('sha256').update(`${tag}\0${idempotencyKey}`).digest('hex').slice(0, 16)}`;
   const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
-  return `exp-${tag}-${stamp}-${crypto.randomBytes(3).toString('hex')}`;
+  return `${prefix}-${tag}-${stamp}-${crypto.randomBytes(3).toString('hex')}`;
+}
+
+/** Experiment ID = workflow ID, derived from the idempotency key when there is one. */
+export function experimentIdFor(tag: string, idempotencyKey?: string, now = new Date()): string {
+  return keyedWorkflowId('exp', tag, idempotencyKey, now);
 }
 
 export interface Submitted {

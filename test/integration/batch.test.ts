@@ -1,7 +1,4 @@
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import { Worker } from '@temporalio/worker';
-import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitBatch } from '../../src/client/batches.js';
 import { submitExperiment } from '../../src/client/experiments.js';
@@ -11,8 +8,8 @@ import type { BatchResult } from '../../src/workflows/batch-state.js';
 import { experimentStateQuery, tagStateQuery } from '../../src/workflows/definitions.js';
 import { tagWorkflowId } from '../../src/workflows/tag.js';
 import { RESULT_KEYS, runCli } from '../helpers/cli.js';
-import { commitAll, makeRepo } from '../helpers/repo.js';
 import { startStack, type TestStack } from '../helpers/stack.js';
+import { makeVariantRepo, VARIANT_COMMAND, variantCommit } from '../helpers/variants.js';
 import { resultWithin } from '../helpers/wait.js';
 
 // K variants of one base, decided as a tournament against the tag's best (issue: parallel search).
@@ -22,25 +19,10 @@ let base: string;
 /** Finished batches and their children, replayed at the end. */
 const finished: string[] = [];
 
-/** The variant's one change: the behaviour the fixture script reads from variant.txt. */
-const VARIANT_SCRIPT = `import os, runpy
-for pair in open("variant.txt").read().split():
-    name, value = pair.split("=", 1)
-    os.environ[name] = value
-runpy.run_path("train.py", run_name="__main__")
-`;
-const COMMAND = ['python3', 'variant.py'];
+const COMMAND = VARIANT_COMMAND;
 
 /** A commit on the base that changes variant.txt to `settings`; the branch stays at the base. */
-async function variant(settings: string, subject: string): Promise<string> {
-  const git = (...args: string[]) => execa('git', ['-C', repo, ...args]);
-  await git('checkout', '-q', '--detach', base);
-  await fs.writeFile(path.join(repo, 'variant.txt'), `${settings}\n`);
-  await commitAll(repo, subject);
-  const sha = (await git('rev-parse', 'HEAD')).stdout.trim();
-  await git('checkout', '-q', 'main');
-  return sha;
-}
+const variant = (settings: string, subject: string) => variantCommit(repo, base, settings, subject);
 
 const cliEnv = () => ({
   TEMPORAL_ADDRESS: stack.address,
@@ -63,7 +45,7 @@ async function baseline(tag: string): Promise<void> {
 
 beforeAll(async () => {
   stack = await startStack({ name: 'batch', host: 'batchhost', cpuSlots: 4 });
-  ({ repo, commit: base } = await makeRepo({ 'variant.py': VARIANT_SCRIPT, 'variant.txt': 'VAL_BPB=1.0\n' }));
+  ({ repo, commit: base } = await makeVariantRepo());
 });
 afterAll(async () => stack?.stop());
 
@@ -191,15 +173,7 @@ describe('expctl batch', () => {
 
   it('refuses a variant that is not a child of the base before anything starts', async () => {
     const stray = await variant('VAL_BPB=0.5', 'a stray');
-    const grandchild = await (async () => {
-      const git = (...args: string[]) => execa('git', ['-C', repo, ...args]);
-      await git('checkout', '-q', '--detach', stray);
-      await fs.writeFile(path.join(repo, 'variant.txt'), 'VAL_BPB=0.4\n');
-      await commitAll(repo, 'on top of the stray');
-      const sha = (await git('rev-parse', 'HEAD')).stdout.trim();
-      await git('checkout', '-q', 'main');
-      return sha;
-    })();
+    const grandchild = await variantCommit(repo, stray, 'VAL_BPB=0.4', 'on top of the stray');
     const run = await runCli(
       cliEnv(),
       [

@@ -1,13 +1,10 @@
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXPCTL, runCli } from '../helpers/cli.js';
-import { commitAll, makeRepo } from '../helpers/repo.js';
 import { startStack, type TestStack } from '../helpers/stack.js';
+import { makeVariantRepo, VARIANT_COMMAND, variantCommit } from '../helpers/variants.js';
 
 // `expctl mcp` driven as an agent drives it (the SDK's client over stdio), on a real stack: each
 // tool's structured content must be what the CLI prints with --json for the same request.
@@ -19,26 +16,12 @@ let worse: string;
 let client: Client;
 let serverStderr = '';
 
-/** The variant's one change: the behaviour the fixture script reads from variant.txt. */
-const VARIANT_SCRIPT = `import os, runpy
-for pair in open("variant.txt").read().split():
-    name, value = pair.split("=", 1)
-    os.environ[name] = value
-runpy.run_path("train.py", run_name="__main__")
-`;
-const COMMAND = ['python3', 'variant.py'];
+const COMMAND = VARIANT_COMMAND;
 /** A tool call may take as long as its CLI command (a run to its decision), not the SDK's 60 s. */
 const CALL = { timeout: 300_000 };
 
 /** A commit on the base that changes variant.txt to `settings`; the branch stays at the base. */
-async function variant(settings: string, subject: string): Promise<string> {
-  const git = (...args: string[]) => execa('git', ['-C', repo, ...args]);
-  await git('checkout', '-q', '--detach', base);
-  await fs.writeFile(path.join(repo, 'variant.txt'), `${settings}\n`);
-  const sha = await commitAll(repo, subject);
-  await git('checkout', '-q', 'main');
-  return sha;
-}
+const variant = (settings: string, subject: string) => variantCommit(repo, base, settings, subject);
 
 const cliEnv = () => ({
   TEMPORAL_ADDRESS: stack.address,
@@ -73,7 +56,7 @@ function masked(value: unknown, tag: string): unknown {
 beforeAll(async () => {
   // One slot: both runs of a comparison land on it, so even `gpu` is the same.
   stack = await startStack({ name: 'mcp', host: 'mcphost', cpuSlots: 1 });
-  ({ repo, commit: base } = await makeRepo({ 'variant.py': VARIANT_SCRIPT, 'variant.txt': 'VAL_BPB=1.0\n' }));
+  ({ repo, commit: base } = await makeVariantRepo());
   better = await variant('VAL_BPB=0.9', 'a change that helps');
   worse = await variant('VAL_BPB=1.1', 'a change that hurts');
   // The caller's environment (credential, keyring, Temporal) is the server's; its cwd is the repository.
