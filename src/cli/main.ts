@@ -2,6 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { CATEGORIES } from '../domain/request.js';
 import { DEFAULT_WAIT_FOR_DATA_SECONDS } from '../domain/dataset-refs.js';
 import { DEFAULT_POOL_HEARTBEAT_MS, MISSED_HEARTBEATS_BEFORE_LOST } from '../domain/fleet.js';
+import { MAX_BATCH_SIZE } from '../domain/tournament.js';
 import {
   DEFAULT_MAX_REPLACEMENTS,
   DEFAULT_SETUP_TIMEOUT_SECONDS,
@@ -327,8 +328,10 @@ program
     'what to try next: category statistics, under-explored and high-yield categories, near misses to combine, trend',
   )
   .requiredOption('--tag <tag>', 'tag', one('--tag'))
-  .option('--k <n>', 'also propose N diverse next variants, for `expctl batch` (1-64)', (raw: string) =>
-    usage(() => parseNumber('--k', raw, { integer: true, min: 1, max: 64 })),
+  .option(
+    '--k <n>',
+    `also propose N diverse next variants, for \`expctl batch\` (1-${MAX_BATCH_SIZE})`,
+    (raw: string) => usage(() => parseNumber('--k', raw, { integer: true, min: 1, max: MAX_BATCH_SIZE })),
   )
   .addOption(jsonOption())
   .action(suggestCommand);

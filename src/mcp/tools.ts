@@ -10,6 +10,7 @@ import {
   TAG_PATTERN_TEXT,
 } from '../domain/request.js';
 import { LOGS_DEFAULT_TAIL_BYTES } from '../domain/limits.js';
+import { MAX_BATCH_SIZE } from '../domain/tournament.js';
 import { isRemoteRepo } from '../gpu-worker/git.js';
 import { PRIORITY_RANGE } from '../cli/parse.js';
 
@@ -106,10 +107,10 @@ export const HistoryInput = z.strictObject({
 
 export const TagInput = z.strictObject({ tag });
 
-/** `suggest --k`: the CLI's range (1-64, written in main.ts; no domain constant to share yet). */
+/** `suggest --k`: as many variants as one batch holds. */
 export const SuggestInput = z.strictObject({
   tag,
-  k: z.number().int().min(1).max(64).optional().describe('also propose K diverse next variants for batch'),
+  k: z.number().int().min(1).max(MAX_BATCH_SIZE).optional().describe('also propose K diverse next variants for batch'),
 });
 
 /** The CLI has no paging flags for logs (only --all), so the server pages what `logs --all` prints. */
