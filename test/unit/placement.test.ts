@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import { assessHealth } from '../../src/domain/health.js';
 import { describe, expect, it } from 'vitest';
 import { acceleratorClassFromName, parseGpuQuery } from '../../src/domain/fleet.js';
 import {
@@ -195,6 +196,27 @@ describe('nvidia-smi parsing', () => {
       ].map(acceleratorClassFromName),
     ).toEqual(['h100', 'h200', 'a100', 'l4', 'l40s', 'v100', 'rtx4090']);
     expect(() => parseGpuQuery('garbage')).toThrow(/has 1 fields, expected 9/);
+  });
+
+  it("reads a real H100's answer, idle and under a matmul load, byte for byte as nvidia-smi 580 printed it", async () => {
+    const read = async (file: string) =>
+      parseGpuQuery(await fs.readFile(new URL(`../fixtures/fleets/${file}`, import.meta.url), 'utf8'))[0]!;
+    const idle = await read('one-h100.csv');
+    const busy = await read('one-h100-busy.csv');
+    expect(idle).toMatchObject({ name: 'NVIDIA H100 80GB HBM3', memoryTotalMb: 81559, driverVersion: '580.159.04' });
+    expect(acceleratorClassFromName(idle.name)).toBe('h100');
+    expect(busy).toMatchObject({ uuid: idle.uuid, memoryUsedMb: 1395, utilizationPercent: 100, temperatureC: 69 });
+    expect([idle.eccErrors, busy.eccErrors]).toEqual([0, 0]);
+    // Busy and warm is not a fault: the health check flags neither reading.
+    const report = (gpu: typeof busy) => ({
+      host: 'h',
+      checkedAt: '',
+      gpus: [{ ...gpu, slotId: 'h/gpu0' }],
+      slotIds: ['h/gpu0'],
+      diskFreeMb: null,
+      error: null,
+    });
+    expect([assessHealth(report(idle)), assessHealth(report(busy))]).toEqual([[], []]);
   });
 
   it("reads a real H200 host's answer, byte for byte as nvidia-smi 580 printed it", async () => {
