@@ -11,7 +11,7 @@ import {
   MIN_KILL_HEADROOM_SECONDS,
 } from '../domain/limits.js';
 import type { RawBatchOptions, RawRunOptions } from './parse.js';
-import { batchCommand } from './commands/batch.js';
+import { batchCommand, refuseBatch } from './commands/batch.js';
 import { authInitCommand, authIssueCommand, authRevokeCommand, authWhoamiCommand } from './commands/auth.js';
 import { codecServerCommand } from './commands/codec-server.js';
 import { devCommand, type DevOptions } from './commands/dev.js';
@@ -651,8 +651,12 @@ try {
   if (error instanceof CommanderError) {
     // Help and version are not errors; a malformed `run` request is a refusal (exit 2, the usual JSON).
     if (error.exitCode === 0) process.exitCode = 0;
-    else if (process.argv[2] === 'run' || process.argv[2] === 'batch') {
+    else if (process.argv[2] === 'run') {
       refuseRun(`invalid experiment request: ${error.message.replace(/^error: /, '')}`, {
+        json: wantsJson({ json: ownArgs.includes('--json') }),
+      });
+    } else if (process.argv[2] === 'batch') {
+      refuseBatch(`invalid batch request: ${error.message.replace(/^error: /, '')}`, {
         json: wantsJson({ json: ownArgs.includes('--json') }),
       });
     } else process.exitCode = 1;

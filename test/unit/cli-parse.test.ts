@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  parseBatchFlags,
   parseEnvPair,
   parseNumber,
   parseRunFlags,
@@ -181,5 +182,23 @@ describe('schema problems as flags', () => {
     ['(request): something', '(request): something'],
   ])('%j', (problem, expected) => {
     expect(problemAsFlag(problem)).toBe(expected);
+  });
+});
+
+describe('batch flags', () => {
+  const batch = { tag: ['t'], category: ['other'] };
+  it("takes run's flags with the hypothesis optional, and its own base and deadline", () => {
+    const { flags, problems } = parseBatchFlags({ ...batch, base: ['main'], deadline: ['90'] });
+    expect(problems).toEqual([]);
+    expect(flags).toMatchObject({ tag: 't', base: 'main', deadlineSeconds: 90 });
+    expect(flags.hypothesis).toBeUndefined();
+  });
+
+  it('refuses --commit, a repeated --base and a deadline that is not a positive number, all at once', () => {
+    const { problems } = parseBatchFlags({ ...batch, commit: ['abc'], base: ['a', 'b'], deadline: ['0'] });
+    expect(problems).toHaveLength(3);
+    expect(problems[0]).toMatch(/^--commit: a batch takes its variants as arguments/);
+    expect(problems[1]).toMatch(/^--base was given 2 times/);
+    expect(problems[2]).toMatch(/^--deadline/);
   });
 });

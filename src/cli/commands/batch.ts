@@ -15,7 +15,7 @@ import { parseBatchFlags, problemAsFlag, type RawBatchOptions } from '../parse.j
 import { requestInput } from './experiments.js';
 
 /** A batch refused before anything started: one JSON object, exit 2, as `run` refuses. */
-function refuseBatch(reason: string, options: { tag?: string; metric?: string; json: boolean }): void {
+export function refuseBatch(reason: string, options: { tag?: string; metric?: string; json: boolean }): void {
   const refusal = {
     batch_id: null,
     tag: options.tag ?? '',
