@@ -151,6 +151,15 @@ export async function searchSection(ctx: BenchContext): Promise<TargetCheck[]> {
     console.log(line('batch of 8', variants, batchSeconds, batchRate, batchFigures.utilization));
     console.log(line('sequential', sequentialVariants, seqSeconds, seqRate, seqFigures.utilization));
     console.log(`  ratio      ${ratio.toFixed(2)}x the variants per hour`);
+    // The overheads measured here, with autoresearch's 5-minute budget instead of these short jobs.
+    const roundOverhead = batchSeconds / Math.ceil(variants / slots) - jobSeconds;
+    const runOverhead = seqSeconds / sequentialVariants - jobSeconds;
+    const budget = 300;
+    const projected = (slots * (budget + runOverhead)) / (budget + roundOverhead);
+    console.log(
+      `  overheads  ${roundOverhead.toFixed(1)} s per batch round, ${runOverhead.toFixed(1)} s per sequential run; ` +
+        `with ${budget} s jobs they would give ${projected.toFixed(2)}x (a projection, not a measurement)`,
+    );
     return [
       {
         section: 'search',
