@@ -95,73 +95,80 @@ const program = new Command()
 
 // Every valued flag of `run` (and `batch`) is collected as given; parseRunFlags (parse.ts) refuses
 // repeats of single-valued flags and malformed values, all at once and before anything is submitted.
-function requestOptions(command: Command): Command {
-  return command
-    .option('--tag <tag>', 'campaign tag; the decision compares with its best run', occurrences)
-    .option('--hypothesis <text>', 'what this experiment tests', occurrences)
-    .option('--category <category>', `kind of change: ${CATEGORIES.join(', ')}`, occurrences)
-    .option('--description <text>', 'longer description', occurrences)
-    .option('--repo <path|url>', 'git repository (default: the one containing the current directory)', occurrences)
-    .option('--commit <sha>', 'commit to run (default: HEAD, which must have no uncommitted changes)', occurrences)
-    .option('--config <file>', 'JSON config file in the repository, parsed and recorded', occurrences)
-    .option(
-      '--dataset <ref>',
-      "dataset version NAME@latest or NAME@V (pinned in the record), or a path under the worker's datasets root (repeatable)",
-      occurrences,
-    )
-    .option(
-      '--wait-for-data [seconds]',
-      `wait (state waiting_for_data) for a passed version of a NAME@latest dataset (default ${DEFAULT_WAIT_FOR_DATA_SECONDS} s)`,
-    )
-    .option(
-      '--checkpoint <path>',
-      'checkpoint to resume from (in the repository or under the checkpoints root)',
-      occurrences,
-    )
-    .option('--gpu-class <class>', 'accelerator class: h100, a100, l4, cpu, any, ...', occurrences)
-    .option('--gpu-mem <mb>', 'GPU memory needed, in MB (integer)', occurrences)
-    .option('--runtime-tag <tag>', 'runtime tag the worker must have (repeatable)', occurrences)
-    .option(
-      '--time-budget <seconds>',
-      `training time the script enforces itself, passed as EXPCTL_TIME_BUDGET (default ${DEFAULT_TIME_BUDGET_SECONDS})`,
-      occurrences,
-    )
-    .option(
-      '--timeout <seconds>',
-      `kill limit counted from the training process start (default ${KILL_LIMIT_FACTOR} x the budget, at least the budget + ${MIN_KILL_HEADROOM_SECONDS} s)`,
-      occurrences,
-    )
-    .option(
-      '--setup <command>',
-      'environment setup run in the worktree before training, e.g. "uv sync --frozen" (split into words, no shell)',
-      occurrences,
-    )
-    .option(
-      '--setup-timeout <seconds>',
-      `limit of the setup phase (default ${DEFAULT_SETUP_TIMEOUT_SECONDS})`,
-      occurrences,
-    )
-    .option('--metric <name>', "metric that decides (default: the tag's, val_bpb for a new tag)", occurrences)
-    .option('--maximize', 'higher metric is better (default: lower is better)')
-    .option('--simplification', 'the change removes something: an equal result is kept')
-    .option(
-      '--idempotency-key <key>',
-      'resubmitting the same request with the same key returns the same experiment',
-      occurrences,
-    )
-    .option('--priority <n>', 'queue priority, an integer from -1000 to 1000 (higher first; default 0)', occurrences)
-    .option(
-      '--max-replacements <n>',
-      `times a run whose worker was lost is placed again (default ${DEFAULT_MAX_REPLACEMENTS})`,
-      occurrences,
-    )
-    .option('--env <KEY=VALUE>', 'environment variable for the training command (repeatable)', occurrences)
-    .option(
-      '--secret <NAME[=@FILE]>',
-      "secret for the training command as variable NAME, from your environment's NAME or a file; never shown or recorded (repeatable)",
-      occurrences,
-    )
-    .addOption(new Option('--grace <seconds>').hideHelp().argParser(occurrences));
+function requestOptions(command: Command, { variants = false } = {}): Command {
+  return (
+    command
+      .option('--tag <tag>', 'campaign tag; the decision compares with its best run', occurrences)
+      .option('--hypothesis <text>', 'what this experiment tests', occurrences)
+      .option('--category <category>', `kind of change: ${CATEGORIES.join(', ')}`, occurrences)
+      .option('--description <text>', 'longer description', occurrences)
+      .option('--repo <path|url>', 'git repository (default: the one containing the current directory)', occurrences)
+      // A batch names its variants as arguments; its --commit is only parsed, to be refused with a reason.
+      .addOption(
+        new Option('--commit <sha>', 'commit to run (default: HEAD, which must have no uncommitted changes)')
+          .argParser(occurrences)
+          .hideHelp(variants),
+      )
+      .option('--config <file>', 'JSON config file in the repository, parsed and recorded', occurrences)
+      .option(
+        '--dataset <ref>',
+        "dataset version NAME@latest or NAME@V (pinned in the record), or a path under the worker's datasets root (repeatable)",
+        occurrences,
+      )
+      .option(
+        '--wait-for-data [seconds]',
+        `wait (state waiting_for_data) for a passed version of a NAME@latest dataset (default ${DEFAULT_WAIT_FOR_DATA_SECONDS} s)`,
+      )
+      .option(
+        '--checkpoint <path>',
+        'checkpoint to resume from (in the repository or under the checkpoints root)',
+        occurrences,
+      )
+      .option('--gpu-class <class>', 'accelerator class: h100, a100, l4, cpu, any, ...', occurrences)
+      .option('--gpu-mem <mb>', 'GPU memory needed, in MB (integer)', occurrences)
+      .option('--runtime-tag <tag>', 'runtime tag the worker must have (repeatable)', occurrences)
+      .option(
+        '--time-budget <seconds>',
+        `training time the script enforces itself, passed as EXPCTL_TIME_BUDGET (default ${DEFAULT_TIME_BUDGET_SECONDS})`,
+        occurrences,
+      )
+      .option(
+        '--timeout <seconds>',
+        `kill limit counted from the training process start (default ${KILL_LIMIT_FACTOR} x the budget, at least the budget + ${MIN_KILL_HEADROOM_SECONDS} s)`,
+        occurrences,
+      )
+      .option(
+        '--setup <command>',
+        'environment setup run in the worktree before training, e.g. "uv sync --frozen" (split into words, no shell)',
+        occurrences,
+      )
+      .option(
+        '--setup-timeout <seconds>',
+        `limit of the setup phase (default ${DEFAULT_SETUP_TIMEOUT_SECONDS})`,
+        occurrences,
+      )
+      .option('--metric <name>', "metric that decides (default: the tag's, val_bpb for a new tag)", occurrences)
+      .option('--maximize', 'higher metric is better (default: lower is better)')
+      .option('--simplification', 'the change removes something: an equal result is kept')
+      .option(
+        '--idempotency-key <key>',
+        'resubmitting the same request with the same key returns the same experiment',
+        occurrences,
+      )
+      .option('--priority <n>', 'queue priority, an integer from -1000 to 1000 (higher first; default 0)', occurrences)
+      .option(
+        '--max-replacements <n>',
+        `times a run whose worker was lost is placed again (default ${DEFAULT_MAX_REPLACEMENTS})`,
+        occurrences,
+      )
+      .option('--env <KEY=VALUE>', 'environment variable for the training command (repeatable)', occurrences)
+      .option(
+        '--secret <NAME[=@FILE]>',
+        "secret for the training command as variable NAME, from your environment's NAME or a file; never shown or recorded (repeatable)",
+        occurrences,
+      )
+      .addOption(new Option('--grace <seconds>').hideHelp().argParser(occurrences))
+  );
 }
 
 requestOptions(
@@ -183,6 +190,7 @@ requestOptions(
     )
     .usage('--tag T --category C [--base REF] [options as for run] COMMIT... -- COMMAND...')
     .argument('<commit...>', 'the variants: commits whose parent is the base; then -- and the training command'),
+  { variants: true },
 )
   .option('--base <ref>', 'the commit every variant is a child of (default: HEAD)', occurrences)
   .option('--deadline <seconds>', 'cancel variants still going after this long, and decide on the rest', occurrences)
