@@ -71,12 +71,14 @@ export async function devCommand(options: DevOptions): Promise<void> {
   const localIp = plan.serverIp === '0.0.0.0' ? '127.0.0.1' : plan.serverIp;
   const address = `${localIp}:${ports.grpcPort}`;
   const uiUrl = `http://${localIp === '127.0.0.1' ? 'localhost' : localIp}:${ports.uiPort}`;
-  const running = await acquireStateLock({
-    ...identityOf(process.pid),
-    address,
-    uiUrl,
-    startedAt: new Date().toISOString(),
+  // Registered before the lock is taken, and the taking is part of start-up (a stop waits for it):
+  // a signal at any moment, even while dev.json is being linked into place, leaves none of ours.
+  lifetime.onStop(async () => {
+    if (readDevInfo()?.pid === process.pid) await fs.rm(devInfoPath(), { force: true });
   });
+  const running = await lifetime.startup(() =>
+    acquireStateLock({ ...identityOf(process.pid), address, uiUrl, startedAt: new Date().toISOString() }),
+  );
   if (running) {
     console.log(`expctl dev is already running (pid ${running.pid}) for ${home}`);
     console.log(`  Web UI: ${running.uiUrl}\n  gRPC:   ${running.address}`);
@@ -84,10 +86,6 @@ export async function devCommand(options: DevOptions): Promise<void> {
     lifetime.releaseSignals();
     return;
   }
-  lifetime.onStop(async () => {
-    if (readDevInfo()?.pid === process.pid) await fs.rm(devInfoPath(), { force: true });
-  });
-
   const stack = lifetime.startup(() => startStack(options, plan, lifetime, home));
   const started = await stack.catch((error: unknown) => {
     if (!(error instanceof AbortedError) && !lifetime.stopped) throw error;
