@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { execa } from 'execa';
 import { submitBatch } from '../../src/client/batches.js';
 import { submitExperiment } from '../../src/client/experiments.js';
+import { commitVariant } from '../../src/client/source.js';
 import { experimentStateQuery } from '../../src/workflows/definitions.js';
 import { fleetFigures, median, parseStamps } from './figures.js';
 import type { BenchContext, TargetCheck } from './sections.js';
@@ -46,17 +47,12 @@ async function makeSearchRepo(dir: string): Promise<SearchRepo> {
   return { repo, git, base: await git('rev-parse', 'HEAD') };
 }
 
-/** A variant: one commit on `base` that sets the metric, made without moving any branch (as an agent would). */
-async function variantCommit(search: SearchRepo, base: string, metric: number, name: string): Promise<string> {
-  const blob = (
-    await execa('git', ['-C', search.repo, 'hash-object', '-w', '--stdin'], { input: `${metric.toFixed(6)}\n` })
-  ).stdout.trim();
-  const entries = (await search.git('ls-tree', base))
-    .split('\n')
-    .map((line) => (line.endsWith('\tvariant.txt') ? `100644 blob ${blob}\tvariant.txt` : line));
-  const tree = (await execa('git', ['-C', search.repo, 'mktree'], { input: `${entries.join('\n')}\n` })).stdout.trim();
-  return search.git('commit-tree', tree, '-p', base, '-m', name);
-}
+/** A variant: one commit on `base` that sets the metric. */
+const variantCommit = (search: SearchRepo, base: string, metric: number, name: string) =>
+  commitVariant(search.repo, base, 'variant.txt', `${metric.toFixed(6)}\n`, name, {
+    name: 'bench',
+    email: 'bench@expctl.invalid',
+  });
 
 /** A deterministic metric per variant: mostly no better, now and then a small improvement. */
 const metricOf = (index: number) => 1 - 0.001 * ((index * 7) % 11) + 0.0005 * (index % 3);

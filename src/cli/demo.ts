@@ -6,6 +6,7 @@ import { execa } from 'execa';
 import type { CatalogView } from '../client/catalog.js';
 import { addShard, datasetVersionOutcome } from '../client/datasets.js';
 import { submitBatch } from '../client/batches.js';
+import { commitVariant } from '../client/source.js';
 import { countExperimentsOfTags, submitExperiment } from '../client/experiments.js';
 import { startPromotion } from '../client/promotions.js';
 import { DEFAULT_APPROVAL_TIMEOUT_MS } from '../domain/promotion.js';
@@ -38,9 +39,20 @@ const IDEAS: Idea[] = [
   { hypothesis: 'more smoothing generalizes better', category: 'regularization', config: { order: 2, smoothing: 0.5 } },
 ];
 
+/** The demo commits as itself: the user's git may have no identity configured. */
+const DEMO_IDENTITY = { name: 'expctl demo', email: 'demo@expctl.invalid' };
+
 async function git(repo: string, ...args: string[]): Promise<string> {
   return (
-    await execa('git', ['-C', repo, '-c', 'user.name=expctl demo', '-c', 'user.email=demo@expctl.invalid', ...args])
+    await execa('git', [
+      '-C',
+      repo,
+      '-c',
+      `user.name=${DEMO_IDENTITY.name}`,
+      '-c',
+      `user.email=${DEMO_IDENTITY.email}`,
+      ...args,
+    ])
   ).stdout.trim();
 }
 
@@ -65,18 +77,9 @@ async function runDemoBatch(
   const base = await git(repo, 'rev-parse', 'HEAD');
   const variants: { commit: string; hypothesis: string }[] = [];
   for (const idea of VARIANTS) {
-    // Each variant is one commit on the base, made without moving the branch (as an agent would).
-    const blob = await execa('git', ['-C', repo, 'hash-object', '-w', '--stdin'], {
-      input: `${JSON.stringify(idea.config)}\n`,
-    });
-    const tree = await execa('git', ['-C', repo, 'mktree'], {
-      input: (await git(repo, 'ls-tree', base))
-        .split('\n')
-        .map((line) => (line.endsWith('\tconfig.json') ? `100644 blob ${blob.stdout.trim()}\tconfig.json` : line))
-        .join('\n'),
-    });
+    const config = `${JSON.stringify(idea.config)}\n`;
     variants.push({
-      commit: await git(repo, 'commit-tree', tree.stdout.trim(), '-p', base, '-m', idea.hypothesis),
+      commit: await commitVariant(repo, base, 'config.json', config, idea.hypothesis, DEMO_IDENTITY),
       hypothesis: idea.hypothesis,
     });
   }

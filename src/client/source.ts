@@ -85,3 +85,24 @@ export async function resolveVariants(
   }
   return variants;
 }
+
+/**
+ * A variant for a batch: one commit on `base` whose only change is `file` (at the tree's root) set
+ * to `content`, made with git's plumbing so no branch or working tree moves (as an agent would).
+ */
+export async function commitVariant(
+  repo: string,
+  base: string,
+  file: string,
+  content: string,
+  message: string,
+  /** Who commits, where the caller's git may have no identity configured (a demo, a bench). */
+  identity?: { name: string; email: string },
+): Promise<string> {
+  const blob = (await execa('git', ['-C', repo, 'hash-object', '-w', '--stdin'], { input: content })).stdout.trim();
+  const entries = (await git(repo, ['ls-tree', base])).split('\n').filter((line) => !line.endsWith(`\t${file}`));
+  entries.push(`100644 blob ${blob}\t${file}`);
+  const tree = (await execa('git', ['-C', repo, 'mktree'], { input: `${entries.join('\n')}\n` })).stdout.trim();
+  const as = identity ? ['-c', `user.name=${identity.name}`, '-c', `user.email=${identity.email}`] : [];
+  return git(repo, [...as, 'commit-tree', tree, '-p', base, '-m', message]);
+}
