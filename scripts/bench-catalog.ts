@@ -16,11 +16,11 @@ import { suggest } from '../src/domain/strategy.js';
 const TAGS = 20;
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-function time(label: string, repeat: number, fn: () => unknown): void {
+async function time(label: string, repeat: number, fn: () => unknown): Promise<void> {
   const samples: number[] = [];
   for (let i = 0; i < repeat; i++) {
     const t = performance.now();
-    fn();
+    await fn();
     samples.push(performance.now() - t);
   }
   console.log(`  ${label.padEnd(44)} median ${median(samples).toFixed(2)} ms (${repeat} runs)`);
@@ -29,7 +29,7 @@ function time(label: string, repeat: number, fn: () => unknown): void {
 export async function benchCatalog(quick = false): Promise<void> {
   const RECORDS = Number(process.env.BENCH_RECORDS ?? (quick ? 1000 : 10_000));
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-bench-catalog-'));
-  const catalog = new Catalog(path.join(dir, 'catalog.sqlite'));
+  const catalog = await Catalog.open(path.join(dir, 'catalog.sqlite'));
   const patch = `diff --git a/train.py b/train.py\n${'+x = 1\n'.repeat(200)}`;
   const tags = new Map<string, TagState>();
   let seed = 42;
@@ -47,14 +47,14 @@ export async function benchCatalog(quick = false): Promise<void> {
       command: ['python3', 'train.py'],
     });
     const at = new Date(Date.UTC(2026, 0, 1) + i * 60_000).toISOString();
-    catalog.apply({
+    await catalog.apply({
       experimentId: id,
       request,
       submittedAt: at,
       status: 'submitted',
       events: [{ status: 'submitted', at }],
     });
-    catalog.apply({
+    await catalog.apply({
       experimentId: id,
       validation: {
         resolvedConfig: { lr: random() },
@@ -73,7 +73,7 @@ export async function benchCatalog(quick = false): Promise<void> {
       commit: request.commit,
     });
     tags.set(tag, next.state);
-    catalog.apply({
+    await catalog.apply({
       experimentId: id,
       status: failed ? 'command_failed' : 'completed',
       events: [{ status: failed ? 'command_failed' : 'completed', at }],
@@ -107,14 +107,16 @@ export async function benchCatalog(quick = false): Promise<void> {
     `catalog: ${RECORDS} records in ${TAGS} tags written in ${fillSeconds.toFixed(1)} s (${((fillSeconds * 1000) / RECORDS).toFixed(2)} ms per record, 3 writes each); ${(size / 1024 / 1024).toFixed(1)} MiB`,
   );
   const tag = 'bench-7';
-  time('history --tag T --limit 50', 50, () => catalog.list({ tag, limit: 50 }));
-  time('history (all tags) --limit 50', 50, () => catalog.list({ limit: 50 }));
-  time(`report summary --tag T (${RECORDS / TAGS} runs)`, 20, () => summarize(tag, catalog.list({ tag })));
-  time(`suggest --tag T (${RECORDS / TAGS} runs)`, 20, () =>
-    suggest(resultRuns(catalog.list({ tag, order: 'oldest' })).map(toRunSummary), CATEGORIES, 'minimize'),
+  await time('history --tag T --limit 50', 50, () => catalog.list({ tag, limit: 50 }));
+  await time('history (all tags) --limit 50', 50, () => catalog.list({ limit: 50 }));
+  await time(`report summary --tag T (${RECORDS / TAGS} runs)`, 20, async () =>
+    summarize(tag, await catalog.list({ tag })),
   );
-  time('report tags', 20, () => catalog.tags());
-  time('show ID (whole record)', 50, () => catalog.get(`exp-${tag}-000007`));
-  catalog.close();
+  await time(`suggest --tag T (${RECORDS / TAGS} runs)`, 20, async () =>
+    suggest(resultRuns(await catalog.list({ tag, order: 'oldest' })).map(toRunSummary), CATEGORIES, 'minimize'),
+  );
+  await time('report tags', 20, () => catalog.tags());
+  await time('show ID (whole record)', 50, () => catalog.get(`exp-${tag}-000007`));
+  await catalog.close();
   await fs.rm(dir, { recursive: true, force: true });
 }

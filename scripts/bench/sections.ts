@@ -185,9 +185,9 @@ export async function overheadSection(ctx: BenchContext): Promise<TargetCheck[]>
       const doneAt = Date.now();
       api.push(performance.now() - t);
       if (result.status !== 'completed') throw new Error(`overhead run ended ${result.status}: ${result.reason}`);
-      const reader = catalog();
-      const record = reader.get(result.experiment_id!)!;
-      reader.close();
+      const reader = await catalog();
+      const record = (await reader.get(result.experiment_id!))!;
+      await reader.close();
       const [line] = (await fs.readFile(stamps, 'utf8')).trim().split('\n');
       const [, , start, end] = line!.split(' ');
       const submitted = Date.parse(record.submittedAt);
@@ -293,17 +293,17 @@ export async function scaleSection(ctx: BenchContext): Promise<TargetCheck[]> {
     // Acquire latency: request → grant of the runs granted before any slot had freed (the first
     // wave), so the figure is the pool's own time, not time spent waiting for a busy fleet.
     const firstExitMs = Math.min(...run.spans.map((span: JobSpan) => span.end)) * 1000;
-    const reader = CatalogReader.open(ctx.stack.catalogPath);
+    const reader = await CatalogReader.open(ctx.stack.catalogPath);
     const acquire: number[] = [];
     const validation: number[] = [];
     for (const result of run.results) {
-      const record = reader.get(result.experiment_id!)!;
+      const record = (await reader.get(result.experiment_id!))!;
       const queued = eventAt(record.events, 'queued');
       if (queued !== null) validation.push(queued - Date.parse(record.submittedAt));
       if (queued !== null && record.queuedMs !== null && queued + record.queuedMs < firstExitMs)
         acquire.push(record.queuedMs);
     }
-    reader.close();
+    await reader.close();
     const after = await pool.describe();
     let poolRuns = 0;
     for await (const _ of ctx.stack.client.workflow.list({ query: `WorkflowId = '${POOL_WORKFLOW_ID}'` })) poolRuns++;

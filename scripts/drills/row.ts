@@ -143,11 +143,11 @@ export class Row {
         this.notes.push(`${worker.name} peak RSS ${(rss / 2 ** 20).toFixed(0)} MB`);
     }
     await Promise.all(this.workers.map((worker) => worker.kill('SIGTERM')));
-    return this.report(verdicts, startedAt);
+    return await this.report(verdicts, startedAt);
   }
 
-  private report(verdicts: RunVerdict[], startedAt: number): RowReport {
-    const outcomes = recordedOutcomes(
+  private async report(verdicts: RunVerdict[], startedAt: number): Promise<RowReport> {
+    const outcomes = await recordedOutcomes(
       this.ctx.stack.catalogPath,
       verdicts.map((v) => v.experimentId),
     );

@@ -163,7 +163,7 @@ export const ROWS: RowSpec[] = [
       );
       const tooMany = (count: number) => Math.max(0, count - keys);
       await Promise.all(row.runs.map((r) => awaitResult(r.handle, Date.now() + 240_000).catch(() => null)));
-      const inRecord = recordedExperiments(ctx.stack.catalogPath, row.tag).length;
+      const inRecord = (await recordedExperiments(ctx.stack.catalogPath, row.tag)).length;
       const query = `ExpctlTag = '${row.tag}' AND WorkflowType = 'experimentWorkflow'`;
       // Visibility lags a little behind the workflows themselves.
       let visible = 0;

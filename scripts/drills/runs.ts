@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs/promises';
 import { WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
-import { Catalog } from '../../src/catalog/catalog.js';
+import { CatalogReader } from '../../src/catalog/catalog.js';
 import type { ExperimentHandle } from '../../src/client/experiments.js';
 import { isTerminal, type ExperimentResult, type TerminalStatus } from '../../src/domain/experiment.js';
 import { processAlive } from '../../src/shared/processes.js';
@@ -177,26 +177,24 @@ export async function judgeRun(run: TrackedRun, deadline: number): Promise<RunVe
 }
 
 /** How many terminal outcomes the operating record holds for each run (1 each when nothing is duplicated). */
-export function recordedOutcomes(catalogPath: string, experimentIds: string[]): Map<string, number> {
-  const catalog = new Catalog(catalogPath);
+export async function recordedOutcomes(catalogPath: string, experimentIds: string[]): Promise<Map<string, number>> {
+  const catalog = await CatalogReader.open(catalogPath);
   try {
-    return new Map(
-      experimentIds.map((id) => [
-        id,
-        (catalog.get(id)?.events ?? []).filter((event) => isTerminal(event.status)).length,
-      ]),
-    );
+    const counts = new Map<string, number>();
+    for (const id of experimentIds)
+      counts.set(id, ((await catalog.get(id))?.events ?? []).filter((event) => isTerminal(event.status)).length);
+    return counts;
   } finally {
-    catalog.close();
+    await catalog.close();
   }
 }
 
 /** The experiments the operating record holds for a tag. */
-export function recordedExperiments(catalogPath: string, tag: string): string[] {
-  const catalog = new Catalog(catalogPath);
+export async function recordedExperiments(catalogPath: string, tag: string): Promise<string[]> {
+  const catalog = await CatalogReader.open(catalogPath);
   try {
-    return catalog.list({ tag, limit: 100_000 }).map((record) => record.id);
+    return (await catalog.list({ tag, limit: 100_000 })).map((record) => record.id);
   } finally {
-    catalog.close();
+    await catalog.close();
   }
 }

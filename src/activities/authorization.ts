@@ -2,7 +2,7 @@ import type crypto from 'node:crypto';
 import type { Catalog } from '../catalog/catalog.js';
 import { deniedMessage, permits, type Action, type Identity } from '../domain/authorization.js';
 import { contentDigest } from '../client/request-digest.js';
-import { verifyAuthorization } from '../security/credentials.js';
+import { certificateOf, verifyAuthorization } from '../security/credentials.js';
 
 export interface AuthorizationDeps {
   /** The issuer's public key: the fleet's trust root. */
@@ -33,6 +33,9 @@ export type AuthorizeResult = { identity: Identity } | { denied: string };
 export function createAuthorizationActivities({ issuer, catalog }: AuthorizationDeps) {
   return {
     async authorize(input: AuthorizeInput): Promise<AuthorizeResult> {
+      // Asked before verifying: verification itself is pure and reads only this answer.
+      const certificate = certificateOf(input.authorization);
+      const revoked = certificate ? await catalog.isRevoked(certificate) : false;
       const verified = verifyAuthorization(
         issuer,
         input.authorization,
@@ -42,14 +45,14 @@ export function createAuthorizationActivities({ issuer, catalog }: Authorization
           digest: input.content === undefined ? '' : contentDigest(input.content),
           acceptedAt: new Date(input.acceptedAt),
         },
-        (certificate) => catalog.isRevoked(certificate),
+        () => revoked,
       );
       const identity = 'identity' in verified ? verified.identity : null;
       const allowed = identity !== null && permits(identity, input.action, input.owner);
       const denied = allowed
         ? null
         : deniedMessage(input.action, identity, 'refused' in verified ? verified.refused : undefined);
-      catalog.audit({
+      await catalog.audit({
         at: new Date().toISOString(),
         action: input.action,
         target: input.target,
@@ -64,7 +67,7 @@ export function createAuthorizationActivities({ issuer, catalog }: Authorization
 
     /** Revokes a credential by id, or every credential of a name (`name:N`), issued so far. */
     async revokeCredential(input: { credential: string; by: string }): Promise<void> {
-      catalog.revoke(input.credential, input.by);
+      await catalog.revoke(input.credential, input.by);
     },
   };
 }

@@ -26,7 +26,7 @@ export function createCatalogActivities({ catalog }: { catalog: Catalog }) {
           CATALOG_QUERY_REFUSED,
         );
       try {
-        return answerCatalogQuery(catalog, parsed.data);
+        return await answerCatalogQuery(catalog, parsed.data);
       } catch (error) {
         if (error instanceof CatalogAnswerTooLargeError)
           throw ApplicationFailure.nonRetryable(error.message, CATALOG_QUERY_REFUSED);
@@ -43,12 +43,12 @@ export function createCatalogActivities({ catalog }: { catalog: Catalog }) {
       if (problem) throw ApplicationFailure.nonRetryable(problem, 'invalid_strategy');
       const { tag, change } = input;
       if (change.mode === 'auto') {
-        catalog.setStrategy(tag, 'explore', 'back to the automatic rule', false);
-        catalog.refreshStrategy(tag);
+        await catalog.setStrategy(tag, 'explore', 'back to the automatic rule', false);
+        await catalog.refreshStrategy(tag);
       } else {
-        catalog.setStrategy(tag, change.mode, change.reason!, true);
+        await catalog.setStrategy(tag, change.mode, change.reason!, true);
       }
-      return catalog.strategy(tag)!;
+      return (await catalog.strategy(tag))!;
     },
   };
 }

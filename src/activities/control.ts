@@ -2,7 +2,12 @@ import crypto from 'node:crypto';
 import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Catalog } from '../catalog/catalog.js';
 import type { RecordUpdate } from '../catalog/record.js';
-import { resolveDatasetRefs, type DataResolution } from '../domain/dataset-refs.js';
+import {
+  parseDatasetRef,
+  resolveDatasetRefs,
+  type DataResolution,
+  type DatasetVersionView,
+} from '../domain/dataset-refs.js';
 import { DEFAULT_METRIC, newTagState, type RunOutcome, type TagDecision } from '../domain/decision.js';
 import { hijackRefusal } from '../domain/environment.js';
 import type { PlacementCheck } from '../domain/placement.js';
@@ -48,16 +53,25 @@ export function createControlActivities({ client, catalog, secretHashKey }: Cont
      * The request arrives as submitted; what is stored is its public form, secrets as keyed digests.
      */
     async recordExperiment(update: RecordUpdate): Promise<void> {
-      catalog.apply(update.request ? { ...update, request: publicRequest(update.request, digest) } : update);
+      await catalog.apply(update.request ? { ...update, request: publicRequest(update.request, digest) } : update);
       // Every decision moves the tag's strategy on (the rule reads the tag's runs, this one included).
-      if (update.decision) catalog.refreshStrategy(catalog.tagOf(update.experimentId));
+      if (update.decision) await catalog.refreshStrategy(await catalog.tagOf(update.experimentId));
     },
 
     /** What the run's dataset references resolve to now (see dataset-refs.ts); the workflow pins the answer. */
     async resolveDatasets(refs: string[]): Promise<DataResolution> {
+      // Read first, then resolve by the pure rule over what was read.
+      const latest = new Map<string, DatasetVersionView | null>();
+      const versions = new Map<string, DatasetVersionView | null>();
+      for (const raw of refs) {
+        const ref = parseDatasetRef(raw);
+        if (ref.kind === 'path') continue;
+        if (ref.version === 'latest') latest.set(ref.dataset, await catalog.latestPassedDatasetVersion(ref.dataset));
+        else versions.set(`${ref.dataset}@${ref.version}`, await catalog.datasetVersion(ref.dataset, ref.version));
+      }
       return resolveDatasetRefs(refs, {
-        latestPassed: (dataset) => catalog.latestPassedDatasetVersion(dataset),
-        version: (dataset, version) => catalog.datasetVersion(dataset, version),
+        latestPassed: (dataset) => latest.get(dataset) ?? null,
+        version: (dataset, version) => versions.get(`${dataset}@${version}`) ?? null,
       });
     },
 

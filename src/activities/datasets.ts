@@ -110,13 +110,13 @@ export function createDatasetActivities({ catalog, dataDir, alertCommand = () =>
   /** Records an alert once and runs the alert command for it; never fails for the command's sake. */
   async function raiseAlert(alert: AlertInput): Promise<{ id: number; commandExit: number | null }> {
     const at = alert.at ?? new Date().toISOString();
-    const { id, fresh, commandExit } = records().insertAlert({ ...alert, at });
+    const { id, fresh, commandExit } = await records().insertAlert({ ...alert, at });
     if (!fresh && commandExit !== null) return { id, commandExit };
     let argv: string[] | null;
     try {
       argv = alertCommand();
     } catch (error) {
-      records().setAlertCommandResult(id, null, (error as Error).message);
+      await records().setAlertCommandResult(id, null, (error as Error).message);
       return { id, commandExit: null };
     }
     if (!argv) return { id, commandExit: null };
@@ -152,7 +152,7 @@ export function createDatasetActivities({ catalog, dataDir, alertCommand = () =>
           500,
         )
       : null;
-    records().setAlertCommandResult(id, exit, problem);
+    await records().setAlertCommandResult(id, exit, problem);
     return { id, commandExit: exit };
   }
 
@@ -198,20 +198,20 @@ export function createDatasetActivities({ catalog, dataDir, alertCommand = () =>
       shard: ShardEntry;
       duplicate: boolean;
     }): Promise<void> {
-      if (input.duplicate) return records().countDelivery(input.dataset, input.version, input.shard.index);
-      records().openVersion({
+      if (input.duplicate) return await records().countDelivery(input.dataset, input.version, input.shard.index);
+      await records().openVersion({
         dataset: input.dataset,
         version: input.version,
         workflowId: input.workflowId,
         expectedShards: input.expectedShards,
         openedAt: input.openedAt,
       });
-      records().addShard(input.dataset, input.version, input.shard);
+      await records().addShard(input.dataset, input.version, input.shard);
     },
 
     /** A shard after its version's seal: kept in late_shards, and an alert. */
     async recordLateShard(late: LateShardRow & { sealedAt: string | null }): Promise<void> {
-      records().recordLate(late);
+      await records().recordLate(late);
       const what =
         late.action === 'next' ? `taken into version ${late.movedToVersion}` : 'refused (late policy refuse)';
       await raiseAlert({
@@ -231,7 +231,7 @@ export function createDatasetActivities({ catalog, dataDir, alertCommand = () =>
       reason: SealReason;
       sealedAt: string;
     }): Promise<void> {
-      records().sealVersion(input.dataset, input.version, input.reason, input.sealedAt);
+      await records().sealVersion(input.dataset, input.version, input.reason, input.sealedAt);
     },
 
     /** One gate on a sealed version: recorded with its history; a failure raises an alert. */
@@ -240,9 +240,9 @@ export function createDatasetActivities({ catalog, dataDir, alertCommand = () =>
       version: number;
       gate: Gate;
     }): Promise<GateOutcome & { history: GateHistory }> {
-      const outcome = runGate(input.gate, records().gateInput(input.dataset, input.version));
-      const history = gateHistory(records().earlierGateResults(input.dataset, input.gate, input.version));
-      records().recordGate(input.dataset, input.version, outcome, history, new Date().toISOString());
+      const outcome = runGate(input.gate, await records().gateInput(input.dataset, input.version));
+      const history = gateHistory(await records().earlierGateResults(input.dataset, input.gate, input.version));
+      await records().recordGate(input.dataset, input.version, outcome, history, new Date().toISOString());
       if (!outcome.passed)
         await raiseAlert({
           kind: 'gate_failed',
@@ -255,7 +255,7 @@ export function createDatasetActivities({ catalog, dataDir, alertCommand = () =>
     },
 
     async decideVersion(input: { dataset: string; version: number }): Promise<'passed' | 'failed'> {
-      return records().decideVersion(input.dataset, input.version, new Date().toISOString()) === 'passed'
+      return (await records().decideVersion(input.dataset, input.version, new Date().toISOString())) === 'passed'
         ? 'passed'
         : 'failed';
     },

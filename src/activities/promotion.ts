@@ -1,6 +1,6 @@
 import { pinRefs } from '../domain/dataset-refs.js';
 import type { Catalog, CatalogReader } from '../catalog/catalog.js';
-import { ModelCatalog, type AliasMoveResult, type PromotionRecord } from '../catalog/models.js';
+import type { AliasMoveResult, ModelCatalog, PromotionRecord } from '../catalog/models.js';
 import { REDACTED } from '../domain/redact.js';
 import type { ExperimentRequest } from '../domain/request.js';
 import { candidateRefusal, PROMOTION_CODES, type PromotionCode } from '../domain/promotion.js';
@@ -34,11 +34,11 @@ export interface PromotionCandidate {
 export type PrepareResult = { candidate: PromotionCandidate } | { refusal: { code: PromotionCode; reason: string } };
 
 /** Preflight of a promotion on the catalog: the same rules the CLI applies before starting one. */
-export function preparePromotionFrom(
+export async function preparePromotionFrom(
   catalog: CatalogReader,
   input: { experimentId: string; artifact?: string; model: string; alias: string },
-): PrepareResult {
-  const record = catalog.get(input.experimentId);
+): Promise<PrepareResult> {
+  const record = await catalog.get(input.experimentId);
   if (!record)
     return {
       refusal: {
@@ -51,7 +51,7 @@ export function preparePromotionFrom(
   const artifact = input.artifact ? record.artifacts.find((a) => a.path === input.artifact)! : record.artifacts[0]!;
   if (!record.worker)
     return { refusal: { code: PROMOTION_CODES.artifactMissing, reason: 'the record names no host that trained it' } };
-  const incumbent = new ModelCatalog(catalog.db).incumbent(input.model, input.alias);
+  const incumbent = await catalog.models.incumbent(input.model, input.alias);
   return {
     candidate: {
       experimentId: record.id,
@@ -70,7 +70,7 @@ export function preparePromotionFrom(
 
 /** Activities on the control queue that write a promotion's record and move aliases. */
 export function createPromotionActivities({ catalog, raiseAlert }: PromotionDeps) {
-  const models = new ModelCatalog(catalog.db);
+  const models = catalog.models;
   return {
     async preparePromotion(input: {
       experimentId: string;
@@ -83,7 +83,7 @@ export function createPromotionActivities({ catalog, raiseAlert }: PromotionDeps
 
     /** Creates or updates a promotion's row (status, stages, evidence). */
     async recordPromotion(update: Partial<PromotionRecord> & { id: string }): Promise<void> {
-      models.recordPromotion(update);
+      await models.recordPromotion(update);
     },
 
     /** Compare-and-set of the alias onto the candidate (see ModelCatalog.promote). */

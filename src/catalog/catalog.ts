@@ -15,7 +15,17 @@ import {
 import { chooseMode } from '../domain/strategy.js';
 import { resultRuns, toRunSummary } from './reports.js';
 import { MIGRATIONS } from './schema.js';
+import { checkSchemaVersion, migrate } from './migrate.js';
+import {
+  isPostgresUrl,
+  PostgresDatabase,
+  SqliteDatabase,
+  type SqlDatabase,
+  type SqlRunner,
+  type SqlValue,
+} from './sql.js';
 import { DatasetRecords, type DatasetVersionRecord } from './datasets.js';
+import { ModelCatalog } from './models.js';
 import { ensurePrivateFileSync, PRIVATE_DIR_MODE } from '../security/files.js';
 
 type Row = Record<string, unknown>;
@@ -43,6 +53,8 @@ function decode(row: Row): Omit<ExperimentRecord, 'events' | 'artifacts'> {
     const key = column === 'commit_sha' ? 'commit' : camel(column);
     out[key] = JSON_COLUMNS.includes(column) && typeof value === 'string' ? JSON.parse(value) : value;
   }
+  // The write guard against late retries, not part of the record.
+  delete out.revision;
   out.nearMiss = row.near_miss === 1;
   out.shouldAbort = row.should_abort === null ? null : row.should_abort === 1;
   return out as unknown as Omit<ExperimentRecord, 'events' | 'artifacts'>;
@@ -64,58 +76,57 @@ export interface TagRow extends OutcomeCounts {
 
 /**
  * The operating record, read-only: what every reader (the CLI, reports, the query activity) gets.
- * The connection is opened read-only and never migrates: a reader cannot write the record, and a
- * catalog of another schema version is refused with what to do rather than read wrongly.
+ * A reader never migrates: a catalog of another schema version is refused with what to do rather
+ * than read wrongly. The record lives in SQLite (a file, the default) or PostgreSQL (a URL).
  */
 export class CatalogReader {
   protected constructor(
-    readonly db: Database.Database,
-    readonly file: string,
+    readonly sql: SqlDatabase,
+    /** Where the record is, for messages: the file, or the URL without its password. */
+    readonly location: string,
   ) {}
 
-  /** Opens an existing catalog for reading (WAL: safe while the orchestrator writes). */
-  static open(file: string): CatalogReader {
-    const db = new Database(file, { readonly: true, fileMustExist: true });
-    db.pragma('busy_timeout = 5000');
-    const version = db.pragma('user_version', { simple: true }) as number;
-    if (version !== MIGRATIONS.length) {
-      db.close();
-      throw new Error(
-        version > MIGRATIONS.length
-          ? `catalog ${file} has schema version ${version}, newer than this expctl (${MIGRATIONS.length}); upgrade expctl`
-          : `catalog ${file} has schema version ${version}, older than this expctl (${MIGRATIONS.length}); ` +
-            "start this version's orchestrator (`expctl dev` or `expctl orchestrator`) once: only it migrates the catalog",
-      );
+  /** Opens an existing catalog for reading (SQLite in WAL mode: safe while the orchestrator writes). */
+  static async open(location: string): Promise<CatalogReader> {
+    const sql = isPostgresUrl(location)
+      ? PostgresDatabase.open(location, { max: 2, readOnly: true })
+      : openSqliteReader(location);
+    try {
+      await checkSchemaVersion(sql, MIGRATIONS.length);
+    } catch (error) {
+      await sql.close();
+      throw error;
     }
-    return new CatalogReader(db, file);
+    return new CatalogReader(sql, sql.location);
   }
 
-  close(): void {
-    this.db.close();
+  close(): Promise<void> {
+    return this.sql.close();
   }
 
-  get(id: string): ExperimentRecord | undefined {
-    const row = this.db.prepare('SELECT * FROM experiments WHERE id = ?').get(id) as Row | undefined;
+  async get(id: string): Promise<ExperimentRecord | undefined> {
+    const row = await this.sql.get('SELECT * FROM experiments WHERE id = ?', [id]);
     if (!row) return undefined;
     return {
       ...decode(row),
-      events: this.db
-        .prepare('SELECT at, status, note FROM events WHERE experiment_id = ? ORDER BY at, rowid')
-        .all(id) as ExperimentRecord['events'],
-      artifacts: this.db
-        .prepare('SELECT path, sha256, bytes FROM artifacts WHERE experiment_id = ? ORDER BY path')
-        .all(id) as ExperimentRecord['artifacts'],
-      datasetVersions: this.pinnedDatasets(id),
+      events: await this.sql.all<ExperimentRecord['events'][number]>(
+        'SELECT at, status, note FROM events WHERE experiment_id = ? ORDER BY at, rowid',
+        [id],
+      ),
+      artifacts: await this.sql.all<ExperimentRecord['artifacts'][number]>(
+        'SELECT path, sha256, bytes FROM artifacts WHERE experiment_id = ? ORDER BY path',
+        [id],
+      ),
+      datasetVersions: await this.pinnedDatasets(id),
     };
   }
 
   /** The dataset versions an experiment was pinned to, in the order of its references. */
-  pinnedDatasets(experimentId: string): PinnedDataset[] {
-    const rows = this.db
-      .prepare(
-        'SELECT ref, dataset, version, manifest_sha256, records, shards FROM experiment_datasets WHERE experiment_id = ? ORDER BY rowid',
-      )
-      .all(experimentId) as Row[];
+  async pinnedDatasets(experimentId: string): Promise<PinnedDataset[]> {
+    const rows = await this.sql.all(
+      'SELECT ref, dataset, version, manifest_sha256, records, shards FROM experiment_datasets WHERE experiment_id = ? ORDER BY rowid',
+      [experimentId],
+    );
     return rows.map((row) => ({
       ref: row.ref as string,
       dataset: row.dataset as string,
@@ -127,20 +138,23 @@ export class CatalogReader {
   }
 
   /** Experiments started from this one (retry, rerun), oldest first. */
-  derivedExperiments(experimentId: string): { id: string; kind: string }[] {
-    return this.db
-      .prepare('SELECT id, origin_kind AS kind FROM experiments WHERE origin_id = ? ORDER BY submitted_at, id')
-      .all(experimentId) as { id: string; kind: string }[];
+  derivedExperiments(experimentId: string): Promise<{ id: string; kind: string }[]> {
+    return this.sql.all<{ id: string; kind: string }>(
+      'SELECT id, origin_kind AS kind FROM experiments WHERE origin_id = ? ORDER BY submitted_at, id',
+      [experimentId],
+    );
   }
 
   /** The experiments pinned to a dataset version (all versions of it when none is given), oldest first. */
-  experimentsUsing(dataset: string, version?: number): { experimentId: string; ref: string; version: number }[] {
-    const rows = this.db
-      .prepare(
-        `SELECT d.experiment_id, d.ref, d.version FROM experiment_datasets d JOIN experiments e ON e.id = d.experiment_id
-         WHERE d.dataset = ? ${version === undefined ? '' : 'AND d.version = ?'} ORDER BY e.submitted_at, e.id`,
-      )
-      .all(...(version === undefined ? [dataset] : [dataset, version])) as Row[];
+  async experimentsUsing(
+    dataset: string,
+    version?: number,
+  ): Promise<{ experimentId: string; ref: string; version: number }[]> {
+    const rows = await this.sql.all(
+      `SELECT d.experiment_id, d.ref, d.version FROM experiment_datasets d JOIN experiments e ON e.id = d.experiment_id
+       WHERE d.dataset = ? ${version === undefined ? '' : 'AND d.version = ?'} ORDER BY e.submitted_at, e.id`,
+      version === undefined ? [dataset] : [dataset, version],
+    );
     return rows.map((row) => ({
       experimentId: row.experiment_id as string,
       ref: row.ref as string,
@@ -148,14 +162,14 @@ export class CatalogReader {
     }));
   }
 
-  tagOf(id: string): string {
-    const row = this.db.prepare('SELECT tag FROM experiments WHERE id = ?').get(id) as { tag: string } | undefined;
+  async tagOf(id: string): Promise<string> {
+    const row = await this.sql.get<{ tag: string }>('SELECT tag FROM experiments WHERE id = ?', [id]);
     if (!row) throw new Error(`catalog has no experiment ${id}`);
     return row.tag;
   }
 
   /** Records without their bulky fields (patch, log tail), newest first. */
-  list(filter: {
+  async list(filter: {
     tag?: string;
     status?: string;
     category?: string;
@@ -164,22 +178,22 @@ export class CatalogReader {
     /** Rows to skip (paging); the order is total, so pages neither overlap nor miss a row. */
     offset?: number;
     order?: 'newest' | 'oldest';
-  }): Omit<ExperimentRecord, 'events' | 'artifacts'>[] {
+  }): Promise<Omit<ExperimentRecord, 'events' | 'artifacts'>[]> {
     const where: string[] = [];
-    const params: unknown[] = [];
+    const params: string[] = [];
     if (filter.tag) (where.push('tag = ?'), params.push(filter.tag));
     if (filter.status) (where.push('status = ?'), params.push(filter.status));
     if (filter.category) (where.push('category = ?'), params.push(filter.category));
     if (filter.nearMiss) where.push('near_miss = 1');
     const order = filter.order === 'oldest' ? 'ASC' : 'DESC';
+    const limit = filter.limit ? `LIMIT ${Math.floor(filter.limit)}` : filter.offset ? this.sql.dialect.noLimit : '';
     const sql = `SELECT id, tag, category, hypothesis, description, status, reason, decision, action, metric_name, metric_direction, metric, best, delta,
                         near_miss, consecutive_crashes, should_abort, sequence, rule, failed_guard, repo, commit_sha, command, gpu, worker, accelerator_class, queued_ms,
                         attempts, submitted_at, started_at, ended_at, training_seconds, exit_code, signal, peak_vram_mb, origin_kind, origin_id, metrics
                  FROM experiments ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-                 ORDER BY COALESCE(sequence, 1e18) ${order}, submitted_at ${order}, id ${order}
-                 ${filter.limit ? `LIMIT ${Math.floor(filter.limit)}` : filter.offset ? 'LIMIT -1' : ''}
-                 ${filter.offset ? `OFFSET ${Math.floor(filter.offset)}` : ''}`;
-    return (this.db.prepare(sql).all(...params) as Row[]).map(decode);
+                 ORDER BY COALESCE(sequence, 1000000000000000000) ${order}, submitted_at ${order}, id ${order}
+                 ${limit} ${filter.offset ? `OFFSET ${Math.floor(filter.offset)}` : ''}`;
+    return (await this.sql.all(sql, params)).map(decode);
   }
 
   /**
@@ -187,32 +201,30 @@ export class CatalogReader {
    * timed_out; refusals and infrastructure failures apart), the rates as outcomeRates defines
    * them, and the best kept metric in the tag's direction.
    */
-  tags(): TagRow[] {
+  async tags(): Promise<TagRow[]> {
     const inList = (statuses: readonly string[]) => `status IN (${statuses.map((s) => `'${s}'`).join(', ')})`;
-    const decided = 'sequence IS NOT NULL';
-    const rows = this.db
-      .prepare(
-        `SELECT tag, COUNT(*) AS total,
-                       SUM(${decided} AND status = 'completed' AND decision = 'keep') AS kept,
-                       SUM(${decided} AND status = 'completed' AND (decision IS NULL OR decision <> 'keep')) AS discarded,
-                       SUM(${decided} AND ${crashSql()}) AS crashed,
-                       SUM(${decided} AND ${inList(REFUSAL_STATUSES)}) AS refused,
-                       SUM(${decided} AND ${inList(INFRASTRUCTURE_STATUSES)}) AS infrastructure,
-                       SUM(${decided} AND status = 'canceled') AS canceled,
-                       CASE MAX(metric_direction)
-                         WHEN 'maximize' THEN MAX(CASE WHEN decision = 'keep' AND status = 'completed' THEN metric END)
-                         ELSE MIN(CASE WHEN decision = 'keep' AND status = 'completed' THEN metric END) END AS best,
-                       MAX(metric_direction) AS direction, MAX(submitted_at) AS lastAt
-                FROM experiments GROUP BY tag ORDER BY lastAt DESC`,
-      )
-      .all() as Omit<TagRow, 'runs' | 'keepRate' | 'crashRate'>[];
+    const count = (condition: string) => `SUM(CASE WHEN sequence IS NOT NULL AND ${condition} THEN 1 ELSE 0 END)`;
+    const rows = await this.sql.all<Omit<TagRow, 'runs' | 'keepRate' | 'crashRate'>>(
+      `SELECT tag, COUNT(*) AS total,
+              ${count(`status = 'completed' AND decision = 'keep'`)} AS kept,
+              ${count(`status = 'completed' AND (decision IS NULL OR decision <> 'keep')`)} AS discarded,
+              ${count(crashSql())} AS crashed,
+              ${count(inList(REFUSAL_STATUSES))} AS refused,
+              ${count(inList(INFRASTRUCTURE_STATUSES))} AS infrastructure,
+              ${count(`status = 'canceled'`)} AS canceled,
+              CASE MAX(metric_direction)
+                WHEN 'maximize' THEN MAX(CASE WHEN decision = 'keep' AND status = 'completed' THEN metric END)
+                ELSE MIN(CASE WHEN decision = 'keep' AND status = 'completed' THEN metric END) END AS best,
+              MAX(metric_direction) AS direction, MAX(submitted_at) AS "lastAt"
+       FROM experiments GROUP BY tag ORDER BY "lastAt" DESC`,
+    );
     return rows.map((row) => ({ ...row, ...outcomeRates(row) }));
   }
 
-  strategy(tag: string): { mode: string; reason: string; manual: boolean; updatedAt: string } | undefined {
-    const row = this.db.prepare('SELECT mode, reason, manual, updated_at FROM strategy WHERE tag = ?').get(tag) as
-      | Row
-      | undefined;
+  async strategy(
+    tag: string,
+  ): Promise<{ mode: string; reason: string; manual: boolean; updatedAt: string } | undefined> {
+    const row = await this.sql.get('SELECT mode, reason, manual, updated_at FROM strategy WHERE tag = ?', [tag]);
     return row
       ? {
           mode: row.mode as string,
@@ -223,81 +235,91 @@ export class CatalogReader {
       : undefined;
   }
 
-  auditTrail(target: string): AuditEntry[] {
-    return (this.db.prepare(`SELECT * FROM audit WHERE target = ? ORDER BY at, rowid`).all(target) as Row[]).map(
-      (row) => ({
-        at: row.at as string,
-        action: row.action as string,
-        target: row.target as string,
-        actor: row.actor as string | null,
-        role: row.role as string | null,
-        credentialId: row.credential_id as string | null,
-        allowed: row.allowed === 1,
-        detail: row.detail as string | null,
-      }),
-    );
+  async auditTrail(target: string): Promise<AuditEntry[]> {
+    return (await this.sql.all(`SELECT * FROM audit WHERE target = ? ORDER BY at, rowid`, [target])).map((row) => ({
+      at: row.at as string,
+      action: row.action as string,
+      target: row.target as string,
+      actor: row.actor as string | null,
+      role: row.role as string | null,
+      credentialId: row.credential_id as string | null,
+      allowed: row.allowed === 1,
+      detail: row.detail as string | null,
+    }));
   }
 
-  isRevoked(certificate: { id: string; name: string; issuedAt: string }): boolean {
-    const byId = this.db.prepare(`SELECT 1 FROM revocations WHERE credential = ?`).get(certificate.id);
+  async isRevoked(certificate: { id: string; name: string; issuedAt: string }): Promise<boolean> {
+    const byId = await this.sql.get(`SELECT 1 AS one FROM revocations WHERE credential = ?`, [certificate.id]);
     if (byId) return true;
-    const byName = this.db
-      .prepare(`SELECT revoked_at FROM revocations WHERE credential = ?`)
-      .get(`name:${certificate.name}`) as { revoked_at: string } | undefined;
+    const byName = await this.sql.get<{ revoked_at: string }>(
+      `SELECT revoked_at FROM revocations WHERE credential = ?`,
+      [`name:${certificate.name}`],
+    );
     return byName !== undefined && certificate.issuedAt <= byName.revoked_at;
+  }
+
+  /** Models, versions, promotions and alias history (catalog/models.ts). */
+  get models(): ModelCatalog {
+    return new ModelCatalog(this.sql);
   }
 
   /** Dataset versions, shards, gates and alerts (catalog/datasets.ts). */
   get datasets(): DatasetRecords {
-    return new DatasetRecords(this.db);
+    return new DatasetRecords(this.sql);
   }
 
   /** The newest version of `dataset` that passed every gate, or null: what an experiment's `--dataset NAME` resolves to. */
-  latestPassedDatasetVersion(dataset: string): DatasetVersionRecord | null {
+  latestPassedDatasetVersion(dataset: string): Promise<DatasetVersionRecord | null> {
     return this.datasets.latestPassed(dataset);
   }
 
   /** One dataset version with its shards (any status: check `status === 'passed'` before using it), or null. */
-  datasetVersion(dataset: string, version: number): DatasetVersionRecord | null {
+  datasetVersion(dataset: string, version: number): Promise<DatasetVersionRecord | null> {
     return this.datasets.version(dataset, version);
   }
 }
 
+function openSqliteReader(file: string): SqliteDatabase {
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  db.pragma('busy_timeout = 5000');
+  return new SqliteDatabase(db, file);
+}
+
+function openSqliteWriter(file: string): SqliteDatabase {
+  // Private (0600; SQLite gives its -wal and -shm files the same mode), in a directory made 0700.
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: PRIVATE_DIR_MODE });
+  ensurePrivateFileSync(file);
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('busy_timeout = 5000');
+  db.pragma('foreign_keys = ON');
+  return new SqliteDatabase(db, file);
+}
+
 /**
- * The operating record's writer: one SQLite file (inspectable with `sqlite3`), opened only by the
- * orchestrator for its activities, which are the only code that writes the record. It alone
- * applies migrations. WAL mode, so readers read while it writes.
+ * The operating record's writer, opened only by orchestrators for their activities, which are the
+ * only code that writes the record. It alone applies migrations. SQLite: one file (inspectable
+ * with `sqlite3`, WAL mode so readers read while it writes). PostgreSQL: one database that several
+ * orchestrators share; every write is idempotent, and a record update older than one applied
+ * (a late retry from another orchestrator) changes nothing.
  */
 export class Catalog extends CatalogReader {
-  constructor(file: string) {
-    // Private (0600; SQLite gives its -wal and -shm files the same mode), in a directory made 0700.
-    fs.mkdirSync(path.dirname(file), { recursive: true, mode: PRIVATE_DIR_MODE });
-    ensurePrivateFileSync(file);
-    const db = new Database(file);
-    db.pragma('journal_mode = WAL');
-    db.pragma('busy_timeout = 5000');
-    db.pragma('foreign_keys = ON');
-    super(db, file);
-    this.migrate();
-  }
-
-  private migrate(): void {
-    const applied = this.db.pragma('user_version', { simple: true }) as number;
-    if (applied > MIGRATIONS.length)
-      throw new Error(
-        `catalog ${this.file} has schema version ${applied}, newer than this expctl (${MIGRATIONS.length}); upgrade expctl`,
-      );
-    const run = this.db.transaction(() => {
-      for (let i = applied; i < MIGRATIONS.length; i++) this.db.exec(MIGRATIONS[i]!);
-      this.db.pragma(`user_version = ${MIGRATIONS.length}`);
-    });
-    run();
+  /** Opens (creating a SQLite file, or the tables in an empty PostgreSQL database) and migrates. */
+  static override async open(location: string): Promise<Catalog> {
+    const sql = isPostgresUrl(location) ? PostgresDatabase.open(location) : openSqliteWriter(location);
+    try {
+      await migrate(sql, MIGRATIONS);
+    } catch (error) {
+      await sql.close();
+      throw error;
+    }
+    return new Catalog(sql, sql.location);
   }
 
   /** Applies what the run reported; a row exists from the first update (submission) on. */
-  apply(update: RecordUpdate): void {
+  async apply(update: RecordUpdate): Promise<void> {
     const now = new Date().toISOString();
-    const columns: Row = { updated_at: now };
+    const columns: Record<string, SqlValue> = { updated_at: now };
     // Public already when it comes from recordExperiment (secrets as keyed digests); made so again here.
     const request = update.request && publicRequest(update.request);
     if (request) {
@@ -317,6 +339,7 @@ export class Catalog extends CatalogReader {
         status: update.status ?? 'submitted',
       });
     }
+    if (update.revision !== undefined) columns.revision = update.revision;
     if (update.submittedBy) columns.submitted_by = update.submittedBy;
     if (update.origin) Object.assign(columns, { origin_kind: update.origin.kind, origin_id: update.origin.of });
     if (update.metric)
@@ -379,79 +402,54 @@ export class Catalog extends CatalogReader {
         failed_guard: decision.failedGuard ?? null,
       });
     }
-    const write = this.db.transaction(() => {
-      const names = Object.keys(columns);
+    const id = update.experimentId;
+    const names = Object.keys(columns);
+    const values = names.map((n) => columns[n]!);
+    // A revision older than the row's was overtaken (a retry that finished late): the row stays.
+    const newer = (table: string) => `(${table}.revision IS NULL OR ${table}.revision < ?)`;
+    await this.sql.transaction(async (tx) => {
       if (request) {
-        this.db
-          .prepare(
-            `INSERT INTO experiments (id, ${names.join(', ')}) VALUES (@id, ${names.map((n) => `@${n}`).join(', ')})
-                    ON CONFLICT (id) DO UPDATE SET ${names
-                      .filter((n) => n !== 'submitted_at' && n !== 'status')
-                      .map((n) => `${n} = excluded.${n}`)
-                      .join(', ')}`,
-          )
-          .run({ id: update.experimentId, ...columns });
+        const updated = names.filter((n) => n !== 'submitted_at' && n !== 'status');
+        await tx.run(
+          `INSERT INTO experiments (id, ${names.join(', ')}) VALUES (?, ${names.map(() => '?').join(', ')})
+           ON CONFLICT (id) DO UPDATE SET ${updated.map((n) => `${n} = excluded.${n}`).join(', ')}
+           ${update.revision !== undefined ? `WHERE ${newer('experiments')}` : ''}`,
+          [id, ...values, ...(update.revision !== undefined ? [update.revision] : [])],
+        );
       } else {
-        const result = this.db
-          .prepare(`UPDATE experiments SET ${names.map((n) => `${n} = @${n}`).join(', ')} WHERE id = @id`)
-          .run({ id: update.experimentId, ...columns });
-        if (result.changes === 0)
-          throw new Error(`catalog has no experiment ${update.experimentId} (its submission was never recorded)`);
+        const result = await tx.run(
+          `UPDATE experiments SET ${names.map((n) => `${n} = ?`).join(', ')} WHERE id = ?
+           ${update.revision !== undefined ? `AND ${newer('experiments')}` : ''}`,
+          [...values, id, ...(update.revision !== undefined ? [update.revision] : [])],
+        );
+        if (result.changes === 0 && !(await tx.get('SELECT 1 AS one FROM experiments WHERE id = ?', [id])))
+          throw new Error(`catalog has no experiment ${id} (its submission was never recorded)`);
       }
-      for (const event of update.events ?? []) {
-        this.db
-          .prepare('INSERT OR IGNORE INTO events (experiment_id, at, status, note) VALUES (?, ?, ?, ?)')
-          .run(update.experimentId, event.at, event.status, event.note ?? null);
-      }
-      for (const pinned of update.datasetVersions ?? []) {
-        this.db
-          .prepare(
-            `INSERT OR REPLACE INTO experiment_datasets (experiment_id, ref, dataset, version, manifest_sha256, records, shards)
-             VALUES (?, ?, ?, ?, ?, ?, ?)`,
-          )
-          .run(
-            update.experimentId,
-            pinned.ref,
-            pinned.dataset,
-            pinned.version,
-            pinned.manifestSha256,
-            pinned.records,
-            JSON.stringify(pinned.shards),
-          );
-      }
-      for (const artifact of training?.artifacts ?? []) {
-        this.db
-          .prepare('INSERT OR REPLACE INTO artifacts (experiment_id, path, sha256, bytes) VALUES (?, ?, ?, ?)')
-          .run(update.experimentId, artifact.path, artifact.sha256, artifact.bytes);
-      }
+      await insertFacts(tx, id, update);
     });
-    write();
   }
 
   /** After each decision: the tag's mode by the deterministic rule, unless an operator set one. */
-  refreshStrategy(tag: string): void {
-    if (this.strategy(tag)?.manual) return;
-    const { mode, reason } = chooseMode(resultRuns(this.list({ tag, order: 'oldest' })).map(toRunSummary));
-    this.setStrategy(tag, mode, reason, false);
+  async refreshStrategy(tag: string): Promise<void> {
+    if ((await this.strategy(tag))?.manual) return;
+    const { mode, reason } = chooseMode(resultRuns(await this.list({ tag, order: 'oldest' })).map(toRunSummary));
+    await this.setStrategy(tag, mode, reason, false);
   }
 
-  setStrategy(tag: string, mode: string, reason: string, manual: boolean): void {
-    this.db
-      .prepare(
-        `INSERT INTO strategy (tag, mode, reason, manual, updated_at) VALUES (?, ?, ?, ?, ?)
-                ON CONFLICT (tag) DO UPDATE SET mode = excluded.mode, reason = excluded.reason, manual = excluded.manual, updated_at = excluded.updated_at`,
-      )
-      .run(tag, mode, reason, manual ? 1 : 0, new Date().toISOString());
+  async setStrategy(tag: string, mode: string, reason: string, manual: boolean): Promise<void> {
+    await this.sql.run(
+      `INSERT INTO strategy (tag, mode, reason, manual, updated_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (tag) DO UPDATE SET mode = excluded.mode, reason = excluded.reason, manual = excluded.manual, updated_at = excluded.updated_at`,
+      [tag, mode, reason, manual ? 1 : 0, new Date().toISOString()],
+    );
   }
 
   /** One line of the audit trail: who asked for what on which target, and whether it was allowed. */
-  audit(entry: AuditEntry): void {
-    this.db
-      .prepare(
-        `INSERT INTO audit (at, action, target, actor, role, credential_id, allowed, detail)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
+  async audit(entry: AuditEntry): Promise<void> {
+    await this.sql.run(
+      `INSERT INTO audit (at, action, target, actor, role, credential_id, allowed, detail)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      [
         entry.at,
         entry.action,
         entry.target,
@@ -460,17 +458,53 @@ export class Catalog extends CatalogReader {
         entry.credentialId,
         entry.allowed ? 1 : 0,
         entry.detail,
-      );
+      ],
+    );
   }
 
   /** Revokes one credential (by id) or every credential of a name issued until now (`name:` prefix). */
-  revoke(credential: string, by: string): void {
-    this.db
-      .prepare(
-        `INSERT INTO revocations (credential, revoked_at, revoked_by) VALUES (?, ?, ?)
-         ON CONFLICT (credential) DO UPDATE SET revoked_at = excluded.revoked_at, revoked_by = excluded.revoked_by`,
-      )
-      .run(credential, new Date().toISOString(), by);
+  async revoke(credential: string, by: string): Promise<void> {
+    await this.sql.run(
+      `INSERT INTO revocations (credential, revoked_at, revoked_by) VALUES (?, ?, ?)
+       ON CONFLICT (credential) DO UPDATE SET revoked_at = excluded.revoked_at, revoked_by = excluded.revoked_by`,
+      [credential, new Date().toISOString(), by],
+    );
+  }
+}
+
+/** The timeline, pinned datasets and artifacts of an update: keyed rows, so a retry adds nothing. */
+async function insertFacts(tx: SqlRunner, id: string, update: RecordUpdate): Promise<void> {
+  for (const event of update.events ?? []) {
+    await tx.run('INSERT INTO events (experiment_id, at, status, note) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING', [
+      id,
+      event.at,
+      event.status,
+      event.note ?? null,
+    ]);
+  }
+  for (const pinned of update.datasetVersions ?? []) {
+    await tx.run(
+      `INSERT INTO experiment_datasets (experiment_id, ref, dataset, version, manifest_sha256, records, shards)
+       VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (experiment_id, ref) DO UPDATE SET dataset = excluded.dataset, version = excluded.version,
+         manifest_sha256 = excluded.manifest_sha256, records = excluded.records, shards = excluded.shards`,
+      [
+        id,
+        pinned.ref,
+        pinned.dataset,
+        pinned.version,
+        pinned.manifestSha256,
+        pinned.records,
+        JSON.stringify(pinned.shards),
+      ],
+    );
+  }
+  for (const artifact of update.training?.artifacts ?? []) {
+    await tx.run(
+      `INSERT INTO artifacts (experiment_id, path, sha256, bytes) VALUES (?, ?, ?, ?)
+       ON CONFLICT (experiment_id, path) DO UPDATE SET sha256 = excluded.sha256, bytes = excluded.bytes`,
+      [id, artifact.path, artifact.sha256, artifact.bytes],
+    );
   }
 }
 

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import type Database from 'better-sqlite3';
+import type { SqlRunner } from './sql.js';
 import type { SealReason, Schema, ShardEntry } from '../domain/datasets.js';
 import { totalRecords, versionSchema, type GateHistory, type GateInput, type GateOutcome } from '../domain/gates.js';
 
@@ -104,28 +104,41 @@ function shardFromRow(row: Row): ShardRow {
   };
 }
 
+/** Per day and gate: what `data stats` prints. */
+export interface GateStatRow {
+  day: string;
+  gate: string;
+  checked: number;
+  passed: number;
+  passRate: number;
+  failures: Record<string, number>;
+}
+
 /** Dataset versions, shards, gate results and alerts in the catalog (written only by activities). */
 export class DatasetRecords {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly sql: SqlRunner) {}
 
-  openVersion(v: { dataset: string; version: number; workflowId: string; expectedShards: number; openedAt: string }) {
-    this.db
-      .prepare(
-        `INSERT OR IGNORE INTO dataset_versions (dataset, version, status, workflow_id, expected_shards, opened_at)
-         VALUES (?, ?, 'open', ?, ?, ?)`,
-      )
-      .run(v.dataset, v.version, v.workflowId, v.expectedShards, v.openedAt);
+  async openVersion(v: {
+    dataset: string;
+    version: number;
+    workflowId: string;
+    expectedShards: number;
+    openedAt: string;
+  }): Promise<void> {
+    await this.sql.run(
+      `INSERT INTO dataset_versions (dataset, version, status, workflow_id, expected_shards, opened_at)
+         VALUES (?, ?, 'open', ?, ?, ?) ON CONFLICT DO NOTHING`,
+      [v.dataset, v.version, v.workflowId, v.expectedShards, v.openedAt],
+    );
   }
 
   /** A shard new in its version (a retried write changes nothing). */
-  addShard(dataset: string, version: number, shard: ShardEntry): void {
-    this.db
-      .prepare(
-        `INSERT OR IGNORE INTO dataset_shards (dataset, version, shard_index, shard_count, sha256, declared_sha256, declared_records,
+  async addShard(dataset: string, version: number, shard: ShardEntry): Promise<void> {
+    await this.sql.run(
+      `INSERT INTO dataset_shards (dataset, version, shard_index, shard_count, sha256, declared_sha256, declared_records,
            bytes, records, schema, format, file_name, arrived_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+      [
         dataset,
         version,
         shard.index,
@@ -139,25 +152,23 @@ export class DatasetRecords {
         shard.format,
         shard.fileName,
         shard.arrivedAt,
-      );
+      ],
+    );
   }
 
   /** Another delivery of a shard already held: counted, content unchanged. */
-  countDelivery(dataset: string, version: number, index: number): void {
-    this.db
-      .prepare(
-        `UPDATE dataset_shards SET deliveries = deliveries + 1 WHERE dataset = ? AND version = ? AND shard_index = ?`,
-      )
-      .run(dataset, version, index);
+  async countDelivery(dataset: string, version: number, index: number): Promise<void> {
+    await this.sql.run(
+      `UPDATE dataset_shards SET deliveries = deliveries + 1 WHERE dataset = ? AND version = ? AND shard_index = ?`,
+      [dataset, version, index],
+    );
   }
 
-  recordLate(late: LateShardRow): void {
-    this.db
-      .prepare(
-        `INSERT INTO late_shards (dataset, version, shard_index, shard_count, sha256, file_name, arrived_at, action, moved_to_version)
+  async recordLate(late: LateShardRow): Promise<void> {
+    await this.sql.run(
+      `INSERT INTO late_shards (dataset, version, shard_index, shard_count, sha256, file_name, arrived_at, action, moved_to_version)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
+      [
         late.dataset,
         late.version,
         late.shardIndex,
@@ -167,18 +178,17 @@ export class DatasetRecords {
         late.arrivedAt,
         late.action,
         late.movedToVersion,
-      );
+      ],
+    );
   }
 
   /** Seals a version with the shards it holds now: records, schema and manifest digest are fixed here. */
-  sealVersion(dataset: string, version: number, reason: SealReason, sealedAt: string): void {
-    const shards = this.shards(dataset, version);
-    this.db
-      .prepare(
-        `UPDATE dataset_versions SET status = 'sealed', sealed_at = ?, seal_reason = ?, records = ?, schema = ?, manifest_sha256 = ?
+  async sealVersion(dataset: string, version: number, reason: SealReason, sealedAt: string): Promise<void> {
+    const shards = await this.shards(dataset, version);
+    await this.sql.run(
+      `UPDATE dataset_versions SET status = 'sealed', sealed_at = ?, seal_reason = ?, records = ?, schema = ?, manifest_sha256 = ?
          WHERE dataset = ? AND version = ? AND status = 'open'`,
-      )
-      .run(
+      [
         sealedAt,
         reason,
         totalRecords(shards),
@@ -186,32 +196,34 @@ export class DatasetRecords {
         manifestDigest(shards),
         dataset,
         version,
-      );
+      ],
+    );
   }
 
-  shards(dataset: string, version: number): ShardRow[] {
+  async shards(dataset: string, version: number): Promise<ShardRow[]> {
     return (
-      this.db
-        .prepare(`SELECT * FROM dataset_shards WHERE dataset = ? AND version = ? ORDER BY shard_index`)
-        .all(dataset, version) as Row[]
+      (await this.sql.all(`SELECT * FROM dataset_shards WHERE dataset = ? AND version = ? ORDER BY shard_index`, [
+        dataset,
+        version,
+      ])) as Row[]
     ).map(shardFromRow);
   }
 
   /** What the gates of a sealed version read: its shards, and the latest passed version before it. */
-  gateInput(dataset: string, version: number): GateInput {
-    const row = this.db
-      .prepare(`SELECT expected_shards FROM dataset_versions WHERE dataset = ? AND version = ?`)
-      .get(dataset, version) as Row | undefined;
+  async gateInput(dataset: string, version: number): Promise<GateInput> {
+    const row = (await this.sql.get(`SELECT expected_shards FROM dataset_versions WHERE dataset = ? AND version = ?`, [
+      dataset,
+      version,
+    ])) as Row | undefined;
     if (!row) throw new Error(`catalog has no version ${dataset}@${version}`);
-    const previous = this.db
-      .prepare(
-        `SELECT version, records, schema FROM dataset_versions WHERE dataset = ? AND version < ? AND status = 'passed'
+    const previous = (await this.sql.get(
+      `SELECT version, records, schema FROM dataset_versions WHERE dataset = ? AND version < ? AND status = 'passed'
          ORDER BY version DESC LIMIT 1`,
-      )
-      .get(dataset, version) as Row | undefined;
+      [dataset, version],
+    )) as Row | undefined;
     return {
       expectedShards: row.expected_shards as number,
-      shards: this.shards(dataset, version),
+      shards: await this.shards(dataset, version),
       previousPassed: previous
         ? {
             version: previous.version as number,
@@ -223,21 +235,29 @@ export class DatasetRecords {
   }
 
   /** A gate's results over this dataset's versions before `version`. */
-  earlierGateResults(dataset: string, gate: string, version: number): { passed: boolean }[] {
+  async earlierGateResults(dataset: string, gate: string, version: number): Promise<{ passed: boolean }[]> {
     return (
-      this.db
-        .prepare(`SELECT passed FROM gate_results WHERE dataset = ? AND gate = ? AND version < ?`)
-        .all(dataset, gate, version) as Row[]
+      (await this.sql.all(`SELECT passed FROM gate_results WHERE dataset = ? AND gate = ? AND version < ?`, [
+        dataset,
+        gate,
+        version,
+      ])) as Row[]
     ).map((row) => ({ passed: row.passed === 1 }));
   }
 
-  recordGate(dataset: string, version: number, outcome: GateOutcome, history: GateHistory, at: string): void {
-    this.db
-      .prepare(
-        `INSERT OR REPLACE INTO gate_results (dataset, version, gate, passed, code, message, history, at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
+  async recordGate(
+    dataset: string,
+    version: number,
+    outcome: GateOutcome,
+    history: GateHistory,
+    at: string,
+  ): Promise<void> {
+    await this.sql.run(
+      `INSERT INTO gate_results (dataset, version, gate, passed, code, message, history, at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (dataset, version, gate) DO UPDATE SET passed = excluded.passed, code = excluded.code,
+           message = excluded.message, history = excluded.history, at = excluded.at`,
+      [
         dataset,
         version,
         outcome.gate,
@@ -246,26 +266,27 @@ export class DatasetRecords {
         outcome.message,
         JSON.stringify(history),
         at,
-      );
+      ],
+    );
   }
 
   /** After the gates: passed when every gate recorded for it passed, else failed. */
-  decideVersion(dataset: string, version: number, at: string): DatasetVersionStatus {
-    const gates = this.gateResults(dataset, version);
+  async decideVersion(dataset: string, version: number, at: string): Promise<DatasetVersionStatus> {
+    const gates = await this.gateResults(dataset, version);
     const status: DatasetVersionStatus = gates.length > 0 && gates.every((g) => g.passed) ? 'passed' : 'failed';
-    this.db
-      .prepare(
-        `UPDATE dataset_versions SET status = ?, decided_at = COALESCE(decided_at, ?) WHERE dataset = ? AND version = ?`,
-      )
-      .run(status, at, dataset, version);
+    await this.sql.run(
+      `UPDATE dataset_versions SET status = ?, decided_at = COALESCE(decided_at, ?) WHERE dataset = ? AND version = ?`,
+      [status, at, dataset, version],
+    );
     return status;
   }
 
-  gateResults(dataset: string, version: number): GateResultRow[] {
+  async gateResults(dataset: string, version: number): Promise<GateResultRow[]> {
     return (
-      this.db
-        .prepare(`SELECT * FROM gate_results WHERE dataset = ? AND version = ? ORDER BY at, rowid`)
-        .all(dataset, version) as Row[]
+      (await this.sql.all(`SELECT * FROM gate_results WHERE dataset = ? AND version = ? ORDER BY at, rowid`, [
+        dataset,
+        version,
+      ])) as Row[]
     ).map((row) => ({
       dataset: row.dataset as string,
       version: row.version as number,
@@ -278,15 +299,14 @@ export class DatasetRecords {
     }));
   }
 
-  lateShards(dataset: string, version?: number): LateShardRow[] {
+  async lateShards(dataset: string, version?: number): Promise<LateShardRow[]> {
     const rows = (
       version === undefined
-        ? this.db.prepare(`SELECT * FROM late_shards WHERE dataset = ? ORDER BY arrived_at, rowid`).all(dataset)
-        : this.db
-            .prepare(
-              `SELECT * FROM late_shards WHERE dataset = ? AND (version = ? OR moved_to_version = ?) ORDER BY arrived_at, rowid`,
-            )
-            .all(dataset, version, version)
+        ? await this.sql.all(`SELECT * FROM late_shards WHERE dataset = ? ORDER BY arrived_at, rowid`, [dataset])
+        : await this.sql.all(
+            `SELECT * FROM late_shards WHERE dataset = ? AND (version = ? OR moved_to_version = ?) ORDER BY arrived_at, rowid`,
+            [dataset, version, version],
+          )
     ) as Row[];
     return rows.map((row) => ({
       dataset: row.dataset as string,
@@ -301,13 +321,12 @@ export class DatasetRecords {
     }));
   }
 
-  versions(dataset?: string): DatasetVersionRow[] {
-    const rows = this.db
-      .prepare(
-        `SELECT v.*, (SELECT COUNT(*) FROM dataset_shards s WHERE s.dataset = v.dataset AND s.version = v.version) AS arrived
+  async versions(dataset?: string): Promise<DatasetVersionRow[]> {
+    const rows = (await this.sql.all(
+      `SELECT v.*, (SELECT COUNT(*) FROM dataset_shards s WHERE s.dataset = v.dataset AND s.version = v.version) AS arrived
          FROM dataset_versions v ${dataset ? 'WHERE v.dataset = ?' : ''} ORDER BY v.dataset, v.version`,
-      )
-      .all(...(dataset ? [dataset] : [])) as Row[];
+      [...(dataset ? [dataset] : [])],
+    )) as Row[];
     return rows.map((row) => ({
       dataset: row.dataset as string,
       version: row.version as number,
@@ -324,10 +343,11 @@ export class DatasetRecords {
     }));
   }
 
-  version(dataset: string, version: number): DatasetVersionRecord | null {
-    const row = this.db
-      .prepare(`SELECT * FROM dataset_versions WHERE dataset = ? AND version = ?`)
-      .get(dataset, version) as Row | undefined;
+  async version(dataset: string, version: number): Promise<DatasetVersionRecord | null> {
+    const row = (await this.sql.get(`SELECT * FROM dataset_versions WHERE dataset = ? AND version = ?`, [
+      dataset,
+      version,
+    ])) as Row | undefined;
     if (!row) return null;
     return {
       dataset,
@@ -336,7 +356,7 @@ export class DatasetRecords {
       records: row.records as number | null,
       schema: json<Schema>(row.schema),
       manifestSha256: row.manifest_sha256 as string | null,
-      shards: this.shards(dataset, version).map((s) => ({
+      shards: (await this.shards(dataset, version)).map((s) => ({
         index: s.index,
         sha256: s.sha256,
         bytes: s.bytes,
@@ -346,29 +366,27 @@ export class DatasetRecords {
     };
   }
 
-  latestPassed(dataset: string): DatasetVersionRecord | null {
-    const row = this.db
-      .prepare(
-        `SELECT version FROM dataset_versions WHERE dataset = ? AND status = 'passed' ORDER BY version DESC LIMIT 1`,
-      )
-      .get(dataset) as { version: number } | undefined;
-    return row ? this.version(dataset, row.version) : null;
+  async latestPassed(dataset: string): Promise<DatasetVersionRecord | null> {
+    const row = (await this.sql.get(
+      `SELECT version FROM dataset_versions WHERE dataset = ? AND status = 'passed' ORDER BY version DESC LIMIT 1`,
+      [dataset],
+    )) as { version: number } | undefined;
+    return row ? await this.version(dataset, row.version) : null;
   }
 
   /** Per day and gate (optionally one dataset, since an ISO time): checks, passes, pass rate, failure codes. */
-  gateStats(filter: { dataset?: string; since?: string }) {
+  async gateStats(filter: { dataset?: string; since?: string }): Promise<GateStatRow[]> {
     const where: string[] = [];
-    const params: unknown[] = [];
+    const params: (string | number)[] = [];
     if (filter.dataset) (where.push('dataset = ?'), params.push(filter.dataset));
     if (filter.since) (where.push('at >= ?'), params.push(filter.since));
-    const rows = this.db
-      .prepare(
-        `SELECT substr(at, 1, 10) AS day, gate, COUNT(*) AS checked, SUM(passed) AS passed,
-                GROUP_CONCAT(CASE WHEN passed = 0 THEN code END) AS codes
-         FROM gate_results ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-         GROUP BY day, gate ORDER BY day, gate`,
-      )
-      .all(...params) as Row[];
+    const rows = await this.sql.all(
+      `SELECT substr(at, 1, 10) AS day, gate, COUNT(*) AS checked, SUM(passed) AS passed,
+              ${this.sql.dialect.groupConcat('CASE WHEN passed = 0 THEN code END')} AS codes
+       FROM gate_results ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+       GROUP BY substr(at, 1, 10), gate ORDER BY day, gate`,
+      params,
+    );
     return rows.map((row) => {
       const failures: Record<string, number> = {};
       for (const code of typeof row.codes === 'string' ? row.codes.split(',') : [])
@@ -387,13 +405,12 @@ export class DatasetRecords {
   }
 
   /** Inserts an alert once per key; says whether it was new (a retry finds it there). */
-  insertAlert(alert: AlertInput): { id: number; fresh: boolean; commandExit: number | null } {
+  async insertAlert(alert: AlertInput): Promise<{ id: number; fresh: boolean; commandExit: number | null }> {
     const key = alert.key ?? `${alert.kind}:${alert.subject}:${alert.code ?? ''}`;
-    const inserted = this.db
-      .prepare(
-        `INSERT OR IGNORE INTO alerts (key, at, kind, subject, code, message, details) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
+    const inserted = await this.sql.run(
+      `INSERT INTO alerts (key, at, kind, subject, code, message, details) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT DO NOTHING`,
+      [
         key,
         alert.at ?? new Date().toISOString(),
         alert.kind,
@@ -401,25 +418,27 @@ export class DatasetRecords {
         alert.code,
         alert.message,
         alert.details ? JSON.stringify(alert.details) : null,
-      );
-    const row = this.db.prepare(`SELECT id, command_exit FROM alerts WHERE key = ?`).get(key) as Row;
+      ],
+    );
+    const row = (await this.sql.get(`SELECT id, command_exit FROM alerts WHERE key = ?`, [key])) as Row;
     return { id: row.id as number, fresh: inserted.changes > 0, commandExit: row.command_exit as number | null };
   }
 
-  setAlertCommandResult(id: number, exit: number | null, error: string | null): void {
-    this.db.prepare(`UPDATE alerts SET command_exit = ?, command_error = ? WHERE id = ?`).run(exit, error, id);
+  async setAlertCommandResult(id: number, exit: number | null, error: string | null): Promise<void> {
+    await this.sql.run(`UPDATE alerts SET command_exit = ?, command_error = ? WHERE id = ?`, [exit, error, id]);
   }
 
-  alerts(filter: { since?: string; subjectPrefix?: string } = {}): AlertRow[] {
+  async alerts(filter: { since?: string; subjectPrefix?: string } = {}): Promise<AlertRow[]> {
     const where: string[] = [];
-    const params: unknown[] = [];
+    const params: (string | number)[] = [];
     if (filter.since) (where.push('at >= ?'), params.push(filter.since));
     if (filter.subjectPrefix)
       (where.push('substr(subject, 1, ?) = ?'), params.push(filter.subjectPrefix.length, filter.subjectPrefix));
     return (
-      this.db
-        .prepare(`SELECT * FROM alerts ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY at, id`)
-        .all(...params) as Row[]
+      await this.sql.all(
+        `SELECT * FROM alerts ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY at, id`,
+        params,
+      )
     ).map((row) => ({
       id: row.id as number,
       at: row.at as string,

@@ -1,7 +1,7 @@
 import type { TerminalStatus } from '../domain/experiment.js';
 import { resultKind } from '../domain/outcome.js';
 import { scrubText } from '../domain/redact.js';
-import type { DatasetRecords, DatasetVersionRow } from './datasets.js';
+import type { DatasetVersionRow, GateStatRow } from './datasets.js';
 import type { modelReport } from './models.js';
 import type { ExperimentRecord } from './record.js';
 import { resultRuns, summarize } from './reports.js';
@@ -19,8 +19,8 @@ const escape = (text: string) =>
 /** The fleet-wide part of a report: dataset versions and their gates, models and their promotions. */
 export interface ReportExtras {
   versions: DatasetVersionRow[];
-  gates: ReturnType<DatasetRecords['gateStats']>;
-  models: ReturnType<typeof modelReport>[];
+  gates: GateStatRow[];
+  models: Awaited<ReturnType<typeof modelReport>>[];
 }
 
 function dataSection(extras: ReportExtras): string {

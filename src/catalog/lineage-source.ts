@@ -1,17 +1,16 @@
 import type { LineageSource } from '../domain/lineage.js';
 import type { CatalogReader } from './catalog.js';
-import { ModelCatalog } from './models.js';
 
 /** Lineage answered from the operating record: every edge is a row the activities wrote. */
 export function catalogLineageSource(catalog: CatalogReader): LineageSource {
-  const models = new ModelCatalog(catalog.db);
+  const models = catalog.models;
   return {
-    datasetVersion: (dataset, version) => {
-      const found = catalog.datasetVersion(dataset, version);
+    datasetVersion: async (dataset, version) => {
+      const found = await catalog.datasetVersion(dataset, version);
       return found ? { status: found.status, records: found.records } : null;
     },
-    experiment: (id) => {
-      const record = catalog.get(id);
+    experiment: async (id) => {
+      const record = await catalog.get(id);
       if (!record) return null;
       return {
         tag: record.tag,
@@ -24,15 +23,18 @@ export function catalogLineageSource(catalog: CatalogReader): LineageSource {
       };
     },
     datasetsOf: (experimentId) => catalog.pinnedDatasets(experimentId),
-    experimentsUsing: (dataset, version) => catalog.experimentsUsing(dataset, version).map((e) => e.experimentId),
-    artifactsOf: (experimentId) => catalog.get(experimentId)?.artifacts ?? [],
+    experimentsUsing: async (dataset, version) =>
+      (await catalog.experimentsUsing(dataset, version)).map((e) => e.experimentId),
+    artifactsOf: async (experimentId) => (await catalog.get(experimentId))?.artifacts ?? [],
     derivedFrom: (experimentId) => catalog.derivedExperiments(experimentId),
-    modelVersionsFrom: (experimentId) =>
-      models
-        .versionsByExperiment(experimentId)
-        .map((v) => ({ model: v.model, version: v.version, artifactPath: v.artifactPath })),
-    modelVersion: (model, version) => {
-      const found = models.version(model, version);
+    modelVersionsFrom: async (experimentId) =>
+      (await models.versionsByExperiment(experimentId)).map((v) => ({
+        model: v.model,
+        version: v.version,
+        artifactPath: v.artifactPath,
+      })),
+    modelVersion: async (model, version) => {
+      const found = await models.version(model, version);
       return found
         ? {
             experimentId: found.experimentId,
@@ -41,8 +43,8 @@ export function catalogLineageSource(catalog: CatalogReader): LineageSource {
           }
         : null;
     },
-    aliasesOf: (model, version) =>
-      Object.entries(models.aliases(model))
+    aliasesOf: async (model, version) =>
+      Object.entries(await models.aliases(model))
         .filter(([, held]) => held === version)
         .map(([alias]) => alias),
   };

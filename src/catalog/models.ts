@@ -1,4 +1,4 @@
-import type Database from 'better-sqlite3';
+import type { SqlDatabase, SqlRunner, SqlValue } from './sql.js';
 import {
   PROMOTION_CODES,
   currentVersion,
@@ -63,7 +63,8 @@ export type AliasMoveResult =
 const camel = (column: string) => column.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 function decode<T>(row: Row): T {
   const out: Row = {};
-  for (const [column, value] of Object.entries(row)) out[camel(column)] = value;
+  // PostgreSQL's rowid column (migrate.ts) orders rows; it is not part of the record.
+  for (const [column, value] of Object.entries(row)) if (column !== 'rowid') out[camel(column)] = value;
   return out as T;
 }
 function decodePromotion(row: Row): PromotionRecord {
@@ -75,113 +76,122 @@ function decodePromotion(row: Row): PromotionRecord {
   };
 }
 
+/** An alias's moves, oldest first (in a transaction or not). */
+async function aliasMoves(sql: SqlRunner, model: string, alias?: string): Promise<AliasMoveRecord[]> {
+  const rows = alias
+    ? await sql.all('SELECT * FROM alias_moves WHERE model = ? AND alias = ? ORDER BY at, rowid', [model, alias])
+    : await sql.all('SELECT * FROM alias_moves WHERE model = ? ORDER BY at, rowid', [model]);
+  return rows.map((row) => decode<AliasMoveRecord>(row));
+}
+
 /**
- * Models, their versions, promotions and alias history in the catalog's SQLite file (tables of
+ * Models, their versions, promotions and alias history in the catalog (tables of
  * schema.ts). Written only by the promotion activities; read by the CLI and for lineage.
  */
 export class ModelCatalog {
-  constructor(readonly db: Database.Database) {}
+  constructor(readonly sql: SqlDatabase) {}
 
   /** Creates or updates a promotion's row (idempotent: a retried activity writes the same values). */
-  recordPromotion(update: Partial<PromotionRecord> & { id: string }): void {
-    const columns: Row = {};
+  async recordPromotion(update: Partial<PromotionRecord> & { id: string }): Promise<void> {
+    const columns: Record<string, SqlValue> = {};
     for (const [key, value] of Object.entries(update)) {
       if (value === undefined || key === 'id') continue;
       const column = key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-      columns[column] = key === 'stages' ? JSON.stringify(value) : key === 'approvalRequired' ? (value ? 1 : 0) : value;
+      columns[column] =
+        key === 'stages' ? JSON.stringify(value) : key === 'approvalRequired' ? (value ? 1 : 0) : (value as SqlValue);
     }
     const names = Object.keys(columns);
-    const exists = this.db.prepare('SELECT 1 FROM promotions WHERE id = ?').get(update.id);
-    if (exists) {
-      if (names.length === 0) return;
-      this.db
-        .prepare(`UPDATE promotions SET ${names.map((n) => `${n} = @${n}`).join(', ')} WHERE id = @id`)
-        .run({ id: update.id, ...columns });
-    } else {
-      this.db
-        .prepare(
-          `INSERT INTO promotions (id, ${names.join(', ')}) VALUES (@id, ${names.map((n) => `@${n}`).join(', ')})`,
-        )
-        .run({ id: update.id, ...columns });
-    }
+    const values = names.map((n) => columns[n]!);
+    await this.sql.transaction(async (tx) => {
+      if (await tx.get('SELECT 1 AS one FROM promotions WHERE id = ?', [update.id])) {
+        if (names.length === 0) return;
+        await tx.run(`UPDATE promotions SET ${names.map((n) => `${n} = ?`).join(', ')} WHERE id = ?`, [
+          ...values,
+          update.id,
+        ]);
+      } else {
+        await tx.run(
+          `INSERT INTO promotions (id, ${names.join(', ')}) VALUES (?, ${names.map(() => '?').join(', ')})`,
+          [update.id, ...values],
+        );
+      }
+    });
   }
 
-  promotion(id: string): PromotionRecord | undefined {
-    const row = this.db.prepare('SELECT * FROM promotions WHERE id = ?').get(id) as Row | undefined;
+  async promotion(id: string): Promise<PromotionRecord | undefined> {
+    const row = (await this.sql.get('SELECT * FROM promotions WHERE id = ?', [id])) as Row | undefined;
     return row ? decodePromotion(row) : undefined;
   }
 
-  promotions(model?: string): PromotionRecord[] {
+  async promotions(model?: string): Promise<PromotionRecord[]> {
     const rows = model
-      ? this.db.prepare('SELECT * FROM promotions WHERE model = ? ORDER BY started_at, rowid').all(model)
-      : this.db.prepare('SELECT * FROM promotions ORDER BY model, started_at, rowid').all();
+      ? await this.sql.all('SELECT * FROM promotions WHERE model = ? ORDER BY started_at, rowid', [model])
+      : await this.sql.all('SELECT * FROM promotions ORDER BY model, started_at, rowid');
     return (rows as Row[]).map(decodePromotion);
   }
 
   /** Lineage: every promotion (any outcome) of one experiment's model. */
-  promotionsByExperiment(experimentId: string): PromotionRecord[] {
+  async promotionsByExperiment(experimentId: string): Promise<PromotionRecord[]> {
     return (
-      this.db
-        .prepare('SELECT * FROM promotions WHERE experiment_id = ? ORDER BY started_at, rowid')
-        .all(experimentId) as Row[]
+      (await this.sql.all('SELECT * FROM promotions WHERE experiment_id = ? ORDER BY started_at, rowid', [
+        experimentId,
+      ])) as Row[]
     ).map(decodePromotion);
   }
 
-  versions(model: string): ModelVersion[] {
-    return (this.db.prepare('SELECT * FROM model_versions WHERE model = ? ORDER BY version').all(model) as Row[]).map(
-      (row) => decode<ModelVersion>(row),
-    );
+  async versions(model: string): Promise<ModelVersion[]> {
+    return (
+      (await this.sql.all('SELECT * FROM model_versions WHERE model = ? ORDER BY version', [model])) as Row[]
+    ).map((row) => decode<ModelVersion>(row));
   }
 
-  version(model: string, version: number): ModelVersion | undefined {
-    const row = this.db.prepare('SELECT * FROM model_versions WHERE model = ? AND version = ?').get(model, version) as
-      | Row
-      | undefined;
+  async version(model: string, version: number): Promise<ModelVersion | undefined> {
+    const row = (await this.sql.get('SELECT * FROM model_versions WHERE model = ? AND version = ?', [
+      model,
+      version,
+    ])) as Row | undefined;
     return row ? decode<ModelVersion>(row) : undefined;
   }
 
   /** Lineage: the model versions made from one experiment's artifacts. */
-  versionsByExperiment(experimentId: string): ModelVersion[] {
+  async versionsByExperiment(experimentId: string): Promise<ModelVersion[]> {
     return (
-      this.db
-        .prepare('SELECT * FROM model_versions WHERE experiment_id = ? ORDER BY model, version')
-        .all(experimentId) as Row[]
+      (await this.sql.all('SELECT * FROM model_versions WHERE experiment_id = ? ORDER BY model, version', [
+        experimentId,
+      ])) as Row[]
     ).map((row) => decode<ModelVersion>(row));
   }
 
-  models(): string[] {
+  async models(): Promise<string[]> {
     return (
-      this.db.prepare('SELECT model FROM model_versions UNION SELECT model FROM promotions ORDER BY model').all() as {
+      (await this.sql.all('SELECT model FROM model_versions UNION SELECT model FROM promotions ORDER BY model')) as {
         model: string;
       }[]
     ).map((row) => row.model);
   }
 
   /** An alias's moves, oldest first. */
-  aliasMoves(model: string, alias?: string): AliasMoveRecord[] {
-    const rows = alias
-      ? this.db.prepare('SELECT * FROM alias_moves WHERE model = ? AND alias = ? ORDER BY at, rowid').all(model, alias)
-      : this.db.prepare('SELECT * FROM alias_moves WHERE model = ? ORDER BY at, rowid').all(model);
-    return (rows as Row[]).map((row) => decode<AliasMoveRecord>(row));
+  aliasMoves(model: string, alias?: string): Promise<AliasMoveRecord[]> {
+    return aliasMoves(this.sql, model, alias);
   }
 
   /** The version each alias of the model holds now. */
-  aliases(model: string): Record<string, number> {
+  async aliases(model: string): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
-    const names = this.db.prepare('SELECT DISTINCT alias FROM alias_moves WHERE model = ?').all(model) as {
+    const names = (await this.sql.all('SELECT DISTINCT alias FROM alias_moves WHERE model = ?', [model])) as {
       alias: string;
     }[];
     for (const { alias } of names) {
-      const version = currentVersion(this.aliasMoves(model, alias));
+      const version = currentVersion(await this.aliasMoves(model, alias));
       if (version !== null) out[alias] = version;
     }
     return out;
   }
 
   /** The version holding an alias now, with its evidence (null when the alias was never moved). */
-  incumbent(model: string, alias: string): ModelVersion | null {
-    const version = currentVersion(this.aliasMoves(model, alias));
-    return version === null ? null : (this.version(model, version) ?? null);
+  async incumbent(model: string, alias: string): Promise<ModelVersion | null> {
+    const version = currentVersion(await this.aliasMoves(model, alias));
+    return version === null ? null : ((await this.version(model, version)) ?? null);
   }
 
   /**
@@ -197,11 +207,12 @@ export class ModelCatalog {
     by: string;
     promotionId: string;
     at: string;
-  }): AliasMoveResult {
-    const run = this.db.transaction((): AliasMoveResult => {
-      const already = this.db
-        .prepare('SELECT * FROM alias_moves WHERE promotion_id = ? AND kind = ?')
-        .get(input.promotionId, 'promote') as Row | undefined;
+  }): Promise<AliasMoveResult> {
+    return this.sql.transaction(async (tx): Promise<AliasMoveResult> => {
+      const already = (await tx.get('SELECT * FROM alias_moves WHERE promotion_id = ? AND kind = ?', [
+        input.promotionId,
+        'promote',
+      ])) as Row | undefined;
       // A retried activity whose first attempt committed: the same answer.
       if (already)
         return {
@@ -209,34 +220,29 @@ export class ModelCatalog {
           version: already.version as number,
           previousVersion: (already.previous_version as number | null) ?? null,
         };
-      const current = currentVersion(this.aliasMoves(input.model, input.alias));
+      const current = currentVersion(await aliasMoves(tx, input.model, input.alias));
       if (current !== input.expected)
         return {
           moved: false,
           code: PROMOTION_CODES.superseded,
           reason: `${input.model}@${input.alias} moved since the evaluation (it held ${input.expected === null ? 'no version' : `version ${input.expected}`}, now version ${current})`,
         };
-      const same = this.db
-        .prepare('SELECT version FROM model_versions WHERE model = ? AND experiment_id = ? AND artifact_sha256 = ?')
-        .get(input.model, input.candidate.experimentId, input.candidate.artifactSha256) as
-        | { version: number }
-        | undefined;
+      const same = (await tx.get(
+        'SELECT version FROM model_versions WHERE model = ? AND experiment_id = ? AND artifact_sha256 = ?',
+        [input.model, input.candidate.experimentId, input.candidate.artifactSha256],
+      )) as { version: number } | undefined;
       let version = same?.version;
       if (version === undefined) {
-        const max = this.db
-          .prepare('SELECT MAX(version) AS v FROM model_versions WHERE model = ?')
-          .get(input.model) as {
+        const max = (await tx.get('SELECT MAX(version) AS v FROM model_versions WHERE model = ?', [input.model])) as {
           v: number | null;
         };
         version = (max.v ?? 0) + 1;
         const c = input.candidate;
-        this.db
-          .prepare(
-            `INSERT INTO model_versions (model, version, experiment_id, artifact_path, artifact_sha256, promotion_id,
+        await tx.run(
+          `INSERT INTO model_versions (model, version, experiment_id, artifact_path, artifact_sha256, promotion_id,
                holdout_experiment_id, holdout_metric, metric_name, direction, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-          )
-          .run(
+          [
             input.model,
             version,
             c.experimentId,
@@ -248,17 +254,16 @@ export class ModelCatalog {
             c.metricName,
             c.direction,
             input.at,
-          );
+          ],
+        );
       }
-      this.db
-        .prepare(
-          `INSERT INTO alias_moves (model, alias, version, previous_version, at, by, kind, promotion_id, reason)
+      await tx.run(
+        `INSERT INTO alias_moves (model, alias, version, previous_version, at, "by", kind, promotion_id, reason)
            VALUES (?, ?, ?, ?, ?, ?, 'promote', ?, NULL)`,
-        )
-        .run(input.model, input.alias, version, current, input.at, input.by, input.promotionId);
+        [input.model, input.alias, version, current, input.at, input.by, input.promotionId],
+      );
       return { moved: true, version, previousVersion: current };
     });
-    return run.immediate();
   }
 
   /** Moves the alias back to the version it held before its current one (see rollbackTarget), in one transaction. */
@@ -269,44 +274,43 @@ export class ModelCatalog {
     reason: string | null;
     at: string;
     requestId: string;
-  }): AliasMoveResult {
-    const run = this.db.transaction((): AliasMoveResult => {
-      const already = this.db
-        .prepare('SELECT * FROM alias_moves WHERE promotion_id = ? AND kind = ?')
-        .get(input.requestId, 'rollback') as Row | undefined;
+  }): Promise<AliasMoveResult> {
+    return this.sql.transaction(async (tx): Promise<AliasMoveResult> => {
+      const already = (await tx.get('SELECT * FROM alias_moves WHERE promotion_id = ? AND kind = ?', [
+        input.requestId,
+        'rollback',
+      ])) as Row | undefined;
       if (already)
         return {
           moved: true,
           version: already.version as number,
           previousVersion: (already.previous_version as number | null) ?? null,
         };
-      const target = rollbackTarget(this.aliasMoves(input.model, input.alias));
+      const target = rollbackTarget(await aliasMoves(tx, input.model, input.alias));
       if (!target)
         return {
           moved: false,
           code: PROMOTION_CODES.nothingToRollBack,
           reason: `${input.model}@${input.alias} has no earlier version to roll back to`,
         };
-      this.db
-        .prepare(
-          `INSERT INTO alias_moves (model, alias, version, previous_version, at, by, kind, promotion_id, reason)
+      await tx.run(
+        `INSERT INTO alias_moves (model, alias, version, previous_version, at, "by", kind, promotion_id, reason)
            VALUES (?, ?, ?, ?, ?, ?, 'rollback', ?, ?)`,
-        )
-        .run(input.model, input.alias, target.to, target.from, input.at, input.by, input.requestId, input.reason);
+        [input.model, input.alias, target.to, target.from, input.at, input.by, input.requestId, input.reason],
+      );
       return { moved: true, version: target.to, previousVersion: target.from };
     });
-    return run.immediate();
   }
 }
 
 /** The versions, aliases and evidence of one model (or every model). */
-export function modelReport(models: ModelCatalog, model: string) {
-  const promotions = models.promotions(model);
-  const moves = models.aliasMoves(model);
+export async function modelReport(models: ModelCatalog, model: string) {
+  const promotions = await models.promotions(model);
+  const moves = await models.aliasMoves(model);
   return {
     model,
-    aliases: models.aliases(model),
-    versions: models.versions(model).map((v) => {
+    aliases: await models.aliases(model),
+    versions: (await models.versions(model)).map((v) => {
       const promotion = promotions.find((p) => p.id === v.promotionId);
       return {
         version: v.version,

@@ -4,7 +4,7 @@ import { lineage, parseLineageRef, type LineageNode } from '../domain/lineage.js
 import type { CatalogReader, AuditEntry, TagRow } from './catalog.js';
 import type { AlertRow, DatasetVersionRow } from './datasets.js';
 import { catalogLineageSource } from './lineage-source.js';
-import { ModelCatalog, modelReport, type PromotionRecord } from './models.js';
+import { modelReport, type PromotionRecord } from './models.js';
 import type { ExperimentRecord } from './record.js';
 
 /**
@@ -80,9 +80,9 @@ export interface StrategyRow {
 type DatasetRecordsOf = CatalogReader['datasets'];
 export type DatasetVersionDetail = DatasetVersionRow & {
   schema: unknown;
-  shards: ReturnType<DatasetRecordsOf['shards']>;
-  gates: ReturnType<DatasetRecordsOf['gateResults']>;
-  lateShards: ReturnType<DatasetRecordsOf['lateShards']>;
+  shards: Awaited<ReturnType<DatasetRecordsOf['shards']>>;
+  gates: Awaited<ReturnType<DatasetRecordsOf['gateResults']>>;
+  lateShards: Awaited<ReturnType<DatasetRecordsOf['lateShards']>>;
   alerts: AlertRow[];
 };
 
@@ -95,10 +95,10 @@ export interface CatalogAnswers {
   audit: AuditEntry[];
   datasetVersions: DatasetVersionRow[];
   datasetVersion: DatasetVersionDetail | null;
-  gateStats: ReturnType<DatasetRecordsOf['gateStats']>;
+  gateStats: Awaited<ReturnType<DatasetRecordsOf['gateStats']>>;
   alerts: AlertRow[];
   lineage: { known: boolean; trees: Partial<Record<'upstream' | 'downstream', LineageNode>> } | null;
-  models: ReturnType<typeof modelReport>[];
+  models: Awaited<ReturnType<typeof modelReport>>[];
   promotion: PromotionRecord | null;
   promotionCandidate: PrepareResult;
 }
@@ -118,9 +118,12 @@ function bytesOf(value: unknown): number {
 }
 
 /** One page of experiment rows from `offset`, as many as fit both bounds (at least one row). */
-function experimentsPage(reader: CatalogReader, query: CatalogQueryOf<'experiments'>): CatalogAnswers['experiments'] {
+async function experimentsPage(
+  reader: CatalogReader,
+  query: CatalogQueryOf<'experiments'>,
+): Promise<CatalogAnswers['experiments']> {
   // One row more than asked says whether another page follows.
-  const fetched = reader.list({ ...query.filter, offset: query.offset, limit: query.limit + 1 });
+  const fetched = await reader.list({ ...query.filter, offset: query.offset, limit: query.limit + 1 });
   const rows: ExperimentRow[] = [];
   let bytes = 0;
   for (const row of fetched.slice(0, query.limit)) {
@@ -133,16 +136,16 @@ function experimentsPage(reader: CatalogReader, query: CatalogQueryOf<'experimen
   return { rows, nextOffset: more ? query.offset + rows.length : null };
 }
 
-function answer(reader: CatalogReader, query: CatalogQuery): CatalogAnswers[CatalogQueryKind] {
+async function answer(reader: CatalogReader, query: CatalogQuery): Promise<CatalogAnswers[CatalogQueryKind]> {
   switch (query.kind) {
     case 'experiment':
-      return reader.get(query.id) ?? null;
+      return (await reader.get(query.id)) ?? null;
     case 'experiments':
       return experimentsPage(reader, query);
     case 'tags':
       return reader.tags();
     case 'strategy':
-      return reader.strategy(query.tag) ?? null;
+      return (await reader.strategy(query.tag)) ?? null;
     case 'audit':
       return reader.auditTrail(query.target);
     case 'datasetVersions':
@@ -150,16 +153,16 @@ function answer(reader: CatalogReader, query: CatalogQuery): CatalogAnswers[Cata
     case 'datasetVersion': {
       const records = reader.datasets;
       const { dataset, version } = query;
-      const row = records.versions(dataset).find((v) => v.version === version);
+      const row = (await records.versions(dataset)).find((v) => v.version === version);
       if (!row) return null;
       const subject = `${dataset}@${version}`;
       return {
         ...row,
-        schema: records.version(dataset, version)?.schema ?? null,
-        shards: records.shards(dataset, version),
-        gates: records.gateResults(dataset, version),
-        lateShards: records.lateShards(dataset, version),
-        alerts: records.alerts({ subjectPrefix: subject }).filter((a) => a.subject === subject),
+        schema: (await records.version(dataset, version))?.schema ?? null,
+        shards: await records.shards(dataset, version),
+        gates: await records.gateResults(dataset, version),
+        lateShards: await records.lateShards(dataset, version),
+        alerts: (await records.alerts({ subjectPrefix: subject })).filter((a) => a.subject === subject),
       };
     }
     case 'gateStats':
@@ -170,15 +173,17 @@ function answer(reader: CatalogReader, query: CatalogQuery): CatalogAnswers[Cata
       const ref = parseLineageRef(query.ref);
       if (!ref) return null;
       const source = catalogLineageSource(reader);
-      const trees = Object.fromEntries(query.directions.map((d) => [d, lineage(source, ref, d)]));
+      const trees: Partial<Record<'upstream' | 'downstream', LineageNode>> = {};
+      for (const direction of query.directions) trees[direction] = await lineage(source, ref, direction);
       return { known: Object.values(trees)[0]!.known, trees };
     }
     case 'models': {
-      const models = new ModelCatalog(reader.db);
-      return (query.model ? [query.model] : models.models()).map((model) => modelReport(models, model));
+      const models = reader.models;
+      const names = query.model ? [query.model] : await models.models();
+      return Promise.all(names.map((model) => modelReport(models, model)));
     }
     case 'promotion':
-      return new ModelCatalog(reader.db).promotion(query.id) ?? null;
+      return (await reader.models.promotion(query.id)) ?? null;
     case 'promotionCandidate':
       return preparePromotionFrom(reader, {
         experimentId: query.experimentId,
@@ -190,11 +195,11 @@ function answer(reader: CatalogReader, query: CatalogQuery): CatalogAnswers[Cata
 }
 
 /** Answers one question from the record; throws CatalogAnswerTooLargeError past the bound. */
-export function answerCatalogQuery<K extends CatalogQueryKind>(
+export async function answerCatalogQuery<K extends CatalogQueryKind>(
   reader: CatalogReader,
   query: CatalogQueryOf<K>,
-): CatalogAnswers[K] {
-  const result = answer(reader, query) as CatalogAnswers[K];
+): Promise<CatalogAnswers[K]> {
+  const result = (await answer(reader, query)) as CatalogAnswers[K];
   const bytes = bytesOf(result);
   if (bytes > CATALOG_ANSWER_BYTES) throw new CatalogAnswerTooLargeError(query.kind, bytes);
   return result;

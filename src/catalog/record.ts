@@ -7,6 +7,11 @@ import type { ExperimentRequest } from '../domain/request.js';
 /** What the workflow sends the catalog as the run advances; every field is optional but the ID. */
 export interface RecordUpdate {
   experimentId: string;
+  /**
+   * The workflow's count of its updates (1, 2, …). An update older than the newest one applied is a
+   * retry that finished late (on another orchestrator, say): it adds its events, changes no field.
+   */
+  revision?: number;
   request?: ExperimentRequest;
   submittedAt?: string;
   origin?: { kind: 'retry' | 'rerun' | 'promotion'; of: string };

@@ -1,6 +1,8 @@
 /**
- * The catalog's schema, as ordered migrations. `PRAGMA user_version` says how many have run;
- * a newer expctl applies the rest on open. Never edit a shipped migration: add one.
+ * The catalog's schema, as ordered migrations, written in SQLite's SQL; migrate.ts applies them to
+ * PostgreSQL too, translated. How many have run: `PRAGMA user_version` (SQLite) or the row of
+ * `expctl_schema` (PostgreSQL); a newer expctl applies the rest on open. Never edit a shipped
+ * migration: add one.
  */
 export const MIGRATIONS: string[] = [
   `CREATE TABLE experiments (
@@ -236,4 +238,6 @@ export const MIGRATIONS: string[] = [
      command_error TEXT
    )`,
   `CREATE INDEX alerts_at ON alerts (at)`,
+  // The newest record update applied (RecordUpdate.revision): late retries change nothing.
+  `ALTER TABLE experiments ADD COLUMN revision INTEGER`,
 ];

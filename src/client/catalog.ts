@@ -15,7 +15,8 @@ import {
 } from '../catalog/queries.js';
 import type { StrategyChange } from '../domain/strategy.js';
 import { CATALOG_QUERY_REFUSED, CONTROL_TASK_QUEUE } from '../shared/constants.js';
-import { catalogPath } from '../shared/settings.js';
+import { catalogLocation } from '../shared/settings.js';
+import { isPostgresUrl } from '../catalog/sql.js';
 import { catalogQueryWorkflow } from '../workflows/catalog-query.js';
 import { setStrategyUpdate } from '../workflows/definitions.js';
 import { tagWorkflowId } from '../workflows/tag.js';
@@ -74,18 +75,21 @@ export class CatalogView {
     private readonly reader?: CatalogReader,
   ) {}
 
-  /** The file at EXPCTL_CATALOG (or in the state directory) when it exists here, else the orchestrator. */
-  static async open(connect: () => Promise<Client>, file = catalogPath()): Promise<CatalogView> {
-    if (fs.existsSync(file)) {
-      const reader = CatalogReader.open(file);
-      const ask: Ask = async (query) => answerCatalogQuery(reader, query);
-      return new CatalogView(ask, `the catalog ${file}`, reader);
+  /**
+   * PostgreSQL when EXPCTL_CATALOG_URL names it; else the file at EXPCTL_CATALOG (or in the state
+   * directory) when it exists here; else the orchestrator.
+   */
+  static async open(connect: () => Promise<Client>, location = catalogLocation()): Promise<CatalogView> {
+    if (isPostgresUrl(location) || fs.existsSync(location)) {
+      const reader = await CatalogReader.open(location);
+      const ask: Ask = (query) => answerCatalogQuery(reader, query);
+      return new CatalogView(ask, `the catalog ${reader.location}`, reader);
     }
     return new CatalogView(remoteAsk(await connect()), 'the catalog (through the orchestrator)');
   }
 
-  close(): void {
-    this.reader?.close();
+  async close(): Promise<void> {
+    await this.reader?.close();
   }
 
   async experiment(id: string) {

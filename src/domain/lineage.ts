@@ -43,10 +43,12 @@ export function refText(ref: LineageRef): string {
   }
 }
 
-/** What the catalog knows, as lineage needs it. */
+type Awaitable<T> = T | Promise<T>;
+
+/** What the catalog knows, as lineage needs it (answered now, or once the catalog has read it). */
 export interface LineageSource {
-  datasetVersion(dataset: string, version: number): { status: string; records: number | null } | null;
-  experiment(id: string): {
+  datasetVersion(dataset: string, version: number): Awaitable<{ status: string; records: number | null } | null>;
+  experiment(id: string): Awaitable<{
     tag: string;
     status: string;
     decision: string | null;
@@ -54,21 +56,21 @@ export interface LineageSource {
     metricName: string;
     metric: number | null;
     origin: { kind: string; of: string } | null;
-  } | null;
+  } | null>;
   /** The dataset versions an experiment was pinned to. */
-  datasetsOf(experimentId: string): { ref: string; dataset: string; version: number }[];
+  datasetsOf(experimentId: string): Awaitable<{ ref: string; dataset: string; version: number }[]>;
   /** The experiments pinned to a dataset version. */
-  experimentsUsing(dataset: string, version: number): string[];
-  artifactsOf(experimentId: string): { path: string; sha256: string }[];
+  experimentsUsing(dataset: string, version: number): Awaitable<string[]>;
+  artifactsOf(experimentId: string): Awaitable<{ path: string; sha256: string }[]>;
   /** Experiments started from another (retry, rerun, promotion holdout runs). */
-  derivedFrom(experimentId: string): { id: string; kind: string }[];
-  modelVersionsFrom(experimentId: string): { model: string; version: number; artifactPath: string }[];
+  derivedFrom(experimentId: string): Awaitable<{ id: string; kind: string }[]>;
+  modelVersionsFrom(experimentId: string): Awaitable<{ model: string; version: number; artifactPath: string }[]>;
   modelVersion(
     model: string,
     version: number,
-  ): { experimentId: string; artifactPath: string; holdoutExperimentId: string | null } | null;
+  ): Awaitable<{ experimentId: string; artifactPath: string; holdoutExperimentId: string | null } | null>;
   /** The aliases a model version holds now. */
-  aliasesOf(model: string, version: number): string[];
+  aliasesOf(model: string, version: number): Awaitable<string[]>;
 }
 
 export interface LineageNode {
@@ -84,10 +86,10 @@ export interface LineageNode {
 
 export type Direction = 'upstream' | 'downstream';
 
-function describe(source: LineageSource, ref: LineageRef): { detail: string; known: boolean } {
+async function describe(source: LineageSource, ref: LineageRef): Promise<{ detail: string; known: boolean }> {
   switch (ref.kind) {
     case 'dataset_version': {
-      const version = source.datasetVersion(ref.dataset, ref.version);
+      const version = await source.datasetVersion(ref.dataset, ref.version);
       if (!version) return { detail: 'not in the catalog', known: false };
       return {
         detail: `${version.status}${version.records === null ? '' : `, ${version.records} records`}`,
@@ -95,7 +97,7 @@ function describe(source: LineageSource, ref: LineageRef): { detail: string; kno
       };
     }
     case 'experiment': {
-      const run = source.experiment(ref.id);
+      const run = await source.experiment(ref.id);
       if (!run) return { detail: 'not in the catalog', known: false };
       const metric = run.metric === null ? '' : `, ${run.metricName} ${run.metric}`;
       return {
@@ -104,34 +106,34 @@ function describe(source: LineageSource, ref: LineageRef): { detail: string; kno
       };
     }
     case 'artifact': {
-      const artifact = source.artifactsOf(ref.experimentId).find((a) => a.path === ref.path);
+      const artifact = (await source.artifactsOf(ref.experimentId)).find((a) => a.path === ref.path);
       return artifact
         ? { detail: `sha256 ${artifact.sha256.slice(0, 12)}`, known: true }
         : { detail: 'not in the catalog', known: false };
     }
     case 'model_version': {
-      const version = source.modelVersion(ref.model, ref.version);
+      const version = await source.modelVersion(ref.model, ref.version);
       if (!version) return { detail: 'not in the catalog', known: false };
-      const aliases = source.aliasesOf(ref.model, ref.version);
+      const aliases = await source.aliasesOf(ref.model, ref.version);
       return { detail: aliases.length ? `holds ${aliases.join(', ')}` : 'holds no alias now', known: true };
     }
   }
 }
 
 /** The next step in one direction: each related thing and how it is related. */
-function neighbours(
+async function neighbours(
   source: LineageSource,
   ref: LineageRef,
   direction: Direction,
-): { ref: LineageRef; relation: string }[] {
+): Promise<{ ref: LineageRef; relation: string }[]> {
   if (direction === 'upstream') {
     switch (ref.kind) {
       case 'dataset_version':
         return [];
       case 'experiment': {
-        const run = source.experiment(ref.id);
+        const run = await source.experiment(ref.id);
         return [
-          ...source.datasetsOf(ref.id).map((d) => ({
+          ...(await source.datasetsOf(ref.id)).map((d) => ({
             ref: { kind: 'dataset_version' as const, dataset: d.dataset, version: d.version },
             relation: d.ref.endsWith('@latest') ? `read (${d.ref}, pinned)` : 'read',
           })),
@@ -143,7 +145,7 @@ function neighbours(
       case 'artifact':
         return [{ ref: { kind: 'experiment', id: ref.experimentId }, relation: 'written by' }];
       case 'model_version': {
-        const version = source.modelVersion(ref.model, ref.version);
+        const version = await source.modelVersion(ref.model, ref.version);
         if (!version) return [];
         return [
           {
@@ -159,21 +161,23 @@ function neighbours(
   }
   switch (ref.kind) {
     case 'dataset_version':
-      return source
-        .experimentsUsing(ref.dataset, ref.version)
-        .map((id) => ({ ref: { kind: 'experiment' as const, id }, relation: 'read by' }));
+      return (await source.experimentsUsing(ref.dataset, ref.version)).map((id) => ({
+        ref: { kind: 'experiment' as const, id },
+        relation: 'read by',
+      }));
     case 'experiment':
       return [
-        ...source
-          .artifactsOf(ref.id)
-          .map((a) => ({ ref: { kind: 'artifact' as const, experimentId: ref.id, path: a.path }, relation: 'wrote' })),
-        ...source
-          .derivedFrom(ref.id)
-          .map((d) => ({ ref: { kind: 'experiment' as const, id: d.id }, relation: `${d.kind} of it` })),
+        ...(await source.artifactsOf(ref.id)).map((a) => ({
+          ref: { kind: 'artifact' as const, experimentId: ref.id, path: a.path },
+          relation: 'wrote',
+        })),
+        ...(await source.derivedFrom(ref.id)).map((d) => ({
+          ref: { kind: 'experiment' as const, id: d.id },
+          relation: `${d.kind} of it`,
+        })),
       ];
     case 'artifact':
-      return source
-        .modelVersionsFrom(ref.experimentId)
+      return (await source.modelVersionsFrom(ref.experimentId))
         .filter((m) => m.artifactPath === ref.path)
         .map((m) => ({
           ref: { kind: 'model_version' as const, model: m.model, version: m.version },
@@ -185,15 +189,17 @@ function neighbours(
 }
 
 /** The lineage tree of one reference in one direction (each thing shown once; repeats are marked). */
-export function lineage(source: LineageSource, ref: LineageRef, direction: Direction): LineageNode {
+export async function lineage(source: LineageSource, ref: LineageRef, direction: Direction): Promise<LineageNode> {
   const seen = new Set<string>();
-  const walk = (at: LineageRef, relation: string | null, depth: number): LineageNode => {
+  const walk = async (at: LineageRef, relation: string | null, depth: number): Promise<LineageNode> => {
     const key = refText(at);
-    const facts = describe(source, at);
+    const facts = await describe(source, at);
     const node: LineageNode = { ref: at, relation, children: [], ...facts };
     if (seen.has(key) || depth > 32) return { ...node, detail: `${node.detail}; shown above` };
     seen.add(key);
-    node.children = neighbours(source, at, direction).map((next) => walk(next.ref, next.relation, depth + 1));
+    // One at a time, in order: `seen` marks a repeat where it appears second, as a reader expects.
+    for (const next of await neighbours(source, at, direction))
+      node.children.push(await walk(next.ref, next.relation, depth + 1));
     return node;
   };
   return walk(ref, null, 0);

@@ -23,7 +23,8 @@ export interface OrchestratorOptions {
   /** Payload encryption: connection.ts `dataConverter(env)`, the same as the client's. */
   dataConverter: DataConverter;
   /** The operating record's SQLite file. */
-  catalogPath: string;
+  /** The catalog: a SQLite file or a PostgreSQL URL (settings.ts catalogLocation). */
+  catalog: string;
   /** The issuer's public key every signed request is verified against. */
   issuer: crypto.KeyObject;
   /** A prebuilt bundle (tests share one); otherwise the workflows are bundled at start. */
@@ -39,7 +40,7 @@ export interface OrchestratorOptions {
 
 /** The control worker: every workflow, plus the activities that write state and talk to other workflows. */
 export async function createOrchestratorWorker(options: OrchestratorOptions): Promise<Worker> {
-  const catalog = new Catalog(options.catalogPath);
+  const catalog = await Catalog.open(options.catalog);
   const datasets = createDatasetActivities({ catalog, dataDir: options.dataDir ?? dataDir() });
   return Worker.create({
     connection: options.connection,

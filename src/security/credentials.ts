@@ -177,6 +177,14 @@ export interface Expected {
   acceptedAt: Date;
 }
 
+/** The certificate a signed request carries, if it is well formed (not yet verified). */
+export function certificateOf(authorization: unknown): Certificate | null {
+  const auth = authorization as Partial<Authorization> | null | undefined;
+  if (!auth || typeof auth !== 'object') return null;
+  const certificate = CertificateSchema.safeParse(auth.certificate);
+  return certificate.success ? certificate.data : null;
+}
+
 /**
  * Checks a signed request: the issuer signed the certificate, it has not expired or been revoked,
  * the holder signed exactly this action, target and digest, within the signing window.

@@ -34,7 +34,19 @@ export function devPorts(env: NodeJS.ProcessEnv = process.env): DevPorts {
   };
 }
 
-/** The operating record (SQLite): EXPCTL_CATALOG, else catalog.sqlite in the state directory. */
+/**
+ * Where the operating record lives: a PostgreSQL URL (EXPCTL_CATALOG_URL, for clusters with
+ * several orchestrators), else the SQLite file of catalogPath().
+ */
+export function catalogLocation(env: NodeJS.ProcessEnv = process.env): string {
+  const url = env.EXPCTL_CATALOG_URL;
+  if (url === undefined || url === '') return catalogPath(env);
+  if (!/^postgres(ql)?:\/\//.test(url))
+    throw new Error(`EXPCTL_CATALOG_URL must be a postgres:// or postgresql:// URL, not ${url.split(':')[0]}:…`);
+  return url;
+}
+
+/** The SQLite catalog: EXPCTL_CATALOG, else catalog.sqlite in the state directory. */
 export function catalogPath(env: NodeJS.ProcessEnv = process.env): string {
   return path.resolve(env.EXPCTL_CATALOG ?? path.join(stateDir(env), 'catalog.sqlite'));
 }

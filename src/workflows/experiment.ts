@@ -177,6 +177,8 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
    * advances with the run at one activity per state rather than one per fact.
    */
   let pending: Omit<RecordUpdate, 'experimentId'> & { events: NonNullable<RecordUpdate['events']> } = { events: [] };
+  /** This run's count of record updates: the catalog ignores one older than it has applied. */
+  let revision = 0;
   /** Moves to a state in the live snapshot and search attributes; the catalog hears of it with the next advance. */
   const mark = (status: ExperimentStatus, unscrubbed?: string) => {
     const at = new Date().toISOString();
@@ -193,7 +195,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     record: Omit<RecordUpdate, 'experimentId' | 'events'> = {},
   ) => {
     mark(status, note);
-    const update = { ...pending, ...record, experimentId, status };
+    const update = { ...pending, ...record, experimentId, status, revision: ++revision };
     pending = { events: [] };
     await control.recordExperiment(update);
   };

@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import type { Catalog } from '../../src/catalog/catalog.js';
 import type { TagDecision } from '../../src/domain/decision.js';
 import { NO_TIMINGS, type TerminalStatus } from '../../src/domain/experiment.js';
@@ -14,12 +15,12 @@ export interface RecordedRun {
 }
 
 /** Writes one finished run into a real catalog the way the workflow's activities do: request, placement, training, decision. */
-export function recordRun(
+export async function recordRun(
   catalog: Catalog,
   run: RecordedRun,
   decision: TagDecision,
   metric: { name: string; direction: 'minimize' | 'maximize' },
-): void {
+): Promise<void> {
   const commit =
     run.commit ??
     run.id
@@ -35,14 +36,14 @@ export function recordRun(
     description: run.description ?? run.id,
     ...run.request,
   });
-  catalog.apply({
+  await catalog.apply({
     experimentId: run.id,
     request,
     submittedAt: new Date(Date.UTC(2026, 0, 1, 0, 0, decision.sequence)).toISOString(),
     metric,
   });
   if (run.status !== 'validation_failed') {
-    catalog.apply({
+    await catalog.apply({
       experimentId: run.id,
       placement: {
         slotId: `host/${run.acceleratorClass ?? 'h100'}0`,
@@ -73,5 +74,15 @@ export function recordRun(
       },
     });
   }
-  catalog.apply({ experimentId: run.id, status: run.status, decision, reason: run.status });
+  await catalog.apply({ experimentId: run.id, status: run.status, decision, reason: run.status });
+}
+
+/** Moves a SQLite catalog's write-ahead log into its main file, so a test can read every byte it holds. */
+export function checkpoint(file: string): void {
+  const db = new Database(file);
+  try {
+    db.pragma('wal_checkpoint(TRUNCATE)');
+  } finally {
+    db.close();
+  }
 }

@@ -22,6 +22,7 @@ import {
 } from '../../src/security/credentials.js';
 import { signAs } from '../../src/client/sign.js';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
+import { Catalog, CatalogReader } from '../../src/catalog/catalog.js';
 import { installWorkerRuntime } from '../../src/shared/runtime.js';
 import { dataConverter } from '../../src/temporal/connection.js';
 import { configurePoolUpdate, drainUpdate, type PoolConfiguration } from '../../src/workflows/definitions.js';
@@ -81,12 +82,16 @@ export interface TestStack {
   /** Payload encryption with the test run's keyring; any other client of the stack needs it too. */
   dataConverter: DataConverter;
   nativeConnection: NativeConnection;
-  orchestrator: Worker;
+  /** The in-process orchestrator (none with `orchestrator: false`: the test runs its own). */
+  orchestrator?: Worker;
   gpuWorker?: GpuWorkerHandle;
   /** What the stack's GPU workers told their operator, in order. */
   workerLog: string[];
   workDir: string;
+  /** Where the orchestrator keeps the record: the SQLite file, or the PostgreSQL URL it was given. */
   catalogPath: string;
+  /** The record as a reader sees it (read-only; opened with the stack, closed by stop). */
+  catalog: CatalogReader;
   /** The dataset store (EXPCTL_DATA_DIR when the test sets it, else data/ in workDir). */
   dataDir: string;
   addGpuWorker(options: {
@@ -111,6 +116,10 @@ export async function startStack(options: {
   fleet?: string;
   gpuWorker?: boolean;
   address?: string;
+  /** A PostgreSQL URL for the catalog (default: a SQLite file in the stack's directory). */
+  catalog?: string;
+  /** false: no orchestrator in this process (the test starts `expctl orchestrator` processes). */
+  orchestrator?: boolean;
 }): Promise<TestStack> {
   installWorkerRuntime();
   const { home, credential } = testTrust();
@@ -126,17 +135,23 @@ export async function startStack(options: {
   const workDir = await fs.mkdtemp(path.join(os.tmpdir(), `expctl-${options.name}-`));
   // The dataset store the orchestrator writes and the workers read (a test may name its own).
   const storeDir = process.env.EXPCTL_DATA_DIR ?? path.join(workDir, 'data');
-  const orchestrator = await createOrchestratorWorker({
-    connection: nativeConnection,
-    namespace,
-    client,
-    dataConverter: converter,
-    catalogPath: path.join(workDir, 'catalog.sqlite'),
-    dataDir: storeDir,
-    workflowBundle: { code: (await workflowBundle()).code },
-    issuer: loadIssuerPublicKey(home),
-  });
-  const running: Promise<unknown>[] = [orchestrator.run()];
+  const catalogPath = options.catalog ?? path.join(workDir, 'catalog.sqlite');
+  const orchestrator =
+    options.orchestrator === false
+      ? undefined
+      : await createOrchestratorWorker({
+          connection: nativeConnection,
+          namespace,
+          client,
+          dataConverter: converter,
+          catalog: catalogPath,
+          dataDir: storeDir,
+          workflowBundle: { code: (await workflowBundle()).code },
+          issuer: loadIssuerPublicKey(home),
+        });
+  // Without one here, the catalog is made now, as the orchestrators the test starts would make it.
+  if (!orchestrator) await (await Catalog.open(catalogPath)).close();
+  const running: Promise<unknown>[] = orchestrator ? [orchestrator.run()] : [];
   const gpuWorkers: GpuWorkerHandle[] = [];
   const workerLog: string[] = [];
 
@@ -176,16 +191,19 @@ export async function startStack(options: {
     client,
     dataConverter: converter,
     nativeConnection,
-    orchestrator,
+    ...(orchestrator ? { orchestrator } : {}),
     workerLog,
     workDir,
-    catalogPath: path.join(workDir, 'catalog.sqlite'),
+    catalogPath,
+    // The orchestrator has created and migrated it by now.
+    catalog: await CatalogReader.open(catalogPath),
     dataDir: storeDir,
     addGpuWorker,
     async stop() {
       for (const worker of gpuWorkers) await worker.shutdown();
-      if (orchestrator.getState() === 'RUNNING') orchestrator.shutdown();
+      if (orchestrator?.getState() === 'RUNNING') orchestrator.shutdown();
       await Promise.allSettled(running);
+      await stack.catalog.close();
       await nativeConnection.close();
       await connection.close();
       await fs.rm(workDir, { recursive: true, force: true });

@@ -12,7 +12,6 @@ import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../../src/shared/constants
 import { experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
 import { experimentWorkflow } from '../../src/workflows/experiment.js';
 import { tagWorkflowId } from '../../src/workflows/tag.js';
-import { Catalog } from '../../src/catalog/catalog.js';
 import { signAs } from '../../src/client/sign.js';
 import { runCli } from '../helpers/cli.js';
 import { makeRepo } from '../helpers/repo.js';
@@ -45,7 +44,7 @@ async function foreignCredential() {
   const home = { EXPCTL_HOME: await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-foreign-')) };
   return { credential: ensureLocalAdmin(home).credential, file: credentialPath(home) };
 }
-const catalog = () => new Catalog(stack.catalogPath);
+const catalog = () => stack.catalog;
 
 beforeAll(async () => {
   stack = await startStack({ name: 'authz', host: 'authhost', cpuSlots: 2 });
@@ -83,9 +82,9 @@ describe('starts', () => {
     expect((forgedError as WorkflowFailedError).cause?.message).toMatch(/not issued by this fleet/);
 
     // Nothing recorded, nothing placed; the refusals are in the audit trail.
-    expect(catalog().get(unsigned)).toBeUndefined();
-    expect(catalog().get(forged.experimentId)).toBeUndefined();
-    expect(catalog().auditTrail(unsigned)).toMatchObject([{ action: 'submit', allowed: false, actor: null }]);
+    expect(await catalog().get(unsigned)).toBeUndefined();
+    expect(await catalog().get(forged.experimentId)).toBeUndefined();
+    expect(await catalog().auditTrail(unsigned)).toMatchObject([{ action: 'submit', allowed: false, actor: null }]);
     const pool = await stack.client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
     expect(pool.leasesGranted).toBe(leasesBefore);
   });

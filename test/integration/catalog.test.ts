@@ -13,6 +13,7 @@ import { parseExperimentRequest, type ExperimentRequestInput } from '../../src/d
 import { experimentStateQuery } from '../../src/workflows/definitions.js';
 import { tagWorkflowId } from '../../src/workflows/tag.js';
 import { commitAll, makeRepo } from '../helpers/repo.js';
+import { checkpoint } from '../helpers/records.js';
 import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -43,11 +44,12 @@ const cli = (...args: string[]) =>
 
 beforeAll(async () => {
   stack = await startStack({ name: 'catalog', host: 'rechost', cpuSlots: 2 });
-  catalog = new Catalog(stack.catalogPath);
+  // A second writer beside the orchestrator's: some tests seed records straight into the file.
+  catalog = await Catalog.open(stack.catalogPath);
   source = await makeRepo();
 });
 afterAll(async () => {
-  catalog?.close();
+  await catalog?.close();
   await stack?.stop();
 });
 
@@ -58,8 +60,8 @@ describe('the operating record', () => {
       request({ tag: 'live', env: { MODE: 'slow' } }),
     );
     // The record, not just the live state, must already say running (it is written as the run advances).
-    await waitFor(async () => catalog.get(experimentId)?.status === 'running', 30_000);
-    const record = catalog.get(experimentId)!;
+    await waitFor(async () => (await catalog.get(experimentId))?.status === 'running', 30_000);
+    const record = (await catalog.get(experimentId))!;
     expect(record).toMatchObject({
       status: 'running',
       tag: 'live',
@@ -74,7 +76,7 @@ describe('the operating record', () => {
     expect(record.events.map((e) => e.status)).toEqual(['submitted', 'validating', 'queued', 'running']);
     await handle.cancel();
     await handle.result();
-    expect(catalog.get(experimentId)!.status).toBe('canceled');
+    expect((await catalog.get(experimentId))!.status).toBe('canceled');
   });
 });
 
@@ -89,11 +91,11 @@ describe('reports of a fixture campaign (keep, discard, crash, refused)', () => 
 
   it('report tsv equals the hand-written results.tsv', async () => {
     const expected = await fs.readFile(path.join(FIXTURES, 'expected', 'results.tsv'), 'utf8');
-    expect(resultsTsv(catalog.list({ tag: 'tsv' }))).toBe(expected);
+    expect(resultsTsv(await catalog.list({ tag: 'tsv' }))).toBe(expected);
     const printed = await cli('report', 'tsv', '--tag', 'tsv');
     expect(printed.stdout + '\n').toBe(expected);
 
-    const summary = summarize('tsv', catalog.list({ tag: 'tsv' }));
+    const summary = summarize('tsv', await catalog.list({ tag: 'tsv' }));
     expect(summary).toMatchObject({
       runs: 4,
       kept: 2,
@@ -120,13 +122,13 @@ describe('reports of a fixture campaign (keep, discard, crash, refused)', () => 
     const columns = await cli('report', 'tsv', '--tag', 'tsv', '--columns', 'commit,val_bpb,num_steps,status');
     expect(columns.stdout.split('\n').slice(0, 2)).toEqual([
       'commit\tval_bpb\tnum_steps\tstatus',
-      `${source.commit.slice(0, 7)}\t1.500000\t${catalog.list({ tag: 'tsv', order: 'oldest' })[0]!.metrics!.num_steps}\tkeep`,
+      `${source.commit.slice(0, 7)}\t1.500000\t${(await catalog.list({ tag: 'tsv', order: 'oldest' }))[0]!.metrics!.num_steps}\tkeep`,
     ]);
     const refused = await cli('tag', 'create', 'tsv', '--near-miss', 'abc');
     expect(refused.exitCode).not.toBe(0);
     expect(refused.stderr).toContain('--near-miss "abc": expected a decimal number');
-    const [first, worse] = catalog.list({ tag: 'tsv', order: 'oldest' });
-    const diff = diffRecords(catalog.get(first!.id)!, catalog.get(worse!.id)!);
+    const [first, worse] = await catalog.list({ tag: 'tsv', order: 'oldest' });
+    const diff = diffRecords((await catalog.get(first!.id))!, (await catalog.get(worse!.id))!);
     expect(diff.metric.delta).toBeCloseTo(0.1, 9);
   });
 
@@ -139,7 +141,7 @@ describe('reports of a fixture campaign (keep, discard, crash, refused)', () => 
       });
     // More rows than one page carries (seeded straight into the record: only their paging matters here).
     for (let i = 0; i < 450; i++)
-      catalog.apply({
+      await catalog.apply({
         experimentId: `exp-paged-${String(i).padStart(4, '0')}`,
         request: parseExperimentRequest(request({ tag: 'paged', hypothesis: `idea ${i}` })),
         submittedAt: new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString(),
@@ -166,7 +168,7 @@ describe('reports of a fixture campaign (keep, discard, crash, refused)', () => 
     expect(JSON.parse((await remote('history', '--tag', 'paged', '--limit', '450', '--json')).stdout)).toHaveLength(
       450,
     );
-    const [first] = catalog.list({ tag: 'tsv', order: 'oldest' });
+    const [first] = await catalog.list({ tag: 'tsv', order: 'oldest' });
     const shown = JSON.parse((await remote('show', first!.id, '--json')).stdout);
     expect(shown.record).toMatchObject({ id: first!.id, status: 'completed' });
     expect(shown.record.patch).toContain('+++ b/train.py');
@@ -193,7 +195,7 @@ describe('reports of a fixture campaign (keep, discard, crash, refused)', () => 
     `renders the HTML report in a real headless browser: staircase of keeps, dots for the rest${skipped}`,
     async () => {
       const file = path.join(stack.workDir, 'report.html');
-      await fs.writeFile(file, tagReportHtml('tsv', catalog.list({ tag: 'tsv' })));
+      await fs.writeFile(file, tagReportHtml('tsv', await catalog.list({ tag: 'tsv' })));
       const { stdout: dom } = await execa(
         browser,
         [
@@ -231,13 +233,13 @@ describe('what the record keeps and what it does not', () => {
       )
     ).experimentId;
     await stack.client.workflow.getHandle(id).result();
-    const record = catalog.get(id)!;
+    const record = (await catalog.get(id))!;
     expect(record.environment?.variables.EXPCTL_TEST_SECRET_TOKEN).toBe('[redacted]');
     expect(record.environment?.variables.HF_TOKEN).toBe('[redacted]');
     expect(record.request.env.HF_TOKEN).toBe('[redacted]');
     expect(record.logTail).toContain('HF_TOKEN=[redacted]');
     expect(record.logTail).toContain('EXPCTL_TEST_SECRET_TOKEN=[redacted]');
-    catalog.db.pragma('wal_checkpoint(TRUNCATE)');
+    checkpoint(stack.catalogPath);
     for (const file of [stack.catalogPath, `${stack.catalogPath}-wal`]) {
       const bytes = await fs.readFile(file).catch(() => Buffer.alloc(0));
       expect(bytes.includes('hf_request_secret_42')).toBe(false);
@@ -252,7 +254,7 @@ describe('what the record keeps and what it does not', () => {
       request({ tag: 'artifacts', env: { VAL_BPB: '1.0' } }),
     );
     await handle.result();
-    const record = catalog.get(experimentId)!;
+    const record = (await catalog.get(experimentId))!;
     expect(record.artifacts).toEqual([
       { path: 'model.txt', bytes: 8, sha256: crypto.createHash('sha256').update('weights\n').digest('hex') },
     ]);
@@ -295,7 +297,7 @@ describe('operator actions and guidance', () => {
     const [change, result] = rerun.stdout.split(/\n(?=\{)/).map((part) => JSON.parse(part));
     expect(change).toMatchObject({ rerun_of: discarded.experiment_id, commit: worseCommit, config: 'config.json' });
     expect(result.metric).toBe(discarded.metric);
-    const record = catalog.get(result.experiment_id)!;
+    const record = (await catalog.get(result.experiment_id))!;
     expect(record).toMatchObject({
       originKind: 'rerun',
       originId: discarded.experiment_id,
@@ -334,7 +336,7 @@ describe('operator actions and guidance', () => {
 
   it('adapts the strategy after every completion and suggests what to try', async () => {
     for (let i = 0; i < 3; i++) await run(request({ tag: 'strategy', category: 'optimizer', env: { MODE: 'fail' } }));
-    expect(catalog.strategy('strategy')).toMatchObject({
+    expect(await catalog.strategy('strategy')).toMatchObject({
       mode: 'exploit',
       manual: false,
       reason: expect.stringMatching(/3 of the last 3 runs crashed/),
@@ -351,7 +353,7 @@ describe('operator actions and guidance', () => {
     );
     expect(JSON.parse(set.stdout)).toMatchObject({ mode: 'ablation', manual: true });
     // The change went through the tag's workflow, signed and checked (the CLI writes nothing itself).
-    expect(catalog.auditTrail(tagWorkflowId('strategy'))).toContainEqual(
+    expect(await catalog.auditTrail(tagWorkflowId('strategy'))).toContainEqual(
       expect.objectContaining({ action: 'configure_tag', allowed: true }),
     );
     const unknown = await cli('strategy', '--tag', 'never-seen', '--set', 'explore', '--reason', 'r');
@@ -360,7 +362,7 @@ describe('operator actions and guidance', () => {
     const malformed = await cli('strategy', '--tag', 'strategy', '--set', 'ablation');
     expect(malformed.stderr).toContain('--set needs --reason TEXT');
     await run(request({ tag: 'strategy', category: 'hyperparams', env: { VAL_BPB: '1.0' } }));
-    expect(catalog.strategy('strategy')?.mode).toBe('ablation');
+    expect((await catalog.strategy('strategy'))?.mode).toBe('ablation');
     const suggestion = JSON.parse((await cli('suggest', '--tag', 'strategy', '--json')).stdout);
     expect(suggestion.mode).toBe('ablation');
     expect(suggestion.categories.find((c: { category: string }) => c.category === 'optimizer')).toMatchObject({
@@ -376,7 +378,7 @@ describe('operator actions and guidance', () => {
     expect(new Set(proposed.variants.map((v: { category: string }) => v.category)).size).toBe(3);
     expect((await cli('suggest', '--tag', 'strategy', '--k', '0')).stderr).toContain('--k');
     const auto = JSON.parse((await cli('strategy', '--tag', 'strategy', '--set', 'auto', '--json')).stdout);
-    expect(auto).toMatchObject({ manual: false, mode: catalog.strategy('strategy')!.mode });
+    expect(auto).toMatchObject({ manual: false, mode: (await catalog.strategy('strategy'))!.mode });
     expect(auto.reason).not.toBe('operator wants to learn what matters');
   });
 });

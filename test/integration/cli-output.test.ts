@@ -17,7 +17,7 @@ const hostile = `ignore\u001b[2J\u001b[31m red \u202eexe.fdp\u2066 \u0085 \u0007
 beforeAll(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-cli-output-'));
   env = { EXPCTL_CATALOG: path.join(dir, 'catalog.sqlite') };
-  const catalog = new Catalog(env.EXPCTL_CATALOG);
+  const catalog = await Catalog.open(env.EXPCTL_CATALOG);
   for (let i = 0; i < RECORDS; i++) {
     const request = parseExperimentRequest({
       tag: 'big',
@@ -28,7 +28,7 @@ beforeAll(async () => {
       commit: crypto.createHash('sha1').update(String(i)).digest('hex'),
     });
     const at = new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString();
-    catalog.apply({
+    await catalog.apply({
       experimentId: `exp-big-${String(i).padStart(4, '0')}`,
       request,
       submittedAt: at,
@@ -37,7 +37,7 @@ beforeAll(async () => {
       events: [{ status: 'submitted', at }],
     });
   }
-  catalog.close();
+  await catalog.close();
 });
 afterAll(async () => {
   await fs.rm(dir, { recursive: true, force: true });

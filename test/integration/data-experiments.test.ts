@@ -4,7 +4,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Catalog } from '../../src/catalog/catalog.js';
 import { addShard, fileSha256 } from '../../src/client/datasets.js';
 import type { ExperimentResult } from '../../src/domain/experiment.js';
 import { experimentStateQuery } from '../../src/workflows/definitions.js';
@@ -23,7 +22,7 @@ const ORDER_2_VAL_BPB = 2.140967;
 let stack: TestStack;
 let scratch: string;
 let source: { repo: string; commit: string };
-const catalog = () => new Catalog(stack.catalogPath);
+const catalog = () => stack.catalog;
 const cli = (args: string[]) =>
   runCli(
     { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace, EXPCTL_CATALOG: stack.catalogPath },
@@ -75,7 +74,7 @@ async function prepare(name: string, shards: number): Promise<string> {
   return dir;
 }
 const passed = (dataset: string, version: number) =>
-  eventually(async () => catalog().datasetVersion(dataset, version)?.status === 'passed' || undefined, 120_000);
+  eventually(async () => (await catalog().datasetVersion(dataset, version))?.status === 'passed' || undefined, 120_000);
 
 beforeAll(async () => {
   scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-data-runs-'));
@@ -99,7 +98,7 @@ describe('experiments on dataset versions', () => {
     expect(waited.exitCode).toBe(4);
     const result = resultOf(waited);
     expect(result.reason).toMatch(/after waiting 3 s \(--wait-for-data\)/);
-    const record = catalog().get(result.experiment_id!)!;
+    const record = (await catalog().get(result.experiment_id!))!;
     expect(record.status).toBe('data_unavailable');
     expect(record.events.map((e) => e.status)).toContain('waiting_for_data');
     // Not the agent's crash: neither counted nor kept.
@@ -121,7 +120,7 @@ describe('experiments on dataset versions', () => {
 
     const result = (await handle.result()) as ExperimentResult;
     expect(result).toMatchObject({ status: 'completed', metric: ORDER_2_VAL_BPB });
-    const record = catalog().get(id)!;
+    const record = (await catalog().get(id))!;
     expect(record.datasetVersions).toEqual([
       expect.objectContaining({ ref: 'ngram@latest', dataset: 'ngram', version: 1, records: 251 }),
     ]);
@@ -137,14 +136,20 @@ describe('experiments on dataset versions', () => {
     await deliver('ngram', await prepare('v2', 3), [2, 0, 1]);
     await passed('ngram', 2);
     const latest = resultOf(await run('pinned', ['--dataset', 'ngram@latest']));
-    expect(catalog().get(latest.experiment_id!)!.datasetVersions[0]).toMatchObject({ ref: 'ngram@latest', version: 2 });
+    expect((await catalog().get(latest.experiment_id!))!.datasetVersions[0]).toMatchObject({
+      ref: 'ngram@latest',
+      version: 2,
+    });
 
     const rerun = await cli(['rerun', id, '--detach', '--json']);
     expect(rerun.exitCode, rerun.stderr as string).toBe(0);
     const change = JSON.parse(rerun.stdout as string) as { experiment_id: string; datasets: string[] };
     await stack.client.workflow.getHandle(change.experiment_id).result();
     expect(change.datasets).toEqual(['ngram@1']);
-    expect(catalog().get(change.experiment_id)!.datasetVersions[0]).toMatchObject({ ref: 'ngram@1', version: 1 });
+    expect((await catalog().get(change.experiment_id))!.datasetVersions[0]).toMatchObject({
+      ref: 'ngram@1',
+      version: 1,
+    });
 
     // Lineage, both ways, from the catalog.
     const down = JSON.parse((await cli(['lineage', 'ngram@1', '--downstream', '--json'])).stdout as string);
@@ -181,7 +186,7 @@ describe('experiments on dataset versions', () => {
       shardCount: 2,
       declaredSha256: await fileSha256(second),
     });
-    await eventually(async () => catalog().datasetVersion('bad', 1)?.status === 'failed' || undefined, 120_000);
+    await eventually(async () => (await catalog().datasetVersion('bad', 1))?.status === 'failed' || undefined, 120_000);
     const refused = await run('bad', ['--dataset', 'bad@1', '--wait-for-data', '600']);
     expect(refused.exitCode).toBe(2);
     expect(resultOf(refused)).toMatchObject({ status: 'validation_failed' });

@@ -4,7 +4,6 @@ import path from 'node:path';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Catalog } from '../../src/catalog/catalog.js';
 import { addShard, configureDataset, fileSha256, shardRefusal } from '../../src/client/datasets.js';
 import { PERMISSION_DENIED } from '../../src/domain/authorization.js';
 import { datasetVersionWorkflowId, datasetWorkflowId, shardObjectPath } from '../../src/domain/datasets.js';
@@ -20,7 +19,7 @@ let stack: TestStack;
 let dir: string;
 let dataDir: string;
 let alertDir: string;
-const catalog = () => new Catalog(stack.catalogPath);
+const catalog = () => stack.catalog;
 const cliEnv = (credentialFile = process.env.EXPCTL_CREDENTIAL_FILE!) => ({
   TEMPORAL_ADDRESS: stack.address,
   TEMPORAL_NAMESPACE: stack.namespace,
@@ -49,16 +48,11 @@ const offer = async (dataset: string, file: string, shardIndex: number, shardCou
 const refusalOf = (error: unknown) => shardRefusal(error) ?? { code: (error as Error).message, message: '' };
 const decided = (dataset: string, version: number) =>
   eventually(async () => {
-    const row = catalog()
-      .datasets.versions(dataset)
-      .find((v) => v.version === version);
+    const row = (await catalog().datasets.versions(dataset)).find((v) => v.version === version);
     return row && (row.status === 'passed' || row.status === 'failed') ? row : undefined;
   }, 60_000);
-const codes = (dataset: string, version: number) =>
-  catalog()
-    .datasets.gateResults(dataset, version)
-    .filter((g) => !g.passed)
-    .map((g) => g.code);
+const codes = async (dataset: string, version: number) =>
+  (await catalog().datasets.gateResults(dataset, version)).filter((g) => !g.passed).map((g) => g.code);
 
 beforeAll(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-datasets-'));
@@ -121,7 +115,7 @@ describe('versions', () => {
       arrivedShards: 3,
       records: 12,
     });
-    const shards = catalog().datasets.shards('ooo', 1);
+    const shards = await catalog().datasets.shards('ooo', 1);
     expect(shards.map((s) => [s.index, s.deliveries, s.records])).toEqual([
       [0, 2, 3],
       [1, 1, 4],
@@ -133,7 +127,7 @@ describe('versions', () => {
       expect(await fs.readFile(object, 'utf8')).toBe(await fs.readFile(file, 'utf8'));
       expect((await fs.stat(object)).mode & 0o777).toBe(0o600);
     }
-    const latest = catalog().latestPassedDatasetVersion('ooo');
+    const latest = await catalog().latestPassedDatasetVersion('ooo');
     expect(latest).toMatchObject({
       dataset: 'ooo',
       version: 1,
@@ -143,11 +137,9 @@ describe('versions', () => {
     });
     expect(latest!.manifestSha256).toMatch(/^[0-9a-f]{64}$/);
     expect(latest!.shards.map((s) => s.fileName)).toEqual(['ooo-0.jsonl', 'ooo-1.jsonl', 'ooo-2.jsonl']);
-    expect(
-      catalog()
-        .datasets.alerts()
-        .filter((a) => a.kind === 'shard_conflict'),
-    ).toMatchObject([{ subject: 'ooo@1', code: 'shard.conflict' }]);
+    expect((await catalog().datasets.alerts()).filter((a) => a.kind === 'shard_conflict')).toMatchObject([
+      { subject: 'ooo@1', code: 'shard.conflict' },
+    ]);
     // Visible to operators: the version workflow's search attributes, and the dataset's query.
     const versionHandle = stack.client.workflow.getHandle(datasetVersionWorkflowId('ooo', 1));
     expect(await versionHandle.result()).toMatchObject({ status: 'passed', sealReason: 'complete' });
@@ -162,27 +154,21 @@ describe('versions', () => {
   });
 
   it('a shard after the seal is flagged late, leaves the sealed version unchanged and goes to the next version', async () => {
-    const before = catalog().datasetVersion('ooo', 1)!;
+    const before = (await catalog().datasetVersion('ooo', 1))!;
     const late = await jsonl('ooo-1-late.jsonl', 4, undefined, 50);
     const result = await offer('ooo', late, 1, 3, { version: 1 });
     expect(result).toMatchObject({ outcome: 'late_next', version: 2, lateFor: 1, shardIndex: 1 });
-    expect(catalog().datasetVersion('ooo', 1)).toEqual(before);
-    expect(catalog().datasets.lateShards('ooo', 1)).toMatchObject([
+    expect(await catalog().datasetVersion('ooo', 1)).toEqual(before);
+    expect(await catalog().datasets.lateShards('ooo', 1)).toMatchObject([
       { shardIndex: 1, action: 'next', movedToVersion: 2 },
     ]);
-    expect(
-      catalog()
-        .datasets.shards('ooo', 2)
-        .map((s) => s.fileName),
-    ).toEqual(['ooo-1-late.jsonl']);
-    expect(
-      catalog()
-        .datasets.alerts()
-        .filter((a) => a.kind === 'late_shard'),
-    ).toMatchObject([{ subject: 'ooo@1', code: 'late.after_seal' }]);
+    expect((await catalog().datasets.shards('ooo', 2)).map((s) => s.fileName)).toEqual(['ooo-1-late.jsonl']);
+    expect((await catalog().datasets.alerts()).filter((a) => a.kind === 'late_shard')).toMatchObject([
+      { subject: 'ooo@1', code: 'late.after_seal' },
+    ]);
     const version2 = await stack.client.workflow.getHandle(datasetVersionWorkflowId('ooo', 2)).query(versionStateQuery);
     expect(version2).toMatchObject({ status: 'open', received: [1], expectedShards: 3 });
-    expect(catalog().latestPassedDatasetVersion('ooo')!.version).toBe(1);
+    expect((await catalog().latestPassedDatasetVersion('ooo'))!.version).toBe(1);
   });
 
   it('the lateness allowance seals a partial version, which fails completeness; with policy refuse a late shard is refused', async () => {
@@ -194,21 +180,19 @@ describe('versions', () => {
     });
     const row = await decided('partial', 1);
     expect(row).toMatchObject({ status: 'failed', sealReason: 'lateness', arrivedShards: 1 });
-    expect(codes('partial', 1)).toEqual(['completeness.missing_shards']);
+    expect(await codes('partial', 1)).toEqual(['completeness.missing_shards']);
     expect(
-      catalog()
-        .datasets.gateResults('partial', 1)
-        .find((g) => g.gate === 'completeness')!.message,
+      (await catalog().datasets.gateResults('partial', 1)).find((g) => g.gate === 'completeness')!.message,
     ).toMatch(/2 of 3 shards missing at the seal \(shards 1, 2\)/);
-    expect(catalog().latestPassedDatasetVersion('partial')).toBeNull();
+    expect(await catalog().latestPassedDatasetVersion('partial')).toBeNull();
 
     const late = await jsonl('partial-1.jsonl', 3, undefined, 7);
     const refused = await offer('partial', late, 1, 3, { version: 1 }).catch((e: unknown) => e);
     expect(refusalOf(refused).code).toBe('late.refused');
-    expect(catalog().datasets.lateShards('partial', 1)).toMatchObject([
+    expect(await catalog().datasets.lateShards('partial', 1)).toMatchObject([
       { shardIndex: 1, action: 'refused', movedToVersion: null },
     ]);
-    expect(catalog().datasets.shards('partial', 1)).toHaveLength(1);
+    expect(await catalog().datasets.shards('partial', 1)).toHaveLength(1);
   });
   it('a Parquet shard: rows and schema from its footer', async () => {
     const fixture = new URL('../fixtures/datasets/tiny-0-of-1.parquet', import.meta.url).pathname;
@@ -218,7 +202,7 @@ describe('versions', () => {
       sealed: true,
     });
     expect(await decided('pq', 1)).toMatchObject({ status: 'passed', records: 5 });
-    expect(catalog().latestPassedDatasetVersion('pq')).toMatchObject({ schema: { text: 'string', id: 'int32' } });
+    expect(await catalog().latestPassedDatasetVersion('pq')).toMatchObject({ schema: { text: 'string', id: 'int32' } });
   });
 });
 
@@ -246,11 +230,7 @@ describe('data watch', () => {
       await fs.rename(path.join(drop, 'watched-1-of-2.jsonl.part'), path.join(drop, 'watched-1-of-2.jsonl'));
       expect(await decided('watched', 1)).toMatchObject({ status: 'passed', arrivedShards: 2, records: 4 });
       // Shard 0 was offered again by this watcher's first scan: the same content counts once.
-      expect(
-        catalog()
-          .datasets.shards('watched', 1)
-          .map((s) => s.deliveries),
-      ).toEqual([2, 1]);
+      expect((await catalog().datasets.shards('watched', 1)).map((s) => s.deliveries)).toEqual([2, 1]);
     } finally {
       watcher.kill('SIGTERM');
       await watcher;
@@ -269,19 +249,19 @@ describe('gates', () => {
       declaredSha256: 'f'.repeat(64),
     });
     expect(await decided('integ', 1)).toMatchObject({ status: 'failed' });
-    expect(codes('integ', 1)).toEqual(['integrity.hash_mismatch']);
+    expect(await codes('integ', 1)).toEqual(['integrity.hash_mismatch']);
 
     await offer('counts', await jsonl('counts.jsonl', 2), 0, 1, { declaredRecords: 3 });
     expect(await decided('counts', 1)).toMatchObject({ status: 'failed' });
-    expect(codes('counts', 1)).toEqual(['records.declared_mismatch']);
+    expect(await codes('counts', 1)).toEqual(['records.declared_mismatch']);
 
     await offer('mixed', await jsonl('mixed-0.jsonl', 2), 0, 2);
     await offer('mixed', await jsonl('mixed-1.jsonl', 2, { id: 'number', body: 'string' }), 1, 2);
     expect(await decided('mixed', 1)).toMatchObject({ status: 'failed' });
-    expect(codes('mixed', 1)).toEqual(['schema.inconsistent_shards']);
+    expect(await codes('mixed', 1)).toEqual(['schema.inconsistent_shards']);
 
     for (const dataset of ['integ', 'counts', 'mixed'])
-      expect(catalog().latestPassedDatasetVersion(dataset)).toBeNull();
+      expect(await catalog().latestPassedDatasetVersion(dataset)).toBeNull();
   });
 
   it('against the previous passed version: a removed column, a changed type, records out of tolerance; history counts earlier versions', async () => {
@@ -289,20 +269,18 @@ describe('gates', () => {
     expect(await decided('evolve', 1)).toMatchObject({ status: 'passed' });
     await offer('evolve', await jsonl('evolve-v2.jsonl', 10, { id: 'number' }), 0, 1);
     expect(await decided('evolve', 2)).toMatchObject({ status: 'failed' });
-    expect(codes('evolve', 2)).toEqual(['schema.column_removed']);
+    expect(await codes('evolve', 2)).toEqual(['schema.column_removed']);
     await offer('evolve', await jsonl('evolve-v3.jsonl', 10, { id: 'string', text: 'string' }), 0, 1);
     expect(await decided('evolve', 3)).toMatchObject({ status: 'failed' });
-    expect(codes('evolve', 3)).toEqual(['schema.type_changed']);
+    expect(await codes('evolve', 3)).toEqual(['schema.type_changed']);
     await offer('evolve', await jsonl('evolve-v4.jsonl', 16, { id: 'number', text: 'string', lang: 'string' }), 0, 1);
     expect(await decided('evolve', 4)).toMatchObject({ status: 'failed' });
-    expect(codes('evolve', 4)).toEqual(['records.out_of_tolerance']);
+    expect(await codes('evolve', 4)).toEqual(['records.out_of_tolerance']);
     await offer('evolve', await jsonl('evolve-v5.jsonl', 12, { id: 'number', text: 'string', lang: 'string' }), 0, 1);
     expect(await decided('evolve', 5)).toMatchObject({ status: 'passed' });
 
-    expect(catalog().latestPassedDatasetVersion('evolve')).toMatchObject({ version: 5, records: 12 });
-    const schema = catalog()
-      .datasets.gateResults('evolve', 5)
-      .find((g) => g.gate === 'schema')!;
+    expect(await catalog().latestPassedDatasetVersion('evolve')).toMatchObject({ version: 5, records: 12 });
+    const schema = (await catalog().datasets.gateResults('evolve', 5)).find((g) => g.gate === 'schema')!;
     // Schema passed for versions 1 and 4 (version 4 failed on its record count only).
     expect(schema.history).toEqual({ versions: 4, passed: 2, passRate: 0.5 });
     expect(schema.message).toMatch(/compatible with version 1 \(new columns lang\)/);
@@ -324,7 +302,7 @@ describe('gates', () => {
 
 describe('alerts and authorization', () => {
   it('every alert is recorded and its command ran with the alert on stdin and in the environment; its failure is recorded', async () => {
-    const alerts = catalog().datasets.alerts();
+    const alerts = await catalog().datasets.alerts();
     expect(alerts.length).toBeGreaterThanOrEqual(8);
     for (const alert of alerts) {
       expect(alert.commandExit).toBe(3);
@@ -366,15 +344,13 @@ describe('alerts and authorization', () => {
     expect(await addShard(stack.client, base, producer.credential)).toMatchObject({ outcome: 'accepted', version: 1 });
     const policy = await runCli(cliEnv(producer.file), ['data', 'policy', 'authz', '--lateness', '5m', '--json']);
     expect(policy.exitCode).toBe(6);
-    expect(
-      catalog()
-        .auditTrail(datasetWorkflowId('authz'))
-        .map((a) => [a.action, a.actor, a.allowed]),
-    ).toEqual([
-      ['add_data', 'agent', false],
-      ['add_data', 'loader', true],
-      ['configure_dataset', 'loader', false],
-    ]);
+    expect((await catalog().auditTrail(datasetWorkflowId('authz'))).map((a) => [a.action, a.actor, a.allowed])).toEqual(
+      [
+        ['add_data', 'agent', false],
+        ['add_data', 'loader', true],
+        ['configure_dataset', 'loader', false],
+      ],
+    );
   });
 });
 

@@ -121,13 +121,8 @@ describe('a run whose submitter shares no files with its worker', () => {
     const result = await handle.result();
     expect(result).toMatchObject({ status: 'completed', metric: 1.25 });
     const record = await eventually(async () => {
-      const { CatalogReader } = await import('../../src/catalog/catalog.js');
-      const reader = CatalogReader.open(stack.catalogPath);
-      try {
-        return reader.get(handle.workflowId)?.patchSha256 ? reader.get(handle.workflowId) : undefined;
-      } finally {
-        reader.close();
-      }
+      const record = await stack.catalog.get(handle.workflowId);
+      return record?.patchSha256 ? record : undefined;
     });
     expect(record.repo).toBe(remote);
     expect(record.commit).toBe(source.commit);

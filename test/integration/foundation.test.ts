@@ -80,7 +80,7 @@ describe('dev server lifecycle', () => {
         namespace: 'default',
         client,
         dataConverter: converter,
-        catalogPath: path.join(dir, 'catalog.sqlite'),
+        catalog: path.join(dir, 'catalog.sqlite'),
         issuer: loadIssuerPublicKey(testTrust().home),
       });
       const gpu = await createGpuWorker({

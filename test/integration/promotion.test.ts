@@ -3,8 +3,6 @@ import path from 'node:path';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
-import { Catalog } from '../../src/catalog/catalog.js';
-import { ModelCatalog } from '../../src/catalog/models.js';
 import { PERMISSION_DENIED_EXIT_CODE } from '../../src/domain/authorization.js';
 import { PROMOTION_CODES } from '../../src/domain/promotion.js';
 import { WORKFLOWS_PATH } from '../../src/orchestrator/worker.js';
@@ -30,10 +28,10 @@ const cliEnv = (credentialFile: string) => ({
 });
 const asOperator = (args: string[]) => runCli(cliEnv(olga.file), args);
 const asSubmitter = (args: string[]) => runCli(cliEnv(sam.file), args);
-const catalog = () => new Catalog(stack.catalogPath);
+const catalog = () => stack.catalog;
 /** Workflows whose histories must replay against today's code (see the last test). */
 const finished: string[] = [];
-const models = () => new ModelCatalog(catalog().db);
+const models = () => stack.catalog.models;
 
 let runs = 0;
 /** A kept experiment (the first of its own tag) whose model scores `holdout` on the holdout split. */
@@ -77,7 +75,7 @@ describe('refusals before anything runs', () => {
       error: PROMOTION_CODES.noArtifact,
       message: expect.stringMatching(/has no artifact nope.bin \(it has model.txt\)/),
     });
-    expect(models().promotions('lm-x')).toEqual([]);
+    expect(await models().promotions('lm-x')).toEqual([]);
   });
 });
 
@@ -95,7 +93,7 @@ describe('holdout gate, alias moves and rollback', () => {
       requested_by: 'olga',
     });
     // The holdout evaluation is an experiment of its own: recorded, by the promoter, outside the tag's decisions.
-    const holdout = catalog().get(promoted.out.holdout_experiment_id!)!;
+    const holdout = (await catalog().get(promoted.out.holdout_experiment_id!))!;
     expect(holdout).toMatchObject({
       status: 'completed',
       originKind: 'promotion',
@@ -121,7 +119,7 @@ describe('holdout gate, alias moves and rollback', () => {
       incumbent_metric: 1.0,
     });
     expect(blocked.out.reason).toMatch(/holdout val_bpb 1.5 vs incumbent 1 .*more than the allowed 0.01/);
-    expect(catalog().datasets.alerts()).toContainEqual(
+    expect(await catalog().datasets.alerts()).toContainEqual(
       expect.objectContaining({
         kind: 'promotion_blocked',
         subject: blocked.out.promotion_id,
@@ -129,13 +127,13 @@ describe('holdout gate, alias moves and rollback', () => {
         message: expect.stringMatching(/^lm@staging: candidate /),
       }),
     );
-    expect(models().aliases('lm')).toEqual({ staging: 1 });
+    expect(await models().aliases('lm')).toEqual({ staging: 1 });
 
     // Within the threshold (0.5 % worse, threshold 1 %): promoted as version 2.
     const second = await keptRun(0.8, 1.005);
     const again = await promote([second, '--model', 'lm']);
     expect(again.out).toMatchObject({ status: 'promoted', version: 2, incumbent_version: 1 });
-    expect(models().aliases('lm')).toEqual({ staging: 2 });
+    expect(await models().aliases('lm')).toEqual({ staging: 2 });
 
     // A submitter may not roll back; an operator may, and the alias holds version 1 again.
     const denied = await asSubmitter(['rollback', 'lm', '--alias', 'staging', '--json']);
@@ -146,7 +144,7 @@ describe('holdout gate, alias moves and rollback', () => {
     const rolledBack = JSON.parse(rollback.stdout as string);
     expect(rolledBack).toMatchObject({ rolled_back: true, from: 2, to: 1, by: 'olga' });
     finished.push(blocked.out.promotion_id, rolledBack.rollback_id);
-    expect(models().aliases('lm')).toEqual({ staging: 1 });
+    expect(await models().aliases('lm')).toEqual({ staging: 1 });
     // Nothing before version 1: a second rollback is refused.
     const nothing = await asOperator(['rollback', 'lm', '--alias', 'staging', '--json']);
     expect(nothing.exitCode).toBe(2);
@@ -167,7 +165,7 @@ describe('holdout gate, alias moves and rollback', () => {
       reason: 'bad outputs',
     });
     expect(report.promotions.map((p: { status: string }) => p.status)).toEqual(['promoted', 'blocked', 'promoted']);
-    expect(models().versionsByExperiment(second)).toMatchObject([{ model: 'lm', version: 2 }]);
+    expect(await models().versionsByExperiment(second)).toMatchObject([{ model: 'lm', version: 2 }]);
   });
 });
 
@@ -177,7 +175,7 @@ describe('approval', () => {
     const timedOut = await promote([kept, '--model', 'lm-wait', '--approval', '--approval-timeout', '2s']);
     expect(timedOut.exitCode).toBe(3);
     expect(timedOut.out).toMatchObject({ status: 'rejected', code: PROMOTION_CODES.approvalTimeout, version: null });
-    expect(models().aliases('lm-wait')).toEqual({});
+    expect(await models().aliases('lm-wait')).toEqual({});
   });
 
   it('operators approve or reject, submitters may not; the audit trail names who', async () => {
@@ -195,7 +193,7 @@ describe('approval', () => {
     expect(JSON.parse(approved.stdout as string)).toMatchObject({ decision: 'approve', decided_by: 'olga' });
     const result = (await handle.result()) as PromotionResult;
     expect(result).toMatchObject({ status: 'promoted', decided_by: 'olga', version: 1 });
-    expect(models().aliases('lm-ok')).toEqual({ staging: 1 });
+    expect(await models().aliases('lm-ok')).toEqual({ staging: 1 });
     finished.push(id);
     const again = await asOperator(['approve', id]);
     expect(again.exitCode).toBe(1);
@@ -234,7 +232,7 @@ describe('approval', () => {
       code: PROMOTION_CODES.rejected,
       reason: 'rejected by olga: not this week',
     });
-    expect(models().aliases('lm-ok')).toEqual({ staging: 1 });
+    expect(await models().aliases('lm-ok')).toEqual({ staging: 1 });
   });
 
   it('a submitter may not promote', async () => {
@@ -245,7 +243,7 @@ describe('approval', () => {
       error: 'permission_denied',
       message: expect.stringMatching(/sam \(submitter\) may not promote: needs the operator or admin role/),
     });
-    expect(models().promotions('lm-sam')).toEqual([]);
+    expect(await models().promotions('lm-sam')).toEqual([]);
   });
 });
 
@@ -264,7 +262,7 @@ describe('integrity and cancellation', () => {
     expect(blocked.out.reason).toMatch(
       /model.txt now hashes to [0-9a-f]{64}, not the [0-9a-f]{64} recorded at the end of/,
     );
-    expect(models().promotion(blocked.out.promotion_id)?.stages).toMatchObject([
+    expect((await models().promotion(blocked.out.promotion_id))?.stages).toMatchObject([
       { name: 'integrity', status: 'failed', code: PROMOTION_CODES.integrityMismatch },
     ]);
   });
@@ -276,9 +274,9 @@ describe('integrity and cancellation', () => {
     const handle = stack.client.workflow.getHandle(id);
     await waitFor(async () => (await handle.query(promotionStateQuery)).status === 'awaiting_approval', 120_000);
     await handle.cancel();
-    await waitFor(async () => models().promotion(id)?.code === PROMOTION_CODES.canceled, 60_000);
-    expect(models().promotion(id)).toMatchObject({ status: 'failed', endedAt: expect.any(String) });
-    expect(models().aliases('lm-cancel')).toEqual({});
+    await waitFor(async () => (await models().promotion(id))?.code === PROMOTION_CODES.canceled, 60_000);
+    expect(await models().promotion(id)).toMatchObject({ status: 'failed', endedAt: expect.any(String) });
+    expect(await models().aliases('lm-cancel')).toEqual({});
   });
 });
 

@@ -4,7 +4,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Catalog } from '../../src/catalog/catalog.js';
 import type { ExperimentRecord } from '../../src/catalog/record.js';
 import type { ExperimentResult } from '../../src/domain/experiment.js';
 import { parseExperimentRequest } from '../../src/domain/request.js';
@@ -18,6 +17,7 @@ import { makeRepo } from '../helpers/repo.js';
 import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
 import { signAs } from '../../src/client/sign.js';
 import { rawHistory } from '../helpers/history.js';
+import { checkpoint } from '../helpers/records.js';
 import { waitFor } from '../helpers/wait.js';
 
 // A secret given with --secret reaches the training process, and only it; no surface shows it.
@@ -191,9 +191,7 @@ describe('--secret', () => {
     expectNoToken('report html', await fs.readFile(html));
 
     // The catalog file itself, write-ahead log included; the workflow's memo.
-    const catalog = new Catalog(stack.catalogPath);
-    catalog.db.pragma('wal_checkpoint(TRUNCATE)');
-    catalog.close();
+    checkpoint(stack.catalogPath);
     for (const file of [stack.catalogPath, `${stack.catalogPath}-wal`])
       expectNoToken(file, await fs.readFile(file).catch(() => Buffer.alloc(0)));
     // Temporal history as the server stores it (payloads encrypted; failures and notes scrubbed).

@@ -3,7 +3,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Catalog } from '../../src/catalog/catalog.js';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
@@ -117,9 +116,7 @@ describe('a worker process killed during training', () => {
     expect(state.hosts.victim?.online).toBe(false);
     expect(state.slots.find((s) => s.slot.host === 'victim')?.lease).toBeNull();
     // The record holds everything up to the kill, and the terminal state.
-    const catalog = new Catalog(stack.catalogPath);
-    const record = catalog.get(handle.workflowId)!;
-    catalog.close();
+    const record = (await stack.catalog.get(handle.workflowId))!;
     expect(record).toMatchObject({
       status: 'worker_lost',
       reason: result.reason,

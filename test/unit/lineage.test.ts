@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { lineage, parseLineageRef, renderLineage, type LineageSource } from '../../src/domain/lineage.js';
+import {
+  lineage,
+  parseLineageRef,
+  renderLineage,
+  type LineageNode,
+  type LineageSource,
+} from '../../src/domain/lineage.js';
 
 /** A small campaign: ngram@1 and @2; e1 read @1 (as @latest), e2 read @2 and was promoted; e3 reran e1. */
 const runs: Record<string, { dataset: [string, number, string][]; origin?: { kind: string; of: string } }> = {
@@ -47,7 +53,7 @@ const source: LineageSource = {
   aliasesOf: (model, version) => (model === 'ngram-lm' && version === 1 ? ['production'] : []),
 };
 
-const refsOf = (node: ReturnType<typeof lineage>): string[] => [
+const refsOf = (node: LineageNode): string[] => [
   `${node.relation ?? 'root'} ${JSON.stringify(node.ref)}`,
   ...node.children.flatMap(refsOf),
 ];
@@ -67,8 +73,8 @@ describe('lineage references', () => {
 });
 
 describe('lineage', () => {
-  it('downstream of a dataset version: experiments, their artifacts, models and aliases, reruns', () => {
-    const tree = lineage(source, { kind: 'dataset_version', dataset: 'ngram', version: 2 }, 'downstream');
+  it('downstream of a dataset version: experiments, their artifacts, models and aliases, reruns', async () => {
+    const tree = await lineage(source, { kind: 'dataset_version', dataset: 'ngram', version: 2 }, 'downstream');
     expect(refsOf(tree)).toEqual([
       'root {"kind":"dataset_version","dataset":"ngram","version":2}',
       'read by {"kind":"experiment","id":"exp-t-e2"}',
@@ -77,12 +83,12 @@ describe('lineage', () => {
       'read by {"kind":"experiment","id":"exp-t-h1"}',
     ]);
     expect(renderLineage(tree).join('\n')).toContain('promoted as: model:ngram-lm@1  (holds production)');
-    const first = lineage(source, { kind: 'dataset_version', dataset: 'ngram', version: 1 }, 'downstream');
+    const first = await lineage(source, { kind: 'dataset_version', dataset: 'ngram', version: 1 }, 'downstream');
     expect(refsOf(first)).toContain('rerun of it {"kind":"experiment","id":"exp-t-e3"}');
   });
 
-  it('upstream of a model version: artifact, the run that wrote it, the data it read', () => {
-    const tree = lineage(source, { kind: 'model_version', model: 'ngram-lm', version: 1 }, 'upstream');
+  it('upstream of a model version: artifact, the run that wrote it, the data it read', async () => {
+    const tree = await lineage(source, { kind: 'model_version', model: 'ngram-lm', version: 1 }, 'upstream');
     expect(refsOf(tree)).toEqual([
       'root {"kind":"model_version","model":"ngram-lm","version":1}',
       'made from {"kind":"artifact","experimentId":"exp-t-e2","path":"model.json"}',
@@ -95,8 +101,8 @@ describe('lineage', () => {
     expect(tree.children[1]!.children[0]!.detail).toMatch(/shown above/);
   });
 
-  it('shows what the catalog does not know, marked as such', () => {
-    const tree = lineage(source, { kind: 'experiment', id: 'exp-t-nope' }, 'upstream');
+  it('shows what the catalog does not know, marked as such', async () => {
+    const tree = await lineage(source, { kind: 'experiment', id: 'exp-t-nope' }, 'upstream');
     expect(tree.known).toBe(false);
     expect(renderLineage(tree)).toEqual(['exp-t-nope  (not in the catalog)']);
   });

@@ -11,7 +11,7 @@ import { startDevCodecEndpoint } from '../../security/codec-server.js';
 import { ensurePrivateDir, PRIVATE_FILE } from '../../security/files.js';
 import { ensureKeyring } from '../../security/keyring.js';
 import { installWorkerRuntime } from '../../shared/runtime.js';
-import { catalogPath, devPorts, fleetRemoteDir, gitPort, hostName, stateDir } from '../../shared/settings.js';
+import { catalogLocation, devPorts, fleetRemoteDir, gitPort, hostName, stateDir } from '../../shared/settings.js';
 import { startFleetRemote, type ServedRemote } from './fleet-remote.js';
 import {
   dataConverter,
@@ -224,7 +224,7 @@ async function startStack(
       namespace: 'default',
       client,
       dataConverter: converter,
-      catalogPath: catalogPath(),
+      catalog: catalogLocation(),
       issuer: loadIssuerPublicKey(),
     }),
   );

@@ -5,7 +5,7 @@ import { CliError } from '../output.js';
 import { createOrchestratorWorker } from '../../orchestrator/worker.js';
 import { installWorkerRuntime } from '../../shared/runtime.js';
 import { ServerLink, serverAddressOf, watchServer } from '../../shared/server-link.js';
-import { catalogPath, hostName, stateDir } from '../../shared/settings.js';
+import { catalogLocation, hostName, stateDir } from '../../shared/settings.js';
 import { loadCredential, loadIssuerPublicKey } from '../../security/credentials.js';
 import { narrowExistingDir } from '../../security/files.js';
 import { connectClient, connectWorkerConnection, dataConverter } from '../../temporal/connection.js';
@@ -77,7 +77,7 @@ export async function orchestratorCommand(): Promise<void> {
     namespace,
     client,
     dataConverter: converter,
-    catalogPath: catalogPath(),
+    catalog: catalogLocation(),
     issuer: loadIssuerPublicKey(),
   });
   // The orchestrator makes no periodic call of its own: a probe tells its operator when the server goes and comes back.

@@ -1,0 +1,96 @@
+import crypto from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Catalog } from '../../src/catalog/catalog.js';
+import { parseExperimentRequest } from '../../src/domain/request.js';
+import { CATALOG_BACKENDS, stopTestPostgres } from '../helpers/catalogs.js';
+
+const request = (tag: string) =>
+  parseExperimentRequest({
+    tag,
+    hypothesis: 'h',
+    category: 'hyperparams',
+    repo: '/nowhere',
+    commit: crypto.createHash('sha1').update(tag).digest('hex'),
+  });
+
+afterAll(stopTestPostgres);
+
+for (const backend of CATALOG_BACKENDS) {
+  describe.skipIf(backend.skip)(`record writes on ${backend.name}`, () => {
+    let location: string;
+    let catalog: Catalog;
+    beforeAll(async () => {
+      location = await backend.fresh();
+      catalog = await Catalog.open(location);
+    });
+    afterAll(() => catalog?.close());
+
+    it('a retry that lands after a newer update adds its events and changes no field', async () => {
+      const id = 'exp-late-0001';
+      const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();
+      await catalog.apply({
+        experimentId: id,
+        revision: 1,
+        request: request('late'),
+        submittedAt: at(0),
+        status: 'validating',
+        events: [{ status: 'submitted', at: at(0) }],
+      });
+      await catalog.apply({ experimentId: id, revision: 3, status: 'canceled', reason: 'canceled by olga' });
+      // Revision 2 was retried on another orchestrator and finished last.
+      await catalog.apply({
+        experimentId: id,
+        revision: 2,
+        status: 'running',
+        reason: 'stale',
+        events: [{ status: 'running', at: at(2) }],
+      });
+      await catalog.apply({
+        experimentId: id,
+        revision: 2,
+        status: 'running',
+        events: [{ status: 'running', at: at(2) }],
+      });
+      const record = (await catalog.get(id))!;
+      expect(record).toMatchObject({ status: 'canceled', reason: 'canceled by olga' });
+      expect(record).not.toHaveProperty('revision');
+      expect(record.events.map((e) => e.status)).toEqual(['submitted', 'running']);
+      // The first update retried late must not roll the row back either.
+      await catalog.apply({ experimentId: id, revision: 1, request: request('late'), status: 'validating' });
+      expect((await catalog.get(id))!.status).toBe('canceled');
+    });
+
+    it('two writers applying updates of many runs at once lose none and double none', async () => {
+      const other = await Catalog.open(location);
+      try {
+        const ids = Array.from({ length: 20 }, (_, i) => `exp-many-${String(i).padStart(4, '0')}`);
+        await Promise.all(
+          ids.map(async (id, i) => {
+            const writer = i % 2 ? other : catalog;
+            await writer.apply({ experimentId: id, revision: 1, request: request('many'), status: 'validating' });
+            // Both writers deliver the final update, as an activity retried on a second orchestrator does.
+            const final = {
+              experimentId: id,
+              revision: 2,
+              status: 'completed' as const,
+              events: [{ status: 'completed' as const, at: '2026-01-01T00:00:00.000Z' }],
+            };
+            await Promise.all([catalog.apply(final), other.apply(final)]);
+          }),
+        );
+        const rows = await catalog.list({ tag: 'many' });
+        expect(rows).toHaveLength(20);
+        expect(rows.every((row) => row.status === 'completed')).toBe(true);
+        for (const id of ids) expect((await catalog.get(id))!.events).toHaveLength(1);
+      } finally {
+        await other.close();
+      }
+    });
+
+    it('refuses an update for a run whose submission was never recorded', async () => {
+      await expect(catalog.apply({ experimentId: 'exp-ghost-0001', revision: 2, status: 'running' })).rejects.toThrow(
+        /no experiment exp-ghost-0001/,
+      );
+    });
+  });
+}
