@@ -1,3 +1,4 @@
+import type { Credential } from '../security/credentials.js';
 import crypto from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
@@ -35,6 +36,8 @@ export interface HostDeps {
   datasetsDir: string;
   /** The root checkpoints outside the commit's tree resolve under; default <workDir>/checkpoints. */
   checkpointsDir?: string;
+  /** The host's credential, for the fleet remote's signed fetches. */
+  credential?: Credential;
 }
 
 /** Patches above this size are recorded truncated (Temporal payloads stay well under their limit). */
@@ -174,7 +177,7 @@ export function createHostActivities(deps: HostDeps) {
     experimentId: string,
     request: ExperimentRequest,
   ): Promise<Omit<ValidationReport, 'ok' | 'reason' | 'host'>> {
-    const repo = await localRepository(request.repo, deps.workDir, request.commit);
+    const repo = await localRepository(request.repo, deps.workDir, request.commit, deps.credential);
     if (!(await commitExists(repo, request.commit)))
       throw new Error(`commit ${request.commit} does not exist in ${request.repo}`);
     const short = request.commit.slice(0, 12);
@@ -301,7 +304,7 @@ export function createHostActivities(deps: HostDeps) {
      * worker's allowlisted ones, the request's own; secrets redacted by name and scrubbed by value).
      */
     async captureEnvironment(request: ExperimentRequest): Promise<EnvironmentRecord> {
-      const repo = await localRepository(request.repo, deps.workDir, request.commit);
+      const repo = await localRepository(request.repo, deps.workDir, request.commit, deps.credential);
       const lockfiles = await lockfileHashes(repo, request.commit);
       const hasGpus = deps.slots.some((slot) => slot.acceleratorClass !== 'cpu');
       return {

@@ -1,3 +1,4 @@
+import type { Credential } from '../security/credentials.js';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
@@ -30,6 +31,8 @@ import { layOutDatasets, type LayoutRoots } from '../gpu-worker/dataset-layout.j
 export interface TrainingDeps {
   slot: Slot;
   workDir: string;
+  /** The host's credential, for the fleet remote's signed fetches. */
+  credential?: Credential;
   heartbeatIntervalMs?: number;
   /** After SIGTERM, how long the group gets before SIGKILL. */
   killAfterMs?: number;
@@ -236,7 +239,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
           // An earlier attempt's result on this host is not this attempt's.
           for (const file of [files.outcome, files.exit, files.started, files.record])
             await fs.rm(file, { force: true });
-          const repo = await localRepository(request.repo, deps.workDir, request.commit);
+          const repo = await localRepository(request.repo, deps.workDir, request.commit, deps.credential);
           await cleanup.settled(files.tree);
           await addWorktree(repo, request.commit, files.tree);
 

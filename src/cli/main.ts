@@ -444,7 +444,9 @@ const fleetRemote = program
   .description('the fleet git remote: submitters push the commits they run, workers fetch them');
 fleetRemote
   .command('serve')
-  .description('serve the fleet remote with git daemon (EXPCTL_FLEET_REMOTE=git://ADDR:PORT/fleet.git)')
+  .description(
+    'serve the fleet remote: git over HTTP, signed requests only (EXPCTL_FLEET_REMOTE=expctl+http://ADDR:PORT/fleet.git)',
+  )
   .option('--listen <address>', 'address to serve on (default 127.0.0.1; 0.0.0.0 for all)', one('--listen'))
   .option('--port <n>', 'port (default 9418)', positiveInt('--port'))
   .option('--dir <path>', 'the bare repository (default <EXPCTL_HOME>/git/fleet.git)', one('--dir'))

@@ -1,16 +1,25 @@
 import { execa } from 'execa';
 import { isRemoteRepo } from '../gpu-worker/git.js';
 import { shippedCommitRef } from '../domain/fleet-remote.js';
+import { loadCredential, type Credential } from '../security/credentials.js';
+import { gitAccess } from '../security/fleet-remote-auth.js';
 import { SourceError } from './source.js';
 
 /**
  * Pushes `commit` from the submitter's repository to the fleet remote (under a ref of its own, so
  * nothing the team pushes is touched); idempotent. Workers then fetch it from there by its SHA.
  */
-export async function shipCommit(repo: string, commit: string, remote: string): Promise<void> {
+export async function shipCommit(
+  repo: string,
+  commit: string,
+  remote: string,
+  credential: () => Credential = () => loadCredential(),
+): Promise<void> {
   try {
-    await execa('git', ['-C', repo, 'push', '--quiet', remote, `${commit}:${shippedCommitRef(commit)}`], {
+    const access = gitAccess(remote, 'push_code', credential);
+    await execa('git', ['-C', repo, 'push', '--quiet', access.url, `${commit}:${shippedCommitRef(commit)}`], {
       timeout: 300_000,
+      env: access.env,
     });
   } catch (error) {
     const detail = ((error as { stderr?: string }).stderr || (error as Error).message).trim();

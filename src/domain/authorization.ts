@@ -19,6 +19,8 @@ export const ACTIONS = [
   'rollback_model',
   'add_data',
   'configure_dataset',
+  'push_code',
+  'fetch_code',
 ] as const;
 export type Action = (typeof ACTIONS)[number];
 
@@ -36,6 +38,9 @@ const ALLOWED: Record<Action, readonly Role[]> = {
   rollback_model: ['operator', 'admin'],
   add_data: ['producer', 'operator', 'admin'],
   configure_dataset: ['operator', 'admin'],
+  // The fleet remote: submitters ship the commits they run; workers fetch them.
+  push_code: ['submitter', 'operator', 'admin'],
+  fetch_code: ['worker', 'submitter', 'operator', 'admin'],
 };
 
 /** Error type (Temporal failure type and CLI JSON `error`) of every refusal. */

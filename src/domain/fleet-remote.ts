@@ -15,3 +15,46 @@ export function refUpdateRefusal(ref: string, oldSha: string, newSha: string): s
   if (!/^0+$/.test(oldSha) && oldSha !== newSha) return `${ref} exists and never moves`;
   return null;
 }
+
+/**
+ * expctl's own fleet remote speaks git's smart HTTP protocol and wants a signed request per git
+ * operation, so its URLs say so: `expctl+http://HOST:PORT/fleet.git` (or `expctl+https://` behind
+ * a TLS proxy). Any other remote (`git@…`, `https://…` of the team's own hosting) is used as it is.
+ */
+export const SIGNED_REMOTE = /^expctl\+(https?):\/\//;
+
+export function isSignedRemote(remote: string): boolean {
+  return SIGNED_REMOTE.test(remote);
+}
+
+/** The URL git itself is given. */
+export function gitUrlOf(remote: string): string {
+  return remote.replace(SIGNED_REMOTE, '$1://');
+}
+
+/** What a signed fleet-remote request is signed for (one target: the fleet's code). */
+export const FLEET_REMOTE_TARGET = 'fleet-remote';
+
+/** The HTTP header a signed request travels in: `Authorization: Expctl <base64url JSON>`. */
+export const FLEET_REMOTE_AUTH_SCHEME = 'Expctl';
+
+/**
+ * Which act an HTTP request of git's smart protocol is: reading (upload-pack) or pushing
+ * (receive-pack); null for anything else, which the server refuses (no dumb protocol, no browsing).
+ */
+export function smartGitAction(
+  method: string,
+  pathname: string,
+  service: string | null,
+): { action: 'fetch_code' | 'push_code'; repository: string } | null {
+  const info = /^\/([\w.-]+\.git)\/info\/refs$/.exec(pathname);
+  if (method === 'GET' && info) {
+    if (service === 'git-upload-pack') return { action: 'fetch_code', repository: info[1]! };
+    if (service === 'git-receive-pack') return { action: 'push_code', repository: info[1]! };
+    return null;
+  }
+  const rpc = /^\/([\w.-]+\.git)\/(git-upload-pack|git-receive-pack)$/.exec(pathname);
+  if (method === 'POST' && rpc)
+    return { action: rpc[2] === 'git-upload-pack' ? 'fetch_code' : 'push_code', repository: rpc[1]! };
+  return null;
+}

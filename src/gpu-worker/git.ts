@@ -2,6 +2,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
+import type { Credential } from '../security/credentials.js';
+import { gitAccess } from '../security/fleet-remote-auth.js';
 import { PRIVATE_DIR_MODE } from '../security/files.js';
 import { shippedCommitRef } from '../domain/fleet-remote.js';
 import { KeyedQueue } from '../shared/keyed-queue.js';
@@ -26,7 +28,13 @@ const cacheTurns = new KeyedQueue();
  * fetched by the ref a submitter ships it under, else by its SHA, else with every branch; it is
  * known by its SHA, so what the worker runs is what was submitted.
  */
-export async function localRepository(repo: string, workDir: string, commit: string): Promise<string> {
+export async function localRepository(
+  repo: string,
+  workDir: string,
+  commit: string,
+  /** The host's credential: expctl's fleet remote serves signed fetches only. */
+  credential?: Credential,
+): Promise<string> {
   if (!isRemoteRepo(repo)) {
     const resolved = path.resolve(repo);
     try {
@@ -48,7 +56,8 @@ export async function localRepository(repo: string, workDir: string, commit: str
       await fs.mkdir(path.dirname(cache), { recursive: true, mode: PRIVATE_DIR_MODE });
       const partial = `${cache}.partial-${process.pid}`;
       await fs.rm(partial, { recursive: true, force: true });
-      await execa('git', ['clone', '--quiet', '--bare', repo, partial], { timeout: 600_000 });
+      const access = gitAccess(repo, 'fetch_code', credential);
+      await execa('git', ['clone', '--quiet', '--bare', access.url, partial], { timeout: 600_000, env: access.env });
       await fs.rename(partial, cache);
     }
     if (await commitExists(cache, commit)) return cache;
@@ -57,7 +66,11 @@ export async function localRepository(repo: string, workDir: string, commit: str
       commit,
       '+refs/heads/*:refs/heads/*',
     ]) {
-      const fetched = await git(cache, ['fetch', '--quiet', 'origin', refspec]).then(
+      const access = gitAccess(repo, 'fetch_code', credential);
+      const fetched = await execa('git', ['-C', cache, 'fetch', '--quiet', 'origin', refspec], {
+        timeout: 120_000,
+        env: access.env,
+      }).then(
         () => true,
         () => false,
       );

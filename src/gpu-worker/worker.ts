@@ -97,7 +97,13 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
       ...base,
       taskQueue: hostQueue,
       activities: {
-        ...createHostActivities({ host, workDir, slots: discovery.slots, datasetsDir }),
+        ...createHostActivities({
+          host,
+          workDir,
+          slots: discovery.slots,
+          datasetsDir,
+          credential: options.credential,
+        }),
         ...createRunStatusActivities({ workDir }),
         ...createArtifactCheckActivities({ workDir }),
       },
@@ -112,6 +118,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
         activities: createTrainingActivities({
           slot,
           workDir,
+          credential: options.credential,
           heartbeatIntervalMs: options.trainingHeartbeatMs,
           killAfterMs: options.killAfterMs,
           orphanGraceMs: options.orphanGraceMs,

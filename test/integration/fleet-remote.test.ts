@@ -5,12 +5,14 @@ import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { shipCommit, sourceForFleet } from '../../src/client/fleet-remote.js';
 import { submitExperiment } from '../../src/client/experiments.js';
-import { refUpdateRefusal, shippedCommitRef } from '../../src/domain/fleet-remote.js';
+import { gitUrlOf, refUpdateRefusal, shippedCommitRef } from '../../src/domain/fleet-remote.js';
 import { commitExists, localRepository } from '../../src/gpu-worker/git.js';
 import { freePort } from '../../src/temporal/dev-server.js';
 import { EXPCTL } from '../helpers/cli.js';
 import { commitAll, makeRepo } from '../helpers/repo.js';
-import { startStack, type TestStack } from '../helpers/stack.js';
+import type { Credential } from '../../src/security/credentials.js';
+import { gitAccess, type GitAct } from '../../src/security/fleet-remote-auth.js';
+import { issueTestCredential, startStack, testTrust, type TestStack } from '../helpers/stack.js';
 import { eventually } from '../helpers/wait.js';
 
 let dir: string;
@@ -18,8 +20,18 @@ let daemon: ResultPromise;
 let remote: string;
 let daemonLog = '';
 
+/** Git against the remote as `credential` signs it (expctl's own code does the same). */
+const signedGit = (args: string[], act: GitAct, credential: Credential, cwd?: string) => {
+  const access = gitAccess(remote, act, credential);
+  return execa('git', [...(cwd ? ['-C', cwd] : []), ...args.map((arg) => (arg === remote ? access.url : arg))], {
+    env: access.env,
+    reject: false,
+  });
+};
+
 beforeAll(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-fleet-remote-'));
+  testTrust(); // the fleet's issuer, which the served remote verifies against
   const port = await freePort();
   daemon = execa(process.execPath, [EXPCTL, 'fleet-remote', 'serve', '--listen', '127.0.0.1', '--port', String(port)], {
     env: { ...process.env, EXPCTL_HOME: path.join(dir, 'control') },
@@ -27,12 +39,9 @@ beforeAll(async () => {
     all: true,
   });
   daemon.all!.on('data', (chunk: Buffer) => (daemonLog += chunk.toString()));
-  remote = `git://127.0.0.1:${port}/fleet.git`;
-  // Served once `git ls-remote` answers (the banner comes before the daemon listens).
-  await eventually(
-    async () => ((await execa('git', ['ls-remote', remote], { reject: false })).exitCode === 0 ? true : undefined),
-    60_000,
-  );
+  remote = `expctl+http://127.0.0.1:${port}/fleet.git`;
+  // The banner comes once the server listens.
+  await eventually(async () => (daemonLog.includes(`EXPCTL_FLEET_REMOTE=${remote}`) ? true : undefined), 60_000);
 }, 90_000);
 
 afterAll(async () => {
@@ -59,7 +68,7 @@ describe('commits reach a worker through the fleet remote', () => {
     const source = await makeRepo();
     await shipCommit(source.repo, source.commit, remote);
     const worker = path.join(dir, 'worker-a');
-    const cache = await localRepository(remote, worker, source.commit);
+    const cache = await localRepository(remote, worker, source.commit, testTrust().credential);
     expect(cache.startsWith(worker)).toBe(true);
     expect(await commitExists(cache, source.commit)).toBe(true);
 
@@ -69,7 +78,7 @@ describe('commits reach a worker through the fleet remote', () => {
     const shipped = await sourceForFleet({ repo: source.repo, commit: second }, remote);
     expect(shipped).toEqual({ repo: remote, commit: second });
     await shipCommit(source.repo, second, remote);
-    expect(await localRepository(remote, worker, second)).toBe(cache);
+    expect(await localRepository(remote, worker, second, testTrust().credential)).toBe(cache);
     expect(await commitExists(cache, second)).toBe(true);
 
     // Without a remote, the source is left as it is.
@@ -80,21 +89,69 @@ describe('commits reach a worker through the fleet remote', () => {
   }, 120_000);
 
   it('a commit nobody shipped is refused with what to do; so are pushes outside the rule', async () => {
-    await expect(localRepository(remote, path.join(dir, 'worker-b'), 'c'.repeat(40))).rejects.toThrow(
-      /commit c{40} is not in git:\/\/.*push it there, or submit with EXPCTL_FLEET_REMOTE/,
-    );
+    await expect(
+      localRepository(remote, path.join(dir, 'worker-b'), 'c'.repeat(40), testTrust().credential),
+    ).rejects.toThrow(/commit c{40} is not in expctl\+http:\/\/.*push it there, or submit with EXPCTL_FLEET_REMOTE/);
     const source = await makeRepo({ 'other.txt': 'x\n' });
-    const branch = await execa('git', ['-C', source.repo, 'push', remote, 'HEAD:refs/heads/main'], { reject: false });
+    const admin = testTrust().credential;
+    const branch = await signedGit(['push', remote, 'HEAD:refs/heads/main'], 'push_code', admin, source.repo);
     expect(branch.exitCode).not.toBe(0);
     expect(branch.stderr).toMatch(/the fleet remote refuses this push: only refs\/expctl\/commits\/<sha>/);
-    const wrongName = await execa(
-      'git',
-      ['-C', source.repo, 'push', remote, `HEAD:${shippedCommitRef('d'.repeat(40))}`],
-      { reject: false },
+    const wrongName = await signedGit(
+      ['push', remote, `HEAD:${shippedCommitRef('d'.repeat(40))}`],
+      'push_code',
+      admin,
+      source.repo,
     );
     expect(wrongName.exitCode).not.toBe(0);
     expect(wrongName.stderr).toMatch(/must name commit d{40}/);
-    expect(daemonLog).toMatch(/EXPCTL_FLEET_REMOTE=git:\/\/127\.0\.0\.1:\d+\/fleet\.git/);
+  }, 120_000);
+
+  it('serves only signed requests of this fleet, each act to the roles that may do it', async () => {
+    const source = await makeRepo({ 'private.txt': 'secret research\n' });
+    await shipCommit(source.repo, source.commit, remote);
+    const plain = gitUrlOf(remote);
+    // No credential: not even the list of refs, for a fetch or a push; git shows why.
+    const anonymous = await execa('git', ['ls-remote', plain], { reject: false, env: { GIT_TERMINAL_PROMPT: '0' } });
+    expect(anonymous.exitCode).not.toBe(0);
+    expect(anonymous.stdout).toBe('');
+    expect(anonymous.stderr).toMatch(/takes signed requests only/);
+    const anonymousPush = await execa(
+      'git',
+      ['-C', source.repo, 'push', plain, `HEAD:${shippedCommitRef(source.commit)}`],
+      {
+        reject: false,
+        env: { GIT_TERMINAL_PROMPT: '0' },
+      },
+    );
+    expect(anonymousPush.exitCode).not.toBe(0);
+    // A worker fetches but may not push; a producer (data only) may not even fetch.
+    const worker = issueTestCredential('gpu-host-a', 'worker').credential;
+    expect((await signedGit(['ls-remote', remote], 'fetch_code', worker)).stdout).toContain(source.commit);
+    const pushed = await signedGit(
+      ['push', remote, `HEAD:${shippedCommitRef(source.commit)}`],
+      'push_code',
+      worker,
+      source.repo,
+    );
+    expect(pushed.exitCode).not.toBe(0);
+    expect(pushed.stderr).toMatch(/permission_denied: gpu-host-a \(worker\) may not push code/);
+    const producer = issueTestCredential('loader', 'producer').credential;
+    const read = await signedGit(['ls-remote', remote], 'fetch_code', producer);
+    expect(read.exitCode).not.toBe(0);
+    expect(read.stderr).toMatch(/permission_denied: loader \(producer\) may not fetch code/);
+    // A request signed for a fetch is not a push.
+    const relabeled = gitAccess(remote, 'fetch_code', worker);
+    const asPush = await execa(
+      'git',
+      ['-C', source.repo, 'push', relabeled.url, `HEAD:refs/expctl/commits/${source.commit}`],
+      {
+        reject: false,
+        env: relabeled.env,
+      },
+    );
+    expect(asPush.stderr).toMatch(/signed for fetch_code on fleet-remote, not this one/);
+    expect(daemonLog).toMatch(/fleet remote: refused fetch_code from .*: no credential/);
   }, 120_000);
 });
 

@@ -88,7 +88,7 @@ describe.skipIf(unavailable !== null)('three hosts sharing only the network', ()
     control = network.hosts.control!.address;
     controlEnv = {
       ...baseEnv(controlDir),
-      EXPCTL_FLEET_REMOTE: `git://${control}:9418/fleet.git`,
+      EXPCTL_FLEET_REMOTE: `expctl+http://${control}:9418/fleet.git`,
       TEMPORAL_ADDRESS: `${control}:7233`,
     };
 
@@ -100,7 +100,7 @@ describe.skipIf(unavailable !== null)('three hosts sharing only the network', ()
       },
     );
     await eventually(async () => (outputs.get('control')!.includes('Press Ctrl-C') ? true : undefined), 240_000, 500);
-    expect(outputs.get('control')).toContain(`EXPCTL_FLEET_REMOTE=git://${control}:9418/fleet.git`);
+    expect(outputs.get('control')).toContain(`EXPCTL_FLEET_REMOTE=expctl+http://${control}:9418/fleet.git`);
 
     // Each GPU host gets a worker credential of its own; a reader on host a gets a submitter's.
     for (const [name, role] of [

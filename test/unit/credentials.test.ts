@@ -30,7 +30,7 @@ const never = () => false;
 describe('roles', () => {
   // The whole table, so a change to who may do what is a visible change to this test.
   const expected: Record<Role, Action[]> = {
-    submitter: ['submit'],
+    submitter: ['submit', 'push_code', 'fetch_code'],
     operator: [
       'submit',
       'cancel',
@@ -42,8 +42,10 @@ describe('roles', () => {
       'rollback_model',
       'add_data',
       'configure_dataset',
+      'push_code',
+      'fetch_code',
     ],
-    worker: ['register_host'],
+    worker: ['register_host', 'fetch_code'],
     admin: [...ACTIONS],
     producer: ['add_data'],
   };

@@ -12,7 +12,8 @@ import { ensurePrivateDir, PRIVATE_FILE } from '../../security/files.js';
 import { ensureKeyring } from '../../security/keyring.js';
 import { installWorkerRuntime } from '../../shared/runtime.js';
 import { catalogLocation, devPorts, fleetRemoteDir, gitPort, hostName, stateDir } from '../../shared/settings.js';
-import { startFleetRemote, type ServedRemote } from './fleet-remote.js';
+import { startFleetRemote, type ServedRemote } from '../../fleet-remote/server.js';
+import { catalogRevocations } from './fleet-remote.js';
 import {
   dataConverter,
   devInfoPath,
@@ -193,6 +194,9 @@ async function startStack(
       lifetime.onStop(() => forwarder.close());
     }
   }
+  // This user's admin credential and the fleet's issuer key (created on first start): the fleet
+  // remote verifies requests against the key.
+  const { credential } = ensureLocalAdmin();
   // Served to other hosts, the stack also serves the fleet's git remote: their commits travel through it.
   let fleetRemote: ServedRemote | undefined;
   if (plan.advertised) {
@@ -201,6 +205,9 @@ async function startStack(
       listen: plan.forwardIp ?? plan.serverIp,
       port: gitPort(),
       advertised: plan.advertised,
+      issuer: loadIssuerPublicKey(),
+      isRevoked: catalogRevocations(),
+      log,
     });
     lifetime.onStop(() => fleetRemote!.stop());
   }
@@ -215,8 +222,6 @@ async function startStack(
   const client = new Client({ connection: clientConnection, namespace: 'default', dataConverter: converter });
   if (signal.aborted) throw new AbortedError();
 
-  // This user's admin credential and the fleet's issuer key: created on first start.
-  const { credential } = ensureLocalAdmin();
   const workers = new SupervisedWorkers(lifetime);
   await workers.add('orchestrator', () =>
     createOrchestratorWorker({
