@@ -2,11 +2,13 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { bundleWorkflowCode } from '@temporalio/worker';
 import { execa } from 'execa';
 import type { TestProject } from 'vitest/node';
 import { createKeyring } from '../src/security/keyring.js';
 import { freePort, startDevServer, type DevServer } from '../src/temporal/dev-server.js';
 import { ensureTemporalCli } from '../src/temporal/temporal-cli.js';
+import { WORKFLOWS_PATH } from '../src/orchestrator/worker.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -16,6 +18,8 @@ declare module 'vitest' {
     keyFile: string;
     /** Path of a headless Chromium, or '' when none could be provided (those tests are skipped). */
     chromium: string;
+    /** The workflow code bundled once for the run (test/helpers/stack.ts hands it to every orchestrator). */
+    workflowBundleFile: string;
   }
 }
 
@@ -55,6 +59,14 @@ export async function setup(project: TestProject): Promise<void> {
   project.provide('temporalCli', binary);
   project.provide('keyFile', (await createKeyring(path.join(dir, 'keys', 'payload-keys.json'))).file);
   project.provide('chromium', chromium);
+  // Bundled once here rather than once per test file (seconds of CPU each on a 2-core machine).
+  const bundle = await bundleWorkflowCode({
+    workflowsPath: WORKFLOWS_PATH,
+    logger: { trace() {}, debug() {}, info() {}, warn() {}, error: console.error } as never,
+  });
+  const bundleFile = path.join(dir, 'workflow-bundle.js');
+  await fs.writeFile(bundleFile, bundle.code);
+  project.provide('workflowBundleFile', bundleFile);
 }
 
 export async function teardown(): Promise<void> {

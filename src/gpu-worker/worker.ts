@@ -13,7 +13,12 @@ import { CONTROL_TASK_QUEUE, hostTaskQueue, POOL_WORKFLOW_ID } from '../shared/c
 import { contentDigest } from '../client/request-digest.js';
 import { PERMISSION_DENIED } from '../domain/authorization.js';
 import { signRequest, type Credential } from '../security/credentials.js';
-import { deregisterHostSignal, leaseHeldQuery, poolStateQuery, registerHostSignal } from '../workflows/definitions.js';
+import {
+  deregisterHostSignal,
+  hostRegistrationQuery,
+  leaseHeldQuery,
+  registerHostSignal,
+} from '../workflows/definitions.js';
 import { poolWorkflow } from '../workflows/pool.js';
 import { discoverSlots, type DiscoveryOptions } from './discover.js';
 import { reconcileRuns, touchAttached } from './reconcile.js';
@@ -174,10 +179,9 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
   let stopped = false;
   const accepted = async () => {
     for (let delay = 100; !stopped; delay = Math.min(delay * 2, 2000)) {
-      const state = await pool.query(poolStateQuery).catch(() => undefined);
-      const entry = state?.hosts[host];
-      if (entry?.online && entry.incarnation === content.incarnation) return;
-      const refusal = state?.refusals?.[host];
+      const state = await pool.query(hostRegistrationQuery, host).catch(() => undefined);
+      if (state?.online && state.incarnation === content.incarnation) return;
+      const refusal = state?.refusal;
       if (refusal && refusal.incarnation === content.incarnation) throw new RegistrationRefusedError(refusal.reason);
       await new Promise((resolve) => setTimeout(resolve, delay));
     }

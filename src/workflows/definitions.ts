@@ -118,6 +118,11 @@ export const configurePoolUpdate = defineUpdate<
 export const poolStateQuery = defineQuery<PoolSnapshot>('poolState');
 /** Validation's question, answered in the pool (a few hundred bytes rather than the whole state). */
 export const placementCheckQuery = defineQuery<PlacementCheck, [Requirements]>('placementCheck');
+/** One host's registration as the pool holds it: a worker's question at start-up (bytes, not the whole state). */
+export const hostRegistrationQuery = defineQuery<
+  { online: boolean; incarnation: string | null; refusal: RegistrationRefusal | null },
+  [string]
+>('hostRegistration');
 /** The hosts the pool considers online, with their queues (the health check's question). */
 export const onlineHostsQuery = defineQuery<{ host: string; hostQueue: string }[]>('onlineHosts');
 

@@ -30,6 +30,7 @@ import {
   poolStateQuery,
   placementCheckQuery,
   onlineHostsQuery,
+  hostRegistrationQuery,
   registerHostSignal,
   releaseLeaseSignal,
   requestLeaseSignal,
@@ -109,6 +110,11 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
       pool.policy,
     ),
   );
+  setHandler(hostRegistrationQuery, (host) => ({
+    online: pool.hosts[host]?.online ?? false,
+    incarnation: pool.hosts[host]?.incarnation ?? null,
+    refusal: pool.refusals?.[host] ?? null,
+  }));
   setHandler(onlineHostsQuery, () =>
     Object.values(pool.hosts)
       .filter((entry) => entry.online)

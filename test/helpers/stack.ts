@@ -6,10 +6,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
-import { bundleWorkflowCode, NativeConnection, type Worker } from '@temporalio/worker';
+import { NativeConnection, type Worker } from '@temporalio/worker';
 import { inject } from 'vitest';
 import { createGpuWorker, type GpuWorkerHandle } from '../../src/gpu-worker/worker.js';
-import { createOrchestratorWorker, WORKFLOWS_PATH } from '../../src/orchestrator/worker.js';
+import { createOrchestratorWorker } from '../../src/orchestrator/worker.js';
 import type { Role } from '../../src/domain/authorization.js';
 import {
   credentialPath,
@@ -30,13 +30,10 @@ import { ensureNamespace, ensureSearchAttributes } from '../../src/temporal/setu
 
 export const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 
-let bundle: ReturnType<typeof bundleWorkflowCode> | undefined;
-/** Bundling takes a second or two; every stack in a test file shares one bundle. */
+let bundle: Promise<{ code: string }> | undefined;
+/** The workflow code the test setup bundled once for the whole run (bundling costs seconds of CPU). */
 function workflowBundle() {
-  bundle ??= bundleWorkflowCode({
-    workflowsPath: WORKFLOWS_PATH,
-    logger: { trace() {}, debug() {}, info() {}, warn() {}, error: console.error } as never,
-  });
+  bundle ??= fs.readFile(inject('workflowBundleFile'), 'utf8').then((code) => ({ code }));
   return bundle;
 }
 
