@@ -84,6 +84,21 @@ async function aliasMoves(sql: SqlRunner, model: string, alias?: string): Promis
   return rows.map((row) => decode<AliasMoveRecord>(row));
 }
 
+/** The alias move a promotion or rollback request already made, as its answer (null if none). */
+async function moveOf(
+  sql: SqlRunner,
+  requestId: string,
+  kind: 'promote' | 'rollback',
+): Promise<AliasMoveResult | null> {
+  const row = await sql.get('SELECT version, previous_version FROM alias_moves WHERE promotion_id = ? AND kind = ?', [
+    requestId,
+    kind,
+  ]);
+  return row
+    ? { moved: true, version: row.version as number, previousVersion: (row.previous_version as number | null) ?? null }
+    : null;
+}
+
 /**
  * Models, their versions, promotions and alias history in the catalog (tables of
  * schema.ts). Written only by the promotion activities; read by the CLI and for lineage.
@@ -209,17 +224,9 @@ export class ModelCatalog {
     at: string;
   }): Promise<AliasMoveResult> {
     return this.sql.transaction(async (tx): Promise<AliasMoveResult> => {
-      const already = (await tx.get('SELECT * FROM alias_moves WHERE promotion_id = ? AND kind = ?', [
-        input.promotionId,
-        'promote',
-      ])) as Row | undefined;
       // A retried activity whose first attempt committed: the same answer.
-      if (already)
-        return {
-          moved: true,
-          version: already.version as number,
-          previousVersion: (already.previous_version as number | null) ?? null,
-        };
+      const already = await moveOf(tx, input.promotionId, 'promote');
+      if (already) return already;
       const current = currentVersion(await aliasMoves(tx, input.model, input.alias));
       if (current !== input.expected)
         return {
@@ -276,16 +283,8 @@ export class ModelCatalog {
     requestId: string;
   }): Promise<AliasMoveResult> {
     return this.sql.transaction(async (tx): Promise<AliasMoveResult> => {
-      const already = (await tx.get('SELECT * FROM alias_moves WHERE promotion_id = ? AND kind = ?', [
-        input.requestId,
-        'rollback',
-      ])) as Row | undefined;
-      if (already)
-        return {
-          moved: true,
-          version: already.version as number,
-          previousVersion: (already.previous_version as number | null) ?? null,
-        };
+      const already = await moveOf(tx, input.requestId, 'rollback');
+      if (already) return already;
       const target = rollbackTarget(await aliasMoves(tx, input.model, input.alias));
       if (!target)
         return {
