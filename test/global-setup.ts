@@ -6,7 +6,8 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 import { execa } from 'execa';
 import type { TestProject } from 'vitest/node';
 import { createKeyring } from '../src/security/keyring.js';
-import { freePort, startDevServer, type DevServer } from '../src/temporal/dev-server.js';
+import { startDevServer, type DevServer } from '../src/temporal/dev-server.js';
+import { freePort } from '../src/shared/ports.js';
 import { ensureTemporalCli } from '../src/temporal/temporal-cli.js';
 import { WORKFLOWS_PATH } from '../src/orchestrator/worker.js';
 

@@ -1,9 +1,9 @@
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { execa, type ResultPromise } from 'execa';
 import { ensurePrivateFile, narrowFile, PRIVATE_DIR_MODE } from '../security/files.js';
+import { isPortFree } from '../shared/ports.js';
 import { SEARCH_ATTRIBUTE_TYPE_NAMES } from '../shared/search-attributes.js';
 
 export class PortInUseError extends Error {
@@ -56,26 +56,6 @@ export interface ServerExit {
 
 export function describeExit(exit: ServerExit): string {
   return exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.exitCode ?? 'unknown'}`;
-}
-
-export async function isPortFree(port: number, ip: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = net.createServer();
-    probe.once('error', () => resolve(false));
-    probe.listen({ port, host: ip, exclusive: true }, () => probe.close(() => resolve(true)));
-  });
-}
-
-/** Asks the OS for a free TCP port (for tests and parallel dev servers). */
-export async function freePort(ip = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen({ port: 0, host: ip }, () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 async function waitUntil(

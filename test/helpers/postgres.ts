@@ -4,11 +4,11 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { execa, execaSync } from 'execa';
 import pg from 'pg';
+import { freePort } from '../../src/shared/ports.js';
 
 export interface TestPostgres {
   /** A database of its own (`expctl`), ready to use. */
@@ -34,18 +34,6 @@ function isExecutable(file: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** A port free right now: the kernel picks one for a probe socket, which is closed again. */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen({ port: 0, host: '127.0.0.1' }, () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 function onPath(name: string): string | null {

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { loadCredential } from '../../src/security/credentials.js';
 import { dataConverter } from '../../src/temporal/connection.js';
-import { freePort } from '../../src/temporal/dev-server.js';
+import { freePort } from '../../src/shared/ports.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
 import { FIXTURES } from '../helpers/stack.js';
 import { eventually, waitFor } from '../helpers/wait.js';

@@ -7,7 +7,7 @@ import { execa, type ResultPromise } from 'execa';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { dataConverter } from '../../src/temporal/connection.js';
-import { freePort } from '../../src/temporal/dev-server.js';
+import { freePort } from '../../src/shared/ports.js';
 import { poolStateQuery } from '../../src/workflows/definitions.js';
 import { HEALTH_SCHEDULE_ID } from '../../src/workflows/health.js';
 import { openToOthers } from '../helpers/files.js';

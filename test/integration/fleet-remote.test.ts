@@ -7,7 +7,7 @@ import { shipCommit, sourceForFleet } from '../../src/client/fleet-remote.js';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { gitUrlOf, refUpdateRefusal, shippedCommitRef } from '../../src/domain/fleet-remote.js';
 import { commitExists, localRepository } from '../../src/gpu-worker/git.js';
-import { freePort } from '../../src/temporal/dev-server.js';
+import { freePort } from '../../src/shared/ports.js';
 import { EXPCTL } from '../helpers/cli.js';
 import { commitAll, makeRepo } from '../helpers/repo.js';
 import type { Credential } from '../../src/security/credentials.js';

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../src/temporal/dev-server.js';
+import { freePort } from '../../src/shared/ports.js';
 import { EXPCTL } from '../helpers/cli.js';
 import { waitFor } from '../helpers/wait.js';
 

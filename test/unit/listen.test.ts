@@ -1,7 +1,7 @@
 import net from 'node:net';
 import type os from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { freePort } from '../../src/temporal/dev-server.js';
+import { freePort } from '../../src/shared/ports.js';
 import { forwardToLoopback } from '../../src/temporal/forward.js';
 import { hostPort, listenPlan } from '../../src/temporal/listen.js';
 

@@ -22,7 +22,8 @@ import {
   type DevServerRecord,
   type DevStackInfo,
 } from '../../temporal/connection.js';
-import { AbortedError, describeExit, isPortFree, startDevServer, type DevServer } from '../../temporal/dev-server.js';
+import { AbortedError, describeExit, startDevServer, type DevServer } from '../../temporal/dev-server.js';
+import { isPortFree } from '../../shared/ports.js';
 import { createExclusive, identityOf, isRunning, readJsonFile, stopProcess } from '../../temporal/pid-file.js';
 import { ensureHealthSchedule } from '../../temporal/schedules.js';
 import { ensureTemporalCli } from '../../temporal/temporal-cli.js';
