@@ -1,6 +1,8 @@
 /**
  * Catalog at scale: fills a catalog with 10,000 experiment records across 20 tags through the same
- * write path the workers use, then times `history`, `report summary` and `suggest`. Prints medians.
+ * write path the workers use, then times `history`, `report summary` and `suggest`. Prints medians,
+ * for SQLite and for PostgreSQL: the server at BENCH_CATALOG_URL, else a throwaway one started with
+ * the machine's binaries (the tests' own), else it says why PostgreSQL was left out.
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -12,6 +14,7 @@ import { applyOutcome, newTagState, type TagState } from '../src/domain/decision
 import { NO_TIMINGS } from '../src/domain/experiment.js';
 import { CATEGORIES, parseExperimentRequest } from '../src/domain/request.js';
 import { suggest } from '../src/domain/strategy.js';
+import { startPostgres } from '../test/helpers/postgres.js';
 
 const TAGS = 20;
 
@@ -27,15 +30,45 @@ async function time(label: string, repeat: number, fn: () => unknown): Promise<v
 }
 
 export async function benchCatalog(quick = false): Promise<void> {
-  const RECORDS = Number(process.env.BENCH_RECORDS ?? (quick ? 1000 : 10_000));
+  const records = Number(process.env.BENCH_RECORDS ?? (quick ? 1000 : 10_000));
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-bench-catalog-'));
-  const catalog = await Catalog.open(path.join(dir, 'catalog.sqlite'));
+  const file = path.join(dir, 'catalog.sqlite');
+  await benchBackend('SQLite', file, records, async () => {
+    const bytes = async (name: string) => (await fs.stat(name).catch(() => ({ size: 0 }))).size;
+    return (await bytes(file)) + (await bytes(`${file}-wal`));
+  });
+  await fs.rm(dir, { recursive: true, force: true });
+
+  const configured = process.env.BENCH_CATALOG_URL;
+  const server = configured ? null : await startPostgres();
+  if (server && 'skipped' in server) {
+    console.log(`catalog on PostgreSQL: left out (${server.skipped})`);
+    return;
+  }
+  try {
+    const url = configured ?? (await server!.createDatabase('bench'));
+    await benchBackend('PostgreSQL', url, records, async (catalog) => {
+      const rows = await catalog.sql.all<{ bytes: number }>('SELECT pg_database_size(current_database()) AS bytes');
+      return Number(rows[0]?.bytes ?? 0);
+    });
+  } finally {
+    await server?.stop();
+  }
+}
+
+async function benchBackend(
+  backend: string,
+  location: string,
+  records: number,
+  storedBytes: (catalog: Catalog) => Promise<number>,
+): Promise<void> {
+  const catalog = await Catalog.open(location);
   const patch = `diff --git a/train.py b/train.py\n${'+x = 1\n'.repeat(200)}`;
   const tags = new Map<string, TagState>();
   let seed = 42;
   const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   const fill = performance.now();
-  for (let i = 0; i < RECORDS; i++) {
+  for (let i = 0; i < records; i++) {
     const tag = `bench-${i % TAGS}`;
     const id = `exp-${tag}-${String(i).padStart(6, '0')}`;
     const request = parseExperimentRequest({
@@ -100,23 +133,20 @@ export async function benchCatalog(quick = false): Promise<void> {
     });
   }
   const fillSeconds = (performance.now() - fill) / 1000;
-  const size =
-    (await fs.stat(path.join(dir, 'catalog.sqlite'))).size +
-    (await fs.stat(path.join(dir, 'catalog.sqlite-wal')).catch(() => ({ size: 0 }))).size;
+  const size = await storedBytes(catalog);
   console.log(
-    `catalog: ${RECORDS} records in ${TAGS} tags written in ${fillSeconds.toFixed(1)} s (${((fillSeconds * 1000) / RECORDS).toFixed(2)} ms per record, 3 writes each); ${(size / 1024 / 1024).toFixed(1)} MiB`,
+    `catalog on ${backend}: ${records} records in ${TAGS} tags written in ${fillSeconds.toFixed(1)} s (${((fillSeconds * 1000) / records).toFixed(2)} ms per record, 3 writes each); ${(size / 1024 / 1024).toFixed(1)} MiB`,
   );
   const tag = 'bench-7';
   await time('history --tag T --limit 50', 50, () => catalog.list({ tag, limit: 50 }));
   await time('history (all tags) --limit 50', 50, () => catalog.list({ limit: 50 }));
-  await time(`report summary --tag T (${RECORDS / TAGS} runs)`, 20, async () =>
+  await time(`report summary --tag T (${records / TAGS} runs)`, 20, async () =>
     summarize(tag, await catalog.list({ tag })),
   );
-  await time(`suggest --tag T (${RECORDS / TAGS} runs)`, 20, async () =>
+  await time(`suggest --tag T (${records / TAGS} runs)`, 20, async () =>
     suggest(resultRuns(await catalog.list({ tag, order: 'oldest' })).map(toRunSummary), CATEGORIES, 'minimize'),
   );
   await time('report tags', 20, () => catalog.tags());
   await time('show ID (whole record)', 50, () => catalog.get(`exp-${tag}-000007`));
   await catalog.close();
-  await fs.rm(dir, { recursive: true, force: true });
 }

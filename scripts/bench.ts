@@ -9,7 +9,8 @@
  *   - detect: a worker SIGKILLed during a run, until the run ends and until its host shows offline
  *   - pool: lease acquire/release cycles through the pool workflow
  *   - placement: the pure placement rule on a 64-GPU fleet with 256 waiting requests
- *   - catalog: 10,000 records, then history, summary and suggest times (scripts/bench-catalog.ts)
+ *   - catalog: 10,000 records, then history, summary and suggest times, on SQLite and PostgreSQL
+ *     (scripts/bench-catalog.ts)
  *   - search: one agent, 8 fake GPUs: variants per hour as batches of 8 against one run at a time
  * `--quick` runs smaller versions of each (for CI and a first look).
  */
