@@ -7,6 +7,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
+import { stripVTControlCharacters } from 'node:util';
 import { execa } from 'execa';
 
 function parseArgs(argv: string[]) {
@@ -68,7 +69,8 @@ for (let run = 1; run <= options.runs; run++) {
   });
   const result = await child;
   const seconds = (Date.now() - started) / 1000;
-  const summary = tail
+  // Vitest colours its summary even with FORCE_COLOR=0: matched without the escape codes.
+  const summary = stripVTControlCharacters(tail)
     .split('\n')
     .filter((line) => /^\s*(Test Files|Tests)\s/.test(line))
     .map((line) => line.trim().replace(/\s+/g, ' '))
