@@ -33,11 +33,14 @@ export async function benchCatalog(quick = false): Promise<void> {
   const records = Number(process.env.BENCH_RECORDS ?? (quick ? 1000 : 10_000));
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-bench-catalog-'));
   const file = path.join(dir, 'catalog.sqlite');
-  await benchBackend('SQLite', file, records, async () => {
-    const bytes = async (name: string) => (await fs.stat(name).catch(() => ({ size: 0 }))).size;
-    return (await bytes(file)) + (await bytes(`${file}-wal`));
-  });
-  await fs.rm(dir, { recursive: true, force: true });
+  try {
+    await benchBackend('SQLite', file, records, async () => {
+      const bytes = async (name: string) => (await fs.stat(name).catch(() => ({ size: 0 }))).size;
+      return (await bytes(file)) + (await bytes(`${file}-wal`));
+    });
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
 
   const configured = process.env.BENCH_CATALOG_URL;
   const server = configured ? null : await startPostgres();
@@ -63,6 +66,19 @@ async function benchBackend(
   storedBytes: (catalog: Catalog) => Promise<number>,
 ): Promise<void> {
   const catalog = await Catalog.open(location);
+  try {
+    await fillAndQuery(catalog, backend, records, storedBytes);
+  } finally {
+    await catalog.close();
+  }
+}
+
+async function fillAndQuery(
+  catalog: Catalog,
+  backend: string,
+  records: number,
+  storedBytes: (catalog: Catalog) => Promise<number>,
+): Promise<void> {
   const patch = `diff --git a/train.py b/train.py\n${'+x = 1\n'.repeat(200)}`;
   const tags = new Map<string, TagState>();
   let seed = 42;
@@ -148,5 +164,4 @@ async function benchBackend(
   );
   await time('report tags', 20, () => catalog.tags());
   await time('show ID (whole record)', 50, () => catalog.get(`exp-${tag}-000007`));
-  await catalog.close();
 }
