@@ -70,7 +70,15 @@ export interface TrainingHeartbeat {
   remainingSeconds: number;
   killLimitSeconds?: number;
   supervisorPid: number | null;
+  /**
+   * When the worker sent it, by its clock: a heartbeat timeout the server reports long after this
+   * was the server's outage, not the worker's silence (hostAnswerSeconds).
+   */
+  sentAt?: string;
 }
+
+/** A heartbeat as sent: its details stamped with the time of sending. */
+const stamped = (details: TrainingHeartbeat): TrainingHeartbeat => ({ ...details, sentAt: new Date().toISOString() });
 
 export interface RunTrainingInput {
   experimentId: string;
@@ -125,7 +133,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
    */
   const follow = async (watch: RunWatch): Promise<TrainingOutcome> => {
     const ctx = Context.current();
-    const beat = () => ctx.heartbeat(watch.latest());
+    const beat = () => ctx.heartbeat(stamped(watch.latest()));
     beat();
     const ticker = setInterval(beat, heartbeatIntervalMs);
     let onAbort = () => {};
@@ -212,7 +220,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         // stops, and it is gone before this attempt touches the run's files (log, worktree, outcome).
         watching.cancel();
         const ctx = Context.current();
-        const beating = setInterval(() => ctx.heartbeat(preparationHeartbeat(request)), heartbeatIntervalMs);
+        const beating = setInterval(() => ctx.heartbeat(stamped(preparationHeartbeat(request))), heartbeatIntervalMs);
         await watching.outcome.catch(() => undefined).finally(() => clearInterval(beating));
       }
       // A worker back from a network cut must not start a task whose lease was released meanwhile.

@@ -51,3 +51,26 @@ export const LOGS_DEFAULT_TAIL_BYTES = 1 << 20;
 
 /** A training task silent this long is taken for lost, once its host too fails to answer for the run. */
 export const TRAIN_HEARTBEAT_TIMEOUT_SECONDS = 10;
+
+/** After a training silence, how long its host gets to answer for the run before the run is called lost. */
+export const HOST_ANSWER_SECONDS = 4;
+/** The longer wait when the silence was the server's own: every worker needs time to reconnect. */
+export const HOST_RECONNECT_SECONDS = 15;
+/** A heartbeat timeout reported this much later than the limit means the server was away, not the worker. */
+const LATE_TIMEOUT_SLACK_SECONDS = 5;
+
+/**
+ * How long the host of a silent run gets to answer for it. A heartbeat timeout reported on time
+ * (about the limit after the worker's last heartbeat) means the worker went quiet: a short wait, so
+ * a lost worker is called lost within seconds of the limit, and a restarted one still re-attaches.
+ * Reported long after it, the server's timers fired on its return from an outage, when no worker
+ * could have heartbeated: the long wait. Without a heartbeat time (older workers), the long wait.
+ */
+export function hostAnswerSeconds(lastHeartbeatAt: string | undefined, nowMs: number): number {
+  const sent = lastHeartbeatAt === undefined ? Number.NaN : Date.parse(lastHeartbeatAt);
+  if (Number.isNaN(sent)) return HOST_RECONNECT_SECONDS;
+  const silentSeconds = (nowMs - sent) / 1000;
+  return silentSeconds <= TRAIN_HEARTBEAT_TIMEOUT_SECONDS + LATE_TIMEOUT_SLACK_SECONDS
+    ? HOST_ANSWER_SECONDS
+    : HOST_RECONNECT_SECONDS;
+}

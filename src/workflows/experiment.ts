@@ -24,7 +24,12 @@ import {
   type TerminalStatus,
   type TrainingOutcome,
 } from '../domain/experiment.js';
-import { budgetOverrunSeconds, killLimitSeconds, TRAIN_HEARTBEAT_TIMEOUT_SECONDS } from '../domain/limits.js';
+import {
+  budgetOverrunSeconds,
+  hostAnswerSeconds,
+  killLimitSeconds,
+  TRAIN_HEARTBEAT_TIMEOUT_SECONDS,
+} from '../domain/limits.js';
 import { classifyTraining } from '../domain/classify.js';
 import { publicRequest, runSecretValues, scrubText } from '../domain/redact.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
@@ -63,7 +68,7 @@ const INFRA_ATTEMPTS = 3;
 const TRAIN_HEARTBEAT_TIMEOUT = `${TRAIN_HEARTBEAT_TIMEOUT_SECONDS}s`;
 /** A slot queue nobody polls (worker died between lease and start) is detected this fast. */
 const TRAIN_SCHEDULE_TO_START = '60s';
-/** How long a host gets to answer before its run is called lost (a restarting worker polls again within this). */
+/** How long a host gets to answer for a slot it was just granted before it is called lost. */
 const RECONCILE_WAIT = '15s';
 /** How long a batch child waits for its batch's decision before it is decided alone. */
 const BATCH_DECISION_WAIT = '7 days';
@@ -300,17 +305,17 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
    * Asked before a run is called lost: a worker restart or a server outage is not a lost run, and
    * the host keeps a finished run's result on disk. Null when the host does not answer in time.
    */
-  const askHost = async (granted: Lease): Promise<HostRunStatus | null> => {
+  const askHost = async (granted: Lease, wait: string): Promise<HostRunStatus | null> => {
     try {
       // Bounded end to end: across a cut link the server can hand the task to a poll whose host
       // never hears of it, and only a whole-call limit ends that wait (a queue limit does not).
       const host = patched('host-answer-bounded')
         ? proxyActivities<HostActivities>({
             taskQueue: granted.hostQueue,
-            scheduleToCloseTimeout: RECONCILE_WAIT,
+            scheduleToCloseTimeout: wait,
             retry: { initialInterval: '1s', maximumAttempts: 3 },
           })
-        : hostActivities(granted.hostQueue, RECONCILE_WAIT);
+        : hostActivities(granted.hostQueue, wait);
       return await host.runStatus(experimentId);
     } catch (error) {
       if (error instanceof ActivityFailure && !isCancellation(error)) return null;
@@ -351,9 +356,13 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
           return { lost: error.cause.message };
         if (!(error.cause instanceof TimeoutFailure)) return { infra: error.cause?.message ?? error.message };
         const silence = `the worker on ${granted.slot.host} stopped answering (${error.cause.timeoutType ?? 'timeout'} on ${granted.slot.slotId})`;
-        const status = await askHost(granted);
-        if (status === null)
-          return hostLost(granted, `${silence}, and the host did not answer within ${RECONCILE_WAIT}`);
+        const lastBeat =
+          error.cause.timeoutType === 'HEARTBEAT'
+            ? (error.cause.lastHeartbeatDetails as { sentAt?: string } | undefined)?.sentAt
+            : undefined;
+        const wait = `${hostAnswerSeconds(lastBeat, Date.now())}s`;
+        const status = await askHost(granted, wait);
+        if (status === null) return hostLost(granted, `${silence}, and the host did not answer within ${wait}`);
         if (status.state === 'finished') return { outcome: status.outcome };
         if (status.state === 'unknown') return { lost: `${silence}; the host answered but ${status.why}` };
         // The host holds the run (its worker restarted, or the server was away): follow it again.
