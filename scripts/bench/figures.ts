@@ -64,3 +64,25 @@ export function parseStamps(text: string): JobSpan[] {
       return { job: job!, slot: slot!, start: Number(start), end: Number(end) };
     });
 }
+
+/**
+ * A dispatch gap in two parts, per slot's next job: previous exit → the next run's `running` (lease
+ * released and granted, environment, record), then `running` → its process's first stamp (worktree,
+ * supervisor, interpreter start). `runningAt` holds each job's epoch ms of `running`.
+ */
+export function gapParts(spans: JobSpan[], runningAt: ReadonlyMap<string, number>) {
+  const bySlot = new Map<string, JobSpan[]>();
+  for (const span of spans) bySlot.set(span.slot, [...(bySlot.get(span.slot) ?? []), span]);
+  const toRunning: number[] = [];
+  const toStart: number[] = [];
+  for (const runs of bySlot.values()) {
+    runs.sort((a, b) => a.start - b.start);
+    for (let i = 1; i < runs.length; i++) {
+      const running = runningAt.get(runs[i]!.job);
+      if (running === undefined) continue;
+      toRunning.push(running - runs[i - 1]!.end * 1000);
+      toStart.push(runs[i]!.start * 1000 - running);
+    }
+  }
+  return { toRunning, toStart };
+}

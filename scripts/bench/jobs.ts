@@ -73,6 +73,9 @@ export interface ExpctlJobs {
   spans: JobSpan[];
   makespanSeconds: number;
   submitSeconds: number;
+  /** Epoch ms when submission began and when the last result arrived. */
+  startedAtMs: number;
+  doneAtMs: number;
   results: ExperimentResult[];
 }
 
@@ -84,6 +87,7 @@ export async function runExpctl(
   options: { jobs: number; seconds: number; stamps: string; tag: string; runtimeTag: string },
 ): Promise<ExpctlJobs> {
   await fs.rm(options.stamps, { force: true });
+  const startedAtMs = Date.now();
   const t = performance.now();
   const submitted = await Promise.all(
     Array.from({ length: options.jobs }, (_, i) =>
@@ -108,6 +112,7 @@ export async function runExpctl(
   const submitSeconds = (performance.now() - t) / 1000;
   const results = await Promise.all(submitted.map(({ handle }) => handle.result()));
   const makespanSeconds = (performance.now() - t) / 1000;
+  const doneAtMs = Date.now();
   const failed = results.filter((result) => result.status !== 'completed');
   if (failed.length > 0)
     throw new Error(`${failed.length} bench runs did not complete: ${failed[0]!.status}: ${failed[0]!.reason}`);
@@ -116,5 +121,5 @@ export async function runExpctl(
     ...span,
     slot: slotOf.get(span.job) ?? span.slot,
   }));
-  return { spans, makespanSeconds, submitSeconds, results };
+  return { spans, makespanSeconds, submitSeconds, startedAtMs, doneAtMs, results };
 }

@@ -16,7 +16,7 @@ import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { onlineHostsQuery } from '../../src/workflows/definitions.js';
 import type { DrillStack, StackProcess } from '../drills/stack.js';
 import { waitUntil } from '../drills/wait.js';
-import { fleetFigures, median, percentile, type FleetFigures, type JobSpan } from './figures.js';
+import { fleetFigures, gapParts, median, percentile, type FleetFigures, type JobSpan } from './figures.js';
 import { runBare, runExpctl, type JobRepo } from './jobs.js';
 
 const FAKE_BIN = fileURLToPath(new URL('../../test/fixtures/bin/', import.meta.url));
@@ -100,6 +100,13 @@ export async function fleetSection(ctx: BenchContext): Promise<TargetCheck[]> {
       `  ratio    makespan ${ratio.toFixed(2)}x, utilization ${((figures.utilization / baseline.utilization) * 100).toFixed(1)} % of the baseline's; ` +
         `submitting took ${seconds(run.submitSeconds)}`,
     );
+    const firstStart = Math.min(...run.spans.map((span) => span.start)) * 1000;
+    const lastEnd = Math.max(...run.spans.map((span) => span.end)) * 1000;
+    console.log(
+      `  expctl   first job started ${seconds((firstStart - run.startedAtMs) / 1000)} after submission began; ` +
+        `last result ${seconds((run.doneAtMs - lastEnd) / 1000)} after the last job ended`,
+    );
+    await describePhases(ctx, run.results, run.spans);
     return [
       {
         section: 'fleet',
@@ -133,6 +140,31 @@ export async function fleetSection(ctx: BenchContext): Promise<TargetCheck[]> {
   } finally {
     await stopWorkers(workers);
   }
+}
+
+/** Where a fleet run's time went, from the catalog's records: validation, and each gap's two parts. */
+async function describePhases(ctx: BenchContext, results: { experiment_id: string | null }[], spans: JobSpan[]) {
+  const reader = await CatalogReader.open(ctx.stack.catalogPath);
+  const validation: number[] = [];
+  const runningAt = new Map<string, number>();
+  try {
+    for (const result of results) {
+      const record = result.experiment_id ? await reader.get(result.experiment_id) : null;
+      if (!record) continue;
+      const queued = eventAt(record.events, 'queued');
+      const running = eventAt(record.events, 'running');
+      if (queued !== null) validation.push(queued - Date.parse(record.submittedAt));
+      if (running !== null) runningAt.set(result.experiment_id!, running);
+    }
+  } finally {
+    await reader.close();
+  }
+  const parts = gapParts(spans, runningAt);
+  const p50p95 = (values: number[]) => `${millis(median(values))} / ${millis(percentile(values, 0.95))}`;
+  console.log(
+    `  expctl   validation p50/p95 ${p50p95(validation)}; each gap = exit -> running ${p50p95(parts.toRunning)} ` +
+      `(release, grant, environment, record) + running -> start ${p50p95(parts.toStart)} (worktree, process)`,
+  );
 }
 
 /** Epoch ms of a record's first event of `status`. */

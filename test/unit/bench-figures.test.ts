@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { dispatchGapsMs, fleetFigures, parseStamps, percentile } from '../../scripts/bench/figures.js';
+import { dispatchGapsMs, fleetFigures, gapParts, parseStamps, percentile } from '../../scripts/bench/figures.js';
 
 describe("the bench's fleet figures", () => {
   const spans = parseStamps(
@@ -20,6 +20,18 @@ describe("the bench's fleet figures", () => {
 
   it('measures the dispatch gap per slot, previous exit to next start', () => {
     expect(dispatchGapsMs(spans).map((gap) => Math.round(gap))).toEqual([50, 250]);
+  });
+
+  it("splits each gap at the next run's running event", () => {
+    const runningAt = new Map([
+      ['c', 105_020],
+      ['d', 105_100],
+    ]);
+    const parts = gapParts(spans, runningAt);
+    expect(parts.toRunning.map(Math.round)).toEqual([20, 100]);
+    expect(parts.toStart.map(Math.round)).toEqual([30, 150]);
+    // A job without a known running time is left out of both.
+    expect(gapParts(spans, new Map()).toRunning).toEqual([]);
   });
 
   it('gives makespan, utilization over every slot, and gap percentiles', () => {
