@@ -1,4 +1,4 @@
-import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { AuthorizeInput, createAuthorizationActivities } from '../activities/authorization.js';
 import { PERMISSION_DENIED, type Identity } from '../domain/authorization.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
@@ -10,9 +10,18 @@ export const authorizer = proxyActivities<ReturnType<typeof createAuthorizationA
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 8 },
 });
 
+/**
+ * The same, run by the worker that runs the workflow (no trip through the server): the control
+ * worker runs both, and a submission's first steps wait on it.
+ */
+export const localAuthorizer = proxyLocalActivities<ReturnType<typeof createAuthorizationActivities>>({
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 8 },
+});
+
 /** The identity behind a signed request that may do this; otherwise fails with permission_denied. */
-export async function requirePermission(input: AuthorizeInput): Promise<Identity> {
-  const verdict = await authorizer.authorize(input);
+export async function requirePermission(input: AuthorizeInput, verifier = authorizer): Promise<Identity> {
+  const verdict = await verifier.authorize(input);
   if ('denied' in verdict) throw ApplicationFailure.nonRetryable(verdict.denied, PERMISSION_DENIED);
   return verdict.identity;
 }

@@ -7,6 +7,7 @@ import {
   isCancellation,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   sleep,
   TimeoutFailure,
@@ -51,7 +52,7 @@ import {
   type Lease,
 } from './definitions.js';
 import type { ExperimentInput, ExperimentSnapshot } from './experiment-state.js';
-import { requirePermission } from './authorize.js';
+import { localAuthorizer, requirePermission } from './authorize.js';
 import { PERMISSION_DENIED } from '../domain/authorization.js';
 import { evaluationDecision, isPromotionId } from '../domain/promotion.js';
 
@@ -85,6 +86,17 @@ const control = proxyActivities<ControlActivities>({
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 8 },
 });
 
+/**
+ * The control steps that only read or write the catalog, run by the control worker that runs this
+ * workflow: no trip through the server, so a submission's chain of steps is short. Steps that ask
+ * other workflows (the pool, the tag) stay ordinary activities: a local one would hold this
+ * workflow's task while waiting on another workflow's task on the same worker.
+ */
+const localControl = proxyLocalActivities<ControlActivities>({
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 8 },
+});
+
 function hostActivities(hostQueue: string, scheduleToStartTimeout?: string) {
   return proxyActivities<HostActivities>({
     taskQueue: hostQueue,
@@ -107,6 +119,10 @@ class RunEnded extends Error {
 /** validate → acquire a lease → train on the leased slot → evaluate against the tag → release. */
 export async function experimentWorkflow(input: ExperimentInput): Promise<ExperimentResult> {
   const { request, experimentId } = input;
+  // Runs started before these steps were local replay with them as ordinary activities.
+  const localSteps = patched('control-steps-local');
+  const recorder = localSteps ? localControl : control;
+  const verifier = localSteps ? localAuthorizer : undefined;
   // The request carries secret values to the worker; what is shown (the state query) is its public
   // form, and every text this workflow writes (notes, reasons) is scrubbed of the run's secrets.
   const secretValues = runSecretValues(request);
@@ -202,7 +218,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     mark(status, note);
     const update = { ...pending, ...record, experimentId, status, revision: ++revision };
     pending = { events: [] };
-    await control.recordExperiment(update);
+    await recorder.recordExperiment(update);
   };
   const pool = getExternalWorkflowHandle(POOL_WORKFLOW_ID);
   const releaseLease = async () => {
@@ -213,20 +229,28 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
 
   const validate = async () => {
     pending.events.push({ status: 'submitted', at: input.submittedAt });
-    await advance('validating', undefined, {
-      request,
-      submittedAt: input.submittedAt,
-      ...(input.origin ? { origin: input.origin } : {}),
-    });
-    const tagPolicy = await control.resolveTagPolicy({
-      tag: request.tag,
-      metric: request.metric,
-      envNames: [...Object.keys(request.env), ...Object.keys(request.secrets ?? {})],
-    });
+    const recordValidating = () =>
+      advance('validating', undefined, {
+        request,
+        submittedAt: input.submittedAt,
+        ...(input.origin ? { origin: input.origin } : {}),
+      });
+    const askTagPolicy = () =>
+      control.resolveTagPolicy({
+        tag: request.tag,
+        metric: request.metric,
+        envNames: [...Object.keys(request.env), ...Object.keys(request.secrets ?? {})],
+      });
+    const askPlacement = () => control.checkPlacement(request.requirements);
+    // The record, the tag's policy and the pool's answer do not depend on each other: asked at once.
+    let tagPolicy: Awaited<ReturnType<typeof askTagPolicy>>;
+    let asked: Awaited<ReturnType<typeof askPlacement>> | undefined;
+    if (localSteps) [, tagPolicy, asked] = await Promise.all([recordValidating(), askTagPolicy(), askPlacement()]);
+    else tagPolicy = await recordValidating().then(askTagPolicy);
     if ('refusal' in tagPolicy) throw new RunEnded('validation_failed', tagPolicy.refusal);
     snapshot.metricPolicy = tagPolicy.metric;
     pending.metric = tagPolicy.metric;
-    const placement = await control.checkPlacement(request.requirements);
+    const placement = asked ?? (await askPlacement());
     if (placement.refusal !== null || placement.hostQueue === null)
       throw new RunEnded('validation_failed', placement.refusal ?? 'no host to validate on');
     if (request.datasets.some(isVersionedRef)) await pinDatasets();
@@ -456,19 +480,22 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   // Runs started before credentials carry no signature and are not asked for one on replay.
   else if (patched('authorize-submit')) {
     // Refused before anything is recorded or placed: the workflow fails with the named error.
-    const identity = await requirePermission({
-      authorization: input.authorization,
-      action: 'submit',
-      target: experimentId,
-      content: {
-        experimentId,
-        request,
-        priority: input.priority,
-        ...(input.origin ? { origin: input.origin } : {}),
-        ...(input.batch ? { batch: input.batch } : {}),
+    const identity = await requirePermission(
+      {
+        authorization: input.authorization,
+        action: 'submit',
+        target: experimentId,
+        content: {
+          experimentId,
+          request,
+          priority: input.priority,
+          ...(input.origin ? { origin: input.origin } : {}),
+          ...(input.batch ? { batch: input.batch } : {}),
+        },
+        acceptedAt: workflowInfo().startTime.toISOString(),
       },
-      acceptedAt: workflowInfo().startTime.toISOString(),
-    });
+      verifier,
+    );
     snapshot.submittedBy = identity.name;
     pending.submittedBy = identity.name;
   }

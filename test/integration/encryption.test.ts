@@ -31,7 +31,9 @@ let experimentId: string;
 /**
  * The encoding of every payload in `value` (a history, a description), with where it is. Left
  * out, as they never pass through codecs: search attributes, headers, and the SDK core's own
- * `patch-data` of a patched() marker (the patch id, written and read by the core alone).
+ * `patch-data` of a patched() marker (the patch id, written and read by the core alone) and `data`
+ * of a local activity's marker (its sequence number, type and times, as an activity's scheduled
+ * event shows them; the activity's result is the marker's `result`, which is encrypted).
  */
 function payloadEncodings(value: unknown, where = ''): { where: string; encoding: string }[] {
   if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return [];
@@ -40,7 +42,9 @@ function payloadEncodings(value: unknown, where = ''): { where: string; encoding
   if (metadata && typeof metadata === 'object' && metadata.encoding instanceof Uint8Array)
     return [{ where, encoding: Buffer.from(metadata.encoding).toString('utf8') }];
   return Object.entries(record).flatMap(([key, child]) =>
-    key === 'searchAttributes' || key === 'header' || (key === 'patch-data' && where.endsWith('.details'))
+    key === 'searchAttributes' ||
+    key === 'header' ||
+    ((key === 'patch-data' || key === 'data') && where.endsWith('markerRecordedEventAttributes.details'))
       ? []
       : payloadEncodings(child, `${where}.${key}`),
   );
@@ -119,6 +123,14 @@ describe('payload encryption on a real Temporal server', () => {
     const completed = events.find((e) => e.workflowExecutionCompletedEventAttributes)!;
     expect(payloadEncodings(completed).map((p) => p.encoding)).toEqual([ENCRYPTED_ENCODING]);
     expect(events.some((e) => e.activityTaskCompletedEventAttributes)).toBe(true);
+    // The record's writes run as local activities: their results (the marker's `result`) are ciphertext too.
+    const localResults = events.flatMap((e) =>
+      e.markerRecordedEventAttributes?.details?.result
+        ? payloadEncodings(e.markerRecordedEventAttributes.details.result)
+        : [],
+    );
+    expect(localResults.length).toBeGreaterThan(0);
+    expect(localResults.every((p) => p.encoding === ENCRYPTED_ENCODING)).toBe(true);
 
     const description = await stack.client.workflowService.describeWorkflowExecution({
       namespace: stack.namespace,
