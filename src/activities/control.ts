@@ -1,5 +1,10 @@
 import crypto from 'node:crypto';
-import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import {
+  QueryNotRegisteredError,
+  WithStartWorkflowOperation,
+  WorkflowNotFoundError,
+  type Client,
+} from '@temporalio/client';
 import type { Catalog } from '../catalog/catalog.js';
 import type { RecordUpdate } from '../catalog/record.js';
 import {
@@ -10,13 +15,14 @@ import {
 } from '../domain/dataset-refs.js';
 import { DEFAULT_METRIC, newTagState, type RunOutcome, type TagDecision } from '../domain/decision.js';
 import { hijackRefusal } from '../domain/environment.js';
-import type { PlacementCheck } from '../domain/placement.js';
+import { placementCheck, type PlacementCheck } from '../domain/placement.js';
 import { publicRequest } from '../domain/redact.js';
 import type { Requirements } from '../domain/request.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import {
   onlineHostsQuery,
   placementCheckQuery,
+  placementViewQuery,
   recordBatchUpdate,
   recordOutcomeUpdate,
   tagStateQuery,
@@ -44,9 +50,26 @@ function startTag(tag: string, metric: { name: string; direction: 'minimize' | '
   });
 }
 
+/** How long validations answer from one view of the fleet before the pool is asked again. */
+const PLACEMENT_VIEW_MS = 1000;
+
 /** Activities on the control queue; they talk to other workflows through the client. */
 export function createControlActivities({ client, catalog, secretHashKey }: ControlDeps) {
   const digest = (value: string) => crypto.createHmac('sha256', secretHashKey).update(value, 'utf8').digest('hex');
+  const pool = () => client.workflow.getHandle(POOL_WORKFLOW_ID);
+  /** One question to the pool in flight at a time, its answer shared for PLACEMENT_VIEW_MS. */
+  let view: { at: number; answer: ReturnType<typeof askView> } | undefined;
+  const askView = () => pool().query(placementViewQuery);
+  const placementView = (fresh: boolean) => {
+    if (fresh || !view || Date.now() - view.at > PLACEMENT_VIEW_MS) {
+      const answer = askView();
+      view = { at: Date.now(), answer };
+      answer.catch(() => {
+        if (view?.answer === answer) view = undefined;
+      });
+    }
+    return view.answer;
+  };
   return {
     /**
      * Adds what a run reported to the operating record (idempotent: retries rewrite the same values).
@@ -82,8 +105,16 @@ export function createControlActivities({ client, catalog, secretHashKey }: Cont
     /** Refuses requests no registered slot can ever run; picks a capable host to validate on. */
     async checkPlacement(requirements: Requirements): Promise<PlacementCheck> {
       try {
-        return await client.workflow.getHandle(POOL_WORKFLOW_ID).query(placementCheckQuery, requirements);
+        const check = async (fresh: boolean) => {
+          const { slots, hosts, policy } = await placementView(fresh);
+          return placementCheck(slots, hosts, requirements, policy);
+        };
+        // A refusal is never read from a view a moment old: a host that just joined may satisfy it.
+        const answer = await check(false);
+        return answer.refusal === null ? answer : await check(true);
       } catch (error) {
+        // A pool run by an orchestrator of an earlier version answers only the per-request question.
+        if (error instanceof QueryNotRegisteredError) return pool().query(placementCheckQuery, requirements);
         if (error instanceof WorkflowNotFoundError)
           return { refusal: 'no worker has joined the fleet yet (start one with `expctl worker`)', hostQueue: null };
         throw error;

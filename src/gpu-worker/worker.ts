@@ -9,7 +9,7 @@ import { createRunStatusActivities } from '../activities/run-status.js';
 import { createArtifactCheckActivities } from '../activities/artifact-check.js';
 import { createTrainingActivities, type RunWatch } from '../activities/training.js';
 import { DEFAULT_POOL_HEARTBEAT_MS, type HostRegistration, type Slot } from '../domain/fleet.js';
-import { CONTROL_TASK_QUEUE, hostTaskQueue, POOL_WORKFLOW_ID } from '../shared/constants.js';
+import { hostTaskQueue, POOL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { contentDigest } from '../client/request-digest.js';
 import { PERMISSION_DENIED } from '../domain/authorization.js';
 import { signRequest, type Credential } from '../security/credentials.js';
@@ -203,8 +203,8 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
       // Pollers first, then registration: the pool only hands out slots somebody is polling.
       await options.client.workflow.signalWithStart(poolWorkflow, {
         workflowId: POOL_WORKFLOW_ID,
-        taskQueue: CONTROL_TASK_QUEUE,
-        args: [undefined],
+        taskQueue: POOL_TASK_QUEUE,
+        args: [{ ownQueue: true }],
         signal: registerHostSignal,
         signalArgs: [registration()],
       });

@@ -2,7 +2,13 @@ import path from 'node:path';
 import type crypto from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
-import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
+import {
+  bundleWorkflowCode,
+  NativeConnection,
+  Worker,
+  type State,
+  type WorkflowBundleOption,
+} from '@temporalio/worker';
 import { createAuthorizationActivities } from '../activities/authorization.js';
 import { createControlActivities } from '../activities/control.js';
 import { createPromotionActivities } from '../activities/promotion.js';
@@ -10,7 +16,7 @@ import { createDatasetActivities } from '../activities/datasets.js';
 import { Catalog } from '../catalog/catalog.js';
 import { createCatalogActivities } from '../activities/catalog.js';
 import { deriveKey } from '../security/keyring.js';
-import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
+import { CONTROL_TASK_QUEUE, POOL_TASK_QUEUE } from '../shared/constants.js';
 import { dataDir } from '../shared/settings.js';
 
 // index.ts from the sources, index.js from the compiled CLI (dist/): the bundler reads either.
@@ -38,16 +44,32 @@ export interface OrchestratorOptions {
   dataDir?: string;
 }
 
-/** The control worker: every workflow, plus the activities that write state and talk to other workflows. */
-export async function createOrchestratorWorker(options: OrchestratorOptions): Promise<Worker> {
+/** The orchestrator's two workers, run and stopped as one. */
+export interface OrchestratorWorker {
+  run(): Promise<void>;
+  shutdown(): void;
+  getState(): State;
+}
+
+/**
+ * The control worker (every workflow but the pool, and the activities that write state and talk to
+ * other workflows) and the pool's worker. The pool has a queue of its own so that its tasks (every
+ * lease, every grant) never wait behind a burst of experiments' tasks on the control queue.
+ */
+export async function createOrchestratorWorker(options: OrchestratorOptions): Promise<OrchestratorWorker> {
   const catalog = await Catalog.open(options.catalog);
   const datasets = createDatasetActivities({ catalog, dataDir: options.dataDir ?? dataDir() });
-  return Worker.create({
+  // Bundled once for both workers.
+  const workflowBundle = options.workflowBundle ?? (await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH }));
+  const common = {
     connection: options.connection,
     namespace: options.namespace,
-    taskQueue: CONTROL_TASK_QUEUE,
     dataConverter: options.dataConverter,
-    ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
+    workflowBundle,
+  };
+  const control = await Worker.create({
+    ...common,
+    taskQueue: CONTROL_TASK_QUEUE,
     activities: {
       ...createControlActivities({
         client: options.client,
@@ -63,4 +85,25 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
       }),
     },
   });
+  // One workflow runs here: a few task slots are plenty, and its queries are answered here too.
+  const pool = await Worker.create({ ...common, taskQueue: POOL_TASK_QUEUE, maxConcurrentWorkflowTaskExecutions: 4 });
+  const workers = [control, pool];
+  const shutdown = () => {
+    for (const worker of workers) if (worker.getState() === 'RUNNING') worker.shutdown();
+  };
+  return {
+    async run() {
+      const runs = workers.map((worker) => worker.run());
+      try {
+        await Promise.all(runs);
+      } catch (error) {
+        // One failed: the other stops too, so the orchestrator is restarted whole.
+        shutdown();
+        await Promise.allSettled(runs);
+        throw error;
+      }
+    },
+    shutdown,
+    getState: () => control.getState(),
+  };
 }

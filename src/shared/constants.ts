@@ -6,6 +6,9 @@
 /** Control task queue: all workflows and the control activities (catalog, tag state, reports). */
 export const CONTROL_TASK_QUEUE = 'expctl-control';
 
+/** The pool workflow's own queue (polled by the orchestrator): leases never wait behind experiments' tasks. */
+export const POOL_TASK_QUEUE = 'expctl-pool';
+
 /** One task queue per accelerator slot, with exactly one activity slot polling it. */
 export function slotTaskQueue(host: string, slotId: string): string {
   return `expctl-gpu-${host}-${slotId}`;

@@ -85,6 +85,8 @@ export interface PoolSnapshot {
   refusals?: Record<string, RegistrationRefusal>;
   /** Each tag's finished GPU time, decayed (fair-share.ts); absent before fair share. */
   usage?: Record<string, TagUsage>;
+  /** Set once the pool runs on its own queue (POOL_TASK_QUEUE); absent on the control queue. */
+  ownQueue?: boolean;
 }
 export const registerHostSignal = defineSignal<[HostRegistration]>('registerHost');
 /** A worker shutting down, signed by the identity that registered the host (unsigned ones are ignored). */
@@ -118,6 +120,17 @@ export const configurePoolUpdate = defineUpdate<
 export const poolStateQuery = defineQuery<PoolSnapshot>('poolState');
 /** Validation's question, answered in the pool (a few hundred bytes rather than the whole state). */
 export const placementCheckQuery = defineQuery<PlacementCheck, [Requirements]>('placementCheck');
+/** What validation's question is answered from: the fleet's slots, which hosts are online, the policy. */
+export interface PlacementView {
+  slots: Slot[];
+  hosts: Record<string, { online: boolean; hostQueue: string }>;
+  policy: PlacementPolicy;
+}
+/**
+ * The same view for many questions: the control worker keeps it a moment and answers validations
+ * from it, so a burst of submissions asks the pool once rather than once each.
+ */
+export const placementViewQuery = defineQuery<PlacementView>('placementView');
 /** One host's registration as the pool holds it: a worker's question at start-up (bytes, not the whole state). */
 export const hostRegistrationQuery = defineQuery<
   { online: boolean; incarnation: string | null; refusal: RegistrationRefusal | null },

@@ -5,6 +5,7 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  makeContinueAsNewFunc,
   patched,
   setHandler,
   uuid4,
@@ -29,6 +30,7 @@ import {
   leaseRevokedSignal,
   poolStateQuery,
   placementCheckQuery,
+  placementViewQuery,
   onlineHostsQuery,
   hostRegistrationQuery,
   registerHostSignal,
@@ -41,6 +43,7 @@ import {
 import { PERMISSION_DENIED } from '../domain/authorization.js';
 import { silenceLimitMs, type HostRegistration } from '../domain/fleet.js';
 import { authorizer, requirePermission } from './authorize.js';
+import { POOL_TASK_QUEUE } from '../shared/constants.js';
 
 /** Continue-as-new well before Temporal's limits so thousands of leases keep the history small. */
 const HISTORY_EVENTS_LIMIT = 2_000;
@@ -64,7 +67,7 @@ export function emptyPool(): PoolSnapshot {
  * The single authority for leases. Signals mutate state synchronously (so they never interleave);
  * the main loop grants queued requests and revokes leases of silent hosts.
  */
-export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
+export async function poolWorkflow(carried?: Partial<PoolSnapshot>): Promise<void> {
   const pool: PoolSnapshot = { ...emptyPool(), ...carried };
   let dirty = true;
   const touch = () => {
@@ -110,6 +113,13 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
       pool.policy,
     ),
   );
+  setHandler(placementViewQuery, () => ({
+    slots: pool.slots.map((entry) => entry.slot),
+    hosts: Object.fromEntries(
+      Object.values(pool.hosts).map((host) => [host.host, { online: host.online, hostQueue: host.hostQueue }]),
+    ),
+    policy: pool.policy,
+  }));
   setHandler(hostRegistrationQuery, (host) => ({
     online: pool.hosts[host]?.online ?? false,
     incarnation: pool.hosts[host]?.incarnation ?? null,
@@ -329,6 +339,8 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
     return Math.max(1000, earliest - Date.now() + 100);
   };
 
+  /** Grant signals on their way (a failed one frees its slot and wakes the loop). */
+  const inFlight = new Set<Promise<void>>();
   let lastWake = Date.now();
   for (;;) {
     const timeout = nextExpiryMs();
@@ -397,32 +409,44 @@ export async function poolWorkflow(carried?: PoolSnapshot): Promise<void> {
       pool.leasesGranted++;
       return { grant, entry, lease };
     });
-    await Promise.all(
-      grants.map(async ({ grant, entry, lease }) => {
-        try {
-          await getExternalWorkflowHandle(grant.experimentId).signal(leaseGrantedSignal, {
-            ...lease,
-            slot: entry.slot,
-            // Bounded: a grant's size (and this history's growth) does not grow with the fleet.
-            placement: boundedRecords ? boundPlacementRecord(grant.record) : grant.record,
-          });
-        } catch {
-          // The experiment ended while waiting: the slot goes back.
-          if (entry.lease?.leaseId === lease.leaseId) entry.lease = null; // never ran: no GPU time
-          dirty = true;
-        }
-      }),
-    );
+    const told = grants.map(async ({ grant, entry, lease }) => {
+      try {
+        await getExternalWorkflowHandle(grant.experimentId).signal(leaseGrantedSignal, {
+          ...lease,
+          slot: entry.slot,
+          // Bounded: a grant's size (and this history's growth) does not grow with the fleet.
+          placement: boundedRecords ? boundPlacementRecord(grant.record) : grant.record,
+        });
+      } catch {
+        // The experiment ended while waiting: the slot goes back.
+        if (entry.lease?.leaseId === lease.leaseId) entry.lease = null; // never ran: no GPU time
+        dirty = true;
+      }
+    });
+    // Requests that arrive while the grants travel are placed at once, not after the grants land.
+    if (patched('grants-told-in-background'))
+      for (const telling of told) {
+        inFlight.add(telling);
+        void telling.finally(() => inFlight.delete(telling));
+      }
+    else await Promise.all(told);
 
     const info = workflowInfo();
+    // A pool started on the control queue (by an earlier version) moves to its own. Known from its
+    // state, not workflowInfo().taskQueue, which names the worker's queue (another one on replay).
+    const ownQueue = patched('pool-own-queue');
     if (
+      (ownQueue && !pool.ownQueue) ||
       info.continueAsNewSuggested ||
       info.historyLength > HISTORY_EVENTS_LIMIT ||
       (patched('continue-as-new-by-size') && info.historySize > HISTORY_BYTES_LIMIT)
     ) {
+      await Promise.all(inFlight);
       await condition(allHandlersFinished);
       if (pool.usage) pool.usage = pruneUsage(pool.usage, Date.now());
-      await continueAsNew<typeof poolWorkflow>(pool);
+      if (ownQueue)
+        await makeContinueAsNewFunc<typeof poolWorkflow>({ taskQueue: POOL_TASK_QUEUE })({ ...pool, ownQueue: true });
+      else await continueAsNew<typeof poolWorkflow>(pool);
     }
   }
 }

@@ -6,10 +6,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
-import { NativeConnection, type Worker } from '@temporalio/worker';
+import { NativeConnection } from '@temporalio/worker';
 import { inject } from 'vitest';
 import { createGpuWorker, type GpuWorkerHandle } from '../../src/gpu-worker/worker.js';
-import { createOrchestratorWorker } from '../../src/orchestrator/worker.js';
+import { createOrchestratorWorker, type OrchestratorWorker } from '../../src/orchestrator/worker.js';
 import type { Role } from '../../src/domain/authorization.js';
 import {
   credentialPath,
@@ -80,7 +80,7 @@ export interface TestStack {
   dataConverter: DataConverter;
   nativeConnection: NativeConnection;
   /** The in-process orchestrator (none with `orchestrator: false`: the test runs its own). */
-  orchestrator?: Worker;
+  orchestrator?: OrchestratorWorker;
   gpuWorker?: GpuWorkerHandle;
   /** What the stack's GPU workers told their operator, in order. */
   workerLog: string[];

@@ -22,7 +22,9 @@ import { waitFor } from '../helpers/wait.js';
  * Determinism guard: histories recorded from real runs must replay against today's workflow code.
  * Committed fixtures catch a change that breaks running workflows; fresh runs cover every path.
  * Re-record the fixtures with EXPCTL_RECORD_HISTORIES=1 when a change is deliberately incompatible
- * (and version the workflow with patched() instead, if old runs may still be in flight).
+ * (and version the workflow with patched() instead, if old runs may still be in flight). After a
+ * patched() change, keep the old fixtures and add the new recordings under a dated name
+ * (2026-11-27-*.json: local control steps, the pool on its own queue), so both paths stay guarded.
  */
 const HISTORIES = path.join(FIXTURES, 'histories');
 

@@ -5,7 +5,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { createGpuWorker, type GpuWorkerHandle } from '../../gpu-worker/worker.js';
 import { ensureLocalAdmin, loadIssuerPublicKey } from '../../security/credentials.js';
-import { createOrchestratorWorker } from '../../orchestrator/worker.js';
+import { createOrchestratorWorker, type OrchestratorWorker } from '../../orchestrator/worker.js';
 import { payloadCodec } from '../../security/codec.js';
 import { startDevCodecEndpoint } from '../../security/codec-server.js';
 import { ensurePrivateDir, PRIVATE_FILE } from '../../security/files.js';
@@ -319,7 +319,7 @@ async function superviseServer(
   }
 }
 
-type RunnableWorker = Pick<Worker, 'run'> | GpuWorkerHandle;
+type RunnableWorker = OrchestratorWorker | GpuWorkerHandle;
 
 /**
  * The workers run until the stack stops. Their connections retry on their own across server
@@ -361,7 +361,7 @@ class SupervisedWorkers {
   private async shutdown(): Promise<void> {
     for (const worker of this.current.values()) {
       if ('slots' in worker) await worker.shutdown().catch(() => undefined);
-      else if ((worker as Worker).getState() === 'RUNNING') (worker as Worker).shutdown();
+      else if (worker.getState() === 'RUNNING') worker.shutdown();
     }
     await Promise.allSettled(this.runs);
   }

@@ -4,6 +4,7 @@ import { PERMISSION_DENIED_EXIT_CODE } from '../../domain/authorization.js';
 import { CliError } from '../output.js';
 import { createOrchestratorWorker } from '../../orchestrator/worker.js';
 import { installWorkerRuntime } from '../../shared/runtime.js';
+import { CONTROL_TASK_QUEUE, POOL_TASK_QUEUE } from '../../shared/constants.js';
 import { ServerLink, serverAddressOf, watchServer } from '../../shared/server-link.js';
 import { catalogLocation, hostName, stateDir } from '../../shared/settings.js';
 import { loadCredential, loadIssuerPublicKey } from '../../security/credentials.js';
@@ -90,6 +91,6 @@ export async function orchestratorCommand(): Promise<void> {
     stopWatching();
     worker.shutdown();
   });
-  console.error(`expctl orchestrator: polling expctl-control in namespace ${namespace}`);
+  console.error(`expctl orchestrator: polling ${CONTROL_TASK_QUEUE} and ${POOL_TASK_QUEUE} in namespace ${namespace}`);
   await worker.run();
 }
