@@ -53,7 +53,7 @@ export const LOGS_DEFAULT_TAIL_BYTES = 1 << 20;
 export const TRAIN_HEARTBEAT_TIMEOUT_SECONDS = 10;
 
 /** After a training silence, how long its host gets to answer for the run before the run is called lost. */
-export const HOST_ANSWER_SECONDS = 4;
+export const HOST_ANSWER_SECONDS = 3;
 /** The longer wait when the silence was the server's own: every worker needs time to reconnect. */
 export const HOST_RECONNECT_SECONDS = 15;
 /** A heartbeat timeout reported this much later than the limit means the server was away, not the worker. */
