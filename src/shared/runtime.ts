@@ -11,9 +11,11 @@ export function installWorkerRuntime(
 ): void {
   if (installed) return;
   const print = new DefaultLogger(level);
-  // Activity-only workers (GPU slots, host queue) legitimately poll no workflows; that warning is noise here.
+  // Activity-only workers (GPU slots, host queue) legitimately poll no workflows, and the pool's
+  // worker no activities; those warnings are noise here.
+  const expected = ['No workflows registered', 'No activities registered'];
   const logger = new DefaultLogger(level, (entry) => {
-    if (!entry.message.startsWith('No workflows registered')) print.log(entry.level, entry.message, entry.meta);
+    if (!expected.some((start) => entry.message.startsWith(start))) print.log(entry.level, entry.message, entry.meta);
   });
   Runtime.install({ logger, shutdownSignals: [] });
   installed = true;
