@@ -5,6 +5,7 @@ import type { DataConverter } from '@temporalio/common';
 import {
   bundleWorkflowCode,
   NativeConnection,
+  Runtime,
   Worker,
   type State,
   type WorkflowBundleOption,
@@ -59,8 +60,10 @@ export interface OrchestratorWorker {
 export async function createOrchestratorWorker(options: OrchestratorOptions): Promise<OrchestratorWorker> {
   const catalog = await Catalog.open(options.catalog);
   const datasets = createDatasetActivities({ catalog, dataDir: options.dataDir ?? dataDir() });
-  // Bundled once for both workers.
-  const workflowBundle = options.workflowBundle ?? (await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH }));
+  // Bundled once for both workers; the bundler reports through the runtime's logger, as a worker would.
+  const workflowBundle =
+    options.workflowBundle ??
+    (await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: Runtime.instance().logger }));
   const common = {
     connection: options.connection,
     namespace: options.namespace,

@@ -2,12 +2,13 @@ import { ApplicationFailure, proxyActivities, proxyLocalActivities } from '@temp
 import type { AuthorizeInput, createAuthorizationActivities } from '../activities/authorization.js';
 import { PERMISSION_DENIED, type Identity } from '../domain/authorization.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
+import { CONTROL_RETRY } from './control-retry.js';
 
 /** The orchestrator's verification activities (workflow code has no node:crypto). */
 export const authorizer = proxyActivities<ReturnType<typeof createAuthorizationActivities>>({
   taskQueue: CONTROL_TASK_QUEUE,
   startToCloseTimeout: '30s',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 8 },
+  retry: CONTROL_RETRY,
 });
 
 /**
@@ -16,7 +17,7 @@ export const authorizer = proxyActivities<ReturnType<typeof createAuthorizationA
  */
 export const localAuthorizer = proxyLocalActivities<ReturnType<typeof createAuthorizationActivities>>({
   startToCloseTimeout: '30s',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 8 },
+  retry: CONTROL_RETRY,
 });
 
 /** The identity behind a signed request that may do this; otherwise fails with permission_denied. */

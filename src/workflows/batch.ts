@@ -18,11 +18,12 @@ import { requirePermission } from './authorize.js';
 import type { BatchInput, BatchResult, BatchSnapshot } from './batch-state.js';
 import { batchDecisionSignal, batchMemberEndedSignal, batchStateQuery } from './definitions.js';
 import { experimentWorkflow } from './experiment.js';
+import { CONTROL_RETRY } from './control-retry.js';
 
 const control = proxyActivities<ReturnType<typeof createControlActivities>>({
   taskQueue: CONTROL_TASK_QUEUE,
   startToCloseTimeout: '30s',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 8 },
+  retry: CONTROL_RETRY,
 });
 
 /** The content a batch's submitter signs (the children carry signatures of their own). */

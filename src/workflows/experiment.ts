@@ -38,7 +38,7 @@ import { SA } from '../shared/search-attributes.js';
 import type { createControlActivities } from '../activities/control.js';
 import type { createHostActivities } from '../activities/host.js';
 import type { createRunStatusActivities, HostRunStatus } from '../activities/run-status.js';
-import type { createTrainingActivities } from '../activities/training.js';
+import type { createTrainingActivities, TrainingHeartbeat } from '../activities/training.js';
 import {
   batchDecisionSignal,
   batchMemberEndedSignal,
@@ -55,6 +55,7 @@ import type { ExperimentInput, ExperimentSnapshot } from './experiment-state.js'
 import { localAuthorizer, requirePermission } from './authorize.js';
 import { PERMISSION_DENIED } from '../domain/authorization.js';
 import { evaluationDecision, isPromotionId } from '../domain/promotion.js';
+import { CONTROL_RETRY } from './control-retry.js';
 
 type ControlActivities = ReturnType<typeof createControlActivities>;
 type HostActivities = ReturnType<typeof createHostActivities> & ReturnType<typeof createRunStatusActivities>;
@@ -83,7 +84,7 @@ type AttemptResult = { outcome?: TrainingOutcome; lost?: string; infra?: string 
 const control = proxyActivities<ControlActivities>({
   taskQueue: CONTROL_TASK_QUEUE,
   startToCloseTimeout: '30s',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 8 },
+  retry: CONTROL_RETRY,
 });
 
 /**
@@ -94,7 +95,7 @@ const control = proxyActivities<ControlActivities>({
  */
 const localControl = proxyLocalActivities<ControlActivities>({
   startToCloseTimeout: '30s',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 8 },
+  retry: CONTROL_RETRY,
 });
 
 function hostActivities(hostQueue: string, scheduleToStartTimeout?: string) {
@@ -382,7 +383,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
         const silence = `the worker on ${granted.slot.host} stopped answering (${error.cause.timeoutType ?? 'timeout'} on ${granted.slot.slotId})`;
         const lastBeat =
           error.cause.timeoutType === 'HEARTBEAT'
-            ? (error.cause.lastHeartbeatDetails as { sentAt?: string } | undefined)?.sentAt
+            ? (error.cause.lastHeartbeatDetails as TrainingHeartbeat | undefined)?.sentAt
             : undefined;
         const wait = `${hostAnswerSeconds(lastBeat, Date.now())}s`;
         const status = await askHost(granted, wait);

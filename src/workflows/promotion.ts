@@ -39,11 +39,12 @@ import {
   type PromotionResult,
   type PromotionSnapshot,
 } from './promotion-definitions.js';
+import { CONTROL_RETRY } from './control-retry.js';
 
 const promotion = proxyActivities<ReturnType<typeof createPromotionActivities>>({
   taskQueue: CONTROL_TASK_QUEUE,
   startToCloseTimeout: '30s',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 8 },
+  retry: CONTROL_RETRY,
 });
 /** How long the host that trained the candidate gets to answer the integrity check. */
 const HOST_ANSWER = '60s';

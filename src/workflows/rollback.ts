@@ -3,11 +3,12 @@ import type { createPromotionActivities } from '../activities/promotion.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 import { requirePermission } from './authorize.js';
 import { rollbackTarget, type RollbackInput, type RollbackResult } from './promotion-definitions.js';
+import { CONTROL_RETRY } from './control-retry.js';
 
 const promotion = proxyActivities<ReturnType<typeof createPromotionActivities>>({
   taskQueue: CONTROL_TASK_QUEUE,
   startToCloseTimeout: '30s',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 8 },
+  retry: CONTROL_RETRY,
 });
 
 /** An operator's signed rollback: the alias moves back to the version it held before (one transaction). */
