@@ -108,7 +108,10 @@ describe('expctl dev supervises its stack', () => {
         },
         { credential: loadCredential({ EXPCTL_HOME: home }) },
       );
-      return await handle.result();
+      const result = await handle.result();
+      // Printed so that a failure says why the run ended as it did (the assertion shows status only).
+      if (result.status !== 'completed') console.log(`run ${metric} ended ${result.status}: ${result.reason}`);
+      return result;
     } finally {
       await connection.close();
     }
