@@ -9,6 +9,8 @@ import { submitExperiment } from '../../src/client/experiments.js';
 import { loadCredential } from '../../src/security/credentials.js';
 import { dataConverter } from '../../src/temporal/connection.js';
 import { freePort } from '../../src/shared/ports.js';
+import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
+import { hostRegistrationQuery } from '../../src/workflows/definitions.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
 import { FIXTURES } from '../helpers/stack.js';
 import { eventually, waitFor } from '../helpers/wait.js';
@@ -117,6 +119,16 @@ describe('expctl dev supervises its stack', () => {
     }
   }
 
+  async function registrationOn(address: string, host: string) {
+    const connection = await Connection.connect({ address });
+    try {
+      const client = new Client({ connection, namespace: 'default', dataConverter: await dataConverter() });
+      return await client.workflow.getHandle(POOL_WORKFLOW_ID).query(hostRegistrationQuery, host);
+    } finally {
+      await connection.close();
+    }
+  }
+
   beforeAll(async () => {
     source = await makeRepo();
   });
@@ -140,6 +152,8 @@ describe('expctl dev supervises its stack', () => {
       const address = `127.0.0.1:${env.EXPCTL_TEMPORAL_PORT}`;
       const first = startDev(env, '--no-demo');
       await first.waitForOutput('expctl dev is up');
+      // "Up" means a run submitted now is placed: the pool already holds this host.
+      expect(await registrationOn(address, 'devsup')).toMatchObject({ online: true, refusal: null });
 
       // kill -9 the server: the stack restarts it on the same database and ports.
       const killed = (await serverPid(home))!;

@@ -251,6 +251,9 @@ async function startStack(
       return gpuWorker;
     });
   if (signal.aborted) throw new AbortedError();
+  // "Up" means a run submitted now is placed: the pool must hold this host's slots first.
+  if (gpuWorker) await joined(gpuWorker, signal);
+  if (signal.aborted) throw new AbortedError();
   await ensureHealthSchedule(client);
   if (signal.aborted) throw new AbortedError();
   const codecEndpoint = await startDevCodecEndpoint(await payloadCodec(), server.uiUrl);
@@ -275,6 +278,17 @@ expctl dev is up.
 Press Ctrl-C to stop everything.
 `);
   return { client };
+}
+
+/** Waits until the pool has the worker's slots; a refusal is the worker's to report (it stops with it). */
+async function joined(worker: GpuWorkerHandle, signal: AbortSignal): Promise<void> {
+  const slow = setTimeout(() => log('expctl: waiting for the pool to register the GPU worker ...'), 10_000);
+  const aborted = new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+  try {
+    await Promise.race([worker.registered().catch(() => undefined), aborted]);
+  } finally {
+    clearTimeout(slow);
+  }
 }
 
 /**

@@ -58,6 +58,11 @@ export async function workerCommand(options: WorkerOptions): Promise<void> {
   console.error(
     `expctl worker ${worker.host}: ${worker.slots.map((s) => `${s.slotId} (${s.acceleratorClass}, ${s.memoryMb} MB)`).join(', ')}`,
   );
+  // Said once the pool holds these slots: from then on a submitted run can be placed here.
+  void worker.registered().then(
+    () => console.error(`expctl worker ${worker.host}: joined the fleet`),
+    () => undefined, // a refusal is what run() throws below
+  );
   try {
     await worker.run();
   } catch (error) {
