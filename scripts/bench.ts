@@ -12,6 +12,8 @@
  *   - catalog: 10,000 records, then history, summary and suggest times, on SQLite and PostgreSQL
  *     (scripts/bench-catalog.ts)
  *   - search: one agent, 8 fake GPUs: variants per hour as batches of 8 against one run at a time
+ *     (64 variants of 5 s; `--search-seconds S --search-variants N` for longer jobs, e.g. nearer
+ *     autoresearch's 300 s budget)
  * `--quick` runs smaller versions of each (for CI and a first look).
  */
 import fs from 'node:fs/promises';
@@ -110,18 +112,38 @@ const SECTIONS = {
 const OFFLINE = ['placement', 'catalog'] as const;
 const ALL = [...Object.keys(SECTIONS), ...OFFLINE];
 
-function parseArgs(argv: string[]): { quick: boolean; sections: string[] } {
+interface BenchArgs {
+  quick: boolean;
+  sections: string[];
+  /** search: the variants' length in seconds and how many run as batches (a quarter as many one at a time). */
+  search: { seconds?: number; variants?: number };
+}
+
+function parseArgs(argv: string[]): BenchArgs {
   const sections: string[] = [];
+  const search: BenchArgs['search'] = {};
   let quick = false;
-  for (const arg of argv) {
+  const usage = `usage: npm run bench -- [--quick] [--search-seconds S] [--search-variants N] [${ALL.join('|')}]...`;
+  const count = (flag: string, value: string | undefined, multipleOf = 1) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n <= 0 || n % multipleOf !== 0)
+      throw new Error(
+        `${flag} takes a positive whole number${multipleOf > 1 ? ` divisible by ${multipleOf}` : ''}; ${usage}`,
+      );
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
     if (arg === '--quick') quick = true;
+    else if (arg === '--search-seconds') search.seconds = count(arg, argv[++i]);
+    else if (arg === '--search-variants') search.variants = count(arg, argv[++i], 8);
     else if (arg === '--help' || arg === '-h') {
-      console.log(`usage: npm run bench -- [--quick] [${ALL.join('|')}]...`);
+      console.log(usage);
       process.exit(0);
     } else if (ALL.includes(arg)) sections.push(arg);
     else throw new Error(`unknown bench section ${arg}: one of ${ALL.join(', ')}`);
   }
-  return { quick, sections: sections.length > 0 ? sections : ALL };
+  return { quick, sections: sections.length > 0 ? sections : ALL, search };
 }
 
 function printTargets(checks: TargetCheck[]): void {
@@ -136,7 +158,7 @@ function printTargets(checks: TargetCheck[]): void {
 }
 
 async function main(): Promise<void> {
-  const { quick, sections } = parseArgs(process.argv.slice(2));
+  const { quick, sections, search } = parseArgs(process.argv.slice(2));
   const live = sections.filter((name): name is keyof typeof SECTIONS => name in SECTIONS);
   const checks: TargetCheck[] = [];
   // python3 itself, not a version manager's shim (pyenv's costs seconds per start under load),
@@ -151,7 +173,7 @@ async function main(): Promise<void> {
     const stack = new DrillStack({ dir, namespace: 'default', log: () => undefined });
     await stack.start();
     try {
-      const ctx: BenchContext = { stack, dir, repo: await makeJobRepo(dir), quick };
+      const ctx: BenchContext = { stack, dir, repo: await makeJobRepo(dir), quick, search };
       for (const name of live) {
         checks.push(...(await SECTIONS[name](ctx)));
         console.log('');

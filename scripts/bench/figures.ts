@@ -86,3 +86,21 @@ export function gapParts(spans: JobSpan[], runningAt: ReadonlyMap<string, number
   }
   return { toRunning, toStart };
 }
+
+/**
+ * CPU per job from two readings of each process: the difference over `jobs`, in ms, per process
+ * and in total. A process missing from either reading (it exited) is left out of both.
+ */
+export function cpuPerJobMs(
+  before: Record<string, number | null>,
+  after: Record<string, number | null>,
+  jobs: number,
+): { parts: Record<string, number>; totalMs: number } {
+  const parts: Record<string, number> = {};
+  for (const [name, start] of Object.entries(before)) {
+    const end = after[name];
+    if (start === null || end === null || end === undefined) continue;
+    parts[name] = ((end - start) * 1000) / jobs;
+  }
+  return { parts, totalMs: Object.values(parts).reduce((sum, ms) => sum + ms, 0) };
+}

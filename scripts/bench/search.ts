@@ -73,9 +73,9 @@ async function phases(ctx: BenchContext, ids: string[]): Promise<string> {
 
 export async function searchSection(ctx: BenchContext): Promise<TargetCheck[]> {
   const slots = 8;
-  const variants = ctx.quick ? 16 : 64;
-  const sequentialVariants = ctx.quick ? 4 : 16;
-  const jobSeconds = ctx.quick ? 2 : 5;
+  const variants = ctx.search?.variants ?? (ctx.quick ? 16 : 64);
+  const sequentialVariants = variants / 4;
+  const jobSeconds = ctx.search?.seconds ?? (ctx.quick ? 2 : 5);
   console.log(
     `search: one agent, ${slots} fake GPUs, ${jobSeconds} s variants: ${variants} as batches of ${slots}, ` +
       `${sequentialVariants} as one run at a time`,
@@ -89,7 +89,7 @@ export async function searchSection(ctx: BenchContext): Promise<TargetCheck[]> {
     repo: search.repo,
     requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: ['bench-search'] },
     env: { BENCH_SECONDS: String(jobSeconds), BENCH_STAMPS: stamps },
-    timeBudgetSeconds: 60,
+    timeBudgetSeconds: Math.max(60, 2 * jobSeconds),
   });
   try {
     // Batches: propose 8, run them at once, advance to the winner, repeat.

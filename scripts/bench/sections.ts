@@ -16,7 +16,8 @@ import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { onlineHostsQuery } from '../../src/workflows/definitions.js';
 import type { DrillStack, StackProcess } from '../drills/stack.js';
 import { waitUntil } from '../drills/wait.js';
-import { fleetFigures, gapParts, median, percentile, type FleetFigures, type JobSpan } from './figures.js';
+import { childrenCpuSeconds, cpuOf } from './cpu.js';
+import { cpuPerJobMs, fleetFigures, gapParts, median, percentile, type FleetFigures, type JobSpan } from './figures.js';
 import { runBare, runExpctl, type JobRepo } from './jobs.js';
 
 const FAKE_BIN = fileURLToPath(new URL('../../test/fixtures/bin/', import.meta.url));
@@ -27,6 +28,8 @@ export interface BenchContext {
   dir: string;
   repo: JobRepo;
   quick: boolean;
+  /** The search section's variant length (s) and count, where the command line sets them. */
+  search?: { seconds?: number; variants?: number };
 }
 
 /** One figure held to its target; `met` null where the figure could not be taken. */
@@ -74,6 +77,50 @@ function describeFleet(label: string, figures: FleetFigures): string {
   );
 }
 
+/** The processes a run's CPU is charged to: the server, the orchestrator, the workers (with their children). */
+function stackProcesses(ctx: BenchContext, workers: StackProcess[]): Record<string, number> {
+  const processes: Record<string, number> = {};
+  if (ctx.stack.serverPid !== undefined) processes['server'] = ctx.stack.serverPid;
+  if (ctx.stack.orchestrator) processes['orchestrator'] = ctx.stack.orchestrator.pid;
+  workers.forEach((worker, i) => (processes[workers.length > 1 ? `worker ${i}` : 'worker'] = worker.pid));
+  return processes;
+}
+
+/**
+ * Runs the same jobs bare, then through expctl, reading CPU time around each: the bare jobs are this
+ * process's children; expctl's cost is the stack's processes'.
+ */
+async function sideBySide(
+  ctx: BenchContext,
+  workers: StackProcess[],
+  bareRun: () => ReturnType<typeof runBare>,
+  expctlRun: () => ReturnType<typeof runExpctl>,
+) {
+  const bareBefore = await childrenCpuSeconds();
+  const bare = await bareRun();
+  const bareCpuSeconds = (await childrenCpuSeconds()) - bareBefore;
+  const processes = stackProcesses(ctx, workers);
+  const before = await cpuOf(processes);
+  const run = await expctlRun();
+  const after = await cpuOf(processes);
+  return { bare, run, bareCpuSeconds, before, after };
+}
+
+/** One line: CPU per job through expctl, by process, beside the bare job's. */
+function describeCpu(
+  jobs: number,
+  measured: { bareCpuSeconds: number; before: Record<string, number | null>; after: Record<string, number | null> },
+): string {
+  const { parts, totalMs } = cpuPerJobMs(measured.before, measured.after, jobs);
+  const byProcess = Object.entries(parts)
+    .map(([name, ms]) => `${name} ${ms.toFixed(0)}`)
+    .join(', ');
+  return (
+    `  cpu      per job: expctl ${totalMs.toFixed(0)} ms (${byProcess}; a worker's includes its git, ` +
+    `supervisors and jobs), bare ${((measured.bareCpuSeconds * 1000) / jobs).toFixed(0)} ms`
+  );
+}
+
 /** fleet: 8 fake GPUs, 40 jobs of 5 s submitted at once, against `xargs -P 8`. */
 export async function fleetSection(ctx: BenchContext): Promise<TargetCheck[]> {
   const jobs = ctx.quick ? 16 : 40;
@@ -83,14 +130,20 @@ export async function fleetSection(ctx: BenchContext): Promise<TargetCheck[]> {
   const workers = await startWorkers(ctx, ['fleet'], slots, 'bench-fleet');
   try {
     const stamps = path.join(ctx.dir, 'fleet-stamps');
-    const bare = await runBare(ctx.repo, { jobs, seconds: jobSeconds, parallel: slots, stamps });
-    const run = await runExpctl(ctx.stack.client, ctx.stack.credential, ctx.repo, {
-      jobs,
-      seconds: jobSeconds,
-      stamps,
-      tag: `bench-fleet-${Date.now()}`,
-      runtimeTag: 'bench-fleet',
-    });
+    const measured = await sideBySide(
+      ctx,
+      workers,
+      () => runBare(ctx.repo, { jobs, seconds: jobSeconds, parallel: slots, stamps }),
+      () =>
+        runExpctl(ctx.stack.client, ctx.stack.credential, ctx.repo, {
+          jobs,
+          seconds: jobSeconds,
+          stamps,
+          tag: `bench-fleet-${Date.now()}`,
+          runtimeTag: 'bench-fleet',
+        }),
+    );
+    const { bare, run } = measured;
     const baseline = fleetFigures(bare.spans, slots, bare.makespanSeconds);
     const figures = fleetFigures(run.spans, slots, run.makespanSeconds);
     const ratio = figures.makespanSeconds / baseline.makespanSeconds;
@@ -107,6 +160,7 @@ export async function fleetSection(ctx: BenchContext): Promise<TargetCheck[]> {
         `last result ${seconds((run.doneAtMs - lastEnd) / 1000)} after the last job ended`,
     );
     await describePhases(ctx, run.results, run.spans);
+    console.log(describeCpu(jobs, measured));
     return [
       {
         section: 'fleet',
@@ -308,14 +362,20 @@ export async function scaleSection(ctx: BenchContext): Promise<TargetCheck[]> {
   try {
     const before = await pool.describe();
     const stamps = path.join(ctx.dir, 'scale-stamps');
-    const bare = await runBare(ctx.repo, { jobs, seconds: 1, parallel: slots, stamps });
-    const run = await runExpctl(ctx.stack.client, ctx.stack.credential, ctx.repo, {
-      jobs,
-      seconds: 1,
-      stamps,
-      tag: `bench-scale-${Date.now()}`,
-      runtimeTag: 'bench-scale',
-    });
+    const measured = await sideBySide(
+      ctx,
+      workers,
+      () => runBare(ctx.repo, { jobs, seconds: 1, parallel: slots, stamps }),
+      () =>
+        runExpctl(ctx.stack.client, ctx.stack.credential, ctx.repo, {
+          jobs,
+          seconds: 1,
+          stamps,
+          tag: `bench-scale-${Date.now()}`,
+          runtimeTag: 'bench-scale',
+        }),
+    );
+    const { bare, run } = measured;
     const baseline = fleetFigures(bare.spans, slots, bare.makespanSeconds);
     const figures = fleetFigures(run.spans, slots, run.makespanSeconds);
     const ratio = figures.makespanSeconds / baseline.makespanSeconds;
@@ -339,6 +399,7 @@ export async function scaleSection(ctx: BenchContext): Promise<TargetCheck[]> {
     const after = await pool.describe();
     let poolRuns = 0;
     for await (const _ of ctx.stack.client.workflow.list({ query: `WorkflowId = '${POOL_WORKFLOW_ID}'` })) poolRuns++;
+    console.log(describeCpu(jobs, measured));
     const rss = await Promise.all(workers.map((worker) => worker.peakRssBytes()));
     const acquireP50 = median(acquire);
     console.log(

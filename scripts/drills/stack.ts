@@ -140,6 +140,11 @@ export class DrillStack {
     this.address = this.server.address;
   }
 
+  /** The local dev server's pid, while it runs. */
+  get serverPid(): number | undefined {
+    return this.server?.pid;
+  }
+
   async stopServer(signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
     const server = this.server;
     if (!server) return;

@@ -7,6 +7,7 @@ import { gitAccess } from '../security/fleet-remote-auth.js';
 import { PRIVATE_DIR_MODE } from '../security/files.js';
 import { shippedCommitRef } from '../domain/fleet-remote.js';
 import { KeyedQueue } from '../shared/keyed-queue.js';
+import { ContentMemo } from './content-memo.js';
 
 /** Git operations a worker needs: resolve a repository locally, inspect a commit, make worktrees. */
 
@@ -38,7 +39,9 @@ export async function localRepository(
   if (!isRemoteRepo(repo)) {
     const resolved = path.resolve(repo);
     try {
-      await git(resolved, ['rev-parse', '--git-dir']);
+      // A checkout's .git (a directory, or a file in a worktree) answers without a git process;
+      // anything else (a bare repository, a subdirectory) is asked of git.
+      await fs.access(path.join(resolved, '.git')).catch(() => git(resolved, ['rev-parse', '--git-dir']));
     } catch {
       throw new Error(
         `repo ${repo} is not a git repository on this host; ` +
@@ -83,37 +86,47 @@ export async function localRepository(
   });
 }
 
+/**
+ * What git says of a commit's objects, remembered: runs of one commit (seeds, a sweep over
+ * arguments, reruns) are validated without a git process each. Patches are larger: fewer are kept.
+ */
+const commitAnswers = new ContentMemo<string>(1024);
+const patches = new ContentMemo<{ patch: string; files: string[] }>(64);
+const asked = (repo: string, args: string[]) => commitAnswers.get(`${repo}\0${args.join('\0')}`, () => git(repo, args));
+
+/** Only a commit that exists is remembered: one that is missing may be fetched a moment later. */
 export async function commitExists(repo: string, commit: string): Promise<boolean> {
-  try {
-    await git(repo, ['cat-file', '-e', `${commit}^{commit}`]);
-    return true;
-  } catch {
-    return false;
-  }
+  return asked(repo, ['cat-file', '-e', `${commit}^{commit}`]).then(
+    () => true,
+    () => false,
+  );
 }
 
 export async function readFileAtCommit(repo: string, commit: string, file: string): Promise<string> {
-  return git(repo, ['show', `${commit}:${file.replace(/^\.\//, '')}`]);
+  return asked(repo, ['show', `${commit}:${file.replace(/^\.\//, '')}`]);
 }
 
 /** The commit's full patch against its first parent (the whole tree for a root commit). */
-export async function commitPatch(repo: string, commit: string): Promise<{ patch: string; files: string[] }> {
-  const patch = await git(repo, [
-    'show',
-    '--format=commit %H%nAuthor: %an <%ae>%nDate: %aI%n%n%B',
-    '--patch',
-    '--binary',
-    commit,
-  ]);
-  const files = (await git(repo, ['show', '--format=', '--name-only', commit])).split('\n').filter(Boolean);
-  return { patch: `${patch}\n`, files };
+export function commitPatch(repo: string, commit: string): Promise<{ patch: string; files: string[] }> {
+  return patches.get(`${repo}\0${commit}`, async () => {
+    const [patch, names] = await Promise.all([
+      git(repo, ['show', '--format=commit %H%nAuthor: %an <%ae>%nDate: %aI%n%n%B', '--patch', '--binary', commit]),
+      git(repo, ['show', '--format=', '--name-only', commit]),
+    ]);
+    return { patch: `${patch}\n`, files: names.split('\n').filter(Boolean) };
+  });
 }
 
 /** An isolated checkout of one commit, so parallel experiments never share a train.py. */
 export async function addWorktree(repo: string, commit: string, dir: string): Promise<void> {
   await fs.rm(dir, { recursive: true, force: true });
-  await git(repo, ['worktree', 'prune']);
-  await git(repo, ['worktree', 'add', '--detach', '--force', dir, commit]);
+  const add = () => git(repo, ['worktree', 'add', '--detach', '--force', dir, commit]);
+  // --force already takes over a registration whose directory is gone; pruning (a scan of every
+  // worktree) is kept for when git still refuses.
+  await add().catch(async () => {
+    await git(repo, ['worktree', 'prune']);
+    await add();
+  });
 }
 
 export async function removeWorktree(repo: string, dir: string): Promise<void> {
@@ -142,7 +155,7 @@ export interface TreeEntry {
 
 /** The entry for `file` in the commit's tree, without following symlinks; null when there is none. */
 export async function treeEntry(repo: string, commit: string, file: string): Promise<TreeEntry | null> {
-  const output = await git(repo, ['ls-tree', '-z', commit, '--', file]).catch(() => '');
+  const output = await asked(repo, ['ls-tree', '-z', commit, '--', file]).catch(() => '');
   const line = output.split('\0').find((entry) => entry.endsWith(`\t${file}`));
   if (!line) return null;
   const [mode, type] = line.slice(0, line.indexOf('\t')).split(' ') as [string, TreeEntry['type']];

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import { execa } from 'execa';
+import { ContentMemo } from './content-memo.js';
 import { git } from './git.js';
 
 /** Dependency files at a commit's root whose hashes the record keeps (what the run was built from). */
@@ -14,20 +15,8 @@ export const LOCKFILES = [
 ];
 
 /** Commits and blobs remembered per worker process; both are content-addressed, so never stale. */
-const MEMO_LIMIT = 512;
-const byCommit = new Map<string, Promise<Record<string, string>>>();
-const byBlob = new Map<string, Promise<string>>();
-
-function remember<T>(memo: Map<string, Promise<T>>, key: string, make: () => Promise<T>): Promise<T> {
-  const known = memo.get(key);
-  if (known) return known;
-  const made = make();
-  memo.set(key, made);
-  // A failure is not remembered: the next run asks git again.
-  made.catch(() => memo.delete(key));
-  if (memo.size > MEMO_LIMIT) memo.delete(memo.keys().next().value!);
-  return made;
-}
+const byCommit = new ContentMemo<Record<string, string>>(512);
+const byBlob = new ContentMemo<string>(512);
 
 /** Entries of `git ls-tree -z` output that are blobs: path → object id. */
 export function blobsInTree(lsTree: string): Map<string, string> {
@@ -47,13 +36,13 @@ export function blobsInTree(lsTree: string): Map<string, string> {
  * their lockfiles, capture their environment without reading them again.
  */
 export function lockfileHashes(repo: string, commit: string): Promise<Record<string, string>> {
-  return remember(byCommit, `${repo}\0${commit}`, async () => {
+  return byCommit.get(`${repo}\0${commit}`, async () => {
     const blobs = blobsInTree(await git(repo, ['ls-tree', '-z', commit, '--', ...LOCKFILES]));
     const hashes: Record<string, string> = {};
     for (const name of LOCKFILES) {
       const objectId = blobs.get(name);
       if (!objectId) continue;
-      hashes[name] = await remember(byBlob, objectId, async () => {
+      hashes[name] = await byBlob.get(objectId, async () => {
         // The exact bytes (final newline included), so the hash is the file's `sha256sum`.
         const { stdout } = await execa('git', ['-C', repo, 'cat-file', 'blob', objectId], {
           encoding: 'buffer',

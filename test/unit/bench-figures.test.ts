@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { dispatchGapsMs, fleetFigures, gapParts, parseStamps, percentile } from '../../scripts/bench/figures.js';
+import {
+  cpuPerJobMs,
+  dispatchGapsMs,
+  fleetFigures,
+  gapParts,
+  parseStamps,
+  percentile,
+} from '../../scripts/bench/figures.js';
 
 describe("the bench's fleet figures", () => {
   const spans = parseStamps(
@@ -49,5 +56,13 @@ describe("the bench's fleet figures", () => {
     expect(percentile(values, 0.95)).toBe(95);
     expect(percentile([7], 0.95)).toBe(7);
     expect(percentile([], 0.5)).toBeNull();
+  });
+
+  it('charges each process its CPU per job, leaving out one that exited between the readings', () => {
+    const before = { server: 10, orchestrator: 4, worker: 2, gone: 1 };
+    const after = { server: 14, orchestrator: 6, worker: 3, gone: null };
+    const { parts, totalMs } = cpuPerJobMs(before, after, 40);
+    expect(parts).toEqual({ server: 100, orchestrator: 50, worker: 25 });
+    expect(totalMs).toBe(175);
   });
 });
