@@ -3,9 +3,14 @@
  * the default) and PostgreSQL (clusters, several orchestrators). Catalog code writes one SQL for
  * both, with `?` placeholders; the few differences live in `Dialect`.
  */
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import pg from 'pg';
+import type pg from 'pg';
+
+/** The PostgreSQL driver, loaded on first use: an embedded catalog (and every CLI start) never loads it. */
+let pgModule: typeof pg | undefined;
+const pgDriver = (): typeof pg => (pgModule ??= createRequire(import.meta.url)('pg') as typeof pg);
 
 export type Row = Record<string, unknown>;
 export type SqlValue = string | number | bigint | null;
@@ -156,7 +161,7 @@ const NUMERIC_OID = 1700;
 const pgTypes = {
   getTypeParser: ((oid: number, format?: string) => {
     if (oid === INT8_OID || oid === NUMERIC_OID) return (value: string) => Number(value);
-    return pg.types.getTypeParser(oid, format as 'text');
+    return pgDriver().types.getTypeParser(oid, format as 'text');
   }) as typeof pg.types.getTypeParser,
 };
 
@@ -198,7 +203,7 @@ export class PostgresDatabase implements SqlDatabase {
   }
 
   static open(url: string, options: { max?: number; readOnly?: boolean } = {}): PostgresDatabase {
-    const pool = new pg.Pool({
+    const pool = new (pgDriver().Pool)({
       connectionString: url,
       max: options.max ?? 4,
       types: pgTypes,

@@ -11,37 +11,55 @@ import {
   MIN_KILL_HEADROOM_SECONDS,
 } from '../domain/limits.js';
 import type { RawBatchOptions, RawRunOptions } from './parse.js';
-import { batchCommand, refuseBatch } from './commands/batch.js';
-import { authInitCommand, authIssueCommand, authRevokeCommand, authWhoamiCommand } from './commands/auth.js';
-import { codecServerCommand } from './commands/codec-server.js';
-import { devCommand, type DevOptions } from './commands/dev.js';
-import { cancelCommand, logsCommand, refuseRun, runCommand, showCommand, waitCommand } from './commands/experiments.js';
-import { healthCommand, scheduleEnsureCommand } from './commands/health.js';
-import { installTemporalCommand } from './commands/install-temporal.js';
-import { keysInitCommand, keysListCommand, keysRotateCommand } from './commands/keys.js';
-import { drainCommand, poolCommand } from './commands/pool.js';
-import { setupCommand } from './commands/setup.js';
-import { tagCreateCommand, tagShowCommand } from './commands/tag.js';
-import { repeatCommand, tagStopCommand, type RepeatOptions } from './commands/actions.js';
+import type { DevOptions } from './commands/dev.js';
+import type { RepeatOptions } from './commands/actions.js';
+import { PERMISSION_DENIED, PERMISSION_DENIED_EXIT_CODE } from '../domain/authorization.js';
+import { CliError, drained, printJson, safeText, wantsJson } from './output.js';
+import { checkMetricName, checkTag, FlagError, numberOption, occurrences, parseNumber, singleOption } from './parse.js';
 import {
+  batchCommand,
+  refuseBatch,
+  authInitCommand,
+  authIssueCommand,
+  authRevokeCommand,
+  authWhoamiCommand,
+  codecServerCommand,
+  devCommand,
+  cancelCommand,
+  logsCommand,
+  refuseRun,
+  runCommand,
+  showCommand,
+  waitCommand,
+  healthCommand,
+  scheduleEnsureCommand,
+  installTemporalCommand,
+  keysInitCommand,
+  keysListCommand,
+  keysRotateCommand,
+  drainCommand,
+  poolCommand,
+  setupCommand,
+  tagCreateCommand,
+  tagShowCommand,
+  repeatCommand,
+  tagStopCommand,
   bestCommand,
   historyCommand,
   nearMissesCommand,
   reportCommand,
   strategyCommand,
   suggestCommand,
-} from './commands/records.js';
-import { orchestratorCommand, workerCommand } from './commands/worker.js';
-import {
+  orchestratorCommand,
+  workerCommand,
   decideCommand,
   modelsCommand,
   promoteCommand,
   promotionShowCommand,
   rollbackCommand,
-} from './commands/promotion.js';
-import { lineageCommand } from './commands/lineage.js';
-import { fleetRemoteCheckPushCommand, fleetRemoteServeCommand } from './commands/fleet-remote.js';
-import {
+  lineageCommand,
+  fleetRemoteCheckPushCommand,
+  fleetRemoteServeCommand,
   alertsCommand,
   dataAddCommand,
   dataPolicyCommand,
@@ -49,10 +67,7 @@ import {
   dataVersionsCommand,
   dataWatchCommand,
   gatesCommand,
-} from './commands/data.js';
-import { PERMISSION_DENIED, PERMISSION_DENIED_EXIT_CODE } from '../domain/authorization.js';
-import { CliError, drained, printJson, safeText, wantsJson } from './output.js';
-import { checkMetricName, checkTag, FlagError, numberOption, occurrences, parseNumber, singleOption } from './parse.js';
+} from './lazy-commands.js';
 
 const positiveInt = (flag: string) => numberOption(flag, { integer: true, min: 1 });
 function indexList(raw: string, previous: unknown): number[] {
@@ -662,11 +677,11 @@ try {
     // Help and version are not errors; a malformed `run` request is a refusal (exit 2, the usual JSON).
     if (error.exitCode === 0) process.exitCode = 0;
     else if (process.argv[2] === 'run') {
-      refuseRun(`invalid experiment request: ${error.message.replace(/^error: /, '')}`, {
+      await refuseRun(`invalid experiment request: ${error.message.replace(/^error: /, '')}`, {
         json: wantsJson({ json: ownArgs.includes('--json') }),
       });
     } else if (process.argv[2] === 'batch') {
-      refuseBatch(`invalid batch request: ${error.message.replace(/^error: /, '')}`, {
+      await refuseBatch(`invalid batch request: ${error.message.replace(/^error: /, '')}`, {
         json: wantsJson({ json: ownArgs.includes('--json') }),
       });
     } else process.exitCode = 1;

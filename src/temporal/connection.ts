@@ -2,7 +2,7 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
-import { NativeConnection } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
 import { encryptingDataConverter } from '../security/codec.js';
 import { stateDir } from '../shared/settings.js';
 import { isRunning, readJsonFile, type ProcessIdentity } from './pid-file.js';
@@ -73,5 +73,7 @@ export async function connectWorkerConnection(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<{ connection: NativeConnection; namespace: string }> {
   const { connectionOptions, namespace } = connectionSettings(env);
+  // Loaded here: the worker SDK (its native bridge) costs every other command's start otherwise.
+  const { NativeConnection } = await import('@temporalio/worker');
   return { connection: await NativeConnection.connect(connectionOptions), namespace };
 }
