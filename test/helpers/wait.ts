@@ -24,6 +24,7 @@ export async function waitFor(predicate: () => Promise<boolean>, timeoutMs = 30_
 type ExperimentLike = {
   query(query: typeof experimentStateQuery): Promise<ExperimentSnapshot>;
   describe?(): Promise<{ raw: { pendingActivities?: PendingActivity[] | null } }>;
+  fetchHistory?(): Promise<{ events?: unknown[] | null }>;
 };
 type PendingActivity = {
   activityType?: { name?: string | null } | null;
@@ -55,7 +56,36 @@ export async function whereItStands(handle: ExperimentLike): Promise<string> {
         (error: Error) => `  could not be described: ${error.message}`,
       )
     : '  (not asked)';
-  return `${state}\npending activities:\n${pending}`;
+  const plain = handle.fetchHistory
+    ? await handle.fetchHistory().then(
+        (history) => unencryptedPayloads(history.events ?? []).join('\n') || '  (none)',
+        (error: Error) => `  could not be read: ${error.message}`,
+      )
+    : '  (not asked)';
+  return `${state}\npending activities:\n${pending}\nhistory events holding payloads that are not encrypted:\n${plain}`;
+}
+
+/**
+ * Events whose payloads are not encrypted (search attributes, headers and the SDK's markers excepted,
+ * which are never encrypted): a workflow stuck on a payload its codec refuses says where that payload is.
+ */
+export function unencryptedPayloads(events: unknown[]): string[] {
+  const found: string[] = [];
+  const visit = (value: unknown, where: string, event: { eventId?: unknown; eventType?: unknown }) => {
+    if (value === null || typeof value !== 'object') return;
+    if (where.endsWith('.searchAttributes') || where.endsWith('.header') || where.includes('markerRecorded')) return;
+    const record = value as Record<string, unknown>;
+    const metadata = record['metadata'] as Record<string, Uint8Array> | undefined;
+    if (metadata && typeof metadata === 'object' && 'encoding' in metadata && 'data' in record) {
+      const encoding = Buffer.from(metadata['encoding']!).toString('utf8');
+      if (encoding !== 'binary/encrypted')
+        found.push(`  event ${String(event.eventId)} ${String(event.eventType)} at ${where}: ${encoding}`);
+      return;
+    }
+    for (const [key, child] of Object.entries(record)) visit(child, `${where}.${key}`, event);
+  };
+  for (const event of events) visit(event, '', event as { eventId?: unknown; eventType?: unknown });
+  return found;
 }
 
 /**
@@ -69,15 +99,20 @@ export async function settledWithin<T>(
   onExpiry?: () => Promise<string>,
 ): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
+  let expiring = false;
   const expired = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
+      expiring = true;
       void Promise.all([whereItStands(handle), onExpiry?.() ?? Promise.resolve('')]).then(([where, extra]) =>
         reject(new Error(`not settled within ${timeoutMs / 1000} s: ${where}${extra ? `\n${extra}` : ''}`)),
       );
     }, timeoutMs);
   });
   try {
-    return await Promise.race([work, expired]);
+    const settled = await Promise.race([work, expired]);
+    // What onExpiry does (kill a waiting CLI) may settle the work first: the report still wins.
+    if (expiring) await expired;
+    return settled;
   } finally {
     clearTimeout(timer);
   }
