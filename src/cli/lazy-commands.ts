@@ -1,6 +1,6 @@
 /**
  * Every command of the CLI, each loaded when it runs: `expctl run` does not pay at every start for
- * the worker's native bridge, the workflow bundler, PostgreSQL or the catalog writer.
+ * the worker's native bridge, the workflow bundler, PostgreSQL, the MCP SDK or the catalog writer.
  */
 type Action = (...args: never[]) => unknown;
 function lazy<M, K extends keyof M>(load: () => Promise<M>, name: K) {
@@ -26,6 +26,7 @@ const promotionModule = () => import('./commands/promotion.js');
 const lineageModule = () => import('./commands/lineage.js');
 const fleetRemoteModule = () => import('./commands/fleet-remote.js');
 const dataModule = () => import('./commands/data.js');
+const mcpModule = () => import('../mcp/server.js');
 export const batchCommand = lazy(batchModule, 'batchCommand');
 export const refuseBatch = lazy(batchModule, 'refuseBatch');
 export const authInitCommand = lazy(authModule, 'authInitCommand');
@@ -76,3 +77,4 @@ export const dataShowCommand = lazy(dataModule, 'dataShowCommand');
 export const dataVersionsCommand = lazy(dataModule, 'dataVersionsCommand');
 export const dataWatchCommand = lazy(dataModule, 'dataWatchCommand');
 export const gatesCommand = lazy(dataModule, 'gatesCommand');
+export const serveMcp = lazy(mcpModule, 'serveMcp');

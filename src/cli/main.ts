@@ -67,6 +67,7 @@ import {
   dataVersionsCommand,
   dataWatchCommand,
   gatesCommand,
+  serveMcp,
 } from './lazy-commands.js';
 
 const positiveInt = (flag: string) => numberOption(flag, { integer: true, min: 1 });
@@ -512,8 +513,7 @@ program
   .description(
     'an MCP server on stdio: run, batch, wait, show, history, best, suggest, cancel, logs as tools for agents',
   )
-  // Loaded only here: the MCP SDK stays out of every other command's start.
-  .action(async () => (await import('../mcp/server.js')).serveMcp());
+  .action(() => serveMcp());
 
 program
   .command('install-temporal')

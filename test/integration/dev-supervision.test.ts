@@ -90,12 +90,19 @@ describe('expctl dev supervises its stack', () => {
     };
   }
 
-  /** Submits a run to the stack at `address` as its admin (the credential `expctl dev` made) and waits for its result. */
-  async function runOn(home: string, address: string, metric: string) {
+  /** A client of the stack at `address` for one piece of work (the test run's keyring, EXPCTL_KEY_FILE, inherited). */
+  async function withClient<T>(address: string, work: (client: Client) => Promise<T>): Promise<T> {
     const connection = await Connection.connect({ address });
     try {
-      // The stack uses the test run's keyring (EXPCTL_KEY_FILE, inherited).
-      const client = new Client({ connection, namespace: 'default', dataConverter: await dataConverter() });
+      return await work(new Client({ connection, namespace: 'default', dataConverter: await dataConverter() }));
+    } finally {
+      await connection.close();
+    }
+  }
+
+  /** Submits a run to the stack at `address` as its admin (the credential `expctl dev` made) and waits for its result. */
+  const runOn = (home: string, address: string, metric: string) =>
+    withClient(address, async (client) => {
       const { handle } = await submitExperiment(
         client,
         {
@@ -114,20 +121,11 @@ describe('expctl dev supervises its stack', () => {
       // Printed so that a failure says why the run ended as it did (the assertion shows status only).
       if (result.status !== 'completed') console.log(`run ${metric} ended ${result.status}: ${result.reason}`);
       return result;
-    } finally {
-      await connection.close();
-    }
-  }
+    });
 
-  async function registrationOn(address: string, host: string) {
-    const connection = await Connection.connect({ address });
-    try {
-      const client = new Client({ connection, namespace: 'default', dataConverter: await dataConverter() });
-      return await client.workflow.getHandle(POOL_WORKFLOW_ID).query(hostRegistrationQuery, host);
-    } finally {
-      await connection.close();
-    }
-  }
+  /** What the pool says of `host`'s registration. */
+  const registrationOn = (address: string, host: string) =>
+    withClient(address, (client) => client.workflow.getHandle(POOL_WORKFLOW_ID).query(hostRegistrationQuery, host));
 
   beforeAll(async () => {
     source = await makeRepo();

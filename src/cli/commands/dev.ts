@@ -252,7 +252,7 @@ async function startStack(
     });
   if (signal.aborted) throw new AbortedError();
   // "Up" means a run submitted now is placed: the pool must hold this host's slots first.
-  if (gpuWorker) await joined(gpuWorker, signal);
+  if (gpuWorker) await joined(() => gpuWorker!, lifetime);
   if (signal.aborted) throw new AbortedError();
   await ensureHealthSchedule(client);
   if (signal.aborted) throw new AbortedError();
@@ -280,12 +280,27 @@ Press Ctrl-C to stop everything.
   return { client };
 }
 
-/** Waits until the pool has the worker's slots; a refusal is the worker's to report (it stops with it). */
-async function joined(worker: GpuWorkerHandle, signal: AbortSignal): Promise<void> {
+/**
+ * Waits until the pool has the GPU worker's slots. A worker that fails is created anew by its
+ * supervisor, so the wait moves to the current one; a refusal is the worker's to report.
+ */
+async function joined(current: () => GpuWorkerHandle, lifetime: StackLifetime): Promise<void> {
   const slow = setTimeout(() => log('expctl: waiting for the pool to register the GPU worker ...'), 10_000);
-  const aborted = new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
   try {
-    await Promise.race([worker.registered().catch(() => undefined), aborted]);
+    while (!lifetime.stopped) {
+      let recheck: NodeJS.Timeout | undefined;
+      const done = await Promise.race([
+        current()
+          .registered()
+          .then(
+            () => true,
+            () => true,
+          ),
+        new Promise<false>((resolve) => (recheck = setTimeout(() => resolve(false), 1000))),
+      ]);
+      clearTimeout(recheck);
+      if (done) return;
+    }
   } finally {
     clearTimeout(slow);
   }
