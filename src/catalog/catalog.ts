@@ -475,12 +475,11 @@ export class Catalog extends CatalogReader {
 /** The timeline, pinned datasets and artifacts of an update: keyed rows, so a retry adds nothing. */
 async function insertFacts(tx: SqlRunner, id: string, update: RecordUpdate): Promise<void> {
   for (const event of update.events ?? []) {
-    await tx.run('INSERT INTO events (experiment_id, at, status, note) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING', [
-      id,
-      event.at,
-      event.status,
-      event.note ?? null,
-    ]);
+    // Either key absorbs a write delivered again: a retry (same time) or a re-execution (same place).
+    await tx.run(
+      'INSERT INTO events (experiment_id, seq, at, status, note) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+      [id, event.seq ?? null, event.at, event.status, event.note ?? null],
+    );
   }
   for (const pinned of update.datasetVersions ?? []) {
     await tx.run(

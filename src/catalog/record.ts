@@ -20,8 +20,12 @@ export interface RecordUpdate {
   /** The metric that decides the run, once the tag's policy is known. */
   metric?: { name: string; direction: 'minimize' | 'maximize' };
   status?: ExperimentStatus;
-  /** State changes for the timeline, oldest first. */
-  events?: { status: ExperimentStatus; at: string; note?: string }[];
+  /**
+   * State changes for the timeline, oldest first. `seq` is the change's place in the run's timeline
+   * (0: submitted): a write re-executed after its orchestrator died stamps the change with a new
+   * time, and the catalog recognizes it by its place. Events of runs started before it carry none.
+   */
+  events?: { status: ExperimentStatus; at: string; note?: string; seq?: number }[];
   validation?: {
     resolvedConfig: unknown;
     patch: { text: string; sha256: string; bytes: number; files: string[] } | null;

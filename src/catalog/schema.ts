@@ -240,4 +240,8 @@ export const MIGRATIONS: string[] = [
   `CREATE INDEX alerts_at ON alerts (at)`,
   // The newest record update applied (RecordUpdate.revision): late retries change nothing.
   `ALTER TABLE experiments ADD COLUMN revision INTEGER`,
+  // An event's place in its run's timeline: a write re-executed with a new time lands on the same
+  // row. Rows written before it have none (NULLs never conflict), and keep (experiment, at, status).
+  `ALTER TABLE events ADD COLUMN seq INTEGER`,
+  `CREATE UNIQUE INDEX events_seq ON events (experiment_id, seq)`,
 ];

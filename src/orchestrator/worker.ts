@@ -8,6 +8,7 @@ import {
   Runtime,
   Worker,
   type State,
+  type WorkerInterceptors,
   type WorkflowBundleOption,
 } from '@temporalio/worker';
 import { createAuthorizationActivities } from '../activities/authorization.js';
@@ -29,7 +30,6 @@ export interface OrchestratorOptions {
   client: Client;
   /** Payload encryption: connection.ts `dataConverter(env)`, the same as the client's. */
   dataConverter: DataConverter;
-  /** The operating record's SQLite file. */
   /** The catalog: a SQLite file or a PostgreSQL URL (settings.ts catalogLocation). */
   catalog: string;
   /** The issuer's public key every signed request is verified against. */
@@ -43,6 +43,8 @@ export interface OrchestratorOptions {
   secretHashKey?: Buffer;
   /** The dataset store (default: settings.ts dataDir(), EXPCTL_DATA_DIR or <stateDir>/data). */
   dataDir?: string;
+  /** The control worker's interceptors (observability, fault injection in tests). */
+  interceptors?: WorkerInterceptors;
 }
 
 /** The orchestrator's two workers, run and stopped as one. */
@@ -73,6 +75,7 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
   const control = await Worker.create({
     ...common,
     taskQueue: CONTROL_TASK_QUEUE,
+    ...(options.interceptors ? { interceptors: options.interceptors } : {}),
     activities: {
       ...createControlActivities({
         client: options.client,

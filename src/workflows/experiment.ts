@@ -208,7 +208,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     snapshot.status = status;
     snapshot.timeline.push({ status, at, ...(note ? { note } : {}) });
     upsertSearchAttributes([{ key: SA.status, value: status }]);
-    pending.events.push({ status, at, ...(note ? { note } : {}) });
+    pending.events.push({ status, at, ...(note ? { note } : {}), seq: snapshot.timeline.length - 1 });
   };
   /** Moves to a state and writes it, with everything pending, to the catalog. */
   const advance = async (
@@ -229,7 +229,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   };
 
   const validate = async () => {
-    pending.events.push({ status: 'submitted', at: input.submittedAt });
+    pending.events.push({ status: 'submitted', at: input.submittedAt, seq: 0 });
     const recordValidating = () =>
       advance('validating', undefined, {
         request,

@@ -60,6 +60,43 @@ for (const backend of CATALOG_BACKENDS) {
       expect((await catalog.get(id))!.status).toBe('canceled');
     });
 
+    it('a write re-executed with new times (its orchestrator died before its task completed) adds nothing', async () => {
+      const id = 'exp-again-0001';
+      const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();
+      const first = {
+        experimentId: id,
+        revision: 1,
+        request: request('again'),
+        submittedAt: at(0),
+        status: 'validating' as const,
+        events: [
+          { status: 'submitted' as const, at: at(0), seq: 0 },
+          { status: 'validating' as const, at: at(1), seq: 1 },
+        ],
+      };
+      await catalog.apply(first);
+      // The same update as the next orchestrator runs it: the workflow's time has moved on.
+      await catalog.apply({ ...first, events: [first.events[0]!, { status: 'validating', at: at(7), seq: 1 }] });
+      await catalog.apply({
+        experimentId: id,
+        revision: 2,
+        status: 'completed',
+        events: [{ status: 'completed', at: at(9), note: 'done', seq: 2 }],
+      });
+      await catalog.apply({
+        experimentId: id,
+        revision: 2,
+        status: 'completed',
+        events: [{ status: 'completed', at: at(12), note: 'done', seq: 2 }],
+      });
+      const record = (await catalog.get(id))!;
+      expect(record.events).toEqual([
+        { status: 'submitted', at: at(0), note: null },
+        { status: 'validating', at: at(1), note: null },
+        { status: 'completed', at: at(9), note: 'done' },
+      ]);
+    });
+
     it('two writers applying updates of many runs at once lose none and double none', async () => {
       const other = await Catalog.open(location);
       try {

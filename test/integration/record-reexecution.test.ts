@@ -1,0 +1,84 @@
+import { fileURLToPath } from 'node:url';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { submitExperiment } from '../../src/client/experiments.js';
+import { isTerminal } from '../../src/domain/experiment.js';
+import { experimentStateQuery } from '../../src/workflows/definitions.js';
+import { makeRepo } from '../helpers/repo.js';
+import { startStack, type TestStack } from '../helpers/stack.js';
+import { resultWithin, waitFor } from '../helpers/wait.js';
+
+const FIXTURE = fileURLToPath(new URL('../fixtures/orchestrator-dies-after-write.ts', import.meta.url));
+
+let stack: TestStack;
+const children: ResultPromise[] = [];
+
+/** An orchestrator process that SIGKILLs itself right after its catalog write of `dieAfter`. */
+async function startOrchestrator(dieAfter?: string): Promise<{ child: ResultPromise; log: string[] }> {
+  const log: string[] = [];
+  const child = execa(process.execPath, ['--import', 'tsx', FIXTURE], {
+    env: {
+      TEMPORAL_ADDRESS: stack.address,
+      TEMPORAL_NAMESPACE: stack.namespace,
+      EXPCTL_CATALOG: stack.catalogPath,
+      EXPCTL_DATA_DIR: stack.dataDir,
+      WORKFLOW_BUNDLE: inject('workflowBundleFile'),
+      ...(dieAfter ? { DIE_AFTER_STATUS: dieAfter } : {}),
+    },
+    reject: false,
+  });
+  children.push(child);
+  child.stderr?.on('data', (chunk: Buffer) => log.push(String(chunk)));
+  await waitFor(async () => {
+    if (child.exitCode !== null) throw new Error(`the orchestrator exited while starting:\n${log.join('')}`);
+    return log.join('').includes('orchestrator fixture: polling');
+  }, 120_000);
+  return { child, log };
+}
+
+beforeAll(async () => {
+  stack = await startStack({ name: 'record-reexecution', orchestrator: false, gpuWorker: false });
+});
+afterAll(async () => {
+  for (const child of children) child.kill('SIGKILL');
+  await stack?.stop();
+});
+
+describe('an orchestrator that dies between a catalog write and its workflow task', () => {
+  it('the next one re-executes the write: each state change is recorded once', async () => {
+    // Catalog writes run as local activities: one that returned before its task completed is not in
+    // the history, so the next orchestrator runs it again, with the workflow's new time.
+    const first = await startOrchestrator('running');
+    await stack.addGpuWorker({ host: 'reexec', cpuSlots: 1 });
+    const source = await makeRepo();
+    const { handle } = await submitExperiment(stack.client, {
+      tag: 'reexecution',
+      hypothesis: 'each state once',
+      category: 'hyperparams',
+      command: ['python3', 'train.py'],
+      repo: source.repo,
+      commit: source.commit,
+      env: { VAL_BPB: '1.234', STEPS: '6', STEP_SECONDS: '0.5' },
+    });
+    expect((await first.child).signal).toBe('SIGKILL');
+    expect(first.log.join('')).toContain(`dying after the catalog write of ${handle.workflowId}: running`);
+
+    const second = await startOrchestrator('completed');
+    expect((await second.child).signal).toBe('SIGKILL');
+    expect(second.log.join('')).toContain(`dying after the catalog write of ${handle.workflowId}: completed`);
+
+    await startOrchestrator();
+    const result = await resultWithin(handle, 180_000);
+    expect(result.status).toBe('completed');
+
+    const record = (await stack.catalog.get(handle.workflowId))!;
+    const timeline = (await handle.query(experimentStateQuery)).timeline;
+    // The record's timeline is the workflow's: every state once, terminal last.
+    expect(record.events.map((e) => e.status)).toEqual(timeline.map((e) => e.status));
+    expect(new Set(record.events.map((e) => e.status)).size).toBe(record.events.length);
+    expect(record.events.filter((e) => isTerminal(e.status))).toEqual([
+      expect.objectContaining({ status: 'completed' }),
+    ]);
+    expect(record.status).toBe('completed');
+  });
+});
