@@ -1,3 +1,4 @@
+import { asyncLocalStorage } from '@temporalio/activity';
 import type crypto from 'node:crypto';
 import type { Catalog } from '../catalog/catalog.js';
 import { deniedMessage, permits, type Action, type Identity } from '../domain/authorization.js';
@@ -27,6 +28,17 @@ export interface AuthorizeInput {
 export type AuthorizeResult = { identity: Identity } | { denied: string };
 
 /**
+ * Which verification this is: the same for its retries and for a local activity run again after its
+ * orchestrator died (its id is its place in the workflow), so the audit trail holds it once.
+ */
+function verificationSource(): string | null {
+  const info = asyncLocalStorage.getStore()?.info;
+  if (!info?.workflowExecution) return null;
+  const { workflowExecution, activityId } = info;
+  return `${workflowExecution.workflowId}/${workflowExecution.runId}/${activityId}`;
+}
+
+/**
  * Verification runs on the orchestrator (workflows have no node:crypto): every start, cancel,
  * drain, policy change and host registration passes here, and every answer goes to the audit trail.
  */
@@ -53,6 +65,7 @@ export function createAuthorizationActivities({ issuer, catalog }: Authorization
         ? null
         : deniedMessage(input.action, identity, 'refused' in verified ? verified.refused : undefined);
       await catalog.audit({
+        source: verificationSource(),
         at: new Date().toISOString(),
         action: input.action,
         target: input.target,

@@ -444,11 +444,18 @@ export class Catalog extends CatalogReader {
     );
   }
 
-  /** One line of the audit trail: who asked for what on which target, and whether it was allowed. */
+  /**
+   * One line of the audit trail: who asked for what on which target, and whether it was allowed.
+   * A line with a source replaces that source's earlier one: the verification that ran last (the
+   * one its workflow went on with, when a task was re-executed) is the one on record.
+   */
   async audit(entry: AuditEntry): Promise<void> {
     await this.sql.run(
-      `INSERT INTO audit (at, action, target, actor, role, credential_id, allowed, detail)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO audit (at, action, target, actor, role, credential_id, allowed, detail, source)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (source) DO UPDATE SET at = excluded.at, action = excluded.action, target = excluded.target,
+         actor = excluded.actor, role = excluded.role, credential_id = excluded.credential_id,
+         allowed = excluded.allowed, detail = excluded.detail`,
       [
         entry.at,
         entry.action,
@@ -458,6 +465,7 @@ export class Catalog extends CatalogReader {
         entry.credentialId,
         entry.allowed ? 1 : 0,
         entry.detail,
+        entry.source ?? null,
       ],
     );
   }
@@ -516,4 +524,6 @@ export interface AuditEntry {
   credentialId: string | null;
   allowed: boolean;
   detail: string | null;
+  /** The activity that verified (workflow/run/activity id), when one did: its line is written once. */
+  source?: string | null;
 }

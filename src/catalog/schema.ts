@@ -244,4 +244,7 @@ export const MIGRATIONS: string[] = [
   // row. Rows written before it have none (NULLs never conflict), and keep (experiment, at, status).
   `ALTER TABLE events ADD COLUMN seq INTEGER`,
   `CREATE UNIQUE INDEX events_seq ON events (experiment_id, seq)`,
+  // The verification an audit line records (workflow, run, activity): one run again writes its line again.
+  `ALTER TABLE audit ADD COLUMN source TEXT`,
+  `CREATE UNIQUE INDEX audit_source ON audit (source)`,
 ];

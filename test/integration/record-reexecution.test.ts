@@ -13,7 +13,7 @@ const FIXTURE = fileURLToPath(new URL('../fixtures/orchestrator-dies-after-write
 let stack: TestStack;
 const children: ResultPromise[] = [];
 
-/** An orchestrator process that SIGKILLs itself right after its catalog write of `dieAfter`. */
+/** An orchestrator process that SIGKILLs itself right after its activity `dieAfter` (TYPE:WHAT) returns. */
 async function startOrchestrator(dieAfter?: string): Promise<{ child: ResultPromise; log: string[] }> {
   const log: string[] = [];
   const child = execa(process.execPath, ['--import', 'tsx', FIXTURE], {
@@ -23,7 +23,7 @@ async function startOrchestrator(dieAfter?: string): Promise<{ child: ResultProm
       EXPCTL_CATALOG: stack.catalogPath,
       EXPCTL_DATA_DIR: stack.dataDir,
       WORKFLOW_BUNDLE: inject('workflowBundleFile'),
-      ...(dieAfter ? { DIE_AFTER_STATUS: dieAfter } : {}),
+      ...(dieAfter ? { DIE_AFTER: dieAfter } : {}),
     },
     reject: false,
   });
@@ -45,10 +45,10 @@ afterAll(async () => {
 });
 
 describe('an orchestrator that dies between a catalog write and its workflow task', () => {
-  it('the next one re-executes the write: each state change is recorded once', async () => {
-    // Catalog writes run as local activities: one that returned before its task completed is not in
-    // the history, so the next orchestrator runs it again, with the workflow's new time.
-    const first = await startOrchestrator('running');
+  it('the next one re-executes the write: each state change and verification is recorded once', async () => {
+    // Catalog writes and verifications run as local activities: one that returned before its task
+    // completed is not in the history, so the next orchestrator runs it again, at the workflow's new time.
+    const dying = await startOrchestrator('authorize:submit');
     await stack.addGpuWorker({ host: 'reexec', cpuSlots: 1 });
     const source = await makeRepo();
     const { handle } = await submitExperiment(stack.client, {
@@ -60,18 +60,20 @@ describe('an orchestrator that dies between a catalog write and its workflow tas
       commit: source.commit,
       env: { VAL_BPB: '1.234', STEPS: '6', STEP_SECONDS: '0.5' },
     });
-    expect((await first.child).signal).toBe('SIGKILL');
-    expect(first.log.join('')).toContain(`dying after the catalog write of ${handle.workflowId}: running`);
-
-    const second = await startOrchestrator('completed');
-    expect((await second.child).signal).toBe('SIGKILL');
-    expect(second.log.join('')).toContain(`dying after the catalog write of ${handle.workflowId}: completed`);
+    const id = handle.workflowId;
+    expect((await dying.child).signal).toBe('SIGKILL');
+    expect(dying.log.join('')).toContain(`dying after authorize:submit of ${id}`);
+    for (const write of ['recordExperiment:running', 'recordExperiment:completed']) {
+      const next = await startOrchestrator(write);
+      expect((await next.child).signal).toBe('SIGKILL');
+      expect(next.log.join('')).toContain(`dying after ${write} of ${id}`);
+    }
 
     await startOrchestrator();
     const result = await resultWithin(handle, 180_000);
     expect(result.status).toBe('completed');
 
-    const record = (await stack.catalog.get(handle.workflowId))!;
+    const record = (await stack.catalog.get(id))!;
     const timeline = (await handle.query(experimentStateQuery)).timeline;
     // The record's timeline is the workflow's: every state once, terminal last.
     expect(record.events.map((e) => e.status)).toEqual(timeline.map((e) => e.status));
@@ -80,5 +82,9 @@ describe('an orchestrator that dies between a catalog write and its workflow tas
       expect.objectContaining({ status: 'completed' }),
     ]);
     expect(record.status).toBe('completed');
+    // The submission was verified twice, by two orchestrators; the audit trail holds it once.
+    expect((await stack.catalog.auditTrail(id)).filter((line) => line.action === 'submit')).toEqual([
+      expect.objectContaining({ allowed: true }),
+    ]);
   });
 });

@@ -124,6 +124,31 @@ for (const backend of CATALOG_BACKENDS) {
       }
     });
 
+    it('an audit line is written once per verification: a re-run replaces it, and its verdict stands', async () => {
+      const line = {
+        action: 'submit',
+        target: 'exp-audit-0001',
+        actor: 'ana',
+        role: 'submitter',
+        credentialId: 'c1',
+        detail: null,
+      };
+      const source = 'exp-audit-0001/run-1/1';
+      await catalog.audit({ ...line, source, at: '2026-01-01T00:00:01.000Z', allowed: true });
+      // Run again by the next orchestrator, after the credential was revoked: that verdict is the one kept.
+      await catalog.audit({ ...line, source, at: '2026-01-01T00:00:09.000Z', allowed: false, detail: 'revoked' });
+      // Lines without a source (none written by an activity) are each kept.
+      await catalog.audit({ ...line, at: '2026-01-01T00:00:10.000Z', allowed: true });
+      await catalog.audit({ ...line, at: '2026-01-01T00:00:10.000Z', allowed: true });
+      expect(
+        (await catalog.auditTrail('exp-audit-0001')).map((entry) => [entry.at, entry.allowed, entry.detail]),
+      ).toEqual([
+        ['2026-01-01T00:00:09.000Z', false, 'revoked'],
+        ['2026-01-01T00:00:10.000Z', true, null],
+        ['2026-01-01T00:00:10.000Z', true, null],
+      ]);
+    });
+
     it('refuses an update for a run whose submission was never recorded', async () => {
       await expect(catalog.apply({ experimentId: 'exp-ghost-0001', revision: 2, status: 'running' })).rejects.toThrow(
         /no experiment exp-ghost-0001/,
