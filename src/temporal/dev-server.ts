@@ -137,8 +137,15 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     stdout: { file: options.logFile, append: true },
     stderr: { file: options.logFile, append: true },
     reject: false,
-    cleanup: true,
+    // A group of its own: Ctrl-C reaches the whole terminal's group, and the server must outlive the
+    // workers' shutdown (they report in-flight work and deregister through it), so it is stopped
+    // last, by stop(). execa's cleanup skips a detached child: the exit hook below does its part.
+    detached: true,
+    cleanup: false,
   });
+  // Whatever ends this process but SIGKILL (a crash included) takes the server along.
+  const killOnExit = () => child.kill('SIGTERM');
+  process.once('exit', killOnExit);
   const state = {
     done: false,
     detail: async () =>
@@ -146,6 +153,7 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   };
   const exited: Promise<ServerExit> = child.then((result) => {
     state.done = true;
+    process.off('exit', killOnExit);
     return { exitCode: result.exitCode, signal: result.signal };
   });
   // A server on every address is reached here on loopback.

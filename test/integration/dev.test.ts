@@ -72,6 +72,8 @@ describe('expctl dev (npm start)', () => {
           all: true,
           buffer: { all: true },
           forceKillAfterDelay: false,
+          // A process group of its own, as a terminal gives it: Ctrl-C signals the whole group.
+          detached: true,
         });
         started.push(child);
         let output = '';
@@ -117,9 +119,13 @@ describe('expctl dev (npm start)', () => {
       expect(second.exitCode).toBe(0);
       expect(second.stdout).toMatch(/expctl dev is already running \(pid \d+\)/);
 
-      first.child.kill('SIGINT');
+      // Ctrl-C: SIGINT to the terminal's process group, the server included. The server is stopped
+      // last all the same: the workers deregister through it (no "shutdown_worker rpc errored").
+      process.kill(-first.child.pid!, 'SIGINT');
       const exit = await first.child;
       expect(exit.exitCode).toBe(0);
+      expect(first.output()).toContain('expctl: stopped; state kept for the next start.');
+      expect(first.output()).not.toMatch(/WARN|errored/);
       expect(await processesUsing(home)).toEqual([]);
       await connection.close();
 
