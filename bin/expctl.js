@@ -9,11 +9,10 @@ import fs from 'node:fs';
 process.umask(0o077);
 
 if (process.argv[2] === 'dev') {
-  // `expctl dev` exits 0 on SIGINT/SIGTERM at any moment; while the CLI still loads nothing is
-  // started yet, so exiting is all there is to do. The dev command takes these handlers over.
+  // `expctl dev` exits 0 on SIGINT/SIGTERM/SIGHUP at any moment; while the CLI still loads nothing
+  // is started yet, so exiting is all there is to do. The dev command takes these handlers over.
   const exitNow = Object.assign(() => process.exit(0), { expctlEarlyExit: true });
-  process.on('SIGINT', exitNow);
-  process.on('SIGTERM', exitNow);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, exitNow);
 }
 /** The newest modification time of a file under `dir` (a few milliseconds for the sources). */
 function newestMtime(dir) {

@@ -36,7 +36,7 @@ describe('expctl dev (npm start)', () => {
   });
 
   it(
-    'brings up server, Web UI, workers and a health Schedule that drains a hot GPU; refuses a second start; Ctrl-C leaves nothing; state survives',
+    'brings up server, Web UI, workers and a health Schedule that drains a hot GPU; refuses a second start; Ctrl-C or a closed terminal leaves nothing; state survives',
     { timeout: 240_000 },
     async () => {
       home = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-dev-'));
@@ -141,8 +141,10 @@ describe('expctl dev (npm start)', () => {
       );
       expect(count.count).toBeGreaterThanOrEqual(1);
       await reconnected.close();
-      again.child.kill('SIGTERM');
+      // The terminal closed: SIGHUP stops it as Ctrl-C does (the server, in a group of its own, too).
+      again.child.kill('SIGHUP');
       expect((await again.child).exitCode).toBe(0);
+      expect(again.output()).toContain('expctl: stopped; state kept for the next start.');
       expect(await processesUsing(home)).toEqual([]);
     },
   );

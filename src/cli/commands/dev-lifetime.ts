@@ -1,9 +1,10 @@
 type Cleanup = () => Promise<unknown>;
 
-const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
+// SIGHUP: the terminal that started it closed; the stack stops as on Ctrl-C rather than dying mid-shutdown.
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 /**
- * Everything `expctl dev` starts, stopped in reverse order by one SIGINT/SIGTERM at any moment:
+ * Everything `expctl dev` starts, stopped in reverse order by one SIGINT, SIGTERM or SIGHUP at any moment:
  * a stop during start-up aborts the step in progress, waits for it to let go, then undoes
  * every step taken so far, and the process exits 0.
  */
@@ -33,7 +34,7 @@ export class StackLifetime {
     return this.controller.signal.aborted;
   }
 
-  /** Takes SIGINT/SIGTERM over from the entry point's early handlers (set while the CLI loads). */
+  /** Takes these signals over from the entry point's early handlers (set while the CLI loads). */
   handleSignals(): void {
     for (const name of SIGNALS) {
       for (const listener of process.listeners(name)) {
