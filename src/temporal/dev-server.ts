@@ -31,6 +31,12 @@ export interface DevServerOptions {
   readyTimeoutMs?: number;
   /** Called with the server's pid as soon as it is spawned, before it answers. */
   onSpawn?: (pid: number) => void | Promise<void>;
+  /**
+   * Run the server in a process group of its own, out of reach of the Ctrl-C that reaches the
+   * terminal's group, for a caller that stops it itself, after what depends on it (`expctl dev`).
+   * Default: the caller's group, so an interrupted caller (a test run) takes it along.
+   */
+  ownProcessGroup?: boolean;
 }
 
 /** The start was aborted (a stop was asked for while the server was starting). */
@@ -132,16 +138,15 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     'warn',
     ...Object.entries(SEARCH_ATTRIBUTE_TYPE_NAMES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]),
   ];
+  const ownGroup = options.ownProcessGroup ?? false;
   const child: ResultPromise = execa(options.binary, args, {
     stdin: 'ignore',
     stdout: { file: options.logFile, append: true },
     stderr: { file: options.logFile, append: true },
     reject: false,
-    // A group of its own: Ctrl-C reaches the whole terminal's group, and the server must outlive the
-    // workers' shutdown (they report in-flight work and deregister through it), so it is stopped
-    // last, by stop(). execa's cleanup skips a detached child: the exit hook below does its part.
-    detached: true,
-    cleanup: false,
+    detached: ownGroup,
+    // execa's cleanup skips a detached child: the exit hook below does its part.
+    cleanup: !ownGroup,
   });
   // Whatever ends this process but SIGKILL (a crash included) takes the server along.
   const killOnExit = () => child.kill('SIGTERM');

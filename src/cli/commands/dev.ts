@@ -174,6 +174,9 @@ async function startStack(
       logFile: path.join(home, 'logs', 'temporal.log'),
       signal,
       readyTimeoutMs,
+      // The workers finish their shutdown through it (in-flight work, deregistration): a Ctrl-C
+      // to the terminal's group must not stop it first; the lifetime stops it last.
+      ownProcessGroup: true,
       onSpawn: async (pid) => {
         const record: DevServerRecord = { ...identityOf(pid), dbFile, address: `${plan.serverIp}:${ports.grpcPort}` };
         await fs.writeFile(devServerPidPath(), JSON.stringify(record, null, 2), PRIVATE_FILE);
