@@ -145,12 +145,12 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     stderr: { file: options.logFile, append: true },
     reject: false,
     detached: ownGroup,
-    // execa's cleanup skips a detached child: the exit hook below does its part.
+    // Whatever ends this process but SIGKILL (a crash included) takes the server along: execa's
+    // cleanup does it, but skips a detached child, for which the exit hook below does it.
     cleanup: !ownGroup,
   });
-  // Whatever ends this process but SIGKILL (a crash included) takes the server along.
   const killOnExit = () => child.kill('SIGTERM');
-  process.once('exit', killOnExit);
+  if (ownGroup) process.once('exit', killOnExit);
   const state = {
     done: false,
     detail: async () =>

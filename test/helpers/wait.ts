@@ -1,3 +1,4 @@
+import { ENCRYPTED_ENCODING } from '../../src/security/codec.js';
 import { experimentStateQuery } from '../../src/workflows/definitions.js';
 import type { ExperimentSnapshot } from '../../src/workflows/experiment-state.js';
 
@@ -78,7 +79,7 @@ export function unencryptedPayloads(events: unknown[]): string[] {
     const metadata = record['metadata'] as Record<string, Uint8Array> | undefined;
     if (metadata && typeof metadata === 'object' && 'encoding' in metadata && 'data' in record) {
       const encoding = Buffer.from(metadata['encoding']!).toString('utf8');
-      if (encoding !== 'binary/encrypted')
+      if (encoding !== ENCRYPTED_ENCODING)
         found.push(`  event ${String(event.eventId)} ${String(event.eventType)} at ${where}: ${encoding}`);
       return;
     }
