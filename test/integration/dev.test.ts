@@ -11,21 +11,11 @@ import { freePort } from '../../src/shared/ports.js';
 import { poolStateQuery } from '../../src/workflows/definitions.js';
 import { HEALTH_SCHEDULE_ID } from '../../src/workflows/health.js';
 import { openToOthers } from '../helpers/files.js';
+import { processesUsing } from '../helpers/processes.js';
 import { FIXTURES } from '../helpers/stack.js';
 import { eventually } from '../helpers/wait.js';
 
 const EXPCTL = fileURLToPath(new URL('../../bin/expctl.js', import.meta.url));
-
-/** Processes whose command line mentions this state directory (the dev server, workers, training). */
-async function processesUsing(dir: string): Promise<string[]> {
-  const found: string[] = [];
-  for (const pid of await fs.readdir('/proc')) {
-    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
-    const cmdline = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.includes(dir)) found.push(`${pid}: ${cmdline.replace(/\0/g, ' ')}`);
-  }
-  return found;
-}
 
 describe('expctl dev (npm start)', () => {
   const started: ResultPromise[] = [];

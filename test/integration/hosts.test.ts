@@ -11,6 +11,7 @@ import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { EXPCTL } from '../helpers/cli.js';
 import { createNamespaceNetwork, namespacesUnavailable, withHidden, type NamespaceNetwork } from '../helpers/netns.js';
+import { processesUsing } from '../helpers/processes.js';
 import { commitAll } from '../helpers/repo.js';
 import { FIXTURES } from '../helpers/stack.js';
 import { eventually } from '../helpers/wait.js';
@@ -150,7 +151,13 @@ describe.skipIf(unavailable !== null)('three hosts sharing only the network', ()
     for (const child of processes.reverse()) child.kill('SIGTERM');
     await Promise.allSettled(processes);
     await network?.destroy();
-    if (dir) await fs.rm(dir, { recursive: true, force: true });
+    if (!dir) return;
+    // A stopped worker's runs outlive it by its orphan grace (10 s), their supervisors still writing
+    // under `dir`: removed only once they are gone.
+    await eventually(async () => ((await processesUsing(dir)).length === 0 ? true : undefined), 60_000).catch(
+      () => undefined,
+    );
+    await fs.rm(dir, { recursive: true, force: true });
   });
 
   it('runs one campaign on both worker hosts from a repository only the control host has', async () => {
