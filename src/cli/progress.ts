@@ -1,25 +1,91 @@
 import cliProgress from 'cli-progress';
+import type { LoadedDataConverter, Payload } from '@temporalio/common';
+import { z } from 'zod';
 import type { ExperimentHandle } from '../client/experiments.js';
 import type { TrainingHeartbeat } from '../activities/training.js';
 import { isTerminal } from '../domain/experiment.js';
 import type { Progress } from '../domain/metrics.js';
+import { safeJson, safeText } from './output.js';
+
+const count = z.number().finite();
+
+/** The fields of a heartbeat the CLI shows; anything else a worker adds is ignored. */
+const heartbeatSchema = z.object({
+  phase: z.enum(['setup', 'training']).optional(),
+  progress: z
+    .object({
+      step: count.optional(),
+      totalSteps: count.optional(),
+      percent: count.optional(),
+      loss: count.optional(),
+      lrm: count.optional(),
+      dtMs: count.optional(),
+      tokPerSec: count.optional(),
+      mfuPercent: count.optional(),
+      epoch: count.optional(),
+      remainingSeconds: count.optional(),
+      line: z.string(),
+    })
+    .nullable(),
+  elapsedSeconds: count,
+  remainingSeconds: count,
+  killLimitSeconds: count.optional(),
+  supervisorPid: z.number().int().nullable(),
+  sentAt: z.string().optional(),
+});
+
+/** Heartbeat details the CLI could not read: the codec refused them, or they are not a training heartbeat. */
+export class UnreadableHeartbeatError extends Error {}
+
+/**
+ * The train activity's heartbeat as the server returns it: encoded by the payload codec (encrypted),
+ * so decoded by the client's own data converter, then checked.
+ */
+export async function decodeHeartbeat(
+  converter: Pick<LoadedDataConverter, 'payloadConverter' | 'payloadCodecs'>,
+  payload: Payload,
+): Promise<TrainingHeartbeat> {
+  let decoded = [payload];
+  try {
+    // Codecs encode in order, so they decode in reverse.
+    for (const codec of [...converter.payloadCodecs].reverse()) decoded = await codec.decode(decoded);
+  } catch (error) {
+    throw new UnreadableHeartbeatError(`heartbeat not decoded: ${(error as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = converter.payloadConverter.fromPayload(decoded[0]!);
+  } catch (error) {
+    throw new UnreadableHeartbeatError(`heartbeat not converted: ${(error as Error).message}`);
+  }
+  const parsed = heartbeatSchema.safeParse(value);
+  if (!parsed.success)
+    throw new UnreadableHeartbeatError(
+      `heartbeat is not a training heartbeat: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`,
+    );
+  return parsed.data as TrainingHeartbeat;
+}
+
+/** What one look at a run gives: its status, and its latest heartbeat or why that could not be read. */
+interface Sample {
+  status: string | undefined;
+  heartbeat: TrainingHeartbeat | undefined;
+  unreadable?: string;
+}
 
 /** Reads the train activity's latest heartbeat (progress parsed from the log) from the server. */
-async function latestHeartbeat(
-  handle: ExperimentHandle,
-): Promise<{ status: string | undefined; heartbeat: TrainingHeartbeat | undefined }> {
+async function latestHeartbeat(handle: ExperimentHandle): Promise<Sample> {
   const description = await handle.describe();
+  const status = description.searchAttributes.ExpctlStatus?.[0] as string | undefined;
   const raw = description.raw.pendingActivities?.find((activity) => activity.activityType?.name === 'runTraining');
-  let heartbeat: TrainingHeartbeat | undefined;
   const payload = raw?.heartbeatDetails?.payloads?.[0];
-  if (payload?.data) {
-    try {
-      heartbeat = JSON.parse(Buffer.from(payload.data).toString('utf8')) as TrainingHeartbeat;
-    } catch {
-      heartbeat = undefined;
-    }
+  if (!payload) return { status, heartbeat: undefined };
+  try {
+    return { status, heartbeat: await decodeHeartbeat(handle.client.options.loadedDataConverter, payload) };
+  } catch (error) {
+    if (!(error instanceof UnreadableHeartbeatError)) throw error;
+    return { status, heartbeat: undefined, unreadable: error.message };
   }
-  return { status: description.searchAttributes.ExpctlStatus?.[0] as string | undefined, heartbeat };
 }
 
 /** Percent of training done: the script's own `(37.5%)`, else step/total; null when unknown. */
@@ -35,16 +101,21 @@ function secondsLeft(heartbeat: TrainingHeartbeat | undefined): number | null {
   return heartbeat?.progress?.remainingSeconds ?? heartbeat?.remainingSeconds ?? null;
 }
 
-/** The JSON progress event on stderr: every parsed field of the latest progress line. */
+/**
+ * The JSON progress event on stderr: every parsed field of the latest progress line. `labels`
+ * (a batch's ID and the variant's number) follow the experiment ID.
+ */
 export function progressEvent(
   experimentId: string,
   status: string | undefined,
   heartbeat: TrainingHeartbeat | undefined,
+  labels: Record<string, string | number> = {},
 ): Record<string, unknown> {
   const p = heartbeat?.progress;
   return {
     event: 'progress',
     experiment_id: experimentId,
+    ...labels,
     status: status ?? null,
     percent: percentDone(p),
     step: p?.step ?? null,
@@ -81,44 +152,110 @@ export function barPayload(
   };
 }
 
+/** One run to follow, and what names it on its line (empty for a single run). */
+export interface FollowedRun {
+  handle: ExperimentHandle;
+  /** Shown before the bar on a terminal, e.g. `v2 exp-…-v2`. */
+  label?: string;
+  /** Added to each of its JSON events, e.g. `{ batch_id, variant }`. */
+  labels?: Record<string, string | number>;
+}
+
+/** Where samples go: bars on a terminal, JSON lines otherwise. */
+interface ProgressView {
+  /** `final`: the run reached a terminal state; this is its last sample. */
+  show(run: FollowedRun, sample: Sample, final: boolean): void;
+  stop(): void;
+}
+
+/** One bar per run on stderr (a multibar: one line each for a batch's variants), left showing how each ended. */
+function barView(): ProgressView {
+  const multibar = new cliProgress.MultiBar(
+    {
+      format: '{label}{status} |{bar}| {percent}% | step {step} | loss {loss} | {left} left',
+      hideCursor: true,
+      stream: process.stderr,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  const bars = new Map<FollowedRun, cliProgress.SingleBar>();
+  return {
+    show(run, sample) {
+      const { value, payload } = barPayload(
+        sample.unreadable ? 'progress unreadable' : sample.status,
+        sample.heartbeat,
+      );
+      const shown = { ...payload, label: run.label ? `${safeText(run.label)} ` : '' };
+      const bar = bars.get(run);
+      if (bar) bar.update(value, shown);
+      else bars.set(run, multibar.create(100, value, shown));
+    },
+    stop: () => multibar.stop(),
+  };
+}
+
 /**
- * Shows progress while waiting: a bar with percent done and time left on a terminal, JSON lines
- * on stderr otherwise. Stops by itself when the experiment reaches a terminal state.
+ * JSON lines on stderr: a line whenever a run's event changes; an unreadable heartbeat is said once
+ * per run. A run's end is the result's to say (stdout), not a progress event.
  */
-export function followProgress(handle: ExperimentHandle, options: { tty: boolean; intervalMs?: number }): () => void {
-  let stopped = false;
-  let lastLine = '';
-  const bar = options.tty
-    ? new cliProgress.SingleBar(
-        {
-          format: '{status} |{bar}| {percent}% | step {step} | loss {loss} | {left} left',
-          hideCursor: true,
-          stream: process.stderr,
-        },
-        cliProgress.Presets.shades_classic,
-      )
-    : undefined;
-  let barStarted = false;
-  const tick = async () => {
-    if (stopped) return;
-    try {
-      const { status, heartbeat } = await latestHeartbeat(handle);
-      if (status && isTerminal(status)) return;
-      if (bar) {
-        const { value, payload } = barPayload(status, heartbeat);
-        if (!barStarted) {
-          bar.start(100, value, payload);
-          barStarted = true;
-        } else {
-          bar.update(value, payload);
-        }
-      } else {
-        const line = JSON.stringify(progressEvent(handle.workflowId, status, heartbeat));
-        if (line !== lastLine) process.stderr.write(`${line}\n`);
-        lastLine = line;
+function jsonView(): ProgressView {
+  const last = new Map<FollowedRun, string>();
+  const saidUnreadable = new Set<FollowedRun>();
+  const write = (value: unknown) => process.stderr.write(`${safeJson(value, 0)}\n`);
+  return {
+    show(run, sample, final) {
+      if (final) return;
+      if (sample.unreadable && !saidUnreadable.has(run)) {
+        saidUnreadable.add(run);
+        write({
+          event: 'progress_unreadable',
+          experiment_id: run.handle.workflowId,
+          ...run.labels,
+          message: sample.unreadable,
+        });
       }
+      const line = safeJson(progressEvent(run.handle.workflowId, sample.status, sample.heartbeat, run.labels), 0);
+      if (line !== last.get(run)) process.stderr.write(`${line}\n`);
+      last.set(run, line);
+    },
+    stop: () => undefined,
+  };
+}
+
+/**
+ * Shows the progress of runs while waiting: a bar each with percent done and time left on a
+ * terminal, JSON lines on stderr otherwise. A run stops being followed when it reaches a terminal
+ * state; a run not started yet (a batch's later variants) is looked for again at the next tick.
+ */
+export function followRuns(runs: FollowedRun[], options: { tty: boolean; intervalMs?: number }): () => void {
+  const view = options.tty ? barView() : jsonView();
+  const ended = new Set<FollowedRun>();
+  // Once training ends (evaluating, then the result) the train task and its heartbeat are gone:
+  // the last line it read is still the run's latest progress.
+  const lastHeartbeat = new Map<FollowedRun, TrainingHeartbeat>();
+  let stopped = false;
+  let ticking = false;
+  const look = async (run: FollowedRun) => {
+    try {
+      const sample = await latestHeartbeat(run.handle);
+      if (stopped) return;
+      if (sample.heartbeat) lastHeartbeat.set(run, sample.heartbeat);
+      else if (!sample.unreadable) sample.heartbeat = lastHeartbeat.get(run);
+      const final = sample.status !== undefined && isTerminal(sample.status);
+      if (final) ended.add(run);
+      view.show(run, sample, final);
     } catch {
-      // progress is best effort; the result decides
+      // Not started yet (WorkflowNotFound) or no answer: progress is best effort, the result decides.
+    }
+  };
+  const tick = async () => {
+    // One tick at a time: on a loaded host describing every run can outlast the interval.
+    if (stopped || ticking) return;
+    ticking = true;
+    try {
+      await Promise.all(runs.filter((run) => !ended.has(run)).map(look));
+    } finally {
+      ticking = false;
     }
   };
   const timer = setInterval(() => void tick(), options.intervalMs ?? 1000);
@@ -126,6 +263,11 @@ export function followProgress(handle: ExperimentHandle, options: { tty: boolean
   return () => {
     stopped = true;
     clearInterval(timer);
-    if (barStarted) bar?.stop();
+    view.stop();
   };
+}
+
+/** Follows one run (`expctl run`, `expctl wait ID`). */
+export function followProgress(handle: ExperimentHandle, options: { tty: boolean; intervalMs?: number }): () => void {
+  return followRuns([{ handle }], options);
 }

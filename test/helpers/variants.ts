@@ -15,9 +15,12 @@ runpy.run_path("train.py", run_name="__main__")
 `;
 export const VARIANT_COMMAND = ['python3', 'variant.py'];
 
-/** A repository whose base runs with `baseSettings` (default: val_bpb 1.0). */
-export async function makeVariantRepo(baseSettings = 'VAL_BPB=1.0'): Promise<{ repo: string; commit: string }> {
-  return makeRepo({ 'variant.py': VARIANT_SCRIPT, 'variant.txt': `${baseSettings}\n` });
+/** A repository whose base runs with `baseSettings` (default: val_bpb 1.0); `script` is its train.py. */
+export async function makeVariantRepo(
+  baseSettings = 'VAL_BPB=1.0',
+  script?: string,
+): Promise<{ repo: string; commit: string }> {
+  return makeRepo({ 'variant.py': VARIANT_SCRIPT, 'variant.txt': `${baseSettings}\n` }, script);
 }
 
 /** A commit on `base` that changes variant.txt to `settings`; the branch stays where it was. */

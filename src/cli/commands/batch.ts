@@ -1,5 +1,6 @@
-import { WorkflowFailedError } from '@temporalio/client';
+import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { batchHandle, submitBatch, type BatchHandle } from '../../client/batches.js';
+import { experimentHandle } from '../../client/experiments.js';
 import { sourceForFleet } from '../../client/fleet-remote.js';
 import { resolveSource, resolveVariants, SourceError } from '../../client/source.js';
 import { DEFAULT_METRIC } from '../../domain/decision.js';
@@ -9,9 +10,11 @@ import { batchExitCode } from '../../domain/tournament.js';
 import { fleetRemote } from '../../shared/settings.js';
 import { connectClient } from '../../temporal/connection.js';
 import type { BatchResult } from '../../workflows/batch-state.js';
+import { batchStateQuery } from '../../workflows/definitions.js';
 import { asRefusal } from '../refusal.js';
 import { CliError, printJson, safeText, wantsJson } from '../output.js';
 import { parseBatchFlags, problemAsFlag, type RawBatchOptions } from '../parse.js';
+import { followRuns } from '../progress.js';
 import { requestInput } from './experiments.js';
 
 /** A batch refused before anything started: one JSON object, exit 2, as `run` refuses. */
@@ -46,9 +49,24 @@ function printBatch(result: BatchResult, json: boolean): void {
   console.log(lines.map((line) => safeText(line)).join('\n'));
 }
 
-/** Waits for a batch's decision; the exit code follows `run`'s (batchExitCode). */
-export async function awaitBatch(handle: BatchHandle, json: boolean): Promise<void> {
+/** One progress line per variant, numbered as its experiment ID is (`-v1`, `-v2`, …). */
+function followVariants(client: Client, batchId: string, members: string[], json: boolean): () => void {
+  const runs = members.map((experimentId, index) => ({
+    handle: experimentHandle(client, experimentId),
+    label: `v${index + 1}`,
+    labels: { batch_id: batchId, variant: index + 1 },
+  }));
+  return followRuns(runs, { tty: !json && process.stderr.isTTY === true });
+}
+
+/** Waits for a batch's decision with each variant's progress; the exit code follows `run`'s (batchExitCode). */
+export async function awaitBatch(
+  handle: BatchHandle,
+  json: boolean,
+  variants: { client: Client; members: string[] },
+): Promise<void> {
   let result: BatchResult;
+  const stopProgress = followVariants(variants.client, handle.workflowId, variants.members, json);
   try {
     result = await handle.result();
   } catch (error) {
@@ -57,6 +75,8 @@ export async function awaitBatch(handle: BatchHandle, json: boolean): Promise<vo
     if (error instanceof WorkflowFailedError)
       throw new CliError(`batch ${handle.workflowId} failed inside expctl: ${error.cause?.message ?? error.message}`);
     throw error;
+  } finally {
+    stopProgress();
   }
   printBatch(result, json);
   process.exitCode = batchExitCode(result.children.map((child) => exitCodeFor(child.status)));
@@ -123,11 +143,17 @@ export async function batchCommand(args: string[], raw: RawBatchOptions): Promis
     return;
   }
   if (!json) console.error(`expctl: submitted ${submitted.batchId} (${submitted.members.join(', ')})`);
-  await awaitBatch(submitted.handle, json);
+  await awaitBatch(submitted.handle, json, { client, members: submitted.members });
 }
 
 /** `expctl wait BATCH_ID`. */
 export async function waitBatchCommand(batchId: string, json: boolean): Promise<void> {
   const client = await connectClient();
-  await awaitBatch(batchHandle(client, batchId), json);
+  const handle = batchHandle(client, batchId);
+  // Its variants, for their progress; a batch that cannot answer is still waited for.
+  const members = await handle
+    .query(batchStateQuery)
+    .then((state) => state.members.map((member) => member.experimentId))
+    .catch(() => []);
+  await awaitBatch(handle, json, { client, members });
 }
