@@ -101,6 +101,12 @@ function secondsLeft(heartbeat: TrainingHeartbeat | undefined): number | null {
   return heartbeat?.progress?.remainingSeconds ?? heartbeat?.remainingSeconds ?? null;
 }
 
+/** Time until the worker kills the run (its kill limit less the time it has run); null when not sent. */
+function killLimitLeft(heartbeat: TrainingHeartbeat | undefined): number | null {
+  if (heartbeat?.killLimitSeconds === undefined) return null;
+  return Math.max(0, Math.round((heartbeat.killLimitSeconds - heartbeat.elapsedSeconds) * 10) / 10);
+}
+
 /**
  * The JSON progress event on stderr: every parsed field of the latest progress line. `labels`
  * (a batch's ID and the variant's number) follow the experiment ID.
@@ -128,7 +134,7 @@ export function progressEvent(
     epoch: p?.epoch ?? null,
     remaining_seconds: secondsLeft(heartbeat),
     elapsed_seconds: heartbeat?.elapsedSeconds ?? null,
-    kill_limit_remaining_seconds: heartbeat?.remainingSeconds ?? null,
+    kill_limit_remaining_seconds: killLimitLeft(heartbeat),
   };
 }
 

@@ -34,6 +34,12 @@ interface ProgressEvent {
   step: number | null;
   loss: number | null;
   remaining_seconds: number | null;
+  dt_ms: number | null;
+  tok_per_sec: number | null;
+  mfu_percent: number | null;
+  epoch: number | null;
+  elapsed_seconds: number | null;
+  kill_limit_remaining_seconds: number | null;
 }
 
 /** Every JSON line the command wrote on stderr (anything else there is not progress). */
@@ -59,6 +65,12 @@ function expectTrainingProgress(events: ProgressEvent[], label: string): void {
     expect(event.percent).toBeLessThanOrEqual(100);
     expect(event.loss).toBeGreaterThan(2.5);
     expect(event.remaining_seconds).toBeGreaterThanOrEqual(0);
+    // The rest of the line survives too (the fixture prints mfu 38.2% and epoch 1).
+    expect(event).toMatchObject({ mfu_percent: 38.2, epoch: 1 });
+    expect(event.dt_ms).toBeGreaterThan(0);
+    expect(event.tok_per_sec).toBeGreaterThan(0);
+    // A 10 s budget is killed at 70 s (the minimum headroom of a minute).
+    expect(event.kill_limit_remaining_seconds! + event.elapsed_seconds!).toBeCloseTo(70, 0);
   }
   const steps = training.map((e) => e.step!);
   for (let i = 1; i < steps.length; i++)

@@ -81,7 +81,7 @@ describe('heartbeats as the server returns them', () => {
       epoch: 1,
       remaining_seconds: 187,
       elapsed_seconds: 130,
-      kill_limit_remaining_seconds: 470,
+      kill_limit_remaining_seconds: 530,
     });
     const { value, payload: shown } = barPayload('running', heartbeat);
     expect(value).toBe(37.5);
