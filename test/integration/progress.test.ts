@@ -170,6 +170,24 @@ describe('live progress through encrypted heartbeats', () => {
     expect(new Set(events.map((e) => e.experiment_id))).toEqual(new Set(result.children.map((c) => c.experiment_id)));
   }, 300_000);
 
+  it('expctl wait on a batch started with --detach streams its variants the same way', async () => {
+    const variant = await variantCommit(repo, base, 'VAL_BPB=0.7', 'a change that helps most');
+    const args = ['batch', '--tag', 'progress', '--category', 'other', ...TRAINING, '--base', base, variant];
+    const detached = await runCli(cliEnv(), [...args, '--detach', '--json', '--', ...VARIANT_COMMAND], { cwd: repo });
+    expect(detached.exitCode, detached.stderr as string).toBe(0);
+    const { batch_id: batchId, children } = JSON.parse(detached.stdout as string) as {
+      batch_id: string;
+      children: string[];
+    };
+    const waited = await runCli(cliEnv(), ['wait', batchId, '--json'], { cwd: repo });
+    expect(waited.exitCode, waited.stderr as string).toBe(0);
+    const events = stderrEvents(waited.stderr as string);
+    expect(new Set(events.map((e) => `${e.batch_id} ${e.variant} ${e.experiment_id}`))).toEqual(
+      new Set([`${batchId} 1 ${children[0]}`]),
+    );
+    expectTrainingProgress(events, children[0]!);
+  }, 300_000);
+
   it('on a terminal, expctl batch draws one bar per variant with its step, percent, loss and time left', async () => {
     const variants = [
       await variantCommit(repo, base, 'VAL_BPB=0.8', 'a change that helps more'),
