@@ -346,12 +346,48 @@ describe('operator actions and guidance', () => {
     const [change, result] = rerun.stdout.split(/\n(?=\{)/).map((part) => JSON.parse(part));
     expect(change).toMatchObject({ rerun_of: discarded.experiment_id, commit: worseCommit, config: 'config.json' });
     expect(result.metric).toBe(discarded.metric);
+    // Compared, not claimed: the same host, software, lockfiles and class as the original.
+    expect(result.environment).toEqual({ checked: true, differences: [] });
     const record = (await catalog.get(result.experiment_id))!;
     expect(record).toMatchObject({
       originKind: 'rerun',
       originId: discarded.experiment_id,
       commit: worseCommit,
       resolvedConfig: { order: 4 },
+    });
+  });
+
+  it("rerun names what differs from the original's recorded environment", async () => {
+    // The original, as the record keeps it after Temporal's retention dropped its workflow: trained
+    // by a worker with another Python and a uv.lock this commit no longer has; otherwise the
+    // environment and placement of a run of this stack (tag tsv's first).
+    const [model] = await catalog.list({ tag: 'tsv', order: 'oldest' });
+    const { environment, placement } = (await catalog.get(model!.id))!;
+    const id = 'exp-rerun-older-worker';
+    await catalog.apply({
+      experimentId: id,
+      request: parseExperimentRequest(request({ tag: 'rerun-env', env: { VAL_BPB: '1.2' } })),
+      submittedAt: new Date(Date.UTC(2026, 0, 2)).toISOString(),
+      status: 'completed',
+      reason: 'training finished; val_bpb = 1.2',
+      environment: {
+        ...environment!,
+        software: { ...environment!.software, python3: 'Python 3.8.10' },
+        lockfiles: { ...environment!.lockfiles, 'uv.lock': 'a'.repeat(64) },
+      },
+      placement: placement!,
+    });
+    const rerun = await cli('rerun', id, '--json');
+    expect(rerun.exitCode, rerun.stderr).toBe(0);
+    const [change, result] = rerun.stdout.split(/\n(?=\{)/).map((part) => JSON.parse(part));
+    expect(change.changed).toContain('the environment is compared with the original once the rerun has trained');
+    expect(result).toMatchObject({ status: 'completed', metric: 1.2 });
+    expect(result.environment).toEqual({
+      checked: true,
+      differences: [
+        { what: 'software python3', original: 'Python 3.8.10', rerun: environment!.software.python3 },
+        { what: 'lockfile uv.lock', original: 'a'.repeat(64), rerun: environment!.lockfiles['uv.lock'] ?? null },
+      ],
     });
   });
 
