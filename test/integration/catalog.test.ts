@@ -389,6 +389,17 @@ describe('operator actions and guidance', () => {
         { what: 'lockfile uv.lock', original: 'a'.repeat(64), rerun: environment!.lockfiles['uv.lock'] ?? null },
       ],
     });
+    // Detached, nothing is compared, and the output says so rather than "none".
+    const detached = await cli('rerun', id, '--detach', '--json');
+    expect(detached.exitCode, detached.stderr).toBe(0);
+    const submitted = JSON.parse(detached.stdout);
+    expect(submitted.environment).toEqual({
+      checked: false,
+      reason: '--detach: the rerun had not trained when this command ended',
+      differences: [],
+    });
+    expect(submitted.changed).toContain('the environment is not compared (--detach)');
+    await stack.client.workflow.getHandle(submitted.experiment_id).result();
   });
 
   it('tag stop cancels the queued and running experiments of a tag and says which', async () => {

@@ -55,6 +55,13 @@ async function compareWithOriginal(
   return compareEnvironments(original, rerun);
 }
 
+/** A detached rerun ends after this command: its environment is never compared here. */
+const DETACHED_COMPARISON: EnvironmentComparison = {
+  checked: false,
+  reason: '--detach: the rerun had not trained when this command ended',
+  differences: [],
+};
+
 export interface RepeatOptions {
   json?: boolean;
   detach?: boolean;
@@ -132,8 +139,13 @@ export async function repeatCommand(kind: 'retry' | 'rerun', id: string, options
     datasets: request.datasets,
     changed:
       kind === 'rerun'
-        ? 'a new experiment ID; the same commit (and so the same patch and config), dataset versions and command; the environment is compared with the original once the rerun has trained'
+        ? `a new experiment ID; the same commit (and so the same patch and config), dataset versions and command; ${
+            options.detach
+              ? 'the environment is not compared (--detach): compare the two records with expctl show'
+              : 'the environment is compared with the original once the rerun has trained'
+          }`
         : 'a new experiment ID; the request is the same',
+    ...(kind === 'rerun' && options.detach ? { environment: DETACHED_COMPARISON } : {}),
   };
   if (wantsJson(options)) printJson(change);
   else
