@@ -47,10 +47,17 @@ function camel(column: string): string {
   return column.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
+/**
+ * Columns whose record field has another name. training_seconds keeps the name it was created with,
+ * but it holds the training process's wall time on its slot, not the script's training_seconds
+ * (that one is timings.trainingSeconds): the record calls it slotSeconds.
+ */
+const FIELD_OF_COLUMN: Record<string, string> = { commit_sha: 'commit', training_seconds: 'slotSeconds' };
+
 function decode(row: Row): Omit<ExperimentRecord, 'events' | 'artifacts'> {
   const out: Row = {};
   for (const [column, value] of Object.entries(row)) {
-    const key = column === 'commit_sha' ? 'commit' : camel(column);
+    const key = FIELD_OF_COLUMN[column] ?? camel(column);
     out[key] = JSON_COLUMNS.includes(column) && typeof value === 'string' ? JSON.parse(value) : value;
   }
   // The write guard against late retries, not part of the record.
@@ -371,6 +378,7 @@ export class Catalog extends CatalogReader {
       Object.assign(columns, {
         started_at: training.startedAt,
         ended_at: training.endedAt,
+        // The record's slotSeconds (see FIELD_OF_COLUMN).
         training_seconds: (Date.parse(training.endedAt) - Date.parse(training.startedAt)) / 1000,
         exit_code: training.exitCode,
         signal: training.signal,

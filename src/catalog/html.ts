@@ -4,7 +4,7 @@ import { scrubText } from '../domain/redact.js';
 import type { DatasetVersionRow, GateStatRow } from './datasets.js';
 import type { modelReport } from './models.js';
 import type { ExperimentRecord } from './record.js';
-import { resultRuns, summarize } from './reports.js';
+import { resultRuns, slotHoursText, summarize } from './reports.js';
 
 type Listed = Omit<ExperimentRecord, 'events' | 'artifacts'>;
 
@@ -16,24 +16,64 @@ const escape = (text: string) =>
     (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
   );
 
-/** The fleet-wide part of a report: dataset versions and their gates, models and their promotions. */
+/** The fleet's data and models as the catalog lists them: dataset versions and gates, models and promotions. */
 export interface ReportExtras {
   versions: DatasetVersionRow[];
-  gates: GateStatRow[];
+  /** Gate pass rates per day, each of one dataset. */
+  gates: (GateStatRow & { dataset: string })[];
   models: Awaited<ReturnType<typeof modelReport>>[];
 }
 
-function dataSection(extras: ReportExtras): string {
+/** The datasets a tag's runs were pinned to, and the runs themselves (to find the models they made). */
+export function usedByRuns(records: Pick<Listed, 'id' | 'datasetVersions'>[]): {
+  datasets: Set<string>;
+  /** Runs pinned to each version, by `NAME@V`. */
+  runsByVersion: Map<string, number>;
+  experiments: Set<string>;
+} {
+  const runsByVersion = new Map<string, number>();
+  for (const record of records)
+    for (const pinned of record.datasetVersions ?? []) {
+      const key = `${pinned.dataset}@${pinned.version}`;
+      runsByVersion.set(key, (runsByVersion.get(key) ?? 0) + 1);
+    }
+  return {
+    datasets: new Set(records.flatMap((r) => r.datasetVersions ?? []).map((p) => p.dataset)),
+    runsByVersion,
+    experiments: new Set(records.map((r) => r.id)),
+  };
+}
+
+/**
+ * Only what the tag's runs used: the versions (and gates) of the datasets they were pinned to, and
+ * the models with a version or a promotion made from one of their runs.
+ */
+export function extrasOfTag(records: Pick<Listed, 'id' | 'datasetVersions'>[], extras: ReportExtras): ReportExtras {
+  const used = usedByRuns(records);
+  return {
+    versions: extras.versions.filter((v) => used.datasets.has(v.dataset)),
+    gates: extras.gates.filter((g) => used.datasets.has(g.dataset)),
+    models: extras.models.filter(
+      (m) =>
+        m.versions.some((v) => used.experiments.has(v.experiment_id)) ||
+        m.promotions.some((p) => used.experiments.has(p.experiment_id)),
+    ),
+  };
+}
+
+function dataSection(extras: ReportExtras, runsByVersion: Map<string, number>): string {
+  if (extras.versions.length === 0)
+    return `<h2>Data</h2>\n<p id="no-data">This tag's runs used no dataset versions.</p>`;
   const versions = extras.versions
     .map(
       (v) =>
-        `<tr><td>${escape(v.dataset)}@${v.version}</td><td class="${v.status}">${v.status}</td><td>${v.arrivedShards}/${v.expectedShards}</td><td>${v.records ?? '-'}</td><td>${escape(v.sealReason ?? '-')}</td><td>${escape(v.decidedAt ?? '-')}</td></tr>`,
+        `<tr><td>${escape(v.dataset)}@${v.version}</td><td class="${v.status}">${v.status}</td><td>${v.arrivedShards}/${v.expectedShards}</td><td>${v.records ?? '-'}</td><td>${escape(v.sealReason ?? '-')}</td><td>${escape(v.decidedAt ?? '-')}</td><td>${runsByVersion.get(`${v.dataset}@${v.version}`) ?? 0}</td></tr>`,
     )
     .join('\n');
   const gates = extras.gates
     .map(
       (g) =>
-        `<tr><td>${g.day}</td><td>${escape(g.gate)}</td><td>${g.checked}</td><td>${percent(g.passRate)}</td><td>${
+        `<tr><td>${g.day}</td><td>${escape(g.dataset)}</td><td>${escape(g.gate)}</td><td>${g.checked}</td><td>${percent(g.passRate)}</td><td>${
           Object.entries(g.failures)
             .map(([code, n]) => `<code>${escape(code)}</code>×${n}`)
             .join(', ') || '-'
@@ -41,16 +81,19 @@ function dataSection(extras: ReportExtras): string {
     )
     .join('\n');
   return `<h2>Data</h2>
-<table id="dataset-versions"><tr><th>version</th><th>status</th><th>shards</th><th>records</th><th>sealed by</th><th>decided</th></tr>
+<p>The datasets this tag's runs were pinned to, every version of each; "runs" counts this tag's runs on it.</p>
+<table id="dataset-versions"><tr><th>version</th><th>status</th><th>shards</th><th>records</th><th>sealed by</th><th>decided</th><th>runs</th></tr>
 ${versions}
 </table>
 <h3>Gate pass rates by day</h3>
-<table id="gates"><tr><th>day</th><th>gate</th><th>checked</th><th>pass rate</th><th>failure codes</th></tr>
+<table id="gates"><tr><th>day</th><th>dataset</th><th>gate</th><th>checked</th><th>pass rate</th><th>failure codes</th></tr>
 ${gates}
 </table>`;
 }
 
 function modelsSection(extras: ReportExtras): string {
+  if (extras.models.length === 0)
+    return `<h2>Models</h2>\n<p id="no-models">No model was made from this tag's runs.</p>`;
   const rows = extras.models
     .flatMap((m) =>
       m.versions.map((v) => {
@@ -86,13 +129,58 @@ ${rows}
 <ul id="promotion-events">${events}</ul>`;
 }
 
+/** How many runs the leaderboard lists. */
+export const LEADERBOARD_ROWS = 20;
+
+/** The chart's vertical axis: its range, and the baseline (the first kept run) with whether it lies off it. */
+export interface ChartAxis {
+  lo: number;
+  hi: number;
+  baseline: number | null;
+  baselineClipped: boolean;
+}
+
+/**
+ * The axis that shows the improvements: it spans the kept runs after the first. The baseline (the
+ * first kept run) joins the range unless it lies further from them than their own spread, where it
+ * would flatten every later improvement; it is then drawn at the edge, marked, as is any other run
+ * off the axis. With fewer than two improvements the axis spans every metric.
+ */
+export function chartAxis(
+  points: { y: number | null; kind: string }[],
+  direction: 'minimize' | 'maximize',
+): ChartAxis | null {
+  const ys = points.filter((p) => p.y !== null).map((p) => p.y!);
+  if (ys.length === 0) return null;
+  const kept = points.filter((p) => p.kind === 'keep' && p.y !== null).map((p) => p.y!);
+  const baseline = kept[0] ?? null;
+  const improvements = kept.slice(1);
+  // The improvement nearest the baseline (with fewer than two there is nothing to clip for).
+  const nearest = direction === 'minimize' ? Math.max(...improvements) : Math.min(...improvements);
+  const spread = Math.max(...improvements) - Math.min(...improvements);
+  const clip = baseline !== null && improvements.length >= 2 && spread > 0 && Math.abs(baseline - nearest) > spread;
+  const span = clip ? improvements : ys;
+  const [low, high] = [Math.min(...span), Math.max(...span)];
+  const range = high > low ? high - low : 2;
+  const middle = (low + high) / 2;
+  // A little room on each side; when clipped, half the range more on the worse side, for the
+  // discards near the best.
+  const worse = clip ? 0.5 : 0.08;
+  const [below, above] = direction === 'minimize' ? [0.08, worse] : [worse, 0.08];
+  const lo = middle - range / 2 - range * below;
+  const hi = middle + range / 2 + range * above;
+  return { lo, hi, baseline, baselineClipped: clip };
+}
+
 /**
  * One self-contained HTML page for a tag: progression chart (kept runs as a staircase, discarded
  * and crashed runs as dots), leaderboard and category table. No external assets; the chart is
  * drawn in the browser from the data embedded in the page.
  */
-export function tagReportHtml(tag: string, records: Listed[], extras?: ReportExtras): string {
+export function tagReportHtml(tag: string, records: Listed[], fleet?: ReportExtras): string {
   const summary = summarize(tag, records);
+  const extras = fleet ? extrasOfTag(records, fleet) : undefined;
+  const { runsByVersion } = usedByRuns(records);
   const runs = resultRuns(records);
   const direction = runs[0]?.metricDirection ?? 'minimize';
   const metricName = runs[0]?.metricName ?? 'val_bpb';
@@ -100,10 +188,16 @@ export function tagReportHtml(tag: string, records: Listed[], extras?: ReportExt
     const kind = resultKind(r.status as TerminalStatus, r.decision);
     return { x: i + 1, y: kind === 'crash' ? null : r.metric, kind, id: r.id, label: scrubText(r.hypothesis) };
   });
-  const leaderboard = runs
+  const ranked = runs
     .filter((r) => r.metric !== null && r.status === 'completed')
-    .sort((a, b) => (direction === 'minimize' ? a.metric! - b.metric! : b.metric! - a.metric!))
-    .slice(0, 20);
+    .sort((a, b) => (direction === 'minimize' ? a.metric! - b.metric! : b.metric! - a.metric!));
+  const leaderboard = ranked.slice(0, LEADERBOARD_ROWS);
+  const leftOut = ranked.length - leaderboard.length;
+  const leaderboardNote =
+    leftOut > 0
+      ? `the best ${leaderboard.length} of ${ranked.length} runs with a metric; ${leftOut} more not shown (<code>expctl history --tag ${escape(tag)}</code> lists every run)`
+      : `all ${ranked.length} runs with a metric`;
+  const axis = chartAxis(points, direction);
   const rows = leaderboard
     .map(
       (r, i) =>
@@ -129,9 +223,10 @@ svg{border:1px solid #ddd;background:#fff}.keep{fill:#1a7f37}.passed{color:#1a7f
 <span id="crashed" data-count="${summary.crashed}" data-rate="${summary.crashRate}">${summary.crashed} crashed (${percent(summary.crashRate)})</span>
 <span>best ${summary.best ? summary.best.metric.toFixed(6) : '-'}</span>
 <span>not counted: ${summary.refused} refused, ${summary.infrastructure} infrastructure failures, ${summary.canceled} canceled</span>
-<span>${summary.gpuHours.toFixed(2)} GPU-hours</span></p>
+<span id="slot-hours">${slotHoursText(summary, 2)}</span></p>
 <svg id="progression" width="900" height="360" role="img" aria-label="metric progression"></svg>
 <h2>Leaderboard</h2>
+<p id="leaderboard-note" data-shown="${leaderboard.length}" data-left-out="${leftOut}">${leaderboardNote}</p>
 <table id="leaderboard"><tr><th>#</th><th>${escape(metricName)}</th><th>decision</th><th>commit</th><th>category</th><th>hypothesis</th><th>experiment</th></tr>
 ${rows}
 </table>
@@ -139,21 +234,21 @@ ${rows}
 <table id="categories"><tr><th>category</th><th>runs</th><th>kept</th><th>keep rate</th></tr>
 ${categoryRows}
 </table>
-${extras ? dataSection(extras) : ''}
+${extras ? dataSection(extras, runsByVersion) : ''}
 ${extras ? modelsSection(extras) : ''}
-<script id="data" type="application/json">${JSON.stringify({ points, direction }).replace(/</g, '\\u003c')}</script>
+<script id="data" type="application/json">${JSON.stringify({ points, direction, axis }).replace(/</g, '\\u003c')}</script>
 <script>
 (function () {
   var data = JSON.parse(document.getElementById('data').textContent);
   var svg = document.getElementById('progression');
   var ns = 'http://www.w3.org/2000/svg', W = 900, H = 360, P = 48;
-  var ys = data.points.filter(function (p) { return p.y !== null; }).map(function (p) { return p.y; });
-  if (ys.length === 0) return;
-  var lo = Math.min.apply(null, ys), hi = Math.max.apply(null, ys); if (hi === lo) { hi += 1; lo -= 1; }
-  var pad = (hi - lo) * 0.08; lo -= pad; hi += pad;
+  if (data.axis === null) return;
+  var lo = data.axis.lo, hi = data.axis.hi;
   var n = data.points.length;
   function X(x) { return P + (W - 2 * P) * (n === 1 ? 0.5 : (x - 1) / (n - 1)); }
-  function Y(y) { return H - P - (H - 2 * P) * (y - lo) / (hi - lo); }
+  function off(y) { return y < lo || y > hi; }
+  // A value off the axis is drawn at its edge (and marked as such).
+  function Y(y) { var c = Math.min(hi, Math.max(lo, y)); return H - P - (H - 2 * P) * (c - lo) / (hi - lo); }
   function el(name, attrs) { var e = document.createElementNS(ns, name); for (var k in attrs) e.setAttribute(k, attrs[k]); svg.appendChild(e); return e; }
   el('line', { x1: P, y1: H - P, x2: W - P, y2: H - P, stroke: '#888' });
   el('line', { x1: P, y1: P, x2: P, y2: H - P, stroke: '#888' });
@@ -165,10 +260,19 @@ ${extras ? modelsSection(extras) : ''}
     best = p;
   });
   if (best) { d += ' H' + X(n); el('path', { id: 'staircase', d: d, fill: 'none', stroke: '#1a7f37', 'stroke-width': 2 }); }
+  if (data.axis.baseline !== null) {
+    var b = data.axis.baseline, by = Y(b);
+    el('line', { id: 'baseline', x1: P, y1: by, x2: W - P, y2: by, stroke: '#888', 'stroke-dasharray': '4 4', 'data-clipped': String(data.axis.baselineClipped) });
+    var bt = el('text', { id: 'baseline-label', x: P + 4, y: by + (by < H / 2 ? 14 : -4), 'font-size': 11, fill: '#555' });
+    bt.textContent = 'baseline ' + b.toFixed(6) + (data.axis.baselineClipped ? ' (off the axis, which shows the improvements)' : '');
+  }
   data.points.forEach(function (p) {
     var y = p.y === null ? H - P / 2 : Y(p.y); // crashes have no metric: a row of dots under the axis
-    var c = el('circle', { cx: X(p.x), cy: y, r: p.kind === 'keep' ? 5 : 4, class: p.kind });
-    var title = document.createElementNS(ns, 'title'); title.textContent = p.id + ': ' + p.label + (p.y === null ? ' (crash)' : ' = ' + p.y); c.appendChild(title);
+    var clipped = p.y !== null && off(p.y);
+    var attrs = { cx: X(p.x), cy: y, r: p.kind === 'keep' ? 5 : 4, class: p.kind };
+    if (clipped) { attrs['data-clipped'] = 'true'; attrs.stroke = '#000'; attrs['stroke-dasharray'] = '2 1'; }
+    var c = el('circle', attrs);
+    var title = document.createElementNS(ns, 'title'); title.textContent = p.id + ': ' + p.label + (p.y === null ? ' (crash)' : ' = ' + p.y + (clipped ? ' (off the axis)' : '')); c.appendChild(title);
   });
   [['keep', 'kept (best so far: the staircase)'], ['discard', 'discarded'], ['crash', 'crashed (below the axis)']].forEach(function (item, i) {
     el('circle', { cx: W - 250, cy: 18 + i * 16, r: 4, class: item[0] + ' legend' });

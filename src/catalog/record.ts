@@ -98,7 +98,11 @@ export interface ExperimentRecord {
   submittedAt: string;
   startedAt: string | null;
   endedAt: string | null;
-  trainingSeconds: number | null;
+  /**
+   * Wall time of the run on its slot: from the training process's start to the run's end there
+   * (what GPU-hours add up). Not the script's own training_seconds: that is timings.trainingSeconds.
+   */
+  slotSeconds: number | null;
   exitCode: number | null;
   signal: string | null;
   metrics: Record<string, number | string> | null;

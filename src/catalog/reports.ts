@@ -83,9 +83,32 @@ export interface TagSummary extends OutcomeCounts {
   bestByClass: Record<string, BestKept>;
   categories: { category: string; runs: number; kept: number; keepRate: number }[];
   progression: { id: string; metric: number; commit: string; at: string | null }[];
+  /** Slot-hours of runs on GPU classes; CPU slots never count here. */
   gpuHours: number;
+  /** Slot-hours of runs on CPU slots. */
+  cpu_slot_hours: number;
   queueWaitSeconds: { median: number | null; max: number | null };
   byStatus: Record<string, number>;
+}
+
+/** The accelerator class of CPU slots. */
+const CPU_CLASS = 'cpu';
+
+/** Hours the runs of the classes `counted` accepts spent on their slots (a run never placed has none). */
+function slotHours(records: Listed[], counted: (acceleratorClass: string) => boolean): number {
+  const seconds = records
+    .filter((r) => r.acceleratorClass !== null && counted(r.acceleratorClass))
+    .reduce((sum, r) => sum + (r.slotSeconds ?? 0), 0);
+  return seconds / 3600;
+}
+
+/** Slot time as reports print it: GPU-hours only for GPU runs, CPU-slot hours for CPU runs. */
+export function slotHoursText(summary: Pick<TagSummary, 'gpuHours' | 'cpu_slot_hours'>, digits = 3): string {
+  const parts = [
+    ...(summary.gpuHours > 0 ? [`${summary.gpuHours.toFixed(digits)} GPU-hours`] : []),
+    ...(summary.cpu_slot_hours > 0 ? [`${summary.cpu_slot_hours.toFixed(digits)} CPU-slot hours`] : []),
+  ];
+  return parts.join(', ') || 'no slot time yet';
 }
 
 export function summarize(tag: string, records: Listed[]): TagSummary {
@@ -118,7 +141,8 @@ export function summarize(tag: string, records: Listed[]): TagSummary {
     progression: runs
       .filter((r) => r.decision === 'keep' && r.status === 'completed')
       .map((r) => ({ id: r.id, metric: r.metric!, commit: r.commit, at: r.endedAt })),
-    gpuHours: records.reduce((sum, r) => sum + (r.trainingSeconds ?? 0), 0) / 3600,
+    gpuHours: slotHours(records, (accelerator) => accelerator !== CPU_CLASS),
+    cpu_slot_hours: slotHours(records, (accelerator) => accelerator === CPU_CLASS),
     queueWaitSeconds: { median: median(waits), max: waits.length ? Math.max(...waits) : null },
     byStatus,
   };

@@ -357,6 +357,7 @@ program
     `also propose N diverse next variants, for \`expctl batch\` (1-${MAX_BATCH_SIZE})`,
     (raw: string) => usage(() => parseNumber('--k', raw, { integer: true, min: 1, max: MAX_BATCH_SIZE })),
   )
+  .option('--all-categories', 'also list the categories the tag never used (as under-explored)')
   .addOption(jsonOption())
   .action(suggestCommand);
 

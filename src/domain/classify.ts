@@ -1,4 +1,5 @@
 import type { TerminalStatus, TrainingOutcome } from './experiment.js';
+import { scrubText } from './redact.js';
 
 /** The terminal state of a finished training run, why (one sentence, with the evidence), and its metric. */
 export interface RunClassification {
@@ -32,13 +33,60 @@ export function looksLikeOom(logTail: string): boolean {
   return oomEvidence(logTail) !== null;
 }
 
-function lastLine(logTail: string): string | null {
-  const line = logTail
+/** The longest log line a reason quotes. */
+const QUOTED_LINE_CHARS = 200;
+/**
+ * Terminal escape sequences (CSI such as colours, OSC such as titles), dropped whole from a quoted
+ * line; also CSI and OSC whose ESC the worker's log follower already made U+FFFD (`�[31m`).
+ */
+const ESCAPE_SEQUENCE =
+  /\u001b(?:\[[0-?]*[ -/]*[@-~]|\][^\u0007\u001b]*(?:\u0007|\u001b\\)?|[@-Z\\-_])|\uFFFD(?:\[[0-?]*[ -/]*[@-~]|\][^\u0007\uFFFD]*\uFFFD?)/g;
+/** Any other character that can steer a terminal: C0, DEL, C1, bidi controls and line separators. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+/**
+ * The last line of a Python traceback (`ValueError: …`, `torch.cuda.OutOfMemoryError: …`, a bare
+ * `KeyboardInterrupt`): a dotted name ending in Error, Exception, Exit, Interrupt or Failure.
+ */
+const EXCEPTION_LINE = /^(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt|Failure)(?::\s.*)?$/;
+/** Other tools' error lines: `error: …`, `FATAL: …`, `panic: …`, `Segmentation fault (core dumped)`. */
+const ERROR_WORDS = /\b(?:error|fatal|panic|exception|segmentation fault|core dumped)\b/i;
+
+/**
+ * A log line as a reason may quote it: scrubbed of credential-shaped text (a log tail is scrubbed of
+ * the run's own secret values already), escape sequences dropped, other controls shown as `\xNN` or `\uNNNN`,
+ * trimmed and cut, so the reason is safe in a record, a terminal and a one-line JSON field.
+ */
+export function quotableLine(line: string): string {
+  const plain = scrubText(line.replace(ESCAPE_SEQUENCE, '')).replace(CONTROL, (char) => {
+    const code = char.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
+  const trimmed = plain.trim();
+  return trimmed.length > QUOTED_LINE_CHARS ? `${trimmed.slice(0, QUOTED_LINE_CHARS - 1)}…` : trimmed;
+}
+
+/**
+ * The line of a failed run's log that says what went wrong: the last exception line of a
+ * traceback, else the last line with an error word, else the last line; null for an empty log.
+ * Quotable (quotableLine); `error` says whether it was recognised as an error line.
+ */
+export function lastErrorLine(logTail: string): { line: string; error: boolean } | null {
+  const lines = logTail
+    .replace(ESCAPE_SEQUENCE, '')
     .split(/[\r\n]+/)
     .map((l) => l.trim())
-    .filter((l) => l !== '')
-    .at(-1);
-  return line === undefined ? null : line.slice(0, 160);
+    .filter((l) => l !== '');
+  const last = (pattern: RegExp) => [...lines].reverse().find((l) => pattern.test(l));
+  const worded = last(EXCEPTION_LINE) ?? last(ERROR_WORDS);
+  const line = worded ?? lines.at(-1);
+  return line === undefined ? null : { line: quotableLine(line), error: worded !== undefined };
+}
+
+/** `; last error line: …` (or `; last line: …` when none looks like an error), or nothing. */
+function logEvidence(logTail: string): string {
+  const found = lastErrorLine(logTail);
+  if (!found) return '';
+  return `; ${found.error ? 'last error line' : 'last line'}: ${found.line}`;
 }
 
 /** Exit 137 is how a shell or `uv run` reports a child killed by SIGKILL. */
@@ -81,8 +129,7 @@ export function classifyTraining(outcome: TrainingOutcome, metricName: string): 
         : `training exceeded its kill limit (--timeout, counted from the training process's start) and was killed (${how})`;
     return { status: 'timed_out', reason, metric: null };
   }
-  const last = lastLine(outcome.logTail);
-  const lastText = last ? `; last line: ${last}` : '';
+  const lastText = logEvidence(outcome.logTail);
   if (outcome.phase === 'setup') return failed(`environment setup failed with ${how}${lastText}`);
   if (outcome.supervisorKilled) {
     return failed(`the run's supervisor was killed from inside the run (${how}), so the training process was lost`);
@@ -110,8 +157,8 @@ export function classifyTraining(outcome: TrainingOutcome, metricName: string): 
     );
   }
   if (outcome.signal) return failed(`training was killed by ${outcome.signal}, not sent by expctl${lastText}`);
-  // The exit code is the evidence here; the log tail is in the record (`expctl show`, `expctl logs`).
-  if (outcome.exitCode !== 0) return failed(`training exited with ${how}`);
+  // The exit code and the line that says why; the whole tail is in the record (`show`, `logs`).
+  if (outcome.exitCode !== 0) return failed(`training exited with ${how}${lastText}`);
   const why = outcome.metrics ? `its --- block has no numeric "${metricName}"` : 'it printed no --- metric block';
   return failed(`training exited 0 but ${why}`);
 }

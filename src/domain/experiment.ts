@@ -104,13 +104,13 @@ export interface RunTimings {
   setupCached: boolean | null;
   /** From the training process's start to its first progress line (or the script's startup_seconds). */
   startupSeconds: number | null;
-  /** The script's own training_seconds. */
+  /** The script's own training_seconds (the one figure called training seconds; the record's slotSeconds is the slot's wall time). */
   trainingSeconds: number | null;
   /** From the last progress line to exit (or the script's eval_seconds). */
   evaluationSeconds: number | null;
   /** The script's own total_seconds. */
   totalSeconds: number | null;
-  /** Wall time of the training process, measured by the worker. */
+  /** Wall time of the training process (startup, training and evaluation), measured by the worker. */
   processSeconds: number | null;
 }
 

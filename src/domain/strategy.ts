@@ -98,25 +98,81 @@ export interface CategoryStats {
 export interface Suggestion {
   mode: Mode;
   reason: string;
+  /** The categories the tag used (every category when asked for all). */
   categories: CategoryStats[];
+  /** Of those, the ones with fewer than 2 runs. */
   underExplored: string[];
   highYield: string[];
   combine: { a: string; b: string; hypotheses: [string, string]; why: string }[];
   trend: {
+    /** The metrics of the last runs that have one, kept or not. */
     recentMetrics: number[];
+    /** The tag's best kept metric after each of those runs: what the trend is judged on. */
+    best_metrics: number[];
+    /** Slope of best_metrics per run. */
     slopePerRun: number | null;
-    direction: 'improving' | 'flat' | 'worsening' | 'unknown';
+    /** The best only moves one way: it improved over those runs, or stayed flat. */
+    direction: 'improving' | 'flat' | 'unknown';
   };
 }
 
-/** Everything an agent needs to pick its next experiment, structured. */
+/** How many of the latest runs with a metric the trend looks at. */
+const TREND_RUNS = 10;
+/** The fewest points a trend is judged on. */
+const TREND_MIN_POINTS = 3;
+
+/** Least-squares slope of a series against its index. */
+function slopeOf(values: number[]): number {
+  const n = values.length;
+  const meanX = (n - 1) / 2;
+  const meanY = values.reduce((a, b) => a + b, 0) / n;
+  const num = values.reduce((acc, y, x) => acc + (x - meanX) * (y - meanY), 0);
+  const den = values.reduce((acc, _, x) => acc + (x - meanX) ** 2, 0);
+  return num / den;
+}
+
+/**
+ * The trend of a tag's best (BRIEF §5: the best kept metric): the best after each of the latest
+ * runs with a metric. A discard that scored worse leaves the best where it was, so it never reads
+ * as getting worse; only keeps move it. Before the first keep there is no best to judge.
+ */
+export function bestTrend(runs: RunSummary[], direction: 'minimize' | 'maximize'): Suggestion['trend'] {
+  const better = (a: number, b: number) => (direction === 'minimize' ? a < b : a > b);
+  let best: number | null = null;
+  const points: { metric: number; best: number | null }[] = [];
+  for (const run of runs) {
+    if (run.metric === null) continue;
+    if (run.decision === 'keep' && (best === null || better(run.metric, best))) best = run.metric;
+    points.push({ metric: run.metric, best });
+  }
+  const recent = points.slice(-TREND_RUNS);
+  const bests = recent.map((p) => p.best).filter((b): b is number => b !== null);
+  const slope = bests.length >= TREND_MIN_POINTS ? slopeOf(bests) : null;
+  const gain = slope === null ? null : direction === 'minimize' ? -slope : slope;
+  const scale = bests.length ? Math.max(...bests.map(Math.abs)) * 1e-4 : 0;
+  return {
+    recentMetrics: recent.map((p) => p.metric),
+    best_metrics: bests,
+    slopePerRun: slope,
+    direction: gain === null ? 'unknown' : gain > scale ? 'improving' : 'flat',
+  };
+}
+
+/**
+ * Everything an agent needs to pick its next experiment, structured. Only the categories the tag
+ * used are listed (a category it never touched may not fit its model at all), unless
+ * `allCategories` asks for every one of `categories`.
+ */
 export function suggest(
   runs: RunSummary[],
-  allCategories: readonly string[],
+  categoryNames: readonly string[],
   direction: 'minimize' | 'maximize',
   modeOverride?: { mode: Mode; reason: string },
+  options: { allCategories?: boolean } = {},
 ): Suggestion {
-  const categories: CategoryStats[] = allCategories.map((category) => {
+  const used = new Set(runs.map((r) => r.category));
+  const listed = options.allCategories ? categoryNames : categoryNames.filter((c) => used.has(c));
+  const categories: CategoryStats[] = listed.map((category) => {
     const counts = countOutcomes(runs.filter((r) => r.category === category));
     const rates = outcomeRates(counts);
     return { category, runs: rates.runs, kept: counts.kept, keepRate: rates.keepRate, crashes: counts.crashed };
@@ -136,21 +192,6 @@ export function suggest(
       });
     }
   }
-  const metrics = runs
-    .filter((r) => r.metric !== null)
-    .map((r) => r.metric as number)
-    .slice(-10);
-  let slope: number | null = null;
-  if (metrics.length >= 3) {
-    const n = metrics.length;
-    const meanX = (n - 1) / 2;
-    const meanY = metrics.reduce((a, b) => a + b, 0) / n;
-    const num = metrics.reduce((acc, y, x) => acc + (x - meanX) * (y - meanY), 0);
-    const den = metrics.reduce((acc, _, x) => acc + (x - meanX) ** 2, 0);
-    slope = num / den;
-  }
-  const better = slope === null ? null : direction === 'minimize' ? -slope : slope;
-  const scale = metrics.length ? Math.max(...metrics.map(Math.abs)) * 1e-4 : 0;
   const { mode, reason } = modeOverride ?? chooseMode(runs);
   return {
     mode,
@@ -162,11 +203,7 @@ export function suggest(
       .sort((a, b) => b.keepRate - a.keepRate)
       .map((c) => c.category),
     combine: combine.slice(0, 10),
-    trend: {
-      recentMetrics: metrics,
-      slopePerRun: slope,
-      direction: better === null ? 'unknown' : better > scale ? 'improving' : better < -scale ? 'worsening' : 'flat',
-    },
+    trend: bestTrend(runs, direction),
   };
 }
 

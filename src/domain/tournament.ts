@@ -48,11 +48,18 @@ export function applyTournament(state: TagState, outcomes: RunOutcome[]): Tourna
     if (next.decision.decision === 'keep')
       winner = { experimentId: outcome.experimentId, commit: outcome.commit, metric: outcome.metric! };
   }
-  // Every child reports the tag's best after the batch, as a run reports the best after it.
-  const bestAfter = (decision: TagDecision) => current.best[decision.comparedWith.group]?.metric ?? null;
-  const final = decisions.map((decision) => ({ ...decision, best: bestAfter(decision) }));
-  const recent = current.recent.map((d) => final.find((f) => f.experimentId === d.experimentId) ?? d);
-  return { state: { ...current, recent }, decisions: final, winner };
+  // Each child's best and delta are what `run` would print had it been judged alone against the best
+  // before the batch: delta against that best, best that best (its own metric if kept), so
+  // metric - delta = best for every discarded child. The tag's best after the batch is the batch's.
+  return { state: current, decisions, winner };
+}
+
+/** The tag's best after a batch: the winner's metric, else the best every child was compared with. */
+export function bestAfterBatch(
+  winner: { metric: number } | null,
+  decisions: Pick<TagDecision, 'comparedWith'>[],
+): number | null {
+  return winner?.metric ?? decisions.find((d) => d.comparedWith.metric !== null)?.comparedWith.metric ?? null;
 }
 
 /** What the agent does after a batch: advance the branch to the winner, or reset to the base. */

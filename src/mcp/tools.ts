@@ -111,6 +111,7 @@ export const TagInput = z.strictObject({ tag });
 export const SuggestInput = z.strictObject({
   tag,
   k: z.number().int().min(1).max(MAX_BATCH_SIZE).optional().describe('also propose K diverse next variants for batch'),
+  all_categories: z.boolean().optional().describe('also list the categories the tag never used'),
 });
 
 /** The CLI has no paging flags for logs (only --all), so the server pages what `logs --all` prints. */
@@ -235,8 +236,18 @@ export function historyArgs(input: HistoryInput, cwd: string): Invocation {
   };
 }
 
-export const tagArgs = (command: 'best' | 'suggest', input: { tag: string; k?: number }, cwd: string): Invocation => ({
-  args: [command, ...flag('tag', input.tag), ...flag('k', input.k), '--json'],
+export const tagArgs = (
+  command: 'best' | 'suggest',
+  input: { tag: string; k?: number; all_categories?: boolean },
+  cwd: string,
+): Invocation => ({
+  args: [
+    command,
+    ...flag('tag', input.tag),
+    ...flag('k', input.k),
+    ...toggle('all-categories', input.all_categories),
+    '--json',
+  ],
   cwd,
 });
 

@@ -11,7 +11,7 @@ import {
 import type { createControlActivities } from '../activities/control.js';
 import type { RunOutcome, TagDecision } from '../domain/decision.js';
 import type { ExperimentResult } from '../domain/experiment.js';
-import { batchGitAction } from '../domain/tournament.js';
+import { batchGitAction, bestAfterBatch } from '../domain/tournament.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
 import { requirePermission } from './authorize.js';
@@ -100,7 +100,7 @@ export async function batchWorkflow(input: BatchInput): Promise<BatchResult> {
   snapshot.status = 'deciding';
   const reported = input.members.filter((m) => ended.has(m.experimentId)).map((m) => ended.get(m.experimentId)!);
   let decisions: TagDecision[] = [];
-  let winner: { experimentId: string; commit: string } | null = null;
+  let winner: { experimentId: string; commit: string; metric: number } | null = null;
   if (reported.length > 0) {
     const verdict = await control.applyBatchOutcomes({
       tag: input.tag,
@@ -140,7 +140,7 @@ export async function batchWorkflow(input: BatchInput): Promise<BatchResult> {
     commit: git.commit,
     winner: winner?.experimentId ?? null,
     metric_name: reported[0]?.metric.name ?? results[0]?.metric_name ?? '',
-    best: last?.best ?? null,
+    best: bestAfterBatch(winner, decisions),
     consecutive_crashes: last?.consecutiveCrashes ?? 0,
     should_abort: last?.shouldAbort ?? false,
     reason: winner

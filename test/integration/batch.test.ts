@@ -95,6 +95,16 @@ describe('expctl batch', () => {
     expect(byCommit(worse)).toMatchObject({ status: 'completed', decision: 'discard', rule: 'not_improved' });
     expect(byCommit(worst)).toMatchObject({ status: 'completed', decision: 'discard', rule: 'not_improved' });
     expect(result.winner).toBe(byCommit(winner).experiment_id);
+    // A child's best and delta refer to one baseline, the best before the batch (1.0), as `run`
+    // prints them; the winner's best is its own metric; the batch's best is the best after it.
+    expect(byCommit(winner).best).toBe(0.9);
+    expect(byCommit(winner).delta).toBeCloseTo(-0.1, 6);
+    for (const loser of [byCommit(worse), byCommit(worst)]) {
+      expect(loser.best).toBe(1.0);
+      expect(loser.metric! - loser.delta!).toBeCloseTo(loser.best!, 6);
+    }
+    expect(byCommit(worse).delta).toBeCloseTo(0.05, 6);
+    expect(byCommit(crash)).toMatchObject({ best: 1.0, delta: null });
     finished.push(result.batch_id, ...result.children.map((c) => c.experiment_id!));
     // Each child ran its own commit, on the one accelerator class the batch chose.
     for (const [index, commit] of [crash, winner, worse, worst].entries()) {

@@ -216,6 +216,55 @@ describe('reports of a fixture campaign (keep, discard, crash, refused)', () => 
       expect(dom.match(/class="keep"/g)).toHaveLength(2);
       expect(dom.match(/class="crash"/g)).toHaveLength(1);
       expect(dom).toMatch(/<path id="staircase" d="M[\d.]+,[\d.]+ H[\d.]+ V[\d.]+ H[\d.]+"/);
+      // The baseline (1.5) is near the one improvement: on the axis, marked; every run is listed.
+      expect(dom).toMatch(/<line id="baseline" [^>]*data-clipped="false"/);
+      expect(dom).toContain('baseline 1.500000</text>');
+      expect(dom).toContain('data-left-out="0">all 3 runs with a metric');
+    },
+  );
+
+  it.skipIf(!browser)(
+    `draws a long campaign's improvements across the chart, the far baseline clipped and marked${skipped}`,
+    async () => {
+      // The recorded runs of tag tsv, replayed as a long campaign: a far baseline (3.47), four
+      // improvements down to 2.04 and 21 discards, as an agent's tag looks after an hour.
+      const [template] = await catalog.list({ tag: 'tsv', order: 'oldest' });
+      const campaign = [3.47, 2.4, 2.3, 2.2, 2.04, ...Array.from({ length: 21 }, (_, i) => 2.45 + i * 0.01)].map(
+        (metric, i) => ({
+          ...template!,
+          id: `exp-long-${i}`,
+          tag: 'long',
+          metric,
+          decision: i < 5 ? ('keep' as const) : ('discard' as const),
+        }),
+      );
+      const file = path.join(stack.workDir, 'long.html');
+      await fs.writeFile(file, tagReportHtml('long', campaign));
+      const { stdout: dom } = await execa(
+        browser,
+        [
+          '--headless',
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--no-first-run',
+          `--user-data-dir=${path.join(stack.workDir, 'chromium-long')}`,
+          '--dump-dom',
+          `file://${file}`,
+        ],
+        { timeout: 60_000 },
+      );
+      expect(dom).toContain('data-rendered="26"');
+      expect(dom).toMatch(/<line id="baseline" [^>]*data-clipped="true"/);
+      expect(dom).toContain('baseline 3.470000 (off the axis, which shows the improvements)');
+      const keeps = [...dom.matchAll(/<circle cx="[\d.]+" cy="([\d.]+)" r="5" class="keep"/g)].map((m) => Number(m[1]));
+      expect(keeps).toHaveLength(5);
+      // The plot area is 264 px high (360 less two 48 px margins): the four improvements span most of it.
+      const improvements = keeps.slice(1);
+      expect(Math.max(...improvements) - Math.min(...improvements)).toBeGreaterThan(264 / 2);
+      expect(dom).toMatch(/<circle cx="[\d.]+" cy="48" r="5" class="keep" data-clipped="true"/);
+      expect(dom).toContain('data-shown="20" data-left-out="6">the best 20 of 26 runs with a metric; 6 more not shown');
     },
   );
 });
@@ -297,6 +346,8 @@ describe('operator actions and guidance', () => {
     const [change, result] = rerun.stdout.split(/\n(?=\{)/).map((part) => JSON.parse(part));
     expect(change).toMatchObject({ rerun_of: discarded.experiment_id, commit: worseCommit, config: 'config.json' });
     expect(result.metric).toBe(discarded.metric);
+    // Compared, not claimed: the same host, software, lockfiles and class as the original.
+    expect(result.environment).toEqual({ checked: true, differences: [] });
     const record = (await catalog.get(result.experiment_id))!;
     expect(record).toMatchObject({
       originKind: 'rerun',
@@ -304,6 +355,51 @@ describe('operator actions and guidance', () => {
       commit: worseCommit,
       resolvedConfig: { order: 4 },
     });
+  });
+
+  it("rerun names what differs from the original's recorded environment", async () => {
+    // The original, as the record keeps it after Temporal's retention dropped its workflow: trained
+    // by a worker with another Python and a uv.lock this commit no longer has; otherwise the
+    // environment and placement of a run of this stack (tag tsv's first).
+    const [model] = await catalog.list({ tag: 'tsv', order: 'oldest' });
+    const { environment, placement } = (await catalog.get(model!.id))!;
+    const id = 'exp-rerun-older-worker';
+    await catalog.apply({
+      experimentId: id,
+      request: parseExperimentRequest(request({ tag: 'rerun-env', env: { VAL_BPB: '1.2' } })),
+      submittedAt: new Date(Date.UTC(2026, 0, 2)).toISOString(),
+      status: 'completed',
+      reason: 'training finished; val_bpb = 1.2',
+      environment: {
+        ...environment!,
+        software: { ...environment!.software, python3: 'Python 3.8.10' },
+        lockfiles: { ...environment!.lockfiles, 'uv.lock': 'a'.repeat(64) },
+      },
+      placement: placement!,
+    });
+    const rerun = await cli('rerun', id, '--json');
+    expect(rerun.exitCode, rerun.stderr).toBe(0);
+    const [change, result] = rerun.stdout.split(/\n(?=\{)/).map((part) => JSON.parse(part));
+    expect(change.changed).toContain('the environment is compared with the original once the rerun has trained');
+    expect(result).toMatchObject({ status: 'completed', metric: 1.2 });
+    expect(result.environment).toEqual({
+      checked: true,
+      differences: [
+        { what: 'software python3', original: 'Python 3.8.10', rerun: environment!.software.python3 },
+        { what: 'lockfile uv.lock', original: 'a'.repeat(64), rerun: environment!.lockfiles['uv.lock'] ?? null },
+      ],
+    });
+    // Detached, nothing is compared, and the output says so rather than "none".
+    const detached = await cli('rerun', id, '--detach', '--json');
+    expect(detached.exitCode, detached.stderr).toBe(0);
+    const submitted = JSON.parse(detached.stdout);
+    expect(submitted.environment).toEqual({
+      checked: false,
+      reason: '--detach: the rerun had not trained when this command ended',
+      differences: [],
+    });
+    expect(submitted.changed).toContain('the environment is not compared (--detach)');
+    await stack.client.workflow.getHandle(submitted.experiment_id).result();
   });
 
   it('tag stop cancels the queued and running experiments of a tag and says which', async () => {
@@ -370,10 +466,19 @@ describe('operator actions and guidance', () => {
       crashes: 3,
       kept: 0,
     });
-    expect(suggestion.underExplored).toContain('architecture');
+    // Only the categories the tag used, unless asked for all of them.
+    expect(suggestion.categories.map((c: { category: string }) => c.category)).toEqual(['optimizer', 'hyperparams']);
+    expect(suggestion.underExplored).not.toContain('architecture');
+    const everything = JSON.parse((await cli('suggest', '--tag', 'strategy', '--all-categories', '--json')).stdout);
+    expect(everything.underExplored).toContain('architecture');
     expect(suggestion.variants).toBeUndefined();
-    // --k: diverse next variants for a batch, the tag's mode's kind of idea first.
-    const proposed = JSON.parse((await cli('suggest', '--tag', 'strategy', '--k', '3', '--json')).stdout);
+    // --k: diverse next variants for a batch, the tag's mode's kind of idea first; only of the
+    // categories the tag used (here one idea: hyperparams, tried once), unless asked for all.
+    const used = JSON.parse((await cli('suggest', '--tag', 'strategy', '--k', '3', '--json')).stdout);
+    expect(used.variants.map((v: { category: string }) => v.category)).toEqual(['hyperparams']);
+    const proposed = JSON.parse(
+      (await cli('suggest', '--tag', 'strategy', '--k', '3', '--all-categories', '--json')).stdout,
+    );
     expect(proposed.variants).toHaveLength(3);
     expect(new Set(proposed.variants.map((v: { category: string }) => v.category)).size).toBe(3);
     expect((await cli('suggest', '--tag', 'strategy', '--k', '0')).stderr).toContain('--k');

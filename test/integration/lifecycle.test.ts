@@ -9,7 +9,7 @@ import { experimentStateQuery, poolStateQuery, tagStateQuery } from '../../src/w
 import { tagWorkflowId } from '../../src/workflows/tag.js';
 import { waitFor } from '../helpers/wait.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
-import { startStack, type TestStack } from '../helpers/stack.js';
+import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
 
 let stack: TestStack;
 let source: { repo: string; commit: string };
@@ -97,10 +97,27 @@ describe('failures land in named states', () => {
     const { handle } = await submitExperiment(stack.client, request({ tag: 'fail', env: { MODE: 'fail' } }));
     const result = await handle.result();
     expect(result.status).toBe('command_failed');
-    expect(result.reason).toBe('training exited with exit code 1');
+    expect(result.reason).toBe('training exited with exit code 1; last error line: ValueError: boom');
     const state = await handle.query(experimentStateQuery);
     expect(state.training?.exitCode).toBe(1);
     expect(state.training?.logTail).toContain('ValueError: boom');
+  });
+
+  it("a crash's reason quotes the traceback's last line, scrubbed and safe on a terminal", async () => {
+    const password = 'hunter2-not-for-logs';
+    const failing = await makeRepo({}, path.join(FIXTURES, 'scripts', 'raise_train.py'));
+    const result = await run({
+      tag: 'fail',
+      repo: failing.repo,
+      commit: failing.commit,
+      env: { DATA_URL: `postgres://trainer:${password}@db.internal:5432/runs` },
+    });
+    expect(result.status).toBe('command_failed');
+    expect(result.reason).toMatch(
+      /^training exited with exit code 1; last error line: ConnectionError: cannot reach \S*\[redacted\]\S*$/,
+    );
+    expect(result.reason).not.toContain(password);
+    expect(result.reason).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/);
   });
 
   it('exit 0 without a metric block is command_failed', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifyTraining, looksLikeOom, oomEvidence } from '../../src/domain/classify.js';
+import { classifyTraining, lastErrorLine, looksLikeOom, oomEvidence, quotableLine } from '../../src/domain/classify.js';
 import { NO_TIMINGS, type TerminalStatus, type TrainingOutcome } from '../../src/domain/experiment.js';
 
 const BLOCK = { val_bpb: 0.9979, training_seconds: 300.1, total_seconds: 325.9, peak_vram_mb: 45060.2 };
@@ -53,7 +53,7 @@ const TABLE: [string, Partial<TrainingOutcome>, TerminalStatus, RegExp][] = [
     'setup failed',
     { exitCode: 1, metrics: null, phase: 'setup', logTail: 'error: No solution found when resolving dependencies' },
     'command_failed',
-    /environment setup failed with exit code 1; last line: error: No solution/,
+    /environment setup failed with exit code 1; last error line: error: No solution/,
   ],
   [
     'supervisor killed from inside the run',
@@ -113,7 +113,7 @@ const TABLE: [string, Partial<TrainingOutcome>, TerminalStatus, RegExp][] = [
     'exit 1 with a bare "out of memory" (not CUDA/torch/kernel)',
     { exitCode: 1, metrics: null, logTail: 'ValueError: dataloader ran out of memory budget' },
     'command_failed',
-    /^training exited with exit code 1$/,
+    /^training exited with exit code 1; last error line: ValueError: dataloader ran out of memory budget$/,
   ],
   ['exit 1 with a block (a crash after printing)', { exitCode: 1 }, 'command_failed', /exit code 1/],
   [
@@ -159,5 +159,65 @@ describe('OOM evidence', () => {
   });
   it('returns the line that proves it', () => {
     expect(oomEvidence(`step 1\n${CUDA_OOM}\nbye`)).toBe(CUDA_OOM.slice(0, 160));
+  });
+});
+
+describe('the log line a crash reason quotes', () => {
+  const TRACEBACK = [
+    'step 00012 (4.0%) | loss: 5.1\rstep 00013 (4.3%) | loss: 5.0',
+    'Traceback (most recent call last):',
+    '  File "/w/train.py", line 40, in <module>',
+    '    raise ValueError(f"bad lr {lr}")',
+    'ValueError: bad lr -0.1',
+    'wandb: Waiting for W&B process to finish... (failed 1).',
+  ].join('\n');
+
+  it.each([
+    ['the last exception line of a traceback, over later chatter', TRACEBACK, 'ValueError: bad lr -0.1', true],
+    [
+      'the last of chained exceptions, dotted names included',
+      'KeyError: 1\n\nDuring handling of the above exception, another exception occurred:\n\ntorch.cuda.DeferredCudaCallError: lazy init',
+      'torch.cuda.DeferredCudaCallError: lazy init',
+      true,
+    ],
+    ['a bare exception name', 'step 1\nKeyboardInterrupt\n', 'KeyboardInterrupt', true],
+    [
+      "another tool's error line",
+      'resolving\nerror: No solution found\nhint: pin numpy',
+      'error: No solution found',
+      true,
+    ],
+    ['else the last line', 'step 1\nstep 2 | loss 3.0\n', 'step 2 | loss 3.0', false],
+    ['the last segment of a \\r progress line', 'step 1\rstep 2\r', 'step 2', false],
+  ] as const)('%s', (_name, tail, line, error) => {
+    expect(lastErrorLine(tail)).toEqual({ line, error });
+  });
+
+  it('is null for an empty log', () => {
+    expect(lastErrorLine('')).toBeNull();
+    expect(lastErrorLine('\n \r\n')).toBeNull();
+  });
+
+  it('is scrubbed of credentials and safe on a terminal', () => {
+    const tail =
+      'ValueError: cannot reach postgres://trainer:hunter2hunter2@db:5432/runs \u001b[31mred\u001b[0m\u202edone\u0007';
+    const found = lastErrorLine(tail)!;
+    expect(found.line).toBe('ValueError: cannot reach postgres://trainer:[redacted]@db:5432/runs red\\u202edone\\x07');
+    expect(found.line).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e]/);
+    expect(quotableLine(`  ${'x'.repeat(500)}  `)).toHaveLength(200);
+    // As the worker's log follower stores it: each control character already U+FFFD.
+    expect(lastErrorLine('ValueError: \uFFFD[1;31mbad\uFFFD[0m \uFFFD]0;title\uFFFDrate')!.line).toBe(
+      'ValueError: bad rate',
+    );
+  });
+
+  it("is what a failed run's reason carries", () => {
+    const verdict = classifyTraining({ ...base, exitCode: 1, metrics: null, logTail: TRACEBACK }, 'val_bpb');
+    expect(verdict).toMatchObject({
+      status: 'command_failed',
+      reason: 'training exited with exit code 1; last error line: ValueError: bad lr -0.1',
+    });
+    const silent = classifyTraining({ ...base, exitCode: 2, metrics: null, logTail: '' }, 'val_bpb');
+    expect(silent.reason).toBe('training exited with exit code 2');
   });
 });

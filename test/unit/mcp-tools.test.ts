@@ -194,6 +194,12 @@ describe('the other MCP tools', () => {
       '--k=4',
       '--json',
     ]);
+    expect(tagArgs('suggest', SuggestInput.parse({ tag: 'speed', all_categories: true }), CWD).args).toEqual([
+      'suggest',
+      '--tag=speed',
+      '--all-categories',
+      '--json',
+    ]);
     expect(SuggestInput.safeParse({ tag: 'speed', k: 65 }).success).toBe(false);
     expect(TagInput.safeParse({}).success).toBe(false);
     expect(TagInput.safeParse({ tag: '-x' }).success).toBe(false);

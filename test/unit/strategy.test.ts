@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { redactEnv, scrubText, secretValues } from '../../src/domain/redact.js';
 import { CATEGORIES } from '../../src/domain/request.js';
-import { chooseMode, proposeVariants, suggest, type RunSummary } from '../../src/domain/strategy.js';
+import { bestTrend, chooseMode, proposeVariants, suggest, type RunSummary } from '../../src/domain/strategy.js';
 
 let n = 0;
 function runOf(kind: 'keep' | 'discard' | 'near' | 'crash', category = 'hyperparams', metric = 1): RunSummary {
@@ -45,10 +45,56 @@ describe('suggest', () => {
     const advice = suggest(runs, CATEGORIES, 'minimize');
     expect(advice.categories.find((c) => c.category === 'optimizer')).toMatchObject({ runs: 3, kept: 2 });
     expect(advice.highYield).toEqual(['optimizer', 'architecture']);
-    expect(advice.underExplored).toContain('attention');
+    // Only the categories the tag used: regularization was tried once.
+    expect(advice.categories.map((c) => c.category)).toEqual(['architecture', 'optimizer', 'regularization']);
+    expect(advice.underExplored).toEqual(['regularization']);
     expect(advice.combine).toHaveLength(1);
     expect(advice.combine[0]).toMatchObject({ a: runs[3]!.id, b: runs[4]!.id });
     expect(advice.trend.direction).toBe('improving');
+  });
+
+  it('lists the categories the tag never used only when asked', () => {
+    const runs = [runOf('keep', 'hyperparams', 2.0), runOf('discard', 'hyperparams', 2.1)];
+    expect(suggest(runs, CATEGORIES, 'minimize').underExplored).toEqual([]);
+    expect(suggest(runs, CATEGORIES, 'minimize').categories.map((c) => c.category)).toEqual(['hyperparams']);
+    const all = suggest(runs, CATEGORIES, 'minimize', undefined, { allCategories: true });
+    expect(all.categories).toHaveLength(CATEGORIES.length);
+    expect(all.underExplored).toEqual(CATEGORIES.filter((c) => c !== 'hyperparams'));
+  });
+});
+
+describe('the trend is judged on the best', () => {
+  it('a discard that scored worse is not a worsening: the best never moved', () => {
+    const runs = [
+      runOf('keep', 'hyperparams', 2.0),
+      runOf('keep', 'hyperparams', 1.9),
+      runOf('discard', 'hyperparams', 1.9),
+      runOf('discard', 'hyperparams', 3.5),
+    ];
+    expect(bestTrend(runs, 'minimize')).toEqual({
+      recentMetrics: [2.0, 1.9, 1.9, 3.5],
+      best_metrics: [2.0, 1.9, 1.9, 1.9],
+      slopePerRun: expect.any(Number),
+      direction: 'improving',
+    });
+    const stuck = [runOf('keep', 'hyperparams', 1.0), ...[1.2, 1.5, 3.0, 1.1].map((m) => runOf('discard', 'x', m))];
+    expect(bestTrend(stuck, 'minimize')).toMatchObject({
+      best_metrics: [1, 1, 1, 1, 1],
+      slopePerRun: 0,
+      direction: 'flat',
+    });
+  });
+
+  it('follows the direction, ignores runs before the first keep, and needs three points', () => {
+    const up = [runOf('discard', 'x', 0.1), ...[0.5, 0.6, 0.7].map((m) => runOf('keep', 'x', m))];
+    expect(bestTrend(up, 'maximize')).toMatchObject({ best_metrics: [0.5, 0.6, 0.7], direction: 'improving' });
+    expect(bestTrend(up.slice(0, 3), 'maximize')).toMatchObject({ slopePerRun: null, direction: 'unknown' });
+    expect(bestTrend([runOf('crash'), runOf('crash')], 'minimize')).toEqual({
+      recentMetrics: [],
+      best_metrics: [],
+      slopePerRun: null,
+      direction: 'unknown',
+    });
   });
 });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { applyOutcome, newTagState, type RunOutcome, type TagState } from '../../src/domain/decision.js';
-import { applyTournament, batchExitCode, batchGitAction } from '../../src/domain/tournament.js';
+import { applyTournament, batchExitCode, batchGitAction, bestAfterBatch } from '../../src/domain/tournament.js';
 
 const outcome = (
   experimentId: string,
@@ -43,7 +43,12 @@ describe('applyTournament', () => {
     ]);
     // a worked (a near miss worth combining); d is within 0.01 of the best it was compared with.
     expect(verdict.decisions.map((d) => d.nearMiss)).toEqual([true, false, false, true]);
-    expect(verdict.decisions.map((d) => d.best)).toEqual([0.95, 0.95, 0.95, 0.95]);
+    // Each child's best is the best it was judged against (its own metric when kept), as `run` prints.
+    expect(verdict.decisions.map((d) => d.best)).toEqual([1.0, 0.95, 1.0, 1.0]);
+    expect(verdict.decisions.map((d) => d.delta)).toEqual([0.99 - 1.0, 0.95 - 1.0, null, 1.005 - 1.0]);
+    for (const d of verdict.decisions.filter((d) => d.decision === 'discard'))
+      expect(d.metric! - d.delta!).toBeCloseTo(d.best!, 12);
+    expect(bestAfterBatch(verdict.winner, verdict.decisions)).toBe(0.95);
     expect(verdict.state.best.h100).toMatchObject({ experimentId: 'b', metric: 0.95 });
     // One crash counted once, then reset by the completed children.
     expect(verdict.decisions[2]!.consecutiveCrashes).toBe(3);
@@ -58,7 +63,7 @@ describe('applyTournament', () => {
       decision: 'discard',
       rule: 'outranked',
       nearMiss: true,
-      best: 0.95,
+      best: 1,
       comparedWith: { experimentId: 'base', metric: 1 },
     });
     expect(verdict.decisions[1]).toMatchObject({ decision: 'keep', comparedWith: { experimentId: 'base', metric: 1 } });
@@ -69,6 +74,8 @@ describe('applyTournament', () => {
     expect(verdict.winner).toBeNull();
     expect(verdict.decisions.map((d) => d.rule)).toEqual(['tie', 'not_improved']);
     expect(verdict.state.best.h100?.experimentId).toBe('base');
+    expect(verdict.decisions.map((d) => d.best)).toEqual([1.0, 1.0]);
+    expect(bestAfterBatch(verdict.winner, verdict.decisions)).toBe(1.0);
     expect(batchGitAction(verdict.winner, 'base')).toEqual({ action: 'reset', commit: 'base' });
   });
 

@@ -1,11 +1,18 @@
-import { WorkflowNotFoundError } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { activeExperimentIds, cancelExperiment, experimentState, submitExperiment } from '../../client/experiments.js';
 import { pinRefs, type PinnedDataset } from '../../domain/dataset-refs.js';
 import { exitCodeFor } from '../../domain/experiment.js';
 import { REDACTED } from '../../domain/redact.js';
+import {
+  compareEnvironments,
+  comparisonText,
+  type EnvironmentComparison,
+  type RunEnvironmentFacts,
+} from '../../domain/reproduction.js';
 import { TAG_PATTERN, TAG_PATTERN_TEXT, type ExperimentRequest } from '../../domain/request.js';
 import { connectClient } from '../../temporal/connection.js';
 import { asRefusal } from '../refusal.js';
+import type { CatalogView } from '../../client/catalog.js';
 import { openCatalog } from '../catalog-view.js';
 import { CliError, printJson, safeText, wantsJson } from '../output.js';
 import { FlagError, parseSecretFlag, parseSecretFlags, PROCESS_SECRET_SOURCES, type SecretSources } from '../parse.js';
@@ -23,6 +30,37 @@ async function originalRequest(id: string): Promise<{ request: ExperimentRequest
   if (!record) throw new CliError(`no experiment ${id} in Temporal or in the catalog`);
   return { request: record.request, pinned: record.datasetVersions ?? [] };
 }
+
+/** What a run's record says it ran with (null: the catalog has no record of it). */
+async function environmentFacts(catalog: CatalogView, id: string): Promise<RunEnvironmentFacts | null> {
+  const record = await catalog.experiment(id);
+  if (!record) return null;
+  return {
+    environment: record.environment,
+    datasetVersions: record.datasetVersions ?? [],
+    acceleratorClass: record.acceleratorClass,
+  };
+}
+
+/** The rerun's environment against the original's, from their records (the rerun has trained by now). */
+async function compareWithOriginal(
+  client: Client,
+  originalId: string,
+  rerunId: string,
+): Promise<EnvironmentComparison> {
+  const catalog = await openCatalog(client);
+  const [original, rerun] = [await environmentFacts(catalog, originalId), await environmentFacts(catalog, rerunId)];
+  if (!original) return { checked: false, reason: `the catalog has no record of ${originalId}`, differences: [] };
+  if (!rerun) return { checked: false, reason: `the catalog has no record of ${rerunId}`, differences: [] };
+  return compareEnvironments(original, rerun);
+}
+
+/** A detached rerun ends after this command: its environment is never compared here. */
+const DETACHED_COMPARISON: EnvironmentComparison = {
+  checked: false,
+  reason: '--detach: the rerun had not trained when this command ended',
+  differences: [],
+};
 
 export interface RepeatOptions {
   json?: boolean;
@@ -101,8 +139,13 @@ export async function repeatCommand(kind: 'retry' | 'rerun', id: string, options
     datasets: request.datasets,
     changed:
       kind === 'rerun'
-        ? 'nothing but the experiment ID: same commit (and so the same patch and config), dataset versions, command and environment'
+        ? `a new experiment ID; the same commit (and so the same patch and config), dataset versions and command; ${
+            options.detach
+              ? 'the environment is not compared (--detach): compare the two records with expctl show'
+              : 'the environment is compared with the original once the rerun has trained'
+          }`
         : 'a new experiment ID; the request is the same',
+    ...(kind === 'rerun' && options.detach ? { environment: DETACHED_COMPARISON } : {}),
   };
   if (wantsJson(options)) printJson(change);
   else
@@ -113,13 +156,16 @@ export async function repeatCommand(kind: 'retry' | 'rerun', id: string, options
     const result = await handle.result();
     // The same exit codes as `run` and `wait` (BRIEF §4).
     process.exitCode = exitCodeFor(result.status);
-    if (wantsJson(options)) printJson(result);
-    else
+    const environment = kind === 'rerun' ? await compareWithOriginal(client, id, experimentId) : undefined;
+    if (wantsJson(options)) printJson(environment ? { ...result, environment } : result);
+    else {
       console.log(
         safeText(
           `${experimentId}: ${result.status}${result.decision ? ` → ${result.decision}` : ''}, ${result.metric_name} ${result.metric ?? '-'}: ${result.reason}`,
         ),
       );
+      if (environment) console.log(safeText(`${comparisonText(environment)} (against ${id})`));
+    }
   }
 }
 

@@ -212,10 +212,10 @@ function formatTimings(t: RunTimings): string {
     [
       part('setup', t.setupSeconds, t.setupCached ? ' (cached)' : ''),
       part('startup', t.startupSeconds),
-      part('training', t.trainingSeconds),
+      part("training (the script's training_seconds)", t.trainingSeconds),
       part('evaluation', t.evaluationSeconds),
-      part('script total', t.totalSeconds),
-      part('process', t.processSeconds),
+      part('script total (its total_seconds)', t.totalSeconds),
+      part('process wall time', t.processSeconds),
     ]
       .filter((p) => p !== null)
       .join(', ') || '-'

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import { execa } from 'execa';
-import { tagReportHtml } from '../../catalog/html.js';
-import { bestKept, diffRecords, resultRuns, summarize, toRunSummary } from '../../catalog/reports.js';
+import { tagReportHtml, usedByRuns } from '../../catalog/html.js';
+import { bestKept, diffRecords, resultRuns, slotHoursText, summarize, toRunSummary } from '../../catalog/reports.js';
 import { parseColumns, resultsTsv } from '../../catalog/tsv.js';
 import { CATEGORIES } from '../../domain/request.js';
 import { setTagStrategy } from '../../client/catalog.js';
@@ -109,7 +109,7 @@ export async function reportCommand(
           `not counted: ${summary.refused} refused, ${summary.infrastructure} infrastructure failures, ${summary.canceled} canceled`,
       );
       console.log(
-        `best: ${summary.best ? `${fmt(summary.best.metric)} (${summary.best.id})` : '-'}; GPU-hours ${summary.gpuHours.toFixed(3)}; queue wait median ${summary.queueWaitSeconds.median?.toFixed(1) ?? '-'} s, max ${summary.queueWaitSeconds.max?.toFixed(1) ?? '-'} s`,
+        `best: ${summary.best ? `${fmt(summary.best.metric)} (${summary.best.id})` : '-'}; ${slotHoursText(summary)}; queue wait median ${summary.queueWaitSeconds.median?.toFixed(1) ?? '-'} s, max ${summary.queueWaitSeconds.max?.toFixed(1) ?? '-'} s`,
       );
       for (const [group, b] of Object.entries(summary.bestByClass))
         console.log(`best on ${group}: ${fmt(b.metric)} (${b.id})`);
@@ -199,9 +199,14 @@ export async function reportCommand(
       return;
     }
     case 'html': {
-      const html = tagReportHtml(tag(), await catalog.experiments({ tag: tag() }), {
+      const records = await catalog.experiments({ tag: tag() });
+      const gates = [];
+      for (const dataset of usedByRuns(records).datasets)
+        gates.push(...(await catalog.gateStats({ dataset })).map((row) => ({ ...row, dataset })));
+      // The page keeps only what this tag's runs used (extrasOfTag).
+      const html = tagReportHtml(tag(), records, {
         versions: await catalog.datasetVersions(),
-        gates: await catalog.gateStats({}),
+        gates,
         models: await catalog.models(),
       });
       const out = options.out ?? `expctl-${tag()}.html`;
@@ -238,7 +243,12 @@ export async function strategyCommand(options: {
   console.log(`tag ${options.tag}: ${current.mode}${current.manual ? ' (set by an operator)' : ''}: ${current.reason}`);
 }
 
-export async function suggestCommand(options: { tag: string; k?: number; json?: boolean }): Promise<void> {
+export async function suggestCommand(options: {
+  tag: string;
+  k?: number;
+  allCategories?: boolean;
+  json?: boolean;
+}): Promise<void> {
   const catalog = await openCatalog();
   const records = await catalog.experiments({ tag: options.tag, order: 'oldest' });
   const stored = await catalog.strategy(options.tag);
@@ -248,12 +258,13 @@ export async function suggestCommand(options: { tag: string; k?: number; json?: 
     CATEGORIES,
     records[0]?.metricDirection ?? 'minimize',
     override,
+    { allCategories: options.allCategories === true },
   );
   const variants = options.k === undefined ? undefined : proposeVariants(advice, options.k);
   if (wantsJson(options)) return printJson({ tag: options.tag, ...advice, ...(variants ? { variants } : {}) });
   console.log(`mode: ${advice.mode} (${advice.reason})`);
   console.log(
-    `trend: ${advice.trend.direction}${advice.trend.slopePerRun !== null ? ` (${advice.trend.slopePerRun.toExponential(2)} per run)` : ''}`,
+    `trend of the best: ${advice.trend.direction}${advice.trend.slopePerRun !== null ? ` (${advice.trend.slopePerRun.toExponential(2)} per run)` : ''}`,
   );
   console.log(`under-explored: ${advice.underExplored.join(', ') || '-'}`);
   console.log(`high-yield: ${advice.highYield.join(', ') || '-'}`);
