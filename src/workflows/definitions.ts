@@ -125,6 +125,8 @@ export interface PlacementView {
   slots: Slot[];
   hosts: Record<string, { online: boolean; hostQueue: string }>;
   policy: PlacementPolicy;
+  /** How long the pool waits for a silent host (a re-placed run waits as long for a live one). */
+  heartbeatLimitMs?: number;
 }
 /**
  * The same view for many questions: the control worker keeps it a moment and answers validations

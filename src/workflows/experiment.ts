@@ -52,6 +52,7 @@ import {
   type Lease,
 } from './definitions.js';
 import type { ExperimentInput, ExperimentSnapshot } from './experiment-state.js';
+import type { ExperimentRequest } from '../domain/request.js';
 import { localAuthorizer, requirePermission } from './authorize.js';
 import { PERMISSION_DENIED } from '../domain/authorization.js';
 import { evaluationDecision, isPromotionId } from '../domain/promotion.js';
@@ -302,8 +303,28 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     }
   };
 
+  /**
+   * A re-placed run waits only while a live host could take it: its only capable host may be the
+   * one that died. No registered slot can ever take it: it ends at once; none online: it waits the
+   * pool's heartbeat limit for one to register (a restarting worker does), then ends worker_lost.
+   */
+  const awaitLiveHost = async (lost: string, requirements: ExperimentRequest['requirements']) => {
+    for (let noneLive = false; ; ) {
+      const check = await control.checkReplacement(requirements);
+      if (check.refusal !== null)
+        throw new RunEnded('worker_lost', `${lost}; no host in the fleet can take it again: ${check.refusal}`);
+      if (check.liveCapable === 0 && noneLive)
+        throw new RunEnded(
+          'worker_lost',
+          `${lost}; re-placed, but no live host could take it within ${Math.round(check.waitMs / 1000)} s (the pool's heartbeat limit)`,
+        );
+      noneLive = check.liveCapable === 0;
+      if (await condition(() => lease !== undefined, check.waitMs)) return;
+    }
+  };
+
   /** Waits in the pool's queue for a lease (the state is `queued`, also when a run is re-placed). */
-  const acquire = async (note?: string, requirements = request.requirements): Promise<Lease> => {
+  const acquire = async (note?: string, requirements = request.requirements, lost?: string): Promise<Lease> => {
     await advance('queued', note);
     await pool.signal(requestLeaseSignal, {
       experimentId,
@@ -316,6 +337,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
         return pinned ? pinnedRef(pinned) : ref;
       }),
     });
+    if (lost !== undefined) await awaitLiveHost(lost, requirements);
     await condition(() => lease !== undefined);
     const granted = lease!;
     snapshot.placement = granted.placement;
@@ -442,8 +464,10 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     let infraFailures = 0;
     let note: string | undefined;
     let requirements = request.requirements;
+    let lost: string | undefined;
     for (;;) {
-      const granted = await acquire(note, requirements);
+      const granted = await acquire(note, requirements, lost);
+      lost = undefined;
       snapshot.attempts++;
       const attempt = await attemptOn(granted);
       if (attempt.outcome) return { outcome: attempt.outcome, lease: granted };
@@ -454,6 +478,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
         // Placed again on the same accelerator class, so its metric stays comparable with the first attempt's.
         requirements = { ...request.requirements, acceleratorClass: granted.slot.acceleratorClass };
         note = `re-placed (attempt ${snapshot.attempts + 1}) on a healthy ${granted.slot.acceleratorClass} slot after: ${attempt.lost}`;
+        lost = attempt.lost;
         continue;
       }
       infraFailures++;

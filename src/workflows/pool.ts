@@ -42,6 +42,7 @@ import {
 } from './definitions.js';
 import { PERMISSION_DENIED } from '../domain/authorization.js';
 import { silenceLimitMs, type HostRegistration } from '../domain/fleet.js';
+import { DEFAULT_HEARTBEAT_LIMIT_MS } from '../domain/limits.js';
 import { authorizer, requirePermission } from './authorize.js';
 import { POOL_TASK_QUEUE } from '../shared/constants.js';
 
@@ -56,7 +57,7 @@ export function emptyPool(): PoolSnapshot {
     slots: [],
     queue: [],
     policy: DEFAULT_PLACEMENT_POLICY,
-    heartbeatLimitMs: 60_000,
+    heartbeatLimitMs: DEFAULT_HEARTBEAT_LIMIT_MS,
     leasesGranted: 0,
     health: {},
     refusals: {},
@@ -119,6 +120,7 @@ export async function poolWorkflow(carried?: Partial<PoolSnapshot>): Promise<voi
       Object.values(pool.hosts).map((host) => [host.host, { online: host.online, hostQueue: host.hostQueue }]),
     ),
     policy: pool.policy,
+    heartbeatLimitMs: pool.heartbeatLimitMs,
   }));
   setHandler(hostRegistrationQuery, (host) => ({
     online: pool.hosts[host]?.online ?? false,

@@ -159,4 +159,45 @@ describe('a worker process killed during training', () => {
       ),
     ).toBeDefined();
   });
+
+  it('ends a re-placed run worker_lost, with the reason, when no live host can take it within the heartbeat limit', async () => {
+    // The only host with this runtime tag: once it dies, nothing live can take the run again.
+    const only = (await startWorkerProcess('lonely', ['--runtime-tag', 'only-lonely', '--orphan-grace', '4'])).child;
+    const { handle } = await submitExperiment(stack.client, {
+      tag: 'unplaceable',
+      hypothesis: 'its only capable host dies',
+      category: 'other',
+      command: ['python3', 'train.py'],
+      repo: source.repo,
+      commit: source.commit,
+      requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: ['only-lonely'] },
+      maxReplacements: 1,
+      env: { MODE: 'slow' },
+    });
+    await waitFor(async () => (await handle.query(experimentStateQuery)).status === 'running', 60_000);
+    const killedAt = Date.now();
+    only.kill('SIGKILL');
+    await only;
+    const result = await resultWithin(handle, 120_000);
+    const elapsed = (Date.now() - killedAt) / 1000;
+    expect(result.status).toBe('worker_lost');
+    expect(result.reason).toMatch(
+      /; re-placed, but no live host could take it within 8 s \(the pool's heartbeat limit\)$/,
+    );
+    // Lost (the pool's limit, or the train activity's heartbeat timeout and the host's silence), then the wait.
+    expect(elapsed).toBeLessThan(8 + 1 + 10 + 8 + 10);
+    const state = await handle.query(experimentStateQuery);
+    expect(state.timeline.map((t) => t.status)).toEqual([
+      'submitted',
+      'validating',
+      'queued',
+      'running',
+      'queued',
+      'worker_lost',
+    ]);
+    // Nothing of it is left in the pool's queue.
+    const pool = await stack.client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
+    expect(pool.queue.map((request) => request.experimentId)).not.toContain(handle.workflowId);
+    console.log(`re-placed run with no live host: ${result.status} after ${elapsed.toFixed(1)} s (${result.reason})`);
+  });
 });
