@@ -22,6 +22,7 @@ import {
 import { poolWorkflow } from '../workflows/pool.js';
 import { discoverSlots, type DiscoveryOptions } from './discover.js';
 import { reconcileRuns, touchAttached } from './reconcile.js';
+import { claimWorkDir, WorkDirHeldError } from './work-dir-claim.js';
 import { runFiles } from './run-files.js';
 import { DeferredCleanup } from './deferred-cleanup.js';
 import { processAlive } from '../shared/processes.js';
@@ -77,6 +78,24 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
   const log = options.log ?? ((line: string) => console.error(line));
   const workDir = path.resolve(options.workDir);
   await ensurePrivateDir(workDir);
+  // Before anything is reconciled, registered or killed: a second worker on this directory stops here.
+  const releaseClaim = await claimWorkDir(workDir, options.host).catch((error: Error) => {
+    throw error instanceof WorkDirHeldError ? new RegistrationRefusedError(error.message) : error;
+  });
+  try {
+    return await startGpuWorker(options, workDir, log, releaseClaim);
+  } catch (error) {
+    await releaseClaim();
+    throw error;
+  }
+}
+
+async function startGpuWorker(
+  options: GpuWorkerOptions,
+  workDir: string,
+  log: (line: string) => void,
+  releaseClaim: () => Promise<void>,
+): Promise<GpuWorkerHandle> {
   const reconciled = await reconcileRuns(workDir);
   for (const orphan of reconciled.stopped)
     log(`expctl worker: stopped what was left of ${orphan.experimentId} (supervisor ${orphan.pid})`);
@@ -237,6 +256,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
       await running;
       // Worktrees of finished runs still being removed: a stopped worker leaves none half-deleted.
       await cleanup.drain();
+      await releaseClaim();
       if (refusal) throw refusal;
     },
     async shutdown() {
@@ -252,6 +272,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
       });
       await pool.signal(deregisterHostSignal, { ...farewell, authorization }).catch(() => undefined);
       for (const worker of workers) if (worker.getState() === 'RUNNING') worker.shutdown();
+      await releaseClaim();
     },
   };
 }
