@@ -13,6 +13,7 @@ import {
 } from '@temporalio/worker';
 import { createAuthorizationActivities } from '../activities/authorization.js';
 import { createRefusedMessageActivities } from '../activities/refused-messages.js';
+import { createLeaseHolderActivities } from '../activities/lease-holders.js';
 import { workflowWorkerDataConverter } from '../security/codec.js';
 import { createControlActivities } from '../activities/control.js';
 import { createPromotionActivities } from '../activities/promotion.js';
@@ -95,6 +96,7 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
       }),
       ...createCatalogActivities({ catalog }),
       ...createAuthorizationActivities({ issuer: options.issuer, catalog }),
+      ...createLeaseHolderActivities({ client: options.client, catalog }),
       ...createRefusedMessageActivities({
         client: options.client,
         catalog,
