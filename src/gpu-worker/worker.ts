@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Client } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createHostActivities } from '../activities/host.js';
@@ -159,7 +159,7 @@ async function startGpuWorker(
     );
   }
 
-  const content: HostRegistration = {
+  let content: HostRegistration = {
     host,
     hostQueue,
     slots: discovery.slots,
@@ -173,7 +173,7 @@ async function startGpuWorker(
     // The pool never declares this host lost before it has missed two of these.
     heartbeatMs: options.poolHeartbeatMs ?? DEFAULT_POOL_HEARTBEAT_MS,
   };
-  const digest = contentDigest(content);
+  let digest = contentDigest(content);
   // Signed afresh for every heartbeat: a pool that lost its state can verify it again at any time.
   const registration = (): HostRegistration => ({
     ...content,
@@ -206,6 +206,33 @@ async function startGpuWorker(
     }
   };
 
+  /**
+   * The pool is gone (terminated by hand): started again with this host's registration, which
+   * now names the leases of the runs it trains, so the new pool holds them again. Every worker
+   * does this at its next heartbeat; the first one's start creates it, the others only register.
+   */
+  const recreatePool = async () => {
+    const liveLeases = [...hostRuns].flatMap(([experimentId, watch]) =>
+      watch.leaseId && watch.slotId ? [{ experimentId, leaseId: watch.leaseId, slotId: watch.slotId }] : [],
+    );
+    content = {
+      ...content,
+      liveRuns: [...new Set([...(content.liveRuns ?? []), ...liveLeases.map((l) => l.experimentId)])],
+      liveLeases,
+    };
+    digest = contentDigest(content);
+    log(
+      `expctl worker: the pool was gone; started it again with ${host}'s registration and ${liveLeases.length} live lease(s)`,
+    );
+    await options.client.workflow.signalWithStart(poolWorkflow, {
+      workflowId: POOL_WORKFLOW_ID,
+      taskQueue: POOL_TASK_QUEUE,
+      args: [{ ownQueue: true }],
+      signal: registerHostSignal,
+      signalArgs: [registration()],
+    });
+  };
+
   let registration$: Promise<void> | undefined;
   let markRegistered = () => {};
   const started = new Promise<void>((resolve) => (markRegistered = resolve));
@@ -235,6 +262,10 @@ async function startGpuWorker(
         // A deadline: across a cut link a call would otherwise hang, and the operator never hear of it.
         heartbeatInFlight = options.client
           .withDeadline(Date.now() + HEARTBEAT_DEADLINE_MS, () => pool.signal(registerHostSignal, registration()))
+          .catch((error: Error) => {
+            if (!(error instanceof WorkflowNotFoundError)) throw error;
+            return recreatePool();
+          })
           .then(
             () => serverLink.reached(),
             (error: Error) => {

@@ -73,6 +73,8 @@ const TRAIN_HEARTBEAT_TIMEOUT = `${TRAIN_HEARTBEAT_TIMEOUT_SECONDS}s`;
 const TRAIN_SCHEDULE_TO_START = '60s';
 /** How long a host gets to answer for a slot it was just granted before it is called lost. */
 const RECONCILE_WAIT = '15s';
+/** How often a queued run asks the pool again for its lease (a re-created pool lost its queue). */
+const LEASE_REQUEST_RENEWAL = '30s';
 /** How long a batch child waits for its batch's decision before it is decided alone. */
 const BATCH_DECISION_WAIT = '7 days';
 /** How often one attempt re-attaches to a run its host still holds (each after a silence). */
@@ -326,19 +328,24 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   /** Waits in the pool's queue for a lease (the state is `queued`, also when a run is re-placed). */
   const acquire = async (note?: string, requirements = request.requirements, lost?: string): Promise<Lease> => {
     await advance('queued', note);
-    await pool.signal(requestLeaseSignal, {
-      experimentId,
-      requirements,
-      priority: input.priority,
-      tag: request.tag,
-      // Locality: a pinned version is laid out on a host as NAME@V, the name its registration lists.
-      datasets: request.datasets.map((ref) => {
-        const pinned = snapshot.datasetVersions?.find((p) => p.ref === ref);
-        return pinned ? pinnedRef(pinned) : ref;
-      }),
-    });
+    const requestLease = () =>
+      pool.signal(requestLeaseSignal, {
+        experimentId,
+        requirements,
+        priority: input.priority,
+        tag: request.tag,
+        // Locality: a pinned version is laid out on a host as NAME@V, the name its registration lists.
+        datasets: request.datasets.map((ref) => {
+          const pinned = snapshot.datasetVersions?.find((p) => p.ref === ref);
+          return pinned ? pinnedRef(pinned) : ref;
+        }),
+      });
+    await requestLease();
     if (lost !== undefined) await awaitLiveHost(lost, requirements);
-    await condition(() => lease !== undefined);
+    // Asked again now and then (the pool ignores a request it holds): a pool started again after it
+    // was gone (terminated by hand) knows nothing of the runs that were waiting in its queue.
+    while (!(await condition(() => lease !== undefined, LEASE_REQUEST_RENEWAL)))
+      await requestLease().catch(() => undefined);
     const granted = lease!;
     snapshot.placement = granted.placement;
     snapshot.gpu = granted.slot.slotId;

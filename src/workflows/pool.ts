@@ -165,10 +165,27 @@ export async function poolWorkflow(carried?: Partial<PoolSnapshot>): Promise<voi
       );
     const previousSlots = new Map(slotsOf(registration.host).map((e) => [e.slot.slotId, e]));
     pool.slots = pool.slots.filter((entry) => entry.slot.host !== registration.host);
+    // A pool started again after it was gone holds the leases its hosts' live runs were trained on.
+    const liveLeases = new Map((registration.liveLeases ?? []).map((live) => [live.slotId, live]));
+    const rebuilt = (slotId: string) => {
+      const live = liveLeases.get(slotId);
+      if (!live || pool.slots.some((entry) => entry.lease?.experimentId === live.experimentId)) return null;
+      pool.queue = pool.queue.filter((request) => request.experimentId !== live.experimentId);
+      return {
+        leaseId: live.leaseId,
+        experimentId: live.experimentId,
+        hostQueue: registration.hostQueue,
+        grantedAt: Date.now(),
+      };
+    };
     for (const slot of registration.slots) {
       const previous = previousSlots.get(slot.slotId);
       const lease =
-        previous?.lease && registration.liveRuns?.includes(previous.lease.experimentId) ? previous.lease : null;
+        previous?.lease && registration.liveRuns?.includes(previous.lease.experimentId)
+          ? previous.lease
+          : previous?.lease
+            ? null
+            : rebuilt(slot.slotId);
       pool.slots.push({
         slot,
         lease,

@@ -98,4 +98,58 @@ describe('an experiment terminated from outside expctl', () => {
     ]);
     console.log(`terminated holder's slot served the next run after ${(freedAfter / 1000).toFixed(1)} s`);
   });
+
+  it('re-creates a terminated pool from its workers: the training run and the queued one both complete', async () => {
+    const training = await submit('trains while the pool is terminated', {
+      VAL_BPB: '1.5',
+      STEPS: '60',
+      STEP_SECONDS: '0.2',
+    });
+    await waitFor(async () => (await training.handle.query(experimentStateQuery)).status === 'running', 60_000);
+    // The only slot is taken: this one waits in the pool's queue.
+    const queued = await submit('waits in the queue of the terminated pool', { VAL_BPB: '1.25' });
+    const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+    await waitFor(
+      async () => (await pool.query(poolStateQuery)).queue.some((r) => r.experimentId === queued.experimentId),
+      60_000,
+    );
+
+    const terminated = await execa(
+      inject('temporalCli'),
+      [
+        'workflow',
+        'terminate',
+        '--workflow-id',
+        POOL_WORKFLOW_ID,
+        '--reason',
+        'operator mistake',
+        '--address',
+        stack.address,
+        '--namespace',
+        stack.namespace,
+      ],
+      { reject: false, all: true },
+    );
+    expect(terminated.exitCode, terminated.all).toBe(0);
+
+    // The worker starts it again at its next heartbeat, with the lease of the run it trains.
+    const gone = (await pool.describe()).runId;
+    await waitFor(async () => {
+      const running = await pool.describe();
+      if (running.runId === gone || running.status.name !== 'RUNNING') return false;
+      const state = await pool.query(poolStateQuery);
+      return (
+        state.hosts.termhost?.online === true &&
+        state.slots.some((entry) => entry.lease?.experimentId === training.experimentId)
+      );
+    }, 30_000);
+    expect(stack.workerLog.join('\n')).toMatch(
+      /the pool was gone; started it again with termhost's registration and 1 live lease\(s\)/,
+    );
+    const trained = await resultWithin(training.handle, 120_000);
+    expect(trained).toMatchObject({ status: 'completed', metric: 1.5 });
+    expect((await training.handle.query(experimentStateQuery)).attempts).toBe(1);
+    // The queued run asked the new pool again (every 30 s) and was placed.
+    expect(await resultWithin(queued.handle, 120_000)).toMatchObject({ status: 'completed', metric: 1.25 });
+  });
 });
