@@ -9,7 +9,7 @@ import { createKeyring } from '../src/security/keyring.js';
 import { startDevServer, type DevServer } from '../src/temporal/dev-server.js';
 import { freePort } from '../src/shared/ports.js';
 import { ensureTemporalCli } from '../src/temporal/temporal-cli.js';
-import { WORKFLOWS_PATH } from '../src/orchestrator/worker.js';
+import { WORKFLOW_INTERCEPTOR_MODULES, WORKFLOWS_PATH } from '../src/orchestrator/worker.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -63,6 +63,7 @@ export async function setup(project: TestProject): Promise<void> {
   // Bundled once here rather than once per test file (seconds of CPU each on a 2-core machine).
   const bundle = await bundleWorkflowCode({
     workflowsPath: WORKFLOWS_PATH,
+    workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES,
     logger: { trace() {}, debug() {}, info() {}, warn() {}, error: console.error } as never,
   });
   const bundleFile = path.join(dir, 'workflow-bundle.js');

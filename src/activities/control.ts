@@ -15,7 +15,8 @@ import {
 } from '../domain/dataset-refs.js';
 import { DEFAULT_METRIC, newTagState, type RunOutcome, type TagDecision } from '../domain/decision.js';
 import { hijackRefusal } from '../domain/environment.js';
-import { placementCheck, type PlacementCheck } from '../domain/placement.js';
+import { placementCheck, replacementCheck, type PlacementCheck, type ReplacementCheck } from '../domain/placement.js';
+import { DEFAULT_HEARTBEAT_LIMIT_MS } from '../domain/limits.js';
 import { publicRequest } from '../domain/redact.js';
 import type { Requirements } from '../domain/request.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
@@ -119,6 +120,19 @@ export function createControlActivities({ client, catalog, secretHashKey }: Cont
           return { refusal: 'no worker has joined the fleet yet (start one with `expctl worker`)', hostQueue: null };
         throw error;
       }
+    },
+
+    /**
+     * A run whose worker was lost, before it queues again: whether any registered slot could take
+     * it, how many live ones could now, and how long it may wait for one (the pool's heartbeat
+     * limit: a worker that restarts registers again within it). Asked of a fresh view.
+     */
+    async checkReplacement(requirements: Requirements): Promise<ReplacementCheck & { waitMs: number }> {
+      const { slots, hosts, policy, heartbeatLimitMs } = await placementView(true);
+      return {
+        ...replacementCheck(slots, hosts, requirements, policy),
+        waitMs: heartbeatLimitMs ?? DEFAULT_HEARTBEAT_LIMIT_MS,
+      };
     },
 
     /**

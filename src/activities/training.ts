@@ -375,6 +375,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
       return follow(
         register(experimentId, {
           leaseId: input.leaseId,
+          slotId: input.slot.slotId,
           outcome: prepared,
           latest: () => watch?.latest() ?? preparationHeartbeat(request),
           cancel: () => {
@@ -446,6 +447,8 @@ interface RunRecord {
 export interface RunWatch {
   /** The lease of the attempt being watched (undefined when its record predates leases). */
   leaseId: string | undefined;
+  /** The slot of that lease (undefined when its record predates leases). */
+  slotId?: string | undefined;
   outcome: Promise<TrainingOutcome>;
   latest(): TrainingHeartbeat;
   /** An operator's cancel or a revoked lease: every process of the run is killed. */
@@ -635,7 +638,13 @@ function watchRun(
     await writeOutcomeFile(deps.workDir, experimentId, result);
     return result;
   })();
-  return { leaseId: record.leaseId, outcome, latest: () => latest, cancel: () => stop('cancel') };
+  return {
+    leaseId: record.leaseId,
+    slotId: record.slotId,
+    outcome,
+    latest: () => latest,
+    cancel: () => stop('cancel'),
+  };
 }
 
 /** The record of a run whose environment setup failed or ran out of time: the training command never ran. */

@@ -30,6 +30,11 @@ export interface HostRegistration {
   incarnation?: string;
   /** Experiments whose training this worker still holds (re-attached after a restart): their leases stay. */
   liveRuns?: string[];
+  /**
+   * The leases of the runs it trains now, sent when it re-creates a pool that was gone (terminated):
+   * the new pool holds them again, so neither their runs are stopped nor their slots given away.
+   */
+  liveLeases?: { experimentId: string; leaseId: string; slotId: string }[];
   /** How often this worker heartbeats (absent in registrations of older workers). */
   heartbeatMs?: number;
   /** The worker's signed request to register this host (action register_host, over the rest of this object). */

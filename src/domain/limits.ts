@@ -16,6 +16,13 @@ export const DEFAULT_SETUP_TIMEOUT_SECONDS = 900;
 export const DEFAULT_MAX_REPLACEMENTS = 1;
 
 /**
+ * The pool's default heartbeat limit: a host silent this long is lost. A re-placed run that no
+ * live host can take waits as long (the pool's configured limit) for one to register, then ends
+ * worker_lost.
+ */
+export const DEFAULT_HEARTBEAT_LIMIT_MS = 60_000;
+
+/**
  * Startup and evaluation take about the same time whatever the budget: a short budget still gets
  * this much beyond it before the default kill (a 6 s smoke run on a loaded host is not a hang).
  */

@@ -356,6 +356,33 @@ export function placementCheck(
   };
 }
 
+/** Whether a run placed again after its worker was lost can still be taken, and how long it may wait. */
+export interface ReplacementCheck {
+  /** Why no registered slot, online or not, could ever take it (end at once); null otherwise. */
+  refusal: string | null;
+  /** Capable slots on hosts online now. */
+  liveCapable: number;
+}
+
+/**
+ * A re-placed run's question: its only capable host may be the one that died. Pure, over the
+ * pool's view, like placementCheck.
+ */
+export function replacementCheck(
+  slots: Slot[],
+  hosts: Record<string, { online: boolean }>,
+  req: Requirements,
+  policy: PlacementPolicy,
+): ReplacementCheck {
+  const refusal = refusalReason(slots, req, policy);
+  if (refusal) return { refusal, liveCapable: 0 };
+  const reserve = reservesScarce(slots, req, policy);
+  const liveCapable = slots.filter(
+    (slot) => hosts[slot.host]?.online && capabilityMismatch(slot, req, policy, reserve) === null,
+  ).length;
+  return { refusal: null, liveCapable };
+}
+
 /** The class most of these slots have (ties: the first by name). */
 function widestClass(slots: Slot[]): string {
   const counts = new Map<string, number>();

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Client } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createHostActivities } from '../activities/host.js';
@@ -22,6 +22,7 @@ import {
 import { poolWorkflow } from '../workflows/pool.js';
 import { discoverSlots, type DiscoveryOptions } from './discover.js';
 import { reconcileRuns, touchAttached } from './reconcile.js';
+import { claimWorkDir, WorkDirHeldError } from './work-dir-claim.js';
 import { runFiles } from './run-files.js';
 import { DeferredCleanup } from './deferred-cleanup.js';
 import { processAlive } from '../shared/processes.js';
@@ -77,6 +78,24 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
   const log = options.log ?? ((line: string) => console.error(line));
   const workDir = path.resolve(options.workDir);
   await ensurePrivateDir(workDir);
+  // Before anything is reconciled, registered or killed: a second worker on this directory stops here.
+  const releaseClaim = await claimWorkDir(workDir, options.host).catch((error: Error) => {
+    throw error instanceof WorkDirHeldError ? new RegistrationRefusedError(error.message) : error;
+  });
+  try {
+    return await startGpuWorker(options, workDir, log, releaseClaim);
+  } catch (error) {
+    await releaseClaim();
+    throw error;
+  }
+}
+
+async function startGpuWorker(
+  options: GpuWorkerOptions,
+  workDir: string,
+  log: (line: string) => void,
+  releaseClaim: () => Promise<void>,
+): Promise<GpuWorkerHandle> {
   const reconciled = await reconcileRuns(workDir);
   for (const orphan of reconciled.stopped)
     log(`expctl worker: stopped what was left of ${orphan.experimentId} (supervisor ${orphan.pid})`);
@@ -140,7 +159,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
     );
   }
 
-  const content: HostRegistration = {
+  let content: HostRegistration = {
     host,
     hostQueue,
     slots: discovery.slots,
@@ -154,7 +173,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
     // The pool never declares this host lost before it has missed two of these.
     heartbeatMs: options.poolHeartbeatMs ?? DEFAULT_POOL_HEARTBEAT_MS,
   };
-  const digest = contentDigest(content);
+  let digest = contentDigest(content);
   // Signed afresh for every heartbeat: a pool that lost its state can verify it again at any time.
   const registration = (): HostRegistration => ({
     ...content,
@@ -187,6 +206,33 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
     }
   };
 
+  /**
+   * The pool is gone (terminated by hand): started again with this host's registration, which
+   * now names the leases of the runs it trains, so the new pool holds them again. Every worker
+   * does this at its next heartbeat; the first one's start creates it, the others only register.
+   */
+  const recreatePool = async () => {
+    const liveLeases = [...hostRuns].flatMap(([experimentId, watch]) =>
+      watch.leaseId && watch.slotId ? [{ experimentId, leaseId: watch.leaseId, slotId: watch.slotId }] : [],
+    );
+    content = {
+      ...content,
+      liveRuns: [...new Set([...(content.liveRuns ?? []), ...liveLeases.map((l) => l.experimentId)])],
+      liveLeases,
+    };
+    digest = contentDigest(content);
+    log(
+      `expctl worker: the pool was gone; started it again with ${host}'s registration and ${liveLeases.length} live lease(s)`,
+    );
+    await options.client.workflow.signalWithStart(poolWorkflow, {
+      workflowId: POOL_WORKFLOW_ID,
+      taskQueue: POOL_TASK_QUEUE,
+      args: [{ ownQueue: true }],
+      signal: registerHostSignal,
+      signalArgs: [registration()],
+    });
+  };
+
   let registration$: Promise<void> | undefined;
   let markRegistered = () => {};
   const started = new Promise<void>((resolve) => (markRegistered = resolve));
@@ -216,6 +262,10 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
         // A deadline: across a cut link a call would otherwise hang, and the operator never hear of it.
         heartbeatInFlight = options.client
           .withDeadline(Date.now() + HEARTBEAT_DEADLINE_MS, () => pool.signal(registerHostSignal, registration()))
+          .catch((error: Error) => {
+            if (!(error instanceof WorkflowNotFoundError)) throw error;
+            return recreatePool();
+          })
           .then(
             () => serverLink.reached(),
             (error: Error) => {
@@ -237,6 +287,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
       await running;
       // Worktrees of finished runs still being removed: a stopped worker leaves none half-deleted.
       await cleanup.drain();
+      await releaseClaim();
       if (refusal) throw refusal;
     },
     async shutdown() {
@@ -252,6 +303,7 @@ export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWor
       });
       await pool.signal(deregisterHostSignal, { ...farewell, authorization }).catch(() => undefined);
       for (const worker of workers) if (worker.getState() === 'RUNNING') worker.shutdown();
+      await releaseClaim();
     },
   };
 }

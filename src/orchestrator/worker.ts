@@ -12,6 +12,9 @@ import {
   type WorkflowBundleOption,
 } from '@temporalio/worker';
 import { createAuthorizationActivities } from '../activities/authorization.js';
+import { createRefusedMessageActivities } from '../activities/refused-messages.js';
+import { createLeaseHolderActivities } from '../activities/lease-holders.js';
+import { workflowWorkerDataConverter } from '../security/codec.js';
 import { createControlActivities } from '../activities/control.js';
 import { createPromotionActivities } from '../activities/promotion.js';
 import { createDatasetActivities } from '../activities/datasets.js';
@@ -23,6 +26,10 @@ import { dataDir } from '../shared/settings.js';
 
 // index.ts from the sources, index.js from the compiled CLI (dist/): the bundler reads either.
 export const WORKFLOWS_PATH = new URL(`../workflows/index${path.extname(import.meta.url)}`, import.meta.url).pathname;
+/** Bundled with every workflow: the guard that drops messages whose payloads the codec refuses. */
+export const WORKFLOW_INTERCEPTOR_MODULES = [
+  new URL(`../workflows/refused-messages${path.extname(import.meta.url)}`, import.meta.url).pathname,
+];
 
 export interface OrchestratorOptions {
   connection: NativeConnection;
@@ -65,11 +72,16 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
   // Bundled once for both workers; the bundler reports through the runtime's logger, as a worker would.
   const workflowBundle =
     options.workflowBundle ??
-    (await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: Runtime.instance().logger }));
+    (await bundleWorkflowCode({
+      workflowsPath: WORKFLOWS_PATH,
+      workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES,
+      logger: Runtime.instance().logger,
+    }));
   const common = {
     connection: options.connection,
     namespace: options.namespace,
-    dataConverter: options.dataConverter,
+    // A message the codec refuses reaches a workflow as a placeholder it drops, never as a failed task.
+    dataConverter: workflowWorkerDataConverter(options.dataConverter),
     workflowBundle,
   };
   const control = await Worker.create({
@@ -84,6 +96,12 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
       }),
       ...createCatalogActivities({ catalog }),
       ...createAuthorizationActivities({ issuer: options.issuer, catalog }),
+      ...createLeaseHolderActivities({ client: options.client, catalog }),
+      ...createRefusedMessageActivities({
+        client: options.client,
+        catalog,
+        codecs: options.dataConverter.payloadCodecs ?? [],
+      }),
       ...datasets,
       ...createPromotionActivities({
         catalog,

@@ -1,7 +1,14 @@
 import crypto from 'node:crypto';
-import type { DataConverter, Payload, PayloadCodec } from '@temporalio/common';
+import {
+  defaultPayloadConverter,
+  type DataConverter,
+  type Payload,
+  type PayloadCodec,
+  type SerializationContext,
+} from '@temporalio/common';
 import proto from '@temporalio/proto';
 import { describeSource, keySource, loadKeyring, type Keyring } from './keyring.js';
+import { refusedPayloadPlaceholder } from '../shared/refused-payload.js';
 
 const { Payload: PayloadMessage } = proto.temporal.api.common.v1;
 
@@ -184,4 +191,46 @@ export async function payloadCodec(env: NodeJS.ProcessEnv = process.env): Promis
  */
 export async function encryptingDataConverter(env: NodeJS.ProcessEnv = process.env): Promise<DataConverter> {
   return { payloadCodecs: [await payloadCodec(env)] };
+}
+
+/**
+ * The codec of the workers that run workflows. What a workflow receives in its own context (its
+ * start input, signals, updates, queries) and the codec refuses becomes a marked placeholder
+ * (shared/refused-payload.ts) that the workflow drops, counts and audits
+ * (workflows/refused-messages.ts): one plaintext signal from anyone who reaches the server's port
+ * would otherwise fail the workflow's task on every attempt, and stall it for ever. Everything
+ * else still fails loudly: activity results, heartbeats and failures (activity context), clients
+ * decoding workflow results (they use the strict codec), and payloads with no context.
+ */
+export class RefusalTolerantCodec implements PayloadCodec {
+  constructor(private readonly inner: PayloadCodec) {}
+
+  encode(payloads: Payload[], context?: SerializationContext): Promise<Payload[]> {
+    return this.inner.encode(payloads, context);
+  }
+
+  async decode(payloads: Payload[], context?: SerializationContext): Promise<Payload[]> {
+    if (context?.type !== 'workflow') return this.inner.decode(payloads, context);
+    return Promise.all(
+      payloads.map(async (payload) => {
+        try {
+          const [decoded] = await this.inner.decode([payload], context);
+          return decoded!;
+        } catch (error) {
+          if (!(error instanceof PayloadDecodeError)) throw error;
+          return defaultPayloadConverter.toPayload(
+            refusedPayloadPlaceholder({ reason: error.reason, message: error.message }),
+          );
+        }
+      }),
+    );
+  }
+}
+
+/** `converter` with its codecs made tolerant of refused payloads in workflow context (RefusalTolerantCodec). */
+export function workflowWorkerDataConverter(converter: DataConverter): DataConverter {
+  return {
+    ...converter,
+    payloadCodecs: (converter.payloadCodecs ?? []).map((codec) => new RefusalTolerantCodec(codec)),
+  };
 }

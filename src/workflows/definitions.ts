@@ -125,6 +125,8 @@ export interface PlacementView {
   slots: Slot[];
   hosts: Record<string, { online: boolean; hostQueue: string }>;
   policy: PlacementPolicy;
+  /** How long the pool waits for a silent host (a re-placed run waits as long for a live one). */
+  heartbeatLimitMs?: number;
 }
 /**
  * The same view for many questions: the control worker keeps it a moment and answers validations
@@ -188,3 +190,23 @@ export const versionDecidedSignal = defineSignal<[{ version: number; status: 'pa
 export const versionStateQuery = defineQuery<VersionOutcome & { received: number[]; expectedShards: number }>(
   'versionState',
 );
+
+// Every workflow
+/** A signal, update or start input dropped because the codec refused its payload (refused-messages.ts). */
+export interface RefusedMessage {
+  kind: 'signal' | 'update' | 'start';
+  /** The signal's or update's name; the workflow type for a start input. */
+  name: string;
+  /** The codec's reason code: payload_not_encrypted, unknown_key or payload_tampered. */
+  reason: string;
+  at: string;
+}
+export interface RefusedMessages {
+  /** Messages dropped by this run of the workflow. */
+  count: number;
+  /** The latest of them. */
+  recent: RefusedMessage[];
+}
+export const REFUSED_MESSAGES_QUERY = 'refusedMessages';
+/** Any workflow's count of dropped messages (answered by its interceptor, refused-messages.ts). */
+export const refusedMessagesQuery = defineQuery<RefusedMessages>(REFUSED_MESSAGES_QUERY);

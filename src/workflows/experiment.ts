@@ -52,6 +52,7 @@ import {
   type Lease,
 } from './definitions.js';
 import type { ExperimentInput, ExperimentSnapshot } from './experiment-state.js';
+import type { ExperimentRequest } from '../domain/request.js';
 import { localAuthorizer, requirePermission } from './authorize.js';
 import { PERMISSION_DENIED } from '../domain/authorization.js';
 import { evaluationDecision, isPromotionId } from '../domain/promotion.js';
@@ -72,6 +73,8 @@ const TRAIN_HEARTBEAT_TIMEOUT = `${TRAIN_HEARTBEAT_TIMEOUT_SECONDS}s`;
 const TRAIN_SCHEDULE_TO_START = '60s';
 /** How long a host gets to answer for a slot it was just granted before it is called lost. */
 const RECONCILE_WAIT = '15s';
+/** How often a queued run asks the pool again for its lease (a re-created pool lost its queue). */
+const LEASE_REQUEST_RENEWAL = '30s';
 /** How long a batch child waits for its batch's decision before it is decided alone. */
 const BATCH_DECISION_WAIT = '7 days';
 /** How often one attempt re-attaches to a run its host still holds (each after a silence). */
@@ -302,21 +305,47 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     }
   };
 
+  /**
+   * A re-placed run waits only while a live host could take it: its only capable host may be the
+   * one that died. No registered slot can ever take it: it ends at once; none online: it waits the
+   * pool's heartbeat limit for one to register (a restarting worker does), then ends worker_lost.
+   */
+  const awaitLiveHost = async (lost: string, requirements: ExperimentRequest['requirements']) => {
+    for (let noneLive = false; ; ) {
+      const check = await control.checkReplacement(requirements);
+      if (check.refusal !== null)
+        throw new RunEnded('worker_lost', `${lost}; no host in the fleet can take it again: ${check.refusal}`);
+      if (check.liveCapable === 0 && noneLive)
+        throw new RunEnded(
+          'worker_lost',
+          `${lost}; re-placed, but no live host could take it within ${Math.round(check.waitMs / 1000)} s (the pool's heartbeat limit)`,
+        );
+      noneLive = check.liveCapable === 0;
+      if (await condition(() => lease !== undefined, check.waitMs)) return;
+    }
+  };
+
   /** Waits in the pool's queue for a lease (the state is `queued`, also when a run is re-placed). */
-  const acquire = async (note?: string, requirements = request.requirements): Promise<Lease> => {
+  const acquire = async (note?: string, requirements = request.requirements, lost?: string): Promise<Lease> => {
     await advance('queued', note);
-    await pool.signal(requestLeaseSignal, {
-      experimentId,
-      requirements,
-      priority: input.priority,
-      tag: request.tag,
-      // Locality: a pinned version is laid out on a host as NAME@V, the name its registration lists.
-      datasets: request.datasets.map((ref) => {
-        const pinned = snapshot.datasetVersions?.find((p) => p.ref === ref);
-        return pinned ? pinnedRef(pinned) : ref;
-      }),
-    });
-    await condition(() => lease !== undefined);
+    const requestLease = () =>
+      pool.signal(requestLeaseSignal, {
+        experimentId,
+        requirements,
+        priority: input.priority,
+        tag: request.tag,
+        // Locality: a pinned version is laid out on a host as NAME@V, the name its registration lists.
+        datasets: request.datasets.map((ref) => {
+          const pinned = snapshot.datasetVersions?.find((p) => p.ref === ref);
+          return pinned ? pinnedRef(pinned) : ref;
+        }),
+      });
+    await requestLease();
+    if (lost !== undefined) await awaitLiveHost(lost, requirements);
+    // Asked again now and then (the pool ignores a request it holds): a pool started again after it
+    // was gone (terminated by hand) knows nothing of the runs that were waiting in its queue.
+    while (!(await condition(() => lease !== undefined, LEASE_REQUEST_RENEWAL)))
+      await requestLease().catch(() => undefined);
     const granted = lease!;
     snapshot.placement = granted.placement;
     snapshot.gpu = granted.slot.slotId;
@@ -442,8 +471,10 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     let infraFailures = 0;
     let note: string | undefined;
     let requirements = request.requirements;
+    let lost: string | undefined;
     for (;;) {
-      const granted = await acquire(note, requirements);
+      const granted = await acquire(note, requirements, lost);
+      lost = undefined;
       snapshot.attempts++;
       const attempt = await attemptOn(granted);
       if (attempt.outcome) return { outcome: attempt.outcome, lease: granted };
@@ -454,6 +485,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
         // Placed again on the same accelerator class, so its metric stays comparable with the first attempt's.
         requirements = { ...request.requirements, acceleratorClass: granted.slot.acceleratorClass };
         note = `re-placed (attempt ${snapshot.attempts + 1}) on a healthy ${granted.slot.acceleratorClass} slot after: ${attempt.lost}`;
+        lost = attempt.lost;
         continue;
       }
       infraFailures++;

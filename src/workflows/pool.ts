@@ -7,6 +7,7 @@ import {
   log,
   makeContinueAsNewFunc,
   patched,
+  proxyActivities,
   setHandler,
   uuid4,
   workflowInfo,
@@ -42,13 +43,30 @@ import {
 } from './definitions.js';
 import { PERMISSION_DENIED } from '../domain/authorization.js';
 import { silenceLimitMs, type HostRegistration } from '../domain/fleet.js';
+import { DEFAULT_HEARTBEAT_LIMIT_MS } from '../domain/limits.js';
 import { authorizer, requirePermission } from './authorize.js';
-import { POOL_TASK_QUEUE } from '../shared/constants.js';
+import { CONTROL_TASK_QUEUE, POOL_TASK_QUEUE } from '../shared/constants.js';
+import type { createLeaseHolderActivities } from '../activities/lease-holders.js';
 
 /** Continue-as-new well before Temporal's limits so thousands of leases keep the history small. */
 const HISTORY_EVENTS_LIMIT = 2_000;
 /** Or this many bytes, whichever comes first: a busy fleet's events are larger than an idle one's. */
 const HISTORY_BYTES_LIMIT = 1 << 20;
+
+/** The pool's question about its leases' holders (lease-holders.ts), on the control worker. */
+const holders = proxyActivities<ReturnType<typeof createLeaseHolderActivities>>({
+  taskQueue: CONTROL_TASK_QUEUE,
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '1s', maximumAttempts: 3 },
+});
+
+/**
+ * How often the pool checks that its leases' holders still run: half its heartbeat limit (at
+ * least 2 s, at most 30 s), so a terminated holder's slot is free within the limit.
+ */
+export function holderCheckMs(heartbeatLimitMs: number): number {
+  return Math.min(30_000, Math.max(2_000, Math.floor(heartbeatLimitMs / 2)));
+}
 
 export function emptyPool(): PoolSnapshot {
   return {
@@ -56,7 +74,7 @@ export function emptyPool(): PoolSnapshot {
     slots: [],
     queue: [],
     policy: DEFAULT_PLACEMENT_POLICY,
-    heartbeatLimitMs: 60_000,
+    heartbeatLimitMs: DEFAULT_HEARTBEAT_LIMIT_MS,
     leasesGranted: 0,
     health: {},
     refusals: {},
@@ -119,6 +137,7 @@ export async function poolWorkflow(carried?: Partial<PoolSnapshot>): Promise<voi
       Object.values(pool.hosts).map((host) => [host.host, { online: host.online, hostQueue: host.hostQueue }]),
     ),
     policy: pool.policy,
+    heartbeatLimitMs: pool.heartbeatLimitMs,
   }));
   setHandler(hostRegistrationQuery, (host) => ({
     online: pool.hosts[host]?.online ?? false,
@@ -146,10 +165,27 @@ export async function poolWorkflow(carried?: Partial<PoolSnapshot>): Promise<voi
       );
     const previousSlots = new Map(slotsOf(registration.host).map((e) => [e.slot.slotId, e]));
     pool.slots = pool.slots.filter((entry) => entry.slot.host !== registration.host);
+    // A pool started again after it was gone holds the leases its hosts' live runs were trained on.
+    const liveLeases = new Map((registration.liveLeases ?? []).map((live) => [live.slotId, live]));
+    const rebuilt = (slotId: string) => {
+      const live = liveLeases.get(slotId);
+      if (!live || pool.slots.some((entry) => entry.lease?.experimentId === live.experimentId)) return null;
+      pool.queue = pool.queue.filter((request) => request.experimentId !== live.experimentId);
+      return {
+        leaseId: live.leaseId,
+        experimentId: live.experimentId,
+        hostQueue: registration.hostQueue,
+        grantedAt: Date.now(),
+      };
+    };
     for (const slot of registration.slots) {
       const previous = previousSlots.get(slot.slotId);
       const lease =
-        previous?.lease && registration.liveRuns?.includes(previous.lease.experimentId) ? previous.lease : null;
+        previous?.lease && registration.liveRuns?.includes(previous.lease.experimentId)
+          ? previous.lease
+          : previous?.lease
+            ? null
+            : rebuilt(slot.slotId);
       pool.slots.push({
         slot,
         lease,
@@ -342,8 +378,47 @@ export async function poolWorkflow(carried?: Partial<PoolSnapshot>): Promise<voi
   /** Grant signals on their way (a failed one frees its slot and wakes the loop). */
   const inFlight = new Set<Promise<void>>();
   let lastWake = Date.now();
+  let lastHolderCheck = Date.now();
+  let checkingHolders = false;
+  const leased = () => pool.slots.filter((entry) => entry.lease !== null);
+  /**
+   * Frees the leases of holders that ended without releasing them (terminated from outside
+   * expctl, timed out): checked in the background, so placement never waits on it.
+   */
+  const checkHolders = () => {
+    checkingHolders = true;
+    lastHolderCheck = Date.now();
+    const held = leased().map((entry) => ({
+      experimentId: entry.lease!.experimentId,
+      leaseId: entry.lease!.leaseId,
+      slotId: entry.slot.slotId,
+    }));
+    const checking = holders
+      .closedLeaseHolders(held)
+      .then((closed) => {
+        for (const holder of closed) {
+          const entry = pool.slots.find((e) => e.lease?.leaseId === holder.leaseId);
+          if (!entry) continue;
+          log.warn('lease freed: its holder ended without releasing it', { reason: holder.reason });
+          endLease(entry);
+          touch();
+        }
+      })
+      .catch(() => undefined) // asked again at the next check
+      .finally(() => {
+        checkingHolders = false;
+      });
+    inFlight.add(checking);
+    void checking.finally(() => inFlight.delete(checking));
+  };
+  const nextWakeMs = () => {
+    const expiry = nextExpiryMs();
+    if (leased().length === 0) return expiry;
+    const check = Math.max(100, lastHolderCheck + holderCheckMs(pool.heartbeatLimitMs) - Date.now());
+    return expiry === undefined ? check : Math.min(expiry, check);
+  };
   for (;;) {
-    const timeout = nextExpiryMs();
+    const timeout = nextWakeMs();
     if (timeout === undefined) await condition(() => dirty);
     else await condition(() => dirty, timeout);
     dirty = false;
@@ -374,6 +449,8 @@ export async function poolWorkflow(carried?: Partial<PoolSnapshot>): Promise<voi
         log.warn('host went offline', { host: host.host });
       }
     }
+    if (!checkingHolders && leased().length > 0 && now - lastHolderCheck >= holderCheckMs(pool.heartbeatLimitMs))
+      checkHolders();
     await Promise.all(
       pendingRevocations.splice(0).map(
         (revocation) =>

@@ -1,7 +1,8 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { Client } from '@temporalio/client';
+import { Client, WorkflowFailedError } from '@temporalio/client';
+import type { ApplicationFailure } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +10,7 @@ import { submitExperiment } from '../../src/client/experiments.js';
 import { parseExperimentRequest } from '../../src/domain/request.js';
 import { ENCRYPTED_ENCODING } from '../../src/security/codec.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
+import { PAYLOAD_REFUSED } from '../../src/shared/refused-payload.js';
 import { poolStateQuery } from '../../src/workflows/definitions.js';
 import { experimentWorkflow } from '../../src/workflows/experiment.js';
 import { tagWorkflowId } from '../../src/workflows/tag.js';
@@ -143,7 +145,7 @@ describe('payload encryption on a real Temporal server', () => {
     await expect(keyless.workflow.getHandle(experimentId).result()).rejects.toThrow(/binary\/encrypted/);
   });
 
-  it('accepts no work from a client without the key: the experiment never runs an activity', async () => {
+  it('accepts no work from a client without the key: the experiment ends payload_refused at once', async () => {
     const keyless = new Client({ connection: stack.client.connection, namespace: stack.namespace });
     const workflowId = `exp-keyless-${crypto.randomBytes(4).toString('hex')}`;
     const request = parseExperimentRequest({
@@ -156,38 +158,48 @@ describe('payload encryption on a real Temporal server', () => {
       timeBudgetSeconds: 30,
       env: { VAL_BPB: '1.0' },
     });
-    // The server takes the start (it cannot tell), the orchestrator refuses its input.
-    await keyless.workflow.start(experimentWorkflow, {
+    // The server takes the start (it cannot tell), the orchestrator refuses its input: the
+    // workflow fails with the named error, rather than failing its task for ever.
+    const handle = await keyless.workflow.start(experimentWorkflow, {
       workflowId,
       taskQueue: CONTROL_TASK_QUEUE,
       args: [{ experimentId: workflowId, request, submittedAt: new Date().toISOString(), priority: 0 }],
     });
-    const failure = await eventually(async () => {
-      const { events } = await rawHistory(stack.client, stack.namespace, workflowId);
-      return (
-        events.find((e) => e.workflowTaskFailedEventAttributes)?.workflowTaskFailedEventAttributes?.failure ?? undefined
+    const failure = await stack.client.workflow
+      .getHandle(handle.workflowId)
+      .result()
+      .then(
+        () => undefined,
+        (error: WorkflowFailedError) => error.cause as ApplicationFailure,
       );
-    }, 60_000);
-    expect(failure.message).toMatch(/^payload_not_encrypted: refused a payload with encoding "json\/plain"/);
+    expect(failure?.type).toBe(PAYLOAD_REFUSED);
+    expect(failure?.message).toMatch(
+      new RegExp(`^payload_refused: the start input of ${workflowId} could not be decoded.*payload_not_encrypted`),
+    );
 
-    // Started, then workflow tasks failing: no activity, timer, signal, child or search attribute.
-    const kinds = (await rawHistory(stack.client, stack.namespace, workflowId)).events.map((e) =>
-      Object.keys(e).find((k) => k.endsWith('Attributes')),
-    );
-    expect(kinds.filter((kind) => !kind?.startsWith('workflowTask'))).toEqual([
+    // Started, its refusal audited, failed: no other activity, no timer, signal, child or search attribute.
+    const { events } = await rawHistory(stack.client, stack.namespace, workflowId);
+    const kinds = events.map((e) => Object.keys(e).find((k) => k.endsWith('Attributes')));
+    expect(kinds.filter((kind) => !kind?.startsWith('workflowTask') && !kind?.startsWith('activityTask'))).toEqual([
       'workflowExecutionStartedEventAttributes',
+      'workflowExecutionFailedEventAttributes',
     ]);
-    const { workflowExecutionInfo } = await stack.client.workflowService.describeWorkflowExecution({
-      namespace: stack.namespace,
-      execution: { workflowId },
-    });
-    expect(workflowExecutionInfo?.status).toBe(
-      proto.temporal.api.enums.v1.WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING,
-    );
-    // Nothing reached the pool or the catalog either.
+    expect(
+      events.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []),
+      'only the audit of the refusal ran',
+    ).toEqual(['auditRefusedMessages']);
+    const audit = await stack.catalog.auditTrail(workflowId);
+    expect(audit).toEqual([
+      expect.objectContaining({
+        action: 'refused_message',
+        allowed: false,
+        detail: expect.stringMatching(/^start experimentWorkflow dropped: .*payload_not_encrypted.*identity/),
+      }),
+    ]);
+    // Nothing reached the pool or the catalog's experiments either.
     const pool = await stack.client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
     expect(JSON.stringify(pool)).not.toContain(workflowId);
-    await stack.client.workflow.getHandle(workflowId).terminate('test cleanup');
+    expect(await stack.catalog.get(workflowId)).toBeUndefined();
   });
 
   it('leaves the catalog, the worker directory, the repository cache and the run files private', async () => {

@@ -8,7 +8,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import type { ExperimentRequestInput } from '../../src/domain/request.js';
-import { WORKFLOWS_PATH } from '../../src/orchestrator/worker.js';
+import { WORKFLOW_INTERCEPTOR_MODULES, WORKFLOWS_PATH } from '../../src/orchestrator/worker.js';
 import { payloadCodec } from '../../src/security/codec.js';
 import { startCodecServer } from '../../src/security/codec-server.js';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
@@ -32,7 +32,12 @@ const HISTORIES = path.join(FIXTURES, 'histories');
 async function replay(histories: { workflowId: string; history: unknown }[], dataConverter?: DataConverter) {
   const failures: string[] = [];
   for await (const result of Worker.runReplayHistories(
-    { workflowsPath: WORKFLOWS_PATH, replayName: 'expctl-replay', ...(dataConverter ? { dataConverter } : {}) },
+    {
+      workflowsPath: WORKFLOWS_PATH,
+      interceptors: { workflowModules: WORKFLOW_INTERCEPTOR_MODULES },
+      replayName: 'expctl-replay',
+      ...(dataConverter ? { dataConverter } : {}),
+    },
     histories,
   )) {
     if (result.error) failures.push(`${result.workflowId}: ${result.error.message}`);

@@ -159,4 +159,92 @@ describe('a worker process killed during training', () => {
       ),
     ).toBeDefined();
   });
+
+  it('ends a re-placed run worker_lost, with the reason, when no live host can take it within the heartbeat limit', async () => {
+    // The only host with this runtime tag: once it dies, nothing live can take the run again.
+    const only = (await startWorkerProcess('lonely', ['--runtime-tag', 'only-lonely', '--orphan-grace', '4'])).child;
+    const { handle } = await submitExperiment(stack.client, {
+      tag: 'unplaceable',
+      hypothesis: 'its only capable host dies',
+      category: 'other',
+      command: ['python3', 'train.py'],
+      repo: source.repo,
+      commit: source.commit,
+      requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: ['only-lonely'] },
+      maxReplacements: 1,
+      env: { MODE: 'slow' },
+    });
+    await waitFor(async () => (await handle.query(experimentStateQuery)).status === 'running', 60_000);
+    const killedAt = Date.now();
+    only.kill('SIGKILL');
+    await only;
+    const result = await resultWithin(handle, 120_000);
+    const elapsed = (Date.now() - killedAt) / 1000;
+    expect(result.status).toBe('worker_lost');
+    expect(result.reason).toMatch(
+      /; re-placed, but no live host could take it within 8 s \(the pool's heartbeat limit\)$/,
+    );
+    // Lost (the pool's limit, or the train activity's heartbeat timeout and the host's silence), then the wait.
+    expect(elapsed).toBeLessThan(8 + 1 + 10 + 8 + 10);
+    const state = await handle.query(experimentStateQuery);
+    expect(state.timeline.map((t) => t.status)).toEqual([
+      'submitted',
+      'validating',
+      'queued',
+      'running',
+      'queued',
+      'worker_lost',
+    ]);
+    // Nothing of it is left in the pool's queue.
+    const pool = await stack.client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
+    expect(pool.queue.map((request) => request.experimentId)).not.toContain(handle.workflowId);
+    console.log(`re-placed run with no live host: ${result.status} after ${elapsed.toFixed(1)} s (${result.reason})`);
+  });
+
+  it("refuses a second worker started on a live worker's host and directory before it touches anything", async () => {
+    const first = (await startWorkerProcess('twin', ['--runtime-tag', 'twin-ok'])).child;
+    const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+    const { handle } = await submitExperiment(stack.client, {
+      tag: 'twin',
+      hypothesis: 'a second worker of the same name changes nothing',
+      category: 'other',
+      command: ['python3', 'train.py'],
+      repo: source.repo,
+      commit: source.commit,
+      requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: ['twin-ok'] },
+      env: { VAL_BPB: '1.25', STEPS: '100', STEP_SECONDS: '0.2' },
+    });
+    await waitFor(async () => (await handle.query(experimentStateQuery)).status === 'running', 60_000);
+    const before = (await pool.query(poolStateQuery)).hosts.twin!;
+
+    const second = await execa(
+      process.execPath,
+      [EXPCTL, 'worker', '--host', 'twin', '--cpu-slots', '1', '--work-dir', path.join(stack.workDir, 'twin')],
+      { env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace }, reject: false, all: true },
+    );
+    expect(second.exitCode, second.all).toBe(6);
+    expect(second.all).toContain(
+      `refused: the worker directory ${path.join(stack.workDir, 'twin')} is held by a running expctl worker for host twin (pid ${first.pid}`,
+    );
+    expect(second.all).toContain('this worker touched nothing');
+    // Refused while the run still trained: nothing of the first worker's changed.
+    expect((await handle.query(experimentStateQuery)).status).toBe('running');
+    const during = (await pool.query(poolStateQuery)).hosts.twin!;
+    expect(during).toMatchObject({ online: true, incarnation: before.incarnation, registeredAt: before.registeredAt });
+
+    const result = await resultWithin(handle, 120_000);
+    expect(result).toMatchObject({ status: 'completed', metric: 1.25, worker: 'twin', gpu: 'twin/cpu0' });
+    const state = await handle.query(experimentStateQuery);
+    expect(state.attempts).toBe(1);
+    expect(state.timeline.map((t) => t.status)).toEqual([
+      'submitted',
+      'validating',
+      'queued',
+      'running',
+      'evaluating',
+      'completed',
+    ]);
+    first.kill('SIGTERM');
+    await first;
+  });
 });

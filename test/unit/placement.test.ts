@@ -10,6 +10,7 @@ import {
   DEFAULT_PLACEMENT_POLICY,
   placementCheck,
   refusalReason,
+  replacementCheck,
   type LeaseRequest,
   type SlotView,
 } from '../../src/domain/placement.js';
@@ -318,5 +319,25 @@ describe('placement records stay bounded on a large fleet', () => {
   it('leaves a record within the limit as it is', () => {
     const [grant] = assignSlots(fleet, [req('e1')], DEFAULT_PLACEMENT_POLICY, 0);
     expect(boundPlacementRecord(grant!.record)).toBe(grant!.record);
+  });
+});
+
+describe('replacementCheck (a run placed again after its worker was lost)', () => {
+  const any = { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [] };
+  const hosts = { a: { online: false }, b: { online: true } };
+
+  it('counts the capable slots on live hosts only', () => {
+    // Only the dead host a has an a100: nothing live can take the run, yet a may come back.
+    expect(replacementCheck(fleet, hosts, { ...any, acceleratorClass: 'a100' }, DEFAULT_PLACEMENT_POLICY)).toEqual({
+      refusal: null,
+      liveCapable: 0,
+    });
+    expect(replacementCheck(fleet, hosts, any, DEFAULT_PLACEMENT_POLICY)).toEqual({ refusal: null, liveCapable: 1 });
+  });
+
+  it('refuses, naming why, when no registered slot could ever take it', () => {
+    const check = replacementCheck(fleet, hosts, { ...any, acceleratorClass: 'b200' }, DEFAULT_PLACEMENT_POLICY);
+    expect(check.liveCapable).toBe(0);
+    expect(check.refusal).toBe(refusalReason(fleet, { ...any, acceleratorClass: 'b200' }, DEFAULT_PLACEMENT_POLICY));
   });
 });

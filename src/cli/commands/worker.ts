@@ -40,6 +40,10 @@ export async function workerCommand(options: WorkerOptions): Promise<void> {
   const converter = await dataConverter();
   const { connection, namespace } = await connectWorkerConnection();
   const client = await connectClient();
+  const refused = (error: unknown): never => {
+    if (error instanceof RegistrationRefusedError) throw new CliError(error.message, PERMISSION_DENIED_EXIT_CODE);
+    throw error;
+  };
   const worker = await createGpuWorker({
     connection,
     namespace,
@@ -53,7 +57,7 @@ export async function workerCommand(options: WorkerOptions): Promise<void> {
     ...(options.orphanGrace ? { orphanGraceMs: options.orphanGrace * 1000 } : {}),
     ...(options.heartbeat ? { poolHeartbeatMs: options.heartbeat * 1000 } : {}),
     credential: loadCredential(),
-  });
+  }).catch(refused);
   stopOnSignals(() => worker.shutdown());
   console.error(
     `expctl worker ${worker.host}: ${worker.slots.map((s) => `${s.slotId} (${s.acceleratorClass}, ${s.memoryMb} MB)`).join(', ')}`,
@@ -63,12 +67,7 @@ export async function workerCommand(options: WorkerOptions): Promise<void> {
     () => console.error(`expctl worker ${worker.host}: joined the fleet`),
     () => undefined, // a refusal is what run() throws below
   );
-  try {
-    await worker.run();
-  } catch (error) {
-    if (error instanceof RegistrationRefusedError) throw new CliError(error.message, PERMISSION_DENIED_EXIT_CODE);
-    throw error;
-  }
+  await worker.run().catch(refused);
 }
 
 /** `expctl orchestrator`: the control worker (all workflows) for a real cluster. */

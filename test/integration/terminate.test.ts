@@ -1,0 +1,155 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { submitExperiment } from '../../src/client/experiments.js';
+import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
+import { experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
+import { makeRepo, processAlive } from '../helpers/repo.js';
+import { configurePool, startStack, type TestStack } from '../helpers/stack.js';
+import { resultWithin, waitFor } from '../helpers/wait.js';
+
+/** The pool's heartbeat limit here: a terminated holder's slot must be free within it + 5 s. */
+const LIMIT_MS = 6_000;
+
+let stack: TestStack;
+let source: { repo: string; commit: string };
+
+beforeAll(async () => {
+  stack = await startStack({ name: 'terminate', host: 'termhost', cpuSlots: 1 });
+  source = await makeRepo();
+  await configurePool(stack.client, { heartbeatLimitMs: LIMIT_MS });
+});
+afterAll(async () => {
+  await stack?.stop();
+});
+
+const submit = (hypothesis: string, env: Record<string, string>) =>
+  submitExperiment(stack.client, {
+    tag: 'terminate',
+    hypothesis,
+    category: 'other',
+    command: ['python3', 'train.py'],
+    repo: source.repo,
+    commit: source.commit,
+    timeBudgetSeconds: 120,
+    env,
+  });
+
+describe('an experiment terminated from outside expctl', () => {
+  it('frees its slot within the heartbeat limit + 5 s, stops its training and audits the release', async () => {
+    const pidFile = path.join(stack.workDir, 'terminated-train.pid');
+    const victim = await submit('terminated while training', { MODE: 'slow', PID_FILE: pidFile });
+    await waitFor(
+      async () =>
+        (await victim.handle.query(experimentStateQuery)).status === 'running' &&
+        (await fs.access(pidFile).then(
+          () => true,
+          () => false,
+        )),
+      60_000,
+    );
+    const trainingPid = Number(await fs.readFile(pidFile, 'utf8'));
+
+    // As an operator's Terminate (Web UI or CLI) does it: the workflow ends with no word to expctl.
+    const terminated = await execa(
+      inject('temporalCli'),
+      [
+        'workflow',
+        'terminate',
+        '--workflow-id',
+        victim.experimentId,
+        '--reason',
+        'operator stop',
+        '--address',
+        stack.address,
+        '--namespace',
+        stack.namespace,
+      ],
+      { reject: false, all: true },
+    );
+    expect(terminated.exitCode, terminated.all).toBe(0);
+    const terminatedAt = Date.now();
+
+    const next = await submit('placed on the freed slot', { VAL_BPB: '1.25' });
+    const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+    await waitFor(
+      async () =>
+        (await pool.query(poolStateQuery)).slots.some((entry) => entry.lease?.experimentId === next.experimentId),
+      60_000,
+    );
+    const freedAfter = Date.now() - terminatedAt;
+    expect(freedAfter).toBeLessThan(LIMIT_MS + 5_000);
+    expect(await resultWithin(next.handle, 120_000)).toMatchObject({ status: 'completed', worker: 'termhost' });
+    // The worker's lease watch stopped the terminated run's processes.
+    await waitFor(async () => !processAlive(trainingPid), 20_000);
+
+    const audit = (await stack.catalog.auditTrail(victim.experimentId)).filter(
+      (entry) => entry.action === 'lease_released',
+    );
+    expect(audit).toEqual([
+      expect.objectContaining({
+        // The CLI names itself by its process and host (it sends no --identity with a terminate).
+        actor: expect.stringMatching(/^\d+@/),
+        detail: expect.stringMatching(
+          /^lease on termhost\/cpu0 released by the pool: its workflow was terminated by Temporal identity "\d+@[^"]*" \(reason: operator stop\)$/,
+        ),
+      }),
+    ]);
+    console.log(`terminated holder's slot served the next run after ${(freedAfter / 1000).toFixed(1)} s`);
+  });
+
+  it('re-creates a terminated pool from its workers: the training run and the queued one both complete', async () => {
+    const training = await submit('trains while the pool is terminated', {
+      VAL_BPB: '1.5',
+      STEPS: '60',
+      STEP_SECONDS: '0.2',
+    });
+    await waitFor(async () => (await training.handle.query(experimentStateQuery)).status === 'running', 60_000);
+    // The only slot is taken: this one waits in the pool's queue.
+    const queued = await submit('waits in the queue of the terminated pool', { VAL_BPB: '1.25' });
+    const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+    await waitFor(
+      async () => (await pool.query(poolStateQuery)).queue.some((r) => r.experimentId === queued.experimentId),
+      60_000,
+    );
+
+    const terminated = await execa(
+      inject('temporalCli'),
+      [
+        'workflow',
+        'terminate',
+        '--workflow-id',
+        POOL_WORKFLOW_ID,
+        '--reason',
+        'operator mistake',
+        '--address',
+        stack.address,
+        '--namespace',
+        stack.namespace,
+      ],
+      { reject: false, all: true },
+    );
+    expect(terminated.exitCode, terminated.all).toBe(0);
+
+    // The worker starts it again at its next heartbeat, with the lease of the run it trains.
+    const gone = (await pool.describe()).runId;
+    await waitFor(async () => {
+      const running = await pool.describe();
+      if (running.runId === gone || running.status.name !== 'RUNNING') return false;
+      const state = await pool.query(poolStateQuery);
+      return (
+        state.hosts.termhost?.online === true &&
+        state.slots.some((entry) => entry.lease?.experimentId === training.experimentId)
+      );
+    }, 30_000);
+    expect(stack.workerLog.join('\n')).toMatch(
+      /the pool was gone; started it again with termhost's registration and 1 live lease\(s\)/,
+    );
+    const trained = await resultWithin(training.handle, 120_000);
+    expect(trained).toMatchObject({ status: 'completed', metric: 1.5 });
+    expect((await training.handle.query(experimentStateQuery)).attempts).toBe(1);
+    // The queued run asked the new pool again (every 30 s) and was placed.
+    expect(await resultWithin(queued.handle, 120_000)).toMatchObject({ status: 'completed', metric: 1.25 });
+  });
+});
