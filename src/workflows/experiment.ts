@@ -33,7 +33,7 @@ import {
 } from '../domain/limits.js';
 import { classifyTraining } from '../domain/classify.js';
 import { publicRequest, runSecretValues, scrubText } from '../domain/redact.js';
-import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
+import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID, REFUSED_ON_HOST } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
 import type { createControlActivities } from '../activities/control.js';
 import type { createHostActivities } from '../activities/host.js';
@@ -79,7 +79,8 @@ const MAX_REATTACHES = 20;
 /** awaitTraining's failure type when the host has nothing of the run (training.ts). */
 const RUN_NOT_ON_HOST = 'RunNotOnHost';
 
-type AttemptResult = { outcome?: TrainingOutcome; lost?: string; infra?: string };
+/** `refused`: the request failed its checks again on the leased host (REFUSED_ON_HOST). */
+type AttemptResult = { outcome?: TrainingOutcome; lost?: string; infra?: string; refused?: string };
 
 const control = proxyActivities<ControlActivities>({
   taskQueue: CONTROL_TASK_QUEUE,
@@ -379,6 +380,8 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
         if (!(error instanceof ActivityFailure) || isCancellation(error)) throw error;
         if (error.cause instanceof ApplicationFailure && error.cause.type === RUN_NOT_ON_HOST)
           return { lost: error.cause.message };
+        if (error.cause instanceof ApplicationFailure && error.cause.type === REFUSED_ON_HOST)
+          return { refused: error.cause.message };
         if (!(error.cause instanceof TimeoutFailure)) return { infra: error.cause?.message ?? error.message };
         const silence = `the worker on ${granted.slot.host} stopped answering (${error.cause.timeoutType ?? 'timeout'} on ${granted.slot.slotId})`;
         const lastBeat =
@@ -448,6 +451,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       const attempt = await attemptOn(granted);
       if (attempt.outcome) return { outcome: attempt.outcome, lease: granted };
       await releaseLease();
+      if (attempt.refused !== undefined) throw new RunEnded('validation_failed', attempt.refused);
       if (attempt.lost !== undefined) {
         if (replacements >= request.maxReplacements) throw new RunEnded('worker_lost', attempt.lost);
         replacements++;

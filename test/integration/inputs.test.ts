@@ -1,0 +1,168 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { submitExperiment } from '../../src/client/experiments.js';
+import type { ExperimentRequestInput } from '../../src/domain/request.js';
+import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
+import { experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
+import { makeRepo } from '../helpers/repo.js';
+import { drain, startStack, type TestStack } from '../helpers/stack.js';
+
+/** Prints every EXPCTL_* variable it received (and whether each path exists), then a metric. */
+const SHOW_INPUTS = `import json, os
+seen = {k: v for k, v in os.environ.items() if k.startswith("EXPCTL_")}
+print("INPUTS " + json.dumps(seen, sort_keys=True), flush=True)
+print("EXISTS " + json.dumps({k: os.path.exists(v) for k, v in seen.items() if k == "EXPCTL_CHECKPOINT" or k.startswith("EXPCTL_DATASET_")}, sort_keys=True))
+print("---")
+print("val_bpb:          1.000000")
+`;
+
+let stack: TestStack;
+let source: { repo: string; commit: string };
+
+/** A file or directory under a host's root (datasets or checkpoints), as the worker of that host sees it. */
+async function place(host: string, root: 'datasets' | 'checkpoints', relative: string, isDir: boolean) {
+  const location = path.join(stack.workDir, host, root, relative);
+  if (isDir) {
+    await fs.mkdir(location, { recursive: true });
+    await fs.writeFile(path.join(location, 'part-0.txt'), 'tokens\n');
+  } else {
+    await fs.mkdir(path.dirname(location), { recursive: true });
+    await fs.writeFile(location, 'weights\n');
+  }
+  return fs.realpath(location);
+}
+
+function request(overrides: Partial<ExperimentRequestInput> & { tag: string }): ExperimentRequestInput {
+  return {
+    hypothesis: 'the script gets every checked input',
+    category: 'hyperparams',
+    command: ['python3', 'show_inputs.py'],
+    repo: source.repo,
+    commit: source.commit,
+    timeBudgetSeconds: 30,
+    ...overrides,
+  };
+}
+
+/** What the script printed on one of its lines (`INPUTS {...}`), from the run's recorded log tail. */
+function printed(logTail: string | undefined, label: 'INPUTS' | 'EXISTS'): Record<string, unknown> {
+  const line = (logTail ?? '').split('\n').find((l) => l.startsWith(`${label} `));
+  expect(line, `the script's ${label} line in its log tail:\n${logTail}`).toBeDefined();
+  return JSON.parse(line!.slice(label.length + 1)) as Record<string, unknown>;
+}
+
+beforeAll(async () => {
+  // Two hosts with their own work directories (datasets and checkpoints roots): val-a registers
+  // first, so validation picks it whenever it is online.
+  stack = await startStack({ name: 'inputs', gpuWorker: false });
+  await stack.addGpuWorker({ host: 'val-a', cpuSlots: 1 });
+  await stack.addGpuWorker({ host: 'train-b', cpuSlots: 1 });
+  source = await makeRepo({ 'show_inputs.py': SHOW_INPUTS, 'init.pt': 'committed weights\n' });
+});
+afterAll(async () => stack?.stop());
+
+describe('every checked input reaches the script', () => {
+  it('hands over the resolved checkpoint and each path dataset, as resolved on the host that trained', async () => {
+    const where: Record<string, Record<string, string>> = {};
+    for (const host of ['val-a', 'train-b'])
+      where[host] = {
+        checkpoint: await place(host, 'checkpoints', 'base/model.pt', false),
+        train: await place(host, 'datasets', 'corpus/train', true),
+        eval: await place(host, 'datasets', 'eval-set', true),
+      };
+    const { handle } = await submitExperiment(
+      stack.client,
+      request({ tag: 'inputs', checkpoint: 'base/model.pt', datasets: ['corpus/train', 'eval-set'] }),
+    );
+    const result = await handle.result();
+    expect(result).toMatchObject({ status: 'completed' });
+    const trained = where[result.worker!]!;
+    const state = await handle.query(experimentStateQuery);
+    const inputs = printed(state.training?.logTail, 'INPUTS');
+    expect(inputs).toMatchObject({
+      EXPCTL_CHECKPOINT: trained.checkpoint,
+      EXPCTL_DATASET_CORPUS_TRAIN: trained.train,
+      EXPCTL_DATASET_EVAL_SET: trained.eval,
+      EXPCTL_EXPERIMENT_ID: handle.workflowId,
+      EXPCTL_TIME_BUDGET: '30',
+    });
+    expect(JSON.parse(inputs.EXPCTL_DATASETS as string)).toEqual({
+      'corpus/train': trained.train,
+      'eval-set': trained.eval,
+    });
+    // Two datasets: no single EXPCTL_DATASET_DIR.
+    expect(inputs).not.toHaveProperty('EXPCTL_DATASET_DIR');
+    expect(printed(state.training?.logTail, 'EXISTS')).toEqual({
+      EXPCTL_CHECKPOINT: true,
+      EXPCTL_DATASET_CORPUS_TRAIN: true,
+      EXPCTL_DATASET_EVAL_SET: true,
+    });
+  });
+
+  it('hands over a checkpoint committed in the tree as its path in the run worktree, and one dataset as EXPCTL_DATASET_DIR', async () => {
+    for (const host of ['val-a', 'train-b']) await place(host, 'datasets', 'eval-set', true);
+    const { handle } = await submitExperiment(
+      stack.client,
+      request({ tag: 'inputs', checkpoint: 'init.pt', datasets: ['eval-set'] }),
+    );
+    expect(await handle.result()).toMatchObject({ status: 'completed' });
+    const state = await handle.query(experimentStateQuery);
+    const inputs = printed(state.training?.logTail, 'INPUTS');
+    expect(inputs.EXPCTL_CHECKPOINT).toMatch(new RegExp(`/runs/${handle.workflowId}/tree/init\\.pt$`));
+    expect(inputs.EXPCTL_DATASET_DIR).toBe(inputs.EXPCTL_DATASET_EVAL_SET);
+    expect(printed(state.training?.logTail, 'EXISTS')).toEqual({
+      EXPCTL_CHECKPOINT: true,
+      EXPCTL_DATASET_DIR: true,
+      EXPCTL_DATASET_EVAL_SET: true,
+    });
+  });
+
+  it('refuses two datasets that would share one variable, naming both', async () => {
+    for (const host of ['val-a', 'train-b']) {
+      await place(host, 'datasets', 'eval-set', true);
+      await place(host, 'datasets', 'eval_set', true);
+    }
+    const { handle } = await submitExperiment(
+      stack.client,
+      request({ tag: 'inputs', datasets: ['eval-set', 'eval_set'] }),
+    );
+    const result = await handle.result();
+    expect(result.status).toBe('validation_failed');
+    expect(result.reason).toMatch(
+      /datasets eval-set and eval_set would both be handed to the script as EXPCTL_DATASET_EVAL_SET/,
+    );
+  });
+});
+
+describe('validation where the run will train', () => {
+  it('a path present on the validating host but not on the leased one ends validation_failed there, lease released, no crash', async () => {
+    await place('val-a', 'datasets', 'only-on-a', true);
+    await place('val-a', 'checkpoints', 'only-on-a.pt', false);
+    // val-a stays online (validation picks it) but takes no lease: the run is leased on train-b.
+    await drain(stack.client, 'val-a', true, 'the test trains elsewhere');
+    try {
+      for (const overrides of [{ datasets: ['only-on-a'] }, { checkpoint: 'only-on-a.pt' }]) {
+        const { handle } = await submitExperiment(stack.client, request({ tag: 'elsewhere', ...overrides }));
+        const result = await handle.result();
+        const state = await handle.query(experimentStateQuery);
+        expect(state.validation).toMatchObject({ ok: true, host: 'val-a' });
+        expect(state.worker).toBe('train-b');
+        expect(result).toMatchObject({ status: 'validation_failed', consecutive_crashes: 0, should_abort: false });
+        expect(result.reason).toMatch(/^re-checked on train-b, the host leased to train it: /);
+        expect(result.reason).toMatch(
+          'datasets' in overrides
+            ? /dataset only-on-a is not present on train-b/
+            : /checkpoint only-on-a\.pt was not found in commit .* or under the checkpoints root of train-b/,
+        );
+        // The training command never started, and the slot is free again.
+        expect(state.training).toBeNull();
+        const pool = await stack.client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
+        expect(pool.slots.filter((slot) => slot.lease?.experimentId === handle.workflowId)).toEqual([]);
+        expect(state.attempts).toBe(1);
+      }
+    } finally {
+      await drain(stack.client, 'val-a', false, 'the test is done');
+    }
+  });
+});
