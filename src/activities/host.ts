@@ -32,8 +32,8 @@ export interface HostDeps {
   credential?: Credential;
 }
 
-/** Patches above this size are recorded truncated (Temporal payloads stay well under their limit). */
-const PATCH_RECORD_LIMIT = 1 << 20;
+/** The most one readPatch page returns, whatever the caller asks for (activity results stay small). */
+export const READ_PATCH_PAGE_BYTES = 256 * 1024;
 
 /** The most one readLog page returns, whatever the caller asks for (activity results stay small). */
 export const READ_LOG_PAGE_BYTES = 256 * 1024;
@@ -155,10 +155,6 @@ export function createHostActivities(deps: HostDeps) {
         bytes,
         files: changed,
       },
-      patchText:
-        bytes <= PATCH_RECORD_LIMIT
-          ? patch
-          : `${patch.slice(0, PATCH_RECORD_LIMIT)}\n[patch truncated at ${PATCH_RECORD_LIMIT} bytes; the full patch is ${files.patch} on ${deps.host}]\n`,
     };
   }
 
@@ -224,6 +220,25 @@ export function createHostActivities(deps: HostDeps) {
         const values = [...(await readRunSecrets(files.secrets)), ...workerSecretValues()];
         const page = await readScrubbedPage(handle, size, start, length, values);
         return { text: page.text, nextOffset: page.end, size };
+      } finally {
+        await handle.close();
+      }
+    },
+
+    /**
+     * One page of the patch validation kept for a run: at most READ_PATCH_PAGE_BYTES from `offset`,
+     * base64 (the orchestrator joins the pages and checks the whole against its sha256).
+     */
+    async readPatch(experimentId: string, offset: number, maxBytes: number): Promise<{ data: string; size: number }> {
+      const handle = await fs.open(runFiles(deps.workDir, experimentId).patch, 'r');
+      try {
+        const { size } = await handle.stat();
+        const start = Math.min(Math.max(0, Math.floor(offset) || 0), size);
+        const buffer = Buffer.alloc(
+          Math.max(0, Math.min(Math.floor(maxBytes) || 0, READ_PATCH_PAGE_BYTES, size - start)),
+        );
+        const { bytesRead } = await handle.read(buffer, 0, buffer.length, start);
+        return { data: buffer.subarray(0, bytesRead).toString('base64'), size };
       } finally {
         await handle.close();
       }

@@ -88,6 +88,13 @@ const control = proxyActivities<ControlActivities>({
   retry: CONTROL_RETRY,
 });
 
+/** Keeps a patch in the catalog, read from its host page by page: longer than one catalog write. */
+const patchKeeper = proxyActivities<ControlActivities>({
+  taskQueue: CONTROL_TASK_QUEUE,
+  startToCloseTimeout: '5m',
+  retry: CONTROL_RETRY,
+});
+
 /**
  * The control steps that only read or write the catalog, run by the control worker that runs this
  * workflow: no trip through the server, so a submission's chain of steps is short. Steps that ask
@@ -256,20 +263,23 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     if (placement.refusal !== null || placement.hostQueue === null)
       throw new RunEnded('validation_failed', placement.refusal ?? 'no host to validate on');
     if (request.datasets.some(isVersionedRef)) await pinDatasets();
-    const { patchText, ...validated } = await hostActivities(placement.hostQueue).validateRequest(
-      experimentId,
-      request,
-    );
+    const validated = await hostActivities(placement.hostQueue).validateRequest(experimentId, request);
     const report = { ...validated, reason: validated.reason === null ? null : scrub(validated.reason) };
     snapshot.validation = report;
     if (!report.ok) throw new RunEnded('validation_failed', report.reason ?? 'validation failed');
+    const patch = report.patch;
+    // The text goes from the validating host to the catalog past this history: only its reference is here.
+    if (patch)
+      await patchKeeper.storePatch({
+        experimentId,
+        hostQueue: placement.hostQueue,
+        sha256: patch.sha256,
+        bytes: patch.bytes,
+      });
     pending.validation = {
       resolvedConfig: report.resolvedConfig,
       interpreter: report.interpreter,
-      patch:
-        report.patch && patchText
-          ? { text: patchText, sha256: report.patch.sha256, bytes: report.patch.bytes, files: report.patch.files }
-          : null,
+      patch: patch ? { sha256: patch.sha256, bytes: patch.bytes, files: patch.files } : null,
     };
   };
 

@@ -1,11 +1,16 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import type { Payload } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import type { ExperimentRequestInput } from '../../src/domain/request.js';
+import { ENCRYPTED_ENCODING } from '../../src/security/codec.js';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
-import { makeRepo } from '../helpers/repo.js';
+import { runCli } from '../helpers/cli.js';
+import { rawHistory } from '../helpers/history.js';
+import { commitAll, makeRepo } from '../helpers/repo.js';
 import { drain, startStack, type TestStack } from '../helpers/stack.js';
 
 /** Prints every EXPCTL_* variable it received (and whether each path exists), then a metric. */
@@ -164,5 +169,74 @@ describe('validation where the run will train', () => {
     } finally {
       await drain(stack.client, 'val-a', false, 'the test is done');
     }
+  });
+});
+
+/** Every payload in a history event (search attributes and headers aside: they are not the workflow's data). */
+function payloadsIn(value: unknown): Payload[] {
+  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return [];
+  const record = value as Record<string, unknown>;
+  const metadata = record.metadata as Record<string, unknown> | undefined;
+  if (metadata && typeof metadata === 'object' && metadata.encoding instanceof Uint8Array) return [record as Payload];
+  return Object.entries(record).flatMap(([key, child]) =>
+    key === 'searchAttributes' || key === 'header' ? [] : payloadsIn(child),
+  );
+}
+
+describe('the whole patch, always', () => {
+  it('a patch over 1 MiB comes back byte-identical through `expctl show ID --patch`, and the history holds only its reference', async () => {
+    const marker = 'PATCH-TEXT-MARKER';
+    const repo = await makeRepo({ 'show_inputs.py': SHOW_INPUTS });
+    // 1.5 MiB of added lines, each unique, the marker on every one: any piece of the text would show.
+    const lines = Array.from(
+      { length: 24_000 },
+      (_, i) => `${marker} ${String(i).padStart(6, '0')} ${'é€'.repeat(20)}`,
+    );
+    await fs.writeFile(path.join(repo.repo, 'big.txt'), `${lines.join('\n')}\n`);
+    const commit = await commitAll(repo.repo, 'a large change');
+    const { handle } = await submitExperiment(
+      stack.client,
+      request({ tag: 'patch', repo: repo.repo, commit, hypothesis: 'a large patch is kept whole' }),
+    );
+    expect(await handle.result()).toMatchObject({ status: 'completed' });
+    const state = await handle.query(experimentStateQuery);
+    const reference = state.validation!.patch!;
+    expect(reference.bytes).toBeGreaterThan(1 << 20);
+    // What the validating host wrote is the patch itself.
+    const kept = await fs.readFile(
+      path.join(stack.workDir, state.validation!.host, 'runs', handle.workflowId, 'commit.patch'),
+    );
+    expect(kept.length).toBe(reference.bytes);
+    expect(crypto.createHash('sha256').update(kept).digest('hex')).toBe(reference.sha256);
+    expect(kept.toString('utf8')).toContain(lines.at(-1));
+
+    const cliEnv = { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace };
+    // Beside the catalog file, and from a host without it (read through the orchestrator, page by page).
+    for (const catalogFile of [stack.catalogPath, path.join(stack.workDir, 'no-catalog-here.sqlite')]) {
+      const shown = await runCli({ ...cliEnv, EXPCTL_CATALOG: catalogFile }, ['show', handle.workflowId, '--patch'], {
+        stripFinalNewline: false,
+        encoding: 'buffer',
+      });
+      expect(shown.exitCode, String(shown.stderr)).toBe(0);
+      expect(Buffer.compare(Buffer.from(shown.stdout as Uint8Array), kept), catalogFile).toBe(0);
+    }
+    const record = (await stack.catalog.get(handle.workflowId))!;
+    expect(record).toMatchObject({ patch: null, patchSha256: reference.sha256, patchBytes: reference.bytes });
+
+    // The experiment's history, every payload decoded with the fleet's codec: the reference, never the text.
+    const { events } = await rawHistory(stack.client, stack.namespace, handle.workflowId);
+    const codec = stack.dataConverter.payloadCodecs![0]!;
+    // Plain ones (the SDK's own markers) are read as they are.
+    const decoded = await Promise.all(
+      events.flatMap(payloadsIn).map(async (payload) => {
+        const encrypted = Buffer.from(payload.metadata!.encoding!).toString('utf8') === ENCRYPTED_ENCODING;
+        return Buffer.from((encrypted ? (await codec.decode([payload]))[0]! : payload).data ?? []);
+      }),
+    );
+    expect(decoded.length).toBeGreaterThan(10);
+    const all = Buffer.concat(decoded);
+    expect(all.includes(reference.sha256), 'the patch is referenced by its sha256').toBe(true);
+    expect(all.includes(marker), 'patch text in the experiment history').toBe(false);
+    expect(all.includes('+++ b/big.txt'), 'patch text in the experiment history').toBe(false);
   });
 });
