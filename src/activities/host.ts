@@ -15,7 +15,7 @@ import { driverVersion, softwareVersions } from '../gpu-worker/software.js';
 import { lockfileHashes } from '../gpu-worker/lockfiles.js';
 import type { ExperimentRequest } from '../domain/request.js';
 import { commitExists, commitPatch, localRepository } from '../gpu-worker/git.js';
-import { checkOnHost } from './request-check.js';
+import { checkOnHost, recheckOnLeasedHost } from './request-check.js';
 import { runFiles } from '../gpu-worker/run-files.js';
 import type { ValidationReport } from '../workflows/experiment-state.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE } from '../security/files.js';
@@ -127,6 +127,7 @@ async function readScrubbedPage(
 /** Activities on a worker's host queue: validation, log reads, host description. */
 export function createHostActivities(deps: HostDeps) {
   const checkpointsDir = deps.checkpointsDir ?? path.join(deps.workDir, 'checkpoints');
+  const roots = { host: deps.host, datasetsDir: deps.datasetsDir, checkpointsDir };
 
   async function check(
     experimentId: string,
@@ -135,11 +136,7 @@ export function createHostActivities(deps: HostDeps) {
     const repo = await localRepository(request.repo, deps.workDir, request.commit, deps.credential);
     if (!(await commitExists(repo, request.commit)))
       throw new Error(`commit ${request.commit} does not exist in ${request.repo}`);
-    const { resolvedConfig, interpreter } = await checkOnHost(
-      { host: deps.host, datasetsDir: deps.datasetsDir, checkpointsDir },
-      repo,
-      request,
-    );
+    const { resolvedConfig, interpreter } = await checkOnHost(roots, repo, request);
 
     const files = runFiles(deps.workDir, experimentId);
     await fs.mkdir(files.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
@@ -181,6 +178,8 @@ export function createHostActivities(deps: HostDeps) {
      */
     async captureEnvironment(request: ExperimentRequest): Promise<EnvironmentRecord> {
       const repo = await localRepository(request.repo, deps.workDir, request.commit, deps.credential);
+      // Asked of the leased host before the run is `running`: what validation found elsewhere must hold here.
+      await recheckOnLeasedHost(roots, repo, request);
       const lockfiles = await lockfileHashes(repo, request.commit);
       const hasGpus = deps.slots.some((slot) => slot.acceleratorClass !== 'cpu');
       return {

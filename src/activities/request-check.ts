@@ -1,8 +1,10 @@
 import path from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
 import { datasetVariableClash, isVersionedRef } from '../domain/dataset-refs.js';
 import type { ExperimentRequest } from '../domain/request.js';
 import { readFileAtCommit, treeEntry, whichProgram } from '../gpu-worker/git.js';
 import { confinedRelative, resolveUnderRoot, symlinkTargetInTree } from '../gpu-worker/confine.js';
+import { REFUSED_ON_HOST } from '../shared/constants.js';
 
 /**
  * The checks of a request that depend on the host: the files the command and config name in the
@@ -119,6 +121,26 @@ export async function checkOnHost(roots: HostRoots, repo: string, request: Exper
   const clash = datasetVariableClash(request.datasets);
   if (clash) throw new Error(clash);
   return { resolvedConfig, interpreter, checkpoint, datasetDirs: await datasetsOnHost(roots, request.datasets) };
+}
+
+/**
+ * The checks again on the host leased to train the run: a refusal is a non-retryable failure of
+ * type REFUSED_ON_HOST, which ends the run validation_failed (never a crash, never retried).
+ */
+export async function recheckOnLeasedHost(
+  roots: HostRoots,
+  repo: string,
+  request: ExperimentRequest,
+): Promise<HostResolution> {
+  try {
+    return await checkOnHost(roots, repo, request);
+  } catch (error) {
+    throw ApplicationFailure.create({
+      type: REFUSED_ON_HOST,
+      nonRetryable: true,
+      message: `re-checked on ${roots.host}, the host leased to train it: ${(error as Error).message}`,
+    });
+  }
 }
 
 /** The checkpoint in the commit's tree, else under this host's checkpoints root. */

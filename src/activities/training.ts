@@ -27,8 +27,7 @@ import { ProgressClock } from '../gpu-worker/timings.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE } from '../security/files.js';
 import { datasetVariables, type PinnedDataset } from '../domain/dataset-refs.js';
 import { layOutDatasets, type LayoutRoots } from '../gpu-worker/dataset-layout.js';
-import { checkOnHost, resolvedInputVariables, type HostResolution } from './request-check.js';
-import { REFUSED_ON_HOST } from '../shared/constants.js';
+import { recheckOnLeasedHost, resolvedInputVariables, type HostResolution } from './request-check.js';
 
 export interface TrainingDeps {
   slot: Slot;
@@ -214,17 +213,14 @@ export function createTrainingActivities(deps: TrainingDeps) {
   };
   /**
    * Validation ran on one capable host; this is the host that trains. Its own disk and PATH are
-   * checked again before anything runs, and a refusal ends the run validation_failed, not a crash.
+   * checked again right before anything runs (captureEnvironment checked them a moment earlier),
+   * and a refusal ends the run validation_failed, not a crash.
    */
-  const recheck = async (repo: string, request: ExperimentRequest, log: string): Promise<HostResolution> => {
-    try {
-      return await checkOnHost(roots, repo, request);
-    } catch (error) {
-      const reason = `re-checked on ${roots.host}, the host leased to train it: ${(error as Error).message}`;
-      await fs.appendFile(log, `expctl: ${reason}; the training command was not started\n`, PRIVATE_FILE);
-      throw ApplicationFailure.create({ type: REFUSED_ON_HOST, nonRetryable: true, message: reason });
-    }
-  };
+  const recheck = (repo: string, request: ExperimentRequest, log: string): Promise<HostResolution> =>
+    recheckOnLeasedHost(roots, repo, request).catch(async (refusal: Error) => {
+      await fs.appendFile(log, `expctl: ${refusal.message}; the training command was not started\n`, PRIVATE_FILE);
+      throw refusal;
+    });
 
   return {
     async runTraining(input: RunTrainingInput): Promise<TrainingOutcome> {

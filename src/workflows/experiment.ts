@@ -424,6 +424,8 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
         pending.environment = await hostActivities(granted.hostQueue, RECONCILE_WAIT).captureEnvironment(request);
       } catch (error) {
         if (!(error instanceof ActivityFailure) || isCancellation(error)) throw error;
+        if (error.cause instanceof ApplicationFailure && error.cause.type === REFUSED_ON_HOST)
+          return { refused: error.cause.message };
         if (error.cause instanceof TimeoutFailure)
           return hostLost(
             granted,

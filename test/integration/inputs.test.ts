@@ -160,7 +160,13 @@ describe('validation where the run will train', () => {
             ? /dataset only-on-a is not present on train-b/
             : /checkpoint only-on-a\.pt was not found in commit .* or under the checkpoints root of train-b/,
         );
-        // The training command never started, and the slot is free again.
+        // Refused before the run was `running`: the training command never started, and the slot is free again.
+        expect(state.timeline.map((entry) => entry.status)).toEqual([
+          'submitted',
+          'validating',
+          'queued',
+          'validation_failed',
+        ]);
         expect(state.training).toBeNull();
         const pool = await stack.client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
         expect(pool.slots.filter((slot) => slot.lease?.experimentId === handle.workflowId)).toEqual([]);
