@@ -30,6 +30,10 @@ import {
 } from '../workflows/definitions.js';
 import type { TournamentVerdict } from '../domain/tournament.js';
 import { tagWorkflow, tagWorkflowId } from '../workflows/tag.js';
+import { readPatchWorkflow } from '../workflows/read-patch.js';
+
+/** The most of a patch one read asks its host for (the host caps a page at READ_PATCH_PAGE_BYTES). */
+const PATCH_PAGE_BYTES = 256 * 1024;
 
 export interface ControlDeps {
   client: Client;
@@ -80,6 +84,35 @@ export function createControlActivities({ client, catalog, secretHashKey }: Cont
       await catalog.apply(update.request ? { ...update, request: publicRequest(update.request, digest) } : update);
       // Every decision moves the tag's strategy on (the rule reads the tag's runs, this one included).
       if (update.decision) await catalog.refreshStrategy(await catalog.tagOf(update.experimentId));
+    },
+
+    /**
+     * Keeps a run's patch whole in the catalog, by its sha256, read page by page from the host that
+     * validated the run (readPatchWorkflow): the text never enters the experiment's history. A patch
+     * already kept (another run of the commit) is not read again.
+     */
+    async storePatch(input: { experimentId: string; hostQueue: string; sha256: string; bytes: number }): Promise<void> {
+      if (await catalog.hasBlob(input.sha256)) return;
+      const pages: Buffer[] = [];
+      for (let read = 0; read < input.bytes; ) {
+        const page = await client.workflow.execute(readPatchWorkflow, {
+          workflowId: `patch-${input.experimentId}-${read}-${crypto.randomBytes(4).toString('hex')}`,
+          taskQueue: CONTROL_TASK_QUEUE,
+          args: [
+            { hostQueue: input.hostQueue, experimentId: input.experimentId, offset: read, maxBytes: PATCH_PAGE_BYTES },
+          ],
+          workflowExecutionTimeout: '2m',
+        });
+        const data = Buffer.from(page.data, 'base64');
+        if (page.size !== input.bytes || data.length === 0)
+          throw new Error(
+            `the patch of ${input.experimentId} on its validating host is ${page.size} bytes, not the ${input.bytes} validation reported`,
+          );
+        pages.push(data);
+        read += data.length;
+      }
+      // The host wrote the patch from text, so its bytes are UTF-8; putBlob checks the sha256.
+      await catalog.putBlob(input.sha256, Buffer.concat(pages).toString('utf8'));
     },
 
     /** What the run's dataset references resolve to now (see dataset-refs.ts); the workflow pins the answer. */

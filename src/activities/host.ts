@@ -4,7 +4,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { isVersionedRef } from '../domain/dataset-refs.js';
 import type { Slot } from '../domain/fleet.js';
 import type { HostHealthReport } from '../domain/health.js';
 import type { EnvironmentRecord } from '../catalog/record.js';
@@ -15,15 +14,8 @@ import { queryGpus } from '../gpu-worker/discover.js';
 import { driverVersion, softwareVersions } from '../gpu-worker/software.js';
 import { lockfileHashes } from '../gpu-worker/lockfiles.js';
 import type { ExperimentRequest } from '../domain/request.js';
-import {
-  commitExists,
-  commitPatch,
-  localRepository,
-  readFileAtCommit,
-  treeEntry,
-  whichProgram,
-} from '../gpu-worker/git.js';
-import { confinedRelative, resolveUnderRoot, symlinkTargetInTree } from '../gpu-worker/confine.js';
+import { commitExists, commitPatch, localRepository } from '../gpu-worker/git.js';
+import { checkOnHost, recheckOnLeasedHost } from './request-check.js';
 import { runFiles } from '../gpu-worker/run-files.js';
 import type { ValidationReport } from '../workflows/experiment-state.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE } from '../security/files.js';
@@ -40,8 +32,8 @@ export interface HostDeps {
   credential?: Credential;
 }
 
-/** Patches above this size are recorded truncated (Temporal payloads stay well under their limit). */
-const PATCH_RECORD_LIMIT = 1 << 20;
+/** The most one readPatch page returns, whatever the caller asks for (activity results stay small). */
+export const READ_PATCH_PAGE_BYTES = 256 * 1024;
 
 /** The most one readLog page returns, whatever the caller asks for (activity results stay small). */
 export const READ_LOG_PAGE_BYTES = 256 * 1024;
@@ -132,46 +124,10 @@ async function readScrubbedPage(
   return { text: scrubText(Buffer.concat(parts).toString('utf8')), end };
 }
 
-/** Arguments that name files in the repository (scripts, configs), as opposed to flags and values. */
-const FILE_ARGUMENT = /^[^-][^=]*\.(py|sh|js|mjs|ts|json|yaml|yml|toml|cfg|ini)$/;
-
-/** Symlinks followed inside a commit before a reference is refused as a loop. */
-const MAX_SYMLINK_HOPS = 8;
-
-/**
- * Resolves a reference inside the commit's tree, following symlinks stored in the commit; every hop
- * must stay inside the tree. `subject` names it in refusals ("config a.json"). Returns the final path
- * and its git mode, or throws a specific refusal.
- */
-async function resolveInCommit(
-  repo: string,
-  commit: string,
-  subject: string,
-  reference: string,
-): Promise<{ path: string; mode: string }> {
-  const short = commit.slice(0, 12);
-  let current = confinedRelative(reference);
-  if (current === null)
-    throw new Error(`${subject} must be a path inside the repository; absolute paths and ".." are refused`);
-  for (let hop = 0; hop <= MAX_SYMLINK_HOPS; hop++) {
-    const entry = await treeEntry(repo, commit, current);
-    if (!entry) throw new Error(`${subject} does not exist in commit ${short}`);
-    if (entry.type !== 'blob') throw new Error(`${subject} is a directory or submodule in commit ${short}, not a file`);
-    if (entry.mode !== '120000') return { path: current, mode: entry.mode };
-    const target = await readFileAtCommit(repo, commit, current);
-    const next = symlinkTargetInTree(current, target);
-    if (next === null)
-      throw new Error(
-        `${subject} is a symlink to ${target}, outside the repository; it must stay inside the commit's tree`,
-      );
-    current = next;
-  }
-  throw new Error(`${subject} is a chain of more than ${MAX_SYMLINK_HOPS} symlinks in commit ${short}`);
-}
-
 /** Activities on a worker's host queue: validation, log reads, host description. */
 export function createHostActivities(deps: HostDeps) {
   const checkpointsDir = deps.checkpointsDir ?? path.join(deps.workDir, 'checkpoints');
+  const roots = { host: deps.host, datasetsDir: deps.datasetsDir, checkpointsDir };
 
   async function check(
     experimentId: string,
@@ -180,86 +136,7 @@ export function createHostActivities(deps: HostDeps) {
     const repo = await localRepository(request.repo, deps.workDir, request.commit, deps.credential);
     if (!(await commitExists(repo, request.commit)))
       throw new Error(`commit ${request.commit} does not exist in ${request.repo}`);
-    const short = request.commit.slice(0, 12);
-    const inTree = (subject: string, reference: string) => resolveInCommit(repo, request.commit, subject, reference);
-
-    const [program, ...args] = request.command as [string, ...string[]];
-    let interpreter: string | null;
-    if (program.includes('/')) {
-      if (confinedRelative(program) === null) {
-        throw new Error(
-          `the command's program ${program} is outside the repository: name the program on PATH (e.g. python3, uv) ` +
-            'or by its path inside the repository (e.g. scripts/train.sh); absolute paths and ".." are refused',
-        );
-      }
-      const entry = await inTree(`the command's program ${program}`, program);
-      if (entry.mode !== '100755') {
-        throw new Error(
-          `the command's program ${program} is not executable in commit ${short}: run it through its interpreter (e.g. python3 ${program}) or commit it with mode 755`,
-        );
-      }
-      interpreter = entry.path;
-    } else {
-      interpreter = await whichProgram(program);
-      if (!interpreter) throw new Error(`command "${program}" is not installed on ${deps.host} (not found on PATH)`);
-    }
-    for (const arg of args.filter((a) => FILE_ARGUMENT.test(a))) {
-      if (confinedRelative(arg) === null) {
-        throw new Error(
-          `${arg} (named in the command) is outside the repository: files the command names must be paths inside the repository`,
-        );
-      }
-      await inTree(`${arg} (named in the command)`, arg);
-    }
-
-    let resolvedConfig: unknown = null;
-    if (request.configPath) {
-      const config = await inTree(`config ${request.configPath}`, request.configPath);
-      const text = await readFileAtCommit(repo, request.commit, config.path);
-      try {
-        resolvedConfig = JSON.parse(text);
-      } catch (error) {
-        throw new Error(`config ${request.configPath} is not valid JSON: ${(error as Error).message}`);
-      }
-    }
-    if (request.checkpoint) {
-      const relative = confinedRelative(request.checkpoint);
-      if (relative === null) {
-        throw new Error(
-          `checkpoint ${request.checkpoint} must be a path inside the commit's tree or under the checkpoints root of ${deps.host}; absolute paths and ".." are refused`,
-        );
-      }
-      const entry = await treeEntry(repo, request.commit, relative);
-      if (entry) await inTree(`checkpoint ${request.checkpoint}`, request.checkpoint);
-      else {
-        const found = await resolveUnderRoot(checkpointsDir, relative);
-        if (!found.ok && found.problem === 'symlink_escape') {
-          throw new Error(
-            `checkpoint ${request.checkpoint} resolves to ${found.location}, outside the checkpoints root of ${deps.host} (${checkpointsDir}); a symlink there must stay inside it`,
-          );
-        }
-        if (!found.ok)
-          throw new Error(
-            `checkpoint ${request.checkpoint} was not found in commit ${short} or under the checkpoints root of ${deps.host} (${checkpointsDir})`,
-          );
-      }
-    }
-    // Dataset versions (NAME@latest, NAME@V) are resolved by the orchestrator and laid out at training time.
-    for (const dataset of request.datasets.filter((ref) => !isVersionedRef(ref))) {
-      const found = await resolveUnderRoot(deps.datasetsDir, dataset);
-      if (found.ok) continue;
-      if (found.problem === 'escapes') {
-        throw new Error(
-          `dataset ${dataset} must be a path under the datasets root of ${deps.host} (${deps.datasetsDir}); absolute paths and ".." are refused`,
-        );
-      }
-      if (found.problem === 'symlink_escape') {
-        throw new Error(
-          `dataset ${dataset} resolves to ${found.location}, outside the datasets root of ${deps.host} (${deps.datasetsDir}); a symlink there must stay inside it`,
-        );
-      }
-      throw new Error(`dataset ${dataset} is not present on ${deps.host} (looked at ${found.location})`);
-    }
+    const { resolvedConfig, interpreter } = await checkOnHost(roots, repo, request);
 
     const files = runFiles(deps.workDir, experimentId);
     await fs.mkdir(files.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
@@ -275,10 +152,6 @@ export function createHostActivities(deps: HostDeps) {
         bytes,
         files: changed,
       },
-      patchText:
-        bytes <= PATCH_RECORD_LIMIT
-          ? patch
-          : `${patch.slice(0, PATCH_RECORD_LIMIT)}\n[patch truncated at ${PATCH_RECORD_LIMIT} bytes; the full patch is ${files.patch} on ${deps.host}]\n`,
     };
   }
 
@@ -305,6 +178,8 @@ export function createHostActivities(deps: HostDeps) {
      */
     async captureEnvironment(request: ExperimentRequest): Promise<EnvironmentRecord> {
       const repo = await localRepository(request.repo, deps.workDir, request.commit, deps.credential);
+      // Asked of the leased host before the run is `running`: what validation found elsewhere must hold here.
+      await recheckOnLeasedHost(roots, repo, request);
       const lockfiles = await lockfileHashes(repo, request.commit);
       const hasGpus = deps.slots.some((slot) => slot.acceleratorClass !== 'cpu');
       return {
@@ -344,6 +219,25 @@ export function createHostActivities(deps: HostDeps) {
         const values = [...(await readRunSecrets(files.secrets)), ...workerSecretValues()];
         const page = await readScrubbedPage(handle, size, start, length, values);
         return { text: page.text, nextOffset: page.end, size };
+      } finally {
+        await handle.close();
+      }
+    },
+
+    /**
+     * One page of the patch validation kept for a run: at most READ_PATCH_PAGE_BYTES from `offset`,
+     * base64 (the orchestrator joins the pages and checks the whole against its sha256).
+     */
+    async readPatch(experimentId: string, offset: number, maxBytes: number): Promise<{ data: string; size: number }> {
+      const handle = await fs.open(runFiles(deps.workDir, experimentId).patch, 'r');
+      try {
+        const { size } = await handle.stat();
+        const start = Math.min(Math.max(0, Math.floor(offset) || 0), size);
+        const buffer = Buffer.alloc(
+          Math.max(0, Math.min(Math.floor(maxBytes) || 0, READ_PATCH_PAGE_BYTES, size - start)),
+        );
+        const { bytesRead } = await handle.read(buffer, 0, buffer.length, start);
+        return { data: buffer.subarray(0, bytesRead).toString('base64'), size };
       } finally {
         await handle.close();
       }

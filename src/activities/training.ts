@@ -27,6 +27,7 @@ import { ProgressClock } from '../gpu-worker/timings.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE } from '../security/files.js';
 import { datasetVariables, type PinnedDataset } from '../domain/dataset-refs.js';
 import { layOutDatasets, type LayoutRoots } from '../gpu-worker/dataset-layout.js';
+import { recheckOnLeasedHost, resolvedInputVariables, type HostResolution } from './request-check.js';
 
 export interface TrainingDeps {
   slot: Slot;
@@ -47,6 +48,8 @@ export interface TrainingDeps {
   leaseHeld?: (slotId: string, leaseId: string) => Promise<boolean>;
   /** Where pinned dataset versions are laid out (NAME@V) and the store they come from. */
   datasets?: LayoutRoots;
+  /** The root checkpoints outside the commit's tree resolve under; default <workDir>/checkpoints. */
+  checkpointsDir?: string;
   /**
    * The runs every slot of this host watches, by experiment (one map per worker process, shared by
    * its slots): a later attempt of an experiment placed on another slot of the same host stops the
@@ -203,6 +206,22 @@ export function createTrainingActivities(deps: TrainingDeps) {
     return layOutDatasets(pinned, deps.datasets);
   };
 
+  const roots = {
+    host: deps.slot.host,
+    datasetsDir: deps.datasets?.datasetsDir ?? path.join(deps.workDir, 'datasets'),
+    checkpointsDir: deps.checkpointsDir ?? path.join(deps.workDir, 'checkpoints'),
+  };
+  /**
+   * Validation ran on one capable host; this is the host that trains. Its own disk and PATH are
+   * checked again right before anything runs (captureEnvironment checked them a moment earlier),
+   * and a refusal ends the run validation_failed, not a crash.
+   */
+  const recheck = (repo: string, request: ExperimentRequest, log: string): Promise<HostResolution> =>
+    recheckOnLeasedHost(roots, repo, request).catch(async (refusal: Error) => {
+      await fs.appendFile(log, `expctl: ${refusal.message}; the training command was not started\n`, PRIVATE_FILE);
+      throw refusal;
+    });
+
   return {
     async runTraining(input: RunTrainingInput): Promise<TrainingOutcome> {
       const ctx = Context.current();
@@ -248,10 +267,11 @@ export function createTrainingActivities(deps: TrainingDeps) {
           for (const file of [files.outcome, files.exit, files.started, files.record])
             await fs.rm(file, { force: true });
           const repo = await localRepository(request.repo, deps.workDir, request.commit, deps.credential);
+          const resolved = await recheck(repo, request, files.log);
           await cleanup.settled(files.tree);
           await addWorktree(repo, request.commit, files.tree);
 
-          const datasetDirs = await layOutPinned(input.datasets ?? []);
+          const datasetDirs = { ...resolved.datasetDirs, ...(await layOutPinned(input.datasets ?? [])) };
 
           // Kept (0600) before anything runs, so every later read of this run's output is scrubbed of them.
           const runSecrets = runSecretValues(request);
@@ -264,6 +284,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
             EXPCTL_ARTIFACT_DIR: files.artifacts,
             PYTHONUNBUFFERED: '1',
             ...(request.configPath ? { EXPCTL_CONFIG: path.join(files.tree, request.configPath) } : {}),
+            ...resolvedInputVariables(resolved, files.tree),
             ...datasetVariables(datasetDirs),
           };
           const env: Record<string, string> = { ...request.env, ...own };

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -265,6 +266,30 @@ export class CatalogReader {
     return byName !== undefined && certificate.issuedAt <= byName.revoked_at;
   }
 
+  /** Whether content with this sha256 is kept. */
+  async hasBlob(sha256: string): Promise<boolean> {
+    return (await this.sql.get('SELECT 1 AS one FROM blobs WHERE sha256 = ?', [sha256])) !== undefined;
+  }
+
+  /**
+   * Characters [offset, offset + length) of the content with this sha256 (offsets in characters:
+   * a page never cuts one), its size in bytes, and where the next page starts (null at the end);
+   * undefined when none is kept.
+   */
+  async blobPage(
+    sha256: string,
+    offset: number,
+    length: number,
+  ): Promise<{ text: string; bytes: number; nextOffset: number | null } | undefined> {
+    const row = await this.sql.get<{ text: string; chars: number; bytes: number }>(
+      'SELECT substr(content, ?, ?) AS text, length(content) AS chars, bytes FROM blobs WHERE sha256 = ?',
+      [offset + 1, length, sha256],
+    );
+    if (!row) return undefined;
+    const end = offset + [...row.text].length;
+    return { text: row.text, bytes: Number(row.bytes), nextOffset: end < Number(row.chars) ? end : null };
+  }
+
   /** Models, versions, promotions and alias history (catalog/models.ts). */
   get models(): ModelCatalog {
     return new ModelCatalog(this.sql);
@@ -357,8 +382,8 @@ export class Catalog extends CatalogReader {
     if (update.validation) {
       Object.assign(columns, {
         resolved_config: JSON.stringify(update.validation.resolvedConfig ?? null),
-        patch: update.validation.patch?.text ?? null,
         patch_sha256: update.validation.patch?.sha256 ?? null,
+        patch_bytes: update.validation.patch?.bytes ?? null,
         patch_files: JSON.stringify(update.validation.patch?.files ?? null),
       });
     }
@@ -435,6 +460,16 @@ export class Catalog extends CatalogReader {
       }
       await insertFacts(tx, id, update);
     });
+  }
+
+  /** Keeps `content` by its sha256, once (content-addressed: writing it again changes nothing). */
+  async putBlob(sha256: string, content: string): Promise<void> {
+    const actual = crypto.createHash('sha256').update(content, 'utf8').digest('hex');
+    if (actual !== sha256) throw new Error(`content hashes to ${actual}, not the ${sha256} it was stored as`);
+    await this.sql.run(
+      'INSERT INTO blobs (sha256, bytes, content, stored_at) VALUES (?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING',
+      [sha256, Buffer.byteLength(content, 'utf8'), content, new Date().toISOString()],
+    );
   }
 
   /** After each decision: the tag's mode by the deterministic rule, unless an operator set one. */

@@ -20,6 +20,11 @@ export const CATALOG_PAGE_ROWS = 200;
  * its 4 MiB gRPC limit. Pages shrink to fit; an answer that cannot is refused, never truncated.
  */
 export const CATALOG_ANSWER_BYTES = 1_500_000;
+/**
+ * The most characters of a blob (a patch) one answer carries: 6 bytes each at worst (a JSON
+ * `\uXXXX` escape), so a page always fits CATALOG_ANSWER_BYTES.
+ */
+export const BLOB_PAGE_CHARS = 192 * 1024;
 
 const name = z.string().min(1).max(256);
 const experimentFilter = z
@@ -55,6 +60,14 @@ export const catalogQuerySchema = z.discriminatedUnion('kind', [
     .strict(),
   z.object({ kind: z.literal('models'), model: name.optional() }).strict(),
   z.object({ kind: z.literal('promotion'), id: name }).strict(),
+  z
+    .object({
+      kind: z.literal('blob'),
+      sha256: z.string().regex(/^[0-9a-f]{64}$/),
+      offset: z.number().int().min(0),
+      limit: z.number().int().min(1).max(BLOB_PAGE_CHARS),
+    })
+    .strict(),
   z
     .object({
       kind: z.literal('promotionCandidate'),
@@ -100,6 +113,7 @@ export interface CatalogAnswers {
   lineage: { known: boolean; trees: Partial<Record<'upstream' | 'downstream', LineageNode>> } | null;
   models: Awaited<ReturnType<typeof modelReport>>[];
   promotion: PromotionRecord | null;
+  blob: { text: string; bytes: number; nextOffset: number | null } | null;
   promotionCandidate: PrepareResult;
 }
 
@@ -184,6 +198,8 @@ async function answer(reader: CatalogReader, query: CatalogQuery): Promise<Catal
     }
     case 'promotion':
       return (await reader.models.promotion(query.id)) ?? null;
+    case 'blob':
+      return (await reader.blobPage(query.sha256, query.offset, query.limit)) ?? null;
     case 'promotionCandidate':
       return preparePromotionFrom(reader, {
         experimentId: query.experimentId,

@@ -28,7 +28,8 @@ export interface RecordUpdate {
   events?: { status: ExperimentStatus; at: string; note?: string; seq?: number }[];
   validation?: {
     resolvedConfig: unknown;
-    patch: { text: string; sha256: string; bytes: number; files: string[] } | null;
+    /** A reference: the text is kept whole in the catalog's blobs by its sha256 (storePatch), never here. */
+    patch: { sha256: string; bytes: number; files: string[] } | null;
     interpreter: string | null;
   };
   environment?: EnvironmentRecord;
@@ -84,8 +85,11 @@ export interface ExperimentRecord {
   command: string[];
   request: ExperimentRequest;
   resolvedConfig: unknown;
+  /** The patch text of runs recorded before blobs (cut at 1 MiB); null since: read it by patchSha256. */
   patch: string | null;
   patchSha256: string | null;
+  /** The whole patch's size in bytes (null for runs recorded before blobs). */
+  patchBytes: number | null;
   patchFiles: string[] | null;
   datasets: string[] | null;
   environment: EnvironmentRecord | null;

@@ -247,4 +247,13 @@ export const MIGRATIONS: string[] = [
   // The verification an audit line records (workflow, run, activity): one run again writes its line again.
   `ALTER TABLE audit ADD COLUMN source TEXT`,
   `CREATE UNIQUE INDEX audit_source ON audit (source)`,
+  // Content kept whole and by its sha256 (a run's patch, of any size), outside the rows that name
+  // it; runs of one commit share one. New runs keep their patch here (`patch` stays for older rows).
+  `CREATE TABLE blobs (
+     sha256 TEXT PRIMARY KEY,
+     bytes INTEGER NOT NULL,
+     content TEXT NOT NULL,
+     stored_at TEXT NOT NULL
+   )`,
+  `ALTER TABLE experiments ADD COLUMN patch_bytes INTEGER`,
 ];

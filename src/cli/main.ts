@@ -224,6 +224,7 @@ program
   .command('show')
   .description("an experiment's live state and record")
   .argument('<id>')
+  .option('--patch', "print the run's whole patch (its commit against the parent), from the catalog")
   .addOption(jsonOption())
   .action(showCommand);
 program

@@ -5,6 +5,7 @@ import { ApplicationFailure, TimeoutFailure } from '@temporalio/common';
 import { CatalogReader } from '../catalog/catalog.js';
 import {
   answerCatalogQuery,
+  BLOB_PAGE_CHARS,
   CATALOG_PAGE_ROWS,
   type CatalogAnswers,
   type CatalogQueryKind,
@@ -151,6 +152,18 @@ export class CatalogView {
 
   async promotion(id: string) {
     return (await this.ask({ kind: 'promotion', id })) ?? undefined;
+  }
+
+  /** The content kept under this sha256 (a run's patch), whole, read page by page; undefined when none is kept. */
+  async blob(sha256: string): Promise<string | undefined> {
+    const pages: string[] = [];
+    for (let offset: number | null = 0; offset !== null; ) {
+      const page: CatalogAnswers['blob'] = await this.ask({ kind: 'blob', sha256, offset, limit: BLOB_PAGE_CHARS });
+      if (!page) return undefined;
+      pages.push(page.text);
+      offset = page.nextOffset;
+    }
+    return pages.join('');
   }
 
   /** The checks a promotion's candidate must pass, made on the record before anything starts. */

@@ -51,9 +51,34 @@ export function versionDirName(dataset: string, version: number): string {
   return `${dataset}@${version}`;
 }
 
-/** The variable that gives a training script the directory of one dataset: EXPCTL_DATASET_CLIMBMIX. */
+/**
+ * The variable that gives a training script the directory of one dataset: EXPCTL_DATASET_CLIMBMIX
+ * for `climbmix@3`, EXPCTL_DATASET_CLIMBMIX_TRAIN for the path `climbmix/train`.
+ */
 export function datasetEnvName(dataset: string): string {
   return `EXPCTL_DATASET_${dataset.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+}
+
+/** The name a reference gives the script its directory under: a version's dataset name, else the path itself. */
+export function datasetVariableKey(ref: string): string {
+  const parsed = parseDatasetRef(ref);
+  return parsed.kind === 'version' ? parsed.dataset : ref;
+}
+
+/**
+ * Why these references cannot each have a variable of their own (two that map to one
+ * EXPCTL_DATASET_NAME, such as `a-b` and `a_b`, or two versions of one dataset); null when they can.
+ */
+export function datasetVariableClash(refs: readonly string[]): string | null {
+  const seen = new Map<string, string>();
+  for (const ref of refs) {
+    const variable = datasetEnvName(datasetVariableKey(ref));
+    const earlier = seen.get(variable);
+    if (earlier !== undefined && earlier !== ref)
+      return `datasets ${earlier} and ${ref} would both be handed to the script as ${variable}: name each dataset once, under names that differ in letters or digits`;
+    seen.set(variable, ref);
+  }
+  return null;
 }
 
 /**

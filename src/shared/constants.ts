@@ -27,3 +27,9 @@ export const TEMPORAL_CLI_VERSION = '1.5.1';
 
 /** Failure type of a catalog question refused as malformed or past its size bound (never retried). */
 export const CATALOG_QUERY_REFUSED = 'catalog_query_refused';
+
+/**
+ * Failure type of a train task whose request failed its checks again on the leased host (a path or
+ * program that host lacks): the run ends validation_failed, never a crash or an infrastructure retry.
+ */
+export const REFUSED_ON_HOST = 'refused_on_host';

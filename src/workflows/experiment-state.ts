@@ -40,9 +40,8 @@ export interface ValidationReport {
   reason: string | null;
   host: string;
   resolvedConfig: unknown;
+  /** Where validation kept the patch (a reference: its text never enters the history; see storePatch). */
   patch: { path: string; sha256: string; bytes: number; files: string[] } | null;
-  /** The patch itself (capped), handed to the catalog; not kept in the workflow's state. */
-  patchText?: string | null;
   interpreter: string | null;
 }
 

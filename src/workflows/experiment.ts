@@ -33,7 +33,7 @@ import {
 } from '../domain/limits.js';
 import { classifyTraining } from '../domain/classify.js';
 import { publicRequest, runSecretValues, scrubText } from '../domain/redact.js';
-import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
+import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID, REFUSED_ON_HOST } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
 import type { createControlActivities } from '../activities/control.js';
 import type { createHostActivities } from '../activities/host.js';
@@ -82,11 +82,19 @@ const MAX_REATTACHES = 20;
 /** awaitTraining's failure type when the host has nothing of the run (training.ts). */
 const RUN_NOT_ON_HOST = 'RunNotOnHost';
 
-type AttemptResult = { outcome?: TrainingOutcome; lost?: string; infra?: string };
+/** `refused`: the request failed its checks again on the leased host (REFUSED_ON_HOST). */
+type AttemptResult = { outcome?: TrainingOutcome; lost?: string; infra?: string; refused?: string };
 
 const control = proxyActivities<ControlActivities>({
   taskQueue: CONTROL_TASK_QUEUE,
   startToCloseTimeout: '30s',
+  retry: CONTROL_RETRY,
+});
+
+/** Keeps a patch in the catalog, read from its host page by page: longer than one catalog write. */
+const patchKeeper = proxyActivities<ControlActivities>({
+  taskQueue: CONTROL_TASK_QUEUE,
+  startToCloseTimeout: '5m',
   retry: CONTROL_RETRY,
 });
 
@@ -258,20 +266,23 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     if (placement.refusal !== null || placement.hostQueue === null)
       throw new RunEnded('validation_failed', placement.refusal ?? 'no host to validate on');
     if (request.datasets.some(isVersionedRef)) await pinDatasets();
-    const { patchText, ...validated } = await hostActivities(placement.hostQueue).validateRequest(
-      experimentId,
-      request,
-    );
+    const validated = await hostActivities(placement.hostQueue).validateRequest(experimentId, request);
     const report = { ...validated, reason: validated.reason === null ? null : scrub(validated.reason) };
     snapshot.validation = report;
     if (!report.ok) throw new RunEnded('validation_failed', report.reason ?? 'validation failed');
+    const patch = report.patch;
+    // The text goes from the validating host to the catalog past this history: only its reference is here.
+    if (patch)
+      await patchKeeper.storePatch({
+        experimentId,
+        hostQueue: placement.hostQueue,
+        sha256: patch.sha256,
+        bytes: patch.bytes,
+      });
     pending.validation = {
       resolvedConfig: report.resolvedConfig,
       interpreter: report.interpreter,
-      patch:
-        report.patch && patchText
-          ? { text: patchText, sha256: report.patch.sha256, bytes: report.patch.bytes, files: report.patch.files }
-          : null,
+      patch: patch ? { sha256: patch.sha256, bytes: patch.bytes, files: patch.files } : null,
     };
   };
 
@@ -408,6 +419,8 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
         if (!(error instanceof ActivityFailure) || isCancellation(error)) throw error;
         if (error.cause instanceof ApplicationFailure && error.cause.type === RUN_NOT_ON_HOST)
           return { lost: error.cause.message };
+        if (error.cause instanceof ApplicationFailure && error.cause.type === REFUSED_ON_HOST)
+          return { refused: error.cause.message };
         if (!(error.cause instanceof TimeoutFailure)) return { infra: error.cause?.message ?? error.message };
         const silence = `the worker on ${granted.slot.host} stopped answering (${error.cause.timeoutType ?? 'timeout'} on ${granted.slot.slotId})`;
         const lastBeat =
@@ -440,6 +453,8 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
         pending.environment = await hostActivities(granted.hostQueue, RECONCILE_WAIT).captureEnvironment(request);
       } catch (error) {
         if (!(error instanceof ActivityFailure) || isCancellation(error)) throw error;
+        if (error.cause instanceof ApplicationFailure && error.cause.type === REFUSED_ON_HOST)
+          return { refused: error.cause.message };
         if (error.cause instanceof TimeoutFailure)
           return hostLost(
             granted,
@@ -479,6 +494,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       const attempt = await attemptOn(granted);
       if (attempt.outcome) return { outcome: attempt.outcome, lease: granted };
       await releaseLease();
+      if (attempt.refused !== undefined) throw new RunEnded('validation_failed', attempt.refused);
       if (attempt.lost !== undefined) {
         if (replacements >= request.maxReplacements) throw new RunEnded('worker_lost', attempt.lost);
         replacements++;

@@ -69,7 +69,11 @@ describe('the operating record', () => {
       command: ['python3', 'train.py'],
       gpu: expect.stringMatching(/^rechost\/cpu\d$/),
     });
-    expect(record.patch).toContain('+++ b/train.py');
+    // The patch is kept whole by its sha256, outside the row.
+    expect(record.patch).toBeNull();
+    const patch = await catalog.blobPage(record.patchSha256!, 0, 1 << 20);
+    expect(patch?.text).toContain('+++ b/train.py');
+    expect(record.patchBytes).toBe(patch?.bytes);
     expect(record.patchFiles).toEqual(['train.py']);
     expect(record.environment?.software.python3).toMatch(/^Python 3/);
     expect(record.placement?.candidates.length).toBe(2);
@@ -171,7 +175,11 @@ describe('reports of a fixture campaign (keep, discard, crash, refused)', () => 
     const [first] = await catalog.list({ tag: 'tsv', order: 'oldest' });
     const shown = JSON.parse((await remote('show', first!.id, '--json')).stdout);
     expect(shown.record).toMatchObject({ id: first!.id, status: 'completed' });
-    expect(shown.record.patch).toContain('+++ b/train.py');
+    expect(shown.record.patchSha256).toMatch(/^[0-9a-f]{64}$/);
+    const patch = await remote('show', first!.id, '--patch');
+    expect(patch.exitCode).toBe(0);
+    expect(patch.stdout).toContain('+++ b/train.py');
+    expect(crypto.createHash('sha256').update(`${patch.stdout}\n`).digest('hex')).toBe(shown.record.patchSha256);
     // Nothing was read from (or made at) a file on the reading host: each read was a short workflow.
     await expect(fs.access(elsewhere)).rejects.toThrow();
     await waitFor(async () => {

@@ -124,7 +124,7 @@ describe('a worker process killed during training', () => {
       worker: 'victim',
       commit: source.commit,
     });
-    expect(record.patch).toContain('+++ b/train.py');
+    expect((await stack.catalog.blobPage(record.patchSha256!, 0, 1 << 20))?.text).toContain('+++ b/train.py');
     expect(record.environment?.host).toBe('victim');
     expect(record.placement?.slotId).toBe('victim/cpu0');
     expect(record.events.map((e) => e.status)).toEqual(['submitted', 'validating', 'queued', 'running', 'worker_lost']);

@@ -25,6 +25,34 @@ for (const backend of CATALOG_BACKENDS) {
     });
     afterAll(() => catalog?.close());
 
+    it('keeps content whole by its sha256, once, and reads it back page by page without cutting a character', async () => {
+      // Multi-byte characters (2, 3 and 4 bytes in UTF-8) across page boundaries.
+      const content = `diff --git a/train.py b/train.py\n${'+x = "é€😀"\n'.repeat(5000)}`;
+      const sha256 = crypto.createHash('sha256').update(content, 'utf8').digest('hex');
+      expect(await catalog.hasBlob(sha256)).toBe(false);
+      expect(await catalog.blobPage(sha256, 0, 10)).toBeUndefined();
+      await expect(catalog.putBlob('0'.repeat(64), content)).rejects.toThrow(
+        /content hashes to [0-9a-f]{64}, not the 0{64}/,
+      );
+      await catalog.putBlob(sha256, content);
+      await catalog.putBlob(sha256, content);
+      expect(await catalog.hasBlob(sha256)).toBe(true);
+      const pages: string[] = [];
+      for (let offset: number | null = 0; offset !== null; ) {
+        const page: { text: string; bytes: number; nextOffset: number | null } = (await catalog.blobPage(
+          sha256,
+          offset,
+          7777,
+        ))!;
+        expect(page.bytes).toBe(Buffer.byteLength(content, 'utf8'));
+        pages.push(page.text);
+        offset = page.nextOffset;
+      }
+      expect(pages.length).toBeGreaterThan(5);
+      expect(pages.join('')).toBe(content);
+      expect(Number((await catalog.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM blobs'))!.n)).toBe(1);
+    });
+
     it('a retry that lands after a newer update adds its events and changes no field', async () => {
       const id = 'exp-late-0001';
       const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();

@@ -3,6 +3,8 @@ import { parseRunFlags } from '../../src/cli/parse.js';
 import {
   DEFAULT_WAIT_FOR_DATA_SECONDS,
   datasetEnvName,
+  datasetVariableClash,
+  datasetVariableKey,
   datasetVariables,
   parseDatasetRef,
   pinRefs,
@@ -78,6 +80,22 @@ describe('dataset references', () => {
     });
     expect(datasetVariables({ a: '/a', b: '/b' })).not.toHaveProperty('EXPCTL_DATASET_DIR');
     expect(datasetVariables({})).toEqual({});
+  });
+
+  it('names a plain path by the path itself and a version by its dataset, under one rule', () => {
+    expect(datasetVariableKey('ngram@latest')).toBe('ngram');
+    expect(datasetVariableKey('ngram@3')).toBe('ngram');
+    expect(datasetVariableKey('corpus/train')).toBe('corpus/train');
+    expect(datasetEnvName(datasetVariableKey('corpus/train'))).toBe('EXPCTL_DATASET_CORPUS_TRAIN');
+  });
+
+  it('refuses references that would share one variable, and allows distinct ones', () => {
+    expect(datasetVariableClash(['corpus/train', 'ngram@latest', 'eval-set'])).toBeNull();
+    expect(datasetVariableClash(['a-b', 'a_b'])).toMatch(/datasets a-b and a_b would both .* EXPCTL_DATASET_A_B/);
+    expect(datasetVariableClash(['ngram@1', 'ngram@2'])).toMatch(/ngram@1 and ngram@2 .* EXPCTL_DATASET_NGRAM/);
+    expect(datasetVariableClash(['ngram', 'ngram@latest'])).toMatch(/EXPCTL_DATASET_NGRAM/);
+    // The same reference twice names one directory: nothing is ambiguous.
+    expect(datasetVariableClash(['eval-set', 'eval-set'])).toBeNull();
   });
 });
 

@@ -222,7 +222,8 @@ function formatTimings(t: RunTimings): string {
   );
 }
 
-export async function showCommand(id: string, options: { json?: boolean }): Promise<void> {
+export async function showCommand(id: string, options: { json?: boolean; patch?: boolean }): Promise<void> {
+  if (options.patch) return showPatch(id, options);
   // A dataset version's workflow id (expctl-dataset-NAME-vV) shows that version.
   const datasetVersion = parseDatasetVersionWorkflowId(id);
   if (datasetVersion) return dataShowCommand(`${datasetVersion.dataset}@${datasetVersion.version}`, options);
@@ -328,6 +329,35 @@ export async function showCommand(id: string, options: { json?: boolean }): Prom
   );
   lines.push(...timeline.split('\n').map((line) => `    ${line}`));
   console.log(lines.join('\n'));
+}
+
+/**
+ * `show ID --patch`: the run's whole patch, from the catalog (read through the orchestrator from any
+ * host). Through a pipe it is byte-exact; on a terminal control characters are shown escaped;
+ * `--json` wraps it in one object.
+ */
+async function showPatch(id: string, options: { json?: boolean }): Promise<void> {
+  const catalog = await openCatalog();
+  try {
+    const record = await catalog.experiment(id);
+    if (!record) throw new CliError(`no experiment ${id} in ${catalog.source}`);
+    // Runs recorded before blobs kept the patch (cut at 1 MiB) in their row.
+    const text = record.patchSha256 ? ((await catalog.blob(record.patchSha256)) ?? record.patch) : record.patch;
+    if (text === null)
+      throw new CliError(
+        `experiment ${id} has no patch recorded (${record.status}): one is kept once validation passes`,
+      );
+    if (options.json === true)
+      return printJson({
+        experiment_id: id,
+        patch_sha256: record.patchSha256,
+        patch_bytes: Buffer.byteLength(text, 'utf8'),
+        patch: text,
+      });
+    process.stdout.write(process.stdout.isTTY ? safeText(text, { multiline: true }) : text);
+  } finally {
+    await catalog.close();
+  }
 }
 
 /**

@@ -175,8 +175,11 @@ export async function reportCommand(
       try {
         code = (await execa('git', ['-C', a.repo, 'diff', a.commit, b.commit])).stdout;
       } catch {
-        code =
-          a.patch === b.patch ? '' : `--- patch of ${a.id}\n${a.patch ?? ''}\n--- patch of ${b.id}\n${b.patch ?? ''}`;
+        // Kept whole by sha256 (older runs: the text in their row).
+        const patchOf = async (r: typeof a) =>
+          (r.patchSha256 ? await catalog.blob(r.patchSha256) : undefined) ?? r.patch ?? '';
+        const [patchA, patchB] = await Promise.all([patchOf(a), patchOf(b)]);
+        code = patchA === patchB ? '' : `--- patch of ${a.id}\n${patchA}\n--- patch of ${b.id}\n${patchB}`;
       }
       if (wantsJson(options)) return printJson({ ...diff, code });
       console.log(
