@@ -5,6 +5,7 @@ import { Context } from '@temporalio/activity';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isVersionedRef } from '../domain/dataset-refs.js';
+import { formatBytes, MAX_CONFIG_BYTES } from '../domain/bounds.js';
 import type { Slot } from '../domain/fleet.js';
 import type { HostHealthReport } from '../domain/health.js';
 import type { EnvironmentRecord } from '../catalog/record.js';
@@ -16,6 +17,7 @@ import { driverVersion, softwareVersions } from '../gpu-worker/software.js';
 import { lockfileHashes } from '../gpu-worker/lockfiles.js';
 import type { ExperimentRequest } from '../domain/request.js';
 import {
+  blobSize,
   commitExists,
   commitPatch,
   localRepository,
@@ -200,8 +202,13 @@ export function createHostActivities(deps: HostDeps) {
       }
       interpreter = entry.path;
     } else {
-      interpreter = await whichProgram(program);
-      if (!interpreter) throw new Error(`command "${program}" is not installed on ${deps.host} (not found on PATH)`);
+      // The run's PATH: the request's --env PATH where it sets one, else this worker's.
+      const runPath = request.env.PATH ?? process.env.PATH ?? '';
+      interpreter = await whichProgram(program, runPath);
+      if (!interpreter)
+        throw new Error(
+          `command "${program}" is not installed on ${deps.host} (not found on the run's PATH${request.env.PATH === undefined ? '' : ', set by --env PATH'})`,
+        );
     }
     for (const arg of args.filter((a) => FILE_ARGUMENT.test(a))) {
       if (confinedRelative(arg) === null) {
@@ -215,6 +222,11 @@ export function createHostActivities(deps: HostDeps) {
     let resolvedConfig: unknown = null;
     if (request.configPath) {
       const config = await inTree(`config ${request.configPath}`, request.configPath);
+      const bytes = await blobSize(repo, request.commit, config.path);
+      if (bytes > MAX_CONFIG_BYTES)
+        throw new Error(
+          `config ${request.configPath} is ${formatBytes(bytes)}; a config has at most ${formatBytes(MAX_CONFIG_BYTES)} (it is kept in the record): put large data in a dataset`,
+        );
       const text = await readFileAtCommit(repo, request.commit, config.path);
       try {
         resolvedConfig = JSON.parse(text);

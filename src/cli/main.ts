@@ -684,7 +684,7 @@ try {
       await refuseBatch(`invalid batch request: ${error.message.replace(/^error: /, '')}`, {
         json: wantsJson({ json: ownArgs.includes('--json') }),
       });
-    } else process.exitCode = 1;
+    } else process.exitCode = 2; // a usage error is a refusal of the input (exit 1 is for expctl's own errors)
   } else {
     process.exitCode = error instanceof CliError ? error.exitCode : 1;
     console.error(`expctl: ${safeText((error as Error).message, { multiline: true })}`);

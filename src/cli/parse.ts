@@ -88,7 +88,9 @@ export function checkMetricName(flag: string, raw: string): string {
 export function parseEnvPair(raw: string): [string, string] {
   const at = raw.indexOf('=');
   if (at <= 0) throw new FlagError(`--env ${shown(raw)}: --env expects KEY=VALUE`);
-  return [raw.slice(0, at), raw.slice(at + 1)];
+  const name = raw.slice(0, at);
+  if (!ENV_NAME_PATTERN.test(name)) throw new FlagError(`--env ${shown(name)}: the name must be ${ENV_NAME_TEXT}`);
+  return [name, raw.slice(at + 1)];
 }
 
 /** Where `--secret` values come from: the submitter's environment and files (tests pass their own). */
@@ -385,6 +387,7 @@ const FLAG_OF_FIELD: [RegExp, string][] = [
   [/^command(\.\d+)?$/, 'the command after --'],
   [/^setup(\.\d+)?$/, '--setup'],
   [/^setupTimeoutSeconds$/, '--setup-timeout'],
+  [/^repo$/, '--repo'],
   [/^configPath$/, '--config'],
   [/^datasets(\.\d+)?$/, '--dataset'],
   [/^checkpoint$/, '--checkpoint'],

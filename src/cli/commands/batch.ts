@@ -1,14 +1,16 @@
 import { WorkflowFailedError } from '@temporalio/client';
-import { batchHandle, submitBatch, type BatchHandle } from '../../client/batches.js';
+import { batchHandle, batchState, submitBatch, type BatchHandle } from '../../client/batches.js';
 import { sourceForFleet } from '../../client/fleet-remote.js';
 import { resolveSource, resolveVariants, SourceError } from '../../client/source.js';
 import { DEFAULT_METRIC } from '../../domain/decision.js';
 import { exitCodeFor } from '../../domain/experiment.js';
 import { parseExperimentRequest, RequestValidationError } from '../../domain/request.js';
 import { batchExitCode } from '../../domain/tournament.js';
+import { MAX_BATCH_VARIANTS } from '../../domain/bounds.js';
 import { fleetRemote } from '../../shared/settings.js';
 import { connectClient } from '../../temporal/connection.js';
-import type { BatchResult } from '../../workflows/batch-state.js';
+import type { BatchResult, BatchSnapshot } from '../../workflows/batch-state.js';
+import type { Client } from '@temporalio/client';
 import { asRefusal } from '../refusal.js';
 import { CliError, printJson, safeText, wantsJson } from '../output.js';
 import { parseBatchFlags, problemAsFlag, type RawBatchOptions } from '../parse.js';
@@ -76,6 +78,9 @@ export async function batchCommand(args: string[], raw: RawBatchOptions): Promis
   const refuse = (reason: string) => refuseBatch(reason, { tag: flags.tag, metric: flags.metric, json });
   if (problems.length > 0) return refuse(`invalid batch request: ${problems.join('; ')}`);
   const { commits, command } = splitAtDashes(args);
+  // Counted before each commit is resolved: resolving thousands would take minutes to say no.
+  if (commits.length > MAX_BATCH_VARIANTS)
+    return refuse(`invalid batch request: a batch holds at most ${MAX_BATCH_VARIANTS} commits, not ${commits.length}`);
   let base: { repo: string; commit: string };
   let variants: { commit: string; subject: string }[];
   try {
@@ -126,8 +131,37 @@ export async function batchCommand(args: string[], raw: RawBatchOptions): Promis
   await awaitBatch(submitted.handle, json);
 }
 
+async function batchSnapshotOf(client: Client, batchId: string): Promise<BatchSnapshot> {
+  const snapshot = await batchState(client, batchId);
+  if (!snapshot) throw new CliError(`no such batch ${JSON.stringify(safeText(batchId))}`, 2);
+  return snapshot;
+}
+
 /** `expctl wait BATCH_ID`. */
 export async function waitBatchCommand(batchId: string, json: boolean): Promise<void> {
   const client = await connectClient();
+  await batchSnapshotOf(client, batchId);
   await awaitBatch(batchHandle(client, batchId), json);
+}
+
+/** `expctl show BATCH_ID`: the batch's state and each experiment's, as far as they have come. */
+export async function showBatchCommand(batchId: string, json: boolean): Promise<void> {
+  const client = await connectClient();
+  const b = await batchSnapshotOf(client, batchId);
+  const shown = {
+    batch_id: b.batchId,
+    tag: b.tag,
+    base: b.base,
+    status: b.status,
+    deadline: b.deadline,
+    winner: b.winner,
+    children: b.members.map((m) => ({ experiment_id: m.experimentId, commit: m.commit, ended: m.ended })),
+  };
+  if (json) return printJson(shown);
+  const lines = [
+    `${shown.batch_id}  [${shown.status}]  tag ${shown.tag}  base ${shown.base.slice(0, 12)}${shown.deadline ? `  deadline ${shown.deadline}` : ''}`,
+    `  winner: ${shown.winner ?? '-'}`,
+    ...shown.children.map((c) => `  ${c.experiment_id}  ${c.commit.slice(0, 12)}  ${c.ended ?? 'not ended'}`),
+  ];
+  console.log(lines.map((line) => safeText(line)).join('\n'));
 }
