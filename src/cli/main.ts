@@ -205,7 +205,10 @@ requestOptions(
       "run K variants of one base in parallel and keep at most one: the best that beats the tag's best (a tournament)",
     )
     .usage('--tag T --category C [--base REF] [options as for run] COMMIT... -- COMMAND...')
-    .argument('<commit...>', 'the variants: commits whose parent is the base; then -- and the training command'),
+    .argument(
+      '<commit...>',
+      'the variants: commits whose parent is the base; then -- and the training command (default: uv run train.py)',
+    ),
   { variants: true },
 )
   .option('--base <ref>', 'the commit every variant is a child of (default: HEAD)', occurrences)

@@ -1,4 +1,3 @@
-import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,6 +27,7 @@ import {
 import { resolveDatasetRefs } from '../../src/domain/dataset-refs.js';
 import { parseExperimentRequest, repoProblem, RequestValidationError } from '../../src/domain/request.js';
 import { MAX_BATCH_SIZE } from '../../src/domain/tournament.js';
+import { commitsSharingPrefix } from '../helpers/repo.js';
 
 // The bad-input corpus, pure part: every malformed request field is refused by the one schema the
 // CLI, the client API and the workflow's validation share, with a message naming the field (as
@@ -329,26 +329,7 @@ describe('the source a run names', () => {
   });
 
   it('a prefix two commits share is called ambiguous, not missing', async () => {
-    // Two commits whose SHAs share 4 hex digits, found by hashing commit objects here and made by git.
-    const tree = (await git('rev-parse', 'HEAD^{tree}')).stdout.trim();
-    const parent = (await git('rev-parse', 'HEAD')).stdout.trim();
-    const body = (i: number) =>
-      `tree ${tree}\nparent ${parent}\nauthor t <t@example.com> 1767225600 +0000\ncommitter t <t@example.com> 1767225600 +0000\n\nv${i}\n`;
-    const sha = (text: string) =>
-      crypto
-        .createHash('sha1')
-        .update(`commit ${Buffer.byteLength(text)}\0${text}`)
-        .digest('hex');
-    const seen = new Map<string, number>();
-    let pair: [number, number] | undefined;
-    for (let i = 0; !pair; i++) {
-      const prefix = sha(body(i)).slice(0, 4);
-      if (seen.has(prefix)) pair = [seen.get(prefix)!, i];
-      else seen.set(prefix, i);
-    }
-    const made = await Promise.all(
-      pair.map(async (i) => (await git('commit-tree', tree, '-p', parent, '-m', `v${i}`)).stdout.trim()),
-    );
+    const made = await commitsSharingPrefix(repo);
     expect(made[0]!.slice(0, 4)).toBe(made[1]!.slice(0, 4));
     const prefix = made[0]!.slice(0, 4);
     await expect(resolveSource(repo, prefix)).rejects.toThrow(
