@@ -29,7 +29,11 @@ export interface NumberRule {
 /** One malformed flag: the message names it and says what was expected. */
 export class FlagError extends Error {}
 
-const shown = (raw: string) => JSON.stringify(safeText(raw));
+/** A value as a message quotes it: escaped, and cut after 60 characters when long (a 10 KB value is not repeated). */
+const shown = (raw: string) => {
+  const text = safeText(raw);
+  return text.length <= 100 ? JSON.stringify(text) : `${JSON.stringify(text.slice(0, 60))}… (${raw.length} characters)`;
+};
 
 export function parseNumber(flag: string, raw: string, rule: NumberRule = {}): number {
   const kind = rule.integer ? 'an integer' : 'a decimal number';

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHostActivities } from '../../src/activities/host.js';
 import { parseEnvPair, parseRunFlags, problemAsFlag, type RawRunOptions } from '../../src/cli/parse.js';
 import { policyFromOptions } from '../../src/cli/commands/tag.js';
 import { porcelainPaths, resolveSource, SourceError } from '../../src/client/source.js';
@@ -194,6 +195,14 @@ describe('run flags name the flag and the rule', () => {
     expect(parseRunFlags({ ...base, env: [raw] }).problems).toEqual([expect.stringMatching(message)]);
   });
 
+  it('a long value is quoted cut short, with its length', () => {
+    const long = 'h'.repeat(5000);
+    const [problem] = parseRunFlags({ ...base, hypothesis: ['h', long] }).problems;
+    expect(problem).toBe(
+      `--hypothesis was given 2 times ("h", "${'h'.repeat(60)}"… (5000 characters)); it takes one value`,
+    );
+  });
+
   it('a --secret file holding a NUL byte is refused at submit time, without its value', () => {
     const { flags, problems } = parseRunFlags(
       { ...base, secret: ['TOKEN=@token.txt'] },
@@ -342,5 +351,26 @@ describe('the source a run names', () => {
       /--commit "--output=\/tmp\/x": expected a commit SHA/,
     );
     expect((await resolveSource(repo, made[0]!.slice(0, 12))).commit).toBe(made[0]);
+  });
+});
+
+describe("the worker's validation checks the request again", () => {
+  let workDir: string;
+  beforeAll(async () => {
+    workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-validate-'));
+  });
+  afterAll(() => fs.rm(workDir, { recursive: true, force: true }));
+
+  it('refuses a request that no client checked (a NUL byte, a bad name), before touching the repository', async () => {
+    const host = createHostActivities({ host: 'h', workDir, slots: [], datasetsDir: workDir });
+    const request = {
+      ...parseExperimentRequest(valid),
+      env: { 'BAD NAME': '1', X: 'a\0b' },
+    };
+    const report = await host.validateRequest('exp-unchecked', request);
+    expect(report.ok).toBe(false);
+    expect(report.reason).toBe(
+      'invalid experiment request: env.X: must not contain a NUL byte (a process cannot receive one); env.BAD NAME: the name must be an environment variable name: letters, digits and "_", not starting with a digit',
+    );
   });
 });
