@@ -273,7 +273,7 @@ describe('refused before anything is submitted (exit 2), each with its own messa
       [
         'tag create: code as a guard',
         ['tag', 'create', TAG, '--guard', "require('child_process').execSync('id')"],
-        /--guard guard ".*" must be METRIC OP VALUE/,
+        /--guard: guard ".*" must be METRIC OP VALUE/,
       ],
       [
         'tag create: a 10 KB guard',

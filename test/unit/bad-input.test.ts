@@ -224,8 +224,8 @@ describe('tag create: every malformed policy is refused with the flag and the ru
     [{ maxCrashes: '1001' }, /^--max-crashes "1001": must be at most 1000/],
     [{ minImprovement: '1e9' }, /^--min-improvement "1e9": expected a decimal number/],
     [{ metric: 'val bpb' }, /^--metric "val bpb": expected a metric name/],
-    [{ guard: ["require('fs').rmSync('/')"] }, /^--guard guard ".*" must be METRIC OP VALUE/],
-    [{ guard: ['process.exit()'] }, /^--guard guard "process\.exit\(\)" must be METRIC OP VALUE/],
+    [{ guard: ["require('fs').rmSync('/')"] }, /^--guard: guard ".*" must be METRIC OP VALUE/],
+    [{ guard: ['process.exit()'] }, /^--guard: guard "process\.exit\(\)" must be METRIC OP VALUE/],
     [
       { guard: [`x==${'a'.repeat(10_000)}`] },
       new RegExp(`^--guard: a guard of 10003 characters; a guard has at most ${MAX_GUARD_CHARS}`),

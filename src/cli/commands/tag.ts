@@ -46,7 +46,7 @@ export function policyFromOptions(options: TagCreateOptions): Partial<TagPolicy>
       try {
         return parseGuard(guard);
       } catch (error) {
-        throw new Error(`--guard ${(error as Error).message}`);
+        throw new Error(`--guard: ${(error as Error).message}`);
       }
     });
   }
