@@ -132,11 +132,7 @@ describe('the request schema refuses each malformed field, naming its flag and r
       { datasets: Array.from({ length: MAX_DATASET_REFS + 1 }, (_, i) => `d${i}@latest`) },
       new RegExp(`^--dataset: at most ${MAX_DATASET_REFS} datasets`),
     ],
-    [
-      '--repo with an ext:: transport',
-      { repo: 'ext::sh -c touch% /tmp/pwned' },
-      /^--repo: must not contain whitespace/,
-    ],
+    ['--repo with an ext:: transport', { repo: 'ext::sh -c touch% pwned' }, /^--repo: must not contain whitespace/],
     [
       '--repo ext:: without spaces',
       { repo: 'ext::evil' },
@@ -347,9 +343,7 @@ describe('the source a run names', () => {
       ),
     );
     await expect(resolveSource(repo, 'f'.repeat(12))).rejects.toThrow(/commit f{12} does not exist/);
-    await expect(resolveSource(repo, '--output=/tmp/x')).rejects.toThrow(
-      /--commit "--output=\/tmp\/x": expected a commit SHA/,
-    );
+    await expect(resolveSource(repo, '--output=x')).rejects.toThrow(/--commit "--output=x": expected a commit SHA/);
     expect((await resolveSource(repo, made[0]!.slice(0, 12))).commit).toBe(made[0]);
   });
 });
