@@ -120,15 +120,18 @@ export function createControlActivities({ client, catalog, secretHashKey }: Cont
       // Read first, then resolve by the pure rule over what was read.
       const latest = new Map<string, DatasetVersionView | null>();
       const versions = new Map<string, DatasetVersionView | null>();
+      const known = new Map<string, boolean>();
       for (const raw of refs) {
         const ref = parseDatasetRef(raw);
         if (ref.kind === 'path') continue;
+        if (!known.has(ref.dataset)) known.set(ref.dataset, (await catalog.datasets.versions(ref.dataset)).length > 0);
         if (ref.version === 'latest') latest.set(ref.dataset, await catalog.latestPassedDatasetVersion(ref.dataset));
         else versions.set(`${ref.dataset}@${ref.version}`, await catalog.datasetVersion(ref.dataset, ref.version));
       }
       return resolveDatasetRefs(refs, {
         latestPassed: (dataset) => latest.get(dataset) ?? null,
         version: (dataset, version) => versions.get(`${dataset}@${version}`) ?? null,
+        known: (dataset) => known.get(dataset) ?? false,
       });
     },
 

@@ -13,7 +13,7 @@ import { readRunSecrets, workerSecretValues } from '../gpu-worker/run-secrets.js
 import { queryGpus } from '../gpu-worker/discover.js';
 import { driverVersion, softwareVersions } from '../gpu-worker/software.js';
 import { lockfileHashes } from '../gpu-worker/lockfiles.js';
-import type { ExperimentRequest } from '../domain/request.js';
+import { ExperimentRequestSchema, formatIssues, type ExperimentRequest } from '../domain/request.js';
 import { commitExists, commitPatch, localRepository } from '../gpu-worker/git.js';
 import { checkOnHost, recheckOnLeasedHost } from './request-check.js';
 import { runFiles } from '../gpu-worker/run-files.js';
@@ -133,6 +133,9 @@ export function createHostActivities(deps: HostDeps) {
     experimentId: string,
     request: ExperimentRequest,
   ): Promise<Omit<ValidationReport, 'ok' | 'reason' | 'host'>> {
+    // The client checked it too, but a request may come from any client holding a credential.
+    const parsed = ExperimentRequestSchema.safeParse(request);
+    if (!parsed.success) throw new Error(`invalid experiment request: ${formatIssues(parsed.error).join('; ')}`);
     const repo = await localRepository(request.repo, deps.workDir, request.commit, deps.credential);
     if (!(await commitExists(repo, request.commit)))
       throw new Error(`commit ${request.commit} does not exist in ${request.repo}`);

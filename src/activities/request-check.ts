@@ -2,7 +2,8 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { datasetVariableClash, isVersionedRef } from '../domain/dataset-refs.js';
 import type { ExperimentRequest } from '../domain/request.js';
-import { readFileAtCommit, treeEntry, whichProgram } from '../gpu-worker/git.js';
+import { blobSize, readFileAtCommit, treeEntry, whichProgram } from '../gpu-worker/git.js';
+import { formatBytes, MAX_CONFIG_BYTES } from '../domain/bounds.js';
 import { confinedRelative, resolveUnderRoot, symlinkTargetInTree } from '../gpu-worker/confine.js';
 import { REFUSED_ON_HOST } from '../shared/constants.js';
 
@@ -96,7 +97,10 @@ export async function checkOnHost(roots: HostRoots, repo: string, request: Exper
     interpreter = entry.path;
   } else {
     interpreter = await whichProgram(program, runPath(request));
-    if (!interpreter) throw new Error(`command "${program}" is not installed on ${roots.host} (not found on PATH)`);
+    if (!interpreter)
+      throw new Error(
+        `command "${program}" is not installed on ${roots.host} (not found on the run's PATH${request.env.PATH === undefined ? '' : ', set by --env PATH'})`,
+      );
   }
   for (const arg of args.filter((a) => FILE_ARGUMENT.test(a))) {
     if (confinedRelative(arg) === null) {
@@ -110,6 +114,11 @@ export async function checkOnHost(roots: HostRoots, repo: string, request: Exper
   let resolvedConfig: unknown = null;
   if (request.configPath) {
     const config = await inTree(`config ${request.configPath}`, request.configPath);
+    const bytes = await blobSize(repo, request.commit, config.path);
+    if (bytes > MAX_CONFIG_BYTES)
+      throw new Error(
+        `config ${request.configPath} is ${formatBytes(bytes)}; a config has at most ${formatBytes(MAX_CONFIG_BYTES)} (it is kept in the record): put large data in a dataset`,
+      );
     const text = await readFileAtCommit(repo, request.commit, config.path);
     try {
       resolvedConfig = JSON.parse(text);

@@ -205,7 +205,10 @@ requestOptions(
       "run K variants of one base in parallel and keep at most one: the best that beats the tag's best (a tournament)",
     )
     .usage('--tag T --category C [--base REF] [options as for run] COMMIT... -- COMMAND...')
-    .argument('<commit...>', 'the variants: commits whose parent is the base; then -- and the training command'),
+    .argument(
+      '<commit...>',
+      'the variants: commits whose parent is the base; then -- and the training command (default: uv run train.py)',
+    ),
   { variants: true },
 )
   .option('--base <ref>', 'the commit every variant is a child of (default: HEAD)', occurrences)
@@ -686,7 +689,7 @@ try {
       await refuseBatch(`invalid batch request: ${error.message.replace(/^error: /, '')}`, {
         json: wantsJson({ json: ownArgs.includes('--json') }),
       });
-    } else process.exitCode = 1;
+    } else process.exitCode = 2; // a usage error is a refusal of the input (exit 1 is for expctl's own errors)
   } else {
     process.exitCode = error instanceof CliError ? error.exitCode : 1;
     console.error(`expctl: ${safeText((error as Error).message, { multiline: true })}`);

@@ -29,7 +29,11 @@ export interface NumberRule {
 /** One malformed flag: the message names it and says what was expected. */
 export class FlagError extends Error {}
 
-const shown = (raw: string) => JSON.stringify(safeText(raw));
+/** A value as a message quotes it: escaped, and cut after 60 characters when long (a 10 KB value is not repeated). */
+const shown = (raw: string) => {
+  const text = safeText(raw);
+  return text.length <= 100 ? JSON.stringify(text) : `${JSON.stringify(text.slice(0, 60))}… (${raw.length} characters)`;
+};
 
 export function parseNumber(flag: string, raw: string, rule: NumberRule = {}): number {
   const kind = rule.integer ? 'an integer' : 'a decimal number';
@@ -88,7 +92,9 @@ export function checkMetricName(flag: string, raw: string): string {
 export function parseEnvPair(raw: string): [string, string] {
   const at = raw.indexOf('=');
   if (at <= 0) throw new FlagError(`--env ${shown(raw)}: --env expects KEY=VALUE`);
-  return [raw.slice(0, at), raw.slice(at + 1)];
+  const name = raw.slice(0, at);
+  if (!ENV_NAME_PATTERN.test(name)) throw new FlagError(`--env ${shown(name)}: the name must be ${ENV_NAME_TEXT}`);
+  return [name, raw.slice(at + 1)];
 }
 
 /** Where `--secret` values come from: the submitter's environment and files (tests pass their own). */
@@ -385,6 +391,7 @@ const FLAG_OF_FIELD: [RegExp, string][] = [
   [/^command(\.\d+)?$/, 'the command after --'],
   [/^setup(\.\d+)?$/, '--setup'],
   [/^setupTimeoutSeconds$/, '--setup-timeout'],
+  [/^repo$/, '--repo'],
   [/^configPath$/, '--config'],
   [/^datasets(\.\d+)?$/, '--dataset'],
   [/^checkpoint$/, '--checkpoint'],

@@ -15,7 +15,7 @@ import { loadCredential, signRequest, type Credential } from '../security/creden
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
 import { batchSignedContent, batchWorkflow } from '../workflows/batch.js';
-import type { BatchInput } from '../workflows/batch-state.js';
+import type { BatchInput, BatchSnapshot } from '../workflows/batch-state.js';
 import { batchStateQuery, placementCheckQuery } from '../workflows/definitions.js';
 import type { ExperimentInput } from '../workflows/experiment-state.js';
 import { checkHijackVariables, keyedWorkflowId } from './experiments.js';
@@ -155,4 +155,14 @@ export async function submitBatch(
 /** The handle of a batch, to wait for its decision. */
 export function batchHandle(client: Client, batchId: string): BatchHandle {
   return client.workflow.getHandle<typeof batchWorkflow>(batchId);
+}
+
+/** A batch's live state (its children and what ended), or undefined when Temporal has no such workflow. */
+export async function batchState(client: Client, batchId: string): Promise<BatchSnapshot | undefined> {
+  try {
+    return await batchHandle(client, batchId).query(batchStateQuery);
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return undefined;
+    throw error;
+  }
 }

@@ -160,12 +160,38 @@ export function experimentHandle(client: Client, experimentId: string): Experime
   return client.workflow.getHandle(experimentId);
 }
 
-/** An experiment's live state, or undefined when Temporal has no such workflow (any more). */
+/** The ID names a workflow of expctl's, but of another kind than an experiment (a batch, the pool, a tag). */
+export class NotAnExperimentError extends Error {
+  constructor(
+    readonly id: string,
+    /** Temporal's workflow type: batchWorkflow, poolWorkflow, tagWorkflow, ... */
+    readonly workflowType: string,
+  ) {
+    super(`${id} is a ${workflowType}, not an experiment`);
+  }
+}
+
+/** The type of the workflow with this ID, or undefined when Temporal has none. */
+export async function workflowTypeOf(client: Client, id: string): Promise<string | undefined> {
+  try {
+    return (await client.workflow.getHandle(id).describe()).type;
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * An experiment's live state, or undefined when Temporal has no such workflow (any more). A
+ * workflow of another kind under that ID throws NotAnExperimentError (its query is not answered).
+ */
 export async function experimentState(client: Client, experimentId: string): Promise<ExperimentSnapshot | undefined> {
   try {
     return await experimentHandle(client, experimentId).query(experimentStateQuery);
   } catch (error) {
     if (error instanceof WorkflowNotFoundError) return undefined;
+    const type = await workflowTypeOf(client, experimentId).catch(() => undefined);
+    if (type !== undefined && type !== 'experimentWorkflow') throw new NotAnExperimentError(experimentId, type);
     throw error;
   }
 }

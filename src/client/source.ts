@@ -5,12 +5,30 @@ import { isRemoteRepo } from '../gpu-worker/git.js';
 /** The commit to run could not be resolved or shipped; the message says why and what to do. */
 export class SourceError extends Error {}
 
-async function git(cwd: string, args: string[]): Promise<string> {
+/** git's answer; `raw` keeps it as printed (porcelain output starts with a meaningful space). */
+async function git(cwd: string, args: string[], { raw = false } = {}): Promise<string> {
   try {
-    return (await execa('git', ['-C', cwd, ...args])).stdout.trim();
+    const { stdout } = await execa('git', ['-C', cwd, ...args]);
+    return raw ? stdout : stdout.trim();
   } catch (error) {
     throw new SourceError(((error as { stderr?: string }).stderr ?? (error as Error).message).trim());
   }
+}
+
+/**
+ * The paths of `git status --porcelain -z`: entries `XY PATH`, NUL-separated; a rename or copy is
+ * followed by its original path as an entry of its own.
+ */
+export function porcelainPaths(output: string): string[] {
+  const entries = output.split('\0');
+  const paths: string[] = [];
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i]!;
+    if (entry.length < 4) continue;
+    paths.push(entry.slice(3));
+    if (entry[0] === 'R' || entry[0] === 'C') i++;
+  }
+  return paths;
 }
 
 /**
@@ -35,20 +53,30 @@ export async function resolveSource(
     throw new SourceError(`${dir} is not inside a git repository; commit your training code first or pass --repo`);
   }
   const wanted = commit ?? 'HEAD';
+  // A name starting with "-" would be read by git as an option.
+  if (wanted.startsWith('-') || wanted.length > 255 || /[\s\u0000-\u001f\u007f]/.test(wanted))
+    throw new SourceError(`--commit ${JSON.stringify(wanted.slice(0, 80))}: expected a commit SHA, branch or tag`);
   let sha: string;
   try {
-    sha = await git(top, ['rev-parse', '--verify', `${wanted}^{commit}`]);
+    sha = await git(top, ['rev-parse', '--verify', '--quiet', `${wanted}^{commit}`]);
   } catch {
+    // --verify says nothing of why; an ambiguous prefix is named as one, as git would.
+    const ambiguous = await git(top, ['rev-parse', `${wanted}^{commit}`]).then(
+      () => false,
+      (error: Error) => /short object ID \S+ is ambiguous/.test(error.message),
+    );
+    if (ambiguous)
+      throw new SourceError(
+        `commit ${wanted} is ambiguous in ${top}: more than one object starts with it; give more characters of the SHA`,
+      );
     throw new SourceError(`commit ${wanted} does not exist in ${top}`);
   }
   if (!commit) {
-    const dirty = await git(top, ['status', '--porcelain', '--untracked-files=no']);
-    if (dirty) {
-      const files = dirty
-        .split('\n')
-        .map((line) => line.slice(3))
-        .slice(0, 5)
-        .join(', ');
+    const dirty = porcelainPaths(
+      await git(top, ['status', '--porcelain', '-z', '--untracked-files=no'], { raw: true }),
+    );
+    if (dirty.length > 0) {
+      const files = dirty.slice(0, 5).join(', ');
       throw new SourceError(
         `uncommitted changes in ${top} (${files}); commit them (the experiment runs the commit, not the working tree) or pass --commit`,
       );

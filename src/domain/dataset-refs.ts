@@ -108,6 +108,11 @@ export function pinRefs(refs: readonly string[], pinned: readonly PinnedDataset[
   });
 }
 
+/** The refusal of a reference to a dataset nobody has added data to. */
+export function unknownDatasetText(ref: string, dataset: string): string {
+  return `--dataset ${ref}: there is no dataset ${dataset} (no version was ever added; \`expctl data versions\` lists the datasets); pass --wait-for-data to wait for its first version`;
+}
+
 /** How long `--wait-for-data` waits when given no duration. */
 export const DEFAULT_WAIT_FOR_DATA_SECONDS = 3600;
 /** How often a waiting experiment looks for a passed version (a passed version also wakes it at once). */
@@ -126,6 +131,8 @@ export interface DatasetVersionView {
 export interface DatasetLookup {
   latestPassed(dataset: string): DatasetVersionView | null;
   version(dataset: string, version: number): DatasetVersionView | null;
+  /** Whether the dataset has any version at all (absent: taken as known). */
+  known?(dataset: string): boolean;
 }
 
 /**
@@ -137,16 +144,23 @@ export interface DataResolution {
   pinned: PinnedDataset[];
   /** One line per reference without a passed version yet. */
   unavailable: string[];
+  /**
+   * One line per reference to a dataset that has no version at all: most likely a typo, so refused
+   * at validation unless the run waits for data (then it is also in `unavailable`).
+   */
+  unknown: string[];
   refusal: string | null;
 }
 
 export function resolveDatasetRefs(refs: readonly string[], lookup: DatasetLookup): DataResolution {
   const pinned: PinnedDataset[] = [];
   const unavailable: string[] = [];
+  const unknown: string[] = [];
   const refusals: string[] = [];
   for (const raw of refs) {
     const ref = parseDatasetRef(raw);
     if (ref.kind === 'path') continue;
+    if (lookup.known && !lookup.known(ref.dataset)) unknown.push(unknownDatasetText(raw, ref.dataset));
     const found =
       ref.version === 'latest' ? lookup.latestPassed(ref.dataset) : lookup.version(ref.dataset, ref.version);
     if (found === null) {
@@ -172,5 +186,5 @@ export function resolveDatasetRefs(refs: readonly string[], lookup: DatasetLooku
       });
     }
   }
-  return { pinned, unavailable, refusal: refusals.length > 0 ? refusals.join('; ') : null };
+  return { pinned, unavailable, unknown, refusal: refusals.length > 0 ? refusals.join('; ') : null };
 }

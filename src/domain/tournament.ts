@@ -1,7 +1,8 @@
 import { applyOutcome, type RunOutcome, type TagDecision, type TagState } from './decision.js';
+import { MAX_BATCH_VARIANTS } from './bounds.js';
 
-/** The most variants one batch may hold (a batch is decided in one update of its tag). */
-export const MAX_BATCH_SIZE = 64;
+/** The most variants one batch may hold (a batch is decided in one update of its tag): MAX_BATCH_VARIANTS of bounds.ts. */
+export const MAX_BATCH_SIZE = MAX_BATCH_VARIANTS;
 
 /**
  * A batch's decision (BRIEF §5 applied to K variants of one base): every child is judged against

@@ -15,6 +15,17 @@ export function isRemoteRepo(repo: string): boolean {
   return /^[a-z+]+:\/\//i.test(repo) || /^[\w.-]+@[\w.-]+:/.test(repo);
 }
 
+/** What git said of a failed clone, in one line (its `fatal:` line), without the command line execa adds. */
+function cloneProblem(error: { stderr?: string; timedOut?: boolean }): string {
+  if (error.timedOut) return 'git clone took too long';
+  const lines = (error.stderr ?? '')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean);
+  const fatal = lines.find((line) => line.startsWith('fatal:')) ?? lines.at(-1);
+  return fatal ? fatal.replace(/^fatal:\s*/, '') : 'git clone failed';
+}
+
 export async function git(cwd: string, args: string[]): Promise<string> {
   const { stdout } = await execa('git', ['-C', cwd, ...args], { timeout: 120_000 });
   return stdout;
@@ -60,7 +71,12 @@ export async function localRepository(
       const partial = `${cache}.partial-${process.pid}`;
       await fs.rm(partial, { recursive: true, force: true });
       const access = gitAccess(repo, 'fetch_code', credential);
-      await execa('git', ['clone', '--quiet', '--bare', access.url, partial], { timeout: 600_000, env: access.env });
+      await execa('git', ['clone', '--quiet', '--bare', access.url, partial], {
+        timeout: 600_000,
+        env: access.env,
+      }).catch((error: { stderr?: string; timedOut?: boolean }) => {
+        throw new Error(`--repo ${repo} could not be cloned on this host: ${cloneProblem(error)}`);
+      });
       await fs.rename(partial, cache);
     }
     if (await commitExists(cache, commit)) return cache;
@@ -151,6 +167,11 @@ export interface TreeEntry {
   /** git's mode: 100644 file, 100755 executable, 120000 symlink, 040000 directory, 160000 submodule. */
   mode: string;
   type: 'blob' | 'tree' | 'commit';
+}
+
+/** The size in bytes of `file` at `commit` (git's answer; the blob is not read). */
+export async function blobSize(repo: string, commit: string, file: string): Promise<number> {
+  return Number(await asked(repo, ['cat-file', '-s', `${commit}:${file.replace(/^\.\//, '')}`]));
 }
 
 /** The entry for `file` in the commit's tree, without following symlinks; null when there is none. */

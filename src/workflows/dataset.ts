@@ -28,6 +28,7 @@ import {
   type ShardOffer,
   type VersionState,
 } from '../domain/datasets.js';
+import { shardPositionProblem } from '../domain/bounds.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 import { requirePermission } from './authorize.js';
 import { datasetVersionWorkflow } from './dataset-version.js';
@@ -254,10 +255,8 @@ export async function datasetWorkflow(dataset: string, carried?: DatasetState): 
     {
       validator: (offer, _authorization) => {
         if (offer.dataset !== dataset) throw new Error(`this is dataset ${dataset}'s workflow, not ${offer.dataset}'s`);
-        if (!Number.isInteger(offer.shardCount) || offer.shardCount < 1)
-          throw new Error('shardCount must be a whole number >= 1');
-        if (!Number.isInteger(offer.shardIndex) || offer.shardIndex < 0 || offer.shardIndex >= offer.shardCount)
-          throw new Error(`shardIndex must be a whole number from 0 to ${offer.shardCount - 1}`);
+        const position = shardPositionProblem(offer.shardIndex, offer.shardCount);
+        if (position) throw new Error(position);
         if (offer.version !== undefined && !(Number.isInteger(offer.version) && offer.version >= 1))
           throw new Error('version must be a whole number >= 1');
         if (offer.latenessMs !== undefined && !(Number.isInteger(offer.latenessMs) && offer.latenessMs > 0))

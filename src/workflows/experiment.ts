@@ -296,6 +296,9 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     for (let polls = 0; ; polls++) {
       const resolution = await control.resolveDatasets(request.datasets);
       if (resolution.refusal !== null) throw new RunEnded('validation_failed', resolution.refusal);
+      // A dataset nobody ever added is a typo, not data on its way: refused unless the run waits for data.
+      const unknown = resolution.unknown ?? [];
+      if (waitSeconds === undefined && unknown.length > 0) throw new RunEnded('validation_failed', unknown.join('; '));
       if (resolution.unavailable.length === 0) {
         snapshot.datasetVersions = resolution.pinned;
         pending.datasetVersions = resolution.pinned;

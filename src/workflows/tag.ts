@@ -10,6 +10,7 @@ import {
 import type { createCatalogActivities } from '../activities/catalog.js';
 import { applyOutcome, guardProblem, newTagState, type GuardRule, type TagState } from '../domain/decision.js';
 import { ENV_NAME_PATTERN, ENV_NAME_TEXT } from '../domain/environment.js';
+import { MAX_CONSECUTIVE_CRASHES, MAX_GUARD_CHARS, MAX_GUARDS } from '../domain/bounds.js';
 import { strategyChangeProblem } from '../domain/strategy.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 import {
@@ -97,9 +98,13 @@ export async function tagWorkflow(tag: string, carried?: TagState): Promise<void
           throw new Error('nearMissThreshold must be >= 0');
         if (
           policy.maxConsecutiveCrashes !== undefined &&
-          !(Number.isInteger(policy.maxConsecutiveCrashes) && policy.maxConsecutiveCrashes >= 1)
+          !(
+            Number.isInteger(policy.maxConsecutiveCrashes) &&
+            policy.maxConsecutiveCrashes >= 1 &&
+            policy.maxConsecutiveCrashes <= MAX_CONSECUTIVE_CRASHES
+          )
         ) {
-          throw new Error('maxConsecutiveCrashes must be a whole number >= 1');
+          throw new Error(`maxConsecutiveCrashes must be a whole number from 1 to ${MAX_CONSECUTIVE_CRASHES}`);
         }
         if (
           policy.minImprovement !== undefined &&
@@ -112,6 +117,9 @@ export async function tagWorkflow(tag: string, carried?: TagState): Promise<void
         if (policy.guards !== undefined) {
           const guards: GuardRule[] = policy.guards;
           if (!Array.isArray(guards)) throw new Error('guards must be a list');
+          if (guards.length > MAX_GUARDS) throw new Error(`a tag has at most ${MAX_GUARDS} guards`);
+          if (guards.some((guard) => typeof guard?.value === 'string' && guard.value.length > MAX_GUARD_CHARS))
+            throw new Error(`a guard has at most ${MAX_GUARD_CHARS} characters`);
           const problem = guards.map((guard) => guardProblem(guard)).find((p) => p !== null);
           if (problem) throw new Error(problem);
         }

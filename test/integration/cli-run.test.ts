@@ -119,46 +119,7 @@ describe('expctl run: the run failed (exit 3)', () => {
 });
 
 describe('expctl run: refused (exit 2, validation_failed)', () => {
-  const malformed: [string, string[], RegExp][] = [
-    ['--priority abc', ['--priority', 'abc'], /--priority "abc": expected an integer/],
-    ['--time-budget 0x10', ['--time-budget', '0x10'], /--time-budget "0x10": expected a decimal number/],
-    ['--gpu-mem 1e3', ['--gpu-mem', '1e3'], /--gpu-mem "1e3": expected an integer/],
-    ['--timeout ""', ['--timeout', ''], /--timeout "": expected a decimal number/],
-    ['--max-replacements 1.5', ['--max-replacements', '1.5'], /--max-replacements "1.5": expected an integer/],
-    ['--tag twice', ['--tag', 'other'], /--tag was given 2 times/],
-    ['--env NOEQUALS', ['--env', 'NOEQUALS'], /--env expects KEY=VALUE/],
-    ['--metric with a space', ['--metric', 'val bpb'], /--metric "val bpb": expected a metric name/],
-    ['--dataset ../../etc/passwd', ['--dataset', '../../etc/passwd'], /--dataset: .*must not contain "\.\."/],
-    ['--checkpoint /etc/shadow', ['--checkpoint', '/etc/shadow'], /--checkpoint: .*not an absolute path/],
-    ['--grace', ['--grace', '30'], /--grace is gone/],
-    ['--setup with a shell operator', ['--setup', 'uv sync && make'], /--setup .*without a shell/],
-    ['an unknown flag', ['--bogus'], /unknown option '--bogus'/],
-    [
-      '--timeout below the budget',
-      ['--timeout', '10'],
-      /--timeout: the kill limit \(--timeout\) must be at least the training budget/,
-    ],
-  ];
-  it('every malformed input, each with its own message, nothing submitted', async () => {
-    // Four processes at a time: each is a node start, and the machine is shared.
-    for (let i = 0; i < malformed.length; i += 4) {
-      await Promise.all(
-        malformed.slice(i, i + 4).map(async ([name, extra, message]) => {
-          const { exitCode, result } = await expctlRun('cli-bad', extra);
-          expect(exitCode, name).toBe(2);
-          expect(result, name).toMatchObject({
-            experiment_id: null,
-            status: 'validation_failed',
-            decision: null,
-            action: null,
-            consecutive_crashes: 0,
-            should_abort: false,
-          });
-          expect(result.reason, name).toMatch(message);
-        }),
-      );
-    }
-  }, 300_000);
+  // Every malformed flag, each with its own message and nothing submitted: the corpus of test/integration/bad-input.test.ts.
 
   it('a request the worker cannot serve is refused after submission, with its experiment ID', async () => {
     const { exitCode, result } = await expctlRun('cli-refused', ['--dataset', 'not-on-this-host']);

@@ -88,11 +88,19 @@ afterAll(async () => {
 });
 
 describe('experiments on dataset versions', () => {
-  it('ends data_unavailable at once without --wait-for-data, and after its limit with it', async () => {
-    const refused = await run('nodata', ['--dataset', 'missing@latest']);
+  it('refuses a dataset nobody added; ends data_unavailable at once without --wait-for-data, and after its limit with it', async () => {
+    // A dataset with no version at all is most likely a typo: a refusal (exit 2), not an infrastructure failure.
+    const unknown = await run('nodata', ['--dataset', 'missing@latest']);
+    expect(unknown.exitCode, unknown.stderr as string).toBe(2);
+    expect(resultOf(unknown)).toMatchObject({ status: 'validation_failed', decision: null });
+    expect(resultOf(unknown).reason).toMatch(/there is no dataset missing .*pass --wait-for-data/);
+
+    // One whose first version is still open has no usable version yet.
+    await deliver('partial', await prepare('partial', 2), [0]);
+    const refused = await run('nodata', ['--dataset', 'partial@latest']);
     expect(refused.exitCode, refused.stderr as string).toBe(4);
     expect(resultOf(refused)).toMatchObject({ status: 'data_unavailable', decision: null });
-    expect(resultOf(refused).reason).toMatch(/missing has no version that passed its gates yet.*--wait-for-data/);
+    expect(resultOf(refused).reason).toMatch(/partial has no version that passed its gates yet.*--wait-for-data/);
 
     const waited = await run('nodata', ['--dataset', 'missing@latest', '--wait-for-data', '3']);
     expect(waited.exitCode).toBe(4);

@@ -1,5 +1,5 @@
 import { WorkflowFailedError, type Client } from '@temporalio/client';
-import { batchHandle, submitBatch, type BatchHandle } from '../../client/batches.js';
+import { batchHandle, batchState, submitBatch, type BatchHandle } from '../../client/batches.js';
 import { experimentHandle } from '../../client/experiments.js';
 import { sourceForFleet } from '../../client/fleet-remote.js';
 import { resolveSource, resolveVariants, SourceError } from '../../client/source.js';
@@ -7,10 +7,10 @@ import { DEFAULT_METRIC } from '../../domain/decision.js';
 import { exitCodeFor } from '../../domain/experiment.js';
 import { parseExperimentRequest, RequestValidationError } from '../../domain/request.js';
 import { batchExitCode } from '../../domain/tournament.js';
+import { MAX_BATCH_VARIANTS } from '../../domain/bounds.js';
 import { fleetRemote } from '../../shared/settings.js';
 import { connectClient } from '../../temporal/connection.js';
-import type { BatchResult } from '../../workflows/batch-state.js';
-import { batchStateQuery } from '../../workflows/definitions.js';
+import type { BatchResult, BatchSnapshot } from '../../workflows/batch-state.js';
 import { asRefusal } from '../refusal.js';
 import { CliError, printJson, safeText, wantsJson } from '../output.js';
 import { parseBatchFlags, problemAsFlag, type RawBatchOptions } from '../parse.js';
@@ -96,6 +96,9 @@ export async function batchCommand(args: string[], raw: RawBatchOptions): Promis
   const refuse = (reason: string) => refuseBatch(reason, { tag: flags.tag, metric: flags.metric, json });
   if (problems.length > 0) return refuse(`invalid batch request: ${problems.join('; ')}`);
   const { commits, command } = splitAtDashes(args);
+  // Counted before each commit is resolved: resolving thousands would take minutes to say no.
+  if (commits.length > MAX_BATCH_VARIANTS)
+    return refuse(`invalid batch request: a batch holds at most ${MAX_BATCH_VARIANTS} commits, not ${commits.length}`);
   let base: { repo: string; commit: string };
   let variants: { commit: string; subject: string }[];
   try {
@@ -146,14 +149,40 @@ export async function batchCommand(args: string[], raw: RawBatchOptions): Promis
   await awaitBatch(submitted.handle, json, { client, members: submitted.members });
 }
 
+async function batchSnapshotOf(client: Client, batchId: string): Promise<BatchSnapshot> {
+  const snapshot = await batchState(client, batchId);
+  if (!snapshot) throw new CliError(`no such batch ${JSON.stringify(safeText(batchId))}`, 2);
+  return snapshot;
+}
+
 /** `expctl wait BATCH_ID`. */
 export async function waitBatchCommand(batchId: string, json: boolean): Promise<void> {
   const client = await connectClient();
-  const handle = batchHandle(client, batchId);
-  // Its variants, for their progress; a batch that cannot answer is still waited for.
-  const members = await handle
-    .query(batchStateQuery)
-    .then((state) => state.members.map((member) => member.experimentId))
-    .catch(() => []);
-  await awaitBatch(handle, json, { client, members });
+  const snapshot = await batchSnapshotOf(client, batchId);
+  await awaitBatch(batchHandle(client, batchId), json, {
+    client,
+    members: snapshot.members.map((member) => member.experimentId),
+  });
+}
+
+/** `expctl show BATCH_ID`: the batch's state and each experiment's, as far as they have come. */
+export async function showBatchCommand(batchId: string, json: boolean): Promise<void> {
+  const client = await connectClient();
+  const b = await batchSnapshotOf(client, batchId);
+  const shown = {
+    batch_id: b.batchId,
+    tag: b.tag,
+    base: b.base,
+    status: b.status,
+    deadline: b.deadline,
+    winner: b.winner,
+    children: b.members.map((m) => ({ experiment_id: m.experimentId, commit: m.commit, ended: m.ended })),
+  };
+  if (json) return printJson(shown);
+  const lines = [
+    `${shown.batch_id}  [${shown.status}]  tag ${shown.tag}  base ${shown.base.slice(0, 12)}${shown.deadline ? `  deadline ${shown.deadline}` : ''}`,
+    `  winner: ${shown.winner ?? '-'}`,
+    ...shown.children.map((c) => `  ${c.experiment_id}  ${c.commit.slice(0, 12)}  ${c.ended ?? 'not ended'}`),
+  ];
+  console.log(lines.map((line) => safeText(line)).join('\n'));
 }

@@ -18,6 +18,7 @@ import {
   type LatePolicy,
 } from '../../domain/datasets.js';
 import { historyText } from '../../domain/gates.js';
+import { MAX_SHARDS_PER_VERSION, shardPositionProblem } from '../../domain/bounds.js';
 import { connectClient } from '../../temporal/connection.js';
 import { openCatalog } from '../catalog-view.js';
 import { asRefusal } from '../refusal.js';
@@ -86,11 +87,18 @@ function deliveryLine(d: Delivery): string {
 export async function dataAddCommand(dataset: string, files: string[], options: DataAddOptions): Promise<void> {
   checkDataset(dataset);
   if (files.length === 0) throw new CliError('data add needs at least one FILE', 2);
+  if (files.length > MAX_SHARDS_PER_VERSION)
+    throw new CliError(`data add: ${files.length} files; a version holds at most ${MAX_SHARDS_PER_VERSION} shards`, 2);
   let position: { index: number; count: number } | undefined;
   if (options.shard !== undefined) {
-    const match = /^(\d+)\/(\d+)$/.exec(options.shard);
-    if (!match || Number(match[1]) >= Number(match[2]) || Number(match[2]) < 1)
-      throw new CliError(`--shard "${safeText(options.shard)}": expected i/N with 0 <= i < N, e.g. 3/8`, 2);
+    const match = /^(\d{1,30})\/(\d{1,30})$/.exec(options.shard);
+    if (!match)
+      throw new CliError(
+        `--shard ${JSON.stringify(safeText(options.shard))}: expected i/N with 0 <= i < N, e.g. 3/8`,
+        2,
+      );
+    const problem = shardPositionProblem(Number(match[1]), Number(match[2]));
+    if (problem) throw new CliError(`--shard ${JSON.stringify(safeText(options.shard))}: ${problem}`, 2);
     if (files.length > 1) throw new CliError('--shard names one shard: give one FILE with it', 2);
     position = { index: Number(match[1]), count: Number(match[2]) };
   }

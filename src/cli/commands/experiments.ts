@@ -8,12 +8,14 @@ import {
   cancelExperiment,
   experimentHandle,
   experimentState,
+  NotAnExperimentError,
   submitExperiment,
   type ExperimentHandle,
 } from '../../client/experiments.js';
 import { poolState } from '../../client/fleet.js';
 import { isBatchId } from '../../client/batches.js';
-import { waitBatchCommand } from './batch.js';
+import { malformedIdProblem } from '../../domain/bounds.js';
+import { showBatchCommand, waitBatchCommand } from './batch.js';
 import { exitCodeFor, type RunTimings, isTerminal, type ExperimentResult } from '../../domain/experiment.js';
 import { DEFAULT_METRIC } from '../../domain/decision.js';
 import { parseExperimentRequest, RequestValidationError, type ExperimentRequestInput } from '../../domain/request.js';
@@ -182,9 +184,38 @@ export async function runCommand(command: string[], raw: RawRunOptions): Promise
   await awaitResult(submitted.handle, json);
 }
 
+/** An ID as a message may quote it: escaped, and not at all when it is long (it may be 10 KB of junk). */
+function quotedId(id: string): string {
+  return id.length <= 80 ? JSON.stringify(safeText(id)) : `(an ID of ${id.length} characters)`;
+}
+
+/** Refuses (exit 2) an ID that no experiment can have, before anything is asked of Temporal. */
+export function checkExperimentId(id: string): void {
+  const problem = malformedIdProblem(id);
+  if (problem) throw new CliError(`no such experiment ${quotedId(id)}: ${problem}`, 2);
+}
+
+/** What the ID names instead of an experiment, and where to look at it. */
+const OTHER_KINDS: Record<string, string> = {
+  batchWorkflow: 'a batch: `expctl show ID` and `expctl wait ID` take it; its experiments are ID-v1, ID-v2, ...',
+  poolWorkflow: "the fleet's pool: see `expctl pool`",
+  tagWorkflow: "a tag's workflow: see `expctl tag show TAG`",
+  datasetWorkflow: "a dataset's workflow: see `expctl data versions NAME`",
+  datasetVersionWorkflow: 'a dataset version: see `expctl data show NAME@V`',
+  promotionWorkflow: 'a promotion: see `expctl promotion ID`',
+};
+
+function notAnExperiment(error: NotAnExperimentError): CliError {
+  const what = OTHER_KINDS[error.workflowType] ?? `a workflow of type ${error.workflowType}`;
+  return new CliError(`${quotedId(error.id)} is not an experiment; it is ${what}`, 2);
+}
+
 async function snapshotOf(client: Client, id: string): Promise<ExperimentSnapshot> {
-  const snapshot = await experimentState(client, id);
-  if (!snapshot) throw new CliError(`no experiment ${id}`);
+  checkExperimentId(id);
+  const snapshot = await experimentState(client, id).catch((error: unknown) => {
+    throw error instanceof NotAnExperimentError ? notAnExperiment(error) : error;
+  });
+  if (!snapshot) throw new CliError(`no such experiment ${quotedId(id)}`, 2);
   return snapshot;
 }
 
@@ -198,6 +229,7 @@ async function queuePositionOf(client: Client, id: string): Promise<{ position: 
 }
 
 export async function waitCommand(id: string, options: { json?: boolean }): Promise<void> {
+  checkExperimentId(id);
   if (isBatchId(id)) return waitBatchCommand(id, wantsJson(options));
   const client = await connectClient();
   await snapshotOf(client, id);
@@ -228,6 +260,8 @@ export async function showCommand(id: string, options: { json?: boolean; patch?:
   const datasetVersion = parseDatasetVersionWorkflowId(id);
   if (datasetVersion) return dataShowCommand(`${datasetVersion.dataset}@${datasetVersion.version}`, options);
   if (isPromotionId(id)) return promotionShowCommand(id, options);
+  checkExperimentId(id);
+  if (isBatchId(id)) return showBatchCommand(id, wantsJson(options));
   const client = await connectClient();
   const catalog = await openCatalog(client);
   const record = await catalog.experiment(id);

@@ -5,7 +5,8 @@ import { parseGuard } from '../../domain/guard.js';
 import { TAG_PATTERN, TAG_PATTERN_TEXT } from '../../domain/request.js';
 import { asRefusal } from '../refusal.js';
 import { connectClient } from '../../temporal/connection.js';
-import { CliError, formatTable, printJson, wantsJson } from '../output.js';
+import { CliError, formatTable, printJson, safeText, wantsJson } from '../output.js';
+import { MAX_CONSECUTIVE_CRASHES, MAX_GUARD_CHARS, MAX_GUARDS } from '../../domain/bounds.js';
 import { checkMetricName, parseNumber } from '../parse.js';
 
 export interface TagCreateOptions {
@@ -28,11 +29,27 @@ export function policyFromOptions(options: TagCreateOptions): Partial<TagPolicy>
   if (options.nearMiss !== undefined)
     policy.nearMissThreshold = parseNumber('--near-miss', options.nearMiss, { min: 0 });
   if (options.maxCrashes !== undefined)
-    policy.maxConsecutiveCrashes = parseNumber('--max-crashes', options.maxCrashes, { integer: true, min: 1 });
+    policy.maxConsecutiveCrashes = parseNumber('--max-crashes', options.maxCrashes, {
+      integer: true,
+      min: 1,
+      max: MAX_CONSECUTIVE_CRASHES,
+    });
   if (options.minImprovement !== undefined)
     policy.minImprovement = parseNumber('--min-improvement', options.minImprovement, { min: 0 });
   if (options.compareAcrossClasses !== undefined) policy.compareAcrossClasses = options.compareAcrossClasses;
-  if (options.guard?.length) policy.guards = options.guard.map(parseGuard);
+  if (options.guard?.length) {
+    if (options.guard.length > MAX_GUARDS)
+      throw new Error(`--guard was given ${options.guard.length} times; a tag has at most ${MAX_GUARDS} guards`);
+    policy.guards = options.guard.map((guard) => {
+      if (guard.length > MAX_GUARD_CHARS)
+        throw new Error(`--guard: a guard of ${guard.length} characters; a guard has at most ${MAX_GUARD_CHARS}`);
+      try {
+        return parseGuard(guard);
+      } catch (error) {
+        throw new Error(`--guard: ${(error as Error).message}`);
+      }
+    });
+  }
   if (options.allowEnv !== undefined) {
     for (const name of options.allowEnv)
       if (!ENV_NAME_PATTERN.test(name))
@@ -55,12 +72,13 @@ export function tagCountsLine(tag: string, counts: TagCounts, consecutiveCrashes
 
 /** `tag create`: sets a tag's policy (metric, direction, thresholds); creates the tag if new. */
 export async function tagCreateCommand(tag: string, options: TagCreateOptions): Promise<void> {
-  if (!TAG_PATTERN.test(tag)) throw new CliError(`tag "${tag}" must be ${TAG_PATTERN_TEXT}`);
+  if (!TAG_PATTERN.test(tag)) throw new CliError(`tag ${JSON.stringify(safeText(tag))} must be ${TAG_PATTERN_TEXT}`, 2);
   let policy: Partial<TagPolicy>;
   try {
     policy = policyFromOptions(options);
   } catch (error) {
-    throw new CliError((error as Error).message);
+    // Every problem of policyFromOptions is one of the input: a refusal (exit 2), as for `run`.
+    throw new CliError(safeText((error as Error).message), 2);
   }
   const client = await connectClient();
   const state = await configureTag(client, tag, policy).catch((error: unknown) => {
