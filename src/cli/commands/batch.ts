@@ -1,4 +1,4 @@
-import { WorkflowFailedError } from '@temporalio/client';
+import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { batchHandle, submitBatch, type BatchHandle } from '../../client/batches.js';
 import { sourceForFleet } from '../../client/fleet-remote.js';
 import { resolveSource, resolveVariants, SourceError } from '../../client/source.js';
@@ -10,6 +10,7 @@ import { fleetRemote } from '../../shared/settings.js';
 import { connectClient } from '../../temporal/connection.js';
 import type { BatchResult } from '../../workflows/batch-state.js';
 import { asRefusal } from '../refusal.js';
+import { reportOnInterrupt } from '../interrupt.js';
 import { CliError, printJson, safeText, wantsJson } from '../output.js';
 import { parseBatchFlags, problemAsFlag, type RawBatchOptions } from '../parse.js';
 import { requestInput } from './experiments.js';
@@ -47,8 +48,13 @@ function printBatch(result: BatchResult, json: boolean): void {
 }
 
 /** Waits for a batch's decision; the exit code follows `run`'s (batchExitCode). */
-export async function awaitBatch(handle: BatchHandle, json: boolean): Promise<void> {
+export async function awaitBatch(client: Client, handle: BatchHandle, json: boolean): Promise<void> {
   let result: BatchResult;
+  const stopReporting = reportOnInterrupt(client, { kind: 'batch', id: handle.workflowId }, { json });
+  // Said once, on stderr: what is awaited, and that Ctrl-C leaves it running.
+  const resume = `expctl wait ${handle.workflowId}`;
+  if (json) process.stderr.write(`${JSON.stringify({ event: 'waiting', batch_id: handle.workflowId, resume })}\n`);
+  else console.error(`expctl: waiting for ${handle.workflowId}; Ctrl-C leaves it running (\`${resume}\` picks it up)`);
   try {
     result = await handle.result();
   } catch (error) {
@@ -57,6 +63,8 @@ export async function awaitBatch(handle: BatchHandle, json: boolean): Promise<vo
     if (error instanceof WorkflowFailedError)
       throw new CliError(`batch ${handle.workflowId} failed inside expctl: ${error.cause?.message ?? error.message}`);
     throw error;
+  } finally {
+    stopReporting();
   }
   printBatch(result, json);
   process.exitCode = batchExitCode(result.children.map((child) => exitCodeFor(child.status)));
@@ -123,11 +131,11 @@ export async function batchCommand(args: string[], raw: RawBatchOptions): Promis
     return;
   }
   if (!json) console.error(`expctl: submitted ${submitted.batchId} (${submitted.members.join(', ')})`);
-  await awaitBatch(submitted.handle, json);
+  await awaitBatch(client, submitted.handle, json);
 }
 
 /** `expctl wait BATCH_ID`. */
 export async function waitBatchCommand(batchId: string, json: boolean): Promise<void> {
   const client = await connectClient();
-  await awaitBatch(batchHandle(client, batchId), json);
+  await awaitBatch(client, batchHandle(client, batchId), json);
 }
