@@ -1,8 +1,7 @@
 import type { Client } from '@temporalio/client';
-import { batchHandle } from '../client/batches.js';
+import { batchState } from '../client/batches.js';
 import { experimentState } from '../client/experiments.js';
 import { EXIT_CODES } from '../domain/exit-codes.js';
-import { batchStateQuery } from '../workflows/definitions.js';
 import { drained, printJson, safeText } from './output.js';
 
 /** How long the report may take to ask for the state (a server that does not answer must not hold Ctrl-C). */
@@ -18,7 +17,7 @@ async function stateOf(client: Client, awaited: Awaited): Promise<Record<string,
     const snapshot = await experimentState(client, awaited.id);
     return { experiment_id: awaited.id, status: snapshot?.status ?? null };
   }
-  const batch = await batchHandle(client, awaited.id).query(batchStateQuery);
+  const batch = await batchState(client, awaited.id);
   const children = await Promise.all(
     batch.members.map(async (member) => ({
       experiment_id: member.experimentId,

@@ -15,7 +15,7 @@ import { loadCredential, signRequest, type Credential } from '../security/creden
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
 import { batchSignedContent, batchWorkflow } from '../workflows/batch.js';
-import type { BatchInput } from '../workflows/batch-state.js';
+import type { BatchInput, BatchSnapshot } from '../workflows/batch-state.js';
 import { batchStateQuery, placementCheckQuery } from '../workflows/definitions.js';
 import type { ExperimentInput } from '../workflows/experiment-state.js';
 import { checkHijackVariables, keyedWorkflowId } from './experiments.js';
@@ -155,4 +155,9 @@ export async function submitBatch(
 /** The handle of a batch, to wait for its decision. */
 export function batchHandle(client: Client, batchId: string): BatchHandle {
   return client.workflow.getHandle<typeof batchWorkflow>(batchId);
+}
+
+/** A batch's state now: its members, which have ended, and whether it is deciding. */
+export async function batchState(client: Client, batchId: string): Promise<BatchSnapshot> {
+  return batchHandle(client, batchId).query(batchStateQuery);
 }
