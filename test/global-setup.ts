@@ -21,6 +21,8 @@ declare module 'vitest' {
     chromium: string;
     /** The workflow code bundled once for the run (test/helpers/stack.ts hands it to every orchestrator). */
     workflowBundleFile: string;
+    /** Where test/setup-env.ts makes each test file's own XDG_STATE_HOME (so no stack pointer is shared). */
+    stateHomes: string;
   }
 }
 
@@ -60,6 +62,9 @@ export async function setup(project: TestProject): Promise<void> {
   project.provide('temporalCli', binary);
   project.provide('keyFile', (await createKeyring(path.join(dir, 'keys', 'payload-keys.json'))).file);
   project.provide('chromium', chromium);
+  const stateHomes = path.join(dir, 'state-homes');
+  await fs.mkdir(stateHomes, { mode: 0o700 });
+  project.provide('stateHomes', stateHomes);
   // Bundled once here rather than once per test file (seconds of CPU each on a 2-core machine).
   const bundle = await bundleWorkflowCode({
     workflowsPath: WORKFLOWS_PATH,

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { CATEGORIES } from '../domain/request.js';
 import { DEFAULT_WAIT_FOR_DATA_SECONDS } from '../domain/dataset-refs.js';
@@ -13,8 +14,9 @@ import {
 import type { RawBatchOptions, RawRunOptions } from './parse.js';
 import type { DevOptions } from './commands/dev.js';
 import type { RepeatOptions } from './commands/actions.js';
-import { PERMISSION_DENIED, PERMISSION_DENIED_EXIT_CODE } from '../domain/authorization.js';
-import { CliError, drained, printJson, safeText, wantsJson } from './output.js';
+import { EXIT_CODES } from '../domain/exit-codes.js';
+import { drained, printJson, safeText, wantsJson } from './output.js';
+import { useStack } from '../shared/stack.js';
 import { checkMetricName, checkTag, FlagError, numberOption, occurrences, parseNumber, singleOption } from './parse.js';
 import {
   batchCommand,
@@ -70,6 +72,12 @@ import {
   serveMcp,
 } from './lazy-commands.js';
 
+/** The version in package.json (the same file from src/cli and from the compiled dist/cli). */
+function packageVersion(): string {
+  const file = new URL('../../package.json', import.meta.url);
+  return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
+}
+
 const positiveInt = (flag: string) => numberOption(flag, { integer: true, min: 1 });
 function indexList(raw: string, previous: unknown): number[] {
   if (previous !== undefined)
@@ -107,6 +115,7 @@ process.stderr.on('error', () => undefined);
 const program = new Command()
   .name('expctl')
   .description('Durable experiment orchestration for ML research on GPU fleets, on Temporal')
+  .version(packageVersion(), '-V, --version', 'print the version')
   .showHelpAfterError();
 
 // Every valued flag of `run` (and `batch`) is collected as given; parseRunFlags (parse.ts) refuses
@@ -385,7 +394,11 @@ program
   .description("join this host's GPUs (or CPU slots) to the fleet")
   .option('--host <name>', 'name of this host in the fleet (default: EXPCTL_HOST or the hostname)', one('--host'))
   .option('--gpus <indexes>', 'only these GPUs, e.g. 0,2', indexList)
-  .option('--cpu-slots <n>', 'offer N CPU slots instead of GPUs', positiveInt('--cpu-slots'))
+  .option(
+    '--cpu-slots <n>',
+    'offer N CPU slots instead of GPUs (without GPUs: half the cores, at least 2)',
+    positiveInt('--cpu-slots'),
+  )
   .option('--work-dir <dir>', 'worktrees, logs and artifacts (default: $EXPCTL_HOME/worker)', one('--work-dir'))
   .option('--runtime-tag <tag>', 'runtime tag this host offers (repeatable)', collect, [])
   .option(
@@ -451,7 +464,11 @@ program
   .command('dev')
   .description('start the local stack: Temporal dev server + Web UI, orchestrator, one GPU worker')
   .option('--no-demo', 'do not run the example campaign after start')
-  .option('--cpu-slots <n>', 'CPU slots for the local worker instead of GPUs', positiveInt('--cpu-slots'))
+  .option(
+    '--cpu-slots <n>',
+    'CPU slots for the local worker instead of GPUs (without GPUs: half the cores, at least 2)',
+    positiveInt('--cpu-slots'),
+  )
   .option('--no-worker', 'the control plane only (server, orchestrator): GPU hosts join with `expctl worker`')
   .option(
     '--listen <address>',
@@ -675,6 +692,10 @@ const ownArgs = (() => {
   return at < 0 ? process.argv : process.argv.slice(0, at);
 })();
 
+// Every command finds the user's running stack from any directory (stack.ts); `mcp` does not: each
+// of its tool calls is an `expctl` process of its own that looks when it runs.
+if (process.argv[2] !== 'mcp') useStack();
+
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
@@ -689,13 +710,19 @@ try {
       await refuseBatch(`invalid batch request: ${error.message.replace(/^error: /, '')}`, {
         json: wantsJson({ json: ownArgs.includes('--json') }),
       });
-    } else process.exitCode = 2; // a usage error is a refusal of the input (exit 1 is for expctl's own errors)
+    } else {
+      // Commander has said what is wrong on stderr; a JSON reader gets it as the usual error object.
+      process.exitCode = EXIT_CODES.validation_failed;
+      if (wantsJson({ json: ownArgs.includes('--json') }))
+        printJson({ error: 'validation_failed', message: error.message.replace(/^error: /, '') });
+    }
   } else {
-    process.exitCode = error instanceof CliError ? error.exitCode : 1;
-    console.error(`expctl: ${safeText((error as Error).message, { multiline: true })}`);
-    // An agent reading JSON gets the refusal as one object too.
-    if (process.exitCode === PERMISSION_DENIED_EXIT_CODE && wantsJson({ json: ownArgs.includes('--json') }))
-      printJson({ error: PERMISSION_DENIED, message: (error as Error).message });
+    const { failureOf } = await import('./failure.js');
+    const failure = failureOf(error);
+    process.exitCode = failure.exitCode;
+    console.error(`expctl: ${safeText(failure.message, { multiline: true })}`);
+    // An agent reading JSON gets every error as one object too.
+    if (wantsJson({ json: ownArgs.includes('--json') })) printJson({ error: failure.code, message: failure.message });
   }
 }
 

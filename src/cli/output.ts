@@ -1,4 +1,5 @@
 /** Output conventions shared by every command: JSON when asked or when stdout is not a terminal. */
+import { errorCodeFor, EXIT_CODES } from '../domain/exit-codes.js';
 
 export function wantsJson(options: { json?: boolean }): boolean {
   return options.json === true || !process.stdout.isTTY;
@@ -63,13 +64,19 @@ export function formatTable(headers: string[], rows: (string | number | boolean 
     .join('\n');
 }
 
-/** Errors of expctl itself: message on stderr, exit code 1 (BRIEF §4). */
+/**
+ * An error that ends a command: its message on stderr, `{"error": code, "message": …}` on stdout
+ * for a JSON reader, and its exit code (exit-codes.ts; 1, the default, is an error of expctl itself).
+ */
 export class CliError extends Error {
+  readonly code: string;
   constructor(
     message: string,
-    readonly exitCode = 1,
+    readonly exitCode: number = EXIT_CODES.internal_error,
+    code?: string,
   ) {
     super(message);
+    this.code = code ?? errorCodeFor(exitCode);
   }
 }
 

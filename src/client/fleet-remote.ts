@@ -3,6 +3,7 @@ import { isRemoteRepo } from '../gpu-worker/git.js';
 import { shippedCommitRef } from '../domain/fleet-remote.js';
 import { loadCredential, type Credential } from '../security/credentials.js';
 import { gitAccess } from '../security/fleet-remote-auth.js';
+import { AccessError } from '../security/access-error.js';
 import { SourceError } from './source.js';
 
 /**
@@ -22,6 +23,8 @@ export async function shipCommit(
       env: access.env,
     });
   } catch (error) {
+    // A missing or unusable credential is a refusal of the caller's own, not a bad request.
+    if (error instanceof AccessError) throw error;
     const detail = ((error as { stderr?: string }).stderr || (error as Error).message).trim();
     throw new SourceError(`could not push ${commit.slice(0, 12)} to the fleet remote ${remote}: ${detail}`);
   }

@@ -2,6 +2,7 @@
  * Who may do what. Every command acts as an identity holding one role; this table is the one
  * place that says which role an action needs. Pure: workflows, activities and the CLI import it.
  */
+import { EXIT_CODES } from './exit-codes.js';
 
 export const ROLES = ['submitter', 'operator', 'worker', 'admin', 'producer'] as const;
 export type Role = (typeof ROLES)[number];
@@ -46,7 +47,7 @@ const ALLOWED: Record<Action, readonly Role[]> = {
 /** Error type (Temporal failure type and CLI JSON `error`) of every refusal. */
 export const PERMISSION_DENIED = 'permission_denied';
 /** Exit code of a refusal (BRIEF §4's codes, plus this one). */
-export const PERMISSION_DENIED_EXIT_CODE = 6;
+export const PERMISSION_DENIED_EXIT_CODE = EXIT_CODES.permission_denied;
 
 export interface Identity {
   name: string;

@@ -1,4 +1,5 @@
 /** Experiment states, results and the CLI's exit codes (BRIEF §2, §4). Pure; safe in workflows. */
+import { EXIT_CODES } from './exit-codes.js';
 
 export type ActiveStatus =
   | 'submitted'
@@ -62,23 +63,23 @@ export interface ExperimentResult {
   rule: string | null;
 }
 
-/** Exit codes of `expctl run` / `expctl wait`: 0 decision, 2 validation, 3 run failed, 4 infrastructure, 5 canceled. */
+/** Exit code of `expctl run` / `expctl wait` for a terminal state (exit-codes.ts). */
 export function exitCodeFor(status: TerminalStatus): number {
   switch (status) {
     case 'completed':
-      return 0;
+      return EXIT_CODES.decided;
     case 'validation_failed':
-      return 2;
+      return EXIT_CODES.validation_failed;
     case 'command_failed':
     case 'oom':
     case 'timed_out':
-      return 3;
+      return EXIT_CODES.run_failed;
     case 'worker_lost':
     case 'retry_exhausted':
     case 'data_unavailable':
-      return 4;
+      return EXIT_CODES.infrastructure;
     case 'canceled':
-      return 5;
+      return EXIT_CODES.canceled;
   }
 }
 

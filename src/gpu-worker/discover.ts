@@ -13,7 +13,7 @@ export interface DiscoveryOptions {
   host: string;
   /** Restrict to these GPU indexes (`--gpus 0,2`). */
   gpus?: number[];
-  /** Offer this many CPU slots instead of GPUs (default: GPUs, or half the cores where there are none). */
+  /** Offer this many CPU slots instead of GPUs (default: GPUs, or defaultCpuSlots() where there are none). */
   cpuSlots?: number;
   runtimeTags?: string[];
 }
@@ -38,6 +38,16 @@ export async function queryGpus(): Promise<GpuQueryRow[] | undefined> {
     throw new Error(`nvidia-smi failed: ${(error as Error).message}`);
   }
 }
+
+/**
+ * CPU slots a host without GPUs offers by default: half its cores, but at least two, so a batch of
+ * two variants runs both at once even on a 2-core machine (training shares the cores then; one
+ * slot per two cores keeps the rest of the stack responsive on bigger hosts).
+ */
+export function defaultCpuSlots(cores: number = os.availableParallelism()): number {
+  return Math.max(MIN_DEFAULT_CPU_SLOTS, Math.floor(cores / 2));
+}
+export const MIN_DEFAULT_CPU_SLOTS = 2;
 
 /** Finds this host's schedulable slots: its GPUs, or CPU slots where there are none. */
 export async function discoverSlots(options: DiscoveryOptions): Promise<Discovery> {
@@ -70,7 +80,7 @@ export async function discoverSlots(options: DiscoveryOptions): Promise<Discover
       }),
     };
   }
-  const count = options.cpuSlots ?? Math.max(1, Math.floor(os.cpus().length / 2));
+  const count = options.cpuSlots ?? defaultCpuSlots();
   const memoryMb = Math.floor(os.totalmem() / 1024 / 1024 / count);
   return {
     gpus: [],

@@ -16,6 +16,7 @@ import {
   type Role,
 } from '../domain/authorization.js';
 import { stateDir } from '../shared/settings.js';
+import { AccessError } from './access-error.js';
 
 /**
  * Credentials: an issuer key pair (kept by the admin, its public half by the orchestrator) signs
@@ -58,8 +59,8 @@ function readKeyFile(file: string, what: string, hint: string): string {
   try {
     return fs.readFileSync(file, 'utf8');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`no ${what} at ${file}: ${hint}`);
-    throw new Error(`cannot read the ${what} at ${file}: ${(error as Error).message}`);
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new AccessError(`no ${what} at ${file}: ${hint}`);
+    throw new AccessError(`cannot read the ${what} at ${file}: ${(error as Error).message}`);
   }
 }
 
@@ -135,15 +136,15 @@ export function loadCredential(env: NodeJS.ProcessEnv = process.env): Credential
   const hint = 'ask an admin for one (`expctl auth issue`) and set EXPCTL_CREDENTIAL_FILE, or start `expctl dev`';
   const text = readKeyFile(file, 'credential', hint);
   const mode = fs.statSync(file).mode & 0o077;
-  if (mode !== 0) throw new Error(`the credential ${file} is readable by others: run chmod 600 ${file}`);
+  if (mode !== 0) throw new AccessError(`the credential ${file} is readable by others: run chmod 600 ${file}`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
-    throw new Error(`the credential ${file} is not JSON`);
+    throw new AccessError(`the credential ${file} is not JSON`);
   }
   const result = CredentialFileSchema.safeParse(parsed);
-  if (!result.success) throw new Error(`the credential ${file} is malformed: ${result.error.issues[0]?.message}`);
+  if (!result.success) throw new AccessError(`the credential ${file} is malformed: ${result.error.issues[0]?.message}`);
   return result.data;
 }
 

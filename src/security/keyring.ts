@@ -4,7 +4,8 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { z } from 'zod';
 import { FlagError, splitCommandLine } from '../cli/parse.js';
-import { stateDir } from '../shared/settings.js';
+import { ConfigurationError, stateDir } from '../shared/settings.js';
+import { AccessError } from './access-error.js';
 import { assertPrivateFile, ensurePrivateDir, PRIVATE_FILE } from './files.js';
 
 /**
@@ -92,11 +93,13 @@ export function keySource(env: NodeJS.ProcessEnv = process.env): KeySource {
   const raw = env.EXPCTL_KEY_COMMAND?.trim();
   if (!raw) return { kind: 'file', file: keyFilePath(env) };
   if (env.EXPCTL_KEY_FILE)
-    throw new Error('both EXPCTL_KEY_FILE and EXPCTL_KEY_COMMAND are set; set only the one the keyring comes from');
+    throw new ConfigurationError(
+      'both EXPCTL_KEY_FILE and EXPCTL_KEY_COMMAND are set; set only the one the keyring comes from',
+    );
   try {
     return { kind: 'command', command: splitCommandLine('EXPCTL_KEY_COMMAND', raw), raw };
   } catch (error) {
-    if (error instanceof FlagError) throw new Error(error.message);
+    if (error instanceof FlagError) throw new ConfigurationError(error.message);
     throw error;
   }
 }
@@ -106,7 +109,7 @@ export function describeSource(source: KeySource): string {
 }
 
 /** No keyring where one was expected; the message says how to get one. */
-export class KeyringMissingError extends Error {
+export class KeyringMissingError extends AccessError {
   constructor(readonly file: string) {
     super(
       `no payload keyring at ${file}. expctl encrypts what it sends to Temporal, so every client and worker of a ` +
@@ -124,14 +127,14 @@ export function parseKeyring(text: string, origin: string): Keyring {
     json = JSON.parse(text);
   } catch {
     // JSON.parse's message quotes the text around the error: it could quote a key.
-    throw new Error(`the payload keyring ${origin} is not valid JSON`);
+    throw new AccessError(`the payload keyring ${origin} is not valid JSON`);
   }
   const parsed = keyringSchema.safeParse(json);
   if (!parsed.success) {
     const problems = parsed.error.issues.map(
       (issue) => `${issue.path.map(String).join('.') || 'document'}: ${issue.message}`,
     );
-    throw new Error(`the payload keyring ${origin} is not valid: ${problems.join('; ')}`);
+    throw new AccessError(`the payload keyring ${origin} is not valid: ${problems.join('; ')}`);
   }
   const keys = new Map(Object.entries(parsed.data.keys).map(([id, value]) => [id, Buffer.from(value, 'base64')]));
   return new Keyring(parsed.data.current, keys, origin);
@@ -158,7 +161,7 @@ async function runKeyCommand(source: Extract<KeySource, { kind: 'command' }>): P
           ? `exited with code ${failure.exitCode}`
           : `ended by ${failure.signal ?? failure.code ?? 'an error'}`;
     const stderr = (failure.stderr ?? '').trim().split('\n').slice(-5).join('\n');
-    throw new Error(`EXPCTL_KEY_COMMAND (${source.raw}) ${how}${stderr ? `:\n${stderr}` : ''}`);
+    throw new AccessError(`EXPCTL_KEY_COMMAND (${source.raw}) ${how}${stderr ? `:\n${stderr}` : ''}`);
   }
 }
 
@@ -174,7 +177,7 @@ async function readKeyringFile(file: string): Promise<Keyring> {
     await assertPrivateFile(file, 'the payload keyring');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new KeyringMissingError(file);
-    throw error;
+    throw new AccessError((error as Error).message);
   }
   return parseKeyring(await fs.readFile(file, 'utf8'), file);
 }

@@ -3,9 +3,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-/** Where expctl keeps local state: the dev server's SQLite file, logs, worktrees. */
+/** A setting (environment variable) that expctl cannot use: the message names it and what it must be. */
+export class ConfigurationError extends Error {}
+
+/**
+ * Where expctl keeps local state: the dev server's SQLite file, logs, worktrees, keys. EXPCTL_HOME,
+ * else ./.expctl. A command sets EXPCTL_HOME from the user's running stack first (stack.ts).
+ */
 export function stateDir(env: NodeJS.ProcessEnv = process.env): string {
-  return path.resolve(env.EXPCTL_HOME ?? '.expctl');
+  return path.resolve(env.EXPCTL_HOME || '.expctl');
 }
 
 export interface DevPorts {
@@ -19,7 +25,7 @@ function portFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): numbe
   if (raw === undefined || raw === '') return fallback;
   const port = Number(raw);
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new Error(`${name} must be a port number between 1 and 65535, got "${raw}"`);
+    throw new ConfigurationError(`${name} must be a port number between 1 and 65535, got "${raw}"`);
   }
   return port;
 }
@@ -42,7 +48,9 @@ export function catalogLocation(env: NodeJS.ProcessEnv = process.env): string {
   const url = env.EXPCTL_CATALOG_URL;
   if (url === undefined || url === '') return catalogPath(env);
   if (!/^postgres(ql)?:\/\//.test(url))
-    throw new Error(`EXPCTL_CATALOG_URL must be a postgres:// or postgresql:// URL, not ${url.split(':')[0]}:…`);
+    throw new ConfigurationError(
+      `EXPCTL_CATALOG_URL must be a postgres:// or postgresql:// URL, not ${url.split(':')[0]}:…`,
+    );
   return url;
 }
 

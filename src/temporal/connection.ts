@@ -48,11 +48,20 @@ export function runningDevStack(env: NodeJS.ProcessEnv = process.env): DevStackI
  */
 export function connectionSettings(env: NodeJS.ProcessEnv = process.env) {
   const { connectionOptions, namespace } = loadClientConnectConfig({ overrideEnvVars: env as Record<string, string> });
+  /** Where the address came from, for a message that says why expctl tried it. */
+  let origin = env.TEMPORAL_ADDRESS ? 'TEMPORAL_ADDRESS' : 'the Temporal profile';
   if (!env.TEMPORAL_ADDRESS && !connectionOptions.address) {
-    connectionOptions.address = runningDevStack(env)?.address ?? 'localhost:7233';
+    const dev = runningDevStack(env);
+    connectionOptions.address = dev?.address ?? 'localhost:7233';
+    origin = dev
+      ? `the expctl dev running in ${stateDir(env)}`
+      : `the default: no expctl dev is running in ${stateDir(env)}`;
   }
-  return { connectionOptions, namespace: namespace ?? 'default' };
+  return { connectionOptions, namespace: namespace ?? 'default', origin };
 }
+
+/** The Temporal server of the stack cannot be reached: the stack is down, or the settings point elsewhere. */
+export class StackUnreachableError extends Error {}
 
 /**
  * The data converter of every expctl client and worker: payloads encrypted with the keyring that
@@ -63,9 +72,16 @@ export async function dataConverter(env: NodeJS.ProcessEnv = process.env): Promi
 }
 
 export async function connectClient(env: NodeJS.ProcessEnv = process.env): Promise<Client> {
-  const { connectionOptions, namespace } = connectionSettings(env);
+  const { connectionOptions, namespace, origin } = connectionSettings(env);
   const converter = await dataConverter(env);
-  const connection = await Connection.connect(connectionOptions);
+  let connection: Connection;
+  try {
+    connection = await Connection.connect(connectionOptions);
+  } catch (error) {
+    throw new StackUnreachableError(
+      `cannot reach the Temporal server at ${connectionOptions.address} (${origin}): ${(error as Error).message}`,
+    );
+  }
   return new Client({ connection, namespace, dataConverter: converter });
 }
 

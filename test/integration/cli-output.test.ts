@@ -74,10 +74,14 @@ describe('output through a pipe', () => {
     expect(result.exitCode).toBe(0);
   });
 
-  it('a usage error of another command exits 2 (a refusal of the input) with a message naming the flag', async () => {
+  it('a usage error of another command exits 2 with a message naming the flag, and the error object', async () => {
     const result = await runCli(env, ['history', '--limit', '0x10']);
     expect(result.exitCode).toBe(2);
     expect(result.stderr).toMatch(/--limit "0x10": expected an integer/);
+    expect(JSON.parse(result.stdout as string)).toEqual({
+      error: 'validation_failed',
+      message: expect.stringMatching(/--limit "0x10": expected an integer/),
+    });
     const twice = await runCli(env, ['history', '--tag', 'a', '--tag', 'b']);
     expect(twice.exitCode).toBe(2);
     expect(twice.stderr).toMatch(/--tag was given more than once/);

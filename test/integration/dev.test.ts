@@ -6,6 +6,7 @@ import { Client, Connection } from '@temporalio/client';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
+import { readStackPointer, stackPointerPath } from '../../src/shared/stack.js';
 import { dataConverter } from '../../src/temporal/connection.js';
 import { freePort } from '../../src/shared/ports.js';
 import { poolStateQuery } from '../../src/workflows/definitions.js';
@@ -109,12 +110,33 @@ describe('expctl dev (npm start)', () => {
       expect(second.exitCode).toBe(0);
       expect(second.stdout).toMatch(/expctl dev is already running \(pid \d+\)/);
 
+      // The stack pointer names it for every command of this user, from any directory (0600).
+      const pointerFile = stackPointerPath();
+      expect(first.output()).toContain(`finds this stack (recorded in ${pointerFile})`);
+      expect((await fs.stat(pointerFile)).mode & 0o777).toBe(0o600);
+      expect(readStackPointer()).toMatchObject({
+        pid: first.child.pid,
+        home,
+        address: `127.0.0.1:${grpcPort}`,
+        namespace: 'default',
+        keyFile,
+        catalog: path.join(home, 'catalog.sqlite'),
+        codecEndpoint: endpoint,
+      });
+      const elsewhere = await execa(process.execPath, [EXPCTL, 'dev', '--no-demo'], {
+        env: { ...env, EXPCTL_HOME: '' },
+        cwd: os.tmpdir(),
+        reject: false,
+      });
+      expect(elsewhere.stdout).toContain(`expctl dev is already running (pid ${first.child.pid}) for ${home}`);
+
       // Ctrl-C: SIGINT to the terminal's process group, the server included. The server is stopped
       // last all the same: the workers deregister through it (no "shutdown_worker rpc errored").
       process.kill(-first.child.pid!, 'SIGINT');
       const exit = await first.child;
       expect(exit.exitCode).toBe(0);
       expect(first.output()).toContain('expctl: stopped; state kept for the next start.');
+      await expect(fs.stat(pointerFile)).rejects.toThrow(/ENOENT/);
       expect(first.output()).not.toMatch(/WARN|errored/);
       expect(await processesUsing(home)).toEqual([]);
       await connection.close();

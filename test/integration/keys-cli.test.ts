@@ -18,9 +18,13 @@ beforeAll(async () => {
 afterAll(async () => fs.rm(home, { recursive: true, force: true }));
 
 describe('expctl keys and codec-server', () => {
-  it('refuses to start a worker without a keyring, saying how to get one', async () => {
+  it('refuses to start a worker without a keyring, saying how to get one (permission_denied, exit 6)', async () => {
     const worker = await expctl('worker', '--cpu-slots', '1');
-    expect(worker.exitCode).toBe(1);
+    expect(worker.exitCode).toBe(6);
+    expect(JSON.parse(worker.stdout)).toEqual({
+      error: 'permission_denied',
+      message: expect.stringContaining('no payload keyring at'),
+    });
     expect(worker.stderr).toContain(`no payload keyring at ${path.join(home, 'keys', 'payload-keys.json')}`);
     expect(worker.stderr).toContain('`expctl keys init`');
     expect(worker.stderr).toMatch(/EXPCTL_KEY_FILE.*EXPCTL_KEY_COMMAND/s);

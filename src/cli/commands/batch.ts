@@ -12,6 +12,7 @@ import { fleetRemote } from '../../shared/settings.js';
 import { connectClient } from '../../temporal/connection.js';
 import type { BatchResult, BatchSnapshot } from '../../workflows/batch-state.js';
 import { asRefusal } from '../refusal.js';
+import { reportOnInterrupt } from '../interrupt.js';
 import { CliError, printJson, safeText, wantsJson } from '../output.js';
 import { parseBatchFlags, problemAsFlag, type RawBatchOptions } from '../parse.js';
 import { followRuns } from '../progress.js';
@@ -60,13 +61,14 @@ function followVariants(client: Client, batchId: string, members: string[], json
 }
 
 /** Waits for a batch's decision with each variant's progress; the exit code follows `run`'s (batchExitCode). */
-export async function awaitBatch(
-  handle: BatchHandle,
-  json: boolean,
-  variants: { client: Client; members: string[] },
-): Promise<void> {
+export async function awaitBatch(client: Client, handle: BatchHandle, json: boolean, members: string[]): Promise<void> {
   let result: BatchResult;
-  const stopProgress = followVariants(variants.client, handle.workflowId, variants.members, json);
+  const stopReporting = reportOnInterrupt(client, { kind: 'batch', id: handle.workflowId }, { json });
+  // Said once, on stderr: what is awaited, and that Ctrl-C leaves it running.
+  const resume = `expctl wait ${handle.workflowId}`;
+  if (json) process.stderr.write(`${JSON.stringify({ event: 'waiting', batch_id: handle.workflowId, resume })}\n`);
+  else console.error(`expctl: waiting for ${handle.workflowId}; Ctrl-C leaves it running (\`${resume}\` picks it up)`);
+  const stopProgress = followVariants(client, handle.workflowId, members, json);
   try {
     result = await handle.result();
   } catch (error) {
@@ -77,6 +79,7 @@ export async function awaitBatch(
     throw error;
   } finally {
     stopProgress();
+    stopReporting();
   }
   printBatch(result, json);
   process.exitCode = batchExitCode(result.children.map((child) => exitCodeFor(child.status)));
@@ -146,7 +149,7 @@ export async function batchCommand(args: string[], raw: RawBatchOptions): Promis
     return;
   }
   if (!json) console.error(`expctl: submitted ${submitted.batchId} (${submitted.members.join(', ')})`);
-  await awaitBatch(submitted.handle, json, { client, members: submitted.members });
+  await awaitBatch(client, submitted.handle, json, submitted.members);
 }
 
 async function batchSnapshotOf(client: Client, batchId: string): Promise<BatchSnapshot> {
@@ -159,10 +162,8 @@ async function batchSnapshotOf(client: Client, batchId: string): Promise<BatchSn
 export async function waitBatchCommand(batchId: string, json: boolean): Promise<void> {
   const client = await connectClient();
   const snapshot = await batchSnapshotOf(client, batchId);
-  await awaitBatch(batchHandle(client, batchId), json, {
-    client,
-    members: snapshot.members.map((member) => member.experimentId),
-  });
+  const members = snapshot.members.map((member) => member.experimentId);
+  await awaitBatch(client, batchHandle(client, batchId), json, members);
 }
 
 /** `expctl show BATCH_ID`: the batch's state and each experiment's, as far as they have come. */

@@ -9,9 +9,11 @@ import { createOrchestratorWorker, type OrchestratorWorker } from '../../orchest
 import { payloadCodec } from '../../security/codec.js';
 import { startDevCodecEndpoint } from '../../security/codec-server.js';
 import { ensurePrivateDir, PRIVATE_FILE } from '../../security/files.js';
-import { ensureKeyring } from '../../security/keyring.js';
+import { ensureKeyring, keySource } from '../../security/keyring.js';
 import { installWorkerRuntime } from '../../shared/runtime.js';
 import { catalogLocation, devPorts, fleetRemoteDir, gitPort, hostName, stateDir } from '../../shared/settings.js';
+import { removeStackPointer, stackPointerPath, writeStackPointer, type StackPointer } from '../../shared/stack.js';
+import { MIN_DEFAULT_CPU_SLOTS } from '../../gpu-worker/discover.js';
 import { startFleetRemote, type ServedRemote } from '../../fleet-remote/server.js';
 import { catalogRevocations } from './fleet-remote.js';
 import {
@@ -64,8 +66,11 @@ export async function devCommand(options: DevOptions): Promise<void> {
 
   const ports = devPorts();
   let plan: ListenPlan;
+  let clientSettings: Pick<StackPointer, 'keyFile' | 'catalog'>;
   try {
     plan = listenPlan(options.listen ?? process.env.EXPCTL_TEMPORAL_IP, os.networkInterfaces(), os.hostname());
+    const source = keySource();
+    clientSettings = { keyFile: source.kind === 'file' ? source.file : null, catalog: catalogLocation() };
   } catch (error) {
     lifetime.releaseSignals();
     throw new CliError((error as Error).message);
@@ -78,8 +83,10 @@ export async function devCommand(options: DevOptions): Promise<void> {
   lifetime.onStop(async () => {
     if (readDevInfo()?.pid === process.pid) await fs.rm(devInfoPath(), { force: true });
   });
+  lifetime.onStop(async () => removeStackPointer(process.pid));
+  const startedAt = new Date().toISOString();
   const running = await lifetime.startup(() =>
-    acquireStateLock({ ...identityOf(process.pid), address, uiUrl, startedAt: new Date().toISOString() }),
+    acquireStateLock({ ...identityOf(process.pid), address, uiUrl, startedAt }),
   );
   if (running) {
     console.log(`expctl dev is already running (pid ${running.pid}) for ${home}`);
@@ -88,7 +95,20 @@ export async function devCommand(options: DevOptions): Promise<void> {
     lifetime.releaseSignals();
     return;
   }
-  const stack = lifetime.startup(() => startStack(options, plan, lifetime, home));
+  // Every command of this user, from any directory, finds the stack through this pointer.
+  const pointer: StackPointer = {
+    version: 1,
+    ...identityOf(process.pid),
+    home,
+    address,
+    namespace: 'default',
+    uiUrl,
+    ...clientSettings,
+    codecEndpoint: null,
+    startedAt,
+  };
+  const isDefault = writeStackPointer(pointer);
+  const stack = lifetime.startup(() => startStack(options, plan, lifetime, home, isDefault ? pointer : undefined));
   const started = await stack.catch((error: unknown) => {
     if (!(error instanceof AbortedError) && !lifetime.stopped) throw error;
     return undefined;
@@ -151,6 +171,7 @@ async function startStack(
   plan: ListenPlan,
   lifetime: StackLifetime,
   home: string,
+  pointer: StackPointer | undefined,
 ): Promise<StartedStack> {
   const { signal } = lifetime;
   await stopOrphanedServer(plan.serverIp);
@@ -261,7 +282,11 @@ async function startStack(
   if (signal.aborted) throw new AbortedError();
   const codecEndpoint = await startDevCodecEndpoint(await payloadCodec(), server.uiUrl);
   lifetime.onStop(() => codecEndpoint.close());
+  if (pointer) writeStackPointer({ ...pointer, codecEndpoint: codecEndpoint.endpoint });
 
+  const clients = pointer
+    ? `\`expctl\` from any directory of this user finds this stack (recorded in ${stackPointerPath()})`
+    : `another stack is this user's default (${stackPointerPath()}): give this one's commands EXPCTL_HOME=${home}`;
   const slots = gpuWorker?.slots.map((slot) => `${slot.slotId} (${slot.acceleratorClass})`).join(', ');
   const remote = plan.advertised
     ? `
@@ -272,15 +297,28 @@ async function startStack(
   console.log(`
 expctl dev is up.
   Temporal Web UI:  ${server.uiUrl}
-  Temporal gRPC:    ${server.address}   (other shells: TEMPORAL_ADDRESS=${server.address}, or run them in this directory)${remote}
+  Temporal gRPC:    ${server.address}
+  Commands:         ${clients}${remote}
   Codec endpoint:   ${codecEndpoint.endpoint}
                     (payloads are encrypted: paste this into the Web UI's codec server setting to read them there)
   Orchestrator:     task queue expctl-control; health Schedule expctl-health every minute
-  GPU worker:       ${gpuWorker ? `${gpuWorker.host} with ${slots}` : 'none here (--no-worker): GPU hosts join with `expctl worker`'}
+  GPU worker:       ${gpuWorker ? `${gpuWorker.host} with ${slots}${cpuSlotNote(gpuWorker, options)}` : 'none here (--no-worker): GPU hosts join with `expctl worker`'}
   State:            ${home}
 Press Ctrl-C to stop everything.
 `);
   return { client };
+}
+
+/** How many CPU slots the local worker offers and why, when they are CPU slots. */
+function cpuSlotNote(worker: GpuWorkerHandle, options: DevOptions): string {
+  const cpu = worker.slots.filter((slot) => slot.acceleratorClass === 'cpu').length;
+  if (cpu === 0) return '';
+  const cores = os.availableParallelism();
+  const why =
+    options.cpuSlots !== undefined
+      ? 'set by --cpu-slots'
+      : `the default for ${cores} cores (half, at least ${MIN_DEFAULT_CPU_SLOTS}); --cpu-slots N changes it`;
+  return `\n                    ${cpu} CPU slot${cpu === 1 ? '' : 's'}, so ${cpu} run${cpu === 1 ? '' : 's'} at once: ${why}`;
 }
 
 /**

@@ -29,6 +29,7 @@ import { openCatalog } from '../catalog-view.js';
 import { CliError, formatTable, printJson, safeJson, safeText, wantsJson } from '../output.js';
 import { parseRunFlags, problemAsFlag, type RawRunOptions, type RunFlags } from '../parse.js';
 import { followProgress } from '../progress.js';
+import { reportOnInterrupt } from '../interrupt.js';
 import { parseDatasetVersionWorkflowId } from '../../domain/datasets.js';
 import { dataShowCommand } from './data.js';
 import { promotionShowCommand } from './promotion.js';
@@ -69,8 +70,10 @@ function printResult(result: ExperimentResult, json: boolean): void {
 }
 
 /** Waits for the result with progress; sets the exit code from the terminal state (BRIEF §4). */
-async function awaitResult(handle: ExperimentHandle, json: boolean): Promise<void> {
+async function awaitResult(client: Client, handle: ExperimentHandle, json: boolean): Promise<void> {
   const stopProgress = followProgress(handle, { tty: !json && process.stderr.isTTY === true });
+  const awaited = { kind: 'experiment', id: handle.workflowId } as const;
+  const stopReporting = reportOnInterrupt(client, awaited, { json, before: stopProgress });
   try {
     const result = await handle.result();
     stopProgress();
@@ -85,6 +88,8 @@ async function awaitResult(handle: ExperimentHandle, json: boolean): Promise<voi
         `experiment ${handle.workflowId} failed inside expctl: ${error.cause?.message ?? error.message}`,
       );
     throw error;
+  } finally {
+    stopReporting();
   }
 }
 
@@ -181,7 +186,7 @@ export async function runCommand(command: string[], raw: RawRunOptions): Promise
     return;
   }
   if (!json) console.error(`expctl: submitted ${submitted.experimentId}`);
-  await awaitResult(submitted.handle, json);
+  await awaitResult(client, submitted.handle, json);
 }
 
 /** An ID as a message may quote it: escaped, and not at all when it is long (it may be 10 KB of junk). */
@@ -233,7 +238,7 @@ export async function waitCommand(id: string, options: { json?: boolean }): Prom
   if (isBatchId(id)) return waitBatchCommand(id, wantsJson(options));
   const client = await connectClient();
   await snapshotOf(client, id);
-  await awaitResult(experimentHandle(client, id), wantsJson(options));
+  await awaitResult(client, experimentHandle(client, id), wantsJson(options));
 }
 
 /** Where a run's time went, as `show` prints it: only the parts that are known. */
@@ -476,7 +481,7 @@ export async function cancelCommand(id: string, options: { json?: boolean }): Pr
   }
   if (!wantsJson(options))
     console.error(`expctl: cancel requested for ${id} (was ${before.status}); waiting for its processes to stop ...`);
-  await awaitResult(experimentHandle(client, id), wantsJson(options));
+  await awaitResult(client, experimentHandle(client, id), wantsJson(options));
   // The cancel did what was asked; exit 5 is for `run`/`wait` callers who were canceled.
   if (process.exitCode === 5) process.exitCode = 0;
 }

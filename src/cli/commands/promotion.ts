@@ -17,9 +17,10 @@ import { openCatalog } from '../catalog-view.js';
 import { CliError, formatTable, printJson, safeText, wantsJson } from '../output.js';
 import { splitCommandLine } from '../parse.js';
 import { asRefusal } from '../refusal.js';
+import { EXIT_CODES } from '../../domain/exit-codes.js';
 
 /** Exit code of a promotion refused before it started (like a refused run). */
-const REFUSED_EXIT_CODE = 2;
+const REFUSED_EXIT_CODE = EXIT_CODES.validation_failed;
 
 function checkModel(model: string): string {
   if (!MODEL_NAME_PATTERN.test(model))
@@ -31,10 +32,9 @@ function checkAlias(alias: string): string {
     throw new CliError(`--alias ${JSON.stringify(safeText(alias))}: one of ${ALIASES.join(', ')}`);
   return alias;
 }
-/** A refusal or failure, as the CLI's error (JSON on stdout with --json, exit code as given). */
-function fail(options: { json?: boolean }, error: string, message: string, exitCode: number): never {
-  if (wantsJson(options)) printJson({ error, message });
-  throw new CliError(`${error}: ${message}`, exitCode);
+/** A refusal or failure, as the CLI's error (the top level prints it, as JSON too with --json). */
+function fail(error: string, message: string, exitCode: number): never {
+  throw new CliError(message, exitCode, error);
 }
 
 function printResult(result: PromotionResult, options: { json?: boolean }): void {
@@ -80,8 +80,7 @@ export async function promoteCommand(experimentId: string, options: PromoteOptio
     approvalTimeoutMs,
     ...(evalCommand !== undefined ? { evalCommand } : {}),
   });
-  if ('refusal' in started)
-    fail(options, started.refusal.code, `${experimentId}: ${started.refusal.reason}`, REFUSED_EXIT_CODE);
+  if ('refusal' in started) fail(started.refusal.code, `${experimentId}: ${started.refusal.reason}`, REFUSED_EXIT_CODE);
   const { promotionId, handle } = started;
   if (options.detach) {
     if (wantsJson(options)) return printJson({ promotion_id: promotionId, model, alias, experiment_id: experimentId });
@@ -146,7 +145,7 @@ export async function rollbackCommand(
   } catch (error) {
     throw asRefusal(error);
   }
-  if (!result.rolled_back) fail(options, result.code ?? 'promotion.rollback_failed', result.reason, REFUSED_EXIT_CODE);
+  if (!result.rolled_back) fail(result.code ?? 'promotion.rollback_failed', result.reason, REFUSED_EXIT_CODE);
   if (wantsJson(options)) return printJson(result);
   console.log(safeText(result.reason));
 }
