@@ -87,7 +87,7 @@ describe('versions', () => {
     expect(JSON.parse(cli.stdout as string).shards[0]).toMatchObject({
       outcome: 'accepted',
       version: 1,
-      shardIndex: 2,
+      shard_index: 2,
     });
 
     expect(await offer('ooo', files[0]!, 0, 3)).toMatchObject({ outcome: 'accepted', version: 1, sealed: false });
@@ -221,7 +221,7 @@ describe('data watch', () => {
       .map((line) => JSON.parse(line));
     expect(lines).toEqual([
       { file: path.join(drop, 'notes.txt'), skipped: 'name is not NAME-SHARD-of-COUNT.EXT' },
-      expect.objectContaining({ dataset: 'watched', outcome: 'accepted', version: 1, shardIndex: 0, shardCount: 2 }),
+      expect.objectContaining({ dataset: 'watched', outcome: 'accepted', version: 1, shard_index: 0, shard_count: 2 }),
     ]);
 
     // Running: the producer finishes its partial file with a rename; the watcher sees it and the version seals.
@@ -320,7 +320,7 @@ describe('alerts and authorization', () => {
     expect(JSON.parse(show.stdout as string)).toMatchObject({
       status: 'passed',
       gates: [{ gate: 'integrity', passed: true }, { gate: 'completeness' }, { gate: 'schema' }, { gate: 'records' }],
-      lateShards: [{ shardIndex: 1, action: 'next' }],
+      late_shards: [{ shard_index: 1, action: 'next' }],
     });
     const versions = await runCli(cliEnv(), ['data', 'versions', 'ooo', '--json']);
     expect(

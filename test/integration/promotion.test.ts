@@ -200,7 +200,7 @@ describe('approval', () => {
 
     const shown = await asOperator(['promotion', id, '--json']);
     const { record, audit } = JSON.parse(shown.stdout as string);
-    expect(record).toMatchObject({ status: 'promoted', requestedBy: 'olga', decidedBy: 'olga' });
+    expect(record).toMatchObject({ status: 'promoted', requested_by: 'olga', decided_by: 'olga' });
     expect(record.stages.map((s: { name: string; status: string }) => `${s.name}:${s.status}`)).toEqual([
       'integrity:passed',
       'evaluation:passed',

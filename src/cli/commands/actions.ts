@@ -104,23 +104,26 @@ export async function repeatCommand(kind: 'retry' | 'rerun', id: string, options
         ? 'nothing but the experiment ID: same commit (and so the same patch and config), dataset versions, command and environment'
         : 'a new experiment ID; the request is the same',
   };
-  if (wantsJson(options)) printJson(change);
-  else
+  const json = wantsJson(options);
+  if (!json)
     console.log(
       safeText(`${experimentId}: ${kind} of ${id} at commit ${request.commit.slice(0, 12)} (${change.changed})`),
     );
-  if (!options.detach) {
-    const result = await handle.result();
-    // The same exit codes as `run` and `wait` (BRIEF §4).
-    process.exitCode = exitCodeFor(result.status);
-    if (wantsJson(options)) printJson(result);
-    else
-      console.log(
-        safeText(
-          `${experimentId}: ${result.status}${result.decision ? ` → ${result.decision}` : ''}, ${result.metric_name} ${result.metric ?? '-'}: ${result.reason}`,
-        ),
-      );
+  if (options.detach) {
+    if (json) printJson({ ...change, status: 'submitted' });
+    return;
   }
+  const result = await handle.result();
+  // The same exit codes as `run` and `wait` (BRIEF §4).
+  process.exitCode = exitCodeFor(result.status);
+  // One JSON value: the run's result as `run` prints it, and what was repeated.
+  if (json) printJson({ ...result, ...change });
+  else
+    console.log(
+      safeText(
+        `${experimentId}: ${result.status}${result.decision ? ` → ${result.decision}` : ''}, ${result.metric_name} ${result.metric ?? '-'}: ${result.reason}`,
+      ),
+    );
 }
 
 /** `tag stop T`: cancels every queued or running experiment of the tag. */
