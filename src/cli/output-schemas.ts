@@ -148,7 +148,9 @@ export const ListedRowOutput = z.looseObject({
   peak_vram_mb: nullableNumber,
   origin_kind: nullableString,
   origin_id: nullableString,
-  metrics: byName(z.union([z.number(), z.string()])).nullable().describe('the `---` block, by metric name'),
+  metrics: byName(z.union([z.number(), z.string()]))
+    .nullable()
+    .describe('the `---` block, by metric name'),
 });
 
 /** One experiment's whole record: `show`'s `record`. */
