@@ -390,6 +390,71 @@ export const HealthOutput = byName(
   z.looseObject({ checked_at: timestamp, problems: z.array(z.looseObject({})), report: z.looseObject({}) }),
 );
 
+const datasetVersionRow = z.looseObject({
+  dataset: z.string(),
+  version: z.number().int(),
+  status: z.enum(['open', 'sealed', 'passed', 'failed']),
+  workflow_id: z.string(),
+  expected_shards: z.number().int(),
+  arrived_shards: z.number().int(),
+  opened_at: timestamp,
+  sealed_at: nullableString,
+  seal_reason: nullableString,
+  decided_at: nullableString,
+  records: z.number().int().nullable(),
+  manifest_sha256: nullableString,
+});
+
+/** `data versions [DATASET]`. */
+export const DataVersionsOutput = z.array(datasetVersionRow);
+
+/** `data show NAME@V` (and `show expctl-dataset-NAME-vV`): the version, its shards, gates, late shards, alerts. */
+export const DataShowOutput = z.looseObject({
+  ...datasetVersionRow.shape,
+  shards: z.array(
+    z.looseObject({
+      index: z.number().int(),
+      count: z.number().int(),
+      sha256: z.string(),
+      bytes: z.number(),
+      records: z.number().int().nullable(),
+      schema: byName(z.string()).nullable().describe('column name → type'),
+      file_name: z.string(),
+      arrived_at: timestamp,
+      deliveries: z.number().int(),
+    }),
+  ),
+  gates: z.array(z.looseObject({ gate: z.string(), passed: z.boolean(), code: nullableString, message: z.string() })),
+  late_shards: z.array(z.looseObject({ shard_index: z.number().int(), shard_count: z.number().int() })),
+  alerts: z.array(z.looseObject({})),
+});
+
+/** `gates`: per day and gate. */
+export const GatesOutput = z.array(
+  z.looseObject({
+    day: z.string(),
+    gate: z.string(),
+    checked: z.number().int(),
+    passed: z.number().int(),
+    pass_rate: z.number(),
+    failures: byName(z.number().int()).describe('failure code → count'),
+  }),
+);
+
+/** `alerts`. */
+export const AlertsOutput = z.array(
+  z.looseObject({
+    id: z.number().int(),
+    at: timestamp,
+    kind: z.string(),
+    subject: z.string(),
+    code: nullableString,
+    message: z.string(),
+    command_exit: z.number().int().nullable(),
+    command_error: nullableString,
+  }),
+);
+
 /** `logs` as an MCP tool: a page of the log, in bytes. */
 export const LogsOutput = z.looseObject({
   experiment_id: z.string(),
@@ -426,6 +491,10 @@ export const OUTPUT_SCHEMAS = {
   'pool-drain': DrainOutput,
   'pool-undrain': DrainOutput,
   health: HealthOutput,
+  'data-versions': DataVersionsOutput,
+  'data-show': DataShowOutput,
+  gates: GatesOutput,
+  alerts: AlertsOutput,
 } as const satisfies Record<string, z.ZodType>;
 
 export type OutputName = keyof typeof OUTPUT_SCHEMAS;

@@ -19,7 +19,10 @@ export const ExperimentResultOutput = ExperimentResult.partial();
 export const BatchResultOutput = BatchResult.partial();
 /** `wait` takes an experiment or a batch ID: either result. */
 export const WaitOutput = z.looseObject({ ...ExperimentResult.shape, ...BatchResult.shape }).partial();
-export const ShowOutput = Show.partial();
+/** `show` also takes a promotion or a dataset version ID: their own record then. */
+export const ShowOutput = Show.extend({
+  record: z.union([Show.shape.record, z.looseObject({}).describe('a promotion or dataset version record')]),
+}).partial();
 /** `history` prints a JSON array; MCP structured content is an object, so it is under `experiments`. */
 export const HistoryOutput = z.looseObject({ experiments: History.describe('catalog rows, newest first') }).partial();
 export const BestOutput = Best.partial();
