@@ -455,6 +455,35 @@ export const AlertsOutput = z.array(
   }),
 );
 
+/** `keys init` / `keys rotate` / `keys list`: key ids, never a key. */
+export const KeysOutput = z.looseObject({
+  file: z.string().optional().describe('the keyring file (init, rotate)'),
+  source: z.string().optional().describe('where the keyring was read from (list)'),
+  current: z.string().describe('the id of the key new payloads are encrypted with'),
+  previous: z.string().optional().describe('the key that was current before (rotate)'),
+  keys: z.array(z.string()).optional().describe('every key id in the keyring (list)'),
+});
+
+/** `promote` (and `approve`/`reject` of a promotion): where the promotion ended. */
+export const PromoteOutput = z.looseObject({
+  promotion_id: id,
+  model: z.string(),
+  alias: z.string(),
+  experiment_id: id,
+  status: z.string(),
+  code: nullableString,
+  reason: nullableString,
+  version: z.number().int().nullable(),
+  metric_name: nullableString,
+  candidate_metric: figure,
+  incumbent_version: z.number().int().nullable(),
+  incumbent_metric: figure,
+  threshold: z.number(),
+  holdout_experiment_id: nullableString,
+  requested_by: nullableString,
+  decided_by: nullableString,
+});
+
 /** `logs` as an MCP tool: a page of the log, in bytes. */
 export const LogsOutput = z.looseObject({
   experiment_id: z.string(),
@@ -495,6 +524,8 @@ export const OUTPUT_SCHEMAS = {
   'data-show': DataShowOutput,
   gates: GatesOutput,
   alerts: AlertsOutput,
+  keys: KeysOutput,
+  promote: PromoteOutput,
 } as const satisfies Record<string, z.ZodType>;
 
 export type OutputName = keyof typeof OUTPUT_SCHEMAS;
