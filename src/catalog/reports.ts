@@ -1,5 +1,6 @@
 import type { TerminalStatus } from '../domain/experiment.js';
 import { countOutcomes, isCounted, outcomeRates, resultKind, type OutcomeCounts } from '../domain/outcome.js';
+import { roundFigure } from '../domain/metrics.js';
 import type { RunSummary } from '../domain/strategy.js';
 import type { ExperimentRecord } from './record.js';
 
@@ -175,11 +176,20 @@ export function diffRecords(a: ExperimentRecord, b: ExperimentRecord): RecordDif
     a: a.id,
     b: b.id,
     metricName: a.metricName,
-    metric: { a: a.metric, b: b.metric, delta: a.metric !== null && b.metric !== null ? b.metric - a.metric : null },
+    metric: {
+      a: a.metric,
+      b: b.metric,
+      delta: a.metric !== null && b.metric !== null ? roundFigure(b.metric - a.metric) : null,
+    },
     metrics: keys.map((key) => {
       const va = a.metrics?.[key] ?? null;
       const vb = b.metrics?.[key] ?? null;
-      return { key, a: va, b: vb, delta: typeof va === 'number' && typeof vb === 'number' ? vb - va : null };
+      return {
+        key,
+        a: va,
+        b: vb,
+        delta: typeof va === 'number' && typeof vb === 'number' ? roundFigure(vb - va) : null,
+      };
     }),
     config: configKeys
       .filter((k) => JSON.stringify(ca[k]) !== JSON.stringify(cb[k]))

@@ -70,6 +70,7 @@ import {
   dataWatchCommand,
   gatesCommand,
   serveMcp,
+  schemaCommand,
 } from './lazy-commands.js';
 
 /** The version in package.json (the same file from src/cli and from the compiled dist/cli). */
@@ -383,11 +384,13 @@ pool
   .command('drain')
   .argument('<target>', 'host or slot id')
   .option('--reason <text>', 'why (shown in pool)', one('--reason'))
-  .action((target: string, options: { reason?: string }) => drainCommand(target, true, options));
+  .addOption(jsonOption())
+  .action((target: string, options: { reason?: string; json?: boolean }) => drainCommand(target, true, options));
 pool
   .command('undrain')
   .argument('<target>', 'host or slot id')
-  .action((target: string) => drainCommand(target, false, {}));
+  .addOption(jsonOption())
+  .action((target: string, options: { json?: boolean }) => drainCommand(target, false, options));
 
 program
   .command('worker')
@@ -536,6 +539,13 @@ program
     'an MCP server on stdio: run, batch, wait, show, history, best, suggest, cancel, logs as tools for agents',
   )
   .action(() => serveMcp());
+
+program
+  .command('schema')
+  .description("the JSON Schema of a command's --json output (without NAME: the outputs there are)")
+  .argument('[name]', 'an output: run, show, history, best, pool-drain, report-diff, ...')
+  .addOption(jsonOption())
+  .action(schemaCommand);
 
 program
   .command('install-temporal')

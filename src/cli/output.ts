@@ -1,3 +1,5 @@
+import { toJsonStyle } from './json-style.js';
+
 /** Output conventions shared by every command: JSON when asked or when stdout is not a terminal. */
 import { errorCodeFor, EXIT_CODES } from '../domain/exit-codes.js';
 
@@ -44,8 +46,14 @@ export function safeJson(value: unknown, indent = 2): string {
   return text.replace(UNSAFE_IN_JSON, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/** Prints a command's one JSON value, in the output style (snake_case, figures rounded: json-style.ts). */
 export function printJson(value: unknown): void {
-  process.stdout.write(`${safeJson(value)}\n`);
+  process.stdout.write(`${safeJson(toJsonStyle(value))}\n`);
+}
+
+/** One line of a JSON-lines stream (`data watch`), in the same style. */
+export function printJsonLine(value: unknown): void {
+  process.stdout.write(`${safeJson(toJsonStyle(value), 0)}\n`);
 }
 
 /** A plain aligned table for terminals; every cell is escaped with safeText. */

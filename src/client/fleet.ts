@@ -1,6 +1,7 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { drainUpdate, poolStateQuery, type PoolSnapshot } from '../workflows/definitions.js';
+import type { DrainOutcome } from '../domain/fleet.js';
 import { signAs } from './sign.js';
 
 /** There is no pool yet: no worker has ever joined this fleet. */
@@ -20,11 +21,11 @@ export async function poolState(client: Client): Promise<PoolSnapshot> {
   }
 }
 
-/** An operator's signed drain (or undrain) of a host or slot; returns the slots it changed. */
+/** An operator's signed drain (or undrain) of a host or slot; returns what it changed and what runs there. */
 export async function drainTarget(
   client: Client,
   change: { target: string; drained: boolean; reason: string },
-): Promise<{ slots: string[] }> {
+): Promise<DrainOutcome> {
   return client.workflow
     .getHandle(POOL_WORKFLOW_ID)
     .executeUpdate(drainUpdate, { args: [{ ...change, authorization: signAs('drain', change.target, change) }] });

@@ -1,5 +1,6 @@
 import type { Decision, GitAction, TerminalStatus } from './experiment.js';
 import { countKind, isCrash, NO_OUTCOMES, outcomeRates, resultKind, type OutcomeCounts } from './outcome.js';
+import { roundFigure } from './metrics.js';
 
 /** Keep/discard rules for a tag (BRIEF §5). Pure: used by the tag workflow and tests. */
 
@@ -231,7 +232,7 @@ export function applyOutcome(
     if (outcome.metric === null) {
       judgement = { decision: 'discard', rule: 'no_metric', nearMiss: false };
     } else {
-      delta = previous ? outcome.metric - previous.metric : null;
+      delta = previous ? roundFigure(outcome.metric - previous.metric) : null;
       judgement = judge(policy, { ...outcome, metric: outcome.metric }, previous);
       // It would have been kept: an idea that worked, flagged as a near miss worth combining.
       if (judgement.decision === 'keep' && options.outranked)

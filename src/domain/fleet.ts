@@ -160,3 +160,32 @@ export const MISSED_HEARTBEATS_BEFORE_LOST = 2;
 export function silenceLimitMs(poolLimitMs: number, hostHeartbeatMs: number | undefined): number {
   return Math.max(poolLimitMs, MISSED_HEARTBEATS_BEFORE_LOST * (hostHeartbeatMs ?? 0));
 }
+
+/** What a drain (or undrain) of a host or slot did: the operator is told exactly this. */
+export interface DrainOutcome {
+  target: string;
+  drained: boolean;
+  /** Slots whose state it changed. */
+  changed: string[];
+  /** Slots that were already in that state. */
+  unchanged: string[];
+  /** Runs that still hold a lease on the target's slots (a drain lets them finish). */
+  leased: { slotId: string; experimentId: string }[];
+}
+
+/** The outcome of setting `drained` on these slots, read before the change is made. */
+export function drainOutcome(
+  target: string,
+  drained: boolean,
+  entries: { slot: { slotId: string }; draining: boolean; lease: { experimentId: string } | null }[],
+): DrainOutcome {
+  return {
+    target,
+    drained,
+    changed: entries.filter((entry) => entry.draining !== drained).map((entry) => entry.slot.slotId),
+    unchanged: entries.filter((entry) => entry.draining === drained).map((entry) => entry.slot.slotId),
+    leased: entries.flatMap((entry) =>
+      entry.lease ? [{ slotId: entry.slot.slotId, experimentId: entry.lease.experimentId }] : [],
+    ),
+  };
+}

@@ -5,6 +5,19 @@
 
 export type Metrics = Record<string, number | string>;
 
+/** Decimals a metric is printed with (autoresearch prints `val_bpb: 0.997900`). */
+export const FIGURE_DECIMALS = 6;
+
+/**
+ * A figure derived from metrics (a delta, a best, a difference) rounded as the metric itself is:
+ * a subtraction of two 6-decimal metrics must read 0.001808, not 0.0018080000000000318.
+ */
+export function roundFigure(value: number): number {
+  if (!Number.isFinite(value)) return value;
+  const rounded = Number(value.toFixed(FIGURE_DECIMALS));
+  return Object.is(rounded, -0) ? 0 : rounded;
+}
+
 /** Parses the last `---` block of a log. Returns undefined when the run printed none. */
 export function parseSummaryBlock(log: string): Metrics | undefined {
   const lines = log.split(/\r?\n/);

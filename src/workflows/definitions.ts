@@ -3,7 +3,7 @@ import type { Authorization } from '../domain/authorization.js';
 import type { TagDecision, TagPolicy, TagState, RunOutcome } from '../domain/decision.js';
 import type { TournamentVerdict } from '../domain/tournament.js';
 import type { BatchSnapshot } from './batch-state.js';
-import type { HostRegistration, Slot } from '../domain/fleet.js';
+import type { DrainOutcome, HostRegistration, Slot } from '../domain/fleet.js';
 import type { HostHealthReport, SlotProblem } from '../domain/health.js';
 import type { LeaseRequest, PlacementCheck, PlacementRecord, PlacementPolicy } from '../domain/placement.js';
 import type { TagUsage } from '../domain/fair-share.js';
@@ -103,7 +103,7 @@ export const requestLeaseSignal =
 export const releaseLeaseSignal = defineSignal<[{ experimentId: string }]>('releaseLease');
 /** An operator's signed drain or undrain of a host or slot; returns the slots it changed. */
 export const drainUpdate = defineUpdate<
-  { slots: string[] },
+  DrainOutcome,
   [{ target: string; drained: boolean; reason: string; authorization: Authorization }]
 >('drain');
 export const healthReportSignal =

@@ -42,7 +42,7 @@ import {
   type SlotEntry,
 } from './definitions.js';
 import { PERMISSION_DENIED } from '../domain/authorization.js';
-import { silenceLimitMs, type HostRegistration } from '../domain/fleet.js';
+import { drainOutcome, silenceLimitMs, type HostRegistration } from '../domain/fleet.js';
 import { DEFAULT_HEARTBEAT_LIMIT_MS } from '../domain/limits.js';
 import { authorizer, requirePermission } from './authorize.js';
 import { CONTROL_TASK_QUEUE, POOL_TASK_QUEUE } from '../shared/constants.js';
@@ -319,13 +319,14 @@ export async function poolWorkflow(carried?: Partial<PoolSnapshot>): Promise<voi
     });
     // Read again after the wait: a registration meanwhile may have replaced the host's slot entries.
     const matches = matching();
+    const outcome = drainOutcome(target, drained, matches);
     for (const entry of matches) {
       entry.draining = drained;
       entry.drainReason = drained ? `${reason} (by ${identity.name})` : null;
       entry.drainedBy = drained ? 'operator' : null;
     }
     touch();
-    return { slots: matches.map((entry) => entry.slot.slotId) };
+    return outcome;
   });
   setHandler(healthReportSignal, ({ host, report, problems }) => {
     pool.health[host] = { checkedAt: report.checkedAt, problems, report };

@@ -163,7 +163,7 @@ describe('cancel, drain, tag policy and revocation through the CLI', () => {
       ['cancel', 'bob', false],
       ['cancel', 'alice', true],
     ]);
-    expect(JSON.parse(shown.stdout as string).record.submittedBy).toBe('alice');
+    expect(JSON.parse(shown.stdout as string).record.submitted_by).toBe('alice');
   });
 
   it('a submitter may not drain, change a tag policy or revoke; nothing changes', async () => {

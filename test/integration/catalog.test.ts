@@ -15,6 +15,8 @@ import { tagWorkflowId } from '../../src/workflows/tag.js';
 import { commitAll, makeRepo } from '../helpers/repo.js';
 import { checkpoint } from '../helpers/records.js';
 import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
+import { outputOf, type ShownJson } from '../helpers/cli.js';
+import type { OutputName } from '../../src/cli/output-schemas.js';
 import { waitFor } from '../helpers/wait.js';
 
 const EXPCTL = fileURLToPath(new URL('../../bin/expctl.js', import.meta.url));
@@ -38,6 +40,13 @@ function request(overrides: Partial<ExperimentRequestInput> & { tag: string }): 
 const run = async (input: ExperimentRequestInput) => (await submitExperiment(stack.client, input)).handle.result();
 const cli = (...args: string[]) =>
   execa(process.execPath, [EXPCTL, ...args], {
+    env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace, EXPCTL_CATALOG: stack.catalogPath },
+    reject: false,
+  });
+
+/** The CLI as a person at a terminal runs it: text, not JSON. */
+const onTerminal = (...args: string[]) =>
+  execa(process.execPath, ['--import', 'data:text/javascript,process.stdout.isTTY=true', EXPCTL, ...args], {
     env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace, EXPCTL_CATALOG: stack.catalogPath },
     reject: false,
   });
@@ -117,12 +126,12 @@ describe('reports of a fixture campaign (keep, discard, crash, refused)', () => 
       discarded: 1,
       crashed: 1,
       refused: 1,
-      keepRate: 0.5,
-      crashRate: 0.25,
+      keep_rate: 0.5,
+      crash_rate: 0.25,
       best: 1.4,
     });
     const best = JSON.parse((await cli('best', '--tag', 'tsv', '--json')).stdout);
-    expect(best).toMatchObject({ metric: 1.4, description: 'better', byClass: { cpu: { metric: 1.4 } } });
+    expect(best).toMatchObject({ metric: 1.4, description: 'better', by_class: { cpu: { metric: 1.4 } } });
     const columns = await cli('report', 'tsv', '--tag', 'tsv', '--columns', 'commit,val_bpb,num_steps,status');
     expect(columns.stdout.split('\n').slice(0, 2)).toEqual([
       'commit\tval_bpb\tnum_steps\tstatus',
@@ -194,6 +203,98 @@ describe('reports of a fixture campaign (keep, discard, crash, refused)', () => 
     const missing = await remote('report', 'diff', 'exp-nope-1', 'exp-nope-2');
     expect(missing.exitCode).toBe(1);
     expect(missing.stderr).toContain('no experiment exp-nope-1 in the catalog (through the orchestrator)');
+  });
+
+  it('every --json output is one JSON value in snake_case, as its schema says', async () => {
+    const [first] = await catalog.list({ tag: 'tsv', order: 'oldest' });
+    const printed = await execa(
+      process.execPath,
+      [
+        EXPCTL,
+        'run',
+        '--tag',
+        'tsv-style',
+        '--hypothesis',
+        'h',
+        '--category',
+        'other',
+        '--env',
+        'VAL_BPB=1.25',
+        '--',
+        'python3',
+        'train.py',
+      ],
+      {
+        env: {
+          TEMPORAL_ADDRESS: stack.address,
+          TEMPORAL_NAMESPACE: stack.namespace,
+          EXPCTL_CATALOG: stack.catalogPath,
+        },
+        cwd: source.repo,
+        reject: false,
+      },
+    ).then((r) => (r.exitCode === 0 ? r : Promise.reject(new Error(`${r.stdout}\n${r.stderr}`))));
+    expect(outputOf('run', printed)).toMatchObject({ status: 'completed', metric: 1.25 });
+    // (tag show, pool and health read the workflows; the rest the catalog.)
+    const reads: [OutputName, string[]][] = [
+      ['show', ['show', first!.id, '--json']],
+      ['history', ['history', '--tag', 'tsv', '--json']],
+      ['near-misses', ['near-misses', '--tag', 'tsv', '--json']],
+      ['best', ['best', '--tag', 'tsv', '--json']],
+      ['tag-show', ['tag', 'show', 'tsv', '--json']],
+      ['report-summary', ['report', 'summary', '--tag', 'tsv', '--json']],
+      ['report-tags', ['report', 'tags', '--json']],
+      ['strategy', ['strategy', '--tag', 'tsv', '--json']],
+      ['suggest', ['suggest', '--tag', 'tsv', '--k', '2', '--json']],
+      ['pool', ['pool', '--json']],
+      ['health', ['health', '--json']],
+    ];
+    for (const [name, args] of reads) {
+      const result = await cli(...args);
+      expect(result.exitCode, `${args.join(' ')}: ${result.stderr}`).toBe(0);
+      outputOf(name, result);
+    }
+    const shown = outputOf('show', await cli('show', first!.id, '--json')) as ShownJson;
+    expect(shown).toMatchObject({ experiment_id: first!.id, metric_policy: { name: 'val_bpb' } });
+    expect(shown.record).toMatchObject({ metric_name: 'val_bpb', near_miss: false, submitted_at: expect.any(String) });
+    const tagShown = outputOf('tag-show', await cli('tag', 'show', 'tsv', '--json'));
+    expect(tagShown).toMatchObject({ consecutive_crashes: 0, policy: { metric_name: 'val_bpb' } });
+    // `schema NAME` prints the JSON Schema the outputs were checked against.
+    const schema = JSON.parse((await cli('schema', 'pool-drain')).stdout);
+    expect(schema.properties.leased.items.properties).toHaveProperty('experiment_id');
+    const unknown = await cli('schema', 'nope');
+    expect(unknown.exitCode).toBe(2);
+    expect(unknown.stderr).toContain('no output named "nope"');
+  });
+
+  it('report diff A B compares two runs through the CLI: metric, every value, config and code', async () => {
+    const configured = await makeRepo({ 'config.json': '{"order": 2, "model": {"width": 8}}\n' });
+    const base = { tag: 'diff', configPath: 'config.json', repo: configured.repo };
+    const a = await run(request({ ...base, commit: configured.commit, env: { VAL_BPB: '1.5' } }));
+    await fs.writeFile(path.join(configured.repo, 'config.json'), '{"order": 4, "model": {"width": 8}}\n');
+    const changed = await commitAll(configured.repo, 'order 4');
+    const b = await run(request({ ...base, commit: changed, env: { VAL_BPB: '1.4018' } }));
+    const printed = await cli('report', 'diff', a.experiment_id!, b.experiment_id!, '--json');
+    expect(printed.exitCode, printed.stderr).toBe(0);
+    const diff = outputOf('report-diff', printed);
+    expect(diff).toMatchObject({
+      a: a.experiment_id,
+      b: b.experiment_id,
+      metric_name: 'val_bpb',
+      // 1.4018 - 1.5 is -0.09819999999999984 in floating point: rounded as the metric is.
+      metric: { a: 1.5, b: 1.4018, delta: -0.0982 },
+      config: [{ key: 'order', a: 2, b: 4 }],
+      commits: { a: configured.commit, b: changed },
+    });
+    expect(diff.metrics).toContainEqual({ key: 'val_bpb', a: 1.5, b: 1.4018, delta: -0.0982 });
+    expect(diff.code).toContain('-{"order": 2, "model": {"width": 8}}');
+    expect(diff.code).toContain('+{"order": 4, "model": {"width": 8}}');
+    const text = await onTerminal('report', 'diff', a.experiment_id!, b.experiment_id!);
+    expect(text.stdout).toContain('val_bpb: 1.500000 -> 1.401800 (delta -0.098200)');
+    expect(text.stdout).toMatch(/order\s+2\s+4/);
+    const usage = await cli('report', 'diff', a.experiment_id!);
+    expect(usage.exitCode).toBe(1);
+    expect(usage.stderr).toContain('usage: expctl report diff A B');
   });
 
   // test/global-setup.ts provides Chromium (scripts/install-chromium); where it cannot, this is skipped.
@@ -351,8 +452,9 @@ describe('operator actions and guidance', () => {
 
     const rerun = await cli('rerun', discarded.experiment_id!, '--json');
     expect(rerun.exitCode).toBe(0);
-    const [change, result] = rerun.stdout.split(/\n(?=\{)/).map((part) => JSON.parse(part));
-    expect(change).toMatchObject({ rerun_of: discarded.experiment_id, commit: worseCommit, config: 'config.json' });
+    // One JSON value: the new run's result, and what it repeated.
+    const result = JSON.parse(rerun.stdout);
+    expect(result).toMatchObject({ rerun_of: discarded.experiment_id, commit: worseCommit, config: 'config.json' });
     expect(result.metric).toBe(discarded.metric);
     // Compared, not claimed: the same host, software, lockfiles and class as the original.
     expect(result.environment).toEqual({ checked: true, differences: [] });
@@ -438,6 +540,58 @@ describe('operator actions and guidance', () => {
     expect(results.map((r) => r.status)).toEqual(['canceled', 'canceled', 'canceled']);
   });
 
+  it('pool drain and undrain say which slots changed, which already were so, and which runs hold leases', async () => {
+    const slow = await submitExperiment(stack.client, request({ tag: 'drain-report', env: { MODE: 'slow' } }));
+    await waitFor(async () => (await slow.handle.query(experimentStateQuery)).status === 'running', 60_000);
+    const { gpu } = await slow.handle.query(experimentStateQuery);
+    const other = ['rechost/cpu0', 'rechost/cpu1'].find((slot) => slot !== gpu)!;
+    try {
+      const one = await cli('pool', 'drain', other, '--reason', 'fan', '--json');
+      expect(one.exitCode, one.stderr).toBe(0);
+      expect(outputOf('pool-drain', one)).toEqual({
+        target: other,
+        drained: true,
+        changed: [other],
+        unchanged: [],
+        leased: [],
+      });
+      const host = await cli('pool', 'drain', 'rechost', '--json');
+      expect(outputOf('pool-drain', host)).toEqual({
+        target: 'rechost',
+        drained: true,
+        changed: [gpu],
+        unchanged: [other],
+        leased: [{ slot_id: gpu, experiment_id: slow.experimentId }],
+      });
+      // As text: the same facts, for an operator at a terminal.
+      const again = await onTerminal('pool', 'drain', 'rechost');
+      expect(again.exitCode).toBe(0);
+      expect(again.stdout.split('\n')).toEqual([
+        'nothing changed on rechost',
+        `already drained: ${['rechost/cpu0', 'rechost/cpu1'].join(', ')}`,
+        `still leased: ${gpu} runs ${slow.experimentId} (it finishes; no new lease there)`,
+      ]);
+      const undrained = await onTerminal('pool', 'undrain', other);
+      expect(undrained.stdout).toBe(`undrained ${other}`);
+      const pool = outputOf('pool', await cli('pool', '--json')) as {
+        slots: { slot: { slot_id: string }; draining: boolean }[];
+      };
+      expect(pool.slots.map((entry) => [entry.slot.slot_id, entry.draining]).sort()).toEqual(
+        [
+          [gpu, true],
+          [other, false],
+        ].sort(),
+      );
+    } finally {
+      await slow.handle.cancel();
+      await slow.handle.result();
+      expect((await cli('pool', 'undrain', 'rechost')).exitCode).toBe(0);
+    }
+    const rest = outputOf('pool-undrain', await cli('pool', 'undrain', 'rechost', '--json'));
+    expect(rest).toMatchObject({ drained: false, changed: [], leased: [] });
+    expect(rest.unchanged).toHaveLength(2);
+  });
+
   it('adapts the strategy after every completion and suggests what to try', async () => {
     for (let i = 0; i < 3; i++) await run(request({ tag: 'strategy', category: 'optimizer', env: { MODE: 'fail' } }));
     expect(await catalog.strategy('strategy')).toMatchObject({
@@ -476,9 +630,9 @@ describe('operator actions and guidance', () => {
     });
     // Only the categories the tag used, unless asked for all of them.
     expect(suggestion.categories.map((c: { category: string }) => c.category)).toEqual(['optimizer', 'hyperparams']);
-    expect(suggestion.underExplored).not.toContain('architecture');
+    expect(suggestion.under_explored).not.toContain('architecture');
     const everything = JSON.parse((await cli('suggest', '--tag', 'strategy', '--all-categories', '--json')).stdout);
-    expect(everything.underExplored).toContain('architecture');
+    expect(everything.under_explored).toContain('architecture');
     expect(suggestion.variants).toBeUndefined();
     // --k: diverse next variants for a batch, the tag's mode's kind of idea first; only of the
     // categories the tag used (here one idea: hyperparams, tried once), unless asked for all.

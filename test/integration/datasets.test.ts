@@ -9,7 +9,7 @@ import { PERMISSION_DENIED } from '../../src/domain/authorization.js';
 import { datasetVersionWorkflowId, datasetWorkflowId, shardObjectPath } from '../../src/domain/datasets.js';
 import { WORKFLOWS_PATH } from '../../src/orchestrator/worker.js';
 import { datasetStateQuery, versionStateQuery } from '../../src/workflows/definitions.js';
-import { runCli } from '../helpers/cli.js';
+import { outputOf, runCli } from '../helpers/cli.js';
 import { issueTestCredential, startStack, type TestStack } from '../helpers/stack.js';
 import { eventually, waitFor } from '../helpers/wait.js';
 
@@ -87,7 +87,7 @@ describe('versions', () => {
     expect(JSON.parse(cli.stdout as string).shards[0]).toMatchObject({
       outcome: 'accepted',
       version: 1,
-      shardIndex: 2,
+      shard_index: 2,
     });
 
     expect(await offer('ooo', files[0]!, 0, 3)).toMatchObject({ outcome: 'accepted', version: 1, sealed: false });
@@ -221,7 +221,7 @@ describe('data watch', () => {
       .map((line) => JSON.parse(line));
     expect(lines).toEqual([
       { file: path.join(drop, 'notes.txt'), skipped: 'name is not NAME-SHARD-of-COUNT.EXT' },
-      expect.objectContaining({ dataset: 'watched', outcome: 'accepted', version: 1, shardIndex: 0, shardCount: 2 }),
+      expect.objectContaining({ dataset: 'watched', outcome: 'accepted', version: 1, shard_index: 0, shard_count: 2 }),
     ]);
 
     // Running: the producer finishes its partial file with a rename; the watcher sees it and the version seals.
@@ -286,7 +286,7 @@ describe('gates', () => {
     expect(schema.message).toMatch(/compatible with version 1 \(new columns lang\)/);
 
     const gates = await runCli(cliEnv(), ['gates', '--dataset', 'evolve', '--json']);
-    const rows = JSON.parse(gates.stdout as string) as {
+    const rows = outputOf('gates', gates) as unknown as {
       gate: string;
       checked: number;
       passed: number;
@@ -315,16 +315,19 @@ describe('alerts and authorization', () => {
       });
     }
     const cli = await runCli(cliEnv(), ['alerts', '--since', '1d', '--json']);
-    expect(JSON.parse(cli.stdout as string).map((a: { kind: string }) => a.kind)).toContain('gate_failed');
+    expect((outputOf('alerts', cli) as unknown as { kind: string }[]).map((a) => a.kind)).toContain('gate_failed');
     const show = await runCli(cliEnv(), ['show', datasetVersionWorkflowId('ooo', 1), '--json']);
-    expect(JSON.parse(show.stdout as string)).toMatchObject({
+    expect(outputOf('data-show', show)).toMatchObject({
       status: 'passed',
       gates: [{ gate: 'integrity', passed: true }, { gate: 'completeness' }, { gate: 'schema' }, { gate: 'records' }],
-      lateShards: [{ shardIndex: 1, action: 'next' }],
+      late_shards: [{ shard_index: 1, action: 'next' }],
     });
     const versions = await runCli(cliEnv(), ['data', 'versions', 'ooo', '--json']);
     expect(
-      JSON.parse(versions.stdout as string).map((v: { version: number; status: string }) => [v.version, v.status]),
+      (outputOf('data-versions', versions) as unknown as { version: number; status: string }[]).map((v) => [
+        v.version,
+        v.status,
+      ]),
     ).toEqual([
       [1, 'passed'],
       [2, 'open'],

@@ -269,7 +269,7 @@ describe('fair share between campaigns', () => {
       EXPCTL_CATALOG: stack.catalogPath,
     };
     const position = async ({ experimentId }: { experimentId: string }) =>
-      JSON.parse(String((await runCli(cli, ['show', experimentId, '--json'])).stdout)).queuePosition;
+      JSON.parse(String((await runCli(cli, ['show', experimentId, '--json'])).stdout)).queue_position;
     // (Each tag in its own arrival order, which validation on a loaded host may swap.)
     const positions = async (runs: { experimentId: string }[]) =>
       (await Promise.all(runs.map(position))).map((p: { position: number; length: number }) => p.position).sort();

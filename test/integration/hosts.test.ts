@@ -246,8 +246,8 @@ describe.skipIf(unavailable !== null)('three hosts sharing only the network', ()
       180_000,
       1000,
     );
-    const leases = (pool.slots as { slot: { host: string }; lease: { experimentId: string } | null }[]).filter(
-      (entry) => entry.lease?.experimentId === id,
+    const leases = (pool.slots as { slot: { host: string }; lease: { experiment_id: string } | null }[]).filter(
+      (entry) => entry.lease?.experiment_id === id,
     );
     expect(leases).toEqual([]);
     await eventually(

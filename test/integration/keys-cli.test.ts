@@ -4,7 +4,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/shared/ports.js';
-import { EXPCTL } from '../helpers/cli.js';
+import { EXPCTL, outputOf } from '../helpers/cli.js';
 import { waitFor } from '../helpers/wait.js';
 
 let home: string;
@@ -33,15 +33,15 @@ describe('expctl keys and codec-server', () => {
   it('creates, rotates and lists keys, never printing one', async () => {
     const init = await expctl('keys', 'init', '--json');
     expect(init.exitCode).toBe(0);
-    const { file, current: first } = JSON.parse(init.stdout) as { file: string; current: string };
+    const { file, current: first } = outputOf('keys', init) as { file: string; current: string };
     expect(file).toBe(path.join(home, 'keys', 'payload-keys.json'));
     expect((await fs.stat(file)).mode & 0o777).toBe(0o600);
     expect((await expctl('keys', 'init')).stderr).toMatch(/already exists/);
 
     const rotate = await expctl('keys', 'rotate', '--json');
-    expect(JSON.parse(rotate.stdout)).toMatchObject({ previous: first });
+    expect(outputOf('keys', rotate)).toMatchObject({ previous: first });
     const list = await expctl('keys', 'list', '--json');
-    const listed = JSON.parse(list.stdout) as { current: string; keys: string[] };
+    const listed = outputOf('keys', list) as { current: string; keys: string[] };
     expect(listed.keys).toEqual([first, JSON.parse(rotate.stdout).current]);
     const stored = JSON.parse(await fs.readFile(file, 'utf8')) as { keys: Record<string, string> };
     for (const key of Object.values(stored.keys))

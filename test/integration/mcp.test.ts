@@ -168,7 +168,7 @@ describe('expctl mcp', () => {
 
     // show and history read the same state, so they print the same JSON.
     const show = await call('show', { id: run.experiment_id });
-    expect(show.structuredContent).toMatchObject({ experimentId: run.experiment_id, status: 'completed' });
+    expect(show.structuredContent).toMatchObject({ experiment_id: run.experiment_id, status: 'completed' });
     expect(show.structuredContent).toEqual((await cliJson(['show', run.experiment_id, '--json'])).json);
     const history = await call('history', { tag: 'mcp-a' });
     const rows = (await cliJson(['history', '--tag', 'mcp-a', '--json'])).json as { id: string }[];

@@ -9,7 +9,7 @@ import { WORKFLOWS_PATH } from '../../src/orchestrator/worker.js';
 import { promotionStateQuery, type PromotionResult } from '../../src/workflows/promotion-definitions.js';
 import { tagStateQuery } from '../../src/workflows/definitions.js';
 import { tagWorkflowId } from '../../src/workflows/tag.js';
-import { runCli } from '../helpers/cli.js';
+import { outputOf, runCli } from '../helpers/cli.js';
 import { makeRepo } from '../helpers/repo.js';
 import { FIXTURES, issueTestCredential, startStack, type TestStack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
@@ -51,7 +51,12 @@ async function keptRun(valBpb: number, holdout: number): Promise<string> {
 }
 async function promote(args: string[], as = asOperator) {
   const run = await as(['promote', ...args, '--json']);
-  return { exitCode: run.exitCode, out: JSON.parse(run.stdout as string) as PromotionResult, stderr: run.stderr };
+  return {
+    exitCode: run.exitCode,
+    out: JSON.parse(run.stdout as string) as PromotionResult,
+    stdout: run.stdout,
+    stderr: run.stderr,
+  };
 }
 
 beforeAll(async () => {
@@ -84,7 +89,7 @@ describe('holdout gate, alias moves and rollback', () => {
     const first = await keptRun(1.0, 1.0);
     const promoted = await promote([first, '--model', 'lm']);
     expect(promoted.exitCode, promoted.stderr as string).toBe(0);
-    expect(promoted.out).toMatchObject({
+    expect(outputOf('promote', promoted)).toMatchObject({
       status: 'promoted',
       code: PROMOTION_CODES.promoted,
       version: 1,
@@ -200,7 +205,7 @@ describe('approval', () => {
 
     const shown = await asOperator(['promotion', id, '--json']);
     const { record, audit } = JSON.parse(shown.stdout as string);
-    expect(record).toMatchObject({ status: 'promoted', requestedBy: 'olga', decidedBy: 'olga' });
+    expect(record).toMatchObject({ status: 'promoted', requested_by: 'olga', decided_by: 'olga' });
     expect(record.stages.map((s: { name: string; status: string }) => `${s.name}:${s.status}`)).toEqual([
       'integrity:passed',
       'evaluation:passed',

@@ -4,15 +4,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ExperimentRecord } from '../../src/catalog/record.js';
 import type { ExperimentResult } from '../../src/domain/experiment.js';
 import { parseExperimentRequest } from '../../src/domain/request.js';
 import { runFiles } from '../../src/gpu-worker/run-files.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
 import { experimentWorkflow } from '../../src/workflows/experiment.js';
-import type { ExperimentSnapshot } from '../../src/workflows/experiment-state.js';
-import { EXPCTL, runCli } from '../helpers/cli.js';
+import { EXPCTL, runCli, type ShownJson } from '../helpers/cli.js';
 import { makeRepo } from '../helpers/repo.js';
 import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
 import { signAs } from '../../src/client/sign.js';
@@ -141,9 +139,8 @@ describe('--secret', () => {
     const shown = await cli(['show', id, '--json']);
     expect(shown.exitCode).toBe(0);
     expectNoToken('show --json', shown.stdout as string);
-    const { record, ...snapshot } = JSON.parse(shown.stdout as string) as ExperimentSnapshot & {
-      record: ExperimentRecord;
-    };
+    const { record: shownRecord, ...snapshot } = JSON.parse(shown.stdout as string) as ShownJson;
+    const record = shownRecord!;
     const tokenHash = crypto.createHash('sha256').update(TOKEN).digest('hex');
     expect(record.artifacts).toContainEqual(
       expect.objectContaining({
@@ -151,8 +148,8 @@ describe('--secret', () => {
         sha256: crypto.createHash('sha256').update(tokenHash).digest('hex'),
       }),
     );
-    expect(snapshot.request.secrets).toEqual({ API_TOKEN: '[secret]' });
-    expect(record.request.secrets.API_TOKEN).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
+    expect(snapshot.request?.secrets).toEqual({ API_TOKEN: '[secret]' });
+    expect(record.request.secrets?.API_TOKEN).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
     expect(record.environment?.variables.API_TOKEN).toBe('[secret]');
     expect(record.metrics).toMatchObject({
       val_bpb: 1,
@@ -160,8 +157,8 @@ describe('--secret', () => {
       note: 'sent with [redacted] attached',
     });
     expect(snapshot.training?.metrics).toMatchObject({ api_token: '[redacted]' });
-    expect(record.logTail).toContain('using API_TOKEN=[redacted]');
-    expect(record.logTail).toContain('the token is [redacted]; url-encoded [redacted]');
+    expect(record.log_tail).toContain('using API_TOKEN=[redacted]');
+    expect(record.log_tail).toContain('the token is [redacted]; url-encoded [redacted]');
 
     // `show` as a person sees it (on a terminal).
     const human = await execa(
@@ -238,10 +235,10 @@ describe('--secret', () => {
     expect(result).toMatchObject({ status: 'completed', metric: 1 });
     const shown = await cli(['show', id, '--json']);
     expectNoToken('show --json after a restart', shown.stdout as string);
-    const { record } = JSON.parse(shown.stdout as string) as { record: ExperimentRecord };
+    const record = (JSON.parse(shown.stdout as string) as ShownJson).record!;
     expect(record.attempts).toBe(1);
     expect(record.metrics).toMatchObject({ api_token: '[redacted]' });
-    expect(record.logTail).toContain('| [redacted]');
+    expect(record.log_tail).toContain('| [redacted]');
     const logs = await cli(['logs', id]);
     expect(logs.stdout).toContain('a restarted worker re-attached');
     expect(logs.stdout).toContain('using API_TOKEN=[redacted]');
@@ -298,7 +295,7 @@ describe('loader and interpreter hijack variables', () => {
   it("are allowed by the tag's policy, and reach the training process only, never its supervisor", async () => {
     const policy = await cli(['tag', 'create', 'hijack', '--allow-env', 'LD_PRELOAD', '--json']);
     expect(policy.exitCode).toBe(0);
-    expect(JSON.parse(policy.stdout as string).policy.allowEnv).toEqual(['LD_PRELOAD']);
+    expect(JSON.parse(policy.stdout as string).policy.allow_env).toEqual(['LD_PRELOAD']);
     const go = path.join(scratch, 'go-hijack');
     const pidFile = path.join(scratch, 'hijack-training.pid');
     const marker = `only-for-training-${crypto.randomBytes(4).toString('hex')}`;

@@ -2,6 +2,15 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { errorResult, jsonResult, logPage, logsResult } from '../../src/mcp/result.js';
 import {
+  BatchResultOutput,
+  BestOutput,
+  ExperimentResultOutput,
+  HistoryOutput,
+  ShowOutput,
+  SuggestOutput,
+  WaitOutput,
+} from '../../src/mcp/outputs.js';
+import {
   BatchInput,
   batchArgs,
   HistoryInput,
@@ -291,5 +300,25 @@ describe('log pages', () => {
     expect(empty.structuredContent).toMatchObject({ text: '', size: 0, eof: true, note: 'expctl: e has no log' });
     const failed = logsResult('e', { stdout: new Uint8Array(), stderr: 'expctl: no experiment e\n', exitCode: 1 }, 100);
     expect(failed).toMatchObject({ isError: true, _meta: { exitCode: 1 } });
+  });
+});
+
+describe('tool output schemas (the CLI output schemas, every top-level field optional)', () => {
+  it("accept the CLI's error JSON in place of a result", () => {
+    const error = { error: 'permission_denied', message: 'no' };
+    for (const schema of [ExperimentResultOutput, BatchResultOutput, WaitOutput, ShowOutput, BestOutput, SuggestOutput])
+      expect(schema.safeParse(error).success).toBe(true);
+  });
+
+  it('check the fields they name: snake_case, with their types', () => {
+    expect(ExperimentResultOutput.safeParse({ experiment_id: 'e', near_miss: 'no' }).success).toBe(false);
+    expect(HistoryOutput.safeParse({ experiments: [{ id: 'a' }] }).success).toBe(false);
+    expect(BestOutput.safeParse({ metric: 0.5, by_class: { cpu: 1 } }).success).toBe(false);
+  });
+
+  it('show also takes what show prints for a promotion or a dataset version', () => {
+    const promotion = { record: { promotion_id: 'promo-1', status: 'promoted', stages: [] }, audit: [] };
+    expect(ShowOutput.safeParse(promotion).success).toBe(true);
+    expect(ShowOutput.safeParse({ dataset: 'train', version: 1, status: 'passed', shards: [] }).success).toBe(true);
   });
 });

@@ -147,25 +147,28 @@ export async function repeatCommand(kind: 'retry' | 'rerun', id: string, options
         : 'a new experiment ID; the request is the same',
     ...(kind === 'rerun' && options.detach ? { environment: DETACHED_COMPARISON } : {}),
   };
-  if (wantsJson(options)) printJson(change);
-  else
+  const json = wantsJson(options);
+  if (!json)
     console.log(
       safeText(`${experimentId}: ${kind} of ${id} at commit ${request.commit.slice(0, 12)} (${change.changed})`),
     );
-  if (!options.detach) {
-    const result = await handle.result();
-    // The same exit codes as `run` and `wait` (BRIEF §4).
-    process.exitCode = exitCodeFor(result.status);
-    const environment = kind === 'rerun' ? await compareWithOriginal(client, id, experimentId) : undefined;
-    if (wantsJson(options)) printJson(environment ? { ...result, environment } : result);
-    else {
-      console.log(
-        safeText(
-          `${experimentId}: ${result.status}${result.decision ? ` → ${result.decision}` : ''}, ${result.metric_name} ${result.metric ?? '-'}: ${result.reason}`,
-        ),
-      );
-      if (environment) console.log(safeText(`${comparisonText(environment)} (against ${id})`));
-    }
+  if (options.detach) {
+    if (json) printJson({ ...change, status: 'submitted' });
+    return;
+  }
+  const result = await handle.result();
+  // The same exit codes as `run` and `wait` (BRIEF §4).
+  process.exitCode = exitCodeFor(result.status);
+  const environment = kind === 'rerun' ? await compareWithOriginal(client, id, experimentId) : undefined;
+  // One JSON value: the run's result as `run` prints it, what was repeated, and how the environment compares.
+  if (json) printJson({ ...result, ...change, ...(environment ? { environment } : {}) });
+  else {
+    console.log(
+      safeText(
+        `${experimentId}: ${result.status}${result.decision ? ` → ${result.decision}` : ''}, ${result.metric_name} ${result.metric ?? '-'}: ${result.reason}`,
+      ),
+    );
+    if (environment) console.log(safeText(`${comparisonText(environment)} (against ${id})`));
   }
 }
 

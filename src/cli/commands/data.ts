@@ -22,7 +22,7 @@ import { MAX_SHARDS_PER_VERSION, shardPositionProblem } from '../../domain/bound
 import { connectClient } from '../../temporal/connection.js';
 import { openCatalog } from '../catalog-view.js';
 import { asRefusal } from '../refusal.js';
-import { CliError, formatTable, printJson, safeJson, safeText, wantsJson } from '../output.js';
+import { CliError, formatTable, printJson, printJsonLine, safeText, wantsJson } from '../output.js';
 import { parseNumber } from '../parse.js';
 
 function checkDataset(name: string): string {
@@ -174,8 +174,7 @@ export async function dataWatchCommand(
   const json = wantsJson(options);
   const offered = new Map<string, string>();
   const warned = new Set<string>();
-  const say = (value: unknown, text: string) =>
-    json ? process.stdout.write(`${safeJson(value, 0)}\n`) : console.log(text);
+  const say = (value: unknown, text: string) => (json ? printJsonLine(value) : console.log(text));
 
   const scanOnce = async () => {
     for (const name of (await fsp.readdir(dir)).sort()) {

@@ -1,6 +1,7 @@
 import type { Client } from '@temporalio/client';
 import { drainTarget, NoFleetError, poolState } from '../../client/fleet.js';
 import type { PoolSnapshot } from '../../workflows/definitions.js';
+import type { DrainOutcome } from '../../domain/fleet.js';
 import { poolLoads, runningLeasesOf, tagShares } from '../../domain/fair-share.js';
 import { servingOrder } from '../../domain/placement.js';
 import { connectClient } from '../../temporal/connection.js';
@@ -64,18 +65,38 @@ export async function poolCommand(options: { json?: boolean }): Promise<void> {
   }
 }
 
-export async function drainCommand(target: string, drained: boolean, options: { reason?: string }): Promise<void> {
+/** What a drain or undrain did, as an operator reads it. */
+export function drainText(outcome: DrainOutcome): string {
+  const verb = outcome.drained ? 'drained' : 'undrained';
+  const list = (ids: string[]) => ids.map((id) => safeText(id)).join(', ');
+  const lines = [
+    outcome.changed.length > 0 ? `${verb} ${list(outcome.changed)}` : `nothing changed on ${safeText(outcome.target)}`,
+  ];
+  if (outcome.unchanged.length > 0) lines.push(`already ${verb}: ${list(outcome.unchanged)}`);
+  for (const held of outcome.leased)
+    lines.push(
+      `still leased: ${safeText(held.slotId)} runs ${safeText(held.experimentId)}${outcome.drained ? ' (it finishes; no new lease there)' : ''}`,
+    );
+  if (outcome.drained && outcome.leased.length === 0) lines.push('no run holds a lease there');
+  return lines.join('\n');
+}
+
+export async function drainCommand(
+  target: string,
+  drained: boolean,
+  options: { reason?: string; json?: boolean },
+): Promise<void> {
   const client = await connectClient();
   const pool = await fleetPool(client);
   const matches = pool.slots.filter((entry) => entry.slot.host === target || entry.slot.slotId === target);
   if (matches.length === 0) throw new CliError(`no host or slot named ${safeText(target)} in the pool`);
   const change = { target, drained, reason: options.reason ?? 'operator' };
+  let outcome: DrainOutcome;
   try {
-    await drainTarget(client, change);
+    outcome = await drainTarget(client, change);
   } catch (error) {
     throw asRefusal(error);
   }
-  console.log(
-    `${drained ? 'drained' : 'undrained'} ${matches.map((m) => m.slot.slotId).join(', ')}${drained ? '; running experiments finish, no new leases' : ''}`,
-  );
+  if (wantsJson(options)) return printJson(outcome);
+  console.log(drainText(outcome));
 }
