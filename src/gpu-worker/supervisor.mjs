@@ -241,6 +241,19 @@ const pidNamespace = config.pidNamespace && containment === 'process-group';
 const argv = pidNamespace
   ? [onOwnPath('unshare'), ['--pid', '--fork', '--kill-child', '--', program, ...args]]
   : [program, args];
+// A worker that died while this process started (even before its first line ran: the channel can
+// close while the modules load) left nobody to watch the run.
+if (process.connected === false) {
+  // Nobody would watch the run (nor hand it its whole environment: stdin may have been cut short).
+  note('the worker went away before the training started; it was not started');
+  writeDurably(config.exitFile, {
+    exitCode: null,
+    signal: null,
+    orphaned: 'orphaned: the worker went away before the training started',
+    timedOut: false,
+  });
+  process.exit(0);
+}
 const output = new CappedLog(log, config.log, config.logCapBytes, config.tailBytes);
 /**
  * The worker's own keys stay with the worker: training code never learns where the payload key,
