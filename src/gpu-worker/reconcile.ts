@@ -78,6 +78,14 @@ export async function reconcileRuns(
   const containment = support ?? (await detectContainment(workDir));
   const runs = path.join(workDir, 'runs');
   const result: ReconcileResult = { kept: [], stopped: [], forgotten: [] };
+  // A server that cannot answer is asked once, not once per run: the worker's start must stay quick.
+  let unanswered = false;
+  const askOpen = async (experimentId: string) => {
+    if (unanswered) return undefined;
+    const open = await experimentOpen(experimentId);
+    if (open === undefined) unanswered = true;
+    return open;
+  };
   const entries = await fs.readdir(runs).catch(() => [] as string[]);
   for (const experimentId of entries) {
     const files = runFiles(workDir, experimentId);
@@ -99,7 +107,7 @@ export async function reconcileRuns(
     const fate = runFate({
       supervisorAlive,
       exit,
-      experimentOpen: supervisorAlive || exit ? await experimentOpen(experimentId) : undefined,
+      experimentOpen: supervisorAlive || exit ? await askOpen(experimentId) : undefined,
     });
     if (fate.fate === 'keep') {
       if (supervisorAlive) await touchAttached(files.attached);
