@@ -42,7 +42,8 @@ export async function resolveSource(
     throw new SourceError(`commit ${wanted} does not exist in ${top}`);
   }
   if (!commit) {
-    const dirty = await git(top, ['status', '--porcelain', '--untracked-files=no']);
+    // Without optional locks: git would otherwise rewrite the submitter's index as it looks.
+    const dirty = await git(top, ['--no-optional-locks', 'status', '--porcelain', '--untracked-files=no']);
     if (dirty) {
       const files = dirty
         .split('\n')
