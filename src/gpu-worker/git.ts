@@ -50,8 +50,15 @@ export async function localRepository(
         'set EXPCTL_FLEET_REMOTE on the submitting host so commits reach workers through the fleet remote',
     );
   }
-  return cachedRepository(`path:${resolved}`, resolved, workDir, commit, credential);
+  return cachedRepository(`path:${resolved}`, resolved, workDir, commit, credential).catch((error: Error) => {
+    // Nothing to push on one host: the commit is simply not in the submitter's repository.
+    if (error instanceof MissingCommitError) throw new Error(`commit ${commit} does not exist in ${repo}`);
+    throw error;
+  });
 }
+
+/** The commit is in none of what the source offers (its shipped ref, its SHA, its branches). */
+class MissingCommitError extends Error {}
 
 /** The cache of `source` (known by `key`) holding `commit`: cloned the first time, fetched into when it lacks it. */
 async function cachedRepository(
@@ -94,7 +101,7 @@ async function cachedRepository(
       );
       if (fetched && (await commitExists(cache, commit))) return cache;
     }
-    throw new Error(
+    throw new MissingCommitError(
       `commit ${commit} is not in ${source} (fetched ${shippedCommitRef(commit)}, the SHA and every branch); ` +
         'push it there, or submit with EXPCTL_FLEET_REMOTE set so expctl pushes it',
     );
