@@ -9,7 +9,7 @@ import type { HostHealthReport } from '../domain/health.js';
 import type { EnvironmentRecord } from '../catalog/record.js';
 import { recordedVariables } from '../domain/environment.js';
 import { REDACTED, runSecretValues, scrubText, secretForms } from '../domain/redact.js';
-import { readRunSecrets, workerSecretValues } from '../gpu-worker/run-secrets.js';
+import { heldRunSecrets, workerSecretValues } from '../gpu-worker/run-secrets.js';
 import { queryGpus } from '../gpu-worker/discover.js';
 import { driverVersion, softwareVersions } from '../gpu-worker/software.js';
 import { lockfileHashes } from '../gpu-worker/lockfiles.js';
@@ -197,7 +197,9 @@ export function createHostActivities(deps: HostDeps) {
     /**
      * One page of a run's raw log: at most READ_LOG_PAGE_BYTES from `offset` (a little more where a
      * secret crosses the end), ending on a whole UTF-8 character, so any log is read in bounded
-     * pieces (`nextOffset` is where the next starts). Scrubbed: the raw log stays as the run wrote it.
+     * pieces (`nextOffset` is where the next starts). Scrubbed: the supervisor replaces the run's
+     * secret values as it writes the raw log; a page is scrubbed again of the values this worker
+     * holds (output it wrote itself) and of whatever looks like a credential.
      */
     async readLog(
       experimentId: string,
@@ -219,7 +221,7 @@ export function createHostActivities(deps: HostDeps) {
         const { size } = await handle.stat();
         const start = Math.min(Math.max(0, Math.floor(offset) || 0), size);
         const length = Math.max(0, Math.min(Math.floor(maxBytes) || 0, READ_LOG_PAGE_BYTES, size - start));
-        const values = [...(await readRunSecrets(files.secrets)), ...workerSecretValues()];
+        const values = [...heldRunSecrets(experimentId), ...workerSecretValues()];
         const page = await readScrubbedPage(handle, size, start, length, values);
         return { text: page.text, nextOffset: page.end, size };
       } finally {

@@ -17,8 +17,13 @@ import { processAlive } from '../shared/processes.js';
 import { readOutcomeFile, writeOutcomeFile } from './run-status.js';
 import { writeArtifactManifest } from '../gpu-worker/artifacts.js';
 import { runFiles } from '../gpu-worker/run-files.js';
-import { publicRequest, runSecretValues, scrubMetrics, scrubText } from '../domain/redact.js';
-import { readRunSecrets, workerSecretValues, writeRunSecrets } from '../gpu-worker/run-secrets.js';
+import { publicRequest, REDACTED, runSecretValues, scrubMetrics, scrubText } from '../domain/redact.js';
+import {
+  ADOPTED_WITHOUT_SECRETS_NOTE,
+  forgetRunSecrets,
+  holdRunSecrets,
+  workerSecretValues,
+} from '../gpu-worker/run-secrets.js';
 import { killLimitSeconds } from '../domain/limits.js';
 import { computeTimings } from '../domain/timings.js';
 import { commandInTree } from '../gpu-worker/confine.js';
@@ -119,7 +124,10 @@ export function createTrainingActivities(deps: TrainingDeps) {
     void watch.outcome
       .catch(() => undefined)
       .finally(() => {
-        if (registry.get(experimentId) === watch) registry.delete(experimentId);
+        if (registry.get(experimentId) !== watch) return;
+        registry.delete(experimentId);
+        // The log and the outcome are scrubbed: the values are of no more use.
+        forgetRunSecrets(experimentId);
       });
     return watch;
   };
@@ -181,10 +189,11 @@ export function createTrainingActivities(deps: TrainingDeps) {
       files.log,
       `\nexpctl: a restarted worker re-attached to this run (supervisor ${record.supervisorPid}${live ? '' : ', already exited'})\n`,
     );
+    if (hadSecrets(record.request)) await fs.appendFile(files.log, `expctl: ${ADOPTED_WITHOUT_SECRETS_NOTE}\n`);
     const run = await adoptRun({ supervisorPid: record.supervisorPid, planned: record.planned, files });
     const clock = new ProgressClock(files.log);
     await clock.start();
-    const secretValues = [...(await readRunSecrets(files.secrets)), ...workerSecretValues()];
+    const secretValues = workerSecretValues();
     return register(
       experimentId,
       watchRun(run, record, clock, {
@@ -273,9 +282,9 @@ export function createTrainingActivities(deps: TrainingDeps) {
 
           const datasetDirs = { ...resolved.datasetDirs, ...(await layOutPinned(input.datasets ?? [])) };
 
-          // Kept (0600) before anything runs, so every later read of this run's output is scrubbed of them.
+          // Held in memory before anything runs, so every later read of this run's output is scrubbed of them.
           const runSecrets = runSecretValues(request);
-          await writeRunSecrets(files.secrets, runSecrets);
+          holdRunSecrets(experimentId, runSecrets);
           // The run's own variables; setup gets them too, but not the secrets (they are the training process's only).
           const own: Record<string, string> = {
             CUDA_VISIBLE_DEVICES: deps.slot.acceleratorClass === 'cpu' ? '' : String(deps.slot.index),
@@ -310,6 +319,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
               cwd: files.tree,
               logFile: files.log,
               env,
+              secretValues: [...runSecrets, ...workerSecretValues()],
               timeoutSeconds: request.setupTimeoutSeconds,
               killAfterMs,
               signal: cancelSetup.signal,
@@ -356,6 +366,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
             command: commandInTree(request.command, files.tree),
             // The training process's variables on top of the worker's: the request's, its secrets, expctl's.
             env: { ...request.env, ...(request.secrets ?? {}), ...own, ...trainingEnvironment(plan) },
+            // What the supervisor scrubs from the raw log as it writes it (they are in the training process's environment).
+            secretValues: [...runSecrets, ...workerSecretValues()],
             logCapBytes: deps.logCapBytes,
             logTailBytes: deps.logTailBytes,
             files,
@@ -433,6 +445,11 @@ export function createTrainingActivities(deps: TrainingDeps) {
       });
     },
   };
+}
+
+/** Whether a run's public request had secret values: its --secret ones, its secret-looking --env ones. */
+function hadSecrets(request: ExperimentRequest): boolean {
+  return Object.keys(request.secrets ?? {}).length > 0 || Object.values(request.env).includes(REDACTED);
 }
 
 /** The failure type awaitTraining reports when the host has nothing of the run (the workflow calls it lost). */

@@ -117,6 +117,8 @@ const program = new Command()
   .name('expctl')
   .description('Durable experiment orchestration for ML research on GPU fleets, on Temporal')
   .version(packageVersion(), '-V, --version', 'print the version')
+  // Options after a subcommand are that command's (`data add --version 3` is not expctl's version).
+  .enablePositionalOptions()
   .showHelpAfterError();
 
 // Every valued flag of `run` (and `batch`) is collected as given; parseRunFlags (parse.ts) refuses

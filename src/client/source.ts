@@ -72,8 +72,9 @@ export async function resolveSource(
     throw new SourceError(`commit ${wanted} does not exist in ${top}`);
   }
   if (!commit) {
+    // Without optional locks: git would otherwise rewrite the submitter's index as it looks.
     const dirty = porcelainPaths(
-      await git(top, ['status', '--porcelain', '-z', '--untracked-files=no'], { raw: true }),
+      await git(top, ['--no-optional-locks', 'status', '--porcelain', '-z', '--untracked-files=no'], { raw: true }),
     );
     if (dirty.length > 0) {
       const files = dirty.slice(0, 5).join(', ');

@@ -35,10 +35,12 @@ export async function git(cwd: string, args: string[]): Promise<string> {
 const cacheTurns = new KeyedQueue();
 
 /**
- * Returns a local repository holding the request's commit: the path itself for local repos, a
- * cached bare clone for URLs (the fleet remote, or any remote), fetched on demand. A commit is
- * fetched by the ref a submitter ships it under, else by its SHA, else with every branch; it is
- * known by its SHA, so what the worker runs is what was submitted.
+ * Returns a local repository holding the request's commit: a bare cache of the worker's own
+ * (`<work dir>/repos/`), cloned from the request's repository, a URL (the fleet remote, or any
+ * remote) or a path on this host, and fetched on demand; worktrees are made there, so the
+ * submitter's repository is only ever read. A commit is fetched by the ref a submitter ships it
+ * under, else by its SHA, else with every branch; it is known by its SHA, so what the worker runs
+ * is what was submitted.
  */
 export async function localRepository(
   repo: string,
@@ -47,35 +49,52 @@ export async function localRepository(
   /** The host's credential: expctl's fleet remote serves signed fetches only. */
   credential?: Credential,
 ): Promise<string> {
-  if (!isRemoteRepo(repo)) {
-    const resolved = path.resolve(repo);
-    try {
-      // A checkout's .git (a directory, or a file in a worktree) answers without a git process;
-      // anything else (a bare repository, a subdirectory) is asked of git.
-      await fs.access(path.join(resolved, '.git')).catch(() => git(resolved, ['rev-parse', '--git-dir']));
-    } catch {
-      throw new Error(
-        `repo ${repo} is not a git repository on this host; ` +
-          'set EXPCTL_FLEET_REMOTE on the submitting host so commits reach workers through the fleet remote',
-      );
-    }
-    return resolved;
+  if (isRemoteRepo(repo)) return cachedRepository(repo, repo, workDir, commit, credential);
+  const resolved = path.resolve(repo);
+  try {
+    // A checkout's .git (a directory, or a file in a worktree) answers without a git process;
+    // anything else (a bare repository, a subdirectory) is asked of git.
+    await fs.access(path.join(resolved, '.git')).catch(() => git(resolved, ['rev-parse', '--git-dir']));
+  } catch {
+    throw new Error(
+      `repo ${repo} is not a git repository on this host; ` +
+        'set EXPCTL_FLEET_REMOTE on the submitting host so commits reach workers through the fleet remote',
+    );
   }
-  const cache = path.join(workDir, 'repos', crypto.createHash('sha256').update(repo).digest('hex').slice(0, 16));
+  return cachedRepository(`path:${resolved}`, resolved, workDir, commit, credential).catch((error: Error) => {
+    // Nothing to push on one host: the commit is simply not in the submitter's repository.
+    if (error instanceof MissingCommitError) throw new Error(`commit ${commit} does not exist in ${repo}`);
+    throw error;
+  });
+}
+
+/** The commit is in none of what the source offers (its shipped ref, its SHA, its branches). */
+class MissingCommitError extends Error {}
+
+/** The cache of `source` (known by `key`) holding `commit`: cloned the first time, fetched into when it lacks it. */
+async function cachedRepository(
+  key: string,
+  source: string,
+  workDir: string,
+  commit: string,
+  credential: Credential | undefined,
+): Promise<string> {
+  const cache = path.join(workDir, 'repos', crypto.createHash('sha256').update(key).digest('hex').slice(0, 16));
   return cacheTurns.run(cache, async () => {
     try {
       await fs.access(cache);
     } catch {
-      // Cloned beside, then moved in: a clone cut short never looks like a cache.
+      // Cloned beside, then moved in: a clone cut short never looks like a cache. A path is cloned
+      // through git's transport (--no-local), never by hard links to the submitter's object files.
       await fs.mkdir(path.dirname(cache), { recursive: true, mode: PRIVATE_DIR_MODE });
       const partial = `${cache}.partial-${process.pid}`;
       await fs.rm(partial, { recursive: true, force: true });
-      const access = gitAccess(repo, 'fetch_code', credential);
-      await execa('git', ['clone', '--quiet', '--bare', access.url, partial], {
+      const access = gitAccess(source, 'fetch_code', credential);
+      await execa('git', ['clone', '--quiet', '--bare', '--no-local', access.url, partial], {
         timeout: 600_000,
         env: access.env,
       }).catch((error: { stderr?: string; timedOut?: boolean }) => {
-        throw new Error(`--repo ${repo} could not be cloned on this host: ${cloneProblem(error)}`);
+        throw new Error(`--repo ${source} could not be cloned on this host: ${cloneProblem(error)}`);
       });
       await fs.rename(partial, cache);
     }
@@ -85,7 +104,7 @@ export async function localRepository(
       commit,
       '+refs/heads/*:refs/heads/*',
     ]) {
-      const access = gitAccess(repo, 'fetch_code', credential);
+      const access = gitAccess(source, 'fetch_code', credential);
       const fetched = await execa('git', ['-C', cache, 'fetch', '--quiet', 'origin', refspec], {
         timeout: 120_000,
         env: access.env,
@@ -95,8 +114,8 @@ export async function localRepository(
       );
       if (fetched && (await commitExists(cache, commit))) return cache;
     }
-    throw new Error(
-      `commit ${commit} is not in ${repo} (fetched ${shippedCommitRef(commit)}, the SHA and every branch); ` +
+    throw new MissingCommitError(
+      `commit ${commit} is not in ${source} (fetched ${shippedCommitRef(commit)}, the SHA and every branch); ` +
         'push it there, or submit with EXPCTL_FLEET_REMOTE set so expctl pushes it',
     );
   });

@@ -27,7 +27,5 @@ export function runFiles(workDir: string, experimentId: string) {
     attached: path.join(dir, 'attached'),
     /** What a worker needs to finish the run and compute its outcome (see training.ts); no secret values. */
     record: path.join(dir, 'run.json'),
-    /** The run's secret values (mode 0600), to scrub what expctl reads back: log pages, an adopted run's outcome. */
-    secrets: path.join(dir, 'secrets.json'),
   };
 }

@@ -14,6 +14,7 @@ import {
   type RunProcessesRef,
 } from './containment.js';
 import { PRIVATE_FILE } from '../security/files.js';
+import { secretForms } from '../domain/redact.js';
 
 const SUPERVISOR = fileURLToPath(new URL('./supervisor.mjs', import.meta.url));
 
@@ -82,6 +83,11 @@ export async function startRun(options: {
    * process) before it spawns the training process, which alone gets them.
    */
   env: Record<string, string>;
+  /**
+   * Values the supervisor replaces in the training output before it writes the raw log (sent with
+   * `env`, on its stdin: they too stay in memory only).
+   */
+  secretValues?: readonly string[];
   logCapBytes?: number | undefined;
   logTailBytes?: number | undefined;
   /** Without them the supervisor keeps no exit file and kills an orphaned run after the grace. */
@@ -117,7 +123,7 @@ export async function startRun(options: {
     detached: true,
     ipc: true,
     serialization: 'json',
-    input: JSON.stringify(options.env),
+    input: JSON.stringify({ env: options.env, scrub: secretForms(options.secretValues ?? []) }),
     stdout: 'ignore',
     stderr: 'pipe',
     reject: false,

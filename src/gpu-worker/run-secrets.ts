@@ -1,26 +1,31 @@
-import fs from 'node:fs/promises';
 import { secretValues } from '../domain/redact.js';
 
 /**
- * A run's secret values kept on its host (`runs/<id>/secrets.json`, mode 0600, readable by the
- * worker's user only), so that whatever expctl reads back later is scrubbed of them: `expctl logs`
- * pages, and the outcome of a run a restarted worker adopts. The raw log beside it holds whatever
- * the script printed, secrets included, as written; nothing leaves the host unscrubbed.
+ * A run's secret values, in this worker process's memory only, while it watches the run: they scrub
+ * what expctl reads back of it (log pages, its outcome). They are never written to the host's disk:
+ * the supervisor gets them on its stdin and scrubs the raw log as it writes it. A worker that adopts
+ * a run after a restart does not have them (see `adoptedWithoutSecretsNote`).
  */
-export async function writeRunSecrets(file: string, values: readonly string[]): Promise<void> {
-  const partial = `${file}.partial`;
-  await fs.rm(partial, { force: true });
-  await fs.writeFile(partial, JSON.stringify(values), { mode: 0o600 });
-  await fs.rename(partial, file);
+const held = new Map<string, readonly string[]>();
+
+export function holdRunSecrets(experimentId: string, values: readonly string[]): void {
+  if (values.length > 0) held.set(experimentId, values);
+  else held.delete(experimentId);
 }
 
-/** The run's secret values (none when the file is absent: a run started before it existed). */
-export async function readRunSecrets(file: string): Promise<string[]> {
-  const text = await fs.readFile(file, 'utf8').catch(() => undefined);
-  if (text === undefined) return [];
-  const values: unknown = JSON.parse(text);
-  return Array.isArray(values) ? values.filter((v): v is string => typeof v === 'string') : [];
+/** Once the run has ended: its log and outcome are scrubbed already. */
+export function forgetRunSecrets(experimentId: string): void {
+  held.delete(experimentId);
 }
+
+/** The values this process holds for the run (none for a run it did not start). */
+export function heldRunSecrets(experimentId: string): readonly string[] {
+  return held.get(experimentId) ?? [];
+}
+
+/** What the log of an adopted run says: this worker cannot scrub it by value; its supervisor still does. */
+export const ADOPTED_WITHOUT_SECRETS_NOTE =
+  "this worker adopted the run without its secret values (they are kept in memory only, and the worker that started it is gone): it cannot scrub this run's log by value; the supervisor still scrubs everything it writes";
 
 /** Secret values of the worker's own environment: the run's processes inherit them, so they are scrubbed too. */
 export function workerSecretValues(): string[] {

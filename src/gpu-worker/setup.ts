@@ -2,8 +2,10 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { execa } from 'execa';
+import { execa, type Options } from 'execa';
 import { processAlive } from '../shared/processes.js';
+import { secretForms } from '../domain/redact.js';
+import { createStreamScrubber } from './stream-scrub.mjs';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE, PRIVATE_FILE_MODE } from '../security/files.js';
 
 /**
@@ -118,6 +120,8 @@ export interface RunSetupOptions {
   logFile: string;
   /** The environment of the run (request env, CUDA_VISIBLE_DEVICES, ...); the plan's variables are added. */
   env: Record<string, string>;
+  /** Values replaced in the steps' output before it reaches the log (the run's secret-looking --env values). */
+  secretValues?: readonly string[];
   timeoutSeconds: number;
   /** After SIGTERM, how long a step's process group gets before SIGKILL. */
   killAfterMs: number;
@@ -243,6 +247,25 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
+/** A step's output stream: appended to the log, through a scrubber of the run's secret values if it has any. */
+function toLog(options: RunSetupOptions): Options['stdout'] {
+  const file = { file: options.logFile, append: true };
+  const forms = secretForms(options.secretValues ?? []);
+  if (forms.length === 0) return file;
+  const scrubber = createStreamScrubber(forms);
+  const scrub = {
+    // With `binary`, execa hands over the bytes as they come (Uint8Array), not lines.
+    *transform(chunk: unknown) {
+      yield scrubber.push(Buffer.from(chunk as Uint8Array));
+    },
+    *final() {
+      yield scrubber.end();
+    },
+    binary: true,
+  } as const;
+  return [scrub, file];
+}
+
 /** One step as the leader of its own process group (no shell), killed whole on timeout or cancel. */
 async function runStep(step: SetupStep, options: RunSetupOptions, deadline: number): Promise<StepResult> {
   const [program, ...args] = step.argv as [string, ...string[]];
@@ -252,8 +275,8 @@ async function runStep(step: SetupStep, options: RunSetupOptions, deadline: numb
     extendEnv: true,
     detached: true,
     stdin: 'ignore',
-    stdout: { file: options.logFile, append: true },
-    stderr: { file: options.logFile, append: true },
+    stdout: toLog(options),
+    stderr: toLog(options),
     reject: false,
   });
   let timedOut = false;

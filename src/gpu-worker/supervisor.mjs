@@ -10,14 +10,17 @@
 // `attachedFile` fresh; after `orphanGraceMs` without one, every process of the run is killed.
 // The kill limit (`deadlineMs`, epoch ms) is enforced here too, so no run outlives it unwatched.
 // The training process's own variables (the request's --env and secrets, CUDA_VISIBLE_DEVICES,
-// EXPCTL_*) arrive as one JSON object on stdin (with `childEnvOnStdin`), read to its end before
+// EXPCTL_*) arrive on stdin (with `childEnvOnStdin`) as `{ env, scrub }`, read to its end before
 // anything is spawned: they are the child's only, never in this process's environment, argv or a
-// file. This process keeps the worker's environment, and finds its own tool (unshare) on the
+// file. `scrub` lists the run's secret values in every form they take in text: they are replaced
+// in the output before it is written, so the raw log never holds them, and they stay in memory
+// only. This process keeps the worker's environment, and finds its own tool (unshare) on the
 // worker's PATH.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { killCgroup } from './run-cgroup.mjs';
+import { createStreamScrubber } from './stream-scrub.mjs';
 
 const [configJson, separator, program, ...args] = process.argv.slice(2);
 if (separator !== '--' || !program || !configJson) {
@@ -25,13 +28,15 @@ if (separator !== '--' || !program || !configJson) {
   process.exit(64);
 }
 const config = JSON.parse(configJson);
-const childEnv = await (async () => {
+const fromWorker = await (async () => {
   if (!config.childEnvOnStdin) return {};
   const chunks = [];
   for await (const chunk of process.stdin) chunks.push(chunk);
   const text = Buffer.concat(chunks).toString('utf8').trim();
   return text === '' ? {} : JSON.parse(text);
 })();
+const childEnv = fromWorker.env ?? {};
+const scrubber = createStreamScrubber(fromWorker.scrub ?? []);
 
 /** `name` on this process's PATH (the worker's), or `name` itself when it is not found there. */
 function onOwnPath(name) {
@@ -236,6 +241,19 @@ const pidNamespace = config.pidNamespace && containment === 'process-group';
 const argv = pidNamespace
   ? [onOwnPath('unshare'), ['--pid', '--fork', '--kill-child', '--', program, ...args]]
   : [program, args];
+// A worker that died while this process started (even before its first line ran: the channel can
+// close while the modules load) left nobody to watch the run.
+if (process.connected === false) {
+  // Nobody would watch the run (nor hand it its whole environment: stdin may have been cut short).
+  note('the worker went away before the training started; it was not started');
+  writeDurably(config.exitFile, {
+    exitCode: null,
+    signal: null,
+    orphaned: 'orphaned: the worker went away before the training started',
+    timedOut: false,
+  });
+  process.exit(0);
+}
 const output = new CappedLog(log, config.log, config.logCapBytes, config.tailBytes);
 /**
  * The worker's own keys stay with the worker: training code never learns where the payload key,
@@ -261,7 +279,7 @@ const onEnd = () => {
 for (const stream of [child.stdout, child.stderr]) {
   stream.on('data', (chunk) => {
     received += chunk.length;
-    output.write(chunk);
+    output.write(scrubber.push(chunk));
   });
   stream.on('close', onEnd);
 }
@@ -333,6 +351,7 @@ child.on('exit', async (exitCode, signal) => {
   if (open > 0) await pipesDrained();
   child.stdout.destroy();
   child.stderr.destroy();
+  output.write(scrubber.end());
   output.finish();
   if (abandoned) return; // the orphan kill records its own exit
   await ended({ exitCode, signal, timedOut });

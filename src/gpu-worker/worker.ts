@@ -21,7 +21,8 @@ import {
 } from '../workflows/definitions.js';
 import { poolWorkflow } from '../workflows/pool.js';
 import { discoverSlots, type DiscoveryOptions } from './discover.js';
-import { reconcileRuns, touchAttached } from './reconcile.js';
+import { experimentOpenOn, reconcileRuns, settleKeptRuns, touchAttached } from './reconcile.js';
+import { detectContainment } from './containment.js';
 import { claimWorkDir, WorkDirHeldError } from './work-dir-claim.js';
 import { runFiles } from './run-files.js';
 import { DeferredCleanup } from './deferred-cleanup.js';
@@ -67,6 +68,9 @@ export interface GpuWorkerHandle {
   shutdown(): Promise<void>;
 }
 
+/** How often a worker asks whether the experiments of the runs it kept at start are still open. */
+const KEPT_RUNS_CHECK_MS = 15_000;
+
 /** The longest a heartbeat to the pool may take before it counts as not reaching the server. */
 const HEARTBEAT_DEADLINE_MS = 10_000;
 
@@ -96,9 +100,15 @@ async function startGpuWorker(
   log: (line: string) => void,
   releaseClaim: () => Promise<void>,
 ): Promise<GpuWorkerHandle> {
-  const reconciled = await reconcileRuns(workDir);
+  const experimentOpen = experimentOpenOn(options.client);
+  const reconciled = await reconcileRuns(workDir, undefined, experimentOpen);
   for (const orphan of reconciled.stopped)
     log(`expctl worker: stopped what was left of ${orphan.experimentId} (supervisor ${orphan.pid})`);
+  const logForgotten = (runs: typeof reconciled.forgotten) => {
+    for (const run of runs)
+      log(`expctl worker: forgot ${run.experimentId} (supervisor ${run.pid}): ${run.why}; its cgroup is removed`);
+  };
+  logForgotten(reconciled.forgotten);
   for (const run of reconciled.kept)
     log(`expctl worker: kept ${run.experimentId} (supervisor ${run.pid}) for its experiment to re-attach`);
 
@@ -183,11 +193,28 @@ async function startGpuWorker(
   const serverLink = new ServerLink(`expctl worker ${host}`, serverAddressOf(options.client), log);
   let heartbeat: NodeJS.Timeout | undefined;
   let heartbeatInFlight: Promise<unknown> | undefined;
-  // Kept runs stay attached until their experiment adopts them (the adopting activity touches them too).
+  // Kept runs stay attached until their experiment adopts them (the adopting activity touches them too);
+  // those whose experiment closed meanwhile are forgotten, so none is kept going for nobody.
+  let kept = reconciled.kept;
+  let settling: Promise<void> | undefined;
+  let lastSettled = Date.now();
   const keepAttached = setInterval(() => {
-    for (const run of reconciled.kept) {
+    for (const run of kept) {
       if (processAlive(run.pid)) void touchAttached(runFiles(workDir, run.experimentId).attached);
     }
+    if (settling || kept.length === 0 || Date.now() - lastSettled < KEPT_RUNS_CHECK_MS) return;
+    settling = (async () => {
+      const settled = await settleKeptRuns(workDir, await detectContainment(workDir), kept, experimentOpen, (id) =>
+        hostRuns.has(id),
+      );
+      kept = settled.kept;
+      logForgotten(settled.forgotten);
+    })()
+      .catch((error: Error) => log(`expctl worker: could not check its kept runs: ${error.message}`))
+      .finally(() => {
+        settling = undefined;
+        lastSettled = Date.now();
+      });
   }, 2000);
   keepAttached.unref();
 

@@ -91,6 +91,32 @@ function expectNoToken(what: string, text: string | Buffer): void {
     expect(haystack.includes(needle), `${what} holds (part of) the secret`).toBe(false);
 }
 
+/** Every file under `dir`, recursively (files that vanish while it looks are skipped). */
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await fs.readdir(dir, { withFileTypes: true }).catch(() => []);
+  const nested = await Promise.all(
+    entries.map(async (entry) => {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) return filesUnder(full);
+      return entry.isFile() ? [full] : [];
+    }),
+  );
+  return nested.flat();
+}
+
+/** The worker's disk holds no trace of the token: no file under its work directory (logs, run files, caches). */
+async function expectNoTokenOnDisk(when: string): Promise<number> {
+  const files = await filesUnder(path.join(stack.workDir, HOST));
+  let read = 0;
+  for (const file of files) {
+    const bytes = await fs.readFile(file).catch(() => undefined);
+    if (bytes === undefined) continue;
+    read++;
+    expectNoToken(`${when}: ${path.relative(stack.workDir, file)}`, bytes);
+  }
+  return read;
+}
+
 /** Pids whose environment holds `NAME=value` (how the drills find a run's processes, too). */
 async function pidsWithVariable(name: string, value: string): Promise<number[]> {
   const found: number[] = [];
@@ -128,6 +154,11 @@ describe('--secret', () => {
       id = runs.find((run) => /^exp-secrets-\d{8}-/.test(run)) ?? '';
       return id !== '' && (await fs.readFile(runDir(id).log, 'utf8').catch(() => '')).includes('step 00005');
     }, 60_000);
+    // During the run: the script has printed the token (in one write and in two), and trains on.
+    const rawDuring = await fs.readFile(runDir(id).log, 'utf8');
+    expect(rawDuring).toContain('using API_TOKEN=[redacted]');
+    expect(rawDuring).toContain('split token [redacted] end');
+    expect(await expectNoTokenOnDisk('during the run')).toBeGreaterThan(5);
     await fs.writeFile(go, '');
     const run = await running;
     expectNoToken('expctl run stdout', run.stdout as string);
@@ -177,7 +208,10 @@ describe('--secret', () => {
     expect(logs.stdout).toContain('using API_TOKEN=[redacted]');
     expect(logs.stdout).toContain('api_token:        [redacted]');
     expectNoToken('expctl logs', logs.stdout as string);
-    expect(await fs.readFile(runDir(id).log, 'utf8')).toContain(TOKEN);
+    // The raw log was scrubbed as the supervisor wrote it, the token split across two writes included.
+    const raw = await fs.readFile(runDir(id).log, 'utf8');
+    expect(raw).toContain('split token [redacted] end');
+    expect(raw).toContain('api_token:        [redacted]');
 
     const tsv = await cli(['report', 'tsv', '--tag', 'secrets', '--columns', 'default,api_token,note']);
     expect(tsv.exitCode).toBe(0);
@@ -196,10 +230,9 @@ describe('--secret', () => {
     const described = await stack.client.workflow.getHandle(id).describe();
     expectNoToken('memo and search attributes', JSON.stringify([described.memo, described.typedSearchAttributes]));
 
-    // On the host: the run's record and outcome hold no value; the values kept for scrubbing are the worker user's only.
-    expectNoToken('run.json', await fs.readFile(runDir(id).record));
-    expectNoToken('outcome.json', await fs.readFile(runDir(id).outcome));
-    expect((await fs.stat(runDir(id).secrets)).mode & 0o777).toBe(0o600);
+    // On the host, after the run: no file under the worker's directory holds it (record, outcome, log...).
+    expect(await exists(runDir(id).outcome)).toBe(true);
+    expect(await expectNoTokenOnDisk('after the run')).toBeGreaterThan(5);
   });
 
   it('is refused, naming the variable, when the submitter does not have it', async () => {
@@ -214,7 +247,7 @@ describe('--secret', () => {
     });
   });
 
-  it('survives a worker restart: the adopting worker scrubs the outcome with the values kept on the host', async () => {
+  it('survives a worker restart: the adopting worker says it cannot scrub by value; the supervisor still does, and nothing reaches the disk', async () => {
     const go = path.join(scratch, 'go-restart');
     const detached = await cli(
       runArgs('secrets-restart', ['--secret', 'API_TOKEN', '--env', `WAIT_FOR=${go}`, '--detach']),
@@ -241,8 +274,11 @@ describe('--secret', () => {
     expect(record.log_tail).toContain('| [redacted]');
     const logs = await cli(['logs', id]);
     expect(logs.stdout).toContain('a restarted worker re-attached');
+    expect(logs.stdout).toContain('this worker adopted the run without its secret values');
     expect(logs.stdout).toContain('using API_TOKEN=[redacted]');
+    expect(logs.stdout).toContain('split token [redacted] end');
     expectNoToken('expctl logs after a restart', logs.stdout as string);
+    expect(await expectNoTokenOnDisk('after an adopted run')).toBeGreaterThan(5);
   });
 });
 

@@ -14,7 +14,8 @@ import {
   workerScope,
   type ContainmentSupport,
 } from '../../src/gpu-worker/containment.js';
-import { reconcileRuns } from '../../src/gpu-worker/reconcile.js';
+import { reconcileRuns, runFate } from '../../src/gpu-worker/reconcile.js';
+import { runFiles } from '../../src/gpu-worker/run-files.js';
 import { startRun } from '../../src/gpu-worker/run-process.js';
 import { processAlive } from '../../src/shared/processes.js';
 import { waitFor } from '../helpers/wait.js';
@@ -293,6 +294,47 @@ describe('runs whose worker is gone', () => {
     });
   });
 
+  it('a supervisor whose worker goes away while it starts never starts the training, and records why', async () => {
+    const experimentId = `exp-early-${crypto.randomBytes(4).toString('hex')}`;
+    const escapePidFile = path.join(workDir, `${experimentId}.escape.pid`);
+    const exitFile = path.join(workDir, `${experimentId}.exit.json`);
+    const config = {
+      log: path.join(workDir, `${experimentId}.log`),
+      cwd: path.join(FIXTURES, 'scripts'),
+      cgroup: null,
+      pidNamespace: false,
+      logCapBytes: 1 << 30,
+      tailBytes: 1 << 20,
+      exitFile,
+      orphanGraceMs: 60_000,
+      childEnvOnStdin: true,
+    };
+    const supervisor = fork(
+      fileURLToPath(new URL('../../src/gpu-worker/supervisor.mjs', import.meta.url)),
+      [JSON.stringify(config), '--', 'python3', 'escape.py'],
+      { detached: true, serialization: 'json', stdio: ['pipe', 'ignore', 'ignore', 'ipc'] },
+    );
+    const exited = new Promise((resolve) => supervisor.on('exit', resolve));
+    // The worker goes away while the supervisor still waits for its variables...
+    await new Promise((resolve) => supervisor.on('spawn', resolve));
+    supervisor.disconnect();
+    // ...which arrive once the supervisor has seen its channel close (its fd 3 is no longer the channel).
+    await waitFor(
+      async () => !(await fs.readlink(`/proc/${supervisor.pid}/fd/3`).catch(() => '')).startsWith('socket:'),
+      20_000,
+    );
+    supervisor.stdin!.end(JSON.stringify({ env: { MODE: 'hang-escape', ESCAPE_PID_FILE: escapePidFile }, scrub: [] }));
+    expect(await exited).toBe(0);
+    expect(await fs.readFile(config.log, 'utf8')).toContain(
+      'the worker went away before the training started; it was not started',
+    );
+    expect(JSON.parse(await fs.readFile(exitFile, 'utf8'))).toMatchObject({
+      exitCode: null,
+      orphaned: 'orphaned: the worker went away before the training started',
+    });
+    await expect(fs.access(escapePidFile)).rejects.toThrow();
+  });
+
   it('a restarted worker keeps a run whose supervisor lives, and kills what a dead supervisor left', async () => {
     const { run, escapePidFile, ref, experimentId } = await start('hang-escape');
     await waitFor(
@@ -310,6 +352,7 @@ describe('runs whose worker is gone', () => {
     expect(await reconcileRuns(workDir, support)).toEqual({
       kept: [{ experimentId, pid: run.supervisorPid }],
       stopped: [],
+      forgotten: [],
     });
     expect(processAlive(run.supervisorPid)).toBe(true);
     expect(processAlive(escaped)).toBe(true);
@@ -320,9 +363,99 @@ describe('runs whose worker is gone', () => {
     expect(await reconcileRuns(workDir, support)).toEqual({
       kept: [],
       stopped: [{ experimentId, pid: run.supervisorPid }],
+      forgotten: [],
     });
     if (run.containment.kind !== 'process-group') await waitFor(async () => !processAlive(escaped), 10_000);
     expect(await runProcessesLeft(run.containment, ref)).toEqual([]);
     for (const dir of run.containment.cgroup?.dirs ?? []) await expect(fs.access(dir)).rejects.toThrow();
+  });
+
+  it('a restarted worker forgets a run whose experiment closed: its processes killed, its cgroup removed', async () => {
+    const { run, escapePidFile, ref, experimentId } = await start('hang-escape');
+    await waitFor(
+      async () =>
+        fs.access(escapePidFile).then(
+          () => true,
+          () => false,
+        ),
+      20_000,
+    );
+    const files = runFiles(workDir, experimentId);
+    await fs.mkdir(files.dir, { recursive: true });
+    await fs.writeFile(files.pidFile, String(run.supervisorPid));
+    const escaped = Number(await fs.readFile(escapePidFile, 'utf8'));
+    const asked: string[] = [];
+    const closed = async (id: string) => {
+      asked.push(id);
+      return false;
+    };
+
+    expect(await reconcileRuns(workDir, support, closed)).toEqual({
+      kept: [],
+      stopped: [],
+      forgotten: [{ experimentId, pid: run.supervisorPid, why: 'its experiment is closed' }],
+    });
+    expect(asked).toEqual([experimentId]);
+    await run.exited;
+    expect(processAlive(run.supervisorPid)).toBe(false);
+    if (run.containment.kind !== 'process-group') await waitFor(async () => !processAlive(escaped), 10_000);
+    expect(await runProcessesLeft(run.containment, ref)).toEqual([]);
+    for (const dir of run.containment.cgroup?.dirs ?? []) await expect(fs.access(dir)).rejects.toThrow();
+    // Forgotten for good: a later start does not look at it again.
+    expect(await reconcileRuns(workDir, support, closed)).toEqual({ kept: [], stopped: [], forgotten: [] });
+    expect(asked).toEqual([experimentId]);
+  });
+});
+
+describe('runFate: what a starting worker does with a run it finds', () => {
+  const orphaned = { orphaned: 'orphaned: no worker for 61s' };
+  it.each([
+    [
+      'live supervisor, experiment open',
+      { supervisorAlive: true, exit: undefined, experimentOpen: true },
+      { fate: 'keep' },
+    ],
+    [
+      'live supervisor, server unreachable',
+      { supervisorAlive: true, exit: undefined, experimentOpen: undefined },
+      { fate: 'keep' },
+    ],
+    [
+      'live supervisor, experiment closed',
+      { supervisorAlive: true, exit: undefined, experimentOpen: false },
+      { fate: 'forget', why: 'its experiment is closed' },
+    ],
+    [
+      'finished unwatched, experiment open',
+      { supervisorAlive: false, exit: {}, experimentOpen: true },
+      { fate: 'keep' },
+    ],
+    [
+      'finished unwatched, server unreachable',
+      { supervisorAlive: false, exit: {}, experimentOpen: undefined },
+      { fate: 'keep' },
+    ],
+    [
+      'finished unwatched, experiment closed',
+      { supervisorAlive: false, exit: {}, experimentOpen: false },
+      { fate: 'forget', why: 'its experiment is closed' },
+    ],
+    [
+      'killed as an orphan, experiment open',
+      { supervisorAlive: false, exit: orphaned, experimentOpen: true },
+      { fate: 'forget', why: 'its supervisor ended it (orphaned: no worker for 61s)' },
+    ],
+    [
+      'killed as an orphan, server unreachable',
+      { supervisorAlive: false, exit: orphaned, experimentOpen: undefined },
+      { fate: 'forget', why: 'its supervisor ended it (orphaned: no worker for 61s)' },
+    ],
+    [
+      'dead supervisor, no exit recorded',
+      { supervisorAlive: false, exit: undefined, experimentOpen: undefined },
+      { fate: 'stop' },
+    ],
+  ] as const)('%s', (_, run, fate) => {
+    expect(runFate(run)).toEqual(fate);
   });
 });

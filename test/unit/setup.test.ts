@@ -69,13 +69,20 @@ describe('runSetup with the fake uv', () => {
     return tree;
   }
 
-  async function setUp(tree: string, plan: SetupPlan, env: Record<string, string>, timeoutSeconds = 60) {
+  async function setUp(
+    tree: string,
+    plan: SetupPlan,
+    env: Record<string, string>,
+    timeoutSeconds = 60,
+    secretValues: string[] = [],
+  ) {
     const logFile = path.join(tree, 'train.log');
     const result = await runSetup({
       plan,
       cwd: tree,
       logFile,
       env,
+      secretValues,
       timeoutSeconds,
       killAfterMs: 500,
       signal: new AbortController().signal,
@@ -157,5 +164,29 @@ describe('runSetup with the fake uv', () => {
     expect(await fs.readFile(path.join(plan.envDir, 'built'), 'utf8')).toBe(tree);
     expect(log).toContain(`built ${plan.envDir}`);
     expect(await planSetup({ tree, envsRoot, command: ['python3', 'train.py'], setup: undefined })).toBeNull();
+  });
+
+  it("never writes the run's secret values to the log, even printed in pieces on both streams", async () => {
+    const secret = 'db-pass-7f1c2e9a4b';
+    const script = [
+      'import os, sys, time',
+      'v = os.environ["DB_PASSWORD"]',
+      'sys.stdout.write("connecting with " + v[:7]); sys.stdout.flush(); time.sleep(0.2)',
+      'sys.stdout.write(v[7:] + "\\n"); sys.stdout.flush()',
+      'sys.stderr.write("err " + v + "\\n")',
+      'import pathlib; d = pathlib.Path(os.environ["EXPCTL_ENV_DIR"]); d.mkdir(parents=True, exist_ok=True)',
+    ].join('\n');
+    const tree = await worktree('secret', 'lock v4', { 'setup.py': script });
+    const plan = (await planSetup({
+      tree,
+      envsRoot: path.join(base, 'envs-secret'),
+      command: ['python3', 'train.py'],
+      setup: ['python3', 'setup.py'],
+    }))!;
+    const { result, log } = await setUp(tree, plan, { DB_PASSWORD: secret }, 60, [secret]);
+    expect(result).toMatchObject({ ok: true });
+    expect(log).toContain('connecting with [redacted]\n');
+    expect(log).toContain('err [redacted]\n');
+    expect(log).not.toContain(secret.slice(0, 12));
   });
 });
