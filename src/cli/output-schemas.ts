@@ -142,7 +142,9 @@ export const ListedRowOutput = z.looseObject({
   submitted_at: timestamp,
   started_at: nullableString,
   ended_at: nullableString,
-  training_seconds: nullableNumber,
+  slot_seconds: nullableNumber.describe(
+    "the run's wall time on its slot (the script's own training time is timings.training_seconds)",
+  ),
   exit_code: z.number().int().nullable(),
   signal: nullableString,
   peak_vram_mb: nullableNumber,
@@ -160,6 +162,7 @@ export const RecordOutput = z.looseObject({
   resolved_config: z.unknown().describe('the config file as it ran, exactly as written'),
   patch: nullableString,
   patch_sha256: nullableString,
+  patch_bytes: nullableNumber,
   patch_files: z.array(z.string()).nullable(),
   datasets: z.array(z.string()).nullable(),
   environment: environmentOutput.nullable(),

@@ -184,11 +184,11 @@ describe('reports of a fixture campaign (keep, discard, crash, refused)', () => 
     const [first] = await catalog.list({ tag: 'tsv', order: 'oldest' });
     const shown = JSON.parse((await remote('show', first!.id, '--json')).stdout);
     expect(shown.record).toMatchObject({ id: first!.id, status: 'completed' });
-    expect(shown.record.patchSha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(shown.record.patch_sha256).toMatch(/^[0-9a-f]{64}$/);
     const patch = await remote('show', first!.id, '--patch');
     expect(patch.exitCode).toBe(0);
     expect(patch.stdout).toContain('+++ b/train.py');
-    expect(crypto.createHash('sha256').update(`${patch.stdout}\n`).digest('hex')).toBe(shown.record.patchSha256);
+    expect(crypto.createHash('sha256').update(`${patch.stdout}\n`).digest('hex')).toBe(shown.record.patch_sha256);
     // Nothing was read from (or made at) a file on the reading host: each read was a short workflow.
     await expect(fs.access(elsewhere)).rejects.toThrow();
     await waitFor(async () => {
@@ -489,8 +489,9 @@ describe('operator actions and guidance', () => {
     });
     const rerun = await cli('rerun', id, '--json');
     expect(rerun.exitCode, rerun.stderr).toBe(0);
-    const [change, result] = rerun.stdout.split(/\n(?=\{)/).map((part) => JSON.parse(part));
-    expect(change.changed).toContain('the environment is compared with the original once the rerun has trained');
+    // One JSON value: the rerun's result, what it repeated, and how its environment compares.
+    const result = JSON.parse(rerun.stdout);
+    expect(result.changed).toContain('the environment is compared with the original once the rerun has trained');
     expect(result).toMatchObject({ status: 'completed', metric: 1.2 });
     expect(result.environment).toEqual({
       checked: true,
