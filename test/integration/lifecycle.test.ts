@@ -197,7 +197,7 @@ describe('validation', () => {
     ['config missing', { configPath: 'nope.json' }, /config nope\.json does not exist in commit/],
     ['config malformed', { configPath: 'broken.json' }, /config broken\.json is not valid JSON/],
     ['checkpoint missing', { checkpoint: 'ckpt/model.pt' }, /checkpoint ckpt\/model\.pt was not found/],
-    ['dataset missing', { datasets: ['fineweb@v3'] }, /dataset fineweb@v3 is not present on lifehost/],
+    ['dataset missing', { datasets: ['fineweb/v3'] }, /dataset fineweb\/v3 is not present on lifehost/],
     [
       'class nobody has',
       { requirements: { acceleratorClass: 'h100', gpuMemoryMb: 0, runtimeTags: [] } },

@@ -45,7 +45,8 @@ describe('applyTournament', () => {
     expect(verdict.decisions.map((d) => d.nearMiss)).toEqual([true, false, false, true]);
     // Each child's best is the best it was judged against (its own metric when kept), as `run` prints.
     expect(verdict.decisions.map((d) => d.best)).toEqual([1.0, 0.95, 1.0, 1.0]);
-    expect(verdict.decisions.map((d) => d.delta)).toEqual([0.99 - 1.0, 0.95 - 1.0, null, 1.005 - 1.0]);
+    // Deltas are rounded as the metric is (6 decimals).
+    expect(verdict.decisions.map((d) => d.delta)).toEqual([-0.01, -0.05, null, 0.005]);
     for (const d of verdict.decisions.filter((d) => d.decision === 'discard'))
       expect(d.metric! - d.delta!).toBeCloseTo(d.best!, 12);
     expect(bestAfterBatch(verdict.winner, verdict.decisions)).toBe(0.95);
