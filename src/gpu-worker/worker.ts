@@ -227,7 +227,7 @@ async function startGpuWorker(
     await options.client.workflow.signalWithStart(poolWorkflow, {
       workflowId: POOL_WORKFLOW_ID,
       taskQueue: POOL_TASK_QUEUE,
-      args: [{ ownQueue: true }],
+      args: [],
       signal: registerHostSignal,
       signalArgs: [registration()],
     });
@@ -250,7 +250,7 @@ async function startGpuWorker(
       await options.client.workflow.signalWithStart(poolWorkflow, {
         workflowId: POOL_WORKFLOW_ID,
         taskQueue: POOL_TASK_QUEUE,
-        args: [{ ownQueue: true }],
+        args: [],
         signal: registerHostSignal,
         signalArgs: [registration()],
       });
