@@ -254,7 +254,7 @@ async function startGpuWorker(
     await options.client.workflow.signalWithStart(poolWorkflow, {
       workflowId: POOL_WORKFLOW_ID,
       taskQueue: POOL_TASK_QUEUE,
-      args: [{ ownQueue: true }],
+      args: [],
       signal: registerHostSignal,
       signalArgs: [registration()],
     });
@@ -277,7 +277,7 @@ async function startGpuWorker(
       await options.client.workflow.signalWithStart(poolWorkflow, {
         workflowId: POOL_WORKFLOW_ID,
         taskQueue: POOL_TASK_QUEUE,
-        args: [{ ownQueue: true }],
+        args: [],
         signal: registerHostSignal,
         signalArgs: [registration()],
       });

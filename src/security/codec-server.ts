@@ -22,14 +22,17 @@ const TOKEN = /^[A-Za-z0-9_-]{16,256}$/;
 const ALLOWED_HEADERS = 'Content-Type, X-Namespace, Authorization';
 
 const base64 = z.string().regex(/^[A-Za-z0-9+/_-]*={0,2}$/, { error: 'must be base64' });
-const bodySchema = z.object({
-  payloads: z.array(
-    z.object({
-      metadata: z.record(z.string(), base64).nullish(),
-      data: base64.nullish(),
-    }),
-    { error: 'must be a list of payloads' },
-  ),
+// Proto3 JSON leaves an empty list out: the Temporal CLI asks about a workflow without input as `{}`.
+const bodySchema = z.strictObject({
+  payloads: z
+    .array(
+      z.object({
+        metadata: z.record(z.string(), base64).nullish(),
+        data: base64.nullish(),
+      }),
+      { error: 'must be a list of payloads' },
+    )
+    .default([]),
 });
 type JsonPayload = z.infer<typeof bodySchema>['payloads'][number];
 

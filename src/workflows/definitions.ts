@@ -83,10 +83,8 @@ export interface PoolSnapshot {
   health: Record<string, HostHealth>;
   /** Latest refused registration per host name. */
   refusals?: Record<string, RegistrationRefusal>;
-  /** Each tag's finished GPU time, decayed (fair-share.ts); absent before fair share. */
+  /** Each tag's finished GPU time, decayed (fair-share.ts); absent until a lease ends. */
   usage?: Record<string, TagUsage>;
-  /** Set once the pool runs on its own queue (POOL_TASK_QUEUE); absent on the control queue. */
-  ownQueue?: boolean;
 }
 export const registerHostSignal = defineSignal<[HostRegistration]>('registerHost');
 /** A worker shutting down, signed by the identity that registered the host (unsigned ones are ignored). */

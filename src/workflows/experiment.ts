@@ -5,7 +5,6 @@ import {
   condition,
   getExternalWorkflowHandle,
   isCancellation,
-  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
@@ -131,10 +130,6 @@ class RunEnded extends Error {
 /** validate → acquire a lease → train on the leased slot → evaluate against the tag → release. */
 export async function experimentWorkflow(input: ExperimentInput): Promise<ExperimentResult> {
   const { request, experimentId } = input;
-  // Runs started before these steps were local replay with them as ordinary activities.
-  const localSteps = patched('control-steps-local');
-  const recorder = localSteps ? localControl : control;
-  const verifier = localSteps ? localAuthorizer : undefined;
   // The request carries secret values to the worker; what is shown (the state query) is its public
   // form, and every text this workflow writes (notes, reasons) is scrubbed of the run's secrets.
   const secretValues = runSecretValues(request);
@@ -230,7 +225,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     mark(status, note);
     const update = { ...pending, ...record, experimentId, status, revision: ++revision };
     pending = { events: [] };
-    await recorder.recordExperiment(update);
+    await localControl.recordExperiment(update);
   };
   const pool = getExternalWorkflowHandle(POOL_WORKFLOW_ID);
   const releaseLease = async () => {
@@ -255,14 +250,10 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       });
     const askPlacement = () => control.checkPlacement(request.requirements);
     // The record, the tag's policy and the pool's answer do not depend on each other: asked at once.
-    let tagPolicy: Awaited<ReturnType<typeof askTagPolicy>>;
-    let asked: Awaited<ReturnType<typeof askPlacement>> | undefined;
-    if (localSteps) [, tagPolicy, asked] = await Promise.all([recordValidating(), askTagPolicy(), askPlacement()]);
-    else tagPolicy = await recordValidating().then(askTagPolicy);
+    const [, tagPolicy, placement] = await Promise.all([recordValidating(), askTagPolicy(), askPlacement()]);
     if ('refusal' in tagPolicy) throw new RunEnded('validation_failed', tagPolicy.refusal);
     snapshot.metricPolicy = tagPolicy.metric;
     pending.metric = tagPolicy.metric;
-    const placement = asked ?? (await askPlacement());
     if (placement.refusal !== null || placement.hostQueue === null)
       throw new RunEnded('validation_failed', placement.refusal ?? 'no host to validate on');
     if (request.datasets.some(isVersionedRef)) await pinDatasets();
@@ -377,13 +368,11 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     try {
       // Bounded end to end: across a cut link the server can hand the task to a poll whose host
       // never hears of it, and only a whole-call limit ends that wait (a queue limit does not).
-      const host = patched('host-answer-bounded')
-        ? proxyActivities<HostActivities>({
-            taskQueue: granted.hostQueue,
-            scheduleToCloseTimeout: wait,
-            retry: { initialInterval: '1s', maximumAttempts: 3 },
-          })
-        : hostActivities(granted.hostQueue, wait);
+      const host = proxyActivities<HostActivities>({
+        taskQueue: granted.hostQueue,
+        scheduleToCloseTimeout: wait,
+        retry: { initialInterval: '1s', maximumAttempts: 3 },
+      });
       return await host.runStatus(experimentId);
     } catch (error) {
       if (error instanceof ActivityFailure && !isCancellation(error)) return null;
@@ -518,7 +507,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
 
   // A promotion's holdout evaluation is authorized by its parent, the promotion workflow (which
   // verified the promoter's signature); only a workflow can start a child, so no client can forge it.
-  const evaluation = input.purpose === 'evaluation' && patched('evaluation-purpose');
+  const evaluation = input.purpose === 'evaluation';
   if (evaluation) {
     const parent = workflowInfo().parent?.workflowId;
     if (parent === undefined || !isPromotionId(parent))
@@ -528,9 +517,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       );
     snapshot.submittedBy = input.submittedBy ?? parent;
     pending.submittedBy = snapshot.submittedBy;
-  }
-  // Runs started before credentials carry no signature and are not asked for one on replay.
-  else if (patched('authorize-submit')) {
+  } else {
     // Refused before anything is recorded or placed: the workflow fails with the named error.
     const identity = await requirePermission(
       {
@@ -546,7 +533,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
         },
         acceptedAt: workflowInfo().startTime.toISOString(),
       },
-      verifier,
+      localAuthorizer,
     );
     snapshot.submittedBy = identity.name;
     pending.submittedBy = identity.name;

@@ -3,7 +3,7 @@ export { experimentWorkflow } from './experiment.js';
 export { poolWorkflow } from './pool.js';
 export { tagWorkflow } from './tag.js';
 export { smokeWorkflow } from './smoke.js';
-export { logSessionWorkflow, readLogWorkflow } from './read-log.js';
+export { logSessionWorkflow } from './read-log.js';
 export { readPatchWorkflow } from './read-patch.js';
 export { catalogQueryWorkflow } from './catalog-query.js';
 export { healthCheckWorkflow } from './health.js';

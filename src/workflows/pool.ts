@@ -5,8 +5,6 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
-  makeContinueAsNewFunc,
-  patched,
   proxyActivities,
   setHandler,
   uuid4,
@@ -45,7 +43,7 @@ import { PERMISSION_DENIED } from '../domain/authorization.js';
 import { drainOutcome, silenceLimitMs, type HostRegistration } from '../domain/fleet.js';
 import { DEFAULT_HEARTBEAT_LIMIT_MS } from '../domain/limits.js';
 import { authorizer, requirePermission } from './authorize.js';
-import { CONTROL_TASK_QUEUE, POOL_TASK_QUEUE } from '../shared/constants.js';
+import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 import type { createLeaseHolderActivities } from '../activities/lease-holders.js';
 
 /** Continue-as-new well before Temporal's limits so thousands of leases keep the history small. */
@@ -234,11 +232,6 @@ export async function poolWorkflow(carried?: Partial<PoolSnapshot>): Promise<voi
     const digest = registration.authorization?.digest ?? null;
     const sameIncarnation =
       known?.online && registration.incarnation !== undefined && known.incarnation === registration.incarnation;
-    if (!patched('verify-registrations')) {
-      if (sameIncarnation) known!.lastHeartbeat = Date.now();
-      else register(registration, null);
-      return;
-    }
     if (sameIncarnation && digest !== null && known!.verifiedDigest === digest) {
       known!.lastHeartbeat = Date.now();
       return;
@@ -273,7 +266,6 @@ export async function poolWorkflow(carried?: Partial<PoolSnapshot>): Promise<voi
     if (pool.hosts[host]?.online) takeOffline(host, reason);
   });
   setHandler(deregisterHostSignal, async ({ host, incarnation, authorization }) => {
-    if (!patched('verify-deregistrations')) return takeOffline(host, `worker on ${host} shut down`);
     const entry = pool.hosts[host];
     if (!entry?.online || entry.incarnation !== incarnation) return;
     const verdict = await authorizer.authorize({
@@ -365,10 +357,7 @@ export async function poolWorkflow(carried?: Partial<PoolSnapshot>): Promise<voi
 
   const isOnline = (entry: SlotEntry) => pool.hosts[entry.slot.host]?.online ?? false;
   /** How long this host may stay silent: never less than two of its own heartbeat periods. */
-  const limitOf = (host: HostEntry) =>
-    patched('silence-limit-covers-heartbeat')
-      ? silenceLimitMs(pool.heartbeatLimitMs, host.heartbeatMs)
-      : pool.heartbeatLimitMs;
+  const limitOf = (host: HostEntry) => silenceLimitMs(pool.heartbeatLimitMs, host.heartbeatMs);
   const nextExpiryMs = () => {
     const online = Object.values(pool.hosts).filter((host) => host.online);
     if (online.length === 0) return undefined;
@@ -467,10 +456,8 @@ export async function poolWorkflow(carried?: Partial<PoolSnapshot>): Promise<voi
       draining: entry.draining,
       localDatasets: pool.hosts[entry.slot.host]?.datasets ?? [],
     }));
-    // Fair share between tags (fair-share.ts) orders the queue for runs since it was introduced.
-    const fairShare = patched('fair-share');
-    const boundedRecords = patched('bounded-placement-records');
-    const loads = fairShare ? poolLoads(pool, now) : undefined;
+    // Fair share between tags (fair-share.ts) orders the queue.
+    const loads = poolLoads(pool, now);
     // Leases are taken synchronously; the winners are told concurrently, one round trip for all.
     const grants = assignSlots(views, pool.queue, pool.policy, now, loads).map((grant) => {
       const entry = pool.slots.find((e) => e.slot.slotId === grant.slotId)!;
@@ -493,7 +480,7 @@ export async function poolWorkflow(carried?: Partial<PoolSnapshot>): Promise<voi
           ...lease,
           slot: entry.slot,
           // Bounded: a grant's size (and this history's growth) does not grow with the fleet.
-          placement: boundedRecords ? boundPlacementRecord(grant.record) : grant.record,
+          placement: boundPlacementRecord(grant.record),
         });
       } catch {
         // The experiment ended while waiting: the slot goes back.
@@ -502,29 +489,21 @@ export async function poolWorkflow(carried?: Partial<PoolSnapshot>): Promise<voi
       }
     });
     // Requests that arrive while the grants travel are placed at once, not after the grants land.
-    if (patched('grants-told-in-background'))
-      for (const telling of told) {
-        inFlight.add(telling);
-        void telling.finally(() => inFlight.delete(telling));
-      }
-    else await Promise.all(told);
+    for (const telling of told) {
+      inFlight.add(telling);
+      void telling.finally(() => inFlight.delete(telling));
+    }
 
     const info = workflowInfo();
-    // A pool started on the control queue (by an earlier version) moves to its own. Known from its
-    // state, not workflowInfo().taskQueue, which names the worker's queue (another one on replay).
-    const ownQueue = patched('pool-own-queue');
     if (
-      (ownQueue && !pool.ownQueue) ||
       info.continueAsNewSuggested ||
       info.historyLength > HISTORY_EVENTS_LIMIT ||
-      (patched('continue-as-new-by-size') && info.historySize > HISTORY_BYTES_LIMIT)
+      info.historySize > HISTORY_BYTES_LIMIT
     ) {
       await Promise.all(inFlight);
       await condition(allHandlersFinished);
       if (pool.usage) pool.usage = pruneUsage(pool.usage, Date.now());
-      if (ownQueue)
-        await makeContinueAsNewFunc<typeof poolWorkflow>({ taskQueue: POOL_TASK_QUEUE })({ ...pool, ownQueue: true });
-      else await continueAsNew<typeof poolWorkflow>(pool);
+      await continueAsNew<typeof poolWorkflow>(pool);
     }
   }
 }

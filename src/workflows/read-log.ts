@@ -22,25 +22,6 @@ export const HOST_LOG_ANSWER_SECONDS = 10;
 /** A log session with no read for this long ends (its reader is gone). */
 const SESSION_IDLE = '2 minutes';
 
-/**
- * Reads part of a run's log from the host that ran it (one page per workflow). Kept for the
- * histories of earlier versions; `expctl logs` now reads through a log session.
- */
-export async function readLogWorkflow(input: {
-  hostQueue: string;
-  experimentId: string;
-  offset: number;
-  maxBytes: number;
-}) {
-  const host = proxyActivities<ReturnType<typeof createHostActivities>>({
-    taskQueue: input.hostQueue,
-    startToCloseTimeout: '30s',
-    scheduleToCloseTimeout: '1m',
-    retry: { maximumAttempts: 3 },
-  });
-  return host.readLog(input.experimentId, input.offset, input.maxBytes);
-}
-
 /** Reads the next page from `offset`; with `waitMs`, the host holds the call until the log grows. */
 export const readLogPageUpdate = defineUpdate<LogPage, [{ offset: number; maxBytes: number; waitMs: number }]>(
   'readLogPage',

@@ -2,7 +2,6 @@ import {
   allHandlersFinished,
   condition,
   continueAsNew,
-  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -79,16 +78,13 @@ export async function tagWorkflow(tag: string, carried?: TagState): Promise<void
   setHandler(
     configureTagUpdate,
     async (policy, authorization) => {
-      // Tags configured before credentials replay without the check.
-      if (patched('authorize-configure')) {
-        await requirePermission({
-          authorization,
-          action: 'configure_tag',
-          target: tagWorkflowId(tag),
-          content: policy,
-          acceptedAt: new Date().toISOString(),
-        });
-      }
+      await requirePermission({
+        authorization,
+        action: 'configure_tag',
+        target: tagWorkflowId(tag),
+        content: policy,
+        acceptedAt: new Date().toISOString(),
+      });
       state = { ...state, policy: { ...state.policy, ...policy } };
       return state;
     },

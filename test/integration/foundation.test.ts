@@ -7,9 +7,7 @@ import { NativeConnection } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createGpuWorker } from '../../src/gpu-worker/worker.js';
 import { createOrchestratorWorker } from '../../src/orchestrator/worker.js';
-import { CONTROL_TASK_QUEUE, hostTaskQueue, POOL_TASK_QUEUE } from '../../src/shared/constants.js';
-import { poolWorkflow } from '../../src/workflows/pool.js';
-import { poolStateQuery } from '../../src/workflows/definitions.js';
+import { CONTROL_TASK_QUEUE, hostTaskQueue } from '../../src/shared/constants.js';
 import { dataConverter } from '../../src/temporal/connection.js';
 import { PortInUseError, startDevServer } from '../../src/temporal/dev-server.js';
 import { freePort } from '../../src/shared/ports.js';
@@ -34,27 +32,6 @@ describe('foundation on a real Temporal dev server', () => {
     expect(result.control).toBe(`control worker pid ${process.pid}`);
     expect(result.host).toBe('smokehost');
     expect(result.slots).toBe(2);
-  });
-
-  it('moves a pool started on the control queue (by an earlier version) onto its own queue', async () => {
-    // Another ID than the fleet's pool, so the stack's own pool is not disturbed.
-    const handle = await stack.client.workflow.start(poolWorkflow, {
-      workflowId: `pool-migration-${Date.now()}`,
-      taskQueue: CONTROL_TASK_QUEUE,
-      args: [undefined],
-    });
-    try {
-      await eventually(async () => {
-        const description = await handle.describe();
-        expect(description.taskQueue).toBe(POOL_TASK_QUEUE);
-        expect(description.runId).not.toBe(handle.firstExecutionRunId);
-        return true;
-      }, 60_000);
-      // It carries its state on: the new run holds the same (empty) fleet and answers queries.
-      expect((await handle.query(poolStateQuery)).ownQueue).toBe(true);
-    } finally {
-      await handle.terminate('test done');
-    }
   });
 
   it('makes the custom search attributes queryable through a list query', async () => {

@@ -21,10 +21,10 @@ import { waitFor } from '../helpers/wait.js';
 /**
  * Determinism guard: histories recorded from real runs must replay against today's workflow code.
  * Committed fixtures catch a change that breaks running workflows; fresh runs cover every path.
- * Re-record the fixtures with EXPCTL_RECORD_HISTORIES=1 when a change is deliberately incompatible
- * (and version the workflow with patched() instead, if old runs may still be in flight). After a
- * patched() change, keep the old fixtures and add the new recordings under a dated name
- * (2026-11-27-*.json: local control steps, the pool on its own queue), so both paths stay guarded.
+ * Nothing is released yet, so workflows change freely: after a deliberate change, re-record with
+ * `EXPCTL_RECORD_HISTORIES=1 npx vitest run test/integration/replay.test.ts`. From the first
+ * release on, the fixtures recorded from each released version are kept beside the new ones and
+ * a change that breaks them ships as a patch or a new worker version (README, "Design notes").
  */
 const HISTORIES = path.join(FIXTURES, 'histories');
 

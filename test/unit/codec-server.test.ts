@@ -109,6 +109,14 @@ describe('expctl codec-server (the Web UI remote codec)', () => {
     expect(((await decoded.json()) as { payloads: unknown[] }).payloads).toEqual([plain]);
   });
 
+  it('answers an empty list for a body with no payloads (proto3 JSON leaves an empty list out)', async () => {
+    for (const body of [{}, { payloads: [] }]) {
+      const decoded = await post(`/${token}/decode`, body);
+      expect(decoded.status).toBe(200);
+      expect(await decoded.json()).toEqual({ payloads: [] });
+    }
+  });
+
   it('answers CORS for the UI origin only, preflight included', async () => {
     const preflight = await fetch(`${server.url}/${token}/decode`, {
       method: 'OPTIONS',
