@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { CATEGORIES } from '../domain/request.js';
+import { DEFAULT_METRIC } from '../domain/decision.js';
 import { DEFAULT_WAIT_FOR_DATA_SECONDS } from '../domain/dataset-refs.js';
 import { DEFAULT_POOL_HEARTBEAT_MS, MISSED_HEARTBEATS_BEFORE_LOST } from '../domain/fleet.js';
 import { MAX_BATCH_SIZE } from '../domain/tournament.js';
@@ -173,7 +174,11 @@ function requestOptions(command: Command, { variants = false } = {}): Command {
         `limit of the setup phase (default ${DEFAULT_SETUP_TIMEOUT_SECONDS})`,
         occurrences,
       )
-      .option('--metric <name>', "metric that decides (default: the tag's, val_bpb for a new tag)", occurrences)
+      .option(
+        '--metric <name>',
+        `metric that decides (default: the tag's, ${DEFAULT_METRIC.name} for a new tag)`,
+        occurrences,
+      )
       .option('--maximize', 'higher metric is better (default: lower is better)')
       .option('--simplification', 'the change removes something: an equal result is kept')
       .option(
@@ -711,7 +716,7 @@ try {
 } catch (error) {
   if (error instanceof CommanderError) {
     // Help and version are not errors; a malformed `run` request is a refusal (exit 2, the usual JSON).
-    if (error.exitCode === 0) process.exitCode = 0;
+    if (error.exitCode === 0) process.exitCode = EXIT_CODES.decided;
     else if (process.argv[2] === 'run') {
       await refuseRun(`invalid experiment request: ${error.message.replace(/^error: /, '')}`, {
         json: wantsJson({ json: ownArgs.includes('--json') }),

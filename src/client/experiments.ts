@@ -10,8 +10,7 @@ import { publicRequest } from '../domain/redact.js';
 import {
   parseExperimentRequest,
   RequestValidationError,
-  TAG_PATTERN,
-  TAG_PATTERN_TEXT,
+  tagProblem,
   type ExperimentRequest,
   type ExperimentRequestInput,
 } from '../domain/request.js';
@@ -206,7 +205,8 @@ export async function cancelExperiment(client: Client, experimentId: string): Pr
 /** IDs of a tag's queued or running experiments, from Temporal's visibility. */
 export async function* activeExperimentIds(client: Client, tag: string): AsyncGenerator<string> {
   // The tag goes into a visibility query: only a well-formed tag name may.
-  if (!TAG_PATTERN.test(tag)) throw new Error(`tag ${JSON.stringify(tag)} must be ${TAG_PATTERN_TEXT}`);
+  const problem = tagProblem(tag);
+  if (problem) throw new Error(problem);
   for await (const execution of client.workflow.list({
     query: `WorkflowType = 'experimentWorkflow' AND ExpctlTag = '${tag}' AND ExecutionStatus = 'Running'`,
   }))
@@ -215,7 +215,8 @@ export async function* activeExperimentIds(client: Client, tag: string): AsyncGe
 
 /** How many experiments Temporal's visibility holds whose tag starts with `prefix` (0 where it cannot count). */
 export async function countExperimentsOfTags(client: Client, prefix: string): Promise<number> {
-  if (!TAG_PATTERN.test(prefix)) throw new Error(`tag prefix ${JSON.stringify(prefix)} must be ${TAG_PATTERN_TEXT}`);
+  const problem = tagProblem(prefix, 'tag prefix');
+  if (problem) throw new Error(problem);
   const answer = await client.workflow.count(`ExpctlTag STARTS_WITH '${prefix}'`).catch(() => ({ count: 0 }));
   return answer.count;
 }

@@ -7,7 +7,7 @@ import {
   MetricNameSchema,
   RequirementsSchema,
   TAG_PATTERN,
-  TAG_PATTERN_TEXT,
+  TAG_RULE,
 } from '../domain/request.js';
 import { LOGS_DEFAULT_TAIL_BYTES } from '../domain/limits.js';
 import { MAX_BATCH_SIZE } from '../domain/tournament.js';
@@ -23,7 +23,7 @@ import { PRIORITY_RANGE } from '../cli/parse.js';
 const request = ExperimentRequestSchema.shape;
 const requirements = RequirementsSchema.shape;
 
-const tag = z.string().regex(TAG_PATTERN, `a tag is ${TAG_PATTERN_TEXT}`);
+const tag = z.string().regex(TAG_PATTERN, TAG_RULE);
 /** Commits and IDs become positional arguments: a leading "-" would read as a flag. */
 const gitRef = z
   .string()
