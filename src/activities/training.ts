@@ -28,6 +28,7 @@ import { PRIVATE_DIR_MODE, PRIVATE_FILE } from '../security/files.js';
 import { datasetVariables, type PinnedDataset } from '../domain/dataset-refs.js';
 import { layOutDatasets, type LayoutRoots } from '../gpu-worker/dataset-layout.js';
 import { recheckOnLeasedHost, resolvedInputVariables, type HostResolution } from './request-check.js';
+import { RUN_NOT_ON_HOST } from '../shared/constants.js';
 
 export interface TrainingDeps {
   slot: Slot;
@@ -434,9 +435,6 @@ export function createTrainingActivities(deps: TrainingDeps) {
     },
   };
 }
-
-/** The failure type awaitTraining reports when the host has nothing of the run (the workflow calls it lost). */
-export const RUN_NOT_ON_HOST = 'RunNotOnHost';
 
 /** The supervisor enforces the kill limit this long after the worker would (it only acts when no worker does). */
 const SUPERVISOR_DEADLINE_SLACK_MS = 5000;

@@ -56,6 +56,9 @@ export function budgetOverrunSeconds(timeBudgetSeconds: number, reportedTraining
  */
 export const LOGS_DEFAULT_TAIL_BYTES = 1 << 20;
 
+/** Events after which a long-lived workflow (pool, tag, dataset) continues as new, well before Temporal's limits. */
+export const HISTORY_EVENTS_LIMIT = 2_000;
+
 /** A training task silent this long is taken for lost, once its host too fails to answer for the run. */
 export const TRAIN_HEARTBEAT_TIMEOUT_SECONDS = 10;
 

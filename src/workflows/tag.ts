@@ -12,7 +12,7 @@ import { applyOutcome, guardProblem, newTagState, type GuardRule, type TagState 
 import { ENV_NAME_PATTERN, ENV_NAME_TEXT } from '../domain/environment.js';
 import { MAX_CONSECUTIVE_CRASHES, MAX_GUARD_CHARS, MAX_GUARDS } from '../domain/bounds.js';
 import { strategyChangeProblem } from '../domain/strategy.js';
-import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
+import { CONTROL_ACTIVITY } from './control-retry.js';
 import {
   configureTagUpdate,
   recordBatchUpdate,
@@ -22,12 +22,10 @@ import {
 } from './definitions.js';
 import { applyTournament } from '../domain/tournament.js';
 import { requirePermission } from './authorize.js';
-
-const HISTORY_EVENTS_LIMIT = 2_000;
+import { HISTORY_EVENTS_LIMIT } from '../domain/limits.js';
 
 const catalog = proxyActivities<ReturnType<typeof createCatalogActivities>>({
-  taskQueue: CONTROL_TASK_QUEUE,
-  startToCloseTimeout: '30s',
+  ...CONTROL_ACTIVITY,
   retry: { initialInterval: '1s', maximumAttempts: 5 },
 });
 
