@@ -9,7 +9,7 @@ import { latestProgress, parseSummaryBlock, type Progress } from '../domain/metr
 import type { ExperimentRequest } from '../domain/request.js';
 import { addWorktree, localRepository, removeWorktree } from '../gpu-worker/git.js';
 import { DeferredCleanup } from '../gpu-worker/deferred-cleanup.js';
-import { boundMetrics, capTailBytes, LOG_TAIL_BYTES, LogFollower } from '../gpu-worker/log-follower.js';
+import { boundMetrics, capTailBytes, LogFollower } from '../gpu-worker/log-follower.js';
 import { detectContainment, type ContainmentSupport, type RunContainment } from '../gpu-worker/containment.js';
 import { adoptRun, startRun, type StartedRun, type SupervisorExit } from '../gpu-worker/run-process.js';
 import { isSupervisor, touchAttached } from '../gpu-worker/reconcile.js';
@@ -19,7 +19,7 @@ import { writeArtifactManifest } from '../gpu-worker/artifacts.js';
 import { runFiles } from '../gpu-worker/run-files.js';
 import { publicRequest, runSecretValues, scrubMetrics, scrubText } from '../domain/redact.js';
 import { readRunSecrets, workerSecretValues, writeRunSecrets } from '../gpu-worker/run-secrets.js';
-import { killLimitSeconds } from '../domain/limits.js';
+import { killLimitSeconds, LOG_TAIL_BYTES } from '../domain/limits.js';
 import { computeTimings } from '../domain/timings.js';
 import { commandInTree } from '../gpu-worker/confine.js';
 import { planSetup, runSetup, trainingEnvironment } from '../gpu-worker/setup.js';

@@ -9,7 +9,7 @@ import {
   TAG_PATTERN,
   TAG_RULE,
 } from '../domain/request.js';
-import { LOGS_DEFAULT_TAIL_BYTES } from '../domain/limits.js';
+import { LOG_PAGE_DEFAULT_BYTES, LOG_PAGE_MAX_BYTES } from '../domain/limits.js';
 import { MAX_BATCH_SIZE } from '../domain/tournament.js';
 import { isRemoteRepo } from '../gpu-worker/git.js';
 import { PRIORITY_RANGE } from '../cli/parse.js';
@@ -114,9 +114,6 @@ export const SuggestInput = z.strictObject({
   all_categories: z.boolean().optional().describe('also list the categories the tag never used'),
 });
 
-/** The CLI has no paging flags for logs (only --all), so the server pages what `logs --all` prints. */
-export const LOG_PAGE_MAX_BYTES = LOGS_DEFAULT_TAIL_BYTES;
-export const LOG_PAGE_DEFAULT_BYTES = 64 * 1024;
 export const LogsInput = z.strictObject({
   id,
   offset: z.number().int().min(0).optional().describe('byte offset in the log (default: its last `limit` bytes)'),
