@@ -9,6 +9,7 @@ import { hijackRefusal } from '../domain/environment.js';
 import { publicRequest } from '../domain/redact.js';
 import {
   parseExperimentRequest,
+  parsePriority,
   RequestValidationError,
   tagProblem,
   type ExperimentRequest,
@@ -112,7 +113,7 @@ export async function submitExperiment(
   await checkHijackVariables(client, request);
   const credential = options.credential ?? loadCredential();
   const experimentId = experimentIdFor(request.tag, request.idempotencyKey);
-  const priority = options.priority ?? 0;
+  const priority = parsePriority(options.priority);
   const fingerprint = fingerprintRequest(experimentId, request, priority);
   // The memo is shown by the Web UI as it is: only public text goes there.
   const shown = publicRequest(request);

@@ -55,6 +55,18 @@ export const METRIC_NAME_TEXT =
 const tagName = z.string().regex(TAG_PATTERN, TAG_RULE);
 export const MetricNameSchema = z.string().regex(METRIC_NAME_PATTERN, METRIC_NAME_TEXT);
 
+/** A submission's queue priority (higher is placed first); the CLI, the MCP server and the client read it here. */
+export const PRIORITY_RANGE = { min: -1000, max: 1000 } as const;
+export const PrioritySchema = z.number().int().min(PRIORITY_RANGE.min).max(PRIORITY_RANGE.max);
+
+/** The priority a submission carries (0 when none is given); RequestValidationError outside PRIORITY_RANGE. */
+export function parsePriority(priority: number | undefined): number {
+  const result = PrioritySchema.safeParse(priority ?? 0);
+  if (!result.success)
+    throw new RequestValidationError(result.error.issues.map((issue) => `priority: ${issue.message}`));
+  return result.data;
+}
+
 /**
  * A path relative to a root the worker controls (datasets root, checkpoints root, the repository):
  * never absolute, never stepping out with "..". The worker re-checks the resolved path.

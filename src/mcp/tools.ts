@@ -5,6 +5,7 @@ import {
   CATEGORIES,
   ExperimentRequestSchema,
   MetricNameSchema,
+  PrioritySchema,
   RequirementsSchema,
   TAG_PATTERN,
   TAG_RULE,
@@ -12,7 +13,6 @@ import {
 import { LOG_PAGE_DEFAULT_BYTES, LOG_PAGE_MAX_BYTES } from '../domain/limits.js';
 import { MAX_BATCH_SIZE } from '../domain/tournament.js';
 import { isRemoteRepo } from '../gpu-worker/git.js';
-import { PRIORITY_RANGE } from '../cli/parse.js';
 
 /**
  * The MCP tools as pure data: each one's input schema and the `expctl` argv it stands for. The CLI
@@ -65,7 +65,7 @@ const requestFields = {
   maximize: z.boolean().optional().describe('higher metric is better'),
   simplification: z.boolean().optional().describe('the change removes something: an equal result is kept'),
   idempotency_key: request.idempotencyKey.describe('resubmitting with the same key returns the same run'),
-  priority: z.number().int().min(PRIORITY_RANGE.min).max(PRIORITY_RANGE.max).optional(),
+  priority: PrioritySchema.optional(),
   max_replacements: request.maxReplacements.unwrap().optional(),
   env: request.env.unwrap().optional().describe('environment variables for the training command'),
   detach: z.boolean().optional().describe('return the ID at once (then call wait); else block until decided'),

@@ -33,7 +33,7 @@ import {
 } from '../domain/limits.js';
 import { classifyTraining } from '../domain/classify.js';
 import { publicRequest, runSecretValues, scrubText } from '../domain/redact.js';
-import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID, REFUSED_ON_HOST, RUN_NOT_ON_HOST } from '../shared/constants.js';
+import { POOL_WORKFLOW_ID, REFUSED_ON_HOST, RUN_NOT_ON_HOST } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
 import type { createControlActivities } from '../activities/control.js';
 import type { createHostActivities } from '../activities/host.js';
@@ -56,7 +56,7 @@ import type { ExperimentRequest } from '../domain/request.js';
 import { localAuthorizer, requirePermission } from './authorize.js';
 import { PERMISSION_DENIED } from '../domain/authorization.js';
 import { evaluationDecision, isPromotionId } from '../domain/promotion.js';
-import { CONTROL_RETRY, CONTROL_ACTIVITY, CONTROL_STEP } from './control-retry.js';
+import { CONTROL_ACTIVITY, CONTROL_STEP } from './control-retry.js';
 
 type ControlActivities = ReturnType<typeof createControlActivities>;
 type HostActivities = ReturnType<typeof createHostActivities> & ReturnType<typeof createRunStatusActivities>;
@@ -86,11 +86,7 @@ type AttemptResult = { outcome?: TrainingOutcome; lost?: string; infra?: string;
 const control = proxyActivities<ControlActivities>(CONTROL_ACTIVITY);
 
 /** Keeps a patch in the catalog, read from its host page by page: longer than one catalog write. */
-const patchKeeper = proxyActivities<ControlActivities>({
-  taskQueue: CONTROL_TASK_QUEUE,
-  startToCloseTimeout: '5m',
-  retry: CONTROL_RETRY,
-});
+const patchKeeper = proxyActivities<ControlActivities>({ ...CONTROL_ACTIVITY, startToCloseTimeout: '5m' });
 
 /**
  * The control steps that only read or write the catalog, run by the control worker that runs this

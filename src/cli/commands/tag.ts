@@ -4,6 +4,7 @@ import { ENV_NAME_PATTERN, ENV_NAME_TEXT } from '../../domain/environment.js';
 import { parseGuard } from '../../domain/guard.js';
 import { EXIT_CODES } from '../../domain/exit-codes.js';
 import { tagProblem } from '../../domain/request.js';
+import { tagPolicyProblem } from '../../domain/tag-policy.js';
 import { asRefusal } from '../refusal.js';
 import { connectClient } from '../../temporal/connection.js';
 import { CliError, formatTable, printJson, safeText, wantsJson } from '../output.js';
@@ -57,6 +58,8 @@ export function policyFromOptions(options: TagCreateOptions): Partial<TagPolicy>
         throw new Error(`--allow-env ${JSON.stringify(name)}: expected ${ENV_NAME_TEXT}`);
     policy.allowEnv = [...new Set(options.allowEnv)].sort();
   }
+  const problem = tagPolicyProblem(policy);
+  if (problem) throw new Error(problem);
   return policy;
 }
 
