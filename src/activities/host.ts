@@ -8,6 +8,7 @@ import type { Slot } from '../domain/fleet.js';
 import type { HostHealthReport } from '../domain/health.js';
 import type { EnvironmentRecord } from '../catalog/record.js';
 import { recordedVariables } from '../domain/environment.js';
+import { READ_LOG_PAGE_BYTES } from '../domain/limits.js';
 import { REDACTED, runSecretValues, scrubText, secretForms } from '../domain/redact.js';
 import { heldRunSecrets, workerSecretValues } from '../gpu-worker/run-secrets.js';
 import { queryGpus } from '../gpu-worker/discover.js';
@@ -34,9 +35,6 @@ export interface HostDeps {
 
 /** The most one readPatch page returns, whatever the caller asks for (activity results stay small). */
 export const READ_PATCH_PAGE_BYTES = 256 * 1024;
-
-/** The most one readLog page returns, whatever the caller asks for (activity results stay small). */
-export const READ_LOG_PAGE_BYTES = 256 * 1024;
 
 /** The longest a readLog call waits for a log to grow (its activity heartbeats meanwhile). */
 export const READ_LOG_MAX_WAIT_MS = 20_000;

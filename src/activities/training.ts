@@ -9,7 +9,7 @@ import { latestProgress, parseSummaryBlock, type Progress } from '../domain/metr
 import type { ExperimentRequest } from '../domain/request.js';
 import { addWorktree, localRepository, removeWorktree } from '../gpu-worker/git.js';
 import { DeferredCleanup } from '../gpu-worker/deferred-cleanup.js';
-import { boundMetrics, capTailBytes, LOG_TAIL_BYTES, LogFollower } from '../gpu-worker/log-follower.js';
+import { boundMetrics, capTailBytes, LogFollower } from '../gpu-worker/log-follower.js';
 import { detectContainment, type ContainmentSupport, type RunContainment } from '../gpu-worker/containment.js';
 import { adoptRun, startRun, type StartedRun, type SupervisorExit } from '../gpu-worker/run-process.js';
 import { isSupervisor, touchAttached } from '../gpu-worker/reconcile.js';
@@ -24,7 +24,7 @@ import {
   holdRunSecrets,
   workerSecretValues,
 } from '../gpu-worker/run-secrets.js';
-import { killLimitSeconds } from '../domain/limits.js';
+import { killLimitSeconds, LOG_TAIL_BYTES } from '../domain/limits.js';
 import { computeTimings } from '../domain/timings.js';
 import { commandInTree } from '../gpu-worker/confine.js';
 import { planSetup, runSetup, trainingEnvironment } from '../gpu-worker/setup.js';
@@ -33,6 +33,7 @@ import { PRIVATE_DIR_MODE, PRIVATE_FILE } from '../security/files.js';
 import { datasetVariables, type PinnedDataset } from '../domain/dataset-refs.js';
 import { layOutDatasets, type LayoutRoots } from '../gpu-worker/dataset-layout.js';
 import { recheckOnLeasedHost, resolvedInputVariables, type HostResolution } from './request-check.js';
+import { RUN_NOT_ON_HOST } from '../shared/constants.js';
 
 export interface TrainingDeps {
   slot: Slot;
@@ -451,9 +452,6 @@ export function createTrainingActivities(deps: TrainingDeps) {
 function hadSecrets(request: ExperimentRequest): boolean {
   return Object.keys(request.secrets ?? {}).length > 0 || Object.values(request.env).includes(REDACTED);
 }
-
-/** The failure type awaitTraining reports when the host has nothing of the run (the workflow calls it lost). */
-export const RUN_NOT_ON_HOST = 'RunNotOnHost';
 
 /** The supervisor enforces the kill limit this long after the worker would (it only acts when no worker does). */
 const SUPERVISOR_DEADLINE_SLACK_MS = 5000;

@@ -1,3 +1,4 @@
+import { DEFAULT_METRIC } from '../domain/decision.js';
 import type { TerminalStatus } from '../domain/experiment.js';
 import { resultKind } from '../domain/outcome.js';
 import { scrubText } from '../domain/redact.js';
@@ -183,7 +184,7 @@ export function tagReportHtml(tag: string, records: Listed[], fleet?: ReportExtr
   const { runsByVersion } = usedByRuns(records);
   const runs = resultRuns(records);
   const direction = runs[0]?.metricDirection ?? 'minimize';
-  const metricName = runs[0]?.metricName ?? 'val_bpb';
+  const metricName = runs[0]?.metricName ?? DEFAULT_METRIC.name;
   const points = runs.map((r, i) => {
     const kind = resultKind(r.status as TerminalStatus, r.decision);
     return { x: i + 1, y: kind === 'crash' ? null : r.metric, kind, id: r.id, label: scrubText(r.hypothesis) };

@@ -1,6 +1,7 @@
 import type { ExperimentRecord } from './record.js';
 import { resultRuns } from './reports.js';
 import { resultKind } from '../domain/outcome.js';
+import { DEFAULT_METRIC } from '../domain/decision.js';
 import type { TerminalStatus } from '../domain/experiment.js';
 
 /**
@@ -79,7 +80,7 @@ function blockValue(value: number | string | undefined): string {
  */
 export function resultsTsv(records: Listed[], columns: readonly string[] = DEFAULT_COLUMNS): string {
   const runs = resultRuns(records);
-  const metricName = runs[0]?.metricName ?? 'val_bpb';
+  const metricName = runs[0]?.metricName ?? DEFAULT_METRIC.name;
   const isMetric = (column: string) => column === 'metric' || column === metricName;
   const header = columns.map((c) => (isMetric(c) ? metricName : c));
   const lines = [header.map(tsvField).join('\t')];

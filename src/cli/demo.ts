@@ -9,6 +9,9 @@ import { submitBatch } from '../client/batches.js';
 import { commitVariant } from '../client/source.js';
 import { countExperimentsOfTags, submitExperiment } from '../client/experiments.js';
 import { startPromotion } from '../client/promotions.js';
+import { tagState } from '../client/tags.js';
+import { DEFAULT_TAG_POLICY, improvement } from '../domain/decision.js';
+import { resultKind } from '../domain/outcome.js';
 import { DEFAULT_APPROVAL_TIMEOUT_MS } from '../domain/promotion.js';
 import type { Category } from '../domain/request.js';
 import type { ExperimentResult } from '../domain/experiment.js';
@@ -108,7 +111,7 @@ async function runDemoBatch(
   const rows = result.children.map((child, i) => [
     variants[i]!.commit.slice(0, 7),
     child.metric === null ? null : child.metric.toFixed(6),
-    child.status === 'completed' ? child.decision : 'crash',
+    resultKind(child.status, child.decision),
     `${VARIANTS[i]!.hypothesis} (batch)`,
   ]);
   return { winner: winner ? { experimentId: winner.experiment_id!, metric: winner.metric! } : null, rows };
@@ -213,24 +216,29 @@ export async function runDemo(
     console.log(
       `  ${experimentId}  ${result.status.padEnd(14)} ${(result.decision ?? '-').padEnd(7)} ${result.metric?.toFixed(6) ?? '   -    '}  ${idea.hypothesis}${result.near_miss ? '  (near miss)' : ''}`,
     );
-    if (result.decision === 'keep' && (best === null || result.metric! < best.metric))
-      best = { experimentId, metric: result.metric! };
+    // A keep moved the tag's best (decision.ts): the latest kept run is the best so far.
+    if (result.decision === 'keep') best = { experimentId, metric: result.metric! };
     rows.push([
       commit.slice(0, 7),
       result.metric === null ? null : result.metric.toFixed(6),
-      result.status === 'completed' ? result.decision : 'crash',
+      resultKind(result.status, result.decision),
       idea.hypothesis,
     ]);
   }
   if (options.signal?.aborted) return;
   const batch = await runDemoBatch(client, tag, repo);
   rows.push(...batch.rows);
-  if (batch.winner && (best === null || batch.winner.metric < best.metric)) best = batch.winner;
+  if (batch.winner) best = batch.winner; // the batch's kept child: it beat the best so far
   if (options.signal?.aborted) return;
-  const ranked = rows.filter((r) => r[1] !== null).sort((a, b) => Number(a[1]) - Number(b[1]));
-  console.log(`\nLeaderboard for ${tag} (val_bpb, lower is better):`);
+  const policy = (await tagState(client, tag))?.policy ?? DEFAULT_TAG_POLICY;
+  const ranked = rows.filter((r) => r[1] !== null).sort((a, b) => improvement(policy, Number(b[1]), Number(a[1])));
+  const better = policy.direction === 'minimize' ? 'lower' : 'higher';
+  console.log(`\nLeaderboard for ${tag} (${policy.metricName}, ${better} is better):`);
   console.log(
-    formatTable(['commit', 'val_bpb', 'status', 'description'], [...ranked, ...rows.filter((r) => r[1] === null)]),
+    formatTable(
+      ['commit', policy.metricName, 'status', 'description'],
+      [...ranked, ...rows.filter((r) => r[1] === null)],
+    ),
   );
   if (best && !options.signal?.aborted) await promoteBest(client, options.catalog, best.experimentId);
   console.log(

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { CATEGORIES } from '../domain/request.js';
+import { CATEGORIES, PRIORITY_RANGE } from '../domain/request.js';
+import { DEFAULT_METRIC, DEFAULT_TAG_POLICY } from '../domain/decision.js';
 import { DEFAULT_WAIT_FOR_DATA_SECONDS } from '../domain/dataset-refs.js';
 import { DEFAULT_POOL_HEARTBEAT_MS, MISSED_HEARTBEATS_BEFORE_LOST } from '../domain/fleet.js';
 import { MAX_BATCH_SIZE } from '../domain/tournament.js';
@@ -175,7 +176,11 @@ function requestOptions(command: Command, { variants = false } = {}): Command {
         `limit of the setup phase (default ${DEFAULT_SETUP_TIMEOUT_SECONDS})`,
         occurrences,
       )
-      .option('--metric <name>', "metric that decides (default: the tag's, val_bpb for a new tag)", occurrences)
+      .option(
+        '--metric <name>',
+        `metric that decides (default: the tag's, ${DEFAULT_METRIC.name} for a new tag)`,
+        occurrences,
+      )
       .option('--maximize', 'higher metric is better (default: lower is better)')
       .option('--simplification', 'the change removes something: an equal result is kept')
       .option(
@@ -183,7 +188,11 @@ function requestOptions(command: Command, { variants = false } = {}): Command {
         'resubmitting the same request with the same key returns the same experiment',
         occurrences,
       )
-      .option('--priority <n>', 'queue priority, an integer from -1000 to 1000 (higher first; default 0)', occurrences)
+      .option(
+        '--priority <n>',
+        `queue priority, an integer from ${PRIORITY_RANGE.min} to ${PRIORITY_RANGE.max} (higher first; default 0)`,
+        occurrences,
+      )
       .option(
         '--max-replacements <n>',
         `times a run whose worker was lost is placed again (default ${DEFAULT_MAX_REPLACEMENTS})`,
@@ -262,12 +271,20 @@ tag
   .argument('<tag>', 'tag name', tagArgument)
   .option('--metric <name>', 'metric that decides', metricOption('--metric'))
   .option('--maximize', 'higher is better')
-  .option('--near-miss <threshold>', 'near-miss threshold (default 0.002)', one('--near-miss'))
-  .option('--max-crashes <n>', 'consecutive crashes before should_abort (default 3)', one('--max-crashes'))
+  .option(
+    '--near-miss <threshold>',
+    `near-miss threshold (default ${DEFAULT_TAG_POLICY.nearMissThreshold})`,
+    one('--near-miss'),
+  )
+  .option(
+    '--max-crashes <n>',
+    `consecutive crashes before should_abort (default ${DEFAULT_TAG_POLICY.maxConsecutiveCrashes})`,
+    one('--max-crashes'),
+  )
   .option('--compare-across-classes', 'compare runs on different accelerator classes')
   .option(
     '--min-improvement <x>',
-    'noise floor: keep only when the improvement exceeds X (default 0)',
+    `noise floor: keep only when the improvement exceeds X (default ${DEFAULT_TAG_POLICY.minImprovement})`,
     one('--min-improvement'),
   )
   .option(
@@ -713,7 +730,7 @@ try {
 } catch (error) {
   if (error instanceof CommanderError) {
     // Help and version are not errors; a malformed `run` request is a refusal (exit 2, the usual JSON).
-    if (error.exitCode === 0) process.exitCode = 0;
+    if (error.exitCode === 0) process.exitCode = EXIT_CODES.decided;
     else if (process.argv[2] === 'run') {
       await refuseRun(`invalid experiment request: ${error.message.replace(/^error: /, '')}`, {
         json: wantsJson({ json: ownArgs.includes('--json') }),

@@ -3,7 +3,7 @@ import { InvalidArgumentError } from 'commander';
 import { MIN_SECRET_LENGTH } from '../domain/redact.js';
 import { DEFAULT_WAIT_FOR_DATA_SECONDS } from '../domain/dataset-refs.js';
 import { ENV_NAME_PATTERN, ENV_NAME_TEXT } from '../domain/environment.js';
-import { METRIC_NAME_PATTERN, METRIC_NAME_TEXT, TAG_PATTERN, TAG_PATTERN_TEXT } from '../domain/request.js';
+import { METRIC_NAME_PATTERN, METRIC_NAME_TEXT, PRIORITY_RANGE, TAG_PATTERN, TAG_RULE } from '../domain/request.js';
 import { safeText } from './output.js';
 
 /**
@@ -79,7 +79,7 @@ export function occurrences(value: string, previous: string[] | undefined): stri
 }
 
 export function checkTag(flag: string, raw: string): string {
-  if (!TAG_PATTERN.test(raw)) throw new FlagError(`${flag} ${shown(raw)}: a tag is ${TAG_PATTERN_TEXT}`);
+  if (!TAG_PATTERN.test(raw)) throw new FlagError(`${flag} ${shown(raw)}: ${TAG_RULE}`);
   return raw;
 }
 
@@ -280,8 +280,6 @@ export interface RunFlags {
   secrets: Record<string, string>;
   waitForDataSeconds?: number;
 }
-
-export const PRIORITY_RANGE = { min: -1000, max: 1000 } as const;
 
 /** Flags that may be given many times; every other valued flag of `run` takes one value. */
 const REPEATABLE = new Set<keyof RawRunOptions>(['dataset', 'runtimeTag', 'env', 'secret']);

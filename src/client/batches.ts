@@ -7,6 +7,7 @@ import {
 import { MAX_BATCH_SIZE } from '../domain/tournament.js';
 import {
   parseExperimentRequest,
+  parsePriority,
   RequestValidationError,
   type ExperimentRequest,
   type ExperimentRequestInput,
@@ -99,7 +100,7 @@ export async function submitBatch(
     submission.deadlineSeconds === undefined
       ? undefined
       : new Date(Date.now() + submission.deadlineSeconds * 1000).toISOString();
-  const priority = submission.priority ?? 0;
+  const priority = parsePriority(submission.priority);
   const members: ExperimentInput[] = requests.map((parsed, index) => {
     const experimentId = batchMemberId(batchId, index);
     const request = { ...parsed, requirements: { ...parsed.requirements, acceleratorClass } };

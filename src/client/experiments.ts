@@ -9,9 +9,9 @@ import { hijackRefusal } from '../domain/environment.js';
 import { publicRequest } from '../domain/redact.js';
 import {
   parseExperimentRequest,
+  parsePriority,
   RequestValidationError,
-  TAG_PATTERN,
-  TAG_PATTERN_TEXT,
+  tagProblem,
   type ExperimentRequest,
   type ExperimentRequestInput,
 } from '../domain/request.js';
@@ -113,7 +113,7 @@ export async function submitExperiment(
   await checkHijackVariables(client, request);
   const credential = options.credential ?? loadCredential();
   const experimentId = experimentIdFor(request.tag, request.idempotencyKey);
-  const priority = options.priority ?? 0;
+  const priority = parsePriority(options.priority);
   const fingerprint = fingerprintRequest(experimentId, request, priority);
   // The memo is shown by the Web UI as it is: only public text goes there.
   const shown = publicRequest(request);
@@ -206,7 +206,8 @@ export async function cancelExperiment(client: Client, experimentId: string): Pr
 /** IDs of a tag's queued or running experiments, from Temporal's visibility. */
 export async function* activeExperimentIds(client: Client, tag: string): AsyncGenerator<string> {
   // The tag goes into a visibility query: only a well-formed tag name may.
-  if (!TAG_PATTERN.test(tag)) throw new Error(`tag ${JSON.stringify(tag)} must be ${TAG_PATTERN_TEXT}`);
+  const problem = tagProblem(tag);
+  if (problem) throw new Error(problem);
   for await (const execution of client.workflow.list({
     query: `WorkflowType = 'experimentWorkflow' AND ExpctlTag = '${tag}' AND ExecutionStatus = 'Running'`,
   }))
@@ -215,7 +216,8 @@ export async function* activeExperimentIds(client: Client, tag: string): AsyncGe
 
 /** How many experiments Temporal's visibility holds whose tag starts with `prefix` (0 where it cannot count). */
 export async function countExperimentsOfTags(client: Client, prefix: string): Promise<number> {
-  if (!TAG_PATTERN.test(prefix)) throw new Error(`tag prefix ${JSON.stringify(prefix)} must be ${TAG_PATTERN_TEXT}`);
+  const problem = tagProblem(prefix, 'tag prefix');
+  if (problem) throw new Error(problem);
   const answer = await client.workflow.count(`ExpctlTag STARTS_WITH '${prefix}'`).catch(() => ({ count: 0 }));
   return answer.count;
 }

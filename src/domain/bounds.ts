@@ -5,8 +5,17 @@
  * is a limit of the infrastructure that a retry could get past.
  */
 
-/** Tag names (also part of workflow IDs and file names); TAG_PATTERN in request.ts spells it out. */
+/** Tag names (also part of workflow IDs and file names); TAG_PATTERN spells it out. */
 export const MAX_TAG_CHARS = 64;
+/** Tag names: also part of workflow IDs and file names. Model names and key ids follow the same rule. */
+export const TAG_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+export const TAG_PATTERN_TEXT = 'letters, digits, "_", "." or "-" (at most 64, starting with a letter or digit)';
+/** The one message for a malformed tag, wherever a tag is checked. */
+export const TAG_RULE = `a tag is ${TAG_PATTERN_TEXT}`;
+/** The refusal of a malformed tag, naming where it came from (`tag`, `--tag`, `<tag>`); undefined when well-formed. */
+export function tagProblem(tag: string, where = 'tag'): string | undefined {
+  return TAG_PATTERN.test(tag) ? undefined : `${where} ${JSON.stringify(tag)}: ${TAG_RULE}`;
+}
 /** `--hypothesis`: one or two sentences. */
 export const MAX_HYPOTHESIS_CHARS = 2000;
 /** `--description`. */

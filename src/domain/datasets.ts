@@ -1,3 +1,5 @@
+import { EXIT_CODES } from './exit-codes.js';
+
 /**
  * Datasets as series of immutable versions, each a set of N shards with content hashes. Pure:
  * workflows, activities and the CLI import it.
@@ -91,7 +93,7 @@ export const SHARD_COUNT_MISMATCH = 'shard.count_mismatch';
 export const LATE_REFUSED = 'late.refused';
 export const VERSION_UNKNOWN = 'version.unknown';
 /** A refusal of a shard (not permission_denied): exit code 2, like a refused experiment. */
-export const DATA_REFUSAL_EXIT_CODE = 2;
+export const DATA_REFUSAL_EXIT_CODE = EXIT_CODES.validation_failed;
 
 export const SEAL_REASONS = ['complete', 'lateness'] as const;
 export type SealReason = (typeof SEAL_REASONS)[number];

@@ -176,7 +176,7 @@ export function guardHolds(guard: GuardRule, metrics: Record<string, number | st
 }
 
 /** How much better the candidate is than the best (positive: better), in the tag's direction. */
-function improvement(policy: TagPolicy, candidate: number, best: number): number {
+export function improvement(policy: TagPolicy, candidate: number, best: number): number {
   return policy.direction === 'minimize' ? best - candidate : candidate - best;
 }
 

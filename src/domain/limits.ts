@@ -50,11 +50,30 @@ export function budgetOverrunSeconds(timeBudgetSeconds: number, reportedTraining
   return over > slack ? Math.round(over * 10) / 10 : null;
 }
 
+/*
+ * Log sizes, in one place: what a run's log may grow to on its host, and how much of it travels
+ * (in an outcome, a page read through the server, an MCP answer).
+ */
+
+/** The raw log's default cap: the supervisor keeps its first 2 GiB, then only the last bytes. */
+export const DEFAULT_LOG_CAP_BYTES = 2 * 1024 ** 3;
+/** What is kept of the output beyond the cap (it holds the `---` block). */
+export const DEFAULT_LOG_TAIL_BYTES = 1024 * 1024;
+/** The outcome's log tail is capped at this many bytes (UTF-8). */
+export const LOG_TAIL_BYTES = 64 * 1024;
+/** The most one readLog page returns, whatever the caller asks for (activity results stay small). */
+export const READ_LOG_PAGE_BYTES = 256 * 1024;
 /**
  * What `expctl logs` prints of a log without `--all`: its last MiB, from a line start. Every byte
  * read passes through the server's history (and its database), so a read is bounded by default.
  */
 export const LOGS_DEFAULT_TAIL_BYTES = 1 << 20;
+/** The MCP server's log pages (the CLI has no paging flags, only --all): at most what `logs` prints by default. */
+export const LOG_PAGE_MAX_BYTES = LOGS_DEFAULT_TAIL_BYTES;
+export const LOG_PAGE_DEFAULT_BYTES = 64 * 1024;
+
+/** Events after which a long-lived workflow (pool, tag, dataset) continues as new, well before Temporal's limits. */
+export const HISTORY_EVENTS_LIMIT = 2_000;
 
 /** A training task silent this long is taken for lost, once its host too fails to answer for the run. */
 export const TRAIN_HEARTBEAT_TIMEOUT_SECONDS = 10;

@@ -1,5 +1,7 @@
 import type { TagDecision } from './decision.js';
 import type { TerminalStatus as TerminalStatusName } from './experiment.js';
+import { TAG_PATTERN, TAG_PATTERN_TEXT } from './bounds.js';
+import { EXIT_CODES } from './exit-codes.js';
 
 /**
  * Gated model promotion (BRIEF §8): the rules a promotion applies, its codes and its state. Pure:
@@ -20,9 +22,9 @@ export const DEFAULT_ALIAS = 'staging';
 export const ALIASES = ['staging', 'production'] as const;
 export type Alias = (typeof ALIASES)[number];
 
-/** Model names: part of workflow IDs. */
-export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-export const MODEL_NAME_TEXT = 'letters, digits, "_", "." or "-" (at most 64, starting with a letter or digit)';
+/** Model names: part of workflow IDs, so they follow the tag rule. */
+export const MODEL_NAME_PATTERN = TAG_PATTERN;
+export const MODEL_NAME_TEXT = TAG_PATTERN_TEXT;
 
 /** The evaluation run's environment: it is told it evaluates, on the holdout split, which model file. */
 export const EVALUATE_ENV = 'EXPCTL_EVALUATE';
@@ -238,11 +240,11 @@ export function promotionExitCode(status: PromotionStatus): number {
     case 'promoted':
     case 'running':
     case 'awaiting_approval':
-      return 0;
+      return EXIT_CODES.decided;
     case 'blocked':
     case 'rejected':
-      return 3;
+      return EXIT_CODES.run_failed;
     case 'failed':
-      return 4;
+      return EXIT_CODES.infrastructure;
   }
 }

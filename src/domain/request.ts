@@ -17,6 +17,10 @@ import {
   MAX_IDEMPOTENCY_KEY_CHARS,
   MAX_RUNTIME_TAG_CHARS,
   MAX_RUNTIME_TAGS,
+  TAG_PATTERN,
+  TAG_PATTERN_TEXT,
+  TAG_RULE,
+  tagProblem,
   utf8Bytes,
 } from './bounds.js';
 
@@ -42,16 +46,26 @@ export const CATEGORIES = [
   'other',
 ] as const;
 
-/** Tag names: also part of workflow IDs and file names. */
-export const TAG_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-export const TAG_PATTERN_TEXT = 'letters, digits, "_", "." or "-" (at most 64, starting with a letter or digit)';
+export { TAG_PATTERN, TAG_PATTERN_TEXT, TAG_RULE, tagProblem };
 /** Metric names: the keys a `---` block can carry (see parseSummaryBlock). */
 export const METRIC_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/;
 export const METRIC_NAME_TEXT =
   'a metric name as the --- block prints it: a letter or "_", then letters, digits, "_", "." or "-"';
 
-const tagName = z.string().regex(TAG_PATTERN, TAG_PATTERN_TEXT);
+const tagName = z.string().regex(TAG_PATTERN, TAG_RULE);
 export const MetricNameSchema = z.string().regex(METRIC_NAME_PATTERN, METRIC_NAME_TEXT);
+
+/** A submission's queue priority (higher is placed first); the CLI, the MCP server and the client read it here. */
+export const PRIORITY_RANGE = { min: -1000, max: 1000 } as const;
+export const PrioritySchema = z.number().int().min(PRIORITY_RANGE.min).max(PRIORITY_RANGE.max);
+
+/** The priority a submission carries (0 when none is given); RequestValidationError outside PRIORITY_RANGE. */
+export function parsePriority(priority: number | undefined): number {
+  const result = PrioritySchema.safeParse(priority ?? 0);
+  if (!result.success)
+    throw new RequestValidationError(result.error.issues.map((issue) => `priority: ${issue.message}`));
+  return result.data;
+}
 
 /**
  * A path relative to a root the worker controls (datasets root, checkpoints root, the repository):

@@ -1,5 +1,6 @@
 import { applyOutcome, type RunOutcome, type TagDecision, type TagState } from './decision.js';
 import { MAX_BATCH_VARIANTS } from './bounds.js';
+import { EXIT_CODES } from './exit-codes.js';
 
 /** The most variants one batch may hold (a batch is decided in one update of its tag): MAX_BATCH_VARIANTS of bounds.ts. */
 export const MAX_BATCH_SIZE = MAX_BATCH_VARIANTS;
@@ -77,6 +78,8 @@ export function batchGitAction(
  * when every child was refused.
  */
 export function batchExitCode(childCodes: number[]): number {
-  for (const code of [0, 3, 4, 5, 2]) if (childCodes.includes(code)) return code;
-  return childCodes[0] ?? 2;
+  const { decided, run_failed, infrastructure, canceled, validation_failed } = EXIT_CODES;
+  for (const code of [decided, run_failed, infrastructure, canceled, validation_failed])
+    if (childCodes.includes(code)) return code;
+  return childCodes[0] ?? validation_failed;
 }

@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import { LOG_TAIL_BYTES } from '../domain/limits.js';
 
 export interface LogFollowerLimits {
   /** Lines kept (the most recent). */
@@ -10,9 +11,6 @@ export interface LogFollowerLimits {
 }
 
 export const DEFAULT_FOLLOWER_LIMITS: LogFollowerLimits = { keepLines: 200, keepBytes: 256 * 1024, maxLineBytes: 4096 };
-
-/** The outcome's log tail is capped at this many bytes (UTF-8). */
-export const LOG_TAIL_BYTES = 64 * 1024;
 
 const NEWLINE = 0x0a;
 const RETURN = 0x0d;

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import type { ContainmentKind } from '../domain/experiment.js';
 import { processAlive } from '../shared/processes.js';
+import { DEFAULT_LOG_CAP_BYTES, DEFAULT_LOG_TAIL_BYTES } from '../domain/limits.js';
 import {
   createRunContainment,
   killRun,
@@ -17,11 +18,6 @@ import { PRIVATE_FILE } from '../security/files.js';
 import { secretForms } from '../domain/redact.js';
 
 const SUPERVISOR = fileURLToPath(new URL('./supervisor.mjs', import.meta.url));
-
-/** The raw log's default cap: the supervisor keeps its first 2 GiB, then only the last bytes. */
-export const DEFAULT_LOG_CAP_BYTES = 2 * 1024 ** 3;
-/** What is kept of the output beyond the cap (it holds the `---` block). */
-export const DEFAULT_LOG_TAIL_BYTES = 1024 * 1024;
 
 /**
  * How the supervisor ended: `reported` is false when it died before telling how its child exited

@@ -1,5 +1,6 @@
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { PERMISSION_DENIED, PERMISSION_DENIED_EXIT_CODE } from '../domain/authorization.js';
+import { EXIT_CODES } from '../domain/exit-codes.js';
 
 /**
  * A finished `expctl` process turned into an MCP tool result. Pure, so a unit test can check it.
@@ -97,7 +98,7 @@ export function logsResult(
   limit: number,
   offset?: number,
 ): CallToolResult {
-  if (outcome.exitCode !== 0) return errorResult({ ...outcome, stdout: '' });
+  if (outcome.exitCode !== EXIT_CODES.decided) return errorResult({ ...outcome, stdout: '' });
   const page = logPage(id, outcome.stdout, limit, offset);
   const note = outcome.stderr.trim();
   const structured = { ...page, ...(note ? { note } : {}) };

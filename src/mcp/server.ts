@@ -16,6 +16,7 @@ import {
   WaitOutput,
 } from './outputs.js';
 import { jsonResult, logsResult, type CliOutcome } from './result.js';
+import { LOG_PAGE_DEFAULT_BYTES } from '../domain/limits.js';
 import {
   BatchInput,
   batchArgs,
@@ -23,7 +24,6 @@ import {
   historyArgs,
   IdInput,
   idArgs,
-  LOG_PAGE_DEFAULT_BYTES,
   LogsInput,
   logsArgs,
   RunInput,

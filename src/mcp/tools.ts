@@ -5,14 +5,14 @@ import {
   CATEGORIES,
   ExperimentRequestSchema,
   MetricNameSchema,
+  PrioritySchema,
   RequirementsSchema,
   TAG_PATTERN,
-  TAG_PATTERN_TEXT,
+  TAG_RULE,
 } from '../domain/request.js';
-import { LOGS_DEFAULT_TAIL_BYTES } from '../domain/limits.js';
+import { LOG_PAGE_DEFAULT_BYTES, LOG_PAGE_MAX_BYTES } from '../domain/limits.js';
 import { MAX_BATCH_SIZE } from '../domain/tournament.js';
 import { isRemoteRepo } from '../gpu-worker/git.js';
-import { PRIORITY_RANGE } from '../cli/parse.js';
 
 /**
  * The MCP tools as pure data: each one's input schema and the `expctl` argv it stands for. The CLI
@@ -23,7 +23,7 @@ import { PRIORITY_RANGE } from '../cli/parse.js';
 const request = ExperimentRequestSchema.shape;
 const requirements = RequirementsSchema.shape;
 
-const tag = z.string().regex(TAG_PATTERN, `a tag is ${TAG_PATTERN_TEXT}`);
+const tag = z.string().regex(TAG_PATTERN, TAG_RULE);
 /** Commits and IDs become positional arguments: a leading "-" would read as a flag. */
 const gitRef = z
   .string()
@@ -65,7 +65,7 @@ const requestFields = {
   maximize: z.boolean().optional().describe('higher metric is better'),
   simplification: z.boolean().optional().describe('the change removes something: an equal result is kept'),
   idempotency_key: request.idempotencyKey.describe('resubmitting with the same key returns the same run'),
-  priority: z.number().int().min(PRIORITY_RANGE.min).max(PRIORITY_RANGE.max).optional(),
+  priority: PrioritySchema.optional(),
   max_replacements: request.maxReplacements.unwrap().optional(),
   env: request.env.unwrap().optional().describe('environment variables for the training command'),
   detach: z.boolean().optional().describe('return the ID at once (then call wait); else block until decided'),
@@ -114,9 +114,6 @@ export const SuggestInput = z.strictObject({
   all_categories: z.boolean().optional().describe('also list the categories the tag never used'),
 });
 
-/** The CLI has no paging flags for logs (only --all), so the server pages what `logs --all` prints. */
-export const LOG_PAGE_MAX_BYTES = LOGS_DEFAULT_TAIL_BYTES;
-export const LOG_PAGE_DEFAULT_BYTES = 64 * 1024;
 export const LogsInput = z.strictObject({
   id,
   offset: z.number().int().min(0).optional().describe('byte offset in the log (default: its last `limit` bytes)'),

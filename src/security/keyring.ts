@@ -4,6 +4,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { z } from 'zod';
 import { FlagError, splitCommandLine } from '../cli/parse.js';
+import { TAG_PATTERN } from '../domain/bounds.js';
 import { ConfigurationError, stateDir } from '../shared/settings.js';
 import { AccessError } from './access-error.js';
 import { assertPrivateFile, ensurePrivateDir, PRIVATE_FILE } from './files.js';
@@ -18,7 +19,8 @@ import { assertPrivateFile, ensurePrivateDir, PRIVATE_FILE } from './files.js';
  */
 
 export const KEY_BYTES = 32;
-const KEY_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** Key ids name files and payload metadata: the tag rule. */
+const KEY_ID = TAG_PATTERN;
 const BASE64_32_BYTES = /^[A-Za-z0-9+/]{43}=$/;
 /** How long a key command may take (a secret manager's CLI may be slow to answer). */
 const KEY_COMMAND_TIMEOUT_MS = 60_000;

@@ -33,3 +33,6 @@ export const CATALOG_QUERY_REFUSED = 'catalog_query_refused';
  * program that host lacks): the run ends validation_failed, never a crash or an infrastructure retry.
  */
 export const REFUSED_ON_HOST = 'refused_on_host';
+
+/** Failure type of awaitTraining when the host has nothing of the run: the workflow calls it lost. */
+export const RUN_NOT_ON_HOST = 'RunNotOnHost';

@@ -18,13 +18,9 @@ import { requirePermission } from './authorize.js';
 import type { BatchInput, BatchResult, BatchSnapshot } from './batch-state.js';
 import { batchDecisionSignal, batchMemberEndedSignal, batchStateQuery } from './definitions.js';
 import { experimentWorkflow } from './experiment.js';
-import { CONTROL_RETRY } from './control-retry.js';
+import { CONTROL_ACTIVITY } from './control-retry.js';
 
-const control = proxyActivities<ReturnType<typeof createControlActivities>>({
-  taskQueue: CONTROL_TASK_QUEUE,
-  startToCloseTimeout: '30s',
-  retry: CONTROL_RETRY,
-});
+const control = proxyActivities<ReturnType<typeof createControlActivities>>(CONTROL_ACTIVITY);
 
 /** The content a batch's submitter signs (the children carry signatures of their own). */
 export function batchSignedContent(input: BatchInput) {

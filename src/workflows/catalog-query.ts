@@ -2,6 +2,7 @@ import { proxyActivities } from '@temporalio/workflow';
 import type { createCatalogActivities } from '../activities/catalog.js';
 import type { CatalogAnswers, CatalogQuery } from '../catalog/queries.js';
 import { CATALOG_QUERY_REFUSED } from '../shared/constants.js';
+import { CONTROL_STEP_TIMEOUT } from './control-retry.js';
 
 /**
  * One read of the operating record for a reader on any host: the orchestrator's queryCatalog
@@ -9,7 +10,7 @@ import { CATALOG_QUERY_REFUSED } from '../shared/constants.js';
  */
 export async function catalogQueryWorkflow(query: CatalogQuery): Promise<CatalogAnswers[CatalogQuery['kind']]> {
   const catalog = proxyActivities<ReturnType<typeof createCatalogActivities>>({
-    startToCloseTimeout: '30s',
+    startToCloseTimeout: CONTROL_STEP_TIMEOUT,
     retry: { initialInterval: '500ms', maximumAttempts: 3, nonRetryableErrorTypes: [CATALOG_QUERY_REFUSED] },
   });
   return catalog.queryCatalog(query);

@@ -30,6 +30,7 @@ import {
 } from '../domain/datasets.js';
 import { shardPositionProblem } from '../domain/bounds.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
+import { HISTORY_EVENTS_LIMIT } from '../domain/limits.js';
 import { requirePermission } from './authorize.js';
 import { datasetVersionWorkflow } from './dataset-version.js';
 import {
@@ -41,8 +42,6 @@ import {
   shardArrivedSignal,
   versionDecidedSignal,
 } from './definitions.js';
-
-const HISTORY_EVENTS_LIMIT = 2_000;
 
 const data = proxyActivities<ReturnType<typeof createDatasetActivities>>({
   taskQueue: CONTROL_TASK_QUEUE,

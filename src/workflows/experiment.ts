@@ -32,7 +32,7 @@ import {
 } from '../domain/limits.js';
 import { classifyTraining } from '../domain/classify.js';
 import { publicRequest, runSecretValues, scrubText } from '../domain/redact.js';
-import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID, REFUSED_ON_HOST } from '../shared/constants.js';
+import { POOL_WORKFLOW_ID, REFUSED_ON_HOST, RUN_NOT_ON_HOST } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
 import type { createControlActivities } from '../activities/control.js';
 import type { createHostActivities } from '../activities/host.js';
@@ -55,7 +55,7 @@ import type { ExperimentRequest } from '../domain/request.js';
 import { localAuthorizer, requirePermission } from './authorize.js';
 import { PERMISSION_DENIED } from '../domain/authorization.js';
 import { evaluationDecision, isPromotionId } from '../domain/promotion.js';
-import { CONTROL_RETRY } from './control-retry.js';
+import { CONTROL_ACTIVITY, CONTROL_STEP } from './control-retry.js';
 
 type ControlActivities = ReturnType<typeof createControlActivities>;
 type HostActivities = ReturnType<typeof createHostActivities> & ReturnType<typeof createRunStatusActivities>;
@@ -78,24 +78,14 @@ const LEASE_REQUEST_RENEWAL = '30s';
 const BATCH_DECISION_WAIT = '7 days';
 /** How often one attempt re-attaches to a run its host still holds (each after a silence). */
 const MAX_REATTACHES = 20;
-/** awaitTraining's failure type when the host has nothing of the run (training.ts). */
-const RUN_NOT_ON_HOST = 'RunNotOnHost';
 
 /** `refused`: the request failed its checks again on the leased host (REFUSED_ON_HOST). */
 type AttemptResult = { outcome?: TrainingOutcome; lost?: string; infra?: string; refused?: string };
 
-const control = proxyActivities<ControlActivities>({
-  taskQueue: CONTROL_TASK_QUEUE,
-  startToCloseTimeout: '30s',
-  retry: CONTROL_RETRY,
-});
+const control = proxyActivities<ControlActivities>(CONTROL_ACTIVITY);
 
 /** Keeps a patch in the catalog, read from its host page by page: longer than one catalog write. */
-const patchKeeper = proxyActivities<ControlActivities>({
-  taskQueue: CONTROL_TASK_QUEUE,
-  startToCloseTimeout: '5m',
-  retry: CONTROL_RETRY,
-});
+const patchKeeper = proxyActivities<ControlActivities>({ ...CONTROL_ACTIVITY, startToCloseTimeout: '5m' });
 
 /**
  * The control steps that only read or write the catalog, run by the control worker that runs this
@@ -103,10 +93,7 @@ const patchKeeper = proxyActivities<ControlActivities>({
  * other workflows (the pool, the tag) stay ordinary activities: a local one would hold this
  * workflow's task while waiting on another workflow's task on the same worker.
  */
-const localControl = proxyLocalActivities<ControlActivities>({
-  startToCloseTimeout: '30s',
-  retry: CONTROL_RETRY,
-});
+const localControl = proxyLocalActivities<ControlActivities>(CONTROL_STEP);
 
 function hostActivities(hostQueue: string, scheduleToStartTimeout?: string) {
   return proxyActivities<HostActivities>({

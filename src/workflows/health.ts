@@ -4,6 +4,7 @@ import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import type { createControlActivities } from '../activities/control.js';
 import type { createHostActivities } from '../activities/host.js';
 import { healthReportSignal } from './definitions.js';
+import { CONTROL_STEP_TIMEOUT } from './control-retry.js';
 
 export const HEALTH_SCHEDULE_ID = 'expctl-health';
 
@@ -16,7 +17,7 @@ export async function healthCheckWorkflow(): Promise<
 > {
   const control = proxyActivities<ReturnType<typeof createControlActivities>>({
     taskQueue: CONTROL_TASK_QUEUE,
-    startToCloseTimeout: '30s',
+    startToCloseTimeout: CONTROL_STEP_TIMEOUT,
   });
   const hosts = await control.listOnlineHosts();
   const pool = getExternalWorkflowHandle(POOL_WORKFLOW_ID);

@@ -41,20 +41,17 @@ import {
 } from './definitions.js';
 import { PERMISSION_DENIED } from '../domain/authorization.js';
 import { drainOutcome, silenceLimitMs, type HostRegistration } from '../domain/fleet.js';
-import { DEFAULT_HEARTBEAT_LIMIT_MS } from '../domain/limits.js';
+import { DEFAULT_HEARTBEAT_LIMIT_MS, HISTORY_EVENTS_LIMIT } from '../domain/limits.js';
 import { authorizer, requirePermission } from './authorize.js';
-import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
+import { CONTROL_ACTIVITY } from './control-retry.js';
 import type { createLeaseHolderActivities } from '../activities/lease-holders.js';
 
-/** Continue-as-new well before Temporal's limits so thousands of leases keep the history small. */
-const HISTORY_EVENTS_LIMIT = 2_000;
 /** Or this many bytes, whichever comes first: a busy fleet's events are larger than an idle one's. */
 const HISTORY_BYTES_LIMIT = 1 << 20;
 
 /** The pool's question about its leases' holders (lease-holders.ts), on the control worker. */
 const holders = proxyActivities<ReturnType<typeof createLeaseHolderActivities>>({
-  taskQueue: CONTROL_TASK_QUEUE,
-  startToCloseTimeout: '30s',
+  ...CONTROL_ACTIVITY,
   retry: { initialInterval: '1s', maximumAttempts: 3 },
 });
 

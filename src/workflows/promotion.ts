@@ -39,13 +39,9 @@ import {
   type PromotionResult,
   type PromotionSnapshot,
 } from './promotion-definitions.js';
-import { CONTROL_RETRY } from './control-retry.js';
+import { CONTROL_ACTIVITY } from './control-retry.js';
 
-const promotion = proxyActivities<ReturnType<typeof createPromotionActivities>>({
-  taskQueue: CONTROL_TASK_QUEUE,
-  startToCloseTimeout: '30s',
-  retry: CONTROL_RETRY,
-});
+const promotion = proxyActivities<ReturnType<typeof createPromotionActivities>>(CONTROL_ACTIVITY);
 /** How long the host that trained the candidate gets to answer the integrity check. */
 const HOST_ANSWER = '60s';
 

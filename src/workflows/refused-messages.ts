@@ -7,18 +7,13 @@ import {
 } from '@temporalio/workflow';
 import type { createRefusedMessageActivities } from '../activities/refused-messages.js';
 import { PAYLOAD_REFUSED, refusalAmong, refusalOf, type RefusedPayload } from '../shared/refused-payload.js';
-import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
-import { CONTROL_RETRY } from './control-retry.js';
+import { CONTROL_ACTIVITY } from './control-retry.js';
 import { REFUSED_MESSAGES_QUERY, type RefusedMessage, type RefusedMessages } from './definitions.js';
 
 /** The latest refusals a workflow keeps in its answer (the audit trail keeps them all). */
 const RECENT_KEPT = 10;
 
-const auditor = proxyActivities<ReturnType<typeof createRefusedMessageActivities>>({
-  taskQueue: CONTROL_TASK_QUEUE,
-  startToCloseTimeout: '30s',
-  retry: CONTROL_RETRY,
-});
+const auditor = proxyActivities<ReturnType<typeof createRefusedMessageActivities>>(CONTROL_ACTIVITY);
 
 /**
  * Every workflow's guard against messages it cannot read (registered with the workflow bundle,

@@ -1,15 +1,10 @@
 import { proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { createPromotionActivities } from '../activities/promotion.js';
-import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 import { requirePermission } from './authorize.js';
 import { rollbackTarget, type RollbackInput, type RollbackResult } from './promotion-definitions.js';
-import { CONTROL_RETRY } from './control-retry.js';
+import { CONTROL_ACTIVITY } from './control-retry.js';
 
-const promotion = proxyActivities<ReturnType<typeof createPromotionActivities>>({
-  taskQueue: CONTROL_TASK_QUEUE,
-  startToCloseTimeout: '30s',
-  retry: CONTROL_RETRY,
-});
+const promotion = proxyActivities<ReturnType<typeof createPromotionActivities>>(CONTROL_ACTIVITY);
 
 /** An operator's signed rollback: the alias moves back to the version it held before (one transaction). */
 export async function rollbackWorkflow(input: RollbackInput): Promise<RollbackResult> {

@@ -1,5 +1,6 @@
 import { proxyActivities, upsertSearchAttributes } from '@temporalio/workflow';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
+import { CONTROL_STEP_TIMEOUT } from './control-retry.js';
 import { SA } from '../shared/search-attributes.js';
 import type { createControlActivities } from '../activities/control.js';
 import type { createHostActivities } from '../activities/host.js';
@@ -15,7 +16,7 @@ export async function smokeWorkflow(input: {
   ]);
   const control = proxyActivities<ReturnType<typeof createControlActivities>>({
     taskQueue: CONTROL_TASK_QUEUE,
-    startToCloseTimeout: '30s',
+    startToCloseTimeout: CONTROL_STEP_TIMEOUT,
   });
   const host = proxyActivities<ReturnType<typeof createHostActivities>>({
     taskQueue: input.hostQueue,

@@ -7,11 +7,10 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { createCatalogActivities } from '../activities/catalog.js';
-import { applyOutcome, guardProblem, newTagState, type GuardRule, type TagState } from '../domain/decision.js';
-import { ENV_NAME_PATTERN, ENV_NAME_TEXT } from '../domain/environment.js';
-import { MAX_CONSECUTIVE_CRASHES, MAX_GUARD_CHARS, MAX_GUARDS } from '../domain/bounds.js';
+import { applyOutcome, newTagState, type TagState } from '../domain/decision.js';
+import { tagPolicyProblem } from '../domain/tag-policy.js';
 import { strategyChangeProblem } from '../domain/strategy.js';
-import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
+import { CONTROL_ACTIVITY } from './control-retry.js';
 import {
   configureTagUpdate,
   recordBatchUpdate,
@@ -21,12 +20,10 @@ import {
 } from './definitions.js';
 import { applyTournament } from '../domain/tournament.js';
 import { requirePermission } from './authorize.js';
-
-const HISTORY_EVENTS_LIMIT = 2_000;
+import { HISTORY_EVENTS_LIMIT } from '../domain/limits.js';
 
 const catalog = proxyActivities<ReturnType<typeof createCatalogActivities>>({
-  taskQueue: CONTROL_TASK_QUEUE,
-  startToCloseTimeout: '30s',
+  ...CONTROL_ACTIVITY,
   retry: { initialInterval: '1s', maximumAttempts: 5 },
 });
 
@@ -90,40 +87,8 @@ export async function tagWorkflow(tag: string, carried?: TagState): Promise<void
     },
     {
       validator: (policy, _authorization) => {
-        if (policy.nearMissThreshold !== undefined && !(policy.nearMissThreshold >= 0))
-          throw new Error('nearMissThreshold must be >= 0');
-        if (
-          policy.maxConsecutiveCrashes !== undefined &&
-          !(
-            Number.isInteger(policy.maxConsecutiveCrashes) &&
-            policy.maxConsecutiveCrashes >= 1 &&
-            policy.maxConsecutiveCrashes <= MAX_CONSECUTIVE_CRASHES
-          )
-        ) {
-          throw new Error(`maxConsecutiveCrashes must be a whole number from 1 to ${MAX_CONSECUTIVE_CRASHES}`);
-        }
-        if (
-          policy.minImprovement !== undefined &&
-          !(Number.isFinite(policy.minImprovement) && policy.minImprovement >= 0)
-        ) {
-          throw new Error('minImprovement must be a finite number >= 0');
-        }
-        if (policy.nearMissThreshold !== undefined && !Number.isFinite(policy.nearMissThreshold))
-          throw new Error('nearMissThreshold must be finite');
-        if (policy.guards !== undefined) {
-          const guards: GuardRule[] = policy.guards;
-          if (!Array.isArray(guards)) throw new Error('guards must be a list');
-          if (guards.length > MAX_GUARDS) throw new Error(`a tag has at most ${MAX_GUARDS} guards`);
-          if (guards.some((guard) => typeof guard?.value === 'string' && guard.value.length > MAX_GUARD_CHARS))
-            throw new Error(`a guard has at most ${MAX_GUARD_CHARS} characters`);
-          const problem = guards.map((guard) => guardProblem(guard)).find((p) => p !== null);
-          if (problem) throw new Error(problem);
-        }
-        if (policy.allowEnv !== undefined) {
-          const names: unknown = policy.allowEnv;
-          if (!Array.isArray(names) || names.some((name) => typeof name !== 'string' || !ENV_NAME_PATTERN.test(name)))
-            throw new Error(`allowEnv must be a list of environment variable names (${ENV_NAME_TEXT})`);
-        }
+        const problem = tagPolicyProblem(policy);
+        if (problem) throw new Error(problem);
       },
     },
   );

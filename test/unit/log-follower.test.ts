@@ -2,7 +2,8 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { boundMetrics, capTailBytes, LOG_TAIL_BYTES, LogFollower } from '../../src/gpu-worker/log-follower.js';
+import { boundMetrics, capTailBytes, LogFollower } from '../../src/gpu-worker/log-follower.js';
+import { LOG_TAIL_BYTES } from '../../src/domain/limits.js';
 import { parseSummaryBlock } from '../../src/domain/metrics.js';
 
 let dir: string;

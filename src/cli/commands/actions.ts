@@ -9,7 +9,7 @@ import {
   type EnvironmentComparison,
   type RunEnvironmentFacts,
 } from '../../domain/reproduction.js';
-import { TAG_PATTERN, TAG_PATTERN_TEXT, type ExperimentRequest } from '../../domain/request.js';
+import { tagProblem, type ExperimentRequest } from '../../domain/request.js';
 import { connectClient } from '../../temporal/connection.js';
 import { asRefusal } from '../refusal.js';
 import type { CatalogView } from '../../client/catalog.js';
@@ -175,7 +175,8 @@ export async function repeatCommand(kind: 'retry' | 'rerun', id: string, options
 /** `tag stop T`: cancels every queued or running experiment of the tag. */
 export async function tagStopCommand(tag: string, options: { json?: boolean }): Promise<void> {
   // The tag goes into a visibility query: only a well-formed tag name may.
-  if (!TAG_PATTERN.test(tag)) throw new CliError(`tag ${JSON.stringify(safeText(tag))} must be ${TAG_PATTERN_TEXT}`);
+  const problem = tagProblem(tag);
+  if (problem) throw new CliError(safeText(problem));
   const client = await connectClient();
   const canceled: string[] = [];
   for await (const id of activeExperimentIds(client, tag)) {

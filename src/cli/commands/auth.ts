@@ -11,6 +11,7 @@ import {
 } from '../../security/credentials.js';
 import { connectClient } from '../../temporal/connection.js';
 import { CliError, printJson, safeText, wantsJson } from '../output.js';
+import { EXIT_CODES } from '../../domain/exit-codes.js';
 
 /** `auth init`: the issuer key pair and this user's admin credential, where missing (what `expctl dev` does). */
 export async function authInitCommand(options: { json?: boolean }): Promise<void> {
@@ -37,9 +38,15 @@ export async function authIssueCommand(options: {
   json?: boolean;
 }): Promise<void> {
   if (!(ROLES as readonly string[]).includes(options.role))
-    throw new CliError(`--role must be one of ${ROLES.join(', ')}, got "${safeText(options.role)}"`, 2);
+    throw new CliError(
+      `--role must be one of ${ROLES.join(', ')}, got "${safeText(options.role)}"`,
+      EXIT_CODES.validation_failed,
+    );
   if (!IDENTITY_NAME_PATTERN.test(options.name))
-    throw new CliError(`--name must be letters, digits, "_", ".", "@" or "-" (at most 128)`, 2);
+    throw new CliError(
+      `--name must be letters, digits, "_", ".", "@" or "-" (at most 128)`,
+      EXIT_CODES.validation_failed,
+    );
   let credential;
   try {
     credential = issueCredential({

@@ -17,6 +17,7 @@ import { CliError, printJson, safeText, wantsJson } from '../output.js';
 import { parseBatchFlags, problemAsFlag, type RawBatchOptions } from '../parse.js';
 import { followRuns } from '../progress.js';
 import { requestInput } from './experiments.js';
+import { EXIT_CODES } from '../../domain/exit-codes.js';
 
 /** A batch refused before anything started: one JSON object, exit 2, as `run` refuses. */
 export function refuseBatch(reason: string, options: { tag?: string; metric?: string; json: boolean }): void {
@@ -33,7 +34,7 @@ export function refuseBatch(reason: string, options: { tag?: string; metric?: st
   };
   if (options.json) printJson(refusal);
   else console.log(safeText(`batch refused: ${reason}`));
-  process.exitCode = 2;
+  process.exitCode = EXIT_CODES.validation_failed;
 }
 
 function printBatch(result: BatchResult, json: boolean): void {
@@ -154,7 +155,7 @@ export async function batchCommand(args: string[], raw: RawBatchOptions): Promis
 
 async function batchSnapshotOf(client: Client, batchId: string): Promise<BatchSnapshot> {
   const snapshot = await batchState(client, batchId);
-  if (!snapshot) throw new CliError(`no such batch ${JSON.stringify(safeText(batchId))}`, 2);
+  if (!snapshot) throw new CliError(`no such batch ${JSON.stringify(safeText(batchId))}`, EXIT_CODES.validation_failed);
   return snapshot;
 }
 

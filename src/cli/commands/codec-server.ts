@@ -2,6 +2,7 @@ import { payloadCodec } from '../../security/codec.js';
 import { codecToken, defaultCodecPort, startCodecServer, uiOrigins } from '../../security/codec-server.js';
 import { runningDevStack } from '../../temporal/connection.js';
 import { CliError } from '../output.js';
+import { EXIT_CODES } from '../../domain/exit-codes.js';
 
 export interface CodecServerCommandOptions {
   port?: number;
@@ -39,7 +40,7 @@ export async function codecServerCommand(options: CodecServerCommandOptions): Pr
     host: options.host,
     port: options.port ?? defaultCodecPort().port,
   });
-  const stop = () => void server.close().then(() => process.exit(0));
+  const stop = () => void server.close().then(() => process.exit(EXIT_CODES.decided));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   console.log(`expctl codec-server: listening on ${server.url} for the Web UI at ${origins.join(', ')}`);

@@ -24,10 +24,11 @@ import { openCatalog } from '../catalog-view.js';
 import { asRefusal } from '../refusal.js';
 import { CliError, formatTable, printJson, printJsonLine, safeText, wantsJson } from '../output.js';
 import { parseNumber } from '../parse.js';
+import { EXIT_CODES } from '../../domain/exit-codes.js';
 
 function checkDataset(name: string): string {
   if (!DATASET_NAME_PATTERN.test(name))
-    throw new CliError(`dataset "${safeText(name)}" must be ${DATASET_NAME_TEXT}`, 2);
+    throw new CliError(`dataset "${safeText(name)}" must be ${DATASET_NAME_TEXT}`, EXIT_CODES.validation_failed);
   return name;
 }
 
@@ -35,7 +36,7 @@ function duration(flag: string, raw: string): number {
   try {
     return parseDuration(raw);
   } catch (error) {
-    throw new CliError(`${flag}: ${(error as Error).message}`, 2);
+    throw new CliError(`${flag}: ${(error as Error).message}`, EXIT_CODES.validation_failed);
   }
 }
 
@@ -46,7 +47,7 @@ export function parseSince(raw: string, now = Date.now()): string {
   if (Number.isNaN(at))
     throw new CliError(
       `--since "${safeText(raw)}": expected an ISO time (2026-11-20T00:00Z) or a duration back from now (7d, 12h)`,
-      2,
+      EXIT_CODES.validation_failed,
     );
   return new Date(at).toISOString();
 }
@@ -86,29 +87,41 @@ function deliveryLine(d: Delivery): string {
 /** `data add DATASET FILE...`: each file a shard (0..k-1 of k, or the one `--shard i/N`). */
 export async function dataAddCommand(dataset: string, files: string[], options: DataAddOptions): Promise<void> {
   checkDataset(dataset);
-  if (files.length === 0) throw new CliError('data add needs at least one FILE', 2);
+  if (files.length === 0) throw new CliError('data add needs at least one FILE', EXIT_CODES.validation_failed);
   if (files.length > MAX_SHARDS_PER_VERSION)
-    throw new CliError(`data add: ${files.length} files; a version holds at most ${MAX_SHARDS_PER_VERSION} shards`, 2);
+    throw new CliError(
+      `data add: ${files.length} files; a version holds at most ${MAX_SHARDS_PER_VERSION} shards`,
+      EXIT_CODES.validation_failed,
+    );
   let position: { index: number; count: number } | undefined;
   if (options.shard !== undefined) {
     const match = /^(\d{1,30})\/(\d{1,30})$/.exec(options.shard);
     if (!match)
       throw new CliError(
         `--shard ${JSON.stringify(safeText(options.shard))}: expected i/N with 0 <= i < N, e.g. 3/8`,
-        2,
+        EXIT_CODES.validation_failed,
       );
     const problem = shardPositionProblem(Number(match[1]), Number(match[2]));
-    if (problem) throw new CliError(`--shard ${JSON.stringify(safeText(options.shard))}: ${problem}`, 2);
-    if (files.length > 1) throw new CliError('--shard names one shard: give one FILE with it', 2);
+    if (problem)
+      throw new CliError(
+        `--shard ${JSON.stringify(safeText(options.shard))}: ${problem}`,
+        EXIT_CODES.validation_failed,
+      );
+    if (files.length > 1)
+      throw new CliError('--shard names one shard: give one FILE with it', EXIT_CODES.validation_failed);
     position = { index: Number(match[1]), count: Number(match[2]) };
   }
   if (options.sha256 !== undefined) {
     if (!SHA256_PATTERN.test(options.sha256.toLowerCase()))
-      throw new CliError(`--sha256 "${safeText(options.sha256)}": expected 64 hex digits`, 2);
-    if (files.length > 1) throw new CliError("--sha256 declares one file's hash: give one FILE with it", 2);
+      throw new CliError(
+        `--sha256 "${safeText(options.sha256)}": expected 64 hex digits`,
+        EXIT_CODES.validation_failed,
+      );
+    if (files.length > 1)
+      throw new CliError("--sha256 declares one file's hash: give one FILE with it", EXIT_CODES.validation_failed);
   }
   if (options.records !== undefined && files.length > 1)
-    throw new CliError("--records declares one file's count: give one FILE with it", 2);
+    throw new CliError("--records declares one file's count: give one FILE with it", EXIT_CODES.validation_failed);
   const declaredRecords =
     options.records === undefined
       ? undefined
@@ -120,7 +133,7 @@ export async function dataAddCommand(dataset: string, files: string[], options: 
   const latenessMs = options.lateness === undefined ? undefined : duration('--lateness', options.lateness);
   for (const file of files) {
     const stat = await fsp.stat(file).catch(() => null);
-    if (!stat?.isFile()) throw new CliError(`${safeText(file)} is not a readable file`, 2);
+    if (!stat?.isFile()) throw new CliError(`${safeText(file)} is not a readable file`, EXIT_CODES.validation_failed);
   }
 
   const client = await connectClient();
@@ -150,7 +163,7 @@ function attempt<T>(fn: () => T): T {
   try {
     return fn();
   } catch (error) {
-    throw new CliError((error as Error).message, 2);
+    throw new CliError((error as Error).message, EXIT_CODES.validation_failed);
   }
 }
 
@@ -169,7 +182,7 @@ export async function dataWatchCommand(
   const rescanMs = options.rescan === undefined ? 5000 : duration('--rescan', options.rescan);
   const latenessMs = options.lateness === undefined ? undefined : duration('--lateness', options.lateness);
   if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory())
-    throw new CliError(`${safeText(dir)} is not a directory`, 2);
+    throw new CliError(`${safeText(dir)} is not a directory`, EXIT_CODES.validation_failed);
   const client = await connectClient();
   const json = wantsJson(options);
   const offered = new Map<string, string>();
@@ -246,7 +259,7 @@ export async function dataPolicyCommand(
   if (options.lateness !== undefined) policy.latenessMs = duration('--lateness', options.lateness);
   if (options.latePolicy !== undefined) {
     if (!(LATE_POLICIES as readonly string[]).includes(options.latePolicy))
-      throw new CliError(`--late-policy must be one of ${LATE_POLICIES.join(', ')}`, 2);
+      throw new CliError(`--late-policy must be one of ${LATE_POLICIES.join(', ')}`, EXIT_CODES.validation_failed);
     policy.latePolicy = options.latePolicy as LatePolicy;
   }
   const client = await connectClient();
@@ -283,7 +296,7 @@ export async function dataVersionsCommand(dataset: string | undefined, options: 
 export async function dataShowCommand(ref: string, options: { json?: boolean }): Promise<void> {
   const reference = parseDatasetRef(ref);
   if (reference.kind !== 'version' || reference.version === 'latest')
-    throw new CliError(`"${safeText(ref)}": expected NAME@VERSION, e.g. train@3`, 2);
+    throw new CliError(`"${safeText(ref)}": expected NAME@VERSION, e.g. train@3`, EXIT_CODES.validation_failed);
   const parsed = { dataset: reference.dataset, version: reference.version };
   const detail = await (await openCatalog()).datasetVersion(parsed.dataset, parsed.version);
   if (!detail) throw new CliError(`no dataset version ${parsed.dataset}@${parsed.version} in the catalog`);

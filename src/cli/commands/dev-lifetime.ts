@@ -1,4 +1,5 @@
 type Cleanup = () => Promise<unknown>;
+import { EXIT_CODES } from '../../domain/exit-codes.js';
 
 // SIGHUP: the terminal that started it closed; the stack stops as on Ctrl-C rather than dying mid-shutdown.
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -21,7 +22,7 @@ export class StackLifetime {
       this.log(`expctl: already stopping (${signal} again ignored) ...`);
       return;
     }
-    void this.stop().then(() => process.exit(0));
+    void this.stop().then(() => process.exit(EXIT_CODES.decided));
   };
 
   constructor(private readonly log: (line: string) => void) {}

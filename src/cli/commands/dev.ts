@@ -35,6 +35,7 @@ import { CliError } from '../output.js';
 import { runDemo } from '../demo.js';
 import { CatalogView } from '../../client/catalog.js';
 import { StackLifetime } from './dev-lifetime.js';
+import { EXIT_CODES } from '../../domain/exit-codes.js';
 
 export interface DevOptions {
   demo: boolean;
@@ -370,7 +371,7 @@ async function superviseServer(
         `expctl: the Temporal server died ${deaths.length} times within ${RESTART_WINDOW_MS / 60_000} minutes (last: ${describeExit(exit)}); giving up. See logs/temporal.log in the state directory.`,
       );
       await lifetime.stop();
-      process.exit(1);
+      process.exit(EXIT_CODES.internal_error);
     }
     const delay = restartDelayMs(deaths.length);
     log(

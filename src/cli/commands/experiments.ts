@@ -34,6 +34,7 @@ import { parseDatasetVersionWorkflowId } from '../../domain/datasets.js';
 import { dataShowCommand } from './data.js';
 import { promotionShowCommand } from './promotion.js';
 import { isPromotionId } from '../../domain/promotion.js';
+import { EXIT_CODES } from '../../domain/exit-codes.js';
 
 /** A refusal before anything was submitted, in the same shape an agent reads for every run. */
 function refusal(tag: string | undefined, reason: string, metricName: string): ExperimentResult {
@@ -96,7 +97,7 @@ async function awaitResult(client: Client, handle: ExperimentHandle, json: boole
 /** Prints a refusal of `run` (nothing was submitted) and sets exit code 2. */
 export function refuseRun(reason: string, options: { tag?: string; metric?: string; json: boolean }): void {
   printResult(refusal(options.tag, reason, options.metric ?? DEFAULT_METRIC.name), options.json);
-  process.exitCode = 2;
+  process.exitCode = EXIT_CODES.validation_failed;
 }
 
 /** The config path as the request names it: relative to the repository root. */
@@ -197,7 +198,7 @@ function quotedId(id: string): string {
 /** Refuses (exit 2) an ID that no experiment can have, before anything is asked of Temporal. */
 export function checkExperimentId(id: string): void {
   const problem = malformedIdProblem(id);
-  if (problem) throw new CliError(`no such experiment ${quotedId(id)}: ${problem}`, 2);
+  if (problem) throw new CliError(`no such experiment ${quotedId(id)}: ${problem}`, EXIT_CODES.validation_failed);
 }
 
 /** What the ID names instead of an experiment, and where to look at it. */
@@ -212,7 +213,7 @@ const OTHER_KINDS: Record<string, string> = {
 
 function notAnExperiment(error: NotAnExperimentError): CliError {
   const what = OTHER_KINDS[error.workflowType] ?? `a workflow of type ${error.workflowType}`;
-  return new CliError(`${quotedId(error.id)} is not an experiment; it is ${what}`, 2);
+  return new CliError(`${quotedId(error.id)} is not an experiment; it is ${what}`, EXIT_CODES.validation_failed);
 }
 
 async function snapshotOf(client: Client, id: string): Promise<ExperimentSnapshot> {
@@ -220,7 +221,7 @@ async function snapshotOf(client: Client, id: string): Promise<ExperimentSnapsho
   const snapshot = await experimentState(client, id).catch((error: unknown) => {
     throw error instanceof NotAnExperimentError ? notAnExperiment(error) : error;
   });
-  if (!snapshot) throw new CliError(`no such experiment ${quotedId(id)}`, 2);
+  if (!snapshot) throw new CliError(`no such experiment ${quotedId(id)}`, EXIT_CODES.validation_failed);
   return snapshot;
 }
 
@@ -483,5 +484,5 @@ export async function cancelCommand(id: string, options: { json?: boolean }): Pr
     console.error(`expctl: cancel requested for ${id} (was ${before.status}); waiting for its processes to stop ...`);
   await awaitResult(client, experimentHandle(client, id), wantsJson(options));
   // The cancel did what was asked; exit 5 is for `run`/`wait` callers who were canceled.
-  if (process.exitCode === 5) process.exitCode = 0;
+  if (process.exitCode === EXIT_CODES.canceled) process.exitCode = EXIT_CODES.decided;
 }

@@ -1,5 +1,6 @@
 import { OUTPUT_SCHEMAS, outputJsonSchema, type OutputName } from '../output-schemas.js';
 import { CliError, safeJson, safeText, wantsJson } from '../output.js';
+import { EXIT_CODES } from '../../domain/exit-codes.js';
 
 const NAMES = Object.keys(OUTPUT_SCHEMAS) as OutputName[];
 
@@ -13,6 +14,9 @@ export function schemaCommand(name: string | undefined, options: { json?: boolea
     return console.log(`outputs (expctl schema NAME prints one's JSON Schema):\n  ${NAMES.join('\n  ')}`);
   }
   if (!(NAMES as string[]).includes(name))
-    throw new CliError(`no output named ${JSON.stringify(safeText(name))}; one of ${NAMES.join(', ')}`, 2);
+    throw new CliError(
+      `no output named ${JSON.stringify(safeText(name))}; one of ${NAMES.join(', ')}`,
+      EXIT_CODES.validation_failed,
+    );
   process.stdout.write(`${safeJson(outputJsonSchema(name as OutputName))}\n`);
 }

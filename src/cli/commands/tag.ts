@@ -2,7 +2,9 @@ import { configureTag, tagState } from '../../client/tags.js';
 import { formatGuard, tagCountsSummary, type TagCounts, type TagPolicy } from '../../domain/decision.js';
 import { ENV_NAME_PATTERN, ENV_NAME_TEXT } from '../../domain/environment.js';
 import { parseGuard } from '../../domain/guard.js';
-import { TAG_PATTERN, TAG_PATTERN_TEXT } from '../../domain/request.js';
+import { EXIT_CODES } from '../../domain/exit-codes.js';
+import { tagProblem } from '../../domain/request.js';
+import { tagPolicyProblem } from '../../domain/tag-policy.js';
 import { asRefusal } from '../refusal.js';
 import { connectClient } from '../../temporal/connection.js';
 import { CliError, formatTable, printJson, safeText, wantsJson } from '../output.js';
@@ -56,6 +58,8 @@ export function policyFromOptions(options: TagCreateOptions): Partial<TagPolicy>
         throw new Error(`--allow-env ${JSON.stringify(name)}: expected ${ENV_NAME_TEXT}`);
     policy.allowEnv = [...new Set(options.allowEnv)].sort();
   }
+  const problem = tagPolicyProblem(policy);
+  if (problem) throw new Error(problem);
   return policy;
 }
 
@@ -72,13 +76,14 @@ export function tagCountsLine(tag: string, counts: TagCounts, consecutiveCrashes
 
 /** `tag create`: sets a tag's policy (metric, direction, thresholds); creates the tag if new. */
 export async function tagCreateCommand(tag: string, options: TagCreateOptions): Promise<void> {
-  if (!TAG_PATTERN.test(tag)) throw new CliError(`tag ${JSON.stringify(safeText(tag))} must be ${TAG_PATTERN_TEXT}`, 2);
+  const problem = tagProblem(tag);
+  if (problem) throw new CliError(safeText(problem), EXIT_CODES.validation_failed);
   let policy: Partial<TagPolicy>;
   try {
     policy = policyFromOptions(options);
   } catch (error) {
     // Every problem of policyFromOptions is one of the input: a refusal (exit 2), as for `run`.
-    throw new CliError(safeText((error as Error).message), 2);
+    throw new CliError(safeText((error as Error).message), EXIT_CODES.validation_failed);
   }
   const client = await connectClient();
   const state = await configureTag(client, tag, policy).catch((error: unknown) => {

@@ -10,6 +10,7 @@ import { catalogLocation, hostName, stateDir } from '../../shared/settings.js';
 import { loadCredential, loadIssuerPublicKey } from '../../security/credentials.js';
 import { narrowExistingDir } from '../../security/files.js';
 import { connectClient, connectWorkerConnection, dataConverter } from '../../temporal/connection.js';
+import { EXIT_CODES } from '../../domain/exit-codes.js';
 
 export interface WorkerOptions {
   host?: string;
@@ -26,7 +27,7 @@ function stopOnSignals(stop: () => Promise<void>): void {
   const handler = () => {
     if (stopping) return;
     stopping = true;
-    void stop().then(() => process.exit(0));
+    void stop().then(() => process.exit(EXIT_CODES.decided));
   };
   process.once('SIGINT', handler);
   process.once('SIGTERM', handler);
