@@ -159,7 +159,10 @@ describe('live progress through encrypted heartbeats', () => {
     }
     expect(run.exitCode, run.stderr as string).toBe(0);
     expect(result.children.map((c) => c.status)).toEqual(['completed', 'completed']);
-    const events = stderrEvents(run.stderr as string);
+    const all = stderrEvents(run.stderr as string);
+    // First, once: what is awaited and the command that picks it up after a Ctrl-C; then progress only.
+    expect(all[0]).toEqual({ event: 'waiting', batch_id: result.batch_id, resume: `expctl wait ${result.batch_id}` });
+    const events = all.slice(1);
     expect(events.filter((e) => e.event !== 'progress')).toEqual([]);
     expect(new Set(events.map((e) => e.batch_id))).toEqual(new Set([result.batch_id]));
     for (const [index, child] of result.children.entries()) {
@@ -181,7 +184,10 @@ describe('live progress through encrypted heartbeats', () => {
     };
     const waited = await runCli(cliEnv(), ['wait', batchId, '--json'], { cwd: repo });
     expect(waited.exitCode, waited.stderr as string).toBe(0);
-    const events = stderrEvents(waited.stderr as string);
+    const all = stderrEvents(waited.stderr as string);
+    expect(all.filter((e) => e.event === 'waiting')).toHaveLength(1);
+    const events = all.filter((e) => e.event === 'progress');
+    expect(events.length).toBe(all.length - 1);
     expect(new Set(events.map((e) => `${e.batch_id} ${e.variant} ${e.experiment_id}`))).toEqual(
       new Set([`${batchId} 1 ${children[0]}`]),
     );
