@@ -2,13 +2,14 @@
  * Three hosts that share nothing but the network: network namespaces on one bridge, the control
  * host's files hidden from the GPU hosts by a tmpfs in their own mount namespaces. The control host
  * runs `expctl dev --listen` (Temporal, orchestrator, catalog, fleet git remote); hosts a and b run
- * `expctl worker` with different fake fleets. Skipped, saying why, where namespaces are not permitted.
+ * `expctl worker` with different fake fleets. The set-up and the second test follow the operating
+ * guide's "Several hosts" block line by line. Skipped, saying why, where namespaces are not permitted.
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXPCTL } from '../helpers/cli.js';
 import { createNamespaceNetwork, namespacesUnavailable, withHidden, type NamespaceNetwork } from '../helpers/netns.js';
 import { processesUsing } from '../helpers/processes.js';
@@ -26,31 +27,47 @@ const outputs = new Map<string, string>();
 let controlDir: string;
 let control: string;
 let tag: string;
+/** The payload keyring as `expctl keys list` on the control host names it. */
+let keyFile: string;
+/** This test file's state home (test/setup-env.ts), where the control host's `expctl dev` records its stack. */
+const stateHome = process.env.XDG_STATE_HOME!;
 
 /** A long-running expctl process in a host, its output collected under `name`. */
-function spawnIn(name: string, argv: string[], env: Record<string, string>): ResultPromise {
-  const child = execa(argv[0]!, argv.slice(1), { env, extendEnv: false, reject: false, all: true });
+function spawnIn(name: string, argv: string[], env: Record<string, string>, cwd?: string): ResultPromise {
+  const child = execa(argv[0]!, argv.slice(1), { env, extendEnv: false, reject: false, all: true, cwd });
   outputs.set(name, '');
   child.all!.on('data', (chunk: Buffer) => outputs.set(name, outputs.get(name)! + chunk.toString()));
   processes.push(child);
   return child;
 }
 
-function baseEnv(home: string): Record<string, string> {
+/**
+ * What a shell of `host` has before the guide's variables: PATH, HOME and a state home of the
+ * host's own (the control host's is where its `expctl dev` records the stack; another host's
+ * names none).
+ */
+function shellEnv(host: 'control' | 'a' | 'b'): Record<string, string> {
   return {
     PATH: process.env.PATH!,
     HOME: process.env.HOME ?? os.homedir(),
-    EXPCTL_HOME: home,
-    // The payload keyring, "copied" to every host (the same file: the hosts' own files stay apart).
-    EXPCTL_KEY_FILE: inject('keyFile'),
+    XDG_STATE_HOME: host === 'control' ? stateHome : path.join(dir, host, 'state'),
   };
 }
 
-/** `expctl ARGS` as one host runs it; GPU hosts do not see the control host's files. */
-async function expctlOn(host: 'control' | 'a' | 'b', args: string[], env: Record<string, string>) {
+/** `expctl ARGS` as one host runs it, in `cwd`; GPU hosts do not see the control host's files. */
+async function expctlOn(host: 'control' | 'a' | 'b', args: string[], env: Record<string, string>, cwd?: string) {
   const command = [process.execPath, EXPCTL, ...args];
   const argv = network.inHost(host, host === 'control' ? command : withHidden([controlDir], command));
-  return execa(argv[0]!, argv.slice(1), { env, extendEnv: false, reject: false, timeout: 180_000 });
+  return execa(argv[0]!, argv.slice(1), { env, extendEnv: false, reject: false, timeout: 180_000, cwd });
+}
+
+/** Copies the files into `to` as `scp -p` keeps them: private (0600). */
+async function copyPrivate(to: string, files: string[]): Promise<void> {
+  await fs.mkdir(to, { recursive: true });
+  for (const file of files) {
+    await fs.copyFile(file, path.join(to, path.basename(file)));
+    await fs.chmod(path.join(to, path.basename(file)), 0o600);
+  }
 }
 
 /** `expctl run --detach` of the fixture on the control host: its experiment ID. */
@@ -84,57 +101,77 @@ describe.skipIf(unavailable !== null)('three hosts sharing only the network', ()
   beforeAll(async () => {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-hosts-'));
     controlDir = path.join(dir, 'control');
+    const shell = path.join(dir, 'shell');
     await fs.mkdir(controlDir);
+    await fs.mkdir(shell);
     network = await createNamespaceNetwork(['control', 'a', 'b']);
     control = network.hosts.control!.address;
+
+    // The guide: `expctl dev --no-worker --listen ADDR` on the control host, its state in ./.expctl.
+    spawnIn(
+      'control',
+      network.inHost('control', [process.execPath, EXPCTL, 'dev', '--no-worker', '--listen', control]),
+      shellEnv('control'),
+      controlDir,
+    );
+    await eventually(async () => (outputs.get('control')!.includes('Press Ctrl-C') ? true : undefined), 240_000, 500);
+    expect(outputs.get('control')).toContain('from any directory of this user finds this stack');
+    expect(outputs.get('control')).toContain(`TEMPORAL_ADDRESS=${control}:7233 expctl worker`);
+    expect(outputs.get('control')).toContain(`EXPCTL_FLEET_REMOTE=expctl+http://${control}:9418/fleet.git`);
     controlEnv = {
-      ...baseEnv(controlDir),
+      ...shellEnv('control'),
+      EXPCTL_HOME: path.join(controlDir, '.expctl'),
       EXPCTL_FLEET_REMOTE: `expctl+http://${control}:9418/fleet.git`,
       TEMPORAL_ADDRESS: `${control}:7233`,
     };
 
-    spawnIn(
-      'control',
-      network.inHost('control', [process.execPath, EXPCTL, 'dev', '--listen', control, '--no-worker', '--no-demo']),
-      {
-        ...baseEnv(controlDir),
-      },
-    );
-    await eventually(async () => (outputs.get('control')!.includes('Press Ctrl-C') ? true : undefined), 240_000, 500);
-    expect(outputs.get('control')).toContain(`EXPCTL_FLEET_REMOTE=expctl+http://${control}:9418/fleet.git`);
-
-    // Each GPU host gets a worker credential of its own; a reader on host a gets a submitter's.
+    // The guide: in another shell of the control host, in another directory (the stack pointer
+    // finds the stack), a credential for each host that works or submits, and the keyring's path.
     for (const [name, role] of [
-      ['a', 'worker'],
-      ['b', 'worker'],
+      ['gpu-a', 'worker'],
+      ['gpu-b', 'worker'],
+      ['agent', 'submitter'],
       ['reader', 'submitter'],
     ] as const) {
-      const out = path.join(dir, `${name}.credential.json`);
       const issued = await expctlOn(
         'control',
-        ['auth', 'issue', '--name', name, '--role', role, '--out', out],
-        controlEnv,
+        ['auth', 'issue', '--name', name, '--role', role, '--out', `${name}.json`],
+        shellEnv('control'),
+        shell,
       );
       expect(issued.exitCode, issued.stderr).toBe(0);
     }
+    const keys = await expctlOn('control', ['keys', 'list'], shellEnv('control'), shell);
+    expect(keys.exitCode, keys.stderr).toBe(0);
+    // Read by a program, it prints JSON (a terminal shows `payload keyring: PATH`).
+    keyFile = json(keys).source;
+    expect(keyFile).toBe(path.join(controlDir, '.expctl', 'keys', 'payload-keys.json'));
+
+    // The guide: each GPU host, with the keyring and its own worker credential copied over (the
+    // control host's files are hidden from it), `TEMPORAL_ADDRESS=… EXPCTL_KEY_FILE=…
+    // EXPCTL_CREDENTIAL_FILE=… expctl worker`; two workers on one machine id, so each its --host.
     for (const [host, fleet] of [
       ['a', 'eight-a100.csv'],
       ['b', 'two-l4.csv'],
     ] as const) {
+      await copyPrivate(path.join(dir, host), [keyFile, path.join(shell, `gpu-${host}.json`)]);
       workerEnv[host] = {
-        ...baseEnv(path.join(dir, host)),
+        ...shellEnv(host),
         PATH: `${path.join(FIXTURES, 'bin')}${path.delimiter}${process.env.PATH}`,
         FAKE_NVIDIA_SMI_FLEET: path.join(FIXTURES, 'fleets', fleet),
         TEMPORAL_ADDRESS: `${control}:7233`,
-        EXPCTL_CREDENTIAL_FILE: path.join(dir, `${host}.credential.json`),
+        EXPCTL_KEY_FILE: 'payload-keys.json',
+        EXPCTL_CREDENTIAL_FILE: `gpu-${host}.json`,
       };
       const command = [process.execPath, EXPCTL, 'worker', '--host', host, '--orphan-grace', '10'];
-      spawnIn(host, network.inHost(host, withHidden([controlDir], command)), workerEnv[host]!);
+      spawnIn(host, network.inHost(host, withHidden([controlDir], command)), workerEnv[host]!, path.join(dir, host));
     }
     readerEnv = {
-      ...baseEnv(path.join(dir, 'reader')),
+      ...shellEnv('a'),
+      EXPCTL_HOME: path.join(dir, 'reader'),
       TEMPORAL_ADDRESS: `${control}:7233`,
-      EXPCTL_CREDENTIAL_FILE: path.join(dir, 'reader.credential.json'),
+      EXPCTL_KEY_FILE: path.join(dir, 'a', 'payload-keys.json'),
+      EXPCTL_CREDENTIAL_FILE: path.join(shell, 'reader.json'),
     };
     await eventually(
       async () => {
@@ -202,6 +239,82 @@ describe.skipIf(unavailable !== null)('three hosts sharing only the network', ()
     const summary = await expctlOn('a', ['report', 'summary', '--tag', tag, '--json'], readerEnv);
     expect(summary.exitCode, summary.stderr).toBe(0);
     expect(JSON.stringify(json(summary))).toContain('1.1');
+  }, 600_000);
+
+  it("submits and reads as the guide's other hosts do, and refuses a host without the keyring or a credential", async () => {
+    const temporal = `${control}:7233`;
+    const remote = `expctl+http://${control}:9418/fleet.git`;
+    // The submitting host (GPU host a): a project of its own (the fixture's training script, its
+    // metric fixed), and the keyring and the submitter credential copied over, untracked.
+    const project = path.join(dir, 'a', 'project');
+    await fs.mkdir(project);
+    const script = await fs.readFile(path.join(FIXTURES, 'scripts', 'train.py'), 'utf8');
+    await fs.writeFile(
+      path.join(project, 'train.py'),
+      `import os\nos.environ.setdefault("VAL_BPB", "1.05")\n${script}`,
+    );
+    await execa('git', ['init', '-q', project]);
+    const commit = await commitAll(project, 'guide');
+    await copyPrivate(project, [keyFile, path.join(dir, 'shell', 'agent.json')]);
+    const guideTag = `guide-${Date.now()}`;
+    const run = ['run', '--tag', guideTag, '--hypothesis', '...', '--category', 'other', '--', 'python3', 'train.py'];
+    const submitter = { ...shellEnv('a'), TEMPORAL_ADDRESS: temporal, EXPCTL_KEY_FILE: 'payload-keys.json' };
+    const pushed = async () => {
+      const fleetGit = path.join(controlDir, '.expctl', 'git', 'fleet.git');
+      const ref = `refs/expctl/commits/${commit}`;
+      return (
+        (await execa('git', ['--git-dir', fleetGit, 'rev-parse', '--verify', '--quiet', ref], { reject: false }))
+          .exitCode === 0
+      );
+    };
+
+    // A submitter without a credential: refused before anything is pushed or started.
+    const uncredentialed = await expctlOn('a', run, { ...submitter, EXPCTL_FLEET_REMOTE: remote }, project);
+    expect(uncredentialed.exitCode, uncredentialed.stderr).toBe(6);
+    expect(json(uncredentialed)).toMatchObject({
+      error: 'permission_denied',
+      message: expect.stringMatching(/^no credential at /),
+    });
+    expect(await pushed()).toBe(false);
+
+    // The guide's submitting host: keyring, submitter credential, fleet remote; one JSON object.
+    const submitted = await expctlOn(
+      'a',
+      run,
+      { ...submitter, EXPCTL_CREDENTIAL_FILE: 'agent.json', EXPCTL_FLEET_REMOTE: remote },
+      project,
+    );
+    expect(submitted.exitCode, `${submitted.stdout}\n${submitted.stderr}`).toBe(0);
+    const result = json(submitted);
+    expect(result).toMatchObject({ status: 'completed', experiment_id: expect.any(String) });
+    expect(await pushed()).toBe(true);
+    const shown = json(await expctlOn('control', ['show', result.experiment_id, '--json'], controlEnv));
+    expect(shown.record).toMatchObject({ repo: remote, commit, tag: guideTag });
+
+    // The guide's reading host (b): only the keyring, copied into a directory of its own.
+    const reading = path.join(dir, 'b', 'reading');
+    await copyPrivate(reading, [keyFile]);
+    const reader = { ...shellEnv('b'), TEMPORAL_ADDRESS: temporal, EXPCTL_KEY_FILE: 'payload-keys.json' };
+    const summary = await expctlOn('b', ['report', 'summary', '--tag', guideTag], reader, reading);
+    expect(summary.exitCode, summary.stderr).toBe(0);
+    // The refused submission left no record: one run, none refused.
+    expect(json(summary)).toMatchObject({ tag: guideTag, runs: 1, refused: 0, best: { id: result.experiment_id } });
+
+    // A host without the keyring: refused before it sends anything.
+    const bare = path.join(dir, 'b', 'bare');
+    await fs.mkdir(bare);
+    const keyless = await expctlOn(
+      'b',
+      ['report', 'summary', '--tag', guideTag],
+      { ...shellEnv('b'), TEMPORAL_ADDRESS: temporal },
+      bare,
+    );
+    expect(keyless.exitCode, keyless.stderr).toBe(6);
+    expect(json(keyless)).toMatchObject({
+      error: 'permission_denied',
+      // A reader without the catalog's file asks the orchestrator; that fails here, saying why.
+      message: expect.stringMatching(/no payload keyring at \S*\/bare\/\.expctl\/keys\/payload-keys\.json\./),
+    });
   }, 600_000);
 
   it("ends a cut-off host's run as worker_lost, and takes the host back without a second lease", async () => {
