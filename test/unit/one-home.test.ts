@@ -42,7 +42,6 @@ describe('each rule is written in one file of src', () => {
     // Host-queue reads keep their own timeouts and retries: a host is not the control worker.
     expect(homesOf(/startToCloseTimeout: '30s'/)).toEqual([
       'workflows/health.ts',
-      'workflows/read-log.ts',
       'workflows/read-patch.ts',
       'workflows/smoke.ts',
     ]);
