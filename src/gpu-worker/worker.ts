@@ -233,6 +233,16 @@ async function startGpuWorker(
     }
   };
 
+  /** Registers this host, starting the pool first where there is none (signal-with-start). */
+  const registerWithPool = () =>
+    options.client.workflow.signalWithStart(poolWorkflow, {
+      workflowId: POOL_WORKFLOW_ID,
+      taskQueue: POOL_TASK_QUEUE,
+      args: [],
+      signal: registerHostSignal,
+      signalArgs: [registration()],
+    });
+
   /**
    * The pool is gone (terminated by hand): started again with this host's registration, which
    * now names the leases of the runs it trains, so the new pool holds them again. Every worker
@@ -251,13 +261,7 @@ async function startGpuWorker(
     log(
       `expctl worker: the pool was gone; started it again with ${host}'s registration and ${liveLeases.length} live lease(s)`,
     );
-    await options.client.workflow.signalWithStart(poolWorkflow, {
-      workflowId: POOL_WORKFLOW_ID,
-      taskQueue: POOL_TASK_QUEUE,
-      args: [],
-      signal: registerHostSignal,
-      signalArgs: [registration()],
-    });
+    await registerWithPool();
   };
 
   let registration$: Promise<void> | undefined;
@@ -274,13 +278,7 @@ async function startGpuWorker(
     async run() {
       const running = Promise.all(workers.map((worker) => worker.run()));
       // Pollers first, then registration: the pool only hands out slots somebody is polling.
-      await options.client.workflow.signalWithStart(poolWorkflow, {
-        workflowId: POOL_WORKFLOW_ID,
-        taskQueue: POOL_TASK_QUEUE,
-        args: [],
-        signal: registerHostSignal,
-        signalArgs: [registration()],
-      });
+      await registerWithPool();
       // The heartbeat is the registration itself: a pool that declared this host offline (or lost
       // its state) takes it back only through a registration, never through a bare heartbeat.
       // One heartbeat in flight at a time: during a server outage they would pile up, each retrying.
