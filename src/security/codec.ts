@@ -51,6 +51,26 @@ export function isEncrypted(payload: Payload): boolean {
   return utf8(payload.metadata?.encoding) === ENCRYPTED_ENCODING;
 }
 
+/**
+ * Payloads the Temporal server writes itself as plain JSON, never from a client's data: the
+ * details of an activity canceled before any worker started it ("ACTIVITY_ID_NOT_STARTED"), and of
+ * a run terminated by a new run of its ID. Refusing them would fail the workflow's task on every
+ * attempt (the cancellation reaches the workflow as a failure whose details it decodes), so a run
+ * canceled while its training waited on a lost host would stall for ever. They carry nothing a
+ * forger could use: the exact strings only, nothing else that is plaintext.
+ */
+const SERVER_MADE_PLAINTEXT: readonly RegExp[] = [
+  /^"ACTIVITY_ID_NOT_STARTED"$/,
+  /^"terminated by new runID: [0-9a-f-]{36}"$/,
+];
+
+export function isServerMadePlaintext(payload: Payload): boolean {
+  if (utf8(payload.metadata?.encoding) !== 'json/plain') return false;
+  if (Object.keys(payload.metadata ?? {}).length !== 1) return false;
+  const data = utf8(payload.data) ?? '';
+  return SERVER_MADE_PLAINTEXT.some((pattern) => pattern.test(data));
+}
+
 export class EncryptionCodec implements PayloadCodec {
   private keyring: Promise<Keyring>;
   /** When the keyring was last reloaded for an unknown key id (the first reload is never held back). */
@@ -104,10 +124,10 @@ export class EncryptionCodec implements PayloadCodec {
    * activities that the workers accept, and read nothing of it back. Nothing legitimate reaches
    * this decoder unencrypted: everything expctl sends goes through encode() above (`undefined` too:
    * the converter makes it a binary/null payload before the codec encrypts it); search attributes,
-   * headers and the SDK core's own marker data (patched()) never pass through codecs; and what the
-   * Temporal server makes itself (timeout, termination and cancellation failures, schedule search
-   * attributes) carries no payload of its own, only ones copied from what workers and clients sent.
-   * The Web UI's codec endpoint (codec-server.ts) is the one place plaintext passes through, for
+   * headers and the SDK core's own marker data (patched()) never pass through codecs. What the
+   * Temporal server makes itself mostly copies what workers and clients sent, with one exception:
+   * the few constant strings it writes as plain JSON (isServerMadePlaintext), which pass. The Web
+   * UI's codec endpoint (codec-server.ts) is the one other place plaintext passes through, for
    * display.
    */
   async decode(payloads: Payload[]): Promise<Payload[]> {
@@ -115,6 +135,7 @@ export class EncryptionCodec implements PayloadCodec {
   }
 
   private async decodeOne(payload: Payload): Promise<Payload> {
+    if (isServerMadePlaintext(payload)) return payload;
     if (!isEncrypted(payload)) {
       const encoding = utf8(payload.metadata?.encoding) ?? 'none';
       throw new PayloadDecodeError(

@@ -113,6 +113,25 @@ describe('the payload codec', () => {
     for (const payload of plain) await expect(codec.decode([payload])).rejects.toThrow(/^payload_not_encrypted: /);
     await expect(codec.decode([plain[0]!])).rejects.toThrow('encoding "json/plain"');
   });
+
+  it("passes only the Temporal server's own constant strings through unencrypted", async () => {
+    const env = keyEnv('server-made');
+    await initKeyring(env);
+    const codec = codecFor(env);
+    const serverMade = [
+      defaultPayloadConverter.toPayload('ACTIVITY_ID_NOT_STARTED'),
+      defaultPayloadConverter.toPayload('terminated by new runID: 0193a1c2-7b7e-7d0a-9f1e-2b3c4d5e6f70'),
+    ];
+    for (const payload of serverMade) expect(await codec.decode([payload])).toEqual([payload]);
+    const lookalikes = [
+      defaultPayloadConverter.toPayload('ACTIVITY_ID_NOT_STARTED and more'),
+      defaultPayloadConverter.toPayload({ note: 'ACTIVITY_ID_NOT_STARTED' }),
+      defaultPayloadConverter.toPayload('terminated by new runID: anything the sender likes'),
+      { ...serverMade[0]!, metadata: { ...serverMade[0]!.metadata, messageType: Buffer.from('x') } },
+    ];
+    for (const payload of lookalikes)
+      await expect(codec.decode([payload])).rejects.toThrow(/^payload_not_encrypted: /);
+  });
 });
 
 describe('the payload keyring', () => {
