@@ -129,8 +129,7 @@ describe('the payload codec', () => {
       defaultPayloadConverter.toPayload('terminated by new runID: anything the sender likes'),
       { ...serverMade[0]!, metadata: { ...serverMade[0]!.metadata, messageType: Buffer.from('x') } },
     ];
-    for (const payload of lookalikes)
-      await expect(codec.decode([payload])).rejects.toThrow(/^payload_not_encrypted: /);
+    for (const payload of lookalikes) await expect(codec.decode([payload])).rejects.toThrow(/^payload_not_encrypted: /);
   });
 });
 
