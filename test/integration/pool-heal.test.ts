@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { readPoolSettings } from '../../src/catalog/pool-settings.js';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
-import { poolStateQuery } from '../../src/workflows/definitions.js';
+import { poolStateQuery, releaseLeaseSignal, requestLeaseSignal } from '../../src/workflows/definitions.js';
+import { outputOf, runCli } from '../helpers/cli.js';
 import { makeRepo } from '../helpers/repo.js';
 import { configurePool, drain, startStack, type TestStack } from '../helpers/stack.js';
 import { resultWithin, waitFor } from '../helpers/wait.js';
@@ -108,5 +109,94 @@ describe('a pool that heals', () => {
     // An undrain is forgotten by the catalog too.
     await drain(stack.client, 'healhost/cpu1', false, 'fixed');
     expect((await readPoolSettings(stack.catalog)).drains).toEqual({});
+  });
+
+  it('`expctl pool repair` un-stalls a pool, drops only the messages it cannot read or apply, and the next run completes', async () => {
+    const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+    const stalledRun = (await pool.describe()).runId;
+    const failedTasks = async () =>
+      ((await pool.fetchHistory()).events ?? []).filter((e) => e.workflowTaskFailedEventAttributes).length;
+    const before = await failedTasks();
+    // Encrypted with the fleet's keyring, so the codec lets it through, but not a request: its handler
+    // throws, and every retry of the pool's workflow task fails on it again. The pool is stalled.
+    await pool.signal(requestLeaseSignal, null as never);
+    await waitFor(async () => (await failedTasks()) > before, 30_000);
+    // Sent while it is stalled: a legitimate request (for a class no host has, so it stays queued) ...
+    const waiting = {
+      experimentId: 'waits-for-an-h200',
+      requirements: { acceleratorClass: 'h200', gpuMemoryMb: 1_000, runtimeTags: [] },
+      priority: 0,
+    };
+    await pool.signal(requestLeaseSignal, waiting);
+    // ... and a plaintext one the codec refuses, from the real Temporal CLI.
+    const plaintext = await execa(
+      inject('temporalCli'),
+      [
+        'workflow',
+        'signal',
+        '--workflow-id',
+        POOL_WORKFLOW_ID,
+        '--name',
+        'releaseLease',
+        '--input',
+        '{"experimentId":"waits-for-an-h200"}',
+        '--address',
+        stack.address,
+        '--namespace',
+        stack.namespace,
+      ],
+      { reject: false, all: true },
+    );
+    expect(plaintext.exitCode, plaintext.all).toBe(0);
+    expect(await failedTasks()).toBeGreaterThan(before);
+
+    const env = { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace };
+    const repaired = await runCli(env, ['pool', 'repair', '--json']);
+    expect(repaired.exitCode, `${repaired.stdout}\n${repaired.stderr}`).toBe(0);
+    const report = outputOf('pool-repair', repaired) as {
+      stalled: boolean;
+      failure: string;
+      run_id: string;
+      repaired_run_id: string;
+      resent: number;
+      dropped: { signal: string; sent_by: string | null; reason: string }[];
+    };
+    expect(report).toMatchObject({ stalled: true, run_id: stalledRun });
+    expect(report.failure).toMatch(/null/);
+    expect(report.repaired_run_id).not.toBe(stalledRun);
+    // Only the two: the one that fails the pool, and the one the codec cannot read.
+    expect(report.dropped).toHaveLength(2);
+    expect(report.dropped).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          signal: 'requestLease',
+          reason: expect.stringMatching(/^the pool's task failed on it: .*null/),
+        }),
+        expect.objectContaining({
+          signal: 'releaseLease',
+          // The Temporal CLI names itself so in the history.
+          sent_by: expect.stringMatching(/^temporal-cli:/),
+          reason: expect.stringMatching(/^the codec cannot read it/),
+        }),
+      ]),
+    );
+    // The legitimate request and the workers' heartbeats were given back.
+    expect(report.resent).toBeGreaterThanOrEqual(1);
+    const state = await pool.query(poolStateQuery);
+    expect(state.queue.map((request) => request.experimentId)).toContain('waits-for-an-h200');
+    expect(state.hosts.healhost?.online).toBe(true);
+
+    // Not stalled any more: a second repair finds nothing to do, and the next run completes.
+    const again = await runCli(env, ['pool', 'repair', '--json']);
+    expect(again.exitCode, String(again.stderr)).toBe(0);
+    expect(outputOf('pool-repair', again)).toMatchObject({
+      stalled: false,
+      run_id: report.repaired_run_id,
+      resent: 0,
+      dropped: [],
+    });
+    const next = await submit('placed by the repaired pool');
+    expect(await resultWithin(next.handle, 120_000)).toMatchObject({ status: 'completed', worker: 'healhost' });
+    await pool.signal(releaseLeaseSignal, { experimentId: 'waits-for-an-h200' });
   });
 });
