@@ -3,6 +3,10 @@
  * conditions (a pid file, a state) rather than on time; only the outage's length is a sleep.
  */
 import fs from 'node:fs/promises';
+import { execa } from 'execa';
+import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
+import { poolStateQuery } from '../../src/workflows/definitions.js';
+import { ensureTemporalCli } from '../../src/temporal/temporal-cli.js';
 import { SA } from '../../src/shared/search-attributes.js';
 import { freshMetric, type DrillContext, Row } from './row.js';
 import { awaitResult, recordedExperiments } from './runs.js';
@@ -146,6 +150,45 @@ export const ROWS: RowSpec[] = [
     },
   },
   {
+    name: 'pool-terminated',
+    what: 'terminate the pool with the Temporal CLI while a run trains and one waits; the next run completes, nothing restarted',
+    async run(row, ctx) {
+      const worker = await row.worker('a', 1);
+      const orchestrator = ctx.stack.orchestrator!;
+      const trainingRun = await row.submit({ env: { STEPS: '30', STEP_SECONDS: '0.25' } });
+      await training([trainingRun]);
+      // The only slot is taken: this one waits in the pool's queue when the pool goes.
+      const queued = await row.submit({ env: { STEPS: '1' } });
+      const pool = ctx.stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+      await waitUntil(
+        async () => (await pool.query(poolStateQuery)).queue.some((r) => r.experimentId === queued.experimentId),
+        120_000,
+      );
+      const gone = (await pool.describe()).runId;
+      await terminatePool(ctx, 'drill: pool-terminated');
+      const terminatedAt = Date.now();
+      const healed = await holdsWithin(async () => {
+        const running = await pool.describe();
+        return running.runId !== gone && running.status.name === 'RUNNING';
+      }, 60_000);
+      const by = (await orchestrator.log()).includes('the pool was terminated; started it again')
+        ? 'the orchestrator'
+        : (await worker.log()).includes('the pool was gone')
+          ? 'the worker'
+          : 'nobody named in the logs';
+      row.notes.push(
+        healed
+          ? `pool running again ${((Date.now() - terminatedAt) / 1000).toFixed(1)} s after the terminate, started by ${by}`
+          : 'pool NOT running again within 60 s of the terminate',
+      );
+      if (!healed) throw new Error('the terminated pool was not started again within 60 s');
+      // The next run, submitted to the healed pool.
+      await row.submit({ env: { STEPS: '1' } });
+      if (worker.done || orchestrator.done) throw new Error('a process exited: the pool healed only by a restart');
+      return 180_000;
+    },
+  },
+  {
     name: 'duplicate-keys',
     what: 'concurrent submits, some sharing an idempotency key: one experiment per key',
     async run(row, ctx) {
@@ -250,3 +293,24 @@ export const ROWS: RowSpec[] = [
     },
   },
 ];
+
+/** Terminates the pool as an operator would, with the real Temporal CLI. */
+async function terminatePool(ctx: DrillContext, reason: string): Promise<void> {
+  const terminated = await execa(
+    await ensureTemporalCli(),
+    [
+      'workflow',
+      'terminate',
+      '--workflow-id',
+      POOL_WORKFLOW_ID,
+      '--reason',
+      reason,
+      '--address',
+      ctx.stack.address,
+      '--namespace',
+      ctx.stack.options.namespace,
+    ],
+    { reject: false, all: true },
+  );
+  if (terminated.exitCode !== 0) throw new Error(`temporal workflow terminate failed: ${terminated.all}`);
+}

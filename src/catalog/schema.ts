@@ -256,4 +256,10 @@ export const MIGRATIONS: string[] = [
      stored_at TEXT NOT NULL
    )`,
   `ALTER TABLE experiments ADD COLUMN patch_bytes INTEGER`,
+  // What an operator set on the pool (configuration, drains): a pool started again serves with it.
+  `CREATE TABLE pool_settings (
+     key TEXT PRIMARY KEY,
+     value TEXT NOT NULL,
+     updated_at TEXT NOT NULL
+   )`,
 ];

@@ -50,6 +50,7 @@ export const keysListCommand = lazy(keysModule, 'keysListCommand');
 export const keysRotateCommand = lazy(keysModule, 'keysRotateCommand');
 export const drainCommand = lazy(poolModule, 'drainCommand');
 export const poolCommand = lazy(poolModule, 'poolCommand');
+export const repairPoolCommand = lazy(poolModule, 'repairPoolCommand');
 export const setupCommand = lazy(setupModule, 'setupCommand');
 export const tagCreateCommand = lazy(tagModule, 'tagCreateCommand');
 export const tagShowCommand = lazy(tagModule, 'tagShowCommand');

@@ -42,6 +42,7 @@ import {
   keysRotateCommand,
   drainCommand,
   poolCommand,
+  repairPoolCommand,
   setupCommand,
   tagCreateCommand,
   tagShowCommand,
@@ -410,6 +411,13 @@ pool
   .argument('<target>', 'host or slot id')
   .addOption(jsonOption())
   .action((target: string, options: { json?: boolean }) => drainCommand(target, false, options));
+pool
+  .command('repair')
+  .description(
+    'repair a stalled pool (its workflow tasks failing): reset it to its last good task and give back every signal since, except those it cannot read or that fail it again; prints what it dropped',
+  )
+  .addOption(jsonOption())
+  .action(repairPoolCommand);
 
 program
   .command('worker')

@@ -388,6 +388,26 @@ export const DrainOutput = z.looseObject({
     .describe('runs still holding a lease on those slots (a drain lets them finish)'),
 });
 
+/** `pool repair`: whether the pool was stalled, and what the repair gave back and dropped. */
+export const PoolRepairOutput = z.looseObject({
+  stalled: z.boolean().describe("whether the pool's workflow tasks were failing"),
+  failure: z.string().nullable().describe("why the stalled run's latest workflow task failed"),
+  run_id: z.string().describe('the run that was repaired'),
+  repaired_run_id: z.string().describe('the run that serves now (the same when nothing was to repair)'),
+  reset_to_event_id: z.number().int().nullable().describe('the last good workflow task, reset to'),
+  resent: z.number().int().describe('signals given back to the pool'),
+  dropped: z
+    .array(
+      z.looseObject({
+        signal: z.string(),
+        event_id: z.number().int(),
+        sent_by: z.string().nullable(),
+        reason: z.string(),
+      }),
+    )
+    .describe('signals not given back: unreadable, or failing the pool'),
+});
+
 /** `health`: the latest scheduled check per host. */
 export const HealthOutput = byName(
   z.looseObject({ checked_at: timestamp, problems: z.array(z.looseObject({})), report: z.looseObject({}) }),
@@ -522,6 +542,7 @@ export const OUTPUT_SCHEMAS = {
   pool: PoolOutput,
   'pool-drain': DrainOutput,
   'pool-undrain': DrainOutput,
+  'pool-repair': PoolRepairOutput,
   health: HealthOutput,
   'data-versions': DataVersionsOutput,
   'data-show': DataShowOutput,

@@ -14,6 +14,8 @@ import {
 import { createAuthorizationActivities } from '../activities/authorization.js';
 import { createRefusedMessageActivities } from '../activities/refused-messages.js';
 import { createLeaseHolderActivities } from '../activities/lease-holders.js';
+import { createPoolSettingsActivities } from '../activities/pool-settings.js';
+import { superviseThePool } from './pool-supervisor.js';
 import { workflowWorkerDataConverter } from '../security/codec.js';
 import { createControlActivities } from '../activities/control.js';
 import { createPromotionActivities } from '../activities/promotion.js';
@@ -52,6 +54,10 @@ export interface OrchestratorOptions {
   dataDir?: string;
   /** The control worker's interceptors (observability, fault injection in tests). */
   interceptors?: WorkerInterceptors;
+  /** How often it looks for a pool that is gone, to start it again (pool-supervisor.ts; default 5 s). */
+  poolCheckMs?: number;
+  /** Where it tells its operator what it did on its own (default: stderr). */
+  log?: (line: string) => void;
 }
 
 /** The orchestrator's two workers, run and stopped as one. */
@@ -97,6 +103,7 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
       ...createCatalogActivities({ catalog }),
       ...createAuthorizationActivities({ issuer: options.issuer, catalog }),
       ...createLeaseHolderActivities({ client: options.client, catalog }),
+      ...createPoolSettingsActivities({ catalog }),
       ...createRefusedMessageActivities({
         client: options.client,
         catalog,
@@ -118,6 +125,12 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
   return {
     async run() {
       const runs = workers.map((worker) => worker.run());
+      // A pool ended by hand (or failed) is started again while the orchestrator runs.
+      const supervisor = superviseThePool({
+        client: options.client,
+        log: options.log ?? ((line) => console.error(line)),
+        ...(options.poolCheckMs !== undefined ? { everyMs: options.poolCheckMs } : {}),
+      });
       try {
         await Promise.all(runs);
       } catch (error) {
@@ -125,6 +138,8 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
         shutdown();
         await Promise.allSettled(runs);
         throw error;
+      } finally {
+        supervisor.stop();
       }
     },
     shutdown,

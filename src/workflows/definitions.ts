@@ -85,6 +85,8 @@ export interface PoolSnapshot {
   refusals?: Record<string, RegistrationRefusal>;
   /** Each tag's finished GPU time, decayed (fair-share.ts); absent until a lease ends. */
   usage?: Record<string, TagUsage>;
+  /** Operator drains by slot id, as kept in the catalog: a slot registered later starts drained. */
+  drains?: Record<string, string>;
 }
 export const registerHostSignal = defineSignal<[HostRegistration]>('registerHost');
 /** A worker shutting down, signed by the identity that registered the host (unsigned ones are ignored). */

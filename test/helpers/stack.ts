@@ -84,6 +84,8 @@ export interface TestStack {
   gpuWorker?: GpuWorkerHandle;
   /** What the stack's GPU workers told their operator, in order. */
   workerLog: string[];
+  /** What the in-process orchestrator told its operator, in order. */
+  orchestratorLog: string[];
   workDir: string;
   /** Where the orchestrator keeps the record: the SQLite file, or the PostgreSQL URL it was given. */
   catalogPath: string;
@@ -133,6 +135,7 @@ export async function startStack(options: {
   // The dataset store the orchestrator writes and the workers read (a test may name its own).
   const storeDir = process.env.EXPCTL_DATA_DIR ?? path.join(workDir, 'data');
   const catalogPath = options.catalog ?? path.join(workDir, 'catalog.sqlite');
+  const orchestratorLog: string[] = [];
   const orchestrator =
     options.orchestrator === false
       ? undefined
@@ -145,6 +148,7 @@ export async function startStack(options: {
           dataDir: storeDir,
           workflowBundle: { code: (await workflowBundle()).code },
           issuer: loadIssuerPublicKey(home),
+          log: (line) => orchestratorLog.push(line),
         });
   // Without one here, the catalog is made now, as the orchestrators the test starts would make it.
   if (!orchestrator) await (await Catalog.open(catalogPath)).close();
@@ -190,6 +194,7 @@ export async function startStack(options: {
     nativeConnection,
     ...(orchestrator ? { orchestrator } : {}),
     workerLog,
+    orchestratorLog,
     workDir,
     catalogPath,
     // The orchestrator has created and migrated it by now.

@@ -14,6 +14,7 @@ const CI_ROWS = [
   'escape',
   'kill-supervisor',
   'long-line',
+  'pool-terminated',
 ];
 
 let report: DrillReport;

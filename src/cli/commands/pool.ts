@@ -1,10 +1,11 @@
 import type { Client } from '@temporalio/client';
 import { drainTarget, NoFleetError, poolState } from '../../client/fleet.js';
+import { PoolRepairError, repairPool, type PoolRepair } from '../../client/pool-repair.js';
 import type { PoolSnapshot } from '../../workflows/definitions.js';
 import type { DrainOutcome } from '../../domain/fleet.js';
 import { poolLoads, runningLeasesOf, tagShares } from '../../domain/fair-share.js';
 import { servingOrder } from '../../domain/placement.js';
-import { connectClient } from '../../temporal/connection.js';
+import { connectClient, dataConverter } from '../../temporal/connection.js';
 import { asRefusal } from '../refusal.js';
 import { CliError, formatTable, printJson, safeText, wantsJson } from '../output.js';
 
@@ -99,4 +100,32 @@ export async function drainCommand(
   }
   if (wantsJson(options)) return printJson(outcome);
   console.log(drainText(outcome));
+}
+
+/** What a repair did, as an operator reads it. */
+export function repairText(repair: PoolRepair): string {
+  if (!repair.stalled) return `the pool is not stalled (run ${repair.runId}): nothing to repair`;
+  const lines = [
+    `the pool was stalled: ${safeText(repair.failure ?? '')}`,
+    `reset run ${repair.runId} to its last good workflow task (event ${repair.resetToEventId}); it serves as run ${repair.repairedRunId}`,
+    `gave back ${repair.resent} signal(s); dropped ${repair.dropped.length}`,
+  ];
+  for (const dropped of repair.dropped)
+    lines.push(
+      `dropped ${safeText(dropped.signal)} (event ${dropped.eventId}, sent by ${safeText(dropped.sentBy ?? 'unknown')}): ${safeText(dropped.reason)}`,
+    );
+  return lines.join('\n');
+}
+
+export async function repairPoolCommand(options: { json?: boolean }): Promise<void> {
+  const client = await connectClient();
+  let repair: PoolRepair;
+  try {
+    repair = await repairPool(client, await dataConverter());
+  } catch (error) {
+    if (error instanceof PoolRepairError) throw new CliError(`pool repair: ${error.message}`);
+    throw error;
+  }
+  if (wantsJson(options)) return printJson(repair);
+  console.log(repairText(repair));
 }

@@ -1,0 +1,47 @@
+import { setHandler } from '@temporalio/workflow';
+import { placementCheck } from '../domain/placement.js';
+import {
+  hostRegistrationQuery,
+  leaseHeldQuery,
+  onlineHostsQuery,
+  placementCheckQuery,
+  placementViewQuery,
+  poolStateQuery,
+} from './definitions.js';
+import type { PoolState } from './pool-state.js';
+
+/** The pool's answers: its whole state, and the small questions asked often (bytes, not the state). */
+export function installQueries(state: PoolState): void {
+  const { pool } = state;
+  setHandler(poolStateQuery, () => pool);
+  setHandler(placementCheckQuery, (requirements) =>
+    placementCheck(
+      pool.slots.map((entry) => entry.slot),
+      pool.hosts,
+      requirements,
+      pool.policy,
+    ),
+  );
+  setHandler(placementViewQuery, () => ({
+    slots: pool.slots.map((entry) => entry.slot),
+    hosts: Object.fromEntries(
+      Object.values(pool.hosts).map((host) => [host.host, { online: host.online, hostQueue: host.hostQueue }]),
+    ),
+    policy: pool.policy,
+    heartbeatLimitMs: pool.heartbeatLimitMs,
+  }));
+  setHandler(hostRegistrationQuery, (host) => ({
+    online: pool.hosts[host]?.online ?? false,
+    incarnation: pool.hosts[host]?.incarnation ?? null,
+    refusal: pool.refusals?.[host] ?? null,
+  }));
+  setHandler(onlineHostsQuery, () =>
+    Object.values(pool.hosts)
+      .filter((entry) => entry.online)
+      .map((entry) => ({ host: entry.host, hostQueue: entry.hostQueue })),
+  );
+  setHandler(leaseHeldQuery, ({ slotId, leaseId }) => {
+    const entry = pool.slots.find((e) => e.slot.slotId === slotId);
+    return entry?.lease?.leaseId === leaseId && (pool.hosts[entry.slot.host]?.online ?? false);
+  });
+}

@@ -1,0 +1,121 @@
+import { addUsage } from '../domain/fair-share.js';
+import { DEFAULT_PLACEMENT_POLICY } from '../domain/placement.js';
+import { DEFAULT_HEARTBEAT_LIMIT_MS } from '../domain/limits.js';
+import type { PoolSnapshot, SlotEntry } from './definitions.js';
+
+export function emptyPool(): PoolSnapshot {
+  return {
+    hosts: {},
+    slots: [],
+    queue: [],
+    policy: DEFAULT_PLACEMENT_POLICY,
+    heartbeatLimitMs: DEFAULT_HEARTBEAT_LIMIT_MS,
+    leasesGranted: 0,
+    health: {},
+    refusals: {},
+  };
+}
+
+/** A lease revocation decided in a handler, delivered by the main loop (handlers cannot await). */
+export interface PendingRevocation {
+  experimentId: string;
+  leaseId: string;
+  reason: string;
+}
+
+/**
+ * The one state every phase of the pool shares: the snapshot (what continues as new), whether the
+ * main loop has work, revocations to deliver, and the background calls still on their way.
+ */
+export class PoolState {
+  readonly pool: PoolSnapshot;
+  dirty = true;
+  readonly pendingRevocations: PendingRevocation[] = [];
+  /** Grant signals and holder checks on their way (each wakes the loop when it lands). */
+  readonly inFlight = new Set<Promise<void>>();
+
+  constructor(carried?: Partial<PoolSnapshot>) {
+    this.pool = { ...emptyPool(), ...carried };
+  }
+
+  touch(): void {
+    this.dirty = true;
+  }
+
+  /** Keeps a background call until it lands: the pool continues as new only when none is on its way. */
+  track(call: Promise<void>): void {
+    this.inFlight.add(call);
+    void call.finally(() => this.inFlight.delete(call));
+  }
+
+  slotsOf(host: string): SlotEntry[] {
+    return this.pool.slots.filter((entry) => entry.slot.host === host);
+  }
+
+  leased(): SlotEntry[] {
+    return this.pool.slots.filter((entry) => entry.lease !== null);
+  }
+
+  isOnline(entry: SlotEntry): boolean {
+    return this.pool.hosts[entry.slot.host]?.online ?? false;
+  }
+
+  /** Frees the slot; the lease's GPU time goes to its tag's recent use (fair share). */
+  endLease(entry: SlotEntry): void {
+    const lease = entry.lease;
+    entry.lease = null;
+    if (lease?.tag === undefined) return;
+    const now = Date.now();
+    this.pool.usage = {
+      ...this.pool.usage,
+      [lease.tag]: addUsage(this.pool.usage?.[lease.tag], (now - lease.grantedAt) / 1000, now),
+    };
+  }
+
+  /** Revokes the host's leases, except those of runs its worker says it still holds. */
+  revokeHost(host: string, reason: string, keep: readonly string[] = []): void {
+    for (const entry of this.slotsOf(host)) {
+      if (!entry.lease || keep.includes(entry.lease.experimentId)) continue;
+      this.pendingRevocations.push({ experimentId: entry.lease.experimentId, leaseId: entry.lease.leaseId, reason });
+      this.endLease(entry);
+    }
+  }
+
+  /** Offline in one step: no lease is granted on the host until its worker registers again. */
+  takeOffline(host: string, reason: string): void {
+    const entry = this.pool.hosts[host];
+    if (entry) {
+      entry.online = false;
+      entry.offlineReason = reason;
+    }
+    this.revokeHost(host, reason);
+    this.touch();
+  }
+}
+
+/**
+ * The state a pool re-created after it was gone starts from: the last state of the run that was
+ * ended, with its hosts given a full heartbeat limit from now (they heartbeat to the new run) and
+ * its leases held, so no run is stopped and no slot given away twice. Its settings (heartbeat
+ * limit, policy, operator drains) come from the catalog at start; refusals are not carried.
+ */
+export function rebuiltPool(last: PoolSnapshot, now: number): Partial<PoolSnapshot> {
+  const hosts = Object.fromEntries(
+    Object.entries(last.hosts).map(([name, host]) => [
+      name,
+      host.online ? { ...host, lastHeartbeat: Math.max(host.lastHeartbeat, now) } : host,
+    ]),
+  );
+  // Operator drains come from the catalog at start, like every other setting: none is carried.
+  const slots = last.slots.map((entry) =>
+    entry.drainedBy === 'operator' ? { ...entry, draining: false, drainReason: null, drainedBy: null } : entry,
+  );
+  return {
+    hosts,
+    slots,
+    queue: last.queue,
+    leasesGranted: last.leasesGranted,
+    health: last.health,
+    ...(last.usage ? { usage: last.usage } : {}),
+  };
+}
