@@ -31,7 +31,13 @@ import {
   TRAIN_HEARTBEAT_TIMEOUT_SECONDS,
 } from '../domain/limits.js';
 import { classifyTraining } from '../domain/classify.js';
-import { publicRequest, runSecretValues, scrubText } from '../domain/redact.js';
+import {
+  publicRequest,
+  runSecretValues,
+  scrubText,
+  unsealedSecretNames,
+  unsealedSecretsRefusal,
+} from '../domain/redact.js';
 import { POOL_WORKFLOW_ID, REFUSED_ON_HOST, RUN_NOT_ON_HOST } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
 import type { createControlActivities } from '../activities/control.js';
@@ -239,6 +245,8 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     // The record, the tag's policy and the pool's answer do not depend on each other: asked at once.
     const [, tagPolicy, placement] = await Promise.all([recordValidating(), askTagPolicy(), askPlacement()]);
     if ('refusal' in tagPolicy) throw new RunEnded('validation_failed', tagPolicy.refusal);
+    const unsealed = unsealedSecretNames(request);
+    if (unsealed.length > 0) throw new RunEnded('validation_failed', unsealedSecretsRefusal(unsealed));
     snapshot.metricPolicy = tagPolicy.metric;
     pending.metric = tagPolicy.metric;
     if (placement.refusal !== null || placement.hostQueue === null)
