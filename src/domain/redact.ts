@@ -24,6 +24,19 @@ export function isSealedSecret(value: string): boolean {
   return value.startsWith(SEALED_SECRET_PREFIX);
 }
 
+/** What sealing adds to a value's bytes: the ephemeral public key (32), the IV (12) and the GCM tag (16). */
+const SEALING_OVERHEAD_BYTES = 32 + 12 + 16;
+
+/**
+ * The UTF-8 bytes of a variable's value as the training process receives it: a sealed value is
+ * measured by what it opens to, so sealing never pushes a secret over the bounds it met at submit.
+ */
+export function variableValueBytes(value: string): number {
+  if (!isSealedSecret(value)) return new TextEncoder().encode(value).length;
+  const encoded = value.slice(value.lastIndexOf(':') + 1).length;
+  return Math.max(0, Math.floor((encoded * 3) / 4) - SEALING_OVERHEAD_BYTES);
+}
+
 /** Values shorter than this are never scrubbed by value (and `--secret` refuses them). */
 export const MIN_SECRET_LENGTH = 4;
 

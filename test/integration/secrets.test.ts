@@ -315,6 +315,16 @@ describe('--secret', () => {
       reason: expect.stringContaining('a value given with --secret is also written in --env COPY'),
     });
     expectNoToken('the refusal', `${exposed.stdout as string}${exposed.stderr as string}`);
+
+    // A submitter without the workers' public key cannot seal: refused before anything starts, saying where to get it.
+    const unsealable = await cli(runArgs('secrets', ['--secret', 'API_TOKEN']), {
+      API_TOKEN: TOKEN,
+      EXPCTL_SEAL_PUBLIC_KEY_FILE: path.join(scratch, 'absent', 'worker-seal.pub'),
+    });
+    expect(unsealable.exitCode).toBe(6);
+    expect(`${unsealable.stdout as string}${unsealable.stderr as string}`).toMatch(
+      /no worker sealing key at .*absent\/worker-seal\.pub: --secret values are sealed for the fleet's GPU workers/,
+    );
   });
 
   it('survives a worker restart: the adopting worker says it cannot scrub by value; the supervisor still does, and nothing reaches the disk', async () => {

@@ -2,7 +2,15 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fieldsHoldingSecrets, publicRequest, runSecretValues, unsealedSecretNames } from '../../src/domain/redact.js';
+import { MAX_ENV_VALUE_BYTES } from '../../src/domain/bounds.js';
+import {
+  fieldsHoldingSecrets,
+  publicRequest,
+  runSecretValues,
+  unsealedSecretNames,
+  variableValueBytes,
+} from '../../src/domain/redact.js';
+import { ExperimentRequestSchema } from '../../src/domain/request.js';
 import {
   ensureUnsealingKey,
   loadSealingKey,
@@ -118,6 +126,22 @@ describe('sealed secrets', () => {
     });
     expect(runSecretValues(request)).toEqual([VALUE]);
     expect(unsealedSecretNames(request)).toEqual(['PLAIN_TOKEN']);
+  });
+
+  it('are bounded by what they open to, so a secret at the bound still passes once sealed', async () => {
+    const sealing = await loadSealingKey(files);
+    for (const value of [VALUE, 'x'.repeat(MAX_ENV_VALUE_BYTES), 'é'.repeat(MAX_ENV_VALUE_BYTES / 2)]) {
+      const sealed = sealSecret(sealing, RUN, 'API_TOKEN', value);
+      expect(variableValueBytes(sealed)).toBe(Buffer.byteLength(value));
+    }
+    const atBound = sealSecret(sealing, RUN, 'API_TOKEN', 'x'.repeat(MAX_ENV_VALUE_BYTES));
+    expect(Buffer.byteLength(atBound)).toBeGreaterThan(MAX_ENV_VALUE_BYTES);
+    const request = { tag: 't', hypothesis: 'h', category: 'other', command: ['c'], repo: 'r', commit: 'a'.repeat(40) };
+    expect(ExperimentRequestSchema.safeParse({ ...request, secrets: { API_TOKEN: atBound } }).success).toBe(true);
+    const over = sealSecret(sealing, RUN, 'API_TOKEN', 'x'.repeat(MAX_ENV_VALUE_BYTES + 1));
+    expect(ExperimentRequestSchema.safeParse({ ...request, secrets: { API_TOKEN: over } }).error?.message).toMatch(
+      /the value is 32.0 KiB; a value has at most 32.0 KiB/,
+    );
   });
 
   it('name every other field of a request that holds a secret value as written', () => {
