@@ -14,6 +14,7 @@ import { EXPCTL, runCli, type ShownJson } from '../helpers/cli.js';
 import { makeRepo } from '../helpers/repo.js';
 import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
 import { signAs } from '../../src/client/sign.js';
+import { submitBatch } from '../../src/client/batches.js';
 import { decodedHistory, rawHistory } from '../helpers/history.js';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import type { ExperimentRequest } from '../../src/domain/request.js';
@@ -292,6 +293,48 @@ describe('--secret', () => {
     expect(plain).toMatchObject({ status: 'validation_failed' });
     expect(plain.reason).toMatch(/^API_TOKEN \(--secret\) arrived unsealed: the payload keyring would open it/);
     expect(await exists(runDir(plainId).dir)).toBe(false);
+  });
+
+  it('reaches every variant of a batch, each sealed for its own experiment', async () => {
+    const git = (...args: string[]) => execa('git', ['-C', source.repo, ...args]);
+    const variants: string[] = [];
+    for (const subject of ['variant a', 'variant b']) {
+      await git('checkout', '-q', '--detach', source.commit);
+      await git('commit', '-q', '--allow-empty', '-m', subject);
+      variants.push((await git('rev-parse', 'HEAD')).stdout.trim());
+    }
+    await git('checkout', '-q', 'main');
+    const { batchId, handle, members } = await submitBatch(stack.client, {
+      template: {
+        tag: 'secrets-batch',
+        category: 'other',
+        command: ['python3', 'train.py'],
+        repo: source.repo,
+        timeBudgetSeconds: 60,
+        secrets: { API_TOKEN: TOKEN },
+      },
+      base: source.commit,
+      variants: variants.map((commit, i) => ({ commit, hypothesis: `variant ${i}` })),
+    });
+    const result = await handle.result();
+    expect(result.children.map((child) => child.status)).toEqual(['completed', 'completed']);
+    const tokenHash = crypto.createHash('sha256').update(TOKEN).digest('hex');
+    for (const id of members) {
+      const record = (JSON.parse((await cli(['show', id, '--json'])).stdout as string) as ShownJson).record!;
+      expect(record.artifacts).toContainEqual(
+        expect.objectContaining({
+          path: 'token.sha256',
+          sha256: crypto.createHash('sha256').update(tokenHash).digest('hex'),
+        }),
+      );
+    }
+    // The batch's history and its members' hold the secret only sealed, each for its own member.
+    const codec = await payloadCodec();
+    for (const id of [batchId, ...members]) {
+      const decoded = await decodedHistory((await rawHistory(stack.client, stack.namespace, id)).events, codec);
+      expect(decoded.some((payload) => payload.includes('expctl-sealed:v1:'))).toBe(true);
+      decoded.forEach((payload, i) => expectNoToken(`${id}: payload ${i}, decoded with the keyring`, payload));
+    }
   });
 
   it('is refused, naming the variable, when the submitter does not have it', async () => {
