@@ -6,6 +6,7 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 import { execa } from 'execa';
 import type { TestProject } from 'vitest/node';
 import { createKeyring } from '../src/security/keyring.js';
+import { ensureUnsealingKey } from '../src/security/sealed-secrets.js';
 import { startDevServer, type DevServer } from '../src/temporal/dev-server.js';
 import { freePort } from '../src/shared/ports.js';
 import { ensureTemporalCli } from '../src/temporal/temporal-cli.js';
@@ -17,6 +18,8 @@ declare module 'vitest' {
     temporalCli: string;
     /** The payload keyring every test process uses (test/setup-env.ts makes it EXPCTL_KEY_FILE). */
     keyFile: string;
+    /** The workers' sealing key pair every test process uses (test/setup-env.ts makes it EXPCTL_SEAL_*_FILE). */
+    sealKeyFiles: { EXPCTL_SEAL_KEY_FILE: string; EXPCTL_SEAL_PUBLIC_KEY_FILE: string };
     /** Path of a headless Chromium, or '' when none could be provided (those tests are skipped). */
     chromium: string;
     /** The workflow code bundled once for the run (test/helpers/stack.ts hands it to every orchestrator). */
@@ -61,6 +64,12 @@ export async function setup(project: TestProject): Promise<void> {
   project.provide('temporalAddress', server.address);
   project.provide('temporalCli', binary);
   project.provide('keyFile', (await createKeyring(path.join(dir, 'keys', 'payload-keys.json'))).file);
+  const sealKeyFiles = {
+    EXPCTL_SEAL_KEY_FILE: path.join(dir, 'keys', 'worker-seal.key'),
+    EXPCTL_SEAL_PUBLIC_KEY_FILE: path.join(dir, 'keys', 'worker-seal.pub'),
+  };
+  await ensureUnsealingKey(sealKeyFiles);
+  project.provide('sealKeyFiles', sealKeyFiles);
   project.provide('chromium', chromium);
   const stateHomes = path.join(dir, 'state-homes');
   await fs.mkdir(stateHomes, { mode: 0o700 });

@@ -6,6 +6,8 @@ import { inject } from 'vitest';
 // (made by global-setup.ts), never with one of the environment's.
 process.env.EXPCTL_KEY_FILE = inject('keyFile');
 delete process.env.EXPCTL_KEY_COMMAND;
+// So do they seal --secret values for, and open them with, the run's own worker key pair.
+Object.assign(process.env, inject('sealKeyFiles'));
 
 // Nor does any of them find a stack through the user's own pointer (~/.local/state/expctl): each
 // test file has a state home of its own, where an `expctl dev` it starts records its stack.

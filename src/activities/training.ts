@@ -30,10 +30,11 @@ import { commandInTree } from '../gpu-worker/confine.js';
 import { planSetup, runSetup, trainingEnvironment } from '../gpu-worker/setup.js';
 import { ProgressClock } from '../gpu-worker/timings.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE } from '../security/files.js';
+import { unsealSecrets, UnsealError, type UnsealingKey } from '../security/sealed-secrets.js';
 import { datasetVariables, type PinnedDataset } from '../domain/dataset-refs.js';
 import { layOutDatasets, type LayoutRoots } from '../gpu-worker/dataset-layout.js';
 import { recheckOnLeasedHost, resolvedInputVariables, type HostResolution } from './request-check.js';
-import { RUN_NOT_ON_HOST } from '../shared/constants.js';
+import { REFUSED_ON_HOST, RUN_NOT_ON_HOST } from '../shared/constants.js';
 
 export interface TrainingDeps {
   slot: Slot;
@@ -66,6 +67,8 @@ export interface TrainingDeps {
   leaseCheckIntervalMs?: number;
   /** Where finished runs leave their worktree removal (one per worker process, shared by its slots). */
   cleanup?: DeferredCleanup;
+  /** The workers' sealing key pair: opens the run's `--secret` values (without it, a run with secrets is refused). */
+  unsealingKey?: UnsealingKey;
 }
 
 /** What every training heartbeat carries; `expctl run` turns it into a progress bar. */
@@ -283,8 +286,10 @@ export function createTrainingActivities(deps: TrainingDeps) {
 
           const datasetDirs = { ...resolved.datasetDirs, ...(await layOutPinned(input.datasets ?? [])) };
 
+          // Opened here only, in memory: history holds them sealed for the workers.
+          const secrets = openSecrets(deps.unsealingKey, experimentId, request.secrets ?? {});
           // Held in memory before anything runs, so every later read of this run's output is scrubbed of them.
-          const runSecrets = runSecretValues(request);
+          const runSecrets = runSecretValues({ ...request, secrets });
           holdRunSecrets(experimentId, runSecrets);
           // The run's own variables; setup gets them too, but not the secrets (they are the training process's only).
           const own: Record<string, string> = {
@@ -366,7 +371,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
             cwd: files.tree,
             command: commandInTree(request.command, files.tree),
             // The training process's variables on top of the worker's: the request's, its secrets, expctl's.
-            env: { ...request.env, ...(request.secrets ?? {}), ...own, ...trainingEnvironment(plan) },
+            env: { ...request.env, ...secrets, ...own, ...trainingEnvironment(plan) },
             // What the supervisor scrubs from the raw log as it writes it (they are in the training process's environment).
             secretValues: [...runSecrets, ...workerSecretValues()],
             logCapBytes: deps.logCapBytes,
@@ -446,6 +451,24 @@ export function createTrainingActivities(deps: TrainingDeps) {
       });
     },
   };
+}
+
+/** A run's `--secret` values opened with the workers' key; one that does not open refuses the run (no retry helps). */
+function openSecrets(
+  key: UnsealingKey | undefined,
+  experimentId: string,
+  sealed: Readonly<Record<string, string>>,
+): Record<string, string> {
+  if (Object.keys(sealed).length === 0) return {};
+  const refuse = (message: string) => ApplicationFailure.create({ type: REFUSED_ON_HOST, nonRetryable: true, message });
+  if (!key) throw refuse('the run has secrets (--secret) and this worker has no sealing key to open them');
+  try {
+    return unsealSecrets(key, experimentId, sealed);
+  } catch (error) {
+    // Refused like a request that fails its checks on the leased host: validation_failed, never retried.
+    if (error instanceof UnsealError) throw refuse(error.message);
+    throw error;
+  }
 }
 
 /** Whether a run's public request had secret values: its --secret ones, its secret-looking --env ones. */

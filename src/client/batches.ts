@@ -13,13 +13,14 @@ import {
   type ExperimentRequestInput,
 } from '../domain/request.js';
 import { loadCredential, signRequest, type Credential } from '../security/credentials.js';
+import { loadSealingKey } from '../security/sealed-secrets.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
 import { batchSignedContent, batchWorkflow } from '../workflows/batch.js';
 import type { BatchInput, BatchSnapshot } from '../workflows/batch-state.js';
 import { batchStateQuery, placementCheckQuery } from '../workflows/definitions.js';
 import type { ExperimentInput } from '../workflows/experiment-state.js';
-import { checkHijackVariables, keyedWorkflowId } from './experiments.js';
+import { checkHijackVariables, keyedWorkflowId, sealRequestSecrets } from './experiments.js';
 import { contentDigest } from './request-digest.js';
 
 export type BatchHandle = WorkflowHandle<typeof batchWorkflow>;
@@ -101,7 +102,11 @@ export async function submitBatch(
       ? undefined
       : new Date(Date.now() + submission.deadlineSeconds * 1000).toISOString();
   const priority = parsePriority(submission.priority);
-  const members: ExperimentInput[] = requests.map((parsed, index) => {
+  const sealingKey = Object.keys(requests[0]!.secrets).length > 0 ? await loadSealingKey() : undefined;
+  const sealed = await Promise.all(
+    requests.map((parsed, index) => sealRequestSecrets(parsed, batchMemberId(batchId, index), sealingKey)),
+  );
+  const members: ExperimentInput[] = sealed.map((parsed, index) => {
     const experimentId = batchMemberId(batchId, index);
     const request = { ...parsed, requirements: { ...parsed.requirements, acceleratorClass } };
     const batch = { batchId, ...(deadline ? { deadline } : {}) };

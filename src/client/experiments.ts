@@ -6,7 +6,7 @@ import {
   type WorkflowHandle,
 } from '@temporalio/client';
 import { hijackRefusal } from '../domain/environment.js';
-import { publicRequest } from '../domain/redact.js';
+import { fieldsHoldingSecrets, publicRequest } from '../domain/redact.js';
 import {
   parseExperimentRequest,
   parsePriority,
@@ -22,6 +22,7 @@ import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 import { SA } from '../shared/search-attributes.js';
 import { experimentWorkflow } from '../workflows/experiment.js';
 import { loadCredential, signRequest, type Credential } from '../security/credentials.js';
+import { loadSealingKey, sealSecrets, type SealingKey } from '../security/sealed-secrets.js';
 import { signAs } from './sign.js';
 import { differingFields, fingerprintRequest, contentDigest, type RequestFingerprint } from './request-digest.js';
 
@@ -95,6 +96,26 @@ export async function checkHijackVariables(client: Client, request: ExperimentRe
 }
 
 /**
+ * The request with each `--secret` value sealed for the GPU workers, bound to its experiment (see
+ * src/security/sealed-secrets.ts): the payload keyring does not open it in history. A secret also
+ * written into another field is refused, as that field travels as written.
+ */
+export async function sealRequestSecrets<R extends ExperimentRequest>(
+  request: R,
+  experimentId: string,
+  sealingKey?: SealingKey,
+): Promise<R> {
+  if (Object.keys(request.secrets).length === 0) return request;
+  const exposed = fieldsHoldingSecrets(request);
+  if (exposed.length > 0)
+    throw new RequestValidationError([
+      `a value given with --secret is also written in ${exposed.join(', ')}, which Temporal's history keeps as written; pass it only with --secret`,
+    ]);
+  const key = sealingKey ?? (await loadSealingKey());
+  return { ...request, secrets: sealSecrets(key, experimentId, request.secrets) };
+}
+
+/**
  * Validates the request (throws RequestValidationError) and starts its workflow. With an
  * idempotency key, the same request returns the existing experiment (running or finished);
  * a different request under that key throws IdempotencyConflictError.
@@ -107,12 +128,15 @@ export async function submitExperiment(
     origin?: { kind: 'retry' | 'rerun'; of: string };
     /** Who submits; default: this process's credential (EXPCTL_CREDENTIAL_FILE or the state directory's). */
     credential?: Credential;
+    /** The workers' public key `--secret` values are sealed for; default: EXPCTL_SEAL_PUBLIC_KEY_FILE or the state directory's. */
+    sealingKey?: SealingKey;
   } = {},
 ): Promise<Submitted> {
-  const request = parseExperimentRequest(input);
-  await checkHijackVariables(client, request);
+  const parsed = parseExperimentRequest(input);
+  await checkHijackVariables(client, parsed);
   const credential = options.credential ?? loadCredential();
-  const experimentId = experimentIdFor(request.tag, request.idempotencyKey);
+  const experimentId = experimentIdFor(parsed.tag, parsed.idempotencyKey);
+  const request = await sealRequestSecrets(parsed, experimentId, options.sealingKey);
   const priority = parsePriority(options.priority);
   const fingerprint = fingerprintRequest(experimentId, request, priority);
   // The memo is shown by the Web UI as it is: only public text goes there.

@@ -16,6 +16,26 @@ export const REDACTED = '[redacted]';
 export const SECRET_MARKER = '[secret]';
 /** How a recorded secret digest starts (HMAC-SHA256, keyed by the orchestrator; see control.ts). */
 export const SECRET_DIGEST_PREFIX = 'hmac-sha256:';
+/** How a `--secret` value sealed for the GPU workers starts (src/security/sealed-secrets.ts). */
+export const SEALED_SECRET_PREFIX = 'expctl-sealed:v1:';
+
+/** Whether a request's secret value is sealed for the workers (only a GPU worker opens it). */
+export function isSealedSecret(value: string): boolean {
+  return value.startsWith(SEALED_SECRET_PREFIX);
+}
+
+/** What sealing adds to a value's bytes: the ephemeral public key (32), the IV (12) and the GCM tag (16). */
+const SEALING_OVERHEAD_BYTES = 32 + 12 + 16;
+
+/**
+ * The UTF-8 bytes of a variable's value as the training process receives it: a sealed value is
+ * measured by what it opens to, so sealing never pushes a secret over the bounds it met at submit.
+ */
+export function variableValueBytes(value: string): number {
+  if (!isSealedSecret(value)) return new TextEncoder().encode(value).length;
+  const encoded = value.slice(value.lastIndexOf(':') + 1).length;
+  return Math.max(0, Math.floor((encoded * 3) / 4) - SEALING_OVERHEAD_BYTES);
+}
 
 /** Values shorter than this are never scrubbed by value (and `--secret` refuses them). */
 export const MIN_SECRET_LENGTH = 4;
@@ -145,9 +165,57 @@ export function secretValues(env: Record<string, string | undefined>): string[] 
     .map(([, value]) => value);
 }
 
-/** What a request's `secrets` hold: values on the way to the worker, markers or digests once public. */
+/** The `--secret` names of a request whose values are not sealed for the workers (a client that did not seal them). */
+export function unsealedSecretNames(request: { secrets?: Record<string, string> }): string[] {
+  return Object.entries(request.secrets ?? {})
+    .filter(([, value]) => !isSealedSecret(value))
+    .map(([name]) => name);
+}
+
+/** Why the workflow refuses a request whose `--secret` values arrived unsealed. */
+export function unsealedSecretsRefusal(names: readonly string[]): string {
+  return (
+    `${names.join(', ')} (--secret) arrived unsealed: the payload keyring would open ${names.length === 1 ? 'it' : 'them'} in ` +
+    "Temporal's history; submit with `expctl run` (or the client API), which seals secrets for the GPU workers"
+  );
+}
+
+/**
+ * The request fields other than `secrets` that hold one of its `--secret` values as written: they
+ * travel as they are, so the sealing would not keep that value from the keyring's holders.
+ */
+export function fieldsHoldingSecrets(request: {
+  hypothesis: string;
+  description: string;
+  repo: string;
+  command: string[];
+  setup?: string[] | undefined;
+  idempotencyKey?: string | undefined;
+  configPath?: string | undefined;
+  env: Record<string, string>;
+  secrets?: Record<string, string>;
+}): string[] {
+  const values = Object.values(request.secrets ?? {}).filter((value) => !isSealedSecret(value));
+  const holds = (text: string | undefined) => text !== undefined && values.some((value) => text.includes(value));
+  const fields: [string, boolean][] = [
+    ['the hypothesis', holds(request.hypothesis)],
+    ['the description', holds(request.description)],
+    ['the repository', holds(request.repo)],
+    ['the command', request.command.some(holds)],
+    ['the setup', (request.setup ?? []).some(holds)],
+    ['the idempotency key', holds(request.idempotencyKey)],
+    ['the config path', holds(request.configPath)],
+    ...Object.entries(request.env).map(([name, value]): [string, boolean] => [`--env ${name}`, holds(value)]),
+  ];
+  return fields.filter(([, held]) => held).map(([field]) => field);
+}
+
+/**
+ * What a request's `secrets` hold: values on the way to the worker (sealed, from a client of this
+ * version: no text holds a sealed form), markers or digests once public.
+ */
 function keptSecret(value: string): boolean {
-  return value !== SECRET_MARKER && !value.startsWith(SECRET_DIGEST_PREFIX);
+  return value !== SECRET_MARKER && !value.startsWith(SECRET_DIGEST_PREFIX) && !isSealedSecret(value);
 }
 
 /**
@@ -346,7 +414,13 @@ export function publicRequest<R extends RequestLike>(request: R, digest?: (value
   const secrets = Object.fromEntries(
     Object.entries(request.secrets ?? {}).map(([name, value]) => [
       name,
-      !keptSecret(value) ? value : digest ? `${SECRET_DIGEST_PREFIX}${digest(value)}` : SECRET_MARKER,
+      isSealedSecret(value)
+        ? SECRET_MARKER
+        : !keptSecret(value)
+          ? value
+          : digest
+            ? `${SECRET_DIGEST_PREFIX}${digest(value)}`
+            : SECRET_MARKER,
     ]),
   );
   return {

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { DEFAULT_MAX_REPLACEMENTS, DEFAULT_SETUP_TIMEOUT_SECONDS, DEFAULT_TIME_BUDGET_SECONDS } from './limits.js';
 import { ENV_NAME_PATTERN, ENV_NAME_TEXT } from './environment.js';
-import { MIN_SECRET_LENGTH } from './redact.js';
+import { MIN_SECRET_LENGTH, variableValueBytes } from './redact.js';
 import { parseDatasetRef } from './dataset-refs.js';
 import { DATASET_NAME_TEXT } from './datasets.js';
 import {
@@ -167,7 +167,7 @@ const variables = (value: z.ZodString) =>
       for (const name of names) {
         if (!ENV_NAME_PATTERN.test(name))
           ctx.addIssue({ code: 'custom', path: [name], message: `the name must be ${ENV_NAME_TEXT}` });
-        const bytes = utf8Bytes(vars[name]!);
+        const bytes = variableValueBytes(vars[name]!);
         if (bytes > MAX_ENV_VALUE_BYTES)
           ctx.addIssue({
             code: 'custom',
@@ -280,7 +280,7 @@ export const ExperimentRequestSchema = z
   })
   .superRefine((r, ctx) => {
     const vars = [...Object.entries(r.env), ...Object.entries(r.secrets)];
-    const bytes = vars.reduce((sum, [name, value]) => sum + utf8Bytes(name) + utf8Bytes(value) + 2, 0);
+    const bytes = vars.reduce((sum, [name, value]) => sum + utf8Bytes(name) + variableValueBytes(value) + 2, 0);
     if (bytes > MAX_ENV_BYTES)
       ctx.addIssue({
         code: 'custom',

@@ -31,6 +31,7 @@ import { dataDir } from '../shared/settings.js';
 import { ensurePrivateDir } from '../security/files.js';
 import { softwareVersions } from './software.js';
 import { isConnectionError, ServerLink, serverAddressOf } from '../shared/server-link.js';
+import { ensureUnsealingKey } from '../security/sealed-secrets.js';
 
 export interface GpuWorkerOptions extends DiscoveryOptions {
   connection: NativeConnection;
@@ -112,6 +113,10 @@ async function startGpuWorker(
   for (const run of reconciled.kept)
     log(`expctl worker: kept ${run.experimentId} (supervisor ${run.pid}) for its experiment to re-attach`);
 
+  // The key that opens runs' --secret values, made on a host that has none (copy it to every GPU host).
+  const sealing = await ensureUnsealingKey();
+  if (sealing.created)
+    log(`expctl worker: created the worker sealing key ${sealing.created}; every GPU host needs this same file`);
   const discovery = await discoverSlots(options);
   const datasetsDir = options.datasetsDir ?? path.join(workDir, 'datasets');
   const host = options.host;
@@ -160,6 +165,7 @@ async function startGpuWorker(
           hostRuns,
           cleanup,
           datasets: { datasetsDir, dataDir: options.dataDir ?? dataDir() },
+          unsealingKey: sealing.key,
         }),
         maxConcurrentActivityTaskExecutions: 1,
         // Heartbeats carry progress and bring cancellation back: do not let the SDK hold them for long.

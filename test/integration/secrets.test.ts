@@ -14,7 +14,11 @@ import { EXPCTL, runCli, type ShownJson } from '../helpers/cli.js';
 import { makeRepo } from '../helpers/repo.js';
 import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
 import { signAs } from '../../src/client/sign.js';
-import { rawHistory } from '../helpers/history.js';
+import { submitBatch } from '../../src/client/batches.js';
+import { decodedHistory, rawHistory } from '../helpers/history.js';
+import { defaultPayloadConverter, type Payload } from '@temporalio/common';
+import type { ExperimentRequest } from '../../src/domain/request.js';
+import { payloadCodec } from '../../src/security/codec.js';
 import { checkpoint } from '../helpers/records.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -28,6 +32,8 @@ const ENCODED = encodeURIComponent(TOKEN);
 let stack: TestStack;
 let source: { repo: string; commit: string };
 let scratch: string;
+/** The first run's ID (its history holds a sealed secret). */
+let firstRun = '';
 const workers = new Set<ResultPromise>();
 
 const cliEnv = (extra: Record<string, string> = {}) => ({
@@ -180,7 +186,8 @@ describe('--secret', () => {
       }),
     );
     expect(snapshot.request?.secrets).toEqual({ API_TOKEN: '[secret]' });
-    expect(record.request.secrets?.API_TOKEN).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
+    // Sealed for the workers, the value reaches no process that could digest it: the record keeps the name.
+    expect(record.request.secrets).toEqual({ API_TOKEN: '[secret]' });
     expect(record.environment?.variables.API_TOKEN).toBe('[secret]');
     expect(record.metrics).toMatchObject({
       val_bpb: 1,
@@ -226,13 +233,108 @@ describe('--secret', () => {
     for (const file of [stack.catalogPath, `${stack.catalogPath}-wal`])
       expectNoToken(file, await fs.readFile(file).catch(() => Buffer.alloc(0)));
     // Temporal history as the server stores it (payloads encrypted; failures and notes scrubbed).
-    expectNoToken('the raw workflow history', (await rawHistory(stack.client, stack.namespace, id)).bytes);
+    const history = await rawHistory(stack.client, stack.namespace, id);
+    expectNoToken('the raw workflow history', history.bytes);
+    // History as the payload keyring's holder reads it (every submitter has the keyring): every
+    // payload of every event decoded. The secret travels sealed for the GPU workers: the start input
+    // and the activities' inputs carry its sealed form, which the keyring does not open.
+    const decoded = await decodedHistory(history.events, await payloadCodec());
+    expect(decoded.length).toBeGreaterThan(20);
+    expect(decoded.filter((payload) => payload.includes('expctl-sealed:v1:')).length).toBeGreaterThanOrEqual(4);
+    decoded.forEach((payload, i) => expectNoToken(`payload ${i} of the history, decoded with the keyring`, payload));
+    firstRun = id;
     const described = await stack.client.workflow.getHandle(id).describe();
     expectNoToken('memo and search attributes', JSON.stringify([described.memo, described.typedSearchAttributes]));
 
     // On the host, after the run: no file under the worker's directory holds it (record, outcome, log...).
     expect(await exists(runDir(id).outcome)).toBe(true);
     expect(await expectNoTokenOnDisk('after the run')).toBeGreaterThan(5);
+  });
+
+  it('opens only in the run it was sealed for: copied into another run it is refused; sent unsealed, it is refused before placement', async () => {
+    // The first run's start input, as the keyring's holder reads it: the request with the sealed value.
+    const { events } = await rawHistory(stack.client, stack.namespace, firstRun);
+    const [startPayload] = await (
+      await payloadCodec()
+    ).decode([events[0]!.workflowExecutionStartedEventAttributes!.input!.payloads![0]! as Payload]);
+    const { request: stolen } = defaultPayloadConverter.fromPayload<{ request: ExperimentRequest }>(startPayload!);
+    expect(stolen.secrets.API_TOKEN).toMatch(/^expctl-sealed:v1:/);
+
+    const start = async (experimentId: string, request: ExperimentRequest) => {
+      const handle = await stack.client.workflow.start(experimentWorkflow, {
+        workflowId: experimentId,
+        taskQueue: CONTROL_TASK_QUEUE,
+        args: [
+          {
+            experimentId,
+            request,
+            submittedAt: new Date().toISOString(),
+            priority: 0,
+            authorization: signAs('submit', experimentId, { experimentId, request, priority: 0 }),
+          },
+        ],
+      });
+      return handle.result();
+    };
+    // Replayed into a run of one's own: the worker refuses to open it, and no training starts.
+    const replayId = `exp-secrets-replay-${crypto.randomBytes(3).toString('hex')}`;
+    const replayed = await start(replayId, { ...stolen, idempotencyKey: undefined });
+    expect(replayed).toMatchObject({ status: 'validation_failed' });
+    expect(replayed.reason).toContain(`API_TOKEN (--secret): the sealed value does not open for ${replayId}`);
+    expect(await fs.readFile(runDir(replayId).log, 'utf8').catch(() => '')).not.toContain('using API_TOKEN');
+    expect(await pidsWithVariable('EXPCTL_EXPERIMENT_ID', replayId)).toEqual([]);
+
+    // A client that does not seal (plaintext in history) is refused before any host is asked.
+    const plainId = `exp-secrets-plain-${crypto.randomBytes(3).toString('hex')}`;
+    const plain = await start(plainId, {
+      ...stolen,
+      secrets: { API_TOKEN: `plain-${crypto.randomBytes(8).toString('hex')}` },
+    });
+    expect(plain).toMatchObject({ status: 'validation_failed' });
+    expect(plain.reason).toMatch(/^API_TOKEN \(--secret\) arrived unsealed: the payload keyring would open it/);
+    expect(await exists(runDir(plainId).dir)).toBe(false);
+  });
+
+  it('reaches every variant of a batch, each sealed for its own experiment', async () => {
+    const git = (...args: string[]) => execa('git', ['-C', source.repo, ...args]);
+    const variants: string[] = [];
+    for (const subject of ['variant a', 'variant b']) {
+      await git('checkout', '-q', '--detach', source.commit);
+      await git('commit', '-q', '--allow-empty', '-m', subject);
+      variants.push((await git('rev-parse', 'HEAD')).stdout.trim());
+    }
+    await git('checkout', '-q', 'main');
+    const { batchId, handle, members } = await submitBatch(stack.client, {
+      template: {
+        tag: 'secrets-batch',
+        category: 'other',
+        command: ['python3', 'train.py'],
+        repo: source.repo,
+        timeBudgetSeconds: 60,
+        secrets: { API_TOKEN: TOKEN },
+      },
+      base: source.commit,
+      variants: variants.map((commit, i) => ({ commit, hypothesis: `variant ${i}` })),
+    });
+    const result = await handle.result();
+    expect(result.children.map((child) => child.status)).toEqual(['completed', 'completed']);
+    const tokenHash = crypto.createHash('sha256').update(TOKEN).digest('hex');
+    for (const id of members) {
+      const record = (JSON.parse((await cli(['show', id, '--json'])).stdout as string) as ShownJson).record!;
+      expect(record.artifacts).toContainEqual(
+        expect.objectContaining({
+          path: 'token.sha256',
+          sha256: crypto.createHash('sha256').update(tokenHash).digest('hex'),
+        }),
+      );
+    }
+    // The batch's history and its members' hold the secret only sealed, each for its own member.
+    const codec = await payloadCodec();
+    for (const id of [batchId, ...members]) {
+      const decoded = await decodedHistory((await rawHistory(stack.client, stack.namespace, id)).events, codec);
+      expect(decoded.some((payload) => payload.includes('expctl-sealed:v1:'))).toBe(true);
+      decoded.forEach((payload, i) => expectNoToken(`${id}: payload ${i}, decoded with the keyring`, payload));
+    }
   });
 
   it('is refused, naming the variable, when the submitter does not have it', async () => {
@@ -245,6 +347,27 @@ describe('--secret', () => {
         '--secret MISSING_TOKEN: the variable MISSING_TOKEN is not set in this environment; export it, or pass --secret MISSING_TOKEN=@FILE',
       ),
     });
+    // A value also written elsewhere in the request would travel there as written: refused, naming where.
+    const exposed = await cli(runArgs('secrets', ['--secret', 'API_TOKEN', '--env', `COPY=${TOKEN}`]), {
+      API_TOKEN: TOKEN,
+    });
+    expect(exposed.exitCode).toBe(2);
+    expect(JSON.parse(exposed.stdout as string)).toMatchObject({
+      experiment_id: null,
+      status: 'validation_failed',
+      reason: expect.stringContaining('a value given with --secret is also written in --env COPY'),
+    });
+    expectNoToken('the refusal', `${exposed.stdout as string}${exposed.stderr as string}`);
+
+    // A submitter without the workers' public key cannot seal: refused before anything starts, saying where to get it.
+    const unsealable = await cli(runArgs('secrets', ['--secret', 'API_TOKEN']), {
+      API_TOKEN: TOKEN,
+      EXPCTL_SEAL_PUBLIC_KEY_FILE: path.join(scratch, 'absent', 'worker-seal.pub'),
+    });
+    expect(unsealable.exitCode).toBe(6);
+    expect(`${unsealable.stdout as string}${unsealable.stderr as string}`).toMatch(
+      /no worker sealing key at .*absent\/worker-seal\.pub: --secret values are sealed for the fleet's GPU workers/,
+    );
   });
 
   it('survives a worker restart: the adopting worker says it cannot scrub by value; the supervisor still does, and nothing reaches the disk', async () => {

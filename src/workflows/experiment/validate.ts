@@ -2,6 +2,7 @@ import { sleep } from '@temporalio/workflow';
 import { DATA_POLL_SECONDS, isVersionedRef, pinnedRef } from '../../domain/dataset-refs.js';
 import type { ValidationReport } from '../experiment-state.js';
 import { control, hostActivities, patchKeeper } from './activities.js';
+import { unsealedSecretNames, unsealedSecretsRefusal } from '../../domain/redact.js';
 import { advance, RunEnded, type ExperimentRun } from './state.js';
 
 /**
@@ -27,6 +28,8 @@ export async function validate(run: ExperimentRun): Promise<void> {
   // The record, the tag's policy and the pool's answer do not depend on each other: asked at once.
   const [, tagPolicy, placement] = await Promise.all([recordValidating(), askTagPolicy(), askPlacement()]);
   if ('refusal' in tagPolicy) throw new RunEnded('validation_failed', tagPolicy.refusal);
+  const unsealed = unsealedSecretNames(request);
+  if (unsealed.length > 0) throw new RunEnded('validation_failed', unsealedSecretsRefusal(unsealed));
   run.snapshot.metricPolicy = tagPolicy.metric;
   run.pending.metric = tagPolicy.metric;
   if (placement.refusal !== null || placement.hostQueue === null)
