@@ -19,6 +19,7 @@ import {
   LATE_REFUSED,
   newDatasetState,
   SHARD_CONFLICT,
+  shardOfferProblem,
   SHARD_COUNT_MISMATCH,
   VERSION_UNKNOWN,
   type AddShardResult,
@@ -248,12 +249,15 @@ export async function datasetWorkflow(dataset: string, carried?: DatasetState): 
         acceptedAt: new Date().toISOString(),
         detail: `shard ${offer.shardIndex}/${offer.shardCount} ${offer.fileName}`,
       });
-      const shard = await data.ingestShard({ path: offer.path, fileName: offer.fileName });
+      const shard = await data.ingestShard({ upload: offer.upload, fileName: offer.fileName });
       return serially(() => take(offer, shard, new Date().toISOString()));
     },
     {
       validator: (offer, _authorization) => {
         if (offer.dataset !== dataset) throw new Error(`this is dataset ${dataset}'s workflow, not ${offer.dataset}'s`);
+        // Before anything is recorded: a request naming a path never reaches an activity.
+        const refused = shardOfferProblem(offer);
+        if (refused) throw ApplicationFailure.nonRetryable(refused.message, refused.code);
         const position = shardPositionProblem(offer.shardIndex, offer.shardCount);
         if (position) throw new Error(position);
         if (offer.version !== undefined && !(Number.isInteger(offer.version) && offer.version >= 1))
