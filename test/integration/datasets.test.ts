@@ -488,7 +488,9 @@ describe('no confused deputy', () => {
     const chunky = path.join(dir, 'chunky.jsonl');
     await fs.writeFile(chunky, `${rows.join('\n')}\n`);
     expect((await fs.stat(chunky)).size).toBeGreaterThan(2 * SHARD_UPLOAD_CHUNK_BYTES);
-    const cli = await runCli(cliEnv(), ['data', 'add', 'chunky', chunky, '--json']);
+    // As a producer runs it: the CLI reads the file as this user, with the producer's credential.
+    const producer = issueTestCredential('bulk-loader', 'producer');
+    const cli = await runCli(cliEnv(producer.file), ['data', 'add', 'chunky', chunky, '--json']);
     expect(cli.exitCode, cli.stderr as string).toBe(0);
     const sha = await fileSha256(chunky);
     expect(JSON.parse(cli.stdout as string).shards[0]).toMatchObject({
