@@ -457,8 +457,15 @@ describe('no confused deputy', () => {
       message: expect.stringMatching(/holds no bytes/),
     });
 
+    // The walk below sees the store: at least this producer's honest shard is in it.
+    const honest = await jsonl('honest.jsonl', 2);
+    await addShard(
+      stack.client,
+      { dataset: 'honest', file: honest, shardIndex: 0, shardCount: 1, declaredSha256: await fileSha256(honest) },
+      credential,
+    );
     const files = await storeFiles();
-    expect(files.length).toBeGreaterThan(0);
+    expect(files.map((f) => f.file)).toContain(shardObjectPath(dataDir, await fileSha256(honest)));
     for (const { file, bytes } of files)
       for (const secret of secrets) expect(bytes.includes(secret), `${file} holds a secret's bytes`).toBe(false);
     await expect(fs.stat(shardObjectPath(dataDir, keySha))).rejects.toMatchObject({ code: 'ENOENT' });
@@ -500,6 +507,12 @@ describe('no confused deputy', () => {
     });
     expect((await fs.readFile(shardObjectPath(dataDir, sha))).equals(await fs.readFile(chunky))).toBe(true);
     expect(await decided('chunky', 1)).toMatchObject({ status: 'passed', records: 40_000 });
+    // Uploaded, then refused before the store took it: ending the upload removes its spool file.
+    const misplaced = await offer('chunky', chunky, 5, 3).catch((e: unknown) => e);
+    expect(misplaced).toBeInstanceOf(WorkflowUpdateFailedError);
+    expect((misplaced as WorkflowUpdateFailedError).cause?.message).toMatch(
+      /shard index must be a whole number from 0 to 2/,
+    );
     await eventually(
       async () => ((await fs.readdir(path.join(dataDir, 'uploads'))).length === 0 ? true : undefined),
       30_000,
@@ -516,7 +529,7 @@ describe('determinism', () => {
       datasetVersionWorkflowId('ooo', 1),
       datasetVersionWorkflowId('partial', 1),
       datasetVersionWorkflowId('evolve', 2),
-      ...(await uploadWorkflowIds('chunky', 1)),
+      ...(await uploadWorkflowIds('chunky', 2)),
     ];
     const histories = await Promise.all(
       ids.map(async (workflowId) => ({
