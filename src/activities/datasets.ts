@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
@@ -7,13 +7,18 @@ import { execa } from 'execa';
 import { z } from 'zod';
 import type { Catalog } from '../catalog/catalog.js';
 import type { AlertInput, LateShardRow } from '../catalog/datasets.js';
-import { shardObjectPath, type IngestedShard, type SealReason, type ShardEntry } from '../domain/datasets.js';
+import {
+  shardObjectPath,
+  SHARD_UPLOAD_MISMATCH,
+  uploadSpoolPath,
+  type IngestedShard,
+  type SealReason,
+  type ShardEntry,
+  type ShardUpload,
+} from '../domain/datasets.js';
 import { formatOf, inspectContent, parquetFooterLength, ShardFormatError } from '../domain/dataset-formats.js';
 import { gateHistory, runGate, type Gate, type GateHistory, type GateOutcome } from '../domain/gates.js';
 import { ensurePrivateDir, PRIVATE_FILE_MODE } from '../security/files.js';
-
-/** Failure type of an ingest whose file cannot be read (not retried: the producer must offer it again). */
-export const SHARD_UNREADABLE = 'shard.unreadable';
 
 export interface DatasetDeps {
   catalog: Catalog;
@@ -48,42 +53,49 @@ export function alertCommandFromEnv(env: NodeJS.ProcessEnv = process.env): strin
 /** How long an alert command may run before it is killed (its exit is then recorded as failed). */
 export const ALERT_COMMAND_TIMEOUT_MS = 30_000;
 
-/** Copies `source` into the store under its sha256 (tmp + rename, mode 0600); returns hash and size. */
-async function storeObject(
+/**
+ * Moves an upload's spool file into the store under its sha256, once its size and sha256 are the
+ * ones the signed offer declares. The spool is the orchestrator's own (`<dataDir>/uploads/<id>`):
+ * no path a client names is ever opened.
+ */
+async function storeUpload(
   dataDir: string,
-  source: string,
+  upload: ShardUpload,
 ): Promise<{ sha256: string; bytes: number; object: string }> {
-  const objects = path.join(dataDir, 'objects');
-  await ensurePrivateDir(objects);
-  const tmp = path.join(objects, `.tmp-${process.pid}-${crypto.randomBytes(6).toString('hex')}`);
-  const hash = crypto.createHash('sha256');
-  let bytes = 0;
-  const out = await fs.open(tmp, 'wx', PRIVATE_FILE_MODE);
+  const spool = uploadSpoolPath(dataDir, upload.id);
+  const mismatch = (what: string) =>
+    ApplicationFailure.nonRetryable(
+      `${SHARD_UPLOAD_MISMATCH}: upload ${upload.id} ${what}; the signed offer declares ${upload.bytes} bytes with sha256 ${upload.sha256} (send the shard again)`,
+      SHARD_UPLOAD_MISMATCH,
+    );
+  let handle: fs.FileHandle;
   try {
-    for await (const chunk of createReadStream(source)) {
-      const buffer = chunk as Buffer;
-      hash.update(buffer);
-      bytes += buffer.length;
-      await out.write(buffer);
-    }
-    await out.sync();
+    handle = await fs.open(spool, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
   } catch (error) {
-    await out.close();
-    await fs.rm(tmp, { force: true });
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ELOOP')
+      throw mismatch('holds no bytes on the orchestrator (never sent, or discarded)');
     throw error;
   }
-  await out.close();
-  const sha256 = hash.digest('hex');
-  const object = shardObjectPath(dataDir, sha256);
-  await fs.rename(tmp, object);
-  return { sha256, bytes, object };
-}
-
-/** Re-hashes a stored object (the copy, not the producer's file, is what versions hold). */
-async function hashFile(file: string): Promise<string> {
   const hash = crypto.createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
+  let bytes = 0;
+  try {
+    if (!(await handle.stat()).isFile()) throw mismatch('is not a file');
+    for await (const chunk of handle.createReadStream({ autoClose: false })) {
+      hash.update(chunk as Buffer);
+      bytes += (chunk as Buffer).length;
+    }
+    // On disk before the catalog records it, as any object of the store.
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  const sha256 = hash.digest('hex');
+  if (bytes !== upload.bytes || sha256 !== upload.sha256) throw mismatch(`holds ${bytes} bytes with sha256 ${sha256}`);
+  await ensurePrivateDir(path.join(dataDir, 'objects'));
+  const object = shardObjectPath(dataDir, sha256);
+  await fs.rename(spool, object);
+  return { sha256, bytes, object };
 }
 
 /** A Parquet file's footer: its last bytes, as many as the footer says (the data pages are never read). */
@@ -159,22 +171,32 @@ export function createDatasetActivities({ catalog, dataDir, alertCommand = () =>
   return {
     raiseAlert,
 
-    /** Copies a producer's file into the store, re-hashes the copy, reads records and schema by format. */
-    async ingestShard(input: { path: string; fileName: string }): Promise<IngestedShard> {
-      let stored;
+    /** Writes one chunk of an upload into the spool at its offset (a retry writes the same bytes again). */
+    async writeUploadChunk(id: string, offset: number, data: Uint8Array): Promise<void> {
+      const spool = uploadSpoolPath(dataDir, id);
+      await ensurePrivateDir(path.dirname(spool));
+      const handle = await fs.open(
+        spool,
+        fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_NOFOLLOW,
+        PRIVATE_FILE_MODE,
+      );
       try {
-        stored = await storeObject(dataDir, input.path);
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR')
-          throw ApplicationFailure.nonRetryable(
-            `cannot read shard file ${input.path} on the orchestrator (${code}); the producer and the orchestrator must share the filesystem`,
-            SHARD_UNREADABLE,
-          );
-        throw error;
+        await handle.write(data, 0, data.length, offset);
+        await handle.truncate(offset + data.length);
+      } finally {
+        await handle.close();
       }
-      const sha256 = await hashFile(stored.object);
-      if (sha256 !== stored.sha256) throw new Error(`stored object ${stored.object} changed while it was written`);
+    },
+
+    /** Removes an upload's spool file, if its shard's offer did not take it into the store. */
+    async discardUpload(id: string): Promise<void> {
+      await fs.rm(uploadSpoolPath(dataDir, id), { force: true });
+    },
+
+    /** Takes an upload's bytes into the store (verified by size and sha256), reads records and schema by format. */
+    async ingestShard(input: { upload: ShardUpload; fileName: string }): Promise<IngestedShard> {
+      const stored = await storeUpload(dataDir, input.upload);
+      const sha256 = stored.sha256;
       const format = formatOf(input.fileName);
       let facts: ReturnType<typeof inspectContent> = null;
       try {

@@ -12,13 +12,18 @@ import {
   type DatasetPolicy,
   type DatasetState,
   type ShardOffer,
+  type ShardUpload,
+  type ShardUploadStart,
   datasetVersionWorkflowId,
+  shardUploadWorkflowId,
 } from '../domain/datasets.js';
+import { SHARD_UPLOAD_CHUNK_BYTES, shardSizeProblem } from '../domain/bounds.js';
 import type { Credential } from '../security/credentials.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 import { addShardUpdate, configureDatasetUpdate } from '../workflows/definitions.js';
 import { datasetWorkflow } from '../workflows/dataset.js';
 import type { datasetVersionWorkflow } from '../workflows/dataset-version.js';
+import { finishUploadSignal, shardUploadWorkflow, uploadChunkUpdate } from '../workflows/shard-upload.js';
 import { signAs } from './sign.js';
 
 /** The sha256 of a file, computed on the producer's side. */
@@ -50,7 +55,7 @@ export async function declaredSha256(file: string, given?: string): Promise<stri
 
 /** A refusal of a shard (shard.conflict, late.refused, ...): its code and message, else null. */
 export function shardRefusal(error: unknown): { code: string; message: string } | null {
-  // Through the update's failure and, for an ingest refusal (shard.unreadable), the activity's.
+  // Through the update's failure and, for an ingest refusal (shard.upload_mismatch), the activity's.
   for (let cause: unknown = error, depth = 0; cause instanceof Error && depth < 4; cause = cause.cause, depth++) {
     if (cause instanceof ApplicationFailure && cause.type && /^(shard|late|version)\./.test(cause.type))
       return { code: cause.type, message: cause.message };
@@ -58,24 +63,83 @@ export function shardRefusal(error: unknown): { code: string; message: string } 
   return null;
 }
 
-/** Offers one shard to its dataset's workflow (update-with-start: the first shard creates it). */
+/**
+ * Sends a file's bytes, read here as the invoking user, into the orchestrator's spool in chunks
+ * (`shardUploadWorkflow`): the upload's id, size and the sha256 of exactly the bytes sent.
+ */
+export async function uploadShard(
+  client: Client,
+  dataset: string,
+  file: string,
+  credential?: Credential,
+): Promise<ShardUpload> {
+  const handle = await fs.open(file, 'r');
+  try {
+    const { size } = await handle.stat();
+    const tooLarge = shardSizeProblem(size);
+    if (tooLarge) throw new Error(`${file}: ${tooLarge}`);
+    const id = crypto.randomBytes(16).toString('hex');
+    const workflowId = shardUploadWorkflowId(dataset, id);
+    const start: ShardUploadStart = { dataset, id, bytes: size };
+    const hash = crypto.createHash('sha256');
+    let offset = 0;
+    do {
+      const chunk = Buffer.alloc(Math.min(SHARD_UPLOAD_CHUNK_BYTES, size - offset));
+      const { bytesRead } = await handle.read(chunk, 0, chunk.length, offset);
+      if (bytesRead < chunk.length) throw new Error(`${file} shrank while it was uploaded; offer it again`);
+      hash.update(chunk);
+      // The update id makes a retried chunk count once.
+      const options = { args: [offset, chunk] as [number, Uint8Array], updateId: `chunk-${offset}` };
+      if (offset === 0)
+        await client.workflow.executeUpdateWithStart(uploadChunkUpdate, {
+          ...options,
+          startWorkflowOperation: new WithStartWorkflowOperation(shardUploadWorkflow, {
+            workflowId,
+            taskQueue: CONTROL_TASK_QUEUE,
+            args: [start, signAs('add_data', workflowId, start, credential)],
+            workflowIdConflictPolicy: 'FAIL',
+          }),
+        });
+      else await client.workflow.getHandle(workflowId).executeUpdate(uploadChunkUpdate, options);
+      offset += chunk.length;
+    } while (offset < size);
+    return { id, sha256: hash.digest('hex'), bytes: size };
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Offers one shard to its dataset's workflow (update-with-start: the first shard creates it): its
+ * bytes go first (`uploadShard`), then the offer signed with their sha256. The orchestrator never
+ * opens `file`: it is read here.
+ */
 export async function addShard(
   client: Client,
-  input: Omit<ShardOffer, 'fileName' | 'path'> & { file: string },
+  input: Omit<ShardOffer, 'fileName' | 'upload'> & { file: string },
   credential?: Credential,
 ): Promise<AddShardResult> {
   const { file, ...rest } = input;
-  const offer: ShardOffer = { ...rest, path: path.resolve(file), fileName: path.basename(file) };
+  const upload = await uploadShard(client, rest.dataset, file, credential);
+  const offer: ShardOffer = { ...rest, upload, fileName: path.basename(file) };
   const workflowId = datasetWorkflowId(offer.dataset);
-  return client.workflow.executeUpdateWithStart(addShardUpdate, {
-    args: [offer, signAs('add_data', workflowId, offer, credential)],
-    startWorkflowOperation: new WithStartWorkflowOperation(datasetWorkflow, {
-      workflowId,
-      taskQueue: CONTROL_TASK_QUEUE,
-      args: [offer.dataset, newDatasetState(offer.dataset)],
-      workflowIdConflictPolicy: 'USE_EXISTING',
-    }),
-  });
+  try {
+    return await client.workflow.executeUpdateWithStart(addShardUpdate, {
+      args: [offer, signAs('add_data', workflowId, offer, credential)],
+      startWorkflowOperation: new WithStartWorkflowOperation(datasetWorkflow, {
+        workflowId,
+        taskQueue: CONTROL_TASK_QUEUE,
+        args: [offer.dataset, newDatasetState(offer.dataset)],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+      }),
+    });
+  } finally {
+    // Taken or refused, the upload is done: its spool file (if the offer did not take it) goes now.
+    await client.workflow
+      .getHandle(shardUploadWorkflowId(offer.dataset, upload.id))
+      .signal(finishUploadSignal)
+      .catch(() => undefined);
+  }
 }
 
 /** Sets a dataset's lateness allowance or late policy (creates the dataset if new). */

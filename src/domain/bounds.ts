@@ -47,6 +47,14 @@ export const MAX_RUNTIME_TAG_CHARS = 64;
 export const MAX_BATCH_VARIANTS = 64;
 /** Shards of one dataset version (`data add --shard i/N`): the seal lists every missing index. */
 export const MAX_SHARDS_PER_VERSION = 100_000;
+/**
+ * Bytes of one shard (`data add`, `data watch`): its bytes travel through Temporal's history in
+ * chunks, and one upload's history stays under the server's 50 MB limit. Split bigger data into
+ * more shards.
+ */
+export const MAX_SHARD_BYTES = 32 * 1024 * 1024;
+/** Bytes of one chunk of a shard upload: encrypted, still under the 512 KiB at which Temporal warns about a payload. */
+export const SHARD_UPLOAD_CHUNK_BYTES = 480 * 1024;
 /** `--idempotency-key`. */
 export const MAX_IDEMPOTENCY_KEY_CHARS = 200;
 /** An ID that `show`, `wait`, `logs` and `cancel` take (experiments, batches, promotions, dataset versions). */
@@ -90,5 +98,13 @@ export function shardPositionProblem(index: number, count: number): string | nul
   if (!Number.isSafeInteger(count) || count < 1) return 'the shard count must be a whole number of at least 1';
   if (!Number.isSafeInteger(index) || index < 0 || index >= count)
     return `the shard index must be a whole number from 0 to ${count - 1}`;
+  return null;
+}
+
+/** Why a shard of `bytes` cannot be uploaded, or null: a whole number from 0 to MAX_SHARD_BYTES. */
+export function shardSizeProblem(bytes: number): string | null {
+  if (!Number.isSafeInteger(bytes) || bytes < 0) return 'a shard size is a whole number of bytes';
+  if (bytes > MAX_SHARD_BYTES)
+    return `the shard has ${formatBytes(bytes)} (${bytes} bytes); a shard has at most ${formatBytes(MAX_SHARD_BYTES)} (MAX_SHARD_BYTES): split it into more shards`;
   return null;
 }

@@ -1,3 +1,4 @@
+import { SHARD_UPLOAD_CHUNK_BYTES, shardSizeProblem } from './bounds.js';
 import { EXIT_CODES } from './exit-codes.js';
 
 /**
@@ -33,8 +34,9 @@ export interface ShardOffer {
   version?: number;
   shardIndex: number;
   shardCount: number;
-  /** Where the orchestrator reads the file (the producer and the orchestrator share the filesystem). */
-  path: string;
+  /** The bytes the producer sent (`shardUploadWorkflow`); the orchestrator opens no path a client names. */
+  upload: ShardUpload;
+  /** The file's base name, a label only (it picks the format: `.jsonl`, `.csv`, `.parquet`, ...). */
   fileName: string;
   /** The hash the producer declares (`--sha256`, a `FILE.sha256` sidecar, or what `data add` computed). */
   declaredSha256: string;
@@ -42,6 +44,91 @@ export interface ShardOffer {
   declaredRecords?: number;
   /** Lateness allowance for the version this shard opens (`data add --lateness`); else the dataset's. */
   latenessMs?: number;
+}
+
+/** A shard's bytes as the producer uploaded them: the signed offer binds them by size and sha256. */
+export interface ShardUpload {
+  /** The upload's id (UPLOAD_ID_PATTERN): it names a file in the orchestrator's own spool, never a path. */
+  id: string;
+  sha256: string;
+  bytes: number;
+}
+
+/** An upload's id: 32 lowercase hex digits, random on the producer's side. */
+export const UPLOAD_ID_PATTERN = /^[0-9a-f]{32}$/;
+
+/** A shard upload's workflow: takes the bytes in chunks into the orchestrator's spool. */
+export function shardUploadWorkflowId(dataset: string, id: string): string {
+  return `expctl-upload-${dataset}-${id}`;
+}
+
+/** Where an upload's bytes wait for their shard's offer: `<dataDir>/uploads/<id>`. */
+export function uploadSpoolPath(dataDir: string, id: string): string {
+  if (!UPLOAD_ID_PATTERN.test(id)) throw new Error(`not an upload id: ${JSON.stringify(id)}`);
+  return `${dataDir.replace(/\/+$/, '')}/uploads/${id}`;
+}
+
+/** What an upload is for: its dataset, its id (the spool file's name) and its size, fixed at the start. */
+export interface ShardUploadStart {
+  dataset: string;
+  id: string;
+  bytes: number;
+}
+
+/** Why this chunk is refused, or null: chunks come in order, each at most SHARD_UPLOAD_CHUNK_BYTES, never past the size. */
+export function uploadChunkProblem(
+  start: ShardUploadStart,
+  received: number,
+  offset: number,
+  data: unknown,
+): string | null {
+  // isView, not instanceof: a payload's bytes may come from outside the workflow's sandbox.
+  if (!ArrayBuffer.isView(data) || (data as Uint8Array).BYTES_PER_ELEMENT !== 1) return 'a chunk is bytes';
+  if (offset !== received) return `the next chunk starts at byte ${received}, not ${offset}`;
+  if (data.byteLength > SHARD_UPLOAD_CHUNK_BYTES) return `a chunk has at most ${SHARD_UPLOAD_CHUNK_BYTES} bytes`;
+  if (data.byteLength === 0 && start.bytes > 0) return 'a chunk has at least 1 byte';
+  if (offset + data.byteLength > start.bytes)
+    return `the upload declared ${start.bytes} bytes; this chunk goes past them`;
+  return null;
+}
+
+/** How long an upload waits for its next chunk (or for its shard's offer) before its bytes are discarded. */
+export const UPLOAD_IDLE_MS = 15 * 60 * 1000;
+
+/** The rule a request naming a path breaks (its refusal names it). */
+export const NO_CLIENT_PATHS_RULE =
+  "the orchestrator never opens a path a client names: a shard's bytes come from the producer's side (expctl data add reads the file and uploads it)";
+
+/** The file-name label of an offer: a base name, no directories. */
+const FILE_NAME_PATTERN = /^[^/\\\0]{1,255}$/;
+
+/**
+ * Why a shard offer is refused before anything is recorded, or null. Its `code` is a refusal
+ * code (SHARD_NAMES_PATH, SHARD_UPLOAD_INVALID): an offer that names a path is refused whatever else it holds.
+ */
+export function shardOfferProblem(offer: unknown): { code: string; message: string } | null {
+  const o = (typeof offer === 'object' && offer !== null ? offer : {}) as Record<string, unknown>;
+  if ('path' in o || 'file' in o)
+    return {
+      code: SHARD_NAMES_PATH,
+      message: `${SHARD_NAMES_PATH}: this request names a path (${JSON.stringify(String(o.path ?? o.file).slice(0, 200))}); ${NO_CLIENT_PATHS_RULE}`,
+    };
+  const invalid = (what: string) => ({ code: SHARD_UPLOAD_INVALID, message: `${SHARD_UPLOAD_INVALID}: ${what}` });
+  const upload = (typeof o.upload === 'object' && o.upload !== null ? o.upload : null) as Record<
+    string,
+    unknown
+  > | null;
+  if (!upload) return invalid(`the offer carries no upload; ${NO_CLIENT_PATHS_RULE}`);
+  if (typeof upload.id !== 'string' || !UPLOAD_ID_PATTERN.test(upload.id))
+    return invalid('the upload id must be 32 lowercase hex digits (it names no path)');
+  if (typeof upload.sha256 !== 'string' || !SHA256_PATTERN.test(upload.sha256))
+    return invalid("the upload's sha256 must be 64 lowercase hex digits");
+  const size =
+    typeof upload.bytes === 'number' ? shardSizeProblem(upload.bytes) : 'a shard size is a whole number of bytes';
+  if (size) return invalid(size);
+  if (typeof o.fileName !== 'string' || !FILE_NAME_PATTERN.test(o.fileName))
+    return invalid('fileName must be a base name of 1-255 characters, without "/"');
+  return null;
 }
 
 /** What the store made of a shard's bytes. */
@@ -92,6 +179,12 @@ export const SHARD_CONFLICT = 'shard.conflict';
 export const SHARD_COUNT_MISMATCH = 'shard.count_mismatch';
 export const LATE_REFUSED = 'late.refused';
 export const VERSION_UNKNOWN = 'version.unknown';
+/** The offer names a path: refused before anything is recorded (NO_CLIENT_PATHS_RULE). */
+export const SHARD_NAMES_PATH = 'shard.names_path';
+/** The offer's upload is malformed or over MAX_SHARD_BYTES. */
+export const SHARD_UPLOAD_INVALID = 'shard.upload_invalid';
+/** The spool does not hold the bytes the signed offer declares (missing, another size or sha256). */
+export const SHARD_UPLOAD_MISMATCH = 'shard.upload_mismatch';
 /** A refusal of a shard (not permission_denied): exit code 2, like a refused experiment. */
 export const DATA_REFUSAL_EXIT_CODE = EXIT_CODES.validation_failed;
 

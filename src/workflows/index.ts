@@ -13,4 +13,5 @@ export { promotionWorkflow } from './promotion.js';
 export { rollbackWorkflow } from './rollback.js';
 export { datasetWorkflow } from './dataset.js';
 export { datasetVersionWorkflow } from './dataset-version.js';
+export { shardUploadWorkflow } from './shard-upload.js';
 export { batchWorkflow } from './batch.js';

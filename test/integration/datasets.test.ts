@@ -1,16 +1,28 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { WorkflowUpdateFailedError } from '@temporalio/client';
+import crypto from 'node:crypto';
+import { WithStartWorkflowOperation, WorkflowUpdateFailedError } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addShard, configureDataset, fileSha256, shardRefusal } from '../../src/client/datasets.js';
 import { PERMISSION_DENIED } from '../../src/domain/authorization.js';
-import { datasetVersionWorkflowId, datasetWorkflowId, shardObjectPath } from '../../src/domain/datasets.js';
+import { signAs } from '../../src/client/sign.js';
+import { MAX_SHARD_BYTES, SHARD_UPLOAD_CHUNK_BYTES } from '../../src/domain/bounds.js';
+import {
+  datasetVersionWorkflowId,
+  datasetWorkflowId,
+  newDatasetState,
+  shardObjectPath,
+  type ShardOffer,
+} from '../../src/domain/datasets.js';
 import { WORKFLOWS_PATH } from '../../src/orchestrator/worker.js';
-import { datasetStateQuery, versionStateQuery } from '../../src/workflows/definitions.js';
+import { issuerKeyPath, type Credential } from '../../src/security/credentials.js';
+import { CONTROL_TASK_QUEUE } from '../../src/shared/constants.js';
+import { datasetWorkflow } from '../../src/workflows/dataset.js';
+import { addShardUpdate, datasetStateQuery, versionStateQuery } from '../../src/workflows/definitions.js';
 import { outputOf, runCli } from '../helpers/cli.js';
-import { issueTestCredential, startStack, type TestStack } from '../helpers/stack.js';
+import { issueTestCredential, startStack, testTrust, type TestStack } from '../helpers/stack.js';
 import { eventually, waitFor } from '../helpers/wait.js';
 
 // Datasets on a real server: shards delivered out of order and more than once, late shards,
@@ -45,6 +57,14 @@ async function jsonl(
 }
 const offer = async (dataset: string, file: string, shardIndex: number, shardCount: number, extra: object = {}) =>
   addShard(stack.client, { dataset, file, shardIndex, shardCount, declaredSha256: await fileSha256(file), ...extra });
+/** The IDs of a dataset's upload workflows, once the server lists `count` of them. */
+const uploadWorkflowIds = (dataset: string, count: number) =>
+  eventually(async () => {
+    const ids: string[] = [];
+    for await (const w of stack.client.workflow.list({ query: `WorkflowType = 'shardUploadWorkflow'` }))
+      if (w.workflowId.startsWith(`expctl-upload-${dataset}-`)) ids.push(w.workflowId);
+    return ids.length === count ? ids : undefined;
+  }, 30_000);
 const refusalOf = (error: unknown) => shardRefusal(error) ?? { code: (error as Error).message, message: '' };
 const decided = (dataset: string, version: number) =>
   eventually(async () => {
@@ -104,7 +124,8 @@ describe('versions', () => {
       shardCount: 3,
       declaredSha256: 'a'.repeat(64),
     }).catch((e: unknown) => e);
-    expect(refusalOf(missing)).toMatchObject({ code: 'shard.unreadable', message: expect.stringMatching(/ENOENT/) });
+    // Read on the producer's side: a file that is not there never reaches the orchestrator.
+    expect(missing).toMatchObject({ code: 'ENOENT' });
     expect(await offer('ooo', files[1]!, 1, 3)).toMatchObject({ outcome: 'accepted', version: 1, sealed: true });
 
     const row = await decided('ooo', 1);
@@ -347,12 +368,154 @@ describe('alerts and authorization', () => {
     expect(await addShard(stack.client, base, producer.credential)).toMatchObject({ outcome: 'accepted', version: 1 });
     const policy = await runCli(cliEnv(producer.file), ['data', 'policy', 'authz', '--lateness', '5m', '--json']);
     expect(policy.exitCode).toBe(6);
+    // The submitter was refused at its upload, before any byte was spooled or any offer made.
     expect((await catalog().auditTrail(datasetWorkflowId('authz'))).map((a) => [a.action, a.actor, a.allowed])).toEqual(
       [
-        ['add_data', 'agent', false],
         ['add_data', 'loader', true],
         ['configure_dataset', 'loader', false],
       ],
+    );
+    const uploads = await uploadWorkflowIds('authz', 2);
+    const trails = await Promise.all(uploads.map((id) => catalog().auditTrail(id)));
+    expect(trails.map((t) => t.map((a) => [a.action, a.actor, a.allowed])).sort()).toEqual([
+      [['add_data', 'agent', false]],
+      [['add_data', 'loader', true]],
+    ]);
+  });
+});
+
+describe('no confused deputy', () => {
+  /** Every file under the store (objects, spool), with its bytes. */
+  async function storeFiles(): Promise<{ file: string; bytes: Buffer }[]> {
+    const found: { file: string; bytes: Buffer }[] = [];
+    const walk = async (at: string): Promise<void> => {
+      for (const entry of await fs.readdir(at, { withFileTypes: true }).catch(() => [])) {
+        const file = path.join(at, entry.name);
+        if (entry.isDirectory()) await walk(file);
+        else found.push({ file, bytes: await fs.readFile(file) });
+      }
+    };
+    await walk(dataDir);
+    return found;
+  }
+  /** A request signed with `credential`, sent as it is (no CLI, no client helper in between). */
+  const rawOffer = (offer: object, credential: Credential) =>
+    stack.client.workflow.executeUpdateWithStart(addShardUpdate, {
+      args: [
+        offer as unknown as ShardOffer,
+        signAs('add_data', datasetWorkflowId((offer as ShardOffer).dataset), offer, credential),
+      ],
+      startWorkflowOperation: new WithStartWorkflowOperation(datasetWorkflow, {
+        workflowId: datasetWorkflowId((offer as ShardOffer).dataset),
+        taskQueue: CONTROL_TASK_QUEUE,
+        args: [(offer as ShardOffer).dataset, newDatasetState((offer as ShardOffer).dataset)],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+      }),
+    });
+
+  it("a producer's signed request naming issuer.key or /etc/shadow is refused by the rule; no byte of either reaches the store", async () => {
+    const { credential } = issueTestCredential('thief', 'producer');
+    const issuerKey = issuerKeyPath(testTrust().home);
+    // /etc/shadow is readable when the orchestrator runs as root (as the old ingest would have read it).
+    const shadow = await fs.readFile('/etc/shadow').catch(() => null);
+    const secrets = [await fs.readFile(issuerKey), ...(shadow ? [shadow] : [])];
+    for (const target of [issuerKey, '/etc/shadow']) {
+      // What the CLI sent before: the path, and a declared hash.
+      const named = {
+        dataset: 'chainleak',
+        shardIndex: 0,
+        shardCount: 1,
+        path: target,
+        fileName: path.basename(target),
+      };
+      const refused = await rawOffer({ ...named, declaredSha256: 'a'.repeat(64) }, credential).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(WorkflowUpdateFailedError);
+      expect(shardRefusal(refused)).toEqual({
+        code: 'shard.names_path',
+        message: expect.stringContaining('the orchestrator never opens a path a client names'),
+      });
+      expect(shardRefusal(refused)!.message).toContain(target);
+    }
+    // The upload id names no path; an id with no bytes behind it is refused even with the key's sha256.
+    const keySha = crypto.createHash('sha256').update(secrets[0]!).digest('hex');
+    const upload = (id: string) => ({
+      dataset: 'chainleak',
+      shardIndex: 0,
+      shardCount: 1,
+      fileName: 'issuer.key',
+      declaredSha256: keySha,
+      upload: { id, sha256: keySha, bytes: secrets[0]!.length },
+    });
+    const traversal = await rawOffer(upload('../../keys/issuer.key'), credential).catch((e: unknown) => e);
+    expect(shardRefusal(traversal)).toMatchObject({
+      code: 'shard.upload_invalid',
+      message: expect.stringMatching(/names no path/),
+    });
+    const unsent = await rawOffer(upload('0'.repeat(32)), credential).catch((e: unknown) => e);
+    expect(shardRefusal(unsent)).toMatchObject({
+      code: 'shard.upload_mismatch',
+      message: expect.stringMatching(/holds no bytes/),
+    });
+
+    // The walk below sees the store: at least this producer's honest shard is in it.
+    const honest = await jsonl('honest.jsonl', 2);
+    await addShard(
+      stack.client,
+      { dataset: 'honest', file: honest, shardIndex: 0, shardCount: 1, declaredSha256: await fileSha256(honest) },
+      credential,
+    );
+    const files = await storeFiles();
+    expect(files.map((f) => f.file)).toContain(shardObjectPath(dataDir, await fileSha256(honest)));
+    for (const { file, bytes } of files)
+      for (const secret of secrets) expect(bytes.includes(secret), `${file} holds a secret's bytes`).toBe(false);
+    await expect(fs.stat(shardObjectPath(dataDir, keySha))).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await catalog().datasets.versions('chainleak')).toEqual([]);
+    const state = await stack.client.workflow.getHandle(datasetWorkflowId('chainleak')).query(datasetStateQuery);
+    expect(state).toMatchObject({ deliveries: 0, versions: [] });
+    // Refused by the update's validator: nothing in the dataset's history, only the one verified offer in the audit.
+    expect((await catalog().auditTrail(datasetWorkflowId('chainleak'))).map((a) => [a.actor, a.allowed])).toEqual([
+      ['thief', true],
+    ]);
+  });
+
+  it('a shard over MAX_SHARD_BYTES is refused with exit 2 before anything is recorded; a multi-chunk shard arrives whole', async () => {
+    const big = path.join(dir, 'big.jsonl');
+    await fs.writeFile(big, '');
+    await fs.truncate(big, MAX_SHARD_BYTES + 1);
+    const refused = await runCli(cliEnv(), ['data', 'add', 'toolarge', big]);
+    expect(refused.exitCode).toBe(2);
+    expect(refused.stderr as string).toMatch(/at most 32\.0 MiB \(MAX_SHARD_BYTES\): split it into more shards/);
+    expect(await catalog().datasets.versions('toolarge')).toEqual([]);
+    await expect(stack.client.workflow.getHandle(datasetWorkflowId('toolarge')).describe()).rejects.toThrow();
+
+    // Several chunks: the stored object is the file, byte for byte; the spool is left empty.
+    const rows = Array.from({ length: 40_000 }, (_, i) =>
+      JSON.stringify({ id: i, text: `row-${i}-${'x'.repeat(40)}` }),
+    );
+    const chunky = path.join(dir, 'chunky.jsonl');
+    await fs.writeFile(chunky, `${rows.join('\n')}\n`);
+    expect((await fs.stat(chunky)).size).toBeGreaterThan(2 * SHARD_UPLOAD_CHUNK_BYTES);
+    // As a producer runs it: the CLI reads the file as this user, with the producer's credential.
+    const producer = issueTestCredential('bulk-loader', 'producer');
+    const cli = await runCli(cliEnv(producer.file), ['data', 'add', 'chunky', chunky, '--json']);
+    expect(cli.exitCode, cli.stderr as string).toBe(0);
+    const sha = await fileSha256(chunky);
+    expect(JSON.parse(cli.stdout as string).shards[0]).toMatchObject({
+      outcome: 'accepted',
+      sha256: sha,
+      records: 40_000,
+    });
+    expect((await fs.readFile(shardObjectPath(dataDir, sha))).equals(await fs.readFile(chunky))).toBe(true);
+    expect(await decided('chunky', 1)).toMatchObject({ status: 'passed', records: 40_000 });
+    // Uploaded, then refused before the store took it: ending the upload removes its spool file.
+    const misplaced = await offer('chunky', chunky, 5, 3).catch((e: unknown) => e);
+    expect(misplaced).toBeInstanceOf(WorkflowUpdateFailedError);
+    expect((misplaced as WorkflowUpdateFailedError).cause?.message).toMatch(
+      /shard index must be a whole number from 0 to 2/,
+    );
+    await eventually(
+      async () => ((await fs.readdir(path.join(dataDir, 'uploads'))).length === 0 ? true : undefined),
+      30_000,
     );
   });
 });
@@ -366,6 +529,7 @@ describe('determinism', () => {
       datasetVersionWorkflowId('ooo', 1),
       datasetVersionWorkflowId('partial', 1),
       datasetVersionWorkflowId('evolve', 2),
+      ...(await uploadWorkflowIds('chunky', 2)),
     ];
     const histories = await Promise.all(
       ids.map(async (workflowId) => ({

@@ -18,7 +18,7 @@ import {
   type LatePolicy,
 } from '../../domain/datasets.js';
 import { historyText } from '../../domain/gates.js';
-import { MAX_SHARDS_PER_VERSION, shardPositionProblem } from '../../domain/bounds.js';
+import { MAX_SHARDS_PER_VERSION, shardPositionProblem, shardSizeProblem } from '../../domain/bounds.js';
 import { connectClient } from '../../temporal/connection.js';
 import { openCatalog } from '../catalog-view.js';
 import { asRefusal } from '../refusal.js';
@@ -134,6 +134,8 @@ export async function dataAddCommand(dataset: string, files: string[], options: 
   for (const file of files) {
     const stat = await fsp.stat(file).catch(() => null);
     if (!stat?.isFile()) throw new CliError(`${safeText(file)} is not a readable file`, EXIT_CODES.validation_failed);
+    const tooLarge = shardSizeProblem(stat.size);
+    if (tooLarge) throw new CliError(`${safeText(file)}: ${tooLarge}`, EXIT_CODES.validation_failed);
   }
 
   const client = await connectClient();
@@ -208,6 +210,11 @@ export async function dataWatchCommand(
       const key = `${stat.size}:${stat.mtimeMs}`;
       if (offered.get(file) === key) continue;
       offered.set(file, key);
+      const tooLarge = shardSizeProblem(stat.size);
+      if (tooLarge) {
+        say({ file, skipped: tooLarge }, `${safeText(file)}: skipped (${tooLarge})`);
+        continue;
+      }
       const delivery = await deliver(client, {
         dataset: options.dataset ?? parsed.dataset,
         file,

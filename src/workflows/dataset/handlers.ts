@@ -1,5 +1,5 @@
-import { setHandler } from '@temporalio/workflow';
-import { datasetWorkflowId, LATE_POLICIES } from '../../domain/datasets.js';
+import { ApplicationFailure, setHandler } from '@temporalio/workflow';
+import { datasetWorkflowId, LATE_POLICIES, shardOfferProblem } from '../../domain/datasets.js';
 import { shardPositionProblem } from '../../domain/bounds.js';
 import { requirePermission } from '../authorize.js';
 import {
@@ -45,12 +45,15 @@ function acceptShards(home: DatasetHome): void {
         acceptedAt: new Date().toISOString(),
         detail: `shard ${offer.shardIndex}/${offer.shardCount} ${offer.fileName}`,
       });
-      const shard = await data.ingestShard({ path: offer.path, fileName: offer.fileName });
+      const shard = await data.ingestShard({ upload: offer.upload, fileName: offer.fileName });
       return home.serially(() => take(home, offer, shard, new Date().toISOString()));
     },
     {
       validator: (offer, _authorization) => {
         if (offer.dataset !== dataset) throw new Error(`this is dataset ${dataset}'s workflow, not ${offer.dataset}'s`);
+        // Before anything is recorded: a request naming a path never reaches an activity.
+        const refused = shardOfferProblem(offer);
+        if (refused) throw ApplicationFailure.nonRetryable(refused.message, refused.code);
         const position = shardPositionProblem(offer.shardIndex, offer.shardCount);
         if (position) throw new Error(position);
         if (offer.version !== undefined && !(Number.isInteger(offer.version) && offer.version >= 1))
