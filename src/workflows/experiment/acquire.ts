@@ -23,7 +23,8 @@ export async function acquire(
 ): Promise<Lease> {
   await advance(run, 'queued', note);
   const requestLease = () => askPool(run, requirements);
-  await requestLease();
+  // A pool that is gone for a moment (terminated, being started again) is asked again below.
+  await requestLease().catch(() => undefined);
   if (lost !== undefined) await awaitLiveHost(run, lost, requirements);
   // Asked again now and then (the pool ignores a request it holds): a pool started again after it
   // was gone (terminated by hand) knows nothing of the runs that were waiting in its queue.
