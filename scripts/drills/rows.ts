@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs/promises';
 import { SA } from '../../src/shared/search-attributes.js';
+import { OUTSIDE_ROWS } from './outside-rows.js';
 import { freshMetric, type DrillContext, Row } from './row.js';
 import { awaitResult, recordedExperiments } from './runs.js';
 import type { TrackedRun } from './runs.js';
@@ -249,4 +250,5 @@ export const ROWS: RowSpec[] = [
       return 120_000;
     },
   },
+  ...OUTSIDE_ROWS,
 ];

@@ -14,6 +14,8 @@ const CI_ROWS = [
   'escape',
   'kill-supervisor',
   'long-line',
+  'terminate-while-training',
+  'plaintext-and-forged-signals',
 ];
 
 let report: DrillReport;
