@@ -24,7 +24,7 @@ export interface OutsideChangesInput {
 }
 
 /** A `temporal workflow reset` as the new run's history holds it: the task it failed, from which run, by whom. */
-interface Reset {
+export interface Reset {
   eventId: number;
   baseRunId: string;
   newRunId: string;
@@ -59,7 +59,7 @@ async function historyOf(client: Client, workflowId: string, runId: string): Pro
   return events;
 }
 
-function resetsIn(events: HistoryEvent[]): Reset[] {
+export function resetsIn(events: HistoryEvent[]): Reset[] {
   return events.flatMap((event) => {
     const failed = event.workflowTaskFailedEventAttributes;
     if (event.eventType !== EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED || !failed) return [];
@@ -81,7 +81,7 @@ function resetsIn(events: HistoryEvent[]): Reset[] {
  * The run whose history an event first appeared in: a reset copies the events before its point
  * from the run it reset, so each is audited under that run, once, however often it is copied.
  */
-function ownerRun(eventId: number, resets: Reset[], runId: string): string {
+export function ownerRun(eventId: number, resets: Reset[], runId: string): string {
   const copiedBy = resets.find((reset) => reset.eventId > eventId);
   return copiedBy?.baseRunId || runId;
 }
