@@ -64,6 +64,8 @@ describe('changes made to a run from outside expctl', () => {
     const id = run.experimentId;
     await waitFor(async () => (await run.handle.query(experimentStateQuery)).status === 'waiting_for_data', 60_000);
 
+    // One the codec refuses is dropped and audited as refused_message, not as an operator's signal.
+    await temporal(['workflow', 'signal', '--workflow-id', id, '--name', 'leaseRevoked', '--input', '{"leaseId":"x"}']);
     await temporal([
       'workflow',
       'signal',
@@ -112,6 +114,11 @@ describe('changes made to a run from outside expctl', () => {
       'temporal_cancel',
       'temporal_reset',
     ]);
+    await waitFor(
+      async () =>
+        (await stack.catalog.auditTrail(id)).filter((entry) => entry.action === 'refused_message').length === 1,
+      30_000,
+    );
     const line = (action: string) => outside.find((entry) => entry.action === action)!;
     for (const entry of outside) {
       expect(entry.allowed).toBe(true);
