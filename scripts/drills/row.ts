@@ -46,6 +46,9 @@ export class Row {
   readonly notes: string[] = [];
   /** Extra duplicates found by the row itself (e.g. two experiments for one idempotency key). */
   duplicated = 0;
+  /** Processes and wrong outcomes the row found itself, beyond its runs' verdicts (e.g. of a terminated run). */
+  orphaned = 0;
+  wrong = 0;
   private readonly workers: StackProcess[] = [];
   private count = 0;
 
@@ -178,8 +181,8 @@ export class Row {
       submitted: this.runs.length,
       lost: verdicts.filter((v) => v.lost).length,
       duplicated,
-      orphaned: verdicts.reduce((n, v) => n + v.orphans.length, 0),
-      wrong: verdicts.filter((v) => v.wrong).length,
+      orphaned: this.orphaned + verdicts.reduce((n, v) => n + v.orphans.length, 0),
+      wrong: this.wrong + verdicts.filter((v) => v.wrong).length,
       states,
       seconds: Math.round((Date.now() - startedAt) / 100) / 10,
       notes: this.notes,

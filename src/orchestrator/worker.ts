@@ -16,6 +16,7 @@ import { createRefusedMessageActivities } from '../activities/refused-messages.j
 import { createLeaseHolderActivities } from '../activities/lease-holders.js';
 import { createPoolSettingsActivities } from '../activities/pool-settings.js';
 import { superviseThePool } from './pool-supervisor.js';
+import { auditingTerminalRecords, createOutsideChangeActivities } from '../activities/outside-changes.js';
 import { workflowWorkerDataConverter } from '../security/codec.js';
 import { createControlActivities } from '../activities/control.js';
 import { createPromotionActivities } from '../activities/promotion.js';
@@ -90,16 +91,21 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
     dataConverter: workflowWorkerDataConverter(options.dataConverter),
     workflowBundle,
   };
+  const controlActivities = createControlActivities({
+    client: options.client,
+    catalog,
+    secretHashKey: options.secretHashKey ?? (await deriveKey('secret-hash')).key,
+  });
+  const codecs = options.dataConverter.payloadCodecs ?? [];
+  const outside = createOutsideChangeActivities({ client: options.client, catalog, codecs });
   const control = await Worker.create({
     ...common,
     taskQueue: CONTROL_TASK_QUEUE,
     ...(options.interceptors ? { interceptors: options.interceptors } : {}),
     activities: {
-      ...createControlActivities({
-        client: options.client,
-        catalog,
-        secretHashKey: options.secretHashKey ?? (await deriveKey('secret-hash')).key,
-      }),
+      ...controlActivities,
+      // A run's terminal record also audits what was done to it from outside expctl.
+      recordExperiment: auditingTerminalRecords(controlActivities.recordExperiment, outside),
       ...createCatalogActivities({ catalog }),
       ...createAuthorizationActivities({ issuer: options.issuer, catalog }),
       ...createLeaseHolderActivities({ client: options.client, catalog }),

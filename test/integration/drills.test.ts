@@ -15,6 +15,8 @@ const CI_ROWS = [
   'kill-supervisor',
   'long-line',
   'pool-terminated',
+  'terminate-while-training',
+  'plaintext-and-forged-signals',
 ];
 
 let report: DrillReport;
