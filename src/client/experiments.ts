@@ -23,7 +23,8 @@ import { SA } from '../shared/search-attributes.js';
 import { experimentWorkflow } from '../workflows/experiment.js';
 import { loadCredential, signRequest, type Credential } from '../security/credentials.js';
 import { signAs } from './sign.js';
-import { differingFields, fingerprintRequest, contentDigest, type RequestFingerprint } from './request-digest.js';
+import { contentDigest } from '../security/content-digest.js';
+import { differingFields, fingerprintRequest, type RequestFingerprint } from './request-digest.js';
 
 export type ExperimentHandle = WorkflowHandle<typeof experimentWorkflow>;
 
@@ -94,6 +95,13 @@ export async function checkHijackVariables(client: Client, request: ExperimentRe
   if (refusal !== null) throw new RequestValidationError([refusal]);
 }
 
+export interface SubmitOptions {
+  priority?: number;
+  origin?: { kind: 'retry' | 'rerun'; of: string };
+  /** Who submits; default: this process's credential (EXPCTL_CREDENTIAL_FILE or the state directory's). */
+  credential?: Credential;
+}
+
 /**
  * Validates the request (throws RequestValidationError) and starts its workflow. With an
  * idempotency key, the same request returns the existing experiment (running or finished);
@@ -102,14 +110,20 @@ export async function checkHijackVariables(client: Client, request: ExperimentRe
 export async function submitExperiment(
   client: Client,
   input: ExperimentRequestInput,
-  options: {
-    priority?: number;
-    origin?: { kind: 'retry' | 'rerun'; of: string };
-    /** Who submits; default: this process's credential (EXPCTL_CREDENTIAL_FILE or the state directory's). */
-    credential?: Credential;
-  } = {},
+  options: SubmitOptions = {},
 ): Promise<Submitted> {
-  const request = parseExperimentRequest(input);
+  return submitRequest(client, parseExperimentRequest(input), options);
+}
+
+/**
+ * Starts the workflow of a request already parsed at the caller's boundary (the CLI's `run`), as
+ * it is: nothing is parsed or changed on the way; the workflow checks it again at its own boundary.
+ */
+export async function submitRequest(
+  client: Client,
+  request: ExperimentRequest,
+  options: SubmitOptions = {},
+): Promise<Submitted> {
   await checkHijackVariables(client, request);
   const credential = options.credential ?? loadCredential();
   const experimentId = experimentIdFor(request.tag, request.idempotencyKey);
