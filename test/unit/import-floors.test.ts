@@ -135,8 +135,8 @@ describe('the import graph of src/', () => {
       edges.some((edge) => edge.from === from && edge.to === to && edge.typeOnly === typeOnly);
     expect(has('cli/commands/experiments.ts', 'client/experiments.ts', false)).toBe(true);
     expect(has('workflows/experiment.ts', 'activities/training.ts', true)).toBe(true);
-    // Commands are loaded when they run (lazy-commands.ts), through import().
-    expect(edges.some((edge) => edge.from === 'cli/lazy-commands.ts' && edge.to === 'mcp/server.ts')).toBe(true);
+    // Commands are loaded when they run (each declaration's action), through import().
+    expect(edges.some((edge) => edge.from === 'cli/declarations/mcp.ts' && edge.to === 'mcp/server.ts')).toBe(true);
     expect(has('cli/output.ts', 'shared/safe-text.ts', false)).toBe(true);
   });
 
