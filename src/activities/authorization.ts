@@ -2,7 +2,7 @@ import { asyncLocalStorage } from '@temporalio/activity';
 import type crypto from 'node:crypto';
 import type { Catalog } from '../catalog/catalog.js';
 import { deniedMessage, permits, type Action, type Identity } from '../domain/authorization.js';
-import { contentDigest } from '../client/request-digest.js';
+import { contentDigest } from '../security/content-digest.js';
 import { certificateOf, verifyAuthorization } from '../security/credentials.js';
 
 export interface AuthorizationDeps {

@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { preparePromotionFrom, type PrepareResult } from '../activities/promotion.js';
 import { lineage, parseLineageRef, type LineageNode } from '../domain/lineage.js';
 import type { CatalogReader, AuditEntry, TagRow } from './catalog.js';
 import type { AlertRow, DatasetVersionRow } from './datasets.js';
 import { catalogLineageSource } from './lineage-source.js';
+import { preparePromotionFrom, type PrepareResult } from './promotion-candidate.js';
 import { modelReport, type PromotionRecord } from './models.js';
 import type { ExperimentRecord } from './record.js';
 

@@ -4,7 +4,10 @@ import { MIN_SECRET_LENGTH } from '../domain/redact.js';
 import { DEFAULT_WAIT_FOR_DATA_SECONDS } from '../domain/dataset-refs.js';
 import { ENV_NAME_PATTERN, ENV_NAME_TEXT } from '../domain/environment.js';
 import { METRIC_NAME_PATTERN, METRIC_NAME_TEXT, PRIORITY_RANGE, TAG_PATTERN, TAG_RULE } from '../domain/request.js';
-import { safeText } from './output.js';
+import { FlagError, shown, splitCommandLine } from '../shared/command-line.js';
+import { safeText } from '../shared/safe-text.js';
+
+export { FlagError, splitCommandLine } from '../shared/command-line.js';
 
 /**
  * Strict parsing of command-line values, before anything is submitted. Pure: unit-tested on its own.
@@ -25,15 +28,6 @@ export interface NumberRule {
   positive?: boolean;
   max?: number;
 }
-
-/** One malformed flag: the message names it and says what was expected. */
-export class FlagError extends Error {}
-
-/** A value as a message quotes it: escaped, and cut after 60 characters when long (a 10 KB value is not repeated). */
-const shown = (raw: string) => {
-  const text = safeText(raw);
-  return text.length <= 100 ? JSON.stringify(text) : `${JSON.stringify(text.slice(0, 60))}… (${raw.length} characters)`;
-};
 
 export function parseNumber(flag: string, raw: string, rule: NumberRule = {}): number {
   const kind = rule.integer ? 'an integer' : 'a decimal number';
@@ -168,53 +162,6 @@ export function parseSecretFlags(
     }
   }
   return { secrets, problems };
-}
-
-/**
- * `--setup "uv sync --frozen"` as an argv array, split without a shell: words are separated by
- * whitespace; '...' is literal; "..." is literal except \" and \\; a backslash outside quotes
- * escapes the next character. Nothing is expanded ($VAR, globs, ~). Unquoted shell operators
- * (| & ; < > ( ) ` $) are refused: they would be passed as plain arguments, which is never what
- * was meant; write a script in the repository and name it instead.
- */
-export function splitCommandLine(flag: string, raw: string): string[] {
-  const words: string[] = [];
-  let word = '';
-  let inWord = false;
-  let quote: '"' | "'" | null = null;
-  for (let i = 0; i < raw.length; i++) {
-    const char = raw[i]!;
-    if (quote === "'") {
-      if (char === "'") quote = null;
-      else word += char;
-    } else if (quote === '"') {
-      if (char === '"') quote = null;
-      else if (char === '\\' && (raw[i + 1] === '"' || raw[i + 1] === '\\')) word += raw[++i];
-      else word += char;
-    } else if (/\s/.test(char)) {
-      if (inWord) words.push(word);
-      word = '';
-      inWord = false;
-    } else if (char === "'" || char === '"') {
-      quote = char;
-      inWord = true;
-    } else if (char === '\\') {
-      if (i + 1 >= raw.length) throw new FlagError(`${flag} ${shown(raw)}: ends with a lone backslash`);
-      word += raw[++i];
-      inWord = true;
-    } else if ('|&;<>()`$'.includes(char)) {
-      throw new FlagError(
-        `${flag} ${shown(raw)}: runs one command without a shell, so "${char}" is not allowed unquoted; put the steps in a script in the repository and run that`,
-      );
-    } else {
-      word += char;
-      inWord = true;
-    }
-  }
-  if (quote) throw new FlagError(`${flag} ${shown(raw)}: unterminated ${quote} quote`);
-  if (inWord) words.push(word);
-  if (words.length === 0) throw new FlagError(`${flag} ${shown(raw)}: expected a command, such as "uv sync --frozen"`);
-  return words;
 }
 
 /** What commander hands `run` (every valued flag collected with `occurrences`). */

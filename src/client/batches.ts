@@ -21,7 +21,7 @@ import type { BatchInput, BatchSnapshot } from '../workflows/batch-state.js';
 import { batchStateQuery, placementCheckQuery } from '../workflows/definitions.js';
 import type { ExperimentInput } from '../workflows/experiment-state.js';
 import { checkHijackVariables, keyedWorkflowId, sealRequestSecrets } from './experiments.js';
-import { contentDigest } from './request-digest.js';
+import { contentDigest } from '../security/content-digest.js';
 
 export type BatchHandle = WorkflowHandle<typeof batchWorkflow>;
 

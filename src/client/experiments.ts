@@ -24,7 +24,8 @@ import { experimentWorkflow } from '../workflows/experiment.js';
 import { loadCredential, signRequest, type Credential } from '../security/credentials.js';
 import { loadSealingKey, sealSecrets, type SealingKey } from '../security/sealed-secrets.js';
 import { signAs } from './sign.js';
-import { differingFields, fingerprintRequest, contentDigest, type RequestFingerprint } from './request-digest.js';
+import { contentDigest } from '../security/content-digest.js';
+import { differingFields, fingerprintRequest, type RequestFingerprint } from './request-digest.js';
 
 export type ExperimentHandle = WorkflowHandle<typeof experimentWorkflow>;
 
@@ -95,6 +96,15 @@ export async function checkHijackVariables(client: Client, request: ExperimentRe
   if (refusal !== null) throw new RequestValidationError([refusal]);
 }
 
+export interface SubmitOptions {
+  priority?: number;
+  origin?: { kind: 'retry' | 'rerun'; of: string };
+  /** Who submits; default: this process's credential (EXPCTL_CREDENTIAL_FILE or the state directory's). */
+  credential?: Credential;
+  /** The workers' public key `--secret` values are sealed for; default: EXPCTL_SEAL_PUBLIC_KEY_FILE or the state directory's. */
+  sealingKey?: SealingKey;
+}
+
 /**
  * The request with each `--secret` value sealed for the GPU workers, bound to its experiment (see
  * src/security/sealed-secrets.ts): the payload keyring does not open it in history. A secret also
@@ -123,16 +133,21 @@ export async function sealRequestSecrets<R extends ExperimentRequest>(
 export async function submitExperiment(
   client: Client,
   input: ExperimentRequestInput,
-  options: {
-    priority?: number;
-    origin?: { kind: 'retry' | 'rerun'; of: string };
-    /** Who submits; default: this process's credential (EXPCTL_CREDENTIAL_FILE or the state directory's). */
-    credential?: Credential;
-    /** The workers' public key `--secret` values are sealed for; default: EXPCTL_SEAL_PUBLIC_KEY_FILE or the state directory's. */
-    sealingKey?: SealingKey;
-  } = {},
+  options: SubmitOptions = {},
 ): Promise<Submitted> {
-  const parsed = parseExperimentRequest(input);
+  return submitRequest(client, parseExperimentRequest(input), options);
+}
+
+/**
+ * Starts the workflow of a request already parsed at the caller's boundary (the CLI's `run`), as
+ * it is: nothing is parsed again or changed on the way but its `--secret` values, sealed for the
+ * workers; the workflow checks it again at its own boundary.
+ */
+export async function submitRequest(
+  client: Client,
+  parsed: ExperimentRequest,
+  options: SubmitOptions = {},
+): Promise<Submitted> {
   await checkHijackVariables(client, parsed);
   const credential = options.credential ?? loadCredential();
   const experimentId = experimentIdFor(parsed.tag, parsed.idempotencyKey);

@@ -31,14 +31,28 @@ export async function shipCommit(
 }
 
 /**
- * Where workers find the source: with a fleet remote, the commit is pushed there and the request
- * names the remote (workers never read the submitter's path); without one, the source as it is.
+ * Where workers find the source: with a fleet remote, the remote (workers never read the
+ * submitter's path); without one, the source as it is. Pure, so a request can name it, and be
+ * checked, before anything is pushed.
  */
+export function fleetSourceFor(
+  source: { repo: string; commit: string },
+  remote: string | undefined,
+): { repo: string; commit: string } {
+  if (!remote || isRemoteRepo(source.repo)) return source;
+  return { repo: remote, commit: source.commit };
+}
+
+/** Pushes the commit to the fleet remote when workers fetch it from there (fleetSourceFor); otherwise nothing. */
+export async function shipToFleet(source: { repo: string; commit: string }, remote: string | undefined): Promise<void> {
+  if (fleetSourceFor(source, remote) !== source) await shipCommit(source.repo, source.commit, remote!);
+}
+
+/** The commit shipped where workers find it (shipToFleet), and that place (fleetSourceFor). */
 export async function sourceForFleet(
   source: { repo: string; commit: string },
   remote: string | undefined,
 ): Promise<{ repo: string; commit: string }> {
-  if (!remote || isRemoteRepo(source.repo)) return source;
-  await shipCommit(source.repo, source.commit, remote);
-  return { repo: remote, commit: source.commit };
+  await shipToFleet(source, remote);
+  return fleetSourceFor(source, remote);
 }

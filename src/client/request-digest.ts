@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import { publicRequest } from '../domain/redact.js';
 import type { ExperimentRequest } from '../domain/request.js';
+import { canonicalJson } from '../security/content-digest.js';
 
 /**
  * A request's fingerprint, so an idempotency key reused with a different request can be told from
@@ -14,18 +15,6 @@ export interface RequestFingerprint {
   digest: string;
   /** One digest per top-level field, and per environment variable as `env.NAME`. */
   fields: Record<string, string>;
-}
-
-/** JSON with object keys sorted, so equal values always give equal text. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
 }
 
 export function fingerprintRequest(
@@ -49,9 +38,4 @@ export function fingerprintRequest(
 export function differingFields(a: Record<string, string>, b: Record<string, string>): string[] {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
   return [...keys].filter((key) => a[key] !== b[key]).sort();
-}
-
-/** What a signed request covers: the content it acts with (a workflow input, a drain, a registration). */
-export function contentDigest(content: unknown): string {
-  return crypto.createHash('sha256').update(canonicalJson(content)).digest('hex');
 }

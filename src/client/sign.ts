@@ -2,7 +2,7 @@ import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/clie
 import { ApplicationFailure } from '@temporalio/common';
 import { PERMISSION_DENIED, type Action, type Authorization } from '../domain/authorization.js';
 import { loadCredential, signRequest, type Credential } from '../security/credentials.js';
-import { contentDigest } from './request-digest.js';
+import { contentDigest } from '../security/content-digest.js';
 
 /** Signs one request as this process's identity (EXPCTL_CREDENTIAL_FILE, else the state directory's). */
 export function signAs(

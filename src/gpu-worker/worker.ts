@@ -10,7 +10,7 @@ import { createArtifactCheckActivities } from '../activities/artifact-check.js';
 import { createTrainingActivities, type RunWatch } from '../activities/training.js';
 import { DEFAULT_POOL_HEARTBEAT_MS, type HostRegistration, type Slot } from '../domain/fleet.js';
 import { hostTaskQueue, POOL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
-import { contentDigest } from '../client/request-digest.js';
+import { contentDigest } from '../security/content-digest.js';
 import { PERMISSION_DENIED } from '../domain/authorization.js';
 import { signRequest, type Credential } from '../security/credentials.js';
 import {

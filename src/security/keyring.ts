@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { z } from 'zod';
-import { FlagError, splitCommandLine } from '../cli/parse.js';
+import { FlagError, splitCommandLine } from '../shared/command-line.js';
 import { TAG_PATTERN } from '../domain/bounds.js';
 import { ConfigurationError, stateDir } from '../shared/settings.js';
 import { AccessError } from './access-error.js';

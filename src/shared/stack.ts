@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import { isRunning } from '../temporal/pid-file.js';
+import { isRunning } from './processes.js';
 
 /**
  * How every expctl command finds the stack it talks to, whatever its current directory (an agent

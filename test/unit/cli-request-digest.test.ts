@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, differingFields, fingerprintRequest } from '../../src/client/request-digest.js';
+import { differingFields, fingerprintRequest } from '../../src/client/request-digest.js';
+import { canonicalJson } from '../../src/security/content-digest.js';
 import { parseExperimentRequest } from '../../src/domain/request.js';
 
 const request = (overrides: Record<string, unknown> = {}) =>

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { contentDigest } from '../../src/client/request-digest.js';
+import { contentDigest } from '../../src/security/content-digest.js';
 import {
   ACTIONS,
   deniedMessage,

@@ -16,7 +16,7 @@ import { reportOnInterrupt } from '../interrupt.js';
 import { CliError, printJson, safeText, wantsJson } from '../output.js';
 import { parseBatchFlags, problemAsFlag, type RawBatchOptions } from '../parse.js';
 import { followRuns } from '../progress.js';
-import { requestInput } from './experiments.js';
+import { requestInput } from '../run-request.js';
 import { EXIT_CODES } from '../../domain/exit-codes.js';
 
 /** A batch refused before anything started: one JSON object, exit 2, as `run` refuses. */

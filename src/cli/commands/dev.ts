@@ -27,7 +27,7 @@ import {
 import { AbortedError, describeExit, startDevServer, type DevServer } from '../../temporal/dev-server.js';
 import { isPortFree } from '../../shared/ports.js';
 import { createExclusive, identityOf, isRunning, readJsonFile, stopProcess } from '../../temporal/pid-file.js';
-import { ensureHealthSchedule } from '../../temporal/schedules.js';
+import { ensureHealthSchedule } from '../../client/schedules.js';
 import { ensureTemporalCli } from '../../temporal/temporal-cli.js';
 import { forwardToLoopback } from '../../temporal/forward.js';
 import { hostPort, listenPlan, type ListenPlan } from '../../temporal/listen.js';

@@ -1,15 +1,14 @@
-import path from 'node:path';
 import { asRefusal } from '../refusal.js';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { resolveSource, SourceError } from '../../client/source.js';
-import { sourceForFleet } from '../../client/fleet-remote.js';
+import { fleetSourceFor, shipToFleet } from '../../client/fleet-remote.js';
 import { fleetRemote } from '../../shared/settings.js';
 import {
   cancelExperiment,
   experimentHandle,
   experimentState,
   NotAnExperimentError,
-  submitExperiment,
+  submitRequest,
   type ExperimentHandle,
 } from '../../client/experiments.js';
 import { poolState } from '../../client/fleet.js';
@@ -18,7 +17,7 @@ import { malformedIdProblem } from '../../domain/bounds.js';
 import { showBatchCommand, waitBatchCommand } from './batch.js';
 import { exitCodeFor, type RunTimings, isTerminal, type ExperimentResult } from '../../domain/experiment.js';
 import { DEFAULT_METRIC } from '../../domain/decision.js';
-import { parseExperimentRequest, RequestValidationError, type ExperimentRequestInput } from '../../domain/request.js';
+import { parseExperimentRequest, RequestValidationError, type ExperimentRequest } from '../../domain/request.js';
 import { poolLoads } from '../../domain/fair-share.js';
 import { servingOrder } from '../../domain/placement.js';
 import { killLimitSeconds, LOGS_DEFAULT_TAIL_BYTES } from '../../domain/limits.js';
@@ -27,7 +26,8 @@ import type { ExperimentSnapshot } from '../../workflows/experiment-state.js';
 import { HostUnreachableError, LogReader } from '../../client/logs.js';
 import { openCatalog } from '../catalog-view.js';
 import { CliError, formatTable, printJson, safeJson, safeText, wantsJson } from '../output.js';
-import { parseRunFlags, problemAsFlag, type RawRunOptions, type RunFlags } from '../parse.js';
+import { parseRunFlags, problemAsFlag, type RawRunOptions } from '../parse.js';
+import { requestInput } from '../run-request.js';
 import { followProgress } from '../progress.js';
 import { reportOnInterrupt } from '../interrupt.js';
 import { parseDatasetVersionWorkflowId } from '../../domain/datasets.js';
@@ -100,51 +100,6 @@ export function refuseRun(reason: string, options: { tag?: string; metric?: stri
   process.exitCode = EXIT_CODES.validation_failed;
 }
 
-/** The config path as the request names it: relative to the repository root. */
-function configPathIn(repo: string, config: string | undefined): string | undefined {
-  if (config === undefined) return undefined;
-  return path.isAbsolute(config) || config.startsWith('.') ? path.relative(repo, path.resolve(config)) : config;
-}
-
-/** The request `run`'s flags describe (`batch` builds each variant's from the same flags). */
-export function requestInput(
-  flags: RunFlags,
-  source: { repo: string; commit: string },
-  command: string[],
-): ExperimentRequestInput {
-  return {
-    tag: flags.tag as string,
-    hypothesis: flags.hypothesis as string,
-    category: flags.category as never,
-    description: flags.description,
-    command: command.length > 0 ? command : undefined,
-    setup: flags.setup,
-    setupTimeoutSeconds: flags.setupTimeoutSeconds,
-    repo: source.repo,
-    commit: source.commit,
-    configPath: configPathIn(source.repo, flags.config),
-    datasets: flags.datasets,
-    ...(flags.waitForDataSeconds !== undefined ? { waitForDataSeconds: flags.waitForDataSeconds } : {}),
-    checkpoint: flags.checkpoint,
-    requirements: {
-      acceleratorClass: flags.gpuClass ?? 'any',
-      gpuMemoryMb: flags.gpuMemoryMb ?? 0,
-      runtimeTags: flags.runtimeTags,
-    },
-    timeBudgetSeconds: flags.timeBudgetSeconds,
-    timeoutSeconds: flags.timeoutSeconds,
-    metric:
-      flags.metric || flags.maximize
-        ? { name: flags.metric ?? DEFAULT_METRIC.name, ...(flags.maximize ? { direction: 'maximize' as const } : {}) }
-        : undefined,
-    simplification: flags.simplification,
-    idempotencyKey: flags.idempotencyKey,
-    maxReplacements: flags.maxReplacements,
-    env: flags.env,
-    secrets: flags.secrets,
-  };
-}
-
 /** `expctl run`: every flag checked, then the request as a whole, before anything is submitted. */
 export async function runCommand(command: string[], raw: RawRunOptions): Promise<void> {
   const json = wantsJson(raw);
@@ -158,17 +113,17 @@ export async function runCommand(command: string[], raw: RawRunOptions): Promise
     if (!(error instanceof SourceError)) throw error;
     return refuse(error.message);
   }
-  const input = requestInput(flags, source, command);
+  // Parsed once, here at the boundary, as it will be submitted: naming the fleet remote, if there is one.
+  let request: ExperimentRequest;
   try {
-    // Checked here too, so a malformed request is refused even when no server is reachable.
-    parseExperimentRequest(input);
+    request = parseExperimentRequest(requestInput(flags, source, command, fleetSourceFor(source, fleetRemote())));
   } catch (error) {
     if (!(error instanceof RequestValidationError)) throw error;
     return refuse(`invalid experiment request: ${error.problems.map(problemAsFlag).join('; ')}`);
   }
   try {
     // Only a valid request ships its commit to the fleet remote (EXPCTL_FLEET_REMOTE), if there is one.
-    Object.assign(input, await sourceForFleet(source, fleetRemote()));
+    await shipToFleet(source, fleetRemote());
   } catch (error) {
     if (!(error instanceof SourceError)) throw error;
     return refuse(error.message);
@@ -176,7 +131,7 @@ export async function runCommand(command: string[], raw: RawRunOptions): Promise
   const client = await connectClient();
   let submitted;
   try {
-    submitted = await submitExperiment(client, input, { priority: flags.priority });
+    submitted = await submitRequest(client, request, { priority: flags.priority });
   } catch (error) {
     if (!(error instanceof RequestValidationError)) throw error;
     return refuse(error.message);

@@ -1,6 +1,6 @@
 import { fleetPool } from './pool.js';
 import { connectClient } from '../../temporal/connection.js';
-import { ensureHealthSchedule } from '../../temporal/schedules.js';
+import { ensureHealthSchedule } from '../../client/schedules.js';
 import { formatTable, printJson, wantsJson } from '../output.js';
 
 /** `expctl health`: the latest scheduled health check of every host, and what it drained. */
