@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addShard, configureDataset, fileSha256, shardRefusal } from '../../src/client/datasets.js';
 import { PERMISSION_DENIED } from '../../src/domain/authorization.js';
 import { datasetVersionWorkflowId, datasetWorkflowId, shardObjectPath } from '../../src/domain/datasets.js';
-import { WORKFLOWS_PATH } from '../../src/orchestrator/worker.js';
+import { WORKFLOWS_PATH } from '../../src/roots/orchestrator.js';
 import { datasetStateQuery, versionStateQuery } from '../../src/workflows/definitions.js';
 import { outputOf, runCli } from '../helpers/cli.js';
 import { issueTestCredential, startStack, type TestStack } from '../helpers/stack.js';
