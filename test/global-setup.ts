@@ -10,7 +10,7 @@ import { ensureUnsealingKey } from '../src/security/sealed-secrets.js';
 import { startDevServer, type DevServer } from '../src/temporal/dev-server.js';
 import { freePort } from '../src/shared/ports.js';
 import { ensureTemporalCli } from '../src/temporal/temporal-cli.js';
-import { WORKFLOW_INTERCEPTOR_MODULES, WORKFLOWS_PATH } from '../src/orchestrator/worker.js';
+import { WORKFLOW_INTERCEPTOR_MODULES, WORKFLOWS_PATH } from '../src/roots/orchestrator.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {

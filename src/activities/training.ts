@@ -7,34 +7,28 @@ import type { TrainingOutcome } from '../domain/experiment.js';
 import type { Slot } from '../domain/fleet.js';
 import { latestProgress, parseSummaryBlock, type Progress } from '../domain/metrics.js';
 import type { ExperimentRequest } from '../domain/request.js';
-import { addWorktree, localRepository, removeWorktree } from '../gpu-worker/git.js';
+import { removeWorktree } from '../gpu-worker/git.js';
 import { DeferredCleanup } from '../gpu-worker/deferred-cleanup.js';
 import { boundMetrics, capTailBytes, LogFollower } from '../gpu-worker/log-follower.js';
-import { detectContainment, type ContainmentSupport, type RunContainment } from '../gpu-worker/containment.js';
-import { adoptRun, startRun, type StartedRun, type SupervisorExit } from '../gpu-worker/run-process.js';
+import { detectContainment, type ContainmentSupport } from '../gpu-worker/containment.js';
+import { adoptRun, type StartedRun, type SupervisorExit } from '../gpu-worker/run-process.js';
 import { isSupervisor, touchAttached } from '../gpu-worker/reconcile.js';
 import { processAlive } from '../shared/processes.js';
 import { readOutcomeFile, writeOutcomeFile } from './run-status.js';
 import { writeArtifactManifest } from '../gpu-worker/artifacts.js';
 import { runFiles } from '../gpu-worker/run-files.js';
-import { publicRequest, REDACTED, runSecretValues, scrubMetrics, scrubText } from '../domain/redact.js';
-import {
-  ADOPTED_WITHOUT_SECRETS_NOTE,
-  forgetRunSecrets,
-  holdRunSecrets,
-  workerSecretValues,
-} from '../gpu-worker/run-secrets.js';
+import { prepareRun, type PrepareDeps, type RunRecord } from '../gpu-worker/prepare-run.js';
+import { REDACTED, scrubMetrics, scrubText } from '../domain/redact.js';
+import { ADOPTED_WITHOUT_SECRETS_NOTE, forgetRunSecrets, workerSecretValues } from '../gpu-worker/run-secrets.js';
 import { killLimitSeconds, LOG_TAIL_BYTES } from '../domain/limits.js';
 import { computeTimings } from '../domain/timings.js';
-import { commandInTree } from '../gpu-worker/confine.js';
-import { planSetup, runSetup, trainingEnvironment } from '../gpu-worker/setup.js';
 import { ProgressClock } from '../gpu-worker/timings.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE } from '../security/files.js';
-import { unsealSecrets, UnsealError, type UnsealingKey } from '../security/sealed-secrets.js';
-import { datasetVariables, type PinnedDataset } from '../domain/dataset-refs.js';
-import { layOutDatasets, type LayoutRoots } from '../gpu-worker/dataset-layout.js';
+import type { PinnedDataset } from '../domain/dataset-refs.js';
+import type { LayoutRoots } from '../gpu-worker/dataset-layout.js';
+import type { UnsealingKey } from '../security/sealed-secrets.js';
 import { recheckOnLeasedHost, resolvedInputVariables, type HostResolution } from './request-check.js';
-import { REFUSED_ON_HOST, RUN_NOT_ON_HOST } from '../shared/constants.js';
+import { RUN_NOT_ON_HOST } from '../shared/constants.js';
 
 export interface TrainingDeps {
   slot: Slot;
@@ -211,14 +205,6 @@ export function createTrainingActivities(deps: TrainingDeps) {
     );
   };
 
-  /** Lays pinned versions out on this host (the preparation heartbeat covers the time it takes). */
-  const layOutPinned = async (pinned: PinnedDataset[]): Promise<Record<string, string>> => {
-    if (pinned.length === 0) return {};
-    if (!deps.datasets)
-      throw ApplicationFailure.nonRetryable(`the worker of ${deps.slot.slotId} has no dataset store configured`);
-    return layOutDatasets(pinned, deps.datasets);
-  };
-
   const roots = {
     host: deps.slot.host,
     datasetsDir: deps.datasets?.datasetsDir ?? path.join(deps.workDir, 'datasets'),
@@ -234,10 +220,35 @@ export function createTrainingActivities(deps: TrainingDeps) {
       await fs.appendFile(log, `expctl: ${refusal.message}; the training command was not started\n`, PRIVATE_FILE);
       throw refusal;
     });
+  /** What preparing one run needs of this worker, for this task's lease. */
+  const prepareDeps = (input: RunTrainingInput): PrepareDeps => ({
+    slot: deps.slot,
+    workDir: deps.workDir,
+    credential: deps.credential,
+    cleanup,
+    killAfterMs,
+    heartbeatIntervalMs,
+    logCapBytes: deps.logCapBytes,
+    logTailBytes: deps.logTailBytes,
+    orphanGraceMs: deps.orphanGraceMs,
+    datasets: deps.datasets,
+    unsealingKey: deps.unsealingKey,
+    containmentSupport,
+    // A worker back from a network cut must not start a task whose lease was released meanwhile.
+    requireLease: async () => {
+      if (deps.leaseHeld && !(await deps.leaseHeld(input.slot.slotId, input.leaseId)))
+        throw ApplicationFailure.nonRetryable(
+          `the lease ${input.leaseId} on ${input.slot.slotId} is gone (released or revoked); the training was not started`,
+        );
+    },
+    checkInputs: async (repo, request, log) => {
+      const resolved = await recheck(repo, request, log);
+      return { datasetDirs: resolved.datasetDirs, variables: (tree) => resolvedInputVariables(resolved, tree) };
+    },
+  });
 
   return {
     async runTraining(input: RunTrainingInput): Promise<TrainingOutcome> {
-      const ctx = Context.current();
       const { request, experimentId } = input;
       if (input.slot.slotId !== deps.slot.slotId) {
         throw ApplicationFailure.nonRetryable(
@@ -255,13 +266,6 @@ export function createTrainingActivities(deps: TrainingDeps) {
         const beating = setInterval(() => ctx.heartbeat(stamped(preparationHeartbeat(request))), heartbeatIntervalMs);
         await watching.outcome.catch(() => undefined).finally(() => clearInterval(beating));
       }
-      // A worker back from a network cut must not start a task whose lease was released meanwhile.
-      const requireLease = async () => {
-        if (deps.leaseHeld && !(await deps.leaseHeld(input.slot.slotId, input.leaseId)))
-          throw ApplicationFailure.nonRetryable(
-            `the lease ${input.leaseId} on ${input.slot.slotId} is gone (released or revoked); the training was not started`,
-          );
-      };
       // The run is this worker's from the first moment, not only once its process exists: fetching
       // the commit, laying data out and setup take a while on a loaded host. The watch heartbeats
       // throughout, the host answers `preparing` if asked, and a re-attached task follows it.
@@ -269,136 +273,18 @@ export function createTrainingActivities(deps: TrainingDeps) {
       await fs.mkdir(files.artifacts, { recursive: true, mode: PRIVATE_DIR_MODE });
       await fs.writeFile(files.preparing, String(process.pid), PRIVATE_FILE);
       let watch: RunWatch | undefined;
-      let canceled = false;
-      const cancelSetup = new AbortController();
+      const canceled = new AbortController();
       const prepared = (async () => {
-        const started = await (async () => {
-          // Asked while the task already heartbeats and the host answers `preparing`: on a loaded
-          // fleet the pool can take longer to answer than the heartbeat timeout.
-          await requireLease();
-          // An earlier attempt's result on this host is not this attempt's.
-          for (const file of [files.outcome, files.exit, files.started, files.record])
-            await fs.rm(file, { force: true });
-          const repo = await localRepository(request.repo, deps.workDir, request.commit, deps.credential);
-          const resolved = await recheck(repo, request, files.log);
-          await cleanup.settled(files.tree);
-          await addWorktree(repo, request.commit, files.tree);
-
-          const datasetDirs = { ...resolved.datasetDirs, ...(await layOutPinned(input.datasets ?? [])) };
-
-          // Opened here only, in memory: history holds them sealed for the workers.
-          const secrets = openSecrets(deps.unsealingKey, experimentId, request.secrets ?? {});
-          // Held in memory before anything runs, so every later read of this run's output is scrubbed of them.
-          const runSecrets = runSecretValues({ ...request, secrets });
-          holdRunSecrets(experimentId, runSecrets);
-          // The run's own variables; setup gets them too, but not the secrets (they are the training process's only).
-          const own: Record<string, string> = {
-            CUDA_VISIBLE_DEVICES: deps.slot.acceleratorClass === 'cpu' ? '' : String(deps.slot.index),
-            EXPCTL_EXPERIMENT_ID: experimentId,
-            EXPCTL_TIME_BUDGET: String(request.timeBudgetSeconds),
-            EXPCTL_ARTIFACT_DIR: files.artifacts,
-            PYTHONUNBUFFERED: '1',
-            ...(request.configPath ? { EXPCTL_CONFIG: path.join(files.tree, request.configPath) } : {}),
-            ...resolvedInputVariables(resolved, files.tree),
-            ...datasetVariables(datasetDirs),
-          };
-          const env: Record<string, string> = { ...request.env, ...own };
-          const startedAt = new Date();
-          await fs.appendFile(
-            files.log,
-            `expctl: experiment ${experimentId} attempt ${ctx.info.attempt} on ${deps.slot.slotId} (${deps.slot.name}); ` +
-              `commit ${request.commit.slice(0, 12)}; command ${JSON.stringify(request.command)}; started ${startedAt.toISOString()}\n`,
-            PRIVATE_FILE,
-          );
-
-          // Setup: its own phase and limit; the training command never starts when it fails.
-          const plan = await planSetup({
-            tree: files.tree,
-            envsRoot: path.join(deps.workDir, 'envs'),
-            command: request.command,
-            setup: request.setup,
-          });
-          let setup: { seconds: number; cached: boolean } | null = null;
-          if (plan) {
-            const result = await runSetup({
-              plan,
-              cwd: files.tree,
-              logFile: files.log,
-              env,
-              secretValues: [...runSecrets, ...workerSecretValues()],
-              timeoutSeconds: request.setupTimeoutSeconds,
-              killAfterMs,
-              signal: cancelSetup.signal,
-            });
-            if (!result.ok) {
-              await removeWorktree(repo, files.tree);
-              if (result.canceled) throw new CancelledFailure(`canceled during environment setup of ${experimentId}`);
-              await fs.appendFile(
-                files.log,
-                `expctl: ${result.reason}; the training command was not started\n`,
-                PRIVATE_FILE,
-              );
-              const outcome = await setupFailureOutcome(result, {
-                files,
-                secretValues: [...runSecrets, ...workerSecretValues()],
-                startedAt,
-                heartbeatIntervalMs,
-              });
-              await writeOutcomeFile(deps.workDir, experimentId, outcome);
-              return { outcome };
-            }
-            setup = { seconds: result.seconds, cached: result.cached };
-          }
-          await fs.appendFile(files.log, `expctl: training starts ${new Date().toISOString()}\n`, PRIVATE_FILE);
-          const clock = new ProgressClock(files.log);
-          await clock.start();
-          const trainingStartedAt = Date.now();
-
-          // The lease may have gone while the run was prepared (this attempt given up as lost, the
-          // run re-placed): the last moment to find out before a second copy of it starts.
-          if (canceled) {
-            await removeWorktree(repo, files.tree);
-            throw new CancelledFailure(`canceled before the training of ${experimentId} started`);
-          }
-          await requireLease().catch(async (error: unknown) => {
-            await removeWorktree(repo, files.tree);
-            throw error;
-          });
-          const run = await startRun({
-            experimentId,
-            support: await containmentSupport(),
-            log: files.log,
-            cwd: files.tree,
-            command: commandInTree(request.command, files.tree),
-            // The training process's variables on top of the worker's: the request's, its secrets, expctl's.
-            env: { ...request.env, ...secrets, ...own, ...trainingEnvironment(plan) },
-            // What the supervisor scrubs from the raw log as it writes it (they are in the training process's environment).
-            secretValues: [...runSecrets, ...workerSecretValues()],
-            logCapBytes: deps.logCapBytes,
-            logTailBytes: deps.logTailBytes,
-            files,
-            orphanGraceMs: deps.orphanGraceMs,
-            // The worker stops the run at the deadline; the supervisor a little later, should no worker watch it.
-            deadlineMs: trainingStartedAt + killLimitSeconds(request) * 1000 + SUPERVISOR_DEADLINE_SLACK_MS,
-            killAfterMs,
-          });
-          await fs.writeFile(files.pidFile, String(run.supervisorPid), PRIVATE_FILE);
-          const record: RunRecord = {
-            experimentId,
-            request: publicRequest(request),
-            repo,
-            startedAt: startedAt.toISOString(),
-            trainingStartedAt,
-            setup,
-            supervisorPid: run.supervisorPid,
-            planned: run.containment,
-            slotId: input.slot.slotId,
-            leaseId: input.leaseId,
-          };
-          await writeJsonFile(files.record, record);
-          return { outcome: undefined, run, record, clock, runSecrets };
-        })().finally(() => fs.rm(files.preparing, { force: true }));
-        if (started.outcome) return started.outcome;
+        const started = await prepareRun(
+          { ...input, attempt: Context.current().info.attempt, signal: canceled.signal },
+          prepareDeps(input),
+        )
+          .then(async (run) => {
+            if ('outcome' in run) await writeOutcomeFile(deps.workDir, experimentId, run.outcome);
+            return run;
+          })
+          .finally(() => fs.rm(files.preparing, { force: true }));
+        if ('outcome' in started) return started.outcome;
         const { run, record, clock, runSecrets } = started;
         watch = watchRun(run, record, clock, {
           workDir: deps.workDir,
@@ -408,7 +294,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
           lease: leaseWatch(input.slot.slotId, input.leaseId),
           cleanup,
         });
-        if (canceled) watch.cancel();
+        if (canceled.signal.aborted) watch.cancel();
         return watch.outcome;
       })();
       return follow(
@@ -418,8 +304,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
           outcome: prepared,
           latest: () => watch?.latest() ?? preparationHeartbeat(request),
           cancel: () => {
-            canceled = true;
-            cancelSetup.abort();
+            canceled.abort();
             watch?.cancel();
           },
         }),
@@ -453,53 +338,15 @@ export function createTrainingActivities(deps: TrainingDeps) {
   };
 }
 
-/** A run's `--secret` values opened with the workers' key; one that does not open refuses the run (no retry helps). */
-function openSecrets(
-  key: UnsealingKey | undefined,
-  experimentId: string,
-  sealed: Readonly<Record<string, string>>,
-): Record<string, string> {
-  if (Object.keys(sealed).length === 0) return {};
-  const refuse = (message: string) => ApplicationFailure.create({ type: REFUSED_ON_HOST, nonRetryable: true, message });
-  if (!key) throw refuse('the run has secrets (--secret) and this worker has no sealing key to open them');
-  try {
-    return unsealSecrets(key, experimentId, sealed);
-  } catch (error) {
-    // Refused like a request that fails its checks on the leased host: validation_failed, never retried.
-    if (error instanceof UnsealError) throw refuse(error.message);
-    throw error;
-  }
-}
-
 /** Whether a run's public request had secret values: its --secret ones, its secret-looking --env ones. */
 function hadSecrets(request: ExperimentRequest): boolean {
   return Object.keys(request.secrets ?? {}).length > 0 || Object.values(request.env).includes(REDACTED);
 }
 
-/** The supervisor enforces the kill limit this long after the worker would (it only acts when no worker does). */
-const SUPERVISOR_DEADLINE_SLACK_MS = 5000;
-
 export interface AwaitTrainingInput {
   experimentId: string;
   slot: Slot;
   leaseId: string;
-}
-
-/** What a worker keeps in the run directory so that it, or a worker started after it, can finish the run. */
-interface RunRecord {
-  experimentId: string;
-  /** Its public form (publicRequest): the secret values are in the run's secrets file only. */
-  request: ExperimentRequest;
-  /** The local repository the worktree was added from. */
-  repo: string;
-  startedAt: string;
-  trainingStartedAt: number;
-  setup: { seconds: number; cached: boolean } | null;
-  supervisorPid: number;
-  planned: RunContainment;
-  /** The lease the run was started on (absent in records of older versions). */
-  slotId?: string;
-  leaseId?: string;
 }
 
 /** A run being watched by this worker process, whatever activity (if any) is following it now. */
@@ -514,46 +361,77 @@ export interface RunWatch {
   cancel(): void;
 }
 
-async function writeJsonFile(file: string, value: unknown): Promise<void> {
-  await fs.writeFile(`${file}.partial`, JSON.stringify(value), PRIVATE_FILE);
-  await fs.rename(`${file}.partial`, file);
+/** What watching a run needs of its worker. */
+interface WatchDeps {
+  workDir: string;
+  killAfterMs: number;
+  heartbeatIntervalMs: number;
+  secretValues: readonly string[];
+  /** Asks the pool about the run's lease; absent, the run is never stopped for it. */
+  lease?: { held: () => Promise<boolean>; intervalMs: number };
+  cleanup: DeferredCleanup;
 }
+
+/** Why a watched run was stopped, if it was: its kill limit, or a cancel (an operator's, a lost lease). */
+interface RunStop {
+  readonly timedOut: boolean;
+  readonly canceled: boolean;
+  stop(why: 'timeout' | 'cancel'): void;
+}
+
+/** The counts every outcome reports of the heartbeats its run sent. */
+type HeartbeatCounts = TrainingOutcome['heartbeats'];
 
 /**
  * Watches one run to its end: progress from its log, the kill limit, the attached file its
  * supervisor checks; then kills what is left, computes the outcome and keeps it on disk (outcome.json)
  * before anyone is told. The same code finishes runs this worker started and runs it adopted.
  */
-function watchRun(
-  run: StartedRun,
-  record: RunRecord,
-  clock: ProgressClock,
-  deps: {
-    workDir: string;
-    killAfterMs: number;
-    heartbeatIntervalMs: number;
-    secretValues: readonly string[];
-    /** Asks the pool about the run's lease; absent, the run is never stopped for it. */
-    lease?: { held: () => Promise<boolean>; intervalMs: number };
-    cleanup: DeferredCleanup;
-  },
-): RunWatch {
-  const scrub = (text: string) => scrubText(text, deps.secretValues);
-  const { request, experimentId, trainingStartedAt } = record;
-  const files = runFiles(deps.workDir, experimentId);
-  let timedOut = false;
-  let canceled = false;
-  const stop = (why: 'timeout' | 'cancel') => {
-    if (timedOut || canceled) return;
-    if (why === 'timeout') timedOut = true;
-    else canceled = true;
-    void run.stop(deps.killAfterMs);
-  };
+function watchRun(run: StartedRun, record: RunRecord, clock: ProgressClock, deps: WatchDeps): RunWatch {
+  const files = runFiles(deps.workDir, record.experimentId);
+  const stopped = runStop(run, deps.killAfterMs);
   const follower = new LogFollower(files.log);
-  const heartbeats = {
+  const beats = runBeats(run, record, follower, stopped, deps);
+  const outcome = (async (): Promise<TrainingOutcome> => {
+    const ended = await untilExit(run, clock, beats.beat, deps.heartbeatIntervalMs);
+    await follower.poll();
+    return finishRun({ run, record, clock, follower, stopped, heartbeats: beats.heartbeats, deps }, ended);
+  })();
+  return {
+    leaseId: record.leaseId,
+    slotId: record.slotId,
+    outcome,
+    latest: beats.latest,
+    cancel: () => stopped.stop('cancel'),
+  };
+}
+
+/** Stops a run once, for the first reason given. */
+function runStop(run: StartedRun, killAfterMs: number): RunStop {
+  const state = {
+    timedOut: false,
+    canceled: false,
+    stop(why: 'timeout' | 'cancel') {
+      if (state.timedOut || state.canceled) return;
+      if (why === 'timeout') state.timedOut = true;
+      else state.canceled = true;
+      void run.stop(killAfterMs);
+    },
+  };
+  return state;
+}
+
+/**
+ * A run's beats: each touches the attached file, reads progress from the log, counts itself, stops
+ * the run past its kill limit and asks the pool about its lease now and then.
+ */
+function runBeats(run: StartedRun, record: RunRecord, follower: LogFollower, stopped: RunStop, deps: WatchDeps) {
+  const { request, trainingStartedAt } = record;
+  const files = runFiles(deps.workDir, record.experimentId);
+  const heartbeats: HeartbeatCounts = {
     count: 0,
-    firstAt: null as string | null,
-    lastAt: null as string | null,
+    firstAt: null,
+    lastAt: null,
     intervalSeconds: deps.heartbeatIntervalMs / 1000,
   };
   // The kill limit counts from the training process's start: setup time is not the script's.
@@ -566,6 +444,7 @@ function watchRun(
     killLimitSeconds: killLimitSeconds(request),
     supervisorPid: run.supervisorPid,
   };
+  const checkLease = leaseCheck(files.log, stopped, deps.lease);
   const beat = async () => {
     const now = new Date();
     await touchAttached(files.attached);
@@ -575,7 +454,7 @@ function watchRun(
     latest = {
       phase: 'training',
       // Heartbeats are shown (the progress bar, the Web UI): the raw line is scrubbed like the record.
-      progress: progress ? { ...progress, line: scrub(progress.line) } : null,
+      progress: progress ? { ...progress, line: scrubText(progress.line, deps.secretValues) } : null,
       elapsedSeconds: Math.round(elapsed * 10) / 10,
       remainingSeconds: Math.max(0, Math.round((request.timeBudgetSeconds - elapsed) * 10) / 10),
       killLimitSeconds: killLimitSeconds(request),
@@ -584,23 +463,29 @@ function watchRun(
     heartbeats.count++;
     heartbeats.lastAt = now.toISOString();
     heartbeats.firstAt ??= heartbeats.lastAt;
-    if (Date.now() > deadline) stop('timeout');
+    if (Date.now() > deadline) stopped.stop('timeout');
     // Never awaited here: asking the pool can hang through an outage, and beats must go on touching
     // the attached file meanwhile, or the supervisor would take the run for an orphan.
     void checkLease();
   };
-  // A run whose train task let go (the server timed it out under load, or during a cut) goes on, to
-  // be re-attached; but once the pool has given its lease away, the slot is someone else's. Only a
-  // definite answer counts, twice in a row: a pool that cannot be asked (an outage) stops nothing.
+  return { beat, heartbeats, latest: () => latest };
+}
+
+/**
+ * A run whose train task let go (the server timed it out under load, or during a cut) goes on, to
+ * be re-attached; but once the pool has given its lease away, the slot is someone else's. Only a
+ * definite answer counts, twice in a row: a pool that cannot be asked (an outage) stops nothing.
+ */
+function leaseCheck(log: string, stopped: RunStop, lease: WatchDeps['lease']): () => Promise<void> {
   let leaseCheckedAt = Date.now();
   let leaseDenials = 0;
   let leaseCheckInFlight = false;
-  const checkLease = async () => {
-    if (!deps.lease || leaseCheckInFlight || canceled || timedOut) return;
-    if (Date.now() - leaseCheckedAt < deps.lease.intervalMs) return;
+  return async () => {
+    if (!lease || leaseCheckInFlight || stopped.canceled || stopped.timedOut) return;
+    if (Date.now() - leaseCheckedAt < lease.intervalMs) return;
     leaseCheckedAt = Date.now();
     leaseCheckInFlight = true;
-    const held = await deps.lease
+    const held = await lease
       .held()
       .catch(() => undefined)
       .finally(() => (leaseCheckInFlight = false));
@@ -608,142 +493,120 @@ function watchRun(
     leaseDenials = held ? 0 : leaseDenials + 1;
     if (leaseDenials < 2) return;
     await fs
-      .appendFile(
-        files.log,
-        `\nexpctl: the pool no longer holds this run's lease; every process of the run is stopped\n`,
-      )
+      .appendFile(log, `\nexpctl: the pool no longer holds this run's lease; every process of the run is stopped\n`)
       .catch(() => undefined);
-    stop('cancel');
-  };
-
-  const outcome = (async (): Promise<TrainingOutcome> => {
-    await beat();
-    // One beat at a time: on a loaded host a beat can outlast the interval.
-    let beating = false;
-    const ticker = setInterval(() => {
-      if (beating) return;
-      beating = true;
-      void beat()
-        .catch(() => undefined)
-        .finally(() => (beating = false));
-    }, deps.heartbeatIntervalMs);
-    let exit: SupervisorExit;
-    let finished: { peakMemoryBytes: number | null; oomKills: number | null };
-    let trainingEndedAt: number;
-    try {
-      exit = await run.exited;
-      trainingEndedAt = Date.now();
-      await clock.stop();
-      // The lease is released when the activity returns: not before every process of the run is gone.
-      finished = await run.finish();
-    } finally {
-      clearInterval(ticker);
-    }
-    await follower.poll();
-    timedOut ||= exit.timedOut === true;
-
-    // A supervisor that died without reporting was killed from inside the run (expctl only kills it on cancel or timeout).
-    const supervisorKilled = exit.reported === false && !timedOut && !canceled;
-    const signal = supervisorKilled ? null : exit.signal;
-    if (supervisorKilled) {
-      await fs.appendFile(
-        files.log,
-        `\nexpctl: the run's supervisor was killed (${exit.signal ?? 'unknown signal'}) from inside the run; every process of the run was killed\n`,
-      );
-      await follower.poll();
-    }
-    // Off the slot's critical path: the next run need not wait for git to delete this tree.
-    deps.cleanup.defer(files.tree, () => removeWorktree(record.repo, files.tree));
-    await fs.rm(files.pidFile, { force: true });
-    if (canceled) throw new CancelledFailure(`canceled; every process of ${experimentId} was killed`);
-    // The record keeps the tail, the block and the artifact list; secrets the run could see are scrubbed from them.
-    const logTail = capTailBytes(scrub(follower.tailText(LOG_TAIL_BYTES, 40)));
-    const artifacts = await writeArtifactManifest(
-      files.artifacts,
-      { experimentId, commit: request.commit, tag: request.tag, configPath: request.configPath ?? null },
-      scrub,
-    );
-    const metrics = boundMetrics(
-      scrubMetrics(parseSummaryBlock(follower.tailLines().join('\n')) ?? null, deps.secretValues),
-    );
-    const result: TrainingOutcome = {
-      phase: 'training',
-      exitCode: exit.exitCode,
-      signal,
-      timedOut,
-      canceled,
-      supervisorKilled,
-      oomKills: finished.oomKills,
-      peakMemoryBytes: finished.peakMemoryBytes,
-      containment: run.containment.kind,
-      timings: computeTimings(
-        {
-          setup: record.setup,
-          processStartMs: trainingStartedAt,
-          processEndMs: trainingEndedAt,
-          firstProgressMs: clock.firstProgressMs,
-          lastProgressMs: clock.lastProgressMs,
-        },
-        metrics,
-      ),
-      metrics,
-      logTail,
-      artifacts,
-      heartbeats,
-      logPath: files.log,
-      startedAt: record.startedAt,
-      endedAt: new Date().toISOString(),
-    };
-    await writeOutcomeFile(deps.workDir, experimentId, result);
-    return result;
-  })();
-  return {
-    leaseId: record.leaseId,
-    slotId: record.slotId,
-    outcome,
-    latest: () => latest,
-    cancel: () => stop('cancel'),
+    stopped.stop('cancel');
   };
 }
 
-/** The record of a run whose environment setup failed or ran out of time: the training command never ran. */
-async function setupFailureOutcome(
-  result: Extract<Awaited<ReturnType<typeof runSetup>>, { ok: false }>,
-  context: {
-    files: ReturnType<typeof runFiles>;
-    secretValues: readonly string[];
-    startedAt: Date;
-    heartbeatIntervalMs: number;
-  },
-): Promise<TrainingOutcome> {
-  const { files, startedAt } = context;
-  const follower = new LogFollower(files.log);
-  await follower.poll();
-  return {
-    phase: 'setup',
-    exitCode: result.exitCode,
-    signal: result.signal,
-    timedOut: result.timedOut,
-    canceled: false,
-    supervisorKilled: false,
-    oomKills: null,
-    peakMemoryBytes: null,
+/** How the run's processes ended, once every one of them is gone. */
+interface RunEnd {
+  exit: SupervisorExit;
+  finished: { peakMemoryBytes: number | null; oomKills: number | null };
+  trainingEndedAt: number;
+}
+
+/** Beats until the supervisor reports the exit and every process of the run is gone. */
+async function untilExit(
+  run: StartedRun,
+  clock: ProgressClock,
+  beat: () => Promise<void>,
+  heartbeatIntervalMs: number,
+): Promise<RunEnd> {
+  await beat();
+  // One beat at a time: on a loaded host a beat can outlast the interval.
+  let beating = false;
+  const ticker = setInterval(() => {
+    if (beating) return;
+    beating = true;
+    void beat()
+      .catch(() => undefined)
+      .finally(() => (beating = false));
+  }, heartbeatIntervalMs);
+  try {
+    const exit = await run.exited;
+    const trainingEndedAt = Date.now();
+    await clock.stop();
+    // The lease is released when the activity returns: not before every process of the run is gone.
+    const finished = await run.finish();
+    return { exit, finished, trainingEndedAt };
+  } finally {
+    clearInterval(ticker);
+  }
+}
+
+/** A watched run, as finishRun reads it. */
+interface Watched {
+  run: StartedRun;
+  record: RunRecord;
+  clock: ProgressClock;
+  follower: LogFollower;
+  stopped: RunStop;
+  heartbeats: HeartbeatCounts;
+  deps: WatchDeps;
+}
+
+/** The ended run's outcome, kept on disk before it is returned; a canceled run throws instead. */
+async function finishRun(watched: Watched, ended: RunEnd): Promise<TrainingOutcome> {
+  const { run, record, clock, follower, stopped, deps } = watched;
+  const { request, experimentId, trainingStartedAt } = record;
+  const { exit, finished } = ended;
+  const files = runFiles(deps.workDir, experimentId);
+  const scrub = (text: string) => scrubText(text, deps.secretValues);
+  const timedOut = stopped.timedOut || exit.timedOut === true;
+  const canceled = stopped.canceled;
+  // A supervisor that died without reporting was killed from inside the run (expctl only kills it on cancel or timeout).
+  const supervisorKilled = exit.reported === false && !timedOut && !canceled;
+  const signal = supervisorKilled ? null : exit.signal;
+  if (supervisorKilled) {
+    await fs.appendFile(
+      files.log,
+      `\nexpctl: the run's supervisor was killed (${exit.signal ?? 'unknown signal'}) from inside the run; every process of the run was killed\n`,
+    );
+    await follower.poll();
+  }
+  // Off the slot's critical path: the next run need not wait for git to delete this tree.
+  deps.cleanup.defer(files.tree, () => removeWorktree(record.repo, files.tree));
+  await fs.rm(files.pidFile, { force: true });
+  if (canceled) throw new CancelledFailure(`canceled; every process of ${experimentId} was killed`);
+  // The record keeps the tail, the block and the artifact list; secrets the run could see are scrubbed from them.
+  const logTail = capTailBytes(scrub(follower.tailText(LOG_TAIL_BYTES, 40)));
+  const artifacts = await writeArtifactManifest(
+    files.artifacts,
+    { experimentId, commit: request.commit, tag: request.tag, configPath: request.configPath ?? null },
+    scrub,
+  );
+  const metrics = boundMetrics(
+    scrubMetrics(parseSummaryBlock(follower.tailLines().join('\n')) ?? null, deps.secretValues),
+  );
+  const result: TrainingOutcome = {
+    phase: 'training',
+    exitCode: exit.exitCode,
+    signal,
+    timedOut,
+    canceled,
+    supervisorKilled,
+    oomKills: finished.oomKills,
+    peakMemoryBytes: finished.peakMemoryBytes,
+    containment: run.containment.kind,
     timings: computeTimings(
       {
-        setup: { seconds: result.seconds, cached: false },
-        processStartMs: null,
-        processEndMs: null,
-        firstProgressMs: null,
-        lastProgressMs: null,
+        setup: record.setup,
+        processStartMs: trainingStartedAt,
+        processEndMs: ended.trainingEndedAt,
+        firstProgressMs: clock.firstProgressMs,
+        lastProgressMs: clock.lastProgressMs,
       },
-      null,
+      metrics,
     ),
-    metrics: null,
-    logTail: scrubText(follower.tailLines().slice(-40).join('\n'), context.secretValues),
-    artifacts: [],
-    heartbeats: { count: 0, firstAt: null, lastAt: null, intervalSeconds: context.heartbeatIntervalMs / 1000 },
+    metrics,
+    logTail,
+    artifacts,
+    heartbeats: watched.heartbeats,
     logPath: files.log,
-    startedAt: startedAt.toISOString(),
+    startedAt: record.startedAt,
     endedAt: new Date().toISOString(),
   };
+  await writeOutcomeFile(deps.workDir, experimentId, result);
+  return result;
 }

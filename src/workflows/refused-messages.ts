@@ -17,7 +17,7 @@ const auditor = proxyActivities<ReturnType<typeof createRefusedMessageActivities
 
 /**
  * Every workflow's guard against messages it cannot read (registered with the workflow bundle,
- * orchestrator/worker.ts). The workers' codec turns a refused payload into a placeholder
+ * roots/orchestrator.ts). The workers' codec turns a refused payload into a placeholder
  * (shared/refused-payload.ts); here a signal or update carrying one is dropped before any handler
  * sees it, counted (the refusedMessages query) and audited with its sender's Temporal identity,
  * and a start input carrying one ends the workflow at once with the named failure payload_refused.

@@ -8,8 +8,8 @@ import { Client, Connection } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { NativeConnection } from '@temporalio/worker';
 import { inject } from 'vitest';
-import { createGpuWorker, type GpuWorkerHandle } from '../../src/gpu-worker/worker.js';
-import { createOrchestratorWorker, type OrchestratorWorker } from '../../src/orchestrator/worker.js';
+import { createGpuWorker, type GpuWorkerHandle } from '../../src/roots/gpu-worker.js';
+import { createOrchestratorWorker, type OrchestratorWorker } from '../../src/roots/orchestrator.js';
 import type { Role } from '../../src/domain/authorization.js';
 import {
   credentialPath,

@@ -2,7 +2,7 @@ import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitBatch } from '../../src/client/batches.js';
 import { submitExperiment } from '../../src/client/experiments.js';
-import { WORKFLOWS_PATH } from '../../src/orchestrator/worker.js';
+import { WORKFLOWS_PATH } from '../../src/roots/orchestrator.js';
 import type { ExperimentResult } from '../../src/domain/experiment.js';
 import type { BatchResult } from '../../src/workflows/batch-state.js';
 import { experimentStateQuery, tagStateQuery } from '../../src/workflows/definitions.js';

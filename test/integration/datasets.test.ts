@@ -16,7 +16,7 @@ import {
   shardObjectPath,
   type ShardOffer,
 } from '../../src/domain/datasets.js';
-import { WORKFLOWS_PATH } from '../../src/orchestrator/worker.js';
+import { WORKFLOWS_PATH } from '../../src/roots/orchestrator.js';
 import { issuerKeyPath, type Credential } from '../../src/security/credentials.js';
 import { CONTROL_TASK_QUEUE } from '../../src/shared/constants.js';
 import { datasetWorkflow } from '../../src/workflows/dataset.js';

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { PERMISSION_DENIED_EXIT_CODE } from '../../src/domain/authorization.js';
 import { PROMOTION_CODES } from '../../src/domain/promotion.js';
-import { WORKFLOWS_PATH } from '../../src/orchestrator/worker.js';
+import { WORKFLOWS_PATH } from '../../src/roots/orchestrator.js';
 import { promotionStateQuery, type PromotionResult } from '../../src/workflows/promotion-definitions.js';
 import { tagStateQuery } from '../../src/workflows/definitions.js';
 import { tagWorkflowId } from '../../src/workflows/tag.js';

@@ -8,7 +8,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import type { ExperimentRequestInput } from '../../src/domain/request.js';
-import { WORKFLOW_INTERCEPTOR_MODULES, WORKFLOWS_PATH } from '../../src/orchestrator/worker.js';
+import { WORKFLOW_INTERCEPTOR_MODULES, WORKFLOWS_PATH } from '../../src/roots/orchestrator.js';
 import { payloadCodec } from '../../src/security/codec.js';
 import { startCodecServer } from '../../src/security/codec-server.js';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';

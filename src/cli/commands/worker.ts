@@ -1,8 +1,8 @@
 import path from 'node:path';
-import { createGpuWorker, RegistrationRefusedError } from '../../gpu-worker/worker.js';
+import { createGpuWorker, RegistrationRefusedError } from '../../roots/gpu-worker.js';
 import { PERMISSION_DENIED_EXIT_CODE } from '../../domain/authorization.js';
 import { CliError } from '../output.js';
-import { createOrchestratorWorker } from '../../orchestrator/worker.js';
+import { createOrchestratorWorker } from '../../roots/orchestrator.js';
 import { installWorkerRuntime } from '../../shared/runtime.js';
 import { CONTROL_TASK_QUEUE, POOL_TASK_QUEUE } from '../../shared/constants.js';
 import { ServerLink, serverAddressOf, watchServer } from '../../shared/server-link.js';

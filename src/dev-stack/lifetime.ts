@@ -1,5 +1,5 @@
 type Cleanup = () => Promise<unknown>;
-import { EXIT_CODES } from '../../domain/exit-codes.js';
+import { EXIT_CODES } from '../domain/exit-codes.js';
 
 // SIGHUP: the terminal that started it closed; the stack stops as on Ctrl-C rather than dying mid-shutdown.
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -25,7 +25,7 @@ export class StackLifetime {
     void this.stop().then(() => process.exit(EXIT_CODES.decided));
   };
 
-  constructor(private readonly log: (line: string) => void) {}
+  constructor(readonly log: (line: string) => void) {}
 
   get signal(): AbortSignal {
     return this.controller.signal;

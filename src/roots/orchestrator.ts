@@ -15,7 +15,7 @@ import { createAuthorizationActivities } from '../activities/authorization.js';
 import { createRefusedMessageActivities } from '../activities/refused-messages.js';
 import { createLeaseHolderActivities } from '../activities/lease-holders.js';
 import { createPoolSettingsActivities } from '../activities/pool-settings.js';
-import { superviseThePool } from './pool-supervisor.js';
+import { superviseThePool } from '../client/pool-supervisor.js';
 import { auditingTerminalRecords, createOutsideChangeActivities } from '../activities/outside-changes.js';
 import { workflowWorkerDataConverter } from '../security/codec.js';
 import { createControlActivities } from '../activities/control.js';

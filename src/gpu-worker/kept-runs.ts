@@ -1,0 +1,79 @@
+import { processAlive } from '../shared/processes.js';
+import { detectContainment } from './containment.js';
+import {
+  reconcileRuns,
+  settleKeptRuns,
+  touchAttached,
+  type ExperimentOpen,
+  type ReconcileResult,
+} from './reconcile.js';
+import { runFiles } from './run-files.js';
+
+/** How often a worker asks whether the experiments of the runs it kept at start are still open. */
+const KEPT_RUNS_CHECK_MS = 15_000;
+
+type Log = (line: string) => void;
+
+/** Logs the runs a worker forgot (at start or later): their experiments no longer need them. */
+function logForgotten(log: Log, runs: ReconcileResult['forgotten']): void {
+  for (const run of runs)
+    log(`expctl worker: forgot ${run.experimentId} (supervisor ${run.pid}): ${run.why}; its cgroup is removed`);
+}
+
+/** What a starting worker finds in its work directory, settled and told to its operator. */
+export async function reconcileAtStart(
+  workDir: string,
+  experimentOpen: ExperimentOpen,
+  log: Log,
+): Promise<ReconcileResult> {
+  const reconciled = await reconcileRuns(workDir, undefined, experimentOpen);
+  for (const orphan of reconciled.stopped)
+    log(`expctl worker: stopped what was left of ${orphan.experimentId} (supervisor ${orphan.pid})`);
+  logForgotten(log, reconciled.forgotten);
+  for (const run of reconciled.kept)
+    log(`expctl worker: kept ${run.experimentId} (supervisor ${run.pid}) for its experiment to re-attach`);
+  return reconciled;
+}
+
+/**
+ * Kept runs stay attached until their experiment adopts them (the adopting activity touches them too);
+ * those whose experiment closed meanwhile are forgotten, so none is kept going for nobody.
+ * Returns the function that stops keeping them.
+ */
+export function keepRunsAttached(options: {
+  workDir: string;
+  kept: ReconcileResult['kept'];
+  experimentOpen: ExperimentOpen;
+  /** Whether a run is watched by this worker now (an activity adopted it). */
+  watched: (experimentId: string) => boolean;
+  log: Log;
+}): () => void {
+  const { workDir, experimentOpen, log } = options;
+  let kept = options.kept;
+  let settling: Promise<void> | undefined;
+  let lastSettled = Date.now();
+  const keepAttached = setInterval(() => {
+    for (const run of kept) {
+      if (processAlive(run.pid)) void touchAttached(runFiles(workDir, run.experimentId).attached);
+    }
+    if (settling || kept.length === 0 || Date.now() - lastSettled < KEPT_RUNS_CHECK_MS) return;
+    settling = (async () => {
+      const settled = await settleKeptRuns(
+        workDir,
+        await detectContainment(workDir),
+        kept,
+        experimentOpen,
+        options.watched,
+      );
+      kept = settled.kept;
+      logForgotten(log, settled.forgotten);
+    })()
+      .catch((error: Error) => log(`expctl worker: could not check its kept runs: ${error.message}`))
+      .finally(() => {
+        settling = undefined;
+        lastSettled = Date.now();
+      });
+  }, 2000);
+  keepAttached.unref();
+  return () => clearInterval(keepAttached);
+}

@@ -1,0 +1,180 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import type { HostRegistration, Slot } from '../domain/fleet.js';
+import { PERMISSION_DENIED } from '../domain/authorization.js';
+import { POOL_WORKFLOW_ID } from '../shared/constants.js';
+import { contentDigest } from '../security/content-digest.js';
+import { signRequest, type Credential } from '../security/credentials.js';
+import { deregisterHostSignal, hostRegistrationQuery, registerHostSignal } from '../workflows/definitions.js';
+import { isConnectionError, ServerLink, serverAddressOf } from '../shared/server-link.js';
+import { softwareVersions } from './software.js';
+
+/** The pool refused this host: no valid worker credential, or its name is held by another live worker. */
+export class RegistrationRefusedError extends Error {
+  readonly type = PERMISSION_DENIED;
+}
+
+/** The longest a heartbeat to the pool may take before it counts as not reaching the server. */
+const HEARTBEAT_DEADLINE_MS = 10_000;
+
+export type LiveLease = NonNullable<HostRegistration['liveLeases']>[number];
+
+/** What a host tells the pool as it joins: its slots, data, software, and the runs it kept at start. */
+export async function hostRegistration(host: {
+  host: string;
+  hostQueue: string;
+  slots: Slot[];
+  driverVersion?: string;
+  datasetsDir: string;
+  liveRuns: string[];
+  heartbeatMs: number;
+}): Promise<HostRegistration> {
+  return {
+    host: host.host,
+    hostQueue: host.hostQueue,
+    slots: host.slots,
+    driverVersion: host.driverVersion,
+    datasets: (await fs.readdir(host.datasetsDir).catch(() => [])).filter((name) => !name.startsWith('.')),
+    software: await softwareVersions(),
+    registeredAt: Date.now(),
+    incarnation: crypto.randomUUID(),
+    // The pool keeps these runs' leases across the restart: their experiments re-attach to them.
+    liveRuns: host.liveRuns,
+    // The pool never declares this host lost before it has missed two of these.
+    heartbeatMs: host.heartbeatMs,
+  };
+}
+
+export interface MembershipOptions {
+  client: Client;
+  credential: Credential;
+  log: (line: string) => void;
+  heartbeatMs: number;
+  /** Registers this host, starting the pool first where there is none (signal-with-start). */
+  startPool(registration: HostRegistration): Promise<unknown>;
+  /** The leases of the runs this worker trains now. */
+  liveLeases(): LiveLease[];
+}
+
+/**
+ * One worker process's membership of the pool: its registration, signed afresh for every
+ * heartbeat (a pool that lost its state can verify it again at any time), the heartbeat itself,
+ * and the farewell when the worker stops.
+ */
+export class PoolMembership {
+  private content: HostRegistration;
+  private digest: string;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private heartbeatInFlight: Promise<unknown> | undefined;
+  private stopped = false;
+  private readonly pool;
+  /** The heartbeat is the worker's link to the server: its operator hears when that link breaks and heals. */
+  private readonly serverLink: ServerLink;
+
+  constructor(
+    private readonly options: MembershipOptions,
+    content: HostRegistration,
+  ) {
+    this.content = content;
+    this.digest = contentDigest(content);
+    this.pool = options.client.workflow.getHandle(POOL_WORKFLOW_ID);
+    this.serverLink = new ServerLink(`expctl worker ${content.host}`, serverAddressOf(options.client), options.log);
+  }
+
+  private registration(): HostRegistration {
+    return {
+      ...this.content,
+      authorization: signRequest(this.options.credential, {
+        action: 'register_host',
+        target: this.content.host,
+        digest: this.digest,
+      }),
+    };
+  }
+
+  /** Registers this host, starting the pool first where there is none. */
+  register(): Promise<unknown> {
+    return this.options.startPool(this.registration());
+  }
+
+  /**
+   * The heartbeat is the registration itself: a pool that declared this host offline (or lost
+   * its state) takes it back only through a registration, never through a bare heartbeat.
+   * One heartbeat in flight at a time: during a server outage they would pile up, each retrying.
+   */
+  startHeartbeat(): void {
+    this.heartbeat = setInterval(() => {
+      if (this.heartbeatInFlight) return;
+      // A deadline: across a cut link a call would otherwise hang, and the operator never hear of it.
+      this.heartbeatInFlight = this.options.client
+        .withDeadline(Date.now() + HEARTBEAT_DEADLINE_MS, () =>
+          this.pool.signal(registerHostSignal, this.registration()),
+        )
+        .catch((error: Error) => {
+          if (!(error instanceof WorkflowNotFoundError)) throw error;
+          return this.recreatePool();
+        })
+        .then(
+          () => this.serverLink.reached(),
+          (error: Error) => {
+            if (isConnectionError(error)) this.serverLink.failed(error);
+            else this.options.log(`expctl worker: pool heartbeat failed: ${error.message}`);
+          },
+        )
+        .finally(() => (this.heartbeatInFlight = undefined));
+    }, this.options.heartbeatMs);
+  }
+
+  stopHeartbeat(): void {
+    clearInterval(this.heartbeat);
+  }
+
+  /**
+   * Waits until the pool has this incarnation online, or has refused it (fatal). While the pool
+   * cannot answer (server or orchestrator away) it keeps asking: heartbeats register it later.
+   */
+  async accepted(): Promise<void> {
+    const { host, incarnation } = this.content;
+    for (let delay = 100; !this.stopped; delay = Math.min(delay * 2, 2000)) {
+      const state = await this.pool.query(hostRegistrationQuery, host).catch(() => undefined);
+      if (state?.online && state.incarnation === incarnation) return;
+      const refusal = state?.refusal;
+      if (refusal && refusal.incarnation === incarnation) throw new RegistrationRefusedError(refusal.reason);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+
+  /** Stops the heartbeat and tells the pool this incarnation is leaving. */
+  async leave(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.heartbeat);
+    await this.heartbeatInFlight;
+    const farewell = { host: this.content.host, incarnation: this.content.incarnation };
+    const authorization = signRequest(this.options.credential, {
+      action: 'register_host',
+      target: this.content.host,
+      digest: contentDigest(farewell),
+    });
+    await this.pool.signal(deregisterHostSignal, { ...farewell, authorization }).catch(() => undefined);
+  }
+
+  /**
+   * The pool is gone (terminated by hand): started again with this host's registration, which
+   * now names the leases of the runs it trains, so the new pool holds them again. Every worker
+   * does this at its next heartbeat; the first one's start creates it, the others only register.
+   */
+  private async recreatePool(): Promise<void> {
+    const liveLeases = this.options.liveLeases();
+    this.content = {
+      ...this.content,
+      liveRuns: [...new Set([...(this.content.liveRuns ?? []), ...liveLeases.map((l) => l.experimentId)])],
+      liveLeases,
+    };
+    this.digest = contentDigest(this.content);
+    this.options.log(
+      `expctl worker: the pool was gone; started it again with ${this.content.host}'s registration and ${liveLeases.length} live lease(s)`,
+    );
+    await this.register();
+  }
+}

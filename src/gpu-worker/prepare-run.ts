@@ -1,0 +1,313 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import type { TrainingOutcome } from '../domain/experiment.js';
+import type { Slot } from '../domain/fleet.js';
+import type { ExperimentRequest } from '../domain/request.js';
+import { killLimitSeconds } from '../domain/limits.js';
+import { computeTimings } from '../domain/timings.js';
+import { publicRequest, runSecretValues, scrubText } from '../domain/redact.js';
+import { datasetVariables, type PinnedDataset } from '../domain/dataset-refs.js';
+import type { Credential } from '../security/credentials.js';
+import { PRIVATE_FILE } from '../security/files.js';
+import { unsealSecrets, UnsealError, type UnsealingKey } from '../security/sealed-secrets.js';
+import { REFUSED_ON_HOST } from '../shared/constants.js';
+import { addWorktree, localRepository, removeWorktree } from './git.js';
+import type { DeferredCleanup } from './deferred-cleanup.js';
+import { LogFollower } from './log-follower.js';
+import type { ContainmentSupport, RunContainment } from './containment.js';
+import { startRun, type StartedRun } from './run-process.js';
+import { runFiles } from './run-files.js';
+import { holdRunSecrets, workerSecretValues } from './run-secrets.js';
+import { commandInTree } from './confine.js';
+import { planSetup, runSetup, trainingEnvironment, type SetupPlan, type SetupResult } from './setup.js';
+import { ProgressClock } from './timings.js';
+import { layOutDatasets, type LayoutRoots } from './dataset-layout.js';
+
+/** What a worker keeps in the run directory so that it, or a worker started after it, can finish the run. */
+export interface RunRecord {
+  experimentId: string;
+  /** Its public form (publicRequest): the secret values are in the run's secrets file only. */
+  request: ExperimentRequest;
+  /** The local repository the worktree was added from. */
+  repo: string;
+  startedAt: string;
+  trainingStartedAt: number;
+  setup: { seconds: number; cached: boolean } | null;
+  supervisorPid: number;
+  planned: RunContainment;
+  /** The lease the run was started on (absent in records of older versions). */
+  slotId?: string;
+  leaseId?: string;
+}
+
+/** What the host's checks resolved for this run's inputs, re-checked on the leased host. */
+export interface CheckedInputs {
+  /** Each path dataset reference and the directory it resolved to on this host. */
+  datasetDirs: Record<string, string>;
+  /** The variables naming resolved inputs (the checkpoint), given the run's tree. */
+  variables(tree: string): Record<string, string>;
+}
+
+/** The host and worker this run is prepared on (one per slot's activities). */
+export interface PrepareDeps {
+  slot: Slot;
+  workDir: string;
+  credential?: Credential;
+  cleanup: DeferredCleanup;
+  killAfterMs: number;
+  heartbeatIntervalMs: number;
+  logCapBytes?: number;
+  logTailBytes?: number;
+  orphanGraceMs?: number;
+  datasets?: LayoutRoots;
+  containmentSupport(): Promise<ContainmentSupport>;
+  /** Throws when the pool no longer holds the lease: a released lease's run never starts. */
+  requireLease(): Promise<void>;
+  /** The workers' sealing key pair: opens the run's `--secret` values (without it, a run with secrets is refused). */
+  unsealingKey?: UnsealingKey;
+  /** The request's checks again on this host; a refusal is written to the log and thrown. */
+  checkInputs(repo: string, request: ExperimentRequest, log: string): Promise<CheckedInputs>;
+}
+
+export interface PrepareInput {
+  experimentId: string;
+  request: ExperimentRequest;
+  leaseId: string;
+  datasets?: PinnedDataset[];
+  /** The task's attempt, named in the log. */
+  attempt: number;
+  /** Aborted by a cancel (an operator's, or the attempt given up as lost): nothing starts after it. */
+  signal: AbortSignal;
+}
+
+/** A prepared run: its training process started, or its environment setup failed (no process). */
+export type PreparedRun =
+  | { run: StartedRun; record: RunRecord; clock: ProgressClock; runSecrets: string[] }
+  | { outcome: TrainingOutcome };
+
+/** The supervisor enforces the kill limit this long after the worker would (it only acts when no worker does). */
+const SUPERVISOR_DEADLINE_SLACK_MS = 5000;
+
+/**
+ * Prepares one run and starts its training process: the commit's worktree, the re-check on this
+ * host, pinned data, secrets, environment setup, a last look at the lease. The worktree belongs to
+ * this function until the training process exists; on every other way out it is removed here.
+ */
+export async function prepareRun(input: PrepareInput, deps: PrepareDeps): Promise<PreparedRun> {
+  const { request, experimentId } = input;
+  const files = runFiles(deps.workDir, experimentId);
+  // Asked while the task already heartbeats and the host answers `preparing`: on a loaded
+  // fleet the pool can take longer to answer than the heartbeat timeout.
+  await deps.requireLease();
+  // An earlier attempt's result on this host is not this attempt's.
+  for (const file of [files.outcome, files.exit, files.started, files.record]) await fs.rm(file, { force: true });
+  const repo = await localRepository(request.repo, deps.workDir, request.commit, deps.credential);
+  const checked = await deps.checkInputs(repo, request, files.log);
+  await deps.cleanup.settled(files.tree);
+  await addWorktree(repo, request.commit, files.tree);
+  let started = false;
+  try {
+    const prepared = await prepareInTree(input, deps, repo, checked);
+    started = 'run' in prepared;
+    return prepared;
+  } finally {
+    if (!started) await removeWorktree(repo, files.tree);
+  }
+}
+
+/** Inside the worktree: data, variables, setup, then the training process under its supervisor. */
+async function prepareInTree(
+  input: PrepareInput,
+  deps: PrepareDeps,
+  repo: string,
+  checked: CheckedInputs,
+): Promise<PreparedRun> {
+  const { request, experimentId } = input;
+  const files = runFiles(deps.workDir, experimentId);
+  const datasetDirs = { ...checked.datasetDirs, ...(await layOutPinned(input.datasets ?? [], deps)) };
+  // Opened here only, in memory: history holds them sealed for the workers.
+  const secrets = openSecrets(deps.unsealingKey, experimentId, request.secrets ?? {});
+  // Held in memory before anything runs, so every later read of this run's output is scrubbed of them.
+  const runSecrets = runSecretValues({ ...request, secrets });
+  holdRunSecrets(experimentId, runSecrets);
+  const own = runVariables(input, deps, checked, datasetDirs);
+  const startedAt = new Date();
+  await fs.appendFile(
+    files.log,
+    `expctl: experiment ${experimentId} attempt ${input.attempt} on ${deps.slot.slotId} (${deps.slot.name}); ` +
+      `commit ${request.commit.slice(0, 12)}; command ${JSON.stringify(request.command)}; started ${startedAt.toISOString()}\n`,
+    PRIVATE_FILE,
+  );
+  const secretValues = [...runSecrets, ...workerSecretValues()];
+  const plan = await planSetup({
+    tree: files.tree,
+    envsRoot: path.join(deps.workDir, 'envs'),
+    command: request.command,
+    setup: request.setup,
+  });
+  const setup = await setUpEnvironment(input, deps, plan, { ...request.env, ...own }, secretValues);
+  if ('failed' in setup)
+    return { outcome: await setupFailureOutcome(setup.failed, deps, files, secretValues, startedAt) };
+
+  await fs.appendFile(files.log, `expctl: training starts ${new Date().toISOString()}\n`, PRIVATE_FILE);
+  const clock = new ProgressClock(files.log);
+  await clock.start();
+  const trainingStartedAt = Date.now();
+  // The lease may have gone while the run was prepared (this attempt given up as lost, the
+  // run re-placed): the last moment to find out before a second copy of it starts.
+  if (input.signal.aborted) throw new CancelledFailure(`canceled before the training of ${experimentId} started`);
+  await deps.requireLease();
+  const run = await startRun({
+    experimentId,
+    support: await deps.containmentSupport(),
+    log: files.log,
+    cwd: files.tree,
+    command: commandInTree(request.command, files.tree),
+    // The training process's variables on top of the worker's: the request's, its secrets, expctl's.
+    env: { ...request.env, ...secrets, ...own, ...trainingEnvironment(plan) },
+    // What the supervisor scrubs from the raw log as it writes it (they are in the training process's environment).
+    secretValues,
+    logCapBytes: deps.logCapBytes,
+    logTailBytes: deps.logTailBytes,
+    files,
+    orphanGraceMs: deps.orphanGraceMs,
+    // The worker stops the run at the deadline; the supervisor a little later, should no worker watch it.
+    deadlineMs: trainingStartedAt + killLimitSeconds(request) * 1000 + SUPERVISOR_DEADLINE_SLACK_MS,
+    killAfterMs: deps.killAfterMs,
+  });
+  await fs.writeFile(files.pidFile, String(run.supervisorPid), PRIVATE_FILE);
+  const record: RunRecord = {
+    experimentId,
+    request: publicRequest(request),
+    repo,
+    startedAt: startedAt.toISOString(),
+    trainingStartedAt,
+    setup: setup.done,
+    supervisorPid: run.supervisorPid,
+    planned: run.containment,
+    slotId: deps.slot.slotId,
+    leaseId: input.leaseId,
+  };
+  await writeJsonFile(files.record, record);
+  return { run, record, clock, runSecrets };
+}
+
+/** The run's own variables; setup gets them too, but not the secrets (they are the training process's only). */
+function runVariables(
+  input: PrepareInput,
+  deps: PrepareDeps,
+  checked: CheckedInputs,
+  datasetDirs: Record<string, string>,
+): Record<string, string> {
+  const { request, experimentId } = input;
+  const files = runFiles(deps.workDir, experimentId);
+  return {
+    CUDA_VISIBLE_DEVICES: deps.slot.acceleratorClass === 'cpu' ? '' : String(deps.slot.index),
+    EXPCTL_EXPERIMENT_ID: experimentId,
+    EXPCTL_TIME_BUDGET: String(request.timeBudgetSeconds),
+    EXPCTL_ARTIFACT_DIR: files.artifacts,
+    PYTHONUNBUFFERED: '1',
+    ...(request.configPath ? { EXPCTL_CONFIG: path.join(files.tree, request.configPath) } : {}),
+    ...checked.variables(files.tree),
+    ...datasetVariables(datasetDirs),
+  };
+}
+
+/** Lays pinned versions out on this host (the preparation heartbeat covers the time it takes). */
+async function layOutPinned(pinned: PinnedDataset[], deps: PrepareDeps): Promise<Record<string, string>> {
+  if (pinned.length === 0) return {};
+  if (!deps.datasets)
+    throw ApplicationFailure.nonRetryable(`the worker of ${deps.slot.slotId} has no dataset store configured`);
+  return layOutDatasets(pinned, deps.datasets);
+}
+
+type SetupFailure = Extract<SetupResult, { ok: false }>;
+
+/** Setup: its own phase and limit; the training command never starts when it fails. */
+async function setUpEnvironment(
+  input: PrepareInput,
+  deps: PrepareDeps,
+  plan: SetupPlan | null,
+  env: Record<string, string>,
+  secretValues: readonly string[],
+): Promise<{ done: { seconds: number; cached: boolean } | null } | { failed: SetupFailure }> {
+  if (!plan) return { done: null };
+  const files = runFiles(deps.workDir, input.experimentId);
+  const result = await runSetup({
+    plan,
+    cwd: files.tree,
+    logFile: files.log,
+    env,
+    secretValues: [...secretValues],
+    timeoutSeconds: input.request.setupTimeoutSeconds,
+    killAfterMs: deps.killAfterMs,
+    signal: input.signal,
+  });
+  if (result.ok) return { done: { seconds: result.seconds, cached: result.cached } };
+  if (result.canceled) throw new CancelledFailure(`canceled during environment setup of ${input.experimentId}`);
+  await fs.appendFile(files.log, `expctl: ${result.reason}; the training command was not started\n`, PRIVATE_FILE);
+  return { failed: result };
+}
+
+/** The record of a run whose environment setup failed or ran out of time: the training command never ran. */
+async function setupFailureOutcome(
+  result: SetupFailure,
+  deps: PrepareDeps,
+  files: ReturnType<typeof runFiles>,
+  secretValues: readonly string[],
+  startedAt: Date,
+): Promise<TrainingOutcome> {
+  const follower = new LogFollower(files.log);
+  await follower.poll();
+  return {
+    phase: 'setup',
+    exitCode: result.exitCode,
+    signal: result.signal,
+    timedOut: result.timedOut,
+    canceled: false,
+    supervisorKilled: false,
+    oomKills: null,
+    peakMemoryBytes: null,
+    timings: computeTimings(
+      {
+        setup: { seconds: result.seconds, cached: false },
+        processStartMs: null,
+        processEndMs: null,
+        firstProgressMs: null,
+        lastProgressMs: null,
+      },
+      null,
+    ),
+    metrics: null,
+    logTail: scrubText(follower.tailLines().slice(-40).join('\n'), secretValues),
+    artifacts: [],
+    heartbeats: { count: 0, firstAt: null, lastAt: null, intervalSeconds: deps.heartbeatIntervalMs / 1000 },
+    logPath: files.log,
+    startedAt: startedAt.toISOString(),
+    endedAt: new Date().toISOString(),
+  };
+}
+
+async function writeJsonFile(file: string, value: unknown): Promise<void> {
+  await fs.writeFile(`${file}.partial`, JSON.stringify(value), PRIVATE_FILE);
+  await fs.rename(`${file}.partial`, file);
+}
+
+/** A run's `--secret` values opened with the workers' key; one that does not open refuses the run (no retry helps). */
+function openSecrets(
+  key: UnsealingKey | undefined,
+  experimentId: string,
+  sealed: Readonly<Record<string, string>>,
+): Record<string, string> {
+  if (Object.keys(sealed).length === 0) return {};
+  const refuse = (message: string) => ApplicationFailure.create({ type: REFUSED_ON_HOST, nonRetryable: true, message });
+  if (!key) throw refuse('the run has secrets (--secret) and this worker has no sealing key to open them');
+  try {
+    return unsealSecrets(key, experimentId, sealed);
+  } catch (error) {
+    // Refused like a request that fails its checks on the leased host: validation_failed, never retried.
+    if (error instanceof UnsealError) throw refuse(error.message);
+    throw error;
+  }
+}

@@ -1,0 +1,209 @@
+import path from 'node:path';
+import type { Client } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createHostActivities } from '../activities/host.js';
+import { createRunStatusActivities } from '../activities/run-status.js';
+import { createArtifactCheckActivities } from '../activities/artifact-check.js';
+import { createTrainingActivities, type RunWatch } from '../activities/training.js';
+import { DEFAULT_POOL_HEARTBEAT_MS, type Slot } from '../domain/fleet.js';
+import { hostTaskQueue, POOL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
+import type { Credential } from '../security/credentials.js';
+import { leaseHeldQuery, registerHostSignal } from '../workflows/definitions.js';
+import { poolWorkflow } from '../workflows/pool.js';
+import { discoverSlots, type DiscoveryOptions } from '../gpu-worker/discover.js';
+import { ensureUnsealingKey, type UnsealingKey } from '../security/sealed-secrets.js';
+import { experimentOpenOn } from '../gpu-worker/reconcile.js';
+import { keepRunsAttached, reconcileAtStart } from '../gpu-worker/kept-runs.js';
+import { hostRegistration, PoolMembership, RegistrationRefusedError } from '../gpu-worker/pool-membership.js';
+import { claimWorkDir, WorkDirHeldError } from '../gpu-worker/work-dir-claim.js';
+import { DeferredCleanup } from '../gpu-worker/deferred-cleanup.js';
+import { gpuWorkerHandle, type GpuWorkerHandle } from '../gpu-worker/handle.js';
+import { dataDir } from '../shared/settings.js';
+import { ensurePrivateDir } from '../security/files.js';
+
+export { RegistrationRefusedError, type GpuWorkerHandle };
+
+export interface GpuWorkerOptions extends DiscoveryOptions {
+  connection: NativeConnection;
+  namespace: string;
+  client: Client;
+  /** Payload encryption: connection.ts `dataConverter(env)`, the same as the client's. */
+  dataConverter: DataConverter;
+  workDir: string;
+  datasetsDir?: string;
+  /** The dataset store pinned versions are laid out from (default: EXPCTL_DATA_DIR, see settings.ts). */
+  dataDir?: string;
+  poolHeartbeatMs?: number;
+  trainingHeartbeatMs?: number;
+  /** After SIGTERM, how long a training process group gets before SIGKILL. */
+  killAfterMs?: number;
+  log?: (line: string) => void;
+  /** How long a supervisor keeps a run going with no worker attached (default 60 s). */
+  orphanGraceMs?: number;
+  /** The worker (or admin) credential the host registers with. */
+  credential: Credential;
+}
+
+/**
+ * The GPU worker's composition root. One process per host: a worker per slot queue with exactly
+ * one activity slot (no two experiments on one GPU), a host queue for validation and logs, and a
+ * heartbeat to the pool.
+ */
+export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWorkerHandle> {
+  const log = options.log ?? ((line: string) => console.error(line));
+  const workDir = path.resolve(options.workDir);
+  await ensurePrivateDir(workDir);
+  // Before anything is reconciled, registered or killed: a second worker on this directory stops here.
+  const releaseClaim = await claimWorkDir(workDir, options.host).catch((error: Error) => {
+    throw error instanceof WorkDirHeldError ? new RegistrationRefusedError(error.message) : error;
+  });
+  try {
+    return await startGpuWorker(options, workDir, log, releaseClaim);
+  } catch (error) {
+    await releaseClaim();
+    throw error;
+  }
+}
+
+async function startGpuWorker(
+  options: GpuWorkerOptions,
+  workDir: string,
+  log: (line: string) => void,
+  releaseClaim: () => Promise<void>,
+): Promise<GpuWorkerHandle> {
+  const experimentOpen = experimentOpenOn(options.client);
+  const reconciled = await reconcileAtStart(workDir, experimentOpen, log);
+  // The key that opens runs' --secret values, made on a host that has none (copy it to every GPU host).
+  const sealing = await ensureUnsealingKey();
+  if (sealing.created)
+    log(`expctl worker: created the worker sealing key ${sealing.created}; every GPU host needs this same file`);
+  const discovery = await discoverSlots(options);
+  const datasetsDir = options.datasetsDir ?? path.join(workDir, 'datasets');
+  const hostQueue = hostTaskQueue(options.host);
+  const hostRuns: Map<string, RunWatch> = new Map();
+  const cleanup = new DeferredCleanup();
+  const workers = await createWorkers(options, {
+    workDir,
+    datasetsDir,
+    hostQueue,
+    slots: discovery.slots,
+    hostRuns,
+    cleanup,
+    unsealingKey: sealing.key,
+  });
+  const heartbeatMs = options.poolHeartbeatMs ?? DEFAULT_POOL_HEARTBEAT_MS;
+  const membership = new PoolMembership(
+    {
+      client: options.client,
+      credential: options.credential,
+      log,
+      heartbeatMs,
+      startPool: (registration) =>
+        options.client.workflow.signalWithStart(poolWorkflow, {
+          workflowId: POOL_WORKFLOW_ID,
+          taskQueue: POOL_TASK_QUEUE,
+          args: [],
+          signal: registerHostSignal,
+          signalArgs: [registration],
+        }),
+      liveLeases: () =>
+        [...hostRuns].flatMap(([experimentId, watch]) =>
+          watch.leaseId && watch.slotId ? [{ experimentId, leaseId: watch.leaseId, slotId: watch.slotId }] : [],
+        ),
+    },
+    await hostRegistration({
+      host: options.host,
+      hostQueue,
+      slots: discovery.slots,
+      driverVersion: discovery.driverVersion,
+      datasetsDir,
+      liveRuns: reconciled.kept.map((run) => run.experimentId),
+      heartbeatMs,
+    }),
+  );
+  const stopKeeping = keepRunsAttached({
+    workDir,
+    kept: reconciled.kept,
+    experimentOpen,
+    watched: (id) => hostRuns.has(id),
+    log,
+  });
+  return gpuWorkerHandle({
+    host: options.host,
+    slots: discovery.slots,
+    workers,
+    membership,
+    cleanup,
+    stopKeeping,
+    releaseClaim,
+  });
+}
+
+/** The host queue's worker and one worker per slot queue, each with the activities it serves. */
+async function createWorkers(
+  options: GpuWorkerOptions,
+  host: {
+    workDir: string;
+    datasetsDir: string;
+    hostQueue: string;
+    slots: Slot[];
+    hostRuns: Map<string, RunWatch>;
+    cleanup: DeferredCleanup;
+    unsealingKey: UnsealingKey;
+  },
+): Promise<Worker[]> {
+  const { workDir, datasetsDir } = host;
+  const pool = options.client.workflow.getHandle(POOL_WORKFLOW_ID);
+  const leaseHeld = (slotId: string, leaseId: string) => pool.query(leaseHeldQuery, { slotId, leaseId });
+  const base = {
+    connection: options.connection,
+    namespace: options.namespace,
+    dataConverter: options.dataConverter,
+    shutdownGraceTime: '15s',
+  };
+  const workers: Worker[] = [
+    await Worker.create({
+      ...base,
+      taskQueue: host.hostQueue,
+      activities: {
+        ...createHostActivities({
+          host: options.host,
+          workDir,
+          slots: host.slots,
+          datasetsDir,
+          credential: options.credential,
+        }),
+        ...createRunStatusActivities({ workDir }),
+        ...createArtifactCheckActivities({ workDir }),
+      },
+      maxConcurrentActivityTaskExecutions: 8,
+    }),
+  ];
+  for (const slot of host.slots) {
+    workers.push(
+      await Worker.create({
+        ...base,
+        taskQueue: slot.taskQueue,
+        activities: createTrainingActivities({
+          slot,
+          workDir,
+          credential: options.credential,
+          heartbeatIntervalMs: options.trainingHeartbeatMs,
+          killAfterMs: options.killAfterMs,
+          orphanGraceMs: options.orphanGraceMs,
+          leaseHeld,
+          hostRuns: host.hostRuns,
+          cleanup: host.cleanup,
+          datasets: { datasetsDir, dataDir: options.dataDir ?? dataDir() },
+          unsealingKey: host.unsealingKey,
+        }),
+        maxConcurrentActivityTaskExecutions: 1,
+        // Heartbeats carry progress and bring cancellation back: do not let the SDK hold them for long.
+        maxHeartbeatThrottleInterval: '2s',
+        defaultHeartbeatThrottleInterval: '2s',
+      }),
+    );
+  }
+  return workers;
+}
