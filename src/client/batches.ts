@@ -71,6 +71,12 @@ async function batchClass(client: Client, request: ExperimentRequest): Promise<s
   return check.widestClass;
 }
 
+/** The options of a batch beside its variants' requests. */
+export type BatchOptions = Pick<
+  BatchSubmission,
+  'base' | 'deadlineSeconds' | 'idempotencyKey' | 'priority' | 'credential'
+>;
+
 /**
  * Validates every variant's request (throws RequestValidationError before anything starts), signs
  * each child and the batch, and starts the batch. The same key returns the same batch.
@@ -79,19 +85,41 @@ export async function submitBatch(
   client: Client,
   submission: BatchSubmission,
 ): Promise<{ batchId: string; handle: BatchHandle; members: string[] }> {
-  const { variants, template } = submission;
+  const { variants, template, ...options } = submission;
+  checkVariants(variants, submission.base);
+  const requests = variants.map((variant) =>
+    parseExperimentRequest({ ...template, ...variant, idempotencyKey: undefined }),
+  );
+  return submitBatchRequests(client, requests, options);
+}
+
+/** The batch's own rules on its variants: at least one, at most the bound, each once, none the base. */
+export function checkVariants(variants: { commit: string }[], base: string): void {
   if (variants.length === 0) throw new RequestValidationError(['a batch needs at least one commit']);
   if (variants.length > MAX_BATCH_SIZE)
     throw new RequestValidationError([`a batch holds at most ${MAX_BATCH_SIZE} commits, not ${variants.length}`]);
   const repeated = variants.map((v) => v.commit).filter((commit, i, all) => all.indexOf(commit) !== i);
   if (repeated.length > 0) throw new RequestValidationError([`commit ${repeated[0]} is given twice`]);
-  if (variants.some((v) => v.commit === submission.base))
-    throw new RequestValidationError([`the base ${submission.base} is not a variant of itself`]);
+  if (variants.some((v) => v.commit === base))
+    throw new RequestValidationError([`the base ${base} is not a variant of itself`]);
+}
+
+/**
+ * Starts a batch of requests already parsed at the caller's boundary (the CLI's `batch`), as they
+ * are: nothing is parsed again or changed on the way but their `--secret` values, sealed for the
+ * workers, and the accelerator class every variant is judged on.
+ */
+export async function submitBatchRequests(
+  client: Client,
+  requests: ExperimentRequest[],
+  submission: BatchOptions,
+): Promise<{ batchId: string; handle: BatchHandle; members: string[] }> {
+  checkVariants(requests, submission.base);
   if (submission.deadlineSeconds !== undefined && !(submission.deadlineSeconds > 0))
     throw new RequestValidationError(['--deadline must be a positive number of seconds']);
-  const requests = variants.map((variant) =>
-    parseExperimentRequest({ ...template, ...variant, idempotencyKey: undefined }),
-  );
+  // A batch's key is the batch's: its members are keyed by the batch.
+  if (requests.some((request) => request.idempotencyKey !== undefined))
+    throw new RequestValidationError(["a batch's variants take no idempotency key of their own; give the batch one"]);
   await checkHijackVariables(client, requests[0]!);
   const acceleratorClass = await batchClass(client, requests[0]!);
 
@@ -140,7 +168,7 @@ export async function submitBatch(
       workflowIdConflictPolicy: 'USE_EXISTING',
       workflowIdReusePolicy: 'REJECT_DUPLICATE',
       typedSearchAttributes: [{ key: SA.tag, value: input.tag }],
-      memo: { base: input.base, commits: variants.map((v) => v.commit) },
+      memo: { base: input.base, commits: requests.map((request) => request.commit) },
     });
   } catch (error) {
     if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
@@ -150,7 +178,7 @@ export async function submitBatch(
   if (submission.idempotencyKey) {
     const existing = await handle.query(batchStateQuery);
     const theirs = existing.members.map((m) => m.commit).join(',');
-    if (theirs !== variants.map((v) => v.commit).join(','))
+    if (theirs !== requests.map((request) => request.commit).join(','))
       throw new RequestValidationError([
         `--idempotency-key: already used for batch ${batchId} with other commits; use a new key`,
       ]);

@@ -1,11 +1,11 @@
 import { WorkflowFailedError, type Client } from '@temporalio/client';
-import { batchHandle, batchState, submitBatch, type BatchHandle } from '../../client/batches.js';
+import { batchHandle, batchState, submitBatchRequests, type BatchHandle } from '../../client/batches.js';
 import { experimentHandle } from '../../client/experiments.js';
-import { sourceForFleet } from '../../client/fleet-remote.js';
+import { fleetSourceFor, shipToFleet } from '../../client/fleet-remote.js';
 import { resolveSource, resolveVariants, SourceError } from '../../client/source.js';
 import { DEFAULT_METRIC } from '../../domain/decision.js';
 import { exitCodeFor } from '../../domain/experiment.js';
-import { parseExperimentRequest, RequestValidationError } from '../../domain/request.js';
+import { parseExperimentRequest, RequestValidationError, type ExperimentRequest } from '../../domain/request.js';
 import { batchExitCode } from '../../domain/tournament.js';
 import { MAX_BATCH_VARIANTS } from '../../domain/bounds.js';
 import { fleetRemote } from '../../shared/settings.js';
@@ -113,18 +113,26 @@ export async function batchCommand(args: string[], raw: RawBatchOptions): Promis
     return refuse(error.message);
   }
   const template = requestInput({ ...flags, hypothesis: undefined }, base, command);
-  const withHypotheses = variants.map((v) => ({ commit: v.commit, hypothesis: flags.hypothesis ?? v.subject }));
+  const remote = fleetRemote();
+  const variantSources = variants.map((v) => ({ repo: base.repo, commit: v.commit }));
+  // Parsed once, here at the boundary, as they will be submitted: naming the fleet remote, if there is one.
+  let requests: ExperimentRequest[];
   try {
-    // Checked here too, so a malformed request is refused even when no server is reachable.
-    for (const variant of withHypotheses) parseExperimentRequest({ ...template, ...variant });
+    requests = variants.map((v, index) =>
+      parseExperimentRequest({
+        ...template,
+        ...fleetSourceFor(variantSources[index]!, remote),
+        hypothesis: flags.hypothesis ?? v.subject,
+        idempotencyKey: undefined,
+      }),
+    );
   } catch (error) {
     if (!(error instanceof RequestValidationError)) throw error;
     return refuse(`invalid batch request: ${error.problems.map(problemAsFlag).join('; ')}`);
   }
-  let repo = base.repo;
   try {
-    for (const variant of withHypotheses)
-      repo = (await sourceForFleet({ repo: base.repo, ...variant }, fleetRemote())).repo;
+    // Only valid requests ship their commits to the fleet remote (EXPCTL_FLEET_REMOTE), if there is one.
+    for (const source of variantSources) await shipToFleet(source, remote);
   } catch (error) {
     if (!(error instanceof SourceError)) throw error;
     return refuse(error.message);
@@ -132,10 +140,8 @@ export async function batchCommand(args: string[], raw: RawBatchOptions): Promis
   const client = await connectClient();
   let submitted;
   try {
-    submitted = await submitBatch(client, {
-      template: { ...template, repo },
+    submitted = await submitBatchRequests(client, requests, {
       base: base.commit,
-      variants: withHypotheses,
       ...(flags.deadlineSeconds !== undefined ? { deadlineSeconds: flags.deadlineSeconds } : {}),
       ...(flags.idempotencyKey ? { idempotencyKey: flags.idempotencyKey } : {}),
       ...(flags.priority !== undefined ? { priority: flags.priority } : {}),
