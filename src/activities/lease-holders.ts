@@ -1,5 +1,6 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Catalog } from '../catalog/catalog.js';
+import { isTerminal } from '../domain/experiment.js';
 
 export interface HeldLease {
   experimentId: string;
@@ -7,8 +8,14 @@ export interface HeldLease {
   slotId: string;
 }
 
-/** A lease whose holder has ended without releasing it: how it ended, and who ended it where Temporal says. */
-export interface ClosedHolder extends HeldLease {
+/**
+ * A lease (or, with leaseId and slotId null, a place in the queue) whose holder has ended without
+ * releasing it: how it ended, and who ended it where Temporal says.
+ */
+export interface ClosedHolder {
+  experimentId: string;
+  leaseId: string | null;
+  slotId: string | null;
   reason: string;
 }
 
@@ -25,7 +32,9 @@ export interface LeaseHolderDeps {
  */
 export function createLeaseHolderActivities({ client, catalog }: LeaseHolderDeps) {
   /** Why the holder is closed (and who closed it, where Temporal says), or null while it runs. */
-  const closedBecause = async (experimentId: string): Promise<{ why: string; identity: string | null } | null> => {
+  const closedBecause = async (
+    experimentId: string,
+  ): Promise<{ why: string; identity: string | null; terminated?: true } | null> => {
     let status: string;
     try {
       status = (await client.workflow.getHandle(experimentId).describe()).status.name;
@@ -45,29 +54,52 @@ export function createLeaseHolderActivities({ client, catalog }: LeaseHolderDeps
     const terminated = history?.events?.[0]?.workflowExecutionTerminatedEventAttributes;
     const by = terminated?.identity ? ` by Temporal identity "${terminated.identity}"` : '';
     const why = terminated?.reason ? ` (reason: ${terminated.reason})` : '';
-    return { why: `its workflow was terminated${by}${why}`, identity: terminated?.identity || null };
+    return { why: `its workflow was terminated${by}${why}`, identity: terminated?.identity || null, terminated: true };
+  };
+
+  /**
+   * A terminated run cannot record its own end: its record says so here, `canceled` (an operator
+   * stopped it) with who and why, so `show` and `history` never report it running for ever.
+   */
+  const recordTerminated = async (experimentId: string, why: string) => {
+    const record = await catalog.get(experimentId);
+    if (!record || isTerminal(record.status)) return;
+    const at = new Date().toISOString();
+    const reason = `terminated from outside expctl: ${why}`;
+    await catalog.apply({
+      experimentId,
+      status: 'canceled',
+      reason,
+      events: [{ status: 'canceled', at, note: reason }],
+    });
   };
 
   return {
-    /** The held leases whose holders are closed; each one's release goes to the audit trail. */
-    async closedLeaseHolders(leases: HeldLease[]): Promise<ClosedHolder[]> {
+    /**
+     * The held leases and queued requests whose holders are closed; each release goes to the audit
+     * trail, and a terminated holder's record ends `canceled`.
+     */
+    async closedLeaseHolders(leases: HeldLease[], queued: string[] = []): Promise<ClosedHolder[]> {
       const closed: ClosedHolder[] = [];
-      for (const lease of leases) {
-        const closedBy = await closedBecause(lease.experimentId);
+      const holders = [...leases, ...queued.map((experimentId) => ({ experimentId, leaseId: null, slotId: null }))];
+      for (const holder of holders) {
+        const closedBy = await closedBecause(holder.experimentId);
         if (closedBy === null) continue;
-        const { why, identity } = closedBy;
-        closed.push({ ...lease, reason: `lease on ${lease.slotId} released: ${why}` });
+        const { why, identity, terminated } = closedBy;
+        const what = holder.slotId === null ? 'place in the queue' : `lease on ${holder.slotId}`;
+        closed.push({ ...holder, reason: `${what} released: ${why}` });
         await catalog.audit({
-          source: `lease/${lease.leaseId}`,
+          source: holder.leaseId === null ? `queue/${holder.experimentId}` : `lease/${holder.leaseId}`,
           at: new Date().toISOString(),
           action: 'lease_released',
-          target: lease.experimentId,
+          target: holder.experimentId,
           actor: identity,
           role: null,
           credentialId: null,
           allowed: true,
-          detail: `lease on ${lease.slotId} released by the pool: ${why}`,
+          detail: `${what} released by the pool: ${why}`,
         });
+        if (terminated) await recordTerminated(holder.experimentId, why);
       }
       return closed;
     },

@@ -33,7 +33,7 @@ export class Reconciler {
   /** How long the main loop may sleep: until the first host's silence limit, or the next holder check. */
   nextWakeMs(): number | undefined {
     const expiry = this.nextExpiryMs();
-    if (this.state.leased().length === 0) return expiry;
+    if (this.state.leased().length === 0 && this.state.pool.queue.length === 0) return expiry;
     const check = Math.max(100, this.lastHolderCheck + holderCheckMs(this.state.pool.heartbeatLimitMs) - Date.now());
     return expiry === undefined ? check : Math.min(expiry, check);
   }
@@ -43,7 +43,8 @@ export class Reconciler {
     this.forgiveOutage(now);
     this.expireSilentHosts(now);
     const due = now - this.lastHolderCheck >= holderCheckMs(this.state.pool.heartbeatLimitMs);
-    if (!this.checkingHolders && this.state.leased().length > 0 && due) this.checkHolders();
+    const held = this.state.leased().length > 0 || this.state.pool.queue.length > 0;
+    if (!this.checkingHolders && held && due) this.checkHolders();
     await this.deliverRevocations();
   }
 
@@ -91,8 +92,8 @@ export class Reconciler {
   }
 
   /**
-   * Frees the leases of holders that ended without releasing them (terminated from outside
-   * expctl, timed out): checked in the background, so placement never waits on it.
+   * Frees the leases and queue places of holders that ended without releasing them (terminated
+   * from outside expctl, timed out): checked in the background, so placement never waits on it.
    */
   private checkHolders(): void {
     this.checkingHolders = true;
@@ -102,11 +103,18 @@ export class Reconciler {
       leaseId: entry.lease!.leaseId,
       slotId: entry.slot.slotId,
     }));
+    const queued = this.state.pool.queue.map((request) => request.experimentId);
     this.state.track(
       holders
-        .closedLeaseHolders(held)
+        .closedLeaseHolders(held, queued)
         .then((closed) => {
           for (const holder of closed) {
+            if (holder.leaseId === null) {
+              log.warn('queue place dropped: its holder ended without releasing it', { reason: holder.reason });
+              this.state.pool.queue = this.state.pool.queue.filter((r) => r.experimentId !== holder.experimentId);
+              this.state.touch();
+              continue;
+            }
             const entry = this.state.pool.slots.find((e) => e.lease?.leaseId === holder.leaseId);
             if (!entry) continue;
             log.warn('lease freed: its holder ended without releasing it', { reason: holder.reason });

@@ -99,10 +99,58 @@ describe('an experiment terminated from outside expctl', () => {
         detail: `lease on termhost/cpu0 released by the pool: its workflow was terminated by Temporal identity "${cli.pid}@${os.hostname()}@" (reason: operator stop)`,
       }),
     ]);
+    // Its record ends with it: canceled, by whom and why, never "running" for ever.
+    expect(await stack.catalog.get(victim.experimentId)).toMatchObject({
+      status: 'canceled',
+      reason: expect.stringMatching(/^terminated from outside expctl: its workflow was terminated by .*operator stop/),
+    });
     console.log(`terminated holder's slot served the next run after ${(freedAfter / 1000).toFixed(1)} s`);
   });
 
-  it('re-creates a terminated pool from its workers: the training run and the queued one both complete', async () => {
+  it('drops a terminated run from the queue and ends its record, while the slot serves the others', async () => {
+    const pidFile = path.join(stack.workDir, 'queue-holder.pid');
+    const training = await submit('holds the only slot', { MODE: 'slow', PID_FILE: pidFile });
+    await waitFor(async () => (await training.handle.query(experimentStateQuery)).status === 'running', 60_000);
+    const waiting = await submit('terminated while it waits in the queue', { VAL_BPB: '1.25' });
+    const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+    const inQueue = async () =>
+      (await pool.query(poolStateQuery)).queue.some((request) => request.experimentId === waiting.experimentId);
+    await waitFor(inQueue, 60_000);
+
+    const terminated = await execa(
+      inject('temporalCli'),
+      [
+        'workflow',
+        'terminate',
+        '--workflow-id',
+        waiting.experimentId,
+        '--reason',
+        'no longer wanted',
+        '--address',
+        stack.address,
+        '--namespace',
+        stack.namespace,
+      ],
+      { reject: false, all: true },
+    );
+    expect(terminated.exitCode, terminated.all).toBe(0);
+    const terminatedAt = Date.now();
+    await waitFor(async () => !(await inQueue()), LIMIT_MS + 5_000);
+    expect(Date.now() - terminatedAt).toBeLessThan(LIMIT_MS + 5_000);
+    expect(await stack.catalog.get(waiting.experimentId)).toMatchObject({
+      status: 'canceled',
+      reason: expect.stringContaining('no longer wanted'),
+    });
+    expect((await stack.catalog.auditTrail(waiting.experimentId)).map((entry) => entry.detail)).toContainEqual(
+      expect.stringMatching(/^place in the queue released by the pool: its workflow was terminated by/),
+    );
+    // The holder of the slot is untouched by it.
+    expect((await training.handle.query(experimentStateQuery)).status).toBe('running');
+    await training.handle.cancel();
+    await waitFor(async () => !processAlive(Number(await fs.readFile(pidFile, 'utf8'))), 30_000);
+  });
+
+  it('re-creates a terminated pool (its worker or the orchestrator): the training run and the queued one both complete', async () => {
     const training = await submit('trains while the pool is terminated', {
       VAL_BPB: '1.5',
       STEPS: '60',
@@ -135,7 +183,7 @@ describe('an experiment terminated from outside expctl', () => {
     );
     expect(terminated.exitCode, terminated.all).toBe(0);
 
-    // The worker starts it again at its next heartbeat, with the lease of the run it trains.
+    // Started again with the lease of the run it trains.
     const gone = (await pool.describe()).runId;
     await waitFor(async () => {
       const running = await pool.describe();
@@ -146,8 +194,9 @@ describe('an experiment terminated from outside expctl', () => {
         state.slots.some((entry) => entry.lease?.experimentId === training.experimentId)
       );
     }, 30_000);
-    expect(stack.workerLog.join('\n')).toMatch(
-      /the pool was gone; started it again with termhost's registration and 1 live lease\(s\)/,
+    // Whichever comes first starts it: the worker at its next heartbeat, or the orchestrator's supervisor.
+    expect([...stack.workerLog, ...stack.orchestratorLog].join('\n')).toMatch(
+      /the pool was gone; started it again with termhost's registration and 1 live lease\(s\)|the pool was terminated; started it again with its last state \(1 host\(s\), 1 lease\(s\)\)/,
     );
     const trained = await resultWithin(training.handle, 120_000);
     expect(trained).toMatchObject({ status: 'completed', metric: 1.5 });
