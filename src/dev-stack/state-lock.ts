@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import { devInfoPath, readDevInfo, type DevStackInfo } from '../temporal/connection.js';
-import { createExclusive, isRunning } from '../temporal/pid-file.js';
+import { createExclusive } from '../security/files.js';
+import { isRunning } from '../temporal/pid-file.js';
 
 /**
  * Takes the state directory's lock (dev.json, naming this process by pid and start time).

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import { constants as fsConstants, chmodSync, closeSync, lstatSync, mkdirSync, openSync, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 
@@ -96,4 +97,22 @@ export async function assertPrivateFile(file: string, what: string): Promise<voi
   const shared = sharedMode(stats);
   if (shared)
     throw new Error(`${what} ${file} is open to other users (mode ${shared}); run \`chmod 600 ${file}\` and try again`);
+}
+
+/**
+ * Creates `file` with `content` only if it does not exist: written beside it, then hard-linked
+ * into place, so a reader never sees a half-written file and two writers never both win.
+ */
+export async function createExclusive(file: string, content: string): Promise<boolean> {
+  const temp = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
+  await fs.writeFile(temp, content, { ...PRIVATE_FILE, flag: 'wx' });
+  try {
+    await fs.link(temp, file);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  } finally {
+    await fs.rm(temp, { force: true });
+  }
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { isSealedSecret, SEALED_SECRET_PREFIX } from '../domain/redact.js';
 import { stateDir } from '../shared/settings.js';
 import { AccessError } from './access-error.js';
-import { assertPrivateFile, ensurePrivateDir, PRIVATE_FILE } from './files.js';
+import { assertPrivateFile, createExclusive, ensurePrivateDir, PRIVATE_FILE } from './files.js';
 
 /**
  * `--secret` values sealed for the fleet's GPU workers, so that the payload keyring (which every
@@ -198,21 +198,6 @@ async function readUnsealingKey(file: string): Promise<UnsealingKey> {
   return { ...sealingKey(crypto.createPublicKey(privateKey)), privateKey };
 }
 
-/** Writes `text` to `file` only if it does not exist (a hard link never replaces a file). */
-async function writeNew(file: string, text: string): Promise<boolean> {
-  const temp = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
-  await fs.writeFile(temp, text, { ...PRIVATE_FILE, flag: 'wx' });
-  try {
-    await fs.link(temp, file);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw error;
-  } finally {
-    await fs.rm(temp, { force: true });
-  }
-}
-
 /**
  * The workers' key pair for a GPU worker: loaded from its key file, or made there on a host that
  * has none (with the public half beside it, or where EXPCTL_SEAL_PUBLIC_KEY_FILE says, when that
@@ -224,10 +209,10 @@ export async function ensureUnsealingKey(
   const file = sealKeyPath(env);
   await ensurePrivateDir(path.dirname(file));
   const pair = crypto.generateKeyPairSync('x25519');
-  const made = await writeNew(file, pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
+  const made = await createExclusive(file, pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
   const key = await readUnsealingKey(file);
   const publicFile = sealPublicKeyPath(env);
   await ensurePrivateDir(path.dirname(publicFile));
-  await writeNew(publicFile, key.publicKey.export({ type: 'spki', format: 'pem' }).toString());
+  await createExclusive(publicFile, key.publicKey.export({ type: 'spki', format: 'pem' }).toString());
   return { key, ...(made ? { created: file } : {}) };
 }

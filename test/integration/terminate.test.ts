@@ -37,6 +37,18 @@ const submit = (hypothesis: string, env: Record<string, string>) =>
     env,
   });
 
+/** `temporal workflow terminate`, as an operator (or the Web UI's Terminate) does it. */
+const terminateWithCli = (workflowId: string, reason: string, identity?: string) =>
+  execa(
+    inject('temporalCli'),
+    [
+      ...['workflow', 'terminate', '--workflow-id', workflowId, '--reason', reason],
+      ...['--address', stack.address, '--namespace', stack.namespace],
+      ...(identity ? ['--identity', identity] : []),
+    ],
+    { reject: false, all: true },
+  );
+
 describe('an experiment terminated from outside expctl', () => {
   it('frees its slot within the heartbeat limit + 5 s, stops its training and audits the release', async () => {
     const pidFile = path.join(stack.workDir, 'terminated-train.pid');
@@ -53,24 +65,7 @@ describe('an experiment terminated from outside expctl', () => {
     const trainingPid = Number(await fs.readFile(pidFile, 'utf8'));
 
     // As an operator's Terminate (Web UI or CLI) does it: the workflow ends with no word to expctl.
-    const cli = execa(
-      inject('temporalCli'),
-      [
-        'workflow',
-        'terminate',
-        '--workflow-id',
-        victim.experimentId,
-        '--reason',
-        'operator stop',
-        '--address',
-        stack.address,
-        '--namespace',
-        stack.namespace,
-        '--identity',
-        'operator-on-call@ops-laptop',
-      ],
-      { reject: false, all: true },
-    );
+    const cli = terminateWithCli(victim.experimentId, 'operator stop', 'operator-on-call@ops-laptop');
     const terminated = await cli;
     expect(terminated.exitCode, terminated.all).toBe(0);
     const terminatedAt = Date.now();
@@ -117,22 +112,7 @@ describe('an experiment terminated from outside expctl', () => {
       (await pool.query(poolStateQuery)).queue.some((request) => request.experimentId === waiting.experimentId);
     await waitFor(inQueue, 60_000);
 
-    const terminated = await execa(
-      inject('temporalCli'),
-      [
-        'workflow',
-        'terminate',
-        '--workflow-id',
-        waiting.experimentId,
-        '--reason',
-        'no longer wanted',
-        '--address',
-        stack.address,
-        '--namespace',
-        stack.namespace,
-      ],
-      { reject: false, all: true },
-    );
+    const terminated = await terminateWithCli(waiting.experimentId, 'no longer wanted');
     expect(terminated.exitCode, terminated.all).toBe(0);
     const terminatedAt = Date.now();
     await waitFor(async () => !(await inQueue()), LIMIT_MS + 5_000);
@@ -165,22 +145,7 @@ describe('an experiment terminated from outside expctl', () => {
       60_000,
     );
 
-    const terminated = await execa(
-      inject('temporalCli'),
-      [
-        'workflow',
-        'terminate',
-        '--workflow-id',
-        POOL_WORKFLOW_ID,
-        '--reason',
-        'operator mistake',
-        '--address',
-        stack.address,
-        '--namespace',
-        stack.namespace,
-      ],
-      { reject: false, all: true },
-    );
+    const terminated = await terminateWithCli(POOL_WORKFLOW_ID, 'operator mistake');
     expect(terminated.exitCode, terminated.all).toBe(0);
 
     // Started again with the lease of the run it trains.
