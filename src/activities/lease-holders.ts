@@ -1,6 +1,6 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Catalog } from '../catalog/catalog.js';
-import { isTerminal } from '../domain/experiment.js';
+import { ACTIVE_STATUSES, isTerminal } from '../domain/experiment.js';
 
 export interface HeldLease {
   experimentId: string;
@@ -102,6 +102,35 @@ export function createLeaseHolderActivities({ client, catalog }: LeaseHolderDeps
         if (terminated) await recordTerminated(holder.experimentId, why);
       }
       return closed;
+    },
+
+    /**
+     * Records of runs whose workflows were terminated while they held neither a slot nor a queue
+     * place (validating, waiting for data): their records end `canceled` too, with who and why.
+     * Run by the health Schedule (healthCheckWorkflow), once a minute.
+     */
+    async recordRunsTerminatedOutside(): Promise<string[]> {
+      const ended: string[] = [];
+      for (const status of ACTIVE_STATUSES) {
+        for (const record of await catalog.list({ status, limit: 1000 })) {
+          const closedBy = await closedBecause(record.id);
+          if (!closedBy?.terminated) continue;
+          await catalog.audit({
+            source: `experiment/${record.id}`,
+            at: new Date().toISOString(),
+            action: 'temporal_terminate',
+            target: record.id,
+            actor: closedBy.identity,
+            role: null,
+            credentialId: null,
+            allowed: true,
+            detail: `terminated while ${status}: ${closedBy.why}; its record ends canceled`,
+          });
+          await recordTerminated(record.id, closedBy.why);
+          ended.push(record.id);
+        }
+      }
+      return ended;
     },
   };
 }

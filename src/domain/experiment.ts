@@ -22,6 +22,15 @@ export type FailedStatus =
 export type TerminalStatus = 'completed' | FailedStatus;
 export type ExperimentStatus = ActiveStatus | TerminalStatus;
 
+export const ACTIVE_STATUSES: readonly ActiveStatus[] = [
+  'submitted',
+  'validating',
+  'waiting_for_data',
+  'queued',
+  'running',
+  'evaluating',
+];
+
 export const TERMINAL_STATUSES: readonly TerminalStatus[] = [
   'completed',
   'validation_failed',

@@ -3,14 +3,16 @@ import { assessHealth, type HostHealthReport } from '../domain/health.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import type { createControlActivities } from '../activities/control.js';
 import type { createHostActivities } from '../activities/host.js';
+import type { createLeaseHolderActivities } from '../activities/lease-holders.js';
 import { healthReportSignal } from './definitions.js';
 import { CONTROL_STEP_TIMEOUT } from './control-retry.js';
 
 export const HEALTH_SCHEDULE_ID = 'expctl-health';
 
 /**
- * Run by a Temporal Schedule every minute: measures every online host, drains slots that are
- * unhealthy (with the reason) and returns recovered ones to service, through the pool.
+ * Run by a Temporal Schedule every minute: ends the records of runs terminated from outside expctl,
+ * measures every online host, drains slots that are unhealthy (with the reason) and returns
+ * recovered ones to service, through the pool.
  */
 export async function healthCheckWorkflow(): Promise<
   { host: string; problems: { slotId: string; reason: string }[] }[]
@@ -19,6 +21,11 @@ export async function healthCheckWorkflow(): Promise<
     taskQueue: CONTROL_TASK_QUEUE,
     startToCloseTimeout: CONTROL_STEP_TIMEOUT,
   });
+  // Records of runs terminated from outside expctl that no lease or queue place tied to the pool.
+  await proxyActivities<ReturnType<typeof createLeaseHolderActivities>>({
+    taskQueue: CONTROL_TASK_QUEUE,
+    startToCloseTimeout: CONTROL_STEP_TIMEOUT,
+  }).recordRunsTerminatedOutside();
   const hosts = await control.listOnlineHosts();
   const pool = getExternalWorkflowHandle(POOL_WORKFLOW_ID);
   return Promise.all(

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
-import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
+import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
+import { healthCheckWorkflow } from '../../src/workflows/health.js';
 import { experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
 import { configurePool, startStack, type TestStack } from '../helpers/stack.js';
@@ -128,6 +129,41 @@ describe('an experiment terminated from outside expctl', () => {
     expect((await training.handle.query(experimentStateQuery)).status).toBe('running');
     await training.handle.cancel();
     await waitFor(async () => !processAlive(Number(await fs.readFile(pidFile, 'utf8'))), 30_000);
+  });
+
+  it('ends the record of a run terminated while it held no slot nor queue place, at the next health check', async () => {
+    const waiting = await submitExperiment(stack.client, {
+      tag: 'terminate',
+      hypothesis: 'terminated while it waits for data',
+      category: 'other',
+      command: ['python3', 'train.py'],
+      repo: source.repo,
+      commit: source.commit,
+      timeBudgetSeconds: 60,
+      datasets: ['nobody-adds@latest'],
+      waitForDataSeconds: 3600,
+      env: {},
+    });
+    await waitFor(async () => (await waiting.handle.query(experimentStateQuery)).status === 'waiting_for_data', 60_000);
+    const terminated = await terminateWithCli(waiting.experimentId, 'data will not come');
+    expect(terminated.exitCode, terminated.all).toBe(0);
+    expect((await stack.catalog.get(waiting.experimentId))?.status).toBe('waiting_for_data');
+
+    // What the health Schedule runs every minute.
+    await stack.client.workflow.execute(healthCheckWorkflow, {
+      workflowId: `health-${Date.now()}`,
+      taskQueue: CONTROL_TASK_QUEUE,
+    });
+    expect(await stack.catalog.get(waiting.experimentId)).toMatchObject({
+      status: 'canceled',
+      reason: expect.stringContaining('data will not come'),
+    });
+    expect(await stack.catalog.auditTrail(waiting.experimentId)).toContainEqual(
+      expect.objectContaining({
+        action: 'temporal_terminate',
+        detail: expect.stringMatching(/^terminated while waiting_for_data: its workflow was terminated by/),
+      }),
+    );
   });
 
   it('re-creates a terminated pool (its worker or the orchestrator): the training run and the queued one both complete', async () => {
