@@ -74,14 +74,16 @@ export async function repairPool(client: Client, dataConverter: DataConverter): 
   if (lastGood === null)
     throw new PoolRepairError(`the pool's first workflow task fails (${failure}): there is no good task to reset to`);
 
+  let current = await resetTo(client, runId, lastGood, 'expctl pool repair: reset past a failing workflow task');
+  // Read once the stalled run is closed: a signal the server held back while a workflow task was
+  // in flight reaches that run's history only as it closes.
   const dropped: DroppedSignal[] = [];
   const readable: Sent[] = [];
-  for (const sent of signalsAfter(events, lastGood)) {
+  for (const sent of signalsAfter(await historyOf(client, runId), lastGood)) {
     const unreadable = await unreadableBecause(dataConverter, sent.input?.payloads ?? []);
     if (unreadable === null) readable.push(sent);
     else dropped.push({ ...describe(sent), reason: `the codec cannot read it (${unreadable})` });
   }
-  let current = await resetTo(client, runId, lastGood, 'expctl pool repair: reset past a failing workflow task');
   const alone = await settled(client, current, lastGood);
   if (!alone.ok)
     throw new PoolRepairError(

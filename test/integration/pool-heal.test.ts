@@ -1,9 +1,10 @@
+import { defaultPayloadConverter } from '@temporalio/common';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { readPoolSettings } from '../../src/catalog/pool-settings.js';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
-import { poolStateQuery, releaseLeaseSignal, requestLeaseSignal } from '../../src/workflows/definitions.js';
+import { poolStateQuery, requestLeaseSignal } from '../../src/workflows/definitions.js';
 import { outputOf, runCli } from '../helpers/cli.js';
 import { makeRepo } from '../helpers/repo.js';
 import { configurePool, drain, startStack, type TestStack } from '../helpers/stack.js';
@@ -182,8 +183,20 @@ describe('a pool that heals', () => {
     );
     // The legitimate request and the workers' heartbeats were given back.
     expect(report.resent).toBeGreaterThanOrEqual(1);
+    // Given back to the repaired run as it was sent (the pool then drops it: no such experiment holds it).
+    const repairedEvents =
+      (await stack.client.workflow.getHandle(POOL_WORKFLOW_ID, report.repaired_run_id).fetchHistory()).events ?? [];
+    const codec = stack.dataConverter.payloadCodecs![0]!;
+    const requests = await Promise.all(
+      repairedEvents
+        .filter((event) => event.workflowExecutionSignaledEventAttributes?.signalName === 'requestLease')
+        .map(async (event) => {
+          const [payload] = await codec.decode(event.workflowExecutionSignaledEventAttributes!.input!.payloads!);
+          return defaultPayloadConverter.fromPayload<{ experimentId: string } | null>(payload!);
+        }),
+    );
+    expect(requests.map((request) => request?.experimentId)).toContain('waits-for-an-h200');
     const state = await pool.query(poolStateQuery);
-    expect(state.queue.map((request) => request.experimentId)).toContain('waits-for-an-h200');
     expect(state.hosts.healhost?.online).toBe(true);
 
     // Not stalled any more: a second repair finds nothing to do, and the next run completes.
@@ -197,6 +210,5 @@ describe('a pool that heals', () => {
     });
     const next = await submit('placed by the repaired pool');
     expect(await resultWithin(next.handle, 120_000)).toMatchObject({ status: 'completed', worker: 'healhost' });
-    await pool.signal(releaseLeaseSignal, { experimentId: 'waits-for-an-h200' });
   });
 });
