@@ -1,12 +1,12 @@
 import os from 'node:os';
 import { defaultPayloadConverter } from '@temporalio/common';
-import { execa } from 'execa';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { experimentStateQuery } from '../../src/workflows/definitions.js';
 import { makeRepo } from '../helpers/repo.js';
 import { startStack, type TestStack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
+import { temporalCli } from '../helpers/temporal-cli.js';
 
 /** The identity the operator's Temporal CLI gives the server: every audit line must name it. */
 const OPERATOR = 'operator-on-call@ops-laptop';
@@ -24,11 +24,7 @@ afterAll(async () => {
 
 /** The real Temporal CLI, as an operator with the server's address runs it. */
 async function temporal(args: string[]) {
-  const cli = execa(
-    inject('temporalCli'),
-    [...args, '--address', stack.address, '--namespace', stack.namespace, '--identity', OPERATOR],
-    { reject: false, all: true },
-  );
+  const cli = temporalCli(stack, args, OPERATOR);
   const result = await cli;
   expect(result.exitCode, result.all).toBe(0);
   return { ...result, pid: cli.pid };

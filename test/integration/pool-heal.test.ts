@@ -1,6 +1,5 @@
 import { defaultPayloadConverter } from '@temporalio/common';
-import { execa } from 'execa';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { readPoolSettings } from '../../src/catalog/pool-settings.js';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
@@ -9,6 +8,7 @@ import { outputOf, runCli } from '../helpers/cli.js';
 import { makeRepo } from '../helpers/repo.js';
 import { configurePool, drain, startStack, type TestStack } from '../helpers/stack.js';
 import { resultWithin, waitFor } from '../helpers/wait.js';
+import { temporalCli } from '../helpers/temporal-cli.js';
 
 let stack: TestStack;
 let source: { repo: string; commit: string };
@@ -36,22 +36,9 @@ const submit = (hypothesis: string) =>
 
 /** As an operator's Terminate does it, with the real Temporal CLI. */
 async function terminatePool(reason: string) {
-  const terminated = await execa(
-    inject('temporalCli'),
-    [
-      'workflow',
-      'terminate',
-      '--workflow-id',
-      POOL_WORKFLOW_ID,
-      '--reason',
-      reason,
-      '--address',
-      stack.address,
-      '--namespace',
-      stack.namespace,
-    ],
-    { reject: false, all: true },
-  );
+  const terminated = await temporalCli(stack, [
+    ...['workflow', 'terminate', '--workflow-id', POOL_WORKFLOW_ID, '--reason', reason],
+  ]);
   expect(terminated.exitCode, terminated.all).toBe(0);
 }
 
@@ -130,24 +117,10 @@ describe('a pool that heals', () => {
     };
     await pool.signal(requestLeaseSignal, waiting);
     // ... and a plaintext one the codec refuses, from the real Temporal CLI.
-    const plaintext = await execa(
-      inject('temporalCli'),
-      [
-        'workflow',
-        'signal',
-        '--workflow-id',
-        POOL_WORKFLOW_ID,
-        '--name',
-        'releaseLease',
-        '--input',
-        '{"experimentId":"waits-for-an-h200"}',
-        '--address',
-        stack.address,
-        '--namespace',
-        stack.namespace,
-      ],
-      { reject: false, all: true },
-    );
+    const plaintext = await temporalCli(stack, [
+      ...['workflow', 'signal', '--workflow-id', POOL_WORKFLOW_ID, '--name', 'releaseLease'],
+      ...['--input', '{"experimentId":"waits-for-an-h200"}'],
+    ]);
     expect(plaintext.exitCode, plaintext.all).toBe(0);
     expect(await failedTasks()).toBeGreaterThan(before);
 

@@ -2,8 +2,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { defaultPayloadConverter } from '@temporalio/common';
-import { execa } from 'execa';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { EncryptionCodec } from '../../src/security/codec.js';
 import { createKeyring, loadKeyring } from '../../src/security/keyring.js';
@@ -13,6 +12,7 @@ import { tagWorkflowId } from '../../src/workflows/tag.js';
 import { makeRepo } from '../helpers/repo.js';
 import { startStack, type TestStack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
+import { temporalCli } from '../helpers/temporal-cli.js';
 
 /** The identity the stray sender gives the server: the audit line must name it. */
 const SENDER = 'stray-sender@elsewhere';
@@ -42,13 +42,7 @@ afterAll(async () => {
 });
 
 /** The real Temporal CLI, as anyone who reaches the server's port would run it. */
-async function temporal(args: string[]) {
-  return execa(
-    inject('temporalCli'),
-    [...args, '--address', stack.address, '--namespace', stack.namespace, '--identity', SENDER],
-    { reject: false, all: true },
-  );
-}
+const temporal = (args: string[]) => temporalCli(stack, args, SENDER);
 
 const signal = (workflowId: string, name: string, input: string[]) =>
   temporal(['workflow', 'signal', '--workflow-id', workflowId, '--name', name, ...input]);

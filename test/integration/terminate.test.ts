@@ -1,8 +1,7 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { execa } from 'execa';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { healthCheckWorkflow } from '../../src/workflows/health.js';
@@ -10,6 +9,7 @@ import { experimentStateQuery, poolStateQuery } from '../../src/workflows/defini
 import { makeRepo, processAlive } from '../helpers/repo.js';
 import { configurePool, startStack, type TestStack } from '../helpers/stack.js';
 import { resultWithin, waitFor } from '../helpers/wait.js';
+import { temporalCli } from '../helpers/temporal-cli.js';
 
 /** The pool's heartbeat limit here: a terminated holder's slot must be free within it + 5 s. */
 const LIMIT_MS = 6_000;
@@ -40,15 +40,7 @@ const submit = (hypothesis: string, env: Record<string, string>) =>
 
 /** `temporal workflow terminate`, as an operator (or the Web UI's Terminate) does it. */
 const terminateWithCli = (workflowId: string, reason: string, identity?: string) =>
-  execa(
-    inject('temporalCli'),
-    [
-      ...['workflow', 'terminate', '--workflow-id', workflowId, '--reason', reason],
-      ...['--address', stack.address, '--namespace', stack.namespace],
-      ...(identity ? ['--identity', identity] : []),
-    ],
-    { reject: false, all: true },
-  );
+  temporalCli(stack, ['workflow', 'terminate', '--workflow-id', workflowId, '--reason', reason], identity);
 
 describe('an experiment terminated from outside expctl', () => {
   it('frees its slot within the heartbeat limit + 5 s, stops its training and audits the release', async () => {
