@@ -3,13 +3,14 @@ import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { runFiles } from '../gpu-worker/run-files.js';
+import type { FleetStore } from '../store/store.js';
 
 /**
  * On the host that trained a run: the bytes of one of its artifacts hashed again, for a
  * promotion's integrity stage. The path is the recorded one, relative to the run's artifact
  * directory, and never leaves it.
  */
-export function createArtifactCheckActivities({ workDir }: { workDir: string }) {
+export function createArtifactCheckActivities({ workDir }: { workDir: string; store?: FleetStore }) {
   return {
     async hashArtifact(input: {
       experimentId: string;

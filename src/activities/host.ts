@@ -20,6 +20,7 @@ import { checkOnHost, recheckOnLeasedHost } from './request-check.js';
 import { runFiles } from '../gpu-worker/run-files.js';
 import type { ValidationReport } from '../workflows/experiment-state.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE } from '../security/files.js';
+import type { FleetStore } from '../store/store.js';
 
 export interface HostDeps {
   host: string;
@@ -31,6 +32,8 @@ export interface HostDeps {
   checkpointsDir?: string;
   /** The host's credential, for the fleet remote's signed fetches. */
   credential?: Credential;
+  /** The fleet store (patches, and artifacts fetched for evaluations on this host). */
+  store?: FleetStore;
 }
 
 /** The most one readPatch page returns, whatever the caller asks for (activity results stay small). */

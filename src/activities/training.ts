@@ -29,6 +29,7 @@ import type { LayoutRoots } from '../gpu-worker/dataset-layout.js';
 import type { UnsealingKey } from '../security/sealed-secrets.js';
 import { recheckOnLeasedHost, resolvedInputVariables, type HostResolution } from './request-check.js';
 import { RUN_NOT_ON_HOST } from '../shared/constants.js';
+import type { FleetStore } from '../store/store.js';
 
 export interface TrainingDeps {
   slot: Slot;
@@ -63,6 +64,8 @@ export interface TrainingDeps {
   cleanup?: DeferredCleanup;
   /** The workers' sealing key pair: opens the run's `--secret` values (without it, a run with secrets is refused). */
   unsealingKey?: UnsealingKey;
+  /** The fleet store: checkpoints, artifacts and logs leave the host through it. */
+  store?: FleetStore;
 }
 
 /** What every training heartbeat carries; `expctl run` turns it into a progress bar. */
@@ -93,6 +96,15 @@ export interface RunTrainingInput {
   leaseId: string;
   /** The dataset versions the experiment was pinned to (NAME@latest / NAME@V references). */
   datasets?: PinnedDataset[];
+  /** Which attempt of the experiment this is (1 for the first placement); with leaseId, its fencing token. */
+  attempt?: number;
+  /**
+   * Restore the run's latest complete checkpoint before the script starts: the run was re-placed
+   * after its host was lost, or retried with --resume.
+   */
+  resume?: boolean;
+  /** Training seconds earlier attempts used: the budget and the kill limit count across attempts. */
+  trainedSeconds?: number;
 }
 
 /** What a train task reports while its run is prepared (commit, data, setup): no process yet. */

@@ -21,6 +21,8 @@ import { DeferredCleanup } from '../gpu-worker/deferred-cleanup.js';
 import { gpuWorkerHandle, type GpuWorkerHandle } from '../gpu-worker/handle.js';
 import { dataDir } from '../shared/settings.js';
 import { ensurePrivateDir } from '../security/files.js';
+import { openStore } from '../store/open.js';
+import type { FleetStore } from '../store/store.js';
 
 export { RegistrationRefusedError, type GpuWorkerHandle };
 
@@ -43,6 +45,8 @@ export interface GpuWorkerOptions extends DiscoveryOptions {
   orphanGraceMs?: number;
   /** The worker (or admin) credential the host registers with. */
   credential: Credential;
+  /** The fleet store runs' artifacts, checkpoints and logs go to (default: EXPCTL_STORE, see store/location.ts). */
+  store?: FleetStore;
 }
 
 /**
@@ -91,6 +95,7 @@ async function startGpuWorker(
     hostRuns,
     cleanup,
     unsealingKey: sealing.key,
+    store: options.store ?? (await openStore()),
   });
   const heartbeatMs = options.poolHeartbeatMs ?? DEFAULT_POOL_HEARTBEAT_MS;
   const membership = new PoolMembership(
@@ -151,6 +156,7 @@ async function createWorkers(
     hostRuns: Map<string, RunWatch>;
     cleanup: DeferredCleanup;
     unsealingKey: UnsealingKey;
+    store: FleetStore;
   },
 ): Promise<Worker[]> {
   const { workDir, datasetsDir } = host;
@@ -173,9 +179,10 @@ async function createWorkers(
           slots: host.slots,
           datasetsDir,
           credential: options.credential,
+          store: host.store,
         }),
         ...createRunStatusActivities({ workDir }),
-        ...createArtifactCheckActivities({ workDir }),
+        ...createArtifactCheckActivities({ workDir, store: host.store }),
       },
       maxConcurrentActivityTaskExecutions: 8,
     }),
@@ -197,6 +204,7 @@ async function createWorkers(
           cleanup: host.cleanup,
           datasets: { datasetsDir, dataDir: options.dataDir ?? dataDir() },
           unsealingKey: host.unsealingKey,
+          store: host.store,
         }),
         maxConcurrentActivityTaskExecutions: 1,
         // Heartbeats carry progress and bring cancellation back: do not let the SDK hold them for long.

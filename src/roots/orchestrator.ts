@@ -26,6 +26,8 @@ import { createCatalogActivities } from '../activities/catalog.js';
 import { deriveKey } from '../security/keyring.js';
 import { CONTROL_TASK_QUEUE, POOL_TASK_QUEUE } from '../shared/constants.js';
 import { dataDir } from '../shared/settings.js';
+import { openStore } from '../store/open.js';
+import type { FleetStore } from '../store/store.js';
 
 // index.ts from the sources, index.js from the compiled CLI (dist/): the bundler reads either.
 export const WORKFLOWS_PATH = new URL(`../workflows/index${path.extname(import.meta.url)}`, import.meta.url).pathname;
@@ -59,6 +61,8 @@ export interface OrchestratorOptions {
   poolCheckMs?: number;
   /** Where it tells its operator what it did on its own (default: stderr). */
   log?: (line: string) => void;
+  /** The fleet store (default: EXPCTL_STORE, see store/location.ts): promotion checks and retention read it. */
+  store?: FleetStore;
 }
 
 /** The orchestrator's two workers, run and stopped as one. */
@@ -75,6 +79,9 @@ export interface OrchestratorWorker {
  */
 export async function createOrchestratorWorker(options: OrchestratorOptions): Promise<OrchestratorWorker> {
   const catalog = await Catalog.open(options.catalog);
+  // Not used by any activity yet: the promotion's integrity check and retention will read it.
+  const store = options.store ?? (await openStore());
+  void store;
   const datasets = createDatasetActivities({ catalog, dataDir: options.dataDir ?? dataDir() });
   // Bundled once for both workers; the bundler reports through the runtime's logger, as a worker would.
   const workflowBundle =

@@ -14,7 +14,7 @@ const FLOORS: string[][] = [
   ['domain'],
   ['shared'],
   ['security'],
-  ['catalog', 'temporal'],
+  ['catalog', 'temporal', 'store'],
   ['workflows'],
   ['gpu-worker'],
   ['activities'],

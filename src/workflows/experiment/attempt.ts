@@ -103,6 +103,7 @@ async function supervise(run: ExperimentRun, granted: Lease): Promise<AttemptRes
     request,
     slot: granted.slot,
     leaseId: granted.leaseId,
+    attempt: snapshot.attempts,
     ...(snapshot.datasetVersions?.length ? { datasets: snapshot.datasetVersions } : {}),
   };
   let follow = () => training.runTraining(input);
