@@ -16,6 +16,7 @@ import { declareCodecServer } from './declarations/codec-server.js';
 import { declareMcp } from './declarations/mcp.js';
 import { declareSchema } from './declarations/schema.js';
 import { declareInstallTemporal } from './declarations/install-temporal.js';
+import { declareInstallSeaweedFs } from './declarations/install-seaweedfs.js';
 import { declarePromotion, declarePromotionShow } from './declarations/promotion.js';
 import { declareLineage } from './declarations/lineage.js';
 import { declareData } from './declarations/data.js';
@@ -44,6 +45,7 @@ export function declareCommands(program: Command): Command {
   declareMcp(program);
   declareSchema(program);
   declareInstallTemporal(program);
+  declareInstallSeaweedFs(program);
   declarePromotion(program);
   declareLineage(program);
   declarePromotionShow(program);
