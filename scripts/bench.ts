@@ -11,6 +11,9 @@
  *   - placement: the pure placement rule on a 64-GPU fleet with 256 waiting requests
  *   - catalog: 10,000 records, then history, summary and suggest times, on SQLite and PostgreSQL
  *     (scripts/bench-catalog.ts)
+ *   - store: the fleet store's upload and download throughput, filesystem and S3 (a throwaway
+ *     SeaweedFS), beside a plain copy of the same bytes, and the restore time of a 1 GiB checkpoint
+ *     (scripts/bench-store.ts)
  *   - search: one agent, 8 fake GPUs: variants per hour as batches of 8 against one run at a time
  *     (64 variants of 5 s; `--search-seconds S --search-variants N` for longer jobs, e.g. nearer
  *     autoresearch's 300 s budget)
@@ -25,6 +28,7 @@ import { assignSlots, DEFAULT_PLACEMENT_POLICY, type LeaseRequest, type SlotView
 import { CONTROL_TASK_QUEUE } from '../src/shared/constants.js';
 import { leaseCyclerWorkflow } from '../src/workflows/lease-cycler.js';
 import { benchCatalog } from './bench-catalog.js';
+import { benchStore } from './bench-store.js';
 import { median } from './bench/figures.js';
 import { makeJobRepo } from './bench/jobs.js';
 import {
@@ -109,7 +113,7 @@ const SECTIONS = {
   pool: poolSection,
   search: searchSection,
 } as const;
-const OFFLINE = ['placement', 'catalog'] as const;
+const OFFLINE = ['placement', 'catalog', 'store'] as const;
 const ALL = [...Object.keys(SECTIONS), ...OFFLINE];
 
 interface BenchArgs {
@@ -185,6 +189,7 @@ async function main(): Promise<void> {
   }
   if (sections.includes('placement')) placementSection();
   if (sections.includes('catalog')) await benchCatalog(quick);
+  if (sections.includes('store')) await benchStore(quick);
   printTargets(checks);
 }
 

@@ -104,3 +104,31 @@ export function cpuPerJobMs(
   }
   return { parts, totalMs: Object.values(parts).reduce((sum, ms) => sum + ms, 0) };
 }
+
+/** One transfer's figure: the median time over its runs, as MB/s (10^6 bytes), and beside a baseline's. */
+export interface TransferFigure {
+  medianSeconds: number;
+  megabytesPerSecond: number;
+  /** This transfer's median time over the baseline's (2.00 means it took twice as long). */
+  timeRatio: number | null;
+}
+
+export function transferFigure(bytes: number, seconds: number[], baselineSeconds?: number[]): TransferFigure | null {
+  const mid = median(seconds);
+  if (mid === null || mid <= 0) return null;
+  const baseline = baselineSeconds ? median(baselineSeconds) : null;
+  return {
+    medianSeconds: mid,
+    megabytesPerSecond: bytes / 1e6 / mid,
+    timeRatio: baseline && baseline > 0 ? mid / baseline : null,
+  };
+}
+
+/** `412.3 MB/s  0.81 s  2.40× the plain copy's time`, in columns. */
+export function formatTransfer(figure: TransferFigure | null, baselineName = 'the plain copy'): string {
+  if (figure === null) return 'no figure';
+  const rate = `${figure.megabytesPerSecond.toFixed(1)} MB/s`.padStart(12);
+  const time = `${figure.medianSeconds.toFixed(2)} s`.padStart(9);
+  const ratio = figure.timeRatio === null ? '' : `  ${figure.timeRatio.toFixed(2)}× ${baselineName}'s time`;
+  return `${rate} ${time}${ratio}`;
+}

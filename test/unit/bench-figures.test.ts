@@ -3,9 +3,11 @@ import {
   cpuPerJobMs,
   dispatchGapsMs,
   fleetFigures,
+  formatTransfer,
   gapParts,
   parseStamps,
   percentile,
+  transferFigure,
 } from '../../scripts/bench/figures.js';
 
 describe("the bench's fleet figures", () => {
@@ -64,5 +66,21 @@ describe("the bench's fleet figures", () => {
     const { parts, totalMs } = cpuPerJobMs(before, after, 40);
     expect(parts).toEqual({ server: 100, orchestrator: 50, worker: 25 });
     expect(totalMs).toBe(175);
+  });
+});
+
+describe("the bench's store figures", () => {
+  it('takes the median time of a transfer as MB/s, and its ratio to the baseline', () => {
+    // 100 MB: runs of 0.5, 0.4 and 2.0 s (median 0.5 s); the plain copy's median 0.25 s.
+    const figure = transferFigure(100e6, [0.5, 0.4, 2.0], [0.3, 0.25, 0.2]);
+    expect(figure).toEqual({ medianSeconds: 0.5, megabytesPerSecond: 200, timeRatio: 2 });
+    expect(formatTransfer(figure)).toBe("  200.0 MB/s    0.50 s  2.00× the plain copy's time");
+    expect(transferFigure(100e6, [0.5])).toMatchObject({ timeRatio: null });
+    expect(formatTransfer(transferFigure(100e6, [0.5]))).toBe('  200.0 MB/s    0.50 s');
+  });
+
+  it('gives no figure without a run', () => {
+    expect(transferFigure(100e6, [])).toBeNull();
+    expect(formatTransfer(null)).toBe('no figure');
   });
 });
