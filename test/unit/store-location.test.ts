@@ -1,8 +1,8 @@
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigurationError } from '../../src/shared/settings.js';
 import { storeLocation } from '../../src/store/location.js';
-import { s3ClientConfig } from '../../src/store/s3-store.js';
+import { S3Store, s3ClientConfig } from '../../src/store/s3-store.js';
 
 describe('EXPCTL_STORE', () => {
   it('is $EXPCTL_HOME/store when unset or empty', () => {
@@ -89,5 +89,33 @@ describe("the S3 client's settings, from the standard AWS variables", () => {
       `${where} needs both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; only AWS_SECRET_ACCESS_KEY is set`,
     );
     expect(() => s3ClientConfig(where, { AWS_ENDPOINT_URL: 'minio:9000' })).toThrow(ConfigurationError);
+  });
+});
+
+describe('an S3 store without credentials', () => {
+  const saved = { ...process.env };
+  afterEach(() => {
+    for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name];
+    Object.assign(process.env, saved);
+  });
+
+  it("says so as configuration when the SDK's chain finds none either, before any request", async () => {
+    // The chain reads this process's variables and files: none of them, and no instance metadata.
+    for (const name of Object.keys(process.env)) if (name.startsWith('AWS_')) delete process.env[name];
+    Object.assign(process.env, {
+      AWS_EC2_METADATA_DISABLED: 'true',
+      AWS_CONFIG_FILE: '/nonexistent/config',
+      AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/credentials',
+    });
+    // Nothing listens on port 9: a request that went out would fail `unreachable` instead.
+    const store = new S3Store(
+      { kind: 's3', bucket: 'ml-runs', prefix: 'p' },
+      { AWS_ENDPOINT_URL: 'http://127.0.0.1:9' },
+    );
+    const lookup = store.hasObject('a'.repeat(64));
+    await expect(lookup).rejects.toBeInstanceOf(ConfigurationError);
+    await expect(lookup).rejects.toThrow(
+      'no AWS credentials for the store s3://ml-runs/p: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)',
+    );
   });
 });
