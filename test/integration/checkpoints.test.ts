@@ -55,6 +55,7 @@ print("---")
 print("val_bpb:          1.000000")
 `;
 
+const EXAMPLE = fileURLToPath(new URL('../../examples/ngram/train.py', import.meta.url));
 const WORKFLOWS = fileURLToPath(new URL('../fixtures/workflows/train-attempt.ts', import.meta.url));
 /** The stack's worker keeps at most this much of a run's checkpoints (EXPCTL_CHECKPOINT_QUOTA). */
 const QUOTA = '64KiB';
@@ -324,5 +325,37 @@ describe('checkpoints in the fleet store', () => {
     const refusal = await submitExperiment(stack.client, request({ checkpoint: 'store:has space' })).catch((e) => e);
     expect(refusal).toBeInstanceOf(RequestValidationError);
     expect(String(refusal.message)).toMatch(/checkpoint: "store:has space" must be store:EXPERIMENT_ID/);
+  });
+
+  it('the example train.py checkpoints, and a resumed attempt ends with the val_bpb of a run never interrupted', async () => {
+    const example = await makeRepo({}, EXAMPLE);
+    // Attempt 1 crashes midway (EXPCTL_EXAMPLE_CRASH=1), after its checkpoint of step 50.
+    const { handle } = await submitExperiment(
+      stack.client,
+      request({
+        command: ['python3', 'train.py'],
+        repo: example.repo,
+        commit: example.commit,
+        env: { EXPCTL_EXAMPLE_CRASH: '1' },
+      }),
+    );
+    expect((await handle.result()).status).toBe('command_failed');
+    const crashed = (await checkpointOf(handle.workflowId, 1))!;
+    expect(crashed.files.map((file) => file.path)).toEqual(['checkpoint.json']);
+    const snapshot = await handle.query(experimentStateQuery);
+    const outcome = await attemptOnOtherHost({
+      experimentId: handle.workflowId,
+      request: { ...snapshot.request, env: {} },
+      leaseId: 'lease-of-the-example-attempt-2',
+      attempt: 2,
+      resume: true,
+    });
+    expect(outcome.exitCode).toBe(0);
+    // Its progress lines push the start out of the record's tail: the run's log on its host has it.
+    expect(await fs.readFile(outcome.logPath, 'utf8')).toContain(
+      `after step 50/100 (EXPCTL_RESUMED_FROM=1@${crashed.syncedAt})`,
+    );
+    // The baseline's figure in examples/ngram/README.md, as a run of all 100 steps at once gives it.
+    expect(outcome.metrics).toMatchObject({ val_bpb: 3.370414, num_steps: 100 });
   });
 });
