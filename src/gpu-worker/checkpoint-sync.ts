@@ -17,7 +17,7 @@ export const CHECKPOINT_DOCUMENT = 'checkpoint';
 
 /** Backoff after a failed sync: doubles from the interval, up to this. */
 const MAX_BACKOFF_MS = 60_000;
-/** At exit the store gets a few more tries (the run's outcome waits for them). */
+/** At exit the store gets a few more tries, backing off from the interval (the run's outcome waits for them). */
 const FINAL_TRIES = 3;
 
 export interface CheckpointSyncOptions {
@@ -97,10 +97,11 @@ export class CheckpointSync {
   async finish(): Promise<{ checkpoint?: CheckpointOutcome; storeProblems: string[] }> {
     clearInterval(this.timer);
     await this.inFlight;
-    for (let tries = 0; tries < FINAL_TRIES && !this.stopped; tries++) {
+    for (let tries = 1; !this.stopped; tries++) {
       this.retryAt = 0;
       if (await this.syncOnce(true).then(() => this.outage === undefined)) break;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(MAX_BACKOFF_MS, 1000 * 2 ** tries)));
+      if (tries === FINAL_TRIES) break;
+      await new Promise((resolve) => setTimeout(resolve, this.options.intervalMs * 2 ** tries));
     }
     const storeProblems = this.outage
       ? [
