@@ -442,7 +442,7 @@ function watchRun(run: StartedRun, record: RunRecord, clock: ProgressClock, deps
   const outcome = (async (): Promise<TrainingOutcome> => {
     const ended = await untilExit(run, clock, beats.beat, deps.heartbeatIntervalMs);
     // The last sync at exit, before the outcome is written (a canceled run's too, where it can).
-    const checkpoints = await sync?.finish();
+    const checkpoints = await sync?.finish(ended.trainingEndedAt);
     await follower.poll();
     return finishRun({ run, record, clock, follower, stopped, heartbeats: beats.heartbeats, deps, checkpoints }, ended);
   })();
@@ -466,7 +466,7 @@ function checkpointSync(record: RunRecord, deps: WatchDeps): CheckpointSync | un
     log: files.log,
     intervalMs: deps.checkpoints.intervalMs,
     quotaBytes: deps.checkpoints.quotaBytes,
-    trainingSeconds: () => (Date.now() - record.trainingStartedAt) / 1000 + (record.trainedSeconds ?? 0),
+    trainingSeconds: (atMs) => (atMs - record.trainingStartedAt) / 1000 + (record.trainedSeconds ?? 0),
   });
   if (record.fence) sync.claimResult(record.fence);
   return sync.start();

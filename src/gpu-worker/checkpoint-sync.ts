@@ -29,8 +29,8 @@ export interface CheckpointSyncOptions {
   log: string;
   intervalMs: number;
   quotaBytes: number;
-  /** The run's training seconds now, earlier attempts included. */
-  trainingSeconds(): number;
+  /** The run's training seconds at `atMs`, earlier attempts included. */
+  trainingSeconds(atMs: number): number;
 }
 
 /** Every regular file under `dir`, with paths relative to it ('/'-separated); symlinks are not followed. */
@@ -73,6 +73,8 @@ export class CheckpointSync {
   private outage: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private inFlight: Promise<void> | undefined;
+  /** When the training process ended: the sync at exit counts training time up to then. */
+  private endedAtMs = Infinity;
 
   constructor(private readonly options: CheckpointSyncOptions) {
     this.writer = attemptWriter(options.store, options.token);
@@ -94,8 +96,9 @@ export class CheckpointSync {
   }
 
   /** The last sync, at exit (a few tries), then what the outcome records; undefined when the run never checkpointed. */
-  async finish(): Promise<{ checkpoint?: CheckpointOutcome; storeProblems: string[] }> {
+  async finish(endedAtMs = Date.now()): Promise<{ checkpoint?: CheckpointOutcome; storeProblems: string[] }> {
     clearInterval(this.timer);
+    this.endedAtMs = endedAtMs;
     await this.inFlight;
     for (let tries = 1; !this.stopped; tries++) {
       this.retryAt = 0;
@@ -159,7 +162,7 @@ export class CheckpointSync {
     const document: CheckpointDocument = {
       attempt: this.options.token.attempt,
       syncedAt: new Date().toISOString(),
-      trainingSeconds: Math.round(this.options.trainingSeconds() * 10) / 10,
+      trainingSeconds: Math.round(this.options.trainingSeconds(Math.min(Date.now(), this.endedAtMs)) * 10) / 10,
       files,
       skipped,
     };
@@ -203,16 +206,26 @@ export class CheckpointSync {
   }
 }
 
+/** How long the claim at an attempt's start may keep the run from starting; the sync claims later. */
+const CLAIM_WAIT_MS = 30_000;
+
 /** Claims the run's fence for this attempt; never throws (a run trains whatever the store says). */
 export async function claimAttempt(
   store: FleetStore,
   token: FenceToken,
+  waitMs = CLAIM_WAIT_MS,
 ): Promise<{ claimed: true } | { fenced: string } | { unreachable: string }> {
+  let timer: NodeJS.Timeout | undefined;
+  const noAnswer = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${waitMs / 1000} s`)), waitMs);
+  });
   try {
-    await claimFence(store, token);
+    await Promise.race([claimFence(store, token), noAnswer]);
     return { claimed: true };
   } catch (error) {
     if (isStoreError(error, 'fenced')) return { fenced: (error as Error).message };
     return { unreachable: (error as Error).message };
+  } finally {
+    clearTimeout(timer);
   }
 }
