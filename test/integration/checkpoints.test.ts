@@ -15,14 +15,19 @@ import { storeLocation } from '../../src/store/location.js';
 import { objectKey } from '../../src/store/store.js';
 import { experimentStateQuery } from '../../src/workflows/definitions.js';
 import { makeRepo } from '../helpers/repo.js';
-import { startStack, type TestStack } from '../helpers/stack.js';
+import { execa, type ResultPromise } from 'execa';
+import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
+import { poolStateQuery } from '../../src/workflows/definitions.js';
+import { waitFor } from '../helpers/wait.js';
+import { drain, startStack, type TestStack } from '../helpers/stack.js';
 import type { GpuWorkerHandle } from '../../src/roots/gpu-worker.js';
 import { eventually } from '../helpers/wait.js';
 
 /**
  * Checkpoints as the script contract says: write aside, rename into place. It prints what it was
  * handed and what it found restored, then writes STEPS checkpoints continuing from the restored
- * ones; with RELEASE it waits for that file before it ends; with BIG_BYTES it writes big.pt last.
+ * ones; with RELEASE it waits for that file before it ends (then writes after-release.pt with
+ * AFTER_RELEASE); with BIG_BYTES it writes big.pt last.
  */
 const CHECKPOINTING = `import json, os, time
 d = os.environ["EXPCTL_CHECKPOINT_DIR"]
@@ -47,6 +52,10 @@ if os.environ.get("RELEASE"):
     deadline = time.time() + 120
     while not os.path.exists(os.environ["RELEASE"]) and time.time() < deadline:
         time.sleep(0.1)
+if os.environ.get("AFTER_RELEASE"):
+    with open(os.path.join(d, ".after-release.pt.partial"), "w") as f:
+        f.write("weights after the release\\n")
+    os.replace(os.path.join(d, ".after-release.pt.partial"), os.path.join(d, "after-release.pt"))
 if os.environ.get("BIG_BYTES"):
     with open(os.path.join(d, "big.pt.tmp"), "wb") as f:
         f.write(b"x" * int(os.environ["BIG_BYTES"]))
@@ -56,6 +65,7 @@ print("val_bpb:          1.000000")
 `;
 
 const EXAMPLE = fileURLToPath(new URL('../../examples/ngram/train.py', import.meta.url));
+const EXPCTL = fileURLToPath(new URL('../../bin/expctl.js', import.meta.url));
 const WORKFLOWS = fileURLToPath(new URL('../fixtures/workflows/train-attempt.ts', import.meta.url));
 /** The stack's worker keeps at most this much of a run's checkpoints (EXPCTL_CHECKPOINT_QUOTA). */
 const QUOTA = '64KiB';
@@ -134,7 +144,39 @@ beforeAll(async () => {
   if (location.kind !== 'filesystem') throw new Error('the test expects the filesystem store');
   store = new FilesystemStore(location.dir);
 });
-afterAll(async () => stack?.stop());
+const workers = new Set<ResultPromise>();
+afterAll(async () => {
+  for (const child of workers) child.kill('SIGKILL');
+  await stack?.stop();
+});
+
+/** `expctl worker` as its own process (SIGKILLed and started again on the same work directory). */
+async function startWorker(host: string): Promise<{ child: ResultPromise }> {
+  const child = execa(
+    process.execPath,
+    [
+      EXPCTL,
+      'worker',
+      '--host',
+      host,
+      '--cpu-slots',
+      '1',
+      '--orphan-grace',
+      '60',
+      '--work-dir',
+      path.join(stack.workDir, host),
+    ],
+    { env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace }, reject: false },
+  );
+  workers.add(child);
+  const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+  const before = (await pool.query(poolStateQuery).catch(() => undefined))?.hosts[host]?.registeredAt ?? 0;
+  await waitFor(async () => {
+    const entry = (await pool.query(poolStateQuery).catch(() => undefined))?.hosts[host];
+    return entry?.online === true && entry.registeredAt > before;
+  }, 90_000);
+  return { child }; // wrapped: an execa subprocess is thenable
+}
 
 describe('checkpoints in the fleet store', () => {
   let firstId: string;
@@ -357,5 +399,46 @@ describe('checkpoints in the fleet store', () => {
     );
     // The baseline's figure in examples/ngram/README.md, as a run of all 100 steps at once gives it.
     expect(outcome.metrics).toMatchObject({ val_bpb: 3.370414, num_steps: 100 });
+  });
+
+  it('a worker restarted mid-run re-attaches and goes on syncing the run it adopted', async () => {
+    const host = 'ckpt-phoenix';
+    let { child } = await startWorker(host);
+    // Only the worker this test restarts may take the run.
+    await drain(stack.client, 'ckpt-a', true, 'the adoption test needs its own host');
+    try {
+      const release = path.join(stack.workDir, `release-${crypto.randomBytes(3).toString('hex')}`);
+      const { handle } = await submitExperiment(
+        stack.client,
+        request({ maxReplacements: 0, env: { RELEASE: release, AFTER_RELEASE: '1' } }),
+      );
+      await eventually(
+        async () => ((await checkpointOf(handle.workflowId, 1))?.files.length === 3 ? true : undefined),
+        90_000,
+      );
+      child.kill('SIGKILL');
+      await child;
+      workers.delete(child);
+      ({ child } = await startWorker(host));
+      // The script writes one more checkpoint only now, under the restarted worker.
+      await fs.writeFile(release, '');
+      expect((await handle.result()).status).toBe('completed');
+      const document = (await checkpointOf(handle.workflowId, 1))!;
+      expect(document.files.map((file) => file.path).sort()).toEqual([
+        'after-release.pt',
+        'step-1.pt',
+        'step-2.pt',
+        'step-3.pt',
+      ]);
+      const outcome = (await handle.query(experimentStateQuery)).training!;
+      expect(outcome.checkpoint?.synced).toMatchObject({ files: 4, syncedAt: document.syncedAt });
+      const log = await fs.readFile(outcome.logPath, 'utf8');
+      expect(log).toContain('expctl: a restarted worker re-attached to this run');
+      child.kill('SIGTERM');
+      await child;
+      workers.delete(child);
+    } finally {
+      await drain(stack.client, 'ckpt-a', false, 'the adoption test is over');
+    }
   });
 });
