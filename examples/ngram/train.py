@@ -14,6 +14,12 @@ entropy rate, printed at the start. Two model families:
 Counts are complete after one pass over the training split; when STEPS * BATCH asks for more,
 later passes score each token with its own count left out, so they only train mixture weights.
 
+Checkpoints follow expctl's script contract: every CHECKPOINT_EVERY steps (and at the end of
+training) the whole training state is written to EXPCTL_CHECKPOINT_DIR/checkpoint.json, aside and
+renamed into place; with EXPCTL_RESUME=1 (a re-placed or retried run, restored by expctl) or an
+EXPCTL_CHECKPOINT directory (`--checkpoint store:ID`) training continues from it, and a resumed run
+ends with the same val_bpb as one never interrupted.
+
 Output follows the autoresearch contract: `\r`-separated progress lines exactly like
 autoresearch's train.py (`step 00012 (12.0%) | loss: 2.345678 | ... | remaining: 41s`), then `---`
 and `key: value` lines. EXPCTL_TIME_BUDGET is training time only, as autoresearch's TIME_BUDGET.
@@ -61,6 +67,9 @@ KNOBS = {
     "steps": int,
     "batch": int,
 }
+
+CHECKPOINT_EVERY = 10  # steps between checkpoints (and one at the end of training)
+CHECKPOINT_FILE = "checkpoint.json"
 
 ALPHABET = b"etaoinshrdlu"  # 12 symbols, each one byte
 V = len(ALPHABET)
@@ -259,6 +268,57 @@ class Model:
         }
 
 
+# --- checkpoints ----------------------------------------------------------------------------------
+
+def knob_values():
+    """What a checkpoint must agree with to be resumed: the knobs that shape the state."""
+    return {"model": MODEL, "order": ORDER, "smoothing": SMOOTHING, "batch": BATCH, "steps": STEPS}
+
+
+def save_checkpoint(directory, model, cursor, counted, steps_done, tokens):
+    """The whole training state, written aside and renamed into place: expctl syncs only complete files."""
+    state = {
+        "knobs": knob_values(),
+        "cursor": cursor,
+        "counted": counted,
+        "steps_done": steps_done,
+        "tokens": tokens,
+        "counts": {str(k): {str(c): row for c, row in t.items()} for k, t in model.counts.items()},
+        "logits": model.logits,
+    }
+    aside = os.path.join(directory, f".{CHECKPOINT_FILE}.partial")
+    with open(aside, "w") as f:
+        json.dump(state, f)
+    os.replace(aside, os.path.join(directory, CHECKPOINT_FILE))
+
+
+def checkpoint_to_resume():
+    """The checkpoint this run continues from: its own (EXPCTL_RESUME=1), else an initial one
+    (EXPCTL_CHECKPOINT naming a directory that holds checkpoint.json), else None."""
+    candidates = []
+    if os.environ.get("EXPCTL_RESUME") == "1" and os.environ.get("EXPCTL_CHECKPOINT_DIR"):
+        candidates.append(os.environ["EXPCTL_CHECKPOINT_DIR"])
+    if os.environ.get("EXPCTL_CHECKPOINT") and os.path.isdir(os.environ["EXPCTL_CHECKPOINT"]):
+        candidates.append(os.environ["EXPCTL_CHECKPOINT"])
+    for directory in candidates:
+        path = os.path.join(directory, CHECKPOINT_FILE)
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def load_checkpoint(path, model):
+    """Restores the state saved by save_checkpoint; None (start fresh) when its knobs differ from this run's."""
+    with open(path) as f:
+        state = json.load(f)
+    if state.get("knobs") != knob_values():
+        print(f"checkpoint {path} was made with {state.get('knobs')}, not {knob_values()}: starting fresh", flush=True)
+        return None
+    model.counts = {int(k): {int(c): row for c, row in t.items()} for k, t in state["counts"].items()}
+    model.logits = state["logits"]
+    return state["cursor"], state["counted"], state["steps_done"], state["tokens"]
+
+
 def peak_rss_mb():
     try:
         import resource
@@ -337,17 +397,25 @@ def main():
     oom = os.environ.get("EXPCTL_EXAMPLE_OOM") == "1"
     first = ORDER  # the first position with a full context
     cursor, counted, steps_done, tokens = first, False, 0, 0
+    resume_from = checkpoint_to_resume()
+    restored = load_checkpoint(resume_from, model) if resume_from else None
+    if restored:
+        cursor, counted, steps_done, tokens = restored
+        print(f"resumed from {resume_from} after step {steps_done}/{STEPS} "
+              f"(EXPCTL_RESUMED_FROM={os.environ.get('EXPCTL_RESUMED_FROM', '')})", flush=True)
+    checkpoint_dir = os.environ.get("EXPCTL_CHECKPOINT_DIR")
+    resumed_at = steps_done
     t_train = time.time()
-    for step in range(STEPS):
+    for step in range(steps_done, STEPS):
         if step == STEPS // 2 and crash:
             raise RuntimeError("EXPCTL_EXAMPLE_CRASH=1: crashing midway through training on purpose")
         if step == STEPS // 2 and oom:
             print("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB", file=sys.stderr, flush=True)
             sys.exit(1)
-        if budget is not None and steps_done:
+        if budget is not None and steps_done > resumed_at:
             # The budget is training time only (startup and the final evaluation are not in it),
             # as in autoresearch: stop when the next step would run past it.
-            per_step = (time.time() - t_train) / steps_done
+            per_step = (time.time() - t_train) / (steps_done - resumed_at)
             if time.time() - t_train + per_step > budget:
                 print(f"\ntime budget {budget:g}s: stopping after step {steps_done}/{STEPS}", flush=True)
                 break
@@ -370,6 +438,10 @@ def main():
         print(f"\rstep {step:05d} ({100 * steps_done / STEPS:.1f}%) | loss: {loss / BATCH:.6f} | lrm: {lrm:.2f} | "
               f"dt: {dt * 1000:.0f}ms | tok/sec: {int(BATCH / dt):,} | mfu: 0.0% | epoch: {int(counted) + 1} | "
               f"remaining: {remaining:.0f}s    ", end="", flush=True)
+        if checkpoint_dir and steps_done % CHECKPOINT_EVERY == 0:
+            save_checkpoint(checkpoint_dir, model, cursor, counted, steps_done, tokens)
+    if checkpoint_dir and steps_done % CHECKPOINT_EVERY:
+        save_checkpoint(checkpoint_dir, model, cursor, counted, steps_done, tokens)
     print()  # newline after the \r progress lines
     training_seconds = time.time() - t_train
 

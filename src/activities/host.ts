@@ -128,7 +128,7 @@ async function readScrubbedPage(
 /** Activities on a worker's host queue: validation, log reads, host description. */
 export function createHostActivities(deps: HostDeps) {
   const checkpointsDir = deps.checkpointsDir ?? path.join(deps.workDir, 'checkpoints');
-  const roots = { host: deps.host, datasetsDir: deps.datasetsDir, checkpointsDir };
+  const roots = { host: deps.host, datasetsDir: deps.datasetsDir, checkpointsDir, store: deps.store };
 
   async function check(
     experimentId: string,

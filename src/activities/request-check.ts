@@ -6,6 +6,9 @@ import { blobSize, readFileAtCommit, treeEntry, whichProgram } from '../gpu-work
 import { formatBytes, MAX_CONFIG_BYTES } from '../domain/bounds.js';
 import { confinedRelative, resolveUnderRoot, symlinkTargetInTree } from '../gpu-worker/confine.js';
 import { REFUSED_ON_HOST } from '../shared/constants.js';
+import { storeCheckpointSource } from '../domain/checkpoints.js';
+import { attemptsWithCheckpoint } from '../gpu-worker/checkpoint-restore.js';
+import type { FleetStore } from '../store/store.js';
 
 /**
  * The checks of a request that depend on the host: the files the command and config name in the
@@ -19,6 +22,8 @@ export interface HostRoots {
   host: string;
   datasetsDir: string;
   checkpointsDir: string;
+  /** The fleet store `--checkpoint store:ID` is found in (absent: such a checkpoint is refused). */
+  store?: FleetStore;
 }
 
 /** What the checks resolved on this host. */
@@ -26,8 +31,11 @@ export interface HostResolution {
   resolvedConfig: unknown;
   /** The program's path on this host, or inside the commit's tree. */
   interpreter: string | null;
-  /** The checkpoint: inside the commit (`inTree`, relative) or on this host's disk (absolute). */
-  checkpoint: { inTree: string } | { onHost: string } | null;
+  /**
+   * The checkpoint: inside the commit (`inTree`, relative), on this host's disk (absolute), or an
+   * experiment's latest in the fleet store (`fromStore`, restored into EXPCTL_CHECKPOINT_DIR).
+   */
+  checkpoint: { inTree: string } | { onHost: string } | { fromStore: string } | null;
   /** Each path dataset reference and the directory it resolved to on this host. */
   datasetDirs: Record<string, string>;
 }
@@ -160,6 +168,8 @@ async function checkpointOnHost(
   inTree: (subject: string, reference: string) => Promise<{ path: string }>,
 ): Promise<HostResolution['checkpoint']> {
   const reference = request.checkpoint!;
+  const source = storeCheckpointSource(reference);
+  if (source !== null) return { fromStore: await checkpointInStore(roots, source) };
   const relative = confinedRelative(reference);
   if (relative === null) {
     throw new Error(
@@ -178,6 +188,21 @@ async function checkpointOnHost(
   throw new Error(
     `checkpoint ${reference} was not found in commit ${request.commit.slice(0, 12)} or under the checkpoints root of ${roots.host} (${roots.checkpointsDir})`,
   );
+}
+
+/** `store:ID`: the experiment must have synced a checkpoint the store holds now. */
+async function checkpointInStore(roots: HostRoots, experimentId: string): Promise<string> {
+  if (!roots.store) throw new Error(`checkpoint store:${experimentId}: the worker on ${roots.host} has no fleet store`);
+  const attempts = await attemptsWithCheckpoint(roots.store, experimentId).catch((error: Error) => {
+    throw new Error(
+      `checkpoint store:${experimentId}: the fleet store ${roots.store!.location} did not answer (${error.message})`,
+    );
+  });
+  if (attempts.length === 0)
+    throw new Error(
+      `checkpoint store:${experimentId}: no attempt of ${experimentId} has a synced checkpoint in the fleet store ${roots.store.location}`,
+    );
+  return experimentId;
 }
 
 /** Each path reference resolved under this host's datasets root (versions are laid out at training time). */
@@ -207,6 +232,7 @@ async function datasetsOnHost(roots: HostRoots, references: readonly string[]): 
 /** The variables that hand the script what the checks resolved: EXPCTL_CHECKPOINT and the path datasets. */
 export function resolvedInputVariables(resolution: HostResolution, tree: string): Record<string, string> {
   const checkpoint = resolution.checkpoint;
-  if (!checkpoint) return {};
+  // A store checkpoint is named once restored (prepare-run.ts): EXPCTL_CHECKPOINT is then its directory.
+  if (!checkpoint || 'fromStore' in checkpoint) return {};
   return { EXPCTL_CHECKPOINT: 'inTree' in checkpoint ? path.join(tree, checkpoint.inTree) : checkpoint.onHost };
 }

@@ -17,10 +17,15 @@ import { processAlive } from '../shared/processes.js';
 import { readOutcomeFile, writeOutcomeFile } from './run-status.js';
 import { writeArtifactManifest } from '../gpu-worker/artifacts.js';
 import { runFiles } from '../gpu-worker/run-files.js';
-import { prepareRun, type PrepareDeps, type RunRecord } from '../gpu-worker/prepare-run.js';
+import { fenceToken, prepareRun, type PrepareDeps, type RunRecord } from '../gpu-worker/prepare-run.js';
 import { REDACTED, scrubMetrics, scrubText } from '../domain/redact.js';
 import { ADOPTED_WITHOUT_SECRETS_NOTE, forgetRunSecrets, workerSecretValues } from '../gpu-worker/run-secrets.js';
-import { killLimitSeconds, LOG_TAIL_BYTES } from '../domain/limits.js';
+import {
+  DEFAULT_CHECKPOINT_QUOTA_BYTES,
+  DEFAULT_CHECKPOINT_SYNC_MS,
+  killLimitSeconds,
+  LOG_TAIL_BYTES,
+} from '../domain/limits.js';
 import { computeTimings } from '../domain/timings.js';
 import { ProgressClock } from '../gpu-worker/timings.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE } from '../security/files.js';
@@ -30,6 +35,7 @@ import type { UnsealingKey } from '../security/sealed-secrets.js';
 import { recheckOnLeasedHost, resolvedInputVariables, type HostResolution } from './request-check.js';
 import { RUN_NOT_ON_HOST } from '../shared/constants.js';
 import type { FleetStore } from '../store/store.js';
+import { CheckpointSync } from '../gpu-worker/checkpoint-sync.js';
 
 export interface TrainingDeps {
   slot: Slot;
@@ -66,6 +72,10 @@ export interface TrainingDeps {
   unsealingKey?: UnsealingKey;
   /** The fleet store: checkpoints, artifacts and logs leave the host through it. */
   store?: FleetStore;
+  /** How often a run's checkpoint directory is synced to the store (default DEFAULT_CHECKPOINT_SYNC_MS). */
+  checkpointSyncMs?: number;
+  /** What one run may keep of its checkpoints in the store (default DEFAULT_CHECKPOINT_QUOTA_BYTES). */
+  checkpointQuotaBytes?: number;
 }
 
 /** What every training heartbeat carries; `expctl run` turns it into a progress bar. */
@@ -141,6 +151,13 @@ export function createTrainingActivities(deps: TrainingDeps) {
       });
     return watch;
   };
+  const checkpointDeps = deps.store
+    ? {
+        store: deps.store,
+        intervalMs: deps.checkpointSyncMs ?? DEFAULT_CHECKPOINT_SYNC_MS,
+        quotaBytes: deps.checkpointQuotaBytes ?? DEFAULT_CHECKPOINT_QUOTA_BYTES,
+      }
+    : undefined;
   /** What each watch needs to stop a run whose lease the pool no longer holds. */
   const leaseWatch = (slotId: string, leaseId: string | undefined) =>
     deps.leaseHeld && leaseId
@@ -213,6 +230,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         secretValues,
         lease: leaseWatch(record.slotId ?? deps.slot.slotId, record.leaseId),
         cleanup,
+        checkpoints: checkpointDeps,
       }),
     );
   };
@@ -221,6 +239,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
     host: deps.slot.host,
     datasetsDir: deps.datasets?.datasetsDir ?? path.join(deps.workDir, 'datasets'),
     checkpointsDir: deps.checkpointsDir ?? path.join(deps.workDir, 'checkpoints'),
+    store: deps.store,
   };
   /**
    * Validation ran on one capable host; this is the host that trains. Its own disk and PATH are
@@ -245,6 +264,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
     orphanGraceMs: deps.orphanGraceMs,
     datasets: deps.datasets,
     unsealingKey: deps.unsealingKey,
+    store: deps.store,
     containmentSupport,
     // A worker back from a network cut must not start a task whose lease was released meanwhile.
     requireLease: async () => {
@@ -255,7 +275,13 @@ export function createTrainingActivities(deps: TrainingDeps) {
     },
     checkInputs: async (repo, request, log) => {
       const resolved = await recheck(repo, request, log);
-      return { datasetDirs: resolved.datasetDirs, variables: (tree) => resolvedInputVariables(resolved, tree) };
+      return {
+        datasetDirs: resolved.datasetDirs,
+        variables: (tree) => resolvedInputVariables(resolved, tree),
+        ...(resolved.checkpoint && 'fromStore' in resolved.checkpoint
+          ? { storeCheckpoint: resolved.checkpoint.fromStore }
+          : {}),
+      };
     },
   });
 
@@ -288,7 +314,12 @@ export function createTrainingActivities(deps: TrainingDeps) {
       const canceled = new AbortController();
       const prepared = (async () => {
         const started = await prepareRun(
-          { ...input, attempt: Context.current().info.attempt, signal: canceled.signal },
+          {
+            ...input,
+            attempt: Context.current().info.attempt,
+            runAttempt: input.attempt ?? 1,
+            signal: canceled.signal,
+          },
           prepareDeps(input),
         )
           .then(async (run) => {
@@ -305,6 +336,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
           secretValues: [...runSecrets, ...workerSecretValues()],
           lease: leaseWatch(input.slot.slotId, input.leaseId),
           cleanup,
+          checkpoints: checkpointDeps,
         });
         if (canceled.signal.aborted) watch.cancel();
         return watch.outcome;
@@ -382,6 +414,8 @@ interface WatchDeps {
   /** Asks the pool about the run's lease; absent, the run is never stopped for it. */
   lease?: { held: () => Promise<boolean>; intervalMs: number };
   cleanup: DeferredCleanup;
+  /** The fleet store the run's checkpoint directory is synced to (absent: no sync). */
+  checkpoints?: { store: FleetStore; intervalMs: number; quotaBytes: number };
 }
 
 /** Why a watched run was stopped, if it was: its kill limit, or a cancel (an operator's, a lost lease). */
@@ -404,10 +438,13 @@ function watchRun(run: StartedRun, record: RunRecord, clock: ProgressClock, deps
   const stopped = runStop(run, deps.killAfterMs);
   const follower = new LogFollower(files.log);
   const beats = runBeats(run, record, follower, stopped, deps);
+  const sync = checkpointSync(record, deps);
   const outcome = (async (): Promise<TrainingOutcome> => {
     const ended = await untilExit(run, clock, beats.beat, deps.heartbeatIntervalMs);
+    // The last sync at exit, before the outcome is written (a canceled run's too, where it can).
+    const checkpoints = await sync?.finish(ended.trainingEndedAt);
     await follower.poll();
-    return finishRun({ run, record, clock, follower, stopped, heartbeats: beats.heartbeats, deps }, ended);
+    return finishRun({ run, record, clock, follower, stopped, heartbeats: beats.heartbeats, deps, checkpoints }, ended);
   })();
   return {
     leaseId: record.leaseId,
@@ -416,6 +453,23 @@ function watchRun(run: StartedRun, record: RunRecord, clock: ProgressClock, deps
     latest: beats.latest,
     cancel: () => stopped.stop('cancel'),
   };
+}
+
+/** The run's checkpoint sync, started now (none without a store, or for a record that predates attempts). */
+function checkpointSync(record: RunRecord, deps: WatchDeps): CheckpointSync | undefined {
+  if (!deps.checkpoints || record.attempt === undefined || !record.leaseId) return undefined;
+  const files = runFiles(deps.workDir, record.experimentId);
+  const sync = new CheckpointSync({
+    dir: files.checkpoints,
+    store: deps.checkpoints.store,
+    token: fenceToken({ experimentId: record.experimentId, runAttempt: record.attempt, leaseId: record.leaseId }),
+    log: files.log,
+    intervalMs: deps.checkpoints.intervalMs,
+    quotaBytes: deps.checkpoints.quotaBytes,
+    trainingSeconds: (atMs) => (atMs - record.trainingStartedAt) / 1000 + (record.trainedSeconds ?? 0),
+  });
+  if (record.fence) sync.claimResult(record.fence);
+  return sync.start();
 }
 
 /** Stops a run once, for the first reason given. */
@@ -556,6 +610,8 @@ interface Watched {
   stopped: RunStop;
   heartbeats: HeartbeatCounts;
   deps: WatchDeps;
+  /** What the checkpoint sync did (absent: no sync). */
+  checkpoints?: Awaited<ReturnType<CheckpointSync['finish']>>;
 }
 
 /** The ended run's outcome, kept on disk before it is returned; a canceled run throws instead. */
@@ -618,7 +674,27 @@ async function finishRun(watched: Watched, ended: RunEnd): Promise<TrainingOutco
     logPath: files.log,
     startedAt: record.startedAt,
     endedAt: new Date().toISOString(),
+    ...checkpointFields(record, watched.checkpoints),
   };
   await writeOutcomeFile(deps.workDir, experimentId, result);
   return result;
+}
+
+/** The outcome's checkpoint and store problems; nothing for a run that neither restored nor checkpointed. */
+function checkpointFields(
+  record: RunRecord,
+  synced: Watched['checkpoints'],
+): Pick<TrainingOutcome, 'checkpoint' | 'storeProblems'> {
+  const problems = [...(synced?.storeProblems ?? [])];
+  if (record.fence && 'unreachable' in record.fence && !synced?.checkpoint)
+    problems.unshift(`store unreachable at the attempt's start: ${record.fence.unreachable}`);
+  const restore = record.checkpointRestore;
+  const checkpoint =
+    synced?.checkpoint || restore
+      ? {
+          ...(restore ? { restore } : {}),
+          ...(synced?.checkpoint ?? { synced: null, skipped: [] }),
+        }
+      : undefined;
+  return { ...(checkpoint ? { checkpoint } : {}), ...(problems.length > 0 ? { storeProblems: problems } : {}) };
 }

@@ -158,4 +158,34 @@ export interface TrainingOutcome {
   artifacts: { path: string; sha256: string; bytes: number }[];
   /** Heartbeats the worker sent while supervising the run. */
   heartbeats: { count: number; firstAt: string | null; lastAt: string | null; intervalSeconds: number };
+  /** The run's checkpoints: what it started from, what reached the fleet store, what was skipped and why. */
+  checkpoint?: CheckpointOutcome;
+  /** Named problems with the fleet store (what is missing from it), e.g. "store unreachable: …". */
+  storeProblems?: string[];
+}
+
+/** Where a run's checkpoint came from: an earlier attempt's (resume), another experiment's (`--checkpoint store:ID`). */
+export type CheckpointRestore =
+  | {
+      restored: true;
+      experimentId: string;
+      attempt: number;
+      syncedAt: string;
+      /** Training seconds the checkpoint holds (earlier attempts included). */
+      trainingSeconds: number;
+      files: number;
+      bytes: number;
+      seconds: number;
+    }
+  /** Nothing restored: the run started fresh, and why. */
+  | { restored: false; reason: string };
+
+/** TrainingOutcome.checkpoint: present for a run that was asked to resume or that wrote a checkpoint. */
+export interface CheckpointOutcome {
+  restore?: CheckpointRestore;
+  /** The attempt's latest checkpoint in the store (null: none synced). */
+  synced: { files: number; bytes: number; syncedAt: string } | null;
+  skipped: { path: string; bytes: number; reason: 'over_quota' | 'quota_full' }[];
+  /** Why syncing stopped before the run ended (a later attempt holds the run's fence). */
+  stopped?: string;
 }

@@ -22,6 +22,12 @@ export const DEFAULT_MAX_REPLACEMENTS = 1;
  */
 export const DEFAULT_HEARTBEAT_LIMIT_MS = 60_000;
 
+/** What one run may keep of its checkpoints in the fleet store (EXPCTL_CHECKPOINT_QUOTA on the worker changes it). */
+export const DEFAULT_CHECKPOINT_QUOTA_BYTES = 20 * 1024 ** 3;
+
+/** A run's checkpoint directory is synced to the fleet store at most this often (and once more at exit). */
+export const DEFAULT_CHECKPOINT_SYNC_MS = 5000;
+
 /**
  * Startup and evaluation take about the same time whatever the budget: a short budget still gets
  * this much beyond it before the default kill (a 6 s smoke run on a loaded host is not a hang).

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { storeCheckpointProblem } from './checkpoints.js';
 import { DEFAULT_MAX_REPLACEMENTS, DEFAULT_SETUP_TIMEOUT_SECONDS, DEFAULT_TIME_BUDGET_SECONDS } from './limits.js';
 import { ENV_NAME_PATTERN, ENV_NAME_TEXT } from './environment.js';
 import { MIN_SECRET_LENGTH, variableValueBytes } from './redact.js';
@@ -231,8 +232,16 @@ export const ExperimentRequestSchema = z
       .positive()
       .max(30 * 24 * 3600)
       .optional(),
-    /** A checkpoint in the commit's tree or under the worker's checkpoints root. */
-    checkpoint: confinedPath('the checkpoint path').optional(),
+    /**
+     * A checkpoint in the commit's tree or under the worker's checkpoints root, or `store:ID`:
+     * experiment ID's latest checkpoint in the fleet store.
+     */
+    checkpoint: confinedPath('the checkpoint path')
+      .superRefine((reference, ctx) => {
+        const problem = storeCheckpointProblem(reference);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .optional(),
     requirements: RequirementsSchema.default({ acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [] }),
     /** Training budget the script enforces itself (passed as EXPCTL_TIME_BUDGET); compared with its reported training_seconds. */
     timeBudgetSeconds: z

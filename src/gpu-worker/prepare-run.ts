@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import type { TrainingOutcome } from '../domain/experiment.js';
+import type { CheckpointRestore, TrainingOutcome } from '../domain/experiment.js';
 import type { Slot } from '../domain/fleet.js';
 import type { ExperimentRequest } from '../domain/request.js';
 import { killLimitSeconds } from '../domain/limits.js';
@@ -23,6 +23,11 @@ import { commandInTree } from './confine.js';
 import { planSetup, runSetup, trainingEnvironment, type SetupPlan, type SetupResult } from './setup.js';
 import { ProgressClock } from './timings.js';
 import { layOutDatasets, type LayoutRoots } from './dataset-layout.js';
+import { formatSize, resumedFromValue } from '../domain/checkpoints.js';
+import type { FleetStore } from '../store/store.js';
+import type { FenceToken } from '../store/fence.js';
+import { claimAttempt } from './checkpoint-sync.js';
+import { emptyCheckpointDir, restoreLatestCheckpoint } from './checkpoint-restore.js';
 
 /** What a worker keeps in the run directory so that it, or a worker started after it, can finish the run. */
 export interface RunRecord {
@@ -39,7 +44,18 @@ export interface RunRecord {
   /** The lease the run was started on (absent in records of older versions). */
   slotId?: string;
   leaseId?: string;
+  /** The run's attempt (its fencing token with leaseId): the checkpoint sync writes as it. */
+  attempt?: number;
+  /** Training seconds of earlier attempts. */
+  trainedSeconds?: number;
+  /** How this attempt's claim of the run's fence went (absent: no fleet store). */
+  fence?: FenceClaim;
+  /** What the run's checkpoint directory started from (absent: neither resumed nor given a store checkpoint). */
+  checkpointRestore?: CheckpointRestore;
 }
+
+/** How claiming the run's fence went at the attempt's start. */
+export type FenceClaim = { claimed: true } | { fenced: string } | { unreachable: string };
 
 /** What the host's checks resolved for this run's inputs, re-checked on the leased host. */
 export interface CheckedInputs {
@@ -47,6 +63,8 @@ export interface CheckedInputs {
   datasetDirs: Record<string, string>;
   /** The variables naming resolved inputs (the checkpoint), given the run's tree. */
   variables(tree: string): Record<string, string>;
+  /** `--checkpoint store:ID`: the experiment whose latest synced checkpoint the run starts from. */
+  storeCheckpoint?: string;
 }
 
 /** The host and worker this run is prepared on (one per slot's activities). */
@@ -68,6 +86,8 @@ export interface PrepareDeps {
   unsealingKey?: UnsealingKey;
   /** The request's checks again on this host; a refusal is written to the log and thrown. */
   checkInputs(repo: string, request: ExperimentRequest, log: string): Promise<CheckedInputs>;
+  /** The fleet store: the run's checkpoints are restored from it (and synced to it, see checkpoint-sync.ts). */
+  store?: FleetStore;
 }
 
 export interface PrepareInput {
@@ -79,7 +99,20 @@ export interface PrepareInput {
   attempt: number;
   /** Aborted by a cancel (an operator's, or the attempt given up as lost): nothing starts after it. */
   signal: AbortSignal;
+  /** The run's attempt (1 for its first placement), its fencing token with leaseId. */
+  runAttempt: number;
+  /** Restore the latest checkpoint of an earlier attempt before the script starts. */
+  resume?: boolean;
+  /** Training seconds of earlier attempts. */
+  trainedSeconds?: number;
 }
+
+/** The fencing token of one attempt of a run. */
+export const fenceToken = (input: { experimentId: string; runAttempt: number; leaseId: string }): FenceToken => ({
+  experimentId: input.experimentId,
+  attempt: input.runAttempt,
+  leaseId: input.leaseId,
+});
 
 /** A prepared run: its training process started, or its environment setup failed (no process). */
 export type PreparedRun =
@@ -102,13 +135,17 @@ export async function prepareRun(input: PrepareInput, deps: PrepareDeps): Promis
   await deps.requireLease();
   // An earlier attempt's result on this host is not this attempt's.
   for (const file of [files.outcome, files.exit, files.started, files.record]) await fs.rm(file, { force: true });
+  // An earlier attempt's checkpoints here are not this attempt's: a restore (or the script) fills it.
+  await emptyCheckpointDir(files.checkpoints);
+  // Before any restore or store write, this attempt becomes the run's current one (fence.ts).
+  const fence = deps.store ? await claimAttempt(deps.store, fenceToken(input)) : undefined;
   const repo = await localRepository(request.repo, deps.workDir, request.commit, deps.credential);
   const checked = await deps.checkInputs(repo, request, files.log);
   await deps.cleanup.settled(files.tree);
   await addWorktree(repo, request.commit, files.tree);
   let started = false;
   try {
-    const prepared = await prepareInTree(input, deps, repo, checked);
+    const prepared = await prepareInTree(input, deps, repo, checked, fence);
     started = 'run' in prepared;
     return prepared;
   } finally {
@@ -122,6 +159,7 @@ async function prepareInTree(
   deps: PrepareDeps,
   repo: string,
   checked: CheckedInputs,
+  fence: FenceClaim | undefined,
 ): Promise<PreparedRun> {
   const { request, experimentId } = input;
   const files = runFiles(deps.workDir, experimentId);
@@ -139,6 +177,7 @@ async function prepareInTree(
       `commit ${request.commit.slice(0, 12)}; command ${JSON.stringify(request.command)}; started ${startedAt.toISOString()}\n`,
     PRIVATE_FILE,
   );
+  await sayFenceClaim(files.log, fence);
   const secretValues = [...runSecrets, ...workerSecretValues()];
   const plan = await planSetup({
     tree: files.tree,
@@ -149,6 +188,7 @@ async function prepareInTree(
   const setup = await setUpEnvironment(input, deps, plan, { ...request.env, ...own }, secretValues);
   if ('failed' in setup)
     return { outcome: await setupFailureOutcome(setup.failed, deps, files, secretValues, startedAt) };
+  const restored = await restoreCheckpoint(input, deps, checked);
 
   await fs.appendFile(files.log, `expctl: training starts ${new Date().toISOString()}\n`, PRIVATE_FILE);
   const clock = new ProgressClock(files.log);
@@ -165,7 +205,7 @@ async function prepareInTree(
     cwd: files.tree,
     command: commandInTree(request.command, files.tree),
     // The training process's variables on top of the worker's: the request's, its secrets, expctl's.
-    env: { ...request.env, ...secrets, ...own, ...trainingEnvironment(plan) },
+    env: { ...request.env, ...secrets, ...own, ...restored.variables, ...trainingEnvironment(plan) },
     // What the supervisor scrubs from the raw log as it writes it (they are in the training process's environment).
     secretValues,
     logCapBytes: deps.logCapBytes,
@@ -188,6 +228,10 @@ async function prepareInTree(
     planned: run.containment,
     slotId: deps.slot.slotId,
     leaseId: input.leaseId,
+    attempt: input.runAttempt,
+    ...(input.trainedSeconds ? { trainedSeconds: input.trainedSeconds } : {}),
+    ...(fence ? { fence } : {}),
+    ...(restored.restore ? { checkpointRestore: restored.restore } : {}),
   };
   await writeJsonFile(files.record, record);
   return { run, record, clock, runSecrets };
@@ -207,11 +251,88 @@ function runVariables(
     EXPCTL_EXPERIMENT_ID: experimentId,
     EXPCTL_TIME_BUDGET: String(request.timeBudgetSeconds),
     EXPCTL_ARTIFACT_DIR: files.artifacts,
+    EXPCTL_CHECKPOINT_DIR: files.checkpoints,
     PYTHONUNBUFFERED: '1',
     ...(request.configPath ? { EXPCTL_CONFIG: path.join(files.tree, request.configPath) } : {}),
     ...checked.variables(files.tree),
     ...datasetVariables(datasetDirs),
   };
+}
+
+/** A claim that did not succeed is said in the log: the run trains all the same. */
+async function sayFenceClaim(log: string, fence: FenceClaim | undefined): Promise<void> {
+  if (!fence || 'claimed' in fence) return;
+  const line =
+    'fenced' in fence
+      ? `expctl: ${fence.fenced}; this attempt's checkpoints are not synced\n`
+      : `expctl: the fleet store did not answer (${fence.unreachable}); the run trains, and its checkpoint uploads are retried\n`;
+  await fs.appendFile(log, line, PRIVATE_FILE);
+}
+
+/**
+ * Fills EXPCTL_CHECKPOINT_DIR before the script starts: a resumed run's latest earlier checkpoint
+ * (a failed restore starts the run fresh and says so), else `--checkpoint store:ID`'s (a failure
+ * refuses the run: it asked for that start). Returns the variables that tell the script.
+ */
+async function restoreCheckpoint(
+  input: PrepareInput,
+  deps: PrepareDeps,
+  checked: CheckedInputs,
+): Promise<{ restore?: CheckpointRestore; variables: Record<string, string> }> {
+  const files = runFiles(deps.workDir, input.experimentId);
+  const say = (line: string) => fs.appendFile(files.log, `expctl: ${line}\n`, PRIVATE_FILE);
+  let restore: CheckpointRestore | undefined;
+  if (input.resume) {
+    restore = deps.store
+      ? await restoreLatestCheckpoint({
+          store: deps.store,
+          experimentId: input.experimentId,
+          below: input.runAttempt,
+          dir: files.checkpoints,
+          say,
+        })
+      : { restored: false, reason: `the worker of ${deps.slot.slotId} has no fleet store` };
+    if (restore.restored) {
+      await say(`resumed from ${restoredText(restore)}`);
+      return {
+        restore,
+        variables: { EXPCTL_RESUME: '1', EXPCTL_RESUMED_FROM: resumedFromValue(restore.attempt, restore.syncedAt) },
+      };
+    }
+    await say(`nothing was restored (${restore.reason}); the run starts fresh`);
+  }
+  if (checked.storeCheckpoint === undefined) return { ...(restore ? { restore } : {}), variables: {} };
+  const source = checked.storeCheckpoint;
+  const initial = deps.store
+    ? await restoreLatestCheckpoint({
+        store: deps.store,
+        experimentId: source,
+        below: Infinity,
+        dir: files.checkpoints,
+        say,
+      })
+    : ({ restored: false, reason: `the worker of ${deps.slot.slotId} has no fleet store` } as const);
+  if (!initial.restored)
+    throw ApplicationFailure.create({
+      type: REFUSED_ON_HOST,
+      nonRetryable: true,
+      message: `checkpoint store:${source} could not be restored on ${deps.slot.host}: ${initial.reason}`,
+    });
+  await say(`the run starts from ${restoredText(initial)} (--checkpoint store:${source})`);
+  return {
+    restore: initial,
+    variables: {
+      EXPCTL_CHECKPOINT: files.checkpoints,
+      EXPCTL_RESUMED_FROM: resumedFromValue(initial.attempt, initial.syncedAt, source),
+    },
+  };
+}
+
+function restoredText(restore: Extract<CheckpointRestore, { restored: true }>): string {
+  return (
+    `the checkpoint of attempt ${restore.attempt} of ${restore.experimentId}, synced ${restore.syncedAt} ` +
+    `(${restore.files} files, ${formatSize(restore.bytes)}, restored in ${restore.seconds} s)`
+  );
 }
 
 /** Lays pinned versions out on this host (the preparation heartbeat covers the time it takes). */

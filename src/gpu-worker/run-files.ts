@@ -13,6 +13,8 @@ export function runFiles(workDir: string, experimentId: string) {
     log: path.join(dir, 'train.log'),
     tree: path.join(dir, 'tree'),
     artifacts: path.join(dir, 'artifacts'),
+    /** EXPCTL_CHECKPOINT_DIR: what the script writes there is synced to the fleet store (checkpoint-sync.ts). */
+    checkpoints: path.join(dir, 'checkpoints'),
     patch: path.join(dir, 'commit.patch'),
     pidFile: path.join(dir, 'supervisor.pid'),
     /** The worker's pid while it prepares the run (commit, data, setup), before any supervisor exists. */

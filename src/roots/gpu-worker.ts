@@ -22,9 +22,22 @@ import { gpuWorkerHandle, type GpuWorkerHandle } from '../gpu-worker/handle.js';
 import { dataDir } from '../shared/settings.js';
 import { ensurePrivateDir } from '../security/files.js';
 import { openStore } from '../store/open.js';
+import { parseCheckpointQuota } from '../domain/checkpoints.js';
+import { ConfigurationError } from '../shared/settings.js';
 import type { FleetStore } from '../store/store.js';
 
 export { RegistrationRefusedError, type GpuWorkerHandle };
+
+/** EXPCTL_CHECKPOINT_QUOTA (e.g. 50GiB), read once at the worker's start; a bad value stops it there. */
+function checkpointQuotaFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const text = env.EXPCTL_CHECKPOINT_QUOTA;
+  if (text === undefined || text === '') return undefined;
+  try {
+    return parseCheckpointQuota(text);
+  } catch (error) {
+    throw new ConfigurationError((error as Error).message);
+  }
+}
 
 export interface GpuWorkerOptions extends DiscoveryOptions {
   connection: NativeConnection;
@@ -47,6 +60,10 @@ export interface GpuWorkerOptions extends DiscoveryOptions {
   credential: Credential;
   /** The fleet store runs' artifacts, checkpoints and logs go to (default: EXPCTL_STORE, see store/location.ts). */
   store?: FleetStore;
+  /** How often each run's checkpoint directory is synced to the store (default 5 s). */
+  checkpointSyncMs?: number;
+  /** What one run may keep of its checkpoints in the store (default: EXPCTL_CHECKPOINT_QUOTA, else 20 GiB). */
+  checkpointQuotaBytes?: number;
 }
 
 /**
@@ -96,6 +113,7 @@ async function startGpuWorker(
     cleanup,
     unsealingKey: sealing.key,
     store: options.store ?? (await openStore()),
+    checkpointQuotaBytes: options.checkpointQuotaBytes ?? checkpointQuotaFromEnv(),
   });
   const heartbeatMs = options.poolHeartbeatMs ?? DEFAULT_POOL_HEARTBEAT_MS;
   const membership = new PoolMembership(
@@ -157,6 +175,7 @@ async function createWorkers(
     cleanup: DeferredCleanup;
     unsealingKey: UnsealingKey;
     store: FleetStore;
+    checkpointQuotaBytes?: number;
   },
 ): Promise<Worker[]> {
   const { workDir, datasetsDir } = host;
@@ -205,6 +224,8 @@ async function createWorkers(
           datasets: { datasetsDir, dataDir: options.dataDir ?? dataDir() },
           unsealingKey: host.unsealingKey,
           store: host.store,
+          checkpointSyncMs: options.checkpointSyncMs,
+          checkpointQuotaBytes: host.checkpointQuotaBytes,
         }),
         maxConcurrentActivityTaskExecutions: 1,
         // Heartbeats carry progress and bring cancellation back: do not let the SDK hold them for long.

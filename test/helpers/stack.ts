@@ -177,6 +177,7 @@ export async function startStack(options: {
       poolHeartbeatMs: 1000,
       trainingHeartbeatMs: 500,
       killAfterMs: 2000,
+      checkpointSyncMs: 1000,
       log: (line) => workerLog.push(line),
       credential: worker.credential ?? credential,
     });

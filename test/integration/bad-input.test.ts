@@ -93,6 +93,7 @@ describe('refused before anything is submitted (exit 2), each with its own messa
     ['--metric with a space', ['--metric', 'val bpb'], /--metric "val bpb": expected a metric name/],
     ['--dataset ../../etc/passwd', ['--dataset', '../../etc/passwd'], /--dataset: .*must not contain "\.\."/],
     ['--checkpoint /etc/shadow', ['--checkpoint', '/etc/shadow'], /--checkpoint: .*not an absolute path/],
+    ['--checkpoint store:a/b', ['--checkpoint', 'store:a/b'], /--checkpoint: "store:a\/b" must be store:EXPERIMENT_ID/],
     ['--grace', ['--grace', '30'], /--grace is gone/],
     ['--setup with a shell operator', ['--setup', 'uv sync && make'], /--setup .*without a shell/],
     ['an unknown flag', ['--bogus'], /unknown option '--bogus'/],

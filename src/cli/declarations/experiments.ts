@@ -49,7 +49,7 @@ export function requestOptions(command: Command, { variants = false } = {}): Com
       )
       .option(
         '--checkpoint <path>',
-        'checkpoint to resume from (in the repository or under the checkpoints root)',
+        "checkpoint to start from: a path in the repository or under the checkpoints root, or store:EXPERIMENT_ID (that run's latest synced checkpoint)",
         occurrences,
       )
       .option('--gpu-class <class>', 'accelerator class: h100, a100, l4, cpu, any, ...', occurrences)
