@@ -15,7 +15,7 @@ import { adoptRun, type StartedRun, type SupervisorExit } from '../gpu-worker/ru
 import { isSupervisor, touchAttached } from '../gpu-worker/reconcile.js';
 import { processAlive } from '../shared/processes.js';
 import { readOutcomeFile, writeOutcomeFile } from './run-status.js';
-import { writeArtifactManifest } from '../gpu-worker/artifacts.js';
+import { uploadArtifacts, writeArtifactManifest } from '../gpu-worker/artifacts.js';
 import { runFiles } from '../gpu-worker/run-files.js';
 import { prepareRun, type PrepareDeps, type RunRecord } from '../gpu-worker/prepare-run.js';
 import { REDACTED, scrubMetrics, scrubText } from '../domain/redact.js';
@@ -30,6 +30,7 @@ import type { UnsealingKey } from '../security/sealed-secrets.js';
 import { recheckOnLeasedHost, resolvedInputVariables, type HostResolution } from './request-check.js';
 import { RUN_NOT_ON_HOST } from '../shared/constants.js';
 import type { FleetStore } from '../store/store.js';
+import { attemptWriter } from '../store/fence.js';
 
 export interface TrainingDeps {
   slot: Slot;
@@ -66,6 +67,8 @@ export interface TrainingDeps {
   unsealingKey?: UnsealingKey;
   /** The fleet store: checkpoints, artifacts and logs leave the host through it. */
   store?: FleetStore;
+  /** How long a finished run's artifact uploads retry an unreachable store (default 60 s). */
+  artifactUploadMs?: number;
 }
 
 /** What every training heartbeat carries; `expctl run` turns it into a progress bar. */
@@ -213,6 +216,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
         secretValues,
         lease: leaseWatch(record.slotId ?? deps.slot.slotId, record.leaseId),
         cleanup,
+        store: deps.store,
+        artifactUploadMs: deps.artifactUploadMs,
       }),
     );
   };
@@ -288,7 +293,12 @@ export function createTrainingActivities(deps: TrainingDeps) {
       const canceled = new AbortController();
       const prepared = (async () => {
         const started = await prepareRun(
-          { ...input, attempt: Context.current().info.attempt, signal: canceled.signal },
+          {
+            ...input,
+            attempt: Context.current().info.attempt,
+            experimentAttempt: input.attempt ?? 1,
+            signal: canceled.signal,
+          },
           prepareDeps(input),
         )
           .then(async (run) => {
@@ -305,6 +315,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
           secretValues: [...runSecrets, ...workerSecretValues()],
           lease: leaseWatch(input.slot.slotId, input.leaseId),
           cleanup,
+          store: deps.store,
+          artifactUploadMs: deps.artifactUploadMs,
         });
         if (canceled.signal.aborted) watch.cancel();
         return watch.outcome;
@@ -382,6 +394,8 @@ interface WatchDeps {
   /** Asks the pool about the run's lease; absent, the run is never stopped for it. */
   lease?: { held: () => Promise<boolean>; intervalMs: number };
   cleanup: DeferredCleanup;
+  store?: FleetStore;
+  artifactUploadMs?: number;
 }
 
 /** Why a watched run was stopped, if it was: its kill limit, or a cancel (an operator's, a lost lease). */
@@ -583,11 +597,12 @@ async function finishRun(watched: Watched, ended: RunEnd): Promise<TrainingOutco
   if (canceled) throw new CancelledFailure(`canceled; every process of ${experimentId} was killed`);
   // The record keeps the tail, the block and the artifact list; secrets the run could see are scrubbed from them.
   const logTail = capTailBytes(scrub(follower.tailText(LOG_TAIL_BYTES, 40)));
-  const artifacts = await writeArtifactManifest(
+  const listed = await writeArtifactManifest(
     files.artifacts,
     { experimentId, commit: request.commit, tag: request.tag, configPath: request.configPath ?? null },
     scrub,
   );
+  const { artifacts, problems: storeProblems } = await storeArtifacts(record, listed, deps);
   const metrics = boundMetrics(
     scrubMetrics(parseSummaryBlock(follower.tailLines().join('\n')) ?? null, deps.secretValues),
   );
@@ -618,7 +633,34 @@ async function finishRun(watched: Watched, ended: RunEnd): Promise<TrainingOutco
     logPath: files.log,
     startedAt: record.startedAt,
     endedAt: new Date().toISOString(),
+    ...(storeProblems.length > 0 ? { storeProblems } : {}),
   };
   await writeOutcomeFile(deps.workDir, experimentId, result);
   return result;
+}
+
+/**
+ * The run's artifacts in the fleet store, each with its URI, through this attempt's fenced writer;
+ * what the store lacks is named (and said in the log), and the run completes all the same.
+ */
+async function storeArtifacts(
+  record: RunRecord,
+  listed: TrainingOutcome['artifacts'],
+  deps: WatchDeps,
+): Promise<{ artifacts: TrainingOutcome['artifacts']; problems: string[] }> {
+  if (!deps.store || listed.length === 0) return { artifacts: listed, problems: [] };
+  const files = runFiles(deps.workDir, record.experimentId);
+  if (!record.leaseId)
+    return { artifacts: listed, problems: ["artifacts not uploaded: the run's record names no lease"] };
+  const token = { experimentId: record.experimentId, attempt: record.attempt ?? 1, leaseId: record.leaseId };
+  const stored = await uploadArtifacts({
+    dir: files.artifacts,
+    artifacts: listed,
+    store: deps.store,
+    writer: attemptWriter(deps.store, token),
+    budgetMs: deps.artifactUploadMs,
+  });
+  for (const problem of stored.problems)
+    await fs.appendFile(files.log, `expctl: ${scrubText(problem, deps.secretValues)}\n`).catch(() => undefined);
+  return { artifacts: stored.artifacts, problems: stored.problems.map((p) => scrubText(p, deps.secretValues)) };
 }

@@ -55,6 +55,8 @@ export interface ArtifactRecord {
   path: string;
   sha256: string;
   bytes: number;
+  /** Where the fleet store keeps it; null when recorded before the store, or never uploaded. */
+  uri: string | null;
 }
 
 /** One experiment's whole record as the catalog keeps it (JSON columns decoded). */

@@ -262,4 +262,6 @@ export const MIGRATIONS: string[] = [
      value TEXT NOT NULL,
      updated_at TEXT NOT NULL
    )`,
+  // Where the fleet store keeps each artifact (null: recorded before the store, or not uploaded).
+  `ALTER TABLE artifacts ADD COLUMN uri TEXT`,
 ];

@@ -39,6 +39,8 @@ export interface RunRecord {
   /** The lease the run was started on (absent in records of older versions). */
   slotId?: string;
   leaseId?: string;
+  /** Which attempt of the experiment this is: with leaseId, its fencing token (absent in older records). */
+  attempt?: number;
 }
 
 /** What the host's checks resolved for this run's inputs, re-checked on the leased host. */
@@ -77,6 +79,8 @@ export interface PrepareInput {
   datasets?: PinnedDataset[];
   /** The task's attempt, named in the log. */
   attempt: number;
+  /** The experiment's attempt (1 for its first placement), kept in the run's record. */
+  experimentAttempt?: number;
   /** Aborted by a cancel (an operator's, or the attempt given up as lost): nothing starts after it. */
   signal: AbortSignal;
 }
@@ -188,6 +192,7 @@ async function prepareInTree(
     planned: run.containment,
     slotId: deps.slot.slotId,
     leaseId: input.leaseId,
+    attempt: input.experimentAttempt ?? 1,
   };
   await writeJsonFile(files.record, record);
   return { run, record, clock, runSecrets };

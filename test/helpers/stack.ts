@@ -27,6 +27,8 @@ import { installWorkerRuntime } from '../../src/shared/runtime.js';
 import { dataConverter } from '../../src/temporal/connection.js';
 import { configurePoolUpdate, drainUpdate, type PoolConfiguration } from '../../src/workflows/definitions.js';
 import { ensureNamespace, ensureSearchAttributes } from '../../src/temporal/setup.js';
+import { FilesystemStore } from '../../src/store/fs-store.js';
+import type { FleetStore } from '../../src/store/store.js';
 
 export const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 
@@ -93,6 +95,8 @@ export interface TestStack {
   catalog: CatalogReader;
   /** The dataset store (EXPCTL_DATA_DIR when the test sets it, else data/ in workDir). */
   dataDir: string;
+  /** The fleet store the orchestrator and every worker of the stack share (store/ in workDir unless given). */
+  store: FleetStore;
   addGpuWorker(options: {
     host: string;
     cpuSlots?: number;
@@ -119,6 +123,8 @@ export async function startStack(options: {
   catalog?: string;
   /** false: no orchestrator in this process (the test starts `expctl orchestrator` processes). */
   orchestrator?: boolean;
+  /** The fleet store (default: a filesystem store in the stack's directory). */
+  store?: FleetStore;
 }): Promise<TestStack> {
   installWorkerRuntime();
   const { home, credential } = testTrust();
@@ -135,6 +141,7 @@ export async function startStack(options: {
   // The dataset store the orchestrator writes and the workers read (a test may name its own).
   const storeDir = process.env.EXPCTL_DATA_DIR ?? path.join(workDir, 'data');
   const catalogPath = options.catalog ?? path.join(workDir, 'catalog.sqlite');
+  const store = options.store ?? new FilesystemStore(path.join(workDir, 'store'));
   const orchestratorLog: string[] = [];
   const orchestrator =
     options.orchestrator === false
@@ -146,6 +153,7 @@ export async function startStack(options: {
           dataConverter: converter,
           catalog: catalogPath,
           dataDir: storeDir,
+          store,
           workflowBundle: { code: (await workflowBundle()).code },
           issuer: loadIssuerPublicKey(home),
           log: (line) => orchestratorLog.push(line),
@@ -174,6 +182,7 @@ export async function startStack(options: {
       runtimeTags: worker.runtimeTags,
       workDir: path.join(workDir, worker.host),
       dataDir: storeDir,
+      store,
       poolHeartbeatMs: 1000,
       trainingHeartbeatMs: 500,
       killAfterMs: 2000,
@@ -200,6 +209,7 @@ export async function startStack(options: {
     // The orchestrator has created and migrated it by now.
     catalog: await CatalogReader.open(catalogPath),
     dataDir: storeDir,
+    store,
     addGpuWorker,
     async stop() {
       for (const worker of gpuWorkers) await worker.shutdown();
