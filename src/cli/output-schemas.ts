@@ -181,6 +181,25 @@ export const RecordOutput = z.looseObject({
   artifacts: z.array(z.looseObject({ path: z.string(), sha256: z.string(), bytes: z.number() })),
 });
 
+const artifactOutput = z.looseObject({
+  path: z.string().describe("relative to the run's artifact directory"),
+  sha256: z.string(),
+  bytes: z.number(),
+  uri: nullableString.describe('the fleet store object; null when recorded before the store or not uploaded'),
+});
+
+/** `artifacts ID`: the run's artifacts as the record keeps them. */
+export const ArtifactsOutput = z.looseObject({
+  experiment_id: id,
+  artifacts: z.array(artifactOutput),
+});
+
+/** `artifacts ID --get PATH --out FILE`: the artifact fetched from the store and where it was written. */
+export const ArtifactGetOutput = artifactOutput.extend({
+  experiment_id: id,
+  out: z.string().describe('the absolute path written'),
+});
+
 /** `show ID`: the live state (while Temporal keeps it), the catalog record and the audit trail. */
 export const ShowOutput = z.looseObject({
   experiment_id: id,
@@ -528,6 +547,8 @@ export const OUTPUT_SCHEMAS = {
   rerun: RepeatOutput,
   retry: RepeatOutput,
   show: ShowOutput,
+  artifacts: ArtifactsOutput,
+  'artifacts-get': ArtifactGetOutput,
   history: HistoryOutput,
   'near-misses': HistoryOutput,
   best: BestOutput,
