@@ -250,6 +250,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
     orphanGraceMs: deps.orphanGraceMs,
     datasets: deps.datasets,
     unsealingKey: deps.unsealingKey,
+    store: deps.store,
     containmentSupport,
     // A worker back from a network cut must not start a task whose lease was released meanwhile.
     requireLease: async () => {

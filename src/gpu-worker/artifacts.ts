@@ -3,9 +3,10 @@ import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { RunArtifact } from '../domain/experiment.js';
-import { PRIVATE_FILE } from '../security/files.js';
+import { MODEL_ARTIFACT_ENV, parseStoredArtifactReference } from '../domain/promotion.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE } from '../security/files.js';
 import { claimFence, type AttemptWriter } from '../store/fence.js';
-import { isStoreError, type FleetStore } from '../store/store.js';
+import { isStoreError, StoreError, type FleetStore } from '../store/store.js';
 
 export const MANIFEST_NAME = 'expctl-manifest.json';
 
@@ -136,4 +137,24 @@ function uploadProblem(failure: unknown, missing: number, total: number): string
   if (isStoreError(failure, 'fenced')) return `artifacts not uploaded (${count} missing): ${failure.message}`;
   if (failure === undefined) return `${count} missing: changed while they were uploaded`;
   return `store unreachable: ${count} missing (${(failure as Error).message})`;
+}
+
+/**
+ * A holdout evaluation's model, named in its request as a stored object (see promotion.ts): fetched
+ * from the fleet store into the run's directory, verified by its sha256, and given to the script as
+ * that local file. A request that names no stored model gets nothing. Throws the store's `missing`
+ * or `corrupt` when the object cannot be had as recorded.
+ */
+export async function fetchModelArtifact(
+  env: Readonly<Record<string, string>>,
+  runDir: string,
+  store: FleetStore | undefined,
+): Promise<Record<string, string>> {
+  const stored = parseStoredArtifactReference(env[MODEL_ARTIFACT_ENV]);
+  if (!stored) return {};
+  if (!store) throw new StoreError('missing', 'this worker has no fleet store to fetch the model from');
+  const target = path.join(runDir, 'model', path.basename(stored.path));
+  await fs.mkdir(path.dirname(target), { recursive: true, mode: PRIVATE_DIR_MODE });
+  await store.getFile(stored.sha256, target);
+  return { [MODEL_ARTIFACT_ENV]: target };
 }
