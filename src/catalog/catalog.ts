@@ -384,6 +384,7 @@ export class Catalog extends CatalogReader {
         resolved_config: JSON.stringify(update.validation.resolvedConfig ?? null),
         patch_sha256: update.validation.patch?.sha256 ?? null,
         patch_bytes: update.validation.patch?.bytes ?? null,
+        patch_uri: update.validation.patch?.uri ?? null,
         patch_files: JSON.stringify(update.validation.patch?.files ?? null),
       });
     }

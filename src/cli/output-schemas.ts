@@ -163,6 +163,7 @@ export const RecordOutput = z.looseObject({
   patch: nullableString,
   patch_sha256: nullableString,
   patch_bytes: nullableNumber,
+  patch_uri: nullableString.describe('the patch as a fleet store object'),
   patch_files: z.array(z.string()).nullable(),
   datasets: z.array(z.string()).nullable(),
   environment: environmentOutput.nullable(),

@@ -102,6 +102,7 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
     client: options.client,
     catalog,
     secretHashKey: options.secretHashKey ?? (await deriveKey('secret-hash')).key,
+    store,
   });
   const codecs = options.dataConverter.payloadCodecs ?? [];
   const outside = createOutsideChangeActivities({ client: options.client, catalog, codecs });
