@@ -603,10 +603,11 @@ async function finishRun(watched: Watched, ended: RunEnd): Promise<TrainingOutco
     { experimentId, commit: request.commit, tag: request.tag, configPath: request.configPath ?? null },
     scrub,
   );
-  const { artifacts, problems: storeProblems } = await storeArtifacts(record, listed, deps);
   const metrics = boundMetrics(
     scrubMetrics(parseSummaryBlock(follower.tailLines().join('\n')) ?? null, deps.secretValues),
   );
+  // After the tail and the metrics are read: a line it adds to the log is no part of the script's block.
+  const { artifacts, problems: storeProblems } = await storeArtifacts(record, listed, deps);
   const result: TrainingOutcome = {
     phase: 'training',
     exitCode: exit.exitCode,

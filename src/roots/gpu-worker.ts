@@ -47,6 +47,8 @@ export interface GpuWorkerOptions extends DiscoveryOptions {
   credential: Credential;
   /** The fleet store runs' artifacts, checkpoints and logs go to (default: EXPCTL_STORE, see store/location.ts). */
   store?: FleetStore;
+  /** How long a finished run's artifact uploads retry an unreachable store (default 60 s). */
+  artifactUploadMs?: number;
 }
 
 /**
@@ -205,6 +207,7 @@ async function createWorkers(
           datasets: { datasetsDir, dataDir: options.dataDir ?? dataDir() },
           unsealingKey: host.unsealingKey,
           store: host.store,
+          artifactUploadMs: options.artifactUploadMs,
         }),
         maxConcurrentActivityTaskExecutions: 1,
         // Heartbeats carry progress and bring cancellation back: do not let the SDK hold them for long.

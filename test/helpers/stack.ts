@@ -104,6 +104,8 @@ export interface TestStack {
     runtimeTags?: string[];
     /** Registers with this credential instead of the test admin's. */
     credential?: Credential;
+    /** How long a run's artifact uploads retry an unreachable store (the worker's default otherwise). */
+    artifactUploadMs?: number;
   }): Promise<GpuWorkerHandle>;
   stop(): Promise<void>;
 }
@@ -170,6 +172,7 @@ export async function startStack(options: {
     fleet?: string;
     runtimeTags?: string[];
     credential?: Credential;
+    artifactUploadMs?: number;
   }) => {
     useFakeFleet(worker.fleet);
     const handle = await createGpuWorker({
@@ -188,6 +191,7 @@ export async function startStack(options: {
       killAfterMs: 2000,
       log: (line) => workerLog.push(line),
       credential: worker.credential ?? credential,
+      ...(worker.artifactUploadMs !== undefined ? { artifactUploadMs: worker.artifactUploadMs } : {}),
     });
     running.push(handle.run());
     gpuWorkers.push(handle);
