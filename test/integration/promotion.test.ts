@@ -373,6 +373,9 @@ describe('a model whose training host is gone', () => {
       expect(JSON.parse(noPath.stdout as string)).toMatchObject({
         message: `experiment ${kept} has no artifact "weights.bin" (it has model.txt)`,
       });
+      const intoDir = await asOperator(['artifacts', kept, '--get', 'model.txt', '--out', stack.workDir]);
+      expect(intoDir.exitCode).toBe(2);
+      expect(intoDir.stderr).toContain(`--out ${stack.workDir} is a directory: name the file to write`);
       const half = await asOperator(['artifacts', kept, '--get', 'model.txt']);
       expect(half.exitCode).toBe(2);
       expect(half.stderr).toContain('--get PATH and --out FILE go together');

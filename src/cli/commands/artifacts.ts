@@ -66,6 +66,8 @@ async function fetchArtifact(id: string, artifact: ArtifactRecord, out: string):
       `${artifact.path} of ${id} is not in the fleet store: recorded before the store, or its upload failed (see the record's storeProblems)`,
       EXIT_CODES.infrastructure,
     );
+  if ((await fs.stat(out).catch(() => undefined))?.isDirectory())
+    throw new CliError(`--out ${out} is a directory: name the file to write`, EXIT_CODES.validation_failed);
   const stat = await fs.stat(path.dirname(out)).catch(() => undefined);
   if (!stat?.isDirectory())
     throw new CliError(`--out ${out}: its directory ${path.dirname(out)} does not exist`, EXIT_CODES.validation_failed);
