@@ -1,13 +1,41 @@
 import crypto from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { runFiles } from '../gpu-worker/run-files.js';
-import type { FleetStore } from '../store/store.js';
+import { isStoreError, type FleetStore } from '../store/store.js';
+
+/** What the fleet store holds of a recorded artifact: its bytes as recorded, none, or other bytes. */
+export type StoredArtifactCheck = { status: 'verified' } | { status: 'missing' | 'corrupt'; problem: string };
+
+/**
+ * Anywhere the fleet store is reachable (the orchestrator's control queue): an artifact's stored
+ * object read whole and hashed against the sha256 its run recorded, for a promotion's integrity
+ * stage. An unreachable store throws, so the step is retried.
+ */
+export function createStoredArtifactCheckActivities({ store }: { store: FleetStore }) {
+  return {
+    async verifyStoredArtifact(input: { sha256: string; path: string }): Promise<StoredArtifactCheck> {
+      const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-verify-'));
+      try {
+        // getFile hashes what it reads and refuses bytes that do not match the object's name.
+        await store.getFile(input.sha256, path.join(dir, 'object'));
+        return { status: 'verified' };
+      } catch (error) {
+        for (const status of ['missing', 'corrupt'] as const)
+          if (isStoreError(error, status)) return { status, problem: `${input.path}: ${error.message}` };
+        throw error;
+      } finally {
+        await fs.rm(dir, { recursive: true, force: true });
+      }
+    },
+  };
+}
 
 /**
  * On the host that trained a run: the bytes of one of its artifacts hashed again, for a
- * promotion's integrity stage. The path is the recorded one, relative to the run's artifact
+ * promotion's integrity stage when the run's record predates the fleet store. The path is the recorded one, relative to the run's artifact
  * directory, and never leaves it.
  */
 export function createArtifactCheckActivities({ workDir }: { workDir: string; store?: FleetStore }) {

@@ -31,6 +31,7 @@ import {
 import type { TournamentVerdict } from '../domain/tournament.js';
 import { tagWorkflow, tagWorkflowId } from '../workflows/tag.js';
 import { readPatchWorkflow } from '../workflows/read-patch.js';
+import type { FleetStore } from '../store/store.js';
 
 /** The most of a patch one read asks its host for (the host caps a page at READ_PATCH_PAGE_BYTES). */
 const PATCH_PAGE_BYTES = 256 * 1024;
@@ -43,6 +44,8 @@ export interface ControlDeps {
    * to have had the same secret without the record holding anything that leads back to it.
    */
   secretHashKey: Buffer;
+  /** The fleet store: a run's patch is read from it rather than from its validating host. */
+  store?: FleetStore;
 }
 
 /** Starts a tag's workflow with the metric of its first outcome, unless it runs already (Update-with-Start). */
@@ -59,7 +62,7 @@ function startTag(tag: string, metric: { name: string; direction: 'minimize' | '
 const PLACEMENT_VIEW_MS = 1000;
 
 /** Activities on the control queue; they talk to other workflows through the client. */
-export function createControlActivities({ client, catalog, secretHashKey }: ControlDeps) {
+export function createControlActivities({ client, catalog, secretHashKey, store }: ControlDeps) {
   const digest = (value: string) => crypto.createHmac('sha256', secretHashKey).update(value, 'utf8').digest('hex');
   const pool = () => client.workflow.getHandle(POOL_WORKFLOW_ID);
   /** One question to the pool in flight at a time, its answer shared for PLACEMENT_VIEW_MS. */
@@ -87,12 +90,22 @@ export function createControlActivities({ client, catalog, secretHashKey }: Cont
     },
 
     /**
-     * Keeps a run's patch whole in the catalog, by its sha256, read page by page from the host that
-     * validated the run (readPatchWorkflow): the text never enters the experiment's history. A patch
-     * already kept (another run of the commit) is not read again.
+     * Keeps a run's patch whole in the catalog, by its sha256: from the fleet store, where the
+     * validating host put it (`uri`), else read page by page from that host (readPatchWorkflow). The
+     * text never enters the experiment's history. A patch already kept (another run of the commit)
+     * is not read again.
      */
-    async storePatch(input: { experimentId: string; hostQueue: string; sha256: string; bytes: number }): Promise<void> {
+    async storePatch(input: {
+      experimentId: string;
+      hostQueue: string;
+      sha256: string;
+      bytes: number;
+      uri?: string;
+    }): Promise<void> {
       if (await catalog.hasBlob(input.sha256)) return;
+      // Verified by its sha256 on read; a store that cannot give it leaves the host to ask.
+      const stored = input.uri && store ? await store.getBytes(input.sha256).catch(() => undefined) : undefined;
+      if (stored) return catalog.putBlob(input.sha256, stored.toString('utf8'));
       const pages: Buffer[] = [];
       for (let read = 0; read < input.bytes; ) {
         const page = await client.workflow.execute(readPatchWorkflow, {

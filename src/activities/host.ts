@@ -130,6 +130,18 @@ export function createHostActivities(deps: HostDeps) {
   const checkpointsDir = deps.checkpointsDir ?? path.join(deps.workDir, 'checkpoints');
   const roots = { host: deps.host, datasetsDir: deps.datasetsDir, checkpointsDir, store: deps.store };
 
+  /**
+   * The patch as a fleet store object, so it outlives this host. A store that cannot take it now
+   * costs nothing but that: the orchestrator reads the patch from this host instead (storePatch).
+   */
+  async function patchToStore(patch: string): Promise<string | null> {
+    if (!deps.store) return null;
+    return deps.store.putBytes(Buffer.from(patch, 'utf8')).then(
+      (stored) => stored.uri,
+      () => null,
+    );
+  }
+
   async function check(
     experimentId: string,
     request: ExperimentRequest,
@@ -147,6 +159,7 @@ export function createHostActivities(deps: HostDeps) {
     const { patch, files: changed } = await commitPatch(repo, request.commit);
     await fs.writeFile(files.patch, patch, PRIVATE_FILE);
     const bytes = Buffer.byteLength(patch);
+    const uri = await patchToStore(patch);
     return {
       resolvedConfig,
       interpreter,
@@ -155,6 +168,7 @@ export function createHostActivities(deps: HostDeps) {
         sha256: crypto.createHash('sha256').update(patch).digest('hex'),
         bytes,
         files: changed,
+        ...(uri ? { uri } : {}),
       },
     };
   }

@@ -15,7 +15,7 @@ import { adoptRun, type StartedRun, type SupervisorExit } from '../gpu-worker/ru
 import { isSupervisor, touchAttached } from '../gpu-worker/reconcile.js';
 import { processAlive } from '../shared/processes.js';
 import { readOutcomeFile, writeOutcomeFile } from './run-status.js';
-import { writeArtifactManifest } from '../gpu-worker/artifacts.js';
+import { uploadArtifacts, writeArtifactManifest } from '../gpu-worker/artifacts.js';
 import { runFiles } from '../gpu-worker/run-files.js';
 import { fenceToken, prepareRun, type PrepareDeps, type RunRecord } from '../gpu-worker/prepare-run.js';
 import { REDACTED, scrubMetrics, scrubText } from '../domain/redact.js';
@@ -36,6 +36,7 @@ import { recheckOnLeasedHost, resolvedInputVariables, type HostResolution } from
 import { RUN_NOT_ON_HOST } from '../shared/constants.js';
 import type { FleetStore } from '../store/store.js';
 import { CheckpointSync } from '../gpu-worker/checkpoint-sync.js';
+import { attemptWriter } from '../store/fence.js';
 
 export interface TrainingDeps {
   slot: Slot;
@@ -76,6 +77,8 @@ export interface TrainingDeps {
   checkpointSyncMs?: number;
   /** What one run may keep of its checkpoints in the store (default DEFAULT_CHECKPOINT_QUOTA_BYTES). */
   checkpointQuotaBytes?: number;
+  /** How long a finished run's artifact uploads retry an unreachable store (default 60 s). */
+  artifactUploadMs?: number;
 }
 
 /** What every training heartbeat carries; `expctl run` turns it into a progress bar. */
@@ -231,6 +234,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
         lease: leaseWatch(record.slotId ?? deps.slot.slotId, record.leaseId),
         cleanup,
         checkpoints: checkpointDeps,
+        store: deps.store,
+        artifactUploadMs: deps.artifactUploadMs,
       }),
     );
   };
@@ -337,6 +342,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
           lease: leaseWatch(input.slot.slotId, input.leaseId),
           cleanup,
           checkpoints: checkpointDeps,
+          store: deps.store,
+          artifactUploadMs: deps.artifactUploadMs,
         });
         if (canceled.signal.aborted) watch.cancel();
         return watch.outcome;
@@ -416,6 +423,8 @@ interface WatchDeps {
   cleanup: DeferredCleanup;
   /** The fleet store the run's checkpoint directory is synced to (absent: no sync). */
   checkpoints?: { store: FleetStore; intervalMs: number; quotaBytes: number };
+  store?: FleetStore;
+  artifactUploadMs?: number;
 }
 
 /** Why a watched run was stopped, if it was: its kill limit, or a cancel (an operator's, a lost lease). */
@@ -639,7 +648,7 @@ async function finishRun(watched: Watched, ended: RunEnd): Promise<TrainingOutco
   if (canceled) throw new CancelledFailure(`canceled; every process of ${experimentId} was killed`);
   // The record keeps the tail, the block and the artifact list; secrets the run could see are scrubbed from them.
   const logTail = capTailBytes(scrub(follower.tailText(LOG_TAIL_BYTES, 40)));
-  const artifacts = await writeArtifactManifest(
+  const listed = await writeArtifactManifest(
     files.artifacts,
     { experimentId, commit: request.commit, tag: request.tag, configPath: request.configPath ?? null },
     scrub,
@@ -647,6 +656,8 @@ async function finishRun(watched: Watched, ended: RunEnd): Promise<TrainingOutco
   const metrics = boundMetrics(
     scrubMetrics(parseSummaryBlock(follower.tailLines().join('\n')) ?? null, deps.secretValues),
   );
+  // After the tail and the metrics are read: a line it adds to the log is no part of the script's block.
+  const { artifacts, problems: storeProblems } = await storeArtifacts(record, listed, deps);
   const result: TrainingOutcome = {
     phase: 'training',
     exitCode: exit.exitCode,
@@ -674,7 +685,7 @@ async function finishRun(watched: Watched, ended: RunEnd): Promise<TrainingOutco
     logPath: files.log,
     startedAt: record.startedAt,
     endedAt: new Date().toISOString(),
-    ...checkpointFields(record, watched.checkpoints),
+    ...storeFields(checkpointFields(record, watched.checkpoints), storeProblems),
   };
   await writeOutcomeFile(deps.workDir, experimentId, result);
   return result;
@@ -697,4 +708,42 @@ function checkpointFields(
         }
       : undefined;
   return { ...(checkpoint ? { checkpoint } : {}), ...(problems.length > 0 ? { storeProblems: problems } : {}) };
+}
+
+/** The checkpoint fields with every store problem of the run (its checkpoints' and its artifacts') in one list. */
+function storeFields(
+  fields: Pick<TrainingOutcome, 'checkpoint' | 'storeProblems'>,
+  artifactProblems: string[],
+): Pick<TrainingOutcome, 'checkpoint' | 'storeProblems'> {
+  const problems = [...(fields.storeProblems ?? []), ...artifactProblems];
+  return {
+    ...(fields.checkpoint ? { checkpoint: fields.checkpoint } : {}),
+    ...(problems.length > 0 ? { storeProblems: problems } : {}),
+  };
+}
+
+/**
+ * The run's artifacts in the fleet store, each with its URI, through this attempt's fenced writer;
+ * what the store lacks is named (and said in the log), and the run completes all the same.
+ */
+async function storeArtifacts(
+  record: RunRecord,
+  listed: TrainingOutcome['artifacts'],
+  deps: WatchDeps,
+): Promise<{ artifacts: TrainingOutcome['artifacts']; problems: string[] }> {
+  if (!deps.store || listed.length === 0) return { artifacts: listed, problems: [] };
+  const files = runFiles(deps.workDir, record.experimentId);
+  if (!record.leaseId)
+    return { artifacts: listed, problems: ["artifacts not uploaded: the run's record names no lease"] };
+  const token = { experimentId: record.experimentId, attempt: record.attempt ?? 1, leaseId: record.leaseId };
+  const stored = await uploadArtifacts({
+    dir: files.artifacts,
+    artifacts: listed,
+    store: deps.store,
+    writer: attemptWriter(deps.store, token),
+    budgetMs: deps.artifactUploadMs,
+  });
+  for (const problem of stored.problems)
+    await fs.appendFile(files.log, `expctl: ${scrubText(problem, deps.secretValues)}\n`).catch(() => undefined);
+  return { artifacts: stored.artifacts, problems: stored.problems.map((p) => scrubText(p, deps.secretValues)) };
 }

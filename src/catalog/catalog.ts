@@ -122,7 +122,7 @@ export class CatalogReader {
         [id],
       ),
       artifacts: await this.sql.all<ExperimentRecord['artifacts'][number]>(
-        'SELECT path, sha256, bytes FROM artifacts WHERE experiment_id = ? ORDER BY path',
+        'SELECT path, sha256, bytes, uri FROM artifacts WHERE experiment_id = ? ORDER BY path',
         [id],
       ),
       datasetVersions: await this.pinnedDatasets(id),
@@ -384,6 +384,7 @@ export class Catalog extends CatalogReader {
         resolved_config: JSON.stringify(update.validation.resolvedConfig ?? null),
         patch_sha256: update.validation.patch?.sha256 ?? null,
         patch_bytes: update.validation.patch?.bytes ?? null,
+        patch_uri: update.validation.patch?.uri ?? null,
         patch_files: JSON.stringify(update.validation.patch?.files ?? null),
       });
     }
@@ -551,9 +552,9 @@ async function insertFacts(tx: SqlRunner, id: string, update: RecordUpdate): Pro
   }
   for (const artifact of update.training?.artifacts ?? []) {
     await tx.run(
-      `INSERT INTO artifacts (experiment_id, path, sha256, bytes) VALUES (?, ?, ?, ?)
-       ON CONFLICT (experiment_id, path) DO UPDATE SET sha256 = excluded.sha256, bytes = excluded.bytes`,
-      [id, artifact.path, artifact.sha256, artifact.bytes],
+      `INSERT INTO artifacts (experiment_id, path, sha256, bytes, uri) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (experiment_id, path) DO UPDATE SET sha256 = excluded.sha256, bytes = excluded.bytes, uri = excluded.uri`,
+      [id, artifact.path, artifact.sha256, artifact.bytes, artifact.uri ?? null],
     );
   }
 }

@@ -9,9 +9,10 @@ export interface PromotionCandidate {
   experimentId: string;
   tag: string;
   request: ExperimentRequest;
-  /** The host that trained it (holds the artifact). */
-  host: string;
-  artifact: { path: string; sha256: string; bytes: number };
+  /** The host that trained it (null when the record names none: the artifact is read from the fleet store). */
+  host: string | null;
+  /** The model file; `uri` null when the record predates the fleet store (then only its host holds it). */
+  artifact: { path: string; sha256: string; bytes: number; uri: string | null };
   metric: { name: string; direction: 'minimize' | 'maximize' };
   incumbent: { version: number; holdoutMetric: number | null; experimentId: string } | null;
 }
@@ -34,8 +35,13 @@ export async function preparePromotionFrom(
   const refusal = candidateRefusal(record, input.artifact, REDACTED);
   if (refusal) return { refusal };
   const artifact = input.artifact ? record.artifacts.find((a) => a.path === input.artifact)! : record.artifacts[0]!;
-  if (!record.worker)
-    return { refusal: { code: PROMOTION_CODES.artifactMissing, reason: 'the record names no host that trained it' } };
+  if (!record.worker && !artifact.uri)
+    return {
+      refusal: {
+        code: PROMOTION_CODES.artifactMissing,
+        reason: 'the artifact is not in the fleet store and the record names no host that trained it',
+      },
+    };
   const incumbent = await catalog.models.incumbent(input.model, input.alias);
   return {
     candidate: {
@@ -44,7 +50,7 @@ export async function preparePromotionFrom(
       // Evaluated on the data versions the candidate trained with, never on whatever is latest now.
       request: { ...record.request, datasets: pinRefs(record.request.datasets, record.datasetVersions) },
       host: record.worker,
-      artifact,
+      artifact: { path: artifact.path, sha256: artifact.sha256, bytes: artifact.bytes, uri: artifact.uri ?? null },
       metric: { name: record.metricName, direction: record.metricDirection as 'minimize' | 'maximize' },
       incumbent: incumbent
         ? { version: incumbent.version, holdoutMetric: incumbent.holdoutMetric, experimentId: incumbent.experimentId }

@@ -29,7 +29,7 @@ export interface RecordUpdate {
   validation?: {
     resolvedConfig: unknown;
     /** A reference: the text is kept whole in the catalog's blobs by its sha256 (storePatch), never here. */
-    patch: { sha256: string; bytes: number; files: string[] } | null;
+    patch: { sha256: string; bytes: number; files: string[]; /** The fleet store's object. */ uri?: string } | null;
     interpreter: string | null;
   };
   environment?: EnvironmentRecord;
@@ -55,6 +55,8 @@ export interface ArtifactRecord {
   path: string;
   sha256: string;
   bytes: number;
+  /** Where the fleet store keeps it; null when recorded before the store, or never uploaded. */
+  uri: string | null;
 }
 
 /** One experiment's whole record as the catalog keeps it (JSON columns decoded). */
@@ -90,6 +92,8 @@ export interface ExperimentRecord {
   patchSha256: string | null;
   /** The whole patch's size in bytes (null for runs recorded before blobs). */
   patchBytes: number | null;
+  /** The patch as a fleet store object (null when recorded before the store, or the store could not take it). */
+  patchUri: string | null;
   patchFiles: string[] | null;
   datasets: string[] | null;
   environment: EnvironmentRecord | null;

@@ -262,4 +262,8 @@ export const MIGRATIONS: string[] = [
      value TEXT NOT NULL,
      updated_at TEXT NOT NULL
    )`,
+  // Where the fleet store keeps each artifact (null: recorded before the store, or not uploaded).
+  `ALTER TABLE artifacts ADD COLUMN uri TEXT`,
+  // Where the fleet store keeps the run's patch (the blob stays the catalog's own copy).
+  `ALTER TABLE experiments ADD COLUMN patch_uri TEXT`,
 ];

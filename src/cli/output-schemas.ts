@@ -163,6 +163,7 @@ export const RecordOutput = z.looseObject({
   patch: nullableString,
   patch_sha256: nullableString,
   patch_bytes: nullableNumber,
+  patch_uri: nullableString.describe('the patch as a fleet store object'),
   patch_files: z.array(z.string()).nullable(),
   datasets: z.array(z.string()).nullable(),
   environment: environmentOutput.nullable(),
@@ -179,6 +180,25 @@ export const RecordOutput = z.looseObject({
   dataset_versions: z.array(z.looseObject({ ref: z.string(), dataset: z.string(), version: z.number() })),
   events: z.array(z.looseObject({ at: timestamp, status: z.string(), note: nullableString })),
   artifacts: z.array(z.looseObject({ path: z.string(), sha256: z.string(), bytes: z.number() })),
+});
+
+const artifactOutput = z.looseObject({
+  path: z.string().describe("relative to the run's artifact directory"),
+  sha256: z.string(),
+  bytes: z.number(),
+  uri: nullableString.describe('the fleet store object; null when recorded before the store or not uploaded'),
+});
+
+/** `artifacts ID`: the run's artifacts as the record keeps them. */
+export const ArtifactsOutput = z.looseObject({
+  experiment_id: id,
+  artifacts: z.array(artifactOutput),
+});
+
+/** `artifacts ID --get PATH --out FILE`: the artifact fetched from the store and where it was written. */
+export const ArtifactGetOutput = artifactOutput.extend({
+  experiment_id: id,
+  out: z.string().describe('the absolute path written'),
 });
 
 /** `show ID`: the live state (while Temporal keeps it), the catalog record and the audit trail. */
@@ -528,6 +548,8 @@ export const OUTPUT_SCHEMAS = {
   rerun: RepeatOutput,
   retry: RepeatOutput,
   show: ShowOutput,
+  artifacts: ArtifactsOutput,
+  'artifacts-get': ArtifactGetOutput,
   history: HistoryOutput,
   'near-misses': HistoryOutput,
   best: BestOutput,

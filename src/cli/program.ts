@@ -20,6 +20,7 @@ import { declareInstallSeaweedFs } from './declarations/install-seaweedfs.js';
 import { declarePromotion, declarePromotionShow } from './declarations/promotion.js';
 import { declareLineage } from './declarations/lineage.js';
 import { declareData } from './declarations/data.js';
+import { declareArtifacts } from './declarations/artifacts.js';
 
 /**
  * Every `expctl` command, gathered in the order help lists them. Each is declared in one place, its
@@ -30,6 +31,7 @@ export function declareCommands(program: Command): Command {
   declareRun(program);
   declareBatch(program);
   declareExperimentReads(program);
+  declareArtifacts(program);
   declareTag(program);
   declareRepeat(program);
   declareRecords(program);

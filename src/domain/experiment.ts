@@ -130,6 +130,16 @@ export interface RunTimings {
  */
 export type ContainmentKind = 'cgroup-v2' | 'cgroup-v1' | 'pid-namespace' | 'process-group';
 
+/** One file of a run's artifact directory, as the record keeps it. */
+export interface RunArtifact {
+  /** Relative to the run's artifact directory. */
+  path: string;
+  sha256: string;
+  bytes: number;
+  /** The fleet store's object (absent: not uploaded, or recorded before the store). */
+  uri?: string;
+}
+
 /** What the train activity reports about the process it supervised. */
 export interface TrainingOutcome {
   /** The phase the run ended in: environment setup, or the training process itself. */
@@ -155,7 +165,7 @@ export interface TrainingOutcome {
   startedAt: string;
   endedAt: string;
   /** Files the run wrote to its artifact directory, each listed in a manifest that names the experiment. */
-  artifacts: { path: string; sha256: string; bytes: number }[];
+  artifacts: RunArtifact[];
   /** Heartbeats the worker sent while supervising the run. */
   heartbeats: { count: number; firstAt: string | null; lastAt: string | null; intervalSeconds: number };
   /** The run's checkpoints: what it started from, what reached the fleet store, what was skipped and why. */

@@ -31,6 +31,20 @@ export const EVALUATE_ENV = 'EXPCTL_EVALUATE';
 export const EVALUATE_HOLDOUT = 'holdout';
 export const MODEL_ARTIFACT_ENV = 'EXPCTL_MODEL_ARTIFACT';
 
+/**
+ * EXPCTL_MODEL_ARTIFACT as an evaluation's request names a model kept in the fleet store:
+ * `expctl-store:SHA256/PATH`. The worker that runs the evaluation fetches the object (verified by
+ * its sha256) into the run's directory and gives the script that local file instead.
+ */
+const STORED_ARTIFACT = /^expctl-store:([0-9a-f]{64})\/(.+)$/;
+export function storedArtifactReference(sha256: string, artifactPath: string): string {
+  return `expctl-store:${sha256}/${artifactPath}`;
+}
+export function parseStoredArtifactReference(value: string | undefined): { sha256: string; path: string } | null {
+  const match = value === undefined ? null : STORED_ARTIFACT.exec(value);
+  return match ? { sha256: match[1]!, path: match[2]! } : null;
+}
+
 /** Every code a promotion or rollback ends with (or is refused with); deterministic, never free text. */
 export const PROMOTION_CODES = {
   promoted: 'promotion.promoted',

@@ -24,10 +24,11 @@ import { planSetup, runSetup, trainingEnvironment, type SetupPlan, type SetupRes
 import { ProgressClock } from './timings.js';
 import { layOutDatasets, type LayoutRoots } from './dataset-layout.js';
 import { formatSize, resumedFromValue } from '../domain/checkpoints.js';
-import type { FleetStore } from '../store/store.js';
+import { isStoreError, type FleetStore } from '../store/store.js';
 import type { FenceToken } from '../store/fence.js';
 import { claimAttempt } from './checkpoint-sync.js';
 import { emptyCheckpointDir, restoreLatestCheckpoint } from './checkpoint-restore.js';
+import { fetchModelArtifact } from './artifacts.js';
 
 /** What a worker keeps in the run directory so that it, or a worker started after it, can finish the run. */
 export interface RunRecord {
@@ -86,7 +87,7 @@ export interface PrepareDeps {
   unsealingKey?: UnsealingKey;
   /** The request's checks again on this host; a refusal is written to the log and thrown. */
   checkInputs(repo: string, request: ExperimentRequest, log: string): Promise<CheckedInputs>;
-  /** The fleet store: the run's checkpoints are restored from it (and synced to it, see checkpoint-sync.ts). */
+  /** The fleet store: checkpoints are restored from it (and synced to it, see checkpoint-sync.ts); a holdout evaluation's model is fetched from it. */
   store?: FleetStore;
 }
 
@@ -169,7 +170,7 @@ async function prepareInTree(
   // Held in memory before anything runs, so every later read of this run's output is scrubbed of them.
   const runSecrets = runSecretValues({ ...request, secrets });
   holdRunSecrets(experimentId, runSecrets);
-  const own = runVariables(input, deps, checked, datasetDirs);
+  const own = { ...runVariables(input, deps, checked, datasetDirs), ...(await modelVariables(input, deps)) };
   const startedAt = new Date();
   await fs.appendFile(
     files.log,
@@ -333,6 +334,22 @@ function restoredText(restore: Extract<CheckpointRestore, { restored: true }>): 
     `the checkpoint of attempt ${restore.attempt} of ${restore.experimentId}, synced ${restore.syncedAt} ` +
     `(${restore.files} files, ${formatSize(restore.bytes)}, restored in ${restore.seconds} s)`
   );
+}
+
+/**
+ * A holdout evaluation's model, fetched from the fleet store into the run's directory. A model the
+ * store does not have as recorded refuses the run (validation_failed: no retry brings it back).
+ */
+async function modelVariables(input: PrepareInput, deps: PrepareDeps): Promise<Record<string, string>> {
+  const files = runFiles(deps.workDir, input.experimentId);
+  try {
+    return await fetchModelArtifact(input.request.env, files.dir, deps.store);
+  } catch (error) {
+    if (!isStoreError(error, 'missing') && !isStoreError(error, 'corrupt')) throw error;
+    const message = `the model to evaluate cannot be fetched: ${error.message}`;
+    await fs.appendFile(files.log, `expctl: ${message}; the training command was not started\n`, PRIVATE_FILE);
+    throw ApplicationFailure.create({ type: REFUSED_ON_HOST, nonRetryable: true, message });
+  }
 }
 
 /** Lays pinned versions out on this host (the preparation heartbeat covers the time it takes). */

@@ -64,6 +64,8 @@ export interface GpuWorkerOptions extends DiscoveryOptions {
   checkpointSyncMs?: number;
   /** What one run may keep of its checkpoints in the store (default: EXPCTL_CHECKPOINT_QUOTA, else 20 GiB). */
   checkpointQuotaBytes?: number;
+  /** How long a finished run's artifact uploads retry an unreachable store (default 60 s). */
+  artifactUploadMs?: number;
 }
 
 /**
@@ -226,6 +228,7 @@ async function createWorkers(
           store: host.store,
           checkpointSyncMs: options.checkpointSyncMs,
           checkpointQuotaBytes: host.checkpointQuotaBytes,
+          artifactUploadMs: options.artifactUploadMs,
         }),
         maxConcurrentActivityTaskExecutions: 1,
         // Heartbeats carry progress and bring cancellation back: do not let the SDK hold them for long.

@@ -20,6 +20,7 @@ import { auditingTerminalRecords, createOutsideChangeActivities } from '../activ
 import { workflowWorkerDataConverter } from '../security/codec.js';
 import { createControlActivities } from '../activities/control.js';
 import { createPromotionActivities } from '../activities/promotion.js';
+import { createStoredArtifactCheckActivities } from '../activities/artifact-check.js';
 import { createDatasetActivities } from '../activities/datasets.js';
 import { Catalog } from '../catalog/catalog.js';
 import { createCatalogActivities } from '../activities/catalog.js';
@@ -79,9 +80,8 @@ export interface OrchestratorWorker {
  */
 export async function createOrchestratorWorker(options: OrchestratorOptions): Promise<OrchestratorWorker> {
   const catalog = await Catalog.open(options.catalog);
-  // Not used by any activity yet: the promotion's integrity check and retention will read it.
+  // Promotion's integrity check reads it (retention too, later).
   const store = options.store ?? (await openStore());
-  void store;
   const datasets = createDatasetActivities({ catalog, dataDir: options.dataDir ?? dataDir() });
   // Bundled once for both workers; the bundler reports through the runtime's logger, as a worker would.
   const workflowBundle =
@@ -102,6 +102,7 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
     client: options.client,
     catalog,
     secretHashKey: options.secretHashKey ?? (await deriveKey('secret-hash')).key,
+    store,
   });
   const codecs = options.dataConverter.payloadCodecs ?? [];
   const outside = createOutsideChangeActivities({ client: options.client, catalog, codecs });
@@ -123,6 +124,7 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
         codecs: options.dataConverter.payloadCodecs ?? [],
       }),
       ...datasets,
+      ...createStoredArtifactCheckActivities({ store }),
       ...createPromotionActivities({
         catalog,
         raiseAlert: (alert) => datasets.raiseAlert({ kind: 'promotion_blocked', ...alert }),

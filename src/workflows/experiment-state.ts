@@ -40,8 +40,11 @@ export interface ValidationReport {
   reason: string | null;
   host: string;
   resolvedConfig: unknown;
-  /** Where validation kept the patch (a reference: its text never enters the history; see storePatch). */
-  patch: { path: string; sha256: string; bytes: number; files: string[] } | null;
+  /**
+   * Where validation kept the patch (a reference: its text never enters the history; see storePatch):
+   * on the validating host, and as a fleet store object (`uri`; absent when the store could not take it).
+   */
+  patch: { path: string; sha256: string; bytes: number; files: string[]; uri?: string } | null;
   interpreter: string | null;
 }
 

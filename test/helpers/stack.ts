@@ -27,6 +27,8 @@ import { installWorkerRuntime } from '../../src/shared/runtime.js';
 import { dataConverter } from '../../src/temporal/connection.js';
 import { configurePoolUpdate, drainUpdate, type PoolConfiguration } from '../../src/workflows/definitions.js';
 import { ensureNamespace, ensureSearchAttributes } from '../../src/temporal/setup.js';
+import { FilesystemStore } from '../../src/store/fs-store.js';
+import type { FleetStore } from '../../src/store/store.js';
 
 export const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 
@@ -93,6 +95,8 @@ export interface TestStack {
   catalog: CatalogReader;
   /** The dataset store (EXPCTL_DATA_DIR when the test sets it, else data/ in workDir). */
   dataDir: string;
+  /** The fleet store the orchestrator and every worker of the stack share (store/ in workDir unless given). */
+  store: FleetStore;
   addGpuWorker(options: {
     host: string;
     cpuSlots?: number;
@@ -100,6 +104,8 @@ export interface TestStack {
     runtimeTags?: string[];
     /** Registers with this credential instead of the test admin's. */
     credential?: Credential;
+    /** How long a run's artifact uploads retry an unreachable store (the worker's default otherwise). */
+    artifactUploadMs?: number;
   }): Promise<GpuWorkerHandle>;
   stop(): Promise<void>;
 }
@@ -119,6 +125,8 @@ export async function startStack(options: {
   catalog?: string;
   /** false: no orchestrator in this process (the test starts `expctl orchestrator` processes). */
   orchestrator?: boolean;
+  /** The fleet store (default: a filesystem store in the stack's directory). */
+  store?: FleetStore;
 }): Promise<TestStack> {
   installWorkerRuntime();
   const { home, credential } = testTrust();
@@ -135,6 +143,7 @@ export async function startStack(options: {
   // The dataset store the orchestrator writes and the workers read (a test may name its own).
   const storeDir = process.env.EXPCTL_DATA_DIR ?? path.join(workDir, 'data');
   const catalogPath = options.catalog ?? path.join(workDir, 'catalog.sqlite');
+  const store = options.store ?? new FilesystemStore(path.join(workDir, 'store'));
   const orchestratorLog: string[] = [];
   const orchestrator =
     options.orchestrator === false
@@ -146,6 +155,7 @@ export async function startStack(options: {
           dataConverter: converter,
           catalog: catalogPath,
           dataDir: storeDir,
+          store,
           workflowBundle: { code: (await workflowBundle()).code },
           issuer: loadIssuerPublicKey(home),
           log: (line) => orchestratorLog.push(line),
@@ -162,6 +172,7 @@ export async function startStack(options: {
     fleet?: string;
     runtimeTags?: string[];
     credential?: Credential;
+    artifactUploadMs?: number;
   }) => {
     useFakeFleet(worker.fleet);
     const handle = await createGpuWorker({
@@ -174,12 +185,14 @@ export async function startStack(options: {
       runtimeTags: worker.runtimeTags,
       workDir: path.join(workDir, worker.host),
       dataDir: storeDir,
+      store,
       poolHeartbeatMs: 1000,
       trainingHeartbeatMs: 500,
       killAfterMs: 2000,
       checkpointSyncMs: 1000,
       log: (line) => workerLog.push(line),
       credential: worker.credential ?? credential,
+      ...(worker.artifactUploadMs !== undefined ? { artifactUploadMs: worker.artifactUploadMs } : {}),
     });
     running.push(handle.run());
     gpuWorkers.push(handle);
@@ -201,6 +214,7 @@ export async function startStack(options: {
     // The orchestrator has created and migrated it by now.
     catalog: await CatalogReader.open(catalogPath),
     dataDir: storeDir,
+    store,
     addGpuWorker,
     async stop() {
       for (const worker of gpuWorkers) await worker.shutdown();

@@ -18,6 +18,7 @@ import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
 import { outputOf, type ShownJson } from '../helpers/cli.js';
 import type { OutputName } from '../../src/cli/output-schemas.js';
 import { waitFor } from '../helpers/wait.js';
+import { attemptDocument } from '../../src/store/fence.js';
 
 const EXPCTL = fileURLToPath(new URL('../../bin/expctl.js', import.meta.url));
 const EXAMPLE = fileURLToPath(new URL('../../examples/ngram/train.py', import.meta.url));
@@ -413,9 +414,15 @@ describe('what the record keeps and what it does not', () => {
     );
     await handle.result();
     const record = (await catalog.get(experimentId))!;
-    expect(record.artifacts).toEqual([
-      { path: 'model.txt', bytes: 8, sha256: crypto.createHash('sha256').update('weights\n').digest('hex') },
-    ]);
+    const sha256 = crypto.createHash('sha256').update('weights\n').digest('hex');
+    // Kept in the fleet store too: the record names the object, and the store gives its bytes back.
+    expect(record.artifacts).toEqual([{ path: 'model.txt', bytes: 8, sha256, uri: stack.store.objectUri(sha256) }]);
+    expect((await stack.store.getBytes(sha256)).toString()).toBe('weights\n');
+    expect(await stack.store.getDocument(attemptDocument(experimentId, 1, 'artifacts'))).toMatchObject({
+      experimentId,
+      attempt: 1,
+      artifacts: record.artifacts,
+    });
     const manifest = JSON.parse(
       await fs.readFile(
         path.join(stack.workDir, 'rechost', 'runs', experimentId, 'artifacts', 'expctl-manifest.json'),
@@ -426,7 +433,7 @@ describe('what the record keeps and what it does not', () => {
       experimentId,
       commit: source.commit,
       tag: 'artifacts',
-      artifacts: record.artifacts,
+      artifacts: [{ path: 'model.txt', bytes: 8, sha256 }],
     });
     expect(record.heartbeats?.count).toBeGreaterThanOrEqual(1);
     expect(Date.parse(record.heartbeats!.lastAt!)).toBeGreaterThanOrEqual(Date.parse(record.heartbeats!.firstAt!));

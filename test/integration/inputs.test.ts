@@ -12,6 +12,10 @@ import { runCli } from '../helpers/cli.js';
 import { rawHistory } from '../helpers/history.js';
 import { commitAll, makeRepo } from '../helpers/repo.js';
 import { drain, startStack, type TestStack } from '../helpers/stack.js';
+import type { GpuWorkerHandle } from '../../src/roots/gpu-worker.js';
+import { Catalog } from '../../src/catalog/catalog.js';
+import { createControlActivities } from '../../src/activities/control.js';
+import { hostTaskQueue } from '../../src/shared/constants.js';
 
 /** Prints every EXPCTL_* variable it received (and whether each path exists), then a metric. */
 const SHOW_INPUTS = `import json, os
@@ -23,6 +27,7 @@ print("val_bpb:          1.000000")
 `;
 
 let stack: TestStack;
+const workers = new Map<string, GpuWorkerHandle>();
 let source: { repo: string; commit: string };
 
 /** A file or directory under a host's root (datasets or checkpoints), as the worker of that host sees it. */
@@ -61,8 +66,7 @@ beforeAll(async () => {
   // Two hosts with their own work directories (datasets and checkpoints roots): val-a registers
   // first, so validation picks it whenever it is online.
   stack = await startStack({ name: 'inputs', gpuWorker: false });
-  await stack.addGpuWorker({ host: 'val-a', cpuSlots: 1 });
-  await stack.addGpuWorker({ host: 'train-b', cpuSlots: 1 });
+  for (const host of ['val-a', 'train-b']) workers.set(host, await stack.addGpuWorker({ host, cpuSlots: 1 }));
   source = await makeRepo({ 'show_inputs.py': SHOW_INPUTS, 'init.pt': 'committed weights\n' });
 });
 afterAll(async () => stack?.stop());
@@ -228,6 +232,10 @@ describe('the whole patch, always', () => {
     }
     const record = (await stack.catalog.get(handle.workflowId))!;
     expect(record).toMatchObject({ patch: null, patchSha256: reference.sha256, patchBytes: reference.bytes });
+    // The validating host put it in the fleet store too: the history and the record name the object.
+    expect(reference.uri).toBe(stack.store.objectUri(reference.sha256));
+    expect(record.patchUri).toBe(reference.uri);
+    expect(Buffer.compare(await stack.store.getBytes(reference.sha256), kept)).toBe(0);
 
     // The experiment's history, every payload decoded with the fleet's codec: the reference, never the text.
     const { events } = await rawHistory(stack.client, stack.namespace, handle.workflowId);
@@ -242,7 +250,63 @@ describe('the whole patch, always', () => {
     expect(decoded.length).toBeGreaterThan(10);
     const all = Buffer.concat(decoded);
     expect(all.includes(reference.sha256), 'the patch is referenced by its sha256').toBe(true);
+    expect(all.includes(reference.uri!), 'the patch is referenced by its store URI').toBe(true);
     expect(all.includes(marker), 'patch text in the experiment history').toBe(false);
     expect(all.includes('+++ b/big.txt'), 'patch text in the experiment history').toBe(false);
+  });
+
+  it('with its validating host gone, the patch comes from the fleet store: into the catalog, and to `expctl show --patch`', async () => {
+    const repo = await makeRepo({ 'show_inputs.py': SHOW_INPUTS });
+    await fs.writeFile(path.join(repo.repo, 'change.txt'), 'a change only the store will keep\n');
+    const commit = await commitAll(repo.repo, 'a small change');
+    const { handle } = await submitExperiment(
+      stack.client,
+      request({ tag: 'patch-gone', repo: repo.repo, commit, hypothesis: 'the patch outlives its host' }),
+    );
+    expect(await handle.result()).toMatchObject({ status: 'completed' });
+    const { host, patch } = (await handle.query(experimentStateQuery)).validation!;
+    const expected = await fs.readFile(path.join(stack.workDir, host, 'runs', handle.workflowId, 'commit.patch'));
+    // The validating host goes for good, its disk with it.
+    await workers.get(host)!.shutdown();
+    await fs.rm(path.join(stack.workDir, host), { recursive: true, force: true });
+
+    const writer = await Catalog.open(stack.catalogPath);
+    try {
+      // As if the catalog never got its copy: `show --patch` reads the store the record names.
+      await writer.sql.run('DELETE FROM blobs WHERE sha256 = ?', [patch!.sha256]);
+      const cliEnv = { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace };
+      const shown = await runCli(
+        { ...cliEnv, EXPCTL_CATALOG: stack.catalogPath },
+        ['show', handle.workflowId, '--patch'],
+        {
+          stripFinalNewline: false,
+          encoding: 'buffer',
+        },
+      );
+      expect(shown.exitCode, String(shown.stderr)).toBe(0);
+      expect(Buffer.compare(Buffer.from(shown.stdout as Uint8Array), expected)).toBe(0);
+
+      // The orchestrator's copy comes from the store, without asking the host (no worker serves its queue).
+      const control = createControlActivities({
+        client: stack.client,
+        catalog: writer,
+        secretHashKey: Buffer.alloc(32),
+        store: stack.store,
+      });
+      const started = Date.now();
+      await control.storePatch({
+        experimentId: handle.workflowId,
+        hostQueue: hostTaskQueue(host),
+        sha256: patch!.sha256,
+        bytes: patch!.bytes,
+        uri: patch!.uri!,
+      });
+      // A host read would wait out its queue's 30 s before failing.
+      expect(Date.now() - started).toBeLessThan(20_000);
+      const page = await writer.blobPage(patch!.sha256, 0, expected.length);
+      expect(page).toMatchObject({ text: expected.toString('utf8'), bytes: expected.length, nextOffset: null });
+    } finally {
+      await writer.close();
+    }
   });
 });

@@ -1,5 +1,7 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
@@ -11,7 +13,7 @@ import { tagStateQuery } from '../../src/workflows/definitions.js';
 import { tagWorkflowId } from '../../src/workflows/tag.js';
 import { outputOf, runCli } from '../helpers/cli.js';
 import { makeRepo } from '../helpers/repo.js';
-import { FIXTURES, issueTestCredential, startStack, type TestStack } from '../helpers/stack.js';
+import { drain, FIXTURES, issueTestCredential, startStack, type TestStack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
 
 // Gated promotion on a real server: integrity, holdout evaluation on the fleet, approval, alias moves, rollback.
@@ -253,10 +255,12 @@ describe('approval', () => {
 });
 
 describe('integrity and cancellation', () => {
-  it('an artifact whose bytes changed since its run is blocked before any evaluation', async () => {
-    const kept = await keptRun(1.0, 1.0);
-    const file = path.join(stack.workDir, 'promohost', 'runs', kept, 'artifacts', 'model.txt');
-    await fs.writeFile(file, 'tampered weights\n');
+  it('a stored model whose bytes changed since its run is blocked before any evaluation', async () => {
+    // A model of its own (no other run wrote these bytes): the one object is tampered with.
+    const kept = await keptRun(1.25, 1.0);
+    const [model] = (await catalog().get(kept))!.artifacts;
+    const object = fileURLToPath(model!.uri!);
+    await fs.writeFile(object, 'tampered weights\n');
     const blocked = await promote([kept, '--model', 'lm-tamper']);
     expect(blocked.exitCode).toBe(3);
     expect(blocked.out).toMatchObject({
@@ -265,11 +269,32 @@ describe('integrity and cancellation', () => {
       holdout_experiment_id: null,
     });
     expect(blocked.out.reason).toMatch(
-      /model.txt now hashes to [0-9a-f]{64}, not the [0-9a-f]{64} recorded at the end of/,
+      /^model.txt: object [0-9a-f]{12}… in the store file:\/\/.* hashes to [0-9a-f]{12}…: refused$/,
     );
     expect((await models().promotion(blocked.out.promotion_id))?.stages).toMatchObject([
       { name: 'integrity', status: 'failed', code: PROMOTION_CODES.integrityMismatch },
     ]);
+
+    // `expctl artifacts --get` refuses it too, and writes nothing.
+    const out = path.join(stack.workDir, 'tampered-model.txt');
+    const corrupt = await asOperator(['artifacts', kept, '--get', 'model.txt', '--out', out, '--json']);
+    expect(corrupt.exitCode).toBe(4);
+    expect(JSON.parse(corrupt.stdout as string)).toEqual({
+      error: 'unavailable',
+      message: expect.stringMatching(
+        /^model.txt of exp-.*: object [0-9a-f]{12}… in the store .* hashes to .*: refused$/,
+      ),
+    });
+    await expect(fs.access(out)).rejects.toThrow(/ENOENT/);
+
+    // Gone from the store: blocked as missing.
+    await fs.rm(object);
+    const missing = await promote([kept, '--model', 'lm-tamper']);
+    expect(missing.out).toMatchObject({ status: 'blocked', code: PROMOTION_CODES.artifactMissing });
+    expect(missing.out.reason).toMatch(/^model.txt: object [0-9a-f]{12}… is not in the store file:\/\//);
+    const gone = await asOperator(['artifacts', kept, '--get', 'model.txt', '--out', out]);
+    expect(gone.exitCode).toBe(4);
+    expect(gone.stderr).toMatch(/model.txt of exp-.*: object [0-9a-f]{12}… is not in the store/);
   });
 
   it('a canceled promotion is recorded as such and moves nothing', async () => {
@@ -282,6 +307,81 @@ describe('integrity and cancellation', () => {
     await waitFor(async () => (await models().promotion(id))?.code === PROMOTION_CODES.canceled, 60_000);
     expect(await models().promotion(id)).toMatchObject({ status: 'failed', endedAt: expect.any(String) });
     expect(await models().aliases('lm-cancel')).toEqual({});
+  });
+});
+
+describe('a model whose training host is gone', () => {
+  it('is checked in the fleet store, evaluated on another host and promoted; `expctl artifacts` fetches it', async () => {
+    // Host A trains (the stack's own host is drained meanwhile), then goes for good: worker, disk and all.
+    await drain(stack.client, 'promohost', true, 'the model trains on promo-a');
+    try {
+      const hostA = await stack.addGpuWorker({ host: 'promo-a', cpuSlots: 1 });
+      const kept = await keptRun(1.5, 0.75);
+      const record = (await catalog().get(kept))!;
+      expect(record.worker).toBe('promo-a');
+      const weights = 'weights for val_bpb 1.5\n';
+      const sha256 = crypto.createHash('sha256').update(weights).digest('hex');
+      expect(record.artifacts).toEqual([
+        { path: 'model.txt', bytes: weights.length, sha256, uri: stack.store.objectUri(sha256) },
+      ]);
+      await hostA.shutdown();
+      await drain(stack.client, 'promo-a', true, 'the host is gone');
+      await fs.rm(path.join(stack.workDir, 'promo-a'), { recursive: true, force: true });
+      await stack.addGpuWorker({ host: 'promo-b', cpuSlots: 1 });
+
+      const promoted = await promote([kept, '--model', 'lm-gone']);
+      expect(promoted.exitCode, promoted.stderr as string).toBe(0);
+      expect(promoted.out).toMatchObject({
+        status: 'promoted',
+        code: PROMOTION_CODES.promoted,
+        version: 1,
+        candidate_metric: 0.75,
+      });
+      expect((await models().promotion(promoted.out.promotion_id))?.stages).toContainEqual(
+        expect.objectContaining({ name: 'integrity', status: 'passed', note: `sha256 ${sha256} (fleet store)` }),
+      );
+      // The evaluation ran on host B, on the model fetched from the store into its own run directory.
+      const holdout = (await catalog().get(promoted.out.holdout_experiment_id!))!;
+      expect(holdout).toMatchObject({ status: 'completed', worker: 'promo-b' });
+      expect(holdout.request.env).toMatchObject({ EXPCTL_MODEL_ARTIFACT: `expctl-store:${sha256}/model.txt` });
+      expect(holdout.logTail).toContain('evaluating weights for val_bpb 1.5 on the holdout split');
+      const fetched = path.join(stack.workDir, 'promo-b', 'runs', holdout.id, 'model', 'model.txt');
+      expect(await fs.readFile(fetched, 'utf8')).toBe(weights);
+      finished.push(promoted.out.promotion_id, holdout.id);
+
+      // `expctl artifacts` lists the record and fetches the model from the store, verified.
+      const listed = await asOperator(['artifacts', kept, '--json']);
+      expect(listed.exitCode, listed.stderr as string).toBe(0);
+      expect(outputOf('artifacts', listed)).toEqual({
+        experiment_id: kept,
+        artifacts: [{ path: 'model.txt', bytes: weights.length, sha256, uri: stack.store.objectUri(sha256) }],
+      });
+      const out = path.join(stack.workDir, 'fetched-model.txt');
+      const got = await asOperator(['artifacts', kept, '--get', 'model.txt', '--out', out, '--json']);
+      expect(got.exitCode, got.stderr as string).toBe(0);
+      expect(outputOf('artifacts-get', got)).toMatchObject({ experiment_id: kept, path: 'model.txt', sha256, out });
+      expect(await fs.readFile(out, 'utf8')).toBe(weights);
+
+      // Bad input, each named.
+      const unknown = await asOperator(['artifacts', 'exp-nothing-here', '--json']);
+      expect(unknown.exitCode).toBe(2);
+      expect(JSON.parse(unknown.stdout as string)).toMatchObject({
+        message: expect.stringMatching(/^no experiment exp-nothing-here in /),
+      });
+      const noPath = await asOperator(['artifacts', kept, '--get', 'weights.bin', '--out', out, '--json']);
+      expect(noPath.exitCode).toBe(2);
+      expect(JSON.parse(noPath.stdout as string)).toMatchObject({
+        message: `experiment ${kept} has no artifact "weights.bin" (it has model.txt)`,
+      });
+      const intoDir = await asOperator(['artifacts', kept, '--get', 'model.txt', '--out', stack.workDir]);
+      expect(intoDir.exitCode).toBe(2);
+      expect(intoDir.stderr).toContain(`--out ${stack.workDir} is a directory: name the file to write`);
+      const half = await asOperator(['artifacts', kept, '--get', 'model.txt']);
+      expect(half.exitCode).toBe(2);
+      expect(half.stderr).toContain('--get PATH and --out FILE go together');
+    } finally {
+      await drain(stack.client, 'promohost', false, 'back');
+    }
   });
 });
 

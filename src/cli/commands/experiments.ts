@@ -35,6 +35,9 @@ import { dataShowCommand } from './data.js';
 import { promotionShowCommand } from './promotion.js';
 import { isPromotionId } from '../../domain/promotion.js';
 import { EXIT_CODES } from '../../domain/exit-codes.js';
+import { storeOfObjectUri } from '../../store/object-uri.js';
+import { openStore } from '../../store/open.js';
+import { isStoreError } from '../../store/store.js';
 
 /** A refusal before anything was submitted, in the same shape an agent reads for every run. */
 function refusal(tag: string | undefined, reason: string, metricName: string): ExperimentResult {
@@ -337,7 +340,9 @@ async function showPatch(id: string, options: { json?: boolean }): Promise<void>
     const record = await catalog.experiment(id);
     if (!record) throw new CliError(`no experiment ${id} in ${catalog.source}`);
     // Runs recorded before blobs kept the patch (cut at 1 MiB) in their row.
-    const text = record.patchSha256 ? ((await catalog.blob(record.patchSha256)) ?? record.patch) : record.patch;
+    const text = record.patchSha256
+      ? ((await catalog.blob(record.patchSha256)) ?? (await storedPatch(id, record)) ?? record.patch)
+      : record.patch;
     if (text === null)
       throw new CliError(
         `experiment ${id} has no patch recorded (${record.status}): one is kept once validation passes`,
@@ -352,6 +357,24 @@ async function showPatch(id: string, options: { json?: boolean }): Promise<void>
     process.stdout.write(process.stdout.isTTY ? safeText(text, { multiline: true }) : text);
   } finally {
     await catalog.close();
+  }
+}
+
+/** The patch from the fleet store the record names, when the catalog has no copy (its validating host was gone). */
+async function storedPatch(
+  id: string,
+  record: { patchSha256: string | null; patchUri?: string | null },
+): Promise<string | undefined> {
+  if (!record.patchSha256 || !record.patchUri) return undefined;
+  const store = await openStore({
+    ...process.env,
+    EXPCTL_STORE: storeOfObjectUri(record.patchUri, record.patchSha256),
+  });
+  try {
+    return (await store.getBytes(record.patchSha256)).toString('utf8');
+  } catch (error) {
+    if (isStoreError(error)) throw new CliError(`the patch of ${id}: ${error.message}`, EXIT_CODES.infrastructure);
+    throw error;
   }
 }
 

@@ -56,11 +56,14 @@ async function keepPatch(run: ExperimentRun, hostQueue: string, report: Validati
       hostQueue,
       sha256: patch.sha256,
       bytes: patch.bytes,
+      ...(patch.uri ? { uri: patch.uri } : {}),
     });
   run.pending.validation = {
     resolvedConfig: report.resolvedConfig,
     interpreter: report.interpreter,
-    patch: patch ? { sha256: patch.sha256, bytes: patch.bytes, files: patch.files } : null,
+    patch: patch
+      ? { sha256: patch.sha256, bytes: patch.bytes, files: patch.files, ...(patch.uri ? { uri: patch.uri } : {}) }
+      : null,
   };
 }
 
