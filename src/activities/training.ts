@@ -30,6 +30,8 @@ import type { UnsealingKey } from '../security/sealed-secrets.js';
 import { recheckOnLeasedHost, resolvedInputVariables, type HostResolution } from './request-check.js';
 import { RUN_NOT_ON_HOST } from '../shared/constants.js';
 import type { FleetStore } from '../store/store.js';
+import { currentFence, type FenceToken } from '../store/fence.js';
+import { createLogShipper, type LogShipper } from '../gpu-worker/log-shipping.js';
 
 export interface TrainingDeps {
   slot: Slot;
@@ -66,6 +68,8 @@ export interface TrainingDeps {
   unsealingKey?: UnsealingKey;
   /** The fleet store: checkpoints, artifacts and logs leave the host through it. */
   store?: FleetStore;
+  /** How often a run's log is shipped to the store while it goes (default 5 s). */
+  logShipIntervalMs?: number;
 }
 
 /** What every training heartbeat carries; `expctl run` turns it into a progress bar. */
@@ -141,6 +145,30 @@ export function createTrainingActivities(deps: TrainingDeps) {
       });
     return watch;
   };
+  /** Ships the run's log to the fleet store while it goes (none without a store or a fencing token). */
+  const logShipper = (
+    token: FenceToken | undefined,
+    log: string,
+    secretValues: readonly string[],
+    startOffset?: number,
+  ): LogShipper | undefined =>
+    deps.store && token
+      ? createLogShipper({
+          store: deps.store,
+          token,
+          host: deps.slot.host,
+          logFile: log,
+          secretValues,
+          startOffset,
+          intervalMs: deps.logShipIntervalMs,
+        })
+      : undefined;
+  /** The attempt a re-attached run belongs to: the fence's, when its lease is the run's own. */
+  const adoptedToken = async (experimentId: string, leaseId: string | undefined): Promise<FenceToken | undefined> => {
+    if (!deps.store || !leaseId) return undefined;
+    const fence = await currentFence(deps.store, experimentId).catch(() => null);
+    return fence && fence.leaseId === leaseId ? { experimentId, attempt: fence.attempt, leaseId } : undefined;
+  };
   /** What each watch needs to stop a run whose lease the pool no longer holds. */
   const leaseWatch = (slotId: string, leaseId: string | undefined) =>
     deps.leaseHeld && leaseId
@@ -213,6 +241,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         secretValues,
         lease: leaseWatch(record.slotId ?? deps.slot.slotId, record.leaseId),
         cleanup,
+        shipLog: logShipper(await adoptedToken(experimentId, record.leaseId), files.log, secretValues),
       }),
     );
   };
@@ -284,6 +313,11 @@ export function createTrainingActivities(deps: TrainingDeps) {
       const files = runFiles(deps.workDir, experimentId);
       await fs.mkdir(files.artifacts, { recursive: true, mode: PRIVATE_DIR_MODE });
       await fs.writeFile(files.preparing, String(process.pid), PRIVATE_FILE);
+      // This attempt's part of the log starts here: an earlier attempt on this host wrote before it.
+      const logStart = await fs.stat(files.log).then(
+        (stats) => stats.size,
+        () => 0,
+      );
       let watch: RunWatch | undefined;
       const canceled = new AbortController();
       const prepared = (async () => {
@@ -298,13 +332,17 @@ export function createTrainingActivities(deps: TrainingDeps) {
           .finally(() => fs.rm(files.preparing, { force: true }));
         if ('outcome' in started) return started.outcome;
         const { run, record, clock, runSecrets } = started;
+        const secretValues = [...runSecrets, ...workerSecretValues()];
+        const token =
+          input.attempt === undefined ? undefined : { experimentId, attempt: input.attempt, leaseId: input.leaseId };
         watch = watchRun(run, record, clock, {
           workDir: deps.workDir,
           killAfterMs,
           heartbeatIntervalMs,
-          secretValues: [...runSecrets, ...workerSecretValues()],
+          secretValues,
           lease: leaseWatch(input.slot.slotId, input.leaseId),
           cleanup,
+          shipLog: logShipper(token, files.log, secretValues, logStart),
         });
         if (canceled.signal.aborted) watch.cancel();
         return watch.outcome;
@@ -382,6 +420,8 @@ interface WatchDeps {
   /** Asks the pool about the run's lease; absent, the run is never stopped for it. */
   lease?: { held: () => Promise<boolean>; intervalMs: number };
   cleanup: DeferredCleanup;
+  /** Ships the log to the fleet store while the run goes, and once more at its end. */
+  shipLog?: LogShipper;
 }
 
 /** Why a watched run was stopped, if it was: its kill limit, or a cancel (an operator's, a lost lease). */
@@ -404,6 +444,7 @@ function watchRun(run: StartedRun, record: RunRecord, clock: ProgressClock, deps
   const stopped = runStop(run, deps.killAfterMs);
   const follower = new LogFollower(files.log);
   const beats = runBeats(run, record, follower, stopped, deps);
+  deps.shipLog?.start();
   const outcome = (async (): Promise<TrainingOutcome> => {
     const ended = await untilExit(run, clock, beats.beat, deps.heartbeatIntervalMs);
     await follower.poll();
@@ -580,6 +621,8 @@ async function finishRun(watched: Watched, ended: RunEnd): Promise<TrainingOutco
   // Off the slot's critical path: the next run need not wait for git to delete this tree.
   deps.cleanup.defer(files.tree, () => removeWorktree(record.repo, files.tree));
   await fs.rm(files.pidFile, { force: true });
+  // Once more at exit, before anyone is told: what the run wrote last explains how it ended.
+  const shipped = await deps.shipLog?.finish();
   if (canceled) throw new CancelledFailure(`canceled; every process of ${experimentId} was killed`);
   // The record keeps the tail, the block and the artifact list; secrets the run could see are scrubbed from them.
   const logTail = capTailBytes(scrub(follower.tailText(LOG_TAIL_BYTES, 40)));
@@ -618,6 +661,8 @@ async function finishRun(watched: Watched, ended: RunEnd): Promise<TrainingOutco
     logPath: files.log,
     startedAt: record.startedAt,
     endedAt: new Date().toISOString(),
+    ...(shipped?.log ? { log: shipped.log } : {}),
+    ...(shipped?.storeProblems.length ? { storeProblems: shipped.storeProblems } : {}),
   };
   await writeOutcomeFile(deps.workDir, experimentId, result);
   return result;

@@ -158,4 +158,8 @@ export interface TrainingOutcome {
   artifacts: { path: string; sha256: string; bytes: number }[];
   /** Heartbeats the worker sent while supervising the run. */
   heartbeats: { count: number; firstAt: string | null; lastAt: string | null; intervalSeconds: number };
+  /** Where the log shipped to the fleet store is: the attempt's chunk list (LOGS). */
+  log?: { document: string; store: string; bytes: number; chunks: number; complete: boolean };
+  /** What did not reach the fleet store, each a named problem ("store unreachable: …"). */
+  storeProblems?: string[];
 }
