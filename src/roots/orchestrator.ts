@@ -23,6 +23,7 @@ import { createPromotionActivities } from '../activities/promotion.js';
 import { createDatasetActivities } from '../activities/datasets.js';
 import { Catalog } from '../catalog/catalog.js';
 import { createCatalogActivities } from '../activities/catalog.js';
+import { createStoreActivities } from '../activities/store.js';
 import { deriveKey } from '../security/keyring.js';
 import { CONTROL_TASK_QUEUE, POOL_TASK_QUEUE } from '../shared/constants.js';
 import { dataDir } from '../shared/settings.js';
@@ -79,9 +80,8 @@ export interface OrchestratorWorker {
  */
 export async function createOrchestratorWorker(options: OrchestratorOptions): Promise<OrchestratorWorker> {
   const catalog = await Catalog.open(options.catalog);
-  // Not used by any activity yet: the promotion's integrity check and retention will read it.
+  // Shipped logs are read from it, and retention collects it.
   const store = options.store ?? (await openStore());
-  void store;
   const datasets = createDatasetActivities({ catalog, dataDir: options.dataDir ?? dataDir() });
   // Bundled once for both workers; the bundler reports through the runtime's logger, as a worker would.
   const workflowBundle =
@@ -114,6 +114,7 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
       // A run's terminal record also audits what was done to it from outside expctl.
       recordExperiment: auditingTerminalRecords(controlActivities.recordExperiment, outside),
       ...createCatalogActivities({ catalog }),
+      ...createStoreActivities({ store }),
       ...createAuthorizationActivities({ issuer: options.issuer, catalog }),
       ...createLeaseHolderActivities({ client: options.client, catalog }),
       ...createPoolSettingsActivities({ catalog }),
