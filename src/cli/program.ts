@@ -19,6 +19,7 @@ import { declareInstallTemporal } from './declarations/install-temporal.js';
 import { declarePromotion, declarePromotionShow } from './declarations/promotion.js';
 import { declareLineage } from './declarations/lineage.js';
 import { declareData } from './declarations/data.js';
+import { declareStore } from './declarations/store.js';
 
 /**
  * Every `expctl` command, gathered in the order help lists them. Each is declared in one place, its
@@ -48,6 +49,7 @@ export function declareCommands(program: Command): Command {
   declareLineage(program);
   declarePromotionShow(program);
   declareData(program);
+  declareStore(program);
   return program;
 }
 

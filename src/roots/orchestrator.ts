@@ -114,7 +114,7 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
       // A run's terminal record also audits what was done to it from outside expctl.
       recordExperiment: auditingTerminalRecords(controlActivities.recordExperiment, outside),
       ...createCatalogActivities({ catalog }),
-      ...createStoreActivities({ store }),
+      ...createStoreActivities({ store, catalog }),
       ...createAuthorizationActivities({ issuer: options.issuer, catalog }),
       ...createLeaseHolderActivities({ client: options.client, catalog }),
       ...createPoolSettingsActivities({ catalog }),
