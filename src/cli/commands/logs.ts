@@ -108,7 +108,7 @@ export async function logsCommand(id: string, options: { follow?: boolean; all?:
         if (reader !== current?.reader) readers.push(reader);
         // Earlier attempts on other hosts: their lines are in the store only (a host's own log holds
         // every attempt it ran).
-        for (const log of await reader.storedLogs()) {
+        for (const log of attempt > 1 ? await earlierAttempts(reader, id) : []) {
           if (log.attempt >= attempt || printed.has(log.attempt) || log.host === snapshot.worker) continue;
           console.error(
             `expctl: ${id}: attempt ${log.attempt} (on ${log.host}), read from the fleet store (${wholeness(log)})`,
@@ -141,6 +141,14 @@ export async function logsCommand(id: string, options: { follow?: boolean; all?:
   }
 }
 
+/** The shipped logs of a re-placed run; a store that cannot be read is said, and the host's log still read. */
+async function earlierAttempts(reader: LogReader, id: string): Promise<StoredLog[]> {
+  return reader.storedLogs().catch((error: Error) => {
+    console.error(`expctl: ${id}: the earlier attempts' logs could not be read from the fleet store: ${error.message}`);
+    return [];
+  });
+}
+
 /** The current attempt's log from the store, its host having not answered; refused if none was shipped. */
 async function fromTheStore(
   current: { attempt: number; host: string; reader: LogReader; offset: number | undefined },
@@ -148,7 +156,10 @@ async function fromTheStore(
   unreachable: HostUnreachableError,
   all: boolean | undefined,
 ): Promise<void> {
-  const log = (await current.reader.storedLogs()).find((stored) => stored.attempt === current.attempt);
+  const stored = await current.reader.storedLogs().catch((error: Error) => {
+    throw new CliError(`${id}: ${unreachable.message}; the fleet store could not be read either: ${error.message}`);
+  });
+  const log = stored.find((shipped) => shipped.attempt === current.attempt);
   if (!log)
     throw new CliError(
       `${id}: ${unreachable.message}; the fleet store has no shipped log of attempt ${current.attempt}`,
