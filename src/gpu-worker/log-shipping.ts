@@ -95,6 +95,7 @@ export function createLogShipper(options: LogShipperOptions): LogShipper {
   let shipping: Promise<void> = Promise.resolve();
   let stopped = false;
   let resumed = false;
+  let released = false;
 
   /** A restarted worker continues the attempt's document rather than shipping the log twice. */
   const resume = async () => {
@@ -105,7 +106,7 @@ export function createLogShipper(options: LogShipperOptions): LogShipper {
       Object.assign(document, { chunks: earlier.chunks, bytes: earlier.bytes, sourceBytes: earlier.sourceBytes });
   };
 
-  /** The log's new bytes since the last read, scrubbed (an end that could begin a secret is held back). */
+  /** The log's new bytes since the last read, scrubbed (an end that could begin a secret is held back until `final`). */
   const readNew = async (final: boolean) => {
     const handle = await fs.open(logFile, 'r').catch(() => undefined);
     if (handle) {
@@ -122,7 +123,19 @@ export function createLogShipper(options: LogShipperOptions): LogShipper {
         await handle.close();
       }
     }
-    if (final) pending.push(scrubber.end());
+    if (final && !released) {
+      released = true;
+      pending.push(scrubber.end());
+    }
+  };
+
+  /** Bytes of the log not in the store: pending ones, and those not read yet. */
+  const unshipped = async () => {
+    const size = await fs.stat(logFile).then(
+      (stats) => stats.size,
+      () => document.sourceBytes,
+    );
+    return pending.reduce((sum, part) => sum + part.length, 0) + Math.max(0, size - document.sourceBytes);
   };
 
   /** Puts what is pending (in pieces of at most LOG_CHUNK_MAX_BYTES) and the document naming it. */
@@ -148,13 +161,13 @@ export function createLogShipper(options: LogShipperOptions): LogShipper {
     await writer.putAttemptDocument(logDocumentName, document);
   };
 
-  /** `release`: the scrubber's held-back end goes too (once, at the end); `complete`: the log is whole. */
-  const shipOnce = async (release: boolean, complete: boolean) => {
+  /** `final`: the run ended; what the scrubber held back goes too, and the log is complete. */
+  const shipOnce = async (final: boolean) => {
     if (fencedBy) return;
-    await resume();
-    await readNew(release);
     try {
-      await putPending(complete);
+      await resume();
+      await readNew(final);
+      await putPending(final);
       failures = 0;
       lastError = undefined;
     } catch (error) {
@@ -176,7 +189,7 @@ export function createLogShipper(options: LogShipperOptions): LogShipper {
     if (stopped || fencedBy) return;
     const delay = Math.min(maxBackoffMs, intervalMs * 2 ** Math.min(failures, 16));
     timer = setTimeout(() => {
-      shipping = shipOnce(false, false)
+      shipping = shipOnce(false)
         .catch(() => undefined)
         .finally(schedule);
     }, delay);
@@ -194,8 +207,7 @@ export function createLogShipper(options: LogShipperOptions): LogShipper {
       let delay = Math.min(1000, intervalMs);
       for (let tryNumber = 1; ; tryNumber++) {
         try {
-          // The held-back end is released once only, on the first try.
-          await shipOnce(tryNumber === 1, true);
+          await shipOnce(true);
           break;
         } catch {
           if (tryNumber >= tries) break;
@@ -206,7 +218,7 @@ export function createLogShipper(options: LogShipperOptions): LogShipper {
       const storeProblems: string[] = [];
       if (fencedBy) storeProblems.push(`log shipping stopped, fenced: ${fencedBy}`);
       else if (lastError) {
-        const missing = pending.reduce((sum, part) => sum + part.length, 0);
+        const missing = await unshipped();
         storeProblems.push(
           `store unreachable: the log's last ${missing} bytes were not shipped (${lastError}); the whole log stays on ${options.host}`,
         );
