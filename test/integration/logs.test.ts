@@ -214,6 +214,7 @@ describe('expctl logs', () => {
     expect(logs.stderr).toContain(
       `expctl: ${experimentId}: the worker host ${HOST} did not answer; attempt 1, read from the fleet store (complete)`,
     );
+    expect(logs.stderr).not.toContain('read from the host');
     expect(logs.stdout).toBe(fromHost.stdout);
     expect(logs.stdout).toMatch(/val_bpb:\s+1\.4/);
     expect(logs.stdout).not.toContain('tok-ship-4f9a2c7e1b');

@@ -72,6 +72,14 @@ const storedSource = (reader: LogReader, attempt: number): PageSource => ({
   page: (offset) => reader.storedPage(attempt, offset),
 });
 
+/** The attempt being read: its host, the reader of that host, where the next page starts. */
+interface Segment {
+  attempt: number;
+  host: string;
+  reader: LogReader;
+  offset: number | undefined;
+}
+
 /** What a shipped log's stderr line says of how whole it is. */
 const wholeness = (log: StoredLog) =>
   log.complete ? 'complete' : `as last shipped ${log.updatedAt}: its last seconds may be missing`;
@@ -86,7 +94,7 @@ export async function logsCommand(id: string, options: { follow?: boolean; all?:
   const client = await connectClient();
   /** Attempts whose lines were printed (from their host or from the store). */
   const printed = new Set<number>();
-  let current: { attempt: number; host: string; reader: LogReader; offset: number | undefined } | undefined;
+  let current: (Segment & { announced: boolean }) | undefined;
   const readers: LogReader[] = [];
   try {
     for (;;) {
@@ -118,10 +126,15 @@ export async function logsCommand(id: string, options: { follow?: boolean; all?:
         }
         // A follower that moved on to the next attempt reads it from its start.
         const offset = current && current.host !== snapshot.worker ? 0 : current?.offset;
-        current = { attempt, host: snapshot.worker, reader, offset };
-        console.error(`expctl: ${id}: attempt ${attempt}, read from the host ${snapshot.worker}`);
+        current = { attempt, host: snapshot.worker, reader, offset, announced: false };
       }
       try {
+        if (!current.announced) {
+          // Said once the host has answered (a size-only read), not before.
+          await current.reader.page(Number.MAX_SAFE_INTEGER);
+          console.error(`expctl: ${id}: attempt ${current.attempt}, read from the host ${current.host}`);
+          current.announced = true;
+        }
         current.offset = await printPages(current.reader, id, options.all, current.offset);
         if (!options.follow || ended) return;
         // Following: the host holds the read until the log grows (or 10 s pass), then the state is checked again.
@@ -130,7 +143,7 @@ export async function logsCommand(id: string, options: { follow?: boolean; all?:
         current.offset = page.nextOffset;
       } catch (error) {
         if (!(error instanceof HostUnreachableError)) throw error;
-        await fromTheStore(current, id, error, options.all);
+        for (const shown of await fromTheStore(current, id, printed, error, options.all)) printed.add(shown);
         printed.add(current.attempt);
         // The host is gone: a follower reads the run's next attempt (re-placed elsewhere), if there is one.
         if (!options.follow || ended || !(await replaced(client, id, current))) return;
@@ -149,28 +162,38 @@ async function earlierAttempts(reader: LogReader, id: string): Promise<StoredLog
   });
 }
 
-/** The current attempt's log from the store, its host having not answered; refused if none was shipped. */
+/**
+ * The log of every attempt the unanswering host ran that was not printed yet, from the store: the
+ * current one, or (while a re-placed run waits for its next host) the one the host lost.
+ * Refused when none was shipped.
+ */
 async function fromTheStore(
-  current: { attempt: number; host: string; reader: LogReader; offset: number | undefined },
+  current: Segment,
   id: string,
+  printed: ReadonlySet<number>,
   unreachable: HostUnreachableError,
   all: boolean | undefined,
-): Promise<void> {
+): Promise<number[]> {
   const stored = await current.reader.storedLogs().catch((error: Error) => {
     throw new CliError(`${id}: ${unreachable.message}; the fleet store could not be read either: ${error.message}`);
   });
-  const log = stored.find((shipped) => shipped.attempt === current.attempt);
-  if (!log)
+  const logs = stored.filter(
+    (shipped) => shipped.host === current.host && shipped.attempt <= current.attempt && !printed.has(shipped.attempt),
+  );
+  if (logs.length === 0)
     throw new CliError(
       `${id}: ${unreachable.message}; the fleet store has no shipped log of attempt ${current.attempt}`,
     );
-  console.error(
-    `expctl: ${id}: the worker host ${current.host} did not answer; attempt ${current.attempt}, read from the fleet store (${wholeness(log)})`,
-  );
   // Host offsets and shipped offsets differ (scrubbing, earlier attempts on the host): read whole.
   if (current.offset !== undefined)
     console.error(`expctl: ${id}: the store's copy starts again; lines already shown from the host come again`);
-  await printPages(storedSource(current.reader, current.attempt), id, all, undefined);
+  for (const log of logs) {
+    console.error(
+      `expctl: ${id}: the worker host ${current.host} did not answer; attempt ${log.attempt}, read from the fleet store (${wholeness(log)})`,
+    );
+    await printPages(storedSource(current.reader, log.attempt), id, all, undefined);
+  }
+  return logs.map((log) => log.attempt);
 }
 
 /** Waits until the run has a next attempt (true) or ends on this one (false). */
