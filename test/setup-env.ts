@@ -12,5 +12,5 @@ Object.assign(process.env, inject('sealKeyFiles'));
 // Nor does any of them find a stack through the user's own pointer (~/.local/state/expctl): each
 // test file has a state home of its own, where an `expctl dev` it starts records its stack.
 process.env.XDG_STATE_HOME = fs.mkdtempSync(path.join(inject('stateHomes'), 'file-'));
-// Nor does any worker it starts keep a fleet store in the working directory (./.expctl/store).
-process.env.EXPCTL_STORE = path.join(process.env.XDG_STATE_HOME, 'store');
+// And a fleet store of its own: runs ship their logs (and more) to it, never to the checkout's .expctl.
+process.env.EXPCTL_STORE = fs.mkdtempSync(path.join(inject('stateHomes'), 'store-'));

@@ -37,6 +37,8 @@ import { RUN_NOT_ON_HOST } from '../shared/constants.js';
 import type { FleetStore } from '../store/store.js';
 import { CheckpointSync } from '../gpu-worker/checkpoint-sync.js';
 import { attemptWriter } from '../store/fence.js';
+import { currentFence, type FenceToken } from '../store/fence.js';
+import { createLogShipper, type LogShipper } from '../gpu-worker/log-shipping.js';
 
 export interface TrainingDeps {
   slot: Slot;
@@ -79,6 +81,8 @@ export interface TrainingDeps {
   checkpointQuotaBytes?: number;
   /** How long a finished run's artifact uploads retry an unreachable store (default 60 s). */
   artifactUploadMs?: number;
+  /** How often a run's log is shipped to the store while it goes (default 5 s). */
+  logShipIntervalMs?: number;
 }
 
 /** What every training heartbeat carries; `expctl run` turns it into a progress bar. */
@@ -161,6 +165,30 @@ export function createTrainingActivities(deps: TrainingDeps) {
         quotaBytes: deps.checkpointQuotaBytes ?? DEFAULT_CHECKPOINT_QUOTA_BYTES,
       }
     : undefined;
+  /** Ships the run's log to the fleet store while it goes (none without a store or a fencing token). */
+  const logShipper = (
+    token: FenceToken | undefined,
+    log: string,
+    secretValues: readonly string[],
+    startOffset?: number,
+  ): LogShipper | undefined =>
+    deps.store && token
+      ? createLogShipper({
+          store: deps.store,
+          token,
+          host: deps.slot.host,
+          logFile: log,
+          secretValues,
+          startOffset,
+          intervalMs: deps.logShipIntervalMs,
+        })
+      : undefined;
+  /** The attempt a re-attached run belongs to: the fence's, when its lease is the run's own. */
+  const adoptedToken = async (experimentId: string, leaseId: string | undefined): Promise<FenceToken | undefined> => {
+    if (!deps.store || !leaseId) return undefined;
+    const fence = await currentFence(deps.store, experimentId).catch(() => null);
+    return fence && fence.leaseId === leaseId ? { experimentId, attempt: fence.attempt, leaseId } : undefined;
+  };
   /** What each watch needs to stop a run whose lease the pool no longer holds. */
   const leaseWatch = (slotId: string, leaseId: string | undefined) =>
     deps.leaseHeld && leaseId
@@ -236,6 +264,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         checkpoints: checkpointDeps,
         store: deps.store,
         artifactUploadMs: deps.artifactUploadMs,
+        shipLog: logShipper(await adoptedToken(experimentId, record.leaseId), files.log, secretValues),
       }),
     );
   };
@@ -315,6 +344,11 @@ export function createTrainingActivities(deps: TrainingDeps) {
       const files = runFiles(deps.workDir, experimentId);
       await fs.mkdir(files.artifacts, { recursive: true, mode: PRIVATE_DIR_MODE });
       await fs.writeFile(files.preparing, String(process.pid), PRIVATE_FILE);
+      // This attempt's part of the log starts here: an earlier attempt on this host wrote before it.
+      const logStart = await fs.stat(files.log).then(
+        (stats) => stats.size,
+        () => 0,
+      );
       let watch: RunWatch | undefined;
       const canceled = new AbortController();
       const prepared = (async () => {
@@ -334,16 +368,20 @@ export function createTrainingActivities(deps: TrainingDeps) {
           .finally(() => fs.rm(files.preparing, { force: true }));
         if ('outcome' in started) return started.outcome;
         const { run, record, clock, runSecrets } = started;
+        const secretValues = [...runSecrets, ...workerSecretValues()];
+        const token =
+          input.attempt === undefined ? undefined : { experimentId, attempt: input.attempt, leaseId: input.leaseId };
         watch = watchRun(run, record, clock, {
           workDir: deps.workDir,
           killAfterMs,
           heartbeatIntervalMs,
-          secretValues: [...runSecrets, ...workerSecretValues()],
+          secretValues,
           lease: leaseWatch(input.slot.slotId, input.leaseId),
           cleanup,
           checkpoints: checkpointDeps,
           store: deps.store,
           artifactUploadMs: deps.artifactUploadMs,
+          shipLog: logShipper(token, files.log, secretValues, logStart),
         });
         if (canceled.signal.aborted) watch.cancel();
         return watch.outcome;
@@ -425,6 +463,8 @@ interface WatchDeps {
   checkpoints?: { store: FleetStore; intervalMs: number; quotaBytes: number };
   store?: FleetStore;
   artifactUploadMs?: number;
+  /** Ships the log to the fleet store while the run goes, and once more at its end. */
+  shipLog?: LogShipper;
 }
 
 /** Why a watched run was stopped, if it was: its kill limit, or a cancel (an operator's, a lost lease). */
@@ -448,6 +488,7 @@ function watchRun(run: StartedRun, record: RunRecord, clock: ProgressClock, deps
   const follower = new LogFollower(files.log);
   const beats = runBeats(run, record, follower, stopped, deps);
   const sync = checkpointSync(record, deps);
+  deps.shipLog?.start();
   const outcome = (async (): Promise<TrainingOutcome> => {
     const ended = await untilExit(run, clock, beats.beat, deps.heartbeatIntervalMs);
     // The last sync at exit, before the outcome is written (a canceled run's too, where it can).
@@ -645,6 +686,8 @@ async function finishRun(watched: Watched, ended: RunEnd): Promise<TrainingOutco
   // Off the slot's critical path: the next run need not wait for git to delete this tree.
   deps.cleanup.defer(files.tree, () => removeWorktree(record.repo, files.tree));
   await fs.rm(files.pidFile, { force: true });
+  // Once more at exit, before anyone is told: what the run wrote last explains how it ended.
+  const shipped = await deps.shipLog?.finish();
   if (canceled) throw new CancelledFailure(`canceled; every process of ${experimentId} was killed`);
   // The record keeps the tail, the block and the artifact list; secrets the run could see are scrubbed from them.
   const logTail = capTailBytes(scrub(follower.tailText(LOG_TAIL_BYTES, 40)));
@@ -685,7 +728,11 @@ async function finishRun(watched: Watched, ended: RunEnd): Promise<TrainingOutco
     logPath: files.log,
     startedAt: record.startedAt,
     endedAt: new Date().toISOString(),
-    ...storeFields(checkpointFields(record, watched.checkpoints), storeProblems),
+    ...(shipped?.log ? { log: shipped.log } : {}),
+    ...storeFields(checkpointFields(record, watched.checkpoints), [
+      ...storeProblems,
+      ...(shipped?.storeProblems ?? []),
+    ]),
   };
   await writeOutcomeFile(deps.workDir, experimentId, result);
   return result;

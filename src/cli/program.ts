@@ -21,6 +21,7 @@ import { declarePromotion, declarePromotionShow } from './declarations/promotion
 import { declareLineage } from './declarations/lineage.js';
 import { declareData } from './declarations/data.js';
 import { declareArtifacts } from './declarations/artifacts.js';
+import { declareStore } from './declarations/store.js';
 
 /**
  * Every `expctl` command, gathered in the order help lists them. Each is declared in one place, its
@@ -52,6 +53,7 @@ export function declareCommands(program: Command): Command {
   declareLineage(program);
   declarePromotionShow(program);
   declareData(program);
+  declareStore(program);
   return program;
 }
 

@@ -12,8 +12,11 @@ import {
   HOST_LOG_ANSWER_SECONDS,
   logSessionWorkflow,
   readLogPageUpdate,
+  readStoredLogPageUpdate,
+  storedLogsUpdate,
   type LogPage,
 } from '../workflows/read-log.js';
+import type { StoredLog } from '../activities/store.js';
 
 /** The most a reader asks for per page (the host caps a page lower still). */
 const PAGE_BYTES = 1 << 20;
@@ -57,6 +60,36 @@ export class LogReader {
         )
           throw new HostUnreachableError(this.host);
         // The session ended between reads (idle too long): a new one takes over, once.
+        if (error instanceof WorkflowNotFoundError && attempt === 0) {
+          this.sessionId = undefined;
+          continue;
+        }
+        throw error;
+      }
+    }
+  }
+
+  /** The attempts whose logs were shipped to the fleet store, first first (read by the orchestrator). */
+  async storedLogs(): Promise<StoredLog[]> {
+    return this.withSession((handle) => handle.executeUpdate(storedLogsUpdate, { args: [] }));
+  }
+
+  /** A page of one attempt's shipped log, from the fleet store: for a host that is gone. */
+  async storedPage(attempt: number, offset: number): Promise<LogPage> {
+    return this.withSession((handle) =>
+      handle.executeUpdate(readStoredLogPageUpdate, { args: [{ attempt, offset, maxBytes: PAGE_BYTES }] }),
+    );
+  }
+
+  /** An update of the session; one that ended between reads (idle too long) is replaced, once. */
+  private async withSession<T>(
+    update: (handle: ReturnType<Client['workflow']['getHandle']>) => Promise<T>,
+  ): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const handle = this.client.workflow.getHandle(await this.session());
+      try {
+        return await update(handle);
+      } catch (error) {
         if (error instanceof WorkflowNotFoundError && attempt === 0) {
           this.sessionId = undefined;
           continue;

@@ -170,6 +170,8 @@ export interface TrainingOutcome {
   heartbeats: { count: number; firstAt: string | null; lastAt: string | null; intervalSeconds: number };
   /** The run's checkpoints: what it started from, what reached the fleet store, what was skipped and why. */
   checkpoint?: CheckpointOutcome;
+  /** Where the log shipped to the fleet store is: the attempt's chunk list. */
+  log?: { document: string; store: string; bytes: number; chunks: number; complete: boolean };
   /** Named problems with the fleet store (what is missing from it), e.g. "store unreachable: …". */
   storeProblems?: string[];
 }

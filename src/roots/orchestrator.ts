@@ -24,6 +24,7 @@ import { createStoredArtifactCheckActivities } from '../activities/artifact-chec
 import { createDatasetActivities } from '../activities/datasets.js';
 import { Catalog } from '../catalog/catalog.js';
 import { createCatalogActivities } from '../activities/catalog.js';
+import { createStoreActivities } from '../activities/store.js';
 import { deriveKey } from '../security/keyring.js';
 import { CONTROL_TASK_QUEUE, POOL_TASK_QUEUE } from '../shared/constants.js';
 import { dataDir } from '../shared/settings.js';
@@ -80,7 +81,7 @@ export interface OrchestratorWorker {
  */
 export async function createOrchestratorWorker(options: OrchestratorOptions): Promise<OrchestratorWorker> {
   const catalog = await Catalog.open(options.catalog);
-  // Promotion's integrity check reads it (retention too, later).
+  // Promotion's integrity check and shipped logs read it; retention collects it.
   const store = options.store ?? (await openStore());
   const datasets = createDatasetActivities({ catalog, dataDir: options.dataDir ?? dataDir() });
   // Bundled once for both workers; the bundler reports through the runtime's logger, as a worker would.
@@ -115,6 +116,7 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
       // A run's terminal record also audits what was done to it from outside expctl.
       recordExperiment: auditingTerminalRecords(controlActivities.recordExperiment, outside),
       ...createCatalogActivities({ catalog }),
+      ...createStoreActivities({ store, catalog }),
       ...createAuthorizationActivities({ issuer: options.issuer, catalog }),
       ...createLeaseHolderActivities({ client: options.client, catalog }),
       ...createPoolSettingsActivities({ catalog }),

@@ -15,3 +15,4 @@ export { datasetWorkflow } from './dataset.js';
 export { datasetVersionWorkflow } from './dataset-version.js';
 export { shardUploadWorkflow } from './shard-upload.js';
 export { batchWorkflow } from './batch.js';
+export { storeGcWorkflow } from './store-gc.js';

@@ -9,6 +9,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { createHostActivities } from '../activities/host.js';
+import type { createStoreActivities, StoredLog } from '../activities/store.js';
 
 /** One page of a run's log, as the host's readLog activity returns it. */
 export interface LogPage {
@@ -25,6 +26,14 @@ const SESSION_IDLE = '2 minutes';
 /** Reads the next page from `offset`; with `waitMs`, the host holds the call until the log grows. */
 export const readLogPageUpdate = defineUpdate<LogPage, [{ offset: number; maxBytes: number; waitMs: number }]>(
   'readLogPage',
+);
+
+/** The attempts whose logs were shipped to the fleet store (the orchestrator reads it, whatever host is gone). */
+export const storedLogsUpdate = defineUpdate<StoredLog[], []>('storedLogs');
+
+/** A page of one attempt's shipped log, from the fleet store. */
+export const readStoredLogPageUpdate = defineUpdate<LogPage, [{ attempt: number; offset: number; maxBytes: number }]>(
+  'readStoredLogPage',
 );
 
 /** The reader is done: the session ends once its reads have finished. */
@@ -44,11 +53,24 @@ export async function logSessionWorkflow(input: { hostQueue: string; experimentI
     heartbeatTimeout: '10s',
     retry: { maximumAttempts: 1 },
   });
+  // On the control queue: the orchestrator holds the fleet store.
+  const store = proxyActivities<ReturnType<typeof createStoreActivities>>({
+    startToCloseTimeout: '1m',
+    retry: { initialInterval: '1s', maximumAttempts: 3 },
+  });
   let reads = 0;
   let ended = false;
   setHandler(readLogPageUpdate, ({ offset, maxBytes, waitMs }) => {
     reads++;
     return host.readLog(input.experimentId, offset, maxBytes, waitMs);
+  });
+  setHandler(storedLogsUpdate, () => {
+    reads++;
+    return store.storedLogs(input.experimentId);
+  });
+  setHandler(readStoredLogPageUpdate, ({ attempt, offset, maxBytes }) => {
+    reads++;
+    return store.readStoredLog(input.experimentId, attempt, offset, maxBytes);
   });
   setHandler(endLogSessionSignal, () => {
     ended = true;

@@ -20,10 +20,9 @@ import { DEFAULT_METRIC } from '../../domain/decision.js';
 import { parseExperimentRequest, RequestValidationError, type ExperimentRequest } from '../../domain/request.js';
 import { poolLoads } from '../../domain/fair-share.js';
 import { servingOrder } from '../../domain/placement.js';
-import { killLimitSeconds, LOGS_DEFAULT_TAIL_BYTES } from '../../domain/limits.js';
+import { killLimitSeconds } from '../../domain/limits.js';
 import { connectClient } from '../../temporal/connection.js';
 import type { ExperimentSnapshot } from '../../workflows/experiment-state.js';
-import { HostUnreachableError, LogReader } from '../../client/logs.js';
 import { openCatalog } from '../catalog-view.js';
 import { CliError, formatTable, printJson, safeJson, safeText, wantsJson } from '../output.js';
 import { parseRunFlags, problemAsFlag, type RawRunOptions } from '../parse.js';
@@ -174,7 +173,7 @@ function notAnExperiment(error: NotAnExperimentError): CliError {
   return new CliError(`${quotedId(error.id)} is not an experiment; it is ${what}`, EXIT_CODES.validation_failed);
 }
 
-async function snapshotOf(client: Client, id: string): Promise<ExperimentSnapshot> {
+export async function snapshotOf(client: Client, id: string): Promise<ExperimentSnapshot> {
   checkExperimentId(id);
   const snapshot = await experimentState(client, id).catch((error: unknown) => {
     throw error instanceof NotAnExperimentError ? notAnExperiment(error) : error;
@@ -377,77 +376,6 @@ async function storedPatch(
     throw error;
   }
 }
-
-/**
- * A log chunk for a terminal: progress lines separated by a bare \r each get a line of their own,
- * and every other control character is shown escaped. Through a pipe the log stays byte-exact.
- */
-function terminalLogText(text: string): string {
-  return safeText(text.replace(/\r\n?/g, '\n'), { multiline: true });
-}
-
-export async function logsCommand(id: string, options: { follow?: boolean; all?: boolean }): Promise<void> {
-  const client = await connectClient();
-  const write = (text: string) => process.stdout.write(process.stdout.isTTY ? terminalLogText(text) : text);
-  let reader: LogReader | undefined;
-  let offset = 0;
-  let skipToLineStart = false;
-  /** Where the default tail starts: the last MiB (said on stderr when the log is longer). */
-  const tailStart = async (logs: LogReader, experimentId: string): Promise<number> => {
-    const { size } = await logs.page(Number.MAX_SAFE_INTEGER);
-    if (size <= LOGS_DEFAULT_TAIL_BYTES) return 0;
-    console.error(
-      `expctl: ${experimentId}: the log has ${size} bytes; showing its last ${LOGS_DEFAULT_TAIL_BYTES} (--all for everything)`,
-    );
-    skipToLineStart = true;
-    return size - LOGS_DEFAULT_TAIL_BYTES;
-  };
-  try {
-    for (;;) {
-      const snapshot = await snapshotOf(client, id);
-      const ended = isTerminal(snapshot.status);
-      if (snapshot.worker) {
-        if (!reader) {
-          reader = new LogReader(client, id, snapshot.worker);
-          if (!options.all) offset = await tailStart(reader, id);
-        }
-        // Everything there is now, page by page.
-        for (;;) {
-          const page = await reader.page(offset);
-          // A tail starts at the first whole line.
-          if (skipToLineStart) {
-            skipToLineStart = false;
-            const newline = page.text.indexOf('\n');
-            page.text = newline >= 0 ? page.text.slice(newline + 1) : '';
-          }
-          write(page.text);
-          offset = page.nextOffset;
-          if (page.nextOffset >= page.size) break;
-        }
-        if (!options.follow || ended) return;
-        // Following: the host holds the read until the log grows (or 10 s pass), then the state is checked again.
-        const page = await reader.page(offset, FOLLOW_WAIT_MS);
-        write(page.text);
-        offset = page.nextOffset;
-        continue;
-      }
-      if (!options.follow || ended) {
-        console.error(`expctl: ${id} has no log (status ${snapshot.status}: it never started training)`);
-        return;
-      }
-      // Not placed yet: the experiment's state is a query, nothing is started while waiting.
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-  } catch (error) {
-    if (error instanceof HostUnreachableError) throw new CliError(`${id}: ${error.message}`);
-    throw error;
-  } finally {
-    await reader?.close();
-  }
-}
-
-/** How long a follower's read waits on the host for the log to grow. */
-const FOLLOW_WAIT_MS = 10_000;
 
 export async function cancelCommand(id: string, options: { json?: boolean }): Promise<void> {
   const client = await connectClient();

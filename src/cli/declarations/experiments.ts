@@ -16,7 +16,7 @@ import type { RawRunOptions } from '../parse.js';
 /** The `expctl` commands of experiments: names, options and help; each action loads its module when it runs. */
 const load = () => import('../commands/experiments.js');
 const cancelCommand = lazy(load, 'cancelCommand');
-const logsCommand = lazy(load, 'logsCommand');
+const logsCommand = lazy(() => import('../commands/logs.js'), 'logsCommand');
 const runCommand = lazy(load, 'runCommand');
 const showCommand = lazy(load, 'showCommand');
 const waitCommand = lazy(load, 'waitCommand');
@@ -136,7 +136,7 @@ export function declareExperimentReads(program: Command): void {
     .action(showCommand);
   program
     .command('logs')
-    .description("an experiment's training log, read from the worker that ran it")
+    .description("an experiment's training log, from the worker that ran it, or from the fleet store when it is gone")
     .argument('<id>')
     .option('-f, --follow', 'keep printing until the run ends')
     .option('--all', 'the whole log from its start (default: its last MiB)')

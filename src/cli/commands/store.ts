@@ -1,0 +1,78 @@
+import crypto from 'node:crypto';
+import { WorkflowFailedError } from '@temporalio/client';
+import type { StoreGcReport } from '../../activities/store.js';
+import { formatDuration, parseDuration } from '../../domain/duration.js';
+import { EXIT_CODES } from '../../domain/exit-codes.js';
+import { CONTROL_TASK_QUEUE } from '../../shared/constants.js';
+import { openStore } from '../../store/open.js';
+import { OBJECT_KINDS, storeUsage } from '../../store/references.js';
+import { connectClient } from '../../temporal/connection.js';
+import { storeGcWorkflow } from '../../workflows/store-gc.js';
+import { CliError, formatTable, printJson, wantsJson } from '../output.js';
+
+/** What `store gc` keeps when no --older-than is given. */
+export const DEFAULT_GC_OLDER_THAN = '30d';
+
+/** Bytes as a person reads them: 1.5 GiB, 12.0 KiB, 512 B. */
+function humanBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) ((value /= 1024), unit++);
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** `expctl store du`: read from the store this host reaches (EXPCTL_STORE), not through the orchestrator. */
+export async function storeDuCommand(options: { json?: boolean }): Promise<void> {
+  const usage = await storeUsage(await openStore());
+  if (wantsJson(options)) return printJson(usage);
+  console.log(
+    `store ${usage.store}: ${usage.objects} objects, ${humanBytes(usage.bytes)}; ${usage.runs} runs, ${usage.documents} documents`,
+  );
+  console.log(
+    formatTable(
+      ['KIND', 'OBJECTS', 'BYTES', 'SIZE'],
+      OBJECT_KINDS.map((kind) => [
+        kind,
+        usage.byKind[kind].objects,
+        usage.byKind[kind].bytes,
+        humanBytes(usage.byKind[kind].bytes),
+      ]),
+    ),
+  );
+}
+
+/** `expctl store gc`: the orchestrator collects (only activities change state); this asks and reports. */
+export async function storeGcCommand(options: { olderThan?: string; dryRun?: boolean; json?: boolean }): Promise<void> {
+  let olderThanMs: number;
+  try {
+    olderThanMs = parseDuration(options.olderThan ?? DEFAULT_GC_OLDER_THAN);
+  } catch (error) {
+    throw new CliError(`--older-than: ${(error as Error).message}`, EXIT_CODES.validation_failed);
+  }
+  const client = await connectClient();
+  let report: StoreGcReport;
+  try {
+    report = await client.workflow.execute(storeGcWorkflow, {
+      workflowId: `store-gc-${crypto.randomBytes(6).toString('hex')}`,
+      taskQueue: CONTROL_TASK_QUEUE,
+      args: [{ olderThanMs, dryRun: options.dryRun === true }],
+    });
+  } catch (error) {
+    if (error instanceof WorkflowFailedError)
+      throw new CliError(`store gc failed: ${((error.cause?.cause ?? error.cause ?? error) as Error).message}`);
+    throw error;
+  }
+  if (wantsJson(options)) return printJson(report);
+  const verb = report.dryRun ? 'would remove' : 'removed';
+  console.log(
+    `store ${report.store}${report.dryRun ? ' (dry run: nothing removed)' : ''}: older than ${formatDuration(report.olderThanMs)} (before ${report.cutoff})`,
+  );
+  console.log(
+    `${verb} ${report.objectsDeleted} objects (${humanBytes(report.bytesDeleted)}) and ${report.documentsDeleted} documents of ${report.runsCollected.length} finished runs`,
+  );
+  for (const id of report.runsCollected) console.log(`  ${id}`);
+  console.log(
+    `kept ${report.objectsKept} objects (${humanBytes(report.bytesKept)}); ${report.runsRetained} runs retained`,
+  );
+}
