@@ -1,10 +1,8 @@
 import crypto from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { constants as fsConstants, createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { pipeline } from 'node:stream/promises';
-import { Transform } from 'node:stream';
 import { ensurePrivateDir, PRIVATE_FILE, PRIVATE_FILE_MODE } from '../security/files.js';
 import {
   checkSha256,
@@ -17,14 +15,15 @@ import {
   type StoredObject,
 } from './store.js';
 
-/** Hashes what passes through it. */
-function hashing(hash: crypto.Hash): Transform {
-  return new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      hash.update(chunk);
-      done(null, chunk);
-    },
-  });
+/** A file's sha256 and size, read in large blocks (the copy it hashes was just written: it is in the page cache). */
+async function hashFile(file: string): Promise<{ sha256: string; bytes: number }> {
+  const hash = crypto.createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+  }
+  return { sha256: hash.digest('hex'), bytes };
 }
 
 const temporaryName = (dir: string) => path.join(dir, `.tmp-${process.pid}-${crypto.randomUUID()}`);
@@ -64,16 +63,12 @@ export class FilesystemStore implements FleetStore {
   }
 
   async putFile(file: string): Promise<StoredObject> {
+    // What is stored is what was hashed: the copy is hashed, not the source (which may still change).
     const temporary = await this.temporary();
-    const hash = crypto.createHash('sha256');
     try {
-      await pipeline(
-        createReadStream(file),
-        hashing(hash),
-        createWriteStream(temporary, { mode: PRIVATE_FILE_MODE, flags: 'wx' }),
-      );
-      const sha256 = hash.digest('hex');
-      const bytes = (await fs.stat(temporary)).size;
+      await fs.copyFile(file, temporary);
+      await fs.chmod(temporary, PRIVATE_FILE_MODE);
+      const { sha256, bytes } = await hashFile(temporary);
       if (await this.hasObject(sha256)) await fs.rm(temporary, { force: true });
       else await this.place(temporary, this.objectPath(sha256));
       return { sha256, bytes, uri: this.objectUri(sha256) };
@@ -97,27 +92,25 @@ export class FilesystemStore implements FleetStore {
   }
 
   async getFile(sha256: string, target: string): Promise<StoredObject> {
-    const source = this.objectPath(sha256);
     const temporary = `${target}.expctl-partial-${crypto.randomUUID()}`;
-    const hash = crypto.createHash('sha256');
     try {
-      await pipeline(
-        createReadStream(source),
-        hashing(hash),
-        createWriteStream(temporary, { mode: PRIVATE_FILE_MODE, flags: 'wx' }),
-      );
+      await fs.copyFile(this.objectPath(sha256), temporary, fsConstants.COPYFILE_EXCL);
     } catch (error) {
       await fs.rm(temporary, { force: true });
       if ((error as NodeJS.ErrnoException).code === 'ENOENT' && !(await this.hasObject(sha256)))
         throw new StoreError('missing', `object ${sha256.slice(0, 12)}… is not in the store ${this.location}`);
       throw error;
     }
-    const actual = hash.digest('hex');
+    // The copy is verified, not the object: what the caller gets is exactly what was hashed.
+    const { sha256: actual, bytes } = await hashFile(temporary).catch(async (error: unknown) => {
+      await fs.rm(temporary, { force: true });
+      throw error;
+    });
     if (actual !== sha256) {
       await fs.rm(temporary, { force: true });
       throw corrupt(sha256, actual, this.location);
     }
-    const bytes = (await fs.stat(temporary)).size;
+    await fs.chmod(temporary, PRIVATE_FILE_MODE);
     await fs.rename(temporary, target);
     return { sha256, bytes, uri: this.objectUri(sha256) };
   }
