@@ -95,7 +95,7 @@ export interface TestStack {
   catalog: CatalogReader;
   /** The dataset store (EXPCTL_DATA_DIR when the test sets it, else data/ in workDir). */
   dataDir: string;
-  /** The fleet store the orchestrator and every worker of the stack share (store/ in workDir unless given). */
+  /** The fleet store the orchestrator and every worker of the stack share (EXPCTL_STORE, else store/ in workDir, unless given). */
   store: FleetStore;
   addGpuWorker(options: {
     host: string;
@@ -125,7 +125,7 @@ export async function startStack(options: {
   catalog?: string;
   /** false: no orchestrator in this process (the test starts `expctl orchestrator` processes). */
   orchestrator?: boolean;
-  /** The fleet store (default: a filesystem store in the stack's directory). */
+  /** The fleet store (default: EXPCTL_STORE's directory, else one in the stack's directory). */
   store?: FleetStore;
 }): Promise<TestStack> {
   installWorkerRuntime();
@@ -143,7 +143,8 @@ export async function startStack(options: {
   // The dataset store the orchestrator writes and the workers read (a test may name its own).
   const storeDir = process.env.EXPCTL_DATA_DIR ?? path.join(workDir, 'data');
   const catalogPath = options.catalog ?? path.join(workDir, 'catalog.sqlite');
-  const store = options.store ?? new FilesystemStore(path.join(workDir, 'store'));
+  // The test file's own store (setup-env.ts), which the CLI and the test's own checks open too.
+  const store = options.store ?? new FilesystemStore(process.env.EXPCTL_STORE ?? path.join(workDir, 'store'));
   const orchestratorLog: string[] = [];
   const orchestrator =
     options.orchestrator === false

@@ -41,8 +41,11 @@ describe('an unreachable fleet store', () => {
     expect(await handle.result()).toMatchObject({ status: 'completed', decision: 'keep' });
 
     const training = (await handle.query(experimentStateQuery)).training!;
+    // Each part that could not reach the store says so: the fence claim, the artifacts, the log.
     expect(training.storeProblems).toEqual([
+      expect.stringMatching(/^store unreachable at the attempt's start: .*ENOTDIR/),
       expect.stringMatching(/^store unreachable: 1 of 1 artifact uploads missing \(.*ENOTDIR/),
+      expect.stringMatching(/^store unreachable: the log's last \d+ bytes were not shipped .*ENOTDIR/),
     ]);
     expect(training.artifacts).toEqual([{ path: 'model.txt', bytes: expect.any(Number), sha256: expect.any(String) }]);
     // The host's log says so too (after the tail the record keeps: the script's block stays its last lines).

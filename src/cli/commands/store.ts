@@ -1,13 +1,11 @@
-import crypto from 'node:crypto';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { StoreGcReport } from '../../activities/store.js';
 import { formatDuration, parseDuration } from '../../domain/duration.js';
 import { EXIT_CODES } from '../../domain/exit-codes.js';
-import { CONTROL_TASK_QUEUE } from '../../shared/constants.js';
 import { openStore } from '../../store/open.js';
 import { OBJECT_KINDS, storeUsage } from '../../store/references.js';
 import { connectClient } from '../../temporal/connection.js';
-import { storeGcWorkflow } from '../../workflows/store-gc.js';
+import { collectStoreGarbage } from '../../client/store.js';
 import { CliError, formatTable, printJson, wantsJson } from '../output.js';
 
 /** What `store gc` keeps when no --older-than is given. */
@@ -53,11 +51,7 @@ export async function storeGcCommand(options: { olderThan?: string; dryRun?: boo
   const client = await connectClient();
   let report: StoreGcReport;
   try {
-    report = await client.workflow.execute(storeGcWorkflow, {
-      workflowId: `store-gc-${crypto.randomBytes(6).toString('hex')}`,
-      taskQueue: CONTROL_TASK_QUEUE,
-      args: [{ olderThanMs, dryRun: options.dryRun === true }],
-    });
+    report = await collectStoreGarbage(client, { olderThanMs, dryRun: options.dryRun === true });
   } catch (error) {
     if (error instanceof WorkflowFailedError)
       throw new CliError(`store gc failed: ${((error.cause?.cause ?? error.cause ?? error) as Error).message}`);
