@@ -20,7 +20,7 @@ import { runFiles } from '../gpu-worker/run-files.js';
 import { prepareRun, type PrepareDeps, type RunRecord } from '../gpu-worker/prepare-run.js';
 import { REDACTED, scrubMetrics, scrubText } from '../domain/redact.js';
 import { ADOPTED_WITHOUT_SECRETS_NOTE, forgetRunSecrets, workerSecretValues } from '../gpu-worker/run-secrets.js';
-import { killLimitSeconds, LOG_TAIL_BYTES } from '../domain/limits.js';
+import { killLimitSeconds, LOG_TAIL_BYTES, remainingLimits } from '../domain/limits.js';
 import { computeTimings } from '../domain/timings.js';
 import { ProgressClock } from '../gpu-worker/timings.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE } from '../security/files.js';
@@ -46,6 +46,11 @@ export interface TrainingDeps {
   logTailBytes?: number;
   /** How long a supervisor keeps a run going with no worker attached to it (default 60 s). */
   orphanGraceMs?: number;
+  /**
+   * The fencing time: a run's supervisor stops the run once its lease went unconfirmed this long
+   * (default DEFAULT_FENCING_SECONDS; absent here, only the orphan grace applies).
+   */
+  fencingMs?: number;
   /** Asks the pool whether the lease still stands; a task whose lease is gone never starts. */
   leaseHeld?: (slotId: string, leaseId: string) => Promise<boolean>;
   /** Where pinned dataset versions are laid out (NAME@V) and the store they come from. */
@@ -243,6 +248,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
     logCapBytes: deps.logCapBytes,
     logTailBytes: deps.logTailBytes,
     orphanGraceMs: deps.orphanGraceMs,
+    fencingMs: deps.fencingMs,
     datasets: deps.datasets,
     unsealingKey: deps.unsealingKey,
     containmentSupport,
@@ -260,7 +266,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
   });
 
   return {
-    async runTraining(input: RunTrainingInput): Promise<TrainingOutcome> {
+    async runTraining(given: RunTrainingInput): Promise<TrainingOutcome> {
+      const input = withRemainingLimits(given);
       const { request, experimentId } = input;
       if (input.slot.slotId !== deps.slot.slotId) {
         throw ApplicationFailure.nonRetryable(
@@ -348,6 +355,15 @@ export function createTrainingActivities(deps: TrainingDeps) {
       });
     },
   };
+}
+
+/**
+ * The input with the budget and kill limit earlier attempts left (remainingLimits): the script's
+ * EXPCTL_TIME_BUDGET, the worker's kill deadline and the supervisor's count across attempts.
+ */
+function withRemainingLimits(input: RunTrainingInput): RunTrainingInput {
+  if (!input.trainedSeconds || input.trainedSeconds <= 0) return input;
+  return { ...input, request: { ...input.request, ...remainingLimits(input.request, input.trainedSeconds) } };
 }
 
 /** Whether a run's public request had secret values: its --secret ones, its secret-looking --env ones. */
@@ -456,10 +472,11 @@ function runBeats(run: StartedRun, record: RunRecord, follower: LogFollower, sto
     killLimitSeconds: killLimitSeconds(request),
     supervisorPid: run.supervisorPid,
   };
-  const checkLease = leaseCheck(files.log, stopped, deps.lease);
+  const checkLease = leaseCheck(files, stopped, deps.lease);
   const beat = async () => {
     const now = new Date();
-    await touchAttached(files.attached);
+    // With a pool to ask, only a confirmed lease keeps the run going (leaseCheck); without one, the worker's beat.
+    if (!deps.lease) await touchAttached(files.attached);
     await follower.poll();
     const elapsed = (Date.now() - trainingStartedAt) / 1000;
     const progress = latestProgress(follower.tailLines());
@@ -476,8 +493,7 @@ function runBeats(run: StartedRun, record: RunRecord, follower: LogFollower, sto
     heartbeats.lastAt = now.toISOString();
     heartbeats.firstAt ??= heartbeats.lastAt;
     if (Date.now() > deadline) stopped.stop('timeout');
-    // Never awaited here: asking the pool can hang through an outage, and beats must go on touching
-    // the attached file meanwhile, or the supervisor would take the run for an orphan.
+    // Never awaited here: asking the pool can hang through an outage, and beats must go on meanwhile.
     void checkLease();
   };
   return { beat, heartbeats, latest: () => latest };
@@ -486,9 +502,16 @@ function runBeats(run: StartedRun, record: RunRecord, follower: LogFollower, sto
 /**
  * A run whose train task let go (the server timed it out under load, or during a cut) goes on, to
  * be re-attached; but once the pool has given its lease away, the slot is someone else's. Only a
- * definite answer counts, twice in a row: a pool that cannot be asked (an outage) stops nothing.
+ * definite answer counts, twice in a row, to stop the run here. Each confirmation touches the
+ * attached file with the moment it was asked: a pool that cannot be asked (an outage, a cut, a
+ * frozen worker) confirms nothing, and the supervisor fences the run after the fencing time.
  */
-function leaseCheck(log: string, stopped: RunStop, lease: WatchDeps['lease']): () => Promise<void> {
+function leaseCheck(
+  files: { log: string; attached: string },
+  stopped: RunStop,
+  lease: WatchDeps['lease'],
+): () => Promise<void> {
+  const { log } = files;
   let leaseCheckedAt = Date.now();
   let leaseDenials = 0;
   let leaseCheckInFlight = false;
@@ -497,11 +520,13 @@ function leaseCheck(log: string, stopped: RunStop, lease: WatchDeps['lease']): (
     if (Date.now() - leaseCheckedAt < lease.intervalMs) return;
     leaseCheckedAt = Date.now();
     leaseCheckInFlight = true;
+    const askedAt = new Date();
     const held = await lease
       .held()
       .catch(() => undefined)
       .finally(() => (leaseCheckInFlight = false));
     if (held === undefined) return;
+    if (held) await touchAttached(files.attached, askedAt);
     leaseDenials = held ? 0 : leaseDenials + 1;
     if (leaseDenials < 2) return;
     await fs

@@ -60,6 +60,8 @@ export interface PrepareDeps {
   logCapBytes?: number;
   logTailBytes?: number;
   orphanGraceMs?: number;
+  /** The host's fencing time: its supervisor stops a run whose lease went unconfirmed this long. */
+  fencingMs?: number;
   datasets?: LayoutRoots;
   containmentSupport(): Promise<ContainmentSupport>;
   /** Throws when the pool no longer holds the lease: a released lease's run never starts. */
@@ -172,6 +174,7 @@ async function prepareInTree(
     logTailBytes: deps.logTailBytes,
     files,
     orphanGraceMs: deps.orphanGraceMs,
+    fencingMs: deps.fencingMs,
     // The worker stops the run at the deadline; the supervisor a little later, should no worker watch it.
     deadlineMs: trainingStartedAt + killLimitSeconds(request) * 1000 + SUPERVISOR_DEADLINE_SLACK_MS,
     killAfterMs: deps.killAfterMs,
