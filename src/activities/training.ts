@@ -110,6 +110,11 @@ export interface RunTrainingInput {
   resume?: boolean;
   /** Training seconds earlier attempts used: the budget and the kill limit count across attempts. */
   trainedSeconds?: number;
+  /**
+   * `expctl retry ID --resume`: with `resume`, the experiment whose latest checkpoint is restored
+   * (its `runs/<experimentId>/attempts/<n>/checkpoint` documents); absent, the run's own.
+   */
+  resumeFrom?: { experimentId: string };
 }
 
 /** What a train task reports while its run is prepared (commit, data, setup): no process yet. */

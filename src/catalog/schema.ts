@@ -262,4 +262,6 @@ export const MIGRATIONS: string[] = [
      value TEXT NOT NULL,
      updated_at TEXT NOT NULL
    )`,
+  // Each attempt of a run (host, slot, start and end, how it ended, what it resumed from, what it lost).
+  `ALTER TABLE experiments ADD COLUMN attempt_records TEXT`,
 ];

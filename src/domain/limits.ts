@@ -151,11 +151,3 @@ export function remainingLimits(
     timeoutSeconds: Math.max(MIN_KILL_HEADROOM_SECONDS, Math.ceil(killLimitSeconds(request) - trained)),
   };
 }
-
-/**
- * Training time an attempt lost: what it trained beyond the checkpoint the next attempt resumed
- * from (all of it when nothing was resumed). Never negative.
- */
-export function trainingSecondsLost(trainedSeconds: number, resumedTrainingSeconds: number | null): number {
-  return Math.max(0, Math.round((trainedSeconds - (resumedTrainingSeconds ?? 0)) * 10) / 10);
-}

@@ -10,9 +10,11 @@ import {
   MIN_KILL_HEADROOM_SECONDS,
   remainingLimits,
   replaceNotBeforeMs,
-  trainingSecondsLost,
 } from '../../src/domain/limits.js';
 import { leaseConfirmer } from '../../src/gpu-worker/kept-runs.js';
+import { resumedFromOutcome, withLostSeconds, type AttemptRecord } from '../../src/domain/attempts.js';
+import { attemptLine } from '../../src/cli/commands/experiments.js';
+import { checkpointDocuments } from '../../src/cli/commands/actions.js';
 import { runFiles } from '../../src/gpu-worker/run-files.js';
 
 describe('replaceNotBeforeMs: when a lost attempt may be placed again', () => {
@@ -49,16 +51,6 @@ describe('remainingLimits: the budget and the kill limit count across attempts',
   it('changes nothing for a first attempt', () => {
     expect(remainingLimits(request, undefined)).toEqual({ timeBudgetSeconds: 300, timeoutSeconds: 600 });
     expect(remainingLimits(request, -5)).toEqual({ timeBudgetSeconds: 300, timeoutSeconds: 600 });
-  });
-});
-
-describe('trainingSecondsLost', () => {
-  it('is what the lost attempt trained beyond the checkpoint its successor resumed from', () => {
-    expect(trainingSecondsLost(95.3, 80)).toBe(15.3);
-  });
-  it('is all of it when nothing was resumed, and never negative', () => {
-    expect(trainingSecondsLost(95.3, null)).toBe(95.3);
-    expect(trainingSecondsLost(10, 12)).toBe(0);
   });
 });
 
@@ -108,5 +100,92 @@ describe('leaseConfirmer: a restarted worker keeps a kept run going only on a co
     await leaseConfirmer(workDir, async () => (asked = true))(other);
     expect(asked).toBe(false);
     await expect(fs.access(files.attached)).rejects.toThrow();
+  });
+});
+
+describe('the per-attempt record', () => {
+  const base: AttemptRecord = {
+    attempt: 1,
+    host: 'a',
+    slotId: 'a/cpu0',
+    startedAt: '2026-12-07T05:00:00.000Z',
+    endedAt: '2026-12-07T05:02:00.000Z',
+    ended: 'lost',
+    why: 'the worker on a stopped answering',
+    reattached: 0,
+    resumedFrom: null,
+    carriedSeconds: 0,
+    trainedSeconds: 95.3,
+    lostSeconds: null,
+  };
+  const resumed = (attempt: number, trainingSeconds: number, experimentId = 'exp-1') => ({
+    ...base,
+    attempt: attempt + 1,
+    host: 'b',
+    slotId: 'b/cpu0',
+    ended: 'completed' as const,
+    why: null,
+    resumedFrom: { experimentId, attempt, writtenAt: '2026-12-07T05:01:30.000Z', trainingSeconds },
+    carriedSeconds: 95.3,
+    trainedSeconds: 200,
+  });
+
+  it('charges a lost attempt with what it trained beyond the checkpoint its successor resumed from', () => {
+    const [first, second] = withLostSeconds([base, resumed(1, 80)], 'exp-1');
+    expect(first!.lostSeconds).toBe(15.3);
+    expect(second!.lostSeconds).toBeNull();
+  });
+  it('counts checkpoint seconds from the run start: an attempt charged with earlier training loses only its own', () => {
+    const second = { ...base, attempt: 2, carriedSeconds: 50, trainedSeconds: 40 };
+    const [, lost] = withLostSeconds([base, second, resumed(2, 80)], 'exp-1');
+    expect(lost!.lostSeconds).toBe(10);
+  });
+  it('charges all of it when the successor resumed from nothing, or from another attempt or run', () => {
+    expect(withLostSeconds([base, { ...resumed(1, 80), resumedFrom: null }], 'exp-1')[0]!.lostSeconds).toBe(95.3);
+    expect(withLostSeconds([base, resumed(1, 80, 'exp-other')], 'exp-1')[0]!.lostSeconds).toBe(95.3);
+    expect(withLostSeconds([base], 'exp-1')[0]!.lostSeconds).toBe(95.3);
+  });
+  it("reads what an attempt resumed from out of its outcome's checkpoint report, null when it resumed nothing", () => {
+    expect(
+      resumedFromOutcome({
+        checkpoint: {
+          restore: {
+            restored: true,
+            experimentId: 'exp-1',
+            attempt: 1,
+            syncedAt: '2026-12-07T05:01:30.000Z',
+            trainingSeconds: 80,
+          },
+        },
+      }),
+    ).toEqual({ experimentId: 'exp-1', attempt: 1, writtenAt: '2026-12-07T05:01:30.000Z', trainingSeconds: 80 });
+    expect(resumedFromOutcome({ checkpoint: { restore: { restored: false } } })).toBeNull();
+    expect(resumedFromOutcome({})).toBeNull();
+    expect(resumedFromOutcome(null)).toBeNull();
+  });
+  it('shows each attempt on one line', () => {
+    expect(attemptLine(base)).toBe(
+      '#1 a/cpu0  2026-12-07T05:00:00.000Z → 2026-12-07T05:02:00.000Z  lost: the worker on a stopped answering; started fresh; trained 95.3s',
+    );
+    expect(attemptLine({ ...resumed(1, 80), reattached: 2, lostSeconds: null })).toBe(
+      "#2 b/cpu0  2026-12-07T05:00:00.000Z → 2026-12-07T05:02:00.000Z  completed; re-attached 2x; resumed from attempt 1's checkpoint of 2026-12-07T05:01:30.000Z (80s trained); trained 200s",
+    );
+  });
+});
+
+describe('retry --resume finds the checkpoints of the run it resumes', () => {
+  it('counts only checkpoint documents of that experiment', () => {
+    expect(
+      checkpointDocuments(
+        [
+          'runs/exp-1/attempts/1/checkpoint',
+          'runs/exp-1/attempts/2/log',
+          'runs/exp-10/attempts/1/checkpoint',
+          'runs/exp-1/attempts/x/checkpoint',
+          'runs/exp-1/attempts/3/checkpoint',
+        ],
+        'exp-1',
+      ),
+    ).toEqual(['runs/exp-1/attempts/1/checkpoint', 'runs/exp-1/attempts/3/checkpoint']);
   });
 });
