@@ -4,7 +4,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { submitExperiment } from '../../src/client/experiments.js';
+import { cancelExperiment, submitExperiment } from '../../src/client/experiments.js';
+import { outputOf, runCli } from '../helpers/cli.js';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { FilesystemStore } from '../../src/store/fs-store.js';
 import { attemptWriter, claimFence } from '../../src/store/fence.js';
@@ -47,6 +48,9 @@ async function startWorkerProcess(host: string, extraArgs: string[]): Promise<{ 
   );
   return { child };
 }
+
+/** The experiment the frozen worker's test ran (two attempts), for the CLI's tests. */
+let fencedId: string | undefined;
 
 const readPid = async (file: string) => Number(await fs.readFile(file, 'utf8').catch(() => '0'));
 
@@ -123,6 +127,7 @@ describe('fencing: at most one attempt of a run trains at any moment', () => {
     expect((await fs.stat(pidFile)).mtimeMs).toBeGreaterThan(firstGoneAt);
 
     const state = await handle.query(experimentStateQuery);
+    fencedId = handle.workflowId;
     expect(state.attempts).toBe(2);
     const [lost, resumed] = state.attemptRecords!;
     expect(lost).toMatchObject({ attempt: 1, host: 'frozen', slotId: 'frozen/cpu0', ended: 'lost', carriedSeconds: 0 });
@@ -200,5 +205,63 @@ describe('fencing: at most one attempt of a run trains at any moment', () => {
     const log = await fs.readFile(path.join(stack.workDir, 'phoenix', 'runs', handle.workflowId, 'train.log'), 'utf8');
     expect(log).not.toMatch(/fenced: no lease confirmation/);
     expect(log).toContain('a restarted worker re-attached to this run');
+  });
+
+  it('expctl show lists each attempt; retry --resume is refused without a checkpoint and resumes with one', async () => {
+    expect(fencedId).toBeDefined();
+    const id = fencedId!;
+    const env = {
+      TEMPORAL_ADDRESS: stack.address,
+      TEMPORAL_NAMESPACE: stack.namespace,
+      EXPCTL_CATALOG: stack.catalogPath,
+    };
+    const shown = outputOf('show', await runCli(env, ['show', id, '--json']));
+    const attempts = shown.attempt_records as { attempt: number; host: string; ended: string; resumed_from: unknown }[];
+    expect(attempts.map((a) => [a.attempt, a.host, a.ended])).toEqual([
+      [1, 'frozen', 'lost'],
+      [2, 'fence-spare', 'completed'],
+    ]);
+    // The table a terminal gets (stdout made a terminal's, as the catalog and secrets tests do).
+    const text = await execa(
+      process.execPath,
+      ['--import', 'data:text/javascript,process.stdout.isTTY=true', EXPCTL, 'show', id],
+      { env, reject: false },
+    );
+    expect(text.stdout).toMatch(/^ {4}#1 frozen\/cpu0 .* lost: .*; started fresh; trained /m);
+    expect(text.stdout).toMatch(/^ {4}#2 fence-spare\/cpu0 .* completed; /m);
+
+    const storeDir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-retry-store-'));
+    const refused = await runCli({ ...env, EXPCTL_STORE: storeDir } as never, ['retry', id, '--resume', '--json']);
+    const refusedOut = String(refused.stdout);
+    expect(refused.exitCode).toBe(2);
+    expect(JSON.parse(refusedOut)).toEqual({
+      error: 'validation_failed',
+      message: expect.stringContaining(`--resume: ${id} left no checkpoint in the fleet store`),
+    });
+
+    await new FilesystemStore(storeDir).putDocument(`runs/${id}/attempts/2/checkpoint`, {
+      attempt: 2,
+      syncedAt: new Date().toISOString(),
+      trainingSeconds: 20,
+      files: [],
+    });
+    const resumed = await runCli({ ...env, EXPCTL_STORE: storeDir } as never, [
+      'retry',
+      id,
+      '--resume',
+      '--detach',
+      '--json',
+    ]);
+    expect(resumed.exitCode, String(resumed.stderr)).toBe(0);
+    const submitted = JSON.parse(String(resumed.stdout)) as {
+      experiment_id: string;
+      retry_of: string;
+      changed: string;
+    };
+    expect(submitted).toMatchObject({
+      retry_of: id,
+      changed: expect.stringContaining(`resumes from ${id}'s latest checkpoint`),
+    });
+    await cancelExperiment(stack.client, submitted.experiment_id);
   });
 });
