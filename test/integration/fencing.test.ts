@@ -70,21 +70,27 @@ afterAll(async () => {
 describe('fencing: at most one attempt of a run trains at any moment', () => {
   it('a frozen worker: its supervisor stops the run within the fencing time, and only then is the run re-placed', async () => {
     const frozen = (await startWorkerProcess('frozen', ['--runtime-tag', 'fence-ok', '--fencing-time', '6'])).child;
-    // The pool notices the frozen host's silence in 8 s (its default is 60 s).
-    await configurePool(stack.client, { heartbeatLimitMs: 8_000 });
+    // The pool would notice the frozen host's silence in 30 s (its default is 60 s): the train task's
+    // heartbeat timeout (10 s) comes first, and the experiment asks the host until its fence has passed.
+    await configurePool(stack.client, { heartbeatLimitMs: 30_000 });
     const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
     expect((await pool.query(poolStateQuery)).hosts.frozen?.fencing).toEqual({
       fencingSeconds: 6,
       killGraceSeconds: 5,
     });
     const pidFile = path.join(stack.workDir, 'fence-train.pid');
+    // Says the budget it was given (a re-placed attempt's is what the lost one left), then trains.
+    const budgeted = await makeRepo({
+      'budget.py':
+        'import os, runpy\nprint("budget", os.environ["EXPCTL_TIME_BUDGET"], flush=True)\nrunpy.run_path("train.py", run_name="__main__")\n',
+    });
     const { handle } = await submitExperiment(stack.client, {
       tag: 'fence',
       hypothesis: 'a frozen worker never lets two attempts train at once',
       category: 'other',
-      command: ['python3', 'train.py'],
-      repo: source.repo,
-      commit: source.commit,
+      command: ['python3', 'budget.py'],
+      repo: budgeted.repo,
+      commit: budgeted.commit,
       requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: ['fence-ok'] },
       maxReplacements: 1,
       env: { VAL_BPB: '1.5', STEPS: '150', STEP_SECONDS: '0.2', PID_FILE: pidFile },
@@ -137,7 +143,13 @@ describe('fencing: at most one attempt of a run trains at any moment', () => {
     // Re-placed no sooner than the fence (6 s), the kill grace (5 s) and the margin (5 s) after the freeze.
     expect(Date.parse(resumed!.startedAt) - frozenAt).toBeGreaterThanOrEqual((6 + 5 + 5) * 1000);
     // Charged with what the first trained (by its last heartbeat): the budget counts across attempts.
-    expect(resumed!.carriedSeconds).toBe(lost!.trainedSeconds ?? 0);
+    expect(lost!.trainedSeconds).toBeGreaterThan(0);
+    expect(resumed!.carriedSeconds).toBe(lost!.trainedSeconds);
+    const spareLog = await fs.readFile(
+      path.join(stack.workDir, 'fence-spare', 'runs', handle.workflowId, 'train.log'),
+      'utf8',
+    );
+    expect(spareLog).toContain(`budget ${Math.ceil(300 - lost!.trainedSeconds!)}\n`);
     // The catalog keeps the same record.
     const record = await stack.catalog.get(handle.workflowId);
     expect(record?.attemptRecords?.map((a) => [a.attempt, a.host, a.ended])).toEqual([

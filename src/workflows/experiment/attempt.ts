@@ -60,9 +60,10 @@ export interface AttemptCarry {
   resumeFrom?: string;
 }
 
-/** Each attempt's re-attaches: the per-attempt record counts them. */
+/** What the per-attempt record learns while the attempt goes: its re-attaches, its training seconds by its last heartbeat. */
 export interface AttemptEvents {
   reattached(): void;
+  trained(seconds: number): void;
 }
 
 /**
@@ -74,7 +75,7 @@ export async function attemptOn(
   run: ExperimentRun,
   granted: Lease,
   carry: AttemptCarry = {},
-  events: AttemptEvents = { reattached: () => undefined },
+  events: AttemptEvents = { reattached: () => undefined, trained: () => undefined },
 ): Promise<AttemptResult> {
   const scope = new CancellationScope();
   run.attemptScope = scope;
@@ -180,8 +181,11 @@ async function supervise(
         error.cause.timeoutType === 'HEARTBEAT'
           ? (error.cause.lastHeartbeatDetails as TrainingHeartbeat | undefined)
           : undefined;
-      if (heartbeat?.phase !== 'setup' && typeof heartbeat?.elapsedSeconds === 'number')
+      if (heartbeat?.phase !== 'setup' && typeof heartbeat?.elapsedSeconds === 'number') {
         trainedSeconds = heartbeat.elapsedSeconds;
+        // Kept at once: a revocation while the host is asked ends the attempt without this function.
+        events.trained(trainedSeconds);
+      }
       const trained = trainedSeconds === undefined ? {} : { trainedSeconds };
       const wait = `${hostAnswerSeconds(heartbeat?.sentAt, Date.now())}s`;
       const status = (await askHost(run, granted, wait)) ?? (await untilFenced(run, granted, silencedAt));

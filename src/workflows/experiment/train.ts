@@ -29,7 +29,10 @@ export async function train(run: ExperimentRun): Promise<{ outcome: TrainingOutc
     lost = undefined;
     snapshot.attempts++;
     const record = beginAttempt(run, granted, carry);
-    const attempt = await attemptOn(run, granted, carry, { reattached: () => record.reattached++ });
+    const attempt = await attemptOn(run, granted, carry, {
+      reattached: () => record.reattached++,
+      trained: (seconds) => (record.trainedSeconds = seconds),
+    });
     endAttempt(run, record, attempt);
     if (attempt.outcome) return { outcome: attempt.outcome, lease: granted };
     await releaseLease(run);
@@ -41,7 +44,7 @@ export async function train(run: ExperimentRun): Promise<{ outcome: TrainingOutc
       requirements = { ...request.requirements, acceleratorClass: granted.slot.acceleratorClass };
       note = `re-placed (attempt ${snapshot.attempts + 1}) on a healthy ${granted.slot.acceleratorClass} slot after: ${attempt.lost}`;
       lost = attempt.lost;
-      carry = { resume: true, trainedSeconds: (carry.trainedSeconds ?? 0) + (attempt.trainedSeconds ?? 0) };
+      carry = { resume: true, trainedSeconds: (carry.trainedSeconds ?? 0) + (record.trainedSeconds ?? 0) };
       // Never two attempts training at once: the lost host's supervisor stops the run within its fencing time.
       await untilFenced(attempt.replaceAfterMs);
       continue;
@@ -91,7 +94,7 @@ function endAttempt(run: ExperimentRun, record: AttemptRecord, result: AttemptRe
   record.resumedFrom = resumedFromOutcome(result.outcome ?? null);
   record.trainedSeconds = result.outcome
     ? result.outcome.timings.processSeconds
-    : (result.trainedSeconds ?? null);
+    : (result.trainedSeconds ?? record.trainedSeconds);
   const records = run.snapshot.attemptRecords ?? [];
   run.snapshot.attemptRecords = withLostSeconds(records, run.experimentId);
   run.pending.attemptRecords = run.snapshot.attemptRecords;
