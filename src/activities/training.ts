@@ -25,6 +25,7 @@ import {
   DEFAULT_CHECKPOINT_SYNC_MS,
   killLimitSeconds,
   LOG_TAIL_BYTES,
+  remainingLimits,
 } from '../domain/limits.js';
 import { computeTimings } from '../domain/timings.js';
 import { ProgressClock } from '../gpu-worker/timings.js';
@@ -55,6 +56,11 @@ export interface TrainingDeps {
   logTailBytes?: number;
   /** How long a supervisor keeps a run going with no worker attached to it (default 60 s). */
   orphanGraceMs?: number;
+  /**
+   * The fencing time: a run's supervisor stops the run once its lease went unconfirmed this long
+   * (default DEFAULT_FENCING_SECONDS; absent here, only the orphan grace applies).
+   */
+  fencingMs?: number;
   /** Asks the pool whether the lease still stands; a task whose lease is gone never starts. */
   leaseHeld?: (slotId: string, leaseId: string) => Promise<boolean>;
   /** Where pinned dataset versions are laid out (NAME@V) and the store they come from. */
@@ -122,6 +128,11 @@ export interface RunTrainingInput {
   resume?: boolean;
   /** Training seconds earlier attempts used: the budget and the kill limit count across attempts. */
   trainedSeconds?: number;
+  /**
+   * `expctl retry ID --resume`: with `resume`, the experiment whose latest checkpoint is restored
+   * (its `runs/<experimentId>/attempts/<n>/checkpoint` documents); absent, the run's own.
+   */
+  resumeFrom?: { experimentId: string };
 }
 
 /** What a train task reports while its run is prepared (commit, data, setup): no process yet. */
@@ -296,6 +307,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
     logCapBytes: deps.logCapBytes,
     logTailBytes: deps.logTailBytes,
     orphanGraceMs: deps.orphanGraceMs,
+    fencingMs: deps.fencingMs,
     datasets: deps.datasets,
     unsealingKey: deps.unsealingKey,
     store: deps.store,
@@ -320,7 +332,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
   });
 
   return {
-    async runTraining(input: RunTrainingInput): Promise<TrainingOutcome> {
+    async runTraining(given: RunTrainingInput): Promise<TrainingOutcome> {
+      const input = await withRemainingLimits(given, deps.store);
       const { request, experimentId } = input;
       if (input.slot.slotId !== deps.slot.slotId) {
         throw ApplicationFailure.nonRetryable(
@@ -425,6 +438,28 @@ export function createTrainingActivities(deps: TrainingDeps) {
       });
     },
   };
+}
+
+/**
+ * The input with the budget and kill limit earlier attempts left (remainingLimits): the script's
+ * EXPCTL_TIME_BUDGET, the worker's kill deadline and the supervisor's count across attempts. Only
+ * for a run that resumes from a checkpoint of an earlier attempt: one that has none starts from
+ * step 0 with its whole budget, as runs that never checkpoint always did.
+ */
+async function withRemainingLimits(input: RunTrainingInput, store: FleetStore | undefined): Promise<RunTrainingInput> {
+  if (!input.resume || !input.trainedSeconds || input.trainedSeconds <= 0 || !store) return input;
+  if (!(await hasEarlierCheckpoint(store, input))) return input;
+  return { ...input, request: { ...input.request, ...remainingLimits(input.request, input.trainedSeconds) } };
+}
+
+/** Whether an earlier attempt of the run synced a checkpoint (`runs/<id>/attempts/<n>/checkpoint`, n below this one). */
+async function hasEarlierCheckpoint(store: FleetStore, input: RunTrainingInput): Promise<boolean> {
+  const prefix = `runs/${input.experimentId}/attempts/`;
+  const listed = await store.listDocuments(prefix).catch(() => []);
+  return listed.some((entry) => {
+    const match = /^(\d+)\/checkpoint$/.exec(entry.name.slice(prefix.length));
+    return match !== null && Number(match[1]) < (input.attempt ?? Infinity);
+  });
 }
 
 /** Whether a run's public request had secret values: its --secret ones, its secret-looking --env ones. */
@@ -560,10 +595,11 @@ function runBeats(run: StartedRun, record: RunRecord, follower: LogFollower, sto
     killLimitSeconds: killLimitSeconds(request),
     supervisorPid: run.supervisorPid,
   };
-  const checkLease = leaseCheck(files.log, stopped, deps.lease);
+  const checkLease = leaseCheck(files, stopped, deps.lease);
   const beat = async () => {
     const now = new Date();
-    await touchAttached(files.attached);
+    // With a pool to ask, only a confirmed lease keeps the run going (leaseCheck); without one, the worker's beat.
+    if (!deps.lease) await touchAttached(files.attached);
     await follower.poll();
     const elapsed = (Date.now() - trainingStartedAt) / 1000;
     const progress = latestProgress(follower.tailLines());
@@ -580,8 +616,7 @@ function runBeats(run: StartedRun, record: RunRecord, follower: LogFollower, sto
     heartbeats.lastAt = now.toISOString();
     heartbeats.firstAt ??= heartbeats.lastAt;
     if (Date.now() > deadline) stopped.stop('timeout');
-    // Never awaited here: asking the pool can hang through an outage, and beats must go on touching
-    // the attached file meanwhile, or the supervisor would take the run for an orphan.
+    // Never awaited here: asking the pool can hang through an outage, and beats must go on meanwhile.
     void checkLease();
   };
   return { beat, heartbeats, latest: () => latest };
@@ -590,9 +625,16 @@ function runBeats(run: StartedRun, record: RunRecord, follower: LogFollower, sto
 /**
  * A run whose train task let go (the server timed it out under load, or during a cut) goes on, to
  * be re-attached; but once the pool has given its lease away, the slot is someone else's. Only a
- * definite answer counts, twice in a row: a pool that cannot be asked (an outage) stops nothing.
+ * definite answer counts, twice in a row, to stop the run here. Each confirmation touches the
+ * attached file with the moment it was asked: a pool that cannot be asked (an outage, a cut, a
+ * frozen worker) confirms nothing, and the supervisor fences the run after the fencing time.
  */
-function leaseCheck(log: string, stopped: RunStop, lease: WatchDeps['lease']): () => Promise<void> {
+function leaseCheck(
+  files: { log: string; attached: string },
+  stopped: RunStop,
+  lease: WatchDeps['lease'],
+): () => Promise<void> {
+  const { log } = files;
   let leaseCheckedAt = Date.now();
   let leaseDenials = 0;
   let leaseCheckInFlight = false;
@@ -601,11 +643,13 @@ function leaseCheck(log: string, stopped: RunStop, lease: WatchDeps['lease']): (
     if (Date.now() - leaseCheckedAt < lease.intervalMs) return;
     leaseCheckedAt = Date.now();
     leaseCheckInFlight = true;
+    const askedAt = new Date();
     const held = await lease
       .held()
       .catch(() => undefined)
       .finally(() => (leaseCheckInFlight = false));
     if (held === undefined) return;
+    if (held) await touchAttached(files.attached, askedAt);
     leaseDenials = held ? 0 : leaseDenials + 1;
     if (leaseDenials < 2) return;
     await fs

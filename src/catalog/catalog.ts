@@ -42,6 +42,7 @@ const JSON_COLUMNS = [
   'metrics',
   'heartbeats',
   'timings',
+  'attempt_records',
 ];
 
 function camel(column: string): string {
@@ -389,6 +390,7 @@ export class Catalog extends CatalogReader {
       });
     }
     if (update.environment) columns.environment = JSON.stringify(update.environment);
+    if (update.attemptRecords) columns.attempt_records = JSON.stringify(update.attemptRecords);
     if (update.placement) {
       Object.assign(columns, {
         placement: JSON.stringify(update.placement),

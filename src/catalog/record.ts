@@ -1,4 +1,5 @@
 import type { PinnedDataset } from '../domain/dataset-refs.js';
+import type { AttemptRecord } from '../domain/attempts.js';
 import type { TagDecision } from '../domain/decision.js';
 import type { ExperimentStatus, TrainingOutcome } from '../domain/experiment.js';
 import type { PlacementRecord } from '../domain/placement.js';
@@ -40,6 +41,8 @@ export interface RecordUpdate {
   reason?: string;
   /** The dataset versions the run was pinned to when it started. */
   datasetVersions?: PinnedDataset[];
+  /** Every attempt so far (the whole list each time). */
+  attemptRecords?: AttemptRecord[];
 }
 
 /** Where and with what a run trained (secrets already redacted by the worker). */
@@ -132,4 +135,6 @@ export interface ExperimentRecord {
   artifacts: ArtifactRecord[];
   /** The dataset versions it was pinned to (empty when it named none, or ended before pinning). */
   datasetVersions: PinnedDataset[];
+  /** Each attempt: host, slot, start and end, how it ended, the checkpoint it resumed from, the training time it lost. */
+  attemptRecords?: AttemptRecord[] | null;
 }

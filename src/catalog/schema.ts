@@ -266,4 +266,6 @@ export const MIGRATIONS: string[] = [
   `ALTER TABLE artifacts ADD COLUMN uri TEXT`,
   // Where the fleet store keeps the run's patch (the blob stays the catalog's own copy).
   `ALTER TABLE experiments ADD COLUMN patch_uri TEXT`,
+  // Each attempt of a run (host, slot, start and end, how it ended, what it resumed from, what it lost).
+  `ALTER TABLE experiments ADD COLUMN attempt_records TEXT`,
 ];

@@ -155,6 +155,31 @@ export const ListedRowOutput = z.looseObject({
     .describe('the `---` block, by metric name'),
 });
 
+/** One attempt of a run (domain/attempts.ts AttemptRecord). */
+const attemptRecordOutput = z.looseObject({
+  attempt: z.number().int(),
+  host: z.string(),
+  slot_id: z.string(),
+  started_at: timestamp,
+  ended_at: timestamp.nullable(),
+  ended: z.enum(['completed', 'lost', 'refused', 'infra_failed', 'canceled']).nullable(),
+  why: nullableString,
+  reattached: z.number().int(),
+  resumed_from: z
+    .looseObject({
+      experiment_id: z.string(),
+      attempt: z.number().int(),
+      written_at: timestamp,
+      training_seconds: z.number(),
+    })
+    .nullable(),
+  carried_seconds: z.number(),
+  trained_seconds: nullableNumber,
+  lost_seconds: nullableNumber.describe(
+    'training time it lost: trained beyond the checkpoint its successor resumed from',
+  ),
+});
+
 /** One experiment's whole record: `show`'s `record`. */
 export const RecordOutput = z.looseObject({
   ...ListedRowOutput.shape,
@@ -180,6 +205,7 @@ export const RecordOutput = z.looseObject({
   dataset_versions: z.array(z.looseObject({ ref: z.string(), dataset: z.string(), version: z.number() })),
   events: z.array(z.looseObject({ at: timestamp, status: z.string(), note: nullableString })),
   artifacts: z.array(z.looseObject({ path: z.string(), sha256: z.string(), bytes: z.number() })),
+  attempt_records: z.array(attemptRecordOutput).nullable().optional(),
 });
 
 const artifactOutput = z.looseObject({
@@ -214,6 +240,10 @@ export const ShowOutput = z.looseObject({
   gpu: nullableString.optional(),
   worker: nullableString.optional(),
   attempts: z.number().int().optional(),
+  attempt_records: z
+    .array(attemptRecordOutput)
+    .optional()
+    .describe('each attempt: where, how it ended, what it resumed from and lost'),
   training: z
     .looseObject({ metrics: byName(z.union([z.number(), z.string()])).nullable() })
     .nullable()

@@ -99,6 +99,8 @@ export async function checkHijackVariables(client: Client, request: ExperimentRe
 export interface SubmitOptions {
   priority?: number;
   origin?: { kind: 'retry' | 'rerun'; of: string };
+  /** `retry --resume`: the experiment whose latest checkpoint the new run restores before it starts. */
+  resumeFrom?: string;
   /** Who submits; default: this process's credential (EXPCTL_CREDENTIAL_FILE or the state directory's). */
   credential?: Credential;
   /** The workers' public key `--secret` values are sealed for; default: EXPCTL_SEAL_PUBLIC_KEY_FILE or the state directory's. */
@@ -156,7 +158,13 @@ export async function submitRequest(
   const fingerprint = fingerprintRequest(experimentId, request, priority);
   // The memo is shown by the Web UI as it is: only public text goes there.
   const shown = publicRequest(request);
-  const submission = { experimentId, request, priority, ...(options.origin ? { origin: options.origin } : {}) };
+  const submission = {
+    experimentId,
+    request,
+    priority,
+    ...(options.origin ? { origin: options.origin } : {}),
+    ...(options.resumeFrom ? { resumeFrom: options.resumeFrom } : {}),
+  };
   const authorization = signRequest(credential, {
     action: 'submit',
     target: experimentId,

@@ -1,4 +1,5 @@
 import type { Authorization } from './authorization.js';
+import type { HostFencing } from './limits.js';
 /** What the fleet is made of. Pure: shared by workers, the pool workflow and tests. */
 
 export type AcceleratorClass = string; // 'h100', 'a100', 'l4', ..., 'cpu'
@@ -37,6 +38,8 @@ export interface HostRegistration {
   liveLeases?: { experimentId: string; leaseId: string; slotId: string }[];
   /** How often this worker heartbeats (absent in registrations of older workers). */
   heartbeatMs?: number;
+  /** Its fencing time and kill grace: how soon its runs stop once their leases go unconfirmed. */
+  fencing?: HostFencing;
   /** The worker's signed request to register this host (action register_host, over the rest of this object). */
   authorization?: Authorization;
 }

@@ -106,3 +106,54 @@ export function hostAnswerSeconds(lastHeartbeatAt: string | undefined, nowMs: nu
     ? HOST_ANSWER_SECONDS
     : HOST_RECONNECT_SECONDS;
 }
+
+/*
+ * Fencing: at most one attempt of a run trains at any moment. A worker confirms each run's lease
+ * with the pool every few seconds; its run's supervisor stops the run once the last confirmation is
+ * older than the fencing time (a worker cut off from the server, frozen, killed, or whose lease was
+ * revoked). The workflow re-places a lost run only once that time has surely passed on its host.
+ * The trade-off: a shorter time re-places a lost run sooner; a longer one lets a run outlive a
+ * longer worker restart or server outage (a run whose worker cannot reach the pool for this long
+ * is stopped even if the host is healthy).
+ */
+export const DEFAULT_FENCING_SECONDS = 60;
+/** After the fence's SIGTERM, how long the run's processes get before SIGKILL (the supervisor's own grace). */
+export const FENCE_KILL_GRACE_SECONDS = 5;
+/** Beyond the host's fencing time and kill grace: its supervisor's check interval and clock skew between hosts. */
+export const FENCING_MARGIN_SECONDS = 5;
+
+/** What a host tells the pool of its fencing, and every lease on it carries. */
+export interface HostFencing {
+  fencingSeconds: number;
+  killGraceSeconds: number;
+}
+
+/**
+ * The earliest moment (epoch ms) a lost attempt's run may be placed again: its host could confirm
+ * its lease at the latest at `lastConfirmableAtMs` (when the workflow declared its silence, or the
+ * lease ended), and its supervisor stops the run within the fencing time and the kill grace after
+ * that. Without the host's figures (an older worker), the defaults.
+ */
+export function replaceNotBeforeMs(lastConfirmableAtMs: number, fencing: HostFencing | undefined): number {
+  const { fencingSeconds, killGraceSeconds } = fencing ?? {
+    fencingSeconds: DEFAULT_FENCING_SECONDS,
+    killGraceSeconds: FENCE_KILL_GRACE_SECONDS,
+  };
+  return lastConfirmableAtMs + (fencingSeconds + killGraceSeconds + FENCING_MARGIN_SECONDS) * 1000;
+}
+
+/**
+ * The budget and kill limit an attempt gets once earlier attempts trained `trainedSeconds`: both
+ * count across attempts. The budget keeps at least a second; the kill limit at least the headroom
+ * for startup and evaluation (MIN_KILL_HEADROOM_SECONDS), so a resumed run can still report.
+ */
+export function remainingLimits(
+  request: { timeBudgetSeconds: number; timeoutSeconds?: number | undefined },
+  trainedSeconds: number | undefined,
+): { timeBudgetSeconds: number; timeoutSeconds: number } {
+  const trained = Math.max(0, trainedSeconds ?? 0);
+  return {
+    timeBudgetSeconds: Math.max(1, Math.ceil(request.timeBudgetSeconds - trained)),
+    timeoutSeconds: Math.max(MIN_KILL_HEADROOM_SECONDS, Math.ceil(killLimitSeconds(request) - trained)),
+  };
+}

@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { HostRegistration, Slot } from '../domain/fleet.js';
+import type { HostFencing } from '../domain/limits.js';
 import { PERMISSION_DENIED } from '../domain/authorization.js';
 import { POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { contentDigest } from '../security/content-digest.js';
@@ -29,6 +30,7 @@ export async function hostRegistration(host: {
   datasetsDir: string;
   liveRuns: string[];
   heartbeatMs: number;
+  fencing?: HostFencing;
 }): Promise<HostRegistration> {
   return {
     host: host.host,
@@ -43,6 +45,8 @@ export async function hostRegistration(host: {
     liveRuns: host.liveRuns,
     // The pool never declares this host lost before it has missed two of these.
     heartbeatMs: host.heartbeatMs,
+    // The pool hands it to every lease on this host: a lost run is re-placed only after it.
+    ...(host.fencing ? { fencing: host.fencing } : {}),
   };
 }
 

@@ -79,6 +79,8 @@ export interface PrepareDeps {
   logCapBytes?: number;
   logTailBytes?: number;
   orphanGraceMs?: number;
+  /** The host's fencing time: its supervisor stops a run whose lease went unconfirmed this long. */
+  fencingMs?: number;
   datasets?: LayoutRoots;
   containmentSupport(): Promise<ContainmentSupport>;
   /** Throws when the pool no longer holds the lease: a released lease's run never starts. */
@@ -104,6 +106,8 @@ export interface PrepareInput {
   runAttempt: number;
   /** Restore the latest checkpoint of an earlier attempt before the script starts. */
   resume?: boolean;
+  /** With resume, the run retried (`expctl retry ID --resume`): its checkpoint when this run has none of its own. */
+  resumeFrom?: { experimentId: string };
   /** Training seconds of earlier attempts. */
   trainedSeconds?: number;
 }
@@ -213,6 +217,7 @@ async function prepareInTree(
     logTailBytes: deps.logTailBytes,
     files,
     orphanGraceMs: deps.orphanGraceMs,
+    fencingMs: deps.fencingMs,
     // The worker stops the run at the deadline; the supervisor a little later, should no worker watch it.
     deadlineMs: trainingStartedAt + killLimitSeconds(request) * 1000 + SUPERVISOR_DEADLINE_SLACK_MS,
     killAfterMs: deps.killAfterMs,
@@ -284,23 +289,29 @@ async function restoreCheckpoint(
   const say = (line: string) => fs.appendFile(files.log, `expctl: ${line}\n`, PRIVATE_FILE);
   let restore: CheckpointRestore | undefined;
   if (input.resume) {
-    restore = deps.store
-      ? await restoreLatestCheckpoint({
-          store: deps.store,
-          experimentId: input.experimentId,
-          below: input.runAttempt,
-          dir: files.checkpoints,
-          say,
-        })
-      : { restored: false, reason: `the worker of ${deps.slot.slotId} has no fleet store` };
-    if (restore.restored) {
+    // This run's own earlier attempts first; a retried run's predecessor when it has none.
+    const sources = [
+      ...(input.runAttempt > 1 ? [{ experimentId: input.experimentId, below: input.runAttempt }] : []),
+      ...(input.resumeFrom ? [{ experimentId: input.resumeFrom.experimentId, below: Infinity }] : []),
+    ];
+    for (const source of sources) {
+      restore = deps.store
+        ? await restoreLatestCheckpoint({ store: deps.store, ...source, dir: files.checkpoints, say })
+        : { restored: false, reason: `the worker of ${deps.slot.slotId} has no fleet store` };
+      if (!restore.restored) continue;
       await say(`resumed from ${restoredText(restore)}`);
+      const from = restore.experimentId === input.experimentId ? undefined : restore.experimentId;
       return {
         restore,
-        variables: { EXPCTL_RESUME: '1', EXPCTL_RESUMED_FROM: resumedFromValue(restore.attempt, restore.syncedAt) },
+        variables: {
+          EXPCTL_RESUME: '1',
+          EXPCTL_RESUMED_FROM: resumedFromValue(restore.attempt, restore.syncedAt, from),
+        },
       };
     }
-    await say(`nothing was restored (${restore.reason}); the run starts fresh`);
+    const reason = restore && !restore.restored ? restore.reason : 'no earlier attempt to resume from';
+    restore = { restored: false, reason };
+    await say(`nothing was restored (${reason}); the run starts fresh`);
   }
   if (checked.storeCheckpoint === undefined) return { ...(restore ? { restore } : {}), variables: {} };
   const source = checked.storeCheckpoint;

@@ -30,6 +30,12 @@ export async function isSupervisor(pid: number): Promise<boolean> {
  */
 export type ExperimentOpen = (experimentId: string) => Promise<boolean | undefined>;
 
+/**
+ * Keeps a kept run going for its supervisor: touches its attached file, where the worker can ask
+ * the pool only once the pool confirms the run's lease (see kept-runs.ts leaseConfirmer).
+ */
+export type AttachRun = (experimentId: string) => Promise<void>;
+
 /** What a starting worker found in its work directory. */
 export interface ReconcileResult {
   /** Runs with a live supervisor, or that finished unwatched without an outcome: kept for awaitTraining to adopt. */
@@ -74,6 +80,7 @@ export async function reconcileRuns(
   workDir: string,
   support?: ContainmentSupport,
   experimentOpen: ExperimentOpen = async () => undefined,
+  attach: AttachRun = (experimentId) => touchAttached(runFiles(workDir, experimentId).attached),
 ): Promise<ReconcileResult> {
   const containment = support ?? (await detectContainment(workDir));
   const runs = path.join(workDir, 'runs');
@@ -110,7 +117,7 @@ export async function reconcileRuns(
       experimentOpen: supervisorAlive || exit ? await askOpen(experimentId) : undefined,
     });
     if (fate.fate === 'keep') {
-      if (supervisorAlive) await touchAttached(files.attached);
+      if (supervisorAlive) await attach(experimentId);
       result.kept.push({ experimentId, pid });
       continue;
     }
@@ -184,10 +191,16 @@ export async function settleKeptRuns(
   return { kept: still, forgotten };
 }
 
-/** Tells a run's supervisor that a worker is attached to it (see supervisor.mjs). */
-export async function touchAttached(file: string): Promise<void> {
-  const now = new Date();
-  await fs.utimes(file, now, now).catch(() => fs.writeFile(file, '', PRIVATE_FILE).catch(() => undefined));
+/**
+ * Tells a run's supervisor that a worker is attached to it (see supervisor.mjs); `at`, when the
+ * worker confirmed the run's lease: the time it asked the pool, so the fence counts from a moment
+ * the lease surely still stood.
+ */
+export async function touchAttached(file: string, at: Date = new Date()): Promise<void> {
+  await fs.utimes(file, at, at).catch(async () => {
+    await fs.writeFile(file, '', PRIVATE_FILE).catch(() => undefined);
+    await fs.utimes(file, at, at).catch(() => undefined);
+  });
 }
 
 /**

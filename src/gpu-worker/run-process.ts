@@ -89,6 +89,8 @@ export async function startRun(options: {
   /** Without them the supervisor keeps no exit file and kills an orphaned run after the grace. */
   files?: SupervisorFiles;
   orphanGraceMs?: number | undefined;
+  /** Stop the run once the attached file is this much older than now (the worker's last lease confirmation). */
+  fencingMs?: number | undefined;
   /** The kill limit as an epoch time, enforced by the supervisor too. */
   deadlineMs?: number | undefined;
   killAfterMs?: number | undefined;
@@ -109,6 +111,7 @@ export async function startRun(options: {
     startedFile: options.files?.started,
     attachedFile: options.files?.attached,
     orphanGraceMs: options.orphanGraceMs,
+    fencingMs: options.fencingMs,
     deadlineMs: options.deadlineMs,
     killAfterMs: options.killAfterMs,
     childEnvOnStdin: true,

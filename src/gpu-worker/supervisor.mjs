@@ -2,12 +2,17 @@
 // under a size cap. Spawned by the worker (detached, with an IPC channel):
 //   node supervisor.mjs CONFIG_JSON -- PROGRAM ARGS...
 // CONFIG_JSON: { log, cwd, cgroup: RunCgroup | null, pidNamespace: boolean, logCapBytes, tailBytes,
-//   exitFile?, startedFile?, attachedFile?, orphanGraceMs?, deadlineMs?, killAfterMs?, childEnvOnStdin? }.
+//   exitFile?, startedFile?, attachedFile?, orphanGraceMs?, fencingMs?, deadlineMs?, killAfterMs?,
+//   childEnvOnStdin? }.
 // The supervisor enters the run's cgroup first, so the training process and every descendant
 // (setsid'd or double-forked) is born inside it. How the child ended is written to `exitFile`
 // before it is reported, so a worker that missed the report (or a restarted one) still knows.
 // If the worker goes away (the IPC channel closes), the run goes on while some worker keeps
 // `attachedFile` fresh; after `orphanGraceMs` without one, every process of the run is killed.
+// Fencing (`fencingMs`): the worker sets the attached file's time to the moment it last confirmed
+// the run's lease with the pool. Once that is older than the fencing time, whether or not the
+// worker is still connected (frozen, cut off from the server, its lease revoked), the supervisor
+// stops the run by itself: the pool re-places it only after that time.
 // The kill limit (`deadlineMs`, epoch ms) is enforced here too, so no run outlives it unwatched.
 // The training process's own variables (the request's --env and secrets, CUDA_VISIBLE_DEVICES,
 // EXPCTL_*) arrive on stdin (with `childEnvOnStdin`) as `{ env, scrub }`, read to its end before
@@ -183,33 +188,48 @@ process.on('SIGINT', () => {});
 // attached file fresh; without one for the orphan grace, every process of the run is killed.
 let abandoned = null;
 let disconnectedAt = null;
+const supervisorStartedAt = Date.now();
+const fencingMs = typeof config.fencingMs === 'number' ? config.fencingMs : null;
 process.on('disconnect', () => {
   disconnectedAt = Date.now();
   if (finished) return;
   note('the worker supervising this run is gone; the run goes on while a worker attaches to it');
-  const watch = setInterval(() => {
-    if (finished || abandoned) return clearInterval(watch);
-    const touched = config.attachedFile
-      ? (fs.statSync(config.attachedFile, { throwIfNoEntry: false })?.mtimeMs ?? 0)
-      : 0;
-    const silentMs = Date.now() - Math.max(touched, disconnectedAt);
-    if (silentMs < orphanGraceMs) return;
-    clearInterval(watch);
-    const reason = `orphaned: no worker for ${Math.round(silentMs / 1000)}s`;
-    note(`${reason}; killing every process of the run`);
-    abandoned = reason;
-    // Recorded first: whoever reads the run's files later learns why it ended, whatever happens next.
-    writeDurably(config.exitFile, { exitCode: null, signal: 'SIGKILL', orphaned: reason, timedOut: false });
-    killGroup('SIGTERM');
-    setTimeout(
-      () => {
-        finished = true;
-        void killRun().finally(() => process.exit(0));
-      },
-      Math.min(killAfterMs, 5000),
-    );
-  }, 500);
 });
+
+/** When a worker last attached to (or confirmed the lease of) this run, by the attached file. */
+function attachedAt() {
+  if (!config.attachedFile) return supervisorStartedAt;
+  return fs.statSync(config.attachedFile, { throwIfNoEntry: false })?.mtimeMs ?? supervisorStartedAt;
+}
+
+/** Why the run must stop now for want of a worker or a lease confirmation, or null. */
+function abandonReason(now) {
+  const touched = attachedAt();
+  if (fencingMs !== null && now - touched >= fencingMs)
+    return `fenced: no lease confirmation for ${Math.round((now - touched) / 1000)}s`;
+  if (disconnectedAt === null) return null;
+  const silentMs = now - Math.max(touched, disconnectedAt);
+  return silentMs >= orphanGraceMs ? `orphaned: no worker for ${Math.round(silentMs / 1000)}s` : null;
+}
+
+const attachmentWatch = setInterval(() => {
+  if (finished || abandoned) return clearInterval(attachmentWatch);
+  const reason = abandonReason(Date.now());
+  if (reason === null) return;
+  clearInterval(attachmentWatch);
+  note(`${reason}; killing every process of the run`);
+  abandoned = reason;
+  // Recorded first: whoever reads the run's files later learns why it ended, whatever happens next.
+  writeDurably(config.exitFile, { exitCode: null, signal: 'SIGKILL', orphaned: reason, timedOut: false });
+  killGroup('SIGTERM');
+  setTimeout(
+    () => {
+      finished = true;
+      void killRun().finally(() => process.exit(0));
+    },
+    Math.min(killAfterMs, 5000),
+  );
+}, 500);
 
 // The kill limit: SIGTERM to the run, SIGKILL after the grace (the worker does the same when it watches).
 let timedOut = false;

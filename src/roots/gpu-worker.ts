@@ -14,7 +14,8 @@ import { poolWorkflow } from '../workflows/pool.js';
 import { discoverSlots, type DiscoveryOptions } from '../gpu-worker/discover.js';
 import { ensureUnsealingKey, type UnsealingKey } from '../security/sealed-secrets.js';
 import { experimentOpenOn } from '../gpu-worker/reconcile.js';
-import { keepRunsAttached, reconcileAtStart } from '../gpu-worker/kept-runs.js';
+import { keepRunsAttached, leaseConfirmer, reconcileAtStart, type LeaseHeld } from '../gpu-worker/kept-runs.js';
+import { DEFAULT_FENCING_SECONDS, FENCE_KILL_GRACE_SECONDS, type HostFencing } from '../domain/limits.js';
 import { hostRegistration, PoolMembership, RegistrationRefusedError } from '../gpu-worker/pool-membership.js';
 import { claimWorkDir, WorkDirHeldError } from '../gpu-worker/work-dir-claim.js';
 import { DeferredCleanup } from '../gpu-worker/deferred-cleanup.js';
@@ -56,6 +57,11 @@ export interface GpuWorkerOptions extends DiscoveryOptions {
   log?: (line: string) => void;
   /** How long a supervisor keeps a run going with no worker attached (default 60 s). */
   orphanGraceMs?: number;
+  /**
+   * The fencing time: a run whose lease this worker cannot confirm with the pool this long is
+   * stopped on this host by its supervisor (default DEFAULT_FENCING_SECONDS). Told to the pool.
+   */
+  fencingMs?: number;
   /** The worker (or admin) credential the host registers with. */
   credential: Credential;
   /** The fleet store runs' artifacts, checkpoints and logs go to (default: EXPCTL_STORE, see store/location.ts). */
@@ -96,7 +102,8 @@ async function startGpuWorker(
   releaseClaim: () => Promise<void>,
 ): Promise<GpuWorkerHandle> {
   const experimentOpen = experimentOpenOn(options.client);
-  const reconciled = await reconcileAtStart(workDir, experimentOpen, log);
+  const attach = leaseConfirmer(workDir, leaseHeldOn(options.client));
+  const reconciled = await reconcileAtStart(workDir, experimentOpen, log, attach);
   // The key that opens runs' --secret values, made on a host that has none (copy it to every GPU host).
   const sealing = await ensureUnsealingKey();
   if (sealing.created)
@@ -145,6 +152,7 @@ async function startGpuWorker(
       datasetsDir,
       liveRuns: reconciled.kept.map((run) => run.experimentId),
       heartbeatMs,
+      fencing: hostFencing(options),
     }),
   );
   const stopKeeping = keepRunsAttached({
@@ -153,6 +161,7 @@ async function startGpuWorker(
     experimentOpen,
     watched: (id) => hostRuns.has(id),
     log,
+    attach,
   });
   return gpuWorkerHandle({
     host: options.host,
@@ -163,6 +172,24 @@ async function startGpuWorker(
     stopKeeping,
     releaseClaim,
   });
+}
+
+/** The longest one lease question may take: an unanswered one confirms nothing. */
+const LEASE_QUESTION_DEADLINE_MS = 10_000;
+
+/** Asks the pool whether a lease still stands, bounded (see LEASE_QUESTION_DEADLINE_MS). */
+function leaseHeldOn(client: Client): LeaseHeld {
+  const pool = client.workflow.getHandle(POOL_WORKFLOW_ID);
+  return (slotId, leaseId) =>
+    client.withDeadline(Date.now() + LEASE_QUESTION_DEADLINE_MS, () => pool.query(leaseHeldQuery, { slotId, leaseId }));
+}
+
+/** This host's fencing, as told to the pool (and carried by every lease on it). */
+function hostFencing(options: GpuWorkerOptions): HostFencing {
+  return {
+    fencingSeconds: (options.fencingMs ?? DEFAULT_FENCING_SECONDS * 1000) / 1000,
+    killGraceSeconds: FENCE_KILL_GRACE_SECONDS,
+  };
 }
 
 /** The host queue's worker and one worker per slot queue, each with the activities it serves. */
@@ -181,8 +208,7 @@ async function createWorkers(
   },
 ): Promise<Worker[]> {
   const { workDir, datasetsDir } = host;
-  const pool = options.client.workflow.getHandle(POOL_WORKFLOW_ID);
-  const leaseHeld = (slotId: string, leaseId: string) => pool.query(leaseHeldQuery, { slotId, leaseId });
+  const leaseHeld = leaseHeldOn(options.client);
   const base = {
     connection: options.connection,
     namespace: options.namespace,
@@ -220,6 +246,7 @@ async function createWorkers(
           heartbeatIntervalMs: options.trainingHeartbeatMs,
           killAfterMs: options.killAfterMs,
           orphanGraceMs: options.orphanGraceMs,
+          fencingMs: hostFencing(options).fencingSeconds * 1000,
           leaseHeld,
           hostRuns: host.hostRuns,
           cleanup: host.cleanup,

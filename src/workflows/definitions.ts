@@ -8,6 +8,7 @@ import type { HostHealthReport, SlotProblem } from '../domain/health.js';
 import type { LeaseRequest, PlacementCheck, PlacementRecord, PlacementPolicy } from '../domain/placement.js';
 import type { TagUsage } from '../domain/fair-share.js';
 import type { Requirements } from '../domain/request.js';
+import type { HostFencing } from '../domain/limits.js';
 import type { StrategyChange } from '../domain/strategy.js';
 import type { StrategyRow } from '../catalog/queries.js';
 import type { ExperimentSnapshot } from './experiment-state.js';
@@ -32,6 +33,8 @@ export interface Lease {
   hostQueue: string;
   grantedAt: number;
   placement: PlacementRecord;
+  /** Its host's fencing (absent for hosts of older workers): a lost attempt is re-placed only after it. */
+  fencing?: HostFencing;
 }
 export interface HostEntry {
   host: string;
@@ -51,6 +54,8 @@ export interface HostEntry {
   verifiedDigest?: string | null;
   /** How often its worker heartbeats (domain/fleet.ts silenceLimitMs). */
   heartbeatMs?: number;
+  /** Its fencing, as it registered it. */
+  fencing?: HostFencing;
 }
 /** A registration the pool refused (no valid credential, or a live host's name claimed by another identity). */
 export interface RegistrationRefusal {

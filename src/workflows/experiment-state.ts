@@ -4,6 +4,7 @@ import type { TagDecision } from '../domain/decision.js';
 import type { ExperimentStatus, TrainingOutcome } from '../domain/experiment.js';
 import type { ExperimentRequest } from '../domain/request.js';
 import type { PlacementRecord } from '../domain/placement.js';
+import type { AttemptRecord } from '../domain/attempts.js';
 
 /** Input of experimentWorkflow: the validated request plus what the client resolved. */
 export interface ExperimentInput {
@@ -25,6 +26,8 @@ export interface ExperimentInput {
   submittedBy?: string;
   /** A child of a batch (batch.ts): decided with its siblings by the batch, not alone. Signed with the request. */
   batch?: BatchMembership;
+  /** `expctl retry ID --resume`: the experiment whose latest checkpoint the first attempt restores. */
+  resumeFrom?: string;
 }
 
 export interface BatchMembership {
@@ -77,4 +80,6 @@ export interface ExperimentSnapshot {
   submittedBy?: string | null;
   /** The dataset versions its `NAME@latest` / `NAME@V` references were pinned to. */
   datasetVersions?: PinnedDataset[];
+  /** Each attempt: its host and slot, when and how it ended, what it resumed from, what it lost. */
+  attemptRecords?: AttemptRecord[];
 }

@@ -125,6 +125,7 @@ function register(state: PoolState, registration: HostRegistration, identity: st
     identity,
     verifiedDigest: registration.authorization?.digest ?? null,
     ...(registration.heartbeatMs !== undefined ? { heartbeatMs: registration.heartbeatMs } : {}),
+    ...(registration.fencing !== undefined ? { fencing: registration.fencing } : {}),
   };
   delete pool.refusals?.[registration.host];
   state.touch();

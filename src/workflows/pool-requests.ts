@@ -59,8 +59,10 @@ export function grantQueued(state: PoolState, now: number): void {
     state.track(
       (async () => {
         try {
+          const fencing = pool.hosts[entry.slot.host]?.fencing;
           await getExternalWorkflowHandle(grant.experimentId).signal(leaseGrantedSignal, {
             ...lease,
+            ...(fencing ? { fencing } : {}),
             slot: entry.slot,
             // Bounded: a grant's size (and this history's growth) does not grow with the fleet.
             placement: boundPlacementRecord(grant.record),

@@ -163,7 +163,18 @@ describe.skipIf(unavailable !== null)('three hosts sharing only the network', ()
         EXPCTL_KEY_FILE: 'payload-keys.json',
         EXPCTL_CREDENTIAL_FILE: `gpu-${host}.json`,
       };
-      const command = [process.execPath, EXPCTL, 'worker', '--host', host, '--orphan-grace', '10'];
+      // A 10 s fencing time: a cut-off host's run is given up 10 + 5 + 5 s after its silence, not 70.
+      const command = [
+        process.execPath,
+        EXPCTL,
+        'worker',
+        '--host',
+        host,
+        '--orphan-grace',
+        '10',
+        '--fencing-time',
+        '10',
+      ];
       spawnIn(host, network.inHost(host, withHidden([controlDir], command)), workerEnv[host]!, path.join(dir, host));
     }
     readerEnv = {
@@ -336,13 +347,24 @@ describe.skipIf(unavailable !== null)('three hosts sharing only the network', ()
     const cutAt = Date.now();
     await network.setLink('b', false);
     const result = json(await expctlOn('control', ['wait', id, '--json'], controlEnv));
-    const seconds = (Date.now() - cutAt) / 1000;
+    const lostAt = Date.now();
+    const seconds = (lostAt - cutAt) / 1000;
     console.log(`link of host b cut: ${result.status} after ${seconds.toFixed(1)} s (${result.reason})`);
     expect(result.status).toBe('worker_lost');
-    // Found by the experiment itself (training heartbeat limit 10 s, then 3 s for the host to
-    // answer), not by the pool's 60 s host limit: a cut link is not waited out.
+    // Found by the experiment itself (training heartbeat limit 10 s, then the host is asked until
+    // its fencing time, kill grace and margin have passed: 20 s), not by the pool's 60 s host limit.
     expect(result.reason).toMatch(/stopped answering/);
     expect(seconds).toBeLessThan(60);
+    // Cut off, host b could not confirm the run's lease: its supervisor stopped the training before
+    // the run was given up (and could have been placed again), and recorded why.
+    const exitFile = (await fs.readdir(path.join(dir, 'b'), { recursive: true }))
+      .map((name) => path.join(dir, 'b', name))
+      .find((name) => name.endsWith(path.join('runs', id, 'exit.json')));
+    expect(exitFile).toBeDefined();
+    expect(JSON.parse(await fs.readFile(exitFile!, 'utf8')).orphaned).toMatch(
+      /^fenced: no lease confirmation for \d+s$/,
+    );
+    expect((await fs.stat(exitFile!)).mtimeMs).toBeLessThan(lostAt);
     // The worker on b says why it lost the server (its heartbeat to the pool is past its deadline),
     // which can take longer than the run's detection: the link stays cut until it has.
     await eventually(

@@ -132,7 +132,10 @@ describe('a worker process killed during training', () => {
   });
 
   it('re-places the run on another worker when the request allows it', async () => {
-    const victim = (await startWorkerProcess('victim2', ['--runtime-tag', 'spare-ok', '--orphan-grace', '4'])).child;
+    // A short fencing time: the run is re-placed once the victim has surely stopped it (4 + 5 + 5 s).
+    const victim = (
+      await startWorkerProcess('victim2', ['--runtime-tag', 'spare-ok', '--orphan-grace', '4', '--fencing-time', '4'])
+    ).child;
     const { handle } = await submitExperiment(stack.client, {
       tag: 'replace',
       hypothesis: 'survives a lost worker',
@@ -162,7 +165,9 @@ describe('a worker process killed during training', () => {
 
   it('ends a re-placed run worker_lost, with the reason, when no live host can take it within the heartbeat limit', async () => {
     // The only host with this runtime tag: once it dies, nothing live can take the run again.
-    const only = (await startWorkerProcess('lonely', ['--runtime-tag', 'only-lonely', '--orphan-grace', '4'])).child;
+    const only = (
+      await startWorkerProcess('lonely', ['--runtime-tag', 'only-lonely', '--orphan-grace', '4', '--fencing-time', '4'])
+    ).child;
     const { handle } = await submitExperiment(stack.client, {
       tag: 'unplaceable',
       hypothesis: 'its only capable host dies',
@@ -184,8 +189,9 @@ describe('a worker process killed during training', () => {
     expect(result.reason).toMatch(
       /; re-placed, but no live host could take it within 8 s \(the pool's heartbeat limit\)$/,
     );
-    // Lost (the pool's limit, or the train activity's heartbeat timeout and the host's silence), then the wait.
-    expect(elapsed).toBeLessThan(8 + 1 + 10 + 8 + 10);
+    // Lost (the pool's limit, or the train activity's heartbeat timeout and the host's silence), the
+    // host's fencing time, kill grace and margin (4 + 5 + 5), then the wait.
+    expect(elapsed).toBeLessThan(8 + 1 + 10 + 14 + 8 + 10);
     const state = await handle.query(experimentStateQuery);
     expect(state.timeline.map((t) => t.status)).toEqual([
       'submitted',

@@ -107,7 +107,7 @@ describe('the CLI declarations', () => {
     expect(new Set(names).size).toBe(names.length);
   });
 
-  it('give retry and rerun the same arguments and options, from one declaration', () => {
+  it('give retry and rerun the same arguments and options, from one declaration (retry adds --resume)', () => {
     const shape = (name: string) => {
       const command = commandOf(name)!;
       return {
@@ -115,8 +115,10 @@ describe('the CLI declarations', () => {
         options: command.options.map((option) => option.flags),
       };
     };
-    expect(shape('retry')).toEqual(shape('rerun'));
-    expect(shape('retry').options).toEqual(['--detach', '--secret <NAME[=@FILE]>', '--json']);
+    expect(shape('retry').arguments).toEqual(shape('rerun').arguments);
+    expect(shape('rerun').options).toEqual(['--detach', '--secret <NAME[=@FILE]>', '--json']);
+    // A rerun reproduces from step 0; only a retry may resume from the old run's checkpoint.
+    expect(shape('retry').options).toEqual([...shape('rerun').options, '--resume']);
     expect(commandOf('retry')!.description()).not.toBe(commandOf('rerun')!.description());
   });
 });

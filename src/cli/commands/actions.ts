@@ -11,6 +11,9 @@ import {
 } from '../../domain/reproduction.js';
 import { tagProblem, type ExperimentRequest } from '../../domain/request.js';
 import { connectClient } from '../../temporal/connection.js';
+import { EXIT_CODES } from '../../domain/exit-codes.js';
+import { openStore } from '../../store/open.js';
+import type { FleetStore } from '../../store/store.js';
 import { asRefusal } from '../refusal.js';
 import type { CatalogView } from '../../client/catalog.js';
 import { openCatalog } from '../catalog-view.js';
@@ -67,6 +70,26 @@ export interface RepeatOptions {
   detach?: boolean;
   /** `--secret NAME=@FILE` for secrets of the original (default: the submitter's environment). */
   secret?: string[];
+  /** `retry --resume`: the new run restores the original's latest checkpoint from the fleet store. */
+  resume?: boolean;
+}
+
+/** The checkpoint documents an experiment's attempts synced (runs/<id>/attempts/<n>/checkpoint). */
+export function checkpointDocuments(names: readonly string[], experimentId: string): string[] {
+  const prefix = `runs/${experimentId}/attempts/`;
+  return names.filter((name) => name.startsWith(prefix) && /^\d+\/checkpoint$/.test(name.slice(prefix.length)));
+}
+
+/** Refuses `retry --resume` of a run that left no checkpoint in the fleet store, saying why. */
+async function requireCheckpoint(id: string, store: FleetStore): Promise<void> {
+  const listed = await store.listDocuments(`runs/${id}/attempts/`).catch((error: Error) => {
+    throw new CliError(`--resume: the fleet store ${store.location} cannot be read (${error.message})`);
+  });
+  if (checkpointDocuments(listed.map((entry) => entry.name), id).length === 0)
+    throw new CliError(
+      `--resume: ${id} left no checkpoint in the fleet store ${store.location} (its script wrote none to EXPCTL_CHECKPOINT_DIR, or none was synced); retry it without --resume to start from step 0`,
+      EXIT_CODES.validation_failed,
+    );
 }
 
 /**
@@ -128,8 +151,12 @@ export async function repeatCommand(kind: 'retry' | 'rerun', id: string, options
   // A rerun reproduces: NAME@latest means the version the original was pinned to, never today's latest.
   const request = kind === 'rerun' ? { ...restored, datasets: pinRefs(restored.datasets, original.pinned) } : restored;
   const { idempotencyKey: _dropped, ...rest } = request;
+  if (options.resume) await requireCheckpoint(id, await openStore());
   const client = await connectClient();
-  const { experimentId, handle } = await submitExperiment(client, rest, { origin: { kind, of: id } });
+  const { experimentId, handle } = await submitExperiment(client, rest, {
+    origin: { kind, of: id },
+    ...(options.resume ? { resumeFrom: id } : {}),
+  });
   const change = {
     experiment_id: experimentId,
     [`${kind}_of`]: id,
@@ -144,7 +171,9 @@ export async function repeatCommand(kind: 'retry' | 'rerun', id: string, options
               ? 'the environment is not compared (--detach): compare the two records with expctl show'
               : 'the environment is compared with the original once the rerun has trained'
           }`
-        : 'a new experiment ID; the request is the same',
+        : options.resume
+          ? `a new experiment ID; the request is the same; it resumes from ${id}'s latest checkpoint`
+          : 'a new experiment ID; the request is the same',
     ...(kind === 'rerun' && options.detach ? { environment: DETACHED_COMPARISON } : {}),
   };
   const json = wantsJson(options);

@@ -1,4 +1,5 @@
 import { asRefusal } from '../refusal.js';
+import type { AttemptRecord } from '../../domain/attempts.js';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { resolveSource, SourceError } from '../../client/source.js';
 import { fleetSourceFor, shipToFleet } from '../../client/fleet-remote.js';
@@ -217,6 +218,18 @@ function formatTimings(t: RunTimings): string {
   );
 }
 
+/** One attempt of the per-attempt record, on one line. */
+export function attemptLine(a: AttemptRecord): string {
+  const how = a.ended === null ? 'under way' : a.why ? `${a.ended}: ${a.why}` : a.ended;
+  const resumed = a.resumedFrom
+    ? `resumed from attempt ${a.resumedFrom.attempt}'s checkpoint of ${a.resumedFrom.writtenAt} (${a.resumedFrom.trainingSeconds}s trained)`
+    : 'started fresh';
+  const trained = a.trainedSeconds === null ? 'trained ?' : `trained ${a.trainedSeconds}s`;
+  const lost = a.lostSeconds === null ? '' : `, lost ${a.lostSeconds}s`;
+  const reattached = a.reattached > 0 ? `; re-attached ${a.reattached}x` : '';
+  return `#${a.attempt} ${a.slotId}  ${a.startedAt} → ${a.endedAt ?? 'now'}  ${how}${reattached}; ${resumed}; ${trained}${lost}`;
+}
+
 export async function showCommand(id: string, options: { json?: boolean; patch?: boolean }): Promise<void> {
   if (options.patch) return showPatch(id, options);
   // A dataset version's workflow id (expctl-dataset-NAME-vV) shows that version.
@@ -282,6 +295,9 @@ export async function showCommand(id: string, options: { json?: boolean; patch?:
     say(
       `  placement:  ${snapshot.placement.slotId} (${snapshot.placement.acceleratorClass}): ${snapshot.placement.why}; policy ${snapshot.placement.policy}; waited ${(snapshot.placement.queuedMs / 1000).toFixed(1)}s`,
     );
+  const attempts = snapshot.attemptRecords ?? record?.attemptRecords ?? [];
+  if (attempts.length > 0) say(`  attempts:`);
+  for (const attempt of attempts) say(`    ${attemptLine(attempt)}`);
   if (record?.environment)
     say(
       `  env:        ${Object.entries(record.environment.software)

@@ -19,7 +19,22 @@ export interface WorkerOptions {
   workDir?: string;
   runtimeTag: string[];
   orphanGrace?: number;
+  fencingTime?: number;
   heartbeat?: number;
+}
+
+/** The fencing time in ms: --fencing-time, else EXPCTL_FENCING_SECONDS, else the default (undefined). */
+export function fencingMsOf(option: number | undefined, env: NodeJS.ProcessEnv = process.env): number | undefined {
+  if (option !== undefined) return option * 1000;
+  const text = env.EXPCTL_FENCING_SECONDS;
+  if (text === undefined || text === '') return undefined;
+  const seconds = Number(text);
+  if (!Number.isInteger(seconds) || seconds <= 0)
+    throw new CliError(
+      `EXPCTL_FENCING_SECONDS must be a positive whole number of seconds, not ${JSON.stringify(text)}`,
+      EXIT_CODES.validation_failed,
+    );
+  return seconds * 1000;
 }
 
 function stopOnSignals(stop: () => Promise<void>): void {
@@ -32,6 +47,8 @@ function stopOnSignals(stop: () => Promise<void>): void {
   process.once('SIGINT', handler);
   process.once('SIGTERM', handler);
 }
+
+const withFencing = (fencingMs: number | undefined) => (fencingMs === undefined ? {} : { fencingMs });
 
 /** `expctl worker`: this host's GPUs (or CPU slots) join the fleet at TEMPORAL_ADDRESS. */
 export async function workerCommand(options: WorkerOptions): Promise<void> {
@@ -56,6 +73,7 @@ export async function workerCommand(options: WorkerOptions): Promise<void> {
     runtimeTags: options.runtimeTag,
     workDir: options.workDir ?? path.join(stateDir(), 'worker'),
     ...(options.orphanGrace ? { orphanGraceMs: options.orphanGrace * 1000 } : {}),
+    ...withFencing(fencingMsOf(options.fencingTime)),
     ...(options.heartbeat ? { poolHeartbeatMs: options.heartbeat * 1000 } : {}),
     credential: loadCredential(),
   }).catch(refused);

@@ -15,7 +15,7 @@ const REPEATS = {
 /** `retry` and `rerun`: one declaration, two names. */
 export function declareRepeat(program: Command): void {
   for (const [kind, description] of Object.entries(REPEATS) as ['retry' | 'rerun', string][]) {
-    program
+    const command = program
       .command(kind)
       .description(description)
       .argument('<id>')
@@ -28,5 +28,10 @@ export function declareRepeat(program: Command): void {
       )
       .addOption(jsonOption())
       .action((id: string, o: RepeatOptions) => repeatCommand(kind, id, o));
+    if (kind === 'retry')
+      command.option(
+        '--resume',
+        "restore the old run's latest checkpoint from the fleet store before the script starts (refused when it left none)",
+      );
   }
 }

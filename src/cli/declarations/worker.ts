@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { DEFAULT_POOL_HEARTBEAT_MS, MISSED_HEARTBEATS_BEFORE_LOST } from '../../domain/fleet.js';
+import { DEFAULT_FENCING_SECONDS } from '../../domain/limits.js';
 import { collect, indexList, lazy, one, positiveInt } from '../options.js';
 
 /** The `expctl` commands of worker: names, options and help; each action loads its module when it runs. */
@@ -24,6 +25,11 @@ export function declareWorkers(program: Command): void {
       '--orphan-grace <seconds>',
       'how long a run outlives its worker before it is killed, waiting for a restarted worker (default 60)',
       positiveInt('--orphan-grace'),
+    )
+    .option(
+      '--fencing-time <seconds>',
+      `how long a run goes on when this worker cannot confirm its lease with the pool (cut off, frozen, killed) before its supervisor stops it; the pool re-places a lost run only after it (default: EXPCTL_FENCING_SECONDS or ${DEFAULT_FENCING_SECONDS})`,
+      positiveInt('--fencing-time'),
     )
     .option(
       '--heartbeat <seconds>',

@@ -41,6 +41,8 @@ async function signedSubmitter(run: ExperimentRun): Promise<string> {
         priority: input.priority,
         ...(input.origin ? { origin: input.origin } : {}),
         ...(input.batch ? { batch: input.batch } : {}),
+        // Signed with the rest: which run's checkpoints a retry restores is the submitter's choice.
+        ...(input.resumeFrom ? { resumeFrom: input.resumeFrom } : {}),
       },
       acceptedAt: workflowInfo().startTime.toISOString(),
     },

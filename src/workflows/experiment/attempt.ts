@@ -6,10 +6,17 @@ import {
   condition,
   isCancellation,
   proxyActivities,
+  sleep,
   TimeoutFailure,
 } from '@temporalio/workflow';
 import type { TrainingOutcome } from '../../domain/experiment.js';
-import { hostAnswerSeconds, killLimitSeconds, TRAIN_HEARTBEAT_TIMEOUT_SECONDS } from '../../domain/limits.js';
+import {
+  hostAnswerSeconds,
+  HOST_RECONNECT_SECONDS,
+  killLimitSeconds,
+  replaceNotBeforeMs,
+  TRAIN_HEARTBEAT_TIMEOUT_SECONDS,
+} from '../../domain/limits.js';
 import { REFUSED_ON_HOST, RUN_NOT_ON_HOST } from '../../shared/constants.js';
 import type { HostRunStatus } from '../../activities/run-status.js';
 import type { createTrainingActivities, TrainingHeartbeat } from '../../activities/training.js';
@@ -31,22 +38,52 @@ const RECONCILE_WAIT = '15s';
 /** How often one attempt re-attaches to a run its host still holds (each after a silence). */
 const MAX_REATTACHES = 20;
 
-/** `refused`: the request failed its checks again on the leased host (REFUSED_ON_HOST). */
-export type AttemptResult = { outcome?: TrainingOutcome; lost?: string; infra?: string; refused?: string };
+/**
+ * `refused`: the request failed its checks again on the leased host (REFUSED_ON_HOST). A lost
+ * attempt says when its host has surely stopped the run (`replaceAfterMs`, epoch ms: its fencing
+ * time passed) and how long it trained by its last heartbeat (`trainedSeconds`).
+ */
+export type AttemptResult = {
+  outcome?: TrainingOutcome;
+  lost?: string;
+  infra?: string;
+  refused?: string;
+  replaceAfterMs?: number;
+  trainedSeconds?: number;
+};
+
+/** What an attempt carries over from earlier ones: restore their checkpoint, and the training time they used. */
+export interface AttemptCarry {
+  resume?: boolean;
+  trainedSeconds?: number;
+  /** `expctl retry --resume`: the experiment whose latest checkpoint the first attempt restores. */
+  resumeFrom?: string;
+}
+
+/** What the per-attempt record learns while the attempt goes: its re-attaches, its training seconds by its last heartbeat. */
+export interface AttemptEvents {
+  reattached(): void;
+  trained(seconds: number): void;
+}
 
 /**
  * One attempt on a lease: the environment record, then training. A revoked lease ends the attempt
  * in any state, without waiting for a dead worker to confirm (an operator's cancel still waits for
  * the process group to be killed: the revocation watch is not cancellable).
  */
-export async function attemptOn(run: ExperimentRun, granted: Lease): Promise<AttemptResult> {
+export async function attemptOn(
+  run: ExperimentRun,
+  granted: Lease,
+  carry: AttemptCarry = {},
+  events: AttemptEvents = { reattached: () => undefined, trained: () => undefined },
+): Promise<AttemptResult> {
   const scope = new CancellationScope();
   run.attemptScope = scope;
   const work = scope.run(async (): Promise<AttemptResult> => {
     const refused = await captureEnvironment(run, granted);
     if (refused) return refused;
     await advance(run, 'running', `on ${granted.slot.slotId}`, { attempts: run.snapshot.attempts });
-    return supervise(run, granted);
+    return supervise(run, granted, carry, events);
   });
   const revocation = CancellationScope.nonCancellable(() => condition(() => run.revoked !== undefined)).then(
     () => undefined,
@@ -55,13 +92,21 @@ export async function attemptOn(run: ExperimentRun, granted: Lease): Promise<Att
     const result = await Promise.race([work, revocation]);
     if (result !== undefined) return result;
     work.catch(() => undefined);
-    return { lost: run.revoked!.reason };
+    return revokedNow(run, granted);
   } catch (error) {
-    if (run.revoked) return { lost: run.revoked.reason };
+    if (run.revoked) return revokedNow(run, granted);
     throw error;
   } finally {
     run.attemptScope = undefined;
   }
+}
+
+/**
+ * The pool revoked the lease (its host went silent past the pool's limit, or was reported lost):
+ * the host's worker can confirm the lease no more from now, so its run stops within its fencing time.
+ */
+function revokedNow(run: ExperimentRun, granted: Lease): AttemptResult {
+  return { lost: run.revoked!.reason, replaceAfterMs: replaceNotBeforeMs(Date.now(), granted.fencing) };
 }
 
 /** The leased host records the run's environment; an attempt result when it cannot, otherwise nothing. */
@@ -94,8 +139,17 @@ function trainingActivities(run: ExperimentRun, granted: Lease) {
   });
 }
 
-/** Runs training on the leased slot; when the worker stops answering, asks its host before giving up. */
-async function supervise(run: ExperimentRun, granted: Lease): Promise<AttemptResult> {
+/**
+ * Runs training on the leased slot; when the worker stops answering, asks its host before giving
+ * up, and keeps asking until the host's fencing time has surely passed: a restarted worker
+ * re-attaches within that window, and a run declared lost after it is no longer trained there.
+ */
+async function supervise(
+  run: ExperimentRun,
+  granted: Lease,
+  carry: AttemptCarry,
+  events: AttemptEvents,
+): Promise<AttemptResult> {
   const { experimentId, request, snapshot } = run;
   const training = trainingActivities(run, granted);
   const input = {
@@ -105,7 +159,11 @@ async function supervise(run: ExperimentRun, granted: Lease): Promise<AttemptRes
     leaseId: granted.leaseId,
     attempt: snapshot.attempts,
     ...(snapshot.datasetVersions?.length ? { datasets: snapshot.datasetVersions } : {}),
+    ...(carry.resume ? { resume: true } : {}),
+    ...(carry.trainedSeconds ? { trainedSeconds: carry.trainedSeconds } : {}),
+    ...(carry.resumeFrom ? { resumeFrom: { experimentId: carry.resumeFrom } } : {}),
   };
+  let trainedSeconds: number | undefined;
   let follow = () => training.runTraining(input);
   for (let reattaches = 0; ; reattaches++) {
     try {
@@ -117,22 +175,60 @@ async function supervise(run: ExperimentRun, granted: Lease): Promise<AttemptRes
       if (error.cause instanceof ApplicationFailure && error.cause.type === REFUSED_ON_HOST)
         return { refused: error.cause.message };
       if (!(error.cause instanceof TimeoutFailure)) return { infra: error.cause?.message ?? error.message };
+      const silencedAt = Date.now();
       const silence = `the worker on ${granted.slot.host} stopped answering (${error.cause.timeoutType ?? 'timeout'} on ${granted.slot.slotId})`;
-      const lastBeat =
+      const heartbeat =
         error.cause.timeoutType === 'HEARTBEAT'
-          ? (error.cause.lastHeartbeatDetails as TrainingHeartbeat | undefined)?.sentAt
+          ? (error.cause.lastHeartbeatDetails as TrainingHeartbeat | undefined)
           : undefined;
-      const wait = `${hostAnswerSeconds(lastBeat, Date.now())}s`;
-      const status = await askHost(run, granted, wait);
-      if (status === null) return hostLost(granted, `${silence}, and the host did not answer within ${wait}`);
+      if (heartbeat?.phase !== 'setup' && typeof heartbeat?.elapsedSeconds === 'number') {
+        trainedSeconds = heartbeat.elapsedSeconds;
+        // Kept at once: a revocation while the host is asked ends the attempt without this function.
+        events.trained(trainedSeconds);
+      }
+      const trained = trainedSeconds === undefined ? {} : { trainedSeconds };
+      const wait = `${hostAnswerSeconds(heartbeat?.sentAt, Date.now())}s`;
+      const status = (await askHost(run, granted, wait)) ?? (await untilFenced(run, granted, silencedAt));
+      if (status === null) {
+        const fencedFor = Math.round((Date.now() - silencedAt) / 1000);
+        return {
+          ...(await hostLost(
+            granted,
+            `${silence}, and the host did not answer within ${wait}, nor in the ${fencedFor}s its fencing time allows`,
+          )),
+          ...trained,
+          replaceAfterMs: Date.now(),
+        };
+      }
       if (status.state === 'finished') return { outcome: status.outcome };
-      if (status.state === 'unknown') return { lost: `${silence}; the host answered but ${status.why}` };
+      if (status.state === 'unknown') return { lost: `${silence}; the host answered but ${status.why}`, ...trained };
+      events.reattached();
       // The host holds the run (its worker restarted, or the server was away): follow it again.
       if (reattaches >= MAX_REATTACHES)
         return { lost: `${silence}; re-attached ${MAX_REATTACHES} times without the run ending` };
       follow = () => training.awaitTraining({ experimentId, slot: granted.slot, leaseId: granted.leaseId });
     }
   }
+}
+
+/**
+ * A silent host that did not answer may still train the run until its supervisor fences it (the
+ * lease unconfirmed for the host's fencing time). Until that has surely passed, counted from the
+ * silence, the host is asked again (a worker restarted meanwhile answers and re-attaches); null
+ * once the window closes without an answer.
+ */
+async function untilFenced(run: ExperimentRun, granted: Lease, silencedAt: number): Promise<HostRunStatus | null> {
+  const closesAt = replaceNotBeforeMs(silencedAt, granted.fencing);
+  while (Date.now() < closesAt) {
+    const askedAt = Date.now();
+    const left = Math.max(1, Math.ceil((closesAt - askedAt) / 1000));
+    const status = await askHost(run, granted, `${Math.min(HOST_RECONNECT_SECONDS, left)}s`);
+    if (status !== null) return status;
+    // An ask refused at once (no poller, a failure) is not repeated in a tight loop.
+    const pause = Math.min(2000, closesAt - Date.now());
+    if (Date.now() - askedAt < 2000 && pause > 0) await sleep(pause);
+  }
+  return null;
 }
 
 /**

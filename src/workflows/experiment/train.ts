@@ -1,8 +1,10 @@
 import { sleep } from '@temporalio/workflow';
+import type { AttemptEnd, AttemptRecord } from '../../domain/attempts.js';
+import { resumedFromOutcome, withLostSeconds } from '../../domain/attempts.js';
 import type { TrainingOutcome } from '../../domain/experiment.js';
 import type { Lease } from '../definitions.js';
 import { acquire } from './acquire.js';
-import { attemptOn } from './attempt.js';
+import { attemptOn, type AttemptCarry, type AttemptResult } from './attempt.js';
 import { releaseLease, RunEnded, type ExperimentRun } from './state.js';
 
 /** Infrastructure failures of the train step (not the training itself) are retried this often. */
@@ -10,7 +12,9 @@ const INFRA_ATTEMPTS = 3;
 
 /**
  * Acquires a lease and trains on it, again on a healthy slot of the same class when the host is
- * lost (up to the request's maxReplacements), and again after an infrastructure failure.
+ * lost (up to the request's maxReplacements), and again after an infrastructure failure. A run
+ * whose host was lost is placed again only once that host has surely stopped it (its fencing
+ * time), and resumes from its latest checkpoint, charged with the training time already used.
  */
 export async function train(run: ExperimentRun): Promise<{ outcome: TrainingOutcome; lease: Lease }> {
   const { request, snapshot } = run;
@@ -19,11 +23,17 @@ export async function train(run: ExperimentRun): Promise<{ outcome: TrainingOutc
   let note: string | undefined;
   let requirements = request.requirements;
   let lost: string | undefined;
+  let carry: AttemptCarry = run.input.resumeFrom ? { resume: true, resumeFrom: run.input.resumeFrom } : {};
   for (;;) {
     const granted = await acquire(run, note, requirements, lost);
     lost = undefined;
     snapshot.attempts++;
-    const attempt = await attemptOn(run, granted);
+    const record = beginAttempt(run, granted, carry);
+    const attempt = await attemptOn(run, granted, carry, {
+      reattached: () => record.reattached++,
+      trained: (seconds) => (record.trainedSeconds = seconds),
+    });
+    endAttempt(run, record, attempt);
     if (attempt.outcome) return { outcome: attempt.outcome, lease: granted };
     await releaseLease(run);
     if (attempt.refused !== undefined) throw new RunEnded('validation_failed', attempt.refused);
@@ -34,6 +44,9 @@ export async function train(run: ExperimentRun): Promise<{ outcome: TrainingOutc
       requirements = { ...request.requirements, acceleratorClass: granted.slot.acceleratorClass };
       note = `re-placed (attempt ${snapshot.attempts + 1}) on a healthy ${granted.slot.acceleratorClass} slot after: ${attempt.lost}`;
       lost = attempt.lost;
+      carry = { resume: true, trainedSeconds: (carry.trainedSeconds ?? 0) + (record.trainedSeconds ?? 0) };
+      // Never two attempts training at once: the lost host's supervisor stops the run within its fencing time.
+      await untilFenced(attempt.replaceAfterMs);
       continue;
     }
     infraFailures++;
@@ -43,4 +56,53 @@ export async function train(run: ExperimentRun): Promise<{ outcome: TrainingOutc
     note = `retry ${infraFailures + 1} after: ${attempt.infra}`;
     await sleep(2 ** infraFailures * 1000);
   }
+}
+
+/** Waits until a lost attempt's host has surely stopped its run (nothing to wait for without a time). */
+async function untilFenced(replaceAfterMs: number | undefined): Promise<void> {
+  if (replaceAfterMs === undefined) return;
+  const wait = replaceAfterMs - Date.now();
+  if (wait > 0) await sleep(wait);
+}
+
+/** The attempt's entry in the per-attempt record, from the moment it holds its lease. */
+function beginAttempt(run: ExperimentRun, granted: Lease, carry: AttemptCarry): AttemptRecord {
+  const record: AttemptRecord = {
+    attempt: run.snapshot.attempts,
+    host: granted.slot.host,
+    slotId: granted.slot.slotId,
+    startedAt: new Date().toISOString(),
+    endedAt: null,
+    ended: null,
+    why: null,
+    reattached: 0,
+    resumedFrom: null,
+    carriedSeconds: carry.trainedSeconds ?? 0,
+    trainedSeconds: null,
+    lostSeconds: null,
+  };
+  run.snapshot.attemptRecords = [...(run.snapshot.attemptRecords ?? []), record];
+  return record;
+}
+
+/** How the attempt ended, kept in its entry; the lost attempt before it learns what it lost. */
+function endAttempt(run: ExperimentRun, record: AttemptRecord, result: AttemptResult): void {
+  const [ended, why] = attemptEnd(result);
+  record.endedAt = new Date().toISOString();
+  record.ended = ended;
+  record.why = why === null ? null : run.scrub(why);
+  record.resumedFrom = resumedFromOutcome(result.outcome ?? null);
+  record.trainedSeconds = result.outcome
+    ? result.outcome.timings.processSeconds
+    : (result.trainedSeconds ?? record.trainedSeconds);
+  const records = run.snapshot.attemptRecords ?? [];
+  run.snapshot.attemptRecords = withLostSeconds(records, run.experimentId);
+  run.pending.attemptRecords = run.snapshot.attemptRecords;
+}
+
+function attemptEnd(result: AttemptResult): [AttemptEnd, string | null] {
+  if (result.outcome) return [result.outcome.canceled ? 'canceled' : 'completed', null];
+  if (result.lost !== undefined) return ['lost', result.lost];
+  if (result.refused !== undefined) return ['refused', result.refused];
+  return ['infra_failed', result.infra ?? null];
 }
