@@ -25,7 +25,6 @@ import {
   DEFAULT_CHECKPOINT_SYNC_MS,
   killLimitSeconds,
   LOG_TAIL_BYTES,
-  remainingLimits,
 } from '../domain/limits.js';
 import { computeTimings } from '../domain/timings.js';
 import { ProgressClock } from '../gpu-worker/timings.js';
@@ -332,8 +331,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
   });
 
   return {
-    async runTraining(given: RunTrainingInput): Promise<TrainingOutcome> {
-      const input = await withRemainingLimits(given, deps.store);
+    async runTraining(input: RunTrainingInput): Promise<TrainingOutcome> {
       const { request, experimentId } = input;
       if (input.slot.slotId !== deps.slot.slotId) {
         throw ApplicationFailure.nonRetryable(
@@ -438,28 +436,6 @@ export function createTrainingActivities(deps: TrainingDeps) {
       });
     },
   };
-}
-
-/**
- * The input with the budget and kill limit earlier attempts left (remainingLimits): the script's
- * EXPCTL_TIME_BUDGET, the worker's kill deadline and the supervisor's count across attempts. Only
- * for a run that resumes from a checkpoint of an earlier attempt: one that has none starts from
- * step 0 with its whole budget, as runs that never checkpoint always did.
- */
-async function withRemainingLimits(input: RunTrainingInput, store: FleetStore | undefined): Promise<RunTrainingInput> {
-  if (!input.resume || !input.trainedSeconds || input.trainedSeconds <= 0 || !store) return input;
-  if (!(await hasEarlierCheckpoint(store, input))) return input;
-  return { ...input, request: { ...input.request, ...remainingLimits(input.request, input.trainedSeconds) } };
-}
-
-/** Whether an earlier attempt of the run synced a checkpoint (`runs/<id>/attempts/<n>/checkpoint`, n below this one). */
-async function hasEarlierCheckpoint(store: FleetStore, input: RunTrainingInput): Promise<boolean> {
-  const prefix = `runs/${input.experimentId}/attempts/`;
-  const listed = await store.listDocuments(prefix).catch(() => []);
-  return listed.some((entry) => {
-    const match = /^(\d+)\/checkpoint$/.exec(entry.name.slice(prefix.length));
-    return match !== null && Number(match[1]) < (input.attempt ?? Infinity);
-  });
 }
 
 /** Whether a run's public request had secret values: its --secret ones, its secret-looking --env ones. */

@@ -4,7 +4,7 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { CheckpointRestore, TrainingOutcome } from '../domain/experiment.js';
 import type { Slot } from '../domain/fleet.js';
 import type { ExperimentRequest } from '../domain/request.js';
-import { killLimitSeconds } from '../domain/limits.js';
+import { killLimitSeconds, remainingLimits } from '../domain/limits.js';
 import { computeTimings } from '../domain/timings.js';
 import { publicRequest, runSecretValues, scrubText } from '../domain/redact.js';
 import { datasetVariables, type PinnedDataset } from '../domain/dataset-refs.js';
@@ -194,6 +194,7 @@ async function prepareInTree(
   if ('failed' in setup)
     return { outcome: await setupFailureOutcome(setup.failed, deps, files, secretValues, startedAt) };
   const restored = await restoreCheckpoint(input, deps, checked);
+  const charged = chargedRequest(input, restored.restore);
 
   await fs.appendFile(files.log, `expctl: training starts ${new Date().toISOString()}\n`, PRIVATE_FILE);
   const clock = new ProgressClock(files.log);
@@ -210,7 +211,14 @@ async function prepareInTree(
     cwd: files.tree,
     command: commandInTree(request.command, files.tree),
     // The training process's variables on top of the worker's: the request's, its secrets, expctl's.
-    env: { ...request.env, ...secrets, ...own, ...restored.variables, ...trainingEnvironment(plan) },
+    env: {
+      ...request.env,
+      ...secrets,
+      ...own,
+      EXPCTL_TIME_BUDGET: String(charged.timeBudgetSeconds),
+      ...restored.variables,
+      ...trainingEnvironment(plan),
+    },
     // What the supervisor scrubs from the raw log as it writes it (they are in the training process's environment).
     secretValues,
     logCapBytes: deps.logCapBytes,
@@ -219,13 +227,14 @@ async function prepareInTree(
     orphanGraceMs: deps.orphanGraceMs,
     fencingMs: deps.fencingMs,
     // The worker stops the run at the deadline; the supervisor a little later, should no worker watch it.
-    deadlineMs: trainingStartedAt + killLimitSeconds(request) * 1000 + SUPERVISOR_DEADLINE_SLACK_MS,
+    deadlineMs: trainingStartedAt + killLimitSeconds(charged) * 1000 + SUPERVISOR_DEADLINE_SLACK_MS,
     killAfterMs: deps.killAfterMs,
   });
   await fs.writeFile(files.pidFile, String(run.supervisorPid), PRIVATE_FILE);
   const record: RunRecord = {
     experimentId,
-    request: publicRequest(request),
+    // The budget and kill limit it was given: what earlier attempts left when it resumed.
+    request: publicRequest(charged),
     repo,
     startedAt: startedAt.toISOString(),
     trainingStartedAt,
@@ -241,6 +250,19 @@ async function prepareInTree(
   };
   await writeJsonFile(files.record, record);
   return { run, record, clock, runSecrets };
+}
+
+/**
+ * The request with the budget and kill limit earlier attempts left (remainingLimits): both count
+ * training time across attempts. Only a run resumed from its own earlier attempt's checkpoint is
+ * charged (with the most it is known to have trained: its lost attempts' last heartbeats, or the
+ * checkpoint's own count); one that starts from step 0 keeps its whole budget, as runs that never
+ * checkpoint always did.
+ */
+function chargedRequest(input: PrepareInput, restore: CheckpointRestore | undefined): ExperimentRequest {
+  if (!restore?.restored || restore.experimentId !== input.experimentId) return input.request;
+  const trained = Math.max(input.trainedSeconds ?? 0, restore.trainingSeconds);
+  return { ...input.request, ...remainingLimits(input.request, trained) };
 }
 
 /** The run's own variables; setup gets them too, but not the secrets (they are the training process's only). */

@@ -33,6 +33,7 @@ const CHECKPOINTING = `import json, os, time
 d = os.environ["EXPCTL_CHECKPOINT_DIR"]
 names = ("EXPCTL_CHECKPOINT_DIR", "EXPCTL_RESUME", "EXPCTL_RESUMED_FROM", "EXPCTL_CHECKPOINT")
 print("CKPT_ENV " + json.dumps({k: os.environ[k] for k in names if k in os.environ}, sort_keys=True), flush=True)
+print("BUDGET " + os.environ["EXPCTL_TIME_BUDGET"], flush=True)
 found = {}
 for root, _, files in os.walk(d):
     for name in files:
@@ -271,6 +272,9 @@ describe('checkpoints in the fleet store', () => {
       files: 3,
     });
     expect(outcome.logTail).toContain(`expctl: resumed from the checkpoint of attempt 1 of ${firstId}`);
+    // Charged with the training the checkpoint holds: the budget counts across attempts.
+    const left = Math.max(1, Math.ceil(snapshot.request.timeBudgetSeconds - firstDocument.trainingSeconds));
+    expect(outcome.logTail).toContain(`BUDGET ${left}\n`);
     // Attempt 2 holds the fence and synced its own checkpoint: the restored steps and its own.
     expect(await currentFence(store, firstId)).toMatchObject({ attempt: 2, leaseId: 'lease-of-attempt-2' });
     const second = (await checkpointOf(firstId, 2))!;
