@@ -85,11 +85,16 @@ export function utf8Bytes(text: string): number {
   return bytes;
 }
 
-/** A size as people read it: 512 B, 48.0 KiB, 50.0 MiB. */
+/** A size as people read it, in binary units: 512 B, 48.0 KiB, 50.0 MiB, 12.0 GiB. */
 export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
-  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
 /** Why a shard position is out of bounds, or null: `count` whole in 1..MAX_SHARDS_PER_VERSION, `index` in 0..count-1. */

@@ -5,6 +5,7 @@
  * schema and the guides read them from here.
  */
 import { z } from 'zod';
+import { formatBytes } from './bounds.js';
 
 /** A file found in a run's checkpoint directory (path relative to it, '/'-separated). */
 export interface ScannedFile {
@@ -87,23 +88,11 @@ export function planCheckpointSync(
   return { sync, skipped };
 }
 
-/** Binary units for sizes in messages: 12.0 GiB, 512.0 MiB. */
-export function formatSize(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
-}
-
 /** The sentence a skipped file gets in the run's log and the record's store problems. */
 export function skippedText(skipped: SkippedCheckpoint, quotaBytes: number): string {
   return skipped.reason === 'over_quota'
-    ? `checkpoint ${skipped.path} (${formatSize(skipped.bytes)}) over the run's quota ${formatSize(quotaBytes)}: skipped`
-    : `checkpoint ${skipped.path} (${formatSize(skipped.bytes)}) does not fit the run's quota ${formatSize(quotaBytes)} beside newer files: skipped`;
+    ? `checkpoint ${skipped.path} (${formatBytes(skipped.bytes)}) over the run's quota ${formatBytes(quotaBytes)}: skipped`
+    : `checkpoint ${skipped.path} (${formatBytes(skipped.bytes)}) does not fit the run's quota ${formatBytes(quotaBytes)} beside newer files: skipped`;
 }
 
 /** The earlier attempts a resumed attempt may restore from, the latest first (`withCheckpoint`: attempts that synced one). */

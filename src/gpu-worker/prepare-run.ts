@@ -23,7 +23,8 @@ import { commandInTree } from './confine.js';
 import { planSetup, runSetup, trainingEnvironment, type SetupPlan, type SetupResult } from './setup.js';
 import { ProgressClock } from './timings.js';
 import { layOutDatasets, type LayoutRoots } from './dataset-layout.js';
-import { formatSize, resumedFromValue } from '../domain/checkpoints.js';
+import { resumedFromValue } from '../domain/checkpoints.js';
+import { formatBytes } from '../domain/bounds.js';
 import { isStoreError, type FleetStore } from '../store/store.js';
 import type { FenceToken } from '../store/fence.js';
 import { claimAttempt } from './checkpoint-sync.js';
@@ -365,7 +366,7 @@ async function restoreCheckpoint(
 function restoredText(restore: Extract<CheckpointRestore, { restored: true }>): string {
   return (
     `the checkpoint of attempt ${restore.attempt} of ${restore.experimentId}, synced ${restore.syncedAt} ` +
-    `(${restore.files} files, ${formatSize(restore.bytes)}, restored in ${restore.seconds} s)`
+    `(${restore.files} files, ${formatBytes(restore.bytes)}, restored in ${restore.seconds} s)`
   );
 }
 

@@ -15,11 +15,9 @@ import { storeLocation } from '../../src/store/location.js';
 import { objectKey } from '../../src/store/store.js';
 import { experimentStateQuery } from '../../src/workflows/definitions.js';
 import { makeRepo } from '../helpers/repo.js';
-import { execa, type ResultPromise } from 'execa';
-import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
-import { poolStateQuery } from '../../src/workflows/definitions.js';
-import { waitFor } from '../helpers/wait.js';
+import type { ResultPromise } from 'execa';
 import { drain, startStack, type TestStack } from '../helpers/stack.js';
+import { startWorkerProcess } from '../helpers/worker-process.js';
 import type { GpuWorkerHandle } from '../../src/roots/gpu-worker.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -153,30 +151,9 @@ afterAll(async () => {
 
 /** `expctl worker` as its own process (SIGKILLed and started again on the same work directory). */
 async function startWorker(host: string): Promise<{ child: ResultPromise }> {
-  const child = execa(
-    process.execPath,
-    [
-      EXPCTL,
-      'worker',
-      '--host',
-      host,
-      '--cpu-slots',
-      '1',
-      '--orphan-grace',
-      '60',
-      '--work-dir',
-      path.join(stack.workDir, host),
-    ],
-    { env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace }, reject: false },
-  );
-  workers.add(child);
-  const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
-  const before = (await pool.query(poolStateQuery).catch(() => undefined))?.hosts[host]?.registeredAt ?? 0;
-  await waitFor(async () => {
-    const entry = (await pool.query(poolStateQuery).catch(() => undefined))?.hosts[host];
-    return entry?.online === true && entry.registeredAt > before;
-  }, 90_000);
-  return { child }; // wrapped: an execa subprocess is thenable
+  const started = await startWorkerProcess(stack, host, { args: ['--orphan-grace', '60'] });
+  workers.add(started.child);
+  return started;
 }
 
 describe('checkpoints in the fleet store', () => {

@@ -15,40 +15,13 @@ import { experimentStateQuery, poolStateQuery } from '../../src/workflows/defini
 import { resultWithin, waitFor } from '../helpers/wait.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
 import { configurePool, startStack, type TestStack } from '../helpers/stack.js';
+import { startWorkerProcess } from '../helpers/worker-process.js';
 
 const EXPCTL = fileURLToPath(new URL('../../bin/expctl.js', import.meta.url));
 
 let stack: TestStack;
 let source: { repo: string; commit: string };
 const workers: ResultPromise[] = [];
-
-/** `expctl worker` as its own process (so it can be frozen or killed), online in the pool. */
-async function startWorkerProcess(host: string, extraArgs: string[]): Promise<{ child: ResultPromise }> {
-  const child = execa(
-    process.execPath,
-    [
-      EXPCTL,
-      'worker',
-      '--host',
-      host,
-      '--cpu-slots',
-      '1',
-      '--heartbeat',
-      '2',
-      ...extraArgs,
-      '--work-dir',
-      path.join(stack.workDir, host),
-    ],
-    { env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace }, reject: false },
-  );
-  workers.push(child);
-  const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
-  await waitFor(
-    async () => (await pool.query(poolStateQuery).catch(() => undefined))?.hosts[host]?.online === true,
-    60_000,
-  );
-  return { child };
-}
 
 /** The experiment the frozen worker's test ran (two attempts), for the CLI's tests. */
 let fencedId: string | undefined;
@@ -68,9 +41,16 @@ afterAll(async () => {
   await stack?.stop();
 });
 
+/** `expctl worker` as its own process (so it can be frozen or killed), online in the pool. */
+async function startWorker(host: string, extraArgs: string[]): Promise<{ child: ResultPromise }> {
+  const started = await startWorkerProcess(stack, host, { args: ['--heartbeat', '2', ...extraArgs] });
+  workers.push(started.child);
+  return started;
+}
+
 describe('fencing: at most one attempt of a run trains at any moment', () => {
   it('a frozen worker: its supervisor stops the run within the fencing time, and only then is the run re-placed', async () => {
-    const frozen = (await startWorkerProcess('frozen', ['--runtime-tag', 'fence-ok', '--fencing-time', '6'])).child;
+    const frozen = (await startWorker('frozen', ['--runtime-tag', 'fence-ok', '--fencing-time', '6'])).child;
     // The pool would notice the frozen host's silence in 30 s (its default is 60 s): the train task's
     // heartbeat timeout (10 s) comes first, and the experiment asks the host until its fence has passed.
     await configurePool(stack.client, { heartbeatLimitMs: 30_000 });
@@ -194,7 +174,7 @@ describe('fencing: at most one attempt of a run trains at any moment', () => {
 
   it('a worker killed and restarted within the fencing window re-attaches: the run trains once', async () => {
     const args = ['--runtime-tag', 'phoenix-ok', '--fencing-time', '20'];
-    const victim = (await startWorkerProcess('phoenix', args)).child;
+    const victim = (await startWorker('phoenix', args)).child;
     // The pool's default patience for a silent host: a restart is not a lost host.
     await configurePool(stack.client, { heartbeatLimitMs: 60_000 });
     const pidFile = path.join(stack.workDir, 'phoenix-train.pid');
@@ -217,7 +197,7 @@ describe('fencing: at most one attempt of a run trains at any moment', () => {
     const training = await readPid(pidFile);
     victim.kill('SIGKILL');
     await victim;
-    await startWorkerProcess('phoenix', args);
+    await startWorker('phoenix', args);
 
     const result = await resultWithin(handle, 240_000);
     expect(result).toMatchObject({ status: 'completed', metric: 1.75, worker: 'phoenix' });

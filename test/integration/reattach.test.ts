@@ -1,7 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { runFiles } from '../../src/gpu-worker/run-files.js';
@@ -9,44 +8,12 @@ import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
 import { waitFor } from '../helpers/wait.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
+import { startWorkerProcess } from '../helpers/worker-process.js';
 import { startStack, type TestStack } from '../helpers/stack.js';
-
-const EXPCTL = fileURLToPath(new URL('../../bin/expctl.js', import.meta.url));
 
 let stack: TestStack;
 let source: { repo: string; commit: string };
 const workers = new Set<ResultPromise>();
-
-/** `expctl worker` as its own process (so it can be SIGKILLed and started again on the same work dir). */
-async function startWorker(host: string): Promise<{ child: ResultPromise }> {
-  const child = execa(
-    process.execPath,
-    [
-      EXPCTL,
-      'worker',
-      '--host',
-      host,
-      '--cpu-slots',
-      '1',
-      '--orphan-grace',
-      '30',
-      '--work-dir',
-      path.join(stack.workDir, host),
-    ],
-    {
-      env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace },
-      reject: false,
-    },
-  );
-  workers.add(child);
-  const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
-  const before = (await pool.query(poolStateQuery).catch(() => undefined))?.hosts[host]?.registeredAt ?? 0;
-  await waitFor(async () => {
-    const entry = (await pool.query(poolStateQuery).catch(() => undefined))?.hosts[host];
-    return entry?.online === true && entry.registeredAt > before;
-  }, 90_000);
-  return { child }; // wrapped: an execa subprocess is thenable
-}
 
 async function killWorker(child: ResultPromise, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
   child.kill(signal);
@@ -68,6 +35,13 @@ afterAll(async () => {
   for (const child of workers) child.kill('SIGKILL');
   await stack?.stop();
 });
+
+/** `expctl worker` as its own process (so it can be SIGKILLed and started again on the same work dir). */
+async function startWorker(host: string): Promise<{ child: ResultPromise }> {
+  const started = await startWorkerProcess(stack, host, { args: ['--orphan-grace', '30'] });
+  workers.add(started.child);
+  return started;
+}
 
 describe('a worker killed mid-run and started again', () => {
   it('re-attaches to the run, which completes with its real metric on its first attempt, leaving no process', async () => {

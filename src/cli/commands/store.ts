@@ -1,3 +1,4 @@
+import { formatBytes } from '../../domain/bounds.js';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { StoreGcReport } from '../../activities/store.js';
 import { formatDuration, parseDuration } from '../../domain/duration.js';
@@ -11,21 +12,12 @@ import { CliError, formatTable, printJson, wantsJson } from '../output.js';
 /** What `store gc` keeps when no --older-than is given. */
 export const DEFAULT_GC_OLDER_THAN = '30d';
 
-/** Bytes as a person reads them: 1.5 GiB, 12.0 KiB, 512 B. */
-function humanBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) ((value /= 1024), unit++);
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
-}
-
 /** `expctl store du`: read from the store this host reaches (EXPCTL_STORE), not through the orchestrator. */
 export async function storeDuCommand(options: { json?: boolean }): Promise<void> {
   const usage = await storeUsage(await openStore());
   if (wantsJson(options)) return printJson(usage);
   console.log(
-    `store ${usage.store}: ${usage.objects} objects, ${humanBytes(usage.bytes)}; ${usage.runs} runs, ${usage.documents} documents`,
+    `store ${usage.store}: ${usage.objects} objects, ${formatBytes(usage.bytes)}; ${usage.runs} runs, ${usage.documents} documents`,
   );
   console.log(
     formatTable(
@@ -34,7 +26,7 @@ export async function storeDuCommand(options: { json?: boolean }): Promise<void>
         kind,
         usage.byKind[kind].objects,
         usage.byKind[kind].bytes,
-        humanBytes(usage.byKind[kind].bytes),
+        formatBytes(usage.byKind[kind].bytes),
       ]),
     ),
   );
@@ -63,10 +55,10 @@ export async function storeGcCommand(options: { olderThan?: string; dryRun?: boo
     `store ${report.store}${report.dryRun ? ' (dry run: nothing removed)' : ''}: older than ${formatDuration(report.olderThanMs)} (before ${report.cutoff})`,
   );
   console.log(
-    `${verb} ${report.objectsDeleted} objects (${humanBytes(report.bytesDeleted)}) and ${report.documentsDeleted} documents of ${report.runsCollected.length} finished runs`,
+    `${verb} ${report.objectsDeleted} objects (${formatBytes(report.bytesDeleted)}) and ${report.documentsDeleted} documents of ${report.runsCollected.length} finished runs`,
   );
   for (const id of report.runsCollected) console.log(`  ${id}`);
   console.log(
-    `kept ${report.objectsKept} objects (${humanBytes(report.bytesKept)}); ${report.runsRetained} runs retained`,
+    `kept ${report.objectsKept} objects (${formatBytes(report.bytesKept)}); ${report.runsRetained} runs retained`,
   );
 }
