@@ -56,20 +56,29 @@ export interface CheckpointSyncPlan {
 }
 
 /**
- * Chooses what to sync. A file is complete when the previous scan saw it with the same size and
- * mtime (a file still growing is left for a later sync), or, at exit (`final`), always: nothing can
- * write it any more. Newest files come first; each is kept while the kept bytes fit `quotaBytes`.
+ * A file not written for this long is taken as complete at once: a file renamed into place keeps
+ * the time its writing ended. (One written in place, against the contract, may be caught between
+ * two writes further apart than this; it is synced again once it changes.)
+ */
+export const CHECKPOINT_SETTLE_MS = 2000;
+
+/**
+ * Chooses what to sync. A file is complete when it was last written CHECKPOINT_SETTLE_MS before
+ * `nowMs`, or the previous scan saw it with the same size and mtime (a file still growing is left
+ * for a later sync), or, at exit (`final`), always: nothing can write it any more. Newest files
+ * come first; each is kept while the kept bytes fit `quotaBytes`.
  */
 export function planCheckpointSync(
   current: readonly ScannedFile[],
   previous: readonly ScannedFile[],
   quotaBytes: number,
   final: boolean,
+  nowMs = -Infinity,
 ): CheckpointSyncPlan {
   const before = new Map(previous.map((file) => [file.path, file]));
   const complete = current.filter((file) => {
     if (!isCheckpointCandidate(file.path)) return false;
-    if (final) return true;
+    if (final || nowMs - file.mtimeMs >= CHECKPOINT_SETTLE_MS) return true;
     const seen = before.get(file.path);
     return seen !== undefined && seen.bytes === file.bytes && seen.mtimeMs === file.mtimeMs;
   });

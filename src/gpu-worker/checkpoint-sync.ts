@@ -125,7 +125,7 @@ export class CheckpointSync {
   async syncOnce(final: boolean): Promise<void> {
     if (this.stopped || Date.now() < this.retryAt) return;
     const scan = await scanCheckpointDir(this.options.dir);
-    const plan = planCheckpointSync(scan, this.previous, this.options.quotaBytes, final);
+    const plan = planCheckpointSync(scan, this.previous, this.options.quotaBytes, final, Date.now());
     this.previous = scan;
     await this.reportSkipped(plan.skipped);
     if (plan.sync.length === 0 && this.written === undefined) return;
@@ -136,7 +136,7 @@ export class CheckpointSync {
       }
       const files: CheckpointFile[] = [];
       for (const file of plan.sync) files.push(await this.upload(file));
-      await this.writeDocument(files, plan.skipped);
+      await this.writeDocument(files, plan.skipped, newestWrite(plan.sync));
       if (this.outage !== undefined) await this.say(`checkpoint sync: the store answers again`);
       this.failures = 0;
       this.outage = undefined;
@@ -155,14 +155,19 @@ export class CheckpointSync {
   }
 
   /** The attempt's document, written when its files changed: readers restore exactly this set. */
-  private async writeDocument(files: CheckpointFile[], skipped: SkippedCheckpoint[]): Promise<void> {
+  private async writeDocument(
+    files: CheckpointFile[],
+    skipped: SkippedCheckpoint[],
+    writtenAtMs: number,
+  ): Promise<void> {
     const key = JSON.stringify({ files, skipped });
     this.skipped = skipped;
     if (key === this.written) return;
     const document: CheckpointDocument = {
       attempt: this.options.token.attempt,
       syncedAt: new Date().toISOString(),
-      trainingSeconds: Math.round(this.options.trainingSeconds(Math.min(Date.now(), this.endedAtMs)) * 10) / 10,
+      // What the checkpoint holds is the training up to when its newest file was written, not up to the sync.
+      trainingSeconds: Math.round(this.options.trainingSeconds(Math.min(writtenAtMs, this.endedAtMs)) * 10) / 10,
       files,
       skipped,
     };
@@ -228,4 +233,9 @@ export async function claimAttempt(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** When the newest of the synced files was written (now, for an empty set). */
+function newestWrite(files: readonly ScannedFile[]): number {
+  return files.length === 0 ? Date.now() : Math.max(...files.map((file) => file.mtimeMs));
 }

@@ -179,7 +179,7 @@ async function prepareInTree(
   const startedAt = new Date();
   await fs.appendFile(
     files.log,
-    `expctl: experiment ${experimentId} attempt ${input.attempt} on ${deps.slot.slotId} (${deps.slot.name}); ` +
+    `expctl: experiment ${experimentId} attempt ${input.runAttempt}${input.attempt > 1 ? ` (task try ${input.attempt})` : ''} on ${deps.slot.slotId} (${deps.slot.name}); ` +
       `commit ${request.commit.slice(0, 12)}; command ${JSON.stringify(request.command)}; started ${startedAt.toISOString()}\n`,
     PRIVATE_FILE,
   );

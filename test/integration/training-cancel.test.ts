@@ -170,12 +170,13 @@ describe('the train activity when cancelled', () => {
       request: request({ VAL_BPB: '1.25' }),
       slot: other,
       leaseId: 'l5',
+      attempt: 2,
     });
     expect(processAlive(firstPid)).toBe(false);
     expect(outcome).toMatchObject({ exitCode: 0, metrics: { val_bpb: 1.25 }, canceled: false });
     const log = await fs.readFile(files.log, 'utf8');
     // Attempt 1's lines all come before attempt 2's start: nothing of it wrote after.
-    const secondStart = log.lastIndexOf('attempt 1 on solo/cpu1');
+    const secondStart = log.lastIndexOf('attempt 2 on solo/cpu1');
     expect(secondStart).toBeGreaterThan(0);
     expect(log.slice(secondStart)).not.toMatch(/solo\/cpu0/);
   });

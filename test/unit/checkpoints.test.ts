@@ -4,6 +4,7 @@ import {
   isCheckpointCandidate,
   parseCheckpointQuota,
   planCheckpointSync,
+  CHECKPOINT_SETTLE_MS,
   restoreCandidates,
   resumedFromValue,
   skippedText,
@@ -34,6 +35,17 @@ describe('which checkpoint files are synced', () => {
     const plan = planCheckpointSync(current, previous, 1000, false);
     expect(plan.sync.map((f) => f.path)).toEqual(['b.pt', 'a.pt']);
     expect(plan.skipped).toEqual([]);
+  });
+
+  it('takes a file not written for CHECKPOINT_SETTLE_MS at once (renamed into place), not one written just now', () => {
+    const now = 10_000;
+    const current = [
+      file('settled.pt', 10, now - CHECKPOINT_SETTLE_MS),
+      file('fresh.pt', 10, now - 100),
+      file('old.pt.tmp', 10, 1000),
+    ];
+    const plan = planCheckpointSync(current, [], 1000, false, now);
+    expect(plan.sync.map((f) => f.path)).toEqual(['settled.pt']);
   });
 
   it('at exit takes every complete-named file (nothing can write it any more), but never a temporary one', () => {
