@@ -85,7 +85,12 @@ async function requireCheckpoint(id: string, store: FleetStore): Promise<void> {
   const listed = await store.listDocuments(`runs/${id}/attempts/`).catch((error: Error) => {
     throw new CliError(`--resume: the fleet store ${store.location} cannot be read (${error.message})`);
   });
-  if (checkpointDocuments(listed.map((entry) => entry.name), id).length === 0)
+  if (
+    checkpointDocuments(
+      listed.map((entry) => entry.name),
+      id,
+    ).length === 0
+  )
     throw new CliError(
       `--resume: ${id} left no checkpoint in the fleet store ${store.location} (its script wrote none to EXPCTL_CHECKPOINT_DIR, or none was synced); retry it without --resume to start from step 0`,
       EXIT_CODES.validation_failed,
