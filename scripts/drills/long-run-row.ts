@@ -166,14 +166,19 @@ export const LONG_RUN_ROWS: RowSpec[] = [
         const left = await runProcesses(run.experimentId, []);
         row.orphaned += left.length;
         row.notes.push(`pids ${left.join(', ')} of the run outlived its host's kill by 3 s`);
-        for (const pid of left) process.kill(pid, 'SIGKILL');
+        for (const pid of left) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // gone meanwhile
+          }
+        }
       }
 
       const result = await awaitResult(run.handle, Date.now() + (trainingSeconds * 3 + 300) * 1000).catch(() => null);
       if (!result) return 60_000; // the row's verdict says how it was lost
       const events = await ledgerEvents(ledger);
-      const byFirst = events.filter((e) => e.pid === trainingPid);
-      const stepsOfFirst = byFirst.filter((e) => e.kind === 'step');
+      const stepsOfFirst = events.filter((e) => e.pid === trainingPid && e.kind === 'step');
       const lastStepOfFirst = stepsOfFirst[stepsOfFirst.length - 1];
       const laterStart = events.find((e) => e.kind === 'start' && e.pid !== trainingPid);
       const resumed = events.find((e) => e.kind === 'resumed' && e.pid !== trainingPid);
