@@ -59,9 +59,9 @@ export class Row {
     this.tag = `drill-${name}-${crypto.randomBytes(3).toString('hex')}`;
   }
 
-  /** A worker process for this row only: its runtime tag is the row's tag. */
-  async worker(suffix: string, slots: number): Promise<StackProcess> {
-    const proc = await this.ctx.stack.startWorker(this.host(suffix), slots, this.tag);
+  /** A worker process for this row only: its runtime tag is the row's tag; `args` go to `expctl worker`. */
+  async worker(suffix: string, slots: number, args: string[] = []): Promise<StackProcess> {
+    const proc = await this.ctx.stack.startWorker(this.host(suffix), slots, this.tag, undefined, args);
     this.workers.push(proc);
     return proc;
   }

@@ -8,6 +8,7 @@ import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { poolStateQuery } from '../../src/workflows/definitions.js';
 import { ensureTemporalCli } from '../../src/temporal/temporal-cli.js';
 import { SA } from '../../src/shared/search-attributes.js';
+import { LONG_RUN_ROWS } from './long-run-row.js';
 import { OUTSIDE_ROWS } from './outside-rows.js';
 import { freshMetric, type DrillContext, Row } from './row.js';
 import { awaitResult, recordedExperiments } from './runs.js';
@@ -294,6 +295,7 @@ export const ROWS: RowSpec[] = [
     },
   },
   ...OUTSIDE_ROWS,
+  ...LONG_RUN_ROWS,
 ];
 
 /** Terminates the pool as an operator would, with the real Temporal CLI. */

@@ -198,6 +198,7 @@ export class DrillStack {
     slots: number,
     runtimeTag: string,
     fleet?: { csv: string; fakeBin: string },
+    extraArgs: string[] = [],
   ): Promise<StackProcess> {
     await fs.mkdir(path.join(this.options.dir, 'logs'), { recursive: true });
     const pool = this.client.workflow.getHandle(POOL_WORKFLOW_ID);
@@ -213,6 +214,7 @@ export class DrillStack {
         runtimeTag,
         '--work-dir',
         this.workerDir(host),
+        ...extraArgs,
       ],
       fleet ? { PATH: `${fleet.fakeBin}${path.delimiter}${process.env.PATH}`, FAKE_NVIDIA_SMI_FLEET: fleet.csv } : {},
     );
@@ -224,6 +226,16 @@ export class DrillStack {
       return entry?.online === true && entry.incarnation !== previous;
     }, 180_000);
     return proc;
+  }
+
+  /** Runs `expctl ARGS` against the stack, as an operator's CLI. */
+  async expctl(args: string[]): Promise<{ exitCode: number | undefined; stdout: string; stderr: string }> {
+    const { exitCode, stdout, stderr } = await execa(process.execPath, [EXPCTL, ...args], {
+      env: this.env(),
+      extendEnv: false,
+      reject: false,
+    });
+    return { exitCode, stdout: String(stdout), stderr: String(stderr) };
   }
 
   workerDir(host: string): string {

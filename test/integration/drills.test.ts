@@ -4,7 +4,8 @@ import { formatReport, runDrills, type DrillReport } from '../../scripts/drills/
 /**
  * The short version of `npm run drills` for CI: the cheap rows, on a stack of their own (a dev
  * server this file starts and restarts, the orchestrator and a worker per row as processes).
- * The outage, flood and binary rows run only in `npm run drills`.
+ * The outage, flood, binary and long-run rows run only in `npm run drills` (long-run alone takes
+ * about 100 s: a run, its host killed, the fence wait and the resume).
  */
 const CI_ROWS = [
   'worker-kill',
