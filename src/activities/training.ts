@@ -551,7 +551,9 @@ function checkpointSync(record: RunRecord, deps: WatchDeps): CheckpointSync | un
     log: files.log,
     intervalMs: deps.checkpoints.intervalMs,
     quotaBytes: deps.checkpoints.quotaBytes,
-    trainingSeconds: (atMs) => (atMs - record.trainingStartedAt) / 1000 + (record.trainedSeconds ?? 0),
+    // A file restored before the training started holds no training of this attempt.
+    trainingSeconds: (atMs) =>
+      (Math.max(atMs, record.trainingStartedAt) - record.trainingStartedAt) / 1000 + (record.trainedSeconds ?? 0),
   });
   if (record.fence) sync.claimResult(record.fence);
   return sync.start();

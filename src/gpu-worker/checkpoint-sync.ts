@@ -136,7 +136,9 @@ export class CheckpointSync {
       }
       const files: CheckpointFile[] = [];
       for (const file of plan.sync) files.push(await this.upload(file));
-      await this.writeDocument(files, plan.skipped);
+      // The checkpoint holds the training done when its newest file was written, not when it was synced.
+      const newestMs = Math.max(0, ...plan.sync.map((file) => file.mtimeMs));
+      await this.writeDocument(files, plan.skipped, newestMs);
       if (this.outage !== undefined) await this.say(`checkpoint sync: the store answers again`);
       this.failures = 0;
       this.outage = undefined;
@@ -155,14 +157,16 @@ export class CheckpointSync {
   }
 
   /** The attempt's document, written when its files changed: readers restore exactly this set. */
-  private async writeDocument(files: CheckpointFile[], skipped: SkippedCheckpoint[]): Promise<void> {
+  private async writeDocument(files: CheckpointFile[], skipped: SkippedCheckpoint[], newestMs: number): Promise<void> {
     const key = JSON.stringify({ files, skipped });
     this.skipped = skipped;
     if (key === this.written) return;
     const document: CheckpointDocument = {
       attempt: this.options.token.attempt,
       syncedAt: new Date().toISOString(),
-      trainingSeconds: Math.round(this.options.trainingSeconds(Math.min(Date.now(), this.endedAtMs)) * 10) / 10,
+      trainingSeconds:
+        Math.round(this.options.trainingSeconds(Math.min(newestMs || Date.now(), Date.now(), this.endedAtMs)) * 10) /
+        10,
       files,
       skipped,
     };

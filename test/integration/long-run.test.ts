@@ -134,6 +134,9 @@ describe('a long run whose host is killed outright', () => {
       attemptDocument(experimentId, 1, 'checkpoint'),
     ))!;
     const lastSyncedStep = await newestStep(lastSynced);
+    // The checkpoint holds the training done when its newest file was written, less than had passed when it was synced.
+    expect(lastSynced.trainingSeconds).toBeGreaterThanOrEqual(lastSyncedStep * 0.5);
+    expect(lastSynced.trainingSeconds).toBeLessThan((Date.parse(lastSynced.syncedAt) - first!.startedMs) / 1000);
 
     console.log(`long run: host A killed; last synced step ${lastSyncedStep}`);
     const result = await resultWithin(handle, 240_000);
