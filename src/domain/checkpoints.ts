@@ -33,7 +33,7 @@ export interface CheckpointDocument {
   attempt: number;
   /** When this set of files was complete in the store. */
   syncedAt: string;
-  /** Training seconds of the run when it was synced, earlier attempts included. */
+  /** Training seconds of the run when its newest file was written, earlier attempts included. */
   trainingSeconds: number;
   files: CheckpointFile[];
   skipped: SkippedCheckpoint[];

@@ -167,7 +167,8 @@ export class CheckpointSync {
       attempt: this.options.token.attempt,
       syncedAt: new Date().toISOString(),
       // What the checkpoint holds is the training up to when its newest file was written, not up to the sync.
-      trainingSeconds: Math.round(this.options.trainingSeconds(Math.min(writtenAtMs, this.endedAtMs)) * 10) / 10,
+      trainingSeconds:
+        Math.round(this.options.trainingSeconds(Math.min(writtenAtMs, Date.now(), this.endedAtMs)) * 10) / 10,
       files,
       skipped,
     };
