@@ -21,6 +21,7 @@ import { runFiles } from '../gpu-worker/run-files.js';
 import type { ValidationReport } from '../workflows/experiment-state.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE } from '../security/files.js';
 import type { FleetStore } from '../store/store.js';
+import { runDocument } from '../store/fence.js';
 
 export interface HostDeps {
   host: string;
@@ -134,12 +135,17 @@ export function createHostActivities(deps: HostDeps) {
    * The patch as a fleet store object, so it outlives this host. A store that cannot take it now
    * costs nothing but that: the orchestrator reads the patch from this host instead (storePatch).
    */
-  async function patchToStore(patch: string): Promise<string | null> {
-    if (!deps.store) return null;
-    return deps.store.putBytes(Buffer.from(patch, 'utf8')).then(
-      (stored) => stored.uri,
-      () => null,
-    );
+  async function patchToStore(experimentId: string, patch: string): Promise<string | null> {
+    const store = deps.store;
+    if (!store) return null;
+    try {
+      const stored = await store.putBytes(Buffer.from(patch, 'utf8'));
+      // Named by the run's documents too, so the store's own usage counts it as the run's patch.
+      await store.putDocument(runDocument(experimentId, 'patch'), { sha256: stored.sha256, bytes: stored.bytes });
+      return stored.uri;
+    } catch {
+      return null;
+    }
   }
 
   async function check(
@@ -159,7 +165,7 @@ export function createHostActivities(deps: HostDeps) {
     const { patch, files: changed } = await commitPatch(repo, request.commit);
     await fs.writeFile(files.patch, patch, PRIVATE_FILE);
     const bytes = Buffer.byteLength(patch);
-    const uri = await patchToStore(patch);
+    const uri = await patchToStore(experimentId, patch);
     return {
       resolvedConfig,
       interpreter,

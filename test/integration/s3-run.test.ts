@@ -143,6 +143,9 @@ describe.skipIf(S3_UNAVAILABLE !== null)('a run through the S3 store', () => {
     expect(usage.by_kind.checkpoints!.objects).toBe(3);
     expect(usage.by_kind.artifacts!.objects).toBeGreaterThanOrEqual(1);
     expect(usage.by_kind.logs!.objects).toBeGreaterThanOrEqual(1);
+    // The whole patch, named by the run's patch document; nothing the run left is unreferenced.
+    expect(usage.by_kind.patches!.objects).toBe(1);
+    expect(usage.by_kind.unreferenced!.objects).toBe(0);
     console.log(`s3 run: store du ${JSON.stringify(usage.by_kind)}`);
   }, 240_000);
 });
