@@ -9,6 +9,7 @@ import { experimentStateQuery, poolStateQuery } from '../../src/workflows/defini
 import { resultWithin, waitFor } from '../helpers/wait.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
 import { configurePool, startStack, type TestStack } from '../helpers/stack.js';
+import { startWorkerProcess } from '../helpers/worker-process.js';
 
 const EXPCTL = fileURLToPath(new URL('../../bin/expctl.js', import.meta.url));
 
@@ -17,38 +18,14 @@ let source: { repo: string; commit: string };
 let worker: ResultPromise | undefined;
 
 /**
- * Starts `expctl worker` as its own process (so it can be SIGKILLed) and waits until the pool has
- * it online; sets a short pool heartbeat limit (default 60 s) so the pool notices silence in time,
- * with a worker that reports every 2 s (the pool never waits less than two of its reports).
+ * `expctl worker` as its own process (so it can be SIGKILLed), online in the pool; sets a short
+ * pool heartbeat limit (default 60 s) so the pool notices silence in time, with a worker that
+ * reports every 2 s (the pool never waits less than two of its reports).
  */
-async function startWorkerProcess(host: string, extraArgs: string[] = []): Promise<{ child: ResultPromise }> {
-  const child = execa(
-    process.execPath,
-    [
-      EXPCTL,
-      'worker',
-      '--host',
-      host,
-      '--cpu-slots',
-      '1',
-      '--heartbeat',
-      '2',
-      ...extraArgs,
-      '--work-dir',
-      path.join(stack.workDir, host),
-    ],
-    {
-      env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace },
-      reject: false,
-    },
-  );
-  const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
-  await waitFor(
-    async () => (await pool.query(poolStateQuery).catch(() => undefined))?.hosts[host]?.online === true,
-    60_000,
-  );
+async function startWorker(host: string, extraArgs: string[] = []): Promise<{ child: ResultPromise }> {
+  const started = await startWorkerProcess(stack, host, { args: ['--heartbeat', '2', ...extraArgs] });
   await configurePool(stack.client, { heartbeatLimitMs: 8_000 });
-  return { child }; // wrapped: an execa subprocess is thenable, and returning it would await its exit
+  return started;
 }
 
 beforeAll(async () => {
@@ -64,7 +41,7 @@ afterAll(async () => {
 describe('a worker process killed during training', () => {
   it('takes its GPUs offline, ends the experiment worker_lost within the limit, and leaves no training process', async () => {
     // A short orphan grace: the supervisor waits this long for a restarted worker before it kills the run.
-    worker = (await startWorkerProcess('victim', ['--orphan-grace', '4'])).child;
+    worker = (await startWorker('victim', ['--orphan-grace', '4'])).child;
     const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
 
     const pidFile = path.join(stack.workDir, 'victim-train.pid');
@@ -134,7 +111,7 @@ describe('a worker process killed during training', () => {
   it('re-places the run on another worker when the request allows it', async () => {
     // A short fencing time: the run is re-placed once the victim has surely stopped it (4 + 5 + 5 s).
     const victim = (
-      await startWorkerProcess('victim2', ['--runtime-tag', 'spare-ok', '--orphan-grace', '4', '--fencing-time', '4'])
+      await startWorker('victim2', ['--runtime-tag', 'spare-ok', '--orphan-grace', '4', '--fencing-time', '4'])
     ).child;
     const { handle } = await submitExperiment(stack.client, {
       tag: 'replace',
@@ -166,7 +143,7 @@ describe('a worker process killed during training', () => {
   it('ends a re-placed run worker_lost, with the reason, when no live host can take it within the heartbeat limit', async () => {
     // The only host with this runtime tag: once it dies, nothing live can take the run again.
     const only = (
-      await startWorkerProcess('lonely', ['--runtime-tag', 'only-lonely', '--orphan-grace', '4', '--fencing-time', '4'])
+      await startWorker('lonely', ['--runtime-tag', 'only-lonely', '--orphan-grace', '4', '--fencing-time', '4'])
     ).child;
     const { handle } = await submitExperiment(stack.client, {
       tag: 'unplaceable',
@@ -208,7 +185,7 @@ describe('a worker process killed during training', () => {
   });
 
   it("refuses a second worker started on a live worker's host and directory before it touches anything", async () => {
-    const first = (await startWorkerProcess('twin', ['--runtime-tag', 'twin-ok'])).child;
+    const first = (await startWorker('twin', ['--runtime-tag', 'twin-ok'])).child;
     const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
     const { handle } = await submitExperiment(stack.client, {
       tag: 'twin',
