@@ -229,62 +229,80 @@ describe('a contained run', () => {
   });
 });
 
+/**
+ * A supervisor forked as a worker forks it, over a run whose grandchild escapes and hangs: returns
+ * once the escapee wrote its pid. `settings` are the supervisor's grace, fencing and kill times.
+ */
+async function hangingRun(prefix: string, settings: Record<string, number>) {
+  const experimentId = `${prefix}-${crypto.randomBytes(4).toString('hex')}`;
+  const containment = await createRunContainment(support, experimentId);
+  const escapePidFile = path.join(workDir, `${experimentId}.escape.pid`);
+  const attachedFile = path.join(workDir, `${experimentId}.attached`);
+  const exitFile = path.join(workDir, `${experimentId}.exit.json`);
+  await fs.writeFile(attachedFile, '');
+  const log = path.join(workDir, `${experimentId}.log`);
+  const config = {
+    log,
+    cwd: path.join(FIXTURES, 'scripts'),
+    cgroup: containment.cgroup,
+    pidNamespace: containment.kind === 'pid-namespace',
+    logCapBytes: 1 << 30,
+    tailBytes: 1 << 20,
+    attachedFile,
+    exitFile,
+    ...settings,
+  };
+  const supervisor = fork(
+    fileURLToPath(new URL('../../src/gpu-worker/supervisor.mjs', import.meta.url)),
+    [JSON.stringify(config), '--', 'python3', 'escape.py'],
+    {
+      env: { ...process.env, MODE: 'hang-escape', ESCAPE_PID_FILE: escapePidFile },
+      detached: true,
+      serialization: 'json',
+    },
+  );
+  const ended = { at: 0 };
+  const gone = new Promise((resolve) => supervisor.on('exit', resolve)).then(() => (ended.at = Date.now()));
+  await waitFor(
+    async () =>
+      fs.access(escapePidFile).then(
+        () => true,
+        () => false,
+      ),
+    20_000,
+  );
+  const escaped = Number(await fs.readFile(escapePidFile, 'utf8'));
+  return { containment, supervisor, attachedFile, exitFile, log, escaped, gone, ended };
+}
+
 describe('runs whose worker is gone', () => {
   it('the supervisor keeps its run while a worker is attached, and kills it after the orphan grace', async () => {
-    const experimentId = `exp-disconnect-${crypto.randomBytes(4).toString('hex')}`;
-    const containment = await createRunContainment(support, experimentId);
-    const escapePidFile = path.join(workDir, `${experimentId}.escape.pid`);
-    const attachedFile = path.join(workDir, `${experimentId}.attached`);
-    const exitFile = path.join(workDir, `${experimentId}.exit.json`);
-    await fs.writeFile(attachedFile, '');
-    const config = {
-      log: path.join(workDir, `${experimentId}.log`),
-      cwd: path.join(FIXTURES, 'scripts'),
-      cgroup: containment.cgroup,
-      pidNamespace: containment.kind === 'pid-namespace',
-      logCapBytes: 1 << 30,
-      tailBytes: 1 << 20,
+    const {
+      containment,
+      supervisor,
       attachedFile,
       exitFile,
-      orphanGraceMs: 3000,
-      killAfterMs: 1000,
-    };
-    const supervisor = fork(
-      fileURLToPath(new URL('../../src/gpu-worker/supervisor.mjs', import.meta.url)),
-      [JSON.stringify(config), '--', 'python3', 'escape.py'],
-      {
-        env: { ...process.env, MODE: 'hang-escape', ESCAPE_PID_FILE: escapePidFile },
-        detached: true,
-        serialization: 'json',
-      },
-    );
-    let goneAt = 0;
-    const gone = new Promise((resolve) => supervisor.on('exit', resolve)).then(() => (goneAt = Date.now()));
-    await waitFor(
-      async () =>
-        fs.access(escapePidFile).then(
-          () => true,
-          () => false,
-        ),
-      20_000,
-    );
-    const escaped = Number(await fs.readFile(escapePidFile, 'utf8'));
+      log: logFile,
+      escaped,
+      gone,
+      ended,
+    } = await hangingRun('exp-disconnect', { orphanGraceMs: 3000, killAfterMs: 1000 });
     supervisor.disconnect();
     // A worker keeps the attached file fresh for 5 s: the run lives on past the 3 s grace.
     const disconnectedAt = Date.now();
     while (Date.now() - disconnectedAt < 5000) {
       const now = new Date();
       await fs.utimes(attachedFile, now, now);
-      expect(goneAt).toBe(0);
+      expect(ended.at).toBe(0);
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
     expect(processAlive(supervisor.pid!)).toBe(true);
     const releasedAt = Date.now();
     await gone;
-    expect(goneAt - releasedAt).toBeGreaterThanOrEqual(2500);
+    expect(ended.at - releasedAt).toBeGreaterThanOrEqual(2500);
     if (containment.kind !== 'process-group') expect(processAlive(escaped)).toBe(false);
     expect(await runProcessesLeft(containment, { supervisorPid: supervisor.pid! })).toEqual([]);
-    const log = await fs.readFile(config.log, 'utf8');
+    const log = await fs.readFile(logFile, 'utf8');
     expect(log).toContain('the worker supervising this run is gone; the run goes on while a worker attaches to it');
     expect(log).toMatch(/orphaned: no worker for \d+s; killing every process of the run/);
     expect(JSON.parse(await fs.readFile(exitFile, 'utf8'))).toMatchObject({
@@ -295,45 +313,16 @@ describe('runs whose worker is gone', () => {
   });
 
   it('fencing: the supervisor stops its run once the lease went unconfirmed for the fencing time, its worker still connected', async () => {
-    const experimentId = `exp-fence-${crypto.randomBytes(4).toString('hex')}`;
-    const containment = await createRunContainment(support, experimentId);
-    const escapePidFile = path.join(workDir, `${experimentId}.escape.pid`);
-    const attachedFile = path.join(workDir, `${experimentId}.attached`);
-    const exitFile = path.join(workDir, `${experimentId}.exit.json`);
-    await fs.writeFile(attachedFile, '');
-    const config = {
-      log: path.join(workDir, `${experimentId}.log`),
-      cwd: path.join(FIXTURES, 'scripts'),
-      cgroup: containment.cgroup,
-      pidNamespace: containment.kind === 'pid-namespace',
-      logCapBytes: 1 << 30,
-      tailBytes: 1 << 20,
+    const {
+      containment,
+      supervisor,
       attachedFile,
       exitFile,
-      orphanGraceMs: 60_000,
-      fencingMs: 3000,
-      killAfterMs: 1000,
-    };
-    const supervisor = fork(
-      fileURLToPath(new URL('../../src/gpu-worker/supervisor.mjs', import.meta.url)),
-      [JSON.stringify(config), '--', 'python3', 'escape.py'],
-      {
-        env: { ...process.env, MODE: 'hang-escape', ESCAPE_PID_FILE: escapePidFile },
-        detached: true,
-        serialization: 'json',
-      },
-    );
-    let goneAt = 0;
-    const gone = new Promise((resolve) => supervisor.on('exit', resolve)).then(() => (goneAt = Date.now()));
-    await waitFor(
-      async () =>
-        fs.access(escapePidFile).then(
-          () => true,
-          () => false,
-        ),
-      20_000,
-    );
-    const escaped = Number(await fs.readFile(escapePidFile, 'utf8'));
+      log: logFile,
+      escaped,
+      gone,
+      ended,
+    } = await hangingRun('exp-fence', { orphanGraceMs: 60_000, fencingMs: 3000, killAfterMs: 1000 });
     // Confirmations every 500 ms for 5 s, each dated when the lease was asked about: the run lives past its 3 s fence.
     const confirmingFrom = Date.now();
     let lastConfirmed = 0;
@@ -341,18 +330,18 @@ describe('runs whose worker is gone', () => {
       const askedAt = new Date(Date.now() - 200);
       await fs.utimes(attachedFile, askedAt, askedAt);
       lastConfirmed = askedAt.getTime();
-      expect(goneAt).toBe(0);
+      expect(ended.at).toBe(0);
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
     expect(processAlive(supervisor.pid!)).toBe(true);
     // The worker stays connected but confirms nothing more (frozen, cut off, or its lease revoked).
     await gone;
-    expect(goneAt - lastConfirmed).toBeGreaterThanOrEqual(3000);
+    expect(ended.at - lastConfirmed).toBeGreaterThanOrEqual(3000);
     // The fence (3 s), the supervisor's check (0.5 s), its kill grace (1 s), and a loaded machine's slack.
-    expect(goneAt - lastConfirmed).toBeLessThan(3000 + 500 + 1000 + 5000);
+    expect(ended.at - lastConfirmed).toBeLessThan(3000 + 500 + 1000 + 5000);
     if (containment.kind !== 'process-group') expect(processAlive(escaped)).toBe(false);
     expect(await runProcessesLeft(containment, { supervisorPid: supervisor.pid! })).toEqual([]);
-    const log = await fs.readFile(config.log, 'utf8');
+    const log = await fs.readFile(logFile, 'utf8');
     expect(log).not.toContain('the worker supervising this run is gone');
     expect(log).toMatch(/fenced: no lease confirmation for \d+s; killing every process of the run/);
     expect(JSON.parse(await fs.readFile(exitFile, 'utf8'))).toMatchObject({
