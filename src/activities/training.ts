@@ -115,6 +115,8 @@ export interface RunTrainingInput {
   experimentId: string;
   request: ExperimentRequest;
   slot: Slot;
+  /** Every GPU of the lease in topology order (slots[0] is slot); absent: slot alone. */
+  slots?: Slot[];
   leaseId: string;
   /** The dataset versions the experiment was pinned to (NAME@latest / NAME@V references). */
   datasets?: PinnedDataset[];

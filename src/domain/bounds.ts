@@ -42,6 +42,8 @@ export const MAX_CONFIG_BYTES = 1024 * 1024;
 export const MAX_DATASET_REFS = 64;
 /** `--runtime-tag`s of one run, and the characters of each. */
 export const MAX_RUNTIME_TAGS = 32;
+/** The most GPUs one run may ask for (`--gpus K`): more than any single host carries. */
+export const MAX_GPUS_PER_RUN = 64;
 export const MAX_RUNTIME_TAG_CHARS = 64;
 /** Variants (commits) of one `expctl batch`. */
 export const MAX_BATCH_VARIANTS = 64;

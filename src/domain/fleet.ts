@@ -1,5 +1,6 @@
 import type { Authorization } from './authorization.js';
 import type { HostFencing } from './limits.js';
+import type { HostTopology } from './topology.js';
 /** What the fleet is made of. Pure: shared by workers, the pool workflow and tests. */
 
 export type AcceleratorClass = string; // 'h100', 'a100', 'l4', ..., 'cpu'
@@ -15,6 +16,13 @@ export interface Slot {
   memoryMb: number;
   taskQueue: string;
   runtimeTags: string[];
+  /**
+   * The NVLink island of this GPU on its host (GPUs joined by NVLink, from `nvidia-smi topo -m`;
+   * topology.ts). Absent where the host reported no topology: the GPU counts as its own island.
+   */
+  nvlinkIsland?: number;
+  /** The NUMA node this GPU is attached to; absent or null where unknown. */
+  numaNode?: number | null;
 }
 
 export interface HostRegistration {
@@ -40,6 +48,8 @@ export interface HostRegistration {
   heartbeatMs?: number;
   /** Its fencing time and kill grace: how soon its runs stop once their leases go unconfirmed. */
   fencing?: HostFencing;
+  /** Its GPU topology as the worker read it at start (absent from older workers and CPU hosts). */
+  topology?: HostTopology;
   /** The worker's signed request to register this host (action register_host, over the rest of this object). */
   authorization?: Authorization;
 }

@@ -22,6 +22,11 @@ export type SlotState = 'idle' | 'leased' | 'offline';
 export interface SlotView extends Slot {
   state: SlotState;
   draining: boolean;
+  /**
+   * When the lease that holds this slot ends at the latest (its grant plus the run's kill limit and
+   * setup time): reservations and backfill count on it. Absent or null: unknown.
+   */
+  leaseEndsBy?: number | null;
   /** Datasets already on the slot's host. */
   localDatasets?: string[];
 }
@@ -35,6 +40,12 @@ export interface LeaseRequest {
   tag?: string;
   /** Datasets the run reads: slots whose host already has them are preferred. */
   datasets?: string[];
+  /**
+   * The longest the run holds its lease once granted (setup limit plus kill limit), in seconds:
+   * backfill lets a run use reserved GPUs only if it surely ends before the reservation starts.
+   * Absent: unknown, never backfilled onto reserved GPUs.
+   */
+  holdSeconds?: number;
 }
 
 export interface CandidateRecord {
@@ -52,6 +63,10 @@ export interface PlacementRecord {
   why: string;
   policy: string;
   candidates: CandidateRecord[];
+  /** A gang's GPUs (K > 1 only), in topology order: the first is slotId. */
+  slotIds?: string[];
+  /** The NVLink islands and NUMA nodes the set spans, readable (K > 1 only). */
+  topology?: string;
   /** Candidates left out of `candidates` on a large fleet, counted by why (see boundPlacementRecord). */
   omitted?: Record<string, number>;
   queuedMs: number;
@@ -226,7 +241,10 @@ export function queueOrder(a: LeaseRequest, b: LeaseRequest): number {
 
 export interface Grant {
   experimentId: string;
+  /** The lead GPU: slotIds[0]. */
   slotId: string;
+  /** Every GPU of the lease (one for a 1-GPU run), in topology order: granted together or not at all. */
+  slotIds: string[];
   record: PlacementRecord;
 }
 
@@ -296,6 +314,7 @@ export function assignSlots(
     grants.push({
       experimentId: request.experimentId,
       slotId: slot.slotId,
+      slotIds: [slot.slotId],
       record: {
         slotId: slot.slotId,
         host: slot.host,

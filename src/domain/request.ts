@@ -18,6 +18,7 @@ import {
   MAX_IDEMPOTENCY_KEY_CHARS,
   MAX_RUNTIME_TAG_CHARS,
   MAX_RUNTIME_TAGS,
+  MAX_GPUS_PER_RUN,
   TAG_PATTERN,
   TAG_PATTERN_TEXT,
   TAG_RULE,
@@ -178,6 +179,9 @@ const variables = (value: z.ZodString) =>
       }
     });
 
+/** `--gpus all`: every capable GPU of the host the run is placed on. */
+export const GPUS_ALL = 'all';
+
 export const RequirementsSchema = z.strictObject({
   acceleratorClass: z
     .string()
@@ -188,6 +192,16 @@ export const RequirementsSchema = z.strictObject({
     .array(z.string().min(1).max(MAX_RUNTIME_TAG_CHARS))
     .max(MAX_RUNTIME_TAGS, `at most ${MAX_RUNTIME_TAGS} runtime tags`)
     .default([]),
+  /**
+   * How many GPUs of one class on one host the run holds at once (a gang lease), or `all`: every
+   * capable GPU of the host it is placed on. 1 for almost every run.
+   */
+  gpus: z
+    .union([
+      z.number().int().min(1, 'at least 1 GPU').max(MAX_GPUS_PER_RUN, `at most ${MAX_GPUS_PER_RUN} GPUs`),
+      z.literal(GPUS_ALL),
+    ])
+    .default(1),
 });
 
 export const ExperimentRequestSchema = z
@@ -242,7 +256,7 @@ export const ExperimentRequestSchema = z
         if (problem) ctx.addIssue({ code: 'custom', message: problem });
       })
       .optional(),
-    requirements: RequirementsSchema.default({ acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [] }),
+    requirements: RequirementsSchema.default({ acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [], gpus: 1 }),
     /** Training budget the script enforces itself (passed as EXPCTL_TIME_BUDGET); compared with its reported training_seconds. */
     timeBudgetSeconds: z
       .number()
@@ -306,7 +320,13 @@ export const ExperimentRequestSchema = z
 
 export type ExperimentRequest = z.output<typeof ExperimentRequestSchema>;
 export type ExperimentRequestInput = z.input<typeof ExperimentRequestSchema>;
-export type Requirements = z.output<typeof RequirementsSchema>;
+/** Requirements as held: `gpus` may be absent in requests made before gang leases (read it with gpusOf). */
+export type Requirements = Omit<z.output<typeof RequirementsSchema>, 'gpus'> & { gpus?: number | typeof GPUS_ALL };
+
+/** The GPUs a request asks for: a count, or `all` (every capable GPU of the host it is placed on). */
+export function gpusOf(requirements: Pick<Requirements, 'gpus'>): number | typeof GPUS_ALL {
+  return requirements.gpus ?? 1;
+}
 export type Category = (typeof CATEGORIES)[number];
 
 /** A malformed request: every problem with the path of its field and what was expected. */

@@ -29,7 +29,10 @@ export interface Lease {
   experimentId: string;
   /** The experiment's tag, for fair share (absent on leases granted by earlier versions). */
   tag?: string;
+  /** The lead GPU: slots[0]. Its queue runs the training activity. */
   slot: Slot;
+  /** Every GPU of the lease, in topology order (one for a 1-GPU run). */
+  slots: Slot[];
   hostQueue: string;
   grantedAt: number;
   placement: PlacementRecord;
@@ -66,7 +69,11 @@ export interface RegistrationRefusal {
 }
 export interface SlotEntry {
   slot: Slot;
-  lease: Omit<Lease, 'slot' | 'placement'> | null;
+  /**
+   * The lease holding this slot: every slot of a gang holds the same lease (same leaseId), with
+   * slotIds naming the gang (absent for a 1-GPU lease) and endsBy when it ends at the latest.
+   */
+  lease: (Omit<Lease, 'slot' | 'slots' | 'placement'> & { slotIds?: string[]; endsBy?: number }) | null;
   draining: boolean;
   drainReason: string | null;
   /** Who drained it: an operator's drain is only lifted by an operator, a health drain by recovery. */

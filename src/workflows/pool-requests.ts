@@ -64,6 +64,7 @@ export function grantQueued(state: PoolState, now: number): void {
             ...lease,
             ...(fencing ? { fencing } : {}),
             slot: entry.slot,
+            slots: [entry.slot],
             // Bounded: a grant's size (and this history's growth) does not grow with the fleet.
             placement: boundPlacementRecord(grant.record),
           });
