@@ -1,3 +1,4 @@
+import type { GpuFailure } from './telemetry.js';
 /** Experiment states, results and the CLI's exit codes (BRIEF §2, §4). Pure; safe in workflows. */
 import { EXIT_CODES } from './exit-codes.js';
 
@@ -174,6 +175,8 @@ export interface TrainingOutcome {
   log?: { document: string; store: string; bytes: number; chunks: number; complete: boolean };
   /** Named problems with the fleet store (what is missing from it), e.g. "store unreachable: …". */
   storeProblems?: string[];
+  /** A GPU of the run failed while it trained (the worker stopped the run). */
+  gpuFailure?: GpuFailure;
 }
 
 /** Where a run's checkpoint came from: an earlier attempt's (resume), another experiment's (`--checkpoint store:ID`). */
