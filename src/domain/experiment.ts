@@ -1,6 +1,6 @@
-import type { GpuFailure } from './telemetry.js';
 /** Experiment states, results and the CLI's exit codes (BRIEF §2, §4). Pure; safe in workflows. */
 import { EXIT_CODES } from './exit-codes.js';
+import type { GpuFailure } from './telemetry.js';
 
 export type ActiveStatus =
   | 'submitted'
