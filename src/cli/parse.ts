@@ -3,7 +3,15 @@ import { InvalidArgumentError } from 'commander';
 import { MIN_SECRET_LENGTH } from '../domain/redact.js';
 import { DEFAULT_WAIT_FOR_DATA_SECONDS } from '../domain/dataset-refs.js';
 import { ENV_NAME_PATTERN, ENV_NAME_TEXT } from '../domain/environment.js';
-import { METRIC_NAME_PATTERN, METRIC_NAME_TEXT, PRIORITY_RANGE, TAG_PATTERN, TAG_RULE } from '../domain/request.js';
+import { MAX_GPUS_PER_RUN } from '../domain/bounds.js';
+import {
+  GPUS_ALL,
+  METRIC_NAME_PATTERN,
+  METRIC_NAME_TEXT,
+  PRIORITY_RANGE,
+  TAG_PATTERN,
+  TAG_RULE,
+} from '../domain/request.js';
 import { FlagError, shown, splitCommandLine } from '../shared/command-line.js';
 import { safeText } from '../shared/safe-text.js';
 
@@ -177,6 +185,7 @@ export interface RawRunOptions {
   checkpoint?: string[];
   gpuClass?: string[];
   gpuMem?: string[];
+  gpus?: string[];
   runtimeTag?: string[];
   timeBudget?: string[];
   timeout?: string[];
@@ -211,6 +220,8 @@ export interface RunFlags {
   checkpoint?: string;
   gpuClass?: string;
   gpuMemoryMb?: number;
+  /** `--gpus K` or `--gpus all`. */
+  gpus?: number | typeof GPUS_ALL;
   runtimeTags: string[];
   timeBudgetSeconds?: number;
   timeoutSeconds?: number;
@@ -292,6 +303,7 @@ export function parseRunFlags(
   const tag = one('tag');
   const metric = one('metric');
   const setup = one('setup');
+  const gpusFlag = one('gpus');
   const flags: RunFlags = {
     tag: tag === undefined ? undefined : attempt(() => checkTag('--tag', tag)),
     hypothesis: one('hypothesis'),
@@ -304,6 +316,7 @@ export function parseRunFlags(
     checkpoint: one('checkpoint'),
     gpuClass: one('gpuClass'),
     gpuMemoryMb: numberFlag('gpuMem', { integer: true, min: 0 }),
+    gpus: gpusFlag === undefined ? undefined : attempt(() => parseGpus(gpusFlag)),
     runtimeTags: raw.runtimeTag ?? [],
     timeBudgetSeconds: numberFlag('timeBudget', { positive: true }),
     timeoutSeconds: numberFlag('timeout', { positive: true }),
@@ -327,6 +340,14 @@ export function parseRunFlags(
   return { flags, problems };
 }
 
+/** `--gpus`: a count of GPUs held together on one host, or `all` (every GPU of the host it lands on). */
+export function parseGpus(raw: string): number | typeof GPUS_ALL {
+  if (raw === GPUS_ALL) return GPUS_ALL;
+  if (!/^[0-9]+$/.test(raw))
+    throw new FlagError(`--gpus ${shown(raw)}: expected a GPU count such as "4", or "all" (every GPU of one host)`);
+  return parseNumber('--gpus', raw, { integer: true, min: 1, max: MAX_GPUS_PER_RUN });
+}
+
 /** Request fields (as the schema names them) and the `run` flag that sets each. */
 const FLAG_OF_FIELD: [RegExp, string][] = [
   [/^tag$/, '--tag'],
@@ -342,6 +363,7 @@ const FLAG_OF_FIELD: [RegExp, string][] = [
   [/^checkpoint$/, '--checkpoint'],
   [/^requirements\.acceleratorClass$/, '--gpu-class'],
   [/^requirements\.gpuMemoryMb$/, '--gpu-mem'],
+  [/^requirements\.gpus$/, '--gpus'],
   [/^requirements\.runtimeTags(\.\d+)?$/, '--runtime-tag'],
   [/^timeBudgetSeconds$/, '--time-budget'],
   [/^timeoutSeconds$/, '--timeout'],

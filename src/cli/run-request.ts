@@ -36,6 +36,7 @@ export function requestInput(
     requirements: {
       acceleratorClass: flags.gpuClass ?? 'any',
       gpuMemoryMb: flags.gpuMemoryMb ?? 0,
+      ...(flags.gpus !== undefined && flags.gpus !== 1 ? { gpus: flags.gpus } : {}),
       runtimeTags: flags.runtimeTags,
     },
     timeBudgetSeconds: flags.timeBudgetSeconds,

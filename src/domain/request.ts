@@ -194,14 +194,15 @@ export const RequirementsSchema = z.strictObject({
     .default([]),
   /**
    * How many GPUs of one class on one host the run holds at once (a gang lease), or `all`: every
-   * capable GPU of the host it is placed on. 1 for almost every run.
+   * capable GPU of the host it is placed on. Absent means 1 (almost every run), so a 1-GPU
+   * request and its record read as before gang leases.
    */
   gpus: z
     .union([
       z.number().int().min(1, 'at least 1 GPU').max(MAX_GPUS_PER_RUN, `at most ${MAX_GPUS_PER_RUN} GPUs`),
       z.literal(GPUS_ALL),
     ])
-    .default(1),
+    .optional(),
 });
 
 export const ExperimentRequestSchema = z
@@ -256,7 +257,7 @@ export const ExperimentRequestSchema = z
         if (problem) ctx.addIssue({ code: 'custom', message: problem });
       })
       .optional(),
-    requirements: RequirementsSchema.default({ acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [], gpus: 1 }),
+    requirements: RequirementsSchema.default({ acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [] }),
     /** Training budget the script enforces itself (passed as EXPCTL_TIME_BUDGET); compared with its reported training_seconds. */
     timeBudgetSeconds: z
       .number()
@@ -320,8 +321,8 @@ export const ExperimentRequestSchema = z
 
 export type ExperimentRequest = z.output<typeof ExperimentRequestSchema>;
 export type ExperimentRequestInput = z.input<typeof ExperimentRequestSchema>;
-/** Requirements as held: `gpus` may be absent in requests made before gang leases (read it with gpusOf). */
-export type Requirements = Omit<z.output<typeof RequirementsSchema>, 'gpus'> & { gpus?: number | typeof GPUS_ALL };
+/** Requirements as held: `gpus` is absent for a 1-GPU run (read it with gpusOf). */
+export type Requirements = z.output<typeof RequirementsSchema>;
 
 /** The GPUs a request asks for: a count, or `all` (every capable GPU of the host it is placed on). */
 export function gpusOf(requirements: Pick<Requirements, 'gpus'>): number | typeof GPUS_ALL {

@@ -53,6 +53,10 @@ const requestFields = {
   checkpoint: request.checkpoint,
   gpu_class: requirements.acceleratorClass.unwrap().optional().describe('h100, a100, l4, cpu, any, ...'),
   gpu_mem: requirements.gpuMemoryMb.unwrap().optional().describe('GPU memory needed, MB'),
+  gpus: requirements.gpus
+    .unwrap()
+    .optional()
+    .describe('GPUs of one class on one host, held together (default 1), or "all": every GPU of the host'),
   runtime_tags: requirements.runtimeTags.unwrap().optional(),
   time_budget: request.timeBudgetSeconds
     .unwrap()
@@ -165,6 +169,7 @@ function requestFlags(input: RequestInput, repo: string): string[] {
     ...flag('checkpoint', input.checkpoint),
     ...flag('gpu-class', input.gpu_class),
     ...flag('gpu-mem', input.gpu_mem),
+    ...flag('gpus', input.gpus),
     ...(input.runtime_tags ?? []).flatMap((t) => flag('runtime-tag', t)),
     ...flag('time-budget', input.time_budget),
     ...flag('timeout', input.timeout),

@@ -124,6 +124,19 @@ describe('run flags', () => {
     expect(problems.join('\n')).toMatch(/--max-replacements "1e3": expected an integer/);
   });
 
+  it('--gpus takes a count of GPUs or all, and names the flag when it is neither', () => {
+    expect(parseRunFlags(base).flags.gpus).toBeUndefined();
+    expect(parseRunFlags({ ...base, gpus: ['4'] }).flags.gpus).toBe(4);
+    expect(parseRunFlags({ ...base, gpus: ['all'] }).flags.gpus).toBe('all');
+    expect(problemsOf({ gpus: ['0'] })).toEqual(['--gpus "0": must be at least 1']);
+    expect(problemsOf({ gpus: ['65'] })).toEqual(['--gpus "65": must be at most 64']);
+    expect(problemsOf({ gpus: ['two'] })).toEqual([
+      '--gpus "two": expected a GPU count such as "4", or "all" (every GPU of one host)',
+    ]);
+    expect(problemsOf({ gpus: ['2.5'] })).toEqual([expect.stringMatching(/^--gpus "2.5": expected a GPU count/)]);
+    expect(problemsOf({ gpus: ['2', '4'] })).toEqual([expect.stringMatching(/^--gpus was given 2 times/)]);
+  });
+
   it('refuses the same --env variable twice, a malformed tag and missing required flags', () => {
     expect(problemsOf({ env: ['A=1', 'A=2'] })).toEqual(['--env A was given more than once; give each variable once']);
     expect(problemsOf({ tag: ['bad tag!'] })).toEqual([expect.stringMatching(/^--tag "bad tag!": a tag is letters/)]);

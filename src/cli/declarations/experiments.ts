@@ -8,6 +8,7 @@ import {
   KILL_LIMIT_FACTOR,
   MIN_KILL_HEADROOM_SECONDS,
 } from '../../domain/limits.js';
+import { MAX_GPUS_PER_RUN } from '../../domain/bounds.js';
 import { CATEGORIES, PRIORITY_RANGE } from '../../domain/request.js';
 import { jsonOption, lazy } from '../options.js';
 import { occurrences } from '../parse.js';
@@ -54,6 +55,11 @@ export function requestOptions(command: Command, { variants = false } = {}): Com
       )
       .option('--gpu-class <class>', 'accelerator class: h100, a100, l4, cpu, any, ...', occurrences)
       .option('--gpu-mem <mb>', 'GPU memory needed, in MB (integer)', occurrences)
+      .option(
+        '--gpus <count>',
+        `GPUs of one class on one host, held together (default 1; at most ${MAX_GPUS_PER_RUN}), or "all": every GPU of the host it lands on`,
+        occurrences,
+      )
       .option('--runtime-tag <tag>', 'runtime tag the worker must have (repeatable)', occurrences)
       .option(
         '--time-budget <seconds>',
