@@ -44,6 +44,7 @@ describe('the MCP run tool', () => {
       time_budget: 60,
       timeout: 120,
       gpu_class: 'h100',
+      gpus: 4,
       metric: 'val_loss',
       maximize: true,
       simplification: false,
@@ -64,6 +65,7 @@ describe('the MCP run tool', () => {
       '--dataset=tokens@latest',
       '--wait-for-data',
       '--gpu-class=h100',
+      '--gpus=4',
       '--time-budget=60',
       '--timeout=120',
       '--metric=val_loss',
@@ -120,6 +122,9 @@ describe('the MCP run tool', () => {
     expect(RunInput.safeParse({ ...minimal, env: { 'BAD-NAME': '1' } }).success).toBe(false);
     expect(RunInput.safeParse({ ...minimal, metric: '1st' }).success).toBe(false);
     expect(RunInput.safeParse({ ...minimal, gpu_class: 'H100' }).success).toBe(false);
+    expect(RunInput.safeParse({ ...minimal, gpus: 0 }).success).toBe(false);
+    expect(RunInput.safeParse({ ...minimal, gpus: 'two' }).success).toBe(false);
+    expect(RunInput.parse({ ...minimal, gpus: 'all' }).gpus).toBe('all');
     expect(RunInput.safeParse({ ...minimal, command: [] }).success).toBe(false);
     expect(RunInput.safeParse({ ...minimal, time_budget: 0 }).success).toBe(false);
     expect(RunInput.safeParse({ ...minimal, priority: 1001 }).success).toBe(false);
