@@ -231,9 +231,50 @@ export function refusalReason(slots: Slot[], req: Requirements, policy: Placemen
     return 'no worker has registered any GPU or CPU slot with the pool (start one with `expctl worker`)';
   const reserve = reservesScarce(slots, req, policy);
   const reasons = slots.map((slot) => ({ slot, why: capabilityMismatch(slot, req, policy, reserve) }));
-  if (reasons.some((r) => r.why === null)) return null;
+  if (reasons.some((r) => r.why === null)) return gangRefusal(slots, req, policy);
   const summary = reasons.map((r) => `${r.slot.slotId}: ${r.why}`).join('; ');
   return `no slot in the fleet can ever satisfy accelerator=${req.acceleratorClass}, memory=${req.gpuMemoryMb} MB, tags=[${req.runtimeTags.join(',')}]; ${refusalHint(slots, req, policy)} (${summary})`;
+}
+
+/** A gang is taken from the capable GPUs of one class on one host: these, by host and class. */
+function capableGroups(slots: Slot[], req: Requirements, policy: PlacementPolicy): Slot[][] {
+  const reserve = reservesScarce(slots, req, policy);
+  const groups = new Map<string, Slot[]>();
+  for (const slot of slots) {
+    if (capabilityMismatch(slot, req, policy, reserve) !== null) continue;
+    const key = `${slot.host}\u0000${slot.acceleratorClass}`;
+    const group = groups.get(key);
+    if (group) group.push(slot);
+    else groups.set(key, [slot]);
+  }
+  return [...groups.values()];
+}
+
+/** Whether a group of this many capable GPUs could ever hold the request's gang (`all`: any). */
+function holdsGang(size: number, req: Requirements): boolean {
+  const gpus = gpusOf(req);
+  return size > 0 && (gpus === GPUS_ALL || size >= gpus);
+}
+
+/** The capable groups' slots on hosts online now, of the groups that still hold the gang. */
+function liveGangGroups(groups: Slot[][], hosts: Record<string, { online: boolean }>, req: Requirements): Slot[][] {
+  return groups
+    .map((group) => group.filter((slot) => hosts[slot.host]?.online))
+    .filter((group) => holdsGang(group.length, req));
+}
+
+/** Null when some host has K capable GPUs of one class; else the largest K the fleet offers, where, and the flag. */
+function gangRefusal(slots: Slot[], req: Requirements, policy: PlacementPolicy): string | null {
+  const groups = capableGroups(slots, req, policy);
+  if (groups.some((group) => holdsGang(group.length, req))) return null;
+  const largest = [...groups].sort(
+    (a, b) =>
+      b.length - a.length ||
+      a[0]!.host.localeCompare(b[0]!.host) ||
+      a[0]!.acceleratorClass.localeCompare(b[0]!.acceleratorClass),
+  )[0]!;
+  const { host, acceleratorClass } = largest[0]!;
+  return `no host in the fleet has ${gpusOf(req)} GPUs of one class that satisfy accelerator=${req.acceleratorClass}, memory=${req.gpuMemoryMb} MB, tags=[${req.runtimeTags.join(',')}] (a run's GPUs are all on one host): the largest offers ${largest.length} ${acceleratorClass} GPU${largest.length === 1 ? '' : 's'} on one host (${host}): pass --gpus ${largest.length} or less`;
 }
 
 export function queueOrder(a: LeaseRequest, b: LeaseRequest): number {
@@ -734,9 +775,9 @@ export function placementCheck(
 ): PlacementCheck {
   const refusal = refusalReason(slots, req, policy);
   if (refusal) return { refusal, hostQueue: null };
-  const reserve = reservesScarce(slots, req, policy);
-  const capable = slots.filter((slot) => capabilityMismatch(slot, req, policy, reserve) === null);
-  const online = capable.filter((slot) => hosts[slot.host]?.online);
+  const groups = capableGroups(slots, req, policy);
+  const capable = groups.filter((group) => holdsGang(group.length, req)).flat();
+  const online = liveGangGroups(groups, hosts, req).flat();
   const chosen = online[0] ?? capable[0]!;
   return {
     refusal: null,
@@ -749,7 +790,7 @@ export function placementCheck(
 export interface ReplacementCheck {
   /** Why no registered slot, online or not, could ever take it (end at once); null otherwise. */
   refusal: string | null;
-  /** Capable slots on hosts online now. */
+  /** Capable slots on hosts online now, counting only hosts that hold the run's K GPUs of one class. */
   liveCapable: number;
 }
 
@@ -765,10 +806,7 @@ export function replacementCheck(
 ): ReplacementCheck {
   const refusal = refusalReason(slots, req, policy);
   if (refusal) return { refusal, liveCapable: 0 };
-  const reserve = reservesScarce(slots, req, policy);
-  const liveCapable = slots.filter(
-    (slot) => hosts[slot.host]?.online && capabilityMismatch(slot, req, policy, reserve) === null,
-  ).length;
+  const liveCapable = liveGangGroups(capableGroups(slots, req, policy), hosts, req).flat().length;
   return { refusal: null, liveCapable };
 }
 
