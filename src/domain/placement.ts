@@ -411,6 +411,16 @@ export interface PlanOptions {
   maxReservations?: number;
 }
 
+/** A host group's free GPUs during a pass, and the sets chosen from them so far. */
+interface GroupView {
+  version: number;
+  /** Positions of its free GPUs. */
+  free: number[];
+  /** Whether any of them is reserved (then what a request may use depends on its hold). */
+  reserved: boolean;
+  sets: Map<string, ChosenSet<SlotView> | null>;
+}
+
 /** A host where the request could start now, and how well it fits. */
 interface Option {
   group: HostGroup;
@@ -483,6 +493,20 @@ export function planQueue(
     const reservation = reservedBy.get(i);
     return !reservation || mayBackfill(reservation, request);
   };
+  // What a host group has free, worked out once until a grant or reservation changes its host.
+  const hostVersion = new Map<string, number>();
+  const touch = (host: string) => hostVersion.set(host, (hostVersion.get(host) ?? 0) + 1);
+  const groupViews = new Map<HostGroup, GroupView>();
+  const groupView = (group: HostGroup): GroupView => {
+    const version = hostVersion.get(group.host) ?? 0;
+    let view = groupViews.get(group);
+    if (!view || view.version !== version) {
+      const free = group.members.filter(freeNow);
+      view = { version, free, reserved: free.some((i) => reservedBy.has(i)), sets: new Map() };
+      groupViews.set(group, view);
+    }
+    return view;
+  };
   const groupKeyOf = (slot: { host: string; acceleratorClass: string }) => `${slot.host}\u0000${slot.acceleratorClass}`;
   // Free GPUs per host and class: a cheap bound that skips hosts too full for a request.
   const hostClassFree = new Map<string, number>();
@@ -538,9 +562,19 @@ export function planQueue(
         short.push(group);
         continue;
       }
-      const freeAll = group.members.filter(freeNow);
-      const free = freeAll.filter((i) => mayUse(i, request)).map((i) => slots[i]!);
-      const set = chooseSet(free, need);
+      const view = groupView(group);
+      const freeAll = view.free;
+      const usableFree = view.reserved ? freeAll.filter((i) => mayUse(i, request)) : freeAll;
+      const setKey = view.reserved ? `${need}:${usableFree.join(',')}` : `${need}`;
+      let set = view.sets.get(setKey);
+      if (set === undefined) {
+        set = chooseSet(
+          usableFree.map((i) => slots[i]!),
+          need,
+        );
+        view.sets.set(setKey, set);
+      }
+      const free = usableFree;
       if (!set) {
         if (freeAll.length >= need && !blockedBy)
           blockedBy = reservedBy.get(freeAll.find((i) => !mayUse(i, request))!)!;
@@ -609,6 +643,7 @@ export function planQueue(
     }
     if (!best) return null;
     for (const slotId of best.reservation.slotIds) reservedBy.set(positions.get(slotId)!, best.reservation);
+    touch(best.reservation.host);
     return best.reservation;
   };
 
@@ -638,6 +673,7 @@ export function planQueue(
         const ends = request.holdSeconds === undefined ? null : now + request.holdSeconds * 1000;
         for (const slot of winner.set.slots) taken.set(positions.get(slot.slotId)!, ends);
         freeCount -= winner.set.slots.length;
+        touch(winner.group.host);
         const groupKey = groupKeyOf(winner.group);
         hostClassFree.set(groupKey, hostClassFree.get(groupKey)! - winner.set.slots.length);
         grants.push(grant);
@@ -724,11 +760,14 @@ export function planQueue(
     const gang = winner.set.slots.length > 1 || gpusOf(request.requirements) !== 1;
     const inSet = new Set(winner.set.slots);
     const groupShort = new Map<number, string>();
-    if (gang)
-      for (const group of capability.groups)
-        if (!options.some((option) => option.group === group))
-          for (const i of group.members)
-            groupShort.set(i, `${group.host} cannot hold ${winner.need} ${group.acceleratorClass} GPUs now`);
+    if (gang) {
+      const placeable = new Set(options.map((option) => option.group));
+      for (const group of capability.groups) {
+        if (placeable.has(group)) continue;
+        const why = `${group.host} cannot hold ${winner.need} ${group.acceleratorClass} GPUs now`;
+        for (const i of group.members) groupShort.set(i, why);
+      }
+    }
     const candidates: CandidateRecord[] = slots.map((slot, i) => {
       const reservation = reservedBy.get(i);
       const rejected =
