@@ -648,13 +648,16 @@ export function planQueue(
   };
 
   const serving = servingQueue(queue, loads);
-  let position = 0;
   for (let request = serving.next(); request; request = serving.next()) {
-    position++;
     if (freeCount === 0 && reservations.length >= maxReservations) {
+      // Nothing can start and nothing more is held: a reason without looking at the fleet.
+      const held =
+        maxReservations > 0
+          ? ` and the ${maxReservations} reservations a pass holds are taken by runs ahead of it`
+          : '';
       waiting.push({
         experimentId: request.experimentId,
-        why: `no GPU is free and the ${maxReservations} reservations a pass holds are taken by runs ahead of it (it is ${ordinal(position)} in line)`,
+        why: `waits for ${wantedText(request)}: no GPU in the fleet is free${held} (${ordinal(waiting.length + 1)} of the runs waiting)`,
       });
       continue;
     }

@@ -145,6 +145,15 @@ describe('set choice by topology', () => {
     expect(set.slots.map((s) => s.index)).toEqual([0, 1, 2, 5]);
   });
 
+  it('data already on a host comes before packing', () => {
+    const slots = [
+      ...twoIslands('empty', () => ({ localDatasets: ['fineweb@v3'] })),
+      ...twoIslands('busy', (i) => (i < 7 ? { state: 'leased' } : {})),
+    ];
+    expect(granted(slots, [ask('data', 1, { datasets: ['fineweb@v3'] })])).toEqual({ data: ['empty/gpu0'] });
+    expect(granted(slots, [ask('plain', 1)])).toEqual({ plain: ['busy/gpu7'] });
+  });
+
   it('prefers a host whose island holds K over a tighter host that would split it', () => {
     const split = twoIslands('a', (i) => (i === 0 || i === 4 || i === 5 ? { state: 'leased' } : {}));
     const whole = twoIslands('b');

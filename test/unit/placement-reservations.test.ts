@@ -107,6 +107,22 @@ describe('reservations and backfill', () => {
   });
 });
 
+describe('bounded work on a large fleet', () => {
+  it('once nothing is free and the reservations are taken, the rest wait with a reason and no search', () => {
+    const fleet = Array.from({ length: 5 }, (_, h) => eightGpuHost(`h${h}`))
+      .flat()
+      .map((slot, i) => ({ ...slot, state: 'leased' as const, leaseEndsBy: (i + 1) * 1000 }));
+    const queue = Array.from({ length: 40 }, (_, i) => ask(`r${i}`, 1, { enqueuedAt: i }));
+    const plan = planQueue(fleet, queue, policy, 0);
+    expect(plan.reservations).toHaveLength(MAX_RESERVATIONS);
+    // Each waiting 1-GPU run holds the GPU that frees first, in queue order.
+    expect(plan.reservations.map((r) => r.startsBy)).toEqual(Array.from({ length: 16 }, (_, i) => (i + 1) * 1000));
+    expect(plan.waiting[16]!.why).toBe(
+      'waits for 1 GPU: no GPU in the fleet is free and the 16 reservations a pass holds are taken by runs ahead of it (17th of the runs waiting)',
+    );
+  });
+});
+
 describe('no starvation: a K=8 request between two waves of 1-GPU runs', () => {
   // Wave 1 fills the host; the K=8 request arrives; wave 2 arrives. Each 1-GPU run takes 100 s
   // (kill limit 120 s), the K=8 run 50 s (limit 60 s).
