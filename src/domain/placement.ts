@@ -852,8 +852,11 @@ function packingNote(winner: Option, options: Option[]): string {
   const slot = winner.set.slots[0]!;
   const tighterIsland = slot.nvlinkIsland !== undefined && winner.set.fitFree < winner.hostFree;
   if (!looser && !tighterIsland) return '';
-  const island = slot.nvlinkIsland !== undefined ? `island ${slot.nvlinkIsland} of ` : '';
-  return `; packed onto ${island}${slot.host} (${winner.set.fitFree} free there, ${winner.hostFree} on the host), keeping emptier islands and hosts free`;
+  const where =
+    slot.nvlinkIsland !== undefined
+      ? `island ${slot.nvlinkIsland} of ${slot.host} (${winner.set.fitFree} free in the island, ${winner.hostFree} on the host)`
+      : `${slot.host} (${winner.hostFree} free there)`;
+  return `; packed onto ${where}, keeping emptier islands and hosts free`;
 }
 
 /** Which class rule let this request use this slot's class. */

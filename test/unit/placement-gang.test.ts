@@ -107,12 +107,18 @@ describe('set choice by topology', () => {
     const slots = twoIslands('a', (i) => (i >= 4 && i < 7 ? { state: 'leased' } : {}));
     expect(granted(slots, [ask('one', 1)])).toEqual({ one: ['a/gpu7'] });
     const [grant] = assignSlots(slots, [ask('one', 1)], policy, 0);
-    expect(grant!.record.why).toMatch(/packed onto island 1 of a \(1 free there/);
+    expect(grant!.record.why).toMatch(/packed onto island 1 of a \(1 free in the island, 5 on the host\)/);
   });
 
   it('best fit for K=1 across hosts: a partly used host before an empty one', () => {
     const slots = [...twoIslands('a'), ...twoIslands('b', (i) => (i === 0 ? { state: 'leased' } : {}))];
     expect(granted(slots, [ask('one', 1)])).toEqual({ one: ['b/gpu1'] });
+    const plain = [gpu('p', 0), gpu('q', 0), gpu('q', 1, { state: 'leased' }), gpu('q', 2)];
+    const [grant] = assignSlots(plain, [ask('one', 1)], policy, 0);
+    expect(grant!.slotId).toBe('p/gpu0');
+    expect(grant!.record.why).toBe(
+      'least capable of 3 free slots that fit (score 40960); packed onto p (1 free there), keeping emptier islands and hosts free',
+    );
   });
 
   it('best fit for K=2: the island with the fewest free that still holds 2', () => {
