@@ -1,5 +1,6 @@
 import type { Slot } from './fleet.js';
-import type { Requirements } from './request.js';
+import { chooseSet, describeSet, indexRanges, TIER_RANK, topologyOrder, whySet, type ChosenSet } from './gang.js';
+import { GPUS_ALL, gpusOf, type Requirements } from './request.js';
 
 /** Filter-then-score placement (BRIEF §7). Pure: the pool workflow decides with it; tests check it. */
 
@@ -230,9 +231,50 @@ export function refusalReason(slots: Slot[], req: Requirements, policy: Placemen
     return 'no worker has registered any GPU or CPU slot with the pool (start one with `expctl worker`)';
   const reserve = reservesScarce(slots, req, policy);
   const reasons = slots.map((slot) => ({ slot, why: capabilityMismatch(slot, req, policy, reserve) }));
-  if (reasons.some((r) => r.why === null)) return null;
+  if (reasons.some((r) => r.why === null)) return gangRefusal(slots, req, policy);
   const summary = reasons.map((r) => `${r.slot.slotId}: ${r.why}`).join('; ');
   return `no slot in the fleet can ever satisfy accelerator=${req.acceleratorClass}, memory=${req.gpuMemoryMb} MB, tags=[${req.runtimeTags.join(',')}]; ${refusalHint(slots, req, policy)} (${summary})`;
+}
+
+/** A gang is taken from the capable GPUs of one class on one host: these, by host and class. */
+function capableGroups(slots: Slot[], req: Requirements, policy: PlacementPolicy): Slot[][] {
+  const reserve = reservesScarce(slots, req, policy);
+  const groups = new Map<string, Slot[]>();
+  for (const slot of slots) {
+    if (capabilityMismatch(slot, req, policy, reserve) !== null) continue;
+    const key = `${slot.host}\u0000${slot.acceleratorClass}`;
+    const group = groups.get(key);
+    if (group) group.push(slot);
+    else groups.set(key, [slot]);
+  }
+  return [...groups.values()];
+}
+
+/** Whether a group of this many capable GPUs could ever hold the request's gang (`all`: any). */
+function holdsGang(size: number, req: Requirements): boolean {
+  const gpus = gpusOf(req);
+  return size > 0 && (gpus === GPUS_ALL || size >= gpus);
+}
+
+/** The capable groups' slots on hosts online now, of the groups that still hold the gang. */
+function liveGangGroups(groups: Slot[][], hosts: Record<string, { online: boolean }>, req: Requirements): Slot[][] {
+  return groups
+    .map((group) => group.filter((slot) => hosts[slot.host]?.online))
+    .filter((group) => holdsGang(group.length, req));
+}
+
+/** Null when some host has K capable GPUs of one class; else the largest K the fleet offers, where, and the flag. */
+function gangRefusal(slots: Slot[], req: Requirements, policy: PlacementPolicy): string | null {
+  const groups = capableGroups(slots, req, policy);
+  if (groups.some((group) => holdsGang(group.length, req))) return null;
+  const largest = [...groups].sort(
+    (a, b) =>
+      b.length - a.length ||
+      a[0]!.host.localeCompare(b[0]!.host) ||
+      a[0]!.acceleratorClass.localeCompare(b[0]!.acceleratorClass),
+  )[0]!;
+  const { host, acceleratorClass } = largest[0]!;
+  return `no host in the fleet has ${gpusOf(req)} GPUs of one class that satisfy accelerator=${req.acceleratorClass}, memory=${req.gpuMemoryMb} MB, tags=[${req.runtimeTags.join(',')}] (a run's GPUs are all on one host): the largest offers ${largest.length} ${acceleratorClass} GPU${largest.length === 1 ? '' : 's'} on one host (${host}): pass --gpus ${largest.length} or less`;
 }
 
 export function queueOrder(a: LeaseRequest, b: LeaseRequest): number {
@@ -249,18 +291,57 @@ export interface Grant {
 }
 
 /**
- * The next request to place: the first of the highest priority, or, with `loads` (fair share,
- * fair-share.ts), the first of the highest priority whose tag has the least recent GPU time.
+ * Waiting requests in the order the pool serves them: the highest priority first; within it, with
+ * `loads` (fair share, fair-share.ts), the tag with the least recent GPU time (charge() adds to it
+ * as requests are served), then first come. Each step looks at one request per tag, not the queue.
  */
-function nextRequest(pending: LeaseRequest[], loads: Map<string, number> | undefined): number {
-  if (!loads) return 0;
-  let best = 0;
-  const top = pending[0]!.priority;
-  for (let i = 1; i < pending.length && pending[i]!.priority === top; i++) {
-    const load = (request: LeaseRequest) => loads.get(request.tag ?? '') ?? 0;
-    if (load(pending[i]!) < load(pending[best]!)) best = i;
-  }
-  return best;
+function servingQueue(queue: LeaseRequest[], loads: Map<string, number> | undefined) {
+  const sorted = [...queue].sort(queueOrder);
+  const shares = loads && new Map(loads);
+  let at = 0; // without shares: the sorted queue in order
+  // With shares: the current priority's requests, per tag, each tag's first come first.
+  let byTag = new Map<string, LeaseRequest[]>();
+  const heads = new Map<string, number>();
+  const tagOf = (request: LeaseRequest) => request.tag ?? '';
+  const nextPriority = () => {
+    byTag = new Map();
+    heads.clear();
+    const top = sorted[at]!.priority;
+    for (; at < sorted.length && sorted[at]!.priority === top; at++) {
+      const tag = tagOf(sorted[at]!);
+      const list = byTag.get(tag);
+      if (list) list.push(sorted[at]!);
+      else byTag.set(tag, [sorted[at]!]);
+      if (!heads.has(tag)) heads.set(tag, 0);
+    }
+  };
+  return {
+    next(): LeaseRequest | undefined {
+      if (!shares) return sorted[at++];
+      if (heads.size === 0) {
+        if (at >= sorted.length) return undefined;
+        nextPriority();
+      }
+      let best: { tag: string; request: LeaseRequest } | null = null;
+      for (const [tag, head] of heads) {
+        const request = byTag.get(tag)![head]!;
+        if (
+          !best ||
+          (shares.get(tag) ?? 0) < (shares.get(best.tag) ?? 0) ||
+          ((shares.get(tag) ?? 0) === (shares.get(best.tag) ?? 0) && queueOrder(request, best.request) < 0)
+        )
+          best = { tag, request };
+      }
+      const head = heads.get(best!.tag)! + 1;
+      if (head >= byTag.get(best!.tag)!.length) heads.delete(best!.tag);
+      else heads.set(best!.tag, head);
+      return best!.request;
+    },
+    /** A grant (or, for servingOrder, a turn) of this many GPUs counts that many GPU-seconds for the tag. */
+    charge(request: LeaseRequest, gpus: number): void {
+      if (shares) shares.set(tagOf(request), (shares.get(tagOf(request)) ?? 0) + gpus);
+    },
+  };
 }
 
 /**
@@ -268,22 +349,531 @@ function nextRequest(pending: LeaseRequest[], loads: Map<string, number> | undef
  * position and `pool`'s queue): priority, then (with `loads`) fair share, then first come.
  */
 export function servingOrder(queue: LeaseRequest[], loads?: Map<string, number>): LeaseRequest[] {
-  const pending = [...queue].sort(queueOrder);
-  const shares = loads && new Map(loads);
+  const serving = servingQueue(queue, loads);
   const ordered: LeaseRequest[] = [];
-  while (pending.length > 0) {
-    const [request] = pending.splice(nextRequest(pending, shares), 1) as [LeaseRequest];
+  for (let request = serving.next(); request; request = serving.next()) {
     ordered.push(request);
-    if (shares) shares.set(request.tag ?? '', (shares.get(request.tag ?? '') ?? 0) + 1);
+    // As a grant would: K GPU-seconds for a gang (`all`: at least one).
+    const gpus = gpusOf(request.requirements);
+    serving.charge(request, gpus === GPUS_ALL ? 1 : gpus);
   }
   return ordered;
 }
 
+/** A request that could not start now holds the GPUs it will start on soonest (EASY backfill). */
+export interface Reservation {
+  experimentId: string;
+  host: string;
+  /** The GPUs held for it: the free ones now and the leased ones that end first. */
+  slotIds: string[];
+  gpus: number;
+  /** When the last of them is free at the latest (the leases' ends); null: some end is unknown. */
+  startsBy: number | null;
+}
+
+/** A queued request that was not granted this pass, and why, readable. */
+export interface WaitingRequest {
+  experimentId: string;
+  why: string;
+}
+
+/** One grant pass over the queue: what starts now, what is held for whom, why the rest waits. */
+export interface QueuePlan {
+  grants: Grant[];
+  reservations: Reservation[];
+  waiting: WaitingRequest[];
+}
+
 /**
- * Grants free slots to waiting requests in priority-then-FIFO order, or priority, then fair share,
- * then FIFO when `loads` gives each tag's recent GPU-seconds; each request takes the best-scoring
- * slot that fits. A request that fits nothing free keeps its place in the queue.
+ * The most reservations one pass holds: each later blocked request waits behind them, so a pass
+ * does bounded work however long the queue.
  */
+export const MAX_RESERVATIONS = 16;
+
+/** The capable GPUs of one class on one host: a gang is taken from one such group. */
+interface HostGroup {
+  host: string;
+  acceleratorClass: string;
+  /** Positions in the pass's slot list. */
+  members: number[];
+  /** Members neither offline nor draining (fixed for the pass). */
+  usable: number;
+}
+
+/** What a set of requirements can use, worked out once per pass for every request that shares them. */
+interface Capability {
+  mismatch: (string | null)[];
+  groups: HostGroup[];
+}
+
+export interface PlanOptions {
+  /** At most this many reservations (default MAX_RESERVATIONS); 0 plans without any (the bench's comparison). */
+  maxReservations?: number;
+}
+
+/** A host group's free GPUs during a pass, and the sets chosen from them so far. */
+interface GroupView {
+  version: number;
+  /** Positions of its free GPUs. */
+  free: number[];
+  /** Whether any of them is reserved (then what a request may use depends on its hold). */
+  reserved: boolean;
+  sets: Map<string, ChosenSet<SlotView> | null>;
+}
+
+/** A host where the request could start now, and how well it fits. */
+interface Option {
+  group: HostGroup;
+  need: number;
+  set: ChosenSet<SlotView>;
+  /** Free GPUs of the group this request may use (best fit: fewer is better). */
+  hostFree: number;
+  /** Lower is better, compared in order. */
+  rank: number[];
+}
+
+/** Lexicographic comparison of two rank vectors. */
+function compareRanks(a: number[], b: number[]): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return 0;
+}
+
+/** "4m 10s", "2h 5m", "30s": a rough wait, for people. */
+export function roughDuration(ms: number): string {
+  const seconds = Math.max(0, Math.round(ms / 1000));
+  if (seconds < 60) return `${seconds}s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m ${seconds % 60}s`;
+  return `${Math.floor(seconds / 3600)}h ${Math.floor((seconds % 3600) / 60)}m`;
+}
+
+function when(at: number, now: number): string {
+  return `${new Date(at).toISOString()} (in ${roughDuration(at - now)})`;
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/**
+ * Plans one grant pass: walks the queue in serving order (priority, then fair share in
+ * GPU-seconds with `loads`, then first come) and gives each request K GPUs of one class on one
+ * host, all or none, chosen by topology (gang.ts) on the best-fitting host. The first requests that
+ * cannot start reserve the GPUs they will start on soonest; later requests use reserved GPUs only
+ * if they surely end before the reservation starts (EASY backfill), so a large request is never
+ * overtaken indefinitely by small ones. Every request not granted gets a reason. Pure; the work per
+ * pass grows with the slots times the distinct requirements waiting, not with the whole queue.
+ */
+export function planQueue(
+  slots: SlotView[],
+  queue: LeaseRequest[],
+  policy: PlacementPolicy,
+  now: number,
+  loads?: Map<string, number>,
+  options: PlanOptions = {},
+): QueuePlan {
+  const maxReservations = options.maxReservations ?? MAX_RESERVATIONS;
+  const positions = new Map(slots.map((slot, i) => [slot.slotId, i]));
+  const taken = new Map<number, number | null>(); // granted this pass → when it ends at the latest
+  const reservedBy = new Map<number, Reservation>();
+  const reservations: Reservation[] = [];
+  const grants: Grant[] = [];
+  const waiting: WaitingRequest[] = [];
+  const capabilities = new Map<string, Capability>();
+  const cannotStart = new Map<string, string>(); // grant failures only grow within a pass
+  const cannotReserve = new Map<string, string>();
+  const online = slots.filter((slot) => slot.state !== 'offline');
+  let freeCount = slots.filter((slot) => slot.state === 'idle' && !slot.draining).length;
+
+  const usable = (i: number) => slots[i]!.state !== 'offline' && !slots[i]!.draining;
+  const freeNow = (i: number) => slots[i]!.state === 'idle' && !slots[i]!.draining && !taken.has(i);
+  /** EASY backfill: a run may use GPUs held for another only if it surely ends before that one starts. */
+  const mayBackfill = (reservation: Reservation, request: LeaseRequest) =>
+    reservation.startsBy !== null &&
+    request.holdSeconds !== undefined &&
+    now + request.holdSeconds * 1000 <= reservation.startsBy;
+  const mayUse = (i: number, request: LeaseRequest) => {
+    const reservation = reservedBy.get(i);
+    return !reservation || mayBackfill(reservation, request);
+  };
+  // What a host group has free, worked out once until a grant or reservation changes its host.
+  const hostVersion = new Map<string, number>();
+  const touch = (host: string) => hostVersion.set(host, (hostVersion.get(host) ?? 0) + 1);
+  const groupViews = new Map<HostGroup, GroupView>();
+  const groupView = (group: HostGroup): GroupView => {
+    const version = hostVersion.get(group.host) ?? 0;
+    let view = groupViews.get(group);
+    if (!view || view.version !== version) {
+      const free = group.members.filter(freeNow);
+      view = { version, free, reserved: free.some((i) => reservedBy.has(i)), sets: new Map() };
+      groupViews.set(group, view);
+    }
+    return view;
+  };
+  const groupKeyOf = (slot: { host: string; acceleratorClass: string }) => `${slot.host}\u0000${slot.acceleratorClass}`;
+  // Free GPUs per host and class: a cheap bound that skips hosts too full for a request.
+  const hostClassFree = new Map<string, number>();
+  for (const slot of slots)
+    if (slot.state === 'idle' && !slot.draining)
+      hostClassFree.set(groupKeyOf(slot), (hostClassFree.get(groupKeyOf(slot)) ?? 0) + 1);
+
+  const capabilityOf = (req: Requirements): { key: string; capability: Capability } => {
+    const key = JSON.stringify([req.acceleratorClass, req.gpuMemoryMb, req.runtimeTags]);
+    let capability = capabilities.get(key);
+    if (!capability) {
+      const reserve = reservesScarce(online, req, policy);
+      const mismatch = slots.map((slot) => capabilityMismatch(slot, req, policy, reserve));
+      const byGroup = new Map<string, HostGroup>();
+      mismatch.forEach((why, i) => {
+        if (why !== null) return;
+        const slot = slots[i]!;
+        const groupKey = groupKeyOf(slot);
+        const group = byGroup.get(groupKey);
+        if (group) group.members.push(i);
+        else
+          byGroup.set(groupKey, { host: slot.host, acceleratorClass: slot.acceleratorClass, members: [i], usable: 0 });
+      });
+      for (const group of byGroup.values()) group.usable = group.members.filter(usable).length;
+      capability = { mismatch, groups: [...byGroup.values()] };
+      capabilities.set(key, capability);
+    }
+    return { key, capability };
+  };
+
+  const needOf = (request: LeaseRequest, group: HostGroup): number => {
+    const gpus = gpusOf(request.requirements);
+    return gpus === GPUS_ALL ? group.usable : gpus;
+  };
+
+  /** Where the request could start now, best first; or why it cannot. */
+  const optionsFor = (request: LeaseRequest, capability: Capability) => {
+    const options: Option[] = [];
+    const short: HostGroup[] = [];
+    let blockedBy: Reservation | null = null;
+    let liveEnough = false;
+    const datasets = request.datasets ?? [];
+    const wantsAll = gpusOf(request.requirements) === GPUS_ALL;
+    for (const group of capability.groups) {
+      const need = needOf(request, group);
+      if (need === 0 || group.usable < need) {
+        short.push(group);
+        continue;
+      }
+      liveEnough = true;
+      // Cheap first: the host's free GPUs of the class bound the group's.
+      if ((hostClassFree.get(groupKeyOf(group)) ?? 0) < need) {
+        short.push(group);
+        continue;
+      }
+      const view = groupView(group);
+      const freeAll = view.free;
+      const usableFree = view.reserved ? freeAll.filter((i) => mayUse(i, request)) : freeAll;
+      const setKey = view.reserved ? `${need}:${usableFree.join(',')}` : `${need}`;
+      let set = view.sets.get(setKey);
+      if (set === undefined) {
+        set = chooseSet(
+          usableFree.map((i) => slots[i]!),
+          need,
+        );
+        view.sets.set(setKey, set);
+      }
+      const free = usableFree;
+      if (!set) {
+        if (freeAll.length >= need && !blockedBy)
+          blockedBy = reservedBy.get(freeAll.find((i) => !mayUse(i, request))!)!;
+        short.push(group);
+        continue;
+      }
+      const lead = set.slots[0]!;
+      options.push({
+        group,
+        need,
+        set,
+        hostFree: free.length,
+        rank: [
+          -localCount(lead, datasets),
+          policy.scarceClasses.includes(group.acceleratorClass) ? 1 : 0,
+          Math.max(...set.slots.map((slot) => slot.memoryMb)),
+          wantsAll ? -need : 0,
+          TIER_RANK[set.tier],
+          set.islands,
+          free.length,
+          set.fitFree,
+        ],
+      });
+    }
+    options.sort(
+      (a, b) =>
+        compareRanks(a.rank, b.rank) ||
+        a.group.host.localeCompare(b.group.host) ||
+        topologyOrder(a.set.slots[0]!, b.set.slots[0]!),
+    );
+    return { options, short, blockedBy: blockedBy as Reservation | null, liveEnough };
+  };
+
+  /** When a GPU is free at the latest, as far as this pass knows: now, a lease's end, or null (unknown). */
+  const freeAt = (i: number): number | null => {
+    if (taken.has(i)) return taken.get(i)!;
+    const slot = slots[i]!;
+    if (slot.state === 'idle') return now;
+    return slot.leaseEndsBy === undefined || slot.leaseEndsBy === null ? null : Math.max(now, slot.leaseEndsBy);
+  };
+
+  /** The GPUs a blocked request will start on soonest, held for it; null when none can be held. */
+  const reserveFor = (request: LeaseRequest, capability: Capability): Reservation | null => {
+    let best: { reservation: Reservation; usable: number } | null = null;
+    for (const group of capability.groups) {
+      const need = needOf(request, group);
+      const open = group.members.filter((i) => usable(i) && !reservedBy.has(i));
+      if (need === 0 || open.length < need) continue;
+      const soonest = open
+        .map((i) => ({ i, at: freeAt(i) }))
+        .sort((a, b) => (a.at ?? Infinity) - (b.at ?? Infinity) || topologyOrder(slots[a.i]!, slots[b.i]!))
+        .slice(0, need);
+      const startsBy = soonest.some(({ at }) => at === null) ? null : Math.max(...soonest.map(({ at }) => at!));
+      const reservation: Reservation = {
+        experimentId: request.experimentId,
+        host: group.host,
+        slotIds: soonest
+          .map(({ i }) => slots[i]!)
+          .sort(topologyOrder)
+          .map((slot) => slot.slotId),
+        gpus: need,
+        startsBy,
+      };
+      if (!best || soonerOrTighter({ reservation, usable: group.usable }, best) < 0)
+        best = { reservation, usable: group.usable };
+    }
+    if (!best) return null;
+    for (const slotId of best.reservation.slotIds) reservedBy.set(positions.get(slotId)!, best.reservation);
+    touch(best.reservation.host);
+    return best.reservation;
+  };
+
+  const serving = servingQueue(queue, loads);
+  for (let request = serving.next(); request; request = serving.next()) {
+    if (freeCount === 0 && reservations.length >= maxReservations) {
+      // Nothing can start and nothing more is held: a reason without looking at the fleet.
+      const held =
+        maxReservations > 0
+          ? ` and the ${maxReservations} reservations a pass holds are taken by runs ahead of it`
+          : '';
+      waiting.push({
+        experimentId: request.experimentId,
+        why: `waits for ${wantedText(request)}: no GPU in the fleet is free${held} (${ordinal(waiting.length + 1)} of the runs waiting)`,
+      });
+      continue;
+    }
+    const { key, capability } = capabilityOf(request.requirements);
+    const gpus = gpusOf(request.requirements);
+    // Whether it may backfill each reservation decides what it can use, not its exact hold.
+    const backfills = reservations.map((reservation) => (mayBackfill(reservation, request) ? 1 : 0)).join('');
+    const memo = JSON.stringify([key, gpus, backfills, request.holdSeconds === undefined]);
+    let blocked =
+      freeCount === 0 ? `waits for ${wantedText(request)}: no GPU in the fleet is free` : cannotStart.get(memo);
+    if (blocked === undefined) {
+      const { options, short, blockedBy, liveEnough } = optionsFor(request, capability);
+      const winner = options[0];
+      if (winner) {
+        const grant = grantRecord(request, winner, options, capability);
+        const ends = request.holdSeconds === undefined ? null : now + request.holdSeconds * 1000;
+        for (const slot of winner.set.slots) taken.set(positions.get(slot.slotId)!, ends);
+        freeCount -= winner.set.slots.length;
+        touch(winner.group.host);
+        const groupKey = groupKeyOf(winner.group);
+        hostClassFree.set(groupKey, hostClassFree.get(groupKey)! - winner.set.slots.length);
+        grants.push(grant);
+        // A lease granted now counts one second per GPU for its tag (fair-share.ts), so the next
+        // free GPUs go to another tag that waits with as little recent use.
+        serving.charge(request, winner.set.slots.length);
+        continue;
+      }
+      blocked = blockedReason(request, capability, short, blockedBy, liveEnough);
+      cannotStart.set(memo, blocked);
+    }
+    waiting.push({ experimentId: request.experimentId, why: reserveOrWait(request, key, capability, blocked) });
+  }
+  return { grants, reservations, waiting };
+
+  function reserveOrWait(request: LeaseRequest, key: string, capability: Capability, blocked: string): string {
+    const memo = JSON.stringify([key, gpusOf(request.requirements)]);
+    if (maxReservations === 0) return blocked;
+    if (reservations.length >= maxReservations)
+      return `${blocked}; the ${maxReservations} reservations a pass holds are taken by runs ahead of it`;
+    const failed = cannotReserve.get(memo);
+    if (failed !== undefined) return `${blocked}; ${failed}`;
+    const reservation = reserveFor(request, capability);
+    if (!reservation) {
+      const why = 'every GPU that could take it is offline, draining or reserved for a run ahead of it';
+      cannotReserve.set(memo, why);
+      return `${blocked}; ${why}`;
+    }
+    reservations.push(reservation);
+    return `${blocked}; ${reservationText(reservation)}`;
+  }
+
+  function reservationText(reservation: Reservation): string {
+    const held = reservation.slotIds.map((slotId) => slots[positions.get(slotId)!]!);
+    const freeHeld = held.filter((slot) => freeNow(positions.get(slot.slotId)!)).length;
+    const busy = held.length - freeHeld;
+    const state = `${freeHeld} free now${busy > 0 ? `, ${busy} held by leases` : ''}`;
+    const start =
+      reservation.startsBy === null
+        ? 'estimated start unknown: a lease it waits for has no known end'
+        : `estimated start ${when(reservation.startsBy, now)}`;
+    return `reserved ${plural(reservation.gpus, 'GPU')} of ${reservation.host} (${indexRanges(held.map((s) => s.index))}: ${state}); ${start}`;
+  }
+
+  function blockedReason(
+    request: LeaseRequest,
+    capability: Capability,
+    short: HostGroup[],
+    blockedBy: Reservation | null,
+    liveEnough: boolean,
+  ): string {
+    const gpus = gpusOf(request.requirements);
+    const wanted = wantedText(request);
+    if (capability.groups.length === 0) return `no slot in the fleet can take it now (${wanted})`;
+    // Only the first few hosts are spelled out: the reason stays short on a large fleet.
+    const hosts = () =>
+      short
+        .slice(0, 4)
+        .map((group) => shortText(request, group))
+        .join('; ') + (short.length > 4 ? `; and ${short.length - 4} more hosts` : '');
+    if (!liveEnough)
+      return `no live host has ${gpus === GPUS_ALL ? 'a usable GPU' : `${gpus} usable capable GPUs of one class`} (offline or draining: ${hosts()})`;
+    if (blockedBy) {
+      const hold =
+        request.holdSeconds === undefined
+          ? 'its lease has no known end, so it never backfills'
+          : `its lease may last ${roughDuration(request.holdSeconds * 1000)}, past that start`;
+      return `waits for ${wanted}: free GPUs of ${blockedBy.host} are reserved for ${blockedBy.experimentId} (${blockedBy.startsBy === null ? 'start unknown' : `starts by ${new Date(blockedBy.startsBy).toISOString()}`}) and ${hold}`;
+    }
+    return `waits for ${wanted}: ${hosts()}`;
+  }
+
+  /** Why one host cannot take the request now: too few usable GPUs, or too few free. */
+  function shortText(request: LeaseRequest, group: HostGroup): string {
+    const need = needOf(request, group);
+    if (need === 0 || group.usable < need) return `${group.host} has ${plural(group.usable, 'usable GPU')}`;
+    const free = group.members.filter((i) => freeNow(i) && mayUse(i, request)).length;
+    return `${group.host} has ${free} of the ${need} ${group.acceleratorClass} GPUs needed free`;
+  }
+
+  function grantRecord(request: LeaseRequest, winner: Option, options: Option[], capability: Capability): Grant {
+    const datasets = request.datasets ?? [];
+    const lead = winner.set.slots[0]!;
+    const gang = winner.set.slots.length > 1 || gpusOf(request.requirements) !== 1;
+    const inSet = new Set(winner.set.slots);
+    const groupShort = new Map<number, string>();
+    if (gang) {
+      const placeable = new Set(options.map((option) => option.group));
+      for (const group of capability.groups) {
+        if (placeable.has(group)) continue;
+        const why = `${group.host} cannot hold ${winner.need} ${group.acceleratorClass} GPUs now`;
+        for (const i of group.members) groupShort.set(i, why);
+      }
+    }
+    const candidates: CandidateRecord[] = slots.map((slot, i) => {
+      const reservation = reservedBy.get(i);
+      const rejected =
+        capability.mismatch[i] ??
+        (taken.has(i) ? 'leased' : availability(slot)) ??
+        (reservation && !mayUse(i, request) ? `reserved for ${reservation.experimentId}` : null) ??
+        groupShort.get(i) ??
+        null;
+      return {
+        slotId: slot.slotId,
+        acceleratorClass: slot.acceleratorClass,
+        memoryMb: slot.memoryMb,
+        rejected,
+        score: rejected === null || inSet.has(slot) ? slotScore(slot, policy, datasets) : null,
+      };
+    });
+    const fitting = candidates.filter((c) => c.rejected === null);
+    const localText =
+      datasets.length > 0 ? `; ${localCount(lead, datasets)}/${datasets.length} datasets already on ${lead.host}` : '';
+    const packed = packingNote(winner, options);
+    const why = gang
+      ? `${gpusOf(request.requirements) === GPUS_ALL ? `every usable GPU of ${lead.host} (--gpus all: ${winner.need}); ` : ''}${whySet(winner.set, winner.need)}; ${
+          options.length === 1
+            ? `${lead.host} is the only host with ${winner.need} ${lead.acceleratorClass} GPUs free`
+            : `${lead.host} is the best fit of ${plural(options.length, 'host')} that can take it now (${winner.hostFree} free there)`
+        }${localText}`
+      : (fitting.length === 1
+          ? 'the only free slot that fits'
+          : `least capable of ${fitting.length} free slots that fit (score ${slotScore(lead, policy, datasets)})`) +
+        localText +
+        packed;
+    return {
+      experimentId: request.experimentId,
+      slotId: lead.slotId,
+      slotIds: winner.set.slots.map((slot) => slot.slotId),
+      record: {
+        slotId: lead.slotId,
+        host: lead.host,
+        acceleratorClass: lead.acceleratorClass,
+        why,
+        policy: policyText(request, lead, policy),
+        candidates,
+        ...(gang
+          ? { slotIds: winner.set.slots.map((slot) => slot.slotId), topology: describeSet(winner.set.slots) }
+          : {}),
+        queuedMs: now - request.enqueuedAt,
+      },
+    };
+  }
+}
+
+/** What a request waits for, readable: "4 GPUs of one class on one host". */
+function wantedText(request: LeaseRequest): string {
+  const gpus = gpusOf(request.requirements);
+  return gpus === GPUS_ALL ? 'every GPU of one host' : gpus === 1 ? '1 GPU' : `${gpus} GPUs of one class on one host`;
+}
+
+/** Reservations compared: the one that starts sooner (unknown last), then the smaller host (best fit), then by name. */
+function soonerOrTighter(
+  a: { reservation: Reservation; usable: number },
+  b: { reservation: Reservation; usable: number },
+): number {
+  return (
+    (a.reservation.startsBy ?? Infinity) - (b.reservation.startsBy ?? Infinity) ||
+    a.usable - b.usable ||
+    a.reservation.host.localeCompare(b.reservation.host)
+  );
+}
+
+/** "; packed onto ..." when packing (best fit), not capability, chose between equally good GPUs. */
+function packingNote(winner: Option, options: Option[]): string {
+  const tiedBefore = (option: Option) => compareRanks(option.rank.slice(0, 6), winner.rank.slice(0, 6)) === 0;
+  const looser = options.some(
+    (option) =>
+      option !== winner &&
+      tiedBefore(option) &&
+      (option.hostFree > winner.hostFree || option.set.fitFree > winner.set.fitFree),
+  );
+  const slot = winner.set.slots[0]!;
+  const tighterIsland = slot.nvlinkIsland !== undefined && winner.set.fitFree < winner.hostFree;
+  if (!looser && !tighterIsland) return '';
+  const where =
+    slot.nvlinkIsland !== undefined
+      ? `island ${slot.nvlinkIsland} of ${slot.host} (${winner.set.fitFree} free in the island, ${winner.hostFree} on the host)`
+      : `${slot.host} (${winner.hostFree} free there)`;
+  return `; packed onto ${where}, keeping emptier islands and hosts free`;
+}
+
+/** Which class rule let this request use this slot's class. */
+function policyText(request: LeaseRequest, slot: Slot, policy: PlacementPolicy): string {
+  if (!policy.scarceClasses.includes(slot.acceleratorClass)) return 'least-capable-fit';
+  if (request.requirements.acceleratorClass !== 'any') return `scarce class ${slot.acceleratorClass} requested by name`;
+  if (policy.allowScarceForAny) return 'scarce class allowed for any (policy allow-scarce)';
+  return `scarce class ${slot.acceleratorClass} used for any: no other class in the fleet can serve the request`;
+}
+
+function ordinal(n: number): string {
+  const tens = n % 100;
+  const suffix = tens >= 11 && tens <= 13 ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th');
+  return `${n}${suffix}`;
+}
+
+/** The grants of one pass (planQueue without its reservations and reasons). */
 export function assignSlots(
   slots: SlotView[],
   queue: LeaseRequest[],
@@ -291,56 +881,8 @@ export function assignSlots(
   now: number,
   loads?: Map<string, number>,
 ): Grant[] {
-  const taken = new Set<string>();
-  const grants: Grant[] = [];
-  const pending = [...queue].sort(queueOrder);
-  const shares = loads && new Map(loads);
-  while (pending.length > 0) {
-    const [request] = pending.splice(nextRequest(pending, shares), 1) as [LeaseRequest];
-    const view = slots.map((slot) => (taken.has(slot.slotId) ? { ...slot, state: 'leased' as const } : slot));
-    const datasets = request.datasets ?? [];
-    const candidates = evaluateCandidates(view, request.requirements, policy, datasets);
-    const fitting = candidates
-      .filter((c) => c.rejected === null)
-      .sort((a, b) => a.score! - b.score! || a.slotId.localeCompare(b.slotId));
-    const winner = fitting[0];
-    if (!winner) continue;
-    const slot = slots.find((s) => s.slotId === winner.slotId)!;
-    taken.add(slot.slotId);
-    // A lease granted now counts one second for its tag (fair-share.ts), so the next free slot
-    // goes to another tag that waits with as little recent use.
-    if (shares) shares.set(request.tag ?? '', (shares.get(request.tag ?? '') ?? 0) + 1);
-    const scarceUsed = policy.scarceClasses.includes(slot.acceleratorClass);
-    grants.push({
-      experimentId: request.experimentId,
-      slotId: slot.slotId,
-      slotIds: [slot.slotId],
-      record: {
-        slotId: slot.slotId,
-        host: slot.host,
-        acceleratorClass: slot.acceleratorClass,
-        why:
-          (fitting.length === 1
-            ? 'the only free slot that fits'
-            : `least capable of ${fitting.length} free slots that fit (score ${winner.score})`) +
-          (datasets.length > 0
-            ? `; ${localCount(slot, datasets)}/${datasets.length} datasets already on ${slot.host}`
-            : ''),
-        policy: scarceUsed
-          ? request.requirements.acceleratorClass !== 'any'
-            ? `scarce class ${slot.acceleratorClass} requested by name`
-            : policy.allowScarceForAny
-              ? 'scarce class allowed for any (policy allow-scarce)'
-              : `scarce class ${slot.acceleratorClass} used for any: no other class in the fleet can serve the request`
-          : 'least-capable-fit',
-        candidates,
-        queuedMs: now - request.enqueuedAt,
-      },
-    });
-  }
-  return grants;
+  return planQueue(slots, queue, policy, now, loads).grants;
 }
-
 /** What validation needs from the pool: a refusal, or the queue of a capable host to validate on. */
 export interface PlacementCheck {
   refusal: string | null;
@@ -364,9 +906,9 @@ export function placementCheck(
 ): PlacementCheck {
   const refusal = refusalReason(slots, req, policy);
   if (refusal) return { refusal, hostQueue: null };
-  const reserve = reservesScarce(slots, req, policy);
-  const capable = slots.filter((slot) => capabilityMismatch(slot, req, policy, reserve) === null);
-  const online = capable.filter((slot) => hosts[slot.host]?.online);
+  const groups = capableGroups(slots, req, policy);
+  const capable = groups.filter((group) => holdsGang(group.length, req)).flat();
+  const online = liveGangGroups(groups, hosts, req).flat();
   const chosen = online[0] ?? capable[0]!;
   return {
     refusal: null,
@@ -379,7 +921,7 @@ export function placementCheck(
 export interface ReplacementCheck {
   /** Why no registered slot, online or not, could ever take it (end at once); null otherwise. */
   refusal: string | null;
-  /** Capable slots on hosts online now. */
+  /** Capable slots on hosts online now, counting only hosts that hold the run's K GPUs of one class. */
   liveCapable: number;
 }
 
@@ -395,10 +937,7 @@ export function replacementCheck(
 ): ReplacementCheck {
   const refusal = refusalReason(slots, req, policy);
   if (refusal) return { refusal, liveCapable: 0 };
-  const reserve = reservesScarce(slots, req, policy);
-  const liveCapable = slots.filter(
-    (slot) => hosts[slot.host]?.online && capabilityMismatch(slot, req, policy, reserve) === null,
-  ).length;
+  const liveCapable = liveGangGroups(capableGroups(slots, req, policy), hosts, req).flat().length;
   return { refusal: null, liveCapable };
 }
 
