@@ -151,6 +151,70 @@ describe('a K-GPU run', () => {
   });
 });
 
+describe('a K-GPU run re-attached by a restarted worker', () => {
+  it('is adopted with every GPU and its port, and a cancel then stops every worker of it', async () => {
+    const experimentId = 'exp-gang-adopted';
+    const lease = [gpu(6), gpu(7)];
+    const report = await reportDir('adopted');
+    const letGo = new MockActivityEnvironment();
+    const running = letGo
+      .run(activitiesOf(lease[0]!).runTraining, {
+        experimentId,
+        request: request({ GANG_REPORT_DIR: report.dir }, { timeBudgetSeconds: 60 }),
+        slot: lease[0]!,
+        slots: lease,
+        leaseId: 'adopt-l1',
+      })
+      .catch((error: unknown) => error);
+    const pids = [(await report.launcher()).pid, ...(await report.ranks(2)).map((rank) => rank.pid)];
+    // The server forgot the task (an outage): the task lets go, the run goes on.
+    letGo.cancel('NOT_FOUND', new ActivityCancellationDetails({ notFound: true }));
+    expect(await running).toBeInstanceOf(CancelledFailure);
+    expect(pids.every(processAlive)).toBe(true);
+    const { masterPort } = JSON.parse(await fs.readFile(runFiles(workDir, experimentId).record, 'utf8')) as {
+      masterPort: number;
+    };
+
+    // A worker process started later: its own registry of runs and its own ports.
+    const restartedRuns: Map<string, RunWatch> = new Map();
+    const restartedPorts = new MasterPorts();
+    const restarted = (slot: Slot) =>
+      createTrainingActivities({
+        slot,
+        workDir,
+        heartbeatIntervalMs: 200,
+        killAfterMs: 1000,
+        hostRuns: restartedRuns,
+        masterPorts: restartedPorts,
+      });
+    const follow = new MockActivityEnvironment();
+    const adopted = follow
+      .run(restarted(lease[0]!).awaitTraining, { experimentId, slot: lease[0]!, leaseId: 'adopt-l1' })
+      .catch((error: unknown) => error);
+    await waitFor(async () => restartedRuns.has(experimentId), 30_000);
+    expect(restartedRuns.get(experimentId)!.slotIds).toEqual(['gang/gpu6', 'gang/gpu7']);
+    expect(restartedPorts.has(masterPort)).toBe(true);
+    const refusal = await new MockActivityEnvironment()
+      .run(restarted(gpu(7)).runTraining, {
+        experimentId: 'exp-wants-7',
+        request: request({ GANG_REPORT_DIR: reports }, { timeBudgetSeconds: 60 }),
+        slot: gpu(7),
+        leaseId: 'adopt-l2',
+      })
+      .catch((error: unknown) => error as Error);
+    expect((refusal as Error).message).toBe(
+      'gang/gpu7 is held by the live run exp-gang-adopted; exp-wants-7 was not started',
+    );
+
+    follow.cancel('CANCELLED', new ActivityCancellationDetails({ cancelRequested: true }));
+    expect(await adopted).toBeInstanceOf(CancelledFailure);
+    expect(pids.filter(processAlive)).toEqual([]);
+    await waitFor(async () => !restartedPorts.has(masterPort), 10_000);
+    // The first worker process, which still watched it, lets go of its GPUs too.
+    await waitFor(async () => !hostRuns.has(experimentId), 30_000);
+  });
+});
+
 describe('GPUs are exclusive to their lease, and every run of a host has its own MASTER_PORT', () => {
   it('refuses a run whose GPU another live run holds; two live runs never share a port', async () => {
     const first = await reportDir('first');
