@@ -108,10 +108,19 @@ export const deregisterHostSignal =
 export const hostLostSignal = defineSignal<[{ host: string; reason: string }]>('hostLost');
 /** Whether a lease is still held: a worker asks before it spawns training, so a released lease never runs. */
 export const leaseHeldQuery = defineQuery<boolean, [{ slotId: string; leaseId: string }]>('leaseHeld');
-export const requestLeaseSignal =
-  defineSignal<
-    [{ experimentId: string; requirements: Requirements; priority: number; tag?: string; datasets?: string[] }]
-  >('requestLease');
+/** `holdSeconds`: the longest the run holds its lease once granted (setup and kill limits): backfill counts on it. */
+export const requestLeaseSignal = defineSignal<
+  [
+    {
+      experimentId: string;
+      requirements: Requirements;
+      priority: number;
+      tag?: string;
+      datasets?: string[];
+      holdSeconds?: number;
+    },
+  ]
+>('requestLease');
 export const releaseLeaseSignal = defineSignal<[{ experimentId: string }]>('releaseLease');
 /** An operator's signed drain or undrain of a host or slot; returns the slots it changed. */
 export const drainUpdate = defineUpdate<
