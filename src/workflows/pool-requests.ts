@@ -1,6 +1,6 @@
 import { getExternalWorkflowHandle, log, setHandler, uuid4 } from '@temporalio/workflow';
 import { poolLoads } from '../domain/fair-share.js';
-import { assignSlots, boundPlacementRecord, type Grant, type SlotView } from '../domain/placement.js';
+import { boundPlacementRecord, planQueue, type Grant, type QueuePlan, type SlotView } from '../domain/placement.js';
 import { leaseGrantedSignal, releaseLeaseSignal, requestLeaseSignal, type SlotEntry } from './definitions.js';
 import type { PoolState } from './pool-state.js';
 
@@ -41,6 +41,15 @@ export function slotViews(state: PoolState): SlotView[] {
 }
 
 /**
+ * One grant pass as placement plans it (domain/placement.ts planQueue): the grants, the GPUs held
+ * for requests that wait (reservations), and why each waits. The pool query answers the same plan.
+ */
+export function planOf(state: PoolState, now: number): QueuePlan {
+  const { pool } = state;
+  return planQueue(slotViews(state), pool.queue, pool.policy, now, poolLoads(pool, now));
+}
+
+/**
  * The slots a grant names, when every one is free, online and on one host (a gang is one host's
  * GPUs); null otherwise. Placement only grants such sets: this keeps a mistake there from ever
  * splitting a gang or sharing a GPU.
@@ -62,8 +71,7 @@ function grantable(state: PoolState, grant: Grant): SlotEntry[] | null {
  */
 export function grantQueued(state: PoolState, now: number): void {
   const { pool } = state;
-  const planned = assignSlots(slotViews(state), pool.queue, pool.policy, now, poolLoads(pool, now));
-  const grants = planned.flatMap((grant) => {
+  const grants = planOf(state, now).grants.flatMap((grant) => {
     const entries = grantable(state, grant);
     if (!entries) {
       log.error('placement named a set that cannot be leased; the request waits', { ...grant, record: undefined });
