@@ -407,6 +407,8 @@ export function gpuFailureIn(state: RunTelemetryState, reading: TelemetryReading
     const { gpu } = acc;
     const failure = (evidence: string): GpuFailure => ({ ...gpu, evidence, at: at.toISOString() });
     const row = rowOf(reading, gpu);
+    // Never listed for this run and nothing said lost: not evidence of a failure during it.
+    if (!row && acc.samples === 0 && reading.lostReports.length === 0) continue;
     if (!row) return failure(`nvidia-smi no longer lists GPU ${gpu.index} (${gpu.uuid})${reported}`);
     if (row.lost !== null) return failure(`nvidia-smi reports GPU ${gpu.index} (${gpu.uuid}): ${row.lost}`);
     if (acc.eccBaseline !== null && row.eccUncorrected !== null && row.eccUncorrected > acc.eccBaseline) {

@@ -201,6 +201,16 @@ describe('gpuFailureIn', () => {
     });
   });
 
+  it('does not call a GPU no sample of the run ever listed failed, unless nvidia-smi says one is lost', () => {
+    const state = startRunTelemetry([GPU0, GPU1], 5, 0);
+    const reading = parseTelemetryQuery(row(0, GPU0.uuid, 90, 1, 1));
+    expect(gpuFailureIn(state, reading, at)).toBeNull();
+    const lost = parseTelemetryQuery(
+      `${row(0, GPU0.uuid, 90, 1, 1)}\nUnable to determine the device handle for GPU 0000:3B:00.0: Unknown Error`,
+    );
+    expect(gpuFailureIn(state, lost, at)?.slotId).toBe('h/gpu1');
+  });
+
   it('names a GPU whose row says it is lost', () => {
     const lost = `1, ${GPU1.uuid}, [GPU is lost], [GPU is lost], [GPU is lost], [GPU is lost], [GPU is lost], [GPU is lost], [GPU is lost]`;
     const reading = parseTelemetryQuery([row(0, GPU0.uuid, 90, 1, 1, 2), lost].join('\n'));
