@@ -35,16 +35,28 @@ export function nvidiaSmiQuery(env: NodeJS.ProcessEnv = { ...process.env }): Tel
     if ((result as { code?: string }).code === 'ENOENT') return { missing: "no nvidia-smi on this host's PATH" };
     const stdout = String(result.stdout ?? '');
     const stderr = String(result.stderr ?? '');
-    try {
-      if (!result.failed) return { reading: parseTelemetryQuery(stdout) };
-      const reading = parseTelemetryQuery(`${stdout}\n${stderr}`);
-      if (reading.lostReports.length > 0) return { reading };
-    } catch (error) {
-      return { error: (error as Error).message };
+    if (!result.failed) {
+      try {
+        return { reading: parseTelemetryQuery(stdout) };
+      } catch (error) {
+        return { error: (error as Error).message };
+      }
     }
+    const partial = lostReading(`${stdout}\n${stderr}`);
+    if (partial) return { reading: partial };
     const said = (stderr || stdout).trim().split('\n')[0] ?? '';
     return { error: `nvidia-smi failed (${result.exitCode ?? result.shortMessage}): ${said}`.trim() };
   };
+}
+
+/** A failed call's output that lists GPUs and says one is lost; undefined for any other failure. */
+function lostReading(output: string): TelemetryReading | undefined {
+  try {
+    const reading = parseTelemetryQuery(output);
+    return reading.lostReports.length > 0 ? reading : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** What a run gets from the sampler: its telemetry at its end. */

@@ -1,4 +1,8 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { FIXTURES } from '../helpers/stack.js';
 import type { Slot } from '../../src/domain/fleet.js';
 import { parseTelemetryQuery, type GpuFailure } from '../../src/domain/telemetry.js';
 import { GpuTelemetrySampler, nvidiaSmiQuery, type TelemetryAnswer } from '../../src/gpu-worker/gpu-telemetry.js';
@@ -112,6 +116,55 @@ describe('GpuTelemetrySampler', () => {
       reason: expect.stringMatching(
         /^every telemetry query failed; the last: nvidia-smi failed \(9\): NVIDIA-SMI has failed/,
       ),
+    });
+  });
+});
+
+describe('the fake nvidia-smi answers the telemetry query as the real one', () => {
+  const fakeEnv = async (telemetry?: string) => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fake-smi-'));
+    const values = path.join(dir, 'telemetry.csv');
+    if (telemetry !== undefined) await fs.writeFile(values, telemetry);
+    return {
+      PATH: `${path.join(FIXTURES, 'bin')}${path.delimiter}${process.env.PATH}`,
+      FAKE_NVIDIA_SMI_FLEET: path.join(FIXTURES, 'fleets', 'four-h100.csv'),
+      ...(telemetry !== undefined ? { FAKE_NVIDIA_SMI_TELEMETRY: values } : {}),
+    };
+  };
+
+  it('every GPU of the fleet, with the values the telemetry file gives and [N/A] for what the fleet lacks', async () => {
+    const answer = await nvidiaSmiQuery(await fakeEnv('2, 87, 40000, 612.5, 71, 1980, 0x0000000000000044\n'))();
+    if (!('reading' in answer)) throw new Error(JSON.stringify(answer));
+    expect(answer.reading.lostReports).toEqual([]);
+    expect(answer.reading.rows.map((r) => r.index)).toEqual([0, 1, 2, 3]);
+    expect(answer.reading.rows[2]).toEqual({
+      index: 2,
+      uuid: 'GPU-hhhhhhhh-0000-0000-0000-000000000002',
+      utilizationPercent: 87,
+      memoryUsedMb: 40000,
+      powerW: 612.5,
+      temperatureC: 71,
+      smClockMhz: 1980,
+      throttleReasons: ['sw_power_cap', 'hw_thermal_slowdown'],
+      eccUncorrected: 0,
+      lost: null,
+    });
+    expect(answer.reading.rows[0]).toMatchObject({ utilizationPercent: 0, temperatureC: 31, powerW: null });
+  });
+
+  it('a GPU said lost: the message, the other GPUs, exit 15 — still a reading', async () => {
+    const answer = await nvidiaSmiQuery(await fakeEnv('1, lost\n'))();
+    if (!('reading' in answer)) throw new Error(JSON.stringify(answer));
+    expect(answer.reading.rows.map((r) => r.index)).toEqual([0, 2, 3]);
+    expect(answer.reading.lostReports).toEqual([
+      'Unable to determine the device handle for GPU 0000:02:00.0: GPU is lost.  Reboot the system to recover this GPU',
+    ]);
+  });
+
+  it('no driver: an error that says so', async () => {
+    const env = { ...(await fakeEnv()), FAKE_NVIDIA_SMI_FLEET: '/nonexistent/fleet.csv' };
+    expect(await nvidiaSmiQuery(env)()).toEqual({
+      error: "nvidia-smi failed (9): NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.",
     });
   });
 });
