@@ -19,6 +19,7 @@ import { DEFAULT_FENCING_SECONDS, FENCE_KILL_GRACE_SECONDS, type HostFencing } f
 import { hostRegistration, PoolMembership, RegistrationRefusedError } from '../gpu-worker/pool-membership.js';
 import { claimWorkDir, WorkDirHeldError } from '../gpu-worker/work-dir-claim.js';
 import { DeferredCleanup } from '../gpu-worker/deferred-cleanup.js';
+import { MasterPorts } from '../gpu-worker/master-ports.js';
 import { gpuWorkerHandle, type GpuWorkerHandle } from '../gpu-worker/handle.js';
 import { dataDir } from '../shared/settings.js';
 import { ensurePrivateDir } from '../security/files.js';
@@ -120,6 +121,8 @@ async function startGpuWorker(
   if (sealing.created)
     log(`expctl worker: created the worker sealing key ${sealing.created}; every GPU host needs this same file`);
   const discovery = await discoverSlots(options);
+  if (discovery.topology?.problem)
+    log(`expctl worker: GPU topology unknown (${discovery.topology.problem}); each GPU counts as its own island`);
   const datasetsDir = options.datasetsDir ?? path.join(workDir, 'datasets');
   const hostQueue = hostTaskQueue(options.host);
   const hostRuns: Map<string, RunWatch> = new Map();
@@ -131,6 +134,7 @@ async function startGpuWorker(
     hostQueue,
     slots: discovery.slots,
     hostRuns,
+    masterPorts: new MasterPorts(),
     cleanup,
     telemetry,
     unsealingKey: sealing.key,
@@ -166,6 +170,7 @@ async function startGpuWorker(
       liveRuns: reconciled.kept.map((run) => run.experimentId),
       heartbeatMs,
       fencing: hostFencing(options),
+      topology: discovery.topology,
     }),
   );
   const stopKeeping = keepRunsAttached({
@@ -214,6 +219,7 @@ async function createWorkers(
     hostQueue: string;
     slots: Slot[];
     hostRuns: Map<string, RunWatch>;
+    masterPorts: MasterPorts;
     cleanup: DeferredCleanup;
     telemetry: GpuTelemetrySampler;
     unsealingKey: UnsealingKey;
@@ -263,6 +269,7 @@ async function createWorkers(
           fencingMs: hostFencing(options).fencingSeconds * 1000,
           leaseHeld,
           hostRuns: host.hostRuns,
+          masterPorts: host.masterPorts,
           cleanup: host.cleanup,
           telemetry: host.telemetry,
           datasets: { datasetsDir, dataDir: options.dataDir ?? dataDir() },
