@@ -27,10 +27,21 @@ import { openStore } from '../store/open.js';
 import { parseCheckpointQuota } from '../domain/checkpoints.js';
 import { ConfigurationError } from '../shared/settings.js';
 import type { FleetStore } from '../store/store.js';
+import { GpuTelemetrySampler } from '../gpu-worker/gpu-telemetry.js';
+import { parseTelemetrySeconds } from '../domain/telemetry.js';
 
 export { RegistrationRefusedError, type GpuWorkerHandle };
 
 /** EXPCTL_CHECKPOINT_QUOTA (e.g. 50GiB), read once at the worker's start; a bad value stops it there. */
+/** EXPCTL_TELEMETRY_SECONDS: how often the host's GPU sampler asks nvidia-smi while a run trains. */
+function telemetrySecondsFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  try {
+    return parseTelemetrySeconds(env.EXPCTL_TELEMETRY_SECONDS);
+  } catch (error) {
+    throw new ConfigurationError((error as Error).message);
+  }
+}
+
 function checkpointQuotaFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
   const text = env.EXPCTL_CHECKPOINT_QUOTA;
   if (text === undefined || text === '') return undefined;
@@ -116,6 +127,7 @@ async function startGpuWorker(
   const hostQueue = hostTaskQueue(options.host);
   const hostRuns: Map<string, RunWatch> = new Map();
   const cleanup = new DeferredCleanup();
+  const telemetry = new GpuTelemetrySampler({ intervalSeconds: telemetrySecondsFromEnv(), log });
   const workers = await createWorkers(options, {
     workDir,
     datasetsDir,
@@ -124,6 +136,7 @@ async function startGpuWorker(
     hostRuns,
     masterPorts: new MasterPorts(),
     cleanup,
+    telemetry,
     unsealingKey: sealing.key,
     store: options.store ?? (await openStore()),
     checkpointQuotaBytes: options.checkpointQuotaBytes ?? checkpointQuotaFromEnv(),
@@ -208,6 +221,7 @@ async function createWorkers(
     hostRuns: Map<string, RunWatch>;
     masterPorts: MasterPorts;
     cleanup: DeferredCleanup;
+    telemetry: GpuTelemetrySampler;
     unsealingKey: UnsealingKey;
     store: FleetStore;
     checkpointQuotaBytes?: number;
@@ -257,6 +271,7 @@ async function createWorkers(
           hostRuns: host.hostRuns,
           masterPorts: host.masterPorts,
           cleanup: host.cleanup,
+          telemetry: host.telemetry,
           datasets: { datasetsDir, dataDir: options.dataDir ?? dataDir() },
           unsealingKey: host.unsealingKey,
           store: host.store,
