@@ -1,4 +1,4 @@
-import net from 'node:net';
+import { freePort } from '../shared/ports.js';
 
 /**
  * The MASTER_PORT of each live run of this host (one allocator per worker process, shared by its
@@ -31,17 +31,4 @@ export class MasterPorts {
   has(port: number): boolean {
     return this.held.has(port);
   }
-}
-
-/** A port the system reports free on the loopback address (it picks one from its ephemeral range). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
