@@ -16,7 +16,12 @@ import { ensureUnsealingKey, type UnsealingKey } from '../security/sealed-secret
 import { experimentOpenOn } from '../gpu-worker/reconcile.js';
 import { keepRunsAttached, leaseConfirmer, reconcileAtStart, type LeaseHeld } from '../gpu-worker/kept-runs.js';
 import { DEFAULT_FENCING_SECONDS, FENCE_KILL_GRACE_SECONDS, type HostFencing } from '../domain/limits.js';
-import { hostRegistration, PoolMembership, RegistrationRefusedError } from '../gpu-worker/pool-membership.js';
+import {
+  hostRegistration,
+  liveLeasesOf,
+  PoolMembership,
+  RegistrationRefusedError,
+} from '../gpu-worker/pool-membership.js';
 import { claimWorkDir, WorkDirHeldError } from '../gpu-worker/work-dir-claim.js';
 import { DeferredCleanup } from '../gpu-worker/deferred-cleanup.js';
 import { MasterPorts } from '../gpu-worker/master-ports.js';
@@ -156,10 +161,7 @@ async function startGpuWorker(
           signal: registerHostSignal,
           signalArgs: [registration],
         }),
-      liveLeases: () =>
-        [...hostRuns].flatMap(([experimentId, watch]) =>
-          watch.leaseId && watch.slotId ? [{ experimentId, leaseId: watch.leaseId, slotId: watch.slotId }] : [],
-        ),
+      liveLeases: () => liveLeasesOf(hostRuns),
     },
     await hostRegistration({
       host: options.host,
