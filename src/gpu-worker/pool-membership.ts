@@ -3,6 +3,7 @@ import fs from 'node:fs/promises';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { HostRegistration, Slot } from '../domain/fleet.js';
 import type { HostFencing } from '../domain/limits.js';
+import type { HostTopology } from '../domain/topology.js';
 import { PERMISSION_DENIED } from '../domain/authorization.js';
 import { POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { contentDigest } from '../security/content-digest.js';
@@ -31,6 +32,7 @@ export async function hostRegistration(host: {
   liveRuns: string[];
   heartbeatMs: number;
   fencing?: HostFencing;
+  topology?: HostTopology;
 }): Promise<HostRegistration> {
   return {
     host: host.host,
@@ -47,7 +49,27 @@ export async function hostRegistration(host: {
     heartbeatMs: host.heartbeatMs,
     // The pool hands it to every lease on this host: a lost run is re-placed only after it.
     ...(host.fencing ? { fencing: host.fencing } : {}),
+    // Placement prefers sets inside one NVLink island or NUMA node (CPU hosts have none).
+    ...(host.topology ? { topology: host.topology } : {}),
   };
+}
+
+/** The leases of the runs a worker watches, as a re-created pool needs them: every GPU of a gang lease. */
+export function liveLeasesOf(
+  runs: Iterable<[string, { leaseId?: string | undefined; slotId?: string | undefined; slotIds?: string[] }]>,
+): LiveLease[] {
+  return [...runs].flatMap(([experimentId, watch]) =>
+    watch.leaseId && watch.slotId
+      ? [
+          {
+            experimentId,
+            leaseId: watch.leaseId,
+            slotId: watch.slotId,
+            ...(watch.slotIds && watch.slotIds.length > 1 ? { slotIds: watch.slotIds } : {}),
+          },
+        ]
+      : [],
+  );
 }
 
 export interface MembershipOptions {
