@@ -95,6 +95,8 @@ export interface TrainingDeps {
   logShipIntervalMs?: number;
   /** The host's GPU sampler (one per worker process, shared by its slots; made here when not given). */
   telemetry?: GpuTelemetrySampler;
+  /** Every slot of this host: a re-attached multi-GPU run's record names its GPUs by slot ID only. */
+  hostSlots?: Slot[];
 }
 
 /** What every training heartbeat carries; `expctl run` turns it into a progress bar. */
@@ -291,8 +293,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         store: deps.store,
         artifactUploadMs: deps.artifactUploadMs,
         shipLog: logShipper(await adoptedToken(experimentId, record.leaseId), files.log, secretValues),
-        // A re-attached run's record names its slot, not the lease's others: its own GPU is sampled.
-        telemetry: { sampler, gpus: [deps.slot] },
+        telemetry: { sampler, gpus: recordedGpus(record, deps.slot, deps.hostSlots) },
       }),
     );
   };
@@ -509,6 +510,16 @@ function leaseSlots(input: RunTrainingInput, host: string): Slot[] {
         `a run's GPUs are all on one host, so ${input.experimentId} was not started`,
     );
   return gang;
+}
+
+/**
+ * The GPUs a re-attached run's record names (its lease's set, else its slot), as this host's slots;
+ * the slot alone when the host no longer offers one of them.
+ */
+function recordedGpus(record: RunRecord, slot: Slot, hostSlots: Slot[] | undefined): Slot[] {
+  const ids = record.slotIds ?? [record.slotId ?? slot.slotId];
+  const found = ids.map((id) => (id === slot.slotId ? slot : hostSlots?.find((s) => s.slotId === id)));
+  return found.every((s): s is Slot => s !== undefined) ? found : [slot];
 }
 
 /** Whether a run's public request had secret values: its --secret ones, its secret-looking --env ones. */

@@ -274,6 +274,7 @@ async function createWorkers(
           masterPorts: host.masterPorts,
           cleanup: host.cleanup,
           telemetry: host.telemetry,
+          hostSlots: host.slots,
           datasets: { datasetsDir, dataDir: options.dataDir ?? dataDir() },
           unsealingKey: host.unsealingKey,
           store: host.store,

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { ActivityCancellationDetails, CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTrainingActivities } from '../../src/activities/training.js';
@@ -36,6 +37,8 @@ let values: string;
 let calls: string;
 let source: { repo: string; commit: string };
 let training: ReturnType<typeof createTrainingActivities>;
+/** The fake nvidia-smi's environment: the host's GPUs as this test sets them. */
+let smiEnv: NodeJS.ProcessEnv;
 
 const request = (env: Record<string, string>) =>
   parseExperimentRequest({
@@ -58,16 +61,14 @@ beforeAll(async () => {
   await fs.copyFile(path.join(FIXTURES, 'fleets', 'four-h100.csv'), fleet);
   // GPU 1 works; GPU 2 idles: a script that put its work on one GPU of two.
   await fs.writeFile(values, '1, 93, 61000, 650, 74, 1980, 0x0\n2, 1, 500, 70, 38, 345, 0x1\n');
-  const sampler = new GpuTelemetrySampler({
-    intervalSeconds: 0.2,
-    query: nvidiaSmiQuery({
-      ...process.env,
-      PATH: `${path.join(FIXTURES, 'bin')}${path.delimiter}${process.env.PATH}`,
-      FAKE_NVIDIA_SMI_FLEET: fleet,
-      FAKE_NVIDIA_SMI_TELEMETRY: values,
-      FAKE_NVIDIA_SMI_CALLS: calls,
-    }),
-  });
+  smiEnv = {
+    ...process.env,
+    PATH: `${path.join(FIXTURES, 'bin')}${path.delimiter}${process.env.PATH}`,
+    FAKE_NVIDIA_SMI_FLEET: fleet,
+    FAKE_NVIDIA_SMI_TELEMETRY: values,
+    FAKE_NVIDIA_SMI_CALLS: calls,
+  };
+  const sampler = new GpuTelemetrySampler({ intervalSeconds: 0.2, query: nvidiaSmiQuery(smiEnv) });
   source = await makeRepo();
   training = createTrainingActivities({
     slot: lease[0]!,
@@ -144,5 +145,59 @@ describe('telemetry of a 2-GPU run', () => {
     expect(outcome.timedOut).toBe(false);
     expect(processAlive(pid)).toBe(false);
     expect(outcome.logTail).toContain('expctl: GPU 2 (gang/gpu2) failed while the run trained');
+  });
+
+  it('a run re-attached by a restarted worker is sampled on every GPU its record names', async () => {
+    await fs.writeFile(values, '1, 93, 61000, 650, 74, 1980, 0x0\n2, 93, 61000, 650, 74, 1980, 0x0\n');
+    const experimentId = 'exp-gang-adopted';
+    const pidFile = path.join(dir, 'adopted.pid');
+    const workDir = path.join(dir, 'work-adopt');
+    // The first worker process: it samples nothing (its nvidia-smi answers no query) and lets go.
+    const first = createTrainingActivities({
+      slot: lease[0]!,
+      workDir,
+      heartbeatIntervalMs: 200,
+      killAfterMs: 1000,
+      telemetry: new GpuTelemetrySampler({ intervalSeconds: 0.2, query: async () => ({ error: 'not this one' }) }),
+    });
+    const env = new MockActivityEnvironment();
+    const running = env.run(first.runTraining, {
+      experimentId,
+      request: request({ VAL_BPB: '1.0', MODE: 'slow', PID_FILE: pidFile }),
+      slot: lease[0]!,
+      slots: lease,
+      leaseId: 'lease-adopt',
+    });
+    await waitFor(
+      () =>
+        fs.access(pidFile).then(
+          () => true,
+          () => false,
+        ),
+      60_000,
+    );
+    env.cancel('NOT_FOUND', new ActivityCancellationDetails({ notFound: true }));
+    await expect(running).rejects.toBeInstanceOf(CancelledFailure);
+    // A restarted worker re-attaches through the lead slot; it knows the host's other slots.
+    const restarted = createTrainingActivities({
+      slot: lease[0]!,
+      workDir,
+      heartbeatIntervalMs: 200,
+      killAfterMs: 1000,
+      telemetry: new GpuTelemetrySampler({ intervalSeconds: 0.2, query: nvidiaSmiQuery(smiEnv) }),
+      hostSlots: [gpu(0), ...lease, gpu(3)],
+    });
+    const adopted: Promise<TrainingOutcome> = new MockActivityEnvironment().run(restarted.awaitTraining, {
+      experimentId,
+      slot: lease[0]!,
+      leaseId: 'lease-adopt',
+    });
+    const queried = await callCount();
+    await waitFor(async () => (await callCount()) >= queried + 2, 30_000);
+    await fs.writeFile(values, '1, 93, 61000, 650, 74, 1980, 0x0\n2, lost\n');
+    const outcome = await adopted;
+    expect(outcome.gpuFailure).toMatchObject({ slotId: 'gang/gpu2', index: 2 });
+    if (!outcome.gpuTelemetry?.available) throw new Error('expected telemetry');
+    expect(outcome.gpuTelemetry.gpus.map((g) => g.slotId)).toEqual(['gang/gpu1', 'gang/gpu2']);
   });
 });
