@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TERMINAL_STATUSES } from '../domain/experiment.js';
 
 /**
  * What every `--json` output holds: one schema per output, in the one JSON style (snake_case at
@@ -20,7 +21,7 @@ const byName = <T extends z.ZodType>(value: T) => z.record(z.string(), value);
 export const ExperimentResultOutput = z.looseObject({
   experiment_id: nullableString.describe('null when the request was refused before it existed'),
   tag: z.string(),
-  status: z.string().describe('completed, validation_failed, command_failed, oom, timed_out, worker_lost, ...'),
+  status: z.string().describe(TERMINAL_STATUSES.join(', ')),
   decision: z.enum(['keep', 'discard']).nullable(),
   action: z.enum(['keep_commit', 'git_reset']).nullable().describe('the git action to take'),
   metric_name: z.string(),
