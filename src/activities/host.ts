@@ -5,7 +5,7 @@ import { Context } from '@temporalio/activity';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Slot } from '../domain/fleet.js';
-import type { HostHealthReport } from '../domain/health.js';
+import { matchGpuRows, type HostHealthReport } from '../domain/health.js';
 import type { EnvironmentRecord } from '../catalog/record.js';
 import { recordedVariables } from '../domain/environment.js';
 import { READ_LOG_PAGE_BYTES } from '../domain/limits.js';
@@ -271,15 +271,13 @@ export function createHostActivities(deps: HostDeps) {
 
     /** Measures what the scheduled health check judges: GPU temperature, memory, ECC, free disk. */
     async checkHealth(): Promise<HostHealthReport> {
-      const gpuSlots = deps.slots.filter((slot) => slot.acceleratorClass !== 'cpu');
+      const expectedGpus = deps.slots
+        .filter((slot) => slot.acceleratorClass !== 'cpu')
+        .map(({ slotId, index, uuid }) => ({ slotId, index, uuid }));
       let gpus: HostHealthReport['gpus'] = [];
       let error: string | null = null;
       try {
-        const rows = gpuSlots.length > 0 ? ((await queryGpus()) ?? []) : [];
-        gpus = rows.flatMap((row) => {
-          const slot = gpuSlots.find((s) => s.index === row.index);
-          return slot ? [{ ...row, slotId: slot.slotId }] : [];
-        });
+        gpus = expectedGpus.length > 0 ? matchGpuRows(expectedGpus, (await queryGpus()) ?? []) : [];
       } catch (failure) {
         error = (failure as Error).message;
       }
@@ -288,6 +286,7 @@ export function createHostActivities(deps: HostDeps) {
         host: deps.host,
         checkedAt: new Date().toISOString(),
         gpus,
+        expectedGpus,
         slotIds: deps.slots.map((slot) => slot.slotId),
         diskFreeMb: stats ? Math.floor((stats.bavail * stats.bsize) / 1024 / 1024) : null,
         error,

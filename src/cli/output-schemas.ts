@@ -163,8 +163,18 @@ const attemptRecordOutput = z.looseObject({
   slot_id: z.string(),
   started_at: timestamp,
   ended_at: timestamp.nullable(),
-  ended: z.enum(['completed', 'lost', 'refused', 'infra_failed', 'canceled']).nullable(),
+  ended: z.enum(['completed', 'gpu_failed', 'lost', 'refused', 'infra_failed', 'canceled']).nullable(),
   why: nullableString,
+  gpu_failure: z
+    .looseObject({
+      slot_id: z.string(),
+      index: z.number().int(),
+      uuid: z.string(),
+      evidence: z.string(),
+      at: timestamp,
+    })
+    .optional()
+    .describe('the GPU that failed under the attempt, and what showed it'),
   reattached: z.number().int(),
   resumed_from: z
     .looseObject({

@@ -1,0 +1,136 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { submitExperiment } from '../../src/client/experiments.js';
+import type { ExperimentRequestInput } from '../../src/domain/request.js';
+import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
+import {
+  experimentStateQuery,
+  gpuFailedSignal,
+  poolStateQuery,
+  type SlotEntry,
+} from '../../src/workflows/definitions.js';
+import { healthCheckWorkflow } from '../../src/workflows/health.js';
+import { makeRepo } from '../helpers/repo.js';
+import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
+import { waitFor } from '../helpers/wait.js';
+
+/**
+ * Health with several GPUs: a bad GPU of a host drains that GPU only, and the host's other GPUs
+ * keep being leased. The worker's fake nvidia-smi reads a fleet file the test rewrites.
+ */
+let stack: TestStack;
+let fleetFile: string;
+let healthyFleet: string;
+let source: { repo: string; commit: string };
+
+beforeAll(async () => {
+  source = await makeRepo();
+  stack = await startStack({ name: 'gpuhealth', gpuWorker: false });
+  fleetFile = path.join(stack.workDir, 'quad.csv');
+  healthyFleet = await fs.readFile(path.join(FIXTURES, 'fleets', 'four-h100.csv'), 'utf8');
+  await fs.writeFile(fleetFile, healthyFleet);
+  await stack.addGpuWorker({ host: 'quad', fleet: fleetFile });
+});
+afterAll(async () => stack?.stop());
+
+const pool = () => stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+const slotEntry = async (slotId: string): Promise<SlotEntry | undefined> =>
+  (await pool().query(poolStateQuery)).slots.find((entry) => entry.slot.slotId === slotId);
+const healthCheck = () =>
+  stack.client.workflow.execute(healthCheckWorkflow, {
+    workflowId: `health-${Date.now()}`,
+    taskQueue: CONTROL_TASK_QUEUE,
+  });
+/** The fleet file without GPU `index`'s row: nvidia-smi no longer lists it. */
+const withoutGpu = (index: number) =>
+  healthyFleet
+    .split('\n')
+    .filter((line) => !line.startsWith(`${index},`))
+    .join('\n');
+const uuidOf = (index: number) => healthyFleet.split('\n')[index]!.split(', ')[1]!;
+
+function request(tag: string): ExperimentRequestInput {
+  return {
+    hypothesis: 'h',
+    category: 'other',
+    command: ['python3', 'train.py'],
+    repo: source.repo,
+    commit: source.commit,
+    timeBudgetSeconds: 60,
+    env: { VAL_BPB: '1.0', STEPS: '4', STEP_SECONDS: '0.2' },
+    tag,
+  };
+}
+
+describe('the scheduled health check on a 4-GPU host', () => {
+  it('drains only the GPU nvidia-smi no longer lists; the other three keep being leased; a later healthy check lifts it', async () => {
+    await fs.writeFile(fleetFile, withoutGpu(1));
+    const verdicts = await healthCheck();
+    expect(verdicts.find((v) => v.host === 'quad')?.problems).toEqual([
+      { slotId: 'quad/gpu1', reason: `nvidia-smi no longer lists GPU 1 (${uuidOf(1)})` },
+    ]);
+    expect(await slotEntry('quad/gpu1')).toMatchObject({
+      draining: true,
+      drainedBy: 'health',
+      drainReason: `health: nvidia-smi no longer lists GPU 1 (${uuidOf(1)})`,
+    });
+    for (const other of ['quad/gpu0', 'quad/gpu2', 'quad/gpu3']) expect((await slotEntry(other))?.draining).toBe(false);
+
+    // Four runs on a host with three GPUs in service: all complete, none on the drained GPU.
+    const submitted = await Promise.all(
+      Array.from({ length: 4 }, () => submitExperiment(stack.client, request('health'))),
+    );
+    const runs = await Promise.all(
+      submitted.map(async ({ handle }) => ({
+        result: await handle.result(),
+        gpu: (await handle.query(experimentStateQuery)).gpu,
+      })),
+    );
+    expect(runs.map((run) => run.result.status)).toEqual(['completed', 'completed', 'completed', 'completed']);
+    expect(runs.map((run) => run.gpu)).not.toContain('quad/gpu1');
+    expect(new Set(runs.map((run) => run.gpu)).size).toBeGreaterThan(1);
+
+    await fs.writeFile(fleetFile, healthyFleet);
+    expect((await healthCheck()).find((v) => v.host === 'quad')?.problems).toEqual([]);
+    expect(await slotEntry('quad/gpu1')).toMatchObject({ draining: false, drainedBy: null, drainReason: null });
+  });
+});
+
+describe('a GPU that failed under a run', () => {
+  it('is drained alone, with the run and the evidence, and only a check measured after the failure lifts it', async () => {
+    const failure = (at: Date) => ({
+      slotId: 'quad/gpu2',
+      index: 2,
+      uuid: uuidOf(2),
+      evidence: 'nvidia-smi no longer lists GPU 2',
+      at: at.toISOString(),
+    });
+    // As if a check was under way when the GPU failed: the failure is newer than what it measured.
+    await pool().signal(gpuFailedSignal, {
+      experimentId: 'exp-failed-gpu',
+      failure: failure(new Date(Date.now() + 3_600_000)),
+    });
+    await waitFor(async () => (await slotEntry('quad/gpu2'))?.draining === true, 20_000);
+    expect(await slotEntry('quad/gpu2')).toMatchObject({
+      drainedBy: 'health',
+      drainReason: `health: GPU 2 (${uuidOf(2)}) failed under exp-failed-gpu: nvidia-smi no longer lists GPU 2`,
+    });
+    for (const other of ['quad/gpu0', 'quad/gpu1', 'quad/gpu3']) expect((await slotEntry(other))?.draining).toBe(false);
+    await healthCheck();
+    expect((await slotEntry('quad/gpu2'))?.draining).toBe(true);
+
+    // A GPU named by a uuid the host did not register under that slot is not drained.
+    await pool().signal(gpuFailedSignal, {
+      experimentId: 'exp-other',
+      failure: { ...failure(new Date()), slotId: 'quad/gpu3', index: 3 },
+    });
+
+    const earlier = failure(new Date(Date.now() - 60_000));
+    await pool().signal(gpuFailedSignal, { experimentId: 'exp-failed-gpu', failure: earlier });
+    await waitFor(async () => (await slotEntry('quad/gpu2'))?.healthSince === earlier.at, 20_000);
+    expect((await healthCheck()).find((v) => v.host === 'quad')?.problems).toEqual([]);
+    expect(await slotEntry('quad/gpu2')).toMatchObject({ draining: false, drainedBy: null });
+    expect((await slotEntry('quad/gpu3'))?.draining).toBe(false);
+  });
+});

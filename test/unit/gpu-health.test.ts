@@ -1,0 +1,99 @@
+import fs from 'node:fs/promises';
+import { describe, expect, it } from 'vitest';
+import { parseGpuQuery } from '../../src/domain/fleet.js';
+import {
+  assessHealth,
+  gpuFailureDrainReason,
+  matchGpuRows,
+  reportLiftsDrain,
+  type ExpectedGpu,
+  type HostHealthReport,
+} from '../../src/domain/health.js';
+
+const FOUR_H100 = new URL('../fixtures/fleets/four-h100.csv', import.meta.url);
+
+/** The four GPUs of the fixture host as it registered them. */
+async function registered(): Promise<{ rows: string[]; expected: ExpectedGpu[] }> {
+  const text = await fs.readFile(FOUR_H100, 'utf8');
+  const expected = parseGpuQuery(text).map((row) => ({
+    slotId: `h/gpu${row.index}`,
+    index: row.index,
+    uuid: row.uuid,
+  }));
+  return { rows: text.split('\n').filter((line) => line.trim() !== ''), expected };
+}
+
+function reportOf(expected: ExpectedGpu[], csv: string): HostHealthReport {
+  return {
+    host: 'h',
+    checkedAt: '2026-12-07T08:00:00.000Z',
+    gpus: matchGpuRows(expected, parseGpuQuery(csv)),
+    expectedGpus: expected,
+    slotIds: expected.map((gpu) => gpu.slotId),
+    diskFreeMb: null,
+    error: null,
+  };
+}
+
+describe('the health check of a host with several GPUs', () => {
+  it('finds nothing wrong with a host whose GPUs all answer', async () => {
+    const { rows, expected } = await registered();
+    expect(assessHealth(reportOf(expected, rows.join('\n')))).toEqual([]);
+  });
+
+  it('names the GPU nvidia-smi no longer lists, and only it, though the driver numbered the others anew', async () => {
+    const { rows, expected } = await registered();
+    // GPU 1 fell off the bus: the driver lists the remaining three as 0, 1 and 2.
+    const renumbered = [rows[0]!, rows[2]!.replace(/^2,/, '1,'), rows[3]!.replace(/^3,/, '2,')].join('\n');
+    const report = reportOf(expected, renumbered);
+    expect(report.gpus.map((gpu) => gpu.slotId)).toEqual(['h/gpu0', 'h/gpu2', 'h/gpu3']);
+    expect(assessHealth(report)).toEqual([
+      { slotId: 'h/gpu1', reason: `nvidia-smi no longer lists GPU 1 (${expected[1]!.uuid})` },
+    ]);
+  });
+
+  it('drains only the GPU with uncorrected ECC errors', async () => {
+    const { rows, expected } = await registered();
+    const csv = rows.map((row, i) => (i === 3 ? row.replace(/, \d+$/, ', 2') : row)).join('\n');
+    expect(assessHealth(reportOf(expected, csv))).toEqual([{ slotId: 'h/gpu3', reason: '2 uncorrected ECC errors' }]);
+  });
+
+  it('takes every slot out when nvidia-smi itself fails (no GPU can be told apart)', async () => {
+    const { expected } = await registered();
+    const report = {
+      ...reportOf(expected, ''),
+      error: "nvidia-smi failed: couldn't communicate with the NVIDIA driver",
+    };
+    expect(assessHealth(report).map((p) => p.slotId)).toEqual(['h/gpu0', 'h/gpu1', 'h/gpu2', 'h/gpu3']);
+  });
+
+  it('reads a report of an older worker (no registered GPUs in it) as before', async () => {
+    const { rows, expected } = await registered();
+    const { expectedGpus: _, ...older } = reportOf(expected, rows.slice(0, 2).join('\n'));
+    expect(assessHealth(older)).toEqual([]);
+  });
+});
+
+describe('the drain of a GPU that failed under a run', () => {
+  const failure = {
+    slotId: 'h/gpu1',
+    index: 1,
+    uuid: 'GPU-2b1c',
+    evidence: 'nvidia-smi no longer lists GPU 1',
+    at: '2026-12-07T08:00:10.000Z',
+  };
+
+  it('is a health drain whose reason names the GPU, the run and the evidence', () => {
+    expect(gpuFailureDrainReason(failure, 'exp-1')).toBe(
+      'health: GPU 1 (GPU-2b1c) failed under exp-1: nvidia-smi no longer lists GPU 1',
+    );
+  });
+
+  it('is lifted only by a health report measured after the failure', () => {
+    expect(reportLiftsDrain('2026-12-07T08:00:05.000Z', failure.at)).toBe(false);
+    expect(reportLiftsDrain(failure.at, failure.at)).toBe(false);
+    expect(reportLiftsDrain('2026-12-07T08:01:00.000Z', failure.at)).toBe(true);
+    // A drain of the scheduled check itself: the next report that finds the GPU fine lifts it.
+    expect(reportLiftsDrain('2026-12-07T08:01:00.000Z', undefined)).toBe(true);
+  });
+});
