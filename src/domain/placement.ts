@@ -1,5 +1,6 @@
 import type { Slot } from './fleet.js';
-import type { Requirements } from './request.js';
+import { chooseSet, describeSet, indexRanges, TIER_RANK, topologyOrder, whySet, type ChosenSet } from './gang.js';
+import { GPUS_ALL, gpusOf, type Requirements } from './request.js';
 
 /** Filter-then-score placement (BRIEF §7). Pure: the pool workflow decides with it; tests check it. */
 
@@ -279,11 +280,428 @@ export function servingOrder(queue: LeaseRequest[], loads?: Map<string, number>)
   return ordered;
 }
 
+/** A request that could not start now holds the GPUs it will start on soonest (EASY backfill). */
+export interface Reservation {
+  experimentId: string;
+  host: string;
+  /** The GPUs held for it: the free ones now and the leased ones that end first. */
+  slotIds: string[];
+  gpus: number;
+  /** When the last of them is free at the latest (the leases' ends); null: some end is unknown. */
+  startsBy: number | null;
+}
+
+/** A queued request that was not granted this pass, and why, readable. */
+export interface WaitingRequest {
+  experimentId: string;
+  why: string;
+}
+
+/** One grant pass over the queue: what starts now, what is held for whom, why the rest waits. */
+export interface QueuePlan {
+  grants: Grant[];
+  reservations: Reservation[];
+  waiting: WaitingRequest[];
+}
+
 /**
- * Grants free slots to waiting requests in priority-then-FIFO order, or priority, then fair share,
- * then FIFO when `loads` gives each tag's recent GPU-seconds; each request takes the best-scoring
- * slot that fits. A request that fits nothing free keeps its place in the queue.
+ * The most reservations one pass holds: each later blocked request waits behind them, so a pass
+ * does bounded work however long the queue.
  */
+export const MAX_RESERVATIONS = 16;
+
+/** The capable GPUs of one class on one host: a gang is taken from one such group. */
+interface HostGroup {
+  host: string;
+  acceleratorClass: string;
+  /** Positions in the pass's slot list. */
+  members: number[];
+}
+
+/** What a set of requirements can use, worked out once per pass for every request that shares them. */
+interface Capability {
+  mismatch: (string | null)[];
+  groups: HostGroup[];
+}
+
+/** A host where the request could start now, and how well it fits. */
+interface Option {
+  group: HostGroup;
+  need: number;
+  set: ChosenSet<SlotView>;
+  /** Free GPUs of the group this request may use (best fit: fewer is better). */
+  hostFree: number;
+  /** Lower is better, compared in order. */
+  rank: number[];
+}
+
+/** Lexicographic comparison of two rank vectors. */
+function compareRanks(a: number[], b: number[]): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return 0;
+}
+
+/** "4m 10s", "2h 5m", "30s": a rough wait, for people. */
+export function roughDuration(ms: number): string {
+  const seconds = Math.max(0, Math.round(ms / 1000));
+  if (seconds < 60) return `${seconds}s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m ${seconds % 60}s`;
+  return `${Math.floor(seconds / 3600)}h ${Math.floor((seconds % 3600) / 60)}m`;
+}
+
+function when(at: number, now: number): string {
+  return `${new Date(at).toISOString()} (in ${roughDuration(at - now)})`;
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/**
+ * Plans one grant pass: walks the queue in serving order (priority, then fair share in
+ * GPU-seconds with `loads`, then first come) and gives each request K GPUs of one class on one
+ * host, all or none, chosen by topology (gang.ts) on the best-fitting host. The first requests that
+ * cannot start reserve the GPUs they will start on soonest; later requests use reserved GPUs only
+ * if they surely end before the reservation starts (EASY backfill), so a large request is never
+ * overtaken indefinitely by small ones. Every request not granted gets a reason. Pure; the work per
+ * pass grows with the slots times the distinct requirements waiting, not with the whole queue.
+ */
+export function planQueue(
+  slots: SlotView[],
+  queue: LeaseRequest[],
+  policy: PlacementPolicy,
+  now: number,
+  loads?: Map<string, number>,
+): QueuePlan {
+  const taken = new Map<number, number | null>(); // granted this pass → when it ends at the latest
+  const reservedBy = new Map<number, Reservation>();
+  const reservations: Reservation[] = [];
+  const grants: Grant[] = [];
+  const waiting: WaitingRequest[] = [];
+  const capabilities = new Map<string, Capability>();
+  const cannotStart = new Map<string, string>(); // grant failures only grow within a pass
+  const cannotReserve = new Map<string, string>();
+  const online = slots.filter((slot) => slot.state !== 'offline');
+  let freeCount = slots.filter((slot) => slot.state === 'idle' && !slot.draining).length;
+
+  const usable = (i: number) => slots[i]!.state !== 'offline' && !slots[i]!.draining;
+  const freeNow = (i: number) => slots[i]!.state === 'idle' && !slots[i]!.draining && !taken.has(i);
+  const mayUse = (i: number, request: LeaseRequest) => {
+    const reservation = reservedBy.get(i);
+    if (!reservation) return true;
+    return (
+      reservation.startsBy !== null &&
+      request.holdSeconds !== undefined &&
+      now + request.holdSeconds * 1000 <= reservation.startsBy
+    );
+  };
+
+  const capabilityOf = (req: Requirements): { key: string; capability: Capability } => {
+    const key = JSON.stringify([req.acceleratorClass, req.gpuMemoryMb, req.runtimeTags]);
+    let capability = capabilities.get(key);
+    if (!capability) {
+      const reserve = reservesScarce(online, req, policy);
+      const mismatch = slots.map((slot) => capabilityMismatch(slot, req, policy, reserve));
+      const byGroup = new Map<string, HostGroup>();
+      mismatch.forEach((why, i) => {
+        if (why !== null) return;
+        const slot = slots[i]!;
+        const groupKey = `${slot.host}\u0000${slot.acceleratorClass}`;
+        const group = byGroup.get(groupKey);
+        if (group) group.members.push(i);
+        else byGroup.set(groupKey, { host: slot.host, acceleratorClass: slot.acceleratorClass, members: [i] });
+      });
+      capability = { mismatch, groups: [...byGroup.values()] };
+      capabilities.set(key, capability);
+    }
+    return { key, capability };
+  };
+
+  const needOf = (request: LeaseRequest, group: HostGroup): number => {
+    const gpus = gpusOf(request.requirements);
+    return gpus === GPUS_ALL ? group.members.filter(usable).length : gpus;
+  };
+
+  /** Where the request could start now, best first; or why it cannot. */
+  const optionsFor = (request: LeaseRequest, capability: Capability) => {
+    const options: Option[] = [];
+    const shortBy = new Map<HostGroup, string>();
+    let blockedBy: Reservation | null = null;
+    let liveEnough = false;
+    const datasets = request.datasets ?? [];
+    const wantsAll = gpusOf(request.requirements) === GPUS_ALL;
+    for (const group of capability.groups) {
+      const need = needOf(request, group);
+      if (need === 0 || group.members.filter(usable).length < need) {
+        shortBy.set(group, `${group.host} has ${plural(group.members.filter(usable).length, 'usable GPU')}`);
+        continue;
+      }
+      liveEnough = true;
+      const freeAll = group.members.filter(freeNow);
+      const free = freeAll.filter((i) => mayUse(i, request)).map((i) => slots[i]!);
+      const set = chooseSet(free, need);
+      if (!set) {
+        if (freeAll.length >= need && !blockedBy)
+          blockedBy = reservedBy.get(freeAll.find((i) => !mayUse(i, request))!)!;
+        shortBy.set(
+          group,
+          `${group.host} has ${free.length} of the ${need} ${group.acceleratorClass} GPUs needed free`,
+        );
+        continue;
+      }
+      const lead = set.slots[0]!;
+      options.push({
+        group,
+        need,
+        set,
+        hostFree: free.length,
+        rank: [
+          -localCount(lead, datasets),
+          policy.scarceClasses.includes(group.acceleratorClass) ? 1 : 0,
+          Math.max(...set.slots.map((slot) => slot.memoryMb)),
+          wantsAll ? -need : 0,
+          TIER_RANK[set.tier],
+          set.islands,
+          free.length,
+          set.fitFree,
+        ],
+      });
+    }
+    options.sort(
+      (a, b) =>
+        compareRanks(a.rank, b.rank) ||
+        a.group.host.localeCompare(b.group.host) ||
+        topologyOrder(a.set.slots[0]!, b.set.slots[0]!),
+    );
+    return { options, shortBy, blockedBy: blockedBy as Reservation | null, liveEnough };
+  };
+
+  /** When a GPU is free at the latest, as far as this pass knows: now, a lease's end, or null (unknown). */
+  const freeAt = (i: number): number | null => {
+    if (taken.has(i)) return taken.get(i)!;
+    const slot = slots[i]!;
+    if (slot.state === 'idle') return now;
+    return slot.leaseEndsBy === undefined || slot.leaseEndsBy === null ? null : Math.max(now, slot.leaseEndsBy);
+  };
+
+  /** The GPUs a blocked request will start on soonest, held for it; null when none can be held. */
+  const reserveFor = (request: LeaseRequest, capability: Capability): Reservation | null => {
+    let best: { reservation: Reservation; usable: number } | null = null;
+    for (const group of capability.groups) {
+      const need = needOf(request, group);
+      const open = group.members.filter((i) => usable(i) && !reservedBy.has(i));
+      if (need === 0 || open.length < need) continue;
+      const soonest = open
+        .map((i) => ({ i, at: freeAt(i) }))
+        .sort((a, b) => (a.at ?? Infinity) - (b.at ?? Infinity) || topologyOrder(slots[a.i]!, slots[b.i]!))
+        .slice(0, need);
+      const startsBy = soonest.some(({ at }) => at === null) ? null : Math.max(...soonest.map(({ at }) => at!));
+      const reservation: Reservation = {
+        experimentId: request.experimentId,
+        host: group.host,
+        slotIds: soonest
+          .map(({ i }) => slots[i]!)
+          .sort(topologyOrder)
+          .map((slot) => slot.slotId),
+        gpus: need,
+        startsBy,
+      };
+      const usableCount = group.members.filter(usable).length;
+      const sooner =
+        !best ||
+        (startsBy ?? Infinity) - (best.reservation.startsBy ?? Infinity) ||
+        usableCount - best.usable ||
+        group.host.localeCompare(best.reservation.host);
+      if (sooner === true || (typeof sooner === 'number' && sooner < 0)) best = { reservation, usable: usableCount };
+    }
+    if (!best) return null;
+    for (const slotId of best.reservation.slotIds)
+      reservedBy.set(
+        slots.findIndex((s) => s.slotId === slotId),
+        best.reservation,
+      );
+    return best.reservation;
+  };
+
+  const pending = [...queue].sort(queueOrder);
+  const shares = loads && new Map(loads);
+  let position = 0;
+  while (pending.length > 0) {
+    const [request] = pending.splice(nextRequest(pending, shares), 1) as [LeaseRequest];
+    position++;
+    if (freeCount === 0 && reservations.length >= MAX_RESERVATIONS) {
+      waiting.push({
+        experimentId: request.experimentId,
+        why: `no GPU is free and the ${MAX_RESERVATIONS} reservations a pass holds are taken by runs ahead of it (it is ${ordinal(position)} in line)`,
+      });
+      continue;
+    }
+    const { key, capability } = capabilityOf(request.requirements);
+    const gpus = gpusOf(request.requirements);
+    const memo = JSON.stringify([key, gpus, request.holdSeconds ?? null]);
+    let blocked = freeCount === 0 ? 'no GPU in the fleet is free' : cannotStart.get(memo);
+    if (blocked === undefined) {
+      const { options, shortBy, blockedBy, liveEnough } = optionsFor(request, capability);
+      const winner = options[0];
+      if (winner) {
+        const grant = grantRecord(request, winner, options, capability);
+        const ends = request.holdSeconds === undefined ? null : now + request.holdSeconds * 1000;
+        for (const slot of winner.set.slots) taken.set(slots.indexOf(slot), ends);
+        freeCount -= winner.set.slots.length;
+        grants.push(grant);
+        // A lease granted now counts one second per GPU for its tag (fair-share.ts), so the next
+        // free GPUs go to another tag that waits with as little recent use.
+        if (shares) shares.set(request.tag ?? '', (shares.get(request.tag ?? '') ?? 0) + winner.set.slots.length);
+        continue;
+      }
+      blocked = blockedReason(request, capability, shortBy, blockedBy, liveEnough);
+      cannotStart.set(memo, blocked);
+    }
+    waiting.push({ experimentId: request.experimentId, why: reserveOrWait(request, key, capability, blocked) });
+  }
+  return { grants, reservations, waiting };
+
+  function reserveOrWait(request: LeaseRequest, key: string, capability: Capability, blocked: string): string {
+    const memo = JSON.stringify([key, gpusOf(request.requirements)]);
+    if (reservations.length >= MAX_RESERVATIONS)
+      return `${blocked}; the ${MAX_RESERVATIONS} reservations a pass holds are taken by runs ahead of it`;
+    const failed = cannotReserve.get(memo);
+    if (failed !== undefined) return `${blocked}; ${failed}`;
+    const reservation = reserveFor(request, capability);
+    if (!reservation) {
+      const why = 'every GPU that could take it is offline, draining or reserved for a run ahead of it';
+      cannotReserve.set(memo, why);
+      return `${blocked}; ${why}`;
+    }
+    reservations.push(reservation);
+    return `${blocked}; ${reservationText(reservation)}`;
+  }
+
+  function reservationText(reservation: Reservation): string {
+    const held = reservation.slotIds.map((slotId) => slots.find((slot) => slot.slotId === slotId)!);
+    const freeHeld = held.filter((slot) => freeNow(slots.indexOf(slot))).length;
+    const busy = held.length - freeHeld;
+    const state = `${freeHeld} free now${busy > 0 ? `, ${busy} held by leases` : ''}`;
+    const start =
+      reservation.startsBy === null
+        ? 'estimated start unknown: a lease it waits for has no known end'
+        : `estimated start ${when(reservation.startsBy, now)}`;
+    return `reserved ${plural(reservation.gpus, 'GPU')} of ${reservation.host} (${indexRanges(held.map((s) => s.index))}: ${state}); ${start}`;
+  }
+
+  function blockedReason(
+    request: LeaseRequest,
+    capability: Capability,
+    shortBy: Map<HostGroup, string>,
+    blockedBy: Reservation | null,
+    liveEnough: boolean,
+  ): string {
+    const gpus = gpusOf(request.requirements);
+    const wanted = gpus === GPUS_ALL ? 'every GPU of one host' : `${plural(gpus, 'GPU')} of one class on one host`;
+    if (capability.groups.length === 0) return `no slot in the fleet can take it now (${wanted})`;
+    if (!liveEnough)
+      return `no live host has ${gpus === GPUS_ALL ? 'a usable GPU' : `${gpus} usable capable GPUs of one class`} (offline or draining: ${[...shortBy.values()].slice(0, 4).join('; ')})`;
+    if (blockedBy) {
+      const hold =
+        request.holdSeconds === undefined
+          ? 'its lease has no known end, so it never backfills'
+          : `its lease may last ${roughDuration(request.holdSeconds * 1000)}, past that start`;
+      return `waits for ${wanted}: free GPUs of ${blockedBy.host} are reserved for ${blockedBy.experimentId} (${blockedBy.startsBy === null ? 'start unknown' : `starts by ${new Date(blockedBy.startsBy).toISOString()}`}) and ${hold}`;
+    }
+    return `waits for ${wanted}: ${[...shortBy.values()].slice(0, 4).join('; ')}${shortBy.size > 4 ? `; and ${shortBy.size - 4} more hosts` : ''}`;
+  }
+
+  function grantRecord(request: LeaseRequest, winner: Option, options: Option[], capability: Capability): Grant {
+    const datasets = request.datasets ?? [];
+    const lead = winner.set.slots[0]!;
+    const gang = winner.set.slots.length > 1 || gpusOf(request.requirements) !== 1;
+    const inSet = new Set(winner.set.slots);
+    const groupShort = new Map<number, string>();
+    if (gang)
+      for (const group of capability.groups)
+        if (!options.some((option) => option.group === group))
+          for (const i of group.members)
+            groupShort.set(i, `${group.host} cannot hold ${winner.need} ${group.acceleratorClass} GPUs now`);
+    const candidates: CandidateRecord[] = slots.map((slot, i) => {
+      const reservation = reservedBy.get(i);
+      const rejected =
+        capability.mismatch[i] ??
+        (taken.has(i) ? 'leased' : availability(slot)) ??
+        (reservation && !mayUse(i, request) ? `reserved for ${reservation.experimentId}` : null) ??
+        groupShort.get(i) ??
+        null;
+      return {
+        slotId: slot.slotId,
+        acceleratorClass: slot.acceleratorClass,
+        memoryMb: slot.memoryMb,
+        rejected,
+        score: rejected === null || inSet.has(slot) ? slotScore(slot, policy, datasets) : null,
+      };
+    });
+    const fitting = candidates.filter((c) => c.rejected === null);
+    const localText =
+      datasets.length > 0 ? `; ${localCount(lead, datasets)}/${datasets.length} datasets already on ${lead.host}` : '';
+    const packed = packingNote(winner, options);
+    const why = gang
+      ? `${gpusOf(request.requirements) === GPUS_ALL ? `every usable GPU of ${lead.host} (--gpus all: ${winner.need}); ` : ''}${whySet(winner.set, winner.need)}; ${
+          options.length === 1
+            ? `${lead.host} is the only host with ${winner.need} ${lead.acceleratorClass} GPUs free`
+            : `${lead.host} is the best fit of ${plural(options.length, 'host')} that can take it now (${winner.hostFree} free there)`
+        }${localText}`
+      : (fitting.length === 1
+          ? 'the only free slot that fits'
+          : `least capable of ${fitting.length} free slots that fit (score ${slotScore(lead, policy, datasets)})`) +
+        localText +
+        packed;
+    return {
+      experimentId: request.experimentId,
+      slotId: lead.slotId,
+      slotIds: winner.set.slots.map((slot) => slot.slotId),
+      record: {
+        slotId: lead.slotId,
+        host: lead.host,
+        acceleratorClass: lead.acceleratorClass,
+        why,
+        policy: policyText(request, lead, policy),
+        candidates,
+        ...(gang
+          ? { slotIds: winner.set.slots.map((slot) => slot.slotId), topology: describeSet(winner.set.slots) }
+          : {}),
+        queuedMs: now - request.enqueuedAt,
+      },
+    };
+  }
+}
+
+/** "; packed onto ..." when packing (best fit), not capability, chose between equally good GPUs. */
+function packingNote(winner: Option, options: Option[]): string {
+  const tiedBefore = (option: Option) => compareRanks(option.rank.slice(0, 6), winner.rank.slice(0, 6)) === 0;
+  const looser = options.some(
+    (option) =>
+      option !== winner &&
+      tiedBefore(option) &&
+      (option.hostFree > winner.hostFree || option.set.fitFree > winner.set.fitFree),
+  );
+  const slot = winner.set.slots[0]!;
+  const tighterIsland = slot.nvlinkIsland !== undefined && winner.set.fitFree < winner.hostFree;
+  if (!looser && !tighterIsland) return '';
+  const island = slot.nvlinkIsland !== undefined ? `island ${slot.nvlinkIsland} of ` : '';
+  return `; packed onto ${island}${slot.host} (${winner.set.fitFree} free there, ${winner.hostFree} on the host), keeping emptier islands and hosts free`;
+}
+
+/** Which class rule let this request use this slot's class. */
+function policyText(request: LeaseRequest, slot: Slot, policy: PlacementPolicy): string {
+  if (!policy.scarceClasses.includes(slot.acceleratorClass)) return 'least-capable-fit';
+  if (request.requirements.acceleratorClass !== 'any') return `scarce class ${slot.acceleratorClass} requested by name`;
+  if (policy.allowScarceForAny) return 'scarce class allowed for any (policy allow-scarce)';
+  return `scarce class ${slot.acceleratorClass} used for any: no other class in the fleet can serve the request`;
+}
+
+function ordinal(n: number): string {
+  const tens = n % 100;
+  const suffix = tens >= 11 && tens <= 13 ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th');
+  return `${n}${suffix}`;
+}
+
+/** The grants of one pass (planQueue without its reservations and reasons). */
 export function assignSlots(
   slots: SlotView[],
   queue: LeaseRequest[],
@@ -291,56 +709,8 @@ export function assignSlots(
   now: number,
   loads?: Map<string, number>,
 ): Grant[] {
-  const taken = new Set<string>();
-  const grants: Grant[] = [];
-  const pending = [...queue].sort(queueOrder);
-  const shares = loads && new Map(loads);
-  while (pending.length > 0) {
-    const [request] = pending.splice(nextRequest(pending, shares), 1) as [LeaseRequest];
-    const view = slots.map((slot) => (taken.has(slot.slotId) ? { ...slot, state: 'leased' as const } : slot));
-    const datasets = request.datasets ?? [];
-    const candidates = evaluateCandidates(view, request.requirements, policy, datasets);
-    const fitting = candidates
-      .filter((c) => c.rejected === null)
-      .sort((a, b) => a.score! - b.score! || a.slotId.localeCompare(b.slotId));
-    const winner = fitting[0];
-    if (!winner) continue;
-    const slot = slots.find((s) => s.slotId === winner.slotId)!;
-    taken.add(slot.slotId);
-    // A lease granted now counts one second for its tag (fair-share.ts), so the next free slot
-    // goes to another tag that waits with as little recent use.
-    if (shares) shares.set(request.tag ?? '', (shares.get(request.tag ?? '') ?? 0) + 1);
-    const scarceUsed = policy.scarceClasses.includes(slot.acceleratorClass);
-    grants.push({
-      experimentId: request.experimentId,
-      slotId: slot.slotId,
-      slotIds: [slot.slotId],
-      record: {
-        slotId: slot.slotId,
-        host: slot.host,
-        acceleratorClass: slot.acceleratorClass,
-        why:
-          (fitting.length === 1
-            ? 'the only free slot that fits'
-            : `least capable of ${fitting.length} free slots that fit (score ${winner.score})`) +
-          (datasets.length > 0
-            ? `; ${localCount(slot, datasets)}/${datasets.length} datasets already on ${slot.host}`
-            : ''),
-        policy: scarceUsed
-          ? request.requirements.acceleratorClass !== 'any'
-            ? `scarce class ${slot.acceleratorClass} requested by name`
-            : policy.allowScarceForAny
-              ? 'scarce class allowed for any (policy allow-scarce)'
-              : `scarce class ${slot.acceleratorClass} used for any: no other class in the fleet can serve the request`
-          : 'least-capable-fit',
-        candidates,
-        queuedMs: now - request.enqueuedAt,
-      },
-    });
-  }
-  return grants;
+  return planQueue(slots, queue, policy, now, loads).grants;
 }
-
 /** What validation needs from the pool: a refusal, or the queue of a capable host to validate on. */
 export interface PlacementCheck {
   refusal: string | null;
