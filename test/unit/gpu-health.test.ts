@@ -9,6 +9,7 @@ import {
   type ExpectedGpu,
   type HostHealthReport,
 } from '../../src/domain/health.js';
+import { DEFAULT_PLACEMENT_POLICY, planQueue, type LeaseRequest, type SlotView } from '../../src/domain/placement.js';
 
 const FOUR_H100 = new URL('../fixtures/fleets/four-h100.csv', import.meta.url);
 
@@ -95,5 +96,53 @@ describe('the drain of a GPU that failed under a run', () => {
     expect(reportLiftsDrain('2026-12-07T08:01:00.000Z', failure.at)).toBe(true);
     // A drain of the scheduled check itself: the next report that finds the GPU fine lifts it.
     expect(reportLiftsDrain('2026-12-07T08:01:00.000Z', undefined)).toBe(true);
+  });
+});
+
+describe('placement around a drained GPU of a multi-GPU host', () => {
+  const gpu = (host: string, index: number, extra: Partial<SlotView> = {}): SlotView => ({
+    slotId: `${host}/gpu${index}`,
+    host,
+    index,
+    uuid: `GPU-${host}-${index}`,
+    name: 'NVIDIA H100 80GB HBM3',
+    acceleratorClass: 'h100',
+    memoryMb: 81559,
+    taskQueue: `q-${host}-${index}`,
+    runtimeTags: [],
+    state: 'idle',
+    draining: false,
+    ...extra,
+  });
+  /** A 4-GPU host whose GPU 1 a health check drained. */
+  const quad = (host: string) => [0, 1, 2, 3].map((i) => gpu(host, i, i === 1 ? { draining: true } : {}));
+  const ask = (experimentId: string, gpus: number | 'all'): LeaseRequest => ({
+    experimentId,
+    requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [], gpus },
+    priority: 0,
+    enqueuedAt: 0,
+  });
+
+  it("gives the host's other GPUs to smaller gangs and single runs", () => {
+    const plan = planQueue(quad('a'), [ask('three', 3)], DEFAULT_PLACEMENT_POLICY, 0);
+    expect(plan.grants.map((g) => g.slotIds)).toEqual([['a/gpu0', 'a/gpu2', 'a/gpu3']]);
+  });
+
+  it('lets a gang that no longer fits wait, or go to a host with all its GPUs in service', () => {
+    const alone = planQueue(quad('a'), [ask('four', 4)], DEFAULT_PLACEMENT_POLICY, 0);
+    expect(alone.grants).toEqual([]);
+    expect(alone.waiting).toEqual([{ experimentId: 'four', why: expect.stringMatching(/a has 3 usable GPUs/) }]);
+    const two = planQueue(
+      [...quad('a'), ...[0, 1, 2, 3].map((i) => gpu('b', i))],
+      [ask('four', 4)],
+      DEFAULT_PLACEMENT_POLICY,
+      0,
+    );
+    expect(two.grants.map((g) => g.slotIds)).toEqual([['b/gpu0', 'b/gpu1', 'b/gpu2', 'b/gpu3']]);
+  });
+
+  it('gives --gpus all the GPUs of the host in service: the drained one is left out', () => {
+    const plan = planQueue(quad('a'), [ask('all', 'all')], DEFAULT_PLACEMENT_POLICY, 0);
+    expect(plan.grants.map((g) => g.slotIds)).toEqual([['a/gpu0', 'a/gpu2', 'a/gpu3']]);
   });
 });
