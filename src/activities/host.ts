@@ -5,13 +5,13 @@ import { Context } from '@temporalio/activity';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Slot } from '../domain/fleet.js';
-import { matchGpuRows, type HostHealthReport } from '../domain/health.js';
+import { matchGpuRows, type HealthQueryReading, type HostHealthReport } from '../domain/health.js';
 import type { EnvironmentRecord } from '../catalog/record.js';
 import { recordedVariables } from '../domain/environment.js';
 import { READ_LOG_PAGE_BYTES } from '../domain/limits.js';
 import { REDACTED, runSecretValues, scrubText, secretForms } from '../domain/redact.js';
 import { heldRunSecrets, workerSecretValues } from '../gpu-worker/run-secrets.js';
-import { queryGpus } from '../gpu-worker/discover.js';
+import { queryHealth } from '../gpu-worker/health-query.js';
 import { driverVersion, softwareVersions } from '../gpu-worker/software.js';
 import { lockfileHashes } from '../gpu-worker/lockfiles.js';
 import { ExperimentRequestSchema, formatIssues, type ExperimentRequest } from '../domain/request.js';
@@ -274,10 +274,10 @@ export function createHostActivities(deps: HostDeps) {
       const expectedGpus = deps.slots
         .filter((slot) => slot.acceleratorClass !== 'cpu')
         .map(({ slotId, index, uuid }) => ({ slotId, index, uuid }));
-      let gpus: HostHealthReport['gpus'] = [];
+      let reading: HealthQueryReading = { rows: [], lostGpus: [], said: [] };
       let error: string | null = null;
       try {
-        gpus = expectedGpus.length > 0 ? matchGpuRows(expectedGpus, (await queryGpus()) ?? []) : [];
+        if (expectedGpus.length > 0) reading = (await queryHealth()) ?? reading;
       } catch (failure) {
         error = (failure as Error).message;
       }
@@ -285,8 +285,10 @@ export function createHostActivities(deps: HostDeps) {
       return {
         host: deps.host,
         checkedAt: new Date().toISOString(),
-        gpus,
+        gpus: matchGpuRows(expectedGpus, reading.rows),
         expectedGpus,
+        lostGpus: reading.lostGpus,
+        nvidiaSmiSaid: reading.said,
         slotIds: deps.slots.map((slot) => slot.slotId),
         diskFreeMb: stats ? Math.floor((stats.bavail * stats.bsize) / 1024 / 1024) : null,
         error,

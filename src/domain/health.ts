@@ -1,4 +1,5 @@
-import type { GpuQueryRow } from './fleet.js';
+import { quotableLine } from './classify.js';
+import { parseGpuQuery, type GpuQueryRow } from './fleet.js';
 import type { GpuFailure } from './telemetry.js';
 
 /** Health rules for the scheduled fleet check. Pure: the health workflow decides with them. */
@@ -29,6 +30,10 @@ export interface HostHealthReport {
   gpus: (GpuQueryRow & { slotId: string })[];
   /** The GPUs it registered: one nvidia-smi no longer lists is a problem of that GPU (absent from older workers). */
   expectedGpus?: ExpectedGpu[];
+  /** GPUs nvidia-smi listed as lost (`[GPU is lost]` in their row), by uuid, with what it said. */
+  lostGpus?: { uuid: string; said: string }[];
+  /** nvidia-smi's other lines about a lost GPU ("Unable to determine the device handle for GPU …"). */
+  nvidiaSmiSaid?: string[];
   slotIds: string[];
   diskFreeMb: number | null;
   error: string | null;
@@ -37,6 +42,36 @@ export interface HostHealthReport {
 export interface SlotProblem {
   slotId: string;
   reason: string;
+}
+
+/** nvidia-smi's words for a GPU it cannot reach, in a row's cell or a line of its own. */
+const LOST_TEXT = /GPU is lost|fallen off the bus|requires reset|Unable to determine the device handle/i;
+
+/** The health query's answer, read line by line: GPU rows, GPUs marked lost, and lines about lost GPUs. */
+export interface HealthQueryReading {
+  rows: GpuQueryRow[];
+  lostGpus: { uuid: string; said: string }[];
+  said: string[];
+}
+
+/**
+ * Reads nvidia-smi's answer to the health query. When a GPU is lost, nvidia-smi still lists the
+ * others (and exits non-zero): their rows count, the lost one is named by its row's uuid or missing.
+ * Any other line that is not a GPU row makes the answer unreadable (thrown, as parseGpuQuery does).
+ */
+export function readHealthQuery(text: string): HealthQueryReading {
+  const reading: HealthQueryReading = { rows: [], lostGpus: [], said: [] };
+  for (const line of text.split('\n').map((l) => l.trim())) {
+    if (line === '') continue;
+    if (LOST_TEXT.test(line)) {
+      const [, uuid] = line.split(',').map((cell) => cell.trim());
+      if (uuid?.startsWith('GPU-')) reading.lostGpus.push({ uuid, said: quotableLine(line.match(LOST_TEXT)![0]) });
+      else reading.said.push(quotableLine(line));
+      continue;
+    }
+    reading.rows.push(...parseGpuQuery(line));
+  }
+  return reading;
 }
 
 /**
@@ -69,8 +104,8 @@ export function assessHealth(
       });
   }
   for (const gpu of report.expectedGpus ?? []) {
-    if (!report.gpus.some((row) => row.slotId === gpu.slotId))
-      problems.push({ slotId: gpu.slotId, reason: `nvidia-smi no longer lists GPU ${gpu.index} (${gpu.uuid})` });
+    if (report.gpus.some((row) => row.slotId === gpu.slotId)) continue;
+    problems.push({ slotId: gpu.slotId, reason: missingGpuReason(report, gpu) });
   }
   for (const gpu of report.gpus) {
     if (gpu.temperatureC !== null && gpu.temperatureC >= thresholds.maxTemperatureC) {
@@ -84,6 +119,14 @@ export function assessHealth(
     }
   }
   return problems;
+}
+
+/** Why a registered GPU is missing from the answer: listed as lost, or not listed (with what nvidia-smi said). */
+function missingGpuReason(report: HostHealthReport, gpu: ExpectedGpu): string {
+  const lost = report.lostGpus?.find((l) => l.uuid === gpu.uuid);
+  if (lost) return `nvidia-smi reports GPU ${gpu.index} (${gpu.uuid}) lost: ${lost.said}`;
+  const said = report.nvidiaSmiSaid?.length ? ` (nvidia-smi: ${report.nvidiaSmiSaid.join('; ')})` : '';
+  return `nvidia-smi no longer lists GPU ${gpu.index} (${gpu.uuid})${said}`;
 }
 
 /**

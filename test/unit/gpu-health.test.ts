@@ -5,6 +5,7 @@ import {
   assessHealth,
   gpuFailureDrainReason,
   matchGpuRows,
+  readHealthQuery,
   reportLiftsDrain,
   type ExpectedGpu,
   type HostHealthReport,
@@ -36,6 +37,16 @@ function reportOf(expected: ExpectedGpu[], csv: string): HostHealthReport {
   };
 }
 
+/** The report of a host whose health query answered `reading`. */
+function reportFrom(expected: ExpectedGpu[], reading: ReturnType<typeof readHealthQuery>): HostHealthReport {
+  return {
+    ...reportOf(expected, ''),
+    gpus: matchGpuRows(expected, reading.rows),
+    lostGpus: reading.lostGpus,
+    nvidiaSmiSaid: reading.said,
+  };
+}
+
 describe('the health check of a host with several GPUs', () => {
   it('finds nothing wrong with a host whose GPUs all answer', async () => {
     const { rows, expected } = await registered();
@@ -57,6 +68,38 @@ describe('the health check of a host with several GPUs', () => {
     const { rows, expected } = await registered();
     const csv = rows.map((row, i) => (i === 3 ? row.replace(/, \d+$/, ', 2') : row)).join('\n');
     expect(assessHealth(reportOf(expected, csv))).toEqual([{ slotId: 'h/gpu3', reason: '2 uncorrected ECC errors' }]);
+  });
+
+  it('reads an answer in which nvidia-smi says a GPU is lost, and drains only that GPU', async () => {
+    const { rows, expected } = await registered();
+    // As nvidia-smi prints it (exit 15): a line about the lost GPU, and its row with lost cells.
+    const answer = [
+      rows[0],
+      'Unable to determine the device handle for GPU 0000:3B:00.0: GPU is lost.  Reboot the system to recover this GPU',
+      `3, ${expected[3]!.uuid}, [GPU is lost], [GPU is lost], [GPU is lost], [GPU is lost], [GPU is lost], [GPU is lost], [GPU is lost], [GPU is lost]`,
+      rows[1],
+      rows[2],
+    ].join('\n');
+    const reading = readHealthQuery(answer);
+    expect(reading.rows.map((row) => row.index)).toEqual([0, 1, 2]);
+    expect(reading.lostGpus).toEqual([{ uuid: expected[3]!.uuid, said: 'GPU is lost' }]);
+    expect(assessHealth(reportFrom(expected, reading))).toEqual([
+      { slotId: 'h/gpu3', reason: `nvidia-smi reports GPU 3 (${expected[3]!.uuid}) lost: GPU is lost` },
+    ]);
+    // Without a row for it, the lost GPU is the one missing, and the reason quotes what nvidia-smi said.
+    const bare = readHealthQuery([rows[0], rows[1], rows[2], answer.split('\n')[1]].join('\n'));
+    expect(assessHealth(reportFrom(expected, bare))).toEqual([
+      {
+        slotId: 'h/gpu3',
+        reason: expect.stringMatching(
+          /^nvidia-smi no longer lists GPU 3 \(GPU-h+-0000-0000-0000-000000000003\) \(nvidia-smi: Unable to determine the device handle for GPU 0000:3B:00\.0: GPU is lost\./,
+        ),
+      },
+    ]);
+  });
+
+  it('refuses an answer with a line that is neither a GPU row nor about a lost GPU', () => {
+    expect(() => readHealthQuery('0, GPU-x, NVIDIA H100\nsomething else')).toThrow(/not a GPU row|fields/);
   });
 
   it('takes every slot out when nvidia-smi itself fails (no GPU can be told apart)', async () => {
