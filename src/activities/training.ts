@@ -39,6 +39,8 @@ import { CheckpointSync } from '../gpu-worker/checkpoint-sync.js';
 import { attemptWriter } from '../store/fence.js';
 import { currentFence, type FenceToken } from '../store/fence.js';
 import { createLogShipper, type LogShipper } from '../gpu-worker/log-shipping.js';
+import { GpuTelemetrySampler } from '../gpu-worker/gpu-telemetry.js';
+import { parseTelemetrySeconds, type GpuFailure, type GpuTelemetry } from '../domain/telemetry.js';
 
 export interface TrainingDeps {
   slot: Slot;
@@ -88,6 +90,8 @@ export interface TrainingDeps {
   artifactUploadMs?: number;
   /** How often a run's log is shipped to the store while it goes (default 5 s). */
   logShipIntervalMs?: number;
+  /** The host's GPU sampler (one per worker process, shared by its slots; made here when not given). */
+  telemetry?: GpuTelemetrySampler;
 }
 
 /** What every training heartbeat carries; `expctl run` turns it into a progress bar. */
@@ -158,6 +162,9 @@ export function createTrainingActivities(deps: TrainingDeps) {
   /** The runs this worker process watches, whether or not an activity follows them now. */
   const registry = deps.hostRuns ?? new Map<string, RunWatch>();
   const cleanup = deps.cleanup ?? new DeferredCleanup();
+  const sampler =
+    deps.telemetry ??
+    new GpuTelemetrySampler({ intervalSeconds: parseTelemetrySeconds(process.env.EXPCTL_TELEMETRY_SECONDS) });
   const register = (experimentId: string, watch: RunWatch) => {
     registry.set(experimentId, watch);
     void watch.outcome
@@ -277,6 +284,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
         store: deps.store,
         artifactUploadMs: deps.artifactUploadMs,
         shipLog: logShipper(await adoptedToken(experimentId, record.leaseId), files.log, secretValues),
+        // A re-attached run's record names its slot, not the lease's others: its own GPU is sampled.
+        telemetry: { sampler, gpus: [deps.slot] },
       }),
     );
   };
@@ -395,6 +404,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
           store: deps.store,
           artifactUploadMs: deps.artifactUploadMs,
           shipLog: logShipper(token, files.log, secretValues, logStart),
+          telemetry: { sampler, gpus: input.slots ?? [input.slot] },
         });
         if (canceled.signal.aborted) watch.cancel();
         return watch.outcome;
@@ -478,13 +488,18 @@ interface WatchDeps {
   artifactUploadMs?: number;
   /** Ships the log to the fleet store while the run goes, and once more at its end. */
   shipLog?: LogShipper;
+  /** The host's GPU sampler and the run's GPUs (absent: no telemetry). */
+  telemetry?: { sampler: GpuTelemetrySampler; gpus: Slot[] };
 }
 
-/** Why a watched run was stopped, if it was: its kill limit, or a cancel (an operator's, a lost lease). */
+/** Why a watched run was stopped, if it was: its kill limit, a cancel (an operator's, a lost lease), a failed GPU. */
 interface RunStop {
   readonly timedOut: boolean;
   readonly canceled: boolean;
+  readonly gpuFailure: GpuFailure | null;
   stop(why: 'timeout' | 'cancel'): void;
+  /** One of the run's GPUs failed: the whole group is stopped as on a cancel, and the outcome names the GPU. */
+  gpuFailed(failure: GpuFailure): void;
 }
 
 /** The counts every outcome reports of the heartbeats its run sent. */
@@ -502,12 +517,21 @@ function watchRun(run: StartedRun, record: RunRecord, clock: ProgressClock, deps
   const beats = runBeats(run, record, follower, stopped, deps);
   const sync = checkpointSync(record, deps);
   deps.shipLog?.start();
+  const telemetry = deps.telemetry?.sampler.subscribe(record.experimentId, deps.telemetry.gpus, (failure) =>
+    stopForGpu(files.log, stopped, failure),
+  );
   const outcome = (async (): Promise<TrainingOutcome> => {
-    const ended = await untilExit(run, clock, beats.beat, deps.heartbeatIntervalMs);
+    let gpuTelemetry: GpuTelemetry | undefined;
+    const ended = await untilExit(run, clock, beats.beat, deps.heartbeatIntervalMs).finally(
+      () => (gpuTelemetry = telemetry?.finish()),
+    );
     // The last sync at exit, before the outcome is written (a canceled run's too, where it can).
     const checkpoints = await sync?.finish(ended.trainingEndedAt);
     await follower.poll();
-    return finishRun({ run, record, clock, follower, stopped, heartbeats: beats.heartbeats, deps, checkpoints }, ended);
+    return finishRun(
+      { run, record, clock, follower, stopped, heartbeats: beats.heartbeats, deps, checkpoints, gpuTelemetry },
+      ended,
+    );
   })();
   return {
     leaseId: record.leaseId,
@@ -542,14 +566,31 @@ function runStop(run: StartedRun, killAfterMs: number): RunStop {
   const state = {
     timedOut: false,
     canceled: false,
+    gpuFailure: null as GpuFailure | null,
     stop(why: 'timeout' | 'cancel') {
-      if (state.timedOut || state.canceled) return;
+      if (state.timedOut || state.canceled || state.gpuFailure) return;
       if (why === 'timeout') state.timedOut = true;
       else state.canceled = true;
       void run.stop(killAfterMs);
     },
+    gpuFailed(failure: GpuFailure) {
+      if (state.timedOut || state.canceled || state.gpuFailure) return;
+      state.gpuFailure = failure;
+      void run.stop(killAfterMs);
+    },
   };
   return state;
+}
+
+/** A GPU of the run failed: said in the run's log, then every process of the run is stopped. */
+function stopForGpu(log: string, stopped: RunStop, failure: GpuFailure): void {
+  void fs
+    .appendFile(
+      log,
+      `\nexpctl: GPU ${failure.index} (${failure.slotId}) failed while the run trained: ${failure.evidence}; every process of the run is stopped\n`,
+    )
+    .catch(() => undefined)
+    .finally(() => stopped.gpuFailed(failure));
 }
 
 /**
@@ -686,6 +727,8 @@ interface Watched {
   deps: WatchDeps;
   /** What the checkpoint sync did (absent: no sync). */
   checkpoints?: Awaited<ReturnType<CheckpointSync['finish']>>;
+  /** What the host's sampler saw of the run's GPUs (absent: no sampler). */
+  gpuTelemetry?: GpuTelemetry;
 }
 
 /** The ended run's outcome, kept on disk before it is returned; a canceled run throws instead. */
@@ -698,7 +741,7 @@ async function finishRun(watched: Watched, ended: RunEnd): Promise<TrainingOutco
   const timedOut = stopped.timedOut || exit.timedOut === true;
   const canceled = stopped.canceled;
   // A supervisor that died without reporting was killed from inside the run (expctl only kills it on cancel or timeout).
-  const supervisorKilled = exit.reported === false && !timedOut && !canceled;
+  const supervisorKilled = exit.reported === false && !timedOut && !canceled && !stopped.gpuFailure;
   const signal = supervisorKilled ? null : exit.signal;
   if (supervisorKilled) {
     await fs.appendFile(
@@ -757,6 +800,8 @@ async function finishRun(watched: Watched, ended: RunEnd): Promise<TrainingOutco
       ...storeProblems,
       ...(shipped?.storeProblems ?? []),
     ]),
+    ...(watched.gpuTelemetry ? { gpuTelemetry: watched.gpuTelemetry } : {}),
+    ...(stopped.gpuFailure ? { gpuFailure: stopped.gpuFailure } : {}),
   };
   await writeOutcomeFile(deps.workDir, experimentId, result);
   return result;

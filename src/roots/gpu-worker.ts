@@ -26,10 +26,21 @@ import { openStore } from '../store/open.js';
 import { parseCheckpointQuota } from '../domain/checkpoints.js';
 import { ConfigurationError } from '../shared/settings.js';
 import type { FleetStore } from '../store/store.js';
+import { GpuTelemetrySampler } from '../gpu-worker/gpu-telemetry.js';
+import { parseTelemetrySeconds } from '../domain/telemetry.js';
 
 export { RegistrationRefusedError, type GpuWorkerHandle };
 
 /** EXPCTL_CHECKPOINT_QUOTA (e.g. 50GiB), read once at the worker's start; a bad value stops it there. */
+/** EXPCTL_TELEMETRY_SECONDS: how often the host's GPU sampler asks nvidia-smi while a run trains. */
+function telemetrySecondsFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  try {
+    return parseTelemetrySeconds(env.EXPCTL_TELEMETRY_SECONDS);
+  } catch (error) {
+    throw new ConfigurationError((error as Error).message);
+  }
+}
+
 function checkpointQuotaFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
   const text = env.EXPCTL_CHECKPOINT_QUOTA;
   if (text === undefined || text === '') return undefined;
@@ -113,6 +124,7 @@ async function startGpuWorker(
   const hostQueue = hostTaskQueue(options.host);
   const hostRuns: Map<string, RunWatch> = new Map();
   const cleanup = new DeferredCleanup();
+  const telemetry = new GpuTelemetrySampler({ intervalSeconds: telemetrySecondsFromEnv(), log });
   const workers = await createWorkers(options, {
     workDir,
     datasetsDir,
@@ -120,6 +132,7 @@ async function startGpuWorker(
     slots: discovery.slots,
     hostRuns,
     cleanup,
+    telemetry,
     unsealingKey: sealing.key,
     store: options.store ?? (await openStore()),
     checkpointQuotaBytes: options.checkpointQuotaBytes ?? checkpointQuotaFromEnv(),
@@ -202,6 +215,7 @@ async function createWorkers(
     slots: Slot[];
     hostRuns: Map<string, RunWatch>;
     cleanup: DeferredCleanup;
+    telemetry: GpuTelemetrySampler;
     unsealingKey: UnsealingKey;
     store: FleetStore;
     checkpointQuotaBytes?: number;
@@ -250,6 +264,7 @@ async function createWorkers(
           leaseHeld,
           hostRuns: host.hostRuns,
           cleanup: host.cleanup,
+          telemetry: host.telemetry,
           datasets: { datasetsDir, dataDir: options.dataDir ?? dataDir() },
           unsealingKey: host.unsealingKey,
           store: host.store,
