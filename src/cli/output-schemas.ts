@@ -32,7 +32,11 @@ export const ExperimentResultOutput = z.looseObject({
   consecutive_crashes: z.number().int(),
   should_abort: z.boolean().describe('too many crashes in a row: rethink before the next run'),
   reason: z.string(),
-  gpu: nullableString.describe('the slot it trained on'),
+  gpu: nullableString.describe('the slot it trained on (the lead GPU of a multi-GPU run)'),
+  gpus: z
+    .array(z.string())
+    .optional()
+    .describe("a multi-GPU run's every GPU, lead first, in topology order (absent for a 1-GPU run)"),
   worker: nullableString.describe('the host it trained on'),
   rule: nullableString.describe('the keep rule that decided'),
   warnings: z

@@ -71,6 +71,8 @@ export interface ExperimentResult {
   should_abort: boolean;
   reason: string;
   gpu: string | null;
+  /** A multi-GPU run's every GPU, in topology order, lead (gpu) first; absent for a 1-GPU run. */
+  gpus?: string[];
   worker: string | null;
   /** Which keep rule decided (see decision.ts), or null when nothing was decided. */
   rule: string | null;

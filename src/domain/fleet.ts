@@ -43,7 +43,14 @@ export interface HostRegistration {
    * The leases of the runs it trains now, sent when it re-creates a pool that was gone (terminated):
    * the new pool holds them again, so neither their runs are stopped nor their slots given away.
    */
-  liveLeases?: { experimentId: string; leaseId: string; slotId: string }[];
+  liveLeases?: {
+    experimentId: string;
+    leaseId: string;
+    /** The lead slot of the lease. */
+    slotId: string;
+    /** Every slot of a gang lease, in its order (absent for a 1-GPU lease). */
+    slotIds?: string[];
+  }[];
   /** How often this worker heartbeats (absent in registrations of older workers). */
   heartbeatMs?: number;
   /** Its fencing time and kill grace: how soon its runs stop once their leases go unconfirmed. */

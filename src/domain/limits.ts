@@ -46,6 +46,18 @@ export function killLimitSeconds(request: { timeBudgetSeconds: number; timeoutSe
 }
 
 /**
+ * The longest a run holds its lease once granted: its setup limit, then its kill limit. The pool
+ * lets a run backfill reserved GPUs only when this surely ends before the reservation starts.
+ */
+export function leaseHoldSeconds(request: {
+  setupTimeoutSeconds: number;
+  timeBudgetSeconds: number;
+  timeoutSeconds?: number | undefined;
+}): number {
+  return request.setupTimeoutSeconds + killLimitSeconds(request);
+}
+
+/**
  * Seconds by which a run's reported training time overran its budget, or null when within it. A
  * script stops at a step boundary (autoresearch reports 300.1 for 300), so a little slack is allowed.
  */

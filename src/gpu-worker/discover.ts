@@ -8,6 +8,13 @@ import {
   type Slot,
 } from '../domain/fleet.js';
 import { slotTaskQueue } from '../shared/constants.js';
+import {
+  gpuPlacement,
+  parseTopologyMatrix,
+  TOPOLOGY_COMMAND,
+  unavailableTopology,
+  type HostTopology,
+} from '../domain/topology.js';
 
 export interface DiscoveryOptions {
   host: string;
@@ -22,6 +29,8 @@ export interface Discovery {
   slots: Slot[];
   driverVersion?: string;
   gpus: GpuQueryRow[];
+  /** The GPU host's NVLink islands and NUMA nodes (absent on a host without GPUs). */
+  topology?: HostTopology;
 }
 
 /** Queries `nvidia-smi`; returns undefined when there is none (a CPU-only host). */
@@ -36,6 +45,21 @@ export async function queryGpus(): Promise<GpuQueryRow[] | undefined> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new Error(`nvidia-smi failed: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Reads the host's GPU topology once, at the worker's start. A host where `nvidia-smi topo -m`
+ * fails or prints something unreadable still offers its GPUs: each is its own island, NUMA unknown.
+ */
+export async function queryTopology(): Promise<HostTopology> {
+  try {
+    const { stdout } = await execa('nvidia-smi', ['topo', '-m'], { timeout: 20_000 });
+    return parseTopologyMatrix(stdout);
+  } catch (error) {
+    const { stderr, shortMessage, message } = error as { stderr?: string; shortMessage?: string; message: string };
+    const why = (stderr?.trim() || shortMessage || message).split('\n')[0];
+    return unavailableTopology(`${TOPOLOGY_COMMAND} failed: ${why}`);
   }
 }
 
@@ -61,9 +85,11 @@ export async function discoverSlots(options: DiscoveryOptions): Promise<Discover
         `--gpus names GPU ${missing.join(', ')}, but nvidia-smi lists only ${gpus.map((g) => g.index).join(', ')}`,
       );
     const driverVersion = chosen[0]?.driverVersion;
+    const topology = await queryTopology();
     return {
       gpus: chosen,
       driverVersion,
+      topology,
       slots: chosen.map((gpu) => {
         const slotId = `${options.host}/gpu${gpu.index}`;
         return {
@@ -76,6 +102,7 @@ export async function discoverSlots(options: DiscoveryOptions): Promise<Discover
           memoryMb: gpu.memoryTotalMb,
           taskQueue: slotTaskQueue(options.host, `gpu${gpu.index}`),
           runtimeTags: [...extraTags, ...(gpu.driverVersion ? [`driver-${gpu.driverVersion}`] : [])],
+          ...gpuPlacement(topology, gpu.index),
         };
       }),
     };

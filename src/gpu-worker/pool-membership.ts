@@ -3,6 +3,7 @@ import fs from 'node:fs/promises';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { HostRegistration, Slot } from '../domain/fleet.js';
 import type { HostFencing } from '../domain/limits.js';
+import type { HostTopology } from '../domain/topology.js';
 import { PERMISSION_DENIED } from '../domain/authorization.js';
 import { POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { contentDigest } from '../security/content-digest.js';
@@ -31,6 +32,7 @@ export async function hostRegistration(host: {
   liveRuns: string[];
   heartbeatMs: number;
   fencing?: HostFencing;
+  topology?: HostTopology;
 }): Promise<HostRegistration> {
   return {
     host: host.host,
@@ -47,6 +49,8 @@ export async function hostRegistration(host: {
     heartbeatMs: host.heartbeatMs,
     // The pool hands it to every lease on this host: a lost run is re-placed only after it.
     ...(host.fencing ? { fencing: host.fencing } : {}),
+    // Placement prefers sets inside one NVLink island or NUMA node (CPU hosts have none).
+    ...(host.topology ? { topology: host.topology } : {}),
   };
 }
 

@@ -120,6 +120,8 @@ async function startGpuWorker(
   if (sealing.created)
     log(`expctl worker: created the worker sealing key ${sealing.created}; every GPU host needs this same file`);
   const discovery = await discoverSlots(options);
+  if (discovery.topology?.problem)
+    log(`expctl worker: GPU topology unknown (${discovery.topology.problem}); each GPU counts as its own island`);
   const datasetsDir = options.datasetsDir ?? path.join(workDir, 'datasets');
   const hostQueue = hostTaskQueue(options.host);
   const hostRuns: Map<string, RunWatch> = new Map();
@@ -166,6 +168,7 @@ async function startGpuWorker(
       liveRuns: reconciled.kept.map((run) => run.experimentId),
       heartbeatMs,
       fencing: hostFencing(options),
+      topology: discovery.topology,
     }),
   );
   const stopKeeping = keepRunsAttached({

@@ -6,7 +6,7 @@ import type { BatchSnapshot } from './batch-state.js';
 import type { DrainOutcome, HostRegistration, Slot } from '../domain/fleet.js';
 import type { HostHealthReport, SlotProblem } from '../domain/health.js';
 import type { GpuFailure } from '../domain/telemetry.js';
-import type { LeaseRequest, PlacementCheck, PlacementRecord, PlacementPolicy } from '../domain/placement.js';
+import type { LeaseRequest, PlacementCheck, PlacementRecord, PlacementPolicy, QueuePlan } from '../domain/placement.js';
 import type { TagUsage } from '../domain/fair-share.js';
 import type { Requirements } from '../domain/request.js';
 import type { HostFencing } from '../domain/limits.js';
@@ -111,10 +111,19 @@ export const deregisterHostSignal =
 export const hostLostSignal = defineSignal<[{ host: string; reason: string }]>('hostLost');
 /** Whether a lease is still held: a worker asks before it spawns training, so a released lease never runs. */
 export const leaseHeldQuery = defineQuery<boolean, [{ slotId: string; leaseId: string }]>('leaseHeld');
-export const requestLeaseSignal =
-  defineSignal<
-    [{ experimentId: string; requirements: Requirements; priority: number; tag?: string; datasets?: string[] }]
-  >('requestLease');
+/** `holdSeconds`: the longest the run holds its lease once granted (setup and kill limits): backfill counts on it. */
+export const requestLeaseSignal = defineSignal<
+  [
+    {
+      experimentId: string;
+      requirements: Requirements;
+      priority: number;
+      tag?: string;
+      datasets?: string[];
+      holdSeconds?: number;
+    },
+  ]
+>('requestLease');
 export const releaseLeaseSignal = defineSignal<[{ experimentId: string }]>('releaseLease');
 /** An operator's signed drain or undrain of a host or slot; returns the slots it changed. */
 export const drainUpdate = defineUpdate<
@@ -135,6 +144,11 @@ export const configurePoolUpdate = defineUpdate<
   [PoolConfiguration & { authorization: Authorization }]
 >('configurePool');
 export const poolStateQuery = defineQuery<PoolSnapshot>('poolState');
+/**
+ * The grant pass the pool would make now (placement.ts planQueue), without its grants: the GPUs
+ * held for waiting requests (reservations) and why each waiting request waits (`expctl pool`).
+ */
+export const poolPlanQuery = defineQuery<Omit<QueuePlan, 'grants'> & { at: number }>('poolPlan');
 /** Validation's question, answered in the pool (a few hundred bytes rather than the whole state). */
 export const placementCheckQuery = defineQuery<PlacementCheck, [Requirements]>('placementCheck');
 /** What validation's question is answered from: the fleet's slots, which hosts are online, the policy. */

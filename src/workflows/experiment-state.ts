@@ -67,7 +67,10 @@ export interface ExperimentSnapshot {
   timeline: TimelineEntry[];
   validation: ValidationReport | null;
   placement: PlacementRecord | null;
+  /** The lead GPU of the lease (its only one for a 1-GPU run). */
   gpu: string | null;
+  /** A multi-GPU run's every GPU, in topology order, lead first (absent for a 1-GPU run). */
+  gpus?: string[];
   worker: string | null;
   attempts: number;
   training: TrainingOutcome | null;

@@ -1,19 +1,34 @@
-import { condition, continueAsNew, getExternalWorkflowHandle, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  condition,
+  continueAsNew,
+  getExternalWorkflowHandle,
+  setHandler,
+  sleep,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Requirements } from '../domain/request.js';
 import { POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { leaseGrantedSignal, releaseLeaseSignal, requestLeaseSignal, type Lease } from './definitions.js';
 
 const CYCLES_PER_RUN = 100;
 
+export interface LeaseCyclerInput {
+  remaining: number;
+  /** What each cycle asks for; `gpus` > 1 asks for gang leases. */
+  requirements: Requirements;
+  /** How long each lease is held before it is released (none: released at once). */
+  holdMs?: number;
+  done?: number;
+  /** The slot counts of the leases received so far (each distinct count once). */
+  sizes?: number[];
+}
+
 /**
  * Pool diagnostics: acquires and releases a lease `remaining` times through the real protocol,
- * as an experiment would, without training. The benchmark and the history-bound test use it.
+ * as an experiment would, without training. The benchmark, the history-bound test and the
+ * atomic-grant test use it; it answers how many GPUs each lease it received held.
  */
-export async function leaseCyclerWorkflow(input: {
-  remaining: number;
-  requirements: Requirements;
-  done?: number;
-}): Promise<{ cycles: number }> {
+export async function leaseCyclerWorkflow(input: LeaseCyclerInput): Promise<{ cycles: number; sizes: number[] }> {
   const pool = getExternalWorkflowHandle(POOL_WORKFLOW_ID);
   const experimentId = workflowInfo().workflowId;
   let lease: Lease | undefined;
@@ -21,15 +36,18 @@ export async function leaseCyclerWorkflow(input: {
     lease = granted;
   });
   let done = input.done ?? 0;
+  const sizes = new Set(input.sizes ?? []);
   for (let i = 0; i < Math.min(input.remaining, CYCLES_PER_RUN); i++) {
     lease = undefined;
     await pool.signal(requestLeaseSignal, { experimentId, requirements: input.requirements, priority: 0 });
     await condition(() => lease !== undefined);
+    sizes.add(lease!.slots.length);
+    if (input.holdMs) await sleep(input.holdMs);
     await pool.signal(releaseLeaseSignal, { experimentId });
     done++;
   }
   const remaining = input.remaining - Math.min(input.remaining, CYCLES_PER_RUN);
-  if (remaining > 0)
-    await continueAsNew<typeof leaseCyclerWorkflow>({ remaining, requirements: input.requirements, done });
-  return { cycles: done };
+  const carried = { ...input, remaining, done, sizes: [...sizes].sort((a, b) => a - b) };
+  if (remaining > 0) await continueAsNew<typeof leaseCyclerWorkflow>(carried);
+  return { cycles: done, sizes: carried.sizes };
 }

@@ -6,14 +6,21 @@ import {
   onlineHostsQuery,
   placementCheckQuery,
   placementViewQuery,
+  poolPlanQuery,
   poolStateQuery,
 } from './definitions.js';
+import { planOf } from './pool-requests.js';
 import type { PoolState } from './pool-state.js';
 
 /** The pool's answers: its whole state, and the small questions asked often (bytes, not the state). */
 export function installQueries(state: PoolState): void {
   const { pool } = state;
   setHandler(poolStateQuery, () => pool);
+  setHandler(poolPlanQuery, () => {
+    const at = Date.now();
+    const { reservations, waiting } = planOf(state, at);
+    return { reservations, waiting, at };
+  });
   setHandler(placementCheckQuery, (requirements) =>
     placementCheck(
       pool.slots.map((entry) => entry.slot),

@@ -98,11 +98,14 @@ export class Reconciler {
   private checkHolders(): void {
     this.checkingHolders = true;
     this.lastHolderCheck = Date.now();
-    const held = this.state.leased().map((entry) => ({
-      experimentId: entry.lease!.experimentId,
-      leaseId: entry.lease!.leaseId,
-      slotId: entry.slot.slotId,
-    }));
+    // One question per lease: a gang's slots share it (asked about by its lead slot).
+    const held = [...new Map(this.state.leased().map((entry) => [entry.lease!.leaseId, entry])).values()].map(
+      (entry) => ({
+        experimentId: entry.lease!.experimentId,
+        leaseId: entry.lease!.leaseId,
+        slotId: entry.lease!.slotIds?.[0] ?? entry.slot.slotId,
+      }),
+    );
     const queued = this.state.pool.queue.map((request) => request.experimentId);
     this.state.track(
       holders
@@ -115,10 +118,9 @@ export class Reconciler {
               this.state.touch();
               continue;
             }
-            const entry = this.state.pool.slots.find((e) => e.lease?.leaseId === holder.leaseId);
-            if (!entry) continue;
+            if (this.state.entriesOf(holder.leaseId).length === 0) continue;
             log.warn('lease freed: its holder ended without releasing it', { reason: holder.reason });
-            this.state.endLease(entry);
+            this.state.endLeaseById(holder.leaseId);
             this.state.touch();
           }
         })

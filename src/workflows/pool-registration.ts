@@ -100,7 +100,7 @@ function register(state: PoolState, registration: HostRegistration, identity: st
     );
   const previousSlots = new Map(state.slotsOf(registration.host).map((e) => [e.slot.slotId, e]));
   pool.slots = pool.slots.filter((entry) => entry.slot.host !== registration.host);
-  const rebuilt = rebuiltLease(state, registration);
+  const rebuilt = rebuiltLeases(state, registration);
   for (const slot of registration.slots) {
     const previous = previousSlots.get(slot.slotId);
     const lease =
@@ -108,7 +108,7 @@ function register(state: PoolState, registration: HostRegistration, identity: st
         ? previous.lease
         : previous?.lease
           ? null
-          : rebuilt(slot.slotId);
+          : (rebuilt.get(slot.slotId) ?? null);
     pool.slots.push({ slot, lease, ...drainOf(state, slot.slotId, previous) });
   }
   pool.hosts[registration.host] = {
@@ -131,20 +131,33 @@ function register(state: PoolState, registration: HostRegistration, identity: st
   state.touch();
 }
 
-/** A pool started again after it was gone holds the leases its hosts' live runs were trained on. */
-function rebuiltLease(state: PoolState, registration: HostRegistration) {
-  const liveLeases = new Map((registration.liveLeases ?? []).map((live) => [live.slotId, live]));
-  return (slotId: string): SlotEntry['lease'] => {
-    const live = liveLeases.get(slotId);
-    if (!live || state.pool.slots.some((entry) => entry.lease?.experimentId === live.experimentId)) return null;
-    state.pool.queue = state.pool.queue.filter((request) => request.experimentId !== live.experimentId);
-    return {
-      leaseId: live.leaseId,
-      experimentId: live.experimentId,
+/**
+ * A pool started again after it was gone holds the leases its hosts' live runs were trained on,
+ * by slot: a gang's lease on every slot of its set (the worker names them, or lists the lease once
+ * per slot), one lease per run, none for a run another host already holds.
+ */
+function rebuiltLeases(state: PoolState, registration: HostRegistration): Map<string, NonNullable<SlotEntry['lease']>> {
+  const slotsOf = new Map<string, { experimentId: string; slotIds: Set<string> }>();
+  for (const live of registration.liveLeases ?? []) {
+    const known = slotsOf.get(live.leaseId) ?? { experimentId: live.experimentId, slotIds: new Set<string>() };
+    for (const slotId of live.slotIds ?? [live.slotId]) known.slotIds.add(slotId);
+    slotsOf.set(live.leaseId, known);
+  }
+  const bySlot = new Map<string, NonNullable<SlotEntry['lease']>>();
+  for (const [leaseId, { experimentId, slotIds }] of slotsOf) {
+    if (state.pool.slots.some((entry) => entry.lease?.experimentId === experimentId)) continue;
+    state.pool.queue = state.pool.queue.filter((request) => request.experimentId !== experimentId);
+    const ids = [...slotIds];
+    const lease = {
+      leaseId,
+      experimentId,
       hostQueue: registration.hostQueue,
       grantedAt: Date.now(),
+      ...(ids.length > 1 ? { slotIds: ids } : {}),
     };
-  };
+    for (const slotId of ids) bySlot.set(slotId, lease);
+  }
+  return bySlot;
 }
 
 /** A slot keeps its drain across its host's restarts; a slot new to this pool takes the operator's kept drain. */

@@ -72,12 +72,26 @@ export class PoolState {
     };
   }
 
-  /** Revokes the host's leases, except those of runs its worker says it still holds. */
+  /** Every slot the lease holds: one for a 1-GPU lease, the whole set for a gang. */
+  entriesOf(leaseId: string): SlotEntry[] {
+    return this.pool.slots.filter((entry) => entry.lease?.leaseId === leaseId);
+  }
+
+  /** Frees every slot of the lease at once: a gang is held and given back together. */
+  endLeaseById(leaseId: string): void {
+    for (const entry of this.entriesOf(leaseId)) this.endLease(entry);
+  }
+
+  /**
+   * Revokes the host's leases, except those of runs its worker says it still holds: each lease
+   * once (a gang's experiment hears of it once, not once per GPU), every slot of it freed.
+   */
   revokeHost(host: string, reason: string, keep: readonly string[] = []): void {
     for (const entry of this.slotsOf(host)) {
-      if (!entry.lease || keep.includes(entry.lease.experimentId)) continue;
-      this.pendingRevocations.push({ experimentId: entry.lease.experimentId, leaseId: entry.lease.leaseId, reason });
-      this.endLease(entry);
+      const lease = entry.lease;
+      if (!lease || keep.includes(lease.experimentId)) continue;
+      this.pendingRevocations.push({ experimentId: lease.experimentId, leaseId: lease.leaseId, reason });
+      this.endLeaseById(lease.leaseId);
     }
   }
 

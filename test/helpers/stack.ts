@@ -65,13 +65,20 @@ export function issueTestCredential(name: string, role: Role): { credential: Cre
   return { credential, file };
 }
 
-/** Makes this process's `nvidia-smi` the fake one describing `fleet` (a CSV under fixtures/fleets, or an absolute path). */
+/**
+ * Makes this process's `nvidia-smi` the fake one describing `fleet` (a CSV under fixtures/fleets, or
+ * an absolute path). Its `topo -m` prints the fleet's `.topo` file beside it where there is one.
+ */
 export function useFakeFleet(fleet: string | undefined): void {
   const bin = path.join(FIXTURES, 'bin');
   if (!process.env.PATH!.split(path.delimiter).includes(bin))
     process.env.PATH = `${bin}${path.delimiter}${process.env.PATH}`;
-  if (fleet) process.env.FAKE_NVIDIA_SMI_FLEET = path.isAbsolute(fleet) ? fleet : path.join(FIXTURES, 'fleets', fleet);
+  const file = fleet && (path.isAbsolute(fleet) ? fleet : path.join(FIXTURES, 'fleets', fleet));
+  if (file) process.env.FAKE_NVIDIA_SMI_FLEET = file;
   else delete process.env.FAKE_NVIDIA_SMI_FLEET;
+  const topology = file && file.replace(/\.csv$/, '.topo');
+  if (topology && topology !== file && fsSync.existsSync(topology)) process.env.FAKE_NVIDIA_SMI_TOPO = topology;
+  else delete process.env.FAKE_NVIDIA_SMI_TOPO;
 }
 
 export interface TestStack {

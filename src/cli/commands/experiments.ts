@@ -20,7 +20,7 @@ import { exitCodeFor, type RunTimings, isTerminal, type ExperimentResult } from 
 import { DEFAULT_METRIC } from '../../domain/decision.js';
 import { parseExperimentRequest, RequestValidationError, type ExperimentRequest } from '../../domain/request.js';
 import { poolLoads } from '../../domain/fair-share.js';
-import { servingOrder } from '../../domain/placement.js';
+import { servingOrder, type PlacementRecord } from '../../domain/placement.js';
 import { killLimitSeconds } from '../../domain/limits.js';
 import { telemetryLines, telemetryWarnings } from '../../domain/telemetry.js';
 import { connectClient } from '../../temporal/connection.js';
@@ -69,7 +69,7 @@ function printResult(result: ExperimentResult, json: boolean): void {
     `  ${result.metric_name}: ${result.metric ?? '-'}   best: ${result.best ?? '-'}   delta: ${result.delta ?? '-'}${result.near_miss ? '   (near miss)' : ''}`,
     `  consecutive crashes: ${result.consecutive_crashes}${result.should_abort ? '   SHOULD ABORT: rethink before the next run' : ''}`,
     `  reason: ${result.reason}`,
-    `  gpu: ${result.gpu ?? '-'}   worker: ${result.worker ?? '-'}`,
+    `  gpu: ${result.gpus?.join(',') ?? result.gpu ?? '-'}   worker: ${result.worker ?? '-'}`,
   ];
   console.log(lines.map((line) => safeText(line)).join('\n'));
 }
@@ -219,6 +219,15 @@ function formatTimings(t: RunTimings): string {
   );
 }
 
+/** Where the run was placed and why, on one line: a multi-GPU run's every GPU and their topology too. */
+export function placementLine(p: PlacementRecord): string {
+  const where =
+    p.slotIds && p.slotIds.length > 1
+      ? `${p.slotIds.length} GPUs ${p.slotIds.join(', ')} (${p.acceleratorClass}${p.topology ? `; ${p.topology}` : ''})`
+      : `${p.slotId} (${p.acceleratorClass})`;
+  return `${where}: ${p.why}; policy ${p.policy}; waited ${(p.queuedMs / 1000).toFixed(1)}s`;
+}
+
 /** One attempt of the per-attempt record, on one line. */
 export function attemptLine(a: AttemptRecord): string {
   const how = a.ended === null ? 'under way' : a.why ? `${a.ended}: ${a.why}` : a.ended;
@@ -292,10 +301,7 @@ export async function showCommand(id: string, options: { json?: boolean; patch?:
     say(
       `  patch:      ${snapshot.validation.patch.files.length} file(s), ${snapshot.validation.patch.bytes} bytes, sha256 ${snapshot.validation.patch.sha256.slice(0, 12)}`,
     );
-  if (snapshot.placement)
-    say(
-      `  placement:  ${snapshot.placement.slotId} (${snapshot.placement.acceleratorClass}): ${snapshot.placement.why}; policy ${snapshot.placement.policy}; waited ${(snapshot.placement.queuedMs / 1000).toFixed(1)}s`,
-    );
+  if (snapshot.placement) say(`  placement:  ${placementLine(snapshot.placement)}`);
   const attempts = snapshot.attemptRecords ?? record?.attemptRecords ?? [];
   if (attempts.length > 0) say(`  attempts:`);
   for (const attempt of attempts) say(`    ${attemptLine(attempt)}`);

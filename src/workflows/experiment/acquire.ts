@@ -1,5 +1,6 @@
 import { condition, upsertSearchAttributes } from '@temporalio/workflow';
 import { pinnedRef } from '../../domain/dataset-refs.js';
+import { leaseHoldSeconds } from '../../domain/limits.js';
 import type { ExperimentRequest } from '../../domain/request.js';
 import { SA } from '../../shared/search-attributes.js';
 import { requestLeaseSignal, type Lease } from '../definitions.js';
@@ -33,6 +34,9 @@ export async function acquire(
   const granted = run.lease!;
   run.snapshot.placement = granted.placement;
   run.snapshot.gpu = granted.slot.slotId;
+  // A gang's every GPU, lead first (absent for a 1-GPU run, whose snapshot stays as it was).
+  if (granted.slots.length > 1) run.snapshot.gpus = granted.slots.map((slot) => slot.slotId);
+  else delete run.snapshot.gpus;
   run.snapshot.worker = granted.slot.host;
   upsertSearchAttributes([{ key: SA.worker, value: granted.slot.host }]);
   run.pending.placement = granted.placement;
@@ -46,6 +50,7 @@ function askPool(run: ExperimentRun, requirements: Requirements): Promise<void> 
     requirements,
     priority: input.priority,
     tag: request.tag,
+    holdSeconds: leaseHoldSeconds(request),
     // Locality: a pinned version is laid out on a host as NAME@V, the name its registration lists.
     datasets: request.datasets.map((ref) => {
       const pinned = snapshot.datasetVersions?.find((p) => p.ref === ref);

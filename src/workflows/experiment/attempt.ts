@@ -156,6 +156,7 @@ async function supervise(
     experimentId,
     request,
     slot: granted.slot,
+    slots: granted.slots,
     leaseId: granted.leaseId,
     attempt: snapshot.attempts,
     ...(snapshot.datasetVersions?.length ? { datasets: snapshot.datasetVersions } : {}),

@@ -34,6 +34,7 @@ export async function record(run: ExperimentRun, ended: RunEnded, decision: TagD
     should_abort: decision.shouldAbort,
     reason: ended.reason,
     gpu: snapshot.gpu,
+    ...(snapshot.gpus ? { gpus: snapshot.gpus } : {}),
     worker: snapshot.worker,
     rule: decision.decision ? decision.rule : null,
     ...(warnings.length > 0 ? { warnings } : {}),

@@ -3,10 +3,13 @@ import type { AttemptEnd, AttemptRecord } from '../../domain/attempts.js';
 import { resumedFromOutcome, withLostSeconds } from '../../domain/attempts.js';
 import { gpuFailureReason } from '../../domain/classify.js';
 import type { TrainingOutcome } from '../../domain/experiment.js';
+import type { ExperimentRequest } from '../../domain/request.js';
 import type { Lease } from '../definitions.js';
 import { acquire } from './acquire.js';
 import { attemptOn, type AttemptCarry, type AttemptResult } from './attempt.js';
 import { drainFailedGpu, releaseLease, RunEnded, type ExperimentRun } from './state.js';
+
+type Requirements = ExperimentRequest['requirements'];
 
 /** Infrastructure failures of the train step (not the training itself) are retried this often. */
 const INFRA_ATTEMPTS = 3;
@@ -42,9 +45,14 @@ export async function train(run: ExperimentRun): Promise<{ outcome: TrainingOutc
     if (attempt.lost !== undefined) {
       if (replacements >= request.maxReplacements) throw new RunEnded('worker_lost', attempt.lost);
       replacements++;
-      // Placed again on the same accelerator class, so its metric stays comparable with the first attempt's.
-      requirements = { ...request.requirements, acceleratorClass: granted.slot.acceleratorClass };
-      note = `re-placed (attempt ${snapshot.attempts + 1}) on a healthy ${granted.slot.acceleratorClass} slot after: ${attempt.lost}`;
+      // Placed again on the same accelerator class and as many GPUs (`all` resolved to the count it
+      // was granted), so its metric stays comparable with the first attempt's.
+      requirements = replacementRequirements(request.requirements, granted);
+      const where =
+        granted.slots.length > 1
+          ? `${granted.slots.length} healthy ${granted.slot.acceleratorClass} GPUs of one host`
+          : `a healthy ${granted.slot.acceleratorClass} slot`;
+      note = `re-placed (attempt ${snapshot.attempts + 1}) on ${where} after: ${attempt.lost}`;
       lost = attempt.lost;
       carry = { resume: true, trainedSeconds: (carry.trainedSeconds ?? 0) + (record.trainedSeconds ?? 0) };
       // Never two attempts training at once: the lost host's supervisor stops the run within its fencing time.
@@ -58,6 +66,11 @@ export async function train(run: ExperimentRun): Promise<{ outcome: TrainingOutc
     note = `retry ${infraFailures + 1} after: ${attempt.infra}`;
     await sleep(2 ** infraFailures * 1000);
   }
+}
+
+/** What a re-placed run asks for: the class and the GPU count its lost attempt was granted. */
+export function replacementRequirements(requirements: Requirements, granted: Lease): Requirements {
+  return { ...requirements, acceleratorClass: granted.slot.acceleratorClass, gpus: granted.slots.length };
 }
 
 /** Waits until a lost attempt's host has surely stopped its run (nothing to wait for without a time). */
