@@ -11,6 +11,7 @@ import {
   type SlotEntry,
 } from '../../src/workflows/definitions.js';
 import { healthCheckWorkflow } from '../../src/workflows/health.js';
+import { runFiles } from '../../src/gpu-worker/run-files.js';
 import { makeRepo } from '../helpers/repo.js';
 import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
@@ -132,5 +133,104 @@ describe('a GPU that failed under a run', () => {
     expect((await healthCheck()).find((v) => v.host === 'quad')?.problems).toEqual([]);
     expect(await slotEntry('quad/gpu2')).toMatchObject({ draining: false, drainedBy: null });
     expect((await slotEntry('quad/gpu3'))?.draining).toBe(false);
+  });
+});
+
+describe('a 2-GPU run whose second GPU fails mid-run', () => {
+  let pair: TestStack;
+  let pairFleet: string;
+  let healthyPair: string;
+  beforeAll(async () => {
+    pair = await startStack({ name: 'gpufail', gpuWorker: false });
+    pairFleet = path.join(pair.workDir, 'pair.csv');
+    healthyPair = await fs.readFile(path.join(FIXTURES, 'fleets', 'two-l4.csv'), 'utf8');
+    await fs.writeFile(pairFleet, healthyPair);
+    // The worker's GPU sampler asks the fake nvidia-smi twice a second while a run trains.
+    process.env.EXPCTL_TELEMETRY_SECONDS = '0.5';
+    try {
+      await pair.addGpuWorker({ host: 'pair', fleet: pairFleet });
+    } finally {
+      delete process.env.EXPCTL_TELEMETRY_SECONDS;
+    }
+  });
+  afterAll(async () => pair?.stop());
+
+  const pairPool = () => pair.client.workflow.getHandle(POOL_WORKFLOW_ID);
+  const pairSlot = async (slotId: string) =>
+    (await pairPool().query(poolStateQuery)).slots.find((entry) => entry.slot.slotId === slotId);
+  const onGpus = (gpus: number, env: Record<string, string>): ExperimentRequestInput => ({
+    ...request('gpufail'),
+    requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [], gpus },
+    env: { VAL_BPB: '1.0', ...env },
+  });
+
+  it('ends gpu_failed naming that GPU; only it is drained, the other is leased again; a healthy check lifts the drain', async () => {
+    const uuid1 = healthyPair.split('\n')[1]!.split(', ')[1]!;
+    const { handle, experimentId } = await submitExperiment(
+      pair.client,
+      onGpus(2, { STEPS: '200', STEP_SECONDS: '0.5' }),
+    );
+    // Training for a few samples' time (its log has its 6th step), then GPU 1 falls off the bus.
+    const log = runFiles(path.join(pair.workDir, 'pair'), experimentId).log;
+    await waitFor(async () => (await fs.readFile(log, 'utf8').catch(() => '')).includes('step 00006'), 60_000);
+    expect((await pairPool().query(poolStateQuery)).slots.map((s) => s.lease?.experimentId)).toEqual([
+      experimentId,
+      experimentId,
+    ]);
+    await fs.writeFile(
+      pairFleet,
+      healthyPair
+        .split('\n')
+        .filter((line) => !line.startsWith('1,'))
+        .join('\n'),
+    );
+
+    const result = await handle.result();
+    expect(result.status).toBe('gpu_failed');
+    expect(result.reason).toMatch(
+      new RegExp(`^GPU 1 \\(pair/gpu1, ${uuid1}\\) failed while the run trained: nvidia-smi no longer lists GPU 1`),
+    );
+    expect(result.decision).toBeNull();
+    const state = await handle.query(experimentStateQuery);
+    expect(state.training?.gpuFailure).toMatchObject({ slotId: 'pair/gpu1', index: 1, uuid: uuid1 });
+    expect(state.attemptRecords?.at(-1)).toMatchObject({
+      ended: 'gpu_failed',
+      gpuFailure: { slotId: 'pair/gpu1', uuid: uuid1 },
+    });
+    // The record keeps the terminal state, the reason and the failure in the attempt that ended with it.
+    await waitFor(async () => (await pair.catalog.get(experimentId))?.status === 'gpu_failed', 30_000);
+    const record = (await pair.catalog.get(experimentId))!;
+    expect(record.reason).toBe(result.reason);
+    expect(record.attemptRecords?.at(-1)).toMatchObject({
+      ended: 'gpu_failed',
+      why: result.reason,
+      gpuFailure: { slotId: 'pair/gpu1', index: 1, uuid: uuid1 },
+    });
+    // The run's processes were stopped by expctl, and its log says why.
+    expect(await fs.readFile(log, 'utf8')).toMatch(/expctl: GPU 1 \(pair\/gpu1\) failed while the run trained/);
+
+    expect(await pairSlot('pair/gpu1')).toMatchObject({
+      draining: true,
+      drainedBy: 'health',
+      drainReason: expect.stringMatching(new RegExp(`^health: GPU 1 \\(${uuid1}\\) failed under ${experimentId}: `)),
+      lease: null,
+    });
+    expect(await pairSlot('pair/gpu0')).toMatchObject({ draining: false, lease: null });
+
+    // The next run gets the GPU left in service; a 2-GPU run waits for the drained one.
+    const next = await submitExperiment(pair.client, onGpus(1, { STEPS: '2' }));
+    expect((await next.handle.result()).status).toBe('completed');
+    expect((await next.handle.query(experimentStateQuery)).gpu).toBe('pair/gpu0');
+    const waiting = await submitExperiment(pair.client, onGpus(2, { STEPS: '2' }));
+    await waitFor(async () => (await waiting.handle.query(experimentStateQuery)).status === 'queued', 30_000);
+
+    // The GPU is back: the next health check lifts the drain, and the waiting 2-GPU run starts.
+    await fs.writeFile(pairFleet, healthyPair);
+    await pair.client.workflow.execute(healthCheckWorkflow, {
+      workflowId: `health-${Date.now()}`,
+      taskQueue: CONTROL_TASK_QUEUE,
+    });
+    expect(await pairSlot('pair/gpu1')).toMatchObject({ draining: false, drainedBy: null });
+    expect((await waiting.handle.result()).status).toBe('completed');
   });
 });
