@@ -12,9 +12,10 @@ import {
 } from '../../src/workflows/definitions.js';
 import { healthCheckWorkflow } from '../../src/workflows/health.js';
 import { runFiles } from '../../src/gpu-worker/run-files.js';
+import { outputOf, runCli } from '../helpers/cli.js';
 import { makeRepo } from '../helpers/repo.js';
 import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
-import { waitFor } from '../helpers/wait.js';
+import { eventually, waitFor } from '../helpers/wait.js';
 
 /**
  * Health with several GPUs: a bad GPU of a host drains that GPU only, and the host's other GPUs
@@ -43,9 +44,9 @@ const healthCheck = () =>
     workflowId: `health-${Date.now()}`,
     taskQueue: CONTROL_TASK_QUEUE,
   });
-/** The fleet file without GPU `index`'s row: nvidia-smi no longer lists it. */
-const withoutGpu = (index: number) =>
-  healthyFleet
+/** A fleet file's text without GPU `index`'s row: nvidia-smi no longer lists that GPU. */
+const withoutRow = (fleet: string, index: number) =>
+  fleet
     .split('\n')
     .filter((line) => !line.startsWith(`${index},`))
     .join('\n');
@@ -66,7 +67,7 @@ function request(tag: string): ExperimentRequestInput {
 
 describe('the scheduled health check on a 4-GPU host', () => {
   it('drains only the GPU nvidia-smi no longer lists; the other three keep being leased; a later healthy check lifts it', async () => {
-    await fs.writeFile(fleetFile, withoutGpu(1));
+    await fs.writeFile(fleetFile, withoutRow(healthyFleet, 1));
     const verdicts = await healthCheck();
     expect(verdicts.find((v) => v.host === 'quad')?.problems).toEqual([
       { slotId: 'quad/gpu1', reason: `nvidia-smi no longer lists GPU 1 (${uuidOf(1)})` },
@@ -136,7 +137,7 @@ describe('a GPU that failed under a run', () => {
   });
 });
 
-describe('a 2-GPU run whose second GPU fails mid-run', () => {
+describe('a GPU that falls off the bus mid-run, on a 2-GPU host', () => {
   let pair: TestStack;
   let pairFleet: string;
   let healthyPair: string;
@@ -164,7 +165,7 @@ describe('a 2-GPU run whose second GPU fails mid-run', () => {
     env: { VAL_BPB: '1.0', ...env },
   });
 
-  it('ends gpu_failed naming that GPU; only it is drained, the other is leased again; a healthy check lifts the drain', async () => {
+  it('ends a 2-GPU run gpu_failed naming that GPU; only it is drained, the other is leased again; a healthy check lifts the drain', async () => {
     const uuid1 = healthyPair.split('\n')[1]!.split(', ')[1]!;
     const { handle, experimentId } = await submitExperiment(
       pair.client,
@@ -177,13 +178,7 @@ describe('a 2-GPU run whose second GPU fails mid-run', () => {
       experimentId,
       experimentId,
     ]);
-    await fs.writeFile(
-      pairFleet,
-      healthyPair
-        .split('\n')
-        .filter((line) => !line.startsWith('1,'))
-        .join('\n'),
-    );
+    await fs.writeFile(pairFleet, withoutRow(healthyPair, 1));
 
     const result = await handle.result();
     expect(result.status).toBe('gpu_failed');
@@ -232,5 +227,67 @@ describe('a 2-GPU run whose second GPU fails mid-run', () => {
     });
     expect(await pairSlot('pair/gpu1')).toMatchObject({ draining: false, drainedBy: null });
     expect((await waiting.handle.result()).status).toBe('completed');
+  });
+
+  it('ends a run `expctl run` waits on with its JSON and exit 4, and `expctl show` records the GPU', async () => {
+    const cli = runCli(
+      { TEMPORAL_ADDRESS: pair.address, TEMPORAL_NAMESPACE: pair.namespace, EXPCTL_CATALOG: pair.catalogPath },
+      [
+        'run',
+        '--tag',
+        'gpufail',
+        '--hypothesis',
+        'an agent tries something',
+        '--category',
+        'hyperparams',
+        '--time-budget',
+        '120',
+        '--env',
+        'VAL_BPB=1.0',
+        '--env',
+        'STEPS=200',
+        '--env',
+        'STEP_SECONDS=0.5',
+        '--json',
+        '--',
+        'python3',
+        'train.py',
+      ],
+      { cwd: source.repo },
+    );
+    // The run's GPU, once its training has run for a few samples' time.
+    const leased = await eventually(async () =>
+      (await pairPool().query(poolStateQuery)).slots.find((entry) => entry.lease !== null),
+    );
+    const { experimentId } = leased.lease!;
+    const log = runFiles(path.join(pair.workDir, 'pair'), experimentId).log;
+    await waitFor(async () => (await fs.readFile(log, 'utf8').catch(() => '')).includes('step 00006'), 60_000);
+    const { index, uuid, slotId } = leased.slot;
+    await fs.writeFile(pairFleet, withoutRow(healthyPair, index));
+
+    const printed = await cli;
+    expect(printed.exitCode).toBe(4);
+    const result = JSON.parse(String(printed.stdout)) as Record<string, unknown>;
+    expect(result).toMatchObject({
+      experiment_id: experimentId,
+      status: 'gpu_failed',
+      decision: null,
+      action: null,
+      metric: null,
+      consecutive_crashes: 0,
+      should_abort: false,
+      gpu: slotId,
+      reason: expect.stringContaining(`GPU ${index} (${slotId}, ${uuid}) failed while the run trained`),
+    });
+    const shown = outputOf(
+      'show',
+      await runCli(
+        { TEMPORAL_ADDRESS: pair.address, TEMPORAL_NAMESPACE: pair.namespace, EXPCTL_CATALOG: pair.catalogPath },
+        ['show', experimentId, '--json'],
+      ),
+    );
+    expect(JSON.stringify(shown)).toContain(`"gpu_failure":{"slot_id":"${slotId}","index":${index},"uuid":"${uuid}"`);
+
+    await fs.writeFile(pairFleet, healthyPair);
   });
 });
