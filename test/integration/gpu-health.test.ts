@@ -7,6 +7,7 @@ import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../../src/shared/constants
 import {
   experimentStateQuery,
   gpuFailedSignal,
+  poolPlanQuery,
   poolStateQuery,
   type SlotEntry,
 } from '../../src/workflows/definitions.js';
@@ -218,6 +219,10 @@ describe('a GPU that falls off the bus mid-run, on a 2-GPU host', () => {
     expect((await next.handle.query(experimentStateQuery)).gpu).toBe('pair/gpu0');
     const waiting = await submitExperiment(pair.client, onGpus(2, { STEPS: '2' }));
     await waitFor(async () => (await waiting.handle.query(experimentStateQuery)).status === 'queued', 30_000);
+    const why = await eventually(async () =>
+      (await pairPool().query(poolPlanQuery)).waiting.find((w) => w.experimentId === waiting.experimentId),
+    );
+    expect(why.why).toMatch(/pair has 1 usable GPU/);
 
     // The GPU is back: the next health check lifts the drain, and the waiting 2-GPU run starts.
     await fs.writeFile(pairFleet, healthyPair);
