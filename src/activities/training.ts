@@ -33,7 +33,8 @@ import type { PinnedDataset } from '../domain/dataset-refs.js';
 import type { LayoutRoots } from '../gpu-worker/dataset-layout.js';
 import type { UnsealingKey } from '../security/sealed-secrets.js';
 import { recheckOnLeasedHost, resolvedInputVariables, type HostResolution } from './request-check.js';
-import { RUN_NOT_ON_HOST } from '../shared/constants.js';
+import { GPUS_NOT_FREE_ON_HOST, RUN_NOT_ON_HOST } from '../shared/constants.js';
+import { MasterPorts } from '../gpu-worker/master-ports.js';
 import type { FleetStore } from '../store/store.js';
 import { CheckpointSync } from '../gpu-worker/checkpoint-sync.js';
 import { attemptWriter } from '../store/fence.js';
@@ -74,6 +75,8 @@ export interface TrainingDeps {
    * earlier one before it touches the run's files.
    */
   hostRuns?: Map<string, RunWatch>;
+  /** The MASTER_PORT of every live run of this host (one per worker process, shared by its slots). */
+  masterPorts?: MasterPorts;
   /** How often a watched run asks the pool whether its lease still stands (default 5 s). */
   leaseCheckIntervalMs?: number;
   /** Where finished runs leave their worktree removal (one per worker process, shared by its slots). */
@@ -161,6 +164,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
     (support ??= deps.containment ? Promise.resolve(deps.containment) : detectContainment(deps.workDir));
   /** The runs this worker process watches, whether or not an activity follows them now. */
   const registry = deps.hostRuns ?? new Map<string, RunWatch>();
+  const ports = deps.masterPorts ?? new MasterPorts();
   const cleanup = deps.cleanup ?? new DeferredCleanup();
   const sampler =
     deps.telemetry ??
@@ -170,6 +174,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
     void watch.outcome
       .catch(() => undefined)
       .finally(() => {
+        // Its port is free again once every process of the run is gone (the outcome waits for that).
+        if (watch.masterPort !== undefined) ports.release(watch.masterPort);
         if (registry.get(experimentId) !== watch) return;
         registry.delete(experimentId);
         // The log and the outcome are scrubbed: the values are of no more use.
@@ -271,6 +277,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
     const clock = new ProgressClock(files.log);
     await clock.start();
     const secretValues = workerSecretValues();
+    if (record.masterPort !== undefined) ports.hold(record.masterPort);
     return register(
       experimentId,
       watchRun(run, record, clock, {
@@ -341,6 +348,34 @@ export function createTrainingActivities(deps: TrainingDeps) {
     },
   });
 
+  /**
+   * GPUs are exclusive to their lease. A GPU another live run of this host holds refuses the run,
+   * unless the pool no longer holds that run's lease (it was revoked and the run is still stopping):
+   * that run is stopped, as an earlier attempt is, and gone before this one starts.
+   */
+  const freeGpus = async (experimentId: string, gang: Slot[], request: ExperimentRequest): Promise<void> => {
+    for (const [other, watch] of [...registry]) {
+      if (other === experimentId) continue;
+      const held = watch.slotIds ?? (watch.slotId ? [watch.slotId] : []);
+      const taken = gang.filter((slot) => held.includes(slot.slotId)).map((slot) => slot.slotId);
+      if (taken.length === 0) continue;
+      const stillLeased =
+        !deps.leaseHeld || !watch.slotId || !watch.leaseId
+          ? true
+          : await deps.leaseHeld(watch.slotId, watch.leaseId).catch(() => true);
+      if (stillLeased)
+        throw ApplicationFailure.create({
+          type: GPUS_NOT_FREE_ON_HOST,
+          nonRetryable: true,
+          message: `${taken.join(', ')} ${taken.length > 1 ? 'are' : 'is'} held by the live run ${other}; ${experimentId} was not started`,
+        });
+      watch.cancel();
+      const ctx = Context.current();
+      const beating = setInterval(() => ctx.heartbeat(stamped(preparationHeartbeat(request))), heartbeatIntervalMs);
+      await watch.outcome.catch(() => undefined).finally(() => clearInterval(beating));
+    }
+  };
+
   return {
     async runTraining(input: RunTrainingInput): Promise<TrainingOutcome> {
       const { request, experimentId } = input;
@@ -349,6 +384,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
           `lease for ${input.slot.slotId} reached the worker of ${deps.slot.slotId}`,
         );
       }
+      const gang = leaseSlots(input, deps.slot.host);
       // The same attempt already running here (a retried task): follow it rather than start it twice.
       const watching = registry.get(experimentId);
       if (watching?.leaseId === input.leaseId) return follow(watching);
@@ -360,6 +396,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         const beating = setInterval(() => ctx.heartbeat(stamped(preparationHeartbeat(request))), heartbeatIntervalMs);
         await watching.outcome.catch(() => undefined).finally(() => clearInterval(beating));
       }
+      await freeGpus(experimentId, gang, request);
       // The run is this worker's from the first moment, not only once its process exists: fetching
       // the commit, laying data out and setup take a while on a loaded host. The watch heartbeats
       // throughout, the host answers `preparing` if asked, and a re-attached task follows it.
@@ -371,6 +408,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         (stats) => stats.size,
         () => 0,
       );
+      const masterPort = await ports.reserve();
       let watch: RunWatch | undefined;
       const canceled = new AbortController();
       const prepared = (async () => {
@@ -380,6 +418,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
             attempt: Context.current().info.attempt,
             runAttempt: input.attempt ?? 1,
             signal: canceled.signal,
+            slots: gang,
+            masterPort,
           },
           prepareDeps(input),
         )
@@ -413,6 +453,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
         register(experimentId, {
           leaseId: input.leaseId,
           slotId: input.slot.slotId,
+          slotIds: gang.map((slot) => slot.slotId),
+          masterPort,
           outcome: prepared,
           latest: () => watch?.latest() ?? preparationHeartbeat(request),
           cancel: () => {
@@ -450,6 +492,25 @@ export function createTrainingActivities(deps: TrainingDeps) {
   };
 }
 
+/**
+ * The lease's GPUs in its order (slots[0] is the slot the task came to). Every one must be on this
+ * host: a set that spans hosts cannot be one run's, and no GPU of it is started on.
+ */
+function leaseSlots(input: RunTrainingInput, host: string): Slot[] {
+  const gang = input.slots ?? [input.slot];
+  const refuse = (message: string) =>
+    ApplicationFailure.create({ type: GPUS_NOT_FREE_ON_HOST, nonRetryable: true, message });
+  if (gang[0]?.slotId !== input.slot.slotId)
+    throw refuse(`the lease ${input.leaseId} lists ${gang[0]?.slotId ?? 'no GPU'} first, not ${input.slot.slotId}`);
+  const elsewhere = gang.filter((slot) => slot.host !== host);
+  if (elsewhere.length > 0)
+    throw refuse(
+      `the lease ${input.leaseId} includes ${elsewhere.map((slot) => slot.slotId).join(', ')}, not on ${host}; ` +
+        `a run's GPUs are all on one host, so ${input.experimentId} was not started`,
+    );
+  return gang;
+}
+
 /** Whether a run's public request had secret values: its --secret ones, its secret-looking --env ones. */
 function hadSecrets(request: ExperimentRequest): boolean {
   return Object.keys(request.secrets ?? {}).length > 0 || Object.values(request.env).includes(REDACTED);
@@ -467,6 +528,10 @@ export interface RunWatch {
   leaseId: string | undefined;
   /** The slot of that lease (undefined when its record predates leases). */
   slotId?: string | undefined;
+  /** Every GPU the run holds (its lease's set; absent in records of older versions: slotId alone). */
+  slotIds?: string[];
+  /** The MASTER_PORT it was started with, held until every process of it is gone. */
+  masterPort?: number;
   outcome: Promise<TrainingOutcome>;
   latest(): TrainingHeartbeat;
   /** An operator's cancel or a revoked lease: every process of the run is killed. */
@@ -536,6 +601,8 @@ function watchRun(run: StartedRun, record: RunRecord, clock: ProgressClock, deps
   return {
     leaseId: record.leaseId,
     slotId: record.slotId,
+    ...(record.slotId ? { slotIds: record.slotIds ?? [record.slotId] } : {}),
+    ...(record.masterPort !== undefined ? { masterPort: record.masterPort } : {}),
     outcome,
     latest: beats.latest,
     cancel: () => stopped.stop('cancel'),

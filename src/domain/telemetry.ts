@@ -185,6 +185,7 @@ export type GpuTelemetry =
   | {
       available: true;
       intervalSeconds: number;
+      /** The first and the last sample: the time the summary covers. */
       startedAt: string;
       endedAt: string;
       /** Queries that failed while the run trained (their samples are missing). */
@@ -375,6 +376,7 @@ export function summarizeGpu(acc: GpuAccumulator): GpuSummary {
  * showing zeros: `why` names the last query's failure, if any.
  */
 export function finishRunTelemetry(state: RunTelemetryState, endMs: number, why?: string): GpuTelemetry {
+  // startedAt and endedAt are the first and last samples: what the summary covers.
   if (state.gpus.every((acc) => acc.samples === 0))
     return {
       available: false,
@@ -384,7 +386,7 @@ export function finishRunTelemetry(state: RunTelemetryState, endMs: number, why?
     available: true,
     intervalSeconds: state.intervalSeconds,
     startedAt: new Date(state.firstSampleMs ?? state.startedAtMs).toISOString(),
-    endedAt: new Date(Math.max(endMs, state.lastSampleMs ?? endMs)).toISOString(),
+    endedAt: new Date(state.lastSampleMs ?? endMs).toISOString(),
     failedQueries: state.failedQueries,
     gpus: state.gpus.map(summarizeGpu),
     series: state.gpus.map((acc) => ({

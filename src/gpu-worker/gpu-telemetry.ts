@@ -21,17 +21,30 @@ export type TelemetryQuery = () => Promise<TelemetryAnswer>;
 /** How long one nvidia-smi call may take (a hung driver must not hold the sampler). */
 const QUERY_TIMEOUT_MS = 15_000;
 
+/** The throttle field's name in drivers that renamed it (the bitmask is the same). */
+const THROTTLE_FIELD = 'clocks_throttle_reasons.active';
+const RENAMED_THROTTLE_FIELD = 'clocks_event_reasons.active';
+
 /**
  * Asks nvidia-smi for every GPU of the host at once. A failed call that still says a GPU is lost
- * (nvidia-smi exits 15 then, listing the others) is a reading; any other failure is an error.
+ * (nvidia-smi exits 15 then, listing the others) is a reading; any other failure is an error. A
+ * driver that no longer knows the throttle field by its old name is asked by its new one from then on.
  */
 export function nvidiaSmiQuery(env: NodeJS.ProcessEnv = { ...process.env }): TelemetryQuery {
+  let fields: string[] = [...TELEMETRY_QUERY_FIELDS];
+  const call = () =>
+    execa('nvidia-smi', [`--query-gpu=${fields.join(',')}`, '--format=csv,noheader,nounits'], {
+      timeout: QUERY_TIMEOUT_MS,
+      reject: false,
+      env,
+      extendEnv: false,
+    });
   return async () => {
-    const result = await execa(
-      'nvidia-smi',
-      [`--query-gpu=${TELEMETRY_QUERY_FIELDS.join(',')}`, '--format=csv,noheader,nounits'],
-      { timeout: QUERY_TIMEOUT_MS, reject: false, env, extendEnv: false },
-    );
+    let result = await call();
+    if (result.failed && fields.includes(THROTTLE_FIELD) && unknownField(result, THROTTLE_FIELD)) {
+      fields = fields.map((field) => (field === THROTTLE_FIELD ? RENAMED_THROTTLE_FIELD : field));
+      result = await call();
+    }
     if ((result as { code?: string }).code === 'ENOENT') return { missing: "no nvidia-smi on this host's PATH" };
     const stdout = String(result.stdout ?? '');
     const stderr = String(result.stderr ?? '');
@@ -47,6 +60,12 @@ export function nvidiaSmiQuery(env: NodeJS.ProcessEnv = { ...process.env }): Tel
     const said = (stderr || stdout).trim().split('\n')[0] ?? '';
     return { error: `nvidia-smi failed (${result.exitCode ?? result.shortMessage}): ${said}`.trim() };
   };
+}
+
+/** nvidia-smi refused the query for not knowing `field`: `Field "X" is not a valid field to query.` */
+function unknownField(result: { stdout?: unknown; stderr?: unknown }, field: string): boolean {
+  const said = `${String(result.stdout ?? '')}\n${String(result.stderr ?? '')}`;
+  return said.includes(`"${field}"`) && /not a valid field/i.test(said);
 }
 
 /** A failed call's output that lists GPUs and says one is lost; undefined for any other failure. */

@@ -19,6 +19,7 @@ import { DEFAULT_FENCING_SECONDS, FENCE_KILL_GRACE_SECONDS, type HostFencing } f
 import { hostRegistration, PoolMembership, RegistrationRefusedError } from '../gpu-worker/pool-membership.js';
 import { claimWorkDir, WorkDirHeldError } from '../gpu-worker/work-dir-claim.js';
 import { DeferredCleanup } from '../gpu-worker/deferred-cleanup.js';
+import { MasterPorts } from '../gpu-worker/master-ports.js';
 import { gpuWorkerHandle, type GpuWorkerHandle } from '../gpu-worker/handle.js';
 import { dataDir } from '../shared/settings.js';
 import { ensurePrivateDir } from '../security/files.js';
@@ -133,6 +134,7 @@ async function startGpuWorker(
     hostQueue,
     slots: discovery.slots,
     hostRuns,
+    masterPorts: new MasterPorts(),
     cleanup,
     telemetry,
     unsealingKey: sealing.key,
@@ -217,6 +219,7 @@ async function createWorkers(
     hostQueue: string;
     slots: Slot[];
     hostRuns: Map<string, RunWatch>;
+    masterPorts: MasterPorts;
     cleanup: DeferredCleanup;
     telemetry: GpuTelemetrySampler;
     unsealingKey: UnsealingKey;
@@ -266,6 +269,7 @@ async function createWorkers(
           fencingMs: hostFencing(options).fencingSeconds * 1000,
           leaseHeld,
           hostRuns: host.hostRuns,
+          masterPorts: host.masterPorts,
           cleanup: host.cleanup,
           telemetry: host.telemetry,
           datasets: { datasetsDir, dataDir: options.dataDir ?? dataDir() },

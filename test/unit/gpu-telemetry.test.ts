@@ -168,3 +168,36 @@ describe('the fake nvidia-smi answers the telemetry query as the real one', () =
     });
   });
 });
+
+describe('a driver that knows the throttle field only by its new name', () => {
+  it('is asked by the new name from then on, and its bitmask read the same', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'renamed-smi-'));
+    const calls = path.join(dir, 'calls');
+    // Answers like a driver without the old name: refuses it, answers the query with the new one.
+    await fs.writeFile(
+      path.join(dir, 'nvidia-smi'),
+      [
+        '#!/usr/bin/env bash',
+        `echo "$1" >> ${JSON.stringify(calls)}`,
+        'case "$1" in',
+        '  *clocks_throttle_reasons*) echo \'Field "clocks_throttle_reasons.active" is not a valid field to query.\'; exit 2 ;;',
+        '  *clocks_event_reasons.active*) echo "0, GPU-0, 50, 100, 70.5, 40, 1410, 0x0000000000000020, 0" ;;',
+        '  *) exit 2 ;;',
+        'esac',
+        '',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
+    const query = nvidiaSmiQuery({ PATH: `${dir}${path.delimiter}${process.env.PATH}` });
+    for (let i = 0; i < 2; i++) {
+      const answer = await query();
+      if (!('reading' in answer)) throw new Error(JSON.stringify(answer));
+      expect(answer.reading.rows[0]).toMatchObject({
+        utilizationPercent: 50,
+        throttleReasons: ['sw_thermal_slowdown'],
+      });
+    }
+    const asked = (await fs.readFile(calls, 'utf8')).trim().split('\n');
+    expect(asked.map((a) => a.includes('clocks_event_reasons.active'))).toEqual([false, true, true]);
+  });
+});
