@@ -142,22 +142,34 @@ describe('a GPU that falls off the bus mid-run, on a 2-GPU host', () => {
   let pair: TestStack;
   let pairFleet: string;
   let healthyPair: string;
+  let calls: string;
   beforeAll(async () => {
     pair = await startStack({ name: 'gpufail', gpuWorker: false });
     pairFleet = path.join(pair.workDir, 'pair.csv');
     healthyPair = await fs.readFile(path.join(FIXTURES, 'fleets', 'two-l4.csv'), 'utf8');
     await fs.writeFile(pairFleet, healthyPair);
-    // The worker's GPU sampler asks the fake nvidia-smi twice a second while a run trains.
+    // The worker's GPU sampler asks the fake nvidia-smi twice a second while a run trains, each
+    // query counted in a file.
+    calls = path.join(pair.workDir, 'telemetry-calls');
     process.env.EXPCTL_TELEMETRY_SECONDS = '0.5';
+    process.env.FAKE_NVIDIA_SMI_CALLS = calls;
     try {
       await pair.addGpuWorker({ host: 'pair', fleet: pairFleet });
     } finally {
       delete process.env.EXPCTL_TELEMETRY_SECONDS;
+      delete process.env.FAKE_NVIDIA_SMI_CALLS;
     }
   });
   afterAll(async () => pair?.stop());
 
   const pairPool = () => pair.client.workflow.getHandle(POOL_WORKFLOW_ID);
+  const telemetryQueries = async () =>
+    (await fs.readFile(calls, 'utf8').catch(() => '')).split('\n').filter((line) => line !== '').length;
+  /**
+   * Until the sampler has read the run's GPUs at least once: its queries run one after another and
+   * only while a run trains, so once two have started since `before`, the first has answered.
+   */
+  const sampled = (before: number) => waitFor(async () => (await telemetryQueries()) >= before + 2, 60_000);
   const pairSlot = async (slotId: string) =>
     (await pairPool().query(poolStateQuery)).slots.find((entry) => entry.slot.slotId === slotId);
   const onGpus = (gpus: number, env: Record<string, string>): ExperimentRequestInput => ({
@@ -168,13 +180,14 @@ describe('a GPU that falls off the bus mid-run, on a 2-GPU host', () => {
 
   it('ends a 2-GPU run gpu_failed naming that GPU; only it is drained, the other is leased again; a healthy check lifts the drain', async () => {
     const uuid1 = healthyPair.split('\n')[1]!.split(', ')[1]!;
+    const before = await telemetryQueries();
     const { handle, experimentId } = await submitExperiment(
       pair.client,
       onGpus(2, { STEPS: '200', STEP_SECONDS: '0.5' }),
     );
-    // Training for a few samples' time (its log has its 6th step), then GPU 1 falls off the bus.
+    // Training, its GPUs read by the sampler, then GPU 1 falls off the bus.
+    await sampled(before);
     const log = runFiles(path.join(pair.workDir, 'pair'), experimentId).log;
-    await waitFor(async () => (await fs.readFile(log, 'utf8').catch(() => '')).includes('step 00006'), 60_000);
     expect((await pairPool().query(poolStateQuery)).slots.map((s) => s.lease?.experimentId)).toEqual([
       experimentId,
       experimentId,
@@ -235,6 +248,7 @@ describe('a GPU that falls off the bus mid-run, on a 2-GPU host', () => {
   });
 
   it('ends a run `expctl run` waits on with its JSON and exit 4, and `expctl show` records the GPU', async () => {
+    const before = await telemetryQueries();
     const cli = runCli(
       { TEMPORAL_ADDRESS: pair.address, TEMPORAL_NAMESPACE: pair.namespace, EXPCTL_CATALOG: pair.catalogPath },
       [
@@ -260,13 +274,12 @@ describe('a GPU that falls off the bus mid-run, on a 2-GPU host', () => {
       ],
       { cwd: source.repo },
     );
-    // The run's GPU, once its training has run for a few samples' time.
+    // The run's GPU, once the sampler has read it.
     const leased = await eventually(async () =>
       (await pairPool().query(poolStateQuery)).slots.find((entry) => entry.lease !== null),
     );
     const { experimentId } = leased.lease!;
-    const log = runFiles(path.join(pair.workDir, 'pair'), experimentId).log;
-    await waitFor(async () => (await fs.readFile(log, 'utf8').catch(() => '')).includes('step 00006'), 60_000);
+    await sampled(before);
     const { index, uuid, slotId } = leased.slot;
     await fs.writeFile(pairFleet, withoutRow(healthyPair, index));
 
