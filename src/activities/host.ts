@@ -5,13 +5,13 @@ import { Context } from '@temporalio/activity';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Slot } from '../domain/fleet.js';
-import type { HostHealthReport } from '../domain/health.js';
+import { matchGpuRows, type HealthQueryReading, type HostHealthReport } from '../domain/health.js';
 import type { EnvironmentRecord } from '../catalog/record.js';
 import { recordedVariables } from '../domain/environment.js';
 import { READ_LOG_PAGE_BYTES } from '../domain/limits.js';
 import { REDACTED, runSecretValues, scrubText, secretForms } from '../domain/redact.js';
 import { heldRunSecrets, workerSecretValues } from '../gpu-worker/run-secrets.js';
-import { queryGpus } from '../gpu-worker/discover.js';
+import { queryHealth } from '../gpu-worker/health-query.js';
 import { driverVersion, softwareVersions } from '../gpu-worker/software.js';
 import { lockfileHashes } from '../gpu-worker/lockfiles.js';
 import { ExperimentRequestSchema, formatIssues, type ExperimentRequest } from '../domain/request.js';
@@ -271,15 +271,13 @@ export function createHostActivities(deps: HostDeps) {
 
     /** Measures what the scheduled health check judges: GPU temperature, memory, ECC, free disk. */
     async checkHealth(): Promise<HostHealthReport> {
-      const gpuSlots = deps.slots.filter((slot) => slot.acceleratorClass !== 'cpu');
-      let gpus: HostHealthReport['gpus'] = [];
+      const expectedGpus = deps.slots
+        .filter((slot) => slot.acceleratorClass !== 'cpu')
+        .map(({ slotId, index, uuid }) => ({ slotId, index, uuid }));
+      let reading: HealthQueryReading = { rows: [], lostGpus: [], said: [] };
       let error: string | null = null;
       try {
-        const rows = gpuSlots.length > 0 ? ((await queryGpus()) ?? []) : [];
-        gpus = rows.flatMap((row) => {
-          const slot = gpuSlots.find((s) => s.index === row.index);
-          return slot ? [{ ...row, slotId: slot.slotId }] : [];
-        });
+        if (expectedGpus.length > 0) reading = (await queryHealth()) ?? reading;
       } catch (failure) {
         error = (failure as Error).message;
       }
@@ -287,7 +285,10 @@ export function createHostActivities(deps: HostDeps) {
       return {
         host: deps.host,
         checkedAt: new Date().toISOString(),
-        gpus,
+        gpus: matchGpuRows(expectedGpus, reading.rows),
+        expectedGpus,
+        lostGpus: reading.lostGpus,
+        nvidiaSmiSaid: reading.said,
         slotIds: deps.slots.map((slot) => slot.slotId),
         diskFreeMb: stats ? Math.floor((stats.bavail * stats.bsize) / 1024 / 1024) : null,
         error,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TERMINAL_STATUSES } from '../domain/experiment.js';
 
 /**
  * What every `--json` output holds: one schema per output, in the one JSON style (snake_case at
@@ -20,7 +21,7 @@ const byName = <T extends z.ZodType>(value: T) => z.record(z.string(), value);
 export const ExperimentResultOutput = z.looseObject({
   experiment_id: nullableString.describe('null when the request was refused before it existed'),
   tag: z.string(),
-  status: z.string().describe('completed, validation_failed, command_failed, oom, timed_out, worker_lost, ...'),
+  status: z.string().describe(TERMINAL_STATUSES.join(', ')),
   decision: z.enum(['keep', 'discard']).nullable(),
   action: z.enum(['keep_commit', 'git_reset']).nullable().describe('the git action to take'),
   metric_name: z.string(),
@@ -170,8 +171,18 @@ const attemptRecordOutput = z.looseObject({
   slot_id: z.string(),
   started_at: timestamp,
   ended_at: timestamp.nullable(),
-  ended: z.enum(['completed', 'lost', 'refused', 'infra_failed', 'canceled']).nullable(),
+  ended: z.enum(['completed', 'gpu_failed', 'lost', 'refused', 'infra_failed', 'canceled']).nullable(),
   why: nullableString,
+  gpu_failure: z
+    .looseObject({
+      slot_id: z.string(),
+      index: z.number().int(),
+      uuid: z.string(),
+      evidence: z.string(),
+      at: timestamp,
+    })
+    .optional()
+    .describe('the GPU that failed under the attempt, and what showed it'),
   reattached: z.number().int(),
   resumed_from: z
     .looseObject({

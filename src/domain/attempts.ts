@@ -1,11 +1,16 @@
+import type { GpuFailure } from './telemetry.js';
+
 /**
  * The per-attempt record of a run (issue 29): where each attempt trained, how it ended, what it
  * resumed from and what training time it lost. Pure: the workflow builds it, the catalog keeps it,
  * `expctl show` prints it.
  */
 
-/** How an attempt ended: it trained to an end (completed, whatever the exit), its host was lost, or it never trained. */
-export type AttemptEnd = 'completed' | 'lost' | 'refused' | 'infra_failed' | 'canceled';
+/**
+ * How an attempt ended: it trained to an end (completed, whatever the exit), a GPU of it failed
+ * (the worker stopped it), its host was lost, or it never trained.
+ */
+export type AttemptEnd = 'completed' | 'gpu_failed' | 'lost' | 'refused' | 'infra_failed' | 'canceled';
 
 /** The checkpoint an attempt restored before its script started (from the outcome's `checkpoint.restore`). */
 export interface ResumedFrom {
@@ -38,6 +43,8 @@ export interface AttemptRecord {
    * (all of it when the next attempt resumed from none of its checkpoints); null while unknown.
    */
   lostSeconds: number | null;
+  /** The GPU that failed under it and the evidence (only an attempt that ended gpu_failed). */
+  gpuFailure?: GpuFailure;
 }
 
 /** The outcome's `checkpoint.restore`, as the worker reports it (absent for runs that never resumed). */

@@ -1,5 +1,6 @@
 import type { TerminalStatus, TrainingOutcome } from './experiment.js';
 import { scrubText } from './redact.js';
+import type { GpuFailure } from './telemetry.js';
 
 /** The terminal state of a finished training run, why (one sentence, with the evidence), and its metric. */
 export interface RunClassification {
@@ -96,15 +97,17 @@ const SIGKILL_EXIT = 137;
  * The one classification rule for a finished run. The first rule that matches decides:
  *
  * 1. canceled: expctl killed the process group because the experiment was canceled.
- * 2. completed: exit 0 and a `---` block with a numeric tag metric, whatever the log says
+ * 2. gpu_failed: a GPU of the run failed while it trained and the worker stopped the run; what the
+ *    process printed after that is not trusted, so this wins over a metric.
+ * 3. completed: exit 0 and a `---` block with a numeric tag metric, whatever the log says
  *    (a caught OOM in a batch-size probe is fine).
- * 3. timed_out: expctl killed it at the kill limit (phase training) or the setup limit (phase setup).
- * 4. command_failed: environment setup failed (phase setup).
- * 5. command_failed: the run's supervisor was killed from inside the run.
- * 6. oom: a non-zero exit or a kill, plus evidence: CUDA/torch OOM text or the kernel's oom-kill
+ * 4. timed_out: expctl killed it at the kill limit (phase training) or the setup limit (phase setup).
+ * 5. command_failed: environment setup failed (phase setup).
+ * 6. command_failed: the run's supervisor was killed from inside the run.
+ * 7. oom: a non-zero exit or a kill, plus evidence: CUDA/torch OOM text or the kernel's oom-kill
  *    text in the log tail, or SIGKILL (exit 137) with OOM kills counted by the run's cgroup.
  *    OOM text after a clean exit is never consulted.
- * 7. command_failed: everything else, including a SIGKILL expctl did not send without OOM
+ * 8. command_failed: everything else, including a SIGKILL expctl did not send without OOM
  *    evidence, and exit 0 without a complete metric block.
  */
 export function classifyTraining(outcome: TrainingOutcome, metricName: string): RunClassification {
@@ -117,6 +120,7 @@ export function classifyTraining(outcome: TrainingOutcome, metricName: string): 
       metric: null,
     };
   }
+  if (outcome.gpuFailure) return { status: 'gpu_failed', reason: gpuFailureReason(outcome.gpuFailure), metric: null };
   const value = outcome.metrics?.[metricName];
   const cleanExit = outcome.exitCode === 0 && outcome.signal === null;
   if (outcome.phase === 'training' && cleanExit && typeof value === 'number') {
@@ -161,4 +165,13 @@ export function classifyTraining(outcome: TrainingOutcome, metricName: string): 
   if (outcome.exitCode !== 0) return failed(`training exited with ${how}${lastText}`);
   const why = outcome.metrics ? `its --- block has no numeric "${metricName}"` : 'it printed no --- metric block';
   return failed(`training exited 0 but ${why}`);
+}
+
+/** Names the GPU that failed (index, slot, uuid) and what showed it, for a gpu_failed run's reason. */
+export function gpuFailureReason(failure: GpuFailure): string {
+  const gpu = `GPU ${failure.index} (${quotableLine(failure.slotId)}, ${quotableLine(failure.uuid)})`;
+  return (
+    `${gpu} failed while the run trained: ${quotableLine(failure.evidence)}; the run was stopped and that GPU ` +
+    `drained; not the code's fault: expctl retry ID --resume runs it again on a healthy GPU`
+  );
 }

@@ -11,7 +11,7 @@ export const EXIT_CODES = {
   validation_failed: 2,
   /** The run failed: command_failed, oom, timed_out. */
   run_failed: 3,
-  /** Infrastructure: worker_lost, retry_exhausted, data_unavailable, or the stack cannot be reached. */
+  /** Infrastructure: worker_lost, retry_exhausted, gpu_failed, data_unavailable, or the stack cannot be reached. */
   infrastructure: 4,
   /** Canceled by an operator. */
   canceled: 5,

@@ -17,6 +17,8 @@ export type FailedStatus =
   | 'timed_out'
   | 'worker_lost'
   | 'retry_exhausted'
+  /** A GPU of the run failed while it trained (outcome.gpuFailure names it); that GPU is drained. */
+  | 'gpu_failed'
   /** A dataset it names had no passed version (within `--wait-for-data`'s limit, when given). */
   | 'data_unavailable'
   | 'canceled';
@@ -40,6 +42,7 @@ export const TERMINAL_STATUSES: readonly TerminalStatus[] = [
   'timed_out',
   'worker_lost',
   'retry_exhausted',
+  'gpu_failed',
   'data_unavailable',
   'canceled',
 ];
@@ -90,6 +93,7 @@ export function exitCodeFor(status: TerminalStatus): number {
       return EXIT_CODES.run_failed;
     case 'worker_lost':
     case 'retry_exhausted':
+    case 'gpu_failed':
     case 'data_unavailable':
       return EXIT_CODES.infrastructure;
     case 'canceled':

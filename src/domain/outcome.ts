@@ -11,10 +11,11 @@ export type OutcomeKind = 'success' | 'crash' | 'refusal' | 'infrastructure' | '
 export const CRASH_STATUSES = ['command_failed', 'oom', 'timed_out'] as const satisfies readonly TerminalStatus[];
 /** The request was refused before any GPU was touched. */
 export const REFUSAL_STATUSES = ['validation_failed'] as const satisfies readonly TerminalStatus[];
-/** The fleet (or its data pipeline) failed the run, not the code. */
+/** The fleet (its hosts, its GPUs or its data pipeline) failed the run, not the code. */
 export const INFRASTRUCTURE_STATUSES = [
   'worker_lost',
   'retry_exhausted',
+  'gpu_failed',
   'data_unavailable',
 ] as const satisfies readonly TerminalStatus[];
 

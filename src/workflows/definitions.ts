@@ -5,6 +5,7 @@ import type { TournamentVerdict } from '../domain/tournament.js';
 import type { BatchSnapshot } from './batch-state.js';
 import type { DrainOutcome, HostRegistration, Slot } from '../domain/fleet.js';
 import type { HostHealthReport, SlotProblem } from '../domain/health.js';
+import type { GpuFailure } from '../domain/telemetry.js';
 import type { LeaseRequest, PlacementCheck, PlacementRecord, PlacementPolicy, QueuePlan } from '../domain/placement.js';
 import type { TagUsage } from '../domain/fair-share.js';
 import type { Requirements } from '../domain/request.js';
@@ -78,6 +79,8 @@ export interface SlotEntry {
   drainReason: string | null;
   /** Who drained it: an operator's drain is only lifted by an operator, a health drain by recovery. */
   drainedBy: 'operator' | 'health' | null;
+  /** When a GPU failure that drained it was seen (the host's clock): an older health report does not lift it. */
+  healthSince?: string;
 }
 export interface HostHealth {
   checkedAt: string;
@@ -129,6 +132,8 @@ export const drainUpdate = defineUpdate<
 >('drain');
 export const healthReportSignal =
   defineSignal<[{ host: string; report: HostHealthReport; problems: SlotProblem[] }]>('healthReport');
+/** An experiment's GPU failed mid-run: the pool drains that GPU only (a health drain), before the lease is released. */
+export const gpuFailedSignal = defineSignal<[{ experimentId: string; failure: GpuFailure }]>('gpuFailed');
 export interface PoolConfiguration {
   heartbeatLimitMs?: number;
   policy?: Partial<PlacementPolicy>;

@@ -4,7 +4,14 @@ import type { PoolSettings } from '../domain/pool-settings.js';
 import type { createPoolSettingsActivities } from '../activities/pool-settings.js';
 import { requirePermission } from './authorize.js';
 import { CONTROL_ACTIVITY } from './control-retry.js';
-import { configurePoolUpdate, drainUpdate, healthReportSignal, type SlotEntry } from './definitions.js';
+import { gpuFailureDrainReason, reportLiftsDrain } from '../domain/health.js';
+import {
+  configurePoolUpdate,
+  drainUpdate,
+  gpuFailedSignal,
+  healthReportSignal,
+  type SlotEntry,
+} from './definitions.js';
 import type { PoolState } from './pool-state.js';
 
 /** The catalog's copy of the pool's settings (only activities write it). */
@@ -47,12 +54,23 @@ export function installSettings(state: PoolState): void {
         entry.draining = true;
         entry.drainReason = `health: ${problem}`;
         entry.drainedBy = 'health';
-      } else if (!problem && entry.drainedBy === 'health') {
+      } else if (!problem && entry.drainedBy === 'health' && reportLiftsDrain(report.checkedAt, entry.healthSince)) {
         entry.draining = false;
         entry.drainReason = null;
         entry.drainedBy = null;
+        delete entry.healthSince;
       }
     }
+    state.touch();
+  });
+  setHandler(gpuFailedSignal, ({ experimentId, failure }) => {
+    // The GPU as registered now: a slot re-registered with another GPU under its id is not drained.
+    const entry = pool.slots.find((e) => e.slot.slotId === failure.slotId && e.slot.uuid === failure.uuid);
+    if (!entry || entry.drainedBy === 'operator') return;
+    entry.draining = true;
+    entry.drainReason = gpuFailureDrainReason(failure, experimentId);
+    entry.drainedBy = 'health';
+    entry.healthSince = failure.at;
     state.touch();
   });
   setHandler(configurePoolUpdate, async ({ heartbeatLimitMs, policy, authorization }) => {

@@ -26,6 +26,13 @@ const base: TrainingOutcome = {
   heartbeats: { count: 0, firstAt: null, lastAt: null, intervalSeconds: 2 },
 };
 const killed = { exitCode: null, signal: 'SIGKILL', metrics: null } as const;
+const gpuFailure = {
+  slotId: 'node1/gpu1',
+  index: 1,
+  uuid: 'GPU-2b1c',
+  evidence: 'nvidia-smi no longer lists GPU 1',
+  at: '2026-12-07T08:00:00.000Z',
+};
 
 /** [case, outcome fields, status, text the reason must contain] */
 const TABLE: [string, Partial<TrainingOutcome>, TerminalStatus, RegExp][] = [
@@ -41,6 +48,14 @@ const TABLE: [string, Partial<TrainingOutcome>, TerminalStatus, RegExp][] = [
   ['exit 0 with a block lacking the metric', { metrics: { loss: 1 } }, 'command_failed', /no numeric "val_bpb"/],
   ['canceled by expctl', { ...killed, canceled: true }, 'canceled', /canceled by an operator/],
   ['canceled wins over a block', { canceled: true }, 'canceled', /canceled/],
+  [
+    'a GPU failed mid-run: stopped by expctl',
+    { exitCode: null, signal: 'SIGTERM', metrics: null, gpuFailure },
+    'gpu_failed',
+    /^GPU 1 \(node1\/gpu1, GPU-2b1c\) failed while the run trained: nvidia-smi no longer lists GPU 1; .*expctl retry ID --resume/,
+  ],
+  ['a GPU failure wins over a block printed after it', { gpuFailure }, 'gpu_failed', /GPU 1 \(node1\/gpu1/],
+  ['canceled wins over a GPU failure', { ...killed, canceled: true, gpuFailure }, 'canceled', /canceled/],
   ['kill limit reached', { ...killed, timedOut: true }, 'timed_out', /kill limit/],
   ['kill limit reached with OOM text', { ...killed, timedOut: true, logTail: CUDA_OOM }, 'timed_out', /kill limit/],
   [

@@ -82,6 +82,7 @@ describe('applyOutcome', () => {
       outcome('v', 'validation_failed', null),
       outcome('w', 'worker_lost', null),
       outcome('r', 'retry_exhausted', null),
+      outcome('x', 'gpu_failed', null),
       outcome('d', 'timed_out', null),
       outcome('e', 'completed', 2.0),
       outcome('f', 'worker_lost', null),
@@ -96,6 +97,7 @@ describe('applyOutcome', () => {
       ['v', 2, false],
       ['w', 2, false],
       ['r', 2, false],
+      ['x', 2, false],
       ['d', 3, true],
       ['e', 0, false],
       ['f', 0, false],
@@ -104,12 +106,12 @@ describe('applyOutcome', () => {
       ['i', 0, false],
     ]);
     expect(state.counts).toEqual({
-      total: 12,
+      total: 13,
       kept: 1,
       discarded: 0,
       crashed: 3,
       refused: 4,
-      infrastructure: 3,
+      infrastructure: 4,
       canceled: 1,
       nearMisses: 0,
     });

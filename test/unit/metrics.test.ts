@@ -94,8 +94,9 @@ describe('exit codes', () => {
         'timed_out',
         'worker_lost',
         'retry_exhausted',
+        'gpu_failed',
         'canceled',
       ].map((s) => exitCodeFor(s as never)),
-    ).toEqual([0, 2, 3, 3, 3, 4, 4, 5]);
+    ).toEqual([0, 2, 3, 3, 3, 4, 4, 4, 5]);
   });
 });

@@ -161,6 +161,7 @@ describe('exit codes and error objects', () => {
     });
     expect(exitCodeFor('oom')).toBe(EXIT_CODES.run_failed);
     expect(exitCodeFor('data_unavailable')).toBe(EXIT_CODES.infrastructure);
+    expect(exitCodeFor('gpu_failed')).toBe(EXIT_CODES.infrastructure);
     expect(errorCodeFor(6)).toBe('permission_denied');
     expect(errorCodeFor(1)).toBe('internal_error');
   });

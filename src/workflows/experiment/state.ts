@@ -6,7 +6,8 @@ import type { ExperimentStatus, TerminalStatus } from '../../domain/experiment.j
 import type { ExperimentRequest } from '../../domain/request.js';
 import { publicRequest, runSecretValues, scrubText } from '../../domain/redact.js';
 import { SA } from '../../shared/search-attributes.js';
-import { releaseLeaseSignal, type Lease } from '../definitions.js';
+import type { GpuFailure } from '../../domain/telemetry.js';
+import { gpuFailedSignal, releaseLeaseSignal, type Lease } from '../definitions.js';
 import type { ExperimentInput, ExperimentSnapshot } from '../experiment-state.js';
 import { localControl, pool } from './activities.js';
 
@@ -115,6 +116,18 @@ export async function advance(
   const update = { ...run.pending, ...record, experimentId: run.experimentId, status, revision: ++run.revision };
   run.pending = { events: [] };
   await localControl.recordExperiment(update);
+}
+
+/**
+ * Tells the pool that a GPU of the lease failed under the run, so it drains that GPU only; sent
+ * (and delivered) before the lease is released, so the failed GPU is never granted in between.
+ */
+export async function drainFailedGpu(run: ExperimentRun, lease: Lease, failure: GpuFailure): Promise<void> {
+  // Only a GPU this lease holds: a worker naming another one is not taken at its word.
+  if (!lease.slots.some((slot) => slot.slotId === failure.slotId)) return;
+  await pool()
+    .signal(gpuFailedSignal, { experimentId: run.experimentId, failure })
+    .catch(() => undefined);
 }
 
 /** Gives the lease back to the pool (a pool that is gone has nothing to release). */

@@ -1,12 +1,13 @@
 import { sleep } from '@temporalio/workflow';
 import type { AttemptEnd, AttemptRecord } from '../../domain/attempts.js';
 import { resumedFromOutcome, withLostSeconds } from '../../domain/attempts.js';
+import { gpuFailureReason } from '../../domain/classify.js';
 import type { TrainingOutcome } from '../../domain/experiment.js';
 import type { ExperimentRequest } from '../../domain/request.js';
 import type { Lease } from '../definitions.js';
 import { acquire } from './acquire.js';
 import { attemptOn, type AttemptCarry, type AttemptResult } from './attempt.js';
-import { releaseLease, RunEnded, type ExperimentRun } from './state.js';
+import { drainFailedGpu, releaseLease, RunEnded, type ExperimentRun } from './state.js';
 
 type Requirements = ExperimentRequest['requirements'];
 
@@ -37,6 +38,7 @@ export async function train(run: ExperimentRun): Promise<{ outcome: TrainingOutc
       trained: (seconds) => (record.trainedSeconds = seconds),
     });
     endAttempt(run, record, attempt);
+    if (attempt.outcome?.gpuFailure) await drainFailedGpu(run, granted, attempt.outcome.gpuFailure);
     if (attempt.outcome) return { outcome: attempt.outcome, lease: granted };
     await releaseLease(run);
     if (attempt.refused !== undefined) throw new RunEnded('validation_failed', attempt.refused);
@@ -105,6 +107,7 @@ function endAttempt(run: ExperimentRun, record: AttemptRecord, result: AttemptRe
   record.ended = ended;
   record.why = why === null ? null : run.scrub(why);
   record.resumedFrom = resumedFromOutcome(result.outcome ?? null);
+  if (result.outcome?.gpuFailure) record.gpuFailure = result.outcome.gpuFailure;
   record.trainedSeconds = result.outcome
     ? result.outcome.timings.processSeconds
     : (result.trainedSeconds ?? record.trainedSeconds);
@@ -114,6 +117,7 @@ function endAttempt(run: ExperimentRun, record: AttemptRecord, result: AttemptRe
 }
 
 function attemptEnd(result: AttemptResult): [AttemptEnd, string | null] {
+  if (result.outcome?.gpuFailure) return ['gpu_failed', gpuFailureReason(result.outcome.gpuFailure)];
   if (result.outcome) return [result.outcome.canceled ? 'canceled' : 'completed', null];
   if (result.lost !== undefined) return ['lost', result.lost];
   if (result.refused !== undefined) return ['refused', result.refused];
