@@ -44,6 +44,13 @@ export const MAX_DATASET_REFS = 64;
 export const MAX_RUNTIME_TAGS = 32;
 /** The most GPUs one run may ask for (`--gpus K`): more than any single host carries. */
 export const MAX_GPUS_PER_RUN = 64;
+/** `--gpus all`: every capable GPU of the host the run is placed on. */
+export const GPUS_ALL = 'all';
+
+/** The GPUs a request asks for: a count, or `all` (every capable GPU of the host it is placed on). */
+export function gpusOf(requirements: { gpus?: number | typeof GPUS_ALL | undefined }): number | typeof GPUS_ALL {
+  return requirements.gpus ?? 1;
+}
 export const MAX_RUNTIME_TAG_CHARS = 64;
 /** Variants (commits) of one `expctl batch`. */
 export const MAX_BATCH_VARIANTS = 64;

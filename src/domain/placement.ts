@@ -1,6 +1,7 @@
 import type { Slot } from './fleet.js';
 import { chooseSet, describeSet, indexRanges, TIER_RANK, topologyOrder, whySet, type ChosenSet } from './gang.js';
-import { GPUS_ALL, gpusOf, type Requirements } from './request.js';
+import { GPUS_ALL, gpusOf } from './bounds.js';
+import type { Requirements } from './request.js';
 
 /** Filter-then-score placement (BRIEF §7). Pure: the pool workflow decides with it; tests check it. */
 

@@ -7,6 +7,7 @@ import { parseDatasetRef } from './dataset-refs.js';
 import { DATASET_NAME_TEXT } from './datasets.js';
 import {
   formatBytes,
+  gpusOf,
   MAX_COMMAND_BYTES,
   MAX_COMMAND_WORDS,
   MAX_DATASET_REFS,
@@ -19,6 +20,7 @@ import {
   MAX_RUNTIME_TAG_CHARS,
   MAX_RUNTIME_TAGS,
   MAX_GPUS_PER_RUN,
+  GPUS_ALL,
   TAG_PATTERN,
   TAG_PATTERN_TEXT,
   TAG_RULE,
@@ -48,7 +50,7 @@ export const CATEGORIES = [
   'other',
 ] as const;
 
-export { TAG_PATTERN, TAG_PATTERN_TEXT, TAG_RULE, tagProblem };
+export { GPUS_ALL, gpusOf, TAG_PATTERN, TAG_PATTERN_TEXT, TAG_RULE, tagProblem };
 /** Metric names: the keys a `---` block can carry (see parseSummaryBlock). */
 export const METRIC_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/;
 export const METRIC_NAME_TEXT =
@@ -178,9 +180,6 @@ const variables = (value: z.ZodString) =>
           });
       }
     });
-
-/** `--gpus all`: every capable GPU of the host the run is placed on. */
-export const GPUS_ALL = 'all';
 
 export const RequirementsSchema = z.strictObject({
   acceleratorClass: z
@@ -324,10 +323,6 @@ export type ExperimentRequestInput = z.input<typeof ExperimentRequestSchema>;
 /** Requirements as held: `gpus` is absent for a 1-GPU run (read it with gpusOf). */
 export type Requirements = z.output<typeof RequirementsSchema>;
 
-/** The GPUs a request asks for: a count, or `all` (every capable GPU of the host it is placed on). */
-export function gpusOf(requirements: Pick<Requirements, 'gpus'>): number | typeof GPUS_ALL {
-  return requirements.gpus ?? 1;
-}
 export type Category = (typeof CATEGORIES)[number];
 
 /** A malformed request: every problem with the path of its field and what was expected. */
