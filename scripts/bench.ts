@@ -9,6 +9,9 @@
  *   - detect: a worker SIGKILLed during a run, until the run ends and until its host shows offline
  *   - pool: lease acquire/release cycles through the pool workflow
  *   - placement: the pure placement rule on a 64-GPU fleet with 256 waiting requests
+ *   - packing: gang leases (K of 1, 2, 4, 8) on 2 hosts x 8 fake GPUs in virtual time: GPU-seconds
+ *     used over available beside an ideal packing, and the K=8 runs' waits, with and without
+ *     reservations (scripts/bench-packing.ts)
  *   - catalog: 10,000 records, then history, summary and suggest times, on SQLite and PostgreSQL
  *     (scripts/bench-catalog.ts)
  *   - store: the fleet store's upload and download throughput, filesystem and S3 (a throwaway
@@ -28,6 +31,7 @@ import { assignSlots, DEFAULT_PLACEMENT_POLICY, type LeaseRequest, type SlotView
 import { CONTROL_TASK_QUEUE } from '../src/shared/constants.js';
 import { leaseCyclerWorkflow } from '../src/workflows/lease-cycler.js';
 import { benchCatalog } from './bench-catalog.js';
+import { benchPacking } from './bench-packing.js';
 import { benchStore } from './bench-store.js';
 import { median } from './bench/figures.js';
 import { makeJobRepo } from './bench/jobs.js';
@@ -113,7 +117,7 @@ const SECTIONS = {
   pool: poolSection,
   search: searchSection,
 } as const;
-const OFFLINE = ['placement', 'catalog', 'store'] as const;
+const OFFLINE = ['placement', 'packing', 'catalog', 'store'] as const;
 const ALL = [...Object.keys(SECTIONS), ...OFFLINE];
 
 interface BenchArgs {
@@ -188,6 +192,7 @@ async function main(): Promise<void> {
     }
   }
   if (sections.includes('placement')) placementSection();
+  if (sections.includes('packing')) benchPacking(quick);
   if (sections.includes('catalog')) await benchCatalog(quick);
   if (sections.includes('store')) await benchStore(quick);
   printTargets(checks);

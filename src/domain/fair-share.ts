@@ -6,7 +6,8 @@
  * least recent GPU time goes first; within a tag, first come first served. A tag's recent GPU
  * time is the GPU-seconds of its finished leases, halved for every FAIR_SHARE_HALF_LIFE_MS since
  * they ended, plus the time its current leases have run (each counts at least one second from its
- * grant, so two slots granted in one pass go to two different tags when both wait).
+ * grant, so two slots granted in one pass go to two different tags when both wait). A lease of K
+ * GPUs counts K GPU-seconds per second, running and finished.
  */
 
 /** How fast past use is forgotten: use an hour ago weighs half as much as use now. */
@@ -22,6 +23,8 @@ export interface TagUsage {
 export interface RunningLease {
   tag: string;
   grantedAt: number;
+  /** Every GPU of a gang lease is one running lease here (K GPU-seconds per second); the id tells them apart from runs. */
+  leaseId?: string;
 }
 
 /** Finished GPU-seconds decayed from `usage.at` to `now`. */
@@ -40,10 +43,23 @@ export function runningSeconds(lease: RunningLease, now: number): number {
   return Math.max(1, (now - lease.grantedAt) / 1000);
 }
 
-/** The leases still held by tagged runs, among a pool's slot entries. */
-export function runningLeasesOf(entries: { lease: { tag?: string; grantedAt: number } | null }[]): RunningLease[] {
+/**
+ * The leases still held by tagged runs, among a pool's slot entries: one per GPU, so a gang of K
+ * counts K GPU-seconds per second.
+ */
+export function runningLeasesOf(
+  entries: { lease: { tag?: string; grantedAt: number; leaseId?: string } | null }[],
+): RunningLease[] {
   return entries.flatMap(({ lease }) =>
-    lease?.tag !== undefined ? [{ tag: lease.tag, grantedAt: lease.grantedAt }] : [],
+    lease?.tag !== undefined
+      ? [
+          {
+            tag: lease.tag,
+            grantedAt: lease.grantedAt,
+            ...(lease.leaseId !== undefined ? { leaseId: lease.leaseId } : {}),
+          },
+        ]
+      : [],
   );
 }
 
@@ -69,6 +85,7 @@ export interface TagShare {
   gpuSeconds: number;
   /** Fraction of all tags' recent GPU-seconds (0 when nothing has run). */
   share: number;
+  /** Runs holding leases now (a gang of K GPUs is one run). */
   running: number;
 }
 
@@ -81,9 +98,15 @@ export function tagShares(usage: Record<string, TagUsage>, running: RunningLease
       tag,
       gpuSeconds,
       share: total > 0 ? gpuSeconds / total : 0,
-      running: running.filter((lease) => lease.tag === tag).length,
+      running: runsOf(running.filter((lease) => lease.tag === tag)),
     }))
     .sort((a, b) => b.gpuSeconds - a.gpuSeconds || a.tag.localeCompare(b.tag));
+}
+
+/** Distinct runs among running leases: the GPUs of one gang share a lease id. */
+function runsOf(leases: RunningLease[]): number {
+  const ids = new Set(leases.flatMap((lease) => (lease.leaseId !== undefined ? [lease.leaseId] : [])));
+  return ids.size + leases.filter((lease) => lease.leaseId === undefined).length;
 }
 
 /** Forgets tags whose decayed use is below a millisecond, so the pool's state stays small. */

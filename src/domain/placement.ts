@@ -231,9 +231,50 @@ export function refusalReason(slots: Slot[], req: Requirements, policy: Placemen
     return 'no worker has registered any GPU or CPU slot with the pool (start one with `expctl worker`)';
   const reserve = reservesScarce(slots, req, policy);
   const reasons = slots.map((slot) => ({ slot, why: capabilityMismatch(slot, req, policy, reserve) }));
-  if (reasons.some((r) => r.why === null)) return null;
+  if (reasons.some((r) => r.why === null)) return gangRefusal(slots, req, policy);
   const summary = reasons.map((r) => `${r.slot.slotId}: ${r.why}`).join('; ');
   return `no slot in the fleet can ever satisfy accelerator=${req.acceleratorClass}, memory=${req.gpuMemoryMb} MB, tags=[${req.runtimeTags.join(',')}]; ${refusalHint(slots, req, policy)} (${summary})`;
+}
+
+/** A gang is taken from the capable GPUs of one class on one host: these, by host and class. */
+function capableGroups(slots: Slot[], req: Requirements, policy: PlacementPolicy): Slot[][] {
+  const reserve = reservesScarce(slots, req, policy);
+  const groups = new Map<string, Slot[]>();
+  for (const slot of slots) {
+    if (capabilityMismatch(slot, req, policy, reserve) !== null) continue;
+    const key = `${slot.host}\u0000${slot.acceleratorClass}`;
+    const group = groups.get(key);
+    if (group) group.push(slot);
+    else groups.set(key, [slot]);
+  }
+  return [...groups.values()];
+}
+
+/** Whether a group of this many capable GPUs could ever hold the request's gang (`all`: any). */
+function holdsGang(size: number, req: Requirements): boolean {
+  const gpus = gpusOf(req);
+  return size > 0 && (gpus === GPUS_ALL || size >= gpus);
+}
+
+/** The capable groups' slots on hosts online now, of the groups that still hold the gang. */
+function liveGangGroups(groups: Slot[][], hosts: Record<string, { online: boolean }>, req: Requirements): Slot[][] {
+  return groups
+    .map((group) => group.filter((slot) => hosts[slot.host]?.online))
+    .filter((group) => holdsGang(group.length, req));
+}
+
+/** Null when some host has K capable GPUs of one class; else the largest K the fleet offers, where, and the flag. */
+function gangRefusal(slots: Slot[], req: Requirements, policy: PlacementPolicy): string | null {
+  const groups = capableGroups(slots, req, policy);
+  if (groups.some((group) => holdsGang(group.length, req))) return null;
+  const largest = [...groups].sort(
+    (a, b) =>
+      b.length - a.length ||
+      a[0]!.host.localeCompare(b[0]!.host) ||
+      a[0]!.acceleratorClass.localeCompare(b[0]!.acceleratorClass),
+  )[0]!;
+  const { host, acceleratorClass } = largest[0]!;
+  return `no host in the fleet has ${gpusOf(req)} GPUs of one class that satisfy accelerator=${req.acceleratorClass}, memory=${req.gpuMemoryMb} MB, tags=[${req.runtimeTags.join(',')}] (a run's GPUs are all on one host): the largest offers ${largest.length} ${acceleratorClass} GPU${largest.length === 1 ? '' : 's'} on one host (${host}): pass --gpus ${largest.length} or less`;
 }
 
 export function queueOrder(a: LeaseRequest, b: LeaseRequest): number {
@@ -250,18 +291,57 @@ export interface Grant {
 }
 
 /**
- * The next request to place: the first of the highest priority, or, with `loads` (fair share,
- * fair-share.ts), the first of the highest priority whose tag has the least recent GPU time.
+ * Waiting requests in the order the pool serves them: the highest priority first; within it, with
+ * `loads` (fair share, fair-share.ts), the tag with the least recent GPU time (charge() adds to it
+ * as requests are served), then first come. Each step looks at one request per tag, not the queue.
  */
-function nextRequest(pending: LeaseRequest[], loads: Map<string, number> | undefined): number {
-  if (!loads) return 0;
-  let best = 0;
-  const top = pending[0]!.priority;
-  for (let i = 1; i < pending.length && pending[i]!.priority === top; i++) {
-    const load = (request: LeaseRequest) => loads.get(request.tag ?? '') ?? 0;
-    if (load(pending[i]!) < load(pending[best]!)) best = i;
-  }
-  return best;
+function servingQueue(queue: LeaseRequest[], loads: Map<string, number> | undefined) {
+  const sorted = [...queue].sort(queueOrder);
+  const shares = loads && new Map(loads);
+  let at = 0; // without shares: the sorted queue in order
+  // With shares: the current priority's requests, per tag, each tag's first come first.
+  let byTag = new Map<string, LeaseRequest[]>();
+  const heads = new Map<string, number>();
+  const tagOf = (request: LeaseRequest) => request.tag ?? '';
+  const nextPriority = () => {
+    byTag = new Map();
+    heads.clear();
+    const top = sorted[at]!.priority;
+    for (; at < sorted.length && sorted[at]!.priority === top; at++) {
+      const tag = tagOf(sorted[at]!);
+      const list = byTag.get(tag);
+      if (list) list.push(sorted[at]!);
+      else byTag.set(tag, [sorted[at]!]);
+      if (!heads.has(tag)) heads.set(tag, 0);
+    }
+  };
+  return {
+    next(): LeaseRequest | undefined {
+      if (!shares) return sorted[at++];
+      if (heads.size === 0) {
+        if (at >= sorted.length) return undefined;
+        nextPriority();
+      }
+      let best: { tag: string; request: LeaseRequest } | null = null;
+      for (const [tag, head] of heads) {
+        const request = byTag.get(tag)![head]!;
+        if (
+          !best ||
+          (shares.get(tag) ?? 0) < (shares.get(best.tag) ?? 0) ||
+          ((shares.get(tag) ?? 0) === (shares.get(best.tag) ?? 0) && queueOrder(request, best.request) < 0)
+        )
+          best = { tag, request };
+      }
+      const head = heads.get(best!.tag)! + 1;
+      if (head >= byTag.get(best!.tag)!.length) heads.delete(best!.tag);
+      else heads.set(best!.tag, head);
+      return best!.request;
+    },
+    /** A grant (or, for servingOrder, a turn) of this many GPUs counts that many GPU-seconds for the tag. */
+    charge(request: LeaseRequest, gpus: number): void {
+      if (shares) shares.set(tagOf(request), (shares.get(tagOf(request)) ?? 0) + gpus);
+    },
+  };
 }
 
 /**
@@ -269,13 +349,13 @@ function nextRequest(pending: LeaseRequest[], loads: Map<string, number> | undef
  * position and `pool`'s queue): priority, then (with `loads`) fair share, then first come.
  */
 export function servingOrder(queue: LeaseRequest[], loads?: Map<string, number>): LeaseRequest[] {
-  const pending = [...queue].sort(queueOrder);
-  const shares = loads && new Map(loads);
+  const serving = servingQueue(queue, loads);
   const ordered: LeaseRequest[] = [];
-  while (pending.length > 0) {
-    const [request] = pending.splice(nextRequest(pending, shares), 1) as [LeaseRequest];
+  for (let request = serving.next(); request; request = serving.next()) {
     ordered.push(request);
-    if (shares) shares.set(request.tag ?? '', (shares.get(request.tag ?? '') ?? 0) + 1);
+    // As a grant would: K GPU-seconds for a gang (`all`: at least one).
+    const gpus = gpusOf(request.requirements);
+    serving.charge(request, gpus === GPUS_ALL ? 1 : gpus);
   }
   return ordered;
 }
@@ -316,12 +396,29 @@ interface HostGroup {
   acceleratorClass: string;
   /** Positions in the pass's slot list. */
   members: number[];
+  /** Members neither offline nor draining (fixed for the pass). */
+  usable: number;
 }
 
 /** What a set of requirements can use, worked out once per pass for every request that shares them. */
 interface Capability {
   mismatch: (string | null)[];
   groups: HostGroup[];
+}
+
+export interface PlanOptions {
+  /** At most this many reservations (default MAX_RESERVATIONS); 0 plans without any (the bench's comparison). */
+  maxReservations?: number;
+}
+
+/** A host group's free GPUs during a pass, and the sets chosen from them so far. */
+interface GroupView {
+  version: number;
+  /** Positions of its free GPUs. */
+  free: number[];
+  /** Whether any of them is reserved (then what a request may use depends on its hold). */
+  reserved: boolean;
+  sets: Map<string, ChosenSet<SlotView> | null>;
 }
 
 /** A host where the request could start now, and how well it fits. */
@@ -370,7 +467,10 @@ export function planQueue(
   policy: PlacementPolicy,
   now: number,
   loads?: Map<string, number>,
+  options: PlanOptions = {},
 ): QueuePlan {
+  const maxReservations = options.maxReservations ?? MAX_RESERVATIONS;
+  const positions = new Map(slots.map((slot, i) => [slot.slotId, i]));
   const taken = new Map<number, number | null>(); // granted this pass → when it ends at the latest
   const reservedBy = new Map<number, Reservation>();
   const reservations: Reservation[] = [];
@@ -384,15 +484,35 @@ export function planQueue(
 
   const usable = (i: number) => slots[i]!.state !== 'offline' && !slots[i]!.draining;
   const freeNow = (i: number) => slots[i]!.state === 'idle' && !slots[i]!.draining && !taken.has(i);
+  /** EASY backfill: a run may use GPUs held for another only if it surely ends before that one starts. */
+  const mayBackfill = (reservation: Reservation, request: LeaseRequest) =>
+    reservation.startsBy !== null &&
+    request.holdSeconds !== undefined &&
+    now + request.holdSeconds * 1000 <= reservation.startsBy;
   const mayUse = (i: number, request: LeaseRequest) => {
     const reservation = reservedBy.get(i);
-    if (!reservation) return true;
-    return (
-      reservation.startsBy !== null &&
-      request.holdSeconds !== undefined &&
-      now + request.holdSeconds * 1000 <= reservation.startsBy
-    );
+    return !reservation || mayBackfill(reservation, request);
   };
+  // What a host group has free, worked out once until a grant or reservation changes its host.
+  const hostVersion = new Map<string, number>();
+  const touch = (host: string) => hostVersion.set(host, (hostVersion.get(host) ?? 0) + 1);
+  const groupViews = new Map<HostGroup, GroupView>();
+  const groupView = (group: HostGroup): GroupView => {
+    const version = hostVersion.get(group.host) ?? 0;
+    let view = groupViews.get(group);
+    if (!view || view.version !== version) {
+      const free = group.members.filter(freeNow);
+      view = { version, free, reserved: free.some((i) => reservedBy.has(i)), sets: new Map() };
+      groupViews.set(group, view);
+    }
+    return view;
+  };
+  const groupKeyOf = (slot: { host: string; acceleratorClass: string }) => `${slot.host}\u0000${slot.acceleratorClass}`;
+  // Free GPUs per host and class: a cheap bound that skips hosts too full for a request.
+  const hostClassFree = new Map<string, number>();
+  for (const slot of slots)
+    if (slot.state === 'idle' && !slot.draining)
+      hostClassFree.set(groupKeyOf(slot), (hostClassFree.get(groupKeyOf(slot)) ?? 0) + 1);
 
   const capabilityOf = (req: Requirements): { key: string; capability: Capability } => {
     const key = JSON.stringify([req.acceleratorClass, req.gpuMemoryMb, req.runtimeTags]);
@@ -404,11 +524,13 @@ export function planQueue(
       mismatch.forEach((why, i) => {
         if (why !== null) return;
         const slot = slots[i]!;
-        const groupKey = `${slot.host}\u0000${slot.acceleratorClass}`;
+        const groupKey = groupKeyOf(slot);
         const group = byGroup.get(groupKey);
         if (group) group.members.push(i);
-        else byGroup.set(groupKey, { host: slot.host, acceleratorClass: slot.acceleratorClass, members: [i] });
+        else
+          byGroup.set(groupKey, { host: slot.host, acceleratorClass: slot.acceleratorClass, members: [i], usable: 0 });
       });
+      for (const group of byGroup.values()) group.usable = group.members.filter(usable).length;
       capability = { mismatch, groups: [...byGroup.values()] };
       capabilities.set(key, capability);
     }
@@ -417,34 +539,46 @@ export function planQueue(
 
   const needOf = (request: LeaseRequest, group: HostGroup): number => {
     const gpus = gpusOf(request.requirements);
-    return gpus === GPUS_ALL ? group.members.filter(usable).length : gpus;
+    return gpus === GPUS_ALL ? group.usable : gpus;
   };
 
   /** Where the request could start now, best first; or why it cannot. */
   const optionsFor = (request: LeaseRequest, capability: Capability) => {
     const options: Option[] = [];
-    const shortBy = new Map<HostGroup, string>();
+    const short: HostGroup[] = [];
     let blockedBy: Reservation | null = null;
     let liveEnough = false;
     const datasets = request.datasets ?? [];
     const wantsAll = gpusOf(request.requirements) === GPUS_ALL;
     for (const group of capability.groups) {
       const need = needOf(request, group);
-      if (need === 0 || group.members.filter(usable).length < need) {
-        shortBy.set(group, `${group.host} has ${plural(group.members.filter(usable).length, 'usable GPU')}`);
+      if (need === 0 || group.usable < need) {
+        short.push(group);
         continue;
       }
       liveEnough = true;
-      const freeAll = group.members.filter(freeNow);
-      const free = freeAll.filter((i) => mayUse(i, request)).map((i) => slots[i]!);
-      const set = chooseSet(free, need);
+      // Cheap first: the host's free GPUs of the class bound the group's.
+      if ((hostClassFree.get(groupKeyOf(group)) ?? 0) < need) {
+        short.push(group);
+        continue;
+      }
+      const view = groupView(group);
+      const freeAll = view.free;
+      const usableFree = view.reserved ? freeAll.filter((i) => mayUse(i, request)) : freeAll;
+      const setKey = view.reserved ? `${need}:${usableFree.join(',')}` : `${need}`;
+      let set = view.sets.get(setKey);
+      if (set === undefined) {
+        set = chooseSet(
+          usableFree.map((i) => slots[i]!),
+          need,
+        );
+        view.sets.set(setKey, set);
+      }
+      const free = usableFree;
       if (!set) {
         if (freeAll.length >= need && !blockedBy)
           blockedBy = reservedBy.get(freeAll.find((i) => !mayUse(i, request))!)!;
-        shortBy.set(
-          group,
-          `${group.host} has ${free.length} of the ${need} ${group.acceleratorClass} GPUs needed free`,
-        );
+        short.push(group);
         continue;
       }
       const lead = set.slots[0]!;
@@ -471,7 +605,7 @@ export function planQueue(
         a.group.host.localeCompare(b.group.host) ||
         topologyOrder(a.set.slots[0]!, b.set.slots[0]!),
     );
-    return { options, shortBy, blockedBy: blockedBy as Reservation | null, liveEnough };
+    return { options, short, blockedBy: blockedBy as Reservation | null, liveEnough };
   };
 
   /** When a GPU is free at the latest, as far as this pass knows: now, a lease's end, or null (unknown). */
@@ -504,55 +638,54 @@ export function planQueue(
         gpus: need,
         startsBy,
       };
-      const usableCount = group.members.filter(usable).length;
-      const sooner =
-        !best ||
-        (startsBy ?? Infinity) - (best.reservation.startsBy ?? Infinity) ||
-        usableCount - best.usable ||
-        group.host.localeCompare(best.reservation.host);
-      if (sooner === true || (typeof sooner === 'number' && sooner < 0)) best = { reservation, usable: usableCount };
+      if (!best || soonerOrTighter({ reservation, usable: group.usable }, best) < 0)
+        best = { reservation, usable: group.usable };
     }
     if (!best) return null;
-    for (const slotId of best.reservation.slotIds)
-      reservedBy.set(
-        slots.findIndex((s) => s.slotId === slotId),
-        best.reservation,
-      );
+    for (const slotId of best.reservation.slotIds) reservedBy.set(positions.get(slotId)!, best.reservation);
+    touch(best.reservation.host);
     return best.reservation;
   };
 
-  const pending = [...queue].sort(queueOrder);
-  const shares = loads && new Map(loads);
-  let position = 0;
-  while (pending.length > 0) {
-    const [request] = pending.splice(nextRequest(pending, shares), 1) as [LeaseRequest];
-    position++;
-    if (freeCount === 0 && reservations.length >= MAX_RESERVATIONS) {
+  const serving = servingQueue(queue, loads);
+  for (let request = serving.next(); request; request = serving.next()) {
+    if (freeCount === 0 && reservations.length >= maxReservations) {
+      // Nothing can start and nothing more is held: a reason without looking at the fleet.
+      const held =
+        maxReservations > 0
+          ? ` and the ${maxReservations} reservations a pass holds are taken by runs ahead of it`
+          : '';
       waiting.push({
         experimentId: request.experimentId,
-        why: `no GPU is free and the ${MAX_RESERVATIONS} reservations a pass holds are taken by runs ahead of it (it is ${ordinal(position)} in line)`,
+        why: `waits for ${wantedText(request)}: no GPU in the fleet is free${held} (${ordinal(waiting.length + 1)} of the runs waiting)`,
       });
       continue;
     }
     const { key, capability } = capabilityOf(request.requirements);
     const gpus = gpusOf(request.requirements);
-    const memo = JSON.stringify([key, gpus, request.holdSeconds ?? null]);
-    let blocked = freeCount === 0 ? 'no GPU in the fleet is free' : cannotStart.get(memo);
+    // Whether it may backfill each reservation decides what it can use, not its exact hold.
+    const backfills = reservations.map((reservation) => (mayBackfill(reservation, request) ? 1 : 0)).join('');
+    const memo = JSON.stringify([key, gpus, backfills, request.holdSeconds === undefined]);
+    let blocked =
+      freeCount === 0 ? `waits for ${wantedText(request)}: no GPU in the fleet is free` : cannotStart.get(memo);
     if (blocked === undefined) {
-      const { options, shortBy, blockedBy, liveEnough } = optionsFor(request, capability);
+      const { options, short, blockedBy, liveEnough } = optionsFor(request, capability);
       const winner = options[0];
       if (winner) {
         const grant = grantRecord(request, winner, options, capability);
         const ends = request.holdSeconds === undefined ? null : now + request.holdSeconds * 1000;
-        for (const slot of winner.set.slots) taken.set(slots.indexOf(slot), ends);
+        for (const slot of winner.set.slots) taken.set(positions.get(slot.slotId)!, ends);
         freeCount -= winner.set.slots.length;
+        touch(winner.group.host);
+        const groupKey = groupKeyOf(winner.group);
+        hostClassFree.set(groupKey, hostClassFree.get(groupKey)! - winner.set.slots.length);
         grants.push(grant);
         // A lease granted now counts one second per GPU for its tag (fair-share.ts), so the next
         // free GPUs go to another tag that waits with as little recent use.
-        if (shares) shares.set(request.tag ?? '', (shares.get(request.tag ?? '') ?? 0) + winner.set.slots.length);
+        serving.charge(request, winner.set.slots.length);
         continue;
       }
-      blocked = blockedReason(request, capability, shortBy, blockedBy, liveEnough);
+      blocked = blockedReason(request, capability, short, blockedBy, liveEnough);
       cannotStart.set(memo, blocked);
     }
     waiting.push({ experimentId: request.experimentId, why: reserveOrWait(request, key, capability, blocked) });
@@ -561,8 +694,9 @@ export function planQueue(
 
   function reserveOrWait(request: LeaseRequest, key: string, capability: Capability, blocked: string): string {
     const memo = JSON.stringify([key, gpusOf(request.requirements)]);
-    if (reservations.length >= MAX_RESERVATIONS)
-      return `${blocked}; the ${MAX_RESERVATIONS} reservations a pass holds are taken by runs ahead of it`;
+    if (maxReservations === 0) return blocked;
+    if (reservations.length >= maxReservations)
+      return `${blocked}; the ${maxReservations} reservations a pass holds are taken by runs ahead of it`;
     const failed = cannotReserve.get(memo);
     if (failed !== undefined) return `${blocked}; ${failed}`;
     const reservation = reserveFor(request, capability);
@@ -576,8 +710,8 @@ export function planQueue(
   }
 
   function reservationText(reservation: Reservation): string {
-    const held = reservation.slotIds.map((slotId) => slots.find((slot) => slot.slotId === slotId)!);
-    const freeHeld = held.filter((slot) => freeNow(slots.indexOf(slot))).length;
+    const held = reservation.slotIds.map((slotId) => slots[positions.get(slotId)!]!);
+    const freeHeld = held.filter((slot) => freeNow(positions.get(slot.slotId)!)).length;
     const busy = held.length - freeHeld;
     const state = `${freeHeld} free now${busy > 0 ? `, ${busy} held by leases` : ''}`;
     const start =
@@ -590,15 +724,21 @@ export function planQueue(
   function blockedReason(
     request: LeaseRequest,
     capability: Capability,
-    shortBy: Map<HostGroup, string>,
+    short: HostGroup[],
     blockedBy: Reservation | null,
     liveEnough: boolean,
   ): string {
     const gpus = gpusOf(request.requirements);
-    const wanted = gpus === GPUS_ALL ? 'every GPU of one host' : `${plural(gpus, 'GPU')} of one class on one host`;
+    const wanted = wantedText(request);
     if (capability.groups.length === 0) return `no slot in the fleet can take it now (${wanted})`;
+    // Only the first few hosts are spelled out: the reason stays short on a large fleet.
+    const hosts = () =>
+      short
+        .slice(0, 4)
+        .map((group) => shortText(request, group))
+        .join('; ') + (short.length > 4 ? `; and ${short.length - 4} more hosts` : '');
     if (!liveEnough)
-      return `no live host has ${gpus === GPUS_ALL ? 'a usable GPU' : `${gpus} usable capable GPUs of one class`} (offline or draining: ${[...shortBy.values()].slice(0, 4).join('; ')})`;
+      return `no live host has ${gpus === GPUS_ALL ? 'a usable GPU' : `${gpus} usable capable GPUs of one class`} (offline or draining: ${hosts()})`;
     if (blockedBy) {
       const hold =
         request.holdSeconds === undefined
@@ -606,7 +746,15 @@ export function planQueue(
           : `its lease may last ${roughDuration(request.holdSeconds * 1000)}, past that start`;
       return `waits for ${wanted}: free GPUs of ${blockedBy.host} are reserved for ${blockedBy.experimentId} (${blockedBy.startsBy === null ? 'start unknown' : `starts by ${new Date(blockedBy.startsBy).toISOString()}`}) and ${hold}`;
     }
-    return `waits for ${wanted}: ${[...shortBy.values()].slice(0, 4).join('; ')}${shortBy.size > 4 ? `; and ${shortBy.size - 4} more hosts` : ''}`;
+    return `waits for ${wanted}: ${hosts()}`;
+  }
+
+  /** Why one host cannot take the request now: too few usable GPUs, or too few free. */
+  function shortText(request: LeaseRequest, group: HostGroup): string {
+    const need = needOf(request, group);
+    if (need === 0 || group.usable < need) return `${group.host} has ${plural(group.usable, 'usable GPU')}`;
+    const free = group.members.filter((i) => freeNow(i) && mayUse(i, request)).length;
+    return `${group.host} has ${free} of the ${need} ${group.acceleratorClass} GPUs needed free`;
   }
 
   function grantRecord(request: LeaseRequest, winner: Option, options: Option[], capability: Capability): Grant {
@@ -615,11 +763,14 @@ export function planQueue(
     const gang = winner.set.slots.length > 1 || gpusOf(request.requirements) !== 1;
     const inSet = new Set(winner.set.slots);
     const groupShort = new Map<number, string>();
-    if (gang)
-      for (const group of capability.groups)
-        if (!options.some((option) => option.group === group))
-          for (const i of group.members)
-            groupShort.set(i, `${group.host} cannot hold ${winner.need} ${group.acceleratorClass} GPUs now`);
+    if (gang) {
+      const placeable = new Set(options.map((option) => option.group));
+      for (const group of capability.groups) {
+        if (placeable.has(group)) continue;
+        const why = `${group.host} cannot hold ${winner.need} ${group.acceleratorClass} GPUs now`;
+        for (const i of group.members) groupShort.set(i, why);
+      }
+    }
     const candidates: CandidateRecord[] = slots.map((slot, i) => {
       const reservation = reservedBy.get(i);
       const rejected =
@@ -669,6 +820,24 @@ export function planQueue(
       },
     };
   }
+}
+
+/** What a request waits for, readable: "4 GPUs of one class on one host". */
+function wantedText(request: LeaseRequest): string {
+  const gpus = gpusOf(request.requirements);
+  return gpus === GPUS_ALL ? 'every GPU of one host' : gpus === 1 ? '1 GPU' : `${gpus} GPUs of one class on one host`;
+}
+
+/** Reservations compared: the one that starts sooner (unknown last), then the smaller host (best fit), then by name. */
+function soonerOrTighter(
+  a: { reservation: Reservation; usable: number },
+  b: { reservation: Reservation; usable: number },
+): number {
+  return (
+    (a.reservation.startsBy ?? Infinity) - (b.reservation.startsBy ?? Infinity) ||
+    a.usable - b.usable ||
+    a.reservation.host.localeCompare(b.reservation.host)
+  );
 }
 
 /** "; packed onto ..." when packing (best fit), not capability, chose between equally good GPUs. */
@@ -734,9 +903,9 @@ export function placementCheck(
 ): PlacementCheck {
   const refusal = refusalReason(slots, req, policy);
   if (refusal) return { refusal, hostQueue: null };
-  const reserve = reservesScarce(slots, req, policy);
-  const capable = slots.filter((slot) => capabilityMismatch(slot, req, policy, reserve) === null);
-  const online = capable.filter((slot) => hosts[slot.host]?.online);
+  const groups = capableGroups(slots, req, policy);
+  const capable = groups.filter((group) => holdsGang(group.length, req)).flat();
+  const online = liveGangGroups(groups, hosts, req).flat();
   const chosen = online[0] ?? capable[0]!;
   return {
     refusal: null,
@@ -749,7 +918,7 @@ export function placementCheck(
 export interface ReplacementCheck {
   /** Why no registered slot, online or not, could ever take it (end at once); null otherwise. */
   refusal: string | null;
-  /** Capable slots on hosts online now. */
+  /** Capable slots on hosts online now, counting only hosts that hold the run's K GPUs of one class. */
   liveCapable: number;
 }
 
@@ -765,10 +934,7 @@ export function replacementCheck(
 ): ReplacementCheck {
   const refusal = refusalReason(slots, req, policy);
   if (refusal) return { refusal, liveCapable: 0 };
-  const reserve = reservesScarce(slots, req, policy);
-  const liveCapable = slots.filter(
-    (slot) => hosts[slot.host]?.online && capabilityMismatch(slot, req, policy, reserve) === null,
-  ).length;
+  const liveCapable = liveGangGroups(capableGroups(slots, req, policy), hosts, req).flat().length;
   return { refusal: null, liveCapable };
 }
 

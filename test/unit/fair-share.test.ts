@@ -80,6 +80,39 @@ describe('fair share between tags', () => {
     expect(grants.map((g) => g.experimentId)).toEqual(['a-urgent']);
   });
 
+  it('counts GPU-seconds: a gang of 4 weighs 4, so the other tag gets 4 single GPUs before the gang tag runs again', () => {
+    const gang = { ...request('a-gang', 'agent-a', 0), requirements: { ...twoCampaigns[0]!.requirements, gpus: 4 } };
+    const grants = assignSlots(slots(8), [gang, ...twoCampaigns], DEFAULT_PLACEMENT_POLICY, 1000, new Map());
+    expect(grants.map((g) => [g.experimentId, g.slotIds.length])).toEqual([
+      ['a-gang', 4],
+      ['b0', 1],
+      ['b1', 1],
+      ['b2', 1],
+      ['b3', 1],
+    ]);
+    // The queue's order as `pool` and `show` print it counts the same way.
+    expect(
+      servingOrder([gang, ...twoCampaigns], new Map())
+        .slice(0, 6)
+        .map((r) => r.experimentId),
+    ).toEqual(['a-gang', 'b0', 'b1', 'b2', 'b3', 'a0']);
+  });
+
+  it("a running gang counts K GPU-seconds per second, and one run in the tag's share", () => {
+    const now = 100_000;
+    const gangLease = { tag: 'agent-a', grantedAt: 0, leaseId: 'L1' };
+    const entries = [
+      ...[0, 1, 2, 3].map(() => ({ lease: gangLease })),
+      { lease: { tag: 'agent-b', grantedAt: 0, leaseId: 'L2' } },
+    ];
+    const running = runningLeasesOf(entries);
+    expect(tagLoads({}, running, now).get('agent-a')).toBe(400);
+    expect(tagShares({}, running, now).map((s) => [s.tag, s.gpuSeconds, s.running])).toEqual([
+      ['agent-a', 400, 1],
+      ['agent-b', 100, 1],
+    ]);
+  });
+
   it('forgets past use with a one-hour half-life, and prunes what is forgotten', () => {
     const usage = addUsage(undefined, 3600, 0);
     expect(decayedSeconds(usage, 0)).toBe(3600);

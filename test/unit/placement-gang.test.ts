@@ -3,7 +3,10 @@ import { chooseSet, describeSet } from '../../src/domain/gang.js';
 import {
   assignSlots,
   DEFAULT_PLACEMENT_POLICY,
+  placementCheck,
   planQueue,
+  refusalReason,
+  replacementCheck,
   type LeaseRequest,
   type SlotView,
 } from '../../src/domain/placement.js';
@@ -142,6 +145,15 @@ describe('set choice by topology', () => {
     expect(set.slots.map((s) => s.index)).toEqual([0, 1, 2, 5]);
   });
 
+  it('data already on a host comes before packing', () => {
+    const slots = [
+      ...twoIslands('empty', () => ({ localDatasets: ['fineweb@v3'] })),
+      ...twoIslands('busy', (i) => (i < 7 ? { state: 'leased' } : {})),
+    ];
+    expect(granted(slots, [ask('data', 1, { datasets: ['fineweb@v3'] })])).toEqual({ data: ['empty/gpu0'] });
+    expect(granted(slots, [ask('plain', 1)])).toEqual({ plain: ['busy/gpu7'] });
+  });
+
   it('prefers a host whose island holds K over a tighter host that would split it', () => {
     const split = twoIslands('a', (i) => (i === 0 || i === 4 || i === 5 ? { state: 'leased' } : {}));
     const whole = twoIslands('b');
@@ -151,5 +163,65 @@ describe('set choice by topology', () => {
 
   it('describes sets without topology plainly', () => {
     expect(describeSet([gpu('p', 0), gpu('p', 1)])).toBe('GPUs 0-1 (no NVLink topology reported) of p, NUMA unknown');
+  });
+});
+
+describe('validation and re-placement with K GPUs', () => {
+  const fleet = [
+    ...twoIslands('big')
+      .slice(0, 4)
+      .map((slot) => ({ ...slot, acceleratorClass: 'h100', memoryMb: 81559 })),
+    gpu('small', 0),
+    gpu('small', 1),
+  ];
+  const wants = (gpus: number | 'all', acceleratorClass = 'any') => ({
+    acceleratorClass,
+    gpuMemoryMb: 0,
+    runtimeTags: [],
+    gpus,
+  });
+
+  it('refuses a request larger than any host, naming the largest K, its host and the flag', () => {
+    expect(refusalReason(fleet, wants(8, 'h100'), policy)).toBe(
+      "no host in the fleet has 8 GPUs of one class that satisfy accelerator=h100, memory=0 MB, tags=[] (a run's GPUs are all on one host): the largest offers 4 h100 GPUs on one host (big): pass --gpus 4 or less",
+    );
+    // An `any` request keeps the scarce H100s for those who name them: two a100s is its largest.
+    expect(refusalReason(fleet, wants(3), policy)).toMatch(
+      /the largest offers 2 a100 GPUs on one host \(small\): pass --gpus 2 or less/,
+    );
+    expect(refusalReason(fleet, wants(4, 'h100'), policy)).toBeNull();
+    expect(refusalReason(fleet, wants('all'), policy)).toBeNull();
+    // A class the fleet lacks is still refused for its class, not its count.
+    expect(refusalReason(fleet, wants(2, 'b200'), policy)).toMatch(/the fleet has a100, h100: pass --gpu-class/);
+  });
+
+  it('validates on a host that holds K, online first', () => {
+    const hosts = {
+      big: { online: true, hostQueue: 'host-big' },
+      small: { online: true, hostQueue: 'host-small' },
+    };
+    expect(placementCheck(fleet, hosts, wants(2), policy)).toEqual({
+      refusal: null,
+      hostQueue: 'host-small',
+      widestClass: 'a100',
+    });
+    expect(placementCheck(fleet, hosts, wants(3, 'h100'), policy)).toMatchObject({
+      hostQueue: 'host-big',
+      widestClass: 'h100',
+    });
+    expect(placementCheck(fleet, hosts, wants(5, 'h100'), policy).refusal).toMatch(/pass --gpus 4 or less/);
+  });
+
+  it('a re-placed K-GPU run counts only live hosts that could hold K', () => {
+    const hosts = { big: { online: false }, small: { online: true } };
+    expect(replacementCheck(fleet, hosts, wants(4, 'h100'), policy)).toEqual({ refusal: null, liveCapable: 0 });
+    expect(replacementCheck(fleet, hosts, wants(2), policy)).toEqual({ refusal: null, liveCapable: 2 });
+    expect(
+      replacementCheck(fleet, { big: { online: true }, small: { online: true } }, wants(4, 'h100'), policy),
+    ).toEqual({
+      refusal: null,
+      liveCapable: 4,
+    });
+    expect(replacementCheck(fleet, hosts, wants(8, 'h100'), policy).refusal).toMatch(/pass --gpus 4 or less/);
   });
 });
