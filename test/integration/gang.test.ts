@@ -266,5 +266,11 @@ describe('a run of every GPU of its host (--gpus all) whose host is lost', () =>
       expect.stringMatching(/^re-placed \(attempt 2\) on 2 healthy a100 GPUs of one host after: /),
     );
     expect(state.attemptRecords?.map((a) => a.host)).toEqual(['gang-victim', 'gang-spare']);
+    // The lost host's lease was revoked once, not once per GPU of it.
+    const { events } = await run.handle.fetchHistory();
+    const revocations = (events ?? []).filter(
+      (event) => event.workflowExecutionSignaledEventAttributes?.signalName === 'leaseRevoked',
+    );
+    expect(revocations).toHaveLength(1);
   });
 });
