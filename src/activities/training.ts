@@ -33,12 +33,15 @@ import type { PinnedDataset } from '../domain/dataset-refs.js';
 import type { LayoutRoots } from '../gpu-worker/dataset-layout.js';
 import type { UnsealingKey } from '../security/sealed-secrets.js';
 import { recheckOnLeasedHost, resolvedInputVariables, type HostResolution } from './request-check.js';
-import { RUN_NOT_ON_HOST } from '../shared/constants.js';
+import { GPUS_NOT_FREE_ON_HOST, RUN_NOT_ON_HOST } from '../shared/constants.js';
+import { MasterPorts } from '../gpu-worker/master-ports.js';
 import type { FleetStore } from '../store/store.js';
 import { CheckpointSync } from '../gpu-worker/checkpoint-sync.js';
 import { attemptWriter } from '../store/fence.js';
 import { currentFence, type FenceToken } from '../store/fence.js';
 import { createLogShipper, type LogShipper } from '../gpu-worker/log-shipping.js';
+import { GpuTelemetrySampler } from '../gpu-worker/gpu-telemetry.js';
+import { parseTelemetrySeconds, type GpuFailure, type GpuTelemetry } from '../domain/telemetry.js';
 
 export interface TrainingDeps {
   slot: Slot;
@@ -72,6 +75,8 @@ export interface TrainingDeps {
    * earlier one before it touches the run's files.
    */
   hostRuns?: Map<string, RunWatch>;
+  /** The MASTER_PORT of every live run of this host (one per worker process, shared by its slots). */
+  masterPorts?: MasterPorts;
   /** How often a watched run asks the pool whether its lease still stands (default 5 s). */
   leaseCheckIntervalMs?: number;
   /** Where finished runs leave their worktree removal (one per worker process, shared by its slots). */
@@ -88,6 +93,8 @@ export interface TrainingDeps {
   artifactUploadMs?: number;
   /** How often a run's log is shipped to the store while it goes (default 5 s). */
   logShipIntervalMs?: number;
+  /** The host's GPU sampler (one per worker process, shared by its slots; made here when not given). */
+  telemetry?: GpuTelemetrySampler;
 }
 
 /** What every training heartbeat carries; `expctl run` turns it into a progress bar. */
@@ -157,12 +164,18 @@ export function createTrainingActivities(deps: TrainingDeps) {
     (support ??= deps.containment ? Promise.resolve(deps.containment) : detectContainment(deps.workDir));
   /** The runs this worker process watches, whether or not an activity follows them now. */
   const registry = deps.hostRuns ?? new Map<string, RunWatch>();
+  const ports = deps.masterPorts ?? new MasterPorts();
   const cleanup = deps.cleanup ?? new DeferredCleanup();
+  const sampler =
+    deps.telemetry ??
+    new GpuTelemetrySampler({ intervalSeconds: parseTelemetrySeconds(process.env.EXPCTL_TELEMETRY_SECONDS) });
   const register = (experimentId: string, watch: RunWatch) => {
     registry.set(experimentId, watch);
     void watch.outcome
       .catch(() => undefined)
       .finally(() => {
+        // Its port is free again once every process of the run is gone (the outcome waits for that).
+        if (watch.masterPort !== undefined) ports.release(watch.masterPort);
         if (registry.get(experimentId) !== watch) return;
         registry.delete(experimentId);
         // The log and the outcome are scrubbed: the values are of no more use.
@@ -264,6 +277,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
     const clock = new ProgressClock(files.log);
     await clock.start();
     const secretValues = workerSecretValues();
+    if (record.masterPort !== undefined) ports.hold(record.masterPort);
     return register(
       experimentId,
       watchRun(run, record, clock, {
@@ -277,6 +291,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
         store: deps.store,
         artifactUploadMs: deps.artifactUploadMs,
         shipLog: logShipper(await adoptedToken(experimentId, record.leaseId), files.log, secretValues),
+        // A re-attached run's record names its slot, not the lease's others: its own GPU is sampled.
+        telemetry: { sampler, gpus: [deps.slot] },
       }),
     );
   };
@@ -332,6 +348,34 @@ export function createTrainingActivities(deps: TrainingDeps) {
     },
   });
 
+  /**
+   * GPUs are exclusive to their lease. A GPU another live run of this host holds refuses the run,
+   * unless the pool no longer holds that run's lease (it was revoked and the run is still stopping):
+   * that run is stopped, as an earlier attempt is, and gone before this one starts.
+   */
+  const freeGpus = async (experimentId: string, gang: Slot[], request: ExperimentRequest): Promise<void> => {
+    for (const [other, watch] of [...registry]) {
+      if (other === experimentId) continue;
+      const held = watch.slotIds ?? (watch.slotId ? [watch.slotId] : []);
+      const taken = gang.filter((slot) => held.includes(slot.slotId)).map((slot) => slot.slotId);
+      if (taken.length === 0) continue;
+      const stillLeased =
+        !deps.leaseHeld || !watch.slotId || !watch.leaseId
+          ? true
+          : await deps.leaseHeld(watch.slotId, watch.leaseId).catch(() => true);
+      if (stillLeased)
+        throw ApplicationFailure.create({
+          type: GPUS_NOT_FREE_ON_HOST,
+          nonRetryable: true,
+          message: `${taken.join(', ')} ${taken.length > 1 ? 'are' : 'is'} held by the live run ${other}; ${experimentId} was not started`,
+        });
+      watch.cancel();
+      const ctx = Context.current();
+      const beating = setInterval(() => ctx.heartbeat(stamped(preparationHeartbeat(request))), heartbeatIntervalMs);
+      await watch.outcome.catch(() => undefined).finally(() => clearInterval(beating));
+    }
+  };
+
   return {
     async runTraining(input: RunTrainingInput): Promise<TrainingOutcome> {
       const { request, experimentId } = input;
@@ -340,6 +384,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
           `lease for ${input.slot.slotId} reached the worker of ${deps.slot.slotId}`,
         );
       }
+      const gang = leaseSlots(input, deps.slot.host);
       // The same attempt already running here (a retried task): follow it rather than start it twice.
       const watching = registry.get(experimentId);
       if (watching?.leaseId === input.leaseId) return follow(watching);
@@ -351,6 +396,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         const beating = setInterval(() => ctx.heartbeat(stamped(preparationHeartbeat(request))), heartbeatIntervalMs);
         await watching.outcome.catch(() => undefined).finally(() => clearInterval(beating));
       }
+      await freeGpus(experimentId, gang, request);
       // The run is this worker's from the first moment, not only once its process exists: fetching
       // the commit, laying data out and setup take a while on a loaded host. The watch heartbeats
       // throughout, the host answers `preparing` if asked, and a re-attached task follows it.
@@ -362,6 +408,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         (stats) => stats.size,
         () => 0,
       );
+      const masterPort = await ports.reserve();
       let watch: RunWatch | undefined;
       const canceled = new AbortController();
       const prepared = (async () => {
@@ -371,6 +418,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
             attempt: Context.current().info.attempt,
             runAttempt: input.attempt ?? 1,
             signal: canceled.signal,
+            slots: gang,
+            masterPort,
           },
           prepareDeps(input),
         )
@@ -395,6 +444,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
           store: deps.store,
           artifactUploadMs: deps.artifactUploadMs,
           shipLog: logShipper(token, files.log, secretValues, logStart),
+          telemetry: { sampler, gpus: input.slots ?? [input.slot] },
         });
         if (canceled.signal.aborted) watch.cancel();
         return watch.outcome;
@@ -403,6 +453,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
         register(experimentId, {
           leaseId: input.leaseId,
           slotId: input.slot.slotId,
+          slotIds: gang.map((slot) => slot.slotId),
+          masterPort,
           outcome: prepared,
           latest: () => watch?.latest() ?? preparationHeartbeat(request),
           cancel: () => {
@@ -440,6 +492,25 @@ export function createTrainingActivities(deps: TrainingDeps) {
   };
 }
 
+/**
+ * The lease's GPUs in its order (slots[0] is the slot the task came to). Every one must be on this
+ * host: a set that spans hosts cannot be one run's, and no GPU of it is started on.
+ */
+function leaseSlots(input: RunTrainingInput, host: string): Slot[] {
+  const gang = input.slots ?? [input.slot];
+  const refuse = (message: string) =>
+    ApplicationFailure.create({ type: GPUS_NOT_FREE_ON_HOST, nonRetryable: true, message });
+  if (gang[0]?.slotId !== input.slot.slotId)
+    throw refuse(`the lease ${input.leaseId} lists ${gang[0]?.slotId ?? 'no GPU'} first, not ${input.slot.slotId}`);
+  const elsewhere = gang.filter((slot) => slot.host !== host);
+  if (elsewhere.length > 0)
+    throw refuse(
+      `the lease ${input.leaseId} includes ${elsewhere.map((slot) => slot.slotId).join(', ')}, not on ${host}; ` +
+        `a run's GPUs are all on one host, so ${input.experimentId} was not started`,
+    );
+  return gang;
+}
+
 /** Whether a run's public request had secret values: its --secret ones, its secret-looking --env ones. */
 function hadSecrets(request: ExperimentRequest): boolean {
   return Object.keys(request.secrets ?? {}).length > 0 || Object.values(request.env).includes(REDACTED);
@@ -457,6 +528,10 @@ export interface RunWatch {
   leaseId: string | undefined;
   /** The slot of that lease (undefined when its record predates leases). */
   slotId?: string | undefined;
+  /** Every GPU the run holds (its lease's set; absent in records of older versions: slotId alone). */
+  slotIds?: string[];
+  /** The MASTER_PORT it was started with, held until every process of it is gone. */
+  masterPort?: number;
   outcome: Promise<TrainingOutcome>;
   latest(): TrainingHeartbeat;
   /** An operator's cancel or a revoked lease: every process of the run is killed. */
@@ -478,13 +553,18 @@ interface WatchDeps {
   artifactUploadMs?: number;
   /** Ships the log to the fleet store while the run goes, and once more at its end. */
   shipLog?: LogShipper;
+  /** The host's GPU sampler and the run's GPUs (absent: no telemetry). */
+  telemetry?: { sampler: GpuTelemetrySampler; gpus: Slot[] };
 }
 
-/** Why a watched run was stopped, if it was: its kill limit, or a cancel (an operator's, a lost lease). */
+/** Why a watched run was stopped, if it was: its kill limit, a cancel (an operator's, a lost lease), a failed GPU. */
 interface RunStop {
   readonly timedOut: boolean;
   readonly canceled: boolean;
+  readonly gpuFailure: GpuFailure | null;
   stop(why: 'timeout' | 'cancel'): void;
+  /** One of the run's GPUs failed: the whole group is stopped as on a cancel, and the outcome names the GPU. */
+  gpuFailed(failure: GpuFailure): void;
 }
 
 /** The counts every outcome reports of the heartbeats its run sent. */
@@ -502,16 +582,27 @@ function watchRun(run: StartedRun, record: RunRecord, clock: ProgressClock, deps
   const beats = runBeats(run, record, follower, stopped, deps);
   const sync = checkpointSync(record, deps);
   deps.shipLog?.start();
+  const telemetry = deps.telemetry?.sampler.subscribe(record.experimentId, deps.telemetry.gpus, (failure) =>
+    stopForGpu(files.log, stopped, failure),
+  );
   const outcome = (async (): Promise<TrainingOutcome> => {
-    const ended = await untilExit(run, clock, beats.beat, deps.heartbeatIntervalMs);
+    let gpuTelemetry: GpuTelemetry | undefined;
+    const ended = await untilExit(run, clock, beats.beat, deps.heartbeatIntervalMs).finally(
+      () => (gpuTelemetry = telemetry?.finish()),
+    );
     // The last sync at exit, before the outcome is written (a canceled run's too, where it can).
     const checkpoints = await sync?.finish(ended.trainingEndedAt);
     await follower.poll();
-    return finishRun({ run, record, clock, follower, stopped, heartbeats: beats.heartbeats, deps, checkpoints }, ended);
+    return finishRun(
+      { run, record, clock, follower, stopped, heartbeats: beats.heartbeats, deps, checkpoints, gpuTelemetry },
+      ended,
+    );
   })();
   return {
     leaseId: record.leaseId,
     slotId: record.slotId,
+    ...(record.slotId ? { slotIds: record.slotIds ?? [record.slotId] } : {}),
+    ...(record.masterPort !== undefined ? { masterPort: record.masterPort } : {}),
     outcome,
     latest: beats.latest,
     cancel: () => stopped.stop('cancel'),
@@ -542,14 +633,31 @@ function runStop(run: StartedRun, killAfterMs: number): RunStop {
   const state = {
     timedOut: false,
     canceled: false,
+    gpuFailure: null as GpuFailure | null,
     stop(why: 'timeout' | 'cancel') {
-      if (state.timedOut || state.canceled) return;
+      if (state.timedOut || state.canceled || state.gpuFailure) return;
       if (why === 'timeout') state.timedOut = true;
       else state.canceled = true;
       void run.stop(killAfterMs);
     },
+    gpuFailed(failure: GpuFailure) {
+      if (state.timedOut || state.canceled || state.gpuFailure) return;
+      state.gpuFailure = failure;
+      void run.stop(killAfterMs);
+    },
   };
   return state;
+}
+
+/** A GPU of the run failed: said in the run's log, then every process of the run is stopped. */
+function stopForGpu(log: string, stopped: RunStop, failure: GpuFailure): void {
+  void fs
+    .appendFile(
+      log,
+      `\nexpctl: GPU ${failure.index} (${failure.slotId}) failed while the run trained: ${failure.evidence}; every process of the run is stopped\n`,
+    )
+    .catch(() => undefined)
+    .finally(() => stopped.gpuFailed(failure));
 }
 
 /**
@@ -686,6 +794,8 @@ interface Watched {
   deps: WatchDeps;
   /** What the checkpoint sync did (absent: no sync). */
   checkpoints?: Awaited<ReturnType<CheckpointSync['finish']>>;
+  /** What the host's sampler saw of the run's GPUs (absent: no sampler). */
+  gpuTelemetry?: GpuTelemetry;
 }
 
 /** The ended run's outcome, kept on disk before it is returned; a canceled run throws instead. */
@@ -698,7 +808,7 @@ async function finishRun(watched: Watched, ended: RunEnd): Promise<TrainingOutco
   const timedOut = stopped.timedOut || exit.timedOut === true;
   const canceled = stopped.canceled;
   // A supervisor that died without reporting was killed from inside the run (expctl only kills it on cancel or timeout).
-  const supervisorKilled = exit.reported === false && !timedOut && !canceled;
+  const supervisorKilled = exit.reported === false && !timedOut && !canceled && !stopped.gpuFailure;
   const signal = supervisorKilled ? null : exit.signal;
   if (supervisorKilled) {
     await fs.appendFile(
@@ -757,6 +867,8 @@ async function finishRun(watched: Watched, ended: RunEnd): Promise<TrainingOutco
       ...storeProblems,
       ...(shipped?.storeProblems ?? []),
     ]),
+    ...(watched.gpuTelemetry ? { gpuTelemetry: watched.gpuTelemetry } : {}),
+    ...(stopped.gpuFailure ? { gpuFailure: stopped.gpuFailure } : {}),
   };
   await writeOutcomeFile(deps.workDir, experimentId, result);
   return result;

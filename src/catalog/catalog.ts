@@ -14,6 +14,7 @@ import {
   type OutcomeCounts,
 } from '../domain/outcome.js';
 import { chooseMode } from '../domain/strategy.js';
+import { telemetryWarnings, type GpuTelemetry } from '../domain/telemetry.js';
 import { resultRuns, toRunSummary } from './reports.js';
 import { MIGRATIONS } from './schema.js';
 import { checkSchemaVersion, migrate } from './migrate.js';
@@ -43,6 +44,8 @@ const JSON_COLUMNS = [
   'heartbeats',
   'timings',
   'attempt_records',
+  'gpu_telemetry',
+  'warnings',
 ];
 
 function camel(column: string): string {
@@ -67,6 +70,13 @@ function decode(row: Row): Omit<ExperimentRecord, 'events' | 'artifacts'> {
   out.nearMiss = row.near_miss === 1;
   out.shouldAbort = row.should_abort === null ? null : row.should_abort === 1;
   return out as unknown as Omit<ExperimentRecord, 'events' | 'artifacts'>;
+}
+
+/** A run's GPU telemetry as the report charts it. */
+export interface RunTelemetryRow {
+  id: string;
+  hypothesis: string;
+  gpuTelemetry: GpuTelemetry;
 }
 
 /** One tag in `report tags`: counts by kind, rates, best kept metric. */
@@ -203,6 +213,24 @@ export class CatalogReader {
                  ORDER BY COALESCE(sequence, 1000000000000000000) ${order}, submitted_at ${order}, id ${order}
                  ${limit} ${filter.offset ? `OFFSET ${Math.floor(filter.offset)}` : ''}`;
     return (await this.sql.all(sql, params)).map(decode);
+  }
+
+  /**
+   * The GPU telemetry of a tag's newest runs that have some (their series feed the report's
+   * charts), newest first; runs without telemetry (CPU slots, no nvidia-smi) are left out.
+   */
+  async gpuTelemetryOfTag(tag: string, limit: number): Promise<RunTelemetryRow[]> {
+    const rows = await this.sql.all<{ id: string; hypothesis: string; gpu_telemetry: string }>(
+      `SELECT id, hypothesis, gpu_telemetry FROM experiments
+       WHERE tag = ? AND gpu_telemetry LIKE '{"available":true%'
+       ORDER BY submitted_at DESC, id DESC LIMIT ${Math.floor(limit)}`,
+      [tag],
+    );
+    return rows.map((row) => ({
+      id: row.id,
+      hypothesis: row.hypothesis,
+      gpuTelemetry: JSON.parse(row.gpu_telemetry) as GpuTelemetry,
+    }));
   }
 
   /**
@@ -420,6 +448,8 @@ export class Catalog extends CatalogReader {
         containment: training.containment ?? null,
         peak_memory_bytes: training.peakMemoryBytes ?? null,
         oom_kills: training.oomKills ?? null,
+        gpu_telemetry: JSON.stringify(training.gpuTelemetry ?? null),
+        warnings: JSON.stringify(telemetryWarnings(training.gpuTelemetry)),
       });
     }
     const decision = update.decision;

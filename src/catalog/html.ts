@@ -5,6 +5,8 @@ import { scrubText } from '../domain/redact.js';
 import type { DatasetVersionRow, GateStatRow } from './datasets.js';
 import type { modelReport } from './models.js';
 import type { ExperimentRecord } from './record.js';
+import type { RunTelemetryRow } from './catalog.js';
+import type { GpuSeries, SeriesPoint } from '../domain/telemetry.js';
 import { resultRuns, slotHoursText, summarize } from './reports.js';
 
 type Listed = Omit<ExperimentRecord, 'events' | 'artifacts'>;
@@ -130,6 +132,82 @@ ${rows}
 <ul id="promotion-events">${events}</ul>`;
 }
 
+/** How many runs' GPU charts the report draws (the tag's newest with telemetry). */
+export const REPORT_TELEMETRY_RUNS = 30;
+
+const CHART_W = 420;
+const CHART_H = 110;
+const CHART_PAD = 28;
+/** One colour per GPU of a run (a run of more GPUs repeats them; the legend names each). */
+const GPU_COLOURS = ['#0969da', '#1a7f37', '#bc4c00', '#8250df', '#cf222e', '#1b7c83', '#9a6700', '#57606a'];
+
+/**
+ * One inline SVG chart of a run's GPUs over time: a line per GPU of one series field, drawn
+ * server-side (no script), with the axis' top value and the run's span as labels.
+ */
+export function seriesChartSvg(
+  id: string,
+  series: GpuSeries[],
+  pick: (point: SeriesPoint) => number | null,
+  label: { title: string; unit: string; max?: number },
+): string {
+  const values = series.flatMap((s) => s.points.map(pick)).filter((v): v is number => v !== null);
+  const top = label.max ?? Math.max(1, ...values);
+  const end = Math.max(1, ...series.flatMap((s) => s.points.map((p) => p.seconds)));
+  const x = (seconds: number) => (CHART_PAD + ((CHART_W - 2 * CHART_PAD) * seconds) / end).toFixed(1);
+  const y = (value: number) => (CHART_H - CHART_PAD + (-(CHART_H - 2 * CHART_PAD) * value) / top).toFixed(1);
+  const lines = series
+    .map((s, i) => {
+      const points = s.points
+        .filter((p) => pick(p) !== null)
+        .map((p) => `${x(p.seconds)},${y(pick(p)!)}`)
+        .join(' ');
+      const colour = GPU_COLOURS[i % GPU_COLOURS.length]!;
+      return `<polyline class="gpu-line" data-gpu="${s.index}" fill="none" stroke="${colour}" stroke-width="1.5" points="${points}"><title>GPU ${s.index}</title></polyline>`;
+    })
+    .join('');
+  const legend = series
+    .map(
+      (s, i) =>
+        `<text x="${CHART_W - CHART_PAD - 48 * (series.length - i)}" y="12" font-size="10" fill="${GPU_COLOURS[i % GPU_COLOURS.length]}">GPU ${s.index}</text>`,
+    )
+    .join('');
+  return `<svg id="${escape(id)}" class="gpu-chart" width="${CHART_W}" height="${CHART_H}" role="img" aria-label="${escape(label.title)}">
+<text x="4" y="12" font-size="10">${escape(label.title)}</text>${legend}
+<line x1="${CHART_PAD}" y1="${CHART_H - CHART_PAD}" x2="${CHART_W - CHART_PAD}" y2="${CHART_H - CHART_PAD}" stroke="#888"/>
+<line x1="${CHART_PAD}" y1="${CHART_PAD}" x2="${CHART_PAD}" y2="${CHART_H - CHART_PAD}" stroke="#888"/>
+<text x="2" y="${CHART_PAD + 4}" font-size="9">${Math.round(top)}${escape(label.unit)}</text>
+<text x="${CHART_W - CHART_PAD - 20}" y="${CHART_H - 8}" font-size="9">${Math.round(end)} s</text>
+${lines}</svg>`;
+}
+
+/** Each run's GPU utilization and memory over its training, newest first (runs without telemetry left out). */
+function telemetrySection(runs: RunTelemetryRow[]): string {
+  if (runs.length === 0)
+    return `<h2>GPUs</h2>\n<p id="no-gpu-telemetry">No run of this tag has GPU telemetry (CPU slots, or no nvidia-smi).</p>`;
+  const charts = runs
+    .filter((run) => run.gpuTelemetry.available)
+    .map((run) => {
+      const telemetry = run.gpuTelemetry;
+      if (!telemetry.available) return '';
+      const memoryMax = Math.max(1, ...telemetry.gpus.map((g) => g.memoryMaxMb ?? 0));
+      const summary = telemetry.gpus
+        .map(
+          (g) => `GPU ${g.index}: util mean ${g.utilizationMeanPercent ?? '-'}%, mem max ${g.memoryMaxMb ?? '-'} MiB`,
+        )
+        .join('; ');
+      return `<div class="gpu-run" data-experiment="${escape(run.id)}"><p><code>${escape(run.id)}</code> ${escape(run.hypothesis)}<br><small>${escape(summary)}</small></p>
+${seriesChartSvg(`util-${run.id}`, telemetry.series, (p) => p.utilizationPercent, { title: 'GPU utilization', unit: '%', max: 100 })}
+${seriesChartSvg(`mem-${run.id}`, telemetry.series, (p) => p.memoryUsedMb, { title: 'GPU memory used', unit: ' MiB', max: memoryMax })}</div>`;
+    })
+    .join('\n');
+  return `<h2>GPUs</h2>
+<p>GPU utilization and memory of the tag's newest ${runs.length} run(s) with telemetry, as the worker sampled them (<code>expctl show ID</code> prints the summary).</p>
+<div id="gpu-telemetry">
+${charts}
+</div>`;
+}
+
 /** How many runs the leaderboard lists. */
 export const LEADERBOARD_ROWS = 20;
 
@@ -178,7 +256,12 @@ export function chartAxis(
  * and crashed runs as dots), leaderboard and category table. No external assets; the chart is
  * drawn in the browser from the data embedded in the page.
  */
-export function tagReportHtml(tag: string, records: Listed[], fleet?: ReportExtras): string {
+export function tagReportHtml(
+  tag: string,
+  records: Listed[],
+  fleet?: ReportExtras,
+  telemetry?: RunTelemetryRow[],
+): string {
   const summary = summarize(tag, records);
   const extras = fleet ? extrasOfTag(records, fleet) : undefined;
   const { runsByVersion } = usedByRuns(records);
@@ -237,6 +320,7 @@ ${categoryRows}
 </table>
 ${extras ? dataSection(extras, runsByVersion) : ''}
 ${extras ? modelsSection(extras) : ''}
+${telemetry ? telemetrySection(telemetry) : ''}
 <script id="data" type="application/json">${JSON.stringify({ points, direction, axis }).replace(/</g, '\\u003c')}</script>
 <script>
 (function () {

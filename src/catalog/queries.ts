@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { lineage, parseLineageRef, type LineageNode } from '../domain/lineage.js';
-import type { CatalogReader, AuditEntry, TagRow } from './catalog.js';
+import type { CatalogReader, AuditEntry, RunTelemetryRow, TagRow } from './catalog.js';
 import type { AlertRow, DatasetVersionRow } from './datasets.js';
 import { catalogLineageSource } from './lineage-source.js';
 import { preparePromotionFrom, type PrepareResult } from './promotion-candidate.js';
@@ -49,6 +49,9 @@ export const catalogQuerySchema = z.discriminatedUnion('kind', [
     })
     .strict(),
   z.object({ kind: z.literal('tags') }).strict(),
+  z
+    .object({ kind: z.literal('gpuTelemetry'), tag: name, limit: z.number().int().min(1).max(CATALOG_PAGE_ROWS) })
+    .strict(),
   z.object({ kind: z.literal('strategy'), tag: name }).strict(),
   z.object({ kind: z.literal('audit'), target: name }).strict(),
   z.object({ kind: z.literal('datasetVersions'), dataset: name.optional() }).strict(),
@@ -104,6 +107,7 @@ export interface CatalogAnswers {
   experiment: ExperimentRecord | null;
   experiments: { rows: ExperimentRow[]; nextOffset: number | null };
   tags: TagRow[];
+  gpuTelemetry: RunTelemetryRow[];
   strategy: StrategyRow | null;
   audit: AuditEntry[];
   datasetVersions: DatasetVersionRow[];
@@ -150,6 +154,18 @@ async function experimentsPage(
   return { rows, nextOffset: more ? query.offset + rows.length : null };
 }
 
+/** The first rows that fit one answer together (the rest are left out, never cut). */
+function fitting<T>(rows: T[]): T[] {
+  let bytes = 0;
+  const kept: T[] = [];
+  for (const row of rows) {
+    bytes += bytesOf(row) + 1;
+    if (bytes > CATALOG_ANSWER_BYTES) break;
+    kept.push(row);
+  }
+  return kept;
+}
+
 async function answer(reader: CatalogReader, query: CatalogQuery): Promise<CatalogAnswers[CatalogQueryKind]> {
   switch (query.kind) {
     case 'experiment':
@@ -158,6 +174,8 @@ async function answer(reader: CatalogReader, query: CatalogQuery): Promise<Catal
       return experimentsPage(reader, query);
     case 'tags':
       return reader.tags();
+    case 'gpuTelemetry':
+      return fitting(await reader.gpuTelemetryOfTag(query.tag, query.limit));
     case 'strategy':
       return (await reader.strategy(query.tag)) ?? null;
     case 'audit':

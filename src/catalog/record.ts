@@ -4,6 +4,7 @@ import type { TagDecision } from '../domain/decision.js';
 import type { ExperimentStatus, TrainingOutcome } from '../domain/experiment.js';
 import type { PlacementRecord } from '../domain/placement.js';
 import type { ExperimentRequest } from '../domain/request.js';
+import type { GpuTelemetry } from '../domain/telemetry.js';
 
 /** What the workflow sends the catalog as the run advances; every field is optional but the ID. */
 export interface RecordUpdate {
@@ -137,4 +138,8 @@ export interface ExperimentRecord {
   datasetVersions: PinnedDataset[];
   /** Each attempt: host, slot, start and end, how it ended, the checkpoint it resumed from, the training time it lost. */
   attemptRecords?: AttemptRecord[] | null;
+  /** What the host's sampler saw of the run's GPUs (summary and series per GPU), or why nothing; null before training. */
+  gpuTelemetry?: GpuTelemetry | null;
+  /** What to look at though the run ended as it did (telemetryWarnings: e.g. idle GPUs); null before training. */
+  warnings?: string[] | null;
 }

@@ -268,4 +268,7 @@ export const MIGRATIONS: string[] = [
   `ALTER TABLE experiments ADD COLUMN patch_uri TEXT`,
   // Each attempt of a run (host, slot, start and end, how it ended, what it resumed from, what it lost).
   `ALTER TABLE experiments ADD COLUMN attempt_records TEXT`,
+  // What the host's sampler saw of a run's GPUs (GpuTelemetry), and the warnings it gives (idle GPUs).
+  `ALTER TABLE experiments ADD COLUMN gpu_telemetry TEXT`,
+  `ALTER TABLE experiments ADD COLUMN warnings TEXT`,
 ];

@@ -38,6 +38,10 @@ export const ExperimentResultOutput = z.looseObject({
     .describe("a multi-GPU run's every GPU, lead first, in topology order (absent for a 1-GPU run)"),
   worker: nullableString.describe('the host it trained on'),
   rule: nullableString.describe('the keep rule that decided'),
+  warnings: z
+    .array(z.string())
+    .optional()
+    .describe('what to look at though the run ended as it did, e.g. "gpu_idle: ..."; absent when none'),
 });
 
 /** `run --detach` (and `batch --detach`'s children): the ID, at once. */
@@ -184,6 +188,37 @@ const attemptRecordOutput = z.looseObject({
   ),
 });
 
+/** A run's GPU telemetry (domain/telemetry.ts GpuTelemetry): a summary and a bounded series per GPU, or why none. */
+const gpuTelemetryOutput = z.union([
+  z.looseObject({
+    available: z.literal(true),
+    interval_seconds: z.number(),
+    started_at: timestamp,
+    ended_at: timestamp,
+    failed_queries: z.number().int(),
+    gpus: z.array(
+      z.looseObject({
+        slot_id: z.string(),
+        index: z.number().int(),
+        uuid: z.string(),
+        samples: z.number().int(),
+        utilization_mean_percent: nullableNumber,
+        utilization_max_percent: nullableNumber,
+        memory_max_mb: nullableNumber,
+        temperature_max_c: nullableNumber,
+        power_mean_w: nullableNumber,
+        energy_wh: nullableNumber,
+        sm_clock_max_mhz: nullableNumber,
+        throttle_reasons: z.array(z.string()),
+      }),
+    ),
+    series: z
+      .array(z.looseObject({ slot_id: z.string(), index: z.number().int(), points: z.array(z.looseObject({})) }))
+      .describe('at most 60 points per GPU; each covers `samples` samples from `seconds` after the first'),
+  }),
+  z.looseObject({ available: z.literal(false), reason: z.string().describe('e.g. a CPU slot, no nvidia-smi') }),
+]);
+
 /** One experiment's whole record: `show`'s `record`. */
 export const RecordOutput = z.looseObject({
   ...ListedRowOutput.shape,
@@ -210,6 +245,8 @@ export const RecordOutput = z.looseObject({
   events: z.array(z.looseObject({ at: timestamp, status: z.string(), note: nullableString })),
   artifacts: z.array(z.looseObject({ path: z.string(), sha256: z.string(), bytes: z.number() })),
   attempt_records: z.array(attemptRecordOutput).nullable().optional(),
+  gpu_telemetry: gpuTelemetryOutput.nullable().optional(),
+  warnings: z.array(z.string()).nullable().optional().describe('e.g. "gpu_idle: ..."; null before training'),
 });
 
 const artifactOutput = z.looseObject({

@@ -114,6 +114,11 @@ export class CatalogView {
     return this.ask({ kind: 'tags' });
   }
 
+  /** The GPU telemetry of a tag's newest runs that have some, newest first. */
+  gpuTelemetry(tag: string, limit: number) {
+    return this.ask({ kind: 'gpuTelemetry', tag, limit });
+  }
+
   async strategy(tag: string) {
     return (await this.ask({ kind: 'strategy', tag })) ?? undefined;
   }

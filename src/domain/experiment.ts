@@ -1,6 +1,6 @@
 /** Experiment states, results and the CLI's exit codes (BRIEF §2, §4). Pure; safe in workflows. */
 import { EXIT_CODES } from './exit-codes.js';
-import type { GpuFailure } from './telemetry.js';
+import type { GpuFailure, GpuTelemetry } from './telemetry.js';
 
 export type ActiveStatus =
   | 'submitted'
@@ -73,6 +73,8 @@ export interface ExperimentResult {
   worker: string | null;
   /** Which keep rule decided (see decision.ts), or null when nothing was decided. */
   rule: string | null;
+  /** What to look at though the run ended as it did (e.g. its GPUs stayed idle); absent when none. */
+  warnings?: string[];
 }
 
 /** Exit code of `expctl run` / `expctl wait` for a terminal state (exit-codes.ts). */
@@ -179,6 +181,8 @@ export interface TrainingOutcome {
   storeProblems?: string[];
   /** A GPU of the run failed while it trained (the worker stopped the run). */
   gpuFailure?: GpuFailure;
+  /** What the host's sampler saw of the run's GPUs while it trained, or why nothing (absent: recorded before it). */
+  gpuTelemetry?: GpuTelemetry;
 }
 
 /** Where a run's checkpoint came from: an earlier attempt's (resume), another experiment's (`--checkpoint store:ID`). */

@@ -54,6 +54,24 @@ export async function hostRegistration(host: {
   };
 }
 
+/** The leases of the runs a worker watches, as a re-created pool needs them: every GPU of a gang lease. */
+export function liveLeasesOf(
+  runs: Iterable<[string, { leaseId?: string | undefined; slotId?: string | undefined; slotIds?: string[] }]>,
+): LiveLease[] {
+  return [...runs].flatMap(([experimentId, watch]) =>
+    watch.leaseId && watch.slotId
+      ? [
+          {
+            experimentId,
+            leaseId: watch.leaseId,
+            slotId: watch.slotId,
+            ...(watch.slotIds && watch.slotIds.length > 1 ? { slotIds: watch.slotIds } : {}),
+          },
+        ]
+      : [],
+  );
+}
+
 export interface MembershipOptions {
   client: Client;
   credential: Credential;

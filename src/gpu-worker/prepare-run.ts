@@ -45,7 +45,11 @@ export interface RunRecord {
   planned: RunContainment;
   /** The lease the run was started on (absent in records of older versions). */
   slotId?: string;
+  /** Every GPU of a multi-GPU lease, in its order (absent for one GPU: slotId alone). */
+  slotIds?: string[];
   leaseId?: string;
+  /** The MASTER_PORT the run was given (absent in records of older versions). */
+  masterPort?: number;
   /** The run's attempt (its fencing token with leaseId): the checkpoint sync writes as it. */
   attempt?: number;
   /** Training seconds of earlier attempts. */
@@ -111,6 +115,10 @@ export interface PrepareInput {
   resumeFrom?: { experimentId: string };
   /** Training seconds of earlier attempts. */
   trainedSeconds?: number;
+  /** Every GPU of the lease in its order (slots[0] is the slot's own); absent: the slot alone. */
+  slots?: Slot[];
+  /** The free port this run's processes rendezvous on (MASTER_PORT), held for it by the host. */
+  masterPort: number;
 }
 
 /** The fencing token of one attempt of a run. */
@@ -179,7 +187,7 @@ async function prepareInTree(
   const startedAt = new Date();
   await fs.appendFile(
     files.log,
-    `expctl: experiment ${experimentId} attempt ${input.runAttempt}${input.attempt > 1 ? ` (task try ${input.attempt})` : ''} on ${deps.slot.slotId} (${deps.slot.name}); ` +
+    `expctl: experiment ${experimentId} attempt ${input.runAttempt}${input.attempt > 1 ? ` (task try ${input.attempt})` : ''} on ${gpusText(gangOf(input, deps))}; ` +
       `commit ${request.commit.slice(0, 12)}; command ${JSON.stringify(request.command)}; started ${startedAt.toISOString()}\n`,
     PRIVATE_FILE,
   );
@@ -243,7 +251,9 @@ async function prepareInTree(
     supervisorPid: run.supervisorPid,
     planned: run.containment,
     slotId: deps.slot.slotId,
+    ...(gangOf(input, deps).length > 1 ? { slotIds: gangOf(input, deps).map((slot) => slot.slotId) } : {}),
     leaseId: input.leaseId,
+    masterPort: input.masterPort,
     attempt: input.runAttempt,
     ...(input.trainedSeconds ? { trainedSeconds: input.trainedSeconds } : {}),
     ...(fence ? { fence } : {}),
@@ -276,7 +286,7 @@ function runVariables(
   const { request, experimentId } = input;
   const files = runFiles(deps.workDir, experimentId);
   return {
-    CUDA_VISIBLE_DEVICES: deps.slot.acceleratorClass === 'cpu' ? '' : String(deps.slot.index),
+    ...processContract(gangOf(input, deps), input.masterPort),
     EXPCTL_EXPERIMENT_ID: experimentId,
     EXPCTL_TIME_BUDGET: String(request.timeBudgetSeconds),
     EXPCTL_ARTIFACT_DIR: files.artifacts,
@@ -286,6 +296,35 @@ function runVariables(
     ...checked.variables(files.tree),
     ...datasetVariables(datasetDirs),
   };
+}
+
+/** The run's GPUs in its lease's order: the set it was granted, or its slot alone. */
+function gangOf(input: PrepareInput, deps: PrepareDeps): Slot[] {
+  return input.slots && input.slots.length > 0 ? input.slots : [deps.slot];
+}
+
+/**
+ * The variables every run gets (one GPU too) so that one process, or `torchrun` starting one per
+ * GPU, sees exactly the lease's GPUs: CUDA_VISIBLE_DEVICES lists them in the lease's (topology)
+ * order; EXPCTL_GPUS counts them (0 on CPU slots); EXPCTL_NPROC_PER_NODE is the processes to start;
+ * MASTER_ADDR/MASTER_PORT are a rendezvous no other live run of the host shares.
+ */
+export function processContract(slots: Slot[], masterPort: number): Record<string, string> {
+  const cpu = slots.every((slot) => slot.acceleratorClass === 'cpu');
+  return {
+    CUDA_VISIBLE_DEVICES: cpu ? '' : slots.map((slot) => slot.index).join(','),
+    EXPCTL_GPUS: String(cpu ? 0 : slots.length),
+    EXPCTL_NPROC_PER_NODE: String(slots.length),
+    MASTER_ADDR: '127.0.0.1',
+    MASTER_PORT: String(masterPort),
+  };
+}
+
+/** The run's GPUs as the log names them: the slot and its model, or the whole set. */
+function gpusText(slots: Slot[]): string {
+  const [lead] = slots;
+  if (slots.length === 1) return `${lead!.slotId} (${lead!.name})`;
+  return `${slots.length} GPUs ${slots.map((slot) => slot.slotId).join(', ')} (${lead!.name})`;
 }
 
 /** A claim that did not succeed is said in the log: the run trains all the same. */

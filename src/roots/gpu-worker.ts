@@ -16,9 +16,15 @@ import { ensureUnsealingKey, type UnsealingKey } from '../security/sealed-secret
 import { experimentOpenOn } from '../gpu-worker/reconcile.js';
 import { keepRunsAttached, leaseConfirmer, reconcileAtStart, type LeaseHeld } from '../gpu-worker/kept-runs.js';
 import { DEFAULT_FENCING_SECONDS, FENCE_KILL_GRACE_SECONDS, type HostFencing } from '../domain/limits.js';
-import { hostRegistration, PoolMembership, RegistrationRefusedError } from '../gpu-worker/pool-membership.js';
+import {
+  hostRegistration,
+  liveLeasesOf,
+  PoolMembership,
+  RegistrationRefusedError,
+} from '../gpu-worker/pool-membership.js';
 import { claimWorkDir, WorkDirHeldError } from '../gpu-worker/work-dir-claim.js';
 import { DeferredCleanup } from '../gpu-worker/deferred-cleanup.js';
+import { MasterPorts } from '../gpu-worker/master-ports.js';
 import { gpuWorkerHandle, type GpuWorkerHandle } from '../gpu-worker/handle.js';
 import { dataDir } from '../shared/settings.js';
 import { ensurePrivateDir } from '../security/files.js';
@@ -26,10 +32,21 @@ import { openStore } from '../store/open.js';
 import { parseCheckpointQuota } from '../domain/checkpoints.js';
 import { ConfigurationError } from '../shared/settings.js';
 import type { FleetStore } from '../store/store.js';
+import { GpuTelemetrySampler } from '../gpu-worker/gpu-telemetry.js';
+import { parseTelemetrySeconds } from '../domain/telemetry.js';
 
 export { RegistrationRefusedError, type GpuWorkerHandle };
 
 /** EXPCTL_CHECKPOINT_QUOTA (e.g. 50GiB), read once at the worker's start; a bad value stops it there. */
+/** EXPCTL_TELEMETRY_SECONDS: how often the host's GPU sampler asks nvidia-smi while a run trains. */
+function telemetrySecondsFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  try {
+    return parseTelemetrySeconds(env.EXPCTL_TELEMETRY_SECONDS);
+  } catch (error) {
+    throw new ConfigurationError((error as Error).message);
+  }
+}
+
 function checkpointQuotaFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
   const text = env.EXPCTL_CHECKPOINT_QUOTA;
   if (text === undefined || text === '') return undefined;
@@ -115,13 +132,16 @@ async function startGpuWorker(
   const hostQueue = hostTaskQueue(options.host);
   const hostRuns: Map<string, RunWatch> = new Map();
   const cleanup = new DeferredCleanup();
+  const telemetry = new GpuTelemetrySampler({ intervalSeconds: telemetrySecondsFromEnv(), log });
   const workers = await createWorkers(options, {
     workDir,
     datasetsDir,
     hostQueue,
     slots: discovery.slots,
     hostRuns,
+    masterPorts: new MasterPorts(),
     cleanup,
+    telemetry,
     unsealingKey: sealing.key,
     store: options.store ?? (await openStore()),
     checkpointQuotaBytes: options.checkpointQuotaBytes ?? checkpointQuotaFromEnv(),
@@ -141,10 +161,7 @@ async function startGpuWorker(
           signal: registerHostSignal,
           signalArgs: [registration],
         }),
-      liveLeases: () =>
-        [...hostRuns].flatMap(([experimentId, watch]) =>
-          watch.leaseId && watch.slotId ? [{ experimentId, leaseId: watch.leaseId, slotId: watch.slotId }] : [],
-        ),
+      liveLeases: () => liveLeasesOf(hostRuns),
     },
     await hostRegistration({
       host: options.host,
@@ -204,7 +221,9 @@ async function createWorkers(
     hostQueue: string;
     slots: Slot[];
     hostRuns: Map<string, RunWatch>;
+    masterPorts: MasterPorts;
     cleanup: DeferredCleanup;
+    telemetry: GpuTelemetrySampler;
     unsealingKey: UnsealingKey;
     store: FleetStore;
     checkpointQuotaBytes?: number;
@@ -252,7 +271,9 @@ async function createWorkers(
           fencingMs: hostFencing(options).fencingSeconds * 1000,
           leaseHeld,
           hostRuns: host.hostRuns,
+          masterPorts: host.masterPorts,
           cleanup: host.cleanup,
+          telemetry: host.telemetry,
           datasets: { datasetsDir, dataDir: options.dataDir ?? dataDir() },
           unsealingKey: host.unsealingKey,
           store: host.store,

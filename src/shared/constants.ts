@@ -34,5 +34,11 @@ export const CATALOG_QUERY_REFUSED = 'catalog_query_refused';
  */
 export const REFUSED_ON_HOST = 'refused_on_host';
 
+/**
+ * Failure type of a train task refused on its host because its lease's GPUs are not all this host's
+ * to give: one is on another host, or another live run of the host holds it (GPUs are exclusive).
+ */
+export const GPUS_NOT_FREE_ON_HOST = 'gpus_not_free_on_host';
+
 /** Failure type of awaitTraining when the host has nothing of the run: the workflow calls it lost. */
 export const RUN_NOT_ON_HOST = 'RunNotOnHost';

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { discoverSlots, queryTopology } from '../../src/gpu-worker/discover.js';
-import { hostRegistration } from '../../src/gpu-worker/pool-membership.js';
+import { hostRegistration, liveLeasesOf } from '../../src/gpu-worker/pool-membership.js';
 import { FIXTURES, useFakeFleet } from '../helpers/stack.js';
 
 // Discovery runs the fake `nvidia-smi` (test/fixtures/bin) as a process, as a worker runs the real one.
@@ -101,5 +101,25 @@ describe('a GPU host reads its topology once, at discovery', () => {
       heartbeatMs: 1000,
     });
     expect('topology' in cpuRegistration).toBe(false);
+  });
+});
+
+describe('the live leases a worker hands a re-created pool', () => {
+  it('name every GPU of a gang lease, and only the slot of a one-GPU lease', () => {
+    expect(
+      liveLeasesOf([
+        ['exp-gang', { leaseId: 'l1', slotId: 'big/gpu4', slotIds: ['big/gpu4', 'big/gpu5', 'big/gpu6', 'big/gpu7'] }],
+        ['exp-one', { leaseId: 'l2', slotId: 'big/gpu0', slotIds: ['big/gpu0'] }],
+        ['exp-old', { leaseId: undefined, slotId: undefined }],
+      ]),
+    ).toEqual([
+      {
+        experimentId: 'exp-gang',
+        leaseId: 'l1',
+        slotId: 'big/gpu4',
+        slotIds: ['big/gpu4', 'big/gpu5', 'big/gpu6', 'big/gpu7'],
+      },
+      { experimentId: 'exp-one', leaseId: 'l2', slotId: 'big/gpu0' },
+    ]);
   });
 });

@@ -22,6 +22,7 @@ import { parseExperimentRequest, RequestValidationError, type ExperimentRequest 
 import { poolLoads } from '../../domain/fair-share.js';
 import { servingOrder, type PlacementRecord } from '../../domain/placement.js';
 import { killLimitSeconds } from '../../domain/limits.js';
+import { telemetryLines, telemetryWarnings } from '../../domain/telemetry.js';
 import { connectClient } from '../../temporal/connection.js';
 import type { ExperimentSnapshot } from '../../workflows/experiment-state.js';
 import { openCatalog } from '../catalog-view.js';
@@ -317,6 +318,12 @@ export async function showCommand(id: string, options: { json?: boolean; patch?:
       `  contained:  ${snapshot.training.containment}${peak !== null ? `, peak memory ${(peak / 1024 ** 2).toFixed(1)} MiB` : ''}${snapshot.training.oomKills ? `, ${snapshot.training.oomKills} OOM kills` : ''}`,
     );
   }
+  const telemetry = snapshot.training?.gpuTelemetry ?? record?.gpuTelemetry;
+  if (telemetry) {
+    say(`  gpu telemetry:${telemetry.available ? ` sampled every ${telemetry.intervalSeconds}s` : ''}`);
+    for (const line of telemetryLines(telemetry)) say(`    ${line}`);
+  }
+  for (const warning of record?.warnings ?? telemetryWarnings(telemetry)) say(`  warning:    ${warning}`);
   if (snapshot.training?.metrics)
     say(
       `  metrics:    ${Object.entries(snapshot.training.metrics)

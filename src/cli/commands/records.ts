@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises';
 import { execa } from 'execa';
-import { tagReportHtml, usedByRuns } from '../../catalog/html.js';
+import { REPORT_TELEMETRY_RUNS, tagReportHtml, usedByRuns } from '../../catalog/html.js';
 import { bestKept, diffRecords, resultRuns, slotHoursText, summarize, toRunSummary } from '../../catalog/reports.js';
 import { parseColumns, resultsTsv } from '../../catalog/tsv.js';
 import { CATEGORIES } from '../../domain/request.js';
@@ -207,11 +207,16 @@ export async function reportCommand(
       for (const dataset of usedByRuns(records).datasets)
         gates.push(...(await catalog.gateStats({ dataset })).map((row) => ({ ...row, dataset })));
       // The page keeps only what this tag's runs used (extrasOfTag).
-      const html = tagReportHtml(tag(), records, {
-        versions: await catalog.datasetVersions(),
-        gates,
-        models: await catalog.models(),
-      });
+      const html = tagReportHtml(
+        tag(),
+        records,
+        {
+          versions: await catalog.datasetVersions(),
+          gates,
+          models: await catalog.models(),
+        },
+        await catalog.gpuTelemetry(tag(), REPORT_TELEMETRY_RUNS),
+      );
       const out = options.out ?? `expctl-${tag()}.html`;
       await fs.writeFile(out, html);
       console.log(out);

@@ -1,6 +1,7 @@
 import { upsertSearchAttributes } from '@temporalio/workflow';
 import type { TagDecision } from '../../domain/decision.js';
 import type { ExperimentResult } from '../../domain/experiment.js';
+import { telemetryWarnings } from '../../domain/telemetry.js';
 import { SA } from '../../shared/search-attributes.js';
 import { advance, type ExperimentRun, type RunEnded } from './state.js';
 
@@ -17,6 +18,7 @@ export async function record(run: ExperimentRun, ended: RunEnded, decision: TagD
   );
   if (decision.decision) upsertSearchAttributes([{ key: SA.decision, value: decision.decision }]);
   if (snapshot.metric !== null) upsertSearchAttributes([{ key: SA.metric, value: snapshot.metric }]);
+  const warnings = telemetryWarnings(snapshot.training?.gpuTelemetry);
   return {
     experiment_id: experimentId,
     tag: request.tag,
@@ -35,5 +37,6 @@ export async function record(run: ExperimentRun, ended: RunEnded, decision: TagD
     ...(snapshot.gpus ? { gpus: snapshot.gpus } : {}),
     worker: snapshot.worker,
     rule: decision.decision ? decision.rule : null,
+    ...(warnings.length > 0 ? { warnings } : {}),
   };
 }
