@@ -465,7 +465,7 @@ const slotEntry = z.looseObject({
   drained_by: z.enum(['operator', 'health']).nullable(),
 });
 
-/** `pool`: every slot, its state and lease; the queue; fair shares. */
+/** `pool`: every slot, its state and lease; the queue; fair shares; reservations and why each run waits. */
 export const PoolOutput = z.looseObject({
   hosts: byName(z.looseObject({ online: z.boolean(), last_heartbeat: z.number() })),
   slots: z.array(slotEntry),
@@ -477,6 +477,20 @@ export const PoolOutput = z.looseObject({
   shares: z.array(
     z.looseObject({ tag: z.string(), running: z.number().int(), gpu_seconds: z.number(), share: z.number() }),
   ),
+  reservations: z
+    .array(
+      z.looseObject({
+        experiment_id: id,
+        host: z.string(),
+        slot_ids: z.array(z.string()),
+        gpus: z.number().int(),
+        starts_by: nullableNumber.describe('epoch ms by which its GPUs are free at the latest; null: unknown'),
+      }),
+    )
+    .describe('GPUs held for waiting runs: later runs use them only if they surely end before starts_by'),
+  waiting: z
+    .array(z.looseObject({ experiment_id: id, why: z.string() }))
+    .describe('every waiting run, in the order it is served, and why it waits'),
 });
 
 /** `pool drain` / `pool undrain`: what changed. */

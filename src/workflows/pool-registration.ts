@@ -3,7 +3,7 @@ import { PERMISSION_DENIED } from '../domain/authorization.js';
 import type { HostRegistration } from '../domain/fleet.js';
 import { authorizer } from './authorize.js';
 import { deregisterHostSignal, hostLostSignal, registerHostSignal, type SlotEntry } from './definitions.js';
-import type { PoolState } from './pool-state.js';
+import { leasesOfLiveRuns, type PoolState } from './pool-state.js';
 
 /**
  * Registration: workers join, heartbeat (their registration again), restart, shut down or are
@@ -100,7 +100,9 @@ function register(state: PoolState, registration: HostRegistration, identity: st
     );
   const previousSlots = new Map(state.slotsOf(registration.host).map((e) => [e.slot.slotId, e]));
   pool.slots = pool.slots.filter((entry) => entry.slot.host !== registration.host);
-  const rebuilt = rebuiltLeases(state, registration);
+  // A pool started again after it was gone holds the leases its hosts' live runs were trained on.
+  const rebuilt = leasesOfLiveRuns(pool, registration, Date.now());
+  const held = new Set<string>();
   for (const slot of registration.slots) {
     const previous = previousSlots.get(slot.slotId);
     const lease =
@@ -109,8 +111,10 @@ function register(state: PoolState, registration: HostRegistration, identity: st
         : previous?.lease
           ? null
           : (rebuilt.get(slot.slotId) ?? null);
+    if (lease) held.add(lease.experimentId);
     pool.slots.push({ slot, lease, ...drainOf(state, slot.slotId, previous) });
   }
+  pool.queue = pool.queue.filter((request) => !held.has(request.experimentId));
   pool.hosts[registration.host] = {
     host: registration.host,
     hostQueue: registration.hostQueue,
@@ -129,35 +133,6 @@ function register(state: PoolState, registration: HostRegistration, identity: st
   };
   delete pool.refusals?.[registration.host];
   state.touch();
-}
-
-/**
- * A pool started again after it was gone holds the leases its hosts' live runs were trained on,
- * by slot: a gang's lease on every slot of its set (the worker names them, or lists the lease once
- * per slot), one lease per run, none for a run another host already holds.
- */
-function rebuiltLeases(state: PoolState, registration: HostRegistration): Map<string, NonNullable<SlotEntry['lease']>> {
-  const slotsOf = new Map<string, { experimentId: string; slotIds: Set<string> }>();
-  for (const live of registration.liveLeases ?? []) {
-    const known = slotsOf.get(live.leaseId) ?? { experimentId: live.experimentId, slotIds: new Set<string>() };
-    for (const slotId of live.slotIds ?? [live.slotId]) known.slotIds.add(slotId);
-    slotsOf.set(live.leaseId, known);
-  }
-  const bySlot = new Map<string, NonNullable<SlotEntry['lease']>>();
-  for (const [leaseId, { experimentId, slotIds }] of slotsOf) {
-    if (state.pool.slots.some((entry) => entry.lease?.experimentId === experimentId)) continue;
-    state.pool.queue = state.pool.queue.filter((request) => request.experimentId !== experimentId);
-    const ids = [...slotIds];
-    const lease = {
-      leaseId,
-      experimentId,
-      hostQueue: registration.hostQueue,
-      grantedAt: Date.now(),
-      ...(ids.length > 1 ? { slotIds: ids } : {}),
-    };
-    for (const slotId of ids) bySlot.set(slotId, lease);
-  }
-  return bySlot;
 }
 
 /** A slot keeps its drain across its host's restarts; a slot new to this pool takes the operator's kept drain. */

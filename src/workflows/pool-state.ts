@@ -1,6 +1,7 @@
 import { addUsage } from '../domain/fair-share.js';
 import { DEFAULT_PLACEMENT_POLICY } from '../domain/placement.js';
 import { DEFAULT_HEARTBEAT_LIMIT_MS } from '../domain/limits.js';
+import type { HostRegistration } from '../domain/fleet.js';
 import type { PoolSnapshot, SlotEntry } from './definitions.js';
 
 export function emptyPool(): PoolSnapshot {
@@ -132,4 +133,36 @@ export function rebuiltPool(last: PoolSnapshot, now: number): Partial<PoolSnapsh
     health: last.health,
     ...(last.usage ? { usage: last.usage } : {}),
   };
+}
+
+/**
+ * The leases a registration's live runs hold, by slot, for a pool started again after it was gone:
+ * a gang's lease on every slot of its set (the worker names them, or lists the lease once per
+ * slot), none for a run another host's slot already holds. Pure.
+ */
+export function leasesOfLiveRuns(
+  pool: Pick<PoolSnapshot, 'slots'>,
+  registration: Pick<HostRegistration, 'liveLeases' | 'hostQueue'>,
+  now: number,
+): Map<string, NonNullable<SlotEntry['lease']>> {
+  const sets = new Map<string, { experimentId: string; slotIds: Set<string> }>();
+  for (const live of registration.liveLeases ?? []) {
+    const set = sets.get(live.leaseId) ?? { experimentId: live.experimentId, slotIds: new Set<string>() };
+    for (const slotId of live.slotIds ?? [live.slotId]) set.slotIds.add(slotId);
+    sets.set(live.leaseId, set);
+  }
+  const bySlot = new Map<string, NonNullable<SlotEntry['lease']>>();
+  for (const [leaseId, { experimentId, slotIds }] of sets) {
+    if (pool.slots.some((entry) => entry.lease?.experimentId === experimentId)) continue;
+    const ids = [...slotIds];
+    const lease = {
+      leaseId,
+      experimentId,
+      hostQueue: registration.hostQueue,
+      grantedAt: now,
+      ...(ids.length > 1 ? { slotIds: ids } : {}),
+    };
+    for (const slotId of ids) bySlot.set(slotId, lease);
+  }
+  return bySlot;
 }

@@ -5,6 +5,7 @@ import {
   HOST_RECONNECT_SECONDS,
   hostAnswerSeconds,
   killLimitSeconds,
+  leaseHoldSeconds,
   TRAIN_HEARTBEAT_TIMEOUT_SECONDS,
 } from '../../src/domain/limits.js';
 
@@ -15,6 +16,11 @@ describe('limits', () => {
     // A short budget keeps a fixed headroom for startup and evaluation.
     expect(killLimitSeconds({ timeBudgetSeconds: 6 })).toBe(66);
     expect(killLimitSeconds({ timeBudgetSeconds: 6, timeoutSeconds: 8 })).toBe(8);
+  });
+
+  it('holds a lease at most its setup limit plus its kill limit (what backfill counts on)', () => {
+    expect(leaseHoldSeconds({ setupTimeoutSeconds: 900, timeBudgetSeconds: 300 })).toBe(1500);
+    expect(leaseHoldSeconds({ setupTimeoutSeconds: 60, timeBudgetSeconds: 300, timeoutSeconds: 400 })).toBe(460);
   });
 
   it('reports a training overrun past a step of slack, as autoresearch stops at a step boundary', () => {

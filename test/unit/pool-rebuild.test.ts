@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { emptyPool, rebuiltPool } from '../../src/workflows/pool-state.js';
+import type { HostRegistration } from '../../src/domain/fleet.js';
+import { emptyPool, leasesOfLiveRuns, rebuiltPool } from '../../src/workflows/pool-state.js';
 import type { PoolSnapshot, SlotEntry } from '../../src/workflows/definitions.js';
 
 const slot = (slotId: string, extra: Partial<SlotEntry> = {}): SlotEntry => ({
@@ -68,5 +69,45 @@ describe('rebuiltPool', () => {
     expect(rebuilt).not.toHaveProperty('heartbeatLimitMs');
     expect(rebuilt).not.toHaveProperty('policy');
     expect(rebuilt).not.toHaveProperty('refusals');
+  });
+});
+
+describe('leasesOfLiveRuns', () => {
+  const registration = (liveLeases: NonNullable<HostRegistration['liveLeases']>) => ({ hostQueue: 'hq', liveLeases });
+
+  it("holds a gang's lease on every slot of its set, the same lease on each", () => {
+    const leases = leasesOfLiveRuns(
+      { slots: [] },
+      registration([{ experimentId: 'g', leaseId: 'L', slotId: 'h/gpu2', slotIds: ['h/gpu2', 'h/gpu3'] }]),
+      5,
+    );
+    expect([...leases.keys()]).toEqual(['h/gpu2', 'h/gpu3']);
+    const expected = { leaseId: 'L', experimentId: 'g', hostQueue: 'hq', grantedAt: 5, slotIds: ['h/gpu2', 'h/gpu3'] };
+    expect(leases.get('h/gpu2')).toEqual(expected);
+    expect(leases.get('h/gpu3')).toEqual(expected);
+  });
+
+  it('joins a gang listed once per slot, and keeps a 1-GPU lease as it was (no slotIds)', () => {
+    const leases = leasesOfLiveRuns(
+      { slots: [] },
+      registration([
+        { experimentId: 'g', leaseId: 'L', slotId: 'h/gpu0' },
+        { experimentId: 'g', leaseId: 'L', slotId: 'h/gpu1' },
+        { experimentId: 'one', leaseId: 'M', slotId: 'h/gpu4' },
+      ]),
+      5,
+    );
+    expect(leases.get('h/gpu1')?.slotIds).toEqual(['h/gpu0', 'h/gpu1']);
+    expect(leases.get('h/gpu4')).toEqual({ leaseId: 'M', experimentId: 'one', hostQueue: 'hq', grantedAt: 5 });
+  });
+
+  it('holds nothing for a run another slot of the pool already holds', () => {
+    const held = slot('other/gpu0', { lease: { leaseId: 'L', experimentId: 'g', hostQueue: 'q', grantedAt: 1 } });
+    const leases = leasesOfLiveRuns(
+      { slots: [held] },
+      registration([{ experimentId: 'g', leaseId: 'L', slotId: 'h/gpu0', slotIds: ['h/gpu0', 'h/gpu1'] }]),
+      5,
+    );
+    expect(leases.size).toBe(0);
   });
 });

@@ -4,7 +4,10 @@ import { PoolRepairError, repairPool, type PoolRepair } from '../../client/pool-
 import type { PoolSnapshot } from '../../workflows/definitions.js';
 import type { DrainOutcome } from '../../domain/fleet.js';
 import { poolLoads, runningLeasesOf, tagShares } from '../../domain/fair-share.js';
-import { servingOrder } from '../../domain/placement.js';
+import { roughDuration, servingOrder, type QueuePlan } from '../../domain/placement.js';
+import { gpusOf } from '../../domain/request.js';
+import { POOL_WORKFLOW_ID } from '../../shared/constants.js';
+import { poolPlanQuery } from '../../workflows/definitions.js';
 import { connectClient, dataConverter } from '../../temporal/connection.js';
 import { asRefusal } from '../refusal.js';
 import { CliError, formatTable, printJson, safeText, wantsJson } from '../output.js';
@@ -19,12 +22,17 @@ export async function fleetPool(client: Client): Promise<PoolSnapshot> {
   }
 }
 
+/** The pool's plan for its queue: what it holds for waiting runs, and why each waits. */
+type PoolPlan = Omit<QueuePlan, 'grants'> & { at: number };
+
 export async function poolCommand(options: { json?: boolean }): Promise<void> {
-  const pool = await fleetPool(await connectClient());
+  const client = await connectClient();
+  const pool = await fleetPool(client);
+  const plan = await client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolPlanQuery);
   const now = Date.now();
   const shares = tagShares(pool.usage ?? {}, runningLeasesOf(pool.slots), now);
   const queue = servingOrder(pool.queue, poolLoads(pool, now));
-  if (wantsJson(options)) return printJson({ ...pool, shares });
+  if (wantsJson(options)) return printJson({ ...pool, shares, reservations: plan.reservations, waiting: plan.waiting });
   const rows = pool.slots.map((entry) => {
     const host = pool.hosts[entry.slot.host];
     const state = !host?.online ? 'offline' : entry.draining ? 'draining' : entry.lease ? 'leased' : 'idle';
@@ -52,18 +60,52 @@ export async function poolCommand(options: { json?: boolean }): Promise<void> {
     console.log(`\nqueue (${pool.queue.length}), in the order it is served:`);
     console.log(
       formatTable(
-        ['position', 'experiment', 'tag', 'class', 'memory_mb', 'priority'],
+        ['position', 'experiment', 'tag', 'class', 'gpus', 'memory_mb', 'priority'],
         queue.map((r, i) => [
           i + 1,
           r.experimentId,
           r.tag ?? null,
           r.requirements.acceleratorClass,
+          gpusOf(r.requirements),
           r.requirements.gpuMemoryMb,
           r.priority,
         ]),
       ),
     );
   }
+  const planned = planText(plan);
+  if (planned) console.log(planned);
+}
+
+/**
+ * The GPUs held for waiting runs and why each run waits, as an operator reads them ('' when
+ * nothing waits). A later run may use reserved GPUs only if its lease surely ends before the
+ * reservation's start.
+ */
+export function planText(plan: PoolPlan): string {
+  const lines: string[] = [];
+  if (plan.reservations.length > 0) {
+    lines.push(`\nreservations (${plan.reservations.length}): GPUs held for waiting runs`);
+    lines.push(
+      formatTable(
+        ['experiment', 'host', 'gpus', 'slots', 'starts_by'],
+        plan.reservations.map((r) => [
+          r.experimentId,
+          r.host,
+          r.gpus,
+          r.slotIds.join(','),
+          r.startsBy === null
+            ? 'unknown'
+            : `${new Date(r.startsBy).toISOString()} (in ${roughDuration(r.startsBy - plan.at)})`,
+        ]),
+      ),
+    );
+  }
+  if (plan.waiting.length > 0) {
+    lines.push(`\nwhy each waits:`);
+    for (const waiting of plan.waiting) lines.push(safeText(`  ${waiting.experimentId}: ${waiting.why}`));
+  }
+  return lines.join('\n');
 }
 
 /** What a drain or undrain did, as an operator reads it. */
