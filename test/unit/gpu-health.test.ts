@@ -11,6 +11,7 @@ import {
   type HostHealthReport,
 } from '../../src/domain/health.js';
 import { DEFAULT_PLACEMENT_POLICY, planQueue, type LeaseRequest, type SlotView } from '../../src/domain/placement.js';
+import { gpuSlot } from '../helpers/slots.js';
 
 const FOUR_H100 = new URL('../fixtures/fleets/four-h100.csv', import.meta.url);
 
@@ -143,20 +144,7 @@ describe('the drain of a GPU that failed under a run', () => {
 });
 
 describe('placement around a drained GPU of a multi-GPU host', () => {
-  const gpu = (host: string, index: number, extra: Partial<SlotView> = {}): SlotView => ({
-    slotId: `${host}/gpu${index}`,
-    host,
-    index,
-    uuid: `GPU-${host}-${index}`,
-    name: 'NVIDIA H100 80GB HBM3',
-    acceleratorClass: 'h100',
-    memoryMb: 81559,
-    taskQueue: `q-${host}-${index}`,
-    runtimeTags: [],
-    state: 'idle',
-    draining: false,
-    ...extra,
-  });
+  const gpu = gpuSlot;
   /** A 4-GPU host whose GPU 1 a health check drained. */
   const quad = (host: string) => [0, 1, 2, 3].map((i) => gpu(host, i, i === 1 ? { draining: true } : {}));
   const ask = (experimentId: string, gpus: number | 'all'): LeaseRequest => ({

@@ -10,24 +10,11 @@ import {
   type LeaseRequest,
   type SlotView,
 } from '../../src/domain/placement.js';
+import { A100_40GB, gpuSlot } from '../helpers/slots.js';
 
-/** One GPU of `host`; islands and NUMA nodes as given. */
-function gpu(host: string, index: number, extra: Partial<SlotView> = {}): SlotView {
-  return {
-    slotId: `${host}/gpu${index}`,
-    host,
-    index,
-    uuid: `GPU-${host}-${index}`,
-    name: 'NVIDIA A100-SXM4-40GB',
-    acceleratorClass: 'a100',
-    memoryMb: 40960,
-    taskQueue: `q-${host}-${index}`,
-    runtimeTags: [],
-    state: 'idle',
-    draining: false,
-    ...extra,
-  };
-}
+/** One A100 of `host`; islands and NUMA nodes as given. */
+const gpu = (host: string, index: number, extra: Partial<SlotView> = {}): SlotView =>
+  gpuSlot(host, index, { ...A100_40GB, ...extra });
 
 /** An 8-GPU host with two 4-GPU NVLink islands, island i on NUMA node i. */
 function twoIslands(host: string, extra: (index: number) => Partial<SlotView> = () => ({})): SlotView[] {

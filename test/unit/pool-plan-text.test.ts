@@ -1,26 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { planText } from '../../src/cli/commands/pool.js';
 import { DEFAULT_PLACEMENT_POLICY, planQueue, type LeaseRequest, type SlotView } from '../../src/domain/placement.js';
+import { gpuSlot } from '../helpers/slots.js';
 
 const NOW = Date.parse('2026-12-07T09:00:00Z');
 
 /** An 8-GPU H100 host; GPUs listed in `leased` are held by leases that end at `endsBy`. */
 function host(name: string, leased: number[], endsBy: number | null): SlotView[] {
-  return Array.from({ length: 8 }, (_, index) => ({
-    slotId: `${name}/gpu${index}`,
-    host: name,
-    index,
-    uuid: `GPU-${name}-${index}`,
-    name: 'NVIDIA H100 80GB HBM3',
-    acceleratorClass: 'h100',
-    memoryMb: 81559,
-    taskQueue: `q-${name}-${index}`,
-    runtimeTags: [],
-    nvlinkIsland: index < 4 ? 0 : 1,
-    state: leased.includes(index) ? ('leased' as const) : ('idle' as const),
-    draining: false,
-    leaseEndsBy: leased.includes(index) ? endsBy : null,
-  }));
+  return Array.from({ length: 8 }, (_, index) =>
+    gpuSlot(name, index, {
+      nvlinkIsland: index < 4 ? 0 : 1,
+      state: leased.includes(index) ? 'leased' : 'idle',
+      leaseEndsBy: leased.includes(index) ? endsBy : null,
+    }),
+  );
 }
 
 const ask = (experimentId: string, gpus: number, enqueuedAt: number, holdSeconds?: number): LeaseRequest => ({
