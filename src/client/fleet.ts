@@ -1,7 +1,8 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { POOL_WORKFLOW_ID } from '../shared/constants.js';
-import { drainUpdate, poolStateQuery, type PoolSnapshot } from '../workflows/definitions.js';
+import { drainUpdate, poolPlanQuery, poolStateQuery, type PoolSnapshot } from '../workflows/definitions.js';
 import type { DrainOutcome } from '../domain/fleet.js';
+import type { QueuePlan } from '../domain/placement.js';
 import { signAs } from './sign.js';
 
 /** There is no pool yet: no worker has ever joined this fleet. */
@@ -19,6 +20,12 @@ export async function poolState(client: Client): Promise<PoolSnapshot> {
     if (error instanceof WorkflowNotFoundError) throw new NoFleetError();
     throw error;
   }
+}
+
+/** The pool's plan for its queue: the GPUs it holds for waiting runs, and why each waits. */
+export type PoolPlan = Omit<QueuePlan, 'grants'> & { at: number };
+export async function poolPlan(client: Client): Promise<PoolPlan> {
+  return client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolPlanQuery);
 }
 
 /** An operator's signed drain (or undrain) of a host or slot; returns what it changed and what runs there. */

@@ -1,13 +1,11 @@
 import type { Client } from '@temporalio/client';
-import { drainTarget, NoFleetError, poolState } from '../../client/fleet.js';
+import { drainTarget, NoFleetError, poolPlan, poolState, type PoolPlan } from '../../client/fleet.js';
 import { PoolRepairError, repairPool, type PoolRepair } from '../../client/pool-repair.js';
 import type { PoolSnapshot } from '../../workflows/definitions.js';
 import type { DrainOutcome } from '../../domain/fleet.js';
 import { poolLoads, runningLeasesOf, tagShares } from '../../domain/fair-share.js';
-import { roughDuration, servingOrder, type QueuePlan } from '../../domain/placement.js';
+import { roughDuration, servingOrder } from '../../domain/placement.js';
 import { gpusOf } from '../../domain/request.js';
-import { POOL_WORKFLOW_ID } from '../../shared/constants.js';
-import { poolPlanQuery } from '../../workflows/definitions.js';
 import { connectClient, dataConverter } from '../../temporal/connection.js';
 import { asRefusal } from '../refusal.js';
 import { CliError, formatTable, printJson, safeText, wantsJson } from '../output.js';
@@ -22,13 +20,10 @@ export async function fleetPool(client: Client): Promise<PoolSnapshot> {
   }
 }
 
-/** The pool's plan for its queue: what it holds for waiting runs, and why each waits. */
-type PoolPlan = Omit<QueuePlan, 'grants'> & { at: number };
-
 export async function poolCommand(options: { json?: boolean }): Promise<void> {
   const client = await connectClient();
   const pool = await fleetPool(client);
-  const plan = await client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolPlanQuery);
+  const plan = await poolPlan(client);
   const now = Date.now();
   const shares = tagShares(pool.usage ?? {}, runningLeasesOf(pool.slots), now);
   const queue = servingOrder(pool.queue, poolLoads(pool, now));
