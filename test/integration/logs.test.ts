@@ -2,29 +2,26 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Worker } from '@temporalio/worker';
-import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { WORKFLOWS_PATH } from '../../src/roots/orchestrator.js';
 import type { ShippedLogDocument } from '../../src/gpu-worker/log-shipping.js';
 import { attemptDocument } from '../../src/store/fence.js';
 import { FilesystemStore } from '../../src/store/fs-store.js';
-import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
-import { experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
-import { EXPCTL, runCli } from '../helpers/cli.js';
+import { runCli } from '../helpers/cli.js';
 import { makeRepo } from '../helpers/repo.js';
-import { configurePool, startStack, type TestStack } from '../helpers/stack.js';
-import { resultWithin, waitFor } from '../helpers/wait.js';
+import { startStack, type TestStack } from '../helpers/stack.js';
+import { waitFor } from '../helpers/wait.js';
 
 // `expctl logs` as a user runs it: pages read from the host through one log session per reader,
 // a follower long-polling the host (no workflow per read); the log the worker shipped to the fleet
-// store when the host is gone, and the first attempt's lines after a run was re-placed.
+// store when the host is gone. A re-placed run's first attempt, read from the store after its host
+// was killed, is checked where such a run is made: long-run.test.ts.
 const HOST = 'loghost';
 let stack: TestStack;
 let source: { repo: string; commit: string };
 let storeDir: string;
 let store: FilesystemStore;
-let doomed: ResultPromise | undefined;
 
 const cliEnv = () => ({ TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace });
 
@@ -67,7 +64,6 @@ beforeAll(async () => {
   source = await makeRepo();
 });
 afterAll(async () => {
-  doomed?.kill('SIGKILL');
   await stack?.stop();
   await fs.rm(storeDir, { recursive: true, force: true });
 });
@@ -125,64 +121,6 @@ describe('expctl logs', () => {
     expect(all.stdout).toContain('step 00001/40000');
     expect((all.stdout as string).endsWith(tail.stdout as string)).toBe(true);
     expect(Buffer.byteLength(all.stdout as string)).toBeGreaterThan(1 << 20);
-  });
-
-  it("shows a re-placed run's first attempt from the fleet store after its host was killed, then the second from its host", async () => {
-    // Host one: `expctl worker` as its own process, so it can be killed outright mid-run.
-    doomed = execa(
-      process.execPath,
-      [EXPCTL, 'worker', '--host', 'doomed', '--cpu-slots', '1', '--heartbeat', '2', '--runtime-tag', 'two-hosts'],
-      {
-        env: { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace, EXPCTL_STORE: storeDir },
-        reject: false,
-      },
-    );
-    const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
-    await waitFor(
-      async () => (await pool.query(poolStateQuery).catch(() => undefined))?.hosts.doomed?.online === true,
-      60_000,
-    );
-    await configurePool(stack.client, { heartbeatLimitMs: 8_000 });
-    const { experimentId, handle } = await submitExperiment(stack.client, {
-      tag: 'logs-two-hosts',
-      hypothesis: 'the first attempt dies with its host',
-      category: 'other',
-      command: ['python3', 'train.py'],
-      repo: source.repo,
-      commit: source.commit,
-      requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: ['two-hosts'] },
-      maxReplacements: 1,
-      timeBudgetSeconds: 120,
-      env: { VAL_BPB: '1.25', STEPS: '60', STEP_SECONDS: '0.25' },
-    });
-    // Killed once the store holds some of its training lines (shipped every 5 s by default).
-    await waitFor(async () => {
-      const log = await shippedLog(experimentId, 1).catch(() => null);
-      return log !== null && (await shippedText(log)).includes('step 00003/00060');
-    }, 90_000);
-    await stack.addGpuWorker({ host: 'spare', cpuSlots: 1, runtimeTags: ['two-hosts'] });
-    doomed.kill('SIGKILL');
-    await doomed;
-    const result = await resultWithin(handle, 200_000);
-    expect(result).toMatchObject({ status: 'completed', worker: 'spare' });
-    expect((await handle.query(experimentStateQuery)).attempts).toBe(2);
-    // The second attempt's log was shipped whole at its exit, and the record says where.
-    expect((await shippedLog(experimentId, 2))?.complete).toBe(true);
-    expect((await stack.catalog.get(experimentId))?.worker).toBe('spare');
-
-    const logs = await runCli(cliEnv(), ['logs', '--all', experimentId]);
-    expect(logs.exitCode, logs.stderr as string).toBe(0);
-    expect(logs.stderr).toMatch(
-      /attempt 1 \(on doomed\), read from the fleet store \(as last shipped [\dT:.-]+Z: its last seconds may be missing\)/,
-    );
-    expect(logs.stderr).toContain(`expctl: ${experimentId}: attempt 2, read from the host spare`);
-    const out = logs.stdout as string;
-    const first = out.indexOf('on doomed/cpu0');
-    const second = out.indexOf('on spare/cpu0');
-    expect(first).toBeGreaterThanOrEqual(0);
-    expect(second).toBeGreaterThan(first);
-    expect(out.slice(first, second)).toContain('step 00003/00060');
-    expect(out.slice(second)).toMatch(/val_bpb:\s+1\.25/);
   });
 
   it('reads the shipped log from the fleet store when the host is gone, and says so', async () => {

@@ -208,7 +208,10 @@ describe('a long run whose host is killed outright', () => {
     // Attempt 1's lines, with host A gone, from the fleet store; attempt 2's from host B.
     const logs = await runCli(cliEnv, ['logs', '--all', experimentId], elsewhere);
     expect(logs.exitCode, String(logs.stderr)).toBe(0);
-    expect(logs.stderr).toMatch(/attempt 1 \(on long-a\), read from the fleet store/);
+    expect(logs.stderr).toMatch(
+      /attempt 1 \(on long-a\), read from the fleet store \(as last shipped [\dT:.-]+Z: its last seconds may be missing\)/,
+    );
+    expect(logs.stderr).toContain(`expctl: ${experimentId}: attempt 2, read from the host long-b`);
     const out = String(logs.stdout);
     const firstAt = out.indexOf('on long-a/cpu0');
     const secondAt = out.indexOf('on long-b/cpu0');
