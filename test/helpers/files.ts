@@ -19,3 +19,11 @@ export async function openToOthers(root: string): Promise<string[]> {
   await visit(root);
   return found;
 }
+
+/** Whether a file exists now (what tests wait on: a pid file written, a record made). */
+export function fileExists(file: string): Promise<boolean> {
+  return fs.access(file).then(
+    () => true,
+    () => false,
+  );
+}

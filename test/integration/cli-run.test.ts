@@ -11,6 +11,7 @@ import { EXPCTL, RESULT_KEYS, runCli } from '../helpers/cli.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
 import { configurePool, startStack, type TestStack } from '../helpers/stack.js';
 import { settledWithin, waitFor } from '../helpers/wait.js';
+import { fileExists } from '../helpers/files.js';
 
 // `expctl run` as an agent runs it: a process, its JSON on stdout and its exit code, for every terminal state.
 const HOST = 'clihost';
@@ -303,12 +304,7 @@ describe('expctl run: infrastructure (exit 4) and cancel (exit 5)', () => {
       );
       const handle = stack.client.workflow.getHandle(id);
       await waitFor(
-        async () =>
-          (await handle.query(experimentStateQuery)).status === 'running' &&
-          (await fs.access(pidFile).then(
-            () => true,
-            () => false,
-          )),
+        async () => (await handle.query(experimentStateQuery)).status === 'running' && (await fileExists(pidFile)),
         120_000,
       );
       const trainingPid = Number(await fs.readFile(pidFile, 'utf8'));

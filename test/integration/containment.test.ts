@@ -15,6 +15,7 @@ import { experimentStateQuery, poolStateQuery } from '../../src/workflows/defini
 import { makeRepo, processAlive } from '../helpers/repo.js';
 import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
+import { fileExists } from '../helpers/files.js';
 
 const HOST = 'containhost';
 let stack: TestStack;
@@ -100,12 +101,7 @@ describe('every process of a run dies with it', () => {
       request({ tag: 'cancel', env: { MODE: 'hang-escape', ESCAPE_PID_FILE: escapePidFile } }),
     );
     await waitFor(
-      async () =>
-        (await handle.query(experimentStateQuery)).status === 'running' &&
-        (await fs.access(escapePidFile).then(
-          () => true,
-          () => false,
-        )),
+      async () => (await handle.query(experimentStateQuery)).status === 'running' && (await fileExists(escapePidFile)),
       60_000,
     );
     const escaped = Number(await fs.readFile(escapePidFile, 'utf8'));
@@ -128,14 +124,7 @@ describe('every process of a run dies with it', () => {
         env: { MODE: 'hang-escape', ESCAPE_PID_FILE: escapePidFile },
       }),
     );
-    await waitFor(
-      async () =>
-        fs.access(escapePidFile).then(
-          () => true,
-          () => false,
-        ),
-      60_000,
-    );
+    await waitFor(async () => fileExists(escapePidFile), 60_000);
     expect((await handle.result()).status).toBe('timed_out');
     await expectNothingLeft(handle.workflowId, [Number(await fs.readFile(escapePidFile, 'utf8'))]);
   });

@@ -14,6 +14,7 @@ import { hostRegistrationQuery } from '../../src/workflows/definitions.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
 import { FIXTURES } from '../helpers/stack.js';
 import { eventually, waitFor } from '../helpers/wait.js';
+import { fileExists } from '../helpers/files.js';
 
 const EXPCTL = fileURLToPath(new URL('../../bin/expctl.js', import.meta.url));
 /** Longer than the 30–45 s after which the old `expctl dev` gave up on its server. */
@@ -201,18 +202,7 @@ describe('expctl dev supervises its stack', () => {
   );
 
   const startupMoments: [string, (home: string, dev: DevProcess) => Promise<void>][] = [
-    [
-      'as soon as it holds the state lock',
-      (home) =>
-        waitFor(
-          () =>
-            fs.access(path.join(home, 'dev.json')).then(
-              () => true,
-              () => false,
-            ),
-          60_000,
-        ),
-    ],
+    ['as soon as it holds the state lock', (home) => waitFor(() => fileExists(path.join(home, 'dev.json')), 60_000)],
     ['while the server starts', async (home) => void (await eventually(() => serverPid(home), 60_000))],
     ['while the workers start', (_home, dev) => dev.waitForOutput('starting the orchestrator and the GPU worker')],
     ['during the demo campaign', (_home, dev) => dev.waitForOutput('Example campaign')],

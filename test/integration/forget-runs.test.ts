@@ -11,6 +11,7 @@ import { EXPCTL } from '../helpers/cli.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
 import { startStack, type TestStack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
+import { fileExists } from '../helpers/files.js';
 
 // A restarted worker forgets runs that ended while it was away (their experiment closed, or their
 // supervisor killed them for want of a worker): it does not keep them "for their experiment to
@@ -56,12 +57,6 @@ async function killWorker(child: ResultPromise, signal: NodeJS.Signals = 'SIGKIL
   workers.delete(child);
 }
 
-const exists = (file: string) =>
-  fs.access(file).then(
-    () => true,
-    () => false,
-  );
-
 beforeAll(async () => {
   stack = await startStack({ name: 'forget', gpuWorker: false });
   source = await makeRepo();
@@ -91,8 +86,8 @@ describe('a restarted worker', () => {
     await waitFor(
       async () =>
         (await handle.query(experimentStateQuery)).status === 'running' &&
-        (await exists(files.record)) &&
-        (await exists(files.started)),
+        (await fileExists(files.record)) &&
+        (await fileExists(files.started)),
       90_000,
     );
     const record = JSON.parse(await fs.readFile(files.record, 'utf8')) as {
@@ -100,7 +95,7 @@ describe('a restarted worker', () => {
       planned: RunContainment;
     };
     const cgroupDirs = record.planned.cgroup?.dirs ?? [];
-    for (const dir of cgroupDirs) expect(await exists(dir)).toBe(true);
+    for (const dir of cgroupDirs) expect(await fileExists(dir)).toBe(true);
 
     // The worker dies; after the orphan grace the supervisor kills the run and records why.
     await killWorker(first.child);
@@ -111,7 +106,7 @@ describe('a restarted worker', () => {
     // The experiment ends without it (its host is gone): closed, with a named state.
     const result = await handle.result();
     expect(result.status).not.toBe('completed');
-    expect(await exists(files.outcome)).toBe(false);
+    expect(await fileExists(files.outcome)).toBe(false);
 
     // Started again: the run is forgotten, not kept, and its cgroup is gone.
     const second = await startWorker();
@@ -120,7 +115,7 @@ describe('a restarted worker', () => {
       `expctl worker: forgot ${id} (supervisor ${record.supervisorPid}): its experiment is closed; its cgroup is removed`,
     );
     expect(second.output()).not.toContain(`kept ${id}`);
-    for (const dir of cgroupDirs) expect(await exists(dir)).toBe(false);
+    for (const dir of cgroupDirs) expect(await fileExists(dir)).toBe(false);
     const pool = await stack.client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
     expect(pool.slots.find((s) => s.slot.host === HOST)?.lease ?? null).toBeNull();
     // Its log stays readable; the run's pid file is gone, so the next start says nothing of it.

@@ -1,39 +1,22 @@
-import { fileURLToPath } from 'node:url';
-import { execa, type ResultPromise } from 'execa';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { poolState } from '../../src/client/fleet.js';
 import { CONTROL_TASK_QUEUE } from '../../src/shared/constants.js';
 import type { PoolSnapshot } from '../../src/workflows/definitions.js';
 import { leaseCyclerWorkflow } from '../../src/workflows/lease-cycler.js';
+import { startDyingOrchestrator } from '../helpers/dying-orchestrator.js';
 import { startStack, type TestStack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
-
-const FIXTURE = fileURLToPath(new URL('../fixtures/orchestrator-dies-after-write.ts', import.meta.url));
 
 let stack: TestStack;
 const children: ResultPromise[] = [];
 
 /** An orchestrator process; with `dieAtGrant` N it SIGKILLs itself in the pool task that grants its Nth lease. */
 async function startOrchestrator(dieAtGrant?: number): Promise<{ child: ResultPromise; log: string[] }> {
-  const log: string[] = [];
-  const child = execa(process.execPath, ['--import', 'tsx', FIXTURE], {
-    env: {
-      TEMPORAL_ADDRESS: stack.address,
-      TEMPORAL_NAMESPACE: stack.namespace,
-      EXPCTL_CATALOG: stack.catalogPath,
-      EXPCTL_DATA_DIR: stack.dataDir,
-      WORKFLOW_BUNDLE: inject('workflowBundleFile'),
-      ...(dieAtGrant ? { DIE_AT_GRANT: String(dieAtGrant) } : {}),
-    },
-    reject: false,
-  });
-  children.push(child);
-  child.stderr?.on('data', (chunk: Buffer) => log.push(String(chunk)));
-  await waitFor(async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return log.join('').includes('dying at grant'); // it may die at once, on a grant waiting for it
-    return log.join('').includes('orchestrator fixture: polling');
-  }, 120_000);
-  return { child, log };
+  const env: Record<string, string> = dieAtGrant ? { DIE_AT_GRANT: String(dieAtGrant) } : {};
+  const started = await startDyingOrchestrator(stack, env, 'dying at grant');
+  children.push(started.child);
+  return started;
 }
 
 /**

@@ -14,6 +14,7 @@ import { poolStateQuery } from '../../src/workflows/definitions.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
 import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
+import { fileExists } from '../helpers/files.js';
 
 // End to end: a 4-GPU request on a host of 8 fake H100s in two NVLink islands runs a torchrun-like
 // launcher (one worker process per GPU) until its kill limit; nothing of it may be left afterwards.
@@ -33,12 +34,6 @@ afterAll(async () => {
   if (support) expect(await removeWorkerCgroups(support)).toBe(true);
 });
 
-const exists = (file: string) =>
-  fs.access(file).then(
-    () => true,
-    () => false,
-  );
-
 describe('a K-GPU run killed by its limit', () => {
   it('leaves no process on any of its GPUs, and each worker saw exactly the four GPUs of one island', async () => {
     const reports = path.join(stack.workDir, 'gang-reports');
@@ -56,7 +51,7 @@ describe('a K-GPU run killed by its limit', () => {
       env: { GANG_REPORT_DIR: reports, IGNORE_TERM: '1' },
     });
     const rankFiles = [0, 1, 2, 3].map((rank) => path.join(reports, `rank-${rank}.json`));
-    await waitFor(async () => (await Promise.all(rankFiles.map(exists))).every(Boolean), 120_000);
+    await waitFor(async () => (await Promise.all(rankFiles.map(fileExists))).every(Boolean), 120_000);
     const ranks = await Promise.all(
       rankFiles.map(
         async (file) =>

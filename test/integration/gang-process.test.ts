@@ -14,6 +14,7 @@ import { GPUS_NOT_FREE_ON_HOST } from '../../src/shared/constants.js';
 import { makeRepo } from '../helpers/repo.js';
 import { FIXTURES } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
+import { fileExists } from '../helpers/files.js';
 
 // The process contract of a multi-GPU run, on real processes: the train activity in Temporal's
 // activity test environment runs a torchrun-like launcher that starts one worker per GPU.
@@ -62,12 +63,6 @@ interface RankReport {
   master: string;
 }
 
-const exists = (file: string) =>
-  fs.access(file).then(
-    () => true,
-    () => false,
-  );
-
 /** A directory for one run's reports, and a reader of its ranks' files once all K are written. */
 async function reportDir(name: string) {
   const dir = path.join(reports, name);
@@ -76,12 +71,12 @@ async function reportDir(name: string) {
     dir,
     ranks: async (k: number): Promise<RankReport[]> => {
       const files = Array.from({ length: k }, (_, rank) => path.join(dir, `rank-${rank}.json`));
-      await waitFor(async () => (await Promise.all(files.map(exists))).every(Boolean), 60_000);
+      await waitFor(async () => (await Promise.all(files.map(fileExists))).every(Boolean), 60_000);
       return Promise.all(files.map(async (file) => JSON.parse(await fs.readFile(file, 'utf8')) as RankReport));
     },
     launcher: async () => {
       const file = path.join(dir, 'launcher.json');
-      await waitFor(() => exists(file), 60_000);
+      await waitFor(() => fileExists(file), 60_000);
       return JSON.parse(await fs.readFile(file, 'utf8')) as { pid: number; workers: number[] };
     },
   };
@@ -242,7 +237,7 @@ describe('GPUs are exclusive to their lease, and every run of a host has its own
     expect((refusal as ApplicationFailure).message).toBe(
       'gang/gpu1 is held by the live run exp-holds-0-1; exp-wants-1-2 was not started',
     );
-    expect(await exists(runFiles(workDir, 'exp-wants-1-2').record)).toBe(false);
+    expect(await fileExists(runFiles(workDir, 'exp-wants-1-2').record)).toBe(false);
 
     const second = await reportDir('second');
     const secondEnv = new MockActivityEnvironment();

@@ -10,6 +10,7 @@ import { tagWorkflowId } from '../../src/workflows/tag.js';
 import { waitFor } from '../helpers/wait.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
 import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
+import { fileExists } from '../helpers/files.js';
 
 let stack: TestStack;
 let source: { repo: string; commit: string };
@@ -156,12 +157,7 @@ describe('failures land in named states', () => {
       request({ tag: 'cancel', env: { MODE: 'slow', PID_FILE: pidFile } }),
     );
     await waitFor(
-      async () =>
-        (await handle.query(experimentStateQuery)).status === 'running' &&
-        (await fs.access(pidFile).then(
-          () => true,
-          () => false,
-        )),
+      async () => (await handle.query(experimentStateQuery)).status === 'running' && (await fileExists(pidFile)),
       30_000,
     );
     const pid = Number(await fs.readFile(pidFile, 'utf8'));

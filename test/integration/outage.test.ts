@@ -10,6 +10,7 @@ import { experimentStateQuery } from '../../src/workflows/definitions.js';
 import { waitFor } from '../helpers/wait.js';
 import { makeRepo } from '../helpers/repo.js';
 import { startStack, type TestStack } from '../helpers/stack.js';
+import { fileExists } from '../helpers/files.js';
 
 /** A server of this file's own (the shared one must stay up), stopped and started on the same database and port. */
 let server: DevServer | undefined;
@@ -51,27 +52,13 @@ describe('a server outage while a run finishes', () => {
     });
     const files = runFiles(path.join(stack.workDir, 'testhost'), handle.workflowId);
     // The training process has started (`running` is set before the task reaches the worker).
-    await waitFor(
-      async () =>
-        fs.access(files.record).then(
-          () => true,
-          () => false,
-        ),
-      60_000,
-    );
+    await waitFor(async () => fileExists(files.record), 60_000);
 
     const stoppedAt = Date.now();
     await server!.stop();
     server = undefined;
     // The run finishes while the server is away; its outcome is kept on the host.
-    await waitFor(
-      async () =>
-        fs.access(files.outcome).then(
-          () => true,
-          () => false,
-        ),
-      60_000,
-    );
+    await waitFor(async () => fileExists(files.outcome), 60_000);
     // The worker's heartbeat told its operator that the server went, and why.
     await waitFor(async () => stack.workerLog.some((line) => line.includes('lost the Temporal server')), 30_000);
     const outageMs = 30_000;

@@ -10,6 +10,7 @@ import { waitFor } from '../helpers/wait.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
 import { startWorkerProcess } from '../helpers/worker-process.js';
 import { startStack, type TestStack } from '../helpers/stack.js';
+import { fileExists } from '../helpers/files.js';
 
 let stack: TestStack;
 let source: { repo: string; commit: string };
@@ -20,12 +21,6 @@ async function killWorker(child: ResultPromise, signal: NodeJS.Signals = 'SIGKIL
   await child;
   workers.delete(child);
 }
-
-const exists = (file: string) =>
-  fs.access(file).then(
-    () => true,
-    () => false,
-  );
 
 beforeAll(async () => {
   stack = await startStack({ name: 'reattach', gpuWorker: false });
@@ -62,8 +57,8 @@ describe('a worker killed mid-run and started again', () => {
     await waitFor(
       async () =>
         (await handle.query(experimentStateQuery)).status === 'running' &&
-        (await exists(pidFile)) &&
-        (await exists(files.record)),
+        (await fileExists(pidFile)) &&
+        (await fileExists(files.record)),
       60_000,
     );
     const trainingPid = Number(await fs.readFile(pidFile, 'utf8'));
@@ -115,8 +110,8 @@ describe('a worker killed mid-run and started again', () => {
     await waitFor(
       async () =>
         (await handle.query(experimentStateQuery)).status === 'running' &&
-        (await exists(pidFile)) &&
-        (await exists(files.record)),
+        (await fileExists(pidFile)) &&
+        (await fileExists(files.record)),
       60_000,
     );
     const trainingPid = Number(await fs.readFile(pidFile, 'utf8'));
@@ -125,16 +120,16 @@ describe('a worker killed mid-run and started again', () => {
 
     await killWorker(child);
     // The run ends with no worker: its supervisor records the exit and leaves nothing behind.
-    await waitFor(async () => exists(files.exit), 30_000);
+    await waitFor(async () => fileExists(files.exit), 30_000);
     await waitFor(async () => !processAlive(supervisorPid) && !processAlive(trainingPid), 10_000);
     expect(JSON.parse(await fs.readFile(files.exit, 'utf8'))).toMatchObject({ exitCode: 0, signal: null });
-    expect(await exists(files.outcome)).toBe(false);
+    expect(await fileExists(files.outcome)).toBe(false);
 
     ({ child } = await startWorker(host));
     const result = await handle.result();
     expect(result).toMatchObject({ status: 'completed', metric: 1.0625, worker: host });
     expect((await handle.query(experimentStateQuery)).attempts).toBe(1);
-    expect(await exists(files.outcome)).toBe(true);
+    expect(await fileExists(files.outcome)).toBe(true);
     await killWorker(child, 'SIGTERM');
   });
 });

@@ -1,39 +1,21 @@
-import { fileURLToPath } from 'node:url';
-import { execa, type ResultPromise } from 'execa';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { isTerminal } from '../../src/domain/experiment.js';
 import { experimentStateQuery } from '../../src/workflows/definitions.js';
 import { makeRepo } from '../helpers/repo.js';
+import { startDyingOrchestrator } from '../helpers/dying-orchestrator.js';
 import { startStack, type TestStack } from '../helpers/stack.js';
 import { resultWithin, waitFor } from '../helpers/wait.js';
-
-const FIXTURE = fileURLToPath(new URL('../fixtures/orchestrator-dies-after-write.ts', import.meta.url));
 
 let stack: TestStack;
 const children: ResultPromise[] = [];
 
 /** An orchestrator process that SIGKILLs itself right after its activity `dieAfter` (TYPE:WHAT) returns. */
 async function startOrchestrator(dieAfter?: string): Promise<{ child: ResultPromise; log: string[] }> {
-  const log: string[] = [];
-  const child = execa(process.execPath, ['--import', 'tsx', FIXTURE], {
-    env: {
-      TEMPORAL_ADDRESS: stack.address,
-      TEMPORAL_NAMESPACE: stack.namespace,
-      EXPCTL_CATALOG: stack.catalogPath,
-      EXPCTL_DATA_DIR: stack.dataDir,
-      WORKFLOW_BUNDLE: inject('workflowBundleFile'),
-      ...(dieAfter ? { DIE_AFTER: dieAfter } : {}),
-    },
-    reject: false,
-  });
-  children.push(child);
-  child.stderr?.on('data', (chunk: Buffer) => log.push(String(chunk)));
-  await waitFor(async () => {
-    if (child.exitCode !== null) throw new Error(`the orchestrator exited while starting:\n${log.join('')}`);
-    return log.join('').includes('orchestrator fixture: polling');
-  }, 120_000);
-  return { child, log };
+  const started = await startDyingOrchestrator(stack, dieAfter ? { DIE_AFTER: dieAfter } : {});
+  children.push(started.child);
+  return started;
 }
 
 beforeAll(async () => {

@@ -21,6 +21,7 @@ import type { ExperimentRequest } from '../../src/domain/request.js';
 import { payloadCodec } from '../../src/security/codec.js';
 import { checkpoint } from '../helpers/records.js';
 import { waitFor } from '../helpers/wait.js';
+import { fileExists } from '../helpers/files.js';
 
 // A secret given with --secret reaches the training process, and only it; no surface shows it.
 // The worker runs as its own `expctl worker` process (as in production), so it can be restarted.
@@ -61,12 +62,6 @@ const runArgs = (tag: string, extra: string[]) => [
   'train.py',
 ];
 const runDir = (id: string) => runFiles(path.join(stack.workDir, HOST), id);
-const exists = (file: string) =>
-  fs.access(file).then(
-    () => true,
-    () => false,
-  );
-
 /** `expctl worker` as its own process, registered with the pool before this returns. */
 async function startWorker(): Promise<{ child: ResultPromise }> {
   const child = execa(
@@ -247,7 +242,7 @@ describe('--secret', () => {
     expectNoToken('memo and search attributes', JSON.stringify([described.memo, described.typedSearchAttributes]));
 
     // On the host, after the run: no file under the worker's directory holds it (record, outcome, log...).
-    expect(await exists(runDir(id).outcome)).toBe(true);
+    expect(await fileExists(runDir(id).outcome)).toBe(true);
     expect(await expectNoTokenOnDisk('after the run')).toBeGreaterThan(5);
   });
 
@@ -292,7 +287,7 @@ describe('--secret', () => {
     });
     expect(plain).toMatchObject({ status: 'validation_failed' });
     expect(plain.reason).toMatch(/^API_TOKEN \(--secret\) arrived unsealed: the payload keyring would open it/);
-    expect(await exists(runDir(plainId).dir)).toBe(false);
+    expect(await fileExists(runDir(plainId).dir)).toBe(false);
   });
 
   it('reaches every variant of a batch, each sealed for its own experiment', async () => {
@@ -448,7 +443,7 @@ describe('loader and interpreter hijack variables', () => {
     const snapshot = await handle.query(experimentStateQuery);
     expect(snapshot.gpu).toBeNull();
     expect(snapshot.timeline.map((t) => t.status)).not.toContain('queued');
-    expect(await exists(runDir(experimentId).dir)).toBe(false);
+    expect(await fileExists(runDir(experimentId).dir)).toBe(false);
   });
 
   it("are allowed by the tag's policy, and reach the training process only, never its supervisor", async () => {
@@ -477,7 +472,7 @@ describe('loader and interpreter hijack variables', () => {
     expect(detached.exitCode).toBe(0);
     const { experiment_id: id } = JSON.parse(detached.stdout as string) as { experiment_id: string };
     // The script has started (it writes its pid once it has its token) and waits for `go`.
-    await waitFor(async () => (await exists(runDir(id).pidFile)) && (await exists(pidFile)), 60_000);
+    await waitFor(async () => (await fileExists(runDir(id).pidFile)) && (await fileExists(pidFile)), 60_000);
     const supervisorPid = Number(await fs.readFile(runDir(id).pidFile, 'utf8'));
     const supervisorEnv = await fs.readFile(`/proc/${supervisorPid}/environ`, 'latin1');
     expect(supervisorEnv).toContain(`\0EXPCTL_EXPERIMENT_ID=${id}\0`);

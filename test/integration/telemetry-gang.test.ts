@@ -14,6 +14,7 @@ import { processAlive } from '../../src/shared/processes.js';
 import { makeRepo } from '../helpers/repo.js';
 import { FIXTURES } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
+import { fileExists } from '../helpers/files.js';
 
 // The train activity of a 2-GPU lease (GPUs 1 and 2 of a fake four-H100 host) on real processes,
 // with the host's sampler asking the fake nvidia-smi every 0.2 s: each GPU of the lease gets its
@@ -119,14 +120,7 @@ describe('telemetry of a 2-GPU run', () => {
       slots: lease,
       leaseId: 'lease-lost',
     });
-    await waitFor(
-      () =>
-        fs.access(pidFile).then(
-          () => true,
-          () => false,
-        ),
-      60_000,
-    );
+    await waitFor(() => fileExists(pidFile), 60_000);
     // Sampled since the run started (no other run is subscribed: every query is this run's).
     const queried = await callCount();
     await waitFor(async () => (await callCount()) >= queried + 2, 30_000);
@@ -168,14 +162,7 @@ describe('telemetry of a 2-GPU run', () => {
       slots: lease,
       leaseId: 'lease-adopt',
     });
-    await waitFor(
-      () =>
-        fs.access(pidFile).then(
-          () => true,
-          () => false,
-        ),
-      60_000,
-    );
+    await waitFor(() => fileExists(pidFile), 60_000);
     env.cancel('NOT_FOUND', new ActivityCancellationDetails({ notFound: true }));
     await expect(running).rejects.toBeInstanceOf(CancelledFailure);
     // A restarted worker re-attaches through the lead slot; it knows the host's other slots.

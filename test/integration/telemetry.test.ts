@@ -10,6 +10,7 @@ import { EXPCTL, outputOf, runCli } from '../helpers/cli.js';
 import { makeRepo } from '../helpers/repo.js';
 import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
+import { fileExists } from '../helpers/files.js';
 
 // GPU telemetry end to end: a host of four fake H100s whose nvidia-smi answers the telemetry query
 // from files this test writes (the fleet CSV and FAKE_NVIDIA_SMI_TELEMETRY), sampled every 0.2 s;
@@ -193,14 +194,7 @@ describe('GPU telemetry of a run', () => {
     });
     // Training, and sampled since (no other run trains now: every query is for this one), so its
     // GPU was listed before it goes.
-    await waitFor(
-      () =>
-        fs.access(pidFile).then(
-          () => true,
-          () => false,
-        ),
-      120_000,
-    );
+    await waitFor(() => fileExists(pidFile), 120_000);
     const queried = await callCount();
     await waitFor(async () => (await callCount()) >= queried + 2, 60_000);
     const state = await handle.query(experimentStateQuery);

@@ -10,6 +10,7 @@ import { makeRepo, processAlive } from '../helpers/repo.js';
 import { configurePool, startStack, type TestStack } from '../helpers/stack.js';
 import { resultWithin, waitFor } from '../helpers/wait.js';
 import { temporalCli } from '../helpers/temporal-cli.js';
+import { fileExists } from '../helpers/files.js';
 
 /** The pool's heartbeat limit here: a terminated holder's slot must be free within it + 5 s. */
 const LIMIT_MS = 6_000;
@@ -47,12 +48,7 @@ describe('an experiment terminated from outside expctl', () => {
     const pidFile = path.join(stack.workDir, 'terminated-train.pid');
     const victim = await submit('terminated while training', { MODE: 'slow', PID_FILE: pidFile });
     await waitFor(
-      async () =>
-        (await victim.handle.query(experimentStateQuery)).status === 'running' &&
-        (await fs.access(pidFile).then(
-          () => true,
-          () => false,
-        )),
+      async () => (await victim.handle.query(experimentStateQuery)).status === 'running' && (await fileExists(pidFile)),
       60_000,
     );
     const trainingPid = Number(await fs.readFile(pidFile, 'utf8'));

@@ -11,6 +11,7 @@ import { runFiles } from '../../src/gpu-worker/run-files.js';
 import { processAlive } from '../../src/shared/processes.js';
 import { makeRepo } from '../helpers/repo.js';
 import { waitFor } from '../helpers/wait.js';
+import { fileExists } from '../helpers/files.js';
 
 // The train activity in Temporal's own activity test environment, on real processes: which
 // cancellations kill a run (an operator's, a revoked lease) and which leave it running (the
@@ -84,14 +85,7 @@ describe('the train activity when cancelled', () => {
       slot,
       leaseId: 'l1',
     });
-    await waitFor(
-      async () =>
-        fs.access(files.record).then(
-          () => true,
-          () => false,
-        ),
-      30_000,
-    );
+    await waitFor(async () => fileExists(files.record), 30_000);
     env.cancel('NOT_FOUND', new ActivityCancellationDetails({ notFound: true }));
     await expect(running).rejects.toBeInstanceOf(CancelledFailure);
     const { supervisorPid } = JSON.parse(await fs.readFile(files.record, 'utf8')) as { supervisorPid: number };
@@ -131,14 +125,7 @@ describe('the train activity when cancelled', () => {
       slot,
       leaseId: 'l2',
     });
-    await waitFor(
-      async () =>
-        fs.access(pidFile).then(
-          () => true,
-          () => false,
-        ),
-      30_000,
-    );
+    await waitFor(async () => fileExists(pidFile), 30_000);
     const trainingPid = Number(await fs.readFile(pidFile, 'utf8'));
     env.cancel('CANCELLED', new ActivityCancellationDetails({ cancelRequested: true }));
     await expect(running).rejects.toBeInstanceOf(CancelledFailure);
@@ -181,12 +168,6 @@ describe('the train activity when cancelled', () => {
     expect(log.slice(secondStart)).not.toMatch(/solo\/cpu0/);
   });
 });
-
-const fileExists = (file: string) =>
-  fs.access(file).then(
-    () => true,
-    () => false,
-  );
 
 /**
  * Starts a slow run on the first slot, then times its task out as the server would under load:

@@ -10,6 +10,7 @@ import { resultWithin, waitFor } from '../helpers/wait.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
 import { configurePool, startStack, type TestStack } from '../helpers/stack.js';
 import { startWorkerProcess } from '../helpers/worker-process.js';
+import { fileExists } from '../helpers/files.js';
 
 const EXPCTL = fileURLToPath(new URL('../../bin/expctl.js', import.meta.url));
 
@@ -57,12 +58,7 @@ describe('a worker process killed during training', () => {
       env: { MODE: 'slow', PID_FILE: pidFile },
     });
     await waitFor(
-      async () =>
-        (await handle.query(experimentStateQuery)).status === 'running' &&
-        (await fs.access(pidFile).then(
-          () => true,
-          () => false,
-        )),
+      async () => (await handle.query(experimentStateQuery)).status === 'running' && (await fileExists(pidFile)),
       60_000,
     );
     const trainingPid = Number(await fs.readFile(pidFile, 'utf8'));

@@ -20,6 +20,7 @@ import { startRun } from '../../src/gpu-worker/run-process.js';
 import { processAlive } from '../../src/shared/processes.js';
 import { waitFor } from '../helpers/wait.js';
 import { FIXTURES } from '../helpers/stack.js';
+import { fileExists } from '../helpers/files.js';
 
 let workDir: string;
 let support: ContainmentSupport;
@@ -159,14 +160,7 @@ describe('a contained run', () => {
 
   it('stop() ends a hanging run with an escaped grandchild, and nothing is left', async () => {
     const { run, token, escapePidFile, ref } = await start('hang-escape');
-    await waitFor(
-      async () =>
-        fs.access(escapePidFile).then(
-          () => true,
-          () => false,
-        ),
-      20_000,
-    );
+    await waitFor(async () => fileExists(escapePidFile), 20_000);
     await run.stop(500);
     await run.exited;
     await run.finish();
@@ -176,11 +170,7 @@ describe('a contained run', () => {
 
   it("a stop's late SIGKILL never reaches a later run of the same experiment in the same containment", async () => {
     const experimentId = `exp-reused-${crypto.randomBytes(4).toString('hex')}`;
-    const exists = (file: string) => async () =>
-      fs.access(file).then(
-        () => true,
-        () => false,
-      );
+    const exists = (file: string) => async () => fileExists(file);
     const first = await start('hang-escape', { experimentId });
     await waitFor(exists(first.escapePidFile), 20_000);
     const killAfterMs = 1500;
@@ -263,14 +253,7 @@ async function hangingRun(prefix: string, settings: Record<string, number>) {
   );
   const ended = { at: 0 };
   const gone = new Promise((resolve) => supervisor.on('exit', resolve)).then(() => (ended.at = Date.now()));
-  await waitFor(
-    async () =>
-      fs.access(escapePidFile).then(
-        () => true,
-        () => false,
-      ),
-    20_000,
-  );
+  await waitFor(async () => fileExists(escapePidFile), 20_000);
   const escaped = Number(await fs.readFile(escapePidFile, 'utf8'));
   return { containment, supervisor, attachedFile, exitFile, log, escaped, gone, ended };
 }
@@ -394,14 +377,7 @@ describe('runs whose worker is gone', () => {
 
   it('a restarted worker keeps a run whose supervisor lives, and kills what a dead supervisor left', async () => {
     const { run, escapePidFile, ref, experimentId } = await start('hang-escape');
-    await waitFor(
-      async () =>
-        fs.access(escapePidFile).then(
-          () => true,
-          () => false,
-        ),
-      20_000,
-    );
+    await waitFor(async () => fileExists(escapePidFile), 20_000);
     await fs.mkdir(path.join(workDir, 'runs', experimentId), { recursive: true });
     await fs.writeFile(path.join(workDir, 'runs', experimentId, 'supervisor.pid'), String(run.supervisorPid));
     const escaped = Number(await fs.readFile(escapePidFile, 'utf8'));
@@ -429,14 +405,7 @@ describe('runs whose worker is gone', () => {
 
   it('a restarted worker forgets a run whose experiment closed: its processes killed, its cgroup removed', async () => {
     const { run, escapePidFile, ref, experimentId } = await start('hang-escape');
-    await waitFor(
-      async () =>
-        fs.access(escapePidFile).then(
-          () => true,
-          () => false,
-        ),
-      20_000,
-    );
+    await waitFor(async () => fileExists(escapePidFile), 20_000);
     const files = runFiles(workDir, experimentId);
     await fs.mkdir(files.dir, { recursive: true });
     await fs.writeFile(files.pidFile, String(run.supervisorPid));
