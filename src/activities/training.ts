@@ -65,6 +65,11 @@ export interface TrainingDeps {
   fencingMs?: number;
   /** Asks the pool whether the lease still stands; a task whose lease is gone never starts. */
   leaseHeld?: (slotId: string, leaseId: string) => Promise<boolean>;
+  /**
+   * Gives the lease back to the pool once every process of its run is gone, so the slot's next run
+   * starts while this one is still recorded (absent: the experiment's own release frees it).
+   */
+  releaseLease?: (experimentId: string, leaseId: string) => Promise<void>;
   /** Where pinned dataset versions are laid out (NAME@V) and the store they come from. */
   datasets?: LayoutRoots;
   /** The root checkpoints outside the commit's tree resolve under; default <workDir>/checkpoints. */
@@ -216,6 +221,9 @@ export function createTrainingActivities(deps: TrainingDeps) {
     const fence = await currentFence(deps.store, experimentId).catch(() => null);
     return fence && fence.leaseId === leaseId ? { experimentId, attempt: fence.attempt, leaseId } : undefined;
   };
+  /** Gives the run's lease back at its exit; nothing without a pool to tell or a lease to name. */
+  const exitRelease = (experimentId: string, leaseId: string | undefined) =>
+    deps.releaseLease && leaseId ? () => deps.releaseLease!(experimentId, leaseId) : undefined;
   /** What each watch needs to stop a run whose lease the pool no longer holds. */
   const leaseWatch = (slotId: string, leaseId: string | undefined) =>
     deps.leaseHeld && leaseId
@@ -288,6 +296,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         heartbeatIntervalMs,
         secretValues,
         lease: leaseWatch(record.slotId ?? deps.slot.slotId, record.leaseId),
+        releaseLease: exitRelease(experimentId, record.leaseId),
         cleanup,
         checkpoints: checkpointDeps,
         store: deps.store,
@@ -356,7 +365,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
    */
   const freeGpus = async (experimentId: string, gang: Slot[], request: ExperimentRequest): Promise<void> => {
     for (const [other, watch] of [...registry]) {
-      if (other === experimentId) continue;
+      // Its processes are gone and its lease given back: only its record is still being written.
+      if (other === experimentId || watch.leaseReleased?.()) continue;
       const held = watch.slotIds ?? (watch.slotId ? [watch.slotId] : []);
       const taken = gang.filter((slot) => held.includes(slot.slotId)).map((slot) => slot.slotId);
       if (taken.length === 0) continue;
@@ -440,6 +450,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
           heartbeatIntervalMs,
           secretValues,
           lease: leaseWatch(input.slot.slotId, input.leaseId),
+          releaseLease: exitRelease(experimentId, input.leaseId),
           cleanup,
           checkpoints: checkpointDeps,
           store: deps.store,
@@ -458,6 +469,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
           masterPort,
           outcome: prepared,
           latest: () => watch?.latest() ?? preparationHeartbeat(request),
+          leaseReleased: () => watch?.leaseReleased?.() ?? false,
           cancel: () => {
             canceled.abort();
             watch?.cancel();
@@ -545,6 +557,11 @@ export interface RunWatch {
   masterPort?: number;
   outcome: Promise<TrainingOutcome>;
   latest(): TrainingHeartbeat;
+  /**
+   * Whether the run gave its lease back at its exit: it holds no GPU and no lease any more (a
+   * re-registration names it no longer, and a new run on its GPUs neither waits for it nor stops it).
+   */
+  leaseReleased?(): boolean;
   /** An operator's cancel or a revoked lease: every process of the run is killed. */
   cancel(): void;
 }
@@ -557,6 +574,8 @@ interface WatchDeps {
   secretValues: readonly string[];
   /** Asks the pool about the run's lease; absent, the run is never stopped for it. */
   lease?: { held: () => Promise<boolean>; intervalMs: number };
+  /** Gives the run's lease back to the pool (see TrainingDeps.releaseLease). */
+  releaseLease?: () => Promise<void>;
   cleanup: DeferredCleanup;
   /** The fleet store the run's checkpoint directory is synced to (absent: no sync). */
   checkpoints?: { store: FleetStore; intervalMs: number; quotaBytes: number };
@@ -596,11 +615,13 @@ function watchRun(run: StartedRun, record: RunRecord, clock: ProgressClock, deps
   const telemetry = deps.telemetry?.sampler.subscribe(record.experimentId, deps.telemetry.gpus, (failure) =>
     stopForGpu(files.log, stopped, failure),
   );
+  let released = false;
   const outcome = (async (): Promise<TrainingOutcome> => {
     let gpuTelemetry: GpuTelemetry | undefined;
     const ended = await untilExit(run, clock, beats.beat, deps.heartbeatIntervalMs).finally(
       () => (gpuTelemetry = telemetry?.finish()),
     );
+    released = releaseAtExit(stopped, deps.releaseLease);
     // The last sync at exit, before the outcome is written (a canceled run's too, where it can).
     const checkpoints = await sync?.finish(ended.trainingEndedAt);
     await follower.poll();
@@ -616,8 +637,23 @@ function watchRun(run: StartedRun, record: RunRecord, clock: ProgressClock, deps
     ...(record.masterPort !== undefined ? { masterPort: record.masterPort } : {}),
     outcome,
     latest: beats.latest,
+    leaseReleased: () => released,
     cancel: () => stopped.stop('cancel'),
   };
+}
+
+/**
+ * Every process of the run is gone: its lease goes back to the pool now, not once the outcome is
+ * recorded, so the slot's next run starts meanwhile (the experiment's own release follows, a no-op
+ * then). Not for a failed GPU: the experiment drains it before its lease is released. Returns
+ * whether the lease was given back.
+ */
+function releaseAtExit(stopped: RunStop, release: (() => Promise<void>) | undefined): boolean {
+  if (!release || stopped.gpuFailure) return false;
+  // Not awaited: the record goes on beside it. A release that fails is the worker's to log; the
+  // experiment's own release frees the lease all the same.
+  void release().catch(() => undefined);
+  return true;
 }
 
 /** The run's checkpoint sync, started now (none without a store, or for a record that predates attempts). */
@@ -786,7 +822,7 @@ async function untilExit(
     const exit = await run.exited;
     const trainingEndedAt = Date.now();
     await clock.stop();
-    // The lease is released when the activity returns: not before every process of the run is gone.
+    // The lease is released once this returns: not before every process of the run is gone.
     const finished = await run.finish();
     return { exit, finished, trainingEndedAt };
   } finally {

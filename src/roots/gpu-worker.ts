@@ -5,11 +5,11 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { createHostActivities } from '../activities/host.js';
 import { createRunStatusActivities } from '../activities/run-status.js';
 import { createArtifactCheckActivities } from '../activities/artifact-check.js';
-import { createTrainingActivities, type RunWatch } from '../activities/training.js';
+import { createTrainingActivities, type RunWatch, type TrainingDeps } from '../activities/training.js';
 import { DEFAULT_POOL_HEARTBEAT_MS, type Slot } from '../domain/fleet.js';
 import { hostTaskQueue, POOL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import type { Credential } from '../security/credentials.js';
-import { leaseHeldQuery, registerHostSignal } from '../workflows/definitions.js';
+import { leaseHeldQuery, registerHostSignal, releaseLeaseSignal } from '../workflows/definitions.js';
 import { poolWorkflow } from '../workflows/pool.js';
 import { discoverSlots, type DiscoveryOptions } from '../gpu-worker/discover.js';
 import { ensureUnsealingKey, type UnsealingKey } from '../security/sealed-secrets.js';
@@ -134,6 +134,7 @@ async function startGpuWorker(
   const cleanup = new DeferredCleanup();
   const telemetry = new GpuTelemetrySampler({ intervalSeconds: telemetrySecondsFromEnv(), log });
   const workers = await createWorkers(options, {
+    log,
     workDir,
     datasetsDir,
     hostQueue,
@@ -204,6 +205,23 @@ function leaseHeldOn(client: Client): LeaseHeld {
     client.withDeadline(Date.now() + LEASE_QUESTION_DEADLINE_MS, () => pool.query(leaseHeldQuery, { slotId, leaseId }));
 }
 
+/**
+ * Gives a run's lease back to the pool at its exit, bounded like a lease question; a failure is
+ * logged and thrown (the experiment's own release frees the lease all the same).
+ */
+function releaseLeaseOn(client: Client, log: (line: string) => void): NonNullable<TrainingDeps['releaseLease']> {
+  const pool = client.workflow.getHandle(POOL_WORKFLOW_ID);
+  return (experimentId, leaseId) =>
+    client
+      .withDeadline(Date.now() + LEASE_QUESTION_DEADLINE_MS, () =>
+        pool.signal(releaseLeaseSignal, { experimentId, leaseId }),
+      )
+      .catch((error: Error) => {
+        log(`expctl worker: could not give ${experimentId}'s lease back at its exit: ${error.message}`);
+        throw error;
+      });
+}
+
 /** This host's fencing, as told to the pool (and carried by every lease on it). */
 function hostFencing(options: GpuWorkerOptions): HostFencing {
   return {
@@ -220,6 +238,7 @@ async function createWorkers(
     datasetsDir: string;
     hostQueue: string;
     slots: Slot[];
+    log: (line: string) => void;
     hostRuns: Map<string, RunWatch>;
     masterPorts: MasterPorts;
     cleanup: DeferredCleanup;
@@ -231,6 +250,7 @@ async function createWorkers(
 ): Promise<Worker[]> {
   const { workDir, datasetsDir } = host;
   const leaseHeld = leaseHeldOn(options.client);
+  const releaseLease = releaseLeaseOn(options.client, host.log);
   const base = {
     connection: options.connection,
     namespace: options.namespace,
@@ -270,6 +290,7 @@ async function createWorkers(
           orphanGraceMs: options.orphanGraceMs,
           fencingMs: hostFencing(options).fencingSeconds * 1000,
           leaseHeld,
+          releaseLease,
           hostRuns: host.hostRuns,
           masterPorts: host.masterPorts,
           cleanup: host.cleanup,
@@ -282,7 +303,9 @@ async function createWorkers(
           checkpointQuotaBytes: host.checkpointQuotaBytes,
           artifactUploadMs: options.artifactUploadMs,
         }),
-        maxConcurrentActivityTaskExecutions: 1,
+        // Two: the slot's next run is taken while the last one, its lease given back at its exit, is
+        // still recorded (freeGpus keeps one run per GPU all the same).
+        maxConcurrentActivityTaskExecutions: 2,
         // Heartbeats carry progress and bring cancellation back: do not let the SDK hold them for long.
         maxHeartbeatThrottleInterval: '2s',
         defaultHeartbeatThrottleInterval: '2s',
