@@ -27,6 +27,11 @@ export function percentile(values: number[], p: number): number | null {
 
 export const median = (values: number[]): number | null => percentile(values, 0.5);
 
+/** `value / bare` as the bench's ratio column (`-` where either is missing or the bare one is 0). */
+export function ratioOf(value: number | null, bare: number | null): string {
+  return value === null || bare === null || bare === 0 ? '-' : `${(value / bare).toFixed(2)}x`;
+}
+
 /**
  * Gaps only count while work was waiting: a slot that idles because the queue is empty is not slow
  * dispatch. So a gap is counted for a slot's next job only (every job after its first).

@@ -17,7 +17,16 @@ import { onlineHostsQuery } from '../../src/workflows/definitions.js';
 import type { DrillStack, StackProcess } from '../drills/stack.js';
 import { waitUntil } from '../drills/wait.js';
 import { childrenCpuSeconds, cpuOf } from './cpu.js';
-import { cpuPerJobMs, fleetFigures, gapParts, median, percentile, type FleetFigures, type JobSpan } from './figures.js';
+import {
+  cpuPerJobMs,
+  fleetFigures,
+  gapParts,
+  median,
+  percentile,
+  ratioOf,
+  type FleetFigures,
+  type JobSpan,
+} from './figures.js';
 import { runBare, runExpctl, type JobRepo } from './jobs.js';
 
 const FAKE_BIN = fileURLToPath(new URL('../../test/fixtures/bin/', import.meta.url));
@@ -45,11 +54,6 @@ export interface TargetCheck {
   met: boolean | null;
   bare?: string;
   ratio?: string;
-}
-
-/** `value / bare` as a ratio column (`-` where either is missing or the bare one is 0). */
-export function ratioOf(value: number | null, bare: number | null): string {
-  return value === null || bare === null || bare === 0 ? '-' : `${(value / bare).toFixed(2)}x`;
 }
 
 /** The issue's targets (issue 31), in one place: the bench holds its figures to these. */

@@ -7,6 +7,7 @@ import {
   gapParts,
   parseStamps,
   percentile,
+  ratioOf,
   transferFigure,
 } from '../../scripts/bench/figures.js';
 
@@ -82,5 +83,15 @@ describe("the bench's store figures", () => {
   it('gives no figure without a run', () => {
     expect(transferFigure(100e6, [])).toBeNull();
     expect(formatTransfer(null)).toBe('no figure');
+  });
+});
+
+describe("the bench's ratio column", () => {
+  it('is expctl over bare, and a dash where either figure is missing or the bare one is zero', () => {
+    expect(ratioOf(612, 75)).toBe('8.16x');
+    expect(ratioOf(36.07, 25.6)).toBe('1.41x');
+    expect(ratioOf(null, 75)).toBe('-');
+    expect(ratioOf(612, null)).toBe('-');
+    expect(ratioOf(612, 0)).toBe('-');
   });
 });
