@@ -93,6 +93,26 @@ export function gapParts(spans: JobSpan[], runningAt: ReadonlyMap<string, number
 }
 
 /**
+ * The dispatch gaps of the slots whose next run was already validated and waiting (`queuedAt`, epoch
+ * ms) when the previous one exited: the pool's and the worker's time alone. Under load a burst's
+ * validation can outlast a short job, and then the plain gap measures validation, not dispatch.
+ */
+export function waitingGapsMs(spans: JobSpan[], queuedAt: ReadonlyMap<string, number>): number[] {
+  const bySlot = new Map<string, JobSpan[]>();
+  for (const span of spans) bySlot.set(span.slot, [...(bySlot.get(span.slot) ?? []), span]);
+  const gaps: number[] = [];
+  for (const runs of bySlot.values()) {
+    runs.sort((a, b) => a.start - b.start);
+    for (let i = 1; i < runs.length; i++) {
+      const queued = queuedAt.get(runs[i]!.job);
+      const exit = runs[i - 1]!.end * 1000;
+      if (queued !== undefined && queued <= exit) gaps.push(runs[i]!.start * 1000 - exit);
+    }
+  }
+  return gaps;
+}
+
+/**
  * CPU per job from two readings of each process: the difference over `jobs`, in ms, per process
  * and in total. A process missing from either reading (it exited) is left out of both.
  */

@@ -24,6 +24,7 @@ import {
   median,
   percentile,
   ratioOf,
+  waitingGapsMs,
   type FleetFigures,
   type JobSpan,
 } from './figures.js';
@@ -251,6 +252,7 @@ async function describePhases(ctx: BenchContext, results: { experiment_id: strin
   const reader = await CatalogReader.open(ctx.stack.catalogPath);
   const validation: number[] = [];
   const runningAt = new Map<string, number>();
+  const queuedAt = new Map<string, number>();
   try {
     for (const result of results) {
       const record = result.experiment_id ? await reader.get(result.experiment_id) : null;
@@ -258,6 +260,7 @@ async function describePhases(ctx: BenchContext, results: { experiment_id: strin
       const queued = eventAt(record.events, 'queued');
       const running = eventAt(record.events, 'running');
       if (queued !== null) validation.push(queued - Date.parse(record.submittedAt));
+      if (queued !== null) queuedAt.set(result.experiment_id!, queued);
       if (running !== null) runningAt.set(result.experiment_id!, running);
     }
   } finally {
@@ -268,6 +271,11 @@ async function describePhases(ctx: BenchContext, results: { experiment_id: strin
   console.log(
     `  expctl   validation p50/p95 ${p50p95(validation)}; each gap = exit -> running ${p50p95(parts.toRunning)} ` +
       `(release, grant, environment, record) + running -> start ${p50p95(parts.toStart)} (worktree, process)`,
+  );
+  const waiting = waitingGapsMs(spans, queuedAt);
+  console.log(
+    `  expctl   dispatch gap where the next run was already queued at the exit: p50/p95 ${p50p95(waiting)} ` +
+      `(${waiting.length} of the gaps; the rest waited on validation)`,
   );
 }
 
