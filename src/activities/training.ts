@@ -638,7 +638,7 @@ function watchRun(run: StartedRun, record: RunRecord, clock: ProgressClock, deps
   const telemetry = deps.telemetry?.sampler.subscribe(record.experimentId, deps.telemetry.gpus, (failure) =>
     stopForGpu(files.log, stopped, failure),
   );
-  let released = false;
+  let released: Promise<boolean> | undefined;
   const outcome = (async (): Promise<TrainingOutcome> => {
     let gpuTelemetry: GpuTelemetry | undefined;
     const ended = await untilExit(run, clock, beats.beat, deps.heartbeatIntervalMs).finally(
@@ -649,7 +649,18 @@ function watchRun(run: StartedRun, record: RunRecord, clock: ProgressClock, deps
     const checkpoints = await sync?.finish(ended.trainingEndedAt);
     await follower.poll();
     return finishRun(
-      { run, record, clock, follower, stopped, heartbeats: beats.heartbeats, deps, checkpoints, gpuTelemetry },
+      {
+        run,
+        record,
+        clock,
+        follower,
+        stopped,
+        heartbeats: beats.heartbeats,
+        deps,
+        checkpoints,
+        gpuTelemetry,
+        leaseReleased: released,
+      },
       ended,
     );
   })();
@@ -660,23 +671,24 @@ function watchRun(run: StartedRun, record: RunRecord, clock: ProgressClock, deps
     ...(record.masterPort !== undefined ? { masterPort: record.masterPort } : {}),
     outcome,
     latest: beats.latest,
-    leaseReleased: () => released,
+    leaseReleased: () => released !== undefined,
     cancel: () => stopped.stop('cancel'),
   };
 }
 
 /**
  * Every process of the run is gone: its lease goes back to the pool now, not once the outcome is
- * recorded, so the slot's next run starts meanwhile (the experiment's own release follows, a no-op
- * then). Not for a failed GPU: the experiment drains it before its lease is released. Returns
- * whether the lease was given back.
+ * recorded, so the slot's next run starts meanwhile. Not for a failed GPU: the experiment drains it
+ * before its lease is released. The answer (whether the pool was told) is awaited only as the
+ * outcome is returned: the record goes on beside it, and a release that failed is the experiment's
+ * to make, as before. Undefined: nothing was released.
  */
-function releaseAtExit(stopped: RunStop, release: (() => Promise<void>) | undefined): boolean {
-  if (!release || stopped.gpuFailure) return false;
-  // Not awaited: the record goes on beside it. A release that fails is the worker's to log; the
-  // experiment's own release frees the lease all the same.
-  void release().catch(() => undefined);
-  return true;
+function releaseAtExit(stopped: RunStop, release: (() => Promise<void>) | undefined): Promise<boolean> | undefined {
+  if (!release || stopped.gpuFailure) return undefined;
+  return release().then(
+    () => true,
+    () => false,
+  );
 }
 
 /** The run's checkpoint sync, started now (none without a store, or for a record that predates attempts). */
@@ -866,6 +878,8 @@ interface Watched {
   checkpoints?: Awaited<ReturnType<CheckpointSync['finish']>>;
   /** What the host's sampler saw of the run's GPUs (absent: no sampler). */
   gpuTelemetry?: GpuTelemetry;
+  /** Whether the pool was told at the run's exit that its lease is free (absent: it was not asked). */
+  leaseReleased?: Promise<boolean>;
 }
 
 /** The ended run's outcome, kept on disk before it is returned; a canceled run throws instead. */
@@ -939,6 +953,7 @@ async function finishRun(watched: Watched, ended: RunEnd): Promise<TrainingOutco
     ]),
     ...(watched.gpuTelemetry ? { gpuTelemetry: watched.gpuTelemetry } : {}),
     ...(stopped.gpuFailure ? { gpuFailure: stopped.gpuFailure } : {}),
+    ...((await watched.leaseReleased) ? { leaseReleased: true } : {}),
   };
   await writeOutcomeFile(deps.workDir, experimentId, result);
   return result;

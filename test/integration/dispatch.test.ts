@@ -89,5 +89,12 @@ describe('a slot is handed on when its run exits', () => {
     const record = (await stack.catalog.get(first.experimentId))!;
     expect(record.artifacts).toEqual([expect.objectContaining({ path: 'model.txt', uri: expect.any(String) })]);
     expect(record.metrics).toMatchObject({ val_bpb: 1 });
+    // The worker's release was the only one: the experiments, told so by their outcomes, sent none.
+    expect((await first.handle.query(experimentStateQuery)).training?.leaseReleased).toBe(true);
+    const history = await pool.fetchHistory();
+    const releases = (history.events ?? []).filter(
+      (event) => event.workflowExecutionSignaledEventAttributes?.signalName === 'releaseLease',
+    );
+    expect(releases).toHaveLength(2);
   });
 });

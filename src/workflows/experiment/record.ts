@@ -6,6 +6,7 @@ import { SA } from '../../shared/search-attributes.js';
 import { localControl } from './activities.js';
 import {
   advance,
+  holdsLease,
   nextRecord,
   publish,
   setAttribute,
@@ -41,7 +42,7 @@ export async function finishAlone(run: ExperimentRun, ended: RunEnded, outcome: 
   let decision: TagDecision;
   try {
     decision = await localControl.finishRun({
-      ...(run.leaseAsks > 0 ? { release: { experimentId } } : {}),
+      ...(holdsLease(run) ? { release: { experimentId } } : {}),
       tagOutcome: { tag: request.tag, metric: snapshot.metricPolicy, outcome },
       record: nextRecord(run, ended.status, { reason: ended.reason }),
     });

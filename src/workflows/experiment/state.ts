@@ -50,6 +50,8 @@ export interface ExperimentRun {
   attributes: SearchAttributePair[];
   /** How often this run asked the pool for a lease (each ask has its own update ID); 0: never, nothing to release. */
   leaseAsks: number;
+  /** The worker gave the lease back at the run's exit (the outcome says so): nothing is left to release. */
+  leaseReturned?: boolean;
   /** A patch validation left in the fleet store, for the catalog to keep as the run queues. */
   patchToKeep?: { experimentId: string; hostQueue: string; sha256: string; bytes: number; uri?: string };
 }
@@ -181,13 +183,18 @@ export async function drainFailedGpu(run: ExperimentRun, lease: Lease, failure: 
     .catch(() => undefined);
 }
 
+/** Whether the run may hold a lease or a place in the pool's queue: it asked, and its worker did not give the lease back. */
+export function holdsLease(run: ExperimentRun): boolean {
+  return run.leaseAsks > 0 && !run.leaseReturned;
+}
+
 /**
  * Gives the lease back to the pool, and the run's place in its queue (a pool that is gone has
  * nothing to release; a run that never asked holds nothing). One local activity: it signals
  * through the client, which writes nothing in this history but its marker.
  */
 export async function releaseLease(run: ExperimentRun): Promise<void> {
-  if (run.leaseAsks > 0) await localControl.releaseLease({ experimentId: run.experimentId }).catch(() => undefined);
+  if (holdsLease(run)) await localControl.releaseLease({ experimentId: run.experimentId }).catch(() => undefined);
   run.lease = undefined;
   run.revoked = undefined;
 }
