@@ -48,7 +48,7 @@ export interface ExperimentRun {
   revision: number;
   /** Search attributes not yet written: one upsert per phase (publish), not one per fact. */
   attributes: SearchAttributePair[];
-  /** How often this run asked the pool for a lease (each ask has its own update ID); 0: never, nothing to release. */
+  /** How often this run asked the pool for a lease; 0: never, nothing to release. */
   leaseAsks: number;
   /** A patch validation left in the fleet store, for the catalog to keep as the run queues. */
   patchToKeep?: { experimentId: string; hostQueue: string; sha256: string; bytes: number; uri?: string };
