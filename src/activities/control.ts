@@ -26,12 +26,16 @@ import {
   placementViewQuery,
   recordBatchUpdate,
   recordOutcomeUpdate,
+  leaseGrantedSignal,
+  leaseMessagesUpdate,
   releaseLeaseSignal,
-  requestLeaseUpdate,
   tagStateQuery,
+  type Lease,
   type LeaseAnswer,
+  type LeaseRelease,
 } from '../workflows/definitions.js';
 import type { LeaseRequestInput } from '../domain/lease-request.js';
+import { LeaseMessenger } from './lease-messages.js';
 import type { TournamentVerdict } from '../domain/tournament.js';
 import { tagWorkflow, tagWorkflowId } from '../workflows/tag.js';
 import { readPatchWorkflow } from '../workflows/read-patch.js';
@@ -132,27 +136,42 @@ export function createControlActivities({ client, catalog, secretHashKey, store,
   };
 
   /**
-   * Asks the pool for a lease (the requestLease update): the lease when a slot is free for the run
-   * now, else `queued` (the grant comes later by signal; also when the pool is gone for a moment:
-   * the run asks again). `updateId` makes a retried ask one ask.
+   * Tells a run its lease. A run that has ended gives it back; one that could not be told now asks
+   * the pool again within its renewal interval and is given the lease then.
    */
-  const requestLease = async (input: { request: LeaseRequestInput; updateId: string }): Promise<LeaseAnswer> => {
+  const tellGranted = async (lease: Lease): Promise<void> => {
     try {
-      return await pool().executeUpdate(requestLeaseUpdate, { args: [input.request], updateId: input.updateId });
+      await client.workflow.getHandle(lease.experimentId).signal(leaseGrantedSignal, lease);
     } catch (error) {
-      if (error instanceof WorkflowNotFoundError) return { queued: true };
-      throw error;
+      if (error instanceof WorkflowNotFoundError)
+        await pool()
+          .signal(releaseLeaseSignal, { experimentId: lease.experimentId, leaseId: lease.leaseId })
+          .catch(() => undefined);
     }
   };
 
-  /** Gives a run's lease back (and its place in the queue, without `leaseId`); a pool that is gone holds nothing. */
-  const releaseLease = async (input: { experimentId: string; leaseId?: string }): Promise<void> => {
+  /** This orchestrator's lease messages, in batches (a pool that is gone holds nothing and queues nothing yet). */
+  const leases = new LeaseMessenger(async (batch) => {
     try {
-      await pool().signal(releaseLeaseSignal, input);
+      return await pool().executeUpdate(leaseMessagesUpdate, { args: [batch] });
     } catch (error) {
       if (!(error instanceof WorkflowNotFoundError)) throw error;
+      return { answers: batch.requests.map(() => ({ queued: true as const })), granted: [] };
     }
-  };
+  }, tellGranted);
+
+  /**
+   * Asks the pool for a lease: the lease when a slot is free for the run now, else `queued` (the
+   * grant comes later by signal; also when the pool is gone for a moment: the run asks again).
+   */
+  const requestLease = (request: LeaseRequestInput): Promise<LeaseAnswer> => leases.request(request);
+
+  /**
+   * Gives a run's lease back (and its place in the queue, without `leaseId`). The runs the freed
+   * slots were granted to are told from here, not by the pool: its history keeps the release and
+   * the grants, without a signal and a workflow task per grant.
+   */
+  const releaseLease = (release: LeaseRelease): Promise<void> => leases.release(release);
 
   const resolveTagPolicy = async (input: TagPolicyInput): Promise<TagPolicyAnswer> => {
     const asked = input.metric;
@@ -244,7 +263,7 @@ export function createControlActivities({ client, catalog, secretHashKey, store,
     async enqueueRun(input: {
       record: RecordUpdate;
       patch?: { sha256: string };
-      lease: { request: LeaseRequestInput; updateId: string };
+      lease: LeaseRequestInput;
     }): Promise<LeaseAnswer & { patchKept: boolean }> {
       const patchKept = input.patch ? await keepPatchFromStore(input.patch.sha256) : true;
       await recordExperiment(input.record);

@@ -65,13 +65,24 @@ export function workflowTasks(events: HistoryEvent[]): { wokenBy: HistoryEvent[]
   return tasks;
 }
 
-/** Whether a workflow task was woken by nothing but these signals (a host's registration heartbeat). */
-export function wokenOnlyBy(task: { wokenBy: HistoryEvent[] }, signalNames: string[]): boolean {
+/** Timer events: a task that only re-arms the pool's wake-up writes these. */
+const TIMER_EVENTS = new Set<number>([
+  EventType.EVENT_TYPE_TIMER_STARTED,
+  EventType.EVENT_TYPE_TIMER_FIRED,
+  EventType.EVENT_TYPE_TIMER_CANCELED,
+]);
+
+/**
+ * Whether a workflow task did nothing but take these signals (a host's registration heartbeat):
+ * woken only by them, and writing nothing but its own events and timers. A task that also answered
+ * an update or sent a signal did work for runs, and is not one.
+ */
+export function onlyTook(task: { wokenBy: HistoryEvent[]; events: HistoryEvent[] }, signalNames: string[]): boolean {
+  const taken = (event: HistoryEvent) =>
+    signalNames.includes(event.workflowExecutionSignaledEventAttributes?.signalName ?? '');
+  const own = (event: HistoryEvent) => TASK_EVENTS.has(event.eventType ?? 0) || TIMER_EVENTS.has(event.eventType ?? 0);
   return (
-    task.wokenBy.length > 0 &&
-    task.wokenBy.every((event) =>
-      signalNames.includes(event.workflowExecutionSignaledEventAttributes?.signalName ?? ''),
-    )
+    task.wokenBy.length > 0 && task.wokenBy.every(taken) && task.events.every((event) => taken(event) || own(event))
   );
 }
 
@@ -86,7 +97,9 @@ export async function eventsSince(
 ): Promise<HistoryEvent[]> {
   const events: HistoryEvent[] = [];
   for (let runId: string | undefined = from.runId, first = true; runId; first = false) {
-    const history: { events?: HistoryEvent[] | null } = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+    const history: { events?: HistoryEvent[] | null } = await client.workflow
+      .getHandle(workflowId, runId)
+      .fetchHistory();
     const own: HistoryEvent[] = history.events ?? [];
     events.push(...(first ? own.filter((event) => Number(event.eventId) > from.afterEventId) : own));
     runId = own.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;

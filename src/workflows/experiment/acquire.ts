@@ -63,23 +63,21 @@ async function askAgain(run: ExperimentRun, requirements: Requirements): Promise
   take(run, await localControl.requestLease(leaseAsk(run, requirements)));
 }
 
-/** One ask of the pool, with an update ID of its own: a retried step is the same ask. */
-function leaseAsk(run: ExperimentRun, requirements: Requirements): { request: LeaseRequestInput; updateId: string } {
+/** One ask of the pool (counted: a run that never asked has nothing to release). */
+function leaseAsk(run: ExperimentRun, requirements: Requirements): LeaseRequestInput {
   const { experimentId, request, input, snapshot } = run;
+  run.leaseAsks++;
   return {
-    updateId: `${experimentId}-lease-${++run.leaseAsks}`,
-    request: {
-      experimentId,
-      requirements,
-      priority: input.priority,
-      tag: request.tag,
-      holdSeconds: leaseHoldSeconds(request),
-      // Locality: a pinned version is laid out on a host as NAME@V, the name its registration lists.
-      datasets: request.datasets.map((ref) => {
-        const pinned = snapshot.datasetVersions?.find((p) => p.ref === ref);
-        return pinned ? pinnedRef(pinned) : ref;
-      }),
-    },
+    experimentId,
+    requirements,
+    priority: input.priority,
+    tag: request.tag,
+    holdSeconds: leaseHoldSeconds(request),
+    // Locality: a pinned version is laid out on a host as NAME@V, the name its registration lists.
+    datasets: request.datasets.map((ref) => {
+      const pinned = snapshot.datasetVersions?.find((p) => p.ref === ref);
+      return pinned ? pinnedRef(pinned) : ref;
+    }),
   };
 }
 

@@ -48,7 +48,7 @@ export interface ExperimentRun {
   revision: number;
   /** Search attributes not yet written: one upsert per phase (publish), not one per fact. */
   attributes: SearchAttributePair[];
-  /** How often this run asked the pool for a lease (each ask has its own update ID); 0: never, nothing to release. */
+  /** How often this run asked the pool for a lease; 0: never, nothing to release. */
   leaseAsks: number;
   /** The worker gave the lease back at the run's exit (the outcome says so): nothing is left to release. */
   leaseReturned?: boolean;
