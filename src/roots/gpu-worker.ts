@@ -5,11 +5,12 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { createHostActivities } from '../activities/host.js';
 import { createRunStatusActivities } from '../activities/run-status.js';
 import { createArtifactCheckActivities } from '../activities/artifact-check.js';
-import { createTrainingActivities, type RunWatch, type TrainingDeps } from '../activities/training.js';
+import { createTrainingActivities, type RunWatch } from '../activities/training.js';
+import { releaseLeaseAtExit } from '../gpu-worker/lease-release.js';
 import { DEFAULT_POOL_HEARTBEAT_MS, type Slot } from '../domain/fleet.js';
 import { hostTaskQueue, POOL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import type { Credential } from '../security/credentials.js';
-import { leaseHeldQuery, registerHostSignal, releaseLeaseSignal } from '../workflows/definitions.js';
+import { leaseHeldQuery, registerHostSignal } from '../workflows/definitions.js';
 import { poolWorkflow } from '../workflows/pool.js';
 import { discoverSlots, type DiscoveryOptions } from '../gpu-worker/discover.js';
 import { ensureUnsealingKey, type UnsealingKey } from '../security/sealed-secrets.js';
@@ -205,23 +206,6 @@ function leaseHeldOn(client: Client): LeaseHeld {
     client.withDeadline(Date.now() + LEASE_QUESTION_DEADLINE_MS, () => pool.query(leaseHeldQuery, { slotId, leaseId }));
 }
 
-/**
- * Gives a run's lease back to the pool at its exit, bounded like a lease question; a failure is
- * logged and thrown (the experiment's own release frees the lease all the same).
- */
-function releaseLeaseOn(client: Client, log: (line: string) => void): NonNullable<TrainingDeps['releaseLease']> {
-  const pool = client.workflow.getHandle(POOL_WORKFLOW_ID);
-  return (experimentId, leaseId) =>
-    client
-      .withDeadline(Date.now() + LEASE_QUESTION_DEADLINE_MS, () =>
-        pool.signal(releaseLeaseSignal, { experimentId, leaseId }),
-      )
-      .catch((error: Error) => {
-        log(`expctl worker: could not give ${experimentId}'s lease back at its exit: ${error.message}`);
-        throw error;
-      });
-}
-
 /** This host's fencing, as told to the pool (and carried by every lease on it). */
 function hostFencing(options: GpuWorkerOptions): HostFencing {
   return {
@@ -250,7 +234,7 @@ async function createWorkers(
 ): Promise<Worker[]> {
   const { workDir, datasetsDir } = host;
   const leaseHeld = leaseHeldOn(options.client);
-  const releaseLease = releaseLeaseOn(options.client, host.log);
+  const releaseLease = releaseLeaseAtExit(options.client, host.log);
   const base = {
     connection: options.connection,
     namespace: options.namespace,
