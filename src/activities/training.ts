@@ -346,7 +346,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
     containmentSupport,
     // A worker back from a network cut must not start a task whose lease was released meanwhile.
     requireLease: async () => {
-      if (deps.leaseHeld && !(await deps.leaseHeld(input.slot.slotId, input.leaseId)))
+      if (deps.leaseHeld && !(await askUntilAnswered(() => deps.leaseHeld!(input.slot.slotId, input.leaseId))))
         throw ApplicationFailure.nonRetryable(
           `the lease ${input.leaseId} on ${input.slot.slotId} is gone (released or revoked); the training was not started`,
         );
@@ -526,6 +526,30 @@ export function createTrainingActivities(deps: TrainingDeps) {
       });
     },
   };
+}
+
+/** How often, and how far apart, an unanswered lease question is asked again before the task gives up. */
+const LEASE_QUESTION_TRIES = 3;
+const LEASE_QUESTION_PAUSE_MS = 1000;
+
+/**
+ * A lease question asked again when the pool did not answer it (a busy pool can outlast one
+ * question's deadline): only an answer decides, so a burst that slows the pool does not fail runs
+ * whose leases stand. The last try's error is thrown.
+ */
+export async function askUntilAnswered(
+  ask: () => Promise<boolean>,
+  tries = LEASE_QUESTION_TRIES,
+  pauseMs = LEASE_QUESTION_PAUSE_MS,
+): Promise<boolean> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await ask();
+    } catch (error) {
+      if (attempt >= tries) throw error;
+      await new Promise((resolve) => setTimeout(resolve, pauseMs));
+    }
+  }
 }
 
 /**
