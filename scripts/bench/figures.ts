@@ -27,6 +27,11 @@ export function percentile(values: number[], p: number): number | null {
 
 export const median = (values: number[]): number | null => percentile(values, 0.5);
 
+/** `value / bare` as the bench's ratio column (`-` where either is missing or the bare one is 0). */
+export function ratioOf(value: number | null, bare: number | null): string {
+  return value === null || bare === null || bare === 0 ? '-' : `${(value / bare).toFixed(2)}x`;
+}
+
 /**
  * Gaps only count while work was waiting: a slot that idles because the queue is empty is not slow
  * dispatch. So a gap is counted for a slot's next job only (every job after its first).
@@ -85,6 +90,26 @@ export function gapParts(spans: JobSpan[], runningAt: ReadonlyMap<string, number
     }
   }
   return { toRunning, toStart };
+}
+
+/**
+ * The dispatch gaps of the slots whose next run was already validated and waiting (`queuedAt`, epoch
+ * ms) when the previous one exited: the pool's and the worker's time alone. Under load a burst's
+ * validation can outlast a short job, and then the plain gap measures validation, not dispatch.
+ */
+export function waitingGapsMs(spans: JobSpan[], queuedAt: ReadonlyMap<string, number>): number[] {
+  const bySlot = new Map<string, JobSpan[]>();
+  for (const span of spans) bySlot.set(span.slot, [...(bySlot.get(span.slot) ?? []), span]);
+  const gaps: number[] = [];
+  for (const runs of bySlot.values()) {
+    runs.sort((a, b) => a.start - b.start);
+    for (let i = 1; i < runs.length; i++) {
+      const queued = queuedAt.get(runs[i]!.job);
+      const exit = runs[i - 1]!.end * 1000;
+      if (queued !== undefined && queued <= exit) gaps.push(runs[i]!.start * 1000 - exit);
+    }
+  }
+  return gaps;
 }
 
 /**

@@ -13,7 +13,7 @@ import { commitVariant } from '../../src/client/source.js';
 import { experimentStateQuery } from '../../src/workflows/definitions.js';
 import { fleetFigures, median, parseStamps } from './figures.js';
 import type { BenchContext, TargetCheck } from './sections.js';
-import { startWorkers, stopWorkers } from './sections.js';
+import { startWorkers, stopWorkers, TARGETS } from './sections.js';
 
 /** Sleeps its budget, then reports the metric its variant sets (variant.txt), as train.py would. */
 const SEARCH_JOB = `import os, time
@@ -156,13 +156,23 @@ export async function searchSection(ctx: BenchContext): Promise<TargetCheck[]> {
       `  overheads  ${roundOverhead.toFixed(1)} s per batch round, ${runOverhead.toFixed(1)} s per sequential run; ` +
         `with ${budget} s jobs they would give ${projected.toFixed(2)}x (a projection, not a measurement)`,
     );
+    // Sequential runs are this section's baseline: the agent's loop one run at a time.
     return [
       {
         section: 'search',
-        figure: 'variants/hour batch / sequential',
-        value: `${ratio.toFixed(2)}x`,
-        target: '>= 7x',
-        met: ratio >= 7,
+        figure: 'variants/hour, batches of 8',
+        value: batchRate.toFixed(0),
+        bare: `${seqRate.toFixed(0)} seq`,
+        ratio: `${ratio.toFixed(2)}x`,
+        target: `>= ${TARGETS.batchRatio}x`,
+        met: ratio >= TARGETS.batchRatio,
+      },
+      {
+        section: 'search',
+        figure: 'overhead per batch round',
+        value: `${roundOverhead.toFixed(2)} s`,
+        target: `<= ${TARGETS.roundOverheadSeconds} s`,
+        met: roundOverhead <= TARGETS.roundOverheadSeconds,
       },
     ];
   } finally {

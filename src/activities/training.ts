@@ -7,7 +7,9 @@ import type { TrainingOutcome } from '../domain/experiment.js';
 import type { Slot } from '../domain/fleet.js';
 import { latestProgress, parseSummaryBlock, type Progress } from '../domain/metrics.js';
 import type { ExperimentRequest } from '../domain/request.js';
-import { removeWorktree } from '../gpu-worker/git.js';
+import { localRepository, removeWorktree } from '../gpu-worker/git.js';
+import type { EnvironmentRecord } from '../catalog/record.js';
+import { environmentRecord } from './host.js';
 import { DeferredCleanup } from '../gpu-worker/deferred-cleanup.js';
 import { boundMetrics, capTailBytes, LogFollower } from '../gpu-worker/log-follower.js';
 import { detectContainment, type ContainmentSupport } from '../gpu-worker/containment.js';
@@ -65,6 +67,11 @@ export interface TrainingDeps {
   fencingMs?: number;
   /** Asks the pool whether the lease still stands; a task whose lease is gone never starts. */
   leaseHeld?: (slotId: string, leaseId: string) => Promise<boolean>;
+  /**
+   * Gives the lease back to the pool once every process of its run is gone, so the slot's next run
+   * starts while this one is still recorded (absent: the experiment's own release frees it).
+   */
+  releaseLease?: (experimentId: string, leaseId: string) => Promise<void>;
   /** Where pinned dataset versions are laid out (NAME@V) and the store they come from. */
   datasets?: LayoutRoots;
   /** The root checkpoints outside the commit's tree resolve under; default <workDir>/checkpoints. */
@@ -158,6 +165,9 @@ function preparationHeartbeat(request: ExperimentRequest): TrainingHeartbeat {
 }
 
 /** The activity on a slot's own queue: runs one training command under supervision. */
+/** What a train task answers: the outcome, and where and with what the run trained (captured on its host). */
+export type TrainingResult = TrainingOutcome & { environment?: EnvironmentRecord };
+
 export function createTrainingActivities(deps: TrainingDeps) {
   const heartbeatIntervalMs = deps.heartbeatIntervalMs ?? 2000;
   const killAfterMs = deps.killAfterMs ?? 10_000;
@@ -216,6 +226,9 @@ export function createTrainingActivities(deps: TrainingDeps) {
     const fence = await currentFence(deps.store, experimentId).catch(() => null);
     return fence && fence.leaseId === leaseId ? { experimentId, attempt: fence.attempt, leaseId } : undefined;
   };
+  /** Gives the run's lease back at its exit; nothing without a pool to tell or a lease to name. */
+  const exitRelease = (experimentId: string, leaseId: string | undefined) =>
+    deps.releaseLease && leaseId ? () => deps.releaseLease!(experimentId, leaseId) : undefined;
   /** What each watch needs to stop a run whose lease the pool no longer holds. */
   const leaseWatch = (slotId: string, leaseId: string | undefined) =>
     deps.leaseHeld && leaseId
@@ -288,6 +301,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         heartbeatIntervalMs,
         secretValues,
         lease: leaseWatch(record.slotId ?? deps.slot.slotId, record.leaseId),
+        releaseLease: exitRelease(experimentId, record.leaseId),
         cleanup,
         checkpoints: checkpointDeps,
         store: deps.store,
@@ -332,7 +346,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
     containmentSupport,
     // A worker back from a network cut must not start a task whose lease was released meanwhile.
     requireLease: async () => {
-      if (deps.leaseHeld && !(await deps.leaseHeld(input.slot.slotId, input.leaseId)))
+      if (deps.leaseHeld && !(await askUntilAnswered(() => deps.leaseHeld!(input.slot.slotId, input.leaseId))))
         throw ApplicationFailure.nonRetryable(
           `the lease ${input.leaseId} on ${input.slot.slotId} is gone (released or revoked); the training was not started`,
         );
@@ -356,7 +370,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
    */
   const freeGpus = async (experimentId: string, gang: Slot[], request: ExperimentRequest): Promise<void> => {
     for (const [other, watch] of [...registry]) {
-      if (other === experimentId) continue;
+      // Its processes are gone and its lease given back: only its record is still being written.
+      if (other === experimentId || watch.leaseReleased?.()) continue;
       const held = watch.slotIds ?? (watch.slotId ? [watch.slotId] : []);
       const taken = gang.filter((slot) => held.includes(slot.slotId)).map((slot) => slot.slotId);
       if (taken.length === 0) continue;
@@ -377,8 +392,22 @@ export function createTrainingActivities(deps: TrainingDeps) {
     }
   };
 
+  /**
+   * The run's environment record, taken on this host while the run trains (it never delays the
+   * start); none when it cannot be taken (the run is not failed for it).
+   */
+  const runEnvironment = async (request: ExperimentRequest): Promise<EnvironmentRecord | undefined> => {
+    try {
+      const repo = await localRepository(request.repo, deps.workDir, request.commit, deps.credential);
+      return await environmentRecord(deps.slot.host, deps.hostSlots ?? [deps.slot], repo, request);
+    } catch (error) {
+      Context.current().log.warn('could not record the run environment', { error: (error as Error).message });
+      return undefined;
+    }
+  };
+
   return {
-    async runTraining(input: RunTrainingInput): Promise<TrainingOutcome> {
+    async runTraining(input: RunTrainingInput): Promise<TrainingResult> {
       const { request, experimentId } = input;
       if (input.slot.slotId !== deps.slot.slotId) {
         throw ApplicationFailure.nonRetryable(
@@ -411,6 +440,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
       );
       const masterPort = await ports.reserve();
       let watch: RunWatch | undefined;
+      let environment: Promise<EnvironmentRecord | undefined> | undefined;
       const canceled = new AbortController();
       const prepared = (async () => {
         const started = await prepareRun(
@@ -430,6 +460,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
           })
           .finally(() => fs.rm(files.preparing, { force: true }));
         if ('outcome' in started) return started.outcome;
+        environment = runEnvironment(request);
         const { run, record, clock, runSecrets } = started;
         const secretValues = [...runSecrets, ...workerSecretValues()];
         const token =
@@ -440,6 +471,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
           heartbeatIntervalMs,
           secretValues,
           lease: leaseWatch(input.slot.slotId, input.leaseId),
+          releaseLease: exitRelease(experimentId, input.leaseId),
           cleanup,
           checkpoints: checkpointDeps,
           store: deps.store,
@@ -450,7 +482,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         if (canceled.signal.aborted) watch.cancel();
         return watch.outcome;
       })();
-      return follow(
+      const outcome = await follow(
         register(experimentId, {
           leaseId: input.leaseId,
           slotId: input.slot.slotId,
@@ -458,12 +490,15 @@ export function createTrainingActivities(deps: TrainingDeps) {
           masterPort,
           outcome: prepared,
           latest: () => watch?.latest() ?? preparationHeartbeat(request),
+          leaseReleased: () => watch?.leaseReleased?.() ?? false,
           cancel: () => {
             canceled.abort();
             watch?.cancel();
           },
         }),
       );
+      const recorded = await environment;
+      return recorded ? { ...outcome, environment: recorded } : outcome;
     },
 
     /**
@@ -491,6 +526,30 @@ export function createTrainingActivities(deps: TrainingDeps) {
       });
     },
   };
+}
+
+/** How often, and how far apart, an unanswered lease question is asked again before the task gives up. */
+const LEASE_QUESTION_TRIES = 3;
+const LEASE_QUESTION_PAUSE_MS = 1000;
+
+/**
+ * A lease question asked again when the pool did not answer it (a busy pool can outlast one
+ * question's deadline): only an answer decides, so a burst that slows the pool does not fail runs
+ * whose leases stand. The last try's error is thrown.
+ */
+export async function askUntilAnswered(
+  ask: () => Promise<boolean>,
+  tries = LEASE_QUESTION_TRIES,
+  pauseMs = LEASE_QUESTION_PAUSE_MS,
+): Promise<boolean> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await ask();
+    } catch (error) {
+      if (attempt >= tries) throw error;
+      await new Promise((resolve) => setTimeout(resolve, pauseMs));
+    }
+  }
 }
 
 /**
@@ -545,6 +604,11 @@ export interface RunWatch {
   masterPort?: number;
   outcome: Promise<TrainingOutcome>;
   latest(): TrainingHeartbeat;
+  /**
+   * Whether the run gave its lease back at its exit: it holds no GPU and no lease any more (a
+   * re-registration names it no longer, and a new run on its GPUs neither waits for it nor stops it).
+   */
+  leaseReleased?(): boolean;
   /** An operator's cancel or a revoked lease: every process of the run is killed. */
   cancel(): void;
 }
@@ -557,6 +621,8 @@ interface WatchDeps {
   secretValues: readonly string[];
   /** Asks the pool about the run's lease; absent, the run is never stopped for it. */
   lease?: { held: () => Promise<boolean>; intervalMs: number };
+  /** Gives the run's lease back to the pool (see TrainingDeps.releaseLease). */
+  releaseLease?: () => Promise<void>;
   cleanup: DeferredCleanup;
   /** The fleet store the run's checkpoint directory is synced to (absent: no sync). */
   checkpoints?: { store: FleetStore; intervalMs: number; quotaBytes: number };
@@ -596,16 +662,29 @@ function watchRun(run: StartedRun, record: RunRecord, clock: ProgressClock, deps
   const telemetry = deps.telemetry?.sampler.subscribe(record.experimentId, deps.telemetry.gpus, (failure) =>
     stopForGpu(files.log, stopped, failure),
   );
+  let released: Promise<boolean> | undefined;
   const outcome = (async (): Promise<TrainingOutcome> => {
     let gpuTelemetry: GpuTelemetry | undefined;
     const ended = await untilExit(run, clock, beats.beat, deps.heartbeatIntervalMs).finally(
       () => (gpuTelemetry = telemetry?.finish()),
     );
+    released = releaseAtExit(stopped, deps.releaseLease);
     // The last sync at exit, before the outcome is written (a canceled run's too, where it can).
     const checkpoints = await sync?.finish(ended.trainingEndedAt);
     await follower.poll();
     return finishRun(
-      { run, record, clock, follower, stopped, heartbeats: beats.heartbeats, deps, checkpoints, gpuTelemetry },
+      {
+        run,
+        record,
+        clock,
+        follower,
+        stopped,
+        heartbeats: beats.heartbeats,
+        deps,
+        checkpoints,
+        gpuTelemetry,
+        leaseReleased: released,
+      },
       ended,
     );
   })();
@@ -616,8 +695,24 @@ function watchRun(run: StartedRun, record: RunRecord, clock: ProgressClock, deps
     ...(record.masterPort !== undefined ? { masterPort: record.masterPort } : {}),
     outcome,
     latest: beats.latest,
+    leaseReleased: () => released !== undefined,
     cancel: () => stopped.stop('cancel'),
   };
+}
+
+/**
+ * Every process of the run is gone: its lease goes back to the pool now, not once the outcome is
+ * recorded, so the slot's next run starts meanwhile. Not for a failed GPU: the experiment drains it
+ * before its lease is released. The answer (whether the pool was told) is awaited only as the
+ * outcome is returned: the record goes on beside it, and a release that failed is the experiment's
+ * to make, as before. Undefined: nothing was released.
+ */
+function releaseAtExit(stopped: RunStop, release: (() => Promise<void>) | undefined): Promise<boolean> | undefined {
+  if (!release || stopped.gpuFailure) return undefined;
+  return release().then(
+    () => true,
+    () => false,
+  );
 }
 
 /** The run's checkpoint sync, started now (none without a store, or for a record that predates attempts). */
@@ -786,7 +881,7 @@ async function untilExit(
     const exit = await run.exited;
     const trainingEndedAt = Date.now();
     await clock.stop();
-    // The lease is released when the activity returns: not before every process of the run is gone.
+    // The lease is released once this returns: not before every process of the run is gone.
     const finished = await run.finish();
     return { exit, finished, trainingEndedAt };
   } finally {
@@ -807,6 +902,8 @@ interface Watched {
   checkpoints?: Awaited<ReturnType<CheckpointSync['finish']>>;
   /** What the host's sampler saw of the run's GPUs (absent: no sampler). */
   gpuTelemetry?: GpuTelemetry;
+  /** Whether the pool was told at the run's exit that its lease is free (absent: it was not asked). */
+  leaseReleased?: Promise<boolean>;
 }
 
 /** The ended run's outcome, kept on disk before it is returned; a canceled run throws instead. */
@@ -880,6 +977,7 @@ async function finishRun(watched: Watched, ended: RunEnd): Promise<TrainingOutco
     ]),
     ...(watched.gpuTelemetry ? { gpuTelemetry: watched.gpuTelemetry } : {}),
     ...(stopped.gpuFailure ? { gpuFailure: stopped.gpuFailure } : {}),
+    ...((await watched.leaseReleased) ? { leaseReleased: true } : {}),
   };
   await writeOutcomeFile(deps.workDir, experimentId, result);
   return result;

@@ -185,6 +185,8 @@ export interface TrainingOutcome {
   storeProblems?: string[];
   /** A GPU of the run failed while it trained (the worker stopped the run). */
   gpuFailure?: GpuFailure;
+  /** The worker gave the run's lease back at its exit, before this outcome was recorded: the experiment need not. */
+  leaseReleased?: boolean;
   /** What the host's sampler saw of the run's GPUs while it trained, or why nothing (absent: recorded before it). */
   gpuTelemetry?: GpuTelemetry;
 }

@@ -58,10 +58,16 @@ export async function hostRegistration(host: {
 
 /** The leases of the runs a worker watches, as a re-created pool needs them: every GPU of a gang lease. */
 export function liveLeasesOf(
-  runs: Iterable<[string, { leaseId?: string | undefined; slotId?: string | undefined; slotIds?: string[] }]>,
+  runs: Iterable<
+    [
+      string,
+      { leaseId?: string | undefined; slotId?: string | undefined; slotIds?: string[]; leaseReleased?(): boolean },
+    ]
+  >,
 ): LiveLease[] {
+  // A run that gave its lease back at its exit is only being recorded: it holds nothing.
   return [...runs].flatMap(([experimentId, watch]) =>
-    watch.leaseId && watch.slotId
+    watch.leaseId && watch.slotId && !watch.leaseReleased?.()
       ? [
           {
             experimentId,

@@ -8,6 +8,7 @@ import { createRunStatusActivities } from '../activities/run-status.js';
 import { createArtifactCheckActivities } from '../activities/artifact-check.js';
 import { createLivenessActivities, type LivenessDeps } from '../activities/liveness.js';
 import { createTrainingActivities, type RunWatch } from '../activities/training.js';
+import { releaseLeaseAtExit } from '../gpu-worker/lease-release.js';
 import { DEFAULT_POOL_HEARTBEAT_MS, type Slot } from '../domain/fleet.js';
 import { hostTaskQueue, POOL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import type { Credential } from '../security/credentials.js';
@@ -140,6 +141,7 @@ async function startGpuWorker(
   const incarnation = crypto.randomUUID();
   const liveness = new AbortController();
   const workers = await createWorkers(options, {
+    log,
     workDir,
     datasetsDir,
     hostQueue,
@@ -228,6 +230,7 @@ async function createWorkers(
     datasetsDir: string;
     hostQueue: string;
     slots: Slot[];
+    log: (line: string) => void;
     hostRuns: Map<string, RunWatch>;
     masterPorts: MasterPorts;
     cleanup: DeferredCleanup;
@@ -240,6 +243,7 @@ async function createWorkers(
 ): Promise<Worker[]> {
   const { workDir, datasetsDir } = host;
   const leaseHeld = leaseHeldOn(options.client);
+  const releaseLease = releaseLeaseAtExit(options.client, host.log);
   const base = {
     connection: options.connection,
     namespace: options.namespace,
@@ -283,6 +287,7 @@ async function createWorkers(
           orphanGraceMs: options.orphanGraceMs,
           fencingMs: hostFencing(options).fencingSeconds * 1000,
           leaseHeld,
+          releaseLease,
           hostRuns: host.hostRuns,
           masterPorts: host.masterPorts,
           cleanup: host.cleanup,
@@ -295,7 +300,9 @@ async function createWorkers(
           checkpointQuotaBytes: host.checkpointQuotaBytes,
           artifactUploadMs: options.artifactUploadMs,
         }),
-        maxConcurrentActivityTaskExecutions: 1,
+        // Two: the slot's next run is taken while the last one, its lease given back at its exit, is
+        // still recorded (freeGpus keeps one run per GPU all the same).
+        maxConcurrentActivityTaskExecutions: 2,
         // Heartbeats carry progress and bring cancellation back: do not let the SDK hold them for long.
         maxHeartbeatThrottleInterval: '2s',
         defaultHeartbeatThrottleInterval: '2s',

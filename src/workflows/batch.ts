@@ -70,22 +70,12 @@ export async function batchWorkflow(input: BatchInput): Promise<BatchResult> {
     acceptedAt: workflowInfo().startTime.toISOString(),
   });
 
-  const children: ChildWorkflowHandle<typeof experimentWorkflow>[] = [];
-  for (const member of input.members) {
-    const child = await startChild(experimentWorkflow, {
-      workflowId: member.experimentId,
-      taskQueue: CONTROL_TASK_QUEUE,
-      args: [member],
-      // Canceling the batch cancels its children, which still end with a record.
-      parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
-      typedSearchAttributes: [
-        { key: SA.tag, value: member.request.tag },
-        { key: SA.category, value: member.request.category },
-        { key: SA.status, value: 'submitted' },
-      ],
-      memo: { hypothesis: member.request.hypothesis, commit: member.request.commit, batch: input.batchId },
-    });
-    children.push(child);
+  // Started together, in one workflow task: one at a time, each start waited a round trip of its own.
+  const children: ChildWorkflowHandle<typeof experimentWorkflow>[] = await Promise.all(
+    input.members.map((member) => startMember(member, input.batchId)),
+  );
+  for (const [index, child] of children.entries()) {
+    const member = input.members[index]!;
     child.result().catch((error: Error) => {
       const why = error.cause instanceof Error ? error.cause.message : error.message;
       if (!ended.has(member.experimentId)) failed.set(member.experimentId, why);
@@ -106,10 +96,15 @@ export async function batchWorkflow(input: BatchInput): Promise<BatchResult> {
     });
     decisions = verdict.decisions;
     winner = verdict.winner;
-    for (const decision of decisions) {
-      const child = children[input.members.findIndex((m) => m.experimentId === decision.experimentId)]!;
-      await child.signal(batchDecisionSignal, decision);
-    }
+    // Told together: the children record and finish side by side, not one round trip after another.
+    await Promise.all(
+      decisions.map((decision) =>
+        children[input.members.findIndex((m) => m.experimentId === decision.experimentId)]!.signal(
+          batchDecisionSignal,
+          decision,
+        ),
+      ),
+    );
   }
   const results: ExperimentResult[] = [];
   for (const [index, member] of input.members.entries()) {
@@ -144,4 +139,21 @@ export async function batchWorkflow(input: BatchInput): Promise<BatchResult> {
       : `no variant beat the best: reset to the base ${input.base.slice(0, 12)}`,
     children: results,
   };
+}
+
+/** Starts one variant as a child experiment of the batch. */
+function startMember(member: BatchInput['members'][number], batchId: string) {
+  return startChild(experimentWorkflow, {
+    workflowId: member.experimentId,
+    taskQueue: CONTROL_TASK_QUEUE,
+    args: [member],
+    // Canceling the batch cancels its children, which still end with a record.
+    parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+    typedSearchAttributes: [
+      { key: SA.tag, value: member.request.tag },
+      { key: SA.category, value: member.request.category },
+      { key: SA.status, value: 'submitted' },
+    ],
+    memo: { hypothesis: member.request.hypothesis, commit: member.request.commit, batch: batchId },
+  });
 }

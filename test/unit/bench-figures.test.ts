@@ -7,7 +7,9 @@ import {
   gapParts,
   parseStamps,
   percentile,
+  ratioOf,
   transferFigure,
+  waitingGapsMs,
 } from '../../scripts/bench/figures.js';
 
 describe("the bench's fleet figures", () => {
@@ -82,5 +84,29 @@ describe("the bench's store figures", () => {
   it('gives no figure without a run', () => {
     expect(transferFigure(100e6, [])).toBeNull();
     expect(formatTransfer(null)).toBe('no figure');
+  });
+});
+
+describe("the bench's ratio column", () => {
+  it('is expctl over bare, and a dash where either figure is missing or the bare one is zero', () => {
+    expect(ratioOf(612, 75)).toBe('8.16x');
+    expect(ratioOf(36.07, 25.6)).toBe('1.41x');
+    expect(ratioOf(null, 75)).toBe('-');
+    expect(ratioOf(612, null)).toBe('-');
+    expect(ratioOf(612, 0)).toBe('-');
+  });
+});
+
+describe("the bench's dispatch gaps where a run was waiting", () => {
+  it("count a slot's next run only when it was queued by the previous run's exit", () => {
+    const spans = parseStamps(['a s0 10.0 12.0', 'b s0 12.2 14.0', 'c s0 15.0 16.0', 'd s1 10.0 11.0'].join('\n'));
+    // b was queued at 11 s (before a's exit at 12 s); c only at 14.5 s, after b's exit: its gap waited on validation.
+    const queuedAt = new Map([
+      ['b', 11_000],
+      ['c', 14_500],
+    ]);
+    const gaps = waitingGapsMs(spans, queuedAt);
+    expect(gaps).toHaveLength(1);
+    expect(gaps[0]).toBeCloseTo(200, 6);
   });
 });

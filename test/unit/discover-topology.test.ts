@@ -122,4 +122,11 @@ describe('the live leases a worker hands a re-created pool', () => {
       { experimentId: 'exp-one', leaseId: 'l2', slotId: 'big/gpu0' },
     ]);
   });
+  it('leave out a run that gave its lease back at its exit, while its record is still written', () => {
+    const run = (released: boolean) => ({ leaseId: 'l3', slotId: 'big/gpu1', leaseReleased: () => released });
+    expect(liveLeasesOf([['exp-done', run(true)]])).toEqual([]);
+    expect(liveLeasesOf([['exp-done', run(false)]])).toEqual([
+      { experimentId: 'exp-done', leaseId: 'l3', slotId: 'big/gpu1' },
+    ]);
+  });
 });

@@ -39,7 +39,10 @@ export async function train(run: ExperimentRun): Promise<{ outcome: TrainingOutc
     });
     endAttempt(run, record, attempt);
     if (attempt.outcome?.gpuFailure) await drainFailedGpu(run, granted, attempt.outcome.gpuFailure);
-    if (attempt.outcome) return { outcome: attempt.outcome, lease: granted };
+    if (attempt.outcome) {
+      run.leaseReturned = attempt.outcome.leaseReleased === true;
+      return { outcome: attempt.outcome, lease: granted };
+    }
     await releaseLease(run);
     if (attempt.refused !== undefined) throw new RunEnded('validation_failed', attempt.refused);
     if (attempt.lost !== undefined) {

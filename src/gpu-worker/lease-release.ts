@@ -1,0 +1,40 @@
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { POOL_WORKFLOW_ID } from '../shared/constants.js';
+import { leaseGrantedSignal, releaseLeaseSignal, releaseLeaseUpdate, type Lease } from '../workflows/definitions.js';
+
+/** The longest the pool may take to answer a release at a run's exit. */
+const RELEASE_DEADLINE_MS = 10_000;
+
+/**
+ * Gives a run's lease back at its exit as an update: the pool's grant pass hands the slot on in the
+ * same workflow task and names the runs it granted, which the worker tells itself (the pool sends
+ * no signal for them). A run that has ended gives its lease back; one that could not be told asks
+ * the pool again within its renewal interval and is given the lease then.
+ */
+export function releaseLeaseAtExit(
+  client: Client,
+  log: (line: string) => void,
+): (experimentId: string, leaseId: string) => Promise<void> {
+  const pool = client.workflow.getHandle(POOL_WORKFLOW_ID);
+  const tell = async (lease: Lease): Promise<void> => {
+    try {
+      await client.workflow.getHandle(lease.experimentId).signal(leaseGrantedSignal, lease);
+    } catch (error) {
+      if (error instanceof WorkflowNotFoundError)
+        await pool
+          .signal(releaseLeaseSignal, { experimentId: lease.experimentId, leaseId: lease.leaseId })
+          .catch(() => undefined);
+    }
+  };
+  return async (experimentId, leaseId) => {
+    try {
+      const { granted } = await client.withDeadline(Date.now() + RELEASE_DEADLINE_MS, () =>
+        pool.executeUpdate(releaseLeaseUpdate, { args: [{ experimentId, leaseId }] }),
+      );
+      await Promise.all(granted.map(tell));
+    } catch (error) {
+      log(`expctl worker: could not give ${experimentId}'s lease back at its exit: ${(error as Error).message}`);
+      throw error;
+    }
+  };
+}

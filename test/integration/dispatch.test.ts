@@ -1,0 +1,104 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { submitExperiment } from '../../src/client/experiments.js';
+import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
+import { FilesystemStore } from '../../src/store/fs-store.js';
+import type { StoredObject } from '../../src/store/store.js';
+import { experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
+import { makeRepo } from '../helpers/repo.js';
+import { FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
+import { waitFor } from '../helpers/wait.js';
+
+/** A real filesystem store whose artifact uploads wait until the test lets them through. */
+class HeldArtifactStore extends FilesystemStore {
+  readonly waiting: string[] = [];
+  private open!: () => void;
+  private readonly gate = new Promise<void>((resolve) => (this.open = resolve));
+
+  override async putFile(file: string): Promise<StoredObject> {
+    if (file.includes(`${path.sep}artifacts${path.sep}`)) {
+      this.waiting.push(file);
+      await this.gate;
+    }
+    return super.putFile(file);
+  }
+
+  letThrough(): void {
+    this.open();
+  }
+
+  /** Whether an upload of this experiment's artifacts is held. */
+  holds(experimentId: string): boolean {
+    return this.waiting.some((file) => file.includes(`${path.sep}${experimentId}${path.sep}`));
+  }
+}
+
+// One slot: the second run can only start on the GPU the first one held.
+let stack: TestStack;
+let storeDir: string;
+const store = (() => {
+  storeDir = path.join(os.tmpdir(), `expctl-held-store-${process.pid}-${Date.now()}`);
+  return new HeldArtifactStore(storeDir);
+})();
+
+beforeAll(async () => {
+  stack = await startStack({ name: 'dispatch', host: 'dispatchhost', cpuSlots: 1, store });
+});
+afterAll(async () => {
+  store.letThrough();
+  await stack?.stop();
+  await fs.rm(storeDir, { recursive: true, force: true });
+});
+
+describe('a slot is handed on when its run exits', () => {
+  it("frees the lease while the finished run's artifacts still upload, and the next run trains meanwhile", async () => {
+    const source = await makeRepo({}, path.join(FIXTURES, 'scripts', 'promote_train.py'));
+    const submit = (hypothesis: string) =>
+      submitExperiment(stack.client, {
+        tag: 'handover',
+        hypothesis,
+        category: 'other',
+        command: ['python3', 'train.py'],
+        repo: source.repo,
+        commit: source.commit,
+        env: { VAL_BPB: '1.0' },
+      });
+    const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+    const leaseOf = async (experimentId: string) =>
+      (await pool.query(poolStateQuery)).slots.find((entry) => entry.lease?.experimentId === experimentId)?.lease;
+
+    const first = await submit('first on the slot');
+    await waitFor(async () => store.holds(first.experimentId), 120_000);
+    // Its process is gone and its record not written: the pool has the slot back already.
+    await waitFor(async () => (await leaseOf(first.experimentId)) === undefined, 30_000);
+    expect((await first.handle.query(experimentStateQuery)).status).toBe('running');
+
+    const second = await submit('second on the slot');
+    // The second run is granted the same GPU, trains and exits while the first is still uploading.
+    await waitFor(async () => store.holds(second.experimentId), 120_000);
+    expect((await first.handle.query(experimentStateQuery)).status).toBe('running');
+
+    store.letThrough();
+    const [a, b] = await Promise.all([first.handle.result(), second.handle.result()]);
+    expect(a).toMatchObject({ status: 'completed' });
+    expect(b).toMatchObject({ status: 'completed' });
+    expect(b.gpu).toBe(a.gpu);
+    // Nothing of the first run's record was lost for handing the slot on early.
+    const record = (await stack.catalog.get(first.experimentId))!;
+    expect(record.artifacts).toEqual([expect.objectContaining({ path: 'model.txt', uri: expect.any(String) })]);
+    expect(record.metrics).toMatchObject({ val_bpb: 1 });
+    // Each worker's release was one update the pool answered (it granted the second run in it); the
+    // experiments, told by their outcomes that the lease went back, sent no release of their own.
+    expect((await first.handle.query(experimentStateQuery)).training?.leaseReleased).toBe(true);
+    const events = (await pool.fetchHistory()).events ?? [];
+    const named = (name: string) =>
+      events.filter(
+        (event) =>
+          event.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name === name ||
+          event.workflowExecutionSignaledEventAttributes?.signalName === name,
+      );
+    expect(named('releaseLease')).toHaveLength(2);
+  });
+});
