@@ -1,0 +1,301 @@
+/**
+ * `npm run bench -- sim`: a simulated fleet of N hosts x 8 fake GPUs, registered with the real pool
+ * on the bench's Temporal dev server and kept alive as workers keep themselves (scripts/bench/
+ * sim-protocol.ts), in a few processes of many hosts each. A steady stream of runs (sim-run.ts: ask
+ * for a GPU, hold it for the job's length, release it) at the rate that keeps the fleet busy; the
+ * figures are taken over the steady part of the stream, once the first jobs have ended.
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Client } from '@temporalio/client';
+import { execa, type ResultPromise } from 'execa';
+import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../src/shared/constants.js';
+import { poolStateQuery } from '../src/workflows/definitions.js';
+import type { SimRunTimes } from '../src/workflows/sim-run.js';
+import { cpuOf } from './bench/cpu.js';
+import type { BenchContext, TargetCheck } from './bench/sections.js';
+import {
+  largestHolding,
+  nextSearchSize,
+  offeredRunsPerSecond,
+  perSecond,
+  simFigures,
+  steadyWindow,
+  type SearchStep,
+  type SimFigures,
+  type SimRunRecord,
+} from './bench/sim-figures.js';
+import { SIM_RUNTIME_TAG } from './bench/sim-protocol.js';
+
+const SIM_HOSTS = fileURLToPath(new URL('./bench/sim-hosts.ts', import.meta.url));
+const GPUS_PER_HOST = 8;
+/** Simulated hosts per process: 125 hosts take 2 processes. */
+const HOSTS_PER_PROCESS = 64;
+/** The search's bound: the largest fleet whose grant p95 stays under it. */
+const GRANT_P95_BOUND_MS = 1000;
+/** Starts of run workflows in flight at once: enough to keep the offered rate on a slow server. */
+const STARTS_IN_FLIGHT = 16;
+
+export interface SimOptions {
+  hosts?: number;
+  jobSeconds?: number;
+  seconds?: number;
+  /** Look for the largest fleet whose grant p95 stays under 1 s, up to `hosts`. */
+  search?: boolean;
+}
+
+interface Measured {
+  hosts: number;
+  figures: SimFigures;
+  offered: number;
+  fed: number;
+  pool: { eventsPerSecond: number; bytesPerSecond: number; continuesPerMinute: number; runs: number; queue: number };
+  cpu: Record<string, number>;
+}
+
+const fixed = (value: number | null, digits = 0) => (value === null ? '-' : value.toFixed(digits));
+
+/** The simulated hosts' processes: each joins its share of the hosts and says `ready` once all are online. */
+async function startHosts(ctx: BenchContext, hosts: number): Promise<ResultPromise[]> {
+  const names = Array.from({ length: hosts }, (_, i) => `sim${i}`);
+  const processes: ResultPromise[] = [];
+  for (let i = 0; i < names.length; i += HOSTS_PER_PROCESS) {
+    const child = execa(process.execPath, ['--import', 'tsx', SIM_HOSTS], {
+      env: {
+        ...ctx.stack.env(),
+        SIM_HOSTS: names.slice(i, i + HOSTS_PER_PROCESS).join(','),
+        SIM_GPUS: String(GPUS_PER_HOST),
+      },
+      extendEnv: false,
+      stdin: 'ignore',
+      stderr: { file: path.join(ctx.dir, 'logs', `sim-hosts-${i / HOSTS_PER_PROCESS}.log`), append: true },
+      reject: false,
+      cleanup: true,
+    });
+    processes.push(child);
+  }
+  await Promise.all(
+    processes.map(
+      (child) =>
+        new Promise<void>((resolve, reject) => {
+          child.stdout!.on('data', (chunk: Buffer) => {
+            if (chunk.toString().includes('ready')) resolve();
+          });
+          void child.then((result) =>
+            reject(new Error(`a simulated hosts' process exited (${result.exitCode}) while joining; see its log`)),
+          );
+        }),
+    ),
+  );
+  return processes;
+}
+
+async function stopHosts(processes: ResultPromise[]): Promise<void> {
+  for (const child of processes) child.kill('SIGTERM');
+  await Promise.all(processes);
+}
+
+/** The pool's history so far, over all of its runs (continue-as-new starts a new run). */
+async function poolCounts(client: Client): Promise<{ events: number; bytes: number; runs: number }> {
+  const current = await client.workflow.getHandle(POOL_WORKFLOW_ID).describe();
+  let events = current.historyLength;
+  let bytes = Number(current.historySize ?? 0);
+  let runs = 0;
+  for await (const info of client.workflow.list({ query: `WorkflowId = '${POOL_WORKFLOW_ID}'` })) {
+    runs++;
+    if (info.runId === current.runId) continue;
+    events += info.historyLength;
+    bytes += Number(info.historySize ?? 0);
+  }
+  return { events, bytes, runs: Math.max(runs, 1) };
+}
+
+/** Starts `rate` runs a second for `seconds`, each holding its GPU for `jobSeconds`. */
+async function feed(ctx: BenchContext, rate: number, seconds: number, jobSeconds: number) {
+  const client = ctx.stack.client;
+  const prefix = `sim-run-${Date.now()}`;
+  const total = Math.round(rate * seconds);
+  const started: { id: string; startedAt: number }[] = [];
+  const inFlight = new Set<Promise<unknown>>();
+  const begin = Date.now();
+  for (let i = 0; i < total; i++) {
+    const due = begin + (i * 1000) / rate;
+    if (due > Date.now()) await new Promise((resolve) => setTimeout(resolve, due - Date.now()));
+    while (inFlight.size >= STARTS_IN_FLIGHT) await Promise.race(inFlight);
+    const id = `${prefix}-${i}`;
+    const startedAt = Date.now();
+    const start = client.workflow
+      .start('simRunWorkflow', {
+        workflowId: id,
+        taskQueue: CONTROL_TASK_QUEUE,
+        args: [
+          {
+            requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [SIM_RUNTIME_TAG] },
+            holdMs: jobSeconds * 1000,
+            tag: 'bench-sim',
+          },
+        ],
+      })
+      .then(() => started.push({ id, startedAt }));
+    inFlight.add(start);
+    void start.finally(() => inFlight.delete(start));
+  }
+  await Promise.all(inFlight);
+  return { begin, started, fedSeconds: (Date.now() - begin) / 1000 };
+}
+
+/** Each run's times once it ended; runs still open at `deadline` are terminated and count as still waiting. */
+async function collect(client: Client, started: { id: string; startedAt: number }[], deadline: number) {
+  const records: SimRunRecord[] = [];
+  const queue = [...started];
+  const worker = async () => {
+    for (let run = queue.shift(); run; run = queue.shift()) {
+      const handle = client.workflow.getHandle(run.id);
+      const left = deadline - Date.now();
+      const times = await Promise.race([
+        handle.result() as Promise<SimRunTimes>,
+        new Promise<null>((resolve) => setTimeout(() => resolve(null), Math.max(0, left))),
+      ]).catch(() => null);
+      if (times === null) await handle.terminate('bench sim ended').catch(() => undefined);
+      records.push({
+        startedAt: run.startedAt,
+        requestedAt: times?.requestedAt ?? null,
+        grantedAt: times?.grantedAt ?? null,
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: 32 }, worker));
+  return records;
+}
+
+/** One fleet size: hosts joined, the stream fed, the figures of its steady window. */
+async function measureFleet(ctx: BenchContext, hosts: number, jobSeconds: number, seconds: number): Promise<Measured> {
+  const gpus = hosts * GPUS_PER_HOST;
+  const rate = offeredRunsPerSecond(gpus, jobSeconds);
+  const joinStart = Date.now();
+  const hostProcesses = await startHosts(ctx, hosts);
+  console.log(
+    `  ${hosts} hosts x ${GPUS_PER_HOST} fake GPUs (${gpus}) joined in ${((Date.now() - joinStart) / 1000).toFixed(1)} s ` +
+      `by ${hostProcesses.length} process(es); feeding ${rate.toFixed(1)} runs/s of ${jobSeconds} s for ${seconds} s`,
+  );
+  const client = ctx.stack.client;
+  const processes: Record<string, number> = {
+    server: ctx.stack.serverPid!,
+    orchestrator: ctx.stack.orchestrator!.pid,
+  };
+  hostProcesses.forEach((child, i) => (processes[`hosts ${i}`] = child.pid!));
+  try {
+    const feedStart = Date.now();
+    const window = steadyWindow(feedStart, seconds, jobSeconds);
+    const readings = (async () => {
+      await new Promise((resolve) => setTimeout(resolve, window.from - Date.now()));
+      const before = { at: Date.now(), pool: await poolCounts(client), cpu: await cpuOf(processes) };
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, window.to - Date.now())));
+      const after = { at: Date.now(), pool: await poolCounts(client), cpu: await cpuOf(processes) };
+      const queue = (await client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery)).queue.length;
+      return { before, after, queue };
+    })();
+    const fed = await feed(ctx, rate, seconds, jobSeconds);
+    const { before, after, queue } = await readings;
+    const records = await collect(client, fed.started, Date.now() + (2 * jobSeconds + 60) * 1000);
+    const span = (after.at - before.at) / 1000;
+    const cpu: Record<string, number> = {};
+    for (const name of Object.keys(processes)) {
+      const start = before.cpu[name];
+      const end = after.cpu[name];
+      if (typeof start === 'number' && typeof end === 'number') cpu[name] = perSecond(start, end, span);
+    }
+    return {
+      hosts,
+      figures: simFigures(records, window, window.to),
+      offered: rate,
+      fed: fed.started.length / fed.fedSeconds,
+      pool: {
+        eventsPerSecond: perSecond(before.pool.events, after.pool.events, span),
+        bytesPerSecond: perSecond(before.pool.bytes, after.pool.bytes, span),
+        continuesPerMinute: perSecond(before.pool.runs, after.pool.runs, span) * 60,
+        runs: after.pool.runs,
+        queue,
+      },
+      cpu,
+    };
+  } finally {
+    await stopHosts(hostProcesses);
+  }
+}
+
+function describe(m: Measured): void {
+  const { figures, pool } = m;
+  const perPlacement = (value: number) =>
+    figures.placementsPerSecond > 0 ? (value / figures.placementsPerSecond).toFixed(1) : '-';
+  console.log(
+    `  placements ${figures.placementsPerSecond.toFixed(1)}/s sustained (offered ${m.offered.toFixed(1)}/s, fed ${m.fed.toFixed(1)}/s)`,
+  );
+  console.log(
+    `  grant      p50 ${fixed(figures.grantP50Ms)} ms / p95 ${fixed(figures.grantP95Ms)} ms (request -> lease, ` +
+      `${figures.asked} runs that asked in the steady window; ${figures.waiting} without a lease at its end; queue then ${pool.queue})`,
+  );
+  console.log(
+    `  pool       ${pool.eventsPerSecond.toFixed(1)} events/s (${perPlacement(pool.eventsPerSecond)} per placement), ` +
+      `${(pool.bytesPerSecond / 1024).toFixed(1)} KiB/s of history; continue-as-new ${pool.continuesPerMinute.toFixed(1)}/min ` +
+      `(${pool.runs} pool runs so far)`,
+  );
+  const cpuLine = Object.entries(m.cpu)
+    .map(([name, coreShare]) => `${name} ${(coreShare * 100).toFixed(0)} %`)
+    .join(', ');
+  const stack = (m.cpu['server'] ?? 0) + (m.cpu['orchestrator'] ?? 0);
+  console.log(
+    `  cpu        of one core: ${cpuLine}; server + orchestrator ${perPlacement(stack * 1000)} ms per placement ` +
+      `(the orchestrator's includes the simulated runs' workflows)`,
+  );
+}
+
+export async function simSection(ctx: BenchContext, options: SimOptions = {}): Promise<TargetCheck[]> {
+  const hosts = options.hosts ?? (ctx.quick ? 16 : 125);
+  const jobSeconds = options.jobSeconds ?? (ctx.quick ? 20 : 60);
+  const seconds = options.seconds ?? (ctx.quick ? 60 : 300);
+  console.log(`sim: simulated hosts of ${GPUS_PER_HOST} fake GPUs on the real pool, a steady stream of runs`);
+  if (!options.search) {
+    const measured = await measureFleet(ctx, hosts, jobSeconds, seconds);
+    describe(measured);
+    const p95 = measured.figures.grantP95Ms;
+    return [
+      {
+        section: 'sim',
+        figure: `grant p95, ${hosts * GPUS_PER_HOST} GPUs`,
+        value: `${fixed(p95)} ms`,
+        target: `< ${GRANT_P95_BOUND_MS} ms`,
+        met: p95 === null ? null : p95 < GRANT_P95_BOUND_MS,
+      },
+      {
+        section: 'sim',
+        figure: 'placements / offered',
+        value: `${((measured.figures.placementsPerSecond / measured.offered) * 100).toFixed(1)} %`,
+        target: '>= 95 %',
+        met: measured.figures.placementsPerSecond / measured.offered >= 0.95,
+      },
+    ];
+  }
+  const steps: SearchStep[] = [];
+  const bounds = { boundMs: GRANT_P95_BOUND_MS, start: Math.min(16, hosts), ceiling: hosts, resolution: 8 };
+  for (let size = nextSearchSize(steps, bounds); size !== null; size = nextSearchSize(steps, bounds)) {
+    const measured = await measureFleet(ctx, size, jobSeconds, seconds);
+    describe(measured);
+    steps.push({ hosts: size, grantP95Ms: measured.figures.grantP95Ms });
+  }
+  const largest = largestHolding(steps, GRANT_P95_BOUND_MS);
+  console.log(
+    `  search     largest fleet with grant p95 under ${GRANT_P95_BOUND_MS} ms at ${jobSeconds} s jobs: ` +
+      `${largest === null ? 'none tried' : `${largest} hosts (${largest * GPUS_PER_HOST} GPUs)`}` +
+      `${largest === hosts ? ' (the ceiling searched)' : ''}; tried ${steps.map((s) => `${s.hosts}: ${fixed(s.grantP95Ms)} ms`).join(', ')}`,
+  );
+  return [
+    {
+      section: 'sim',
+      figure: `largest fleet, p95 < 1 s`,
+      value: largest === null ? '-' : `${largest * GPUS_PER_HOST} GPUs`,
+      target: '>= 1000 GPUs',
+      met: largest === null ? false : largest * GPUS_PER_HOST >= 1000,
+    },
+  ];
+}

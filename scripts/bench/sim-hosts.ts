@@ -1,0 +1,36 @@
+/**
+ * One process of simulated hosts for `npm run bench -- sim`: joins the hosts named in SIM_HOSTS
+ * (comma-separated) with SIM_GPUS fake GPUs each to the pool of the stack its environment names,
+ * prints `ready` once all are online, keeps them alive, and has them leave on SIGTERM.
+ */
+import path from 'node:path';
+import { ensureLocalAdmin } from '../../src/security/credentials.js';
+import { connectClient } from '../../src/temporal/connection.js';
+import { simHost, type SimHost } from './sim-protocol.js';
+
+/** Hosts joining at once: a few in flight keep the pool's registration path busy without a pile-up. */
+const JOINING_AT_ONCE = 8;
+
+async function main(): Promise<void> {
+  const names = (process.env.SIM_HOSTS ?? '').split(',').filter(Boolean);
+  const gpus = Number(process.env.SIM_GPUS ?? 8);
+  if (names.length === 0 || !Number.isInteger(gpus) || gpus <= 0)
+    throw new Error('sim-hosts needs SIM_HOSTS (host names, comma-separated) and SIM_GPUS (a positive whole number)');
+  const client = await connectClient(process.env);
+  const { credential } = ensureLocalAdmin(process.env);
+  const log = (line: string) => console.error(line);
+  const datasetsDir = path.join(process.env.EXPCTL_HOME ?? '.', 'sim-datasets');
+  const hosts: SimHost[] = [];
+  for (const host of names) hosts.push(await simHost({ client, credential, host, gpus, datasetsDir, log }));
+  for (let i = 0; i < hosts.length; i += JOINING_AT_ONCE)
+    await Promise.all(hosts.slice(i, i + JOINING_AT_ONCE).map((h) => h.join()));
+  console.log('ready');
+  process.once('SIGTERM', () => {
+    void Promise.all(hosts.map((h) => h.leave())).finally(() => process.exit(0));
+  });
+}
+
+main().catch((error: Error) => {
+  console.error(`sim-hosts: ${error.stack ?? error.message}`);
+  process.exit(1);
+});

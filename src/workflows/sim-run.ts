@@ -1,0 +1,48 @@
+import { condition, getExternalWorkflowHandle, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
+import type { Requirements } from '../domain/request.js';
+import { POOL_WORKFLOW_ID } from '../shared/constants.js';
+import { leaseGrantedSignal, releaseLeaseSignal, requestLeaseSignal, type Lease } from './definitions.js';
+
+export interface SimRunInput {
+  requirements: Requirements;
+  /** The simulated job's length: the lease is held this long, then released (the job itself is instant). */
+  holdMs: number;
+  /** Fair share's tag, as an experiment's lease carries it. */
+  tag?: string;
+}
+
+/** When the run asked, when its lease arrived (workflow-task clock, epoch ms), and where. */
+export interface SimRunTimes {
+  requestedAt: number;
+  grantedAt: number;
+  /** The pool's own clock at the grant. */
+  poolGrantedAt: number;
+  host: string;
+}
+
+/**
+ * The simulated fleet's run (`npm run bench -- sim`): asks the pool for one GPU the way an
+ * experiment does, holds it for the job's length and releases it. The pool protocol it speaks
+ * lives here only, so the bench follows the pool's protocol by changing this one file.
+ */
+export async function simRunWorkflow(input: SimRunInput): Promise<SimRunTimes> {
+  const pool = getExternalWorkflowHandle(POOL_WORKFLOW_ID);
+  const experimentId = workflowInfo().workflowId;
+  let lease: Lease | undefined;
+  setHandler(leaseGrantedSignal, (granted) => {
+    lease ??= granted;
+  });
+  const requestedAt = Date.now();
+  await pool.signal(requestLeaseSignal, {
+    experimentId,
+    requirements: input.requirements,
+    priority: 0,
+    ...(input.tag !== undefined ? { tag: input.tag } : {}),
+  });
+  await condition(() => lease !== undefined);
+  const granted = lease!;
+  const grantedAt = Date.now();
+  await sleep(input.holdMs);
+  await pool.signal(releaseLeaseSignal, { experimentId });
+  return { requestedAt, grantedAt, poolGrantedAt: granted.grantedAt, host: granted.slot.host };
+}
