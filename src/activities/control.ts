@@ -26,8 +26,11 @@ import {
   placementViewQuery,
   recordBatchUpdate,
   recordOutcomeUpdate,
+  requestLeaseUpdate,
   tagStateQuery,
+  type LeaseAnswer,
 } from '../workflows/definitions.js';
+import type { LeaseRequestInput } from '../domain/lease-request.js';
 import type { TournamentVerdict } from '../domain/tournament.js';
 import { tagWorkflow, tagWorkflowId } from '../workflows/tag.js';
 import { readPatchWorkflow } from '../workflows/read-patch.js';
@@ -226,6 +229,14 @@ export function createControlActivities({ client, catalog, secretHashKey, store 
         };
       }
       return { metric: { name: policy.metricName, direction: policy.direction } };
+    },
+
+    /**
+     * Asks the pool for a lease (the requestLease update): the lease when a slot is free for the
+     * run now, else `queued` (the grant comes later by signal). `updateId` makes a retried ask one ask.
+     */
+    async requestLease(input: { request: LeaseRequestInput; updateId: string }): Promise<LeaseAnswer> {
+      return pool().executeUpdate(requestLeaseUpdate, { args: [input.request], updateId: input.updateId });
     },
 
     /** Hosts the pool considers online, with their host queues (for the health check). */

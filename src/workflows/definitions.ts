@@ -9,6 +9,7 @@ import type { GpuFailure } from '../domain/telemetry.js';
 import type { LeaseRequest, PlacementCheck, PlacementRecord, PlacementPolicy, QueuePlan } from '../domain/placement.js';
 import type { TagUsage } from '../domain/fair-share.js';
 import type { Requirements } from '../domain/request.js';
+import type { LeaseRequestInput } from '../domain/lease-request.js';
 import type { HostFencing } from '../domain/limits.js';
 import type { StrategyChange } from '../domain/strategy.js';
 import type { StrategyRow } from '../catalog/queries.js';
@@ -124,7 +125,15 @@ export const requestLeaseSignal = defineSignal<
     },
   ]
 >('requestLease');
-export const releaseLeaseSignal = defineSignal<[{ experimentId: string }]>('releaseLease');
+/**
+ * The pool's answer to a lease request: the lease, when the request got one in the grant pass it
+ * ran at once (no leaseGranted signal follows), else `queued` (a later grant comes by leaseGrantedSignal).
+ */
+export type LeaseAnswer = { lease: Lease } | { queued: true };
+/** The same request as requestLeaseSignal, answered: a free slot is granted in the same workflow task. */
+export const requestLeaseUpdate = defineUpdate<LeaseAnswer, [LeaseRequestInput]>('requestLease');
+/** `leaseId`: only that lease ends (a late release never frees a later lease of the same run, nor its place in the queue). */
+export const releaseLeaseSignal = defineSignal<[{ experimentId: string; leaseId?: string }]>('releaseLease');
 /** An operator's signed drain or undrain of a host or slot; returns the slots it changed. */
 export const drainUpdate = defineUpdate<
   DrainOutcome,

@@ -1,31 +1,102 @@
 import { getExternalWorkflowHandle, log, setHandler, uuid4 } from '@temporalio/workflow';
 import { poolLoads } from '../domain/fair-share.js';
+import { leaseRequestProblem, type LeaseRequestInput } from '../domain/lease-request.js';
 import { boundPlacementRecord, planQueue, type Grant, type QueuePlan, type SlotView } from '../domain/placement.js';
-import { leaseGrantedSignal, releaseLeaseSignal, requestLeaseSignal, type SlotEntry } from './definitions.js';
+import {
+  leaseGrantedSignal,
+  releaseLeaseSignal,
+  requestLeaseSignal,
+  requestLeaseUpdate,
+  type Lease,
+  type LeaseAnswer,
+  type SlotEntry,
+} from './definitions.js';
 import type { PoolState } from './pool-state.js';
 
-/** Requests and releases: a request joins the queue once; a release frees its lease or its place in the queue. */
+/**
+ * Requests and releases: a request joins the queue once; a release frees its lease or its place in
+ * the queue. A request asked as an update is answered with its lease when a slot is free for it now.
+ */
 export function installRequests(state: PoolState): void {
-  setHandler(requestLeaseSignal, ({ experimentId, requirements, priority, tag, datasets, holdSeconds }) => {
-    const { pool } = state;
-    const holds = pool.slots.some((entry) => entry.lease?.experimentId === experimentId);
-    if (holds || pool.queue.some((request) => request.experimentId === experimentId)) return;
-    pool.queue.push({
-      experimentId,
-      requirements,
-      priority,
-      enqueuedAt: Date.now(),
-      datasets: datasets ?? [],
-      ...(tag !== undefined ? { tag } : {}),
-      ...(holdSeconds !== undefined ? { holdSeconds } : {}),
-    });
+  setHandler(requestLeaseSignal, (request) => enqueue(state, request));
+  setHandler(requestLeaseUpdate, (request) => answerRequest(state, request), {
+    validator: (request) => {
+      const problem = leaseRequestProblem(request);
+      if (problem !== null) throw new Error(problem);
+    },
+  });
+  setHandler(releaseLeaseSignal, ({ experimentId, leaseId }) => {
+    // A release of one lease leaves the run's later request (a re-placement) in the queue.
+    if (leaseId === undefined)
+      state.pool.queue = state.pool.queue.filter((request) => request.experimentId !== experimentId);
+    for (const entry of state.pool.slots)
+      if (entry.lease?.experimentId === experimentId && (leaseId === undefined || entry.lease.leaseId === leaseId))
+        state.endLease(entry);
     state.touch();
   });
-  setHandler(releaseLeaseSignal, ({ experimentId }) => {
-    state.pool.queue = state.pool.queue.filter((request) => request.experimentId !== experimentId);
-    for (const entry of state.pool.slots) if (entry.lease?.experimentId === experimentId) state.endLease(entry);
-    state.touch();
+}
+
+/** Queues a request unless its run holds a lease or waits already (a request is asked again now and then). */
+function enqueue(state: PoolState, request: LeaseRequestInput): void {
+  const { experimentId, requirements, priority, tag, datasets, holdSeconds } = request;
+  const { pool } = state;
+  const holds = pool.slots.some((entry) => entry.lease?.experimentId === experimentId);
+  if (holds || pool.queue.some((queued) => queued.experimentId === experimentId)) return;
+  pool.queue.push({
+    experimentId,
+    requirements,
+    priority,
+    enqueuedAt: Date.now(),
+    datasets: datasets ?? [],
+    ...(tag !== undefined ? { tag } : {}),
+    ...(holdSeconds !== undefined ? { holdSeconds } : {}),
   });
+  state.touch();
+}
+
+/**
+ * Queues the request and runs a grant pass at once: the lease comes back in the answer when this
+ * request got one (the other winners of the pass are told by signal, as always). A run that asks
+ * again while it holds a lease (its earlier answer was lost) is given that lease again.
+ */
+function answerRequest(state: PoolState, request: LeaseRequestInput): LeaseAnswer {
+  const held = heldLease(state, request.experimentId);
+  if (held) return { lease: held };
+  enqueue(state, request);
+  const grants = takeGrants(state, Date.now());
+  const mine = grants.find((taken) => taken.grant.experimentId === request.experimentId);
+  tellWinners(
+    state,
+    grants.filter((taken) => taken !== mine),
+  );
+  return mine ? { lease: leaseOf(state, mine) } : { queued: true };
+}
+
+/** The lease a run holds, as its grant said it (the placement record is not kept: it says so). */
+function heldLease(state: PoolState, experimentId: string): Lease | undefined {
+  const entries = state.pool.slots.filter((entry) => entry.lease?.experimentId === experimentId);
+  const lead = entries[0];
+  if (!lead?.lease) return undefined;
+  const { slotIds, endsBy: _endsBy, ...lease } = lead.lease;
+  const slots = slotIds
+    ? slotIds.flatMap((id) => entries.filter((entry) => entry.slot.slotId === id).map((entry) => entry.slot))
+    : [lead.slot];
+  const fencing = state.pool.hosts[lead.slot.host]?.fencing;
+  return {
+    ...lease,
+    ...(fencing ? { fencing } : {}),
+    slot: slots[0]!,
+    slots,
+    placement: {
+      slotId: slots[0]!.slotId,
+      host: lead.slot.host,
+      acceleratorClass: lead.slot.acceleratorClass,
+      why: 'the lease this run already held when it asked again',
+      policy: '',
+      candidates: [],
+      queuedMs: 0,
+    },
+  };
 }
 
 /** The pool's slots as placement sees them: state, drain, when each lease ends at the latest, local data. */
@@ -63,6 +134,13 @@ function grantable(state: PoolState, grant: Grant): SlotEntry[] | null {
   return entries.every(usable) ? entries : null;
 }
 
+/** A lease taken in a grant pass: the plan's grant, the slots it holds, the lease they hold. */
+interface TakenGrant {
+  grant: Grant;
+  entries: SlotEntry[];
+  lease: Omit<Lease, 'slot' | 'slots' | 'placement'>;
+}
+
 /**
  * Grants: queued requests are placed on free slots (fair share between tags orders the queue).
  * A gang's leases are taken together, here, in one workflow task: all of its slots or none.
@@ -70,8 +148,13 @@ function grantable(state: PoolState, grant: Grant): SlotEntry[] | null {
  * requests that arrive while the grants travel are placed at once, not after the grants land.
  */
 export function grantQueued(state: PoolState, now: number): void {
+  tellWinners(state, takeGrants(state, now));
+}
+
+/** Takes the leases of one grant pass (the slots are held from here on); nobody is told yet. */
+function takeGrants(state: PoolState, now: number): TakenGrant[] {
   const { pool } = state;
-  const grants = planOf(state, now).grants.flatMap((grant) => {
+  return planOf(state, now).grants.flatMap((grant) => {
     const entries = grantable(state, grant);
     if (!entries) {
       log.error('placement named a set that cannot be leased; the request waits', { ...grant, record: undefined });
@@ -97,22 +180,31 @@ export function grantQueued(state: PoolState, now: number): void {
     log.debug('lease granted', { experimentId: grant.experimentId, leaseId: lease.leaseId, slots: grant.slotIds });
     return [{ grant, entries, lease }];
   });
-  for (const { grant, entries, lease } of grants) {
+}
+
+/** The lease as its run is told it: its host's fencing, its GPUs, the placement record (bounded). */
+function leaseOf(state: PoolState, { grant, entries, lease }: TakenGrant): Lease {
+  const fencing = state.pool.hosts[entries[0]!.slot.host]?.fencing;
+  return {
+    ...lease,
+    ...(fencing ? { fencing } : {}),
+    slot: entries[0]!.slot,
+    slots: entries.map((entry) => entry.slot),
+    // Bounded: a grant's size (and this history's growth) does not grow with the fleet.
+    placement: boundPlacementRecord(grant.record),
+  };
+}
+
+/** Tells each winner its lease by signal; a run that ended meanwhile gives its slots back. */
+function tellWinners(state: PoolState, grants: TakenGrant[]): void {
+  for (const taken of grants) {
     state.track(
       (async () => {
         try {
-          const fencing = pool.hosts[entries[0]!.slot.host]?.fencing;
-          await getExternalWorkflowHandle(grant.experimentId).signal(leaseGrantedSignal, {
-            ...lease,
-            ...(fencing ? { fencing } : {}),
-            slot: entries[0]!.slot,
-            slots: entries.map((entry) => entry.slot),
-            // Bounded: a grant's size (and this history's growth) does not grow with the fleet.
-            placement: boundPlacementRecord(grant.record),
-          });
+          await getExternalWorkflowHandle(taken.grant.experimentId).signal(leaseGrantedSignal, leaseOf(state, taken));
         } catch {
           // The experiment ended while waiting: the slots go back.
-          for (const entry of state.entriesOf(lease.leaseId)) entry.lease = null; // never ran: no GPU time
+          for (const entry of state.entriesOf(taken.lease.leaseId)) entry.lease = null; // never ran: no GPU time
           state.touch();
         }
       })(),

@@ -1,0 +1,24 @@
+import { z } from 'zod';
+import { formatIssues, PrioritySchema, RequirementsSchema } from './request.js';
+
+/**
+ * What an experiment asks the pool for: the requirements it is placed by, its priority, its tag
+ * (fair share), the datasets it reads (locality) and the longest it holds the lease (backfill).
+ * Checked before the pool accepts it, so a malformed request never reaches the pool's state.
+ */
+export const LeaseRequestInputSchema = z.strictObject({
+  experimentId: z.string().min(1).max(256),
+  requirements: RequirementsSchema,
+  priority: PrioritySchema,
+  tag: z.string().min(1).max(256).optional(),
+  datasets: z.array(z.string().min(1).max(1024)).max(256).optional(),
+  holdSeconds: z.number().nonnegative().finite().optional(),
+});
+
+export type LeaseRequestInput = z.output<typeof LeaseRequestInputSchema>;
+
+/** Why a lease request is refused, in one line; null when it is well formed. */
+export function leaseRequestProblem(input: unknown): string | null {
+  const parsed = LeaseRequestInputSchema.safeParse(input);
+  return parsed.success ? null : `malformed lease request: ${formatIssues(parsed.error).join('; ')}`;
+}
