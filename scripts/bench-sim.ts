@@ -5,6 +5,7 @@
  * for a GPU, hold it for the job's length, release it) at the rate that keeps the fleet busy; the
  * figures are taken over the steady part of the stream, once the first jobs have ended.
  */
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Client } from '@temporalio/client';
@@ -40,6 +41,8 @@ export interface SimOptions {
   hosts?: number;
   jobSeconds?: number;
   seconds?: number;
+  /** The share of the fleet's capacity offered (1: jobs arrive as fast as the GPUs finish them, 16.7/s for 1,000 GPUs at 60 s). */
+  load?: number;
   /** Look for the largest fleet whose grant p95 stays under 1 s, up to `hosts`. */
   search?: boolean;
 }
@@ -49,8 +52,19 @@ interface Measured {
   figures: SimFigures;
   offered: number;
   fed: number;
-  pool: { eventsPerSecond: number; bytesPerSecond: number; continuesPerMinute: number; runs: number; queue: number };
+  pool: {
+    eventsPerSecond: number;
+    bytesPerSecond: number;
+    continuesPerMinute: number;
+    continues: number;
+    queue: number;
+    trouble: Awaited<ReturnType<typeof poolTaskTrouble>>;
+    /** Bytes of state its current run started with (encrypted). */
+    carried: number;
+  };
   cpu: Record<string, number>;
+  /** The machine's 1-minute load average at the window's end: on a shared machine, the figures' context. */
+  loadAverage: number;
 }
 
 const fixed = (value: number | null, digits = 0) => (value === null ? '-' : value.toFixed(digits));
@@ -95,19 +109,85 @@ async function stopHosts(processes: ResultPromise[]): Promise<void> {
   await Promise.all(processes);
 }
 
-/** The pool's history so far, over all of its runs (continue-as-new starts a new run). */
-async function poolCounts(client: Client): Promise<{ events: number; bytes: number; runs: number }> {
-  const current = await client.workflow.getHandle(POOL_WORKFLOW_ID).describe();
-  let events = current.historyLength;
-  let bytes = Number(current.historySize ?? 0);
-  let runs = 0;
-  for await (const info of client.workflow.list({ query: `WorkflowId = '${POOL_WORKFLOW_ID}'` })) {
-    runs++;
-    if (info.runId === current.runId) continue;
-    events += info.historyLength;
-    bytes += Number(info.historySize ?? 0);
+/** Where the pool's history stood at one moment: its current run, and that run's length and size. */
+interface PoolReading {
+  runId: string;
+  events: number;
+  bytes: number;
+}
+
+async function poolReading(client: Client, runId?: string): Promise<PoolReading> {
+  const description = await client.workflow.getHandle(POOL_WORKFLOW_ID, runId).describe();
+  return {
+    runId: description.runId,
+    events: description.historyLength,
+    bytes: Number(description.historySize ?? 0),
+  };
+}
+
+/** The bytes of state the pool's current run was started with (what its continue-as-new carried). */
+async function carriedStateBytes(client: Client): Promise<number> {
+  const { history } = await client.workflowService.getWorkflowExecutionHistory({
+    namespace: client.options.namespace,
+    execution: { workflowId: POOL_WORKFLOW_ID },
+    maximumPageSize: 1,
+  });
+  const payloads = history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads ?? [];
+  return payloads.reduce((sum, payload) => sum + (payload.data?.length ?? 0), 0);
+}
+
+/** The run `runId` continued from (its first event says), or null for a pool's first run. */
+async function previousRun(client: Client, runId: string): Promise<string | null> {
+  const { history } = await client.workflowService.getWorkflowExecutionHistory({
+    namespace: client.options.namespace,
+    execution: { workflowId: POOL_WORKFLOW_ID, runId },
+    maximumPageSize: 1,
+  });
+  return history?.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || null;
+}
+
+/**
+ * The pool's growth since `before`, over every run since (continue-as-new starts a new run): read
+ * from the runs themselves, walking the chain back, not from visibility (which may lag a closed run).
+ */
+async function poolGrowth(client: Client, before: PoolReading) {
+  const now = await poolReading(client);
+  let events = 0;
+  let bytes = 0;
+  let continues = 0;
+  for (let run: PoolReading = now; ; ) {
+    if (run.runId === before.runId) {
+      events += run.events - before.events;
+      bytes += run.bytes - before.bytes;
+      break;
+    }
+    events += run.events;
+    bytes += run.bytes;
+    continues++;
+    const previous = await previousRun(client, run.runId);
+    if (previous === null) break; // the pool was started afresh meanwhile: counted from its start
+    run = await poolReading(client, previous);
   }
-  return { events, bytes, runs: Math.max(runs, 1) };
+  return { events, bytes, continues };
+}
+
+/**
+ * The pool's failed and timed-out workflow tasks in its current run, and the last failure's message:
+ * where a stalled pool says why.
+ */
+async function poolTaskTrouble(client: Client): Promise<{ failed: number; timedOut: number; last: string | null }> {
+  const history = await client.workflow.getHandle(POOL_WORKFLOW_ID).fetchHistory();
+  let failed = 0;
+  let timedOut = 0;
+  let last: string | null = null;
+  for (const event of history.events ?? []) {
+    if (event.workflowTaskFailedEventAttributes) {
+      failed++;
+      last = event.workflowTaskFailedEventAttributes.failure?.message ?? last;
+    }
+    if (event.workflowTaskTimedOutEventAttributes) timedOut++;
+  }
+  return { failed, timedOut, last };
 }
 
 /** Starts `rate` runs a second for `seconds`, each holding its GPU for `jobSeconds`. */
@@ -169,14 +249,19 @@ async function collect(client: Client, started: { id: string; startedAt: number 
 }
 
 /** One fleet size: hosts joined, the stream fed, the figures of its steady window. */
-async function measureFleet(ctx: BenchContext, hosts: number, jobSeconds: number, seconds: number): Promise<Measured> {
+async function measureFleet(
+  ctx: BenchContext,
+  hosts: number,
+  { jobSeconds, seconds, load }: { jobSeconds: number; seconds: number; load: number },
+): Promise<Measured> {
   const gpus = hosts * GPUS_PER_HOST;
-  const rate = offeredRunsPerSecond(gpus, jobSeconds);
+  const rate = offeredRunsPerSecond(gpus, jobSeconds) * load;
   const joinStart = Date.now();
   const hostProcesses = await startHosts(ctx, hosts);
   console.log(
     `  ${hosts} hosts x ${GPUS_PER_HOST} fake GPUs (${gpus}) joined in ${((Date.now() - joinStart) / 1000).toFixed(1)} s ` +
-      `by ${hostProcesses.length} process(es); feeding ${rate.toFixed(1)} runs/s of ${jobSeconds} s for ${seconds} s`,
+      `by ${hostProcesses.length} process(es); feeding ${rate.toFixed(1)} runs/s of ${jobSeconds} s ` +
+      `(${(load * 100).toFixed(0)} % of its capacity) for ${seconds} s; load average before ${os.loadavg()[0]!.toFixed(1)}`,
   );
   const client = ctx.stack.client;
   const processes: Record<string, number> = {
@@ -189,14 +274,14 @@ async function measureFleet(ctx: BenchContext, hosts: number, jobSeconds: number
     const window = steadyWindow(feedStart, seconds, jobSeconds);
     const readings = (async () => {
       await new Promise((resolve) => setTimeout(resolve, window.from - Date.now()));
-      const before = { at: Date.now(), pool: await poolCounts(client), cpu: await cpuOf(processes) };
+      const before = { at: Date.now(), pool: await poolReading(client), cpu: await cpuOf(processes) };
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, window.to - Date.now())));
-      const after = { at: Date.now(), pool: await poolCounts(client), cpu: await cpuOf(processes) };
+      const after = { at: Date.now(), pool: await poolGrowth(client, before.pool), cpu: await cpuOf(processes) };
       const queue = (await client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery)).queue.length;
-      return { before, after, queue };
+      return { before, after, queue, trouble: await poolTaskTrouble(client), carried: await carriedStateBytes(client) };
     })();
     const fed = await feed(ctx, rate, seconds, jobSeconds);
-    const { before, after, queue } = await readings;
+    const { before, after, queue, trouble, carried } = await readings;
     const records = await collect(client, fed.started, Date.now() + (2 * jobSeconds + 60) * 1000);
     const span = (after.at - before.at) / 1000;
     const cpu: Record<string, number> = {};
@@ -211,13 +296,16 @@ async function measureFleet(ctx: BenchContext, hosts: number, jobSeconds: number
       offered: rate,
       fed: fed.started.length / fed.fedSeconds,
       pool: {
-        eventsPerSecond: perSecond(before.pool.events, after.pool.events, span),
-        bytesPerSecond: perSecond(before.pool.bytes, after.pool.bytes, span),
-        continuesPerMinute: perSecond(before.pool.runs, after.pool.runs, span) * 60,
-        runs: after.pool.runs,
+        eventsPerSecond: after.pool.events / span,
+        bytesPerSecond: after.pool.bytes / span,
+        continuesPerMinute: (after.pool.continues / span) * 60,
+        continues: after.pool.continues,
         queue,
+        trouble,
+        carried,
       },
       cpu,
+      loadAverage: os.loadavg()[0]!,
     };
   } finally {
     await stopHosts(hostProcesses);
@@ -238,15 +326,20 @@ function describe(m: Measured): void {
   console.log(
     `  pool       ${pool.eventsPerSecond.toFixed(1)} events/s (${perPlacement(pool.eventsPerSecond)} per placement), ` +
       `${(pool.bytesPerSecond / 1024).toFixed(1)} KiB/s of history; continue-as-new ${pool.continuesPerMinute.toFixed(1)}/min ` +
-      `(${pool.runs} pool runs so far)`,
+      `(${pool.continues} in the window; the current run started with ${(pool.carried / 1024).toFixed(0)} KiB of state)`,
   );
+  if (pool.trouble.failed + pool.trouble.timedOut > 0)
+    console.log(
+      `  pool       its current run has ${pool.trouble.failed} failed and ${pool.trouble.timedOut} timed-out workflow tasks` +
+        `${pool.trouble.last ? `; the last failure: ${pool.trouble.last}` : ''}`,
+    );
   const cpuLine = Object.entries(m.cpu)
     .map(([name, coreShare]) => `${name} ${(coreShare * 100).toFixed(0)} %`)
     .join(', ');
   const stack = (m.cpu['server'] ?? 0) + (m.cpu['orchestrator'] ?? 0);
   console.log(
     `  cpu        of one core: ${cpuLine}; server + orchestrator ${perPlacement(stack * 1000)} ms per placement ` +
-      `(the orchestrator's includes the simulated runs' workflows)`,
+      `(the orchestrator's includes the simulated runs' workflows); load average ${m.loadAverage.toFixed(1)}`,
   );
 }
 
@@ -254,9 +347,10 @@ export async function simSection(ctx: BenchContext, options: SimOptions = {}): P
   const hosts = options.hosts ?? (ctx.quick ? 16 : 125);
   const jobSeconds = options.jobSeconds ?? (ctx.quick ? 20 : 60);
   const seconds = options.seconds ?? (ctx.quick ? 60 : 300);
+  const stream = { jobSeconds, seconds, load: options.load ?? 1 };
   console.log(`sim: simulated hosts of ${GPUS_PER_HOST} fake GPUs on the real pool, a steady stream of runs`);
   if (!options.search) {
-    const measured = await measureFleet(ctx, hosts, jobSeconds, seconds);
+    const measured = await measureFleet(ctx, hosts, stream);
     describe(measured);
     const p95 = measured.figures.grantP95Ms;
     return [
@@ -279,7 +373,7 @@ export async function simSection(ctx: BenchContext, options: SimOptions = {}): P
   const steps: SearchStep[] = [];
   const bounds = { boundMs: GRANT_P95_BOUND_MS, start: Math.min(16, hosts), ceiling: hosts, resolution: 8 };
   for (let size = nextSearchSize(steps, bounds); size !== null; size = nextSearchSize(steps, bounds)) {
-    const measured = await measureFleet(ctx, size, jobSeconds, seconds);
+    const measured = await measureFleet(ctx, size, stream);
     describe(measured);
     steps.push({ hosts: size, grantP95Ms: measured.figures.grantP95Ms });
   }

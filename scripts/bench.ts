@@ -23,7 +23,7 @@
  *   - sim: a simulated fleet (125 hosts x 8 fake GPUs) on the real pool, fed runs of 60 s at the rate
  *     that keeps it busy: placements/s, grant latency, the pool's events/s and continue-as-new rate,
  *     the server's and orchestrator's CPU (scripts/bench-sim.ts; `--sim-hosts N --sim-job-seconds S
- *     --sim-seconds S`, and `--sim-search` for the largest fleet whose grant p95 stays under 1 s)
+ *     --sim-seconds S --sim-load F` (the share of its capacity offered, default 1), and `--sim-search` for the largest fleet whose grant p95 stays under 1 s)
  * `--quick` runs smaller versions of each (for CI and a first look).
  */
 import fs from 'node:fs/promises';
@@ -140,7 +140,7 @@ function parseArgs(argv: string[]): BenchArgs {
   const search: BenchArgs['search'] = {};
   const sim: SimOptions = {};
   let quick = false;
-  const usage = `usage: npm run bench -- [--quick] [--search-seconds S] [--search-variants N] [--sim-hosts N] [--sim-job-seconds S] [--sim-seconds S] [--sim-search] [${ALL.join('|')}]...`;
+  const usage = `usage: npm run bench -- [--quick] [--search-seconds S] [--search-variants N] [--sim-hosts N] [--sim-job-seconds S] [--sim-seconds S] [--sim-load F] [--sim-search] [${ALL.join('|')}]...`;
   const count = (flag: string, value: string | undefined, multipleOf = 1) => {
     const n = Number(value);
     if (!Number.isInteger(n) || n <= 0 || n % multipleOf !== 0)
@@ -158,7 +158,12 @@ function parseArgs(argv: string[]): BenchArgs {
     else if (arg === '--sim-job-seconds') sim.jobSeconds = count(arg, argv[++i]);
     else if (arg === '--sim-seconds') sim.seconds = count(arg, argv[++i]);
     else if (arg === '--sim-search') sim.search = true;
-    else if (arg === '--help' || arg === '-h') {
+    else if (arg === '--sim-load') {
+      const load = Number(argv[++i]);
+      if (!(load > 0 && load <= 1))
+        throw new Error(`--sim-load takes a share of the fleet's capacity, above 0 and at most 1; ${usage}`);
+      sim.load = load;
+    } else if (arg === '--help' || arg === '-h') {
       console.log(usage);
       process.exit(0);
     } else if (ALL.includes(arg)) sections.push(arg);

@@ -1,7 +1,19 @@
-import { condition, getExternalWorkflowHandle, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
+import {
+  condition,
+  getExternalWorkflowHandle,
+  proxyLocalActivities,
+  setHandler,
+  sleep,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { createControlActivities } from '../activities/control.js';
 import type { Requirements } from '../domain/request.js';
 import { POOL_WORKFLOW_ID } from '../shared/constants.js';
-import { leaseGrantedSignal, releaseLeaseSignal, requestLeaseSignal, type Lease } from './definitions.js';
+import { CONTROL_STEP } from './control-retry.js';
+import { leaseGrantedSignal, releaseLeaseSignal, type Lease } from './definitions.js';
+
+/** The pool's requestLease update, asked by the local activity experiments ask it through. */
+const control = proxyLocalActivities<Pick<ReturnType<typeof createControlActivities>, 'requestLease'>>(CONTROL_STEP);
 
 export interface SimRunInput {
   requirements: Requirements;
@@ -33,16 +45,20 @@ export async function simRunWorkflow(input: SimRunInput): Promise<SimRunTimes> {
     lease ??= granted;
   });
   const requestedAt = Date.now();
-  await pool.signal(requestLeaseSignal, {
-    experimentId,
-    requirements: input.requirements,
-    priority: 0,
-    ...(input.tag !== undefined ? { tag: input.tag } : {}),
+  const answer = await control.requestLease({
+    request: {
+      experimentId,
+      requirements: input.requirements,
+      priority: 0,
+      ...(input.tag !== undefined ? { tag: input.tag } : {}),
+    },
+    updateId: `${experimentId}-lease`,
   });
+  if ('lease' in answer) lease ??= answer.lease;
   await condition(() => lease !== undefined);
   const granted = lease!;
   const grantedAt = Date.now();
   await sleep(input.holdMs);
-  await pool.signal(releaseLeaseSignal, { experimentId });
+  await pool.signal(releaseLeaseSignal, { experimentId, leaseId: granted.leaseId });
   return { requestedAt, grantedAt, poolGrantedAt: granted.grantedAt, host: granted.slot.host };
 }
