@@ -21,6 +21,8 @@ export function gpuWorkerHandle(parts: {
   membership: PoolMembership;
   cleanup: DeferredCleanup;
   stopKeeping: () => void;
+  /** Ends the host's keepHostAlive activity (it says the host is leaving). */
+  liveness: AbortController;
   releaseClaim: () => Promise<void>;
 }): GpuWorkerHandle {
   const { workers, membership } = parts;
@@ -41,14 +43,14 @@ export function gpuWorkerHandle(parts: {
       const running = Promise.all(workers.map((worker) => worker.run()));
       // Pollers first, then registration: the pool only hands out slots somebody is polling.
       await membership.register();
-      membership.startHeartbeat();
+      membership.watchPool();
       // A refused registration stops the worker with the pool's reason.
       let refusal: Error | undefined;
       registration = membership.accepted();
       markRegistered();
       void registration.catch((error: Error) => {
         refusal = error;
-        membership.stopHeartbeat();
+        membership.stopWatching();
         stopWorkers();
       });
       await running;
@@ -60,6 +62,7 @@ export function gpuWorkerHandle(parts: {
     async shutdown() {
       parts.stopKeeping();
       await membership.leave();
+      parts.liveness.abort();
       stopWorkers();
       await parts.releaseClaim();
     },

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { QueryRejectedError, WorkflowClient, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { HostRegistration, Slot } from '../domain/fleet.js';
 import type { HostFencing } from '../domain/limits.js';
 import type { HostTopology } from '../domain/topology.js';
@@ -8,7 +8,7 @@ import { PERMISSION_DENIED } from '../domain/authorization.js';
 import { POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { contentDigest } from '../security/content-digest.js';
 import { signRequest, type Credential } from '../security/credentials.js';
-import { deregisterHostSignal, hostRegistrationQuery, registerHostSignal } from '../workflows/definitions.js';
+import { deregisterHostSignal, hostRegistrationQuery } from '../workflows/definitions.js';
 import { isConnectionError, ServerLink, serverAddressOf } from '../shared/server-link.js';
 import { softwareVersions } from './software.js';
 
@@ -17,8 +17,8 @@ export class RegistrationRefusedError extends Error {
   readonly type = PERMISSION_DENIED;
 }
 
-/** The longest a heartbeat to the pool may take before it counts as not reaching the server. */
-const HEARTBEAT_DEADLINE_MS = 10_000;
+/** The longest the watch's question to the pool may take before it counts as not reaching the server. */
+const WATCH_DEADLINE_MS = 10_000;
 
 export type LiveLease = NonNullable<HostRegistration['liveLeases']>[number];
 
@@ -33,6 +33,8 @@ export async function hostRegistration(host: {
   heartbeatMs: number;
   fencing?: HostFencing;
   topology?: HostTopology;
+  /** This worker process's incarnation, where its liveness activities were made with it first. */
+  incarnation?: string;
 }): Promise<HostRegistration> {
   return {
     host: host.host,
@@ -42,10 +44,10 @@ export async function hostRegistration(host: {
     datasets: (await fs.readdir(host.datasetsDir).catch(() => [])).filter((name) => !name.startsWith('.')),
     software: await softwareVersions(),
     registeredAt: Date.now(),
-    incarnation: crypto.randomUUID(),
+    incarnation: host.incarnation ?? crypto.randomUUID(),
     // The pool keeps these runs' leases across the restart: their experiments re-attach to them.
     liveRuns: host.liveRuns,
-    // The pool never declares this host lost before it has missed two of these.
+    // Its keepHostAlive heartbeats this often; it is never declared lost before it has missed two.
     heartbeatMs: host.heartbeatMs,
     // The pool hands it to every lease on this host: a lost run is re-placed only after it.
     ...(host.fencing ? { fencing: host.fencing } : {}),
@@ -84,18 +86,21 @@ export interface MembershipOptions {
 }
 
 /**
- * One worker process's membership of the pool: its registration, signed afresh for every
- * heartbeat (a pool that lost its state can verify it again at any time), the heartbeat itself,
- * and the farewell when the worker stops.
+ * One worker process's membership of the pool: its registration (signed afresh each time it is
+ * sent, so a pool that lost its state can verify it again), a watch on the pool, and the farewell
+ * when the worker stops. The pool hears nothing from a live host: its liveness is judged by its
+ * liveness workflow (host-liveness.ts) from this worker's keepHostAlive activity.
  */
 export class PoolMembership {
   private content: HostRegistration;
   private digest: string;
-  private heartbeat: NodeJS.Timeout | undefined;
-  private heartbeatInFlight: Promise<unknown> | undefined;
+  private watch: NodeJS.Timeout | undefined;
+  private watchInFlight: Promise<unknown> | undefined;
   private stopped = false;
   private readonly pool;
-  /** The heartbeat is the worker's link to the server: its operator hears when that link breaks and heals. */
+  /** The same pool, asked so that a closed run (terminated by hand) is refused rather than answered. */
+  private readonly openPool;
+  /** The watch is the worker's link to the server: its operator hears when that link breaks and heals. */
   private readonly serverLink: ServerLink;
 
   constructor(
@@ -105,7 +110,17 @@ export class PoolMembership {
     this.content = content;
     this.digest = contentDigest(content);
     this.pool = options.client.workflow.getHandle(POOL_WORKFLOW_ID);
+    this.openPool = new WorkflowClient({
+      connection: options.client.connection,
+      namespace: options.client.options.namespace,
+      dataConverter: options.client.options.dataConverter,
+      queryRejectCondition: 'NOT_OPEN',
+    }).getHandle(POOL_WORKFLOW_ID);
     this.serverLink = new ServerLink(`expctl worker ${content.host}`, serverAddressOf(options.client), options.log);
+  }
+
+  get incarnation(): string {
+    return this.content.incarnation!;
   }
 
   private registration(): HostRegistration {
@@ -125,40 +140,44 @@ export class PoolMembership {
   }
 
   /**
-   * The heartbeat is the registration itself: a pool that declared this host offline (or lost
-   * its state) takes it back only through a registration, never through a bare heartbeat.
-   * One heartbeat in flight at a time: during a server outage they would pile up, each retrying.
+   * Asks the pool every heartbeatMs how it holds this host (a query: no history). A pool that took
+   * this incarnation offline (or lost its state) takes it back only through a registration, which
+   * this sends; a pool that is gone is started again. One question in flight at a time: during a
+   * server outage they would pile up, each retrying.
    */
-  startHeartbeat(): void {
-    this.heartbeat = setInterval(() => {
-      if (this.heartbeatInFlight) return;
+  watchPool(): void {
+    this.watch = setInterval(() => {
+      if (this.watchInFlight) return;
       // A deadline: across a cut link a call would otherwise hang, and the operator never hear of it.
-      this.heartbeatInFlight = this.options.client
-        .withDeadline(Date.now() + HEARTBEAT_DEADLINE_MS, () =>
-          this.pool.signal(registerHostSignal, this.registration()),
+      this.watchInFlight = this.options.client
+        .withDeadline(Date.now() + WATCH_DEADLINE_MS, () =>
+          this.openPool.query(hostRegistrationQuery, this.content.host),
         )
-        .catch((error: Error) => {
-          if (!(error instanceof WorkflowNotFoundError)) throw error;
-          return this.recreatePool();
-        })
+        .then(
+          (held) => (held.online && held.incarnation === this.content.incarnation ? undefined : this.register()),
+          (error: Error) => {
+            if (!(error instanceof WorkflowNotFoundError || error instanceof QueryRejectedError)) throw error;
+            return this.recreatePool();
+          },
+        )
         .then(
           () => this.serverLink.reached(),
           (error: Error) => {
             if (isConnectionError(error)) this.serverLink.failed(error);
-            else this.options.log(`expctl worker: pool heartbeat failed: ${error.message}`);
+            else this.options.log(`expctl worker: pool watch failed: ${error.message}`);
           },
         )
-        .finally(() => (this.heartbeatInFlight = undefined));
+        .finally(() => (this.watchInFlight = undefined));
     }, this.options.heartbeatMs);
   }
 
-  stopHeartbeat(): void {
-    clearInterval(this.heartbeat);
+  stopWatching(): void {
+    clearInterval(this.watch);
   }
 
   /**
    * Waits until the pool has this incarnation online, or has refused it (fatal). While the pool
-   * cannot answer (server or orchestrator away) it keeps asking: heartbeats register it later.
+   * cannot answer (server or orchestrator away) it keeps asking: the watch registers it later.
    */
   async accepted(): Promise<void> {
     const { host, incarnation } = this.content;
@@ -171,11 +190,11 @@ export class PoolMembership {
     }
   }
 
-  /** Stops the heartbeat and tells the pool this incarnation is leaving. */
+  /** Stops the watch and tells the pool this incarnation is leaving. */
   async leave(): Promise<void> {
     this.stopped = true;
-    clearInterval(this.heartbeat);
-    await this.heartbeatInFlight;
+    clearInterval(this.watch);
+    await this.watchInFlight;
     const farewell = { host: this.content.host, incarnation: this.content.incarnation };
     const authorization = signRequest(this.options.credential, {
       action: 'register_host',
@@ -188,7 +207,7 @@ export class PoolMembership {
   /**
    * The pool is gone (terminated by hand): started again with this host's registration, which
    * now names the leases of the runs it trains, so the new pool holds them again. Every worker
-   * does this at its next heartbeat; the first one's start creates it, the others only register.
+   * does this at its next watch; the first one's start creates it, the others only register.
    */
   private async recreatePool(): Promise<void> {
     const liveLeases = this.options.liveLeases();

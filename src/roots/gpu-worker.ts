@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
@@ -5,6 +6,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { createHostActivities } from '../activities/host.js';
 import { createRunStatusActivities } from '../activities/run-status.js';
 import { createArtifactCheckActivities } from '../activities/artifact-check.js';
+import { createLivenessActivities, type LivenessDeps } from '../activities/liveness.js';
 import { createTrainingActivities, type RunWatch } from '../activities/training.js';
 import { DEFAULT_POOL_HEARTBEAT_MS, type Slot } from '../domain/fleet.js';
 import { hostTaskQueue, POOL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
@@ -93,8 +95,8 @@ export interface GpuWorkerOptions extends DiscoveryOptions {
 
 /**
  * The GPU worker's composition root. One process per host: a worker per slot queue with exactly
- * one activity slot (no two experiments on one GPU), a host queue for validation and logs, and a
- * heartbeat to the pool.
+ * one activity slot (no two experiments on one GPU), a host queue for validation, logs and the
+ * host's liveness, and a watch on the pool.
  */
 export async function createGpuWorker(options: GpuWorkerOptions): Promise<GpuWorkerHandle> {
   const log = options.log ?? ((line: string) => console.error(line));
@@ -133,6 +135,10 @@ async function startGpuWorker(
   const hostRuns: Map<string, RunWatch> = new Map();
   const cleanup = new DeferredCleanup();
   const telemetry = new GpuTelemetrySampler({ intervalSeconds: telemetrySecondsFromEnv(), log });
+  const heartbeatMs = options.poolHeartbeatMs ?? DEFAULT_POOL_HEARTBEAT_MS;
+  // One per process start: its liveness activities answer for this incarnation only.
+  const incarnation = crypto.randomUUID();
+  const liveness = new AbortController();
   const workers = await createWorkers(options, {
     workDir,
     datasetsDir,
@@ -145,8 +151,8 @@ async function startGpuWorker(
     unsealingKey: sealing.key,
     store: options.store ?? (await openStore()),
     checkpointQuotaBytes: options.checkpointQuotaBytes ?? checkpointQuotaFromEnv(),
+    liveness: { host: options.host, incarnation, heartbeatMs, stopping: liveness.signal },
   });
-  const heartbeatMs = options.poolHeartbeatMs ?? DEFAULT_POOL_HEARTBEAT_MS;
   const membership = new PoolMembership(
     {
       client: options.client,
@@ -173,6 +179,7 @@ async function startGpuWorker(
       heartbeatMs,
       fencing: hostFencing(options),
       topology: discovery.topology,
+      incarnation,
     }),
   );
   const stopKeeping = keepRunsAttached({
@@ -190,6 +197,7 @@ async function startGpuWorker(
     membership,
     cleanup,
     stopKeeping,
+    liveness,
     releaseClaim,
   });
 }
@@ -227,6 +235,7 @@ async function createWorkers(
     unsealingKey: UnsealingKey;
     store: FleetStore;
     checkpointQuotaBytes?: number;
+    liveness: LivenessDeps;
   },
 ): Promise<Worker[]> {
   const { workDir, datasetsDir } = host;
@@ -252,8 +261,12 @@ async function createWorkers(
         }),
         ...createRunStatusActivities({ workDir }),
         ...createArtifactCheckActivities({ workDir, store: host.store }),
+        ...createLivenessActivities(host.liveness),
       },
-      maxConcurrentActivityTaskExecutions: 8,
+      // Eight for validation, logs and checks, and one for the host's keepHostAlive.
+      maxConcurrentActivityTaskExecutions: 9,
+      // keepHostAlive's heartbeats reach the server every period (not 0.8 of the limit): a full period of margin.
+      maxHeartbeatThrottleInterval: host.liveness.heartbeatMs,
     }),
   ];
   for (const slot of host.slots) {

@@ -48,6 +48,7 @@ export interface HostEntry {
   datasets: string[];
   software: Record<string, string>;
   online: boolean;
+  /** When the pool last heard from it: its registration (liveness is judged by its liveness workflow). */
   lastHeartbeat: number;
   registeredAt: number;
   incarnation?: string;
@@ -61,6 +62,8 @@ export interface HostEntry {
   heartbeatMs?: number;
   /** Its fencing, as it registered it. */
   fencing?: HostFencing;
+  /** The incarnation its liveness workflow watches, and the silence limit that workflow was told. */
+  liveness?: { incarnation: string; limitMs: number };
 }
 /** A registration the pool refused (no valid credential, or a live host's name claimed by another identity). */
 export interface RegistrationRefusal {
@@ -108,8 +111,22 @@ export const registerHostSignal = defineSignal<[HostRegistration]>('registerHost
 /** A worker shutting down, signed by the identity that registered the host (unsigned ones are ignored). */
 export const deregisterHostSignal =
   defineSignal<[{ host: string; incarnation?: string; authorization?: Authorization }]>('deregisterHost');
-/** An experiment found the host unreachable: offline at once, its leases revoked, no lease until it registers again. */
-export const hostLostSignal = defineSignal<[{ host: string; reason: string }]>('hostLost');
+/**
+ * The host is unreachable (an experiment found it so, or its liveness workflow did): offline at once,
+ * its leases revoked, no lease until it registers again. With `incarnation`, only that incarnation.
+ */
+export const hostLostSignal = defineSignal<[{ host: string; reason: string; incarnation?: string }]>('hostLost');
+/** What a host liveness workflow watches: one incarnation of one host, silent at most `limitMs`. */
+export interface HostLivenessInput {
+  host: string;
+  hostQueue: string;
+  incarnation: string;
+  limitMs: number;
+}
+/** Failure type of a liveness question put to a worker that is not the incarnation it names. */
+export const NOT_THIS_INCARNATION = 'not_this_incarnation';
+/** The pool's heartbeat limit changed: the liveness workflow watches with the host's new silence limit. */
+export const livenessLimitSignal = defineSignal<[{ limitMs: number }]>('livenessLimit');
 /** Whether a lease is still held: a worker asks before it spawns training, so a released lease never runs. */
 export const leaseHeldQuery = defineQuery<boolean, [{ slotId: string; leaseId: string }]>('leaseHeld');
 /** `holdSeconds`: the longest the run holds its lease once granted (setup and kill limits): backfill counts on it. */

@@ -1,6 +1,7 @@
 /** Every workflow the orchestrator worker registers. */
 export { experimentWorkflow } from './experiment.js';
 export { poolWorkflow } from './pool.js';
+export { hostLivenessWorkflow } from './host-liveness.js';
 export { tagWorkflow } from './tag.js';
 export { smokeWorkflow } from './smoke.js';
 export { logSessionWorkflow } from './read-log.js';

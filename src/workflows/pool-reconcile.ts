@@ -1,8 +1,10 @@
-import { getExternalWorkflowHandle, log, proxyActivities } from '@temporalio/workflow';
+import { getExternalWorkflowHandle, log, ParentClosePolicy, proxyActivities, startChild } from '@temporalio/workflow';
 import { silenceLimitMs } from '../domain/fleet.js';
 import type { createLeaseHolderActivities } from '../activities/lease-holders.js';
 import { CONTROL_ACTIVITY } from './control-retry.js';
-import { leaseRevokedSignal, type HostEntry } from './definitions.js';
+import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
+import { leaseRevokedSignal, livenessLimitSignal, type HostEntry } from './definitions.js';
+import { hostLivenessWorkflow, livenessWorkflowId } from './host-liveness.js';
 import type { PoolState } from './pool-state.js';
 
 /** The pool's question about its leases' holders (lease-holders.ts), on the control worker. */
@@ -20,28 +22,24 @@ export function holderCheckMs(heartbeatLimitMs: number): number {
 }
 
 /**
- * Reconciliation: the pool's view against the world. Hosts that stopped heartbeating go offline
- * (their leases revoked); leases whose holders ended without releasing them are freed.
+ * Reconciliation: the pool's view against the world. Each online host is watched by its liveness
+ * workflow (which reports it lost); leases whose holders ended without releasing them are freed.
  */
 export class Reconciler {
-  private lastWake = Date.now();
   private lastHolderCheck = Date.now();
   private checkingHolders = false;
 
   constructor(private readonly state: PoolState) {}
 
-  /** How long the main loop may sleep: until the first host's silence limit, or the next holder check. */
+  /** How long the main loop may sleep: until the next holder check while anything is leased or queued. */
   nextWakeMs(): number | undefined {
-    const expiry = this.nextExpiryMs();
-    if (this.state.leased().length === 0 && this.state.pool.queue.length === 0) return expiry;
-    const check = Math.max(100, this.lastHolderCheck + holderCheckMs(this.state.pool.heartbeatLimitMs) - Date.now());
-    return expiry === undefined ? check : Math.min(expiry, check);
+    if (this.state.leased().length === 0 && this.state.pool.queue.length === 0) return undefined;
+    return Math.max(100, this.lastHolderCheck + holderCheckMs(this.state.pool.heartbeatLimitMs) - Date.now());
   }
 
-  /** One pass after each wake: silent hosts offline, holders checked when due, revocations told. */
+  /** One pass after each wake: hosts watched, holders checked when due, revocations told. */
   async reconcile(now: number): Promise<void> {
-    this.forgiveOutage(now);
-    this.expireSilentHosts(now);
+    this.watchHosts();
     const due = now - this.lastHolderCheck >= holderCheckMs(this.state.pool.heartbeatLimitMs);
     const held = this.state.leased().length > 0 || this.state.pool.queue.length > 0;
     if (!this.checkingHolders && held && due) this.checkHolders();
@@ -53,42 +51,49 @@ export class Reconciler {
     return silenceLimitMs(this.state.pool.heartbeatLimitMs, host.heartbeatMs);
   }
 
-  private onlineHosts(): HostEntry[] {
-    return Object.values(this.state.pool.hosts).filter((host) => host.online);
-  }
-
-  private nextExpiryMs(): number | undefined {
-    const online = this.onlineHosts();
-    if (online.length === 0) return undefined;
-    const earliest = Math.min(...online.map((host) => host.lastHeartbeat + this.limitOf(host)));
-    return Math.max(1000, earliest - Date.now() + 100);
-  }
-
   /**
-   * While any host is online the loop wakes at least once per heartbeat limit. Waking much later
-   * means the server (or this workflow) was unavailable, not the hosts: their heartbeats could not
-   * arrive. Every online host gets a full limit to report again instead of being declared lost.
+   * Every online incarnation has a liveness workflow (host-liveness.ts) that judges its silence
+   * outside this history and reports it lost; each is told when the host's silence limit changes.
+   * The pool hears nothing from a live host.
    */
-  private forgiveOutage(now: number): void {
-    const longestLimit = Math.max(this.state.pool.heartbeatLimitMs, ...this.onlineHosts().map((h) => this.limitOf(h)));
-    if (now - this.lastWake > longestLimit + 5_000) {
-      for (const host of this.onlineHosts()) host.lastHeartbeat = Math.max(host.lastHeartbeat, now);
-      log.warn('pool was unavailable; host heartbeats get a fresh limit', { stalledMs: now - this.lastWake });
+  private watchHosts(): void {
+    for (const host of Object.values(this.state.pool.hosts)) {
+      if (!host.online || host.incarnation === undefined) continue;
+      const limitMs = this.limitOf(host);
+      if (host.liveness?.incarnation !== host.incarnation) this.startWatching(host, host.incarnation, limitMs);
+      else if (host.liveness.limitMs !== limitMs) this.tellLimit(host.host, host.incarnation, limitMs);
+      host.liveness = { incarnation: host.incarnation, limitMs };
     }
-    this.lastWake = now;
   }
 
-  private expireSilentHosts(now: number): void {
-    for (const host of Object.values(this.state.pool.hosts)) {
-      if (host.online && now - host.lastHeartbeat > this.limitOf(host)) {
-        const last = new Date(host.lastHeartbeat).toISOString();
-        this.state.takeOffline(
-          host.host,
-          `no heartbeat from ${host.host} for ${Math.round((now - host.lastHeartbeat) / 1000)}s (last at ${last}); the worker is lost`,
-        );
-        log.warn('host went offline', { host: host.host });
-      }
-    }
+  private startWatching(host: HostEntry, incarnation: string, limitMs: number): void {
+    const workflowId = livenessWorkflowId(host.host, incarnation);
+    this.state.track(
+      startChild(hostLivenessWorkflow, {
+        workflowId,
+        taskQueue: CONTROL_TASK_QUEUE,
+        args: [{ host: host.host, hostQueue: host.hostQueue, incarnation, limitMs }],
+        // It outlives this run (continue-as-new) and a pool terminated by hand: it reports to whichever runs.
+        parentClosePolicy: ParentClosePolicy.ABANDON,
+      }).then(
+        () => undefined,
+        (error: Error) => {
+          // Already watched (the same incarnation registered again after it was taken offline): the watch goes on.
+          if (error.name === 'WorkflowExecutionAlreadyStartedError') return this.signalLimit(workflowId, limitMs);
+          log.error('could not start a host liveness workflow', { host: host.host, error: error.message });
+        },
+      ),
+    );
+  }
+
+  private tellLimit(host: string, incarnation: string, limitMs: number): void {
+    this.state.track(this.signalLimit(livenessWorkflowId(host, incarnation), limitMs));
+  }
+
+  private signalLimit(workflowId: string, limitMs: number): Promise<void> {
+    return getExternalWorkflowHandle(workflowId)
+      .signal(livenessLimitSignal, { limitMs })
+      .catch(() => undefined); // it ended: the host was lost or left, and is offline by now
   }
 
   /**

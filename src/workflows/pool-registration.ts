@@ -6,15 +6,17 @@ import { deregisterHostSignal, hostLostSignal, registerHostSignal, type SlotEntr
 import { leasesOfLiveRuns, type PoolState } from './pool-state.js';
 
 /**
- * Registration: workers join, heartbeat (their registration again), restart, shut down or are
- * reported lost. A new incarnation replaces the host's slots and keeps only its live runs' leases.
+ * Registration: workers join, restart, register again (after the pool took them offline, or their
+ * GPUs changed), shut down or are reported lost (by an experiment, or by the host's liveness
+ * workflow: live hosts send nothing here). A new incarnation replaces the host's slots and keeps
+ * only its live runs' leases.
  */
 export function installRegistration(state: PoolState): void {
-  /** Registrations in verification, by host and digest: heartbeats arriving meanwhile wait for the same answer. */
+  /** Registrations in verification, by host and digest: the same registration arriving meanwhile waits for the same answer. */
   const verifying = new Set<string>();
-  // Workers send their registration as their heartbeat: the same verified incarnation while online is
-  // only a heartbeat; anything else (first start, restart, back after being declared offline) is
-  // verified (a worker credential, signed over this registration) and registers anew.
+  // The same verified incarnation while online changes nothing; anything else (first start, restart,
+  // back after being declared offline) is verified (a worker credential, signed over this
+  // registration) and registers anew.
   setHandler(registerHostSignal, async (registration) => {
     const known = state.pool.hosts[registration.host];
     const digest = registration.authorization?.digest ?? null;
@@ -33,8 +35,11 @@ export function installRegistration(state: PoolState): void {
       verifying.delete(key);
     }
   });
-  setHandler(hostLostSignal, ({ host, reason }) => {
-    if (state.pool.hosts[host]?.online) state.takeOffline(host, reason);
+  setHandler(hostLostSignal, ({ host, reason, incarnation }) => {
+    const entry = state.pool.hosts[host];
+    // A liveness workflow names its incarnation: news of one the pool no longer has changes nothing.
+    if (!entry?.online || (incarnation !== undefined && entry.incarnation !== incarnation)) return;
+    state.takeOffline(host, reason);
   });
   setHandler(deregisterHostSignal, async ({ host, incarnation, authorization }) => {
     const entry = state.pool.hosts[host];

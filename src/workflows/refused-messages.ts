@@ -104,6 +104,8 @@ export const interceptors: WorkflowInterceptorsFactory = () => {
               throw new Error(`the result of child workflow ${input.options.workflowId}: ${refusal.message}`);
             return result;
           });
+          // A child whose result its parent never awaits (the pool's host liveness watches) must not fail the parent.
+          void checked.catch(() => undefined);
           return [started, checked];
         },
       },

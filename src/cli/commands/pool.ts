@@ -38,10 +38,11 @@ export async function poolCommand(options: { json?: boolean }): Promise<void> {
       entry.slot.memoryMb,
       state,
       entry.lease?.experimentId,
-      host ? new Date(host.lastHeartbeat).toISOString() : null,
+      // The pool hears from a live host only when it registers; its liveness workflow judges the rest.
+      host ? new Date(host.registeredAt).toISOString() : null,
     ];
   });
-  console.log(formatTable(['host', 'index', 'class', 'memory_mb', 'state', 'experiment', 'last_heartbeat'], rows));
+  console.log(formatTable(['host', 'index', 'class', 'memory_mb', 'state', 'experiment', 'registered'], rows));
   if (shares.length > 0) {
     console.log(`\nfair share (recent GPU time; use an hour old counts half):`);
     console.log(
