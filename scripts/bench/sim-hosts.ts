@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { ensureLocalAdmin } from '../../src/security/credentials.js';
-import { connectClient } from '../../src/temporal/connection.js';
+import { connectClient, connectWorkerConnection, dataConverter } from '../../src/temporal/connection.js';
 import { simHost, type SimHost } from './sim-protocol.js';
 
 /** Hosts joining at once: a few in flight keep the pool's registration path busy without a pile-up. */
@@ -17,11 +17,26 @@ async function main(): Promise<void> {
   if (names.length === 0 || !Number.isInteger(gpus) || gpus <= 0)
     throw new Error('sim-hosts needs SIM_HOSTS (host names, comma-separated) and SIM_GPUS (a positive whole number)');
   const client = await connectClient(process.env);
+  const { connection, namespace } = await connectWorkerConnection(process.env);
+  const converter = await dataConverter(process.env);
   const { credential } = ensureLocalAdmin(process.env);
   const log = (line: string) => console.error(line);
   const datasetsDir = path.join(process.env.EXPCTL_HOME ?? '.', 'sim-datasets');
   const hosts: SimHost[] = [];
-  for (const host of names) hosts.push(await simHost({ client, credential, host, gpus, datasetsDir, log }));
+  for (const host of names)
+    hosts.push(
+      await simHost({
+        client,
+        connection,
+        namespace,
+        dataConverter: converter,
+        credential,
+        host,
+        gpus,
+        datasetsDir,
+        log,
+      }),
+    );
   for (let i = 0; i < hosts.length; i += JOINING_AT_ONCE)
     await Promise.all(hosts.slice(i, i + JOINING_AT_ONCE).map((h) => h.join()));
   console.log('ready');

@@ -1,9 +1,15 @@
 /**
  * How a simulated host speaks to the pool: exactly as `expctl worker` does (src/roots/gpu-worker.ts),
- * through the same signed registration and membership code, minus the processes it would train.
- * The bench's host-side protocol lives here only, so a change of protocol changes this one file.
+ * through the same signed registration and membership code, and kept alive by the same
+ * keepHostAlive activity on its own host queue (one activity-only Worker per simulated host),
+ * minus the processes it would train. The bench's host-side protocol lives here only, so a change
+ * of protocol changes this one file.
  */
+import crypto from 'node:crypto';
 import type { Client } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
+import { Worker, type NativeConnection } from '@temporalio/worker';
+import { createLivenessActivities } from '../../src/activities/liveness.js';
 import { DEFAULT_POOL_HEARTBEAT_MS, type Slot } from '../../src/domain/fleet.js';
 import { hostRegistration, PoolMembership } from '../../src/gpu-worker/pool-membership.js';
 import type { Credential } from '../../src/security/credentials.js';
@@ -39,6 +45,10 @@ export interface SimHost {
 
 export async function simHost(options: {
   client: Client;
+  /** The process's worker connection and payload converter: the host's liveness Worker polls through them. */
+  connection: NativeConnection;
+  namespace: string;
+  dataConverter: DataConverter;
   credential: Credential;
   host: string;
   gpus: number;
@@ -47,6 +57,21 @@ export async function simHost(options: {
 }): Promise<SimHost> {
   const { client, host } = options;
   const heartbeatMs = DEFAULT_POOL_HEARTBEAT_MS;
+  const hostQueue = hostTaskQueue(host);
+  const incarnation = crypto.randomUUID();
+  const stopping = new AbortController();
+  // The host queue's only work here is liveness: keepHostAlive, and the probe after a missed heartbeat.
+  const liveness = await Worker.create({
+    connection: options.connection,
+    namespace: options.namespace,
+    dataConverter: options.dataConverter,
+    taskQueue: hostQueue,
+    activities: createLivenessActivities({ host, incarnation, heartbeatMs, stopping: stopping.signal }),
+    maxConcurrentActivityTaskExecutions: 2,
+    maxConcurrentActivityTaskPolls: 1,
+    maxHeartbeatThrottleInterval: heartbeatMs,
+  });
+  const running = liveness.run();
   const membership = new PoolMembership(
     {
       client,
@@ -65,11 +90,12 @@ export async function simHost(options: {
     },
     await hostRegistration({
       host,
-      hostQueue: hostTaskQueue(host),
+      hostQueue,
       slots: simSlots(host, options.gpus),
       datasetsDir: options.datasetsDir,
       liveRuns: [],
       heartbeatMs,
+      incarnation,
     }),
   );
   return {
@@ -77,8 +103,13 @@ export async function simHost(options: {
     async join() {
       await membership.register();
       await membership.accepted();
-      membership.startHeartbeat();
+      membership.watchPool();
     },
-    leave: () => membership.leave(),
+    async leave() {
+      await membership.leave();
+      stopping.abort();
+      liveness.shutdown();
+      await running;
+    },
   };
 }
