@@ -127,6 +127,27 @@ async function readScrubbedPage(
 }
 
 /** Activities on a worker's host queue: validation, log reads, host description. */
+/**
+ * Where and with what a run trains: this host's software and driver, the commit's lockfiles, the
+ * variables the run sees (secret values redacted). `repo` is the host's copy of the run's repository.
+ */
+export async function environmentRecord(
+  host: string,
+  slots: Slot[],
+  repo: string,
+  request: ExperimentRequest,
+): Promise<EnvironmentRecord> {
+  const lockfiles = await lockfileHashes(repo, request.commit);
+  const hasGpus = slots.some((slot) => slot.acceleratorClass !== 'cpu');
+  return {
+    host,
+    software: await softwareVersions(),
+    driverVersion: hasGpus ? await driverVersion() : null,
+    lockfiles,
+    variables: recordedVariables(process.env, request, [...runSecretValues(request), ...workerSecretValues()]),
+  };
+}
+
 export function createHostActivities(deps: HostDeps) {
   const checkpointsDir = deps.checkpointsDir ?? path.join(deps.workDir, 'checkpoints');
   const roots = { host: deps.host, datasetsDir: deps.datasetsDir, checkpointsDir, store: deps.store };
@@ -204,15 +225,7 @@ export function createHostActivities(deps: HostDeps) {
       const repo = await localRepository(request.repo, deps.workDir, request.commit, deps.credential);
       // Asked of the leased host before the run is `running`: what validation found elsewhere must hold here.
       await recheckOnLeasedHost(roots, repo, request);
-      const lockfiles = await lockfileHashes(repo, request.commit);
-      const hasGpus = deps.slots.some((slot) => slot.acceleratorClass !== 'cpu');
-      return {
-        host: deps.host,
-        software: await softwareVersions(),
-        driverVersion: hasGpus ? await driverVersion() : null,
-        lockfiles,
-        variables: recordedVariables(process.env, request, [...runSecretValues(request), ...workerSecretValues()]),
-      };
+      return environmentRecord(deps.host, deps.slots, repo, request);
     },
 
     /**

@@ -7,7 +7,9 @@ import type { TrainingOutcome } from '../domain/experiment.js';
 import type { Slot } from '../domain/fleet.js';
 import { latestProgress, parseSummaryBlock, type Progress } from '../domain/metrics.js';
 import type { ExperimentRequest } from '../domain/request.js';
-import { removeWorktree } from '../gpu-worker/git.js';
+import { localRepository, removeWorktree } from '../gpu-worker/git.js';
+import type { EnvironmentRecord } from '../catalog/record.js';
+import { environmentRecord } from './host.js';
 import { DeferredCleanup } from '../gpu-worker/deferred-cleanup.js';
 import { boundMetrics, capTailBytes, LogFollower } from '../gpu-worker/log-follower.js';
 import { detectContainment, type ContainmentSupport } from '../gpu-worker/containment.js';
@@ -158,6 +160,9 @@ function preparationHeartbeat(request: ExperimentRequest): TrainingHeartbeat {
 }
 
 /** The activity on a slot's own queue: runs one training command under supervision. */
+/** What a train task answers: the outcome, and where and with what the run trained (captured on its host). */
+export type TrainingResult = TrainingOutcome & { environment?: EnvironmentRecord };
+
 export function createTrainingActivities(deps: TrainingDeps) {
   const heartbeatIntervalMs = deps.heartbeatIntervalMs ?? 2000;
   const killAfterMs = deps.killAfterMs ?? 10_000;
@@ -377,8 +382,22 @@ export function createTrainingActivities(deps: TrainingDeps) {
     }
   };
 
+  /**
+   * The run's environment record, taken on this host while the run trains (it never delays the
+   * start); none when it cannot be taken (the run is not failed for it).
+   */
+  const runEnvironment = async (request: ExperimentRequest): Promise<EnvironmentRecord | undefined> => {
+    try {
+      const repo = await localRepository(request.repo, deps.workDir, request.commit, deps.credential);
+      return await environmentRecord(deps.slot.host, deps.hostSlots ?? [deps.slot], repo, request);
+    } catch (error) {
+      Context.current().log.warn('could not record the run environment', { error: (error as Error).message });
+      return undefined;
+    }
+  };
+
   return {
-    async runTraining(input: RunTrainingInput): Promise<TrainingOutcome> {
+    async runTraining(input: RunTrainingInput): Promise<TrainingResult> {
       const { request, experimentId } = input;
       if (input.slot.slotId !== deps.slot.slotId) {
         throw ApplicationFailure.nonRetryable(
@@ -411,6 +430,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
       );
       const masterPort = await ports.reserve();
       let watch: RunWatch | undefined;
+      let environment: Promise<EnvironmentRecord | undefined> | undefined;
       const canceled = new AbortController();
       const prepared = (async () => {
         const started = await prepareRun(
@@ -430,6 +450,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
           })
           .finally(() => fs.rm(files.preparing, { force: true }));
         if ('outcome' in started) return started.outcome;
+        environment = runEnvironment(request);
         const { run, record, clock, runSecrets } = started;
         const secretValues = [...runSecrets, ...workerSecretValues()];
         const token =
@@ -450,7 +471,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         if (canceled.signal.aborted) watch.cancel();
         return watch.outcome;
       })();
-      return follow(
+      const outcome = await follow(
         register(experimentId, {
           leaseId: input.leaseId,
           slotId: input.slot.slotId,
@@ -464,6 +485,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
           },
         }),
       );
+      const recorded = await environment;
+      return recorded ? { ...outcome, environment: recorded } : outcome;
     },
 
     /**

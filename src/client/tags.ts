@@ -1,6 +1,6 @@
 import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { newTagState, type TagPolicy, type TagState } from '../domain/decision.js';
-import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
+import { TAG_TASK_QUEUE } from '../shared/constants.js';
 import { configureTagUpdate, tagStateQuery } from '../workflows/definitions.js';
 import { tagWorkflow, tagWorkflowId } from '../workflows/tag.js';
 import { signAs } from './sign.js';
@@ -11,7 +11,7 @@ export async function configureTag(client: Client, tag: string, policy: Partial<
     args: [policy, signAs('configure_tag', tagWorkflowId(tag), policy)],
     startWorkflowOperation: new WithStartWorkflowOperation(tagWorkflow, {
       workflowId: tagWorkflowId(tag),
-      taskQueue: CONTROL_TASK_QUEUE,
+      taskQueue: TAG_TASK_QUEUE,
       args: [tag, newTagState(tag)],
       workflowIdConflictPolicy: 'USE_EXISTING',
     }),

@@ -26,7 +26,7 @@ import { Catalog } from '../catalog/catalog.js';
 import { createCatalogActivities } from '../activities/catalog.js';
 import { createStoreActivities } from '../activities/store.js';
 import { deriveKey } from '../security/keyring.js';
-import { CONTROL_TASK_QUEUE, POOL_TASK_QUEUE } from '../shared/constants.js';
+import { CONTROL_TASK_QUEUE, POOL_TASK_QUEUE, TAG_TASK_QUEUE } from '../shared/constants.js';
 import { dataDir } from '../shared/settings.js';
 import { openStore } from '../store/open.js';
 import type { FleetStore } from '../store/store.js';
@@ -99,22 +99,22 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
     dataConverter: workflowWorkerDataConverter(options.dataConverter),
     workflowBundle,
   };
+  const codecs = options.dataConverter.payloadCodecs ?? [];
+  const outside = createOutsideChangeActivities({ client: options.client, catalog, codecs });
   const controlActivities = createControlActivities({
     client: options.client,
     catalog,
     secretHashKey: options.secretHashKey ?? (await deriveKey('secret-hash')).key,
     store,
+    // A run's terminal record also audits what was done to it from outside expctl.
+    auditTerminal: (record) => auditingTerminalRecords(record, outside),
   });
-  const codecs = options.dataConverter.payloadCodecs ?? [];
-  const outside = createOutsideChangeActivities({ client: options.client, catalog, codecs });
   const control = await Worker.create({
     ...common,
     taskQueue: CONTROL_TASK_QUEUE,
     ...(options.interceptors ? { interceptors: options.interceptors } : {}),
     activities: {
       ...controlActivities,
-      // A run's terminal record also audits what was done to it from outside expctl.
-      recordExperiment: auditingTerminalRecords(controlActivities.recordExperiment, outside),
       ...createCatalogActivities({ catalog }),
       ...createStoreActivities({ store, catalog }),
       ...createAuthorizationActivities({ issuer: options.issuer, catalog }),
@@ -135,7 +135,9 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
   });
   // One workflow runs here: a few task slots are plenty, and its queries are answered here too.
   const pool = await Worker.create({ ...common, taskQueue: POOL_TASK_QUEUE, maxConcurrentWorkflowTaskExecutions: 4 });
-  const workers = [control, pool];
+  // Tags' tasks on slots of their own: a run's control step that waits on its tag never waits for them.
+  const tags = await Worker.create({ ...common, taskQueue: TAG_TASK_QUEUE });
+  const workers = [control, pool, tags];
   const shutdown = () => {
     for (const worker of workers) if (worker.getState() === 'RUNNING') worker.shutdown();
   };

@@ -6,6 +6,12 @@
 /** Control task queue: all workflows and the control activities (catalog, tag state, reports). */
 export const CONTROL_TASK_QUEUE = 'expctl-control';
 
+/**
+ * Tag workflows' own queue (polled by the orchestrator): a run's control step may wait on its tag
+ * (a query, an update) while it holds a control workflow slot, so the tag's task never waits for one.
+ */
+export const TAG_TASK_QUEUE = 'expctl-tag';
+
 /** The pool workflow's own queue (polled by the orchestrator): leases never wait behind experiments' tasks. */
 export const POOL_TASK_QUEUE = 'expctl-pool';
 

@@ -150,7 +150,30 @@ export type LeaseAnswer = { lease: Lease } | { queued: true };
 /** The same request as requestLeaseSignal, answered: a free slot is granted in the same workflow task. */
 export const requestLeaseUpdate = defineUpdate<LeaseAnswer, [LeaseRequestInput]>('requestLease');
 /** `leaseId`: only that lease ends (a late release never frees a later lease of the same run, nor its place in the queue). */
-export const releaseLeaseSignal = defineSignal<[{ experimentId: string; leaseId?: string }]>('releaseLease');
+export const releaseLeaseSignal = defineSignal<[LeaseRelease]>('releaseLease');
+export interface LeaseRelease {
+  experimentId: string;
+  leaseId?: string;
+}
+/**
+ * The same release, answered with the leases its grant pass gave other runs: the caller tells
+ * them (the pool sends no signal; a run not told asks again and is given its lease).
+ */
+export const releaseLeaseUpdate = defineUpdate<{ granted: Lease[] }, [LeaseRelease]>('releaseLease');
+/** Several runs' releases and requests at once, as one orchestrator gathered them while its last batch was on its way. */
+export interface LeaseMessages {
+  releases: LeaseRelease[];
+  requests: LeaseRequestInput[];
+}
+/**
+ * A batch of lease messages: the releases first, then the requests, then one grant pass. Answers
+ * each request in order (its lease, or queued) and the leases the pass gave runs not in the batch
+ * (the caller tells them, as with releaseLeaseUpdate). A busy fleet's messages cost the pool's
+ * history one update for many runs.
+ */
+export const leaseMessagesUpdate = defineUpdate<{ answers: LeaseAnswer[]; granted: Lease[] }, [LeaseMessages]>(
+  'leaseMessages',
+);
 /** An operator's signed drain or undrain of a host or slot; returns the slots it changed. */
 export const drainUpdate = defineUpdate<
   DrainOutcome,

@@ -2,11 +2,11 @@ import { CancellationScope } from '@temporalio/workflow';
 import type { ExperimentResult } from '../domain/experiment.js';
 import type { ExperimentInput } from './experiment-state.js';
 import { admit } from './experiment/admit.js';
-import { decide } from './experiment/decide.js';
+import { decide, runOutcome } from './experiment/decide.js';
 import { endedEarly, evaluate } from './experiment/evaluate.js';
 import { listen } from './experiment/handlers.js';
-import { record } from './experiment/record.js';
-import { newRun, releaseLease, RunEnded } from './experiment/state.js';
+import { finishAlone, record } from './experiment/record.js';
+import { mark, newRun, releaseLease, RunEnded } from './experiment/state.js';
 import { train } from './experiment/train.js';
 import { validate } from './experiment/validate.js';
 
@@ -35,6 +35,11 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
 
   // Everything below must happen even when the experiment was canceled.
   return CancellationScope.nonCancellable(async () => {
+    // A run its tag decides ends in one step; a batch child or an evaluation waits for its judge.
+    if (!run.evaluation && !run.input.batch) {
+      if (ended.status === 'completed') mark(run, 'evaluating');
+      return finishAlone(run, ended, runOutcome(run, ended, acceleratorClass));
+    }
     await releaseLease(run);
     const decision = await decide(run, ended, acceleratorClass);
     return record(run, ended, decision);

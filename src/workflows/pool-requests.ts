@@ -1,14 +1,23 @@
 import { getExternalWorkflowHandle, log, setHandler, uuid4 } from '@temporalio/workflow';
 import { poolLoads } from '../domain/fair-share.js';
-import { leaseRequestProblem, type LeaseRequestInput } from '../domain/lease-request.js';
+import {
+  leaseMessagesProblem,
+  leaseReleaseProblem,
+  leaseRequestProblem,
+  type LeaseRequestInput,
+} from '../domain/lease-request.js';
 import { boundPlacementRecord, planQueue, type Grant, type QueuePlan, type SlotView } from '../domain/placement.js';
 import {
   leaseGrantedSignal,
   releaseLeaseSignal,
+  leaseMessagesUpdate,
+  releaseLeaseUpdate,
   requestLeaseSignal,
   requestLeaseUpdate,
   type Lease,
   type LeaseAnswer,
+  type LeaseMessages,
+  type LeaseRelease,
   type SlotEntry,
 } from './definitions.js';
 import type { PoolState } from './pool-state.js';
@@ -25,15 +34,57 @@ export function installRequests(state: PoolState): void {
       if (problem !== null) throw new Error(problem);
     },
   });
-  setHandler(releaseLeaseSignal, ({ experimentId, leaseId }) => {
-    // A release of one lease leaves the run's later request (a re-placement) in the queue.
-    if (leaseId === undefined)
-      state.pool.queue = state.pool.queue.filter((request) => request.experimentId !== experimentId);
-    for (const entry of state.pool.slots)
-      if (entry.lease?.experimentId === experimentId && (leaseId === undefined || entry.lease.leaseId === leaseId))
-        state.endLease(entry);
-    state.touch();
+  setHandler(releaseLeaseSignal, (release) => releaseOf(state, release));
+  setHandler(
+    releaseLeaseUpdate,
+    (release) => {
+      releaseOf(state, release);
+      return { granted: takeGrants(state, Date.now()).map((taken) => leaseOf(state, taken)) };
+    },
+    { validator: (release) => refuse(leaseReleaseProblem(release)) },
+  );
+  setHandler(leaseMessagesUpdate, (messages) => answerMessages(state, messages), {
+    validator: (messages) => refuse(leaseMessagesProblem(messages)),
   });
+}
+
+/** A validator's refusal (a refused update writes nothing to the history). */
+function refuse(problem: string | null): void {
+  if (problem !== null) throw new Error(problem);
+}
+
+/**
+ * A batch: its releases, its requests queued (a run that holds a lease is given it again), one
+ * grant pass. Each request is answered; the pass's other winners go back to the caller to tell.
+ */
+function answerMessages(
+  state: PoolState,
+  { releases, requests }: LeaseMessages,
+): { answers: LeaseAnswer[]; granted: Lease[] } {
+  for (const release of releases) releaseOf(state, release);
+  const held = new Map(requests.map((request) => [request.experimentId, heldLease(state, request.experimentId)]));
+  for (const request of requests) if (!held.get(request.experimentId)) enqueue(state, request);
+  const taken = new Map(takeGrants(state, Date.now()).map((grant) => [grant.grant.experimentId, grant]));
+  const answers = requests.map((request): LeaseAnswer => {
+    const lease = held.get(request.experimentId);
+    if (lease) return { lease };
+    const mine = taken.get(request.experimentId);
+    return mine ? { lease: leaseOf(state, mine) } : { queued: true };
+  });
+  const asked = new Set(requests.map((request) => request.experimentId));
+  const granted = [...taken.values()].filter((grant) => !asked.has(grant.grant.experimentId));
+  return { answers, granted: granted.map((grant) => leaseOf(state, grant)) };
+}
+
+/** Frees a run's lease (only the one named, with `leaseId`) and, without `leaseId`, its place in the queue. */
+function releaseOf(state: PoolState, { experimentId, leaseId }: LeaseRelease): void {
+  // A release of one lease leaves the run's later request (a re-placement) in the queue.
+  if (leaseId === undefined)
+    state.pool.queue = state.pool.queue.filter((request) => request.experimentId !== experimentId);
+  for (const entry of state.pool.slots)
+    if (entry.lease?.experimentId === experimentId && (leaseId === undefined || entry.lease.leaseId === leaseId))
+      state.endLease(entry);
+  state.touch();
 }
 
 /** Queues a request unless its run holds a lease or waits already (a request is asked again now and then). */

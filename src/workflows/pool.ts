@@ -8,6 +8,7 @@ import { installRegistration } from './pool-registration.js';
 import { grantQueued, installRequests } from './pool-requests.js';
 import { installSettings, restoreSettings } from './pool-settings.js';
 import { PoolState } from './pool-state.js';
+import { WakeTimer } from './pool-wake.js';
 
 /** Or this many bytes, whichever comes first: a busy fleet's events are larger than an idle one's. */
 const HISTORY_BYTES_LIMIT = 1 << 20;
@@ -30,10 +31,11 @@ export async function poolWorkflow(carried?: Partial<PoolSnapshot>): Promise<voi
   if (workflowInfo().continuedFromExecutionRunId === undefined) await restoreSettings(state);
 
   const reconciler = new Reconciler(state);
+  const wake = new WakeTimer();
   for (;;) {
-    const timeout = reconciler.nextWakeMs();
-    if (timeout === undefined) await condition(() => state.dirty);
-    else await condition(() => state.dirty, timeout);
+    wake.within(reconciler.nextWakeMs());
+    await condition(() => state.dirty || wake.fired);
+    wake.take();
     state.dirty = false;
 
     const now = Date.now();

@@ -1,11 +1,12 @@
-import { condition, upsertSearchAttributes } from '@temporalio/workflow';
+import { condition } from '@temporalio/workflow';
 import { pinnedRef } from '../../domain/dataset-refs.js';
+import type { LeaseRequestInput } from '../../domain/lease-request.js';
 import { leaseHoldSeconds } from '../../domain/limits.js';
 import type { ExperimentRequest } from '../../domain/request.js';
 import { SA } from '../../shared/search-attributes.js';
-import { requestLeaseSignal, type Lease } from '../definitions.js';
-import { control, pool } from './activities.js';
-import { advance, RunEnded, type ExperimentRun } from './state.js';
+import type { Lease, LeaseAnswer } from '../definitions.js';
+import { control, localControl, patchKeeper } from './activities.js';
+import { mark, nextRecord, publish, RunEnded, setAttribute, type ExperimentRun } from './state.js';
 
 /** How often a queued run asks the pool again for its lease (a re-created pool lost its queue). */
 const LEASE_REQUEST_RENEWAL = '30s';
@@ -13,8 +14,10 @@ const LEASE_REQUEST_RENEWAL = '30s';
 type Requirements = ExperimentRequest['requirements'];
 
 /**
- * Waits in the pool's queue for a lease (the state is `queued`, also when a run is re-placed).
- * `lost`: why the last attempt's host was lost, when the run is placed again.
+ * Joins the pool's queue for a lease (the state is `queued`, also when a run is re-placed): one
+ * local step records the state and asks the pool, which answers with the lease when a slot is
+ * free; otherwise the grant comes by signal. `lost`: why the last attempt's host was lost, when
+ * the run is placed again.
  */
 export async function acquire(
   run: ExperimentRun,
@@ -22,15 +25,23 @@ export async function acquire(
   requirements: Requirements = run.request.requirements,
   lost?: string,
 ): Promise<Lease> {
-  await advance(run, 'queued', note);
-  const requestLease = () => askPool(run, requirements);
-  // A pool that is gone for a moment (terminated, being started again) is asked again below.
-  await requestLease().catch(() => undefined);
+  mark(run, 'queued', note);
+  const patch = run.patchToKeep;
+  const answer = await localControl.enqueueRun({
+    record: nextRecord(run, 'queued'),
+    ...(patch ? { patch: { sha256: patch.sha256 } } : {}),
+    lease: leaseAsk(run, requirements),
+  });
+  take(run, answer);
+  run.patchToKeep = undefined;
+  // The fleet store could not give the patch: its validating host is asked for it.
+  if (patch && !answer.patchKept) await patchKeeper.storePatch(patch);
+  if (run.lease === undefined) publish(run);
   if (lost !== undefined) await awaitLiveHost(run, lost, requirements);
   // Asked again now and then (the pool ignores a request it holds): a pool started again after it
   // was gone (terminated by hand) knows nothing of the runs that were waiting in its queue.
   while (!(await condition(() => run.lease !== undefined, LEASE_REQUEST_RENEWAL)))
-    await requestLease().catch(() => undefined);
+    await askAgain(run, requirements).catch(() => undefined);
   const granted = run.lease!;
   run.snapshot.placement = granted.placement;
   run.snapshot.gpu = granted.slot.slotId;
@@ -38,14 +49,25 @@ export async function acquire(
   if (granted.slots.length > 1) run.snapshot.gpus = granted.slots.map((slot) => slot.slotId);
   else delete run.snapshot.gpus;
   run.snapshot.worker = granted.slot.host;
-  upsertSearchAttributes([{ key: SA.worker, value: granted.slot.host }]);
+  setAttribute(run, { key: SA.worker, value: granted.slot.host });
   run.pending.placement = granted.placement;
   return granted;
 }
 
-function askPool(run: ExperimentRun, requirements: Requirements): Promise<void> {
+/** The pool's answer, taken as a grant would be (a grant by signal may have come first). */
+function take(run: ExperimentRun, answer: LeaseAnswer): void {
+  if ('lease' in answer && !run.lease && run.snapshot.status === 'queued') run.lease = answer.lease;
+}
+
+async function askAgain(run: ExperimentRun, requirements: Requirements): Promise<void> {
+  take(run, await localControl.requestLease(leaseAsk(run, requirements)));
+}
+
+/** One ask of the pool (counted: a run that never asked has nothing to release). */
+function leaseAsk(run: ExperimentRun, requirements: Requirements): LeaseRequestInput {
   const { experimentId, request, input, snapshot } = run;
-  return pool().signal(requestLeaseSignal, {
+  run.leaseAsks++;
+  return {
     experimentId,
     requirements,
     priority: input.priority,
@@ -56,7 +78,7 @@ function askPool(run: ExperimentRun, requirements: Requirements): Promise<void> 
       const pinned = snapshot.datasetVersions?.find((p) => p.ref === ref);
       return pinned ? pinnedRef(pinned) : ref;
     }),
-  });
+  };
 }
 
 /**
@@ -66,6 +88,7 @@ function askPool(run: ExperimentRun, requirements: Requirements): Promise<void> 
  */
 async function awaitLiveHost(run: ExperimentRun, lost: string, requirements: Requirements): Promise<void> {
   for (let noneLive = false; ; ) {
+    if (run.lease !== undefined) return;
     const check = await control.checkReplacement(requirements);
     if (check.refusal !== null)
       throw new RunEnded('worker_lost', `${lost}; no host in the fleet can take it again: ${check.refusal}`);

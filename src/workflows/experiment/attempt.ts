@@ -19,10 +19,10 @@ import {
 } from '../../domain/limits.js';
 import { REFUSED_ON_HOST, RUN_NOT_ON_HOST } from '../../shared/constants.js';
 import type { HostRunStatus } from '../../activities/run-status.js';
-import type { createTrainingActivities, TrainingHeartbeat } from '../../activities/training.js';
+import type { createTrainingActivities, TrainingHeartbeat, TrainingResult } from '../../activities/training.js';
 import { hostLostSignal, type Lease } from '../definitions.js';
 import { hostActivities, pool, type HostActivities } from './activities.js';
-import { advance, type ExperimentRun } from './state.js';
+import { mark, publish, type ExperimentRun } from './state.js';
 
 type TrainingActivities = ReturnType<typeof createTrainingActivities>;
 
@@ -33,7 +33,7 @@ type TrainingActivities = ReturnType<typeof createTrainingActivities>;
 const TRAIN_HEARTBEAT_TIMEOUT = `${TRAIN_HEARTBEAT_TIMEOUT_SECONDS}s`;
 /** A slot queue nobody polls (worker died between lease and start) is detected this fast. */
 const TRAIN_SCHEDULE_TO_START = '60s';
-/** How long a host gets to answer for a slot it was just granted before it is called lost. */
+/** How long a host gets to pick up the question of a re-attached run's environment. */
 const RECONCILE_WAIT = '15s';
 /** How often one attempt re-attaches to a run its host still holds (each after a silence). */
 const MAX_REATTACHES = 20;
@@ -67,7 +67,7 @@ export interface AttemptEvents {
 }
 
 /**
- * One attempt on a lease: the environment record, then training. A revoked lease ends the attempt
+ * One attempt on a lease: training (the leased host records the environment with it). A revoked lease ends the attempt
  * in any state, without waiting for a dead worker to confirm (an operator's cancel still waits for
  * the process group to be killed: the revocation watch is not cancellable).
  */
@@ -80,10 +80,13 @@ export async function attemptOn(
   const scope = new CancellationScope();
   run.attemptScope = scope;
   const work = scope.run(async (): Promise<AttemptResult> => {
-    const refused = await captureEnvironment(run, granted);
-    if (refused) return refused;
-    await advance(run, 'running', `on ${granted.slot.slotId}`, { attempts: run.snapshot.attempts });
-    return supervise(run, granted, carry, events);
+    // Running from the grant: the catalog hears of it with its next record (the snapshot at once).
+    mark(run, 'running', `on ${granted.slot.slotId}`);
+    run.pending.attempts = run.snapshot.attempts;
+    publish(run);
+    const result = await supervise(run, granted, carry, events);
+    if (result.outcome) result.outcome = await keepEnvironment(run, granted, result.outcome);
+    return result;
   });
   const revocation = CancellationScope.nonCancellable(() => condition(() => run.revoked !== undefined)).then(
     () => undefined,
@@ -109,22 +112,19 @@ function revokedNow(run: ExperimentRun, granted: Lease): AttemptResult {
   return { lost: run.revoked!.reason, replaceAfterMs: replaceNotBeforeMs(Date.now(), granted.fencing) };
 }
 
-/** The leased host records the run's environment; an attempt result when it cannot, otherwise nothing. */
-async function captureEnvironment(run: ExperimentRun, granted: Lease): Promise<AttemptResult | undefined> {
+/**
+ * The environment the leased host recorded with the outcome goes to the record, not the outcome. A
+ * re-attached run's outcome has none: its host is asked for it (none when it cannot say).
+ */
+async function keepEnvironment(run: ExperimentRun, granted: Lease, result: TrainingResult): Promise<TrainingOutcome> {
+  const { environment, ...outcome } = result;
   try {
-    run.pending.environment = await hostActivities(granted.hostQueue, RECONCILE_WAIT).captureEnvironment(run.request);
-    return undefined;
+    run.pending.environment =
+      environment ?? (await hostActivities(granted.hostQueue, RECONCILE_WAIT).captureEnvironment(run.request));
   } catch (error) {
     if (!(error instanceof ActivityFailure) || isCancellation(error)) throw error;
-    if (error.cause instanceof ApplicationFailure && error.cause.type === REFUSED_ON_HOST)
-      return { refused: error.cause.message };
-    if (error.cause instanceof TimeoutFailure)
-      return hostLost(
-        granted,
-        `the host ${granted.slot.host} did not answer within ${RECONCILE_WAIT} after granting its slot`,
-      );
-    return { infra: error.cause?.message ?? error.message };
   }
+  return outcome;
 }
 
 function trainingActivities(run: ExperimentRun, granted: Lease) {

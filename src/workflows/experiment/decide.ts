@@ -3,7 +3,7 @@ import type { RunOutcome, TagDecision } from '../../domain/decision.js';
 import { evaluationDecision } from '../../domain/promotion.js';
 import { batchMemberEndedSignal } from '../definitions.js';
 import { control } from './activities.js';
-import { mark, type ExperimentRun, type RunEnded } from './state.js';
+import { mark, publish, type ExperimentRun, type RunEnded } from './state.js';
 
 /** How long a batch child waits for its batch's decision before it is decided alone. */
 const BATCH_DECISION_WAIT = '7 days';
@@ -16,15 +16,7 @@ export async function decide(run: ExperimentRun, ended: RunEnded, acceleratorCla
   const { experimentId, request, snapshot, input } = run;
   if (ended.status === 'completed' && !input.batch) mark(run, 'evaluating');
   try {
-    const outcome: RunOutcome = {
-      experimentId,
-      status: ended.status,
-      metric: snapshot.metric,
-      acceleratorClass,
-      commit: request.commit,
-      metrics: snapshot.training?.metrics ?? null,
-      simplification: request.simplification,
-    };
+    const outcome = runOutcome(run, ended, acceleratorClass);
     const alone = () => control.applyTagOutcome({ tag: request.tag, metric: snapshot.metricPolicy, outcome });
     return run.evaluation
       ? evaluationDecision(experimentId, ended.status, snapshot.metric)
@@ -38,6 +30,20 @@ export async function decide(run: ExperimentRun, ended: RunEnded, acceleratorCla
   }
 }
 
+/** What the tag (or the batch) decides a run by. */
+export function runOutcome(run: ExperimentRun, ended: RunEnded, acceleratorClass: string): RunOutcome {
+  const { experimentId, request, snapshot } = run;
+  return {
+    experimentId,
+    status: ended.status,
+    metric: snapshot.metric,
+    acceleratorClass,
+    commit: request.commit,
+    metrics: snapshot.training?.metrics ?? null,
+    simplification: request.simplification,
+  };
+}
+
 /**
  * A batch child's decision: it tells its batch it has ended and waits for the batch to decide it
  * with its siblings. A batch that is gone, or never answers, leaves the run decided alone.
@@ -49,6 +55,7 @@ async function decidedByBatch(
   alone: () => Promise<TagDecision>,
 ): Promise<TagDecision> {
   mark(run, 'evaluating', `waiting for batch ${batchId} to decide`);
+  publish(run);
   try {
     await getExternalWorkflowHandle(batchId).signal(batchMemberEndedSignal, {
       outcome,

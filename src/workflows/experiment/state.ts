@@ -7,9 +7,12 @@ import type { ExperimentRequest } from '../../domain/request.js';
 import { publicRequest, runSecretValues, scrubText } from '../../domain/redact.js';
 import { SA } from '../../shared/search-attributes.js';
 import type { GpuFailure } from '../../domain/telemetry.js';
-import { gpuFailedSignal, releaseLeaseSignal, type Lease } from '../definitions.js';
+import { gpuFailedSignal, type Lease } from '../definitions.js';
 import type { ExperimentInput, ExperimentSnapshot } from '../experiment-state.js';
 import { localControl, pool } from './activities.js';
+
+/** One search attribute's new value, as upsertSearchAttributes takes it. */
+type SearchAttributePair = Extract<Parameters<typeof upsertSearchAttributes>[0], unknown[]>[number];
 
 /** What the catalog has not been told yet: it travels with the next state change. */
 export type PendingRecord = Omit<RecordUpdate, 'experimentId'> & { events: NonNullable<RecordUpdate['events']> };
@@ -43,6 +46,20 @@ export interface ExperimentRun {
   pending: PendingRecord;
   /** This run's count of record updates: the catalog ignores one older than it has applied. */
   revision: number;
+  /** Search attributes not yet written: one upsert per phase (publish), not one per fact. */
+  attributes: SearchAttributePair[];
+  /** How often this run asked the pool for a lease; 0: never, nothing to release. */
+  leaseAsks: number;
+  /** A patch validation left in the fleet store, for the catalog to keep as the run queues. */
+  patchToKeep?: { experimentId: string; hostQueue: string; sha256: string; bytes: number; uri?: string };
+}
+
+/** A change of state as the timeline and the catalog keep it. */
+export interface StatusEvent {
+  status: ExperimentStatus;
+  at: string;
+  note?: string;
+  seq: number;
 }
 
 /** How a run ended, with its reason: thrown by any phase that ends it early. */
@@ -91,21 +108,56 @@ export function newRun(input: ExperimentInput): ExperimentRun {
     bodyDone: false,
     pending: { events: [] },
     revision: 0,
+    attributes: [],
+    leaseAsks: 0,
   };
 }
 
-/** Moves to a state in the live snapshot and search attributes; the catalog hears of it with the next advance. */
-export function mark(run: ExperimentRun, status: ExperimentStatus, unscrubbed?: string): void {
-  const at = new Date().toISOString();
+/** The next change of state, stamped now, in its place in the timeline. */
+export function statusEvent(run: ExperimentRun, status: ExperimentStatus, unscrubbed?: string): StatusEvent {
   const note = unscrubbed === undefined ? undefined : run.scrub(unscrubbed);
-  const { snapshot } = run;
-  snapshot.status = status;
-  snapshot.timeline.push({ status, at, ...(note ? { note } : {}) });
-  upsertSearchAttributes([{ key: SA.status, value: status }]);
-  run.pending.events.push({ status, at, ...(note ? { note } : {}), seq: snapshot.timeline.length - 1 });
+  return { status, at: new Date().toISOString(), ...(note ? { note } : {}), seq: run.snapshot.timeline.length };
 }
 
-/** Moves to a state and writes it, with everything pending, to the catalog. */
+/** Shows a change of state in the live snapshot; its search attribute goes with the next publish. */
+export function show(run: ExperimentRun, event: StatusEvent): void {
+  const { snapshot } = run;
+  snapshot.status = event.status;
+  snapshot.timeline.push({ status: event.status, at: event.at, ...(event.note ? { note: event.note } : {}) });
+  setAttribute(run, { key: SA.status, value: event.status });
+}
+
+/** Moves to a state in the live snapshot; the catalog hears of it with the next record, the search attributes with the next publish. */
+export function mark(run: ExperimentRun, status: ExperimentStatus, unscrubbed?: string): void {
+  const event = statusEvent(run, status, unscrubbed);
+  show(run, event);
+  run.pending.events.push(event);
+}
+
+/** A search attribute for the next publish (a later value of the same key replaces an earlier one). */
+export function setAttribute(run: ExperimentRun, pair: SearchAttributePair): void {
+  run.attributes = [...run.attributes.filter((kept) => kept.key.name !== pair.key.name), pair];
+}
+
+/** Writes the search attributes set since the last publish, in one upsert; before the run waits on anything long. */
+export function publish(run: ExperimentRun): void {
+  if (run.attributes.length === 0) return;
+  upsertSearchAttributes(run.attributes);
+  run.attributes = [];
+}
+
+/** The catalog's next record: everything pending, with these fields; pending starts afresh. */
+export function nextRecord(
+  run: ExperimentRun,
+  status: ExperimentStatus,
+  record: Omit<RecordUpdate, 'experimentId' | 'events'> = {},
+): RecordUpdate {
+  const update = { ...run.pending, ...record, experimentId: run.experimentId, status, revision: ++run.revision };
+  run.pending = { events: [] };
+  return update;
+}
+
+/** Moves to a state, publishes it, and writes it, with everything pending, to the catalog. */
 export async function advance(
   run: ExperimentRun,
   status: ExperimentStatus,
@@ -113,9 +165,8 @@ export async function advance(
   record: Omit<RecordUpdate, 'experimentId' | 'events'> = {},
 ): Promise<void> {
   mark(run, status, note);
-  const update = { ...run.pending, ...record, experimentId: run.experimentId, status, revision: ++run.revision };
-  run.pending = { events: [] };
-  await localControl.recordExperiment(update);
+  publish(run);
+  await localControl.recordExperiment(nextRecord(run, status, record));
 }
 
 /**
@@ -130,11 +181,13 @@ export async function drainFailedGpu(run: ExperimentRun, lease: Lease, failure: 
     .catch(() => undefined);
 }
 
-/** Gives the lease back to the pool (a pool that is gone has nothing to release). */
+/**
+ * Gives the lease back to the pool, and the run's place in its queue (a pool that is gone has
+ * nothing to release; a run that never asked holds nothing). One local activity: it signals
+ * through the client, which writes nothing in this history but its marker.
+ */
 export async function releaseLease(run: ExperimentRun): Promise<void> {
-  await pool()
-    .signal(releaseLeaseSignal, { experimentId: run.experimentId })
-    .catch(() => undefined);
+  if (run.leaseAsks > 0) await localControl.releaseLease({ experimentId: run.experimentId }).catch(() => undefined);
   run.lease = undefined;
   run.revoked = undefined;
 }

@@ -1,32 +1,33 @@
 import { sleep } from '@temporalio/workflow';
 import { DATA_POLL_SECONDS, isVersionedRef, pinnedRef } from '../../domain/dataset-refs.js';
 import type { ValidationReport } from '../experiment-state.js';
-import { control, hostActivities, patchKeeper } from './activities.js';
+import { control, hostActivities, localControl, patchKeeper } from './activities.js';
 import { unsealedSecretNames, unsealedSecretsRefusal } from '../../domain/redact.js';
-import { advance, RunEnded, type ExperimentRun } from './state.js';
+import { advance, mark, nextRecord, publish, RunEnded, type ExperimentRun } from './state.js';
 
 /**
  * Checks the request against the tag's policy, the fleet and a capable host, which resolves its
- * config and keeps its patch. Ends the run `validation_failed` (or `data_unavailable`) on a refusal.
+ * config and keeps its patch (one local step, then the host's activity). Ends the run `validation_failed` (or `data_unavailable`) on a refusal.
  */
 export async function validate(run: ExperimentRun): Promise<void> {
   const { input, request } = run;
   run.pending.events.push({ status: 'submitted', at: input.submittedAt, seq: 0 });
-  const recordValidating = () =>
-    advance(run, 'validating', undefined, {
+  mark(run, 'validating');
+  // The record, the tag's policy and the pool's answer do not depend on each other: one step asks all three.
+  const { tagPolicy, placement } = await localControl.beginRun({
+    record: nextRecord(run, 'validating', {
       request,
       submittedAt: input.submittedAt,
       ...(input.origin ? { origin: input.origin } : {}),
-    });
-  const askTagPolicy = () =>
-    control.resolveTagPolicy({
+    }),
+    tagPolicy: {
       tag: request.tag,
-      metric: request.metric,
+      ...(request.metric ? { metric: request.metric } : {}),
       envNames: [...Object.keys(request.env), ...Object.keys(request.secrets ?? {})],
-    });
-  const askPlacement = () => control.checkPlacement(request.requirements);
-  // The record, the tag's policy and the pool's answer do not depend on each other: asked at once.
-  const [, tagPolicy, placement] = await Promise.all([recordValidating(), askTagPolicy(), askPlacement()]);
+    },
+    requirements: request.requirements,
+  });
+  publish(run);
   if ('refusal' in tagPolicy) throw new RunEnded('validation_failed', tagPolicy.refusal);
   const unsealed = unsealedSecretNames(request);
   if (unsealed.length > 0) throw new RunEnded('validation_failed', unsealedSecretsRefusal(unsealed));
@@ -50,14 +51,12 @@ async function validateOnHost(run: ExperimentRun, hostQueue: string): Promise<Va
 /** The patch's text goes from the validating host to the catalog past this history: only its reference is here. */
 async function keepPatch(run: ExperimentRun, hostQueue: string, report: ValidationReport): Promise<void> {
   const patch = report.patch;
-  if (patch)
-    await patchKeeper.storePatch({
-      experimentId: run.experimentId,
-      hostQueue,
-      sha256: patch.sha256,
-      bytes: patch.bytes,
-      ...(patch.uri ? { uri: patch.uri } : {}),
-    });
+  if (patch) {
+    const keep = { experimentId: run.experimentId, hostQueue, sha256: patch.sha256, bytes: patch.bytes };
+    // One in the fleet store is kept by the step that queues the run; one only on its host is read from there now.
+    if (patch.uri) run.patchToKeep = { ...keep, uri: patch.uri };
+    else await patchKeeper.storePatch(keep);
+  }
   run.pending.validation = {
     resolvedConfig: report.resolvedConfig,
     interpreter: report.interpreter,
