@@ -5,6 +5,7 @@
  * for a GPU, hold it for the job's length, release it) at the rate that keeps the fleet busy; the
  * figures are taken over the steady part of the stream, once the first jobs have ended.
  */
+import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +21,7 @@ import {
   nextSearchSize,
   offeredRunsPerSecond,
   perSecond,
+  serverWrites,
   simFigures,
   steadyWindow,
   type SearchStep,
@@ -27,6 +29,7 @@ import {
   type SimRunRecord,
 } from './bench/sim-figures.js';
 import { SIM_RUNTIME_TAG } from './bench/sim-protocol.js';
+import { costOfOneRun, type RunCost } from './bench/sim-run-cost.js';
 
 const SIM_HOSTS = fileURLToPath(new URL('./bench/sim-hosts.ts', import.meta.url));
 const GPUS_PER_HOST = 8;
@@ -57,7 +60,8 @@ interface Measured {
     bytesPerSecond: number;
     continuesPerMinute: number;
     continues: number;
-    queue: number;
+    /** Requests waiting at the window's end; null where the pool could not answer. */
+    queue: number | null;
     trouble: Awaited<ReturnType<typeof poolTaskTrouble>>;
     /** Bytes of state its current run started with (encrypted). */
     carried: number;
@@ -73,7 +77,10 @@ const fixed = (value: number | null, digits = 0) => (value === null ? '-' : valu
 async function startHosts(ctx: BenchContext, hosts: number): Promise<ResultPromise[]> {
   const names = Array.from({ length: hosts }, (_, i) => `sim${i}`);
   const processes: ResultPromise[] = [];
+  const logs: string[] = [];
   for (let i = 0; i < names.length; i += HOSTS_PER_PROCESS) {
+    const log = path.join(ctx.dir, 'logs', `sim-hosts-${i / HOSTS_PER_PROCESS}.log`);
+    logs.push(log);
     const child = execa(process.execPath, ['--import', 'tsx', SIM_HOSTS], {
       env: {
         ...ctx.stack.env(),
@@ -82,7 +89,7 @@ async function startHosts(ctx: BenchContext, hosts: number): Promise<ResultPromi
       },
       extendEnv: false,
       stdin: 'ignore',
-      stderr: { file: path.join(ctx.dir, 'logs', `sim-hosts-${i / HOSTS_PER_PROCESS}.log`), append: true },
+      stderr: { file: log, append: true },
       reject: false,
       cleanup: true,
     });
@@ -90,14 +97,15 @@ async function startHosts(ctx: BenchContext, hosts: number): Promise<ResultPromi
   }
   await Promise.all(
     processes.map(
-      (child) =>
+      (child, i) =>
         new Promise<void>((resolve, reject) => {
           child.stdout!.on('data', (chunk: Buffer) => {
             if (chunk.toString().includes('ready')) resolve();
           });
-          void child.then((result) =>
-            reject(new Error(`a simulated hosts' process exited (${result.exitCode}) while joining; see its log`)),
-          );
+          void child.then(async (result) => {
+            const said = (await fs.readFile(logs[i]!, 'utf8').catch(() => '')).slice(-2000);
+            reject(new Error(`a simulated hosts' process exited (${result.exitCode}) while joining:\n${said}`));
+          });
         }),
     ),
   );
@@ -277,8 +285,16 @@ async function measureFleet(
       const before = { at: Date.now(), pool: await poolReading(client), cpu: await cpuOf(processes) };
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, window.to - Date.now())));
       const after = { at: Date.now(), pool: await poolGrowth(client, before.pool), cpu: await cpuOf(processes) };
-      const queue = (await client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery)).queue.length;
-      return { before, after, queue, trouble: await poolTaskTrouble(client), carried: await carriedStateBytes(client) };
+      const trouble = await poolTaskTrouble(client);
+      // A pool whose workflow task keeps failing answers no query: that is a figure too.
+      const queue = await client.workflow
+        .getHandle(POOL_WORKFLOW_ID)
+        .query(poolStateQuery)
+        .then(
+          (state) => state.queue.length,
+          () => null,
+        );
+      return { before, after, queue, trouble, carried: await carriedStateBytes(client) };
     })();
     const fed = await feed(ctx, rate, seconds, jobSeconds);
     const { before, after, queue, trouble, carried } = await readings;
@@ -321,7 +337,7 @@ function describe(m: Measured): void {
   );
   console.log(
     `  grant      p50 ${fixed(figures.grantP50Ms)} ms / p95 ${fixed(figures.grantP95Ms)} ms (request -> lease, ` +
-      `${figures.asked} runs that asked in the steady window; ${figures.waiting} without a lease at its end; queue then ${pool.queue})`,
+      `${figures.asked} runs that asked in the steady window; ${figures.waiting} without a lease at its end; queue then ${pool.queue ?? 'unknown: the pool did not answer'})`,
   );
   console.log(
     `  pool       ${pool.eventsPerSecond.toFixed(1)} events/s (${perPlacement(pool.eventsPerSecond)} per placement), ` +
@@ -343,6 +359,31 @@ function describe(m: Measured): void {
   );
 }
 
+/**
+ * What a production server writes per 1,000 GPUs: one real run's experiment and tag histories, plus
+ * the pool's share per placement as the stream measured it, at 60 s and 300 s jobs.
+ */
+function describeServerNeeds(cost: RunCost, measured: Measured): void {
+  const { placementsPerSecond } = measured.figures;
+  if (placementsPerSecond <= 0) return;
+  const pool = {
+    events: measured.pool.eventsPerSecond / placementsPerSecond,
+    bytes: measured.pool.bytesPerSecond / placementsPerSecond,
+  };
+  const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
+  console.log(
+    `  per run    experiment ${cost.experiment.events} events / ${kib(cost.experiment.bytes)}, tag +${cost.tag.events} / ` +
+      `${kib(cost.tag.bytes)} (one real 1 s run), pool ${pool.events.toFixed(1)} / ${kib(pool.bytes)} (per placement above)`,
+  );
+  for (const jobSeconds of [60, 300]) {
+    const writes = serverWrites([cost.experiment, cost.tag, pool], 1000, jobSeconds);
+    console.log(
+      `  1000 GPUs  at ${jobSeconds} s jobs: ${writes.runsPerSecond.toFixed(1)} runs/s, ${writes.eventsPerSecond.toFixed(0)} events/s, ` +
+        `${kib(writes.bytesPerSecond)}/s of history`,
+    );
+  }
+}
+
 export async function simSection(ctx: BenchContext, options: SimOptions = {}): Promise<TargetCheck[]> {
   const hosts = options.hosts ?? (ctx.quick ? 16 : 125);
   const jobSeconds = options.jobSeconds ?? (ctx.quick ? 20 : 60);
@@ -350,8 +391,10 @@ export async function simSection(ctx: BenchContext, options: SimOptions = {}): P
   const stream = { jobSeconds, seconds, load: options.load ?? 1 };
   console.log(`sim: simulated hosts of ${GPUS_PER_HOST} fake GPUs on the real pool, a steady stream of runs`);
   if (!options.search) {
+    const cost = await costOfOneRun(ctx);
     const measured = await measureFleet(ctx, hosts, stream);
     describe(measured);
+    describeServerNeeds(cost, measured);
     const p95 = measured.figures.grantP95Ms;
     return [
       {

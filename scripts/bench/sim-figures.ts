@@ -95,3 +95,20 @@ export function largestHolding(steps: SearchStep[], boundMs: number): number | n
   const under = held.filter((h) => broke.every((b) => b > h));
   return under.length > 0 ? Math.max(...under) : null;
 }
+
+/** What one run writes to the server's history: events and bytes. */
+export interface WriteCost {
+  events: number;
+  bytes: number;
+}
+
+/**
+ * What a fleet of `gpus` kept busy with jobs of `jobSeconds` writes to the server each second, from
+ * what each run writes (its experiment's, its tag's and the pool's share, added).
+ */
+export function serverWrites(perRun: WriteCost[], gpus: number, jobSeconds: number) {
+  const runsPerSecond = offeredRunsPerSecond(gpus, jobSeconds);
+  const events = perRun.reduce((sum, cost) => sum + cost.events, 0);
+  const bytes = perRun.reduce((sum, cost) => sum + cost.bytes, 0);
+  return { runsPerSecond, eventsPerSecond: runsPerSecond * events, bytesPerSecond: runsPerSecond * bytes };
+}

@@ -1,19 +1,12 @@
-import {
-  condition,
-  getExternalWorkflowHandle,
-  proxyLocalActivities,
-  setHandler,
-  sleep,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { condition, proxyLocalActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import type { createControlActivities } from '../activities/control.js';
 import type { Requirements } from '../domain/request.js';
-import { POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { CONTROL_STEP } from './control-retry.js';
-import { leaseGrantedSignal, releaseLeaseSignal, type Lease } from './definitions.js';
+import { leaseGrantedSignal, type Lease } from './definitions.js';
 
-/** The pool's requestLease update, asked by the local activity experiments ask it through. */
-const control = proxyLocalActivities<Pick<ReturnType<typeof createControlActivities>, 'requestLease'>>(CONTROL_STEP);
+/** The pool's lease messages, sent by the local activities experiments send them through. */
+const control =
+  proxyLocalActivities<Pick<ReturnType<typeof createControlActivities>, 'requestLease' | 'releaseLease'>>(CONTROL_STEP);
 
 export interface SimRunInput {
   requirements: Requirements;
@@ -38,7 +31,6 @@ export interface SimRunTimes {
  * lives here only, so the bench follows the pool's protocol by changing this one file.
  */
 export async function simRunWorkflow(input: SimRunInput): Promise<SimRunTimes> {
-  const pool = getExternalWorkflowHandle(POOL_WORKFLOW_ID);
   const experimentId = workflowInfo().workflowId;
   let lease: Lease | undefined;
   setHandler(leaseGrantedSignal, (granted) => {
@@ -46,19 +38,16 @@ export async function simRunWorkflow(input: SimRunInput): Promise<SimRunTimes> {
   });
   const requestedAt = Date.now();
   const answer = await control.requestLease({
-    request: {
-      experimentId,
-      requirements: input.requirements,
-      priority: 0,
-      ...(input.tag !== undefined ? { tag: input.tag } : {}),
-    },
-    updateId: `${experimentId}-lease`,
+    experimentId,
+    requirements: input.requirements,
+    priority: 0,
+    ...(input.tag !== undefined ? { tag: input.tag } : {}),
   });
   if ('lease' in answer) lease ??= answer.lease;
   await condition(() => lease !== undefined);
   const granted = lease!;
   const grantedAt = Date.now();
   await sleep(input.holdMs);
-  await pool.signal(releaseLeaseSignal, { experimentId, leaseId: granted.leaseId });
+  await control.releaseLease({ experimentId, leaseId: granted.leaseId });
   return { requestedAt, grantedAt, poolGrantedAt: granted.grantedAt, host: granted.slot.host };
 }

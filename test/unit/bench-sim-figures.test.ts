@@ -4,6 +4,7 @@ import {
   nextSearchSize,
   offeredRunsPerSecond,
   perSecond,
+  serverWrites,
   simFigures,
   steadyWindow,
 } from '../../scripts/bench/sim-figures.js';
@@ -74,5 +75,20 @@ describe('the search for the largest fleet under the grant bound', () => {
     expect(nextSearchSize([{ hosts: 16, grantP95Ms: 5000 }], bounds)).toBe(8);
     expect(nextSearchSize([{ hosts: 16, grantP95Ms: null }], bounds)).toBe(8);
     expect(largestHolding([{ hosts: 16, grantP95Ms: 5000 }], 1000)).toBeNull();
+  });
+});
+
+describe('what a fleet writes to the server', () => {
+  it('adds what each run writes and multiplies by the runs a second that keep the GPUs busy', () => {
+    const perRun = [
+      { events: 24, bytes: 12_000 },
+      { events: 5, bytes: 1_000 },
+      { events: 6, bytes: 3_000 },
+    ];
+    const at60 = serverWrites(perRun, 1000, 60);
+    expect(at60.runsPerSecond).toBeCloseTo(16.67, 2);
+    expect(at60.eventsPerSecond).toBeCloseTo(583.3, 1);
+    expect(at60.bytesPerSecond).toBeCloseTo(266_667, 0);
+    expect(serverWrites(perRun, 1000, 300).eventsPerSecond).toBeCloseTo(116.7, 1);
   });
 });
