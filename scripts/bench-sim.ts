@@ -37,6 +37,8 @@ const GPUS_PER_HOST = 8;
 const HOSTS_PER_PROCESS = 64;
 /** The search's bound: the largest fleet whose grant p95 stays under it. */
 const GRANT_P95_BOUND_MS = 1000;
+/** The longest one call of the bench's own may take: a server that does not answer in it is stalled. */
+const CALL_DEADLINE_MS = 15_000;
 /** Starts of run workflows in flight at once: enough to keep the offered rate on a slow server. */
 const STARTS_IN_FLIGHT = 16;
 
@@ -55,6 +57,8 @@ interface Measured {
   figures: SimFigures;
   offered: number;
   fed: number;
+  /** Run starts the server did not answer in time. */
+  refused: number;
   pool: {
     eventsPerSecond: number;
     bytesPerSecond: number;
@@ -71,7 +75,8 @@ interface Measured {
   loadAverage: number;
 }
 
-const fixed = (value: number | null, digits = 0) => (value === null ? '-' : value.toFixed(digits));
+const fixed = (value: number | null, digits = 0) =>
+  value === null || Number.isNaN(value) ? '-' : value.toFixed(digits);
 
 /** The simulated hosts' processes: each joins its share of the hosts and says `ready` once all are online. */
 async function startHosts(ctx: BenchContext, hosts: number): Promise<ResultPromise[]> {
@@ -122,6 +127,14 @@ interface PoolReading {
   runId: string;
   events: number;
   bytes: number;
+}
+
+/** The answer, or null where the server gave none within the bench's deadline (a stalled server is a figure). */
+function timely<T>(call: Promise<T>): Promise<T | null> {
+  return Promise.race([
+    call.catch(() => null),
+    new Promise<null>((resolve) => setTimeout(() => resolve(null), CALL_DEADLINE_MS)),
+  ]);
 }
 
 async function poolReading(client: Client, runId?: string): Promise<PoolReading> {
@@ -205,37 +218,46 @@ async function feed(ctx: BenchContext, rate: number, seconds: number, jobSeconds
   const total = Math.round(rate * seconds);
   const started: { id: string; startedAt: number }[] = [];
   const inFlight = new Set<Promise<unknown>>();
+  let refused = 0;
   const begin = Date.now();
-  for (let i = 0; i < total; i++) {
+  const end = begin + seconds * 1000;
+  // The stream ends on time: a server too slow to start runs at the rate is itself the figure (fed/s).
+  for (let i = 0; i < total && Date.now() < end; i++) {
     const due = begin + (i * 1000) / rate;
     if (due > Date.now()) await new Promise((resolve) => setTimeout(resolve, due - Date.now()));
     while (inFlight.size >= STARTS_IN_FLIGHT) await Promise.race(inFlight);
     const id = `${prefix}-${i}`;
     const startedAt = Date.now();
-    const start = client.workflow
-      .start('simRunWorkflow', {
-        workflowId: id,
-        taskQueue: CONTROL_TASK_QUEUE,
-        args: [
-          {
-            requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [SIM_RUNTIME_TAG] },
-            holdMs: jobSeconds * 1000,
-            tag: 'bench-sim',
-          },
-        ],
-      })
-      .then(() => started.push({ id, startedAt }));
+    const start = client
+      .withDeadline(Date.now() + CALL_DEADLINE_MS, () =>
+        client.workflow.start('simRunWorkflow', {
+          workflowId: id,
+          taskQueue: CONTROL_TASK_QUEUE,
+          args: [
+            {
+              requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [SIM_RUNTIME_TAG] },
+              holdMs: jobSeconds * 1000,
+              tag: 'bench-sim',
+            },
+          ],
+        }),
+      )
+      .then(
+        () => started.push({ id, startedAt }),
+        () => refused++,
+      );
     inFlight.add(start);
     void start.finally(() => inFlight.delete(start));
   }
   await Promise.all(inFlight);
-  return { begin, started, fedSeconds: (Date.now() - begin) / 1000 };
+  return { begin, started, refused, fedSeconds: (Date.now() - begin) / 1000 };
 }
 
 /** Each run's times once it ended; runs still open at `deadline` are terminated and count as still waiting. */
 async function collect(client: Client, started: { id: string; startedAt: number }[], deadline: number) {
   const records: SimRunRecord[] = [];
   const queue = [...started];
+  let stalled = false;
   const worker = async () => {
     for (let run = queue.shift(); run; run = queue.shift()) {
       const handle = client.workflow.getHandle(run.id);
@@ -244,7 +266,8 @@ async function collect(client: Client, started: { id: string; startedAt: number 
         handle.result() as Promise<SimRunTimes>,
         new Promise<null>((resolve) => setTimeout(() => resolve(null), Math.max(0, left))),
       ]).catch(() => null);
-      if (times === null) await handle.terminate('bench sim ended').catch(() => undefined);
+      // Ended so the next fleet size starts clean; not asked of a server that stopped answering.
+      if (times === null && !stalled) stalled = (await timely(handle.terminate('bench sim ended'))) === null;
       records.push({
         startedAt: run.startedAt,
         requestedAt: times?.requestedAt ?? null,
@@ -282,10 +305,17 @@ async function measureFleet(
     const window = steadyWindow(feedStart, seconds, jobSeconds);
     const readings = (async () => {
       await new Promise((resolve) => setTimeout(resolve, window.from - Date.now()));
-      const before = { at: Date.now(), pool: await poolReading(client), cpu: await cpuOf(processes) };
+      const before = { at: Date.now(), pool: await timely(poolReading(client)), cpu: await cpuOf(processes) };
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, window.to - Date.now())));
-      const after = { at: Date.now(), pool: await poolGrowth(client, before.pool), cpu: await cpuOf(processes) };
-      const trouble = await poolTaskTrouble(client);
+      const at = Date.now();
+      const cpu = await cpuOf(processes);
+      const grown = before.pool === null ? null : await timely(poolGrowth(client, before.pool));
+      const after = { at, pool: grown ?? { events: NaN, bytes: NaN, continues: NaN }, cpu };
+      const trouble = (await timely(poolTaskTrouble(client))) ?? {
+        failed: NaN,
+        timedOut: NaN,
+        last: 'the pool history could not be read',
+      };
       // A pool whose workflow task keeps failing answers no query: that is a figure too.
       const queue = await client.workflow
         .getHandle(POOL_WORKFLOW_ID)
@@ -294,7 +324,7 @@ async function measureFleet(
           (state) => state.queue.length,
           () => null,
         );
-      return { before, after, queue, trouble, carried: await carriedStateBytes(client) };
+      return { before, after, queue, trouble, carried: (await timely(carriedStateBytes(client))) ?? NaN };
     })();
     const fed = await feed(ctx, rate, seconds, jobSeconds);
     const { before, after, queue, trouble, carried } = await readings;
@@ -311,6 +341,7 @@ async function measureFleet(
       figures: simFigures(records, window, window.to),
       offered: rate,
       fed: fed.started.length / fed.fedSeconds,
+      refused: fed.refused,
       pool: {
         eventsPerSecond: after.pool.events / span,
         bytesPerSecond: after.pool.bytes / span,
@@ -333,20 +364,21 @@ function describe(m: Measured): void {
   const perPlacement = (value: number) =>
     figures.placementsPerSecond > 0 ? (value / figures.placementsPerSecond).toFixed(1) : '-';
   console.log(
-    `  placements ${figures.placementsPerSecond.toFixed(1)}/s sustained (offered ${m.offered.toFixed(1)}/s, fed ${m.fed.toFixed(1)}/s)`,
+    `  placements ${figures.placementsPerSecond.toFixed(1)}/s sustained (offered ${m.offered.toFixed(1)}/s, fed ${m.fed.toFixed(1)}/s` +
+      `${m.refused > 0 ? `; ${m.refused} starts not answered within ${CALL_DEADLINE_MS / 1000} s` : ''})`,
   );
   console.log(
     `  grant      p50 ${fixed(figures.grantP50Ms)} ms / p95 ${fixed(figures.grantP95Ms)} ms (request -> lease, ` +
       `${figures.asked} runs that asked in the steady window; ${figures.waiting} without a lease at its end; queue then ${pool.queue ?? 'unknown: the pool did not answer'})`,
   );
   console.log(
-    `  pool       ${pool.eventsPerSecond.toFixed(1)} events/s (${perPlacement(pool.eventsPerSecond)} per placement), ` +
-      `${(pool.bytesPerSecond / 1024).toFixed(1)} KiB/s of history; continue-as-new ${pool.continuesPerMinute.toFixed(1)}/min ` +
-      `(${pool.continues} in the window; the current run started with ${(pool.carried / 1024).toFixed(0)} KiB of state)`,
+    `  pool       ${fixed(pool.eventsPerSecond, 1)} events/s (${perPlacement(pool.eventsPerSecond)} per placement), ` +
+      `${fixed(pool.bytesPerSecond / 1024, 1)} KiB/s of history; continue-as-new ${fixed(pool.continuesPerMinute, 1)}/min ` +
+      `(${fixed(pool.continues)} in the window; the current run started with ${fixed(pool.carried / 1024)} KiB of state)`,
   );
-  if (pool.trouble.failed + pool.trouble.timedOut > 0)
+  if (!(pool.trouble.failed + pool.trouble.timedOut === 0))
     console.log(
-      `  pool       its current run has ${pool.trouble.failed} failed and ${pool.trouble.timedOut} timed-out workflow tasks` +
+      `  pool       its current run has ${fixed(pool.trouble.failed)} failed and ${fixed(pool.trouble.timedOut)} timed-out workflow tasks` +
         `${pool.trouble.last ? `; the last failure: ${pool.trouble.last}` : ''}`,
     );
   const cpuLine = Object.entries(m.cpu)
@@ -365,7 +397,7 @@ function describe(m: Measured): void {
  */
 function describeServerNeeds(cost: RunCost, measured: Measured): void {
   const { placementsPerSecond } = measured.figures;
-  if (placementsPerSecond <= 0) return;
+  if (placementsPerSecond <= 0 || Number.isNaN(measured.pool.eventsPerSecond)) return;
   const pool = {
     events: measured.pool.eventsPerSecond / placementsPerSecond,
     bytes: measured.pool.bytesPerSecond / placementsPerSecond,
