@@ -13,7 +13,8 @@ import { submitExperiment } from '../../src/client/experiments.js';
 import { TRAIN_HEARTBEAT_TIMEOUT_SECONDS } from '../../src/domain/limits.js';
 import { runFiles } from '../../src/gpu-worker/run-files.js';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
-import { onlineHostsQuery } from '../../src/workflows/definitions.js';
+import { configurePoolUpdate, onlineHostsQuery, poolStateQuery } from '../../src/workflows/definitions.js';
+import { signAs } from '../../src/client/sign.js';
 import type { DrillStack, StackProcess } from '../drills/stack.js';
 import { waitUntil } from '../drills/wait.js';
 import { childrenCpuSeconds, cpuOf } from './cpu.js';
@@ -438,10 +439,18 @@ export async function scaleSection(ctx: BenchContext): Promise<TargetCheck[]> {
   }
 }
 
-/** detect: a worker SIGKILLed during a run, until the run's terminal state and until its host shows offline. */
+/**
+ * detect: a worker SIGKILLed during a run, until the run's terminal state and until its host shows
+ * offline. The pool's heartbeat limit is set to the training heartbeat limit for the section (and
+ * set back after), with a worker reporting every 2 s: one limit for both ways a loss is noticed.
+ */
 export async function detectSection(ctx: BenchContext): Promise<TargetCheck[]> {
   console.log('detect: SIGKILL of a worker while its run trains');
-  const [worker] = await startWorkers(ctx, ['detect'], 1, 'bench-detect');
+  const worker = await ctx.stack.startWorker('detect', 0, 'bench-detect', await fakeFleet(ctx.dir, 'detect', 1), [
+    '--heartbeat',
+    '2',
+  ]);
+  const previousLimitMs = (await configurePoolLimit(ctx, TRAIN_HEARTBEAT_TIMEOUT_SECONDS * 1000)).previous;
   try {
     const { handle } = await submitExperiment(
       ctx.stack.client,
@@ -468,7 +477,7 @@ export async function detectSection(ctx: BenchContext): Promise<TargetCheck[]> {
       120_000,
     );
     const killedAt = performance.now();
-    await worker!.kill('SIGKILL');
+    await worker.kill('SIGKILL');
     const pool = ctx.stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
     let offlineSeconds: number | null = null;
     const offline = waitUntil(async () => {
@@ -485,7 +494,7 @@ export async function detectSection(ctx: BenchContext): Promise<TargetCheck[]> {
     const limit = TRAIN_HEARTBEAT_TIMEOUT_SECONDS;
     console.log(
       `  run ended ${result.status} ${seconds(terminalSeconds)} after the kill; host offline after ` +
-        `${offlineSeconds === null ? '-' : seconds(offlineSeconds)} (training heartbeat limit ${limit} s)`,
+        `${offlineSeconds === null ? '-' : seconds(offlineSeconds)} (training heartbeat limit and pool heartbeat limit ${limit} s)`,
     );
     return [
       {
@@ -504,6 +513,18 @@ export async function detectSection(ctx: BenchContext): Promise<TargetCheck[]> {
       },
     ];
   } finally {
-    await worker?.kill('SIGKILL');
+    await worker.kill('SIGKILL');
+    await configurePoolLimit(ctx, previousLimitMs);
   }
+}
+
+/** Sets the pool's heartbeat limit as the stack's admin; returns the limit it had. */
+async function configurePoolLimit(ctx: BenchContext, heartbeatLimitMs: number): Promise<{ previous: number }> {
+  const pool = ctx.stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+  const previous = (await pool.query(poolStateQuery)).heartbeatLimitMs;
+  const configuration = { heartbeatLimitMs };
+  await pool.executeUpdate(configurePoolUpdate, {
+    args: [{ ...configuration, authorization: signAs('configure_pool', 'pool', configuration, ctx.stack.credential) }],
+  });
+  return { previous };
 }

@@ -13,7 +13,7 @@ const LAST_STATE_DEADLINE_MS = 15_000;
  * The orchestrator's side of a pool that heals: a pool that was ended (terminated by hand, failed,
  * timed out) is started again from the ended run's last state, so its hosts, leases and queue
  * carry over and no restart is needed. A pool that never existed is left to the first worker.
- * Workers do the same at their heartbeat (signal-with-start): whichever comes first starts it,
+ * Workers do the same when they next look at the pool (signal-with-start): whichever comes first starts it,
  * the other finds it running.
  */
 export function superviseThePool(options: { client: Client; log: (line: string) => void; everyMs?: number }): {
@@ -52,7 +52,7 @@ export async function healPool(client: Client, log: (line: string) => void): Pro
       args: carried ? [carried] : [],
     });
   } catch (error) {
-    // A worker's heartbeat started it a moment ago: that run stands.
+    // A worker started it a moment ago: that run stands.
     if (error instanceof WorkflowExecutionAlreadyStartedError) return false;
     throw error;
   }
@@ -62,7 +62,7 @@ export async function healPool(client: Client, log: (line: string) => void): Pro
     `expctl orchestrator: the pool was ${ended.status.toLowerCase()}; started it again ` +
       (carried
         ? `with its last state (${hosts} host(s), ${leases} lease(s))`
-        : 'empty (its last state could not be read; workers register again at their next heartbeat)'),
+        : 'empty (its last state could not be read; workers register again when they next look at it)'),
   );
   return true;
 }

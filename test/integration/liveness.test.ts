@@ -122,6 +122,31 @@ describe('host liveness outside the pool', () => {
     for (const host of HOSTS) expect(state.hosts[host]?.online).toBe(true);
   }, 120_000);
 
+  it("does not let a restarted worker keep its predecessor alive, nor its predecessor's watch take it offline", async () => {
+    victim = (await startWorkerProcess(stack, 'phoenix', { args: ['--heartbeat', '1'] })).child;
+    await waitFor(async () => (await lastHeartbeatOf('phoenix')) > 0, 30_000);
+    const before = await livenessOf('phoenix');
+    victim.kill('SIGKILL');
+    await victim;
+    // The same host and work directory, a new incarnation: it registers at once.
+    victim = (await startWorkerProcess(stack, 'phoenix', { args: ['--heartbeat', '1'] })).child;
+    const after = await livenessOf('phoenix');
+    expect(after.entry.incarnation).not.toBe(before.entry.incarnation);
+    // The old watch times out, and its probe is answered by the new worker, which is not the incarnation it watches.
+    await waitFor(async () => (await before.handle.describe()).status.name === 'COMPLETED', LIMIT_MS + 15_000);
+    const since = Date.now();
+    await waitFor(async () => (await lastHeartbeatOf('phoenix')) > since, 10_000);
+    expect((await pool().query(poolStateQuery)).hosts.phoenix).toMatchObject({
+      online: true,
+      incarnation: after.entry.incarnation,
+      offlineReason: null,
+    });
+    expect((await after.handle.describe()).status.name).toBe('RUNNING');
+    victim.kill('SIGKILL');
+    await victim;
+    victim = undefined;
+  }, 120_000);
+
   it('registers again a live worker that its pool took offline, and keeps watching it', async () => {
     const { entry, handle } = await livenessOf('second');
     await pool().signal(hostLostSignal, { host: 'second', reason: 'taken offline by the test' });

@@ -33,7 +33,7 @@ export function declareWorkers(program: Command): void {
     )
     .option(
       '--heartbeat <seconds>',
-      `how often the worker reports to the pool (default ${DEFAULT_POOL_HEARTBEAT_MS / 1000}); the pool waits at least ${MISSED_HEARTBEATS_BEFORE_LOST} of these before it declares the host lost`,
+      `how often the worker heartbeats to its host liveness workflow and looks at the pool (default ${DEFAULT_POOL_HEARTBEAT_MS / 1000}); the pool waits at least ${MISSED_HEARTBEATS_BEFORE_LOST} of these before it declares the host lost`,
       positiveInt('--heartbeat'),
     )
     .action(workerCommand);
