@@ -20,6 +20,10 @@
  *   - search: one agent, 8 fake GPUs: variants per hour as batches of 8 against one run at a time
  *     (64 variants of 5 s; `--search-seconds S --search-variants N` for longer jobs, e.g. nearer
  *     autoresearch's 300 s budget)
+ *   - sim: a simulated fleet (125 hosts x 8 fake GPUs) on the real pool, fed runs of 60 s at the rate
+ *     that keeps it busy: placements/s, grant latency, the pool's events/s and continue-as-new rate,
+ *     the server's and orchestrator's CPU (scripts/bench-sim.ts; `--sim-hosts N --sim-job-seconds S
+ *     --sim-seconds S --sim-load F` (the share of its capacity offered, default 1), and `--sim-search` for the largest fleet whose grant p95 stays under 1 s)
  * `--quick` runs smaller versions of each (for CI and a first look).
  */
 import fs from 'node:fs/promises';
@@ -32,6 +36,7 @@ import { CONTROL_TASK_QUEUE } from '../src/shared/constants.js';
 import { leaseCyclerWorkflow } from '../src/workflows/lease-cycler.js';
 import { benchCatalog } from './bench-catalog.js';
 import { benchPacking } from './bench-packing.js';
+import { simSection, type SimOptions } from './bench-sim.js';
 import { benchStore } from './bench-store.js';
 import { median } from './bench/figures.js';
 import { makeJobRepo } from './bench/jobs.js';
@@ -118,6 +123,7 @@ const SECTIONS = {
   detect: detectSection,
   pool: poolSection,
   search: searchSection,
+  sim: simSection,
 } as const;
 const OFFLINE = ['placement', 'packing', 'catalog', 'store'] as const;
 const ALL = [...Object.keys(SECTIONS), ...OFFLINE];
@@ -127,13 +133,16 @@ interface BenchArgs {
   sections: string[];
   /** search: the variants' length in seconds and how many run as batches (a quarter as many one at a time). */
   search: { seconds?: number; variants?: number };
+  /** sim: the fleet's size, the jobs' length, the stream's length, and whether to search for the largest fleet. */
+  sim: SimOptions;
 }
 
 function parseArgs(argv: string[]): BenchArgs {
   const sections: string[] = [];
   const search: BenchArgs['search'] = {};
+  const sim: SimOptions = {};
   let quick = false;
-  const usage = `usage: npm run bench -- [--quick] [--search-seconds S] [--search-variants N] [${ALL.join('|')}]...`;
+  const usage = `usage: npm run bench -- [--quick] [--search-seconds S] [--search-variants N] [--sim-hosts N] [--sim-job-seconds S] [--sim-seconds S] [--sim-load F] [--sim-search] [${ALL.join('|')}]...`;
   const count = (flag: string, value: string | undefined, multipleOf = 1) => {
     const n = Number(value);
     if (!Number.isInteger(n) || n <= 0 || n % multipleOf !== 0)
@@ -147,13 +156,26 @@ function parseArgs(argv: string[]): BenchArgs {
     if (arg === '--quick') quick = true;
     else if (arg === '--search-seconds') search.seconds = count(arg, argv[++i]);
     else if (arg === '--search-variants') search.variants = count(arg, argv[++i], 8);
-    else if (arg === '--help' || arg === '-h') {
+    else if (arg === '--sim-hosts') sim.hosts = count(arg, argv[++i]);
+    else if (arg === '--sim-job-seconds') sim.jobSeconds = count(arg, argv[++i]);
+    else if (arg === '--sim-seconds') sim.seconds = count(arg, argv[++i]);
+    else if (arg === '--sim-search') sim.search = true;
+    else if (arg === '--sim-load') {
+      const load = Number(argv[++i]);
+      if (!(load > 0 && load <= 1))
+        throw new Error(`--sim-load takes a share of the fleet's capacity, above 0 and at most 1; ${usage}`);
+      sim.load = load;
+    } else if (arg === '--help' || arg === '-h') {
       console.log(usage);
       process.exit(0);
     } else if (ALL.includes(arg)) sections.push(arg);
     else throw new Error(`unknown bench section ${arg}: one of ${ALL.join(', ')}`);
   }
-  return { quick, sections: sections.length > 0 ? sections : ALL, search };
+  if (sim.seconds !== undefined && sim.seconds <= (sim.jobSeconds ?? (quick ? 20 : 60)))
+    throw new Error(
+      `--sim-seconds must outlast one job (--sim-job-seconds): the figures come from after the first jobs end`,
+    );
+  return { quick, sections: sections.length > 0 ? sections : ALL, search, sim };
 }
 
 /** Every figure: expctl's, the same jobs' bare where there is a bare run, their ratio, the target, the verdict. */
@@ -173,7 +195,7 @@ function printTargets(checks: TargetCheck[]): void {
 }
 
 async function main(): Promise<void> {
-  const { quick, sections, search } = parseArgs(process.argv.slice(2));
+  const { quick, sections, search, sim } = parseArgs(process.argv.slice(2));
   const live = sections.filter((name): name is keyof typeof SECTIONS => name in SECTIONS);
   const checks: TargetCheck[] = [];
   // python3 itself, not a version manager's shim (pyenv's costs seconds per start under load),
@@ -190,7 +212,7 @@ async function main(): Promise<void> {
     try {
       const ctx: BenchContext = { stack, dir, repo: await makeJobRepo(dir), quick, search };
       for (const name of live) {
-        checks.push(...(await SECTIONS[name](ctx)));
+        checks.push(...(await (name === 'sim' ? simSection(ctx, sim) : SECTIONS[name](ctx))));
         console.log('');
       }
     } finally {

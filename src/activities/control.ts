@@ -6,7 +6,7 @@ import {
   type Client,
 } from '@temporalio/client';
 import type { Catalog } from '../catalog/catalog.js';
-import type { RecordUpdate } from '../catalog/record.js';
+import type { EnvironmentRecord, RecordUpdate } from '../catalog/record.js';
 import {
   parseDatasetRef,
   resolveDatasetRefs,
@@ -237,6 +237,26 @@ export function createControlActivities({ client, catalog, secretHashKey, store,
 
   return {
     recordExperiment,
+
+    /**
+     * The environment a run's host recorded, read from the last heartbeat of its train task while
+     * that task is still pending (a lost attempt's, revoked before its heartbeat timed out); null
+     * when there is none.
+     */
+    async recordedEnvironment(experimentId: string): Promise<EnvironmentRecord | null> {
+      const description = await client.workflow.getHandle(experimentId).describe();
+      const training = description.raw.pendingActivities?.find((activity) =>
+        ['runTraining', 'awaitTraining'].includes(activity.activityType?.name ?? ''),
+      );
+      const payload = training?.heartbeatDetails?.payloads?.[0];
+      if (!payload) return null;
+      const converter = client.options.loadedDataConverter;
+      let decoded = [payload];
+      // Codecs encode in order, so they decode in reverse.
+      for (const codec of [...converter.payloadCodecs].reverse()) decoded = await codec.decode(decoded);
+      const heartbeat = converter.payloadConverter.fromPayload<{ environment?: EnvironmentRecord }>(decoded[0]!);
+      return typeof heartbeat?.environment?.host === 'string' ? heartbeat.environment : null;
+    },
 
     /**
      * A run's first step, in one: its `validating` record, its tag's policy and the pool's answer

@@ -122,6 +122,8 @@ export interface TrainingHeartbeat {
    * was the server's outage, not the worker's silence (hostAnswerSeconds).
    */
   sentAt?: string;
+  /** The run's environment record, once taken: a run whose host is lost keeps it from its last heartbeat. */
+  environment?: EnvironmentRecord;
 }
 
 /** A heartbeat as sent: its details stamped with the time of sending. */
@@ -440,7 +442,10 @@ export function createTrainingActivities(deps: TrainingDeps) {
       );
       const masterPort = await ports.reserve();
       let watch: RunWatch | undefined;
-      let environment: Promise<EnvironmentRecord | undefined> | undefined;
+      let recorded: EnvironmentRecord | undefined;
+      // Taken beside the preparation, so the first heartbeat can carry it: a run whose host is lost
+      // soon after its start still has it in the heartbeat its workflow reads.
+      const environment = runEnvironment(request).then((taken) => (recorded = taken));
       const canceled = new AbortController();
       const prepared = (async () => {
         const started = await prepareRun(
@@ -460,7 +465,6 @@ export function createTrainingActivities(deps: TrainingDeps) {
           })
           .finally(() => fs.rm(files.preparing, { force: true }));
         if ('outcome' in started) return started.outcome;
-        environment = runEnvironment(request);
         const { run, record, clock, runSecrets } = started;
         const secretValues = [...runSecrets, ...workerSecretValues()];
         const token =
@@ -482,23 +486,27 @@ export function createTrainingActivities(deps: TrainingDeps) {
         if (canceled.signal.aborted) watch.cancel();
         return watch.outcome;
       })();
-      const outcome = await follow(
-        register(experimentId, {
-          leaseId: input.leaseId,
-          slotId: input.slot.slotId,
-          slotIds: gang.map((slot) => slot.slotId),
-          masterPort,
-          outcome: prepared,
-          latest: () => watch?.latest() ?? preparationHeartbeat(request),
-          leaseReleased: () => watch?.leaseReleased?.() ?? false,
-          cancel: () => {
-            canceled.abort();
-            watch?.cancel();
-          },
-        }),
-      );
-      const recorded = await environment;
-      return recorded ? { ...outcome, environment: recorded } : outcome;
+      const registered = register(experimentId, {
+        leaseId: input.leaseId,
+        slotId: input.slot.slotId,
+        slotIds: gang.map((slot) => slot.slotId),
+        masterPort,
+        outcome: prepared,
+        latest: () => {
+          const latest = watch?.latest() ?? preparationHeartbeat(request);
+          return recorded ? { ...latest, environment: recorded } : latest;
+        },
+        leaseReleased: () => watch?.leaseReleased?.() ?? false,
+        cancel: () => {
+          canceled.abort();
+          watch?.cancel();
+        },
+      });
+      // The first heartbeat waits a moment for the environment (never long: the run is prepared meanwhile).
+      await Promise.race([environment, new Promise((resolve) => setTimeout(resolve, 2000))]);
+      const outcome = await follow(registered);
+      const taken = await environment;
+      return taken ? { ...outcome, environment: taken } : outcome;
     },
 
     /**

@@ -9,6 +9,7 @@ export { readPatchWorkflow } from './read-patch.js';
 export { catalogQueryWorkflow } from './catalog-query.js';
 export { healthCheckWorkflow } from './health.js';
 export { leaseCyclerWorkflow } from './lease-cycler.js';
+export { simRunWorkflow } from './sim-run.js';
 export { revokeCredentialWorkflow } from './credentials.js';
 export { promotionWorkflow } from './promotion.js';
 export { rollbackWorkflow } from './rollback.js';

@@ -10,7 +10,11 @@ import { installSettings, restoreSettings } from './pool-settings.js';
 import { PoolState } from './pool-state.js';
 import { WakeTimer } from './pool-wake.js';
 
-/** Or this many bytes, whichever comes first: a busy fleet's events are larger than an idle one's. */
+/**
+ * Or this many bytes written by this run, whichever comes first: a busy fleet's events are larger
+ * than an idle one's. The state a run starts with is not counted: at 1,000 GPUs it is over half a
+ * MiB, and counting it had the pool continue as new every few seconds.
+ */
 const HISTORY_BYTES_LIMIT = 1 << 20;
 
 /**
@@ -30,6 +34,7 @@ export async function poolWorkflow(carried?: Partial<PoolSnapshot>): Promise<voi
   installSettings(state);
   if (workflowInfo().continuedFromExecutionRunId === undefined) await restoreSettings(state);
 
+  const carriedBytes = workflowInfo().historySize;
   const reconciler = new Reconciler(state);
   const wake = new WakeTimer();
   for (;;) {
@@ -41,14 +46,16 @@ export async function poolWorkflow(carried?: Partial<PoolSnapshot>): Promise<voi
     const now = Date.now();
     await reconciler.reconcile(now);
     grantQueued(state, now);
-    if (historyFull()) return continueAsNewWith(state);
+    if (historyFull(carriedBytes)) return continueAsNewWith(state);
   }
 }
 
-function historyFull(): boolean {
+function historyFull(carriedBytes: number): boolean {
   const info = workflowInfo();
   return (
-    info.continueAsNewSuggested || info.historyLength > HISTORY_EVENTS_LIMIT || info.historySize > HISTORY_BYTES_LIMIT
+    info.continueAsNewSuggested ||
+    info.historyLength > HISTORY_EVENTS_LIMIT ||
+    info.historySize - carriedBytes > HISTORY_BYTES_LIMIT
   );
 }
 

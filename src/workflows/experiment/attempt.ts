@@ -118,6 +118,7 @@ function revokedNow(run: ExperimentRun, granted: Lease): AttemptResult {
  */
 async function keepEnvironment(run: ExperimentRun, granted: Lease, result: TrainingResult): Promise<TrainingOutcome> {
   const { environment, ...outcome } = result;
+  if (!environment && run.pending.environment) return outcome;
   try {
     run.pending.environment =
       environment ?? (await hostActivities(granted.hostQueue, RECONCILE_WAIT).captureEnvironment(run.request));
@@ -182,6 +183,8 @@ async function supervise(
         error.cause.timeoutType === 'HEARTBEAT'
           ? (error.cause.lastHeartbeatDetails as TrainingHeartbeat | undefined)
           : undefined;
+      // The host recorded the environment while the run trained: kept, whatever becomes of the run.
+      if (heartbeat?.environment) run.pending.environment = heartbeat.environment;
       if (heartbeat?.phase !== 'setup' && typeof heartbeat?.elapsedSeconds === 'number') {
         trainedSeconds = heartbeat.elapsedSeconds;
         // Kept at once: a revocation while the host is asked ends the attempt without this function.

@@ -7,6 +7,7 @@ import type { ExperimentRequest } from '../../domain/request.js';
 import type { Lease } from '../definitions.js';
 import { acquire } from './acquire.js';
 import { attemptOn, type AttemptCarry, type AttemptResult } from './attempt.js';
+import { localControl } from './activities.js';
 import { drainFailedGpu, releaseLease, RunEnded, type ExperimentRun } from './state.js';
 
 type Requirements = ExperimentRequest['requirements'];
@@ -38,6 +39,7 @@ export async function train(run: ExperimentRun): Promise<{ outcome: TrainingOutc
       trained: (seconds) => (record.trainedSeconds = seconds),
     });
     endAttempt(run, record, attempt);
+    if (!attempt.outcome && !run.pending.environment) await keepLostEnvironment(run);
     if (attempt.outcome?.gpuFailure) await drainFailedGpu(run, granted, attempt.outcome.gpuFailure);
     if (attempt.outcome) {
       run.leaseReturned = attempt.outcome.leaseReleased === true;
@@ -69,6 +71,15 @@ export async function train(run: ExperimentRun): Promise<{ outcome: TrainingOutc
     note = `retry ${infraFailures + 1} after: ${attempt.infra}`;
     await sleep(2 ** infraFailures * 1000);
   }
+}
+
+/**
+ * An attempt that ended without an outcome still says where and with what it trained: its host
+ * recorded the environment in the train task's heartbeat, read while the task is still pending.
+ */
+async function keepLostEnvironment(run: ExperimentRun): Promise<void> {
+  const environment = await localControl.recordedEnvironment(run.experimentId).catch(() => null);
+  if (environment) run.pending.environment = environment;
 }
 
 /** What a re-placed run asks for: the class and the GPU count its lost attempt was granted. */

@@ -1,0 +1,115 @@
+/**
+ * How a simulated host speaks to the pool: exactly as `expctl worker` does (src/roots/gpu-worker.ts),
+ * through the same signed registration and membership code, and kept alive by the same
+ * keepHostAlive activity on its own host queue (one activity-only Worker per simulated host),
+ * minus the processes it would train. The bench's host-side protocol lives here only, so a change
+ * of protocol changes this one file.
+ */
+import crypto from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
+import { Worker, type NativeConnection } from '@temporalio/worker';
+import { createLivenessActivities } from '../../src/activities/liveness.js';
+import { DEFAULT_POOL_HEARTBEAT_MS, type Slot } from '../../src/domain/fleet.js';
+import { hostRegistration, PoolMembership } from '../../src/gpu-worker/pool-membership.js';
+import type { Credential } from '../../src/security/credentials.js';
+import { hostTaskQueue, POOL_TASK_QUEUE, POOL_WORKFLOW_ID, slotTaskQueue } from '../../src/shared/constants.js';
+import { registerHostSignal } from '../../src/workflows/definitions.js';
+
+/** The runtime tag every simulated GPU carries, so that only the simulation's runs land on them. */
+export const SIM_RUNTIME_TAG = 'bench-sim';
+
+/** `gpus` fake A100s of `host`, as discovery would report them. */
+export function simSlots(host: string, gpus: number): Slot[] {
+  return Array.from({ length: gpus }, (_, index) => ({
+    slotId: `${host}/gpu${index}`,
+    host,
+    index,
+    uuid: `GPU-sim-${host}-${index}`,
+    name: 'NVIDIA A100-SXM4-80GB',
+    acceleratorClass: 'a100',
+    memoryMb: 81920,
+    taskQueue: slotTaskQueue(host, `gpu${index}`),
+    runtimeTags: [SIM_RUNTIME_TAG],
+  }));
+}
+
+/** One simulated host, joined to the pool and keeping itself alive as a worker does. */
+export interface SimHost {
+  readonly host: string;
+  /** Registers, waits until the pool has it online, and starts keeping it alive. */
+  join(): Promise<void>;
+  /** Says goodbye, as a worker that shuts down. */
+  leave(): Promise<void>;
+}
+
+export async function simHost(options: {
+  client: Client;
+  /** The process's worker connection and payload converter: the host's liveness Worker polls through them. */
+  connection: NativeConnection;
+  namespace: string;
+  dataConverter: DataConverter;
+  credential: Credential;
+  host: string;
+  gpus: number;
+  datasetsDir: string;
+  log: (line: string) => void;
+}): Promise<SimHost> {
+  const { client, host } = options;
+  const heartbeatMs = DEFAULT_POOL_HEARTBEAT_MS;
+  const hostQueue = hostTaskQueue(host);
+  const incarnation = crypto.randomUUID();
+  const stopping = new AbortController();
+  // The host queue's only work here is liveness: keepHostAlive, and the probe after a missed heartbeat.
+  const liveness = await Worker.create({
+    connection: options.connection,
+    namespace: options.namespace,
+    dataConverter: options.dataConverter,
+    taskQueue: hostQueue,
+    activities: createLivenessActivities({ host, incarnation, heartbeatMs, stopping: stopping.signal }),
+    maxConcurrentActivityTaskExecutions: 2,
+    maxConcurrentActivityTaskPolls: 1,
+    maxHeartbeatThrottleInterval: heartbeatMs,
+  });
+  const running = liveness.run();
+  const membership = new PoolMembership(
+    {
+      client,
+      credential: options.credential,
+      log: options.log,
+      heartbeatMs,
+      startPool: (registration) =>
+        client.workflow.signalWithStart('poolWorkflow', {
+          workflowId: POOL_WORKFLOW_ID,
+          taskQueue: POOL_TASK_QUEUE,
+          args: [],
+          signal: registerHostSignal,
+          signalArgs: [registration],
+        }),
+      liveLeases: () => [],
+    },
+    await hostRegistration({
+      host,
+      hostQueue,
+      slots: simSlots(host, options.gpus),
+      datasetsDir: options.datasetsDir,
+      liveRuns: [],
+      heartbeatMs,
+      incarnation,
+    }),
+  );
+  return {
+    host,
+    async join() {
+      await membership.register();
+      await membership.accepted();
+      membership.watchPool();
+    },
+    async leave() {
+      await membership.leave();
+      stopping.abort();
+      liveness.shutdown();
+      await running;
+    },
+  };
+}
