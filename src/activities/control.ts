@@ -284,10 +284,26 @@ export function createControlActivities({ client, catalog, secretHashKey, store,
       record: RecordUpdate;
       patch?: { sha256: string };
       lease: LeaseRequestInput;
+      /** Where a lease granted now puts the run's `running` state in its record (revision, timeline index). */
+      onGrant?: { revision: number; seq: number; attempts: number };
     }): Promise<LeaseAnswer & { patchKept: boolean }> {
       const patchKept = input.patch ? await keepPatchFromStore(input.patch.sha256) : true;
       await recordExperiment(input.record);
-      return { ...(await requestLease(input.lease)), patchKept };
+      const answer = await requestLease(input.lease);
+      // Granted at once: the catalog says `running` now, not only when the run has ended.
+      if ('lease' in answer && input.onGrant) {
+        const { revision, seq, attempts } = input.onGrant;
+        const note = `on ${answer.lease.slot.slotId}`;
+        await recordExperiment({
+          experimentId: input.record.experimentId,
+          status: 'running',
+          revision,
+          attempts,
+          placement: answer.lease.placement,
+          events: [{ status: 'running', at: new Date().toISOString(), note, seq }],
+        });
+      }
+      return { ...answer, patchKept };
     },
 
     requestLease,

@@ -162,6 +162,10 @@ describe('failures land in named states', () => {
     );
     const pid = Number(await fs.readFile(pidFile, 'utf8'));
     expect(processAlive(pid)).toBe(true);
+    // The catalog (expctl history, the report) says `running` while it trains, not only at the end.
+    const record = await stack.catalog.get(handle.workflowId);
+    expect(record).toMatchObject({ status: 'running' });
+    expect(record?.events.map((event) => event.status)).toContain('running');
     await handle.cancel();
     const result = await handle.result();
     expect(result.status).toBe('canceled');

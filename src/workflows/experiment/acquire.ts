@@ -27,11 +27,20 @@ export async function acquire(
 ): Promise<Lease> {
   mark(run, 'queued', note);
   const patch = run.patchToKeep;
+  const record = nextRecord(run, 'queued');
+  // The `running` record a grant in the answer writes: the next revision, the timeline's next state.
+  const onGrant = {
+    revision: run.revision + 1,
+    seq: run.snapshot.timeline.length,
+    attempts: run.snapshot.attempts + 1,
+  };
   const answer = await localControl.enqueueRun({
-    record: nextRecord(run, 'queued'),
+    record,
     ...(patch ? { patch: { sha256: patch.sha256 } } : {}),
     lease: leaseAsk(run, requirements),
+    onGrant,
   });
+  if ('lease' in answer) run.revision = Math.max(run.revision, onGrant.revision);
   take(run, answer);
   run.patchToKeep = undefined;
   // The fleet store could not give the patch: its validating host is asked for it.
