@@ -13,7 +13,13 @@ import { createLivenessActivities } from '../../src/activities/liveness.js';
 import { DEFAULT_POOL_HEARTBEAT_MS, type Slot } from '../../src/domain/fleet.js';
 import { hostRegistration, PoolMembership } from '../../src/gpu-worker/pool-membership.js';
 import type { Credential } from '../../src/security/credentials.js';
-import { hostTaskQueue, POOL_TASK_QUEUE, POOL_WORKFLOW_ID, slotTaskQueue } from '../../src/shared/constants.js';
+import {
+  hostTaskQueue,
+  POOL_TASK_QUEUE,
+  POOL_WORKFLOW_ID,
+  POOL_WORKFLOW_TASK_TIMEOUT,
+  slotTaskQueue,
+} from '../../src/shared/constants.js';
 import { registerHostSignal } from '../../src/workflows/definitions.js';
 
 /** The runtime tag every simulated GPU carries, so that only the simulation's runs land on them. */
@@ -82,6 +88,7 @@ export async function simHost(options: {
         client.workflow.signalWithStart('poolWorkflow', {
           workflowId: POOL_WORKFLOW_ID,
           taskQueue: POOL_TASK_QUEUE,
+          workflowTaskTimeout: POOL_WORKFLOW_TASK_TIMEOUT,
           args: [],
           signal: registerHostSignal,
           signalArgs: [registration],

@@ -1,5 +1,5 @@
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { POOL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
+import { POOL_TASK_QUEUE, POOL_WORKFLOW_ID, POOL_WORKFLOW_TASK_TIMEOUT } from '../shared/constants.js';
 import { poolStateQuery, type PoolSnapshot } from '../workflows/definitions.js';
 import type { poolWorkflow } from '../workflows/pool.js';
 import { rebuiltPool } from '../workflows/pool-state.js';
@@ -49,6 +49,7 @@ export async function healPool(client: Client, log: (line: string) => void): Pro
     await client.workflow.start<typeof poolWorkflow>('poolWorkflow', {
       workflowId: POOL_WORKFLOW_ID,
       taskQueue: POOL_TASK_QUEUE,
+      workflowTaskTimeout: POOL_WORKFLOW_TASK_TIMEOUT,
       args: carried ? [carried] : [],
     });
   } catch (error) {

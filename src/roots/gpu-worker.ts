@@ -10,7 +10,7 @@ import { createLivenessActivities, type LivenessDeps } from '../activities/liven
 import { createTrainingActivities, type RunWatch } from '../activities/training.js';
 import { releaseLeaseAtExit } from '../gpu-worker/lease-release.js';
 import { DEFAULT_POOL_HEARTBEAT_MS, type Slot } from '../domain/fleet.js';
-import { hostTaskQueue, POOL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../shared/constants.js';
+import { hostTaskQueue, POOL_TASK_QUEUE, POOL_WORKFLOW_ID, POOL_WORKFLOW_TASK_TIMEOUT } from '../shared/constants.js';
 import type { Credential } from '../security/credentials.js';
 import { leaseHeldQuery, registerHostSignal } from '../workflows/definitions.js';
 import { poolWorkflow } from '../workflows/pool.js';
@@ -165,6 +165,7 @@ async function startGpuWorker(
         options.client.workflow.signalWithStart(poolWorkflow, {
           workflowId: POOL_WORKFLOW_ID,
           taskQueue: POOL_TASK_QUEUE,
+          workflowTaskTimeout: POOL_WORKFLOW_TASK_TIMEOUT,
           args: [],
           signal: registerHostSignal,
           signalArgs: [registration],

@@ -13,6 +13,13 @@ export const CONTROL_TASK_QUEUE = 'expctl-control';
 export const TAG_TASK_QUEUE = 'expctl-tag';
 
 /** The pool workflow's own queue (polled by the orchestrator): leases never wait behind experiments' tasks. */
+/**
+ * The pool's workflow task timeout (the server's default is 10 s). On a starved orchestrator a
+ * pool task can take longer than 10 s; a timed-out task is retried and, with lease updates in it,
+ * can leave the pool unable to replay. A crashed orchestrator's task is retried after this long.
+ */
+export const POOL_WORKFLOW_TASK_TIMEOUT = '30s';
+
 export const POOL_TASK_QUEUE = 'expctl-pool';
 
 /** One task queue per accelerator slot, with exactly one activity slot polling it. */
