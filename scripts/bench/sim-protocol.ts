@@ -13,14 +13,7 @@ import { createLivenessActivities } from '../../src/activities/liveness.js';
 import { DEFAULT_POOL_HEARTBEAT_MS, type Slot } from '../../src/domain/fleet.js';
 import { hostRegistration, PoolMembership } from '../../src/gpu-worker/pool-membership.js';
 import type { Credential } from '../../src/security/credentials.js';
-import {
-  hostTaskQueue,
-  POOL_TASK_QUEUE,
-  POOL_WORKFLOW_ID,
-  POOL_WORKFLOW_TASK_TIMEOUT,
-  slotTaskQueue,
-} from '../../src/shared/constants.js';
-import { registerHostSignal } from '../../src/workflows/definitions.js';
+import { hostTaskQueue, slotTaskQueue } from '../../src/shared/constants.js';
 
 /** The runtime tag every simulated GPU carries, so that only the simulation's runs land on them. */
 export const SIM_RUNTIME_TAG = 'bench-sim';
@@ -84,15 +77,6 @@ export async function simHost(options: {
       credential: options.credential,
       log: options.log,
       heartbeatMs,
-      startPool: (registration) =>
-        client.workflow.signalWithStart('poolWorkflow', {
-          workflowId: POOL_WORKFLOW_ID,
-          taskQueue: POOL_TASK_QUEUE,
-          workflowTaskTimeout: POOL_WORKFLOW_TASK_TIMEOUT,
-          args: [],
-          signal: registerHostSignal,
-          signalArgs: [registration],
-        }),
       liveLeases: () => [],
     },
     await hostRegistration({

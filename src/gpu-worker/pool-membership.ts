@@ -5,10 +5,10 @@ import type { HostRegistration, Slot } from '../domain/fleet.js';
 import type { HostFencing } from '../domain/limits.js';
 import type { HostTopology } from '../domain/topology.js';
 import { PERMISSION_DENIED } from '../domain/authorization.js';
-import { POOL_WORKFLOW_ID } from '../shared/constants.js';
+import { POOL_TASK_QUEUE, POOL_WORKFLOW_ID, POOL_WORKFLOW_TASK_TIMEOUT } from '../shared/constants.js';
 import { contentDigest } from '../security/content-digest.js';
 import { signRequest, type Credential } from '../security/credentials.js';
-import { deregisterHostSignal, hostRegistrationQuery } from '../workflows/definitions.js';
+import { deregisterHostSignal, hostRegistrationQuery, registerHostSignal } from '../workflows/definitions.js';
 import { isConnectionError, ServerLink, serverAddressOf } from '../shared/server-link.js';
 import { softwareVersions } from './software.js';
 
@@ -80,13 +80,23 @@ export function liveLeasesOf(
   );
 }
 
+/** Registers a host, starting the pool first where there is none (signal-with-start). */
+export function registerStartingPool(client: Client, registration: HostRegistration): Promise<unknown> {
+  return client.workflow.signalWithStart('poolWorkflow', {
+    workflowId: POOL_WORKFLOW_ID,
+    taskQueue: POOL_TASK_QUEUE,
+    workflowTaskTimeout: POOL_WORKFLOW_TASK_TIMEOUT,
+    args: [],
+    signal: registerHostSignal,
+    signalArgs: [registration],
+  });
+}
+
 export interface MembershipOptions {
   client: Client;
   credential: Credential;
   log: (line: string) => void;
   heartbeatMs: number;
-  /** Registers this host, starting the pool first where there is none (signal-with-start). */
-  startPool(registration: HostRegistration): Promise<unknown>;
   /** The leases of the runs this worker trains now. */
   liveLeases(): LiveLease[];
 }
@@ -142,7 +152,7 @@ export class PoolMembership {
 
   /** Registers this host, starting the pool first where there is none. */
   register(): Promise<unknown> {
-    return this.options.startPool(this.registration());
+    return registerStartingPool(this.options.client, this.registration());
   }
 
   /**

@@ -10,10 +10,9 @@ import { createLivenessActivities, type LivenessDeps } from '../activities/liven
 import { createTrainingActivities, type RunWatch } from '../activities/training.js';
 import { releaseLeaseAtExit } from '../gpu-worker/lease-release.js';
 import { DEFAULT_POOL_HEARTBEAT_MS, type Slot } from '../domain/fleet.js';
-import { hostTaskQueue, POOL_TASK_QUEUE, POOL_WORKFLOW_ID, POOL_WORKFLOW_TASK_TIMEOUT } from '../shared/constants.js';
+import { hostTaskQueue, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import type { Credential } from '../security/credentials.js';
-import { leaseHeldQuery, registerHostSignal } from '../workflows/definitions.js';
-import { poolWorkflow } from '../workflows/pool.js';
+import { leaseHeldQuery } from '../workflows/definitions.js';
 import { discoverSlots, type DiscoveryOptions } from '../gpu-worker/discover.js';
 import { ensureUnsealingKey, type UnsealingKey } from '../security/sealed-secrets.js';
 import { experimentOpenOn } from '../gpu-worker/reconcile.js';
@@ -161,15 +160,6 @@ async function startGpuWorker(
       credential: options.credential,
       log,
       heartbeatMs,
-      startPool: (registration) =>
-        options.client.workflow.signalWithStart(poolWorkflow, {
-          workflowId: POOL_WORKFLOW_ID,
-          taskQueue: POOL_TASK_QUEUE,
-          workflowTaskTimeout: POOL_WORKFLOW_TASK_TIMEOUT,
-          args: [],
-          signal: registerHostSignal,
-          signalArgs: [registration],
-        }),
       liveLeases: () => liveLeasesOf(hostRuns),
     },
     await hostRegistration({

@@ -1,13 +1,9 @@
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import type { ResultPromise } from 'execa';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startDevServer, type DevServer } from '../../src/temporal/dev-server.js';
-import { freePort } from '../../src/shared/ports.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { hostLostSignal, poolStateQuery } from '../../src/workflows/definitions.js';
 import { livenessWorkflowId } from '../../src/workflows/host-liveness.js';
+import { OwnServer } from '../helpers/own-server.js';
 import { waitFor } from '../helpers/wait.js';
 import { configurePool, startStack, type TestStack } from '../helpers/stack.js';
 import { startWorkerProcess } from '../helpers/worker-process.js';
@@ -16,23 +12,12 @@ import { startWorkerProcess } from '../helpers/worker-process.js';
 const LIMIT_MS = 6_000;
 
 /** A server of this file's own: one test stops and starts it on the same database and port. */
-let server: DevServer | undefined;
-let serverOptions: Parameters<typeof startDevServer>[0];
-let dir: string;
+let server: OwnServer;
 let stack: TestStack;
 let victim: ResultPromise | undefined;
 
 beforeAll(async () => {
-  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-liveness-'));
-  serverOptions = {
-    binary: inject('temporalCli'),
-    dbFile: path.join(dir, 'temporal.db'),
-    ip: '127.0.0.1',
-    grpcPort: await freePort(),
-    uiPort: await freePort(),
-    logFile: path.join(dir, 'temporal.log'),
-  };
-  server = await startDevServer(serverOptions);
+  server = await OwnServer.start('liveness');
   // Three hosts in this process, each reporting every second (the stack's workers do).
   stack = await startStack({ name: 'liveness', address: server.address, cpuSlots: 1 });
   await stack.addGpuWorker({ host: 'second', cpuSlots: 1 });
@@ -42,8 +27,7 @@ beforeAll(async () => {
 afterAll(async () => {
   victim?.kill('SIGKILL');
   await stack?.stop();
-  await server?.stop();
-  await fs.rm(dir, { recursive: true, force: true });
+  await server?.remove();
 });
 
 const pool = () => stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
@@ -173,12 +157,11 @@ describe('host liveness outside the pool', () => {
   it('does not declare live hosts lost when the server was away longer than their limit', async () => {
     const watches = await Promise.all(HOSTS.map(async (host) => (await livenessOf(host)).handle.workflowId));
     const stoppedAt = Date.now();
-    await server!.stop();
-    server = undefined;
+    await server.down();
     // Away for longer than the limit and its slack: every heartbeat times out when it returns.
     const outageMs = 15_000;
     await waitFor(async () => Date.now() - stoppedAt >= outageMs, outageMs + 5_000);
-    server = await startDevServer(serverOptions);
+    await server.up();
     const back = Date.now();
     // Each host heartbeats again to the same watch (a fresh limit, not a probe it could not yet answer).
     await waitFor(() => allAliveSince(back), 60_000);

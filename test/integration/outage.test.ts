@@ -1,40 +1,25 @@
-import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { runFiles } from '../../src/gpu-worker/run-files.js';
-import { startDevServer, type DevServer } from '../../src/temporal/dev-server.js';
-import { freePort } from '../../src/shared/ports.js';
 import { experimentStateQuery } from '../../src/workflows/definitions.js';
 import { waitFor } from '../helpers/wait.js';
 import { makeRepo } from '../helpers/repo.js';
 import { startStack, type TestStack } from '../helpers/stack.js';
 import { fileExists } from '../helpers/files.js';
+import { OwnServer } from '../helpers/own-server.js';
 
 /** A server of this file's own (the shared one must stay up), stopped and started on the same database and port. */
-let server: DevServer | undefined;
-let serverOptions: Parameters<typeof startDevServer>[0];
-let dir: string;
+let server: OwnServer;
 let stack: TestStack;
 
 beforeAll(async () => {
-  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-outage-'));
-  serverOptions = {
-    binary: inject('temporalCli'),
-    dbFile: path.join(dir, 'temporal.db'),
-    ip: '127.0.0.1',
-    grpcPort: await freePort(),
-    uiPort: await freePort(),
-    logFile: path.join(dir, 'temporal.log'),
-  };
-  server = await startDevServer(serverOptions);
+  server = await OwnServer.start('outage');
   stack = await startStack({ name: 'outage', address: server.address, cpuSlots: 1 });
 });
 afterAll(async () => {
   await stack?.stop();
-  await server?.stop();
-  await fs.rm(dir, { recursive: true, force: true });
+  await server?.remove();
 });
 
 describe('a server outage while a run finishes', () => {
@@ -55,15 +40,14 @@ describe('a server outage while a run finishes', () => {
     await waitFor(async () => fileExists(files.record), 60_000);
 
     const stoppedAt = Date.now();
-    await server!.stop();
-    server = undefined;
+    await server.down();
     // The run finishes while the server is away; its outcome is kept on the host.
     await waitFor(async () => fileExists(files.outcome), 60_000);
     // The worker's heartbeat told its operator that the server went, and why.
     await waitFor(async () => stack.workerLog.some((line) => line.includes('lost the Temporal server')), 30_000);
     const outageMs = 30_000;
     await waitFor(async () => Date.now() - stoppedAt >= outageMs, outageMs + 5000);
-    server = await startDevServer(serverOptions);
+    await server.up();
 
     const result = await handle.result();
     await waitFor(
@@ -74,7 +58,7 @@ describe('a server outage while a run finishes', () => {
     expect(told[0]).toMatch(
       new RegExp(
         // Why, in gRPC's words: refused connections, or the heartbeat's own deadline.
-        `^expctl worker testhost: lost the Temporal server at ${server!.address}: .*(ECONNREFUSED|connect|unavailable|no answer before the call's deadline)`,
+        `^expctl worker testhost: lost the Temporal server at ${server.address}: .*(ECONNREFUSED|connect|unavailable|no answer before the call's deadline)`,
         'i',
       ),
     );
