@@ -7,6 +7,7 @@ import {
 } from '@temporalio/client';
 import type { Catalog } from '../catalog/catalog.js';
 import type { EnvironmentRecord, RecordUpdate } from '../catalog/record.js';
+import { trainingEnvironment } from '../client/training-environment.js';
 import {
   parseDatasetRef,
   resolveDatasetRefs,
@@ -244,18 +245,7 @@ export function createControlActivities({ client, catalog, secretHashKey, store,
      * when there is none.
      */
     async recordedEnvironment(experimentId: string): Promise<EnvironmentRecord | null> {
-      const description = await client.workflow.getHandle(experimentId).describe();
-      const training = description.raw.pendingActivities?.find((activity) =>
-        ['runTraining', 'awaitTraining'].includes(activity.activityType?.name ?? ''),
-      );
-      const payload = training?.heartbeatDetails?.payloads?.[0];
-      if (!payload) return null;
-      const converter = client.options.loadedDataConverter;
-      let decoded = [payload];
-      // Codecs encode in order, so they decode in reverse.
-      for (const codec of [...converter.payloadCodecs].reverse()) decoded = await codec.decode(decoded);
-      const heartbeat = converter.payloadConverter.fromPayload<{ environment?: EnvironmentRecord }>(decoded[0]!);
-      return typeof heartbeat?.environment?.host === 'string' ? heartbeat.environment : null;
+      return trainingEnvironment(client, experimentId);
     },
 
     /**

@@ -504,7 +504,12 @@ export function createTrainingActivities(deps: TrainingDeps) {
       });
       // The first heartbeat waits a moment for the environment (never long: the run is prepared meanwhile).
       await Promise.race([environment, new Promise((resolve) => setTimeout(resolve, 2000))]);
-      const outcome = await follow(registered);
+      const outcome = await follow(registered).catch((error: unknown) => {
+        // A canceled run's record still says where and with what it trained.
+        if (error instanceof CancelledFailure && recorded)
+          throw new CancelledFailure(error.message, [{ environment: recorded }]);
+        throw error;
+      });
       const taken = await environment;
       return taken ? { ...outcome, environment: taken } : outcome;
     },

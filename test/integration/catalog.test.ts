@@ -85,12 +85,19 @@ describe('the operating record', () => {
     expect(patch?.text).toContain('+++ b/train.py');
     expect(record.patchBytes).toBe(patch?.bytes);
     expect(record.patchFiles).toEqual(['train.py']);
-    expect(record.environment?.software.python3).toMatch(/^Python 3/);
     expect(record.placement?.candidates.length).toBe(2);
     expect(record.events.map((e) => e.status)).toEqual(['submitted', 'validating', 'queued', 'running']);
+    // The leased host's environment travels in the train step's heartbeat (no history events) and
+    // reaches the catalog with the outcome; `show` reads it from the heartbeat meanwhile.
+    await waitFor(async () => {
+      const shown = outputOf('show', await cli('show', experimentId, '--json')) as ShownJson;
+      return /^Python 3/.test(String(shown.record?.environment?.software?.python3 ?? ''));
+    }, 30_000);
     await handle.cancel();
     await handle.result();
-    expect((await catalog.get(experimentId))!.status).toBe('canceled');
+    const ended = (await catalog.get(experimentId))!;
+    expect(ended.status).toBe('canceled');
+    expect(ended.environment?.software.python3).toMatch(/^Python 3/);
   });
 });
 

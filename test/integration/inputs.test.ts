@@ -164,11 +164,13 @@ describe('validation where the run will train', () => {
             ? /dataset only-on-a is not present on train-b/
             : /checkpoint only-on-a\.pt was not found in commit .* or under the checkpoints root of train-b/,
         );
-        // Refused before the run was `running`: the training command never started, and the slot is free again.
+        // Refused by the train step's own check on the leased host, before the training command
+        // started (no training outcome), and the slot is free again.
         expect(state.timeline.map((entry) => entry.status)).toEqual([
           'submitted',
           'validating',
           'queued',
+          'running',
           'validation_failed',
         ]);
         expect(state.training).toBeNull();

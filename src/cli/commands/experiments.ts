@@ -1,3 +1,4 @@
+import { trainingEnvironment } from '../../client/training-environment.js';
 import { asRefusal } from '../refusal.js';
 import type { AttemptRecord } from '../../domain/attempts.js';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
@@ -258,6 +259,10 @@ export async function showCommand(id: string, options: { json?: boolean; patch?:
     // The catalog outlives Temporal's retention: a record alone is still an answer.
     if (!(error instanceof CliError) || !record) throw error;
   }
+  // A run still training: its host's environment record travels in the train step's heartbeat
+  // until the outcome brings it to the catalog.
+  if (record && !record.environment && snapshot?.status === 'running')
+    record.environment = await trainingEnvironment(client, id).catch(() => null);
   const queuePosition = snapshot?.status === 'queued' ? await queuePositionOf(client, id) : null;
   // Who submitted, canceled (or tried to): the orchestrator's audit trail for this experiment.
   const audit = await catalog.auditTrail(id);

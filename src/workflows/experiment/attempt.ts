@@ -3,12 +3,14 @@ import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
+  CancelledFailure,
   condition,
   isCancellation,
   proxyActivities,
   sleep,
   TimeoutFailure,
 } from '@temporalio/workflow';
+import type { EnvironmentRecord } from '../../catalog/record.js';
 import type { TrainingOutcome } from '../../domain/experiment.js';
 import {
   hostAnswerSeconds,
@@ -98,10 +100,18 @@ export async function attemptOn(
     return revokedNow(run, granted);
   } catch (error) {
     if (run.revoked) return revokedNow(run, granted);
+    keepCanceledEnvironment(run, error);
     throw error;
   } finally {
     run.attemptScope = undefined;
   }
+}
+
+/** A canceled train step gives back the environment its host recorded (the details of its cancellation). */
+function keepCanceledEnvironment(run: ExperimentRun, error: unknown): void {
+  if (!(error instanceof ActivityFailure) || !(error.cause instanceof CancelledFailure)) return;
+  const [details] = error.cause.details as [{ environment?: EnvironmentRecord } | undefined];
+  if (details?.environment) run.pending.environment = details.environment;
 }
 
 /**
