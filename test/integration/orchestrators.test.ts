@@ -112,12 +112,13 @@ describe.skipIf(SKIP)('two orchestrators on one PostgreSQL catalog', () => {
       rows.map((row) => row.id).sort(),
     );
 
-    // Both orchestrators did the work: activities of these runs started on each of them.
+    // Both orchestrators did the work: workflow tasks of these runs (their control steps run as
+    // local activities inside them) completed on each of them.
     const identities = new Set<string>();
     for (const handle of handles)
       for (const event of (await handle.fetchHistory()).events ?? [])
-        if (event.activityTaskStartedEventAttributes?.identity)
-          identities.add(event.activityTaskStartedEventAttributes.identity);
+        if (event.workflowTaskCompletedEventAttributes?.identity)
+          identities.add(event.workflowTaskCompletedEventAttributes.identity);
     expect([...identities].some((identity) => identity.startsWith(`${first.child.pid}@`))).toBe(true);
     expect([...identities].some((identity) => identity.startsWith(`${orchestrators[1]!.child.pid}@`))).toBe(true);
   });

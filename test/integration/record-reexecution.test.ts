@@ -45,7 +45,9 @@ describe('an orchestrator that dies between a catalog write and its workflow tas
     const id = handle.workflowId;
     expect((await dying.child).signal).toBe('SIGKILL');
     expect(dying.log.join('')).toContain(`dying after authorize:submit of ${id}`);
-    for (const write of ['recordExperiment:running', 'recordExperiment:completed']) {
+    // A phase's step re-executed: the queue step (records queued, asks the pool, records running on
+    // the grant) and the final step (releases, decides on the tag, records the end).
+    for (const write of ['enqueueRun:queued', 'finishRun:completed']) {
       const next = await startOrchestrator(write);
       expect((await next.child).signal).toBe('SIGKILL');
       expect(next.log.join('')).toContain(`dying after ${write} of ${id}`);
