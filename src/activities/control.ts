@@ -7,7 +7,7 @@ import {
 } from '@temporalio/client';
 import type { Catalog } from '../catalog/catalog.js';
 import type { EnvironmentRecord, RecordUpdate } from '../catalog/record.js';
-import { trainingEnvironment } from '../client/training-environment.js';
+import { trainingEnvironment } from '../temporal/training-environment.js';
 import {
   parseDatasetRef,
   resolveDatasetRefs,

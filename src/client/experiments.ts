@@ -268,3 +268,6 @@ export async function countExperimentsOfTags(client: Client, prefix: string): Pr
   const answer = await client.workflow.count(`ExpctlTag STARTS_WITH '${prefix}'`).catch(() => ({ count: 0 }));
   return answer.count;
 }
+
+/** A running run's environment record, from its train step's heartbeat (see temporal/training-environment.ts). */
+export { trainingEnvironment } from '../temporal/training-environment.js';

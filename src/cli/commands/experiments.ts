@@ -1,4 +1,3 @@
-import { trainingEnvironment } from '../../client/training-environment.js';
 import { asRefusal } from '../refusal.js';
 import type { AttemptRecord } from '../../domain/attempts.js';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
@@ -12,6 +11,7 @@ import {
   NotAnExperimentError,
   submitRequest,
   type ExperimentHandle,
+  trainingEnvironment,
 } from '../../client/experiments.js';
 import { poolState } from '../../client/fleet.js';
 import { isBatchId } from '../../client/batches.js';
