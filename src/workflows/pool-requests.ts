@@ -138,7 +138,7 @@ function heldLease(state: PoolState, experimentId: string): Lease | undefined {
     ...(fencing ? { fencing } : {}),
     slot: slots[0]!,
     slots,
-    placement: {
+    placement: state.recentPlacements.get(experimentId) ?? {
       slotId: slots[0]!.slotId,
       host: lead.slot.host,
       acceleratorClass: lead.slot.acceleratorClass,
@@ -236,14 +236,26 @@ function takeGrants(state: PoolState, now: number): TakenGrant[] {
 /** The lease as its run is told it: its host's fencing, its GPUs, the placement record (bounded). */
 function leaseOf(state: PoolState, { grant, entries, lease }: TakenGrant): Lease {
   const fencing = state.pool.hosts[entries[0]!.slot.host]?.fencing;
+  // Bounded: a grant's size (and this history's growth) does not grow with the fleet.
+  const placement = boundPlacementRecord(grant.record);
+  keepRecentPlacement(state, grant.experimentId, placement);
   return {
     ...lease,
     ...(fencing ? { fencing } : {}),
     slot: entries[0]!.slot,
     slots: entries.map((entry) => entry.slot),
-    // Bounded: a grant's size (and this history's growth) does not grow with the fleet.
-    placement: boundPlacementRecord(grant.record),
+    placement,
   };
+}
+
+/** How many grants' placement records the pool keeps for runs that ask again. */
+const RECENT_PLACEMENTS = 256;
+
+function keepRecentPlacement(state: PoolState, experimentId: string, placement: Lease['placement']): void {
+  const recent = state.recentPlacements;
+  recent.delete(experimentId);
+  recent.set(experimentId, placement);
+  if (recent.size > RECENT_PLACEMENTS) recent.delete(recent.keys().next().value!);
 }
 
 /** Tells each winner its lease by signal; a run that ended meanwhile gives its slots back. */

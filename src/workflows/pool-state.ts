@@ -2,7 +2,7 @@ import { addUsage } from '../domain/fair-share.js';
 import { DEFAULT_PLACEMENT_POLICY } from '../domain/placement.js';
 import { DEFAULT_HEARTBEAT_LIMIT_MS } from '../domain/limits.js';
 import type { HostRegistration } from '../domain/fleet.js';
-import type { PoolSnapshot, SlotEntry } from './definitions.js';
+import type { Lease, PoolSnapshot, SlotEntry } from './definitions.js';
 
 export function emptyPool(): PoolSnapshot {
   return {
@@ -34,6 +34,12 @@ export class PoolState {
   readonly pendingRevocations: PendingRevocation[] = [];
   /** Grant signals and holder checks on their way (each wakes the loop when it lands). */
   readonly inFlight = new Set<Promise<void>>();
+  /**
+   * The placement records of the latest grants, by experiment: a run that asks again for the lease
+   * it holds (its answer was lost to a retry) gets its placement's reasons back. Not carried across
+   * continue-as-new: the state stays small, and a run asks again within moments of its grant.
+   */
+  readonly recentPlacements = new Map<string, Lease['placement']>();
 
   constructor(carried?: Partial<PoolSnapshot>) {
     this.pool = { ...emptyPool(), ...carried };
