@@ -8,6 +8,7 @@ import {
 import type { Catalog } from '../catalog/catalog.js';
 import type { EnvironmentRecord, RecordUpdate } from '../catalog/record.js';
 import { trainingEnvironment } from '../temporal/training-environment.js';
+import { tellGranted as tellLeaseGranted } from '../gpu-worker/lease-release.js';
 import {
   parseDatasetRef,
   resolveDatasetRefs,
@@ -27,9 +28,7 @@ import {
   placementViewQuery,
   recordBatchUpdate,
   recordOutcomeUpdate,
-  leaseGrantedSignal,
   leaseMessagesUpdate,
-  releaseLeaseSignal,
   tagStateQuery,
   type Lease,
   type LeaseAnswer,
@@ -140,16 +139,7 @@ export function createControlActivities({ client, catalog, secretHashKey, store,
    * Tells a run its lease. A run that has ended gives it back; one that could not be told now asks
    * the pool again within its renewal interval and is given the lease then.
    */
-  const tellGranted = async (lease: Lease): Promise<void> => {
-    try {
-      await client.workflow.getHandle(lease.experimentId).signal(leaseGrantedSignal, lease);
-    } catch (error) {
-      if (error instanceof WorkflowNotFoundError)
-        await pool()
-          .signal(releaseLeaseSignal, { experimentId: lease.experimentId, leaseId: lease.leaseId })
-          .catch(() => undefined);
-    }
-  };
+  const tellGranted = (lease: Lease) => tellLeaseGranted(client, lease);
 
   /** This orchestrator's lease messages, in batches (a pool that is gone holds nothing and queues nothing yet). */
   const leases = new LeaseMessenger(async (batch) => {

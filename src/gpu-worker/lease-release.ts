@@ -6,6 +6,22 @@ import { leaseGrantedSignal, releaseLeaseSignal, releaseLeaseUpdate, type Lease 
 const RELEASE_DEADLINE_MS = 10_000;
 
 /**
+ * Tells a run the pool granted it a lease in another caller's answer (the pool sends no signal for
+ * it); a run that has ended meanwhile gives the lease back.
+ */
+export async function tellGranted(client: Client, lease: Lease): Promise<void> {
+  try {
+    await client.workflow.getHandle(lease.experimentId).signal(leaseGrantedSignal, lease);
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError)
+      await client.workflow
+        .getHandle(POOL_WORKFLOW_ID)
+        .signal(releaseLeaseSignal, { experimentId: lease.experimentId, leaseId: lease.leaseId })
+        .catch(() => undefined);
+  }
+}
+
+/**
  * Gives a run's lease back at its exit as an update: the pool's grant pass hands the slot on in the
  * same workflow task and names the runs it granted, which the worker tells itself (the pool sends
  * no signal for them). A run that has ended gives its lease back; one that could not be told asks
@@ -16,22 +32,12 @@ export function releaseLeaseAtExit(
   log: (line: string) => void,
 ): (experimentId: string, leaseId: string) => Promise<void> {
   const pool = client.workflow.getHandle(POOL_WORKFLOW_ID);
-  const tell = async (lease: Lease): Promise<void> => {
-    try {
-      await client.workflow.getHandle(lease.experimentId).signal(leaseGrantedSignal, lease);
-    } catch (error) {
-      if (error instanceof WorkflowNotFoundError)
-        await pool
-          .signal(releaseLeaseSignal, { experimentId: lease.experimentId, leaseId: lease.leaseId })
-          .catch(() => undefined);
-    }
-  };
   return async (experimentId, leaseId) => {
     try {
       const { granted } = await client.withDeadline(Date.now() + RELEASE_DEADLINE_MS, () =>
         pool.executeUpdate(releaseLeaseUpdate, { args: [{ experimentId, leaseId }] }),
       );
-      await Promise.all(granted.map(tell));
+      await Promise.all(granted.map((lease) => tellGranted(client, lease)));
     } catch (error) {
       log(`expctl worker: could not give ${experimentId}'s lease back at its exit: ${(error as Error).message}`);
       throw error;
