@@ -29,6 +29,7 @@ import {
   type SimRunRecord,
 } from './bench/sim-figures.js';
 import { SIM_RUNTIME_TAG } from './bench/sim-protocol.js';
+import { replayPoolRuns, type PoolReplay } from './bench/sim-replay.js';
 import { costOfOneRun, type RunCost } from './bench/sim-run-cost.js';
 
 const SIM_HOSTS = fileURLToPath(new URL('./bench/sim-hosts.ts', import.meta.url));
@@ -69,6 +70,8 @@ interface Measured {
     trouble: Awaited<ReturnType<typeof poolTaskTrouble>>;
     /** Bytes of state its current run started with (encrypted). */
     carried: number;
+    /** The pool's runs of the window replayed against this code. */
+    replay: PoolReplay;
   };
   cpu: Record<string, number>;
   /** The machine's 1-minute load average at the window's end: on a shared machine, the figures' context. */
@@ -129,10 +132,13 @@ interface PoolReading {
   bytes: number;
 }
 
-/** The answer, or null where the server gave none within the bench's deadline (a stalled server is a figure). */
-function timely<T>(call: Promise<T>): Promise<T | null> {
+/**
+ * The answer, or null where the server gave none within the bench's deadline (a stalled server is
+ * a figure). The call's own requests end at the deadline too: none outlives the bench's client.
+ */
+function timely<T>(client: Client, call: () => Promise<T>): Promise<T | null> {
   return Promise.race([
-    call.catch(() => null),
+    client.withDeadline(Date.now() + CALL_DEADLINE_MS, call).catch(() => null),
     new Promise<null>((resolve) => setTimeout(() => resolve(null), CALL_DEADLINE_MS)),
   ]);
 }
@@ -176,7 +182,9 @@ async function poolGrowth(client: Client, before: PoolReading) {
   let events = 0;
   let bytes = 0;
   let continues = 0;
+  const runIds: string[] = [];
   for (let run: PoolReading = now; ; ) {
+    runIds.unshift(run.runId);
     if (run.runId === before.runId) {
       events += run.events - before.events;
       bytes += run.bytes - before.bytes;
@@ -189,7 +197,7 @@ async function poolGrowth(client: Client, before: PoolReading) {
     if (previous === null) break; // the pool was started afresh meanwhile: counted from its start
     run = await poolReading(client, previous);
   }
-  return { events, bytes, continues };
+  return { events, bytes, continues, runIds };
 }
 
 /**
@@ -263,11 +271,13 @@ async function collect(client: Client, started: { id: string; startedAt: number 
       const handle = client.workflow.getHandle(run.id);
       const left = deadline - Date.now();
       const times = await Promise.race([
-        handle.result() as Promise<SimRunTimes>,
+        // Its long polls end at the deadline too, so none is left retrying once the bench closes its client.
+        client.withDeadline(Math.max(Date.now(), deadline), () => handle.result() as Promise<SimRunTimes>),
         new Promise<null>((resolve) => setTimeout(() => resolve(null), Math.max(0, left))),
       ]).catch(() => null);
       // Ended so the next fleet size starts clean; not asked of a server that stopped answering.
-      if (times === null && !stalled) stalled = (await timely(handle.terminate('bench sim ended'))) === null;
+      if (times === null && !stalled)
+        stalled = (await timely(client, () => handle.terminate('bench sim ended'))) === null;
       records.push({
         startedAt: run.startedAt,
         requestedAt: times?.requestedAt ?? null,
@@ -305,13 +315,17 @@ async function measureFleet(
     const window = steadyWindow(feedStart, seconds, jobSeconds);
     const readings = (async () => {
       await new Promise((resolve) => setTimeout(resolve, window.from - Date.now()));
-      const before = { at: Date.now(), pool: await timely(poolReading(client)), cpu: await cpuOf(processes) };
+      const before = {
+        at: Date.now(),
+        pool: await timely(client, () => poolReading(client)),
+        cpu: await cpuOf(processes),
+      };
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, window.to - Date.now())));
       const at = Date.now();
       const cpu = await cpuOf(processes);
-      const grown = before.pool === null ? null : await timely(poolGrowth(client, before.pool));
-      const after = { at, pool: grown ?? { events: NaN, bytes: NaN, continues: NaN }, cpu };
-      const trouble = (await timely(poolTaskTrouble(client))) ?? {
+      const grown = before.pool === null ? null : await timely(client, () => poolGrowth(client, before.pool!));
+      const after = { at, pool: grown ?? { events: NaN, bytes: NaN, continues: NaN, runIds: [] }, cpu };
+      const trouble = (await timely(client, () => poolTaskTrouble(client))) ?? {
         failed: NaN,
         timedOut: NaN,
         last: 'the pool history could not be read',
@@ -324,11 +338,15 @@ async function measureFleet(
           (state) => state.queue.length,
           () => null,
         );
-      return { before, after, queue, trouble, carried: (await timely(carriedStateBytes(client))) ?? NaN };
+      return { before, after, queue, trouble, carried: (await timely(client, () => carriedStateBytes(client))) ?? NaN };
     })();
     const fed = await feed(ctx, rate, seconds, jobSeconds);
     const { before, after, queue, trouble, carried } = await readings;
     const records = await collect(client, fed.started, Date.now() + (2 * jobSeconds + 60) * 1000);
+    const replay = await replayPoolRuns(client, after.pool.runIds).catch((error: Error) => ({
+      runs: after.pool.runIds.length,
+      failures: [`the replay could not run: ${error.message}`],
+    }));
     const span = (after.at - before.at) / 1000;
     const cpu: Record<string, number> = {};
     for (const name of Object.keys(processes)) {
@@ -350,6 +368,7 @@ async function measureFleet(
         queue,
         trouble,
         carried,
+        replay,
       },
       cpu,
       loadAverage: os.loadavg()[0]!,
@@ -381,6 +400,12 @@ function describe(m: Measured): void {
       `  pool       its current run has ${fixed(pool.trouble.failed)} failed and ${fixed(pool.trouble.timedOut)} timed-out workflow tasks` +
         `${pool.trouble.last ? `; the last failure: ${pool.trouble.last}` : ''}`,
     );
+  console.log(
+    `  replay     ${pool.replay.runs} run(s) of the pool replayed against this code: ` +
+      (pool.replay.failures.length === 0
+        ? 'deterministic'
+        : `${pool.replay.failures.length} failed: ${pool.replay.failures.join('; ')}`),
+  );
   const cpuLine = Object.entries(m.cpu)
     .map(([name, coreShare]) => `${name} ${(coreShare * 100).toFixed(0)} %`)
     .join(', ');

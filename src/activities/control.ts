@@ -44,6 +44,14 @@ import type { FleetStore } from '../store/store.js';
 /** The most of a patch one read asks its host for (the host caps a page at READ_PATCH_PAGE_BYTES). */
 const PATCH_PAGE_BYTES = 256 * 1024;
 
+/**
+ * The longest one batch may wait for the pool's answer. An update can be lost with a pool task
+ * that timed out (its retry does not answer it); without a deadline the messenger would wait on
+ * it forever and no later request would reach the pool. Under a local step's 30 s, so the step's
+ * retry finds the messenger free and asks again (the pool ignores a request it holds).
+ */
+const LEASE_MESSAGES_DEADLINE_MS = 20_000;
+
 export interface ControlDeps {
   client: Client;
   catalog: Catalog;
@@ -144,7 +152,9 @@ export function createControlActivities({ client, catalog, secretHashKey, store,
   /** This orchestrator's lease messages, in batches (a pool that is gone holds nothing and queues nothing yet). */
   const leases = new LeaseMessenger(async (batch) => {
     try {
-      return await pool().executeUpdate(leaseMessagesUpdate, { args: [batch] });
+      return await client.withDeadline(Date.now() + LEASE_MESSAGES_DEADLINE_MS, () =>
+        pool().executeUpdate(leaseMessagesUpdate, { args: [batch] }),
+      );
     } catch (error) {
       if (!(error instanceof WorkflowNotFoundError)) throw error;
       return { answers: batch.requests.map(() => ({ queued: true as const })), granted: [] };
