@@ -66,7 +66,7 @@ export interface TrainingDeps {
    */
   fencingMs?: number;
   /** Asks the pool whether the lease still stands; a task whose lease is gone never starts. */
-  leaseHeld?: (slotId: string, leaseId: string) => Promise<boolean>;
+  leaseHeld?: (slotId: string, leaseId: string) => Promise<boolean | null>;
   /**
    * Gives the lease back to the pool once every process of its run is gone, so the slot's next run
    * starts while this one is still recorded (absent: the experiment's own release frees it).
@@ -348,7 +348,11 @@ export function createTrainingActivities(deps: TrainingDeps) {
     containmentSupport,
     // A worker back from a network cut must not start a task whose lease was released meanwhile.
     requireLease: async () => {
-      if (deps.leaseHeld && !(await askUntilAnswered(() => deps.leaseHeld!(input.slot.slotId, input.leaseId))))
+      // Only a definite yes starts it: a pool that does not know the slot yet confirms nothing.
+      if (
+        deps.leaseHeld &&
+        !(await askUntilAnswered(async () => (await deps.leaseHeld!(input.slot.slotId, input.leaseId)) === true))
+      )
         throw ApplicationFailure.nonRetryable(
           `the lease ${input.leaseId} on ${input.slot.slotId} is gone (released or revoked); the training was not started`,
         );
@@ -380,7 +384,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
       const stillLeased =
         !deps.leaseHeld || !watch.slotId || !watch.leaseId
           ? true
-          : await deps.leaseHeld(watch.slotId, watch.leaseId).catch(() => true);
+          : ((await deps.leaseHeld(watch.slotId, watch.leaseId).catch(() => true)) ?? true);
       if (stillLeased)
         throw ApplicationFailure.create({
           type: GPUS_NOT_FREE_ON_HOST,
@@ -633,7 +637,7 @@ interface WatchDeps {
   heartbeatIntervalMs: number;
   secretValues: readonly string[];
   /** Asks the pool about the run's lease; absent, the run is never stopped for it. */
-  lease?: { held: () => Promise<boolean>; intervalMs: number };
+  lease?: { held: () => Promise<boolean | null>; intervalMs: number };
   /** Gives the run's lease back to the pool (see TrainingDeps.releaseLease). */
   releaseLease?: () => Promise<void>;
   cleanup: DeferredCleanup;
@@ -855,7 +859,8 @@ function leaseCheck(
       .held()
       .catch(() => undefined)
       .finally(() => (leaseCheckInFlight = false));
-    if (held === undefined) return;
+    // No answer, or a pool that does not know the slot yet: nothing confirmed, nothing denied.
+    if (held === undefined || held === null) return;
     if (held) await touchAttached(files.attached, askedAt);
     leaseDenials = held ? 0 : leaseDenials + 1;
     if (leaseDenials < 2) return;

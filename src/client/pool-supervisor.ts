@@ -1,8 +1,10 @@
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import { POOL_TASK_QUEUE, POOL_WORKFLOW_ID, POOL_WORKFLOW_TASK_TIMEOUT } from '../shared/constants.js';
 import { poolStateQuery, type PoolSnapshot } from '../workflows/definitions.js';
 import type { poolWorkflow } from '../workflows/pool.js';
 import { rebuiltPool } from '../workflows/pool-state.js';
+import { PoolRepairError, repairPool } from './pool-repair.js';
 
 /** How often the orchestrator looks for a pool that is gone. */
 export const POOL_CHECK_MS = 5_000;
@@ -14,21 +16,101 @@ const LAST_STATE_DEADLINE_MS = 15_000;
  * timed out) is started again from the ended run's last state, so its hosts, leases and queue
  * carry over and no restart is needed. A pool that never existed is left to the first worker.
  * Workers do the same when they next look at the pool (signal-with-start): whichever comes first starts it,
- * the other finds it running.
+ * the other finds it running. A pool whose workflow task keeps failing (a stall) is repaired after
+ * `stallRepairMs`, as `expctl pool repair` would; one the repair cannot un-stall is ended, and so
+ * started again.
  */
-export function superviseThePool(options: { client: Client; log: (line: string) => void; everyMs?: number }): {
+export function superviseThePool(options: {
+  client: Client;
+  log: (line: string) => void;
+  everyMs?: number;
+  /** Reads the stalled run's messages (the repair drops those it cannot read). */
+  dataConverter: DataConverter;
+  /** How long a stall may last before the repair; null: never (an operator repairs it). */
+  stallRepairMs: number | null;
+}): {
   stop(): void;
 } {
   let checking = false;
+  const stalls = new StallWatch(options.stallRepairMs);
   const timer = setInterval(() => {
     if (checking) return;
     checking = true;
     void healPool(options.client, options.log)
+      .then(async (healed) => {
+        if (!healed) await repairIfStalled(options.client, options.dataConverter, options.log, stalls);
+      })
       .catch((error: Error) => options.log(`expctl orchestrator: could not check the pool: ${error.message}`))
       .finally(() => (checking = false));
   }, options.everyMs ?? POOL_CHECK_MS);
   timer.unref();
   return { stop: () => clearInterval(timer) };
+}
+
+/**
+ * When the pool's current run started stalling: its workflow task is on a retry (attempt 2 or more)
+ * at each look. A task that times out once under load and then completes is no stall.
+ */
+export class StallWatch {
+  private run: string | null = null;
+  private since = 0;
+
+  constructor(private readonly repairAfterMs: number | null) {}
+
+  /** Whether the run has stalled long enough to repair, given this look. */
+  due(runId: string, failingAttempt: boolean, now: number): boolean {
+    if (!failingAttempt || this.repairAfterMs === null) {
+      this.run = null;
+      return false;
+    }
+    if (this.run !== runId) {
+      this.run = runId;
+      this.since = now;
+    }
+    return now - this.since >= this.repairAfterMs;
+  }
+
+  /** A repair was made (or the run ended): the next stall counts from its own start. */
+  reset(): void {
+    this.run = null;
+  }
+}
+
+/**
+ * Repairs a pool that has stalled for long enough: the same repair as `expctl pool repair`. One
+ * the repair cannot un-stall (the task fails with no message given back: a fault in the pool's own
+ * history, such as a replay that no longer matches it) is ended, so the next look starts it again.
+ */
+async function repairIfStalled(
+  client: Client,
+  dataConverter: DataConverter,
+  log: (line: string) => void,
+  stalls: StallWatch,
+): Promise<void> {
+  const description = await client.workflow.getHandle(POOL_WORKFLOW_ID).describe();
+  if (description.status.name !== 'RUNNING') return;
+  const attempt = description.raw.pendingWorkflowTask?.attempt ?? 0;
+  if (!stalls.due(description.runId, attempt >= 2, Date.now())) return;
+  stalls.reset();
+  try {
+    const repair = await repairPool(client, dataConverter);
+    if (!repair.stalled) return;
+    log(
+      `expctl orchestrator: the pool's workflow task kept failing (${repair.failure}); repaired it: reset to event ` +
+        `${repair.resetToEventId}, ${repair.resent} message(s) given back, ${repair.dropped.length} dropped` +
+        repair.dropped
+          .map((d) => `\n  dropped ${d.signal} (event ${d.eventId}, from ${d.sentBy ?? 'unknown'}): ${d.reason}`)
+          .join(''),
+    );
+  } catch (error) {
+    if (!(error instanceof PoolRepairError)) throw error;
+    const reason = `its workflow task kept failing and a repair could not un-stall it: ${error.message}`;
+    await client.workflow
+      .getHandle(POOL_WORKFLOW_ID)
+      .terminate(reason)
+      .catch(() => undefined); // ended meanwhile: the next look starts it again all the same
+    log(`expctl orchestrator: ended the pool (${reason}); it is started again at the next look`);
+  }
 }
 
 /** Starts the pool again where its latest run has ended; returns whether it did. */

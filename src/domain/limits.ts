@@ -22,6 +22,13 @@ export const DEFAULT_MAX_REPLACEMENTS = 1;
  */
 export const DEFAULT_HEARTBEAT_LIMIT_MS = 60_000;
 
+/**
+ * How long the pool's workflow task may keep failing before the orchestrator repairs the pool by
+ * itself, as `expctl pool repair` would (EXPCTL_POOL_STALL_REPAIR_SECONDS; 0: only by hand). Long
+ * enough for one timed-out task to be retried, short enough that a wedged fleet places again soon.
+ */
+export const DEFAULT_POOL_STALL_REPAIR_SECONDS = 60;
+
 /** What one run may keep of its checkpoints in the fleet store (EXPCTL_CHECKPOINT_QUOTA on the worker changes it). */
 export const DEFAULT_CHECKPOINT_QUOTA_BYTES = 20 * 1024 ** 3;
 

@@ -24,7 +24,8 @@ function logForgotten(log: Log, runs: ReconcileResult['forgotten']): void {
 }
 
 /** Asks the pool whether a lease still stands. */
-export type LeaseHeld = (slotId: string, leaseId: string) => Promise<boolean>;
+/** Whether the pool holds the lease; null where it does not know the slot (see leaseHeldQuery). */
+export type LeaseHeld = (slotId: string, leaseId: string) => Promise<boolean | null>;
 
 /**
  * A kept run is attached only once the pool confirms the lease it was started on, like a watched

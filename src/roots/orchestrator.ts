@@ -27,7 +27,7 @@ import { createCatalogActivities } from '../activities/catalog.js';
 import { createStoreActivities } from '../activities/store.js';
 import { deriveKey } from '../security/keyring.js';
 import { CONTROL_TASK_QUEUE, POOL_TASK_QUEUE, TAG_TASK_QUEUE } from '../shared/constants.js';
-import { dataDir } from '../shared/settings.js';
+import { dataDir, poolStallRepairMs } from '../shared/settings.js';
 import { openStore } from '../store/open.js';
 import type { FleetStore } from '../store/store.js';
 
@@ -61,6 +61,11 @@ export interface OrchestratorOptions {
   interceptors?: WorkerInterceptors;
   /** How often it looks for a pool that is gone, to start it again (pool-supervisor.ts; default 5 s). */
   poolCheckMs?: number;
+  /**
+   * How long the pool's workflow task may keep failing before it repairs the pool itself; null:
+   * never (default: settings.ts poolStallRepairMs, EXPCTL_POOL_STALL_REPAIR_SECONDS).
+   */
+  poolStallRepairMs?: number | null;
   /** Where it tells its operator what it did on its own (default: stderr). */
   log?: (line: string) => void;
   /** The fleet store (default: EXPCTL_STORE, see store/location.ts): promotion checks and retention read it. */
@@ -149,6 +154,8 @@ export async function createOrchestratorWorker(options: OrchestratorOptions): Pr
         client: options.client,
         log: options.log ?? ((line) => console.error(line)),
         ...(options.poolCheckMs !== undefined ? { everyMs: options.poolCheckMs } : {}),
+        dataConverter: options.dataConverter,
+        stallRepairMs: options.poolStallRepairMs === undefined ? poolStallRepairMs() : options.poolStallRepairMs,
       });
       try {
         await Promise.all(runs);

@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { DEFAULT_POOL_STALL_REPAIR_SECONDS } from '../domain/limits.js';
 
 /** A setting (environment variable) that expctl cannot use: the message names it and what it must be. */
 export class ConfigurationError extends Error {}
@@ -115,4 +116,16 @@ export function gitPort(env: NodeJS.ProcessEnv = process.env): number {
 /** The bare repository a control host serves as the fleet remote. */
 export function fleetRemoteDir(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(stateDir(env), 'git', 'fleet.git');
+}
+
+/**
+ * How long the orchestrator lets the pool's workflow task keep failing before it repairs the pool
+ * itself: EXPCTL_POOL_STALL_REPAIR_SECONDS (0: never, an operator runs `expctl pool repair`).
+ */
+export function poolStallRepairMs(env: NodeJS.ProcessEnv = process.env): number | null {
+  const raw = env.EXPCTL_POOL_STALL_REPAIR_SECONDS;
+  const seconds = raw === undefined || raw === '' ? DEFAULT_POOL_STALL_REPAIR_SECONDS : Number(raw);
+  if (!Number.isFinite(seconds) || seconds < 0)
+    throw new ConfigurationError(`EXPCTL_POOL_STALL_REPAIR_SECONDS must be a number of seconds (0: never), not ${raw}`);
+  return seconds === 0 ? null : seconds * 1000;
 }

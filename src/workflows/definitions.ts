@@ -127,8 +127,12 @@ export interface HostLivenessInput {
 export const NOT_THIS_INCARNATION = 'not_this_incarnation';
 /** The pool's heartbeat limit changed: the liveness workflow watches with the host's new silence limit. */
 export const livenessLimitSignal = defineSignal<[{ limitMs: number }]>('livenessLimit');
-/** Whether a lease is still held: a worker asks before it spawns training, so a released lease never runs. */
-export const leaseHeldQuery = defineQuery<boolean, [{ slotId: string; leaseId: string }]>('leaseHeld');
+/**
+ * Whether a lease is still held: a worker asks before it spawns training, so a released lease never
+ * runs, and while it trains. null: the pool does not know the slot (it was started again without
+ * its state and the host has not registered since): neither a yes nor a no.
+ */
+export const leaseHeldQuery = defineQuery<boolean | null, [{ slotId: string; leaseId: string }]>('leaseHeld');
 /** `holdSeconds`: the longest the run holds its lease once granted (setup and kill limits): backfill counts on it. */
 export const requestLeaseSignal = defineSignal<
   [

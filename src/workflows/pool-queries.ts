@@ -49,6 +49,8 @@ export function installQueries(state: PoolState): void {
   );
   setHandler(leaseHeldQuery, ({ slotId, leaseId }) => {
     const entry = pool.slots.find((e) => e.slot.slotId === slotId);
-    return entry?.lease?.leaseId === leaseId && (pool.hosts[entry.slot.host]?.online ?? false);
+    // A pool started again empty knows no slot until its host registers: its runs are not stopped for that.
+    if (!entry) return null;
+    return entry.lease?.leaseId === leaseId && (pool.hosts[entry.slot.host]?.online ?? false);
   });
 }

@@ -134,6 +134,8 @@ export async function startStack(options: {
   orchestrator?: boolean;
   /** The fleet store (default: EXPCTL_STORE's directory, else one in the stack's directory). */
   store?: FleetStore;
+  /** How long the pool may stall before the orchestrator repairs it (null: never; default: the product's). */
+  poolStallRepairMs?: number | null;
 }): Promise<TestStack> {
   installWorkerRuntime();
   const { home, credential } = testTrust();
@@ -167,6 +169,7 @@ export async function startStack(options: {
           workflowBundle: { code: (await workflowBundle()).code },
           issuer: loadIssuerPublicKey(home),
           log: (line) => orchestratorLog.push(line),
+          ...(options.poolStallRepairMs !== undefined ? { poolStallRepairMs: options.poolStallRepairMs } : {}),
         });
   // Without one here, the catalog is made now, as the orchestrators the test starts would make it.
   if (!orchestrator) await (await Catalog.open(catalogPath)).close();

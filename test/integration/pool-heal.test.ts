@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { readPoolSettings } from '../../src/catalog/pool-settings.js';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
-import { poolStateQuery, requestLeaseSignal } from '../../src/workflows/definitions.js';
+import { leaseHeldQuery, poolStateQuery, requestLeaseSignal } from '../../src/workflows/definitions.js';
 import { outputOf, runCli } from '../helpers/cli.js';
 import { makeRepo } from '../helpers/repo.js';
 import { configurePool, drain, startStack, type TestStack } from '../helpers/stack.js';
@@ -11,11 +11,14 @@ import { resultWithin, waitFor } from '../helpers/wait.js';
 import { temporalCli } from '../helpers/temporal-cli.js';
 
 let stack: TestStack;
+/** The worker that serves the healed pool (the last test stops it). */
+let healWorker: Awaited<ReturnType<TestStack['addGpuWorker']>>;
 let source: { repo: string; commit: string };
 
 beforeAll(async () => {
   // No worker yet: the test starts and stops its own, so only the orchestrator can heal the pool.
-  stack = await startStack({ name: 'pool-heal', gpuWorker: false });
+  // The operator repairs the stalled pool here: the orchestrator never does it first.
+  stack = await startStack({ name: 'pool-heal', gpuWorker: false, poolStallRepairMs: null });
   source = await makeRepo();
 });
 afterAll(async () => {
@@ -86,7 +89,7 @@ describe('a pool that heals', () => {
     });
 
     // The worker comes back to the healed pool; the drained slot gets no run, the other serves it.
-    await stack.addGpuWorker({ host: 'healhost', cpuSlots: 2 });
+    healWorker = await stack.addGpuWorker({ host: 'healhost', cpuSlots: 2 });
     const next = await submit('placed by the healed pool');
     expect(await resultWithin(next.handle, 120_000)).toMatchObject({
       status: 'completed',
@@ -182,6 +185,31 @@ describe('a pool that heals', () => {
       dropped: [],
     });
     const next = await submit('placed by the repaired pool');
+    expect(await resultWithin(next.handle, 120_000)).toMatchObject({ status: 'completed', worker: 'healhost' });
+  });
+  it('ended while stalled, is started again empty, and says of a slot it does not know neither yes nor no', async () => {
+    // No worker registers meanwhile: the pool knows no slot until one does.
+    await healWorker.shutdown();
+    const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+    const stalledRun = (await pool.describe()).runId;
+    const failedTasks = async () =>
+      ((await pool.fetchHistory()).events ?? []).filter((e) => e.workflowTaskFailedEventAttributes).length;
+    const before = await failedTasks();
+    await pool.signal(requestLeaseSignal, null as never);
+    await waitFor(async () => (await failedTasks()) > before, 30_000);
+    await terminatePool('stalled: an operator ends it');
+
+    // Its last state cannot be read (replaying its history fails on the same message): it starts empty.
+    const healed = await nextPoolRun(stalledRun);
+    expect(stack.orchestratorLog.join('\n')).toMatch(/the pool was terminated; started it again empty/);
+    expect(healed.slots).toEqual([]);
+    // A run still training on healhost asks about its lease: no answer stops it before its host is back.
+    expect(
+      await pool.query(leaseHeldQuery, { slotId: 'healhost/cpu0', leaseId: 'a-lease-this-run-never-saw' }),
+    ).toBeNull();
+
+    await stack.addGpuWorker({ host: 'healhost', cpuSlots: 2 });
+    const next = await submit('placed by the pool started again empty');
     expect(await resultWithin(next.handle, 120_000)).toMatchObject({ status: 'completed', worker: 'healhost' });
   });
 });
