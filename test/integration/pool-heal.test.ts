@@ -9,6 +9,7 @@ import { makeRepo } from '../helpers/repo.js';
 import { configurePool, drain, startStack, type TestStack } from '../helpers/stack.js';
 import { resultWithin, waitFor } from '../helpers/wait.js';
 import { temporalCli } from '../helpers/temporal-cli.js';
+import { stallPool } from '../helpers/pool-stall.js';
 
 let stack: TestStack;
 /** The worker that serves the healed pool (the last test stops it). */
@@ -104,14 +105,8 @@ describe('a pool that heals', () => {
 
   it('`expctl pool repair` un-stalls a pool, drops only the messages it cannot read or apply, and the next run completes', async () => {
     const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
-    const stalledRun = (await pool.describe()).runId;
-    const failedTasks = async () =>
-      ((await pool.fetchHistory()).events ?? []).filter((e) => e.workflowTaskFailedEventAttributes).length;
-    const before = await failedTasks();
-    // Encrypted with the fleet's keyring, so the codec lets it through, but not a request: its handler
-    // throws, and every retry of the pool's workflow task fails on it again. The pool is stalled.
-    await pool.signal(requestLeaseSignal, null as never);
-    await waitFor(async () => (await failedTasks()) > before, 30_000);
+    // A keyring holder's malformed signal: every retry of the pool's workflow task fails on it.
+    const stalledRun = await stallPool(stack.client);
     // Sent while it is stalled: a legitimate request (for a class no host has, so it stays queued) ...
     const waiting = {
       experimentId: 'waits-for-an-h200',
@@ -125,7 +120,6 @@ describe('a pool that heals', () => {
       ...['--input', '{"experimentId":"waits-for-an-h200"}'],
     ]);
     expect(plaintext.exitCode, plaintext.all).toBe(0);
-    expect(await failedTasks()).toBeGreaterThan(before);
 
     const env = { TEMPORAL_ADDRESS: stack.address, TEMPORAL_NAMESPACE: stack.namespace };
     const repaired = await runCli(env, ['pool', 'repair', '--json']);
@@ -191,12 +185,7 @@ describe('a pool that heals', () => {
     // No worker registers meanwhile: the pool knows no slot until one does.
     await healWorker.shutdown();
     const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
-    const stalledRun = (await pool.describe()).runId;
-    const failedTasks = async () =>
-      ((await pool.fetchHistory()).events ?? []).filter((e) => e.workflowTaskFailedEventAttributes).length;
-    const before = await failedTasks();
-    await pool.signal(requestLeaseSignal, null as never);
-    await waitFor(async () => (await failedTasks()) > before, 30_000);
+    const stalledRun = await stallPool(stack.client);
     await terminatePool('stalled: an operator ends it');
 
     // Its last state cannot be read (replaying its history fails on the same message): it starts empty.

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
-import { requestLeaseSignal } from '../../src/workflows/definitions.js';
+import { stallPool } from '../helpers/pool-stall.js';
 import { makeRepo } from '../helpers/repo.js';
 import { startStack, type TestStack } from '../helpers/stack.js';
-import { resultWithin, waitFor } from '../helpers/wait.js';
+import { resultWithin } from '../helpers/wait.js';
 
 /** How long the pool may stall here before the orchestrator repairs it (the product's default is a minute). */
 const STALL_REPAIR_MS = 3_000;
@@ -40,14 +40,7 @@ describe('a pool whose workflow task keeps failing', () => {
     const first = await submit('before the stall');
     expect(await resultWithin(first.handle, 120_000)).toMatchObject({ status: 'completed' });
 
-    const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
-    const stalledRun = (await pool.describe()).runId;
-    const failedTasks = async () =>
-      ((await pool.fetchHistory()).events ?? []).filter((e) => e.workflowTaskFailedEventAttributes).length;
-    // Encrypted with the fleet's keyring, so the codec lets it through, but not a request: its
-    // handler throws, and every retry of the pool's workflow task fails on it again.
-    await pool.signal(requestLeaseSignal, null as never);
-    await waitFor(async () => (await failedTasks()) > 0, 30_000);
+    const stalledRun = await stallPool(stack.client);
 
     // Asked while the pool stalls: placed once the orchestrator has repaired it, with nobody's help.
     const second = await submit('while the pool stalls');
@@ -56,6 +49,6 @@ describe('a pool whose workflow task keeps failing', () => {
     expect(log).toMatch(/the pool's workflow task kept failing \(.+\); repaired it: reset to event \d+/);
     // Only the message its task failed on was dropped, and the operator is told which and why.
     expect(log).toMatch(/1 dropped\n {2}dropped requestLease \(event \d+, from .+\): /);
-    expect((await pool.describe()).runId).not.toBe(stalledRun);
+    expect((await stack.client.workflow.getHandle(POOL_WORKFLOW_ID).describe()).runId).not.toBe(stalledRun);
   });
 });
