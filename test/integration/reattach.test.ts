@@ -81,6 +81,7 @@ describe('a worker killed mid-run and started again', () => {
       async () => (await fs.readFile(files.log, 'utf8')).includes('expctl: a restarted worker re-attached to this run'),
       60_000,
     );
+    expect(processAlive(trainingPid)).toBe(true);
     await fs.writeFile(stopFile, '');
 
     const result = await handle.result();
