@@ -247,10 +247,10 @@ describe('expctl run: infrastructure (exit 4) and cancel (exit 5)', () => {
 
   it('worker_lost when the only worker that can serve the run is killed', async () => {
     const host = 'clidoomed';
-    // A worker process reports to the pool every 10 s: a 25 s limit notices a dead one soon without
-    // ever taking a live one offline between two reports.
+    // This worker process reports to the pool every 2 s (the stack's own workers every second): an
+    // 8 s limit notices a dead one soon without ever taking a live one offline between two reports.
     const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
-    await configurePool(stack.client, { heartbeatLimitMs: 25_000 });
+    await configurePool(stack.client, { heartbeatLimitMs: 8_000 });
     let worker: ResultPromise | undefined = execa(
       process.execPath,
       [
@@ -265,6 +265,8 @@ describe('expctl run: infrastructure (exit 4) and cancel (exit 5)', () => {
         // Its supervisor waits this long for a worker to come back before it kills the run.
         '--orphan-grace',
         '4',
+        '--heartbeat',
+        '2',
         '--work-dir',
         path.join(stack.workDir, host),
       ],

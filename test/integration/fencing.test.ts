@@ -60,10 +60,18 @@ describe('fencing: at most one attempt of a run trains at any moment', () => {
       killGraceSeconds: 5,
     });
     const pidFile = path.join(stack.workDir, 'fence-train.pid');
-    // Says the budget it was given (a re-placed attempt's is what the lost one left), then trains.
+    // Says the budget it was given (a re-placed attempt's is what the lost one left), then trains:
+    // 30 s the first time, past the fence; 5 steps once the pid file is there (a re-placed attempt,
+    // of which only the start, the budget and the outcome are checked).
     const budgeted = await makeRepo({
-      'budget.py':
-        'import os, runpy\nprint("budget", os.environ["EXPCTL_TIME_BUDGET"], flush=True)\nrunpy.run_path("train.py", run_name="__main__")\n',
+      'budget.py': [
+        'import os, runpy',
+        'print("budget", os.environ["EXPCTL_TIME_BUDGET"], flush=True)',
+        'if os.path.exists(os.environ["PID_FILE"]):',
+        '    os.environ["STEPS"] = "5"',
+        'runpy.run_path("train.py", run_name="__main__")',
+        '',
+      ].join('\n'),
     });
     const { handle } = await submitExperiment(stack.client, {
       tag: 'fence',
@@ -178,6 +186,7 @@ describe('fencing: at most one attempt of a run trains at any moment', () => {
     // The pool's default patience for a silent host: a restart is not a lost host.
     await configurePool(stack.client, { heartbeatLimitMs: 60_000 });
     const pidFile = path.join(stack.workDir, 'phoenix-train.pid');
+    const stopFile = path.join(stack.workDir, 'phoenix-stop');
     const { handle } = await submitExperiment(stack.client, {
       tag: 'phoenix',
       hypothesis: 'a restarted worker is not a lost run',
@@ -188,16 +197,22 @@ describe('fencing: at most one attempt of a run trains at any moment', () => {
       requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: ['phoenix-ok'] },
       maxReplacements: 1,
       // Longer than the fence: the run lives on only if the restarted worker confirms its lease.
-      env: { VAL_BPB: '1.75', STEPS: '250', STEP_SECONDS: '0.2', PID_FILE: pidFile },
+      env: { VAL_BPB: '1.75', STEPS: '250', STEP_SECONDS: '0.2', PID_FILE: pidFile, STOP_FILE: stopFile },
     });
     await waitFor(
       async () => (await handle.query(experimentStateQuery)).status === 'running' && (await readPid(pidFile)) > 0,
       90_000,
     );
     const training = await readPid(pidFile);
+    const killedAt = Date.now();
     victim.kill('SIGKILL');
     await victim;
     await startWorker('phoenix', args);
+    // Still training past the fence (20 s), the kill grace (5 s) and a margin after the kill: the
+    // restarted worker confirmed its lease. Then it may end (the stop file) rather than run out its steps.
+    await waitFor(async () => Date.now() - killedAt >= (20 + 5 + 5) * 1000, 60_000);
+    expect(processAlive(training)).toBe(true);
+    await fs.writeFile(stopFile, '');
 
     const result = await resultWithin(handle, 240_000);
     expect(result).toMatchObject({ status: 'completed', metric: 1.75, worker: 'phoenix' });

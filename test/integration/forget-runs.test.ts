@@ -9,7 +9,7 @@ import { POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import { experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
 import { EXPCTL } from '../helpers/cli.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
-import { startStack, type TestStack } from '../helpers/stack.js';
+import { configurePool, startStack, type TestStack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
 import { fileExists } from '../helpers/files.js';
 
@@ -34,6 +34,8 @@ async function startWorker(): Promise<{ child: ResultPromise; output: () => stri
       '1',
       '--orphan-grace',
       '5',
+      '--heartbeat',
+      '2',
       '--work-dir',
       path.join(stack.workDir, HOST),
     ],
@@ -71,6 +73,8 @@ afterAll(async () => {
 describe('a restarted worker', () => {
   it('forgets a run that ended while it was away, removes its cgroup, and never looks at it again', async () => {
     const first = await startWorker();
+    // The pool notices the killed host's silence in 8 s (its default is 60 s; the worker reports every 2 s).
+    await configurePool(stack.client, { heartbeatLimitMs: 8_000 });
     const { handle } = await submitExperiment(stack.client, {
       tag: 'forget',
       hypothesis: 'a run lost long ago is not kept',

@@ -103,12 +103,24 @@ describe('a long run whose host is killed outright', () => {
       maxReplacements: 1,
       timeBudgetSeconds: 300,
       // A checkpoint every 2 s (4 steps of 0.5 s); 120 steps, so host A dies long before the end.
-      env: { LEDGER: ledger, STEPS: '120', STEP_SECONDS: '0.5', CHECKPOINT_EVERY: '4', VAL_BPB: '1.2' },
+      // Resumed, a step takes 0.05 s: only where attempt 2 goes on is checked, not how long it trains.
+      env: {
+        LEDGER: ledger,
+        STEPS: '120',
+        STEP_SECONDS: '0.5',
+        RESUMED_STEP_SECONDS: '0.05',
+        CHECKPOINT_EVERY: '4',
+        VAL_BPB: '1.2',
+      },
     });
     const t0 = Date.now();
     const runDir = path.join(stack.workDir, 'long-a', 'runs', experimentId);
 
-    // Host A trains until the store holds a synced checkpoint past step 0.
+    // Leased to host A, the run trains there until the store holds a synced checkpoint past step 0;
+    // host B starts meanwhile (the run already holds A's lease) and stays idle until host A dies.
+    await waitFor(async () => (await handle.query(experimentStateQuery)).status === 'running', 90_000);
+    const hostB = startWorkerProcess('long-b');
+    hostB.catch(() => undefined); // awaited below; a failure fails the test there
     await waitFor(async () => {
       const document = await stack.store.getDocument<CheckpointDocument>(
         attemptDocument(experimentId, 1, 'checkpoint'),
@@ -123,8 +135,8 @@ describe('a long run whose host is killed outright', () => {
     const doomed = [hostA.pid!, supervisor, first!.pid];
     for (const pid of doomed) expect(processAlive(pid), `pid ${pid} alive before the kill`).toBe(true);
 
-    // Host B joins, then host A dies outright: its worker, the run's supervisor and the training, all at once.
-    await startWorkerProcess('long-b');
+    // Host B is online, then host A dies outright: its worker, the run's supervisor and the training, all at once.
+    await hostB;
     const killedAt = Date.now();
     for (const pid of doomed) killOutright(pid);
     await waitFor(async () => doomed.every((pid) => !processAlive(pid)), 30_000);

@@ -43,6 +43,7 @@ describe('a worker killed mid-run and started again', () => {
     const host = 'phoenix';
     let { child } = await startWorker(host);
     const pidFile = path.join(stack.workDir, 'phoenix-train.pid');
+    const stopFile = path.join(stack.workDir, 'phoenix-stop');
     const { handle } = await submitExperiment(stack.client, {
       tag: 'reattach',
       hypothesis: 'a worker restart loses nothing',
@@ -51,7 +52,8 @@ describe('a worker killed mid-run and started again', () => {
       repo: source.repo,
       commit: source.commit,
       maxReplacements: 0,
-      env: { VAL_BPB: '1.125', STEPS: '100', STEP_SECONDS: '0.25', PID_FILE: pidFile },
+      // Trains until the restarted worker has re-attached to it (the stop file), 25 s at most.
+      env: { VAL_BPB: '1.125', STEPS: '100', STEP_SECONDS: '0.25', PID_FILE: pidFile, STOP_FILE: stopFile },
     });
     const files = runFiles(path.join(stack.workDir, host), handle.workflowId);
     await waitFor(
@@ -74,6 +76,13 @@ describe('a worker killed mid-run and started again', () => {
     expect(processAlive(trainingPid)).toBe(true);
     const pool = await stack.client.workflow.getHandle(POOL_WORKFLOW_ID).query(poolStateQuery);
     expect(pool.slots.find((s) => s.slot.host === host)?.lease?.experimentId).toBe(handle.workflowId);
+    // Re-attached while it still trains (the scenario of this test, not of the next), it may end.
+    await waitFor(
+      async () => (await fs.readFile(files.log, 'utf8')).includes('expctl: a restarted worker re-attached to this run'),
+      60_000,
+    );
+    expect(processAlive(trainingPid)).toBe(true);
+    await fs.writeFile(stopFile, '');
 
     const result = await handle.result();
     expect(result).toMatchObject({ status: 'completed', metric: 1.125, worker: host });

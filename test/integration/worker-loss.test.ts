@@ -182,6 +182,7 @@ describe('a worker process killed during training', () => {
 
   it("refuses a second worker started on a live worker's host and directory before it touches anything", async () => {
     const first = (await startWorker('twin', ['--runtime-tag', 'twin-ok'])).child;
+    const stopFile = path.join(stack.workDir, 'twin-stop');
     const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
     const { handle } = await submitExperiment(stack.client, {
       tag: 'twin',
@@ -191,7 +192,8 @@ describe('a worker process killed during training', () => {
       repo: source.repo,
       commit: source.commit,
       requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: ['twin-ok'] },
-      env: { VAL_BPB: '1.25', STEPS: '100', STEP_SECONDS: '0.2' },
+      // Trains until the test has checked the refusal (the stop file), 20 s at most.
+      env: { VAL_BPB: '1.25', STEPS: '100', STEP_SECONDS: '0.2', STOP_FILE: stopFile },
     });
     await waitFor(async () => (await handle.query(experimentStateQuery)).status === 'running', 60_000);
     const before = (await pool.query(poolStateQuery)).hosts.twin!;
@@ -210,6 +212,7 @@ describe('a worker process killed during training', () => {
     expect((await handle.query(experimentStateQuery)).status).toBe('running');
     const during = (await pool.query(poolStateQuery)).hosts.twin!;
     expect(during).toMatchObject({ online: true, incarnation: before.incarnation, registeredAt: before.registeredAt });
+    await fs.writeFile(stopFile, '');
 
     const result = await resultWithin(handle, 120_000);
     expect(result).toMatchObject({ status: 'completed', metric: 1.25, worker: 'twin', gpu: 'twin/cpu0' });
