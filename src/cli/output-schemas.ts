@@ -460,6 +460,11 @@ const slotEntry = z.looseObject({
     memory_mb: z.number(),
   }),
   lease: z.looseObject({ experiment_id: id }).nullable(),
+  next: z
+    .looseObject({ lease: z.looseObject({ experiment_id: id, lease_id: z.string() }) })
+    .nullable()
+    .optional()
+    .describe("the run lined up behind the lease: its worker hands it the GPU at the current run's exit"),
   draining: z.boolean(),
   drain_reason: nullableString,
   drained_by: z.enum(['operator', 'health']).nullable(),
