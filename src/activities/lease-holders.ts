@@ -6,6 +6,8 @@ export interface HeldLease {
   experimentId: string;
   leaseId: string;
   slotId: string;
+  /** A run lined up behind the slot's lease (pool-requests.ts lineUp), not its holder. */
+  linedUp?: boolean;
 }
 
 /**
@@ -95,14 +97,27 @@ export function createLeaseHolderActivities({ client, catalog }: LeaseHolderDeps
      */
     async closedLeaseHolders(leases: HeldLease[], queued: string[] = []): Promise<ClosedHolder[]> {
       const closed: ClosedHolder[] = [];
-      const holders = [...leases, ...queued.map((experimentId) => ({ experimentId, leaseId: null, slotId: null }))];
+      const holders: (Omit<HeldLease, 'leaseId' | 'slotId'> & { leaseId: string | null; slotId: string | null })[] = [
+        ...leases,
+        ...queued.map((experimentId) => ({ experimentId, leaseId: null, slotId: null })),
+      ];
       const verdicts = await inBatches(holders, HOLDERS_ASKED_AT_ONCE, (holder) => closedBecause(holder.experimentId));
       for (const [i, holder] of holders.entries()) {
         const closedBy = verdicts[i]!;
         if (closedBy === null) continue;
         const { why, identity, terminated } = closedBy;
-        const what = holder.slotId === null ? 'place in the queue' : `lease on ${holder.slotId}`;
-        closed.push({ ...holder, reason: `${what} released: ${why}` });
+        const what =
+          holder.slotId === null
+            ? 'place in the queue'
+            : holder.linedUp
+              ? `place lined up on ${holder.slotId}`
+              : `lease on ${holder.slotId}`;
+        closed.push({
+          experimentId: holder.experimentId,
+          leaseId: holder.leaseId,
+          slotId: holder.slotId,
+          reason: `${what} released: ${why}`,
+        });
         await catalog.audit({
           source: holder.leaseId === null ? `queue/${holder.experimentId}` : `lease/${holder.leaseId}`,
           at: new Date().toISOString(),

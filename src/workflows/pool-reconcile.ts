@@ -118,6 +118,7 @@ export class Reconciler {
               experimentId: entry.next.lease.experimentId,
               leaseId: entry.next.lease.leaseId,
               slotId: entry.slot.slotId,
+              linedUp: true,
             },
           ]
         : [],
