@@ -306,6 +306,11 @@ export const ShowOutput = z.looseObject({
   metric_policy: z.looseObject({ name: z.string(), direction: z.enum(['minimize', 'maximize']) }).optional(),
   submitted_by: nullableString.optional(),
   queue_position: z.looseObject({ position: z.number().int(), length: z.number().int() }).nullable(),
+  lined_up: z
+    .looseObject({ slot_id: z.string(), behind: nullableString })
+    .nullable()
+    .optional()
+    .describe('the GPU a queued run is lined up on, and the run it starts after there; null: not lined up'),
   record: RecordOutput.nullable().describe('the catalog record, or null'),
   audit: z.array(
     z.looseObject({

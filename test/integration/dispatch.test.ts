@@ -225,6 +225,14 @@ describe('a slot is handed on when its run exits', () => {
       second.experimentId,
     );
 
+    // `show` says where it waits: lined up on the GPU, behind the run that holds it.
+    const shown = outputOf('show', await cli('show', second.experimentId, '--json')) as {
+      queue_position: unknown;
+      lined_up?: unknown;
+    };
+    expect(shown.lined_up).toEqual({ slot_id: slotId, behind: first.experimentId });
+    expect(shown.queue_position).toBeNull();
+
     try {
       await drainTarget(stack.client, { target: slotId, drained: true, reason: 'lined-up test' });
       // Back at the front of the queue, as first enqueued; the revocation it was sent changed nothing in it.
