@@ -110,6 +110,7 @@ export class Reconciler {
       experimentId: entry.lease!.experimentId,
       leaseId: entry.lease!.leaseId,
       slotId: entry.lease!.slotIds?.[0] ?? entry.slot.slotId,
+      ...(entry.next ? { handedOn: true } : {}),
     }));
     const linedUp = leased.flatMap((entry) =>
       entry.next

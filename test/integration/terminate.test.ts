@@ -7,7 +7,7 @@ import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../../src/shared/constants
 import { healthCheckWorkflow } from '../../src/workflows/health.js';
 import { experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
-import { configurePool, startStack, type TestStack } from '../helpers/stack.js';
+import { configurePool, FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
 import { resultWithin, waitFor } from '../helpers/wait.js';
 import { temporalCli } from '../helpers/temporal-cli.js';
 import { fileExists } from '../helpers/files.js';
@@ -163,6 +163,43 @@ describe('an experiment terminated from outside expctl', () => {
         detail: expect.stringMatching(/^terminated while waiting_for_data: its workflow was terminated by/),
       }),
     );
+  });
+
+  it('passes on the lease of a holder that ended after its worker handed the slot on, and audits no release', async () => {
+    const gated = await makeRepo({}, path.join(FIXTURES, 'scripts', 'gated_train.py'));
+    const [startedA, gateA, startedB, gateB] = ['started-a', 'gate-a', 'started-b', 'gate-b'].map((name) =>
+      path.join(stack.workDir, `handed-on-${name}`),
+    );
+    const run = (hypothesis: string, started: string, gate: string) =>
+      submitExperiment(stack.client, {
+        tag: 'terminate',
+        hypothesis,
+        category: 'other',
+        command: ['python3', 'train.py'],
+        repo: gated.repo,
+        commit: gated.commit,
+        env: { VAL_BPB: '1.0', STARTED_FILE: started, GATE_FILE: gate },
+      });
+    const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+    const slot = async () => (await pool.query(poolStateQuery)).slots[0]!;
+    const first = await run('hands its slot on', startedA!, gateA!);
+    await waitFor(() => fileExists(startedA!), 60_000);
+    const second = await run('handed the slot', startedB!, gateB!);
+    await waitFor(async () => (await slot()).next?.lease.experimentId === second.experimentId, 60_000);
+    await fs.writeFile(gateA!, '');
+    await waitFor(() => fileExists(startedB!), 60_000);
+    expect(await first.handle.result()).toMatchObject({ status: 'completed' });
+    // The pool heard nothing of the hand-over: its holder check finds the first run closed and
+    // passes the lease to the run that trains on the slot, which goes on untouched.
+    await waitFor(async () => (await slot()).lease?.experimentId === second.experimentId, LIMIT_MS + 5_000);
+    expect((await slot()).next ?? null).toBeNull();
+    expect((await second.handle.query(experimentStateQuery)).status).toBe('running');
+    expect((await stack.catalog.auditTrail(first.experimentId)).map((entry) => entry.action)).not.toContain(
+      'lease_released',
+    );
+    await fs.writeFile(gateB!, '');
+    expect(await second.handle.result()).toMatchObject({ status: 'completed', gpu: 'termhost/cpu0' });
+    await waitFor(async () => (await slot()).lease === null, 30_000);
   });
 
   it('re-creates a terminated pool (its worker or the orchestrator): the training run and the queued one both complete', async () => {
