@@ -159,13 +159,14 @@ export const ROWS: RowSpec[] = [
       const orchestrator = ctx.stack.orchestrator!;
       const trainingRun = await row.submit({ env: { STEPS: '30', STEP_SECONDS: '0.25' } });
       await training([trainingRun]);
-      // The only slot is taken: this one waits in the pool's queue when the pool goes.
+      // The only slot is taken: this one waits (lined up behind the running lease) when the pool goes.
       const queued = await row.submit({ env: { STEPS: '1' } });
       const pool = ctx.stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
-      await waitUntil(
-        async () => (await pool.query(poolStateQuery)).queue.some((r) => r.experimentId === queued.experimentId),
-        120_000,
-      );
+      await waitUntil(async () => {
+        const { queue, slots } = await pool.query(poolStateQuery);
+        const waiting = (id: string | undefined) => id === queued.experimentId;
+        return queue.some((r) => waiting(r.experimentId)) || slots.some((e) => waiting(e.next?.lease.experimentId));
+      }, 120_000);
       const gone = (await pool.describe()).runId;
       await terminatePool(ctx, 'drill: pool-terminated');
       const terminatedAt = Date.now();

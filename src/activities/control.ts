@@ -304,7 +304,7 @@ export function createControlActivities({ client, catalog, secretHashKey, store,
      * not wait for the rest), its outcome decided on its tag, then its end recorded with the decision.
      */
     async finishRun(input: {
-      release?: { experimentId: string };
+      release?: LeaseRelease;
       tagOutcome: TagOutcomeInput;
       record: RecordUpdate;
     }): Promise<TagDecision> {

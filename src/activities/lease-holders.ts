@@ -6,6 +6,13 @@ export interface HeldLease {
   experimentId: string;
   leaseId: string;
   slotId: string;
+  /** A run lined up behind the slot's lease (pool-requests.ts lineUp), not its holder. */
+  linedUp?: boolean;
+  /**
+   * A run is lined up behind this lease: its holder ending without a release is the usual hand-over
+   * at its exit (not audited), unless it was terminated.
+   */
+  handedOn?: boolean;
 }
 
 /**
@@ -31,6 +38,11 @@ async function inBatches<T, R>(items: T[], width: number, ask: (item: T) => Prom
   for (let i = 0; i < items.length; i += width)
     answers.push(...(await Promise.all(items.slice(i, i + width).map(ask))));
   return answers;
+}
+
+/** The holder as a closed one is named (without what the pool told about it). */
+function identify(holder: { experimentId: string; leaseId: string | null; slotId: string | null }) {
+  return { experimentId: holder.experimentId, leaseId: holder.leaseId, slotId: holder.slotId };
 }
 
 export interface LeaseHolderDeps {
@@ -91,18 +103,30 @@ export function createLeaseHolderActivities({ client, catalog }: LeaseHolderDeps
   return {
     /**
      * The held leases and queued requests whose holders are closed; each release goes to the audit
-     * trail, and a terminated holder's record ends `canceled`.
+     * trail (not a hand-over to a lined-up run), and a terminated holder's record ends `canceled`.
      */
     async closedLeaseHolders(leases: HeldLease[], queued: string[] = []): Promise<ClosedHolder[]> {
       const closed: ClosedHolder[] = [];
-      const holders = [...leases, ...queued.map((experimentId) => ({ experimentId, leaseId: null, slotId: null }))];
+      const holders: (Omit<HeldLease, 'leaseId' | 'slotId'> & { leaseId: string | null; slotId: string | null })[] = [
+        ...leases,
+        ...queued.map((experimentId) => ({ experimentId, leaseId: null, slotId: null })),
+      ];
       const verdicts = await inBatches(holders, HOLDERS_ASKED_AT_ONCE, (holder) => closedBecause(holder.experimentId));
       for (const [i, holder] of holders.entries()) {
         const closedBy = verdicts[i]!;
         if (closedBy === null) continue;
         const { why, identity, terminated } = closedBy;
-        const what = holder.slotId === null ? 'place in the queue' : `lease on ${holder.slotId}`;
-        closed.push({ ...holder, reason: `${what} released: ${why}` });
+        if (holder.handedOn && !terminated) {
+          closed.push({ ...identify(holder), reason: 'its run ended; the slot went on to the run lined up behind it' });
+          continue;
+        }
+        const what =
+          holder.slotId === null
+            ? 'place in the queue'
+            : holder.linedUp
+              ? `place lined up on ${holder.slotId}`
+              : `lease on ${holder.slotId}`;
+        closed.push({ ...identify(holder), reason: `${what} released: ${why}` });
         await catalog.audit({
           source: holder.leaseId === null ? `queue/${holder.experimentId}` : `lease/${holder.leaseId}`,
           at: new Date().toISOString(),

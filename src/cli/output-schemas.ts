@@ -306,6 +306,11 @@ export const ShowOutput = z.looseObject({
   metric_policy: z.looseObject({ name: z.string(), direction: z.enum(['minimize', 'maximize']) }).optional(),
   submitted_by: nullableString.optional(),
   queue_position: z.looseObject({ position: z.number().int(), length: z.number().int() }).nullable(),
+  lined_up: z
+    .looseObject({ slot_id: z.string(), behind: nullableString })
+    .nullable()
+    .optional()
+    .describe('the GPU a queued run is lined up on, and the run it starts after there; null: not lined up'),
   record: RecordOutput.nullable().describe('the catalog record, or null'),
   audit: z.array(
     z.looseObject({
@@ -460,6 +465,11 @@ const slotEntry = z.looseObject({
     memory_mb: z.number(),
   }),
   lease: z.looseObject({ experiment_id: id }).nullable(),
+  next: z
+    .looseObject({ lease: z.looseObject({ experiment_id: id, lease_id: z.string() }) })
+    .nullable()
+    .optional()
+    .describe("the run lined up behind the lease: its worker hands it the GPU at the current run's exit"),
   draining: z.boolean(),
   drain_reason: nullableString,
   drained_by: z.enum(['operator', 'health']).nullable(),

@@ -1,6 +1,12 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { POOL_WORKFLOW_ID } from '../shared/constants.js';
-import { leaseGrantedSignal, releaseLeaseSignal, releaseLeaseUpdate, type Lease } from '../workflows/definitions.js';
+import {
+  leaseGrantedSignal,
+  releaseLeaseSignal,
+  releaseLeaseUpdate,
+  successorQuery,
+  type Lease,
+} from '../workflows/definitions.js';
 
 /** The longest the pool may take to answer a release at a run's exit. */
 const RELEASE_DEADLINE_MS = 10_000;
@@ -22,19 +28,24 @@ export async function tellGranted(client: Client, lease: Lease): Promise<void> {
 }
 
 /**
- * Gives a run's lease back at its exit as an update: the pool's grant pass hands the slot on in the
- * same workflow task and names the runs it granted, which the worker tells itself (the pool sends
- * no signal for them). A run that has ended gives its lease back; one that could not be told asks
- * the pool again within its renewal interval and is given the lease then.
+ * Hands the slot on at a run's exit. The run lined up behind it (asked by query, which writes no
+ * history) is told its lease by this worker, and the pool hears nothing: its lease stands from its
+ * line-up. With nobody lined up, the lease goes back as an update: the pool's grant pass hands the
+ * slot on in the same workflow task and names the runs it granted, which the worker tells itself
+ * (the pool sends no signal for them). A run that has ended gives its lease back; one that could
+ * not be told asks the pool again within its renewal interval and is given the lease then.
  */
 export function releaseLeaseAtExit(
   client: Client,
   log: (line: string) => void,
 ): (experimentId: string, leaseId: string) => Promise<void> {
   const pool = client.workflow.getHandle(POOL_WORKFLOW_ID);
+  const withinDeadline = <T>(call: () => Promise<T>) => client.withDeadline(Date.now() + RELEASE_DEADLINE_MS, call);
   return async (experimentId, leaseId) => {
     try {
-      const { granted } = await client.withDeadline(Date.now() + RELEASE_DEADLINE_MS, () =>
+      const successor = await withinDeadline(() => pool.query(successorQuery, leaseId));
+      if (successor) return await tellGranted(client, successor);
+      const { granted } = await withinDeadline(() =>
         pool.executeUpdate(releaseLeaseUpdate, { args: [{ experimentId, leaseId }] }),
       );
       await Promise.all(granted.map((lease) => tellGranted(client, lease)));

@@ -72,13 +72,26 @@ export interface RegistrationRefusal {
   reason: string;
   at: number;
 }
+/** A lease as a slot holds it (see SlotEntry.lease). */
+export type SlotLease = Omit<Lease, 'slot' | 'slots' | 'placement'> & { slotIds?: string[]; endsBy?: number };
+/**
+ * The run lined up behind a 1-GPU slot's lease: its worker hands the slot on at the holder's exit
+ * without a message to the pool (pool-lineup.ts). `request` is the queue entry it came from, so a
+ * revocation puts it back where it stood.
+ */
+export interface LinedUp {
+  lease: SlotLease;
+  request: LeaseRequest;
+}
 export interface SlotEntry {
   slot: Slot;
   /**
    * The lease holding this slot: every slot of a gang holds the same lease (same leaseId), with
    * slotIds naming the gang (absent for a 1-GPU lease) and endsBy when it ends at the latest.
    */
-  lease: (Omit<Lease, 'slot' | 'slots' | 'placement'> & { slotIds?: string[]; endsBy?: number }) | null;
+  lease: SlotLease | null;
+  /** The run lined up behind `lease` (absent or null: none); only on a 1-GPU lease. */
+  next?: LinedUp | null;
   draining: boolean;
   drainReason: string | null;
   /** Who drained it: an operator's drain is only lifted by an operator, a health drain by recovery. */
@@ -133,6 +146,11 @@ export const livenessLimitSignal = defineSignal<[{ limitMs: number }]>('liveness
  * its state and the host has not registered since): neither a yes nor a no.
  */
 export const leaseHeldQuery = defineQuery<boolean | null, [{ slotId: string; leaseId: string }]>('leaseHeld');
+/**
+ * The run lined up behind a lease, as its run is told it (with a placement record), or null: what a
+ * worker asks at its run's exit (a query writes no history) to hand the slot on by itself.
+ */
+export const successorQuery = defineQuery<Lease | null, [string]>('successor');
 /** `holdSeconds`: the longest the run holds its lease once granted (setup and kill limits): backfill counts on it. */
 export const requestLeaseSignal = defineSignal<
   [

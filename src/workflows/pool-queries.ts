@@ -8,8 +8,9 @@ import {
   placementViewQuery,
   poolPlanQuery,
   poolStateQuery,
+  successorQuery,
 } from './definitions.js';
-import { planOf } from './pool-requests.js';
+import { planOf, successorOf } from './pool-requests.js';
 import type { PoolState } from './pool-state.js';
 
 /** The pool's answers: its whole state, and the small questions asked often (bytes, not the state). */
@@ -47,10 +48,13 @@ export function installQueries(state: PoolState): void {
       .filter((entry) => entry.online)
       .map((entry) => ({ host: entry.host, hostQueue: entry.hostQueue })),
   );
+  // A lined-up run's lease stands too: its worker may have been handed the slot, unseen by the pool.
   setHandler(leaseHeldQuery, ({ slotId, leaseId }) => {
     const entry = pool.slots.find((e) => e.slot.slotId === slotId);
     // A pool started again empty knows no slot until its host registers: its runs are not stopped for that.
     if (!entry) return null;
-    return entry.lease?.leaseId === leaseId && (pool.hosts[entry.slot.host]?.online ?? false);
+    const named = entry.lease?.leaseId === leaseId || entry.next?.lease.leaseId === leaseId;
+    return named && (pool.hosts[entry.slot.host]?.online ?? false);
   });
+  setHandler(successorQuery, (leaseId) => successorOf(state, leaseId));
 }

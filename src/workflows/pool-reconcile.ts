@@ -5,6 +5,7 @@ import { CONTROL_ACTIVITY } from './control-retry.js';
 import { CONTROL_TASK_QUEUE } from '../shared/constants.js';
 import { leaseRevokedSignal, livenessLimitSignal, type HostEntry } from './definitions.js';
 import { hostLivenessWorkflow, livenessWorkflowId } from './host-liveness.js';
+import { tellPromoted } from './pool-requests.js';
 import type { PoolState } from './pool-state.js';
 
 /** The pool's question about its leases' holders (lease-holders.ts), on the control worker. */
@@ -103,18 +104,30 @@ export class Reconciler {
   private checkHolders(): void {
     this.checkingHolders = true;
     this.lastHolderCheck = Date.now();
-    // One question per lease: a gang's slots share it (asked about by its lead slot).
-    const held = [...new Map(this.state.leased().map((entry) => [entry.lease!.leaseId, entry])).values()].map(
-      (entry) => ({
-        experimentId: entry.lease!.experimentId,
-        leaseId: entry.lease!.leaseId,
-        slotId: entry.lease!.slotIds?.[0] ?? entry.slot.slotId,
-      }),
+    // One question per lease: a gang's slots share it (asked about by its lead slot); a lined-up run's too.
+    const leased = this.state.leased();
+    const held = [...new Map(leased.map((entry) => [entry.lease!.leaseId, entry])).values()].map((entry) => ({
+      experimentId: entry.lease!.experimentId,
+      leaseId: entry.lease!.leaseId,
+      slotId: entry.lease!.slotIds?.[0] ?? entry.slot.slotId,
+      ...(entry.next ? { handedOn: true } : {}),
+    }));
+    const linedUp = leased.flatMap((entry) =>
+      entry.next
+        ? [
+            {
+              experimentId: entry.next.lease.experimentId,
+              leaseId: entry.next.lease.leaseId,
+              slotId: entry.slot.slotId,
+              linedUp: true,
+            },
+          ]
+        : [],
     );
     const queued = this.state.pool.queue.map((request) => request.experimentId);
     this.state.track(
       holders
-        .closedLeaseHolders(held, queued)
+        .closedLeaseHolders([...held, ...linedUp], queued)
         .then((closed) => {
           for (const holder of closed) {
             if (holder.leaseId === null) {
@@ -123,10 +136,7 @@ export class Reconciler {
               this.state.touch();
               continue;
             }
-            if (this.state.entriesOf(holder.leaseId).length === 0) continue;
-            log.warn('lease freed: its holder ended without releasing it', { reason: holder.reason });
-            this.state.endLeaseById(holder.leaseId);
-            this.state.touch();
+            this.freeClosed(holder.leaseId, holder.reason);
           }
         })
         .catch(() => undefined) // asked again at the next check
@@ -134,6 +144,32 @@ export class Reconciler {
           this.checkingHolders = false;
         }),
     );
+  }
+
+  /**
+   * A closed holder's lease: a lined-up run's place is dropped; a holder's lease passes to the run
+   * lined up behind it (told by signal: most were handed the slot at the holder's exit already and
+   * ignore it), else the slot is free.
+   */
+  private freeClosed(leaseId: string, reason: string): void {
+    const linedUpOn = this.state.linedUpOn(leaseId);
+    if (linedUpOn) {
+      log.warn('lined-up run dropped: it ended without releasing its place', { reason });
+      linedUpOn.next = null;
+      this.state.touch();
+      return;
+    }
+    const entries = this.state.entriesOf(leaseId);
+    if (entries.length === 0) return;
+    const next = entries.find((entry) => entry.next);
+    if (next) {
+      this.state.handOver(next);
+      tellPromoted(this.state, [next.lease!.experimentId]);
+    } else {
+      log.warn('lease freed: its holder ended without releasing it', { reason });
+      this.state.endLeaseById(leaseId);
+    }
+    this.state.touch();
   }
 
   private async deliverRevocations(): Promise<void> {

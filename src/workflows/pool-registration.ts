@@ -117,7 +117,9 @@ function register(state: PoolState, registration: HostRegistration, identity: st
           ? null
           : (rebuilt.get(slot.slotId) ?? null);
     if (lease) held.add(lease.experimentId);
-    pool.slots.push({ slot, lease, ...drainOf(state, slot.slotId, previous) });
+    // A run lined up behind a lease that stands waits on behind it (revokeHost settled the others).
+    const next = lease && lease === previous?.lease ? (previous.next ?? null) : null;
+    pool.slots.push({ slot, lease, ...(next ? { next } : {}), ...drainOf(state, slot.slotId, previous) });
   }
   pool.queue = pool.queue.filter((request) => !held.has(request.experimentId));
   pool.hosts[registration.host] = {

@@ -6,6 +6,7 @@ import {
   leaseRequestProblem,
   type LeaseRequestInput,
 } from '../domain/lease-request.js';
+import { linedUpEndsBy, lineUpGrants } from '../domain/line-up.js';
 import { boundPlacementRecord, planQueue, type Grant, type QueuePlan, type SlotView } from '../domain/placement.js';
 import {
   leaseGrantedSignal,
@@ -34,12 +35,15 @@ export function installRequests(state: PoolState): void {
       if (problem !== null) throw new Error(problem);
     },
   });
-  setHandler(releaseLeaseSignal, (release) => releaseOf(state, release));
+  setHandler(releaseLeaseSignal, (release) => tellPromoted(state, releaseOf(state, release)));
   setHandler(
     releaseLeaseUpdate,
     (release) => {
-      releaseOf(state, release);
-      return { granted: takeGrants(state, Date.now()).map((taken) => leaseOf(state, taken)) };
+      const promoted = releaseOf(state, release);
+      const now = Date.now();
+      const granted = takeGrants(state, now).map((taken) => leaseOf(state, taken));
+      lineUp(state, now);
+      return { granted: [...heldLeases(state, promoted), ...granted] };
     },
     { validator: (release) => refuse(leaseReleaseProblem(release)) },
   );
@@ -61,10 +65,12 @@ function answerMessages(
   state: PoolState,
   { releases, requests }: LeaseMessages,
 ): { answers: LeaseAnswer[]; granted: Lease[] } {
-  for (const release of releases) releaseOf(state, release);
+  const promoted = releases.flatMap((release) => releaseOf(state, release));
   const held = new Map(requests.map((request) => [request.experimentId, heldLease(state, request.experimentId)]));
   for (const request of requests) if (!held.get(request.experimentId)) enqueue(state, request);
-  const taken = new Map(takeGrants(state, Date.now()).map((grant) => [grant.grant.experimentId, grant]));
+  const now = Date.now();
+  const taken = new Map(takeGrants(state, now).map((grant) => [grant.grant.experimentId, grant]));
+  lineUp(state, now);
   const answers = requests.map((request): LeaseAnswer => {
     const lease = held.get(request.experimentId);
     if (lease) return { lease };
@@ -73,25 +79,46 @@ function answerMessages(
   });
   const asked = new Set(requests.map((request) => request.experimentId));
   const granted = [...taken.values()].filter((grant) => !asked.has(grant.grant.experimentId));
-  return { answers, granted: granted.map((grant) => leaseOf(state, grant)) };
+  const others = promoted.filter((experimentId) => !asked.has(experimentId));
+  return { answers, granted: [...heldLeases(state, others), ...granted.map((grant) => leaseOf(state, grant))] };
 }
 
-/** Frees a run's lease (only the one named, with `leaseId`) and, without `leaseId`, its place in the queue. */
-function releaseOf(state: PoolState, { experimentId, leaseId }: LeaseRelease): void {
+/**
+ * Frees a run's lease (only the one named, with `leaseId`) and, without `leaseId`, its place in the
+ * queue or behind a lease (a run that names no lease was never handed one). A lease with a run
+ * lined up behind it passes to that run; a lined-up run's own release ends the lease before it
+ * too (it was handed the slot). Returns the runs that hold a slot now, for the caller to tell.
+ */
+function releaseOf(state: PoolState, { experimentId, leaseId }: LeaseRelease): string[] {
+  const promoted: string[] = [];
   // A release of one lease leaves the run's later request (a re-placement) in the queue.
-  if (leaseId === undefined)
+  if (leaseId === undefined) {
     state.pool.queue = state.pool.queue.filter((request) => request.experimentId !== experimentId);
-  for (const entry of state.pool.slots)
-    if (entry.lease?.experimentId === experimentId && (leaseId === undefined || entry.lease.leaseId === leaseId))
+    for (const entry of state.pool.slots) if (entry.next?.lease.experimentId === experimentId) entry.next = null;
+  }
+  for (const entry of state.pool.slots) {
+    if (leaseId !== undefined && entry.next?.lease.leaseId === leaseId) {
+      state.handOver(entry);
       state.endLease(entry);
+    } else if (
+      entry.lease?.experimentId === experimentId &&
+      (leaseId === undefined || entry.lease.leaseId === leaseId)
+    ) {
+      if (entry.next) promoted.push(state.promoteNext(entry)!);
+      else state.endLease(entry);
+    }
+  }
   state.touch();
+  return promoted;
 }
 
-/** Queues a request unless its run holds a lease or waits already (a request is asked again now and then). */
+/** Queues a request unless its run holds a lease, is lined up or waits already (a request is asked again now and then). */
 function enqueue(state: PoolState, request: LeaseRequestInput): void {
   const { experimentId, requirements, priority, tag, datasets, holdSeconds } = request;
   const { pool } = state;
-  const holds = pool.slots.some((entry) => entry.lease?.experimentId === experimentId);
+  const holds = pool.slots.some(
+    (entry) => entry.lease?.experimentId === experimentId || entry.next?.lease.experimentId === experimentId,
+  );
   if (holds || pool.queue.some((queued) => queued.experimentId === experimentId)) return;
   pool.queue.push({
     experimentId,
@@ -114,13 +141,20 @@ function answerRequest(state: PoolState, request: LeaseRequestInput): LeaseAnswe
   const held = heldLease(state, request.experimentId);
   if (held) return { lease: held };
   enqueue(state, request);
-  const grants = takeGrants(state, Date.now());
+  const now = Date.now();
+  const grants = takeGrants(state, now);
+  lineUp(state, now);
   const mine = grants.find((taken) => taken.grant.experimentId === request.experimentId);
   tellWinners(
     state,
     grants.filter((taken) => taken !== mine),
   );
   return mine ? { lease: leaseOf(state, mine) } : { queued: true };
+}
+
+/** The leases these runs hold, as their grants said them (a run that holds none is left out). */
+function heldLeases(state: PoolState, experimentIds: string[]): Lease[] {
+  return experimentIds.flatMap((experimentId) => heldLease(state, experimentId) ?? []);
 }
 
 /** The lease a run holds, as its grant said it (the placement record is not kept: it says so). */
@@ -138,16 +172,77 @@ function heldLease(state: PoolState, experimentId: string): Lease | undefined {
     ...(fencing ? { fencing } : {}),
     slot: slots[0]!,
     slots,
-    placement: state.recentPlacements.get(experimentId) ?? {
-      slotId: slots[0]!.slotId,
-      host: lead.slot.host,
-      acceleratorClass: lead.slot.acceleratorClass,
-      why: 'the lease this run already held when it asked again',
-      policy: '',
-      candidates: [],
-      queuedMs: 0,
-    },
+    placement:
+      state.recentPlacements.get(experimentId) ??
+      placementNotKept(lead.slot, 'the lease this run already held when it asked again'),
   };
+}
+
+/** The placement record of a lease whose grant's record is no longer kept (it says why). */
+function placementNotKept(slot: SlotEntry['slot'], why: string): Lease['placement'] {
+  return {
+    slotId: slot.slotId,
+    host: slot.host,
+    acceleratorClass: slot.acceleratorClass,
+    why,
+    policy: '',
+    candidates: [],
+    queuedMs: 0,
+  };
+}
+
+/**
+ * The run lined up behind this lease, as its run is told it when the holder's worker hands the
+ * slot on (successorQuery); null when none is, or its host is not online.
+ */
+export function successorOf(state: PoolState, leaseId: string): Lease | null {
+  const entry = state.pool.slots.find((e) => e.lease?.leaseId === leaseId && e.next);
+  if (!entry?.next || !state.isOnline(entry)) return null;
+  const { endsBy: _endsBy, slotIds: _slotIds, ...lease } = entry.next.lease;
+  const fencing = state.pool.hosts[entry.slot.host]?.fencing;
+  return {
+    ...lease,
+    ...(fencing ? { fencing } : {}),
+    slot: entry.slot,
+    slots: [entry.slot],
+    placement:
+      state.recentPlacements.get(lease.experimentId) ??
+      placementNotKept(entry.slot, 'lined up behind the run before it on this GPU'),
+  };
+}
+
+/**
+ * The line-up pass, after a grant pass: queued 1-GPU runs that placement would start on a slot now
+ * held by a running 1-GPU lease are lined up behind that lease (domain/line-up.ts), so its worker
+ * hands the slot on at the holder's exit without asking the pool. A run lined up is told nothing
+ * now: it stays queued until the slot is handed to it (or its grant comes when a release promotes it).
+ */
+function lineUp(state: PoolState, now: number): void {
+  const { pool } = state;
+  const lineable = new Set(
+    pool.slots
+      .filter((e) => e.lease && !e.lease.slotIds && !e.next && !e.draining && state.isOnline(e))
+      .map((e) => e.slot.slotId),
+  );
+  const grants = lineUpGrants(slotViews(state), lineable, pool.queue, pool.policy, now, poolLoads(pool, now));
+  for (const grant of grants) {
+    const entry = pool.slots.find((e) => e.slot.slotId === grant.slotId)!;
+    const request = pool.queue.find((r) => r.experimentId === grant.experimentId)!;
+    const endsBy = linedUpEndsBy(entry.lease!, request);
+    const lease = {
+      leaseId: uuid4(),
+      experimentId: grant.experimentId,
+      hostQueue: pool.hosts[entry.slot.host]!.hostQueue,
+      grantedAt: now,
+      ...(request.tag !== undefined ? { tag: request.tag } : {}),
+      ...(endsBy !== undefined ? { endsBy } : {}),
+    };
+    entry.next = { lease, request };
+    pool.queue = pool.queue.filter((r) => r.experimentId !== grant.experimentId);
+    pool.leasesGranted++;
+    keepRecentPlacement(state, grant.experimentId, boundPlacementRecord(grant.record));
+    log.debug('lease lined up', { experimentId: grant.experimentId, leaseId: lease.leaseId, slot: grant.slotId });
+  }
 }
 
 /** The pool's slots as placement sees them: state, drain, when each lease ends at the latest, local data. */
@@ -157,7 +252,8 @@ export function slotViews(state: PoolState): SlotView[] {
     ...entry.slot,
     state: !state.isOnline(entry) ? 'offline' : entry.lease ? 'leased' : 'idle',
     draining: entry.draining,
-    leaseEndsBy: entry.lease?.endsBy ?? null,
+    // A lined-up run holds the slot after the lease before it: the slot is free when both have ended.
+    leaseEndsBy: (entry.next ? entry.next.lease.endsBy : entry.lease?.endsBy) ?? null,
     localDatasets: pool.hosts[entry.slot.host]?.datasets ?? [],
   }));
 }
@@ -200,6 +296,7 @@ interface TakenGrant {
  */
 export function grantQueued(state: PoolState, now: number): void {
   tellWinners(state, takeGrants(state, now));
+  lineUp(state, now);
 }
 
 /** Takes the leases of one grant pass (the slots are held from here on); nobody is told yet. */
@@ -258,6 +355,20 @@ function keepRecentPlacement(state: PoolState, experimentId: string, placement: 
   if (recent.size > RECENT_PLACEMENTS) recent.delete(recent.keys().next().value!);
 }
 
+/**
+ * Tells by signal the runs a release passed a slot to (a run handed it already ignores the grant);
+ * one that ended meanwhile gives it back.
+ */
+export function tellPromoted(state: PoolState, experimentIds: string[]): void {
+  for (const lease of heldLeases(state, experimentIds))
+    state.track(
+      getExternalWorkflowHandle(lease.experimentId)
+        .signal(leaseGrantedSignal, lease)
+        // It ended meanwhile: the slot goes on to the run lined up behind it, if any.
+        .catch(() => tellPromoted(state, releaseOf(state, lease))),
+    );
+}
+
 /** Tells each winner its lease by signal; a run that ended meanwhile gives its slots back. */
 function tellWinners(state: PoolState, grants: TakenGrant[]): void {
   for (const taken of grants) {
@@ -266,8 +377,14 @@ function tellWinners(state: PoolState, grants: TakenGrant[]): void {
         try {
           await getExternalWorkflowHandle(taken.grant.experimentId).signal(leaseGrantedSignal, leaseOf(state, taken));
         } catch {
-          // The experiment ended while waiting: the slots go back.
-          for (const entry of state.entriesOf(taken.lease.leaseId)) entry.lease = null; // never ran: no GPU time
+          // The experiment ended while waiting: the slots go back (never ran: no GPU time), or on to
+          // the run lined up behind it meanwhile.
+          const promoted: string[] = [];
+          for (const entry of state.entriesOf(taken.lease.leaseId)) {
+            entry.lease = null;
+            if (entry.next) promoted.push(state.promoteNext(entry)!);
+          }
+          tellPromoted(state, promoted);
           state.touch();
         }
       })(),

@@ -40,6 +40,8 @@ export function installSettings(state: PoolState): void {
     const matches = matching();
     const outcome = drainOutcome(target, drained, matches);
     for (const entry of matches) setOperatorDrain(state, entry, drained ? drainReason : null);
+    // A run lined up on a drained GPU goes back to the queue: a drain lets only the running lease finish.
+    if (drained) for (const entry of matches) state.requeueNext(entry, `${target} drained: ${drainReason}`);
     state.touch();
     return outcome;
   });
@@ -54,6 +56,7 @@ export function installSettings(state: PoolState): void {
         entry.draining = true;
         entry.drainReason = `health: ${problem}`;
         entry.drainedBy = 'health';
+        state.requeueNext(entry, entry.drainReason);
       } else if (!problem && entry.drainedBy === 'health' && reportLiftsDrain(report.checkedAt, entry.healthSince)) {
         entry.draining = false;
         entry.drainReason = null;
@@ -71,6 +74,8 @@ export function installSettings(state: PoolState): void {
     entry.drainReason = gpuFailureDrainReason(failure, experimentId);
     entry.drainedBy = 'health';
     entry.healthSince = failure.at;
+    // Its worker hands nothing on after a failed GPU: the run lined up there waits in the queue again.
+    state.requeueNext(entry, entry.drainReason);
     state.touch();
   });
   setHandler(configurePoolUpdate, async ({ heartbeatLimitMs, policy, authorization }) => {

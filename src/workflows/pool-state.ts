@@ -71,12 +71,63 @@ export class PoolState {
   endLease(entry: SlotEntry): void {
     const lease = entry.lease;
     entry.lease = null;
-    if (lease?.tag === undefined) return;
+    if (lease) this.charge(lease, Date.now());
+  }
+
+  /** The lease's GPU time, from its grant to `until`, goes to its tag's recent use (fair share). */
+  private charge(lease: NonNullable<SlotEntry['lease']>, until: number): void {
+    if (lease.tag === undefined) return;
     const now = Date.now();
     this.pool.usage = {
       ...this.pool.usage,
-      [lease.tag]: addUsage(this.pool.usage?.[lease.tag], (now - lease.grantedAt) / 1000, now),
+      [lease.tag]: addUsage(this.pool.usage?.[lease.tag], Math.max(0, until - lease.grantedAt) / 1000, now),
     };
+  }
+
+  /** The slot whose lined-up run holds this lease. */
+  linedUpOn(leaseId: string): SlotEntry | undefined {
+    return this.pool.slots.find((entry) => entry.next?.lease.leaseId === leaseId);
+  }
+
+  /**
+   * The lined-up run has the slot (its worker handed it on, unseen by the pool): the lease before
+   * it is done. When that one ended is unknown, so its GPU time is counted until the successor was
+   * lined up and the successor's from then: the slot's time is counted once.
+   */
+  handOver(entry: SlotEntry): void {
+    const next = entry.next;
+    if (!next) return;
+    if (entry.lease) this.charge(entry.lease, next.lease.grantedAt);
+    entry.lease = next.lease;
+    entry.next = null;
+  }
+
+  /**
+   * The holder released its lease now, and nobody handed the slot on: the lined-up run holds it
+   * from now (the caller tells it). Returns its experiment.
+   */
+  promoteNext(entry: SlotEntry): string | undefined {
+    const next = entry.next;
+    if (!next) return undefined;
+    const now = Date.now();
+    this.endLease(entry);
+    entry.lease = { ...next.lease, grantedAt: now };
+    entry.next = null;
+    return next.lease.experimentId;
+  }
+
+  /**
+   * The lined-up run loses its place behind the lease: it goes back to the front of the queue (its
+   * first enqueuedAt kept) and is told of the revocation, which it ignores unless it was handed the
+   * slot already (then it stops, as any run whose lease is revoked).
+   */
+  requeueNext(entry: SlotEntry, reason: string): void {
+    const next = entry.next;
+    if (!next) return;
+    entry.next = null;
+    this.pendingRevocations.push({ experimentId: next.lease.experimentId, leaseId: next.lease.leaseId, reason });
+    this.pool.queue = [next.request, ...this.pool.queue.filter((r) => r.experimentId !== next.request.experimentId)];
+    this.touch();
   }
 
   /** Every slot the lease holds: one for a 1-GPU lease, the whole set for a gang. */
@@ -95,11 +146,23 @@ export class PoolState {
    */
   revokeHost(host: string, reason: string, keep: readonly string[] = []): void {
     for (const entry of this.slotsOf(host)) {
+      this.settleNext(entry, reason, keep);
       const lease = entry.lease;
       if (!lease || keep.includes(lease.experimentId)) continue;
       this.pendingRevocations.push({ experimentId: lease.experimentId, leaseId: lease.leaseId, reason });
       this.endLeaseById(lease.leaseId);
     }
+  }
+
+  /**
+   * A lined-up run on a host whose leases are revoked: one its worker still runs was handed the
+   * slot (it holds it now); one behind a lease that stays waits on; any other goes back to the queue.
+   */
+  private settleNext(entry: SlotEntry, reason: string, keep: readonly string[]): void {
+    const next = entry.next;
+    if (!next) return;
+    if (keep.includes(next.lease.experimentId)) this.handOver(entry);
+    else if (!entry.lease || !keep.includes(entry.lease.experimentId)) this.requeueNext(entry, reason);
   }
 
   /** Offline in one step: no lease is granted on the host until its worker registers again. */

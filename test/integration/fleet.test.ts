@@ -235,33 +235,51 @@ describe('fair share between campaigns', () => {
   afterAll(async () => stack?.stop());
 
   it('gives freed GPUs to the campaign with less recent GPU time, though it queued later', async () => {
-    const release = path.join(stack.workDir, 'release-agent-a');
-    // hold.py finishes (with the usual summary) once the test creates the release file.
+    const releases = [0, 1].map((i) => path.join(stack.workDir, `release-agent-a-${i}`));
+    // hold.py finishes (with the usual summary) once the test creates its RELEASE_FILE.
     const held = await makeRepo({
       'hold.py': [
         'import os, time',
-        `while not os.path.exists(${JSON.stringify(release)}):`,
+        `while not os.path.exists(os.environ["RELEASE_FILE"]):`,
         '    time.sleep(0.05)',
         'print("---")',
         'print("val_bpb:          1.000000")',
         '',
       ].join('\n'),
     });
-    const run = (tag: string, hold = false) =>
+    const run = (tag: string, releaseFile?: string) =>
       submitExperiment(
         stack.client,
         // A held run must outlast a slow test on a loaded host: no kill limit before the release.
-        request({ tag, ...(hold ? { ...held, command: ['python3', 'hold.py'], timeoutSeconds: 3600 } : {}) }),
+        request({
+          tag,
+          ...(releaseFile
+            ? {
+                ...held,
+                command: ['python3', 'hold.py'],
+                timeoutSeconds: 3600,
+                env: { VAL_BPB: '1.0', RELEASE_FILE: releaseFile },
+              }
+            : {}),
+        }),
       );
     const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
-    // Agent A takes both GPUs until the test lets its first two runs finish; two more of its runs wait.
-    const holding = await Promise.all([run('agent-a', true), run('agent-a', true)]);
+    // Agent A takes both GPUs until the test lets its first two runs finish; three more of its runs
+    // wait: two lined up behind the held runs (one per GPU, handed the GPU at their exit), one queued.
+    const holding = await Promise.all(releases.map((file) => run('agent-a', file)));
     await waitFor(async () => (await pool.query(poolStateQuery)).slots.every((entry) => entry.lease), 60_000);
-    const waitingA = [await run('agent-a'), await run('agent-a')];
-    await waitFor(async () => (await pool.query(poolStateQuery)).queue.length === 2, 60_000);
+    const behind = [await run('agent-a'), await run('agent-a'), await run('agent-a')];
+    const lined = (slots: { next?: { lease: { experimentId: string } } | null }[]) =>
+      slots.flatMap((entry) => (entry.next ? [entry.next.lease.experimentId] : []));
+    await waitFor(async () => {
+      const { slots, queue } = await pool.query(poolStateQuery);
+      return lined(slots).length === 2 && queue.length === 1;
+    }, 60_000);
+    const linedUp = new Set(lined((await pool.query(poolStateQuery)).slots));
+    const waitingA = behind.filter((r) => !linedUp.has(r.experimentId));
     // Agent B asks later, while A holds the fleet.
     const waitingB = [await run('agent-b'), await run('agent-b')];
-    await waitFor(async () => (await pool.query(poolStateQuery)).queue.length === 4, 60_000);
+    await waitFor(async () => (await pool.query(poolStateQuery)).queue.length === 3, 60_000);
     // `show` gives the position in the order the pool serves: B, which has had no GPU time, first.
     const cli = {
       TEMPORAL_ADDRESS: stack.address,
@@ -274,12 +292,17 @@ describe('fair share between campaigns', () => {
     const positions = async (runs: { experimentId: string }[]) =>
       (await Promise.all(runs.map(position))).map((p: { position: number; length: number }) => p.position).sort();
     expect(await positions(waitingB)).toEqual([1, 2]);
-    expect(await positions(waitingA)).toEqual([3, 4]);
-    await fs.writeFile(release, '');
-    const all = [...holding, ...waitingA, ...waitingB];
-    const results = await Promise.all(all.map(({ handle }) => handle.result()));
-    expect(results.map((r) => r.status)).toEqual(Array(6).fill('completed'));
-    // First come first served would start A's waiting runs first; fair share starts B's.
+    expect(await positions(waitingA)).toEqual([3]);
+    // One GPU is freed (the other stays held): the queue goes through it one run at a time, in the
+    // order the pool serves it, after the run lined up there.
+    await fs.writeFile(releases[0]!, '');
+    const results = await Promise.all([...waitingB, ...waitingA].map(({ handle }) => handle.result()));
+    await fs.writeFile(releases[1]!, '');
+    const linedUpRuns = behind.filter((r) => linedUp.has(r.experimentId));
+    results.push(...(await Promise.all([...holding, ...linedUpRuns].map(({ handle }) => handle.result()))));
+    expect(results.map((r) => r.status)).toEqual(Array(7).fill('completed'));
+    const all = [...holding, ...behind, ...waitingB];
+    // First come first served would start A's queued run first; fair share starts B's.
     const started = async ({ handle }: (typeof all)[number]) =>
       Date.parse((await handle.query(experimentStateQuery)).timeline.find((t) => t.status === 'running')!.at);
     const startsB = await Promise.all(waitingB.map(started));

@@ -7,7 +7,7 @@ import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../../src/shared/constants
 import { healthCheckWorkflow } from '../../src/workflows/health.js';
 import { experimentStateQuery, poolStateQuery } from '../../src/workflows/definitions.js';
 import { makeRepo, processAlive } from '../helpers/repo.js';
-import { configurePool, startStack, type TestStack } from '../helpers/stack.js';
+import { configurePool, FIXTURES, startStack, type TestStack } from '../helpers/stack.js';
 import { resultWithin, waitFor } from '../helpers/wait.js';
 import { temporalCli } from '../helpers/temporal-cli.js';
 import { fileExists } from '../helpers/files.js';
@@ -91,27 +91,38 @@ describe('an experiment terminated from outside expctl', () => {
     console.log(`terminated holder's slot served the next run after ${(freedAfter / 1000).toFixed(1)} s`);
   });
 
-  it('drops a terminated run from the queue and ends its record, while the slot serves the others', async () => {
+  it('drops terminated runs from the queue and from behind the lease, and ends their records, while the slot serves the others', async () => {
     const pidFile = path.join(stack.workDir, 'queue-holder.pid');
     const training = await submit('holds the only slot', { MODE: 'slow', PID_FILE: pidFile });
     await waitFor(async () => (await training.handle.query(experimentStateQuery)).status === 'running', 60_000);
-    const waiting = await submit('terminated while it waits in the queue', { VAL_BPB: '1.25' });
     const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+    // The first to wait is lined up behind the running lease; the second waits in the queue.
+    const linedUp = await submit('terminated while it is lined up', { VAL_BPB: '1.25' });
+    const isLinedUp = async () =>
+      (await pool.query(poolStateQuery)).slots.some((entry) => entry.next?.lease.experimentId === linedUp.experimentId);
+    await waitFor(isLinedUp, 60_000);
+    const waiting = await submit('terminated while it waits in the queue', { VAL_BPB: '1.25' });
     const inQueue = async () =>
       (await pool.query(poolStateQuery)).queue.some((request) => request.experimentId === waiting.experimentId);
     await waitFor(inQueue, 60_000);
 
-    const terminated = await terminateWithCli(waiting.experimentId, 'no longer wanted');
-    expect(terminated.exitCode, terminated.all).toBe(0);
+    for (const run of [linedUp, waiting]) {
+      const terminated = await terminateWithCli(run.experimentId, 'no longer wanted');
+      expect(terminated.exitCode, terminated.all).toBe(0);
+    }
     const terminatedAt = Date.now();
-    await waitFor(async () => !(await inQueue()), LIMIT_MS + 5_000);
+    await waitFor(async () => !(await inQueue()) && !(await isLinedUp()), LIMIT_MS + 5_000);
     expect(Date.now() - terminatedAt).toBeLessThan(LIMIT_MS + 5_000);
-    expect(await stack.catalog.get(waiting.experimentId)).toMatchObject({
-      status: 'canceled',
-      reason: expect.stringContaining('no longer wanted'),
-    });
+    for (const run of [linedUp, waiting])
+      expect(await stack.catalog.get(run.experimentId)).toMatchObject({
+        status: 'canceled',
+        reason: expect.stringContaining('no longer wanted'),
+      });
     expect((await stack.catalog.auditTrail(waiting.experimentId)).map((entry) => entry.detail)).toContainEqual(
       expect.stringMatching(/^place in the queue released by the pool: its workflow was terminated by/),
+    );
+    expect((await stack.catalog.auditTrail(linedUp.experimentId)).map((entry) => entry.detail)).toContainEqual(
+      expect.stringMatching(/^place lined up on termhost\/\S+ released by the pool: its workflow was terminated by/),
     );
     // The holder of the slot is untouched by it.
     expect((await training.handle.query(experimentStateQuery)).status).toBe('running');
@@ -154,6 +165,43 @@ describe('an experiment terminated from outside expctl', () => {
     );
   });
 
+  it('passes on the lease of a holder that ended after its worker handed the slot on, and audits no release', async () => {
+    const gated = await makeRepo({}, path.join(FIXTURES, 'scripts', 'gated_train.py'));
+    const [startedA, gateA, startedB, gateB] = ['started-a', 'gate-a', 'started-b', 'gate-b'].map((name) =>
+      path.join(stack.workDir, `handed-on-${name}`),
+    );
+    const run = (hypothesis: string, started: string, gate: string) =>
+      submitExperiment(stack.client, {
+        tag: 'terminate',
+        hypothesis,
+        category: 'other',
+        command: ['python3', 'train.py'],
+        repo: gated.repo,
+        commit: gated.commit,
+        env: { VAL_BPB: '1.0', STARTED_FILE: started, GATE_FILE: gate },
+      });
+    const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+    const slot = async () => (await pool.query(poolStateQuery)).slots[0]!;
+    const first = await run('hands its slot on', startedA!, gateA!);
+    await waitFor(() => fileExists(startedA!), 60_000);
+    const second = await run('handed the slot', startedB!, gateB!);
+    await waitFor(async () => (await slot()).next?.lease.experimentId === second.experimentId, 60_000);
+    await fs.writeFile(gateA!, '');
+    await waitFor(() => fileExists(startedB!), 60_000);
+    expect(await first.handle.result()).toMatchObject({ status: 'completed' });
+    // The pool heard nothing of the hand-over: its holder check finds the first run closed and
+    // passes the lease to the run that trains on the slot, which goes on untouched.
+    await waitFor(async () => (await slot()).lease?.experimentId === second.experimentId, LIMIT_MS + 5_000);
+    expect((await slot()).next ?? null).toBeNull();
+    expect((await second.handle.query(experimentStateQuery)).status).toBe('running');
+    expect((await stack.catalog.auditTrail(first.experimentId)).map((entry) => entry.action)).not.toContain(
+      'lease_released',
+    );
+    await fs.writeFile(gateB!, '');
+    expect(await second.handle.result()).toMatchObject({ status: 'completed', gpu: 'termhost/cpu0' });
+    await waitFor(async () => (await slot()).lease === null, 30_000);
+  });
+
   it('re-creates a terminated pool (its worker or the orchestrator): the training run and the queued one both complete', async () => {
     const training = await submit('trains while the pool is terminated', {
       VAL_BPB: '1.5',
@@ -161,11 +209,14 @@ describe('an experiment terminated from outside expctl', () => {
       STEP_SECONDS: '0.2',
     });
     await waitFor(async () => (await training.handle.query(experimentStateQuery)).status === 'running', 60_000);
-    // The only slot is taken: this one waits in the pool's queue.
+    // The only slot is taken: this one waits, lined up behind the running lease.
     const queued = await submit('waits in the queue of the terminated pool', { VAL_BPB: '1.25' });
     const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
     await waitFor(
-      async () => (await pool.query(poolStateQuery)).queue.some((r) => r.experimentId === queued.experimentId),
+      async () =>
+        (await pool.query(poolStateQuery)).slots.some(
+          (entry) => entry.next?.lease.experimentId === queued.experimentId,
+        ),
       60_000,
     );
 

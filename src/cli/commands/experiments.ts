@@ -185,13 +185,26 @@ export async function snapshotOf(client: Client, id: string): Promise<Experiment
   return snapshot;
 }
 
-/** 1-based position in the order the pool serves its queue (placement.ts), or null when not waiting. */
-async function queuePositionOf(client: Client, id: string): Promise<{ position: number; length: number } | null> {
+/**
+ * Where a queued run waits: its 1-based position in the order the pool serves its queue
+ * (placement.ts), or the GPU it is lined up on and the run it follows there; null when neither.
+ */
+async function queuePositionOf(
+  client: Client,
+  id: string,
+): Promise<{
+  queuePosition: { position: number; length: number } | null;
+  linedUp: { slotId: string; behind: string | null } | null;
+}> {
   const pool = await poolState(client).catch(() => undefined);
-  if (!pool) return null;
+  if (!pool) return { queuePosition: null, linedUp: null };
   const ordered = servingOrder(pool.queue, poolLoads(pool, Date.now()));
   const index = ordered.findIndex((request) => request.experimentId === id);
-  return index < 0 ? null : { position: index + 1, length: ordered.length };
+  const slot = pool.slots.find((entry) => entry.next?.lease.experimentId === id);
+  return {
+    queuePosition: index < 0 ? null : { position: index + 1, length: ordered.length },
+    linedUp: slot ? { slotId: slot.slot.slotId, behind: slot.lease?.experimentId ?? null } : null,
+  };
 }
 
 export async function waitCommand(id: string, options: { json?: boolean }): Promise<void> {
@@ -263,11 +276,12 @@ export async function showCommand(id: string, options: { json?: boolean; patch?:
   // until the outcome brings it to the catalog.
   if (record && !record.environment && snapshot?.status === 'running')
     record.environment = await trainingEnvironment(client, id).catch(() => null);
-  const queuePosition = snapshot?.status === 'queued' ? await queuePositionOf(client, id) : null;
+  const { queuePosition, linedUp } =
+    snapshot?.status === 'queued' ? await queuePositionOf(client, id) : { queuePosition: null, linedUp: null };
   // Who submitted, canceled (or tried to): the orchestrator's audit trail for this experiment.
   const audit = await catalog.auditTrail(id);
   if (wantsJson(options))
-    return printJson({ ...(snapshot ?? { experimentId: id }), queuePosition, record: record ?? null, audit });
+    return printJson({ ...(snapshot ?? { experimentId: id }), queuePosition, linedUp, record: record ?? null, audit });
   if (!snapshot) {
     console.log(safeText(`${id}  [${record!.status}]  (from the catalog; the workflow is past Temporal's retention)`));
     console.log(safeJson(record));
@@ -280,6 +294,10 @@ export async function showCommand(id: string, options: { json?: boolean; patch?:
   say(`${snapshot.experimentId}  [${snapshot.status}]  tag ${snapshot.tag}  category ${r.category}`);
   if (queuePosition !== null)
     say(`  queued: position ${queuePosition.position} of ${queuePosition.length} waiting for a lease`);
+  if (linedUp !== null)
+    say(
+      `  queued: lined up on ${linedUp.slotId} behind ${linedUp.behind ?? 'nobody'}; starts there when that run exits`,
+    );
   say(`  hypothesis: ${r.hypothesis}`);
   if (r.description) say(`  description: ${r.description}`);
   say(`  commit:     ${r.commit}  (${r.repo})`);

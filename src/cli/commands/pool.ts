@@ -40,9 +40,11 @@ export async function poolCommand(options: { json?: boolean }): Promise<void> {
       entry.lease?.experimentId,
       // The pool hears from a live host only when it registers; its liveness workflow judges the rest.
       host ? new Date(host.registeredAt).toISOString() : null,
+      // The run its worker hands the GPU to when the current one exits (absent: none lined up).
+      entry.next?.lease.experimentId,
     ];
   });
-  console.log(formatTable(['host', 'index', 'class', 'memory_mb', 'state', 'experiment', 'registered'], rows));
+  console.log(formatTable(['host', 'index', 'class', 'memory_mb', 'state', 'experiment', 'registered', 'next'], rows));
   if (shares.length > 0) {
     console.log(`\nfair share (recent GPU time; use an hour old counts half):`);
     console.log(

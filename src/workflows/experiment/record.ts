@@ -7,6 +7,7 @@ import { localControl } from './activities.js';
 import {
   advance,
   holdsLease,
+  leaseRelease,
   nextRecord,
   publish,
   setAttribute,
@@ -42,7 +43,7 @@ export async function finishAlone(run: ExperimentRun, ended: RunEnded, outcome: 
   let decision: TagDecision;
   try {
     decision = await localControl.finishRun({
-      ...(holdsLease(run) ? { release: { experimentId } } : {}),
+      ...(holdsLease(run) ? { release: leaseRelease(run) } : {}),
       tagOutcome: { tag: request.tag, metric: snapshot.metricPolicy, outcome },
       record: nextRecord(run, ended.status, { reason: ended.reason }),
     });

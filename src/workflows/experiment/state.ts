@@ -189,12 +189,21 @@ export function holdsLease(run: ExperimentRun): boolean {
 }
 
 /**
+ * What the run gives back: the lease it holds, by its id; without one, its place in the queue (or
+ * behind a running lease: a run that names no lease was never handed the slot).
+ */
+export function leaseRelease(run: ExperimentRun): { experimentId: string; leaseId?: string } {
+  const leaseId = run.lease?.leaseId;
+  return { experimentId: run.experimentId, ...(leaseId !== undefined ? { leaseId } : {}) };
+}
+
+/**
  * Gives the lease back to the pool, and the run's place in its queue (a pool that is gone has
  * nothing to release; a run that never asked holds nothing). One local activity: it signals
  * through the client, which writes nothing in this history but its marker.
  */
 export async function releaseLease(run: ExperimentRun): Promise<void> {
-  if (holdsLease(run)) await localControl.releaseLease({ experimentId: run.experimentId }).catch(() => undefined);
+  if (holdsLease(run)) await localControl.releaseLease(leaseRelease(run)).catch(() => undefined);
   run.lease = undefined;
   run.revoked = undefined;
 }
