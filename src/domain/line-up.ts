@@ -37,6 +37,24 @@ export function lineUpGrants(
 }
 
 /**
+ * The slots a line-up pass may use: the `count` whose leases free them soonest (by the latest end
+ * the lease gives; unknown ends after known ones, then the oldest grant first). A run lined up
+ * waits for its own slot even when another frees first: behind the soonest it waits least.
+ */
+export function soonestFreed(
+  leases: { slotId: string; endsBy?: number | undefined; grantedAt: number }[],
+  count: number,
+): Set<string> {
+  const order = (lease: { endsBy?: number | undefined }) => lease.endsBy ?? Infinity;
+  return new Set(
+    [...leases]
+      .sort((a, b) => order(a) - order(b) || a.grantedAt - b.grantedAt)
+      .slice(0, count)
+      .map((lease) => lease.slotId),
+  );
+}
+
+/**
  * When a lined-up lease ends at the latest: it starts at the latest when the lease before it ends
  * (unknown: unknown), and holds at most its own hold from then.
  */

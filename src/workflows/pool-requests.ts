@@ -6,7 +6,7 @@ import {
   leaseRequestProblem,
   type LeaseRequestInput,
 } from '../domain/lease-request.js';
-import { linedUpEndsBy, lineUpGrants } from '../domain/line-up.js';
+import { linedUpEndsBy, lineUpGrants, mayLineUp, soonestFreed } from '../domain/line-up.js';
 import { boundPlacementRecord, planQueue, type Grant, type QueuePlan, type SlotView } from '../domain/placement.js';
 import {
   leaseGrantedSignal,
@@ -219,10 +219,11 @@ export function successorOf(state: PoolState, leaseId: string): Lease | null {
  */
 function lineUp(state: PoolState, now: number): void {
   const { pool } = state;
-  const lineable = new Set(
+  const lineable = soonestFreed(
     pool.slots
       .filter((e) => e.lease && !e.lease.slotIds && !e.next && !e.draining && state.isOnline(e))
-      .map((e) => e.slot.slotId),
+      .map((e) => ({ slotId: e.slot.slotId, endsBy: e.lease!.endsBy, grantedAt: e.lease!.grantedAt })),
+    pool.queue.filter(mayLineUp).length,
   );
   const grants = lineUpGrants(slotViews(state), lineable, pool.queue, pool.policy, now, poolLoads(pool, now));
   for (const grant of grants) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { linedUpEndsBy, lineUpGrants, mayLineUp } from '../../src/domain/line-up.js';
+import { linedUpEndsBy, lineUpGrants, mayLineUp, soonestFreed } from '../../src/domain/line-up.js';
 import { DEFAULT_PLACEMENT_POLICY, type LeaseRequest } from '../../src/domain/placement.js';
 import { gpuSlot } from '../helpers/slots.js';
 
@@ -82,5 +82,18 @@ describe('what may line up and when it ends', () => {
     expect(linedUpEndsBy({ endsBy: NOW }, { holdSeconds: 60 })).toBe(NOW + 60_000);
     expect(linedUpEndsBy({}, { holdSeconds: 60 })).toBeUndefined();
     expect(linedUpEndsBy({ endsBy: NOW }, {})).toBeUndefined();
+  });
+
+  it('lines up behind the leases that free their slots soonest: known ends first, then the oldest grant', () => {
+    const leases = [
+      { slotId: 'a', grantedAt: NOW },
+      { slotId: 'b', endsBy: NOW + 90_000, grantedAt: NOW },
+      { slotId: 'c', endsBy: NOW + 30_000, grantedAt: NOW + 5_000 },
+      { slotId: 'd', grantedAt: NOW - 10_000 },
+    ];
+    expect([...soonestFreed(leases, 2)]).toEqual(['c', 'b']);
+    expect([...soonestFreed(leases, 3)]).toEqual(['c', 'b', 'd']);
+    expect(soonestFreed(leases, 0).size).toBe(0);
+    expect(soonestFreed(leases, 9).size).toBe(4);
   });
 });
