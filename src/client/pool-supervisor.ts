@@ -1,10 +1,16 @@
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  type Client,
+  type WorkflowExecutionDescription,
+} from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { POOL_TASK_QUEUE, POOL_WORKFLOW_ID, POOL_WORKFLOW_TASK_TIMEOUT } from '../shared/constants.js';
 import { poolStateQuery, type PoolSnapshot } from '../workflows/definitions.js';
 import type { poolWorkflow } from '../workflows/pool.js';
 import { rebuiltPool } from '../workflows/pool-state.js';
 import { PoolRepairError, repairPool } from './pool-repair.js';
+import { safeText } from '../shared/safe-text.js';
 
 /** How often the orchestrator looks for a pool that is gone. */
 export const POOL_CHECK_MS = 5_000;
@@ -36,10 +42,7 @@ export function superviseThePool(options: {
   const timer = setInterval(() => {
     if (checking) return;
     checking = true;
-    void healPool(options.client, options.log)
-      .then(async (healed) => {
-        if (!healed) await repairIfStalled(options.client, options.dataConverter, options.log, stalls);
-      })
+    void lookAtPool(options.client, options.dataConverter, options.log, stalls)
       .catch((error: Error) => options.log(`expctl orchestrator: could not check the pool: ${error.message}`))
       .finally(() => (checking = false));
   }, options.everyMs ?? POOL_CHECK_MS);
@@ -76,6 +79,26 @@ export class StallWatch {
   }
 }
 
+/** One look at the pool (one describe): an ended pool is started again, a stalled one repaired when due. */
+async function lookAtPool(
+  client: Client,
+  dataConverter: DataConverter,
+  log: (line: string) => void,
+  stalls: StallWatch,
+): Promise<void> {
+  let description: WorkflowExecutionDescription;
+  try {
+    description = await client.workflow.getHandle(POOL_WORKFLOW_ID).describe();
+  } catch (error) {
+    // A pool that never existed is left to the first worker.
+    if (error instanceof WorkflowNotFoundError) return;
+    throw error;
+  }
+  const status = description.status.name;
+  if (status === 'RUNNING') return repairIfStalled(client, dataConverter, log, stalls, description);
+  if (status !== 'CONTINUED_AS_NEW') await startAgain(client, log, { runId: description.runId, status });
+}
+
 /**
  * Repairs a pool that has stalled for long enough: the same repair as `expctl pool repair`. One
  * the repair cannot un-stall (the task fails with no message given back: a fault in the pool's own
@@ -86,9 +109,8 @@ async function repairIfStalled(
   dataConverter: DataConverter,
   log: (line: string) => void,
   stalls: StallWatch,
+  description: WorkflowExecutionDescription,
 ): Promise<void> {
-  const description = await client.workflow.getHandle(POOL_WORKFLOW_ID).describe();
-  if (description.status.name !== 'RUNNING') return;
   const attempt = description.raw.pendingWorkflowTask?.attempt ?? 0;
   if (!stalls.due(description.runId, attempt >= 2, Date.now())) return;
   stalls.reset();
@@ -96,10 +118,14 @@ async function repairIfStalled(
     const repair = await repairPool(client, dataConverter);
     if (!repair.stalled) return;
     log(
-      `expctl orchestrator: the pool's workflow task kept failing (${repair.failure}); repaired it: reset to event ` +
+      `expctl orchestrator: the pool's workflow task kept failing (${safeText(repair.failure ?? '')}); repaired it: reset to event ` +
         `${repair.resetToEventId}, ${repair.resent} message(s) given back, ${repair.dropped.length} dropped` +
         repair.dropped
-          .map((d) => `\n  dropped ${d.signal} (event ${d.eventId}, from ${d.sentBy ?? 'unknown'}): ${d.reason}`)
+          // Named by whoever sent them: made safe for the operator's terminal, as `expctl pool repair` does.
+          .map(
+            (d) =>
+              `\n  dropped ${safeText(d.signal)} (event ${d.eventId}, from ${safeText(d.sentBy ?? 'unknown')}): ${safeText(d.reason)}`,
+          )
           .join(''),
     );
   } catch (error) {
@@ -113,18 +139,12 @@ async function repairIfStalled(
   }
 }
 
-/** Starts the pool again where its latest run has ended; returns whether it did. */
-export async function healPool(client: Client, log: (line: string) => void): Promise<boolean> {
-  const handle = client.workflow.getHandle(POOL_WORKFLOW_ID);
-  let ended: { runId: string; status: string };
-  try {
-    const description = await handle.describe();
-    ended = { runId: description.runId, status: description.status.name };
-  } catch (error) {
-    if (error instanceof WorkflowNotFoundError) return false;
-    throw error;
-  }
-  if (ended.status === 'RUNNING' || ended.status === 'CONTINUED_AS_NEW') return false;
+/** Starts the pool again from the last state of its ended run (empty where that cannot be read). */
+async function startAgain(
+  client: Client,
+  log: (line: string) => void,
+  ended: { runId: string; status: string },
+): Promise<void> {
   const last = await lastState(client, ended.runId);
   const carried = last ? rebuiltPool(last, Date.now()) : undefined;
   try {
@@ -136,7 +156,7 @@ export async function healPool(client: Client, log: (line: string) => void): Pro
     });
   } catch (error) {
     // A worker started it a moment ago: that run stands.
-    if (error instanceof WorkflowExecutionAlreadyStartedError) return false;
+    if (error instanceof WorkflowExecutionAlreadyStartedError) return;
     throw error;
   }
   const leases = carried?.slots?.filter((entry) => entry.lease !== null).length ?? 0;
@@ -147,7 +167,6 @@ export async function healPool(client: Client, log: (line: string) => void): Pro
         ? `with its last state (${hosts} host(s), ${leases} lease(s))`
         : 'empty (its last state could not be read; workers register again when they next look at it)'),
   );
-  return true;
 }
 
 /** The ended run's last state, read by replaying its history; undefined where that fails. */

@@ -162,19 +162,32 @@ function heldLease(state: PoolState, experimentId: string): Lease | undefined {
   const entries = state.pool.slots.filter((entry) => entry.lease?.experimentId === experimentId);
   const lead = entries[0];
   if (!lead?.lease) return undefined;
-  const { slotIds, endsBy: _endsBy, ...lease } = lead.lease;
+  const { slotIds } = lead.lease;
   const slots = slotIds
     ? slotIds.flatMap((id) => entries.filter((entry) => entry.slot.slotId === id).map((entry) => entry.slot))
     : [lead.slot];
-  const fencing = state.pool.hosts[lead.slot.host]?.fencing;
+  return leaseAsTold(state, lead.lease, slots, 'the lease this run already held when it asked again');
+}
+
+/**
+ * A lease the pool holds, as its run is told it: its host's fencing, its GPUs, the placement record
+ * kept from its grant, or one that says why it was not kept.
+ */
+function leaseAsTold(
+  state: PoolState,
+  held: NonNullable<SlotEntry['lease']>,
+  slots: SlotEntry['slot'][],
+  notKeptWhy: string,
+): Lease {
+  const { slotIds: _slotIds, endsBy: _endsBy, ...lease } = held;
+  const lead = slots[0]!;
+  const fencing = state.pool.hosts[lead.host]?.fencing;
   return {
     ...lease,
     ...(fencing ? { fencing } : {}),
-    slot: slots[0]!,
+    slot: lead,
     slots,
-    placement:
-      state.recentPlacements.get(experimentId) ??
-      placementNotKept(lead.slot, 'the lease this run already held when it asked again'),
+    placement: state.recentPlacements.get(lease.experimentId) ?? placementNotKept(lead, notKeptWhy),
   };
 }
 
@@ -198,17 +211,7 @@ function placementNotKept(slot: SlotEntry['slot'], why: string): Lease['placemen
 export function successorOf(state: PoolState, leaseId: string): Lease | null {
   const entry = state.pool.slots.find((e) => e.lease?.leaseId === leaseId && e.next);
   if (!entry?.next || !state.isOnline(entry)) return null;
-  const { endsBy: _endsBy, slotIds: _slotIds, ...lease } = entry.next.lease;
-  const fencing = state.pool.hosts[entry.slot.host]?.fencing;
-  return {
-    ...lease,
-    ...(fencing ? { fencing } : {}),
-    slot: entry.slot,
-    slots: [entry.slot],
-    placement:
-      state.recentPlacements.get(lease.experimentId) ??
-      placementNotKept(entry.slot, 'lined up behind the run before it on this GPU'),
-  };
+  return leaseAsTold(state, entry.next.lease, [entry.slot], 'lined up behind the run before it on this GPU');
 }
 
 /**
