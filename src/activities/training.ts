@@ -876,6 +876,8 @@ interface RunEnd {
   exit: SupervisorExit;
   finished: { peakMemoryBytes: number | null; oomKills: number | null };
   trainingEndedAt: number;
+  /** When the last of its processes was gone: the GPU is free from then, and the record's end says so. */
+  goneAt: number;
 }
 
 /** Beats until the supervisor reports the exit and every process of the run is gone. */
@@ -901,7 +903,7 @@ async function untilExit(
     await clock.stop();
     // The lease is released once this returns: not before every process of the run is gone.
     const finished = await run.finish();
-    return { exit, finished, trainingEndedAt };
+    return { exit, finished, trainingEndedAt, goneAt: Date.now() };
   } finally {
     clearInterval(ticker);
   }
@@ -987,7 +989,9 @@ async function finishRun(watched: Watched, ended: RunEnd): Promise<TrainingOutco
     heartbeats: watched.heartbeats,
     logPath: files.log,
     startedAt: record.startedAt,
-    endedAt: new Date().toISOString(),
+    // Not when the outcome was written: the slot is handed on at the exit, and the record must not
+    // show two runs holding one GPU while this one stores its artifacts.
+    endedAt: new Date(ended.goneAt).toISOString(),
     ...(shipped?.log ? { log: shipped.log } : {}),
     ...storeFields(checkpointFields(record, watched.checkpoints), [
       ...storeProblems,
