@@ -11,6 +11,7 @@ import { localRepository, removeWorktree } from '../gpu-worker/git.js';
 import type { EnvironmentRecord } from '../catalog/record.js';
 import { environmentRecord } from './host.js';
 import { DeferredCleanup } from '../gpu-worker/deferred-cleanup.js';
+import type { LeaseRounds } from '../gpu-worker/lease-rounds.js';
 import { boundMetrics, capTailBytes, LogFollower } from '../gpu-worker/log-follower.js';
 import { detectContainment, type ContainmentSupport } from '../gpu-worker/containment.js';
 import { adoptRun, type StartedRun, type SupervisorExit } from '../gpu-worker/run-process.js';
@@ -26,6 +27,7 @@ import {
   DEFAULT_CHECKPOINT_QUOTA_BYTES,
   DEFAULT_CHECKPOINT_SYNC_MS,
   killLimitSeconds,
+  LEASE_CHECK_INTERVAL_MS,
   LOG_TAIL_BYTES,
 } from '../domain/limits.js';
 import { computeTimings } from '../domain/timings.js';
@@ -86,6 +88,8 @@ export interface TrainingDeps {
   masterPorts?: MasterPorts;
   /** How often a watched run asks the pool whether its lease still stands (default 5 s). */
   leaseCheckIntervalMs?: number;
+  /** The watched runs' checks, asked in the host's rounds (lease-rounds.ts); without them, leaseHeld. */
+  leaseRounds?: LeaseRounds;
   /** Where finished runs leave their worktree removal (one per worker process, shared by its slots). */
   cleanup?: DeferredCleanup;
   /** The workers' sealing key pair: opens the run's `--secret` values (without it, a run with secrets is refused). */
@@ -232,10 +236,17 @@ export function createTrainingActivities(deps: TrainingDeps) {
   const exitRelease = (experimentId: string, leaseId: string | undefined) =>
     deps.releaseLease && leaseId ? () => deps.releaseLease!(experimentId, leaseId) : undefined;
   /** What each watch needs to stop a run whose lease the pool no longer holds. */
-  const leaseWatch = (slotId: string, leaseId: string | undefined) =>
-    deps.leaseHeld && leaseId
-      ? { held: () => deps.leaseHeld!(slotId, leaseId), intervalMs: deps.leaseCheckIntervalMs ?? 5000 }
-      : undefined;
+  const leaseWatch = (slotId: string, leaseId: string | undefined) => {
+    const intervalMs = deps.leaseCheckIntervalMs ?? LEASE_CHECK_INTERVAL_MS;
+    if (!leaseId) return undefined;
+    // A question in the host's round waits up to a round for its answer: asked that much sooner.
+    if (deps.leaseRounds)
+      return {
+        held: () => deps.leaseRounds!.held(slotId, leaseId),
+        intervalMs: Math.max(0, intervalMs - deps.leaseRounds.roundMs),
+      };
+    return deps.leaseHeld ? { held: () => deps.leaseHeld!(slotId, leaseId), intervalMs } : undefined;
+  };
 
   /**
    * Heartbeats a watched run's progress until it ends. Only a cancel the workflow asked for kills

@@ -136,6 +136,12 @@ export function hostAnswerSeconds(lastHeartbeatAt: string | undefined, nowMs: nu
  * is stopped even if the host is healthy).
  */
 export const DEFAULT_FENCING_SECONDS = 60;
+/**
+ * How often a training run's worker confirms its lease with the pool, and the most a check waits
+ * for its host's round (half of it): each confirmation keeps the run clear of its fencing time.
+ */
+export const LEASE_CHECK_INTERVAL_MS = 5000;
+export const LEASE_ROUND_MS = LEASE_CHECK_INTERVAL_MS / 2;
 /** After the fence's SIGTERM, how long the run's processes get before SIGKILL (the supervisor's own grace). */
 export const FENCE_KILL_GRACE_SECONDS = 5;
 /** Beyond the host's fencing time and kill grace: its supervisor's check interval and clock skew between hosts. */

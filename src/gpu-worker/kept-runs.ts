@@ -23,7 +23,6 @@ function logForgotten(log: Log, runs: ReconcileResult['forgotten']): void {
     log(`expctl worker: forgot ${run.experimentId} (supervisor ${run.pid}): ${run.why}; its cgroup is removed`);
 }
 
-/** Asks the pool whether a lease still stands. */
 /** Whether the pool holds the lease; null where it does not know the slot (see leaseHeldQuery). */
 export type LeaseHeld = (slotId: string, leaseId: string) => Promise<boolean | null>;
 

@@ -9,15 +9,21 @@ import { createArtifactCheckActivities } from '../activities/artifact-check.js';
 import { createLivenessActivities, type LivenessDeps } from '../activities/liveness.js';
 import { createTrainingActivities, type RunWatch } from '../activities/training.js';
 import { releaseLeaseAtExit } from '../gpu-worker/lease-release.js';
+import { leaseRounds, type AskLeases } from '../gpu-worker/lease-rounds.js';
 import { DEFAULT_POOL_HEARTBEAT_MS, type Slot } from '../domain/fleet.js';
 import { hostTaskQueue, POOL_WORKFLOW_ID } from '../shared/constants.js';
 import type { Credential } from '../security/credentials.js';
-import { leaseHeldQuery } from '../workflows/definitions.js';
+import { leaseHeldQuery, leasesHeldQuery } from '../workflows/definitions.js';
 import { discoverSlots, type DiscoveryOptions } from '../gpu-worker/discover.js';
 import { ensureUnsealingKey, type UnsealingKey } from '../security/sealed-secrets.js';
 import { experimentOpenOn } from '../gpu-worker/reconcile.js';
 import { keepRunsAttached, leaseConfirmer, reconcileAtStart, type LeaseHeld } from '../gpu-worker/kept-runs.js';
-import { DEFAULT_FENCING_SECONDS, FENCE_KILL_GRACE_SECONDS, type HostFencing } from '../domain/limits.js';
+import {
+  DEFAULT_FENCING_SECONDS,
+  FENCE_KILL_GRACE_SECONDS,
+  LEASE_ROUND_MS,
+  type HostFencing,
+} from '../domain/limits.js';
 import {
   hostRegistration,
   liveLeasesOf,
@@ -205,6 +211,13 @@ function leaseHeldOn(client: Client): LeaseHeld {
     client.withDeadline(Date.now() + LEASE_QUESTION_DEADLINE_MS, () => pool.query(leaseHeldQuery, { slotId, leaseId }));
 }
 
+/** The pool's answers about several leases in one query, bounded like one (see LEASE_QUESTION_DEADLINE_MS). */
+function leasesHeldOn(client: Client): AskLeases {
+  const pool = client.workflow.getHandle(POOL_WORKFLOW_ID);
+  return (questions) =>
+    client.withDeadline(Date.now() + LEASE_QUESTION_DEADLINE_MS, () => pool.query(leasesHeldQuery, questions));
+}
+
 /** This host's fencing, as told to the pool (and carried by every lease on it). */
 function hostFencing(options: GpuWorkerOptions): HostFencing {
   return {
@@ -234,6 +247,8 @@ async function createWorkers(
 ): Promise<Worker[]> {
   const { workDir, datasetsDir } = host;
   const leaseHeld = leaseHeldOn(options.client);
+  // One per worker process, shared by its slots: the host's periodic checks go to the pool together.
+  const rounds = leaseRounds(leasesHeldOn(options.client), LEASE_ROUND_MS);
   const releaseLease = releaseLeaseAtExit(options.client, host.log);
   const base = {
     connection: options.connection,
@@ -278,6 +293,7 @@ async function createWorkers(
           orphanGraceMs: options.orphanGraceMs,
           fencingMs: hostFencing(options).fencingSeconds * 1000,
           leaseHeld,
+          leaseRounds: rounds,
           releaseLease,
           hostRuns: host.hostRuns,
           masterPorts: host.masterPorts,

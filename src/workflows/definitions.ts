@@ -146,6 +146,8 @@ export const livenessLimitSignal = defineSignal<[{ limitMs: number }]>('liveness
  * its state and the host has not registered since): neither a yes nor a no.
  */
 export const leaseHeldQuery = defineQuery<boolean | null, [{ slotId: string; leaseId: string }]>('leaseHeld');
+/** leaseHeld of several leases in one question, an answer for each in order: a host's periodic checks. */
+export const leasesHeldQuery = defineQuery<(boolean | null)[], [{ slotId: string; leaseId: string }[]]>('leasesHeld');
 /**
  * The run lined up behind a lease, as its run is told it (with a placement record), or null: what a
  * worker asks at its run's exit (a query writes no history) to hand the slot on by itself.

@@ -3,6 +3,7 @@ import { placementCheck } from '../domain/placement.js';
 import {
   hostRegistrationQuery,
   leaseHeldQuery,
+  leasesHeldQuery,
   onlineHostsQuery,
   placementCheckQuery,
   placementViewQuery,
@@ -48,13 +49,19 @@ export function installQueries(state: PoolState): void {
       .filter((entry) => entry.online)
       .map((entry) => ({ host: entry.host, hostQueue: entry.hostQueue })),
   );
-  // A lined-up run's lease stands too: its worker may have been handed the slot, unseen by the pool.
-  setHandler(leaseHeldQuery, ({ slotId, leaseId }) => {
-    const entry = pool.slots.find((e) => e.slot.slotId === slotId);
-    // A pool started again empty knows no slot until its host registers: its runs are not stopped for that.
-    if (!entry) return null;
-    const named = entry.lease?.leaseId === leaseId || entry.next?.lease.leaseId === leaseId;
-    return named && (pool.hosts[entry.slot.host]?.online ?? false);
-  });
+  setHandler(leaseHeldQuery, (question) => leaseHeldIn(state, question));
+  setHandler(leasesHeldQuery, (questions) => questions.map((question) => leaseHeldIn(state, question)));
   setHandler(successorQuery, (leaseId) => successorOf(state, leaseId));
+}
+
+/**
+ * Whether the pool holds a lease on a slot of an online host. A lined-up run's lease stands too: its
+ * worker may have been handed the slot, unseen by the pool. null: a pool started again empty knows
+ * no slot until its host registers, and its runs are not stopped for that.
+ */
+function leaseHeldIn({ pool }: PoolState, { slotId, leaseId }: { slotId: string; leaseId: string }): boolean | null {
+  const entry = pool.slots.find((e) => e.slot.slotId === slotId);
+  if (!entry) return null;
+  const named = entry.lease?.leaseId === leaseId || entry.next?.lease.leaseId === leaseId;
+  return named && (pool.hosts[entry.slot.host]?.online ?? false);
 }

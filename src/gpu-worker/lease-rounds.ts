@@ -1,0 +1,55 @@
+import type { LeaseHeld } from './kept-runs.js';
+
+export interface LeaseQuestion {
+  slotId: string;
+  leaseId: string;
+}
+
+/** Asks the pool about several leases in one question: an answer for each, in order. */
+export type AskLeases = (questions: LeaseQuestion[]) => Promise<(boolean | null)[]>;
+
+interface Asked {
+  question: LeaseQuestion;
+  answers: { resolve: (held: boolean | null) => void; reject: (error: unknown) => void }[];
+}
+
+/** A host's lease questions asked in rounds, and the longest a question waits for its round. */
+export interface LeaseRounds {
+  held: LeaseHeld;
+  roundMs: number;
+}
+
+/**
+ * A host's periodic lease checks, asked in rounds: a question waits at most `roundMs` for the
+ * round the first one opened, and a round is one pool query however many runs the host trains.
+ * One query per run every 5 s is 200 a second into the one pool workflow at 1,000 GPUs; a round
+ * of 2.5 s per host is 50. A confirmation counts from the moment it was asked, so the wait can
+ * only fence a run sooner, never later; the runs ask a round sooner to keep their confirmations as
+ * fresh as before. A question that must be answered now (the last look before a start) asks the
+ * pool itself.
+ */
+export function leaseRounds(ask: AskLeases, roundMs: number): LeaseRounds {
+  let asked = new Map<string, Asked>();
+  let round: NodeJS.Timeout | undefined;
+  const askAll = async () => {
+    round = undefined;
+    const pending = [...asked.values()];
+    asked = new Map();
+    try {
+      const answers = await ask(pending.map((entry) => entry.question));
+      // A missing answer is no answer: nothing confirmed, nothing denied.
+      pending.forEach((entry, i) => entry.answers.forEach(({ resolve }) => resolve(answers[i] ?? null)));
+    } catch (error) {
+      for (const entry of pending) for (const { reject } of entry.answers) reject(error);
+    }
+  };
+  const held: LeaseHeld = (slotId, leaseId) =>
+    new Promise((resolve, reject) => {
+      const key = `${slotId}\0${leaseId}`;
+      const entry = asked.get(key) ?? { question: { slotId, leaseId }, answers: [] };
+      entry.answers.push({ resolve, reject });
+      asked.set(key, entry);
+      round ??= setTimeout(() => void askAll(), roundMs);
+    });
+  return { held, roundMs };
+}
