@@ -2,7 +2,8 @@
  * How a simulated host speaks to the pool: exactly as `expctl worker` does (src/roots/gpu-worker.ts),
  * through the same signed registration and membership code, and kept alive by the same
  * keepHostAlive activity on its own host queue (one activity-only Worker per simulated host),
- * minus the processes it would train. The bench's host-side protocol lives here only, so a change
+ * asking the pool about its GPUs' leases in the worker's rounds as if every GPU trained, minus the
+ * processes it would train. The bench's host-side protocol lives here only, so a change
  * of protocol changes this one file.
  */
 import crypto from 'node:crypto';
@@ -11,6 +12,8 @@ import type { DataConverter } from '@temporalio/common';
 import { Worker, type NativeConnection } from '@temporalio/worker';
 import { createLivenessActivities } from '../../src/activities/liveness.js';
 import { DEFAULT_POOL_HEARTBEAT_MS, type Slot } from '../../src/domain/fleet.js';
+import { LEASE_CHECK_INTERVAL_MS, LEASE_ROUND_MS } from '../../src/domain/limits.js';
+import { leaseRounds, leasesHeldOn } from '../../src/gpu-worker/lease-rounds.js';
 import { hostRegistration, PoolMembership } from '../../src/gpu-worker/pool-membership.js';
 import type { Credential } from '../../src/security/credentials.js';
 import { hostTaskQueue, slotTaskQueue } from '../../src/shared/constants.js';
@@ -89,14 +92,23 @@ export async function simHost(options: {
       incarnation,
     }),
   );
+  // Every GPU's run confirms its lease as a worker's does (the answer is no: the simulated runs'
+  // leases are not known here; the question costs the pool the same).
+  const rounds = leaseRounds(leasesHeldOn(client), LEASE_ROUND_MS);
+  let confirming: NodeJS.Timeout | undefined;
+  const confirmLeases = () => {
+    for (const slot of simSlots(host, options.gpus)) void rounds.held(slot.slotId, 'simulated').catch(() => undefined);
+  };
   return {
     host,
     async join() {
       await membership.register();
       await membership.accepted();
       membership.watchPool();
+      confirming = setInterval(confirmLeases, LEASE_CHECK_INTERVAL_MS - LEASE_ROUND_MS);
     },
     async leave() {
+      clearInterval(confirming);
       await membership.leave();
       stopping.abort();
       liveness.shutdown();

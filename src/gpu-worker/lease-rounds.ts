@@ -1,3 +1,6 @@
+import type { Client } from '@temporalio/client';
+import { POOL_WORKFLOW_ID } from '../shared/constants.js';
+import { leaseHeldQuery, leasesHeldQuery } from '../workflows/definitions.js';
 import type { LeaseHeld } from './kept-runs.js';
 
 export interface LeaseQuestion {
@@ -52,4 +55,21 @@ export function leaseRounds(ask: AskLeases, roundMs: number): LeaseRounds {
       round ??= setTimeout(() => void askAll(), roundMs);
     });
   return { held, roundMs };
+}
+
+/** The longest one lease question may take: an unanswered one confirms nothing. */
+const LEASE_QUESTION_DEADLINE_MS = 10_000;
+
+/** Asks the pool whether a lease still stands, bounded (see LEASE_QUESTION_DEADLINE_MS). */
+export function leaseHeldOn(client: Client): LeaseHeld {
+  const pool = client.workflow.getHandle(POOL_WORKFLOW_ID);
+  return (slotId, leaseId) =>
+    client.withDeadline(Date.now() + LEASE_QUESTION_DEADLINE_MS, () => pool.query(leaseHeldQuery, { slotId, leaseId }));
+}
+
+/** The pool's answers about several leases in one query, bounded like one (see LEASE_QUESTION_DEADLINE_MS). */
+export function leasesHeldOn(client: Client): AskLeases {
+  const pool = client.workflow.getHandle(POOL_WORKFLOW_ID);
+  return (questions) =>
+    client.withDeadline(Date.now() + LEASE_QUESTION_DEADLINE_MS, () => pool.query(leasesHeldQuery, questions));
 }

@@ -9,15 +9,14 @@ import { createArtifactCheckActivities } from '../activities/artifact-check.js';
 import { createLivenessActivities, type LivenessDeps } from '../activities/liveness.js';
 import { createTrainingActivities, type RunWatch } from '../activities/training.js';
 import { releaseLeaseAtExit } from '../gpu-worker/lease-release.js';
-import { leaseRounds, type AskLeases } from '../gpu-worker/lease-rounds.js';
+import { leaseHeldOn, leaseRounds, leasesHeldOn } from '../gpu-worker/lease-rounds.js';
 import { DEFAULT_POOL_HEARTBEAT_MS, type Slot } from '../domain/fleet.js';
-import { hostTaskQueue, POOL_WORKFLOW_ID } from '../shared/constants.js';
+import { hostTaskQueue } from '../shared/constants.js';
 import type { Credential } from '../security/credentials.js';
-import { leaseHeldQuery, leasesHeldQuery } from '../workflows/definitions.js';
 import { discoverSlots, type DiscoveryOptions } from '../gpu-worker/discover.js';
 import { ensureUnsealingKey, type UnsealingKey } from '../security/sealed-secrets.js';
 import { experimentOpenOn } from '../gpu-worker/reconcile.js';
-import { keepRunsAttached, leaseConfirmer, reconcileAtStart, type LeaseHeld } from '../gpu-worker/kept-runs.js';
+import { keepRunsAttached, leaseConfirmer, reconcileAtStart } from '../gpu-worker/kept-runs.js';
 import {
   DEFAULT_FENCING_SECONDS,
   FENCE_KILL_GRACE_SECONDS,
@@ -199,23 +198,6 @@ async function startGpuWorker(
     liveness,
     releaseClaim,
   });
-}
-
-/** The longest one lease question may take: an unanswered one confirms nothing. */
-const LEASE_QUESTION_DEADLINE_MS = 10_000;
-
-/** Asks the pool whether a lease still stands, bounded (see LEASE_QUESTION_DEADLINE_MS). */
-function leaseHeldOn(client: Client): LeaseHeld {
-  const pool = client.workflow.getHandle(POOL_WORKFLOW_ID);
-  return (slotId, leaseId) =>
-    client.withDeadline(Date.now() + LEASE_QUESTION_DEADLINE_MS, () => pool.query(leaseHeldQuery, { slotId, leaseId }));
-}
-
-/** The pool's answers about several leases in one query, bounded like one (see LEASE_QUESTION_DEADLINE_MS). */
-function leasesHeldOn(client: Client): AskLeases {
-  const pool = client.workflow.getHandle(POOL_WORKFLOW_ID);
-  return (questions) =>
-    client.withDeadline(Date.now() + LEASE_QUESTION_DEADLINE_MS, () => pool.query(leasesHeldQuery, questions));
 }
 
 /** This host's fencing, as told to the pool (and carried by every lease on it). */
