@@ -139,7 +139,8 @@ describe('expctl batch', () => {
         { commit: quick, hypothesis: 'quick' },
         { commit: slow, hypothesis: 'slow' },
       ],
-      deadlineSeconds: 40,
+      // Past the quick variant's end with room for a loaded host; the slow one is canceled at it.
+      deadlineSeconds: 20,
     });
     const result = await resultWithin(handle as never, 300_000);
     const [fast, late] = (result as BatchResult).children;

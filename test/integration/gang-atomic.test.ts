@@ -1,7 +1,7 @@
 import type { ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { poolState } from '../../src/client/fleet.js';
-import { CONTROL_TASK_QUEUE } from '../../src/shared/constants.js';
+import { CONTROL_TASK_QUEUE, POOL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../../src/shared/constants.js';
 import type { PoolSnapshot } from '../../src/workflows/definitions.js';
 import { leaseCyclerWorkflow } from '../../src/workflows/lease-cycler.js';
 import { startDyingOrchestrator } from '../helpers/dying-orchestrator.js';
@@ -9,6 +9,12 @@ import { startStack, type TestStack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
 
 let stack: TestStack;
+/**
+ * The pool's workflow task timeout here: each SIGKILLed orchestrator leaves its grant task started,
+ * and the next one gets it only when it times out (30 s where workers start the pool). Still far
+ * above what one of this small pool's tasks takes, replay included.
+ */
+const POOL_TASK_TIMEOUT = '10s';
 const children: ResultPromise[] = [];
 
 /** An orchestrator process; with `dieAtGrant` N it SIGKILLs itself in the pool task that grants its Nth lease. */
@@ -43,6 +49,13 @@ function wholeLeases(pool: PoolSnapshot): Map<string, number> {
 
 beforeAll(async () => {
   stack = await startStack({ name: 'gang-atomic', orchestrator: false, gpuWorker: false });
+  // Started as an operator may start it (the workers' registrations then find it running).
+  await stack.client.workflow.start('poolWorkflow', {
+    workflowId: POOL_WORKFLOW_ID,
+    taskQueue: POOL_TASK_QUEUE,
+    workflowTaskTimeout: POOL_TASK_TIMEOUT,
+    args: [],
+  });
 });
 afterAll(async () => {
   for (const child of children) child.kill('SIGKILL');
@@ -94,6 +107,9 @@ describe('gang leases while the orchestrator is SIGKILLed mid-grant', () => {
     }
 
     const results = await Promise.all(cyclers.map((cycler) => cycler.result()));
+    // Each dead task waited out the timeout set above (kept across a continue-as-new), not the default.
+    const config = (await stack.client.workflow.getHandle(POOL_WORKFLOW_ID).describe()).raw.executionConfig;
+    expect(`${config?.defaultWorkflowTaskTimeout?.seconds}s`).toBe(POOL_TASK_TIMEOUT);
     // Every lease a client received held exactly the GPUs it asked for.
     expect(results).toEqual(gpus.map((k) => ({ cycles, sizes: [k] })));
     observing = false;
