@@ -164,8 +164,56 @@ export async function addWorktree(repo: string, commit: string, dir: string): Pr
   });
 }
 
+/**
+ * Removes a run's worktree and its registration. What `git worktree remove --force` does (delete
+ * the tree, then its administrative directory), without a git process per run where the two point
+ * at each other; anything else (a locked or unknown tree) is left to git.
+ */
 export async function removeWorktree(repo: string, dir: string): Promise<void> {
+  const admin = await registrationOf(repo, dir);
+  if (admin) {
+    await fs.rm(dir, { recursive: true, force: true });
+    await fs.rm(admin, { recursive: true, force: true });
+    return;
+  }
   await git(repo, ['worktree', 'remove', '--force', dir]).catch(() => fs.rm(dir, { recursive: true, force: true }));
+}
+
+/** The administrative directory (`<repo>/worktrees/<name>`) of the worktree at `dir`, when git would remove it; else null. */
+async function registrationOf(repo: string, dir: string): Promise<string | null> {
+  try {
+    const [repoPath, treePath] = await Promise.all([fs.realpath(repo), fs.realpath(dir)]);
+    const pointer = await fs.readFile(path.join(treePath, '.git'), 'utf8');
+    const admin = worktreeAdminDir(repoPath, treePath, pointer);
+    if (!admin) return null;
+    const [back, locked] = await Promise.all([
+      fs.readFile(path.join(admin, 'gitdir'), 'utf8'),
+      fs.access(path.join(admin, 'locked')).then(
+        () => true,
+        () => false,
+      ),
+    ]);
+    return !locked && pointsBack(back, treePath) ? admin : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The administrative directory a worktree's `.git` file names (`gitdir: PATH`), when it is one of
+ * `repo`'s worktree registrations; null otherwise (a tree a script rewrote names something else).
+ */
+export function worktreeAdminDir(repo: string, tree: string, dotGit: string): string | null {
+  const named = /^gitdir: (.+)$/m.exec(dotGit)?.[1]?.trim();
+  if (!named) return null;
+  const admin = path.resolve(tree, named);
+  return path.dirname(admin) === path.join(repo, 'worktrees') && path.basename(admin) !== '' ? admin : null;
+}
+
+/** Whether a registration's `gitdir` file names this tree's `.git`: the registration is this tree's. */
+export function pointsBack(gitdirFile: string, tree: string): boolean {
+  const named = gitdirFile.trim();
+  return named !== '' && path.resolve(tree, named) === path.join(tree, '.git');
 }
 
 /** Finds a program on PATH the way execa will (no shell involved). */

@@ -111,6 +111,13 @@ export class LogFollower {
   private polling: Promise<void> = Promise.resolve();
 
   private async readAppended(): Promise<void> {
+    // Most polls find nothing new (a run prints now and then; several readers poll each log): one
+    // stat answers them, without opening, reading and closing the file.
+    const grown = await fs.stat(this.file).then(
+      (stats) => stats.size > this.offset,
+      () => false,
+    );
+    if (!grown) return;
     let handle;
     try {
       handle = await fs.open(this.file, 'r');

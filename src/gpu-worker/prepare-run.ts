@@ -144,6 +144,9 @@ const SUPERVISOR_DEADLINE_SLACK_MS = 5000;
 export async function prepareRun(input: PrepareInput, deps: PrepareDeps): Promise<PreparedRun> {
   const { request, experimentId } = input;
   const files = runFiles(deps.workDir, experimentId);
+  // The worker's own cache of the repository (not the run's files): fetched while the pool is asked.
+  const repository = localRepository(request.repo, deps.workDir, request.commit, deps.credential);
+  repository.catch(() => undefined); // its failure is thrown below, once the lease is known
   // Asked while the task already heartbeats and the host answers `preparing`: on a loaded
   // fleet the pool can take longer to answer than the heartbeat timeout.
   await deps.requireLease();
@@ -153,7 +156,7 @@ export async function prepareRun(input: PrepareInput, deps: PrepareDeps): Promis
   await emptyCheckpointDir(files.checkpoints);
   // Before any restore or store write, this attempt becomes the run's current one (fence.ts).
   const fence = deps.store ? await claimAttempt(deps.store, fenceToken(input)) : undefined;
-  const repo = await localRepository(request.repo, deps.workDir, request.commit, deps.credential);
+  const repo = await repository;
   const checked = await deps.checkInputs(repo, request, files.log);
   await deps.cleanup.settled(files.tree);
   await addWorktree(repo, request.commit, files.tree);
@@ -212,8 +215,9 @@ async function prepareInTree(
   // The lease may have gone while the run was prepared (this attempt given up as lost, the
   // run re-placed): the last moment to find out before a second copy of it starts.
   if (input.signal.aborted) throw new CancelledFailure(`canceled before the training of ${experimentId} started`);
-  await deps.requireLease();
   const run = await startRun({
+    // Asked while the supervisor starts: it starts the training process only after the answer.
+    beforeTraining: deps.requireLease,
     experimentId,
     support: await deps.containmentSupport(),
     log: files.log,

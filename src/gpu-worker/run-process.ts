@@ -94,6 +94,13 @@ export async function startRun(options: {
   /** The kill limit as an epoch time, enforced by the supervisor too. */
   deadlineMs?: number | undefined;
   killAfterMs?: number | undefined;
+  /**
+   * The last check before the training process may start (the lease still held). The supervisor
+   * starts meanwhile, so its start-up overlaps the check, but it starts nothing before it has its
+   * stdin, which it gets only once this resolves; when this throws, the supervisor is killed and the error
+   * thrown on.
+   */
+  beforeTraining?: () => Promise<void>;
 }): Promise<StartedRun> {
   const planned = await createRunContainment(options.support, options.experimentId);
   if (options.files) {
@@ -122,7 +129,7 @@ export async function startRun(options: {
     detached: true,
     ipc: true,
     serialization: 'json',
-    input: JSON.stringify({ env: options.env, scrub: secretForms(options.secretValues ?? []) }),
+    stdin: 'pipe',
     stdout: 'ignore',
     stderr: 'pipe',
     reject: false,
@@ -133,6 +140,16 @@ export async function startRun(options: {
     await removeRunContainment(planned);
     throw new Error('could not start the training supervisor');
   }
+  try {
+    await options.beforeTraining?.();
+  } catch (error) {
+    // Still waiting for its stdin: it has started nothing, is in no cgroup, and writes nothing.
+    supervisor.kill('SIGKILL');
+    await supervisor;
+    await removeRunContainment(planned);
+    throw error;
+  }
+  supervisor.stdin!.end(JSON.stringify({ env: options.env, scrub: secretForms(options.secretValues ?? []) }));
   const ref: RunProcessesRef = { supervisorPid, pidNamespace: null };
   let exitMessage: Extract<SupervisorMessage, { type: 'exit' }> | undefined;
   const exited = supervisor.then(async (result): Promise<SupervisorExit> => {

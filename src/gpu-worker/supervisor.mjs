@@ -33,15 +33,19 @@ if (separator !== '--' || !program || !configJson) {
   process.exit(64);
 }
 const config = JSON.parse(configJson);
+// Null when the worker closed stdin without handing the variables over (it went away first).
 const fromWorker = await (async () => {
   if (!config.childEnvOnStdin) return {};
   const chunks = [];
   for await (const chunk of process.stdin) chunks.push(chunk);
-  const text = Buffer.concat(chunks).toString('utf8').trim();
-  return text === '' ? {} : JSON.parse(text);
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    return null;
+  }
 })();
-const childEnv = fromWorker.env ?? {};
-const scrubber = createStreamScrubber(fromWorker.scrub ?? []);
+const childEnv = fromWorker?.env ?? {};
+const scrubber = createStreamScrubber(fromWorker?.scrub ?? []);
 
 /** `name` on this process's PATH (the worker's), or `name` itself when it is not found there. */
 function onOwnPath(name) {
@@ -262,8 +266,9 @@ const argv = pidNamespace
   ? [onOwnPath('unshare'), ['--pid', '--fork', '--kill-child', '--', program, ...args]]
   : [program, args];
 // A worker that died while this process started (even before its first line ran: the channel can
-// close while the modules load) left nobody to watch the run.
-if (process.connected === false) {
+// close while the modules load) left nobody to watch the run; nor did one that closed stdin
+// without the variables (it died while it still asked the pool about the lease, say).
+if (process.connected === false || fromWorker === null) {
   // Nobody would watch the run (nor hand it its whole environment: stdin may have been cut short).
   note('the worker went away before the training started; it was not started');
   writeDurably(config.exitFile, {

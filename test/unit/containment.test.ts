@@ -10,6 +10,7 @@ import {
   createRunContainment,
   detectContainment,
   removeWorkerCgroups,
+  runContainmentOf,
   runProcessesLeft,
   workerScope,
   type ContainmentSupport,
@@ -45,6 +46,30 @@ async function processesWith(token: string): Promise<number[]> {
     if (cmdline.includes(token) && processAlive(Number(name))) found.push(Number(name));
   }
   return found;
+}
+
+/**
+ * The supervisor of `experimentId` once it has started up and waits (its CPU time stands still),
+ * and the processes it has started by then.
+ */
+async function waitingSupervisor(experimentId: string): Promise<{ pid: number; children: string }> {
+  let last = '';
+  let pid = 0;
+  await waitFor(async () => {
+    [pid = 0] = (await processesWith(experimentId)).filter((found) => found !== process.pid);
+    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    const cpu = stat
+      .slice(stat.lastIndexOf(')') + 2)
+      .split(' ')
+      .slice(11, 13)
+      .join(' ');
+    const still = pid !== 0 && cpu !== '' && cpu === last;
+    last = cpu;
+    if (!still) await new Promise((resolve) => setTimeout(resolve, 300));
+    return still;
+  }, 30_000);
+  const children = await fs.readFile(`/proc/${pid}/task/${pid}/children`, 'utf8');
+  return { pid, children: children.trim() };
 }
 
 async function start(
@@ -373,6 +398,103 @@ describe('runs whose worker is gone', () => {
       orphaned: 'orphaned: the worker went away before the training started',
     });
     await expect(fs.access(escapePidFile)).rejects.toThrow();
+  });
+
+  it('a supervisor whose stdin closes without the variables never starts the training, and records why', async () => {
+    const experimentId = `exp-nostdin-${crypto.randomBytes(4).toString('hex')}`;
+    const pidFile = path.join(workDir, `${experimentId}.pid`);
+    const exitFile = path.join(workDir, `${experimentId}.exit.json`);
+    const config = {
+      log: path.join(workDir, `${experimentId}.log`),
+      cwd: path.join(FIXTURES, 'scripts'),
+      cgroup: null,
+      pidNamespace: false,
+      logCapBytes: 1 << 30,
+      tailBytes: 1 << 20,
+      exitFile,
+      childEnvOnStdin: true,
+    };
+    const supervisor = fork(
+      fileURLToPath(new URL('../../src/gpu-worker/supervisor.mjs', import.meta.url)),
+      [JSON.stringify(config), '--', 'python3', 'escape.py'],
+      {
+        env: { ...process.env, PID_FILE: pidFile },
+        detached: true,
+        serialization: 'json',
+        stdio: ['pipe', 'ignore', 'ignore', 'ipc'],
+      },
+    );
+    const exited = new Promise((resolve) => supervisor.on('exit', resolve));
+    // Still connected, but stdin closes empty: the worker was cut off before it handed the variables over.
+    await new Promise((resolve) => supervisor.on('spawn', resolve));
+    supervisor.stdin!.end();
+    expect(await exited).toBe(0);
+    expect(await fs.readFile(config.log, 'utf8')).toContain(
+      'the worker went away before the training started; it was not started',
+    );
+    expect(JSON.parse(await fs.readFile(exitFile, 'utf8'))).toMatchObject({ exitCode: null });
+    await expect(fs.access(pidFile)).rejects.toThrow();
+  });
+
+  it('startRun asks its last check while the supervisor starts, and starts the training only after it', async () => {
+    const token = `expctl-test-${crypto.randomBytes(4).toString('hex')}`;
+    const experimentId = `exp-${token}`;
+    const log = path.join(workDir, `${experimentId}.log`);
+    const pidFile = path.join(workDir, `${token}.pid`);
+    const escapePidFile = path.join(workDir, `${token}.escape.pid`);
+    let checked = false;
+    const run = await startRun({
+      experimentId,
+      support,
+      log,
+      cwd: path.join(FIXTURES, 'scripts'),
+      command: ['python3', 'escape.py', token],
+      env: { PATH: process.env.PATH!, MODE: 'escape', PID_FILE: pidFile, ESCAPE_PID_FILE: escapePidFile },
+      beforeTraining: async () => {
+        // The supervisor is up and waits: no training process before the answer.
+        expect((await waitingSupervisor(experimentId)).children).toBe('');
+        expect(await fileExists(pidFile)).toBe(false);
+        checked = true;
+      },
+    });
+    expect(checked).toBe(true);
+    expect(await run.exited).toMatchObject({ reported: true, exitCode: 0 });
+    expect(await fileExists(pidFile)).toBe(true);
+    await waitFor(async () => fileExists(escapePidFile), 20_000);
+    await run.finish();
+    expect(await processesWith(token)).toEqual([]);
+  });
+
+  it('a failed last check kills the waiting supervisor: the training never starts, the cgroup is removed', async () => {
+    const token = `expctl-test-${crypto.randomBytes(4).toString('hex')}`;
+    const experimentId = `exp-${token}`;
+    const log = path.join(workDir, `${experimentId}.log`);
+    const pidFile = path.join(workDir, `${token}.pid`);
+    let supervisorPid: number | undefined;
+    await expect(
+      startRun({
+        experimentId,
+        support,
+        log,
+        cwd: path.join(FIXTURES, 'scripts'),
+        command: ['python3', 'escape.py', token],
+        env: { PATH: process.env.PATH!, MODE: 'escape', PID_FILE: pidFile },
+        beforeTraining: async () => {
+          // Refused once the supervisor is up and waiting for its variables.
+          const waiting = await waitingSupervisor(experimentId);
+          expect(waiting.children).toBe('');
+          supervisorPid = waiting.pid;
+          throw new Error('the lease is gone');
+        },
+      }),
+    ).rejects.toThrow('the lease is gone');
+    expect(supervisorPid).toBeDefined();
+    expect(processAlive(supervisorPid!)).toBe(false);
+    expect(await fileExists(pidFile)).toBe(false);
+    // It had not even opened the run's log.
+    expect(await fileExists(log)).toBe(false);
+    for (const dir of runContainmentOf(support, experimentId).cgroup?.dirs ?? [])
+      await expect(fs.access(dir)).rejects.toThrow();
   });
 
   it('a restarted worker keeps a run whose supervisor lives, and kills what a dead supervisor left', async () => {
