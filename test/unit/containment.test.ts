@@ -100,6 +100,19 @@ async function start(
   return { run, token, experimentId, log, escapePidFile, ref: { supervisorPid: run.supervisorPid } };
 }
 
+/** A supervisor's config (supervisor.mjs) for a run without containment that waits for its variables on stdin. */
+function waitingSupervisorConfig(experimentId: string, exitFile: string) {
+  return {
+    log: path.join(workDir, `${experimentId}.log`),
+    cwd: path.join(FIXTURES, 'scripts'),
+    cgroup: null,
+    pidNamespace: false,
+    logCapBytes: 1 << 30,
+    tailBytes: 1 << 20,
+    exitFile,
+    childEnvOnStdin: true,
+  };
+}
 describe('cgroup detection on this machine', () => {
   it('picks the cgroup version the mounts offer and prepares a parent per worker', async () => {
     const mounts = await fs.readFile('/proc/self/mounts', 'utf8').catch(() => '');
@@ -363,17 +376,7 @@ describe('runs whose worker is gone', () => {
     const experimentId = `exp-early-${crypto.randomBytes(4).toString('hex')}`;
     const escapePidFile = path.join(workDir, `${experimentId}.escape.pid`);
     const exitFile = path.join(workDir, `${experimentId}.exit.json`);
-    const config = {
-      log: path.join(workDir, `${experimentId}.log`),
-      cwd: path.join(FIXTURES, 'scripts'),
-      cgroup: null,
-      pidNamespace: false,
-      logCapBytes: 1 << 30,
-      tailBytes: 1 << 20,
-      exitFile,
-      orphanGraceMs: 60_000,
-      childEnvOnStdin: true,
-    };
+    const config = { ...waitingSupervisorConfig(experimentId, exitFile), orphanGraceMs: 60_000 };
     const supervisor = fork(
       fileURLToPath(new URL('../../src/gpu-worker/supervisor.mjs', import.meta.url)),
       [JSON.stringify(config), '--', 'python3', 'escape.py'],
@@ -404,16 +407,7 @@ describe('runs whose worker is gone', () => {
     const experimentId = `exp-nostdin-${crypto.randomBytes(4).toString('hex')}`;
     const pidFile = path.join(workDir, `${experimentId}.pid`);
     const exitFile = path.join(workDir, `${experimentId}.exit.json`);
-    const config = {
-      log: path.join(workDir, `${experimentId}.log`),
-      cwd: path.join(FIXTURES, 'scripts'),
-      cgroup: null,
-      pidNamespace: false,
-      logCapBytes: 1 << 30,
-      tailBytes: 1 << 20,
-      exitFile,
-      childEnvOnStdin: true,
-    };
+    const config = waitingSupervisorConfig(experimentId, exitFile);
     const supervisor = fork(
       fileURLToPath(new URL('../../src/gpu-worker/supervisor.mjs', import.meta.url)),
       [JSON.stringify(config), '--', 'python3', 'escape.py'],

@@ -5,10 +5,10 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blobsInTree, lockfileHashes } from '../../src/gpu-worker/lockfiles.js';
+import { noteGitCalls, type GitCalls } from '../helpers/git-calls.js';
 
 let dir: string;
-let gitLog: string;
-const realPath = process.env.PATH;
+let git: GitCalls;
 
 async function commitAll(message: string): Promise<string> {
   await execa('git', ['-C', dir, 'add', '-A']);
@@ -16,29 +16,14 @@ async function commitAll(message: string): Promise<string> {
   return (await execa('git', ['-C', dir, 'rev-parse', 'HEAD'])).stdout;
 }
 
-/** How many git processes the code under test started since the log was last cleared. */
-async function gitCalls(): Promise<string[]> {
-  const text = await fs.readFile(gitLog, 'utf8').catch(() => '');
-  await fs.writeFile(gitLog, '');
-  return text.split('\n').filter(Boolean);
-}
-
 beforeAll(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), 'expctl-lockfiles-'));
   await execa('git', ['init', '-q', dir]);
-  // A git on PATH that notes each call, so the test sees which calls the memo saves.
-  const bin = path.join(dir, '.bin');
-  gitLog = path.join(dir, '.git-calls');
-  const realGit = (await execa('sh', ['-c', 'command -v git'])).stdout;
-  await fs.mkdir(bin);
-  await fs.writeFile(path.join(bin, 'git'), `#!/bin/sh\necho "$*" >> '${gitLog}'\nexec '${realGit}' "$@"\n`, {
-    mode: 0o755,
-  });
-  process.env.PATH = `${bin}${path.delimiter}${realPath}`;
+  git = await noteGitCalls(dir);
 });
 
 afterAll(async () => {
-  process.env.PATH = realPath;
+  git.restore();
   await fs.rm(dir, { recursive: true, force: true });
 });
 
@@ -56,38 +41,38 @@ describe('lockfile hashes for the record', () => {
     await fs.mkdir(path.join(dir, 'environment.yml'));
     await fs.writeFile(path.join(dir, 'environment.yml', 'x'), 'y');
     const first = await commitAll('first');
-    await gitCalls();
+    await git.taken();
 
     const hashes = await lockfileHashes(dir, first);
     expect(hashes).toEqual({ 'uv.lock': crypto.createHash('sha256').update(uvLock).digest('hex') });
-    expect((await gitCalls()).map((call) => call.split(' ')[2])).toEqual(['ls-tree', 'cat-file']);
+    expect((await git.taken()).map((call) => call.split(' ')[2])).toEqual(['ls-tree', 'cat-file']);
 
     // The same commit again: no git at all.
     expect(await lockfileHashes(dir, first)).toEqual(hashes);
-    expect(await gitCalls()).toEqual([]);
+    expect(await git.taken()).toEqual([]);
 
     // A new commit that leaves uv.lock alone: one ls-tree, no read.
     await fs.writeFile(path.join(dir, 'train.py'), 'print(2)\n');
     const second = await commitAll('second');
-    await gitCalls();
+    await git.taken();
     expect(await lockfileHashes(dir, second)).toEqual(hashes);
-    expect((await gitCalls()).map((call) => call.split(' ')[2])).toEqual(['ls-tree']);
+    expect((await git.taken()).map((call) => call.split(' ')[2])).toEqual(['ls-tree']);
 
     // A new lockfile is read and hashed.
     await fs.writeFile(path.join(dir, 'requirements.txt'), 'numpy==2.1.0\n');
     const third = await commitAll('third');
-    await gitCalls();
+    await git.taken();
     expect(await lockfileHashes(dir, third)).toEqual({
       ...hashes,
       'requirements.txt': crypto.createHash('sha256').update('numpy==2.1.0\n').digest('hex'),
     });
-    expect((await gitCalls()).map((call) => call.split(' ')[2])).toEqual(['ls-tree', 'cat-file']);
+    expect((await git.taken()).map((call) => call.split(' ')[2])).toEqual(['ls-tree', 'cat-file']);
   });
 
   it('does not remember a failure', async () => {
     await expect(lockfileHashes(dir, 'f'.repeat(40))).rejects.toThrow();
-    await gitCalls();
+    await git.taken();
     await expect(lockfileHashes(dir, 'f'.repeat(40))).rejects.toThrow();
-    expect((await gitCalls()).length).toBe(1);
+    expect((await git.taken()).length).toBe(1);
   });
 });

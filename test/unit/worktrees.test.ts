@@ -4,19 +4,12 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addWorktree, pointsBack, removeWorktree, worktreeAdminDir } from '../../src/gpu-worker/git.js';
+import { noteGitCalls, type GitCalls } from '../helpers/git-calls.js';
 
 let dir: string;
 let cache: string;
 let commit: string;
-let gitLog: string;
-const realPath = process.env.PATH;
-
-/** The git commands the code under test ran since the log was last cleared. */
-async function gitCalls(): Promise<string[]> {
-  const text = await fs.readFile(gitLog, 'utf8').catch(() => '');
-  await fs.writeFile(gitLog, '');
-  return text.split('\n').filter(Boolean);
-}
+let git: GitCalls;
 
 /** The worktree paths `git worktree list` shows for the cache (its own bare entry left out). */
 async function listed(): Promise<string[]> {
@@ -38,19 +31,11 @@ beforeAll(async () => {
   commit = (await execa('git', ['-C', source, 'rev-parse', 'HEAD'])).stdout;
   cache = path.join(dir, 'cache');
   await execa('git', ['clone', '-q', '--bare', source, cache]);
-  // A git on PATH that notes each call, so the test sees which removals need no git process.
-  const bin = path.join(dir, '.bin');
-  gitLog = path.join(dir, '.git-calls');
-  const realGit = (await execa('sh', ['-c', 'command -v git'])).stdout;
-  await fs.mkdir(bin);
-  await fs.writeFile(path.join(bin, 'git'), `#!/bin/sh\necho "$*" >> '${gitLog}'\nexec '${realGit}' "$@"\n`, {
-    mode: 0o755,
-  });
-  process.env.PATH = `${bin}${path.delimiter}${realPath}`;
+  git = await noteGitCalls(dir);
 });
 
 afterAll(async () => {
-  process.env.PATH = realPath;
+  git.restore();
   await fs.rm(dir, { recursive: true, force: true });
 });
 
@@ -62,10 +47,10 @@ describe('run worktrees', () => {
     await addWorktree(cache, commit, b);
     await fs.writeFile(path.join(a, 'untracked.txt'), 'left by the run');
     expect(await listed()).toEqual([a, b]);
-    await gitCalls();
+    await git.taken();
 
     await removeWorktree(cache, a);
-    expect(await gitCalls()).toEqual([]);
+    expect(await git.taken()).toEqual([]);
     await expect(fs.access(a)).rejects.toThrow();
     expect(await listed()).toEqual([b]);
     // git agrees nothing is left of it: nothing to prune, and the path takes a new tree.
@@ -85,10 +70,10 @@ describe('run worktrees', () => {
     await addWorktree(cache, commit, b);
     // A script in tree a pointed its .git at tree b's registration.
     await fs.writeFile(path.join(a, '.git'), await fs.readFile(path.join(b, '.git'), 'utf8'));
-    await gitCalls();
+    await git.taken();
 
     await removeWorktree(cache, a);
-    expect((await gitCalls()).some((call) => call.includes('worktree remove'))).toBe(true);
+    expect((await git.taken()).some((call) => call.includes('worktree remove'))).toBe(true);
     await expect(fs.access(a)).rejects.toThrow();
     expect(await listed()).toContain(b);
     expect(await fs.readFile(path.join(b, 'train.py'), 'utf8')).toBe('print(1)\n');
@@ -101,9 +86,9 @@ describe('run worktrees', () => {
     const a = path.join(dir, 'runs', 'e', 'tree');
     await addWorktree(cache, commit, a);
     await execa('git', ['-C', cache, 'worktree', 'lock', a]);
-    await gitCalls();
+    await git.taken();
     await removeWorktree(cache, a);
-    expect((await gitCalls()).some((call) => call.includes('worktree remove'))).toBe(true);
+    expect((await git.taken()).some((call) => call.includes('worktree remove'))).toBe(true);
     await expect(fs.access(a)).rejects.toThrow();
   });
 
