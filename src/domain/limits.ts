@@ -137,6 +137,11 @@ export function hostAnswerSeconds(lastHeartbeatAt: string | undefined, nowMs: nu
  */
 export const DEFAULT_FENCING_SECONDS = 60;
 /**
+ * How often a run waiting for its lease asks the pool again: a grant whose signal was lost, or a
+ * pool started again without its queue, is mended by the next ask.
+ */
+export const LEASE_REQUEST_RENEWAL_MS = 30_000;
+/**
  * How often a training run's worker confirms its lease with the pool, and the most a check waits
  * for its host's round (half of it): each confirmation keeps the run clear of its fencing time.
  */

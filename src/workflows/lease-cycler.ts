@@ -6,6 +6,7 @@ import {
   sleep,
   workflowInfo,
 } from '@temporalio/workflow';
+import { LEASE_REQUEST_RENEWAL_MS } from '../domain/limits.js';
 import type { Requirements } from '../domain/request.js';
 import { POOL_WORKFLOW_ID } from '../shared/constants.js';
 import { leaseGrantedSignal, releaseLeaseSignal, requestLeaseSignal, type Lease } from './definitions.js';
@@ -32,15 +33,21 @@ export async function leaseCyclerWorkflow(input: LeaseCyclerInput): Promise<{ cy
   const pool = getExternalWorkflowHandle(POOL_WORKFLOW_ID);
   const experimentId = workflowInfo().workflowId;
   let lease: Lease | undefined;
+  // A lease told twice (asked again while its grant was on its way) is taken once.
+  let lastLeaseId: string | undefined;
   setHandler(leaseGrantedSignal, (granted) => {
-    lease = granted;
+    if (granted.leaseId !== lastLeaseId) lease = granted;
   });
   let done = input.done ?? 0;
   const sizes = new Set(input.sizes ?? []);
   for (let i = 0; i < Math.min(input.remaining, CYCLES_PER_RUN); i++) {
     lease = undefined;
-    await pool.signal(requestLeaseSignal, { experimentId, requirements: input.requirements, priority: 0 });
-    await condition(() => lease !== undefined);
+    const request = { experimentId, requirements: input.requirements, priority: 0 };
+    await pool.signal(requestLeaseSignal, request);
+    // Asked again now and then, as an experiment asks: a holder asking again is told its lease again.
+    while (!(await condition(() => lease !== undefined, LEASE_REQUEST_RENEWAL_MS)))
+      await pool.signal(requestLeaseSignal, request);
+    lastLeaseId = lease!.leaseId;
     sizes.add(lease!.slots.length);
     if (input.holdMs) await sleep(input.holdMs);
     await pool.signal(releaseLeaseSignal, { experimentId });

@@ -28,7 +28,7 @@ import type { PoolState } from './pool-state.js';
  * the queue. A request asked as an update is answered with its lease when a slot is free for it now.
  */
 export function installRequests(state: PoolState): void {
-  setHandler(requestLeaseSignal, (request) => enqueue(state, request));
+  setHandler(requestLeaseSignal, (request) => askBySignal(state, request));
   setHandler(requestLeaseUpdate, (request) => answerRequest(state, request), {
     validator: (request) => {
       const problem = leaseRequestProblem(request);
@@ -110,6 +110,15 @@ function releaseOf(state: PoolState, { experimentId, leaseId }: LeaseRelease): s
   }
   state.touch();
   return promoted;
+}
+
+/**
+ * A request by signal (the lease cyclers'): queued; or, from a run that holds a lease, answered with
+ * that lease again by signal, as the update answers it: the signal of its grant may have been lost.
+ */
+function askBySignal(state: PoolState, request: LeaseRequestInput): void {
+  if (heldLease(state, request.experimentId)) tellPromoted(state, [request.experimentId]);
+  else enqueue(state, request);
 }
 
 /** Queues a request unless its run holds a lease, is lined up or waits already (a request is asked again now and then). */

@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import type { WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitExperiment } from '../../src/client/experiments.js';
 import type { ExperimentResult } from '../../src/domain/experiment.js';
@@ -314,6 +315,41 @@ describe('fair share between campaigns', () => {
   });
 });
 
+/**
+ * The cyclers' results; or, once the pool has granted nothing for `stallMs`, a failure that says
+ * where the pool and each cycler stand, so a wedge is told apart from a slow machine.
+ */
+async function resultsUnlessStalled(
+  stack: TestStack,
+  cyclers: WorkflowHandle<typeof leaseCyclerWorkflow>[],
+  stallMs: number,
+): Promise<{ cycles: number }[]> {
+  const pool = stack.client.workflow.getHandle(POOL_WORKFLOW_ID);
+  const all = Promise.all(cyclers.map((cycler) => cycler.result()));
+  let granted = -1;
+  let movedAt = Date.now();
+  for (;;) {
+    const looked = new Promise<undefined>((resolve) => setTimeout(resolve, 5000, undefined));
+    const results = await Promise.race([all, looked]);
+    if (results) return results;
+    const state = await pool.query(poolStateQuery).catch(() => undefined);
+    if (state && state.leasesGranted !== granted) {
+      granted = state.leasesGranted;
+      movedAt = Date.now();
+    }
+    if (Date.now() - movedAt < stallMs) continue;
+    const statuses = await Promise.all(cyclers.map(async (c) => `${c.workflowId} ${(await c.describe()).status.name}`));
+    const slots = state?.slots.map(
+      (e) => `${e.slot.slotId}: ${e.lease?.experimentId ?? '-'} next ${e.next?.lease.experimentId ?? '-'}`,
+    );
+    const hosts = Object.values(state?.hosts ?? {}).map((h) => `${h.host} online ${h.online}`);
+    throw new Error(
+      `the pool granted nothing for ${stallMs / 1000} s after ${granted} grants: ` +
+        JSON.stringify({ slots, queue: state?.queue.map((q) => q.experimentId), hosts, cyclers: statuses }),
+    );
+  }
+}
+
 describe('pool history', () => {
   let stack: TestStack;
   beforeAll(async () => {
@@ -334,15 +370,16 @@ describe('pool history', () => {
       // Four cyclers share the four slots, as four experiments would: 4 x 75 = 300 cycles, about 2,700
       // events, past the pool's 2,000-event limit: at least one continue-as-new must carry the state.
       const started = Date.now();
-      const results = await Promise.all(
+      const cyclers = await Promise.all(
         [0, 1, 2, 3].map((i) =>
-          stack.client.workflow.execute(leaseCyclerWorkflow, {
+          stack.client.workflow.start(leaseCyclerWorkflow, {
             workflowId: `cycler-${i}`,
             taskQueue: CONTROL_TASK_QUEUE,
             args: [{ remaining: 75, requirements: { acceleratorClass: 'any', gpuMemoryMb: 0, runtimeTags: [] } }],
           }),
         ),
       );
+      const results = await resultsUnlessStalled(stack, cyclers, 90_000);
       expect(results.map((r) => r.cycles)).toEqual([75, 75, 75, 75]);
       console.log(`300 acquire/release cycles in ${((Date.now() - started) / 1000).toFixed(1)} s`);
       const state = await pool.query(poolStateQuery);

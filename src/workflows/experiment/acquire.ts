@@ -1,7 +1,7 @@
 import { condition } from '@temporalio/workflow';
 import { pinnedRef } from '../../domain/dataset-refs.js';
 import type { LeaseRequestInput } from '../../domain/lease-request.js';
-import { leaseHoldSeconds } from '../../domain/limits.js';
+import { LEASE_REQUEST_RENEWAL_MS, leaseHoldSeconds } from '../../domain/limits.js';
 import type { ExperimentRequest } from '../../domain/request.js';
 import { SA } from '../../shared/search-attributes.js';
 import type { Lease, LeaseAnswer } from '../definitions.js';
@@ -9,7 +9,6 @@ import { control, localControl, patchKeeper } from './activities.js';
 import { mark, nextRecord, publish, RunEnded, setAttribute, type ExperimentRun } from './state.js';
 
 /** How often a queued run asks the pool again for its lease (a re-created pool lost its queue). */
-const LEASE_REQUEST_RENEWAL = '30s';
 
 type Requirements = ExperimentRequest['requirements'];
 
@@ -49,7 +48,7 @@ export async function acquire(
   if (lost !== undefined) await awaitLiveHost(run, lost, requirements);
   // Asked again now and then (the pool ignores a request it holds): a pool started again after it
   // was gone (terminated by hand) knows nothing of the runs that were waiting in its queue.
-  while (!(await condition(() => run.lease !== undefined, LEASE_REQUEST_RENEWAL)))
+  while (!(await condition(() => run.lease !== undefined, LEASE_REQUEST_RENEWAL_MS)))
     await askAgain(run, requirements).catch(() => undefined);
   const granted = run.lease!;
   run.snapshot.placement = granted.placement;
