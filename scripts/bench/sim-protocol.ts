@@ -74,6 +74,7 @@ export async function simHost(options: {
     maxHeartbeatThrottleInterval: heartbeatMs,
   });
   const running = liveness.run();
+  const slots = simSlots(host, options.gpus);
   const membership = new PoolMembership(
     {
       client,
@@ -85,7 +86,7 @@ export async function simHost(options: {
     await hostRegistration({
       host,
       hostQueue,
-      slots: simSlots(host, options.gpus),
+      slots,
       datasetsDir: options.datasetsDir,
       liveRuns: [],
       heartbeatMs,
@@ -97,7 +98,7 @@ export async function simHost(options: {
   const rounds = leaseRounds(leasesHeldOn(client), LEASE_ROUND_MS);
   let confirming: NodeJS.Timeout | undefined;
   const confirmLeases = () => {
-    for (const slot of simSlots(host, options.gpus)) void rounds.held(slot.slotId, 'simulated').catch(() => undefined);
+    for (const slot of slots) void rounds.held(slot.slotId, 'simulated').catch(() => undefined);
   };
   return {
     host,
