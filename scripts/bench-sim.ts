@@ -21,9 +21,12 @@ import {
   nextSearchSize,
   offeredRunsPerSecond,
   perSecond,
+  poolOccupancy,
   serverWrites,
   simFigures,
   steadyWindow,
+  type PoolOccupancy,
+  type PoolTask,
   type SearchStep,
   type SimFigures,
   type SimRunRecord,
@@ -72,6 +75,8 @@ interface Measured {
     carried: number;
     /** The pool's runs of the window replayed against this code. */
     replay: PoolReplay;
+    /** How much of the window the pool had a task outstanding; null where its history could not be read. */
+    occupancy: PoolOccupancy | null;
   };
   cpu: Record<string, number>;
   /** The machine's 1-minute load average at the window's end: on a shared machine, the figures' context. */
@@ -219,6 +224,29 @@ async function poolTaskTrouble(client: Client): Promise<{ failed: number; timedO
   return { failed, timedOut, last };
 }
 
+/** The pool's workflow tasks in its runs `runIds`: when each was scheduled and when it ended. */
+async function poolTasks(client: Client, runIds: string[]): Promise<PoolTask[]> {
+  const at = (time: { seconds?: unknown; nanos?: number | null } | null | undefined) =>
+    Number(time?.seconds ?? 0) * 1000 + (time?.nanos ?? 0) / 1e6;
+  const tasks: PoolTask[] = [];
+  for (const runId of runIds) {
+    const history = await client.workflow.getHandle(POOL_WORKFLOW_ID, runId).fetchHistory();
+    let scheduledAt: number | null = null;
+    for (const event of history.events ?? []) {
+      if (event.workflowTaskScheduledEventAttributes) scheduledAt = at(event.eventTime);
+      const ended =
+        event.workflowTaskCompletedEventAttributes ??
+        event.workflowTaskFailedEventAttributes ??
+        event.workflowTaskTimedOutEventAttributes;
+      if (ended && scheduledAt !== null) {
+        tasks.push({ scheduledAt, endedAt: at(event.eventTime) });
+        scheduledAt = null;
+      }
+    }
+  }
+  return tasks;
+}
+
 /** Starts `rate` runs a second for `seconds`, each holding its GPU for `jobSeconds`. */
 async function feed(ctx: BenchContext, rate: number, seconds: number, jobSeconds: number) {
   const client = ctx.stack.client;
@@ -348,6 +376,9 @@ async function measureFleet(
       failures: [`the replay could not run: ${error.message}`],
     }));
     const span = (after.at - before.at) / 1000;
+    const figures = simFigures(records, window, window.to);
+    const tasks = await timely(client, () => poolTasks(client, after.pool.runIds));
+    const occupancy = tasks && poolOccupancy(tasks, { from: before.at, to: after.at }, figures.placementsPerSecond);
     const cpu: Record<string, number> = {};
     for (const name of Object.keys(processes)) {
       const start = before.cpu[name];
@@ -356,7 +387,7 @@ async function measureFleet(
     }
     return {
       hosts,
-      figures: simFigures(records, window, window.to),
+      figures,
       offered: rate,
       fed: fed.started.length / fed.fedSeconds,
       refused: fed.refused,
@@ -369,6 +400,7 @@ async function measureFleet(
         trouble,
         carried,
         replay,
+        occupancy,
       },
       cpu,
       loadAverage: os.loadavg()[0]!,
@@ -400,6 +432,13 @@ function describe(m: Measured): void {
       `  pool       its current run has ${fixed(pool.trouble.failed)} failed and ${fixed(pool.trouble.timedOut)} timed-out workflow tasks` +
         `${pool.trouble.last ? `; the last failure: ${pool.trouble.last}` : ''}`,
     );
+  const occupancy = pool.occupancy;
+  console.log(
+    occupancy === null
+      ? '  pool tasks the history could not be read'
+      : `  pool tasks ${occupancy.tasks} in the window, one outstanding ${(occupancy.busyFraction * 100).toFixed(0)} % of it: ` +
+          `one pool would place at least ${fixed(occupancy.ceilingPerSecond, 1)}/s busy throughout, at this cost per placement`,
+  );
   console.log(
     `  replay     ${pool.replay.runs} run(s) of the pool replayed against this code: ` +
       (pool.replay.failures.length === 0

@@ -112,3 +112,44 @@ export function serverWrites(perRun: WriteCost[], gpus: number, jobSeconds: numb
   const bytes = perRun.reduce((sum, cost) => sum + cost.bytes, 0);
   return { runsPerSecond, eventsPerSecond: runsPerSecond * events, bytesPerSecond: runsPerSecond * bytes };
 }
+
+/** One workflow task of the pool, from its history: when it was scheduled, and when it ended (completed, failed or timed out). */
+export interface PoolTask {
+  scheduledAt: number;
+  endedAt: number;
+}
+
+/** How much of the window the pool's one workflow had a task outstanding, and what that says of its ceiling. */
+export interface PoolOccupancy {
+  /** Tasks that ended inside the window. */
+  tasks: number;
+  /** Share of the window with a task scheduled or running (a workflow has one at a time). */
+  busyFraction: number;
+  /**
+   * The placements a second the pool would reach with a task outstanding all the time, at the same
+   * cost per placement: a lower bound, since a busier pool takes more messages in each task.
+   */
+  ceilingPerSecond: number | null;
+}
+
+export function poolOccupancy(
+  tasks: PoolTask[],
+  window: { from: number; to: number },
+  placementsPerSecond: number,
+): PoolOccupancy {
+  const span = window.to - window.from;
+  let busy = 0;
+  let ended = 0;
+  for (const task of tasks) {
+    const from = Math.max(task.scheduledAt, window.from);
+    const to = Math.min(task.endedAt, window.to);
+    if (to > from) busy += to - from;
+    if (task.endedAt >= window.from && task.endedAt < window.to) ended++;
+  }
+  const busyFraction = span > 0 ? Math.min(1, busy / span) : 0;
+  return {
+    tasks: ended,
+    busyFraction,
+    ceilingPerSecond: busyFraction > 0 ? placementsPerSecond / busyFraction : null,
+  };
+}

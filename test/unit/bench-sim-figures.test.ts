@@ -4,6 +4,7 @@ import {
   nextSearchSize,
   offeredRunsPerSecond,
   perSecond,
+  poolOccupancy,
   serverWrites,
   simFigures,
   steadyWindow,
@@ -90,5 +91,23 @@ describe('what a fleet writes to the server', () => {
     expect(at60.eventsPerSecond).toBeCloseTo(583.3, 1);
     expect(at60.bytesPerSecond).toBeCloseTo(266_667, 0);
     expect(serverWrites(perRun, 1000, 300).eventsPerSecond).toBeCloseTo(116.7, 1);
+  });
+
+  it("reads the pool's ceiling from the share of the window it had a task outstanding", () => {
+    const window = { from: 10_000, to: 20_000 };
+    const occupancy = poolOccupancy(
+      [
+        { scheduledAt: 9_000, endedAt: 11_000 }, // 1 s inside, ended inside
+        { scheduledAt: 12_000, endedAt: 13_000 }, // 1 s
+        { scheduledAt: 19_500, endedAt: 21_000 }, // 0.5 s inside, ended after the window
+      ],
+      window,
+      4,
+    );
+    expect(occupancy.tasks).toBe(2);
+    expect(occupancy.busyFraction).toBeCloseTo(0.25, 5);
+    // 4 placements/s with the pool busy a quarter of the time: at least 16/s with it busy throughout
+    expect(occupancy.ceilingPerSecond).toBeCloseTo(16, 5);
+    expect(poolOccupancy([], window, 4)).toEqual({ tasks: 0, busyFraction: 0, ceilingPerSecond: null });
   });
 });
