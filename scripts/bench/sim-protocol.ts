@@ -12,7 +12,7 @@ import type { DataConverter } from '@temporalio/common';
 import { Worker, type NativeConnection } from '@temporalio/worker';
 import { createLivenessActivities } from '../../src/activities/liveness.js';
 import { DEFAULT_POOL_HEARTBEAT_MS, type Slot } from '../../src/domain/fleet.js';
-import { LEASE_CHECK_INTERVAL_MS, LEASE_ROUND_MS } from '../../src/domain/limits.js';
+import { leaseCheckIntervalMs, leaseRoundMs } from '../../src/domain/limits.js';
 import { leaseRounds, leasesHeldOn } from '../../src/gpu-worker/lease-rounds.js';
 import { hostRegistration, PoolMembership } from '../../src/gpu-worker/pool-membership.js';
 import type { Credential } from '../../src/security/credentials.js';
@@ -95,7 +95,9 @@ export async function simHost(options: {
   );
   // Every GPU's run confirms its lease as a worker's does (the answer is no: the simulated runs'
   // leases are not known here; the question costs the pool the same).
-  const rounds = leaseRounds(leasesHeldOn(client), LEASE_ROUND_MS);
+  // At the default fencing time, as `expctl worker` without --fencing-time.
+  const checkIntervalMs = leaseCheckIntervalMs();
+  const rounds = leaseRounds(leasesHeldOn(client), leaseRoundMs(checkIntervalMs));
   let confirming: NodeJS.Timeout | undefined;
   const confirmLeases = () => {
     for (const slot of slots) void rounds.held(slot.slotId, 'simulated').catch(() => undefined);
@@ -106,7 +108,7 @@ export async function simHost(options: {
       await membership.register();
       await membership.accepted();
       membership.watchPool();
-      confirming = setInterval(confirmLeases, LEASE_CHECK_INTERVAL_MS - LEASE_ROUND_MS);
+      confirming = setInterval(confirmLeases, checkIntervalMs - rounds.roundMs);
     },
     async leave() {
       clearInterval(confirming);

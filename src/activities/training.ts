@@ -15,7 +15,7 @@ import type { LeaseRounds } from '../gpu-worker/lease-rounds.js';
 import { boundMetrics, capTailBytes, LogFollower } from '../gpu-worker/log-follower.js';
 import { detectContainment, type ContainmentSupport } from '../gpu-worker/containment.js';
 import { adoptRun, type StartedRun, type SupervisorExit } from '../gpu-worker/run-process.js';
-import { isSupervisor, touchAttached } from '../gpu-worker/reconcile.js';
+import { isSupervisor, touchAttached, type ExperimentOpen } from '../gpu-worker/reconcile.js';
 import { processAlive } from '../shared/processes.js';
 import { readOutcomeFile, writeOutcomeFile } from './run-status.js';
 import { uploadArtifacts, writeArtifactManifest } from '../gpu-worker/artifacts.js';
@@ -27,7 +27,7 @@ import {
   DEFAULT_CHECKPOINT_QUOTA_BYTES,
   DEFAULT_CHECKPOINT_SYNC_MS,
   killLimitSeconds,
-  LEASE_CHECK_INTERVAL_MS,
+  leaseCheckIntervalMs,
   LOG_TAIL_BYTES,
 } from '../domain/limits.js';
 import { computeTimings } from '../domain/timings.js';
@@ -86,7 +86,7 @@ export interface TrainingDeps {
   hostRuns?: Map<string, RunWatch>;
   /** The MASTER_PORT of every live run of this host (one per worker process, shared by its slots). */
   masterPorts?: MasterPorts;
-  /** How often a watched run asks the pool whether its lease still stands (default 5 s). */
+  /** How often a watched run asks the pool whether its lease still stands (default: leaseCheckIntervalMs of the default fencing time). */
   leaseCheckIntervalMs?: number;
   /** The watched runs' checks, asked in the host's rounds (lease-rounds.ts); without them, leaseHeld. */
   leaseRounds?: LeaseRounds;
@@ -108,6 +108,11 @@ export interface TrainingDeps {
   telemetry?: GpuTelemetrySampler;
   /** Every slot of this host: a re-attached multi-GPU run's record names its GPUs by slot ID only. */
   hostSlots?: Slot[];
+  /**
+   * Whether the experiment's workflow is still open: asked when the server no longer knows the
+   * train task, so a run whose workflow was terminated stops now, not at the next lease checks.
+   */
+  experimentOpen?: ExperimentOpen;
 }
 
 /** What every training heartbeat carries; `expctl run` turns it into a progress bar. */
@@ -237,7 +242,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
     deps.releaseLease && leaseId ? () => deps.releaseLease!(experimentId, leaseId) : undefined;
   /** What each watch needs to stop a run whose lease the pool no longer holds. */
   const leaseWatch = (slotId: string, leaseId: string | undefined) => {
-    const intervalMs = deps.leaseCheckIntervalMs ?? LEASE_CHECK_INTERVAL_MS;
+    const intervalMs = deps.leaseCheckIntervalMs ?? leaseCheckIntervalMs();
     if (!leaseId) return undefined;
     // A question in the host's round waits up to a round for its answer: asked that much sooner.
     if (deps.leaseRounds)
@@ -248,10 +253,17 @@ export function createTrainingActivities(deps: TrainingDeps) {
     return deps.leaseHeld ? { held: () => deps.leaseHeld!(slotId, leaseId), intervalMs } : undefined;
   };
 
+  /** A let-go run whose workflow has ended is stopped: nothing will ever re-attach it or decide it. */
+  const stopIfWorkflowEnded = (watch: RunWatch, experimentId: string) => {
+    // No answer (undefined) stops nothing: the lease checks decide.
+    void deps.experimentOpen?.(experimentId).then((open) => open === false && watch.cancel());
+  };
+
   /**
    * Heartbeats a watched run's progress until it ends. Only a cancel the workflow asked for kills
    * the run; when the server no longer knows the activity (it timed out during an outage, or the
-   * worker is shutting down), the activity lets go and the run goes on, to be re-attached.
+   * worker is shutting down), the activity lets go and the run goes on, to be re-attached, unless
+   * its workflow has ended (terminated from outside expctl).
    */
   const follow = async (watch: RunWatch): Promise<TrainingOutcome> => {
     const ctx = Context.current();
@@ -266,6 +278,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
           watch.cancel();
           return;
         }
+        const workflowId = ctx.info.workflowExecution?.workflowId;
+        if (details.notFound && workflowId) stopIfWorkflowEnded(watch, workflowId);
         const why = details.notFound
           ? 'the server no longer knows this activity'
           : details.timedOut

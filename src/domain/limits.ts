@@ -142,11 +142,22 @@ export const DEFAULT_FENCING_SECONDS = 60;
  */
 export const LEASE_REQUEST_RENEWAL_MS = 30_000;
 /**
- * How often a training run's worker confirms its lease with the pool, and the most a check waits
- * for its host's round (half of it): each confirmation keeps the run clear of its fencing time.
+ * How often a training run's worker confirms its lease with the pool: a quarter of the host's
+ * fencing time (15 s at the default 60 s), within 1 to 15 s. The run is safe however long the
+ * interval, since its supervisor fences it by the time; the interval only has to keep a healthy
+ * run confirmed with room for missed answers (three in a row here). Every confirmation is a query
+ * into the one pool workflow, which answers queries before its next task: at 1,000 GPUs a check
+ * every 5 s (50 queries a second in host rounds) left the pool no time to place anything.
+ * A run terminated from outside expctl does not wait for these checks: its train task's heartbeat
+ * finds the workflow gone, and the worker stops it.
  */
-export const LEASE_CHECK_INTERVAL_MS = 5000;
-export const LEASE_ROUND_MS = LEASE_CHECK_INTERVAL_MS / 2;
+export function leaseCheckIntervalMs(fencingSeconds: number = DEFAULT_FENCING_SECONDS): number {
+  return Math.min(15_000, Math.max(1000, (fencingSeconds * 1000) / 4));
+}
+/** The most a check waits for its host's round, which asks the pool about every lease of the host at once. */
+export function leaseRoundMs(checkIntervalMs: number): number {
+  return checkIntervalMs / 2;
+}
 /** After the fence's SIGTERM, how long the run's processes get before SIGKILL (the supervisor's own grace). */
 export const FENCE_KILL_GRACE_SECONDS = 5;
 /** Beyond the host's fencing time and kill grace: its supervisor's check interval and clock skew between hosts. */

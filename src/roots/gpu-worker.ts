@@ -20,7 +20,8 @@ import { keepRunsAttached, leaseConfirmer, reconcileAtStart } from '../gpu-worke
 import {
   DEFAULT_FENCING_SECONDS,
   FENCE_KILL_GRACE_SECONDS,
-  LEASE_ROUND_MS,
+  leaseCheckIntervalMs,
+  leaseRoundMs,
   type HostFencing,
 } from '../domain/limits.js';
 import {
@@ -230,7 +231,9 @@ async function createWorkers(
   const { workDir, datasetsDir } = host;
   const leaseHeld = leaseHeldOn(options.client);
   // One per worker process, shared by its slots: the host's periodic checks go to the pool together.
-  const rounds = leaseRounds(leasesHeldOn(options.client), LEASE_ROUND_MS);
+  const checkIntervalMs = leaseCheckIntervalMs(hostFencing(options).fencingSeconds);
+  const rounds = leaseRounds(leasesHeldOn(options.client), leaseRoundMs(checkIntervalMs));
+  const experimentOpen = experimentOpenOn(options.client);
   const releaseLease = releaseLeaseAtExit(options.client, host.log);
   const base = {
     connection: options.connection,
@@ -276,6 +279,8 @@ async function createWorkers(
           fencingMs: hostFencing(options).fencingSeconds * 1000,
           leaseHeld,
           leaseRounds: rounds,
+          leaseCheckIntervalMs: checkIntervalMs,
+          experimentOpen,
           releaseLease,
           hostRuns: host.hostRuns,
           masterPorts: host.masterPorts,

@@ -7,6 +7,8 @@ import {
   FENCE_KILL_GRACE_SECONDS,
   FENCING_MARGIN_SECONDS,
   killLimitSeconds,
+  leaseCheckIntervalMs,
+  leaseRoundMs,
   MIN_KILL_HEADROOM_SECONDS,
   remainingLimits,
   replaceNotBeforeMs,
@@ -27,6 +29,22 @@ describe('replaceNotBeforeMs: when a lost attempt may be placed again', () => {
     expect(replaceNotBeforeMs(0, undefined)).toBe(
       (DEFAULT_FENCING_SECONDS + FENCE_KILL_GRACE_SECONDS + FENCING_MARGIN_SECONDS) * 1000,
     );
+  });
+});
+
+describe("leaseCheckIntervalMs: how often a run's lease is confirmed", () => {
+  it('asks four times within the fencing time, so three missed answers in a row do not fence a healthy run', () => {
+    expect(leaseCheckIntervalMs(20)).toBe(5000);
+    expect(leaseCheckIntervalMs(6)).toBe(1500);
+    // Each check waits at most half the interval for its host's round: a confirmation is at most
+    // one interval old when the next is asked.
+    expect(leaseRoundMs(leaseCheckIntervalMs(6))).toBe(750);
+  });
+  it('asks every 15 s at the default fencing time, and never more often than every second', () => {
+    expect(leaseCheckIntervalMs()).toBe(15_000);
+    expect(leaseCheckIntervalMs(DEFAULT_FENCING_SECONDS)).toBe(15_000);
+    expect(leaseCheckIntervalMs(600)).toBe(15_000);
+    expect(leaseCheckIntervalMs(2)).toBe(1000);
   });
 });
 
