@@ -1,6 +1,7 @@
 import type { Worker } from '@temporalio/worker';
 import type { Slot } from '../domain/fleet.js';
 import type { DeferredCleanup } from './deferred-cleanup.js';
+import type { InFlightCalls } from './in-flight.js';
 import type { PoolMembership } from './pool-membership.js';
 
 export interface GpuWorkerHandle {
@@ -23,6 +24,8 @@ export function gpuWorkerHandle(parts: {
   stopKeeping: () => void;
   /** Ends the host's keepHostAlive activity (it says the host is leaving). */
   liveness: AbortController;
+  /** Server calls started beside the activities, waited for before the worker says it has stopped. */
+  serverCalls: InFlightCalls;
   releaseClaim: () => Promise<void>;
 }): GpuWorkerHandle {
   const { workers, membership } = parts;
@@ -54,6 +57,7 @@ export function gpuWorkerHandle(parts: {
         stopWorkers();
       });
       await running;
+      await parts.serverCalls.settled();
       // Worktrees of finished runs still being removed: a stopped worker leaves none half-deleted.
       await parts.cleanup.drain();
       await parts.releaseClaim();

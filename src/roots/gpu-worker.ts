@@ -15,7 +15,8 @@ import { hostTaskQueue } from '../shared/constants.js';
 import type { Credential } from '../security/credentials.js';
 import { discoverSlots, type DiscoveryOptions } from '../gpu-worker/discover.js';
 import { ensureUnsealingKey, type UnsealingKey } from '../security/sealed-secrets.js';
-import { experimentOpenOn } from '../gpu-worker/reconcile.js';
+import { experimentOpenOn, type ExperimentOpen } from '../gpu-worker/reconcile.js';
+import { InFlightCalls } from '../gpu-worker/in-flight.js';
 import { keepRunsAttached, leaseConfirmer, reconcileAtStart } from '../gpu-worker/kept-runs.js';
 import {
   DEFAULT_FENCING_SECONDS,
@@ -126,7 +127,8 @@ async function startGpuWorker(
   log: (line: string) => void,
   releaseClaim: () => Promise<void>,
 ): Promise<GpuWorkerHandle> {
-  const experimentOpen = experimentOpenOn(options.client);
+  const serverCalls = new InFlightCalls();
+  const experimentOpen = serverCalls.track(experimentOpenOn(options.client));
   const attach = leaseConfirmer(workDir, leaseHeldOn(options.client));
   const reconciled = await reconcileAtStart(workDir, experimentOpen, log, attach);
   // The key that opens runs' --secret values, made on a host that has none (copy it to every GPU host).
@@ -159,6 +161,7 @@ async function startGpuWorker(
     store: options.store ?? (await openStore()),
     checkpointQuotaBytes: options.checkpointQuotaBytes ?? checkpointQuotaFromEnv(),
     liveness: { host: options.host, incarnation, heartbeatMs, stopping: liveness.signal },
+    experimentOpen,
   });
   const membership = new PoolMembership(
     {
@@ -197,6 +200,7 @@ async function startGpuWorker(
     cleanup,
     stopKeeping,
     liveness,
+    serverCalls,
     releaseClaim,
   });
 }
@@ -226,6 +230,7 @@ async function createWorkers(
     store: FleetStore;
     checkpointQuotaBytes?: number;
     liveness: LivenessDeps;
+    experimentOpen: ExperimentOpen;
   },
 ): Promise<Worker[]> {
   const { workDir, datasetsDir } = host;
@@ -233,7 +238,6 @@ async function createWorkers(
   // One per worker process, shared by its slots: the host's periodic checks go to the pool together.
   const checkIntervalMs = leaseCheckIntervalMs(hostFencing(options).fencingSeconds);
   const rounds = leaseRounds(leasesHeldOn(options.client), leaseRoundMs(checkIntervalMs));
-  const experimentOpen = experimentOpenOn(options.client);
   const releaseLease = releaseLeaseAtExit(options.client, host.log);
   const base = {
     connection: options.connection,
@@ -280,7 +284,7 @@ async function createWorkers(
           leaseHeld,
           leaseRounds: rounds,
           leaseCheckIntervalMs: checkIntervalMs,
-          experimentOpen,
+          experimentOpen: host.experimentOpen,
           releaseLease,
           hostRuns: host.hostRuns,
           masterPorts: host.masterPorts,
