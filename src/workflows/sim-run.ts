@@ -1,6 +1,7 @@
 import { condition, proxyLocalActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import type { createControlActivities } from '../activities/control.js';
 import type { Requirements } from '../domain/request.js';
+import { LEASE_REQUEST_RENEWAL_MS } from '../domain/limits.js';
 import { CONTROL_STEP } from './control-retry.js';
 import { leaseGrantedSignal, type Lease } from './definitions.js';
 
@@ -37,14 +38,18 @@ export async function simRunWorkflow(input: SimRunInput): Promise<SimRunTimes> {
     lease ??= granted;
   });
   const requestedAt = Date.now();
-  const answer = await control.requestLease({
-    experimentId,
-    requirements: input.requirements,
-    priority: 0,
-    ...(input.tag !== undefined ? { tag: input.tag } : {}),
-  });
-  if ('lease' in answer) lease ??= answer.lease;
-  await condition(() => lease !== undefined);
+  const ask = async () => {
+    const answer = await control.requestLease({
+      experimentId,
+      requirements: input.requirements,
+      priority: 0,
+      ...(input.tag !== undefined ? { tag: input.tag } : {}),
+    });
+    if ('lease' in answer) lease ??= answer.lease;
+  };
+  await ask();
+  // Asked again now and then, as an experiment asks (a repaired or re-created pool may have lost it).
+  while (!(await condition(() => lease !== undefined, LEASE_REQUEST_RENEWAL_MS))) await ask().catch(() => undefined);
   const granted = lease!;
   const grantedAt = Date.now();
   await sleep(input.holdMs);
