@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import type { Client } from '@temporalio/client';
 import { execa, type ResultPromise } from 'execa';
 import { CONTROL_TASK_QUEUE, POOL_WORKFLOW_ID } from '../src/shared/constants.js';
+import { eventTimeMs } from '../src/shared/history-events.js';
 import { poolStateQuery } from '../src/workflows/definitions.js';
 import type { SimRunTimes } from '../src/workflows/sim-run.js';
 import { cpuOf } from './bench/cpu.js';
@@ -226,20 +227,18 @@ async function poolTaskTrouble(client: Client): Promise<{ failed: number; timedO
 
 /** The pool's workflow tasks in its runs `runIds`: when each was scheduled and when it ended. */
 async function poolTasks(client: Client, runIds: string[]): Promise<PoolTask[]> {
-  const at = (time: { seconds?: unknown; nanos?: number | null } | null | undefined) =>
-    Number(time?.seconds ?? 0) * 1000 + (time?.nanos ?? 0) / 1e6;
   const tasks: PoolTask[] = [];
   for (const runId of runIds) {
     const history = await client.workflow.getHandle(POOL_WORKFLOW_ID, runId).fetchHistory();
     let scheduledAt: number | null = null;
     for (const event of history.events ?? []) {
-      if (event.workflowTaskScheduledEventAttributes) scheduledAt = at(event.eventTime);
+      if (event.workflowTaskScheduledEventAttributes) scheduledAt = eventTimeMs(event);
       const ended =
         event.workflowTaskCompletedEventAttributes ??
         event.workflowTaskFailedEventAttributes ??
         event.workflowTaskTimedOutEventAttributes;
       if (ended && scheduledAt !== null) {
-        tasks.push({ scheduledAt, endedAt: at(event.eventTime) });
+        tasks.push({ scheduledAt, endedAt: eventTimeMs(event) });
         scheduledAt = null;
       }
     }

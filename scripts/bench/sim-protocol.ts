@@ -93,9 +93,8 @@ export async function simHost(options: {
       incarnation,
     }),
   );
-  // Every GPU's run confirms its lease as a worker's does (the answer is no: the simulated runs'
-  // leases are not known here; the question costs the pool the same).
-  // At the default fencing time, as `expctl worker` without --fencing-time.
+  // Every GPU's run confirms its lease as a worker's does at the default fencing time (the answer
+  // is no: the simulated runs' leases are not known here; the question costs the pool the same).
   const checkIntervalMs = leaseCheckIntervalMs();
   const rounds = leaseRounds(leasesHeldOn(client), leaseRoundMs(checkIntervalMs));
   let confirming: NodeJS.Timeout | undefined;

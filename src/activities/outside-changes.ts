@@ -5,6 +5,7 @@ import proto from '@temporalio/proto';
 import type { AuditEntry, Catalog } from '../catalog/catalog.js';
 import type { RecordUpdate } from '../catalog/record.js';
 import { isTerminal } from '../domain/experiment.js';
+import { eventTimeMs } from '../shared/history-events.js';
 
 const { EventType, WorkflowTaskFailedCause } = proto.temporal.api.enums.v1;
 type HistoryEvent = proto.temporal.api.history.v1.IHistoryEvent;
@@ -38,11 +39,7 @@ const SERVER_IDENTITIES = new Set(['history-service', 'history-resetter']);
 const who = (identity: string | null | undefined) =>
   identity ? `Temporal identity "${identity}"` : 'an unknown Temporal identity';
 
-const eventTime = (event: HistoryEvent) => {
-  const seconds = Number(event.eventTime?.seconds ?? 0);
-  const nanos = event.eventTime?.nanos ?? 0;
-  return new Date(seconds * 1000 + Math.floor(nanos / 1e6)).toISOString();
-};
+const eventTime = (event: HistoryEvent) => new Date(eventTimeMs(event)).toISOString();
 
 async function historyOf(client: Client, workflowId: string, runId: string): Promise<HistoryEvent[]> {
   const events: HistoryEvent[] = [];

@@ -24,12 +24,11 @@ export interface LeaseRounds {
 
 /**
  * A host's periodic lease checks, asked in rounds: a question waits at most `roundMs` for the
- * round the first one opened, and a round is one pool query however many runs the host trains.
- * One query per run every 5 s is 200 a second into the one pool workflow at 1,000 GPUs; a round
- * of 2.5 s per host is 50. A confirmation counts from the moment it was asked, so the wait can
- * only fence a run sooner, never later; the runs ask a round sooner to keep their confirmations as
- * fresh as before. A question that must be answered now (the last look before a start) asks the
- * pool itself.
+ * round the first one opened, and a round is one pool query however many runs the host trains
+ * (every query takes one of the pool's turns: see leaseCheckIntervalMs). A confirmation counts
+ * from the moment it was asked, so the wait can only fence a run sooner, never later; the runs
+ * ask a round sooner to keep their confirmations as fresh. A question that must be answered now
+ * (the last look before a start) asks the pool itself.
  */
 export function leaseRounds(ask: AskLeases, roundMs: number): LeaseRounds {
   let asked = new Map<string, Asked>();

@@ -236,7 +236,8 @@ async function createWorkers(
   const { workDir, datasetsDir } = host;
   const leaseHeld = leaseHeldOn(options.client);
   // One per worker process, shared by its slots: the host's periodic checks go to the pool together.
-  const checkIntervalMs = leaseCheckIntervalMs(hostFencing(options).fencingSeconds);
+  const { fencingSeconds } = hostFencing(options);
+  const checkIntervalMs = leaseCheckIntervalMs(fencingSeconds);
   const rounds = leaseRounds(leasesHeldOn(options.client), leaseRoundMs(checkIntervalMs));
   const releaseLease = releaseLeaseAtExit(options.client, host.log);
   const base = {
@@ -280,7 +281,7 @@ async function createWorkers(
           heartbeatIntervalMs: options.trainingHeartbeatMs,
           killAfterMs: options.killAfterMs,
           orphanGraceMs: options.orphanGraceMs,
-          fencingMs: hostFencing(options).fencingSeconds * 1000,
+          fencingMs: fencingSeconds * 1000,
           leaseHeld,
           leaseRounds: rounds,
           leaseCheckIntervalMs: checkIntervalMs,

@@ -8,8 +8,6 @@ import type { Lease, LeaseAnswer } from '../definitions.js';
 import { control, localControl, patchKeeper } from './activities.js';
 import { mark, nextRecord, publish, RunEnded, setAttribute, type ExperimentRun } from './state.js';
 
-/** How often a queued run asks the pool again for its lease (a re-created pool lost its queue). */
-
 type Requirements = ExperimentRequest['requirements'];
 
 /**
