@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import type { TrainingOutcome } from '../domain/experiment.js';
 import { runFiles } from '../gpu-worker/run-files.js';
 import { processAlive } from '../shared/processes.js';
-import { PRIVATE_FILE } from '../security/files.js';
+import { replacePrivateFile } from '../security/files.js';
 
 export interface RunStatusDeps {
   workDir: string;
@@ -20,10 +20,7 @@ export type HostRunStatus =
  * report cannot reach the server (an outage), the workflow reads the result from here instead.
  */
 export async function writeOutcomeFile(workDir: string, experimentId: string, outcome: TrainingOutcome): Promise<void> {
-  const file = runFiles(workDir, experimentId).outcome;
-  const partial = `${file}.partial`;
-  await fs.writeFile(partial, JSON.stringify(outcome), PRIVATE_FILE);
-  await fs.rename(partial, file);
+  await replacePrivateFile(runFiles(workDir, experimentId).outcome, JSON.stringify(outcome));
 }
 
 export async function readOutcomeFile(workDir: string, experimentId: string): Promise<TrainingOutcome | undefined> {

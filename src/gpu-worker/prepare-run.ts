@@ -9,7 +9,7 @@ import { computeTimings } from '../domain/timings.js';
 import { publicRequest, runSecretValues, scrubText } from '../domain/redact.js';
 import { datasetVariables, type PinnedDataset } from '../domain/dataset-refs.js';
 import type { Credential } from '../security/credentials.js';
-import { PRIVATE_FILE } from '../security/files.js';
+import { PRIVATE_FILE, replacePrivateFile } from '../security/files.js';
 import { unsealSecrets, UnsealError, type UnsealingKey } from '../security/sealed-secrets.js';
 import { REFUSED_ON_HOST } from '../shared/constants.js';
 import { addWorktree, localRepository, removeWorktree } from './git.js';
@@ -263,7 +263,7 @@ async function prepareInTree(
     ...(fence ? { fence } : {}),
     ...(restored.restore ? { checkpointRestore: restored.restore } : {}),
   };
-  await writeJsonFile(files.record, record);
+  await replacePrivateFile(files.record, JSON.stringify(record));
   return { run, record, clock, runSecrets };
 }
 
@@ -502,11 +502,6 @@ async function setupFailureOutcome(
     startedAt: startedAt.toISOString(),
     endedAt: new Date().toISOString(),
   };
-}
-
-async function writeJsonFile(file: string, value: unknown): Promise<void> {
-  await fs.writeFile(`${file}.partial`, JSON.stringify(value), PRIVATE_FILE);
-  await fs.rename(`${file}.partial`, file);
 }
 
 /** A run's `--secret` values opened with the workers' key; one that does not open refuses the run (no retry helps). */

@@ -100,6 +100,21 @@ export async function assertPrivateFile(file: string, what: string): Promise<voi
 }
 
 /**
+ * Replaces `file` with `content`: written beside it under a name no other writer uses, then renamed
+ * into place, so a reader never sees a half-written file and two writers (a let-go watch and the
+ * worker that re-attached its run) never rename each other's half away.
+ */
+export async function replacePrivateFile(file: string, content: string): Promise<void> {
+  const temp = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.partial`;
+  try {
+    await fs.writeFile(temp, content, { ...PRIVATE_FILE, flag: 'wx' });
+    await fs.rename(temp, file);
+  } finally {
+    await fs.rm(temp, { force: true });
+  }
+}
+
+/**
  * Creates `file` with `content` only if it does not exist: written beside it, then hard-linked
  * into place, so a reader never sees a half-written file and two writers never both win.
  */
