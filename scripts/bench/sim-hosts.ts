@@ -5,6 +5,9 @@
  */
 import path from 'node:path';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { DEFAULT_POOL_HEARTBEAT_MS } from '../../src/domain/fleet.js';
+import { livenessPeriodMs } from '../../src/domain/limits.js';
+import { acknowledgedHeartbeatOn } from '../../src/gpu-worker/host-confirmations.js';
 import { RegistrationRefusedError } from '../../src/gpu-worker/pool-membership.js';
 import { ensureLocalAdmin } from '../../src/security/credentials.js';
 import { connectClient, connectWorkerConnection, dataConverter } from '../../src/temporal/connection.js';
@@ -42,6 +45,10 @@ async function main(): Promise<void> {
   const { credential } = ensureLocalAdmin(process.env);
   const log = (line: string) => console.error(line);
   const datasetsDir = path.join(process.env.EXPCTL_HOME ?? '.', 'sim-datasets');
+  const acknowledgedHeartbeat = acknowledgedHeartbeatOn(
+    { connection, namespace, dataConverter: converter },
+    livenessPeriodMs(DEFAULT_POOL_HEARTBEAT_MS),
+  );
   const hosts: SimHost[] = [];
   for (const host of names)
     hosts.push(
@@ -51,6 +58,7 @@ async function main(): Promise<void> {
         namespace,
         dataConverter: converter,
         credential,
+        acknowledgedHeartbeat,
         host,
         gpus,
         datasetsDir,

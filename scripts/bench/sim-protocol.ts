@@ -1,10 +1,10 @@
 /**
  * How a simulated host speaks to the pool: exactly as `expctl worker` does (src/roots/gpu-worker.ts),
  * through the same signed registration and membership code, and kept alive by the same
- * keepHostAlive activity on its own host queue (one activity-only Worker per simulated host),
- * asking the pool about its GPUs' leases in the worker's rounds as if every GPU trained, minus the
- * processes it would train. The bench's host-side protocol lives here only, so a change
- * of protocol changes this one file.
+ * keepHostAlive activity on its own host queue (one activity-only Worker per simulated host), whose
+ * heartbeats the server acknowledges. Those confirm the leases of the runs the host's train tasks
+ * follow, so a healthy host asks the pool nothing about them; only the processes it would train are
+ * missing. The bench's host-side protocol lives here only, so a change of protocol changes this one file.
  */
 import crypto from 'node:crypto';
 import type { Client } from '@temporalio/client';
@@ -12,8 +12,8 @@ import type { DataConverter } from '@temporalio/common';
 import { Worker, type NativeConnection } from '@temporalio/worker';
 import { createLivenessActivities } from '../../src/activities/liveness.js';
 import { DEFAULT_POOL_HEARTBEAT_MS, type Slot } from '../../src/domain/fleet.js';
-import { leaseCheckIntervalMs, leaseRoundMs } from '../../src/domain/limits.js';
-import { leaseRounds, leasesHeldOn } from '../../src/gpu-worker/lease-rounds.js';
+import { livenessPeriodMs } from '../../src/domain/limits.js';
+import { HostConfirmations, type AcknowledgedHeartbeat } from '../../src/gpu-worker/host-confirmations.js';
 import { hostRegistration, PoolMembership } from '../../src/gpu-worker/pool-membership.js';
 import type { Credential } from '../../src/security/credentials.js';
 import { hostTaskQueue, slotTaskQueue } from '../../src/shared/constants.js';
@@ -52,6 +52,8 @@ export async function simHost(options: {
   namespace: string;
   dataConverter: DataConverter;
   credential: Credential;
+  /** The process's acknowledged heartbeats (one client on its worker connection, shared by its hosts). */
+  acknowledgedHeartbeat: AcknowledgedHeartbeat;
   host: string;
   gpus: number;
   datasetsDir: string;
@@ -59,19 +61,27 @@ export async function simHost(options: {
 }): Promise<SimHost> {
   const { client, host } = options;
   const heartbeatMs = DEFAULT_POOL_HEARTBEAT_MS;
+  const livenessMs = livenessPeriodMs(heartbeatMs);
   const hostQueue = hostTaskQueue(host);
   const incarnation = crypto.randomUUID();
   const stopping = new AbortController();
+  const confirmations = new HostConfirmations();
   // The host queue's only work here is liveness: keepHostAlive, and the probe after a missed heartbeat.
   const liveness = await Worker.create({
     connection: options.connection,
     namespace: options.namespace,
     dataConverter: options.dataConverter,
     taskQueue: hostQueue,
-    activities: createLivenessActivities({ host, incarnation, heartbeatMs, stopping: stopping.signal }),
+    activities: createLivenessActivities({
+      host,
+      incarnation,
+      heartbeatMs: livenessMs,
+      stopping: stopping.signal,
+      acknowledged: { heartbeat: options.acknowledgedHeartbeat, confirmations },
+    }),
     maxConcurrentActivityTaskExecutions: 2,
     maxConcurrentActivityTaskPolls: 1,
-    maxHeartbeatThrottleInterval: heartbeatMs,
+    maxHeartbeatThrottleInterval: livenessMs,
   });
   const running = liveness.run();
   const slots = simSlots(host, options.gpus);
@@ -82,6 +92,7 @@ export async function simHost(options: {
       log: options.log,
       heartbeatMs,
       liveLeases: () => [],
+      hostConfirmed: () => confirmations.confirmedWithin(2 * livenessMs),
     },
     await hostRegistration({
       host,
@@ -93,24 +104,14 @@ export async function simHost(options: {
       incarnation,
     }),
   );
-  // Every GPU's run confirms its lease as a worker's does at the default fencing time (the answer
-  // is no: the simulated runs' leases are not known here; the question costs the pool the same).
-  const checkIntervalMs = leaseCheckIntervalMs();
-  const rounds = leaseRounds(leasesHeldOn(client), leaseRoundMs(checkIntervalMs));
-  let confirming: NodeJS.Timeout | undefined;
-  const confirmLeases = () => {
-    for (const slot of slots) void rounds.held(slot.slotId, 'simulated').catch(() => undefined);
-  };
   return {
     host,
     async join() {
       await membership.register();
       await membership.accepted();
       membership.watchPool();
-      confirming = setInterval(confirmLeases, checkIntervalMs - rounds.roundMs);
     },
     async leave() {
-      clearInterval(confirming);
       await membership.leave();
       stopping.abort();
       liveness.shutdown();

@@ -1,4 +1,5 @@
-import { ApplicationFailure, Context } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
+import { activityOver, type AcknowledgedHeartbeat, type HostConfirmations } from '../gpu-worker/host-confirmations.js';
 import { NOT_THIS_INCARNATION } from '../workflows/definitions.js';
 
 /** Which host incarnation a liveness question is about. */
@@ -20,6 +21,12 @@ export interface LivenessDeps {
   heartbeatMs: number;
   /** Aborted when the worker shuts down: the activity then ends, saying the host is leaving. */
   stopping: AbortSignal;
+  /**
+   * Heartbeats sent by the worker itself, each awaited until the server accepts it (the SDK's own
+   * heartbeats are never acknowledged), and the confirmations they make (host-confirmations.ts).
+   * Absent: the SDK heartbeats, and the host's runs confirm their leases with the pool.
+   */
+  acknowledged?: { heartbeat: AcknowledgedHeartbeat; confirmations: HostConfirmations };
 }
 
 /**
@@ -42,11 +49,37 @@ export function createLivenessActivities(deps: LivenessDeps) {
     if (deps.stopping.aborted) resolve();
     else deps.stopping.addEventListener('abort', () => resolve(), { once: true });
   });
+  /** The loop with acknowledged heartbeats: each accepted one confirms the host's followed runs. */
+  const keepAcknowledged = async ({
+    heartbeat,
+    confirmations,
+  }: NonNullable<LivenessDeps['acknowledged']>): Promise<{ leaving: true }> => {
+    const context = Context.current();
+    const epoch = confirmations.begin();
+    try {
+      while (!deps.stopping.aborted) {
+        const at = Date.now();
+        try {
+          await heartbeat(context.info.taskToken, { at } satisfies LivenessBeat);
+          confirmations.confirmed(epoch, at);
+        } catch (error) {
+          // Not found or canceled: the liveness workflow is done with this activity. Anything else: no answer this time.
+          if (activityOver(error))
+            throw new CancelledFailure(`liveness heartbeat refused: ${(error as Error).message}`);
+        }
+        await Promise.race([context.sleep(deps.heartbeatMs), stopped]);
+      }
+      return { leaving: true };
+    } finally {
+      confirmations.end(epoch);
+    }
+  };
   return {
     /** Heartbeats every heartbeatMs until the worker stops (then `leaving`) or the server cancels it. */
     async keepHostAlive(ref: IncarnationRef): Promise<{ leaving: true }> {
       refuseOther(ref);
       const context = Context.current();
+      if (deps.acknowledged) return keepAcknowledged(deps.acknowledged);
       while (!deps.stopping.aborted) {
         context.heartbeat({ at: Date.now() } satisfies LivenessBeat);
         // sleep() rejects when the activity is cancelled (a new limit, or timed out at the server).

@@ -18,6 +18,7 @@ import { adoptRun, type StartedRun, type SupervisorExit } from '../gpu-worker/ru
 import { isSupervisor, touchAttached, type ExperimentOpen } from '../gpu-worker/reconcile.js';
 import { processAlive } from '../shared/processes.js';
 import { readOutcomeFile, writeOutcomeFile } from './run-status.js';
+import { activityOver, type AcknowledgedHeartbeat, type HostConfirmations } from '../gpu-worker/host-confirmations.js';
 import { uploadArtifacts, writeArtifactManifest } from '../gpu-worker/artifacts.js';
 import { runFiles } from '../gpu-worker/run-files.js';
 import { fenceToken, prepareRun, type PrepareDeps, type RunRecord } from '../gpu-worker/prepare-run.js';
@@ -90,6 +91,13 @@ export interface TrainingDeps {
   leaseCheckIntervalMs?: number;
   /** The watched runs' checks, asked in the host's rounds (lease-rounds.ts); without them, leaseHeld. */
   leaseRounds?: LeaseRounds;
+  /**
+   * The host's acknowledged liveness heartbeats (one per worker process): while they confirm the
+   * host, a run its train task follows asks the pool nothing (host-confirmations.ts).
+   */
+  hostConfirmations?: HostConfirmations;
+  /** Heartbeats the server acknowledges: a run's last look before its start asks the server, not the pool. */
+  acknowledgedHeartbeat?: AcknowledgedHeartbeat;
   /** Where finished runs leave their worktree removal (one per worker process, shared by its slots). */
   cleanup?: DeferredCleanup;
   /** The workers' sealing key pair: opens the run's `--secret` values (without it, a run with secrets is refused). */
@@ -245,12 +253,14 @@ export function createTrainingActivities(deps: TrainingDeps) {
     const intervalMs = deps.leaseCheckIntervalMs ?? leaseCheckIntervalMs();
     if (!leaseId) return undefined;
     // A question in the host's round waits up to a round for its answer: asked that much sooner.
+    const host = deps.hostConfirmations;
     if (deps.leaseRounds)
       return {
         held: () => deps.leaseRounds!.held(slotId, leaseId),
         intervalMs: Math.max(0, intervalMs - deps.leaseRounds.roundMs),
+        host,
       };
-    return deps.leaseHeld ? { held: () => deps.leaseHeld!(slotId, leaseId), intervalMs } : undefined;
+    return deps.leaseHeld ? { held: () => deps.leaseHeld!(slotId, leaseId), intervalMs, host } : undefined;
   };
 
   /** A let-go run whose workflow has ended is stopped: nothing will ever re-attach it or decide it. */
@@ -267,6 +277,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
    */
   const follow = async (watch: RunWatch): Promise<TrainingOutcome> => {
     const ctx = Context.current();
+    const unfollow = watch.followedIn(deps.hostConfirmations?.current());
     const beat = () => ctx.heartbeat(stamped(watch.latest()));
     beat();
     const ticker = setInterval(beat, heartbeatIntervalMs);
@@ -293,6 +304,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
     try {
       return await Promise.race([watch.outcome, letGo]);
     } finally {
+      unfollow();
       clearInterval(ticker);
       ctx.cancellationSignal.removeEventListener('abort', onAbort);
     }
@@ -355,8 +367,11 @@ export function createTrainingActivities(deps: TrainingDeps) {
       await fs.appendFile(log, `expctl: ${refusal.message}; the training command was not started\n`, PRIVATE_FILE);
       throw refusal;
     });
-  /** What preparing one run needs of this worker, for this task's lease. */
-  const prepareDeps = (input: RunTrainingInput): PrepareDeps => ({
+  /**
+   * What preparing one run needs of this worker, for this task's lease; `beat`: what the task's
+   * heartbeats carry now (its last look before the start sends one the server must accept).
+   */
+  const prepareDeps = (input: RunTrainingInput, beat: () => TrainingHeartbeat): PrepareDeps => ({
     slot: deps.slot,
     workDir: deps.workDir,
     credential: deps.credential,
@@ -373,6 +388,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
     containmentSupport,
     // A worker back from a network cut must not start a task whose lease was released meanwhile.
     requireLease: async () => {
+      if (await trainTaskOpen(beat())) return;
       // Only a definite yes starts it: a pool that does not know the slot yet confirms nothing.
       if (
         deps.leaseHeld &&
@@ -393,6 +409,27 @@ export function createTrainingActivities(deps: TrainingDeps) {
       };
     },
   });
+
+  /**
+   * Whether the server still has this train task open, asked with one heartbeat it must accept: its
+   * experiment ends the lease only once the task is over (canceled, timed out, its workflow closed),
+   * so an open task's lease stands, and the pool need not be asked (at 1,000 GPUs, a question per
+   * start is the pool's limit). A task the server says is over is not started; no answer: the pool.
+   */
+  const trainTaskOpen = async (details: TrainingHeartbeat): Promise<boolean> => {
+    if (!deps.acknowledgedHeartbeat) return false;
+    const ctx = Context.current();
+    try {
+      // The same details the SDK sends (the environment among them): this heartbeat replaces them.
+      await deps.acknowledgedHeartbeat(ctx.info.taskToken, stamped(details));
+      return true;
+    } catch (error) {
+      if (!activityOver(error)) return false;
+      throw ApplicationFailure.nonRetryable(
+        `the train task is over at the server (${(error as Error).message}); the training was not started`,
+      );
+    }
+  };
 
   /**
    * GPUs are exclusive to their lease. A GPU another live run of this host holds refuses the run,
@@ -472,6 +509,13 @@ export function createTrainingActivities(deps: TrainingDeps) {
       const masterPort = await ports.reserve();
       let watch: RunWatch | undefined;
       let recorded: EnvironmentRecord | undefined;
+      /** What the task's heartbeats carry: the preparation's, then the run's, with the environment once taken. */
+      const latest = (): TrainingHeartbeat => {
+        const beat = watch?.latest() ?? preparationHeartbeat(request);
+        return recorded ? { ...beat, environment: recorded } : beat;
+      };
+      // The train task that follows the run before its watch exists (see RunWatch.followedIn).
+      let followed: { epoch: number | undefined; end?: (() => void) | undefined } | undefined;
       // Taken beside the preparation, so the first heartbeat can carry it: a run whose host is lost
       // soon after its start still has it in the heartbeat its workflow reads.
       const environment = runEnvironment(request).then((taken) => (recorded = taken));
@@ -486,7 +530,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
             slots: gang,
             masterPort,
           },
-          prepareDeps(input),
+          prepareDeps(input, () => latest()),
         )
           .then(async (run) => {
             if ('outcome' in run) await writeOutcomeFile(deps.workDir, experimentId, run.outcome);
@@ -513,6 +557,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
           telemetry: { sampler, gpus: input.slots ?? [input.slot] },
         });
         if (canceled.signal.aborted) watch.cancel();
+        if (followed) followed.end = watch.followedIn(followed.epoch);
         return watch.outcome;
       })();
       const registered = register(experimentId, {
@@ -521,14 +566,19 @@ export function createTrainingActivities(deps: TrainingDeps) {
         slotIds: gang.map((slot) => slot.slotId),
         masterPort,
         outcome: prepared,
-        latest: () => {
-          const latest = watch?.latest() ?? preparationHeartbeat(request);
-          return recorded ? { ...latest, environment: recorded } : latest;
-        },
+        latest,
         leaseReleased: () => watch?.leaseReleased?.() ?? false,
         cancel: () => {
           canceled.abort();
           watch?.cancel();
+        },
+        followedIn: (epoch) => {
+          const mine = { epoch, end: watch?.followedIn(epoch) };
+          followed = mine;
+          return () => {
+            mine.end?.();
+            if (followed === mine) followed = undefined;
+          };
         },
       });
       // The first heartbeat waits a moment for the environment (never long: the run is prepared meanwhile).
@@ -653,6 +703,11 @@ export interface RunWatch {
   leaseReleased?(): boolean;
   /** An operator's cancel or a revoked lease: every process of the run is killed. */
   cancel(): void;
+  /**
+   * A train task follows the run from now, in the host's liveness epoch `epoch` (undefined: none
+   * confirms the host now). Returns what ends that follow: a let-go run asks the pool again.
+   */
+  followedIn(epoch: number | undefined): () => void;
 }
 
 /** What watching a run needs of its worker. */
@@ -661,8 +716,11 @@ interface WatchDeps {
   killAfterMs: number;
   heartbeatIntervalMs: number;
   secretValues: readonly string[];
-  /** Asks the pool about the run's lease; absent, the run is never stopped for it. */
-  lease?: { held: () => Promise<boolean | null>; intervalMs: number };
+  /**
+   * Asks the pool about the run's lease; absent, the run is never stopped for it. With `host`, a
+   * followed run is confirmed by its host's acknowledged heartbeats instead, while they last.
+   */
+  lease?: { held: () => Promise<boolean | null>; intervalMs: number; host?: HostConfirmations | undefined };
   /** Gives the run's lease back to the pool (see TrainingDeps.releaseLease). */
   releaseLease?: () => Promise<void>;
   cleanup: DeferredCleanup;
@@ -698,7 +756,10 @@ function watchRun(run: StartedRun, record: RunRecord, clock: ProgressClock, deps
   const files = runFiles(deps.workDir, record.experimentId);
   const stopped = runStop(run, deps.killAfterMs);
   const follower = new LogFollower(files.log);
-  const beats = runBeats(run, record, follower, stopped, deps);
+  // The liveness epoch of the train task following the run now (see HostConfirmations).
+  let follow: { epoch: number | undefined } | undefined;
+  const hostConfirmedAt = () => deps.lease?.host?.confirmedIn(follow?.epoch);
+  const beats = runBeats(run, record, follower, stopped, deps, hostConfirmedAt);
   const sync = checkpointSync(record, deps);
   deps.shipLog?.start();
   const telemetry = deps.telemetry?.sampler.subscribe(record.experimentId, deps.telemetry.gpus, (failure) =>
@@ -739,6 +800,12 @@ function watchRun(run: StartedRun, record: RunRecord, clock: ProgressClock, deps
     latest: beats.latest,
     leaseReleased: () => released !== undefined,
     cancel: () => stopped.stop('cancel'),
+    followedIn: (epoch) => {
+      const mine = { epoch };
+      follow = mine;
+      // A later follow (a retried task) outlives this one's end.
+      return () => void (follow === mine && (follow = undefined));
+    },
   };
 }
 
@@ -812,7 +879,14 @@ function stopForGpu(log: string, stopped: RunStop, failure: GpuFailure): void {
  * A run's beats: each touches the attached file, reads progress from the log, counts itself, stops
  * the run past its kill limit and asks the pool about its lease now and then.
  */
-function runBeats(run: StartedRun, record: RunRecord, follower: LogFollower, stopped: RunStop, deps: WatchDeps) {
+function runBeats(
+  run: StartedRun,
+  record: RunRecord,
+  follower: LogFollower,
+  stopped: RunStop,
+  deps: WatchDeps,
+  hostConfirmedAt: () => number | undefined,
+) {
   const { request, trainingStartedAt } = record;
   const files = runFiles(deps.workDir, record.experimentId);
   const heartbeats: HeartbeatCounts = {
@@ -831,7 +905,7 @@ function runBeats(run: StartedRun, record: RunRecord, follower: LogFollower, sto
     killLimitSeconds: killLimitSeconds(request),
     supervisorPid: run.supervisorPid,
   };
-  const checkLease = leaseCheck(files, stopped, deps.lease);
+  const checkLease = leaseCheck(files, stopped, deps.lease, hostConfirmedAt);
   const beat = async () => {
     const now = new Date();
     // With a pool to ask, only a confirmed lease keeps the run going (leaseCheck); without one, the worker's beat.
@@ -869,13 +943,22 @@ function leaseCheck(
   files: { log: string; attached: string },
   stopped: RunStop,
   lease: WatchDeps['lease'],
+  hostConfirmedAt: () => number | undefined,
 ): () => Promise<void> {
   const { log } = files;
   let leaseCheckedAt = Date.now();
   let leaseDenials = 0;
   let leaseCheckInFlight = false;
+  let hostTouchedAt = 0;
   return async () => {
     if (!lease || leaseCheckInFlight || stopped.canceled || stopped.timedOut) return;
+    // Followed, on a host whose heartbeats the server accepts: those confirm the lease (no pool question).
+    const hostAt = hostConfirmedAt();
+    if (hostAt !== undefined) {
+      if (hostAt > hostTouchedAt) await touchAttached(files.attached, new Date(hostAt));
+      hostTouchedAt = Math.max(hostTouchedAt, hostAt);
+      return;
+    }
     if (Date.now() - leaseCheckedAt < lease.intervalMs) return;
     leaseCheckedAt = Date.now();
     leaseCheckInFlight = true;

@@ -128,7 +128,7 @@ export function hostAnswerSeconds(lastHeartbeatAt: string | undefined, nowMs: nu
 
 /*
  * Fencing: at most one attempt of a run trains at any moment. A worker confirms each run's lease
- * with the pool every few seconds; its run's supervisor stops the run once the last confirmation is
+ * every few seconds (its host's heartbeats, or the pool's answer); its run's supervisor stops the run once the last confirmation is
  * older than the fencing time (a worker cut off from the server, frozen, killed, or whose lease was
  * revoked). The workflow re-places a lost run only once that time has surely passed on its host.
  * The trade-off: a shorter time re-places a lost run sooner; a longer one lets a run outlive a
@@ -142,17 +142,25 @@ export const DEFAULT_FENCING_SECONDS = 60;
  */
 export const LEASE_REQUEST_RENEWAL_MS = 30_000;
 /**
- * How often a training run's worker confirms its lease with the pool: a quarter of the host's
- * fencing time (15 s at the default 60 s), within 1 to 15 s. The run is safe however long the
- * interval, since its supervisor fences it by the time; the interval only has to keep a healthy
- * run confirmed with room for missed answers (three in a row here). Every confirmation is a query
- * into the one pool workflow, which answers queries before its next task: at 1,000 GPUs a check
- * every 5 s (50 queries a second in host rounds) left the pool no time to place anything.
+ * How often a training run's lease is confirmed: a quarter of the host's fencing time (15 s at the
+ * default 60 s), within 1 to 15 s. The run is safe however long the interval, since its supervisor
+ * fences it by the time; the interval only has to keep a healthy run confirmed with room for
+ * missed answers (three in a row here). A run its train task follows is confirmed by its host's
+ * liveness heartbeats the server accepts (host-confirmations.ts); only a run let go, or kept across
+ * a worker restart, asks the pool. A query takes one of the pool's turns: at 1,000 GPUs, a check
+ * every 5 s from every host (50 queries a second) left the pool no time to place anything.
  * A run terminated from outside expctl does not wait for these checks: its train task's heartbeat
  * finds the workflow gone, and the worker stops it.
  */
 export function leaseCheckIntervalMs(fencingSeconds: number = DEFAULT_FENCING_SECONDS): number {
   return Math.min(15_000, Math.max(1000, (fencingSeconds * 1000) / 4));
+}
+/**
+ * How often a host heartbeats its liveness: its registered period, or its lease-check interval when
+ * that is shorter, since the heartbeats the server accepts confirm the leases of its followed runs.
+ */
+export function livenessPeriodMs(heartbeatMs: number, fencingSeconds: number = DEFAULT_FENCING_SECONDS): number {
+  return Math.min(heartbeatMs, leaseCheckIntervalMs(fencingSeconds));
 }
 /** The most a check waits for its host's round, which asks the pool about every lease of the host at once. */
 export function leaseRoundMs(checkIntervalMs: number): number {

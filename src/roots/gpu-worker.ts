@@ -10,6 +10,7 @@ import { createLivenessActivities, type LivenessDeps } from '../activities/liven
 import { createTrainingActivities, type RunWatch } from '../activities/training.js';
 import { releaseLeaseAtExit } from '../gpu-worker/lease-release.js';
 import { leaseHeldOn, leaseRounds, leasesHeldOn } from '../gpu-worker/lease-rounds.js';
+import { acknowledgedHeartbeatOn, HostConfirmations } from '../gpu-worker/host-confirmations.js';
 import { DEFAULT_POOL_HEARTBEAT_MS, type Slot } from '../domain/fleet.js';
 import { hostTaskQueue } from '../shared/constants.js';
 import type { Credential } from '../security/credentials.js';
@@ -22,6 +23,7 @@ import {
   DEFAULT_FENCING_SECONDS,
   FENCE_KILL_GRACE_SECONDS,
   leaseCheckIntervalMs,
+  livenessPeriodMs,
   leaseRoundMs,
   type HostFencing,
 } from '../domain/limits.js';
@@ -147,6 +149,9 @@ async function startGpuWorker(
   // One per process start: its liveness activities answer for this incarnation only.
   const incarnation = crypto.randomUUID();
   const liveness = new AbortController();
+  const confirmations = new HostConfirmations();
+  const livenessMs = livenessPeriodMs(heartbeatMs, hostFencing(options).fencingSeconds);
+  const acknowledgedHeartbeat = acknowledgedHeartbeatOn(options, livenessMs);
   const workers = await createWorkers(options, {
     log,
     workDir,
@@ -160,7 +165,13 @@ async function startGpuWorker(
     unsealingKey: sealing.key,
     store: options.store ?? (await openStore()),
     checkpointQuotaBytes: options.checkpointQuotaBytes ?? checkpointQuotaFromEnv(),
-    liveness: { host: options.host, incarnation, heartbeatMs, stopping: liveness.signal },
+    liveness: {
+      host: options.host,
+      incarnation,
+      heartbeatMs: livenessMs,
+      stopping: liveness.signal,
+      acknowledged: { heartbeat: acknowledgedHeartbeat, confirmations },
+    },
     experimentOpen,
   });
   const membership = new PoolMembership(
@@ -170,6 +181,8 @@ async function startGpuWorker(
       log,
       heartbeatMs,
       liveLeases: () => liveLeasesOf(hostRuns),
+      // Two liveness periods: one heartbeat may go unanswered before the pool is asked every time.
+      hostConfirmed: () => confirmations.confirmedWithin(2 * livenessMs),
     },
     await hostRegistration({
       host: options.host,
@@ -285,6 +298,8 @@ async function createWorkers(
           leaseHeld,
           leaseRounds: rounds,
           leaseCheckIntervalMs: checkIntervalMs,
+          hostConfirmations: host.liveness.acknowledged?.confirmations,
+          acknowledgedHeartbeat: host.liveness.acknowledged?.heartbeat,
           experimentOpen: host.experimentOpen,
           releaseLease,
           hostRuns: host.hostRuns,

@@ -1,12 +1,14 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { ActivityCancelledError, ActivityNotFoundError } from '@temporalio/client';
 import { ActivityCancellationDetails, CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTrainingActivities, type RunWatch } from '../../src/activities/training.js';
 import type { Slot } from '../../src/domain/fleet.js';
 import { parseExperimentRequest } from '../../src/domain/request.js';
+import { HostConfirmations } from '../../src/gpu-worker/host-confirmations.js';
 import { runFiles } from '../../src/gpu-worker/run-files.js';
 import { processAlive } from '../../src/shared/processes.js';
 import { makeRepo } from '../helpers/repo.js';
@@ -169,14 +171,105 @@ describe('the train activity when cancelled', () => {
   });
 });
 
+describe('the train activity on a host whose heartbeats the server acknowledges', () => {
+  // The host's liveness epoch, confirmed as the server would accept its heartbeats (every 100 ms).
+  const confirmations = new HostConfirmations();
+  let confirming: NodeJS.Timeout;
+  let poolAsked = 0;
+  let taskHeartbeat: () => Promise<void> = async () => undefined;
+  const acknowledged = () =>
+    createTrainingActivities({
+      slot,
+      workDir,
+      heartbeatIntervalMs: 200,
+      killAfterMs: 1000,
+      leaseHeld: async (_slotId, leaseId) => {
+        poolAsked += 1;
+        return !gone.has(leaseId);
+      },
+      leaseCheckIntervalMs: 200,
+      hostRuns,
+      hostConfirmations: confirmations,
+      acknowledgedHeartbeat: () => taskHeartbeat(),
+    });
+  beforeAll(() => {
+    const epoch = confirmations.begin();
+    confirming = setInterval(() => confirmations.confirmed(epoch, Date.now()), 100);
+  });
+  afterAll(() => clearInterval(confirming));
+
+  it('starts a run whose task the server still has open, and keeps it confirmed, without asking the pool', async () => {
+    taskHeartbeat = async () => undefined;
+    poolAsked = 0;
+    const experimentId = 'exp-host-confirmed';
+    const startedAt = Date.now();
+    const outcome = await new MockActivityEnvironment().run(acknowledged().runTraining, {
+      experimentId,
+      request: request({ VAL_BPB: '1.0', STEPS: '15', STEP_SECONDS: '0.1' }),
+      slot,
+      leaseId: 'h1',
+    });
+    expect(outcome).toMatchObject({ exitCode: 0, canceled: false });
+    // Trained for several lease-check periods (200 ms): each confirmation came from the host.
+    expect(poolAsked).toBe(0);
+    expect((await fs.stat(runFiles(workDir, experimentId).attached)).mtimeMs).toBeGreaterThan(startedAt);
+  });
+
+  it('never starts a run whose task the server says is over (timed out, canceled, its workflow closed)', async () => {
+    for (const [experimentId, over] of [
+      ['exp-task-gone', new ActivityNotFoundError('Not found')],
+      ['exp-task-canceled', new ActivityCancelledError('cancelled')],
+    ] as const) {
+      taskHeartbeat = async () => {
+        throw over;
+      };
+      await expect(
+        new MockActivityEnvironment().run(acknowledged().runTraining, {
+          experimentId,
+          request: request({ VAL_BPB: '1.0' }),
+          slot,
+          leaseId: 'h2',
+        }),
+      ).rejects.toThrow(/the train task is over at the server .*; the training was not started/);
+      await expect(fs.access(runFiles(workDir, experimentId).record)).rejects.toThrow();
+    }
+  });
+
+  it('asks the pool when the server does not answer: a lease given away is not started', async () => {
+    taskHeartbeat = async () => {
+      throw new Error('deadline exceeded');
+    };
+    await expect(
+      new MockActivityEnvironment().run(acknowledged().runTraining, {
+        experimentId: 'exp-no-answer',
+        request: request({ VAL_BPB: '1.0' }),
+        slot,
+        leaseId: 'gone',
+      }),
+    ).rejects.toThrow(/the lease gone on solo\/cpu0 is gone/);
+  });
+
+  it('a run its task let go asks the pool again, which stops it once its lease is gone, however the host confirms', async () => {
+    taskHeartbeat = async () => undefined;
+    const experimentId = 'exp-host-let-go';
+    const trainingPid = await startThenLetGo(experimentId, 'h3', acknowledged());
+    expect(processAlive(trainingPid)).toBe(true);
+    gone.add('h3');
+    await waitFor(async () => !processAlive(trainingPid), 30_000);
+    expect(await fs.readFile(runFiles(workDir, experimentId).log, 'utf8')).toMatch(
+      /the pool no longer holds this run's lease/,
+    );
+  });
+});
+
 /**
  * Starts a slow run on the first slot, then times its task out as the server would under load:
  * the task lets go and the run goes on. Returns the training process's pid.
  */
-async function startThenLetGo(experimentId: string, leaseId: string): Promise<number> {
+async function startThenLetGo(experimentId: string, leaseId: string, on = training): Promise<number> {
   const pidFile = path.join(workDir, `${experimentId}.pid`);
   const env = new MockActivityEnvironment();
-  const running = env.run(training.runTraining, {
+  const running = env.run(on.runTraining, {
     experimentId,
     request: request({ MODE: 'slow', PID_FILE: pidFile }),
     slot,

@@ -8,6 +8,7 @@ import {
   FENCING_MARGIN_SECONDS,
   killLimitSeconds,
   leaseCheckIntervalMs,
+  livenessPeriodMs,
   leaseRoundMs,
   MIN_KILL_HEADROOM_SECONDS,
   remainingLimits,
@@ -29,6 +30,14 @@ describe('replaceNotBeforeMs: when a lost attempt may be placed again', () => {
     expect(replaceNotBeforeMs(0, undefined)).toBe(
       (DEFAULT_FENCING_SECONDS + FENCE_KILL_GRACE_SECONDS + FENCING_MARGIN_SECONDS) * 1000,
     );
+  });
+});
+
+describe('livenessPeriodMs: how often a host heartbeats, its heartbeats confirming its runs', () => {
+  it('keeps the registered period where that confirms often enough, and the check interval where not', () => {
+    expect(livenessPeriodMs(10_000)).toBe(10_000);
+    expect(livenessPeriodMs(10_000, 6)).toBe(1500);
+    expect(livenessPeriodMs(2_000, 60)).toBe(2_000);
   });
 });
 
