@@ -23,7 +23,8 @@ export interface LeaseRounds {
 }
 
 /**
- * A host's periodic lease checks, asked in rounds: a question waits at most `roundMs` for the
+ * A host's periodic lease checks (of the runs no train task follows now: the others are confirmed
+ * by the host's acknowledged heartbeats, host-confirmations.ts), asked in rounds: a question waits at most `roundMs` for the
  * round the first one opened, and a round is one pool query however many runs the host trains
  * (every query takes one of the pool's turns: see leaseCheckIntervalMs). A confirmation counts
  * from the moment it was asked, so the wait can only fence a run sooner, never later; the runs
