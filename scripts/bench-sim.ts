@@ -309,6 +309,7 @@ async function collect(client: Client, started: { id: string; startedAt: number 
         startedAt: run.startedAt,
         requestedAt: times?.requestedAt ?? null,
         grantedAt: times?.grantedAt ?? null,
+        poolGrantedAt: times?.poolGrantedAt ?? null,
       });
     }
   };
@@ -420,6 +421,10 @@ function describe(m: Measured): void {
   console.log(
     `  grant      p50 ${fixed(figures.grantP50Ms)} ms / p95 ${fixed(figures.grantP95Ms)} ms (request -> lease, ` +
       `${figures.asked} runs that asked in the steady window; ${figures.waiting} without a lease at its end; queue then ${pool.queue ?? 'unknown: the pool did not answer'})`,
+  );
+  console.log(
+    `             of which p95 ${fixed(figures.atPoolP95Ms)} ms until the pool granted, ` +
+      `p95 ${fixed(figures.deliveryP95Ms)} ms from the pool's grant to the run holding it (both by workflow clocks)`,
   );
   console.log(
     `  pool       ${fixed(pool.eventsPerSecond, 1)} events/s (${perPlacement(pool.eventsPerSecond)} per placement), ` +

@@ -8,6 +8,8 @@ export interface SimRunRecord {
   /** Epoch ms the run asked the pool, and when its lease arrived; null where no lease came before the end. */
   requestedAt: number | null;
   grantedAt: number | null;
+  /** The pool's own clock at the grant (absent: unknown); splits a wait into the pool's and the delivery's. */
+  poolGrantedAt?: number | null;
 }
 
 /** Runs a second that keep `gpus` GPUs busy with jobs of `jobSeconds` (16.7 for 1,000 GPUs at 60 s). */
@@ -34,6 +36,12 @@ export interface SimFigures {
   asked: number;
   /** Of those, runs that had no lease by `endedAt`. */
   waiting: number;
+  /**
+   * Of those granted, the p95 of the wait until the pool granted (request → the pool's grant) and
+   * of the delivery after it (the pool's grant → the run holding it); null without the pool's time.
+   */
+  atPoolP95Ms: number | null;
+  deliveryP95Ms: number | null;
 }
 
 export function simFigures(runs: SimRunRecord[], window: { from: number; to: number }, endedAt: number): SimFigures {
@@ -46,12 +54,23 @@ export function simFigures(runs: SimRunRecord[], window: { from: number; to: num
       ? run.grantedAt - run.requestedAt
       : endedAt - (run.requestedAt ?? run.startedAt),
   );
+  const split = asked.filter(
+    (run) => run.requestedAt !== null && run.grantedAt !== null && typeof run.poolGrantedAt === 'number',
+  );
   return {
     placementsPerSecond: seconds > 0 ? granted / seconds : 0,
     grantP50Ms: median(waits),
     grantP95Ms: percentile(waits, 0.95),
     asked: asked.length,
     waiting: asked.filter((run) => run.grantedAt === null).length,
+    atPoolP95Ms: percentile(
+      split.map((run) => run.poolGrantedAt! - run.requestedAt!),
+      0.95,
+    ),
+    deliveryP95Ms: percentile(
+      split.map((run) => run.grantedAt! - run.poolGrantedAt!),
+      0.95,
+    ),
   };
 }
 

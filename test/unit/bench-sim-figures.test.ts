@@ -40,6 +40,22 @@ describe("the simulated fleet's figures", () => {
     expect(figures.waiting).toBe(1);
     expect(figures.grantP50Ms).toBe(300);
     expect(figures.grantP95Ms).toBe(10_000);
+    // Without the pool's time, no split.
+    expect(figures.atPoolP95Ms).toBeNull();
+  });
+
+  it("splits the granted runs' waits into the pool's and the delivery's", () => {
+    const figures = simFigures(
+      [
+        { startedAt: 11_000, requestedAt: 11_000, poolGrantedAt: 11_100, grantedAt: 11_150 },
+        { startedAt: 12_000, requestedAt: 12_000, poolGrantedAt: 12_050, grantedAt: 14_050 },
+        { startedAt: 13_000, requestedAt: 13_000, poolGrantedAt: null, grantedAt: 13_500 },
+      ],
+      { from: 10_000, to: 20_000 },
+      25_000,
+    );
+    expect(figures.atPoolP95Ms).toBe(100);
+    expect(figures.deliveryP95Ms).toBe(2_000);
   });
 
   it('turns two readings into a rate', () => {
