@@ -65,7 +65,7 @@ export async function simHost(options: {
   const hostQueue = hostTaskQueue(host);
   const incarnation = crypto.randomUUID();
   const stopping = new AbortController();
-  const confirmations = new HostConfirmations();
+  const confirmations = new HostConfirmations(livenessMs);
   // The host queue's only work here is liveness: keepHostAlive, and the probe after a missed heartbeat.
   const liveness = await Worker.create({
     connection: options.connection,
@@ -92,7 +92,7 @@ export async function simHost(options: {
       log: options.log,
       heartbeatMs,
       liveLeases: () => [],
-      hostConfirmed: () => confirmations.confirmedWithin(2 * livenessMs),
+      hostConfirmed: () => confirmations.acceptedNow(),
     },
     await hostRegistration({
       host,

@@ -22,6 +22,9 @@ import type { NativeConnection } from '@temporalio/worker';
  * its runs ask the pool again, which denies a lease it took away meanwhile.
  */
 export class HostConfirmations {
+  /** `periodMs`: how often the host heartbeats (livenessPeriodMs). */
+  constructor(private readonly periodMs: number) {}
+
   private epoch = 0;
   private alive = false;
   private confirmedAt: number | undefined;
@@ -49,6 +52,11 @@ export class HostConfirmations {
     return this.alive && this.confirmedAt !== undefined && now - this.confirmedAt < ms;
   }
 
+  /** Whether the heartbeats are being accepted now: one may go unanswered (two periods). */
+  acceptedNow(now: number = Date.now()): boolean {
+    return this.confirmedWithin(2 * this.periodMs, now);
+  }
+
   /** The epoch a run followed from now belongs to; undefined while no activity keeps the host alive. */
   current(): number | undefined {
     return this.alive ? this.epoch : undefined;
@@ -63,10 +71,6 @@ export class HostConfirmations {
   }
 }
 
-/**
- * Heartbeats sent through the worker's own connection, the one its tasks come through (a host that
- * cannot be reached there confirms nothing), each bounded by `deadlineMs`.
- */
 /** Sends one heartbeat of the activity with this task token; resolves once the server accepted it. */
 export type AcknowledgedHeartbeat = (taskToken: Uint8Array, details: unknown) => Promise<void>;
 
@@ -83,6 +87,10 @@ export function activityOver(error: unknown): boolean {
   );
 }
 
+/**
+ * Heartbeats sent through the worker's own connection, the one its tasks come through (a host that
+ * cannot be reached there confirms nothing), each bounded by `deadlineMs`.
+ */
 export function acknowledgedHeartbeatOn(
   options: { connection: NativeConnection; namespace: string; dataConverter: DataConverter },
   deadlineMs: number,

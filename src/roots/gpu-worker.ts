@@ -149,8 +149,8 @@ async function startGpuWorker(
   // One per process start: its liveness activities answer for this incarnation only.
   const incarnation = crypto.randomUUID();
   const liveness = new AbortController();
-  const confirmations = new HostConfirmations();
   const livenessMs = livenessPeriodMs(heartbeatMs, hostFencing(options).fencingSeconds);
+  const confirmations = new HostConfirmations(livenessMs);
   const acknowledgedHeartbeat = acknowledgedHeartbeatOn(options, livenessMs);
   const workers = await createWorkers(options, {
     log,
@@ -181,8 +181,7 @@ async function startGpuWorker(
       log,
       heartbeatMs,
       liveLeases: () => liveLeasesOf(hostRuns),
-      // Two liveness periods: one heartbeat may go unanswered before the pool is asked every time.
-      hostConfirmed: () => confirmations.confirmedWithin(2 * livenessMs),
+      hostConfirmed: () => confirmations.acceptedNow(),
     },
     await hostRegistration({
       host: options.host,

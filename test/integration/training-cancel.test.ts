@@ -173,7 +173,7 @@ describe('the train activity when cancelled', () => {
 
 describe('the train activity on a host whose heartbeats the server acknowledges', () => {
   // The host's liveness epoch, confirmed as the server would accept its heartbeats (every 100 ms).
-  const confirmations = new HostConfirmations();
+  const confirmations = new HostConfirmations(100);
   let confirming: NodeJS.Timeout;
   let poolAsked = 0;
   let taskHeartbeat: () => Promise<void> = async () => undefined;

@@ -7,7 +7,7 @@ import { HostConfirmations } from '../../src/gpu-worker/host-confirmations.js';
 
 describe('HostConfirmations', () => {
   it('confirms only the epoch a run was followed in, and only while that epoch lasts', () => {
-    const host = new HostConfirmations();
+    const host = new HostConfirmations(100);
     expect(host.current()).toBeUndefined();
     const first = host.begin();
     expect(host.current()).toBe(first);
@@ -19,6 +19,9 @@ describe('HostConfirmations', () => {
     // The pool watch asks less often only while the heartbeats are accepted.
     expect(host.confirmedWithin(500, 1_400)).toBe(true);
     expect(host.confirmedWithin(500, 1_500)).toBe(false);
+    // Accepted now: within two heartbeat periods (100 ms here).
+    expect(host.acceptedNow(1_150)).toBe(true);
+    expect(host.acceptedNow(1_250)).toBe(false);
     expect(host.confirmedIn(undefined)).toBeUndefined();
     // The activity was taken away (the host was lost, or its limit changed): its runs ask the pool again.
     host.end(first);
@@ -48,7 +51,7 @@ describe('keepHostAlive with acknowledged heartbeats', () => {
     });
 
   it('confirms the host with each heartbeat the server accepted, from its sending time', async () => {
-    const confirmations = new HostConfirmations();
+    const confirmations = new HostConfirmations(100);
     const sent: number[] = [];
     // What the host's runs were confirmed by when each heartbeat went out.
     const confirmedWhenSent: (number | undefined)[] = [];
@@ -71,7 +74,7 @@ describe('keepHostAlive with acknowledged heartbeats', () => {
   });
 
   it('ends when the server says the activity was canceled (its limit changed)', async () => {
-    const confirmations = new HostConfirmations();
+    const confirmations = new HostConfirmations(100);
     const liveness = deps(async () => {
       throw new ActivityCancelledError('cancelled');
     }, confirmations);
